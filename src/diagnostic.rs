@@ -1,0 +1,284 @@
+//! Diagnostics that point into the topology file, rendered like rustc's:
+//! a headline with a stable code, `--> file:line:col`, the source line and a
+//! caret under the offending text, secondary labels for the other side of a
+//! conflict, then notes and a hint.
+//!
+//! Both `topology` (syntax, types, unknown keys) and `plan` (semantic rules)
+//! produce this one shape, so every mistake in a file looks the same.
+
+use std::fmt::Write as _;
+use std::ops::Range;
+
+use anstyle::{AnsiColor, Style};
+use serde::Serialize;
+
+/// How bad a diagnostic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The plan is still valid; `--deny warnings` turns these into failures.
+    Warning,
+    /// The topology is invalid.
+    Error,
+}
+
+/// A span in the source with a short message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Label {
+    /// Byte range in the source text.
+    pub span: Range<usize>,
+    /// What this place is, a lowercase fragment.
+    pub message: String,
+    /// The primary label is the place the headline is about.
+    pub primary: bool,
+}
+
+impl Label {
+    /// The place the diagnostic is about.
+    pub fn primary(span: Range<usize>, message: impl Into<String>) -> Self {
+        Label {
+            span,
+            message: message.into(),
+            primary: true,
+        }
+    }
+
+    /// Another place involved, e.g. the other side of a conflict.
+    pub fn secondary(span: Range<usize>, message: impl Into<String>) -> Self {
+        Label {
+            span,
+            message: message.into(),
+            primary: false,
+        }
+    }
+}
+
+/// One finding about a topology.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// Error or warning.
+    pub severity: Severity,
+    /// A stable code such as `E0101` or `W0201`, listed in `docs/topology.md`.
+    pub code: &'static str,
+    /// The headline, a lowercase sentence fragment.
+    pub message: String,
+    /// Places in the file; the first primary one gives the `-->` location.
+    pub labels: Vec<Label>,
+    /// Facts that explain the finding (limits, numbers, paths).
+    pub notes: Vec<String>,
+    /// What to do about it.
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    /// A new error with no labels yet.
+    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            code,
+            message: message.into(),
+            labels: Vec::new(),
+            notes: Vec::new(),
+            help: None,
+        }
+    }
+
+    /// A new warning with no labels yet.
+    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, message)
+        }
+    }
+
+    /// Adds a label.
+    pub fn with_label(mut self, label: Label) -> Self {
+        self.labels.push(label);
+        self
+    }
+
+    /// Adds a note.
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// Sets the hint.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Whether this is an error.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Renders the diagnostic against `source`, read from `path`.
+    pub fn render(&self, path: &str, source: &str, color: bool) -> String {
+        let paint = |style: Style, text: &str| -> String {
+            if color {
+                format!("{}{}{}", style.render(), text, style.render_reset())
+            } else {
+                text.to_owned()
+            }
+        };
+        let (level_style, level_name, mark) = match self.severity {
+            Severity::Error => (AnsiColor::Red.on_default().bold(), "error", '^'),
+            Severity::Warning => (AnsiColor::Yellow.on_default().bold(), "warning", '^'),
+        };
+        let bold = Style::new().bold();
+        let blue = AnsiColor::Blue.on_default().bold();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{}{}",
+            paint(level_style, &format!("{level_name}[{}]", self.code)),
+            paint(bold, &format!(": {}", self.message))
+        );
+
+        let mut labels: Vec<&Label> = self.labels.iter().collect();
+        // Primary first so its location heads the snippet; the rest by position.
+        labels.sort_by_key(|label| (!label.primary, label.span.start));
+        let located: Vec<(usize, usize, &Label)> = labels
+            .iter()
+            .map(|label| {
+                let (line, col) = line_col(source, label.span.start);
+                (line, col, *label)
+            })
+            .collect();
+        let gutter = located
+            .iter()
+            .map(|(line, _, _)| line.to_string().len())
+            .max()
+            .unwrap_or(1);
+        let pad = " ".repeat(gutter);
+        if let Some((line, col, _)) = located.first() {
+            let _ = writeln!(out, "{pad}{} {path}:{line}:{col}", paint(blue, "-->"));
+        } else {
+            let _ = writeln!(out, "{pad}{} {path}", paint(blue, "-->"));
+        }
+        if !located.is_empty() {
+            let _ = writeln!(out, "{pad} {}", paint(blue, "|"));
+        }
+        let mut by_line = located.clone();
+        by_line.sort_by_key(|(line, col, label)| (*line, *col, !label.primary));
+        let mut last_line = None;
+        for (line, col, label) in &by_line {
+            let text = source.lines().nth(line - 1).unwrap_or("");
+            if last_line != Some(*line) {
+                if let Some(previous) = last_line {
+                    if *line > previous + 1 {
+                        let _ = writeln!(out, "{}", paint(blue, "..."));
+                    }
+                }
+                let number = format!("{line:>gutter$}");
+                let _ = writeln!(out, "{} {}", paint(blue, &format!("{number} |")), text);
+                last_line = Some(*line);
+            }
+            let line_start = label.span.start - (col - 1).min(label.span.start);
+            let line_end = line_start + text.len();
+            let width = label
+                .span
+                .end
+                .min(line_end)
+                .saturating_sub(label.span.start)
+                .max(1);
+            let indent: String = text
+                .char_indices()
+                .take_while(|(i, _)| *i < col - 1)
+                .map(|(_, c)| if c == '\t' { '\t' } else { ' ' })
+                .collect();
+            let marker_char = if label.primary { mark } else { '-' };
+            let markers: String = std::iter::repeat_n(
+                marker_char,
+                text.get(col - 1..(col - 1 + width).min(text.len()))
+                    .map_or(1, |s| s.chars().count().max(1)),
+            )
+            .collect();
+            let style = if label.primary { level_style } else { blue };
+            let _ = writeln!(
+                out,
+                "{pad} {} {indent}{} {}",
+                paint(blue, "|"),
+                paint(style, &markers),
+                paint(style, &label.message)
+            );
+        }
+        for note in &self.notes {
+            let _ = writeln!(
+                out,
+                "{pad} {} {}",
+                paint(blue, "="),
+                paint(bold, &format!("note: {note}"))
+            );
+        }
+        if let Some(help) = &self.help {
+            let _ = writeln!(
+                out,
+                "{pad} {} {}",
+                paint(blue, "="),
+                paint(bold, &format!("help: {help}"))
+            );
+        }
+        out
+    }
+
+    /// `file:line:col` of the primary label, for one-line summaries.
+    pub fn location(&self, path: &str, source: &str) -> String {
+        match self
+            .labels
+            .iter()
+            .find(|label| label.primary)
+            .or(self.labels.first())
+        {
+            Some(label) => {
+                let (line, col) = line_col(source, label.span.start);
+                format!("{path}:{line}:{col}")
+            }
+            None => path.to_owned(),
+        }
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let offset = floor_char_boundary(source, offset.min(source.len()));
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = source[line_start..offset].chars().count() + 1;
+    (line, col)
+}
+
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while index > 0 && !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_caret_under_span_with_secondary_label() {
+        let source = "[process.a]\ncmd = [\"x\"]\n\n[process.b]\ncmd = [\"y\"]\n";
+        let diagnostic = Diagnostic::error("E9999", "something is wrong")
+            .with_label(Label::primary(43..48, "here"))
+            .with_label(Label::secondary(12..15, "and there"))
+            .with_help("fix it");
+        let text = diagnostic.render("t.toml", source, false);
+        assert_eq!(
+            text,
+            "error[E9999]: something is wrong\n --> t.toml:5:7\n  |\n2 | cmd = [\"x\"]\n  | --- and there\n...\n5 | cmd = [\"y\"]\n  |       ^^^^^ here\n  = help: fix it\n"
+        );
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("ab\ncé d", 7), (2, 4));
+        assert_eq!(line_col("", 0), (1, 1));
+    }
+}

@@ -1,0 +1,17 @@
+//! ipc-run: a declarative process-topology orchestrator for Linux.
+//!
+//! A TOML file describes processes and the IPC edges between them. The crate
+//! is organised as stages that only call forward:
+//!
+//! ```text
+//! topology  TOML -> typed model with source spans
+//! plan      pure decisions: mechanisms, validation, cycles, fds, env, order
+//! launch    makes the plan real: run dir, resources, fd wiring, spawn
+//! supervise runs it: events, readiness, restarts, logs, shutdown, cleanup
+//! ```
+//!
+//! `docs/architecture.md` describes the stages and the data between them.
+
+pub mod diagnostic;
+pub mod plan;
+pub mod topology;

@@ -1,0 +1,516 @@
+//! The plan: every decision the launcher needs, and nothing it must guess.
+//!
+//! A plan is the contract between `plan` and `launch`, and a product of its
+//! own: `ipc-run plan` prints it as text or as versioned JSON (schema in
+//! `schemas/plan.schema.json`). Values that only exist at run time (the run id
+//! and directory, a child's pid, a kernel-chosen TCP port, a System V id) are
+//! written as `{placeholders}` that the launcher substitutes; everything else
+//! is fixed here, deterministically.
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::limits::Limits;
+use crate::diagnostic::Diagnostic;
+use crate::topology::{RestartPolicy, SocketType, Traffic};
+
+/// Version of the JSON plan format; bumped on incompatible changes.
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+/// Placeholder for the run id (16 lowercase hex digits, 64 random bits).
+pub const RUN_ID: &str = "{run_id}";
+/// Placeholder for the private run directory.
+pub const RUN_DIR: &str = "{run_dir}";
+
+/// A complete, validated plan.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Plan {
+    /// [`PLAN_FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The topology's name (the file stem when it has none).
+    pub name: String,
+    /// Every process instance, in declaration order (replicas expanded).
+    pub processes: Vec<ProcessPlan>,
+    /// Every channel, one per edge, in declaration order.
+    pub channels: Vec<ChannelPlan>,
+    /// Instances in the order they start.
+    pub start_order: Vec<String>,
+    /// Instances in the order they are stopped (reverse start order).
+    pub stop_order: Vec<String>,
+    /// Data cycles found in the graph and how they were judged.
+    pub cycles: Vec<DataCycle>,
+    /// Process whose exit status ipc-run follows, if any.
+    pub exit_code_from: Option<String>,
+    /// Warnings, in the order found.
+    pub warnings: Vec<PlanWarning>,
+    /// The limits the plan was validated against.
+    pub limits: Limits,
+}
+
+/// A warning as stored in the plan (without source spans).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct PlanWarning {
+    /// Stable code such as `W0301`.
+    pub code: String,
+    /// The headline.
+    pub message: String,
+    /// Supporting facts.
+    pub notes: Vec<String>,
+}
+
+impl From<&Diagnostic> for PlanWarning {
+    fn from(diagnostic: &Diagnostic) -> Self {
+        PlanWarning {
+            code: diagnostic.code.to_owned(),
+            message: diagnostic.message.clone(),
+            notes: diagnostic.notes.clone(),
+        }
+    }
+}
+
+/// One process instance.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ProcessPlan {
+    /// Instance name: the process name, or `name#i` for replica `i`.
+    pub name: String,
+    /// The process name as declared.
+    pub process: String,
+    /// Replica index when the process has `replicas > 1`.
+    pub replica: Option<u32>,
+    /// Where it runs; only `local` today (kept for export to other engines).
+    pub host: String,
+    /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
+    pub argv: Vec<String>,
+    /// Whether the argv is a shell invocation the user asked for.
+    pub shell: bool,
+    /// Working directory, when set.
+    pub cwd: Option<String>,
+    /// Environment variables set by ipc-run, in order.
+    pub env: Vec<EnvVar>,
+    /// Variables passed through from ipc-run's own environment when set there.
+    pub inherit_env: Vec<String>,
+    /// Every fd the child gets beyond the ones it inherits, sorted by number.
+    pub fds: Vec<FdSlot>,
+    /// Readiness protocol.
+    pub ready: Readiness,
+    /// How long `after` dependants wait for readiness, in ms.
+    pub ready_timeout_ms: u64,
+    /// Restart policy.
+    pub restart: RestartPlan,
+    /// Signal that asks it to stop.
+    pub stop_signal: SignalRef,
+    /// Grace period before SIGKILL, in ms.
+    pub stop_timeout_ms: u64,
+    /// Processes (instances) that must be ready first.
+    pub after: Vec<String>,
+    /// Signals ipc-run forwards to it.
+    pub forward_signals: Vec<SignalRef>,
+}
+
+/// A signal by name and number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct SignalRef {
+    /// Name such as `SIGTERM`.
+    pub name: &'static str,
+    /// Number on Linux x86_64/aarch64.
+    pub number: i32,
+}
+
+/// One environment variable; `value` may contain placeholders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct EnvVar {
+    /// Variable name.
+    pub name: String,
+    /// Value template.
+    pub value: String,
+}
+
+/// Readiness protocol of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Readiness {
+    /// Ready once exec'd.
+    Started,
+    /// Ready on `READY=1` to `$NOTIFY_SOCKET`.
+    Notify,
+    /// Ready when a newline is written to this fd.
+    Fd {
+        /// The child's fd.
+        fd: i32,
+    },
+}
+
+/// Restart policy with its numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RestartPlan {
+    /// never, on-failure or always.
+    pub policy: RestartPolicy,
+    /// Restarts allowed before the process is marked failed.
+    pub limit: u32,
+    /// First backoff in ms; doubles up to [`MAX_BACKOFF_MS`].
+    pub backoff_ms: u64,
+}
+
+/// Longest delay between restarts.
+pub const MAX_BACKOFF_MS: u64 = 30_000;
+
+/// One fd in a child's table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct FdSlot {
+    /// The fd number in the child.
+    pub fd: i32,
+    /// Port name (`stdin`, `stdout`, `stderr` or a named port).
+    pub port: String,
+    /// What is behind the fd.
+    pub role: FdRole,
+}
+
+/// What an fd in a child refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FdRole {
+    /// One end of a channel.
+    Channel {
+        /// Channel id.
+        channel: String,
+        /// Which end.
+        end: End,
+    },
+    /// The write end of the readiness pipe.
+    Ready,
+}
+
+/// The end of a channel an endpoint holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum End {
+    /// Writes (pipe write end, sender, client).
+    Write,
+    /// Reads (pipe read end, receiver).
+    Read,
+    /// Reads and writes (socketpair end, shared memory).
+    Both,
+    /// Accepts connections or receives datagrams on a bound socket.
+    Listen,
+    /// Connects to a listener or sends to a bound address.
+    Connect,
+    /// Sends signals or posts semaphores.
+    Send,
+    /// Receives signals or waits on semaphores.
+    Receive,
+}
+
+/// A channel endpoint, resolved to an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum EndpointPlan {
+    /// A port of an instance.
+    Port {
+        /// Instance name.
+        process: String,
+        /// Port name.
+        port: String,
+        /// The end it holds.
+        end: End,
+        /// The fd it gets, when the mechanism is handed over as an fd.
+        fd: Option<i32>,
+        /// The environment variable describing the port.
+        env: String,
+    },
+    /// ipc-run's own stdin or stdout.
+    Own {
+        /// `stdin` or `stdout`.
+        stream: String,
+    },
+    /// A peer ipc-run does not launch; it reaches the channel by name.
+    External,
+}
+
+/// How a mechanism was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Choice {
+    /// `mechanism = "auto"`: the planner chose.
+    Auto,
+    /// Named in the file and validated.
+    Explicit,
+}
+
+/// One channel: an edge with its mechanism decided.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ChannelPlan {
+    /// Channel id: the edge's name or `eN` (N its index in the file).
+    pub id: String,
+    /// What the edge carries.
+    pub traffic: Traffic,
+    /// Chosen mechanism with its parameters.
+    pub mechanism: Mechanism,
+    /// Whether it was chosen or named.
+    pub choice: Choice,
+    /// Why this mechanism, in words.
+    pub reason: String,
+    /// Writers, senders, clients.
+    pub from: Vec<EndpointPlan>,
+    /// Readers, receivers, servers.
+    pub to: Vec<EndpointPlan>,
+    /// Named kernel or file-system objects it creates.
+    pub objects: Vec<NamedObject>,
+    /// Whether a writer blocks when the channel is full.
+    pub blocking: bool,
+    /// Bytes the channel buffers before writers block, when bounded.
+    pub capacity: Option<u64>,
+    /// Bytes declared in flight (`in_flight`), for cycle analysis.
+    pub in_flight: Option<u64>,
+}
+
+/// A named object the launcher creates exclusively and removes at exit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct NamedObject {
+    /// Object kind.
+    pub kind: ObjectKind,
+    /// Name or path template (`{run_id}`, `{run_dir}` substituted at launch).
+    pub name: String,
+    /// Permission bits, applied whatever the umask.
+    pub mode: u32,
+}
+
+/// Kinds of named objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectKind {
+    /// A FIFO in the run directory.
+    Fifo,
+    /// A Unix socket file in the run directory.
+    UnixSocket,
+    /// A POSIX shared memory object under `/dev/shm`.
+    PosixShm,
+    /// A POSIX message queue.
+    PosixMq,
+    /// A POSIX named semaphore (`/dev/shm/sem.*`).
+    PosixSem,
+    /// A System V shared memory segment (IPC_PRIVATE, id handed over).
+    SysvShm,
+    /// A System V message queue (IPC_PRIVATE, id handed over).
+    SysvMq,
+    /// A System V semaphore set (IPC_PRIVATE, id handed over).
+    SysvSem,
+}
+
+/// The mechanism of a channel and every parameter the launcher needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Mechanism {
+    /// ipc-run's own stdin/stdout handed to the process; nothing copies.
+    Inherit {
+        /// `stdin` or `stdout`.
+        stream: String,
+    },
+    /// An anonymous pipe.
+    Pipe {
+        /// Atomic write size (`PIPE_BUF`).
+        atomic_write: u64,
+    },
+    /// A FIFO in the run directory.
+    Fifo {
+        /// Path template.
+        path: String,
+        /// How processes receive it.
+        deliver: String,
+    },
+    /// A Unix socketpair.
+    Socketpair {
+        /// Socket type.
+        socket: SocketType,
+    },
+    /// A Unix socket bound (and listening) before exec, passed by `LISTEN_FDS`.
+    UnixListener {
+        /// Socket type.
+        socket: SocketType,
+        /// Socket path template.
+        path: String,
+        /// Listen backlog (stream and seqpacket).
+        backlog: u32,
+    },
+    /// A TCP listener.
+    Tcp {
+        /// Bind address, `host:port`; port 0 lets the kernel choose.
+        bind: String,
+        /// Listen backlog.
+        backlog: u32,
+    },
+    /// A bound UDP socket.
+    Udp {
+        /// Bind address.
+        bind: String,
+    },
+    /// POSIX shared memory.
+    PosixShm {
+        /// `shm_open` name template.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// Semaphores created with it (`lock` = 1, `ready` = 0), if any.
+        semaphores: Vec<String>,
+    },
+    /// System V shared memory.
+    SysvShm {
+        /// Size in bytes.
+        size: u64,
+    },
+    /// A POSIX message queue.
+    PosixMq {
+        /// `mq_open` name template.
+        name: String,
+        /// Queue depth (`mq_maxmsg`).
+        depth: u64,
+        /// Largest message (`mq_msgsize`).
+        message_size: u64,
+    },
+    /// A System V message queue.
+    SysvMq {
+        /// Queue capacity in bytes (`msg_qbytes`).
+        queue_bytes: u64,
+        /// Largest message.
+        message_size: u64,
+    },
+    /// A POSIX named semaphore.
+    PosixSem {
+        /// `sem_open` name template.
+        name: String,
+        /// Initial value.
+        initial: u32,
+    },
+    /// A System V semaphore set.
+    SysvSem {
+        /// Semaphores in the set.
+        count: u32,
+        /// Initial value of each.
+        initial: u32,
+    },
+    /// A signal from the `from` side to the `to` side.
+    Signal {
+        /// The signal.
+        signal: SignalRef,
+    },
+    /// An RPC endpoint: a listener plus a protocol both ends agree on.
+    Rpc {
+        /// Protocol label (grpc, json-rpc, http, dbus, …).
+        protocol: String,
+        /// `unix` or `tcp`.
+        transport: String,
+        /// Socket path (unix) or bind address (tcp) template.
+        address: String,
+        /// Listen backlog.
+        backlog: u32,
+    },
+}
+
+impl Mechanism {
+    /// The mechanism's name as written in topology files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mechanism::Inherit { .. } => "inherit",
+            Mechanism::Pipe { .. } => "pipe",
+            Mechanism::Fifo { .. } => "fifo",
+            Mechanism::Socketpair { .. } => "socketpair",
+            Mechanism::UnixListener { .. } => "unix-listener",
+            Mechanism::Tcp { .. } => "tcp",
+            Mechanism::Udp { .. } => "udp",
+            Mechanism::PosixShm { .. } => "posix-shm",
+            Mechanism::SysvShm { .. } => "sysv-shm",
+            Mechanism::PosixMq { .. } => "posix-mq",
+            Mechanism::SysvMq { .. } => "sysv-mq",
+            Mechanism::PosixSem { .. } => "posix-sem",
+            Mechanism::SysvSem { .. } => "sysv-sem",
+            Mechanism::Signal { .. } => "signal",
+            Mechanism::Rpc { .. } => "rpc",
+        }
+    }
+
+    /// A one-line summary with the parameters, for text plans and graphs.
+    pub fn summary(&self) -> String {
+        use crate::topology::ByteSize;
+        match self {
+            Mechanism::Inherit { stream } => format!("inherit ipc-run's {stream}"),
+            Mechanism::Pipe { .. } => "pipe".into(),
+            Mechanism::Fifo { path, deliver } => format!("fifo {path} (deliver {deliver})"),
+            Mechanism::Socketpair { socket } => format!("socketpair {}", socket.as_str()),
+            Mechanism::UnixListener { socket, path, .. } => {
+                format!("unix-listener {} {path}", socket.as_str())
+            }
+            Mechanism::Tcp { bind, .. } => format!("tcp {bind}"),
+            Mechanism::Udp { bind } => format!("udp {bind}"),
+            Mechanism::PosixShm {
+                name,
+                size,
+                semaphores,
+            } if semaphores.is_empty() => {
+                format!("posix-shm {name} {}", ByteSize(*size))
+            }
+            Mechanism::PosixShm { name, size, .. } => format!(
+                "posix-shm {name} {} + semaphores lock, ready",
+                ByteSize(*size)
+            ),
+            Mechanism::SysvShm { size } => format!("sysv-shm {}", ByteSize(*size)),
+            Mechanism::PosixMq {
+                name,
+                depth,
+                message_size,
+            } => {
+                format!(
+                    "posix-mq {name} depth {depth} x {}",
+                    ByteSize(*message_size)
+                )
+            }
+            Mechanism::SysvMq {
+                queue_bytes,
+                message_size,
+            } => {
+                format!(
+                    "sysv-mq {} x {}",
+                    ByteSize(*queue_bytes),
+                    ByteSize(*message_size)
+                )
+            }
+            Mechanism::PosixSem { name, initial } => format!("posix-sem {name} initial {initial}"),
+            Mechanism::SysvSem { count, initial } => {
+                format!("sysv-sem {count} x initial {initial}")
+            }
+            Mechanism::Signal { signal } => format!("signal {}", signal.name),
+            Mechanism::Rpc {
+                protocol,
+                transport,
+                address,
+                ..
+            } => format!("rpc {protocol} over {transport} {address}"),
+        }
+    }
+}
+
+/// A cycle in the data graph and its verdict.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DataCycle {
+    /// Instances along the cycle; the first is repeated at the end.
+    pub path: Vec<String>,
+    /// Channel ids along the cycle.
+    pub channels: Vec<String>,
+    /// How the cycle was judged.
+    pub verdict: CycleVerdict,
+    /// Total bytes the cycle's blocking channels buffer.
+    pub capacity: Option<u64>,
+    /// Total bytes declared in flight, if every channel declares it.
+    pub in_flight: Option<u64>,
+}
+
+/// The verdict on a data cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CycleVerdict {
+    /// Every channel blocks when full and the declared bytes in flight fit.
+    BoundedFits,
+    /// Every channel blocks when full and the bytes in flight are unknown or
+    /// exceed the capacity: a deadlock is possible (warning W0301).
+    DeadlockRisk,
+    /// At least one channel has its own protocol (socket, shm, signal): no warning.
+    Harmless,
+}

@@ -1,0 +1,153 @@
+//! Endpoint syntax: `process`, `process.port`, `@stdin`, `@stdout`, `@external`.
+
+use std::fmt;
+
+/// Longest process or port name accepted. Names end up in object names whose
+/// own limits (NAME_MAX 255, `sun_path` 108) must leave room for the run id.
+pub const MAX_NAME_LEN: usize = 48;
+
+/// One side of an edge, as written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Endpoint {
+    /// A port of a process in the topology. `port` is `None` for a bare
+    /// process name, which means `stdout` as a source and `stdin` as a sink.
+    Process {
+        /// The process name.
+        process: String,
+        /// The port name, if written.
+        port: Option<String>,
+    },
+    /// A standard stream of ipc-run itself.
+    Own(EndpointTarget),
+    /// A peer that ipc-run does not launch (reached through a named object).
+    External,
+}
+
+/// ipc-run's own standard streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EndpointTarget {
+    /// ipc-run's stdin, usable as a source.
+    Stdin,
+    /// ipc-run's stdout, usable as a sink.
+    Stdout,
+}
+
+impl Endpoint {
+    /// Parses an endpoint; the error explains the accepted forms.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "@stdin" => return Ok(Endpoint::Own(EndpointTarget::Stdin)),
+            "@stdout" => return Ok(Endpoint::Own(EndpointTarget::Stdout)),
+            "@external" => return Ok(Endpoint::External),
+            _ => {}
+        }
+        if let Some(rest) = text.strip_prefix('@') {
+            return Err(format!(
+                "unknown special endpoint `@{rest}` (expected @stdin, @stdout or @external)"
+            ));
+        }
+        let (process, port) = match text.split_once('.') {
+            Some((process, port)) => (process, Some(port)),
+            None => (text, None),
+        };
+        check_name(process).map_err(|why| format!("invalid process name in `{text}`: {why}"))?;
+        if let Some(port) = port {
+            check_name(port).map_err(|why| format!("invalid port name in `{text}`: {why}"))?;
+        }
+        Ok(Endpoint::Process {
+            process: process.to_owned(),
+            port: port.map(str::to_owned),
+        })
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Process {
+                process,
+                port: Some(port),
+            } => write!(f, "{process}.{port}"),
+            Endpoint::Process {
+                process,
+                port: None,
+            } => f.write_str(process),
+            Endpoint::Own(EndpointTarget::Stdin) => f.write_str("@stdin"),
+            Endpoint::Own(EndpointTarget::Stdout) => f.write_str("@stdout"),
+            Endpoint::External => f.write_str("@external"),
+        }
+    }
+}
+
+/// Checks a process, port or edge name: 1 to 48 characters of lowercase
+/// ASCII letters, digits, `-` and `_`, starting with a letter. Such names are
+/// safe inside file names, object names and environment variable names.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a name must not be empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "a name has at most {MAX_NAME_LEN} characters, this one has {}",
+            name.len()
+        ));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("a name starts with a lowercase letter".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'))
+    {
+        return Err(format!(
+            "{bad:?} is not allowed (use a-z, 0-9, `-` and `_`)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_form() {
+        assert_eq!(
+            Endpoint::parse("cam.frames"),
+            Ok(Endpoint::Process {
+                process: "cam".into(),
+                port: Some("frames".into())
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("cam"),
+            Ok(Endpoint::Process {
+                process: "cam".into(),
+                port: None
+            })
+        );
+        assert_eq!(
+            Endpoint::parse("@stdin"),
+            Ok(Endpoint::Own(EndpointTarget::Stdin))
+        );
+        assert_eq!(Endpoint::parse("@external"), Ok(Endpoint::External));
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        for bad in [
+            "",
+            "a.b.c",
+            "A",
+            "../x",
+            "a/b",
+            "@nope",
+            "a.",
+            ".a",
+            "x\0y",
+            &"a".repeat(49),
+        ] {
+            assert!(Endpoint::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! The topology: what the user wrote, as typed values that remember where in
+//! the TOML file they came from.
+//!
+//! This stage only parses. It rejects what serde can see (syntax, types,
+//! unknown keys, bad units) and leaves every rule that needs the whole file
+//! (dangling endpoints, fd collisions, mechanism fitness, cycles) to `plan`.
+//! Every name and value a diagnostic may point at is a [`Spanned`] so the
+//! planner can say `file:line:col` with a caret.
+
+mod endpoint;
+mod units;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+pub use toml::Spanned;
+
+use crate::diagnostic::{Diagnostic, Label};
+pub use endpoint::{Endpoint, EndpointTarget};
+pub use units::{ByteSize, Millis};
+
+/// Files larger than this are refused before parsing: no real topology comes
+/// near it, and it bounds the work a hostile file can cause.
+pub const MAX_SOURCE_BYTES: usize = 4 << 20;
+
+/// A parsed topology file together with its source text, which diagnostics
+/// need to show the offending line.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    /// The path the file was read from, as given by the user.
+    pub path: PathBuf,
+    /// The whole text of the file.
+    pub source: String,
+    /// The typed content.
+    pub file: TopologyFile,
+}
+
+/// Why a topology could not be read or parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    /// The file could not be read at all.
+    #[error("failed to read {path}: {source}")]
+    Read {
+        /// The path as given.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid topology document.
+    #[error("failed to parse {}", .path.display())]
+    Parse {
+        /// The path as given.
+        path: PathBuf,
+        /// The source text, for rendering.
+        source_text: String,
+        /// What is wrong, with its location.
+        diagnostic: Box<Diagnostic>,
+    },
+}
+
+impl Topology {
+    /// Reads and parses the topology at `path`.
+    pub fn load(path: &Path) -> Result<Self, TopologyError> {
+        let bytes = std::fs::read(path).map_err(|source| TopologyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let source = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(err) => {
+                let valid = err.utf8_error().valid_up_to();
+                let text = String::from_utf8_lossy(err.as_bytes()).into_owned();
+                return Err(TopologyError::Parse {
+                    path: path.to_owned(),
+                    diagnostic: Box::new(
+                        Diagnostic::error("E0001", "the file is not valid UTF-8")
+                            .with_label(Label::primary(valid..valid + 1, "invalid byte here")),
+                    ),
+                    source_text: text,
+                });
+            }
+        };
+        Self::parse(path, source)
+    }
+
+    /// Parses `source` as the topology file `path` (the path is only used in
+    /// messages).
+    pub fn parse(path: &Path, source: String) -> Result<Self, TopologyError> {
+        let fail = |diagnostic: Diagnostic, source: String| TopologyError::Parse {
+            path: path.to_owned(),
+            source_text: source,
+            diagnostic: Box::new(diagnostic),
+        };
+        if source.len() > MAX_SOURCE_BYTES {
+            let diagnostic = Diagnostic::error(
+                "E0002",
+                format!(
+                    "the file is {} bytes, more than the {} a topology may have",
+                    source.len(),
+                    MAX_SOURCE_BYTES
+                ),
+            );
+            return Err(fail(diagnostic, String::new()));
+        }
+        match toml::from_str::<TopologyFile>(&source) {
+            Ok(mut file) => {
+                file.fill_endpoint_spans();
+                Ok(Topology {
+                    path: path.to_owned(),
+                    source,
+                    file,
+                })
+            }
+            Err(err) => {
+                let diagnostic = syntax_diagnostic(&err, &source);
+                Err(fail(diagnostic, source))
+            }
+        }
+    }
+}
+
+/// Turns a toml/serde error into a diagnostic with a stable code: syntax,
+/// unknown key, missing key or wrong type/value.
+fn syntax_diagnostic(err: &toml::de::Error, source: &str) -> Diagnostic {
+    let message = err.message().trim().to_owned();
+    let (code, headline) = if message.starts_with("unknown field") {
+        ("E0003", "unknown key")
+    } else if message.starts_with("missing field") {
+        ("E0004", "missing key")
+    } else if message.starts_with("invalid type")
+        || message.starts_with("invalid value")
+        || message.starts_with("unknown variant")
+    {
+        ("E0005", "wrong type or value")
+    } else if message.starts_with("invalid size")
+        || message.starts_with("invalid duration")
+        || message.starts_with("invalid endpoint")
+    {
+        ("E0005", "wrong type or value")
+    } else if message.starts_with("duplicate key") {
+        ("E0006", "duplicate key")
+    } else {
+        ("E0007", "invalid TOML")
+    };
+    let span = err.span().unwrap_or(0..0);
+    let span = if span.is_empty() && !source.is_empty() {
+        let start = span.start.min(source.len().saturating_sub(1));
+        start..start + 1
+    } else {
+        span
+    };
+    let label_text = message.lines().next().unwrap_or("").to_owned();
+    Diagnostic::error(code, format!("{headline}: {label_text}"))
+        .with_label(Label::primary(span, label_text))
+}
+
+/// The document: a name, processes, edges and optional pipeline sugar.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "ipc-run topology",
+    description = "Processes and the IPC edges between them."
+)]
+pub struct TopologyFile {
+    /// The topology's name; used in messages and in the run id.
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// Processes by name. Names are lowercase letters, digits, `-` and `_`.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ProcessSpec>")]
+    pub process: BTreeMap<Spanned<String>, ProcessSpec>,
+    /// The IPC edges between processes.
+    #[serde(default)]
+    pub edge: Vec<EdgeSpec>,
+    /// Shell-style sugar: each stage's stdout is piped into the next stage's
+    /// stdin. `@stdin` may start it and `@stdout` end it.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub pipeline: Vec<Spanned<String>>,
+    /// Follow this process's exit status instead of the first failure.
+    #[schemars(with = "Option<String>")]
+    pub exit_code_from: Option<Spanned<String>>,
+}
+
+impl TopologyFile {
+    /// A scalar `from = "a.out"` has no element spans of its own: give it the
+    /// span of the whole value.
+    fn fill_endpoint_spans(&mut self) {
+        for edge in &mut self.edge {
+            for list in [&mut edge.from, &mut edge.to] {
+                let outer = list.span();
+                for item in list.get_mut().0.iter_mut() {
+                    if item.span() == (0..0) {
+                        *item = Spanned::new(outer.clone(), item.get_ref().clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One process (or a set of identical replicas).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessSpec {
+    /// The argv, exec'd directly; no shell is involved.
+    #[schemars(with = "Option<Vec<String>>")]
+    pub cmd: Option<Spanned<Vec<String>>>,
+    /// A script run by `/bin/sh -c`, only when a shell is wanted.
+    #[schemars(with = "Option<String>")]
+    pub shell: Option<Spanned<String>>,
+    /// Environment variables added to the child's environment.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// Pass these variables of ipc-run's own environment through.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub inherit_env: Vec<Spanned<String>>,
+    /// Working directory of the child.
+    #[schemars(with = "Option<String>")]
+    pub cwd: Option<Spanned<String>>,
+    /// Processes that must be ready before this one starts.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub after: Vec<Spanned<String>>,
+    /// When the process counts as ready: `started`, `notify` or `{ fd = N }`.
+    #[schemars(with = "Option<Ready>")]
+    pub ready: Option<Spanned<Ready>>,
+    /// How long to wait for readiness before failing the run.
+    #[schemars(with = "Option<Millis>")]
+    pub ready_timeout: Option<Spanned<Millis>>,
+    /// `never` (default), `on-failure` or `always`.
+    #[schemars(with = "Option<RestartPolicy>")]
+    pub restart: Option<Spanned<RestartPolicy>>,
+    /// How many restarts before the process is marked failed.
+    #[schemars(with = "Option<u32>")]
+    pub restart_limit: Option<Spanned<u32>>,
+    /// First restart delay; doubled after each failure, up to 30 s.
+    #[schemars(with = "Option<Millis>")]
+    pub restart_backoff: Option<Spanned<Millis>>,
+    /// Signal sent to stop the process (default `SIGTERM`).
+    #[schemars(with = "Option<String>")]
+    pub stop_signal: Option<Spanned<String>>,
+    /// Grace period between the stop signal and SIGKILL (default 5 s).
+    #[schemars(with = "Option<Millis>")]
+    pub stop_timeout: Option<Spanned<Millis>>,
+    /// Run this many identical instances (default 1).
+    #[schemars(with = "Option<i64>")]
+    pub replicas: Option<Spanned<i64>>,
+    /// Named ports, optionally with a fixed fd number.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, PortSpec>")]
+    pub ports: BTreeMap<Spanned<String>, PortSpec>,
+    /// Signals ipc-run receives and forwards to this process (SIGHUP, SIGUSR1, SIGUSR2).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub forward_signals: Vec<Spanned<String>>,
+}
+
+/// A named port of a process.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    /// The fd number the port gets in the child; allocated from 3 if absent.
+    #[schemars(with = "Option<i64>")]
+    pub fd: Option<Spanned<i64>>,
+}
+
+/// Readiness protocol of a process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ready {
+    /// Ready as soon as it has been exec'd.
+    Started,
+    /// Ready when it sends `READY=1` to `$NOTIFY_SOCKET` (sd_notify).
+    Notify,
+    /// Ready when it writes a newline to this fd.
+    Fd {
+        /// The fd number the child writes to.
+        fd: i64,
+    },
+}
+
+impl<'de> Deserialize<'de> for Ready {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ReadyVisitor;
+        impl<'de> Visitor<'de> for ReadyVisitor {
+            type Value = Ready;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"started\", \"notify\" or { fd = N }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Ready, E> {
+                match v {
+                    "started" => Ok(Ready::Started),
+                    "notify" => Ok(Ready::Notify),
+                    other => Err(E::unknown_variant(
+                        other,
+                        &["started", "notify", "{ fd = N }"],
+                    )),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ready, A::Error> {
+                let mut fd = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "fd" {
+                        fd = Some(map.next_value::<i64>()?);
+                    } else {
+                        return Err(de::Error::unknown_field(&key, &["fd"]));
+                    }
+                }
+                fd.map(|fd| Ready::Fd { fd })
+                    .ok_or_else(|| de::Error::missing_field("fd"))
+            }
+        }
+        deserializer.deserialize_any(ReadyVisitor)
+    }
+}
+
+/// What happens when a process exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never restart.
+    #[default]
+    Never,
+    /// Restart after a non-zero exit or death by signal.
+    OnFailure,
+    /// Restart whenever it exits.
+    Always,
+}
+
+/// One IPC edge between endpoints.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeSpec {
+    /// The writer(s) / sender(s) / client(s): `process`, `process.port`, `@stdin`, `@external`.
+    #[schemars(with = "OneOrMany")]
+    pub from: Spanned<EndpointList>,
+    /// The reader(s) / receiver(s) / server(s): `process`, `process.port`, `@stdout`, `@external`.
+    #[schemars(with = "OneOrMany")]
+    pub to: Spanned<EndpointList>,
+    /// A name for the edge, used in object names and the plan (default `eN`).
+    #[schemars(with = "Option<String>")]
+    pub name: Option<Spanned<String>>,
+    /// What flows: `stream` (default), `messages`, `shared`, `request` or `notify`.
+    #[schemars(with = "Option<Traffic>")]
+    pub traffic: Option<Spanned<Traffic>>,
+    /// `auto` (default) or the mechanism to use, validated against the traits.
+    #[schemars(with = "Option<MechanismName>")]
+    pub mechanism: Option<Spanned<MechanismName>>,
+    /// Data flows both ways.
+    #[schemars(with = "Option<bool>")]
+    pub duplex: Option<Spanned<bool>>,
+    /// Largest message or record a writer sends in one write.
+    #[schemars(with = "Option<ByteSize>")]
+    pub message_size: Option<Spanned<ByteSize>>,
+    /// Messages a queue holds before senders block.
+    #[schemars(with = "Option<i64>")]
+    pub depth: Option<Spanned<i64>>,
+    /// Size of a shared-memory region.
+    #[schemars(with = "Option<ByteSize>")]
+    pub size: Option<Spanned<ByteSize>>,
+    /// Bytes a writer may have sent that the reader has not yet consumed;
+    /// used to analyse deadlock risk in data cycles.
+    #[schemars(with = "Option<ByteSize>")]
+    pub in_flight: Option<Spanned<ByteSize>>,
+    /// Signal carried by a `notify` edge over the `signal` mechanism.
+    #[schemars(with = "Option<String>")]
+    pub signal: Option<Spanned<String>>,
+    /// Protocol label of a `request` edge (grpc, json-rpc, http, dbus, …).
+    #[schemars(with = "Option<String>")]
+    pub protocol: Option<Spanned<String>>,
+    /// Socket type for Unix sockets: `stream`, `seqpacket` or `dgram`.
+    #[schemars(with = "Option<SocketType>")]
+    pub socket: Option<Spanned<SocketType>>,
+    /// Synchronisation of a shared-memory edge: `semaphores` (default) or `none`.
+    #[schemars(with = "Option<SyncKind>")]
+    pub sync: Option<Spanned<SyncKind>>,
+    /// Initial value of a semaphore edge (default 0; 1 makes a mutex).
+    #[schemars(with = "Option<i64>")]
+    pub initial: Option<Spanned<i64>>,
+    /// Permission bits of named objects, at most `0600`-like owner-only
+    /// unless `0660` is asked for explicitly.
+    #[schemars(with = "Option<String>")]
+    pub mode: Option<Spanned<String>>,
+    /// Address for TCP/UDP/RPC over IP, `host:port`; default `127.0.0.1:0`.
+    #[schemars(with = "Option<String>")]
+    pub address: Option<Spanned<String>>,
+    /// Opt in to binding beyond loopback.
+    #[schemars(with = "Option<bool>")]
+    pub allow_remote: Option<Spanned<bool>>,
+    /// How a FIFO reaches the process: `fd` (opened by ipc-run) or `path`.
+    #[schemars(with = "Option<Delivery>")]
+    pub deliver: Option<Spanned<Delivery>>,
+}
+
+/// One endpoint or a list of them, as written in `from`/`to`.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointList(pub Vec<Spanned<String>>);
+
+/// Schema-only shape of [`EndpointList`]: one endpoint or a list.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "only describes the JSON shape for the schema")]
+enum OneOrMany {
+    /// One endpoint.
+    One(String),
+    /// Several endpoints (fan-in or fan-out).
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for EndpointList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = EndpointList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an endpoint such as \"proc.port\" or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<EndpointList, E> {
+                Ok(EndpointList(vec![Spanned::new(0..0, v.to_owned())]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EndpointList, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    items.push(item);
+                }
+                Ok(EndpointList(items))
+            }
+        }
+        deserializer.deserialize_any(ListVisitor)
+    }
+}
+
+/// What flows over an edge; the planner picks a mechanism from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Traffic {
+    /// An unframed byte stream.
+    #[default]
+    Stream,
+    /// Discrete messages whose boundaries matter.
+    Messages,
+    /// A region of memory both sides map.
+    Shared,
+    /// Requests and responses, server on the `to` side.
+    Request,
+    /// An event without payload.
+    Notify,
+}
+
+/// The mechanisms a user can name; `auto` lets the planner choose.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    Deserialize,
+    Serialize,
+    JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum MechanismName {
+    /// Let the planner choose from the edge's traits.
+    #[default]
+    Auto,
+    /// Anonymous pipe.
+    Pipe,
+    /// Named FIFO in the run directory.
+    Fifo,
+    /// Unix socketpair.
+    Socketpair,
+    /// Unix socket listener bound before exec.
+    UnixListener,
+    /// TCP listener on loopback.
+    Tcp,
+    /// UDP socket on loopback.
+    Udp,
+    /// POSIX shared memory (`shm_open`).
+    PosixShm,
+    /// System V shared memory (`shmget`).
+    SysvShm,
+    /// POSIX message queue (`mq_open`).
+    PosixMq,
+    /// System V message queue (`msgget`).
+    SysvMq,
+    /// POSIX named semaphore (`sem_open`).
+    PosixSem,
+    /// System V semaphore set (`semget`).
+    SysvSem,
+    /// A signal sent by one process to another.
+    Signal,
+    /// An RPC endpoint: a listener plus a protocol label.
+    Rpc,
+}
+
+impl MechanismName {
+    /// The spelling used in the TOML file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MechanismName::Auto => "auto",
+            MechanismName::Pipe => "pipe",
+            MechanismName::Fifo => "fifo",
+            MechanismName::Socketpair => "socketpair",
+            MechanismName::UnixListener => "unix-listener",
+            MechanismName::Tcp => "tcp",
+            MechanismName::Udp => "udp",
+            MechanismName::PosixShm => "posix-shm",
+            MechanismName::SysvShm => "sysv-shm",
+            MechanismName::PosixMq => "posix-mq",
+            MechanismName::SysvMq => "sysv-mq",
+            MechanismName::PosixSem => "posix-sem",
+            MechanismName::SysvSem => "sysv-sem",
+            MechanismName::Signal => "signal",
+            MechanismName::Rpc => "rpc",
+        }
+    }
+}
+
+impl fmt::Display for MechanismName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Unix socket types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SocketType {
+    /// SOCK_STREAM: a byte stream.
+    Stream,
+    /// SOCK_SEQPACKET: reliable, ordered, message boundaries kept.
+    Seqpacket,
+    /// SOCK_DGRAM: datagrams.
+    Dgram,
+}
+
+impl SocketType {
+    /// The spelling used in files and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SocketType::Stream => "stream",
+            SocketType::Seqpacket => "seqpacket",
+            SocketType::Dgram => "dgram",
+        }
+    }
+}
+
+/// Synchronisation paired with a shared-memory edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncKind {
+    /// A pair of semaphores (`items`, `slots`) created with the segment.
+    Semaphores,
+    /// No synchronisation provided; the processes bring their own.
+    None,
+}
+
+/// How a FIFO reaches a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Delivery {
+    /// ipc-run opens the FIFO and hands the process an fd.
+    Fd,
+    /// The process gets the path and opens the FIFO itself.
+    Path,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Topology, TopologyError> {
+        Topology::parse(Path::new("t.toml"), text.to_owned())
+    }
+
+    #[test]
+    fn endpoints_keep_their_spans_in_scalars_and_lists() {
+        let text =
+            "[process.a]\ncmd = [\"x\"]\n[[edge]]\nfrom = \"a.out\"\nto = [\"b.in\", \"c\"]\n";
+        let topology = parse(text).expect("valid");
+        let edge = &topology.file.edge[0];
+        let from = &edge.from.get_ref().0[0];
+        assert_eq!(&text[from.span()], "\"a.out\"");
+        let second = &edge.to.get_ref().0[1];
+        assert_eq!(&text[second.span()], "\"c\"");
+        let (name, _) = topology.file.process.iter().next().expect("one process");
+        assert_eq!(&text[name.span()], "a");
+    }
+
+    #[test]
+    fn ready_accepts_words_and_fd_tables() {
+        let text = "[process.a]\ncmd = [\"x\"]\nready = { fd = 5 }\n[process.b]\ncmd = [\"y\"]\nready = \"notify\"\n";
+        let topology = parse(text).expect("valid");
+        let ready: Vec<_> = topology
+            .file
+            .process
+            .values()
+            .map(|p| p.ready.as_ref().map(|r| r.get_ref().clone()))
+            .collect();
+        assert_eq!(ready, vec![Some(Ready::Fd { fd: 5 }), Some(Ready::Notify)]);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_a_span() {
+        let err = parse("[process.a]\ncmd = [\"x\"]\ncommand = 1\n").expect_err("unknown key");
+        let TopologyError::Parse { diagnostic, .. } = err else {
+            panic!("parse error expected")
+        };
+        assert_eq!(diagnostic.code, "E0003");
+        assert!(
+            diagnostic.message.contains("command"),
+            "{}",
+            diagnostic.message
+        );
+    }
+}
