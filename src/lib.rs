@@ -12,6 +12,9 @@
 //!
 //! `docs/architecture.md` describes the stages and the data between them.
 
+pub mod child;
 pub mod diagnostic;
 pub mod plan;
+pub mod supervise;
+pub mod sys;
 pub mod topology;

@@ -1,0 +1,321 @@
+//! Relaying the unwired stdout and stderr of processes, line by line.
+//!
+//! Every record goes out as `name | bytes\n`, the name padded to the width of
+//! the longest instance name. Bytes are passed through untouched (no UTF-8
+//! decoding: lines are split with memchr). A line longer than [`CHUNK`] is cut
+//! into records of `CHUNK` bytes; records that continue a line are marked
+//! `name + bytes\n` instead of `name | `, so the original line is the
+//! concatenation of its `|` record and the `+` records after it. A last line
+//! without a newline is flushed at EOF with a newline added.
+//!
+//! Output uses blocking writes, one `write(2)` per record where the kernel
+//! allows, so records from different processes never interleave. Write errors
+//! (`/dev/full`, a closed pipe: SIGPIPE is ignored in ipc-run) are counted and
+//! the record is dropped; the run goes on.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use anstyle::{AnsiColor, Style};
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+/// Longest record; a longer line is cut into records of this size.
+pub const CHUNK: usize = 64 * 1024;
+
+/// One record cut from a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The bytes, without the newline.
+    pub bytes: &'a [u8],
+    /// False when the record continues a line cut at [`CHUNK`].
+    pub starts_line: bool,
+}
+
+/// Collects a stream's bytes and cuts them into records. Holds at most
+/// [`CHUNK`] bytes between calls.
+#[derive(Debug, Default)]
+pub struct LineBuffer {
+    pending: Vec<u8>,
+    continuing: bool,
+}
+
+impl LineBuffer {
+    /// Adds `data` and hands every complete record to `emit`.
+    pub fn push(&mut self, data: &[u8], emit: &mut dyn FnMut(Record<'_>)) {
+        self.pending.extend_from_slice(data);
+        let mut start = 0;
+        while let Some(offset) = memchr::memchr(b'\n', &self.pending[start..]) {
+            let end = start + offset;
+            self.emit_pieces(start, end, emit);
+            self.continuing = false;
+            start = end + 1;
+        }
+        // No newline in the rest: flush whole chunks of an overlong line.
+        while self.pending.len() - start >= CHUNK {
+            emit(Record {
+                bytes: &self.pending[start..start + CHUNK],
+                starts_line: !self.continuing,
+            });
+            self.continuing = true;
+            start += CHUNK;
+        }
+        self.pending.drain(..start);
+    }
+
+    /// Emits a complete line `pending[start..end]`, cut at `CHUNK`.
+    fn emit_pieces(&mut self, mut start: usize, end: usize, emit: &mut dyn FnMut(Record<'_>)) {
+        loop {
+            let piece_end = end.min(start + CHUNK);
+            emit(Record {
+                bytes: &self.pending[start..piece_end],
+                starts_line: !self.continuing,
+            });
+            self.continuing = true;
+            start = piece_end;
+            if start >= end {
+                return;
+            }
+        }
+    }
+
+    /// At EOF: emits a trailing partial line, if any.
+    pub fn finish(&mut self, emit: &mut dyn FnMut(Record<'_>)) {
+        if !self.pending.is_empty() {
+            emit(Record {
+                bytes: &self.pending,
+                starts_line: !self.continuing,
+            });
+        }
+        self.pending.clear();
+        self.continuing = false;
+    }
+
+    /// Bytes held, waiting for a newline.
+    pub fn held(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Which of ipc-run's streams a record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// ipc-run's stdout.
+    Stdout,
+    /// ipc-run's stderr.
+    Stderr,
+}
+
+const PALETTE: [AnsiColor; 6] = [
+    AnsiColor::Cyan,
+    AnsiColor::Yellow,
+    AnsiColor::Green,
+    AnsiColor::Magenta,
+    AnsiColor::Blue,
+    AnsiColor::BrightRed,
+];
+
+/// Writes records to ipc-run's stdout and stderr with name prefixes.
+#[derive(Debug)]
+pub struct LogWriter {
+    out: [OwnedFd; 2],
+    color: [bool; 2],
+    /// Per instance: the padded name, plain and coloured.
+    names: Vec<(String, String)>,
+    scratch: Vec<u8>,
+    /// Records that could not be written (EPIPE, ENOSPC, ...).
+    pub write_errors: u64,
+}
+
+impl LogWriter {
+    /// A writer for instances `names` (indexed as given), writing to
+    /// `stdout`/`stderr`, colouring each as told.
+    pub fn new(names: &[&str], stdout: OwnedFd, stderr: OwnedFd, color: [bool; 2]) -> Self {
+        let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+        let names = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let padded = format!("{name:<width$}");
+                let style = Style::new().fg_color(Some(PALETTE[i % PALETTE.len()].into()));
+                let coloured = format!("{style}{padded}{style:#}");
+                (padded, coloured)
+            })
+            .collect();
+        LogWriter {
+            out: [stdout, stderr],
+            color,
+            names,
+            scratch: Vec::with_capacity(CHUNK + 128),
+            write_errors: 0,
+        }
+    }
+
+    /// Writes one record of `instance` to `stream`.
+    pub fn write(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
+        let slot = stream as usize;
+        let (plain, coloured) = &self.names[instance];
+        self.scratch.clear();
+        self.scratch.extend_from_slice(if self.color[slot] {
+            coloured.as_bytes()
+        } else {
+            plain.as_bytes()
+        });
+        self.scratch
+            .extend_from_slice(if record.starts_line { b" | " } else { b" + " });
+        self.scratch.extend_from_slice(record.bytes);
+        self.scratch.push(b'\n');
+        if write_all(self.out[slot].as_fd(), &self.scratch).is_err() {
+            self.write_errors += 1;
+        }
+    }
+
+    /// Writes a line of ipc-run's own (a summary, a message) to stderr.
+    pub fn message(&mut self, line: &str) {
+        let mut text = line.as_bytes().to_vec();
+        text.push(b'\n');
+        if write_all(self.out[1].as_fd(), &text).is_err() {
+            self.write_errors += 1;
+        }
+    }
+}
+
+/// Writes all of `buf` to `fd`, blocking; waits for POLLOUT should the fd
+/// be non-blocking (an inherited O_NONBLOCK pipe).
+fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(0) => return Err(Errno::EIO),
+            Ok(n) => buf = &buf[n..],
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => {
+                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+                match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(chunks: &[&[u8]]) -> Vec<(Vec<u8>, bool)> {
+        let mut buffer = LineBuffer::default();
+        let mut out = Vec::new();
+        let mut emit = |r: Record<'_>| out.push((r.bytes.to_vec(), r.starts_line));
+        for chunk in chunks {
+            buffer.push(chunk, &mut emit);
+            assert!(buffer.held() < CHUNK);
+        }
+        buffer.finish(&mut emit);
+        out
+    }
+
+    #[test]
+    fn splits_lines_across_reads() {
+        let out = records(&[b"ab", b"c\nde\n\nf", b"g"]);
+        assert_eq!(
+            out,
+            vec![
+                (b"abc".to_vec(), true),
+                (b"de".to_vec(), true),
+                (b"".to_vec(), true),
+                (b"fg".to_vec(), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn non_utf8_passes_through() {
+        let out = records(&[b"\xff\xfe\x00x\n\xc3"]);
+        assert_eq!(
+            out,
+            vec![(b"\xff\xfe\x00x".to_vec(), true), (b"\xc3".to_vec(), true)]
+        );
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_rejoin_exactly() {
+        let line: Vec<u8> = (0..(CHUNK * 3 + 17)).map(|i| (i % 251) as u8 | 1).collect();
+        let line: Vec<u8> = line
+            .into_iter()
+            .map(|b| if b == b'\n' { b'x' } else { b })
+            .collect();
+        let mut input = line.clone();
+        input.extend_from_slice(b"\nnext\n");
+        for step in [1000, 4096, CHUNK, CHUNK + 1, input.len()] {
+            let parts: Vec<&[u8]> = input.chunks(step).collect();
+            let out = records(&parts);
+            let first = &out[0];
+            assert!(first.1);
+            let mut joined = Vec::new();
+            let mut n = 0;
+            for (bytes, starts) in &out {
+                if *starts && n > 0 {
+                    break;
+                }
+                assert!(bytes.len() <= CHUNK);
+                joined.extend_from_slice(bytes);
+                n += 1;
+            }
+            assert_eq!(joined, line, "step {step}");
+            assert_eq!(out[n], (b"next".to_vec(), true));
+        }
+    }
+
+    #[test]
+    fn writer_prefixes_and_pads() {
+        let (r1, w1) = nix::unistd::pipe().unwrap();
+        let (r2, w2) = nix::unistd::pipe().unwrap();
+        let mut writer = LogWriter::new(&["a", "long"], w1, w2, [false, false]);
+        writer.write(
+            0,
+            Stream::Stdout,
+            Record {
+                bytes: b"hi",
+                starts_line: true,
+            },
+        );
+        writer.write(
+            1,
+            Stream::Stderr,
+            Record {
+                bytes: b"\xff",
+                starts_line: false,
+            },
+        );
+        drop(writer);
+        let read = |fd: OwnedFd| {
+            let mut f = std::fs::File::from(fd);
+            let mut v = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut v).unwrap();
+            v
+        };
+        assert_eq!(read(r1), b"a    | hi\n");
+        assert_eq!(read(r2), b"long + \xff\n");
+    }
+
+    #[test]
+    fn write_errors_are_counted() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let mut writer = LogWriter::new(&["a"], full.into(), w, [true, true]);
+        writer.write(
+            0,
+            Stream::Stdout,
+            Record {
+                bytes: b"x",
+                starts_line: true,
+            },
+        );
+        assert_eq!(writer.write_errors, 1);
+    }
+}

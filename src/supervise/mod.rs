@@ -1,0 +1,1116 @@
+//! The supervisor: runs a launched plan as one unit.
+//!
+//! One thread, one `poll(2)` over a signalfd (SIGCHLD, SIGINT, SIGTERM and the
+//! forwardable signals, blocked in the calling thread), a timerfd for every
+//! deadline, the notify socket, readiness pipes and the log pipes. Nothing
+//! wakes it but an event, so it uses no CPU while the processes are idle.
+//! `docs/supervision.md` states the semantics: start order and readiness,
+//! restarts, shutdown, logs and the exit status rule ([`status`]).
+//!
+//! The launcher is seen through [`Runtime`], so the loop is independent of
+//! how processes are wired and can be driven by a plain spawner in tests.
+
+pub mod logs;
+pub mod notify;
+pub mod policy;
+pub mod status;
+pub mod timers;
+
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, killpg};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::time::TimeSpec;
+use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::plan::{Plan, Readiness};
+use logs::{LineBuffer, LogWriter, Stream};
+use policy::Decision;
+pub use status::{Ending, InstanceSummary, LAUNCH_FAILURE};
+use status::{Failure, StatusInputs};
+use timers::{Deadline, Timers};
+
+/// How long log pipes are still read after the last process ended, when a
+/// stray descendant keeps one open.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bytes read from one log pipe per wake-up, so that one chatty process
+/// cannot starve the others.
+const READ_SIZE: usize = logs::CHUNK;
+
+/// Signals ipc-run passes on to processes that ask for them.
+const FORWARDABLE: [Signal; 4] = [
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// Whether to colour the name prefixes of relayed lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorChoice {
+    /// When the stream is a terminal and `NO_COLOR` is unset or empty.
+    #[default]
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    fn resolve(self, stream: BorrowedFd<'_>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && nix::unistd::isatty(stream).unwrap_or(false)
+            }
+        }
+    }
+}
+
+/// Options of a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Colour of the relayed log prefixes.
+    pub color: ColorChoice,
+    /// Where the run directory is created (the launcher's default if unset).
+    pub runtime_root: Option<std::path::PathBuf>,
+    /// Don't print the per-process summary on stderr at the end.
+    pub quiet_summary: bool,
+}
+
+/// What a run came to.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// ipc-run's exit status, by the rule in [`status`].
+    pub exit_code: i32,
+    /// One record per instance, in plan order.
+    pub summary: Vec<InstanceSummary>,
+    /// Relayed log records that could not be written (`/dev/full`, EPIPE).
+    pub log_write_errors: u64,
+}
+
+/// Why a run could not be supervised at all.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    /// Setting up the event loop failed.
+    #[error("failed to set up supervision: {what}: {errno}")]
+    Setup {
+        /// The step that failed.
+        what: &'static str,
+        /// The error.
+        errno: Errno,
+    },
+    /// Preparing the run (resources, run directory) failed.
+    #[error("failed to prepare the run: {0}")]
+    Prepare(String),
+}
+
+impl SuperviseError {
+    /// The exit code the CLI should use: always [`LAUNCH_FAILURE`].
+    pub fn exit_code(&self) -> i32 {
+        LAUNCH_FAILURE
+    }
+}
+
+fn setup(what: &'static str) -> impl FnOnce(Errno) -> SuperviseError {
+    move |errno| SuperviseError::Setup { what, errno }
+}
+
+/// A process as the launcher hands it over.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its pid; it leads its own process group.
+    pub pid: Pid,
+    /// Read end of its stdout, when that is not wired to a channel.
+    pub stdout: Option<OwnedFd>,
+    /// Read end of its stderr, when that is not wired to a channel.
+    pub stderr: Option<OwnedFd>,
+    /// Read end of its readiness pipe (`ready = { fd = N }`).
+    pub ready_fd: Option<OwnedFd>,
+}
+
+/// The launcher as the supervisor uses it.
+pub trait Runtime {
+    /// Spawns (or respawns) `instance`; the error names program and errno.
+    fn spawn(&mut self, instance: &str) -> Result<Spawned, String>;
+    /// `instance` is finished for good: drop the held copies of its channel
+    /// ends, so its peers see EOF.
+    fn release_ends_of(&mut self, instance: &str);
+    /// The sd_notify socket, when some process uses `ready = "notify"`.
+    fn notify_socket(&self) -> Option<BorrowedFd<'_>>;
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Not started yet (waiting for its turn or its dependencies).
+    Pending,
+    /// Running as `pid` since `since`.
+    Running { pid: Pid, since: Instant },
+    /// Waiting to be restarted.
+    Backoff,
+    /// Done for good.
+    Finished,
+}
+
+#[derive(Debug)]
+struct Instance {
+    state: State,
+    ready: bool,
+    restarts: u32,
+    generation: u64,
+    runtime: Duration,
+    ending: Option<Ending>,
+    stop_requested: bool,
+    stopped: bool,
+    failed: bool,
+    ready_pipe: Option<OwnedFd>,
+    /// Someone waits on its readiness (`after`).
+    awaited: bool,
+}
+
+#[derive(Debug)]
+struct LogStream {
+    instance: usize,
+    stream: Stream,
+    fd: OwnedFd,
+    buffer: LineBuffer,
+}
+
+/// Shutdown in stop order: one instance at a time gets its stop signal and
+/// its grace period before the next.
+#[derive(Debug, Default)]
+struct Shutdown {
+    queue: VecDeque<usize>,
+    current: Option<usize>,
+    escalated: bool,
+}
+
+struct Supervisor<'a, R: Runtime> {
+    plan: &'a Plan,
+    runtime: &'a mut R,
+    instances: Vec<Instance>,
+    index: HashMap<&'a str, usize>,
+    by_pid: HashMap<Pid, usize>,
+    streams: Vec<LogStream>,
+    timers: Timers,
+    signals: SignalFd,
+    timer: TimerFd,
+    notify: Option<OwnedFd>,
+    writer: LogWriter,
+    failures: Vec<Failure>,
+    shutdown: Option<Shutdown>,
+    interrupted_by: Option<i32>,
+    draining: bool,
+    scratch: Vec<u8>,
+}
+
+/// Runs `plan`: launches it, supervises it until it ends, cleans up.
+pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
+    launcher::run(plan, options)
+}
+
+mod launcher;
+
+/// Supervises `plan` with processes spawned by `runtime` until the run ends.
+/// The caller prepares and cleans up the runtime.
+///
+/// Blocks SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH in
+/// the calling thread for the duration and reads them from a signalfd:
+/// call it from the main thread before any other thread exists (as the CLI
+/// does), or those signals may be delivered to another thread and missed.
+/// Makes the process a child subreaper and reaps every child it gets
+/// (`waitpid(-1)`), orphaned grandchildren included.
+pub fn supervise<R: Runtime>(
+    plan: &Plan,
+    options: &RunOptions,
+    runtime: &mut R,
+) -> Result<RunOutcome, SuperviseError> {
+    crate::sys::signals::prepare_supervisor_dispositions().map_err(setup("signal dispositions"))?;
+    nix::sys::prctl::set_child_subreaper(true).map_err(setup("PR_SET_CHILD_SUBREAPER"))?;
+    let mut mask = SigSet::empty();
+    for signal in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM]
+        .into_iter()
+        .chain(FORWARDABLE)
+    {
+        mask.add(signal);
+    }
+    let old_mask = mask
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .map_err(setup("blocking signals"))?;
+    let result = supervise_blocked(plan, options, runtime, &mask);
+    // Anything still pending is ours: consume it before unblocking.
+    if let Ok(fd) = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+        while let Ok(Some(_)) = fd.read_signal() {}
+    }
+    let _ = old_mask.thread_set_mask();
+    result
+}
+
+fn supervise_blocked<R: Runtime>(
+    plan: &Plan,
+    options: &RunOptions,
+    runtime: &mut R,
+    mask: &SigSet,
+) -> Result<RunOutcome, SuperviseError> {
+    let signals = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(setup("signalfd"))?;
+    let timer = TimerFd::new(
+        ClockId::CLOCK_MONOTONIC,
+        TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
+    )
+    .map_err(setup("timerfd"))?;
+    let notify = match runtime.notify_socket() {
+        Some(fd) => {
+            let owned = fd.try_clone_to_owned().map_err(|e| SuperviseError::Setup {
+                what: "notify socket",
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+            })?;
+            notify::enable_credentials(owned.as_fd()).map_err(setup("SO_PASSCRED"))?;
+            set_nonblocking(owned.as_fd());
+            Some(owned)
+        }
+        None => None,
+    };
+    let dup = |fd: BorrowedFd<'_>| {
+        fd.try_clone_to_owned().map_err(|e| SuperviseError::Setup {
+            what: "duplicating stdout/stderr",
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+        })
+    };
+    let stdout = dup(std::io::stdout().as_fd())?;
+    let stderr = dup(std::io::stderr().as_fd())?;
+    let color = [
+        options.color.resolve(stdout.as_fd()),
+        options.color.resolve(stderr.as_fd()),
+    ];
+    let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
+    let writer = LogWriter::new(&names, stdout, stderr, color);
+    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let mut instances: Vec<Instance> = plan
+        .processes
+        .iter()
+        .map(|_| Instance {
+            state: State::Pending,
+            ready: false,
+            restarts: 0,
+            generation: 0,
+            runtime: Duration::ZERO,
+            ending: None,
+            stop_requested: false,
+            stopped: false,
+            failed: false,
+            ready_pipe: None,
+            awaited: false,
+        })
+        .collect();
+    for process in &plan.processes {
+        for dep in &process.after {
+            if let Some(&i) = index.get(dep.as_str()) {
+                instances[i].awaited = true;
+            }
+        }
+    }
+    let mut supervisor = Supervisor {
+        plan,
+        runtime,
+        instances,
+        index,
+        by_pid: HashMap::new(),
+        streams: Vec::new(),
+        timers: Timers::default(),
+        signals,
+        timer,
+        notify,
+        writer,
+        failures: Vec::new(),
+        shutdown: None,
+        interrupted_by: None,
+        draining: false,
+        scratch: vec![0; READ_SIZE],
+    };
+    supervisor.start_ready_instances();
+    supervisor.event_loop()?;
+    Ok(supervisor.outcome(options))
+}
+
+fn set_nonblocking(fd: BorrowedFd<'_>) {
+    if let Ok(flags) = fcntl(fd, FcntlArg::F_GETFL) {
+        let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+        let _ = fcntl(fd, FcntlArg::F_SETFL(flags));
+    }
+}
+
+fn ending_of(status: WaitStatus) -> Option<(Pid, Ending)> {
+    match status {
+        WaitStatus::Exited(pid, code) => Some((pid, Ending::Exited(code))),
+        WaitStatus::Signaled(pid, signal, core_dumped) => Some((
+            pid,
+            Ending::Signaled {
+                signal: signal as i32,
+                core_dumped,
+            },
+        )),
+        _ => None,
+    }
+}
+
+/// Which poll entry is which.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Signals,
+    Timer,
+    Notify,
+    Ready(usize),
+    Log(usize),
+}
+
+impl<R: Runtime> Supervisor<'_, R> {
+    fn message(&mut self, text: &str) {
+        self.writer.message(&format!("ipc-run: {text}"));
+    }
+
+    fn name(&self, instance: usize) -> &str {
+        &self.plan.processes[instance].name
+    }
+
+    /// True once every instance is finished for good.
+    fn all_finished(&self) -> bool {
+        self.instances.iter().all(|i| i.state == State::Finished)
+    }
+
+    fn event_loop(&mut self) -> Result<(), SuperviseError> {
+        loop {
+            if self.all_finished() {
+                if self.streams.is_empty() {
+                    return Ok(());
+                }
+                if !self.draining {
+                    self.draining = true;
+                    self.timers
+                        .add(Instant::now() + DRAIN_TIMEOUT, Deadline::Drain);
+                }
+            }
+            self.arm_timer()?;
+            let mut sources = vec![Source::Signals, Source::Timer];
+            if self.notify.is_some() {
+                sources.push(Source::Notify);
+            }
+            for (i, inst) in self.instances.iter().enumerate() {
+                if inst.ready_pipe.is_some() {
+                    sources.push(Source::Ready(i));
+                }
+            }
+            sources.extend((0..self.streams.len()).map(Source::Log));
+            let ready = self.wait(&sources)?;
+            // Readiness and logs before exits: a child that wrote its
+            // newline or datagram and exited is seen ready first.
+            let mut log_events = Vec::new();
+            let mut signals_ready = false;
+            let mut timer_ready = false;
+            for source in ready {
+                match source {
+                    Source::Signals => signals_ready = true,
+                    Source::Timer => timer_ready = true,
+                    Source::Notify => self.read_notify(),
+                    Source::Ready(i) => self.read_ready_pipe(i),
+                    Source::Log(s) => log_events.push(s),
+                }
+            }
+            // Highest index first so removals keep the others valid.
+            for s in log_events.into_iter().rev() {
+                self.read_log(s);
+            }
+            if signals_ready {
+                self.read_signals();
+            }
+            if timer_ready {
+                let _ = self.timer.wait();
+            }
+            self.fire_due_timers();
+            if self.draining && self.timers.next_in(Instant::now()).is_none() {
+                // The drain deadline passed: flush what is buffered and stop.
+                for s in (0..self.streams.len()).rev() {
+                    self.close_log(s);
+                }
+            }
+        }
+    }
+
+    fn arm_timer(&mut self) -> Result<(), SuperviseError> {
+        match self.timers.next_in(Instant::now()) {
+            Some(delay) => {
+                let delay = delay.max(Duration::from_nanos(1));
+                self.timer
+                    .set(
+                        Expiration::OneShot(TimeSpec::from_duration(delay)),
+                        TimerSetTimeFlags::empty(),
+                    )
+                    .map_err(setup("timerfd_settime"))
+            }
+            None => self.timer.unset().map_err(setup("timerfd_settime")),
+        }
+    }
+
+    /// Blocks in poll(2) until at least one source is ready.
+    fn wait(&self, sources: &[Source]) -> Result<Vec<Source>, SuperviseError> {
+        let mut fds: Vec<PollFd<'_>> = sources
+            .iter()
+            .map(|source| {
+                let fd = match *source {
+                    Source::Signals => self.signals.as_fd(),
+                    Source::Timer => self.timer.as_fd(),
+                    Source::Notify => self.notify.as_ref().map(|fd| fd.as_fd()).unwrap_or_else(
+                        // Only listed when present.
+                        || self.signals.as_fd(),
+                    ),
+                    Source::Ready(i) => self.instances[i]
+                        .ready_pipe
+                        .as_ref()
+                        .map(|fd| fd.as_fd())
+                        .unwrap_or_else(|| self.signals.as_fd()),
+                    Source::Log(s) => self.streams[s].fd.as_fd(),
+                };
+                PollFd::new(fd, PollFlags::POLLIN)
+            })
+            .collect();
+        loop {
+            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => break,
+                Err(Errno::EINTR) => continue,
+                Err(errno) => {
+                    return Err(SuperviseError::Setup {
+                        what: "poll",
+                        errno,
+                    });
+                }
+            }
+        }
+        Ok(sources
+            .iter()
+            .zip(&fds)
+            .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(source, _)| *source)
+            .collect())
+    }
+
+    // ----- starting -------------------------------------------------------
+
+    /// Starts, in start order, every pending instance whose dependencies are
+    /// ready. Fails the run when a dependency ended without becoming ready.
+    fn start_ready_instances(&mut self) {
+        let plan = self.plan;
+        for name in &plan.start_order {
+            if self.shutdown.is_some() {
+                return;
+            }
+            let Some(&i) = self.index.get(name.as_str()) else {
+                continue;
+            };
+            if self.instances[i].state != State::Pending {
+                continue;
+            }
+            let mut waiting = false;
+            let mut dead_dependency = None;
+            for dep in &plan.processes[i].after {
+                let Some(&d) = self.index.get(dep.as_str()) else {
+                    continue;
+                };
+                let dep_state = &self.instances[d];
+                if !dep_state.ready {
+                    waiting = true;
+                    if dep_state.state == State::Finished {
+                        dead_dependency = Some(dep.clone());
+                    }
+                }
+            }
+            if let Some(dep) = dead_dependency {
+                let why = format!("{dep} ended before it was ready");
+                self.message(&format!("{name}: not started: {why}"));
+                self.fail_launch(i, Ending::NotStarted(why));
+                return;
+            }
+            if !waiting {
+                self.spawn(i);
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let name = self.plan.processes[i].name.clone();
+        match self.runtime.spawn(&name) {
+            Ok(spawned) => {
+                let now = Instant::now();
+                let inst = &mut self.instances[i];
+                inst.generation += 1;
+                inst.state = State::Running {
+                    pid: spawned.pid,
+                    since: now,
+                };
+                inst.stop_requested = false;
+                self.by_pid.insert(spawned.pid, i);
+                if let Some(fd) = spawned.ready_fd {
+                    set_nonblocking(fd.as_fd());
+                    inst.ready_pipe = Some(fd);
+                }
+                for (fd, stream) in [
+                    (spawned.stdout, Stream::Stdout),
+                    (spawned.stderr, Stream::Stderr),
+                ] {
+                    if let Some(fd) = fd {
+                        set_nonblocking(fd.as_fd());
+                        self.streams.push(LogStream {
+                            instance: i,
+                            stream,
+                            fd,
+                            buffer: LineBuffer::default(),
+                        });
+                    }
+                }
+                let process = &self.plan.processes[i];
+                let inst = &mut self.instances[i];
+                if process.ready == Readiness::Started {
+                    inst.ready = true;
+                } else if inst.awaited && !inst.ready {
+                    self.timers.add(
+                        now + Duration::from_millis(process.ready_timeout_ms),
+                        Deadline::ReadyTimeout {
+                            instance: i,
+                            generation: inst.generation,
+                        },
+                    );
+                }
+                if self.instances[i].ready {
+                    self.start_ready_instances();
+                }
+            }
+            Err(why) => {
+                self.message(&format!("{name}: failed to start: {why}"));
+                let first_start = self.instances[i].restarts == 0;
+                let ending = Ending::FailedToStart(why);
+                if first_start {
+                    self.fail_launch(i, ending);
+                } else {
+                    self.finish(i, ending, false);
+                }
+            }
+        }
+    }
+
+    /// A launch failure: the instance is finished as failed, and the run
+    /// stops.
+    fn fail_launch(&mut self, i: usize, ending: Ending) {
+        self.finish(i, ending, false);
+        self.begin_shutdown();
+    }
+
+    /// `i` is finished for good with `ending`.
+    fn finish(&mut self, i: usize, ending: Ending, stopped: bool) {
+        let name = self.plan.processes[i].name.clone();
+        let inst = &mut self.instances[i];
+        inst.state = State::Finished;
+        inst.ready_pipe = None;
+        if let Some(Ending::NotReady(_)) = inst.ending {
+            // Its failure (not ready in time) is recorded; how it then died
+            // on ipc-run's stop signal is not news.
+            inst.failed = true;
+        } else {
+            inst.stopped = stopped;
+            inst.failed = !stopped && !ending.is_success();
+            if inst.failed {
+                self.failures.push(Failure {
+                    instance: name.clone(),
+                    code: ending.code(),
+                });
+            }
+            inst.ending = Some(ending);
+        }
+        self.runtime.release_ends_of(&name);
+        if self.plan.exit_code_from.as_deref() == Some(name.as_str()) {
+            self.begin_shutdown();
+        }
+        if let Some(shutdown) = &self.shutdown
+            && shutdown.current == Some(i)
+        {
+            self.advance_shutdown();
+        }
+    }
+
+    // ----- readiness ------------------------------------------------------
+
+    fn mark_ready(&mut self, i: usize) {
+        if !self.instances[i].ready {
+            self.instances[i].ready = true;
+            self.start_ready_instances();
+        }
+    }
+
+    fn read_ready_pipe(&mut self, i: usize) {
+        let Some(fd) = self.instances[i].ready_pipe.as_ref() else {
+            return;
+        };
+        let mut buf = [0u8; 512];
+        loop {
+            match nix::unistd::read(fd, &mut buf) {
+                Ok(0) => {
+                    self.instances[i].ready_pipe = None;
+                    return;
+                }
+                Ok(n) => {
+                    if buf[..n].contains(&b'\n') {
+                        // Readiness is told once; the pipe has served.
+                        self.instances[i].ready_pipe = None;
+                        self.mark_ready(i);
+                        return;
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn read_notify(&mut self) {
+        loop {
+            let Some(socket) = self.notify.as_ref() else {
+                return;
+            };
+            match notify::receive(socket.as_fd()) {
+                Ok(Some((pid, message))) => {
+                    if message.ready
+                        && let Some(i) = self.instance_of_sender(pid, message.main_pid)
+                    {
+                        self.mark_ready(i);
+                    }
+                }
+                Ok(None) | Err(_) => return,
+            }
+        }
+    }
+
+    /// The instance a notify datagram speaks for: the sender's own, found by
+    /// pid or, for a helper process, by process group; `MAINPID=` is used
+    /// when the kernel gave no credentials.
+    fn instance_of_sender(&self, pid: i32, main_pid: Option<i32>) -> Option<usize> {
+        let by = |pid: i32| -> Option<usize> {
+            if pid <= 0 {
+                return None;
+            }
+            let pid = Pid::from_raw(pid);
+            if let Some(&i) = self.by_pid.get(&pid) {
+                return Some(i);
+            }
+            let group = nix::unistd::getpgid(Some(pid)).ok()?;
+            self.by_pid.get(&group).copied()
+        };
+        by(pid).or_else(|| {
+            if pid == 0 {
+                main_pid.and_then(by)
+            } else {
+                None
+            }
+        })
+    }
+
+    // ----- signals and exits ----------------------------------------------
+
+    fn read_signals(&mut self) {
+        let mut reap = false;
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            match signal {
+                Signal::SIGCHLD => reap = true,
+                Signal::SIGINT | Signal::SIGTERM => self.on_interrupt(signal),
+                other => self.forward(other),
+            }
+        }
+        if reap {
+            // A child may have told readiness just before exiting.
+            self.read_notify();
+            self.reap();
+        }
+    }
+
+    fn forward(&mut self, signal: Signal) {
+        for (i, process) in self.plan.processes.iter().enumerate() {
+            if let State::Running { pid, .. } = self.instances[i].state
+                && process
+                    .forward_signals
+                    .iter()
+                    .any(|s| s.number == signal as i32)
+            {
+                let _ = kill(pid, signal);
+            }
+        }
+    }
+
+    fn on_interrupt(&mut self, signal: Signal) {
+        if self.shutdown.is_some() {
+            if self.interrupted_by.is_some() && !self.shutdown.as_ref().is_some_and(|s| s.escalated)
+            {
+                self.message(&format!("{} again: killing every process", signal.as_str()));
+                self.escalate();
+                return;
+            }
+            if self.interrupted_by.is_none() {
+                self.interrupted_by = Some(signal as i32);
+            }
+            return;
+        }
+        self.interrupted_by = Some(signal as i32);
+        self.message(&format!("{}: stopping", signal.as_str()));
+        self.begin_shutdown();
+    }
+
+    /// SIGKILL to every running process group at once.
+    fn escalate(&mut self) {
+        if let Some(shutdown) = &mut self.shutdown {
+            shutdown.escalated = true;
+        }
+        for i in 0..self.instances.len() {
+            if let State::Running { pid, .. } = self.instances[i].state {
+                self.instances[i].stop_requested = true;
+                signal_group(pid, Signal::SIGKILL);
+            }
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            match waitpid(
+                Pid::from_raw(-1),
+                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
+            ) {
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+                Ok(status) => {
+                    if let Some((pid, ending)) = ending_of(status) {
+                        // Unknown pids are orphaned descendants: reaped, done.
+                        if let Some(i) = self.by_pid.remove(&pid) {
+                            self.on_exit(i, ending);
+                        }
+                    }
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn on_exit(&mut self, i: usize, ending: Ending) {
+        let State::Running { since, .. } = self.instances[i].state else {
+            return;
+        };
+        self.read_ready_pipe(i);
+        let name = self.plan.processes[i].name.clone();
+        let inst = &mut self.instances[i];
+        inst.runtime += since.elapsed();
+        inst.ready_pipe = None;
+        let stopping = self.shutdown.is_some() || inst.stop_requested;
+        let decision = policy::decide(
+            &self.plan.processes[i].restart,
+            &ending,
+            inst.restarts,
+            stopping,
+        );
+        match decision {
+            Decision::Restart(delay) => {
+                inst.state = State::Backoff;
+                inst.restarts += 1;
+                inst.ending = Some(ending.clone());
+                self.message(&format!(
+                    "{name}: {ending}; restarting in {}ms",
+                    delay.as_millis()
+                ));
+                self.timers
+                    .add(Instant::now() + delay, Deadline::Restart { instance: i });
+            }
+            Decision::Finished { exhausted } => {
+                let stopped = inst.stop_requested || self.shutdown.is_some();
+                if exhausted {
+                    let limit = self.plan.processes[i].restart.limit;
+                    self.message(&format!(
+                        "{name}: {ending}; restart limit {limit} reached, not restarting"
+                    ));
+                }
+                self.finish(i, ending, stopped);
+                self.start_ready_instances();
+            }
+        }
+    }
+
+    // ----- deadlines ------------------------------------------------------
+
+    fn fire_due_timers(&mut self) {
+        for deadline in self.timers.take_due(Instant::now()) {
+            match deadline {
+                Deadline::ReadyTimeout {
+                    instance: i,
+                    generation,
+                } => {
+                    let inst = &self.instances[i];
+                    if inst.generation != generation
+                        || inst.ready
+                        || self.shutdown.is_some()
+                        || !matches!(inst.state, State::Running { .. })
+                    {
+                        continue;
+                    }
+                    let process = &self.plan.processes[i];
+                    let why = format!(
+                        "not ready within {}ms (ready = {})",
+                        process.ready_timeout_ms,
+                        match process.ready {
+                            Readiness::Started => "started".to_owned(),
+                            Readiness::Notify => "notify".to_owned(),
+                            Readiness::Fd { fd } => format!("{{ fd = {fd} }}"),
+                        }
+                    );
+                    let name = process.name.clone();
+                    self.message(&format!("{name}: {why}"));
+                    self.failures.push(Failure {
+                        instance: name,
+                        code: LAUNCH_FAILURE,
+                    });
+                    self.instances[i].ending = Some(Ending::NotReady(why));
+                    self.begin_shutdown();
+                }
+                Deadline::Restart { instance: i } => {
+                    if self.instances[i].state != State::Backoff {
+                        continue;
+                    }
+                    if self.shutdown.is_some() {
+                        let ending = self.instances[i]
+                            .ending
+                            .clone()
+                            .unwrap_or_else(|| Ending::NotStarted("the run was stopping".into()));
+                        self.finish(i, ending, true);
+                    } else {
+                        self.spawn(i);
+                    }
+                }
+                Deadline::StopGrace {
+                    instance: i,
+                    generation,
+                } => {
+                    if self.instances[i].generation == generation
+                        && let State::Running { pid, .. } = self.instances[i].state
+                    {
+                        let name = self.name(i).to_owned();
+                        let grace = self.plan.processes[i].stop_timeout_ms;
+                        self.message(&format!(
+                            "{name}: still running {grace}ms after its stop signal: SIGKILL"
+                        ));
+                        signal_group(pid, Signal::SIGKILL);
+                    }
+                }
+                Deadline::Drain => {}
+            }
+        }
+    }
+
+    // ----- shutdown -------------------------------------------------------
+
+    fn begin_shutdown(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let queue = self
+            .plan
+            .stop_order
+            .iter()
+            .filter_map(|name| self.index.get(name.as_str()).copied())
+            .collect();
+        self.shutdown = Some(Shutdown {
+            queue,
+            current: None,
+            escalated: false,
+        });
+        self.advance_shutdown();
+    }
+
+    /// Stops the next running instance in stop order; instances that never
+    /// ran or wait for a restart are finished on the way.
+    fn advance_shutdown(&mut self) {
+        loop {
+            let Some(shutdown) = self.shutdown.as_mut() else {
+                return;
+            };
+            if let Some(current) = shutdown.current
+                && matches!(self.instances[current].state, State::Running { .. })
+            {
+                return;
+            }
+            let Some(i) = shutdown.queue.pop_front() else {
+                shutdown.current = None;
+                return;
+            };
+            shutdown.current = Some(i);
+            let escalated = shutdown.escalated;
+            match self.instances[i].state {
+                State::Running { pid, .. } => {
+                    let process = &self.plan.processes[i];
+                    let inst = &mut self.instances[i];
+                    inst.stop_requested = true;
+                    let signal = if escalated {
+                        Signal::SIGKILL
+                    } else {
+                        Signal::try_from(process.stop_signal.number).unwrap_or(Signal::SIGTERM)
+                    };
+                    signal_group(pid, signal);
+                    self.timers.add(
+                        Instant::now() + Duration::from_millis(process.stop_timeout_ms),
+                        Deadline::StopGrace {
+                            instance: i,
+                            generation: inst.generation,
+                        },
+                    );
+                    return;
+                }
+                State::Pending => {
+                    self.instances[i].state = State::Finished;
+                    if self.instances[i].ending.is_none() {
+                        self.instances[i].ending =
+                            Some(Ending::NotStarted("the run was stopping".into()));
+                    }
+                    let name = self.name(i).to_owned();
+                    self.runtime.release_ends_of(&name);
+                }
+                State::Backoff => {
+                    let ending = self.instances[i]
+                        .ending
+                        .clone()
+                        .unwrap_or_else(|| Ending::NotStarted("the run was stopping".into()));
+                    self.instances[i].state = State::Finished;
+                    self.instances[i].ending = Some(ending.clone());
+                    self.instances[i].failed = !ending.is_success();
+                    if self.instances[i].failed {
+                        let name = self.name(i).to_owned();
+                        self.failures.push(Failure {
+                            instance: name,
+                            code: ending.code(),
+                        });
+                    }
+                    let name = self.name(i).to_owned();
+                    self.runtime.release_ends_of(&name);
+                }
+                State::Finished => {}
+            }
+        }
+    }
+
+    // ----- logs -----------------------------------------------------------
+
+    fn read_log(&mut self, s: usize) {
+        let result = loop {
+            match nix::unistd::read(&self.streams[s].fd, &mut self.scratch) {
+                Err(Errno::EINTR) => continue,
+                other => break other,
+            }
+        };
+        match result {
+            Ok(0) => self.close_log(s),
+            Ok(n) => {
+                let LogStream {
+                    instance,
+                    stream,
+                    buffer,
+                    ..
+                } = &mut self.streams[s];
+                let writer = &mut self.writer;
+                buffer.push(&self.scratch[..n], &mut |record| {
+                    writer.write(*instance, *stream, record)
+                });
+            }
+            Err(Errno::EAGAIN) => {}
+            Err(_) => self.close_log(s),
+        }
+    }
+
+    /// Reads what is left without blocking, flushes, and closes the stream.
+    fn close_log(&mut self, s: usize) {
+        let mut stream = self.streams.swap_remove(s);
+        let writer = &mut self.writer;
+        loop {
+            match nix::unistd::read(&stream.fd, &mut self.scratch) {
+                Ok(0) => break,
+                Ok(n) => stream.buffer.push(&self.scratch[..n], &mut |record| {
+                    writer.write(stream.instance, stream.stream, record)
+                }),
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        stream
+            .buffer
+            .finish(&mut |record| writer.write(stream.instance, stream.stream, record));
+    }
+
+    // ----- the end --------------------------------------------------------
+
+    fn outcome(mut self, options: &RunOptions) -> RunOutcome {
+        let summary: Vec<InstanceSummary> = self
+            .plan
+            .processes
+            .iter()
+            .zip(&self.instances)
+            .map(|(process, inst)| InstanceSummary {
+                name: process.name.clone(),
+                ending: inst
+                    .ending
+                    .clone()
+                    .unwrap_or_else(|| Ending::NotStarted("the run ended first".into())),
+                stopped: inst.stopped,
+                failed: inst.failed,
+                restarts: inst.restarts,
+                runtime: inst.runtime,
+            })
+            .collect();
+        let followed = self.plan.exit_code_from.as_ref().and_then(|name| {
+            summary
+                .iter()
+                .find(|s| &s.name == name)
+                .map(|s| s.ending.clone())
+        });
+        let exit_code = status::exit_code(&StatusInputs {
+            failures: &self.failures,
+            followed: followed.as_ref(),
+            interrupted_by: self.interrupted_by,
+        });
+        if !options.quiet_summary {
+            for line in &summary {
+                self.writer.message(&line.to_string());
+            }
+        }
+        if self.writer.write_errors > 0 {
+            let errors = self.writer.write_errors;
+            self.message(&format!("{errors} log record(s) could not be written"));
+        }
+        RunOutcome {
+            exit_code,
+            summary,
+            log_write_errors: self.writer.write_errors,
+        }
+    }
+}
+
+/// Sends `signal` to the process group led by `pid`; called only while the
+/// leader is not yet reaped, so the id cannot have been reused. Falls back
+/// to the process itself when it leads no group.
+fn signal_group(pid: Pid, signal: Signal) {
+    if killpg(pid, signal) == Err(Errno::ESRCH) {
+        let _ = kill(pid, signal);
+    }
+}

@@ -1,0 +1,134 @@
+//! The sd_notify protocol, receiving side.
+//!
+//! A datagram holds newline-separated `KEY=VALUE` assignments. ipc-run acts on
+//! `READY=1`; `MAINPID=` says which process the message is about, and
+//! `STATUS=` is kept for messages. The sender is identified by the kernel's
+//! SCM_CREDENTIALS (SO_PASSCRED is set on the socket), so a child cannot
+//! speak for another; `MAINPID=` is only honoured for a process of the
+//! sender's own instance (see `supervise::Supervisor::on_notify`).
+
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, UnixCredentials, recvmsg, setsockopt, sockopt,
+};
+
+/// Largest datagram read; systemd uses the same bound (PIPE_BUF*2 is plenty).
+const MAX_DATAGRAM: usize = 4096;
+
+/// What one datagram said.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NotifyMessage {
+    /// `READY=1` was present.
+    pub ready: bool,
+    /// `MAINPID=` value, when valid.
+    pub main_pid: Option<i32>,
+    /// `STATUS=` text.
+    pub status: Option<String>,
+}
+
+/// Parses a datagram; unknown or malformed assignments are ignored.
+pub fn parse(datagram: &[u8]) -> NotifyMessage {
+    let mut message = NotifyMessage::default();
+    for line in datagram.split(|&b| b == b'\n') {
+        let Some(eq) = memchr::memchr(b'=', line) else {
+            continue;
+        };
+        let (key, value) = (&line[..eq], &line[eq + 1..]);
+        match key {
+            b"READY" => message.ready = value == b"1",
+            b"MAINPID" => {
+                message.main_pid = std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|v| v.parse::<i32>().ok())
+                    .filter(|&pid| pid > 0);
+            }
+            b"STATUS" => message.status = Some(String::from_utf8_lossy(value).into_owned()),
+            _ => {}
+        }
+    }
+    message
+}
+
+/// Asks the kernel to attach the sender's credentials to every datagram.
+pub fn enable_credentials(socket: BorrowedFd<'_>) -> nix::Result<()> {
+    setsockopt(&socket, sockopt::PassCred, &true)
+}
+
+/// Reads one pending datagram without blocking: `Ok(None)` when none is
+/// waiting. Returns the sender's pid (0 when the kernel gave none).
+pub fn receive(socket: BorrowedFd<'_>) -> nix::Result<Option<(i32, NotifyMessage)>> {
+    let mut buf = [0u8; MAX_DATAGRAM];
+    let mut cmsg = nix::cmsg_space!(UnixCredentials);
+    loop {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        match recvmsg::<()>(
+            socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(msg) => {
+                let mut pid = 0;
+                if let Ok(cmsgs) = msg.cmsgs() {
+                    for c in cmsgs {
+                        if let ControlMessageOwned::ScmCredentials(cred) = c {
+                            pid = cred.pid();
+                        }
+                        // Any fds passed along (FDSTORE) are dropped, closed.
+                    }
+                }
+                let len = msg.bytes;
+                return Ok(Some((pid, parse(&buf[..len]))));
+            }
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return Ok(None),
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ready_and_mainpid() {
+        assert_eq!(
+            parse(b"READY=1\nMAINPID=42\nSTATUS=warming up"),
+            NotifyMessage {
+                ready: true,
+                main_pid: Some(42),
+                status: Some("warming up".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn ignores_noise() {
+        let m = parse(b"READY=0\nMAINPID=-3\ngarbage\n\xff=1\nWATCHDOG=1");
+        assert_eq!(m, NotifyMessage::default());
+        assert!(parse(b"STOPPING=1\nREADY=1\n").ready);
+    }
+
+    #[test]
+    fn receives_with_credentials() {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        use std::os::fd::AsFd;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        enable_credentials(b.as_fd()).unwrap();
+        assert_eq!(receive(b.as_fd()).unwrap(), None);
+        nix::unistd::write(&a, b"READY=1").unwrap();
+        let (pid, msg) = receive(b.as_fd()).unwrap().unwrap();
+        assert_eq!(pid, std::process::id() as i32);
+        assert!(msg.ready);
+    }
+}

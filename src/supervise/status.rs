@@ -1,0 +1,267 @@
+//! How instances ended and what ipc-run's own exit status is. Pure.
+//!
+//! The rule (also in `docs/supervision.md`):
+//!
+//! 1. With `exit_code_from = "p"`, ipc-run exits with `p`'s status: its exit
+//!    code, 128+signal when a signal killed it, [`LAUNCH_FAILURE`] when it
+//!    could not be started or never became ready.
+//! 2. Otherwise, the first failure in time decides: an exit code 1..=255 is
+//!    passed on, death by signal `n` gives 128+n, a launch failure (spawn or
+//!    exec error, readiness timeout, a dependency that ended before it was
+//!    ready) gives [`LAUNCH_FAILURE`].
+//! 3. Otherwise, when a SIGINT or SIGTERM sent to ipc-run stopped the run,
+//!    128+that signal (130, 143), as a shell reports an interrupted command.
+//! 4. Otherwise 0.
+//!
+//! An instance that ends after ipc-run asked it to stop (shutdown, or the
+//! `exit_code_from` process ended) is *stopped*, not failed, whatever its
+//! status: the stop was ipc-run's doing.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Exit code of ipc-run when a process could not be launched.
+pub const LAUNCH_FAILURE: i32 = 3;
+
+/// How one run of an instance ended, or why it never ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled {
+        /// Signal number.
+        signal: i32,
+        /// Whether it dumped core.
+        core_dumped: bool,
+    },
+    /// The spawn or exec failed; the text names program and errno.
+    FailedToStart(String),
+    /// It did not become ready in time (or at all); the text says why.
+    NotReady(String),
+    /// It was never started because the run ended first; the text says why.
+    NotStarted(String),
+}
+
+impl Ending {
+    /// Whether this ending counts as success on its own (exit 0).
+    pub fn is_success(&self) -> bool {
+        matches!(self, Ending::Exited(0))
+    }
+
+    /// The exit code ipc-run reports for this ending.
+    pub fn code(&self) -> i32 {
+        match self {
+            Ending::Exited(code) => *code,
+            Ending::Signaled { signal, .. } => 128 + signal,
+            Ending::FailedToStart(_) | Ending::NotReady(_) | Ending::NotStarted(_) => {
+                LAUNCH_FAILURE
+            }
+        }
+    }
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ending::Exited(code) => write!(f, "exited {code}"),
+            Ending::Signaled {
+                signal,
+                core_dumped,
+            } => {
+                write!(f, "killed by {}", signal_name(*signal))?;
+                if *core_dumped {
+                    f.write_str(" (core dumped)")?;
+                }
+                Ok(())
+            }
+            Ending::FailedToStart(why) => write!(f, "failed to start: {why}"),
+            Ending::NotReady(why) => write!(f, "not ready: {why}"),
+            Ending::NotStarted(why) => write!(f, "not started: {why}"),
+        }
+    }
+}
+
+/// The name of a signal number, `SIG42` for ones without a name.
+pub fn signal_name(signal: i32) -> String {
+    match nix::sys::signal::Signal::try_from(signal) {
+        Ok(sig) => sig.as_str().to_owned(),
+        Err(_) => format!("SIG{signal}"),
+    }
+}
+
+/// The final record of one instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSummary {
+    /// Instance name.
+    pub name: String,
+    /// How its last run ended.
+    pub ending: Ending,
+    /// Whether it ended after ipc-run asked it to stop.
+    pub stopped: bool,
+    /// Whether it counts as failed (see the module docs).
+    pub failed: bool,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// Total time it ran, over all its runs.
+    pub runtime: Duration,
+}
+
+impl fmt::Display for InstanceSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.name, self.ending)?;
+        if self.stopped {
+            f.write_str(" (stopped)")?;
+        }
+        write!(
+            f,
+            ", restarts {}, runtime {:.2}s",
+            self.restarts,
+            self.runtime.as_secs_f64()
+        )
+    }
+}
+
+/// One failure, in the order failures happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Instance name.
+    pub instance: String,
+    /// The exit code it implies.
+    pub code: i32,
+}
+
+/// Everything the exit status depends on.
+#[derive(Debug, Clone, Default)]
+pub struct StatusInputs<'a> {
+    /// Failures in the order they happened.
+    pub failures: &'a [Failure],
+    /// The final ending of the `exit_code_from` instance, when set.
+    pub followed: Option<&'a Ending>,
+    /// The signal that stopped the run, when SIGINT or SIGTERM did.
+    pub interrupted_by: Option<i32>,
+}
+
+/// ipc-run's exit status, by the rule in the module docs.
+pub fn exit_code(inputs: &StatusInputs<'_>) -> i32 {
+    if let Some(ending) = inputs.followed {
+        return ending.code();
+    }
+    if let Some(first) = inputs.failures.first() {
+        return first.code;
+    }
+    if let Some(signal) = inputs.interrupted_by {
+        return 128 + signal;
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(name: &str, code: i32) -> Failure {
+        Failure {
+            instance: name.into(),
+            code,
+        }
+    }
+
+    #[test]
+    fn all_succeeded_is_zero() {
+        assert_eq!(exit_code(&StatusInputs::default()), 0);
+    }
+
+    #[test]
+    fn first_failure_wins() {
+        let failures = [failure("b", 7), failure("a", 1)];
+        let inputs = StatusInputs {
+            failures: &failures,
+            ..Default::default()
+        };
+        assert_eq!(exit_code(&inputs), 7);
+    }
+
+    #[test]
+    fn codes_of_endings() {
+        for code in 0..=255 {
+            assert_eq!(Ending::Exited(code).code(), code);
+        }
+        let killed = Ending::Signaled {
+            signal: 9,
+            core_dumped: false,
+        };
+        assert_eq!(killed.code(), 137);
+        assert_eq!(Ending::FailedToStart("x".into()).code(), LAUNCH_FAILURE);
+        assert_eq!(Ending::NotReady("x".into()).code(), LAUNCH_FAILURE);
+    }
+
+    #[test]
+    fn followed_process_overrides_failures_and_interrupts() {
+        let failures = [failure("a", 1)];
+        let ending = Ending::Exited(0);
+        let inputs = StatusInputs {
+            failures: &failures,
+            followed: Some(&ending),
+            interrupted_by: Some(2),
+        };
+        assert_eq!(exit_code(&inputs), 0);
+        let ending = Ending::Signaled {
+            signal: 15,
+            core_dumped: false,
+        };
+        let inputs = StatusInputs {
+            followed: Some(&ending),
+            ..Default::default()
+        };
+        assert_eq!(exit_code(&inputs), 143);
+    }
+
+    #[test]
+    fn interrupt_without_failure() {
+        let inputs = StatusInputs {
+            interrupted_by: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(exit_code(&inputs), 130);
+        let failures = [failure("a", 4)];
+        let inputs = StatusInputs {
+            failures: &failures,
+            interrupted_by: Some(15),
+            ..Default::default()
+        };
+        assert_eq!(exit_code(&inputs), 4);
+    }
+
+    #[test]
+    fn summary_lines() {
+        let summary = InstanceSummary {
+            name: "gen".into(),
+            ending: Ending::Signaled {
+                signal: 15,
+                core_dumped: false,
+            },
+            stopped: true,
+            failed: false,
+            restarts: 2,
+            runtime: Duration::from_millis(1234),
+        };
+        assert_eq!(
+            summary.to_string(),
+            "gen: killed by SIGTERM (stopped), restarts 2, runtime 1.23s"
+        );
+        let summary = InstanceSummary {
+            name: "x".into(),
+            ending: Ending::FailedToStart("nope: No such file or directory (os error 2)".into()),
+            stopped: false,
+            failed: true,
+            restarts: 0,
+            runtime: Duration::ZERO,
+        };
+        assert_eq!(
+            summary.to_string(),
+            "x: failed to start: nope: No such file or directory (os error 2), restarts 0, runtime 0.00s"
+        );
+        assert_eq!(signal_name(99), "SIG99");
+    }
+}
