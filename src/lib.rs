@@ -12,6 +12,8 @@
 //!
 //! `docs/architecture.md` describes the stages and the data between them.
 
+pub mod cli;
 pub mod diagnostic;
+pub mod host;
 pub mod plan;
 pub mod topology;

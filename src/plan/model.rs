@@ -356,6 +356,9 @@ pub enum Mechanism {
     SysvShm {
         /// Size in bytes.
         size: u64,
+        /// Whether a System V set of two semaphores (lock = 1, ready = 0)
+        /// is created with it.
+        semaphore_set: bool,
     },
     /// A POSIX message queue.
     PosixMq {
@@ -451,7 +454,14 @@ impl Mechanism {
                 "posix-shm {name} {} + semaphores lock, ready",
                 ByteSize(*size)
             ),
-            Mechanism::SysvShm { size } => format!("sysv-shm {}", ByteSize(*size)),
+            Mechanism::SysvShm {
+                size,
+                semaphore_set: false,
+            } => format!("sysv-shm {}", ByteSize(*size)),
+            Mechanism::SysvShm {
+                size,
+                semaphore_set: true,
+            } => format!("sysv-shm {} + semaphore set lock, ready", ByteSize(*size)),
             Mechanism::PosixMq {
                 name,
                 depth,
