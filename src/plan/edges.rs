@@ -2,7 +2,7 @@
 //! mechanism chosen (or the named one checked), host limits applied, and the
 //! channel's named objects and per-port descriptions decided.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use super::model::{
@@ -18,6 +18,9 @@ use crate::topology::{
     Delivery, EdgeSpec, Endpoint, EndpointTarget, MechanismName, SocketType, Spanned, SyncKind,
     Topology, Traffic, check_name,
 };
+
+/// Processes by name, for lookups that must not scan the whole list.
+type ByName<'p, 'a> = HashMap<&'p str, &'p ProcessDecl<'a>>;
 
 /// Listen backlog of every listener.
 pub const LISTEN_BACKLOG: u32 = 128;
@@ -83,6 +86,7 @@ pub fn resolve(
     sink: &mut Sink,
 ) -> Vec<ChannelDecl> {
     let inputs = collect_inputs(topology, sink);
+    let by_name: ByName<'_, '_> = processes.iter().map(|p| (p.name.as_str(), p)).collect();
     let mut used: BTreeMap<(String, String), (String, Span)> = BTreeMap::new();
     let mut channels = Vec::new();
     let mut posix_queues = 0u64;
@@ -92,15 +96,15 @@ pub fn resolve(
             .and_then(|s| s.traffic.as_ref())
             .map(|t| *t.get_ref())
             .unwrap_or_default();
-        let resolve_side = |items: &[Spanned<String>],
-                            is_from: bool,
-                            sink: &mut Sink|
-         -> Vec<Resolved> {
-            items
-                .iter()
-                .filter_map(|item| resolve_endpoint(item, is_from, traffic, input, processes, sink))
-                .collect()
-        };
+        let resolve_side =
+            |items: &[Spanned<String>], is_from: bool, sink: &mut Sink| -> Vec<Resolved> {
+                items
+                    .iter()
+                    .filter_map(|item| {
+                        resolve_endpoint(item, is_from, traffic, input, &by_name, processes, sink)
+                    })
+                    .collect()
+            };
         let from = resolve_side(&input.from, true, sink);
         let to = resolve_side(&input.to, false, sink);
         if from.len() != input.from.len() || to.len() != input.to.len() {
@@ -151,7 +155,7 @@ pub fn resolve(
             &from,
             &to,
             limits,
-            processes,
+            &by_name,
             &mut posix_queues,
             sink,
         ) {
@@ -279,6 +283,7 @@ fn resolve_endpoint(
     is_from: bool,
     traffic: Traffic,
     input: &EdgeInput<'_>,
+    by_name: &ByName<'_, '_>,
     processes: &[ProcessDecl<'_>],
     sink: &mut Sink,
 ) -> Option<Resolved> {
@@ -322,7 +327,7 @@ fn resolve_endpoint(
             port: None,
         }),
         Endpoint::Process { process, port } => {
-            if !processes.iter().any(|p| &p.name == process) {
+            if !by_name.contains_key(process.as_str()) {
                 let mut known: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
                 known.truncate(12);
                 let mut diagnostic = Diagnostic::error(
@@ -409,7 +414,7 @@ fn plan_channel(
     from: &[Resolved],
     to: &[Resolved],
     limits: &Limits,
-    processes: &[ProcessDecl<'_>],
+    processes: &ByName<'_, '_>,
     posix_queues: &mut u64,
     sink: &mut Sink,
 ) -> Option<ChannelDecl> {
@@ -418,8 +423,7 @@ fn plan_channel(
     let instances = |r: &Resolved| -> usize {
         match &r.endpoint {
             Endpoint::Process { process, .. } => processes
-                .iter()
-                .find(|p| &p.name == process)
+                .get(process.as_str())
                 .map_or(1, |p| p.instances.len()),
             _ => 1,
         }
@@ -905,8 +909,7 @@ fn plan_channel(
                 Endpoint::Process { process, .. } => {
                     let port = r.port.clone().unwrap_or_default();
                     let decl = processes
-                        .iter()
-                        .find(|p| &p.name == process)
+                        .get(process.as_str())
                         .expect("resolved endpoints name declared processes");
                     for instance in &decl.instances {
                         let (needs_fd, listener) = fd_need(&mechanism, end);
@@ -1210,7 +1213,7 @@ fn describe(
     id: &str,
     end: End,
     to: &[Resolved],
-    processes: &[ProcessDecl<'_>],
+    processes: &ByName<'_, '_>,
 ) -> String {
     let mut pairs = vec![
         format!("kind={}", mechanism.name()),
@@ -1283,9 +1286,7 @@ fn describe(
                 let targets: Vec<String> = to
                     .iter()
                     .filter_map(|r| match &r.endpoint {
-                        Endpoint::Process { process, .. } => {
-                            processes.iter().find(|p| &p.name == process)
-                        }
+                        Endpoint::Process { process, .. } => processes.get(process.as_str()),
                         _ => None,
                     })
                     .flat_map(|p| p.instances.iter().map(|i| format!("{{pid:{i}}}")))

@@ -223,6 +223,7 @@ pub fn resolve<'a>(
             }
         }
     }
+    let names: std::collections::HashSet<&str> = out.iter().map(|p| p.name.as_str()).collect();
     for process in &out {
         for after in &process.spec.after {
             if after.get_ref() == &process.name {
@@ -236,7 +237,7 @@ pub fn resolve<'a>(
                         "a process cannot wait for itself",
                     )),
                 );
-            } else if !out.iter().any(|p| &p.name == after.get_ref()) {
+            } else if !names.contains(after.get_ref().as_str()) {
                 sink.push(
                     Diagnostic::error(
                         "E0104",

@@ -5,7 +5,7 @@
 //! counts them from 3 without gaps when nothing is pinned), then every other
 //! port that is handed over as an fd, in edge order.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::edges::{ChannelDecl, PortEnd, port_env_name};
 use super::model::{EndpointPlan, EnvVar, FdRole, FdSlot, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
@@ -54,20 +54,23 @@ pub fn wire(
                 )),
         );
     }
+    // Every instance's channel ends, found in one sweep (edge order kept).
+    let mut ends_by_instance: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+    for (c, channel) in channels.iter().enumerate() {
+        for (p, port) in channel.ports.iter().enumerate() {
+            ends_by_instance
+                .entry(port.instance.clone())
+                .or_default()
+                .push((c, p));
+        }
+    }
+    let instances_by_name: HashMap<&str, &Vec<String>> = processes
+        .iter()
+        .map(|p| (p.name.as_str(), &p.instances))
+        .collect();
     for process in processes {
         for (replica, instance) in process.instances.iter().enumerate() {
-            let ends: Vec<(usize, usize)> = channels
-                .iter()
-                .enumerate()
-                .flat_map(|(c, channel)| {
-                    channel
-                        .ports
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, p)| &p.instance == instance)
-                        .map(move |(p, _)| (c, p))
-                })
-                .collect();
+            let ends: Vec<(usize, usize)> = ends_by_instance.remove(instance).unwrap_or_default();
             let mut taken: BTreeSet<i32> = BTreeSet::new();
             let mut assigned: BTreeMap<(usize, usize), i32> = BTreeMap::new();
             if let Readiness::Fd { fd } = process.ready {
@@ -265,10 +268,9 @@ pub fn wire(
                 .after
                 .iter()
                 .flat_map(|a| {
-                    processes
-                        .iter()
-                        .find(|p| &p.name == a.get_ref())
-                        .map(|p| p.instances.clone())
+                    instances_by_name
+                        .get(a.get_ref().as_str())
+                        .map(|i| (*i).clone())
                         .unwrap_or_default()
                 })
                 .collect();

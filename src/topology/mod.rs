@@ -23,9 +23,10 @@ use crate::diagnostic::{Diagnostic, Label};
 pub use endpoint::{Endpoint, EndpointTarget, MAX_NAME_LEN, check_name};
 pub use units::{ByteSize, Millis};
 
-/// Files larger than this are refused before parsing: no real topology comes
-/// near it, and it bounds the work a hostile file can cause.
-pub const MAX_SOURCE_BYTES: usize = 4 << 20;
+/// Files larger than this are refused before parsing. A generated topology of
+/// 100 000 processes is about 15 MiB; the cap bounds the work a hostile file
+/// can cause.
+pub const MAX_SOURCE_BYTES: usize = 64 << 20;
 
 /// A parsed topology file together with its source text, which diagnostics
 /// need to show the offending line.
@@ -65,10 +66,18 @@ pub enum TopologyError {
 impl Topology {
     /// Reads and parses the topology at `path`.
     pub fn load(path: &Path) -> Result<Self, TopologyError> {
-        let bytes = std::fs::read(path).map_err(|source| TopologyError::Read {
+        use std::io::Read as _;
+        let read_error = |source| TopologyError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        // Read one byte past the cap so an oversized file is refused without
+        // being read whole (or a FIFO/device read forever).
+        let mut bytes = Vec::new();
+        file.take(MAX_SOURCE_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
         let source = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(err) => {
