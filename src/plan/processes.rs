@@ -330,7 +330,7 @@ fn check_command(
                 )
                 .with_label(Label::primary(value_span.clone(), "too long for exec"))
                 .with_note(format!(
-                    "MAX_ARG_STRLEN is {} ({})",
+                    "the limit is {} ({})",
                     limits.arg_strlen_max.value, limits.arg_strlen_max.source
                 )),
             );
