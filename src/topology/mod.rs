@@ -24,9 +24,10 @@ pub use endpoint::{Endpoint, EndpointTarget, MAX_NAME_LEN, check_name};
 pub use units::{ByteSize, Millis};
 
 /// Files larger than this are refused before parsing. A generated topology of
-/// 100 000 processes is about 15 MiB; the cap bounds the work a hostile file
-/// can cause.
-pub const MAX_SOURCE_BYTES: usize = 64 << 20;
+/// 100 000 processes with two edges each is about 10 MiB; the cap bounds the
+/// work a hostile file (say, a million processes)
+/// can cause to well under a second.
+pub const MAX_SOURCE_BYTES: usize = 16 << 20;
 
 /// A parsed topology file together with its source text, which diagnostics
 /// need to show the offending line.
