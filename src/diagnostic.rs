@@ -12,6 +12,10 @@ use std::ops::Range;
 use anstyle::{AnsiColor, Style};
 use serde::Serialize;
 
+/// Source lines longer than this many characters are shown as a window
+/// around the label.
+const MAX_SHOWN_LINE: usize = 120;
+
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -164,38 +168,61 @@ impl Diagnostic {
         let mut by_line = located.clone();
         by_line.sort_by_key(|(line, col, label)| (*line, *col, !label.primary));
         let mut last_line = None;
+        let mut window = 0..0;
         for (line, col, label) in &by_line {
             let text = source.lines().nth(line - 1).unwrap_or("");
+            let chars: Vec<char> = text.chars().collect();
+            let start_col = (col - 1).min(chars.len());
             if last_line != Some(*line) {
                 if let Some(previous) = last_line {
                     if *line > previous + 1 {
                         let _ = writeln!(out, "{}", paint(blue, "..."));
                     }
                 }
+                // Very long lines (a 10 MB string) are shown as a window
+                // around the first label on them.
+                window = if chars.len() <= MAX_SHOWN_LINE {
+                    0..chars.len()
+                } else {
+                    let from = start_col.saturating_sub(MAX_SHOWN_LINE / 4);
+                    from..(from + MAX_SHOWN_LINE).min(chars.len())
+                };
+                let shown: String = chars[window.clone()].iter().collect();
+                let before = if window.start > 0 { "..." } else { "" };
+                let after = if window.end < chars.len() { "..." } else { "" };
                 let number = format!("{line:>gutter$}");
-                let _ = writeln!(out, "{} {}", paint(blue, &format!("{number} |")), text);
+                let _ = writeln!(
+                    out,
+                    "{} {before}{shown}{after}",
+                    paint(blue, &format!("{number} |"))
+                );
                 last_line = Some(*line);
             }
-            let line_start = label.span.start - (col - 1).min(label.span.start);
+            let line_start = label.span.start.saturating_sub(
+                text[..text
+                    .char_indices()
+                    .nth(start_col)
+                    .map_or(text.len(), |(i, _)| i)]
+                    .len(),
+            );
             let line_end = line_start + text.len();
-            let width = label
-                .span
-                .end
-                .min(line_end)
-                .saturating_sub(label.span.start)
+            let label_end = label.span.end.clamp(label.span.start, line_end);
+            let label_chars = source
+                .get(label.span.start.min(line_end)..label_end)
+                .map_or(1, |s| s.chars().count())
                 .max(1);
-            let indent: String = text
-                .char_indices()
-                .take_while(|(i, _)| *i < col - 1)
-                .map(|(_, c)| if c == '\t' { '\t' } else { ' ' })
+            let at = start_col.clamp(window.start, window.end);
+            let count = label_chars.min(window.end.saturating_sub(at)).max(1);
+            let lead = if window.start > 0 { 3 } else { 0 };
+            let indent: String = std::iter::repeat_n(' ', lead)
+                .chain(
+                    chars[window.start..at]
+                        .iter()
+                        .map(|&c| if c == '\t' { '\t' } else { ' ' }),
+                )
                 .collect();
             let marker_char = if label.primary { mark } else { '-' };
-            let markers: String = std::iter::repeat_n(
-                marker_char,
-                text.get(col - 1..(col - 1 + width).min(text.len()))
-                    .map_or(1, |s| s.chars().count().max(1)),
-            )
-            .collect();
+            let markers: String = std::iter::repeat_n(marker_char, count).collect();
             let style = if label.primary { level_style } else { blue };
             let _ = writeln!(
                 out,
@@ -274,6 +301,27 @@ mod tests {
             text,
             "error[E9999]: something is wrong\n --> t.toml:5:7\n  |\n2 | cmd = [\"x\"]\n  | --- and there\n...\n5 | cmd = [\"y\"]\n  |       ^^^^^ here\n  = help: fix it\n"
         );
+    }
+
+    #[test]
+    fn long_lines_are_shown_as_a_window_around_the_label() {
+        let source = format!("cmd = [\"{}\"]\n", "a".repeat(5000));
+        let diagnostic = Diagnostic::error("E9999", "too long")
+            .with_label(Label::primary(6..source.len() - 1, "here"));
+        let text = diagnostic.render("t.toml", &source, false);
+        assert!(text.len() < 600, "{text}");
+        assert!(text.contains("1 | cmd = [\"aaaa"), "{text}");
+        assert!(text.contains("aaa..."), "{text}");
+    }
+
+    #[test]
+    fn carets_count_characters_not_bytes() {
+        let source = "name = \"é\" # x\nbad = 1\n";
+        let at = source.find("# x").expect("present");
+        let diagnostic =
+            Diagnostic::error("E9999", "x").with_label(Label::primary(at..at + 3, "here"));
+        let text = diagnostic.render("t.toml", source, false);
+        assert!(text.contains("\n  |            ^^^ here\n"), "{text}");
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! `docs/architecture.md` describes the stages and the data between them.
 
 pub mod child;
+pub mod cli;
 pub mod diagnostic;
+pub mod host;
 pub mod plan;
 pub mod supervise;
 pub mod sys;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `ipc-run` binary; everything lives in the library's `cli` module.
+
+fn main() {
+    std::process::exit(ipc_run::cli::main());
+}

@@ -1,7 +1,141 @@
 //! The planner: `(Topology, Limits) -> Plan`, pure, no syscalls.
+//!
+//! It runs in passes that each add to one list of diagnostics:
+//!
+//! 1. [`processes`]: names, argv, env, replicas, ports, signals, readiness;
+//! 2. [`edges`]: endpoints resolved to ports, ports used once, mechanisms
+//!    chosen or checked ([`select`]), host limits, named objects;
+//! 3. [`wiring`]: each instance's fd table and environment;
+//! 4. [`order`]: start and stop order, the three kinds of cycle, FIFO
+//!    open-order deadlocks.
+//!
+//! A pass that needs the previous one's results only runs when that pass
+//! found no error, so every reported error is real and none is an echo.
 
+mod edges;
+pub mod graph;
 pub mod limits;
 pub mod model;
+mod order;
+mod processes;
+pub mod render;
+pub mod select;
+pub mod signals;
+mod wiring;
+
+use std::ops::Range;
 
 pub use limits::{Limit, Limits};
 pub use model::*;
+
+use crate::diagnostic::Diagnostic;
+use crate::topology::Topology;
+
+/// Most process instances one topology may have (replicas counted).
+pub const MAX_INSTANCES: usize = 100_000;
+
+/// A valid plan and the warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The plan.
+    pub plan: Plan,
+    /// Warnings, with spans into the file.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// The topology is invalid: at least one error, plus any warnings.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the topology is invalid: {} error(s)", self.error_count())]
+pub struct PlanError {
+    /// Errors and warnings, errors first.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl PlanError {
+    /// The number of errors.
+    pub fn error_count(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+}
+
+/// Plans a parsed topology against the given host limits.
+pub fn plan(topology: &Topology, limits: &Limits) -> Result<Planned, PlanError> {
+    let mut sink = Sink::default();
+    let processes = processes::resolve(topology, limits, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
+    let channels = edges::resolve(topology, limits, &processes, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
+    let mut channels = channels;
+    let instances = wiring::wire(topology, limits, &processes, &mut channels, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
+    let ordering = order::analyse(&processes, &channels, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
+    let name = topology
+        .file
+        .name
+        .as_ref()
+        .map(|n| n.get_ref().clone())
+        .or_else(|| {
+            topology
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "topology".into());
+    let exit_code_from = topology
+        .file
+        .exit_code_from
+        .as_ref()
+        .map(|n| n.get_ref().clone());
+    let plan = Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        name,
+        processes: instances,
+        channels: channels.into_iter().map(|c| c.plan).collect(),
+        start_order: ordering.start_order,
+        stop_order: ordering.stop_order,
+        cycles: ordering.cycles,
+        exit_code_from,
+        warnings: sink.diagnostics.iter().map(PlanWarning::from).collect(),
+        limits: limits.clone(),
+    };
+    Ok(Planned {
+        plan,
+        warnings: sink.diagnostics,
+    })
+}
+
+/// Collects diagnostics across passes.
+#[derive(Debug, Default)]
+pub(crate) struct Sink {
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Sink {
+    fn push(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+    }
+
+    fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    fn into_error(mut self) -> PlanError {
+        // Stable: errors first, each group in the order found.
+        self.diagnostics.sort_by_key(|d| !d.is_error());
+        PlanError {
+            diagnostics: self.diagnostics,
+        }
+    }
+}
+
+/// A byte range in the topology file.
+pub(crate) type Span = Range<usize>;

@@ -17,6 +17,18 @@ use crate::topology::{RestartPolicy, SocketType, Traffic};
 /// Version of the JSON plan format; bumped on incompatible changes.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
 
+// Placeholders the launcher substitutes, the complete list:
+//
+// | placeholder              | value                                              |
+// |--------------------------|----------------------------------------------------|
+// | `{run_id}`               | the run id, 16 lowercase hex digits                |
+// | `{run_dir}`              | the private run directory                          |
+// | `{pid}`                  | the child's own pid (only in `LISTEN_PID`)         |
+// | `{pid:<instance>}`       | the current pid of another instance                |
+// | `{port:<channel>}`       | the TCP/UDP port the kernel chose for a channel    |
+// | `{sysv_id:<channel>}`    | the System V id (shm, msg or sem) of a channel     |
+// | `{sysv_sem_id:<channel>}`| the semaphore set paired with a System V segment   |
+
 /// Placeholder for the run id (16 lowercase hex digits, 64 random bits).
 pub const RUN_ID: &str = "{run_id}";
 /// Placeholder for the private run directory.
@@ -356,6 +368,9 @@ pub enum Mechanism {
     SysvShm {
         /// Size in bytes.
         size: u64,
+        /// Whether a System V set of two semaphores (lock = 1, ready = 0)
+        /// is created with it.
+        semaphore_set: bool,
     },
     /// A POSIX message queue.
     PosixMq {
@@ -451,7 +466,14 @@ impl Mechanism {
                 "posix-shm {name} {} + semaphores lock, ready",
                 ByteSize(*size)
             ),
-            Mechanism::SysvShm { size } => format!("sysv-shm {}", ByteSize(*size)),
+            Mechanism::SysvShm {
+                size,
+                semaphore_set: false,
+            } => format!("sysv-shm {}", ByteSize(*size)),
+            Mechanism::SysvShm {
+                size,
+                semaphore_set: true,
+            } => format!("sysv-shm {} + semaphore set lock, ready", ByteSize(*size)),
             Mechanism::PosixMq {
                 name,
                 depth,

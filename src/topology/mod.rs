@@ -20,12 +20,14 @@ use serde::{Deserialize, Serialize};
 pub use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, Label};
-pub use endpoint::{Endpoint, EndpointTarget};
+pub use endpoint::{Endpoint, EndpointTarget, MAX_NAME_LEN, check_name};
 pub use units::{ByteSize, Millis};
 
-/// Files larger than this are refused before parsing: no real topology comes
-/// near it, and it bounds the work a hostile file can cause.
-pub const MAX_SOURCE_BYTES: usize = 4 << 20;
+/// Files larger than this are refused before parsing. A generated topology of
+/// 100 000 processes with two edges each is about 10 MiB; the cap bounds the
+/// work a hostile file (say, a million processes)
+/// can cause to well under a second.
+pub const MAX_SOURCE_BYTES: usize = 16 << 20;
 
 /// A parsed topology file together with its source text, which diagnostics
 /// need to show the offending line.
@@ -65,10 +67,18 @@ pub enum TopologyError {
 impl Topology {
     /// Reads and parses the topology at `path`.
     pub fn load(path: &Path) -> Result<Self, TopologyError> {
-        let bytes = std::fs::read(path).map_err(|source| TopologyError::Read {
+        use std::io::Read as _;
+        let read_error = |source| TopologyError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(read_error)?;
+        // Read one byte past the cap so an oversized file is refused without
+        // being read whole (or a FIFO/device read forever).
+        let mut bytes = Vec::new();
+        file.take(MAX_SOURCE_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
         let source = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(err) => {
@@ -131,14 +141,15 @@ fn syntax_diagnostic(err: &toml::de::Error, source: &str) -> Diagnostic {
         ("E0003", "unknown key")
     } else if message.starts_with("missing field") {
         ("E0004", "missing key")
-    } else if message.starts_with("invalid type")
-        || message.starts_with("invalid value")
-        || message.starts_with("unknown variant")
-    {
-        ("E0005", "wrong type or value")
-    } else if message.starts_with("invalid size")
-        || message.starts_with("invalid duration")
-        || message.starts_with("invalid endpoint")
+    } else if [
+        "invalid type",
+        "invalid value",
+        "unknown variant",
+        "invalid size",
+        "invalid duration",
+    ]
+    .iter()
+    .any(|prefix| message.starts_with(prefix))
     {
         ("E0005", "wrong type or value")
     } else if message.starts_with("duplicate key") {
@@ -153,9 +164,20 @@ fn syntax_diagnostic(err: &toml::de::Error, source: &str) -> Diagnostic {
     } else {
         span
     };
-    let label_text = message.lines().next().unwrap_or("").to_owned();
-    Diagnostic::error(code, format!("{headline}: {label_text}"))
-        .with_label(Label::primary(span, label_text))
+    let first_line = message.lines().next().unwrap_or("").to_owned();
+    // serde says "unknown field `x`, expected one of `a`, `b`": split it into
+    // a headline about the key and a note listing the keys that are allowed.
+    if let Some(rest) = first_line.strip_prefix("unknown field ") {
+        let (key, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        let mut diagnostic = Diagnostic::error(code, format!("unknown key {key}"))
+            .with_label(Label::primary(span, "not a key of this table"));
+        if !expected.is_empty() {
+            diagnostic = diagnostic.with_note(format!("expected {expected}"));
+        }
+        return diagnostic;
+    }
+    Diagnostic::error(code, format!("{headline}: {first_line}"))
+        .with_label(Label::primary(span, first_line))
 }
 
 /// The document: a name, processes, edges and optional pipeline sugar.

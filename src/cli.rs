@@ -1,0 +1,354 @@
+//! The command line: argument parsing, the top-level error that owns the
+//! exit codes, and the glue that runs one stage after another.
+//!
+//! Exit codes (documented in the README and `docs/topology.md`):
+//! 0 success, 1 invalid topology (or unreadable file), 2 usage error.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::diagnostic::Diagnostic;
+use crate::plan::{self, Limits, PlanError, Planned};
+use crate::topology::{Topology, TopologyError};
+
+/// Exit status when everything succeeded.
+pub const EXIT_OK: i32 = 0;
+/// Exit status for an invalid or unreadable topology.
+pub const EXIT_INVALID: i32 = 1;
+/// Exit status for a command-line usage error (as clap reports it).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Declarative process-topology orchestrator for Linux.
+#[derive(Debug, Parser)]
+#[command(name = "ipc-run", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// When to colour diagnostics and logs.
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when the output is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+/// Options shared by the commands that plan a topology.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The topology file.
+    pub file: PathBuf,
+    /// Host limits to validate against: read from this host, or the fixed,
+    /// documented defaults (reproducible plans).
+    #[arg(long, value_enum, default_value_t = LimitsChoice::Host)]
+    pub limits: LimitsChoice,
+    /// Treat warnings as errors (`--deny warnings`).
+    #[arg(long, value_name = "LINT", value_parser = ["warnings"])]
+    pub deny: Option<String>,
+}
+
+/// `--limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LimitsChoice {
+    /// Read /proc and rlimits of this host.
+    Host,
+    /// The documented defaults of a stock Linux host.
+    Default,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a topology and print its diagnostics.
+    Check(PlanArgs),
+    /// Print the plan: every process's fds and env, every channel's mechanism and why.
+    Plan {
+        /// Shared planning options.
+        #[command(flatten)]
+        args: PlanArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+    },
+    /// Print the topology as a graph of processes and channels.
+    Graph {
+        /// Shared planning options.
+        #[command(flatten)]
+        args: PlanArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+        format: GraphFormat,
+    },
+    /// Print a JSON Schema.
+    Schema {
+        /// Which document.
+        #[arg(value_enum, default_value_t = SchemaKind::Topology)]
+        kind: SchemaKind,
+    },
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+/// `plan --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// For people.
+    Text,
+    /// For tools; see schemas/plan.schema.json.
+    Json,
+}
+
+/// `graph --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+}
+
+/// `schema` argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    /// The topology file format.
+    Topology,
+    /// The JSON plan.
+    Plan,
+}
+
+/// Everything that makes ipc-run exit non-zero, and the code for each.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The file could not be read or parsed.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// The topology is invalid.
+    #[error("failed to plan {path}: {error}")]
+    Plan {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        error: PlanError,
+    },
+    /// Warnings were found under `--deny warnings`.
+    #[error("{count} warning(s) denied by --deny warnings")]
+    DeniedWarnings {
+        /// Number of warnings.
+        count: usize,
+    },
+    /// Writing the output failed.
+    #[error("failed to write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// The documented exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            CliError::Topology(_) | CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {
+                EXIT_INVALID
+            }
+            CliError::Output(_) => EXIT_INVALID,
+        }
+    }
+}
+
+/// Whether to colour output written to stderr.
+pub fn stderr_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    }
+}
+
+/// Parses arguments, runs the command, returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_tracing();
+    let color = stderr_color(cli.color);
+    match run(cli, color) {
+        Ok(code) => code,
+        Err(error) => {
+            report(&error, color);
+            error.exit_code()
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IPC_RUN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn report(error: &CliError, color: bool) {
+    let mut stderr = std::io::stderr().lock();
+    match error {
+        CliError::Topology(TopologyError::Parse {
+            path,
+            source_text,
+            diagnostic,
+        }) => {
+            let _ = write!(
+                stderr,
+                "{}",
+                diagnostic.render(&path.display().to_string(), source_text, color)
+            );
+            let _ = writeln!(stderr, "{}", summary_line(path, 1, 0, color));
+        }
+        CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {}
+        other => {
+            let _ = writeln!(stderr, "{}: {other}", paint_error("error", color));
+        }
+    }
+}
+
+fn paint_error(text: &str, color: bool) -> String {
+    if color {
+        let style = anstyle::AnsiColor::Red.on_default().bold();
+        format!("{}{text}{}", style.render(), style.render_reset())
+    } else {
+        text.to_owned()
+    }
+}
+
+fn summary_line(path: &Path, errors: usize, warnings: usize, color: bool) -> String {
+    format!(
+        "{}: could not use `{}`: {errors} error(s), {warnings} warning(s)",
+        paint_error("error", color),
+        path.display()
+    )
+}
+
+/// Loads and plans a file, printing every diagnostic to stderr.
+pub fn load_and_plan(args: &PlanArgs, color: bool) -> Result<(Topology, Planned), CliError> {
+    let started = std::time::Instant::now();
+    let topology = Topology::load(&args.file)?;
+    tracing::debug!(elapsed = ?started.elapsed(), "loaded {}", args.file.display());
+    let limits = match args.limits {
+        LimitsChoice::Host => crate::host::read_limits(),
+        LimitsChoice::Default => Limits::default(),
+    };
+    let path = args.file.display().to_string();
+    let print = |diagnostics: &[Diagnostic]| {
+        let mut stderr = std::io::stderr().lock();
+        for diagnostic in diagnostics {
+            let _ = write!(
+                stderr,
+                "{}",
+                diagnostic.render(&path, &topology.source, color)
+            );
+        }
+    };
+    let started = std::time::Instant::now();
+    let outcome = plan::plan(&topology, &limits);
+    tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
+    match outcome {
+        Ok(planned) => {
+            print(&planned.warnings);
+            if args.deny.is_some() && !planned.warnings.is_empty() {
+                let count = planned.warnings.len();
+                eprintln!(
+                    "{}: `{path}`: {count} warning(s) denied by --deny warnings",
+                    paint_error("error", color)
+                );
+                return Err(CliError::DeniedWarnings { count });
+            }
+            Ok((topology, planned))
+        }
+        Err(error) => {
+            print(&error.diagnostics);
+            let warnings = error.diagnostics.len() - error.error_count();
+            eprintln!(
+                "{}",
+                summary_line(&args.file, error.error_count(), warnings, color)
+            );
+            Err(CliError::Plan {
+                path: args.file.clone(),
+                error,
+            })
+        }
+    }
+}
+
+fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Check(args) => {
+            let (topology, planned) = load_and_plan(&args, color)?;
+            let plan = &planned.plan;
+            writeln!(
+                stdout,
+                "{}: ok: {} process(es), {} channel(s), {} warning(s)",
+                args.file.display(),
+                plan.processes.len(),
+                plan.channels.len(),
+                planned.warnings.len()
+            )?;
+            // The process exits next: freeing a large plan piece by piece
+            // costs more than the kernel reclaiming it at once.
+            std::mem::forget((topology, planned));
+        }
+        Command::Plan { args, format } => {
+            let (_, planned) = load_and_plan(&args, color)?;
+            match format {
+                PlanFormat::Text => write!(stdout, "{}", plan::render::text(&planned.plan))?,
+                PlanFormat::Json => writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&planned.plan).map_err(std::io::Error::other)?
+                )?,
+            }
+        }
+        Command::Graph { args, format } => {
+            let (_, planned) = load_and_plan(&args, color)?;
+            match format {
+                GraphFormat::Dot => write!(stdout, "{}", plan::graph::dot(&planned.plan))?,
+                GraphFormat::Mermaid => write!(stdout, "{}", plan::graph::mermaid(&planned.plan))?,
+            }
+        }
+        Command::Schema { kind } => write!(stdout, "{}", schema(kind))?,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "ipc-run", &mut stdout);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command()).render(&mut stdout)?;
+        }
+    }
+    stdout.flush()?;
+    Ok(EXIT_OK)
+}
+
+/// The JSON Schema of a document, as committed under `schemas/`.
+pub fn schema(kind: SchemaKind) -> String {
+    let schema = match kind {
+        SchemaKind::Topology => schemars::schema_for!(crate::topology::TopologyFile),
+        SchemaKind::Plan => schemars::schema_for!(crate::plan::Plan),
+    };
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serialises");
+    text.push('\n');
+    text
+}

@@ -1,0 +1,411 @@
+//! Fourth pass: start and stop order, and the three kinds of cycle.
+//!
+//! 1. Start-order cycles (`after`, plus "a signal's receiver starts before
+//!    its sender", since the sender is handed the receiver's pid) are errors,
+//!    reported as a whole path `a -> b -> c -> a` found with `tarjan_scc`.
+//! 2. Data cycles whose channels all block when full (pipes, FIFOs, queues)
+//!    are allowed but analysed: the cycle's buffer capacity is compared with
+//!    the bytes its edges declare in flight.
+//! 3. Data cycles through a socket, shared memory or a signal are harmless
+//!    (the processes' own protocol governs them) and only listed.
+//!
+//! A FIFO handed over as a path is opened by the processes themselves; an
+//! open blocks until the other side opens too, so two processes that open
+//! their FIFOs in crossing orders deadlock before exchanging a byte. That is
+//! simulated here and rejected.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
+
+use super::edges::ChannelDecl;
+use super::model::{CycleVerdict, DataCycle, End, Mechanism};
+use super::processes::ProcessDecl;
+use super::{Sink, Span};
+use crate::diagnostic::{Diagnostic, Label};
+
+/// The orders and cycles of a plan.
+pub struct Ordering {
+    /// Instances in start order.
+    pub start_order: Vec<String>,
+    /// Instances in stop order.
+    pub stop_order: Vec<String>,
+    /// Data cycles with verdicts.
+    pub cycles: Vec<DataCycle>,
+}
+
+/// Why process `b` starts after `a`.
+#[derive(Clone)]
+struct Dependency {
+    span: Span,
+    why: String,
+}
+
+/// Computes orders and cycles; pushes errors for start-order cycles and
+/// FIFO open-order deadlocks, warnings for risky data cycles.
+pub fn analyse(
+    processes: &[ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+    sink: &mut Sink,
+) -> Ordering {
+    let index: BTreeMap<&str, usize> = processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    // Start graph: edge a -> b means a must start (and be ready) before b.
+    let mut start: DiGraph<usize, Dependency> = DiGraph::new();
+    let nodes: Vec<NodeIndex> = (0..processes.len()).map(|i| start.add_node(i)).collect();
+    for (b, process) in processes.iter().enumerate() {
+        for after in &process.spec.after {
+            if let Some(&a) = index.get(after.get_ref().as_str()) {
+                start.add_edge(
+                    nodes[a],
+                    nodes[b],
+                    Dependency {
+                        span: after.span(),
+                        why: format!("`{}` waits for `{}` (after)", process.name, after.get_ref()),
+                    },
+                );
+            }
+        }
+    }
+    for channel in channels {
+        if let Mechanism::Signal { signal } = &channel.plan.mechanism {
+            let senders: BTreeSet<&str> = channel
+                .ports
+                .iter()
+                .filter(|p| p.end == End::Send)
+                .map(|p| p.process.as_str())
+                .collect();
+            let receivers: BTreeSet<&str> = channel
+                .ports
+                .iter()
+                .filter(|p| p.end == End::Receive)
+                .map(|p| p.process.as_str())
+                .collect();
+            for receiver in &receivers {
+                for sender in &senders {
+                    if receiver != sender {
+                        start.add_edge(
+                            nodes[index[receiver]],
+                            nodes[index[sender]],
+                            Dependency {
+                                span: channel.span.clone(),
+                                why: format!(
+                                    "`{sender}` needs the pid of `{receiver}` ({} edge `{}`)",
+                                    signal.name, channel.plan.id
+                                ),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let mut cyclic = false;
+    for component in tarjan_scc(&start) {
+        let self_loop = component.len() == 1 && start.contains_edge(component[0], component[0]);
+        if component.len() < 2 && !self_loop {
+            continue;
+        }
+        cyclic = true;
+        let members: BTreeSet<NodeIndex> = component.iter().copied().collect();
+        let first = *members
+            .iter()
+            .min_by_key(|n| start[**n])
+            .expect("non-empty component");
+        let path = shortest_cycle(&start, first, &members);
+        let names: Vec<&str> = path
+            .iter()
+            .map(|n| processes[start[*n]].name.as_str())
+            .collect();
+        let mut diagnostic = Diagnostic::error(
+            "E0401",
+            format!("start-order cycle: {} -> {}", names.join(" -> "), names[0]),
+        )
+        .with_help(
+            "remove one `after`, or turn a signal edge around, so some process can start first",
+        );
+        for (i, pair) in path.iter().zip(path.iter().cycle().skip(1)).enumerate() {
+            if let Some(edge) = start.find_edge(*pair.0, *pair.1) {
+                let dependency = &start[edge];
+                diagnostic = diagnostic.with_label(if i == 0 {
+                    Label::primary(dependency.span.clone(), dependency.why.clone())
+                } else {
+                    Label::secondary(dependency.span.clone(), dependency.why.clone())
+                });
+            }
+        }
+        sink.push(diagnostic);
+    }
+    check_fifo_open_order(channels, sink);
+    let cycles = data_cycles(processes, channels, sink);
+    if cyclic {
+        return Ordering {
+            start_order: Vec::new(),
+            stop_order: Vec::new(),
+            cycles,
+        };
+    }
+    // Kahn's algorithm, always taking the earliest-declared ready process so
+    // the order is deterministic and close to the file's.
+    let mut indegree: Vec<usize> = nodes
+        .iter()
+        .map(|n| {
+            start
+                .neighbors_directed(*n, petgraph::Direction::Incoming)
+                .count()
+        })
+        .collect();
+    let mut ready: BTreeSet<usize> = (0..processes.len()).filter(|i| indegree[*i] == 0).collect();
+    let mut start_order = Vec::new();
+    while let Some(next) = ready.pop_first() {
+        start_order.extend(processes[next].instances.iter().cloned());
+        for neighbour in start.neighbors_directed(nodes[next], petgraph::Direction::Outgoing) {
+            let i = start[neighbour];
+            indegree[i] -= 1;
+            if indegree[i] == 0 {
+                ready.insert(i);
+            }
+        }
+    }
+    let stop_order = start_order.iter().rev().cloned().collect();
+    Ordering {
+        start_order,
+        stop_order,
+        cycles,
+    }
+}
+
+/// The shortest cycle through `first` inside one strongly connected component.
+fn shortest_cycle<E>(
+    graph: &DiGraph<usize, E>,
+    first: NodeIndex,
+    members: &BTreeSet<NodeIndex>,
+) -> Vec<NodeIndex> {
+    let mut previous: BTreeMap<NodeIndex, NodeIndex> = BTreeMap::new();
+    let mut queue = VecDeque::from([first]);
+    while let Some(node) = queue.pop_front() {
+        let mut neighbours: Vec<NodeIndex> = graph
+            .neighbors(node)
+            .filter(|n| members.contains(n))
+            .collect();
+        neighbours.sort_by_key(|n| graph[*n]);
+        for next in neighbours {
+            if next == first {
+                let mut path = vec![node];
+                let mut cursor = node;
+                while cursor != first {
+                    cursor = previous[&cursor];
+                    path.push(cursor);
+                }
+                path.reverse();
+                return path;
+            }
+            if let std::collections::btree_map::Entry::Vacant(entry) = previous.entry(next) {
+                entry.insert(node);
+                queue.push_back(next);
+            }
+        }
+    }
+    vec![first]
+}
+
+/// Finds data cycles between processes and judges each.
+fn data_cycles(
+    processes: &[ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+    sink: &mut Sink,
+) -> Vec<DataCycle> {
+    let index: BTreeMap<&str, usize> = processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let mut graph: DiGraph<usize, usize> = DiGraph::new();
+    let nodes: Vec<NodeIndex> = (0..processes.len()).map(|i| graph.add_node(i)).collect();
+    let mut seen = BTreeSet::new();
+    for (c, channel) in channels.iter().enumerate() {
+        let writers: BTreeSet<&str> = channel
+            .ports
+            .iter()
+            .filter(|p| matches!(p.end, End::Write | End::Connect | End::Send))
+            .map(|p| p.process.as_str())
+            .collect();
+        let readers: BTreeSet<&str> = channel
+            .ports
+            .iter()
+            .filter(|p| matches!(p.end, End::Read | End::Listen | End::Receive))
+            .map(|p| p.process.as_str())
+            .collect();
+        for w in &writers {
+            for r in &readers {
+                if seen.insert((index[w], index[r])) {
+                    graph.add_edge(nodes[index[w]], nodes[index[r]], c);
+                }
+            }
+        }
+    }
+    let mut components: Vec<Vec<NodeIndex>> = tarjan_scc(&graph)
+        .into_iter()
+        .filter(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
+        .collect();
+    components.sort_by_key(|c| c.iter().map(|n| graph[*n]).min());
+    let mut cycles = Vec::new();
+    for component in components {
+        let members: BTreeSet<NodeIndex> = component.iter().copied().collect();
+        let first = *members
+            .iter()
+            .min_by_key(|n| graph[**n])
+            .expect("non-empty component");
+        let path = shortest_cycle(&graph, first, &members);
+        let hops: Vec<usize> = path
+            .iter()
+            .zip(path.iter().cycle().skip(1))
+            .filter_map(|(a, b)| graph.find_edge(*a, *b).map(|e| graph[e]))
+            .collect();
+        let mut names: Vec<String> = path
+            .iter()
+            .map(|n| processes[graph[*n]].name.clone())
+            .collect();
+        names.push(names[0].clone());
+        let all_blocking = hops.iter().all(|&c| channels[c].plan.blocking);
+        let capacity: u64 = hops.iter().filter_map(|&c| channels[c].plan.capacity).sum();
+        let in_flight: Option<u64> = hops.iter().map(|&c| channels[c].plan.in_flight).sum();
+        let verdict = if !all_blocking {
+            CycleVerdict::Harmless
+        } else if in_flight.is_some_and(|bytes| bytes < capacity) {
+            CycleVerdict::BoundedFits
+        } else {
+            CycleVerdict::DeadlockRisk
+        };
+        if verdict == CycleVerdict::DeadlockRisk {
+            let per_channel: Vec<String> = hops
+                .iter()
+                .map(|&c| {
+                    let channel = &channels[c].plan;
+                    format!(
+                        "{} ({}) {} bytes",
+                        channel.id,
+                        channel.mechanism.name(),
+                        channel.capacity.unwrap_or(0)
+                    )
+                })
+                .collect();
+            let flight = match in_flight {
+                Some(bytes) => format!(
+                    "the edges declare {bytes} bytes in flight, at least the {capacity} bytes the cycle can buffer"
+                ),
+                None => {
+                    let missing: Vec<&str> = hops
+                        .iter()
+                        .filter(|&&c| channels[c].plan.in_flight.is_none())
+                        .map(|&c| channels[c].plan.id.as_str())
+                        .collect();
+                    format!(
+                        "bytes in flight are not declared on {}, so they may exceed the {capacity} bytes the cycle can buffer",
+                        missing.join(", ")
+                    )
+                }
+            };
+            let mut diagnostic = Diagnostic::warning("W0301", format!("deadlock risk: data cycle {} over blocking channels", names.join(" -> ")))
+                .with_note(format!("the cycle buffers {capacity} bytes: {}", per_channel.join(", ")))
+                .with_note(flight)
+                .with_help("declare `in_flight` on each edge of the cycle below its capacity, or break the cycle with a socket");
+            for (i, &c) in hops.iter().enumerate() {
+                let label = format!(
+                    "`{}` blocks when {} bytes are buffered",
+                    channels[c].plan.id,
+                    channels[c].plan.capacity.unwrap_or(0)
+                );
+                diagnostic = diagnostic.with_label(if i == 0 {
+                    Label::primary(channels[c].span.clone(), label)
+                } else {
+                    Label::secondary(channels[c].span.clone(), label)
+                });
+            }
+            sink.push(diagnostic);
+        }
+        cycles.push(DataCycle {
+            path: names,
+            channels: hops.iter().map(|&c| channels[c].plan.id.clone()).collect(),
+            verdict,
+            capacity: all_blocking.then_some(capacity),
+            in_flight,
+        });
+    }
+    cycles
+}
+
+/// Simulates the opens of path-delivered FIFOs. Each instance opens its FIFO
+/// ports in the order its edges appear in the file; an open completes when
+/// every process on the FIFO has reached it.
+fn check_fifo_open_order(channels: &[ChannelDecl], sink: &mut Sink) {
+    let path_fifo = |c: &ChannelDecl| matches!(&c.plan.mechanism, Mechanism::Fifo { deliver, .. } if deliver == "path");
+    let mut queues: BTreeMap<&str, VecDeque<usize>> = BTreeMap::new();
+    for (c, channel) in channels.iter().enumerate() {
+        if !path_fifo(channel) {
+            continue;
+        }
+        for port in &channel.ports {
+            queues
+                .entry(port.instance.as_str())
+                .or_default()
+                .push_back(c);
+        }
+    }
+    // An @external peer is not simulated: it is assumed to open when asked,
+    // so only the instances on a FIFO must have reached it.
+    loop {
+        let mut progressed = false;
+        for (c, channel) in channels.iter().enumerate() {
+            if !path_fifo(channel) {
+                continue;
+            }
+            let participants: BTreeSet<&str> =
+                channel.ports.iter().map(|p| p.instance.as_str()).collect();
+            if participants
+                .iter()
+                .all(|p| queues.get(p).and_then(|q| q.front()) == Some(&c))
+            {
+                for p in participants {
+                    if let Some(queue) = queues.get_mut(p) {
+                        queue.pop_front();
+                    }
+                }
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    let stuck: Vec<(&str, usize)> = queues
+        .iter()
+        .filter_map(|(instance, q)| q.front().map(|c| (*instance, *c)))
+        .collect();
+    if stuck.is_empty() {
+        return;
+    }
+    let description: Vec<String> = stuck
+        .iter()
+        .map(|(instance, c)| format!("`{instance}` blocks opening `{}`", channels[*c].plan.id))
+        .collect();
+    let mut diagnostic = Diagnostic::error("E0501", format!("FIFO open-order deadlock: {}", description.join(", ")))
+        .with_note("opening a FIFO blocks until its other end is opened; processes that open their FIFOs in crossing orders wait for each other forever")
+        .with_help("order the edges so every process opens the shared FIFOs in the same order, or use `deliver = \"fd\"` so ipc-run opens them");
+    let mut labelled = BTreeSet::new();
+    for (i, (_, c)) in stuck.iter().enumerate() {
+        if labelled.insert(*c) {
+            let label = format!("FIFO `{}`", channels[*c].plan.id);
+            diagnostic = diagnostic.with_label(if i == 0 {
+                Label::primary(channels[*c].span.clone(), label)
+            } else {
+                Label::secondary(channels[*c].span.clone(), label)
+            });
+        }
+    }
+    sink.push(diagnostic);
+}

@@ -1,0 +1,602 @@
+//! First pass: each declared process checked on its own and expanded into
+//! its instances (one per replica).
+
+use std::collections::BTreeMap;
+
+use super::model::{Readiness, RestartPlan, SignalRef};
+use super::signals::{known, parse_signal};
+use super::{Limits, MAX_INSTANCES, Sink, Span};
+use crate::diagnostic::{Diagnostic, Label};
+use crate::topology::{ProcessSpec, Ready, RestartPolicy, Topology, check_name};
+
+/// Most replicas of one process.
+pub const MAX_REPLICAS: i64 = 1024;
+/// Default grace period between the stop signal and SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT_MS: u64 = 5_000;
+/// Default time `after` dependants wait for readiness.
+pub const DEFAULT_READY_TIMEOUT_MS: u64 = 30_000;
+/// Default first restart delay.
+pub const DEFAULT_BACKOFF_MS: u64 = 100;
+/// Default number of restarts before a process is marked failed.
+pub const DEFAULT_RESTART_LIMIT: u32 = 5;
+
+/// Variables ipc-run sets itself; a topology may not set them.
+pub const RESERVED_ENV_PREFIXES: &[&str] = &["IPC_RUN_", "IPC_PORT_", "LISTEN_"];
+/// Single reserved variable names.
+pub const RESERVED_ENV_NAMES: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "LISTEN_PID",
+    "LISTEN_FDS",
+    "LISTEN_FDNAMES",
+];
+/// Variables passed through from ipc-run's environment to every child when set.
+pub const BASE_INHERITED_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+];
+
+/// A process as the later passes need it.
+#[derive(Debug, Clone)]
+pub struct ProcessDecl<'a> {
+    /// Declared name.
+    pub name: String,
+    /// Span of the name (the table header key).
+    pub span: Span,
+    /// The spec as written.
+    pub spec: &'a ProcessSpec,
+    /// Instance names, one per replica.
+    pub instances: Vec<String>,
+    /// Declared ports: name -> (span of the name, fixed fd and its span).
+    pub ports: BTreeMap<String, DeclaredPort>,
+    /// The argv to exec.
+    pub argv: Vec<String>,
+    /// Whether `argv` is a shell the user asked for.
+    pub shell: bool,
+    /// Readiness protocol.
+    pub ready: Readiness,
+    /// Restart policy.
+    pub restart: RestartPlan,
+    /// Stop signal.
+    pub stop_signal: SignalRef,
+    /// Forwarded signals.
+    pub forward_signals: Vec<SignalRef>,
+}
+
+/// A port named under `[process.x.ports.name]`.
+#[derive(Debug, Clone)]
+pub struct DeclaredPort {
+    /// Span of the port name.
+    pub span: Span,
+    /// Fixed fd and the span of its value.
+    pub fd: Option<(i32, Span)>,
+}
+
+/// Checks every process and returns them in declaration order.
+pub fn resolve<'a>(
+    topology: &'a Topology,
+    limits: &Limits,
+    sink: &mut Sink,
+) -> Vec<ProcessDecl<'a>> {
+    let mut declared: Vec<_> = topology.file.process.iter().collect();
+    declared.sort_by_key(|(name, _)| name.span().start);
+    let mut total_instances = 0usize;
+    let mut out = Vec::with_capacity(declared.len());
+    for (name, spec) in declared {
+        let span = name.span();
+        if let Err(why) = check_name(name.get_ref()) {
+            sink.push(
+                Diagnostic::error(
+                    "E0101",
+                    format!("invalid process name `{}`", name.get_ref().escape_debug()),
+                )
+                .with_label(Label::primary(span.clone(), why)),
+            );
+            continue;
+        }
+        let replicas = match &spec.replicas {
+            None => 1,
+            Some(r) if (1..=MAX_REPLICAS).contains(r.get_ref()) => *r.get_ref() as u32,
+            Some(r) => {
+                sink.push(
+                    Diagnostic::error(
+                        "E0705",
+                        format!(
+                            "`replicas` of `{}` must be between 1 and {MAX_REPLICAS}",
+                            name.get_ref()
+                        ),
+                    )
+                    .with_label(Label::primary(
+                        r.span(),
+                        format!("{} replicas", r.get_ref()),
+                    )),
+                );
+                1
+            }
+        };
+        total_instances += replicas as usize;
+        let instances: Vec<String> = if replicas == 1 && spec.replicas.is_none() {
+            vec![name.get_ref().clone()]
+        } else {
+            (0..replicas)
+                .map(|i| format!("{}#{i}", name.get_ref()))
+                .collect()
+        };
+        let (argv, shell) = check_command(name.get_ref(), &span, spec, limits, sink);
+        check_env(spec, limits, sink);
+        let ports = check_ports(spec, limits, sink);
+        let ready = check_ready(spec, &ports, limits, sink);
+        let stop_signal = match &spec.stop_signal {
+            None => known("SIGTERM"),
+            Some(text) => parse_signal(text.get_ref()).unwrap_or_else(|why| {
+                sink.push(
+                    Diagnostic::error("E0706", "invalid `stop_signal`")
+                        .with_label(Label::primary(text.span(), why)),
+                );
+                known("SIGTERM")
+            }),
+        };
+        let mut forward_signals = Vec::new();
+        for text in &spec.forward_signals {
+            match parse_signal(text.get_ref()) {
+                Ok(signal) if matches!(signal.name, "SIGHUP" | "SIGUSR1" | "SIGUSR2" | "SIGWINCH") => forward_signals.push(signal),
+                Ok(signal) => sink.push(
+                    Diagnostic::error("E0706", format!("{} cannot be forwarded", signal.name))
+                        .with_label(Label::primary(text.span(), "not a forwardable signal"))
+                        .with_help("ipc-run forwards SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH; SIGINT and SIGTERM stop the whole topology"),
+                ),
+                Err(why) => sink.push(Diagnostic::error("E0706", "invalid signal in `forward_signals`").with_label(Label::primary(text.span(), why))),
+            }
+        }
+        let restart = RestartPlan {
+            policy: spec
+                .restart
+                .as_ref()
+                .map(|r| *r.get_ref())
+                .unwrap_or(RestartPolicy::Never),
+            limit: spec
+                .restart_limit
+                .as_ref()
+                .map(|l| *l.get_ref())
+                .unwrap_or(DEFAULT_RESTART_LIMIT),
+            backoff_ms: spec
+                .restart_backoff
+                .as_ref()
+                .map(|b| b.get_ref().0)
+                .unwrap_or(DEFAULT_BACKOFF_MS),
+        };
+        out.push(ProcessDecl {
+            name: name.get_ref().clone(),
+            span,
+            spec,
+            instances,
+            ports,
+            argv,
+            shell,
+            ready,
+            restart,
+            stop_signal,
+            forward_signals,
+        });
+    }
+    if total_instances > MAX_INSTANCES {
+        sink.push(
+            Diagnostic::error("E0610", format!("the topology has {total_instances} process instances, more than the {MAX_INSTANCES} ipc-run supervises"))
+                .with_label(Label::primary(0..0, "in this file")),
+        );
+    }
+    for (key, text) in [("exit_code_from", &topology.file.exit_code_from)] {
+        if let Some(text) = text {
+            match out.iter().find(|p| &p.name == text.get_ref()) {
+                None => sink.push(
+                    Diagnostic::error(
+                        "E0104",
+                        format!(
+                            "`{key}` names `{}`, which is not a process of this topology",
+                            text.get_ref()
+                        ),
+                    )
+                    .with_label(Label::primary(text.span(), "no such process")),
+                ),
+                Some(process) if process.instances.len() > 1 => sink.push(
+                    Diagnostic::error(
+                        "E0104",
+                        format!(
+                            "`{key}` names `{}`, which has {} replicas",
+                            text.get_ref(),
+                            process.instances.len()
+                        ),
+                    )
+                    .with_label(Label::primary(
+                        text.span(),
+                        "ambiguous: one exit status is needed",
+                    )),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+    let names: std::collections::HashSet<&str> = out.iter().map(|p| p.name.as_str()).collect();
+    for process in &out {
+        for after in &process.spec.after {
+            if after.get_ref() == &process.name {
+                sink.push(
+                    Diagnostic::error(
+                        "E0402",
+                        format!("`{}` is listed in its own `after`", process.name),
+                    )
+                    .with_label(Label::primary(
+                        after.span(),
+                        "a process cannot wait for itself",
+                    )),
+                );
+            } else if !names.contains(after.get_ref().as_str()) {
+                sink.push(
+                    Diagnostic::error(
+                        "E0104",
+                        format!(
+                            "`after` of `{}` names `{}`, which is not a process of this topology",
+                            process.name,
+                            after.get_ref()
+                        ),
+                    )
+                    .with_label(Label::primary(after.span(), "no such process")),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn check_command(
+    name: &str,
+    span: &Span,
+    spec: &ProcessSpec,
+    limits: &Limits,
+    sink: &mut Sink,
+) -> (Vec<String>, bool) {
+    let (argv, shell, value_span) = match (&spec.cmd, &spec.shell) {
+        (Some(cmd), Some(shell)) => {
+            sink.push(
+                Diagnostic::error(
+                    "E0701",
+                    format!("process `{name}` has both `cmd` and `shell`"),
+                )
+                .with_label(Label::primary(shell.span(), "a shell script"))
+                .with_label(Label::secondary(cmd.span(), "and an argv"))
+                .with_help(
+                    "keep `cmd` to exec directly, or `shell` to run the script with /bin/sh -c",
+                ),
+            );
+            return (Vec::new(), false);
+        }
+        (None, None) => {
+            sink.push(
+                Diagnostic::error(
+                    "E0701",
+                    format!("process `{name}` has neither `cmd` nor `shell`"),
+                )
+                .with_label(Label::primary(span.clone(), "nothing to run"))
+                .with_help("add cmd = [\"program\", \"arg\"]"),
+            );
+            return (Vec::new(), false);
+        }
+        (Some(cmd), None) => (cmd.get_ref().clone(), false, cmd.span()),
+        (None, Some(script)) => (
+            vec![
+                "/bin/sh".to_owned(),
+                "-c".to_owned(),
+                script.get_ref().clone(),
+            ],
+            true,
+            script.span(),
+        ),
+    };
+    if argv.first().is_none_or(|program| program.is_empty()) {
+        sink.push(
+            Diagnostic::error("E0702", format!("process `{name}` has an empty command"))
+                .with_label(Label::primary(value_span.clone(), "no program to exec")),
+        );
+    }
+    for arg in &argv {
+        if arg.contains('\0') {
+            sink.push(
+                Diagnostic::error(
+                    "E0703",
+                    format!("an argument of `{name}` contains a NUL byte"),
+                )
+                .with_label(Label::primary(
+                    value_span.clone(),
+                    "exec cannot pass a NUL byte",
+                )),
+            );
+        }
+        if arg.len() as u64 >= limits.arg_strlen_max.value {
+            sink.push(
+                Diagnostic::error(
+                    "E0608",
+                    format!(
+                        "an argument of `{name}` is {} bytes, the kernel accepts less than {}",
+                        arg.len(),
+                        limits.arg_strlen_max.value
+                    ),
+                )
+                .with_label(Label::primary(value_span.clone(), "too long for exec"))
+                .with_note(format!(
+                    "the limit is {} ({})",
+                    limits.arg_strlen_max.value, limits.arg_strlen_max.source
+                )),
+            );
+        }
+    }
+    (argv, shell)
+}
+
+fn check_env(spec: &ProcessSpec, limits: &Limits, sink: &mut Sink) {
+    let check_name = |name: &str| -> Result<(), String> {
+        if name.is_empty() {
+            return Err("an environment variable needs a name".into());
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|&c| !(c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(format!(
+                "{bad:?} is not allowed in a variable name (use A-Z, a-z, 0-9 and _)"
+            ));
+        }
+        if name.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err("a variable name does not start with a digit".into());
+        }
+        Ok(())
+    };
+    let reserved = |name: &str| {
+        RESERVED_ENV_NAMES.contains(&name)
+            || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+    };
+    for (key, value) in &spec.env {
+        if let Err(why) = check_name(key.get_ref()) {
+            sink.push(
+                Diagnostic::error(
+                    "E0704",
+                    format!(
+                        "invalid environment variable name `{}`",
+                        key.get_ref().escape_debug()
+                    ),
+                )
+                .with_label(Label::primary(key.span(), why)),
+            );
+        } else if reserved(key.get_ref()) {
+            sink.push(
+                Diagnostic::error(
+                    "E0704",
+                    format!("`{}` is set by ipc-run itself", key.get_ref()),
+                )
+                .with_label(Label::primary(key.span(), "reserved name"))
+                .with_note(
+                    "ipc-run sets IPC_RUN_*, IPC_PORT_*, LISTEN_* and NOTIFY_SOCKET from the plan",
+                ),
+            );
+        }
+        if value.get_ref().contains('\0') {
+            sink.push(
+                Diagnostic::error(
+                    "E0703",
+                    format!("the value of `{}` contains a NUL byte", key.get_ref()),
+                )
+                .with_label(Label::primary(value.span(), "exec cannot pass a NUL byte")),
+            );
+        }
+        if (key.get_ref().len() + value.get_ref().len() + 1) as u64 >= limits.arg_strlen_max.value {
+            sink.push(
+                Diagnostic::error(
+                    "E0608",
+                    format!("the variable `{}` is too long for exec", key.get_ref()),
+                )
+                .with_label(Label::primary(value.span(), "longer than MAX_ARG_STRLEN")),
+            );
+        }
+    }
+    for name in &spec.inherit_env {
+        if let Err(why) = check_name(name.get_ref()) {
+            sink.push(
+                Diagnostic::error(
+                    "E0704",
+                    format!(
+                        "invalid name `{}` in `inherit_env`",
+                        name.get_ref().escape_debug()
+                    ),
+                )
+                .with_label(Label::primary(name.span(), why)),
+            );
+        } else if reserved(name.get_ref()) {
+            sink.push(
+                Diagnostic::error(
+                    "E0704",
+                    format!(
+                        "`{}` cannot be inherited: ipc-run sets it from the plan",
+                        name.get_ref()
+                    ),
+                )
+                .with_label(Label::primary(name.span(), "reserved name")),
+            );
+        }
+    }
+}
+
+fn check_ports(
+    spec: &ProcessSpec,
+    limits: &Limits,
+    sink: &mut Sink,
+) -> BTreeMap<String, DeclaredPort> {
+    let mut ports = BTreeMap::new();
+    let mut by_fd: BTreeMap<i32, (String, Span)> = BTreeMap::new();
+    for (name, port) in &spec.ports {
+        if let Err(why) = check_name(name.get_ref()) {
+            sink.push(
+                Diagnostic::error(
+                    "E0101",
+                    format!("invalid port name `{}`", name.get_ref().escape_debug()),
+                )
+                .with_label(Label::primary(name.span(), why)),
+            );
+            continue;
+        }
+        let fd = match &port.fd {
+            None => None,
+            Some(fd) => {
+                let value = *fd.get_ref();
+                let stdio = match name.get_ref().as_str() {
+                    "stdin" => Some(0),
+                    "stdout" => Some(1),
+                    "stderr" => Some(2),
+                    _ => None,
+                };
+                if let Some(expected) = stdio {
+                    if value != expected {
+                        sink.push(
+                            Diagnostic::error(
+                                "E0203",
+                                format!(
+                                    "port `{}` is fd {expected} and cannot be moved",
+                                    name.get_ref()
+                                ),
+                            )
+                            .with_label(Label::primary(fd.span(), format!("fd {value}"))),
+                        );
+                    }
+                    None
+                } else if (0..=2).contains(&value) {
+                    sink.push(
+                        Diagnostic::error(
+                            "E0203",
+                            format!(
+                                "port `{}` asks for fd {value}, which is a standard stream",
+                                name.get_ref()
+                            ),
+                        )
+                        .with_label(Label::primary(
+                            fd.span(),
+                            "fds 0, 1 and 2 are stdin, stdout and stderr",
+                        ))
+                        .with_help("use fd 3 or above, or the port names stdin/stdout/stderr"),
+                    );
+                    None
+                } else if value < 0 || value as u64 >= limits.nofile_soft.value {
+                    sink.push(
+                        Diagnostic::error(
+                            "E0204",
+                            format!(
+                                "port `{}` asks for fd {value}, outside 3..{}",
+                                name.get_ref(),
+                                limits.nofile_soft.value
+                            ),
+                        )
+                        .with_label(Label::primary(
+                            fd.span(),
+                            "no such fd can exist in the child",
+                        ))
+                        .with_note(format!(
+                            "the soft RLIMIT_NOFILE is {} ({})",
+                            limits.nofile_soft.value, limits.nofile_soft.source
+                        )),
+                    );
+                    None
+                } else {
+                    let value = value as i32;
+                    if let Some((other, other_span)) = by_fd.get(&value) {
+                        sink.push(
+                            Diagnostic::error(
+                                "E0202",
+                                format!(
+                                    "ports `{other}` and `{}` both ask for fd {value}",
+                                    name.get_ref()
+                                ),
+                            )
+                            .with_label(Label::primary(
+                                fd.span(),
+                                format!("`{}` at fd {value}", name.get_ref()),
+                            ))
+                            .with_label(Label::secondary(
+                                other_span.clone(),
+                                format!("`{other}` already at fd {value}"),
+                            )),
+                        );
+                    } else {
+                        by_fd.insert(value, (name.get_ref().clone(), fd.span()));
+                    }
+                    Some((value, fd.span()))
+                }
+            }
+        };
+        ports.insert(
+            name.get_ref().clone(),
+            DeclaredPort {
+                span: name.span(),
+                fd,
+            },
+        );
+    }
+    ports
+}
+
+fn check_ready(
+    spec: &ProcessSpec,
+    ports: &BTreeMap<String, DeclaredPort>,
+    limits: &Limits,
+    sink: &mut Sink,
+) -> Readiness {
+    let Some(ready) = &spec.ready else {
+        return Readiness::Started;
+    };
+    match ready.get_ref() {
+        Ready::Started => Readiness::Started,
+        Ready::Notify => Readiness::Notify,
+        Ready::Fd { fd } => {
+            let fd = *fd;
+            if fd < 3 || fd as u64 >= limits.nofile_soft.value {
+                sink.push(
+                    Diagnostic::error(
+                        "E0707",
+                        format!(
+                            "`ready = {{ fd = {fd} }}` must name an fd from 3 to {}",
+                            limits.nofile_soft.value - 1
+                        ),
+                    )
+                    .with_label(Label::primary(ready.span(), "unusable readiness fd")),
+                );
+                return Readiness::Started;
+            }
+            if let Some((port, declared)) = ports
+                .iter()
+                .find(|(_, p)| p.fd.as_ref().is_some_and(|(n, _)| i64::from(*n) == fd))
+            {
+                sink.push(
+                    Diagnostic::error(
+                        "E0202",
+                        format!("the readiness fd {fd} is also port `{port}`"),
+                    )
+                    .with_label(Label::primary(
+                        ready.span(),
+                        format!("readiness at fd {fd}"),
+                    ))
+                    .with_label(Label::secondary(
+                        declared
+                            .fd
+                            .as_ref()
+                            .map_or(declared.span.clone(), |(_, s)| s.clone()),
+                        format!("`{port}` at fd {fd}"),
+                    )),
+                );
+            }
+            Readiness::Fd { fd: fd as i32 }
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The text rendering of a plan, for people: each process with its fd table,
+//! environment and readiness; then each channel with its mechanism, the
+//! reason for it and the objects it creates; then order, cycles, warnings.
+//! The output is deterministic, so it can be snapshot-tested.
+
+use std::fmt::Write as _;
+
+use super::model::{Choice, CycleVerdict, EndpointPlan, FdRole, Plan, ProcessPlan, Readiness};
+use crate::topology::{Millis, RestartPolicy};
+
+/// Renders the plan as text.
+pub fn text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "plan `{}` (format {})", plan.name, plan.format_version);
+    let _ = writeln!(
+        out,
+        "{} process(es), {} channel(s)",
+        plan.processes.len(),
+        plan.channels.len()
+    );
+    for process in &plan.processes {
+        out.push('\n');
+        render_process(&mut out, plan, process);
+    }
+    for channel in &plan.channels {
+        out.push('\n');
+        let side = |ends: &[EndpointPlan]| -> String {
+            ends.iter()
+                .map(|e| match e {
+                    EndpointPlan::Port {
+                        process,
+                        port,
+                        fd: Some(fd),
+                        ..
+                    } => format!("{process}.{port}@{fd}"),
+                    EndpointPlan::Port {
+                        process,
+                        port,
+                        fd: None,
+                        ..
+                    } => format!("{process}.{port}"),
+                    EndpointPlan::Own { stream } => format!("@{stream}"),
+                    EndpointPlan::External => "@external".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "channel {}: {} -> {}",
+            channel.id,
+            side(&channel.from),
+            side(&channel.to)
+        );
+        let choice = match channel.choice {
+            Choice::Auto => "auto",
+            Choice::Explicit => "named",
+        };
+        let _ = writeln!(
+            out,
+            "  mechanism  {} ({choice})",
+            channel.mechanism.summary()
+        );
+        let _ = writeln!(out, "  reason     {}", channel.reason);
+        match (channel.blocking, channel.capacity) {
+            (true, Some(capacity)) => {
+                let _ = writeln!(out, "  buffering  blocks when full, {capacity} bytes");
+            }
+            (true, None) => {
+                let _ = writeln!(out, "  buffering  blocks when full");
+            }
+            (false, _) => {}
+        }
+        for object in &channel.objects {
+            let _ = writeln!(
+                out,
+                "  creates    {} {} mode {:04o}",
+                kind_name(object.kind),
+                object.name,
+                object.mode
+            );
+        }
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "start order: {}",
+        list_or_dash(&plan.start_order, " -> ")
+    );
+    let _ = writeln!(
+        out,
+        "stop order:  {}",
+        list_or_dash(&plan.stop_order, " -> ")
+    );
+    if let Some(name) = &plan.exit_code_from {
+        let _ = writeln!(out, "exit status: follows `{name}`");
+    }
+    for cycle in &plan.cycles {
+        let verdict = match cycle.verdict {
+            CycleVerdict::Harmless => "harmless (a channel with its own protocol)".to_owned(),
+            CycleVerdict::BoundedFits => format!(
+                "bounded: {} bytes in flight fit in {} bytes",
+                cycle.in_flight.unwrap_or(0),
+                cycle.capacity.unwrap_or(0)
+            ),
+            CycleVerdict::DeadlockRisk => format!(
+                "deadlock risk: buffers {} bytes",
+                cycle.capacity.unwrap_or(0)
+            ),
+        };
+        let _ = writeln!(
+            out,
+            "data cycle: {} via {}: {verdict}",
+            cycle.path.join(" -> "),
+            cycle.channels.join(", ")
+        );
+    }
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "warning[{}]: {}", warning.code, warning.message);
+    }
+    out
+}
+
+fn render_process(out: &mut String, plan: &Plan, process: &ProcessPlan) {
+    let _ = writeln!(out, "process {}", process.name);
+    let argv = if process.shell {
+        format!(
+            "sh -c {:?}",
+            process.argv.last().map(String::as_str).unwrap_or("")
+        )
+    } else {
+        shell_words(&process.argv)
+    };
+    let _ = writeln!(out, "  run        {argv}");
+    if let Some(cwd) = &process.cwd {
+        let _ = writeln!(out, "  cwd        {cwd}");
+    }
+    let ready = match process.ready {
+        Readiness::Started => "started".to_owned(),
+        Readiness::Notify => "notify (READY=1 on NOTIFY_SOCKET)".to_owned(),
+        Readiness::Fd { fd } => format!("a newline on fd {fd}"),
+    };
+    let _ = writeln!(
+        out,
+        "  ready      {ready}, timeout {}",
+        Millis(process.ready_timeout_ms)
+    );
+    let restart = match process.restart.policy {
+        RestartPolicy::Never => "never".to_owned(),
+        RestartPolicy::OnFailure | RestartPolicy::Always => format!(
+            "{}, at most {} times, backoff from {}",
+            if process.restart.policy == RestartPolicy::Always {
+                "always"
+            } else {
+                "on-failure"
+            },
+            process.restart.limit,
+            Millis(process.restart.backoff_ms)
+        ),
+    };
+    let _ = writeln!(out, "  restart    {restart}");
+    let _ = writeln!(
+        out,
+        "  stop       {}, SIGKILL after {}",
+        process.stop_signal.name,
+        Millis(process.stop_timeout_ms)
+    );
+    if !process.after.is_empty() {
+        let _ = writeln!(out, "  after      {}", process.after.join(", "));
+    }
+    if !process.forward_signals.is_empty() {
+        let names: Vec<&str> = process.forward_signals.iter().map(|s| s.name).collect();
+        let _ = writeln!(out, "  forwards   {}", names.join(", "));
+    }
+    let _ = writeln!(out, "  fds");
+    let mut rows: Vec<(i32, String, String)> = Vec::new();
+    for (fd, port, default) in [
+        (0, "stdin", "/dev/null"),
+        (
+            1,
+            "stdout",
+            "relayed to ipc-run's stdout with a name prefix",
+        ),
+        (
+            2,
+            "stderr",
+            "relayed to ipc-run's stderr with a name prefix",
+        ),
+    ] {
+        if !process.fds.iter().any(|slot| slot.fd == fd) {
+            rows.push((fd, port.to_owned(), default.to_owned()));
+        }
+    }
+    for slot in &process.fds {
+        let what = match &slot.role {
+            FdRole::Channel { channel, end } => {
+                let mechanism = plan
+                    .channels
+                    .iter()
+                    .find(|c| &c.id == channel)
+                    .map_or("?", |c| c.mechanism.name());
+                format!(
+                    "{mechanism} {channel} ({})",
+                    serde_json::to_value(end)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                )
+            }
+            FdRole::Ready => "readiness pipe (write a newline when ready)".to_owned(),
+        };
+        rows.push((slot.fd, slot.port.clone(), what));
+    }
+    rows.sort_by_key(|row| row.0);
+    for (fd, port, what) in rows {
+        let _ = writeln!(out, "    {fd:>3}  {port:<10} {what}");
+    }
+    let _ = writeln!(out, "  env");
+    for var in &process.env {
+        let _ = writeln!(out, "    {}={}", var.name, var.value);
+    }
+    let _ = writeln!(out, "  inherits   {}", process.inherit_env.join(" "));
+}
+
+fn kind_name(kind: super::model::ObjectKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn list_or_dash(items: &[String], separator: &str) -> String {
+    if items.is_empty() {
+        "-".to_owned()
+    } else {
+        items.join(separator)
+    }
+}
+
+/// Quotes argv words that a shell would split, for display only.
+fn shell_words(argv: &[String]) -> String {
+    argv.iter()
+        .map(|word| {
+            if !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+            {
+                word.clone()
+            } else {
+                format!("'{}'", word.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

@@ -1,0 +1,521 @@
+//! Mechanism selection: from an edge's traits to a mechanism and the reason
+//! for it, and the same traits checked against a mechanism the user named.
+//!
+//! The rules are a small decision table (documented in `docs/mechanisms.md`):
+//! the first rule that matches the traffic and the shape of the edge wins,
+//! and its reason is recorded in the plan. An explicit mechanism goes
+//! through [`check_fit`], which rejects what it cannot carry.
+
+use super::limits::Limits;
+use crate::topology::{MechanismName, SocketType, Traffic};
+
+/// What the planner knows about an edge when it picks a mechanism.
+#[derive(Debug, Clone, Default)]
+pub struct Traits {
+    /// Declared traffic.
+    pub traffic: Traffic,
+    /// Data flows both ways.
+    pub duplex: bool,
+    /// Number of writing endpoint instances (`@stdin` and `@external` count).
+    pub writers: usize,
+    /// Number of reading endpoint instances.
+    pub readers: usize,
+    /// Some endpoint is `@external`.
+    pub external: bool,
+    /// Some endpoint is `@stdin` or `@stdout`.
+    pub own_stream: bool,
+    /// Largest record written at once.
+    pub message_size: Option<u64>,
+    /// Declared queue depth.
+    pub depth: Option<u64>,
+    /// Declared shared size.
+    pub size: Option<u64>,
+    /// Declared RPC protocol.
+    pub protocol: bool,
+    /// Declared IP address.
+    pub address: bool,
+    /// Declared socket type.
+    pub socket: Option<SocketType>,
+    /// Payload-carrying options were given on a notify edge.
+    pub payload: bool,
+}
+
+/// Why an edge cannot use a mechanism: a stable code, a headline and a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misfit {
+    /// Diagnostic code.
+    pub code: &'static str,
+    /// Headline.
+    pub message: String,
+    /// What to do instead.
+    pub help: Option<String>,
+}
+
+fn misfit(code: &'static str, message: impl Into<String>, help: Option<&str>) -> Misfit {
+    Misfit {
+        code,
+        message: message.into(),
+        help: help.map(str::to_owned),
+    }
+}
+
+/// Picks the mechanism for `mechanism = "auto"` and says why.
+pub fn choose(traits: &Traits, limits: &Limits) -> Result<(MechanismName, String), Misfit> {
+    use MechanismName as M;
+    let fan_in = traits.writers > 1;
+    let fan_out = traits.readers > 1;
+    let pipe_buf = limits.pipe_buf.value;
+    let chosen = match traits.traffic {
+        Traffic::Stream if traits.own_stream => {
+            (M::Pipe, "ipc-run's own standard stream is handed to the process as is; nothing copies".to_owned())
+        }
+        Traffic::Stream if traits.duplex => (M::Socketpair, "a duplex stream between two processes: a stream socketpair carries both directions".into()),
+        Traffic::Stream if traits.external => (M::Fifo, "a peer ipc-run does not launch needs a name in the file system: a FIFO in the run directory".into()),
+        Traffic::Stream if fan_in => match traits.message_size {
+            Some(size) if size <= pipe_buf => (
+                M::Pipe,
+                format!("{} writers share one pipe; each record of at most {size} bytes is written atomically (PIPE_BUF {pipe_buf})", traits.writers),
+            ),
+            Some(size) => {
+                return Err(misfit(
+                    "E0306",
+                    format!("{} writers of records up to {size} bytes cannot share a pipe: writes larger than PIPE_BUF ({pipe_buf}) interleave", traits.writers),
+                    Some("use traffic = \"messages\" so each record stays whole, or keep records within PIPE_BUF"),
+                ));
+            }
+            None => (
+                M::Pipe,
+                format!("{} writers share one pipe; writes of at most PIPE_BUF ({pipe_buf} bytes) stay whole, so write whole lines", traits.writers),
+            ),
+        },
+        Traffic::Stream => (M::Pipe, "a one-way stream from one writer to one reader: an anonymous pipe".into()),
+        Traffic::Messages if traits.duplex && !fan_in && !fan_out && !traits.external => (
+            M::Socketpair,
+            "duplex messages between two processes: a seqpacket socketpair keeps boundaries in both directions".into(),
+        ),
+        Traffic::Messages if traits.duplex => (
+            M::UnixListener,
+            "duplex messages with several peers: each client connects to a seqpacket listener of its own".into(),
+        ),
+        Traffic::Messages if !fan_in && !fan_out && !traits.external => (
+            M::Socketpair,
+            "messages from one writer to one reader: a seqpacket socketpair keeps boundaries and signals EOF".into(),
+        ),
+        Traffic::Messages => {
+            let size = traits.message_size.unwrap_or(limits.mq_msgsize_default.value);
+            let depth = traits.depth.unwrap_or(limits.mq_msg_default.value);
+            if size <= limits.mq_msgsize_max.value && depth <= limits.mq_msg_max.value {
+                (
+                    M::PosixMq,
+                    format!(
+                        "{} writers and {} readers of messages up to {size} bytes: a POSIX queue fits the host's msgsize_max ({}) and keeps each message whole",
+                        traits.writers, traits.readers, limits.mq_msgsize_max.value
+                    ),
+                )
+            } else if !fan_out && !traits.external {
+                (
+                    M::UnixListener,
+                    format!(
+                        "messages of {size} bytes x {depth} exceed the host's POSIX queue limits (msgsize_max {}, msg_max {}): a Unix datagram socket bound by the reader",
+                        limits.mq_msgsize_max.value, limits.mq_msg_max.value
+                    ),
+                )
+            } else {
+                return Err(misfit(
+                    "E0601",
+                    format!(
+                        "messages of {size} bytes x {depth} exceed the host's POSIX queue limits (msgsize_max {}, msg_max {}) and several readers need a queue",
+                        limits.mq_msgsize_max.value, limits.mq_msg_max.value
+                    ),
+                    Some("lower message_size/depth, or raise /proc/sys/fs/mqueue/msgsize_max and msg_max"),
+                ));
+            }
+        }
+        Traffic::Shared => (
+            M::PosixShm,
+            "shared data: a POSIX shared memory object sized at launch, with a lock and a ready semaphore for synchronisation".into(),
+        ),
+        Traffic::Request if traits.protocol => (
+            M::Rpc,
+            format!("request/response with {} client(s) and a protocol label: the server gets a bound listener, clients its address", traits.writers),
+        ),
+        Traffic::Request if traits.address => (
+            M::Tcp,
+            "request/response at an IP address: a TCP listener bound before the server starts".into(),
+        ),
+        Traffic::Request => (
+            M::UnixListener,
+            format!("request/response with {} client(s): a Unix stream listener bound before the server starts", traits.writers),
+        ),
+        Traffic::Notify => (M::Signal, "an event without payload: a signal, with the receiver's pid handed to the sender".into()),
+    };
+    check_fit(chosen.0, traits, limits)?;
+    Ok(chosen)
+}
+
+/// Checks that `mechanism` can carry an edge with these traits.
+pub fn check_fit(mechanism: MechanismName, traits: &Traits, limits: &Limits) -> Result<(), Misfit> {
+    use MechanismName as M;
+    let traffic = traits.traffic;
+    let traffic_name = match traffic {
+        Traffic::Stream => "stream",
+        Traffic::Messages => "messages",
+        Traffic::Shared => "shared",
+        Traffic::Request => "request",
+        Traffic::Notify => "notify",
+    };
+    let carries: &[Traffic] = match mechanism {
+        M::Auto => return Ok(()),
+        M::Pipe | M::Fifo => &[Traffic::Stream],
+        M::Socketpair => &[Traffic::Stream, Traffic::Messages],
+        M::UnixListener => &[Traffic::Stream, Traffic::Messages, Traffic::Request],
+        M::Tcp => &[Traffic::Stream, Traffic::Request],
+        M::Udp => &[Traffic::Messages],
+        M::PosixShm | M::SysvShm => &[Traffic::Shared],
+        M::PosixMq | M::SysvMq => &[Traffic::Messages],
+        M::PosixSem | M::SysvSem | M::Signal => &[Traffic::Notify],
+        M::Rpc => &[Traffic::Request],
+    };
+    if !carries.contains(&traffic) {
+        let help = match (mechanism, traffic) {
+            (M::Signal, _) => Some(
+                "a signal carries no data; use a pipe, a queue or a socket for the payload and a signal only to wake",
+            ),
+            (_, Traffic::Shared) => Some("shared data needs posix-shm or sysv-shm"),
+            (_, Traffic::Notify) => Some("notifications use signal, posix-sem or sysv-sem"),
+            _ => None,
+        };
+        let code = if mechanism == M::Signal {
+            "E0303"
+        } else {
+            "E0301"
+        };
+        return Err(misfit(
+            code,
+            format!("mechanism `{mechanism}` cannot carry {traffic_name} traffic"),
+            help,
+        ));
+    }
+    if traits.duplex
+        && matches!(
+            mechanism,
+            M::Pipe | M::Fifo | M::PosixMq | M::SysvMq | M::Signal | M::PosixSem | M::SysvSem
+        )
+    {
+        return Err(misfit(
+            "E0302",
+            format!("mechanism `{mechanism}` is one-way and cannot be duplex"),
+            Some("use a socketpair (two processes) or a unix-listener (several)"),
+        ));
+    }
+    if traits.payload && matches!(mechanism, M::Signal | M::PosixSem | M::SysvSem) {
+        return Err(misfit(
+            "E0303",
+            format!(
+                "mechanism `{mechanism}` carries no data, but the edge declares a payload size"
+            ),
+            Some("remove message_size/size, or use a queue or socket for the data"),
+        ));
+    }
+    let pipe_like = matches!(mechanism, M::Pipe | M::Fifo);
+    if pipe_like && traits.readers > 1 {
+        return Err(misfit(
+            "E0305",
+            format!(
+                "a {mechanism} cannot broadcast: its bytes go to one of {} readers, unpredictably split",
+                traits.readers
+            ),
+            Some("use traffic = \"messages\" (a queue) for a work queue, or one edge per reader"),
+        ));
+    }
+    if pipe_like && traits.writers > 1 {
+        if let Some(size) = traits.message_size {
+            if size > limits.pipe_buf.value {
+                return Err(misfit(
+                    "E0306",
+                    format!(
+                        "{} writers of records up to {size} bytes share a {mechanism}: writes larger than PIPE_BUF ({}) interleave",
+                        traits.writers, limits.pipe_buf.value
+                    ),
+                    Some("keep records within PIPE_BUF or use traffic = \"messages\""),
+                ));
+            }
+        }
+    }
+    if traits.own_stream && mechanism != M::Pipe {
+        return Err(misfit(
+            "E0308",
+            format!(
+                "ipc-run's own stdin/stdout is handed over as it is and cannot be a `{mechanism}`"
+            ),
+            Some("leave mechanism as \"auto\" or \"pipe\" for @stdin/@stdout edges"),
+        ));
+    }
+    if traits.own_stream && (traits.writers != 1 || traits.readers != 1) {
+        return Err(misfit(
+            "E0308",
+            "an @stdin or @stdout edge connects exactly one process to ipc-run's stream",
+            Some("use one edge per process"),
+        ));
+    }
+    if traits.external
+        && matches!(
+            mechanism,
+            M::Pipe | M::Socketpair | M::Signal | M::SysvShm | M::SysvMq | M::SysvSem
+        )
+    {
+        return Err(misfit(
+            "E0309",
+            format!(
+                "a peer outside the topology cannot reach a `{mechanism}`: it has no name to open"
+            ),
+            Some(
+                "use a fifo, unix-listener, tcp, udp, posix-mq, posix-shm, posix-sem or rpc for @external peers",
+            ),
+        ));
+    }
+    if mechanism == M::Socketpair && (traits.writers != 1 || traits.readers != 1 || traits.external)
+    {
+        return Err(misfit(
+            "E0307",
+            format!(
+                "a socketpair joins exactly two processes, this edge has {} writer(s) and {} reader(s)",
+                traits.writers, traits.readers
+            ),
+            Some("use a unix-listener for several clients"),
+        ));
+    }
+    if matches!(mechanism, M::UnixListener | M::Tcp | M::Udp | M::Rpc) && traits.readers != 1 {
+        return Err(misfit(
+            "E0307",
+            format!(
+                "a `{mechanism}` has exactly one server or receiver on its `to` side, this edge has {}",
+                traits.readers
+            ),
+            Some("put the server alone in `to` and the clients in `from`"),
+        ));
+    }
+    if matches!(mechanism, M::Signal) && traits.external {
+        return Err(misfit(
+            "E0309",
+            "a signal edge needs both processes in the topology",
+            None,
+        ));
+    }
+    if matches!(traits.traffic, Traffic::Shared) && traits.size.is_none() {
+        return Err(misfit(
+            "E0310",
+            "a shared edge needs `size`, the size of the region",
+            Some("add e.g. size = \"64MiB\""),
+        ));
+    }
+    if mechanism == M::Rpc && !traits.protocol {
+        return Err(misfit(
+            "E0311",
+            "an rpc edge needs `protocol`, the label both ends agree on (grpc, json-rpc, http, dbus, …)",
+            None,
+        ));
+    }
+    if let Some(socket) = traits.socket {
+        let fits = match mechanism {
+            M::Socketpair | M::UnixListener => {
+                !(traffic == Traffic::Stream && socket == SocketType::Dgram)
+                    || mechanism == M::Socketpair
+            }
+            _ => false,
+        };
+        if !fits {
+            return Err(misfit(
+                "E0313",
+                format!(
+                    "`socket = \"{}\"` does not apply to a `{mechanism}`",
+                    socket.as_str()
+                ),
+                Some("`socket` selects the type of a socketpair or unix-listener"),
+            ));
+        }
+        if traits.duplex && socket == SocketType::Dgram && mechanism == M::UnixListener {
+            return Err(misfit(
+                "E0302",
+                "a datagram listener cannot be duplex: clients are not connected",
+                None,
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn traits(traffic: Traffic, writers: usize, readers: usize) -> Traits {
+        Traits {
+            traffic,
+            writers,
+            readers,
+            ..Traits::default()
+        }
+    }
+
+    fn chosen(t: &Traits) -> MechanismName {
+        choose(t, &Limits::default()).expect("a mechanism").0
+    }
+
+    #[test]
+    fn one_to_one_stream_is_a_pipe() {
+        assert_eq!(chosen(&traits(Traffic::Stream, 1, 1)), MechanismName::Pipe);
+    }
+
+    #[test]
+    fn stream_to_an_outside_peer_is_a_fifo() {
+        let t = Traits {
+            external: true,
+            ..traits(Traffic::Stream, 1, 1)
+        };
+        assert_eq!(chosen(&t), MechanismName::Fifo);
+    }
+
+    #[test]
+    fn duplex_stream_is_a_socketpair() {
+        let t = Traits {
+            duplex: true,
+            ..traits(Traffic::Stream, 1, 1)
+        };
+        assert_eq!(chosen(&t), MechanismName::Socketpair);
+    }
+
+    #[test]
+    fn many_writers_of_small_messages_use_a_posix_queue() {
+        let t = Traits {
+            message_size: Some(512),
+            ..traits(Traffic::Messages, 3, 1)
+        };
+        assert_eq!(chosen(&t), MechanismName::PosixMq);
+    }
+
+    #[test]
+    fn many_writers_of_large_messages_use_a_datagram_socket() {
+        let t = Traits {
+            message_size: Some(65536),
+            ..traits(Traffic::Messages, 3, 1)
+        };
+        assert_eq!(chosen(&t), MechanismName::UnixListener);
+    }
+
+    #[test]
+    fn one_to_one_messages_use_a_seqpacket_socketpair() {
+        assert_eq!(
+            chosen(&traits(Traffic::Messages, 1, 1)),
+            MechanismName::Socketpair
+        );
+    }
+
+    #[test]
+    fn shared_data_is_posix_shm_and_needs_a_size() {
+        let t = Traits {
+            size: Some(1 << 20),
+            ..traits(Traffic::Shared, 1, 1)
+        };
+        assert_eq!(chosen(&t), MechanismName::PosixShm);
+        let err =
+            choose(&traits(Traffic::Shared, 1, 1), &Limits::default()).expect_err("size missing");
+        assert_eq!(err.code, "E0310");
+    }
+
+    #[test]
+    fn requests_use_a_listener_or_rpc_or_tcp() {
+        assert_eq!(
+            chosen(&traits(Traffic::Request, 3, 1)),
+            MechanismName::UnixListener
+        );
+        assert_eq!(
+            chosen(&Traits {
+                protocol: true,
+                ..traits(Traffic::Request, 3, 1)
+            }),
+            MechanismName::Rpc
+        );
+        assert_eq!(
+            chosen(&Traits {
+                address: true,
+                ..traits(Traffic::Request, 1, 1)
+            }),
+            MechanismName::Tcp
+        );
+    }
+
+    #[test]
+    fn notify_without_payload_is_a_signal() {
+        assert_eq!(
+            chosen(&traits(Traffic::Notify, 1, 1)),
+            MechanismName::Signal
+        );
+    }
+
+    #[test]
+    fn a_pipe_cannot_be_duplex_or_broadcast() {
+        let limits = Limits::default();
+        let duplex = Traits {
+            duplex: true,
+            ..traits(Traffic::Stream, 1, 1)
+        };
+        assert_eq!(
+            check_fit(MechanismName::Pipe, &duplex, &limits).map_err(|m| m.code),
+            Err("E0302")
+        );
+        let fan_out = traits(Traffic::Stream, 1, 2);
+        assert_eq!(
+            check_fit(MechanismName::Pipe, &fan_out, &limits).map_err(|m| m.code),
+            Err("E0305")
+        );
+        assert_eq!(choose(&fan_out, &limits).map_err(|m| m.code), Err("E0305"));
+    }
+
+    #[test]
+    fn fan_in_pipe_with_records_over_pipe_buf_is_rejected() {
+        let t = Traits {
+            message_size: Some(8192),
+            ..traits(Traffic::Stream, 2, 1)
+        };
+        assert_eq!(
+            choose(&t, &Limits::default()).map_err(|m| m.code),
+            Err("E0306")
+        );
+        let small = Traits {
+            message_size: Some(4096),
+            ..traits(Traffic::Stream, 2, 1)
+        };
+        assert_eq!(chosen(&small), MechanismName::Pipe);
+    }
+
+    #[test]
+    fn a_signal_carries_no_data() {
+        let limits = Limits::default();
+        let t = traits(Traffic::Stream, 1, 1);
+        assert_eq!(
+            check_fit(MechanismName::Signal, &t, &limits).map_err(|m| m.code),
+            Err("E0303")
+        );
+        let payload = Traits {
+            payload: true,
+            ..traits(Traffic::Notify, 1, 1)
+        };
+        assert_eq!(
+            check_fit(MechanismName::Signal, &payload, &limits).map_err(|m| m.code),
+            Err("E0303")
+        );
+    }
+
+    #[test]
+    fn outside_peers_cannot_reach_nameless_mechanisms() {
+        let t = Traits {
+            external: true,
+            ..traits(Traffic::Stream, 1, 1)
+        };
+        assert_eq!(
+            check_fit(MechanismName::Pipe, &t, &Limits::default()).map_err(|m| m.code),
+            Err("E0309")
+        );
+    }
+}
