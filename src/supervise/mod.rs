@@ -727,20 +727,26 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     fn read_signals(&mut self) {
         let mut reap = false;
+        let mut others = Vec::new();
         while let Ok(Some(info)) = self.signals.read_signal() {
-            let Ok(signal) = Signal::try_from(info.ssi_signo as i32) else {
-                continue;
-            };
-            match signal {
-                Signal::SIGCHLD => reap = true,
-                Signal::SIGINT | Signal::SIGTERM => self.on_interrupt(signal),
-                other => self.forward(other),
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGCHLD) => reap = true,
+                Ok(signal) => others.push(signal),
+                Err(_) => {}
             }
         }
         if reap {
-            // A child may have told readiness just before exiting.
+            // Exits that happened before an interrupt are taken as they
+            // were, not as stops; a child may also have told readiness just
+            // before exiting.
             self.read_notify();
             self.reap();
+        }
+        for signal in others {
+            match signal {
+                Signal::SIGINT | Signal::SIGTERM => self.on_interrupt(signal),
+                other => self.forward(other),
+            }
         }
     }
 
