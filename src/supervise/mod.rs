@@ -212,7 +212,7 @@ struct Supervisor<'a, R: Runtime> {
     failures: Vec<Failure>,
     shutdown: Option<Shutdown>,
     interrupted_by: Option<i32>,
-    draining: bool,
+    drain_deadline: Option<Instant>,
     scratch: Vec<u8>,
 }
 
@@ -337,7 +337,7 @@ fn supervise_blocked<R: Runtime>(
         failures: Vec::new(),
         shutdown: None,
         interrupted_by: None,
-        draining: false,
+        drain_deadline: None,
         scratch: vec![0; READ_SIZE],
     };
     supervisor.start_ready_instances();
@@ -396,10 +396,10 @@ impl<R: Runtime> Supervisor<'_, R> {
                 if self.streams.is_empty() {
                     return Ok(());
                 }
-                if !self.draining {
-                    self.draining = true;
-                    self.timers
-                        .add(Instant::now() + DRAIN_TIMEOUT, Deadline::Drain);
+                if self.drain_deadline.is_none() {
+                    let deadline = Instant::now() + DRAIN_TIMEOUT;
+                    self.drain_deadline = Some(deadline);
+                    self.timers.add(deadline, Deadline::Drain);
                 }
             }
             self.arm_timer()?;
@@ -439,7 +439,10 @@ impl<R: Runtime> Supervisor<'_, R> {
                 let _ = self.timer.wait();
             }
             self.fire_due_timers();
-            if self.draining && self.timers.next_in(Instant::now()).is_none() {
+            if self
+                .drain_deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
                 // The drain deadline passed: flush what is buffered and stop.
                 for s in (0..self.streams.len()).rev() {
                     self.close_log(s);
@@ -591,9 +594,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                         },
                     );
                 }
-                if self.instances[i].ready {
-                    self.start_ready_instances();
-                }
+                // Dependants of an instance ready at spawn are started by the
+                // caller's pass over the start order, which goes on after it.
             }
             Err(why) => {
                 self.message(&format!("{name}: failed to start: {why}"));
@@ -676,7 +678,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                     }
                 }
                 Err(Errno::EINTR) => {}
-                Err(_) => return,
+                Err(Errno::EAGAIN) => return,
+                Err(_) => {
+                    self.instances[i].ready_pipe = None;
+                    return;
+                }
             }
         }
     }
@@ -694,7 +700,14 @@ impl<R: Runtime> Supervisor<'_, R> {
                         self.mark_ready(i);
                     }
                 }
-                Ok(None) | Err(_) => return,
+                Ok(None) => return,
+                Err(errno) => {
+                    self.notify = None;
+                    self.message(&format!(
+                        "notify socket failed, readiness by notify is lost: {errno}"
+                    ));
+                    return;
+                }
             }
         }
     }
@@ -898,11 +911,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                         continue;
                     }
                     if self.shutdown.is_some() {
-                        let ending = self.instances[i]
-                            .ending
-                            .clone()
-                            .unwrap_or_else(|| Ending::NotStarted("the run was stopping".into()));
-                        self.finish(i, ending, true);
+                        self.abandon_restart(i);
                     } else {
                         self.spawn(i);
                     }
@@ -994,27 +1003,32 @@ impl<R: Runtime> Supervisor<'_, R> {
                     let name = self.name(i).to_owned();
                     self.runtime.release_ends_of(&name);
                 }
-                State::Backoff => {
-                    let ending = self.instances[i]
-                        .ending
-                        .clone()
-                        .unwrap_or_else(|| Ending::NotStarted("the run was stopping".into()));
-                    self.instances[i].state = State::Finished;
-                    self.instances[i].ending = Some(ending.clone());
-                    self.instances[i].failed = !ending.is_success();
-                    if self.instances[i].failed {
-                        let name = self.name(i).to_owned();
-                        self.failures.push(Failure {
-                            instance: name,
-                            code: ending.code(),
-                        });
-                    }
-                    let name = self.name(i).to_owned();
-                    self.runtime.release_ends_of(&name);
-                }
+                State::Backoff => self.abandon_restart(i),
                 State::Finished => {}
             }
         }
+    }
+
+    /// The run stops while `i` waits to be restarted: it is finished with
+    /// the ending of its last run, a failure if that run failed (it ended on
+    /// its own, before any stop).
+    fn abandon_restart(&mut self, i: usize) {
+        let ending = self.instances[i]
+            .ending
+            .clone()
+            .unwrap_or_else(|| Ending::NotStarted("the run was stopping".into()));
+        let inst = &mut self.instances[i];
+        inst.state = State::Finished;
+        inst.failed = !ending.is_success();
+        if inst.failed {
+            self.failures.push(Failure {
+                instance: self.plan.processes[i].name.clone(),
+                code: ending.code(),
+            });
+        }
+        self.instances[i].ending = Some(ending);
+        let name = self.name(i).to_owned();
+        self.runtime.release_ends_of(&name);
     }
 
     // ----- logs -----------------------------------------------------------
