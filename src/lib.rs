@@ -16,6 +16,7 @@ pub mod child;
 pub mod cli;
 pub mod diagnostic;
 pub mod host;
+pub mod launch;
 pub mod plan;
 pub mod supervise;
 pub mod sys;

@@ -1,10 +1,21 @@
 //! The only place with `unsafe`: thin wrappers over system calls that nix
-//! does not offer safely. Every block says why it is sound.
+//! does not offer safely, and the code that runs between `clone` and
+//! `execve`. Every block says why it is sound.
+//!
+//! - [`ipc`]: POSIX named semaphores and message queues, System V shared
+//!   memory, message queues and semaphore sets (`sem_overview(7)`,
+//!   `mq_overview(7)`, `sysvipc(7)`).
+//! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
+//! - [`spawn`]: the allocation-free child path (`clone(2)` with
+//!   `CLONE_VM | CLONE_VFORK`, fd shuffle, signal reset, `execve(2)`).
 
 #![expect(
     unsafe_code,
     reason = "this module wraps the system calls nix leaves unsafe"
 )]
 
+pub mod fd;
 pub mod inherited;
+pub mod ipc;
 pub mod signals;
+pub mod spawn;

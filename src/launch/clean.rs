@@ -1,0 +1,141 @@
+//! `ipc-run clean`: remove what dead runs left behind, never touching a
+//! live run.
+//!
+//! For each root (`$XDG_RUNTIME_DIR/ipc-run`, `/tmp/ipc-run-<uid>`) that is
+//! ours and private, each entry named like a run id is opened without
+//! following symlinks. A run whose `lock` is held (`flock`) is live and
+//! skipped. For a dead run, every journal line is undone, newest first
+//! (POSIX objects by name, System V objects by id only if creator, mode,
+//! ctime and creator pid still match, files with `unlinkat` on the run
+//! directory fd), then the journal, the lock and the directory go. A run
+//! directory with no lock file is skipped: it is either being created right
+//! now or not ipc-run's.
+
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
+
+use super::objects::{Match, ObjectRecord};
+use super::run_dir::{
+    JOURNAL_FILE, LOCK_FILE, check_private, is_run_id, list_dir, open_dir_nofollow,
+};
+use crate::sys::fd::try_lock_exclusive;
+
+/// What `clean` did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanReport {
+    /// Dead runs cleaned.
+    pub cleaned: Vec<CleanedRun>,
+    /// Live runs left alone.
+    pub live: Vec<PathBuf>,
+    /// Directories not touched, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// One dead run and what was removed for it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanedRun {
+    /// Its run directory.
+    pub path: PathBuf,
+    /// Objects removed (`kind name`).
+    pub removed: Vec<String>,
+    /// Objects already gone or no longer the recorded ones.
+    pub skipped: Vec<String>,
+    /// Objects whose removal failed.
+    pub failed: Vec<String>,
+    /// Whether the run directory itself was removed.
+    pub dir_removed: bool,
+}
+
+/// Cleans dead runs under `roots` (default: [`super::run_dir::all_roots`]).
+pub fn clean(roots: Option<&[PathBuf]>) -> CleanReport {
+    let roots = roots.map_or_else(super::run_dir::all_roots, <[PathBuf]>::to_vec);
+    let mut report = CleanReport::default();
+    for root in roots {
+        clean_root(&root, &mut report);
+    }
+    report
+}
+
+fn clean_root(root: &Path, report: &mut CleanReport) {
+    let root_fd = match open_dir_nofollow(None, root) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return,
+        Err(errno) => {
+            report
+                .skipped
+                .push((root.to_owned(), format!("cannot open it: {errno}")));
+            return;
+        }
+    };
+    if let Err(e) = check_private(&root_fd, root) {
+        report.skipped.push((root.to_owned(), e.to_string()));
+        return;
+    }
+    let mut names = list_dir(root);
+    names.sort();
+    for name in names.into_iter().filter(|n| is_run_id(n)) {
+        let path = root.join(&name);
+        match clean_run(&root_fd, &name, &path) {
+            Ok(Some(run)) => report.cleaned.push(run),
+            Ok(None) => report.live.push(path),
+            Err(reason) => report.skipped.push((path, reason)),
+        }
+    }
+}
+
+fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<CleanedRun>, String> {
+    let dir = open_dir_nofollow(Some(root_fd.as_fd()), Path::new(name))
+        .map_err(|errno| format!("cannot open it without following links: {errno}"))?;
+    check_private(&dir, path).map_err(|e| e.to_string())?;
+    let lock = openat(
+        &dir,
+        LOCK_FILE,
+        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(|errno| format!("no usable lock file ({errno}): being created, or not a run"))?;
+    match try_lock_exclusive(lock.as_fd()) {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(errno) => return Err(format!("cannot test its lock: {errno}")),
+    }
+    let mut run = CleanedRun {
+        path: path.to_owned(),
+        ..CleanedRun::default()
+    };
+    let mut journal = String::new();
+    match openat(
+        &dir,
+        JOURNAL_FILE,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => {
+            let _ = std::fs::File::from(fd).read_to_string(&mut journal);
+        }
+        Err(Errno::ENOENT) => {}
+        Err(errno) => return Err(format!("cannot read its journal: {errno}")),
+    }
+    for record in journal.lines().rev().filter_map(ObjectRecord::parse) {
+        match record.remove(dir.as_fd(), Match::Strict) {
+            Ok(true) => run.removed.push(record.to_string()),
+            Ok(false) => run.skipped.push(record.to_string()),
+            Err(errno) => run.failed.push(format!("{record}: {errno}")),
+        }
+    }
+    if run.failed.is_empty() {
+        for file in [JOURNAL_FILE, LOCK_FILE] {
+            let _ = unlinkat(&dir, file, UnlinkatFlags::NoRemoveDir);
+        }
+        run.dir_removed =
+            list_dir(path).is_empty() && unlinkat(root_fd, name, UnlinkatFlags::RemoveDir).is_ok();
+    }
+    drop(lock);
+    Ok(Some(run))
+}

@@ -1,0 +1,128 @@
+//! The launcher's error type. Messages are lowercase fragments that read
+//! after "failed to …".
+
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+use crate::sys::spawn::ChildStep;
+
+/// Why a launch step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// A runtime directory that must be private is not.
+    #[error("use {path} as a runtime directory: {reason}")]
+    UnsafeDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file-system step on the run directory failed.
+    #[error("{action} {path}: {errno}")]
+    RunDir {
+        /// What was being done, e.g. `create the run directory`.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The error.
+        errno: Errno,
+    },
+    /// A named object already exists; it was neither adopted nor removed.
+    #[error("create {kind} {name}: it already exists (left untouched, not adopted)")]
+    Exists {
+        /// Object kind (`posix-shm`, `fifo`, …).
+        kind: &'static str,
+        /// The name or path.
+        name: String,
+    },
+    /// Creating or opening a channel resource failed.
+    #[error("create {kind} {name} for channel {channel}: {errno}")]
+    Resource {
+        /// Channel id.
+        channel: String,
+        /// Object or socket kind.
+        kind: &'static str,
+        /// Name, path or address.
+        name: String,
+        /// The error.
+        errno: Errno,
+    },
+    /// A TCP or UDP address is taken.
+    #[error("bind {address} for channel {channel}: the address is already in use")]
+    AddressInUse {
+        /// Channel id.
+        channel: String,
+        /// The address.
+        address: String,
+    },
+    /// A value in the plan cannot be used as given.
+    #[error("use {what} {value:?}: {reason}")]
+    BadValue {
+        /// What the value is, e.g. `bind address of channel e1`.
+        what: String,
+        /// The value.
+        value: String,
+        /// Why not.
+        reason: String,
+    },
+    /// A placeholder names something unknown or not yet known.
+    #[error("substitute {placeholder} in {template:?}: {reason}")]
+    Placeholder {
+        /// The placeholder, braces included.
+        placeholder: String,
+        /// The template it appears in.
+        template: String,
+        /// Why it has no value.
+        reason: String,
+    },
+    /// No instance of that name in the plan.
+    #[error("find instance {0:?} in the plan")]
+    UnknownInstance(String),
+    /// A slot names a channel or end the plan does not provide.
+    #[error("wire fd {fd} of {instance}: {reason}")]
+    Wiring {
+        /// Instance name.
+        instance: String,
+        /// The child fd.
+        fd: i32,
+        /// What is missing.
+        reason: String,
+    },
+    /// A syscall the launcher needs failed.
+    #[error("{action}: {errno}")]
+    Sys {
+        /// What was being done.
+        action: String,
+        /// The error.
+        errno: Errno,
+    },
+    /// The program could not be started.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+}
+
+/// An instance could not be started: reported by name and errno, distinct
+/// from any exit status of the program (which never ran).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("start {instance}: could not {} {program}: {errno}", .step.map_or("find", ChildStep::describe))]
+pub struct SpawnError {
+    /// Instance name.
+    pub instance: String,
+    /// The program as resolved (or as written when not found).
+    pub program: String,
+    /// The step of the child path that failed; `None` for PATH lookup and
+    /// parent-side failures.
+    pub step: Option<ChildStep>,
+    /// The errno.
+    pub errno: Errno,
+}
+
+impl LaunchError {
+    pub(crate) fn sys(action: impl Into<String>, errno: Errno) -> LaunchError {
+        LaunchError::Sys {
+            action: action.into(),
+            errno,
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! The launcher: makes a [`Plan`] real.
+//!
+//! [`prepare`] creates the private run directory (with its lock and
+//! journal), then every channel's resources in plan order; if creation `k`
+//! fails, everything made before it is removed again, run directory
+//! included (a drop guard). [`Launched::spawn`] then starts one instance at
+//! a time with exactly fds 0-2 plus its declared ports. [`Launched::cleanup`]
+//! removes every named object and the run directory; dropping a
+//! [`Launched`] does the same. [`clean`] removes what dead runs left.
+//!
+//! # Which channel ends the orchestrator holds, and for how long
+//!
+//! The launcher keeps its own CLOEXEC copy of every channel end (pipe and
+//! FIFO ends, socketpair ends, listening sockets, shm and mq descriptors),
+//! because a restarted process must find the *same* pipe, socket or queue:
+//! a new pipe would lose what was buffered in the old one. But a held end
+//! changes what the other side sees: while the launcher holds a pipe's read
+//! end, a writer never gets SIGPIPE (a producer into `head -1` would run
+//! forever), and while it holds the write end a reader never sees EOF.
+//!
+//! So an end is held exactly as long as some instance may still be (re)started
+//! with it:
+//! - every instance is *pending* until it has been spawned for the last time;
+//! - [`Launched::spawn`] of an instance whose restart policy is `never` ends
+//!   its pendency at once: after `head -1` is spawned nobody holds the read
+//!   end but `head` itself, and when it exits the producer gets SIGPIPE;
+//! - a restartable instance stays pending until the supervisor calls
+//!   [`Launched::release_ends_of`] (its last run is over, restart limit
+//!   reached, or shutdown); [`Launched::spawn_with`] with
+//!   [`HoldEnds::Keep`] keeps even a `never` instance pending (a manual
+//!   restart);
+//! - after every change, ends no pending instance uses are closed, which
+//!   is what lets readers see EOF once every writer is finished for good;
+//! - ends of a channel with a peer outside the topology (`External`) are
+//!   held for the whole run: the outside peer may open a FIFO at any time,
+//!   and holding its other end is what keeps a writer from an early EPIPE.
+//!
+//! Per-spawn fds are never held: the stdout/stderr relay pipes and the
+//! readiness pipe are new for every process, and a client end of a listener
+//! (`connect`) is a fresh connection each time.
+
+pub mod clean;
+mod error;
+pub mod objects;
+pub mod placeholder;
+mod resources;
+pub mod run_dir;
+mod spawn;
+
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::resource::{Resource, getrlimit};
+use nix::unistd::Pid;
+
+pub use clean::{CleanReport, clean};
+pub use error::{LaunchError, SpawnError};
+pub use resources::CleanupReport;
+pub use spawn::DEFAULT_PATH;
+
+use crate::plan::{End, EndpointPlan, FdRole, FdSlot, Mechanism, Plan, ProcessPlan, Readiness};
+use crate::sys::fd::std_fd;
+use crate::sys::spawn::{ChildSpec, SpawnFailure};
+use crate::topology::RestartPolicy;
+use placeholder::Values;
+use resources::{Created, Held};
+use spawn::Env;
+
+/// File name of the sd_notify socket in the run directory.
+pub const NOTIFY_SOCKET_FILE: &str = "notify.sock";
+
+/// How [`prepare`] and [`Launched::spawn`] behave.
+#[derive(Debug, Clone, Default)]
+pub struct LaunchOptions {
+    /// Directory that holds run directories, instead of
+    /// `$XDG_RUNTIME_DIR/ipc-run` or `/tmp/ipc-run-<uid>` (tests).
+    pub runtime_root: Option<PathBuf>,
+    /// Give an instance whose stdin is not wired ipc-run's own stdin
+    /// instead of `/dev/null`.
+    pub stdin_is_own: bool,
+    /// `RLIMIT_NOFILE` (soft, hard) for children: the limits ipc-run found
+    /// at start, before raising its own. `None` leaves them inherited.
+    pub nofile: Option<(u64, u64)>,
+    /// The environment pass-through reads from; `None` is ipc-run's own.
+    pub base_env: Option<Vec<(OsString, OsString)>>,
+}
+
+/// Whether [`Launched::spawn_with`] keeps the instance's ends for a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HoldEnds {
+    /// Keep them when the restart policy is not `never` (what `spawn` does).
+    #[default]
+    ByRestartPolicy,
+    /// Keep them until [`Launched::release_ends_of`].
+    Keep,
+}
+
+/// A started instance and the parent ends of its per-spawn pipes.
+#[derive(Debug)]
+pub struct SpawnedChild {
+    /// Its pid, also its process group id.
+    pub pid: Pid,
+    /// Read end of its stdout when the plan does not wire stdout.
+    pub stdout: Option<OwnedFd>,
+    /// Read end of its stderr when the plan does not wire stderr.
+    pub stderr: Option<OwnedFd>,
+    /// Read end of its readiness pipe for `ready = { fd = N }`.
+    pub ready_fd: Option<OwnedFd>,
+}
+
+/// A prepared run: run directory, resources, and the state to spawn.
+#[derive(Debug)]
+pub struct Launched {
+    /// The run id (16 lowercase hex digits).
+    pub run_id: String,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    plan: Plan,
+    options: LaunchOptions,
+    base_env: Vec<(OsString, OsString)>,
+    values: Values,
+    pending: HashSet<String>,
+    devnull: OwnedFd,
+    created: Created,
+}
+
+/// Creates the run directory, its journal and lock, and every channel's
+/// resources; on failure nothing is left behind.
+pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchError> {
+    let root = options
+        .runtime_root
+        .clone()
+        .unwrap_or_else(run_dir::default_root);
+    let dir = run_dir::RunDir::create(&root)?;
+    let mut values = Values {
+        run_id: dir.id.clone(),
+        run_dir: dir.path.to_string_lossy().into_owned(),
+        ..Values::default()
+    };
+    let run_id = dir.id.clone();
+    let run_dir = dir.path.clone();
+    // From here, an early return drops `created`, which removes everything.
+    let mut created = Created::new(dir);
+    for (index, channel) in plan.channels.iter().enumerate() {
+        resources::create_channel(&mut created, &mut values, index, channel)?;
+    }
+    if plan.processes.iter().any(|p| p.ready == Readiness::Notify) {
+        let path = run_dir.join(NOTIFY_SOCKET_FILE);
+        let fd = resources::notify_socket(&mut created, &path.to_string_lossy())?;
+        created.notify = Some(fd);
+    }
+    let devnull = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| LaunchError::sys("open /dev/null", e))?;
+    let base_env = options
+        .base_env
+        .clone()
+        .unwrap_or_else(|| std::env::vars_os().collect());
+    let mut launched = Launched {
+        run_id,
+        run_dir,
+        plan: plan.clone(),
+        options: options.clone(),
+        base_env,
+        values,
+        pending: plan.processes.iter().map(|p| p.name.clone()).collect(),
+        devnull,
+        created,
+    };
+    // Validate every slot now, so a wiring error fails before any spawn.
+    for process in &launched.plan.processes {
+        for slot in &process.fds {
+            launched.source_of(process, slot)?;
+        }
+    }
+    launched.prune();
+    Ok(launched)
+}
+
+/// Where a child fd comes from.
+enum Source {
+    Held(usize, Held),
+    Connect(usize),
+    Ready,
+}
+
+impl Launched {
+    /// The plan being run.
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The values placeholders resolve to (run id, ports, ids, pids).
+    pub fn values(&self) -> &Values {
+        &self.values
+    }
+
+    /// The port bound for a TCP, UDP or RPC-over-TCP channel.
+    pub fn port_of(&self, channel: &str) -> Option<u16> {
+        self.values.ports.get(channel).copied()
+    }
+
+    /// The id of a System V channel's object.
+    pub fn sysv_id_of(&self, channel: &str) -> Option<i32> {
+        self.values.sysv_ids.get(channel).copied()
+    }
+
+    /// The run's lock fd (held until cleanup).
+    pub fn lock_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.created.run_dir.as_ref().map(|d| d.lock_fd())
+    }
+
+    /// The `SOCK_DGRAM` socket bound at `{run_dir}/notify.sock` (non-blocking,
+    /// `SO_PASSCRED` on, so each datagram carries the sender's pid), if any
+    /// process has `ready = notify`.
+    pub fn notify_socket(&self) -> Option<BorrowedFd<'_>> {
+        self.created.notify.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Path of the notify socket, if any.
+    pub fn notify_socket_path(&self) -> Option<PathBuf> {
+        self.created
+            .notify
+            .as_ref()
+            .map(|_| self.run_dir.join(NOTIFY_SOCKET_FILE))
+    }
+
+    /// Spawns the instance named `instance` ([`ProcessPlan::name`]) with its
+    /// fds wired; its held ends follow its restart policy (module docs).
+    pub fn spawn(&mut self, instance: &str) -> Result<SpawnedChild, LaunchError> {
+        self.spawn_with(instance, HoldEnds::ByRestartPolicy)
+    }
+
+    /// [`Launched::spawn`], choosing whether its ends stay held.
+    pub fn spawn_with(
+        &mut self,
+        instance: &str,
+        hold: HoldEnds,
+    ) -> Result<SpawnedChild, LaunchError> {
+        let process = self
+            .plan
+            .processes
+            .iter()
+            .find(|p| p.name == instance)
+            .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?
+            .clone();
+        let child = self.spawn_process(&process)?;
+        self.values.pids.insert(process.name.clone(), child.pid);
+        let done = match hold {
+            HoldEnds::Keep => false,
+            HoldEnds::ByRestartPolicy => process.restart.policy == RestartPolicy::Never,
+        };
+        if done {
+            self.release_ends_of(instance);
+        }
+        Ok(child)
+    }
+
+    /// Declares `instance` finished for good: the orchestrator's copies of
+    /// channel ends no other pending instance needs are closed, so readers
+    /// see EOF and writers SIGPIPE.
+    pub fn release_ends_of(&mut self, instance: &str) {
+        if self.pending.remove(instance) {
+            self.prune();
+        }
+    }
+
+    /// Forgets the pid of an instance whose process has been reaped, so a
+    /// `{pid:…}` placeholder never resolves to a stale pid.
+    pub fn forget_pid(&mut self, instance: &str) {
+        self.values.pids.remove(instance);
+    }
+
+    /// Removes every named object and the run directory.
+    pub fn cleanup(mut self) -> CleanupReport {
+        self.created.cleanup()
+    }
+
+    fn prune(&mut self) {
+        let mut needed = HashSet::new();
+        for process in self
+            .plan
+            .processes
+            .iter()
+            .filter(|p| self.pending.contains(&p.name))
+        {
+            for slot in &process.fds {
+                if let Ok(Source::Held(channel, held)) = self.source_of(process, slot) {
+                    needed.insert((channel, held));
+                }
+            }
+        }
+        let pinned = &self.created.pinned;
+        self.created
+            .held
+            .retain(|key, _| needed.contains(key) || pinned.contains(key));
+    }
+
+    fn source_of(&self, process: &ProcessPlan, slot: &FdSlot) -> Result<Source, LaunchError> {
+        let wiring = |reason: String| LaunchError::Wiring {
+            instance: process.name.clone(),
+            fd: slot.fd,
+            reason,
+        };
+        let (channel_id, end) = match &slot.role {
+            FdRole::Ready => return Ok(Source::Ready),
+            FdRole::Channel { channel, end } => (channel, *end),
+        };
+        let (index, channel) = self
+            .plan
+            .channels
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.id == *channel_id)
+            .ok_or_else(|| wiring(format!("the plan has no channel {channel_id}")))?;
+        let is_port = |e: &EndpointPlan| {
+            matches!(e, EndpointPlan::Port { process: p, port, .. }
+                if *p == process.name && *port == slot.port)
+        };
+        let writes = matches!(end, End::Write | End::Send | End::Connect);
+        let held = match &channel.mechanism {
+            Mechanism::Inherit { .. } => Held::Inherited,
+            Mechanism::Pipe { .. } | Mechanism::Fifo { .. } => match end {
+                End::Write | End::Send | End::Connect => Held::Write,
+                End::Read | End::Receive | End::Listen => Held::Read,
+                End::Both => return Err(wiring(format!("channel {channel_id} is one-way"))),
+            },
+            Mechanism::Socketpair { .. } => {
+                let from = if channel.from.iter().any(is_port) {
+                    true
+                } else if channel.to.iter().any(is_port) {
+                    false
+                } else {
+                    writes
+                };
+                if from { Held::PairFrom } else { Held::PairTo }
+            }
+            Mechanism::UnixListener { .. }
+            | Mechanism::Tcp { .. }
+            | Mechanism::Udp { .. }
+            | Mechanism::Rpc { .. } => {
+                if writes {
+                    return Ok(Source::Connect(index));
+                }
+                Held::Listen
+            }
+            Mechanism::PosixShm { .. } => Held::Shm,
+            Mechanism::PosixMq { .. } => match end {
+                End::Read | End::Receive | End::Listen => Held::MqRead,
+                End::Write | End::Send | End::Connect => Held::MqWrite,
+                End::Both => Held::MqBoth,
+            },
+            other => {
+                return Err(wiring(format!(
+                    "a {} channel ({channel_id}) is handed over by name or id, not as an fd",
+                    other.name()
+                )));
+            }
+        };
+        Ok(Source::Held(index, held))
+    }
+
+    fn spawn_process(&mut self, process: &ProcessPlan) -> Result<SpawnedChild, LaunchError> {
+        let instance = process.name.as_str();
+        let sys = |action: &str| {
+            let action = format!("{action} for {instance}");
+            move |errno: Errno| LaunchError::sys(action, errno)
+        };
+        // Per-spawn fds, kept alive until the child has exec'd.
+        let mut owned: Vec<(OwnedFd, i32)> = Vec::new();
+        let mut child = SpawnedChild {
+            pid: Pid::from_raw(0),
+            stdout: None,
+            stderr: None,
+            ready_fd: None,
+        };
+        let mut held_moves: Vec<((usize, Held), i32)> = Vec::new();
+        for slot in &process.fds {
+            match self.source_of(process, slot)? {
+                Source::Held(channel, held) => {
+                    if !self.created.held.contains_key(&(channel, held)) {
+                        return Err(LaunchError::Wiring {
+                            instance: instance.to_owned(),
+                            fd: slot.fd,
+                            reason: format!(
+                                "the orchestrator no longer holds this end of channel {} \
+                                 (every user of it was released)",
+                                self.plan.channels[channel].id
+                            ),
+                        });
+                    }
+                    held_moves.push(((channel, held), slot.fd));
+                }
+                Source::Connect(channel) => {
+                    let target = &self.created.connect[&channel];
+                    let fd = resources::connect_to(target).map_err(sys(&format!(
+                        "connect to channel {}",
+                        self.plan.channels[channel].id
+                    )))?;
+                    owned.push((fd, slot.fd));
+                }
+                Source::Ready => {
+                    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                        .map_err(sys("create the readiness pipe"))?;
+                    owned.push((write, slot.fd));
+                    child.ready_fd = Some(read);
+                }
+            }
+        }
+        let wired = |fd: i32| process.fds.iter().any(|s| s.fd == fd);
+        if !wired(0) {
+            let fd = match std_fd(0).filter(|_| self.options.stdin_is_own) {
+                Some(own) => own.try_clone_to_owned(),
+                None => self.devnull.try_clone(),
+            }
+            .map_err(|e| LaunchError::sys(format!("open stdin for {instance}"), io_errno(&e)))?;
+            owned.push((fd, 0));
+        }
+        for (fd, out) in [(1, &mut child.stdout), (2, &mut child.stderr)] {
+            if !wired(fd) {
+                let (read, write) =
+                    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("create an output pipe"))?;
+                owned.push((write, fd));
+                *out = Some(read);
+            }
+        }
+
+        // Environment.
+        let mut env = Env::pass_through(&self.base_env, process);
+        let mut listen_pid = false;
+        for var in &process.env {
+            if var.name == "LISTEN_PID" && var.value == "{pid}" {
+                listen_pid = true;
+                continue;
+            }
+            env.set(var.name.as_str(), self.values.fill(&var.value)?);
+        }
+        let path_var = env.get("PATH").map(|p| p.to_owned());
+        let argv0 = process.argv.first().cloned().unwrap_or_default();
+        let program = spawn::resolve_program(
+            instance,
+            &argv0,
+            path_var.as_deref().or(self
+                .base_env
+                .iter()
+                .find(|(n, _)| n == "PATH")
+                .map(|(_, v)| v.as_os_str())),
+        )?;
+        let argv = spawn::c_strings(&format!("argv of {instance}"), &process.argv)?;
+        let cwd = match &process.cwd {
+            Some(cwd) => Some(
+                spawn::c_strings(&format!("cwd of {instance}"), &[self.values.fill(cwd)?])?
+                    .remove(0),
+            ),
+            None => None,
+        };
+        let fd_limit = getrlimit(Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft.min(i32::MAX as u64) as i32)
+            .unwrap_or(1024);
+        let spec = ChildSpec {
+            program,
+            argv,
+            env: env.into_c_strings(instance)?,
+            listen_pid,
+            cwd,
+            nofile: self.options.nofile,
+            fd_limit,
+        };
+
+        let mut moves: Vec<(BorrowedFd<'_>, i32)> = Vec::new();
+        for (key, target) in &held_moves {
+            moves.push((self.created.held[key].as_fd(), *target));
+        }
+        for (fd, target) in &owned {
+            moves.push((fd.as_fd(), *target));
+        }
+        match crate::sys::spawn::spawn(&spec, &moves) {
+            Ok(pid) => {
+                child.pid = pid;
+                Ok(child)
+            }
+            Err(SpawnFailure::Parent(errno)) => Err(SpawnError {
+                instance: instance.to_owned(),
+                program: spec.program.to_string_lossy().into_owned(),
+                step: None,
+                errno,
+            }
+            .into()),
+            Err(SpawnFailure::Child { step, errno }) => Err(SpawnError {
+                instance: instance.to_owned(),
+                program: spec.program.to_string_lossy().into_owned(),
+                step: Some(step),
+                errno,
+            }
+            .into()),
+        }
+    }
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}

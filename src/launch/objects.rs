@@ -1,0 +1,255 @@
+//! Named objects a run creates: their journal lines and their removal.
+//!
+//! The journal (`{run_dir}/journal`) has one line per object, written and
+//! synced *before* the object is created when its name is known in advance
+//! (POSIX objects, FIFOs, socket files), and right after creation for the
+//! System V objects, whose id the kernel picks (a crash in that window leaks
+//! one `IPC_PRIVATE` object; nothing else can name it anyway). Lines:
+//!
+//! ```text
+//! fifo frames.fifo                       file in the run directory
+//! unix-socket api.sock                   file in the run directory
+//! posix-shm /ipc-run-0123456789abcdef-frames
+//! posix-mq /ipc-run-0123456789abcdef-jobs
+//! posix-sem /ipc-run-0123456789abcdef-frames-lock
+//! sysv-shm 32769 cuid=0 mode=600 ctime=1764151234 cpid=4242
+//! sysv-mq 3 cuid=0 mode=600 ctime=1764151234
+//! sysv-sem 5 cuid=0 mode=600 ctime=1764151234
+//! ```
+//!
+//! Removal never follows a symlink: files are removed with `unlinkat` on the
+//! run directory's fd (a name is one path component), POSIX objects by name
+//! (their namespaces are flat), System V objects by id only while the
+//! object still has the recorded creator (and, for `ipc-run clean`, the
+//! recorded ctime and creator pid where the kernel keeps them).
+
+use std::ffi::CString;
+use std::fmt;
+use std::os::fd::BorrowedFd;
+
+use nix::errno::Errno;
+use nix::unistd::UnlinkatFlags;
+
+use crate::sys::ipc::{self, SysvIdentity, SysvKind};
+
+/// A named object created by a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectRecord {
+    /// A FIFO: its file name in the run directory.
+    Fifo(String),
+    /// A socket file: its file name in the run directory.
+    UnixSocket(String),
+    /// A POSIX shared memory object.
+    PosixShm(String),
+    /// A POSIX message queue.
+    PosixMq(String),
+    /// A POSIX named semaphore.
+    PosixSem(String),
+    /// A System V object, by kind, id and identity at creation.
+    Sysv {
+        /// Which kind.
+        kind: SysvKind,
+        /// Its id.
+        id: i32,
+        /// Its identity when created.
+        identity: SysvIdentity,
+    },
+}
+
+/// How strictly a System V object must match its record before removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Match {
+    /// Same creator uid and mode (this run's own cleanup).
+    Creator,
+    /// Also the same ctime and creator pid where kept (`ipc-run clean`).
+    Strict,
+}
+
+impl ObjectRecord {
+    /// The kind as written in plans and the journal.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ObjectRecord::Fifo(_) => "fifo",
+            ObjectRecord::UnixSocket(_) => "unix-socket",
+            ObjectRecord::PosixShm(_) => "posix-shm",
+            ObjectRecord::PosixMq(_) => "posix-mq",
+            ObjectRecord::PosixSem(_) => "posix-sem",
+            ObjectRecord::Sysv { kind, .. } => sysv_kind_name(*kind),
+        }
+    }
+
+    /// Name, file name or id.
+    pub fn name(&self) -> String {
+        match self {
+            ObjectRecord::Fifo(n)
+            | ObjectRecord::UnixSocket(n)
+            | ObjectRecord::PosixShm(n)
+            | ObjectRecord::PosixMq(n)
+            | ObjectRecord::PosixSem(n) => n.clone(),
+            ObjectRecord::Sysv { id, .. } => id.to_string(),
+        }
+    }
+
+    /// The journal line, without the newline.
+    pub fn journal_line(&self) -> String {
+        match self {
+            ObjectRecord::Sysv { identity, .. } => {
+                let mut line = format!(
+                    "{} {} cuid={} mode={:o} ctime={}",
+                    self.kind(),
+                    self.name(),
+                    identity.cuid,
+                    identity.mode,
+                    identity.ctime
+                );
+                if let Some(cpid) = identity.cpid {
+                    line.push_str(&format!(" cpid={cpid}"));
+                }
+                line
+            }
+            _ => format!("{} {}", self.kind(), self.name()),
+        }
+    }
+
+    /// Parses a journal line; `None` for anything unexpected (ignored, so a
+    /// damaged journal never leads to removing something unintended).
+    pub fn parse(line: &str) -> Option<ObjectRecord> {
+        let mut words = line.split_ascii_whitespace();
+        let kind = words.next()?;
+        let name = words.next()?.to_owned();
+        let file_name_ok = |n: &str| !n.contains('/') && n != "." && n != ".." && !n.is_empty();
+        let posix_name_ok = |n: &str| n.starts_with('/') && file_name_ok(&n[1..]);
+        let record = match kind {
+            "fifo" if file_name_ok(&name) => ObjectRecord::Fifo(name),
+            "unix-socket" if file_name_ok(&name) => ObjectRecord::UnixSocket(name),
+            "posix-shm" if posix_name_ok(&name) => ObjectRecord::PosixShm(name),
+            "posix-mq" if posix_name_ok(&name) => ObjectRecord::PosixMq(name),
+            "posix-sem" if posix_name_ok(&name) => ObjectRecord::PosixSem(name),
+            "sysv-shm" | "sysv-mq" | "sysv-sem" => {
+                let kind = match kind {
+                    "sysv-shm" => SysvKind::Shm,
+                    "sysv-mq" => SysvKind::Msg,
+                    _ => SysvKind::Sem,
+                };
+                let id = name.parse().ok()?;
+                let mut identity = SysvIdentity {
+                    cuid: u32::MAX,
+                    mode: 0,
+                    ctime: 0,
+                    cpid: None,
+                };
+                let mut seen_cuid = false;
+                for word in words {
+                    let (key, value) = word.split_once('=')?;
+                    match key {
+                        "cuid" => {
+                            identity.cuid = value.parse().ok()?;
+                            seen_cuid = true;
+                        }
+                        "mode" => identity.mode = u32::from_str_radix(value, 8).ok()?,
+                        "ctime" => identity.ctime = value.parse().ok()?,
+                        "cpid" => identity.cpid = Some(value.parse().ok()?),
+                        _ => {}
+                    }
+                }
+                if !seen_cuid {
+                    return None;
+                }
+                ObjectRecord::Sysv { kind, id, identity }
+            }
+            _ => return None,
+        };
+        Some(record)
+    }
+
+    /// Removes the object. `Ok(false)` when it was already gone or is no
+    /// longer the object recorded (left alone).
+    pub fn remove(&self, run_dir: BorrowedFd<'_>, strictness: Match) -> Result<bool, Errno> {
+        let gone = |r: Result<(), Errno>| match r {
+            Ok(()) => Ok(true),
+            Err(Errno::ENOENT) | Err(Errno::EINVAL) | Err(Errno::EIDRM) => Ok(false),
+            Err(e) => Err(e),
+        };
+        match self {
+            ObjectRecord::Fifo(name) | ObjectRecord::UnixSocket(name) => gone(
+                nix::unistd::unlinkat(run_dir, name.as_str(), UnlinkatFlags::NoRemoveDir),
+            ),
+            ObjectRecord::PosixShm(name) => gone(nix::sys::mman::shm_unlink(name.as_str())),
+            ObjectRecord::PosixMq(name) => gone(ipc::mq_unlink(&c_name(name)?)),
+            ObjectRecord::PosixSem(name) => gone(ipc::sem_unlink(&c_name(name)?)),
+            ObjectRecord::Sysv { kind, id, identity } => {
+                let now = match ipc::sysv_stat(*kind, *id) {
+                    Ok(now) => now,
+                    Err(Errno::EINVAL) | Err(Errno::EIDRM) => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                let same = now.cuid == identity.cuid
+                    && now.mode == identity.mode
+                    && (strictness == Match::Creator
+                        || (now.cpid == identity.cpid
+                            && (*kind == SysvKind::Sem || now.ctime == identity.ctime)));
+                if !same {
+                    return Ok(false);
+                }
+                gone(ipc::sysv_remove(*kind, *id))
+            }
+        }
+    }
+}
+
+impl fmt::Display for ObjectRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind(), self.name())
+    }
+}
+
+fn sysv_kind_name(kind: SysvKind) -> &'static str {
+    match kind {
+        SysvKind::Shm => "sysv-shm",
+        SysvKind::Msg => "sysv-mq",
+        SysvKind::Sem => "sysv-sem",
+    }
+}
+
+fn c_name(name: &str) -> Result<CString, Errno> {
+    CString::new(name).map_err(|_| Errno::EINVAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_lines_round_trip() {
+        let records = [
+            ObjectRecord::Fifo("a.fifo".into()),
+            ObjectRecord::PosixShm("/ipc-run-0011223344556677-x".into()),
+            ObjectRecord::Sysv {
+                kind: SysvKind::Shm,
+                id: 32769,
+                identity: SysvIdentity {
+                    cuid: 0,
+                    mode: 0o600,
+                    ctime: 17,
+                    cpid: Some(42),
+                },
+            },
+        ];
+        for record in records {
+            assert_eq!(ObjectRecord::parse(&record.journal_line()), Some(record));
+        }
+    }
+
+    #[test]
+    fn journal_lines_that_could_escape_are_ignored() {
+        for line in [
+            "fifo ../x",
+            "fifo /etc/passwd",
+            "posix-shm /a/b",
+            "unix-socket ..",
+            "sysv-shm 3",
+        ] {
+            assert_eq!(ObjectRecord::parse(line), None, "{line}");
+        }
+    }
+}

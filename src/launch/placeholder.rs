@@ -1,0 +1,135 @@
+//! Placeholders in plan templates, filled at launch.
+//!
+//! | placeholder | value |
+//! |---|---|
+//! | `{run_id}` | the run id, 16 lowercase hex digits |
+//! | `{run_dir}` | the run directory's absolute path |
+//! | `{pid:INSTANCE}` | pid of the instance's current process (signal edges) |
+//! | `{port:CHANNEL}` | port the kernel bound for a TCP/UDP/RPC-over-TCP channel |
+//! | `{sysv_id:CHANNEL}` | id of a System V channel's object |
+//! | `{sysv_sem_id:CHANNEL}` | id of the semaphore set paired with a System V segment |
+//! | `{pid}` | the child's own pid; only as the whole value of `LISTEN_PID`, written by the child |
+//!
+//! Any other `{…}` text is left as it is, so JSON in an env value survives.
+//! A known placeholder without a value (an instance not started yet, a
+//! channel with no port) is an error naming it, never an empty string.
+
+use std::collections::HashMap;
+
+use nix::unistd::Pid;
+
+use super::error::LaunchError;
+
+/// The values placeholders resolve to.
+#[derive(Debug, Default, Clone)]
+pub struct Values {
+    /// `{run_id}`.
+    pub run_id: String,
+    /// `{run_dir}`.
+    pub run_dir: String,
+    /// `{pid:…}` by instance.
+    pub pids: HashMap<String, Pid>,
+    /// `{port:…}` by channel.
+    pub ports: HashMap<String, u16>,
+    /// `{sysv_id:…}` by channel.
+    pub sysv_ids: HashMap<String, i32>,
+    /// `{sysv_sem_id:…}` by channel.
+    pub sysv_sem_ids: HashMap<String, i32>,
+}
+
+impl Values {
+    /// Substitutes every known placeholder in `template`.
+    pub fn fill(&self, template: &str) -> Result<String, LaunchError> {
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let Some(close) = after.find('}') else {
+                out.push_str(&rest[open..]);
+                return Ok(out);
+            };
+            let inner = &after[..close];
+            match self.lookup(inner, template)? {
+                Some(value) => out.push_str(&value),
+                None => out.push_str(&rest[open..open + close + 2]),
+            }
+            rest = &after[close + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+
+    fn lookup(&self, inner: &str, template: &str) -> Result<Option<String>, LaunchError> {
+        let missing = |reason: &str| LaunchError::Placeholder {
+            placeholder: format!("{{{inner}}}"),
+            template: template.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let value = match inner.split_once(':') {
+            None if inner == "run_id" => self.run_id.clone(),
+            None if inner == "run_dir" => self.run_dir.clone(),
+            Some(("pid", instance)) => self
+                .pids
+                .get(instance)
+                .ok_or_else(|| missing("that instance has no running process yet"))?
+                .to_string(),
+            Some(("port", channel)) => self
+                .ports
+                .get(channel)
+                .ok_or_else(|| missing("that channel has no bound TCP or UDP port"))?
+                .to_string(),
+            Some(("sysv_id", channel)) => self
+                .sysv_ids
+                .get(channel)
+                .ok_or_else(|| missing("that channel has no System V object"))?
+                .to_string(),
+            Some(("sysv_sem_id", channel)) => self
+                .sysv_sem_ids
+                .get(channel)
+                .ok_or_else(|| missing("that channel has no System V semaphore set"))?
+                .to_string(),
+            None if inner == "pid" => {
+                return Err(missing(
+                    "the child's own pid is only known in the child (LISTEN_PID)",
+                ));
+            }
+            _ => return Ok(None),
+        };
+        Ok(Some(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> Values {
+        let mut v = Values {
+            run_id: "0123456789abcdef".into(),
+            run_dir: "/run/x".into(),
+            ..Values::default()
+        };
+        v.pids.insert("b".into(), Pid::from_raw(42));
+        v.ports.insert("web".into(), 8080);
+        v.sysv_ids.insert("q".into(), 7);
+        v
+    }
+
+    #[test]
+    fn fills_known_placeholders_and_keeps_other_braces() {
+        let v = values();
+        assert_eq!(
+            v.fill("{run_dir}/a-{run_id} pid={pid:b} port={port:web} id={sysv_id:q}")
+                .unwrap(),
+            "/run/x/a-0123456789abcdef pid=42 port=8080 id=7"
+        );
+        assert_eq!(v.fill(r#"{"a":1} {x} {"#).unwrap(), r#"{"a":1} {x} {"#);
+    }
+
+    #[test]
+    fn unknown_values_are_errors() {
+        let err = values().fill("{pid:nobody}").unwrap_err().to_string();
+        assert!(err.contains("{pid:nobody}"), "{err}");
+    }
+}

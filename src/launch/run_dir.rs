@@ -1,0 +1,298 @@
+//! The private run directory, its id, journal and lock.
+//!
+//! Layout: `$XDG_RUNTIME_DIR/ipc-run/<run-id>/` when `XDG_RUNTIME_DIR` is
+//! set, else `/tmp/ipc-run-<uid>/<run-id>/`. The parent (`ipc-run` or
+//! `ipc-run-<uid>`) is created 0700 when missing and refused when it is a
+//! symlink, owned by another uid, or group/world writable. The run
+//! directory is made with `mkdirat(…, 0700)` (EEXIST is an error: never
+//! reused), then `fchmod` to exactly 0700 whatever the umask. Inside:
+//!
+//! - `lock`: created first and `flock`ed (exclusive) for the whole run, so
+//!   `ipc-run clean` can tell a live run (lock held) from a dead one;
+//! - `journal`: append-only, one line per named object, synced as the
+//!   object is created (see [`super::objects`]).
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
+use nix::unistd::{Uid, UnlinkatFlags, unlinkat};
+
+use super::error::LaunchError;
+use super::objects::ObjectRecord;
+use crate::sys::fd::{fill_random, try_lock_exclusive};
+
+/// Name of the lock file in a run directory.
+pub const LOCK_FILE: &str = "lock";
+/// Name of the journal in a run directory.
+pub const JOURNAL_FILE: &str = "journal";
+
+/// A fresh run id: 16 lowercase hex digits from 64 random bits.
+pub fn new_run_id() -> Result<String, LaunchError> {
+    let mut bytes = [0u8; 8];
+    fill_random(&mut bytes).map_err(|e| LaunchError::sys("read random bytes for the run id", e))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Whether `name` looks like a run id.
+pub fn is_run_id(name: &str) -> bool {
+    name.len() == 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The directory run directories go in, by default: `$XDG_RUNTIME_DIR/ipc-run`
+/// or `/tmp/ipc-run-<uid>`.
+pub fn default_root() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() && Path::new(&dir).is_absolute() => {
+            Path::new(&dir).join("ipc-run")
+        }
+        _ => fallback_root(),
+    }
+}
+
+/// `/tmp/ipc-run-<uid>`.
+pub fn fallback_root() -> PathBuf {
+    PathBuf::from(format!("/tmp/ipc-run-{}", Uid::effective()))
+}
+
+/// Every root `ipc-run clean` looks in: the XDG one (if set) and the
+/// fallback.
+pub fn all_roots() -> Vec<PathBuf> {
+    let mut roots = vec![default_root()];
+    let fallback = fallback_root();
+    if !roots.contains(&fallback) {
+        roots.push(fallback);
+    }
+    roots
+}
+
+fn run_dir_error<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(Errno) -> LaunchError + 'a {
+    move |errno| LaunchError::RunDir {
+        action,
+        path: path.to_owned(),
+        errno,
+    }
+}
+
+/// Opens a directory without following a symlink at its last component.
+pub(crate) fn open_dir_nofollow(at: Option<BorrowedFd<'_>>, path: &Path) -> Result<OwnedFd, Errno> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    match at {
+        Some(dir) => openat(dir, path, flags, Mode::empty()),
+        None => nix::fcntl::open(path, flags, Mode::empty()),
+    }
+}
+
+/// Checks that an open directory is ours and not writable by others.
+pub(crate) fn check_private(dir: &OwnedFd, path: &Path) -> Result<(), LaunchError> {
+    let st = fstat(dir).map_err(run_dir_error("inspect", path))?;
+    let unsafe_dir = |reason: String| LaunchError::UnsafeDirectory {
+        path: path.to_owned(),
+        reason,
+    };
+    if st.st_uid != Uid::effective().as_raw() {
+        return Err(unsafe_dir(format!(
+            "it is owned by uid {}, not {}",
+            st.st_uid,
+            Uid::effective()
+        )));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(unsafe_dir(format!(
+            "it is group or world writable (mode {:o})",
+            st.st_mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// Creates (0700) or opens the root that holds run directories, refusing a
+/// symlink, a foreign owner or group/world write permission.
+pub(crate) fn ensure_root(root: &Path) -> Result<OwnedFd, LaunchError> {
+    if let Some(parent) = root.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            std::fs::create_dir_all(parent).map_err(|e| LaunchError::RunDir {
+                action: "create",
+                path: parent.to_owned(),
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+        }
+    }
+    match nix::unistd::mkdir(root, Mode::from_bits_truncate(0o700)) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(errno) => return Err(run_dir_error("create", root)(errno)),
+    }
+    let dir = open_dir_nofollow(None, root).map_err(|errno| match errno {
+        Errno::ELOOP | Errno::ENOTDIR => LaunchError::UnsafeDirectory {
+            path: root.to_owned(),
+            reason: "it is a symlink or not a directory".into(),
+        },
+        errno => run_dir_error("open", root)(errno),
+    })?;
+    check_private(&dir, root)?;
+    Ok(dir)
+}
+
+/// A run directory owned by this process: removed by [`RunDir::remove`].
+#[derive(Debug)]
+pub struct RunDir {
+    /// The run id.
+    pub id: String,
+    /// Its absolute path.
+    pub path: PathBuf,
+    root: OwnedFd,
+    dir: OwnedFd,
+    lock: OwnedFd,
+    journal: File,
+}
+
+impl RunDir {
+    /// Creates a fresh run directory under `root` (see the module docs).
+    pub fn create(root: &Path) -> Result<RunDir, LaunchError> {
+        let root_fd = ensure_root(root)?;
+        let id = new_run_id()?;
+        let path = root.join(&id);
+        match mkdirat(&root_fd, id.as_str(), Mode::from_bits_truncate(0o700)) {
+            Ok(()) => {}
+            Err(Errno::EEXIST) => {
+                return Err(LaunchError::Exists {
+                    kind: "run directory",
+                    name: path.display().to_string(),
+                });
+            }
+            Err(errno) => return Err(run_dir_error("create the run directory", &path)(errno)),
+        }
+        // From here on a failure removes what was made.
+        let remove_dir = |root_fd: &OwnedFd| {
+            let _ = unlinkat(root_fd, id.as_str(), UnlinkatFlags::RemoveDir);
+        };
+        let opened = (|| {
+            let dir = open_dir_nofollow(Some(root_fd.as_fd()), Path::new(&id))
+                .map_err(run_dir_error("open the run directory", &path))?;
+            fchmod(&dir, Mode::from_bits_truncate(0o700))
+                .map_err(run_dir_error("set the mode of", &path))?;
+            let lock = create_file(&dir, LOCK_FILE, OFlag::O_RDWR)
+                .map_err(run_dir_error("create the lock in", &path))?;
+            match try_lock_exclusive(lock.as_fd()) {
+                Ok(true) => {}
+                Ok(false) => return Err(run_dir_error("lock", &path)(Errno::EWOULDBLOCK)),
+                Err(errno) => return Err(run_dir_error("lock", &path)(errno)),
+            }
+            let journal = create_file(&dir, JOURNAL_FILE, OFlag::O_WRONLY | OFlag::O_APPEND)
+                .map_err(run_dir_error("create the journal in", &path))?;
+            Ok((dir, lock, File::from(journal)))
+        })();
+        match opened {
+            Ok((dir, lock, journal)) => Ok(RunDir {
+                id,
+                path,
+                root: root_fd,
+                dir,
+                lock,
+                journal,
+            }),
+            Err(e) => {
+                if let Ok(dir) = open_dir_nofollow(Some(root_fd.as_fd()), Path::new(&id)) {
+                    for name in [JOURNAL_FILE, LOCK_FILE] {
+                        let _ = unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir);
+                    }
+                }
+                remove_dir(&root_fd);
+                Err(e)
+            }
+        }
+    }
+
+    /// The run directory's fd (for `*at` calls).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// The lock's fd (held for the whole run).
+    pub fn lock_fd(&self) -> BorrowedFd<'_> {
+        self.lock.as_fd()
+    }
+
+    /// Appends `record` to the journal and syncs it.
+    pub fn journal(&mut self, record: &ObjectRecord) -> Result<(), LaunchError> {
+        let mut line = record.journal_line();
+        line.push('\n');
+        let result = self
+            .journal
+            .write_all(line.as_bytes())
+            .and_then(|()| self.journal.sync_data());
+        result.map_err(|e| LaunchError::RunDir {
+            action: "write the journal in",
+            path: self.path.clone(),
+            errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })
+    }
+
+    /// The file name of `path` when it is directly inside the run directory.
+    pub fn file_name_in(&self, path: &str) -> Option<String> {
+        let path = Path::new(path);
+        let name = path.file_name()?;
+        (path.parent() == Some(self.path.as_path()) && !name.as_bytes().contains(&b'\n'))
+            .then(|| name.to_string_lossy().into_owned())
+    }
+
+    /// Removes the journal, the lock and the directory; returns the paths
+    /// of anything left inside (the directory is then kept).
+    pub fn remove(self) -> Vec<String> {
+        for name in [JOURNAL_FILE, LOCK_FILE] {
+            let _ = unlinkat(&self.dir, name, UnlinkatFlags::NoRemoveDir);
+        }
+        let leftovers = list_dir(&self.path);
+        if leftovers.is_empty() {
+            let _ = unlinkat(&self.root, self.id.as_str(), UnlinkatFlags::RemoveDir);
+        }
+        leftovers
+    }
+}
+
+/// Creates a file exclusively, 0600 exactly, CLOEXEC, not following links.
+pub(crate) fn create_file(dir: &OwnedFd, name: &str, access: OFlag) -> Result<OwnedFd, Errno> {
+    let fd = openat(
+        dir,
+        name,
+        access | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    fchmod(&fd, Mode::from_bits_truncate(0o600))?;
+    Ok(fd)
+}
+
+pub(crate) fn list_dir(path: &Path) -> Vec<String> {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_ids_are_16_hex_digits_and_differ() {
+        let a = new_run_id().unwrap();
+        let b = new_run_id().unwrap();
+        assert!(is_run_id(&a) && is_run_id(&b), "{a} {b}");
+        assert_ne!(a, b);
+    }
+}

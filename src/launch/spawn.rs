@@ -1,0 +1,149 @@
+//! From a [`ProcessPlan`] to a [`ChildSpec`]: program lookup, argv and the
+//! exact environment, all prepared in the parent so the child path
+//! ([`crate::sys::spawn`]) only makes syscalls.
+//!
+//! The environment is exactly, in this order (a later entry of the same
+//! name replaces an earlier one in place):
+//! 1. pass-through from ipc-run's own environment, when set there: the
+//!    plan's `inherit_env` (the planner lists `PATH`, `HOME`, `USER`,
+//!    `LOGNAME`, `LANG`, `LC_ALL`, `TERM`, `TZ`, `TMPDIR`,
+//!    `XDG_RUNTIME_DIR` and the process's own `inherit_env`), plus every
+//!    `LC_*` locale variable;
+//! 2. the plan's `env`, placeholders filled. `LISTEN_PID = "{pid}"` is not
+//!    filled here: the child writes its own pid (see [`crate::sys::spawn`]).
+//!
+//! Nothing else of ipc-run's environment reaches a child, so a `LISTEN_FDS`
+//! or `NOTIFY_SOCKET` that ipc-run itself received never leaks.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::unistd::AccessFlags;
+
+use super::error::{LaunchError, SpawnError};
+use crate::plan::ProcessPlan;
+
+/// PATH used for lookup when neither the child nor ipc-run has one.
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// An ordered environment where a repeated name replaces in place.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Env {
+    vars: Vec<(OsString, OsString)>,
+}
+
+impl Env {
+    pub fn set(&mut self, name: impl Into<OsString>, value: impl Into<OsString>) {
+        let (name, value) = (name.into(), value.into());
+        match self.vars.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.vars.push((name, value)),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&OsStr> {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_os_str())
+    }
+
+    /// Pass-through of `inherit_env` and `LC_*` from `base`.
+    pub fn pass_through(base: &[(OsString, OsString)], process: &ProcessPlan) -> Env {
+        let mut env = Env::default();
+        for (name, value) in base
+            .iter()
+            .filter(|(n, _)| n.as_bytes().starts_with(b"LC_"))
+        {
+            env.set(name.clone(), value.clone());
+        }
+        for inherit in &process.inherit_env {
+            if let Some((name, value)) = base.iter().find(|(n, _)| n == inherit.as_str()) {
+                env.set(name.clone(), value.clone());
+            }
+        }
+        env
+    }
+
+    pub fn into_c_strings(self, instance: &str) -> Result<Vec<CString>, LaunchError> {
+        self.vars
+            .into_iter()
+            .map(|(name, value)| {
+                let mut entry = name.into_vec();
+                let bad = entry.is_empty() || entry.contains(&b'=');
+                entry.push(b'=');
+                entry.extend_from_slice(value.as_bytes());
+                let shown = String::from_utf8_lossy(&entry).into_owned();
+                if bad {
+                    return Err(bad_env(instance, shown, "the name is empty or contains ="));
+                }
+                CString::new(entry).map_err(|_| bad_env(instance, shown, "it contains NUL"))
+            })
+            .collect()
+    }
+}
+
+fn bad_env(instance: &str, entry: String, reason: &str) -> LaunchError {
+    LaunchError::BadValue {
+        what: format!("environment variable of {instance}"),
+        value: entry,
+        reason: reason.into(),
+    }
+}
+
+/// Turns strings into C strings, naming the offender.
+pub(crate) fn c_strings(what: &str, items: &[String]) -> Result<Vec<CString>, LaunchError> {
+    items
+        .iter()
+        .map(|s| {
+            CString::new(s.as_bytes()).map_err(|_| LaunchError::BadValue {
+                what: what.to_owned(),
+                value: s.clone(),
+                reason: "it contains NUL".into(),
+            })
+        })
+        .collect()
+}
+
+/// Finds `program` the way `execvp` would, in the parent: a name with a
+/// slash is used as is; otherwise the first executable regular file in
+/// `path`. A file found but not executable gives EACCES, nothing ENOENT.
+pub(crate) fn resolve_program(
+    instance: &str,
+    program: &str,
+    path: Option<&OsStr>,
+) -> Result<CString, SpawnError> {
+    let fail = |errno| SpawnError {
+        instance: instance.to_owned(),
+        program: program.to_owned(),
+        step: None,
+        errno,
+    };
+    if program.is_empty() {
+        return Err(fail(Errno::ENOENT));
+    }
+    if program.contains('/') {
+        return CString::new(program).map_err(|_| fail(Errno::EINVAL));
+    }
+    let path = path.map_or_else(|| OsStr::new(DEFAULT_PATH).as_bytes(), OsStr::as_bytes);
+    let mut denied = false;
+    for dir in path.split(|b| *b == b':') {
+        let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+        let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
+        match std::fs::metadata(&candidate) {
+            Ok(meta) if meta.is_file() => {
+                if nix::unistd::access(&candidate, AccessFlags::X_OK).is_ok() {
+                    return CString::new(candidate.into_os_string().into_vec())
+                        .map_err(|_| fail(Errno::EINVAL));
+                }
+                denied = true;
+            }
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EACCES) => denied = true,
+            Err(_) => {}
+        }
+    }
+    Err(fail(if denied { Errno::EACCES } else { Errno::ENOENT }))
+}

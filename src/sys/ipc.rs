@@ -1,0 +1,258 @@
+//! POSIX named semaphores and message queues, and the three System V IPC
+//! objects, created exclusively with exact modes.
+//!
+//! POSIX objects honour the umask at creation, so each is re-moded through
+//! an fd afterwards (`fchmod`); System V objects ignore the umask and take
+//! the mode given to `*get`. Nothing here adopts an existing object: every
+//! creation passes `O_EXCL` / `IPC_EXCL`.
+
+use std::ffi::{CStr, CString};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+/// Where glibc keeps POSIX named semaphores (`sem_overview(7)`).
+pub const SEM_DIR: &str = "/dev/shm";
+
+/// Creates the POSIX named semaphore `name` (`/x`) with `value`,
+/// exclusively (`sem_open(3)`); follow with [`sem_set_mode`].
+pub fn sem_create(name: &CStr, mode: u32, value: u32) -> Result<(), Errno> {
+    // SAFETY: `name` is NUL-terminated; the variadic arguments are the
+    // mode_t and unsigned int that O_CREAT requires.
+    let sem = unsafe {
+        libc::sem_open(
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL,
+            mode as libc::c_uint,
+            value as libc::c_uint,
+        )
+    };
+    if sem == libc::SEM_FAILED {
+        return Err(Errno::last());
+    }
+    // SAFETY: `sem` was returned by a successful sem_open and is closed once.
+    unsafe { libc::sem_close(sem) };
+    Ok(())
+}
+
+/// Sets the mode of a POSIX named semaphore to exactly `mode`.
+pub fn sem_set_mode(name: &CStr, mode: u32) -> Result<(), Errno> {
+    // glibc creates /dev/shm/sem.NAME through a temporary file and link(2),
+    // honouring the umask: fix the mode through an fd, never by path.
+    let file = sem_file(name);
+    let fd = nix::fcntl::open(
+        file.as_c_str(),
+        OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+        Mode::empty(),
+    )?;
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t))
+}
+
+/// The file behind a POSIX named semaphore.
+pub fn sem_file(name: &CStr) -> CString {
+    let bare = name
+        .to_bytes()
+        .strip_prefix(b"/")
+        .unwrap_or(name.to_bytes());
+    let mut path = format!("{SEM_DIR}/sem.").into_bytes();
+    path.extend_from_slice(bare);
+    CString::new(path).unwrap_or_default()
+}
+
+/// Removes a POSIX named semaphore (`sem_unlink(3)`).
+pub fn sem_unlink(name: &CStr) -> Result<(), Errno> {
+    // SAFETY: `name` is NUL-terminated.
+    Errno::result(unsafe { libc::sem_unlink(name.as_ptr()) }).map(drop)
+}
+
+/// Creates the POSIX message queue `name` exclusively with explicit
+/// attributes and returns a read-write descriptor with its mode set to
+/// exactly `mode` (`mq_open(3)`; nix's `None` attributes give EINVAL).
+pub fn mq_create(name: &CStr, mode: u32, maxmsg: i64, msgsize: i64) -> Result<OwnedFd, Errno> {
+    // SAFETY: mq_attr is plain data; all-zero is a valid value.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    attr.mq_maxmsg = maxmsg as _;
+    attr.mq_msgsize = msgsize as _;
+    // SAFETY: `name` is NUL-terminated, `attr` lives across the call, and
+    // the variadic arguments are the mode_t and mq_attr* O_CREAT requires.
+    let mqd = unsafe {
+        libc::mq_open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            mode as libc::mode_t,
+            &mut attr as *mut libc::mq_attr,
+        )
+    };
+    if mqd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: on Linux an mqd_t is a file descriptor, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(mqd) };
+    nix::sys::stat::fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t))?;
+    Ok(fd)
+}
+
+/// Opens an existing POSIX message queue for reading or writing (`O_CLOEXEC`).
+pub fn mq_open_existing(name: &CStr, write: bool) -> Result<OwnedFd, Errno> {
+    let access = if write {
+        libc::O_WRONLY
+    } else {
+        libc::O_RDONLY
+    };
+    // SAFETY: `name` is NUL-terminated; without O_CREAT no variadic
+    // arguments are read.
+    let mqd = unsafe { libc::mq_open(name.as_ptr(), access | libc::O_CLOEXEC) };
+    if mqd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: on Linux an mqd_t is a file descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(mqd) })
+}
+
+/// Removes a POSIX message queue (`mq_unlink(3)`).
+pub fn mq_unlink(name: &CStr) -> Result<(), Errno> {
+    // SAFETY: `name` is NUL-terminated.
+    Errno::result(unsafe { libc::mq_unlink(name.as_ptr()) }).map(drop)
+}
+
+/// The three System V IPC object kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SysvKind {
+    /// `shmget(2)`.
+    Shm,
+    /// `msgget(2)`.
+    Msg,
+    /// `semget(2)`.
+    Sem,
+}
+
+/// What identifies a System V object beyond its (reusable) id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SysvIdentity {
+    /// Creator's uid.
+    pub cuid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// Time of the last `IPC_SET`/`SETALL` or creation (seconds).
+    pub ctime: i64,
+    /// Creator pid (shared memory only).
+    pub cpid: Option<i32>,
+}
+
+const IPC_MODE_MASK: libc::c_int = 0o777;
+
+/// Creates a private System V shared memory segment of `size` bytes with
+/// `mode` (`shmget(IPC_PRIVATE, …, IPC_CREAT|IPC_EXCL|mode)`).
+pub fn shm_create(size: u64, mode: u32) -> Result<i32, Errno> {
+    let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode as libc::c_int & IPC_MODE_MASK);
+    // SAFETY: shmget takes plain integers.
+    Errno::result(unsafe { libc::shmget(libc::IPC_PRIVATE, size as libc::size_t, flags) })
+}
+
+/// Creates a private System V message queue holding `queue_bytes`
+/// (`msgget` then `msgctl(IPC_SET)` of `msg_qbytes`).
+pub fn msg_create(queue_bytes: u64, mode: u32) -> Result<i32, Errno> {
+    let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode as libc::c_int & IPC_MODE_MASK);
+    // SAFETY: msgget takes plain integers.
+    let id = Errno::result(unsafe { libc::msgget(libc::IPC_PRIVATE, flags) })?;
+    let set = || -> Result<(), Errno> {
+        let mut ds = msg_stat_raw(id)?;
+        ds.msg_qbytes = queue_bytes as _;
+        // SAFETY: `ds` is a valid msqid_ds filled by IPC_STAT.
+        Errno::result(unsafe { libc::msgctl(id, libc::IPC_SET, &mut ds) }).map(drop)
+    };
+    if let Err(errno) = set() {
+        let _ = sysv_remove(SysvKind::Msg, id);
+        return Err(errno);
+    }
+    Ok(id)
+}
+
+/// Creates a private System V semaphore set with one semaphore per entry of
+/// `values`, set to those values (`semget` then `semctl(SETALL)`).
+pub fn sem_set_create(values: &[u16], mode: u32) -> Result<i32, Errno> {
+    let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode as libc::c_int & IPC_MODE_MASK);
+    let count = libc::c_int::try_from(values.len()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: semget takes plain integers.
+    let id = Errno::result(unsafe { libc::semget(libc::IPC_PRIVATE, count, flags) })?;
+    // SAFETY: SETALL reads one unsigned short per semaphore of the set
+    // through the semun pointer, and `values` holds exactly that many.
+    let rc = unsafe { libc::semctl(id, 0, libc::SETALL, values.as_ptr()) };
+    if rc < 0 {
+        let errno = Errno::last();
+        let _ = sysv_remove(SysvKind::Sem, id);
+        return Err(errno);
+    }
+    Ok(id)
+}
+
+fn msg_stat_raw(id: i32) -> Result<libc::msqid_ds, Errno> {
+    let mut ds = MaybeUninit::<libc::msqid_ds>::zeroed();
+    // SAFETY: IPC_STAT fills the msqid_ds the pointer refers to.
+    Errno::result(unsafe { libc::msgctl(id, libc::IPC_STAT, ds.as_mut_ptr()) })?;
+    // SAFETY: zero-initialised and then filled by the kernel.
+    Ok(unsafe { ds.assume_init() })
+}
+
+/// Reads the identity of a System V object (`IPC_STAT`).
+pub fn sysv_stat(kind: SysvKind, id: i32) -> Result<SysvIdentity, Errno> {
+    match kind {
+        SysvKind::Shm => {
+            let mut ds = MaybeUninit::<libc::shmid_ds>::zeroed();
+            // SAFETY: IPC_STAT fills the shmid_ds the pointer refers to.
+            Errno::result(unsafe { libc::shmctl(id, libc::IPC_STAT, ds.as_mut_ptr()) })?;
+            // SAFETY: zero-initialised and then filled by the kernel.
+            let ds = unsafe { ds.assume_init() };
+            Ok(SysvIdentity {
+                cuid: ds.shm_perm.cuid,
+                mode: u32::from(ds.shm_perm.mode) & 0o777,
+                ctime: ds.shm_ctime,
+                cpid: Some(ds.shm_cpid),
+            })
+        }
+        SysvKind::Msg => {
+            let ds = msg_stat_raw(id)?;
+            Ok(SysvIdentity {
+                cuid: ds.msg_perm.cuid,
+                mode: u32::from(ds.msg_perm.mode) & 0o777,
+                ctime: ds.msg_ctime,
+                cpid: None,
+            })
+        }
+        SysvKind::Sem => {
+            let mut ds = MaybeUninit::<libc::semid_ds>::zeroed();
+            // SAFETY: IPC_STAT writes a semid_ds through the semun pointer.
+            Errno::result(unsafe { libc::semctl(id, 0, libc::IPC_STAT, ds.as_mut_ptr()) })?;
+            // SAFETY: zero-initialised and then filled by the kernel.
+            let ds = unsafe { ds.assume_init() };
+            Ok(SysvIdentity {
+                cuid: ds.sem_perm.cuid,
+                mode: u32::from(ds.sem_perm.mode) & 0o777,
+                ctime: ds.sem_ctime,
+                cpid: None,
+            })
+        }
+    }
+}
+
+/// Removes a System V object (`IPC_RMID`).
+pub fn sysv_remove(kind: SysvKind, id: i32) -> Result<(), Errno> {
+    // SAFETY: IPC_RMID ignores the buffer argument, passed as null.
+    let rc = unsafe {
+        match kind {
+            SysvKind::Shm => libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+            SysvKind::Msg => libc::msgctl(id, libc::IPC_RMID, std::ptr::null_mut()),
+            SysvKind::Sem => libc::semctl(id, 0, libc::IPC_RMID),
+        }
+    };
+    Errno::result(rc).map(drop)
+}
+
+/// Sets `fd`'s mode exactly (a thin `fchmod(2)` for any fd kind).
+pub fn fchmod_exact(fd: &OwnedFd, mode: u32) -> Result<(), Errno> {
+    // SAFETY: fchmod only reads the fd number; `fd` is open.
+    Errno::result(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) }).map(drop)
+}
