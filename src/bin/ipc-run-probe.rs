@@ -1,0 +1,431 @@
+//! A small program for launcher and supervisor tests: it reports what a
+//! child of ipc-run sees and moves data over every kind of channel.
+//!
+//! Usage: `ipc-run-probe CMD ARGS... [-- CMD ARGS...]...`, commands run in
+//! order. An argument `@PORT.KEY` is replaced by KEY of the port's variable
+//! (`IPC_PORT_PORT="kind=… fd=3 …"`), e.g. `@out.fd`, `@q.name`.
+//!
+//! | command | effect |
+//! |---|---|
+//! | `report` | one JSON line: fds, SigBlk, SigIgn, pid, pgid, ppid, env |
+//! | `write FD TEXT` / `read FD` | write TEXT / read to EOF and print `read: TEXT` |
+//! | `readline FD` | read one line, print `line: TEXT` |
+//! | `echo FD` | copy FD to stdout until EOF |
+//! | `accept FD` | accept one connection on a listener, print what it sends |
+//! | `recv FD` | receive one datagram or message, print `recv: TEXT` |
+//! | `send FD TEXT` | send TEXT on a connected socket |
+//! | `connect PATH TEXT` | connect to a Unix stream socket, send TEXT |
+//! | `dgram PATH TEXT` | send one datagram to a Unix dgram socket |
+//! | `tcp HOST:PORT TEXT` | connect over TCP, send TEXT |
+//! | `udp HOST:PORT TEXT` | send one UDP datagram |
+//! | `shm-write NAME TEXT` / `shm-read NAME` | POSIX shared memory |
+//! | `sysv-shm-write ID TEXT` / `sysv-shm-read ID` | System V shared memory |
+//! | `mq-send NAME TEXT` / `mq-recv NAME` | POSIX message queue by name |
+//! | `mq-send-fd FD TEXT` / `mq-recv-fd FD` | POSIX message queue by fd |
+//! | `msg-send ID TEXT` / `msg-recv ID` | System V message queue |
+//! | `sem-post NAME` / `sem-wait NAME` | POSIX named semaphore |
+//! | `semop ID NUM DELTA` | System V semaphore operation |
+//! | `block SIGNO` / `wait-signal SIGNO` | block a signal / wait for it, print `signal: N` |
+//! | `kill PIDS SIGNO` | send a signal to each comma-separated pid |
+//! | `write-path PATH TEXT` / `read-path PATH` | open a FIFO or file by path |
+//! | `println TEXT` | print TEXT |
+//! | `sleep MS` / `exit CODE` | |
+#![allow(unsafe_code, reason = "test helper calling libc directly")]
+#![allow(clippy::undocumented_unsafe_blocks, reason = "test helper")]
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+
+fn die(msg: &str) -> ! {
+    eprintln!("ipc-run-probe: {msg}");
+    std::process::exit(2)
+}
+
+fn port_value(spec: &str) -> String {
+    let (port, key) = spec.split_once('.').unwrap_or_else(|| die("bad @PORT.KEY"));
+    let var = format!("IPC_PORT_{}", port.to_ascii_uppercase().replace('-', "_"));
+    let value = std::env::var(&var).unwrap_or_else(|_| die(&format!("{var} not set")));
+    value
+        .split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_else(|| die(&format!("{var} has no {key}")))
+}
+
+fn arg(args: &[String], i: usize) -> String {
+    let a = args.get(i).unwrap_or_else(|| die("missing argument"));
+    match a.strip_prefix('@') {
+        Some(spec) => port_value(spec),
+        None => a.clone(),
+    }
+}
+
+fn num(s: &str) -> i32 {
+    s.parse()
+        .unwrap_or_else(|_| die(&format!("not a number: {s}")))
+}
+
+fn check(rc: isize, what: &str) -> isize {
+    if rc < 0 {
+        die(&format!("{what}: {}", std::io::Error::last_os_error()));
+    }
+    rc
+}
+
+fn json(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn report() {
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort_unstable();
+    // read_dir's own fd shows up while listing: drop fds that are now closed.
+    fds.retain(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let cloexec: Vec<i32> = fds
+        .iter()
+        .copied()
+        .filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0)
+        .collect();
+    let env: Vec<String> = std::env::vars_os()
+        .map(|(k, v)| {
+            format!(
+                "{}:{}",
+                json(&k.to_string_lossy()),
+                json(&v.to_string_lossy())
+            )
+        })
+        .collect();
+    let (pid, pgid, ppid) = unsafe { (libc::getpid(), libc::getpgid(0), libc::getppid()) };
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    println!(
+        "{{\"fds\":{fds:?},\"cloexec\":{cloexec:?},\"sigblk\":{},\"sigign\":{},\"pid\":{pid},\"pgid\":{pgid},\"ppid\":{ppid},\"cwd\":{},\"env\":{{{}}}}}",
+        json(&field("SigBlk:")),
+        json(&field("SigIgn:")),
+        json(&cwd),
+        env.join(",")
+    );
+}
+
+fn file(fd: i32) -> std::mem::ManuallyDrop<std::fs::File> {
+    std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).unwrap_or_else(|_| die("NUL in argument"))
+}
+
+fn shm_map(fd: i32, len: usize) -> *mut u8 {
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        die("mmap failed");
+    }
+    p.cast()
+}
+
+fn write_cstr(p: *mut u8, text: &str) {
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), p, text.len());
+        *p.add(text.len()) = 0;
+    }
+}
+
+fn read_cstr(p: *const u8) -> String {
+    unsafe { std::ffi::CStr::from_ptr(p.cast()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn run(cmd: &str, args: &[String]) {
+    let out = &mut std::io::stdout();
+    match cmd {
+        "report" => report(),
+        "println" => println!("{}", arg(args, 0)),
+        "write" => file(num(&arg(args, 0)))
+            .write_all(arg(args, 1).as_bytes())
+            .unwrap_or_else(|e| die(&e.to_string())),
+        "read" => {
+            let mut s = String::new();
+            file(num(&arg(args, 0)))
+                .read_to_string(&mut s)
+                .unwrap_or_else(|e| die(&e.to_string()));
+            println!("read: {s}");
+        }
+        "readline" => {
+            let fd = num(&arg(args, 0));
+            let mut line = Vec::new();
+            let mut byte = [0u8; 1];
+            while check(
+                unsafe { libc::read(fd, byte.as_mut_ptr().cast(), 1) },
+                "read",
+            ) == 1
+                && byte[0] != b'\n'
+            {
+                line.push(byte[0]);
+            }
+            println!("line: {}", String::from_utf8_lossy(&line));
+        }
+        "echo" => {
+            std::io::copy(&mut *file(num(&arg(args, 0))), out)
+                .unwrap_or_else(|e| die(&e.to_string()));
+        }
+        "accept" => {
+            let fd = check(
+                unsafe {
+                    libc::accept4(
+                        num(&arg(args, 0)),
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                        libc::SOCK_CLOEXEC,
+                    )
+                } as isize,
+                "accept",
+            ) as i32;
+            let mut s = String::new();
+            let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+            f.read_to_string(&mut s)
+                .unwrap_or_else(|e| die(&e.to_string()));
+            println!("accept: {s}");
+        }
+        "recv" | "mq-recv-fd" => {
+            let fd = num(&arg(args, 0));
+            let mut buf = vec![0u8; 65536];
+            let n = if cmd == "recv" {
+                check(
+                    unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) },
+                    "recv",
+                )
+            } else {
+                check(
+                    unsafe {
+                        libc::mq_receive(
+                            fd,
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                            std::ptr::null_mut(),
+                        )
+                    },
+                    "mq_receive",
+                )
+            };
+            println!("recv: {}", String::from_utf8_lossy(&buf[..n as usize]));
+        }
+        "send" => {
+            let text = arg(args, 1);
+            check(
+                unsafe { libc::send(num(&arg(args, 0)), text.as_ptr().cast(), text.len(), 0) },
+                "send",
+            );
+        }
+        "mq-send-fd" => {
+            let text = arg(args, 1);
+            check(
+                unsafe { libc::mq_send(num(&arg(args, 0)), text.as_ptr().cast(), text.len(), 0) }
+                    as isize,
+                "mq_send",
+            );
+        }
+        "connect" => {
+            let mut s = std::os::unix::net::UnixStream::connect(arg(args, 0))
+                .unwrap_or_else(|e| die(&e.to_string()));
+            s.write_all(arg(args, 1).as_bytes())
+                .unwrap_or_else(|e| die(&e.to_string()));
+        }
+        "dgram" => {
+            let s =
+                std::os::unix::net::UnixDatagram::unbound().unwrap_or_else(|e| die(&e.to_string()));
+            s.send_to(arg(args, 1).as_bytes(), arg(args, 0))
+                .unwrap_or_else(|e| die(&e.to_string()));
+        }
+        "tcp" => {
+            let mut s =
+                std::net::TcpStream::connect(arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+            s.write_all(arg(args, 1).as_bytes())
+                .unwrap_or_else(|e| die(&e.to_string()));
+        }
+        "udp" => {
+            let s =
+                std::net::UdpSocket::bind("127.0.0.1:0").unwrap_or_else(|e| die(&e.to_string()));
+            s.send_to(arg(args, 1).as_bytes(), arg(args, 0))
+                .unwrap_or_else(|e| die(&e.to_string()));
+        }
+        "shm-write" | "shm-read" => {
+            let name = cstr(&arg(args, 0));
+            let fd = check(
+                unsafe { libc::shm_open(name.as_ptr(), libc::O_RDWR, 0) } as isize,
+                "shm_open",
+            ) as i32;
+            let p = shm_map(fd, 4096);
+            if cmd == "shm-write" {
+                write_cstr(p, &arg(args, 1))
+            } else {
+                println!("shm: {}", read_cstr(p))
+            }
+        }
+        "sysv-shm-write" | "sysv-shm-read" => {
+            let p = unsafe { libc::shmat(num(&arg(args, 0)), std::ptr::null(), 0) };
+            if p as isize == -1 {
+                die("shmat failed");
+            }
+            if cmd == "sysv-shm-write" {
+                write_cstr(p.cast(), &arg(args, 1))
+            } else {
+                println!("shm: {}", read_cstr(p.cast()))
+            }
+        }
+        "mq-send" | "mq-recv" => {
+            let name = cstr(&arg(args, 0));
+            let flags = if cmd == "mq-send" {
+                libc::O_WRONLY
+            } else {
+                libc::O_RDONLY
+            };
+            let fd = check(
+                unsafe { libc::mq_open(name.as_ptr(), flags) } as isize,
+                "mq_open",
+            ) as i32;
+            let mut a = args.to_vec();
+            a[0] = fd.to_string();
+            run(
+                if cmd == "mq-send" {
+                    "mq-send-fd"
+                } else {
+                    "mq-recv-fd"
+                },
+                &a,
+            );
+        }
+        "msg-send" | "msg-recv" => {
+            #[repr(C)]
+            struct Msg {
+                mtype: libc::c_long,
+                text: [u8; 1024],
+            }
+            let id = num(&arg(args, 0));
+            let mut msg = Msg {
+                mtype: 1,
+                text: [0; 1024],
+            };
+            if cmd == "msg-send" {
+                let text = arg(args, 1);
+                msg.text[..text.len()].copy_from_slice(text.as_bytes());
+                check(
+                    unsafe { libc::msgsnd(id, (&msg as *const Msg).cast(), text.len(), 0) }
+                        as isize,
+                    "msgsnd",
+                );
+            } else {
+                let n = check(
+                    unsafe { libc::msgrcv(id, (&mut msg as *mut Msg).cast(), 1024, 0, 0) },
+                    "msgrcv",
+                );
+                println!("msg: {}", String::from_utf8_lossy(&msg.text[..n as usize]));
+            }
+        }
+        "sem-post" | "sem-wait" => {
+            let name = cstr(&arg(args, 0));
+            let sem = unsafe { libc::sem_open(name.as_ptr(), 0) };
+            if sem == libc::SEM_FAILED {
+                die("sem_open failed");
+            }
+            if cmd == "sem-post" {
+                check(unsafe { libc::sem_post(sem) } as isize, "sem_post");
+            } else {
+                check(unsafe { libc::sem_wait(sem) } as isize, "sem_wait");
+                println!("sem: acquired");
+            }
+        }
+        "semop" => {
+            let mut op = libc::sembuf {
+                sem_num: num(&arg(args, 1)) as u16,
+                sem_op: num(&arg(args, 2)) as i16,
+                sem_flg: 0,
+            };
+            check(
+                unsafe { libc::semop(num(&arg(args, 0)), &mut op, 1) } as isize,
+                "semop",
+            );
+            println!("semop: done");
+        }
+        "block" | "wait-signal" => {
+            let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+            unsafe {
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, num(&arg(args, 0)));
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+            if cmd == "wait-signal" {
+                let mut sig = 0;
+                unsafe { libc::sigwait(&set, &mut sig) };
+                println!("signal: {sig}");
+            }
+        }
+        "kill" => {
+            for pid in arg(args, 0).split(',') {
+                check(
+                    unsafe { libc::kill(num(pid), num(&arg(args, 1))) } as isize,
+                    "kill",
+                );
+            }
+        }
+        "write-path" => {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(arg(args, 0))
+                .and_then(|mut f| f.write_all(arg(args, 1).as_bytes()))
+                .unwrap_or_else(|e| die(&e.to_string()));
+        }
+        "read-path" => {
+            let s = std::fs::read_to_string(arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+            println!("read: {s}");
+        }
+        "sleep" => std::thread::sleep(std::time::Duration::from_millis(num(&arg(args, 0)) as u64)),
+        "exit" => std::process::exit(num(&arg(args, 0))),
+        other => die(&format!("unknown command {other}")),
+    }
+    let _ = out.flush();
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    for group in args.split(|a| a == "--") {
+        if let Some((cmd, rest)) = group.split_first() {
+            run(cmd, rest);
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Helpers for the launcher tests: plans from TOML, a private runtime root,
+//! and reading a probe's output.
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ipc_run::launch::{LaunchOptions, SpawnedChild};
+use ipc_run::plan::Plan;
+use nix::sys::wait::{WaitStatus, waitpid};
+
+/// The probe binary.
+pub fn probe() -> &'static str {
+    env!("CARGO_BIN_EXE_ipc-run-probe")
+}
+
+/// Plans a topology given as TOML; `PROBE` in it stands for the probe path.
+pub fn plan(toml: &str) -> Plan {
+    let source = toml.replace("PROBE", probe());
+    let topology = ipc_run::topology::Topology::parse(Path::new("test.toml"), source)
+        .unwrap_or_else(|e| panic!("topology: {e:?}"));
+    match ipc_run::plan::plan(&topology, &ipc_run::plan::Limits::default()) {
+        Ok(planned) => planned.plan,
+        Err(e) => panic!(
+            "plan: {:#?}",
+            e.diagnostics.iter().map(|d| &d.message).collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// A fresh private root for run directories (removed by the caller).
+pub fn root() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = PathBuf::from(format!(
+        "/tmp/ipc-run-launch-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Options with a private root.
+pub fn options(root: &Path) -> LaunchOptions {
+    LaunchOptions {
+        runtime_root: Some(root.to_owned()),
+        ..LaunchOptions::default()
+    }
+}
+
+pub fn read_all(fd: Option<OwnedFd>) -> String {
+    let mut s = String::new();
+    if let Some(fd) = fd {
+        std::fs::File::from(fd).read_to_string(&mut s).unwrap();
+    }
+    s
+}
+
+/// Waits for the child; returns (exit code, stdout, stderr).
+pub fn finish(child: SpawnedChild) -> (i32, String, String) {
+    let err_fd = child.stderr;
+    let err = std::thread::spawn(move || read_all(err_fd));
+    let out = read_all(child.stdout);
+    let err = err.join().unwrap();
+    let code = match waitpid(child.pid, None).unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        other => panic!("unexpected {other:?}"),
+    };
+    (code, out, err)
+}
+
+/// Extracts `"key":VALUE` (a number, string or array) from a probe report.
+pub fn field<'a>(report: &'a str, key: &str) -> &'a str {
+    let start = report
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {report}"))
+        + key.len()
+        + 3;
+    let rest = &report[start..];
+    let end = if rest.starts_with('[') {
+        rest.find(']').unwrap() + 1
+    } else if let Some(stripped) = rest.strip_prefix('"') {
+        stripped.find('"').unwrap() + 2
+    } else {
+        rest.find([',', '}']).unwrap()
+    };
+    &rest[..end]
+}
+
+/// Every object name of the plan, placeholders filled for this run.
+pub fn posix_names(plan: &Plan, run_id: &str) -> Vec<String> {
+    plan.channels
+        .iter()
+        .flat_map(|c| c.objects.iter())
+        .filter(|o| o.name.starts_with('/'))
+        .map(|o| o.name.replace("{run_id}", run_id))
+        .collect()
+}
