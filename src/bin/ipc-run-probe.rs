@@ -3,7 +3,8 @@
 //!
 //! Usage: `ipc-run-probe CMD ARGS... [-- CMD ARGS...]...`, commands run in
 //! order. An argument `@PORT.KEY` is replaced by KEY of the port's variable
-//! (`IPC_PORT_PORT="kind=… fd=3 …"`), e.g. `@out.fd`, `@q.name`.
+//! (`IPC_PORT_PORT="kind=… fd=3 …"`), e.g. `@out.fd`, `@q.name`; `$NAME`
+//! by the value of an environment variable.
 //!
 //! | command | effect |
 //! |---|---|
@@ -56,8 +57,11 @@ fn port_value(spec: &str) -> String {
 
 fn arg(args: &[String], i: usize) -> String {
     let a = args.get(i).unwrap_or_else(|| die("missing argument"));
-    match a.strip_prefix('@') {
-        Some(spec) => port_value(spec),
+    if let Some(spec) = a.strip_prefix('@') {
+        return port_value(spec);
+    }
+    match a.strip_prefix('$') {
+        Some(var) => std::env::var(var).unwrap_or_else(|_| die(&format!("{var} not set"))),
         None => a.clone(),
     }
 }

@@ -152,7 +152,9 @@ struct ChildArgs {
     has_nofile: bool,
     parent: libc::pid_t,
     empty_mask: libc::sigset_t,
-    default_action: libc::sigaction,
+    /// A kernel `struct sigaction` for SIG_DFL: all zero whatever the
+    /// architecture's layout (handler 0 = SIG_DFL, no flags, empty mask).
+    default_action: [u64; 4],
     failed_step: AtomicI32,
     failed_errno: AtomicI32,
 }
@@ -223,14 +225,8 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
     // SAFETY: sigset_t and sigaction are plain data; all-zero is valid and
     // is then initialised by sigemptyset.
     let mut empty_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: see above.
-    let mut default_action: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers refer to live, writable sigset_t values.
-    unsafe {
-        libc::sigemptyset(&mut empty_mask);
-        libc::sigemptyset(&mut default_action.sa_mask);
-    }
-    default_action.sa_sigaction = libc::SIG_DFL;
+    // SAFETY: the pointer refers to a live, writable sigset_t.
+    unsafe { libc::sigemptyset(&mut empty_mask) };
 
     let mut args = ChildArgs {
         program: spec.program.as_ptr(),
@@ -250,7 +246,7 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         empty_mask,
-        default_action,
+        default_action: [0; 4],
         failed_step: AtomicI32::new(0),
         failed_errno: AtomicI32::new(0),
     };
@@ -368,13 +364,23 @@ extern "C" fn child_main(raw: *mut c_void) -> c_int {
     let args: &ChildArgs = unsafe { &*raw.cast::<ChildArgs>() };
 
     // Default dispositions for every signal (ignored ones would survive
-    // exec; handled ones must not run here). Errors are for SIGKILL/SIGSTOP
-    // and glibc's reserved signals: nothing to do about them.
-    let mut sig = 1;
+    // exec; handled ones must not run here). The raw syscall, because
+    // glibc's sigaction refuses its reserved signals 32 and 33, and an
+    // ignored 32 would otherwise be inherited. SIGKILL/SIGSTOP fail: fine.
+    let mut sig: libc::c_long = 1;
     while sig < 65 {
-        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-            // SAFETY: default_action is a valid SIG_DFL action.
-            unsafe { libc::sigaction(sig, &args.default_action, std::ptr::null_mut()) };
+        if sig != libc::SIGKILL as libc::c_long && sig != libc::SIGSTOP as libc::c_long {
+            // SAFETY: default_action is a zeroed kernel sigaction (SIG_DFL)
+            // of at least the size the kernel reads; sigsetsize is 8.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    args.default_action.as_ptr(),
+                    std::ptr::null_mut::<c_void>(),
+                    8usize,
+                )
+            };
         }
         sig += 1;
     }
