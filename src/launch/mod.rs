@@ -283,6 +283,14 @@ impl Launched {
         self.created.cleanup()
     }
 
+    /// Leaves every object and the run directory in place and releases the
+    /// lock, as a SIGKILL of ipc-run would: for tests of [`clean`].
+    #[doc(hidden)]
+    pub fn abandon(mut self) {
+        self.created.objects.clear();
+        self.created.run_dir = None;
+    }
+
     fn prune(&mut self) {
         let mut needed = HashSet::new();
         for process in self
