@@ -147,7 +147,7 @@ fn clean_removes_a_dead_run_and_skips_a_live_one() {
     let count = |id: &str| shm_files().iter().filter(|n| n.contains(id)).count();
     assert_eq!(count(&dead_id), 4, "{:?}", shm_files());
 
-    let report = clean(Some(&[root.clone()]));
+    let report = clean(Some(std::slice::from_ref(&root)));
     assert_eq!(report.live, [root.join(&live_id)], "{report:?}");
     let [cleaned] = report.cleaned.as_slice() else {
         panic!("{report:?}")
