@@ -197,7 +197,8 @@ fn duplicate_key_diagnostic(source: &str, span: std::ops::Range<usize>) -> Diagn
     // `key =` at the start of a line, looking back only to the enclosing header.
     let mut first = None;
     let mut end = line_start.saturating_sub(1);
-    while line_start > 0 {
+    // The duplicate is never on the first line, so there is a line before it.
+    while line_start > 0 && first.is_none() {
         let start = source[..end].rfind('\n').map_or(0, |i| i + 1);
         let previous = source[start..end].trim_end_matches('\r');
         let trimmed = previous.trim_start();
