@@ -111,6 +111,17 @@ pub fn resolve(
             continue;
         }
         if from.is_empty() || to.is_empty() {
+            // Point at the empty side when the edge is written out.
+            let empty = input
+                .spec
+                .map(|s| {
+                    if from.is_empty() {
+                        s.from.span()
+                    } else {
+                        s.to.span()
+                    }
+                })
+                .unwrap_or(input.span.clone());
             sink.push(
                 Diagnostic::error(
                     "E0103",
@@ -119,7 +130,7 @@ pub fn resolve(
                         input.id
                     ),
                 )
-                .with_label(Label::primary(input.span.clone(), "empty endpoint list")),
+                .with_label(Label::primary(empty, "empty endpoint list")),
             );
             continue;
         }

@@ -140,7 +140,7 @@ pub fn analyse(
         }
         sink.push(diagnostic);
     }
-    check_fifo_open_order(channels, sink);
+    check_fifo_open_order(processes, channels, sink);
     let cycles = data_cycles(processes, channels, sink);
     if cyclic {
         return Ordering {
@@ -340,22 +340,38 @@ fn data_cycles(
 }
 
 /// Simulates the opens of path-delivered FIFOs. Each instance opens its FIFO
-/// ports in the order its edges appear in the file; an open completes when
-/// every process on the FIFO has reached it.
-fn check_fifo_open_order(channels: &[ChannelDecl], sink: &mut Sink) {
+/// ports in the order the process declares them under `[process.x.ports]`
+/// (the order its program opens them), then any undeclared ones in the order
+/// their edges appear in the file; an open completes when every process on
+/// the FIFO has reached it.
+fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl], sink: &mut Sink) {
     let path_fifo = |c: &ChannelDecl| matches!(&c.plan.mechanism, Mechanism::Fifo { deliver, .. } if deliver == "path");
-    let mut queues: BTreeMap<&str, VecDeque<usize>> = BTreeMap::new();
+    let declared: BTreeMap<&str, &ProcessDecl<'_>> =
+        processes.iter().map(|p| (p.name.as_str(), p)).collect();
+    // (instance) -> [(declaration position, channel)], sorted below.
+    let mut opens: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
     for (c, channel) in channels.iter().enumerate() {
         if !path_fifo(channel) {
             continue;
         }
         for port in &channel.ports {
-            queues
+            let position = declared
+                .get(port.process.as_str())
+                .and_then(|p| p.ports.get(&port.port))
+                .map_or(usize::MAX, |d| d.span.start);
+            opens
                 .entry(port.instance.as_str())
                 .or_default()
-                .push_back(c);
+                .push((position, c));
         }
     }
+    let mut queues: BTreeMap<&str, VecDeque<usize>> = opens
+        .into_iter()
+        .map(|(instance, mut list)| {
+            list.sort();
+            (instance, list.into_iter().map(|(_, c)| c).collect())
+        })
+        .collect();
     // An @external peer is not simulated: it is assumed to open when asked,
     // so only the instances on a FIFO must have reached it.
     loop {
@@ -395,7 +411,7 @@ fn check_fifo_open_order(channels: &[ChannelDecl], sink: &mut Sink) {
         .collect();
     let mut diagnostic = Diagnostic::error("E0501", format!("FIFO open-order deadlock: {}", description.join(", ")))
         .with_note("opening a FIFO blocks until its other end is opened; processes that open their FIFOs in crossing orders wait for each other forever")
-        .with_help("order the edges so every process opens the shared FIFOs in the same order, or use `deliver = \"fd\"` so ipc-run opens them");
+        .with_help("declare the FIFO ports in the same order in every process (the order of `[process.x.ports]` is the order it opens them), or use `deliver = \"fd\"` so ipc-run opens them");
     let mut labelled = BTreeSet::new();
     for (i, (_, c)) in stuck.iter().enumerate() {
         if labelled.insert(*c) {
@@ -405,6 +421,25 @@ fn check_fifo_open_order(channels: &[ChannelDecl], sink: &mut Sink) {
             } else {
                 Label::secondary(channels[*c].span.clone(), label)
             });
+        }
+    }
+    // Point at the port declarations that set each blocked process's order.
+    let mut shown = BTreeSet::new();
+    for (instance, c) in &stuck {
+        let Some(end) = channels[*c].ports.iter().find(|p| p.instance == *instance) else {
+            continue;
+        };
+        let Some(port) = declared
+            .get(end.process.as_str())
+            .and_then(|p| p.ports.get(&end.port))
+        else {
+            continue;
+        };
+        if shown.insert(port.span.start) {
+            diagnostic = diagnostic.with_label(Label::secondary(
+                port.span.clone(),
+                format!("`{}` opens `{}` first", end.process, end.port),
+            ));
         }
     }
     sink.push(diagnostic);

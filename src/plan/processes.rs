@@ -88,6 +88,8 @@ pub fn resolve<'a>(
     let mut declared: Vec<_> = topology.file.process.iter().collect();
     declared.sort_by_key(|(name, _)| name.span().start);
     let mut total_instances = 0usize;
+    // The process whose replicas take the total past MAX_INSTANCES.
+    let mut over_limit_at: Option<(String, Span)> = None;
     let mut out = Vec::with_capacity(declared.len());
     for (name, spec) in declared {
         let span = name.span();
@@ -122,6 +124,10 @@ pub fn resolve<'a>(
             }
         };
         total_instances += replicas as usize;
+        if total_instances > MAX_INSTANCES && over_limit_at.is_none() {
+            let at = spec.replicas.as_ref().map_or(span.clone(), |r| r.span());
+            over_limit_at = Some((name.get_ref().clone(), at));
+        }
         let instances: Vec<String> = if replicas == 1 && spec.replicas.is_none() {
             vec![name.get_ref().clone()]
         } else {
@@ -186,10 +192,11 @@ pub fn resolve<'a>(
             forward_signals,
         });
     }
-    if total_instances > MAX_INSTANCES {
+    if let Some((name, at)) = over_limit_at {
         sink.push(
             Diagnostic::error("E0610", format!("the topology has {total_instances} process instances, more than the {MAX_INSTANCES} ipc-run supervises"))
-                .with_label(Label::primary(0..0, "in this file")),
+                .with_label(Label::primary(at, format!("`{name}` takes the count past {MAX_INSTANCES}")))
+                .with_help("use fewer replicas, or split the topology"),
         );
     }
     for (key, text) in [("exit_code_from", &topology.file.exit_code_from)] {

@@ -165,6 +165,9 @@ fn syntax_diagnostic(err: &toml::de::Error, source: &str) -> Diagnostic {
         span
     };
     let first_line = message.lines().next().unwrap_or("").to_owned();
+    if code == "E0006" {
+        return duplicate_key_diagnostic(source, span);
+    }
     // serde says "unknown field `x`, expected one of `a`, `b`": split it into
     // a headline about the key and a note listing the keys that are allowed.
     if let Some(rest) = first_line.strip_prefix("unknown field ") {
@@ -178,6 +181,56 @@ fn syntax_diagnostic(err: &toml::de::Error, source: &str) -> Diagnostic {
     }
     Diagnostic::error(code, format!("{headline}: {first_line}"))
         .with_label(Label::primary(span, first_line))
+}
+
+/// toml only says "duplicate key" and points at the second one: name the key
+/// and find where it was first defined, so both sides are shown.
+fn duplicate_key_diagnostic(source: &str, span: std::ops::Range<usize>) -> Diagnostic {
+    let key = source.get(span.clone()).unwrap_or("").trim_matches('"');
+    let line_start = source[..span.start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = source[span.start..]
+        .find('\n')
+        .map_or(source.len(), |i| span.start + i);
+    let line = source[line_start..line_end].trim();
+    let is_header = line.starts_with('[');
+    // A repeated table header is found by its whole text; a repeated key by
+    // `key =` at the start of a line, looking back only to the enclosing header.
+    let mut first = None;
+    let mut end = line_start.saturating_sub(1);
+    // The duplicate is never on the first line, so there is a line before it.
+    while line_start > 0 && first.is_none() {
+        let start = source[..end].rfind('\n').map_or(0, |i| i + 1);
+        let previous = source[start..end].trim_end_matches('\r');
+        let trimmed = previous.trim_start();
+        let at = start + (previous.len() - trimmed.len());
+        if is_header {
+            if previous.trim() == line {
+                first = Some(at..at + trimmed.trim_end().len());
+                break;
+            }
+        } else if trimmed.starts_with('[') {
+            break;
+        } else if let Some(rest) = trimmed.strip_prefix(key) {
+            if !key.is_empty() && rest.trim_start().starts_with('=') {
+                first = Some(at..at + key.len());
+                break;
+            }
+        }
+        if start == 0 {
+            break;
+        }
+        end = start - 1;
+    }
+    let what = if is_header { "table" } else { "key" };
+    let mut diagnostic = Diagnostic::error("E0006", format!("duplicate {what} `{key}`"))
+        .with_label(Label::primary(span, "defined again here"))
+        .with_help(format!(
+            "a {what} may be defined once; merge the two or rename one"
+        ));
+    if let Some(first) = first {
+        diagnostic = diagnostic.with_label(Label::secondary(first, "first defined here"));
+    }
+    diagnostic
 }
 
 /// The document: a name, processes, edges and optional pipeline sugar.

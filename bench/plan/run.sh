@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Planning benchmark: how long `ipc-run check` (load + plan) takes on
+# generated topologies of 1k, 10k and 100k processes, next to the TOML parse
+# of the same files. Results and their reading are in docs/performance.md.
+#
+# usage: bench/plan/run.sh [ROUNDS]        (default 7)
+#   SIZES="1000 10000" bench/plan/run.sh 3  to pick sizes (multiples of 10)
+#   BENCH_DIR=/some/dir                      to keep the generated files
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+rounds="${1:-7}"
+sizes="${SIZES:-1000 10000 100000}"
+dir="${BENCH_DIR:-$(mktemp -d)}"
+mkdir -p "$dir"
+
+echo "== build" >&2
+cargo build --release --locked --quiet --bin ipc-run --example gen_topology --example parse_only
+bin=target/release
+ipc_run="$PWD/$bin/ipc-run"
+parse_only="$PWD/$bin/examples/parse_only"
+
+echo "== generate into $dir" >&2
+size_args=()
+for n in $sizes; do
+    file="$dir/bench-$n.toml"
+    "$bin/examples/gen_topology" "$n" >"$file"
+    # Fail early on a file the planner rejects: timing an error is meaningless.
+    "$ipc_run" check --limits default "$file" >&2
+    size_args+=("$n=$file")
+done
+
+echo "== machine" >&2
+echo "nproc: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); kernel: $(uname -sr)"
+echo "ipc-run: $("$ipc_run" --version); rustc: $(rustc --version)"
+echo
+
+echo "== measure ($rounds rounds)" >&2
+python3 bench/plan/measure.py "$rounds" "${size_args[@]}" -- \
+    "check=$ipc_run check --limits default {file}" \
+    "parse-table=$parse_only table {file}" \
+    "parse-topology=$parse_only topology {file}"
+
+if [ -z "${BENCH_DIR:-}" ]; then
+    rm -rf "$dir"
+fi
