@@ -10,7 +10,10 @@
 //!
 //! BLOAT_MIB touches that much memory in the parent first, since fork cost
 //! grows with the parent's page tables.
-#![allow(unsafe_code, reason = "an empty pre_exec hook, to measure std's fork path")]
+#![allow(
+    unsafe_code,
+    reason = "an empty pre_exec hook, to measure std's fork path"
+)]
 
 use std::ffi::CString;
 use std::os::fd::AsFd;
@@ -43,7 +46,11 @@ fn main() {
         nofile: None,
         fd_limit: 1024,
     };
-    let fds = [(devnull.as_fd(), 0), (devnull.as_fd(), 1), (devnull.as_fd(), 2)];
+    let fds = [
+        (devnull.as_fd(), 0),
+        (devnull.as_fd(), 1),
+        (devnull.as_fd(), 2),
+    ];
 
     let methods: [(&str, &dyn Fn()); 3] = [
         ("std-posix-spawn", &|| {

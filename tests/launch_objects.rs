@@ -190,3 +190,29 @@ fn the_runtime_root_must_be_private() {
     assert!(matches!(err, LaunchError::UnsafeDirectory { .. }), "{err}");
     std::fs::remove_file(&root).unwrap();
 }
+
+#[test]
+fn every_example_topology_prepares_and_cleans_up() {
+    let _guard = SHM_LISTING.lock().unwrap_or_else(|e| e.into_inner());
+    let before = shm_files();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).unwrap();
+        let topology = ipc_run::topology::Topology::parse(&path, source).unwrap();
+        let Ok(planned) = ipc_run::plan::plan(&topology, &ipc_run::plan::Limits::default()) else {
+            continue; // invalid examples are the planner's business
+        };
+        let root = root();
+        let launched = prepare(&planned.plan, &options(&root))
+            .unwrap_or_else(|e| panic!("{}: failed to {e}", path.display()));
+        let report = launched.cleanup();
+        assert!(report.is_clean(), "{}: {report:?}", path.display());
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        let _ = std::fs::remove_dir(&root);
+    }
+    assert_eq!(shm_files(), before);
+}
