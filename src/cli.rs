@@ -2,7 +2,9 @@
 //! exit codes, and the glue that runs one stage after another.
 //!
 //! Exit codes (documented in the README and `docs/topology.md`):
-//! 0 success, 1 invalid topology (or unreadable file), 2 usage error.
+//! 0 success, 1 invalid topology (or unreadable file), 2 usage error,
+//! 3 launch failure; a run otherwise exits with its processes' status
+//! (`docs/supervision.md`).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -19,17 +21,92 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_INVALID: i32 = 1;
 /// Exit status for a command-line usage error (as clap reports it).
 pub const EXIT_USAGE: i32 = 2;
+/// Exit status when the run could not be prepared or a process not started.
+pub const EXIT_LAUNCH: i32 = crate::supervise::LAUNCH_FAILURE;
 
 /// Declarative process-topology orchestrator for Linux.
 #[derive(Debug, Parser)]
-#[command(name = "ipc-run", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "ipc-run",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    override_usage = "ipc-run [OPTIONS] <FILE>\n       ipc-run [OPTIONS] <COMMAND>"
+)]
 pub struct Cli {
     /// When to colour diagnostics and logs.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
-    /// The command to run.
+    /// The command to run (`ipc-run FILE` is `ipc-run run FILE`).
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Global options that take a value, so that their value is not mistaken
+/// for the command.
+const GLOBAL_OPTIONS_WITH_VALUE: [&str; 1] = ["--color"];
+
+/// `ipc-run [OPTIONS] FILE [RUN OPTIONS]` becomes `ipc-run [OPTIONS] run FILE
+/// [RUN OPTIONS]`: the first word that is neither a global option nor a
+/// command name is a topology file.
+pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let command = Cli::command();
+    let is_command = |word: &str| {
+        word == "help"
+            || command
+                .get_subcommands()
+                .any(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word))
+    };
+    let mut i = 1;
+    while i < args.len() {
+        let Some(word) = args[i].to_str() else { break };
+        if word == "--" {
+            break;
+        }
+        if GLOBAL_OPTIONS_WITH_VALUE.contains(&word) {
+            i += 2;
+            continue;
+        }
+        if word.starts_with('-') {
+            // Flags (`--help`, `-V`, `--color=never`) stay as they are; an
+            // option of `run` before the file also means `run`.
+            let name = word.split('=').next().unwrap_or(word);
+            let global = command
+                .get_arguments()
+                .any(|a| a.get_long().is_some_and(|l| format!("--{l}") == name))
+                || matches!(name, "-h" | "--help" | "-V" | "--version");
+            if global {
+                i += 1;
+                continue;
+            }
+        } else if is_command(word) {
+            return args;
+        }
+        let mut args = args;
+        args.insert(i, "run".into());
+        return args;
+    }
+    args
+}
+
+/// Options of `ipc-run run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Shared planning options.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Give processes whose stdin is not wired ipc-run's own stdin instead
+    /// of /dev/null.
+    #[arg(long)]
+    pub stdin: bool,
+    /// Don't print the per-process summary at the end.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Directory that holds run directories (default:
+    /// $XDG_RUNTIME_DIR/ipc-run, else /tmp/ipc-run-<uid>).
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
 }
 
 /// `--color`.
@@ -69,6 +146,16 @@ pub enum LimitsChoice {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a topology: create its channels, start its processes, supervise
+    /// them, clean up (the default command).
+    Run(RunArgs),
+    /// Remove what runs killed without cleaning up left behind; live runs
+    /// are never touched.
+    Clean {
+        /// Directory that holds run directories (default as for `run`).
+        #[arg(long, value_name = "DIR")]
+        runtime_dir: Option<PathBuf>,
+    },
     /// Validate a topology and print its diagnostics.
     Check(PlanArgs),
     /// Print the plan: every process's fds and env, every channel's mechanism and why.
@@ -154,6 +241,12 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("failed to write output: {0}")]
     Output(#[from] std::io::Error),
+    /// The run could not be prepared or supervised.
+    #[error(transparent)]
+    Launch(#[from] crate::supervise::SuperviseError),
+    /// `clean` could not remove everything.
+    #[error("{0}")]
+    Clean(String),
 }
 
 impl CliError {
@@ -164,6 +257,7 @@ impl CliError {
                 EXIT_INVALID
             }
             CliError::Output(_) => EXIT_INVALID,
+            CliError::Launch(_) | CliError::Clean(_) => EXIT_LAUNCH,
         }
     }
 }
@@ -182,9 +276,9 @@ pub fn stderr_color(choice: ColorChoice) -> bool {
 
 /// Parses arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
-    init_tracing();
+    let cli = Cli::parse_from(with_default_command(std::env::args_os().collect()));
     let color = stderr_color(cli.color);
+    init_tracing(color);
     match run(cli, color) {
         Ok(code) => code,
         Err(error) => {
@@ -194,13 +288,14 @@ pub fn main() -> i32 {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(color: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IPC_RUN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(color)
         .try_init();
 }
 
@@ -295,8 +390,17 @@ pub fn load_and_plan(args: &PlanArgs, color: bool) -> Result<(Topology, Planned)
 }
 
 fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
+    let command = cli.command;
+    if let Command::Run(args) = command {
+        return run_topology(&args, cli.color, color);
+    }
     let mut stdout = std::io::stdout().lock();
-    match cli.command {
+    match command {
+        Command::Run(_) => unreachable!("handled above"),
+        Command::Clean { runtime_dir } => {
+            drop(stdout);
+            return clean(runtime_dir);
+        }
         Command::Check(args) => {
             let (topology, planned) = load_and_plan(&args, color)?;
             let plan = &planned.plan;
@@ -340,6 +444,94 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     }
     stdout.flush()?;
     Ok(EXIT_OK)
+}
+
+/// `ipc-run run`: plan, launch, supervise, clean up; the exit code follows
+/// the processes.
+fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32, CliError> {
+    let (topology, planned) = load_and_plan(&args.plan, color)?;
+    drop(topology);
+    let nofile = raise_nofile();
+    let options = crate::supervise::RunOptions {
+        color: match choice {
+            ColorChoice::Auto => crate::supervise::ColorChoice::Auto,
+            ColorChoice::Always => crate::supervise::ColorChoice::Always,
+            ColorChoice::Never => crate::supervise::ColorChoice::Never,
+        },
+        runtime_root: args.runtime_dir.clone(),
+        quiet_summary: args.quiet,
+        stdin_is_own: args.stdin,
+        nofile,
+    };
+    let outcome = crate::supervise::run(&planned.plan, &options)?;
+    if outcome.log_write_errors > 0 {
+        tracing::warn!(
+            "{} relayed log record(s) could not be written",
+            outcome.log_write_errors
+        );
+    }
+    Ok(outcome.exit_code)
+}
+
+/// Raises ipc-run's own `RLIMIT_NOFILE` soft limit to the hard limit (a
+/// large topology holds many channel ends) and returns the limits as found,
+/// which every child gets back.
+fn raise_nofile() -> Option<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_err() {
+        tracing::debug!("could not raise RLIMIT_NOFILE to {hard}");
+    }
+    Some((soft, hard))
+}
+
+/// `ipc-run clean`: prints what was removed, what is live, what was skipped.
+fn clean(runtime_dir: Option<PathBuf>) -> Result<i32, CliError> {
+    let roots = runtime_dir.map(|dir| vec![dir]);
+    let report = crate::launch::clean(roots.as_deref());
+    let mut out = std::io::stdout().lock();
+    let mut problems = Vec::new();
+    for run in &report.cleaned {
+        writeln!(out, "cleaned {}", run.path.display())?;
+        for object in &run.removed {
+            writeln!(out, "  removed {object}")?;
+        }
+        for object in &run.skipped {
+            writeln!(
+                out,
+                "  left alone {object} (gone or not created by that run)"
+            )?;
+        }
+        for object in &run.failed {
+            writeln!(out, "  FAILED {object}")?;
+            problems.push(format!("{}: {object}", run.path.display()));
+        }
+        if !run.dir_removed {
+            writeln!(
+                out,
+                "  kept the directory (it holds files the run did not create)"
+            )?;
+        }
+    }
+    for live in &report.live {
+        writeln!(out, "live {} (left alone)", live.display())?;
+    }
+    for (path, why) in &report.skipped {
+        writeln!(out, "skipped {}: {why}", path.display())?;
+    }
+    if report.cleaned.is_empty() && report.live.is_empty() && report.skipped.is_empty() {
+        writeln!(out, "nothing to clean")?;
+    }
+    out.flush()?;
+    if problems.is_empty() {
+        Ok(EXIT_OK)
+    } else {
+        Err(CliError::Clean(format!(
+            "could not remove {} object(s): {}",
+            problems.len(),
+            problems.join("; ")
+        )))
+    }
 }
 
 /// The JSON Schema of a document, as committed under `schemas/`.

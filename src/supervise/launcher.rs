@@ -1,14 +1,69 @@
 //! The real launcher behind [`super::Runtime`]: prepare, supervise, clean up.
 //!
-//! Until `launch` exists in this tree, [`run`] reports that no launcher is
-//! built; it will call `launch::prepare`, adapt `Launched` to `Runtime`
-//! (`spawn` errors rendered with program and errno), run
-//! [`super::supervise`], and call `cleanup` on every path.
+//! [`run`] prepares every resource of the plan with [`crate::launch`], hands
+//! the prepared run to [`super::supervise`], and removes every named object
+//! and the run directory on every path out: success, failure, interrupt, or
+//! a supervision set-up error.
 
-use super::{RunOptions, RunOutcome, SuperviseError};
+use std::os::fd::BorrowedFd;
+
+use super::{RunOptions, RunOutcome, Runtime, Spawned, SuperviseError};
+use crate::launch::{self, LaunchOptions, Launched};
 use crate::plan::Plan;
 
+/// [`Launched`] as the supervisor sees it.
+struct LaunchedRuntime {
+    launched: Launched,
+}
+
+impl Runtime for LaunchedRuntime {
+    fn spawn(&mut self, instance: &str) -> Result<Spawned, String> {
+        let child = self
+            .launched
+            .spawn(instance)
+            .map_err(|error| error.to_string())?;
+        Ok(Spawned {
+            pid: child.pid,
+            stdout: child.stdout,
+            stderr: child.stderr,
+            ready_fd: child.ready_fd,
+        })
+    }
+
+    fn release_ends_of(&mut self, instance: &str) {
+        self.launched.release_ends_of(instance);
+    }
+
+    fn reaped(&mut self, instance: &str) {
+        self.launched.forget_pid(instance);
+    }
+
+    fn notify_socket(&self) -> Option<BorrowedFd<'_>> {
+        self.launched.notify_socket()
+    }
+}
+
 /// Prepares the plan's resources, supervises the run, and always cleans up.
-pub fn run(_plan: &Plan, _options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
-    Err(SuperviseError::Prepare("no launcher in this build".to_owned()))
+pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
+    let launch_options = LaunchOptions {
+        runtime_root: options.runtime_root.clone(),
+        stdin_is_own: options.stdin_is_own,
+        nofile: options.nofile,
+        base_env: None,
+    };
+    let launched = launch::prepare(plan, &launch_options)
+        .map_err(|e| SuperviseError::Prepare(e.to_string()))?;
+    tracing::debug!(run_id = %launched.run_id, run_dir = %launched.run_dir.display(), "prepared");
+    let mut runtime = LaunchedRuntime { launched };
+    let result = super::supervise(plan, options, &mut runtime);
+    let report = runtime.launched.cleanup();
+    for failure in &report.failed {
+        tracing::warn!("cleanup: could not remove {failure}");
+    }
+    for leftover in &report.leftovers {
+        tracing::warn!(
+            "cleanup: left the run directory in place: it holds {leftover}, which ipc-run did not create"
+        );
+    }
+    result
 }

@@ -87,6 +87,12 @@ pub struct RunOptions {
     pub runtime_root: Option<std::path::PathBuf>,
     /// Don't print the per-process summary on stderr at the end.
     pub quiet_summary: bool,
+    /// Give processes whose stdin is not wired ipc-run's own stdin instead
+    /// of `/dev/null`.
+    pub stdin_is_own: bool,
+    /// `RLIMIT_NOFILE` (soft, hard) as ipc-run found it at start, restored
+    /// in every child.
+    pub nofile: Option<(u64, u64)>,
 }
 
 /// What a run came to.
@@ -147,6 +153,9 @@ pub trait Runtime {
     /// `instance` is finished for good: drop the held copies of its channel
     /// ends, so its peers see EOF.
     fn release_ends_of(&mut self, instance: &str);
+    /// The process of `instance` has been reaped: its pid may be reused, so
+    /// nothing may resolve to it any more.
+    fn reaped(&mut self, _instance: &str) {}
     /// The sd_notify socket, when some process uses `ready = "notify"`.
     fn notify_socket(&self) -> Option<BorrowedFd<'_>>;
 }
@@ -834,6 +843,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         };
         self.read_ready_pipe(i);
         let name = self.plan.processes[i].name.clone();
+        self.runtime.reaped(&name);
         let inst = &mut self.instances[i];
         inst.runtime += since.elapsed();
         inst.ready_pipe = None;
@@ -857,7 +867,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                     .add(Instant::now() + delay, Deadline::Restart { instance: i });
             }
             Decision::Finished { exhausted } => {
-                let stopped = inst.stop_requested || self.shutdown.is_some();
+                // Ending on its own during a shutdown counts as stopped only
+                // when it failed: a peer being stopped (EPIPE, EOF) is the
+                // likely cause. A success is reported as such.
+                let stopped =
+                    inst.stop_requested || (self.shutdown.is_some() && !ending.is_success());
                 if exhausted {
                     let limit = self.plan.processes[i].restart.limit;
                     self.message(&format!(
