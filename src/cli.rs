@@ -80,7 +80,11 @@ pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
                 i += 1;
                 continue;
             }
-        } else if is_command(word) {
+        } else if is_command(word)
+            || (!word.contains(['/', '.']) && !std::path::Path::new(word).exists())
+        {
+            // A command, or a word that looks like a mistyped one rather
+            // than a file: clap reports the latter as a usage error.
             return args;
         }
         let mut args = args;
