@@ -13,6 +13,7 @@
 pub mod logs;
 pub mod notify;
 pub mod policy;
+pub mod signal_edges;
 pub mod status;
 pub mod timers;
 
@@ -27,12 +28,13 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, killpg};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
 use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
 use crate::plan::{Plan, Readiness};
 use logs::{LineBuffer, LogWriter, Stream};
 use policy::Decision;
+use signal_edges::SignalEdges;
 pub use status::{Ending, InstanceSummary, LAUNCH_FAILURE};
 use status::{Failure, StatusInputs};
 use timers::{Deadline, Timers};
@@ -187,6 +189,11 @@ struct Instance {
     ready_pipe: Option<OwnedFd>,
     /// Someone waits on its readiness (`after`).
     awaited: bool,
+    /// Being stopped because a receiver of its signals was restarted: it is
+    /// started again at once, with the new pid.
+    follow_receiver: bool,
+    /// Its restart waits for a receiver of its signals to run again.
+    waiting_for_receiver: bool,
 }
 
 #[derive(Debug)]
@@ -223,6 +230,7 @@ struct Supervisor<'a, R: Runtime> {
     interrupted_by: Option<i32>,
     drain_deadline: Option<Instant>,
     scratch: Vec<u8>,
+    signal_edges: SignalEdges,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -322,6 +330,8 @@ fn supervise_blocked<R: Runtime>(
             failed: false,
             ready_pipe: None,
             awaited: false,
+            follow_receiver: false,
+            waiting_for_receiver: false,
         })
         .collect();
     for process in &plan.processes {
@@ -348,6 +358,7 @@ fn supervise_blocked<R: Runtime>(
         interrupted_by: None,
         drain_deadline: None,
         scratch: vec![0; READ_SIZE],
+        signal_edges: SignalEdges::new(plan),
     };
     supervisor.start_ready_instances();
     supervisor.event_loop()?;
@@ -571,7 +582,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                     since: now,
                 };
                 inst.stop_requested = false;
+                inst.waiting_for_receiver = false;
                 self.by_pid.insert(spawned.pid, i);
+                let pid = spawned.pid;
                 if let Some(fd) = spawned.ready_fd {
                     set_nonblocking(fd.as_fd());
                     inst.ready_pipe = Some(fd);
@@ -605,6 +618,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
                 // Dependants of an instance ready at spawn are started by the
                 // caller's pass over the start order, which goes on after it.
+                self.track_signal_pids(i, pid);
             }
             Err(why) => {
                 self.message(&format!("{name}: failed to start: {why}"));
@@ -817,6 +831,10 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     fn reap(&mut self) {
+        if self.signal_edges.careful_reaping() {
+            self.reap_child_by_child();
+            return;
+        }
         loop {
             match waitpid(
                 Pid::from_raw(-1),
@@ -837,6 +855,104 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
+    /// Reaping while some pid is reserved for a signal sender
+    /// ([`signal_edges`]): `waitpid(-1)` could free a reserved pid, so every
+    /// child is waited for by pid, reserved ones without being reaped.
+    fn reap_child_by_child(&mut self) {
+        let mut pids: Vec<Pid> = self.by_pid.keys().copied().collect();
+        for pid in signal_edges::children_of_self() {
+            if !pids.contains(&pid) {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            if self.signal_edges.is_held(pid) {
+                continue;
+            }
+            let reserved = self.signal_edges.is_reserved(pid);
+            let status = if reserved {
+                waitid(
+                    Id::Pid(pid),
+                    WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+                )
+            } else {
+                waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL))
+            };
+            let Ok(status) = status else { continue };
+            let Some((pid, ending)) = ending_of(status) else {
+                continue;
+            };
+            if reserved {
+                self.signal_edges.hold(pid);
+            }
+            self.signal_edges.process_reaped(pid);
+            if let Some(i) = self.by_pid.remove(&pid) {
+                self.on_exit(i, ending);
+            }
+        }
+        for pid in self.signal_edges.take_releasable() {
+            let _ = waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL));
+        }
+    }
+
+    /// Whether a receiver of `i`'s signals is not running now.
+    fn receiver_down(&self, i: usize) -> bool {
+        self.signal_edges
+            .receivers_of(i)
+            .iter()
+            .any(|&r| !matches!(self.instances[r].state, State::Running { .. }))
+    }
+
+    /// `i` was spawned as `pid`: records the receiver pids it was given,
+    /// restarts the running senders that know an older pid of `i`, and
+    /// starts the senders whose restart waited for `i`.
+    fn track_signal_pids(&mut self, i: usize, pid: Pid) {
+        if !self.signal_edges.any() {
+            return;
+        }
+        let given = self
+            .signal_edges
+            .receivers_of(i)
+            .iter()
+            .filter_map(|&r| match self.instances[r].state {
+                State::Running { pid, .. } => Some(pid),
+                _ => None,
+            })
+            .collect();
+        self.signal_edges.sender_started(pid, given);
+        let senders = self.signal_edges.senders_of(i).to_vec();
+        for s in senders {
+            match self.instances[s].state {
+                State::Running { pid: sender, .. }
+                    if !self.signal_edges.knows(sender, pid)
+                        && !self.instances[s].follow_receiver =>
+                {
+                    let process = &self.plan.processes[s];
+                    let signal =
+                        Signal::try_from(process.stop_signal.number).unwrap_or(Signal::SIGTERM);
+                    let grace = Duration::from_millis(process.stop_timeout_ms);
+                    let inst = &mut self.instances[s];
+                    inst.follow_receiver = true;
+                    inst.stop_requested = true;
+                    signal_group(sender, signal);
+                    self.timers.add(
+                        Instant::now() + grace,
+                        Deadline::StopGrace {
+                            instance: s,
+                            generation: inst.generation,
+                        },
+                    );
+                }
+                State::Backoff
+                    if self.instances[s].waiting_for_receiver && !self.receiver_down(s) =>
+                {
+                    self.spawn(s);
+                }
+                _ => {}
+            }
+        }
+    }
+
     fn on_exit(&mut self, i: usize, ending: Ending) {
         let State::Running { since, .. } = self.instances[i].state else {
             return;
@@ -847,6 +963,18 @@ impl<R: Runtime> Supervisor<'_, R> {
         let inst = &mut self.instances[i];
         inst.runtime += since.elapsed();
         inst.ready_pipe = None;
+        if inst.follow_receiver && self.shutdown.is_none() {
+            inst.follow_receiver = false;
+            inst.state = State::Backoff;
+            inst.restarts += 1;
+            inst.ending = Some(ending.clone());
+            self.message(&format!(
+                "{name}: {ending}; restarting to learn the new pid of the process it signals"
+            ));
+            self.timers
+                .add(Instant::now(), Deadline::Restart { instance: i });
+            return;
+        }
         let stopping = self.shutdown.is_some() || inst.stop_requested;
         let decision = policy::decide(
             &self.plan.processes[i].restart,
@@ -926,6 +1054,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                     }
                     if self.shutdown.is_some() {
                         self.abandon_restart(i);
+                    } else if self.receiver_down(i) {
+                        // Resumed by `track_signal_pids` when it runs again.
+                        self.instances[i].waiting_for_receiver = true;
                     } else {
                         self.spawn(i);
                     }
