@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// $XDG_RUNTIME_DIR/ipc-run, else /tmp/ipc-run-<uid>).
     #[arg(long, value_name = "DIR")]
     pub runtime_dir: Option<PathBuf>,
+    /// Also append each process's output, unprefixed, to
+    /// DIR/<name>.stdout.log and DIR/<name>.stderr.log (kept after the run).
+    #[arg(long, value_name = "DIR")]
+    pub log_dir: Option<PathBuf>,
 }
 
 /// `--color`.
@@ -466,6 +470,7 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
         quiet_summary: args.quiet,
         stdin_is_own: args.stdin,
         nofile,
+        log_dir: args.log_dir.clone(),
     };
     let outcome = crate::supervise::run(&planned.plan, &options)?;
     if outcome.log_write_errors > 0 {

@@ -12,8 +12,14 @@
 //! allows, so records from different processes never interleave. Write errors
 //! (`/dev/full`, a closed pipe: SIGPIPE is ignored in ipc-run) are counted and
 //! the record is dropped; the run goes on.
+//!
+//! With a log directory (`ipc-run run --log-dir DIR`), each instance's
+//! streams are also appended, unprefixed and byte-exact, to
+//! `DIR/<instance>.stdout.log` and `DIR/<instance>.stderr.log` (created 0600,
+//! never through a symlink; a restarted process appends to the same files).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use anstyle::{AnsiColor, Style};
 use nix::errno::Errno;
@@ -114,11 +120,58 @@ const PALETTE: [AnsiColor; 6] = [
     AnsiColor::BrightRed,
 ];
 
+/// One stream's log file; a line is ended when the next one starts (or at
+/// close), so that a line cut into several records is rejoined exactly.
+#[derive(Debug)]
+struct LogFile {
+    fd: OwnedFd,
+    line_open: bool,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> Result<LogFile, Errno> {
+        let fd = nix::fcntl::open(
+            path,
+            nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_CREAT
+                | nix::fcntl::OFlag::O_APPEND
+                | nix::fcntl::OFlag::O_CLOEXEC
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_NOCTTY,
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )?;
+        Ok(LogFile {
+            fd,
+            line_open: false,
+        })
+    }
+
+    fn write(&mut self, record: Record<'_>, scratch: &mut Vec<u8>) -> Result<(), Errno> {
+        scratch.clear();
+        if record.starts_line && self.line_open {
+            scratch.push(b'\n');
+        }
+        scratch.extend_from_slice(record.bytes);
+        self.line_open = true;
+        write_all(self.fd.as_fd(), scratch)
+    }
+}
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        if self.line_open {
+            let _ = write_all(self.fd.as_fd(), b"\n");
+        }
+    }
+}
+
 /// Writes records to ipc-run's stdout and stderr with name prefixes.
 #[derive(Debug)]
 pub struct LogWriter {
     out: [OwnedFd; 2],
     color: [bool; 2],
+    /// Per instance: its stdout and stderr log files, with `--log-dir`.
+    files: Vec<[Option<LogFile>; 2]>,
     /// Per instance: the padded name, plain and coloured.
     names: Vec<(String, String)>,
     scratch: Vec<u8>,
@@ -144,15 +197,43 @@ impl LogWriter {
         LogWriter {
             out: [stdout, stderr],
             color,
+            files: Vec::new(),
             names,
             scratch: Vec::with_capacity(CHUNK + 128),
             write_errors: 0,
         }
     }
 
+    /// Also appends every instance's records to `dir/<name>.stdout.log` and
+    /// `dir/<name>.stderr.log`, creating `dir` (0700) if needed.
+    pub fn with_log_dir(mut self, dir: &Path, names: &[&str]) -> Result<Self, String> {
+        let mut builder = std::fs::DirBuilder::new();
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .recursive(true)
+            .create(dir)
+            .map_err(|e| format!("create log directory {}: {e}", dir.display()))?;
+        for name in names {
+            let mut pair = [None, None];
+            for (slot, stream) in ["stdout", "stderr"].iter().enumerate() {
+                let path = dir.join(format!("{name}.{stream}.log"));
+                let file = LogFile::open(&path)
+                    .map_err(|e| format!("open log file {}: {e}", path.display()))?;
+                pair[slot] = Some(file);
+            }
+            self.files.push(pair);
+        }
+        Ok(self)
+    }
+
     /// Writes one record of `instance` to `stream`.
     pub fn write(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
         let slot = stream as usize;
+        if let Some(Some(file)) = self.files.get_mut(instance).map(|pair| &mut pair[slot])
+            && file.write(record, &mut self.scratch).is_err()
+        {
+            self.write_errors += 1;
+        }
         let (plain, coloured) = &self.names[instance];
         self.scratch.clear();
         self.scratch.extend_from_slice(if self.color[slot] {
@@ -298,6 +379,51 @@ mod tests {
         };
         assert_eq!(read(r1), b"a    | hi\n");
         assert_eq!(read(r2), b"long + \xff\n");
+    }
+
+    #[test]
+    fn log_files_hold_each_stream_byte_exact() {
+        let dir = std::env::temp_dir().join(format!("ipc-run-logs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let null = || -> OwnedFd {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/null")
+                .unwrap()
+                .into()
+        };
+        let mut writer = LogWriter::new(&["a"], null(), null(), [false, false])
+            .with_log_dir(&dir, &["a"])
+            .unwrap();
+        let long: Vec<u8> = vec![b'x'; CHUNK * 2 + 3];
+        let mut input = b"first\n\xff\n".to_vec();
+        input.extend_from_slice(&long);
+        input.extend_from_slice(b"\nlast");
+        let mut buffer = LineBuffer::default();
+        for part in input.chunks(1000) {
+            buffer.push(part, &mut |r| writer.write(0, Stream::Stdout, r));
+        }
+        buffer.finish(&mut |r| writer.write(0, Stream::Stdout, r));
+        writer.write(
+            0,
+            Stream::Stderr,
+            Record {
+                bytes: b"oops",
+                starts_line: true,
+            },
+        );
+        drop(writer);
+        let mut expected = input.clone();
+        expected.push(b'\n');
+        assert_eq!(std::fs::read(dir.join("a.stdout.log")).unwrap(), expected);
+        assert_eq!(std::fs::read(dir.join("a.stderr.log")).unwrap(), b"oops\n");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(dir.join("a.stdout.log"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

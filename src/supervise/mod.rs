@@ -95,6 +95,9 @@ pub struct RunOptions {
     /// `RLIMIT_NOFILE` (soft, hard) as ipc-run found it at start, restored
     /// in every child.
     pub nofile: Option<(u64, u64)>,
+    /// Also append each instance's relayed output to files in this
+    /// directory ([`logs`]).
+    pub log_dir: Option<std::path::PathBuf>,
 }
 
 /// What a run came to.
@@ -313,7 +316,12 @@ fn supervise_blocked<R: Runtime>(
         options.color.resolve(stderr.as_fd()),
     ];
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
-    let writer = LogWriter::new(&names, stdout, stderr, color);
+    let mut writer = LogWriter::new(&names, stdout, stderr, color);
+    if let Some(dir) = &options.log_dir {
+        writer = writer
+            .with_log_dir(dir, &names)
+            .map_err(SuperviseError::Prepare)?;
+    }
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let mut instances: Vec<Instance> = plan
         .processes
