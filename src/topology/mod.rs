@@ -79,6 +79,12 @@ impl Topology {
         file.take(MAX_SOURCE_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
             .map_err(read_error)?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// Parses the contents `bytes` of the file `path`: UTF-8 is checked
+    /// first, then [`Topology::parse`].
+    pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, TopologyError> {
         let source = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(err) => {
@@ -88,7 +94,12 @@ impl Topology {
                     path: path.to_owned(),
                     diagnostic: Box::new(
                         Diagnostic::error("E0001", "the file is not valid UTF-8")
-                            .with_label(Label::primary(valid..valid + 1, "invalid byte here")),
+                            // The lossy text holds U+FFFD (3 bytes) where the
+                            // invalid byte was: point at all of it.
+                            .with_label(Label::primary(
+                                valid..valid + char::REPLACEMENT_CHARACTER.len_utf8(),
+                                "invalid byte here",
+                            )),
                     ),
                     source_text: text,
                 });
@@ -135,6 +146,20 @@ impl Topology {
 
 /// Turns a toml/serde error into a diagnostic with a stable code: syntax,
 /// unknown key, missing key or wrong type/value.
+/// Widens `span` to whole characters: the parser may point at a byte inside
+/// a multi-byte character, and a label must cover whole ones.
+fn on_char_boundaries(source: &str, span: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let mut start = span.start.min(source.len());
+    while !source.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = span.end.clamp(start, source.len());
+    while !source.is_char_boundary(end) {
+        end += 1;
+    }
+    start..end
+}
+
 fn syntax_diagnostic(err: &toml::de::Error, source: &str) -> Diagnostic {
     let message = err.message().trim().to_owned();
     let (code, headline) = if message.starts_with("unknown field") {
@@ -164,6 +189,7 @@ fn syntax_diagnostic(err: &toml::de::Error, source: &str) -> Diagnostic {
     } else {
         span
     };
+    let span = on_char_boundaries(source, span);
     let first_line = message.lines().next().unwrap_or("").to_owned();
     if code == "E0006" {
         return duplicate_key_diagnostic(source, span);
