@@ -74,6 +74,8 @@ pub(crate) struct Created {
     pub pinned: HashSet<(usize, Held)>,
     pub connect: HashMap<usize, ConnectTarget>,
     pub notify: Option<OwnedFd>,
+    /// Named objects journaled so far (fault injection counts them).
+    intents: usize,
 }
 
 /// What [`super::Launched::cleanup`] removed.
@@ -105,6 +107,7 @@ impl Created {
             pinned: HashSet::new(),
             connect: HashMap::new(),
             notify: None,
+            intents: 0,
         }
     }
 
@@ -116,6 +119,8 @@ impl Created {
 
     /// Journals `record` (before creating it).
     pub fn intend(&mut self, record: &ObjectRecord) -> Result<(), LaunchError> {
+        self.intents += 1;
+        inject_fault(self.intents)?;
         self.run_dir
             .as_mut()
             .expect("run dir present until cleanup")
@@ -140,6 +145,27 @@ impl Created {
         report.leftovers = run_dir.remove();
         report
     }
+}
+
+/// Rollback tests only, compiled into debug builds alone: with
+/// `IPC_RUN_FAULT_AT=k` in ipc-run's environment, journaling the `k`-th named
+/// object of a run fails as if the system had run out of memory, so that
+/// every prefix of a launch can be shown to roll back completely.
+#[cfg(debug_assertions)]
+fn inject_fault(count: usize) -> Result<(), LaunchError> {
+    match std::env::var("IPC_RUN_FAULT_AT").map(|k| k.parse::<usize>()) {
+        Ok(Ok(k)) if k == count => Err(LaunchError::sys(
+            format!("injected fault at named object {k} (IPC_RUN_FAULT_AT)"),
+            Errno::ENOMEM,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Release builds carry no fault injection.
+#[cfg(not(debug_assertions))]
+fn inject_fault(_count: usize) -> Result<(), LaunchError> {
+    Ok(())
 }
 
 impl Drop for Created {
