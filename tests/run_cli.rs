@@ -1380,6 +1380,43 @@ fn k2_sigint_leaves_nothing() {
     stopped_by_signal_leaves_nothing("k2-sigint", Signal::SIGINT, 130);
 }
 
+#[test]
+fn k2_sigterm_while_preparing_leaves_nothing() {
+    let mut scratch = Scratch::new("k2-preparing");
+    // Sixty semaphores, each journaled and synced before it is created:
+    // preparing takes long enough for the signal to land in the middle.
+    let mut toml = String::from(
+        r#"
+[process.a]
+cmd = ["PROBE", "block", "15", "--", "wait-signal", "15"]
+[process.b]
+cmd = ["PROBE", "block", "15", "--", "wait-signal", "15"]
+"#,
+    );
+    for i in 0..60 {
+        toml.push_str(&format!(
+            "[[edge]]\nfrom = \"a.s{i}\"\nto = \"b.s{i}\"\nmechanism = \"posix-sem\"\ntraffic = \"notify\"\n"
+        ));
+    }
+    let file = scratch.topology(&toml);
+    let mut live = scratch.live(&file);
+    live.wait_for_stderr("run directory created");
+    live.signal(Signal::SIGTERM);
+    let result = live.finish();
+    let objects = RunObjects::of(&plan_json(&file), &BTreeMap::new(), &result.stderr);
+    let after_signal = result
+        .stderr
+        .lines()
+        .skip_while(|l| !l.contains("run directory created"))
+        .filter(|l| l.contains("journal: "))
+        .count();
+    eprintln!("{after_signal} of 60 objects journaled after the signal was sent");
+    assert_eq!(result.code, 143, "stopped, not killed: {}", result.stderr);
+    assert!(result.stderr.contains("SIGTERM: stopping"));
+    objects.assert_gone(false);
+    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+}
+
 // ----- 8. F5: SIGKILL of ipc-run, then clean -------------------------------
 
 #[test]
