@@ -194,14 +194,17 @@ impl RunDir {
             Ok((dir, lock, File::from(journal)))
         })();
         match opened {
-            Ok((dir, lock, journal)) => Ok(RunDir {
-                id,
-                path,
-                root: root_fd,
-                dir,
-                lock,
-                journal,
-            }),
+            Ok((dir, lock, journal)) => {
+                tracing::debug!(run_id = %id, run_dir = %path.display(), "run directory created");
+                Ok(RunDir {
+                    id,
+                    path,
+                    root: root_fd,
+                    dir,
+                    lock,
+                    journal,
+                })
+            }
             Err(e) => {
                 if let Ok(dir) = open_dir_nofollow(Some(root_fd.as_fd()), Path::new(&id)) {
                     for name in [JOURNAL_FILE, LOCK_FILE] {
@@ -227,6 +230,7 @@ impl RunDir {
     /// Appends `record` to the journal and syncs it.
     pub fn journal(&mut self, record: &ObjectRecord) -> Result<(), LaunchError> {
         let mut line = record.journal_line();
+        tracing::debug!(run_id = %self.id, "journal: {line}");
         line.push('\n');
         let result = self
             .journal

@@ -7,6 +7,8 @@
 
 use std::os::fd::BorrowedFd;
 
+use nix::sys::signal::SigmaskHow;
+
 use super::{RunOptions, RunOutcome, Runtime, Spawned, SuperviseError};
 use crate::launch::{self, LaunchOptions, Launched};
 use crate::plan::Plan;
@@ -44,7 +46,24 @@ impl Runtime for LaunchedRuntime {
 }
 
 /// Prepares the plan's resources, supervises the run, and always cleans up.
+///
+/// The supervised signals are blocked from before the first object is
+/// created until after the last one is removed: a SIGINT or SIGTERM that
+/// arrives while the run is being prepared stays pending and stops the run
+/// through the normal shutdown (with cleanup) once supervision reads it,
+/// instead of killing ipc-run and leaving the run's objects behind.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
+    let mask = super::supervised_signals();
+    let old_mask = mask
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .map_err(super::setup("blocking signals"))?;
+    let result = run_blocked(plan, options);
+    super::discard_pending(&mask);
+    let _ = old_mask.thread_set_mask();
+    result
+}
+
+fn run_blocked(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, SuperviseError> {
     let launch_options = LaunchOptions {
         runtime_root: options.runtime_root.clone(),
         stdin_is_own: options.stdin_is_own,

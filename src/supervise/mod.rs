@@ -259,6 +259,18 @@ pub fn supervise<R: Runtime>(
 ) -> Result<RunOutcome, SuperviseError> {
     crate::sys::signals::prepare_supervisor_dispositions().map_err(setup("signal dispositions"))?;
     nix::sys::prctl::set_child_subreaper(true).map_err(setup("PR_SET_CHILD_SUBREAPER"))?;
+    let mask = supervised_signals();
+    let old_mask = mask
+        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
+        .map_err(setup("blocking signals"))?;
+    let result = supervise_blocked(plan, options, runtime, &mask);
+    discard_pending(&mask);
+    let _ = old_mask.thread_set_mask();
+    result
+}
+
+/// The signals the supervisor blocks and reads from its signalfd.
+fn supervised_signals() -> SigSet {
     let mut mask = SigSet::empty();
     for signal in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM]
         .into_iter()
@@ -266,16 +278,15 @@ pub fn supervise<R: Runtime>(
     {
         mask.add(signal);
     }
-    let old_mask = mask
-        .thread_swap_mask(SigmaskHow::SIG_BLOCK)
-        .map_err(setup("blocking signals"))?;
-    let result = supervise_blocked(plan, options, runtime, &mask);
-    // Anything still pending is ours: consume it before unblocking.
-    if let Ok(fd) = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
+    mask
+}
+
+/// Consumes pending signals of `mask` (blocked in this thread), so that
+/// unblocking them does not act on signals that were already handled.
+fn discard_pending(mask: &SigSet) {
+    if let Ok(fd) = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) {
         while let Ok(Some(_)) = fd.read_signal() {}
     }
-    let _ = old_mask.thread_set_mask();
-    result
 }
 
 fn supervise_blocked<R: Runtime>(
