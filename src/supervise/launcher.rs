@@ -20,10 +20,13 @@ struct LaunchedRuntime {
 
 impl Runtime for LaunchedRuntime {
     fn spawn(&mut self, instance: &str) -> Result<Spawned, String> {
-        let child = self
-            .launched
-            .spawn(instance)
-            .map_err(|error| error.to_string())?;
+        let child = self.launched.spawn(instance).map_err(|error| {
+            // The supervisor names the instance itself.
+            let text = error.to_string();
+            let prefix = format!("start {instance}: ");
+            text.strip_prefix(&prefix)
+                .map_or(text.clone(), str::to_owned)
+        })?;
         Ok(Spawned {
             pid: child.pid,
             stdout: child.stdout,

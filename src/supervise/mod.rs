@@ -379,6 +379,9 @@ fn supervise_blocked<R: Runtime>(
         scratch: vec![0; READ_SIZE],
         signal_edges: SignalEdges::new(plan),
     };
+    // A SIGINT or SIGTERM that came while the run was being prepared stops
+    // it before anything starts.
+    supervisor.read_signals();
     supervisor.start_ready_instances();
     supervisor.event_loop()?;
     Ok(supervisor.outcome(options))
