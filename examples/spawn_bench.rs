@@ -45,6 +45,7 @@ fn main() {
         cwd: None,
         nofile: None,
         fd_limit: 1024,
+        credentials: None,
     };
     let fds = [
         (devnull.as_fd(), 0),

@@ -59,6 +59,7 @@ fn swaps_collisions_and_self_maps() {
         cwd: None,
         nofile: None,
         fd_limit: 1024,
+        credentials: None,
     };
     let pid = spawn(&spec, &all).unwrap();
     drop(writes);

@@ -76,6 +76,14 @@ pub enum LaunchError {
         /// Why it has no value.
         reason: String,
     },
+    /// A `user` or `group` could not be resolved.
+    #[error("run {instance} as its user: {reason}")]
+    Identity {
+        /// Instance name.
+        instance: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// No instance of that name in the plan.
     #[error("find instance {0:?} in the plan")]
     UnknownInstance(String),

@@ -41,13 +41,14 @@
 
 pub mod clean;
 mod error;
+mod identity;
 pub mod objects;
 pub mod placeholder;
 mod resources;
 pub mod run_dir;
 mod spawn;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
@@ -126,6 +127,8 @@ pub struct Launched {
     pending: HashSet<String>,
     devnull: OwnedFd,
     created: Created,
+    /// Resolved `user`/`group` by instance.
+    identities: HashMap<String, identity::Identity>,
 }
 
 /// Creates the run directory, its journal and lock, and every channel's
@@ -135,6 +138,18 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
         .runtime_root
         .clone()
         .unwrap_or_else(run_dir::default_root);
+    // Names first: an unknown user fails before anything is created.
+    let mut identities = HashMap::new();
+    for process in &plan.processes {
+        if process.user.is_some() || process.group.is_some() {
+            let resolved = identity::resolve(
+                &process.name,
+                process.user.as_deref(),
+                process.group.as_deref(),
+            )?;
+            identities.insert(process.name.clone(), resolved);
+        }
+    }
     let dir = run_dir::RunDir::create(&root)?;
     let mut values = Values {
         run_id: dir.id.clone(),
@@ -173,6 +188,7 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
         pending: plan.processes.iter().map(|p| p.name.clone()).collect(),
         devnull,
         created,
+        identities,
     };
     // Validate every slot now, so a wiring error fails before any spawn.
     for process in &launched.plan.processes {
@@ -442,6 +458,14 @@ impl Launched {
 
         // Environment.
         let mut env = Env::pass_through(&self.base_env, process);
+        let identity = self.identities.get(instance);
+        if let Some((name, home)) = identity.and_then(|i| i.account.as_ref()) {
+            // Who the process is, not who ipc-run is; `env` may still say
+            // otherwise below.
+            env.set("USER", name.as_str());
+            env.set("LOGNAME", name.as_str());
+            env.set("HOME", home.as_str());
+        }
         let mut listen_pid = false;
         for var in &process.env {
             if var.name == "LISTEN_PID" && var.value == "{pid}" {
@@ -480,6 +504,7 @@ impl Launched {
             cwd,
             nofile: self.options.nofile,
             fd_limit,
+            credentials: identity.map(|i| i.credentials.clone()),
         };
 
         let mut moves: Vec<(BorrowedFd<'_>, i32)> = Vec::new();

@@ -97,6 +97,12 @@ pub struct ProcessPlan {
     pub shell: bool,
     /// Working directory, when set.
     pub cwd: Option<String>,
+    /// User to run as (name or uid), when set; resolved at launch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Primary group (name or gid), when set; resolved at launch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Environment variables set by ipc-run, in order.
     pub env: Vec<EnvVar>,
     /// Variables passed through from ipc-run's own environment when set there.

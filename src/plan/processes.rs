@@ -137,6 +137,17 @@ pub fn resolve<'a>(
         };
         let (argv, shell) = check_command(name.get_ref(), &span, spec, limits, sink);
         check_env(spec, limits, sink);
+        for (key, value) in [("user", &spec.user), ("group", &spec.group)] {
+            if let Some(value) = value
+                && let Err(why) = check_account_name(value.get_ref())
+            {
+                sink.push(
+                    Diagnostic::error("E0708", format!("invalid `{key}`"))
+                        .with_label(Label::primary(value.span(), why))
+                        .with_help("a name of 1 to 32 characters (letters, digits, `_`, `-`, `.`, not starting with `-`), or a number"),
+                );
+            }
+        }
         let ports = check_ports(spec, limits, sink);
         let ready = check_ready(spec, &ports, limits, sink);
         let stop_signal = match &spec.stop_signal {
@@ -606,4 +617,31 @@ fn check_ready(
             Readiness::Fd { fd: fd as i32 }
         }
     }
+}
+
+/// A user or group as `user`/`group` may name it: a number, or a name as
+/// `useradd` accepts one. Whether it exists is a launch-time question.
+fn check_account_name(text: &str) -> Result<(), &'static str> {
+    if text.is_empty() {
+        return Err("empty");
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return match text.parse::<u32>() {
+            Ok(id) if id != u32::MAX => Ok(()),
+            _ => Err("not a valid numeric id"),
+        };
+    }
+    if text.len() > 32 {
+        return Err("longer than 32 characters");
+    }
+    if text.starts_with('-') {
+        return Err("starts with `-`");
+    }
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err("only letters, digits, `_`, `-` and `.` are allowed");
+    }
+    Ok(())
 }

@@ -132,6 +132,12 @@ fn render_process(out: &mut String, plan: &Plan, process: &ProcessPlan) {
         shell_words(&process.argv)
     };
     let _ = writeln!(out, "  run        {argv}");
+    if let Some(user) = &process.user {
+        let _ = writeln!(out, "  user       {user}");
+    }
+    if let Some(group) = &process.group {
+        let _ = writeln!(out, "  group      {group}");
+    }
     if let Some(cwd) = &process.cwd {
         let _ = writeln!(out, "  cwd        {cwd}");
     }

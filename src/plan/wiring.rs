@@ -283,6 +283,8 @@ pub fn wire(
                 argv: process.argv.clone(),
                 shell: process.shell,
                 cwd: process.spec.cwd.as_ref().map(|c| c.get_ref().clone()),
+                user: process.spec.user.as_ref().map(|u| u.get_ref().clone()),
+                group: process.spec.group.as_ref().map(|g| g.get_ref().clone()),
                 env,
                 inherit_env,
                 fds,

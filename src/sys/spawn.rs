@@ -65,6 +65,12 @@ pub enum ChildStep {
     Chdir = 8,
     /// `execve`.
     Exec = 9,
+    /// `setgroups` to the user's supplementary groups.
+    Setgroups = 10,
+    /// `setgid`.
+    Setgid = 11,
+    /// `setuid`.
+    Setuid = 12,
 }
 
 impl ChildStep {
@@ -79,6 +85,9 @@ impl ChildStep {
             7 => ChildStep::Rlimit,
             8 => ChildStep::Chdir,
             9 => ChildStep::Exec,
+            10 => ChildStep::Setgroups,
+            11 => ChildStep::Setgid,
+            12 => ChildStep::Setuid,
             _ => return None,
         })
     }
@@ -95,6 +104,9 @@ impl ChildStep {
             ChildStep::Rlimit => "restore RLIMIT_NOFILE",
             ChildStep::Chdir => "change to the working directory",
             ChildStep::Exec => "execute",
+            ChildStep::Setgroups => "set the supplementary groups for",
+            ChildStep::Setgid => "set the group id for",
+            ChildStep::Setuid => "set the user id for",
         }
     }
 }
@@ -131,6 +143,20 @@ pub struct ChildSpec {
     /// Highest fd number + 1 to close in the fallback loop when
     /// `close_range(2)` is unavailable.
     pub fd_limit: i32,
+    /// Identity to switch to before exec.
+    pub credentials: Option<Credentials>,
+}
+
+/// A user identity for the child: set in the order supplementary groups,
+/// gid, uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User id (`setuid`); `None` keeps ipc-run's.
+    pub uid: Option<u32>,
+    /// Group id (`setgid`).
+    pub gid: u32,
+    /// Supplementary groups (`setgroups`); `None` leaves them as they are.
+    pub groups: Option<Vec<u32>>,
 }
 
 /// Prepared raw state the child reads (and, for the two report fields and
@@ -150,6 +176,13 @@ struct ChildArgs {
     fd_limit: c_int,
     nofile: libc::rlimit,
     has_nofile: bool,
+    has_credentials: bool,
+    set_groups: bool,
+    groups: *const libc::gid_t,
+    groups_len: usize,
+    gid: libc::gid_t,
+    set_uid: bool,
+    uid: libc::uid_t,
     parent: libc::pid_t,
     empty_mask: libc::sigset_t,
     /// A kernel `struct sigaction` for SIG_DFL: all zero whatever the
@@ -222,6 +255,12 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
         ),
     };
 
+    let groups: Vec<libc::gid_t> = spec
+        .credentials
+        .as_ref()
+        .and_then(|c| c.groups.clone())
+        .unwrap_or_default();
+
     // SAFETY: sigset_t and sigaction are plain data; all-zero is valid and
     // is then initialised by sigemptyset.
     let mut empty_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -243,6 +282,16 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
         fd_limit: spec.fd_limit,
         nofile,
         has_nofile,
+        has_credentials: spec.credentials.is_some(),
+        set_groups: spec
+            .credentials
+            .as_ref()
+            .is_some_and(|c| c.groups.is_some()),
+        groups: groups.as_ptr(),
+        groups_len: groups.len(),
+        gid: spec.credentials.as_ref().map_or(0, |c| c.gid),
+        set_uid: spec.credentials.as_ref().is_some_and(|c| c.uid.is_some()),
+        uid: spec.credentials.as_ref().and_then(|c| c.uid).unwrap_or(0),
         // SAFETY: getpid has no preconditions.
         parent: unsafe { libc::getpid() },
         empty_mask,
@@ -294,7 +343,7 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
         return Err(SpawnFailure::Child { step, errno });
     }
     // Keep the prepared memory alive until here (the child is done with it).
-    drop((argv, envp, listen_pid_entry, moves, temps, gaps));
+    drop((argv, envp, listen_pid_entry, moves, temps, gaps, groups));
     Ok(pid)
 }
 
@@ -456,6 +505,40 @@ extern "C" fn child_main(raw: *mut c_void) -> c_int {
         // SAFETY: `nofile` is a valid rlimit.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &args.nofile) } != 0 {
             fail(args, ChildStep::Rlimit, 127);
+        }
+    }
+    if args.has_credentials {
+        // Supplementary groups, gid, uid: each later step drops the
+        // privilege the earlier ones need. Raw syscalls, not the libc
+        // wrappers: glibc's set*id broadcast the change to every thread it
+        // knows of, under a lock, and this child shares the parent's memory
+        // (and so its thread list) until it execs. The raw calls change the
+        // calling thread, the child's only one.
+        if args.set_groups {
+            // SAFETY: `groups` points to `groups_len` gids owned by spawn.
+            if unsafe { libc::syscall(libc::SYS_setgroups, args.groups_len, args.groups) } != 0 {
+                fail(args, ChildStep::Setgroups, 127);
+            }
+        }
+        // SAFETY: plain syscall with an integer argument.
+        if unsafe { libc::syscall(libc::SYS_setgid, args.gid) } != 0 {
+            fail(args, ChildStep::Setgid, 127);
+        }
+        if args.set_uid {
+            // SAFETY: plain syscall with an integer argument.
+            if unsafe { libc::syscall(libc::SYS_setuid, args.uid) } != 0 {
+                fail(args, ChildStep::Setuid, 127);
+            }
+        }
+        // A credential change clears the parent-death signal: arm it again,
+        // and check once more that the parent has not died meanwhile.
+        // SAFETY: plain syscall with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
+            fail(args, ChildStep::Pdeathsig, 127);
+        }
+        // SAFETY: plain syscall.
+        if unsafe { libc::getppid() } != args.parent {
+            fail(args, ChildStep::ParentGone, 1);
         }
     }
     if !args.cwd.is_null() {

@@ -325,6 +325,13 @@ pub struct ProcessSpec {
     /// Working directory of the child.
     #[schemars(with = "Option<String>")]
     pub cwd: Option<Spanned<String>>,
+    /// Run as this user (name or numeric uid): supplementary groups, gid
+    /// and uid are switched before exec. ipc-run must be allowed to (root).
+    #[schemars(with = "Option<String>")]
+    pub user: Option<Spanned<String>>,
+    /// Primary group (name or numeric gid) instead of the user's own.
+    #[schemars(with = "Option<String>")]
+    pub group: Option<Spanned<String>>,
     /// Processes that must be ready before this one starts.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
