@@ -84,7 +84,12 @@ pub fn mermaid(plan: &Plan) -> String {
     // Mermaid ids must be plain words; names carry '#' and '@', so number them.
     let mut names: Vec<String> = plan.processes.iter().map(|p| p.name.clone()).collect();
     names.extend(special_nodes(plan));
-    let id = |name: &str| format!("n{}", names.iter().position(|n| n == name).unwrap_or(0));
+    let index: std::collections::HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let id = |name: &str| format!("n{}", index.get(name).copied().unwrap_or(0));
     let mut out = String::from("flowchart LR\n");
     for name in &names {
         let shape = if name.starts_with('@') {

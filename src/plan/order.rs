@@ -382,9 +382,12 @@ fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]
             }
             let participants: BTreeSet<&str> =
                 channel.ports.iter().map(|p| p.instance.as_str()).collect();
-            if participants
-                .iter()
-                .all(|p| queues.get(p).and_then(|q| q.front()) == Some(&c))
+            // A FIFO with only @external ends has nobody to simulate (and
+            // would otherwise "progress" forever).
+            if !participants.is_empty()
+                && participants
+                    .iter()
+                    .all(|p| queues.get(p).and_then(|q| q.front()) == Some(&c))
             {
                 for p in participants {
                     if let Some(queue) = queues.get_mut(p) {
