@@ -8,8 +8,13 @@
 //! concatenation of its `|` record and the `+` records after it. A last line
 //! without a newline is flushed at EOF with a newline added.
 //!
-//! Output uses blocking writes, one `write(2)` per record where the kernel
-//! allows, so records from different processes never interleave. Write errors
+//! Output uses blocking writes. Records are gathered per output stream into
+//! batches of whole records of at most `PIPE_BUF` bytes, each written with one
+//! `write(2)`, and flushed before ipc-run waits again: a batch on a pipe is
+//! atomic, so records never interleave with each other or with the writes
+//! of a process wired to the same stream, and a chatty process costs one
+//! system call per batch rather than per line. A record longer than a batch
+//! is written on its own, with one `write(2)` where the kernel allows. Write errors
 //! (`/dev/full`, a closed pipe: SIGPIPE is ignored in ipc-run) are counted and
 //! the record is dropped; the run goes on.
 //!
@@ -27,6 +32,10 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 /// Longest record; a longer line is cut into records of this size.
 pub const CHUNK: usize = 64 * 1024;
+
+/// Largest batch of records written at once: `PIPE_BUF`, so that a batch
+/// written to a pipe arrives whole.
+const BATCH: usize = 4096;
 
 /// One record cut from a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +184,8 @@ pub struct LogWriter {
     /// Per instance: the padded name, plain and coloured.
     names: Vec<(String, String)>,
     scratch: Vec<u8>,
+    /// Per output stream: whole records not written yet (at most [`BATCH`]).
+    pending: [Vec<u8>; 2],
     /// Records that could not be written (EPIPE, ENOSPC, ...).
     pub write_errors: u64,
 }
@@ -200,6 +211,7 @@ impl LogWriter {
             files: Vec::new(),
             names,
             scratch: Vec::with_capacity(CHUNK + 128),
+            pending: [Vec::with_capacity(BATCH), Vec::with_capacity(BATCH)],
             write_errors: 0,
         }
     }
@@ -234,29 +246,72 @@ impl LogWriter {
         {
             self.write_errors += 1;
         }
+        let name_len = {
+            let (plain, coloured) = &self.names[instance];
+            if self.color[slot] {
+                coloured.len()
+            } else {
+                plain.len()
+            }
+        };
+        let marker: &[u8] = if record.starts_line { b" | " } else { b" + " };
+        let len = name_len + marker.len() + record.bytes.len() + 1;
+        if self.pending[slot].len() + len > BATCH {
+            self.flush_stream(slot);
+        }
         let (plain, coloured) = &self.names[instance];
-        self.scratch.clear();
-        self.scratch.extend_from_slice(if self.color[slot] {
+        let name = if self.color[slot] {
             coloured.as_bytes()
         } else {
             plain.as_bytes()
-        });
-        self.scratch
-            .extend_from_slice(if record.starts_line { b" | " } else { b" + " });
-        self.scratch.extend_from_slice(record.bytes);
-        self.scratch.push(b'\n');
-        if write_all(self.out[slot].as_fd(), &self.scratch).is_err() {
+        };
+        // Built in place: into the batch, or alone when it exceeds one.
+        let out = if len > BATCH {
+            self.scratch.clear();
+            &mut self.scratch
+        } else {
+            &mut self.pending[slot]
+        };
+        out.extend_from_slice(name);
+        out.extend_from_slice(marker);
+        out.extend_from_slice(record.bytes);
+        out.push(b'\n');
+        if len > BATCH && write_all(self.out[slot].as_fd(), &self.scratch).is_err() {
             self.write_errors += 1;
         }
     }
 
+    /// Writes the records gathered so far; call before waiting for more.
+    pub fn flush(&mut self) {
+        self.flush_stream(0);
+        self.flush_stream(1);
+    }
+
+    fn flush_stream(&mut self, slot: usize) {
+        if self.pending[slot].is_empty() {
+            return;
+        }
+        // A failed batch is counted once per record it held.
+        if write_all(self.out[slot].as_fd(), &self.pending[slot]).is_err() {
+            self.write_errors += memchr::memchr_iter(b'\n', &self.pending[slot]).count() as u64;
+        }
+        self.pending[slot].clear();
+    }
+
     /// Writes a line of ipc-run's own (a summary, a message) to stderr.
     pub fn message(&mut self, line: &str) {
+        self.flush();
         let mut text = line.as_bytes().to_vec();
         text.push(b'\n');
         if write_all(self.out[1].as_fd(), &text).is_err() {
             self.write_errors += 1;
         }
+    }
+}
+
+impl Drop for LogWriter {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -442,6 +497,7 @@ mod tests {
                 starts_line: true,
             },
         );
+        writer.flush();
         assert_eq!(writer.write_errors, 1);
     }
 }

@@ -226,6 +226,9 @@ struct Supervisor<'a, R: Runtime> {
     timers: Timers,
     signals: SignalFd,
     timer: TimerFd,
+    /// The deadline the timerfd is armed for, so that an unchanged one is
+    /// not armed again on every wake-up.
+    armed: Option<Instant>,
     notify: Option<OwnedFd>,
     writer: LogWriter,
     failures: Vec<Failure>,
@@ -370,6 +373,7 @@ fn supervise_blocked<R: Runtime>(
         timers: Timers::default(),
         signals,
         timer,
+        armed: None,
         notify,
         writer,
         failures: Vec::new(),
@@ -474,6 +478,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             for s in log_events.into_iter().rev() {
                 self.read_log(s);
             }
+            // Whatever was relayed goes out before ipc-run waits again.
+            self.writer.flush();
             if signals_ready {
                 self.read_signals();
             }
@@ -494,6 +500,11 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     fn arm_timer(&mut self) -> Result<(), SuperviseError> {
+        let earliest = self.timers.earliest();
+        if earliest == self.armed && earliest.is_none_or(|at| at > Instant::now()) {
+            return Ok(());
+        }
+        self.armed = earliest;
         match self.timers.next_in(Instant::now()) {
             Some(delay) => {
                 let delay = delay.max(Duration::from_nanos(1));
@@ -1243,6 +1254,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         stream
             .buffer
             .finish(&mut |record| writer.write(stream.instance, stream.stream, record));
+        writer.flush();
     }
 
     // ----- the end --------------------------------------------------------

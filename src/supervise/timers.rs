@@ -53,6 +53,11 @@ impl Timers {
             .map(|(at, _)| at.saturating_duration_since(now))
     }
 
+    /// The earliest deadline, if any.
+    pub fn earliest(&self) -> Option<Instant> {
+        self.queue.keys().next().map(|(at, _)| *at)
+    }
+
     /// Removes and returns the deadlines due at `now`, earliest first.
     pub fn take_due(&mut self, now: Instant) -> Vec<Deadline> {
         let mut due = Vec::new();
