@@ -48,6 +48,24 @@ pub enum LaunchError {
         /// The error.
         errno: Errno,
     },
+    /// `mq_open` said EMFILE: the user's `RLIMIT_MSGQUEUE` (bytes of every
+    /// POSIX queue of the user, across processes) is used up, or ipc-run's
+    /// `RLIMIT_NOFILE`. Other runs' queues count, so no plan can rule it out.
+    #[error(
+        "create posix-mq {name} for channel {channel}: EMFILE: the queue needs about {bytes} \
+         bytes and RLIMIT_MSGQUEUE allows {limit} bytes for all POSIX queues of this user \
+         (other runs' queues count), or RLIMIT_NOFILE is reached"
+    )]
+    MqQuota {
+        /// Channel id.
+        channel: String,
+        /// The queue name.
+        name: String,
+        /// `depth * message_size`, what the queue counts against the limit.
+        bytes: u64,
+        /// The soft `RLIMIT_MSGQUEUE` (`unknown` if it cannot be read).
+        limit: String,
+    },
     /// A TCP or UDP address is taken.
     #[error("bind {address} for channel {channel}: the address is already in use")]
     AddressInUse {

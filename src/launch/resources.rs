@@ -390,6 +390,18 @@ pub(crate) fn create_channel(
                     fd
                 }
                 Err(Errno::EEXIST) => return Err(exists("posix-mq", &name)),
+                Err(Errno::EMFILE) => {
+                    let limit = nix::sys::resource::getrlimit(
+                        nix::sys::resource::Resource::RLIMIT_MSGQUEUE,
+                    )
+                    .map_or_else(|_| "unknown".to_owned(), |(soft, _)| soft.to_string());
+                    return Err(LaunchError::MqQuota {
+                        channel: id.to_owned(),
+                        name,
+                        bytes: depth.saturating_mul(*message_size),
+                        limit,
+                    });
+                }
                 Err(errno) => return Err(res("posix-mq", &name)(errno)),
             };
             let read = ipc::mq_open_existing(&c, false).map_err(res("posix-mq", &name))?;
