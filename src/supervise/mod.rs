@@ -183,6 +183,9 @@ struct Instance {
     state: State,
     ready: bool,
     restarts: u32,
+    /// Restarts since the last run that lasted [`policy::STABLE_RUN`]: what
+    /// the backoff and `restart_limit` count.
+    streak: u32,
     generation: u64,
     runtime: Duration,
     ending: Option<Ending>,
@@ -344,6 +347,7 @@ fn supervise_blocked<R: Runtime>(
             state: State::Pending,
             ready: false,
             restarts: 0,
+            streak: 0,
             generation: 0,
             runtime: Duration::ZERO,
             ending: None,
@@ -994,8 +998,12 @@ impl<R: Runtime> Supervisor<'_, R> {
         let name = self.plan.processes[i].name.clone();
         self.runtime.reaped(&name);
         let inst = &mut self.instances[i];
-        inst.runtime += since.elapsed();
+        let ran_for = since.elapsed();
+        inst.runtime += ran_for;
         inst.ready_pipe = None;
+        if ran_for >= policy::STABLE_RUN {
+            inst.streak = 0;
+        }
         if inst.follow_receiver && self.shutdown.is_none() {
             inst.follow_receiver = false;
             inst.state = State::Backoff;
@@ -1012,13 +1020,14 @@ impl<R: Runtime> Supervisor<'_, R> {
         let decision = policy::decide(
             &self.plan.processes[i].restart,
             &ending,
-            inst.restarts,
+            inst.streak,
             stopping,
         );
         match decision {
             Decision::Restart(delay) => {
                 inst.state = State::Backoff;
                 inst.restarts += 1;
+                inst.streak += 1;
                 inst.ending = Some(ending.clone());
                 self.message(&format!(
                     "{name}: {ending}; restarting in {}ms",

@@ -1,8 +1,11 @@
 //! Restart decisions and backoff. Pure.
 //!
-//! `restart.limit` counts restarts: with a limit of 3 a process runs at most
-//! four times. The delay before restart `n` (0-based) is
-//! `backoff_ms * 2^n`, capped at [`MAX_BACKOFF_MS`].
+//! `restart.limit` counts consecutive restarts: with a limit of 3 a process
+//! that keeps failing runs at most four times. The delay before restart `n`
+//! (0-based) of such a streak is `backoff_ms * 2^n`, capped at
+//! [`MAX_BACKOFF_MS`]. A run that lasts [`STABLE_RUN`] ends the streak: the
+//! next failure is restarted after `backoff_ms` again and counts from zero,
+//! so a service that crashes once a day is not given up after a week.
 
 use std::time::Duration;
 
@@ -10,6 +13,9 @@ use crate::plan::{MAX_BACKOFF_MS, RestartPlan};
 use crate::topology::RestartPolicy;
 
 use super::status::Ending;
+
+/// A run at least this long resets the backoff and the restart count.
+pub const STABLE_RUN: Duration = Duration::from_secs(10);
 
 /// What to do after an instance's run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +31,7 @@ pub enum Decision {
 }
 
 /// Decides whether an instance whose run ended with `ending` is restarted.
-/// `restarts` is how many restarts it has had; `stopping` is true once
+/// `restarts` is how many restarts its current streak has had; `stopping` is true once
 /// ipc-run asked it (or the whole run) to stop.
 pub fn decide(plan: &RestartPlan, ending: &Ending, restarts: u32, stopping: bool) -> Decision {
     let wanted = !stopping
