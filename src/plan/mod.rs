@@ -70,7 +70,12 @@ pub fn plan(topology: &Topology, limits: &Limits) -> Result<Planned, PlanError> 
         return Err(sink.into_error());
     }
     let mut channels = channels;
-    let instances = wiring::wire(topology, limits, &processes, &mut channels, &mut sink);
+    let topology_env = topology
+        .file
+        .name
+        .as_ref()
+        .map_or("", |n| n.get_ref().as_str());
+    let instances = wiring::wire(topology_env, limits, &processes, &mut channels, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }

@@ -1,7 +1,7 @@
 //! First pass: each declared process checked on its own and expanded into
 //! its instances (one per replica).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::model::{Readiness, RestartPlan, SignalRef};
 use super::signals::{known, parse_signal};
@@ -68,6 +68,8 @@ pub struct ProcessDecl<'a> {
     pub stop_signal: SignalRef,
     /// Forwarded signals.
     pub forward_signals: Vec<SignalRef>,
+    /// Indices of the processes named in `after` that exist, in order.
+    pub after: Vec<usize>,
 }
 
 /// A port named under `[process.x.ports.name]`.
@@ -190,6 +192,7 @@ pub fn resolve<'a>(
             restart,
             stop_signal,
             forward_signals,
+            after: Vec::new(),
         });
     }
     if let Some((name, at)) = over_limit_at {
@@ -230,9 +233,18 @@ pub fn resolve<'a>(
             }
         }
     }
-    let names: std::collections::HashSet<&str> = out.iter().map(|p| p.name.as_str()).collect();
+    let names: HashMap<&str, usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let mut resolved_after = Vec::with_capacity(out.len());
     for process in &out {
+        let mut resolved = Vec::with_capacity(process.spec.after.len());
         for after in &process.spec.after {
+            if let Some(&index) = names.get(after.get_ref().as_str()) {
+                resolved.push(index);
+            }
             if after.get_ref() == &process.name {
                 sink.push(
                     Diagnostic::error(
@@ -244,7 +256,7 @@ pub fn resolve<'a>(
                         "a process cannot wait for itself",
                     )),
                 );
-            } else if !names.contains(after.get_ref().as_str()) {
+            } else if !names.contains_key(after.get_ref().as_str()) {
                 sink.push(
                     Diagnostic::error(
                         "E0104",
@@ -258,6 +270,10 @@ pub fn resolve<'a>(
                 );
             }
         }
+        resolved_after.push(resolved);
+    }
+    for (process, after) in out.iter_mut().zip(resolved_after) {
+        process.after = after;
     }
     out
 }

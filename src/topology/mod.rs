@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, Label};
-pub use endpoint::{Endpoint, EndpointTarget, MAX_NAME_LEN, check_name};
+pub use endpoint::{Endpoint, EndpointRef, EndpointTarget, MAX_NAME_LEN, check_name};
 pub use units::{ByteSize, Millis};
 
 /// Files larger than this are refused before parsing. A generated topology of
