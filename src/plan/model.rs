@@ -7,6 +7,8 @@
 //! written as `{placeholders}` that the launcher substitutes; everything else
 //! is fixed here, deterministically.
 
+use std::borrow::Cow;
+
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -90,7 +92,7 @@ pub struct ProcessPlan {
     /// Replica index when the process has `replicas > 1`.
     pub replica: Option<u32>,
     /// Where it runs; only `local` today (kept for export to other engines).
-    pub host: String,
+    pub host: Cow<'static, str>,
     /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
     pub argv: Vec<String>,
     /// Whether the argv is a shell invocation the user asked for.
@@ -100,7 +102,7 @@ pub struct ProcessPlan {
     /// Environment variables set by ipc-run, in order.
     pub env: Vec<EnvVar>,
     /// Variables passed through from ipc-run's own environment when set there.
-    pub inherit_env: Vec<String>,
+    pub inherit_env: Vec<Cow<'static, str>>,
     /// Every fd the child gets beyond the ones it inherits, sorted by number.
     pub fds: Vec<FdSlot>,
     /// Readiness protocol.
@@ -129,12 +131,14 @@ pub struct SignalRef {
 }
 
 /// One environment variable; `value` may contain placeholders.
+// Names and values that ipc-run fixes (`IPC_RUN_ID`, `{run_dir}`, …) are
+// borrowed, not allocated for every instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct EnvVar {
     /// Variable name.
-    pub name: String,
+    pub name: Cow<'static, str>,
     /// Value template.
-    pub value: String,
+    pub value: Cow<'static, str>,
 }
 
 /// Readiness protocol of an instance.

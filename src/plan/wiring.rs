@@ -5,6 +5,7 @@
 //! counts them from 3 without gaps when nothing is pinned), then every other
 //! port that is handed over as an fd, in edge order.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::edges::ChannelDecl;
@@ -77,8 +78,10 @@ pub fn wire(
         }
     }
     drop(cursor);
-    let base_inherit_env: Vec<String> =
-        BASE_INHERITED_ENV.iter().map(|s| (*s).to_owned()).collect();
+    let base_inherit_env: Vec<Cow<'static, str>> = BASE_INHERITED_ENV
+        .iter()
+        .map(|s| Cow::Borrowed(*s))
+        .collect();
     let mut out = Vec::with_capacity(total);
     // Per-instance scratch space, reused.
     let mut taken: Vec<i32> = Vec::new();
@@ -202,8 +205,8 @@ pub fn wire(
                         None => description.to_owned(),
                     };
                     port_vars.push(EnvVar {
-                        name: env_name.to_owned(),
-                        value,
+                        name: env_name.to_owned().into(),
+                        value: value.into(),
                     });
                 }
             }
@@ -227,21 +230,21 @@ pub fn wire(
                 },
                 EnvVar {
                     name: "IPC_RUN_TOPOLOGY".into(),
-                    value: name.to_owned(),
+                    value: name.to_owned().into(),
                 },
                 EnvVar {
                     name: "IPC_RUN_PROCESS".into(),
-                    value: instance.clone(),
+                    value: instance.clone().into(),
                 },
             ]);
             if replicated {
                 env.push(EnvVar {
                     name: "IPC_RUN_REPLICA".into(),
-                    value: replica.to_string(),
+                    value: replica.to_string().into(),
                 });
                 env.push(EnvVar {
                     name: "IPC_RUN_REPLICAS".into(),
-                    value: process.instances.len().to_string(),
+                    value: process.instances.len().to_string().into(),
                 });
             }
             port_vars.sort_by(|a, b| a.name.cmp(&b.name));
@@ -254,11 +257,11 @@ pub fn wire(
                 });
                 env.push(EnvVar {
                     name: "LISTEN_FDS".into(),
-                    value: listen_count.to_string(),
+                    value: listen_count.to_string().into(),
                 });
                 env.push(EnvVar {
                     name: "LISTEN_FDNAMES".into(),
-                    value: listen_names,
+                    value: listen_names.into(),
                 });
             }
             match process.ready {
@@ -268,20 +271,20 @@ pub fn wire(
                 }),
                 Readiness::Fd { fd } => env.push(EnvVar {
                     name: "IPC_RUN_READY_FD".into(),
-                    value: fd.to_string(),
+                    value: fd.to_string().into(),
                 }),
                 Readiness::Started => {}
             }
             for (key, value) in &process.spec.env {
                 env.push(EnvVar {
-                    name: key.get_ref().clone(),
-                    value: value.get_ref().clone(),
+                    name: key.get_ref().clone().into(),
+                    value: value.get_ref().clone().into(),
                 });
             }
             let mut inherit_env = base_inherit_env.clone();
             for extra in &process.spec.inherit_env {
-                if !inherit_env.contains(extra.get_ref()) {
-                    inherit_env.push(extra.get_ref().clone());
+                if !inherit_env.iter().any(|name| name == extra.get_ref()) {
+                    inherit_env.push(extra.get_ref().clone().into());
                 }
             }
             let after = process
