@@ -243,3 +243,19 @@ fn shell_metacharacters_in_cmd_are_literal() {
     );
     insta::assert_snapshot!(plan::render::text(&planned.plan));
 }
+
+/// A topology without `name` is named after its file, in the plan and in
+/// every child's IPC_RUN_TOPOLOGY alike.
+#[test]
+fn unnamed_topology_takes_the_file_stem_everywhere() {
+    let text = "[process.a]\ncmd = [\"a\"]\n";
+    let topology = Topology::parse(Path::new("dir/web-stack.toml"), text.into()).expect("valid");
+    let planned = plan::plan(&topology, &Limits::default()).expect("valid");
+    assert_eq!(planned.plan.name, "web-stack");
+    let env = &planned.plan.processes[0].env;
+    let topology_var = env
+        .iter()
+        .find(|v| v.name == "IPC_RUN_TOPOLOGY")
+        .expect("IPC_RUN_TOPOLOGY is set");
+    assert_eq!(topology_var.value, "web-stack");
+}
