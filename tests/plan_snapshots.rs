@@ -31,6 +31,7 @@ fn limits_for(source: &str) -> Limits {
             let value: u64 = value.parse().expect("a number");
             match key {
                 "run_dir_len" => limits.run_dir_len.value = value,
+                "sysv_semmsl" => limits.sysv_semmsl.value = value,
                 other => panic!("unknown limit `{other}` in a #:limits line"),
             }
         }
@@ -202,6 +203,14 @@ fn oversized_file_is_refused_before_parsing() {
         panic!("a parse error expected, got {err}")
     };
     assert_eq!(diagnostic.code, "E0002");
+    // The size the file has, not the bytes read before refusing it.
+    assert!(
+        diagnostic
+            .message
+            .contains(&format!("the file is {} bytes", text.len())),
+        "{}",
+        diagnostic.message
+    );
     insta::assert_snapshot!(diagnostic.render("huge.toml", "", false));
 }
 

@@ -7,7 +7,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::model::{
-    ChannelPlan, Choice, End, EndpointPlan, Mechanism, NamedObject, ObjectKind, RUN_DIR, RUN_ID,
+    ChannelPlan, Choice, End, EndpointPlan, Mechanism, NamedObject, ObjectKind, RUN_DIR,
+    RUN_DIR_PCT, RUN_ID, percent_encode_into,
 };
 use super::processes::ProcessDecl;
 use super::select::{Traits, check_fit, choose};
@@ -601,6 +602,28 @@ fn plan_channel(
         }
         true
     };
+    // A System V semaphore set holds at most SEMMSL semaphores.
+    let sem_set_fits = |sink: &mut Sink, count: u64| -> bool {
+        let semmsl = &limits.sysv_semmsl;
+        if count <= semmsl.value {
+            return true;
+        }
+        let span = opt(|s| s.mechanism.as_ref().map(|m| m.span())).unwrap_or(input.span.clone());
+        sink.push(
+            limit_error(
+                "E0611",
+                format!(
+                    "edge `{id}` needs a System V semaphore set of {count}; a set on this host holds at most {}",
+                    semmsl.value
+                ),
+                span,
+                semmsl,
+                "semmsl",
+            )
+            .with_help("use posix-shm/posix-sem, or raise the first field of /proc/sys/kernel/sem"),
+        );
+        false
+    };
     let socket = traits.socket;
     let address = spec.and_then(|s| s.address.as_ref());
     let (mechanism, blocking, capacity) = match name {
@@ -768,6 +791,9 @@ fn plan_channel(
                 .and_then(|s| s.sync.as_ref())
                 .map(|s| *s.get_ref())
                 .unwrap_or(SyncKind::Semaphores);
+            if sync == SyncKind::Semaphores && !sem_set_fits(sink, 2) {
+                return None;
+            }
             object(ObjectKind::SysvShm, format!("{{sysv_id:{id}}}"));
             if sync == SyncKind::Semaphores {
                 object(ObjectKind::SysvSem, format!("{{sysv_sem_id:{id}}}"));
@@ -864,8 +890,12 @@ fn plan_channel(
                     None,
                 )
             } else {
+                let count = 1;
+                if !sem_set_fits(sink, u64::from(count)) {
+                    return None;
+                }
                 object(ObjectKind::SysvSem, format!("{{sysv_id:{id}}}"));
-                (Mechanism::SysvSem { count: 1, initial }, false, None)
+                (Mechanism::SysvSem { count, initial }, false, None)
             }
         }
         MechanismName::Signal => {
@@ -885,7 +915,7 @@ fn plan_channel(
                                 text.span(),
                                 "the receiver would be killed or stopped",
                             ))
-                            .with_help("use SIGUSR1, SIGUSR2 or a real-time signal"),
+                            .with_help("use SIGUSR1 or SIGUSR2 (real-time signals, SIGRTMIN+n, are not accepted)"),
                         );
                         return None;
                     }
@@ -1409,7 +1439,20 @@ fn push_rpc_url(out: &mut String, protocol: &str, transport: &str, address: &str
     let _ = match (protocol, transport) {
         ("grpc", "unix") => write!(out, "unix:{address}"),
         ("grpc", _) => write!(out, "{address}"),
-        ("http", "unix") => write!(out, "http+unix://{}", address.replace('/', "%2F")),
+        ("http", "unix") => {
+            // The socket path is the URL's host, percent-encoded whole; the
+            // run directory is encoded by the launcher when it fills it in.
+            out.push_str("http+unix://");
+            let rest = match address.strip_prefix(RUN_DIR) {
+                Some(rest) => {
+                    out.push_str(RUN_DIR_PCT);
+                    rest
+                }
+                None => address,
+            };
+            percent_encode_into(out, rest);
+            Ok(())
+        }
         ("http", _) => write!(out, "http://{address}"),
         ("dbus", "unix") => write!(out, "unix:path={address}"),
         ("dbus", _) => {

@@ -25,6 +25,7 @@ pub const PLAN_FORMAT_VERSION: u32 = 1;
 // |--------------------------|----------------------------------------------------|
 // | `{run_id}`               | the run id, 16 lowercase hex digits                |
 // | `{run_dir}`              | the private run directory                          |
+// | `{run_dir_pct}`          | the run directory percent-encoded for a URL        |
 // | `{pid}`                  | the child's own pid (only in `LISTEN_PID`)         |
 // | `{pid:<instance>}`       | the current pid of another instance                |
 // | `{port:<channel>}`       | the TCP/UDP port the kernel chose for a channel    |
@@ -35,6 +36,25 @@ pub const PLAN_FORMAT_VERSION: u32 = 1;
 pub const RUN_ID: &str = "{run_id}";
 /// Placeholder for the private run directory.
 pub const RUN_DIR: &str = "{run_dir}";
+/// Placeholder for the run directory percent-encoded as one URL component
+/// (every byte but `A-Z a-z 0-9 - . _ ~` as `%XX`, so `/` is `%2F`), for
+/// `http+unix://` URLs whose host is the socket path.
+pub const RUN_DIR_PCT: &str = "{run_dir_pct}";
+
+/// Appends `text` percent-encoded as one URL component: every byte but the
+/// unreserved `A-Z a-z 0-9 - . _ ~` becomes `%XX`.
+pub fn percent_encode_into(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+}
 
 /// A complete, validated plan.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -516,7 +536,8 @@ impl Mechanism {
 /// A cycle in the data graph and its verdict.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DataCycle {
-    /// Instances along the cycle; the first is repeated at the end.
+    /// Processes (declared names, not instances: every replica of a process
+    /// is on the same cycle) along the cycle; the first is repeated at the end.
     pub path: Vec<String>,
     /// Channel ids along the cycle.
     pub channels: Vec<String>,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::model::{Readiness, RestartPlan, SignalRef};
-use super::signals::{known, parse_signal};
+use super::signals::{FORWARDABLE, known, parse_signal};
 use super::{Limits, MAX_INSTANCES, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::topology::{ProcessSpec, Ready, RestartPolicy, Topology, check_name};
@@ -154,7 +154,7 @@ pub fn resolve<'a>(
         let mut forward_signals = Vec::new();
         for text in &spec.forward_signals {
             match parse_signal(text.get_ref()) {
-                Ok(signal) if matches!(signal.name, "SIGHUP" | "SIGUSR1" | "SIGUSR2" | "SIGWINCH") => forward_signals.push(signal),
+                Ok(signal) if FORWARDABLE.contains(&signal.name) => forward_signals.push(signal),
                 Ok(signal) => sink.push(
                     Diagnostic::error("E0706", format!("{} cannot be forwarded", signal.name))
                         .with_label(Label::primary(text.span(), "not a forwardable signal"))
