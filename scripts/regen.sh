@@ -23,7 +23,7 @@ for arg in "$@"; do
 done
 
 cargo build --release --locked --quiet --bin ipc-run
-bin=target/release/ipc-run
+bin="${CARGO_TARGET_DIR:-target}/release/ipc-run"
 
 stale=0
 for kind in topology plan; do

@@ -31,6 +31,7 @@ fn limits_for(source: &str) -> Limits {
             let value: u64 = value.parse().expect("a number");
             match key {
                 "run_dir_len" => limits.run_dir_len.value = value,
+                "sysv_semmsl" => limits.sysv_semmsl.value = value,
                 other => panic!("unknown limit `{other}` in a #:limits line"),
             }
         }
@@ -202,6 +203,14 @@ fn oversized_file_is_refused_before_parsing() {
         panic!("a parse error expected, got {err}")
     };
     assert_eq!(diagnostic.code, "E0002");
+    // The size the file has, not the bytes read before refusing it.
+    assert!(
+        diagnostic
+            .message
+            .contains(&format!("the file is {} bytes", text.len())),
+        "{}",
+        diagnostic.message
+    );
     insta::assert_snapshot!(diagnostic.render("huge.toml", "", false));
 }
 
@@ -242,4 +251,20 @@ fn shell_metacharacters_in_cmd_are_literal() {
         serde_json::json!(["a; rm -rf ~ $(id)"])
     );
     insta::assert_snapshot!(plan::render::text(&planned.plan));
+}
+
+/// A topology without `name` is named after its file, in the plan and in
+/// every child's IPC_RUN_TOPOLOGY alike.
+#[test]
+fn unnamed_topology_takes_the_file_stem_everywhere() {
+    let text = "[process.a]\ncmd = [\"a\"]\n";
+    let topology = Topology::parse(Path::new("dir/web-stack.toml"), text.into()).expect("valid");
+    let planned = plan::plan(&topology, &Limits::default()).expect("valid");
+    assert_eq!(planned.plan.name, "web-stack");
+    let env = &planned.plan.processes[0].env;
+    let topology_var = env
+        .iter()
+        .find(|v| v.name == "IPC_RUN_TOPOLOGY")
+        .expect("IPC_RUN_TOPOLOGY is set");
+    assert_eq!(topology_var.value, "web-stack");
 }

@@ -6,6 +6,7 @@
 # usage: bench/plan/run.sh [ROUNDS]        (default 7)
 #   SIZES="1000 10000" bench/plan/run.sh 3  to pick sizes (multiples of 10)
 #   BENCH_DIR=/some/dir                      to keep the generated files
+#   CARGO_TARGET_DIR is honoured for the build and the binaries run
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -16,9 +17,11 @@ mkdir -p "$dir"
 
 echo "== build" >&2
 cargo build --release --locked --quiet --bin ipc-run --example gen_topology --example parse_only
-bin=target/release
-ipc_run="$PWD/$bin/ipc-run"
-parse_only="$PWD/$bin/examples/parse_only"
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+bin="$target/release"
+ipc_run="$bin/ipc-run"
+parse_only="$bin/examples/parse_only"
 
 echo "== generate into $dir" >&2
 size_args=()

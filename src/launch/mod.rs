@@ -472,7 +472,7 @@ impl Launched {
                 listen_pid = true;
                 continue;
             }
-            env.set(var.name.as_str(), self.values.fill(&var.value)?);
+            env.set(var.name.as_ref(), self.values.fill(&var.value)?);
         }
         let path_var = env.get("PATH").map(|p| p.to_owned());
         let argv0 = process.argv.first().cloned().unwrap_or_default();

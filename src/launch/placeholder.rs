@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `{run_id}` | the run id, 16 lowercase hex digits |
 //! | `{run_dir}` | the run directory's absolute path |
+//! | `{run_dir_pct}` | the run directory percent-encoded as one URL component (`/` as `%2F`), for `http+unix://` URLs |
 //! | `{pid:INSTANCE}` | pid of the instance's current process (signal edges) |
 //! | `{port:CHANNEL}` | port the kernel bound for a TCP/UDP/RPC-over-TCP channel |
 //! | `{sysv_id:CHANNEL}` | id of a System V channel's object |
@@ -69,6 +70,11 @@ impl Values {
         let value = match inner.split_once(':') {
             None if inner == "run_id" => self.run_id.clone(),
             None if inner == "run_dir" => self.run_dir.clone(),
+            None if inner == "run_dir_pct" => {
+                let mut encoded = String::with_capacity(self.run_dir.len() * 3);
+                crate::plan::percent_encode_into(&mut encoded, &self.run_dir);
+                encoded
+            }
             Some(("pid", instance)) => self
                 .pids
                 .get(instance)
@@ -125,6 +131,60 @@ mod tests {
             "/run/x/a-0123456789abcdef pid=42 port=8080 id=7"
         );
         assert_eq!(v.fill(r#"{"a":1} {x} {"#).unwrap(), r#"{"a":1} {x} {"#);
+    }
+
+    #[test]
+    fn run_dir_pct_makes_an_http_unix_url_whole() {
+        let v = Values {
+            run_dir: "/run/user/1000/ipc-run/0123456789abcdef".into(),
+            ..Values::default()
+        };
+        // As the planner writes the url of an http rpc edge `api`.
+        assert_eq!(
+            v.fill("http+unix://{run_dir_pct}%2Fapi.sock").unwrap(),
+            "http+unix://%2Frun%2Fuser%2F1000%2Fipc-run%2F0123456789abcdef%2Fapi.sock"
+        );
+        let odd = Values {
+            run_dir: "/tmp/a b%c/x".into(),
+            ..Values::default()
+        };
+        assert_eq!(odd.fill("{run_dir_pct}").unwrap(), "%2Ftmp%2Fa%20b%25c%2Fx");
+    }
+
+    #[test]
+    fn http_unix_url_of_a_plan_encodes_the_filled_socket_path() {
+        let text = "[process.api]\ncmd = [\"a\"]\n[process.client]\ncmd = [\"c\"]\n\
+                    [[edge]]\nname = \"api\"\nfrom = \"client.api\"\nto = \"api.api\"\n\
+                    traffic = \"request\"\nprotocol = \"http\"\n";
+        let topology =
+            crate::topology::Topology::parse(std::path::Path::new("t.toml"), text.into())
+                .expect("valid");
+        let planned = crate::plan::plan(&topology, &crate::plan::Limits::default()).expect("valid");
+        let client = &planned.plan.processes[1];
+        let var = client
+            .env
+            .iter()
+            .find(|v| v.name == "IPC_PORT_API")
+            .expect("the client's port variable");
+        let v = Values {
+            run_dir: "/run/user/1000/ipc-run/0123456789abcdef".into(),
+            ..Values::default()
+        };
+        let filled = v.fill(&var.value).unwrap();
+        let field = |key: &str| {
+            filled
+                .split(' ')
+                .find_map(|kv| kv.strip_prefix(key))
+                .expect(key)
+                .to_owned()
+        };
+        let mut expected = String::from("http+unix://");
+        crate::plan::percent_encode_into(&mut expected, &field("address="));
+        assert_eq!(field("url="), expected);
+        assert_eq!(
+            expected,
+            "http+unix://%2Frun%2Fuser%2F1000%2Fipc-run%2F0123456789abcdef%2Fapi.sock"
+        );
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl Env {
             env.set(name.clone(), value.clone());
         }
         for inherit in &process.inherit_env {
-            if let Some((name, value)) = base.iter().find(|(n, _)| n == inherit.as_str()) {
+            if let Some((name, value)) = base.iter().find(|(n, _)| n == inherit.as_ref()) {
                 env.set(name.clone(), value.clone());
             }
         }

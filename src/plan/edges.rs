@@ -2,12 +2,13 @@
 //! mechanism chosen (or the named one checked), host limits applied, and the
 //! channel's named objects and per-port descriptions decided.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::model::{
-    ChannelPlan, Choice, End, EndpointPlan, Mechanism, NamedObject, ObjectKind, RUN_DIR, RUN_ID,
-    SignalRef,
+    ChannelPlan, Choice, End, EndpointPlan, Mechanism, NamedObject, ObjectKind, RUN_DIR,
+    RUN_DIR_PCT, RUN_ID, percent_encode_into,
 };
 use super::processes::ProcessDecl;
 use super::select::{Traits, check_fit, choose};
@@ -15,12 +16,12 @@ use super::signals::{known, parse_signal};
 use super::{Limits, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::topology::{
-    Delivery, EdgeSpec, Endpoint, EndpointTarget, MechanismName, SocketType, Spanned, SyncKind,
+    Delivery, EdgeSpec, EndpointRef, EndpointTarget, MechanismName, SocketType, Spanned, SyncKind,
     Topology, Traffic, check_name,
 };
 
-/// Processes by name, for lookups that must not scan the whole list.
-type ByName<'p, 'a> = HashMap<&'p str, &'p ProcessDecl<'a>>;
+/// Process indices by name, for lookups that must not scan the whole list.
+type ByName<'p> = HashMap<&'p str, usize>;
 
 /// Listen backlog of every listener.
 pub const LISTEN_BACKLOG: u32 = 128;
@@ -36,25 +37,65 @@ pub struct ChannelDecl {
     pub span: Span,
     /// Every port of an instance this channel touches.
     pub ports: Vec<PortEnd>,
+    /// Value of the `IPC_PORT_*` variable of a `from` port and of a `to`
+    /// port, without the fd (added in wiring): the same for every port on a
+    /// side.
+    pub descriptions: [String; 2],
 }
 
-/// One port of one instance on a channel.
+impl ChannelDecl {
+    /// The plan's endpoint of a port end.
+    fn endpoint(&self, end: &PortEnd) -> &EndpointPlan {
+        let side = if end.is_reader {
+            &self.plan.to
+        } else {
+            &self.plan.from
+        };
+        &side[end.slot]
+    }
+
+    /// The port name and its `IPC_PORT_*` variable name.
+    pub fn port(&self, end: &PortEnd) -> (&str, &str) {
+        match self.endpoint(end) {
+            EndpointPlan::Port { port, env, .. } => (port, env),
+            _ => unreachable!("port ends point at port endpoints"),
+        }
+    }
+
+    /// The `IPC_PORT_*` value of a port end, without its fd.
+    pub fn description(&self, end: &PortEnd) -> &str {
+        &self.descriptions[usize::from(end.is_reader)]
+    }
+
+    /// Records the fd a port end gets in the plan.
+    pub fn set_fd(&mut self, end: &PortEnd, fd: Option<i32>) {
+        let side = if end.is_reader {
+            &mut self.plan.to
+        } else {
+            &mut self.plan.from
+        };
+        if let EndpointPlan::Port { fd: slot, .. } = &mut side[end.slot] {
+            *slot = fd;
+        }
+    }
+}
+
+/// One port of one instance on a channel. Names are looked up by index: the
+/// process in the planner's process list, the port in the channel's plan.
 #[derive(Debug, Clone)]
 pub struct PortEnd {
-    /// Declared process name.
-    pub process: String,
-    /// Instance name.
-    pub instance: String,
-    /// Port name.
-    pub port: String,
+    /// Index of the declared process.
+    pub process: usize,
+    /// Index of the instance among the process's instances.
+    pub replica: usize,
+    /// Index of its endpoint in the plan's `from` (or `to`, for readers).
+    pub slot: usize,
     /// The end it holds.
     pub end: End,
     /// Whether the child gets an fd for it.
     pub needs_fd: bool,
     /// Whether that fd is a listening socket (systemd `LISTEN_FDS` order).
     pub listener: bool,
-    /// Value of its `IPC_PORT_*` variable, without the fd (added in wiring).
-    pub description: String,
     /// Where the endpoint is written.
     pub span: Span,
     /// The channel writes into this process (it is on the `to` side).
@@ -63,41 +104,48 @@ pub struct PortEnd {
 
 /// One endpoint as written, resolved.
 #[derive(Debug, Clone)]
-struct Resolved {
-    endpoint: Endpoint,
+struct Resolved<'a> {
+    endpoint: EndpointRef<'a>,
     span: Span,
-    port: Option<String>,
+    /// Index of the process, for a process endpoint.
+    process: Option<usize>,
+    port: Option<&'a str>,
 }
 
 struct EdgeInput<'a> {
     id: String,
     id_span: Option<Span>,
     spec: Option<&'a EdgeSpec>,
-    from: Vec<Spanned<String>>,
-    to: Vec<Spanned<String>>,
+    from: &'a [Spanned<String>],
+    to: &'a [Spanned<String>],
     span: Span,
 }
 
 /// Resolves, checks and plans every edge.
-pub fn resolve(
-    topology: &Topology,
+pub fn resolve<'a>(
+    topology: &'a Topology,
     limits: &Limits,
     processes: &[ProcessDecl<'_>],
     sink: &mut Sink,
 ) -> Vec<ChannelDecl> {
     let inputs = collect_inputs(topology, sink);
-    let by_name: ByName<'_, '_> = processes.iter().map(|p| (p.name.as_str(), p)).collect();
-    let mut used: BTreeMap<(String, String), (String, Span)> = BTreeMap::new();
-    let mut channels = Vec::new();
+    let by_name: ByName<'_> = processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    // (process index, port) -> (index of the edge using it, where).
+    let mut used: HashMap<(usize, &str), (usize, Span)> = HashMap::with_capacity(inputs.len() * 2);
+    let mut channels = Vec::with_capacity(inputs.len());
     let mut posix_queues = 0u64;
-    for input in &inputs {
+    for (index, input) in inputs.iter().enumerate() {
         let traffic = input
             .spec
             .and_then(|s| s.traffic.as_ref())
             .map(|t| *t.get_ref())
             .unwrap_or_default();
         let resolve_side =
-            |items: &[Spanned<String>], is_from: bool, sink: &mut Sink| -> Vec<Resolved> {
+            |items: &'a [Spanned<String>], is_from: bool, sink: &mut Sink| -> Vec<Resolved<'a>> {
                 items
                     .iter()
                     .filter_map(|item| {
@@ -105,8 +153,8 @@ pub fn resolve(
                     })
                     .collect()
             };
-        let from = resolve_side(&input.from, true, sink);
-        let to = resolve_side(&input.to, false, sink);
+        let from = resolve_side(input.from, true, sink);
+        let to = resolve_side(input.to, false, sink);
         if from.len() != input.from.len() || to.len() != input.to.len() {
             continue;
         }
@@ -137,10 +185,12 @@ pub fn resolve(
         let mut ok = true;
         for (side, list) in [(true, &from), (false, &to)] {
             for r in list.iter() {
-                if let (Endpoint::Process { process, .. }, Some(port)) = (&r.endpoint, &r.port) {
-                    let key = (process.clone(), port.clone());
-                    if let Some((other_edge, other_span)) = used.get(&key) {
-                        let same = other_edge == &input.id;
+                if let (EndpointRef::Process { process, .. }, Some(index_of), Some(port)) =
+                    (r.endpoint, r.process, r.port)
+                {
+                    if let Some((other, other_span)) = used.get(&(index_of, port)) {
+                        let other_edge = &inputs[*other].id;
+                        let same = *other == index;
                         sink.push(
                             Diagnostic::error("E0201", format!("port `{process}.{port}` is used by {}", if same { "both sides of one edge".to_owned() } else { format!("two edges, `{other_edge}` and `{}`", input.id) }))
                                 .with_label(Label::primary(r.span.clone(), format!("used here by `{}`", input.id)))
@@ -149,7 +199,7 @@ pub fn resolve(
                         );
                         ok = false;
                     } else {
-                        used.insert(key, (input.id.clone(), r.span.clone()));
+                        used.insert((index_of, port), (index, r.span.clone()));
                     }
                     if !check_stdio_direction(process, port, side, r, input, sink) {
                         ok = false;
@@ -166,7 +216,7 @@ pub fn resolve(
             &from,
             &to,
             limits,
-            &by_name,
+            processes,
             &mut posix_queues,
             sink,
         ) {
@@ -194,9 +244,9 @@ pub fn resolve(
         }
         sink.push(diagnostic);
     }
-    for process in processes {
+    for (index, process) in processes.iter().enumerate() {
         for (port, declared) in &process.ports {
-            if !used.contains_key(&(process.name.clone(), port.clone())) {
+            if !used.contains_key(&(index, port.as_str())) {
                 sink.push(
                     Diagnostic::warning(
                         "W0101",
@@ -214,8 +264,7 @@ pub fn resolve(
 }
 
 fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<'a>> {
-    let mut inputs = Vec::new();
-    let mut ids: BTreeMap<String, Option<Span>> = BTreeMap::new();
+    let mut inputs = Vec::with_capacity(topology.file.edge.len() + topology.file.pipeline.len());
     for (index, spec) in topology.file.edge.iter().enumerate() {
         let (id, id_span) = match &spec.name {
             Some(name) => {
@@ -238,8 +287,8 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
             id,
             id_span,
             spec: Some(spec),
-            from: spec.from.get_ref().0.clone(),
-            to: spec.to.get_ref().0.clone(),
+            from: &spec.from.get_ref().0,
+            to: &spec.to.get_ref().0,
             span,
         });
     }
@@ -249,8 +298,8 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
             id: format!("pipeline{index}"),
             id_span: None,
             spec: None,
-            from: vec![pair[0].clone()],
-            to: vec![pair[1].clone()],
+            from: std::slice::from_ref(&pair[0]),
+            to: std::slice::from_ref(&pair[1]),
             span,
         });
     }
@@ -261,8 +310,9 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
                 .with_label(Label::primary(only.span(), "only one stage")),
         );
     }
+    let mut ids: HashMap<&str, Option<Span>> = HashMap::with_capacity(inputs.len());
     for input in &inputs {
-        match ids.get(&input.id) {
+        match ids.get(input.id.as_str()) {
             Some(previous) => {
                 let mut diagnostic =
                     Diagnostic::error("E0105", format!("two edges are named `{}`", input.id));
@@ -280,7 +330,7 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
             }
             None => {
                 ids.insert(
-                    input.id.clone(),
+                    &input.id,
                     input.id_span.clone().or(Some(input.span.clone())),
                 );
             }
@@ -289,17 +339,17 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
     inputs
 }
 
-fn resolve_endpoint(
-    item: &Spanned<String>,
+fn resolve_endpoint<'a>(
+    item: &'a Spanned<String>,
     is_from: bool,
     traffic: Traffic,
-    input: &EdgeInput<'_>,
-    by_name: &ByName<'_, '_>,
+    input: &EdgeInput<'a>,
+    by_name: &ByName<'_>,
     processes: &[ProcessDecl<'_>],
     sink: &mut Sink,
-) -> Option<Resolved> {
+) -> Option<Resolved<'a>> {
     let span = item.span();
-    let endpoint = match Endpoint::parse(item.get_ref()) {
+    let endpoint = match EndpointRef::parse(item.get_ref()) {
         Ok(endpoint) => endpoint,
         Err(why) => {
             sink.push(
@@ -312,8 +362,8 @@ fn resolve_endpoint(
             return None;
         }
     };
-    match &endpoint {
-        Endpoint::Own(EndpointTarget::Stdin) if !is_from => {
+    match endpoint {
+        EndpointRef::Own(EndpointTarget::Stdin) if !is_from => {
             sink.push(
                 Diagnostic::error("E0308", "@stdin can only be a source")
                     .with_label(Label::primary(span, "ipc-run's stdin is read, not written"))
@@ -321,7 +371,7 @@ fn resolve_endpoint(
             );
             None
         }
-        Endpoint::Own(EndpointTarget::Stdout) if is_from => {
+        EndpointRef::Own(EndpointTarget::Stdout) if is_from => {
             sink.push(
                 Diagnostic::error("E0308", "@stdout can only be a sink")
                     .with_label(Label::primary(
@@ -332,13 +382,14 @@ fn resolve_endpoint(
             );
             None
         }
-        Endpoint::Own(_) | Endpoint::External => Some(Resolved {
+        EndpointRef::Own(_) | EndpointRef::External => Some(Resolved {
             endpoint,
             span,
+            process: None,
             port: None,
         }),
-        Endpoint::Process { process, port } => {
-            if !by_name.contains_key(process.as_str()) {
+        EndpointRef::Process { process, port } => {
+            let Some(&index) = by_name.get(process) else {
                 let mut known: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
                 known.truncate(12);
                 let mut diagnostic = Diagnostic::error(
@@ -352,12 +403,18 @@ fn resolve_endpoint(
                 }
                 sink.push(diagnostic);
                 return None;
-            }
+            };
             let port = match (port, traffic) {
-                (Some(port), _) => port.clone(),
-                (None, Traffic::Stream) => if is_from { "stdout" } else { "stdin" }.to_owned(),
+                (Some(port), _) => port,
+                (None, Traffic::Stream) => {
+                    if is_from {
+                        "stdout"
+                    } else {
+                        "stdin"
+                    }
+                }
                 (None, _) => match input.spec.and_then(|s| s.name.as_ref()) {
-                    Some(name) => name.get_ref().clone(),
+                    Some(name) => name.get_ref().as_str(),
                     None => {
                         sink.push(
                             Diagnostic::error("E0103", format!("endpoint `{process}` needs a port for non-stream traffic"))
@@ -371,6 +428,7 @@ fn resolve_endpoint(
             Some(Resolved {
                 endpoint,
                 span,
+                process: Some(index),
                 port: Some(port),
             })
         }
@@ -422,23 +480,17 @@ fn check_stdio_direction(
 fn plan_channel(
     input: &EdgeInput<'_>,
     traffic: Traffic,
-    from: &[Resolved],
-    to: &[Resolved],
+    from: &[Resolved<'_>],
+    to: &[Resolved<'_>],
     limits: &Limits,
-    processes: &ByName<'_, '_>,
+    processes: &[ProcessDecl<'_>],
     posix_queues: &mut u64,
     sink: &mut Sink,
 ) -> Option<ChannelDecl> {
     let spec = input.spec;
     let opt = |f: fn(&EdgeSpec) -> Option<Span>| spec.and_then(f);
-    let instances = |r: &Resolved| -> usize {
-        match &r.endpoint {
-            Endpoint::Process { process, .. } => processes
-                .get(process.as_str())
-                .map_or(1, |p| p.instances.len()),
-            _ => 1,
-        }
-    };
+    let instances =
+        |r: &Resolved<'_>| -> usize { r.process.map_or(1, |p| processes[p].instances.len()) };
     let message_size = spec
         .and_then(|s| s.message_size.as_ref())
         .map(|v| v.get_ref().0);
@@ -464,11 +516,11 @@ fn plan_channel(
         external: from
             .iter()
             .chain(to)
-            .any(|r| matches!(r.endpoint, Endpoint::External)),
+            .any(|r| matches!(r.endpoint, EndpointRef::External)),
         own_stream: from
             .iter()
             .chain(to)
-            .any(|r| matches!(r.endpoint, Endpoint::Own(_))),
+            .any(|r| matches!(r.endpoint, EndpointRef::Own(_))),
         message_size,
         depth,
         size,
@@ -532,7 +584,7 @@ fn plan_channel(
     check_options_apply(name, &traits, input, sink);
     let mode = parse_mode(spec, sink)?;
     let id = input.id.clone();
-    let posix_name = format!("/ipc-run.{RUN_ID}.{id}");
+    let posix_name = || format!("/ipc-run.{RUN_ID}.{id}");
     let run_path = |suffix: &str| format!("{RUN_DIR}/{id}.{suffix}");
     let mut objects = Vec::new();
     let mut object =
@@ -550,12 +602,37 @@ fn plan_channel(
         }
         true
     };
+    // A System V semaphore set holds at most SEMMSL semaphores.
+    let sem_set_fits = |sink: &mut Sink, count: u64| -> bool {
+        let semmsl = &limits.sysv_semmsl;
+        if count <= semmsl.value {
+            return true;
+        }
+        let span = opt(|s| s.mechanism.as_ref().map(|m| m.span())).unwrap_or(input.span.clone());
+        sink.push(
+            limit_error(
+                "E0611",
+                format!(
+                    "edge `{id}` needs a System V semaphore set of {count}; a set on this host holds at most {}",
+                    semmsl.value
+                ),
+                span,
+                semmsl,
+                "semmsl",
+            )
+            .with_help("use posix-shm/posix-sem, or raise the first field of /proc/sys/kernel/sem"),
+        );
+        false
+    };
     let socket = traits.socket;
     let address = spec.and_then(|s| s.address.as_ref());
     let (mechanism, blocking, capacity) = match name {
         MechanismName::Auto => unreachable_auto(),
         MechanismName::Pipe if traits.own_stream => {
-            let stream = if from.iter().any(|r| matches!(r.endpoint, Endpoint::Own(_))) {
+            let stream = if from
+                .iter()
+                .any(|r| matches!(r.endpoint, EndpointRef::Own(_)))
+            {
                 "stdin"
             } else {
                 "stdout"
@@ -675,6 +752,7 @@ fn plan_channel(
                 .and_then(|s| s.sync.as_ref())
                 .map(|s| *s.get_ref())
                 .unwrap_or(SyncKind::Semaphores);
+            let posix_name = posix_name();
             object(ObjectKind::PosixShm, posix_name.clone());
             let semaphores = if sync == SyncKind::Semaphores {
                 let names = vec![format!("{posix_name}.lock"), format!("{posix_name}.ready")];
@@ -687,7 +765,7 @@ fn plan_channel(
             };
             (
                 Mechanism::PosixShm {
-                    name: posix_name.clone(),
+                    name: posix_name,
                     size,
                     semaphores,
                 },
@@ -713,6 +791,9 @@ fn plan_channel(
                 .and_then(|s| s.sync.as_ref())
                 .map(|s| *s.get_ref())
                 .unwrap_or(SyncKind::Semaphores);
+            if sync == SyncKind::Semaphores && !sem_set_fits(sink, 2) {
+                return None;
+            }
             object(ObjectKind::SysvShm, format!("{{sysv_id:{id}}}"));
             if sync == SyncKind::Semaphores {
                 object(ObjectKind::SysvSem, format!("{{sysv_sem_id:{id}}}"));
@@ -738,10 +819,11 @@ fn plan_channel(
                 return None;
             }
             *posix_queues += 1;
+            let posix_name = posix_name();
             object(ObjectKind::PosixMq, posix_name.clone());
             (
                 Mechanism::PosixMq {
-                    name: posix_name.clone(),
+                    name: posix_name,
                     depth,
                     message_size,
                 },
@@ -797,18 +879,23 @@ fn plan_channel(
                 }
             };
             if name == MechanismName::PosixSem {
+                let posix_name = posix_name();
                 object(ObjectKind::PosixSem, posix_name.clone());
                 (
                     Mechanism::PosixSem {
-                        name: posix_name.clone(),
+                        name: posix_name,
                         initial,
                     },
                     false,
                     None,
                 )
             } else {
+                let count = 1;
+                if !sem_set_fits(sink, u64::from(count)) {
+                    return None;
+                }
                 object(ObjectKind::SysvSem, format!("{{sysv_id:{id}}}"));
-                (Mechanism::SysvSem { count: 1, initial }, false, None)
+                (Mechanism::SysvSem { count, initial }, false, None)
             }
         }
         MechanismName::Signal => {
@@ -828,7 +915,7 @@ fn plan_channel(
                                 text.span(),
                                 "the receiver would be killed or stopped",
                             ))
-                            .with_help("use SIGUSR1, SIGUSR2 or a real-time signal"),
+                            .with_help("use SIGUSR1 or SIGUSR2 (real-time signals, SIGRTMIN+n, are not accepted)"),
                         );
                         return None;
                     }
@@ -901,49 +988,53 @@ fn plan_channel(
         );
     }
     let (from_ends, to_ends) = ends_of(&mechanism, traits.duplex);
-    let mut ports = Vec::new();
-    let mut plan_from = Vec::new();
-    let mut plan_to = Vec::new();
+    let mut ports = Vec::with_capacity(traits.writers + traits.readers);
+    let mut plan_from = Vec::with_capacity(traits.writers);
+    let mut plan_to = Vec::with_capacity(traits.readers);
+    let mut descriptions = [String::new(), String::new()];
     for (list, end, is_reader, out) in [
         (from, from_ends, false, &mut plan_from),
         (to, to_ends, true, &mut plan_to),
     ] {
+        let (needs_fd, listener) = fd_need(&mechanism, end);
         for r in list {
-            match &r.endpoint {
-                Endpoint::Own(EndpointTarget::Stdin) => out.push(EndpointPlan::Own {
+            match (r.endpoint, r.process, r.port) {
+                (EndpointRef::Own(EndpointTarget::Stdin), ..) => out.push(EndpointPlan::Own {
                     stream: "stdin".into(),
                 }),
-                Endpoint::Own(EndpointTarget::Stdout) => out.push(EndpointPlan::Own {
+                (EndpointRef::Own(EndpointTarget::Stdout), ..) => out.push(EndpointPlan::Own {
                     stream: "stdout".into(),
                 }),
-                Endpoint::External => out.push(EndpointPlan::External),
-                Endpoint::Process { process, .. } => {
-                    let port = r.port.clone().unwrap_or_default();
-                    let decl = processes
-                        .get(process.as_str())
-                        .expect("resolved endpoints name declared processes");
-                    for instance in &decl.instances {
-                        let (needs_fd, listener) = fd_need(&mechanism, end);
-                        let description = describe(&mechanism, &id, end, to, processes);
-                        out.push(EndpointPlan::Port {
-                            process: instance.clone(),
-                            port: port.clone(),
-                            end,
-                            fd: None,
-                            env: port_env_name(&port),
-                        });
+                (EndpointRef::External, ..) => out.push(EndpointPlan::External),
+                (EndpointRef::Process { .. }, Some(process), port) => {
+                    let port = port.unwrap_or_default();
+                    let env = port_env_name(port);
+                    let description = &mut descriptions[usize::from(is_reader)];
+                    if description.is_empty() {
+                        *description = describe(&mechanism, &id, end, to, processes);
+                    }
+                    for (replica, instance) in processes[process].instances.iter().enumerate() {
                         ports.push(PortEnd {
-                            process: process.clone(),
-                            instance: instance.clone(),
-                            port: port.clone(),
+                            process,
+                            replica,
+                            slot: out.len(),
                             end,
                             needs_fd,
                             listener,
-                            description,
                             span: r.span.clone(),
                             is_reader,
                         });
+                        out.push(EndpointPlan::Port {
+                            process: instance.clone(),
+                            port: port.to_owned(),
+                            end,
+                            fd: None,
+                            env: env.clone(),
+                        });
                     }
+                }
+                (EndpointRef::Process { .. }, None, _) => {
+                    unreachable!("resolved process endpoints carry their index")
                 }
             }
         }
@@ -967,6 +1058,7 @@ fn plan_channel(
         },
         span: input.span.clone(),
         ports,
+        descriptions,
     })
 }
 
@@ -1203,7 +1295,13 @@ fn fd_need(mechanism: &Mechanism, end: End) -> (bool, bool) {
 
 /// The environment variable that describes a port.
 pub fn port_env_name(port: &str) -> String {
-    format!("IPC_PORT_{}", port.to_ascii_uppercase().replace('-', "_"))
+    let mut name = String::with_capacity("IPC_PORT_".len() + port.len());
+    name.push_str("IPC_PORT_");
+    name.extend(port.chars().map(|c| match c {
+        '-' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+    name
 }
 
 fn end_name(end: End) -> &'static str {
@@ -1223,87 +1321,86 @@ fn describe(
     mechanism: &Mechanism,
     id: &str,
     end: End,
-    to: &[Resolved],
-    processes: &ByName<'_, '_>,
+    to: &[Resolved<'_>],
+    processes: &[ProcessDecl<'_>],
 ) -> String {
-    let mut pairs = vec![
-        format!("kind={}", mechanism.name()),
-        format!("channel={id}"),
-        format!("end={}", end_name(end)),
-    ];
-    match mechanism {
-        Mechanism::Inherit { .. } | Mechanism::Pipe { .. } => {}
-        Mechanism::Fifo { path, .. } => pairs.push(format!("path={path}")),
-        Mechanism::Socketpair { socket } => pairs.push(format!("socket={}", socket.as_str())),
+    let mut out = String::with_capacity(96);
+    // Writing into a String cannot fail.
+    let _ = write!(
+        out,
+        "kind={} channel={id} end={}",
+        mechanism.name(),
+        end_name(end)
+    );
+    let _ = match mechanism {
+        Mechanism::Inherit { .. } | Mechanism::Pipe { .. } => Ok(()),
+        Mechanism::Fifo { path, .. } => write!(out, " path={path}"),
+        Mechanism::Socketpair { socket } => write!(out, " socket={}", socket.as_str()),
         Mechanism::UnixListener { socket, path, .. } => {
-            pairs.push(format!("socket={}", socket.as_str()));
-            pairs.push(format!("path={path}"));
+            write!(out, " socket={} path={path}", socket.as_str())
         }
         Mechanism::Tcp { bind, .. } | Mechanism::Udp { bind } => {
-            pairs.push(format!("address={}", ip_address(bind, id)))
+            out.push_str(" address=");
+            push_ip_address(&mut out, bind, id);
+            Ok(())
         }
         Mechanism::PosixShm {
             name,
             size,
             semaphores,
         } => {
-            pairs.push(format!("name={name}"));
-            pairs.push(format!("size={size}"));
-            if let [lock, ready] = semaphores.as_slice() {
-                pairs.push(format!("lock={lock}"));
-                pairs.push(format!("ready={ready}"));
+            let _ = write!(out, " name={name} size={size}");
+            match semaphores.as_slice() {
+                [lock, ready] => write!(out, " lock={lock} ready={ready}"),
+                _ => Ok(()),
             }
         }
         Mechanism::SysvShm {
             size,
             semaphore_set,
         } => {
-            pairs.push(format!("id={{sysv_id:{id}}}"));
-            pairs.push(format!("size={size}"));
+            let _ = write!(out, " id={{sysv_id:{id}}} size={size}");
             if *semaphore_set {
-                pairs.push(format!("sem_id={{sysv_sem_id:{id}}}"));
+                write!(out, " sem_id={{sysv_sem_id:{id}}}")
+            } else {
+                Ok(())
             }
         }
         Mechanism::PosixMq {
             name,
             depth,
             message_size,
-        } => {
-            pairs.push(format!("name={name}"));
-            pairs.push(format!("depth={depth}"));
-            pairs.push(format!("message_size={message_size}"));
-        }
+        } => write!(
+            out,
+            " name={name} depth={depth} message_size={message_size}"
+        ),
         Mechanism::SysvMq {
             queue_bytes,
             message_size,
-        } => {
-            pairs.push(format!("id={{sysv_id:{id}}}"));
-            pairs.push(format!("queue_bytes={queue_bytes}"));
-            pairs.push(format!("message_size={message_size}"));
-        }
-        Mechanism::PosixSem { name, initial } => {
-            pairs.push(format!("name={name}"));
-            pairs.push(format!("initial={initial}"));
-        }
+        } => write!(
+            out,
+            " id={{sysv_id:{id}}} queue_bytes={queue_bytes} message_size={message_size}"
+        ),
+        Mechanism::PosixSem { name, initial } => write!(out, " name={name} initial={initial}"),
         Mechanism::SysvSem { count, initial } => {
-            pairs.push(format!("id={{sysv_id:{id}}}"));
-            pairs.push(format!("count={count}"));
-            pairs.push(format!("initial={initial}"));
+            write!(out, " id={{sysv_id:{id}}} count={count} initial={initial}")
         }
         Mechanism::Signal { signal } => {
-            pairs.push(format!("signal={}", signal_name(signal)));
-            pairs.push(format!("signo={}", signal.number));
+            let _ = write!(out, " signal={} signo={}", signal.name, signal.number);
             if end == End::Send {
-                let targets: Vec<String> = to
+                out.push_str(" pid=");
+                let targets = to
                     .iter()
-                    .filter_map(|r| match &r.endpoint {
-                        Endpoint::Process { process, .. } => processes.get(process.as_str()),
-                        _ => None,
-                    })
-                    .flat_map(|p| p.instances.iter().map(|i| format!("{{pid:{i}}}")))
-                    .collect();
-                pairs.push(format!("pid={}", targets.join(",")));
+                    .filter_map(|r| r.process)
+                    .flat_map(|p| processes[p].instances.iter());
+                for (i, instance) in targets.enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{{pid:{instance}}}");
+                }
             }
+            Ok(())
         }
         Mechanism::Rpc {
             protocol,
@@ -1311,45 +1408,58 @@ fn describe(
             address,
             ..
         } => {
-            pairs.push(format!("protocol={protocol}"));
-            pairs.push(format!("transport={transport}"));
-            let address = if transport == "tcp" {
-                ip_address(address, id)
+            let _ = write!(out, " protocol={protocol} transport={transport} address=");
+            let start = out.len();
+            if transport == "tcp" {
+                push_ip_address(&mut out, address, id);
             } else {
-                address.clone()
-            };
-            pairs.push(format!("address={address}"));
-            pairs.push(format!("url={}", rpc_url(protocol, transport, &address)));
+                out.push_str(address);
+            }
+            let address = out[start..].to_owned();
+            out.push_str(" url=");
+            push_rpc_url(&mut out, protocol, transport, &address);
+            Ok(())
         }
-    }
-    pairs.join(" ")
-}
-
-fn signal_name(signal: &SignalRef) -> &'static str {
-    signal.name
+    };
+    out
 }
 
 /// An address with a kernel-chosen port shows the placeholder for it.
-fn ip_address(bind: &str, id: &str) -> String {
+fn push_ip_address(out: &mut String, bind: &str, id: &str) {
     match bind.rsplit_once(':') {
-        Some((host, "0")) => format!("{host}:{{port:{id}}}"),
-        _ => bind.to_owned(),
+        Some((host, "0")) => {
+            let _ = write!(out, "{host}:{{port:{id}}}");
+        }
+        _ => out.push_str(bind),
     }
 }
 
 /// The address in the form each framework expects.
-fn rpc_url(protocol: &str, transport: &str, address: &str) -> String {
-    match (protocol, transport) {
-        ("grpc", "unix") => format!("unix:{address}"),
-        ("grpc", _) => address.to_owned(),
-        ("http", "unix") => format!("http+unix://{}", address.replace('/', "%2F")),
-        ("http", _) => format!("http://{address}"),
-        ("dbus", "unix") => format!("unix:path={address}"),
+fn push_rpc_url(out: &mut String, protocol: &str, transport: &str, address: &str) {
+    let _ = match (protocol, transport) {
+        ("grpc", "unix") => write!(out, "unix:{address}"),
+        ("grpc", _) => write!(out, "{address}"),
+        ("http", "unix") => {
+            // The socket path is the URL's host, percent-encoded whole; the
+            // run directory is encoded by the launcher when it fills it in.
+            out.push_str("http+unix://");
+            let rest = match address.strip_prefix(RUN_DIR) {
+                Some(rest) => {
+                    out.push_str(RUN_DIR_PCT);
+                    rest
+                }
+                None => address,
+            };
+            percent_encode_into(out, rest);
+            Ok(())
+        }
+        ("http", _) => write!(out, "http://{address}"),
+        ("dbus", "unix") => write!(out, "unix:path={address}"),
         ("dbus", _) => {
             let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
-            format!("tcp:host={host},port={port}")
+            write!(out, "tcp:host={host},port={port}")
         }
-        (_, "unix") => format!("unix:{address}"),
-        (_, _) => format!("tcp://{address}"),
-    }
+        (_, "unix") => write!(out, "unix:{address}"),
+        (_, _) => write!(out, "tcp://{address}"),
+    };
 }

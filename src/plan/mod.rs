@@ -70,14 +70,7 @@ pub fn plan(topology: &Topology, limits: &Limits) -> Result<Planned, PlanError> 
         return Err(sink.into_error());
     }
     let mut channels = channels;
-    let instances = wiring::wire(topology, limits, &processes, &mut channels, &mut sink);
-    if sink.has_errors() {
-        return Err(sink.into_error());
-    }
-    let ordering = order::analyse(&processes, &channels, &mut sink);
-    if sink.has_errors() {
-        return Err(sink.into_error());
-    }
+    // The name children see in IPC_RUN_TOPOLOGY is the plan's.
     let name = topology
         .file
         .name
@@ -90,6 +83,14 @@ pub fn plan(topology: &Topology, limits: &Limits) -> Result<Planned, PlanError> 
                 .map(|s| s.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "topology".into());
+    let instances = wiring::wire(&name, limits, &processes, &mut channels, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
+    let ordering = order::analyse(&processes, &channels, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
     let exit_code_from = topology
         .file
         .exit_code_from

@@ -7,6 +7,8 @@
 //! written as `{placeholders}` that the launcher substitutes; everything else
 //! is fixed here, deterministically.
 
+use std::borrow::Cow;
+
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -23,6 +25,7 @@ pub const PLAN_FORMAT_VERSION: u32 = 1;
 // |--------------------------|----------------------------------------------------|
 // | `{run_id}`               | the run id, 16 lowercase hex digits                |
 // | `{run_dir}`              | the private run directory                          |
+// | `{run_dir_pct}`          | the run directory percent-encoded for a URL        |
 // | `{pid}`                  | the child's own pid (only in `LISTEN_PID`)         |
 // | `{pid:<instance>}`       | the current pid of another instance                |
 // | `{port:<channel>}`       | the TCP/UDP port the kernel chose for a channel    |
@@ -33,6 +36,25 @@ pub const PLAN_FORMAT_VERSION: u32 = 1;
 pub const RUN_ID: &str = "{run_id}";
 /// Placeholder for the private run directory.
 pub const RUN_DIR: &str = "{run_dir}";
+/// Placeholder for the run directory percent-encoded as one URL component
+/// (every byte but `A-Z a-z 0-9 - . _ ~` as `%XX`, so `/` is `%2F`), for
+/// `http+unix://` URLs whose host is the socket path.
+pub const RUN_DIR_PCT: &str = "{run_dir_pct}";
+
+/// Appends `text` percent-encoded as one URL component: every byte but the
+/// unreserved `A-Z a-z 0-9 - . _ ~` becomes `%XX`.
+pub fn percent_encode_into(out: &mut String, text: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(byte >> 4)]));
+            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        }
+    }
+}
 
 /// A complete, validated plan.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -90,7 +112,7 @@ pub struct ProcessPlan {
     /// Replica index when the process has `replicas > 1`.
     pub replica: Option<u32>,
     /// Where it runs; only `local` today (kept for export to other engines).
-    pub host: String,
+    pub host: Cow<'static, str>,
     /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
     pub argv: Vec<String>,
     /// Whether the argv is a shell invocation the user asked for.
@@ -106,7 +128,7 @@ pub struct ProcessPlan {
     /// Environment variables set by ipc-run, in order.
     pub env: Vec<EnvVar>,
     /// Variables passed through from ipc-run's own environment when set there.
-    pub inherit_env: Vec<String>,
+    pub inherit_env: Vec<Cow<'static, str>>,
     /// Every fd the child gets beyond the ones it inherits, sorted by number.
     pub fds: Vec<FdSlot>,
     /// Readiness protocol.
@@ -135,12 +157,14 @@ pub struct SignalRef {
 }
 
 /// One environment variable; `value` may contain placeholders.
+// Names and values that ipc-run fixes (`IPC_RUN_ID`, `{run_dir}`, …) are
+// borrowed, not allocated for every instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct EnvVar {
     /// Variable name.
-    pub name: String,
+    pub name: Cow<'static, str>,
     /// Value template.
-    pub value: String,
+    pub value: Cow<'static, str>,
 }
 
 /// Readiness protocol of an instance.
@@ -518,7 +542,8 @@ impl Mechanism {
 /// A cycle in the data graph and its verdict.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DataCycle {
-    /// Instances along the cycle; the first is repeated at the end.
+    /// Processes (declared names, not instances: every replica of a process
+    /// is on the same cycle) along the cycle; the first is repeated at the end.
     pub path: Vec<String>,
     /// Channel ids along the cycle.
     pub channels: Vec<String>,

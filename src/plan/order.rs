@@ -14,12 +14,12 @@
 //! their FIFOs in crossing orders deadlock before exchanging a byte. That is
 //! simulated here and rejected.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
-use super::edges::ChannelDecl;
+use super::edges::{ChannelDecl, PortEnd};
 use super::model::{CycleVerdict, DataCycle, End, Mechanism};
 use super::processes::ProcessDecl;
 use super::{Sink, Span};
@@ -49,53 +49,41 @@ pub fn analyse(
     channels: &[ChannelDecl],
     sink: &mut Sink,
 ) -> Ordering {
-    let index: BTreeMap<&str, usize> = processes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
-        .collect();
     // Start graph: edge a -> b means a must start (and be ready) before b.
-    let mut start: DiGraph<usize, Dependency> = DiGraph::new();
+    let mut start: DiGraph<usize, Dependency> = DiGraph::with_capacity(processes.len(), 0);
     let nodes: Vec<NodeIndex> = (0..processes.len()).map(|i| start.add_node(i)).collect();
     for (b, process) in processes.iter().enumerate() {
-        for after in &process.spec.after {
-            if let Some(&a) = index.get(after.get_ref().as_str()) {
-                start.add_edge(
-                    nodes[a],
-                    nodes[b],
-                    Dependency {
-                        span: after.span(),
-                        why: format!("`{}` waits for `{}` (after)", process.name, after.get_ref()),
-                    },
-                );
-            }
+        // Every name in `after` is a process here (checked by the first pass).
+        for (after, &a) in process.spec.after.iter().zip(&process.after) {
+            start.add_edge(
+                nodes[a],
+                nodes[b],
+                Dependency {
+                    span: after.span(),
+                    why: format!("`{}` waits for `{}` (after)", process.name, after.get_ref()),
+                },
+            );
         }
     }
     for channel in channels {
         if let Mechanism::Signal { signal } = &channel.plan.mechanism {
-            let senders: BTreeSet<&str> = channel
-                .ports
-                .iter()
-                .filter(|p| p.end == End::Send)
-                .map(|p| p.process.as_str())
-                .collect();
-            let receivers: BTreeSet<&str> = channel
-                .ports
-                .iter()
-                .filter(|p| p.end == End::Receive)
-                .map(|p| p.process.as_str())
-                .collect();
-            for receiver in &receivers {
-                for sender in &senders {
+            // By name, the order the dependencies are reported in.
+            let senders = processes_by_name(processes, channel, |end| end == End::Send);
+            let receivers = processes_by_name(processes, channel, |end| end == End::Receive);
+            for &receiver in &receivers {
+                for &sender in &senders {
                     if receiver != sender {
                         start.add_edge(
-                            nodes[index[receiver]],
-                            nodes[index[sender]],
+                            nodes[receiver],
+                            nodes[sender],
                             Dependency {
                                 span: channel.span.clone(),
                                 why: format!(
-                                    "`{sender}` needs the pid of `{receiver}` ({} edge `{}`)",
-                                    signal.name, channel.plan.id
+                                    "`{}` needs the pid of `{}` ({} edge `{}`)",
+                                    processes[sender].name,
+                                    processes[receiver].name,
+                                    signal.name,
+                                    channel.plan.id
                                 ),
                             },
                         );
@@ -219,31 +207,31 @@ fn data_cycles(
     channels: &[ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<DataCycle> {
-    let index: BTreeMap<&str, usize> = processes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
-        .collect();
-    let mut graph: DiGraph<usize, usize> = DiGraph::new();
+    let mut graph: DiGraph<usize, usize> = DiGraph::with_capacity(processes.len(), channels.len());
     let nodes: Vec<NodeIndex> = (0..processes.len()).map(|i| graph.add_node(i)).collect();
-    let mut seen = BTreeSet::new();
+    // Process pairs already joined; the first channel between two processes
+    // stands for all of them.
+    let mut seen: HashSet<(usize, usize)> = HashSet::with_capacity(channels.len());
+    let mut writers = Vec::new();
+    let mut readers = Vec::new();
     for (c, channel) in channels.iter().enumerate() {
-        let writers: BTreeSet<&str> = channel
-            .ports
-            .iter()
-            .filter(|p| matches!(p.end, End::Write | End::Connect | End::Send))
-            .map(|p| p.process.as_str())
-            .collect();
-        let readers: BTreeSet<&str> = channel
-            .ports
-            .iter()
-            .filter(|p| matches!(p.end, End::Read | End::Listen | End::Receive))
-            .map(|p| p.process.as_str())
-            .collect();
-        for w in &writers {
-            for r in &readers {
-                if seen.insert((index[w], index[r])) {
-                    graph.add_edge(nodes[index[w]], nodes[index[r]], c);
+        writers.clear();
+        readers.clear();
+        for port in &channel.ports {
+            match port.end {
+                End::Write | End::Connect | End::Send => writers.push(port.process),
+                End::Read | End::Listen | End::Receive => readers.push(port.process),
+                End::Both => {}
+            }
+        }
+        for list in [&mut writers, &mut readers] {
+            list.sort_unstable();
+            list.dedup();
+        }
+        for &w in &writers {
+            for &r in &readers {
+                if seen.insert((w, r)) {
+                    graph.add_edge(nodes[w], nodes[r], c);
                 }
             }
         }
@@ -346,8 +334,10 @@ fn data_cycles(
 /// the FIFO has reached it.
 fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl], sink: &mut Sink) {
     let path_fifo = |c: &ChannelDecl| matches!(&c.plan.mechanism, Mechanism::Fifo { deliver, .. } if deliver == "path");
-    let declared: BTreeMap<&str, &ProcessDecl<'_>> =
-        processes.iter().map(|p| (p.name.as_str(), p)).collect();
+    if !channels.iter().any(path_fifo) {
+        return;
+    }
+    let instance = |port: &PortEnd| processes[port.process].instances[port.replica].as_str();
     // (instance) -> [(declaration position, channel)], sorted below.
     let mut opens: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
     for (c, channel) in channels.iter().enumerate() {
@@ -355,14 +345,11 @@ fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]
             continue;
         }
         for port in &channel.ports {
-            let position = declared
-                .get(port.process.as_str())
-                .and_then(|p| p.ports.get(&port.port))
+            let position = processes[port.process]
+                .ports
+                .get(channel.port(port).0)
                 .map_or(usize::MAX, |d| d.span.start);
-            opens
-                .entry(port.instance.as_str())
-                .or_default()
-                .push((position, c));
+            opens.entry(instance(port)).or_default().push((position, c));
         }
     }
     let mut queues: BTreeMap<&str, VecDeque<usize>> = opens
@@ -380,8 +367,7 @@ fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]
             if !path_fifo(channel) {
                 continue;
             }
-            let participants: BTreeSet<&str> =
-                channel.ports.iter().map(|p| p.instance.as_str()).collect();
+            let participants: BTreeSet<&str> = channel.ports.iter().map(instance).collect();
             // A FIFO with only @external ends has nobody to simulate (and
             // would otherwise "progress" forever).
             if !participants.is_empty()
@@ -428,22 +414,40 @@ fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]
     }
     // Point at the port declarations that set each blocked process's order.
     let mut shown = BTreeSet::new();
-    for (instance, c) in &stuck {
-        let Some(end) = channels[*c].ports.iter().find(|p| p.instance == *instance) else {
+    for (blocked, c) in &stuck {
+        let channel = &channels[*c];
+        let Some(end) = channel.ports.iter().find(|p| instance(p) == *blocked) else {
             continue;
         };
-        let Some(port) = declared
-            .get(end.process.as_str())
-            .and_then(|p| p.ports.get(&end.port))
-        else {
+        let process = &processes[end.process];
+        let port_name = channel.port(end).0;
+        let Some(port) = process.ports.get(port_name) else {
             continue;
         };
         if shown.insert(port.span.start) {
             diagnostic = diagnostic.with_label(Label::secondary(
                 port.span.clone(),
-                format!("`{}` opens `{}` first", end.process, end.port),
+                format!("`{}` opens `{port_name}` first", process.name),
             ));
         }
     }
     sink.push(diagnostic);
+}
+
+/// The distinct processes holding an end of a channel that matches, sorted
+/// by name.
+fn processes_by_name(
+    processes: &[ProcessDecl<'_>],
+    channel: &ChannelDecl,
+    matches: impl Fn(End) -> bool,
+) -> Vec<usize> {
+    let mut found: Vec<usize> = channel
+        .ports
+        .iter()
+        .filter(|p| matches(p.end))
+        .map(|p| p.process)
+        .collect();
+    found.sort_unstable_by_key(|&p| processes[p].name.as_str());
+    found.dedup();
+    found
 }

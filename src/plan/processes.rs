@@ -1,10 +1,10 @@
 //! First pass: each declared process checked on its own and expanded into
 //! its instances (one per replica).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::model::{Readiness, RestartPlan, SignalRef};
-use super::signals::{known, parse_signal};
+use super::signals::{FORWARDABLE, known, parse_signal};
 use super::{Limits, MAX_INSTANCES, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::topology::{ProcessSpec, Ready, RestartPolicy, Topology, check_name};
@@ -68,6 +68,8 @@ pub struct ProcessDecl<'a> {
     pub stop_signal: SignalRef,
     /// Forwarded signals.
     pub forward_signals: Vec<SignalRef>,
+    /// Indices of the processes named in `after` that exist, in order.
+    pub after: Vec<usize>,
 }
 
 /// A port named under `[process.x.ports.name]`.
@@ -163,7 +165,7 @@ pub fn resolve<'a>(
         let mut forward_signals = Vec::new();
         for text in &spec.forward_signals {
             match parse_signal(text.get_ref()) {
-                Ok(signal) if matches!(signal.name, "SIGHUP" | "SIGUSR1" | "SIGUSR2" | "SIGWINCH") => forward_signals.push(signal),
+                Ok(signal) if FORWARDABLE.contains(&signal.name) => forward_signals.push(signal),
                 Ok(signal) => sink.push(
                     Diagnostic::error("E0706", format!("{} cannot be forwarded", signal.name))
                         .with_label(Label::primary(text.span(), "not a forwardable signal"))
@@ -201,6 +203,7 @@ pub fn resolve<'a>(
             restart,
             stop_signal,
             forward_signals,
+            after: Vec::new(),
         });
     }
     if let Some((name, at)) = over_limit_at {
@@ -241,9 +244,18 @@ pub fn resolve<'a>(
             }
         }
     }
-    let names: std::collections::HashSet<&str> = out.iter().map(|p| p.name.as_str()).collect();
+    let names: HashMap<&str, usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let mut resolved_after = Vec::with_capacity(out.len());
     for process in &out {
+        let mut resolved = Vec::with_capacity(process.spec.after.len());
         for after in &process.spec.after {
+            if let Some(&index) = names.get(after.get_ref().as_str()) {
+                resolved.push(index);
+            }
             if after.get_ref() == &process.name {
                 sink.push(
                     Diagnostic::error(
@@ -255,7 +267,7 @@ pub fn resolve<'a>(
                         "a process cannot wait for itself",
                     )),
                 );
-            } else if !names.contains(after.get_ref().as_str()) {
+            } else if !names.contains_key(after.get_ref().as_str()) {
                 sink.push(
                     Diagnostic::error(
                         "E0104",
@@ -269,6 +281,10 @@ pub fn resolve<'a>(
                 );
             }
         }
+        resolved_after.push(resolved);
+    }
+    for (process, after) in out.iter_mut().zip(resolved_after) {
+        process.after = after;
     }
     out
 }

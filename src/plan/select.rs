@@ -121,10 +121,17 @@ pub fn choose(traits: &Traits, limits: &Limits) -> Result<(MechanismName, String
                     ),
                 )
             } else {
+                // Only a queue serves several readers, or a peer outside
+                // the topology that opens it by name.
+                let why = if fan_out {
+                    "several readers need a queue"
+                } else {
+                    "an @external peer needs a named queue"
+                };
                 return Err(misfit(
                     "E0601",
                     format!(
-                        "messages of {size} bytes x {depth} exceed the host's POSIX queue limits (msgsize_max {}, msg_max {}) and several readers need a queue",
+                        "messages of {size} bytes x {depth} exceed the host's POSIX queue limits (msgsize_max {}, msg_max {}) and {why}",
                         limits.mq_msgsize_max.value, limits.mq_msg_max.value
                     ),
                     Some("lower message_size/depth, or raise /proc/sys/fs/mqueue/msgsize_max and msg_max"),

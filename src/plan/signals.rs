@@ -35,11 +35,32 @@ const SIGNALS: &[(&str, i32)] = &[
     ("SIGSYS", 31),
 ];
 
-/// Parses `SIGUSR1`, `USR1`, `sigusr1` or `10` into a signal.
+/// Signals the supervisor forwards to processes that ask for them
+/// (`forward_signals`); SIGINT and SIGTERM stop the whole topology instead.
+pub const FORWARDABLE: [&str; 4] = ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH"];
+
+/// Real-time signals on Linux: the kernel's SIGRTMIN (32) to SIGRTMAX (64).
+const REAL_TIME: std::ops::RangeInclusive<i32> = 32..=64;
+
+/// Parses `SIGUSR1`, `USR1`, `sigusr1` or `10` into a signal. Only the
+/// standard signals 1–31 are accepted: real-time signals (`SIGRTMIN+n`,
+/// 32–64) are refused with an error that says so.
 pub fn parse_signal(text: &str) -> Result<SignalRef, String> {
     let upper = text.trim().to_ascii_uppercase();
+    let real_time = || {
+        format!(
+            "`{text}` is a real-time signal; ipc-run accepts only the standard signals 1-31 (SIGRTMIN+n is not supported)"
+        )
+    };
     if let Ok(number) = upper.parse::<i32>() {
+        if REAL_TIME.contains(&number) {
+            return Err(real_time());
+        }
         return by_number(number).ok_or_else(|| format!("unknown signal number {number}"));
+    }
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    if bare.starts_with("RTMIN") || bare.starts_with("RTMAX") {
+        return Err(real_time());
     }
     let full = if upper.starts_with("SIG") {
         upper.clone()
@@ -84,5 +105,20 @@ mod tests {
         assert_eq!(parse_signal("15").map(|s| s.name), Ok("SIGTERM"));
         assert!(parse_signal("SIGNOPE").is_err());
         assert!(parse_signal("99").is_err());
+    }
+
+    #[test]
+    fn real_time_signals_are_refused_by_name_and_number() {
+        for text in ["SIGRTMIN", "SIGRTMIN+3", "rtmax-1", "34", "64"] {
+            let why = parse_signal(text).expect_err(text);
+            assert!(why.contains("real-time"), "{text}: {why}");
+        }
+    }
+
+    #[test]
+    fn forwardable_signals_are_known() {
+        for name in FORWARDABLE {
+            assert_eq!(parse_signal(name).map(|s| s.name), Ok(name));
+        }
     }
 }

@@ -5,35 +5,29 @@
 //! counts them from 3 without gaps when nothing is pinned), then every other
 //! port that is handed over as an fd, in edge order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::fmt::Write as _;
 
-use super::edges::{ChannelDecl, PortEnd, port_env_name};
-use super::model::{EndpointPlan, EnvVar, FdRole, FdSlot, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
+use super::edges::ChannelDecl;
+use super::model::{EnvVar, FdRole, FdSlot, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
 };
 use super::{Limits, Sink};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::topology::Topology;
 
 /// Path of the sd_notify socket, when some process uses `ready = "notify"`.
 pub const NOTIFY_SOCKET_PATH: &str = "{run_dir}/notify.sock";
 
 /// Builds every instance's plan and fills the fds into the channels.
+/// `name` is the plan's name for the topology (`IPC_RUN_TOPOLOGY`).
 pub fn wire(
-    topology: &Topology,
+    name: &str,
     limits: &Limits,
     processes: &[ProcessDecl<'_>],
     channels: &mut [ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<ProcessPlan> {
-    let name = topology
-        .file
-        .name
-        .as_ref()
-        .map(|n| n.get_ref().clone())
-        .unwrap_or_default();
-    let mut out = Vec::new();
     let notify_used = processes.iter().any(|p| p.ready == Readiness::Notify);
     if notify_used
         && limits.run_dir_len.value + "/notify.sock".len() as u64 >= limits.sun_path_max.value
@@ -54,32 +48,62 @@ pub fn wire(
                 )),
         );
     }
-    // Every instance's channel ends, found in one sweep (edge order kept).
-    let mut ends_by_instance: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
-    for (c, channel) in channels.iter().enumerate() {
-        for (p, port) in channel.ports.iter().enumerate() {
-            ends_by_instance
-                .entry(port.instance.clone())
-                .or_default()
-                .push((c, p));
+    // Instances are numbered in declaration order: process p's first one is
+    // first_instance[p].
+    let mut first_instance = Vec::with_capacity(processes.len() + 1);
+    let mut total = 0usize;
+    for process in processes {
+        first_instance.push(total);
+        total += process.instances.len();
+    }
+    first_instance.push(total);
+    // Every instance's channel ends, found in one sweep (edge order kept):
+    // instance i's are ends[starts[i]..starts[i + 1]].
+    let mut starts = vec![0usize; total + 1];
+    for channel in channels.iter() {
+        for port in &channel.ports {
+            starts[first_instance[port.process] + port.replica + 1] += 1;
         }
     }
-    let instances_by_name: HashMap<&str, &Vec<String>> = processes
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    let mut ends = vec![(0usize, 0usize); starts[total]];
+    let mut cursor = starts.clone();
+    for (c, channel) in channels.iter().enumerate() {
+        for (p, port) in channel.ports.iter().enumerate() {
+            let slot = &mut cursor[first_instance[port.process] + port.replica];
+            ends[*slot] = (c, p);
+            *slot += 1;
+        }
+    }
+    drop(cursor);
+    let base_inherit_env: Vec<Cow<'static, str>> = BASE_INHERITED_ENV
         .iter()
-        .map(|p| (p.name.as_str(), &p.instances))
+        .map(|s| Cow::Borrowed(*s))
         .collect();
-    for process in processes {
+    let mut out = Vec::with_capacity(total);
+    // Per-instance scratch space, reused.
+    let mut taken: Vec<i32> = Vec::new();
+    let mut assigned: Vec<Option<i32>> = Vec::new();
+    let mut ordered: Vec<usize> = Vec::new();
+    for (index, process) in processes.iter().enumerate() {
+        let replicated = process.instances.len() > 1 || process.spec.replicas.is_some();
         for (replica, instance) in process.instances.iter().enumerate() {
-            let ends: Vec<(usize, usize)> = ends_by_instance.remove(instance).unwrap_or_default();
-            let mut taken: BTreeSet<i32> = BTreeSet::new();
-            let mut assigned: BTreeMap<(usize, usize), i32> = BTreeMap::new();
+            let global = first_instance[index] + replica;
+            let ends = &ends[starts[global]..starts[global + 1]];
+            taken.clear();
+            assigned.clear();
+            assigned.resize(ends.len(), None);
             if let Readiness::Fd { fd } = process.ready {
-                taken.insert(fd);
+                take(&mut taken, fd);
             }
             // Pass 1: stdio and pinned fds.
-            for &(c, p) in &ends {
-                let end = &channels[c].ports[p];
-                let fixed = match end.port.as_str() {
+            for (e, &(c, p)) in ends.iter().enumerate() {
+                let channel = &channels[c];
+                let end = &channel.ports[p];
+                let (port, _) = channel.port(end);
+                let fixed = match port {
                     "stdin" => Some(0),
                     "stdout" => Some(1),
                     "stderr" => Some(2),
@@ -90,40 +114,42 @@ pub fn wire(
                 };
                 if let Some(fd) = fixed {
                     if end.needs_fd {
-                        taken.insert(fd);
-                        assigned.insert((c, p), fd);
+                        take(&mut taken, fd);
+                        assigned[e] = Some(fd);
                     } else if fd > 2 {
                         let span = process
                             .ports
-                            .get(&end.port)
+                            .get(port)
                             .and_then(|d| d.fd.as_ref().map(|(_, s)| s.clone()))
                             .unwrap_or(end.span.clone());
                         sink.push(
-                            Diagnostic::error("E0206", format!("port `{}.{}` has a fixed fd, but a {} reaches the process by name, not by fd", process.name, end.port, channels[c].plan.mechanism.name()))
+                            Diagnostic::error("E0206", format!("port `{}.{port}` has a fixed fd, but a {} reaches the process by name, not by fd", process.name, channel.plan.mechanism.name()))
                                 .with_label(Label::primary(span, "no fd is handed over"))
                                 .with_label(Label::secondary(end.span.clone(), "the edge using the port")),
                         );
                     } else {
                         sink.push(
-                            Diagnostic::error("E0205", format!("port `{}.{}` is a standard stream, but a {} reaches the process by name, not by fd", process.name, end.port, channels[c].plan.mechanism.name()))
+                            Diagnostic::error("E0205", format!("port `{}.{port}` is a standard stream, but a {} reaches the process by name, not by fd", process.name, channel.plan.mechanism.name()))
                                 .with_label(Label::primary(end.span.clone(), "name a port instead, e.g. `proc.data`")),
                         );
                     }
                 }
             }
-            // Pass 2: listeners from 3 up, then the other fd ports.
+            // Pass 2: listeners from 3 up, then the other fd ports. Fds are
+            // handed out in increasing order, so the search resumes where
+            // the last one was found.
+            let mut next = 3;
             for listeners in [true, false] {
-                for &(c, p) in &ends {
-                    let end: &PortEnd = &channels[c].ports[p];
-                    if !end.needs_fd || end.listener != listeners || assigned.contains_key(&(c, p))
-                    {
+                for (e, &(c, p)) in ends.iter().enumerate() {
+                    let end = &channels[c].ports[p];
+                    if !end.needs_fd || end.listener != listeners || assigned[e].is_some() {
                         continue;
                     }
-                    let fd = (3..)
-                        .find(|fd| !taken.contains(fd))
-                        .expect("fd numbers are unbounded");
-                    taken.insert(fd);
-                    assigned.insert((c, p), fd);
+                    while taken.binary_search(&next).is_ok() {
+                        next += 1;
+                    }
+                    take(&mut taken, next);
+                    assigned[e] = Some(next);
                 }
             }
             if let Some(&highest) = taken.last() {
@@ -135,54 +161,52 @@ pub fn wire(
                     );
                 }
             }
-            let mut fds = Vec::new();
+            let mut fds = Vec::with_capacity(taken.len());
             let mut port_vars = Vec::new();
-            let mut listen_names = Vec::new();
-            let mut ordered: Vec<_> = ends.clone();
-            ordered.sort_by_key(|key| assigned.get(key).copied().unwrap_or(i32::MAX));
-            for &(c, p) in &ordered {
+            let mut listen_count = 0usize;
+            let mut listen_names = String::new();
+            ordered.clear();
+            ordered.extend(0..ends.len());
+            ordered.sort_by_key(|&e| assigned[e].unwrap_or(i32::MAX));
+            for &e in &ordered {
+                let (c, p) = ends[e];
+                let fd = assigned[e];
                 let channel = &mut channels[c];
                 let end = channel.ports[p].clone();
-                let fd = assigned.get(&(c, p)).copied();
-                let side = if end.is_reader {
-                    &mut channel.plan.to
-                } else {
-                    &mut channel.plan.from
-                };
-                for plan_end in side.iter_mut() {
-                    if let EndpointPlan::Port {
-                        process: inst,
-                        port,
-                        fd: slot,
-                        ..
-                    } = plan_end
-                    {
-                        if inst == instance && port == &end.port {
-                            *slot = fd;
-                        }
-                    }
-                }
+                channel.set_fd(&end, fd);
+                let channel = &channels[c];
+                let (port, env_name) = channel.port(&end);
                 if let Some(fd) = fd {
                     fds.push(FdSlot {
                         fd,
-                        port: end.port.clone(),
+                        port: port.to_owned(),
                         role: FdRole::Channel {
                             channel: channel.plan.id.clone(),
                             end: end.end,
                         },
                     });
                     if end.listener {
-                        listen_names.push(end.port.clone());
+                        if listen_count > 0 {
+                            listen_names.push(':');
+                        }
+                        listen_names.push_str(port);
+                        listen_count += 1;
                     }
                 }
-                if !matches!(end.port.as_str(), "stdin" | "stdout" | "stderr") {
-                    let description = match fd {
-                        Some(fd) => format!("{} fd={fd}", end.description),
-                        None => end.description.clone(),
+                if !matches!(port, "stdin" | "stdout" | "stderr") {
+                    let description = channel.description(&end);
+                    let value = match fd {
+                        Some(fd) => {
+                            let mut value = String::with_capacity(description.len() + 8);
+                            value.push_str(description);
+                            let _ = write!(value, " fd={fd}");
+                            value
+                        }
+                        None => description.to_owned(),
                     };
                     port_vars.push(EnvVar {
-                        name: port_env_name(&end.port),
-                        value: description,
+                        name: env_name.to_owned().into(),
+                        value: value.into(),
                     });
                 }
             }
@@ -194,7 +218,8 @@ pub fn wire(
                 });
             }
             fds.sort_by_key(|slot| slot.fd);
-            let mut env = vec![
+            let mut env = Vec::with_capacity(9 + port_vars.len() + process.spec.env.len());
+            env.extend([
                 EnvVar {
                     name: "IPC_RUN_ID".into(),
                     value: RUN_ID.into(),
@@ -205,26 +230,26 @@ pub fn wire(
                 },
                 EnvVar {
                     name: "IPC_RUN_TOPOLOGY".into(),
-                    value: name.clone(),
+                    value: name.to_owned().into(),
                 },
                 EnvVar {
                     name: "IPC_RUN_PROCESS".into(),
-                    value: instance.clone(),
+                    value: instance.clone().into(),
                 },
-            ];
-            if process.instances.len() > 1 || process.spec.replicas.is_some() {
+            ]);
+            if replicated {
                 env.push(EnvVar {
                     name: "IPC_RUN_REPLICA".into(),
-                    value: replica.to_string(),
+                    value: replica.to_string().into(),
                 });
                 env.push(EnvVar {
                     name: "IPC_RUN_REPLICAS".into(),
-                    value: process.instances.len().to_string(),
+                    value: process.instances.len().to_string().into(),
                 });
             }
             port_vars.sort_by(|a, b| a.name.cmp(&b.name));
             env.extend(port_vars);
-            if !listen_names.is_empty() {
+            if listen_count > 0 {
                 // LISTEN_PID is the child's own pid, known only in the child.
                 env.push(EnvVar {
                     name: "LISTEN_PID".into(),
@@ -232,11 +257,11 @@ pub fn wire(
                 });
                 env.push(EnvVar {
                     name: "LISTEN_FDS".into(),
-                    value: listen_names.len().to_string(),
+                    value: listen_count.to_string().into(),
                 });
                 env.push(EnvVar {
                     name: "LISTEN_FDNAMES".into(),
-                    value: listen_names.join(":"),
+                    value: listen_names.into(),
                 });
             }
             match process.ready {
@@ -246,39 +271,31 @@ pub fn wire(
                 }),
                 Readiness::Fd { fd } => env.push(EnvVar {
                     name: "IPC_RUN_READY_FD".into(),
-                    value: fd.to_string(),
+                    value: fd.to_string().into(),
                 }),
                 Readiness::Started => {}
             }
             for (key, value) in &process.spec.env {
                 env.push(EnvVar {
-                    name: key.get_ref().clone(),
-                    value: value.get_ref().clone(),
+                    name: key.get_ref().clone().into(),
+                    value: value.get_ref().clone().into(),
                 });
             }
-            let mut inherit_env: Vec<String> =
-                BASE_INHERITED_ENV.iter().map(|s| (*s).to_owned()).collect();
+            let mut inherit_env = base_inherit_env.clone();
             for extra in &process.spec.inherit_env {
-                if !inherit_env.contains(extra.get_ref()) {
-                    inherit_env.push(extra.get_ref().clone());
+                if !inherit_env.iter().any(|name| name == extra.get_ref()) {
+                    inherit_env.push(extra.get_ref().clone().into());
                 }
             }
             let after = process
-                .spec
                 .after
                 .iter()
-                .flat_map(|a| {
-                    instances_by_name
-                        .get(a.get_ref().as_str())
-                        .map(|i| (*i).clone())
-                        .unwrap_or_default()
-                })
+                .flat_map(|&a| processes[a].instances.iter().cloned())
                 .collect();
             out.push(ProcessPlan {
                 name: instance.clone(),
                 process: process.name.clone(),
-                replica: (process.instances.len() > 1 || process.spec.replicas.is_some())
-                    .then_some(replica as u32),
+                replica: replicated.then_some(replica as u32),
                 host: "local".into(),
                 argv: process.argv.clone(),
                 shell: process.shell,
@@ -307,4 +324,11 @@ pub fn wire(
         }
     }
     out
+}
+
+/// Marks an fd as used, keeping `taken` sorted.
+fn take(taken: &mut Vec<i32>, fd: i32) {
+    if let Err(at) = taken.binary_search(&fd) {
+        taken.insert(at, fd);
+    }
 }

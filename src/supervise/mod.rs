@@ -47,7 +47,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// cannot starve the others.
 const READ_SIZE: usize = logs::CHUNK;
 
-/// Signals ipc-run passes on to processes that ask for them.
+/// Signals ipc-run passes on to processes that ask for them; the planner
+/// accepts the same ones in `forward_signals` ([`crate::plan::signals::FORWARDABLE`]).
 const FORWARDABLE: [Signal; 4] = [
     Signal::SIGHUP,
     Signal::SIGUSR1,
@@ -1320,5 +1321,16 @@ impl<R: Runtime> Supervisor<'_, R> {
 fn signal_group(pid: Pid, signal: Signal) {
     if killpg(pid, signal) == Err(Errno::ESRCH) {
         let _ = kill(pid, signal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwards_exactly_what_the_planner_accepts() {
+        let names: Vec<&str> = FORWARDABLE.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, crate::plan::signals::FORWARDABLE);
     }
 }

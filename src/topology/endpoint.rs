@@ -35,10 +35,46 @@ pub enum EndpointTarget {
 impl Endpoint {
     /// Parses an endpoint; the error explains the accepted forms.
     pub fn parse(text: &str) -> Result<Self, String> {
+        EndpointRef::parse(text).map(EndpointRef::to_endpoint)
+    }
+
+    /// The endpoint borrowed, as [`EndpointRef::parse`] gives it.
+    pub fn as_ref(&self) -> EndpointRef<'_> {
+        match self {
+            Endpoint::Process { process, port } => EndpointRef::Process {
+                process,
+                port: port.as_deref(),
+            },
+            Endpoint::Own(target) => EndpointRef::Own(*target),
+            Endpoint::External => EndpointRef::External,
+        }
+    }
+}
+
+/// An endpoint whose names borrow the text it was parsed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EndpointRef<'a> {
+    /// A port of a process in the topology; see [`Endpoint::Process`].
+    Process {
+        /// The process name.
+        process: &'a str,
+        /// The port name, if written.
+        port: Option<&'a str>,
+    },
+    /// A standard stream of ipc-run itself.
+    Own(EndpointTarget),
+    /// A peer that ipc-run does not launch.
+    External,
+}
+
+impl<'a> EndpointRef<'a> {
+    /// Parses an endpoint without copying its names; the error explains the
+    /// accepted forms.
+    pub fn parse(text: &'a str) -> Result<Self, String> {
         match text {
-            "@stdin" => return Ok(Endpoint::Own(EndpointTarget::Stdin)),
-            "@stdout" => return Ok(Endpoint::Own(EndpointTarget::Stdout)),
-            "@external" => return Ok(Endpoint::External),
+            "@stdin" => return Ok(EndpointRef::Own(EndpointTarget::Stdin)),
+            "@stdout" => return Ok(EndpointRef::Own(EndpointTarget::Stdout)),
+            "@external" => return Ok(EndpointRef::External),
             _ => {}
         }
         if let Some(rest) = text.strip_prefix('@') {
@@ -54,27 +90,42 @@ impl Endpoint {
         if let Some(port) = port {
             check_name(port).map_err(|why| format!("invalid port name in `{text}`: {why}"))?;
         }
-        Ok(Endpoint::Process {
-            process: process.to_owned(),
-            port: port.map(str::to_owned),
-        })
+        Ok(EndpointRef::Process { process, port })
+    }
+
+    /// The owned endpoint.
+    pub fn to_endpoint(self) -> Endpoint {
+        match self {
+            EndpointRef::Process { process, port } => Endpoint::Process {
+                process: process.to_owned(),
+                port: port.map(str::to_owned),
+            },
+            EndpointRef::Own(target) => Endpoint::Own(target),
+            EndpointRef::External => Endpoint::External,
+        }
     }
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_ref().fmt(f)
+    }
+}
+
+impl fmt::Display for EndpointRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Process {
+            EndpointRef::Process {
                 process,
                 port: Some(port),
             } => write!(f, "{process}.{port}"),
-            Endpoint::Process {
+            EndpointRef::Process {
                 process,
                 port: None,
             } => f.write_str(process),
-            Endpoint::Own(EndpointTarget::Stdin) => f.write_str("@stdin"),
-            Endpoint::Own(EndpointTarget::Stdout) => f.write_str("@stdout"),
-            Endpoint::External => f.write_str("@external"),
+            EndpointRef::Own(EndpointTarget::Stdin) => f.write_str("@stdin"),
+            EndpointRef::Own(EndpointTarget::Stdout) => f.write_str("@stdout"),
+            EndpointRef::External => f.write_str("@external"),
         }
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub use toml::Spanned;
 
 use crate::diagnostic::{Diagnostic, Label};
-pub use endpoint::{Endpoint, EndpointTarget, MAX_NAME_LEN, check_name};
+pub use endpoint::{Endpoint, EndpointRef, EndpointTarget, MAX_NAME_LEN, check_name};
 pub use units::{ByteSize, Millis};
 
 /// Files larger than this are refused before parsing. A generated topology of
@@ -64,6 +64,18 @@ pub enum TopologyError {
     },
 }
 
+/// E0002 for a file of `size` bytes, or of unknown size (a FIFO, a device)
+/// that gave more than [`MAX_SOURCE_BYTES`].
+fn too_large(size: Option<u64>) -> Diagnostic {
+    let message = match size {
+        Some(size) => format!(
+            "the file is {size} bytes, more than the {MAX_SOURCE_BYTES} a topology may have"
+        ),
+        None => format!("the file has more than the {MAX_SOURCE_BYTES} bytes a topology may have"),
+    };
+    Diagnostic::error("E0002", message)
+}
+
 impl Topology {
     /// Reads and parses the topology at `path`.
     pub fn load(path: &Path) -> Result<Self, TopologyError> {
@@ -73,12 +85,27 @@ impl Topology {
             source,
         };
         let file = std::fs::File::open(path).map_err(read_error)?;
+        // The size a regular file says it has; FIFOs and devices have none.
+        let size = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
         // Read one byte past the cap so an oversized file is refused without
         // being read whole (or a FIFO/device read forever).
         let mut bytes = Vec::new();
         file.take(MAX_SOURCE_BYTES as u64 + 1)
             .read_to_end(&mut bytes)
             .map_err(read_error)?;
+        if bytes.len() > MAX_SOURCE_BYTES {
+            // The file may have grown since its size was read.
+            let size = size.filter(|&s| s >= bytes.len() as u64);
+            return Err(TopologyError::Parse {
+                path: path.to_owned(),
+                source_text: String::new(),
+                diagnostic: Box::new(too_large(size)),
+            });
+        }
         Self::from_bytes(path, bytes)
     }
 
@@ -117,15 +144,7 @@ impl Topology {
             diagnostic: Box::new(diagnostic),
         };
         if source.len() > MAX_SOURCE_BYTES {
-            let diagnostic = Diagnostic::error(
-                "E0002",
-                format!(
-                    "the file is {} bytes, more than the {} a topology may have",
-                    source.len(),
-                    MAX_SOURCE_BYTES
-                ),
-            );
-            return Err(fail(diagnostic, String::new()));
+            return Err(fail(too_large(Some(source.len() as u64)), String::new()));
         }
         match toml::from_str::<TopologyFile>(&source) {
             Ok(mut file) => {

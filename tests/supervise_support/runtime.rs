@@ -85,6 +85,7 @@ impl Runtime for PipeRuntime {
             .process_group(0)
             .env_clear();
         for name in &process.inherit_env {
+            let name: &str = name;
             if let Some(value) = std::env::var_os(name) {
                 command.env(name, value);
             }
@@ -94,7 +95,7 @@ impl Runtime for PipeRuntime {
                 .value
                 .replace("{run_dir}", &self.run_dir.display().to_string())
                 .replace("{run_id}", "0000000000000000");
-            command.env(&var.name, value);
+            command.env(&*var.name, value);
         }
         let end = |fd: i32| {
             self.ends
