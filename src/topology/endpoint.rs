@@ -50,9 +50,10 @@ impl Endpoint {
             Some((process, port)) => (process, Some(port)),
             None => (text, None),
         };
-        check_name(process).map_err(|why| format!("invalid process name in `{text}`: {why}"))?;
+        let shown = text.escape_debug();
+        check_name(process).map_err(|why| format!("invalid process name in `{shown}`: {why}"))?;
         if let Some(port) = port {
-            check_name(port).map_err(|why| format!("invalid port name in `{text}`: {why}"))?;
+            check_name(port).map_err(|why| format!("invalid port name in `{shown}`: {why}"))?;
         }
         Ok(Endpoint::Process {
             process: process.to_owned(),
