@@ -348,13 +348,30 @@ fn summary_line(path: &Path, errors: usize, warnings: usize, color: bool) -> Str
 
 /// Loads and plans a file, printing every diagnostic to stderr.
 pub fn load_and_plan(args: &PlanArgs, color: bool) -> Result<(Topology, Planned), CliError> {
+    load_and_plan_in(args, None, color)
+}
+
+/// [`load_and_plan`] for a run whose run directories go under
+/// `runtime_root`: socket paths are checked against that directory's
+/// length, whatever `--limits` says, since the run will use it.
+fn load_and_plan_in(
+    args: &PlanArgs,
+    runtime_root: Option<&Path>,
+    color: bool,
+) -> Result<(Topology, Planned), CliError> {
     let started = std::time::Instant::now();
     let topology = Topology::load(&args.file)?;
     tracing::debug!(elapsed = ?started.elapsed(), "loaded {}", args.file.display());
-    let limits = match args.limits {
+    let mut limits = match args.limits {
         LimitsChoice::Host => crate::host::read_limits(),
         LimitsChoice::Default => Limits::default(),
     };
+    if let Some(root) = runtime_root {
+        limits.run_dir_len = crate::plan::Limit {
+            value: (root.as_os_str().len() + 1 + crate::host::RUN_ID_LEN) as u64,
+            source: format!("--runtime-dir {}/<run id>", root.display()),
+        };
+    }
     let path = args.file.display().to_string();
     let print = |diagnostics: &[Diagnostic]| {
         let mut stderr = std::io::stderr().lock();
@@ -457,7 +474,13 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
 /// `ipc-run run`: plan, launch, supervise, clean up; the exit code follows
 /// the processes.
 fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32, CliError> {
-    let (topology, planned) = load_and_plan(&args.plan, color)?;
+    // Absolute, so `{run_dir}` is too and socket paths are checked at
+    // their real length.
+    let runtime_root = args
+        .runtime_dir
+        .as_ref()
+        .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
+    let (topology, planned) = load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?;
     drop(topology);
     let nofile = raise_nofile();
     let options = crate::supervise::RunOptions {
@@ -466,7 +489,7 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
             ColorChoice::Always => crate::supervise::ColorChoice::Always,
             ColorChoice::Never => crate::supervise::ColorChoice::Never,
         },
-        runtime_root: args.runtime_dir.clone(),
+        runtime_root,
         quiet_summary: args.quiet,
         stdin_is_own: args.stdin,
         nofile,

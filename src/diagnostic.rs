@@ -138,7 +138,7 @@ impl Diagnostic {
             out,
             "{}{}",
             paint(level_style, &format!("{level_name}[{}]", self.code)),
-            paint(bold, &format!(": {}", self.message))
+            paint(bold, &format!(": {}", printable(&self.message)))
         );
 
         let mut labels: Vec<&Label> = self.labels.iter().collect();
@@ -187,7 +187,19 @@ impl Diagnostic {
                     let from = start_col.saturating_sub(MAX_SHOWN_LINE / 4);
                     from..(from + MAX_SHOWN_LINE).min(chars.len())
                 };
-                let shown: String = chars[window.clone()].iter().collect();
+                // Control characters (a raw ESC or NUL in a broken file)
+                // never reach the terminal; one column each keeps carets
+                // aligned.
+                let shown: String = chars[window.clone()]
+                    .iter()
+                    .map(|&c| {
+                        if c.is_control() && c != '\t' {
+                            char::REPLACEMENT_CHARACTER
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
                 let before = if window.start > 0 { "..." } else { "" };
                 let after = if window.end < chars.len() { "..." } else { "" };
                 let number = format!("{line:>gutter$}");
@@ -229,7 +241,7 @@ impl Diagnostic {
                 "{pad} {} {indent}{} {}",
                 paint(blue, "|"),
                 paint(style, &markers),
-                paint(style, &label.message)
+                paint(style, &printable(&label.message))
             );
         }
         for note in &self.notes {
@@ -237,7 +249,7 @@ impl Diagnostic {
                 out,
                 "{pad} {} {}",
                 paint(blue, "="),
-                paint(bold, &format!("note: {note}"))
+                paint(bold, &format!("note: {}", printable(note)))
             );
         }
         if let Some(help) = &self.help {
@@ -245,7 +257,7 @@ impl Diagnostic {
                 out,
                 "{pad} {} {}",
                 paint(blue, "="),
-                paint(bold, &format!("help: {help}"))
+                paint(bold, &format!("help: {}", printable(help)))
             );
         }
         out
@@ -285,6 +297,23 @@ fn floor_char_boundary(text: &str, mut index: usize) -> usize {
     index
 }
 
+/// `text` with control characters other than newlines escaped (`\0`,
+/// `\u{1b}`): user text quoted in a message never drives the terminal.
+fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +330,21 @@ mod tests {
             text,
             "error[E9999]: something is wrong\n --> t.toml:5:7\n  |\n2 | cmd = [\"x\"]\n  | --- and there\n...\n5 | cmd = [\"y\"]\n  |       ^^^^^ here\n  = help: fix it\n"
         );
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let source = "a = \"x\u{1b}[2J\0\"\n";
+        let diagnostic = Diagnostic::error("E9999", "bad `x\u{1b}[2J\0`")
+            .with_label(Label::primary(4..10, "name `\0`"))
+            .with_note("\u{7}")
+            .with_help("\r");
+        let text = diagnostic.render("t.toml", source, false);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(text.contains("bad `x\\u{1b}[2J\\0`"), "{text}");
     }
 
     #[test]

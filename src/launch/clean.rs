@@ -7,7 +7,10 @@
 //! skipped. For a dead run, every journal line is undone, newest first
 //! (POSIX objects by name, System V objects by id only if creator, mode,
 //! ctime and creator pid still match, files with `unlinkat` on the run
-//! directory fd), then the journal, the lock and the directory go. A run
+//! directory fd), then the journal, the lock and the directory go. A
+//! record the run cannot have made is left alone: a POSIX name without the
+//! run's `/ipc-run.<run id>.` prefix, a FIFO or socket name that is now a
+//! symlink or another kind of file (the directory is then kept). A run
 //! directory with no lock file is skipped: it is either being created right
 //! now or not ipc-run's.
 
@@ -123,6 +126,10 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
         Err(errno) => return Err(format!("cannot read its journal: {errno}")),
     }
     for record in journal.lines().rev().filter_map(ObjectRecord::parse) {
+        if !record.is_plausibly_from(name, dir.as_fd()) {
+            run.skipped.push(record.to_string());
+            continue;
+        }
         match record.remove(dir.as_fd(), Match::Strict) {
             Ok(true) => run.removed.push(record.to_string()),
             Ok(false) => run.skipped.push(record.to_string()),

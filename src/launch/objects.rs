@@ -28,6 +28,8 @@ use std::fmt;
 use std::os::fd::BorrowedFd;
 
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
+use nix::sys::stat::{SFlag, fstatat};
 use nix::unistd::UnlinkatFlags;
 
 use crate::sys::ipc::{self, SysvIdentity, SysvKind};
@@ -160,6 +162,33 @@ impl ObjectRecord {
             _ => return None,
         };
         Some(record)
+    }
+
+    /// Whether the object could be one the run `run_id` created: a POSIX
+    /// name carries `/ipc-run.<run_id>.`, and a FIFO or socket file is
+    /// still a FIFO or a socket (not a symlink or a file planted under its
+    /// name). A damaged or forged journal then never makes `ipc-run clean`
+    /// remove something that run did not make. An object already gone
+    /// passes (its removal reports it gone).
+    pub fn is_plausibly_from(&self, run_id: &str, run_dir: BorrowedFd<'_>) -> bool {
+        let posix_ok = |name: &str| {
+            name.strip_prefix("/ipc-run.")
+                .and_then(|rest| rest.strip_prefix(run_id))
+                .is_some_and(|rest| rest.len() > 1 && rest.starts_with('.'))
+        };
+        let file_is =
+            |name: &str, kind: SFlag| match fstatat(run_dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st) => SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == kind,
+                Err(_) => true,
+            };
+        match self {
+            ObjectRecord::Fifo(name) => file_is(name, SFlag::S_IFIFO),
+            ObjectRecord::UnixSocket(name) => file_is(name, SFlag::S_IFSOCK),
+            ObjectRecord::PosixShm(name)
+            | ObjectRecord::PosixMq(name)
+            | ObjectRecord::PosixSem(name) => posix_ok(name),
+            ObjectRecord::Sysv { .. } => true,
+        }
     }
 
     /// Removes the object. `Ok(false)` when it was already gone or is no

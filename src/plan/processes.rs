@@ -150,6 +150,17 @@ pub fn resolve<'a>(
                 );
             }
         }
+        if let Some(cwd) = &spec.cwd
+            && cwd.get_ref().contains('\0')
+        {
+            sink.push(
+                Diagnostic::error(
+                    "E0703",
+                    format!("the `cwd` of `{}` contains a NUL byte", name.get_ref()),
+                )
+                .with_label(Label::primary(cwd.span(), "no path contains a NUL byte")),
+            );
+        }
         let ports = check_ports(spec, limits, sink);
         let ready = check_ready(spec, &ports, limits, sink);
         let stop_signal = match &spec.stop_signal {
@@ -213,6 +224,9 @@ pub fn resolve<'a>(
                 .with_help("use fewer replicas, or split the topology"),
         );
     }
+    if let Some(name) = &topology.file.name {
+        check_topology_name(name.get_ref(), name.span(), limits, sink);
+    }
     for (key, text) in [("exit_code_from", &topology.file.exit_code_from)] {
         if let Some(text) = text {
             match out.iter().find(|p| &p.name == text.get_ref()) {
@@ -221,7 +235,7 @@ pub fn resolve<'a>(
                         "E0104",
                         format!(
                             "`{key}` names `{}`, which is not a process of this topology",
-                            text.get_ref()
+                            text.get_ref().escape_debug()
                         ),
                     )
                     .with_label(Label::primary(text.span(), "no such process")),
@@ -231,7 +245,7 @@ pub fn resolve<'a>(
                         "E0104",
                         format!(
                             "`{key}` names `{}`, which has {} replicas",
-                            text.get_ref(),
+                            text.get_ref().escape_debug(),
                             process.instances.len()
                         ),
                     )
@@ -274,7 +288,7 @@ pub fn resolve<'a>(
                         format!(
                             "`after` of `{}` names `{}`, which is not a process of this topology",
                             process.name,
-                            after.get_ref()
+                            after.get_ref().escape_debug()
                         ),
                     )
                     .with_label(Label::primary(after.span(), "no such process")),
@@ -371,6 +385,35 @@ fn check_command(
         }
     }
     (argv, shell)
+}
+
+/// The topology's `name` reaches every child as `IPC_RUN_TOPOLOGY`: it must
+/// be a value exec can pass.
+fn check_topology_name(name: &str, span: Span, limits: &Limits, sink: &mut Sink) {
+    if name.contains('\0') {
+        sink.push(
+            Diagnostic::error("E0703", "the topology `name` contains a NUL byte")
+                .with_label(Label::primary(span.clone(), "exec cannot pass a NUL byte"))
+                .with_note("every child gets the name in IPC_RUN_TOPOLOGY"),
+        );
+    }
+    let variable = "IPC_RUN_TOPOLOGY=".len() + name.len();
+    if variable as u64 >= limits.arg_strlen_max.value {
+        sink.push(
+            Diagnostic::error(
+                "E0608",
+                format!(
+                    "the topology `name` is {} bytes, too long for exec",
+                    name.len()
+                ),
+            )
+            .with_label(Label::primary(span, "longer than MAX_ARG_STRLEN"))
+            .with_note(format!(
+                "every child gets IPC_RUN_TOPOLOGY=<name>; the kernel accepts strings shorter than {} ({})",
+                limits.arg_strlen_max.value, limits.arg_strlen_max.source
+            )),
+        );
+    }
 }
 
 fn check_env(spec: &ProcessSpec, limits: &Limits, sink: &mut Sink) {

@@ -86,9 +86,10 @@ impl<'a> EndpointRef<'a> {
             Some((process, port)) => (process, Some(port)),
             None => (text, None),
         };
-        check_name(process).map_err(|why| format!("invalid process name in `{text}`: {why}"))?;
+        let shown = text.escape_debug();
+        check_name(process).map_err(|why| format!("invalid process name in `{shown}`: {why}"))?;
         if let Some(port) = port {
-            check_name(port).map_err(|why| format!("invalid port name in `{text}`: {why}"))?;
+            check_name(port).map_err(|why| format!("invalid port name in `{shown}`: {why}"))?;
         }
         Ok(EndpointRef::Process { process, port })
     }
