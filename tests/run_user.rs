@@ -1,33 +1,19 @@
 //! `user` and `group` through the real binary (S6): the child's uid, gid and
 //! supplementary groups all change; unknown names fail the launch cleanly.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("run-user-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("runs")).unwrap();
-    dir
-}
+use support::Scratch;
 
+/// Runs `topology` with a private runtime dir; returns (status, stdout,
+/// stderr) and checks that the run left nothing behind.
 fn run(name: &str, topology: &str) -> (i32, String, String) {
-    let dir = scratch(name);
-    let file = dir.join("topology.toml");
-    std::fs::write(&file, topology).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_ipc-run"))
-        .args(["--color", "never", "run", "--runtime-dir"])
-        .arg(dir.join("runs"))
-        .arg(&file)
-        .output()
-        .unwrap();
-    let left: Vec<_> = std::fs::read_dir(dir.join("runs")).unwrap().collect();
+    let mut scratch = Scratch::new(name);
+    let file = scratch.topology(topology);
+    let finished = scratch.run(&file);
+    let left = scratch.runtime_entries();
     assert!(left.is_empty(), "the run left {left:?}");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    (finished.code, finished.stdout_text(), finished.stderr)
 }
 
 /// The `Uid:`/`Gid:`/`Groups:` fields of a relayed `/proc/self/status`.
