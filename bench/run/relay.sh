@@ -8,7 +8,8 @@
 # where the reader is woken for what the relay writes.
 # Goal: ipc-run at least 0.5x the throughput of cat.
 #
-# usage: bench/run/relay.sh [ROUNDS]          (default 10; LINES=... to change the size)
+# usage: bench/run/relay.sh [ROUNDS]          (default 10; LINES=... to change the size;
+#        IPC_RUN_BEFORE=path adds an older binary as a column)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 rounds="${1:-10}"
@@ -30,11 +31,19 @@ got=$("$IPC_RUN" -q "$dir/check.toml" | grep -c '^gen | x\{99\}$' || true)
 [ "$got" = "$check_lines" ] || { echo "ipc-run relayed $got of $check_lines lines" >&2; exit 1; }
 
 echo
+# IPC_RUN_BEFORE=/path/to/an/older/ipc-run adds it as a column, for a
+# before/after in the same rounds.
+before=()
+[ -n "${IPC_RUN_BEFORE:-}" ] && before=("ipc-run before=$IPC_RUN_BEFORE -q $file")
 python3 bench/run/rounds.py "$rounds" --bytes "$bytes" -- \
     "ipc-run=$IPC_RUN -q $file" \
+    "${before[@]}" \
     "cat=$gen | cat"
 echo
 echo "== the same, the relay writing into a pipe (| cat > /dev/null)"
+before=()
+[ -n "${IPC_RUN_BEFORE:-}" ] && before=("ipc-run before, piped=$IPC_RUN_BEFORE -q $file | cat")
 python3 bench/run/rounds.py "$rounds" --bytes "$bytes" -- \
     "ipc-run, piped=$IPC_RUN -q $file | cat" \
+    "${before[@]}" \
     "cat, piped=$gen | cat | cat"
