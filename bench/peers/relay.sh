@@ -64,7 +64,7 @@ build 1 "$check" "$check"
 for c in "${commands[@]}"; do
     label=${c%%=*} cmd=${c#*=}
     [ "${cmd:0:1}" = "!" ] && { echo "  $label: ${cmd:1}"; continue; }
-    got=$(bash -c "$cmd" 2>/dev/null | grep -c 'x\{99\}$' || true)
+    got=$(bash -c "$cmd" 2>/dev/null | grep -c 'x\{99\}' || true)
     verdict=ok; [ "$got" -lt "$check" ] && verdict=LOSS; [ "$got" -gt "$check" ] && verdict=SPLIT
     echo "  $label: $got of $check $verdict"
     if [ "$label" = ipc-run ] && [ "$(bash -c "$cmd" | grep -c '^gen | x\{99\}$')" != "$check" ]; then

@@ -6,7 +6,7 @@
  *                                     (I = K) stays up instead. I counts the lines of LOG.crashes.
  *   restart sink [LOG]                for every line on stdin appends "recv T LINE" to LOG.
  *
- * Without arguments (a run script that is a symlink, as under s6) they come from
+ * Without them (a run script that is a symlink, as under s6) they come from
  * the file crash.conf ("LOG K LIVE_MS") or sink.conf ("LOG") in the working directory.
  * Build: cc -O2 -o restart restart.c */
 #include <errno.h>
@@ -41,8 +41,11 @@ int main(int argc, char **argv) {
     long long t0 = now();
     static char log[4096], line[8192];
     long k = 0, live = 0;
-    int crasher = argc > 1 ? strcmp(argv[1], "sink") != 0 : access("crash.conf", R_OK) == 0;
-    if (argc > 2) {
+    /* a supervisor may pass arguments of its own to a run script: only "crasher"
+     * or "sink" as the first one selects the mode and the arguments */
+    int named = argc > 1 && (!strcmp(argv[1], "crasher") || !strcmp(argv[1], "sink"));
+    int crasher = named ? !strcmp(argv[1], "crasher") : access("crash.conf", R_OK) == 0;
+    if (named && argc > 2) {
         snprintf(log, sizeof log, "%s", argv[2]);
         k = argc > 3 ? atol(argv[3]) : 0;
         live = argc > 4 ? atol(argv[4]) : 0;

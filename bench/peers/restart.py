@@ -102,6 +102,8 @@ def main():
     for r in range(rounds):
         j = r % len(commands)
         for label, command in commands[j:] + commands[:j]:
+            if command.startswith("!"):  # a peer that is not installed
+                continue
             run, chan = one(label, command, k, d)
             res[label]["run"] += run
             res[label]["chan"] += chan
@@ -109,14 +111,18 @@ def main():
             f"{l} {statistics.median(v['run']):.2f} ms" if v["run"] else f"{l} -"
             for l, v in res.items()), file=sys.stderr)
     m = statistics.median
+    def show(v):
+        return f"{m(v):.2f} ms ({min(v):.2f} .. {max(v):.2f})"
     print(f"{k} crashes per run, {rounds} rounds; medians over all crashes (min .. max)\n")
     print("| manager | restarts seen | crash -> replacement running | crash -> its first line through its channel |")
     print("|---|---:|---:|---:|")
-    for label, _ in commands:
+    for label, command in commands:
+        if command.startswith("!"):
+            print(f"| {label} | {command[1:]} | | |")
+            continue
         v = res[label]
-        run = f"{m(v['run']):.2f} ms ({min(v['run']):.2f} .. {max(v['run']):.2f})" if v["run"] else "none"
-        chan = (f"{m(v['chan']):.2f} ms ({min(v['chan']):.2f} .. {max(v['chan']):.2f})"
-                if v["chan"] else "no channel to the child")
+        run = show(v["run"]) if v["run"] else "none"
+        chan = show(v["chan"]) if v["chan"] else "no channel to the child"
         print(f"| {label} | {len(v['run'])} of {k * rounds} | {run} | {chan} |")
     if out:
         with open(out, "w") as f:

@@ -12,7 +12,7 @@ Once all N sleeps have exec'd, and 0.5 s more, the manager processes' CPU time
 is read from /proc/P/stat (utime+stime, in clock ticks) and from
 /proc/P/task/*/schedstat (nanoseconds on the CPU), again after WINDOW_S
 seconds, with voluntary context switches (wake-ups). VmRSS and VmHWM of PID,
-and the sum of VmRSS over all manager processes, come from /proc at the end of
+and the sum of Pss over all manager processes (shared pages counted once), come from /proc at the end of
 the window. Then SIGTERM goes to PID; it must exit within 15 s. A command
 labelled `ipc-run` must also leave none of its children running; other
 commands' leftover processes are killed by pid.
@@ -61,12 +61,14 @@ def tree_cpu(pids):
     return total
 
 
-def tree_rss(pids):
+def tree_pss(pids):
+    """Proportional set size summed over pids (shared pages counted once), KiB."""
     total = 0
     for p in pids:
         try:
-            total += status(p)["VmRSS"]
-        except (FileNotFoundError, ProcessLookupError, KeyError):
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next(int(l.split()[1]) for l in f if l.startswith("Pss:"))
+        except (FileNotFoundError, ProcessLookupError, StopIteration):
             pass
     return total
 
@@ -133,14 +135,22 @@ def measure(label, command, window, n):
     time.sleep(window)
     t1, ns1, sw1 = tree_cpu(mgr)
     st = status(pid)
-    tree = tree_rss(mgr)
+    tree = tree_pss(mgr)
     kids = children(pid)
     os.kill(pid, signal.SIGTERM)
     try:
         code = proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        raise Failed("still running 15 s after SIGTERM")
+        if label == "ipc-run":
+            proc.kill()
+            sys.exit(f"{label}: still running 15 s after SIGTERM")
+        for k in [pid] + children(pid):  # the peer, and what it left, by pid
+            try:
+                os.kill(k, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        code = "no exit 15 s after SIGTERM, killed"
     left = [k for k in kids if alive(k)]
     if label == "ipc-run" and left:
         sys.exit(f"{label}: {len(left)} children still running after it exited")
@@ -198,7 +208,7 @@ def main():
         if label in failed:
             print(f"| {label} | {failed[label]} |" + " |" * 9)
             continue
-        exits = sorted({x["exit"] if x["exit"] >= 0 else f"killed by {signal.Signals(-x['exit']).name}"
+        exits = sorted({x["exit"] if isinstance(x["exit"], str) or x["exit"] >= 0 else f"killed by {signal.Signals(-x['exit']).name}"
                         for x in results[label]}, key=str)
         print(f"| {label} | {med(label, 'stat_ms'):.0f} ms | {med(label, 'sched_ms'):.3f} ms | "
               f"{med(label, 'wakeups'):.0f} | {med(label, 'rss'):.1f} MiB | {med(label, 'hwm'):.1f} MiB | "
