@@ -43,7 +43,7 @@ echo "== measure ($rounds rounds)" >&2
 # A peer parse of the same file: Python's tomllib (3.11+), when there.
 peer=()
 python3 -c 'import tomllib' 2>/dev/null &&
-    peer=("python-tomllib=python3 -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], \"rb\"))' {file}")
+    peer=("python-tomllib=$(command -v python3) -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], \"rb\"))' {file}")
 MEASURE_JSON="${RESULTS:+$RESULTS/plan.json}" python3 bench/plan/measure.py "$rounds" "${size_args[@]}" -- \
     "check=$ipc_run check --limits default {file}" \
     "parse-table=$parse_only table {file}" \
