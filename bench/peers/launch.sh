@@ -34,8 +34,7 @@ for n in $counts; do
     else commands+=("s6-svscan@$n=!not installed"); fi
     if have supervisord; then
         supervisord_conf "$dir/sv-$n.conf" "$n" /bin/true NONE autorestart=false startretries=0
-        printf '[eventlistener:done]\ncommand=env EXPECT=%s %s\nevents=PROCESS_STATE_EXITED,PROCESS_STATE_FATAL\nbuffer_size=1000\nstartsecs=0\nautorestart=false\nstdout_logfile=NONE\nstderr_logfile=NONE\n' \
-            "$n" "python3 $PWD/$here/sv_listener.py" >>"$dir/sv-$n.conf"
+        supervisord_exit_after "$dir/sv-$n.conf" "$n"
         commands+=("supervisord@$n=supervisord -c $dir/sv-$n.conf")
     else commands+=("supervisord@$n=!not installed"); fi
     if py_has circus; then commands+=("circus@$n=$PY $here/circus_run.py $n /bin/true none")

@@ -21,7 +21,6 @@ echo "== B log relay: $((lines * 100)) bytes of 100-byte lines, 1 child and 8 ch
 machine
 helper "$here/relay.c"
 helper bench/run/linegen.c
-listener="python3 $PWD/$here/sv_listener.py"
 
 # build K L S: fills `commands` for K children writing L lines in all (S for the slow relays)
 build() {
@@ -39,8 +38,7 @@ build() {
     else commands+=("s6-log=!not installed"); fi
     if have supervisord; then
         supervisord_conf "$dir/sv-relay-$k.conf" "$k" "$gen $l 100" /dev/stdout autorestart=false startretries=0
-        printf '[eventlistener:done]\ncommand=env EXPECT=%s %s\nevents=PROCESS_STATE_EXITED,PROCESS_STATE_FATAL\nbuffer_size=1000\nstartsecs=0\nautorestart=false\nstdout_logfile=NONE\nstderr_logfile=NONE\n' \
-            "$k" "$listener" >>"$dir/sv-relay-$k.conf"
+        supervisord_exit_after "$dir/sv-relay-$k.conf" "$k"
         commands+=("supervisord=supervisord -c $dir/sv-relay-$k.conf")
     else commands+=("supervisord=!not installed"); fi
     if have "$CONC"; then

@@ -46,3 +46,10 @@ supervisord_conf() {
         printf '%s\n' "$@"
     } >"$file"
 }
+# supervisord_exit_after FILE N: adds to FILE an event listener that stops
+# supervisord once N of its programs have exited ("start N and wait").
+supervisord_exit_after() {
+    printf '[eventlistener:done]\ncommand=env EXPECT=%s python3 %s/bench/peers/sv_listener.py\n' "$2" "$root" >>"$1"
+    printf 'events=PROCESS_STATE_EXITED,PROCESS_STATE_FATAL\nbuffer_size=1000\nstartsecs=0\n' >>"$1"
+    printf 'autorestart=false\nstdout_logfile=NONE\nstderr_logfile=NONE\n' >>"$1"
+}

@@ -201,7 +201,7 @@ def main():
     med = lambda label, key: statistics.median(x[key] for x in results[label])
     print(f"{n} sleeping children, {window:g} s window, medians of {rounds} rounds\n")
     print("| command | CPU in window, /proc/P/stat (10 ms ticks) | CPU in window, schedstat | "
-          "wake-ups in window | VmRSS | VmHWM | threads | manager processes | their VmRSS summed | "
+          "wake-ups in window | VmRSS | VmHWM | threads | manager processes | their Pss summed | "
           "exit after SIGTERM | children left behind |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for label, _ in commands:
