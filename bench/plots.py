@@ -28,7 +28,7 @@ def bars(ax, names, values, highlight="ipc-run", unit=""):
     ax.barh(names, values, color=colors)
     ax.invert_yaxis()
     for i, v in enumerate(values):
-        ax.text(v, i, f" {v:.3g}{unit}", va="center", fontsize=8)
+        ax.text(v, i, f" {v:,.0f}{unit}" if v >= 100 else f" {v:.3g}{unit}", va="center", fontsize=8)
 
 
 def finish(fig, ax, xlabel, title, path):
