@@ -2,6 +2,7 @@
 """Times whole processes side by side: interleaved rounds, medians.
 
 usage: measure.py ROUNDS SIZE=FILE... -- LABEL=COMMAND...
+       (MEASURE_JSON=FILE also writes every round's figures to FILE)
 
 Each COMMAND is a shell-free argv template in which `{file}` stands for the
 topology file of a size. A round runs every command on every size once, in
@@ -10,6 +11,7 @@ alike. Prints a Markdown table of medians (wall time and peak RSS) and the
 ratios the benchmark's goals are about.
 """
 
+import json
 import os
 import shlex
 import statistics
@@ -60,6 +62,11 @@ def main():
                 rss[(size, label)].append(kib)
         print(f"round {round_ + 1}/{rounds} done", file=sys.stderr)
 
+    if os.environ.get("MEASURE_JSON"):
+        with open(os.environ["MEASURE_JSON"], "w") as f:
+            json.dump({"sizes": [s for s, _ in sizes], "labels": [c for c, _ in commands],
+                       "times": {f"{s} {c}": v for (s, c), v in times.items()},
+                       "rss_kib": {f"{s} {c}": v for (s, c), v in rss.items()}}, f, indent=1)
     med = {k: statistics.median(v) for k, v in times.items()}
     labels = [c for c, _ in commands]
     print(f"medians of {rounds} interleaved rounds (wall time; peak RSS)\n")

@@ -7,6 +7,7 @@
 #   SIZES="1000 10000" bench/plan/run.sh 3  to pick sizes (multiples of 10)
 #   BENCH_DIR=/some/dir                      to keep the generated files
 #   CARGO_TARGET_DIR is honoured for the build and the binaries run
+#   RESULTS=dir                              also writes the rounds to dir/plan.json
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -39,10 +40,15 @@ echo "ipc-run: $("$ipc_run" --version); rustc: $(rustc --version)"
 echo
 
 echo "== measure ($rounds rounds)" >&2
-python3 bench/plan/measure.py "$rounds" "${size_args[@]}" -- \
+# A peer parse of the same file: Python's tomllib (3.11+), when there.
+peer=()
+python3 -c 'import tomllib' 2>/dev/null &&
+    peer=("python-tomllib=$(command -v python3) -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], \"rb\"))' {file}")
+MEASURE_JSON="${RESULTS:+$RESULTS/plan.json}" python3 bench/plan/measure.py "$rounds" "${size_args[@]}" -- \
     "check=$ipc_run check --limits default {file}" \
     "parse-table=$parse_only table {file}" \
-    "parse-topology=$parse_only topology {file}"
+    "parse-topology=$parse_only topology {file}" \
+    "${peer[@]}"
 
 if [ -z "${BENCH_DIR:-}" ]; then
     rm -rf "$dir"
