@@ -6,13 +6,14 @@
 #   socat, python3  helper processes of the example topologies and tests
 #   strace          which pids ipc-run signals, close_range (reliability tests)
 #   util-linux      prlimit and unshare (reliability tests)
+#   gcc, libc6-dev  build the C ring examples (ring_languages tests)
 #
 # usage: scripts/test.sh [cargo test arguments...]
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-packages=(socat python3 strace util-linux)
+packages=(socat python3 strace util-linux gcc libc6-dev)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
