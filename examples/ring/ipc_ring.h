@@ -184,8 +184,15 @@ typedef struct ipc_ring__waitv {
     uint32_t reserved;
 } ipc_ring__waitv;
 
-/* -1 untried, 0 missing (old kernel or a seccomp filter), 1 works. */
+/*
+ * -1 untried, 0 missing (old kernel or a seccomp filter), 1 works.
+ * Build with -DIPC_RING_NO_WAITV to use the fallback (tests do).
+ */
+#ifdef IPC_RING_NO_WAITV
+static int ipc_ring__have_waitv = 0;
+#else
 static int ipc_ring__have_waitv = -1;
+#endif
 
 /*
  * Sleep while the shared word at `word` still holds `expected`, until woken
@@ -237,7 +244,10 @@ static inline int ipc_ring__wait_data(const ipc_ring *r, uint32_t head_low, uint
             ipc_ring__have_waitv = 1;
             return 0;
         }
-        if (errno == ETIMEDOUT) return IPC_RING_TIMEOUT;
+        if (errno == ETIMEDOUT) {
+            ipc_ring__have_waitv = 1;
+            return IPC_RING_TIMEOUT;
+        }
         if (errno == EAGAIN || errno == EINTR) {
             ipc_ring__have_waitv = 1;
             return 0;

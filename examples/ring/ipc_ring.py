@@ -328,6 +328,7 @@ class Ring:
                 return True
             err = ctypes.get_errno()
             if err == errno.ETIMEDOUT:
+                _have_waitv = True
                 return False
             if err not in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
                 _have_waitv = True

@@ -1,0 +1,572 @@
+//! The shared-memory ring of docs/shm-ring.md from C and Python, as real
+//! processes: `examples/ring/ipc_ring.h` (through `ring_send`, `ring_recv`
+//! and `ring_format`, built here with `cc`) and `examples/ring/ipc_ring.py`
+//! (its `send`, `recv` and `format` commands) write and read the same
+//! segments, a file in /dev/shm that each case makes and removes. Every pair
+//! of languages exchanges records of the edge sizes byte for byte, wrapping
+//! the ring many times; a C and a Python producer share one ring; the stream
+//! ends once both closed; an empty ring times out; an oversized record is
+//! refused. The Python unit tests (`examples/ring/test_ipc_ring.py`) run
+//! from here too.
+//!
+//! Needs a C compiler and python3 (`scripts/test.sh` installs them); a case
+//! without them says SKIP loudly.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const HEADER: usize = 4096;
+
+fn ring_dir() -> PathBuf {
+    Path::new(MANIFEST_DIR).join("examples/ring")
+}
+
+fn python_module() -> PathBuf {
+    ring_dir().join("ipc_ring.py")
+}
+
+fn skip(case: &str, reason: &str) {
+    eprintln!("\n*** SKIP {case}: {reason} !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+}
+
+// ----- the C programs, built once per test binary ---------------------------
+
+/// The built C programs.
+struct CTools {
+    send: PathBuf,
+    recv: PathBuf,
+    format: PathBuf,
+    /// `ring_recv` built with `-DIPC_RING_NO_WAITV`: the 50 ms-slice fallback.
+    recv_no_waitv: PathBuf,
+}
+
+fn build(dir: &Path, source: &str, out: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    let target = dir.join(out);
+    // Build under a private name, then rename: parallel test binaries never
+    // run a half-written program.
+    let partial = dir.join(format!("{out}.{}", std::process::id()));
+    let result = Command::new("cc")
+        .args(["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror"])
+        .args(extra)
+        .arg("-o")
+        .arg(&partial)
+        .arg(ring_dir().join(source))
+        .output()
+        .map_err(|e| format!("cc: {e}"))?;
+    if !result.status.success() {
+        return Err(format!(
+            "cc {source} failed:\n{}",
+            String::from_utf8_lossy(&result.stderr)
+        ));
+    }
+    std::fs::rename(&partial, &target).map_err(|e| e.to_string())?;
+    Ok(target)
+}
+
+/// The C programs, or None (and a loud SKIP) when there is no C compiler.
+/// A compiler that fails on the sources fails the case.
+fn c_tools(case: &str) -> Option<&'static CTools> {
+    static TOOLS: OnceLock<Option<CTools>> = OnceLock::new();
+    let tools = TOOLS.get_or_init(|| {
+        if Command::new("cc").arg("--version").output().is_err() {
+            return None;
+        }
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ring-languages");
+        std::fs::create_dir_all(&dir).unwrap();
+        let built = (|| {
+            Ok::<_, String>(CTools {
+                send: build(&dir, "ring_send.c", "ring_send", &[])?,
+                recv: build(&dir, "ring_recv.c", "ring_recv", &[])?,
+                format: build(&dir, "ring_format.c", "ring_format", &[])?,
+                recv_no_waitv: build(
+                    &dir,
+                    "ring_recv.c",
+                    "ring_recv_no_waitv",
+                    &["-DIPC_RING_NO_WAITV"],
+                )?,
+            })
+        })();
+        Some(built.unwrap_or_else(|e| panic!("{e}")))
+    });
+    if tools.is_none() {
+        skip(case, "no C compiler (`cc`); scripts/test.sh installs gcc");
+    }
+    tools.as_ref()
+}
+
+fn have_python(case: &str) -> bool {
+    static PRESENT: OnceLock<bool> = OnceLock::new();
+    let present = *PRESENT.get_or_init(|| {
+        Command::new("python3")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if !present {
+        skip(case, "no python3; scripts/test.sh installs it");
+    }
+    present
+}
+
+/// Both languages, or None after a SKIP line.
+fn both(case: &str) -> Option<&'static CTools> {
+    let tools = c_tools(case)?;
+    have_python(case).then_some(tools)
+}
+
+// ----- segments --------------------------------------------------------------
+
+/// A ring segment: a file in /dev/shm with a unique name, removed on drop.
+struct Segment {
+    name: String,
+}
+
+impl Segment {
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/dev/shm{}", self.name))
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path());
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Lang {
+    C,
+    Python,
+}
+
+/// A fresh ring of `size` bytes for `producers`, formatted by `by`.
+fn segment(tools: &CTools, by: Lang, size: usize, producers: u32) -> Segment {
+    static COUNT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "/ipc-ring-langtest.{}.{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut command = match by {
+        Lang::C => Command::new(&tools.format),
+        Lang::Python => {
+            let mut c = Command::new("python3");
+            c.arg(python_module()).arg("format");
+            c
+        }
+    };
+    let out = command
+        .args([&name, &size.to_string(), &producers.to_string()])
+        .output()
+        .unwrap();
+    let segment = Segment { name };
+    assert!(
+        out.status.success(),
+        "format by {by:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    segment
+}
+
+fn capacity_of(size: usize) -> usize {
+    (size - HEADER) / 64 * 64
+}
+
+// ----- the programs ----------------------------------------------------------
+
+/// `send` (stdin -> ring) or `recv` (ring -> stdout) in a language.
+fn program(tools: &CTools, lang: Lang, send: bool, args: &[&str]) -> Command {
+    let mut command = match lang {
+        Lang::C => Command::new(if send { &tools.send } else { &tools.recv }),
+        Lang::Python => {
+            let mut c = Command::new("python3");
+            c.arg(python_module())
+                .arg(if send { "send" } else { "recv" });
+            c
+        }
+    };
+    command.args(args);
+    command
+}
+
+/// A running program whose stdout and stderr are drained as it runs (a
+/// reader blocked on a full stdout pipe would stop draining the ring).
+struct Running {
+    child: Child,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+}
+
+fn drain(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut all = Vec::new();
+        from.read_to_end(&mut all).unwrap();
+        all
+    })
+}
+
+fn spawn(mut command: Command, stdin: Stdio) -> Running {
+    let mut child = command
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    Running {
+        child,
+        stdout,
+        stderr,
+    }
+}
+
+/// Feed `input` to a spawned sender from a thread (it may block on a full
+/// ring while the reader drains it).
+fn feed(running: &mut Running, input: Vec<u8>) -> std::thread::JoinHandle<()> {
+    let mut stdin = running.child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        stdin.write_all(&input).unwrap();
+    })
+}
+
+/// Wait for a program, killing it after `limit`.
+fn finish(mut running: Running, limit: Duration, what: &str) -> Output {
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = running.child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+            let stderr = running.stderr.join().unwrap();
+            panic!(
+                "{what} still running after {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: running.stdout.join().unwrap(),
+        stderr: running.stderr.join().unwrap(),
+    }
+}
+
+fn check(status: ExitStatus, out: &Output, what: &str) {
+    assert!(
+        status.success(),
+        "{what}: {status}; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Records framed as the programs' `-f` option takes them.
+fn framed(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in records {
+        out.extend_from_slice(&u32::try_from(r.len()).unwrap().to_le_bytes());
+        out.extend_from_slice(r);
+    }
+    out
+}
+
+/// `n` bytes different for every record (a small linear congruential generator).
+fn bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+// ----- the cases -------------------------------------------------------------
+
+#[test]
+fn c_and_python_format_the_same_header_of_layout_version_1() {
+    let case = "c_and_python_format_the_same_header_of_layout_version_1";
+    let Some(tools) = both(case) else { return };
+    let size = HEADER + 10_000;
+    let by_c = segment(tools, Lang::C, size, 2);
+    let by_python = segment(tools, Lang::Python, size, 2);
+    let c = std::fs::read(by_c.path()).unwrap();
+    let py = std::fs::read(by_python.path()).unwrap();
+    assert_eq!(c.len(), size);
+    assert_eq!(py.len(), size);
+    assert_eq!(&c[..HEADER], &py[..HEADER]);
+    let u32_at = |o: usize| u32::from_le_bytes(c[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_le_bytes(c[o..o + 8].try_into().unwrap());
+    assert_eq!(&c[0..8], b"ipc-ring");
+    assert_eq!(u32_at(8), 1, "version");
+    assert_eq!(u32_at(12), 4096, "data offset");
+    assert_eq!(u64_at(16), 9984, "capacity: 10000 rounded down to 64");
+    assert_eq!(u64_at(24), 9976, "largest record");
+    assert_eq!(u32_at(32), 2, "producers");
+    assert!(c[36..HEADER].iter().all(|&b| b == 0), "the rest is zero");
+}
+
+/// Records of the edge sizes, then enough varied ones to wrap the ring many
+/// times, from `writer` to `reader`, byte for byte.
+fn exchange(tools: &CTools, writer: Lang, reader: Lang) {
+    let size = HEADER + 8192;
+    let capacity = capacity_of(size);
+    let ring = segment(tools, writer, size, 1);
+    let mut records: Vec<Vec<u8>> = [0, 1, 7, 8, 9, 4095, capacity - 8, 0, capacity - 8]
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| bytes(n, i as u64))
+        .collect();
+    let mut total: usize = records.iter().map(Vec::len).sum();
+    let mut seed = 100;
+    while total < 40 * capacity {
+        let n = (seed as usize * 7919) % 3000;
+        records.push(bytes(n, seed));
+        total += n;
+        seed += 1;
+    }
+    let input = framed(&records);
+
+    let what = format!("{writer:?} -> {reader:?}");
+    let recv = spawn(
+        program(tools, reader, false, &["-f", &ring.name]),
+        Stdio::null(),
+    );
+    let mut send = spawn(
+        program(tools, writer, true, &["-f", &ring.name]),
+        Stdio::piped(),
+    );
+    let feeder = feed(&mut send, input.clone());
+    let sent = finish(send, LIMIT, &format!("{what}: sender"));
+    feeder.join().unwrap();
+    check(sent.status, &sent, &format!("{what}: sender"));
+    let got = finish(recv, LIMIT, &format!("{what}: reader"));
+    check(got.status, &got, &format!("{what}: reader"));
+    assert_eq!(got.stdout.len(), input.len(), "{what}: bytes out");
+    assert!(got.stdout == input, "{what}: records differ");
+}
+
+#[test]
+fn every_pair_of_languages_exchanges_records_of_every_size_byte_exact() {
+    let case = "every_pair_of_languages_exchanges_records_of_every_size_byte_exact";
+    let Some(tools) = both(case) else { return };
+    std::thread::scope(|s| {
+        for writer in [Lang::C, Lang::Python] {
+            for reader in [Lang::C, Lang::Python] {
+                s.spawn(move || exchange(tools, writer, reader));
+            }
+        }
+    });
+}
+
+/// Lines "<tag> <n>" from one producer.
+fn lines(tag: &str, count: usize) -> Vec<u8> {
+    (0..count)
+        .flat_map(|i| format!("{tag} {i:05} {}\n", "x".repeat(i % 90)).into_bytes())
+        .collect()
+}
+
+/// Check that `out` holds both producers' lines, each in its own order.
+fn check_two_producers(out: &[u8], count: usize, what: &str) {
+    let text = String::from_utf8(out.to_vec()).unwrap();
+    for tag in ["c", "py"] {
+        let mine: Vec<&str> = text
+            .lines()
+            .filter(|l| l.split(' ').next() == Some(tag))
+            .collect();
+        assert_eq!(mine.len(), count, "{what}: lines from {tag}");
+        for (i, line) in mine.iter().enumerate() {
+            assert_eq!(
+                *line,
+                format!("{tag} {i:05} {}", "x".repeat(i % 90)),
+                "{what}: {tag}'s order"
+            );
+        }
+    }
+    assert_eq!(text.lines().count(), 2 * count, "{what}: nothing else");
+}
+
+#[test]
+fn a_c_and_a_python_producer_share_one_ring_and_end_it_together() {
+    let case = "a_c_and_a_python_producer_share_one_ring_and_end_it_together";
+    let Some(tools) = both(case) else { return };
+    let count = 3000;
+    for reader in [Lang::Python, Lang::C] {
+        let what = format!("C + Python -> {reader:?}");
+        // A small ring: the producers wait for space and for each other.
+        let ring = segment(tools, Lang::C, HEADER + 1024, 2);
+        let recv = spawn(program(tools, reader, false, &[&ring.name]), Stdio::null());
+        let mut c = spawn(program(tools, Lang::C, true, &[&ring.name]), Stdio::piped());
+        let mut py = spawn(
+            program(tools, Lang::Python, true, &[&ring.name]),
+            Stdio::piped(),
+        );
+        let feed_c = feed(&mut c, lines("c", count));
+        let feed_py = feed(&mut py, lines("py", count));
+        for (child, who) in [(c, "C producer"), (py, "Python producer")] {
+            let out = finish(child, LIMIT, &format!("{what}: {who}"));
+            check(out.status, &out, &format!("{what}: {who}"));
+        }
+        feed_c.join().unwrap();
+        feed_py.join().unwrap();
+        // The reader ends by itself: both producers closed.
+        let got = finish(recv, Duration::from_secs(5), &format!("{what}: reader"));
+        check(got.status, &got, &format!("{what}: reader"));
+        check_two_producers(&got.stdout, count, &what);
+    }
+}
+
+#[test]
+fn a_sleeping_reader_sees_the_end_with_and_without_futex_waitv() {
+    let case = "a_sleeping_reader_sees_the_end_with_and_without_futex_waitv";
+    let Some(tools) = both(case) else { return };
+    for (label, recv_program) in [
+        ("futex_waitv", &tools.recv),
+        ("50 ms slices", &tools.recv_no_waitv),
+    ] {
+        for writer in [Lang::C, Lang::Python] {
+            let ring = segment(tools, Lang::C, HEADER + 4096, 1);
+            let mut command = Command::new(recv_program);
+            command.arg(&ring.name);
+            let recv = spawn(command, Stdio::null());
+            // The reader is asleep on the empty ring when the record and the
+            // close come.
+            std::thread::sleep(Duration::from_millis(150));
+            let mut send = spawn(program(tools, writer, true, &[&ring.name]), Stdio::piped());
+            feed(&mut send, b"one\n".to_vec()).join().unwrap();
+            let sent = finish(send, LIMIT, "sender");
+            check(sent.status, &sent, "sender");
+            let start = Instant::now();
+            let got = finish(recv, Duration::from_secs(5), label);
+            check(got.status, &got, label);
+            assert_eq!(got.stdout, b"one\n", "{label}, {writer:?} writer");
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "{label}: the end took {:?}",
+                start.elapsed()
+            );
+        }
+    }
+}
+
+#[test]
+fn recv_on_an_empty_ring_times_out() {
+    let case = "recv_on_an_empty_ring_times_out";
+    let Some(tools) = both(case) else { return };
+    for reader in [Lang::C, Lang::Python] {
+        let ring = segment(tools, Lang::Python, HEADER + 4096, 1);
+        let start = Instant::now();
+        let out = program(tools, reader, false, &["-t", "200", &ring.name])
+            .output()
+            .unwrap();
+        let took = start.elapsed();
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{reader:?}: exit 3 means timed out; stderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout.is_empty());
+        assert!(took >= Duration::from_millis(200), "{reader:?}: {took:?}");
+        assert!(took < Duration::from_secs(3), "{reader:?}: {took:?}");
+    }
+}
+
+#[test]
+fn a_record_larger_than_the_ring_is_refused() {
+    let case = "a_record_larger_than_the_ring_is_refused";
+    let Some(tools) = both(case) else { return };
+    for writer in [Lang::C, Lang::Python] {
+        let size = HEADER + 256;
+        let largest = capacity_of(size) - 8;
+        let ring = segment(tools, Lang::C, size, 1);
+        // The largest record fits (it fills the ring); one byte more does not.
+        let input = framed(&[bytes(largest, 1), bytes(largest + 1, 2)]);
+        let mut send = spawn(
+            program(tools, writer, true, &["-f", &ring.name]),
+            Stdio::piped(),
+        );
+        feed(&mut send, input).join().unwrap();
+        let sent = finish(send, LIMIT, "sender");
+        assert_eq!(
+            sent.status.code(),
+            Some(4),
+            "{writer:?}: exit 4 means too large; stderr: {}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+        // The sender closed its producer on the way out: the reader gets the
+        // one record, then the end.
+        let got = program(tools, Lang::C, false, &["-f", "-t", "2000", &ring.name])
+            .output()
+            .unwrap();
+        check(got.status, &got, "reader");
+        assert!(got.stdout == framed(&[bytes(largest, 1)]), "{writer:?}");
+    }
+}
+
+#[test]
+fn ports_open_from_the_environment_by_fd_and_by_name() {
+    let case = "ports_open_from_the_environment_by_fd_and_by_name";
+    let Some(tools) = both(case) else { return };
+    let size = HEADER + 4096;
+    let ring = segment(tools, Lang::C, size, 2);
+    let value = format!(
+        "kind=posix-shm channel=c end=write name={} size={size} layout=ring capacity={} producers=2",
+        ring.name,
+        capacity_of(size)
+    );
+    // Both producers reach the ring as ipc-run gives it: the C one through
+    // an fd its shell opened, the Python one by name.
+    let by_fd = format!(
+        "exec 7<>'{}'; IPC_PORT_OUT_PORT=\"{value} fd=7\" exec \"$0\" out-port",
+        ring.path().display()
+    );
+    let mut by_c = Command::new("sh");
+    by_c.args(["-c", &by_fd]).arg(&tools.send);
+    let mut by_name = Command::new("python3");
+    by_name
+        .arg(python_module())
+        .args(["send", "OUT-PORT"])
+        .env("IPC_PORT_OUT_PORT", &value);
+    for (command, line) in [(by_c, "from C\n"), (by_name, "from Python\n")] {
+        let mut child = spawn(command, Stdio::piped());
+        feed(&mut child, line.as_bytes().to_vec()).join().unwrap();
+        let out = finish(child, LIMIT, line);
+        check(out.status, &out, line);
+    }
+    let got = Command::new(&tools.recv)
+        .args(["-t", "2000", "IN"])
+        .env("IPC_PORT_IN", value.replace("end=write", "end=read"))
+        .output()
+        .unwrap();
+    check(got.status, &got, "reader");
+    assert_eq!(got.stdout, b"from C\nfrom Python\n");
+}
+
+#[test]
+fn python_unit_tests_pass() {
+    if !have_python("python_unit_tests_pass") {
+        return;
+    }
+    let out = Command::new("python3")
+        .arg(ring_dir().join("test_ipc_ring.py"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "examples/ring/test_ipc_ring.py:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
