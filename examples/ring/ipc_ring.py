@@ -402,12 +402,14 @@ class Ring:
             # Only a producer that holds the writer lock waits, so the
             # read-modify-write of the flag has no competitor.
             self._writers_waiting.value += 1
-            _fence()
-            tail = self._tail.value
-            awake = True
-            if self.capacity - (head - tail) < size:
-                awake = self._futex_wait(self._tail_addr, tail & 0xFFFFFFFF, deadline)
-            self._writers_waiting.value -= 1
+            try:
+                _fence()
+                tail = self._tail.value
+                awake = True
+                if self.capacity - (head - tail) < size:
+                    awake = self._futex_wait(self._tail_addr, tail & 0xFFFFFFFF, deadline)
+            finally:  # a signal's exception must not leave the flag raised
+                self._writers_waiting.value -= 1
             if not awake and self.capacity - (head - self._tail.value) < size:
                 raise TimeoutError(f"no space for a {length}-byte record within {timeout} s")
         data_area = self._data
@@ -456,13 +458,15 @@ class Ring:
             # Wait for data: raise the flag, fence, look again, sleep. One
             # reader, so the read-modify-write of the flag has no competitor.
             self._readers_waiting.value += 1
-            _fence()
-            head = self._head.value
-            done = self._done.value
-            awake = True
-            if head == tail and done < self.producers:
-                awake = self._wait_data(head & 0xFFFFFFFF, done, deadline)
-            self._readers_waiting.value -= 1
+            try:
+                _fence()
+                head = self._head.value
+                done = self._done.value
+                awake = True
+                if head == tail and done < self.producers:
+                    awake = self._wait_data(head & 0xFFFFFFFF, done, deadline)
+            finally:  # a signal's exception must not leave the flag raised
+                self._readers_waiting.value -= 1
             if not awake:
                 head = self._head.value
                 if head != tail:
