@@ -154,6 +154,10 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
     let mut values = Values {
         run_id: dir.id.clone(),
         run_dir: dir.path.to_string_lossy().into_owned(),
+        // The binary itself, for `{ipc_run}` (port adapters, taps).
+        ipc_run: std::env::current_exe()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         ..Values::default()
     };
     let run_id = dir.id.clone();
@@ -475,7 +479,12 @@ impl Launched {
             env.set(var.name.as_ref(), self.values.fill(&var.value)?);
         }
         let path_var = env.get("PATH").map(|p| p.to_owned());
-        let argv0 = process.argv.first().cloned().unwrap_or_default();
+        let filled_argv = process
+            .argv
+            .iter()
+            .map(|arg| self.values.fill_argv(arg))
+            .collect::<Result<Vec<_>, _>>()?;
+        let argv0 = filled_argv.first().cloned().unwrap_or_default();
         let program = spawn::resolve_program(
             instance,
             &argv0,
@@ -485,7 +494,7 @@ impl Launched {
                 .find(|(n, _)| n == "PATH")
                 .map(|(_, v)| v.as_os_str())),
         )?;
-        let argv = spawn::c_strings(&format!("argv of {instance}"), &process.argv)?;
+        let argv = spawn::c_strings(&format!("argv of {instance}"), &filled_argv)?;
         let cwd = match &process.cwd {
             Some(cwd) => Some(
                 spawn::c_strings(&format!("cwd of {instance}"), &[self.values.fill(cwd)?])?
