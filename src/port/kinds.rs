@@ -66,6 +66,11 @@ pub trait Source {
     fn is_stream(&self) -> bool {
         false
     }
+    /// True for listeners, where `--count` counts connections (the source
+    /// ends by itself after them), not messages.
+    fn counts_connections(&self) -> bool {
+        false
+    }
 }
 
 /// The largest message a sink takes, and where that limit comes from.
@@ -418,14 +423,7 @@ impl SocketSource {
 
 /// Whether the peer of a connected socket has hung up.
 fn hung_up(fd: BorrowedFd<'_>) -> bool {
-    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-    // nix does not name POLLRDHUP (a peer's shutdown(SHUT_WR)).
-    let rdhup = PollFlags::from_bits_retain(libc::POLLRDHUP);
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN | rdhup)];
-    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
-        && fds[0]
-            .revents()
-            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | rdhup | PollFlags::POLLERR))
+    crate::sys::fd::peer_hung_up(fd)
 }
 
 impl Source for SocketSource {
@@ -584,20 +582,24 @@ impl ListenerSource {
         false
     }
 
-    fn accept_all(&mut self) -> Result<(), PortError> {
-        loop {
-            match nix::sys::socket::accept4(
-                self.listener.as_fd(),
-                SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            ) {
-                Ok(fd) => self.connections.push(Connection {
+    /// Accepts one connection: the listener itself is blocking (it is
+    /// shared with nobody, but its flags are not ours to change), so one
+    /// accept per readiness.
+    fn accept_one(&mut self) -> Result<(), PortError> {
+        match nix::sys::socket::accept4(
+            self.listener.as_fd(),
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+        ) {
+            Ok(fd) => {
+                self.connections.push(Connection {
                     fd,
                     pending: Vec::new(),
                     eof: false,
-                }),
-                Err(Errno::EAGAIN | Errno::ECONNABORTED | Errno::EINTR) => return Ok(()),
-                Err(errno) => return Err(PortError::io("accept a connection", errno)),
+                });
+                Ok(())
             }
+            Err(Errno::EAGAIN | Errno::ECONNABORTED | Errno::EINTR) => Ok(()),
+            Err(errno) => Err(PortError::io("accept a connection", errno)),
         }
     }
 
@@ -653,6 +655,10 @@ impl Source for ListenerSource {
         !self.seqpacket
     }
 
+    fn counts_connections(&self) -> bool {
+        true
+    }
+
     fn recv(&mut self, wait: Wait) -> Result<Recv<'_>, PortError> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         let deadline = match wait {
@@ -694,7 +700,8 @@ impl Source for ListenerSource {
                     Err(Errno::EINTR) => continue,
                     Err(errno) => return Err(PortError::io("poll", errno)),
                 }
-                let revents = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+                // Bits nix does not know make `revents` None: count them as ready.
+                let revents = |fd: &PollFd| fd.revents().is_none_or(|r| !r.is_empty());
                 let offset = usize::from(accepting);
                 listener_ready = accepting && revents(&fds[0]);
                 ready = fds[offset..]
@@ -710,7 +717,7 @@ impl Source for ListenerSource {
                 }
             }
             if listener_ready {
-                self.accept_all()?;
+                self.accept_one()?;
             }
         }
     }

@@ -332,7 +332,11 @@ fn read(args: &ReadArgs) -> Result<(), PortError> {
                     args.port
                 )));
             }
-            let count = if stream_units { None } else { args.count };
+            let count = if source.counts_connections() {
+                None
+            } else {
+                args.count
+            };
             let mut out = Stdout::new()?;
             let mut received = 0u64;
             let mut ends = 0u64;

@@ -70,3 +70,18 @@ pub fn is_cloexec(fd: impl AsFd) -> Result<bool, Errno> {
     }
     Ok(flags & libc::FD_CLOEXEC != 0)
 }
+
+/// Whether the peer of connected socket `fd` has shut down its sending
+/// side or closed it (`POLLRDHUP` / `POLLHUP` without waiting). nix cannot
+/// report `POLLRDHUP` (its flag set lacks it), hence the direct call.
+pub fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1, zero timeout; poll only writes
+    // `revents` of that struct.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
