@@ -214,4 +214,19 @@ mod tests {
         let err = values().fill("{pid:nobody}").unwrap_err().to_string();
         assert!(err.contains("{pid:nobody}"), "{err}");
     }
+
+    #[test]
+    fn ipc_run_fills_argv_and_env() {
+        let mut v = values();
+        assert!(v.fill_argv("{ipc_run}").is_err(), "no path: an error");
+        v.ipc_run = "/usr/bin/ipc-run".into();
+        assert_eq!(v.fill_argv("{ipc_run}").unwrap(), "/usr/bin/ipc-run");
+        assert_eq!(
+            v.fill_argv("{ipc_run} port read x | grep ${y}").unwrap(),
+            "/usr/bin/ipc-run port read x | grep ${y}"
+        );
+        // Only `{ipc_run}` in argv: other placeholders stay as written.
+        assert_eq!(v.fill_argv("{run_id} {pid}").unwrap(), "{run_id} {pid}");
+        assert_eq!(v.fill("bin={ipc_run}").unwrap(), "bin=/usr/bin/ipc-run");
+    }
 }
