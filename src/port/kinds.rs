@@ -158,6 +158,13 @@ fn need_fd(port: &mut Port) -> Result<OwnedFd, PortError> {
 }
 
 fn no_data(port: &Port) -> PortError {
+    let ring = port.get("sync") == Some("ring") || port.get("layout") == Some("ring");
+    if port.kind() == "posix-shm" && ring {
+        return usage(format!(
+            "{} is a shared-memory ring: the adapters do not support rings yet",
+            describe(port)
+        ));
+    }
     let why = match port.kind() {
         "rpc" => {
             "an rpc endpoint carries requests and their replies; the adapters move \

@@ -376,19 +376,63 @@ fn read(args: &ReadArgs) -> Result<(), PortError> {
 
 /// Plain copy from a stream port to stdout.
 fn copy_stream_to_stdout(from: BorrowedFd<'_>, idle: Option<Duration>) -> Result<(), PortError> {
-    let stdout = std_fd(1)?;
-    let mut buf = vec![0u8; STREAM_BUFFER];
+    copy_stream(from, std_fd(1)?, idle).map_err(|failure| match failure {
+        Copy::Write(Errno::EPIPE) => PortError::StdoutClosed,
+        Copy::Write(errno) => PortError::io("write to stdout", errno),
+        Copy::Read(errno) => PortError::io("read the port", errno),
+        Copy::Poll(errno) => PortError::io("poll", errno),
+    })
+}
+
+/// Which side of a copy failed.
+#[derive(Debug)]
+pub(crate) enum Copy {
+    Read(Errno),
+    Write(Errno),
+    Poll(Errno),
+}
+
+/// Bytes asked of one `splice(2)`.
+const SPLICE_CHUNK: usize = 1 << 20;
+
+/// Copies `from` to `to` until EOF (or until nothing comes for `idle`).
+/// With a pipe on either side, `splice(2)` moves the data without copying
+/// it through this process; where the kernel refuses (`EINVAL`: a
+/// terminal, a file opened for appending, no pipe at all), plain 128 KiB
+/// reads and writes.
+pub(crate) fn copy_stream(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    idle: Option<Duration>,
+) -> Result<(), Copy> {
+    let mut spliced = true;
+    let mut buf = Vec::new();
     loop {
         if let Some(idle) = idle
-            && !wait_readable(from, Some(idle)).map_err(|e| PortError::io("poll", e))?
+            && !wait_readable(from, Some(idle)).map_err(Copy::Poll)?
         {
             return Ok(());
         }
-        let n = read_some(from, &mut buf).map_err(|e| PortError::io("read the port", e))?;
+        if spliced {
+            match crate::sys::fd::splice(from, to, SPLICE_CHUNK) {
+                Ok(0) => return Ok(()),
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(Errno::EPIPE) => return Err(Copy::Write(Errno::EPIPE)),
+                // Nothing was moved (EINVAL: no pipe, a terminal, an
+                // appending file; or an error whose side splice does not
+                // tell): plain reads and writes from here on, which report
+                // a lasting error with its side.
+                Err(_) => spliced = false,
+            }
+        }
+        if buf.is_empty() {
+            buf = vec![0u8; STREAM_BUFFER];
+        }
+        let n = read_some(from, &mut buf).map_err(Copy::Read)?;
         if n == 0 {
             return Ok(());
         }
-        stdout_write(stdout, &buf[..n])?;
+        write_all(to, &buf[..n]).map_err(Copy::Write)?;
     }
 }
 
@@ -407,14 +451,11 @@ fn write(args: &WriteArgs) -> Result<(), PortError> {
                     port.kind()
                 )));
             }
-            let mut buf = vec![0u8; STREAM_BUFFER];
-            loop {
-                let n = read_some(stdin, &mut buf).map_err(|e| PortError::io("read stdin", e))?;
-                if n == 0 {
-                    break;
-                }
-                write_all(stream.fd.as_fd(), &buf[..n]).map_err(|e| broken_port(&args.port, e))?;
-            }
+            copy_stream(stdin, stream.fd.as_fd(), None).map_err(|failure| match failure {
+                Copy::Write(errno) => broken_port(&args.port, errno),
+                Copy::Read(errno) => PortError::io("read stdin", errno),
+                Copy::Poll(errno) => PortError::io("poll", errno),
+            })?;
             stream.finish();
             Ok(())
         }

@@ -85,3 +85,27 @@ pub fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
     let n = unsafe { libc::poll(&mut pfd, 1, 0) };
     n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
+
+/// Moves up to `len` bytes from `from` to `to` with `splice(2)`
+/// (`SPLICE_F_MOVE`), one of them being a pipe; returns the bytes moved,
+/// 0 at the end of the input. `EINVAL` when the kernel cannot splice
+/// between these two (no pipe, a terminal, a file opened for appending).
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> Result<usize, Errno> {
+    // SAFETY: two borrowed (open) fds, null offsets (both files' own
+    // positions are used); splice touches no memory of this process.
+    let n = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE,
+        )
+    };
+    if n < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(n as usize)
+    }
+}
