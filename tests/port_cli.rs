@@ -432,3 +432,31 @@ fn tap_in_plans_and_refusals() {
         );
     }
 }
+
+/// An edge of `pipeline = [...]` is tapped by its id (`pipelineN`); the
+/// last stage still prints to ipc-run's stdout.
+#[test]
+fn tap_on_a_pipeline_edge() {
+    let scratch = Scratch::new("port-tap-pipeline");
+    let copy = scratch.dir.join("sevens");
+    let file = std::path::Path::new(MANIFEST_DIR).join("topologies/pipeline.toml");
+    let mut command = scratch.run_command(&file);
+    command
+        .arg("--tap")
+        .arg(format!("pipeline1={}", copy.display()));
+    let run = finish(
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stdout_text(), "40951\n");
+    let expected: String = (1..=100_000)
+        .map(|i| i.to_string())
+        .filter(|s| s.contains('7'))
+        .map(|s| s + "\n")
+        .collect();
+    assert!(std::fs::read_to_string(&copy).unwrap() == expected);
+}
