@@ -10,6 +10,8 @@
 #              head | cat >/dev/fd/$OUT -> edge -> cat </dev/fd/$IN | wc -c
 #     adapter  the same with the adapters as the ends:
 #              head | ipc-run port write out -> edge -> ipc-run port read in | wc -c
+#     tapped   direct, run with `--tap e0=FILE`: the edge passes through the
+#              inserted tap process, which also writes every byte to FILE
 #   mq: MESSAGES messages of 100 bytes (99 + newline) through a POSIX queue
 #     raw      a C loop of mq_send -> queue -> a C loop of mq_receive
 #     adapter  a C loop printing lines | ipc-run port write out -> queue ->
@@ -140,11 +142,12 @@ for v in direct cat adapter; do pipe_topology $v >"$dir/pipe-$v.toml"; done
 for v in raw adapter; do mq_topology $v >"$dir/mq-$v.toml"; done
 
 now() { date +%s%N; }
-run_once() { # FILE -> elapsed ns on stdout
-    local start end
+run_once() { # FILE [RUN OPTIONS] -> elapsed ns on stdout
+    local start end file=$1
+    shift
     start=$(now)
-    "$IPC_RUN" run --quiet --runtime-dir "$dir/rt" "$1" >"$dir/out.txt" 2>"$dir/err.txt" || {
-        echo "run of $1 failed:" >&2; cat "$dir/err.txt" >&2; exit 1; }
+    "$IPC_RUN" run --quiet --runtime-dir "$dir/rt" "$file" "$@" >"$dir/out.txt" 2>"$dir/err.txt" || {
+        echo "run of $file failed:" >&2; cat "$dir/err.txt" >&2; exit 1; }
     end=$(now)
     echo $((end - start))
 }
@@ -153,8 +156,14 @@ echo "machine: nproc $(nproc); cpu $(grep -m1 'model name' /proc/cpuinfo | cut -
 echo "ipc-run: $("$IPC_RUN" --version); pipe: $size_mb MiB; mq: $messages x 100 bytes; $rounds rounds"
 : >"$dir/times.txt"
 for r in $(seq 1 "$rounds"); do
-    for v in direct cat adapter; do
-        t=$(run_once "$dir/pipe-$v.toml")
+    for v in direct cat adapter tapped; do
+        if [ $v = tapped ]; then
+            t=$(run_once "$dir/pipe-direct.toml" --tap "e0=$dir/tap.bin")
+            [ "$(stat -c %s "$dir/tap.bin")" = "$bytes" ] || { echo "tap: wrong size" >&2; exit 1; }
+            rm -f "$dir/tap.bin"
+        else
+            t=$(run_once "$dir/pipe-$v.toml")
+        fi
         # The consumer's count proves everything arrived.
         grep -q " $bytes\$" "$dir/out.txt" || { echo "pipe-$v: wrong count: $(cat "$dir/out.txt")" >&2; exit 1; }
         echo "pipe-$v $t" >>"$dir/times.txt"
@@ -178,7 +187,7 @@ med = {k: statistics.median(v) for k, v in times.items()}
 print()
 print("| workload | variant | median s | min s | max s | throughput | vs raw |")
 print("|---|---|---:|---:|---:|---:|---:|")
-for workload, raw, variants in (("pipe", "pipe-direct", ("direct", "cat", "adapter")),
+for workload, raw, variants in (("pipe", "pipe-direct", ("direct", "cat", "adapter", "tapped")),
                                 ("mq", "mq-raw", ("raw", "adapter"))):
     for v in variants:
         k = f"{workload}-{v}"

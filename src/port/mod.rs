@@ -100,7 +100,7 @@ pub struct TapArgs {
     /// The port data goes on to.
     #[arg(long, value_name = "PORT")]
     pub out: String,
-    /// The copy: opened with O_APPEND | O_NOFOLLOW, created 0600.
+    /// The copy: written at its end, opened with O_NOFOLLOW, created 0600.
     #[arg(long, value_name = "FILE")]
     pub file: PathBuf,
     /// How each message is written to FILE (stream edges copy bytes).

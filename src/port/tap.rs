@@ -33,14 +33,19 @@ use crate::topology::{
 use super::kinds::{self, Input, Output, Recv, Wait};
 use super::{Framing, PortError, TapArgs};
 
-/// Opens the tap file for appending: never through a symlink, created 0600.
+/// Opens the tap file for adding to its end: never through a symlink,
+/// created 0600. Not `O_APPEND` (`splice(2)` refuses such files): the tap
+/// is the file's only writer, so a seek to the end does the same.
 pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .append(true)
+    use std::io::Seek;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
+        .open(path)?;
+    file.seek(std::io::SeekFrom::End(0))?;
+    Ok(file)
 }
 
 /// Creates or empties the tap file before a run (0600, `O_NOFOLLOW`).
@@ -67,6 +72,10 @@ pub fn run(args: &TapArgs) -> Result<(), PortError> {
     let file_error = |e| PortError::io(format!("append to {}", args.file.display()), e);
     match (input, output) {
         (Input::Stream(from), Output::Stream(to)) => {
+            if pipe_tee(from.as_fd(), to.fd.as_fd(), file.as_fd(), &args.out)? {
+                to.finish();
+                return Ok(());
+            }
             let mut buf = vec![0u8; super::STREAM_BUFFER];
             loop {
                 let n = super::read_some(from.as_fd(), &mut buf)
@@ -120,6 +129,42 @@ pub fn run(args: &TapArgs) -> Result<(), PortError> {
             args.out,
             output_port.kind()
         ))),
+    }
+}
+
+/// The copy without passing bytes through this process, when IN and OUT
+/// are both pipes: `tee(2)` IN into OUT, then `splice(2)` the same bytes
+/// from IN into the file. False when the kernel refuses (not two pipes) and
+/// nothing was moved, so the caller copies by hand.
+fn pipe_tee(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    port: &str,
+) -> Result<bool, PortError> {
+    use nix::errno::Errno;
+    const CHUNK: usize = 1 << 20;
+    let mut first = true;
+    loop {
+        let n = match crate::sys::fd::tee(from, to, CHUNK) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EINVAL) if first => return Ok(false),
+            // The reader has gone: the tap ends like the edge would have.
+            Err(Errno::EPIPE) => return Ok(true),
+            Err(errno) => return Err(PortError::io(format!("tee into port `{port}`"), errno)),
+        };
+        first = false;
+        let mut left = n;
+        while left > 0 {
+            match crate::sys::fd::splice(from, file, left) {
+                Ok(0) => return Ok(true),
+                Ok(m) => left -= m,
+                Err(Errno::EINTR) => {}
+                Err(errno) => return Err(PortError::io("splice into the tap file", errno)),
+            }
+        }
     }
 }
 

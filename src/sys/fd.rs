@@ -109,3 +109,17 @@ pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> Result<us
         Ok(n as usize)
     }
 }
+
+/// Duplicates up to `len` bytes from pipe `from` into pipe `to` without
+/// consuming them (`tee(2)`); 0 at the end of the input, `EINVAL` when
+/// either is not a pipe.
+pub fn tee(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> Result<usize, Errno> {
+    // SAFETY: two borrowed (open) fds; tee touches no memory of this
+    // process.
+    let n = unsafe { libc::tee(from.as_raw_fd(), to.as_raw_fd(), len, 0) };
+    if n < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(n as usize)
+    }
+}
