@@ -12,6 +12,7 @@
 #              head | ipc-run port write out -> edge -> ipc-run port read in | wc -c
 #     tapped   direct, run with `--tap e0=FILE`: the edge passes through the
 #              inserted tap process, which also writes every byte to FILE
+#              (in TAP_DIR, default /dev/shm, so the disk is not what is timed)
 #   mq: MESSAGES messages of 100 bytes (99 + newline) through a POSIX queue
 #     raw      a C loop of mq_send -> queue -> a C loop of mq_receive
 #     adapter  a C loop printing lines | ipc-run port write out -> queue ->
@@ -40,6 +41,7 @@ dir="${BENCH_DIR:-$(mktemp -d /tmp/ipc-run-port-bench.XXXXXX)}"
 mkdir -p "$dir"
 [ -n "${BENCH_DIR:-}" ] || trap 'rm -rf "$dir"' EXIT
 bytes=$((size_mb * 1024 * 1024))
+tap_file="${TAP_DIR:-/dev/shm}/ipc-run-port-bench.$$.tap"
 
 # C helpers: the raw queue ends, and a line producer/consumer for the
 # adapter variant (so the shell tools' own speed is not what is measured).
@@ -158,9 +160,9 @@ echo "ipc-run: $("$IPC_RUN" --version); pipe: $size_mb MiB; mq: $messages x 100 
 for r in $(seq 1 "$rounds"); do
     for v in direct cat adapter tapped; do
         if [ $v = tapped ]; then
-            t=$(run_once "$dir/pipe-direct.toml" --tap "e0=$dir/tap.bin")
-            [ "$(stat -c %s "$dir/tap.bin")" = "$bytes" ] || { echo "tap: wrong size" >&2; exit 1; }
-            rm -f "$dir/tap.bin"
+            t=$(run_once "$dir/pipe-direct.toml" --tap "e0=$tap_file")
+            [ "$(stat -c %s "$tap_file")" = "$bytes" ] || { echo "tap: wrong size" >&2; exit 1; }
+            rm -f "$tap_file"
         else
             t=$(run_once "$dir/pipe-$v.toml")
         fi
