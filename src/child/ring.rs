@@ -282,6 +282,23 @@ fn footprint(len: usize) -> u64 {
     RECORD_HEADER + (len as u64).div_ceil(8) * 8
 }
 
+/// Spin iterations before sleeping: a peer on another CPU usually moves
+/// the counter within microseconds, and a futex sleep and wake-up cost
+/// more than that. Bounded, so a ring that stays empty or full costs a
+/// few microseconds of CPU per wait, then sleeps.
+const SPIN: u32 = 1 << 8;
+
+/// Spins (with the CPU's spin-wait hint) until `moved` or [`SPIN`] rounds.
+fn spin_until(mut moved: impl FnMut() -> bool) -> bool {
+    for _ in 0..SPIN {
+        if moved() {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
+}
+
 /// Time left before the deadline that `timeout` sets at the first wait.
 fn remaining(
     deadline: &mut Option<Instant>,
@@ -459,6 +476,12 @@ impl Producer {
             if fits(self.cached_tail)? {
                 return Ok(head);
             }
+            if deadline.is_none()
+                && timeout != Some(Duration::ZERO)
+                && spin_until(|| ring.tail().load(Ordering::Acquire) != self.cached_tail)
+            {
+                continue;
+            }
             let time = remaining(&mut deadline, timeout)?;
             let waiting = ring.map.u32_at(OFF_WRITERS_WAITING);
             waiting.fetch_add(1, Ordering::SeqCst);
@@ -620,6 +643,12 @@ impl Consumer {
                         return Ok(None);
                     }
                     break;
+                }
+                if deadline.is_none()
+                    && timeout != Some(Duration::ZERO)
+                    && spin_until(|| ring.head().load(Ordering::Acquire) != tail)
+                {
+                    continue;
                 }
                 let time = remaining(&mut deadline, timeout)?;
                 let slice = time.map_or(READER_SLICE, |t| t.min(READER_SLICE));

@@ -31,6 +31,10 @@
 //!   restart);
 //! - after every change, ends no pending instance uses are closed, which
 //!   is what lets readers see EOF once every writer is finished for good;
+//! - a ring (`sync = "ring"`) has no EOF: when [`Launched::finished`] has
+//!   been called for every writer of a ring channel, the launcher marks the
+//!   end of the stream in the ring's header (it keeps the header mapped for
+//!   that). A writer that is restarted finds the same segment and data;
 //! - ends of a channel with a peer outside the topology (`External`) are
 //!   held for the whole run: the outside peer may open a FIFO at any time,
 //!   and holding its other end is what keeps a writer from an early EPIPE.
@@ -125,6 +129,8 @@ pub struct Launched {
     base_env: Vec<(OsString, OsString)>,
     values: Values,
     pending: HashSet<String>,
+    /// Instances that have ended for good ([`Launched::finished`]).
+    ended: HashSet<String>,
     devnull: OwnedFd,
     created: Created,
     /// Resolved `user`/`group` by instance.
@@ -186,6 +192,7 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
         base_env,
         values,
         pending: plan.processes.iter().map(|p| p.name.clone()).collect(),
+        ended: HashSet::new(),
         devnull,
         created,
         identities,
@@ -285,6 +292,29 @@ impl Launched {
     pub fn release_ends_of(&mut self, instance: &str) {
         if self.pending.remove(instance) {
             self.prune();
+        }
+    }
+
+    /// Declares `instance` ended for good: its process has exited (or never
+    /// started) and will not be restarted. Releases its held ends as
+    /// [`Launched::release_ends_of`] does, and marks the end of the stream
+    /// of every ring whose writers have now all ended (`docs/shm-ring.md`):
+    /// a ring reader learns it from the header, not from EOF.
+    pub fn finished(&mut self, instance: &str) {
+        self.release_ends_of(instance);
+        self.ended.insert(instance.to_owned());
+        let plan = &self.plan;
+        let ended = &self.ended;
+        for ring in self.created.rings.iter_mut().filter(|r| !r.marked) {
+            let writers_ended = plan.channels[ring.channel].from.iter().all(|e| match e {
+                EndpointPlan::Port { process, .. } => ended.contains(process),
+                // A peer outside the topology may always write more.
+                EndpointPlan::Own { .. } | EndpointPlan::External => false,
+            });
+            if writers_ended {
+                crate::child::ring::mark_end(&ring.header, ring.producers);
+                ring.marked = true;
+            }
         }
     }
 
