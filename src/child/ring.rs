@@ -301,14 +301,17 @@ fn spin_until(mut moved: impl FnMut() -> bool) -> bool {
 
 /// Time left before the deadline that `timeout` sets at the first wait.
 fn remaining(
-    deadline: &mut Option<Instant>,
+    deadline: &mut Option<Option<Instant>>,
     timeout: Option<Duration>,
 ) -> Result<Option<Duration>, RingError> {
     let Some(timeout) = timeout else {
         return Ok(None);
     };
     let now = Instant::now();
-    let deadline = *deadline.get_or_insert_with(|| now.checked_add(timeout).unwrap_or(now));
+    let Some(deadline) = *deadline.get_or_insert_with(|| now.checked_add(timeout)) else {
+        // Beyond what an Instant can hold: as good as for ever.
+        return Ok(None);
+    };
     let left = deadline.saturating_duration_since(now);
     if left.is_zero() {
         return Err(RingError::TimedOut);

@@ -153,6 +153,12 @@ fn full_and_empty_time_out() {
         producer.send(b"", Some(Duration::from_millis(20))),
         Err(RingError::TimedOut)
     ));
+    // A timeout beyond what an Instant holds waits; here there is data.
+    assert_eq!(
+        consumer.recv(&mut buf, Some(Duration::MAX)).unwrap(),
+        Received::Record(8)
+    );
+    producer.send(&pattern(0, 8), NOW).unwrap();
     assert_eq!(consumer.recv(&mut buf, NOW).unwrap(), Received::Record(8));
     producer.send(b"", NOW).unwrap();
     // The largest record needs the whole ring.
