@@ -414,7 +414,7 @@ impl Producer {
     /// Opens the ring of a port: its `fd=` if it has one, else `name=`
     /// through `shm_open`.
     pub fn from_port(port: &mut Port) -> Result<Producer, RingError> {
-        Producer::from_fd(open_port(port)?)
+        Producer::from_fd(open_port(port, "write")?)
     }
 
     /// Opens the ring in the segment `fd` (read-write).
@@ -556,7 +556,7 @@ impl Consumer {
     /// Opens the ring of a port: its `fd=` if it has one, else `name=`
     /// through `shm_open`.
     pub fn from_port(port: &mut Port) -> Result<Consumer, RingError> {
-        Consumer::from_fd(open_port(port)?)
+        Consumer::from_fd(open_port(port, "read")?)
     }
 
     /// Opens the ring in the segment `fd` (read-write: the reader moves tail).
@@ -691,7 +691,9 @@ impl Consumer {
 }
 
 /// The segment fd of a ring port: `fd=` when handed over, else `name=`.
-fn open_port(port: &mut Port) -> Result<OwnedFd, RingError> {
+/// `end` is the end the caller means to use: a port planned for the other
+/// one is refused, so a program started in the wrong role fails at once.
+fn open_port(port: &mut Port, end: &str) -> Result<OwnedFd, RingError> {
     let name = port.name().to_owned();
     let bad = |why: String| RingError::Port {
         port: name.clone(),
@@ -704,6 +706,13 @@ fn open_port(port: &mut Port) -> Result<OwnedFd, RingError> {
         && layout != "ring"
     {
         return Err(bad(format!("layout `{layout}` is not a ring")));
+    }
+    if let Some(planned) = port.end()
+        && planned != end
+    {
+        return Err(bad(format!(
+            "the port is planned as end={planned}, this side needs end={end}"
+        )));
     }
     if port.fd_number().is_some() {
         return port

@@ -88,6 +88,34 @@ fn refuses_foreign_segments() {
 }
 
 #[test]
+fn ports_that_are_not_this_side_of_a_ring_are_refused() {
+    let parse = |value: &str| crate::child::Port::parse("r", "IPC_PORT_R", value).unwrap();
+    let refused = |result: Result<(), RingError>, what: &str| {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(&err, RingError::Port { port, why } if port == "r" && why.contains(what)),
+            "{err}"
+        );
+    };
+    let reader_port = "kind=posix-shm channel=r end=read name=/nowhere layout=ring";
+    refused(
+        Producer::from_port(&mut parse(reader_port)).map(drop),
+        "end=read",
+    );
+    let writer_port = "kind=posix-shm channel=r end=write name=/nowhere layout=ring";
+    refused(
+        Consumer::from_port(&mut parse(writer_port)).map(drop),
+        "end=write",
+    );
+    refused(
+        Consumer::from_port(&mut parse("kind=pipe end=read fd=0")).map(drop),
+        "pipe",
+    );
+    let plain = "kind=posix-shm channel=r end=both name=/nowhere layout=plain";
+    refused(Producer::from_port(&mut parse(plain)).map(drop), "layout");
+}
+
+#[test]
 fn every_size_up_to_the_largest_record() {
     let (mut producer, mut consumer) = pair(256);
     assert_eq!(producer.max_record(), 248);
