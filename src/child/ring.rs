@@ -55,6 +55,9 @@ const OFF_MAX: usize = 24;
 const OFF_PRODUCERS: usize = 32;
 const OFF_HEAD: usize = 64;
 const OFF_READERS_WAITING: usize = 72;
+/// The word a waiting reader sleeps on: bumped by whoever may have made it
+/// runnable (a publish while a reader waits, a close, the end marked).
+const OFF_DATA_SEQ: usize = 76;
 const OFF_TAIL: usize = 128;
 const OFF_WRITERS_WAITING: usize = 136;
 const OFF_DONE: usize = 192;
@@ -63,11 +66,6 @@ const DATA: usize = HEADER_SIZE as usize;
 const RECORD_HEADER: u64 = 8;
 /// The smallest data area.
 const MIN_CAPACITY: u64 = 64;
-/// Longest single sleep of a reader waiting for data. "Producers done"
-/// is not the word the reader sleeps on, so an end marked between its last
-/// look and its sleep wakes nobody; the reader looks again at least this
-/// often (`docs/shm-ring.md`, Waiting).
-const READER_SLICE: Duration = Duration::from_millis(100);
 
 /// Why a ring operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -163,7 +161,7 @@ pub fn capacity_for(size: u64) -> Option<u64> {
 /// writer of the edge has ended for good.
 pub fn mark_end(header: &Mapping, producers: u32) {
     header.u32_at(OFF_DONE).store(producers, Ordering::SeqCst);
-    header.futex_wake(OFF_HEAD);
+    wake_reader(header);
 }
 
 /// The mapped, validated segment.
@@ -317,6 +315,14 @@ fn remaining(
         return Err(RingError::TimedOut);
     }
     Ok(Some(left))
+}
+
+/// Bumps the reader's wake sequence and wakes it: after a change of `head`
+/// or "producers done" that a waiting reader must see (the change is made
+/// before, with sequentially consistent ordering).
+fn wake_reader(map: &Mapping) {
+    map.u32_at(OFF_DATA_SEQ).fetch_add(1, Ordering::SeqCst);
+    map.futex_wake(OFF_DATA_SEQ);
 }
 
 /// A futex wait whose "look again" outcomes are not errors.
@@ -512,7 +518,7 @@ impl Producer {
         ring.head().store(head, Ordering::Release);
         fence(Ordering::SeqCst);
         if ring.map.u32_at(OFF_READERS_WAITING).load(Ordering::Relaxed) != 0 {
-            ring.map.futex_wake(OFF_HEAD);
+            wake_reader(&ring.map);
         }
     }
 
@@ -521,7 +527,7 @@ impl Producer {
     /// should just be dropped.
     pub fn close(self) -> Result<(), RingError> {
         self.ring.done().fetch_add(1, Ordering::SeqCst);
-        self.ring.map.futex_wake(OFF_HEAD);
+        wake_reader(&self.ring.map);
         Ok(())
     }
 
@@ -654,15 +660,18 @@ impl Consumer {
                     continue;
                 }
                 let time = remaining(&mut deadline, timeout)?;
-                let slice = time.map_or(READER_SLICE, |t| t.min(READER_SLICE));
+                // Flag, then the sequence, then the state: a publish or an
+                // end after the sequence was read bumps it, so the futex
+                // wait returns at once; one before is seen in the state.
                 let waiting = ring.map.u32_at(OFF_READERS_WAITING);
                 waiting.fetch_add(1, Ordering::SeqCst);
+                let seq = ring.map.u32_at(OFF_DATA_SEQ).load(Ordering::SeqCst);
                 let head = ring.head().load(Ordering::SeqCst);
                 let result = if head != tail || ring.done().load(Ordering::SeqCst) >= ring.producers
                 {
                     Ok(())
                 } else {
-                    wait(&ring.map, OFF_HEAD, head as u32, Some(slice))
+                    wait(&ring.map, OFF_DATA_SEQ, seq, time)
                 };
                 waiting.fetch_sub(1, Ordering::SeqCst);
                 result?;

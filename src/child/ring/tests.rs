@@ -281,6 +281,30 @@ fn end_marked_by_ipc_run_wakes_a_waiting_reader() {
     assert_eq!(second, Received::End);
 }
 
+/// The end of the stream races the reader going to sleep: closes land
+/// before, during and after its look at "producers done". A lost wake-up
+/// would leave the reader asleep until its timeout; the wake sequence
+/// makes every one of these rounds end at once.
+#[test]
+fn an_end_racing_the_reader_to_sleep_is_never_lost() {
+    for round in 0..300u64 {
+        let (producer, mut consumer) = pair(64);
+        let reader = thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let got = consumer.recv(&mut Vec::new(), Some(Duration::from_secs(5)));
+            (got.map_err(|e| e.to_string()), started.elapsed())
+        });
+        // Vary the moment of the close over the reader's spin and sleep.
+        for _ in 0..(round % 16) * 64 {
+            std::hint::spin_loop();
+        }
+        producer.close().unwrap();
+        let (got, took) = reader.join().unwrap();
+        assert_eq!(got, Ok(Received::End), "round {round}");
+        assert!(took < Duration::from_secs(2), "round {round}: {took:?}");
+    }
+}
+
 #[test]
 fn producers_keep_their_own_order() {
     const PER: usize = 3000;
