@@ -460,3 +460,70 @@ fn tap_on_a_pipeline_edge() {
         .collect();
     assert!(std::fs::read_to_string(&copy).unwrap() == expected);
 }
+
+/// The shared-memory ring: records are messages, `read` ends when every
+/// producer is done; a record over the ring's largest is refused; a ring
+/// edge can be tapped.
+#[test]
+fn ring_reads_writes_and_taps() {
+    let mut scratch = Scratch::new("port-ring");
+    let mut toml = String::from("name = \"ring\"\n");
+    toml += "[process.rw]\nreplicas = 2\nshell = '''printf \"r$IPC_RUN_REPLICA one\\nr$IPC_RUN_REPLICA two\\n\" | {ipc_run} port write out'''\n";
+    toml += &reader("rr", "in");
+    toml += &edge(
+        "rw.out",
+        "rr.in",
+        "name = \"frames\"\ntraffic = \"messages\"\nsync = \"ring\"\nsize = \"64KiB\"",
+    );
+    // 8 KiB: a 4096-byte data area, records of at most 4088 bytes.
+    toml += "[process.big-w]\nshell = '''head -c 5000 /dev/zero | tr '\\\\0' x | {ipc_run} port write out'''\n";
+    toml += &reader("big-r", "in");
+    toml += &edge(
+        "big-w.out",
+        "big-r.in",
+        "traffic = \"messages\"\nsync = \"ring\"\nsize = \"8KiB\"",
+    );
+    let file = scratch.topology(&toml);
+    let copy = scratch.dir.join("frames.copy");
+    let mut command = scratch.run_command(&file);
+    command
+        .arg("--tap")
+        .arg(format!("frames={}", copy.display()));
+    let run = finish(
+        command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let want = strings(&["r0 one", "r0 two", "r1 one", "r1 two"]);
+    assert_eq!(sorted(lines_of(&run.stdout, "rr")), want, "{}", run.stderr);
+    let copied: Vec<String> = std::fs::read_to_string(&copy)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(sorted(copied), want);
+    assert!(
+        summary_line(&run.stderr, "rr").contains("exited 0"),
+        "{}",
+        run.stderr
+    );
+    assert!(summary_line(&run.stderr, "tap-frames").contains("exited 0"));
+    assert!(
+        summary_line(&run.stderr, "big-w").contains("exited 1"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("bytes is larger than the largest record (4088 bytes) of ring port `out`"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        summary_line(&run.stderr, "big-r").contains("exited 0"),
+        "{}",
+        run.stderr
+    );
+}

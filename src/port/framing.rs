@@ -157,7 +157,7 @@ impl Deframer {
                 }
                 let pending = self.end - self.start;
                 if pending > self.limit {
-                    return Err(self.too_large(format!("more than {pending}")));
+                    return Err(self.too_large(format!("at least {pending}")));
                 }
                 if self.fill(input)? == 0 {
                     if self.end > self.start {

@@ -12,6 +12,7 @@
 //! | `unix-listener` dgram; `udp` | the bound socket: datagrams | sends datagrams to `path` / `address` |
 //! | `posix-mq` | `mq_receive` | `mq_send` |
 //! | `sysv-mq` | `msgrcv` (any type) | `msgsnd` (type 1) |
+//! | `posix-shm` with `layout=ring` | `child::ring::Consumer` | `child::ring::Producer`, closed at the end |
 //!
 //! Everything else (shared memory, semaphores, signals, rpc) carries no
 //! data the adapters could copy: a usage error says so.
@@ -158,13 +159,6 @@ fn need_fd(port: &mut Port) -> Result<OwnedFd, PortError> {
 }
 
 fn no_data(port: &Port) -> PortError {
-    let ring = port.get("sync") == Some("ring") || port.get("layout") == Some("ring");
-    if port.kind() == "posix-shm" && ring {
-        return usage(format!(
-            "{} is a shared-memory ring: the adapters do not support rings yet",
-            describe(port)
-        ));
-    }
     let why = match port.kind() {
         "rpc" => {
             "an rpc endpoint carries requests and their replies; the adapters move \
@@ -179,6 +173,11 @@ fn no_data(port: &Port) -> PortError {
         _ => "the adapters do not know this kind",
     };
     usage(format!("{} carries no data to copy: {why}", describe(port)))
+}
+
+/// A POSIX shared-memory port formatted as a ring (`layout=ring`).
+fn is_ring(port: &Port) -> bool {
+    port.get("layout") == Some("ring")
 }
 
 fn socket_type(port: &Port) -> Result<&str, PortError> {
@@ -266,6 +265,12 @@ pub fn open_input(
         "sysv-mq" => {
             check_end(port, &["read"], "read")?;
             Ok(Input::Messages(Box::new(SysvSource::open(port)?)))
+        }
+        "posix-shm" if is_ring(port) => {
+            check_end(port, &["read"], "read")?;
+            Ok(Input::Messages(Box::new(super::ring::RingSource::open(
+                port,
+            )?)))
         }
         _ => Err(no_data(port)),
     }
@@ -367,6 +372,12 @@ pub fn open_output(port: &mut Port) -> Result<Output, PortError> {
         "sysv-mq" => {
             check_end(port, &["write"], "write")?;
             Ok(Output::Messages(Box::new(SysvSink::open(port)?)))
+        }
+        "posix-shm" if is_ring(port) => {
+            check_end(port, &["write"], "write")?;
+            Ok(Output::Messages(Box::new(super::ring::RingSink::open(
+                port,
+            )?)))
         }
         _ => Err(no_data(port)),
     }

@@ -7,6 +7,7 @@
 //!   `length`, `raw`).
 //! - [`kinds`]: opening each port kind, as a byte stream or as a source or
 //!   sink of messages.
+//! - [`ring`]: the shared-memory ring (`child::ring`) as messages.
 //! - [`tap`]: `port tap` and the `run --tap EDGE=FILE` topology rewrite.
 //!
 //! `docs/ports.md` is the user-facing description: kinds, framing, how
@@ -14,6 +15,7 @@
 
 pub mod framing;
 pub mod kinds;
+pub mod ring;
 pub mod tap;
 
 use std::io::Write as _;

@@ -11,9 +11,9 @@
 //! the result like any hand-written file, and `ipc-run plan --tap ...` shows
 //! it.
 //!
-//! Supported: edges that end with EOF, so the tap process ends with them:
-//! stream edges over a pipe, a FIFO or a stream socketpair, and message
-//! edges over a seqpacket socketpair. A queue (POSIX or System V) has no
+//! Supported: edges that end by themselves, so the tap process ends with
+//! them: stream edges over a pipe, a FIFO or a stream socketpair, and
+//! message edges over a seqpacket socketpair or a shared-memory ring. A queue (POSIX or System V) has no
 //! end, so a tap would never exit: refused, as are duplex edges, sockets
 //! with listeners, shared memory and notifications.
 //!
@@ -261,6 +261,9 @@ pub fn apply(topology: &mut Topology, plan: &Plan, taps: &[TapSpec]) -> Result<(
                     );
                 }
             },
+            // A ring ends once every producer is done: the tap, its one
+            // reader upstream and its one producer downstream, ends with it.
+            Mechanism::PosixShm { ring: Some(_), .. } => (MechanismName::PosixShm, None),
             Mechanism::PosixMq { .. } | Mechanism::SysvMq { .. } => {
                 return refuse(
                     "a message queue has no end of stream, so the tap would never exit \
@@ -269,8 +272,8 @@ pub fn apply(topology: &mut Topology, plan: &Plan, taps: &[TapSpec]) -> Result<(
             }
             _ => {
                 return refuse(
-                    "only pipes, FIFOs and stream or seqpacket socketpairs (edges that end \
-                     with EOF) can be tapped",
+                    "only pipes, FIFOs, stream or seqpacket socketpairs and shared-memory \
+                     rings (edges that end by themselves) can be tapped",
                 );
             }
         };
@@ -305,9 +308,9 @@ pub fn apply(topology: &mut Topology, plan: &Plan, taps: &[TapSpec]) -> Result<(
         }
         topology.file.edge[index] = upstream;
         topology.file.edge.push(down);
-        // Streams are copied byte for byte; seqpacket messages one per line.
-        let framing = match socket {
-            Some(SocketType::Seqpacket) => Framing::Line,
+        // Streams are copied byte for byte; messages one per line.
+        let framing = match (mechanism, socket) {
+            (MechanismName::PosixShm, _) | (_, Some(SocketType::Seqpacket)) => Framing::Line,
             _ => Framing::Raw,
         };
         topology
