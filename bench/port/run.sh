@@ -17,26 +17,37 @@
 #     raw      a C loop of mq_send -> queue -> a C loop of mq_receive
 #     adapter  a C loop printing lines | ipc-run port write out -> queue ->
 #              ipc-run port read --count N in | a C loop reading lines
+#   ring: RING_MESSAGES records of 100 bytes through a 1 MiB shared-memory ring
+#     raw      ipc-run-probe ring-send (child::ring::Producer) -> ring ->
+#              ipc-run-probe ring-recv (child::ring::Consumer, checks each)
+#     adapter  lines | ipc-run port write out -> ring -> ipc-run port read in | lines
 #
 # Rounds interleave the variants; each time is the wall clock of a whole
 # `ipc-run run` (launch included, a few ms). Prints medians, MB/s or
 # messages/s, and each variant's ratio to the raw one.
 #
 # usage: bench/port/run.sh [ROUNDS]         (default 5)
-#   SIZE_MB=1024 MESSAGES=200000            the amounts
+#   SIZE_MB=1024 MESSAGES=200000 RING_MESSAGES=2000000   the amounts
 #   IPC_RUN=/path/to/ipc-run                use this binary instead of building
+#   PROBE=/path/to/ipc-run-probe            likewise for the ring's raw ends
 #   CARGO_TARGET_DIR is honoured by the build; BENCH_DIR=dir keeps the files
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds="${1:-5}"
 size_mb="${SIZE_MB:-1024}"
 messages="${MESSAGES:-200000}"
+ring_messages="${RING_MESSAGES:-2000000}"
 if [ -z "${IPC_RUN:-}" ]; then
     echo "== build (release)" >&2
     cargo build --release --locked --quiet --bin ipc-run
     IPC_RUN="${CARGO_TARGET_DIR:-$PWD/target}/release/ipc-run"
 fi
 IPC_RUN=$(realpath "$IPC_RUN")
+if [ -z "${PROBE:-}" ]; then
+    cargo build --release --locked --quiet --bin ipc-run-probe
+    PROBE="${CARGO_TARGET_DIR:-$PWD/target}/release/ipc-run-probe"
+fi
+PROBE=$(realpath "$PROBE")
 dir="${BENCH_DIR:-$(mktemp -d /tmp/ipc-run-port-bench.XXXXXX)}"
 mkdir -p "$dir"
 [ -n "${BENCH_DIR:-}" ] || trap 'rm -rf "$dir"' EXIT
@@ -140,8 +151,33 @@ depth = 10
 T
 }
 
+ring_topology() { # VARIANT
+    local produce consume
+    case $1 in
+    raw) produce="$PROBE ring-send out x $ring_messages 100 close"
+         consume="$PROBE ring-recv in" ;;
+    adapter) produce="$dir/lines out $ring_messages | {ipc_run} port write out"
+             consume="{ipc_run} port read in | $dir/lines" ;;
+    esac
+    cat <<T
+name = "port-bench-ring-$1"
+exit_code_from = "consumer"
+[process.producer]
+shell = '''$produce'''
+[process.consumer]
+shell = '''$consume'''
+[[edge]]
+from = "producer.out"
+to = "consumer.in"
+traffic = "messages"
+sync = "ring"
+size = "1MiB"
+T
+}
+
 for v in direct cat adapter; do pipe_topology $v >"$dir/pipe-$v.toml"; done
 for v in raw adapter; do mq_topology $v >"$dir/mq-$v.toml"; done
+for v in raw adapter; do ring_topology $v >"$dir/ring-$v.toml"; done
 
 now() { date +%s%N; }
 run_once() { # FILE [RUN OPTIONS] -> elapsed ns on stdout
@@ -155,7 +191,7 @@ run_once() { # FILE [RUN OPTIONS] -> elapsed ns on stdout
 }
 
 echo "machine: nproc $(nproc); cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); kernel $(uname -r); load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "ipc-run: $("$IPC_RUN" --version); pipe: $size_mb MiB; mq: $messages x 100 bytes; $rounds rounds"
+echo "ipc-run: $("$IPC_RUN" --version); pipe: $size_mb MiB; mq: $messages, ring: $ring_messages x 100 bytes; $rounds rounds"
 : >"$dir/times.txt"
 for r in $(seq 1 "$rounds"); do
     for v in direct cat adapter tapped; do
@@ -175,27 +211,33 @@ for r in $(seq 1 "$rounds"); do
         [ "$v" = raw ] || grep -q " $messages\$" "$dir/out.txt" || { echo "mq-$v: wrong count: $(cat "$dir/out.txt")" >&2; exit 1; }
         echo "mq-$v $t" >>"$dir/times.txt"
     done
+    for v in raw adapter; do
+        t=$(run_once "$dir/ring-$v.toml")
+        grep -qE " ($ring_messages|ring: x=$ring_messages)\$" "$dir/out.txt" || { echo "ring-$v: wrong count: $(cat "$dir/out.txt")" >&2; exit 1; }
+        echo "ring-$v $t" >>"$dir/times.txt"
+    done
     echo "round $r done" >&2
 done
 
-python3 - "$dir/times.txt" "$bytes" "$messages" <<'PY'
+python3 - "$dir/times.txt" "$bytes" "$messages" "$ring_messages" <<'PY'
 import statistics, sys
 times = {}
 for line in open(sys.argv[1]):
     name, ns = line.split()
     times.setdefault(name, []).append(int(ns) / 1e9)
-nbytes, msgs = int(sys.argv[2]), int(sys.argv[3])
+nbytes, msgs, ring_msgs = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 med = {k: statistics.median(v) for k, v in times.items()}
 print()
 print("| workload | variant | median s | min s | max s | throughput | vs raw |")
 print("|---|---|---:|---:|---:|---:|---:|")
 for workload, raw, variants in (("pipe", "pipe-direct", ("direct", "cat", "adapter", "tapped")),
-                                ("mq", "mq-raw", ("raw", "adapter"))):
+                                ("mq", "mq-raw", ("raw", "adapter")),
+                                ("ring", "ring-raw", ("raw", "adapter"))):
     for v in variants:
         k = f"{workload}-{v}"
         m = med[k]
         rate = (f"{nbytes / m / 1e6:.0f} MB/s" if workload == "pipe"
-                else f"{msgs / m / 1e3:.0f} k msg/s")
+                else f"{(ring_msgs if workload == 'ring' else msgs) / m / 1e3:.0f} k msg/s")
         print(f"| {workload} | {v} | {m:.3f} | {min(times[k]):.3f} | {max(times[k]):.3f} "
               f"| {rate} | {med[raw] / m:.2f} |")
 PY
