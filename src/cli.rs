@@ -140,6 +140,10 @@ pub struct PlanArgs {
     /// Treat warnings as errors (`--deny warnings`).
     #[arg(long, value_name = "LINT", value_parser = ["warnings"])]
     pub deny: Option<String>,
+    /// Copy edge EDGE's traffic to FILE through an inserted process
+    /// `tap-EDGE` (repeatable; see docs/ports.md).
+    #[arg(long, value_name = "EDGE=FILE", value_parser = crate::port::tap::TapSpec::parse)]
+    pub tap: Vec<crate::port::tap::TapSpec>,
 }
 
 /// `--limits`.
@@ -197,6 +201,8 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Port adapters for a process's `cmd`: bridge a port to stdin/stdout.
+    Port(crate::port::PortArgs),
 }
 
 /// `plan --format`.
@@ -255,6 +261,9 @@ pub enum CliError {
     /// `clean` could not remove everything.
     #[error("{0}")]
     Clean(String),
+    /// A `--tap` that cannot be done.
+    #[error("{0}")]
+    Tap(String),
 }
 
 impl CliError {
@@ -266,6 +275,7 @@ impl CliError {
             }
             CliError::Output(_) => EXIT_INVALID,
             CliError::Launch(_) | CliError::Clean(_) => EXIT_LAUNCH,
+            CliError::Tap(_) => EXIT_USAGE,
         }
     }
 }
@@ -372,6 +382,31 @@ fn load_and_plan_in(
             source: format!("--runtime-dir {}/<run id>", root.display()),
         };
     }
+    let started = std::time::Instant::now();
+    let outcome = plan::plan(&topology, &limits);
+    tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
+    let outcome = match outcome {
+        Ok(planned) if !args.tap.is_empty() => {
+            // Taps rewrite the topology as planned, then plan it again.
+            let mut tapped = topology.clone();
+            crate::port::tap::apply(&mut tapped, &planned.plan, &args.tap)
+                .map_err(CliError::Tap)?;
+            let outcome = plan::plan(&tapped, &limits);
+            return finish_plan(args, tapped, outcome, color);
+        }
+        other => other,
+    };
+    finish_plan(args, topology, outcome, color)
+}
+
+/// Prints a plan's diagnostics; the error when it failed or warnings are
+/// denied.
+fn finish_plan(
+    args: &PlanArgs,
+    topology: Topology,
+    outcome: Result<Planned, PlanError>,
+    color: bool,
+) -> Result<(Topology, Planned), CliError> {
     let path = args.file.display().to_string();
     let print = |diagnostics: &[Diagnostic]| {
         let mut stderr = std::io::stderr().lock();
@@ -383,9 +418,6 @@ fn load_and_plan_in(
             );
         }
     };
-    let started = std::time::Instant::now();
-    let outcome = plan::plan(&topology, &limits);
-    tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
     match outcome {
         Ok(planned) => {
             print(&planned.warnings);
@@ -419,9 +451,12 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     if let Command::Run(args) = command {
         return run_topology(&args, cli.color, color);
     }
+    if let Command::Port(args) = command {
+        return Ok(crate::port::main(args));
+    }
     let mut stdout = std::io::stdout().lock();
     match command {
-        Command::Run(_) => unreachable!("handled above"),
+        Command::Run(_) | Command::Port(_) => unreachable!("handled above"),
         Command::Clean { runtime_dir } => {
             drop(stdout);
             return clean(runtime_dir);
@@ -482,6 +517,16 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
         .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
     let (topology, planned) = load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?;
     drop(topology);
+    // Each tap's copy starts empty; the tap process appends.
+    for tap in &args.plan.tap {
+        crate::port::tap::truncate(&tap.file).map_err(|e| {
+            CliError::Tap(format!(
+                "--tap {}: cannot create {}: {e}",
+                tap.edge,
+                tap.file.display()
+            ))
+        })?;
+    }
     let nofile = raise_nofile();
     let options = crate::supervise::RunOptions {
         color: match choice {

@@ -56,6 +56,16 @@ fn expected_output(name: &str, out: &[u8]) {
                 .collect();
             assert_eq!(sorted(lines_of(out, "reader")), sorted(want));
         }
+        "mq-fan-in" => {
+            let want = (0..3)
+                .flat_map(|r| {
+                    (1..=4)
+                        .filter(move |i| (r + i) % 2 == 0)
+                        .map(move |i| format!("sensor {r} reading {i}: alarm"))
+                })
+                .collect();
+            assert_eq!(sorted(lines_of(out, "alarms")), sorted(want));
+        }
         "pipeline" => assert_eq!(text, "40951\n"),
         "request-reply" => {
             for i in 0..4 {
@@ -92,6 +102,7 @@ fn expected_output(name: &str, out: &[u8]) {
                 assert!(mine.windows(2).all(|w| w[0] < w[1]), "{lines:?}");
             }
         }
+        "shm-ring" => assert_eq!(lines_of(out, "sink"), ["10000 50005000"]),
         "shm-nosync" => assert_eq!(lines_of(out, "reader"), ["hello through /dev/shm"]),
         "shm" => assert_eq!(lines_of(out, "reader"), ["sum of 100 squares: 338350"]),
         "signals" => assert_eq!(lines_of(out, "sleeper"), ["sleeper: woken by SIGUSR1"]),

@@ -31,6 +31,10 @@
 //!   restart);
 //! - after every change, ends no pending instance uses are closed, which
 //!   is what lets readers see EOF once every writer is finished for good;
+//! - a ring (`sync = "ring"`) has no EOF: when [`Launched::finished`] has
+//!   been called for every writer of a ring channel, the launcher marks the
+//!   end of the stream in the ring's header (it keeps the header mapped for
+//!   that). A writer that is restarted finds the same segment and data;
 //! - ends of a channel with a peer outside the topology (`External`) are
 //!   held for the whole run: the outside peer may open a FIFO at any time,
 //!   and holding its other end is what keeps a writer from an early EPIPE.
@@ -125,6 +129,27 @@ pub struct Launched {
     base_env: Vec<(OsString, OsString)>,
     values: Values,
     pending: HashSet<String>,
+    /// Instance name -> index in `plan.processes`.
+    process_index: HashMap<String, usize>,
+    /// Channel id -> index in `plan.channels`.
+    channel_index: HashMap<String, usize>,
+    /// The held channel ends each process's slots use, by process index.
+    held_needs: Vec<Vec<(usize, Held)>>,
+    /// For each held end, how many slots of pending instances use it: an
+    /// end is closed when its count falls to zero (unless pinned). Kept
+    /// up to date on release, so a release costs the released instance's
+    /// slots, not a pass over every process.
+    need_count: HashMap<(usize, Held), usize>,
+    /// The soft `RLIMIT_NOFILE` of the orchestrator, read once (it does
+    /// not change during a run): the child closes fds below it when
+    /// `close_range` is missing.
+    fd_limit: i32,
+    /// The orchestrator's ignored or handled signals, read once at
+    /// preparation (it installs no handler during a run): only these are
+    /// set back to SIG_DFL in each child before exec.
+    reset_signals: u64,
+    /// Instances that have ended for good ([`Launched::finished`]).
+    ended: HashSet<String>,
     devnull: OwnedFd,
     created: Created,
     /// Resolved `user`/`group` by instance.
@@ -154,6 +179,10 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
     let mut values = Values {
         run_id: dir.id.clone(),
         run_dir: dir.path.to_string_lossy().into_owned(),
+        // The binary itself, for `{ipc_run}` (port adapters, taps).
+        ipc_run: std::env::current_exe()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         ..Values::default()
     };
     let run_id = dir.id.clone();
@@ -186,15 +215,40 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
         base_env,
         values,
         pending: plan.processes.iter().map(|p| p.name.clone()).collect(),
+        process_index: plan
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect(),
+        channel_index: plan
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect(),
+        held_needs: Vec::with_capacity(plan.processes.len()),
+        need_count: HashMap::new(),
+        fd_limit: getrlimit(Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft.min(i32::MAX as u64) as i32)
+            .unwrap_or(1024),
+        reset_signals: crate::sys::spawn::non_default_dispositions(),
+        ended: HashSet::new(),
         devnull,
         created,
         identities,
     };
-    // Validate every slot now, so a wiring error fails before any spawn.
+    // Validate every slot now, so a wiring error fails before any spawn,
+    // and count which held ends each process needs.
     for process in &launched.plan.processes {
+        let mut needs = Vec::new();
         for slot in &process.fds {
-            launched.source_of(process, slot)?;
+            if let Source::Held(channel, held) = launched.source_of(process, slot)? {
+                needs.push((channel, held));
+                *launched.need_count.entry((channel, held)).or_insert(0) += 1;
+            }
         }
+        launched.held_needs.push(needs);
     }
     launched.prune();
     Ok(launched)
@@ -260,19 +314,17 @@ impl Launched {
         instance: &str,
         hold: HoldEnds,
     ) -> Result<SpawnedChild, LaunchError> {
-        let process = self
-            .plan
-            .processes
-            .iter()
-            .find(|p| p.name == instance)
-            .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?
-            .clone();
-        let child = self.spawn_process(&process)?;
-        self.values.pids.insert(process.name.clone(), child.pid);
+        let index = *self
+            .process_index
+            .get(instance)
+            .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?;
+        let process = &self.plan.processes[index];
+        let child = self.spawn_process(process)?;
         let done = match hold {
             HoldEnds::Keep => false,
             HoldEnds::ByRestartPolicy => process.restart.policy == RestartPolicy::Never,
         };
+        self.values.pids.insert(instance.to_owned(), child.pid);
         if done {
             self.release_ends_of(instance);
         }
@@ -283,8 +335,46 @@ impl Launched {
     /// channel ends no other pending instance needs are closed, so readers
     /// see EOF and writers SIGPIPE.
     pub fn release_ends_of(&mut self, instance: &str) {
-        if self.pending.remove(instance) {
-            self.prune();
+        if !self.pending.remove(instance) {
+            return;
+        }
+        let Some(&index) = self.process_index.get(instance) else {
+            return;
+        };
+        for key in &self.held_needs[index] {
+            let Some(count) = self.need_count.get_mut(key) else {
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                self.need_count.remove(key);
+                if !self.created.pinned.contains(key) {
+                    self.created.held.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Declares `instance` ended for good: its process has exited (or never
+    /// started) and will not be restarted. Releases its held ends as
+    /// [`Launched::release_ends_of`] does, and marks the end of the stream
+    /// of every ring whose writers have now all ended (`docs/shm-ring.md`):
+    /// a ring reader learns it from the header, not from EOF.
+    pub fn finished(&mut self, instance: &str) {
+        self.release_ends_of(instance);
+        self.ended.insert(instance.to_owned());
+        let plan = &self.plan;
+        let ended = &self.ended;
+        for ring in self.created.rings.iter_mut().filter(|r| !r.marked) {
+            let writers_ended = plan.channels[ring.channel].from.iter().all(|e| match e {
+                EndpointPlan::Port { process, .. } => ended.contains(process),
+                // A peer outside the topology may always write more.
+                EndpointPlan::Own { .. } | EndpointPlan::External => false,
+            });
+            if writers_ended {
+                crate::child::ring::mark_end(&ring.header, ring.producers);
+                ring.marked = true;
+            }
         }
     }
 
@@ -307,24 +397,14 @@ impl Launched {
         self.created.run_dir = None;
     }
 
+    /// Closes every held end that no pending instance uses and that is not
+    /// pinned (at preparation: ends nobody is wired to).
     fn prune(&mut self) {
-        let mut needed = HashSet::new();
-        for process in self
-            .plan
-            .processes
-            .iter()
-            .filter(|p| self.pending.contains(&p.name))
-        {
-            for slot in &process.fds {
-                if let Ok(Source::Held(channel, held)) = self.source_of(process, slot) {
-                    needed.insert((channel, held));
-                }
-            }
-        }
+        let needed = &self.need_count;
         let pinned = &self.created.pinned;
         self.created
             .held
-            .retain(|key, _| needed.contains(key) || pinned.contains(key));
+            .retain(|key, _| needed.contains_key(key) || pinned.contains(key));
     }
 
     fn source_of(&self, process: &ProcessPlan, slot: &FdSlot) -> Result<Source, LaunchError> {
@@ -337,13 +417,11 @@ impl Launched {
             FdRole::Ready => return Ok(Source::Ready),
             FdRole::Channel { channel, end } => (channel, *end),
         };
-        let (index, channel) = self
-            .plan
-            .channels
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.id == *channel_id)
+        let index = *self
+            .channel_index
+            .get(channel_id.as_str())
             .ok_or_else(|| wiring(format!("the plan has no channel {channel_id}")))?;
+        let channel = &self.plan.channels[index];
         let is_port = |e: &EndpointPlan| {
             matches!(e, EndpointPlan::Port { process: p, port, .. }
                 if *p == process.name && *port == slot.port)
@@ -391,7 +469,7 @@ impl Launched {
         Ok(Source::Held(index, held))
     }
 
-    fn spawn_process(&mut self, process: &ProcessPlan) -> Result<SpawnedChild, LaunchError> {
+    fn spawn_process(&self, process: &ProcessPlan) -> Result<SpawnedChild, LaunchError> {
         let instance = process.name.as_str();
         let sys = |action: &str| {
             let action = format!("{action} for {instance}");
@@ -475,7 +553,12 @@ impl Launched {
             env.set(var.name.as_ref(), self.values.fill(&var.value)?);
         }
         let path_var = env.get("PATH").map(|p| p.to_owned());
-        let argv0 = process.argv.first().cloned().unwrap_or_default();
+        let filled_argv = process
+            .argv
+            .iter()
+            .map(|arg| self.values.fill_argv(arg))
+            .collect::<Result<Vec<_>, _>>()?;
+        let argv0 = filled_argv.first().cloned().unwrap_or_default();
         let program = spawn::resolve_program(
             instance,
             &argv0,
@@ -485,7 +568,7 @@ impl Launched {
                 .find(|(n, _)| n == "PATH")
                 .map(|(_, v)| v.as_os_str())),
         )?;
-        let argv = spawn::c_strings(&format!("argv of {instance}"), &process.argv)?;
+        let argv = spawn::c_strings(&format!("argv of {instance}"), &filled_argv)?;
         let cwd = match &process.cwd {
             Some(cwd) => Some(
                 spawn::c_strings(&format!("cwd of {instance}"), &[self.values.fill(cwd)?])?
@@ -493,9 +576,6 @@ impl Launched {
             ),
             None => None,
         };
-        let fd_limit = getrlimit(Resource::RLIMIT_NOFILE)
-            .map(|(soft, _)| soft.min(i32::MAX as u64) as i32)
-            .unwrap_or(1024);
         let spec = ChildSpec {
             program,
             argv,
@@ -503,8 +583,9 @@ impl Launched {
             listen_pid,
             cwd,
             nofile: self.options.nofile,
-            fd_limit,
+            fd_limit: self.fd_limit,
             credentials: identity.map(|i| i.credentials.clone()),
+            reset_signals: Some(self.reset_signals),
         };
 
         let mut moves: Vec<(BorrowedFd<'_>, i32)> = Vec::new();

@@ -6,6 +6,8 @@
 //!   memory, message queues and semaphore sets (`sem_overview(7)`,
 //!   `mq_overview(7)`, `sysvipc(7)`).
 //! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
+//! - [`ring`]: the shared-memory ring's mapping, atomics, futexes and
+//!   producer lock (`docs/shm-ring.md`).
 //! - [`spawn`]: the allocation-free child path (`clone(2)` with
 //!   `CLONE_VM | CLONE_VFORK`, fd shuffle, signal reset, `execve(2)`).
 
@@ -17,5 +19,6 @@
 pub mod fd;
 pub mod inherited;
 pub mod ipc;
+pub mod ring;
 pub mod signals;
 pub mod spawn;
