@@ -5,12 +5,15 @@
 //! segments, a file in /dev/shm that each case makes and removes. Every pair
 //! of languages exchanges records of the edge sizes byte for byte, wrapping
 //! the ring many times; a C and a Python producer share one ring; the stream
-//! ends once both closed; an empty ring times out; an oversized record is
+//! ends once both closed; a sleeping reader wakes for a record and for the
+//! end; an empty ring times out; an oversized record is
 //! refused. The Python unit tests (`examples/ring/test_ipc_ring.py`) run
 //! from here too.
 //!
 //! Needs a C compiler and python3 (`scripts/test.sh` installs them); a case
 //! without them says SKIP loudly.
+
+mod support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -41,8 +44,6 @@ struct CTools {
     send: PathBuf,
     recv: PathBuf,
     format: PathBuf,
-    /// `ring_recv` built with `-DIPC_RING_NO_WAITV`: the 50 ms-slice fallback.
-    recv_no_waitv: PathBuf,
 }
 
 fn build(dir: &Path, source: &str, out: &str, extra: &[&str]) -> Result<PathBuf, String> {
@@ -83,12 +84,6 @@ fn c_tools(case: &str) -> Option<&'static CTools> {
                 send: build(&dir, "ring_send.c", "ring_send", &[])?,
                 recv: build(&dir, "ring_recv.c", "ring_recv", &[])?,
                 format: build(&dir, "ring_format.c", "ring_format", &[])?,
-                recv_no_waitv: build(
-                    &dir,
-                    "ring_recv.c",
-                    "ring_recv_no_waitv",
-                    &["-DIPC_RING_NO_WAITV"],
-                )?,
             })
         })();
         Some(built.unwrap_or_else(|e| panic!("{e}")))
@@ -429,32 +424,28 @@ fn a_c_and_a_python_producer_share_one_ring_and_end_it_together() {
 }
 
 #[test]
-fn a_sleeping_reader_sees_the_end_with_and_without_futex_waitv() {
-    let case = "a_sleeping_reader_sees_the_end_with_and_without_futex_waitv";
+fn a_sleeping_reader_wakes_for_the_record_and_for_the_end() {
+    let case = "a_sleeping_reader_wakes_for_the_record_and_for_the_end";
     let Some(tools) = both(case) else { return };
-    for (label, recv_program) in [
-        ("futex_waitv", &tools.recv),
-        ("50 ms slices", &tools.recv_no_waitv),
-    ] {
+    for reader in [Lang::C, Lang::Python] {
         for writer in [Lang::C, Lang::Python] {
+            let what = format!("{writer:?} -> sleeping {reader:?}");
             let ring = segment(tools, Lang::C, HEADER + 4096, 1);
-            let mut command = Command::new(recv_program);
-            command.arg(&ring.name);
-            let recv = spawn(command, Stdio::null());
+            let recv = spawn(program(tools, reader, false, &[&ring.name]), Stdio::null());
             // The reader is asleep on the empty ring when the record and the
             // close come.
-            std::thread::sleep(Duration::from_millis(150));
+            std::thread::sleep(Duration::from_millis(300));
             let mut send = spawn(program(tools, writer, true, &[&ring.name]), Stdio::piped());
             feed(&mut send, b"one\n".to_vec()).join().unwrap();
-            let sent = finish(send, LIMIT, "sender");
-            check(sent.status, &sent, "sender");
+            let sent = finish(send, LIMIT, &what);
+            check(sent.status, &sent, &what);
             let start = Instant::now();
-            let got = finish(recv, Duration::from_secs(5), label);
-            check(got.status, &got, label);
-            assert_eq!(got.stdout, b"one\n", "{label}, {writer:?} writer");
+            let got = finish(recv, Duration::from_secs(5), &what);
+            check(got.status, &got, &what);
+            assert_eq!(got.stdout, b"one\n", "{what}");
             assert!(
                 start.elapsed() < Duration::from_secs(1),
-                "{label}: the end took {:?}",
+                "{what}: the end took {:?}",
                 start.elapsed()
             );
         }
@@ -569,4 +560,101 @@ fn python_unit_tests_pass() {
         "examples/ring/test_ipc_ring.py:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// ----- end to end: ipc-run formats the ring and launches the languages ------
+
+/// The probe's record (`TAG:i:` then a filler letter), which its
+/// `ring-recv` checks; the C and Python producers write the same.
+fn probe_record(tag: &str, i: usize, size: usize) -> String {
+    let mut record = format!("{tag}:{i}:");
+    let fill = char::from(b'a' + (i % 26) as u8);
+    while record.len() < size {
+        record.push(fill);
+    }
+    record
+}
+
+/// Lines of probe records for producer `tag`, sizes 10 to 99, by awk.
+fn awk_records(tag: &str, count: usize) -> String {
+    format!(
+        r#"awk 'BEGIN {{ for (i = 0; i < {count}; i++) {{ r = "{tag}:" i ":"; f = substr("abcdefghijklmnopqrstuvwxyz", i % 26 + 1, 1); while (length(r) < 10 + i % 90) r = r f; print r }} }}'"#
+    )
+}
+
+/// Three producers into one `sync = "ring"` edge: C (closes at the end of
+/// its input), Python (exits without closing: ipc-run marks the end once
+/// every writer is gone) and the Rust probe (closes); read by `consumer`
+/// (the Rust probe when None).
+fn e2e_topology(tools: &CTools, consumer: Option<Lang>, count: usize) -> String {
+    let module = python_module().display().to_string();
+    let consumer_cmd = match consumer {
+        Some(Lang::C) => format!("[{:?}, \"samples\"]", tools.recv.display().to_string()),
+        Some(Lang::Python) => format!("[\"python3\", {module:?}, \"recv\", \"samples\"]"),
+        None => format!("[{:?}, \"ring-recv\", \"samples\"]", support::PROBE),
+    };
+    format!(
+        r#"
+name = "ring-languages-e2e"
+exit_code_from = "consumer"
+
+[process.c-producer]
+shell = '''{c_records} | {send} samples'''
+
+[process.py-producer]
+shell = '''{py_records} | python3 {module} send -k samples'''
+
+[process.rust-producer]
+cmd = [{probe:?}, "ring-send", "samples", "rs", "{count}", "200", "close"]
+
+[process.consumer]
+cmd = {consumer_cmd}
+
+[[edge]]
+name = "samples"
+from = ["c-producer.samples", "py-producer.samples", "rust-producer.samples"]
+to = "consumer.samples"
+traffic = "messages"
+sync = "ring"
+size = "8KiB"
+message_size = "256"
+"#,
+        c_records = awk_records("c", count),
+        py_records = awk_records("py", count),
+        send = tools.send.display(),
+        probe = support::PROBE,
+    )
+}
+
+#[test]
+fn ipc_run_launches_c_python_and_rust_producers_into_one_ring_edge() {
+    let case = "ipc_run_launches_c_python_and_rust_producers_into_one_ring_edge";
+    let Some(tools) = both(case) else { return };
+    let count = 1500;
+    for consumer in [None, Some(Lang::Python), Some(Lang::C)] {
+        let what = format!("{consumer:?} consumer");
+        let mut scratch = support::Scratch::new(&format!("ring-e2e-{consumer:?}"));
+        let file = scratch.topology(&e2e_topology(tools, consumer, count));
+        let result = scratch.run(&file);
+        assert_eq!(result.code, 0, "{what}:\n{}", result.stderr);
+        let lines = support::lines_of(&result.stdout, "consumer");
+        if consumer.is_none() {
+            // The probe checked every record itself.
+            assert_eq!(lines, [format!("ring: c={count} py={count} rs={count}")]);
+        } else {
+            for tag in ["c", "py", "rs"] {
+                let mine: Vec<&String> = lines
+                    .iter()
+                    .filter(|l| l.starts_with(&format!("{tag}:")))
+                    .collect();
+                assert_eq!(mine.len(), count, "{what}: records from {tag}");
+                for (i, line) in mine.iter().enumerate() {
+                    let size = if tag == "rs" { 200 } else { 10 + i % 90 };
+                    assert_eq!(**line, probe_record(tag, i, size), "{what}: {tag}'s order");
+                }
+            }
+            assert_eq!(lines.len(), 3 * count, "{what}: nothing else");
+        }
+        assert_eq!(scratch.runtime_entries(), Vec::<String>::new(), "{what}");
+    }
 }

@@ -69,6 +69,7 @@
 #define IPC_RING_OFF_FLAGS 36
 #define IPC_RING_OFF_HEAD 64
 #define IPC_RING_OFF_READERS_WAITING 72
+#define IPC_RING_OFF_DATA_SEQ 76
 #define IPC_RING_OFF_TAIL 128
 #define IPC_RING_OFF_WRITERS_WAITING 136
 #define IPC_RING_OFF_PRODUCERS_DONE 192
@@ -104,8 +105,8 @@ static inline _Atomic uint32_t *ipc_ring__u32(const ipc_ring *r, size_t off) {
     return (_Atomic uint32_t *)(void *)(r->base + off);
 }
 
-/* The futex word of a u64 counter: its low 32 bits (little-endian). */
-static inline uint32_t *ipc_ring__low32(const ipc_ring *r, size_t off) {
+/* A futex word: a u32 field, or the low 32 bits of a u64 counter (little-endian). */
+static inline uint32_t *ipc_ring__word(const ipc_ring *r, size_t off) {
     return (uint32_t *)(void *)(r->base + off);
 }
 
@@ -171,28 +172,6 @@ static inline int ipc_ring__remaining(const ipc_ring__deadline *d, struct timesp
 #define IPC_RING__FUTEX_WAIT 0
 #define IPC_RING__FUTEX_WAKE 1
 #define IPC_RING__FUTEX_PRIVATE 128
-#define IPC_RING__FUTEX_32 2 /* futex_waitv: a 32-bit word, shared */
-#ifndef SYS_futex_waitv
-#define SYS_futex_waitv 449 /* the same number on every architecture */
-#endif
-
-/* struct futex_waitv of <linux/futex.h>, spelled out to need no kernel headers. */
-typedef struct ipc_ring__waitv {
-    uint64_t val;
-    uint64_t uaddr;
-    uint32_t flags;
-    uint32_t reserved;
-} ipc_ring__waitv;
-
-/*
- * -1 untried, 0 missing (old kernel or a seccomp filter), 1 works.
- * Build with -DIPC_RING_NO_WAITV to use the fallback (tests do).
- */
-#ifdef IPC_RING_NO_WAITV
-static int ipc_ring__have_waitv = 0;
-#else
-static int ipc_ring__have_waitv = -1;
-#endif
 
 /*
  * Sleep while the shared word at `word` still holds `expected`, until woken
@@ -217,52 +196,10 @@ static inline void ipc_ring__futex_wake(uint32_t *word, int private_futex) {
     syscall(SYS_futex, word, op, INT_MAX, NULL, NULL, 0);
 }
 
-/*
- * The reader's sleep: until `head` or "producers done" moves. A close moves
- * only "producers done", never the word FUTEX_WAIT would watch (head), so a
- * wake-up sent between the reader's last look and its FUTEX_WAIT would be
- * lost; futex_waitv (Linux 5.16) watches both words and has no such gap.
- * Without it, sleep on head in slices of at most 50 ms so that a lost
- * end-of-stream wake-up costs at most one slice.
- */
-static inline int ipc_ring__wait_data(const ipc_ring *r, uint32_t head_low, uint32_t done,
-                                      const ipc_ring__deadline *d) {
-    struct timespec left;
-    if (!d->forever && !ipc_ring__remaining(d, &left)) return IPC_RING_TIMEOUT;
-    if (ipc_ring__have_waitv != 0) {
-        ipc_ring__waitv w[2];
-        memset(w, 0, sizeof w);
-        w[0].val = head_low;
-        w[0].uaddr = (uint64_t)(uintptr_t)ipc_ring__low32(r, IPC_RING_OFF_HEAD);
-        w[0].flags = IPC_RING__FUTEX_32;
-        w[1].val = done;
-        w[1].uaddr = (uint64_t)(uintptr_t)ipc_ring__low32(r, IPC_RING_OFF_PRODUCERS_DONE);
-        w[1].flags = IPC_RING__FUTEX_32;
-        long rc = syscall(SYS_futex_waitv, w, 2u, 0u, d->forever ? NULL : &d->at,
-                          (long)CLOCK_MONOTONIC);
-        if (rc >= 0) {
-            ipc_ring__have_waitv = 1;
-            return 0;
-        }
-        if (errno == ETIMEDOUT) {
-            ipc_ring__have_waitv = 1;
-            return IPC_RING_TIMEOUT;
-        }
-        if (errno == EAGAIN || errno == EINTR) {
-            ipc_ring__have_waitv = 1;
-            return 0;
-        }
-        if (errno != ENOSYS && errno != EPERM && errno != EINVAL) return 0;
-        ipc_ring__have_waitv = 0;
-    }
-    ipc_ring__deadline slice = ipc_ring__deadline_in(50);
-    if (!d->forever && (d->at.tv_sec < slice.at.tv_sec ||
-                        (d->at.tv_sec == slice.at.tv_sec && d->at.tv_nsec < slice.at.tv_nsec)))
-        slice = *d;
-    int rc = ipc_ring__futex_wait(ipc_ring__low32(r, IPC_RING_OFF_HEAD), head_low, &slice, 0);
-    if (rc == IPC_RING_TIMEOUT && !d->forever && !ipc_ring__remaining(d, &left))
-        return IPC_RING_TIMEOUT;
-    return 0;
+/* Bump the reader's wake sequence and wake it, after a change it must see. */
+static inline void ipc_ring__wake_reader(ipc_ring *r) {
+    atomic_fetch_add(ipc_ring__u32(r, IPC_RING_OFF_DATA_SEQ), 1u);
+    ipc_ring__futex_wake(ipc_ring__word(r, IPC_RING_OFF_DATA_SEQ), 0);
 }
 
 /* ---- opening ---- */
@@ -531,7 +468,7 @@ static inline int ipc_ring_send(ipc_ring *r, const void *data, size_t len, int t
         atomic_fetch_add(writers_waiting, 1u);
         t = atomic_load(tail);
         if (r->capacity - (h - t) < size)
-            rc = ipc_ring__futex_wait(ipc_ring__low32(r, IPC_RING_OFF_TAIL), (uint32_t)t, &d, 0);
+            rc = ipc_ring__futex_wait(ipc_ring__word(r, IPC_RING_OFF_TAIL), (uint32_t)t, &d, 0);
         atomic_fetch_sub(writers_waiting, 1u);
         if (rc == IPC_RING_TIMEOUT) {
             t = atomic_load_explicit(tail, memory_order_acquire);
@@ -559,7 +496,7 @@ static inline int ipc_ring_send(ipc_ring *r, const void *data, size_t len, int t
     atomic_store_explicit(head, h + size, memory_order_release);
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(ipc_ring__u32(r, IPC_RING_OFF_READERS_WAITING), memory_order_relaxed) != 0)
-        ipc_ring__futex_wake(ipc_ring__low32(r, IPC_RING_OFF_HEAD), 0);
+        ipc_ring__wake_reader(r);
     if (r->producers > 1) ipc_ring__unlock_processes(r);
     ipc_ring__unlock_threads(r);
     return IPC_RING_OK;
@@ -574,7 +511,7 @@ static inline int ipc_ring_close_producer(ipc_ring *r) {
     if (r->closed_producer) return IPC_RING_OK;
     r->closed_producer = 1;
     atomic_fetch_add(ipc_ring__u32(r, IPC_RING_OFF_PRODUCERS_DONE), 1u);
-    ipc_ring__futex_wake(ipc_ring__low32(r, IPC_RING_OFF_HEAD), 0);
+    ipc_ring__wake_reader(r); /* always: the reader may be asleep */
     return IPC_RING_OK;
 }
 
@@ -603,12 +540,19 @@ static inline int ipc_ring_recv(ipc_ring *r, void *buf, size_t cap, size_t *len,
             if (h != t) break;
             return IPC_RING_END;
         }
-        /* Wait for data: raise the flag, look again, sleep on head (and done). */
+        /*
+         * Wait for data: raise the flag, read the wake sequence, look again,
+         * sleep on the sequence. A publish or a close after the sequence was
+         * read bumps it, so FUTEX_WAIT returns at once; one before shows in
+         * head or "producers done".
+         */
         atomic_fetch_add(readers_waiting, 1u);
+        uint32_t seq = atomic_load(ipc_ring__u32(r, IPC_RING_OFF_DATA_SEQ));
         h = atomic_load(head);
         n_done = atomic_load(done);
         int rc = 0;
-        if (h == t && n_done < r->producers) rc = ipc_ring__wait_data(r, (uint32_t)h, n_done, &d);
+        if (h == t && n_done < r->producers)
+            rc = ipc_ring__futex_wait(ipc_ring__word(r, IPC_RING_OFF_DATA_SEQ), seq, &d, 0);
         atomic_fetch_sub(readers_waiting, 1u);
         if (rc == IPC_RING_TIMEOUT) {
             h = atomic_load_explicit(head, memory_order_acquire);
@@ -636,7 +580,7 @@ static inline int ipc_ring_recv(ipc_ring *r, void *buf, size_t cap, size_t *len,
     atomic_store_explicit(tail, t + size, memory_order_release);
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(ipc_ring__u32(r, IPC_RING_OFF_WRITERS_WAITING), memory_order_relaxed) != 0)
-        ipc_ring__futex_wake(ipc_ring__low32(r, IPC_RING_OFF_TAIL), 0);
+        ipc_ring__futex_wake(ipc_ring__word(r, IPC_RING_OFF_TAIL), 0);
     return IPC_RING_OK;
 }
 

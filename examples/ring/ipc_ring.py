@@ -23,9 +23,10 @@ refused. The two places the protocol needs more than TSO gives:
 - a full fence between a store and the next load (publish, then read the
   "waiting" flag): a locked instruction does it, and libc's
   pthread_spin_lock on a private lock is one;
-- the atomic add to "producers done", which other producers may do at the
-  same moment: FUTEX_WAKE_OP makes the kernel do it atomically, and wakes
-  the reader in the same call.
+- atomic adds to "producers done" and to the reader's wake sequence, which
+  other producers (and ipc-run) may make at the same moment:
+  FUTEX_WAKE_OP makes the kernel add atomically, and bumping the sequence
+  wakes the reader in the same call.
 
 As a command (same behaviour as ring_send.c / ring_recv.c):
 
@@ -69,6 +70,7 @@ HEADER_SIZE = 4096
 OFF_CAPACITY = 16
 OFF_HEAD = 64
 OFF_READERS_WAITING = 72
+OFF_DATA_SEQ = 76
 OFF_TAIL = 128
 OFF_WRITERS_WAITING = 136
 OFF_PRODUCERS_DONE = 192
@@ -78,14 +80,11 @@ _RECORD = struct.Struct("<II")  # length, zero
 # ---- system calls (x86-64 numbers) ----
 
 _SYS_FUTEX = 202
-_SYS_FUTEX_WAITV = 449
 _FUTEX_WAIT = 0
 _FUTEX_WAKE = 1
 _FUTEX_WAKE_OP = 5
-_FUTEX_32 = 2
-_FUTEX_OP_ADD_1 = (1 << 28) | (0 << 24) | (1 << 12) | 0  # ADD 1; wake on uaddr2 if old == 0 (none)
+_FUTEX_OP_ADD_1 = (1 << 28) | (0 << 24) | (1 << 12) | 0  # *uaddr2 += 1; the second wake has count 0
 _INT_MAX = 0x7FFFFFFF
-_CLOCK_MONOTONIC = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
@@ -107,15 +106,6 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
-class _Waitv(ctypes.Structure):
-    _fields_ = [
-        ("val", ctypes.c_uint64),
-        ("uaddr", ctypes.c_uint64),
-        ("flags", ctypes.c_uint32),
-        ("reserved", ctypes.c_uint32),
-    ]
-
-
 def _timespec(seconds: float) -> _Timespec:
     seconds = max(seconds, 0.0)
     whole = int(seconds)
@@ -134,9 +124,6 @@ def _futex(addr: int, op: int, val: int, timeout=None, addr2: int = 0, val3: int
         ctypes.c_long(val3),
     )
     return rc if rc >= 0 else -ctypes.get_errno()
-
-
-_have_waitv = None  # None untried, False missing (old kernel, seccomp), True works
 
 
 class RingError(OSError):
@@ -215,9 +202,10 @@ class Ring:
         self._readers_waiting = ctypes.c_uint32.from_buffer(self._mm, OFF_READERS_WAITING)
         self._writers_waiting = ctypes.c_uint32.from_buffer(self._mm, OFF_WRITERS_WAITING)
         self._done = ctypes.c_uint32.from_buffer(self._mm, OFF_PRODUCERS_DONE)
-        self._head_addr = ctypes.addressof(self._head)
+        self._seq = ctypes.c_uint32.from_buffer(self._mm, OFF_DATA_SEQ)
         self._tail_addr = ctypes.addressof(self._tail)
         self._done_addr = ctypes.addressof(self._done)
+        self._seq_addr = ctypes.addressof(self._seq)
         self._data = memoryview(self._mm)[HEADER_SIZE : HEADER_SIZE + capacity]
 
     # ---- opening ----
@@ -266,7 +254,7 @@ class Ring:
         if self._mm is None:
             return
         self._data.release()
-        del self._head, self._tail, self._readers_waiting, self._writers_waiting, self._done
+        del self._head, self._tail, self._readers_waiting, self._writers_waiting, self._done, self._seq
         self._mm.close()
         self._mm = None
         if self._owns_fd:
@@ -297,48 +285,16 @@ class Ring:
         ts = None if left is None else ctypes.byref(_timespec(left))
         return _futex(addr, _FUTEX_WAIT, expected, ts) != -errno.ETIMEDOUT
 
-    def _wait_data(self, head_low: int, done: int, deadline) -> bool:
-        """The reader's sleep until head or "producers done" moves.
+    def _add(self, addr: int, wake: int = 0) -> None:
+        """Add 1 to the u32 at addr atomically (FUTEX_WAKE_OP does it in the
+        kernel), then wake up to `wake` waiters on that word."""
+        rc = _futex(addr, _FUTEX_WAKE_OP, wake, ctypes.c_void_p(0), addr, _FUTEX_OP_ADD_1)
+        if rc < 0:
+            raise OSError(-rc, "futex(FUTEX_WAKE_OP): " + os.strerror(-rc))
 
-        A close moves only "producers done", never head, so FUTEX_WAIT on
-        head alone could miss a wake-up sent between the last look and the
-        sleep; futex_waitv (Linux 5.16) watches both words. Without it, sleep
-        in slices of at most 50 ms. False when the deadline passed.
-        """
-        global _have_waitv
-        left = self._left(deadline)
-        if left is not None and left <= 0:
-            return False
-        if _have_waitv is not False:
-            waiters = (_Waitv * 2)(
-                _Waitv(head_low, self._head_addr, _FUTEX_32, 0),
-                _Waitv(done, self._done_addr, _FUTEX_32, 0),
-            )
-            ts = None if deadline is None else ctypes.byref(_timespec(deadline))
-            rc = _syscall(
-                ctypes.c_long(_SYS_FUTEX_WAITV),
-                waiters,
-                ctypes.c_long(2),
-                ctypes.c_long(0),
-                ts,
-                ctypes.c_long(_CLOCK_MONOTONIC),
-            )
-            if rc >= 0:
-                _have_waitv = True
-                return True
-            err = ctypes.get_errno()
-            if err == errno.ETIMEDOUT:
-                _have_waitv = True
-                return False
-            if err not in (errno.ENOSYS, errno.EPERM, errno.EINVAL):
-                _have_waitv = True
-                return True  # EAGAIN (a word moved), EINTR: look again
-            _have_waitv = False
-        slice_end = time.monotonic() + 0.05
-        if deadline is not None and deadline < slice_end:
-            slice_end = deadline
-        self._futex_wait(self._head_addr, head_low, slice_end)
-        return deadline is None or time.monotonic() < deadline
+    def _wake_reader(self) -> None:
+        """Bump the reader's wake sequence and wake it, after a change it must see."""
+        self._add(self._seq_addr, _INT_MAX)
 
     # ---- the writer lock ----
 
@@ -424,7 +380,7 @@ class Ring:
         self._head.value = head + size
         _fence()
         if self._readers_waiting.value:
-            _futex(self._head_addr, _FUTEX_WAKE, _INT_MAX)
+            self._wake_reader()
 
     def close_producer(self) -> None:
         """This producer writes nothing more: count it in "producers done" and
@@ -433,10 +389,8 @@ class Ring:
         if self._closed_producer:
             return
         self._closed_producer = True
-        # The kernel adds 1 to "producers done" atomically and wakes head's waiters.
-        rc = _futex(self._head_addr, _FUTEX_WAKE_OP, _INT_MAX, ctypes.c_void_p(0), self._done_addr, _FUTEX_OP_ADD_1)
-        if rc < 0:
-            raise OSError(-rc, "futex(FUTEX_WAKE_OP) on producers done: " + os.strerror(-rc))
+        self._add(self._done_addr)
+        self._wake_reader()  # always: the reader may be asleep
 
     # ---- reading ----
 
@@ -455,16 +409,20 @@ class Ring:
                 if head != tail:
                     break
                 return None
-            # Wait for data: raise the flag, fence, look again, sleep. One
-            # reader, so the read-modify-write of the flag has no competitor.
+            # Wait for data: raise the flag, fence, read the wake sequence,
+            # look again, sleep on the sequence. A publish or a close after
+            # the sequence was read bumps it, so FUTEX_WAIT returns at once;
+            # one before shows in head or "producers done". One reader, so
+            # the read-modify-write of the flag has no competitor.
             self._readers_waiting.value += 1
             try:
                 _fence()
+                seq = self._seq.value
                 head = self._head.value
                 done = self._done.value
                 awake = True
                 if head == tail and done < self.producers:
-                    awake = self._wait_data(head & 0xFFFFFFFF, done, deadline)
+                    awake = self._futex_wait(self._seq_addr, seq, deadline)
             finally:  # a signal's exception must not leave the flag raised
                 self._readers_waiting.value -= 1
             if not awake:

@@ -163,14 +163,6 @@ class RingTest(unittest.TestCase):
         self.assertEqual(got, [b"wake", None])
         self.assertLess(time.monotonic() - start, 1)
 
-    def test_without_futex_waitv_the_end_still_wakes_the_reader(self):
-        saved = ipc_ring._have_waitv
-        ipc_ring._have_waitv = False
-        try:
-            self.test_a_sleeping_reader_wakes_for_data_and_for_the_end()
-        finally:
-            ipc_ring._have_waitv = saved
-
     def test_a_sleeping_writer_wakes_when_the_reader_takes(self):
         seg = self.segment(4096 + 64)
         reader, writer = Ring.open(seg.name), Ring.open(seg.name)
