@@ -553,6 +553,7 @@ fn python_unit_tests_pass() {
     }
     let out = Command::new("python3")
         .arg(ring_dir().join("test_ipc_ring.py"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
         .unwrap();
     assert!(
