@@ -6,9 +6,10 @@
 //! of languages exchanges records of the edge sizes byte for byte, wrapping
 //! the ring many times; a C and a Python producer share one ring; the stream
 //! ends once both closed; a sleeping reader wakes for a record and for the
-//! end; an empty ring times out; an oversized record is
-//! refused. The Python unit tests (`examples/ring/test_ipc_ring.py`) run
-//! from here too.
+//! end; an empty ring times out; an oversized record is refused. The unit
+//! tests of each (`examples/ring/test_ipc_ring.c` and `test_ipc_ring.py`)
+//! run from here too, and so does ipc-run itself, with a C, a Python and a
+//! Rust producer on one `sync = "ring"` edge.
 //!
 //! Needs a C compiler and python3 (`scripts/test.sh` installs them); a case
 //! without them says SKIP loudly.
@@ -44,6 +45,8 @@ struct CTools {
     send: PathBuf,
     recv: PathBuf,
     format: PathBuf,
+    /// `test_ipc_ring.c`: the header's unit tests.
+    unit_tests: PathBuf,
 }
 
 fn build(dir: &Path, source: &str, out: &str, extra: &[&str]) -> Result<PathBuf, String> {
@@ -84,6 +87,7 @@ fn c_tools(case: &str) -> Option<&'static CTools> {
                 send: build(&dir, "ring_send.c", "ring_send", &[])?,
                 recv: build(&dir, "ring_recv.c", "ring_recv", &[])?,
                 format: build(&dir, "ring_format.c", "ring_format", &[])?,
+                unit_tests: build(&dir, "test_ipc_ring.c", "test_ipc_ring", &[])?,
             })
         })();
         Some(built.unwrap_or_else(|e| panic!("{e}")))
@@ -544,6 +548,19 @@ fn ports_open_from_the_environment_by_fd_and_by_name() {
         .unwrap();
     check(got.status, &got, "reader");
     assert_eq!(got.stdout, b"from C\nfrom Python\n");
+}
+
+#[test]
+fn c_unit_tests_pass() {
+    let Some(tools) = c_tools("c_unit_tests_pass") else {
+        return;
+    };
+    let out = Command::new(&tools.unit_tests).output().unwrap();
+    assert!(
+        out.status.success(),
+        "examples/ring/test_ipc_ring.c:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
