@@ -676,3 +676,59 @@ fn ipc_run_launches_c_python_and_rust_producers_into_one_ring_edge() {
         assert_eq!(scratch.runtime_entries(), Vec::<String>::new(), "{what}");
     }
 }
+
+#[test]
+fn a_producer_killed_while_it_holds_the_writer_lock_does_not_wedge_the_others() {
+    let case = "a_producer_killed_while_it_holds_the_writer_lock_does_not_wedge_the_others";
+    let Some(tools) = both(case) else { return };
+    // A 1 KiB ring that no one reads yet: the C producer fills it and waits
+    // for space with the writer lock held; the Python producer waits for
+    // the lock.
+    let ring = segment(tools, Lang::C, HEADER + 1024, 2);
+    let mut c = spawn(program(tools, Lang::C, true, &[&ring.name]), Stdio::piped());
+    let feed_c = feed(&mut c, lines("c", 500));
+    std::thread::sleep(Duration::from_millis(200));
+    let mut py = spawn(
+        program(tools, Lang::Python, true, &[&ring.name]),
+        Stdio::piped(),
+    );
+    let feed_py = feed(&mut py, lines("py", 50));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(c.child.try_wait().unwrap().is_none(), "C producer waits");
+    assert!(
+        py.child.try_wait().unwrap().is_none(),
+        "Python producer waits"
+    );
+    // Killed, it never closes: the kernel drops its record lock.
+    c.child.kill().unwrap();
+    let killed = finish(c, LIMIT, "C producer");
+    assert!(!killed.status.success());
+    let _ = feed_c.join(); // its stdin broke
+    // The reader drains the ring; the Python producer takes the lock, writes
+    // and closes. The C producer never closed, so the stream does not end:
+    // the reader stops on its timeout.
+    let recv = spawn(
+        program(tools, Lang::Python, false, &["-t", "700", &ring.name]),
+        Stdio::null(),
+    );
+    let sent = finish(py, LIMIT, "Python producer");
+    feed_py.join().unwrap();
+    check(sent.status, &sent, "Python producer");
+    let got = finish(recv, LIMIT, "reader");
+    assert_eq!(got.status.code(), Some(3), "timed out: C never closed");
+    let text = String::from_utf8(got.stdout).unwrap();
+    let from_c: Vec<&str> = text.lines().filter(|l| l.starts_with("c ")).collect();
+    let from_py: Vec<&str> = text.lines().filter(|l| l.starts_with("py ")).collect();
+    assert!(
+        !from_c.is_empty(),
+        "the C records published before the kill"
+    );
+    for (i, line) in from_c.iter().enumerate() {
+        assert_eq!(*line, format!("c {i:05} {}", "x".repeat(i % 90)));
+    }
+    for (i, line) in from_py.iter().enumerate() {
+        assert_eq!(*line, format!("py {i:05} {}", "x".repeat(i % 90)));
+    }
+    assert_eq!(from_py.len(), 50, "every Python record");
+    assert_eq!(text.lines().count(), from_c.len() + 50, "nothing torn");
+}
