@@ -6,7 +6,8 @@
 //! of languages exchanges records of the edge sizes byte for byte, wrapping
 //! the ring many times; a C and a Python producer share one ring; the stream
 //! ends once both closed; a sleeping reader wakes for a record and for the
-//! end; an empty ring times out; an oversized record is refused. The unit
+//! end; a producer killed with the writer lock held does not wedge the
+//! other; an empty ring times out; an oversized record is refused. The unit
 //! tests of each (`examples/ring/test_ipc_ring.c` and `test_ipc_ring.py`)
 //! run from here too, and so does ipc-run itself, with a C, a Python and a
 //! Rust producer on one `sync = "ring"` edge.
