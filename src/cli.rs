@@ -197,6 +197,15 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Measure throughput and round-trip latency of every IPC mechanism
+    /// on this host, between two processes.
+    Bench(crate::bench::BenchArgs),
+    /// The other process of one `bench` measurement (internal).
+    #[command(hide = true)]
+    BenchPeer {
+        /// The measurement, as JSON.
+        spec: String,
+    },
 }
 
 /// `plan --format`.
@@ -255,6 +264,9 @@ pub enum CliError {
     /// `clean` could not remove everything.
     #[error("{0}")]
     Clean(String),
+    /// `bench` could not run.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
 }
 
 impl CliError {
@@ -266,6 +278,8 @@ impl CliError {
             }
             CliError::Output(_) => EXIT_INVALID,
             CliError::Launch(_) | CliError::Clean(_) => EXIT_LAUNCH,
+            CliError::Bench(crate::bench::BenchError::Usage(_)) => EXIT_USAGE,
+            CliError::Bench(_) => EXIT_LAUNCH,
         }
     }
 }
@@ -416,12 +430,17 @@ fn load_and_plan_in(
 
 fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     let command = cli.command;
-    if let Command::Run(args) = command {
-        return run_topology(&args, cli.color, color);
+    match command {
+        Command::Run(args) => return run_topology(&args, cli.color, color),
+        Command::Bench(args) => return Ok(crate::bench::run(&args)?),
+        Command::BenchPeer { spec } => return Ok(crate::bench::peer_main(&spec)),
+        _ => {}
     }
     let mut stdout = std::io::stdout().lock();
     match command {
-        Command::Run(_) => unreachable!("handled above"),
+        Command::Run(_) | Command::Bench(_) | Command::BenchPeer { .. } => {
+            unreachable!("handled above")
+        }
         Command::Clean { runtime_dir } => {
             drop(stdout);
             return clean(runtime_dir);
