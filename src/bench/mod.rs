@@ -428,6 +428,7 @@ fn measure_one(
     // The peer has its copies now.
     drop(std::mem::take(&mut side.pass));
     let pid = Pid::from_raw(child.id() as i32);
+    tracing::debug!("started peer pid {pid} for {what}");
     let budget = match test {
         Test::Throughput => settings.warmup + settings.window,
         Test::RoundTrip => settings.rounds_cap * 2,
