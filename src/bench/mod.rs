@@ -203,8 +203,12 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
     let mechanisms: Vec<Mechanism> = if args.mechanisms.is_empty() {
         Mechanism::ALL.to_vec()
     } else {
-        let mut m = args.mechanisms.clone();
-        m.dedup();
+        let mut m: Vec<Mechanism> = Vec::new();
+        for &mechanism in &args.mechanisms {
+            if !m.contains(&mechanism) {
+                m.push(mechanism);
+            }
+        }
         m
     };
     let mut sizes = if args.sizes.is_empty() {
