@@ -41,12 +41,23 @@ impl Throughput {
     }
 }
 
-/// Receives messages of `size` bytes until the sender's end mark (or, for
-/// UDP, a quiet socket) and times what came after `warmup`.
+/// How long the throughput window is, and how to stop the sender.
+pub struct Window<'a> {
+    /// Unmeasured time from the first message.
+    pub warmup: Duration,
+    /// Measured time after the warm-up.
+    pub length: Duration,
+    /// Tells the sender to stop (it then sends its end mark).
+    pub stop: &'a mut dyn FnMut() -> io::Result<()>,
+}
+
+/// Receives messages of `size` bytes and times the window that follows the
+/// warm-up, entirely on the receiver's clock; then stops the sender and
+/// drains the link to its end mark (or, for UDP, a quiet socket).
 pub fn receive(
     link: &mut dyn Link,
     size: usize,
-    warmup: Duration,
+    window: Window<'_>,
     stream: bool,
     datagrams: bool,
 ) -> io::Result<Throughput> {
@@ -54,10 +65,9 @@ pub fn receive(
     let every = if datagrams { 1 } else { clock_every(size) };
     let mut bytes: u64 = 0;
     let mut messages: u64 = 0;
-    let mut calls: u64 = 0;
     let mut first: Option<Instant> = None;
     let mut start: Option<(Instant, u64, u64)> = None;
-    let mut last = Instant::now();
+    let mut measured: Option<(Duration, u64, u64)> = None;
     loop {
         let n = match link.recv(&mut buf) {
             Ok(0) => break,
@@ -72,43 +82,47 @@ pub fn receive(
         }
         bytes += n as u64;
         messages += 1;
-        calls += 1;
-        if first.is_none() || calls % every == 0 || datagrams {
-            last = Instant::now();
-            let since = *first.get_or_insert(last);
-            if start.is_none() && last - since >= warmup {
-                start = Some((last, bytes, messages));
+        if measured.is_some() || (first.is_some() && messages % every != 0) {
+            continue;
+        }
+        let now = Instant::now();
+        let since = *first.get_or_insert(now);
+        match start {
+            None if now - since >= window.warmup => start = Some((now, bytes, messages)),
+            Some((at, b0, m0)) if now - at >= window.length => {
+                measured = Some((now - at, bytes - b0, messages - m0));
+                (window.stop)()?;
             }
+            _ => {}
         }
     }
-    let end = if datagrams { last } else { Instant::now() };
-    let (at, bytes_before, messages_before) = start.ok_or_else(|| {
-        io::Error::other("the sender stopped before the warm-up was over; try a longer --duration")
-    })?;
     let received_total = messages;
-    let bytes = bytes - bytes_before;
-    let messages = if stream {
-        bytes / size as u64
-    } else {
-        messages - messages_before
-    };
-    let elapsed = end.saturating_duration_since(at);
+    let (elapsed, bytes, messages) =
+        measured.ok_or_else(|| io::Error::other("the sender ended before the window was over"))?;
     if bytes == 0 || elapsed.is_zero() {
-        return Err(io::Error::other(
-            "nothing was received after the warm-up; try a longer --duration",
-        ));
+        return Err(io::Error::other("nothing was received in the window"));
     }
     Ok(Throughput {
         bytes,
-        messages,
+        messages: if stream {
+            bytes / size as u64
+        } else {
+            messages
+        },
         received_total,
         elapsed,
     })
 }
 
-/// Sends messages of `size` bytes for `run_for`, then the end mark;
+/// Sends messages of `size` bytes until `stopped` says so (asked every
+/// [`clock_every`] messages) or `limit` has passed, then the end mark;
 /// returns how many were sent.
-pub fn send(link: &mut dyn Link, size: usize, run_for: Duration) -> io::Result<u64> {
+pub fn send(
+    link: &mut dyn Link,
+    size: usize,
+    limit: Duration,
+    stopped: &mut dyn FnMut() -> io::Result<bool>,
+) -> io::Result<u64> {
     let msg = vec![0xa5u8; size];
     let every = clock_every(size);
     let started = Instant::now();
@@ -116,7 +130,7 @@ pub fn send(link: &mut dyn Link, size: usize, run_for: Duration) -> io::Result<u
     loop {
         link.send(&msg)?;
         sent += 1;
-        if sent % every == 0 && started.elapsed() >= run_for {
+        if sent % every == 0 && (stopped()? || started.elapsed() >= limit) {
             break;
         }
     }

@@ -86,9 +86,13 @@ pub struct BenchArgs {
     #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = parse_size, num_args = 1..)]
     pub sizes: Vec<usize>,
     /// Seconds each measurement runs (throughput window, and the cap on
-    /// round trips); default 0.1, or 0.01 with --quick.
+    /// round trips) in each round; default 0.03, or 0.01 with --quick.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    /// How many times each measurement is made, rounds interleaved (the
+    /// machine may be busy); default 3, or 1 with --quick.
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<usize>,
 }
 
 /// Largest message size accepted.
@@ -130,10 +134,16 @@ pub struct Settings {
     pub rounds_max: usize,
     /// Round trips: and for at most this long.
     pub rounds_cap: Duration,
+    /// How many times each measurement is made (rounds interleaved).
+    pub rounds: usize,
 }
 
 impl Settings {
-    fn new(quick: bool, duration: Option<f64>) -> Result<Settings, BenchError> {
+    fn new(
+        quick: bool,
+        duration: Option<f64>,
+        rounds: Option<usize>,
+    ) -> Result<Settings, BenchError> {
         let mut s = if quick {
             Settings {
                 warmup: Duration::from_millis(2),
@@ -141,14 +151,16 @@ impl Settings {
                 rounds_warmup: 10,
                 rounds_max: 200,
                 rounds_cap: Duration::from_millis(10),
+                rounds: 1,
             }
         } else {
             Settings {
-                warmup: Duration::from_millis(20),
-                window: Duration::from_millis(100),
+                warmup: Duration::from_millis(10),
+                window: Duration::from_millis(30),
                 rounds_warmup: 100,
                 rounds_max: 20_000,
-                rounds_cap: Duration::from_millis(100),
+                rounds_cap: Duration::from_millis(30),
+                rounds: 3,
             }
         };
         if let Some(secs) = duration {
@@ -161,12 +173,22 @@ impl Settings {
             s.rounds_cap = s.window;
             s.rounds_max = s.rounds_max.max((secs * 200_000.0) as usize);
         }
+        if let Some(rounds) = rounds {
+            if !(1..=100).contains(&rounds) {
+                return Err(BenchError::Usage(format!(
+                    "--rounds {rounds}: give 1 to 100"
+                )));
+            }
+            s.rounds = rounds;
+        }
         Ok(s)
     }
 
     fn describe(&self) -> String {
         format!(
-            "throughput {} ms per size after {} ms warm-up; round trips: {} warm-up, then up to {} or {} ms",
+            "{} round(s), interleaved; throughput {} ms per size after {} ms warm-up, median of the rounds; \
+             round trips: {} warm-up, then up to {} or {} ms per round, percentiles of all rounds",
+            self.rounds,
             self.window.as_millis(),
             self.warmup.as_millis(),
             self.rounds_warmup,
@@ -175,6 +197,13 @@ impl Settings {
         )
     }
 }
+
+/// The signal that tells a throughput sender to stop.
+const STOP: nix::sys::signal::Signal = nix::sys::signal::Signal::SIGUSR2;
+
+/// How long a throughput sender goes on when no stop comes (a safety net;
+/// the parent stops it after its window).
+const SEND_LIMIT: Duration = Duration::from_secs(30);
 
 /// What the peer is told, as JSON in its one argument.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,7 +214,7 @@ pub struct PeerSpec {
     pub test: Test,
     /// Message size in bytes.
     pub size: usize,
-    /// How long a throughput sender sends.
+    /// How long a throughput sender sends at most without a stop.
     pub send_for: Duration,
     /// Where the objects are.
     pub endpoint: Endpoint,
@@ -199,7 +228,7 @@ pub const RING_NOT_BUILT: &str = "shm-ring: not built in this version (the share
 
 /// `ipc-run bench`: measures, prints, cleans up; returns the exit code.
 pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
-    let settings = Settings::new(args.quick, args.duration)?;
+    let settings = Settings::new(args.quick, args.duration, args.rounds)?;
     let mechanisms: Vec<Mechanism> = if args.mechanisms.is_empty() {
         Mechanism::ALL.to_vec()
     } else {
@@ -256,87 +285,45 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
         limits: HostLimits::read(),
     };
 
-    let mut records = Vec::new();
+    // Every measurement to make, in output order; each round makes all of
+    // them once, starting at a rotated place, and the records take the
+    // median (throughput) or the pooled percentiles (round trips).
+    let mut jobs: Vec<Job> = Vec::new();
     for &mechanism in &mechanisms {
-        let name = mechanism.name();
         for &size in &sizes {
-            if let Some(reason) = place.limits.refuses(mechanism, size) {
-                records.push(Record::na(name, size, Metric::Throughput, &reason));
-                continue;
-            }
-            match measure_one(&place, mechanism, Test::Throughput, size, &settings) {
-                Ok(Measured::Throughput { through, sent }) => {
-                    records.push(Record::value(
-                        name,
-                        size,
-                        Metric::Throughput,
-                        through.gb_per_s(),
-                        through.messages,
-                    ));
-                    if mechanism == Mechanism::Udp {
-                        records.push(match sent {
-                            Some(sent) => Record::value(
-                                name,
-                                size,
-                                Metric::Lost,
-                                sent.saturating_sub(through.received_total) as f64,
-                                sent,
-                            ),
-                            None => Record::na(
-                                name,
-                                size,
-                                Metric::Lost,
-                                "the sender did not report its count",
-                            ),
-                        });
-                    }
-                }
-                Ok(Measured::RoundTrips(_)) => unreachable!("a throughput test"),
-                Err(reason) => {
-                    records.push(Record::na(
-                        name,
-                        size,
-                        Metric::Throughput,
-                        &format!("failed: {reason}"),
-                    ));
-                }
+            jobs.push(Job::new(mechanism, Test::Throughput, size, &place.limits));
+        }
+        if mechanism == Mechanism::Signal {
+            jobs.push(Job::new(mechanism, Test::RoundTrip, 0, &place.limits));
+        } else {
+            for &size in &rtt_sizes {
+                jobs.push(Job::new(mechanism, Test::RoundTrip, size, &place.limits));
             }
         }
-        let round_trip_sizes: &[usize] = if mechanism == Mechanism::Signal {
-            &[0]
-        } else {
-            &rtt_sizes
-        };
-        for &size in round_trip_sizes {
-            let refused = if mechanism == Mechanism::Signal {
-                None
-            } else {
-                place.limits.refuses(mechanism, size)
-            };
-            let result = match refused {
-                Some(reason) => Err(reason),
-                None => match measure_one(&place, mechanism, Test::RoundTrip, size, &settings) {
-                    Ok(Measured::RoundTrips(trips)) if !trips.nanos.is_empty() => Ok(trips),
-                    Ok(_) => Err("failed: no round trip completed".into()),
-                    Err(reason) => Err(format!("failed: {reason}")),
-                },
-            };
-            match result {
-                Ok(trips) => {
-                    let n = trips.nanos.len() as u64;
-                    for (metric, p) in [(Metric::RoundTripP50, 50.0), (Metric::RoundTripP99, 99.0)]
-                    {
-                        let value = trips.percentile_us(p).unwrap_or_default();
-                        records.push(Record::value(name, size, metric, value, n));
-                    }
-                }
+    }
+    let rounds = settings.rounds;
+    for round in 0..rounds {
+        let count = jobs.len();
+        let first = round * count / rounds;
+        for k in 0..count {
+            let job = &mut jobs[(first + k) % count];
+            if job.refused.is_some() {
+                continue;
+            }
+            match measure_one(&place, job.mechanism, job.test, job.size, &settings) {
+                Ok(measured) => job.results.push(measured),
                 Err(reason) => {
-                    records.push(Record::na(name, size, Metric::RoundTripP50, &reason));
-                    records.push(Record::na(name, size, Metric::RoundTripP99, &reason));
+                    tracing::warn!(
+                        "{} {}: {reason}",
+                        job.mechanism.name(),
+                        report::size_label(job.size)
+                    );
+                    job.failed.push(format!("failed: {reason}"));
                 }
             }
         }
     }
+    let records: Vec<Record> = jobs.iter().flat_map(Job::records).collect();
     drop(dir_guard);
 
     let report = Report {
@@ -360,6 +347,135 @@ enum Measured {
         sent: Option<u64>,
     },
     RoundTrips(measure::RoundTrips),
+}
+
+/// One measurement to make in every round, and what the rounds gave.
+struct Job {
+    mechanism: Mechanism,
+    test: Test,
+    size: usize,
+    /// A host limit rules it out.
+    refused: Option<String>,
+    /// Why rounds failed (a job with no result reports the first).
+    failed: Vec<String>,
+    results: Vec<Measured>,
+}
+
+impl Job {
+    fn new(mechanism: Mechanism, test: Test, size: usize, limits: &HostLimits) -> Job {
+        let refused = if mechanism == Mechanism::Signal && test == Test::RoundTrip {
+            None
+        } else {
+            limits.refuses(mechanism, size)
+        };
+        Job {
+            mechanism,
+            test,
+            size,
+            refused,
+            failed: Vec::new(),
+            results: Vec::new(),
+        }
+    }
+
+    fn records(&self) -> Vec<Record> {
+        let name = self.mechanism.name();
+        let size = self.size;
+        let metrics: &[Metric] = match self.test {
+            Test::Throughput if self.mechanism == Mechanism::Udp => {
+                &[Metric::Throughput, Metric::Lost]
+            }
+            Test::Throughput => &[Metric::Throughput],
+            Test::RoundTrip => &[Metric::RoundTripP50, Metric::RoundTripP99],
+        };
+        let reason = self.refused.clone().or_else(|| {
+            self.results.is_empty().then(|| {
+                self.failed
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "not measured".to_owned())
+            })
+        });
+        if let Some(reason) = reason {
+            // A limit rules out the loss tally too; show only the main metric.
+            let shown = if self.refused.is_some() {
+                &metrics[..1]
+            } else {
+                metrics
+            };
+            return shown
+                .iter()
+                .map(|&m| Record::na(name, size, m, &reason))
+                .collect();
+        }
+        match self.test {
+            Test::Throughput => {
+                let mut rates = Vec::new();
+                let (mut messages, mut sent, mut received) = (0, Some(0u64), 0);
+                for result in &self.results {
+                    if let Measured::Throughput { through, sent: s } = result {
+                        rates.push(through.gb_per_s());
+                        messages += through.messages;
+                        received += through.received_total;
+                        sent = sent.zip(*s).map(|(a, b)| a + b);
+                    }
+                }
+                let mut out = vec![Record::value(
+                    name,
+                    size,
+                    Metric::Throughput,
+                    median(&mut rates),
+                    messages,
+                )];
+                if self.mechanism == Mechanism::Udp {
+                    out.push(match sent {
+                        Some(sent) => Record::value(
+                            name,
+                            size,
+                            Metric::Lost,
+                            sent.saturating_sub(received) as f64,
+                            sent,
+                        ),
+                        None => Record::na(
+                            name,
+                            size,
+                            Metric::Lost,
+                            "the sender did not report its count",
+                        ),
+                    });
+                }
+                out
+            }
+            Test::RoundTrip => {
+                let mut pooled = measure::RoundTrips::default();
+                for result in &self.results {
+                    if let Measured::RoundTrips(trips) = result {
+                        pooled.nanos.extend_from_slice(&trips.nanos);
+                        pooled.lost += trips.lost;
+                    }
+                }
+                let n = pooled.nanos.len() as u64;
+                [(Metric::RoundTripP50, 50.0), (Metric::RoundTripP99, 99.0)]
+                    .into_iter()
+                    .map(|(metric, p)| match pooled.percentile_us(p) {
+                        Some(v) => Record::value(name, size, metric, v, n),
+                        None => Record::na(name, size, metric, "no round trip completed"),
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
 }
 
 /// The peer's stdout, line by line.
@@ -416,7 +532,7 @@ fn measure_one(
         mechanism,
         test,
         size,
-        send_for: settings.warmup + settings.window,
+        send_for: settings.warmup + settings.window + SEND_LIMIT,
         endpoint: side.endpoint.clone(),
         parent: std::process::id() as i32,
     };
@@ -456,36 +572,11 @@ fn measure_one(
         .strip_prefix("port=")
         .and_then(|p| p.parse().ok());
 
-    let rounds = Rounds {
-        warmup: settings.rounds_warmup,
-        max: settings.rounds_max,
-        cap: settings.rounds_cap,
-    };
-    let stream = mechanism.is_stream();
-    let datagrams = mechanism == Mechanism::Udp;
-    let result =
-        side.connect(test, size, peer_port)
-            .map(|(connected, guards)| {
-                let measured = match (connected, test) {
-                    (Connected::Signal, _) => {
-                        measure::signal_round_trips(pid, rounds).map(Measured::RoundTrips)
-                    }
-                    (Connected::Link(mut link), Test::Throughput) => {
-                        measure::receive(link.as_mut(), size, settings.warmup, stream, datagrams)
-                            .map(|through| Measured::Throughput {
-                                through,
-                                sent: None,
-                            })
-                    }
-                    (Connected::Link(mut link), Test::RoundTrip) => {
-                        measure::round_trips(link.as_mut(), size, rounds, stream, datagrams)
-                            .map(Measured::RoundTrips)
-                    }
-                };
-                (measured, guards)
-            });
-    let (measured, guards) = match result {
-        Ok((measured, guards)) => (measured, Some(guards)),
+    let (measured, guards) = match side.connect(test, size, peer_port) {
+        Ok((connected, guards)) => {
+            let measured = parent_measure(connected, test, size, pid, settings, mechanism);
+            (measured, Some(guards))
+        }
         Err(e) => (Err(e), None),
     };
     let (lines, ok) = finish_peer(child, &mut out, measured.is_ok());
@@ -507,6 +598,46 @@ fn measure_one(
             .and_then(|n| n.parse().ok());
     }
     Ok(measured)
+}
+
+/// The parent's side of one measurement once connected.
+fn parent_measure(
+    connected: Connected,
+    test: Test,
+    size: usize,
+    pid: Pid,
+    settings: &Settings,
+    mechanism: Mechanism,
+) -> std::io::Result<Measured> {
+    let rounds = Rounds {
+        warmup: settings.rounds_warmup,
+        max: settings.rounds_max,
+        cap: settings.rounds_cap,
+    };
+    let stream = mechanism.is_stream();
+    let datagrams = mechanism == Mechanism::Udp;
+    match (connected, test) {
+        (Connected::Signal, _) => {
+            measure::signal_round_trips(pid, rounds).map(Measured::RoundTrips)
+        }
+        (Connected::Link(mut link), Test::Throughput) => {
+            let mut stop = || -> std::io::Result<()> { Ok(nix::sys::signal::kill(pid, STOP)?) };
+            let window = measure::Window {
+                warmup: settings.warmup,
+                length: settings.window,
+                stop: &mut stop,
+            };
+            let through = measure::receive(link.as_mut(), size, window, stream, datagrams)?;
+            Ok(Measured::Throughput {
+                through,
+                sent: None,
+            })
+        }
+        (Connected::Link(mut link), Test::RoundTrip) => {
+            measure::round_trips(link.as_mut(), size, rounds, stream, datagrams)
+                .map(Measured::RoundTrips)
+        }
+    }
 }
 
 /// `ipc-run bench-peer SPEC`: the other process of one measurement.
@@ -563,7 +694,15 @@ fn peer(spec: &PeerSpec) -> std::io::Result<()> {
     let datagrams = spec.mechanism == Mechanism::Udp;
     match spec.test {
         Test::Throughput => {
-            let sent = measure::send(link.as_mut(), spec.size, spec.send_for)?;
+            // The parent's stop arrives as a blocked signal, looked for
+            // without waiting every 64 KiB or so.
+            let mut stop_set = SigSet::empty();
+            stop_set.add(STOP);
+            stop_set.thread_block()?;
+            let mut stopped = || -> std::io::Result<bool> {
+                Ok(crate::sys::bench::sigtimedwait(&stop_set, Duration::ZERO)?.is_some())
+            };
+            let sent = measure::send(link.as_mut(), spec.size, spec.send_for, &mut stopped)?;
             drop(link);
             say(&format!("done sent={sent}"))
         }
@@ -592,7 +731,14 @@ mod tests {
 
     #[test]
     fn duration_is_checked() {
-        assert!(Settings::new(false, Some(0.0)).is_err());
-        assert!(Settings::new(true, Some(0.5)).is_ok());
+        assert!(Settings::new(false, Some(0.0), None).is_err());
+        assert!(Settings::new(true, Some(0.5), None).is_ok());
+        assert!(Settings::new(true, None, Some(0)).is_err());
+    }
+
+    #[test]
+    fn median_of_rounds() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 }
