@@ -46,6 +46,7 @@ fn main() {
         nofile: None,
         fd_limit: 1024,
         credentials: None,
+        reset_signals: None,
     };
     let fds = [
         (devnull.as_fd(), 0),

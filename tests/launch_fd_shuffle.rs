@@ -60,6 +60,7 @@ fn swaps_collisions_and_self_maps() {
         nofile: None,
         fd_limit: 1024,
         credentials: None,
+        reset_signals: None,
     };
     let pid = spawn(&spec, &all).unwrap();
     drop(writes);

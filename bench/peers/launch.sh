@@ -4,7 +4,9 @@
 # interleaved. Prints T(N) and the fixed cost T(1) and marginal cost per
 # process (T(500) - T(1)) / 499, paired within each round, and the per-round
 # ratio of each manager's marginal cost to the C posix_spawn launcher's.
-# Goal: ipc-run's marginal cost at most 1.1x c-posix_spawn.
+# Goal: ipc-run's marginal cost at most 1.1x c-posix_spawn. c-posix_spawn-pipes
+# also captures each child's stdout and stderr through pipes of its own, as
+# ipc-run does to relay them: the floor for a launcher that relays output.
 #
 # usage: bench/peers/launch.sh [ROUNDS]     (default 5; COUNTS="1 50 500")
 set -euo pipefail
@@ -22,6 +24,7 @@ for n in $counts; do
     printf 'name = "launch"\n\n[process.p]\ncmd = ["/bin/true"]\nreplicas = %d\n' "$n" >"$dir/launch-$n.toml"
     commands+=("ipc-run@$n=$IPC_RUN -q $dir/launch-$n.toml")
     commands+=("c-posix_spawn@$n=$dir/spawnbench posix_spawn $n" "c-fork-exec@$n=$dir/spawnbench fork-exec $n")
+    commands+=("c-posix_spawn-pipes@$n=$dir/spawnbench posix_spawn-pipes $n")
     commands+=("bash@$n=for i in \$(seq $n); do /bin/true & done; wait")
     if have pipexec; then
         a=""; for i in $(seq "$n"); do a+=" [ p$i /bin/true ]"; done
@@ -50,4 +53,4 @@ for n in $counts; do
 done
 echo
 # shellcheck disable=SC2046
-python3 bench/run/rounds.py "$rounds" --marginal --keep-going --base "c-posix_spawn@1" $(json launch) -- "${commands[@]}"
+python3 bench/run/rounds.py "$rounds" --marginal --keep-going --base "c-posix_spawn@1" --also-base "c-posix_spawn-pipes@1" $(json launch) -- "${commands[@]}"

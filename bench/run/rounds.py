@@ -3,7 +3,7 @@
 the median of the per-round ratios of a base command to each other one.
 
 usage: rounds.py ROUNDS [--bytes N] [--size LABEL=N]... [--base LABEL]
-                 [--keep-going] [--marginal] [--json FILE] -- LABEL=COMMAND...
+                 [--also-base LABEL]... [--keep-going] [--marginal] [--json FILE] -- LABEL=COMMAND...
 
 COMMAND is run with `bash -c` (so pipes work), stdin from /dev/null, stdout
 and stderr to /dev/null. A round runs every command once, in an order that
@@ -16,6 +16,7 @@ not installed, a mechanism that does not exist).
 --bytes N        throughput (N / wall time) is printed too; --size LABEL=N
                  gives one command another size (ratios are then per byte).
 --base LABEL     the command the ratios are taken against (default: the first).
+--also-base LABEL  with --marginal, one more ratio column against LABEL's NAME.
 --marginal       labels are NAME@COUNT (e.g. honcho@1, honcho@500): prints, per
                  NAME, T(COUNT) for every count and, for every count N above the
                  smallest S, the marginal cost per process (T(N) - T(S)) / (N - S),
@@ -60,7 +61,7 @@ def parse(args):
         sys.exit(__doc__)
     split = args.index("--")
     head, tail = args[:split], args[split + 1 :]
-    opts = {"rounds": int(head[0]), "bytes": 0, "size": {}, "base": None,
+    opts = {"rounds": int(head[0]), "bytes": 0, "size": {}, "base": None, "also_base": [],
             "keep_going": False, "marginal": False, "json": None}
     i = 1
     while i < len(head):
@@ -77,6 +78,8 @@ def parse(args):
             opts["size"][label] = int(n)
         elif flag in ("--base", "--json"):
             opts[flag[2:]] = value
+        elif flag == "--also-base":
+            opts["also_base"].append(value)
         else:
             sys.exit(f"unknown option {flag}\n{__doc__}")
         i += 2
@@ -156,6 +159,7 @@ def marginal(opts, labels, wall, failed, base):
     counts = sorted({c for v in names.values() for c in v})
     lo, his = counts[0], counts[1:]
     base = base.rsplit("@", 1)[0]
+    extra = [b.rsplit("@", 1)[0] for b in opts["also_base"]]
 
     def marg(name, hi):
         a, b = f"{name}@{lo}", f"{name}@{hi}"
@@ -168,6 +172,7 @@ def marginal(opts, labels, wall, failed, base):
     cols = ["manager"] + [f"T({c})" for c in counts]
     for hi in his:
         cols += [f"marginal({hi}) per process", f"x {base} at {hi}"]
+        cols += [f"x {b} at {hi}" for b in extra]
     print("| " + " | ".join(cols) + " |")
     print("|---|" + "---:|" * (len(cols) - 1))
     out = {}
@@ -178,13 +183,18 @@ def marginal(opts, labels, wall, failed, base):
         for hi in his:
             m, bm = marg(name, hi), marg(base, hi)
             if not m:
-                cells += ["—", "—"]
+                cells += ["—", "—"] + ["—" for _ in extra]
                 continue
             r = per_round(m, bm) if bm else None
             cells += [f"{med(m) * 1000:.3f} ms ({min(m) * 1000:.3f} .. {max(m) * 1000:.3f})",
                       f"{r[0]:.2f}x" if r else "—"]
             out[name][f"marginal_ms@{hi}"] = med(m) * 1000
             out[name][f"ratio@{hi}"] = r[0] if r else None
+            for b in extra:
+                bm2 = marg(b, hi)
+                r2 = per_round(m, bm2) if bm2 else None
+                cells.append(f"{r2[0]:.2f}x" if r2 else "—")
+                out[name][f"ratio@{hi}/{b}"] = r2[0] if r2 else None
         print("| " + " | ".join(cells) + " |")
     return out
 

@@ -125,6 +125,25 @@ pub struct Launched {
     base_env: Vec<(OsString, OsString)>,
     values: Values,
     pending: HashSet<String>,
+    /// Instance name -> index in `plan.processes`.
+    process_index: HashMap<String, usize>,
+    /// Channel id -> index in `plan.channels`.
+    channel_index: HashMap<String, usize>,
+    /// The held channel ends each process's slots use, by process index.
+    held_needs: Vec<Vec<(usize, Held)>>,
+    /// For each held end, how many slots of pending instances use it: an
+    /// end is closed when its count falls to zero (unless pinned). Kept
+    /// up to date on release, so a release costs the released instance's
+    /// slots, not a pass over every process.
+    need_count: HashMap<(usize, Held), usize>,
+    /// The soft `RLIMIT_NOFILE` of the orchestrator, read once (it does
+    /// not change during a run): the child closes fds below it when
+    /// `close_range` is missing.
+    fd_limit: i32,
+    /// The orchestrator's ignored or handled signals, read once at
+    /// preparation (it installs no handler during a run): only these are
+    /// set back to SIG_DFL in each child before exec.
+    reset_signals: u64,
     devnull: OwnedFd,
     created: Created,
     /// Resolved `user`/`group` by instance.
@@ -186,15 +205,39 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
         base_env,
         values,
         pending: plan.processes.iter().map(|p| p.name.clone()).collect(),
+        process_index: plan
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.clone(), i))
+            .collect(),
+        channel_index: plan
+            .channels
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i))
+            .collect(),
+        held_needs: Vec::with_capacity(plan.processes.len()),
+        need_count: HashMap::new(),
+        fd_limit: getrlimit(Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| soft.min(i32::MAX as u64) as i32)
+            .unwrap_or(1024),
+        reset_signals: crate::sys::spawn::non_default_dispositions(),
         devnull,
         created,
         identities,
     };
-    // Validate every slot now, so a wiring error fails before any spawn.
+    // Validate every slot now, so a wiring error fails before any spawn,
+    // and count which held ends each process needs.
     for process in &launched.plan.processes {
+        let mut needs = Vec::new();
         for slot in &process.fds {
-            launched.source_of(process, slot)?;
+            if let Source::Held(channel, held) = launched.source_of(process, slot)? {
+                needs.push((channel, held));
+                *launched.need_count.entry((channel, held)).or_insert(0) += 1;
+            }
         }
+        launched.held_needs.push(needs);
     }
     launched.prune();
     Ok(launched)
@@ -260,19 +303,17 @@ impl Launched {
         instance: &str,
         hold: HoldEnds,
     ) -> Result<SpawnedChild, LaunchError> {
-        let process = self
-            .plan
-            .processes
-            .iter()
-            .find(|p| p.name == instance)
-            .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?
-            .clone();
-        let child = self.spawn_process(&process)?;
-        self.values.pids.insert(process.name.clone(), child.pid);
+        let index = *self
+            .process_index
+            .get(instance)
+            .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?;
+        let process = &self.plan.processes[index];
+        let child = self.spawn_process(process)?;
         let done = match hold {
             HoldEnds::Keep => false,
             HoldEnds::ByRestartPolicy => process.restart.policy == RestartPolicy::Never,
         };
+        self.values.pids.insert(instance.to_owned(), child.pid);
         if done {
             self.release_ends_of(instance);
         }
@@ -283,8 +324,23 @@ impl Launched {
     /// channel ends no other pending instance needs are closed, so readers
     /// see EOF and writers SIGPIPE.
     pub fn release_ends_of(&mut self, instance: &str) {
-        if self.pending.remove(instance) {
-            self.prune();
+        if !self.pending.remove(instance) {
+            return;
+        }
+        let Some(&index) = self.process_index.get(instance) else {
+            return;
+        };
+        for key in &self.held_needs[index] {
+            let Some(count) = self.need_count.get_mut(key) else {
+                continue;
+            };
+            *count -= 1;
+            if *count == 0 {
+                self.need_count.remove(key);
+                if !self.created.pinned.contains(key) {
+                    self.created.held.remove(key);
+                }
+            }
         }
     }
 
@@ -307,24 +363,14 @@ impl Launched {
         self.created.run_dir = None;
     }
 
+    /// Closes every held end that no pending instance uses and that is not
+    /// pinned (at preparation: ends nobody is wired to).
     fn prune(&mut self) {
-        let mut needed = HashSet::new();
-        for process in self
-            .plan
-            .processes
-            .iter()
-            .filter(|p| self.pending.contains(&p.name))
-        {
-            for slot in &process.fds {
-                if let Ok(Source::Held(channel, held)) = self.source_of(process, slot) {
-                    needed.insert((channel, held));
-                }
-            }
-        }
+        let needed = &self.need_count;
         let pinned = &self.created.pinned;
         self.created
             .held
-            .retain(|key, _| needed.contains(key) || pinned.contains(key));
+            .retain(|key, _| needed.contains_key(key) || pinned.contains(key));
     }
 
     fn source_of(&self, process: &ProcessPlan, slot: &FdSlot) -> Result<Source, LaunchError> {
@@ -337,13 +383,11 @@ impl Launched {
             FdRole::Ready => return Ok(Source::Ready),
             FdRole::Channel { channel, end } => (channel, *end),
         };
-        let (index, channel) = self
-            .plan
-            .channels
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.id == *channel_id)
+        let index = *self
+            .channel_index
+            .get(channel_id.as_str())
             .ok_or_else(|| wiring(format!("the plan has no channel {channel_id}")))?;
+        let channel = &self.plan.channels[index];
         let is_port = |e: &EndpointPlan| {
             matches!(e, EndpointPlan::Port { process: p, port, .. }
                 if *p == process.name && *port == slot.port)
@@ -391,7 +435,7 @@ impl Launched {
         Ok(Source::Held(index, held))
     }
 
-    fn spawn_process(&mut self, process: &ProcessPlan) -> Result<SpawnedChild, LaunchError> {
+    fn spawn_process(&self, process: &ProcessPlan) -> Result<SpawnedChild, LaunchError> {
         let instance = process.name.as_str();
         let sys = |action: &str| {
             let action = format!("{action} for {instance}");
@@ -493,9 +537,6 @@ impl Launched {
             ),
             None => None,
         };
-        let fd_limit = getrlimit(Resource::RLIMIT_NOFILE)
-            .map(|(soft, _)| soft.min(i32::MAX as u64) as i32)
-            .unwrap_or(1024);
         let spec = ChildSpec {
             program,
             argv,
@@ -503,8 +544,9 @@ impl Launched {
             listen_pid,
             cwd,
             nofile: self.options.nofile,
-            fd_limit,
+            fd_limit: self.fd_limit,
             credentials: identity.map(|i| i.credentials.clone()),
+            reset_signals: Some(self.reset_signals),
         };
 
         let mut moves: Vec<(BorrowedFd<'_>, i32)> = Vec::new();

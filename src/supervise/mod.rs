@@ -225,6 +225,11 @@ struct Supervisor<'a, R: Runtime> {
     runtime: &'a mut R,
     instances: Vec<Instance>,
     index: HashMap<&'a str, usize>,
+    /// `plan.start_order` as instance indices, and each instance's `after`
+    /// as indices: resolved once, because every exit looks for what can
+    /// start now.
+    start_sequence: Vec<usize>,
+    after: Vec<Vec<usize>>,
     by_pid: HashMap<Pid, usize>,
     streams: Vec<LogStream>,
     timers: Timers,
@@ -368,11 +373,28 @@ fn supervise_blocked<R: Runtime>(
             }
         }
     }
+    let start_sequence = plan
+        .start_order
+        .iter()
+        .filter_map(|name| index.get(name.as_str()).copied())
+        .collect();
+    let after = plan
+        .processes
+        .iter()
+        .map(|p| {
+            p.after
+                .iter()
+                .filter_map(|dep| index.get(dep.as_str()).copied())
+                .collect()
+        })
+        .collect();
     let mut supervisor = Supervisor {
         plan,
         runtime,
         instances,
         index,
+        start_sequence,
+        after,
         by_pid: HashMap::new(),
         streams: Vec::new(),
         timers: Timers::default(),
@@ -572,27 +594,23 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// ready. Fails the run when a dependency ended without becoming ready.
     fn start_ready_instances(&mut self) {
         let plan = self.plan;
-        for name in &plan.start_order {
+        for k in 0..self.start_sequence.len() {
             if self.shutdown.is_some() {
                 return;
             }
-            let Some(&i) = self.index.get(name.as_str()) else {
-                continue;
-            };
+            let i = self.start_sequence[k];
             if self.instances[i].state != State::Pending {
                 continue;
             }
+            let name = &plan.processes[i].name;
             let mut waiting = false;
             let mut dead_dependency = None;
-            for dep in &plan.processes[i].after {
-                let Some(&d) = self.index.get(dep.as_str()) else {
-                    continue;
-                };
+            for &d in &self.after[i] {
                 let dep_state = &self.instances[d];
                 if !dep_state.ready {
                     waiting = true;
                     if dep_state.state == State::Finished {
-                        dead_dependency = Some(dep.clone());
+                        dead_dependency = Some(plan.processes[d].name.clone());
                     }
                 }
             }

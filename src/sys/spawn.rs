@@ -36,6 +36,7 @@
 //! never go straight to their targets). Then every other fd from 3 up is
 //! closed with `close_range(2)` (a loop up to the fd limit on old kernels).
 
+use std::cell::Cell;
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -145,6 +146,42 @@ pub struct ChildSpec {
     pub fd_limit: i32,
     /// Identity to switch to before exec.
     pub credentials: Option<Credentials>,
+    /// Signals to set back to `SIG_DFL` in the child, as a mask (bit
+    /// `n - 1` for signal `n`, see [`non_default_dispositions`]); `None`
+    /// resets every signal. Only a signal the caller ignores or handles
+    /// needs it: a default disposition is inherited as it is.
+    pub reset_signals: Option<u64>,
+}
+
+/// The signals whose disposition in this process is not `SIG_DFL`
+/// (ignored or handled), as a mask: bit `n - 1` for signal `n`, 1 to 64.
+///
+/// A caller that installs no handler while it spawns reads this once and
+/// passes it as [`ChildSpec::reset_signals`], sparing each child one
+/// `rt_sigaction` per signal while the parent waits for it.
+pub fn non_default_dispositions() -> u64 {
+    let mut mask = 0u64;
+    for sig in 1..=64 {
+        // A kernel `struct sigaction`; the handler is its first word on
+        // the architectures Linux orders as sa_handler, sa_flags, ...
+        let mut old = [0u64; 4];
+        // SAFETY: a query (no new action); `old` is large enough for the
+        // kernel's struct sigaction with an 8-byte sigset; sigsetsize 8.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig as libc::c_long,
+                std::ptr::null::<c_void>(),
+                old.as_mut_ptr(),
+                8usize,
+            )
+        };
+        // An error (signal out of range) counts as "reset it", the safe side.
+        if rc != 0 || old[0] != libc::SIG_DFL as u64 {
+            mask |= 1 << (sig - 1);
+        }
+    }
+    mask
 }
 
 /// A user identity for the child: set in the order supplementary groups,
@@ -188,6 +225,8 @@ struct ChildArgs {
     /// A kernel `struct sigaction` for SIG_DFL: all zero whatever the
     /// architecture's layout (handler 0 = SIG_DFL, no flags, empty mask).
     default_action: [u64; 4],
+    /// Bit `n - 1` set: signal `n` goes back to SIG_DFL.
+    reset_signals: u64,
     failed_step: AtomicI32,
     failed_errno: AtomicI32,
 }
@@ -296,11 +335,18 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
         parent: unsafe { libc::getpid() },
         empty_mask,
         default_action: [0; 4],
+        reset_signals: spec.reset_signals.unwrap_or(u64::MAX),
         failed_step: AtomicI32::new(0),
         failed_errno: AtomicI32::new(0),
     };
 
-    let stack = ChildStack::new().map_err(SpawnFailure::Parent)?;
+    // One stack per spawning thread, kept between spawns: the child is done
+    // with it when clone returns, and a fresh mapping per spawn cost an
+    // mmap, an mprotect, a munmap and page faults on every launch.
+    let stack = match SPARE_STACK.with(Cell::take) {
+        Some(stack) => stack,
+        None => ChildStack::new().map_err(SpawnFailure::Parent)?,
+    };
 
     // Block every signal in this thread so no handler can run in the child
     // while it shares our memory; the child inherits the mask and clears it
@@ -329,7 +375,7 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
     let clone_errno = Errno::last();
     // SAFETY: restores the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
-    drop(stack);
+    SPARE_STACK.with(|spare| spare.set(Some(stack)));
     if pid < 0 {
         return Err(SpawnFailure::Parent(clone_errno));
     }
@@ -345,6 +391,11 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
     // Keep the prepared memory alive until here (the child is done with it).
     drop((argv, envp, listen_pid_entry, moves, temps, gaps, groups));
     Ok(pid)
+}
+
+thread_local! {
+    /// The calling thread's child stack between spawns.
+    static SPARE_STACK: Cell<Option<ChildStack>> = const { Cell::new(None) };
 }
 
 /// A private stack for the child with a guard page below it.
@@ -412,13 +463,17 @@ extern "C" fn child_main(raw: *mut c_void) -> c_int {
     // keeps alive until the child execs or exits.
     let args: &ChildArgs = unsafe { &*raw.cast::<ChildArgs>() };
 
-    // Default dispositions for every signal (ignored ones would survive
-    // exec; handled ones must not run here). The raw syscall, because
-    // glibc's sigaction refuses its reserved signals 32 and 33, and an
-    // ignored 32 would otherwise be inherited. SIGKILL/SIGSTOP fail: fine.
+    // Default dispositions for every signal the parent ignores or handles
+    // (`reset_signals`; all of them unless told): ignored ones would
+    // survive exec, handled ones must not run here. The raw syscall,
+    // because glibc's sigaction refuses its reserved signals 32 and 33,
+    // and an ignored 32 would otherwise be inherited.
     let mut sig: libc::c_long = 1;
     while sig < 65 {
-        if sig != libc::SIGKILL as libc::c_long && sig != libc::SIGSTOP as libc::c_long {
+        if sig != libc::SIGKILL as libc::c_long
+            && sig != libc::SIGSTOP as libc::c_long
+            && args.reset_signals & (1u64 << (sig - 1)) != 0
+        {
             // SAFETY: default_action is a zeroed kernel sigaction (SIG_DFL)
             // of at least the size the kernel reads; sigsetsize is 8.
             unsafe {
