@@ -140,6 +140,10 @@ pub struct PlanArgs {
     /// Treat warnings as errors (`--deny warnings`).
     #[arg(long, value_name = "LINT", value_parser = ["warnings"])]
     pub deny: Option<String>,
+    /// Copy edge EDGE's traffic to FILE through an inserted process
+    /// `tap-EDGE` (repeatable; see docs/ports.md).
+    #[arg(long, value_name = "EDGE=FILE", value_parser = crate::port::tap::TapSpec::parse)]
+    pub tap: Vec<crate::port::tap::TapSpec>,
 }
 
 /// `--limits`.
@@ -206,6 +210,8 @@ pub enum Command {
         /// The measurement, as JSON.
         spec: String,
     },
+    /// Port adapters for a process's `cmd`: bridge a port to stdin/stdout.
+    Port(crate::port::PortArgs),
 }
 
 /// `plan --format`.
@@ -267,6 +273,9 @@ pub enum CliError {
     /// `bench` could not run.
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
+    /// A `--tap` that cannot be done.
+    #[error("{0}")]
+    Tap(String),
 }
 
 impl CliError {
@@ -280,6 +289,7 @@ impl CliError {
             CliError::Launch(_) | CliError::Clean(_) => EXIT_LAUNCH,
             CliError::Bench(crate::bench::BenchError::Usage(_)) => EXIT_USAGE,
             CliError::Bench(_) => EXIT_LAUNCH,
+            CliError::Tap(_) => EXIT_USAGE,
         }
     }
 }
@@ -386,6 +396,31 @@ fn load_and_plan_in(
             source: format!("--runtime-dir {}/<run id>", root.display()),
         };
     }
+    let started = std::time::Instant::now();
+    let outcome = plan::plan(&topology, &limits);
+    tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
+    let outcome = match outcome {
+        Ok(planned) if !args.tap.is_empty() => {
+            // Taps rewrite the topology as planned, then plan it again.
+            let mut tapped = topology.clone();
+            crate::port::tap::apply(&mut tapped, &planned.plan, &args.tap)
+                .map_err(CliError::Tap)?;
+            let outcome = plan::plan(&tapped, &limits);
+            return finish_plan(args, tapped, outcome, color);
+        }
+        other => other,
+    };
+    finish_plan(args, topology, outcome, color)
+}
+
+/// Prints a plan's diagnostics; the error when it failed or warnings are
+/// denied.
+fn finish_plan(
+    args: &PlanArgs,
+    topology: Topology,
+    outcome: Result<Planned, PlanError>,
+    color: bool,
+) -> Result<(Topology, Planned), CliError> {
     let path = args.file.display().to_string();
     let print = |diagnostics: &[Diagnostic]| {
         let mut stderr = std::io::stderr().lock();
@@ -397,9 +432,6 @@ fn load_and_plan_in(
             );
         }
     };
-    let started = std::time::Instant::now();
-    let outcome = plan::plan(&topology, &limits);
-    tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
     match outcome {
         Ok(planned) => {
             print(&planned.warnings);
@@ -434,11 +466,12 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         Command::Run(args) => return run_topology(&args, cli.color, color),
         Command::Bench(args) => return Ok(crate::bench::run(&args)?),
         Command::BenchPeer { spec } => return Ok(crate::bench::peer_main(&spec)),
+        Command::Port(args) => return Ok(crate::port::main(args)),
         _ => {}
     }
     let mut stdout = std::io::stdout().lock();
     match command {
-        Command::Run(_) | Command::Bench(_) | Command::BenchPeer { .. } => {
+        Command::Run(_) | Command::Port(_) | Command::Bench(_) | Command::BenchPeer { .. } => {
             unreachable!("handled above")
         }
         Command::Clean { runtime_dir } => {
@@ -501,6 +534,16 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
         .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
     let (topology, planned) = load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?;
     drop(topology);
+    // Each tap's copy starts empty; the tap process appends.
+    for tap in &args.plan.tap {
+        crate::port::tap::truncate(&tap.file).map_err(|e| {
+            CliError::Tap(format!(
+                "--tap {}: cannot create {}: {e}",
+                tap.edge,
+                tap.file.display()
+            ))
+        })?;
+    }
     let nofile = raise_nofile();
     let options = crate::supervise::RunOptions {
         color: match choice {

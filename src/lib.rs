@@ -10,6 +10,9 @@
 //! supervise runs it: events, readiness, restarts, logs, shutdown, cleanup
 //! ```
 //!
+//! `port` holds the adapters (`ipc-run port read|write|tap`) that a process
+//! of a topology runs to bridge a port to stdin/stdout.
+//!
 //! `docs/architecture.md` describes the stages and the data between them.
 
 pub mod bench;
@@ -19,6 +22,7 @@ pub mod diagnostic;
 pub mod host;
 pub mod launch;
 pub mod plan;
+pub mod port;
 pub mod supervise;
 pub mod sys;
 pub mod topology;

@@ -21,6 +21,9 @@
 //! | `udp HOST:PORT TEXT` | send one UDP datagram |
 //! | `shm-write NAME TEXT` / `shm-read NAME` | POSIX shared memory |
 //! | `sysv-shm-write ID TEXT` / `sysv-shm-read ID` | System V shared memory |
+//! | `ring-send PORT TAG COUNT SIZE close\|exit` | COUNT records of SIZE bytes (`TAG:i:` then filler) into a ring port, then close the producer or just exit |
+//! | `ring-recv PORT` | read a ring port to its end, check every record, print `ring: TAG=N ...` |
+//! | `ring-torn PORT SIZE BYTES` | write BYTES of a SIZE-byte record without publishing it, print `torn`, sleep (to be killed) |
 //! | `mq-send NAME TEXT` / `mq-recv NAME` | POSIX message queue by name |
 //! | `mq-send-fd FD TEXT` / `mq-recv-fd FD` | POSIX message queue by fd |
 //! | `msg-send ID TEXT` / `msg-recv ID` | System V message queue |
@@ -37,6 +40,17 @@
 use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
+
+/// A ring record: `TAG:i:` then a filler that depends on `i`, `size` bytes
+/// in all (or just the prefix when that is longer).
+fn ring_record(tag: &str, i: u64, size: usize) -> Vec<u8> {
+    let mut record = format!("{tag}:{i}:").into_bytes();
+    let fill = b'a' + (i % 26) as u8;
+    while record.len() < size {
+        record.push(fill);
+    }
+    record
+}
 
 fn die(msg: &str) -> ! {
     eprintln!("ipc-run-probe: {msg}");
@@ -299,6 +313,75 @@ fn run(cmd: &str, args: &[String]) {
                 write_cstr(p, &arg(args, 1))
             } else {
                 println!("shm: {}", read_cstr(p))
+            }
+        }
+        "ring-send" => {
+            use ipc_run::child::ring::Producer;
+            let mut port =
+                ipc_run::child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+            let mut producer =
+                Producer::from_port(&mut port).unwrap_or_else(|e| die(&e.to_string()));
+            let tag = arg(args, 1);
+            let count = num(&arg(args, 2));
+            let size = num(&arg(args, 3)) as usize;
+            for i in 0..count {
+                let record = ring_record(&tag, i as u64, size);
+                producer
+                    .send(&record, Some(std::time::Duration::from_secs(60)))
+                    .unwrap_or_else(|e| die(&format!("ring send: {e}")));
+            }
+            match arg(args, 4).as_str() {
+                "close" => producer.close().unwrap_or_else(|e| die(&e.to_string())),
+                "exit" => drop(producer),
+                other => die(&format!("ring-send ends with close or exit, not {other}")),
+            }
+        }
+        "ring-recv" => {
+            use ipc_run::child::ring::{Consumer, Received};
+            let mut port =
+                ipc_run::child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+            let mut consumer =
+                Consumer::from_port(&mut port).unwrap_or_else(|e| die(&e.to_string()));
+            let mut counts = std::collections::BTreeMap::<String, u64>::new();
+            let mut buf = Vec::new();
+            loop {
+                match consumer.recv(&mut buf, Some(std::time::Duration::from_secs(60))) {
+                    Ok(Received::End) => break,
+                    Ok(Received::Record(_)) => {
+                        let text = String::from_utf8_lossy(&buf);
+                        let mut parts = text.splitn(3, ':');
+                        let (Some(tag), Some(i)) = (parts.next(), parts.next()) else {
+                            die(&format!("malformed record {text:?}"))
+                        };
+                        let next = counts.entry(tag.to_owned()).or_default();
+                        let i: u64 = i.parse().unwrap_or_else(|_| die("bad index"));
+                        if i != *next || buf != ring_record(tag, i, buf.len()) {
+                            die(&format!(
+                                "record {tag}:{i} out of order or torn (expected {next})"
+                            ));
+                        }
+                        *next += 1;
+                    }
+                    Err(e) => die(&format!("ring recv: {e}")),
+                }
+            }
+            let summary: Vec<String> = counts.iter().map(|(t, n)| format!("{t}={n}")).collect();
+            println!("ring: {}", summary.join(" "));
+        }
+        "ring-torn" => {
+            use ipc_run::child::ring::Producer;
+            let mut port =
+                ipc_run::child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+            let mut producer =
+                Producer::from_port(&mut port).unwrap_or_else(|e| die(&e.to_string()));
+            let record = ring_record("torn", 0, num(&arg(args, 1)) as usize);
+            producer
+                .write_unpublished(&record, num(&arg(args, 2)) as usize)
+                .unwrap_or_else(|e| die(&e.to_string()));
+            println!("torn");
+            let _ = std::io::stdout().flush();
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
             }
         }
         "sysv-shm-write" | "sysv-shm-read" => {

@@ -31,6 +31,10 @@
 //!   restart);
 //! - after every change, ends no pending instance uses are closed, which
 //!   is what lets readers see EOF once every writer is finished for good;
+//! - a ring (`sync = "ring"`) has no EOF: when [`Launched::finished`] has
+//!   been called for every writer of a ring channel, the launcher marks the
+//!   end of the stream in the ring's header (it keeps the header mapped for
+//!   that). A writer that is restarted finds the same segment and data;
 //! - ends of a channel with a peer outside the topology (`External`) are
 //!   held for the whole run: the outside peer may open a FIFO at any time,
 //!   and holding its other end is what keeps a writer from an early EPIPE.
@@ -144,6 +148,8 @@ pub struct Launched {
     /// preparation (it installs no handler during a run): only these are
     /// set back to SIG_DFL in each child before exec.
     reset_signals: u64,
+    /// Instances that have ended for good ([`Launched::finished`]).
+    ended: HashSet<String>,
     devnull: OwnedFd,
     created: Created,
     /// Resolved `user`/`group` by instance.
@@ -173,6 +179,10 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
     let mut values = Values {
         run_id: dir.id.clone(),
         run_dir: dir.path.to_string_lossy().into_owned(),
+        // The binary itself, for `{ipc_run}` (port adapters, taps).
+        ipc_run: std::env::current_exe()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         ..Values::default()
     };
     let run_id = dir.id.clone();
@@ -223,6 +233,7 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
             .map(|(soft, _)| soft.min(i32::MAX as u64) as i32)
             .unwrap_or(1024),
         reset_signals: crate::sys::spawn::non_default_dispositions(),
+        ended: HashSet::new(),
         devnull,
         created,
         identities,
@@ -340,6 +351,29 @@ impl Launched {
                 if !self.created.pinned.contains(key) {
                     self.created.held.remove(key);
                 }
+            }
+        }
+    }
+
+    /// Declares `instance` ended for good: its process has exited (or never
+    /// started) and will not be restarted. Releases its held ends as
+    /// [`Launched::release_ends_of`] does, and marks the end of the stream
+    /// of every ring whose writers have now all ended (`docs/shm-ring.md`):
+    /// a ring reader learns it from the header, not from EOF.
+    pub fn finished(&mut self, instance: &str) {
+        self.release_ends_of(instance);
+        self.ended.insert(instance.to_owned());
+        let plan = &self.plan;
+        let ended = &self.ended;
+        for ring in self.created.rings.iter_mut().filter(|r| !r.marked) {
+            let writers_ended = plan.channels[ring.channel].from.iter().all(|e| match e {
+                EndpointPlan::Port { process, .. } => ended.contains(process),
+                // A peer outside the topology may always write more.
+                EndpointPlan::Own { .. } | EndpointPlan::External => false,
+            });
+            if writers_ended {
+                crate::child::ring::mark_end(&ring.header, ring.producers);
+                ring.marked = true;
             }
         }
     }
@@ -519,7 +553,12 @@ impl Launched {
             env.set(var.name.as_ref(), self.values.fill(&var.value)?);
         }
         let path_var = env.get("PATH").map(|p| p.to_owned());
-        let argv0 = process.argv.first().cloned().unwrap_or_default();
+        let filled_argv = process
+            .argv
+            .iter()
+            .map(|arg| self.values.fill_argv(arg))
+            .collect::<Result<Vec<_>, _>>()?;
+        let argv0 = filled_argv.first().cloned().unwrap_or_default();
         let program = spawn::resolve_program(
             instance,
             &argv0,
@@ -529,7 +568,7 @@ impl Launched {
                 .find(|(n, _)| n == "PATH")
                 .map(|(_, v)| v.as_os_str())),
         )?;
-        let argv = spawn::c_strings(&format!("argv of {instance}"), &process.argv)?;
+        let argv = spawn::c_strings(&format!("argv of {instance}"), &filled_argv)?;
         let cwd = match &process.cwd {
             Some(cwd) => Some(
                 spawn::c_strings(&format!("cwd of {instance}"), &[self.values.fill(cwd)?])?

@@ -10,6 +10,7 @@
 //! | `{sysv_id:CHANNEL}` | id of a System V channel's object |
 //! | `{sysv_sem_id:CHANNEL}` | id of the semaphore set paired with a System V segment |
 //! | `{pid}` | the child's own pid; only as the whole value of `LISTEN_PID`, written by the child |
+//! | `{ipc_run}` | the path of the running ipc-run binary (`/proc/self/exe`); also filled in `cmd`/`shell` |
 //!
 //! Any other `{…}` text is left as it is, so JSON in an env value survives.
 //! A known placeholder without a value (an instance not started yet, a
@@ -36,6 +37,8 @@ pub struct Values {
     pub sysv_ids: HashMap<String, i32>,
     /// `{sysv_sem_id:…}` by channel.
     pub sysv_sem_ids: HashMap<String, i32>,
+    /// `{ipc_run}`: this binary's path; empty when it could not be read.
+    pub ipc_run: String,
 }
 
 impl Values {
@@ -61,6 +64,24 @@ impl Values {
         Ok(out)
     }
 
+    /// Fills `{ipc_run}` only: the one placeholder an argv may hold (other
+    /// braces in a command, such as `${x}` in a shell script, are left
+    /// alone).
+    pub fn fill_argv(&self, arg: &str) -> Result<String, LaunchError> {
+        const IPC_RUN: &str = "{ipc_run}";
+        if !arg.contains(IPC_RUN) {
+            return Ok(arg.to_owned());
+        }
+        if self.ipc_run.is_empty() {
+            return Err(LaunchError::Placeholder {
+                placeholder: IPC_RUN.into(),
+                template: arg.to_owned(),
+                reason: "the path of the running ipc-run binary could not be read".into(),
+            });
+        }
+        Ok(arg.replace(IPC_RUN, &self.ipc_run))
+    }
+
     fn lookup(&self, inner: &str, template: &str) -> Result<Option<String>, LaunchError> {
         let missing = |reason: &str| LaunchError::Placeholder {
             placeholder: format!("{{{inner}}}"),
@@ -70,6 +91,7 @@ impl Values {
         let value = match inner.split_once(':') {
             None if inner == "run_id" => self.run_id.clone(),
             None if inner == "run_dir" => self.run_dir.clone(),
+            None if inner == "ipc_run" => self.fill_argv("{ipc_run}")?,
             None if inner == "run_dir_pct" => {
                 let mut encoded = String::with_capacity(self.run_dir.len() * 3);
                 crate::plan::percent_encode_into(&mut encoded, &self.run_dir);
@@ -191,5 +213,20 @@ mod tests {
     fn unknown_values_are_errors() {
         let err = values().fill("{pid:nobody}").unwrap_err().to_string();
         assert!(err.contains("{pid:nobody}"), "{err}");
+    }
+
+    #[test]
+    fn ipc_run_fills_argv_and_env() {
+        let mut v = values();
+        assert!(v.fill_argv("{ipc_run}").is_err(), "no path: an error");
+        v.ipc_run = "/usr/bin/ipc-run".into();
+        assert_eq!(v.fill_argv("{ipc_run}").unwrap(), "/usr/bin/ipc-run");
+        assert_eq!(
+            v.fill_argv("{ipc_run} port read x | grep ${y}").unwrap(),
+            "/usr/bin/ipc-run port read x | grep ${y}"
+        );
+        // Only `{ipc_run}` in argv: other placeholders stay as written.
+        assert_eq!(v.fill_argv("{run_id} {pid}").unwrap(), "{run_id} {pid}");
+        assert_eq!(v.fill("bin={ipc_run}").unwrap(), "bin=/usr/bin/ipc-run");
     }
 }

@@ -11,7 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl, openat};
@@ -25,9 +25,11 @@ use super::error::LaunchError;
 use super::objects::{Match, ObjectRecord};
 use super::placeholder::Values;
 use super::run_dir::RunDir;
+use crate::child::ring::RingError;
 use crate::plan::{ChannelPlan, EndpointPlan, Mechanism, ObjectKind};
 use crate::sys::fd::{dup_cloexec_at_least, std_fd};
 use crate::sys::ipc::{self, SysvKind};
+use crate::sys::ring::Mapping;
 use crate::topology::SocketType;
 
 /// Which of a channel's held fds an end refers to.
@@ -74,8 +76,23 @@ pub(crate) struct Created {
     pub pinned: HashSet<(usize, Held)>,
     pub connect: HashMap<usize, ConnectTarget>,
     pub notify: Option<OwnedFd>,
+    /// The headers of ring segments, mapped to mark the end of the stream.
+    pub rings: Vec<RingHeader>,
     /// Named objects journaled so far (fault injection counts them).
     intents: usize,
+}
+
+/// A ring segment's header page, mapped by the launcher: when every writer
+/// of the channel has ended for good, "producers done" is set to
+/// `producers` and the reader woken (`docs/shm-ring.md`).
+#[derive(Debug)]
+pub(crate) struct RingHeader {
+    /// The channel's index in the plan.
+    pub channel: usize,
+    pub header: Mapping,
+    pub producers: u32,
+    /// The end has been marked.
+    pub marked: bool,
 }
 
 /// What [`super::Launched::cleanup`] removed.
@@ -107,6 +124,7 @@ impl Created {
             pinned: HashSet::new(),
             connect: HashMap::new(),
             notify: None,
+            rings: Vec::new(),
             intents: 0,
         }
     }
@@ -344,6 +362,7 @@ pub(crate) fn create_channel(
             name,
             size,
             semaphores,
+            ring,
         } => {
             let name = posix_name(id, &values.fill(name)?)?;
             let record = ObjectRecord::PosixShm(name.clone());
@@ -364,6 +383,28 @@ pub(crate) fn create_channel(
             fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t))
                 .map_err(res("posix-shm", &name))?;
             nix::unistd::ftruncate(&fd, *size as libc::off_t).map_err(res("posix-shm", &name))?;
+            if let Some(ring) = ring {
+                // Formatted before any process starts: nobody sees a
+                // half-made header.
+                crate::child::ring::format(fd.as_fd(), *size, ring.producers).map_err(|error| {
+                    match error {
+                        RingError::Sys { errno, .. } => res("posix-shm", &name)(errno),
+                        other => LaunchError::BadValue {
+                            what: format!("ring of channel {id}"),
+                            value: format!("{size} bytes"),
+                            reason: other.to_string(),
+                        },
+                    }
+                })?;
+                let header = Mapping::new(fd.as_fd(), crate::child::ring::HEADER_SIZE as usize)
+                    .map_err(res("posix-shm", &name))?;
+                created.rings.push(RingHeader {
+                    channel: index,
+                    header,
+                    producers: ring.producers,
+                    marked: false,
+                });
+            }
             hold(created, Held::Shm, fd);
             // The first semaphore is the lock (1), the others signal (0).
             for (i, sem) in semaphores.iter().enumerate() {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use super::model::{
     ChannelPlan, Choice, End, EndpointPlan, Mechanism, NamedObject, ObjectKind, RUN_DIR,
-    RUN_DIR_PCT, RUN_ID, percent_encode_into,
+    RUN_DIR_PCT, RUN_ID, RingPlan, percent_encode_into,
 };
 use super::processes::ProcessDecl;
 use super::select::{Traits, check_fit, choose};
@@ -528,6 +528,9 @@ fn plan_channel(
         address: spec.and_then(|s| s.address.as_ref()).is_some(),
         socket: spec.and_then(|s| s.socket.as_ref()).map(|s| *s.get_ref()),
         payload: traffic == Traffic::Notify && (message_size.is_some() || size.is_some()),
+        ring: spec
+            .and_then(|s| s.sync.as_ref())
+            .is_some_and(|s| *s.get_ref() == SyncKind::Ring),
     };
     let explicit = spec
         .and_then(|s| s.mechanism.as_ref())
@@ -752,6 +755,44 @@ fn plan_channel(
                 .and_then(|s| s.sync.as_ref())
                 .map(|s| *s.get_ref())
                 .unwrap_or(SyncKind::Semaphores);
+            let ring = if sync == SyncKind::Ring {
+                let blame = spec
+                    .and_then(|s| s.size.as_ref().map(|v| v.span()))
+                    .unwrap_or(input.span.clone());
+                let Some(capacity) = crate::child::ring::capacity_for(size) else {
+                    sink.push(
+                        Diagnostic::error(
+                            "E0612",
+                            format!("edge `{id}` is a ring of {size} bytes; a ring needs at least 4160 (a 4096-byte header and 64 bytes of data)"),
+                        )
+                        .with_label(Label::primary(blame, "too small for a ring"))
+                        .with_help("make `size` at least the header (4 KiB) plus room for a few records"),
+                    );
+                    return None;
+                };
+                if let Some(largest) = message_size
+                    && largest > capacity - 8
+                {
+                    let span = spec
+                        .and_then(|s| s.message_size.as_ref().map(|v| v.span()))
+                        .unwrap_or(blame);
+                    sink.push(
+                        Diagnostic::error(
+                            "E0612",
+                            format!("edge `{id}` sends records of {largest} bytes; its ring of {size} bytes takes records of at most {} (capacity {capacity} less 8)", capacity - 8),
+                        )
+                        .with_label(Label::primary(span, "does not fit the ring"))
+                        .with_help(format!("make `size` at least {}", (largest + 8).div_ceil(64) * 64 + crate::child::ring::HEADER_SIZE)),
+                    );
+                    return None;
+                }
+                Some(RingPlan {
+                    capacity,
+                    producers: u32::try_from(traits.writers).unwrap_or(u32::MAX),
+                })
+            } else {
+                None
+            };
             let posix_name = posix_name();
             object(ObjectKind::PosixShm, posix_name.clone());
             let semaphores = if sync == SyncKind::Semaphores {
@@ -768,6 +809,7 @@ fn plan_channel(
                     name: posix_name,
                     size,
                     semaphores,
+                    ring,
                 },
                 false,
                 None,
@@ -1268,6 +1310,7 @@ fn ends_of(mechanism: &Mechanism, duplex: bool) -> (End, End) {
         | Mechanism::Tcp { .. }
         | Mechanism::Udp { .. }
         | Mechanism::Rpc { .. } => (End::Connect, End::Listen),
+        Mechanism::PosixShm { ring: Some(_), .. } => (End::Write, End::Read),
         Mechanism::PosixShm { .. } | Mechanism::SysvShm { .. } => (End::Both, End::Both),
         Mechanism::PosixSem { .. } | Mechanism::SysvSem { .. } | Mechanism::Signal { .. } => {
             (End::Send, End::Receive)
@@ -1348,8 +1391,16 @@ fn describe(
             name,
             size,
             semaphores,
+            ring,
         } => {
             let _ = write!(out, " name={name} size={size}");
+            if let Some(ring) = ring {
+                let _ = write!(
+                    out,
+                    " layout=ring capacity={} producers={}",
+                    ring.capacity, ring.producers
+                );
+            }
             match semaphores.as_slice() {
                 [lock, ready] => write!(out, " lock={lock} ready={ready}"),
                 _ => Ok(()),

@@ -338,6 +338,17 @@ pub enum ObjectKind {
     SysvSem,
 }
 
+/// The ring a `sync = "ring"` segment holds (`docs/shm-ring.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RingPlan {
+    /// Bytes of the data area: the segment size less the 4096-byte header,
+    /// rounded down to a multiple of 64. The largest record is 8 less.
+    pub capacity: u64,
+    /// Writer instances the ring is formatted for: the end of the stream
+    /// comes when this many are done.
+    pub producers: u32,
+}
+
 /// The mechanism of a channel and every parameter the launcher needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -393,6 +404,9 @@ pub enum Mechanism {
         size: u64,
         /// Semaphores created with it (`lock` = 1, `ready` = 0), if any.
         semaphores: Vec<String>,
+        /// With `sync = "ring"`: the ring the launcher formats in it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ring: Option<RingPlan>,
     },
     /// System V shared memory.
     SysvShm {
@@ -488,7 +502,19 @@ impl Mechanism {
             Mechanism::PosixShm {
                 name,
                 size,
+                ring: Some(ring),
+                ..
+            } => format!(
+                "posix-shm {name} {} ring: {} of records, {} producer(s)",
+                ByteSize(*size),
+                ByteSize(ring.capacity),
+                ring.producers
+            ),
+            Mechanism::PosixShm {
+                name,
+                size,
                 semaphores,
+                ..
             } if semaphores.is_empty() => {
                 format!("posix-shm {name} {}", ByteSize(*size))
             }

@@ -38,6 +38,8 @@ pub struct Traits {
     pub socket: Option<SocketType>,
     /// Payload-carrying options were given on a notify edge.
     pub payload: bool,
+    /// `sync = "ring"`: the shared memory is a ring of records.
+    pub ring: bool,
 }
 
 /// Why an edge cannot use a mechanism: a stable code, a headline and a hint.
@@ -89,6 +91,13 @@ pub fn choose(traits: &Traits, limits: &Limits) -> Result<(MechanismName, String
             ),
         },
         Traffic::Stream => (M::Pipe, "a one-way stream from one writer to one reader: an anonymous pipe".into()),
+        Traffic::Messages if traits.ring => (
+            M::PosixShm,
+            format!(
+                "messages with sync = \"ring\": a ring of records in a POSIX shared memory object, {} writer(s) and one reader, no system call per record",
+                traits.writers
+            ),
+        ),
         Traffic::Messages if traits.duplex && !fan_in && !fan_out && !traits.external => (
             M::Socketpair,
             "duplex messages between two processes: a seqpacket socketpair keeps boundaries in both directions".into(),
@@ -138,6 +147,13 @@ pub fn choose(traits: &Traits, limits: &Limits) -> Result<(MechanismName, String
                 ));
             }
         }
+        Traffic::Shared if traits.ring => (
+            M::PosixShm,
+            format!(
+                "shared data with sync = \"ring\": a POSIX shared memory object formatted as a ring of records for {} writer(s) and one reader",
+                traits.writers
+            ),
+        ),
         Traffic::Shared => (
             M::PosixShm,
             "shared data: a POSIX shared memory object sized at launch, with a lock and a ready semaphore for synchronisation".into(),
@@ -160,6 +176,43 @@ pub fn choose(traits: &Traits, limits: &Limits) -> Result<(MechanismName, String
     Ok(chosen)
 }
 
+/// A ring (`sync = "ring"`) lives in POSIX shared memory, carries data one
+/// way, and has exactly one reader: records are taken, not broadcast.
+fn ring_fit(mechanism: MechanismName, traits: &Traits) -> Result<(), Misfit> {
+    use MechanismName as M;
+    if mechanism == M::SysvShm {
+        return Err(misfit(
+            "E0315",
+            "`sync = \"ring\"` needs POSIX shared memory: System V segments have no name or fd to map the ring from",
+            Some("use mechanism = \"posix-shm\" (or \"auto\")"),
+        ));
+    }
+    if mechanism != M::PosixShm {
+        // Rejected as an option that does not apply (E0313).
+        return Ok(());
+    }
+    if traits.duplex {
+        return Err(misfit(
+            "E0315",
+            "a ring carries records one way and cannot be duplex",
+            Some("use two ring edges, one per direction"),
+        ));
+    }
+    if traits.readers != 1 {
+        return Err(misfit(
+            "E0315",
+            format!(
+                "a ring has exactly one reading process, this edge has {}",
+                traits.readers
+            ),
+            Some(
+                "use traffic = \"messages\" without a ring (a queue) for a work queue, or one ring per reader",
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks that `mechanism` can carry an edge with these traits.
 pub fn check_fit(mechanism: MechanismName, traits: &Traits, limits: &Limits) -> Result<(), Misfit> {
     use MechanismName as M;
@@ -178,6 +231,7 @@ pub fn check_fit(mechanism: MechanismName, traits: &Traits, limits: &Limits) -> 
         M::UnixListener => &[Traffic::Stream, Traffic::Messages, Traffic::Request],
         M::Tcp => &[Traffic::Stream, Traffic::Request],
         M::Udp => &[Traffic::Messages],
+        M::PosixShm if traits.ring => &[Traffic::Shared, Traffic::Messages],
         M::PosixShm | M::SysvShm => &[Traffic::Shared],
         M::PosixMq | M::SysvMq => &[Traffic::Messages],
         M::PosixSem | M::SysvSem | M::Signal => &[Traffic::Notify],
@@ -202,6 +256,9 @@ pub fn check_fit(mechanism: MechanismName, traits: &Traits, limits: &Limits) -> 
             format!("mechanism `{mechanism}` cannot carry {traffic_name} traffic"),
             help,
         ));
+    }
+    if traits.ring {
+        ring_fit(mechanism, traits)?;
     }
     if traits.duplex
         && matches!(
@@ -309,10 +366,16 @@ pub fn check_fit(mechanism: MechanismName, traits: &Traits, limits: &Limits) -> 
             None,
         ));
     }
-    if matches!(traits.traffic, Traffic::Shared) && traits.size.is_none() {
+    if (matches!(traits.traffic, Traffic::Shared) || (traits.ring && mechanism == M::PosixShm))
+        && traits.size.is_none()
+    {
         return Err(misfit(
             "E0310",
-            "a shared edge needs `size`, the size of the region",
+            if traits.traffic == Traffic::Shared {
+                "a shared edge needs `size`, the size of the region"
+            } else {
+                "a ring edge needs `size`, the size of the shared region that holds it"
+            },
             Some("add e.g. size = \"64MiB\""),
         ));
     }
@@ -367,6 +430,71 @@ mod tests {
 
     fn chosen(t: &Traits) -> MechanismName {
         choose(t, &Limits::default()).expect("a mechanism").0
+    }
+
+    #[test]
+    fn a_ring_is_posix_shm_with_one_reader() {
+        let ring = |traffic, writers, readers| Traits {
+            ring: true,
+            size: Some(1 << 20),
+            ..traits(traffic, writers, readers)
+        };
+        let limits = Limits::default();
+        assert_eq!(
+            chosen(&ring(Traffic::Messages, 3, 1)),
+            MechanismName::PosixShm
+        );
+        assert_eq!(
+            chosen(&ring(Traffic::Shared, 1, 1)),
+            MechanismName::PosixShm
+        );
+        assert!(
+            check_fit(
+                MechanismName::PosixShm,
+                &ring(Traffic::Messages, 2, 1),
+                &limits
+            )
+            .is_ok()
+        );
+        let code = |r: Result<(), Misfit>| r.unwrap_err().code;
+        assert_eq!(
+            code(check_fit(
+                MechanismName::SysvShm,
+                &ring(Traffic::Shared, 1, 1),
+                &limits
+            )),
+            "E0315"
+        );
+        assert_eq!(
+            code(check_fit(
+                MechanismName::PosixShm,
+                &ring(Traffic::Messages, 1, 2),
+                &limits
+            )),
+            "E0315"
+        );
+        let duplex = Traits {
+            duplex: true,
+            ..ring(Traffic::Shared, 1, 1)
+        };
+        assert_eq!(
+            code(check_fit(MechanismName::PosixShm, &duplex, &limits)),
+            "E0315"
+        );
+        let no_size = Traits {
+            size: None,
+            ..ring(Traffic::Messages, 1, 1)
+        };
+        assert_eq!(
+            code(check_fit(MechanismName::PosixShm, &no_size, &limits)),
+            "E0310"
+        );
+        // Without a ring, messages never go to shared memory.
+        let plain = traits(Traffic::Messages, 1, 1);
+        assert_eq!(
+            code(check_fit(MechanismName::PosixShm, &plain, &limits)),
+            "E0301"
+        );
     }
 
     #[test]

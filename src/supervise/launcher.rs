@@ -36,7 +36,8 @@ impl Runtime for LaunchedRuntime {
     }
 
     fn release_ends_of(&mut self, instance: &str) {
-        self.launched.release_ends_of(instance);
+        // The supervisor calls this once the instance is finished for good.
+        self.launched.finished(instance);
     }
 
     fn reaped(&mut self, instance: &str) {

@@ -70,3 +70,56 @@ pub fn is_cloexec(fd: impl AsFd) -> Result<bool, Errno> {
     }
     Ok(flags & libc::FD_CLOEXEC != 0)
 }
+
+/// Whether the peer of connected socket `fd` has shut down its sending
+/// side or closed it (`POLLRDHUP` / `POLLHUP` without waiting). nix cannot
+/// report `POLLRDHUP` (its flag set lacks it), hence the direct call.
+pub fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1, zero timeout; poll only writes
+    // `revents` of that struct.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Moves up to `len` bytes from `from` to `to` with `splice(2)`
+/// (`SPLICE_F_MOVE`), one of them being a pipe; returns the bytes moved,
+/// 0 at the end of the input. `EINVAL` when the kernel cannot splice
+/// between these two (no pipe, a terminal, a file opened for appending).
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> Result<usize, Errno> {
+    // SAFETY: two borrowed (open) fds, null offsets (both files' own
+    // positions are used); splice touches no memory of this process.
+    let n = unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            std::ptr::null_mut(),
+            to.as_raw_fd(),
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE,
+        )
+    };
+    if n < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Duplicates up to `len` bytes from pipe `from` into pipe `to` without
+/// consuming them (`tee(2)`); 0 at the end of the input, `EINVAL` when
+/// either is not a pipe.
+pub fn tee(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> Result<usize, Errno> {
+    // SAFETY: two borrowed (open) fds; tee touches no memory of this
+    // process.
+    let n = unsafe { libc::tee(from.as_raw_fd(), to.as_raw_fd(), len, 0) };
+    if n < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(n as usize)
+    }
+}

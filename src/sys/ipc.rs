@@ -256,3 +256,107 @@ pub fn fchmod_exact(fd: &OwnedFd, mode: u32) -> Result<(), Errno> {
     // SAFETY: fchmod only reads the fd number; `fd` is open.
     Errno::result(unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) }).map(drop)
 }
+
+/// Opens an existing POSIX message queue for the port adapters: read-only
+/// or write-only, optionally `O_NONBLOCK` (the queue fd is pollable on
+/// Linux, so a reader can wait with a timeout), `O_CLOEXEC`.
+pub fn mq_open_port(name: &CStr, write: bool, nonblock: bool) -> Result<OwnedFd, Errno> {
+    let mut flags = if write {
+        libc::O_WRONLY
+    } else {
+        libc::O_RDONLY
+    };
+    if nonblock {
+        flags |= libc::O_NONBLOCK;
+    }
+    // SAFETY: `name` is NUL-terminated; without O_CREAT no variadic
+    // arguments are read.
+    let mqd = unsafe { libc::mq_open(name.as_ptr(), flags | libc::O_CLOEXEC) };
+    if mqd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: on Linux an mqd_t is a file descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(mqd) })
+}
+
+/// The largest message a POSIX queue holds (`mq_msgsize` of `mq_getattr`).
+pub fn mq_message_size(fd: &OwnedFd) -> Result<usize, Errno> {
+    // SAFETY: mq_attr is plain data; all-zero is a valid value.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: the fd is an open queue descriptor and `attr` is writable.
+    Errno::result(unsafe { libc::mq_getattr(fd.as_raw_fd(), &mut attr) })?;
+    Ok(attr.mq_msgsize as usize)
+}
+
+/// Sends one message with priority 0 (`mq_send(3)`), retrying on `EINTR`.
+pub fn mq_send(fd: &OwnedFd, message: &[u8]) -> Result<(), Errno> {
+    loop {
+        // SAFETY: pointer and length describe `message`, which outlives
+        // the call.
+        let rc =
+            unsafe { libc::mq_send(fd.as_raw_fd(), message.as_ptr().cast(), message.len(), 0) };
+        match Errno::result(rc) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// Receives one message into `buf` (whose length must be at least the
+/// queue's message size) and returns its length (`mq_receive(3)`).
+pub fn mq_receive(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: pointer and length describe the writable slice `buf`; a null
+    // priority pointer is allowed.
+    let n = unsafe {
+        libc::mq_receive(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            std::ptr::null_mut(),
+        )
+    };
+    Errno::result(n).map(|n| n as usize)
+}
+
+/// Bytes in front of a System V message's text: its `long mtype`.
+pub const MSG_TYPE_LEN: usize = std::mem::size_of::<libc::c_long>();
+
+/// Sends `frame` on System V queue `id` (`msgsnd(2)`): `frame` starts with
+/// a native `long` message type (> 0) and the text follows it. Retries on
+/// `EINTR`.
+pub fn msg_send(id: i32, frame: &[u8]) -> Result<(), Errno> {
+    if frame.len() < MSG_TYPE_LEN {
+        return Err(Errno::EINVAL);
+    }
+    loop {
+        // SAFETY: `frame` holds the mtype and `len - MSG_TYPE_LEN` bytes of
+        // text, exactly what msgsnd reads; it is only read.
+        let rc = unsafe { libc::msgsnd(id, frame.as_ptr().cast(), frame.len() - MSG_TYPE_LEN, 0) };
+        match Errno::result(rc) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map(drop),
+        }
+    }
+}
+
+/// Receives the first message of System V queue `id` into `frame` (the
+/// mtype, then at most `frame.len() - MSG_TYPE_LEN` bytes of text) and
+/// returns the text's length (`msgrcv(2)`, any type). `nowait` adds
+/// `IPC_NOWAIT` (`ENOMSG` when empty); a longer message is `E2BIG`.
+pub fn msg_receive(id: i32, frame: &mut [u8], nowait: bool) -> Result<usize, Errno> {
+    if frame.len() < MSG_TYPE_LEN {
+        return Err(Errno::EINVAL);
+    }
+    let flags = if nowait { libc::IPC_NOWAIT } else { 0 };
+    // SAFETY: `frame` is writable for the mtype plus the text length passed.
+    let n = unsafe {
+        libc::msgrcv(
+            id,
+            frame.as_mut_ptr().cast(),
+            frame.len() - MSG_TYPE_LEN,
+            0,
+            flags,
+        )
+    };
+    Errno::result(n).map(|n| n as usize)
+}

@@ -8,6 +8,8 @@
 //! - [`bench`]: message queue send/receive and `sigtimedwait` for
 //!   `ipc-run bench`.
 //! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
+//! - [`ring`]: the shared-memory ring's mapping, atomics, futexes and
+//!   producer lock (`docs/shm-ring.md`).
 //! - [`spawn`]: the allocation-free child path (`clone(2)` with
 //!   `CLONE_VM | CLONE_VFORK`, fd shuffle, signal reset, `execve(2)`).
 
@@ -20,5 +22,6 @@ pub mod bench;
 pub mod fd;
 pub mod inherited;
 pub mod ipc;
+pub mod ring;
 pub mod signals;
 pub mod spawn;

@@ -505,7 +505,8 @@ pub struct EdgeSpec {
     /// Socket type for Unix sockets: `stream`, `seqpacket` or `dgram`.
     #[schemars(with = "Option<SocketType>")]
     pub socket: Option<Spanned<SocketType>>,
-    /// Synchronisation of a shared-memory edge: `semaphores` (default) or `none`.
+    /// Synchronisation of a shared-memory edge: `semaphores` (default),
+    /// `none`, or `ring` (a ring of records, also for `traffic = "messages"`).
     #[schemars(with = "Option<SyncKind>")]
     pub sync: Option<Spanned<SyncKind>>,
     /// Initial value of a semaphore edge (default 0; 1 makes a mutex).
@@ -691,6 +692,9 @@ pub enum SyncKind {
     Semaphores,
     /// No synchronisation provided; the processes bring their own.
     None,
+    /// The segment is formatted as a ring of records (`docs/shm-ring.md`):
+    /// futex waits, no semaphores. POSIX shared memory only.
+    Ring,
 }
 
 /// How a FIFO reaches a process.

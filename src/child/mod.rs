@@ -15,6 +15,8 @@
 //! # Ok::<(), ipc_run::child::ChildError>(())
 //! ```
 
+pub mod ring;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::os::fd::{OwnedFd, RawFd};

@@ -1,0 +1,271 @@
+//! Framing: how messages map to bytes on the adapters' stdin and stdout.
+//!
+//! | framing | stdout (`read`) | stdin (`write`) |
+//! |---|---|---|
+//! | `line` | each message, then `\n` unless it already ends with one | each line, without its `\n`, is a message; a last line without `\n` too |
+//! | `length` | a 4-byte big-endian length, then the message | the same, parsed; binary safe |
+//! | `raw` | the messages' bytes back to back | each `read(2)` of stdin (at most the largest message) is a message |
+//!
+//! Stream kinds carry no messages: every framing copies their bytes as
+//! they are.
+
+use std::os::fd::BorrowedFd;
+
+use clap::ValueEnum;
+
+use super::PortError;
+
+/// `--framing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Framing {
+    /// One line per message.
+    Line,
+    /// A 4-byte big-endian length prefix per message.
+    Length,
+    /// No framing: bytes as they come.
+    Raw,
+}
+
+impl Framing {
+    /// The name, as on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framing::Line => "line",
+            Framing::Length => "length",
+            Framing::Raw => "raw",
+        }
+    }
+
+    /// Appends `message`, framed, to `out`.
+    pub fn encode(self, message: &[u8], out: &mut Vec<u8>) {
+        match self {
+            Framing::Line => {
+                out.extend_from_slice(message);
+                if message.last() != Some(&b'\n') {
+                    out.push(b'\n');
+                }
+            }
+            Framing::Length => {
+                out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+                out.extend_from_slice(message);
+            }
+            Framing::Raw => out.extend_from_slice(message),
+        }
+    }
+
+    /// The length of the longest prefix of `bytes` made of whole units of
+    /// a byte stream (lines, length frames; all of it for `raw`): the part
+    /// that may go out without splitting a unit.
+    pub fn whole_prefix(self, bytes: &[u8]) -> usize {
+        match self {
+            Framing::Raw => bytes.len(),
+            Framing::Line => memchr::memrchr(b'\n', bytes).map_or(0, |i| i + 1),
+            Framing::Length => {
+                let mut at = 0;
+                while let Some(header) = bytes.get(at..at + 4) {
+                    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
+                    let end = at + 4 + len as usize;
+                    if end > bytes.len() {
+                        break;
+                    }
+                    at = end;
+                }
+                at
+            }
+        }
+    }
+}
+
+/// Cuts a byte stream (stdin) into messages, reusing one buffer.
+pub struct Deframer {
+    framing: Framing,
+    limit: usize,
+    limit_name: String,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl Deframer {
+    /// A deframer for messages of at most `limit` bytes; `limit_name` says
+    /// where the limit comes from, for the error.
+    pub fn new(framing: Framing, limit: usize, limit_name: String) -> Deframer {
+        // Room for the largest message with its framing, and at least a
+        // large read so small messages are cut out of big reads.
+        let size = (limit.saturating_add(5)).max(super::STREAM_BUFFER);
+        Deframer {
+            framing,
+            limit,
+            limit_name,
+            buf: vec![0; size],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    fn too_large(&self, size: String) -> PortError {
+        PortError::TooLarge {
+            size,
+            limit: self.limit_name.clone(),
+        }
+    }
+
+    /// Reads more input after the pending bytes, moving them to the front
+    /// first; returns 0 at the end of the input.
+    fn fill(&mut self, input: BorrowedFd<'_>) -> Result<usize, PortError> {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = super::read_some(input, &mut self.buf[self.end..])
+            .map_err(|e| PortError::io("read stdin", e))?;
+        self.end += n;
+        Ok(n)
+    }
+
+    /// Calls `send` with each message of `input` until it ends.
+    pub fn run(
+        &mut self,
+        input: BorrowedFd<'_>,
+        mut send: impl FnMut(&[u8]) -> Result<(), PortError>,
+    ) -> Result<(), PortError> {
+        match self.framing {
+            Framing::Raw => {
+                // Never read more than one message may hold.
+                let most = self.limit.clamp(1, self.buf.len());
+                loop {
+                    let n = super::read_some(input, &mut self.buf[..most])
+                        .map_err(|e| PortError::io("read stdin", e))?;
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    send(&self.buf[..n])?;
+                }
+            }
+            Framing::Line => loop {
+                let mut scan = self.start;
+                while let Some(i) = memchr::memchr(b'\n', &self.buf[scan..self.end]) {
+                    let newline = scan + i;
+                    let line = &self.buf[self.start..newline];
+                    if line.len() > self.limit {
+                        return Err(self.too_large(line.len().to_string()));
+                    }
+                    send(line)?;
+                    self.start = newline + 1;
+                    scan = self.start;
+                }
+                let pending = self.end - self.start;
+                if pending > self.limit {
+                    return Err(self.too_large(format!("at least {pending}")));
+                }
+                if self.fill(input)? == 0 {
+                    if self.end > self.start {
+                        send(&self.buf[self.start..self.end])?;
+                    }
+                    return Ok(());
+                }
+            },
+            Framing::Length => loop {
+                while self.end - self.start >= 4 {
+                    let h = &self.buf[self.start..self.start + 4];
+                    let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                    if len > self.limit {
+                        return Err(self.too_large(len.to_string()));
+                    }
+                    if self.end - self.start - 4 < len {
+                        break;
+                    }
+                    let body = self.start + 4;
+                    send(&self.buf[body..body + len])?;
+                    self.start = body + len;
+                }
+                if self.fill(input)? == 0 {
+                    if self.end > self.start {
+                        return Err(PortError::Framing {
+                            framing: "length",
+                            why: format!(
+                                "it ends inside a frame ({} byte(s) left over)",
+                                self.end - self.start
+                            ),
+                        });
+                    }
+                    return Ok(());
+                }
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes() {
+        let mut out = Vec::new();
+        Framing::Line.encode(b"a", &mut out);
+        Framing::Line.encode(b"b\n", &mut out);
+        Framing::Line.encode(b"", &mut out);
+        assert_eq!(out, b"a\nb\n\n");
+        out.clear();
+        Framing::Length.encode(b"xyz", &mut out);
+        assert_eq!(out, b"\0\0\0\x03xyz");
+    }
+
+    #[test]
+    fn whole_prefixes() {
+        assert_eq!(Framing::Line.whole_prefix(b"a\nb\nc"), 4);
+        assert_eq!(Framing::Line.whole_prefix(b"abc"), 0);
+        assert_eq!(Framing::Raw.whole_prefix(b"abc"), 3);
+        assert_eq!(Framing::Length.whole_prefix(b"\0\0\0\x01a\0\0\0\x02b"), 5);
+        assert_eq!(Framing::Length.whole_prefix(b"\0\0"), 0);
+    }
+
+    fn deframe(framing: Framing, limit: usize, input: &[u8]) -> Result<Vec<Vec<u8>>, PortError> {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let input = input.to_vec();
+        let writer = std::thread::spawn(move || {
+            let _ = super::super::write_all(std::os::fd::AsFd::as_fd(&write), &input);
+        });
+        let mut got = Vec::new();
+        let outcome = Deframer::new(framing, limit, "the limit".into()).run(
+            std::os::fd::AsFd::as_fd(&read),
+            |m| {
+                got.push(m.to_vec());
+                Ok(())
+            },
+        );
+        drop(read);
+        writer.join().unwrap();
+        outcome.map(|()| got)
+    }
+
+    #[test]
+    fn deframes_lines_and_lengths() {
+        assert_eq!(
+            deframe(Framing::Line, 10, b"a\n\nbc\nd").unwrap(),
+            [&b"a"[..], b"", b"bc", b"d"]
+        );
+        assert_eq!(
+            deframe(Framing::Length, 10, b"\0\0\0\x02hi\0\0\0\0").unwrap(),
+            [&b"hi"[..], b""]
+        );
+        assert!(matches!(
+            deframe(Framing::Line, 3, b"abcd\n"),
+            Err(PortError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            deframe(Framing::Length, 3, b"\0\0\0\x04abcd"),
+            Err(PortError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            deframe(Framing::Length, 10, b"\0\0\0\x04ab"),
+            Err(PortError::Framing { .. })
+        ));
+        let big = vec![b'x'; 300_000];
+        let got = deframe(Framing::Raw, 1000, &big).unwrap();
+        assert!(got.iter().all(|m| m.len() <= 1000));
+        assert_eq!(got.concat().len(), 300_000);
+    }
+}

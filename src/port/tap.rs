@@ -1,0 +1,373 @@
+//! Taps: a copy of one edge's traffic in a file, without editing the
+//! topology.
+//!
+//! `ipc-run run --tap EDGE=FILE` (also `plan`, `check`, `graph`) rewrites the
+//! parsed topology before it is planned again: edge EDGE now ends at a new
+//! process `tap-EDGE`, and a new edge `EDGE-tapped` (same options, same
+//! mechanism as planned for EDGE) goes from `tap-EDGE` to EDGE's readers.
+//! `tap-EDGE` runs this binary as `ipc-run port tap --in in --out out
+//! --file FILE`, copying everything from `in` to `out` and appending it to
+//! FILE. The rewrite happens at the topology level, so the planner checks
+//! the result like any hand-written file, and `ipc-run plan --tap ...` shows
+//! it.
+//!
+//! Supported: edges that end by themselves, so the tap process ends with
+//! them: stream edges over a pipe, a FIFO or a stream socketpair, and
+//! message edges over a seqpacket socketpair or a shared-memory ring. A queue (POSIX or System V) has no
+//! end, so a tap would never exit: refused, as are duplex edges, sockets
+//! with listeners, shared memory and notifications.
+//!
+//! FILE is truncated (created 0600, `O_NOFOLLOW`) by `ipc-run run` before
+//! anything starts, then appended to by the tap process, so a restarted tap
+//! continues the copy.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::plan::{Mechanism, Plan};
+use crate::topology::{
+    EndpointList, MechanismName, ProcessSpec, SocketType, Spanned, Topology, check_name,
+};
+
+use super::kinds::{self, Input, Output, Recv, Wait};
+use super::{Framing, PortError, TapArgs};
+
+/// Opens the tap file for adding to its end: never through a symlink,
+/// created 0600. Not `O_APPEND` (`splice(2)` refuses such files): the tap
+/// is the file's only writer, so a seek to the end does the same.
+pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::io::Seek;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    file.seek(std::io::SeekFrom::End(0))?;
+    Ok(file)
+}
+
+/// Creates or empties the tap file before a run (0600, `O_NOFOLLOW`).
+pub fn truncate(path: &Path) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map(drop)
+}
+
+/// `port tap`: copies IN to OUT and to FILE until IN ends.
+pub fn run(args: &TapArgs) -> Result<(), PortError> {
+    let file: OwnedFd = open_append(&args.file)
+        .map_err(|e| PortError::open(format!("tap file {}", args.file.display()), e))?
+        .into();
+    let mut input_port = super::open_port(&args.input)?;
+    let mut output_port = super::open_port(&args.out)?;
+    let input = kinds::open_input(&mut input_port, args.framing, None)?;
+    let output = kinds::open_output(&mut output_port)?;
+    let file_error = |e| PortError::io(format!("append to {}", args.file.display()), e);
+    match (input, output) {
+        (Input::Stream(from), Output::Stream(to)) => {
+            if pipe_tee(from.as_fd(), to.fd.as_fd(), file.as_fd(), &args.out)? {
+                to.finish();
+                return Ok(());
+            }
+            let mut buf = vec![0u8; super::STREAM_BUFFER];
+            loop {
+                let n = super::read_some(from.as_fd(), &mut buf)
+                    .map_err(|e| PortError::io("read the port", e))?;
+                if n == 0 {
+                    break;
+                }
+                if forward(to.fd.as_fd(), &buf[..n], &args.out)? {
+                    break;
+                }
+                super::write_all(file.as_fd(), &buf[..n]).map_err(file_error)?;
+            }
+            to.finish();
+            Ok(())
+        }
+        (Input::Messages(mut source), Output::Messages(mut sink)) => {
+            let mut copy = Vec::with_capacity(super::STREAM_BUFFER);
+            loop {
+                let mut got = source.recv(Wait::Now)?;
+                if matches!(got, Recv::Nothing) {
+                    super::write_all(file.as_fd(), &copy).map_err(file_error)?;
+                    copy.clear();
+                    got = source.recv(Wait::For(None))?;
+                }
+                match got {
+                    Recv::Message(message) => {
+                        match sink.send(message) {
+                            Ok(()) => {}
+                            // The reader has gone: the tap ends like the
+                            // edge would have, quietly.
+                            Err(PortError::Io { .. }) => break,
+                            Err(other) => return Err(other),
+                        }
+                        args.framing.encode(message, &mut copy);
+                        if copy.len() >= super::STREAM_BUFFER {
+                            super::write_all(file.as_fd(), &copy).map_err(file_error)?;
+                            copy.clear();
+                        }
+                    }
+                    Recv::Nothing | Recv::End => break,
+                }
+            }
+            super::write_all(file.as_fd(), &copy).map_err(file_error)?;
+            sink.finish();
+            Ok(())
+        }
+        _ => Err(PortError::Usage(format!(
+            "ports `{}` ({}) and `{}` ({}) are not the same kind of channel",
+            args.input,
+            input_port.kind(),
+            args.out,
+            output_port.kind()
+        ))),
+    }
+}
+
+/// The copy without passing bytes through this process, when IN and OUT
+/// are both pipes: `tee(2)` IN into OUT, then `splice(2)` the same bytes
+/// from IN into the file. False when the kernel refuses (not two pipes) and
+/// nothing was moved, so the caller copies by hand.
+fn pipe_tee(
+    from: BorrowedFd<'_>,
+    to: BorrowedFd<'_>,
+    file: BorrowedFd<'_>,
+    port: &str,
+) -> Result<bool, PortError> {
+    use nix::errno::Errno;
+    const CHUNK: usize = 1 << 20;
+    let mut first = true;
+    loop {
+        let n = match crate::sys::fd::tee(from, to, CHUNK) {
+            Ok(0) => return Ok(true),
+            Ok(n) => n,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EINVAL) if first => return Ok(false),
+            // The reader has gone: the tap ends like the edge would have.
+            Err(Errno::EPIPE) => return Ok(true),
+            Err(errno) => return Err(PortError::io(format!("tee into port `{port}`"), errno)),
+        };
+        first = false;
+        let mut left = n;
+        while left > 0 {
+            match crate::sys::fd::splice(from, file, left) {
+                Ok(0) => return Ok(true),
+                Ok(m) => left -= m,
+                Err(Errno::EINTR) => {}
+                Err(errno) => return Err(PortError::io("splice into the tap file", errno)),
+            }
+        }
+    }
+}
+
+/// Writes to OUT; true when its reader has gone (the tap then ends).
+fn forward(to: BorrowedFd<'_>, bytes: &[u8], port: &str) -> Result<bool, PortError> {
+    match super::write_all(to, bytes) {
+        Ok(()) => Ok(false),
+        Err(nix::errno::Errno::EPIPE | nix::errno::Errno::ECONNRESET) => Ok(true),
+        Err(errno) => Err(PortError::io(format!("write to port `{port}`"), errno)),
+    }
+}
+
+/// One `--tap EDGE=FILE`.
+#[derive(Debug, Clone)]
+pub struct TapSpec {
+    /// The channel id: an edge's `name`, `eN`, or `pipelineN`.
+    pub edge: String,
+    /// The copy, absolute.
+    pub file: PathBuf,
+}
+
+impl TapSpec {
+    /// Parses `EDGE=FILE`; FILE is made absolute (the tap process may run
+    /// elsewhere).
+    pub fn parse(text: &str) -> Result<TapSpec, String> {
+        let (edge, file) = text
+            .split_once('=')
+            .ok_or_else(|| format!("--tap `{text}`: expected EDGE=FILE"))?;
+        if edge.is_empty() || file.is_empty() {
+            return Err(format!("--tap `{text}`: expected EDGE=FILE"));
+        }
+        let file = std::path::absolute(file)
+            .map_err(|e| format!("--tap `{text}`: cannot resolve {file}: {e}"))?;
+        Ok(TapSpec {
+            edge: edge.to_owned(),
+            file,
+        })
+    }
+}
+
+/// The name of the process inserted for a tap on `edge`.
+pub fn process_name(edge: &str) -> String {
+    format!("tap-{edge}")
+}
+
+fn spanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+
+/// Rewrites `topology` so each tapped edge passes through a tap process;
+/// `plan` is the plan of the topology as written (it tells which mechanism
+/// each edge got). The error says which edge cannot be tapped and why.
+pub fn apply(topology: &mut Topology, plan: &Plan, taps: &[TapSpec]) -> Result<(), String> {
+    let mut seen = std::collections::BTreeSet::new();
+    for tap in taps {
+        if !seen.insert(tap.edge.as_str()) {
+            return Err(format!("edge `{}` is tapped twice", tap.edge));
+        }
+    }
+    if taps.iter().any(|t| t.edge.starts_with("pipeline")) {
+        expand_pipeline(topology);
+    }
+    for tap in taps {
+        let channel = plan
+            .channels
+            .iter()
+            .find(|c| c.id == tap.edge)
+            .ok_or_else(|| {
+                let known: Vec<&str> = plan.channels.iter().map(|c| c.id.as_str()).collect();
+                format!(
+                    "--tap: no edge `{}` (edges: {})",
+                    tap.edge,
+                    known.join(", ")
+                )
+            })?;
+        let refuse = |why: &str| {
+            Err(format!(
+                "--tap: edge `{}` ({}) cannot be tapped: {why}",
+                tap.edge,
+                channel.mechanism.name()
+            ))
+        };
+        let (mechanism, socket) = match &channel.mechanism {
+            Mechanism::Pipe { .. } => (MechanismName::Pipe, None),
+            Mechanism::Inherit { .. } => (MechanismName::Pipe, None),
+            Mechanism::Fifo { .. } => (MechanismName::Fifo, None),
+            Mechanism::Socketpair { socket } => match socket {
+                SocketType::Stream | SocketType::Seqpacket => {
+                    (MechanismName::Socketpair, Some(*socket))
+                }
+                SocketType::Dgram => {
+                    return refuse(
+                        "a datagram socketpair has no end of stream, so the tap would never exit",
+                    );
+                }
+            },
+            // A ring ends once every producer is done: the tap, its one
+            // reader upstream and its one producer downstream, ends with it.
+            Mechanism::PosixShm { ring: Some(_), .. } => (MechanismName::PosixShm, None),
+            Mechanism::PosixMq { .. } | Mechanism::SysvMq { .. } => {
+                return refuse(
+                    "a message queue has no end of stream, so the tap would never exit \
+                     (read a queue with `ipc-run port read` and `tee` instead)",
+                );
+            }
+            _ => {
+                return refuse(
+                    "only pipes, FIFOs, stream or seqpacket socketpairs and shared-memory \
+                     rings (edges that end by themselves) can be tapped",
+                );
+            }
+        };
+        let index = find_edge(topology, &tap.edge)
+            .ok_or_else(|| format!("--tap: edge `{}` is not in the file", tap.edge))?;
+        let spec = &topology.file.edge[index];
+        if spec.duplex.as_ref().is_some_and(|d| *d.get_ref()) {
+            return refuse("it is duplex; a tap copies one direction");
+        }
+        let name = process_name(&tap.edge);
+        check_name(&name).map_err(|why| format!("--tap: process name `{name}`: {why}"))?;
+        let downstream = format!("{}-tapped", tap.edge);
+        check_name(&downstream).map_err(|why| format!("--tap: edge name `{downstream}`: {why}"))?;
+        if topology.file.process.keys().any(|k| k.get_ref() == &name) {
+            return Err(format!("--tap: a process `{name}` exists already"));
+        }
+        if find_edge(topology, &downstream).is_some() {
+            return Err(format!("--tap: an edge `{downstream}` exists already"));
+        }
+        let mut upstream = topology.file.edge[index].clone();
+        let mut down = upstream.clone();
+        // Writers -> tap.in keeps the edge (and its id); tap.out -> readers
+        // is the new edge, with the same options and mechanism.
+        down.from = spanned(EndpointList(vec![spanned(format!("{name}.out"))]));
+        down.name = Some(spanned(downstream));
+        upstream.to = spanned(EndpointList(vec![spanned(format!("{name}.in"))]));
+        for edge in [&mut upstream, &mut down] {
+            edge.mechanism = Some(spanned(mechanism));
+            if socket.is_some() {
+                edge.socket = socket.map(spanned);
+            }
+        }
+        topology.file.edge[index] = upstream;
+        topology.file.edge.push(down);
+        // Streams are copied byte for byte; messages one per line.
+        let framing = match (mechanism, socket) {
+            (MechanismName::PosixShm, _) | (_, Some(SocketType::Seqpacket)) => Framing::Line,
+            _ => Framing::Raw,
+        };
+        topology
+            .file
+            .process
+            .insert(spanned(name), tap_process(&tap.file, framing));
+    }
+    Ok(())
+}
+
+fn find_edge(topology: &Topology, id: &str) -> Option<usize> {
+    topology
+        .file
+        .edge
+        .iter()
+        .enumerate()
+        .position(|(i, e)| match &e.name {
+            Some(name) => name.get_ref() == id,
+            None => format!("e{i}") == id,
+        })
+}
+
+/// Turns `pipeline = [...]` into the edges it stands for, with the ids the
+/// planner gives them (`pipeline0`, ...), so one of them can be tapped.
+fn expand_pipeline(topology: &mut Topology) {
+    let stages = std::mem::take(&mut topology.file.pipeline);
+    for (index, pair) in stages.windows(2).enumerate() {
+        let edge = format!(
+            "[[edge]]\nname = \"pipeline{index}\"\nfrom = {:?}\nto = {:?}\n",
+            pair[0].get_ref(),
+            pair[1].get_ref()
+        );
+        // Parsed from TOML, so every other key keeps its default.
+        if let Ok(file) = toml::from_str::<crate::topology::TopologyFile>(&edge) {
+            topology.file.edge.extend(file.edge);
+        }
+    }
+}
+
+/// The process a tap inserts: this binary, through the `{ipc_run}`
+/// placeholder the launcher fills.
+fn tap_process(file: &Path, framing: Framing) -> ProcessSpec {
+    let cmd = vec![
+        "{ipc_run}".to_owned(),
+        "port".to_owned(),
+        "tap".to_owned(),
+        "--in".to_owned(),
+        "in".to_owned(),
+        "--out".to_owned(),
+        "out".to_owned(),
+        "--framing".to_owned(),
+        framing.as_str().to_owned(),
+        "--file".to_owned(),
+        file.to_string_lossy().into_owned(),
+    ];
+    let text = format!("cmd = {}\n", toml::Value::from(cmd.clone()));
+    let mut spec: ProcessSpec = toml::from_str(&text).expect("a literal process table parses");
+    spec.cmd = Some(spanned(cmd));
+    spec
+}
