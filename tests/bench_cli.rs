@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-const MECHANISMS: [&str; 10] = [
+const MECHANISMS: [&str; 11] = [
     "pipe",
     "fifo",
     "socketpair-stream",
@@ -19,6 +19,7 @@ const MECHANISMS: [&str; 10] = [
     "posix-mq",
     "sysv-mq",
     "signal",
+    "shm-ring",
 ];
 
 const SIZES: [u64; 4] = [64, 4096, 65536, 1 << 20];
@@ -167,7 +168,8 @@ fn quick_json_has_every_mechanism_and_leaves_nothing_behind() {
     assert!(
         objects.iter().any(|o| o.starts_with("sysv-mq "))
             && objects.iter().any(|o| o.starts_with("posix-mq "))
-            && objects.iter().any(|o| o.starts_with("file ")),
+            && objects.iter().any(|o| o.starts_with("file "))
+            && objects.iter().any(|o| o.starts_with("posix-shm ")),
         "objects logged: {objects:?}"
     );
     assert_all_removed(&objects);
@@ -253,4 +255,5 @@ fn sigint_mid_run_removes_everything() {
     interrupt_during("posix-mq", "posix-mq");
     interrupt_during("sysv-mq", "sysv-mq");
     interrupt_during("fifo", "file");
+    interrupt_during("shm-ring", "posix-shm");
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cleanup::{self, Guard, Object};
 use super::mechanism::{HostLimits, Mechanism};
+use crate::child::ring::{self, Consumer, Producer, Received};
 use crate::sys::bench::SysvMessage;
 
 /// What is measured: which way the data goes.
@@ -186,6 +187,65 @@ impl Link for SysvLink {
     fn end(&mut self) -> io::Result<()> {
         Ok(self.msg.send(self.id, self.tx_type, 0)?)
     }
+}
+
+struct RingLink {
+    tx: Option<Producer>,
+    rx: Option<Consumer>,
+}
+
+impl Link for RingLink {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let tx = self.tx.as_mut().ok_or_else(|| no_end("send"))?;
+        tx.send(msg, None).map_err(io::Error::other)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rx = self.rx.as_mut().ok_or_else(|| no_end("receive"))?;
+        match rx.recv_into(buf, None).map_err(io::Error::other)? {
+            Received::Record(n) => Ok(n),
+            Received::End => Ok(0),
+        }
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        // An empty record, like the queues' end mark.
+        self.send(&[])
+    }
+}
+
+/// The segment size of a ring for messages of `size` bytes: the header
+/// page and a data area of at least 1 MiB that holds 4 such records.
+pub fn ring_bytes(size: usize) -> u64 {
+    let record = 8 + size.div_ceil(8) * 8;
+    let capacity = (4 * record).max(1 << 20).div_ceil(64) * 64;
+    ring::HEADER_SIZE + capacity as u64
+}
+
+fn shm_ring(place: &Place, tag: &str, size: usize) -> io::Result<(OwnedFd, String, Guard)> {
+    let name = format!("/ipc-run-bench.{}.{tag}", place.id);
+    let cname = c_name(&name)?;
+    let (fd, guard) = cleanup::create(|| {
+        nix::sys::mman::shm_open(
+            cname.as_c_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map(|fd| (fd, Object::PosixShm(cname.clone())))
+    })?;
+    crate::sys::ipc::fchmod_exact(&fd, 0o600)?;
+    let bytes = ring_bytes(size);
+    nix::unistd::ftruncate(&fd, bytes as i64)?;
+    ring::format(fd.as_fd(), bytes, 1).map_err(io::Error::other)?;
+    Ok((fd, name, guard))
+}
+
+fn open_shm(endpoint: &Endpoint, at: usize) -> io::Result<OwnedFd> {
+    Ok(nix::sys::mman::shm_open(
+        name(endpoint, at)?.as_c_str(),
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 /// What the peer needs to reach the objects the parent made.
@@ -420,6 +480,21 @@ impl ParentSide {
                     rx_type: FROM_PEER,
                     msg: SysvMessage::new(size),
                 }))
+            }
+            Mechanism::ShmRing => {
+                let (from_peer, name, guard) = shm_ring(place, "from-peer", size)?;
+                side.guards.push(guard);
+                let rx = Some(Consumer::from_fd(from_peer).map_err(io::Error::other)?);
+                if round_trip {
+                    let (to_peer, to_name, guard) = shm_ring(place, "to-peer", size)?;
+                    side.guards.push(guard);
+                    side.endpoint.names = vec![to_name, name];
+                    let tx = Some(Producer::from_fd(to_peer).map_err(io::Error::other)?);
+                    Pending::Ready(Box::new(RingLink { tx, rx }))
+                } else {
+                    side.endpoint.names = vec![name];
+                    Pending::Ready(Box::new(RingLink { tx: None, rx }))
+                }
             }
             Mechanism::Signal => Pending::Signal,
         };
@@ -670,6 +745,21 @@ pub fn peer_side(
                 tx_type: FROM_PEER,
                 rx_type: TO_PEER,
                 msg: SysvMessage::new(size),
+            }))
+        }
+        Mechanism::ShmRing => {
+            let producer =
+                |at| Producer::from_fd(open_shm(endpoint, at)?).map_err(io::Error::other);
+            ready(Box::new(if round_trip {
+                RingLink {
+                    rx: Some(Consumer::from_fd(open_shm(endpoint, 0)?).map_err(io::Error::other)?),
+                    tx: Some(producer(1)?),
+                }
+            } else {
+                RingLink {
+                    rx: None,
+                    tx: Some(producer(0)?),
+                }
             }))
         }
         Mechanism::Signal => Ok((PeerPending::Signal, None)),

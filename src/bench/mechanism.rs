@@ -27,11 +27,14 @@ pub enum Mechanism {
     SysvMq,
     /// `SIGUSR1` sent with `kill` and taken with `sigwait`: no payload.
     Signal,
+    /// ipc-run's shared-memory ring (`docs/shm-ring.md`): one POSIX shared
+    /// memory segment per direction, one producer.
+    ShmRing,
 }
 
 impl Mechanism {
     /// Every mechanism, in the order of the output.
-    pub const ALL: [Mechanism; 10] = [
+    pub const ALL: [Mechanism; 11] = [
         Mechanism::Pipe,
         Mechanism::Fifo,
         Mechanism::SocketpairStream,
@@ -42,6 +45,7 @@ impl Mechanism {
         Mechanism::PosixMq,
         Mechanism::SysvMq,
         Mechanism::Signal,
+        Mechanism::ShmRing,
     ];
 
     /// The name used on the command line and in the output.
@@ -57,6 +61,7 @@ impl Mechanism {
             Mechanism::PosixMq => "posix-mq",
             Mechanism::SysvMq => "sysv-mq",
             Mechanism::Signal => "signal",
+            Mechanism::ShmRing => "shm-ring",
         }
     }
 
