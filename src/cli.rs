@@ -201,6 +201,15 @@ pub enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Measure throughput and round-trip latency of every IPC mechanism
+    /// on this host, between two processes.
+    Bench(crate::bench::BenchArgs),
+    /// The other process of one `bench` measurement (internal).
+    #[command(hide = true)]
+    BenchPeer {
+        /// The measurement, as JSON.
+        spec: String,
+    },
     /// Port adapters for a process's `cmd`: bridge a port to stdin/stdout.
     Port(crate::port::PortArgs),
 }
@@ -261,6 +270,9 @@ pub enum CliError {
     /// `clean` could not remove everything.
     #[error("{0}")]
     Clean(String),
+    /// `bench` could not run.
+    #[error(transparent)]
+    Bench(#[from] crate::bench::BenchError),
     /// A `--tap` that cannot be done.
     #[error("{0}")]
     Tap(String),
@@ -275,6 +287,8 @@ impl CliError {
             }
             CliError::Output(_) => EXIT_INVALID,
             CliError::Launch(_) | CliError::Clean(_) => EXIT_LAUNCH,
+            CliError::Bench(crate::bench::BenchError::Usage(_)) => EXIT_USAGE,
+            CliError::Bench(_) => EXIT_LAUNCH,
             CliError::Tap(_) => EXIT_USAGE,
         }
     }
@@ -448,15 +462,18 @@ fn finish_plan(
 
 fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     let command = cli.command;
-    if let Command::Run(args) = command {
-        return run_topology(&args, cli.color, color);
-    }
-    if let Command::Port(args) = command {
-        return Ok(crate::port::main(args));
+    match command {
+        Command::Run(args) => return run_topology(&args, cli.color, color),
+        Command::Bench(args) => return Ok(crate::bench::run(&args)?),
+        Command::BenchPeer { spec } => return Ok(crate::bench::peer_main(&spec)),
+        Command::Port(args) => return Ok(crate::port::main(args)),
+        _ => {}
     }
     let mut stdout = std::io::stdout().lock();
     match command {
-        Command::Run(_) | Command::Port(_) => unreachable!("handled above"),
+        Command::Run(_) | Command::Port(_) | Command::Bench(_) | Command::BenchPeer { .. } => {
+            unreachable!("handled above")
+        }
         Command::Clean { runtime_dir } => {
             drop(stdout);
             return clean(runtime_dir);

@@ -15,6 +15,7 @@
 //!
 //! `docs/architecture.md` describes the stages and the data between them.
 
+pub mod bench;
 pub mod child;
 pub mod cli;
 pub mod diagnostic;

@@ -5,6 +5,8 @@
 //! - [`ipc`]: POSIX named semaphores and message queues, System V shared
 //!   memory, message queues and semaphore sets (`sem_overview(7)`,
 //!   `mq_overview(7)`, `sysvipc(7)`).
+//! - [`bench`]: message queue send/receive and `sigtimedwait` for
+//!   `ipc-run bench`.
 //! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
 //! - [`ring`]: the shared-memory ring's mapping, atomics, futexes and
 //!   producer lock (`docs/shm-ring.md`).
@@ -16,6 +18,7 @@
     reason = "this module wraps the system calls nix leaves unsafe"
 )]
 
+pub mod bench;
 pub mod fd;
 pub mod inherited;
 pub mod ipc;

@@ -1,0 +1,740 @@
+//! `ipc-run bench`: throughput and round-trip latency of every IPC
+//! mechanism on this host, measured between two real processes.
+//!
+//! For each measurement the bench creates the objects (pipes, FIFOs,
+//! sockets, queues) itself, then starts its peer by re-executing its own
+//! binary (`/proc/self/exe bench-peer SPEC`, a hidden subcommand) in a
+//! process group of its own; the peer inherits fds or opens the named
+//! objects, says `ready` on its stdout, and sends (throughput) or echoes
+//! (round trip). The bench never forks a copy of itself: it has a watcher
+//! thread, and only `exec` is safe after `fork` in a threaded process.
+//!
+//! Named objects are private: mode 0600, a random 64-bit id in every name,
+//! FIFOs and sockets in a 0700 directory of their own; all are registered
+//! with [`cleanup`] and removed at the end, on SIGINT/SIGTERM/SIGHUP, and
+//! when a peer hangs. A peer dies with the bench (`PR_SET_PDEATHSIG`).
+//!
+//! - [`mechanism`]: the mechanisms and the host limits on message sizes.
+//! - [`link`]: each mechanism's two halves behind one send/receive trait.
+//! - [`measure`]: the timed loops and percentiles.
+//! - [`report`]: records, the machine, text and JSON.
+//! - [`cleanup`]: the registry of objects and the signal watcher.
+
+pub mod cleanup;
+pub mod link;
+pub mod measure;
+pub mod mechanism;
+pub mod report;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::SigSet;
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+use cleanup::Object;
+use link::{Connected, Endpoint, ParentSide, Place, Test};
+use measure::Rounds;
+use mechanism::{HostLimits, Mechanism};
+use report::{Host, Metric, Record, Report};
+
+/// Why the bench could not run (a single measurement that fails becomes an
+/// n/a record instead).
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The private directory or the watcher could not be set up.
+    #[error("could not prepare the bench: {0}")]
+    Setup(String),
+    /// A bad option value.
+    #[error("{0}")]
+    Usage(String),
+    /// The peer subcommand got a spec it cannot read.
+    #[error("bench-peer: bad spec: {0}")]
+    Spec(String),
+    /// Writing the output failed.
+    #[error("failed to write output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Output format of `ipc-run bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchFormat {
+    /// Tables.
+    Text,
+    /// One JSON document: host, settings and an array of records.
+    Json,
+}
+
+/// Options of `ipc-run bench`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// A smoke run for CI: a few milliseconds per measurement (well under
+    /// 5 s in all); the numbers are rough.
+    #[arg(long)]
+    pub quick: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
+    pub format: BenchFormat,
+    /// Measure only these mechanisms (repeat or separate with commas).
+    #[arg(long = "mechanism", value_name = "NAME", value_enum, value_delimiter = ',', num_args = 1..)]
+    pub mechanisms: Vec<Mechanism>,
+    /// Message sizes for throughput, e.g. `64,4K,64K,1M`; round trips use
+    /// those up to 4 KiB (or the smallest).
+    #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = parse_size, num_args = 1..)]
+    pub sizes: Vec<usize>,
+    /// Seconds each measurement runs (throughput window, and the cap on
+    /// round trips) in each round; default 0.03, or 0.01 with --quick.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// How many times each measurement is made, rounds interleaved (the
+    /// machine may be busy); default 3, or 1 with --quick.
+    #[arg(long, value_name = "N")]
+    pub rounds: Option<usize>,
+}
+
+/// Largest message size accepted.
+const MAX_SIZE: usize = 64 << 20;
+
+/// Parses `64`, `4K`, `4KiB`, `1M`, `1MiB` (binary units).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 64, 4K or 1M"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" | "kb" => 1 << 10,
+        "m" | "mib" | "mb" => 1 << 20,
+        _ => return Err(format!("`{text}`: unknown unit (use B, K or M)")),
+    };
+    let size = n
+        .checked_mul(scale)
+        .filter(|s| (1..=MAX_SIZE).contains(s))
+        .ok_or_else(|| format!("`{text}`: a size must be 1 B to 64 MiB"))?;
+    Ok(size)
+}
+
+/// The default message sizes.
+pub const DEFAULT_SIZES: [usize; 4] = [64, 4096, 65536, 1 << 20];
+
+/// How long the parts of each measurement run.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Settings {
+    /// Throughput: unmeasured time after the first message.
+    pub warmup: Duration,
+    /// Throughput: measured time.
+    pub window: Duration,
+    /// Round trips: unmeasured first round trips.
+    pub rounds_warmup: usize,
+    /// Round trips: at most this many measured.
+    pub rounds_max: usize,
+    /// Round trips: and for at most this long.
+    pub rounds_cap: Duration,
+    /// How many times each measurement is made (rounds interleaved).
+    pub rounds: usize,
+}
+
+impl Settings {
+    fn new(
+        quick: bool,
+        duration: Option<f64>,
+        rounds: Option<usize>,
+    ) -> Result<Settings, BenchError> {
+        let mut s = if quick {
+            Settings {
+                warmup: Duration::from_millis(2),
+                window: Duration::from_millis(10),
+                rounds_warmup: 10,
+                rounds_max: 200,
+                rounds_cap: Duration::from_millis(10),
+                rounds: 1,
+            }
+        } else {
+            Settings {
+                warmup: Duration::from_millis(10),
+                window: Duration::from_millis(30),
+                rounds_warmup: 100,
+                rounds_max: 20_000,
+                rounds_cap: Duration::from_millis(30),
+                rounds: 3,
+            }
+        };
+        if let Some(secs) = duration {
+            if !(0.001..=600.0).contains(&secs) {
+                return Err(BenchError::Usage(format!(
+                    "--duration {secs}: give 0.001 to 600 seconds"
+                )));
+            }
+            s.window = Duration::from_secs_f64(secs);
+            s.rounds_cap = s.window;
+            s.rounds_max = s.rounds_max.max((secs * 200_000.0) as usize);
+        }
+        if let Some(rounds) = rounds {
+            if !(1..=100).contains(&rounds) {
+                return Err(BenchError::Usage(format!(
+                    "--rounds {rounds}: give 1 to 100"
+                )));
+            }
+            s.rounds = rounds;
+        }
+        Ok(s)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} round(s), interleaved; throughput {} ms per size after {} ms warm-up, median of the rounds; \
+             round trips: {} warm-up, then up to {} or {} ms per round, percentiles of all rounds",
+            self.rounds,
+            self.window.as_millis(),
+            self.warmup.as_millis(),
+            self.rounds_warmup,
+            self.rounds_max,
+            self.rounds_cap.as_millis()
+        )
+    }
+}
+
+/// The signal that tells a throughput sender to stop.
+const STOP: nix::sys::signal::Signal = nix::sys::signal::Signal::SIGUSR2;
+
+/// How long a throughput sender goes on when no stop comes (a safety net;
+/// the parent stops it after its window).
+const SEND_LIMIT: Duration = Duration::from_secs(30);
+
+/// What the peer is told, as JSON in its one argument.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerSpec {
+    /// The mechanism.
+    pub mechanism: Mechanism,
+    /// Send (throughput) or echo (round trip).
+    pub test: Test,
+    /// Message size in bytes.
+    pub size: usize,
+    /// How long a throughput sender sends at most without a stop.
+    pub send_for: Duration,
+    /// Where the objects are.
+    pub endpoint: Endpoint,
+    /// The bench's pid (signals go there; the peer quits if it is gone).
+    pub parent: i32,
+}
+
+/// `ipc-run bench`: measures, prints, cleans up; returns the exit code.
+pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
+    let settings = Settings::new(args.quick, args.duration, args.rounds)?;
+    let mechanisms: Vec<Mechanism> = if args.mechanisms.is_empty() {
+        Mechanism::ALL.to_vec()
+    } else {
+        let mut m: Vec<Mechanism> = Vec::new();
+        for &mechanism in &args.mechanisms {
+            if !m.contains(&mechanism) {
+                m.push(mechanism);
+            }
+        }
+        m
+    };
+    let mut sizes = if args.sizes.is_empty() {
+        DEFAULT_SIZES.to_vec()
+    } else {
+        args.sizes.clone()
+    };
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut rtt_sizes: Vec<usize> = sizes.iter().copied().filter(|&s| s <= 4096).collect();
+    if rtt_sizes.is_empty() {
+        rtt_sizes.push(sizes[0]);
+    }
+
+    let host = Host::describe();
+    // Block the termination signals and the ping-pong signals before any
+    // thread exists, so every thread inherits the mask: the watcher takes
+    // the former with sigtimedwait, the main thread the latter with sigwait.
+    let mut blocked = cleanup::termination_signals();
+    for signal in measure::signal_set().iter() {
+        blocked.add(signal);
+    }
+    blocked
+        .thread_block()
+        .map_err(|e| BenchError::Setup(format!("blocking signals: {e}")))?;
+    cleanup::start_watcher().map_err(|e| BenchError::Setup(format!("watcher thread: {e}")))?;
+
+    let mut random = [0u8; 8];
+    crate::sys::fd::fill_random(&mut random)
+        .map_err(|e| BenchError::Setup(format!("getrandom: {e}")))?;
+    let id: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("ipc-run-bench.{id}"));
+    let (_, dir_guard) = cleanup::create(|| {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&dir)
+            .map(|()| ((), Object::Dir(dir.clone())))
+    })
+    .map_err(|e| BenchError::Setup(format!("creating {}: {e}", dir.display())))?;
+    tracing::debug!("bench id {id}");
+    let place = Place {
+        dir: dir.clone(),
+        id,
+        limits: HostLimits::read(),
+    };
+
+    // Every measurement to make, in output order; each round makes all of
+    // them once, starting at a rotated place, and the records take the
+    // median (throughput) or the pooled percentiles (round trips).
+    let mut jobs: Vec<Job> = Vec::new();
+    for &mechanism in &mechanisms {
+        for &size in &sizes {
+            jobs.push(Job::new(mechanism, Test::Throughput, size, &place.limits));
+        }
+        if mechanism == Mechanism::Signal {
+            jobs.push(Job::new(mechanism, Test::RoundTrip, 0, &place.limits));
+        } else {
+            for &size in &rtt_sizes {
+                jobs.push(Job::new(mechanism, Test::RoundTrip, size, &place.limits));
+            }
+        }
+    }
+    let rounds = settings.rounds;
+    for round in 0..rounds {
+        let count = jobs.len();
+        let first = round * count / rounds;
+        for k in 0..count {
+            let job = &mut jobs[(first + k) % count];
+            if job.refused.is_some() {
+                continue;
+            }
+            match measure_one(&place, job.mechanism, job.test, job.size, &settings) {
+                Ok(measured) => job.results.push(measured),
+                Err(reason) => {
+                    tracing::warn!(
+                        "{} {}: {reason}",
+                        job.mechanism.name(),
+                        report::size_label(job.size)
+                    );
+                    job.failed.push(format!("failed: {reason}"));
+                }
+            }
+        }
+    }
+    let records: Vec<Record> = jobs.iter().flat_map(Job::records).collect();
+    drop(dir_guard);
+
+    let report = Report {
+        host,
+        settings: settings.describe(),
+        not_built: Vec::new(),
+        records,
+    };
+    let mut stdout = std::io::stdout().lock();
+    match args.format {
+        BenchFormat::Text => stdout.write_all(report.text().as_bytes())?,
+        BenchFormat::Json => stdout.write_all(report.json().as_bytes())?,
+    }
+    stdout.flush()?;
+    Ok(crate::cli::EXIT_OK)
+}
+
+enum Measured {
+    Throughput {
+        through: measure::Throughput,
+        sent: Option<u64>,
+    },
+    RoundTrips(measure::RoundTrips),
+}
+
+/// One measurement to make in every round, and what the rounds gave.
+struct Job {
+    mechanism: Mechanism,
+    test: Test,
+    size: usize,
+    /// A host limit rules it out.
+    refused: Option<String>,
+    /// Why rounds failed (a job with no result reports the first).
+    failed: Vec<String>,
+    results: Vec<Measured>,
+}
+
+impl Job {
+    fn new(mechanism: Mechanism, test: Test, size: usize, limits: &HostLimits) -> Job {
+        let refused = if mechanism == Mechanism::Signal && test == Test::RoundTrip {
+            None
+        } else {
+            limits.refuses(mechanism, size)
+        };
+        Job {
+            mechanism,
+            test,
+            size,
+            refused,
+            failed: Vec::new(),
+            results: Vec::new(),
+        }
+    }
+
+    fn records(&self) -> Vec<Record> {
+        let name = self.mechanism.name();
+        let size = self.size;
+        let metrics: &[Metric] = match self.test {
+            Test::Throughput if self.mechanism == Mechanism::Udp => {
+                &[Metric::Throughput, Metric::Lost]
+            }
+            Test::Throughput => &[Metric::Throughput],
+            Test::RoundTrip => &[Metric::RoundTripP50, Metric::RoundTripP99],
+        };
+        let reason = self.refused.clone().or_else(|| {
+            self.results.is_empty().then(|| {
+                self.failed
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "not measured".to_owned())
+            })
+        });
+        if let Some(reason) = reason {
+            // A limit rules out the loss tally too; show only the main metric.
+            let shown = if self.refused.is_some() {
+                &metrics[..1]
+            } else {
+                metrics
+            };
+            return shown
+                .iter()
+                .map(|&m| Record::na(name, size, m, &reason))
+                .collect();
+        }
+        match self.test {
+            Test::Throughput => {
+                let mut rates = Vec::new();
+                let (mut messages, mut sent, mut received) = (0, Some(0u64), 0);
+                for result in &self.results {
+                    if let Measured::Throughput { through, sent: s } = result {
+                        rates.push(through.gb_per_s());
+                        messages += through.messages;
+                        received += through.received_total;
+                        sent = sent.zip(*s).map(|(a, b)| a + b);
+                    }
+                }
+                let mut out = vec![Record::value(
+                    name,
+                    size,
+                    Metric::Throughput,
+                    median(&mut rates),
+                    messages,
+                )];
+                if self.mechanism == Mechanism::Udp {
+                    out.push(match sent {
+                        Some(sent) => Record::value(
+                            name,
+                            size,
+                            Metric::Lost,
+                            sent.saturating_sub(received) as f64,
+                            sent,
+                        ),
+                        None => Record::na(
+                            name,
+                            size,
+                            Metric::Lost,
+                            "the sender did not report its count",
+                        ),
+                    });
+                }
+                out
+            }
+            Test::RoundTrip => {
+                let mut pooled = measure::RoundTrips::default();
+                for result in &self.results {
+                    if let Measured::RoundTrips(trips) = result {
+                        pooled.nanos.extend_from_slice(&trips.nanos);
+                        pooled.lost += trips.lost;
+                    }
+                }
+                let n = pooled.nanos.len() as u64;
+                [(Metric::RoundTripP50, 50.0), (Metric::RoundTripP99, 99.0)]
+                    .into_iter()
+                    .map(|(metric, p)| match pooled.percentile_us(p) {
+                        Some(v) => Record::value(name, size, metric, v, n),
+                        None => Record::na(name, size, metric, "no round trip completed"),
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The peer's stdout, line by line.
+struct PeerOut(BufReader<ChildStdout>);
+
+impl PeerOut {
+    fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.0.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end().to_owned()),
+        }
+    }
+}
+
+/// Ends the peer (killing it unless `clean`) and returns what it said last.
+fn finish_peer(mut child: Child, out: &mut PeerOut, clean: bool) -> (Vec<String>, bool) {
+    if !clean {
+        let _ = child.kill();
+    }
+    let mut lines = Vec::new();
+    while let Some(line) = out.line() {
+        lines.push(line);
+    }
+    let ok = child.wait().map(|s| s.success()).unwrap_or(false);
+    cleanup::peer_gone();
+    (lines, ok)
+}
+
+fn peer_error(lines: &[String]) -> Option<String> {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("error ").map(str::to_owned))
+}
+
+/// One measurement with a fresh peer; `Err` is the reason it failed.
+fn measure_one(
+    place: &Place,
+    mechanism: Mechanism,
+    test: Test,
+    size: usize,
+    settings: &Settings,
+) -> Result<Measured, String> {
+    let what = format!(
+        "{} {:?} {}",
+        mechanism.name(),
+        test,
+        report::size_label(size)
+    );
+    tracing::debug!("measuring {what}");
+    let mut side =
+        ParentSide::new(place, mechanism, test, size).map_err(|e| format!("setup: {e}"))?;
+    let spec = PeerSpec {
+        mechanism,
+        test,
+        size,
+        send_for: settings.warmup + settings.window + SEND_LIMIT,
+        endpoint: side.endpoint.clone(),
+        parent: std::process::id() as i32,
+    };
+    let spec = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
+    let mut child = Command::new("/proc/self/exe")
+        .arg("bench-peer")
+        .arg(spec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting the peer: {e}"))?;
+    // The peer has its copies now.
+    drop(std::mem::take(&mut side.pass));
+    let pid = Pid::from_raw(child.id() as i32);
+    tracing::debug!("started peer pid {pid} for {what}");
+    let budget = match test {
+        Test::Throughput => settings.warmup + settings.window,
+        Test::RoundTrip => settings.rounds_cap * 2,
+    };
+    cleanup::watch_peer(
+        pid,
+        Instant::now() + budget + Duration::from_secs(10),
+        &what,
+    );
+    let mut out = PeerOut(BufReader::new(
+        child.stdout.take().expect("stdout is piped"),
+    ));
+    let ready = out.line().unwrap_or_default();
+    let Some(rest) = ready.strip_prefix("ready") else {
+        let (mut lines, _) = finish_peer(child, &mut out, false);
+        lines.insert(0, ready);
+        return Err(peer_error(&lines).unwrap_or_else(|| "the peer did not start".into()));
+    };
+    let peer_port = rest
+        .trim()
+        .strip_prefix("port=")
+        .and_then(|p| p.parse().ok());
+
+    let (measured, guards) = match side.connect(test, size, peer_port) {
+        Ok((connected, guards)) => {
+            let measured = parent_measure(connected, test, size, pid, settings, mechanism);
+            (measured, Some(guards))
+        }
+        Err(e) => (Err(e), None),
+    };
+    let (lines, ok) = finish_peer(child, &mut out, measured.is_ok());
+    drop(guards);
+    let mut measured = match measured {
+        Ok(m) => m,
+        Err(e) => return Err(peer_error(&lines).unwrap_or_else(|| e.to_string())),
+    };
+    if let Some(reason) = peer_error(&lines) {
+        return Err(format!("peer: {reason}"));
+    }
+    if !ok {
+        return Err("the peer failed".into());
+    }
+    if let Measured::Throughput { sent, .. } = &mut measured {
+        *sent = lines
+            .iter()
+            .find_map(|l| l.strip_prefix("done sent="))
+            .and_then(|n| n.parse().ok());
+    }
+    Ok(measured)
+}
+
+/// The parent's side of one measurement once connected.
+fn parent_measure(
+    connected: Connected,
+    test: Test,
+    size: usize,
+    pid: Pid,
+    settings: &Settings,
+    mechanism: Mechanism,
+) -> std::io::Result<Measured> {
+    let rounds = Rounds {
+        warmup: settings.rounds_warmup,
+        max: settings.rounds_max,
+        cap: settings.rounds_cap,
+    };
+    let stream = mechanism.is_stream();
+    let datagrams = mechanism == Mechanism::Udp;
+    match (connected, test) {
+        (Connected::Signal, _) => {
+            measure::signal_round_trips(pid, rounds).map(Measured::RoundTrips)
+        }
+        (Connected::Link(mut link), Test::Throughput) => {
+            let mut stop = || -> std::io::Result<()> { Ok(nix::sys::signal::kill(pid, STOP)?) };
+            let window = measure::Window {
+                warmup: settings.warmup,
+                length: settings.window,
+                stop: &mut stop,
+            };
+            let through = measure::receive(link.as_mut(), size, window, stream, datagrams)?;
+            Ok(Measured::Throughput {
+                through,
+                sent: None,
+            })
+        }
+        (Connected::Link(mut link), Test::RoundTrip) => {
+            measure::round_trips(link.as_mut(), size, rounds, stream, datagrams)
+                .map(Measured::RoundTrips)
+        }
+    }
+}
+
+/// `ipc-run bench-peer SPEC`: the other process of one measurement.
+/// Prints `ready`, then `done sent=N`, or `error MESSAGE`; returns the exit
+/// code.
+pub fn peer_main(spec: &str) -> i32 {
+    let spec: PeerSpec = match serde_json::from_str(spec) {
+        Ok(spec) => spec,
+        Err(e) => {
+            eprintln!("error: {}", BenchError::Spec(e.to_string()));
+            return crate::cli::EXIT_USAGE;
+        }
+    };
+    match peer(&spec) {
+        Ok(()) => crate::cli::EXIT_OK,
+        Err(e) => {
+            let mut stdout = std::io::stdout().lock();
+            let _ = writeln!(stdout, "error {e}");
+            let _ = stdout.flush();
+            1
+        }
+    }
+}
+
+fn say(line: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    stdout.flush()
+}
+
+fn peer(spec: &PeerSpec) -> std::io::Result<()> {
+    // Die with the bench; and if it is already gone, do nothing.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    let parent = Pid::from_raw(spec.parent);
+    if nix::unistd::getppid() != parent {
+        return Err(std::io::Error::other("the bench is gone"));
+    }
+    if spec.mechanism == Mechanism::Signal {
+        let set: SigSet = measure::signal_set();
+        set.thread_block()?;
+        say("ready")?;
+        let count = measure::signal_echo(parent)?;
+        return say(&format!("done echoed={count}"));
+    }
+    let (pending, port) = link::peer_side(spec.mechanism, spec.test, spec.size, &spec.endpoint)?;
+    match port {
+        Some(port) => say(&format!("ready port={port}"))?,
+        None => say("ready")?,
+    }
+    let mut link = pending
+        .open()?
+        .ok_or_else(|| std::io::Error::other("no link"))?;
+    let stream = spec.mechanism.is_stream();
+    let datagrams = spec.mechanism == Mechanism::Udp;
+    match spec.test {
+        Test::Throughput => {
+            // The parent's stop arrives as a blocked signal, looked for
+            // without waiting every 64 KiB or so.
+            let mut stop_set = SigSet::empty();
+            stop_set.add(STOP);
+            stop_set.thread_block()?;
+            let mut stopped = || -> std::io::Result<bool> {
+                Ok(crate::sys::bench::sigtimedwait(&stop_set, Duration::ZERO)?.is_some())
+            };
+            let sent = measure::send(link.as_mut(), spec.size, spec.send_for, &mut stopped)?;
+            drop(link);
+            say(&format!("done sent={sent}"))
+        }
+        Test::RoundTrip => {
+            let count = measure::echo(link.as_mut(), spec.size, stream, datagrams)?;
+            say(&format!("done echoed={count}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("64"), Ok(64));
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("1G").is_err());
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("128M").is_err());
+    }
+
+    #[test]
+    fn duration_is_checked() {
+        assert!(Settings::new(false, Some(0.0), None).is_err());
+        assert!(Settings::new(true, Some(0.5), None).is_ok());
+        assert!(Settings::new(true, None, Some(0)).is_err());
+    }
+
+    #[test]
+    fn median_of_rounds() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}
