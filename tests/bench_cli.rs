@@ -244,10 +244,7 @@ fn interrupt_during(mechanism: &str, kind: &str) {
     // machine before calling it a survivor.
     let peer = peer.unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{peer}/stat")) else {
-            break;
-        };
+    while let Ok(stat) = std::fs::read_to_string(format!("/proc/{peer}/stat")) {
         let state = stat.rsplit_once(") ").map(|(_, s)| &s[..1]);
         if matches!(state, Some("Z" | "X")) {
             break;
