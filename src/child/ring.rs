@@ -173,6 +173,19 @@ struct Ring {
 }
 
 impl Ring {
+    /// Opens the ring in `fd` and, when it declares several producers,
+    /// joins this process's writer-lock entry for the segment (producers
+    /// lock through it; a consumer only keeps the shared fd alive).
+    fn open_shared(fd: OwnedFd) -> Result<(Ring, Option<Arc<WriterLock>>), RingError> {
+        let ring = Ring::open(fd.as_fd())?;
+        let lock = if ring.producers > 1 {
+            Some(WriterLock::for_fd(fd)?)
+        } else {
+            None
+        };
+        Ok((ring, lock))
+    }
+
     fn open(fd: BorrowedFd<'_>) -> Result<Ring, RingError> {
         if cfg!(target_endian = "big") {
             return Err(RingError::BadLayout(
@@ -425,12 +438,7 @@ impl Producer {
 
     /// Opens the ring in the segment `fd` (read-write).
     pub fn from_fd(fd: OwnedFd) -> Result<Producer, RingError> {
-        let ring = Ring::open(fd.as_fd())?;
-        let lock = if ring.producers > 1 {
-            Some(WriterLock::for_fd(fd)?)
-        } else {
-            None
-        };
+        let (ring, lock) = Ring::open_shared(fd)?;
         let cached_tail = ring.tail().load(Ordering::Acquire);
         Ok(Producer {
             ring,
@@ -567,12 +575,7 @@ impl Consumer {
 
     /// Opens the ring in the segment `fd` (read-write: the reader moves tail).
     pub fn from_fd(fd: OwnedFd) -> Result<Consumer, RingError> {
-        let ring = Ring::open(fd.as_fd())?;
-        let lock = if ring.producers > 1 {
-            Some(WriterLock::for_fd(fd)?)
-        } else {
-            None
-        };
+        let (ring, lock) = Ring::open_shared(fd)?;
         let cached_head = ring.tail().load(Ordering::Acquire);
         Ok(Consumer {
             ring,
