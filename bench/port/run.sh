@@ -103,6 +103,23 @@ C
 cc -O2 -o "$dir/mqraw" "$dir/mqraw.c" -lrt
 cc -O2 -o "$dir/lines" "$dir/lines.c"
 
+# Every variant is `producer` -> `consumer`, the run's exit code the
+# consumer's: NAME PRODUCE CONSUME FROM TO EDGE_OPTIONS (one per line).
+topology() {
+    cat <<T
+name = "$1"
+exit_code_from = "consumer"
+[process.producer]
+shell = '''$2'''
+[process.consumer]
+shell = '''$3'''
+[[edge]]
+from = "$4"
+to = "$5"
+$6
+T
+}
+
 pipe_topology() { # VARIANT
     local produce consume extra
     case $1 in
@@ -112,18 +129,8 @@ pipe_topology() { # VARIANT
     adapter) produce="head -c $bytes /dev/zero | {ipc_run} port write out"
              consume="{ipc_run} port read in | wc -c"; extra=1 ;;
     esac
-    cat <<T
-name = "port-bench-pipe-$1"
-exit_code_from = "consumer"
-[process.producer]
-shell = '''$produce'''
-[process.consumer]
-shell = '''$consume'''
-[[edge]]
-from = "producer${extra:+.out}"
-to = "consumer${extra:+.in}"
-mechanism = "pipe"
-T
+    topology "port-bench-pipe-$1" "$produce" "$consume" \
+        "producer${extra:+.out}" "consumer${extra:+.in}" 'mechanism = "pipe"'
 }
 
 mq_topology() { # VARIANT
@@ -134,21 +141,11 @@ mq_topology() { # VARIANT
     adapter) produce="$dir/lines out $messages | {ipc_run} port write out"
              consume="{ipc_run} port read --count $messages in | $dir/lines" ;;
     esac
-    cat <<T
-name = "port-bench-mq-$1"
-exit_code_from = "consumer"
-[process.producer]
-shell = '''$produce'''
-[process.consumer]
-shell = '''$consume'''
-[[edge]]
-from = "producer.out"
-to = "consumer.in"
-traffic = "messages"
+    topology "port-bench-mq-$1" "$produce" "$consume" producer.out consumer.in \
+        'traffic = "messages"
 mechanism = "posix-mq"
 message_size = 128
-depth = 10
-T
+depth = 10'
 }
 
 ring_topology() { # VARIANT
@@ -159,20 +156,10 @@ ring_topology() { # VARIANT
     adapter) produce="$dir/lines out $ring_messages | {ipc_run} port write out"
              consume="{ipc_run} port read in | $dir/lines" ;;
     esac
-    cat <<T
-name = "port-bench-ring-$1"
-exit_code_from = "consumer"
-[process.producer]
-shell = '''$produce'''
-[process.consumer]
-shell = '''$consume'''
-[[edge]]
-from = "producer.out"
-to = "consumer.in"
-traffic = "messages"
+    topology "port-bench-ring-$1" "$produce" "$consume" producer.out consumer.in \
+        'traffic = "messages"
 sync = "ring"
-size = "1MiB"
-T
+size = "1MiB"'
 }
 
 for v in direct cat adapter; do pipe_topology $v >"$dir/pipe-$v.toml"; done
