@@ -118,6 +118,15 @@ fn run_tapped(scratch: &Scratch, file: &Path, taps: &[(&str, &Path)]) -> Finishe
     )
 }
 
+/// Asserts that `name`'s line in the run's summary says `status`.
+fn assert_summary(run: &Finished, name: &str, status: &str) {
+    assert!(
+        summary_line(&run.stderr, name).contains(status),
+        "{name}: {}",
+        run.stderr
+    );
+}
+
 fn sorted(mut lines: Vec<String>) -> Vec<String> {
     lines.sort();
     lines
@@ -345,10 +354,9 @@ fn ends_and_errors() {
     toml += &edge("wrong-w.out", "wrong-r", "");
     let file = scratch.topology(&toml);
     let run = scratch.run(&file);
-    let summary = |name: &str| summary_line(&run.stderr, name).to_owned();
-    assert!(summary("idle-r").contains("exited 0"), "{}", run.stderr);
+    assert_summary(&run, "idle-r", "exited 0");
     assert_eq!(lines_of(&run.stdout, "idle-r"), strings(&["i1", "i2"]));
-    assert!(summary("big-w").contains("exited 1"), "{}", run.stderr);
+    assert_summary(&run, "big-w", "exited 1");
     assert!(
         run.stderr.contains(
             "a message of 17 bytes is larger than message_size=16 of posix-mq port `out`"
@@ -356,20 +364,20 @@ fn ends_and_errors() {
         "{}",
         run.stderr
     );
-    assert!(summary("vbig-w").contains("exited 1"), "{}", run.stderr);
+    assert_summary(&run, "vbig-w", "exited 1");
     assert!(
         run.stderr
             .contains("larger than message_size=16 of sysv-mq port `out`"),
         "{}",
         run.stderr
     );
-    assert!(summary("sem-a").contains("exited 2"), "{}", run.stderr);
+    assert_summary(&run, "sem-a", "exited 2");
     assert!(
         run.stderr.contains("carries no data to copy"),
         "{}",
         run.stderr
     );
-    assert!(summary("wrong-w").contains("exited 2"), "{}", run.stderr);
+    assert_summary(&run, "wrong-w", "exited 2");
     assert!(
         run.stderr
             .contains("is the `write` end: `port read` needs `read`"),
@@ -445,7 +453,7 @@ fn tap_copies_an_edge() {
         strings(&["hello", "world"])
     );
     assert_eq!(std::fs::read_to_string(&talk).unwrap(), "hello\nworld\n");
-    assert!(summary_line(&run.stderr, "tap-nums").contains("exited 0"));
+    assert_summary(&run, "tap-nums", "exited 0");
 }
 
 /// `plan --tap` shows the inserted process and the split edge; a queue
@@ -571,26 +579,14 @@ fn ring_reads_writes_and_taps() {
         .map(str::to_owned)
         .collect();
     assert_eq!(sorted(copied), want);
-    assert!(
-        summary_line(&run.stderr, "rr").contains("exited 0"),
-        "{}",
-        run.stderr
-    );
-    assert!(summary_line(&run.stderr, "tap-frames").contains("exited 0"));
-    assert!(
-        summary_line(&run.stderr, "big-w").contains("exited 1"),
-        "{}",
-        run.stderr
-    );
+    assert_summary(&run, "rr", "exited 0");
+    assert_summary(&run, "tap-frames", "exited 0");
+    assert_summary(&run, "big-w", "exited 1");
     assert!(
         run.stderr
             .contains("bytes is larger than the largest record (4088 bytes) of ring port `out`"),
         "{}",
         run.stderr
     );
-    assert!(
-        summary_line(&run.stderr, "big-r").contains("exited 0"),
-        "{}",
-        run.stderr
-    );
+    assert_summary(&run, "big-r", "exited 0");
 }
