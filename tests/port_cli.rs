@@ -5,7 +5,7 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use support::*;
 
@@ -109,13 +109,7 @@ fn run_tapped(scratch: &Scratch, file: &Path, taps: &[(&str, &Path)]) -> Finishe
             .arg("--tap")
             .arg(format!("{edge}={}", copy.display()));
     }
-    finish(
-        command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    )
+    run_captured(&mut command)
 }
 
 /// Asserts that `name`'s line in the run's summary says `status`.
