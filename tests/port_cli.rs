@@ -4,22 +4,121 @@
 
 mod support;
 
+use std::path::Path;
 use std::process::Command;
 
 use support::*;
 
-/// A writer process feeding `input` (printf format) to `port write`.
-fn writer(name: &str, input: &str, args: &str) -> String {
-    format!("[process.{name}]\nshell = '''printf '{input}' | {{ipc_run}} port write {args}'''\n")
+/// A writer process, `FEED | port write WRITE`, and a reader process,
+/// `port read READ` (`READ` is the rest of its shell line), joined by an
+/// edge from the writer's `out` to the reader's `in` with the `edge`
+/// options.
+struct Pair<'a> {
+    writer: String,
+    reader: String,
+    /// Copies of the writer (1: no `replicas` key).
+    replicas: u32,
+    feed: String,
+    write: &'a str,
+    read: &'a str,
+    edge: &'a str,
 }
 
-/// A reader process: `port read ARGS`.
-fn reader(name: &str, args: &str) -> String {
-    format!("[process.{name}]\nshell = '''{{ipc_run}} port read {args}'''\n")
+/// The pair `NAME-w` -> `NAME-r`, the writer fed by `printf 'INPUT'`.
+fn pair<'a>(name: &str, input: &str, write: &'a str, read: &'a str, edge: &'a str) -> Pair<'a> {
+    Pair::new(name, format!("printf '{input}'"), write, read, edge)
+}
+
+/// The pair `NAME-w` -> `NAME-r` with two writers fed by `printf "INPUT"`:
+/// double quotes, so that `$IPC_RUN_REPLICA` in `input` tells them apart.
+fn replicated<'a>(
+    name: &str,
+    input: &str,
+    write: &'a str,
+    read: &'a str,
+    edge: &'a str,
+) -> Pair<'a> {
+    Pair {
+        replicas: 2,
+        ..Pair::new(name, format!("printf \"{input}\""), write, read, edge)
+    }
+}
+
+impl<'a> Pair<'a> {
+    /// The pair `NAME-w` -> `NAME-r`, one writer fed by the shell command
+    /// `feed`.
+    fn new(name: &str, feed: String, write: &'a str, read: &'a str, edge: &'a str) -> Self {
+        Pair {
+            writer: format!("{name}-w"),
+            reader: format!("{name}-r"),
+            replicas: 1,
+            feed,
+            write,
+            read,
+            edge,
+        }
+    }
+
+    /// Other names for the writer and the reader.
+    fn named(mut self, writer: &str, reader: &str) -> Self {
+        writer.clone_into(&mut self.writer);
+        reader.clone_into(&mut self.reader);
+        self
+    }
+
+    fn toml(&self) -> String {
+        let (writer, reader) = (&self.writer, &self.reader);
+        let replicas = match self.replicas {
+            1 => String::new(),
+            n => format!("replicas = {n}\n"),
+        };
+        format!(
+            "[process.{writer}]\n{replicas}shell = '''{} | {{ipc_run}} port write {}'''\n\
+             [process.{reader}]\nshell = '''{{ipc_run}} port read {}'''\n{}",
+            self.feed,
+            self.write,
+            self.read,
+            edge(&format!("{writer}.out"), &format!("{reader}.in"), self.edge),
+        )
+    }
+}
+
+/// A topology named `name` of `pairs`, in order.
+fn topology(name: &str, pairs: &[Pair]) -> String {
+    let mut toml = format!("name = \"{name}\"\n");
+    for pair in pairs {
+        toml += &pair.toml();
+    }
+    toml
 }
 
 fn edge(from: &str, to: &str, extra: &str) -> String {
     format!("[[edge]]\nfrom = \"{from}\"\nto = \"{to}\"\n{extra}\n")
+}
+
+/// Edge options of a POSIX queue of 64-byte messages.
+const POSIX_MQ: &str = "mechanism = \"posix-mq\"\ntraffic = \"messages\"\nmessage_size = 64";
+/// Edge options of a System V queue of 64-byte messages.
+const SYSV_MQ: &str = "mechanism = \"sysv-mq\"\ntraffic = \"messages\"\nmessage_size = 64";
+
+/// `scratch.run(file)` with `--tap EDGE=FILE` for each of `taps`.
+fn run_tapped(scratch: &Scratch, file: &Path, taps: &[(&str, &Path)]) -> Finished {
+    let mut command = scratch.run_command(file);
+    for (edge, copy) in taps {
+        command
+            .arg("--tap")
+            .arg(format!("{edge}={}", copy.display()));
+    }
+    run_captured(&mut command)
+}
+
+/// Asserts that `name`'s line in the run's summary says `status`.
+fn assert_summary(run: &Finished, name: &str, status: &str) {
+    assert!(
+        summary_line(&run.stderr, name).contains(status),
+        "{name}: {}",
+        run.stderr
+    );
 }
 
 fn sorted(mut lines: Vec<String>) -> Vec<String> {
@@ -36,93 +135,93 @@ fn strings(items: &[&str]) -> Vec<String> {
 #[test]
 fn every_kind_reads_and_writes() {
     let mut scratch = Scratch::new("port-kinds");
-    let mut toml = String::from("name = \"kinds\"\n");
     // Streams: pipe, FIFO by fd and by path, stream socketpair. A last line
     // without a newline arrives as it is; the relay shows it as a line.
-    for (kind, extra) in [
+    let mut pairs: Vec<Pair> = [
         ("pipe", "mechanism = \"pipe\""),
         ("fifo", "mechanism = \"fifo\""),
         ("fpath", "mechanism = \"fifo\"\ndeliver = \"path\""),
         ("spair", "mechanism = \"socketpair\""),
-    ] {
-        toml += &writer(&format!("{kind}-w"), "a\\nb\\nc", "out");
-        toml += &reader(&format!("{kind}-r"), "in");
-        toml += &edge(&format!("{kind}-w.out"), &format!("{kind}-r.in"), extra);
-    }
-    // Seqpacket socketpair: boundaries kept, EOF when the writer ends.
-    toml += &writer("seq-w", "one\\ntwo words\\n", "out");
-    toml += &reader("seq-r", "in");
-    toml += &edge(
-        "seq-w.out",
-        "seq-r.in",
-        "mechanism = \"socketpair\"\nsocket = \"seqpacket\"\ntraffic = \"messages\"",
-    );
-    // Datagram socketpair: no EOF, an end marker.
-    toml += &writer("dg-w", "d1\\nd2\\n", "--end-marker out");
-    toml += &reader("dg-r", "--end-markers 1 in");
-    toml += &edge(
-        "dg-w.out",
-        "dg-r.in",
-        "mechanism = \"socketpair\"\nsocket = \"dgram\"\ntraffic = \"messages\"",
-    );
-    // Stream listener: two clients, lines kept whole, read ends after two
-    // connections.
-    toml += "[process.ul-w]\nreplicas = 2\nshell = '''printf \"x$IPC_RUN_REPLICA\\ny$IPC_RUN_REPLICA\\n\" | {ipc_run} port write out'''\n";
-    toml += &reader("ul-r", "--count 2 in");
-    toml += &edge(
-        "ul-w.out",
-        "ul-r.in",
-        "mechanism = \"unix-listener\"\ntraffic = \"request\"",
-    );
-    // Seqpacket listener: messages from two clients, two connections.
-    toml += "[process.us-w]\nreplicas = 2\nshell = '''printf \"s$IPC_RUN_REPLICA\\n\" | {ipc_run} port write out'''\n";
-    toml += &reader("us-r", "--count 2 in");
-    toml += &edge(
-        "us-w.out",
-        "us-r.in",
-        "mechanism = \"unix-listener\"\nsocket = \"seqpacket\"\ntraffic = \"messages\"",
-    );
-    // Datagram listener, two writers, two end markers.
-    toml += "[process.ud-w]\nreplicas = 2\nshell = '''printf \"u$IPC_RUN_REPLICA\\n\" | {ipc_run} port write --end-marker out'''\n";
-    toml += &reader("ud-r", "--end-markers 2 in");
-    toml += &edge(
-        "ud-w.out",
-        "ud-r.in",
-        "mechanism = \"unix-listener\"\nsocket = \"dgram\"\ntraffic = \"messages\"",
-    );
-    // TCP: one connection.
-    toml += &writer("tcp-w", "t1\\nt2\\n", "out");
-    toml += &reader("tcp-r", "--count 1 in");
-    toml += &edge(
-        "tcp-w.out",
-        "tcp-r.in",
-        "mechanism = \"tcp\"\ntraffic = \"request\"",
-    );
-    // UDP: an end marker.
-    toml += &writer("udp-w", "p1\\np2\\n", "--end-marker out");
-    toml += &reader("udp-r", "--end-markers 1 in");
-    toml += &edge(
-        "udp-w.out",
-        "udp-r.in",
-        "mechanism = \"udp\"\ntraffic = \"messages\"",
-    );
-    // POSIX queue: two writers, two end markers.
-    toml += "[process.mq-w]\nreplicas = 2\nshell = '''printf \"q$IPC_RUN_REPLICA a\\nq$IPC_RUN_REPLICA b\\n\" | {ipc_run} port write --end-marker out'''\n";
-    toml += &reader("mq-r", "--end-markers 2 in");
-    toml += &edge(
-        "mq-w.out",
-        "mq-r.in",
-        "mechanism = \"posix-mq\"\ntraffic = \"messages\"\nmessage_size = 64\ndepth = 4",
-    );
-    // System V queue.
-    toml += &writer("sv-w", "v1\\nv2\\n", "--end-marker out");
-    toml += &reader("sv-r", "--end-markers 1 in");
-    toml += &edge(
-        "sv-w.out",
-        "sv-r.in",
-        "mechanism = \"sysv-mq\"\ntraffic = \"messages\"\nmessage_size = 64",
-    );
-    let file = scratch.topology(&toml);
+    ]
+    .into_iter()
+    .map(|(kind, extra)| pair(kind, "a\\nb\\nc", "out", "in", extra))
+    .collect();
+    pairs.extend([
+        // Seqpacket socketpair: boundaries kept, EOF when the writer ends.
+        pair(
+            "seq",
+            "one\\ntwo words\\n",
+            "out",
+            "in",
+            "mechanism = \"socketpair\"\nsocket = \"seqpacket\"\ntraffic = \"messages\"",
+        ),
+        // Datagram socketpair: no EOF, an end marker.
+        pair(
+            "dg",
+            "d1\\nd2\\n",
+            "--end-marker out",
+            "--end-markers 1 in",
+            "mechanism = \"socketpair\"\nsocket = \"dgram\"\ntraffic = \"messages\"",
+        ),
+        // Stream listener: two clients, lines kept whole, read ends after
+        // two connections.
+        replicated(
+            "ul",
+            "x$IPC_RUN_REPLICA\\ny$IPC_RUN_REPLICA\\n",
+            "out",
+            "--count 2 in",
+            "mechanism = \"unix-listener\"\ntraffic = \"request\"",
+        ),
+        // Seqpacket listener: messages from two clients, two connections.
+        replicated(
+            "us",
+            "s$IPC_RUN_REPLICA\\n",
+            "out",
+            "--count 2 in",
+            "mechanism = \"unix-listener\"\nsocket = \"seqpacket\"\ntraffic = \"messages\"",
+        ),
+        // Datagram listener, two writers, two end markers.
+        replicated(
+            "ud",
+            "u$IPC_RUN_REPLICA\\n",
+            "--end-marker out",
+            "--end-markers 2 in",
+            "mechanism = \"unix-listener\"\nsocket = \"dgram\"\ntraffic = \"messages\"",
+        ),
+        // TCP: one connection.
+        pair(
+            "tcp",
+            "t1\\nt2\\n",
+            "out",
+            "--count 1 in",
+            "mechanism = \"tcp\"\ntraffic = \"request\"",
+        ),
+        // UDP: an end marker.
+        pair(
+            "udp",
+            "p1\\np2\\n",
+            "--end-marker out",
+            "--end-markers 1 in",
+            "mechanism = \"udp\"\ntraffic = \"messages\"",
+        ),
+        // POSIX queue: two writers, two end markers.
+        replicated(
+            "mq",
+            "q$IPC_RUN_REPLICA a\\nq$IPC_RUN_REPLICA b\\n",
+            "--end-marker out",
+            "--end-markers 2 in",
+            "mechanism = \"posix-mq\"\ntraffic = \"messages\"\nmessage_size = 64\ndepth = 4",
+        ),
+        // System V queue.
+        pair(
+            "sv",
+            "v1\\nv2\\n",
+            "--end-marker out",
+            "--end-markers 1 in",
+            SYSV_MQ,
+        ),
+    ]);
+    let file = scratch.topology(&topology("kinds", &pairs));
     let run = scratch.run(&file);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let out = &run.stdout;
@@ -165,38 +264,35 @@ fn every_kind_reads_and_writes() {
 #[test]
 fn framings() {
     let mut scratch = Scratch::new("port-framing");
-    let mut toml = String::from("name = \"framing\"\n");
-    // Length in, length out: two messages, one holding a newline and a NUL.
-    toml += &writer(
-        "len-w",
-        "\\000\\000\\000\\003a\\nb\\000\\000\\000\\002\\000z",
-        "--framing length out",
-    );
-    toml += "[process.len-r]\nshell = '''{ipc_run} port read --framing length --count 2 in | od -An -tx1 | tr -d ' \\n'; echo'''\n";
-    toml += &edge(
-        "len-w.out",
-        "len-r.in",
-        "mechanism = \"posix-mq\"\ntraffic = \"messages\"\nmessage_size = 64",
-    );
-    // Raw in: one printf is one read, so one message; line out adds "\n"
-    // once, also to a message that already ends with one.
-    toml += &writer("raw-w", "r1 r2\\n", "--framing raw out");
-    toml +=
-        "[process.raw-r]\nshell = '''{ipc_run} port read --count 1 in | od -An -c | tr -s ' ''''\n";
-    toml += &edge(
-        "raw-w.out",
-        "raw-r.in",
-        "mechanism = \"posix-mq\"\ntraffic = \"messages\"\nmessage_size = 64",
-    );
-    // Raw out: messages back to back.
-    toml += &writer("cat-w", "k\\nl\\nm\\n", "out");
-    toml += "[process.cat-r]\nshell = '''{ipc_run} port read --framing raw --count 3 in; echo'''\n";
-    toml += &edge(
-        "cat-w.out",
-        "cat-r.in",
-        "mechanism = \"sysv-mq\"\ntraffic = \"messages\"\nmessage_size = 64",
-    );
-    let file = scratch.topology(&toml);
+    let pairs = [
+        // Length in, length out: two messages, one holding a newline and a
+        // NUL.
+        pair(
+            "len",
+            "\\000\\000\\000\\003a\\nb\\000\\000\\000\\002\\000z",
+            "--framing length out",
+            "--framing length --count 2 in | od -An -tx1 | tr -d ' \\n'; echo",
+            POSIX_MQ,
+        ),
+        // Raw in: one printf is one read, so one message; line out adds "\n"
+        // once, also to a message that already ends with one.
+        pair(
+            "raw",
+            "r1 r2\\n",
+            "--framing raw out",
+            "--count 1 in | od -An -c | tr -s ' '",
+            POSIX_MQ,
+        ),
+        // Raw out: messages back to back.
+        pair(
+            "cat",
+            "k\\nl\\nm\\n",
+            "out",
+            "--framing raw --count 3 in; echo",
+            SYSV_MQ,
+        ),
+    ];
+    let file = scratch.topology(&topology("framing", &pairs));
     let run = scratch.run(&file);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(
@@ -214,27 +310,31 @@ fn framings() {
 #[test]
 fn ends_and_errors() {
     let mut scratch = Scratch::new("port-errors");
-    let mut toml = String::from("name = \"errors\"\n");
-    toml += &writer("idle-w", "i1\\ni2\\n", "out");
-    toml += &reader("idle-r", "--idle-timeout 300ms in");
-    toml += &edge(
-        "idle-w.out",
-        "idle-r.in",
-        "mechanism = \"posix-mq\"\ntraffic = \"messages\"\nmessage_size = 64",
-    );
-    toml += &writer("big-w", "0123456789abcdefX\\n", "out");
-    toml += &reader("big-r", "--idle-timeout 200ms in");
-    toml += &edge(
-        "big-w.out",
-        "big-r.in",
-        "mechanism = \"posix-mq\"\ntraffic = \"messages\"\nmessage_size = 16",
-    );
-    toml += &writer("vbig-w", "0123456789abcdefX\\n", "out");
-    toml += &reader("vbig-r", "--idle-timeout 200ms in");
-    toml += &edge(
-        "vbig-w.out",
-        "vbig-r.in",
-        "mechanism = \"sysv-mq\"\ntraffic = \"messages\"\nmessage_size = 16",
+    let mut toml = topology(
+        "errors",
+        &[
+            pair(
+                "idle",
+                "i1\\ni2\\n",
+                "out",
+                "--idle-timeout 300ms in",
+                POSIX_MQ,
+            ),
+            pair(
+                "big",
+                "0123456789abcdefX\\n",
+                "out",
+                "--idle-timeout 200ms in",
+                "mechanism = \"posix-mq\"\ntraffic = \"messages\"\nmessage_size = 16",
+            ),
+            pair(
+                "vbig",
+                "0123456789abcdefX\\n",
+                "out",
+                "--idle-timeout 200ms in",
+                "mechanism = \"sysv-mq\"\ntraffic = \"messages\"\nmessage_size = 16",
+            ),
+        ],
     );
     toml += "[process.sem-a]\nshell = '''{ipc_run} port read s'''\n";
     toml += "[process.sem-b]\ncmd = [\"true\"]\n";
@@ -248,10 +348,9 @@ fn ends_and_errors() {
     toml += &edge("wrong-w.out", "wrong-r", "");
     let file = scratch.topology(&toml);
     let run = scratch.run(&file);
-    let summary = |name: &str| summary_line(&run.stderr, name).to_owned();
-    assert!(summary("idle-r").contains("exited 0"), "{}", run.stderr);
+    assert_summary(&run, "idle-r", "exited 0");
     assert_eq!(lines_of(&run.stdout, "idle-r"), strings(&["i1", "i2"]));
-    assert!(summary("big-w").contains("exited 1"), "{}", run.stderr);
+    assert_summary(&run, "big-w", "exited 1");
     assert!(
         run.stderr.contains(
             "a message of 17 bytes is larger than message_size=16 of posix-mq port `out`"
@@ -259,20 +358,20 @@ fn ends_and_errors() {
         "{}",
         run.stderr
     );
-    assert!(summary("vbig-w").contains("exited 1"), "{}", run.stderr);
+    assert_summary(&run, "vbig-w", "exited 1");
     assert!(
         run.stderr
             .contains("larger than message_size=16 of sysv-mq port `out`"),
         "{}",
         run.stderr
     );
-    assert!(summary("sem-a").contains("exited 2"), "{}", run.stderr);
+    assert_summary(&run, "sem-a", "exited 2");
     assert!(
         run.stderr.contains("carries no data to copy"),
         "{}",
         run.stderr
     );
-    assert!(summary("wrong-w").contains("exited 2"), "{}", run.stderr);
+    assert_summary(&run, "wrong-w", "exited 2");
     assert!(
         run.stderr
             .contains("is the `write` end: `port read` needs `read`"),
@@ -327,19 +426,7 @@ fn tap_copies_an_edge() {
     let talk = scratch.dir.join("talk.copy");
     // An old copy is replaced, not appended to.
     std::fs::write(&copy, "stale").unwrap();
-    let mut command = scratch.run_command(&file);
-    command
-        .arg("--tap")
-        .arg(format!("nums={}", copy.display()))
-        .arg("--tap")
-        .arg(format!("talk={}", talk.display()));
-    let run = finish(
-        command
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let run = run_tapped(&scratch, &file, &[("nums", &copy), ("talk", &talk)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let expected: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
     assert_eq!(lines_of(&run.stdout, "count"), [expected.len().to_string()]);
@@ -360,7 +447,7 @@ fn tap_copies_an_edge() {
         strings(&["hello", "world"])
     );
     assert_eq!(std::fs::read_to_string(&talk).unwrap(), "hello\nworld\n");
-    assert!(summary_line(&run.stderr, "tap-nums").contains("exited 0"));
+    assert_summary(&run, "tap-nums", "exited 0");
 }
 
 /// `plan --tap` shows the inserted process and the split edge; a queue
@@ -439,18 +526,8 @@ fn tap_in_plans_and_refusals() {
 fn tap_on_a_pipeline_edge() {
     let scratch = Scratch::new("port-tap-pipeline");
     let copy = scratch.dir.join("sevens");
-    let file = std::path::Path::new(MANIFEST_DIR).join("topologies/pipeline.toml");
-    let mut command = scratch.run_command(&file);
-    command
-        .arg("--tap")
-        .arg(format!("pipeline1={}", copy.display()));
-    let run = finish(
-        command
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let file = Path::new(MANIFEST_DIR).join("topologies/pipeline.toml");
+    let run = run_tapped(&scratch, &file, &[("pipeline1", &copy)]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.stdout_text(), "40951\n");
     let expected: String = (1..=100_000)
@@ -467,35 +544,27 @@ fn tap_on_a_pipeline_edge() {
 #[test]
 fn ring_reads_writes_and_taps() {
     let mut scratch = Scratch::new("port-ring");
-    let mut toml = String::from("name = \"ring\"\n");
-    toml += "[process.rw]\nreplicas = 2\nshell = '''printf \"r$IPC_RUN_REPLICA one\\nr$IPC_RUN_REPLICA two\\n\" | {ipc_run} port write out'''\n";
-    toml += &reader("rr", "in");
-    toml += &edge(
-        "rw.out",
-        "rr.in",
-        "name = \"frames\"\ntraffic = \"messages\"\nsync = \"ring\"\nsize = \"64KiB\"",
-    );
-    // 8 KiB: a 4096-byte data area, records of at most 4088 bytes.
-    toml += "[process.big-w]\nshell = '''head -c 5000 /dev/zero | tr '\\\\0' x | {ipc_run} port write out'''\n";
-    toml += &reader("big-r", "in");
-    toml += &edge(
-        "big-w.out",
-        "big-r.in",
-        "traffic = \"messages\"\nsync = \"ring\"\nsize = \"8KiB\"",
-    );
-    let file = scratch.topology(&toml);
+    let pairs = [
+        replicated(
+            "r",
+            "r$IPC_RUN_REPLICA one\\nr$IPC_RUN_REPLICA two\\n",
+            "out",
+            "in",
+            "name = \"frames\"\ntraffic = \"messages\"\nsync = \"ring\"\nsize = \"64KiB\"",
+        )
+        .named("rw", "rr"),
+        // 8 KiB: a 4096-byte data area, records of at most 4088 bytes.
+        Pair::new(
+            "big",
+            "head -c 5000 /dev/zero | tr '\\\\0' x".to_owned(),
+            "out",
+            "in",
+            "traffic = \"messages\"\nsync = \"ring\"\nsize = \"8KiB\"",
+        ),
+    ];
+    let file = scratch.topology(&topology("ring", &pairs));
     let copy = scratch.dir.join("frames.copy");
-    let mut command = scratch.run_command(&file);
-    command
-        .arg("--tap")
-        .arg(format!("frames={}", copy.display()));
-    let run = finish(
-        command
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let run = run_tapped(&scratch, &file, &[("frames", &copy)]);
     let want = strings(&["r0 one", "r0 two", "r1 one", "r1 two"]);
     assert_eq!(sorted(lines_of(&run.stdout, "rr")), want, "{}", run.stderr);
     let copied: Vec<String> = std::fs::read_to_string(&copy)
@@ -504,26 +573,14 @@ fn ring_reads_writes_and_taps() {
         .map(str::to_owned)
         .collect();
     assert_eq!(sorted(copied), want);
-    assert!(
-        summary_line(&run.stderr, "rr").contains("exited 0"),
-        "{}",
-        run.stderr
-    );
-    assert!(summary_line(&run.stderr, "tap-frames").contains("exited 0"));
-    assert!(
-        summary_line(&run.stderr, "big-w").contains("exited 1"),
-        "{}",
-        run.stderr
-    );
+    assert_summary(&run, "rr", "exited 0");
+    assert_summary(&run, "tap-frames", "exited 0");
+    assert_summary(&run, "big-w", "exited 1");
     assert!(
         run.stderr
             .contains("bytes is larger than the largest record (4088 bytes) of ring port `out`"),
         "{}",
         run.stderr
     );
-    assert!(
-        summary_line(&run.stderr, "big-r").contains("exited 0"),
-        "{}",
-        run.stderr
-    );
+    assert_summary(&run, "big-r", "exited 0");
 }

@@ -161,13 +161,7 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
             drop(stdin);
             finish(child)
         } else {
-            finish(
-                command
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap(),
-            )
+            run_captured(&mut command)
         };
         assert_eq!(result.code, 0, "{name}: exit code\n{}", result.stderr);
         expected_output(&name, &result.stdout);

@@ -103,81 +103,53 @@ C
 cc -O2 -o "$dir/mqraw" "$dir/mqraw.c" -lrt
 cc -O2 -o "$dir/lines" "$dir/lines.c"
 
-pipe_topology() { # VARIANT
-    local produce consume extra
-    case $1 in
-    direct) produce="head -c $bytes /dev/zero"; consume="wc -c"; extra="" ;;
-    cat) produce="head -c $bytes /dev/zero | cat >/dev/fd/\$(printf '%s\\n' \$IPC_PORT_OUT | sed -n 's/^fd=//p')"
-         consume="cat </dev/fd/\$(printf '%s\\n' \$IPC_PORT_IN | sed -n 's/^fd=//p') | wc -c"; extra=1 ;;
-    adapter) produce="head -c $bytes /dev/zero | {ipc_run} port write out"
-             consume="{ipc_run} port read in | wc -c"; extra=1 ;;
-    esac
-    cat <<T
-name = "port-bench-pipe-$1"
+# Every variant is `producer` -> `consumer`, the run's exit code the
+# consumer's. Writes $dir/VARIANT.toml.
+topology() { # VARIANT PRODUCE CONSUME FROM TO EDGE_OPTIONS (one per line)
+    cat >"$dir/$1.toml" <<T
+name = "port-bench-$1"
 exit_code_from = "consumer"
 [process.producer]
-shell = '''$produce'''
+shell = '''$2'''
 [process.consumer]
-shell = '''$consume'''
+shell = '''$3'''
 [[edge]]
-from = "producer${extra:+.out}"
-to = "consumer${extra:+.in}"
-mechanism = "pipe"
+from = "$4"
+to = "$5"
+$6
 T
 }
 
-mq_topology() { # VARIANT
-    local produce consume
-    case $1 in
-    raw) produce="$dir/mqraw send \$(printf '%s\\n' \$IPC_PORT_OUT | sed -n 's/^name=//p') $messages"
-         consume="$dir/mqraw recv \$(printf '%s\\n' \$IPC_PORT_IN | sed -n 's/^name=//p') $messages" ;;
-    adapter) produce="$dir/lines out $messages | {ipc_run} port write out"
-             consume="{ipc_run} port read --count $messages in | $dir/lines" ;;
-    esac
-    cat <<T
-name = "port-bench-mq-$1"
-exit_code_from = "consumer"
-[process.producer]
-shell = '''$produce'''
-[process.consumer]
-shell = '''$consume'''
-[[edge]]
-from = "producer.out"
-to = "consumer.in"
-traffic = "messages"
+# Shell text that, run by the process, prints KEY's value from its port
+# variable (`IPC_PORT_OUT=fd=3 ...` -> 3).
+port_value() { # VARIABLE KEY
+    echo "\$(printf '%s\\n' \$$1 | sed -n 's/^$2=//p')"
+}
+
+zeros="head -c $bytes /dev/zero"
+pipe='mechanism = "pipe"'
+topology pipe-direct "$zeros" "wc -c" producer consumer "$pipe"
+topology pipe-cat "$zeros | cat >/dev/fd/$(port_value IPC_PORT_OUT fd)" \
+    "cat </dev/fd/$(port_value IPC_PORT_IN fd) | wc -c" producer.out consumer.in "$pipe"
+topology pipe-adapter "$zeros | {ipc_run} port write out" \
+    "{ipc_run} port read in | wc -c" producer.out consumer.in "$pipe"
+
+mq='traffic = "messages"
 mechanism = "posix-mq"
 message_size = 128
-depth = 10
-T
-}
+depth = 10'
+topology mq-raw "$dir/mqraw send $(port_value IPC_PORT_OUT name) $messages" \
+    "$dir/mqraw recv $(port_value IPC_PORT_IN name) $messages" producer.out consumer.in "$mq"
+topology mq-adapter "$dir/lines out $messages | {ipc_run} port write out" \
+    "{ipc_run} port read --count $messages in | $dir/lines" producer.out consumer.in "$mq"
 
-ring_topology() { # VARIANT
-    local produce consume
-    case $1 in
-    raw) produce="$PROBE ring-send out x $ring_messages 100 close"
-         consume="$PROBE ring-recv in" ;;
-    adapter) produce="$dir/lines out $ring_messages | {ipc_run} port write out"
-             consume="{ipc_run} port read in | $dir/lines" ;;
-    esac
-    cat <<T
-name = "port-bench-ring-$1"
-exit_code_from = "consumer"
-[process.producer]
-shell = '''$produce'''
-[process.consumer]
-shell = '''$consume'''
-[[edge]]
-from = "producer.out"
-to = "consumer.in"
-traffic = "messages"
+ring='traffic = "messages"
 sync = "ring"
-size = "1MiB"
-T
-}
-
-for v in direct cat adapter; do pipe_topology $v >"$dir/pipe-$v.toml"; done
-for v in raw adapter; do mq_topology $v >"$dir/mq-$v.toml"; done
-for v in raw adapter; do ring_topology $v >"$dir/ring-$v.toml"; done
+size = "1MiB"'
+topology ring-raw "$PROBE ring-send out x $ring_messages 100 close" \
+    "$PROBE ring-recv in" producer.out consumer.in "$ring"
+topology ring-adapter "$dir/lines out $ring_messages | {ipc_run} port write out" \
+    "{ipc_run} port read in | $dir/lines" producer.out consumer.in "$ring"
 
 now() { date +%s%N; }
 run_once() { # FILE [RUN OPTIONS] -> elapsed ns on stdout

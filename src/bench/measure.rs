@@ -153,6 +153,27 @@ impl RoundTrips {
     pub fn percentile_us(&self, p: f64) -> Option<f64> {
         percentile(&self.nanos, p).map(|ns| ns as f64 / 1000.0)
     }
+
+    /// Keeps round trip number `round` (counted from 1), which started at
+    /// `t0` and took `dt`, unless it is part of the warm-up. True once there
+    /// are enough: `rounds.max`, or at least `MIN_ROUNDS` and `rounds.cap`
+    /// passed since the first kept one (`since`, set here).
+    fn keep(
+        &mut self,
+        round: usize,
+        t0: Instant,
+        dt: Duration,
+        rounds: Rounds,
+        since: &mut Option<Instant>,
+    ) -> bool {
+        if round <= rounds.warmup {
+            return false;
+        }
+        let since = *since.get_or_insert(t0);
+        self.nanos.push(dt.as_nanos() as u64);
+        self.nanos.len() >= rounds.max
+            || (self.nanos.len() >= MIN_ROUNDS && since.elapsed() >= rounds.cap)
+    }
 }
 
 /// The nearest-rank percentile of `values` (need not be sorted).
@@ -250,14 +271,7 @@ pub fn round_trips(
         }
         let dt = t0.elapsed();
         round += 1;
-        if round as usize <= rounds.warmup {
-            continue;
-        }
-        let since = *measuring_since.get_or_insert(t0);
-        out.nanos.push(dt.as_nanos() as u64);
-        if out.nanos.len() >= rounds.max
-            || (out.nanos.len() >= MIN_ROUNDS && since.elapsed() >= rounds.cap)
-        {
+        if out.keep(round as usize, t0, dt, rounds, &mut measuring_since) {
             break;
         }
     }
@@ -305,14 +319,7 @@ pub fn signal_round_trips(peer: Pid, rounds: Rounds) -> io::Result<RoundTrips> {
         wait.wait()?;
         let dt = t0.elapsed();
         round += 1;
-        if round <= rounds.warmup {
-            continue;
-        }
-        let since = *measuring_since.get_or_insert(t0);
-        out.nanos.push(dt.as_nanos() as u64);
-        if out.nanos.len() >= rounds.max
-            || (out.nanos.len() >= MIN_ROUNDS && since.elapsed() >= rounds.cap)
-        {
+        if out.keep(round, t0, dt, rounds, &mut measuring_since) {
             break;
         }
     }

@@ -68,13 +68,7 @@ impl Scratch {
     }
 
     pub fn run(&self, file: &Path) -> Finished {
-        finish(
-            self.run_command(file)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        )
+        run_captured(&mut self.run_command(file))
     }
 
     pub fn live(&self, file: &Path) -> Live {
@@ -163,6 +157,17 @@ pub fn wait_with_timeout(child: &mut Child, started: Instant) -> i32 {
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Runs `command` to its end, its stdout and stderr captured.
+pub fn run_captured(command: &mut Command) -> Finished {
+    finish(
+        command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 pub fn finish(mut child: Child) -> Finished {
