@@ -325,7 +325,6 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
     let report = Report {
         host,
         settings: settings.describe(),
-        not_built: Vec::new(),
         records,
     };
     let mut stdout = std::io::stdout().lock();

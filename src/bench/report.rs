@@ -134,8 +134,6 @@ pub struct Report {
     pub host: Host,
     /// How long each measurement ran, in words.
     pub settings: String,
-    /// Mechanisms this build cannot measure, each with a sentence.
-    pub not_built: Vec<String>,
     /// The measurements.
     pub records: Vec<Record>,
 }
@@ -164,7 +162,7 @@ fn number(value: f64) -> String {
 }
 
 impl Report {
-    /// The JSON document: `{host, settings, not_built, records: [...]}`.
+    /// The JSON document: `{host, settings, records: [...]}`.
     pub fn json(&self) -> String {
         let mut text = serde_json::to_string_pretty(self).expect("a report serialises");
         text.push('\n');
@@ -188,9 +186,6 @@ impl Report {
             h.kernel, h.cpu_model, h.cpus, h.load_average
         );
         let _ = writeln!(out, "run: {}", self.settings);
-        for line in &self.not_built {
-            let _ = writeln!(out, "{line}");
-        }
         let mechanisms: Vec<&str> = {
             let mut seen: Vec<&str> = Vec::new();
             for r in &self.records {
@@ -371,7 +366,6 @@ mod tests {
                 load_average: "0 0 0".into(),
             },
             settings: "quick".into(),
-            not_built: vec![],
             records: vec![
                 Record::value("pipe", 64, Metric::Throughput, 0.5, 10),
                 Record::na("posix-mq", 64, Metric::Throughput, "too big"),
