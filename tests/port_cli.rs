@@ -395,6 +395,27 @@ fn missing_port_is_a_usage_error() {
     );
 }
 
+/// A port whose object is gone (or never was) cannot be opened: exit 3,
+/// for a ring as for a FIFO.
+#[test]
+fn an_object_that_cannot_be_opened_is_exit_3() {
+    for value in [
+        "kind=posix-shm channel=c end=read name=/ipc-run-test.absent size=8192 layout=ring capacity=4096 producers=1",
+        "kind=fifo channel=c end=read path=/nonexistent/ipc-run-test.fifo",
+    ] {
+        let output = Command::new(IPC_RUN)
+            .args(["port", "read", "gone"])
+            .env("IPC_PORT_GONE", value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(3), "{value}: {output:?}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("cannot open"),
+            "{output:?}"
+        );
+    }
+}
+
 const TAPPED: &str = r#"
 name = "tapped"
 [process.numbers]

@@ -18,15 +18,20 @@ fn ring_error(port: &str, error: RingError) -> PortError {
             size: len.to_string(),
             limit: format!("the largest record ({max} bytes) of ring port `{port}`"),
         },
-        RingError::Port { .. } | RingError::BadLayout(_) => PortError::open(
-            format!("ring port `{port}`"),
-            std::io::Error::other(error.to_string()),
-        ),
+        RingError::Port { .. } | RingError::BadLayout(_) => open_error(port, error),
         other => PortError::io(
             format!("ring port `{port}`"),
             std::io::Error::other(other.to_string()),
         ),
     }
+}
+
+/// Any failure while opening a ring port: the port could not be opened.
+fn open_error(port: &str, error: RingError) -> PortError {
+    PortError::open(
+        format!("ring port `{port}`"),
+        std::io::Error::other(error.to_string()),
+    )
 }
 
 /// Reads records.
@@ -40,7 +45,7 @@ impl RingSource {
     /// Opens the ring of `port` as its reader.
     pub fn open(port: &mut Port) -> Result<RingSource, PortError> {
         let name = port.name().to_owned();
-        let consumer = Consumer::from_port(port).map_err(|e| ring_error(&name, e))?;
+        let consumer = Consumer::from_port(port).map_err(|e| open_error(&name, e))?;
         Ok(RingSource {
             consumer,
             port: name,
@@ -75,7 +80,7 @@ impl RingSink {
     /// Opens the ring of `port` as one of its producers.
     pub fn open(port: &mut Port) -> Result<RingSink, PortError> {
         let name = port.name().to_owned();
-        let producer = Producer::from_port(port).map_err(|e| ring_error(&name, e))?;
+        let producer = Producer::from_port(port).map_err(|e| open_error(&name, e))?;
         let size = producer.max_record();
         Ok(RingSink {
             producer: Some(producer),
