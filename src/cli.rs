@@ -58,6 +58,20 @@ pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
                 .get_subcommands()
                 .any(|c| c.get_name() == word || c.get_all_aliases().any(|a| a == word))
     };
+    let run = command.find_subcommand("run");
+    // Whether `name` (`--tap`, `-q`) is an option of `run` taking a value.
+    let run_option_takes_value = |name: &str| {
+        run.and_then(|run| {
+            run.get_arguments().find(|a| {
+                a.get_long()
+                    .is_some_and(|l| name.strip_prefix("--") == Some(l))
+                    || a.get_short().is_some_and(|c| name == format!("-{c}"))
+            })
+        })
+        .is_some_and(|a| a.get_action().takes_values())
+    };
+    // Where the first option of `run` stands, if one comes before any word.
+    let mut first_run_option = None;
     let mut i = 1;
     while i < args.len() {
         let Some(word) = args[i].to_str() else { break };
@@ -76,22 +90,83 @@ pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsSt
                 .get_arguments()
                 .any(|a| a.get_long().is_some_and(|l| format!("--{l}") == name))
                 || matches!(name, "-h" | "--help" | "-V" | "--version");
-            if global {
-                i += 1;
-                continue;
+            if !global {
+                first_run_option.get_or_insert(i);
+                if !word.contains('=') && run_option_takes_value(name) {
+                    i += 1;
+                }
             }
-        } else if is_command(word)
-            || (!word.contains(['/', '.']) && !std::path::Path::new(word).exists())
+            i += 1;
+            continue;
+        }
+        if word == "run" {
+            // `ipc-run -q run FILE`: the options written before `run` are
+            // its own; move them after it.
+            let Some(k) = first_run_option else {
+                return args;
+            };
+            let mut args = args;
+            let run_word = args.remove(i);
+            args.insert(k, run_word);
+            return args;
+        }
+        if is_command(word) || (!word.contains(['/', '.']) && !std::path::Path::new(word).exists())
         {
             // A command, or a word that looks like a mistyped one rather
             // than a file: clap reports the latter as a usage error.
             return args;
         }
         let mut args = args;
-        args.insert(i, "run".into());
+        args.insert(first_run_option.unwrap_or(i), "run".into());
         return args;
     }
+    let mut args = args;
+    if let Some(k) = first_run_option {
+        // Options of `run` and no file: let `run` say what is missing.
+        args.insert(k, "run".into());
+    }
     args
+}
+
+#[cfg(test)]
+mod default_command_tests {
+    use super::with_default_command;
+
+    fn rewrite(line: &str) -> String {
+        let args = line.split(' ').map(std::ffi::OsString::from).collect();
+        let out: Vec<String> = with_default_command(args)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        out.join(" ")
+    }
+
+    #[test]
+    fn a_file_means_run() {
+        assert_eq!(rewrite("ipc-run t.toml"), "ipc-run run t.toml");
+        assert_eq!(rewrite("ipc-run -q t.toml"), "ipc-run run -q t.toml");
+        assert_eq!(
+            rewrite("ipc-run --color never --tap e=f t.toml"),
+            "ipc-run --color never run --tap e=f t.toml"
+        );
+    }
+
+    #[test]
+    fn run_options_before_run_are_moved_after_it() {
+        assert_eq!(rewrite("ipc-run -q run t.toml"), "ipc-run run -q t.toml");
+        assert_eq!(
+            rewrite("ipc-run --tap e=f -q run t.toml"),
+            "ipc-run run --tap e=f -q t.toml"
+        );
+    }
+
+    #[test]
+    fn commands_and_mistyped_commands_are_left_to_clap() {
+        assert_eq!(rewrite("ipc-run check t.toml"), "ipc-run check t.toml");
+        assert_eq!(rewrite("ipc-run run t.toml"), "ipc-run run t.toml");
+        assert_eq!(rewrite("ipc-run chekc t.toml"), "ipc-run chekc t.toml");
+        assert_eq!(rewrite("ipc-run --version"), "ipc-run --version");
+    }
 }
 
 /// Options of `ipc-run run`.
