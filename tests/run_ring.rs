@@ -6,10 +6,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ipc_run::child::ring::{self, Consumer, Producer, Received};
 use nix::fcntl::OFlag;
@@ -203,96 +203,4 @@ fn producers_in_two_processes_keep_their_order() {
     for mut sender in senders {
         assert!(sender.wait().unwrap().success());
     }
-}
-
-fn pipe() -> (std::fs::File, std::fs::File) {
-    let (rx, tx) = nix::unistd::pipe().unwrap();
-    (rx.into(), tx.into())
-}
-
-/// Rough numbers, not a timed test: `cargo test --release --test run_ring
-/// -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement, run by hand"]
-fn ring_throughput() {
-    const RECORD: usize = 64 * 1024;
-    const BYTES: usize = 4 << 30;
-    let count = BYTES / RECORD;
-    // Ring: 4 MiB, one producer thread, one consumer thread.
-    let segment = Segment::new("bench", 4096 + (4 << 20), 1);
-    let mut producer = Producer::from_fd(segment.fd()).unwrap();
-    let mut consumer = Consumer::from_fd(segment.fd()).unwrap();
-    let start = Instant::now();
-    let reader = std::thread::spawn(move || {
-        let mut buf = vec![0u8; RECORD];
-        for _ in 0..count {
-            consumer.recv_into(&mut buf, None).unwrap();
-        }
-    });
-    let record = vec![7u8; RECORD];
-    for _ in 0..count {
-        producer.send(&record, None).unwrap();
-    }
-    reader.join().unwrap();
-    let ring_rate = BYTES as f64 / start.elapsed().as_secs_f64() / 1e9;
-    // Pipe: the same bytes in writes of the same size.
-    let (mut rx, mut tx) = pipe();
-    let start = Instant::now();
-    let reader = std::thread::spawn(move || {
-        let mut buf = vec![0u8; RECORD];
-        for _ in 0..count {
-            rx.read_exact(&mut buf).unwrap();
-        }
-    });
-    for _ in 0..count {
-        tx.write_all(&record).unwrap();
-    }
-    reader.join().unwrap();
-    let pipe_rate = BYTES as f64 / start.elapsed().as_secs_f64() / 1e9;
-    println!("64 KiB records: ring {ring_rate:.2} GB/s, pipe {pipe_rate:.2} GB/s");
-
-    // Round trip of 64 bytes: ping over one ring, pong over another.
-    const TRIPS: usize = 200_000;
-    let ping = Segment::new("ping", 4096 + 4096, 1);
-    let pong = Segment::new("pong", 4096 + 4096, 1);
-    let (mut ping_tx, mut ping_rx) = (
-        Producer::from_fd(ping.fd()).unwrap(),
-        Consumer::from_fd(ping.fd()).unwrap(),
-    );
-    let (mut pong_tx, mut pong_rx) = (
-        Producer::from_fd(pong.fd()).unwrap(),
-        Consumer::from_fd(pong.fd()).unwrap(),
-    );
-    let echo = std::thread::spawn(move || {
-        let mut buf = [0u8; 64];
-        for _ in 0..TRIPS {
-            ping_rx.recv_into(&mut buf, None).unwrap();
-            pong_tx.send(&buf, None).unwrap();
-        }
-    });
-    let start = Instant::now();
-    let mut buf = [0u8; 64];
-    for _ in 0..TRIPS {
-        ping_tx.send(&buf.clone(), None).unwrap();
-        pong_rx.recv_into(&mut buf, None).unwrap();
-    }
-    let ring_trip = start.elapsed() / TRIPS as u32;
-    echo.join().unwrap();
-    let (mut a_rx, mut a_tx) = pipe();
-    let (mut b_rx, mut b_tx) = pipe();
-    let echo = std::thread::spawn(move || {
-        let mut buf = [0u8; 64];
-        for _ in 0..TRIPS {
-            a_rx.read_exact(&mut buf).unwrap();
-            b_tx.write_all(&buf).unwrap();
-        }
-    });
-    let start = Instant::now();
-    for _ in 0..TRIPS {
-        a_tx.write_all(&buf).unwrap();
-        b_rx.read_exact(&mut buf).unwrap();
-    }
-    let pipe_trip = start.elapsed() / TRIPS as u32;
-    echo.join().unwrap();
-    println!("64-byte round trip: ring {ring_trip:?}, pipe {pipe_trip:?}");
 }
