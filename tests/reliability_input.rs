@@ -188,6 +188,24 @@ fn refused(scratch: &Scratch, file: &Path, limits: &str, expect: &Expect<'_>) ->
     refused_with(scratch, file, limits, &[], expect)
 }
 
+/// Each `(corpus file, code, line, mentions)` is refused with the
+/// documented limits, pointing at that line.
+fn refused_at_lines(scratch: &Scratch, cases: &[(&str, &str, usize, &[&str])]) {
+    for &(file, code, line, mentions) in cases {
+        refused(
+            scratch,
+            &corpus(file),
+            "default",
+            &Expect {
+                code,
+                line: Some(line),
+                also_lines: &[],
+                mentions,
+            },
+        );
+    }
+}
+
 fn refused_with(
     scratch: &Scratch,
     file: &Path,
@@ -853,19 +871,7 @@ fn b5_queue_and_shared_memory_sizes_above_host_limits_quote_the_limit_and_its_so
             &["(default)"],
         ),
     ];
-    for (file, code, line, mentions) in cases {
-        refused(
-            &scratch,
-            &corpus(file),
-            "default",
-            &Expect {
-                code,
-                line: Some(line),
-                also_lines: &[],
-                mentions,
-            },
-        );
-    }
+    refused_at_lines(&scratch, &cases);
     // With the host's limits the source is the /proc file it was read
     // from. No kernel allows a million messages (HARD_MSGMAX is 65536).
     let deep = scratch.topology(
@@ -967,19 +973,7 @@ fn b7_unknown_keys_wrong_types_and_bad_env_names_are_refused() {
         ("E0703-nul-in-env-value.toml", "E0703", 4, &[]),
         ("E0703-nul-in-argument.toml", "E0703", 3, &[]),
     ];
-    for (file, code, line, mentions) in cases {
-        refused(
-            &scratch,
-            &corpus(file),
-            "default",
-            &Expect {
-                code,
-                line: Some(line),
-                also_lines: &[],
-                mentions,
-            },
-        );
-    }
+    refused_at_lines(&scratch, &cases);
     // Unknown keys at every level list what the table accepts.
     for (toml, line) in [
         ("nmae = \"x\"\n[process.a]\ncmd = [\"true\"]\n", 1),
