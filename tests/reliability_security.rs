@@ -116,6 +116,22 @@ fn shm_of(run_id: &str) -> Vec<String> {
 }
 
 /// `ipc-run clean --runtime-dir ROOT`: (exit code, stdout).
+/// `ipc-run run TOPOLOGY --runtime-dir ROOT`: its exit code and stderr.
+fn run_cli(topology: &Path, root: &Path) -> (Option<i32>, String) {
+    let output = Command::new(IPC_RUN)
+        .args(["--color", "never", "run"])
+        .arg(topology)
+        .arg("--runtime-dir")
+        .arg(root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 fn clean_cli(root: &Path) -> (i32, String) {
     let output = Command::new(IPC_RUN)
         .args(["--color", "never", "clean", "--runtime-dir"])
@@ -496,16 +512,8 @@ fn s3_a_group_or_world_writable_root_is_refused_by_run_and_clean() {
         let (run_id, run_dir) = dead_run(&root);
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(mode)).unwrap();
         // run: refused, nothing made, the mode left as it is.
-        let output = Command::new(IPC_RUN)
-            .args(["--color", "never", "run"])
-            .arg(&topology)
-            .arg("--runtime-dir")
-            .arg(&root)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert_eq!(output.status.code(), Some(3), "{mode:o}: {stderr}");
+        let (code, stderr) = run_cli(&topology, &root);
+        assert_eq!(code, Some(3), "{mode:o}: {stderr}");
         assert!(stderr.contains("writable"), "{mode:o}: {stderr}");
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 1, "{mode:o}");
         let now = std::fs::metadata(&root).unwrap().mode() & 0o7777;
@@ -551,16 +559,8 @@ fn s3_a_root_or_run_dir_owned_by_another_uid_is_refused() {
     let root = root();
     let (run_id, run_dir) = dead_run(&root);
     chown(&root, OTHER_UID);
-    let output = Command::new(IPC_RUN)
-        .args(["--color", "never", "run"])
-        .arg(&topology)
-        .arg("--runtime-dir")
-        .arg(&root)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let (code, stderr) = run_cli(&topology, &root);
+    assert_eq!(code, Some(3), "{stderr}");
     assert!(
         stderr.contains(&format!("owned by uid {OTHER_UID}")),
         "{stderr}"
