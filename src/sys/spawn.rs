@@ -11,20 +11,21 @@
 //!
 //! The child shares the parent's memory until it execs (the calling parent
 //! thread is suspended meanwhile; other threads keep running but never touch
-//! what is prepared here). Hence the rules for [`child_main`] and the step
+//! what is prepared here). Hence the rules for `child_main` and the step
 //! functions it calls:
 //! - everything it reads is prepared by [`spawn`] before the clone
-//!   ([`Prepared`], seen through [`ChildArgs`]): C strings, `argv`/`envp`
+//!   (`Prepared`, seen through `ChildArgs`): C strings, `argv`/`envp`
 //!   arrays, the fd moves, a scratch array;
 //! - it only calls async-signal-safe libc wrappers that are plain syscalls;
 //!   no allocation, no lock, no panic path (no indexing, no overflow);
-//! - it writes to shared memory in exactly two places: the `LISTEN_PID`
-//!   digits (a buffer reserved for it) and the failure report (two atomics);
+//! - it writes to shared memory in exactly three places, each reserved for
+//!   it: the scratch array of fd temporaries, the `LISTEN_PID` digits and
+//!   the failure report (two atomics);
 //! - all signals are blocked in the parent thread across the clone, so no
 //!   handler of the parent ever runs on the child's stack or memory; the
 //!   child resets every disposition to default before unblocking.
 //!
-//! A failure in the child is reported through the shared [`ChildArgs`]
+//! A failure in the child is reported through the shared `ChildArgs`
 //! (step and errno) before `_exit(127)`. With `CLONE_VFORK` the parent
 //! resumes only after the child has exec'd or exited, so the report is
 //! complete when `clone` returns: no pipe, no blocking read, and no
