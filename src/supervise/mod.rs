@@ -1055,15 +1055,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             inst.streak = 0;
         }
         if inst.follow_receiver && self.shutdown.is_none() {
-            inst.follow_receiver = false;
-            inst.state = State::Backoff;
-            inst.restarts += 1;
-            inst.ending = Some(ending.clone());
-            self.message(&format!(
-                "{name}: {ending}; restarting to learn the new pid of the process it signals"
-            ));
-            self.timers
-                .add(Instant::now(), Deadline::Restart { instance: i });
+            self.follow_receiver(i, &name, ending);
             return;
         }
         let stopping = self.shutdown.is_some() || inst.stop_requested;
@@ -1074,34 +1066,58 @@ impl<R: Runtime> Supervisor<'_, R> {
             stopping,
         );
         match decision {
-            Decision::Restart(delay) => {
-                inst.state = State::Backoff;
-                inst.restarts += 1;
-                inst.streak += 1;
-                inst.ending = Some(ending.clone());
-                self.message(&format!(
-                    "{name}: {ending}; restarting in {}ms",
-                    delay.as_millis()
-                ));
-                self.timers
-                    .add(Instant::now() + delay, Deadline::Restart { instance: i });
-            }
-            Decision::Finished { exhausted } => {
-                // Ending on its own during a shutdown counts as stopped only
-                // when it failed: a peer being stopped (EPIPE, EOF) is the
-                // likely cause. A success is reported as such.
-                let stopped =
-                    inst.stop_requested || (self.shutdown.is_some() && !ending.is_success());
-                if exhausted {
-                    let limit = self.plan.processes[i].restart.limit;
-                    self.message(&format!(
-                        "{name}: {ending}; restart limit {limit} reached, not restarting"
-                    ));
-                }
-                self.finish(i, ending, stopped);
-                self.start_ready_instances();
-            }
+            Decision::Restart(delay) => self.schedule_restart(i, &name, ending, delay),
+            Decision::Finished { exhausted } => self.finish_after_exit(i, &name, ending, exhausted),
         }
+    }
+
+    /// Instance `i` was stopped because a receiver of its signals was
+    /// restarted: it starts again at once (outside the restart policy, so
+    /// its streak is untouched), to be given the receiver's new pid.
+    fn follow_receiver(&mut self, i: usize, name: &str, ending: Ending) {
+        let inst = &mut self.instances[i];
+        inst.follow_receiver = false;
+        inst.state = State::Backoff;
+        inst.restarts += 1;
+        inst.ending = Some(ending.clone());
+        self.message(&format!(
+            "{name}: {ending}; restarting to learn the new pid of the process it signals"
+        ));
+        self.timers
+            .add(Instant::now(), Deadline::Restart { instance: i });
+    }
+
+    /// The restart policy restarts instance `i` after `delay`.
+    fn schedule_restart(&mut self, i: usize, name: &str, ending: Ending, delay: Duration) {
+        let inst = &mut self.instances[i];
+        inst.state = State::Backoff;
+        inst.restarts += 1;
+        inst.streak += 1;
+        inst.ending = Some(ending.clone());
+        self.message(&format!(
+            "{name}: {ending}; restarting in {}ms",
+            delay.as_millis()
+        ));
+        self.timers
+            .add(Instant::now() + delay, Deadline::Restart { instance: i });
+    }
+
+    /// Instance `i` is not restarted: it is finished for good, which may
+    /// let others start.
+    fn finish_after_exit(&mut self, i: usize, name: &str, ending: Ending, exhausted: bool) {
+        // Ending on its own during a shutdown counts as stopped only when
+        // it failed: a peer being stopped (EPIPE, EOF) is the likely cause.
+        // A success is reported as such.
+        let stopped =
+            self.instances[i].stop_requested || (self.shutdown.is_some() && !ending.is_success());
+        if exhausted {
+            let limit = self.plan.processes[i].restart.limit;
+            self.message(&format!(
+                "{name}: {ending}; restart limit {limit} reached, not restarting"
+            ));
+        }
+        self.finish(i, ending, stopped);
+        self.start_ready_instances();
     }
 
     // ----- deadlines ------------------------------------------------------
@@ -1110,66 +1126,78 @@ impl<R: Runtime> Supervisor<'_, R> {
         for deadline in self.timers.take_due(Instant::now()) {
             match deadline {
                 Deadline::ReadyTimeout {
-                    instance: i,
+                    instance,
                     generation,
-                } => {
-                    let inst = &self.instances[i];
-                    if inst.generation != generation
-                        || inst.ready
-                        || self.shutdown.is_some()
-                        || !matches!(inst.state, State::Running { .. })
-                    {
-                        continue;
-                    }
-                    let process = &self.plan.processes[i];
-                    let why = format!(
-                        "not ready within {}ms (ready = {})",
-                        process.ready_timeout_ms,
-                        match process.ready {
-                            Readiness::Started => "started".to_owned(),
-                            Readiness::Notify => "notify".to_owned(),
-                            Readiness::Fd { fd } => format!("{{ fd = {fd} }}"),
-                        }
-                    );
-                    let name = process.name.clone();
-                    self.message(&format!("{name}: {why}"));
-                    self.failures.push(Failure {
-                        instance: name,
-                        code: LAUNCH_FAILURE,
-                    });
-                    self.instances[i].ending = Some(Ending::NotReady(why));
-                    self.begin_shutdown();
-                }
-                Deadline::Restart { instance: i } => {
-                    if self.instances[i].state != State::Backoff {
-                        continue;
-                    }
-                    if self.shutdown.is_some() {
-                        self.abandon_restart(i);
-                    } else if self.receiver_down(i) {
-                        // Resumed by `track_signal_pids` when it runs again.
-                        self.instances[i].waiting_for_receiver = true;
-                    } else {
-                        self.spawn(i);
-                    }
-                }
+                } => self.ready_timed_out(instance, generation),
+                Deadline::Restart { instance } => self.restart_due(instance),
                 Deadline::StopGrace {
-                    instance: i,
+                    instance,
                     generation,
-                } => {
-                    if self.instances[i].generation == generation
-                        && let State::Running { pid, .. } = self.instances[i].state
-                    {
-                        let name = self.name(i).to_owned();
-                        let grace = self.plan.processes[i].stop_timeout_ms;
-                        self.message(&format!(
-                            "{name}: still running {grace}ms after its stop signal: SIGKILL"
-                        ));
-                        signal_group(pid, Signal::SIGKILL);
-                    }
-                }
+                } => self.stop_grace_over(instance, generation),
                 Deadline::Drain => {}
             }
+        }
+    }
+
+    /// Run `generation` of instance `i` was not ready in time: a launch
+    /// failure that stops the run. A stale deadline (another run, already
+    /// ready, gone, or a shutdown under way) does nothing.
+    fn ready_timed_out(&mut self, i: usize, generation: u64) {
+        let inst = &self.instances[i];
+        if inst.generation != generation
+            || inst.ready
+            || self.shutdown.is_some()
+            || !matches!(inst.state, State::Running { .. })
+        {
+            return;
+        }
+        let process = &self.plan.processes[i];
+        let why = format!(
+            "not ready within {}ms (ready = {})",
+            process.ready_timeout_ms,
+            match process.ready {
+                Readiness::Started => "started".to_owned(),
+                Readiness::Notify => "notify".to_owned(),
+                Readiness::Fd { fd } => format!("{{ fd = {fd} }}"),
+            }
+        );
+        let name = process.name.clone();
+        self.message(&format!("{name}: {why}"));
+        self.failures.push(Failure {
+            instance: name,
+            code: LAUNCH_FAILURE,
+        });
+        self.instances[i].ending = Some(Ending::NotReady(why));
+        self.begin_shutdown();
+    }
+
+    /// The backoff of instance `i` is over: restart it, unless the run is
+    /// shutting down or a receiver of its signals is not running.
+    fn restart_due(&mut self, i: usize) {
+        if self.instances[i].state != State::Backoff {
+            return;
+        }
+        if self.shutdown.is_some() {
+            self.abandon_restart(i);
+        } else if self.receiver_down(i) {
+            // Resumed by `track_signal_pids` when it runs again.
+            self.instances[i].waiting_for_receiver = true;
+        } else {
+            self.spawn(i);
+        }
+    }
+
+    /// Run `generation` of instance `i` outlived its stop grace: SIGKILL.
+    fn stop_grace_over(&mut self, i: usize, generation: u64) {
+        if self.instances[i].generation == generation
+            && let State::Running { pid, .. } = self.instances[i].state
+        {
+            let name = self.name(i).to_owned();
+            let grace = self.plan.processes[i].stop_timeout_ms;
+            self.message(&format!(
+                "{name}: still running {grace}ms after its stop signal: SIGKILL"
+            ));
+            signal_group(pid, Signal::SIGKILL);
         }
     }
 
