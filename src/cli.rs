@@ -612,11 +612,10 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
     // Each tap's copy starts empty; the tap process appends.
     for tap in &args.plan.tap {
         crate::port::tap::truncate(&tap.file).map_err(|e| {
-            CliError::Tap(format!(
-                "--tap {}: cannot create {}: {e}",
-                tap.edge,
-                tap.file.display()
-            ))
+            CliError::Launch(crate::supervise::SuperviseError::Prepare(format!(
+                "--tap {}: {e}",
+                tap.edge
+            )))
         })?;
     }
     let nofile = raise_nofile();

@@ -23,6 +23,7 @@ pub mod host;
 pub mod launch;
 pub mod plan;
 pub mod port;
+mod safe_file;
 pub mod supervise;
 pub mod sys;
 pub mod topology;

@@ -17,12 +17,12 @@
 //! end, so a tap would never exit: refused, as are duplex edges, sockets
 //! with listeners, shared memory and notifications.
 //!
-//! FILE is truncated (created 0600, `O_NOFOLLOW`) by `ipc-run run` before
-//! anything starts, then appended to by the tap process, so a restarted tap
-//! continues the copy.
+//! FILE is created afresh (0600, `O_EXCL|O_NOFOLLOW`; an old copy is
+//! replaced only when it is a regular file of ours, see
+//! [`crate::safe_file`]) by `ipc-run run` before anything starts, then
+//! appended to by the tap process, so a restarted tap continues the copy.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::plan::{Mechanism, Plan};
@@ -33,31 +33,23 @@ use crate::topology::{
 use super::kinds::{self, Input, Output, Recv, Wait};
 use super::{Framing, PortError, TapArgs};
 
-/// Opens the tap file for adding to its end: never through a symlink,
-/// created 0600. Not `O_APPEND` (`splice(2)` refuses such files): the tap
-/// is the file's only writer, so a seek to the end does the same.
+/// Opens the tap file for adding to its end: a file of ours only (see
+/// [`crate::safe_file`]), created 0600 if missing. Not `O_APPEND`
+/// (`splice(2)` refuses such files): the tap is the file's only writer, so
+/// a seek to the end does the same.
 pub fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
     use std::io::Seek;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
+    let fd = crate::safe_file::open_path(path, crate::safe_file::Existing::Reuse)
+        .map_err(std::io::Error::other)?;
+    let mut file = std::fs::File::from(fd);
     file.seek(std::io::SeekFrom::End(0))?;
     Ok(file)
 }
 
-/// Creates or empties the tap file before a run (0600, `O_NOFOLLOW`).
-pub fn truncate(path: &Path) -> std::io::Result<()> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map(drop)
+/// Creates the tap file afresh before a run: a file of ours is replaced,
+/// anything else refused (see [`crate::safe_file`]).
+pub fn truncate(path: &Path) -> Result<(), crate::safe_file::SafeFileError> {
+    crate::safe_file::open_path(path, crate::safe_file::Existing::Replace).map(drop)
 }
 
 /// `port tap`: copies IN to OUT and to FILE until IN ends.

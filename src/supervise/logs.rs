@@ -138,17 +138,14 @@ struct LogFile {
 }
 
 impl LogFile {
-    fn open(path: &Path) -> Result<LogFile, Errno> {
-        let fd = nix::fcntl::open(
-            path,
-            nix::fcntl::OFlag::O_WRONLY
-                | nix::fcntl::OFlag::O_CREAT
-                | nix::fcntl::OFlag::O_APPEND
-                | nix::fcntl::OFlag::O_CLOEXEC
-                | nix::fcntl::OFlag::O_NOFOLLOW
-                | nix::fcntl::OFlag::O_NOCTTY,
-            nix::sys::stat::Mode::from_bits_truncate(0o600),
-        )?;
+    /// Opens `name` in the log directory `dir` for appending, as a file
+    /// of ours only (see [`crate::safe_file`]).
+    fn open(
+        dir: BorrowedFd<'_>,
+        name: &Path,
+        path: &Path,
+    ) -> Result<LogFile, crate::safe_file::SafeFileError> {
+        let fd = crate::safe_file::open_in(dir, name, path, crate::safe_file::Existing::Append)?;
         Ok(LogFile {
             fd,
             line_open: false,
@@ -225,12 +222,15 @@ impl LogWriter {
             .recursive(true)
             .create(dir)
             .map_err(|e| format!("create log directory {}: {e}", dir.display()))?;
+        let dir_fd =
+            crate::safe_file::open_checked_dir(dir).map_err(|e| format!("log directory: {e}"))?;
         for name in names {
             let mut pair = [None, None];
             for (slot, stream) in ["stdout", "stderr"].iter().enumerate() {
-                let path = dir.join(format!("{name}.{stream}.log"));
-                let file = LogFile::open(&path)
-                    .map_err(|e| format!("open log file {}: {e}", path.display()))?;
+                let file_name = format!("{name}.{stream}.log");
+                let path = dir.join(&file_name);
+                let file = LogFile::open(dir_fd.as_fd(), Path::new(&file_name), &path)
+                    .map_err(|e| format!("log file: {e}"))?;
                 pair[slot] = Some(file);
             }
             self.files.push(pair);

