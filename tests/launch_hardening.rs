@@ -189,3 +189,56 @@ fn tap_an_old_copy_of_ours_is_replaced_by_a_private_file() {
         0o600
     );
 }
+
+// ----- item 2: {ipc_run} in shell strings -------------------------------------
+
+/// `{ipc_run}` bare, in single and in double quotes, with the binary
+/// installed under a directory whose name is a shell injection in each
+/// quoting: every adapter works and nothing else runs.
+#[test]
+fn ipc_run_in_a_shell_string_is_never_re_parsed_by_the_shell() {
+    let mut scratch = Scratch::new("harden-ipc-run-path");
+    let hostile = scratch
+        .dir
+        .join("bin dir; touch pwned-1; '$(touch pwned-2)' \"$(touch pwned-3)\" `touch pwned-4`");
+    std::fs::create_dir(&hostile).unwrap();
+    let binary = hostile.join("ipc-run");
+    std::fs::copy(IPC_RUN, &binary).unwrap();
+    let cwd = scratch.dir.join("cwd");
+    std::fs::create_dir(&cwd).unwrap();
+    let mut toml = String::new();
+    for (i, spelling) in ["{ipc_run}", "'{ipc_run}'", "\"{ipc_run}\""]
+        .iter()
+        .enumerate()
+    {
+        toml.push_str(&format!(
+            "[process.w{i}]\nshell = '''printf 'w{i}\\n' | {spelling} port write out'''\n\
+             cwd = \"{cwd}\"\n\
+             [process.r{i}]\nshell = '''{spelling} port read in'''\ncwd = \"{cwd}\"\n\
+             [[edge]]\nfrom = \"w{i}.out\"\nto = \"r{i}.in\"\ntraffic = \"messages\"\n",
+            cwd = cwd.display()
+        ));
+    }
+    let file = scratch.topology(&toml);
+    // The copy in the hostile directory is the one that runs: `{ipc_run}`
+    // is its path.
+    let mut command = std::process::Command::new(&binary);
+    command
+        .args(["--color", "never", "run"])
+        .arg(&file)
+        .arg("--runtime-dir")
+        .arg(scratch.runtime())
+        .stdin(std::process::Stdio::null());
+    let run = run_captured(&mut command);
+    let planted: Vec<String> = std::fs::read_dir(&cwd)
+        .unwrap()
+        .chain(std::fs::read_dir(&scratch.dir).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pwned"))
+        .collect();
+    assert_eq!(planted, Vec::<String>::new(), "{}", run.stderr);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for i in 0..3 {
+        assert_eq!(lines_of(&run.stdout, &format!("r{i}")), [format!("w{i}")]);
+    }
+}

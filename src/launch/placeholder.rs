@@ -12,6 +12,16 @@
 //! | `{pid}` | the child's own pid; only as the whole value of `LISTEN_PID`, written by the child |
 //! | `{ipc_run}` | the path of the running ipc-run binary (`/proc/self/exe`); also filled in `cmd`/`shell` |
 //!
+//! In a `shell` script the path is never spliced in as text, which the
+//! shell would parse again (a directory named `a; rm -rf x` or `$(…)` would
+//! run). The child gets the path in the environment variable
+//! [`IPC_RUN_BIN`], and each `{ipc_run}` becomes an expansion of it quoted
+//! for where it stands ([`Values::fill_shell`]): `"${IPC_RUN_BIN}"` outside
+//! quotes, `${IPC_RUN_BIN}` inside double quotes, `'"${IPC_RUN_BIN}"'`
+//! inside single quotes (close, expand, reopen). The scan knows quotes,
+//! backslashes, `$( … )` and comments; it does not parse here-documents (an
+//! `{ipc_run}` in the body of an unquoted one gets literal quotes).
+//!
 //! Any other `{…}` text is left as it is, so JSON in an env value survives.
 //! A known placeholder without a value (an instance not started yet, a
 //! channel with no port) is an error naming it, never an empty string.
@@ -21,6 +31,26 @@ use std::collections::HashMap;
 use nix::unistd::Pid;
 
 use super::error::LaunchError;
+
+/// The variable a `shell` script's `{ipc_run}` expands (see the module docs).
+pub const IPC_RUN_BIN: &str = "IPC_RUN_BIN";
+
+const IPC_RUN: &str = "{ipc_run}";
+
+/// Where a point of a shell script stands, for quoting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShellContext {
+    /// Outside quotes (the top level).
+    Plain,
+    /// Inside `$( … )` (outside quotes within it).
+    Command,
+    /// Inside `"…"`.
+    Double,
+    /// Inside `'…'`.
+    Single,
+    /// Inside `$'…'`.
+    AnsiC,
+}
 
 /// The values placeholders resolve to.
 #[derive(Debug, Default, Clone)]
@@ -64,11 +94,21 @@ impl Values {
         Ok(out)
     }
 
+    /// Fills `{ipc_run}` in a `shell` script with a quoted expansion of
+    /// [`IPC_RUN_BIN`] (module docs); `None` when the script has none (the
+    /// variable is then not needed).
+    pub fn fill_shell(&self, script: &str) -> Result<Option<String>, LaunchError> {
+        if !script.contains(IPC_RUN) {
+            return Ok(None);
+        }
+        self.fill_argv(IPC_RUN)?;
+        Ok(Some(quote_ipc_run(script)))
+    }
+
     /// Fills `{ipc_run}` only: the one placeholder an argv may hold (other
     /// braces in a command, such as `${x}` in a shell script, are left
     /// alone).
     pub fn fill_argv(&self, arg: &str) -> Result<String, LaunchError> {
-        const IPC_RUN: &str = "{ipc_run}";
         if !arg.contains(IPC_RUN) {
             return Ok(arg.to_owned());
         }
@@ -126,6 +166,67 @@ impl Values {
         };
         Ok(Some(value))
     }
+}
+
+/// `script` with each `{ipc_run}` replaced by an expansion of
+/// [`IPC_RUN_BIN`] quoted for its context.
+fn quote_ipc_run(script: &str) -> String {
+    use ShellContext::*;
+    let bytes = script.as_bytes();
+    let mut out = String::with_capacity(script.len() + 32);
+    let mut stack = vec![Plain];
+    // `i` scans bytes; text is copied from `copied` up to each
+    // placeholder, both of which start at an ASCII byte.
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        let top = *stack.last().unwrap_or(&Plain);
+        if bytes[i..].starts_with(IPC_RUN.as_bytes()) {
+            out.push_str(&script[copied..i]);
+            out.push_str(match top {
+                Plain | Command => "\"${IPC_RUN_BIN}\"",
+                Double => "${IPC_RUN_BIN}",
+                Single => "'\"${IPC_RUN_BIN}\"'",
+                AnsiC => "'\"${IPC_RUN_BIN}\"$'",
+            });
+            i += IPC_RUN.len();
+            copied = i;
+            continue;
+        }
+        let word_start = i == 0 || b" \t\n;&|()".contains(&bytes[i - 1]);
+        match (top, bytes[i]) {
+            (Single, b'\'') | (AnsiC, b'\'') | (Double, b'"') => {
+                stack.pop();
+            }
+            (Single, _) => {}
+            (AnsiC | Double | Plain | Command, b'\\') => i += 1,
+            (AnsiC, _) => {}
+            (Double | Plain | Command, b'$') if bytes.get(i + 1) == Some(&b'(') => {
+                stack.push(Command);
+                i += 1;
+            }
+            (Plain | Command, b'$') if bytes.get(i + 1) == Some(&b'\'') => {
+                stack.push(AnsiC);
+                i += 1;
+            }
+            (Plain | Command, b'\'') => stack.push(Single),
+            (Plain | Command, b'"') => stack.push(Double),
+            (Command, b'(') => stack.push(Command),
+            (Command, b')') => {
+                stack.pop();
+            }
+            (Plain | Command, b'#') if word_start => {
+                // A comment runs to the end of the line.
+                while i + 1 < bytes.len() && bytes[i + 1] != b'\n' {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push_str(&script[copied..]);
+    out
 }
 
 #[cfg(test)]
@@ -228,5 +329,26 @@ mod tests {
         // Only `{ipc_run}` in argv: other placeholders stay as written.
         assert_eq!(v.fill_argv("{run_id} {pid}").unwrap(), "{run_id} {pid}");
         assert_eq!(v.fill("bin={ipc_run}").unwrap(), "bin=/usr/bin/ipc-run");
+    }
+
+    #[test]
+    fn ipc_run_in_a_shell_script_expands_a_variable_quoted_for_its_place() {
+        let mut v = values();
+        v.ipc_run = "/opt/a b;$(x)'\"/ipc-run".into();
+        let fill = |s: &str| v.fill_shell(s).unwrap().unwrap();
+        assert_eq!(fill("{ipc_run} port"), "\"${IPC_RUN_BIN}\" port");
+        assert_eq!(fill("'{ipc_run}' port"), "''\"${IPC_RUN_BIN}\"'' port");
+        assert_eq!(fill("\"{ipc_run}\" port"), "\"${IPC_RUN_BIN}\" port");
+        assert_eq!(
+            fill("echo \"$(cat '{ipc_run}')\" {ipc_run}x"),
+            "echo \"$(cat ''\"${IPC_RUN_BIN}\"'')\" \"${IPC_RUN_BIN}\"x"
+        );
+        assert_eq!(
+            fill("# it's\n\\'{ipc_run} é{ipc_run}"),
+            "# it's\n\\'\"${IPC_RUN_BIN}\" é\"${IPC_RUN_BIN}\""
+        );
+        assert_eq!(v.fill_shell("echo ${x}").unwrap(), None);
+        v.ipc_run.clear();
+        assert!(v.fill_shell("{ipc_run}").is_err(), "no path: an error");
     }
 }

@@ -12,7 +12,9 @@
 //!    `XDG_RUNTIME_DIR` and the process's own `inherit_env`), plus every
 //!    `LC_*` locale variable;
 //! 2. the plan's `env`, placeholders filled. `LISTEN_PID = "{pid}"` is not
-//!    filled here: the child writes its own pid (see [`crate::sys::spawn`]).
+//!    filled here: the child writes its own pid (see [`crate::sys::spawn`]);
+//! 3. `IPC_RUN_BIN`, this binary's path, for a `shell` script that uses
+//!    `{ipc_run}` (see [`super::placeholder`]).
 //!
 //! Nothing else of ipc-run's environment reaches a child, so a `LISTEN_FDS`
 //! or `NOTIFY_SOCKET` that ipc-run itself received never leaks.
@@ -26,7 +28,7 @@ use nix::unistd::AccessFlags;
 
 use super::error::{LaunchError, SpawnError};
 use super::identity::Identity;
-use super::placeholder::Values;
+use super::placeholder::{IPC_RUN_BIN, Values};
 use crate::plan::ProcessPlan;
 use crate::sys::spawn::ChildSpec;
 
@@ -55,12 +57,20 @@ pub(crate) fn child_spec(
     context: &SpecContext<'_>,
 ) -> Result<ChildSpec, LaunchError> {
     let instance = process.name.as_str();
-    let (env, listen_pid) = environment(process, identity, context)?;
-    let filled_argv = process
-        .argv
-        .iter()
-        .map(|arg| context.values.fill_argv(arg))
-        .collect::<Result<Vec<_>, _>>()?;
+    let (mut env, listen_pid) = environment(process, identity, context)?;
+    let mut filled_argv = Vec::with_capacity(process.argv.len());
+    for (i, arg) in process.argv.iter().enumerate() {
+        // `/bin/sh -c SCRIPT`: the script reads the binary's path from the
+        // environment, never as text it would parse.
+        let script = process.shell && i == 2;
+        match script.then(|| context.values.fill_shell(arg)).transpose()? {
+            Some(Some(script)) => {
+                env.set(IPC_RUN_BIN, context.values.ipc_run.as_str());
+                filled_argv.push(script);
+            }
+            _ => filled_argv.push(context.values.fill_argv(arg)?),
+        }
+    }
     let argv0 = filled_argv.first().cloned().unwrap_or_default();
     // The child's own PATH decides, as it would for execvp in the child;
     // ipc-run's is the fallback.
