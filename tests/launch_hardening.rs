@@ -242,3 +242,123 @@ fn ipc_run_in_a_shell_string_is_never_re_parsed_by_the_shell() {
         assert_eq!(lines_of(&run.stdout, &format!("r{i}")), [format!("w{i}")]);
     }
 }
+
+// ----- item 8: clean beside starting runs -------------------------------------
+
+const FIFO_PAIR: &str = r#"
+[process.a]
+cmd = ["echo", "x"]
+[process.b]
+cmd = ["cat"]
+[[edge]]
+from = "a"
+to = "b"
+mechanism = "fifo"
+"#;
+
+/// `ipc-run clean --runtime-dir ROOT`: its exit code and stdout.
+fn clean_cli(root: &Path) -> (i32, String) {
+    let output = std::process::Command::new(IPC_RUN)
+        .args(["clean", "--runtime-dir"])
+        .arg(root)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+/// Runs one after another while `clean` loops on the same root: no run
+/// is taken for dead (its lock, journal or directory removed under it).
+/// 100 runs here; `scripts/soak.sh` does 1,500.
+#[test]
+fn clean_in_a_loop_never_takes_a_starting_run_for_dead() {
+    let mut scratch = Scratch::new("harden-clean-race");
+    let file = scratch.topology(FIFO_PAIR);
+    let root = scratch.runtime();
+    let runs = if std::env::var_os("IPC_RUN_SOAK").is_some() {
+        1500
+    } else {
+        100
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cleaner = {
+        let (stop, root) = (stop.clone(), root.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (code, out) = clean_cli(&root);
+                assert_eq!(code, 0, "{out}");
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    let mut failures = Vec::new();
+    for i in 0..runs {
+        let output = std::process::Command::new(IPC_RUN)
+            .args(["--color", "never", "run", "-q"])
+            .arg(&file)
+            .arg("--runtime-dir")
+            .arg(&root)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        if output.status.code() != Some(0) {
+            failures.push(format!(
+                "run {i}: {:?} {}",
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = cleaner.join().unwrap();
+    assert!(rounds > 0);
+    assert_eq!(failures, Vec::<String>::new());
+    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+}
+
+/// A run SIGKILLed while something else still holds its lock (as a child
+/// between clone and exec would): its owner is gone, so `clean` calls it
+/// dead and removes it, instead of leaving it as live.
+#[test]
+fn clean_calls_a_run_dead_when_its_owner_is_gone_though_its_lock_is_held() {
+    let mut scratch = Scratch::new("harden-clean-owner");
+    let file = scratch.topology("[process.a]\ncmd = [\"sleep\", \"600\"]\n");
+    let mut live = scratch.live(&file);
+    live.wait_for_stderr("prepared");
+    let run_dir = std::fs::read_dir(scratch.runtime())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    live.kill();
+    // A stand-in for the leftover: holds the lock until its stdin closes.
+    let mut holder = std::process::Command::new("flock")
+        .arg(run_dir.join("lock"))
+        .args(["-c", "echo locked; read x"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "locked\n");
+    let (code, out) = clean_cli(&scratch.runtime());
+    drop(holder.stdin.take());
+    let _ = holder.wait();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("cleaned {}", run_dir.display())),
+        "{out}"
+    );
+    assert!(!run_dir.exists());
+}

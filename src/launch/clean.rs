@@ -4,7 +4,9 @@
 //! For each root (`$XDG_RUNTIME_DIR/ipc-run`, `/tmp/ipc-run-<uid>`) that is
 //! ours and private, each entry named like a run id is opened without
 //! following symlinks. A run whose `lock` is held (`flock`) is live and
-//! skipped. For a dead run, every journal line is undone, newest first
+//! skipped, unless the owner its lock names (pid and start time) is gone:
+//! then a leftover child of the dead run holds the lock, and the run is
+//! dead. For a dead run, every journal line is undone, newest first
 //! (POSIX objects by name, System V objects by id only if creator, mode,
 //! ctime and creator pid still match, files with `unlinkat` on the run
 //! directory fd), then the journal, the lock and the directory go. A
@@ -12,7 +14,8 @@
 //! run's `/ipc-run.<run id>.` prefix, a FIFO or socket name that is now a
 //! symlink or another kind of file (the directory is then kept). A run
 //! directory with no lock file is skipped: it is either being created right
-//! now or not ipc-run's.
+//! now (a lock appears already locked, see [`super::run_dir`]) or not
+//! ipc-run's.
 
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -25,7 +28,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::objects::{Match, ObjectRecord};
 use super::run_dir::{
-    JOURNAL_FILE, LOCK_FILE, check_private, is_run_id, list_dir, open_dir_nofollow,
+    JOURNAL_FILE, LOCK_FILE, check_private, is_run_id, list_dir, open_dir_nofollow, owner_alive,
 };
 use crate::sys::fd::try_lock_exclusive;
 
@@ -105,7 +108,16 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
     .map_err(|errno| format!("no usable lock file ({errno}): being created, or not a run"))?;
     match try_lock_exclusive(lock.as_fd()) {
         Ok(true) => {}
-        Ok(false) => return Ok(None),
+        // Held: live, unless its owner is provably gone and a leftover of
+        // it (a child between clone and exec) holds the lock.
+        Ok(false) => {
+            let mut owner = String::new();
+            let _ = std::fs::File::from(lock.try_clone().map_err(|e| e.to_string())?)
+                .read_to_string(&mut owner);
+            if owner_alive(&owner) {
+                return Ok(None);
+            }
+        }
         Err(errno) => return Err(format!("cannot test its lock: {errno}")),
     }
     let mut run = CleanedRun {

@@ -7,14 +7,20 @@
 //! directory is made with `mkdirat(…, 0700)` (EEXIST is an error: never
 //! reused), then `fchmod` to exactly 0700 whatever the umask. Inside:
 //!
-//! - `lock`: created first and `flock`ed (exclusive) for the whole run, so
-//!   `ipc-run clean` can tell a live run (lock held) from a dead one;
+//! - `lock`: made first, and *born locked*: an unnamed file (`O_TMPFILE`, or
+//!   a temporary name where the file system has none) is `flock`ed
+//!   (exclusive), given the owner line `owner pid=<pid> start=<starttime>`
+//!   (`starttime` from `/proc/<pid>/stat`, so a reused pid is told apart),
+//!   and only then linked as `lock`. So `ipc-run clean` never sees a `lock`
+//!   that a live run has not locked yet, and tells a live run (lock held,
+//!   owner alive) from a dead one (lock free, or held only by a leftover
+//!   child of a dead owner, e.g. one between `clone` and `exec`);
 //! - `journal`: append-only, one line per named object, synced as the
 //!   object is created (see [`super::objects`]).
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -182,13 +188,7 @@ impl RunDir {
                 .map_err(run_dir_error("open the run directory", &path))?;
             fchmod(&dir, Mode::from_bits_truncate(0o700))
                 .map_err(run_dir_error("set the mode of", &path))?;
-            let lock = create_file(&dir, LOCK_FILE, OFlag::O_RDWR)
-                .map_err(run_dir_error("create the lock in", &path))?;
-            match try_lock_exclusive(lock.as_fd()) {
-                Ok(true) => {}
-                Ok(false) => return Err(run_dir_error("lock", &path)(Errno::EWOULDBLOCK)),
-                Err(errno) => return Err(run_dir_error("lock", &path)(errno)),
-            }
+            let lock = create_locked(&dir, &path)?;
             let journal = create_file(&dir, JOURNAL_FILE, OFlag::O_WRONLY | OFlag::O_APPEND)
                 .map_err(run_dir_error("create the journal in", &path))?;
             Ok((dir, lock, File::from(journal)))
@@ -265,6 +265,115 @@ impl RunDir {
     }
 }
 
+/// The owner line of a lock file: this process and its start time.
+fn owner_line() -> String {
+    let pid = std::process::id();
+    let start = process_start_time(pid as i32).unwrap_or(0);
+    format!("owner pid={pid} start={start}\n")
+}
+
+/// Makes `dir/lock`, locked before it has a name (module docs).
+fn create_locked(dir: &OwnedFd, path: &Path) -> Result<OwnedFd, LaunchError> {
+    let lock_it = |fd: &OwnedFd| -> Result<(), LaunchError> {
+        fchmod(fd, Mode::from_bits_truncate(0o600))
+            .map_err(run_dir_error("set the mode of the lock in", path))?;
+        match try_lock_exclusive(fd.as_fd()) {
+            Ok(true) => {}
+            Ok(false) => return Err(run_dir_error("lock", path)(Errno::EWOULDBLOCK)),
+            Err(errno) => return Err(run_dir_error("lock", path)(errno)),
+        }
+        let mut file = File::from(fd.try_clone().map_err(|e| io_error("lock", path, &e))?);
+        file.write_all(owner_line().as_bytes())
+            .map_err(|e| io_error("write the lock in", path, &e))
+    };
+    match openat(
+        dir,
+        ".",
+        OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    ) {
+        Ok(fd) => {
+            lock_it(&fd)?;
+            let proc_path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            nix::unistd::linkat(
+                dir,
+                proc_path.as_str(),
+                dir,
+                LOCK_FILE,
+                nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+            )
+            .map_err(run_dir_error("create the lock in", path))?;
+            Ok(fd)
+        }
+        Err(Errno::EOPNOTSUPP | Errno::EISDIR | Errno::EINVAL | Errno::ENOENT) => {
+            // No O_TMPFILE here: a temporary name, locked, then linked.
+            const TEMPORARY: &str = "lock.new";
+            let fd = create_file(dir, TEMPORARY, OFlag::O_RDWR)
+                .map_err(run_dir_error("create the lock in", path))?;
+            let linked = lock_it(&fd).and_then(|()| {
+                nix::unistd::linkat(dir, TEMPORARY, dir, LOCK_FILE, nix::fcntl::AtFlags::empty())
+                    .map_err(run_dir_error("create the lock in", path))
+            });
+            let _ = unlinkat(dir, TEMPORARY, UnlinkatFlags::NoRemoveDir);
+            linked.map(|()| fd)
+        }
+        Err(errno) => Err(run_dir_error("create the lock in", path)(errno)),
+    }
+}
+
+fn io_error(action: &'static str, path: &Path, e: &std::io::Error) -> LaunchError {
+    LaunchError::RunDir {
+        action,
+        path: path.to_owned(),
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+    }
+}
+
+/// A process's start time (clock ticks after boot, field 22 of
+/// `/proc/PID/stat`) and whether it is still running (not a zombie):
+/// `None` when it is gone.
+pub(crate) fn process_start(pid: i32) -> Option<(u64, bool)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields after it start after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?;
+    // `rest` starts at field 3 (state); the start time is field 22.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((start, !matches!(state, "Z" | "X" | "x")))
+}
+
+/// A process's start time, whatever its state.
+pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
+    process_start(pid).map(|(start, _)| start)
+}
+
+/// Whether the owner line `text` names a process that is still running
+/// (same pid, same start time, not a zombie). A missing or unreadable
+/// owner line counts as alive: only a proven death makes a run dead.
+pub(crate) fn owner_alive(text: &str) -> bool {
+    let field = |key: &str| {
+        text.lines()
+            .next()?
+            .strip_prefix("owner ")?
+            .split(' ')
+            .find_map(|kv| kv.strip_prefix(key))?
+            .parse::<u64>()
+            .ok()
+    };
+    let (Some(pid), Some(start)) = (field("pid="), field("start=")) else {
+        return true;
+    };
+    let Ok(pid) = i32::try_from(pid) else {
+        return true;
+    };
+    match process_start(pid) {
+        Some((now, running)) => running && now == start,
+        None => false,
+    }
+}
+
 /// Creates a file exclusively, 0600 exactly, CLOEXEC, not following links.
 pub(crate) fn create_file(dir: &OwnedFd, name: &str, access: OFlag) -> Result<OwnedFd, Errno> {
     let fd = openat(
@@ -298,5 +407,18 @@ mod tests {
         let b = new_run_id().unwrap();
         assert!(is_run_id(&a) && is_run_id(&b), "{a} {b}");
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn owner_lines_tell_a_running_owner_from_a_gone_one() {
+        let me = std::process::id();
+        let start = process_start_time(me as i32).unwrap();
+        assert!(owner_alive(&format!("owner pid={me} start={start}\n")));
+        assert!(!owner_alive(&format!(
+            "owner pid={me} start={}\n",
+            start + 1
+        )));
+        assert!(owner_alive("garbage"), "unknown counts as alive");
+        assert!(owner_line().starts_with(&format!("owner pid={me} start={start}")));
     }
 }
