@@ -362,3 +362,104 @@ fn clean_calls_a_run_dead_when_its_owner_is_gone_though_its_lock_is_held() {
     );
     assert!(!run_dir.exists());
 }
+
+// ----- item 9: System V objects journaled before they exist -------------------
+
+const SYSV: &str = r#"
+[process.a]
+cmd = ["true"]
+ports = { vshm = {}, vmq = {}, vsem = {} }
+[process.b]
+cmd = ["true"]
+ports = { vshm = {}, vmq = {}, vsem = {} }
+[[edge]]
+from = "a.vshm"
+to = "b.vshm"
+mechanism = "sysv-shm"
+traffic = "shared"
+size = "4KiB"
+[[edge]]
+from = "a.vmq"
+to = "b.vmq"
+mechanism = "sysv-mq"
+traffic = "messages"
+[[edge]]
+from = "a.vsem"
+to = "b.vsem"
+mechanism = "sysv-sem"
+traffic = "notify"
+"#;
+
+/// (key as /proc/sysvipc prints it, creator pid or 0 where the kernel does
+/// not show it) of the live objects in `file` (`shm`, `msg`, `sem`).
+fn sysv_table(file: &str) -> Vec<(i64, i32)> {
+    let text = std::fs::read_to_string(format!("/proc/sysvipc/{file}")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let cpid = if file == "shm" {
+                cols[4].parse().unwrap()
+            } else {
+                0
+            };
+            (cols[0].parse().unwrap(), cpid)
+        })
+        .collect()
+}
+
+/// ipc-run SIGKILLed right after creating each System V object in turn,
+/// before its id is journaled: `clean` still finds the object (by the key
+/// journaled before it was made) and removes it.
+#[test]
+fn a_system_v_object_of_a_run_killed_before_its_id_was_journaled_is_cleaned() {
+    use std::os::unix::process::ExitStatusExt;
+    let mut scratch = Scratch::new("harden-sysv-intent");
+    let file = scratch.topology(SYSV);
+    // shm, its semaphore set, the queue, the semaphore set.
+    for k in 1..=4 {
+        let mut command = scratch.run_command(&file);
+        command.env("IPC_RUN_CRASH_BEFORE_SYSV_ID", k.to_string());
+        let child = command
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.signal(), Some(9), "k={k}: {stderr}");
+        let run_dir = std::fs::read_dir(scratch.runtime())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let journal = std::fs::read_to_string(run_dir.join("journal")).unwrap();
+        let keys: Vec<i64> = journal
+            .lines()
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)?
+                    .strip_prefix("0x")
+                    .map(str::to_owned)
+            })
+            .map(|hex| i64::from(u32::from_str_radix(&hex, 16).unwrap() as i32))
+            .collect();
+        assert_eq!(keys.len(), k, "k={k}: one key per object tried: {journal}");
+        let (code, out) = clean_cli(&scratch.runtime());
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains(&format!("cleaned {}", run_dir.display())),
+            "{out}"
+        );
+        for table in ["shm", "msg", "sem"] {
+            let left: Vec<_> = sysv_table(table)
+                .into_iter()
+                .filter(|(key, cpid)| keys.contains(key) || *cpid == pid)
+                .collect();
+            assert_eq!(left, [], "k={k}: {table} left: {out}");
+        }
+        assert_eq!(scratch.runtime_entries(), Vec::<String>::new(), "k={k}");
+    }
+}

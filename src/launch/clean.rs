@@ -8,7 +8,9 @@
 //! then a leftover child of the dead run holds the lock, and the run is
 //! dead. For a dead run, every journal line is undone, newest first
 //! (POSIX objects by name, System V objects by id only if creator, mode,
-//! ctime and creator pid still match, files with `unlinkat` on the run
+//! ctime and creator pid still match, or, when only the key of one was
+//! journaled, by key only if creator, mode and a ctime after the intent
+//! match, files with `unlinkat` on the run
 //! directory fd), then the journal, the lock and the directory go. A
 //! record the run cannot have made is left alone: a POSIX name without the
 //! run's `/ipc-run.<run id>.` prefix, a FIFO or socket name that is now a
@@ -137,7 +139,19 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
         Err(Errno::ENOENT) => {}
         Err(errno) => return Err(format!("cannot read its journal: {errno}")),
     }
-    for record in journal.lines().rev().filter_map(ObjectRecord::parse) {
+    let records: Vec<ObjectRecord> = journal.lines().filter_map(ObjectRecord::parse).collect();
+    // A key whose object's id was journaled too is undone by the id line.
+    let keys_with_ids: Vec<i32> = records
+        .iter()
+        .filter_map(|r| match r {
+            ObjectRecord::Sysv { key, .. } => *key,
+            _ => None,
+        })
+        .collect();
+    for record in records.into_iter().rev() {
+        if matches!(&record, ObjectRecord::SysvKey { key, .. } if keys_with_ids.contains(key)) {
+            continue;
+        }
         if !record.is_plausibly_from(name, dir.as_fd()) {
             run.skipped.push(record.to_string());
             continue;

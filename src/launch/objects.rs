@@ -1,10 +1,11 @@
 //! Named objects a run creates: their journal lines and their removal.
 //!
 //! The journal (`{run_dir}/journal`) has one line per object, written and
-//! synced *before* the object is created when its name is known in advance
-//! (POSIX objects, FIFOs, socket files), and right after creation for the
-//! System V objects, whose id the kernel picks (a crash in that window leaks
-//! one `IPC_PRIVATE` object; nothing else can name it anyway). Lines:
+//! synced *before* the object is created. A System V object's id is picked
+//! by the kernel, so it is created under a random key journaled first (the
+//! `-key` line, with the mode and the time of the intent), and its id is
+//! journaled right after creation with that key: a crash between the two
+//! leaves an object `ipc-run clean` finds by its key. Lines:
 //!
 //! ```text
 //! fifo frames.fifo                       file in the run directory
@@ -12,10 +13,17 @@
 //! posix-shm /ipc-run-0123456789abcdef-frames
 //! posix-mq /ipc-run-0123456789abcdef-jobs
 //! posix-sem /ipc-run-0123456789abcdef-frames-lock
-//! sysv-shm 32769 cuid=0 mode=600 ctime=1764151234 cpid=4242
-//! sysv-mq 3 cuid=0 mode=600 ctime=1764151234
-//! sysv-sem 5 cuid=0 mode=600 ctime=1764151234
+//! sysv-shm-key 0x5c1f00d3 mode=600 since=1764151234
+//! sysv-shm 32769 cuid=0 mode=600 ctime=1764151234 cpid=4242 key=0x5c1f00d3
+//! sysv-mq-key 0x0be3a9c1 mode=600 since=1764151234
+//! sysv-mq 3 cuid=0 mode=600 ctime=1764151234 key=0x0be3a9c1
+//! sysv-sem-key 0x7d2e4410 mode=600 since=1764151234
+//! sysv-sem 5 cuid=0 mode=600 ctime=1764151234 key=0x7d2e4410
 //! ```
+//!
+//! A `-key` line whose key an id line also carries is that object's; alone,
+//! it is removed by key only while the object there has our uid as creator,
+//! the journaled mode and a ctime not before the intent.
 //!
 //! Removal never follows a symlink: files are removed with `unlinkat` on the
 //! run directory's fd (a name is one path component), POSIX objects by name
@@ -55,6 +63,19 @@ pub enum ObjectRecord {
         id: i32,
         /// Its identity when created.
         identity: SysvIdentity,
+        /// The key it was created under (`None`: `IPC_PRIVATE`).
+        key: Option<i32>,
+    },
+    /// A System V object about to be created under `key`.
+    SysvKey {
+        /// Which kind.
+        kind: SysvKind,
+        /// The key.
+        key: i32,
+        /// The mode it gets.
+        mode: u32,
+        /// When the intent was journaled (seconds since the epoch).
+        since: i64,
     },
 }
 
@@ -77,6 +98,11 @@ impl ObjectRecord {
             ObjectRecord::PosixMq(_) => "posix-mq",
             ObjectRecord::PosixSem(_) => "posix-sem",
             ObjectRecord::Sysv { kind, .. } => sysv_kind_name(*kind),
+            ObjectRecord::SysvKey { kind, .. } => match kind {
+                SysvKind::Shm => "sysv-shm-key",
+                SysvKind::Msg => "sysv-mq-key",
+                SysvKind::Sem => "sysv-sem-key",
+            },
         }
     }
 
@@ -89,13 +115,14 @@ impl ObjectRecord {
             | ObjectRecord::PosixMq(n)
             | ObjectRecord::PosixSem(n) => n.clone(),
             ObjectRecord::Sysv { id, .. } => id.to_string(),
+            ObjectRecord::SysvKey { key, .. } => format_key(*key),
         }
     }
 
     /// The journal line, without the newline.
     pub fn journal_line(&self) -> String {
         match self {
-            ObjectRecord::Sysv { identity, .. } => {
+            ObjectRecord::Sysv { identity, key, .. } => {
                 let mut line = format!(
                     "{} {} cuid={} mode={:o} ctime={}",
                     self.kind(),
@@ -107,7 +134,17 @@ impl ObjectRecord {
                 if let Some(cpid) = identity.cpid {
                     line.push_str(&format!(" cpid={cpid}"));
                 }
+                if let Some(key) = key {
+                    line.push_str(&format!(" key={}", format_key(*key)));
+                }
                 line
+            }
+            ObjectRecord::SysvKey { mode, since, .. } => {
+                format!(
+                    "{} {} mode={mode:o} since={since}",
+                    self.kind(),
+                    self.name()
+                )
             }
             _ => format!("{} {}", self.kind(), self.name()),
         }
@@ -127,6 +164,28 @@ impl ObjectRecord {
             "posix-shm" if posix_name_ok(&name) => ObjectRecord::PosixShm(name),
             "posix-mq" if posix_name_ok(&name) => ObjectRecord::PosixMq(name),
             "posix-sem" if posix_name_ok(&name) => ObjectRecord::PosixSem(name),
+            "sysv-shm-key" | "sysv-mq-key" | "sysv-sem-key" => {
+                let kind = match kind {
+                    "sysv-shm-key" => SysvKind::Shm,
+                    "sysv-mq-key" => SysvKind::Msg,
+                    _ => SysvKind::Sem,
+                };
+                let key = parse_key(&name)?;
+                let (mut mode, mut since) = (None, None);
+                for word in words {
+                    match word.split_once('=')? {
+                        ("mode", value) => mode = Some(u32::from_str_radix(value, 8).ok()?),
+                        ("since", value) => since = Some(value.parse().ok()?),
+                        _ => {}
+                    }
+                }
+                ObjectRecord::SysvKey {
+                    kind,
+                    key,
+                    mode: mode?,
+                    since: since?,
+                }
+            }
             "sysv-shm" | "sysv-mq" | "sysv-sem" => {
                 let kind = match kind {
                     "sysv-shm" => SysvKind::Shm,
@@ -141,6 +200,7 @@ impl ObjectRecord {
                     cpid: None,
                 };
                 let mut seen_cuid = false;
+                let mut sysv_key = None;
                 for word in words {
                     let (key, value) = word.split_once('=')?;
                     match key {
@@ -151,13 +211,19 @@ impl ObjectRecord {
                         "mode" => identity.mode = u32::from_str_radix(value, 8).ok()?,
                         "ctime" => identity.ctime = value.parse().ok()?,
                         "cpid" => identity.cpid = Some(value.parse().ok()?),
+                        "key" => sysv_key = Some(parse_key(value)?),
                         _ => {}
                     }
                 }
                 if !seen_cuid {
                     return None;
                 }
-                ObjectRecord::Sysv { kind, id, identity }
+                ObjectRecord::Sysv {
+                    kind,
+                    id,
+                    identity,
+                    key: sysv_key,
+                }
             }
             _ => return None,
         };
@@ -187,7 +253,7 @@ impl ObjectRecord {
             ObjectRecord::PosixShm(name)
             | ObjectRecord::PosixMq(name)
             | ObjectRecord::PosixSem(name) => posix_ok(name),
-            ObjectRecord::Sysv { .. } => true,
+            ObjectRecord::Sysv { .. } | ObjectRecord::SysvKey { .. } => true,
         }
     }
 
@@ -206,7 +272,33 @@ impl ObjectRecord {
             ObjectRecord::PosixShm(name) => gone(nix::sys::mman::shm_unlink(name.as_str())),
             ObjectRecord::PosixMq(name) => gone(ipc::mq_unlink(&c_name(name)?)),
             ObjectRecord::PosixSem(name) => gone(ipc::sem_unlink(&c_name(name)?)),
-            ObjectRecord::Sysv { kind, id, identity } => {
+            ObjectRecord::SysvKey {
+                kind,
+                key,
+                mode,
+                since,
+            } => {
+                let id = match ipc::sysv_find(*kind, *key) {
+                    Ok(id) => id,
+                    Err(Errno::ENOENT) | Err(Errno::EIDRM) => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                let now = match ipc::sysv_stat(*kind, id) {
+                    Ok(now) => now,
+                    Err(Errno::EINVAL) | Err(Errno::EIDRM) => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                if now.cuid != nix::unistd::Uid::effective().as_raw()
+                    || now.mode != *mode
+                    || now.ctime < *since
+                {
+                    return Ok(false);
+                }
+                gone(ipc::sysv_remove(*kind, id))
+            }
+            ObjectRecord::Sysv {
+                kind, id, identity, ..
+            } => {
                 let now = match ipc::sysv_stat(*kind, *id) {
                     Ok(now) => now,
                     Err(Errno::EINVAL) | Err(Errno::EIDRM) => return Ok(false),
@@ -240,6 +332,15 @@ fn sysv_kind_name(kind: SysvKind) -> &'static str {
     }
 }
 
+fn format_key(key: i32) -> String {
+    format!("{:#010x}", key as u32)
+}
+
+fn parse_key(text: &str) -> Option<i32> {
+    let hex = text.strip_prefix("0x")?;
+    u32::from_str_radix(hex, 16).ok().map(|k| k as i32)
+}
+
 fn c_name(name: &str) -> Result<CString, Errno> {
     CString::new(name).map_err(|_| Errno::EINVAL)
 }
@@ -262,6 +363,13 @@ mod tests {
                     ctime: 17,
                     cpid: Some(42),
                 },
+                key: Some(-7),
+            },
+            ObjectRecord::SysvKey {
+                kind: SysvKind::Sem,
+                key: 0x5c1f00d3,
+                mode: 0o640,
+                since: 1764151234,
             },
         ];
         for record in records {

@@ -145,6 +145,16 @@ impl Created {
             .journal(record)
     }
 
+    /// Journals the key of a System V object (before creating it).
+    pub fn intend_sysv(&mut self, record: &ObjectRecord) -> Result<(), LaunchError> {
+        self.intents += 1;
+        inject_fault(self.intents)?;
+        self.run_dir
+            .as_mut()
+            .expect("run dir present until cleanup")
+            .journal_intent(record)
+    }
+
     /// Removes every object (newest first) and the run directory.
     pub fn cleanup(&mut self) -> CleanupReport {
         let mut report = CleanupReport::default();
@@ -456,21 +466,25 @@ pub(crate) fn create_channel(
             semaphore_set,
         } => {
             let mode = object_mode(channel, ObjectKind::SysvShm);
-            let shmid = ipc::shm_create(*size, mode).map_err(res("sysv-shm", id))?;
-            record_sysv(created, id, SysvKind::Shm, shmid)?;
+            let shmid = create_sysv(created, SysvKind::Shm, mode, res("sysv-shm", id), |key| {
+                ipc::shm_create_keyed(key, *size, mode)
+            })?;
             values.sysv_ids.insert(id.to_owned(), shmid);
             if *semaphore_set {
                 // lock = 1, ready = 0, as for POSIX shared memory.
                 let mode = object_mode(channel, ObjectKind::SysvSem);
-                let semid = ipc::sem_set_create(&[1, 0], mode).map_err(res("sysv-sem", id))?;
-                record_sysv(created, id, SysvKind::Sem, semid)?;
+                let semid =
+                    create_sysv(created, SysvKind::Sem, mode, res("sysv-sem", id), |key| {
+                        ipc::sem_set_create_keyed(key, &[1, 0], mode)
+                    })?;
                 values.sysv_sem_ids.insert(id.to_owned(), semid);
             }
         }
         Mechanism::SysvMq { queue_bytes, .. } => {
             let mode = object_mode(channel, ObjectKind::SysvMq);
-            let msqid = ipc::msg_create(*queue_bytes, mode).map_err(res("sysv-mq", id))?;
-            record_sysv(created, id, SysvKind::Msg, msqid)?;
+            let msqid = create_sysv(created, SysvKind::Msg, mode, res("sysv-mq", id), |key| {
+                ipc::msg_create_keyed(key, *queue_bytes, mode)
+            })?;
             values.sysv_ids.insert(id.to_owned(), msqid);
         }
         Mechanism::SysvSem { count, initial } => {
@@ -481,8 +495,9 @@ pub(crate) fn create_channel(
                 reason: "System V semaphores hold at most 32767".into(),
             })?;
             let values_all = vec![initial; *count as usize];
-            let semid = ipc::sem_set_create(&values_all, mode).map_err(res("sysv-sem", id))?;
-            record_sysv(created, id, SysvKind::Sem, semid)?;
+            let semid = create_sysv(created, SysvKind::Sem, mode, res("sysv-sem", id), |key| {
+                ipc::sem_set_create_keyed(key, &values_all, mode)
+            })?;
             values.sysv_ids.insert(id.to_owned(), semid);
         }
         Mechanism::Signal { .. } => {}
@@ -497,9 +512,34 @@ fn exists(kind: &'static str, name: &str) -> LaunchError {
     }
 }
 
+/// Creates a System V object with `make` under a random key journaled
+/// first (see [`super::objects`]), then journals its id.
+fn create_sysv(
+    created: &mut Created,
+    kind: SysvKind,
+    mode: u32,
+    error: impl FnOnce(Errno) -> LaunchError,
+    make: impl Fn(libc::key_t) -> Result<i32, Errno>,
+) -> Result<i32, LaunchError> {
+    // A key already taken (by anyone) is EEXIST: another random one.
+    for _ in 0..16 {
+        let (key, intent) = super::run_dir::sysv_intent(kind, mode)?;
+        created.intend_sysv(&intent)?;
+        match make(key) {
+            Ok(id) => {
+                record_sysv(created, key, kind, id)?;
+                return Ok(id);
+            }
+            Err(Errno::EEXIST) => continue,
+            Err(errno) => return Err(error(errno)),
+        }
+    }
+    Err(error(Errno::EEXIST))
+}
+
 fn record_sysv(
     created: &mut Created,
-    channel: &str,
+    key: libc::key_t,
     kind: SysvKind,
     id: i32,
 ) -> Result<(), LaunchError> {
@@ -513,10 +553,18 @@ fn record_sysv(
             ));
         }
     };
-    let record = ObjectRecord::Sysv { kind, id, identity };
+    let record = ObjectRecord::Sysv {
+        kind,
+        id,
+        identity,
+        key: Some(key),
+    };
     created.objects.push(record.clone());
-    let _ = channel;
-    created.intend(&record)
+    created
+        .run_dir
+        .as_mut()
+        .expect("run dir present until cleanup")
+        .journal_created(&record)
 }
 
 fn create_posix_sem(

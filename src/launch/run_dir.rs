@@ -15,8 +15,9 @@
 //!   that a live run has not locked yet, and tells a live run (lock held,
 //!   owner alive) from a dead one (lock free, or held only by a leftover
 //!   child of a dead owner, e.g. one between `clone` and `exec`);
-//! - `journal`: append-only, one line per named object, synced as the
-//!   object is created (see [`super::objects`]).
+//! - `journal`: append-only, one line per named object, synced before the
+//!   object is created (a System V object: its key before, its id after;
+//!   see [`super::objects`]).
 
 use std::fs::File;
 use std::io::Write;
@@ -32,6 +33,7 @@ use nix::unistd::{Uid, UnlinkatFlags, unlinkat};
 use super::error::LaunchError;
 use super::objects::ObjectRecord;
 use crate::sys::fd::{fill_random, try_lock_exclusive};
+use crate::sys::ipc::SysvKind;
 
 /// Name of the lock file in a run directory.
 pub const LOCK_FILE: &str = "lock";
@@ -161,6 +163,9 @@ pub struct RunDir {
     dir: OwnedFd,
     lock: OwnedFd,
     journal: File,
+    /// System V objects journaled so far (debug builds: crash injection).
+    #[cfg(debug_assertions)]
+    sysv_created: usize,
 }
 
 impl RunDir {
@@ -203,6 +208,8 @@ impl RunDir {
                     dir,
                     lock,
                     journal,
+                    #[cfg(debug_assertions)]
+                    sysv_created: 0,
                 })
             }
             Err(e) => {
@@ -229,8 +236,38 @@ impl RunDir {
 
     /// Appends `record` to the journal and syncs it.
     pub fn journal(&mut self, record: &ObjectRecord) -> Result<(), LaunchError> {
+        tracing::debug!(run_id = %self.id, "journal: {}", record.journal_line());
+        self.write_line(record)
+    }
+
+    /// Journals the intent `record` (a System V key, before the object
+    /// exists) and syncs it.
+    pub fn journal_intent(&mut self, record: &ObjectRecord) -> Result<(), LaunchError> {
+        tracing::debug!(run_id = %self.id, "journal intent: {}", record.journal_line());
+        self.write_line(record)
+    }
+
+    /// Journals a System V object just created under a journaled key.
+    ///
+    /// Debug builds only: with `IPC_RUN_CRASH_BEFORE_SYSV_ID=k` in the
+    /// environment, ipc-run SIGKILLs itself before journaling the id of its
+    /// `k`-th System V object, the window a crash would leak an object in
+    /// if its key had not been journaled first.
+    pub fn journal_created(&mut self, record: &ObjectRecord) -> Result<(), LaunchError> {
+        #[cfg(debug_assertions)]
+        {
+            self.sysv_created += 1;
+            if std::env::var("IPC_RUN_CRASH_BEFORE_SYSV_ID")
+                .is_ok_and(|k| k.parse() == Ok(self.sysv_created))
+            {
+                let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        self.journal(record)
+    }
+
+    fn write_line(&mut self, record: &ObjectRecord) -> Result<(), LaunchError> {
         let mut line = record.journal_line();
-        tracing::debug!(run_id = %self.id, "journal: {line}");
         line.push('\n');
         let result = self
             .journal
@@ -263,6 +300,31 @@ impl RunDir {
         }
         leftovers
     }
+}
+
+/// The intent to create a System V object of `kind` with `mode`, under a
+/// fresh random key (never `IPC_PRIVATE`), stamped with the time now: the
+/// key and its record.
+pub fn sysv_intent(kind: SysvKind, mode: u32) -> Result<(i32, ObjectRecord), LaunchError> {
+    let key = loop {
+        let mut bytes = [0u8; 4];
+        fill_random(&mut bytes)
+            .map_err(|e| LaunchError::sys("read random bytes for a System V key", e))?;
+        let key = i32::from_ne_bytes(bytes);
+        if key != libc::IPC_PRIVATE {
+            break key;
+        }
+    };
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let record = ObjectRecord::SysvKey {
+        kind,
+        key,
+        mode,
+        since,
+    };
+    Ok((key, record))
 }
 
 /// The owner line of a lock file: this process and its start time.

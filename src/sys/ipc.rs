@@ -147,17 +147,42 @@ const IPC_MODE_MASK: libc::c_int = 0o777;
 /// Creates a private System V shared memory segment of `size` bytes with
 /// `mode` (`shmget(IPC_PRIVATE, …, IPC_CREAT|IPC_EXCL|mode)`).
 pub fn shm_create(size: u64, mode: u32) -> Result<i32, Errno> {
+    shm_create_keyed(libc::IPC_PRIVATE, size, mode)
+}
+
+/// [`shm_create`] under `key` (`EEXIST` when the key is taken), so that
+/// the object can be found again by a key journaled before it existed.
+pub fn shm_create_keyed(key: libc::key_t, size: u64, mode: u32) -> Result<i32, Errno> {
     let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode as libc::c_int & IPC_MODE_MASK);
     // SAFETY: shmget takes plain integers.
-    Errno::result(unsafe { libc::shmget(libc::IPC_PRIVATE, size as libc::size_t, flags) })
+    Errno::result(unsafe { libc::shmget(key, size as libc::size_t, flags) })
+}
+
+/// The id of the existing System V object of `kind` under `key`
+/// (`shmget`/`msgget`/`semget` without `IPC_CREAT`; `ENOENT` when none).
+pub fn sysv_find(kind: SysvKind, key: libc::key_t) -> Result<i32, Errno> {
+    // SAFETY: the *get calls take plain integers.
+    let id = unsafe {
+        match kind {
+            SysvKind::Shm => libc::shmget(key, 0, 0),
+            SysvKind::Msg => libc::msgget(key, 0),
+            SysvKind::Sem => libc::semget(key, 0, 0),
+        }
+    };
+    Errno::result(id)
 }
 
 /// Creates a private System V message queue holding `queue_bytes`
 /// (`msgget` then `msgctl(IPC_SET)` of `msg_qbytes`).
 pub fn msg_create(queue_bytes: u64, mode: u32) -> Result<i32, Errno> {
+    msg_create_keyed(libc::IPC_PRIVATE, queue_bytes, mode)
+}
+
+/// [`msg_create`] under `key` (see [`shm_create_keyed`]).
+pub fn msg_create_keyed(key: libc::key_t, queue_bytes: u64, mode: u32) -> Result<i32, Errno> {
     let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode as libc::c_int & IPC_MODE_MASK);
     // SAFETY: msgget takes plain integers.
-    let id = Errno::result(unsafe { libc::msgget(libc::IPC_PRIVATE, flags) })?;
+    let id = Errno::result(unsafe { libc::msgget(key, flags) })?;
     let set = || -> Result<(), Errno> {
         let mut ds = msg_stat_raw(id)?;
         ds.msg_qbytes = queue_bytes as _;
@@ -174,10 +199,15 @@ pub fn msg_create(queue_bytes: u64, mode: u32) -> Result<i32, Errno> {
 /// Creates a private System V semaphore set with one semaphore per entry of
 /// `values`, set to those values (`semget` then `semctl(SETALL)`).
 pub fn sem_set_create(values: &[u16], mode: u32) -> Result<i32, Errno> {
+    sem_set_create_keyed(libc::IPC_PRIVATE, values, mode)
+}
+
+/// [`sem_set_create`] under `key` (see [`shm_create_keyed`]).
+pub fn sem_set_create_keyed(key: libc::key_t, values: &[u16], mode: u32) -> Result<i32, Errno> {
     let flags = libc::IPC_CREAT | libc::IPC_EXCL | (mode as libc::c_int & IPC_MODE_MASK);
     let count = libc::c_int::try_from(values.len()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: semget takes plain integers.
-    let id = Errno::result(unsafe { libc::semget(libc::IPC_PRIVATE, count, flags) })?;
+    let id = Errno::result(unsafe { libc::semget(key, count, flags) })?;
     // SAFETY: SETALL reads one unsigned short per semaphore of the set
     // through the semun pointer, and `values` holds exactly that many.
     let rc = unsafe { libc::semctl(id, 0, libc::SETALL, values.as_ptr()) };
