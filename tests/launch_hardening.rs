@@ -463,3 +463,67 @@ fn a_system_v_object_of_a_run_killed_before_its_id_was_journaled_is_cleaned() {
         assert_eq!(scratch.runtime_entries(), Vec::<String>::new(), "k={k}");
     }
 }
+
+// ----- item 7: what a SIGKILLed run leaves running ----------------------------
+
+const GRANDCHILD: &str = "[process.a]\nshell = 'sleep 600 & echo \"grandchild $!\"; wait'\n";
+
+/// Starts a run whose child starts a grandchild, SIGKILLs ipc-run, and
+/// returns the grandchild's pid (still running: only the child had the
+/// parent-death signal).
+fn orphan_a_grandchild(scratch: &mut Scratch) -> i32 {
+    let file = scratch.topology(GRANDCHILD);
+    let mut live = scratch.live(&file);
+    live.wait_for_count("grandchild ", 1);
+    let line = live
+        .stdout
+        .iter()
+        .find(|l| l.contains("grandchild "))
+        .unwrap()
+        .clone();
+    let pid: i32 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    live.kill();
+    assert_eq!(process_state(pid).map(|s| s != 'Z'), Some(true), "{line}");
+    pid
+}
+
+fn kill_if_alive(pid: i32) {
+    if matches!(process_state(pid), Some(s) if s != 'Z') {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
+#[test]
+fn clean_kills_the_grandchildren_a_sigkilled_run_left() {
+    let mut scratch = Scratch::new("harden-tree-clean");
+    let grandchild = orphan_a_grandchild(&mut scratch);
+    let (code, out) = clean_cli(&scratch.runtime());
+    let left = wait_dead(&[grandchild], RUN_TIMEOUT);
+    kill_if_alive(grandchild);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        left,
+        Vec::<i32>::new(),
+        "the grandchild survived clean: {out}"
+    );
+    assert_eq!(scratch.runtime_entries(), Vec::<String>::new(), "{out}");
+}
+
+#[test]
+fn the_next_run_kills_the_grandchildren_a_sigkilled_run_left() {
+    let mut scratch = Scratch::new("harden-tree-next");
+    let grandchild = orphan_a_grandchild(&mut scratch);
+    let next = scratch.topology("[process.b]\ncmd = [\"true\"]\n");
+    let run = scratch.run(&next);
+    let left = wait_dead(&[grandchild], RUN_TIMEOUT);
+    kill_if_alive(grandchild);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        left,
+        Vec::<i32>::new(),
+        "the grandchild survived the next run"
+    );
+}

@@ -1,6 +1,10 @@
 //! `ipc-run clean`: remove what dead runs left behind, never touching a
 //! live run.
 //!
+//! A dead run's journaled process groups (its children, and whatever they
+//! started in their groups) are killed first, as every run also does for
+//! the dead runs it finds when it starts ([`kill_leftovers`]).
+//!
 //! For each root (`$XDG_RUNTIME_DIR/ipc-run`, `/tmp/ipc-run-<uid>`) that is
 //! ours and private, each entry named like a run id is opened without
 //! following symlinks. A run whose `lock` is held (`flock`) is live and
@@ -97,6 +101,49 @@ fn clean_root(root: &Path, report: &mut CleanReport) {
     }
 }
 
+/// Kills what dead runs under `root` left running (their journaled process
+/// groups, see [`ObjectRecord::ProcessGroup`]), leaving their objects to
+/// `clean`: called by every run as it starts.
+pub(crate) fn kill_leftovers(root_fd: &OwnedFd, root: &Path) {
+    let mut names = list_dir(root);
+    names.retain(|n| is_run_id(n));
+    for name in names {
+        let Ok(dir) = open_dir_nofollow(Some(root_fd.as_fd()), Path::new(&name)) else {
+            continue;
+        };
+        if check_private(&dir, &root.join(&name)).is_err() {
+            continue;
+        }
+        let Ok(lock) = openat(
+            &dir,
+            LOCK_FILE,
+            OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        if try_lock_exclusive(lock.as_fd()) != Ok(true) {
+            continue;
+        }
+        let mut journal = String::new();
+        if let Ok(fd) = openat(
+            &dir,
+            JOURNAL_FILE,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            let _ = std::fs::File::from(fd).read_to_string(&mut journal);
+        }
+        for record in journal.lines().rev().filter_map(ObjectRecord::parse) {
+            if let ObjectRecord::ProcessGroup { pgid, start } = record {
+                if let Ok(true) = super::run_dir::kill_process_group(pgid, start) {
+                    tracing::info!("killed process group {pgid} left by dead run {name}");
+                }
+            }
+        }
+    }
+}
+
 fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<CleanedRun>, String> {
     let dir = open_dir_nofollow(Some(root_fd.as_fd()), Path::new(name))
         .map_err(|errno| format!("cannot open it without following links: {errno}"))?;
@@ -156,8 +203,12 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
             run.skipped.push(record.to_string());
             continue;
         }
+        let group = matches!(record, ObjectRecord::ProcessGroup { .. });
         match record.remove(dir.as_fd(), Match::Strict) {
+            Ok(true) if group => run.removed.push(format!("{record} (killed)")),
             Ok(true) => run.removed.push(record.to_string()),
+            // A group that ended with its run is not worth a line.
+            Ok(false) if group => {}
             Ok(false) => run.skipped.push(record.to_string()),
             Err(errno) => run.failed.push(format!("{record}: {errno}")),
         }

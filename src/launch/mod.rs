@@ -332,6 +332,9 @@ impl Launched {
             .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?;
         let process = &self.plan.processes[index];
         let child = self.spawn_process(process)?;
+        if let Some(run_dir) = self.created.run_dir.as_mut() {
+            run_dir.journal_process(child.pid);
+        }
         let done = match hold {
             HoldEnds::Keep => false,
             HoldEnds::ByRestartPolicy => process.restart.policy == RestartPolicy::Never,

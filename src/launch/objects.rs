@@ -21,6 +21,13 @@
 //! sysv-sem 5 cuid=0 mode=600 ctime=1764151234 key=0x7d2e4410
 //! ```
 //!
+//! A run's children are journaled as they start, each the leader of its
+//! process group (not synced: a process does not outlive a power loss):
+//!
+//! ```text
+//! process-group 4242 start=987654       pid = pgid, start time in ticks
+//! ```
+//!
 //! A `-key` line whose key an id line also carries is that object's; alone,
 //! it is removed by key only while the object there has our uid as creator,
 //! the journaled mode and a ctime not before the intent.
@@ -66,6 +73,14 @@ pub enum ObjectRecord {
         /// The key it was created under (`None`: `IPC_PRIVATE`).
         key: Option<i32>,
     },
+    /// A process group a run's child leads (its pid), with the leader's
+    /// start time (`/proc/PID/stat`), so a reused pid is not taken for it.
+    ProcessGroup {
+        /// The group id (the child's pid).
+        pgid: i32,
+        /// The leader's start time, in clock ticks after boot.
+        start: u64,
+    },
     /// A System V object about to be created under `key`.
     SysvKey {
         /// Which kind.
@@ -98,6 +113,7 @@ impl ObjectRecord {
             ObjectRecord::PosixMq(_) => "posix-mq",
             ObjectRecord::PosixSem(_) => "posix-sem",
             ObjectRecord::Sysv { kind, .. } => sysv_kind_name(*kind),
+            ObjectRecord::ProcessGroup { .. } => "process-group",
             ObjectRecord::SysvKey { kind, .. } => match kind {
                 SysvKind::Shm => "sysv-shm-key",
                 SysvKind::Msg => "sysv-mq-key",
@@ -116,6 +132,7 @@ impl ObjectRecord {
             | ObjectRecord::PosixSem(n) => n.clone(),
             ObjectRecord::Sysv { id, .. } => id.to_string(),
             ObjectRecord::SysvKey { key, .. } => format_key(*key),
+            ObjectRecord::ProcessGroup { pgid, .. } => pgid.to_string(),
         }
     }
 
@@ -138,6 +155,9 @@ impl ObjectRecord {
                     line.push_str(&format!(" key={}", format_key(*key)));
                 }
                 line
+            }
+            ObjectRecord::ProcessGroup { start, .. } => {
+                format!("{} {} start={start}", self.kind(), self.name())
             }
             ObjectRecord::SysvKey { mode, since, .. } => {
                 format!(
@@ -164,6 +184,14 @@ impl ObjectRecord {
             "posix-shm" if posix_name_ok(&name) => ObjectRecord::PosixShm(name),
             "posix-mq" if posix_name_ok(&name) => ObjectRecord::PosixMq(name),
             "posix-sem" if posix_name_ok(&name) => ObjectRecord::PosixSem(name),
+            "process-group" => {
+                let pgid: i32 = name.parse().ok()?;
+                let start = words.next()?.strip_prefix("start=")?.parse().ok()?;
+                if pgid <= 1 {
+                    return None;
+                }
+                ObjectRecord::ProcessGroup { pgid, start }
+            }
             "sysv-shm-key" | "sysv-mq-key" | "sysv-sem-key" => {
                 let kind = match kind {
                     "sysv-shm-key" => SysvKind::Shm,
@@ -253,7 +281,9 @@ impl ObjectRecord {
             ObjectRecord::PosixShm(name)
             | ObjectRecord::PosixMq(name)
             | ObjectRecord::PosixSem(name) => posix_ok(name),
-            ObjectRecord::Sysv { .. } | ObjectRecord::SysvKey { .. } => true,
+            ObjectRecord::Sysv { .. }
+            | ObjectRecord::SysvKey { .. }
+            | ObjectRecord::ProcessGroup { .. } => true,
         }
     }
 
@@ -272,6 +302,12 @@ impl ObjectRecord {
             ObjectRecord::PosixShm(name) => gone(nix::sys::mman::shm_unlink(name.as_str())),
             ObjectRecord::PosixMq(name) => gone(ipc::mq_unlink(&c_name(name)?)),
             ObjectRecord::PosixSem(name) => gone(ipc::sem_unlink(&c_name(name)?)),
+            // A run's own children are its supervisor's business; only
+            // `clean` kills what a dead run left.
+            ObjectRecord::ProcessGroup { .. } if strictness == Match::Creator => Ok(false),
+            ObjectRecord::ProcessGroup { pgid, start } => {
+                super::run_dir::kill_process_group(*pgid, *start)
+            }
             ObjectRecord::SysvKey {
                 kind,
                 key,
@@ -365,6 +401,10 @@ mod tests {
                 },
                 key: Some(-7),
             },
+            ObjectRecord::ProcessGroup {
+                pgid: 4242,
+                start: 987654,
+            },
             ObjectRecord::SysvKey {
                 kind: SysvKind::Sem,
                 key: 0x5c1f00d3,
@@ -385,6 +425,9 @@ mod tests {
             "posix-shm /a/b",
             "unix-socket ..",
             "sysv-shm 3",
+            "process-group 1 start=5",
+            "process-group -7 start=5",
+            "process-group 42",
         ] {
             assert_eq!(ObjectRecord::parse(line), None, "{line}");
         }

@@ -172,6 +172,7 @@ impl RunDir {
     /// Creates a fresh run directory under `root` (see the module docs).
     pub fn create(root: &Path) -> Result<RunDir, LaunchError> {
         let root_fd = ensure_root(root)?;
+        super::clean::kill_leftovers(&root_fd, root);
         let id = new_run_id()?;
         let path = root.join(&id);
         match mkdirat(&root_fd, id.as_str(), Mode::from_bits_truncate(0o700)) {
@@ -278,6 +279,27 @@ impl RunDir {
             path: self.path.clone(),
             errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         })
+    }
+
+    /// Journals a child just spawned, the leader of process group `pid`,
+    /// with its start time, so that `clean` and the next run can kill what
+    /// it leaves if ipc-run is SIGKILLed. Not synced (a power loss ends the
+    /// processes too); a failure is logged, as the child already runs.
+    pub fn journal_process(&mut self, pid: nix::unistd::Pid) {
+        // Until ipc-run reaps it the child is at least a zombie, whose
+        // start time /proc still shows.
+        let Some(start) = process_start_time(pid.as_raw()) else {
+            return;
+        };
+        let record = ObjectRecord::ProcessGroup {
+            pgid: pid.as_raw(),
+            start,
+        };
+        let mut line = record.journal_line();
+        line.push('\n');
+        if let Err(e) = self.journal.write_all(line.as_bytes()) {
+            tracing::warn!(run_id = %self.id, "cannot journal process {pid}: {e}");
+        }
     }
 
     /// The file name of `path` when it is directly inside the run directory.
@@ -395,20 +417,72 @@ fn io_error(action: &'static str, path: &Path, e: &std::io::Error) -> LaunchErro
 /// `/proc/PID/stat`) and whether it is still running (not a zombie):
 /// `None` when it is gone.
 pub(crate) fn process_start(pid: i32) -> Option<(u64, bool)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses: the
-    // fields after it start after its last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?;
-    // `rest` starts at field 3 (state); the start time is field 22.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((start, !matches!(state, "Z" | "X" | "x")))
+    process_stat(pid).map(|p| (p.start, p.running))
 }
 
 /// A process's start time, whatever its state.
 pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
     process_start(pid).map(|(start, _)| start)
+}
+
+/// Kills (SIGKILL) the process group `pgid` a dead run's child led, if it
+/// is still that group: its leader, if still there (even as a zombie), has
+/// the recorded start time, and every member started no earlier than it (a
+/// group id reused after the whole group ended is someone else's).
+/// `Ok(true)` when a running member was signalled.
+pub(crate) fn kill_process_group(pgid: i32, start: u64) -> Result<bool, Errno> {
+    let mut running = false;
+    for entry in std::fs::read_dir("/proc")
+        .map_err(|_| Errno::EIO)?
+        .flatten()
+    {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Some(member) = process_stat(pid) else {
+            continue;
+        };
+        if member.pgrp != pgid {
+            continue;
+        }
+        if (pid == pgid && member.start != start) || member.start < start {
+            return Ok(false);
+        }
+        running |= member.running;
+    }
+    if !running {
+        return Ok(false);
+    }
+    match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::SIGKILL) {
+        Ok(()) => Ok(true),
+        Err(Errno::ESRCH) => Ok(false),
+        Err(errno) => Err(errno),
+    }
+}
+
+/// What `/proc/PID/stat` says about a process.
+#[derive(Debug, Clone, Copy)]
+struct ProcStat {
+    pgrp: i32,
+    start: u64,
+    running: bool,
+}
+
+fn process_stat(pid: i32) -> Option<ProcStat> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: the
+    // fields after it start after its last ')', at field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    Some(ProcStat {
+        running: !matches!(*fields.first()?, "Z" | "X" | "x"),
+        pgrp: fields.get(2)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+    })
 }
 
 /// Whether the owner line `text` names a process that is still running
