@@ -135,10 +135,16 @@ pub(crate) fn kill_leftovers(root_fd: &OwnedFd, root: &Path) {
             let _ = std::fs::File::from(fd).read_to_string(&mut journal);
         }
         for record in journal.lines().rev().filter_map(ObjectRecord::parse) {
-            if let ObjectRecord::ProcessGroup { pgid, start } = record {
-                if let Ok(true) = super::run_dir::kill_process_group(pgid, start) {
-                    tracing::info!("killed process group {pgid} left by dead run {name}");
+            let killed = match &record {
+                ObjectRecord::ProcessGroup { .. } | ObjectRecord::Cgroup(_)
+                    if record.is_plausibly_from(&name, dir.as_fd()) =>
+                {
+                    record.remove(dir.as_fd(), Match::Strict)
                 }
+                _ => continue,
+            };
+            if let Ok(true) = killed {
+                tracing::info!("killed {record} left by dead run {name}");
             }
         }
     }
@@ -203,7 +209,10 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
             run.skipped.push(record.to_string());
             continue;
         }
-        let group = matches!(record, ObjectRecord::ProcessGroup { .. });
+        let group = matches!(
+            record,
+            ObjectRecord::ProcessGroup { .. } | ObjectRecord::Cgroup(_)
+        );
         match record.remove(dir.as_fd(), Match::Strict) {
             Ok(true) if group => run.removed.push(format!("{record} (killed)")),
             Ok(true) => run.removed.push(record.to_string()),

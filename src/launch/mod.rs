@@ -45,6 +45,7 @@
 //! readiness pipe are new for every process, and a client end of a listener
 //! (`connect`) is a fresh connection each time.
 
+mod cgroup;
 pub mod clean;
 mod error;
 mod identity;
@@ -333,7 +334,7 @@ impl Launched {
         let process = &self.plan.processes[index];
         let child = self.spawn_process(process)?;
         if let Some(run_dir) = self.created.run_dir.as_mut() {
-            run_dir.journal_process(child.pid);
+            run_dir.track_process(child.pid);
         }
         let done = match hold {
             HoldEnds::Keep => false,
@@ -519,6 +520,7 @@ impl Launched {
             nofile: self.options.nofile,
             fd_limit: self.fd_limit,
             reset_signals: self.reset_signals,
+            cgroup_procs: self.created.run_dir.as_ref().and_then(|d| d.cgroup_procs()),
         };
         let spec = spawn::child_spec(process, self.identities.get(instance), &context)?;
         let moves = fds.moves(&self.created.held);

@@ -26,7 +26,11 @@
 //!
 //! ```text
 //! process-group 4242 start=987654       pid = pgid, start time in ticks
+//! cgroup /sys/fs/cgroup/user.slice/ipc-run-0123456789abcdef
 //! ```
+//!
+//! The `cgroup` line (the run's own cgroup, where one can be made: see
+//! `launch/cgroup.rs`) is synced before the cgroup is made.
 //!
 //! A `-key` line whose key an id line also carries is that object's; alone,
 //! it is removed by key only while the object there has our uid as creator,
@@ -81,6 +85,8 @@ pub enum ObjectRecord {
         /// The leader's start time, in clock ticks after boot.
         start: u64,
     },
+    /// The run's cgroup (an absolute path in a cgroup v2 mount).
+    Cgroup(String),
     /// A System V object about to be created under `key`.
     SysvKey {
         /// Which kind.
@@ -114,6 +120,7 @@ impl ObjectRecord {
             ObjectRecord::PosixSem(_) => "posix-sem",
             ObjectRecord::Sysv { kind, .. } => sysv_kind_name(*kind),
             ObjectRecord::ProcessGroup { .. } => "process-group",
+            ObjectRecord::Cgroup(_) => "cgroup",
             ObjectRecord::SysvKey { kind, .. } => match kind {
                 SysvKind::Shm => "sysv-shm-key",
                 SysvKind::Msg => "sysv-mq-key",
@@ -129,7 +136,8 @@ impl ObjectRecord {
             | ObjectRecord::UnixSocket(n)
             | ObjectRecord::PosixShm(n)
             | ObjectRecord::PosixMq(n)
-            | ObjectRecord::PosixSem(n) => n.clone(),
+            | ObjectRecord::PosixSem(n)
+            | ObjectRecord::Cgroup(n) => n.clone(),
             ObjectRecord::Sysv { id, .. } => id.to_string(),
             ObjectRecord::SysvKey { key, .. } => format_key(*key),
             ObjectRecord::ProcessGroup { pgid, .. } => pgid.to_string(),
@@ -184,6 +192,7 @@ impl ObjectRecord {
             "posix-shm" if posix_name_ok(&name) => ObjectRecord::PosixShm(name),
             "posix-mq" if posix_name_ok(&name) => ObjectRecord::PosixMq(name),
             "posix-sem" if posix_name_ok(&name) => ObjectRecord::PosixSem(name),
+            "cgroup" if name.starts_with('/') => ObjectRecord::Cgroup(name),
             "process-group" => {
                 let pgid: i32 = name.parse().ok()?;
                 let start = words.next()?.strip_prefix("start=")?.parse().ok()?;
@@ -281,6 +290,9 @@ impl ObjectRecord {
             ObjectRecord::PosixShm(name)
             | ObjectRecord::PosixMq(name)
             | ObjectRecord::PosixSem(name) => posix_ok(name),
+            ObjectRecord::Cgroup(path) => {
+                super::cgroup::is_plausibly_of(std::path::Path::new(path), run_id)
+            }
             ObjectRecord::Sysv { .. }
             | ObjectRecord::SysvKey { .. }
             | ObjectRecord::ProcessGroup { .. } => true,
@@ -304,7 +316,14 @@ impl ObjectRecord {
             ObjectRecord::PosixSem(name) => gone(ipc::sem_unlink(&c_name(name)?)),
             // A run's own children are its supervisor's business; only
             // `clean` kills what a dead run left.
-            ObjectRecord::ProcessGroup { .. } if strictness == Match::Creator => Ok(false),
+            ObjectRecord::ProcessGroup { .. } | ObjectRecord::Cgroup(_)
+                if strictness == Match::Creator =>
+            {
+                Ok(false)
+            }
+            ObjectRecord::Cgroup(path) => {
+                super::cgroup::kill_and_remove(std::path::Path::new(path))
+            }
             ObjectRecord::ProcessGroup { pgid, start } => {
                 super::run_dir::kill_process_group(*pgid, *start)
             }

@@ -163,6 +163,10 @@ pub struct RunDir {
     dir: OwnedFd,
     lock: OwnedFd,
     journal: File,
+    /// The run's cgroup, when one could be made.
+    cgroup: Option<PathBuf>,
+    /// Its `cgroup.procs`, for children to move themselves into.
+    cgroup_procs: Option<std::ffi::CString>,
     /// System V objects journaled so far (debug builds: crash injection).
     #[cfg(debug_assertions)]
     sysv_created: usize,
@@ -202,16 +206,20 @@ impl RunDir {
         match opened {
             Ok((dir, lock, journal)) => {
                 tracing::debug!(run_id = %id, run_dir = %path.display(), "run directory created");
-                Ok(RunDir {
+                let mut run_dir = RunDir {
                     id,
                     path,
                     root: root_fd,
                     dir,
                     lock,
                     journal,
+                    cgroup: None,
+                    cgroup_procs: None,
                     #[cfg(debug_assertions)]
                     sysv_created: 0,
-                })
+                };
+                run_dir.make_cgroup();
+                Ok(run_dir)
             }
             Err(e) => {
                 if let Ok(dir) = open_dir_nofollow(Some(root_fd.as_fd()), Path::new(&id)) {
@@ -281,11 +289,33 @@ impl RunDir {
         })
     }
 
-    /// Journals a child just spawned, the leader of process group `pid`,
-    /// with its start time, so that `clean` and the next run can kill what
-    /// it leaves if ipc-run is SIGKILLed. Not synced (a power loss ends the
-    /// processes too); a failure is logged, as the child already runs.
-    pub fn journal_process(&mut self, pid: nix::unistd::Pid) {
+    /// Journals, then makes, the run's cgroup where one can be made (see
+    /// [`super::cgroup`]); the run goes without otherwise.
+    fn make_cgroup(&mut self) {
+        let Some(path) = super::cgroup::path_for(&self.id) else {
+            return;
+        };
+        let record = ObjectRecord::Cgroup(path.display().to_string());
+        tracing::debug!(run_id = %self.id, "journal cgroup: {}", record.journal_line());
+        if self.write_line(&record).is_ok() && super::cgroup::create(&path) {
+            self.cgroup_procs =
+                std::ffi::CString::new(path.join("cgroup.procs").as_os_str().as_bytes()).ok();
+            self.cgroup = Some(path);
+        }
+    }
+
+    /// The run cgroup's `cgroup.procs`, if the run has a cgroup: each child
+    /// moves itself there before it execs (see [`super::cgroup`]).
+    pub(crate) fn cgroup_procs(&self) -> Option<&std::ffi::CString> {
+        self.cgroup_procs.as_ref()
+    }
+
+    /// Tracks a child just spawned, the leader of process group `pid` (it
+    /// moved itself into the run's cgroup, if any, before exec): journals
+    /// it with its start time, so that `clean` and the next run can kill what it leaves
+    /// if ipc-run is SIGKILLed. The line is not synced (a power loss ends
+    /// the processes too); a failure is logged, as the child already runs.
+    pub fn track_process(&mut self, pid: nix::unistd::Pid) {
         // Until ipc-run reaps it the child is at least a zombie, whose
         // start time /proc still shows.
         let Some(start) = process_start_time(pid.as_raw()) else {
@@ -313,6 +343,9 @@ impl RunDir {
     /// Removes the journal, the lock and the directory; returns the paths
     /// of anything left inside (the directory is then kept).
     pub fn remove(self) -> Vec<String> {
+        if let Some(cgroup) = &self.cgroup {
+            super::cgroup::remove_if_empty(cgroup);
+        }
         for name in [JOURNAL_FILE, LOCK_FILE] {
             let _ = unlinkat(&self.dir, name, UnlinkatFlags::NoRemoveDir);
         }

@@ -48,6 +48,8 @@ pub(crate) struct SpecContext<'a> {
     pub fd_limit: i32,
     /// See [`ChildSpec::reset_signals`].
     pub reset_signals: u64,
+    /// See [`ChildSpec::cgroup_procs`]: the run's cgroup, if it has one.
+    pub cgroup_procs: Option<&'a CString>,
 }
 
 /// The [`ChildSpec`] of `process`, running as `identity` when it has one.
@@ -99,6 +101,7 @@ pub(crate) fn child_spec(
         fd_limit: context.fd_limit,
         credentials: identity.map(|i| i.credentials.clone()),
         reset_signals: Some(context.reset_signals),
+        cgroup_procs: context.cgroup_procs.cloned(),
     })
 }
 

@@ -155,6 +155,10 @@ pub struct ChildSpec {
     /// resets every signal. Only a signal the caller ignores or handles
     /// needs it: a default disposition is inherited as it is.
     pub reset_signals: Option<u64>,
+    /// A cgroup's `cgroup.procs` the child moves itself into (writing `0`)
+    /// before anything else, so that all it starts is in that cgroup; a
+    /// failure is ignored (the cgroup is a best effort).
+    pub cgroup_procs: Option<CString>,
 }
 
 /// The signals whose disposition in this process is not `SIG_DFL`
@@ -209,6 +213,7 @@ struct ChildArgs<'a> {
     envp: *const *const c_char,
     listen_pid_digits: *mut u8,
     cwd: *const c_char,
+    cgroup_procs: *const c_char,
     moves: *const (c_int, c_int),
     moves_len: usize,
     temps: *mut c_int,
@@ -347,6 +352,10 @@ impl<'a> ChildArgs<'a> {
             envp: prepared.envp.as_ptr(),
             listen_pid_digits: prepared.listen_pid_digits,
             cwd: spec.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            cgroup_procs: spec
+                .cgroup_procs
+                .as_ref()
+                .map_or(std::ptr::null(), |c| c.as_ptr()),
             min_temp: prepared.min_temp(),
             moves: prepared.moves.as_ptr(),
             moves_len: prepared.moves.len(),
@@ -550,6 +559,17 @@ extern "C" fn child_main(raw: *mut c_void) -> c_int {
     let args: &ChildArgs<'_> = unsafe { &*raw.cast::<ChildArgs<'_>>() };
 
     reset_dispositions(args);
+    if !args.cgroup_procs.is_null() {
+        // SAFETY: `cgroup_procs` is a NUL-terminated string owned by spawn;
+        // open, write and close are plain syscalls on our own buffers.
+        unsafe {
+            let fd = libc::open(args.cgroup_procs, libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+                libc::close(fd);
+            }
+        }
+    }
     // SAFETY: plain syscall on the calling process.
     if unsafe { libc::setpgid(0, 0) } != 0 {
         fail(args, ChildStep::Setpgid, 127);

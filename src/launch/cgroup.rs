@@ -1,0 +1,185 @@
+//! A run's own cgroup, where a cgroup v2 hierarchy lets us make one: every
+//! child is moved into `<ipc-run's cgroup>/ipc-run-<run id>` as it starts,
+//! so that whatever it starts, in whatever process group or session, can be
+//! killed at once (`cgroup.kill`) if ipc-run is SIGKILLed.
+//!
+//! The cgroup is journaled (`cgroup PATH`) before it is made; `ipc-run
+//! clean` and the next run kill a dead run's cgroup whole, wait until it is
+//! empty (`cgroup.events`), and remove it. At a normal end the run removes
+//! its cgroup when it is empty; processes that outlived the run by leaving
+//! their process group (daemons) are left running, as without a cgroup, and
+//! so is their cgroup.
+//!
+//! On a cgroup v1 (or hybrid) system the v2 hierarchy is found through
+//! `/proc/self/mountinfo` (e.g. `/sys/fs/cgroup/unified`).
+//!
+//! Where no cgroup can be made (no cgroup v2 mount, not delegated to us,
+//! read-only), runs go without: the journaled process groups
+//! ([`super::objects::ObjectRecord::ProcessGroup`]) are then what a dead
+//! run's leftovers are found by. Each child moves itself into the cgroup
+//! first thing after `clone` (it writes `0` to `cgroup.procs`, see
+//! [`crate::sys::spawn::ChildSpec::cgroup_procs`]), so nothing it starts
+//! can be outside.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+
+/// The cgroup v2 mount points, from `/proc/self/mountinfo`.
+fn cgroup2_mounts() -> Vec<(PathBuf, String)> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|line| {
+            let (mount, fs) = line.split_once(" - ")?;
+            if fs.split(' ').next()? != "cgroup2" {
+                return None;
+            }
+            let fields: Vec<&str> = mount.split(' ').collect();
+            let root = unescape(fields.get(3)?);
+            let point = unescape(fields.get(4)?);
+            Some((PathBuf::from(point), root))
+        })
+        .collect()
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, ...).
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        if let (b'\\', Some(digits)) = (bytes[i], octal) {
+            let code = digits.iter().fold(0u32, |n, d| n * 8 + u32::from(d - b'0'));
+            out.push(code as u8);
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// ipc-run's own cgroup v2 directory, if there is one.
+fn own_cgroup() -> Option<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    let (point, root) = cgroup2_mounts().into_iter().next()?;
+    let relative = path.strip_prefix(root.as_str()).unwrap_or(path);
+    Some(point.join(relative.trim_start_matches('/')))
+}
+
+/// Whether cgroups are to be tried: always, except in debug builds with
+/// `IPC_RUN_CGROUP=off` (tests of the path without a cgroup).
+fn wanted() -> bool {
+    #[cfg(debug_assertions)]
+    if std::env::var_os("IPC_RUN_CGROUP").is_some_and(|v| v == "off") {
+        return false;
+    }
+    true
+}
+
+/// Where the cgroup of run `run_id` would go, when cgroups are to be
+/// tried and the path can be journaled (no whitespace).
+pub(crate) fn path_for(run_id: &str) -> Option<PathBuf> {
+    if !wanted() {
+        return None;
+    }
+    let path = own_cgroup()?.join(format!("ipc-run-{run_id}"));
+    let text = path.to_str()?;
+    (!text.chars().any(char::is_whitespace)).then_some(path)
+}
+
+/// Makes the cgroup at `path` (already journaled); `false` where that is
+/// not allowed (the run goes without).
+pub(crate) fn create(path: &Path) -> bool {
+    match nix::unistd::mkdir(path, nix::sys::stat::Mode::from_bits_truncate(0o755)) {
+        Ok(()) => {
+            tracing::debug!(cgroup = %path.display(), "run cgroup created");
+            true
+        }
+        Err(errno) => {
+            tracing::debug!(cgroup = %path.display(), "no run cgroup: {errno}");
+            false
+        }
+    }
+}
+
+/// Removes the cgroup at `path` if it is empty (a run's own end).
+pub(crate) fn remove_if_empty(path: &Path) {
+    if let Err(errno) = rmdir(path) {
+        tracing::debug!(cgroup = %path.display(), "run cgroup kept: {errno}");
+    }
+}
+
+/// Whether `path` can be the cgroup of run `run_id`: absolute, plain
+/// components, inside a cgroup v2 mount, named `ipc-run-<run_id>`.
+pub(crate) fn is_plausibly_of(path: &Path, run_id: &str) -> bool {
+    path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && path
+            .file_name()
+            .is_some_and(|n| *n == *format!("ipc-run-{run_id}"))
+        && cgroup2_mounts()
+            .iter()
+            .any(|(point, _)| path.starts_with(point) && path != point)
+}
+
+fn rmdir(path: &Path) -> Result<(), Errno> {
+    std::fs::remove_dir(path).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
+fn populated(path: &Path) -> Result<bool, Errno> {
+    let events = std::fs::read_to_string(path.join("cgroup.events"))
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    Ok(events.lines().any(|l| l == "populated 1"))
+}
+
+/// Kills everything in a dead run's cgroup (`cgroup.kill`), waits for it
+/// to empty (`cgroup.events`, bounded) and removes it. `Ok(true)` when
+/// something was running in it.
+pub(crate) fn kill_and_remove(path: &Path) -> Result<bool, Errno> {
+    let was_populated = match populated(path) {
+        Ok(p) => p,
+        Err(Errno::ENOENT) => return Ok(false),
+        Err(errno) => return Err(errno),
+    };
+    if was_populated {
+        let mut kill = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path.join("cgroup.kill"))
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        kill.write_all(b"1")
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        // The kernel signals cgroup.events (POLLPRI) as the cgroup empties.
+        for _ in 0..100 {
+            if !populated(path)? {
+                break;
+            }
+            let events = std::fs::File::open(path.join("cgroup.events"))
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLPRI)];
+            let _ = poll(&mut fds, PollTimeout::from(50u16));
+        }
+    }
+    // Tasks that have just exited may keep the cgroup busy a moment after
+    // it reports itself empty.
+    for _ in 0..100 {
+        match rmdir(path) {
+            Ok(()) | Err(Errno::ENOENT) => return Ok(was_populated),
+            Err(Errno::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Err(errno) => return Err(errno),
+        }
+    }
+    rmdir(path).map(|()| was_populated)
+}
