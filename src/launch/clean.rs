@@ -35,6 +35,7 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 use super::objects::{Match, ObjectRecord};
 use super::run_dir::{
     JOURNAL_FILE, LOCK_FILE, check_private, is_run_id, list_dir, open_dir_nofollow, owner_alive,
+    same_pid_namespace,
 };
 use crate::sys::fd::try_lock_exclusive;
 
@@ -125,6 +126,7 @@ pub(crate) fn kill_leftovers(root_fd: &OwnedFd, root: &Path) {
         if try_lock_exclusive(lock.as_fd()) != Ok(true) {
             continue;
         }
+        let same_ns = same_pid_namespace(&read_all(&lock));
         let mut journal = String::new();
         if let Ok(fd) = openat(
             &dir,
@@ -136,6 +138,7 @@ pub(crate) fn kill_leftovers(root_fd: &OwnedFd, root: &Path) {
         }
         for record in journal.lines().rev().filter_map(ObjectRecord::parse) {
             let killed = match &record {
+                ObjectRecord::ProcessGroup { .. } if !same_ns => continue,
                 ObjectRecord::ProcessGroup { .. } | ObjectRecord::Cgroup(_)
                     if record.is_plausibly_from(&name, dir.as_fd()) =>
                 {
@@ -161,20 +164,18 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
         Mode::empty(),
     )
     .map_err(|errno| format!("no usable lock file ({errno}): being created, or not a run"))?;
-    match try_lock_exclusive(lock.as_fd()) {
+    let locked = try_lock_exclusive(lock.as_fd());
+    let owner = read_all(&lock);
+    match locked {
         Ok(true) => {}
         // Held: live, unless its owner is provably gone and a leftover of
         // it (a child between clone and exec) holds the lock.
-        Ok(false) => {
-            let mut owner = String::new();
-            let _ = std::fs::File::from(lock.try_clone().map_err(|e| e.to_string())?)
-                .read_to_string(&mut owner);
-            if owner_alive(&owner) {
-                return Ok(None);
-            }
-        }
+        Ok(false) if owner_alive(&owner) => return Ok(None),
+        Ok(false) => {}
         Err(errno) => return Err(format!("cannot test its lock: {errno}")),
     }
+    // Pids journaled in another pid namespace name other processes here.
+    let same_ns = same_pid_namespace(&owner);
     let mut run = CleanedRun {
         path: path.to_owned(),
         ..CleanedRun::default()
@@ -209,6 +210,9 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
             run.skipped.push(record.to_string());
             continue;
         }
+        if matches!(record, ObjectRecord::ProcessGroup { .. }) && !same_ns {
+            continue;
+        }
         let group = matches!(
             record,
             ObjectRecord::ProcessGroup { .. } | ObjectRecord::Cgroup(_)
@@ -231,4 +235,15 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
     }
     drop(lock);
     Ok(Some(run))
+}
+
+/// The text of the file `fd` refers to, read from its start (empty on error).
+fn read_all(fd: &OwnedFd) -> String {
+    let mut text = String::new();
+    if let Ok(copy) = fd.try_clone() {
+        let mut file = std::fs::File::from(copy);
+        let _ = std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0));
+        let _ = file.read_to_string(&mut text);
+    }
+    text
 }

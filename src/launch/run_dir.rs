@@ -10,7 +10,8 @@
 //! - `lock`: made first, and *born locked*: an unnamed file (`O_TMPFILE`, or
 //!   a temporary name where the file system has none) is `flock`ed
 //!   (exclusive), given the owner line `owner pid=<pid> start=<starttime>`
-//!   (`starttime` from `/proc/<pid>/stat`, so a reused pid is told apart),
+//!   (`starttime` from `/proc/<pid>/stat`, so a reused pid is told apart;
+//!   also `pidns=<inode>`, as pids mean nothing in another pid namespace),
 //!   and only then linked as `lock`. So `ipc-run clean` never sees a `lock`
 //!   that a live run has not locked yet, and tells a live run (lock held,
 //!   owner alive) from a dead one (lock free, or held only by a leftover
@@ -386,7 +387,38 @@ pub fn sysv_intent(kind: SysvKind, mode: u32) -> Result<(i32, ObjectRecord), Lau
 fn owner_line() -> String {
     let pid = std::process::id();
     let start = process_start_time(pid as i32).unwrap_or(0);
-    format!("owner pid={pid} start={start}\n")
+    match own_pid_namespace() {
+        Some(ns) => format!("owner pid={pid} start={start} pidns={ns}\n"),
+        None => format!("owner pid={pid} start={start}\n"),
+    }
+}
+
+/// The inode of this process's pid namespace (`/proc/self/ns/pid`): pids
+/// and start times recorded in another namespace mean nothing here.
+fn own_pid_namespace() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    link.to_str()?
+        .strip_prefix("pid:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// A numeric field `key=` of an owner line.
+fn owner_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .next()?
+        .strip_prefix("owner ")?
+        .split(' ')
+        .find_map(|kv| kv.strip_prefix(key))?
+        .parse::<u64>()
+        .ok()
+}
+
+/// Whether the owner line `text` was written in this pid namespace, so
+/// that the pids the run journaled name the same processes here.
+pub(crate) fn same_pid_namespace(text: &str) -> bool {
+    own_pid_namespace().is_some_and(|ns| owner_field(text, "pidns=") == Some(ns))
 }
 
 /// Makes `dir/lock`, locked before it has a name (module docs).
@@ -522,16 +554,11 @@ fn process_stat(pid: i32) -> Option<ProcStat> {
 /// (same pid, same start time, not a zombie). A missing or unreadable
 /// owner line counts as alive: only a proven death makes a run dead.
 pub(crate) fn owner_alive(text: &str) -> bool {
-    let field = |key: &str| {
-        text.lines()
-            .next()?
-            .strip_prefix("owner ")?
-            .split(' ')
-            .find_map(|kv| kv.strip_prefix(key))?
-            .parse::<u64>()
-            .ok()
-    };
-    let (Some(pid), Some(start)) = (field("pid="), field("start=")) else {
+    // Another pid namespace's pid cannot be looked up here.
+    if !same_pid_namespace(text) {
+        return true;
+    }
+    let (Some(pid), Some(start)) = (owner_field(text, "pid="), owner_field(text, "start=")) else {
         return true;
     };
     let Ok(pid) = i32::try_from(pid) else {
@@ -583,11 +610,24 @@ mod tests {
         let me = std::process::id();
         let start = process_start_time(me as i32).unwrap();
         assert!(owner_alive(&format!("owner pid={me} start={start}\n")));
+        assert!(
+            owner_alive(&format!("owner pid={me} start={}\n", start + 1)),
+            "no namespace: cannot tell, so alive"
+        );
+        assert!(owner_alive("garbage"), "unknown counts as alive");
+        let ns = own_pid_namespace().unwrap();
         assert!(!owner_alive(&format!(
-            "owner pid={me} start={}\n",
+            "owner pid={me} start={} pidns={ns}\n",
             start + 1
         )));
-        assert!(owner_alive("garbage"), "unknown counts as alive");
+        assert!(
+            owner_alive(&format!(
+                "owner pid={me} start={} pidns={}\n",
+                start + 1,
+                ns + 1
+            )),
+            "another namespace: cannot tell, so alive"
+        );
         assert!(owner_line().starts_with(&format!("owner pid={me} start={start}")));
     }
 }
