@@ -34,8 +34,8 @@ use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use super::objects::{Match, ObjectRecord};
 use super::run_dir::{
-    JOURNAL_FILE, LOCK_FILE, check_private, is_run_id, list_dir, open_dir_nofollow, owner_alive,
-    same_pid_namespace,
+    JOURNAL_FILE, LOCK_FILE, ProcessTable, check_private, is_run_id, list_dir, open_dir_nofollow,
+    owner_alive, same_pid_namespace,
 };
 use crate::sys::fd::try_lock_exclusive;
 
@@ -136,12 +136,14 @@ pub(crate) fn kill_leftovers(root_fd: &OwnedFd, root: &Path) {
         ) {
             let _ = std::fs::File::from(fd).read_to_string(&mut journal);
         }
+        let mut processes = None;
         for record in journal.lines().rev().filter_map(ObjectRecord::parse) {
             let killed = match &record {
                 ObjectRecord::ProcessGroup { .. } if !same_ns => continue,
-                ObjectRecord::ProcessGroup { .. } | ObjectRecord::Cgroup(_)
-                    if record.is_plausibly_from(&name, dir.as_fd()) =>
-                {
+                ObjectRecord::ProcessGroup { pgid, start } => processes
+                    .get_or_insert_with(ProcessTable::snapshot)
+                    .kill_group(*pgid, *start),
+                ObjectRecord::Cgroup(_) if record.is_plausibly_from(&name, dir.as_fd()) => {
                     record.remove(dir.as_fd(), Match::Strict)
                 }
                 _ => continue,
@@ -202,6 +204,7 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
             _ => None,
         })
         .collect();
+    let mut processes = None;
     for record in records.into_iter().rev() {
         if matches!(&record, ObjectRecord::SysvKey { key, .. } if keys_with_ids.contains(key)) {
             continue;
@@ -210,14 +213,19 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
             run.skipped.push(record.to_string());
             continue;
         }
-        if matches!(record, ObjectRecord::ProcessGroup { .. }) && !same_ns {
-            continue;
-        }
         let group = matches!(
             record,
             ObjectRecord::ProcessGroup { .. } | ObjectRecord::Cgroup(_)
         );
-        match record.remove(dir.as_fd(), Match::Strict) {
+        let result = match &record {
+            ObjectRecord::ProcessGroup { .. } if !same_ns => continue,
+            // One /proc scan for all of a run's groups.
+            ObjectRecord::ProcessGroup { pgid, start } => processes
+                .get_or_insert_with(ProcessTable::snapshot)
+                .kill_group(*pgid, *start),
+            _ => record.remove(dir.as_fd(), Match::Strict),
+        };
+        match result {
             Ok(true) if group => run.removed.push(format!("{record} (killed)")),
             Ok(true) => run.removed.push(record.to_string()),
             // A group that ended with its run is not worth a line.

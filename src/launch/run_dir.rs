@@ -490,43 +490,62 @@ pub(crate) fn process_start_time(pid: i32) -> Option<u64> {
     process_start(pid).map(|(start, _)| start)
 }
 
-/// Kills (SIGKILL) the process group `pgid` a dead run's child led, if it
-/// is still that group: its leader, if still there (even as a zombie), has
-/// the recorded start time, and every member started no earlier than it (a
-/// group id reused after the whole group ended is someone else's).
-/// `Ok(true)` when a running member was signalled.
-pub(crate) fn kill_process_group(pgid: i32, start: u64) -> Result<bool, Errno> {
-    let mut running = false;
-    for entry in std::fs::read_dir("/proc")
-        .map_err(|_| Errno::EIO)?
-        .flatten()
-    {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
+/// The processes of this pid namespace by process group, read once from
+/// `/proc`, so that killing a dead run's many groups scans `/proc` once.
+#[derive(Debug, Default)]
+pub(crate) struct ProcessTable {
+    groups: std::collections::HashMap<i32, Vec<(i32, ProcStat)>>,
+}
+
+impl ProcessTable {
+    /// Reads every process's group, start time and state.
+    pub(crate) fn snapshot() -> ProcessTable {
+        let mut table = ProcessTable::default();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return table;
         };
-        let Some(member) = process_stat(pid) else {
-            continue;
-        };
-        if member.pgrp != pgid {
-            continue;
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if let Some(stat) = process_stat(pid) {
+                table.groups.entry(stat.pgrp).or_default().push((pid, stat));
+            }
         }
-        if (pid == pgid && member.start != start) || member.start < start {
+        table
+    }
+
+    /// Kills (SIGKILL) the process group `pgid` a dead run's child led, if
+    /// it is still that group: its leader, if still there (even as a
+    /// zombie), has the recorded start time, and every member started no
+    /// earlier than it (a group id reused after the whole group ended is
+    /// someone else's). `Ok(true)` when a running member was signalled.
+    pub(crate) fn kill_group(&self, pgid: i32, start: u64) -> Result<bool, Errno> {
+        let Some(members) = self.groups.get(&pgid) else {
+            return Ok(false);
+        };
+        let ours = members
+            .iter()
+            .all(|(pid, m)| m.start >= start && (*pid != pgid || m.start == start));
+        if !ours || !members.iter().any(|(_, m)| m.running) {
             return Ok(false);
         }
-        running |= member.running;
+        match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::SIGKILL)
+        {
+            Ok(()) => Ok(true),
+            Err(Errno::ESRCH) => Ok(false),
+            Err(errno) => Err(errno),
+        }
     }
-    if !running {
-        return Ok(false);
-    }
-    match nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), nix::sys::signal::SIGKILL) {
-        Ok(()) => Ok(true),
-        Err(Errno::ESRCH) => Ok(false),
-        Err(errno) => Err(errno),
-    }
+}
+
+/// [`ProcessTable::kill_group`] on a fresh snapshot.
+pub(crate) fn kill_process_group(pgid: i32, start: u64) -> Result<bool, Errno> {
+    ProcessTable::snapshot().kill_group(pgid, start)
 }
 
 /// What `/proc/PID/stat` says about a process.
