@@ -272,6 +272,10 @@ pub(crate) struct FileStat {
 }
 
 /// `fstat(2)`.
+#[allow(
+    clippy::unnecessary_cast,
+    reason = "st_dev and st_ino are u64 on 64-bit Linux only"
+)]
 pub(crate) fn fstat(fd: BorrowedFd<'_>) -> io::Result<FileStat> {
     let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
     // SAFETY: `stat` is a writable buffer of the right type for the call;
