@@ -351,9 +351,9 @@ fn run(cmd: &str, args: &[String]) {
             }
         }
         "ring-send" => {
-            use ipc_run::child::ring::Producer;
+            use ipc_run_child::ring::Producer;
             let mut port =
-                ipc_run::child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+                ipc_run_child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
             let mut producer =
                 Producer::from_port(&mut port).unwrap_or_else(|e| die(&e.to_string()));
             let tag = arg(args, 1);
@@ -372,9 +372,9 @@ fn run(cmd: &str, args: &[String]) {
             }
         }
         "ring-recv" => {
-            use ipc_run::child::ring::{Consumer, Received};
+            use ipc_run_child::ring::{Consumer, Received};
             let mut port =
-                ipc_run::child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+                ipc_run_child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
             let mut consumer =
                 Consumer::from_port(&mut port).unwrap_or_else(|e| die(&e.to_string()));
             let mut counts = std::collections::BTreeMap::<String, u64>::new();
@@ -404,9 +404,9 @@ fn run(cmd: &str, args: &[String]) {
             println!("ring: {}", summary.join(" "));
         }
         "ring-torn" => {
-            use ipc_run::child::ring::Producer;
+            use ipc_run_child::ring::Producer;
             let mut port =
-                ipc_run::child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+                ipc_run_child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
             let mut producer =
                 Producer::from_port(&mut port).unwrap_or_else(|e| die(&e.to_string()));
             let record = ring_record("torn", 0, num(&arg(args, 1)) as usize);
