@@ -25,11 +25,10 @@ use super::error::LaunchError;
 use super::objects::{Match, ObjectRecord};
 use super::placeholder::Values;
 use super::run_dir::RunDir;
-use crate::child::ring::RingError;
+use crate::child::ring::{Header, RingError};
 use crate::plan::{ChannelPlan, EndpointPlan, Mechanism, ObjectKind};
 use crate::sys::fd::{dup_cloexec_at_least, std_fd};
 use crate::sys::ipc::{self, SysvKind};
-use crate::sys::ring::Mapping;
 use crate::topology::SocketType;
 
 /// Which of a channel's held fds an end refers to.
@@ -89,7 +88,7 @@ pub(crate) struct Created {
 pub(crate) struct RingHeader {
     /// The channel's index in the plan.
     pub channel: usize,
-    pub header: Mapping,
+    pub header: Header,
     pub producers: u32,
     /// The end has been marked.
     pub marked: bool,
@@ -386,18 +385,19 @@ pub(crate) fn create_channel(
             if let Some(ring) = ring {
                 // Formatted before any process starts: nobody sees a
                 // half-made header.
-                crate::child::ring::format(fd.as_fd(), *size, ring.producers).map_err(|error| {
-                    match error {
-                        RingError::Sys { errno, .. } => res("posix-shm", &name)(errno),
-                        other => LaunchError::BadValue {
-                            what: format!("ring of channel {id}"),
-                            value: format!("{size} bytes"),
-                            reason: other.to_string(),
-                        },
-                    }
-                })?;
-                let header = Mapping::new(fd.as_fd(), crate::child::ring::HEADER_SIZE as usize)
-                    .map_err(res("posix-shm", &name))?;
+                let ring_error = |error: RingError| match error {
+                    RingError::Sys { error, .. } => res("posix-shm", &name)(Errno::from_raw(
+                        error.raw_os_error().unwrap_or(libc::EIO),
+                    )),
+                    other => LaunchError::BadValue {
+                        what: format!("ring of channel {id}"),
+                        value: format!("{size} bytes"),
+                        reason: other.to_string(),
+                    },
+                };
+                crate::child::ring::format(fd.as_fd(), *size, ring.producers)
+                    .map_err(ring_error)?;
+                let header = Header::map(fd.as_fd()).map_err(ring_error)?;
                 created.rings.push(RingHeader {
                     channel: index,
                     header,
