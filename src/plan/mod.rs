@@ -114,6 +114,33 @@ pub fn plan(topology: &Topology, limits: &Limits) -> Result<Planned, PlanError> 
     })
 }
 
+// The plan owns its vocabulary; the topology's words map onto it here,
+// where the planner reads one and writes the other.
+
+impl From<crate::topology::RestartPolicy> for RestartPolicy {
+    fn from(policy: crate::topology::RestartPolicy) -> Self {
+        use crate::topology::RestartPolicy as Declared;
+        match policy {
+            Declared::Never => RestartPolicy::Never,
+            Declared::OnFailure => RestartPolicy::OnFailure,
+            Declared::Always => RestartPolicy::Always,
+        }
+    }
+}
+
+impl From<crate::topology::Traffic> for Traffic {
+    fn from(traffic: crate::topology::Traffic) -> Self {
+        use crate::topology::Traffic as Declared;
+        match traffic {
+            Declared::Stream => Traffic::Stream,
+            Declared::Messages => Traffic::Messages,
+            Declared::Shared => Traffic::Shared,
+            Declared::Request => Traffic::Request,
+            Declared::Notify => Traffic::Notify,
+        }
+    }
+}
+
 /// Collects diagnostics across passes.
 #[derive(Debug, Default)]
 pub(crate) struct Sink {

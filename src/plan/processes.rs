@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::model::{Readiness, RestartPlan, SignalRef};
+use super::model::{Readiness, RestartPlan, RestartPolicy, SignalRef};
 use super::signals::{FORWARDABLE, known, parse_signal};
 use super::{Limits, MAX_INSTANCES, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::topology::{ProcessSpec, Ready, RestartPolicy, Topology, check_name};
+use crate::topology::{ProcessSpec, Ready, Topology, check_name};
 
 /// Most replicas of one process.
 pub const MAX_REPLICAS: i64 = 1024;
@@ -189,7 +189,7 @@ pub fn resolve<'a>(
             policy: spec
                 .restart
                 .as_ref()
-                .map(|r| *r.get_ref())
+                .map(|r| RestartPolicy::from(*r.get_ref()))
                 .unwrap_or(RestartPolicy::Never),
             limit: spec
                 .restart_limit

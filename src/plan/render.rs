@@ -5,8 +5,10 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Choice, CycleVerdict, EndpointPlan, FdRole, Plan, ProcessPlan, Readiness};
-use crate::topology::{Millis, RestartPolicy};
+use super::model::{
+    Choice, CycleVerdict, EndpointPlan, FdRole, Plan, ProcessPlan, Readiness, RestartPolicy,
+};
+use crate::topology::Millis;
 
 /// Renders the plan as text.
 pub fn text(plan: &Plan) -> String {
