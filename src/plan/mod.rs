@@ -9,11 +9,14 @@
 //! 4. [`order`]: start and stop order, the three kinds of cycle, FIFO
 //!    open-order deadlocks.
 //!
+//! [`import`] reads a JSON plan back and checks it against this host.
+//!
 //! A pass that needs the previous one's results only runs when that pass
 //! found no error, so every reported error is real and none is an echo.
 
 mod edges;
 pub mod graph;
+pub mod import;
 pub mod limits;
 pub mod model;
 mod order;
