@@ -148,7 +148,7 @@ fn check_structure(plan: &Plan, sink: &mut Sink) {
     check_order(plan, "start_order", &plan.start_order, &instances, sink);
     check_order(plan, "stop_order", &plan.stop_order, &instances, sink);
     if let Some(name) = &plan.exit_code_from {
-        if !instances.contains_key(name.as_str()) {
+        if !plan.processes.iter().any(|p| p.process == *name) {
             let message = format!("exit_code_from names `{name}`, which is not a process");
             sink.push(inconsistent(message, "exit_code_from".into()));
         }
