@@ -237,15 +237,27 @@ fn check_process(
             sink.push(inconsistent(message, at("after")));
         }
     }
+    check_fd_table(plan, i, process, channels, sink);
+}
+
+/// Each fd once, not negative, and standing for what the plan says.
+fn check_fd_table(
+    plan: &Plan,
+    i: usize,
+    process: &ProcessPlan,
+    channels: &HashMap<&str, usize>,
+    sink: &mut Sink,
+) {
+    let at = format!("processes[{i}].fds (`{}`)", process.name);
     let mut fds = HashSet::new();
     for slot in &process.fds {
         if !fds.insert(slot.fd) {
             let message = format!("`{}` has fd {} twice", process.name, slot.fd);
-            sink.push(inconsistent(message, at("fds")));
+            sink.push(inconsistent(message, at.clone()));
         }
         if slot.fd < 0 {
             let message = format!("`{}` has a negative fd {}", process.name, slot.fd);
-            sink.push(inconsistent(message, at("fds")));
+            sink.push(inconsistent(message, at.clone()));
         }
         match &slot.role {
             FdRole::Ready if process.ready != (Readiness::Fd { fd: slot.fd }) => {
@@ -253,7 +265,7 @@ fn check_process(
                     "fd {} of `{}` is a readiness pipe, but its readiness is not that fd",
                     slot.fd, process.name
                 );
-                sink.push(inconsistent(message, at("fds")));
+                sink.push(inconsistent(message, at.clone()));
             }
             FdRole::Ready => {}
             FdRole::Channel { channel, .. } => {
@@ -269,7 +281,7 @@ fn check_process(
                         "fd {} of `{}` is port `{}` of channel `{channel}`, which has no such endpoint",
                         slot.fd, process.name, slot.port
                     );
-                    sink.push(inconsistent(message, at("fds")));
+                    sink.push(inconsistent(message, at.clone()));
                 }
             }
         }
@@ -284,7 +296,7 @@ fn check_process(
                 "`{}` is ready on fd {fd}, which its fd table does not hold",
                 process.name
             );
-            sink.push(inconsistent(message, at("ready")));
+            sink.push(inconsistent(message, format!("processes[{i}].ready")));
         }
     }
 }
