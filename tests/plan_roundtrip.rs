@@ -189,6 +189,17 @@ proptest! {
     }
 }
 
+/// `exit_code_from` names the declared process, whose one instance is
+/// `a#0` when it says `replicas = 1`.
+#[test]
+fn exit_code_from_a_single_replica_round_trips() {
+    let text = "exit_code_from = \"a\"\n[process.a]\ncmd = [\"run\"]\nreplicas = 1\n";
+    let topology = Topology::parse(Path::new("one.toml"), text.to_owned()).unwrap();
+    let planned = plan::plan(&topology, &Limits::default()).unwrap();
+    assert_eq!(planned.plan.processes[0].name, "a#0");
+    assert_round_trip(&planned.plan).unwrap();
+}
+
 /// The generator reaches valid plans, not only errors: otherwise the
 /// property above would hold vacuously.
 #[test]
