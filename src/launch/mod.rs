@@ -69,10 +69,10 @@ pub use error::{LaunchError, SpawnError};
 pub use resources::CleanupReport;
 pub use spawn::DEFAULT_PATH;
 
+use crate::plan::RestartPolicy;
 use crate::plan::{End, EndpointPlan, FdRole, FdSlot, Mechanism, Plan, ProcessPlan, Readiness};
 use crate::sys::fd::std_fd;
 use crate::sys::spawn::SpawnFailure;
-use crate::topology::RestartPolicy;
 use placeholder::Values;
 use resources::{Created, Held};
 

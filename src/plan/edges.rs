@@ -1088,7 +1088,7 @@ fn plan_channel(
     Some(ChannelDecl {
         plan: ChannelPlan {
             id,
-            traffic,
+            traffic: traffic.into(),
             mechanism,
             choice,
             reason,
