@@ -4,6 +4,8 @@
 //! that a run left nothing behind (`RunObjects`).
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub mod launch;
+
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read};

@@ -71,7 +71,7 @@ fn diagnose(path: &Path) -> (String, Vec<&'static str>, bool) {
 
 #[test]
 fn example_topologies_plan() {
-    insta::glob!("../topologies", "*.toml", |path| {
+    insta::glob!("../../topologies", "*.toml", |path| {
         let path = relative(path);
         let topology = Topology::load(&path).expect("example topologies parse");
         let planned = match plan::plan(&topology, &Limits::default()) {
@@ -107,7 +107,7 @@ fn example_topologies_plan() {
 
 #[test]
 fn example_topologies_start_with_the_schema_line() {
-    insta::glob!("../topologies", "*.toml", |path| {
+    insta::glob!("../../topologies", "*.toml", |path| {
         let source = std::fs::read_to_string(path).expect("readable");
         assert!(
             source.starts_with("#:schema ../schemas/topology.schema.json\n"),
@@ -119,7 +119,7 @@ fn example_topologies_start_with_the_schema_line() {
 
 #[test]
 fn invalid_corpus_diagnostics() {
-    insta::glob!("invalid", "*.toml", |path| {
+    insta::glob!("../invalid", "*.toml", |path| {
         let path = relative(path);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let code = name.split('-').next().unwrap();

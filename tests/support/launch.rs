@@ -1,6 +1,5 @@
 //! Helpers for the launcher tests: plans from TOML, a private runtime root,
 //! and reading a probe's output.
-#![allow(dead_code, reason = "each test file uses a different subset")]
 
 use std::io::Read;
 use std::os::fd::OwnedFd;

@@ -7,8 +7,6 @@
 //! in the same test: the machine may be loaded. Nothing sleeps to
 //! synchronise; waits poll a condition until a deadline.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -19,7 +17,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use support::*;
+use crate::support::*;
 
 /// Anything in a finished run's stderr that counts as a clean end.
 fn assert_summaries(result: &Finished, wants: &[(&str, &str)]) {

@@ -5,8 +5,6 @@
 //!
 //! Case names follow the reliability bar (F2 … F7, K1, K2, S1, S3).
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -16,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use support::*;
+use crate::support::*;
 
 // ----- 1. every shipped topology -------------------------------------------
 

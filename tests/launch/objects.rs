@@ -2,7 +2,7 @@
 //! (F7) with everything created before it rolled back (F6); `clean`
 //! removes a dead run's objects and skips a live run (F5).
 
-mod launch_common;
+use crate::support::launch as launch_common;
 
 use std::os::unix::fs::PermissionsExt;
 

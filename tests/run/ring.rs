@@ -4,8 +4,6 @@
 //! middle of a record. `ring_throughput` (ignored) prints a rough
 //! comparison with a pipe.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
@@ -15,7 +13,7 @@ use ipc_run::child::ring::{self, Consumer, Producer, Received};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn probes_exchange_records_and_ipc_run_marks_the_end() {

@@ -15,7 +15,7 @@
 //! Needs a C compiler and python3 (`scripts/test.sh` installs them); a case
 //! without them says SKIP loudly.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
