@@ -1,9 +1,9 @@
-//! Reliability: hostile and malformed input, the security of what a run
-//! creates, and runs under stress (signals, limits, crashes, leftovers).
+//! Reliability: the security of what a run creates, and runs under stress
+//! (signals, limits, crashes, leftovers). Malformed input is the `input`
+//! test binary.
 
 #[path = "../support/mod.rs"]
 mod support;
 
-mod input;
 mod run;
 mod security;

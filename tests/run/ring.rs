@@ -146,7 +146,9 @@ fn a_writer_killed_mid_record_tears_nothing_and_wedges_no_one() {
             .send(b"whole record", Some(Duration::from_secs(30)))
             .unwrap();
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // ... blocked on the record lock the dying probe holds.
+    let ino = nix::sys::stat::fstat(&segment.fd()).unwrap().st_ino;
+    wait_for_lock(ino, true, "the second producer");
     assert!(!other.is_finished(), "the lock did not hold");
     // ...until the holder dies: the kernel drops its lock.
     dying.kill().unwrap();

@@ -688,13 +688,16 @@ fn a_producer_killed_while_it_holds_the_writer_lock_does_not_wedge_the_others() 
     let ring = segment(tools, Lang::C, HEADER + 1024, 2);
     let mut c = spawn(program(tools, Lang::C, true, &[&ring.name]), Stdio::piped());
     let feed_c = feed(&mut c, lines("c", 500));
-    std::thread::sleep(Duration::from_millis(200));
+    let ino = std::fs::metadata(ring.path())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
+    support::wait_for_lock(ino, false, "the C producer holds the writer lock");
     let mut py = spawn(
         program(tools, Lang::Python, true, &[&ring.name]),
         Stdio::piped(),
     );
     let feed_py = feed(&mut py, lines("py", 50));
-    std::thread::sleep(Duration::from_millis(300));
+    support::wait_for_lock(ino, true, "the Python producer waits for the lock");
     assert!(c.child.try_wait().unwrap().is_none(), "C producer waits");
     assert!(
         py.child.try_wait().unwrap().is_none(),

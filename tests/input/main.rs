@@ -5,6 +5,10 @@
 //! no new `ipc-run.` object appears in /dev/shm or /dev/mqueue.
 //!
 //! Corpus files (`tests/invalid/`) are reused where they hold the case.
+//!
+//! A binary of its own: "no new object appears" is checked on the whole
+//! host, so no case that creates objects may run beside these (cargo test
+//! runs one test binary at a time).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
