@@ -147,7 +147,7 @@ fn a_writer_killed_mid_record_tears_nothing_and_wedges_no_one() {
             .unwrap();
     });
     // ... blocked on the record lock the dying probe holds.
-    let ino = nix::sys::stat::fstat(&segment.fd()).unwrap().st_ino;
+    let ino = nix::sys::stat::fstat(segment.fd()).unwrap().st_ino;
     wait_for_lock(ino, true, "the second producer");
     assert!(!other.is_finished(), "the lock did not hold");
     // ...until the holder dies: the kernel drops its lock.
