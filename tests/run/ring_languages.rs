@@ -444,15 +444,11 @@ fn a_sleeping_reader_wakes_for_the_record_and_for_the_end() {
             feed(&mut send, b"one\n".to_vec()).join().unwrap();
             let sent = finish(send, LIMIT, &what);
             check(sent.status, &sent, &what);
-            let start = Instant::now();
-            let got = finish(recv, Duration::from_secs(5), &what);
+            // A reader that missed the wake-up would sleep on without a
+            // timeout: ending at all (within the bound) is the check.
+            let got = finish(recv, LIMIT, &what);
             check(got.status, &got, &what);
             assert_eq!(got.stdout, b"one\n", "{what}");
-            assert!(
-                start.elapsed() < Duration::from_secs(1),
-                "{what}: the end took {:?}",
-                start.elapsed()
-            );
         }
     }
 }
@@ -475,8 +471,9 @@ fn recv_on_an_empty_ring_times_out() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(out.stdout.is_empty());
+        // A timeout cannot end early however busy the machine; how late it
+        // ends is not asserted.
         assert!(took >= Duration::from_millis(200), "{reader:?}: {took:?}");
-        assert!(took < Duration::from_secs(3), "{reader:?}: {took:?}");
     }
 }
 
