@@ -948,8 +948,8 @@ replicas = 50
         result.elapsed
     };
     // Both limits run the 50 processes. How the spawn time compares is a
-    // measurement (bench/spawn-nofile.sh); the test checks the cause below:
-    // one close_range per child, no loop of close.
+    // measurement, not asserted here; the test checks the cause below: one
+    // close_range per child, no loop of close.
     timed(&mut scratch.wrapped_command(&["prlimit", SMALL, "--"], &file));
     timed(&mut scratch.wrapped_command(&["prlimit", &big, "--"], &file));
     // Each child's fds are closed by one close_range, not a loop of close.
