@@ -7,7 +7,7 @@
 #   K3  1,000 restart cycles: ipc-run's RSS, threads and fds after 20
 #       cycles and after 1,000 must match.
 #
-# They are the tests l2_* and k3_* of tests/run_reliability.rs, which read
+# They are the tests l2_* and k3_* of tests/reliability/run.rs, which read
 # IPC_RUN_SOAK=1 (set here) to switch from their CI share (10 x 5 MB, 200
 # cycles) to these sizes.
 #
@@ -30,7 +30,7 @@ done
 
 export IPC_RUN_SOAK=1
 start=$(date +%s)
-cargo test --locked "${profile[@]}" --test run_reliability -- \
+cargo test --locked "${profile[@]}" --test reliability -- \
     --test-threads 1 --nocapture "$@" \
     l2_large_output_without_newlines_is_relayed_exactly_in_bounded_memory \
     k3_200_restart_cycles_keep_rss_threads_and_fds_flat

@@ -3,9 +3,7 @@
 //! receiver that ended stays a zombie (its pid reserved) while a sender that
 //! knows its pid still runs.
 
-mod support;
-
-use support::Scratch;
+use crate::support::Scratch;
 
 /// Runs `topology` with a private runtime dir; returns (status, stdout,
 /// stderr) and checks that the run left nothing behind.

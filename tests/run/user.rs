@@ -1,9 +1,7 @@
 //! `user` and `group` through the real binary (S6): the child's uid, gid and
 //! supplementary groups all change; unknown names fail the launch cleanly.
 
-mod support;
-
-use support::Scratch;
+use crate::support::Scratch;
 
 /// Runs `topology` with a private runtime dir; returns (status, stdout,
 /// stderr) and checks that the run left nothing behind.

@@ -3,12 +3,7 @@
 //! reaping, idle CPU, readiness.
 //!
 //! Signals are process-wide, so each case runs the supervisor in a process
-//! of its own: this binary (harness = false) re-executes itself in "runner"
-//! mode with a topology file, the way `ipc-run run FILE` runs one, and the
-//! case drives and inspects that process from outside.
-
-#[path = "supervise_support/runtime.rs"]
-mod pipe_runtime;
+//! of its own, `ipc-run run FILE`, and drives and inspects it from outside.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -16,124 +11,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use ipc_run::supervise::{ColorChoice, RunOptions};
+use crate::support::IPC_RUN;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-const RUNNER_ENV: &str = "IPC_RUN_TEST_RUNNER_TOML";
-
-fn main() {
-    if let Some(path) = std::env::var_os(RUNNER_ENV) {
-        std::process::exit(runner(Path::new(&path)));
-    }
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let cases: &[(&str, fn())] = &[
-        ("pipeline_matches_the_shell", pipeline_matches_the_shell),
-        (
-            "producer_into_head_ends_promptly",
-            producer_into_head_ends_promptly,
-        ),
-        (
-            "restarted_consumer_loses_no_data",
-            restarted_consumer_loses_no_data,
-        ),
-        (
-            "sigterm_stops_in_reverse_start_order",
-            sigterm_stops_in_reverse_start_order,
-        ),
-        ("grace_period_then_sigkill", grace_period_then_sigkill),
-        ("second_sigint_escalates", second_sigint_escalates),
-        ("exit_codes_are_passed_on", exit_codes_are_passed_on),
-        (
-            "death_by_signal_is_128_plus_n",
-            death_by_signal_is_128_plus_n,
-        ),
-        ("exit_code_from_ends_the_run", exit_code_from_ends_the_run),
-        (
-            "spawn_failure_is_a_launch_failure",
-            spawn_failure_is_a_launch_failure,
-        ),
-        ("restart_limit_marks_failed", restart_limit_marks_failed),
-        ("log_relay_is_byte_exact", log_relay_is_byte_exact),
-        (
-            "chatty_children_interleave_whole_lines",
-            chatty_children_interleave_whole_lines,
-        ),
-        (
-            "log_sink_dev_full_does_not_kill",
-            log_sink_dev_full_does_not_kill,
-        ),
-        (
-            "orphaned_grandchild_is_reaped",
-            orphaned_grandchild_is_reaped,
-        ),
-        ("idle_supervisor_uses_no_cpu", idle_supervisor_uses_no_cpu),
-        (
-            "notify_readiness_orders_start",
-            notify_readiness_orders_start,
-        ),
-        (
-            "readiness_timeout_fails_the_run",
-            readiness_timeout_fails_the_run,
-        ),
-        (
-            "forwarded_signal_reaches_process",
-            forwarded_signal_reaches_process,
-        ),
-        (
-            "inherited_sigchld_ignore_and_blocked_sigterm",
-            inherited_sigchld_ignore_and_blocked_sigterm,
-        ),
-    ];
-    let (mut passed, mut failed) = (0, 0);
-    for (name, case) in cases {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        let started = Instant::now();
-        let result = std::panic::catch_unwind(case);
-        let elapsed = started.elapsed().as_secs_f64();
-        match result {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({elapsed:.2}s)");
-            }
-            Err(_) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({elapsed:.2}s)");
-            }
-        }
-    }
-    println!("{passed} passed, {failed} failed");
-    std::process::exit(if failed == 0 { 0 } else { 1 });
-}
-
-/// Runner mode: plan the file and supervise it, like `ipc-run run FILE`.
-fn runner(path: &Path) -> i32 {
-    let source = std::fs::read_to_string(path).unwrap();
-    let topology = ipc_run::topology::Topology::parse(path, source).unwrap();
-    let planned = match ipc_run::plan::plan(&topology, &ipc_run::plan::Limits::default()) {
-        Ok(planned) => planned,
-        Err(err) => panic!("invalid test topology: {err:?}"),
-    };
-    let run_dir = path.parent().unwrap().join("run");
-    std::fs::create_dir_all(&run_dir).unwrap();
-    let mut runtime = pipe_runtime::PipeRuntime::new(&planned.plan, run_dir);
-    let options = RunOptions {
-        color: ColorChoice::Never,
-        ..Default::default()
-    };
-    match ipc_run::supervise::supervise(&planned.plan, &options, &mut runtime) {
-        Ok(outcome) => outcome.exit_code,
-        Err(err) => {
-            eprintln!("runner: {err}");
-            ipc_run::supervise::LAUNCH_FAILURE
-        }
-    }
-}
+/// `ipc-run run`'s status when the topology could not be started.
+const LAUNCH_FAILURE: i32 = ipc_run::supervise::LAUNCH_FAILURE;
 
 // ----- helpers -------------------------------------------------------------
 
@@ -146,12 +29,30 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
+/// The arguments of `ipc-run` that run `file` with a private runtime
+/// directory beside it.
+fn runner_args(file: &Path) -> Vec<std::ffi::OsString> {
+    let runtime = file.parent().unwrap().join("rt");
+    vec![
+        "--color".into(),
+        "never".into(),
+        "run".into(),
+        file.into(),
+        "--runtime-dir".into(),
+        runtime.into(),
+    ]
+}
+
 fn runner_command(toml: &str) -> Command {
     let dir = scratch_dir();
     let file = dir.join("topology.toml");
     std::fs::write(&file, toml).unwrap();
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.env(RUNNER_ENV, &file).env_remove("NO_COLOR");
+    let mut command = Command::new(IPC_RUN);
+    command
+        .args(runner_args(&file))
+        .env_remove("NO_COLOR")
+        .env_remove("IPC_RUN_LOG")
+        .stdin(Stdio::null());
     command
 }
 
@@ -159,7 +60,6 @@ struct Finished {
     code: i32,
     stdout: Vec<u8>,
     stderr: String,
-    elapsed: Duration,
 }
 
 impl Finished {
@@ -202,7 +102,6 @@ fn finish(mut child: Child, started: Instant, timeout: Duration) -> Finished {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let elapsed = started.elapsed();
     let stdout = out.join().unwrap();
     let stderr = err.join().unwrap();
     eprintln!("--- runner stderr ---\n{stderr}---");
@@ -210,7 +109,6 @@ fn finish(mut child: Child, started: Instant, timeout: Duration) -> Finished {
         code: status.code().unwrap_or(-1),
         stdout,
         stderr,
-        elapsed,
     }
 }
 
@@ -219,12 +117,10 @@ struct Live {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
-    started: Instant,
 }
 
 impl Live {
     fn start(toml: &str) -> Live {
-        let started = Instant::now();
         let mut child = runner_command(toml)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -244,7 +140,6 @@ impl Live {
             child,
             lines,
             seen: Vec::new(),
-            started,
         }
     }
 
@@ -283,7 +178,6 @@ impl Live {
             assert!(Instant::now() < deadline, "runner did not finish");
             std::thread::sleep(Duration::from_millis(10));
         };
-        let elapsed = self.started.elapsed();
         let mut seen = self.seen;
         seen.extend(self.lines.iter());
         let stderr = err.join().unwrap();
@@ -294,7 +188,6 @@ impl Live {
             code: status.code().unwrap_or(-1),
             stdout,
             stderr,
-            elapsed,
         }
     }
 }
@@ -350,6 +243,7 @@ fn summary_line<'a>(stderr: &'a str, name: &str) -> &'a str {
 
 // ----- cases ---------------------------------------------------------------
 
+#[test]
 fn pipeline_matches_the_shell() {
     let result = run(r#"
 pipeline = ["gen", "filter", "count"]
@@ -370,6 +264,7 @@ cmd = ["wc", "-l"]
     assert!(summary_line(&result.stderr, "gen").contains("exited 0"));
 }
 
+#[test]
 fn producer_into_head_ends_promptly() {
     let topology = r#"
 pipeline = ["yes", "take"]
@@ -380,11 +275,6 @@ cmd = ["head", "-1"]
 "#;
     let result = run(topology);
     assert_eq!(text_lines(&result.stdout, "take"), vec!["y"]);
-    assert!(
-        result.elapsed < Duration::from_secs(10),
-        "{:?}",
-        result.elapsed
-    );
     assert!(summary_line(&result.stderr, "yes").contains("killed by SIGPIPE"));
     assert_eq!(
         result.code,
@@ -394,13 +284,9 @@ cmd = ["head", "-1"]
     // Following the consumer: its exit ends the run and decides the status.
     let result = run(&format!("exit_code_from = \"take\"\n{topology}"));
     assert_eq!(result.code, 0);
-    assert!(
-        result.elapsed < Duration::from_secs(10),
-        "{:?}",
-        result.elapsed
-    );
 }
 
+#[test]
 fn restarted_consumer_loses_no_data() {
     // The consumer takes 10 lines per life (the shell's `read` takes one
     // byte at a time from a pipe, so it never reads ahead) and fails; the
@@ -423,6 +309,7 @@ restart_backoff = "1ms"
 
 const TRAPPING: &str = r#"trap 'echo stopping-$IPC_RUN_PROCESS; exit 0' TERM INT; echo up-$IPC_RUN_PROCESS; while :; do sleep 0.05; done"#;
 
+#[test]
 fn sigterm_stops_in_reverse_start_order() {
     let toml = format!(
         r#"
@@ -452,11 +339,12 @@ after = ["b"]
     assert!(summary_line(&result.stderr, "a").contains("exited 0 (stopped)"));
 }
 
+#[test]
 fn grace_period_then_sigkill() {
     let mut live = Live::start(
         r#"
 [process.stubborn]
-shell = "trap '' TERM; echo stubborn-up; while :; do sleep 0.05; done"
+shell = "trap 'echo ignoring-term' TERM; echo stubborn-up; while :; do sleep 0.05; done"
 stop_timeout = "400ms"
 [process.polite]
 shell = "trap 'exit 0' TERM; echo polite-up; while :; do sleep 0.05; done"
@@ -464,37 +352,36 @@ shell = "trap 'exit 0' TERM; echo polite-up; while :; do sleep 0.05; done"
     );
     live.wait_for("stubborn-up");
     live.wait_for("polite-up");
-    let sent = Instant::now();
     live.signal(Signal::SIGINT);
+    // SIGTERM first (the process survives it), SIGKILL after the grace.
+    live.wait_for("ignoring-term");
     let result = live.finish();
-    let took = sent.elapsed();
-    assert!(took >= Duration::from_millis(400), "{took:?}");
-    assert!(took < Duration::from_secs(10), "{took:?}");
     assert!(summary_line(&result.stderr, "stubborn").contains("killed by SIGKILL (stopped)"));
     assert!(result.stderr.contains("SIGKILL"));
     assert_eq!(result.code, 130);
 }
 
+#[test]
 fn second_sigint_escalates() {
     let mut live = Live::start(
         r#"
 [process.stubborn]
-shell = "trap '' TERM INT; echo up; while :; do sleep 0.05; done"
+shell = "trap 'echo ignoring-stop' TERM INT; echo up; while :; do sleep 0.05; done"
 stop_timeout = "60s"
 "#,
     );
     live.wait_for("up");
     live.signal(Signal::SIGINT);
-    std::thread::sleep(Duration::from_millis(300));
-    let second = Instant::now();
+    // The first SIGINT was handled: the process was asked to stop.
+    live.wait_for("ignoring-stop");
     live.signal(Signal::SIGINT);
     let result = live.finish();
-    assert!(second.elapsed() < Duration::from_secs(10));
     assert!(summary_line(&result.stderr, "stubborn").contains("killed by SIGKILL"));
     assert!(result.stderr.contains("again: killing every process"));
     assert_eq!(result.code, 130);
 }
 
+#[test]
 fn exit_codes_are_passed_on() {
     for code in [0, 1, 42, 255] {
         let result = run(&format!(
@@ -518,6 +405,7 @@ shell = "sleep 0.5; exit 6"
     assert_eq!(result.code, 5);
 }
 
+#[test]
 fn death_by_signal_is_128_plus_n() {
     let result = run(r#"
 [process.victim]
@@ -527,6 +415,7 @@ shell = "kill -USR2 $$"
     assert!(summary_line(&result.stderr, "victim").contains("killed by SIGUSR2"));
 }
 
+#[test]
 fn exit_code_from_ends_the_run() {
     let result = run(r#"
 exit_code_from = "main"
@@ -538,10 +427,10 @@ cmd = ["sleep", "60"]
 shell = "exit 9"
 "#);
     assert_eq!(result.code, 4);
-    assert!(result.elapsed < Duration::from_secs(20));
     assert!(summary_line(&result.stderr, "server").contains("killed by SIGTERM (stopped)"));
 }
 
+#[test]
 fn spawn_failure_is_a_launch_failure() {
     let result = run(r#"
 [process.missing]
@@ -549,15 +438,17 @@ cmd = ["/nonexistent/program"]
 [process.other]
 cmd = ["sleep", "60"]
 "#);
-    assert_eq!(result.code, ipc_run::supervise::LAUNCH_FAILURE);
+    assert_eq!(result.code, LAUNCH_FAILURE);
     let line = summary_line(&result.stderr, "missing");
     assert!(
-        line.contains("failed to start: /nonexistent/program: No such file"),
+        line.contains("failed to start: ")
+            && line.contains("/nonexistent/program: ")
+            && line.contains("No such file"),
         "{line}"
     );
-    assert!(result.elapsed < Duration::from_secs(20));
 }
 
+#[test]
 fn restart_limit_marks_failed() {
     let result = run(r#"
 [process.flaky]
@@ -572,6 +463,7 @@ restart_backoff = "10ms"
     assert!(result.stderr.contains("restart limit 3 reached"));
 }
 
+#[test]
 fn log_relay_is_byte_exact() {
     // Non-UTF-8 lines, an empty line, a 1 MiB line, and a last line with no
     // newline, on stdout and stderr.
@@ -609,6 +501,7 @@ cmd = ["python3", "{}"]
     assert_eq!(result.code, 0);
 }
 
+#[test]
 fn chatty_children_interleave_whole_lines() {
     let toml = r#"
 [process.one]
@@ -632,8 +525,8 @@ shell = "sleep 0.2; echo still-here"
     assert_eq!(result.code, 0);
 }
 
+#[test]
 fn log_sink_dev_full_does_not_kill() {
-    let started = Instant::now();
     let child = runner_command(
         r#"
 [process.talker]
@@ -668,7 +561,6 @@ shell = "seq 1 1000; exit 0"
         stderr.contains("1000 log record(s) could not be written"),
         "{stderr}"
     );
-    assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 /// Zombie children of `pid`.
@@ -692,23 +584,43 @@ fn zombies_of(pid: Pid) -> Vec<i32> {
     found
 }
 
+#[test]
 fn orphaned_grandchild_is_reaped() {
     let mut live = Live::start(
         r#"
 [process.parent]
-shell = "(sleep 0.3; exit 0) & echo spawned"
+shell = "(sleep 0.3; exit 0) & echo spawned $!"
 [process.keeper]
-shell = "echo keeping; sleep 2"
+shell = "trap 'exit 0' TERM; echo keeping; while :; do sleep 0.05; done"
 "#,
     );
     live.wait_for("spawned");
     live.wait_for("keeping");
+    let grandchild: i32 = live
+        .seen
+        .iter()
+        .find_map(|l| l.split("spawned ").nth(1))
+        .and_then(|pid| pid.trim().parse().ok())
+        .expect("the grandchild's pid");
     // The grandchild is orphaned at once, reparented to the supervisor
-    // (subreaper), and exits after 0.3 s.
-    std::thread::sleep(Duration::from_millis(1200));
+    // (subreaper), and exits after 0.3 s: reaped, it leaves /proc (a zombie
+    // would stay).
+    let proc_entry = PathBuf::from(format!("/proc/{grandchild}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proc_entry.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "grandchild {grandchild} never reaped; zombies: {:?}",
+            zombies_of(live.pid())
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(zombies_of(live.pid()), Vec::<i32>::new());
+    // The keeper holds the supervisor up until here: a grandchild it did
+    // not reap would still be its zombie above.
+    live.signal(Signal::SIGTERM);
     let result = live.finish();
-    assert_eq!(result.code, 0);
+    assert_eq!(result.code, 143);
 }
 
 fn cpu_ticks(pid: Pid) -> u64 {
@@ -719,6 +631,7 @@ fn cpu_ticks(pid: Pid) -> u64 {
     fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
+#[test]
 fn idle_supervisor_uses_no_cpu() {
     let mut live = Live::start(
         r#"
@@ -758,6 +671,7 @@ time.sleep(float(sys.argv[3]))
     file
 }
 
+#[test]
 fn notify_readiness_orders_start() {
     let script = notify_script(&scratch_dir());
     let result = run(&format!(
@@ -778,6 +692,7 @@ after = ["server"]
     assert_eq!(result.code, 0);
 }
 
+#[test]
 fn readiness_timeout_fails_the_run() {
     let script = notify_script(&scratch_dir());
     let result = run(&format!(
@@ -792,7 +707,7 @@ after = ["server"]
 "#,
         script.display()
     ));
-    assert_eq!(result.code, ipc_run::supervise::LAUNCH_FAILURE);
+    assert_eq!(result.code, LAUNCH_FAILURE);
     assert!(!result.stdout_text().contains("client-started"));
     assert!(
         result
@@ -800,9 +715,9 @@ after = ["server"]
             .contains("server: not ready within 500ms (ready = notify)")
     );
     assert!(summary_line(&result.stderr, "client").contains("not started"));
-    assert!(result.elapsed < Duration::from_secs(20));
 }
 
+#[test]
 fn forwarded_signal_reaches_process() {
     let mut live = Live::start(
         r#"
@@ -823,6 +738,7 @@ shell = "trap 'echo wrongly-got-usr1' USR1; trap 'exit 0' TERM; echo up-too; whi
     assert_eq!(result.code, 143);
 }
 
+#[test]
 fn inherited_sigchld_ignore_and_blocked_sigterm() {
     // Start the runner with SIGCHLD ignored and SIGTERM blocked: exit
     // statuses must still be seen, and SIGTERM must still stop the run.
@@ -838,7 +754,6 @@ shell = "trap 'exit 0' TERM; sleep 0.5; echo up; while :; do sleep 0.05; done"
 "#,
     )
     .unwrap();
-    let exe = std::env::current_exe().unwrap();
     let wrapper = "import os, signal, sys\n\
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n\
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])\n\
@@ -847,8 +762,11 @@ shell = "trap 'exit 0' TERM; sleep 0.5; echo up; while :; do sleep 0.05; done"
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(wrapper)
-        .arg(&exe)
-        .env(RUNNER_ENV, &file)
+        .arg(IPC_RUN)
+        .args(runner_args(&file))
+        .env_remove("NO_COLOR")
+        .env_remove("IPC_RUN_LOG")
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -856,8 +774,10 @@ shell = "trap 'exit 0' TERM; sleep 0.5; echo up; while :; do sleep 0.05; done"
     let stdout = child.stdout.take().unwrap();
     let mut reader = BufReader::new(stdout);
     let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert!(line.contains("up"), "{line}");
+    while !line.contains("| up") {
+        line.clear();
+        assert_ne!(reader.read_line(&mut line).unwrap(), 0, "no `up` line");
+    }
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     child.stdout = Some(reader.into_inner());
     let result = finish(child, started, Duration::from_secs(30));

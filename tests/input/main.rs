@@ -5,6 +5,10 @@
 //! no new `ipc-run.` object appears in /dev/shm or /dev/mqueue.
 //!
 //! Corpus files (`tests/invalid/`) are reused where they hold the case.
+//!
+//! A binary of its own: "no new object appears" is checked on the whole
+//! host, so no case that creates objects may run beside these (cargo test
+//! runs one test binary at a time).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,11 +18,6 @@ use std::time::{Duration, Instant};
 const IPC_RUN: &str = env!("CARGO_BIN_EXE_ipc-run");
 const PROBE: &str = env!("CARGO_BIN_EXE_ipc-run-probe");
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
-
-/// Longest a refusal may take. The bar is "well under a second" for an
-/// optimised build on an idle machine; this is a debug build on a loaded
-/// 2-core machine, so the bound is generous and the time is printed.
-const FAIL_FAST: Duration = Duration::from_secs(5);
 
 // ----- scratch directories and commands ------------------------------------
 
@@ -241,13 +240,10 @@ fn refused_with(
     let _ = std::fs::remove_dir(&runtime);
     let left = new_objects_that_stay(&before);
     assert!(left.is_empty(), "run {name}: objects appeared: {left:?}");
+    // How fast a refusal is, is measured by bench/plan/run.sh (check of
+    // 100k-process files, optimised build), not asserted here.
     for (command, out) in [("check", &check), ("run", &run)] {
         eprintln!("{name}: {command} refused in {:?}", out.elapsed);
-        assert!(
-            out.elapsed < FAIL_FAST,
-            "{command} {name}: took {:?}, more than {FAIL_FAST:?}",
-            out.elapsed
-        );
     }
     [check.elapsed, run.elapsed]
 }

@@ -1,7 +1,7 @@
 //! What a spawned child sees: fd table, signal state, process group,
 //! environment; exec failures; readiness; SIGPIPE once ends are released.
 
-mod launch_common;
+use crate::support::launch as launch_common;
 
 use std::ffi::OsString;
 use std::io::Read;

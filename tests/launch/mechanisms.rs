@@ -1,6 +1,6 @@
 //! Every mechanism carries data (or a signal) between two spawned probes.
 
-mod launch_common;
+use crate::support::launch as launch_common;
 
 use ipc_run::launch::prepare;
 use launch_common::{finish, options, plan, root};

@@ -2,12 +2,10 @@
 //! topologies whose processes run the adapters through `{ipc_run}`, one
 //! pair of processes per port kind, and the output ipc-run relays.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 /// A writer process, `FEED | port write WRITE`, and a reader process,
 /// `port read READ` (`READ` is the rest of its shell line), joined by an

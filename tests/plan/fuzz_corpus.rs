@@ -2,8 +2,7 @@
 //! them (`tests/fuzz_regressions/`) through the same harness the fuzz
 //! targets run: load, plan, render, diagnostics inside the file.
 
-#[path = "../fuzz/harness.rs"]
-mod harness;
+use crate::harness;
 
 use std::path::Path;
 

@@ -12,7 +12,7 @@
 //!   `a_pre_existing_name_fails_closed_and_everything_before_it_is_rolled_back`
 //!   (a regular file squatting a POSIX name).
 
-mod launch_common;
+use crate::support::launch as launch_common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

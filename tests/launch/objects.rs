@@ -2,7 +2,7 @@
 //! (F7) with everything created before it rolled back (F6); `clean`
 //! removes a dead run's objects and skips a live run (F5).
 
-mod launch_common;
+use crate::support::launch as launch_common;
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -44,9 +44,6 @@ mechanism = "sysv-mq"
 traffic = "messages"
 "#;
 
-/// Tests that compare listings of /dev/shm must not overlap.
-static SHM_LISTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn shm_files() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
         .unwrap()
@@ -59,7 +56,8 @@ fn shm_files() -> Vec<String> {
 
 #[test]
 fn a_pre_existing_name_fails_closed_and_everything_before_it_is_rolled_back() {
-    let _guard = SHM_LISTING.lock().unwrap_or_else(|e| e.into_inner());
+    // Compares listings of /dev/shm: no other case may create objects.
+    launch_common::take_turn_with_host_objects();
     let base = plan(TOPOLOGY);
     for victim in ["shm", "sem"] {
         let squatted = format!("/ipc-run-squat-{}-{victim}", std::process::id());
@@ -135,7 +133,8 @@ address = "127.0.0.1:{port}"
 
 #[test]
 fn clean_removes_a_dead_run_and_skips_a_live_one() {
-    let _guard = SHM_LISTING.lock().unwrap_or_else(|e| e.into_inner());
+    // Compares listings of /dev/shm: no other case may create objects.
+    launch_common::take_turn_with_host_objects();
     let plan = plan(TOPOLOGY);
     let root = root();
     let live = prepare(&plan, &options(&root)).unwrap();
@@ -193,7 +192,8 @@ fn the_runtime_root_must_be_private() {
 
 #[test]
 fn every_example_topology_prepares_and_cleans_up() {
-    let _guard = SHM_LISTING.lock().unwrap_or_else(|e| e.into_inner());
+    // Compares listings of /dev/shm: no other case may create objects.
+    launch_common::take_turn_with_host_objects();
     let before = shm_files();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies");
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -15,7 +15,7 @@
 //! Needs a C compiler and python3 (`scripts/test.sh` installs them); a case
 //! without them says SKIP loudly.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -444,15 +444,11 @@ fn a_sleeping_reader_wakes_for_the_record_and_for_the_end() {
             feed(&mut send, b"one\n".to_vec()).join().unwrap();
             let sent = finish(send, LIMIT, &what);
             check(sent.status, &sent, &what);
-            let start = Instant::now();
-            let got = finish(recv, Duration::from_secs(5), &what);
+            // A reader that missed the wake-up would sleep on without a
+            // timeout: ending at all (within the bound) is the check.
+            let got = finish(recv, LIMIT, &what);
             check(got.status, &got, &what);
             assert_eq!(got.stdout, b"one\n", "{what}");
-            assert!(
-                start.elapsed() < Duration::from_secs(1),
-                "{what}: the end took {:?}",
-                start.elapsed()
-            );
         }
     }
 }
@@ -475,8 +471,9 @@ fn recv_on_an_empty_ring_times_out() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(out.stdout.is_empty());
+        // A timeout cannot end early however busy the machine; how late it
+        // ends is not asserted.
         assert!(took >= Duration::from_millis(200), "{reader:?}: {took:?}");
-        assert!(took < Duration::from_secs(3), "{reader:?}: {took:?}");
     }
 }
 
@@ -688,13 +685,16 @@ fn a_producer_killed_while_it_holds_the_writer_lock_does_not_wedge_the_others() 
     let ring = segment(tools, Lang::C, HEADER + 1024, 2);
     let mut c = spawn(program(tools, Lang::C, true, &[&ring.name]), Stdio::piped());
     let feed_c = feed(&mut c, lines("c", 500));
-    std::thread::sleep(Duration::from_millis(200));
+    let ino = std::fs::metadata(ring.path())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
+    support::wait_for_lock(ino, false, "the C producer holds the writer lock");
     let mut py = spawn(
         program(tools, Lang::Python, true, &[&ring.name]),
         Stdio::piped(),
     );
     let feed_py = feed(&mut py, lines("py", 50));
-    std::thread::sleep(Duration::from_millis(300));
+    support::wait_for_lock(ino, true, "the Python producer waits for the lock");
     assert!(c.child.try_wait().unwrap().is_none(), "C producer waits");
     assert!(
         py.child.try_wait().unwrap().is_none(),

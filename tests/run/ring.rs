@@ -4,8 +4,6 @@
 //! middle of a record. `ring_throughput` (ignored) prints a rough
 //! comparison with a pipe.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
@@ -15,7 +13,7 @@ use ipc_run::child::ring::{self, Consumer, Producer, Received};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
-use support::*;
+use crate::support::*;
 
 #[test]
 fn probes_exchange_records_and_ipc_run_marks_the_end() {
@@ -158,7 +156,9 @@ fn a_writer_killed_mid_record_tears_nothing_and_wedges_no_one() {
             .send(b"whole record", Some(Duration::from_secs(30)))
             .unwrap();
     });
-    std::thread::sleep(Duration::from_millis(200));
+    // ... blocked on the record lock the dying probe holds.
+    let ino = nix::sys::stat::fstat(segment.fd()).unwrap().st_ino;
+    wait_for_lock(ino, true, "the second producer");
     assert!(!other.is_finished(), "the lock did not hold");
     // ...until the holder dies: the kernel drops its lock.
     dying.kill().unwrap();

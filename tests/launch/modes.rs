@@ -2,7 +2,7 @@
 //! (S1), and after cleanup nothing is left (K2). The only test in its
 //! binary, because the umask is process-wide.
 
-mod launch_common;
+use crate::support::launch as launch_common;
 
 use std::ffi::CString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
