@@ -3,8 +3,6 @@
 //! broken, foreign or too big for this host is refused (exit 1) before
 //! anything is created.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
@@ -13,7 +11,7 @@ use ipc_run::topology::Topology;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
-use support::*;
+use crate::support::*;
 
 // ----- plan -> json -> plan --------------------------------------------------
 
