@@ -231,8 +231,9 @@ pub(crate) fn create_channel(
 
     match &channel.mechanism {
         Mechanism::Inherit { stream } => {
-            let own = if stream == "stdin" { 0 } else { 1 };
-            let fd = std_fd(own)
+            let stream_fd = stream.fd();
+            let stream = stream.as_str();
+            let fd = std_fd(stream_fd)
                 .ok_or_else(|| res("inherited stream", stream)(Errno::EBADF))
                 .and_then(|fd| {
                     dup_cloexec_at_least(fd, 3).map_err(res("inherited stream", stream))
@@ -270,7 +271,7 @@ pub(crate) fn create_channel(
             .map_err(res("fifo", &path))?;
             fchmod(&read, Mode::from_bits_truncate(mode as libc::mode_t))
                 .map_err(res("fifo", &path))?;
-            if deliver != "path" {
+            if *deliver != crate::mechanism::fifo::Deliver::Path {
                 let write = openat(
                     created.dir().fd(),
                     name.as_str(),

@@ -4,29 +4,22 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 
 use super::model::{
-    ChannelPlan, Choice, End, EndpointPlan, Mechanism, NamedObject, ObjectKind, RUN_DIR,
-    RUN_DIR_PCT, RUN_ID, RingPlan, percent_encode_into,
+    ChannelPlan, Choice, End, EndpointPlan, Mechanism, RUN_DIR, RUN_DIR_PCT, percent_encode_into,
 };
 use super::processes::ProcessDecl;
-use super::select::{Traits, check_fit, choose};
-use super::signals::{known, parse_signal};
+use super::select::{Traits, check_fit, choose, traffic_name};
 use super::{Limits, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
+use crate::mechanism::edge::{EdgeContext, Shape};
+use crate::mechanism::{EdgeOption, Kind, fifo};
 use crate::topology::{
-    Delivery, EdgeSpec, EndpointRef, EndpointTarget, MechanismName, SocketType, Spanned, SyncKind,
-    Topology, Traffic, check_name,
+    EdgeSpec, EndpointRef, EndpointTarget, Spanned, SyncKind, Topology, Traffic, check_name,
 };
 
 /// Process indices by name, for lookups that must not scan the whole list.
 type ByName<'p> = HashMap<&'p str, usize>;
-
-/// Listen backlog of every listener.
-pub const LISTEN_BACKLOG: u32 = 128;
-/// Largest value of a System V semaphore (`SEMVMX`).
-pub const SYSV_SEMVMX: u64 = 32_767;
 
 /// A channel with what the later passes need besides its plan.
 #[derive(Debug, Clone)]
@@ -210,16 +203,12 @@ pub fn resolve<'a>(
         if !ok {
             continue;
         }
-        if let Some(channel) = plan_channel(
-            input,
-            traffic,
-            &from,
-            &to,
+        let mut pass = Pass {
             limits,
             processes,
-            &mut posix_queues,
-            sink,
-        ) {
+            posix_queues: &mut posix_queues,
+        };
+        if let Some(channel) = plan_channel(input, traffic, &from, &to, &mut pass, sink) {
             channels.push(channel);
         }
     }
@@ -473,22 +462,89 @@ fn check_stdio_direction(
     true
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; the pieces are the pass's state"
-)]
+/// What planning one channel needs from the whole pass.
+struct Pass<'a, 'p> {
+    limits: &'a Limits,
+    processes: &'a [ProcessDecl<'p>],
+    /// POSIX queues planned so far.
+    posix_queues: &'a mut u64,
+}
+
+/// Plans one edge whose endpoints resolved: its mechanism (chosen or
+/// checked), the mechanism's parameters and objects, and its endpoints.
 fn plan_channel(
     input: &EdgeInput<'_>,
     traffic: Traffic,
     from: &[Resolved<'_>],
     to: &[Resolved<'_>],
-    limits: &Limits,
-    processes: &[ProcessDecl<'_>],
-    posix_queues: &mut u64,
+    pass: &mut Pass<'_, '_>,
     sink: &mut Sink,
 ) -> Option<ChannelDecl> {
+    let traits = edge_traits(input, traffic, from, to, pass.processes, sink)?;
+    let (kind, reason, choice) = pick(input, &traits, pass.limits, sink)?;
+    check_options_apply(kind, &traits, input, sink);
+    let mode = parse_mode(input.spec, sink)?;
+    let mut cx = EdgeContext {
+        id: &input.id,
+        spec: input.spec,
+        span: input.span.clone(),
+        id_span: input.id_span.clone(),
+        traits: &traits,
+        limits: pass.limits,
+        mode,
+        from_own_stdin: from
+            .iter()
+            .any(|r| matches!(r.endpoint, EndpointRef::Own(_))),
+        diagnostics: Vec::new(),
+        objects: Vec::new(),
+        posix_queues: pass.posix_queues,
+    };
+    let shape = kind.plan(&mut cx);
+    for diagnostic in cx.diagnostics {
+        sink.push(diagnostic);
+    }
+    let Shape {
+        mechanism,
+        blocking,
+        capacity,
+    } = shape?;
+    let objects = cx.objects;
+    warn_unsynchronised(input, traffic, sink);
+    let ends = plan_endpoints(input, &mechanism, &traits, [from, to], pass.processes);
+    let in_flight = input
+        .spec
+        .and_then(|s| s.in_flight.as_ref())
+        .map(|v| v.get_ref().0);
+    Some(ChannelDecl {
+        plan: ChannelPlan {
+            id: input.id.clone(),
+            traffic,
+            mechanism,
+            choice,
+            reason,
+            from: ends.from,
+            to: ends.to,
+            objects,
+            blocking,
+            capacity,
+            in_flight,
+        },
+        span: input.span.clone(),
+        ports: ends.ports,
+        descriptions: ends.descriptions,
+    })
+}
+
+/// What the planner knows about an edge, from its options and endpoints.
+fn edge_traits(
+    input: &EdgeInput<'_>,
+    traffic: Traffic,
+    from: &[Resolved<'_>],
+    to: &[Resolved<'_>],
+    processes: &[ProcessDecl<'_>],
+    sink: &mut Sink,
+) -> Option<Traits> {
     let spec = input.spec;
-    let opt = |f: fn(&EdgeSpec) -> Option<Span>| spec.and_then(f);
     let instances =
         |r: &Resolved<'_>| -> usize { r.process.map_or(1, |p| processes[p].instances.len()) };
     let message_size = spec
@@ -506,21 +562,16 @@ fn plan_channel(
         Some(d) => Some(*d.get_ref() as u64),
         None => None,
     };
-    let traits = Traits {
+    let any = |test: fn(&EndpointRef<'_>) -> bool| from.iter().chain(to).any(|r| test(&r.endpoint));
+    Some(Traits {
         traffic,
         duplex: spec
             .and_then(|s| s.duplex.as_ref())
             .is_some_and(|d| *d.get_ref()),
         writers: from.iter().map(instances).sum(),
         readers: to.iter().map(instances).sum(),
-        external: from
-            .iter()
-            .chain(to)
-            .any(|r| matches!(r.endpoint, EndpointRef::External)),
-        own_stream: from
-            .iter()
-            .chain(to)
-            .any(|r| matches!(r.endpoint, EndpointRef::Own(_))),
+        external: any(|e| matches!(e, EndpointRef::External)),
+        own_stream: any(|e| matches!(e, EndpointRef::Own(_))),
         message_size,
         depth,
         size,
@@ -531,655 +582,242 @@ fn plan_channel(
         ring: spec
             .and_then(|s| s.sync.as_ref())
             .is_some_and(|s| *s.get_ref() == SyncKind::Ring),
-    };
+    })
+}
+
+/// The mechanism named in the file (checked to fit) or chosen for `auto`,
+/// with the reason recorded in the plan.
+fn pick(
+    input: &EdgeInput<'_>,
+    traits: &Traits,
+    limits: &Limits,
+    sink: &mut Sink,
+) -> Option<(Kind, String, Choice)> {
+    let spec = input.spec;
+    let traffic_span = spec.and_then(|s| s.traffic.as_ref().map(|t| t.span()));
     let explicit = spec
         .and_then(|s| s.mechanism.as_ref())
-        .filter(|m| *m.get_ref() != MechanismName::Auto);
-    let blame = explicit
-        .map(|m| m.span())
-        .or_else(|| opt(|s| s.traffic.as_ref().map(|t| t.span())))
-        .unwrap_or(input.span.clone());
-    let (name, reason, choice) = match explicit {
-        Some(mechanism) => match check_fit(*mechanism.get_ref(), &traits, limits) {
-            Ok(()) => (
-                *mechanism.get_ref(),
-                format!(
-                    "named in the topology; fits {} traffic with {} writer(s) and {} reader(s)",
-                    traffic_name(traffic),
-                    traits.writers,
-                    traits.readers
-                ),
-                Choice::Explicit,
-            ),
+        .and_then(|m| Some((m.get_ref().kind()?, m.span())));
+    let Some((kind, span)) = explicit else {
+        return match choose(traits, limits) {
+            Ok((kind, reason)) => Some((kind, reason, Choice::Auto)),
             Err(misfit) => {
-                let mut diagnostic =
-                    Diagnostic::error(misfit.code, misfit.message).with_label(Label::primary(
-                        mechanism.span(),
-                        format!("edge `{}` asks for `{}`", input.id, mechanism.get_ref()),
-                    ));
-                if let Some(traffic_span) = opt(|s| s.traffic.as_ref().map(|t| t.span())) {
-                    diagnostic = diagnostic
-                        .with_label(Label::secondary(traffic_span, "the traffic it must carry"));
-                }
-                if let Some(help) = misfit.help {
-                    diagnostic = diagnostic.with_help(help);
-                }
-                sink.push(diagnostic);
-                return None;
-            }
-        },
-        None => match choose(&traits, limits) {
-            Ok((name, reason)) => (name, reason, Choice::Auto),
-            Err(misfit) => {
+                let blame = traffic_span.unwrap_or(input.span.clone());
                 let mut diagnostic = Diagnostic::error(
                     misfit.code,
                     format!("no mechanism fits edge `{}`: {}", input.id, misfit.message),
                 )
-                .with_label(Label::primary(blame.clone(), "for this edge"));
+                .with_label(Label::primary(blame, "for this edge"));
                 if let Some(help) = misfit.help {
                     diagnostic = diagnostic.with_help(help);
                 }
                 sink.push(diagnostic);
-                return None;
-            }
-        },
-    };
-    check_options_apply(name, &traits, input, sink);
-    let mode = parse_mode(spec, sink)?;
-    let id = input.id.clone();
-    let posix_name = || format!("/ipc-run.{RUN_ID}.{id}");
-    let run_path = |suffix: &str| format!("{RUN_DIR}/{id}.{suffix}");
-    let mut objects = Vec::new();
-    let mut object =
-        |kind: ObjectKind, name: String| objects.push(NamedObject { kind, name, mode });
-    let socket_path_ok = |sink: &mut Sink, path: &str| -> bool {
-        let length = limits.run_dir_len.value + (path.len() - RUN_DIR.len()) as u64;
-        if length >= limits.sun_path_max.value {
-            sink.push(
-                Diagnostic::error("E0607", format!("the socket path of edge `{id}` would be {length} bytes; sun_path holds {} with its NUL", limits.sun_path_max.value))
-                    .with_label(Label::primary(input.id_span.clone().unwrap_or(input.span.clone()), "this edge's socket"))
-                    .with_note(format!("the run directory is {} bytes long ({})", limits.run_dir_len.value, limits.run_dir_len.source))
-                    .with_help("shorten the edge name, or set XDG_RUNTIME_DIR to a shorter directory"),
-            );
-            return false;
-        }
-        true
-    };
-    // A System V semaphore set holds at most SEMMSL semaphores.
-    let sem_set_fits = |sink: &mut Sink, count: u64| -> bool {
-        let semmsl = &limits.sysv_semmsl;
-        if count <= semmsl.value {
-            return true;
-        }
-        let span = opt(|s| s.mechanism.as_ref().map(|m| m.span())).unwrap_or(input.span.clone());
-        sink.push(
-            limit_error(
-                "E0611",
-                format!(
-                    "edge `{id}` needs a System V semaphore set of {count}; a set on this host holds at most {}",
-                    semmsl.value
-                ),
-                span,
-                semmsl,
-                "semmsl",
-            )
-            .with_help("use posix-shm/posix-sem, or raise the first field of /proc/sys/kernel/sem"),
-        );
-        false
-    };
-    let socket = traits.socket;
-    let address = spec.and_then(|s| s.address.as_ref());
-    let (mechanism, blocking, capacity) = match name {
-        MechanismName::Auto => unreachable_auto(),
-        MechanismName::Pipe if traits.own_stream => {
-            let stream = if from
-                .iter()
-                .any(|r| matches!(r.endpoint, EndpointRef::Own(_)))
-            {
-                "stdin"
-            } else {
-                "stdout"
-            };
-            (
-                Mechanism::Inherit {
-                    stream: stream.into(),
-                },
-                true,
-                None,
-            )
-        }
-        MechanismName::Pipe => (
-            Mechanism::Pipe {
-                atomic_write: limits.pipe_buf.value,
-            },
-            true,
-            Some(limits.pipe_capacity.value),
-        ),
-        MechanismName::Fifo => {
-            let deliver = match spec.and_then(|s| s.deliver.as_ref()) {
-                Some(d) if *d.get_ref() == Delivery::Fd && traits.external => {
-                    sink.push(
-                        Diagnostic::error(
-                            "E0313",
-                            "`deliver = \"fd\"` does not apply to a FIFO with an @external peer",
-                        )
-                        .with_label(Label::primary(
-                            d.span(),
-                            "ipc-run cannot open it without blocking until the outside peer comes",
-                        ))
-                        .with_help(
-                            "leave `deliver` unset: the process gets the path and opens it itself",
-                        ),
-                    );
-                    return None;
-                }
-                Some(d) => *d.get_ref(),
-                None if traits.external => Delivery::Path,
-                None => Delivery::Fd,
-            };
-            let path = run_path("fifo");
-            object(ObjectKind::Fifo, path.clone());
-            let deliver = if deliver == Delivery::Fd {
-                "fd"
-            } else {
-                "path"
-            };
-            (
-                Mechanism::Fifo {
-                    path,
-                    deliver: deliver.into(),
-                },
-                true,
-                Some(limits.pipe_capacity.value),
-            )
-        }
-        MechanismName::Socketpair => {
-            let socket = socket.unwrap_or(if traffic == Traffic::Messages {
-                SocketType::Seqpacket
-            } else {
-                SocketType::Stream
-            });
-            (Mechanism::Socketpair { socket }, false, None)
-        }
-        MechanismName::UnixListener => {
-            let socket = socket.unwrap_or(match traffic {
-                Traffic::Messages if traits.duplex => SocketType::Seqpacket,
-                Traffic::Messages => SocketType::Dgram,
-                _ => SocketType::Stream,
-            });
-            let path = run_path("sock");
-            if !socket_path_ok(sink, &path) {
-                return None;
-            }
-            object(ObjectKind::UnixSocket, path.clone());
-            (
-                Mechanism::UnixListener {
-                    socket,
-                    path,
-                    backlog: LISTEN_BACKLOG,
-                },
-                false,
-                None,
-            )
-        }
-        MechanismName::Tcp | MechanismName::Udp => {
-            let bind = check_address(address, spec, sink)?;
-            if name == MechanismName::Tcp {
-                (
-                    Mechanism::Tcp {
-                        bind,
-                        backlog: LISTEN_BACKLOG,
-                    },
-                    false,
-                    None,
-                )
-            } else {
-                (Mechanism::Udp { bind }, false, None)
-            }
-        }
-        MechanismName::PosixShm => {
-            let size = size.unwrap_or(0);
-            if size == 0 || size > limits.posix_shm_max.value {
-                sink.push(size_error(
-                    "E0609",
-                    &id,
-                    size,
-                    limits.posix_shm_max.value,
-                    &limits.posix_shm_max.source,
-                    "/dev/shm",
-                    spec,
-                ));
-                return None;
-            }
-            let sync = spec
-                .and_then(|s| s.sync.as_ref())
-                .map(|s| *s.get_ref())
-                .unwrap_or(SyncKind::Semaphores);
-            let ring = if sync == SyncKind::Ring {
-                let blame = spec
-                    .and_then(|s| s.size.as_ref().map(|v| v.span()))
-                    .unwrap_or(input.span.clone());
-                let Some(capacity) = crate::child::ring::capacity_for(size) else {
-                    sink.push(
-                        Diagnostic::error(
-                            "E0612",
-                            format!("edge `{id}` is a ring of {size} bytes; a ring needs at least 4160 (a 4096-byte header and 64 bytes of data)"),
-                        )
-                        .with_label(Label::primary(blame, "too small for a ring"))
-                        .with_help("make `size` at least the header (4 KiB) plus room for a few records"),
-                    );
-                    return None;
-                };
-                if let Some(largest) = message_size
-                    && largest > capacity - 8
-                {
-                    let span = spec
-                        .and_then(|s| s.message_size.as_ref().map(|v| v.span()))
-                        .unwrap_or(blame);
-                    sink.push(
-                        Diagnostic::error(
-                            "E0612",
-                            format!("edge `{id}` sends records of {largest} bytes; its ring of {size} bytes takes records of at most {} (capacity {capacity} less 8)", capacity - 8),
-                        )
-                        .with_label(Label::primary(span, "does not fit the ring"))
-                        .with_help(format!("make `size` at least {}", (largest + 8).div_ceil(64) * 64 + crate::child::ring::HEADER_SIZE)),
-                    );
-                    return None;
-                }
-                Some(RingPlan {
-                    capacity,
-                    producers: u32::try_from(traits.writers).unwrap_or(u32::MAX),
-                })
-            } else {
                 None
-            };
-            let posix_name = posix_name();
-            object(ObjectKind::PosixShm, posix_name.clone());
-            let semaphores = if sync == SyncKind::Semaphores {
-                let names = vec![format!("{posix_name}.lock"), format!("{posix_name}.ready")];
-                for sem in &names {
-                    object(ObjectKind::PosixSem, sem.clone());
-                }
-                names
-            } else {
-                Vec::new()
-            };
-            (
-                Mechanism::PosixShm {
-                    name: posix_name,
-                    size,
-                    semaphores,
-                    ring,
-                },
-                false,
-                None,
-            )
-        }
-        MechanismName::SysvShm => {
-            let size = size.unwrap_or(0);
-            if size == 0 || size > limits.sysv_shmmax.value {
-                sink.push(size_error(
-                    "E0604",
-                    &id,
-                    size,
-                    limits.sysv_shmmax.value,
-                    &limits.sysv_shmmax.source,
-                    "shmmax",
-                    spec,
-                ));
-                return None;
             }
-            let sync = spec
-                .and_then(|s| s.sync.as_ref())
-                .map(|s| *s.get_ref())
-                .unwrap_or(SyncKind::Semaphores);
-            if sync == SyncKind::Semaphores && !sem_set_fits(sink, 2) {
-                return None;
-            }
-            object(ObjectKind::SysvShm, format!("{{sysv_id:{id}}}"));
-            if sync == SyncKind::Semaphores {
-                object(ObjectKind::SysvSem, format!("{{sysv_sem_id:{id}}}"));
-            }
-            (
-                Mechanism::SysvShm {
-                    size,
-                    semaphore_set: sync == SyncKind::Semaphores,
-                },
-                false,
-                None,
-            )
-        }
-        MechanismName::PosixMq => {
-            let message_size = message_size.unwrap_or(limits.mq_msgsize_default.value);
-            let depth = depth.unwrap_or(limits.mq_msg_default.value);
-            if message_size > limits.mq_msgsize_max.value || message_size == 0 {
-                sink.push(limit_error("E0601", format!("edge `{id}` sends messages of {message_size} bytes; a POSIX queue on this host takes at most {}", limits.mq_msgsize_max.value), spec.and_then(|s| s.message_size.as_ref().map(|v| v.span())).unwrap_or(input.span.clone()), &limits.mq_msgsize_max, "msgsize_max"));
-                return None;
-            }
-            if depth > limits.mq_msg_max.value {
-                sink.push(limit_error("E0602", format!("edge `{id}` asks for a queue of depth {depth}; a POSIX queue on this host holds at most {}", limits.mq_msg_max.value), spec.and_then(|s| s.depth.as_ref().map(|v| v.span())).unwrap_or(input.span.clone()), &limits.mq_msg_max, "msg_max"));
-                return None;
-            }
-            *posix_queues += 1;
-            let posix_name = posix_name();
-            object(ObjectKind::PosixMq, posix_name.clone());
-            (
-                Mechanism::PosixMq {
-                    name: posix_name,
-                    depth,
-                    message_size,
-                },
-                true,
-                Some(depth * message_size),
-            )
-        }
-        MechanismName::SysvMq => {
-            let message_size = message_size.unwrap_or(limits.sysv_msgmax.value.min(8192));
-            if message_size > limits.sysv_msgmax.value || message_size == 0 {
-                sink.push(limit_error("E0605", format!("edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}", limits.sysv_msgmax.value), spec.and_then(|s| s.message_size.as_ref().map(|v| v.span())).unwrap_or(input.span.clone()), &limits.sysv_msgmax, "msgmax"));
-                return None;
-            }
-            let queue_bytes = match depth {
-                Some(depth) => depth.saturating_mul(message_size),
-                None => limits.sysv_msgmnb.value,
-            };
-            if queue_bytes > limits.sysv_msgmnb.value {
-                sink.push(limit_error("E0605", format!("edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}", limits.sysv_msgmnb.value), spec.and_then(|s| s.depth.as_ref().map(|v| v.span())).unwrap_or(input.span.clone()), &limits.sysv_msgmnb, "msgmnb"));
-                return None;
-            }
-            object(ObjectKind::SysvMq, format!("{{sysv_id:{id}}}"));
-            (
-                Mechanism::SysvMq {
-                    queue_bytes,
-                    message_size,
-                },
-                true,
-                Some(queue_bytes),
-            )
-        }
-        MechanismName::PosixSem | MechanismName::SysvSem => {
-            let max = if name == MechanismName::PosixSem {
-                limits.sem_value_max.value
-            } else {
-                SYSV_SEMVMX
-            };
-            let initial = match spec.and_then(|s| s.initial.as_ref()) {
-                None => 0,
-                Some(v) if (0..=max as i64).contains(v.get_ref()) => *v.get_ref() as u32,
-                Some(v) => {
-                    sink.push(
-                        Diagnostic::error(
-                            "E0606",
-                            format!(
-                                "a `{name}` starts between 0 and {max}, edge `{id}` asks for {}",
-                                v.get_ref()
-                            ),
-                        )
-                        .with_label(Label::primary(v.span(), "initial value out of range")),
-                    );
-                    return None;
-                }
-            };
-            if name == MechanismName::PosixSem {
-                let posix_name = posix_name();
-                object(ObjectKind::PosixSem, posix_name.clone());
-                (
-                    Mechanism::PosixSem {
-                        name: posix_name,
-                        initial,
-                    },
-                    false,
-                    None,
-                )
-            } else {
-                let count = 1;
-                if !sem_set_fits(sink, u64::from(count)) {
-                    return None;
-                }
-                object(ObjectKind::SysvSem, format!("{{sysv_id:{id}}}"));
-                (Mechanism::SysvSem { count, initial }, false, None)
-            }
-        }
-        MechanismName::Signal => {
-            let signal = match spec.and_then(|s| s.signal.as_ref()) {
-                None => known("SIGUSR1"),
-                Some(text) => match parse_signal(text.get_ref()) {
-                    Ok(signal) if matches!(signal.name, "SIGKILL" | "SIGSTOP") => {
-                        sink.push(
-                            Diagnostic::error(
-                                "E0304",
-                                format!(
-                                    "{} cannot be a notification: it cannot be caught",
-                                    signal.name
-                                ),
-                            )
-                            .with_label(Label::primary(
-                                text.span(),
-                                "the receiver would be killed or stopped",
-                            ))
-                            .with_help("use SIGUSR1 or SIGUSR2 (real-time signals, SIGRTMIN+n, are not accepted)"),
-                        );
-                        return None;
-                    }
-                    Ok(signal) => signal,
-                    Err(why) => {
-                        sink.push(
-                            Diagnostic::error("E0304", "invalid `signal`")
-                                .with_label(Label::primary(text.span(), why)),
-                        );
-                        return None;
-                    }
-                },
-            };
-            (Mechanism::Signal { signal }, false, None)
-        }
-        MechanismName::Rpc => {
-            let protocol = spec
-                .and_then(|s| s.protocol.as_ref())
-                .map(|p| p.get_ref().clone())
-                .unwrap_or_default();
-            if protocol.is_empty()
-                || !protocol
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
-            {
-                let span = spec
-                    .and_then(|s| s.protocol.as_ref().map(|p| p.span()))
-                    .unwrap_or(input.span.clone());
-                sink.push(
-                    Diagnostic::error("E0311", "invalid protocol label").with_label(
-                        Label::primary(span, "a label such as grpc, json-rpc, http or dbus"),
-                    ),
-                );
-                return None;
-            }
-            let (transport, address) = if address.is_some() {
-                ("tcp", check_address(address, spec, sink)?)
-            } else {
-                let path = run_path("sock");
-                if !socket_path_ok(sink, &path) {
-                    return None;
-                }
-                object(ObjectKind::UnixSocket, path.clone());
-                ("unix", path)
-            };
-            (
-                Mechanism::Rpc {
-                    protocol,
-                    transport: transport.into(),
-                    address,
-                    backlog: LISTEN_BACKLOG,
-                },
-                false,
-                None,
-            )
-        }
+        };
     };
-    if traffic == Traffic::Shared
-        && spec
-            .and_then(|s| s.sync.as_ref())
-            .is_some_and(|s| *s.get_ref() == SyncKind::None)
-    {
-        let span = spec
-            .and_then(|s| s.sync.as_ref().map(|v| v.span()))
-            .unwrap_or(input.span.clone());
-        sink.push(
-            Diagnostic::warning("W0201", format!("race risk: shared memory of edge `{id}` has no synchronisation"))
-                .with_label(Label::primary(span, "no semaphores created"))
-                .with_note("concurrent readers and writers must bring their own protocol (atomics, a ring, a lock)"),
+    if let Err(misfit) = check_fit(kind, traits, limits) {
+        let mut diagnostic = Diagnostic::error(misfit.code, misfit.message).with_label(
+            Label::primary(span, format!("edge `{}` asks for `{kind}`", input.id)),
         );
+        if let Some(traffic_span) = traffic_span {
+            diagnostic =
+                diagnostic.with_label(Label::secondary(traffic_span, "the traffic it must carry"));
+        }
+        if let Some(help) = misfit.help {
+            diagnostic = diagnostic.with_help(help);
+        }
+        sink.push(diagnostic);
+        return None;
     }
-    let (from_ends, to_ends) = ends_of(&mechanism, traits.duplex);
-    let mut ports = Vec::with_capacity(traits.writers + traits.readers);
-    let mut plan_from = Vec::with_capacity(traits.writers);
-    let mut plan_to = Vec::with_capacity(traits.readers);
-    let mut descriptions = [String::new(), String::new()];
-    for (list, end, is_reader, out) in [
-        (from, from_ends, false, &mut plan_from),
-        (to, to_ends, true, &mut plan_to),
-    ] {
-        let (needs_fd, listener) = fd_need(&mechanism, end);
+    let reason = format!(
+        "named in the topology; fits {} traffic with {} writer(s) and {} reader(s)",
+        traffic_name(traits.traffic),
+        traits.writers,
+        traits.readers
+    );
+    Some((kind, reason, Choice::Explicit))
+}
+
+/// Shared memory with `sync = "none"` is allowed, with a warning.
+fn warn_unsynchronised(input: &EdgeInput<'_>, traffic: Traffic, sink: &mut Sink) {
+    let Some(sync) = input.spec.and_then(|s| s.sync.as_ref()) else {
+        return;
+    };
+    if traffic != Traffic::Shared || *sync.get_ref() != SyncKind::None {
+        return;
+    }
+    sink.push(
+        Diagnostic::warning(
+            "W0201",
+            format!(
+                "race risk: shared memory of edge `{}` has no synchronisation",
+                input.id
+            ),
+        )
+        .with_label(Label::primary(sync.span(), "no semaphores created"))
+        .with_note(
+            "concurrent readers and writers must bring their own protocol (atomics, a ring, a lock)",
+        ),
+    );
+}
+
+/// A channel's endpoints in the plan, and the port ends behind them.
+struct Endpoints {
+    from: Vec<EndpointPlan>,
+    to: Vec<EndpointPlan>,
+    ports: Vec<PortEnd>,
+    descriptions: [String; 2],
+}
+
+/// Every endpoint of both sides, replicas expanded, with the ends they
+/// hold and the description their ports get.
+fn plan_endpoints(
+    input: &EdgeInput<'_>,
+    mechanism: &Mechanism,
+    traits: &Traits,
+    [from, to]: [&[Resolved<'_>]; 2],
+    processes: &[ProcessDecl<'_>],
+) -> Endpoints {
+    let (from_ends, to_ends) = ends_of(mechanism, traits.duplex);
+    let mut ends = Endpoints {
+        from: Vec::with_capacity(traits.writers),
+        to: Vec::with_capacity(traits.readers),
+        ports: Vec::with_capacity(traits.writers + traits.readers),
+        descriptions: [String::new(), String::new()],
+    };
+    for (list, end, is_reader) in [(from, from_ends, false), (to, to_ends, true)] {
+        let (needs_fd, listener) = fd_need(mechanism, end);
         for r in list {
-            match (r.endpoint, r.process, r.port) {
-                (EndpointRef::Own(EndpointTarget::Stdin), ..) => out.push(EndpointPlan::Own {
-                    stream: "stdin".into(),
-                }),
-                (EndpointRef::Own(EndpointTarget::Stdout), ..) => out.push(EndpointPlan::Own {
-                    stream: "stdout".into(),
-                }),
-                (EndpointRef::External, ..) => out.push(EndpointPlan::External),
+            let out = if is_reader {
+                &mut ends.to
+            } else {
+                &mut ends.from
+            };
+            let (process, port) = match (r.endpoint, r.process, r.port) {
+                (EndpointRef::Own(target), ..) => {
+                    let stream = match target {
+                        EndpointTarget::Stdin => "stdin",
+                        EndpointTarget::Stdout => "stdout",
+                    };
+                    out.push(EndpointPlan::Own {
+                        stream: stream.into(),
+                    });
+                    continue;
+                }
+                (EndpointRef::External, ..) => {
+                    out.push(EndpointPlan::External);
+                    continue;
+                }
                 (EndpointRef::Process { .. }, Some(process), port) => {
-                    let port = port.unwrap_or_default();
-                    let env = port_env_name(port);
-                    let description = &mut descriptions[usize::from(is_reader)];
-                    if description.is_empty() {
-                        *description = describe(&mechanism, &id, end, to, processes);
-                    }
-                    for (replica, instance) in processes[process].instances.iter().enumerate() {
-                        ports.push(PortEnd {
-                            process,
-                            replica,
-                            slot: out.len(),
-                            end,
-                            needs_fd,
-                            listener,
-                            span: r.span.clone(),
-                            is_reader,
-                        });
-                        out.push(EndpointPlan::Port {
-                            process: instance.clone(),
-                            port: port.to_owned(),
-                            end,
-                            fd: None,
-                            env: env.clone(),
-                        });
-                    }
+                    (process, port.unwrap_or_default())
                 }
                 (EndpointRef::Process { .. }, None, _) => {
                     unreachable!("resolved process endpoints carry their index")
                 }
+            };
+            let env = port_env_name(port);
+            let description = &mut ends.descriptions[usize::from(is_reader)];
+            if description.is_empty() {
+                *description = describe(mechanism, &input.id, end, to, processes);
+            }
+            for (replica, instance) in processes[process].instances.iter().enumerate() {
+                ends.ports.push(PortEnd {
+                    process,
+                    replica,
+                    slot: out.len(),
+                    end,
+                    needs_fd,
+                    listener,
+                    span: r.span.clone(),
+                    is_reader,
+                });
+                out.push(EndpointPlan::Port {
+                    process: instance.clone(),
+                    port: port.to_owned(),
+                    end,
+                    fd: None,
+                    env: env.clone(),
+                });
             }
         }
     }
-    let in_flight = spec
-        .and_then(|s| s.in_flight.as_ref())
-        .map(|v| v.get_ref().0);
-    Some(ChannelDecl {
-        plan: ChannelPlan {
-            id,
-            traffic,
-            mechanism,
-            choice,
-            reason,
-            from: plan_from,
-            to: plan_to,
-            objects,
-            blocking,
-            capacity,
-            in_flight,
-        },
-        span: input.span.clone(),
-        ports,
-        descriptions,
-    })
-}
-
-fn unreachable_auto() -> ! {
-    panic!("`auto` is resolved by choose() before parameters are planned")
-}
-
-fn traffic_name(traffic: Traffic) -> &'static str {
-    match traffic {
-        Traffic::Stream => "stream",
-        Traffic::Messages => "messages",
-        Traffic::Shared => "shared",
-        Traffic::Request => "request",
-        Traffic::Notify => "notify",
-    }
+    ends
 }
 
 /// Options that only make sense for some mechanisms are rejected elsewhere,
 /// so a typo in intent ("size" on a pipe) never passes silently.
-fn check_options_apply(
-    name: MechanismName,
-    traits: &Traits,
-    input: &EdgeInput<'_>,
-    sink: &mut Sink,
-) {
+fn check_options_apply(kind: Kind, traits: &Traits, input: &EdgeInput<'_>, sink: &mut Sink) {
     let Some(spec) = input.spec else { return };
-    use MechanismName as M;
-    let mut reject = |key: &str, span: Span, applies: &str| {
+    let applies = kind.profile().options;
+    let written = [
+        (
+            EdgeOption::Size,
+            "size",
+            spec.size.as_ref().map(|v| v.span()),
+            "shared memory",
+        ),
+        (
+            EdgeOption::Sync,
+            "sync",
+            spec.sync.as_ref().map(|v| v.span()),
+            "shared memory",
+        ),
+        (
+            EdgeOption::Signal,
+            "signal",
+            spec.signal.as_ref().map(|v| v.span()),
+            "signal edges",
+        ),
+        (
+            EdgeOption::Initial,
+            "initial",
+            spec.initial.as_ref().map(|v| v.span()),
+            "semaphore edges",
+        ),
+        (
+            EdgeOption::Deliver,
+            "deliver",
+            spec.deliver.as_ref().map(|v| v.span()),
+            "FIFOs",
+        ),
+        (
+            EdgeOption::Protocol,
+            "protocol",
+            spec.protocol.as_ref().map(|v| v.span()),
+            "rpc edges (traffic = \"request\")",
+        ),
+        (
+            EdgeOption::Address,
+            "address",
+            spec.address.as_ref().map(|v| v.span()),
+            "tcp, udp and rpc edges",
+        ),
+        (
+            EdgeOption::Depth,
+            "depth",
+            spec.depth.as_ref().map(|v| v.span()),
+            "message queues",
+        ),
+    ];
+    for (option, key, span, where_) in written {
+        let Some(span) = span else { continue };
+        // A payload size on a notify edge is a misfit of its own (E0303).
+        let excused = option == EdgeOption::Size && traits.traffic == Traffic::Notify;
+        if applies.contains(&option) || excused {
+            continue;
+        }
         sink.push(
             Diagnostic::error(
                 "E0313",
-                format!("`{key}` does not apply to a `{name}` edge"),
+                format!("`{key}` does not apply to a `{kind}` edge"),
             )
             .with_label(Label::primary(
                 span,
-                format!("`{key}` is ignored by a {name}"),
+                format!("`{key}` is ignored by a {kind}"),
             ))
-            .with_help(format!("`{key}` applies to {applies}")),
+            .with_help(format!("`{key}` applies to {where_}")),
         );
-    };
-    if let Some(v) = &spec.size {
-        if !matches!(name, M::PosixShm | M::SysvShm) && traits.traffic != Traffic::Notify {
-            reject("size", v.span(), "shared memory");
-        }
-    }
-    if let Some(v) = &spec.sync {
-        if !matches!(name, M::PosixShm | M::SysvShm) {
-            reject("sync", v.span(), "shared memory");
-        }
-    }
-    if let Some(v) = &spec.signal {
-        if name != M::Signal {
-            reject("signal", v.span(), "signal edges");
-        }
-    }
-    if let Some(v) = &spec.initial {
-        if !matches!(name, M::PosixSem | M::SysvSem) {
-            reject("initial", v.span(), "semaphore edges");
-        }
-    }
-    if let Some(v) = &spec.deliver {
-        if name != M::Fifo {
-            reject("deliver", v.span(), "FIFOs");
-        }
-    }
-    if let Some(v) = &spec.protocol {
-        if name != M::Rpc {
-            reject("protocol", v.span(), "rpc edges (traffic = \"request\")");
-        }
-    }
-    if let Some(v) = &spec.address {
-        if !matches!(name, M::Tcp | M::Udp | M::Rpc) {
-            reject("address", v.span(), "tcp, udp and rpc edges");
-        }
-    }
-    if let Some(v) = &spec.depth {
-        if !matches!(name, M::PosixMq | M::SysvMq) {
-            reject("depth", v.span(), "message queues");
-        }
     }
 }
 
@@ -1216,86 +854,6 @@ fn parse_mode(spec: Option<&EdgeSpec>, sink: &mut Sink) -> Option<u32> {
     }
 }
 
-fn check_address(
-    address: Option<&Spanned<String>>,
-    spec: Option<&EdgeSpec>,
-    sink: &mut Sink,
-) -> Option<String> {
-    let Some(address) = address else {
-        return Some("127.0.0.1:0".into());
-    };
-    match address.get_ref().parse::<SocketAddr>() {
-        Ok(parsed) => {
-            let allowed = spec
-                .and_then(|s| s.allow_remote.as_ref())
-                .is_some_and(|a| *a.get_ref());
-            if !parsed.ip().is_loopback() && !allowed {
-                sink.push(
-                    Diagnostic::warning(
-                        "W0202",
-                        format!("`{parsed}` is reachable beyond this machine"),
-                    )
-                    .with_label(Label::primary(address.span(), "not a loopback address"))
-                    .with_help(
-                        "bind 127.0.0.1 or ::1, or set allow_remote = true to say this is intended",
-                    ),
-                );
-            }
-            Some(parsed.to_string())
-        }
-        Err(_) => {
-            sink.push(
-                Diagnostic::error("E0312", format!("invalid address `{}`", address.get_ref()))
-                    .with_label(Label::primary(
-                        address.span(),
-                        "expected an IP address and a port, e.g. 127.0.0.1:8080 or [::1]:0",
-                    )),
-            );
-            None
-        }
-    }
-}
-
-fn size_error(
-    code: &'static str,
-    id: &str,
-    size: u64,
-    max: u64,
-    source: &str,
-    what: &str,
-    spec: Option<&EdgeSpec>,
-) -> Diagnostic {
-    let span = spec
-        .and_then(|s| s.size.as_ref().map(|v| v.span()))
-        .or_else(|| spec.map(|s| s.from.span()))
-        .unwrap_or(0..0);
-    if size == 0 {
-        return Diagnostic::error(
-            "E0310",
-            format!("shared edge `{id}` needs a size above zero"),
-        )
-        .with_label(Label::primary(span, "empty region"));
-    }
-    Diagnostic::error(
-        code,
-        format!("edge `{id}` asks for {size} bytes of shared memory; {what} allows {max}"),
-    )
-    .with_label(Label::primary(span, "too large for this host"))
-    .with_note(format!("{what} is {max} ({source})"))
-}
-
-fn limit_error(
-    code: &'static str,
-    message: String,
-    span: Span,
-    limit: &super::Limit,
-    what: &str,
-) -> Diagnostic {
-    Diagnostic::error(code, message)
-        .with_label(Label::primary(span, format!("above {what}")))
-        .with_note(format!("{what} is {} ({})", limit.value, limit.source))
-}
-
 /// Which end each side holds.
 fn ends_of(mechanism: &Mechanism, duplex: bool) -> (End, End) {
     match mechanism {
@@ -1324,7 +882,7 @@ fn fd_need(mechanism: &Mechanism, end: End) -> (bool, bool) {
         Mechanism::Inherit { .. } | Mechanism::Pipe { .. } | Mechanism::Socketpair { .. } => {
             (true, false)
         }
-        Mechanism::Fifo { deliver, .. } => (deliver == "fd", false),
+        Mechanism::Fifo { deliver, .. } => (*deliver == fifo::Deliver::Fd, false),
         Mechanism::UnixListener { .. }
         | Mechanism::Tcp { .. }
         | Mechanism::Udp { .. }

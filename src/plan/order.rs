@@ -333,7 +333,7 @@ fn data_cycles(
 /// their edges appear in the file; an open completes when every process on
 /// the FIFO has reached it.
 fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl], sink: &mut Sink) {
-    let path_fifo = |c: &ChannelDecl| matches!(&c.plan.mechanism, Mechanism::Fifo { deliver, .. } if deliver == "path");
+    let path_fifo = |c: &ChannelDecl| matches!(&c.plan.mechanism, Mechanism::Fifo { deliver, .. } if *deliver == crate::mechanism::fifo::Deliver::Path);
     if !channels.iter().any(path_fifo) {
         return;
     }

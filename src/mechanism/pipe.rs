@@ -1,0 +1,38 @@
+//! `pipe`: an anonymous pipe, one way, created by the launcher and handed
+//! to both ends as fds.
+
+use super::edge::{EdgeContext, Shape};
+use super::{BASE, Profile, inherit};
+use crate::plan::Mechanism;
+use crate::topology::Traffic;
+
+/// The mechanism's name.
+pub const NAME: &str = "pipe";
+
+/// One-way bytes; shared writes stay whole up to `PIPE_BUF`.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Stream],
+    one_way: true,
+    byte_pipe: true,
+    own_stream: true,
+    named: false,
+    ..BASE
+};
+
+// ---- plan ----
+
+/// A pipe buffers the host's pipe capacity; with ipc-run's own stream on one
+/// side the stream itself is handed over instead.
+pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
+    if cx.traits.own_stream {
+        return inherit::plan(cx);
+    }
+    let mechanism = Mechanism::Pipe {
+        atomic_write: cx.limits.pipe_buf.value,
+    };
+    Some(Shape::blocking(
+        mechanism,
+        Some(cx.limits.pipe_capacity.value),
+    ))
+}

@@ -1,0 +1,69 @@
+//! `signal`: a signal from the `from` processes to the `to` processes; the
+//! sender gets the receivers' pids.
+
+use super::edge::{EdgeContext, Shape};
+use super::{BASE, EdgeOption, Profile};
+use crate::diagnostic::{Diagnostic, Label};
+use crate::plan::Mechanism;
+use crate::plan::signals::{known, parse_signal};
+use crate::topology::Traffic;
+
+/// The mechanism's name.
+pub const NAME: &str = "signal";
+
+/// An event without data between launched processes.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Notify],
+    wrong_traffic: Some((
+        "E0303",
+        "a signal carries no data; use a pipe, a queue or a socket for the payload and a signal only to wake",
+    )),
+    one_way: true,
+    no_payload: true,
+    named: false,
+    options: &[EdgeOption::Signal],
+    ..BASE
+};
+
+// ---- plan ----
+
+/// The edge's `signal` (SIGUSR1 unless written); one that cannot be
+/// caught is refused.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let Some(text) = cx.spec.and_then(|s| s.signal.as_ref()) else {
+        return Some(Shape::unbounded(Mechanism::Signal {
+            signal: known("SIGUSR1"),
+        }));
+    };
+    let signal = match parse_signal(text.get_ref()) {
+        Ok(signal) if matches!(signal.name, "SIGKILL" | "SIGSTOP") => {
+            cx.report(
+                Diagnostic::error(
+                    "E0304",
+                    format!(
+                        "{} cannot be a notification: it cannot be caught",
+                        signal.name
+                    ),
+                )
+                .with_label(Label::primary(
+                    text.span(),
+                    "the receiver would be killed or stopped",
+                ))
+                .with_help(
+                    "use SIGUSR1 or SIGUSR2 (real-time signals, SIGRTMIN+n, are not accepted)",
+                ),
+            );
+            return None;
+        }
+        Ok(signal) => signal,
+        Err(why) => {
+            cx.report(
+                Diagnostic::error("E0304", "invalid `signal`")
+                    .with_label(Label::primary(text.span(), why)),
+            );
+            return None;
+        }
+    };
+    Some(Shape::unbounded(Mechanism::Signal { signal }))
+}

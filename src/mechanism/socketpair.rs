@@ -1,0 +1,31 @@
+//! `socketpair`: a connected pair of Unix sockets joining exactly two
+//! processes; stream or seqpacket, one way or duplex.
+
+use super::edge::{EdgeContext, Shape};
+use super::{BASE, Peers, Profile, Sockets};
+use crate::plan::Mechanism;
+use crate::topology::{SocketType, Traffic};
+
+/// The mechanism's name.
+pub const NAME: &str = "socketpair";
+
+/// Two processes, bytes or messages, either direction.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Stream, Traffic::Messages],
+    named: false,
+    peers: Peers::Pair,
+    sockets: Sockets::Any,
+    ..BASE
+};
+
+// ---- plan ----
+
+/// Seqpacket for messages (boundaries kept), stream otherwise.
+pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
+    let socket = cx.traits.socket.unwrap_or(match cx.traits.traffic {
+        Traffic::Messages => SocketType::Seqpacket,
+        _ => SocketType::Stream,
+    });
+    Some(Shape::unbounded(Mechanism::Socketpair { socket }))
+}

@@ -1,0 +1,71 @@
+//! `sysv-mq`: a System V message queue (`IPC_PRIVATE`, its id handed over).
+
+use super::edge::{EdgeContext, Shape, limit_error};
+use super::{BASE, EdgeOption, Profile};
+use crate::plan::{Mechanism, ObjectKind};
+use crate::topology::Traffic;
+
+/// The mechanism's name.
+pub const NAME: &str = "sysv-mq";
+
+/// One-way messages between launched processes.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Messages],
+    one_way: true,
+    named: false,
+    options: &[EdgeOption::Depth],
+    ..BASE
+};
+
+// ---- plan ----
+
+/// The queue: message size from the edge (at most 8 KiB by default),
+/// capacity `depth x message_size` or the host's `msgmnb`.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let (id, limits) = (cx.id, cx.limits);
+    let message_size = cx
+        .traits
+        .message_size
+        .unwrap_or(limits.sysv_msgmax.value.min(8192));
+    if message_size > limits.sysv_msgmax.value || message_size == 0 {
+        let message = format!(
+            "edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}",
+            limits.sysv_msgmax.value
+        );
+        let span = cx.span_of(|s| s.message_size.as_ref().map(|v| v.span()));
+        cx.report(limit_error(
+            "E0605",
+            message,
+            span,
+            &limits.sysv_msgmax,
+            "msgmax",
+        ));
+        return None;
+    }
+    let queue_bytes = match cx.traits.depth {
+        Some(depth) => depth.saturating_mul(message_size),
+        None => limits.sysv_msgmnb.value,
+    };
+    if queue_bytes > limits.sysv_msgmnb.value {
+        let message = format!(
+            "edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}",
+            limits.sysv_msgmnb.value
+        );
+        let span = cx.span_of(|s| s.depth.as_ref().map(|v| v.span()));
+        cx.report(limit_error(
+            "E0605",
+            message,
+            span,
+            &limits.sysv_msgmnb,
+            "msgmnb",
+        ));
+        return None;
+    }
+    cx.object(ObjectKind::SysvMq, cx.sysv_id());
+    let mechanism = Mechanism::SysvMq {
+        queue_bytes,
+        message_size,
+    };
+    Some(Shape::blocking(mechanism, Some(queue_bytes)))
+}

@@ -1,0 +1,43 @@
+//! `sysv-shm`: a System V shared memory segment (`IPC_PRIVATE`, its id
+//! handed over), optionally with a set of two semaphores (lock, ready).
+
+use super::edge::{EdgeContext, Shape};
+use super::{BASE, EdgeOption, Profile, Ring, posix_shm};
+use crate::plan::{Mechanism, ObjectKind};
+use crate::topology::{SyncKind, Traffic};
+
+/// The mechanism's name.
+pub const NAME: &str = "sysv-shm";
+
+/// Shared data between launched processes.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Shared],
+    ring: Ring::Refused(
+        "`sync = \"ring\"` needs POSIX shared memory: System V segments have no name or fd to map the ring from",
+    ),
+    named: false,
+    options: &[EdgeOption::Size, EdgeOption::Sync],
+    ..BASE
+};
+
+// ---- plan ----
+
+/// The segment, its size checked against `shmmax`, and with semaphores a
+/// set of two that must fit `SEMMSL`.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let limits = cx.limits;
+    let size = cx.shared_size("E0604", &limits.sysv_shmmax, "shmmax")?;
+    let semaphore_set = posix_shm::sync_of(cx) == SyncKind::Semaphores;
+    if semaphore_set && !cx.sem_set_fits(2) {
+        return None;
+    }
+    cx.object(ObjectKind::SysvShm, cx.sysv_id());
+    if semaphore_set {
+        cx.object(ObjectKind::SysvSem, format!("{{sysv_sem_id:{}}}", cx.id));
+    }
+    Some(Shape::unbounded(Mechanism::SysvShm {
+        size,
+        semaphore_set,
+    }))
+}

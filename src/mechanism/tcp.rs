@@ -1,0 +1,30 @@
+//! `tcp`: a TCP listener bound before the server starts (loopback and a
+//! kernel-chosen port unless an address is written).
+
+use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
+use super::{BASE, EdgeOption, Peers, Profile};
+use crate::plan::Mechanism;
+use crate::topology::Traffic;
+
+/// The mechanism's name.
+pub const NAME: &str = "tcp";
+
+/// One server, any number of clients.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Stream, Traffic::Request],
+    peers: Peers::OneServer,
+    options: &[EdgeOption::Address],
+    ..BASE
+};
+
+// ---- plan ----
+
+/// The bind address, checked.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let bind = cx.ip_address()?;
+    Some(Shape::unbounded(Mechanism::Tcp {
+        bind,
+        backlog: LISTEN_BACKLOG,
+    }))
+}

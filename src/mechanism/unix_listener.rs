@@ -1,0 +1,39 @@
+//! `unix-listener`: a Unix socket bound (and listening) in the run
+//! directory before the server starts, passed to it by `LISTEN_FDS`;
+//! clients connect to the path.
+
+use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
+use super::{BASE, Peers, Profile, Sockets};
+use crate::plan::{Mechanism, ObjectKind};
+use crate::topology::{SocketType, Traffic};
+
+/// The mechanism's name.
+pub const NAME: &str = "unix-listener";
+
+/// One server, any number of clients.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Stream, Traffic::Messages, Traffic::Request],
+    peers: Peers::OneServer,
+    sockets: Sockets::Connected,
+    ..BASE
+};
+
+// ---- plan ----
+
+/// Datagrams for one-way messages, seqpacket for duplex ones, a stream
+/// otherwise; the socket file at `{run_dir}/ID.sock`.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let socket = cx.traits.socket.unwrap_or(match cx.traits.traffic {
+        Traffic::Messages if cx.traits.duplex => SocketType::Seqpacket,
+        Traffic::Messages => SocketType::Dgram,
+        _ => SocketType::Stream,
+    });
+    let path = cx.socket_path()?;
+    cx.object(ObjectKind::UnixSocket, path.clone());
+    Some(Shape::unbounded(Mechanism::UnixListener {
+        socket,
+        path,
+        backlog: LISTEN_BACKLOG,
+    }))
+}
