@@ -9,8 +9,14 @@ use serde::{Deserialize, Serialize};
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
+use crate::launch::LaunchError;
+use crate::launch::objects::ObjectRecord;
+use crate::launch::resources::{ChannelBuild, Held, exists, file_in_run_dir};
 use crate::plan::{Mechanism, ObjectKind};
 use crate::topology::{Delivery, Traffic};
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl, openat};
+use nix::sys::stat::{Mode, fchmod};
 
 /// The mechanism's name.
 pub const NAME: &str = "fifo";
@@ -84,4 +90,48 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         Mechanism::Fifo { path, deliver },
         Some(cx.limits.pipe_capacity.value),
     ))
+}
+
+// ---- launch ----
+
+/// The FIFO, created exclusively in the run directory and set to its mode;
+/// with `deliver = "fd"` both ends opened: the read end first and
+/// non-blocking, so neither open waits for the other (the FIFO open-order
+/// deadlock), then the write end.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    path: &str,
+    deliver: Deliver,
+) -> Result<(), LaunchError> {
+    let path = b.values.fill(path)?;
+    let name = file_in_run_dir(b.created, b.id(), &path)?;
+    let record = ObjectRecord::Fifo(name.clone());
+    b.created.intend(&record)?;
+    let error = b.error(NAME, &path);
+    let dir = b.created.dir().fd();
+    match nix::unistd::mkfifoat(dir, name.as_str(), Mode::from_bits_truncate(0o600)) {
+        Ok(()) => b.created.objects.push(record),
+        Err(Errno::EEXIST) => return Err(exists(NAME, &path)),
+        Err(errno) => return Err(error(errno)),
+    }
+    let dir = b.created.dir().fd();
+    let flags = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let read = openat(
+        dir,
+        name.as_str(),
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | flags,
+        Mode::empty(),
+    )
+    .map_err(&error)?;
+    let mode = b.mode(ObjectKind::Fifo);
+    fchmod(&read, Mode::from_bits_truncate(mode as libc::mode_t)).map_err(&error)?;
+    if deliver == Deliver::Path {
+        return Ok(());
+    }
+    let write =
+        openat(dir, name.as_str(), OFlag::O_WRONLY | flags, Mode::empty()).map_err(&error)?;
+    fcntl(&read, FcntlArg::F_SETFL(OFlag::empty())).map_err(&error)?;
+    b.hold(Held::Read, read);
+    b.hold(Held::Write, write);
+    Ok(())
 }

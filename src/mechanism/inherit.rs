@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, Held};
 use crate::plan::Mechanism;
+use crate::sys::fd::{dup_cloexec_at_least, std_fd};
 use crate::topology::Traffic;
+use nix::errno::Errno;
 
 /// The mechanism's name.
 pub const NAME: &str = "inherit";
@@ -69,4 +73,16 @@ pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
         OwnStream::Stdout
     };
     Some(Shape::blocking(Mechanism::Inherit { stream }, None))
+}
+
+// ---- launch ----
+
+/// A copy of ipc-run's stream, above the standard fds.
+pub(crate) fn create(b: &mut ChannelBuild<'_>, stream: OwnStream) -> Result<(), LaunchError> {
+    let error = b.error("inherited stream", stream.as_str());
+    let fd = std_fd(stream.fd())
+        .ok_or_else(|| error(Errno::EBADF))
+        .and_then(|fd| dup_cloexec_at_least(fd, 3).map_err(&error))?;
+    b.hold(Held::Inherited, fd);
+    Ok(())
 }

@@ -33,6 +33,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::launch::LaunchError;
+use crate::launch::resources::ChannelBuild;
+use crate::plan::Mechanism;
 use crate::topology::{MechanismName, Traffic};
 
 pub(crate) mod edge;
@@ -162,6 +165,50 @@ impl Kind {
             Kind::Signal => signal::plan(cx),
             Kind::Rpc => rpc::plan(cx),
         }
+    }
+}
+
+/// Creates a channel's objects and fds (the launch part of its module).
+pub(crate) fn create(b: &mut ChannelBuild<'_>) -> Result<(), LaunchError> {
+    let channel = b.channel;
+    match &channel.mechanism {
+        Mechanism::Inherit { stream } => inherit::create(b, *stream),
+        Mechanism::Pipe { .. } => pipe::create(b),
+        Mechanism::Fifo { path, deliver } => fifo::create(b, path, *deliver),
+        Mechanism::Socketpair { socket } => socketpair::create(b, *socket),
+        Mechanism::UnixListener {
+            socket,
+            path,
+            backlog,
+        } => unix_listener::create(b, *socket, path, *backlog),
+        Mechanism::Tcp { bind, backlog } => tcp::create(b, bind, *backlog),
+        Mechanism::Udp { bind } => udp::create(b, bind),
+        Mechanism::PosixShm {
+            name,
+            size,
+            semaphores,
+            ring,
+        } => posix_shm::create(b, name, *size, semaphores, ring.as_ref()),
+        Mechanism::SysvShm {
+            size,
+            semaphore_set,
+        } => sysv_shm::create(b, *size, *semaphore_set),
+        Mechanism::PosixMq {
+            name,
+            depth,
+            message_size,
+        } => posix_mq::create(b, name, *depth, *message_size),
+        Mechanism::SysvMq { queue_bytes, .. } => sysv_mq::create(b, *queue_bytes),
+        Mechanism::PosixSem { name, initial } => posix_sem::create(b, name, *initial),
+        Mechanism::SysvSem { count, initial } => sysv_sem::create(b, *count, *initial),
+        // Nothing to create: the sender is handed the receivers' pids.
+        Mechanism::Signal { .. } => Ok(()),
+        Mechanism::Rpc {
+            transport,
+            address,
+            backlog,
+            ..
+        } => rpc::create(b, transport, address, *backlog),
     }
 }
 

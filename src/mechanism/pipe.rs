@@ -3,8 +3,11 @@
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile, inherit};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, Held};
 use crate::plan::Mechanism;
 use crate::topology::Traffic;
+use nix::fcntl::OFlag;
 
 /// The mechanism's name.
 pub const NAME: &str = "pipe";
@@ -35,4 +38,14 @@ pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
         mechanism,
         Some(cx.limits.pipe_capacity.value),
     ))
+}
+
+// ---- launch ----
+
+/// Both ends, `O_CLOEXEC`.
+pub(crate) fn create(b: &mut ChannelBuild<'_>) -> Result<(), LaunchError> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(b.error(NAME, b.id()))?;
+    b.hold(Held::Read, read);
+    b.hold(Held::Write, write);
+    Ok(())
 }

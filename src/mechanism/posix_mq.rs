@@ -3,8 +3,15 @@
 
 use super::edge::{EdgeContext, Shape, limit_error};
 use super::{BASE, EdgeOption, Profile};
+use crate::launch::LaunchError;
+use crate::launch::objects::ObjectRecord;
+use crate::launch::resources::{ChannelBuild, Held, exists, posix_name};
 use crate::plan::{Mechanism, ObjectKind};
+use crate::sys::ipc;
 use crate::topology::Traffic;
+use nix::errno::Errno;
+use nix::sys::resource::{Resource, getrlimit};
+use std::ffi::CString;
 
 /// The mechanism's name.
 pub const NAME: &str = "posix-mq";
@@ -68,4 +75,47 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         message_size,
     };
     Some(Shape::blocking(mechanism, Some(depth * message_size)))
+}
+
+// ---- launch ----
+
+/// The queue, created exclusively with its mode and attributes, and opened
+/// once more for each direction. `EMFILE` here is the user's
+/// `RLIMIT_MSGQUEUE` (bytes of every queue), reported as such.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    name: &str,
+    depth: u64,
+    message_size: u64,
+) -> Result<(), LaunchError> {
+    let name = posix_name(&b.channel.id, &b.values.fill(name)?)?;
+    let error = b.error(NAME, &name);
+    let c = CString::new(name.clone()).map_err(|_| error(Errno::EINVAL))?;
+    let record = ObjectRecord::PosixMq(name.clone());
+    b.created.intend(&record)?;
+    let mode = b.mode(ObjectKind::PosixMq);
+    let both = match ipc::mq_create(&c, mode, depth as i64, message_size as i64) {
+        Ok(fd) => {
+            b.created.objects.push(record);
+            fd
+        }
+        Err(Errno::EEXIST) => return Err(exists(NAME, &name)),
+        Err(Errno::EMFILE) => {
+            let limit = getrlimit(Resource::RLIMIT_MSGQUEUE)
+                .map_or_else(|_| "unknown".to_owned(), |(soft, _)| soft.to_string());
+            return Err(LaunchError::MqQuota {
+                channel: b.channel.id.clone(),
+                name,
+                bytes: depth.saturating_mul(message_size),
+                limit,
+            });
+        }
+        Err(errno) => return Err(error(errno)),
+    };
+    let read = ipc::mq_open_existing(&c, false).map_err(&error)?;
+    let write = ipc::mq_open_existing(&c, true).map_err(&error)?;
+    b.hold(Held::MqBoth, both);
+    b.hold(Held::MqRead, read);
+    b.hold(Held::MqWrite, write);
+    Ok(())
 }

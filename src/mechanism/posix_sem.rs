@@ -4,8 +4,14 @@
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
+use crate::launch::LaunchError;
+use crate::launch::objects::ObjectRecord;
+use crate::launch::resources::{ChannelBuild, exists, posix_name};
 use crate::plan::{Mechanism, ObjectKind};
+use crate::sys::ipc;
 use crate::topology::Traffic;
+use nix::errno::Errno;
+use std::ffi::CString;
 
 /// The mechanism's name.
 pub const NAME: &str = "posix-sem";
@@ -50,4 +56,29 @@ pub(crate) fn initial_value(cx: &mut EdgeContext<'_>, kind: &str, max: u64) -> O
         .with_label(Label::primary(v.span(), "initial value out of range")),
     );
     None
+}
+
+// ---- launch ----
+
+/// The semaphore, created exclusively and set to its mode.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    name: &str,
+    initial: u32,
+) -> Result<(), LaunchError> {
+    let name = posix_name(&b.channel.id, &b.values.fill(name)?)?;
+    let c = CString::new(name.clone()).map_err(|_| LaunchError::BadValue {
+        what: format!("semaphore name of channel {}", b.channel.id),
+        value: name.clone(),
+        reason: "contains NUL".into(),
+    })?;
+    let record = ObjectRecord::PosixSem(name.clone());
+    b.created.intend(&record)?;
+    let error = b.error(NAME, &name);
+    match ipc::sem_create(&c, 0o600, initial) {
+        Ok(()) => b.created.objects.push(record),
+        Err(Errno::EEXIST) => return Err(exists(NAME, &name)),
+        Err(errno) => return Err(error(errno)),
+    }
+    ipc::sem_set_mode(&c, b.mode(ObjectKind::PosixSem)).map_err(error)
 }

@@ -4,9 +4,19 @@
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile, Ring};
+use crate::child::ring::RingError;
 use crate::diagnostic::{Diagnostic, Label};
+use crate::launch::LaunchError;
+use crate::launch::objects::ObjectRecord;
+use crate::launch::resources::{ChannelBuild, Held, RingHeader, exists, posix_name};
 use crate::plan::{Mechanism, ObjectKind, RingPlan};
+use crate::sys::ring::Mapping;
 use crate::topology::{SyncKind, Traffic};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::mman::shm_open;
+use nix::sys::stat::{Mode, fchmod};
+use std::os::fd::{AsFd, BorrowedFd};
 
 /// The mechanism's name.
 pub const NAME: &str = "posix-shm";
@@ -97,4 +107,68 @@ fn ring_plan(cx: &mut EdgeContext<'_>, size: u64) -> Option<RingPlan> {
         capacity,
         producers: u32::try_from(cx.traits.writers).unwrap_or(u32::MAX),
     })
+}
+
+// ---- launch ----
+
+/// The object, created exclusively, set to its mode and sized; a ring is
+/// formatted before any process starts (nobody sees a half-made header)
+/// and its header kept mapped; the semaphores follow, the first the lock
+/// (1), the others signals (0).
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    name: &str,
+    size: u64,
+    semaphores: &[String],
+    ring: Option<&RingPlan>,
+) -> Result<(), LaunchError> {
+    let name = posix_name(&b.channel.id, &b.values.fill(name)?)?;
+    let record = ObjectRecord::PosixShm(name.clone());
+    b.created.intend(&record)?;
+    let error = b.error(NAME, &name);
+    let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR;
+    let fd = match shm_open(name.as_str(), flags, Mode::from_bits_truncate(0o600)) {
+        Ok(fd) => {
+            b.created.objects.push(record);
+            fd
+        }
+        Err(Errno::EEXIST) => return Err(exists(NAME, &name)),
+        Err(errno) => return Err(error(errno)),
+    };
+    let mode = b.mode(ObjectKind::PosixShm);
+    fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t)).map_err(&error)?;
+    nix::unistd::ftruncate(&fd, size as libc::off_t).map_err(&error)?;
+    if let Some(ring) = ring {
+        let header = format_ring(b, fd.as_fd(), size, ring, &error)?;
+        b.created.rings.push(RingHeader {
+            channel: b.index,
+            header,
+            producers: ring.producers,
+            marked: false,
+        });
+    }
+    b.hold(Held::Shm, fd);
+    for (i, sem) in semaphores.iter().enumerate() {
+        super::posix_sem::create(b, sem, u32::from(i == 0))?;
+    }
+    Ok(())
+}
+
+/// Formats the ring and maps its header page.
+fn format_ring(
+    b: &ChannelBuild<'_>,
+    fd: BorrowedFd<'_>,
+    size: u64,
+    ring: &RingPlan,
+    error: &impl Fn(Errno) -> LaunchError,
+) -> Result<Mapping, LaunchError> {
+    crate::child::ring::format(fd, size, ring.producers).map_err(|e| match e {
+        RingError::Sys { errno, .. } => error(errno),
+        other => LaunchError::BadValue {
+            what: format!("ring of channel {}", b.channel.id),
+            value: format!("{size} bytes"),
+            reason: other.to_string(),
+        },
+    })?;
+    Mapping::new(fd, crate::child::ring::HEADER_SIZE as usize).map_err(error)
 }

@@ -5,7 +5,10 @@
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
 use crate::diagnostic::{Diagnostic, Label};
+use crate::launch::LaunchError;
+use crate::launch::resources::ChannelBuild;
 use crate::plan::{Mechanism, ObjectKind};
+use crate::topology::SocketType;
 use crate::topology::Traffic;
 
 /// The mechanism's name.
@@ -61,4 +64,24 @@ fn protocol_label(cx: &mut EdgeContext<'_>) -> Option<String> {
         )),
     );
     None
+}
+
+// ---- launch ----
+
+/// The server's listener: a Unix stream socket or a TCP listener.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    transport: &str,
+    address: &str,
+    backlog: u32,
+) -> Result<(), LaunchError> {
+    match transport {
+        "unix" => super::unix_listener::create(b, SocketType::Stream, address, backlog),
+        "tcp" => super::tcp::create(b, address, backlog),
+        other => Err(LaunchError::BadValue {
+            what: format!("rpc transport of channel {}", b.channel.id),
+            value: other.to_owned(),
+            reason: "expected unix or tcp".into(),
+        }),
+    }
 }

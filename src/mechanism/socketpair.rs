@@ -3,8 +3,11 @@
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Peers, Profile, Sockets};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, Held, sock_type};
 use crate::plan::Mechanism;
 use crate::topology::{SocketType, Traffic};
+use nix::sys::socket::{AddressFamily, SockFlag, socketpair};
 
 /// The mechanism's name.
 pub const NAME: &str = "socketpair";
@@ -28,4 +31,20 @@ pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
         _ => SocketType::Stream,
     });
     Some(Shape::unbounded(Mechanism::Socketpair { socket }))
+}
+
+// ---- launch ----
+
+/// The pair, `SOCK_CLOEXEC`: one end per side.
+pub(crate) fn create(b: &mut ChannelBuild<'_>, socket: SocketType) -> Result<(), LaunchError> {
+    let (a, z) = socketpair(
+        AddressFamily::Unix,
+        sock_type(socket),
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(b.error(NAME, b.id()))?;
+    b.hold(Held::PairFrom, a);
+    b.hold(Held::PairTo, z);
+    Ok(())
 }

@@ -2,7 +2,10 @@
 
 use super::edge::{EdgeContext, Shape, limit_error};
 use super::{BASE, EdgeOption, Profile};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, record_sysv};
 use crate::plan::{Mechanism, ObjectKind};
+use crate::sys::ipc::{self, SysvKind};
 use crate::topology::Traffic;
 
 /// The mechanism's name.
@@ -68,4 +71,16 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         message_size,
     };
     Some(Shape::blocking(mechanism, Some(queue_bytes)))
+}
+
+// ---- launch ----
+
+/// The queue with its capacity; its id is recorded for the placeholder.
+pub(crate) fn create(b: &mut ChannelBuild<'_>, queue_bytes: u64) -> Result<(), LaunchError> {
+    let id = b.channel.id.clone();
+    let mode = b.mode(ObjectKind::SysvMq);
+    let msqid = ipc::msg_create(queue_bytes, mode).map_err(b.error(NAME, &id))?;
+    record_sysv(b.created, SysvKind::Msg, msqid)?;
+    b.values.sysv_ids.insert(id, msqid);
+    Ok(())
 }

@@ -2,7 +2,10 @@
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile, posix_sem};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, record_sysv};
 use crate::plan::{Mechanism, ObjectKind};
+use crate::sys::ipc::{self, SysvKind};
 use crate::topology::Traffic;
 
 /// The mechanism's name.
@@ -33,4 +36,27 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     }
     cx.object(ObjectKind::SysvSem, cx.sysv_id());
     Some(Shape::unbounded(Mechanism::SysvSem { count, initial }))
+}
+
+// ---- launch ----
+
+/// The set, every semaphore at `initial`; its id is recorded for the
+/// placeholder.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    count: u32,
+    initial: u32,
+) -> Result<(), LaunchError> {
+    let id = b.channel.id.clone();
+    let mode = b.mode(ObjectKind::SysvSem);
+    let initial = u16::try_from(initial).map_err(|_| LaunchError::BadValue {
+        what: format!("initial semaphore value of channel {id}"),
+        value: initial.to_string(),
+        reason: "System V semaphores hold at most 32767".into(),
+    })?;
+    let values = vec![initial; count as usize];
+    let semid = ipc::sem_set_create(&values, mode).map_err(b.error(NAME, &id))?;
+    record_sysv(b.created, SysvKind::Sem, semid)?;
+    b.values.sysv_ids.insert(id, semid);
+    Ok(())
 }

@@ -3,7 +3,10 @@
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile, Ring, posix_shm};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, record_sysv};
 use crate::plan::{Mechanism, ObjectKind};
+use crate::sys::ipc::{self, SysvKind};
 use crate::topology::{SyncKind, Traffic};
 
 /// The mechanism's name.
@@ -40,4 +43,28 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         size,
         semaphore_set,
     }))
+}
+
+// ---- launch ----
+
+/// The segment, and with semaphores a set of two (lock = 1, ready = 0, as
+/// for POSIX shared memory); their ids are recorded for the placeholders.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    size: u64,
+    semaphore_set: bool,
+) -> Result<(), LaunchError> {
+    let id = b.channel.id.clone();
+    let mode = b.mode(ObjectKind::SysvShm);
+    let shmid = ipc::shm_create(size, mode).map_err(b.error(NAME, &id))?;
+    record_sysv(b.created, SysvKind::Shm, shmid)?;
+    b.values.sysv_ids.insert(id.clone(), shmid);
+    if semaphore_set {
+        let mode = b.mode(ObjectKind::SysvSem);
+        let error = b.error(super::sysv_sem::NAME, &id);
+        let semid = ipc::sem_set_create(&[1, 0], mode).map_err(error)?;
+        record_sysv(b.created, SysvKind::Sem, semid)?;
+        b.values.sysv_sem_ids.insert(id, semid);
+    }
+    Ok(())
 }

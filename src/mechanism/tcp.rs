@@ -3,6 +3,8 @@
 
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, tcp_bind};
 use crate::plan::Mechanism;
 use crate::topology::Traffic;
 
@@ -27,4 +29,20 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         bind,
         backlog: LISTEN_BACKLOG,
     }))
+}
+
+// ---- launch ----
+
+/// The listener, bound and listening; a kernel-chosen port is recorded for
+/// the `{port:ID}` placeholder.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    bind: &str,
+    backlog: u32,
+) -> Result<(), LaunchError> {
+    let (fd, addr) = tcp_bind(&b.channel.id, bind, backlog)?;
+    b.values.ports.insert(b.channel.id.clone(), addr.port());
+    b.hold(Held::Listen, fd);
+    b.connect_to(ConnectTarget::Tcp(addr));
+    Ok(())
 }

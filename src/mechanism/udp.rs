@@ -3,8 +3,12 @@
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, bind_error, parse_addr};
 use crate::plan::Mechanism;
 use crate::topology::Traffic;
+use std::net::UdpSocket;
+use std::os::fd::OwnedFd;
 
 /// The mechanism's name.
 pub const NAME: &str = "udp";
@@ -24,4 +28,19 @@ pub const PROFILE: Profile = Profile {
 pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     let bind = cx.ip_address()?;
     Some(Shape::unbounded(Mechanism::Udp { bind }))
+}
+
+// ---- launch ----
+
+/// The receiver's socket, bound; a kernel-chosen port is recorded for the
+/// `{port:ID}` placeholder.
+pub(crate) fn create(b: &mut ChannelBuild<'_>, bind: &str) -> Result<(), LaunchError> {
+    let id = b.channel.id.as_str();
+    let want = parse_addr(id, bind)?;
+    let socket = UdpSocket::bind(want).map_err(|e| bind_error(id, bind, e))?;
+    let addr = socket.local_addr().map_err(|e| bind_error(id, bind, e))?;
+    b.values.ports.insert(id.to_owned(), addr.port());
+    b.hold(Held::Listen, OwnedFd::from(socket));
+    b.connect_to(ConnectTarget::Udp(addr));
+    Ok(())
 }

@@ -4,6 +4,8 @@
 
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::{BASE, Peers, Profile, Sockets};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, unix_bind};
 use crate::plan::{Mechanism, ObjectKind};
 use crate::topology::{SocketType, Traffic};
 
@@ -36,4 +38,21 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         path,
         backlog: LISTEN_BACKLOG,
     }))
+}
+
+// ---- launch ----
+
+/// The socket bound at its path (set to its mode) and listening.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    socket: SocketType,
+    path: &str,
+    backlog: u32,
+) -> Result<(), LaunchError> {
+    let path = b.values.fill(path)?;
+    let mode = b.mode(ObjectKind::UnixSocket);
+    let fd = unix_bind(b.created, &b.channel.id, &path, socket, backlog, mode)?;
+    b.hold(Held::Listen, fd);
+    b.connect_to(ConnectTarget::Unix { path, socket });
+    Ok(())
 }
