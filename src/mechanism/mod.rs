@@ -39,21 +39,21 @@ use crate::plan::Mechanism;
 use crate::topology::{MechanismName, Traffic};
 
 pub(crate) mod edge;
-pub(crate) mod fifo;
-pub(crate) mod inherit;
-pub(crate) mod pipe;
-pub(crate) mod posix_mq;
-pub(crate) mod posix_sem;
-pub(crate) mod posix_shm;
-pub(crate) mod rpc;
-pub(crate) mod signal;
-pub(crate) mod socketpair;
-pub(crate) mod sysv_mq;
-pub(crate) mod sysv_sem;
-pub(crate) mod sysv_shm;
-pub(crate) mod tcp;
-pub(crate) mod udp;
-pub(crate) mod unix_listener;
+pub mod fifo;
+pub mod inherit;
+pub mod pipe;
+pub mod posix_mq;
+pub mod posix_sem;
+pub mod posix_shm;
+pub mod rpc;
+pub mod signal;
+pub mod socketpair;
+pub mod sysv_mq;
+pub mod sysv_sem;
+pub mod sysv_shm;
+pub mod tcp;
+pub mod udp;
+pub mod unix_listener;
 
 /// Every mechanism a channel can use: the closed list.
 #[derive(

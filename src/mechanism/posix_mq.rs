@@ -3,6 +3,7 @@
 
 use super::edge::{EdgeContext, Shape, limit_error};
 use super::{BASE, EdgeOption, Profile};
+use crate::bench::mechanism::HostLimits;
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
 use crate::launch::resources::{ChannelBuild, Held, exists, posix_name};
@@ -118,4 +119,17 @@ pub(crate) fn create(
     b.hold(Held::MqRead, read);
     b.hold(Held::MqWrite, write);
     Ok(())
+}
+
+// ---- bench ----
+
+/// A message above the host's `msgsize_max` cannot be sent.
+pub(crate) fn bench_refusal(limits: &HostLimits, size: u64) -> Option<String> {
+    match limits.mq_msgsize_max {
+        Some(max) if size > max => Some(format!(
+            "exceeds the POSIX queue message size limit {max} B (/proc/sys/fs/mqueue/msgsize_max)"
+        )),
+        None => Some("/proc/sys/fs/mqueue/msgsize_max is unreadable".into()),
+        _ => None,
+    }
 }

@@ -67,3 +67,8 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     };
     Some(Shape::unbounded(Mechanism::Signal { signal }))
 }
+
+// ---- bench ----
+
+/// Why the bench measures no payload size over a signal.
+pub(crate) const BENCH_REFUSAL: &str = "a signal carries no payload";

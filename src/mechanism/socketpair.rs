@@ -3,6 +3,7 @@
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Peers, Profile, Sockets};
+use crate::bench::mechanism::HostLimits;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, Held, sock_type};
 use crate::plan::Mechanism;
@@ -47,4 +48,23 @@ pub(crate) fn create(b: &mut ChannelBuild<'_>, socket: SocketType) -> Result<(),
     b.hold(Held::PairFrom, a);
     b.hold(Held::PairTo, z);
     Ok(())
+}
+
+// ---- bench ----
+
+/// A seqpacket message must fit the sender's socket buffer, which an
+/// unprivileged process can raise to `wmem_max` (the kernel doubles the
+/// value; 32 bytes go to overhead).
+pub(crate) fn bench_refusal_seqpacket(limits: &HostLimits, size: u64) -> Option<String> {
+    let max = limits
+        .wmem_max
+        .unwrap_or(212_992)
+        .saturating_mul(2)
+        .saturating_sub(32);
+    (size > max).then(|| {
+        format!(
+            "a seqpacket message must fit the socket send buffer: at most {max} B \
+             (2 x /proc/sys/net/core/wmem_max - 32)"
+        )
+    })
 }

@@ -2,6 +2,7 @@
 
 use super::edge::{EdgeContext, Shape, limit_error};
 use super::{BASE, EdgeOption, Profile};
+use crate::bench::mechanism::HostLimits;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, record_sysv};
 use crate::plan::{Mechanism, ObjectKind};
@@ -83,4 +84,17 @@ pub(crate) fn create(b: &mut ChannelBuild<'_>, queue_bytes: u64) -> Result<(), L
     record_sysv(b.created, SysvKind::Msg, msqid)?;
     b.values.sysv_ids.insert(id, msqid);
     Ok(())
+}
+
+// ---- bench ----
+
+/// A message above the host's `msgmax` cannot be sent.
+pub(crate) fn bench_refusal(limits: &HostLimits, size: u64) -> Option<String> {
+    match limits.sysv_msgmax {
+        Some(max) if size > max => Some(format!(
+            "exceeds the System V message size limit {max} B (/proc/sys/kernel/msgmax)"
+        )),
+        None => Some("/proc/sys/kernel/msgmax is unreadable".into()),
+        _ => None,
+    }
 }

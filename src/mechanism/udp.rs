@@ -44,3 +44,14 @@ pub(crate) fn create(b: &mut ChannelBuild<'_>, bind: &str) -> Result<(), LaunchE
     b.connect_to(ConnectTarget::Udp(addr));
     Ok(())
 }
+
+// ---- bench ----
+
+/// The largest UDP payload over IPv4: 65535 - 20 (IP) - 8 (UDP).
+pub const UDP_MAX_PAYLOAD: usize = 65_507;
+
+/// A datagram larger than an IPv4 UDP payload cannot be measured.
+pub(crate) fn bench_refusal(size: u64) -> Option<String> {
+    (size > UDP_MAX_PAYLOAD as u64)
+        .then(|| format!("a UDP/IPv4 datagram carries at most {UDP_MAX_PAYLOAD} bytes"))
+}

@@ -15,8 +15,8 @@ use serde::Serialize;
 use super::limits::Limits;
 use crate::diagnostic::Diagnostic;
 use crate::mechanism::Kind;
-use crate::mechanism::fifo::Deliver;
-use crate::mechanism::inherit::OwnStream;
+pub use crate::mechanism::fifo::Deliver;
+pub use crate::mechanism::inherit::OwnStream;
 use crate::topology::{RestartPolicy, SocketType, Traffic};
 
 /// Version of the JSON plan format; bumped on incompatible changes.
