@@ -17,6 +17,7 @@ use crate::mechanism::{EdgeOption, Kind, fifo};
 use crate::topology::{
     EdgeSpec, EndpointRef, EndpointTarget, Spanned, SyncKind, Topology, Traffic, check_name,
 };
+use ipc_run_child as child;
 
 /// Process indices by name, for lookups that must not scan the whole list.
 type ByName<'p> = HashMap<&'p str, usize>;
@@ -905,19 +906,21 @@ pub fn port_env_name(port: &str) -> String {
     name
 }
 
-fn end_name(end: End) -> &'static str {
+/// The plan's end as the port description spells it.
+fn child_end(end: End) -> child::End {
     match end {
-        End::Write => "write",
-        End::Read => "read",
-        End::Both => "both",
-        End::Listen => "listen",
-        End::Connect => "connect",
-        End::Send => "send",
-        End::Receive => "receive",
+        End::Write => child::End::Write,
+        End::Read => child::End::Read,
+        End::Both => child::End::Both,
+        End::Listen => child::End::Listen,
+        End::Connect => child::End::Connect,
+        End::Send => child::End::Send,
+        End::Receive => child::End::Receive,
     }
 }
 
-/// `key=value` pairs describing one end of a channel; `fd=` is added by wiring.
+/// The description of one end of a channel (`IPC_PORT_*`, see
+/// [`child::Description`]), with its placeholders; `fd=` is added by wiring.
 fn describe(
     mechanism: &Mechanism,
     id: &str,
@@ -925,112 +928,130 @@ fn describe(
     to: &[Resolved<'_>],
     processes: &[ProcessDecl<'_>],
 ) -> String {
-    let mut out = String::with_capacity(96);
-    // Writing into a String cannot fail.
-    let _ = write!(
-        out,
-        "kind={} channel={id} end={}",
-        mechanism.name(),
-        end_name(end)
-    );
-    let _ = match mechanism {
-        Mechanism::Inherit { .. } | Mechanism::Pipe { .. } => Ok(()),
-        Mechanism::Fifo { path, .. } => write!(out, " path={path}"),
-        Mechanism::Socketpair { socket } => write!(out, " socket={}", socket.as_str()),
-        Mechanism::UnixListener { socket, path, .. } => {
-            write!(out, " socket={} path={path}", socket.as_str())
+    use child::description::{Params, RingLayout, ShmSemaphores, Slot, Transport};
+    fn socket_type(socket: SocketType) -> child::SocketType {
+        match socket {
+            SocketType::Stream => child::SocketType::Stream,
+            SocketType::Seqpacket => child::SocketType::Seqpacket,
+            SocketType::Dgram => child::SocketType::Dgram,
         }
-        Mechanism::Tcp { bind, .. } | Mechanism::Udp { bind } => {
-            out.push_str(" address=");
-            push_ip_address(&mut out, bind, id);
-            Ok(())
-        }
+    }
+    let placeholder = |what: &str, of: &str| Slot::Placeholder(format!("{{{what}:{of}}}"));
+    let ip_address = |bind: &str| {
+        let mut address = String::with_capacity(bind.len() + id.len() + 8);
+        push_ip_address(&mut address, bind, id);
+        address
+    };
+    let params = match mechanism {
+        Mechanism::Inherit { .. } => Params::Inherit,
+        Mechanism::Pipe { .. } => Params::Pipe,
+        Mechanism::Fifo { path, .. } => Params::Fifo { path: path.clone() },
+        Mechanism::Socketpair { socket } => Params::Socketpair {
+            socket: socket_type(*socket),
+        },
+        Mechanism::UnixListener { socket, path, .. } => Params::UnixListener {
+            socket: socket_type(*socket),
+            path: path.clone(),
+        },
+        Mechanism::Tcp { bind, .. } => Params::Tcp {
+            address: ip_address(bind),
+        },
+        Mechanism::Udp { bind } => Params::Udp {
+            address: ip_address(bind),
+        },
         Mechanism::PosixShm {
             name,
             size,
             semaphores,
             ring,
-        } => {
-            let _ = write!(out, " name={name} size={size}");
-            if let Some(ring) = ring {
-                let _ = write!(
-                    out,
-                    " layout=ring capacity={} producers={}",
-                    ring.capacity, ring.producers
-                );
-            }
-            match semaphores.as_slice() {
-                [lock, ready] => write!(out, " lock={lock} ready={ready}"),
-                _ => Ok(()),
-            }
-        }
+        } => Params::PosixShm {
+            name: name.clone(),
+            size: *size,
+            ring: ring.as_ref().map(|ring| RingLayout {
+                capacity: ring.capacity,
+                producers: ring.producers,
+            }),
+            semaphores: match semaphores.as_slice() {
+                [lock, ready] => Some(ShmSemaphores {
+                    lock: lock.clone(),
+                    ready: ready.clone(),
+                }),
+                _ => None,
+            },
+        },
         Mechanism::SysvShm {
             size,
             semaphore_set,
-        } => {
-            let _ = write!(out, " id={{sysv_id:{id}}} size={size}");
-            if *semaphore_set {
-                write!(out, " sem_id={{sysv_sem_id:{id}}}")
-            } else {
-                Ok(())
-            }
-        }
+        } => Params::SysvShm {
+            id: placeholder("sysv_id", id),
+            size: *size,
+            sem_id: semaphore_set.then(|| placeholder("sysv_sem_id", id)),
+        },
         Mechanism::PosixMq {
             name,
             depth,
             message_size,
-        } => write!(
-            out,
-            " name={name} depth={depth} message_size={message_size}"
-        ),
+        } => Params::PosixMq {
+            name: name.clone(),
+            depth: *depth,
+            message_size: *message_size,
+        },
         Mechanism::SysvMq {
             queue_bytes,
             message_size,
-        } => write!(
-            out,
-            " id={{sysv_id:{id}}} queue_bytes={queue_bytes} message_size={message_size}"
-        ),
-        Mechanism::PosixSem { name, initial } => write!(out, " name={name} initial={initial}"),
-        Mechanism::SysvSem { count, initial } => {
-            write!(out, " id={{sysv_id:{id}}} count={count} initial={initial}")
-        }
-        Mechanism::Signal { signal } => {
-            let _ = write!(out, " signal={} signo={}", signal.name, signal.number);
-            if end == End::Send {
-                out.push_str(" pid=");
-                let targets = to
-                    .iter()
+        } => Params::SysvMq {
+            id: placeholder("sysv_id", id),
+            queue_bytes: *queue_bytes,
+            message_size: *message_size,
+        },
+        Mechanism::PosixSem { name, initial } => Params::PosixSem {
+            name: name.clone(),
+            initial: *initial,
+        },
+        Mechanism::SysvSem { count, initial } => Params::SysvSem {
+            id: placeholder("sysv_id", id),
+            count: *count,
+            initial: *initial,
+        },
+        Mechanism::Signal { signal } => Params::Signal {
+            signal: signal.name.to_owned(),
+            signo: signal.number,
+            pid: (end == End::Send).then(|| {
+                to.iter()
                     .filter_map(|r| r.process)
-                    .flat_map(|p| processes[p].instances.iter());
-                for (i, instance) in targets.enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{{pid:{instance}}}");
-                }
-            }
-            Ok(())
-        }
+                    .flat_map(|p| processes[p].instances.iter())
+                    .map(|instance| placeholder("pid", instance))
+                    .collect()
+            }),
+        },
         Mechanism::Rpc {
             protocol,
             transport,
             address,
             ..
         } => {
-            let _ = write!(out, " protocol={protocol} transport={transport} address=");
-            let start = out.len();
-            if transport == "tcp" {
-                push_ip_address(&mut out, address, id);
+            let (transport, address) = if transport == "tcp" {
+                (Transport::Tcp, ip_address(address))
             } else {
-                out.push_str(address);
+                (Transport::Unix, address.clone())
+            };
+            let mut url = String::with_capacity(address.len() + 16);
+            push_rpc_url(&mut url, protocol, transport.as_str(), &address);
+            Params::Rpc {
+                protocol: protocol.clone(),
+                transport,
+                address,
+                url,
             }
-            let address = out[start..].to_owned();
-            out.push_str(" url=");
-            push_rpc_url(&mut out, protocol, transport, &address);
-            Ok(())
         }
     };
-    out
+    child::Description {
+        channel: id.to_owned(),
+        end: child_end(end),
+        params,
+        fd: None,
+    }
+    .to_string()
 }
 
 /// An address with a kernel-chosen port shows the placeholder for it.
