@@ -4,6 +4,8 @@
 
 use std::net::SocketAddr;
 
+use ipc_run_child::description::Slot;
+
 use crate::diagnostic::{Diagnostic, Label};
 use crate::plan::select::Traits;
 use crate::plan::{Limit, Limits, Mechanism, NamedObject, ObjectKind, RUN_DIR, RUN_ID, Span};
@@ -227,6 +229,20 @@ fn check_address(
         );
     }
     Some(parsed.to_string())
+}
+
+/// A bind address as ports see it: a kernel-chosen port (`:0`) shows the
+/// `{port:ID}` placeholder the launcher fills in.
+pub(crate) fn address_with_port(bind: &str, id: &str) -> String {
+    match bind.rsplit_once(':') {
+        Some((host, "0")) => format!("{host}:{{port:{id}}}"),
+        _ => bind.to_owned(),
+    }
+}
+
+/// A number the launcher fills in, as a `{what:of}` placeholder.
+pub(crate) fn placeholder<T>(what: &str, of: &str) -> Slot<T> {
+    Slot::Placeholder(format!("{{{what}:{of}}}"))
 }
 
 /// An error about a value above a host limit.

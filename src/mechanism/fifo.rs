@@ -14,12 +14,13 @@ use crate::launch::objects::ObjectRecord;
 use crate::launch::resources::{ChannelBuild, Held, exists, file_in_run_dir};
 use crate::plan::{Mechanism, ObjectKind};
 use crate::topology::{Delivery, Traffic};
+use ipc_run_child::description::Params;
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl, openat};
 use nix::sys::stat::{Mode, fchmod};
 
 /// The mechanism's name.
-pub const NAME: &str = "fifo";
+pub const NAME: &str = ipc_run_child::description::Kind::Fifo.as_str();
 
 /// One-way bytes with a name in the file system.
 pub const PROFILE: Profile = Profile {
@@ -90,6 +91,13 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         Mechanism::Fifo { path, deliver },
         Some(cx.limits.pipe_capacity.value),
     ))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(path: &str) -> Params {
+    Params::Fifo {
+        path: path.to_owned(),
+    }
 }
 
 // ---- launch ----

@@ -13,10 +13,11 @@ use crate::launch::resources::{ChannelBuild, Held};
 use crate::plan::Mechanism;
 use crate::sys::fd::{dup_cloexec_at_least, std_fd};
 use crate::topology::Traffic;
+use ipc_run_child::description::Params;
 use nix::errno::Errno;
 
 /// The mechanism's name.
-pub const NAME: &str = "inherit";
+pub const NAME: &str = ipc_run_child::description::Kind::Inherit.as_str();
 
 /// Never named in a file: a `pipe` with one of ipc-run's streams becomes one.
 pub const PROFILE: Profile = Profile {
@@ -73,6 +74,11 @@ pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
         OwnStream::Stdout
     };
     Some(Shape::blocking(Mechanism::Inherit { stream }, None))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe() -> Params {
+    Params::Inherit
 }
 
 // ---- launch ----

@@ -30,13 +30,14 @@
 //! `create`; add its variant to [`Kind`] and to the plan's `Mechanism` and
 //! its line to each `match` below; the compiler points at the rest.
 
+use ipc_run_child::description::{self as child, Params};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::launch::LaunchError;
 use crate::launch::resources::ChannelBuild;
-use crate::plan::Mechanism;
-use crate::topology::{MechanismName, Traffic};
+use crate::plan::{End, Mechanism};
+use crate::topology::{MechanismName, SocketType, Traffic};
 
 pub(crate) mod edge;
 pub mod fifo;
@@ -115,7 +116,29 @@ impl Kind {
 
     /// The name written in topology files, plans and journals.
     pub fn as_str(self) -> &'static str {
-        self.profile().name
+        self.child().as_str()
+    }
+
+    /// The kind as the port description spells it (the one place the names
+    /// are written).
+    pub fn child(self) -> child::Kind {
+        match self {
+            Kind::Inherit => child::Kind::Inherit,
+            Kind::Pipe => child::Kind::Pipe,
+            Kind::Fifo => child::Kind::Fifo,
+            Kind::Socketpair => child::Kind::Socketpair,
+            Kind::UnixListener => child::Kind::UnixListener,
+            Kind::Tcp => child::Kind::Tcp,
+            Kind::Udp => child::Kind::Udp,
+            Kind::PosixShm => child::Kind::PosixShm,
+            Kind::SysvShm => child::Kind::SysvShm,
+            Kind::PosixMq => child::Kind::PosixMq,
+            Kind::SysvMq => child::Kind::SysvMq,
+            Kind::PosixSem => child::Kind::PosixSem,
+            Kind::SysvSem => child::Kind::SysvSem,
+            Kind::Signal => child::Kind::Signal,
+            Kind::Rpc => child::Kind::Rpc,
+        }
     }
 
     /// The kind of this name, if it is one.
@@ -168,6 +191,66 @@ impl Kind {
     }
 }
 
+/// One side of a channel as its ports see it, for their description.
+pub(crate) struct PortSide<'a> {
+    /// Channel id.
+    pub id: &'a str,
+    /// The end the side holds.
+    pub end: End,
+    /// The instances on the `to` side.
+    pub receivers: Vec<&'a str>,
+}
+
+/// What a port of this side is (`IPC_PORT_*`, without channel, end and fd).
+pub(crate) fn describe(mechanism: &Mechanism, port: &PortSide<'_>) -> Params {
+    match mechanism {
+        Mechanism::Inherit { .. } => inherit::describe(),
+        Mechanism::Pipe { .. } => pipe::describe(),
+        Mechanism::Fifo { path, .. } => fifo::describe(path),
+        Mechanism::Socketpair { socket } => socketpair::describe(*socket),
+        Mechanism::UnixListener { socket, path, .. } => unix_listener::describe(*socket, path),
+        Mechanism::Tcp { bind, .. } => tcp::describe(bind, port),
+        Mechanism::Udp { bind } => udp::describe(bind, port),
+        Mechanism::PosixShm {
+            name,
+            size,
+            semaphores,
+            ring,
+        } => posix_shm::describe(name, *size, semaphores, ring.as_ref()),
+        Mechanism::SysvShm {
+            size,
+            semaphore_set,
+        } => sysv_shm::describe(*size, *semaphore_set, port),
+        Mechanism::PosixMq {
+            name,
+            depth,
+            message_size,
+        } => posix_mq::describe(name, *depth, *message_size),
+        Mechanism::SysvMq {
+            queue_bytes,
+            message_size,
+        } => sysv_mq::describe(*queue_bytes, *message_size, port),
+        Mechanism::PosixSem { name, initial } => posix_sem::describe(name, *initial),
+        Mechanism::SysvSem { count, initial } => sysv_sem::describe(*count, *initial, port),
+        Mechanism::Signal { signal } => signal::describe(signal, port),
+        Mechanism::Rpc {
+            protocol,
+            transport,
+            address,
+            ..
+        } => rpc::describe(protocol, *transport, address, port),
+    }
+}
+
+/// A socket type as the port description spells it.
+pub(crate) fn child_socket(socket: SocketType) -> child::SocketType {
+    match socket {
+        SocketType::Stream => child::SocketType::Stream,
+        SocketType::Seqpacket => child::SocketType::Seqpacket,
+        SocketType::Dgram => child::SocketType::Dgram,
+    }
+}
+
 /// Creates a channel's objects and fds (the launch part of its module).
 pub(crate) fn create(b: &mut ChannelBuild<'_>) -> Result<(), LaunchError> {
     let channel = b.channel;
@@ -208,7 +291,7 @@ pub(crate) fn create(b: &mut ChannelBuild<'_>) -> Result<(), LaunchError> {
             address,
             backlog,
             ..
-        } => rpc::create(b, transport, address, *backlog),
+        } => rpc::create(b, *transport, address, *backlog),
     }
 }
 

@@ -7,10 +7,11 @@ use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, Held};
 use crate::plan::Mechanism;
 use crate::topology::Traffic;
+use ipc_run_child::description::Params;
 use nix::fcntl::OFlag;
 
 /// The mechanism's name.
-pub const NAME: &str = "pipe";
+pub const NAME: &str = ipc_run_child::description::Kind::Pipe.as_str();
 
 /// One-way bytes; shared writes stay whole up to `PIPE_BUF`.
 pub const PROFILE: Profile = Profile {
@@ -38,6 +39,11 @@ pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
         mechanism,
         Some(cx.limits.pipe_capacity.value),
     ))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe() -> Params {
+    Params::Pipe
 }
 
 // ---- launch ----

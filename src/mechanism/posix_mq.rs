@@ -10,12 +10,13 @@ use crate::launch::resources::{ChannelBuild, Held, exists, posix_name};
 use crate::plan::{Mechanism, ObjectKind};
 use crate::sys::ipc;
 use crate::topology::Traffic;
+use ipc_run_child::description::Params;
 use nix::errno::Errno;
 use nix::sys::resource::{Resource, getrlimit};
 use std::ffi::CString;
 
 /// The mechanism's name.
-pub const NAME: &str = "posix-mq";
+pub const NAME: &str = ipc_run_child::description::Kind::PosixMq.as_str();
 
 /// One-way messages, with a name any process can open.
 pub const PROFILE: Profile = Profile {
@@ -76,6 +77,15 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         message_size,
     };
     Some(Shape::blocking(mechanism, Some(depth * message_size)))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(name: &str, depth: u64, message_size: u64) -> Params {
+    Params::PosixMq {
+        name: name.to_owned(),
+        depth,
+        message_size,
+    }
 }
 
 // ---- launch ----

@@ -10,11 +10,12 @@ use crate::launch::resources::{ChannelBuild, exists, posix_name};
 use crate::plan::{Mechanism, ObjectKind};
 use crate::sys::ipc;
 use crate::topology::Traffic;
+use ipc_run_child::description::Params;
 use nix::errno::Errno;
 use std::ffi::CString;
 
 /// The mechanism's name.
-pub const NAME: &str = "posix-sem";
+pub const NAME: &str = ipc_run_child::description::Kind::PosixSem.as_str();
 
 /// Events without data, with a name any process can open.
 pub const PROFILE: Profile = Profile {
@@ -56,6 +57,14 @@ pub(crate) fn initial_value(cx: &mut EdgeContext<'_>, kind: &str, max: u64) -> O
         .with_label(Label::primary(v.span(), "initial value out of range")),
     );
     None
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(name: &str, initial: u32) -> Params {
+    Params::PosixSem {
+        name: name.to_owned(),
+        initial,
+    }
 }
 
 // ---- launch ----

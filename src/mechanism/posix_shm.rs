@@ -12,6 +12,7 @@ use crate::launch::resources::{ChannelBuild, Held, RingHeader, exists, posix_nam
 use crate::plan::{Mechanism, ObjectKind, RingPlan};
 use crate::sys::ring::Mapping;
 use crate::topology::{SyncKind, Traffic};
+use ipc_run_child::description::{Params, RingLayout, ShmSemaphores};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::mman::shm_open;
@@ -19,7 +20,7 @@ use nix::sys::stat::{Mode, fchmod};
 use std::os::fd::{AsFd, BorrowedFd};
 
 /// The mechanism's name.
-pub const NAME: &str = "posix-shm";
+pub const NAME: &str = ipc_run_child::description::Kind::PosixShm.as_str();
 
 /// Shared data, or messages through a ring.
 pub const PROFILE: Profile = Profile {
@@ -107,6 +108,30 @@ fn ring_plan(cx: &mut EdgeContext<'_>, size: u64) -> Option<RingPlan> {
         capacity,
         producers: u32::try_from(cx.traits.writers).unwrap_or(u32::MAX),
     })
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(
+    name: &str,
+    size: u64,
+    semaphores: &[String],
+    ring: Option<&RingPlan>,
+) -> Params {
+    Params::PosixShm {
+        name: name.to_owned(),
+        size,
+        ring: ring.map(|ring| RingLayout {
+            capacity: ring.capacity,
+            producers: ring.producers,
+        }),
+        semaphores: match semaphores {
+            [lock, ready] => Some(ShmSemaphores {
+                lock: lock.clone(),
+                ready: ready.clone(),
+            }),
+            _ => None,
+        },
+    }
 }
 
 // ---- launch ----

@@ -2,17 +2,23 @@
 //! address is written) plus a protocol label both ends agree on; clients
 //! get the address in the form their framework expects.
 
-use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
+use std::fmt::{self, Write as _};
+
+use ipc_run_child::description::{self as child, Params};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::PortSide;
+use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape, address_with_port};
 use super::{BASE, EdgeOption, Peers, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::resources::ChannelBuild;
-use crate::plan::{Mechanism, ObjectKind};
-use crate::topology::SocketType;
-use crate::topology::Traffic;
+use crate::plan::{Mechanism, ObjectKind, RUN_DIR, RUN_DIR_PCT, percent_encode_into};
+use crate::topology::{SocketType, Traffic};
 
 /// The mechanism's name.
-pub const NAME: &str = "rpc";
+pub const NAME: &str = child::Kind::Rpc.as_str();
 
 /// Requests from clients to one server.
 pub const PROFILE: Profile = Profile {
@@ -24,6 +30,37 @@ pub const PROFILE: Profile = Profile {
     ..BASE
 };
 
+/// How an RPC endpoint is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// A Unix stream socket in the run directory.
+    Unix,
+    /// TCP.
+    Tcp,
+}
+
+impl Transport {
+    /// As the port description spells it.
+    pub fn child(self) -> child::Transport {
+        match self {
+            Transport::Unix => child::Transport::Unix,
+            Transport::Tcp => child::Transport::Tcp,
+        }
+    }
+
+    /// `unix` or `tcp`.
+    pub fn as_str(self) -> &'static str {
+        self.child().as_str()
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 // ---- plan ----
 
 /// The protocol label, checked, and the transport: TCP at the written
@@ -31,15 +68,15 @@ pub const PROFILE: Profile = Profile {
 pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     let protocol = protocol_label(cx)?;
     let (transport, address) = if cx.spec.and_then(|s| s.address.as_ref()).is_some() {
-        ("tcp", cx.ip_address()?)
+        (Transport::Tcp, cx.ip_address()?)
     } else {
         let path = cx.socket_path()?;
         cx.object(ObjectKind::UnixSocket, path.clone());
-        ("unix", path)
+        (Transport::Unix, path)
     };
     Some(Shape::unbounded(Mechanism::Rpc {
         protocol,
-        transport: transport.into(),
+        transport,
         address,
         backlog: LISTEN_BACKLOG,
     }))
@@ -66,22 +103,71 @@ fn protocol_label(cx: &mut EdgeContext<'_>) -> Option<String> {
     None
 }
 
+/// The description its ports get (`IPC_PORT_*`): the address, and the URL
+/// in the form the protocol's frameworks expect.
+pub(crate) fn describe(
+    protocol: &str,
+    transport: Transport,
+    address: &str,
+    port: &PortSide<'_>,
+) -> Params {
+    let address = match transport {
+        Transport::Tcp => address_with_port(address, port.id),
+        Transport::Unix => address.to_owned(),
+    };
+    let mut url = String::with_capacity(address.len() + 16);
+    push_url(&mut url, protocol, transport, &address);
+    Params::Rpc {
+        protocol: protocol.to_owned(),
+        transport: transport.child(),
+        address,
+        url,
+    }
+}
+
+/// The address in the form each framework expects.
+fn push_url(out: &mut String, protocol: &str, transport: Transport, address: &str) {
+    let unix = transport == Transport::Unix;
+    // Writing into a String cannot fail.
+    let _ = match protocol {
+        "grpc" if unix => write!(out, "unix:{address}"),
+        "grpc" => write!(out, "{address}"),
+        "http" if unix => {
+            // The socket path is the URL's host, percent-encoded whole; the
+            // run directory is encoded by the launcher when it fills it in.
+            out.push_str("http+unix://");
+            let rest = match address.strip_prefix(RUN_DIR) {
+                Some(rest) => {
+                    out.push_str(RUN_DIR_PCT);
+                    rest
+                }
+                None => address,
+            };
+            percent_encode_into(out, rest);
+            Ok(())
+        }
+        "http" => write!(out, "http://{address}"),
+        "dbus" if unix => write!(out, "unix:path={address}"),
+        "dbus" => {
+            let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
+            write!(out, "tcp:host={host},port={port}")
+        }
+        _ if unix => write!(out, "unix:{address}"),
+        _ => write!(out, "tcp://{address}"),
+    };
+}
+
 // ---- launch ----
 
 /// The server's listener: a Unix stream socket or a TCP listener.
 pub(crate) fn create(
     b: &mut ChannelBuild<'_>,
-    transport: &str,
+    transport: Transport,
     address: &str,
     backlog: u32,
 ) -> Result<(), LaunchError> {
     match transport {
-        "unix" => super::unix_listener::create(b, SocketType::Stream, address, backlog),
-        "tcp" => super::tcp::create(b, address, backlog),
-        other => Err(LaunchError::BadValue {
-            what: format!("rpc transport of channel {}", b.channel.id),
-            value: other.to_owned(),
-            reason: "expected unix or tcp".into(),
-        }),
+        Transport::Unix => super::unix_listener::create(b, SocketType::Stream, address, backlog),
+        Transport::Tcp => super::tcp::create(b, address, backlog),
     }
 }

@@ -1,15 +1,19 @@
 //! `signal`: a signal from the `from` processes to the `to` processes; the
 //! sender gets the receivers' pids.
 
+use super::PortSide;
+use super::edge::placeholder;
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::plan::Mechanism;
 use crate::plan::signals::{known, parse_signal};
+use crate::plan::{End, SignalRef};
 use crate::topology::Traffic;
+use ipc_run_child::description::Params;
 
 /// The mechanism's name.
-pub const NAME: &str = "signal";
+pub const NAME: &str = ipc_run_child::description::Kind::Signal.as_str();
 
 /// An event without data between launched processes.
 pub const PROFILE: Profile = Profile {
@@ -72,3 +76,18 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
 
 /// Why the bench measures no payload size over a signal.
 pub(crate) const BENCH_REFUSAL: &str = "a signal carries no payload";
+
+/// The description its ports get (`IPC_PORT_*`); the sender's lists the
+/// receivers' pids.
+pub(crate) fn describe(signal: &SignalRef, port: &PortSide<'_>) -> Params {
+    Params::Signal {
+        signal: signal.name.to_owned(),
+        signo: signal.number,
+        pid: (port.end == End::Send).then(|| {
+            port.receivers
+                .iter()
+                .map(|instance| placeholder("pid", instance))
+                .collect()
+        }),
+    }
+}

@@ -8,10 +8,11 @@ use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, Held, sock_type};
 use crate::plan::Mechanism;
 use crate::topology::{SocketType, Traffic};
+use ipc_run_child::description::Params;
 use nix::sys::socket::{AddressFamily, SockFlag, socketpair};
 
 /// The mechanism's name.
-pub const NAME: &str = "socketpair";
+pub const NAME: &str = ipc_run_child::description::Kind::Socketpair.as_str();
 
 /// Two processes, bytes or messages, either direction.
 pub const PROFILE: Profile = Profile {
@@ -32,6 +33,13 @@ pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
         _ => SocketType::Stream,
     });
     Some(Shape::unbounded(Mechanism::Socketpair { socket }))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(socket: SocketType) -> Params {
+    Params::Socketpair {
+        socket: super::child_socket(socket),
+    }
 }
 
 // ---- launch ----

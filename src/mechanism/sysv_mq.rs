@@ -1,5 +1,7 @@
 //! `sysv-mq`: a System V message queue (`IPC_PRIVATE`, its id handed over).
 
+use super::PortSide;
+use super::edge::placeholder;
 use super::edge::{EdgeContext, Shape, limit_error};
 use super::{BASE, EdgeOption, Profile};
 use crate::bench::mechanism::HostLimits;
@@ -8,9 +10,10 @@ use crate::launch::resources::{ChannelBuild, record_sysv};
 use crate::plan::{Mechanism, ObjectKind};
 use crate::sys::ipc::{self, SysvKind};
 use crate::topology::Traffic;
+use ipc_run_child::description::Params;
 
 /// The mechanism's name.
-pub const NAME: &str = "sysv-mq";
+pub const NAME: &str = ipc_run_child::description::Kind::SysvMq.as_str();
 
 /// One-way messages between launched processes.
 pub const PROFILE: Profile = Profile {
@@ -72,6 +75,15 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         message_size,
     };
     Some(Shape::blocking(mechanism, Some(queue_bytes)))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(queue_bytes: u64, message_size: u64, port: &PortSide<'_>) -> Params {
+    Params::SysvMq {
+        id: placeholder("sysv_id", port.id),
+        queue_bytes,
+        message_size,
+    }
 }
 
 // ---- launch ----

@@ -1,5 +1,7 @@
 //! `sysv-sem`: a System V semaphore set (`IPC_PRIVATE`, its id handed over).
 
+use super::PortSide;
+use super::edge::placeholder;
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile, posix_sem};
 use crate::launch::LaunchError;
@@ -7,9 +9,10 @@ use crate::launch::resources::{ChannelBuild, record_sysv};
 use crate::plan::{Mechanism, ObjectKind};
 use crate::sys::ipc::{self, SysvKind};
 use crate::topology::Traffic;
+use ipc_run_child::description::Params;
 
 /// The mechanism's name.
-pub const NAME: &str = "sysv-sem";
+pub const NAME: &str = ipc_run_child::description::Kind::SysvSem.as_str();
 
 /// Largest value of a System V semaphore (`SEMVMX`).
 pub const SEMVMX: u64 = 32_767;
@@ -36,6 +39,15 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     }
     cx.object(ObjectKind::SysvSem, cx.sysv_id());
     Some(Shape::unbounded(Mechanism::SysvSem { count, initial }))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(count: u32, initial: u32, port: &PortSide<'_>) -> Params {
+    Params::SysvSem {
+        id: placeholder("sysv_id", port.id),
+        count,
+        initial,
+    }
 }
 
 // ---- launch ----

@@ -1,6 +1,8 @@
 //! `sysv-shm`: a System V shared memory segment (`IPC_PRIVATE`, its id
 //! handed over), optionally with a set of two semaphores (lock, ready).
 
+use super::PortSide;
+use super::edge::placeholder;
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile, Ring, posix_shm};
 use crate::launch::LaunchError;
@@ -8,9 +10,10 @@ use crate::launch::resources::{ChannelBuild, record_sysv};
 use crate::plan::{Mechanism, ObjectKind};
 use crate::sys::ipc::{self, SysvKind};
 use crate::topology::{SyncKind, Traffic};
+use ipc_run_child::description::Params;
 
 /// The mechanism's name.
-pub const NAME: &str = "sysv-shm";
+pub const NAME: &str = ipc_run_child::description::Kind::SysvShm.as_str();
 
 /// Shared data between launched processes.
 pub const PROFILE: Profile = Profile {
@@ -43,6 +46,15 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         size,
         semaphore_set,
     }))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(size: u64, semaphore_set: bool, port: &PortSide<'_>) -> Params {
+    Params::SysvShm {
+        id: placeholder("sysv_id", port.id),
+        size,
+        sem_id: semaphore_set.then(|| placeholder("sysv_sem_id", port.id)),
+    }
 }
 
 // ---- launch ----

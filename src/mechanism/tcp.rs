@@ -1,15 +1,18 @@
 //! `tcp`: a TCP listener bound before the server starts (loopback and a
 //! kernel-chosen port unless an address is written).
 
+use super::PortSide;
+use super::edge::address_with_port;
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, tcp_bind};
 use crate::plan::Mechanism;
 use crate::topology::Traffic;
+use ipc_run_child::description::Params;
 
 /// The mechanism's name.
-pub const NAME: &str = "tcp";
+pub const NAME: &str = ipc_run_child::description::Kind::Tcp.as_str();
 
 /// One server, any number of clients.
 pub const PROFILE: Profile = Profile {
@@ -29,6 +32,13 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         bind,
         backlog: LISTEN_BACKLOG,
     }))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(bind: &str, port: &PortSide<'_>) -> Params {
+    Params::Tcp {
+        address: address_with_port(bind, port.id),
+    }
 }
 
 // ---- launch ----

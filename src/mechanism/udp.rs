@@ -1,17 +1,20 @@
 //! `udp`: a UDP socket bound for the receiver; senders get a socket
 //! connected to it.
 
+use super::PortSide;
+use super::edge::address_with_port;
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, bind_error, parse_addr};
 use crate::plan::Mechanism;
 use crate::topology::Traffic;
+use ipc_run_child::description::Params;
 use std::net::UdpSocket;
 use std::os::fd::OwnedFd;
 
 /// The mechanism's name.
-pub const NAME: &str = "udp";
+pub const NAME: &str = ipc_run_child::description::Kind::Udp.as_str();
 
 /// One receiver, any number of senders.
 pub const PROFILE: Profile = Profile {
@@ -28,6 +31,13 @@ pub const PROFILE: Profile = Profile {
 pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     let bind = cx.ip_address()?;
     Some(Shape::unbounded(Mechanism::Udp { bind }))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(bind: &str, port: &PortSide<'_>) -> Params {
+    Params::Udp {
+        address: address_with_port(bind, port.id),
+    }
 }
 
 // ---- launch ----

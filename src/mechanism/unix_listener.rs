@@ -8,9 +8,10 @@ use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, unix_bind};
 use crate::plan::{Mechanism, ObjectKind};
 use crate::topology::{SocketType, Traffic};
+use ipc_run_child::description::Params;
 
 /// The mechanism's name.
-pub const NAME: &str = "unix-listener";
+pub const NAME: &str = ipc_run_child::description::Kind::UnixListener.as_str();
 
 /// One server, any number of clients.
 pub const PROFILE: Profile = Profile {
@@ -38,6 +39,14 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         path,
         backlog: LISTEN_BACKLOG,
     }))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(socket: SocketType, path: &str) -> Params {
+    Params::UnixListener {
+        socket: super::child_socket(socket),
+        path: path.to_owned(),
+    }
 }
 
 // ---- launch ----

@@ -3,17 +3,14 @@
 //! channel's named objects and per-port descriptions decided.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
-use super::model::{
-    ChannelPlan, Choice, End, EndpointPlan, Mechanism, RUN_DIR, RUN_DIR_PCT, percent_encode_into,
-};
+use super::model::{ChannelPlan, Choice, End, EndpointPlan, Mechanism};
 use super::processes::ProcessDecl;
 use super::select::{Traits, check_fit, choose, traffic_name};
 use super::{Limits, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::edge::{EdgeContext, Shape};
-use crate::mechanism::{EdgeOption, Kind, fifo};
+use crate::mechanism::{EdgeOption, Kind, PortSide, fifo};
 use crate::topology::{
     EdgeSpec, EndpointRef, EndpointTarget, Spanned, SyncKind, Topology, Traffic, check_name,
 };
@@ -928,168 +925,17 @@ fn describe(
     to: &[Resolved<'_>],
     processes: &[ProcessDecl<'_>],
 ) -> String {
-    use child::description::{Params, RingLayout, ShmSemaphores, Slot, Transport};
-    fn socket_type(socket: SocketType) -> child::SocketType {
-        match socket {
-            SocketType::Stream => child::SocketType::Stream,
-            SocketType::Seqpacket => child::SocketType::Seqpacket,
-            SocketType::Dgram => child::SocketType::Dgram,
-        }
-    }
-    let placeholder = |what: &str, of: &str| Slot::Placeholder(format!("{{{what}:{of}}}"));
-    let ip_address = |bind: &str| {
-        let mut address = String::with_capacity(bind.len() + id.len() + 8);
-        push_ip_address(&mut address, bind, id);
-        address
-    };
-    let params = match mechanism {
-        Mechanism::Inherit { .. } => Params::Inherit,
-        Mechanism::Pipe { .. } => Params::Pipe,
-        Mechanism::Fifo { path, .. } => Params::Fifo { path: path.clone() },
-        Mechanism::Socketpair { socket } => Params::Socketpair {
-            socket: socket_type(*socket),
-        },
-        Mechanism::UnixListener { socket, path, .. } => Params::UnixListener {
-            socket: socket_type(*socket),
-            path: path.clone(),
-        },
-        Mechanism::Tcp { bind, .. } => Params::Tcp {
-            address: ip_address(bind),
-        },
-        Mechanism::Udp { bind } => Params::Udp {
-            address: ip_address(bind),
-        },
-        Mechanism::PosixShm {
-            name,
-            size,
-            semaphores,
-            ring,
-        } => Params::PosixShm {
-            name: name.clone(),
-            size: *size,
-            ring: ring.as_ref().map(|ring| RingLayout {
-                capacity: ring.capacity,
-                producers: ring.producers,
-            }),
-            semaphores: match semaphores.as_slice() {
-                [lock, ready] => Some(ShmSemaphores {
-                    lock: lock.clone(),
-                    ready: ready.clone(),
-                }),
-                _ => None,
-            },
-        },
-        Mechanism::SysvShm {
-            size,
-            semaphore_set,
-        } => Params::SysvShm {
-            id: placeholder("sysv_id", id),
-            size: *size,
-            sem_id: semaphore_set.then(|| placeholder("sysv_sem_id", id)),
-        },
-        Mechanism::PosixMq {
-            name,
-            depth,
-            message_size,
-        } => Params::PosixMq {
-            name: name.clone(),
-            depth: *depth,
-            message_size: *message_size,
-        },
-        Mechanism::SysvMq {
-            queue_bytes,
-            message_size,
-        } => Params::SysvMq {
-            id: placeholder("sysv_id", id),
-            queue_bytes: *queue_bytes,
-            message_size: *message_size,
-        },
-        Mechanism::PosixSem { name, initial } => Params::PosixSem {
-            name: name.clone(),
-            initial: *initial,
-        },
-        Mechanism::SysvSem { count, initial } => Params::SysvSem {
-            id: placeholder("sysv_id", id),
-            count: *count,
-            initial: *initial,
-        },
-        Mechanism::Signal { signal } => Params::Signal {
-            signal: signal.name.to_owned(),
-            signo: signal.number,
-            pid: (end == End::Send).then(|| {
-                to.iter()
-                    .filter_map(|r| r.process)
-                    .flat_map(|p| processes[p].instances.iter())
-                    .map(|instance| placeholder("pid", instance))
-                    .collect()
-            }),
-        },
-        Mechanism::Rpc {
-            protocol,
-            transport,
-            address,
-            ..
-        } => {
-            let (transport, address) = if transport == "tcp" {
-                (Transport::Tcp, ip_address(address))
-            } else {
-                (Transport::Unix, address.clone())
-            };
-            let mut url = String::with_capacity(address.len() + 16);
-            push_rpc_url(&mut url, protocol, transport.as_str(), &address);
-            Params::Rpc {
-                protocol: protocol.clone(),
-                transport,
-                address,
-                url,
-            }
-        }
-    };
+    let receivers = to
+        .iter()
+        .filter_map(|r| r.process)
+        .flat_map(|p| processes[p].instances.iter().map(String::as_str))
+        .collect();
+    let side = PortSide { id, end, receivers };
     child::Description {
         channel: id.to_owned(),
         end: child_end(end),
-        params,
+        params: crate::mechanism::describe(mechanism, &side),
         fd: None,
     }
     .to_string()
-}
-
-/// An address with a kernel-chosen port shows the placeholder for it.
-fn push_ip_address(out: &mut String, bind: &str, id: &str) {
-    match bind.rsplit_once(':') {
-        Some((host, "0")) => {
-            let _ = write!(out, "{host}:{{port:{id}}}");
-        }
-        _ => out.push_str(bind),
-    }
-}
-
-/// The address in the form each framework expects.
-fn push_rpc_url(out: &mut String, protocol: &str, transport: &str, address: &str) {
-    let _ = match (protocol, transport) {
-        ("grpc", "unix") => write!(out, "unix:{address}"),
-        ("grpc", _) => write!(out, "{address}"),
-        ("http", "unix") => {
-            // The socket path is the URL's host, percent-encoded whole; the
-            // run directory is encoded by the launcher when it fills it in.
-            out.push_str("http+unix://");
-            let rest = match address.strip_prefix(RUN_DIR) {
-                Some(rest) => {
-                    out.push_str(RUN_DIR_PCT);
-                    rest
-                }
-                None => address,
-            };
-            percent_encode_into(out, rest);
-            Ok(())
-        }
-        ("http", _) => write!(out, "http://{address}"),
-        ("dbus", "unix") => write!(out, "unix:path={address}"),
-        ("dbus", _) => {
-            let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
-            write!(out, "tcp:host={host},port={port}")
-        }
-        (_, "unix") => write!(out, "unix:{address}"),
-        (_, _) => write!(out, "tcp://{address}"),
-    };
 }

@@ -17,6 +17,7 @@ use crate::diagnostic::Diagnostic;
 use crate::mechanism::Kind;
 pub use crate::mechanism::fifo::Deliver;
 pub use crate::mechanism::inherit::OwnStream;
+pub use crate::mechanism::rpc::Transport;
 use crate::topology::{RestartPolicy, SocketType, Traffic};
 
 /// Version of the JSON plan format; bumped on incompatible changes.
@@ -459,7 +460,7 @@ pub enum Mechanism {
         /// Protocol label (grpc, json-rpc, http, dbus, …).
         protocol: String,
         /// `unix` or `tcp`.
-        transport: String,
+        transport: Transport,
         /// Socket path (unix) or bind address (tcp) template.
         address: String,
         /// Listen backlog.
