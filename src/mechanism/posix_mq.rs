@@ -4,10 +4,11 @@
 use super::edge::{EdgeContext, Shape, limit_error};
 use super::{BASE, EdgeOption, Profile};
 use crate::bench::mechanism::HostLimits;
+use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
 use crate::launch::resources::{ChannelBuild, Held, exists, posix_name};
-use crate::plan::{Mechanism, ObjectKind};
+use crate::plan::{Limits, Mechanism, ObjectKind, Span};
 use crate::sys::ipc;
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -86,6 +87,31 @@ pub(crate) fn describe(name: &str, depth: u64, message_size: u64) -> Params {
         depth,
         message_size,
     }
+}
+
+/// The error when the topology plans more POSIX queues than the host's
+/// `queues_max`, pointing at the first.
+pub(crate) fn queue_count_error(
+    queues: u64,
+    limits: &Limits,
+    first: Option<Span>,
+) -> Option<Diagnostic> {
+    let max = &limits.mq_queues_max;
+    if queues <= max.value {
+        return None;
+    }
+    let mut diagnostic = Diagnostic::error(
+        "E0603",
+        format!(
+            "the topology creates {queues} POSIX message queues, the host allows {}",
+            max.value
+        ),
+    )
+    .with_note(format!("queues_max is {} ({})", max.value, max.source));
+    if let Some(first) = first {
+        diagnostic = diagnostic.with_label(Label::primary(first, "the first queue"));
+    }
+    Some(diagnostic)
 }
 
 // ---- launch ----

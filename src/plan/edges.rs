@@ -10,7 +10,7 @@ use super::select::{Traits, check_fit, choose, traffic_name};
 use super::{Limits, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::edge::{EdgeContext, Shape};
-use crate::mechanism::{EdgeOption, Kind, PortSide, fifo};
+use crate::mechanism::{EdgeOption, Kind, PortSide, fifo, posix_mq};
 use crate::topology::{
     EdgeSpec, EndpointRef, EndpointTarget, Spanned, SyncKind, Topology, Traffic, check_name,
 };
@@ -112,6 +112,10 @@ struct EdgeInput<'a> {
     span: Span,
 }
 
+/// Which edge uses each port: (process index, port) -> (index of the
+/// edge, where).
+type PortUse<'a> = HashMap<(usize, &'a str), (usize, Span)>;
+
 /// Resolves, checks and plans every edge.
 pub fn resolve<'a>(
     topology: &'a Topology,
@@ -125,8 +129,7 @@ pub fn resolve<'a>(
         .enumerate()
         .map(|(i, p)| (p.name.as_str(), i))
         .collect();
-    // (process index, port) -> (index of the edge using it, where).
-    let mut used: HashMap<(usize, &str), (usize, Span)> = HashMap::with_capacity(inputs.len() * 2);
+    let mut used: PortUse<'a> = HashMap::with_capacity(inputs.len() * 2);
     let mut channels = Vec::with_capacity(inputs.len());
     let mut posix_queues = 0u64;
     for (index, input) in inputs.iter().enumerate() {
@@ -135,70 +138,10 @@ pub fn resolve<'a>(
             .and_then(|s| s.traffic.as_ref())
             .map(|t| *t.get_ref())
             .unwrap_or_default();
-        let resolve_side =
-            |items: &'a [Spanned<String>], is_from: bool, sink: &mut Sink| -> Vec<Resolved<'a>> {
-                items
-                    .iter()
-                    .filter_map(|item| {
-                        resolve_endpoint(item, is_from, traffic, input, &by_name, processes, sink)
-                    })
-                    .collect()
-            };
-        let from = resolve_side(input.from, true, sink);
-        let to = resolve_side(input.to, false, sink);
-        if from.len() != input.from.len() || to.len() != input.to.len() {
+        let Some([from, to]) = resolve_sides(input, traffic, &by_name, processes, sink) else {
             continue;
-        }
-        if from.is_empty() || to.is_empty() {
-            // Point at the empty side when the edge is written out.
-            let empty = input
-                .spec
-                .map(|s| {
-                    if from.is_empty() {
-                        s.from.span()
-                    } else {
-                        s.to.span()
-                    }
-                })
-                .unwrap_or(input.span.clone());
-            sink.push(
-                Diagnostic::error(
-                    "E0103",
-                    format!(
-                        "edge `{}` needs at least one endpoint on each side",
-                        input.id
-                    ),
-                )
-                .with_label(Label::primary(empty, "empty endpoint list")),
-            );
-            continue;
-        }
-        let mut ok = true;
-        for (side, list) in [(true, &from), (false, &to)] {
-            for r in list.iter() {
-                if let (EndpointRef::Process { process, .. }, Some(index_of), Some(port)) =
-                    (r.endpoint, r.process, r.port)
-                {
-                    if let Some((other, other_span)) = used.get(&(index_of, port)) {
-                        let other_edge = &inputs[*other].id;
-                        let same = *other == index;
-                        sink.push(
-                            Diagnostic::error("E0201", format!("port `{process}.{port}` is used by {}", if same { "both sides of one edge".to_owned() } else { format!("two edges, `{other_edge}` and `{}`", input.id) }))
-                                .with_label(Label::primary(r.span.clone(), format!("used here by `{}`", input.id)))
-                                .with_label(Label::secondary(other_span.clone(), format!("first used here by `{other_edge}`")))
-                                .with_help("a port belongs to one edge; give the process another port, or list several peers in one edge's `from`/`to`"),
-                        );
-                        ok = false;
-                    } else {
-                        used.insert((index_of, port), (index, r.span.clone()));
-                    }
-                    if !check_stdio_direction(process, port, side, r, input, sink) {
-                        ok = false;
-                    }
-                }
-            }
-        }
-        if !ok {
+        };
+        if !claim_ports(&inputs, index, [&from, &to], &mut used, sink) {
             continue;
         }
         let mut pass = Pass {
@@ -210,44 +153,128 @@ pub fn resolve<'a>(
             channels.push(channel);
         }
     }
-    if posix_queues > limits.mq_queues_max.value {
-        let first = channels
-            .iter()
-            .find(|c| matches!(c.plan.mechanism, Mechanism::PosixMq { .. }));
-        let mut diagnostic = Diagnostic::error(
-            "E0603",
-            format!(
-                "the topology creates {posix_queues} POSIX message queues, the host allows {}",
-                limits.mq_queues_max.value
-            ),
-        )
-        .with_note(format!(
-            "queues_max is {} ({})",
-            limits.mq_queues_max.value, limits.mq_queues_max.source
-        ));
-        if let Some(first) = first {
-            diagnostic =
-                diagnostic.with_label(Label::primary(first.span.clone(), "the first queue"));
-        }
-        sink.push(diagnostic);
+    let first_queue = channels
+        .iter()
+        .find(|c| matches!(c.plan.mechanism, Mechanism::PosixMq { .. }))
+        .map(|c| c.span.clone());
+    if let Some(error) = posix_mq::queue_count_error(posix_queues, limits, first_queue) {
+        sink.push(error);
     }
-    for (index, process) in processes.iter().enumerate() {
-        for (port, declared) in &process.ports {
-            if !used.contains_key(&(index, port.as_str())) {
+    warn_unused_ports(processes, &used, sink);
+    channels
+}
+
+/// Both sides of an edge resolved, or `None` when an endpoint did not
+/// resolve or a side is empty (with an error).
+fn resolve_sides<'a>(
+    input: &EdgeInput<'a>,
+    traffic: Traffic,
+    by_name: &ByName<'_>,
+    processes: &[ProcessDecl<'_>],
+    sink: &mut Sink,
+) -> Option<[Vec<Resolved<'a>>; 2]> {
+    let mut resolve_side = |items: &'a [Spanned<String>], is_from: bool| -> Vec<Resolved<'a>> {
+        items
+            .iter()
+            .filter_map(|item| {
+                resolve_endpoint(item, is_from, traffic, input, by_name, processes, sink)
+            })
+            .collect()
+    };
+    let from = resolve_side(input.from, true);
+    let to = resolve_side(input.to, false);
+    if from.len() != input.from.len() || to.len() != input.to.len() {
+        return None;
+    }
+    if from.is_empty() || to.is_empty() {
+        // Point at the empty side when the edge is written out.
+        let empty = input
+            .spec
+            .map(|s| {
+                if from.is_empty() {
+                    s.from.span()
+                } else {
+                    s.to.span()
+                }
+            })
+            .unwrap_or(input.span.clone());
+        sink.push(
+            Diagnostic::error(
+                "E0103",
+                format!(
+                    "edge `{}` needs at least one endpoint on each side",
+                    input.id
+                ),
+            )
+            .with_label(Label::primary(empty, "empty endpoint list")),
+        );
+        return None;
+    }
+    Some([from, to])
+}
+
+/// Marks the ports of edge `index` as used; `false` (with errors) when a
+/// port is already used or is a standard stream used the wrong way.
+fn claim_ports<'a>(
+    inputs: &[EdgeInput<'_>],
+    index: usize,
+    [from, to]: [&[Resolved<'a>]; 2],
+    used: &mut PortUse<'a>,
+    sink: &mut Sink,
+) -> bool {
+    let input = &inputs[index];
+    let mut ok = true;
+    for (side, list) in [(true, from), (false, to)] {
+        for r in list {
+            let (EndpointRef::Process { process, .. }, Some(index_of), Some(port)) =
+                (r.endpoint, r.process, r.port)
+            else {
+                continue;
+            };
+            if let Some((other, other_span)) = used.get(&(index_of, port)) {
+                let other_edge = &inputs[*other].id;
+                let by = if *other == index {
+                    "both sides of one edge".to_owned()
+                } else {
+                    format!("two edges, `{other_edge}` and `{}`", input.id)
+                };
                 sink.push(
-                    Diagnostic::warning(
-                        "W0101",
-                        format!(
-                            "port `{}.{port}` is declared but no edge uses it",
-                            process.name
-                        ),
-                    )
-                    .with_label(Label::primary(declared.span.clone(), "unused port")),
+                    Diagnostic::error("E0201", format!("port `{process}.{port}` is used by {by}"))
+                        .with_label(Label::primary(r.span.clone(), format!("used here by `{}`", input.id)))
+                        .with_label(Label::secondary(other_span.clone(), format!("first used here by `{other_edge}`")))
+                        .with_help("a port belongs to one edge; give the process another port, or list several peers in one edge's `from`/`to`"),
                 );
+                ok = false;
+            } else {
+                used.insert((index_of, port), (index, r.span.clone()));
+            }
+            if !check_stdio_direction(process, port, side, r, input, sink) {
+                ok = false;
             }
         }
     }
-    channels
+    ok
+}
+
+/// A declared port no edge uses is a warning.
+fn warn_unused_ports(processes: &[ProcessDecl<'_>], used: &PortUse<'_>, sink: &mut Sink) {
+    for (index, process) in processes.iter().enumerate() {
+        for (port, declared) in &process.ports {
+            if used.contains_key(&(index, port.as_str())) {
+                continue;
+            }
+            sink.push(
+                Diagnostic::warning(
+                    "W0101",
+                    format!(
+                        "port `{}.{port}` is declared but no edge uses it",
+                        process.name
+                    ),
+                )
+                .with_label(Label::primary(declared.span.clone(), "unused port")),
+            );
+        }
+    }
 }
 
 fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<'a>> {
@@ -376,41 +403,10 @@ fn resolve_endpoint<'a>(
             port: None,
         }),
         EndpointRef::Process { process, port } => {
-            let Some(&index) = by_name.get(process) else {
-                let mut known: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
-                known.truncate(12);
-                let mut diagnostic = Diagnostic::error(
-                    "E0102",
-                    format!("dangling endpoint `{endpoint}`: no process named `{process}`"),
-                )
-                .with_label(Label::primary(span, "no such process"));
-                if !known.is_empty() {
-                    diagnostic =
-                        diagnostic.with_note(format!("the processes are: {}", known.join(", ")));
-                }
-                sink.push(diagnostic);
-                return None;
-            };
-            let port = match (port, traffic) {
-                (Some(port), _) => port,
-                (None, Traffic::Stream) => {
-                    if is_from {
-                        "stdout"
-                    } else {
-                        "stdin"
-                    }
-                }
-                (None, _) => match input.spec.and_then(|s| s.name.as_ref()) {
-                    Some(name) => name.get_ref().as_str(),
-                    None => {
-                        sink.push(
-                            Diagnostic::error("E0103", format!("endpoint `{process}` needs a port for non-stream traffic"))
-                                .with_label(Label::primary(span, "which port?"))
-                                .with_help(format!("write `{process}.<port>`, or name the edge so the port takes its name")),
-                        );
-                        return None;
-                    }
-                },
+            let index = process_index(process, endpoint, span.clone(), by_name, processes, sink)?;
+            let port = match port {
+                Some(port) => port,
+                None => default_port(process, is_from, traffic, input, span.clone(), sink)?,
             };
             Some(Resolved {
                 endpoint,
@@ -420,6 +416,62 @@ fn resolve_endpoint<'a>(
             })
         }
     }
+}
+
+/// The index of the process an endpoint names (an error when none has
+/// that name).
+fn process_index(
+    process: &str,
+    endpoint: EndpointRef<'_>,
+    span: Span,
+    by_name: &ByName<'_>,
+    processes: &[ProcessDecl<'_>],
+    sink: &mut Sink,
+) -> Option<usize> {
+    if let Some(&index) = by_name.get(process) {
+        return Some(index);
+    }
+    let mut known: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
+    known.truncate(12);
+    let mut diagnostic = Diagnostic::error(
+        "E0102",
+        format!("dangling endpoint `{endpoint}`: no process named `{process}`"),
+    )
+    .with_label(Label::primary(span, "no such process"));
+    if !known.is_empty() {
+        diagnostic = diagnostic.with_note(format!("the processes are: {}", known.join(", ")));
+    }
+    sink.push(diagnostic);
+    None
+}
+
+/// The port of an endpoint written without one: stdout/stdin for a
+/// stream, else the edge's name (an error when the edge has none).
+fn default_port<'a>(
+    process: &str,
+    is_from: bool,
+    traffic: Traffic,
+    input: &EdgeInput<'a>,
+    span: Span,
+    sink: &mut Sink,
+) -> Option<&'a str> {
+    if traffic == Traffic::Stream {
+        return Some(if is_from { "stdout" } else { "stdin" });
+    }
+    if let Some(name) = input.spec.and_then(|s| s.name.as_ref()) {
+        return Some(name.get_ref().as_str());
+    }
+    sink.push(
+        Diagnostic::error(
+            "E0103",
+            format!("endpoint `{process}` needs a port for non-stream traffic"),
+        )
+        .with_label(Label::primary(span, "which port?"))
+        .with_help(format!(
+            "write `{process}.<port>`, or name the edge so the port takes its name"
+        )),
+    );
+    None
 }
 
 fn check_stdio_direction(
