@@ -191,6 +191,46 @@ impl Kind {
     }
 }
 
+/// Which end the `from` and the `to` side hold.
+pub(crate) fn ends(mechanism: &Mechanism, duplex: bool) -> (End, End) {
+    match mechanism {
+        Mechanism::Inherit { .. }
+        | Mechanism::Pipe { .. }
+        | Mechanism::Fifo { .. }
+        | Mechanism::PosixMq { .. }
+        | Mechanism::SysvMq { .. } => (End::Write, End::Read),
+        Mechanism::Socketpair { .. } if duplex => (End::Both, End::Both),
+        Mechanism::Socketpair { .. } => (End::Write, End::Read),
+        Mechanism::UnixListener { .. }
+        | Mechanism::Tcp { .. }
+        | Mechanism::Udp { .. }
+        | Mechanism::Rpc { .. } => (End::Connect, End::Listen),
+        Mechanism::PosixShm { ring: Some(_), .. } => (End::Write, End::Read),
+        Mechanism::PosixShm { .. } | Mechanism::SysvShm { .. } => (End::Both, End::Both),
+        Mechanism::PosixSem { .. } | Mechanism::SysvSem { .. } | Mechanism::Signal { .. } => {
+            (End::Send, End::Receive)
+        }
+    }
+}
+
+/// Whether an end is handed over as an fd, and whether that fd listens.
+pub(crate) fn fd_need(mechanism: &Mechanism, end: End) -> (bool, bool) {
+    match mechanism {
+        Mechanism::Inherit { .. } | Mechanism::Pipe { .. } | Mechanism::Socketpair { .. } => {
+            (true, false)
+        }
+        Mechanism::Fifo { deliver, .. } => (*deliver == fifo::Deliver::Fd, false),
+        Mechanism::UnixListener { .. }
+        | Mechanism::Tcp { .. }
+        | Mechanism::Udp { .. }
+        | Mechanism::Rpc { .. } => {
+            let listening = end == End::Listen;
+            (listening, listening)
+        }
+        _ => (false, false),
+    }
+}
+
 /// One side of a channel as its ports see it, for their description.
 pub(crate) struct PortSide<'a> {
     /// Channel id.

@@ -10,7 +10,7 @@ use super::select::{Traits, check_fit, choose, traffic_name};
 use super::{Limits, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::edge::{EdgeContext, Shape};
-use crate::mechanism::{EdgeOption, Kind, PortSide, fifo, posix_mq};
+use crate::mechanism::{EdgeOption, Kind, PortSide, posix_mq};
 use crate::topology::{
     EdgeSpec, EndpointRef, EndpointTarget, Spanned, SyncKind, Topology, Traffic, check_name,
 };
@@ -729,7 +729,7 @@ fn plan_endpoints(
     [from, to]: [&[Resolved<'_>]; 2],
     processes: &[ProcessDecl<'_>],
 ) -> Endpoints {
-    let (from_ends, to_ends) = ends_of(mechanism, traits.duplex);
+    let (from_ends, to_ends) = crate::mechanism::ends(mechanism, traits.duplex);
     let mut ends = Endpoints {
         from: Vec::with_capacity(traits.writers),
         to: Vec::with_capacity(traits.readers),
@@ -737,7 +737,7 @@ fn plan_endpoints(
         descriptions: [String::new(), String::new()],
     };
     for (list, end, is_reader) in [(from, from_ends, false), (to, to_ends, true)] {
-        let (needs_fd, listener) = fd_need(mechanism, end);
+        let (needs_fd, listener) = crate::mechanism::fd_need(mechanism, end);
         for r in list {
             let out = if is_reader {
                 &mut ends.to
@@ -901,46 +901,6 @@ fn parse_mode(spec: Option<&EdgeSpec>, sink: &mut Sink) -> Option<u32> {
             );
             None
         }
-    }
-}
-
-/// Which end each side holds.
-fn ends_of(mechanism: &Mechanism, duplex: bool) -> (End, End) {
-    match mechanism {
-        Mechanism::Inherit { .. }
-        | Mechanism::Pipe { .. }
-        | Mechanism::Fifo { .. }
-        | Mechanism::PosixMq { .. }
-        | Mechanism::SysvMq { .. } => (End::Write, End::Read),
-        Mechanism::Socketpair { .. } if duplex => (End::Both, End::Both),
-        Mechanism::Socketpair { .. } => (End::Write, End::Read),
-        Mechanism::UnixListener { .. }
-        | Mechanism::Tcp { .. }
-        | Mechanism::Udp { .. }
-        | Mechanism::Rpc { .. } => (End::Connect, End::Listen),
-        Mechanism::PosixShm { ring: Some(_), .. } => (End::Write, End::Read),
-        Mechanism::PosixShm { .. } | Mechanism::SysvShm { .. } => (End::Both, End::Both),
-        Mechanism::PosixSem { .. } | Mechanism::SysvSem { .. } | Mechanism::Signal { .. } => {
-            (End::Send, End::Receive)
-        }
-    }
-}
-
-/// Whether an end is handed over as an fd, and whether that fd listens.
-fn fd_need(mechanism: &Mechanism, end: End) -> (bool, bool) {
-    match mechanism {
-        Mechanism::Inherit { .. } | Mechanism::Pipe { .. } | Mechanism::Socketpair { .. } => {
-            (true, false)
-        }
-        Mechanism::Fifo { deliver, .. } => (*deliver == fifo::Deliver::Fd, false),
-        Mechanism::UnixListener { .. }
-        | Mechanism::Tcp { .. }
-        | Mechanism::Udp { .. }
-        | Mechanism::Rpc { .. } => {
-            let listening = end == End::Listen;
-            (listening, listening)
-        }
-        _ => (false, false),
     }
 }
 
