@@ -480,3 +480,31 @@ impl std::fmt::Display for MechanismName {
         f.write_str(self.as_str())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_is_spelt_once_and_read_back() {
+        for kind in Kind::ALL {
+            assert_eq!(kind.profile().name, kind.as_str());
+            assert_eq!(Kind::from_name(kind.as_str()), Some(kind));
+            // serde's kebab-case spelling of the variant is the same name.
+            let json = serde_json::to_string(&kind).expect("a kind serialises");
+            assert_eq!(json, format!("\"{kind}\""));
+        }
+        assert_eq!(Kind::from_name("auto"), None);
+    }
+
+    #[test]
+    fn topology_names_are_the_registry_names() {
+        for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Inherit) {
+            let json = format!("\"{kind}\"");
+            let named: MechanismName = serde_json::from_str(&json).expect("a named mechanism");
+            assert_eq!(named.kind(), Some(kind));
+            assert_eq!(named.as_str(), kind.as_str());
+        }
+        assert_eq!(MechanismName::Auto.as_str(), "auto");
+    }
+}
