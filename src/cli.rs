@@ -190,6 +190,10 @@ pub struct RunArgs {
     /// DIR/<name>.stdout.log and DIR/<name>.stderr.log (kept after the run).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+    /// FILE is a JSON plan (`ipc-run plan FILE --format json`), run as it
+    /// is once checked against this host's limits.
+    #[arg(long = "plan", conflicts_with_all = ["tap", "limits"])]
+    pub from_plan: bool,
 }
 
 /// `--color`.
@@ -461,16 +465,7 @@ fn load_and_plan_in(
     let started = std::time::Instant::now();
     let topology = Topology::load(&args.file)?;
     tracing::debug!(elapsed = ?started.elapsed(), "loaded {}", args.file.display());
-    let mut limits = match args.limits {
-        LimitsChoice::Host => crate::host::read_limits(),
-        LimitsChoice::Default => Limits::default(),
-    };
-    if let Some(root) = runtime_root {
-        limits.run_dir_len = crate::plan::Limit {
-            value: (root.as_os_str().len() + 1 + crate::host::RUN_ID_LEN) as u64,
-            source: format!("--runtime-dir {}/<run id>", root.display()),
-        };
-    }
+    let limits = limits_for(args, runtime_root);
     let started = std::time::Instant::now();
     let outcome = plan::plan(&topology, &limits);
     tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
@@ -488,6 +483,38 @@ fn load_and_plan_in(
     finish_plan(args, topology, outcome, color)
 }
 
+/// The limits to plan against; under `runtime_root` socket paths are
+/// checked against that directory's length, whatever `--limits` says.
+fn limits_for(args: &PlanArgs, runtime_root: Option<&Path>) -> Limits {
+    let mut limits = match args.limits {
+        LimitsChoice::Host => crate::host::read_limits(),
+        LimitsChoice::Default => Limits::default(),
+    };
+    if let Some(root) = runtime_root {
+        limits.run_dir_len = crate::plan::Limit {
+            value: (root.as_os_str().len() + 1 + crate::host::RUN_ID_LEN) as u64,
+            source: format!("--runtime-dir {}/<run id>", root.display()),
+        };
+    }
+    limits
+}
+
+/// `run --plan`: reads the JSON plan in `args.file` and checks it against
+/// this host (`--limits` is refused with `--plan`), printing diagnostics as
+/// for a topology.
+fn load_plan_file(
+    args: &PlanArgs,
+    runtime_root: Option<&Path>,
+    color: bool,
+) -> Result<Planned, CliError> {
+    let text = std::fs::read_to_string(&args.file).map_err(|source| TopologyError::Read {
+        path: args.file.clone(),
+        source,
+    })?;
+    let outcome = plan::import::from_json(&text, &limits_for(args, runtime_root));
+    report_plan(args, &text, outcome, color)
+}
+
 /// Prints a plan's diagnostics; the error when it failed or warnings are
 /// denied.
 fn finish_plan(
@@ -496,15 +523,22 @@ fn finish_plan(
     outcome: Result<Planned, PlanError>,
     color: bool,
 ) -> Result<(Topology, Planned), CliError> {
+    let planned = report_plan(args, &topology.source, outcome, color)?;
+    Ok((topology, planned))
+}
+
+/// [`finish_plan`] for a plan read from `source`, a topology or a JSON plan.
+fn report_plan(
+    args: &PlanArgs,
+    source: &str,
+    outcome: Result<Planned, PlanError>,
+    color: bool,
+) -> Result<Planned, CliError> {
     let path = args.file.display().to_string();
     let print = |diagnostics: &[Diagnostic]| {
         let mut stderr = std::io::stderr().lock();
         for diagnostic in diagnostics {
-            let _ = write!(
-                stderr,
-                "{}",
-                diagnostic.render(&path, &topology.source, color)
-            );
+            let _ = write!(stderr, "{}", diagnostic.render(&path, source, color));
         }
     };
     match outcome {
@@ -518,7 +552,7 @@ fn finish_plan(
                 );
                 return Err(CliError::DeniedWarnings { count });
             }
-            Ok((topology, planned))
+            Ok(planned)
         }
         Err(error) => {
             print(&error.diagnostics);
@@ -607,8 +641,11 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
         .runtime_dir
         .as_ref()
         .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
-    let (topology, planned) = load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?;
-    drop(topology);
+    let planned = if args.from_plan {
+        load_plan_file(&args.plan, runtime_root.as_deref(), color)?
+    } else {
+        load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?.1
+    };
     // Each tap's copy starts empty; the tap process appends.
     for tap in &args.plan.tap {
         crate::port::tap::truncate(&tap.file).map_err(|e| {

@@ -16,7 +16,7 @@
 //! `docs/architecture.md` describes the stages and the data between them.
 
 pub mod bench;
-pub mod child;
+pub use ipc_run_child as child;
 pub mod cli;
 pub mod diagnostic;
 pub mod host;

@@ -84,6 +84,8 @@ size = "16KiB"
 struct Segment {
     name: String,
     fd: OwnedFd,
+    size: u64,
+    producers: u32,
 }
 
 impl Segment {
@@ -97,7 +99,12 @@ impl Segment {
         .unwrap();
         nix::unistd::ftruncate(&fd, size as libc::off_t).unwrap();
         ring::format(std::os::fd::AsFd::as_fd(&fd), size, producers).unwrap();
-        Segment { name, fd }
+        Segment {
+            name,
+            fd,
+            size,
+            producers,
+        }
     }
 
     fn fd(&self) -> OwnedFd {
@@ -106,8 +113,11 @@ impl Segment {
 
     fn port(&self) -> String {
         format!(
-            "kind=posix-shm channel=r end=write name={} layout=ring",
-            self.name
+            "kind=posix-shm channel=r end=write name={} size={} layout=ring capacity={} producers={}",
+            self.name,
+            self.size,
+            ring::capacity_for(self.size).unwrap(),
+            self.producers
         )
     }
 }

@@ -4,7 +4,9 @@
 //! journal), then every channel's resources in plan order; if creation `k`
 //! fails, everything made before it is removed again, run directory
 //! included (a drop guard). [`Launched::spawn`] then starts one instance at
-//! a time with exactly fds 0-2 plus its declared ports. [`Launched::cleanup`]
+//! a time with exactly fds 0-2 plus its declared ports (this module wires
+//! the fds; `spawn` turns the process plan into the child's program,
+//! argv and environment). [`Launched::cleanup`]
 //! removes every named object and the run directory; dropping a
 //! [`Launched`] does the same. [`clean`] removes what dead runs left.
 //!
@@ -67,13 +69,12 @@ pub use error::{LaunchError, SpawnError};
 pub use resources::CleanupReport;
 pub use spawn::DEFAULT_PATH;
 
+use crate::plan::RestartPolicy;
 use crate::plan::{End, EndpointPlan, FdRole, FdSlot, Mechanism, Plan, ProcessPlan, Readiness};
 use crate::sys::fd::std_fd;
-use crate::sys::spawn::{ChildSpec, SpawnFailure};
-use crate::topology::RestartPolicy;
+use crate::sys::spawn::SpawnFailure;
 use placeholder::Values;
 use resources::{Created, Held};
-use spawn::Env;
 
 /// File name of the sd_notify socket in the run directory.
 pub const NOTIFY_SOCKET_FILE: &str = "notify.sock";
@@ -164,17 +165,7 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
         .clone()
         .unwrap_or_else(run_dir::default_root);
     // Names first: an unknown user fails before anything is created.
-    let mut identities = HashMap::new();
-    for process in &plan.processes {
-        if process.user.is_some() || process.group.is_some() {
-            let resolved = identity::resolve(
-                &process.name,
-                process.user.as_deref(),
-                process.group.as_deref(),
-            )?;
-            identities.insert(process.name.clone(), resolved);
-        }
-    }
+    let identities = resolve_identities(plan)?;
     let dir = run_dir::RunDir::create(&root)?;
     let mut values = Values {
         run_id: dir.id.clone(),
@@ -189,14 +180,7 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
     let run_dir = dir.path.clone();
     // From here, an early return drops `created`, which removes everything.
     let mut created = Created::new(dir);
-    for (index, channel) in plan.channels.iter().enumerate() {
-        resources::create_channel(&mut created, &mut values, index, channel)?;
-    }
-    if plan.processes.iter().any(|p| p.ready == Readiness::Notify) {
-        let path = run_dir.join(NOTIFY_SOCKET_FILE);
-        let fd = resources::notify_socket(&mut created, &path.to_string_lossy())?;
-        created.notify = Some(fd);
-    }
+    create_resources(plan, &mut created, &mut values, &run_dir)?;
     let devnull = nix::fcntl::open(
         "/dev/null",
         OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
@@ -215,43 +199,71 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
         base_env,
         values,
         pending: plan.processes.iter().map(|p| p.name.clone()).collect(),
-        process_index: plan
-            .processes
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.clone(), i))
-            .collect(),
-        channel_index: plan
-            .channels
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.id.clone(), i))
-            .collect(),
+        process_index: index_by_name(plan.processes.iter().map(|p| &p.name)),
+        channel_index: index_by_name(plan.channels.iter().map(|c| &c.id)),
         held_needs: Vec::with_capacity(plan.processes.len()),
         need_count: HashMap::new(),
-        fd_limit: getrlimit(Resource::RLIMIT_NOFILE)
-            .map(|(soft, _)| soft.min(i32::MAX as u64) as i32)
-            .unwrap_or(1024),
+        fd_limit: soft_nofile_limit(),
         reset_signals: crate::sys::spawn::non_default_dispositions(),
         ended: HashSet::new(),
         devnull,
         created,
         identities,
     };
-    // Validate every slot now, so a wiring error fails before any spawn,
-    // and count which held ends each process needs.
-    for process in &launched.plan.processes {
-        let mut needs = Vec::new();
-        for slot in &process.fds {
-            if let Source::Held(channel, held) = launched.source_of(process, slot)? {
-                needs.push((channel, held));
-                *launched.need_count.entry((channel, held)).or_insert(0) += 1;
-            }
-        }
-        launched.held_needs.push(needs);
-    }
+    launched.count_held_needs()?;
     launched.prune();
     Ok(launched)
+}
+
+/// The resolved `user`/`group` of every process that names one.
+fn resolve_identities(plan: &Plan) -> Result<HashMap<String, identity::Identity>, LaunchError> {
+    let mut identities = HashMap::new();
+    for process in &plan.processes {
+        if process.user.is_some() || process.group.is_some() {
+            let resolved = identity::resolve(
+                &process.name,
+                process.user.as_deref(),
+                process.group.as_deref(),
+            )?;
+            identities.insert(process.name.clone(), resolved);
+        }
+    }
+    Ok(identities)
+}
+
+/// Every channel's resources in plan order, then the notify socket when a
+/// process uses `ready = "notify"`. What is made is recorded in `created`,
+/// whose drop removes it again if a later step fails.
+fn create_resources(
+    plan: &Plan,
+    created: &mut Created,
+    values: &mut Values,
+    run_dir: &std::path::Path,
+) -> Result<(), LaunchError> {
+    for (index, channel) in plan.channels.iter().enumerate() {
+        resources::create_channel(created, values, index, channel)?;
+    }
+    if plan.processes.iter().any(|p| p.ready == Readiness::Notify) {
+        let path = run_dir.join(NOTIFY_SOCKET_FILE);
+        let fd = resources::notify_socket(created, &path.to_string_lossy())?;
+        created.notify = Some(fd);
+    }
+    Ok(())
+}
+
+/// Name -> position, for names in plan order.
+fn index_by_name<'a>(names: impl Iterator<Item = &'a String>) -> HashMap<String, usize> {
+    names
+        .enumerate()
+        .map(|(i, name)| (name.clone(), i))
+        .collect()
+}
+
+/// The soft `RLIMIT_NOFILE` of the orchestrator, as an fd number bound.
+fn soft_nofile_limit() -> i32 {
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .map(|(soft, _)| soft.min(i32::MAX as u64) as i32)
+        .unwrap_or(1024)
 }
 
 /// Where a child fd comes from.
@@ -397,6 +409,22 @@ impl Launched {
         self.created.run_dir = None;
     }
 
+    /// Validates every slot now, so a wiring error fails before any spawn,
+    /// and counts which held ends each process needs.
+    fn count_held_needs(&mut self) -> Result<(), LaunchError> {
+        for process in &self.plan.processes {
+            let mut needs = Vec::new();
+            for slot in &process.fds {
+                if let Source::Held(channel, held) = self.source_of(process, slot)? {
+                    needs.push((channel, held));
+                    *self.need_count.entry((channel, held)).or_insert(0) += 1;
+                }
+            }
+            self.held_needs.push(needs);
+        }
+        Ok(())
+    }
+
     /// Closes every held end that no pending instance uses and that is not
     /// pinned (at preparation: ends nobody is wired to).
     fn prune(&mut self) {
@@ -471,19 +499,52 @@ impl Launched {
 
     fn spawn_process(&self, process: &ProcessPlan) -> Result<SpawnedChild, LaunchError> {
         let instance = process.name.as_str();
-        let sys = |action: &str| {
-            let action = format!("{action} for {instance}");
-            move |errno: Errno| LaunchError::sys(action, errno)
-        };
-        // Per-spawn fds, kept alive until the child has exec'd.
-        let mut owned: Vec<(OwnedFd, i32)> = Vec::new();
         let mut child = SpawnedChild {
             pid: Pid::from_raw(0),
             stdout: None,
             stderr: None,
             ready_fd: None,
         };
-        let mut held_moves: Vec<((usize, Held), i32)> = Vec::new();
+        // Fds first, as a wiring error is the plan's fault and says more
+        // than a failed program lookup would.
+        let mut fds = ChildFds::default();
+        self.wire_slots(process, &mut fds, &mut child)?;
+        self.default_std_fds(process, &mut fds, &mut child)?;
+        let context = spawn::SpecContext {
+            values: &self.values,
+            base_env: &self.base_env,
+            nofile: self.options.nofile,
+            fd_limit: self.fd_limit,
+            reset_signals: self.reset_signals,
+        };
+        let spec = spawn::child_spec(process, self.identities.get(instance), &context)?;
+        let moves = fds.moves(&self.created.held);
+        let (step, errno) = match crate::sys::spawn::spawn(&spec, &moves) {
+            Ok(pid) => {
+                child.pid = pid;
+                return Ok(child);
+            }
+            Err(SpawnFailure::Parent(errno)) => (None, errno),
+            Err(SpawnFailure::Child { step, errno }) => (Some(step), errno),
+        };
+        Err(SpawnError {
+            instance: instance.to_owned(),
+            program: spec.program.to_string_lossy().into_owned(),
+            step,
+            errno,
+        }
+        .into())
+    }
+
+    /// Collects the fd of every slot of `process`: held ends by key, and
+    /// per-spawn fds (client connections, the readiness pipe) owned.
+    fn wire_slots(
+        &self,
+        process: &ProcessPlan,
+        fds: &mut ChildFds,
+        child: &mut SpawnedChild,
+    ) -> Result<(), LaunchError> {
+        let instance = process.name.as_str();
         for slot in &process.fds {
             match self.source_of(process, slot)? {
                 Source::Held(channel, held) => {
@@ -498,24 +559,37 @@ impl Launched {
                             ),
                         });
                     }
-                    held_moves.push(((channel, held), slot.fd));
+                    fds.held.push(((channel, held), slot.fd));
                 }
                 Source::Connect(channel) => {
                     let target = &self.created.connect[&channel];
-                    let fd = resources::connect_to(target).map_err(sys(&format!(
-                        "connect to channel {}",
-                        self.plan.channels[channel].id
-                    )))?;
-                    owned.push((fd, slot.fd));
+                    let fd = resources::connect_to(target).map_err(sys_for(
+                        instance,
+                        &format!("connect to channel {}", self.plan.channels[channel].id),
+                    ))?;
+                    fds.owned.push((fd, slot.fd));
                 }
                 Source::Ready => {
                     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
-                        .map_err(sys("create the readiness pipe"))?;
-                    owned.push((write, slot.fd));
+                        .map_err(sys_for(instance, "create the readiness pipe"))?;
+                    fds.owned.push((write, slot.fd));
                     child.ready_fd = Some(read);
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Fds 0-2 the plan does not wire: stdin from `/dev/null` (or ipc-run's
+    /// own, when asked), stdout and stderr into new pipes the supervisor
+    /// relays.
+    fn default_std_fds(
+        &self,
+        process: &ProcessPlan,
+        fds: &mut ChildFds,
+        child: &mut SpawnedChild,
+    ) -> Result<(), LaunchError> {
+        let instance = process.name.as_str();
         let wired = |fd: i32| process.fds.iter().any(|s| s.fd == fd);
         if !wired(0) {
             let fd = match std_fd(0).filter(|_| self.options.stdin_is_own) {
@@ -523,99 +597,49 @@ impl Launched {
                 None => self.devnull.try_clone(),
             }
             .map_err(|e| LaunchError::sys(format!("open stdin for {instance}"), io_errno(&e)))?;
-            owned.push((fd, 0));
+            fds.owned.push((fd, 0));
         }
         for (fd, out) in [(1, &mut child.stdout), (2, &mut child.stderr)] {
             if !wired(fd) {
-                let (read, write) =
-                    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys("create an output pipe"))?;
-                owned.push((write, fd));
+                let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                    .map_err(sys_for(instance, "create an output pipe"))?;
+                fds.owned.push((write, fd));
                 *out = Some(read);
             }
         }
-
-        // Environment.
-        let mut env = Env::pass_through(&self.base_env, process);
-        let identity = self.identities.get(instance);
-        if let Some((name, home)) = identity.and_then(|i| i.account.as_ref()) {
-            // Who the process is, not who ipc-run is; `env` may still say
-            // otherwise below.
-            env.set("USER", name.as_str());
-            env.set("LOGNAME", name.as_str());
-            env.set("HOME", home.as_str());
-        }
-        let mut listen_pid = false;
-        for var in &process.env {
-            if var.name == "LISTEN_PID" && var.value == "{pid}" {
-                listen_pid = true;
-                continue;
-            }
-            env.set(var.name.as_ref(), self.values.fill(&var.value)?);
-        }
-        let path_var = env.get("PATH").map(|p| p.to_owned());
-        let filled_argv = process
-            .argv
-            .iter()
-            .map(|arg| self.values.fill_argv(arg))
-            .collect::<Result<Vec<_>, _>>()?;
-        let argv0 = filled_argv.first().cloned().unwrap_or_default();
-        let program = spawn::resolve_program(
-            instance,
-            &argv0,
-            path_var.as_deref().or(self
-                .base_env
-                .iter()
-                .find(|(n, _)| n == "PATH")
-                .map(|(_, v)| v.as_os_str())),
-        )?;
-        let argv = spawn::c_strings(&format!("argv of {instance}"), &filled_argv)?;
-        let cwd = match &process.cwd {
-            Some(cwd) => Some(
-                spawn::c_strings(&format!("cwd of {instance}"), &[self.values.fill(cwd)?])?
-                    .remove(0),
-            ),
-            None => None,
-        };
-        let spec = ChildSpec {
-            program,
-            argv,
-            env: env.into_c_strings(instance)?,
-            listen_pid,
-            cwd,
-            nofile: self.options.nofile,
-            fd_limit: self.fd_limit,
-            credentials: identity.map(|i| i.credentials.clone()),
-            reset_signals: Some(self.reset_signals),
-        };
-
-        let mut moves: Vec<(BorrowedFd<'_>, i32)> = Vec::new();
-        for (key, target) in &held_moves {
-            moves.push((self.created.held[key].as_fd(), *target));
-        }
-        for (fd, target) in &owned {
-            moves.push((fd.as_fd(), *target));
-        }
-        match crate::sys::spawn::spawn(&spec, &moves) {
-            Ok(pid) => {
-                child.pid = pid;
-                Ok(child)
-            }
-            Err(SpawnFailure::Parent(errno)) => Err(SpawnError {
-                instance: instance.to_owned(),
-                program: spec.program.to_string_lossy().into_owned(),
-                step: None,
-                errno,
-            }
-            .into()),
-            Err(SpawnFailure::Child { step, errno }) => Err(SpawnError {
-                instance: instance.to_owned(),
-                program: spec.program.to_string_lossy().into_owned(),
-                step: Some(step),
-                errno,
-            }
-            .into()),
-        }
+        Ok(())
     }
+}
+
+/// The fds one spawn places, each with its target number.
+#[derive(Default)]
+struct ChildFds {
+    /// Ends the launcher holds, by key into [`Created::held`].
+    held: Vec<((usize, Held), i32)>,
+    /// Per-spawn fds, closed in the parent once the child has exec'd.
+    owned: Vec<(OwnedFd, i32)>,
+}
+
+impl ChildFds {
+    /// The `(source, target)` pairs [`crate::sys::spawn::spawn`] takes.
+    fn moves<'a>(
+        &'a self,
+        held: &'a HashMap<(usize, Held), OwnedFd>,
+    ) -> Vec<(BorrowedFd<'a>, i32)> {
+        let held_moves = self
+            .held
+            .iter()
+            .map(|(key, target)| (held[key].as_fd(), *target));
+        let owned_moves = self.owned.iter().map(|(fd, target)| (fd.as_fd(), *target));
+        held_moves.chain(owned_moves).collect()
+    }
+}
+
+/// Maps an errno to a [`LaunchError::Sys`] that names `action` and the
+/// instance it was for.
+fn sys_for(instance: &str, action: &str) -> impl FnOnce(Errno) -> LaunchError {
+    let action = format!("{action} for {instance}");
+    move |errno| LaunchError::sys(action, errno)
 }
 
 fn io_errno(e: &std::io::Error) -> Errno {

@@ -25,9 +25,9 @@ use super::error::LaunchError;
 use super::objects::{Match, ObjectRecord};
 use super::placeholder::Values;
 use super::run_dir::RunDir;
+use crate::child::ring::Header;
 use crate::plan::{ChannelPlan, EndpointPlan, ObjectKind};
 use crate::sys::ipc::{self, SysvKind};
-use crate::sys::ring::Mapping;
 use crate::topology::SocketType;
 
 /// Which of a channel's held fds an end refers to.
@@ -87,7 +87,7 @@ pub(crate) struct Created {
 pub(crate) struct RingHeader {
     /// The channel's index in the plan.
     pub channel: usize,
-    pub header: Mapping,
+    pub header: Header,
     pub producers: u32,
     /// The end has been marked.
     pub marked: bool,

@@ -1,6 +1,8 @@
-//! From a [`ProcessPlan`] to a [`ChildSpec`]: program lookup, argv and the
-//! exact environment, all prepared in the parent so the child path
-//! ([`crate::sys::spawn`]) only makes syscalls.
+//! From a [`ProcessPlan`] to a [`ChildSpec`] ([`child_spec`]): program
+//! lookup, argv, working directory, identity and the exact environment, all
+//! prepared in the parent so the child path ([`crate::sys::spawn`]) only
+//! makes syscalls. Which fds the child gets is the launcher's business
+//! (`launch/mod.rs`), not this module's.
 //!
 //! The environment is exactly, in this order (a later entry of the same
 //! name replaces an earlier one in place):
@@ -23,10 +25,98 @@ use nix::errno::Errno;
 use nix::unistd::AccessFlags;
 
 use super::error::{LaunchError, SpawnError};
+use super::identity::Identity;
+use super::placeholder::Values;
 use crate::plan::ProcessPlan;
+use crate::sys::spawn::ChildSpec;
 
 /// PATH used for lookup when neither the child nor ipc-run has one.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// What the child specs of one run share, besides each process's plan.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpecContext<'a> {
+    /// What placeholders resolve to.
+    pub values: &'a Values,
+    /// The environment pass-through reads from.
+    pub base_env: &'a [(OsString, OsString)],
+    /// `RLIMIT_NOFILE` (soft, hard) for children, if set.
+    pub nofile: Option<(u64, u64)>,
+    /// See [`ChildSpec::fd_limit`].
+    pub fd_limit: i32,
+    /// See [`ChildSpec::reset_signals`].
+    pub reset_signals: u64,
+}
+
+/// The [`ChildSpec`] of `process`, running as `identity` when it has one.
+pub(crate) fn child_spec(
+    process: &ProcessPlan,
+    identity: Option<&Identity>,
+    context: &SpecContext<'_>,
+) -> Result<ChildSpec, LaunchError> {
+    let instance = process.name.as_str();
+    let (env, listen_pid) = environment(process, identity, context)?;
+    let filled_argv = process
+        .argv
+        .iter()
+        .map(|arg| context.values.fill_argv(arg))
+        .collect::<Result<Vec<_>, _>>()?;
+    let argv0 = filled_argv.first().cloned().unwrap_or_default();
+    // The child's own PATH decides, as it would for execvp in the child;
+    // ipc-run's is the fallback.
+    let path = env.get("PATH").or_else(|| {
+        context
+            .base_env
+            .iter()
+            .find(|(n, _)| n == "PATH")
+            .map(|(_, v)| v.as_os_str())
+    });
+    let program = resolve_program(instance, &argv0, path)?;
+    let argv = c_strings(&format!("argv of {instance}"), &filled_argv)?;
+    let cwd = match &process.cwd {
+        Some(cwd) => {
+            Some(c_strings(&format!("cwd of {instance}"), &[context.values.fill(cwd)?])?.remove(0))
+        }
+        None => None,
+    };
+    Ok(ChildSpec {
+        program,
+        argv,
+        env: env.into_c_strings(instance)?,
+        listen_pid,
+        cwd,
+        nofile: context.nofile,
+        fd_limit: context.fd_limit,
+        credentials: identity.map(|i| i.credentials.clone()),
+        reset_signals: Some(context.reset_signals),
+    })
+}
+
+/// The environment of `process` (module docs), and whether the child is to
+/// write `LISTEN_PID` itself.
+fn environment(
+    process: &ProcessPlan,
+    identity: Option<&Identity>,
+    context: &SpecContext<'_>,
+) -> Result<(Env, bool), LaunchError> {
+    let mut env = Env::pass_through(context.base_env, process);
+    if let Some((name, home)) = identity.and_then(|i| i.account.as_ref()) {
+        // Who the process is, not who ipc-run is; `env` may still say
+        // otherwise below.
+        env.set("USER", name.as_str());
+        env.set("LOGNAME", name.as_str());
+        env.set("HOME", home.as_str());
+    }
+    let mut listen_pid = false;
+    for var in &process.env {
+        if var.name == "LISTEN_PID" && var.value == "{pid}" {
+            listen_pid = true;
+            continue;
+        }
+        env.set(var.name.as_ref(), context.values.fill(&var.value)?);
+    }
+    Ok((env, listen_pid))
+}
 
 /// An ordered environment where a repeated name replaces in place.
 #[derive(Debug, Default, Clone)]

@@ -4,13 +4,12 @@
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile, Ring};
-use crate::child::ring::RingError;
+use crate::child::ring::{Header, RingError};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
 use crate::launch::resources::{ChannelBuild, Held, RingHeader, exists, posix_name};
 use crate::plan::{Mechanism, ObjectKind, RingPlan};
-use crate::sys::ring::Mapping;
 use crate::topology::{SyncKind, Traffic};
 use ipc_run_child::description::{Params, RingLayout, ShmSemaphores};
 use nix::errno::Errno;
@@ -186,14 +185,17 @@ fn format_ring(
     size: u64,
     ring: &RingPlan,
     error: &impl Fn(Errno) -> LaunchError,
-) -> Result<Mapping, LaunchError> {
-    crate::child::ring::format(fd, size, ring.producers).map_err(|e| match e {
-        RingError::Sys { errno, .. } => error(errno),
+) -> Result<Header, LaunchError> {
+    let ring_error = |e: RingError| match e {
+        RingError::Sys { error: e, .. } => {
+            error(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+        }
         other => LaunchError::BadValue {
             what: format!("ring of channel {}", b.channel.id),
             value: format!("{size} bytes"),
             reason: other.to_string(),
         },
-    })?;
-    Mapping::new(fd, crate::child::ring::HEADER_SIZE as usize).map_err(error)
+    };
+    crate::child::ring::format(fd, size, ring.producers).map_err(ring_error)?;
+    Header::map(fd).map_err(ring_error)
 }

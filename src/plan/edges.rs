@@ -568,7 +568,7 @@ fn plan_channel(
     Some(ChannelDecl {
         plan: ChannelPlan {
             id: input.id.clone(),
-            traffic,
+            traffic: traffic.into(),
             mechanism,
             choice,
             reason,

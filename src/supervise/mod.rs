@@ -203,6 +203,29 @@ struct Instance {
     waiting_for_receiver: bool,
 }
 
+impl Instance {
+    /// An instance not started yet; `awaited` when another waits on its
+    /// readiness.
+    fn pending(awaited: bool) -> Instance {
+        Instance {
+            state: State::Pending,
+            ready: false,
+            restarts: 0,
+            streak: 0,
+            generation: 0,
+            runtime: Duration::ZERO,
+            ending: None,
+            stop_requested: false,
+            stopped: false,
+            failed: false,
+            ready_pipe: None,
+            awaited,
+            follow_receiver: false,
+            waiting_for_receiver: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct LogStream {
     instance: usize,
@@ -314,23 +337,43 @@ fn supervise_blocked<R: Runtime>(
         TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
     )
     .map_err(setup("timerfd"))?;
-    let notify = match runtime.notify_socket() {
-        Some(fd) => {
-            let owned = fd.try_clone_to_owned().map_err(|e| SuperviseError::Setup {
-                what: "notify socket",
-                errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-            })?;
-            notify::enable_credentials(owned.as_fd()).map_err(setup("SO_PASSCRED"))?;
-            set_nonblocking(owned.as_fd());
-            Some(owned)
-        }
-        None => None,
+    let notify = own_notify_socket(runtime)?;
+    let writer = log_writer(plan, options)?;
+    let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer);
+    // A SIGINT or SIGTERM that came while the run was being prepared stops
+    // it before anything starts.
+    supervisor.read_signals();
+    supervisor.start_ready_instances();
+    supervisor.event_loop()?;
+    Ok(supervisor.outcome(options))
+}
+
+/// Like [`setup`], for the `std::io::Error` of a std call.
+fn setup_io(what: &'static str) -> impl FnOnce(std::io::Error) -> SuperviseError {
+    move |e| SuperviseError::Setup {
+        what,
+        errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
+    }
+}
+
+/// The supervisor's own copy of the runtime's notify socket, set up to
+/// report each sender's pid and never to block the loop.
+fn own_notify_socket<R: Runtime>(runtime: &R) -> Result<Option<OwnedFd>, SuperviseError> {
+    let Some(fd) = runtime.notify_socket() else {
+        return Ok(None);
     };
+    let owned = fd.try_clone_to_owned().map_err(setup_io("notify socket"))?;
+    notify::enable_credentials(owned.as_fd()).map_err(setup("SO_PASSCRED"))?;
+    set_nonblocking(owned.as_fd());
+    Ok(Some(owned))
+}
+
+/// The writer of relayed lines and messages, on copies of ipc-run's
+/// stdout and stderr (and into `log_dir` when set).
+fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseError> {
     let dup = |fd: BorrowedFd<'_>| {
-        fd.try_clone_to_owned().map_err(|e| SuperviseError::Setup {
-            what: "duplicating stdout/stderr",
-            errno: Errno::from_raw(e.raw_os_error().unwrap_or(0)),
-        })
+        fd.try_clone_to_owned()
+            .map_err(setup_io("duplicating stdout/stderr"))
     };
     let stdout = dup(std::io::stdout().as_fd())?;
     let stderr = dup(std::io::stderr().as_fd())?;
@@ -339,83 +382,13 @@ fn supervise_blocked<R: Runtime>(
         options.color.resolve(stderr.as_fd()),
     ];
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
-    let mut writer = LogWriter::new(&names, stdout, stderr, color);
-    if let Some(dir) = &options.log_dir {
-        writer = writer
+    let writer = LogWriter::new(&names, stdout, stderr, color);
+    match &options.log_dir {
+        Some(dir) => writer
             .with_log_dir(dir, &names)
-            .map_err(SuperviseError::Prepare)?;
+            .map_err(SuperviseError::Prepare),
+        None => Ok(writer),
     }
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
-    let mut instances: Vec<Instance> = plan
-        .processes
-        .iter()
-        .map(|_| Instance {
-            state: State::Pending,
-            ready: false,
-            restarts: 0,
-            streak: 0,
-            generation: 0,
-            runtime: Duration::ZERO,
-            ending: None,
-            stop_requested: false,
-            stopped: false,
-            failed: false,
-            ready_pipe: None,
-            awaited: false,
-            follow_receiver: false,
-            waiting_for_receiver: false,
-        })
-        .collect();
-    for process in &plan.processes {
-        for dep in &process.after {
-            if let Some(&i) = index.get(dep.as_str()) {
-                instances[i].awaited = true;
-            }
-        }
-    }
-    let start_sequence = plan
-        .start_order
-        .iter()
-        .filter_map(|name| index.get(name.as_str()).copied())
-        .collect();
-    let after = plan
-        .processes
-        .iter()
-        .map(|p| {
-            p.after
-                .iter()
-                .filter_map(|dep| index.get(dep.as_str()).copied())
-                .collect()
-        })
-        .collect();
-    let mut supervisor = Supervisor {
-        plan,
-        runtime,
-        instances,
-        index,
-        start_sequence,
-        after,
-        by_pid: HashMap::new(),
-        streams: Vec::new(),
-        timers: Timers::default(),
-        signals,
-        timer,
-        armed: None,
-        notify,
-        writer,
-        failures: Vec::new(),
-        shutdown: None,
-        interrupted_by: None,
-        drain_deadline: None,
-        scratch: vec![0; READ_SIZE],
-        signal_edges: SignalEdges::new(plan),
-    };
-    // A SIGINT or SIGTERM that came while the run was being prepared stops
-    // it before anything starts.
-    supervisor.read_signals();
-    supervisor.start_ready_instances();
-    supervisor.event_loop()?;
-    Ok(supervisor.outcome(options))
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>) {
@@ -447,6 +420,64 @@ enum Source {
     Notify,
     Ready(usize),
     Log(usize),
+}
+
+impl<'a, R: Runtime> Supervisor<'a, R> {
+    /// A supervisor with every instance pending and nothing started yet.
+    fn new(
+        plan: &'a Plan,
+        runtime: &'a mut R,
+        signals: SignalFd,
+        timer: TimerFd,
+        notify: Option<OwnedFd>,
+        writer: LogWriter,
+    ) -> Supervisor<'a, R> {
+        let index: HashMap<&str, usize> = plan
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i))
+            .collect();
+        let indices_of = |names: &'a [String]| -> Vec<usize> {
+            names
+                .iter()
+                .filter_map(|name| index.get(name.as_str()).copied())
+                .collect()
+        };
+        // Resolved once, because every exit looks for what can start now.
+        let start_sequence = indices_of(&plan.start_order);
+        let after: Vec<Vec<usize>> = plan
+            .processes
+            .iter()
+            .map(|p| indices_of(&p.after))
+            .collect();
+        let mut awaited = vec![false; plan.processes.len()];
+        for &dep in after.iter().flatten() {
+            awaited[dep] = true;
+        }
+        Supervisor {
+            plan,
+            runtime,
+            instances: awaited.into_iter().map(Instance::pending).collect(),
+            index,
+            start_sequence,
+            after,
+            by_pid: HashMap::new(),
+            streams: Vec::new(),
+            timers: Timers::default(),
+            signals,
+            timer,
+            armed: None,
+            notify,
+            writer,
+            failures: Vec::new(),
+            shutdown: None,
+            interrupted_by: None,
+            drain_deadline: None,
+            scratch: vec![0; READ_SIZE],
+            signal_edges: SignalEdges::new(plan),
+        }
+    }
 }
 
 impl<R: Runtime> Supervisor<'_, R> {
@@ -1024,15 +1055,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             inst.streak = 0;
         }
         if inst.follow_receiver && self.shutdown.is_none() {
-            inst.follow_receiver = false;
-            inst.state = State::Backoff;
-            inst.restarts += 1;
-            inst.ending = Some(ending.clone());
-            self.message(&format!(
-                "{name}: {ending}; restarting to learn the new pid of the process it signals"
-            ));
-            self.timers
-                .add(Instant::now(), Deadline::Restart { instance: i });
+            self.follow_receiver(i, &name, ending);
             return;
         }
         let stopping = self.shutdown.is_some() || inst.stop_requested;
@@ -1043,34 +1066,58 @@ impl<R: Runtime> Supervisor<'_, R> {
             stopping,
         );
         match decision {
-            Decision::Restart(delay) => {
-                inst.state = State::Backoff;
-                inst.restarts += 1;
-                inst.streak += 1;
-                inst.ending = Some(ending.clone());
-                self.message(&format!(
-                    "{name}: {ending}; restarting in {}ms",
-                    delay.as_millis()
-                ));
-                self.timers
-                    .add(Instant::now() + delay, Deadline::Restart { instance: i });
-            }
-            Decision::Finished { exhausted } => {
-                // Ending on its own during a shutdown counts as stopped only
-                // when it failed: a peer being stopped (EPIPE, EOF) is the
-                // likely cause. A success is reported as such.
-                let stopped =
-                    inst.stop_requested || (self.shutdown.is_some() && !ending.is_success());
-                if exhausted {
-                    let limit = self.plan.processes[i].restart.limit;
-                    self.message(&format!(
-                        "{name}: {ending}; restart limit {limit} reached, not restarting"
-                    ));
-                }
-                self.finish(i, ending, stopped);
-                self.start_ready_instances();
-            }
+            Decision::Restart(delay) => self.schedule_restart(i, &name, ending, delay),
+            Decision::Finished { exhausted } => self.finish_after_exit(i, &name, ending, exhausted),
         }
+    }
+
+    /// Instance `i` was stopped because a receiver of its signals was
+    /// restarted: it starts again at once (outside the restart policy, so
+    /// its streak is untouched), to be given the receiver's new pid.
+    fn follow_receiver(&mut self, i: usize, name: &str, ending: Ending) {
+        let inst = &mut self.instances[i];
+        inst.follow_receiver = false;
+        inst.state = State::Backoff;
+        inst.restarts += 1;
+        inst.ending = Some(ending.clone());
+        self.message(&format!(
+            "{name}: {ending}; restarting to learn the new pid of the process it signals"
+        ));
+        self.timers
+            .add(Instant::now(), Deadline::Restart { instance: i });
+    }
+
+    /// The restart policy restarts instance `i` after `delay`.
+    fn schedule_restart(&mut self, i: usize, name: &str, ending: Ending, delay: Duration) {
+        let inst = &mut self.instances[i];
+        inst.state = State::Backoff;
+        inst.restarts += 1;
+        inst.streak += 1;
+        inst.ending = Some(ending.clone());
+        self.message(&format!(
+            "{name}: {ending}; restarting in {}ms",
+            delay.as_millis()
+        ));
+        self.timers
+            .add(Instant::now() + delay, Deadline::Restart { instance: i });
+    }
+
+    /// Instance `i` is not restarted: it is finished for good, which may
+    /// let others start.
+    fn finish_after_exit(&mut self, i: usize, name: &str, ending: Ending, exhausted: bool) {
+        // Ending on its own during a shutdown counts as stopped only when
+        // it failed: a peer being stopped (EPIPE, EOF) is the likely cause.
+        // A success is reported as such.
+        let stopped =
+            self.instances[i].stop_requested || (self.shutdown.is_some() && !ending.is_success());
+        if exhausted {
+            let limit = self.plan.processes[i].restart.limit;
+            self.message(&format!(
+                "{name}: {ending}; restart limit {limit} reached, not restarting"
+            ));
+        }
+        self.finish(i, ending, stopped);
+        self.start_ready_instances();
     }
 
     // ----- deadlines ------------------------------------------------------
@@ -1079,66 +1126,78 @@ impl<R: Runtime> Supervisor<'_, R> {
         for deadline in self.timers.take_due(Instant::now()) {
             match deadline {
                 Deadline::ReadyTimeout {
-                    instance: i,
+                    instance,
                     generation,
-                } => {
-                    let inst = &self.instances[i];
-                    if inst.generation != generation
-                        || inst.ready
-                        || self.shutdown.is_some()
-                        || !matches!(inst.state, State::Running { .. })
-                    {
-                        continue;
-                    }
-                    let process = &self.plan.processes[i];
-                    let why = format!(
-                        "not ready within {}ms (ready = {})",
-                        process.ready_timeout_ms,
-                        match process.ready {
-                            Readiness::Started => "started".to_owned(),
-                            Readiness::Notify => "notify".to_owned(),
-                            Readiness::Fd { fd } => format!("{{ fd = {fd} }}"),
-                        }
-                    );
-                    let name = process.name.clone();
-                    self.message(&format!("{name}: {why}"));
-                    self.failures.push(Failure {
-                        instance: name,
-                        code: LAUNCH_FAILURE,
-                    });
-                    self.instances[i].ending = Some(Ending::NotReady(why));
-                    self.begin_shutdown();
-                }
-                Deadline::Restart { instance: i } => {
-                    if self.instances[i].state != State::Backoff {
-                        continue;
-                    }
-                    if self.shutdown.is_some() {
-                        self.abandon_restart(i);
-                    } else if self.receiver_down(i) {
-                        // Resumed by `track_signal_pids` when it runs again.
-                        self.instances[i].waiting_for_receiver = true;
-                    } else {
-                        self.spawn(i);
-                    }
-                }
+                } => self.ready_timed_out(instance, generation),
+                Deadline::Restart { instance } => self.restart_due(instance),
                 Deadline::StopGrace {
-                    instance: i,
+                    instance,
                     generation,
-                } => {
-                    if self.instances[i].generation == generation
-                        && let State::Running { pid, .. } = self.instances[i].state
-                    {
-                        let name = self.name(i).to_owned();
-                        let grace = self.plan.processes[i].stop_timeout_ms;
-                        self.message(&format!(
-                            "{name}: still running {grace}ms after its stop signal: SIGKILL"
-                        ));
-                        signal_group(pid, Signal::SIGKILL);
-                    }
-                }
+                } => self.stop_grace_over(instance, generation),
                 Deadline::Drain => {}
             }
+        }
+    }
+
+    /// Run `generation` of instance `i` was not ready in time: a launch
+    /// failure that stops the run. A stale deadline (another run, already
+    /// ready, gone, or a shutdown under way) does nothing.
+    fn ready_timed_out(&mut self, i: usize, generation: u64) {
+        let inst = &self.instances[i];
+        if inst.generation != generation
+            || inst.ready
+            || self.shutdown.is_some()
+            || !matches!(inst.state, State::Running { .. })
+        {
+            return;
+        }
+        let process = &self.plan.processes[i];
+        let why = format!(
+            "not ready within {}ms (ready = {})",
+            process.ready_timeout_ms,
+            match process.ready {
+                Readiness::Started => "started".to_owned(),
+                Readiness::Notify => "notify".to_owned(),
+                Readiness::Fd { fd } => format!("{{ fd = {fd} }}"),
+            }
+        );
+        let name = process.name.clone();
+        self.message(&format!("{name}: {why}"));
+        self.failures.push(Failure {
+            instance: name,
+            code: LAUNCH_FAILURE,
+        });
+        self.instances[i].ending = Some(Ending::NotReady(why));
+        self.begin_shutdown();
+    }
+
+    /// The backoff of instance `i` is over: restart it, unless the run is
+    /// shutting down or a receiver of its signals is not running.
+    fn restart_due(&mut self, i: usize) {
+        if self.instances[i].state != State::Backoff {
+            return;
+        }
+        if self.shutdown.is_some() {
+            self.abandon_restart(i);
+        } else if self.receiver_down(i) {
+            // Resumed by `track_signal_pids` when it runs again.
+            self.instances[i].waiting_for_receiver = true;
+        } else {
+            self.spawn(i);
+        }
+    }
+
+    /// Run `generation` of instance `i` outlived its stop grace: SIGKILL.
+    fn stop_grace_over(&mut self, i: usize, generation: u64) {
+        if self.instances[i].generation == generation
+            && let State::Running { pid, .. } = self.instances[i].state
+        {
+            let name = self.name(i).to_owned();
+            let grace = self.plan.processes[i].stop_timeout_ms;
+            self.message(&format!(
+                "{name}: still running {grace}ms after its stop signal: SIGKILL"
+            ));
+            signal_group(pid, Signal::SIGKILL);
         }
     }
 

@@ -11,18 +11,21 @@
 //!
 //! The child shares the parent's memory until it execs (the calling parent
 //! thread is suspended meanwhile; other threads keep running but never touch
-//! what is prepared here). Hence the rules for [`child_main`]:
-//! - everything it reads is prepared by [`spawn`] before the clone: C
-//!   strings, `argv`/`envp` arrays, the fd moves, a scratch array;
+//! what is prepared here). Hence the rules for `child_main` and the step
+//! functions it calls:
+//! - everything it reads is prepared by [`spawn`] before the clone
+//!   (`Prepared`, seen through `ChildArgs`): C strings, `argv`/`envp`
+//!   arrays, the fd moves, a scratch array;
 //! - it only calls async-signal-safe libc wrappers that are plain syscalls;
 //!   no allocation, no lock, no panic path (no indexing, no overflow);
-//! - it writes to shared memory in exactly two places: the `LISTEN_PID`
-//!   digits (a buffer reserved for it) and the failure report (two atomics);
+//! - it writes to shared memory in exactly three places, each reserved for
+//!   it: the scratch array of fd temporaries, the `LISTEN_PID` digits and
+//!   the failure report (two atomics);
 //! - all signals are blocked in the parent thread across the clone, so no
 //!   handler of the parent ever runs on the child's stack or memory; the
 //!   child resets every disposition to default before unblocking.
 //!
-//! A failure in the child is reported through the shared [`ChildArgs`]
+//! A failure in the child is reported through the shared `ChildArgs`
 //! (step and errno) before `_exit(127)`. With `CLONE_VFORK` the parent
 //! resumes only after the child has exec'd or exited, so the report is
 //! complete when `clone` returns: no pipe, no blocking read, and no
@@ -38,6 +41,7 @@
 
 use std::cell::Cell;
 use std::ffi::{CString, c_char, c_int, c_void};
+use std::marker::PhantomData;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -197,8 +201,9 @@ pub struct Credentials {
 }
 
 /// Prepared raw state the child reads (and, for the two report fields and
-/// the pid digits, writes).
-struct ChildArgs {
+/// the pid digits, writes). The pointers refer to the spec and to a
+/// [`Prepared`], both borrowed for `'a`.
+struct ChildArgs<'a> {
     program: *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
@@ -229,6 +234,168 @@ struct ChildArgs {
     reset_signals: u64,
     failed_step: AtomicI32,
     failed_errno: AtomicI32,
+    _prepared: PhantomData<&'a mut Prepared>,
+}
+
+/// The memory [`child_main`] reads, built in the parent before the clone
+/// (allocating is fine there) and kept alive until the child has exec'd or
+/// exited. [`ChildArgs`] holds raw pointers into these buffers; moving a
+/// `Prepared` does not move the heap buffers they point to.
+struct Prepared {
+    /// `argv` as a null-terminated array of C strings.
+    argv: Vec<*const c_char>,
+    /// The environment as a null-terminated array, `LISTEN_PID=` included.
+    envp: Vec<*const c_char>,
+    /// `LISTEN_PID=` followed by [`PID_DIGITS`] + 1 zero bytes, when asked.
+    listen_pid_entry: Vec<u8>,
+    /// `(source, target)` fd numbers.
+    moves: Vec<(c_int, c_int)>,
+    /// One slot per move, written by the child in the first shuffle phase.
+    temps: Vec<c_int>,
+    /// Ranges `[lo, hi]` of fds to close in the child.
+    gaps: Vec<(c_int, c_int)>,
+    /// Supplementary groups for `setgroups`.
+    groups: Vec<libc::gid_t>,
+    /// The digits of `listen_pid_entry`, or null without it.
+    listen_pid_digits: *mut u8,
+}
+
+impl Prepared {
+    fn new(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Prepared {
+        let moves: Vec<(c_int, c_int)> = fds.iter().map(|(s, t)| (s.as_raw_fd(), *t)).collect();
+        let mut prepared = Prepared {
+            argv: null_terminated(&spec.argv),
+            envp: null_terminated(&spec.env),
+            listen_pid_entry: Vec::new(),
+            temps: vec![-1; moves.len()],
+            gaps: close_gaps(&moves),
+            moves,
+            groups: spec
+                .credentials
+                .as_ref()
+                .and_then(|c| c.groups.clone())
+                .unwrap_or_default(),
+            listen_pid_digits: std::ptr::null_mut(),
+        };
+        if spec.listen_pid {
+            prepared.reserve_listen_pid();
+        }
+        prepared
+    }
+
+    /// Appends a `LISTEN_PID=` entry whose digits are still zeros: the child
+    /// writes its own pid there (it is NUL-terminated whatever it writes).
+    fn reserve_listen_pid(&mut self) {
+        self.listen_pid_entry.extend_from_slice(LISTEN_PID_PREFIX);
+        self.listen_pid_entry
+            .resize(LISTEN_PID_PREFIX.len() + PID_DIGITS + 1, 0);
+        // One pointer for both uses (Vec::as_mut_ptr makes no reference,
+        // so neither use invalidates the other); the buffer is not resized
+        // after this.
+        let entry = self.listen_pid_entry.as_mut_ptr();
+        let terminator = self.envp.pop();
+        self.envp.push(entry.cast_const().cast());
+        self.envp.extend(terminator);
+        self.listen_pid_digits = entry.wrapping_add(LISTEN_PID_PREFIX.len());
+    }
+
+    /// The lowest fd number the first shuffle phase may use: above every
+    /// target, so no temporary lands on a target not yet placed.
+    fn min_temp(&self) -> c_int {
+        self.moves.iter().map(|m| m.1).max().unwrap_or(2).max(2) + 1
+    }
+}
+
+/// `strings` as a null-terminated array of pointers into them.
+fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
+    let mut array: Vec<*const c_char> = Vec::with_capacity(strings.len() + 1);
+    array.extend(strings.iter().map(|s| s.as_ptr()));
+    array.push(std::ptr::null());
+    array
+}
+
+/// Ranges `[lo, hi]` of fds >= 3 to close in the child: the gaps between
+/// the targets of `moves` and everything above the highest.
+fn close_gaps(moves: &[(c_int, c_int)]) -> Vec<(c_int, c_int)> {
+    let mut targets: Vec<c_int> = moves.iter().map(|m| m.1).filter(|t| *t >= 3).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    let mut gaps: Vec<(c_int, c_int)> = Vec::with_capacity(targets.len() + 1);
+    let mut lo = 3;
+    for &t in &targets {
+        if t > lo {
+            gaps.push((lo, t - 1));
+        }
+        lo = t + 1;
+    }
+    gaps.push((lo, c_int::MAX));
+    gaps
+}
+
+impl<'a> ChildArgs<'a> {
+    /// The child's view of `spec` and `prepared`; the borrows keep every
+    /// buffer the pointers refer to alive as long as this is.
+    fn new(spec: &'a ChildSpec, prepared: &'a mut Prepared) -> ChildArgs<'a> {
+        let credentials = spec.credentials.as_ref();
+        let nofile = spec.nofile.map(|(soft, hard)| libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        });
+        ChildArgs {
+            program: spec.program.as_ptr(),
+            argv: prepared.argv.as_ptr(),
+            envp: prepared.envp.as_ptr(),
+            listen_pid_digits: prepared.listen_pid_digits,
+            cwd: spec.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
+            min_temp: prepared.min_temp(),
+            moves: prepared.moves.as_ptr(),
+            moves_len: prepared.moves.len(),
+            temps: prepared.temps.as_mut_ptr(),
+            gaps: prepared.gaps.as_ptr(),
+            gaps_len: prepared.gaps.len(),
+            fd_limit: spec.fd_limit,
+            has_nofile: nofile.is_some(),
+            nofile: nofile.unwrap_or(libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            }),
+            has_credentials: credentials.is_some(),
+            set_groups: credentials.is_some_and(|c| c.groups.is_some()),
+            groups: prepared.groups.as_ptr(),
+            groups_len: prepared.groups.len(),
+            gid: credentials.map_or(0, |c| c.gid),
+            set_uid: credentials.is_some_and(|c| c.uid.is_some()),
+            uid: credentials.and_then(|c| c.uid).unwrap_or(0),
+            // SAFETY: getpid has no preconditions.
+            parent: unsafe { libc::getpid() },
+            empty_mask: empty_sigset(),
+            default_action: [0; 4],
+            reset_signals: spec.reset_signals.unwrap_or(u64::MAX),
+            failed_step: AtomicI32::new(0),
+            failed_errno: AtomicI32::new(0),
+            _prepared: PhantomData,
+        }
+    }
+
+    /// The failure the child reported before exiting, if any.
+    fn failure(&self) -> Option<(ChildStep, Errno)> {
+        let step = self.failed_step.load(Ordering::Acquire);
+        if step == 0 {
+            return None;
+        }
+        let errno = Errno::from_raw(self.failed_errno.load(Ordering::Acquire));
+        Some((ChildStep::from_raw(step).unwrap_or(ChildStep::Exec), errno))
+    }
+}
+
+/// An initialised empty signal set.
+fn empty_sigset() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; all-zero is valid and is then
+    // initialised by sigemptyset.
+    let mut mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the pointer refers to a live, writable sigset_t.
+    unsafe { libc::sigemptyset(&mut mask) };
+    mask
 }
 
 const STACK_SIZE: usize = 256 * 1024;
@@ -244,108 +411,30 @@ const PID_DIGITS: usize = 20;
 /// The parent-death signal fires when the *calling thread* exits
 /// (`prctl(2)`), so call this from a thread that lives as long as the run.
 pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, SpawnFailure> {
-    // --- everything the child reads, prepared before the clone ---
-    let mut argv: Vec<*const c_char> = spec.argv.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
-    let mut listen_pid_entry: Vec<u8> = Vec::new();
-    let mut envp: Vec<*const c_char> = spec.env.iter().map(|e| e.as_ptr()).collect();
-    let mut listen_pid_digits = std::ptr::null_mut();
-    if spec.listen_pid {
-        listen_pid_entry.extend_from_slice(LISTEN_PID_PREFIX);
-        listen_pid_entry.resize(LISTEN_PID_PREFIX.len() + PID_DIGITS + 1, 0);
-        envp.push(listen_pid_entry.as_ptr().cast());
-        // The digits are written into the spare zeros (always NUL-terminated).
-        listen_pid_digits = listen_pid_entry[LISTEN_PID_PREFIX.len()..].as_mut_ptr();
+    // Everything the child reads, prepared before the clone.
+    let mut prepared = Prepared::new(spec, fds);
+    let mut args = ChildArgs::new(spec, &mut prepared);
+    let pid = clone_child(&mut args).map_err(SpawnFailure::Parent)?;
+    if let Some((step, errno)) = args.failure() {
+        // The child has exited (127); reap it so no zombie remains.
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(SpawnFailure::Child { step, errno });
     }
-    envp.push(std::ptr::null());
+    // `prepared` lives until here, after the child is done with it.
+    drop(prepared);
+    Ok(pid)
+}
 
-    let moves: Vec<(c_int, c_int)> = fds.iter().map(|(s, t)| (s.as_raw_fd(), *t)).collect();
-    let mut temps: Vec<c_int> = vec![-1; moves.len()];
-    let mut targets: Vec<c_int> = moves.iter().map(|m| m.1).filter(|t| *t >= 3).collect();
-    targets.sort_unstable();
-    targets.dedup();
-    let max_target = moves.iter().map(|m| m.1).max().unwrap_or(2).max(2);
-    // Ranges [lo, hi] of fds >= 3 to close: the gaps between targets and
-    // everything above the highest.
-    let mut gaps: Vec<(c_int, c_int)> = Vec::with_capacity(targets.len() + 1);
-    let mut lo = 3;
-    for &t in &targets {
-        if t > lo {
-            gaps.push((lo, t - 1));
-        }
-        lo = t + 1;
-    }
-    gaps.push((lo, c_int::MAX));
-
-    let (has_nofile, nofile) = match spec.nofile {
-        Some((soft, hard)) => (
-            true,
-            libc::rlimit {
-                rlim_cur: soft as libc::rlim_t,
-                rlim_max: hard as libc::rlim_t,
-            },
-        ),
-        None => (
-            false,
-            libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            },
-        ),
-    };
-
-    let groups: Vec<libc::gid_t> = spec
-        .credentials
-        .as_ref()
-        .and_then(|c| c.groups.clone())
-        .unwrap_or_default();
-
-    // SAFETY: sigset_t and sigaction are plain data; all-zero is valid and
-    // is then initialised by sigemptyset.
-    let mut empty_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: the pointer refers to a live, writable sigset_t.
-    unsafe { libc::sigemptyset(&mut empty_mask) };
-
-    let mut args = ChildArgs {
-        program: spec.program.as_ptr(),
-        argv: argv.as_ptr(),
-        envp: envp.as_ptr(),
-        listen_pid_digits,
-        cwd: spec.cwd.as_ref().map_or(std::ptr::null(), |c| c.as_ptr()),
-        moves: moves.as_ptr(),
-        moves_len: moves.len(),
-        temps: temps.as_mut_ptr(),
-        gaps: gaps.as_ptr(),
-        gaps_len: gaps.len(),
-        min_temp: max_target + 1,
-        fd_limit: spec.fd_limit,
-        nofile,
-        has_nofile,
-        has_credentials: spec.credentials.is_some(),
-        set_groups: spec
-            .credentials
-            .as_ref()
-            .is_some_and(|c| c.groups.is_some()),
-        groups: groups.as_ptr(),
-        groups_len: groups.len(),
-        gid: spec.credentials.as_ref().map_or(0, |c| c.gid),
-        set_uid: spec.credentials.as_ref().is_some_and(|c| c.uid.is_some()),
-        uid: spec.credentials.as_ref().and_then(|c| c.uid).unwrap_or(0),
-        // SAFETY: getpid has no preconditions.
-        parent: unsafe { libc::getpid() },
-        empty_mask,
-        default_action: [0; 4],
-        reset_signals: spec.reset_signals.unwrap_or(u64::MAX),
-        failed_step: AtomicI32::new(0),
-        failed_errno: AtomicI32::new(0),
-    };
-
+/// Clones a child that runs [`child_main`] on `args` and returns once it has
+/// exec'd or exited (`CLONE_VFORK`), with every signal blocked in this
+/// thread meanwhile.
+fn clone_child(args: &mut ChildArgs<'_>) -> Result<Pid, Errno> {
     // One stack per spawning thread, kept between spawns: the child is done
     // with it when clone returns, and a fresh mapping per spawn cost an
     // mmap, an mprotect, a munmap and page faults on every launch.
     let stack = match SPARE_STACK.with(Cell::take) {
         Some(stack) => stack,
-        None => ChildStack::new().map_err(SpawnFailure::Parent)?,
+        None => ChildStack::new()?,
     };
 
     // Block every signal in this thread so no handler can run in the child
@@ -360,16 +449,17 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
     }
-    // SAFETY: `child_main` only touches `args` and the arrays it points to,
-    // all alive until clone returns (CLONE_VFORK suspends this thread until
-    // the child has exec'd or exited); the stack is a private mapping of
-    // STACK_SIZE bytes whose top is passed; no other flags share state.
+    // SAFETY: `child_main` only touches `args` and the buffers it points
+    // to, which the borrow in `ChildArgs` keeps alive past this call (and
+    // CLONE_VFORK suspends this thread until the child has exec'd or
+    // exited); the stack is a private mapping of STACK_SIZE bytes whose top
+    // is passed; no other flags share state.
     let pid = unsafe {
         libc::clone(
             child_main,
             stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
-            (&mut args as *mut ChildArgs).cast::<c_void>(),
+            (args as *mut ChildArgs<'_>).cast::<c_void>(),
         )
     };
     let clone_errno = Errno::last();
@@ -377,20 +467,9 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
     SPARE_STACK.with(|spare| spare.set(Some(stack)));
     if pid < 0 {
-        return Err(SpawnFailure::Parent(clone_errno));
+        return Err(clone_errno);
     }
-    let pid = Pid::from_raw(pid);
-    let step = args.failed_step.load(Ordering::Acquire);
-    if step != 0 {
-        let errno = Errno::from_raw(args.failed_errno.load(Ordering::Acquire));
-        // The child has exited (127); reap it so no zombie remains.
-        let _ = nix::sys::wait::waitpid(pid, None);
-        let step = ChildStep::from_raw(step).unwrap_or(ChildStep::Exec);
-        return Err(SpawnFailure::Child { step, errno });
-    }
-    // Keep the prepared memory alive until here (the child is done with it).
-    drop((argv, envp, listen_pid_entry, moves, temps, gaps, groups));
-    Ok(pid)
+    Ok(Pid::from_raw(pid))
 }
 
 thread_local! {
@@ -447,7 +526,7 @@ fn page_size() -> usize {
 }
 
 /// Records a failure and exits: the parent reads the report after clone.
-fn fail(args: &ChildArgs, step: ChildStep, code: c_int) -> ! {
+fn fail(args: &ChildArgs<'_>, step: ChildStep, code: c_int) -> ! {
     // SAFETY: __errno_location returns this thread's errno slot (shared
     // with the suspended parent thread, which does not read it meanwhile).
     let errno = unsafe { *libc::__errno_location() };
@@ -457,17 +536,65 @@ fn fail(args: &ChildArgs, step: ChildStep, code: c_int) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+// The child path, split into one function per step. Each step follows the
+// rules of the module comment: it reads only `ChildArgs` and what it
+// points to, makes plain syscalls, and neither allocates nor locks. A call
+// between them only uses the child's own stack (a private mapping), so the
+// split changes nothing the rules care about; `#[inline]` leaves the
+// compiler free to fold the steps back into `child_main`.
+
 /// The child: raw syscalls only (see the module comment for the rules).
 extern "C" fn child_main(raw: *mut c_void) -> c_int {
     // SAFETY: `raw` is the `&mut ChildArgs` that spawn passed to clone and
     // keeps alive until the child execs or exits.
-    let args: &ChildArgs = unsafe { &*raw.cast::<ChildArgs>() };
+    let args: &ChildArgs<'_> = unsafe { &*raw.cast::<ChildArgs<'_>>() };
 
-    // Default dispositions for every signal the parent ignores or handles
-    // (`reset_signals`; all of them unless told): ignored ones would
-    // survive exec, handled ones must not run here. The raw syscall,
-    // because glibc's sigaction refuses its reserved signals 32 and 33,
-    // and an ignored 32 would otherwise be inherited.
+    reset_dispositions(args);
+    // SAFETY: plain syscall on the calling process.
+    if unsafe { libc::setpgid(0, 0) } != 0 {
+        fail(args, ChildStep::Setpgid, 127);
+    }
+    arm_parent_death(args);
+    shuffle_fds(args);
+    close_other_fds(args);
+    if args.has_nofile {
+        // SAFETY: `nofile` is a valid rlimit.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &args.nofile) } != 0 {
+            fail(args, ChildStep::Rlimit, 127);
+        }
+    }
+    if args.has_credentials {
+        switch_identity(args);
+    }
+    if !args.cwd.is_null() {
+        // SAFETY: `cwd` is a NUL-terminated string owned by spawn.
+        if unsafe { libc::chdir(args.cwd) } != 0 {
+            fail(args, ChildStep::Chdir, 127);
+        }
+    }
+    if !args.listen_pid_digits.is_null() {
+        // SAFETY: plain syscall.
+        let pid = unsafe { libc::getpid() };
+        // SAFETY: the buffer has PID_DIGITS + 1 zeroed bytes reserved for
+        // this child alone; at most 10 digits are written, then a NUL.
+        unsafe { write_decimal(args.listen_pid_digits, pid as u32) };
+    }
+
+    // SAFETY: restores an empty mask (prepared by sigemptyset).
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &args.empty_mask, std::ptr::null_mut()) };
+    // SAFETY: program, argv and envp are NUL-terminated strings and
+    // null-terminated arrays prepared by spawn.
+    unsafe { libc::execve(args.program, args.argv, args.envp) };
+    fail(args, ChildStep::Exec, 127)
+}
+
+/// Default dispositions for every signal the parent ignores or handles
+/// (`reset_signals`; all of them unless told): ignored ones would survive
+/// exec, handled ones must not run here. The raw syscall, because glibc's
+/// sigaction refuses its reserved signals 32 and 33, and an ignored 32
+/// would otherwise be inherited.
+#[inline]
+fn reset_dispositions(args: &ChildArgs<'_>) {
     let mut sig: libc::c_long = 1;
     while sig < 65 {
         if sig != libc::SIGKILL as libc::c_long
@@ -488,11 +615,12 @@ extern "C" fn child_main(raw: *mut c_void) -> c_int {
         }
         sig += 1;
     }
+}
 
-    // SAFETY: plain syscall on the calling process.
-    if unsafe { libc::setpgid(0, 0) } != 0 {
-        fail(args, ChildStep::Setpgid, 127);
-    }
+/// Arms SIGKILL as the parent-death signal, then checks that the parent
+/// has not already died (the signal would never come).
+#[inline]
+fn arm_parent_death(args: &ChildArgs<'_>) {
     // SAFETY: plain syscall with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
         fail(args, ChildStep::Pdeathsig, 127);
@@ -501,7 +629,11 @@ extern "C" fn child_main(raw: *mut c_void) -> c_int {
     if unsafe { libc::getppid() } != args.parent {
         fail(args, ChildStep::ParentGone, 1);
     }
+}
 
+/// Places every source at its target in two phases (module comment).
+#[inline]
+fn shuffle_fds(args: &ChildArgs<'_>) {
     // Phase 1: every source above the highest target, CLOEXEC.
     let mut i = 0;
     while i < args.moves_len {
@@ -528,7 +660,12 @@ extern "C" fn child_main(raw: *mut c_void) -> c_int {
         }
         i += 1;
     }
-    // Everything else from 3 up, temporaries included.
+}
+
+/// Closes everything from 3 up that is not a target, temporaries included:
+/// `close_range(2)` per gap, a loop up to the fd limit where it is missing.
+#[inline]
+fn close_other_fds(args: &ChildArgs<'_>) {
     let mut g = 0;
     while g < args.gaps_len {
         // SAFETY: g < gaps_len, the length of the array `gaps` points to.
@@ -555,67 +692,34 @@ extern "C" fn child_main(raw: *mut c_void) -> c_int {
         }
         g += 1;
     }
+}
 
-    if args.has_nofile {
-        // SAFETY: `nofile` is a valid rlimit.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &args.nofile) } != 0 {
-            fail(args, ChildStep::Rlimit, 127);
+/// Supplementary groups, gid, uid: each later step drops the privilege the
+/// earlier ones need. Raw syscalls, not the libc wrappers: glibc's set*id
+/// broadcast the change to every thread it knows of, under a lock, and this
+/// child shares the parent's memory (and so its thread list) until it
+/// execs. The raw calls change the calling thread, the child's only one.
+#[inline]
+fn switch_identity(args: &ChildArgs<'_>) {
+    if args.set_groups {
+        // SAFETY: `groups` points to `groups_len` gids owned by spawn.
+        if unsafe { libc::syscall(libc::SYS_setgroups, args.groups_len, args.groups) } != 0 {
+            fail(args, ChildStep::Setgroups, 127);
         }
     }
-    if args.has_credentials {
-        // Supplementary groups, gid, uid: each later step drops the
-        // privilege the earlier ones need. Raw syscalls, not the libc
-        // wrappers: glibc's set*id broadcast the change to every thread it
-        // knows of, under a lock, and this child shares the parent's memory
-        // (and so its thread list) until it execs. The raw calls change the
-        // calling thread, the child's only one.
-        if args.set_groups {
-            // SAFETY: `groups` points to `groups_len` gids owned by spawn.
-            if unsafe { libc::syscall(libc::SYS_setgroups, args.groups_len, args.groups) } != 0 {
-                fail(args, ChildStep::Setgroups, 127);
-            }
-        }
+    // SAFETY: plain syscall with an integer argument.
+    if unsafe { libc::syscall(libc::SYS_setgid, args.gid) } != 0 {
+        fail(args, ChildStep::Setgid, 127);
+    }
+    if args.set_uid {
         // SAFETY: plain syscall with an integer argument.
-        if unsafe { libc::syscall(libc::SYS_setgid, args.gid) } != 0 {
-            fail(args, ChildStep::Setgid, 127);
-        }
-        if args.set_uid {
-            // SAFETY: plain syscall with an integer argument.
-            if unsafe { libc::syscall(libc::SYS_setuid, args.uid) } != 0 {
-                fail(args, ChildStep::Setuid, 127);
-            }
-        }
-        // A credential change clears the parent-death signal: arm it again,
-        // and check once more that the parent has not died meanwhile.
-        // SAFETY: plain syscall with integer arguments.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
-            fail(args, ChildStep::Pdeathsig, 127);
-        }
-        // SAFETY: plain syscall.
-        if unsafe { libc::getppid() } != args.parent {
-            fail(args, ChildStep::ParentGone, 1);
+        if unsafe { libc::syscall(libc::SYS_setuid, args.uid) } != 0 {
+            fail(args, ChildStep::Setuid, 127);
         }
     }
-    if !args.cwd.is_null() {
-        // SAFETY: `cwd` is a NUL-terminated string owned by spawn.
-        if unsafe { libc::chdir(args.cwd) } != 0 {
-            fail(args, ChildStep::Chdir, 127);
-        }
-    }
-    if !args.listen_pid_digits.is_null() {
-        // SAFETY: plain syscall.
-        let pid = unsafe { libc::getpid() };
-        // SAFETY: the buffer has PID_DIGITS + 1 zeroed bytes reserved for
-        // this child alone; at most 10 digits are written, then a NUL.
-        unsafe { write_decimal(args.listen_pid_digits, pid as u32) };
-    }
-
-    // SAFETY: restores an empty mask (prepared by sigemptyset).
-    unsafe { libc::sigprocmask(libc::SIG_SETMASK, &args.empty_mask, std::ptr::null_mut()) };
-    // SAFETY: program, argv and envp are NUL-terminated strings and
-    // null-terminated arrays prepared by spawn.
-    unsafe { libc::execve(args.program, args.argv, args.envp) };
-    fail(args, ChildStep::Exec, 127)
+    // A credential change clears the parent-death signal: arm it again,
+    // and check once more that the parent has not died meanwhile.
+    arm_parent_death(args);
 }
 
 /// Writes `value` in decimal at `out`, NUL-terminated, without allocating.

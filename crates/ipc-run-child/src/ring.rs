@@ -4,14 +4,14 @@
 //! ring is empty or full, and the stream ends once every producer is done.
 //!
 //! ```no_run
-//! use ipc_run::child::ring::{Consumer, Producer, Received};
+//! use ipc_run_child::ring::{Consumer, Producer, Received};
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut port = ipc_run::child::port("frames")?;
+//! let mut port = ipc_run_child::port("frames")?;
 //! let mut producer = Producer::from_port(&mut port)?;
 //! producer.send(b"hello", None)?;
 //! producer.close()?;
 //!
-//! let mut port = ipc_run::child::port("frames")?;
+//! let mut port = ipc_run_child::port("frames")?;
 //! let mut consumer = Consumer::from_port(&mut port)?;
 //! let mut buf = Vec::new();
 //! while let Received::Record(len) = consumer.recv(&mut buf, None)? {
@@ -29,17 +29,17 @@
 //! process.
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fmt;
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::stat::Mode;
-
-use super::Port;
-use crate::sys::ring::{Mapping, record_lock};
+use crate::Port;
+use crate::description::{End, Kind, Params};
+use crate::sys::{Mapping, fstat, pwrite_all, record_lock, shm_open};
 
 /// Bytes of the header page; the data area starts here.
 pub const HEADER_SIZE: u64 = 4096;
@@ -68,14 +68,12 @@ const RECORD_HEADER: u64 = 8;
 const MIN_CAPACITY: u64 = 64;
 
 /// Why a ring operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub enum RingError {
     /// The timeout passed with the ring still empty (recv) or full (send).
-    #[error("timed out waiting on the ring")]
     TimedOut,
     /// A record larger than the ring's largest record (send), or than the
     /// buffer given to `recv_into` (the record stays in the ring).
-    #[error("record of {len} bytes does not fit: at most {max}")]
     TooLarge {
         /// The record's length.
         len: usize,
@@ -83,10 +81,8 @@ pub enum RingError {
         max: usize,
     },
     /// The segment is not a version-1 ring, or its counters are corrupt.
-    #[error("not a usable ring (layout version 1): {0}")]
     BadLayout(String),
     /// The port does not describe a ring segment.
-    #[error("port `{port}`: {why}")]
     Port {
         /// The port name.
         port: String,
@@ -94,17 +90,39 @@ pub enum RingError {
         why: String,
     },
     /// A system call failed.
-    #[error("{what}: {errno}")]
     Sys {
         /// What was being done.
         what: &'static str,
         /// The error.
-        errno: Errno,
+        error: io::Error,
     },
 }
 
-fn sys(what: &'static str) -> impl FnOnce(Errno) -> RingError {
-    move |errno| RingError::Sys { what, errno }
+impl fmt::Display for RingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RingError::TimedOut => f.write_str("timed out waiting on the ring"),
+            RingError::TooLarge { len, max } => {
+                write!(f, "record of {len} bytes does not fit: at most {max}")
+            }
+            RingError::BadLayout(why) => write!(f, "not a usable ring (layout version 1): {why}"),
+            RingError::Port { port, why } => write!(f, "port `{port}`: {why}"),
+            RingError::Sys { what, error } => write!(f, "{what}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for RingError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RingError::Sys { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+fn sys(what: &'static str) -> impl FnOnce(io::Error) -> RingError {
+    move |error| RingError::Sys { what, error }
 }
 
 /// What [`Consumer::recv`] got.
@@ -138,15 +156,7 @@ pub fn format(fd: BorrowedFd<'_>, size: u64, producers: u32) -> Result<u64, Ring
     page[OFF_CAPACITY..OFF_CAPACITY + 8].copy_from_slice(&capacity.to_le_bytes());
     page[OFF_MAX..OFF_MAX + 8].copy_from_slice(&(capacity - RECORD_HEADER).to_le_bytes());
     page[OFF_PRODUCERS..OFF_PRODUCERS + 4].copy_from_slice(&producers.to_le_bytes());
-    let mut written = 0;
-    while written < page.len() {
-        match nix::sys::uio::pwrite(fd, &page[written..], written as libc::off_t) {
-            Ok(0) => return Err(sys("write the ring header")(Errno::EIO)),
-            Ok(n) => written += n,
-            Err(Errno::EINTR) => {}
-            Err(errno) => return Err(sys("write the ring header")(errno)),
-        }
-    }
+    pwrite_all(fd, &page, 0).map_err(sys("write the ring header"))?;
     Ok(capacity)
 }
 
@@ -156,12 +166,30 @@ pub fn capacity_for(size: u64) -> Option<u64> {
     (capacity >= MIN_CAPACITY).then_some(capacity)
 }
 
+/// The header page of a ring segment, mapped: what ipc-run keeps to mark
+/// the end of the stream once every writer of the edge has ended.
+#[derive(Debug)]
+pub struct Header {
+    map: Mapping,
+}
+
+impl Header {
+    /// Maps the header page of the ring segment `fd`.
+    pub fn map(fd: BorrowedFd<'_>) -> Result<Header, RingError> {
+        let map = Mapping::new(fd, DATA).map_err(sys("map the ring header"))?;
+        Ok(Header { map })
+    }
+}
+
 /// Marks the end of the stream on a mapped header: "producers done" :=
 /// `producers`, then a wake of the reader. What ipc-run does once every
 /// writer of the edge has ended for good.
-pub fn mark_end(header: &Mapping, producers: u32) {
-    header.u32_at(OFF_DONE).store(producers, Ordering::SeqCst);
-    wake_reader(header);
+pub fn mark_end(header: &Header, producers: u32) {
+    header
+        .map
+        .u32_at(OFF_DONE)
+        .store(producers, Ordering::SeqCst);
+    wake_reader(&header.map);
 }
 
 /// The mapped, validated segment.
@@ -192,8 +220,7 @@ impl Ring {
                 "the ring is little-endian and this machine is not".into(),
             ));
         }
-        let stat = nix::sys::stat::fstat(fd).map_err(sys("fstat the ring segment"))?;
-        let size = stat.st_size as u64;
+        let size = fstat(fd).map_err(sys("fstat the ring segment"))?.size;
         if size < HEADER_SIZE + MIN_CAPACITY {
             return Err(RingError::BadLayout(format!(
                 "the segment is {size} bytes, less than a header and 64 bytes of data"
@@ -346,8 +373,16 @@ fn wait(
     time: Option<Duration>,
 ) -> Result<(), RingError> {
     match map.futex_wait(offset, expected, time) {
-        Ok(()) | Err(Errno::EAGAIN | Errno::EINTR | Errno::ETIMEDOUT) => Ok(()),
-        Err(errno) => Err(sys("futex wait")(errno)),
+        Ok(()) => Ok(()),
+        Err(error)
+            if matches!(
+                error.raw_os_error(),
+                Some(libc::EAGAIN | libc::EINTR | libc::ETIMEDOUT)
+            ) =>
+        {
+            Ok(())
+        }
+        Err(error) => Err(sys("futex wait")(error)),
     }
 }
 
@@ -372,8 +407,7 @@ impl WriterLock {
     /// The entry for the segment behind `fd`, taking over `fd` or closing it.
     fn for_fd(fd: OwnedFd) -> Result<Arc<WriterLock>, RingError> {
         static REGISTRY: LockRegistry = Mutex::new(BTreeMap::new());
-        let stat = nix::sys::stat::fstat(fd.as_fd()).map_err(sys("fstat the ring segment"))?;
-        let key = (stat.st_dev as u64, stat.st_ino as u64);
+        let key = fstat(fd.as_fd()).map_err(sys("fstat the ring segment"))?.id;
         let mut registry = REGISTRY.lock().unwrap_or_else(|p| p.into_inner());
         registry.retain(|_, entry| entry.strong_count() > 0);
         if let Some(entry) = registry.get(&key).and_then(Weak::upgrade) {
@@ -433,7 +467,7 @@ impl Producer {
     /// Opens the ring of a port: its `fd=` if it has one, else `name=`
     /// through `shm_open`.
     pub fn from_port(port: &mut Port) -> Result<Producer, RingError> {
-        Producer::from_fd(open_port(port, "write")?)
+        Producer::from_fd(open_port(port, End::Write)?)
     }
 
     /// Opens the ring in the segment `fd` (read-write).
@@ -570,7 +604,7 @@ impl Consumer {
     /// Opens the ring of a port: its `fd=` if it has one, else `name=`
     /// through `shm_open`.
     pub fn from_port(port: &mut Port) -> Result<Consumer, RingError> {
-        Consumer::from_fd(open_port(port, "read")?)
+        Consumer::from_fd(open_port(port, End::Read)?)
     }
 
     /// Opens the ring in the segment `fd` (read-write: the reader moves tail).
@@ -705,42 +739,33 @@ impl Consumer {
 /// The segment fd of a ring port: `fd=` when handed over, else `name=`.
 /// `end` is the end the caller means to use: a port planned for the other
 /// one is refused, so a program started in the wrong role fails at once.
-fn open_port(port: &mut Port, end: &str) -> Result<OwnedFd, RingError> {
-    let name = port.name().to_owned();
+fn open_port(port: &mut Port, end: End) -> Result<OwnedFd, RingError> {
+    let port_name = port.name().to_owned();
     let bad = |why: String| RingError::Port {
-        port: name.clone(),
+        port: port_name.clone(),
         why,
     };
-    if port.kind() != "posix-shm" {
-        return Err(bad(format!("kind `{}` is not posix-shm", port.kind())));
-    }
-    if let Some(layout) = port.get("layout")
-        && layout != "ring"
-    {
-        return Err(bad(format!("layout `{layout}` is not a ring")));
-    }
-    if let Some(planned) = port.end()
-        && planned != end
-    {
+    let description = port.description();
+    let Params::PosixShm { name, .. } = &description.params else {
         return Err(bad(format!(
-            "the port is planned as end={planned}, this side needs end={end}"
+            "kind `{}` is not {}",
+            description.kind(),
+            Kind::PosixShm
+        )));
+    };
+    if description.end != end {
+        return Err(bad(format!(
+            "the port is planned as end={}, this side needs end={end}",
+            description.end
         )));
     }
-    if port.fd_number().is_some() {
+    if description.fd.is_some() {
         return port
-            .fd()
+            .take_fd()
             .ok_or_else(|| bad("its fd is not open (or was taken already)".into()));
     }
-    let shm_name = port
-        .get("name")
-        .ok_or_else(|| bad("neither `fd=` nor `name=`".into()))?
-        .to_owned();
-    nix::sys::mman::shm_open(
-        shm_name.as_str(),
-        OFlag::O_RDWR | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(sys("shm_open the ring"))
+    let c_name = CString::new(name.as_str()).map_err(|_| bad("its name holds NUL".into()))?;
+    shm_open(&c_name).map_err(sys("shm_open the ring"))
 }
 
 #[cfg(test)]
