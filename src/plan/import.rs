@@ -521,10 +521,22 @@ fn check_channel_limits(id: &str, mechanism: &Mechanism, limits: &Limits, sink: 
             }
         }
         Mechanism::PosixSem { initial, .. } => {
-            check_initial(id, "posix-sem", *initial, limits.sem_value_max.value, sink);
+            check_initial(
+                id,
+                crate::mechanism::posix_sem::NAME,
+                *initial,
+                limits.sem_value_max.value,
+                sink,
+            );
         }
         Mechanism::SysvSem { count, initial } => {
-            check_initial(id, "sysv-sem", *initial, SYSV_SEMVMX, sink);
+            check_initial(
+                id,
+                crate::mechanism::sysv_sem::NAME,
+                *initial,
+                SYSV_SEMVMX,
+                sink,
+            );
             check_sem_set(id, u64::from(*count), limits, sink);
         }
         _ => {}
