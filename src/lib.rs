@@ -21,6 +21,7 @@ pub mod cli;
 pub mod diagnostic;
 pub mod host;
 pub mod launch;
+pub mod mechanism;
 pub mod plan;
 pub mod port;
 pub mod supervise;

@@ -50,7 +50,7 @@ mod error;
 mod identity;
 pub mod objects;
 pub mod placeholder;
-mod resources;
+pub(crate) mod resources;
 pub mod run_dir;
 mod spawn;
 

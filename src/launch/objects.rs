@@ -32,7 +32,12 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{SFlag, fstatat};
 use nix::unistd::UnlinkatFlags;
 
+use crate::mechanism::Kind;
 use crate::sys::ipc::{self, SysvIdentity, SysvKind};
+
+/// The journal's word for a socket file (not a mechanism: unix-listener
+/// and rpc edges both make one).
+const UNIX_SOCKET: &str = "unix-socket";
 
 /// A named object created by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,11 +76,11 @@ impl ObjectRecord {
     /// The kind as written in plans and the journal.
     pub fn kind(&self) -> &'static str {
         match self {
-            ObjectRecord::Fifo(_) => "fifo",
-            ObjectRecord::UnixSocket(_) => "unix-socket",
-            ObjectRecord::PosixShm(_) => "posix-shm",
-            ObjectRecord::PosixMq(_) => "posix-mq",
-            ObjectRecord::PosixSem(_) => "posix-sem",
+            ObjectRecord::Fifo(_) => Kind::Fifo.as_str(),
+            ObjectRecord::UnixSocket(_) => UNIX_SOCKET,
+            ObjectRecord::PosixShm(_) => Kind::PosixShm.as_str(),
+            ObjectRecord::PosixMq(_) => Kind::PosixMq.as_str(),
+            ObjectRecord::PosixSem(_) => Kind::PosixSem.as_str(),
             ObjectRecord::Sysv { kind, .. } => sysv_kind_name(*kind),
         }
     }
@@ -121,47 +126,24 @@ impl ObjectRecord {
         let name = words.next()?.to_owned();
         let file_name_ok = |n: &str| !n.contains('/') && n != "." && n != ".." && !n.is_empty();
         let posix_name_ok = |n: &str| n.starts_with('/') && file_name_ok(&n[1..]);
-        let record = match kind {
-            "fifo" if file_name_ok(&name) => ObjectRecord::Fifo(name),
-            "unix-socket" if file_name_ok(&name) => ObjectRecord::UnixSocket(name),
-            "posix-shm" if posix_name_ok(&name) => ObjectRecord::PosixShm(name),
-            "posix-mq" if posix_name_ok(&name) => ObjectRecord::PosixMq(name),
-            "posix-sem" if posix_name_ok(&name) => ObjectRecord::PosixSem(name),
-            "sysv-shm" | "sysv-mq" | "sysv-sem" => {
-                let kind = match kind {
-                    "sysv-shm" => SysvKind::Shm,
-                    "sysv-mq" => SysvKind::Msg,
-                    _ => SysvKind::Sem,
-                };
-                let id = name.parse().ok()?;
-                let mut identity = SysvIdentity {
-                    cuid: u32::MAX,
-                    mode: 0,
-                    ctime: 0,
-                    cpid: None,
-                };
-                let mut seen_cuid = false;
-                for word in words {
-                    let (key, value) = word.split_once('=')?;
-                    match key {
-                        "cuid" => {
-                            identity.cuid = value.parse().ok()?;
-                            seen_cuid = true;
-                        }
-                        "mode" => identity.mode = u32::from_str_radix(value, 8).ok()?,
-                        "ctime" => identity.ctime = value.parse().ok()?,
-                        "cpid" => identity.cpid = Some(value.parse().ok()?),
-                        _ => {}
-                    }
-                }
-                if !seen_cuid {
-                    return None;
-                }
-                ObjectRecord::Sysv { kind, id, identity }
-            }
-            _ => return None,
+        if kind == UNIX_SOCKET {
+            return file_name_ok(&name).then_some(ObjectRecord::UnixSocket(name));
+        }
+        let sysv = |kind: SysvKind| -> Option<ObjectRecord> {
+            let id = name.parse().ok()?;
+            let identity = parse_identity(words)?;
+            Some(ObjectRecord::Sysv { kind, id, identity })
         };
-        Some(record)
+        match Kind::from_name(kind)? {
+            Kind::Fifo if file_name_ok(&name) => Some(ObjectRecord::Fifo(name)),
+            Kind::PosixShm if posix_name_ok(&name) => Some(ObjectRecord::PosixShm(name)),
+            Kind::PosixMq if posix_name_ok(&name) => Some(ObjectRecord::PosixMq(name)),
+            Kind::PosixSem if posix_name_ok(&name) => Some(ObjectRecord::PosixSem(name)),
+            Kind::SysvShm => sysv(SysvKind::Shm),
+            Kind::SysvMq => sysv(SysvKind::Msg),
+            Kind::SysvSem => sysv(SysvKind::Sem),
+            _ => None,
+        }
     }
 
     /// Whether the object could be one the run `run_id` created: a POSIX
@@ -234,10 +216,39 @@ impl fmt::Display for ObjectRecord {
 
 fn sysv_kind_name(kind: SysvKind) -> &'static str {
     match kind {
-        SysvKind::Shm => "sysv-shm",
-        SysvKind::Msg => "sysv-mq",
-        SysvKind::Sem => "sysv-sem",
+        SysvKind::Shm => Kind::SysvShm,
+        SysvKind::Msg => Kind::SysvMq,
+        SysvKind::Sem => Kind::SysvSem,
     }
+    .as_str()
+}
+
+/// The identity words of a System V journal line (`cuid=` required).
+fn parse_identity<'a>(words: impl Iterator<Item = &'a str>) -> Option<SysvIdentity> {
+    let mut identity = SysvIdentity {
+        cuid: u32::MAX,
+        mode: 0,
+        ctime: 0,
+        cpid: None,
+    };
+    let mut seen_cuid = false;
+    for word in words {
+        let (key, value) = word.split_once('=')?;
+        match key {
+            "cuid" => {
+                identity.cuid = value.parse().ok()?;
+                seen_cuid = true;
+            }
+            "mode" => identity.mode = u32::from_str_radix(value, 8).ok()?,
+            "ctime" => identity.ctime = value.parse().ok()?,
+            "cpid" => identity.cpid = Some(value.parse().ok()?),
+            _ => {}
+        }
+    }
+    if !seen_cuid {
+        return None;
+    }
+    Some(identity)
 }
 
 fn c_name(name: &str) -> Result<CString, Errno> {

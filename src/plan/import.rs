@@ -13,13 +13,13 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
-use super::edges::SYSV_SEMVMX;
 use super::model::{
     EndpointPlan, FdRole, Mechanism, NamedObject, ObjectKind, PLAN_FORMAT_VERSION, Plan,
-    ProcessPlan, RUN_DIR, Readiness,
+    ProcessPlan, RUN_DIR, Readiness, Transport,
 };
 use super::{Limit, Limits, MAX_INSTANCES, PlanError, Planned, Sink};
 use crate::diagnostic::{Diagnostic, Label};
+use crate::mechanism::sysv_sem::SEMVMX as SYSV_SEMVMX;
 
 /// The warning codes a plan may record (`docs/topology.md`).
 const WARNING_CODES: [&str; 4] = ["W0101", "W0201", "W0202", "W0301"];
@@ -469,7 +469,7 @@ fn check_channel_limits(id: &str, mechanism: &Mechanism, limits: &Limits, sink: 
         Mechanism::UnixListener { path, .. } => check_socket_path(id, path, limits, sink),
         Mechanism::Rpc {
             transport, address, ..
-        } if transport == "unix" => check_socket_path(id, address, limits, sink),
+        } if *transport == Transport::Unix => check_socket_path(id, address, limits, sink),
         Mechanism::PosixShm { size, ring, .. } => {
             check_size("E0609", id, *size, &limits.posix_shm_max, "/dev/shm", sink);
             if let Some(ring) = ring {
@@ -521,10 +521,22 @@ fn check_channel_limits(id: &str, mechanism: &Mechanism, limits: &Limits, sink: 
             }
         }
         Mechanism::PosixSem { initial, .. } => {
-            check_initial(id, "posix-sem", *initial, limits.sem_value_max.value, sink);
+            check_initial(
+                id,
+                crate::mechanism::posix_sem::NAME,
+                *initial,
+                limits.sem_value_max.value,
+                sink,
+            );
         }
         Mechanism::SysvSem { count, initial } => {
-            check_initial(id, "sysv-sem", *initial, SYSV_SEMVMX, sink);
+            check_initial(
+                id,
+                crate::mechanism::sysv_sem::NAME,
+                *initial,
+                SYSV_SEMVMX,
+                sink,
+            );
             check_sem_set(id, u64::from(*count), limits, sink);
         }
         _ => {}

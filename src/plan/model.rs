@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
 use crate::diagnostic::Diagnostic;
+use crate::mechanism::Kind;
+pub use crate::mechanism::fifo::Deliver;
+pub use crate::mechanism::inherit::OwnStream;
+pub use crate::mechanism::rpc::Transport;
 use crate::topology::SocketType;
 
 /// Version of the JSON plan format; bumped on incompatible changes.
@@ -430,7 +434,7 @@ pub enum Mechanism {
     /// ipc-run's own stdin/stdout handed to the process; nothing copies.
     Inherit {
         /// `stdin` or `stdout`.
-        stream: String,
+        stream: OwnStream,
     },
     /// An anonymous pipe.
     Pipe {
@@ -442,7 +446,7 @@ pub enum Mechanism {
         /// Path template.
         path: String,
         /// How processes receive it.
-        deliver: String,
+        deliver: Deliver,
     },
     /// A Unix socketpair.
     Socketpair {
@@ -530,7 +534,7 @@ pub enum Mechanism {
         /// Protocol label (grpc, json-rpc, http, dbus, …).
         protocol: String,
         /// `unix` or `tcp`.
-        transport: String,
+        transport: Transport,
         /// Socket path (unix) or bind address (tcp) template.
         address: String,
         /// Listen backlog.
@@ -539,47 +543,59 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
+    /// The mechanism's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Mechanism::Inherit { .. } => Kind::Inherit,
+            Mechanism::Pipe { .. } => Kind::Pipe,
+            Mechanism::Fifo { .. } => Kind::Fifo,
+            Mechanism::Socketpair { .. } => Kind::Socketpair,
+            Mechanism::UnixListener { .. } => Kind::UnixListener,
+            Mechanism::Tcp { .. } => Kind::Tcp,
+            Mechanism::Udp { .. } => Kind::Udp,
+            Mechanism::PosixShm { .. } => Kind::PosixShm,
+            Mechanism::SysvShm { .. } => Kind::SysvShm,
+            Mechanism::PosixMq { .. } => Kind::PosixMq,
+            Mechanism::SysvMq { .. } => Kind::SysvMq,
+            Mechanism::PosixSem { .. } => Kind::PosixSem,
+            Mechanism::SysvSem { .. } => Kind::SysvSem,
+            Mechanism::Signal { .. } => Kind::Signal,
+            Mechanism::Rpc { .. } => Kind::Rpc,
+        }
+    }
+
     /// The mechanism's name as written in topology files.
     pub fn name(&self) -> &'static str {
-        match self {
-            Mechanism::Inherit { .. } => "inherit",
-            Mechanism::Pipe { .. } => "pipe",
-            Mechanism::Fifo { .. } => "fifo",
-            Mechanism::Socketpair { .. } => "socketpair",
-            Mechanism::UnixListener { .. } => "unix-listener",
-            Mechanism::Tcp { .. } => "tcp",
-            Mechanism::Udp { .. } => "udp",
-            Mechanism::PosixShm { .. } => "posix-shm",
-            Mechanism::SysvShm { .. } => "sysv-shm",
-            Mechanism::PosixMq { .. } => "posix-mq",
-            Mechanism::SysvMq { .. } => "sysv-mq",
-            Mechanism::PosixSem { .. } => "posix-sem",
-            Mechanism::SysvSem { .. } => "sysv-sem",
-            Mechanism::Signal { .. } => "signal",
-            Mechanism::Rpc { .. } => "rpc",
-        }
+        self.kind().as_str()
     }
 
     /// A one-line summary with the parameters, for text plans and graphs.
     pub fn summary(&self) -> String {
+        let details = self.details();
+        if details.is_empty() {
+            self.name().to_owned()
+        } else {
+            format!("{} {details}", self.name())
+        }
+    }
+
+    /// The parameters in [`Mechanism::summary`], after the name.
+    fn details(&self) -> String {
         use crate::topology::ByteSize;
         match self {
-            Mechanism::Inherit { stream } => format!("inherit ipc-run's {stream}"),
-            Mechanism::Pipe { .. } => "pipe".into(),
-            Mechanism::Fifo { path, deliver } => format!("fifo {path} (deliver {deliver})"),
-            Mechanism::Socketpair { socket } => format!("socketpair {}", socket.as_str()),
-            Mechanism::UnixListener { socket, path, .. } => {
-                format!("unix-listener {} {path}", socket.as_str())
-            }
-            Mechanism::Tcp { bind, .. } => format!("tcp {bind}"),
-            Mechanism::Udp { bind } => format!("udp {bind}"),
+            Mechanism::Inherit { stream } => format!("ipc-run's {stream}"),
+            Mechanism::Pipe { .. } => String::new(),
+            Mechanism::Fifo { path, deliver } => format!("{path} (deliver {deliver})"),
+            Mechanism::Socketpair { socket } => socket.as_str().to_owned(),
+            Mechanism::UnixListener { socket, path, .. } => format!("{} {path}", socket.as_str()),
+            Mechanism::Tcp { bind, .. } | Mechanism::Udp { bind } => bind.clone(),
             Mechanism::PosixShm {
                 name,
                 size,
                 ring: Some(ring),
                 ..
             } => format!(
-                "posix-shm {name} {} ring: {} of records, {} producer(s)",
+                "{name} {} ring: {} of records, {} producer(s)",
                 ByteSize(*size),
                 ByteSize(ring.capacity),
                 ring.producers
@@ -589,52 +605,36 @@ impl Mechanism {
                 size,
                 semaphores,
                 ..
-            } if semaphores.is_empty() => {
-                format!("posix-shm {name} {}", ByteSize(*size))
+            } if semaphores.is_empty() => format!("{name} {}", ByteSize(*size)),
+            Mechanism::PosixShm { name, size, .. } => {
+                format!("{name} {} + semaphores lock, ready", ByteSize(*size))
             }
-            Mechanism::PosixShm { name, size, .. } => format!(
-                "posix-shm {name} {} + semaphores lock, ready",
-                ByteSize(*size)
-            ),
             Mechanism::SysvShm {
                 size,
                 semaphore_set: false,
-            } => format!("sysv-shm {}", ByteSize(*size)),
+            } => ByteSize(*size).to_string(),
             Mechanism::SysvShm {
                 size,
                 semaphore_set: true,
-            } => format!("sysv-shm {} + semaphore set lock, ready", ByteSize(*size)),
+            } => format!("{} + semaphore set lock, ready", ByteSize(*size)),
             Mechanism::PosixMq {
                 name,
                 depth,
                 message_size,
-            } => {
-                format!(
-                    "posix-mq {name} depth {depth} x {}",
-                    ByteSize(*message_size)
-                )
-            }
+            } => format!("{name} depth {depth} x {}", ByteSize(*message_size)),
             Mechanism::SysvMq {
                 queue_bytes,
                 message_size,
-            } => {
-                format!(
-                    "sysv-mq {} x {}",
-                    ByteSize(*queue_bytes),
-                    ByteSize(*message_size)
-                )
-            }
-            Mechanism::PosixSem { name, initial } => format!("posix-sem {name} initial {initial}"),
-            Mechanism::SysvSem { count, initial } => {
-                format!("sysv-sem {count} x initial {initial}")
-            }
-            Mechanism::Signal { signal } => format!("signal {}", signal.name),
+            } => format!("{} x {}", ByteSize(*queue_bytes), ByteSize(*message_size)),
+            Mechanism::PosixSem { name, initial } => format!("{name} initial {initial}"),
+            Mechanism::SysvSem { count, initial } => format!("{count} x initial {initial}"),
+            Mechanism::Signal { signal } => signal.name.to_owned(),
             Mechanism::Rpc {
                 protocol,
                 transport,
                 address,
                 ..
-            } => format!("rpc {protocol} over {transport} {address}"),
+            } => format!("{protocol} over {transport} {address}"),
         }
     }
 }

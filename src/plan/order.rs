@@ -20,7 +20,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::edges::{ChannelDecl, PortEnd};
-use super::model::{CycleVerdict, DataCycle, End, Mechanism};
+use super::model::{CycleVerdict, DataCycle, Deliver, End, Mechanism};
 use super::processes::ProcessDecl;
 use super::{Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
@@ -375,7 +375,7 @@ fn deadlock_warning(
 
 /// Whether a channel is a FIFO its processes open by path.
 fn is_path_fifo(channel: &ChannelDecl) -> bool {
-    matches!(&channel.plan.mechanism, Mechanism::Fifo { deliver, .. } if deliver == "path")
+    matches!(&channel.plan.mechanism, Mechanism::Fifo { deliver, .. } if *deliver == Deliver::Path)
 }
 
 /// The instance holding a channel end.
