@@ -1,10 +1,8 @@
 //! The command line: argument parsing, the top-level error that owns the
 //! exit codes, and the glue that runs one stage after another.
 //!
-//! Exit codes (documented in the README and `docs/topology.md`):
-//! 0 success, 1 invalid topology (or unreadable file), 2 usage error,
-//! 3 launch failure; a run otherwise exits with its processes' status
-//! (`docs/supervision.md`).
+//! The exit codes themselves live in [`crate::exit`]; a run otherwise
+//! exits with its processes' status (`docs/supervision.md`).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -12,17 +10,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::diagnostic::Diagnostic;
+use crate::exit::ExitCode;
 use crate::plan::{self, Limits, PlanError, Planned};
 use crate::topology::{Topology, TopologyError};
-
-/// Exit status when everything succeeded.
-pub const EXIT_OK: i32 = 0;
-/// Exit status for an invalid or unreadable topology.
-pub const EXIT_INVALID: i32 = 1;
-/// Exit status for a command-line usage error (as clap reports it).
-pub const EXIT_USAGE: i32 = 2;
-/// Exit status when the run could not be prepared or a process not started.
-pub const EXIT_LAUNCH: i32 = crate::supervise::LAUNCH_FAILURE;
 
 /// Declarative process-topology orchestrator for Linux.
 #[derive(Debug, Parser)]
@@ -358,13 +348,12 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Topology(_) | CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {
-                EXIT_INVALID
+                ExitCode::Invalid.code()
             }
-            CliError::Output(_) => EXIT_INVALID,
-            CliError::Launch(_) | CliError::Clean(_) => EXIT_LAUNCH,
-            CliError::Bench(crate::bench::BenchError::Usage(_)) => EXIT_USAGE,
-            CliError::Bench(_) => EXIT_LAUNCH,
-            CliError::Tap(_) => EXIT_USAGE,
+            CliError::Output(_) => ExitCode::Invalid.code(),
+            CliError::Launch(_) | CliError::Clean(_) => ExitCode::Launch.code(),
+            CliError::Bench(error) => error.exit_code(),
+            CliError::Tap(_) => ExitCode::Usage.code(),
         }
     }
 }
@@ -422,6 +411,9 @@ fn report(error: &CliError, color: bool) {
             let _ = writeln!(stderr, "{}", summary_line(path, 1, 0, color));
         }
         CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {}
+        CliError::Bench(stopped) if stopped.is_interruption() => {
+            let _ = writeln!(stderr, "{stopped}");
+        }
         other => {
             let _ = writeln!(stderr, "{}: {other}", paint_error("error", color));
         }
@@ -539,7 +531,10 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     let command = cli.command;
     match command {
         Command::Run(args) => return run_topology(&args, cli.color, color),
-        Command::Bench(args) => return Ok(crate::bench::run(&args)?),
+        Command::Bench(args) => {
+            crate::bench::run(&args)?;
+            return Ok(ExitCode::Success.code());
+        }
         Command::BenchPeer { spec } => return Ok(crate::bench::peer_main(&spec)),
         Command::Port(args) => return Ok(crate::port::main(args)),
         _ => {}
@@ -595,7 +590,7 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         }
     }
     stdout.flush()?;
-    Ok(EXIT_OK)
+    Ok(ExitCode::Success.code())
 }
 
 /// `ipc-run run`: plan, launch, supervise, clean up; the exit code follows
@@ -693,7 +688,7 @@ fn clean(runtime_dir: Option<PathBuf>) -> Result<i32, CliError> {
     }
     out.flush()?;
     if problems.is_empty() {
-        Ok(EXIT_OK)
+        Ok(ExitCode::Success.code())
     } else {
         Err(CliError::Clean(format!(
             "could not remove {} object(s): {}",

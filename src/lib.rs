@@ -19,6 +19,7 @@ pub mod bench;
 pub mod child;
 pub mod cli;
 pub mod diagnostic;
+pub mod exit;
 pub mod host;
 pub mod launch;
 pub mod plan;

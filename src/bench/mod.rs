@@ -35,6 +35,7 @@ use nix::sys::signal::SigSet;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::exit::ExitCode;
 use cleanup::Object;
 use link::{Connected, Endpoint, ParentSide, Place, Test};
 use measure::Rounds;
@@ -57,6 +58,43 @@ pub enum BenchError {
     /// Writing the output failed.
     #[error("failed to write output: {0}")]
     Output(#[from] std::io::Error),
+    /// A termination signal ended the bench; what it made is removed.
+    #[error("ipc-run bench: interrupted by {signal}; removed {removed} object(s) it had made")]
+    Interrupted {
+        /// The signal.
+        signal: nix::sys::signal::Signal,
+        /// How many objects were removed.
+        removed: usize,
+    },
+    /// A peer hung past its deadline and even killing it did not unblock
+    /// the measurement; what the bench made is removed.
+    #[error("ipc-run bench: {what} did not finish; gave up and removed {removed} object(s)")]
+    GaveUp {
+        /// The measurement.
+        what: String,
+        /// How many objects were removed.
+        removed: usize,
+    },
+}
+
+impl BenchError {
+    /// The exit code: usage errors 2, an interruption 128+signal, anything
+    /// else a launch failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BenchError::Usage(_) | BenchError::Spec(_) => ExitCode::Usage.code(),
+            BenchError::Interrupted { signal, .. } => crate::exit::signaled(*signal as i32),
+            BenchError::Setup(_) | BenchError::Output(_) | BenchError::GaveUp { .. } => {
+                ExitCode::Launch.code()
+            }
+        }
+    }
+
+    /// Whether the bench was stopped rather than failed (reported without
+    /// an `error:` prefix).
+    pub fn is_interruption(&self) -> bool {
+        matches!(self, BenchError::Interrupted { .. })
+    }
 }
 
 /// Output format of `ipc-run bench`.
@@ -222,36 +260,24 @@ pub struct PeerSpec {
     pub parent: i32,
 }
 
-/// `ipc-run bench`: measures, prints, cleans up; returns the exit code.
-pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
+/// `ipc-run bench`: measures, prints, cleans up.
+///
+/// The measurements run on a thread of their own while this one waits for
+/// the first of: the measurements finished, a termination signal, or a
+/// peer that hung past its deadline. On the last two the watcher has
+/// already removed every object; the stuck measurement thread is left to
+/// end with the process, and the error goes back to `main`.
+pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let settings = Settings::new(args.quick, args.duration, args.rounds)?;
-    let mechanisms: Vec<Mechanism> = if args.mechanisms.is_empty() {
-        Mechanism::ALL.to_vec()
-    } else {
-        let mut m: Vec<Mechanism> = Vec::new();
-        for &mechanism in &args.mechanisms {
-            if !m.contains(&mechanism) {
-                m.push(mechanism);
-            }
-        }
-        m
-    };
-    let mut sizes = if args.sizes.is_empty() {
-        DEFAULT_SIZES.to_vec()
-    } else {
-        args.sizes.clone()
-    };
-    sizes.sort_unstable();
-    sizes.dedup();
-    let mut rtt_sizes: Vec<usize> = sizes.iter().copied().filter(|&s| s <= 4096).collect();
-    if rtt_sizes.is_empty() {
-        rtt_sizes.push(sizes[0]);
-    }
+    let mechanisms = chosen_mechanisms(&args.mechanisms);
+    let (sizes, rtt_sizes) = chosen_sizes(&args.sizes);
+    let format = args.format;
 
     let host = Host::describe();
     // Block the termination signals and the ping-pong signals before any
     // thread exists, so every thread inherits the mask: the watcher takes
-    // the former with sigtimedwait, the main thread the latter with sigwait.
+    // the former with sigtimedwait, the measuring thread the latter with
+    // sigwait.
     let mut blocked = cleanup::termination_signals();
     for signal in measure::signal_set().iter() {
         blocked.add(signal);
@@ -259,8 +285,72 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
     blocked
         .thread_block()
         .map_err(|e| BenchError::Setup(format!("blocking signals: {e}")))?;
-    cleanup::start_watcher().map_err(|e| BenchError::Setup(format!("watcher thread: {e}")))?;
+    let (events, ended) = std::sync::mpsc::channel();
+    cleanup::start_watcher(events.clone())
+        .map_err(|e| BenchError::Setup(format!("watcher thread: {e}")))?;
+    let (place, dir_guard) = make_place()?;
 
+    let measuring = move || {
+        let mut jobs = plan_jobs(&mechanisms, &sizes, &rtt_sizes, &place.limits);
+        measure_all(&place, &mut jobs, &settings);
+        let records: Vec<Record> = jobs.iter().flat_map(Job::records).collect();
+        drop(dir_guard);
+        let report = Report {
+            host,
+            settings: settings.describe(),
+            records,
+        };
+        let _ = events.send(cleanup::End::Finished(write_report(&report, format)));
+    };
+    std::thread::Builder::new()
+        .name("bench-measure".into())
+        .spawn(measuring)
+        .map_err(|e| BenchError::Setup(format!("measuring thread: {e}")))?;
+    match ended.recv() {
+        Ok(cleanup::End::Finished(result)) => result,
+        Ok(cleanup::End::Interrupted { signal, removed }) => {
+            Err(BenchError::Interrupted { signal, removed })
+        }
+        Ok(cleanup::End::GaveUp { what, removed }) => Err(BenchError::GaveUp { what, removed }),
+        Err(std::sync::mpsc::RecvError) => Err(BenchError::Setup(
+            "the measuring thread ended without a result".to_owned(),
+        )),
+    }
+}
+
+/// The mechanisms asked for, in order, without repeats; all by default.
+fn chosen_mechanisms(asked: &[Mechanism]) -> Vec<Mechanism> {
+    if asked.is_empty() {
+        return Mechanism::ALL.to_vec();
+    }
+    let mut m: Vec<Mechanism> = Vec::new();
+    for &mechanism in asked {
+        if !m.contains(&mechanism) {
+            m.push(mechanism);
+        }
+    }
+    m
+}
+
+/// The throughput sizes (sorted, without repeats) and the round-trip sizes
+/// (those up to 4 KiB, or the smallest).
+fn chosen_sizes(asked: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut sizes = if asked.is_empty() {
+        DEFAULT_SIZES.to_vec()
+    } else {
+        asked.to_vec()
+    };
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut rtt_sizes: Vec<usize> = sizes.iter().copied().filter(|&s| s <= 4096).collect();
+    if rtt_sizes.is_empty() {
+        rtt_sizes.push(sizes[0]);
+    }
+    (sizes, rtt_sizes)
+}
+
+/// The private directory (registered for cleanup) and the names' id.
+fn make_place() -> Result<(Place, cleanup::Guard), BenchError> {
     let mut random = [0u8; 8];
     crate::sys::fd::fill_random(&mut random)
         .map_err(|e| BenchError::Setup(format!("getrandom: {e}")))?;
@@ -276,27 +366,40 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
     .map_err(|e| BenchError::Setup(format!("creating {}: {e}", dir.display())))?;
     tracing::debug!("bench id {id}");
     let place = Place {
-        dir: dir.clone(),
+        dir,
         id,
         limits: HostLimits::read(),
     };
+    Ok((place, dir_guard))
+}
 
-    // Every measurement to make, in output order; each round makes all of
-    // them once, starting at a rotated place, and the records take the
-    // median (throughput) or the pooled percentiles (round trips).
+/// Every measurement to make, in output order.
+fn plan_jobs(
+    mechanisms: &[Mechanism],
+    sizes: &[usize],
+    rtt_sizes: &[usize],
+    limits: &HostLimits,
+) -> Vec<Job> {
     let mut jobs: Vec<Job> = Vec::new();
-    for &mechanism in &mechanisms {
-        for &size in &sizes {
-            jobs.push(Job::new(mechanism, Test::Throughput, size, &place.limits));
+    for &mechanism in mechanisms {
+        for &size in sizes {
+            jobs.push(Job::new(mechanism, Test::Throughput, size, limits));
         }
         if mechanism == Mechanism::Signal {
-            jobs.push(Job::new(mechanism, Test::RoundTrip, 0, &place.limits));
+            jobs.push(Job::new(mechanism, Test::RoundTrip, 0, limits));
         } else {
-            for &size in &rtt_sizes {
-                jobs.push(Job::new(mechanism, Test::RoundTrip, size, &place.limits));
+            for &size in rtt_sizes {
+                jobs.push(Job::new(mechanism, Test::RoundTrip, size, limits));
             }
         }
     }
+    jobs
+}
+
+/// Each round makes every job once, starting at a rotated place; the
+/// records take the median (throughput) or the pooled percentiles (round
+/// trips).
+fn measure_all(place: &Place, jobs: &mut [Job], settings: &Settings) {
     let rounds = settings.rounds;
     for round in 0..rounds {
         let count = jobs.len();
@@ -306,7 +409,7 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
             if job.refused.is_some() {
                 continue;
             }
-            match measure_one(&place, job.mechanism, job.test, job.size, &settings) {
+            match measure_one(place, job.mechanism, job.test, job.size, settings) {
                 Ok(measured) => job.results.push(measured),
                 Err(reason) => {
                     tracing::warn!(
@@ -319,21 +422,16 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
             }
         }
     }
-    let records: Vec<Record> = jobs.iter().flat_map(Job::records).collect();
-    drop(dir_guard);
+}
 
-    let report = Report {
-        host,
-        settings: settings.describe(),
-        records,
-    };
+fn write_report(report: &Report, format: BenchFormat) -> Result<(), BenchError> {
     let mut stdout = std::io::stdout().lock();
-    match args.format {
+    match format {
         BenchFormat::Text => stdout.write_all(report.text().as_bytes())?,
         BenchFormat::Json => stdout.write_all(report.json().as_bytes())?,
     }
     stdout.flush()?;
-    Ok(crate::cli::EXIT_OK)
+    Ok(())
 }
 
 enum Measured {
@@ -643,11 +741,11 @@ pub fn peer_main(spec: &str) -> i32 {
         Ok(spec) => spec,
         Err(e) => {
             eprintln!("error: {}", BenchError::Spec(e.to_string()));
-            return crate::cli::EXIT_USAGE;
+            return ExitCode::Usage.code();
         }
     };
     match peer(&spec) {
-        Ok(()) => crate::cli::EXIT_OK,
+        Ok(()) => ExitCode::Success.code(),
         Err(e) => {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "error {e}");
