@@ -125,7 +125,44 @@ pub enum SuperviseError {
     },
     /// Preparing the run (resources, run directory) failed.
     #[error("failed to prepare the run: {0}")]
-    Prepare(String),
+    Prepare(#[from] crate::launch::LaunchError),
+    /// A `--log-dir` directory or file could not be made.
+    #[error("failed to prepare the run: {action} {}: {source}", .path.display())]
+    LogFile {
+        /// `create log directory` or `open log file`.
+        action: &'static str,
+        /// The directory or file.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Why the runtime could not start an instance. The message reads after
+/// "INSTANCE: failed to start: ", so it does not name the instance.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The launcher could not start it (the program by name and errno, or
+    /// the step that failed).
+    #[error("{}", launch_cause(.0))]
+    Launch(#[from] crate::launch::LaunchError),
+    /// A plain spawner could not execute the program.
+    #[error("{program}: {source}")]
+    Program {
+        /// The program as written.
+        program: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A launch error without the instance's name, which the supervisor puts
+/// in front itself.
+fn launch_cause(error: &crate::launch::LaunchError) -> String {
+    match error {
+        crate::launch::LaunchError::Spawn(spawn) => spawn.to_string(),
+        other => other.to_string(),
+    }
 }
 
 impl SuperviseError {
@@ -155,7 +192,7 @@ pub struct Spawned {
 /// The launcher as the supervisor uses it.
 pub trait Runtime {
     /// Spawns (or respawns) `instance`; the error names program and errno.
-    fn spawn(&mut self, instance: &str) -> Result<Spawned, String>;
+    fn spawn(&mut self, instance: &str) -> Result<Spawned, StartError>;
     /// `instance` is finished for good: drop the held copies of its channel
     /// ends, so its peers see EOF.
     fn release_ends_of(&mut self, instance: &str);
@@ -341,9 +378,7 @@ fn supervise_blocked<R: Runtime>(
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
     let mut writer = LogWriter::new(&names, stdout, stderr, color);
     if let Some(dir) = &options.log_dir {
-        writer = writer
-            .with_log_dir(dir, &names)
-            .map_err(SuperviseError::Prepare)?;
+        writer = writer.with_log_dir(dir, &names)?;
     }
     let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
     let mut instances: Vec<Instance> = plan
@@ -679,7 +714,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             Err(why) => {
                 self.message(&format!("{name}: failed to start: {why}"));
                 let first_start = self.instances[i].restarts == 0;
-                let ending = Ending::FailedToStart(why);
+                let ending = Ending::FailedToStart(why.to_string());
                 if first_start {
                     self.fail_launch(i, ending);
                 } else {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use ipc_run::plan::{EndpointPlan, Mechanism, Plan};
-use ipc_run::supervise::{Runtime, Spawned};
+use ipc_run::supervise::{Runtime, Spawned, StartError};
 use nix::fcntl::OFlag;
 use nix::unistd::Pid;
 
@@ -67,7 +67,7 @@ impl PipeRuntime {
 }
 
 impl Runtime for PipeRuntime {
-    fn spawn(&mut self, instance: &str) -> Result<Spawned, String> {
+    fn spawn(&mut self, instance: &str) -> Result<Spawned, StartError> {
         let process = self
             .plan
             .processes
@@ -107,10 +107,12 @@ impl Runtime for PipeRuntime {
         command.stderr(end(2).unwrap_or_else(Stdio::piped));
         let program = process.argv[0].clone();
         if !executable_exists(&program) {
-            let err = std::io::Error::from_raw_os_error(nix::libc::ENOENT);
-            return Err(format!("{program}: {err}"));
+            let source = std::io::Error::from_raw_os_error(nix::libc::ENOENT);
+            return Err(StartError::Program { program, source });
         }
-        let mut child = command.spawn().map_err(|err| format!("{program}: {err}"))?;
+        let mut child = command
+            .spawn()
+            .map_err(|source| StartError::Program { program, source })?;
         Ok(Spawned {
             pid: Pid::from_raw(child.id() as i32),
             stdout: child.stdout.take().map(OwnedFd::from),
