@@ -136,24 +136,15 @@ pub struct BenchArgs {
 /// Largest message size accepted.
 const MAX_SIZE: usize = 64 << 20;
 
-/// Parses `64`, `4K`, `4KiB`, `1M`, `1MiB` (binary units).
+/// Parses a message size by the topology's rule
+/// ([`crate::topology::ByteSize`]: `64`, `4K`/`4KiB`, `1M`/`1MiB`, decimal
+/// `kB`, `MB`), from 1 B to 64 MiB.
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size like 64, 4K or 1M"))?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1 << 10,
-        "m" | "mib" | "mb" => 1 << 20,
-        _ => return Err(format!("`{text}`: unknown unit (use B, K or M)")),
-    };
-    let size = n
-        .checked_mul(scale)
+    let size = crate::topology::ByteSize::parse(text)?;
+    usize::try_from(size.bytes())
+        .ok()
         .filter(|s| (1..=MAX_SIZE).contains(s))
-        .ok_or_else(|| format!("`{text}`: a size must be 1 B to 64 MiB"))?;
-    Ok(size)
+        .ok_or_else(|| format!("`{text}`: a size must be 1 B to 64 MiB"))
 }
 
 /// The default message sizes.
@@ -811,11 +802,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_with_binary_units() {
+    fn sizes_parse_by_the_topology_rule() {
         assert_eq!(parse_size("64"), Ok(64));
         assert_eq!(parse_size("4K"), Ok(4096));
         assert_eq!(parse_size("64KiB"), Ok(65536));
         assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("4KB"), Ok(4000));
         assert!(parse_size("0").is_err());
         assert!(parse_size("1G").is_err());
         assert!(parse_size("x").is_err());
