@@ -339,8 +339,8 @@ pub enum CliError {
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
     /// A `--tap` that cannot be done.
-    #[error("{0}")]
-    Tap(String),
+    #[error(transparent)]
+    Tap(#[from] crate::port::tap::TapError),
 }
 
 impl CliError {
@@ -470,8 +470,7 @@ fn load_and_plan_in(
         Ok(planned) if !args.tap.is_empty() => {
             // Taps rewrite the topology as planned, then plan it again.
             let mut tapped = topology.clone();
-            crate::port::tap::apply(&mut tapped, &planned.plan, &args.tap)
-                .map_err(CliError::Tap)?;
+            crate::port::tap::apply(&mut tapped, &planned.plan, &args.tap)?;
             let outcome = plan::plan(&tapped, &limits);
             return finish_plan(args, tapped, outcome, color);
         }
@@ -606,12 +605,12 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
     drop(topology);
     // Each tap's copy starts empty; the tap process appends.
     for tap in &args.plan.tap {
-        crate::port::tap::truncate(&tap.file).map_err(|e| {
-            CliError::Tap(format!(
-                "--tap {}: cannot create {}: {e}",
-                tap.edge,
-                tap.file.display()
-            ))
+        crate::port::tap::truncate(&tap.file).map_err(|source| {
+            crate::port::tap::TapError::CreateFile {
+                edge: tap.edge.clone(),
+                file: tap.file.clone(),
+                source,
+            }
         })?;
     }
     let nofile = raise_nofile();
