@@ -333,8 +333,11 @@ pub enum CliError {
     #[error(transparent)]
     Launch(#[from] crate::supervise::SuperviseError),
     /// `clean` could not remove everything.
-    #[error("{0}")]
-    Clean(String),
+    #[error("could not remove {} object(s): {}", .failed.len(), .failed.join("; "))]
+    Clean {
+        /// Each object left behind, with its run directory.
+        failed: Vec<String>,
+    },
     /// `bench` could not run.
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
@@ -351,7 +354,7 @@ impl CliError {
                 ExitCode::Invalid.code()
             }
             CliError::Output(_) => ExitCode::Invalid.code(),
-            CliError::Launch(_) | CliError::Clean(_) => ExitCode::Launch.code(),
+            CliError::Launch(_) | CliError::Clean { .. } => ExitCode::Launch.code(),
             CliError::Bench(error) => error.exit_code(),
             CliError::Tap(_) => ExitCode::Usage.code(),
         }
@@ -689,11 +692,7 @@ fn clean(runtime_dir: Option<PathBuf>) -> Result<i32, CliError> {
     if problems.is_empty() {
         Ok(ExitCode::Success.code())
     } else {
-        Err(CliError::Clean(format!(
-            "could not remove {} object(s): {}",
-            problems.len(),
-            problems.join("; ")
-        )))
+        Err(CliError::Clean { failed: problems })
     }
 }
 
