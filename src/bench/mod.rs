@@ -493,61 +493,69 @@ impl Job {
                 .collect();
         }
         match self.test {
-            Test::Throughput => {
-                let mut rates = Vec::new();
-                let (mut messages, mut sent, mut received) = (0, Some(0u64), 0);
-                for result in &self.results {
-                    if let Measured::Throughput { through, sent: s } = result {
-                        rates.push(through.gb_per_s());
-                        messages += through.messages;
-                        received += through.received_total;
-                        sent = sent.zip(*s).map(|(a, b)| a + b);
-                    }
-                }
-                let mut out = vec![Record::value(
-                    name,
-                    size,
-                    Metric::Throughput,
-                    median(&mut rates),
-                    messages,
-                )];
-                if self.mechanism == Mechanism::Udp {
-                    out.push(match sent {
-                        Some(sent) => Record::value(
-                            name,
-                            size,
-                            Metric::Lost,
-                            sent.saturating_sub(received) as f64,
-                            sent,
-                        ),
-                        None => Record::na(
-                            name,
-                            size,
-                            Metric::Lost,
-                            "the sender did not report its count",
-                        ),
-                    });
-                }
-                out
-            }
-            Test::RoundTrip => {
-                let mut pooled = measure::RoundTrips::default();
-                for result in &self.results {
-                    if let Measured::RoundTrips(trips) = result {
-                        pooled.nanos.extend_from_slice(&trips.nanos);
-                        pooled.lost += trips.lost;
-                    }
-                }
-                let n = pooled.nanos.len() as u64;
-                [(Metric::RoundTripP50, 50.0), (Metric::RoundTripP99, 99.0)]
-                    .into_iter()
-                    .map(|(metric, p)| match pooled.percentile_us(p) {
-                        Some(v) => Record::value(name, size, metric, v, n),
-                        None => Record::na(name, size, metric, "no round trip completed"),
-                    })
-                    .collect()
+            Test::Throughput => self.throughput_records(),
+            Test::RoundTrip => self.round_trip_records(),
+        }
+    }
+
+    /// The median rate of the rounds, and for UDP the datagrams lost.
+    fn throughput_records(&self) -> Vec<Record> {
+        let (name, size) = (self.mechanism.name(), self.size);
+        let mut rates = Vec::new();
+        let (mut messages, mut sent, mut received) = (0, Some(0u64), 0);
+        for result in &self.results {
+            if let Measured::Throughput { through, sent: s } = result {
+                rates.push(through.gb_per_s());
+                messages += through.messages;
+                received += through.received_total;
+                sent = sent.zip(*s).map(|(a, b)| a + b);
             }
         }
+        let mut out = vec![Record::value(
+            name,
+            size,
+            Metric::Throughput,
+            median(&mut rates),
+            messages,
+        )];
+        if self.mechanism == Mechanism::Udp {
+            out.push(match sent {
+                Some(sent) => Record::value(
+                    name,
+                    size,
+                    Metric::Lost,
+                    sent.saturating_sub(received) as f64,
+                    sent,
+                ),
+                None => Record::na(
+                    name,
+                    size,
+                    Metric::Lost,
+                    "the sender did not report its count",
+                ),
+            });
+        }
+        out
+    }
+
+    /// The percentiles of every round's round trips pooled.
+    fn round_trip_records(&self) -> Vec<Record> {
+        let (name, size) = (self.mechanism.name(), self.size);
+        let mut pooled = measure::RoundTrips::default();
+        for result in &self.results {
+            if let Measured::RoundTrips(trips) = result {
+                pooled.nanos.extend_from_slice(&trips.nanos);
+                pooled.lost += trips.lost;
+            }
+        }
+        let n = pooled.nanos.len() as u64;
+        [(Metric::RoundTripP50, 50.0), (Metric::RoundTripP99, 99.0)]
+            .into_iter()
+            .map(|(metric, p)| match pooled.percentile_us(p) {
+                Some(v) => Record::value(name, size, metric, v, n),
+                None => Record::na(name, size, metric, "no round trip completed"),
+            })
+            .collect()
     }
 }
 
@@ -620,15 +628,7 @@ fn measure_one(
         endpoint: side.endpoint.clone(),
         parent: std::process::id() as i32,
     };
-    let spec = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
-    let mut child = Command::new("/proc/self/exe")
-        .arg("bench-peer")
-        .arg(spec)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("starting the peer: {e}"))?;
+    let mut child = start_peer(&spec)?;
     // The peer has its copies now.
     drop(std::mem::take(&mut side.pass));
     let pid = Pid::from_raw(child.id() as i32);
@@ -682,6 +682,20 @@ fn measure_one(
             .and_then(|n| n.parse().ok());
     }
     Ok(measured)
+}
+
+/// Starts the peer (`/proc/self/exe bench-peer SPEC`) in a process group
+/// of its own, its stdout piped.
+fn start_peer(spec: &PeerSpec) -> Result<Child, String> {
+    let spec = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+    Command::new("/proc/self/exe")
+        .arg("bench-peer")
+        .arg(spec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting the peer: {e}"))
 }
 
 /// The parent's side of one measurement once connected.
