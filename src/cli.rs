@@ -24,7 +24,7 @@ use crate::topology::{Topology, TopologyError};
     propagate_version = true,
     override_usage = "ipc-run [OPTIONS] <FILE>\n       ipc-run [OPTIONS] <COMMAND>"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// When to colour diagnostics and logs.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
@@ -40,7 +40,7 @@ const GLOBAL_OPTIONS_WITH_VALUE: [&str; 1] = ["--color"];
 /// `ipc-run [OPTIONS] FILE [RUN OPTIONS]` becomes `ipc-run [OPTIONS] run FILE
 /// [RUN OPTIONS]`: the first word that is neither a global option nor a
 /// command name is a topology file.
-pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+pub(crate) fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let command = Cli::command();
     let is_command = |word: &str| {
         word == "help"
@@ -161,7 +161,7 @@ mod default_command_tests {
 
 /// Options of `ipc-run run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Shared planning options.
     #[command(flatten)]
     pub plan: PlanArgs,
@@ -184,7 +184,7 @@ pub struct RunArgs {
 
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     /// Colour when the output is a terminal and NO_COLOR is unset.
     Auto,
     /// Always colour.
@@ -195,7 +195,7 @@ pub enum ColorChoice {
 
 /// Options shared by the commands that plan a topology.
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     /// The topology file.
     pub file: PathBuf,
     /// Host limits to validate against: read from this host, or the fixed,
@@ -213,7 +213,7 @@ pub struct PlanArgs {
 
 /// `--limits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LimitsChoice {
+pub(crate) enum LimitsChoice {
     /// Read /proc and rlimits of this host.
     Host,
     /// The documented defaults of a stock Linux host.
@@ -222,7 +222,7 @@ pub enum LimitsChoice {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a topology: create its channels, start its processes, supervise
     /// them, clean up (the default command).
     Run(RunArgs),
@@ -281,7 +281,7 @@ pub enum Command {
 
 /// `plan --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
+pub(crate) enum PlanFormat {
     /// For people.
     Text,
     /// For tools; see schemas/plan.schema.json.
@@ -290,7 +290,7 @@ pub enum PlanFormat {
 
 /// `graph --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GraphFormat {
+pub(crate) enum GraphFormat {
     /// Graphviz.
     Dot,
     /// Mermaid flowchart.
@@ -308,7 +308,7 @@ pub enum SchemaKind {
 
 /// Everything that makes ipc-run exit non-zero, and the code for each.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// The file could not be read or parsed.
     #[error(transparent)]
     Topology(#[from] TopologyError),
@@ -348,13 +348,14 @@ pub enum CliError {
 
 impl CliError {
     /// The documented exit code.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             CliError::Topology(_) | CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {
                 ExitCode::Invalid.code()
             }
             CliError::Output(_) => ExitCode::Invalid.code(),
-            CliError::Launch(_) | CliError::Clean { .. } => ExitCode::Launch.code(),
+            CliError::Launch(error) => error.exit_code(),
+            CliError::Clean { .. } => ExitCode::Launch.code(),
             CliError::Bench(error) => error.exit_code(),
             CliError::Tap(_) => ExitCode::Usage.code(),
         }
@@ -362,7 +363,7 @@ impl CliError {
 }
 
 /// Whether to colour output written to stderr.
-pub fn stderr_color(choice: ColorChoice) -> bool {
+pub(crate) fn stderr_color(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -441,7 +442,7 @@ fn summary_line(path: &Path, errors: usize, warnings: usize, color: bool) -> Str
 }
 
 /// Loads and plans a file, printing every diagnostic to stderr.
-pub fn load_and_plan(args: &PlanArgs, color: bool) -> Result<(Topology, Planned), CliError> {
+pub(crate) fn load_and_plan(args: &PlanArgs, color: bool) -> Result<(Topology, Planned), CliError> {
     load_and_plan_in(args, None, color)
 }
 

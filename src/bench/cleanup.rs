@@ -103,13 +103,6 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 #[derive(Debug)]
 pub struct Guard(Object);
 
-impl Guard {
-    /// The object.
-    pub fn object(&self) -> &Object {
-        &self.0
-    }
-}
-
 impl Drop for Guard {
     fn drop(&mut self) {
         let mut reg = registry();

@@ -106,6 +106,7 @@ impl LineBuffer {
     }
 
     /// Bytes held, waiting for a newline.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.pending.len()
     }

@@ -10,12 +10,12 @@
 //! The launcher is seen through [`Runtime`], so the loop is independent of
 //! how processes are wired and can be driven by a plain spawner in tests.
 
-pub mod logs;
-pub mod notify;
-pub mod policy;
-pub mod signal_edges;
-pub mod status;
-pub mod timers;
+pub(crate) mod logs;
+pub(crate) mod notify;
+pub(crate) mod policy;
+pub(crate) mod signal_edges;
+pub(crate) mod status;
+pub(crate) mod timers;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
