@@ -34,12 +34,6 @@ impl ExitCode {
     }
 }
 
-impl From<ExitCode> for i32 {
-    fn from(code: ExitCode) -> i32 {
-        code.code()
-    }
-}
-
 /// The status of a process killed by `signal`, as a shell reports it.
 pub const fn signaled(signal: i32) -> i32 {
     128 + signal
