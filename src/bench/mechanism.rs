@@ -91,8 +91,6 @@ impl Mechanism {
     }
 }
 
-pub use crate::mechanism::udp::UDP_MAX_PAYLOAD;
-
 /// Host limits that decide which message sizes a mechanism can carry.
 #[derive(Debug, Clone)]
 pub struct HostLimits {

@@ -29,11 +29,11 @@ use nix::errno::Errno;
 pub use framing::Framing;
 use kinds::{Input, Output, Recv, Wait};
 
-use crate::cli::{EXIT_INVALID, EXIT_LAUNCH, EXIT_OK, EXIT_USAGE};
+use crate::exit::ExitCode;
 
 /// Exit status when data could not be moved: a message larger than the
 /// mechanism allows, malformed `--framing length` input, an I/O error.
-pub const EXIT_DATA: i32 = EXIT_INVALID;
+pub const EXIT_DATA: i32 = ExitCode::Invalid.code();
 
 /// Bytes moved per system call on stream paths (`cat` uses 128 KiB too).
 pub const STREAM_BUFFER: usize = 128 << 10;
@@ -161,9 +161,9 @@ impl PortError {
     /// The documented exit status.
     pub fn exit_code(&self) -> i32 {
         match self {
-            PortError::StdoutClosed => EXIT_OK,
-            PortError::Usage(_) => EXIT_USAGE,
-            PortError::Open { .. } => EXIT_LAUNCH,
+            PortError::StdoutClosed => ExitCode::Success.code(),
+            PortError::Usage(_) => ExitCode::Usage.code(),
+            PortError::Open { .. } => ExitCode::Launch.code(),
             PortError::TooLarge { .. } | PortError::Framing { .. } | PortError::Io { .. } => {
                 EXIT_DATA
             }
@@ -193,7 +193,7 @@ pub fn main(args: PortArgs) -> i32 {
         PortCommand::Tap(args) => tap::run(&args),
     };
     match outcome {
-        Ok(()) => EXIT_OK,
+        Ok(()) => ExitCode::Success.code(),
         Err(error) => {
             if !matches!(error, PortError::StdoutClosed) {
                 let _ = writeln!(std::io::stderr(), "ipc-run port: error: {error}");

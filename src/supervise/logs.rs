@@ -106,6 +106,7 @@ impl LineBuffer {
     }
 
     /// Bytes held, waiting for a newline.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.pending.len()
     }
@@ -218,19 +219,31 @@ impl LogWriter {
 
     /// Also appends every instance's records to `dir/<name>.stdout.log` and
     /// `dir/<name>.stderr.log`, creating `dir` (0700) if needed.
-    pub fn with_log_dir(mut self, dir: &Path, names: &[&str]) -> Result<Self, String> {
+    pub fn with_log_dir(
+        mut self,
+        dir: &Path,
+        names: &[&str],
+    ) -> Result<Self, super::SuperviseError> {
         let mut builder = std::fs::DirBuilder::new();
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder
             .recursive(true)
             .create(dir)
-            .map_err(|e| format!("create log directory {}: {e}", dir.display()))?;
+            .map_err(|source| super::SuperviseError::LogFile {
+                action: "create log directory",
+                path: dir.to_owned(),
+                source,
+            })?;
         for name in names {
             let mut pair = [None, None];
             for (slot, stream) in ["stdout", "stderr"].iter().enumerate() {
                 let path = dir.join(format!("{name}.{stream}.log"));
-                let file = LogFile::open(&path)
-                    .map_err(|e| format!("open log file {}: {e}", path.display()))?;
+                let file =
+                    LogFile::open(&path).map_err(|source| super::SuperviseError::LogFile {
+                        action: "open log file",
+                        path: path.clone(),
+                        source: source.into(),
+                    })?;
                 pair[slot] = Some(file);
             }
             self.files.push(pair);

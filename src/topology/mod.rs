@@ -324,7 +324,7 @@ impl TopologyFile {
 }
 
 /// One process (or a set of identical replicas).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessSpec {
     /// The argv, exec'd directly; no shell is involved.
