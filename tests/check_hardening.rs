@@ -4,39 +4,13 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use assert_cmd::Command;
+use support::Scratch;
 
 fn ipc_run() -> Command {
     let mut command = Command::cargo_bin("ipc-run").expect("the binary is built");
     command.env_remove("NO_COLOR").env_remove("IPC_RUN_LOG");
     command
-}
-
-/// A file written to a fresh directory that is removed afterwards.
-struct TempFile {
-    dir: PathBuf,
-    path: PathBuf,
-}
-
-impl TempFile {
-    fn new(case: &str, text: &str) -> TempFile {
-        let dir = std::env::temp_dir().join(format!(
-            "ipc-run-check-hardening-{case}-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
-        let path = dir.join(format!("{case}.toml"));
-        std::fs::write(&path, text).expect("the topology is written");
-        TempFile { dir, path }
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// Item 12: 40,000 errors are found and counted, but only the first ones are
@@ -52,10 +26,11 @@ fn forty_thousand_errors_print_a_capped_list_and_a_count() {
             "[process.p{i}]\ncmd = [\"true\"]\nstop_signal = \"SIGNOPE\"\n\n"
         ));
     }
-    let file = TempFile::new("forty-thousand", &text);
+    let mut scratch = Scratch::new("forty-thousand-errors");
+    let file = scratch.topology(&text);
     let output = ipc_run()
         .args(["check", "--limits", "default"])
-        .arg(&file.path)
+        .arg(&file)
         .output()
         .expect("ipc-run runs");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -79,5 +54,64 @@ fn forty_thousand_errors_print_a_capped_list_and_a_count() {
     assert!(
         stderr.contains(&format!("{ERRORS} error(s), 0 warning(s)")),
         "the summary counts every error"
+    );
+}
+
+/// Item 15: a pipe cycle b -> c -> b beside a socket cycle a -> b -> a (one
+/// strongly connected group whose shortest cycle through `a` is harmless)
+/// gets its deadlock warning, and `run` shows it as `check` does.
+#[test]
+fn run_shows_the_deadlock_warning_of_a_pipe_cycle_beside_a_socket_cycle() {
+    let mut scratch = Scratch::new("pipe-cycle-beside-socket-cycle");
+    let file = scratch.topology(
+        r#"
+[process.a]
+cmd = ["true"]
+[process.b]
+cmd = ["true"]
+[process.c]
+cmd = ["true"]
+
+[[edge]]
+name = "ab"
+from = "a.to_b"
+to = "b.from_a"
+mechanism = "socketpair"
+
+[[edge]]
+name = "ba"
+from = "b.to_a"
+to = "a.from_b"
+mechanism = "socketpair"
+
+[[edge]]
+name = "bc"
+from = "b"
+to = "c"
+
+[[edge]]
+name = "cb"
+from = "c.back"
+to = "b.back"
+"#,
+    );
+    let check = ipc_run()
+        .args(["check", "--limits", "default"])
+        .arg(&file)
+        .output()
+        .expect("ipc-run runs");
+    let check_stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        check_stderr.contains("warning[W0301]: deadlock risk: data cycle b -> c -> b"),
+        "check:\n{check_stderr}"
+    );
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert!(
+        finished
+            .stderr
+            .contains("warning[W0301]: deadlock risk: data cycle b -> c -> b"),
+        "run:\n{}",
+        finished.stderr
     );
 }
