@@ -115,3 +115,46 @@ to = "b.back"
         finished.stderr
     );
 }
+
+/// Item 10: what `check` accepts `run` fills: `{pid:a}` of a process `b`
+/// waits for, and `{{`/`}}` as literal braces.
+#[test]
+fn a_pid_placeholder_of_an_awaited_process_and_doubled_braces_are_filled() {
+    let mut scratch = Scratch::new("placeholders-filled");
+    let file = scratch.topology(
+        r#"
+[process.a]
+shell = 'read -r line; echo "$$ got $line"'
+
+[process.b]
+shell = 'printf "%s %s\n" "$PEER" "$LITERAL"'
+env = { PEER = "{pid:a}", LITERAL = "{{run_id}} {{pid}} {\"json\": 1}" }
+after = ["a"]
+
+[[edge]]
+from = "b"
+to = "a"
+"#,
+    );
+    let check = ipc_run()
+        .args(["check", "--limits", "default"])
+        .arg(&file)
+        .output()
+        .expect("ipc-run runs");
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let stdout = finished.stdout_text();
+    let line = stdout
+        .lines()
+        .filter_map(|l| l.split_once(" | ").map(|(_, rest)| rest))
+        .find(|l| l.contains(" got "))
+        .unwrap_or_else(|| panic!("no line from a in:\n{stdout}"));
+    let (pid, rest) = line.split_once(" got ").expect("pid got line");
+    assert_eq!(rest, format!(r#"{pid} {{run_id}} {{pid}} {{"json": 1}}"#));
+}
