@@ -510,6 +510,9 @@ fn load_plan_file(
     report_plan(args, &text, outcome, color)
 }
 
+/// Most diagnostics of one file printed; a line gives the number of the rest.
+const MAX_PRINTED_DIAGNOSTICS: usize = 100;
+
 /// Prints a plan's diagnostics; the error when it failed or warnings are
 /// denied.
 fn finish_plan(
@@ -530,10 +533,20 @@ fn report_plan(
     color: bool,
 ) -> Result<Planned, CliError> {
     let path = args.file.display().to_string();
+    // Rendering locates each label in the file, so printing every one of
+    // tens of thousands of diagnostics costs their number times the file's
+    // size; the first ones are what a reader acts on, the rest are counted.
     let print = |diagnostics: &[Diagnostic]| {
         let mut stderr = std::io::stderr().lock();
-        for diagnostic in diagnostics {
+        for diagnostic in diagnostics.iter().take(MAX_PRINTED_DIAGNOSTICS) {
             let _ = write!(stderr, "{}", diagnostic.render(&path, source, color));
+        }
+        let rest = diagnostics.len().saturating_sub(MAX_PRINTED_DIAGNOSTICS);
+        if rest > 0 {
+            let _ = writeln!(
+                stderr,
+                "note: {rest} more diagnostic(s) not shown; the first {MAX_PRINTED_DIAGNOSTICS} are above\n"
+            );
         }
     };
     match outcome {

@@ -22,7 +22,7 @@ use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::sysv_sem::SEMVMX as SYSV_SEMVMX;
 
 /// The warning codes a plan may record (`docs/topology.md`).
-const WARNING_CODES: [&str; 4] = ["W0101", "W0201", "W0202", "W0301"];
+const WARNING_CODES: [&str; 5] = ["W0101", "W0201", "W0202", "W0301", "W0701"];
 
 /// Header of a ring segment (`docs/shm-ring.md`).
 const RING_HEADER: u64 = 4096;

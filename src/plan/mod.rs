@@ -7,7 +7,9 @@
 //!    chosen or checked ([`select`]), host limits, named objects;
 //! 3. [`wiring`]: each instance's fd table and environment;
 //! 4. [`order`]: start and stop order, the three kinds of cycle, FIFO
-//!    open-order deadlocks.
+//!    open-order deadlocks;
+//! 5. [`placeholders`]: every placeholder in `env` and `cwd` can be filled
+//!    when the process is spawned.
 //!
 //! [`import`] reads a JSON plan back and checks it against this host.
 //!
@@ -20,6 +22,7 @@ pub mod import;
 pub mod limits;
 pub mod model;
 mod order;
+pub(crate) mod placeholders;
 mod processes;
 pub mod render;
 pub mod select;
@@ -91,6 +94,10 @@ pub fn plan(topology: &Topology, limits: &Limits) -> Result<Planned, PlanError> 
         return Err(sink.into_error());
     }
     let ordering = order::analyse(&processes, &channels, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
+    placeholders::check(&processes, &channels, &ordering.start_order, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }

@@ -227,64 +227,110 @@ fn shortest_cycle<E>(
 }
 
 /// Finds data cycles between processes and judges each.
+///
+/// Each strongly connected group of processes is listed with one cycle (the
+/// shortest through its earliest process). That cycle may pass through a
+/// socket and be harmless while other cycles of the group are all pipes, so
+/// the groups joined by blocking channels alone are judged too: every one
+/// not already judged through an all-blocking cycle above gets its own
+/// cycle and verdict, and so its own W0301 when it risks a deadlock.
 fn data_cycles(
     processes: &[ProcessDecl<'_>],
     channels: &[ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<DataCycle> {
-    let graph = data_graph(processes, channels);
-    let mut components: Vec<Vec<NodeIndex>> = tarjan_scc(&graph)
-        .into_iter()
-        .filter(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
-        .collect();
-    components.sort_by_key(|c| c.iter().map(|n| graph[*n]).min());
+    let graph = data_graph(processes, channels, |_| true);
     let mut cycles = Vec::new();
-    for component in components {
-        let members: BTreeSet<NodeIndex> = component.iter().copied().collect();
-        let first = *members
+    for component in cyclic_components(&graph) {
+        cycles.push(judge_cycle(&graph, &component, processes, channels, sink));
+    }
+    let blocking = data_graph(processes, channels, |channel| channel.plan.blocking);
+    for component in cyclic_components(&blocking) {
+        let members: BTreeSet<&str> = component
             .iter()
-            .min_by_key(|n| graph[**n])
-            .expect("non-empty component");
-        let path = shortest_cycle(&graph, first, &members);
-        let hops: Vec<usize> = path
-            .iter()
-            .zip(path.iter().cycle().skip(1))
-            .filter_map(|(a, b)| graph.find_edge(*a, *b).map(|e| graph[e]))
+            .map(|n| processes[blocking[*n]].name.as_str())
             .collect();
-        let mut names: Vec<String> = path
-            .iter()
-            .map(|n| processes[graph[*n]].name.clone())
-            .collect();
-        names.push(names[0].clone());
-        let all_blocking = hops.iter().all(|&c| channels[c].plan.blocking);
-        let capacity: u64 = hops.iter().filter_map(|&c| channels[c].plan.capacity).sum();
-        let in_flight: Option<u64> = hops.iter().map(|&c| channels[c].plan.in_flight).sum();
-        let verdict = if !all_blocking {
-            CycleVerdict::Harmless
-        } else if in_flight.is_some_and(|bytes| bytes < capacity) {
-            CycleVerdict::BoundedFits
-        } else {
-            CycleVerdict::DeadlockRisk
-        };
-        if verdict == CycleVerdict::DeadlockRisk {
-            sink.push(deadlock_warning(
-                &names, &hops, channels, capacity, in_flight,
+        let judged = cycles.iter().any(|cycle| {
+            cycle.capacity.is_some() && cycle.path.iter().all(|p| members.contains(p.as_str()))
+        });
+        if !judged {
+            cycles.push(judge_cycle(
+                &blocking, &component, processes, channels, sink,
             ));
         }
-        cycles.push(DataCycle {
-            path: names,
-            channels: hops.iter().map(|&c| channels[c].plan.id.clone()).collect(),
-            verdict,
-            capacity: all_blocking.then_some(capacity),
-            in_flight,
-        });
     }
     cycles
 }
 
-/// The data graph: edge w -> r (weighted by a channel index) when process w
-/// writes to process r. Node i is process i.
-fn data_graph(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]) -> DiGraph<usize, usize> {
+/// The strongly connected components of `graph` that hold a cycle (two
+/// processes or more, or one writing to itself), ordered by their earliest
+/// process.
+fn cyclic_components(graph: &DiGraph<usize, usize>) -> Vec<Vec<NodeIndex>> {
+    let mut components: Vec<Vec<NodeIndex>> = tarjan_scc(graph)
+        .into_iter()
+        .filter(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
+        .collect();
+    components.sort_by_key(|c| c.iter().map(|n| graph[*n]).min());
+    components
+}
+
+/// The shortest cycle through the earliest process of `component`, with its
+/// verdict; W0301 when it risks a deadlock.
+fn judge_cycle(
+    graph: &DiGraph<usize, usize>,
+    component: &[NodeIndex],
+    processes: &[ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+    sink: &mut Sink,
+) -> DataCycle {
+    let members: BTreeSet<NodeIndex> = component.iter().copied().collect();
+    let first = *members
+        .iter()
+        .min_by_key(|n| graph[**n])
+        .expect("non-empty component");
+    let path = shortest_cycle(graph, first, &members);
+    let hops: Vec<usize> = path
+        .iter()
+        .zip(path.iter().cycle().skip(1))
+        .filter_map(|(a, b)| graph.find_edge(*a, *b).map(|e| graph[e]))
+        .collect();
+    let mut names: Vec<String> = path
+        .iter()
+        .map(|n| processes[graph[*n]].name.clone())
+        .collect();
+    names.push(names[0].clone());
+    let all_blocking = hops.iter().all(|&c| channels[c].plan.blocking);
+    let capacity: u64 = hops.iter().filter_map(|&c| channels[c].plan.capacity).sum();
+    let in_flight: Option<u64> = hops.iter().map(|&c| channels[c].plan.in_flight).sum();
+    let verdict = if !all_blocking {
+        CycleVerdict::Harmless
+    } else if in_flight.is_some_and(|bytes| bytes < capacity) {
+        CycleVerdict::BoundedFits
+    } else {
+        CycleVerdict::DeadlockRisk
+    };
+    if verdict == CycleVerdict::DeadlockRisk {
+        sink.push(deadlock_warning(
+            &names, &hops, channels, capacity, in_flight,
+        ));
+    }
+    DataCycle {
+        path: names,
+        channels: hops.iter().map(|&c| channels[c].plan.id.clone()).collect(),
+        verdict,
+        capacity: all_blocking.then_some(capacity),
+        in_flight,
+    }
+}
+
+/// The data graph over the channels that pass `keep`: edge w -> r (weighted
+/// by a channel index) when process w writes to process r. Node i is
+/// process i.
+fn data_graph(
+    processes: &[ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+    keep: impl Fn(&ChannelDecl) -> bool,
+) -> DiGraph<usize, usize> {
     let mut graph: DiGraph<usize, usize> = DiGraph::with_capacity(processes.len(), channels.len());
     let nodes: Vec<NodeIndex> = (0..processes.len()).map(|i| graph.add_node(i)).collect();
     // Process pairs already joined; the first channel between two processes
@@ -293,6 +339,9 @@ fn data_graph(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]) -> DiGrap
     let mut writers = Vec::new();
     let mut readers = Vec::new();
     for (c, channel) in channels.iter().enumerate() {
+        if !keep(channel) {
+            continue;
+        }
         writers.clear();
         readers.clear();
         for port in &channel.ports {

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::edges::ChannelDecl;
-use super::model::{EnvVar, FdRole, FdSlot, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
+use super::model::{EnvVar, FdRole, FdSlot, ObjectKind, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
 };
@@ -29,6 +29,7 @@ pub fn wire(
     sink: &mut Sink,
 ) -> Vec<ProcessPlan> {
     check_notify_socket(limits, processes, sink);
+    check_other_user_access(processes, channels, sink);
     let index = EndIndex::new(processes, channels);
     let base_inherit_env: Vec<Cow<'static, str>> = BASE_INHERITED_ENV
         .iter()
@@ -93,6 +94,95 @@ fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl<'_>], sink: &mu
                 )),
         );
     }
+}
+
+/// W0701 for what a process running as another user (`user =`) must open by
+/// name but cannot: the run directory is 0700 and every named object is
+/// owned by ipc-run's user, 0600 unless the edge's `mode` lets the group in.
+/// The planner cannot know ipc-run's own user, so these are warnings.
+fn check_other_user_access(
+    processes: &[ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+    sink: &mut Sink,
+) {
+    for process in processes {
+        let Some(user) = &process.spec.user else {
+            continue;
+        };
+        if process.ready == Readiness::Notify {
+            let mut warning = Diagnostic::warning(
+                "W0701",
+                format!(
+                    "`{}` runs as `{}` but cannot reach the notify socket, so it never becomes ready",
+                    process.name,
+                    user.get_ref()
+                ),
+            )
+            .with_label(Label::primary(user.span(), "another user than ipc-run's"));
+            if let Some(ready) = &process.spec.ready {
+                warning = warning.with_label(Label::secondary(
+                    ready.span(),
+                    "READY=1 is sent to {run_dir}/notify.sock",
+                ));
+            }
+            sink.push(
+                warning
+                    .with_note("the notify socket is in the run directory, which is 0700 and owned by ipc-run's user")
+                    .with_help("use `ready = { fd = N }` (an inherited pipe), or run the process as ipc-run's user"),
+            );
+        }
+    }
+    let mut warned = std::collections::BTreeSet::new();
+    for channel in channels {
+        for end in channel.ports.iter().filter(|end| !end.needs_fd) {
+            let process = &processes[end.process];
+            let Some(user) = &process.spec.user else {
+                continue;
+            };
+            let Some(object) = channel
+                .plan
+                .objects
+                .iter()
+                .find(|o| denies_others(o.kind, o.mode))
+            else {
+                continue;
+            };
+            if !warned.insert((end.process, channel.plan.id.as_str())) {
+                continue;
+            }
+            let why = if matches!(object.kind, ObjectKind::Fifo | ObjectKind::UnixSocket) {
+                "it is in the run directory, which is 0700 and owned by ipc-run's user".to_owned()
+            } else {
+                format!(
+                    "it is created with mode {:04o}, owned by ipc-run's user",
+                    object.mode
+                )
+            };
+            sink.push(
+                Diagnostic::warning(
+                    "W0701",
+                    format!(
+                        "`{}` runs as `{}` but opens `{}` ({}) by name, which that user cannot",
+                        process.name,
+                        user.get_ref(),
+                        object.name,
+                        channel.plan.mechanism.name()
+                    ),
+                )
+                .with_label(Label::primary(end.span.clone(), format!("`{}` opens it by name", process.name)))
+                .with_label(Label::secondary(user.span(), "another user than ipc-run's"))
+                .with_note(why)
+                .with_help("use a mechanism handed over as an fd (pipe, socketpair, a FIFO with deliver = \"fd\"), give the edge a `mode` that lets the process's group in (e.g. \"0660\") for objects outside the run directory, or run the process as ipc-run's user"),
+            );
+        }
+    }
+}
+
+/// Whether another user than the owner is denied an object of `kind`
+/// created with `mode`: always in the run directory (0700), else unless
+/// the mode lets the group in.
+fn denies_others(kind: ObjectKind, mode: u32) -> bool {
+    matches!(kind, ObjectKind::Fifo | ObjectKind::UnixSocket) || mode & 0o060 == 0
 }
 
 /// Every instance's channel ends `(channel, port)`, found in one sweep with
