@@ -742,14 +742,48 @@ fn sysv_id(port: &Port, id: &Slot<i32>) -> Result<i32, PortError> {
         .ok_or_else(|| usage(format!("{}: `id={id}` is not a number", describe(port))))
 }
 
-/// A message size as a buffer length.
+/// Where the kernel says how large a System V message may be.
+const MSGMAX: &str = "/proc/sys/kernel/msgmax";
+
+/// The largest System V message this host takes: `msgmax`, or, where it
+/// cannot be read, the most it can ever be (the kernel keeps it in an `int`).
+fn sysv_message_max() -> u64 {
+    std::fs::read_to_string(MSGMAX)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(i32::MAX as u64)
+        .min(i32::MAX as u64)
+}
+
+/// The `message_size` of a System V queue as a buffer length: at most the
+/// host's `msgmax` (the planner refuses more, E0605), so a description
+/// cannot make the adapter ask for more memory than a message can need.
 fn message_size(port: &Port, size: u64) -> Result<usize, PortError> {
+    let max = sysv_message_max();
+    if size > max {
+        return Err(usage(format!(
+            "{}: `message_size={size}` is more than a System V message on this host \
+             can hold (msgmax={max}, {MSGMAX})",
+            describe(port)
+        )));
+    }
     usize::try_from(size).map_err(|_| {
         usage(format!(
             "{}: `message_size={size}` is too large",
             describe(port)
         ))
     })
+}
+
+/// A System V frame (the `long` type, then `size` bytes of text), zeroed.
+fn sysv_frame(port: &Port, size: usize) -> Result<Vec<u8>, PortError> {
+    let len = MTYPE.checked_add(size).ok_or_else(|| {
+        usage(format!(
+            "{}: `message_size={size}` is too large",
+            describe(port)
+        ))
+    })?;
+    super::zeroed(len, &format!("a message of {}", describe(port)))
 }
 
 fn mq_name(port: &Port, name: &str) -> Result<CString, PortError> {
@@ -773,10 +807,8 @@ impl MqSource {
         })?;
         let size = crate::sys::ipc::mq_message_size(&fd)
             .map_err(|e| PortError::open("the queue's attributes", e))?;
-        Ok(MqSource {
-            fd,
-            buf: vec![0; size.max(1)],
-        })
+        let buf = super::zeroed(size.max(1), &format!("a message of {}", describe(port)))?;
+        Ok(MqSource { fd, buf })
     }
 }
 
@@ -861,7 +893,7 @@ impl SysvSource {
         let size = message_size(port, size)?;
         Ok(SysvSource {
             id,
-            frame: vec![0; MTYPE + size],
+            frame: sysv_frame(port, size)?,
             limit: format!("message_size={size} of {}", describe(port)),
         })
     }
@@ -925,8 +957,9 @@ impl SysvSink {
     fn open(port: &Port, id: &Slot<i32>, size: u64) -> Result<SysvSink, PortError> {
         let id = sysv_id(port, id)?;
         let size = message_size(port, size)?;
-        let mut frame = Vec::with_capacity(MTYPE + size);
-        frame.extend_from_slice(&(1 as libc::c_long).to_ne_bytes());
+        let mut frame = sysv_frame(port, size)?;
+        frame.truncate(MTYPE);
+        frame.copy_from_slice(&(1 as libc::c_long).to_ne_bytes());
         Ok(SysvSink {
             id,
             frame,

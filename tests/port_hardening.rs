@@ -1,0 +1,191 @@
+//! `ipc-run port read|write` with crafted `IPC_PORT_*` descriptions and
+//! segments: every input ends in a documented exit status and a message,
+//! never in a panic (exit 101) or an abort (SIGABRT, 134 from a shell).
+//!
+//! The binary runs under `sh -c 'ulimit -v …; exec …'` where an allocation
+//! must fail the same way on every host: with an address-space limit, an
+//! allocation too large for it fails whatever the host's overcommit policy.
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ipc-run");
+
+/// Exit statuses, as `docs/ports.md` lists them.
+const EXIT_OK: i32 = 0;
+const EXIT_DATA: i32 = 1;
+const EXIT_USAGE: i32 = 2;
+const EXIT_RESOURCE: i32 = 3;
+
+/// How one adapter run ended.
+#[derive(Debug)]
+struct Outcome {
+    code: Option<i32>,
+    signal: Option<i32>,
+    stderr: String,
+}
+
+/// Runs `ipc-run port ARGS` with `IPC_PORT_P=description`, `stdin` on its
+/// stdin and, if given, an address-space limit in KiB.
+fn adapter(args: &[&str], description: &str, stdin: &[u8], limit_kib: Option<u64>) -> Outcome {
+    let mut command = match limit_kib {
+        Some(kib) => {
+            let mut c = Command::new("sh");
+            c.arg("-c")
+                .arg(format!("ulimit -v {kib} && exec \"$0\" port \"$@\""))
+                .arg(BIN);
+            c
+        }
+        None => {
+            let mut c = Command::new(BIN);
+            c.arg("port");
+            c
+        }
+    };
+    command
+        .args(args)
+        .env("IPC_PORT_P", description)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn ipc-run");
+    let mut input = child.stdin.take().expect("stdin");
+    // The adapter may fail before reading: a closed pipe is fine here.
+    let _ = input.write_all(stdin);
+    drop(input);
+    let output = child.wait_with_output().expect("wait for ipc-run");
+    use std::os::unix::process::ExitStatusExt as _;
+    Outcome {
+        code: output.status.code(),
+        signal: output.status.signal(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Asserts a clean end with `code` and every one of `words` in stderr.
+#[track_caller]
+fn expect(what: &str, outcome: &Outcome, code: i32, words: &[&str]) {
+    assert!(
+        outcome.code != Some(101) && outcome.code != Some(134) && outcome.signal.is_none(),
+        "{what}: panicked or aborted: {outcome:?}"
+    );
+    assert!(
+        !outcome.stderr.contains("panicked") && !outcome.stderr.contains("memory allocation"),
+        "{what}: {outcome:?}"
+    );
+    assert_eq!(outcome.code, Some(code), "{what}: {outcome:?}");
+    for word in words {
+        assert!(
+            outcome.stderr.contains(word),
+            "{what}: stderr lacks `{word}`: {outcome:?}"
+        );
+    }
+}
+
+/// The host's largest System V message, as the kernel reports it.
+fn msgmax() -> u64 {
+    std::fs::read_to_string("/proc/sys/kernel/msgmax")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(8192)
+}
+
+#[test]
+fn sysv_message_sizes_beyond_the_host_limit_are_usage_errors() {
+    let over = (msgmax() + 1).to_string();
+    let sizes = [
+        "18446744073709551615", // u64::MAX: `8 + size` overflowed
+        "18446744073709551608",
+        "9223372036854775807", // isize::MAX: capacity overflow
+        "4611686018427387904",
+        "1099511627776", // 1 TiB: the allocation aborted
+        "4294967296",
+        "2147483648", // above any msgmax (an int)
+        over.as_str(),
+    ];
+    for size in sizes {
+        for (verb, end) in [("read", "read"), ("write", "write")] {
+            let description = format!(
+                "kind=sysv-mq channel=c end={end} id=1 queue_bytes=16384 message_size={size}"
+            );
+            let outcome = adapter(&[verb, "p"], &description, b"x\n", Some(4 << 20));
+            expect(
+                &format!("{verb} message_size={size}"),
+                &outcome,
+                EXIT_USAGE,
+                &[&format!("message_size={size}"), "msgmax"],
+            );
+        }
+    }
+}
+
+#[test]
+fn the_largest_sysv_message_size_the_host_allows_is_taken() {
+    // Nothing to send, so the (made-up) queue id is never used.
+    let description = format!(
+        "kind=sysv-mq channel=c end=write id=1 queue_bytes=16384 message_size={}",
+        msgmax()
+    );
+    let outcome = adapter(&["write", "p"], &description, b"", Some(4 << 20));
+    expect("write at msgmax", &outcome, EXIT_OK, &[]);
+}
+
+/// Descriptions of every kind with extreme or malformed values: each is
+/// refused or handled, none crashes. Both adapters, every framing.
+#[test]
+fn crafted_descriptions_never_crash_the_adapters() {
+    let huge = "18446744073709551615";
+    let descriptions = [
+        "".to_owned(),
+        "kind=".to_owned(),
+        "kind=pipe".to_owned(),
+        "kind=pipe channel=c end=read fd=2147483647".to_owned(),
+        "kind=pipe channel=c end=write fd=-1".to_owned(),
+        "kind=pipe channel=c end=read fd=99999999999999999999".to_owned(),
+        "kind=fifo channel=c end=read path=".to_owned(),
+        "kind=socketpair channel=c end=both socket=seqpacket fd=1000".to_owned(),
+        "kind=unix-listener channel=c end=connect socket=dgram path=/nonexistent/x.sock".to_owned(),
+        format!(
+            "kind=unix-listener channel=c end=connect socket=stream path={}",
+            "x".repeat(300)
+        ),
+        "kind=tcp channel=c end=connect address=256.0.0.1:99999".to_owned(),
+        "kind=udp channel=c end=send address=[::1]:0".to_owned(),
+        format!(
+            "kind=posix-mq channel=c end=read name=/ipc-run-nonexistent depth={huge} message_size={huge}"
+        ),
+        format!(
+            "kind=posix-mq channel=c end=write name=/ipc-run-nonexistent depth={huge} message_size={huge}"
+        ),
+        "kind=posix-mq channel=c end=write name=noslash depth=1 message_size=1".to_owned(),
+        format!(
+            "kind=sysv-mq channel=c end=read id={{sysv_id:c}} queue_bytes={huge} message_size=1"
+        ),
+        format!("kind=sysv-mq channel=c end=read id=-1 queue_bytes={huge} message_size=0"),
+        "kind=sysv-mq channel=c end=write id=2147483647 queue_bytes=0 message_size=0".to_owned(),
+        format!(
+            "kind=posix-shm channel=c end=read name=/ipc-run-nonexistent size={huge} layout=ring capacity={huge} producers=4294967295"
+        ),
+        format!("kind=posix-shm channel=c end=write name=/ipc-run-nonexistent size={huge}"),
+        format!("kind=sysv-shm channel=c end=both id=1 size={huge}"),
+        "kind=signal channel=c end=send signal=SIGUSR1 signo=10 pid=1,,2".to_owned(),
+        "kind=rpc channel=c end=connect protocol=x transport=unix address=/x url=x".to_owned(),
+    ];
+    for description in &descriptions {
+        for framing in ["line", "length", "raw"] {
+            for verb in ["read", "write"] {
+                let args = [verb, "p", "--framing", framing];
+                let outcome = adapter(&args, description, b"\xff\xff\xff\xffab\n", Some(4 << 20));
+                let what = format!("{verb} --framing {framing} with `{description}`");
+                assert!(
+                    matches!(
+                        outcome.code,
+                        Some(EXIT_OK | EXIT_DATA | EXIT_USAGE | EXIT_RESOURCE)
+                    ) && !outcome.stderr.contains("panicked"),
+                    "{what}: {outcome:?}"
+                );
+            }
+        }
+    }
+}
