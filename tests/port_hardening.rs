@@ -7,6 +7,7 @@
 //! allocation too large for it fails whatever the host's overcommit policy.
 
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipc-run");
@@ -129,6 +130,59 @@ fn the_largest_sysv_message_size_the_host_allows_is_taken() {
     );
     let outcome = adapter(&["write", "p"], &description, b"", Some(4 << 20));
     expect("write at msgmax", &outcome, EXIT_OK, &[]);
+}
+
+/// A POSIX shared-memory segment holding a ring header, removed on drop.
+struct Segment {
+    path: PathBuf,
+    name: String,
+}
+
+impl Segment {
+    /// A sparse segment with a version-1 ring of `capacity` data bytes.
+    fn ring(tag: &str, capacity: u64) -> Segment {
+        let name = format!("/ipc-run-test-hardening-{}-{tag}", std::process::id());
+        let path = PathBuf::from(format!("/dev/shm{name}"));
+        let mut header = vec![0u8; 4096];
+        header[..8].copy_from_slice(b"ipc-ring");
+        header[8..12].copy_from_slice(&1u32.to_le_bytes());
+        header[12..16].copy_from_slice(&4096u32.to_le_bytes());
+        header[16..24].copy_from_slice(&capacity.to_le_bytes());
+        header[24..32].copy_from_slice(&(capacity - 8).to_le_bytes());
+        header[32..36].copy_from_slice(&1u32.to_le_bytes());
+        let file = std::fs::File::create(&path).expect("create the segment");
+        (&file).write_all(&header).expect("write the header");
+        file.set_len(4096 + capacity).expect("size the segment");
+        Segment { path, name }
+    }
+
+    fn description(&self, end: &str) -> String {
+        format!(
+            "kind=posix-shm channel=c end={end} name={} size=8192 layout=ring capacity=4096 \
+             producers=1",
+            self.name
+        )
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[test]
+fn a_writer_on_a_huge_ring_allocates_what_its_input_needs() {
+    // A 1 TiB ring (sparse): the largest record is about 1 TiB, and the
+    // writer used to allocate a buffer that large before reading anything.
+    let segment = Segment::ring("huge", 1 << 40);
+    let outcome = adapter(
+        &["write", "p"],
+        &segment.description("write"),
+        b"hi\n",
+        None,
+    );
+    expect("write to a 1 TiB ring", &outcome, EXIT_OK, &[]);
 }
 
 /// Descriptions of every kind with extreme or malformed values: each is

@@ -76,6 +76,10 @@ impl Framing {
     }
 }
 
+/// The most a [`Deframer`] allocates before it has seen a message that
+/// needs more: 1 MiB and the framing (a socket's message buffer).
+pub const INITIAL_MOST: usize = (1 << 20) + 5;
+
 /// Cuts a byte stream (stdin) into messages, reusing one buffer.
 pub struct Deframer {
     framing: Framing,
@@ -88,11 +92,16 @@ pub struct Deframer {
 
 impl Deframer {
     /// A deframer for messages of at most `limit` bytes; `limit_name` says
-    /// where the limit comes from, for the error.
+    /// where the limit comes from, for the error. The buffer starts with
+    /// room for the largest message with its framing, up to
+    /// [`INITIAL_MOST`], and at least a large read so small messages are cut
+    /// out of big reads; beyond that it grows only while a message does not
+    /// fit: the limit comes from the port (a ring's capacity) and may be
+    /// far more than any input holds, or than this process may allocate.
     pub fn new(framing: Framing, limit: usize, limit_name: String) -> Deframer {
-        // Room for the largest message with its framing, and at least a
-        // large read so small messages are cut out of big reads.
-        let size = (limit.saturating_add(5)).max(super::STREAM_BUFFER);
+        let size = limit
+            .saturating_add(5)
+            .clamp(super::STREAM_BUFFER, INITIAL_MOST);
         Deframer {
             framing,
             limit,
@@ -110,13 +119,42 @@ impl Deframer {
         }
     }
 
+    /// The most the buffer ever needs: the largest message with its
+    /// framing (a 4-byte length, or a newline) and one byte more, which
+    /// tells a message one byte too large from a whole one.
+    fn most(&self) -> usize {
+        self.limit.saturating_add(5)
+    }
+
+    /// Doubles the buffer (to at most [`Deframer::most`]); false when it
+    /// is that large already.
+    fn grow(&mut self) -> Result<bool, PortError> {
+        let most = self.most();
+        if self.buf.len() >= most {
+            return Ok(false);
+        }
+        let len = self.buf.len().saturating_mul(2).min(most);
+        super::grow(
+            &mut self.buf,
+            len,
+            &format!("a message up to {}", self.limit_name),
+        )?;
+        Ok(true)
+    }
+
     /// Reads more input after the pending bytes, moving them to the front
-    /// first; returns 0 at the end of the input.
+    /// first and growing the buffer when they fill it; returns 0 at the end
+    /// of the input.
     fn fill(&mut self, input: BorrowedFd<'_>) -> Result<usize, PortError> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        if self.end == self.buf.len() && !self.grow()? {
+            // The callers' limit checks keep this from happening: a full
+            // buffer of the largest size holds a message over the limit.
+            return Err(self.too_large(format!("at least {}", self.end)));
         }
         let n = super::read_some(input, &mut self.buf[self.end..])
             .map_err(|e| PortError::io("read stdin", e))?;
@@ -131,18 +169,21 @@ impl Deframer {
         mut send: impl FnMut(&[u8]) -> Result<(), PortError>,
     ) -> Result<(), PortError> {
         match self.framing {
-            Framing::Raw => {
-                // Never read more than one message may hold.
+            Framing::Raw => loop {
+                // Never read more than one message may hold; a read that
+                // fills the buffer makes it larger for the next one, if
+                // the memory is there (else reads stay this size).
                 let most = self.limit.clamp(1, self.buf.len());
-                loop {
-                    let n = super::read_some(input, &mut self.buf[..most])
-                        .map_err(|e| PortError::io("read stdin", e))?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    send(&self.buf[..n])?;
+                let n = super::read_some(input, &mut self.buf[..most])
+                    .map_err(|e| PortError::io("read stdin", e))?;
+                if n == 0 {
+                    return Ok(());
                 }
-            }
+                send(&self.buf[..n])?;
+                if n == self.buf.len() && n < self.limit {
+                    let _ = self.grow();
+                }
+            },
             Framing::Line => loop {
                 let mut scan = self.start;
                 while let Some(i) = memchr::memchr(b'\n', &self.buf[scan..self.end]) {
