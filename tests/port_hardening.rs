@@ -156,6 +156,16 @@ impl Segment {
         Segment { path, name }
     }
 
+    /// Writes `bytes` at `offset` of the segment.
+    fn poke(&self, offset: u64, bytes: &[u8]) {
+        use std::os::unix::fs::FileExt as _;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .expect("open the segment");
+        file.write_all_at(bytes, offset).expect("write the segment");
+    }
+
     fn description(&self, end: &str) -> String {
         format!(
             "kind=posix-shm channel=c end={end} name={} size=8192 layout=ring capacity=4096 \
@@ -183,6 +193,31 @@ fn a_writer_on_a_huge_ring_allocates_what_its_input_needs() {
         None,
     );
     expect("write to a 1 TiB ring", &outcome, EXIT_OK, &[]);
+}
+
+#[test]
+fn a_reader_that_cannot_allocate_a_record_says_so() {
+    // A ring of 4 GiB + 64 bytes whose first record claims 4 GiB - 1: the
+    // reader needs a buffer that large, and under a 6 GiB address-space
+    // limit (the ring's mapping takes 4 GiB of it) cannot have it.
+    let capacity = (1u64 << 32) + 64;
+    let segment = Segment::ring("claim", capacity);
+    let len = u32::MAX;
+    let footprint = 8 + u64::from(len).div_ceil(8) * 8;
+    segment.poke(64, &footprint.to_le_bytes()); // head
+    segment.poke(4096, &len.to_le_bytes()); // the record's length
+    let outcome = adapter(
+        &["read", "p"],
+        &segment.description("read"),
+        b"",
+        Some(6 << 20),
+    );
+    expect(
+        "read a 4 GiB record without the memory",
+        &outcome,
+        EXIT_RESOURCE,
+        &["cannot allocate", "4294967295"],
+    );
 }
 
 /// Descriptions of every kind with extreme or malformed values: each is
