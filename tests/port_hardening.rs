@@ -278,3 +278,70 @@ fn crafted_descriptions_never_crash_the_adapters() {
         }
     }
 }
+
+/// A scratch directory, removed on drop.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(case: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!(
+            "ipc-run-port-hardening-{}-{case}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the scratch directory");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_listener_that_cannot_hold_a_line_says_so() {
+    // A client sends 400 MB without a newline to a stream listener read
+    // with `--framing line`: the reader holds the unfinished line, and under
+    // a 256 MiB address-space limit it cannot. The run ends; the reader
+    // reports the allocation it could not make.
+    let scratch = Scratch::new("long-line");
+    let topology = scratch.0.join("topology.toml");
+    std::fs::write(
+        &topology,
+        "name = \"long-line\"\n\
+         [process.w]\n\
+         shell = '''head -c 400000000 /dev/zero | {ipc_run} port write out'''\n\
+         [process.r]\n\
+         shell = '''ulimit -v 262144 && exec {ipc_run} port read in'''\n\
+         [[edge]]\nfrom = \"w.out\"\nto = \"r.in\"\n\
+         mechanism = \"unix-listener\"\ntraffic = \"request\"\n",
+    )
+    .expect("write the topology");
+    let output = Command::new(BIN)
+        .args(["--color", "never", "run"])
+        .arg(&topology)
+        .arg("--runtime-dir")
+        .arg(scratch.0.join("rt"))
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run ipc-run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let summary = stderr
+        .lines()
+        .rfind(|l| l.starts_with("r: ") && l.contains(", restarts "))
+        .unwrap_or_else(|| panic!("no summary line for r in:\n{stderr}"));
+    assert!(summary.contains("exited 3"), "{stderr}");
+    assert!(
+        stderr.contains("cannot allocate") && stderr.contains("a line or frame of a connection"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("SIGABRT"),
+        "{stderr}"
+    );
+}

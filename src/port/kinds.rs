@@ -527,6 +527,9 @@ struct Connection {
     fd: OwnedFd,
     /// Bytes read and not yet given out (stream connections).
     pending: Vec<u8>,
+    /// How much of `pending` is known to end no unit: only the bytes after
+    /// it are searched again, so a long line costs linear time.
+    searched: usize,
     eof: bool,
 }
 
@@ -578,9 +581,17 @@ impl ListenerSource {
             let connection = &mut self.connections[i];
             let whole = if connection.eof {
                 connection.pending.len()
+            } else if self.framing == Framing::Line {
+                // A line ends at the last newline: search what came since.
+                let from = connection.searched;
+                match self.framing.whole_prefix(&connection.pending[from..]) {
+                    0 => 0,
+                    n => from + n,
+                }
             } else {
                 self.framing.whole_prefix(&connection.pending)
             };
+            connection.searched = connection.pending.len() - whole;
             if whole > 0 {
                 self.unit.clear();
                 self.unit.extend_from_slice(&connection.pending[..whole]);
@@ -607,6 +618,7 @@ impl ListenerSource {
                 self.connections.push(Connection {
                     fd,
                     pending: Vec::new(),
+                    searched: 0,
                     eof: false,
                 });
                 Ok(())
@@ -657,7 +669,16 @@ impl ListenerSource {
         if n == 0 {
             connection.eof = true;
         } else {
-            connection.pending.extend_from_slice(&self.buf[..n]);
+            // A peer decides how long a line or frame is: the memory for
+            // it may not be there.
+            let pending = &mut connection.pending;
+            pending.try_reserve(n).map_err(|_| {
+                PortError::memory(
+                    pending.len().saturating_add(n),
+                    "a line or frame of a connection",
+                )
+            })?;
+            pending.extend_from_slice(&self.buf[..n]);
         }
         Ok(false)
     }
