@@ -345,3 +345,30 @@ fn a_listener_that_cannot_hold_a_line_says_so() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_large_record_goes_to_stdout_without_a_second_copy() {
+    // A 256 MiB ring holding one 200 MiB record, its producer done. The
+    // reader needs the mapping and the record's buffer; under a 600 MiB
+    // address-space limit there is no room for a framed copy of it too.
+    let capacity = 256u64 << 20;
+    let len = 200u32 << 20;
+    let segment = Segment::ring("large", capacity);
+    segment.poke(64, &(8 + u64::from(len)).to_le_bytes()); // head
+    segment.poke(192, &1u32.to_le_bytes()); // producers done
+    segment.poke(4096, &len.to_le_bytes());
+    for framing in ["line", "length", "raw"] {
+        let outcome = adapter(
+            &["read", "p", "--framing", framing],
+            &segment.description("read"),
+            b"",
+            Some(600 << 10),
+        );
+        expect(
+            &format!("read a 200 MiB record, --framing {framing}"),
+            &outcome,
+            EXIT_OK,
+            &[],
+        );
+    }
+}

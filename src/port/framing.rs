@@ -36,21 +36,44 @@ impl Framing {
         }
     }
 
-    /// Appends `message`, framed, to `out`.
-    pub fn encode(self, message: &[u8], out: &mut Vec<u8>) {
+    /// What goes before `message`: its 4-byte length (`length`), else
+    /// nothing. A message the 4 bytes cannot count is an error, never a
+    /// truncated length.
+    pub fn header(self, message: &[u8]) -> Result<Option<[u8; 4]>, PortError> {
         match self {
-            Framing::Line => {
-                out.extend_from_slice(message);
-                if message.last() != Some(&b'\n') {
-                    out.push(b'\n');
-                }
-            }
-            Framing::Length => {
-                out.extend_from_slice(&(message.len() as u32).to_be_bytes());
-                out.extend_from_slice(message);
-            }
-            Framing::Raw => out.extend_from_slice(message),
+            Framing::Length => u32::try_from(message.len())
+                .map(|len| Some(len.to_be_bytes()))
+                .map_err(|_| PortError::TooLarge {
+                    size: message.len().to_string(),
+                    limit: format!("what `--framing length` can count ({} bytes)", u32::MAX),
+                }),
+            Framing::Line | Framing::Raw => Ok(None),
         }
+    }
+
+    /// What goes after `message`: a newline (`line`, unless it ends with
+    /// one), else nothing.
+    pub fn trailer(self, message: &[u8]) -> &'static [u8] {
+        match self {
+            Framing::Line if message.last() != Some(&b'\n') => b"\n",
+            _ => b"",
+        }
+    }
+
+    /// Appends `message`, framed, to `out`; the memory for it may not be
+    /// there (a message can be as large as a ring's largest record).
+    pub fn encode(self, message: &[u8], out: &mut Vec<u8>) -> Result<(), PortError> {
+        let header = self.header(message)?;
+        let trailer = self.trailer(message);
+        let need = message.len().saturating_add(4 + trailer.len());
+        out.try_reserve(need)
+            .map_err(|_| PortError::memory(out.len().saturating_add(need), "a framed message"))?;
+        if let Some(header) = header {
+            out.extend_from_slice(&header);
+        }
+        out.extend_from_slice(message);
+        out.extend_from_slice(trailer);
+        Ok(())
     }
 
     /// The length of the longest prefix of `bytes` made of whole units of
@@ -64,7 +87,7 @@ impl Framing {
                 let mut at = 0;
                 while let Some(header) = bytes.get(at..at + 4) {
                     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-                    let end = at + 4 + len as usize;
+                    let end = (at + 4).saturating_add(len as usize);
                     if end > bytes.len() {
                         break;
                     }
@@ -245,12 +268,12 @@ mod tests {
     #[test]
     fn encodes() {
         let mut out = Vec::new();
-        Framing::Line.encode(b"a", &mut out);
-        Framing::Line.encode(b"b\n", &mut out);
-        Framing::Line.encode(b"", &mut out);
+        Framing::Line.encode(b"a", &mut out).unwrap();
+        Framing::Line.encode(b"b\n", &mut out).unwrap();
+        Framing::Line.encode(b"", &mut out).unwrap();
         assert_eq!(out, b"a\nb\n\n");
         out.clear();
-        Framing::Length.encode(b"xyz", &mut out);
+        Framing::Length.encode(b"xyz", &mut out).unwrap();
         assert_eq!(out, b"\0\0\0\x03xyz");
     }
 

@@ -574,7 +574,7 @@ impl ListenerSource {
     }
 
     /// Moves a ready unit into `self.unit`; drops finished connections.
-    fn take_ready(&mut self) -> bool {
+    fn take_ready(&mut self) -> Result<bool, PortError> {
         let count = self.connections.len();
         for step in 0..count {
             let i = (self.next + step) % count;
@@ -594,16 +594,24 @@ impl ListenerSource {
             connection.searched = connection.pending.len() - whole;
             if whole > 0 {
                 self.unit.clear();
-                self.unit.extend_from_slice(&connection.pending[..whole]);
-                connection.pending.drain(..whole);
+                if whole == connection.pending.len() {
+                    // All of it: handed over, not copied.
+                    std::mem::swap(&mut self.unit, &mut connection.pending);
+                } else {
+                    self.unit
+                        .try_reserve(whole)
+                        .map_err(|_| PortError::memory(whole, "a line or frame of a connection"))?;
+                    self.unit.extend_from_slice(&connection.pending[..whole]);
+                    connection.pending.drain(..whole);
+                }
                 self.next = i + 1;
-                return true;
+                return Ok(true);
             }
         }
         let before = self.connections.len();
         self.connections.retain(|c| !c.eof);
         self.ended += (before - self.connections.len()) as u64;
-        false
+        Ok(false)
     }
 
     /// Accepts one connection: the listener itself is blocking (it is
@@ -700,7 +708,7 @@ impl Source for ListenerSource {
             Wait::For(timeout) => timeout.map(|t| Instant::now() + t),
         };
         loop {
-            if self.take_ready() {
+            if self.take_ready()? {
                 return Ok(Recv::Message(&self.unit));
             }
             if self.most.is_some_and(|most| self.ended >= most) {

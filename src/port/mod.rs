@@ -311,7 +311,16 @@ impl Stdout {
     }
 
     fn message(&mut self, framing: Framing, message: &[u8]) -> Result<(), PortError> {
-        framing.encode(message, &mut self.buf);
+        if message.len() >= STREAM_BUFFER {
+            // Large: straight out, not copied into the buffer first.
+            self.flush()?;
+            if let Some(header) = framing.header(message)? {
+                stdout_write(self.fd, &header)?;
+            }
+            stdout_write(self.fd, message)?;
+            return stdout_write(self.fd, framing.trailer(message));
+        }
+        framing.encode(message, &mut self.buf)?;
         if self.buf.len() >= STREAM_BUFFER {
             self.flush()?;
         }
