@@ -527,6 +527,9 @@ struct Connection {
     fd: OwnedFd,
     /// Bytes read and not yet given out (stream connections).
     pending: Vec<u8>,
+    /// How much of `pending` is known to end no unit: only the bytes after
+    /// it are searched again, so a long line costs linear time.
+    searched: usize,
     eof: bool,
 }
 
@@ -571,28 +574,44 @@ impl ListenerSource {
     }
 
     /// Moves a ready unit into `self.unit`; drops finished connections.
-    fn take_ready(&mut self) -> bool {
+    fn take_ready(&mut self) -> Result<bool, PortError> {
         let count = self.connections.len();
         for step in 0..count {
             let i = (self.next + step) % count;
             let connection = &mut self.connections[i];
             let whole = if connection.eof {
                 connection.pending.len()
+            } else if self.framing == Framing::Line {
+                // A line ends at the last newline: search what came since.
+                let from = connection.searched;
+                match self.framing.whole_prefix(&connection.pending[from..]) {
+                    0 => 0,
+                    n => from + n,
+                }
             } else {
                 self.framing.whole_prefix(&connection.pending)
             };
+            connection.searched = connection.pending.len() - whole;
             if whole > 0 {
                 self.unit.clear();
-                self.unit.extend_from_slice(&connection.pending[..whole]);
-                connection.pending.drain(..whole);
+                if whole == connection.pending.len() {
+                    // All of it: handed over, not copied.
+                    std::mem::swap(&mut self.unit, &mut connection.pending);
+                } else {
+                    self.unit
+                        .try_reserve(whole)
+                        .map_err(|_| PortError::memory(whole, "a line or frame of a connection"))?;
+                    self.unit.extend_from_slice(&connection.pending[..whole]);
+                    connection.pending.drain(..whole);
+                }
                 self.next = i + 1;
-                return true;
+                return Ok(true);
             }
         }
         let before = self.connections.len();
         self.connections.retain(|c| !c.eof);
         self.ended += (before - self.connections.len()) as u64;
-        false
+        Ok(false)
     }
 
     /// Accepts one connection: the listener itself is blocking (it is
@@ -607,6 +626,7 @@ impl ListenerSource {
                 self.connections.push(Connection {
                     fd,
                     pending: Vec::new(),
+                    searched: 0,
                     eof: false,
                 });
                 Ok(())
@@ -657,7 +677,16 @@ impl ListenerSource {
         if n == 0 {
             connection.eof = true;
         } else {
-            connection.pending.extend_from_slice(&self.buf[..n]);
+            // A peer decides how long a line or frame is: the memory for
+            // it may not be there.
+            let pending = &mut connection.pending;
+            pending.try_reserve(n).map_err(|_| {
+                PortError::memory(
+                    pending.len().saturating_add(n),
+                    "a line or frame of a connection",
+                )
+            })?;
+            pending.extend_from_slice(&self.buf[..n]);
         }
         Ok(false)
     }
@@ -679,7 +708,7 @@ impl Source for ListenerSource {
             Wait::For(timeout) => timeout.map(|t| Instant::now() + t),
         };
         loop {
-            if self.take_ready() {
+            if self.take_ready()? {
                 return Ok(Recv::Message(&self.unit));
             }
             if self.most.is_some_and(|most| self.ended >= most) {
@@ -742,14 +771,48 @@ fn sysv_id(port: &Port, id: &Slot<i32>) -> Result<i32, PortError> {
         .ok_or_else(|| usage(format!("{}: `id={id}` is not a number", describe(port))))
 }
 
-/// A message size as a buffer length.
+/// Where the kernel says how large a System V message may be.
+const MSGMAX: &str = "/proc/sys/kernel/msgmax";
+
+/// The largest System V message this host takes: `msgmax`, or, where it
+/// cannot be read, the most it can ever be (the kernel keeps it in an `int`).
+fn sysv_message_max() -> u64 {
+    std::fs::read_to_string(MSGMAX)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(i32::MAX as u64)
+        .min(i32::MAX as u64)
+}
+
+/// The `message_size` of a System V queue as a buffer length: at most the
+/// host's `msgmax` (the planner refuses more, E0605), so a description
+/// cannot make the adapter ask for more memory than a message can need.
 fn message_size(port: &Port, size: u64) -> Result<usize, PortError> {
+    let max = sysv_message_max();
+    if size > max {
+        return Err(usage(format!(
+            "{}: `message_size={size}` is more than a System V message on this host \
+             can hold (msgmax={max}, {MSGMAX})",
+            describe(port)
+        )));
+    }
     usize::try_from(size).map_err(|_| {
         usage(format!(
             "{}: `message_size={size}` is too large",
             describe(port)
         ))
     })
+}
+
+/// A System V frame (the `long` type, then `size` bytes of text), zeroed.
+fn sysv_frame(port: &Port, size: usize) -> Result<Vec<u8>, PortError> {
+    let len = MTYPE.checked_add(size).ok_or_else(|| {
+        usage(format!(
+            "{}: `message_size={size}` is too large",
+            describe(port)
+        ))
+    })?;
+    super::zeroed(len, &format!("a message of {}", describe(port)))
 }
 
 fn mq_name(port: &Port, name: &str) -> Result<CString, PortError> {
@@ -773,10 +836,8 @@ impl MqSource {
         })?;
         let size = crate::sys::ipc::mq_message_size(&fd)
             .map_err(|e| PortError::open("the queue's attributes", e))?;
-        Ok(MqSource {
-            fd,
-            buf: vec![0; size.max(1)],
-        })
+        let buf = super::zeroed(size.max(1), &format!("a message of {}", describe(port)))?;
+        Ok(MqSource { fd, buf })
     }
 }
 
@@ -861,7 +922,7 @@ impl SysvSource {
         let size = message_size(port, size)?;
         Ok(SysvSource {
             id,
-            frame: vec![0; MTYPE + size],
+            frame: sysv_frame(port, size)?,
             limit: format!("message_size={size} of {}", describe(port)),
         })
     }
@@ -925,8 +986,9 @@ impl SysvSink {
     fn open(port: &Port, id: &Slot<i32>, size: u64) -> Result<SysvSink, PortError> {
         let id = sysv_id(port, id)?;
         let size = message_size(port, size)?;
-        let mut frame = Vec::with_capacity(MTYPE + size);
-        frame.extend_from_slice(&(1 as libc::c_long).to_ne_bytes());
+        let mut frame = sysv_frame(port, size)?;
+        frame.truncate(MTYPE);
+        frame.copy_from_slice(&(1 as libc::c_long).to_ne_bytes());
         Ok(SysvSink {
             id,
             frame,

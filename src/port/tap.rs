@@ -109,7 +109,7 @@ pub fn run(args: &TapArgs) -> Result<(), PortError> {
                             Err(PortError::Io { .. }) => break,
                             Err(other) => return Err(other),
                         }
-                        args.framing.encode(message, &mut copy);
+                        args.framing.encode(message, &mut copy)?;
                         if copy.len() >= super::STREAM_BUFFER {
                             super::write_all(file.as_fd(), &copy).map_err(file_error)?;
                             copy.clear();

@@ -6,6 +6,7 @@ mod support;
 
 mod bench;
 mod port;
+mod port_hardening;
 
 use assert_cmd::Command;
 use predicates::prelude::*;

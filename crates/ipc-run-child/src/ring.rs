@@ -82,6 +82,12 @@ pub enum RingError {
     },
     /// The segment is not a version-1 ring, or its counters are corrupt.
     BadLayout(String),
+    /// The buffer for a record could not be allocated (the record stays
+    /// in the ring).
+    NoMemory {
+        /// The record's length.
+        len: usize,
+    },
     /// The port does not describe a ring segment.
     Port {
         /// The port name.
@@ -106,6 +112,9 @@ impl fmt::Display for RingError {
                 write!(f, "record of {len} bytes does not fit: at most {max}")
             }
             RingError::BadLayout(why) => write!(f, "not a usable ring (layout version 1): {why}"),
+            RingError::NoMemory { len } => {
+                write!(f, "cannot allocate {len} bytes for a record of the ring")
+            }
             RingError::Port { port, why } => write!(f, "port `{port}`: {why}"),
             RingError::Sys { what, error } => write!(f, "{what}: {error}"),
         }
@@ -288,8 +297,10 @@ impl Ring {
         self.map.u32_at(OFF_DONE)
     }
 
+    /// `capacity - 8`, and at most what the record header's `u32` length
+    /// can say.
     fn max_record(&self) -> usize {
-        (self.capacity - RECORD_HEADER) as usize
+        (self.capacity - RECORD_HEADER).min(u64::from(u32::MAX)) as usize
     }
 
     /// Bytes in use between `tail` and `head`, refusing impossible values.
@@ -481,7 +492,8 @@ impl Producer {
         })
     }
 
-    /// The largest record payload: capacity - 8.
+    /// The largest record payload: capacity - 8, at most `u32::MAX` (a
+    /// record header holds its length in a `u32`).
     pub fn max_record(&self) -> usize {
         self.ring.max_record()
     }
@@ -618,7 +630,8 @@ impl Consumer {
         })
     }
 
-    /// The largest record payload: capacity - 8.
+    /// The largest record payload: capacity - 8, at most `u32::MAX` (a
+    /// record header holds its length in a `u32`).
     pub fn max_record(&self) -> usize {
         self.ring.max_record()
     }
@@ -639,10 +652,13 @@ impl Consumer {
         let Some((tail, len)) = self.next(timeout)? else {
             return Ok(Received::End);
         };
-        // Only growth is zero-filled: a reused buffer costs one copy.
+        // Only growth is zero-filled: a reused buffer costs one copy. The
+        // length comes from the segment, so the memory may not be there.
         if buf.len() > len {
             buf.truncate(len);
         } else {
+            buf.try_reserve_exact(len - buf.len())
+                .map_err(|_| RingError::NoMemory { len })?;
             buf.resize(len, 0);
         }
         self.ring.read(tail + RECORD_HEADER, buf);

@@ -422,3 +422,14 @@ fn behaves_like_a_bounded_queue() {
         }
     }
 }
+
+#[test]
+fn the_largest_record_fits_the_u32_length_of_its_header() {
+    // Fails before: a ring of more than 4 GiB offered records of up to
+    // `capacity - 8` bytes, whose length the u32 header truncated.
+    let capacity = 5u64 << 30;
+    let (producer, consumer) = pair(capacity);
+    assert_eq!(producer.capacity(), capacity);
+    assert_eq!(producer.max_record(), u32::MAX as usize);
+    assert_eq!(consumer.max_record(), u32::MAX as usize);
+}
