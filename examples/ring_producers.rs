@@ -3,7 +3,7 @@
 //!
 //! `ring_producers ring WRITERS SIZE TOTAL` makes a POSIX shm ring formatted
 //! for WRITERS producers, starts WRITERS copies of itself that each send
-//! TOTAL / WRITERS bytes as SIZE-byte records (`ipc_run::child::ring`,
+//! TOTAL / WRITERS bytes as SIZE-byte records (`ipc_run_child::ring`,
 //! taking the writer lock per record as the layout requires), reads every
 //! record in this process until the end of the stream, and checks the byte
 //! count. `ring_producers pipe WRITERS SIZE TOTAL` does the same over one
@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 
-use ipc_run::child::ring::{self, Consumer, Producer, Received};
+use ipc_run_child::ring::{self, Consumer, Producer, Received};
 use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 

@@ -9,7 +9,7 @@
 #   H8  1,500 runs beside a looping `ipc-run clean`: none is taken for dead
 #       (tests/launch_hardening.rs, 100 runs in the suite).
 #
-# They are the tests l2_* and k3_* of tests/run_reliability.rs, which read
+# They are the tests l2_* and k3_* of tests/reliability/run.rs, which read
 # IPC_RUN_SOAK=1 (set here) to switch from their CI share (10 x 5 MB, 200
 # cycles) to these sizes.
 #
@@ -32,7 +32,7 @@ done
 
 export IPC_RUN_SOAK=1
 start=$(date +%s)
-cargo test --locked "${profile[@]}" --test run_reliability -- \
+cargo test --locked "${profile[@]}" --test reliability -- \
     --test-threads 1 --nocapture "$@" \
     l2_large_output_without_newlines_is_relayed_exactly_in_bounded_memory \
     k3_200_restart_cycles_keep_rss_threads_and_fds_flat

@@ -6,7 +6,7 @@
 #   socat, python3  helper processes of the example topologies and tests
 #   strace          which pids ipc-run signals, close_range (reliability tests)
 #   util-linux      prlimit and unshare (reliability tests)
-#   gcc, libc6-dev  build the C ring examples (ring_languages tests)
+#   gcc, libc6-dev  build the C ring examples (run::ring_languages tests)
 #
 # usage: scripts/test.sh [cargo test arguments...]
 set -euo pipefail

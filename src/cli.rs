@@ -1,10 +1,8 @@
 //! The command line: argument parsing, the top-level error that owns the
 //! exit codes, and the glue that runs one stage after another.
 //!
-//! Exit codes (documented in the README and `docs/topology.md`):
-//! 0 success, 1 invalid topology (or unreadable file), 2 usage error,
-//! 3 launch failure; a run otherwise exits with its processes' status
-//! (`docs/supervision.md`).
+//! The exit codes themselves live in [`crate::exit`]; a run otherwise
+//! exits with its processes' status (`docs/supervision.md`).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -12,17 +10,9 @@ use std::path::{Path, PathBuf};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::diagnostic::Diagnostic;
+use crate::exit::ExitCode;
 use crate::plan::{self, Limits, PlanError, Planned};
 use crate::topology::{Topology, TopologyError};
-
-/// Exit status when everything succeeded.
-pub const EXIT_OK: i32 = 0;
-/// Exit status for an invalid or unreadable topology.
-pub const EXIT_INVALID: i32 = 1;
-/// Exit status for a command-line usage error (as clap reports it).
-pub const EXIT_USAGE: i32 = 2;
-/// Exit status when the run could not be prepared or a process not started.
-pub const EXIT_LAUNCH: i32 = crate::supervise::LAUNCH_FAILURE;
 
 /// Declarative process-topology orchestrator for Linux.
 #[derive(Debug, Parser)]
@@ -34,7 +24,7 @@ pub const EXIT_LAUNCH: i32 = crate::supervise::LAUNCH_FAILURE;
     propagate_version = true,
     override_usage = "ipc-run [OPTIONS] <FILE>\n       ipc-run [OPTIONS] <COMMAND>"
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     /// When to colour diagnostics and logs.
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
     pub color: ColorChoice,
@@ -50,7 +40,7 @@ const GLOBAL_OPTIONS_WITH_VALUE: [&str; 1] = ["--color"];
 /// `ipc-run [OPTIONS] FILE [RUN OPTIONS]` becomes `ipc-run [OPTIONS] run FILE
 /// [RUN OPTIONS]`: the first word that is neither a global option nor a
 /// command name is a topology file.
-pub fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+pub(crate) fn with_default_command(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     let command = Cli::command();
     let is_command = |word: &str| {
         word == "help"
@@ -171,7 +161,7 @@ mod default_command_tests {
 
 /// Options of `ipc-run run`.
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Shared planning options.
     #[command(flatten)]
     pub plan: PlanArgs,
@@ -190,11 +180,15 @@ pub struct RunArgs {
     /// DIR/<name>.stdout.log and DIR/<name>.stderr.log (kept after the run).
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+    /// FILE is a JSON plan (`ipc-run plan FILE --format json`), run as it
+    /// is once checked against this host's limits.
+    #[arg(long = "plan", conflicts_with_all = ["tap", "limits"])]
+    pub from_plan: bool,
 }
 
 /// `--color`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     /// Colour when the output is a terminal and NO_COLOR is unset.
     Auto,
     /// Always colour.
@@ -205,7 +199,7 @@ pub enum ColorChoice {
 
 /// Options shared by the commands that plan a topology.
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     /// The topology file.
     pub file: PathBuf,
     /// Host limits to validate against: read from this host, or the fixed,
@@ -223,7 +217,7 @@ pub struct PlanArgs {
 
 /// `--limits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LimitsChoice {
+pub(crate) enum LimitsChoice {
     /// Read /proc and rlimits of this host.
     Host,
     /// The documented defaults of a stock Linux host.
@@ -232,7 +226,7 @@ pub enum LimitsChoice {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run a topology: create its channels, start its processes, supervise
     /// them, clean up (the default command).
     Run(RunArgs),
@@ -291,7 +285,7 @@ pub enum Command {
 
 /// `plan --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
+pub(crate) enum PlanFormat {
     /// For people.
     Text,
     /// For tools; see schemas/plan.schema.json.
@@ -300,7 +294,7 @@ pub enum PlanFormat {
 
 /// `graph --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum GraphFormat {
+pub(crate) enum GraphFormat {
     /// Graphviz.
     Dot,
     /// Mermaid flowchart.
@@ -318,7 +312,7 @@ pub enum SchemaKind {
 
 /// Everything that makes ipc-run exit non-zero, and the code for each.
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+pub(crate) enum CliError {
     /// The file could not be read or parsed.
     #[error(transparent)]
     Topology(#[from] TopologyError),
@@ -343,34 +337,39 @@ pub enum CliError {
     #[error(transparent)]
     Launch(#[from] crate::supervise::SuperviseError),
     /// `clean` could not remove everything.
-    #[error("{0}")]
-    Clean(String),
+    #[error("could not remove {} object(s): {}", .failed.len(), .failed.join("; "))]
+    Clean {
+        /// Each object left behind, with its run directory.
+        failed: Vec<String>,
+    },
     /// `bench` could not run.
     #[error(transparent)]
     Bench(#[from] crate::bench::BenchError),
     /// A `--tap` that cannot be done.
-    #[error("{0}")]
-    Tap(String),
+    #[error(transparent)]
+    Tap(#[from] crate::port::tap::TapError),
 }
 
 impl CliError {
     /// The documented exit code.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             CliError::Topology(_) | CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {
-                EXIT_INVALID
+                ExitCode::Invalid.code()
             }
-            CliError::Output(_) => EXIT_INVALID,
-            CliError::Launch(_) | CliError::Clean(_) => EXIT_LAUNCH,
-            CliError::Bench(crate::bench::BenchError::Usage(_)) => EXIT_USAGE,
-            CliError::Bench(_) => EXIT_LAUNCH,
-            CliError::Tap(_) => EXIT_USAGE,
+            CliError::Output(_) => ExitCode::Invalid.code(),
+            CliError::Launch(error) => error.exit_code(),
+            CliError::Clean { .. } => ExitCode::Launch.code(),
+            CliError::Bench(error) => error.exit_code(),
+            // A file refused or not creatable is a launch failure.
+            CliError::Tap(crate::port::tap::TapError::CreateFile { .. }) => ExitCode::Launch.code(),
+            CliError::Tap(_) => ExitCode::Usage.code(),
         }
     }
 }
 
 /// Whether to colour output written to stderr.
-pub fn stderr_color(choice: ColorChoice) -> bool {
+pub(crate) fn stderr_color(choice: ColorChoice) -> bool {
     match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
@@ -422,6 +421,9 @@ fn report(error: &CliError, color: bool) {
             let _ = writeln!(stderr, "{}", summary_line(path, 1, 0, color));
         }
         CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {}
+        CliError::Bench(stopped) if stopped.is_interruption() => {
+            let _ = writeln!(stderr, "{stopped}");
+        }
         other => {
             let _ = writeln!(stderr, "{}: {other}", paint_error("error", color));
         }
@@ -446,7 +448,7 @@ fn summary_line(path: &Path, errors: usize, warnings: usize, color: bool) -> Str
 }
 
 /// Loads and plans a file, printing every diagnostic to stderr.
-pub fn load_and_plan(args: &PlanArgs, color: bool) -> Result<(Topology, Planned), CliError> {
+pub(crate) fn load_and_plan(args: &PlanArgs, color: bool) -> Result<(Topology, Planned), CliError> {
     load_and_plan_in(args, None, color)
 }
 
@@ -461,6 +463,26 @@ fn load_and_plan_in(
     let started = std::time::Instant::now();
     let topology = Topology::load(&args.file)?;
     tracing::debug!(elapsed = ?started.elapsed(), "loaded {}", args.file.display());
+    let limits = limits_for(args, runtime_root);
+    let started = std::time::Instant::now();
+    let outcome = plan::plan(&topology, &limits);
+    tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
+    let outcome = match outcome {
+        Ok(planned) if !args.tap.is_empty() => {
+            // Taps rewrite the topology as planned, then plan it again.
+            let mut tapped = topology.clone();
+            crate::port::tap::apply(&mut tapped, &planned.plan, &args.tap)?;
+            let outcome = plan::plan(&tapped, &limits);
+            return finish_plan(args, tapped, outcome, color);
+        }
+        other => other,
+    };
+    finish_plan(args, topology, outcome, color)
+}
+
+/// The limits to plan against; under `runtime_root` socket paths are
+/// checked against that directory's length, whatever `--limits` says.
+fn limits_for(args: &PlanArgs, runtime_root: Option<&Path>) -> Limits {
     let mut limits = match args.limits {
         LimitsChoice::Host => crate::host::read_limits(),
         LimitsChoice::Default => Limits::default(),
@@ -471,22 +493,27 @@ fn load_and_plan_in(
             source: format!("--runtime-dir {}/<run id>", root.display()),
         };
     }
-    let started = std::time::Instant::now();
-    let outcome = plan::plan(&topology, &limits);
-    tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
-    let outcome = match outcome {
-        Ok(planned) if !args.tap.is_empty() => {
-            // Taps rewrite the topology as planned, then plan it again.
-            let mut tapped = topology.clone();
-            crate::port::tap::apply(&mut tapped, &planned.plan, &args.tap)
-                .map_err(CliError::Tap)?;
-            let outcome = plan::plan(&tapped, &limits);
-            return finish_plan(args, tapped, outcome, color);
-        }
-        other => other,
-    };
-    finish_plan(args, topology, outcome, color)
+    limits
 }
+
+/// `run --plan`: reads the JSON plan in `args.file` and checks it against
+/// this host (`--limits` is refused with `--plan`), printing diagnostics as
+/// for a topology.
+fn load_plan_file(
+    args: &PlanArgs,
+    runtime_root: Option<&Path>,
+    color: bool,
+) -> Result<Planned, CliError> {
+    let text = std::fs::read_to_string(&args.file).map_err(|source| TopologyError::Read {
+        path: args.file.clone(),
+        source,
+    })?;
+    let outcome = plan::import::from_json(&text, &limits_for(args, runtime_root));
+    report_plan(args, &text, outcome, color)
+}
+
+/// Most diagnostics of one file printed; a line gives the number of the rest.
+const MAX_PRINTED_DIAGNOSTICS: usize = 100;
 
 /// Prints a plan's diagnostics; the error when it failed or warnings are
 /// denied.
@@ -496,14 +523,31 @@ fn finish_plan(
     outcome: Result<Planned, PlanError>,
     color: bool,
 ) -> Result<(Topology, Planned), CliError> {
+    let planned = report_plan(args, &topology.source, outcome, color)?;
+    Ok((topology, planned))
+}
+
+/// [`finish_plan`] for a plan read from `source`, a topology or a JSON plan.
+fn report_plan(
+    args: &PlanArgs,
+    source: &str,
+    outcome: Result<Planned, PlanError>,
+    color: bool,
+) -> Result<Planned, CliError> {
     let path = args.file.display().to_string();
+    // Rendering locates each label in the file, so printing every one of
+    // tens of thousands of diagnostics costs their number times the file's
+    // size; the first ones are what a reader acts on, the rest are counted.
     let print = |diagnostics: &[Diagnostic]| {
         let mut stderr = std::io::stderr().lock();
-        for diagnostic in diagnostics {
-            let _ = write!(
+        for diagnostic in diagnostics.iter().take(MAX_PRINTED_DIAGNOSTICS) {
+            let _ = write!(stderr, "{}", diagnostic.render(&path, source, color));
+        }
+        let rest = diagnostics.len().saturating_sub(MAX_PRINTED_DIAGNOSTICS);
+        if rest > 0 {
+            let _ = writeln!(
                 stderr,
-                "{}",
-                diagnostic.render(&path, &topology.source, color)
+                "note: {rest} more diagnostic(s) not shown; the first {MAX_PRINTED_DIAGNOSTICS} are above\n"
             );
         }
     };
@@ -518,7 +562,7 @@ fn finish_plan(
                 );
                 return Err(CliError::DeniedWarnings { count });
             }
-            Ok((topology, planned))
+            Ok(planned)
         }
         Err(error) => {
             print(&error.diagnostics);
@@ -539,7 +583,10 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     let command = cli.command;
     match command {
         Command::Run(args) => return run_topology(&args, cli.color, color),
-        Command::Bench(args) => return Ok(crate::bench::run(&args)?),
+        Command::Bench(args) => {
+            crate::bench::run(&args)?;
+            return Ok(ExitCode::Success.code());
+        }
         Command::BenchPeer { spec } => return Ok(crate::bench::peer_main(&spec)),
         Command::Port(args) => return Ok(crate::port::main(args)),
         _ => {}
@@ -595,7 +642,7 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         }
     }
     stdout.flush()?;
-    Ok(EXIT_OK)
+    Ok(ExitCode::Success.code())
 }
 
 /// `ipc-run run`: plan, launch, supervise, clean up; the exit code follows
@@ -607,15 +654,19 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
         .runtime_dir
         .as_ref()
         .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone()));
-    let (topology, planned) = load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?;
-    drop(topology);
+    let planned = if args.from_plan {
+        load_plan_file(&args.plan, runtime_root.as_deref(), color)?
+    } else {
+        load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?.1
+    };
     // Each tap's copy starts empty; the tap process appends.
     for tap in &args.plan.tap {
-        crate::port::tap::truncate(&tap.file).map_err(|e| {
-            CliError::Launch(crate::supervise::SuperviseError::Prepare(format!(
-                "--tap {}: {e}",
-                tap.edge
-            )))
+        crate::port::tap::truncate(&tap.file).map_err(|source| {
+            crate::port::tap::TapError::CreateFile {
+                edge: tap.edge.clone(),
+                file: tap.file.clone(),
+                source,
+            }
         })?;
     }
     let nofile = raise_nofile();
@@ -692,13 +743,9 @@ fn clean(runtime_dir: Option<PathBuf>) -> Result<i32, CliError> {
     }
     out.flush()?;
     if problems.is_empty() {
-        Ok(EXIT_OK)
+        Ok(ExitCode::Success.code())
     } else {
-        Err(CliError::Clean(format!(
-            "could not remove {} object(s): {}",
-            problems.len(),
-            problems.join("; ")
-        )))
+        Err(CliError::Clean { failed: problems })
     }
 }
 

@@ -120,37 +120,24 @@ impl Diagnostic {
 
     /// Renders the diagnostic against `source`, read from `path`.
     pub fn render(&self, path: &str, source: &str, color: bool) -> String {
-        let paint = |style: Style, text: &str| -> String {
-            if color {
-                format!("{}{}{}", style.render(), text, style.render_reset())
-            } else {
-                text.to_owned()
-            }
-        };
-        let (level_style, level_name, mark) = match self.severity {
+        let (level, level_name, mark) = match self.severity {
             Severity::Error => (AnsiColor::Red.on_default().bold(), "error", '^'),
             Severity::Warning => (AnsiColor::Yellow.on_default().bold(), "warning", '^'),
         };
-        let bold = Style::new().bold();
-        let blue = AnsiColor::Blue.on_default().bold();
+        let p = Paint {
+            color,
+            blue: AnsiColor::Blue.on_default().bold(),
+            bold: Style::new().bold(),
+        };
         let mut out = String::new();
         let _ = writeln!(
             out,
             "{}{}",
-            paint(level_style, &format!("{level_name}[{}]", self.code)),
-            paint(bold, &format!(": {}", printable(&self.message)))
+            p.paint(level, &format!("{level_name}[{}]", self.code)),
+            p.paint(p.bold, &format!(": {}", printable(&self.message)))
         );
 
-        let mut labels: Vec<&Label> = self.labels.iter().collect();
-        // Primary first so its location heads the snippet; the rest by position.
-        labels.sort_by_key(|label| (!label.primary, label.span.start));
-        let located: Vec<(usize, usize, &Label)> = labels
-            .iter()
-            .map(|label| {
-                let (line, col) = line_col(source, label.span.start);
-                (line, col, *label)
-            })
-            .collect();
+        let located = self.located(source);
         let gutter = located
             .iter()
             .map(|(line, _, _)| line.to_string().len())
@@ -158,14 +145,14 @@ impl Diagnostic {
             .unwrap_or(1);
         let pad = " ".repeat(gutter);
         if let Some((line, col, _)) = located.first() {
-            let _ = writeln!(out, "{pad}{} {path}:{line}:{col}", paint(blue, "-->"));
+            let _ = writeln!(out, "{pad}{} {path}:{line}:{col}", p.paint(p.blue, "-->"));
         } else {
-            let _ = writeln!(out, "{pad}{} {path}", paint(blue, "-->"));
+            let _ = writeln!(out, "{pad}{} {path}", p.paint(p.blue, "-->"));
         }
         if !located.is_empty() {
-            let _ = writeln!(out, "{pad} {}", paint(blue, "|"));
+            let _ = writeln!(out, "{pad} {}", p.paint(p.blue, "|"));
         }
-        let mut by_line = located.clone();
+        let mut by_line = located;
         by_line.sort_by_key(|(line, col, label)| (*line, *col, !label.primary));
         let mut last_line = None;
         let mut window = 0..0;
@@ -176,91 +163,65 @@ impl Diagnostic {
             if last_line != Some(*line) {
                 if let Some(previous) = last_line {
                     if *line > previous + 1 {
-                        let _ = writeln!(out, "{}", paint(blue, "..."));
+                        let _ = writeln!(out, "{}", p.paint(p.blue, "..."));
                     }
                 }
-                // Very long lines (a 10 MB string) are shown as a window
-                // around the first label on them.
-                window = if chars.len() <= MAX_SHOWN_LINE {
-                    0..chars.len()
-                } else {
-                    let from = start_col.saturating_sub(MAX_SHOWN_LINE / 4);
-                    from..(from + MAX_SHOWN_LINE).min(chars.len())
-                };
-                // Control characters (a raw ESC or NUL in a broken file)
-                // never reach the terminal; one column each keeps carets
-                // aligned.
-                let shown: String = chars[window.clone()]
-                    .iter()
-                    .map(|&c| {
-                        if c.is_control() && c != '\t' {
-                            char::REPLACEMENT_CHARACTER
-                        } else {
-                            c
-                        }
-                    })
-                    .collect();
-                let before = if window.start > 0 { "..." } else { "" };
-                let after = if window.end < chars.len() { "..." } else { "" };
+                window = shown_window(chars.len(), start_col);
                 let number = format!("{line:>gutter$}");
                 let _ = writeln!(
                     out,
-                    "{} {before}{shown}{after}",
-                    paint(blue, &format!("{number} |"))
+                    "{} {}",
+                    p.paint(p.blue, &format!("{number} |")),
+                    shown_line(&chars, &window)
                 );
                 last_line = Some(*line);
             }
-            let line_start = label.span.start.saturating_sub(
-                text[..text
-                    .char_indices()
-                    .nth(start_col)
-                    .map_or(text.len(), |(i, _)| i)]
-                    .len(),
-            );
-            let line_end = line_start + text.len();
-            let label_end = label.span.end.clamp(label.span.start, line_end);
-            let label_chars = source
-                .get(label.span.start.min(line_end)..label_end)
-                .map_or(1, |s| s.chars().count())
-                .max(1);
-            let at = start_col.clamp(window.start, window.end);
-            let count = label_chars.min(window.end.saturating_sub(at)).max(1);
-            let lead = if window.start > 0 { 3 } else { 0 };
-            let indent: String = std::iter::repeat_n(' ', lead)
-                .chain(
-                    chars[window.start..at]
-                        .iter()
-                        .map(|&c| if c == '\t' { '\t' } else { ' ' }),
-                )
-                .collect();
-            let marker_char = if label.primary { mark } else { '-' };
-            let markers: String = std::iter::repeat_n(marker_char, count).collect();
-            let style = if label.primary { level_style } else { blue };
+            let shown = ShownLine {
+                text,
+                chars: &chars,
+                start_col,
+                window: window.clone(),
+            };
+            let markers = shown.markers(source, label, if label.primary { mark } else { '-' });
+            let style = if label.primary { level } else { p.blue };
             let _ = writeln!(
                 out,
-                "{pad} {} {indent}{} {}",
-                paint(blue, "|"),
-                paint(style, &markers),
-                paint(style, &printable(&label.message))
+                "{pad} {} {}{} {}",
+                p.paint(p.blue, "|"),
+                shown.indent(),
+                p.paint(style, &markers),
+                p.paint(style, &printable(&label.message))
             );
         }
-        for note in &self.notes {
-            let _ = writeln!(
-                out,
-                "{pad} {} {}",
-                paint(blue, "="),
-                paint(bold, &format!("note: {}", printable(note)))
-            );
-        }
-        if let Some(help) = &self.help {
-            let _ = writeln!(
-                out,
-                "{pad} {} {}",
-                paint(blue, "="),
-                paint(bold, &format!("help: {}", printable(help)))
-            );
-        }
+        self.write_notes(&mut out, &p, &pad);
         out
+    }
+
+    /// The notes, then the hint, under the snippet.
+    fn write_notes(&self, out: &mut String, p: &Paint, pad: &str) {
+        let notes = self.notes.iter().map(|note| format!("note: {note}"));
+        for line in notes.chain(self.help.iter().map(|help| format!("help: {help}"))) {
+            let _ = writeln!(
+                out,
+                "{pad} {} {}",
+                p.paint(p.blue, "="),
+                p.paint(p.bold, &printable(&line))
+            );
+        }
+    }
+
+    /// The labels with their line and column: primary first, so its
+    /// location heads the snippet; the rest by position.
+    fn located(&self, source: &str) -> Vec<(usize, usize, &Label)> {
+        let mut labels: Vec<&Label> = self.labels.iter().collect();
+        labels.sort_by_key(|label| (!label.primary, label.span.start));
+        labels
+            .into_iter()
+            .map(|label| {
+                let (line, col) = line_col(source, label.span.start);
+                (line, col, label)
+            })
+            .collect()
     }
 
     /// `file:line:col` of the primary label, for one-line summaries.
@@ -277,6 +238,104 @@ impl Diagnostic {
             }
             None => path.to_owned(),
         }
+    }
+}
+
+/// The styles of one rendering, applied only when colouring.
+struct Paint {
+    color: bool,
+    blue: Style,
+    bold: Style,
+}
+
+impl Paint {
+    fn paint(&self, style: Style, text: &str) -> String {
+        if self.color {
+            format!("{}{}{}", style.render(), text, style.render_reset())
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// The characters of a source line that are shown: very long lines (a
+/// 10 MB string) are shown as a window around the first label on them.
+fn shown_window(len: usize, start_col: usize) -> std::ops::Range<usize> {
+    if len <= MAX_SHOWN_LINE {
+        0..len
+    } else {
+        let from = start_col.saturating_sub(MAX_SHOWN_LINE / 4);
+        from..(from + MAX_SHOWN_LINE).min(len)
+    }
+}
+
+/// The shown part of a line, with `...` where it was cut. Control
+/// characters (a raw ESC or NUL in a broken file) never reach the terminal;
+/// one column each keeps carets aligned.
+fn shown_line(chars: &[char], window: &std::ops::Range<usize>) -> String {
+    let shown: String = chars[window.clone()]
+        .iter()
+        .map(|&c| {
+            if c.is_control() && c != '\t' {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect();
+    let before = if window.start > 0 { "..." } else { "" };
+    let after = if window.end < chars.len() { "..." } else { "" };
+    format!("{before}{shown}{after}")
+}
+
+/// A source line as shown, for placing one label's markers under it.
+struct ShownLine<'a> {
+    text: &'a str,
+    chars: &'a [char],
+    /// The label's first column (0-based, in characters).
+    start_col: usize,
+    window: std::ops::Range<usize>,
+}
+
+impl ShownLine<'_> {
+    /// The label's first column, within the window.
+    fn at(&self) -> usize {
+        self.start_col.clamp(self.window.start, self.window.end)
+    }
+
+    /// Blanks up to the label (tabs kept, so it lines up on a terminal).
+    fn indent(&self) -> String {
+        let lead = if self.window.start > 0 { 3 } else { 0 };
+        std::iter::repeat_n(' ', lead)
+            .chain(
+                self.chars[self.window.start..self.at()]
+                    .iter()
+                    .map(|&c| if c == '\t' { '\t' } else { ' ' }),
+            )
+            .collect()
+    }
+
+    /// `mark` under each character of the label on this line (at least one,
+    /// cut at the window).
+    fn markers(&self, source: &str, label: &Label, mark: char) -> String {
+        let text = self.text;
+        let line_start = label.span.start.saturating_sub(
+            text[..text
+                .char_indices()
+                .nth(self.start_col)
+                .map_or(text.len(), |(i, _)| i)]
+                .len(),
+        );
+        let line_end = line_start + text.len();
+        let label_end = label.span.end.clamp(label.span.start, line_end);
+        let label_chars = source
+            .get(label.span.start.min(line_end)..label_end)
+            .map_or(1, |s| s.chars().count())
+            .max(1);
+        let count = label_chars
+            .min(self.window.end.saturating_sub(self.at()))
+            .max(1);
+        std::iter::repeat_n(mark, count).collect()
     }
 }
 

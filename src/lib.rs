@@ -14,15 +14,41 @@
 //! of a topology runs to bridge a port to stdin/stdout.
 //!
 //! `docs/architecture.md` describes the stages and the data between them.
+//!
+//! # What is public
+//!
+//! The library serves the `ipc-run` binary and its tests; its public
+//! surface is what they, the examples and the fuzz harness use:
+//!
+//! - [`topology`]: [`topology::Topology`] (load, parse) and its errors.
+//! - [`plan`]: [`plan::plan`], the [`plan::Plan`] it returns, host
+//!   [`plan::Limits`], and the text, JSON and graph renderings.
+//! - [`launch`]: [`launch::prepare`] a plan's resources and spawn its
+//!   processes; [`launch::LaunchError`].
+//! - [`supervise`]: [`supervise::run`] a plan, or [`supervise::supervise`]
+//!   one through your own [`supervise::Runtime`].
+//! - [`child`]: what a Rust child of a topology uses (ports, the ring).
+//! - [`diagnostic`]: the diagnostics plans and parse errors carry.
+//! - [`exit`]: the documented exit codes.
+//! - [`cli`]: the binary's entry point and the JSON Schemas it prints.
+//! - [`sys`]: the system-call wrappers that integration tests check fds and
+//!   named objects with.
+//!
+//! The port adapters (`ipc-run port`), the benchmark (`ipc-run bench`) and
+//! the host probing are crate-private.
 
-pub mod bench;
-pub mod child;
+#![deny(missing_docs)]
+
+pub(crate) mod bench;
+pub use ipc_run_child as child;
 pub mod cli;
 pub mod diagnostic;
-pub mod host;
+pub mod exit;
+pub(crate) mod host;
 pub mod launch;
+pub mod mechanism;
 pub mod plan;
-pub mod port;
+pub(crate) mod port;
 mod safe_file;
 pub mod supervise;
 pub mod sys;

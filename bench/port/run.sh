@@ -44,7 +44,7 @@ if [ -z "${IPC_RUN:-}" ]; then
 fi
 IPC_RUN=$(realpath "$IPC_RUN")
 if [ -z "${PROBE:-}" ]; then
-    cargo build --release --locked --quiet --bin ipc-run-probe
+    cargo build --release --locked --quiet --features test-probe --bin ipc-run-probe
     PROBE="${CARGO_TARGET_DIR:-$PWD/target}/release/ipc-run-probe"
 fi
 PROBE=$(realpath "$PROBE")

@@ -5,14 +5,16 @@
 //! created and deregistered as its guard removes it. A watcher thread waits
 //! for the termination signals, which every thread keeps blocked, with
 //! `sigtimedwait`; on one it kills the current peer, removes everything
-//! still registered and exits. It also enforces each measurement's
-//! deadline: past it the peer is killed, and if the bench is still stuck a
-//! little later (a peer that died cannot unblock a queue receive), it
-//! cleans up and exits with an error rather than hang.
+//! still registered and tells the bench's main thread how it [`End`]ed. It
+//! also enforces each measurement's deadline: past it the peer is killed,
+//! and if the bench is still stuck a little later (a peer that died cannot
+//! unblock a queue receive), it cleans up and reports that it gave up,
+//! rather than hang.
 
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal, kill};
@@ -101,13 +103,6 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 #[derive(Debug)]
 pub struct Guard(Object);
 
-impl Guard {
-    /// The object.
-    pub fn object(&self) -> &Object {
-        &self.0
-    }
-}
-
 impl Drop for Guard {
     fn drop(&mut self) {
         let mut reg = registry();
@@ -157,26 +152,48 @@ pub fn termination_signals() -> SigSet {
 /// How long after killing a late peer the bench gives up.
 const GRACE: Duration = Duration::from_secs(3);
 
-/// Starts the watcher thread. The termination signals must already be
-/// blocked in the calling thread, so the watcher and every later thread
-/// inherit the mask.
-pub fn start_watcher() -> std::io::Result<()> {
+/// How the bench ended, as its main thread learns it.
+#[derive(Debug)]
+pub enum End {
+    /// The measurements are done and the report written (or not).
+    Finished(Result<(), super::BenchError>),
+    /// A termination signal came; every object was removed.
+    Interrupted {
+        /// The signal.
+        signal: Signal,
+        /// How many objects were removed.
+        removed: usize,
+    },
+    /// A killed peer still left the bench stuck; every object was removed.
+    GaveUp {
+        /// The measurement that hung.
+        what: String,
+        /// How many objects were removed.
+        removed: usize,
+    },
+}
+
+/// Starts the watcher thread, which sends on `ends` when it ends the
+/// bench. The termination signals must already be blocked in the calling
+/// thread, so the watcher and every later thread inherit the mask.
+pub fn start_watcher(ends: Sender<End>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("bench-watch".into())
-        .spawn(watch)
+        .spawn(move || {
+            let _ = ends.send(watch());
+        })
         .map(drop)
 }
 
-fn watch() {
+/// Watches until the bench must end early; the registry stays locked from
+/// then on, so nothing new is created.
+fn watch() -> End {
     let set = termination_signals();
     loop {
         match crate::sys::bench::sigtimedwait(&set, Duration::from_millis(100)) {
             Ok(Some(signal)) => {
                 let removed = clean_all();
-                eprintln!(
-                    "ipc-run bench: interrupted by {signal}; removed {removed} object(s) it had made"
-                );
-                std::process::exit(128 + signal as i32);
+                return End::Interrupted { signal, removed };
             }
             Ok(None) => {}
             Err(errno) => {
@@ -196,10 +213,7 @@ fn watch() {
                 let what = reg.what.clone();
                 drop(reg);
                 let removed = clean_all();
-                eprintln!(
-                    "error: ipc-run bench: {what} did not finish; gave up and removed {removed} object(s)"
-                );
-                std::process::exit(crate::cli::EXIT_LAUNCH);
+                return End::GaveUp { what, removed };
             }
             _ => {}
         }
@@ -207,7 +221,7 @@ fn watch() {
 }
 
 /// Kills the peer and removes every registered object; returns how many.
-/// The lock stays held by the caller's exit, so nothing new is created.
+/// The lock stays held until the process exits, so nothing new is created.
 fn clean_all() -> usize {
     let mut reg = registry();
     if let Some(pid) = reg.peer.take() {

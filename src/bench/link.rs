@@ -379,52 +379,11 @@ impl ParentSide {
         };
         let round_trip = test == Test::RoundTrip;
         side.pending = match mechanism {
-            Mechanism::Pipe => {
-                let (from_peer_r, from_peer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-                if round_trip {
-                    let (to_peer_r, to_peer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-                    side.give(&to_peer_r)?;
-                    side.give(&from_peer_w)?;
-                    Pending::Ready(fd_link(Some(to_peer_w), Some(from_peer_r), false))
-                } else {
-                    side.give(&from_peer_w)?;
-                    Pending::Ready(fd_link(None, Some(from_peer_r), false))
-                }
-            }
-            Mechanism::Fifo => {
-                let (from_peer, guard) = mkfifo(place, "from-peer.fifo")?;
-                side.guards.push(guard);
-                if round_trip {
-                    let (to_peer, guard) = mkfifo(place, "to-peer.fifo")?;
-                    side.guards.push(guard);
-                    side.endpoint.paths = vec![to_peer.clone(), from_peer.clone()];
-                    Pending::Fifo(Some(to_peer), from_peer)
-                } else {
-                    side.endpoint.paths = vec![from_peer.clone()];
-                    Pending::Fifo(None, from_peer)
-                }
-            }
-            Mechanism::SocketpairStream | Mechanism::SocketpairSeqpacket => {
-                let ty = if mechanism == Mechanism::SocketpairStream {
-                    SockType::Stream
-                } else {
-                    SockType::SeqPacket
-                };
-                let (mine, theirs) = nix::sys::socket::socketpair(
-                    AddressFamily::Unix,
-                    ty,
-                    None,
-                    SockFlag::SOCK_CLOEXEC,
-                )?;
-                if ty == SockType::SeqPacket {
-                    fit_sndbuf(&mine, size)?;
-                }
-                side.give(&theirs)?;
-                Pending::Ready(if round_trip {
-                    duplex(mine)?
-                } else {
-                    fd_link(None, Some(mine), false)
-                })
+            Mechanism::Pipe => side.pipes(round_trip)?,
+            Mechanism::Fifo => side.fifos(place, round_trip)?,
+            Mechanism::SocketpairStream => side.socketpair(SockType::Stream, round_trip, size)?,
+            Mechanism::SocketpairSeqpacket => {
+                side.socketpair(SockType::SeqPacket, round_trip, size)?
             }
             Mechanism::UnixStream => {
                 let (path, guard) = unlinked_path(place, "stream.sock")?;
@@ -447,58 +406,118 @@ impl ParentSide {
                 side.endpoint.port = Some(socket.local_addr()?.port());
                 Pending::Udp(socket)
             }
-            Mechanism::PosixMq => {
-                let (from_peer, name, guard) = posix_mq(place, "from-peer", size)?;
-                side.guards.push(guard);
-                if round_trip {
-                    let (to_peer, to_name, guard) = posix_mq(place, "to-peer", size)?;
-                    side.guards.push(guard);
-                    side.endpoint.names = vec![to_name, name];
-                    Pending::Ready(Box::new(PosixMqLink {
-                        tx: Some(to_peer),
-                        rx: Some(from_peer),
-                    }))
-                } else {
-                    side.endpoint.names = vec![name];
-                    Pending::Ready(Box::new(PosixMqLink {
-                        tx: None,
-                        rx: Some(from_peer),
-                    }))
-                }
-            }
-            Mechanism::SysvMq => {
-                let queue_bytes = place.limits.sysv_msgmnb.unwrap_or(16384);
-                let (id, guard) = cleanup::create(|| {
-                    crate::sys::ipc::msg_create(queue_bytes, 0o600)
-                        .map(|id| (id, Object::SysvMsg(id)))
-                })?;
-                side.guards.push(guard);
-                side.endpoint.sysv_id = Some(id);
-                Pending::Ready(Box::new(SysvLink {
-                    id,
-                    tx_type: TO_PEER,
-                    rx_type: FROM_PEER,
-                    msg: SysvMessage::new(size),
-                }))
-            }
-            Mechanism::ShmRing => {
-                let (from_peer, name, guard) = shm_ring(place, "from-peer", size)?;
-                side.guards.push(guard);
-                let rx = Some(Consumer::from_fd(from_peer).map_err(io::Error::other)?);
-                if round_trip {
-                    let (to_peer, to_name, guard) = shm_ring(place, "to-peer", size)?;
-                    side.guards.push(guard);
-                    side.endpoint.names = vec![to_name, name];
-                    let tx = Some(Producer::from_fd(to_peer).map_err(io::Error::other)?);
-                    Pending::Ready(Box::new(RingLink { tx, rx }))
-                } else {
-                    side.endpoint.names = vec![name];
-                    Pending::Ready(Box::new(RingLink { tx: None, rx }))
-                }
-            }
+            Mechanism::PosixMq => side.posix_queues(place, round_trip, size)?,
+            Mechanism::SysvMq => side.sysv_queue(place, size)?,
+            Mechanism::ShmRing => side.rings(place, round_trip, size)?,
             Mechanism::Signal => Pending::Signal,
         };
         Ok(side)
+    }
+
+    /// One pipe from the peer, and one to it for round trips.
+    fn pipes(&mut self, round_trip: bool) -> io::Result<Pending> {
+        let (from_peer_r, from_peer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        if round_trip {
+            let (to_peer_r, to_peer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+            self.give(&to_peer_r)?;
+            self.give(&from_peer_w)?;
+            Ok(Pending::Ready(fd_link(
+                Some(to_peer_w),
+                Some(from_peer_r),
+                false,
+            )))
+        } else {
+            self.give(&from_peer_w)?;
+            Ok(Pending::Ready(fd_link(None, Some(from_peer_r), false)))
+        }
+    }
+
+    /// One FIFO from the peer, and one to it for round trips; both are
+    /// opened once the peer runs.
+    fn fifos(&mut self, place: &Place, round_trip: bool) -> io::Result<Pending> {
+        let (from_peer, guard) = mkfifo(place, "from-peer.fifo")?;
+        self.guards.push(guard);
+        if round_trip {
+            let (to_peer, guard) = mkfifo(place, "to-peer.fifo")?;
+            self.guards.push(guard);
+            self.endpoint.paths = vec![to_peer.clone(), from_peer.clone()];
+            Ok(Pending::Fifo(Some(to_peer), from_peer))
+        } else {
+            self.endpoint.paths = vec![from_peer.clone()];
+            Ok(Pending::Fifo(None, from_peer))
+        }
+    }
+
+    /// A socketpair of type `ty`; the peer inherits one end.
+    fn socketpair(&mut self, ty: SockType, round_trip: bool, size: usize) -> io::Result<Pending> {
+        let (mine, theirs) =
+            nix::sys::socket::socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC)?;
+        if ty == SockType::SeqPacket {
+            fit_sndbuf(&mine, size)?;
+        }
+        self.give(&theirs)?;
+        Ok(Pending::Ready(if round_trip {
+            duplex(mine)?
+        } else {
+            fd_link(None, Some(mine), false)
+        }))
+    }
+
+    /// One POSIX queue from the peer, and one to it for round trips.
+    fn posix_queues(
+        &mut self,
+        place: &Place,
+        round_trip: bool,
+        size: usize,
+    ) -> io::Result<Pending> {
+        let (from_peer, name, guard) = posix_mq(place, "from-peer", size)?;
+        self.guards.push(guard);
+        let tx = if round_trip {
+            let (to_peer, to_name, guard) = posix_mq(place, "to-peer", size)?;
+            self.guards.push(guard);
+            self.endpoint.names = vec![to_name, name];
+            Some(to_peer)
+        } else {
+            self.endpoint.names = vec![name];
+            None
+        };
+        Ok(Pending::Ready(Box::new(PosixMqLink {
+            tx,
+            rx: Some(from_peer),
+        })))
+    }
+
+    /// One System V queue; the message type tells the directions apart.
+    fn sysv_queue(&mut self, place: &Place, size: usize) -> io::Result<Pending> {
+        let queue_bytes = place.limits.sysv_msgmnb.unwrap_or(16384);
+        let (id, guard) = cleanup::create(|| {
+            crate::sys::ipc::msg_create(queue_bytes, 0o600).map(|id| (id, Object::SysvMsg(id)))
+        })?;
+        self.guards.push(guard);
+        self.endpoint.sysv_id = Some(id);
+        Ok(Pending::Ready(Box::new(SysvLink {
+            id,
+            tx_type: TO_PEER,
+            rx_type: FROM_PEER,
+            msg: SysvMessage::new(size),
+        })))
+    }
+
+    /// One shared-memory ring from the peer, and one to it for round trips.
+    fn rings(&mut self, place: &Place, round_trip: bool, size: usize) -> io::Result<Pending> {
+        let (from_peer, name, guard) = shm_ring(place, "from-peer", size)?;
+        self.guards.push(guard);
+        let rx = Some(Consumer::from_fd(from_peer).map_err(io::Error::other)?);
+        let tx = if round_trip {
+            let (to_peer, to_name, guard) = shm_ring(place, "to-peer", size)?;
+            self.guards.push(guard);
+            self.endpoint.names = vec![to_name, name];
+            Some(Producer::from_fd(to_peer).map_err(io::Error::other)?)
+        } else {
+            self.endpoint.names = vec![name];
+            None
+        };
+        Ok(Pending::Ready(Box::new(RingLink { tx, rx })))
     }
 
     fn give(&mut self, fd: &OwnedFd) -> io::Result<()> {
@@ -681,61 +700,23 @@ pub fn peer_side(
             if mechanism == Mechanism::SocketpairSeqpacket {
                 fit_sndbuf(&fd, size)?;
             }
-            ready(if round_trip {
-                duplex(fd)?
-            } else {
-                fd_link(Some(fd), None, true)
-            })
+            ready(peer_stream(fd, round_trip)?)
         }
         Mechanism::UnixStream => {
             let fd = OwnedFd::from(UnixStream::connect(path(endpoint, 0)?)?);
-            ready(if round_trip {
-                duplex(fd)?
-            } else {
-                fd_link(Some(fd), None, true)
-            })
+            ready(peer_stream(fd, round_trip)?)
         }
         Mechanism::Tcp => {
             let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port()?))?;
             stream.set_nodelay(true)?;
             let fd = OwnedFd::from(stream);
-            ready(if round_trip {
-                duplex(fd)?
-            } else {
-                fd_link(Some(fd), None, true)
-            })
+            ready(peer_stream(fd, round_trip)?)
         }
         Mechanism::Udp => {
-            let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
-            let mine = socket.local_addr()?.port();
-            socket.connect((Ipv4Addr::LOCALHOST, port()?))?;
-            if round_trip {
-                // Wakes now and then, so a lost end datagram does not
-                // leave the echo waiting for ever (the parent kills it).
-                socket.set_read_timeout(Some(Duration::from_millis(500)))?;
-                grow_rcvbuf(&socket, size);
-            }
-            Ok((PeerPending::Ready(Box::new(UdpLink { socket })), Some(mine)))
+            let (link, mine) = peer_udp(port()?, round_trip, size)?;
+            Ok((PeerPending::Ready(link), Some(mine)))
         }
-        Mechanism::PosixMq => {
-            let open = |at, write| -> io::Result<OwnedFd> {
-                Ok(crate::sys::ipc::mq_open_existing(
-                    &name(endpoint, at)?,
-                    write,
-                )?)
-            };
-            ready(Box::new(if round_trip {
-                PosixMqLink {
-                    rx: Some(open(0, false)?),
-                    tx: Some(open(1, true)?),
-                }
-            } else {
-                PosixMqLink {
-                    rx: None,
-                    tx: Some(open(0, true)?),
-                }
-            }))
-        }
+        Mechanism::PosixMq => ready(peer_posix_mq(endpoint, round_trip)?),
         Mechanism::SysvMq => {
             let id = endpoint
                 .sysv_id
@@ -747,21 +728,69 @@ pub fn peer_side(
                 msg: SysvMessage::new(size),
             }))
         }
-        Mechanism::ShmRing => {
-            let producer =
-                |at| Producer::from_fd(open_shm(endpoint, at)?).map_err(io::Error::other);
-            ready(Box::new(if round_trip {
-                RingLink {
-                    rx: Some(Consumer::from_fd(open_shm(endpoint, 0)?).map_err(io::Error::other)?),
-                    tx: Some(producer(1)?),
-                }
-            } else {
-                RingLink {
-                    rx: None,
-                    tx: Some(producer(0)?),
-                }
-            }))
-        }
+        Mechanism::ShmRing => ready(peer_ring(endpoint, round_trip)?),
         Mechanism::Signal => Ok((PeerPending::Signal, None)),
     }
+}
+
+/// A connected stream socket: the sending end, or both ways for round trips.
+fn peer_stream(fd: OwnedFd, round_trip: bool) -> io::Result<Box<dyn Link>> {
+    if round_trip {
+        duplex(fd)
+    } else {
+        Ok(fd_link(Some(fd), None, true))
+    }
+}
+
+/// A UDP socket connected to the parent's `port`; also the port it bound.
+fn peer_udp(port: u16, round_trip: bool, size: usize) -> io::Result<(Box<dyn Link>, u16)> {
+    let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let mine = socket.local_addr()?.port();
+    socket.connect((Ipv4Addr::LOCALHOST, port))?;
+    if round_trip {
+        // Wakes now and then, so a lost end datagram does not leave the
+        // echo waiting for ever (the parent kills it).
+        socket.set_read_timeout(Some(Duration::from_millis(500)))?;
+        grow_rcvbuf(&socket, size);
+    }
+    Ok((Box::new(UdpLink { socket }), mine))
+}
+
+/// The parent's POSIX queues, opened: to the parent, and from it for
+/// round trips.
+fn peer_posix_mq(endpoint: &Endpoint, round_trip: bool) -> io::Result<Box<dyn Link>> {
+    let open = |at, write| -> io::Result<OwnedFd> {
+        Ok(crate::sys::ipc::mq_open_existing(
+            &name(endpoint, at)?,
+            write,
+        )?)
+    };
+    Ok(Box::new(if round_trip {
+        PosixMqLink {
+            rx: Some(open(0, false)?),
+            tx: Some(open(1, true)?),
+        }
+    } else {
+        PosixMqLink {
+            rx: None,
+            tx: Some(open(0, true)?),
+        }
+    }))
+}
+
+/// The parent's rings, opened: producing into the parent's, and consuming
+/// the other for round trips.
+fn peer_ring(endpoint: &Endpoint, round_trip: bool) -> io::Result<Box<dyn Link>> {
+    let producer = |at| Producer::from_fd(open_shm(endpoint, at)?).map_err(io::Error::other);
+    Ok(Box::new(if round_trip {
+        RingLink {
+            rx: Some(Consumer::from_fd(open_shm(endpoint, 0)?).map_err(io::Error::other)?),
+            tx: Some(producer(1)?),
+        }
+    } else {
+        RingLink {
+            rx: None,
+            tx: Some(producer(0)?),
+        }
+    }))
 }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::mechanism::{Kind, posix_mq, signal, socketpair, sysv_mq, udp};
+
 /// One IPC mechanism as the bench measures it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -48,20 +50,31 @@ impl Mechanism {
         Mechanism::ShmRing,
     ];
 
-    /// The name used on the command line and in the output.
+    /// The mechanism a topology names for what this measures.
+    pub fn kind(self) -> Kind {
+        match self {
+            Mechanism::Pipe => Kind::Pipe,
+            Mechanism::Fifo => Kind::Fifo,
+            Mechanism::SocketpairStream | Mechanism::SocketpairSeqpacket => Kind::Socketpair,
+            Mechanism::UnixStream => Kind::UnixListener,
+            Mechanism::Tcp => Kind::Tcp,
+            Mechanism::Udp => Kind::Udp,
+            Mechanism::PosixMq => Kind::PosixMq,
+            Mechanism::SysvMq => Kind::SysvMq,
+            Mechanism::Signal => Kind::Signal,
+            Mechanism::ShmRing => Kind::PosixShm,
+        }
+    }
+
+    /// The name used on the command line and in the output: the
+    /// mechanism's, or the variant measured when there are several.
     pub fn name(self) -> &'static str {
         match self {
-            Mechanism::Pipe => "pipe",
-            Mechanism::Fifo => "fifo",
             Mechanism::SocketpairStream => "socketpair-stream",
             Mechanism::SocketpairSeqpacket => "socketpair-seqpacket",
             Mechanism::UnixStream => "unix-stream",
-            Mechanism::Tcp => "tcp",
-            Mechanism::Udp => "udp",
-            Mechanism::PosixMq => "posix-mq",
-            Mechanism::SysvMq => "sysv-mq",
-            Mechanism::Signal => "signal",
             Mechanism::ShmRing => "shm-ring",
+            other => other.kind().as_str(),
         }
     }
 
@@ -77,9 +90,6 @@ impl Mechanism {
         )
     }
 }
-
-/// The largest UDP payload over IPv4: 65535 - 20 (IP) - 8 (UDP).
-pub const UDP_MAX_PAYLOAD: usize = 65_507;
 
 /// Host limits that decide which message sizes a mechanism can carry.
 #[derive(Debug, Clone)]
@@ -120,42 +130,13 @@ impl HostLimits {
     /// Why `mechanism` cannot carry messages of `size` bytes on this host,
     /// or `None` when it can.
     pub fn refuses(&self, mechanism: Mechanism, size: usize) -> Option<String> {
-        let size64 = size as u64;
+        let size = size as u64;
         match mechanism {
-            Mechanism::Signal => Some("a signal carries no payload".into()),
-            Mechanism::Udp if size > UDP_MAX_PAYLOAD => Some(format!(
-                "a UDP/IPv4 datagram carries at most {UDP_MAX_PAYLOAD} bytes"
-            )),
-            Mechanism::PosixMq => match self.mq_msgsize_max {
-                Some(max) if size64 > max => Some(format!(
-                    "exceeds the POSIX queue message size limit {max} B (/proc/sys/fs/mqueue/msgsize_max)"
-                )),
-                None => Some("/proc/sys/fs/mqueue/msgsize_max is unreadable".into()),
-                _ => None,
-            },
-            Mechanism::SysvMq => match self.sysv_msgmax {
-                Some(max) if size64 > max => Some(format!(
-                    "exceeds the System V message size limit {max} B (/proc/sys/kernel/msgmax)"
-                )),
-                None => Some("/proc/sys/kernel/msgmax is unreadable".into()),
-                _ => None,
-            },
-            Mechanism::SocketpairSeqpacket => {
-                // A seqpacket message must fit the sender's socket buffer,
-                // which an unprivileged process can raise to wmem_max (the
-                // kernel doubles the value; 32 bytes go to overhead).
-                let max = self
-                    .wmem_max
-                    .unwrap_or(212_992)
-                    .saturating_mul(2)
-                    .saturating_sub(32);
-                (size64 > max).then(|| {
-                    format!(
-                        "a seqpacket message must fit the socket send buffer: at most {max} B \
-                         (2 x /proc/sys/net/core/wmem_max - 32)"
-                    )
-                })
-            }
+            Mechanism::Signal => Some(signal::BENCH_REFUSAL.into()),
+            Mechanism::Udp => udp::bench_refusal(size),
+            Mechanism::PosixMq => posix_mq::bench_refusal(self, size),
+            Mechanism::SysvMq => sysv_mq::bench_refusal(self, size),
+            Mechanism::SocketpairSeqpacket => socketpair::bench_refusal_seqpacket(self, size),
             _ => None,
         }
     }

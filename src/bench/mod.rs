@@ -35,6 +35,7 @@ use nix::sys::signal::SigSet;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
+use crate::exit::ExitCode;
 use cleanup::Object;
 use link::{Connected, Endpoint, ParentSide, Place, Test};
 use measure::Rounds;
@@ -57,6 +58,43 @@ pub enum BenchError {
     /// Writing the output failed.
     #[error("failed to write output: {0}")]
     Output(#[from] std::io::Error),
+    /// A termination signal ended the bench; what it made is removed.
+    #[error("ipc-run bench: interrupted by {signal}; removed {removed} object(s) it had made")]
+    Interrupted {
+        /// The signal.
+        signal: nix::sys::signal::Signal,
+        /// How many objects were removed.
+        removed: usize,
+    },
+    /// A peer hung past its deadline and even killing it did not unblock
+    /// the measurement; what the bench made is removed.
+    #[error("ipc-run bench: {what} did not finish; gave up and removed {removed} object(s)")]
+    GaveUp {
+        /// The measurement.
+        what: String,
+        /// How many objects were removed.
+        removed: usize,
+    },
+}
+
+impl BenchError {
+    /// The exit code: usage errors 2, an interruption 128+signal, anything
+    /// else a launch failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BenchError::Usage(_) | BenchError::Spec(_) => ExitCode::Usage.code(),
+            BenchError::Interrupted { signal, .. } => crate::exit::signaled(*signal as i32),
+            BenchError::Setup(_) | BenchError::Output(_) | BenchError::GaveUp { .. } => {
+                ExitCode::Launch.code()
+            }
+        }
+    }
+
+    /// Whether the bench was stopped rather than failed (reported without
+    /// an `error:` prefix).
+    pub fn is_interruption(&self) -> bool {
+        matches!(self, BenchError::Interrupted { .. })
+    }
 }
 
 /// Output format of `ipc-run bench`.
@@ -98,24 +136,15 @@ pub struct BenchArgs {
 /// Largest message size accepted.
 const MAX_SIZE: usize = 64 << 20;
 
-/// Parses `64`, `4K`, `4KiB`, `1M`, `1MiB` (binary units).
+/// Parses a message size by the topology's rule
+/// ([`crate::topology::ByteSize`]: `64`, `4K`/`4KiB`, `1M`/`1MiB`, decimal
+/// `kB`, `MB`), from 1 B to 64 MiB.
 pub fn parse_size(text: &str) -> Result<usize, String> {
-    let t = text.trim();
-    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size like 64, 4K or 1M"))?;
-    let scale = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" | "kb" => 1 << 10,
-        "m" | "mib" | "mb" => 1 << 20,
-        _ => return Err(format!("`{text}`: unknown unit (use B, K or M)")),
-    };
-    let size = n
-        .checked_mul(scale)
+    let size = crate::topology::ByteSize::parse(text)?;
+    usize::try_from(size.bytes())
+        .ok()
         .filter(|s| (1..=MAX_SIZE).contains(s))
-        .ok_or_else(|| format!("`{text}`: a size must be 1 B to 64 MiB"))?;
-    Ok(size)
+        .ok_or_else(|| format!("`{text}`: a size must be 1 B to 64 MiB"))
 }
 
 /// The default message sizes.
@@ -222,36 +251,24 @@ pub struct PeerSpec {
     pub parent: i32,
 }
 
-/// `ipc-run bench`: measures, prints, cleans up; returns the exit code.
-pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
+/// `ipc-run bench`: measures, prints, cleans up.
+///
+/// The measurements run on a thread of their own while this one waits for
+/// the first of: the measurements finished, a termination signal, or a
+/// peer that hung past its deadline. On the last two the watcher has
+/// already removed every object; the stuck measurement thread is left to
+/// end with the process, and the error goes back to `main`.
+pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let settings = Settings::new(args.quick, args.duration, args.rounds)?;
-    let mechanisms: Vec<Mechanism> = if args.mechanisms.is_empty() {
-        Mechanism::ALL.to_vec()
-    } else {
-        let mut m: Vec<Mechanism> = Vec::new();
-        for &mechanism in &args.mechanisms {
-            if !m.contains(&mechanism) {
-                m.push(mechanism);
-            }
-        }
-        m
-    };
-    let mut sizes = if args.sizes.is_empty() {
-        DEFAULT_SIZES.to_vec()
-    } else {
-        args.sizes.clone()
-    };
-    sizes.sort_unstable();
-    sizes.dedup();
-    let mut rtt_sizes: Vec<usize> = sizes.iter().copied().filter(|&s| s <= 4096).collect();
-    if rtt_sizes.is_empty() {
-        rtt_sizes.push(sizes[0]);
-    }
+    let mechanisms = chosen_mechanisms(&args.mechanisms);
+    let (sizes, rtt_sizes) = chosen_sizes(&args.sizes);
+    let format = args.format;
 
     let host = Host::describe();
     // Block the termination signals and the ping-pong signals before any
     // thread exists, so every thread inherits the mask: the watcher takes
-    // the former with sigtimedwait, the main thread the latter with sigwait.
+    // the former with sigtimedwait, the measuring thread the latter with
+    // sigwait.
     let mut blocked = cleanup::termination_signals();
     for signal in measure::signal_set().iter() {
         blocked.add(signal);
@@ -259,8 +276,72 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
     blocked
         .thread_block()
         .map_err(|e| BenchError::Setup(format!("blocking signals: {e}")))?;
-    cleanup::start_watcher().map_err(|e| BenchError::Setup(format!("watcher thread: {e}")))?;
+    let (events, ended) = std::sync::mpsc::channel();
+    cleanup::start_watcher(events.clone())
+        .map_err(|e| BenchError::Setup(format!("watcher thread: {e}")))?;
+    let (place, dir_guard) = make_place()?;
 
+    let measuring = move || {
+        let mut jobs = plan_jobs(&mechanisms, &sizes, &rtt_sizes, &place.limits);
+        measure_all(&place, &mut jobs, &settings);
+        let records: Vec<Record> = jobs.iter().flat_map(Job::records).collect();
+        drop(dir_guard);
+        let report = Report {
+            host,
+            settings: settings.describe(),
+            records,
+        };
+        let _ = events.send(cleanup::End::Finished(write_report(&report, format)));
+    };
+    std::thread::Builder::new()
+        .name("bench-measure".into())
+        .spawn(measuring)
+        .map_err(|e| BenchError::Setup(format!("measuring thread: {e}")))?;
+    match ended.recv() {
+        Ok(cleanup::End::Finished(result)) => result,
+        Ok(cleanup::End::Interrupted { signal, removed }) => {
+            Err(BenchError::Interrupted { signal, removed })
+        }
+        Ok(cleanup::End::GaveUp { what, removed }) => Err(BenchError::GaveUp { what, removed }),
+        Err(std::sync::mpsc::RecvError) => Err(BenchError::Setup(
+            "the measuring thread ended without a result".to_owned(),
+        )),
+    }
+}
+
+/// The mechanisms asked for, in order, without repeats; all by default.
+fn chosen_mechanisms(asked: &[Mechanism]) -> Vec<Mechanism> {
+    if asked.is_empty() {
+        return Mechanism::ALL.to_vec();
+    }
+    let mut m: Vec<Mechanism> = Vec::new();
+    for &mechanism in asked {
+        if !m.contains(&mechanism) {
+            m.push(mechanism);
+        }
+    }
+    m
+}
+
+/// The throughput sizes (sorted, without repeats) and the round-trip sizes
+/// (those up to 4 KiB, or the smallest).
+fn chosen_sizes(asked: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut sizes = if asked.is_empty() {
+        DEFAULT_SIZES.to_vec()
+    } else {
+        asked.to_vec()
+    };
+    sizes.sort_unstable();
+    sizes.dedup();
+    let mut rtt_sizes: Vec<usize> = sizes.iter().copied().filter(|&s| s <= 4096).collect();
+    if rtt_sizes.is_empty() {
+        rtt_sizes.push(sizes[0]);
+    }
+    (sizes, rtt_sizes)
+}
+
+/// The private directory (registered for cleanup) and the names' id.
+fn make_place() -> Result<(Place, cleanup::Guard), BenchError> {
     let mut random = [0u8; 8];
     crate::sys::fd::fill_random(&mut random)
         .map_err(|e| BenchError::Setup(format!("getrandom: {e}")))?;
@@ -276,27 +357,40 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
     .map_err(|e| BenchError::Setup(format!("creating {}: {e}", dir.display())))?;
     tracing::debug!("bench id {id}");
     let place = Place {
-        dir: dir.clone(),
+        dir,
         id,
         limits: HostLimits::read(),
     };
+    Ok((place, dir_guard))
+}
 
-    // Every measurement to make, in output order; each round makes all of
-    // them once, starting at a rotated place, and the records take the
-    // median (throughput) or the pooled percentiles (round trips).
+/// Every measurement to make, in output order.
+fn plan_jobs(
+    mechanisms: &[Mechanism],
+    sizes: &[usize],
+    rtt_sizes: &[usize],
+    limits: &HostLimits,
+) -> Vec<Job> {
     let mut jobs: Vec<Job> = Vec::new();
-    for &mechanism in &mechanisms {
-        for &size in &sizes {
-            jobs.push(Job::new(mechanism, Test::Throughput, size, &place.limits));
+    for &mechanism in mechanisms {
+        for &size in sizes {
+            jobs.push(Job::new(mechanism, Test::Throughput, size, limits));
         }
         if mechanism == Mechanism::Signal {
-            jobs.push(Job::new(mechanism, Test::RoundTrip, 0, &place.limits));
+            jobs.push(Job::new(mechanism, Test::RoundTrip, 0, limits));
         } else {
-            for &size in &rtt_sizes {
-                jobs.push(Job::new(mechanism, Test::RoundTrip, size, &place.limits));
+            for &size in rtt_sizes {
+                jobs.push(Job::new(mechanism, Test::RoundTrip, size, limits));
             }
         }
     }
+    jobs
+}
+
+/// Each round makes every job once, starting at a rotated place; the
+/// records take the median (throughput) or the pooled percentiles (round
+/// trips).
+fn measure_all(place: &Place, jobs: &mut [Job], settings: &Settings) {
     let rounds = settings.rounds;
     for round in 0..rounds {
         let count = jobs.len();
@@ -306,7 +400,7 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
             if job.refused.is_some() {
                 continue;
             }
-            match measure_one(&place, job.mechanism, job.test, job.size, &settings) {
+            match measure_one(place, job.mechanism, job.test, job.size, settings) {
                 Ok(measured) => job.results.push(measured),
                 Err(reason) => {
                     tracing::warn!(
@@ -319,21 +413,16 @@ pub fn run(args: &BenchArgs) -> Result<i32, BenchError> {
             }
         }
     }
-    let records: Vec<Record> = jobs.iter().flat_map(Job::records).collect();
-    drop(dir_guard);
+}
 
-    let report = Report {
-        host,
-        settings: settings.describe(),
-        records,
-    };
+fn write_report(report: &Report, format: BenchFormat) -> Result<(), BenchError> {
     let mut stdout = std::io::stdout().lock();
-    match args.format {
+    match format {
         BenchFormat::Text => stdout.write_all(report.text().as_bytes())?,
         BenchFormat::Json => stdout.write_all(report.json().as_bytes())?,
     }
     stdout.flush()?;
-    Ok(crate::cli::EXIT_OK)
+    Ok(())
 }
 
 enum Measured {
@@ -404,61 +493,69 @@ impl Job {
                 .collect();
         }
         match self.test {
-            Test::Throughput => {
-                let mut rates = Vec::new();
-                let (mut messages, mut sent, mut received) = (0, Some(0u64), 0);
-                for result in &self.results {
-                    if let Measured::Throughput { through, sent: s } = result {
-                        rates.push(through.gb_per_s());
-                        messages += through.messages;
-                        received += through.received_total;
-                        sent = sent.zip(*s).map(|(a, b)| a + b);
-                    }
-                }
-                let mut out = vec![Record::value(
-                    name,
-                    size,
-                    Metric::Throughput,
-                    median(&mut rates),
-                    messages,
-                )];
-                if self.mechanism == Mechanism::Udp {
-                    out.push(match sent {
-                        Some(sent) => Record::value(
-                            name,
-                            size,
-                            Metric::Lost,
-                            sent.saturating_sub(received) as f64,
-                            sent,
-                        ),
-                        None => Record::na(
-                            name,
-                            size,
-                            Metric::Lost,
-                            "the sender did not report its count",
-                        ),
-                    });
-                }
-                out
-            }
-            Test::RoundTrip => {
-                let mut pooled = measure::RoundTrips::default();
-                for result in &self.results {
-                    if let Measured::RoundTrips(trips) = result {
-                        pooled.nanos.extend_from_slice(&trips.nanos);
-                        pooled.lost += trips.lost;
-                    }
-                }
-                let n = pooled.nanos.len() as u64;
-                [(Metric::RoundTripP50, 50.0), (Metric::RoundTripP99, 99.0)]
-                    .into_iter()
-                    .map(|(metric, p)| match pooled.percentile_us(p) {
-                        Some(v) => Record::value(name, size, metric, v, n),
-                        None => Record::na(name, size, metric, "no round trip completed"),
-                    })
-                    .collect()
+            Test::Throughput => self.throughput_records(),
+            Test::RoundTrip => self.round_trip_records(),
+        }
+    }
+
+    /// The median rate of the rounds, and for UDP the datagrams lost.
+    fn throughput_records(&self) -> Vec<Record> {
+        let (name, size) = (self.mechanism.name(), self.size);
+        let mut rates = Vec::new();
+        let (mut messages, mut sent, mut received) = (0, Some(0u64), 0);
+        for result in &self.results {
+            if let Measured::Throughput { through, sent: s } = result {
+                rates.push(through.gb_per_s());
+                messages += through.messages;
+                received += through.received_total;
+                sent = sent.zip(*s).map(|(a, b)| a + b);
             }
         }
+        let mut out = vec![Record::value(
+            name,
+            size,
+            Metric::Throughput,
+            median(&mut rates),
+            messages,
+        )];
+        if self.mechanism == Mechanism::Udp {
+            out.push(match sent {
+                Some(sent) => Record::value(
+                    name,
+                    size,
+                    Metric::Lost,
+                    sent.saturating_sub(received) as f64,
+                    sent,
+                ),
+                None => Record::na(
+                    name,
+                    size,
+                    Metric::Lost,
+                    "the sender did not report its count",
+                ),
+            });
+        }
+        out
+    }
+
+    /// The percentiles of every round's round trips pooled.
+    fn round_trip_records(&self) -> Vec<Record> {
+        let (name, size) = (self.mechanism.name(), self.size);
+        let mut pooled = measure::RoundTrips::default();
+        for result in &self.results {
+            if let Measured::RoundTrips(trips) = result {
+                pooled.nanos.extend_from_slice(&trips.nanos);
+                pooled.lost += trips.lost;
+            }
+        }
+        let n = pooled.nanos.len() as u64;
+        [(Metric::RoundTripP50, 50.0), (Metric::RoundTripP99, 99.0)]
+            .into_iter()
+            .map(|(metric, p)| match pooled.percentile_us(p) {
+                Some(v) => Record::value(name, size, metric, v, n),
+                None => Record::na(name, size, metric, "no round trip completed"),
+            })
+            .collect()
     }
 }
 
@@ -531,15 +628,7 @@ fn measure_one(
         endpoint: side.endpoint.clone(),
         parent: std::process::id() as i32,
     };
-    let spec = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
-    let mut child = Command::new("/proc/self/exe")
-        .arg("bench-peer")
-        .arg(spec)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("starting the peer: {e}"))?;
+    let mut child = start_peer(&spec)?;
     // The peer has its copies now.
     drop(std::mem::take(&mut side.pass));
     let pid = Pid::from_raw(child.id() as i32);
@@ -595,6 +684,20 @@ fn measure_one(
     Ok(measured)
 }
 
+/// Starts the peer (`/proc/self/exe bench-peer SPEC`) in a process group
+/// of its own, its stdout piped.
+fn start_peer(spec: &PeerSpec) -> Result<Child, String> {
+    let spec = serde_json::to_string(spec).map_err(|e| e.to_string())?;
+    Command::new("/proc/self/exe")
+        .arg("bench-peer")
+        .arg(spec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("starting the peer: {e}"))
+}
+
 /// The parent's side of one measurement once connected.
 fn parent_measure(
     connected: Connected,
@@ -643,11 +746,11 @@ pub fn peer_main(spec: &str) -> i32 {
         Ok(spec) => spec,
         Err(e) => {
             eprintln!("error: {}", BenchError::Spec(e.to_string()));
-            return crate::cli::EXIT_USAGE;
+            return ExitCode::Usage.code();
         }
     };
     match peer(&spec) {
-        Ok(()) => crate::cli::EXIT_OK,
+        Ok(()) => ExitCode::Success.code(),
         Err(e) => {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "error {e}");
@@ -713,11 +816,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_parse_with_binary_units() {
+    fn sizes_parse_by_the_topology_rule() {
         assert_eq!(parse_size("64"), Ok(64));
         assert_eq!(parse_size("4K"), Ok(4096));
         assert_eq!(parse_size("64KiB"), Ok(65536));
         assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("4KB"), Ok(4000));
         assert!(parse_size("0").is_err());
         assert!(parse_size("1G").is_err());
         assert!(parse_size("x").is_err());

@@ -186,46 +186,35 @@ impl Report {
             h.kernel, h.cpu_model, h.cpus, h.load_average
         );
         let _ = writeln!(out, "run: {}", self.settings);
-        let mechanisms: Vec<&str> = {
-            let mut seen: Vec<&str> = Vec::new();
-            for r in &self.records {
-                if !seen.contains(&r.mechanism.as_str()) {
-                    seen.push(&r.mechanism);
-                }
-            }
-            seen
-        };
-        // Each distinct (mechanism, reason) gets one numbered note listing
-        // the sizes it applies to.
-        let mut notes: Vec<(String, String, Vec<usize>)> = Vec::new();
-        let cell =
-            |record: Option<&Record>, notes: &mut Vec<(String, String, Vec<usize>)>| -> String {
-                match record {
-                    None => "-".into(),
-                    Some(r) => match (r.value, &r.na_reason) {
-                        (Some(v), _) => number(v),
-                        (None, reason) => {
-                            let reason = reason.as_deref().unwrap_or("not measured").to_owned();
-                            let at = match notes
-                                .iter()
-                                .position(|(m, why, _)| *m == r.mechanism && *why == reason)
-                            {
-                                Some(at) => at,
-                                None => {
-                                    notes.push((r.mechanism.clone(), reason, Vec::new()));
-                                    notes.len() - 1
-                                }
-                            };
-                            if !notes[at].2.contains(&r.size) {
-                                notes[at].2.push(r.size);
-                            }
-                            format!("n/a[{}]", at + 1)
-                        }
-                    },
-                }
-            };
+        let mechanisms = self.mechanisms();
+        let width = mechanisms.iter().map(|m| m.len()).max().unwrap_or(9).max(9);
+        let mut notes = Notes::default();
+        self.throughput_table(&mut out, &mechanisms, width, &mut notes);
+        self.round_trip_table(&mut out, &mechanisms, width, &mut notes);
+        self.lost_table(&mut out, width);
+        notes.write(&mut out);
+        out
+    }
 
-        // Throughput: one row per mechanism, one column per size.
+    /// The mechanisms measured, in record order.
+    fn mechanisms(&self) -> Vec<&str> {
+        let mut seen: Vec<&str> = Vec::new();
+        for r in &self.records {
+            if !seen.contains(&r.mechanism.as_str()) {
+                seen.push(&r.mechanism);
+            }
+        }
+        seen
+    }
+
+    /// Throughput: one row per mechanism, one column per size.
+    fn throughput_table(
+        &self,
+        out: &mut String,
+        mechanisms: &[&str],
+        width: usize,
+        notes: &mut Notes,
+    ) {
         let mut sizes: Vec<usize> = self
             .records
             .iter()
@@ -234,7 +223,6 @@ impl Report {
             .collect();
         sizes.sort_unstable();
         sizes.dedup();
-        let width = mechanisms.iter().map(|m| m.len()).max().unwrap_or(9).max(9);
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -245,16 +233,24 @@ impl Report {
             let _ = write!(out, " {:>10}", size_label(size));
         }
         let _ = writeln!(out);
-        for m in &mechanisms {
+        for m in mechanisms {
             let _ = write!(out, "{m:<width$}");
             for &size in &sizes {
-                let text = cell(self.find(m, size, Metric::Throughput), &mut notes);
+                let text = notes.cell(self.find(m, size, Metric::Throughput));
                 let _ = write!(out, " {text:>10}");
             }
             let _ = writeln!(out);
         }
+    }
 
-        // Round trips: one row per mechanism and size.
+    /// Round trips: one row per mechanism and size.
+    fn round_trip_table(
+        &self,
+        out: &mut String,
+        mechanisms: &[&str],
+        width: usize,
+        notes: &mut Notes,
+    ) {
         let _ = writeln!(out);
         let _ = writeln!(out, "round trip, µs (ping-pong of one message)");
         let _ = writeln!(
@@ -262,7 +258,7 @@ impl Report {
             "{:<width$} {:>8} {:>10} {:>10} {:>9}",
             "mechanism", "size", "p50", "p99", "samples"
         );
-        for m in &mechanisms {
+        for m in mechanisms {
             let mut sizes: Vec<usize> = self
                 .records
                 .iter()
@@ -279,67 +275,106 @@ impl Report {
                 } else {
                     size_label(size)
                 };
-                let a = cell(p50, &mut notes);
-                let b = cell(p99, &mut notes);
+                let a = notes.cell(p50);
+                let b = notes.cell(p99);
                 let _ = writeln!(out, "{m:<width$} {label:>8} {a:>10} {b:>10} {samples:>9}");
             }
         }
+    }
 
+    /// Datagrams lost, when a lossy mechanism was measured.
+    fn lost_table(&self, out: &mut String, width: usize) {
         let lost: Vec<&Record> = self
             .records
             .iter()
             .filter(|r| r.metric == Metric::Lost)
             .collect();
-        if !lost.is_empty() {
-            let _ = writeln!(out);
+        if lost.is_empty() {
+            return;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "datagrams lost during throughput runs (counted by the receiver)"
+        );
+        for r in lost {
+            let text = match r.value {
+                Some(v) => {
+                    let share = if r.samples > 0 {
+                        100.0 * v / r.samples as f64
+                    } else {
+                        0.0
+                    };
+                    format!("{v:.0} of {} sent ({share:.1}%)", r.samples)
+                }
+                None => format!("n/a: {}", r.na_reason.as_deref().unwrap_or("not measured")),
+            };
             let _ = writeln!(
                 out,
-                "datagrams lost during throughput runs (counted by the receiver)"
+                "{:<width$} {:>8}  {text}",
+                r.mechanism,
+                size_label(r.size)
             );
-            for r in lost {
-                let text = match r.value {
-                    Some(v) => {
-                        let share = if r.samples > 0 {
-                            100.0 * v / r.samples as f64
-                        } else {
-                            0.0
-                        };
-                        format!("{v:.0} of {} sent ({share:.1}%)", r.samples)
-                    }
-                    None => format!("n/a: {}", r.na_reason.as_deref().unwrap_or("not measured")),
-                };
-                let _ = writeln!(
-                    out,
-                    "{:<width$} {:>8}  {text}",
-                    r.mechanism,
-                    size_label(r.size)
-                );
-            }
         }
+    }
+}
 
-        if !notes.is_empty() {
-            let _ = writeln!(out);
-            let _ = writeln!(out, "n/a:");
-            for (i, (mechanism, reason, sizes)) in notes.iter().enumerate() {
-                let sizes: Vec<String> = sizes
-                    .iter()
-                    .map(|&s| {
-                        if s == 0 {
-                            "no payload".into()
-                        } else {
-                            size_label(s)
-                        }
-                    })
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "  [{}] {mechanism} {}: {reason}",
-                    i + 1,
-                    sizes.join(", ")
-                );
-            }
+/// The numbered notes behind `n/a[N]` cells: one per distinct (mechanism,
+/// reason), listing the sizes it applies to.
+#[derive(Debug, Default)]
+struct Notes(Vec<(String, String, Vec<usize>)>);
+
+impl Notes {
+    /// A table cell: the value, `-` when there is no record, or `n/a[N]`.
+    fn cell(&mut self, record: Option<&Record>) -> String {
+        let Some(r) = record else {
+            return "-".into();
+        };
+        if let Some(v) = r.value {
+            return number(v);
         }
-        out
+        let reason = r.na_reason.as_deref().unwrap_or("not measured").to_owned();
+        let notes = &mut self.0;
+        let at = match notes
+            .iter()
+            .position(|(m, why, _)| *m == r.mechanism && *why == reason)
+        {
+            Some(at) => at,
+            None => {
+                notes.push((r.mechanism.clone(), reason, Vec::new()));
+                notes.len() - 1
+            }
+        };
+        if !notes[at].2.contains(&r.size) {
+            notes[at].2.push(r.size);
+        }
+        format!("n/a[{}]", at + 1)
+    }
+
+    fn write(&self, out: &mut String) {
+        if self.0.is_empty() {
+            return;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "n/a:");
+        for (i, (mechanism, reason, sizes)) in self.0.iter().enumerate() {
+            let sizes: Vec<String> = sizes
+                .iter()
+                .map(|&s| {
+                    if s == 0 {
+                        "no payload".into()
+                    } else {
+                        size_label(s)
+                    }
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  [{}] {mechanism} {}: {reason}",
+                i + 1,
+                sizes.join(", ")
+            );
+        }
     }
 }
 

@@ -34,8 +34,12 @@
 //! | `write-path PATH TEXT` / `read-path PATH` | open a FIFO or file by path |
 //! | `println TEXT` | print TEXT |
 //! | `sleep MS` / `exit CODE` | |
-#![allow(unsafe_code, reason = "test helper calling libc directly")]
-#![allow(clippy::undocumented_unsafe_blocks, reason = "test helper")]
+//!
+//! It is a test helper, not installed (`required-features = ["test-probe"]`).
+//! It works on the raw fd numbers, ids and names its test passes it, as a
+//! C child would: the unsafe blocks below are thin libc calls, each with
+//! what makes it sound.
+#![expect(unsafe_code, reason = "test helper calling libc directly")]
 
 use std::ffi::CString;
 use std::io::{Read, Write};
@@ -115,6 +119,7 @@ fn report() {
         .unwrap_or_default();
     fds.sort_unstable();
     // read_dir's own fd shows up while listing: drop fds that are now closed.
+    // SAFETY: F_GETFD only reads a descriptor's flags; EBADF if closed.
     fds.retain(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } >= 0);
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
@@ -127,6 +132,7 @@ fn report() {
     let cloexec: Vec<i32> = fds
         .iter()
         .copied()
+        // SAFETY: as above, F_GETFD only reads flags.
         .filter(|fd| unsafe { libc::fcntl(*fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0)
         .collect();
     let env: Vec<String> = std::env::vars_os()
@@ -138,6 +144,7 @@ fn report() {
             )
         })
         .collect();
+    // SAFETY: these calls take no pointers and only read process ids.
     let (pid, pgid, ppid) = unsafe { (libc::getpid(), libc::getpgid(0), libc::getppid()) };
     let cwd = std::env::current_dir()
         .map(|p| p.display().to_string())
@@ -151,7 +158,11 @@ fn report() {
     );
 }
 
+/// The fd number a test names, as a File that never closes it.
 fn file(fd: i32) -> std::mem::ManuallyDrop<std::fs::File> {
+    // SAFETY: the File is never dropped (ManuallyDrop), so it never closes
+    // the fd and takes no ownership from whoever holds it; read and write
+    // on a number that is not open fail with EBADF, touching no memory.
     std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
@@ -160,6 +171,8 @@ fn cstr(s: &str) -> CString {
 }
 
 fn shm_map(fd: i32, len: usize) -> *mut u8 {
+    // SAFETY: a fresh shared mapping at a kernel-chosen address overlaps no
+    // Rust object; a bad fd makes mmap fail, which is checked.
     let p = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
@@ -176,14 +189,26 @@ fn shm_map(fd: i32, len: usize) -> *mut u8 {
     p.cast()
 }
 
+/// Writes `text` and a NUL at `p`: the start of a mapping of at least 4096
+/// bytes (the segments the tests make), longer than any test text.
 fn write_cstr(p: *mut u8, text: &str) {
+    if text.len() >= 4096 {
+        die("text longer than the segment");
+    }
+    // SAFETY: `p` is the start of a live mapping of at least 4096 bytes and
+    // text.len() + 1 <= 4096 (checked); the mapping is not a Rust object,
+    // so the copy overlaps none.
     unsafe {
         std::ptr::copy_nonoverlapping(text.as_ptr(), p, text.len());
         *p.add(text.len()) = 0;
     }
 }
 
+/// Reads a NUL-terminated string at `p`, the start of a live mapping
+/// written by `write_cstr` (or zero-filled).
 fn read_cstr(p: *const u8) -> String {
+    // SAFETY: the mapping holds a NUL within its 4096 bytes: written by
+    // `write_cstr`, or the zero fill of a fresh segment.
     unsafe { std::ffi::CStr::from_ptr(p.cast()) }
         .to_string_lossy()
         .into_owned()
@@ -209,6 +234,7 @@ fn run(cmd: &str, args: &[String]) {
             let mut line = Vec::new();
             let mut byte = [0u8; 1];
             while check(
+                // SAFETY: reads one byte into a live one-byte buffer.
                 unsafe { libc::read(fd, byte.as_mut_ptr().cast(), 1) },
                 "read",
             ) == 1
@@ -224,6 +250,7 @@ fn run(cmd: &str, args: &[String]) {
         }
         "accept" => {
             let fd = check(
+                // SAFETY: null address pointers ask for no peer address.
                 unsafe {
                     libc::accept4(
                         num(&arg(args, 0)),
@@ -235,6 +262,8 @@ fn run(cmd: &str, args: &[String]) {
                 "accept",
             ) as i32;
             let mut s = String::new();
+            // SAFETY: accept4 just returned this new fd (checked), owned by
+            // nothing else.
             let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
             f.read_to_string(&mut s)
                 .unwrap_or_else(|e| die(&e.to_string()));
@@ -245,11 +274,14 @@ fn run(cmd: &str, args: &[String]) {
             let mut buf = vec![0u8; 65536];
             let n = if cmd == "recv" {
                 check(
+                    // SAFETY: receives into a live buffer of buf.len() bytes.
                     unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) },
                     "recv",
                 )
             } else {
                 check(
+                    // SAFETY: receives into a live buffer of buf.len() bytes;
+                    // a null priority pointer asks for no priority.
                     unsafe {
                         libc::mq_receive(
                             fd,
@@ -266,6 +298,7 @@ fn run(cmd: &str, args: &[String]) {
         "send" => {
             let text = arg(args, 1);
             check(
+                // SAFETY: sends text.len() bytes from a live string.
                 unsafe { libc::send(num(&arg(args, 0)), text.as_ptr().cast(), text.len(), 0) },
                 "send",
             );
@@ -273,6 +306,7 @@ fn run(cmd: &str, args: &[String]) {
         "mq-send-fd" => {
             let text = arg(args, 1);
             check(
+                // SAFETY: sends text.len() bytes from a live string.
                 unsafe { libc::mq_send(num(&arg(args, 0)), text.as_ptr().cast(), text.len(), 0) }
                     as isize,
                 "mq_send",
@@ -305,6 +339,7 @@ fn run(cmd: &str, args: &[String]) {
         "shm-write" | "shm-read" => {
             let name = cstr(&arg(args, 0));
             let fd = check(
+                // SAFETY: `name` is a NUL-terminated string alive for the call.
                 unsafe { libc::shm_open(name.as_ptr(), libc::O_RDWR, 0) } as isize,
                 "shm_open",
             ) as i32;
@@ -316,9 +351,9 @@ fn run(cmd: &str, args: &[String]) {
             }
         }
         "ring-send" => {
-            use ipc_run::child::ring::Producer;
+            use ipc_run_child::ring::Producer;
             let mut port =
-                ipc_run::child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+                ipc_run_child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
             let mut producer =
                 Producer::from_port(&mut port).unwrap_or_else(|e| die(&e.to_string()));
             let tag = arg(args, 1);
@@ -337,9 +372,9 @@ fn run(cmd: &str, args: &[String]) {
             }
         }
         "ring-recv" => {
-            use ipc_run::child::ring::{Consumer, Received};
+            use ipc_run_child::ring::{Consumer, Received};
             let mut port =
-                ipc_run::child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+                ipc_run_child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
             let mut consumer =
                 Consumer::from_port(&mut port).unwrap_or_else(|e| die(&e.to_string()));
             let mut counts = std::collections::BTreeMap::<String, u64>::new();
@@ -369,9 +404,9 @@ fn run(cmd: &str, args: &[String]) {
             println!("ring: {}", summary.join(" "));
         }
         "ring-torn" => {
-            use ipc_run::child::ring::Producer;
+            use ipc_run_child::ring::Producer;
             let mut port =
-                ipc_run::child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
+                ipc_run_child::port(&arg(args, 0)).unwrap_or_else(|e| die(&e.to_string()));
             let mut producer =
                 Producer::from_port(&mut port).unwrap_or_else(|e| die(&e.to_string()));
             let record = ring_record("torn", 0, num(&arg(args, 1)) as usize);
@@ -385,6 +420,8 @@ fn run(cmd: &str, args: &[String]) {
             }
         }
         "sysv-shm-write" | "sysv-shm-read" => {
+            // SAFETY: attaches at a kernel-chosen address (null), which
+            // overlaps no Rust object; failure is checked below.
             let p = unsafe { libc::shmat(num(&arg(args, 0)), std::ptr::null(), 0) };
             if p as isize == -1 {
                 die("shmat failed");
@@ -403,6 +440,8 @@ fn run(cmd: &str, args: &[String]) {
                 libc::O_RDONLY
             };
             let fd = check(
+                // SAFETY: `name` is a NUL-terminated string alive for the call;
+                // without O_CREAT no further arguments are read.
                 unsafe { libc::mq_open(name.as_ptr(), flags) } as isize,
                 "mq_open",
             ) as i32;
@@ -430,14 +469,20 @@ fn run(cmd: &str, args: &[String]) {
             };
             if cmd == "msg-send" {
                 let text = arg(args, 1);
+                if text.len() > msg.text.len() {
+                    die("text longer than a message");
+                }
                 msg.text[..text.len()].copy_from_slice(text.as_bytes());
                 check(
+                    // SAFETY: `msg` is a live msgbuf (type, then text) whose
+                    // text holds text.len() bytes (checked above).
                     unsafe { libc::msgsnd(id, (&msg as *const Msg).cast(), text.len(), 0) }
                         as isize,
                     "msgsnd",
                 );
             } else {
                 let n = check(
+                    // SAFETY: `msg` is a live, writable msgbuf with 1024 text bytes.
                     unsafe { libc::msgrcv(id, (&mut msg as *mut Msg).cast(), 1024, 0, 0) },
                     "msgrcv",
                 );
@@ -446,13 +491,17 @@ fn run(cmd: &str, args: &[String]) {
         }
         "sem-post" | "sem-wait" => {
             let name = cstr(&arg(args, 0));
+            // SAFETY: `name` is a NUL-terminated string alive for the call;
+            // without O_CREAT no further arguments are read.
             let sem = unsafe { libc::sem_open(name.as_ptr(), 0) };
             if sem == libc::SEM_FAILED {
                 die("sem_open failed");
             }
             if cmd == "sem-post" {
+                // SAFETY: `sem` is the semaphore sem_open returned (checked).
                 check(unsafe { libc::sem_post(sem) } as isize, "sem_post");
             } else {
+                // SAFETY: as for sem_post.
                 check(unsafe { libc::sem_wait(sem) } as isize, "sem_wait");
                 println!("sem: acquired");
             }
@@ -464,13 +513,18 @@ fn run(cmd: &str, args: &[String]) {
                 sem_flg: 0,
             };
             check(
+                // SAFETY: one live sembuf, and a count of 1.
                 unsafe { libc::semop(num(&arg(args, 0)), &mut op, 1) } as isize,
                 "semop",
             );
             println!("semop: done");
         }
         "block" | "wait-signal" => {
+            // SAFETY: sigset_t is plain data; sigemptyset initialises it next.
             let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+            // SAFETY: the calls take a live sigset_t; a null old-mask pointer
+            // asks for none. Blocking a signal in this single-threaded
+            // process is what the test asks for.
             unsafe {
                 libc::sigemptyset(&mut set);
                 libc::sigaddset(&mut set, num(&arg(args, 0)));
@@ -478,6 +532,7 @@ fn run(cmd: &str, args: &[String]) {
             }
             if cmd == "wait-signal" {
                 let mut sig = 0;
+                // SAFETY: a live, initialised set and a live int for the result.
                 unsafe { libc::sigwait(&set, &mut sig) };
                 println!("signal: {sig}");
             }
@@ -485,6 +540,7 @@ fn run(cmd: &str, args: &[String]) {
         "kill" => {
             for pid in arg(args, 0).split(',') {
                 check(
+                    // SAFETY: kill takes no pointers.
                     unsafe { libc::kill(num(pid), num(&arg(args, 1))) } as isize,
                     "kill",
                 );

@@ -124,14 +124,15 @@ pub enum LaunchError {
         errno: Errno,
     },
     /// The program could not be started.
-    #[error(transparent)]
+    #[error("start {}: {}", .0.instance, .0)]
     Spawn(#[from] SpawnError),
 }
 
 /// An instance could not be started: reported by name and errno, distinct
-/// from any exit status of the program (which never ran).
+/// from any exit status of the program (which never ran). The message
+/// leaves the instance out; [`LaunchError::Spawn`] names it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("start {instance}: could not {} {program}: {errno}", .step.map_or("find", ChildStep::describe))]
+#[error("could not {} {program}: {errno}", .step.map_or("find", ChildStep::describe))]
 pub struct SpawnError {
     /// Instance name.
     pub instance: String,

@@ -51,7 +51,7 @@ mod error;
 mod identity;
 pub mod objects;
 pub mod placeholder;
-mod resources;
+pub(crate) mod resources;
 pub mod run_dir;
 mod spawn;
 
@@ -70,10 +70,10 @@ pub use error::{LaunchError, SpawnError};
 pub use resources::CleanupReport;
 pub use spawn::DEFAULT_PATH;
 
+use crate::plan::RestartPolicy;
 use crate::plan::{End, EndpointPlan, FdRole, FdSlot, Mechanism, Plan, ProcessPlan, Readiness};
 use crate::sys::fd::std_fd;
 use crate::sys::spawn::SpawnFailure;
-use crate::topology::RestartPolicy;
 use placeholder::Values;
 use resources::{Created, Held};
 

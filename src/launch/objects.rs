@@ -3,7 +3,7 @@
 //! The journal (`{run_dir}/journal`) has one line per object, written and
 //! synced *before* the object is created. A System V object's id is picked
 //! by the kernel, so it is created under a random key journaled first (the
-//! `-key` line, with the mode and the time of the intent), and its id is
+//! `sysv-key` line, with the mode and the time of the intent), and its id is
 //! journaled right after creation with that key: a crash between the two
 //! leaves an object `ipc-run clean` finds by its key. Lines:
 //!
@@ -13,11 +13,11 @@
 //! posix-shm /ipc-run-0123456789abcdef-frames
 //! posix-mq /ipc-run-0123456789abcdef-jobs
 //! posix-sem /ipc-run-0123456789abcdef-frames-lock
-//! sysv-shm-key 0x5c1f00d3 mode=600 since=1764151234
+//! sysv-key 0x5c1f00d3 of=sysv-shm mode=600 since=1764151234
 //! sysv-shm 32769 cuid=0 mode=600 ctime=1764151234 cpid=4242 key=0x5c1f00d3
-//! sysv-mq-key 0x0be3a9c1 mode=600 since=1764151234
+//! sysv-key 0x0be3a9c1 of=sysv-mq mode=600 since=1764151234
 //! sysv-mq 3 cuid=0 mode=600 ctime=1764151234 key=0x0be3a9c1
-//! sysv-sem-key 0x7d2e4410 mode=600 since=1764151234
+//! sysv-key 0x7d2e4410 of=sysv-sem mode=600 since=1764151234
 //! sysv-sem 5 cuid=0 mode=600 ctime=1764151234 key=0x7d2e4410
 //! ```
 //!
@@ -32,7 +32,7 @@
 //! The `cgroup` line (the run's own cgroup, where one can be made: see
 //! `launch/cgroup.rs`) is synced before the cgroup is made.
 //!
-//! A `-key` line whose key an id line also carries is that object's; alone,
+//! A `sysv-key` line whose key an id line also carries is that object's; alone,
 //! it is removed by key only while the object there has our uid as creator,
 //! the journaled mode and a ctime not before the intent.
 //!
@@ -51,7 +51,18 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::{SFlag, fstatat};
 use nix::unistd::UnlinkatFlags;
 
+use crate::mechanism::Kind;
 use crate::sys::ipc::{self, SysvIdentity, SysvKind};
+
+/// The journal's word for a socket file (not a mechanism: unix-listener
+/// and rpc edges both make one).
+const UNIX_SOCKET: &str = "unix-socket";
+/// The journal's words for what is not a mechanism's object: the run's
+/// cgroup, a child's process group, a System V key journaled before its
+/// object.
+const CGROUP: &str = "cgroup";
+const PROCESS_GROUP: &str = "process-group";
+const SYSV_KEY: &str = "sysv-key";
 
 /// A named object created by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,19 +124,15 @@ impl ObjectRecord {
     /// The kind as written in plans and the journal.
     pub fn kind(&self) -> &'static str {
         match self {
-            ObjectRecord::Fifo(_) => "fifo",
-            ObjectRecord::UnixSocket(_) => "unix-socket",
-            ObjectRecord::PosixShm(_) => "posix-shm",
-            ObjectRecord::PosixMq(_) => "posix-mq",
-            ObjectRecord::PosixSem(_) => "posix-sem",
+            ObjectRecord::Fifo(_) => Kind::Fifo.as_str(),
+            ObjectRecord::UnixSocket(_) => UNIX_SOCKET,
+            ObjectRecord::PosixShm(_) => Kind::PosixShm.as_str(),
+            ObjectRecord::PosixMq(_) => Kind::PosixMq.as_str(),
+            ObjectRecord::PosixSem(_) => Kind::PosixSem.as_str(),
             ObjectRecord::Sysv { kind, .. } => sysv_kind_name(*kind),
-            ObjectRecord::ProcessGroup { .. } => "process-group",
-            ObjectRecord::Cgroup(_) => "cgroup",
-            ObjectRecord::SysvKey { kind, .. } => match kind {
-                SysvKind::Shm => "sysv-shm-key",
-                SysvKind::Msg => "sysv-mq-key",
-                SysvKind::Sem => "sysv-sem-key",
-            },
+            ObjectRecord::ProcessGroup { .. } => PROCESS_GROUP,
+            ObjectRecord::Cgroup(_) => CGROUP,
+            ObjectRecord::SysvKey { .. } => SYSV_KEY,
         }
     }
 
@@ -167,11 +174,14 @@ impl ObjectRecord {
             ObjectRecord::ProcessGroup { start, .. } => {
                 format!("{} {} start={start}", self.kind(), self.name())
             }
-            ObjectRecord::SysvKey { mode, since, .. } => {
+            ObjectRecord::SysvKey {
+                kind, mode, since, ..
+            } => {
                 format!(
-                    "{} {} mode={mode:o} since={since}",
+                    "{} {} of={} mode={mode:o} since={since}",
                     self.kind(),
-                    self.name()
+                    self.name(),
+                    sysv_kind_name(*kind)
                 )
             }
             _ => format!("{} {}", self.kind(), self.name()),
@@ -186,85 +196,37 @@ impl ObjectRecord {
         let name = words.next()?.to_owned();
         let file_name_ok = |n: &str| !n.contains('/') && n != "." && n != ".." && !n.is_empty();
         let posix_name_ok = |n: &str| n.starts_with('/') && file_name_ok(&n[1..]);
-        let record = match kind {
-            "fifo" if file_name_ok(&name) => ObjectRecord::Fifo(name),
-            "unix-socket" if file_name_ok(&name) => ObjectRecord::UnixSocket(name),
-            "posix-shm" if posix_name_ok(&name) => ObjectRecord::PosixShm(name),
-            "posix-mq" if posix_name_ok(&name) => ObjectRecord::PosixMq(name),
-            "posix-sem" if posix_name_ok(&name) => ObjectRecord::PosixSem(name),
-            "cgroup" if name.starts_with('/') => ObjectRecord::Cgroup(name),
-            "process-group" => {
+        match kind {
+            UNIX_SOCKET => return file_name_ok(&name).then_some(ObjectRecord::UnixSocket(name)),
+            CGROUP => return name.starts_with('/').then_some(ObjectRecord::Cgroup(name)),
+            PROCESS_GROUP => {
                 let pgid: i32 = name.parse().ok()?;
                 let start = words.next()?.strip_prefix("start=")?.parse().ok()?;
-                if pgid <= 1 {
-                    return None;
-                }
-                ObjectRecord::ProcessGroup { pgid, start }
+                return (pgid > 1).then_some(ObjectRecord::ProcessGroup { pgid, start });
             }
-            "sysv-shm-key" | "sysv-mq-key" | "sysv-sem-key" => {
-                let kind = match kind {
-                    "sysv-shm-key" => SysvKind::Shm,
-                    "sysv-mq-key" => SysvKind::Msg,
-                    _ => SysvKind::Sem,
-                };
-                let key = parse_key(&name)?;
-                let (mut mode, mut since) = (None, None);
-                for word in words {
-                    match word.split_once('=')? {
-                        ("mode", value) => mode = Some(u32::from_str_radix(value, 8).ok()?),
-                        ("since", value) => since = Some(value.parse().ok()?),
-                        _ => {}
-                    }
-                }
-                ObjectRecord::SysvKey {
-                    kind,
-                    key,
-                    mode: mode?,
-                    since: since?,
-                }
-            }
-            "sysv-shm" | "sysv-mq" | "sysv-sem" => {
-                let kind = match kind {
-                    "sysv-shm" => SysvKind::Shm,
-                    "sysv-mq" => SysvKind::Msg,
-                    _ => SysvKind::Sem,
-                };
-                let id = name.parse().ok()?;
-                let mut identity = SysvIdentity {
-                    cuid: u32::MAX,
-                    mode: 0,
-                    ctime: 0,
-                    cpid: None,
-                };
-                let mut seen_cuid = false;
-                let mut sysv_key = None;
-                for word in words {
-                    let (key, value) = word.split_once('=')?;
-                    match key {
-                        "cuid" => {
-                            identity.cuid = value.parse().ok()?;
-                            seen_cuid = true;
-                        }
-                        "mode" => identity.mode = u32::from_str_radix(value, 8).ok()?,
-                        "ctime" => identity.ctime = value.parse().ok()?,
-                        "cpid" => identity.cpid = Some(value.parse().ok()?),
-                        "key" => sysv_key = Some(parse_key(value)?),
-                        _ => {}
-                    }
-                }
-                if !seen_cuid {
-                    return None;
-                }
-                ObjectRecord::Sysv {
-                    kind,
-                    id,
-                    identity,
-                    key: sysv_key,
-                }
-            }
-            _ => return None,
+            SYSV_KEY => return parse_sysv_key(&name, words),
+            _ => {}
+        }
+        let sysv = |kind: SysvKind| -> Option<ObjectRecord> {
+            let id = name.parse().ok()?;
+            let (identity, key) = parse_identity(words)?;
+            Some(ObjectRecord::Sysv {
+                kind,
+                id,
+                identity,
+                key,
+            })
         };
-        Some(record)
+        match Kind::from_name(kind)? {
+            Kind::Fifo if file_name_ok(&name) => Some(ObjectRecord::Fifo(name)),
+            Kind::PosixShm if posix_name_ok(&name) => Some(ObjectRecord::PosixShm(name)),
+            Kind::PosixMq if posix_name_ok(&name) => Some(ObjectRecord::PosixMq(name)),
+            Kind::PosixSem if posix_name_ok(&name) => Some(ObjectRecord::PosixSem(name)),
+            Kind::SysvShm => sysv(SysvKind::Shm),
+            Kind::SysvMq => sysv(SysvKind::Msg),
+            Kind::SysvSem => sysv(SysvKind::Sem),
+            _ => None,
+        }
     }
 
     /// Whether the object could be one the run `run_id` created: a POSIX
@@ -381,10 +343,69 @@ impl fmt::Display for ObjectRecord {
 
 fn sysv_kind_name(kind: SysvKind) -> &'static str {
     match kind {
-        SysvKind::Shm => "sysv-shm",
-        SysvKind::Msg => "sysv-mq",
-        SysvKind::Sem => "sysv-sem",
+        SysvKind::Shm => Kind::SysvShm,
+        SysvKind::Msg => Kind::SysvMq,
+        SysvKind::Sem => Kind::SysvSem,
     }
+    .as_str()
+}
+
+/// The identity words of a System V journal line (`cuid=` required).
+/// `sysv-key KEY of=KIND mode=M since=T`, after the first two words.
+fn parse_sysv_key<'a>(name: &str, words: impl Iterator<Item = &'a str>) -> Option<ObjectRecord> {
+    let key = parse_key(name)?;
+    let (mut kind, mut mode, mut since) = (None, None, None);
+    for word in words {
+        match word.split_once('=')? {
+            ("of", value) => {
+                kind = Some(match Kind::from_name(value)? {
+                    Kind::SysvShm => SysvKind::Shm,
+                    Kind::SysvMq => SysvKind::Msg,
+                    Kind::SysvSem => SysvKind::Sem,
+                    _ => return None,
+                })
+            }
+            ("mode", value) => mode = Some(u32::from_str_radix(value, 8).ok()?),
+            ("since", value) => since = Some(value.parse().ok()?),
+            _ => {}
+        }
+    }
+    Some(ObjectRecord::SysvKey {
+        kind: kind?,
+        key,
+        mode: mode?,
+        since: since?,
+    })
+}
+
+/// The identity fields of a System V id line, and its `key=` if any.
+fn parse_identity<'a>(words: impl Iterator<Item = &'a str>) -> Option<(SysvIdentity, Option<i32>)> {
+    let mut identity = SysvIdentity {
+        cuid: u32::MAX,
+        mode: 0,
+        ctime: 0,
+        cpid: None,
+    };
+    let mut seen_cuid = false;
+    let mut sysv_key = None;
+    for word in words {
+        let (key, value) = word.split_once('=')?;
+        match key {
+            "cuid" => {
+                identity.cuid = value.parse().ok()?;
+                seen_cuid = true;
+            }
+            "mode" => identity.mode = u32::from_str_radix(value, 8).ok()?,
+            "ctime" => identity.ctime = value.parse().ok()?,
+            "cpid" => identity.cpid = Some(value.parse().ok()?),
+            "key" => sysv_key = Some(parse_key(value)?),
+            _ => {}
+        }
+    }
+    if !seen_cuid {
+        return None;
+    }
+    Some((identity, sysv_key))
 }
 
 fn format_key(key: i32) -> String {

@@ -22,7 +22,8 @@
 //! backslashes, `$( … )` and comments; it does not parse here-documents (an
 //! `{ipc_run}` in the body of an unquoted one gets literal quotes).
 //!
-//! Any other `{…}` text is left as it is, so JSON in an env value survives.
+//! `{{` and `}}` are literal braces; any other `{…}` text is left as it is,
+//! so JSON in an env value survives (doubled braces in it are halved).
 //! A known placeholder without a value (an instance not started yet, a
 //! channel with no port) is an error naming it, never an empty string.
 
@@ -73,24 +74,24 @@ pub struct Values {
 
 impl Values {
     /// Substitutes every known placeholder in `template`.
+    /// The grammar (`{{`/`}}` for literal braces) is the planner's,
+    /// [`crate::plan::placeholders::pieces`], so both agree on what is one.
     pub fn fill(&self, template: &str) -> Result<String, LaunchError> {
+        use crate::plan::placeholders::{Piece, pieces};
         let mut out = String::with_capacity(template.len());
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            out.push_str(&rest[..open]);
-            let after = &rest[open + 1..];
-            let Some(close) = after.find('}') else {
-                out.push_str(&rest[open..]);
-                return Ok(out);
-            };
-            let inner = &after[..close];
-            match self.lookup(inner, template)? {
-                Some(value) => out.push_str(&value),
-                None => out.push_str(&rest[open..open + close + 2]),
+        for piece in pieces(template) {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Placeholder(inner) => match self.lookup(inner, template)? {
+                    Some(value) => out.push_str(&value),
+                    None => {
+                        out.push('{');
+                        out.push_str(inner);
+                        out.push('}');
+                    }
+                },
             }
-            rest = &after[close + 1..];
         }
-        out.push_str(rest);
         Ok(out)
     }
 
@@ -254,6 +255,10 @@ mod tests {
             "/run/x/a-0123456789abcdef pid=42 port=8080 id=7"
         );
         assert_eq!(v.fill(r#"{"a":1} {x} {"#).unwrap(), r#"{"a":1} {x} {"#);
+        assert_eq!(
+            v.fill("{{run_id}}={run_id} {{pid}}").unwrap(),
+            "{run_id}=0123456789abcdef {pid}"
+        );
     }
 
     #[test]

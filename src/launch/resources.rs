@@ -1,5 +1,6 @@
-//! Channel resources: one creation routine per [`Mechanism`] family, and
-//! the guard that removes whatever was created if anything later fails.
+//! Channel resources: what a mechanism's `create` (in `src/mechanism/`)
+//! works on and the helpers it shares, and the guard that removes whatever
+//! was created if anything later fails.
 //!
 //! Every fd is created `O_CLOEXEC` and kept as an `OwnedFd`; every named
 //! object is created exclusively (`O_EXCL`, `IPC_EXCL`, `mkfifoat`, `bind`
@@ -9,27 +10,24 @@
 //! recorded, so rollback never removes it.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::CString;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
-use nix::fcntl::{FcntlArg, OFlag, fcntl, openat};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::socket::{
     AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, setsockopt,
-    socket, socketpair, sockopt,
+    socket, sockopt,
 };
-use nix::sys::stat::{FchmodatFlags, Mode, fchmod, fchmodat};
+use nix::sys::stat::{FchmodatFlags, Mode, fchmodat};
 
 use super::error::LaunchError;
 use super::objects::{Match, ObjectRecord};
 use super::placeholder::Values;
 use super::run_dir::RunDir;
-use crate::child::ring::RingError;
-use crate::plan::{ChannelPlan, EndpointPlan, Mechanism, ObjectKind};
-use crate::sys::fd::{dup_cloexec_at_least, std_fd};
+use crate::child::ring::Header;
+use crate::plan::{ChannelPlan, EndpointPlan, ObjectKind};
 use crate::sys::ipc::{self, SysvKind};
-use crate::sys::ring::Mapping;
 use crate::topology::SocketType;
 
 /// Which of a channel's held fds an end refers to.
@@ -89,7 +87,7 @@ pub(crate) struct Created {
 pub(crate) struct RingHeader {
     /// The channel's index in the plan.
     pub channel: usize,
-    pub header: Mapping,
+    pub header: Header,
     pub producers: u32,
     /// The end has been marked.
     pub marked: bool,
@@ -202,12 +200,59 @@ impl Drop for Created {
     }
 }
 
-fn object_mode(channel: &ChannelPlan, kind: ObjectKind) -> u32 {
-    channel
-        .objects
-        .iter()
-        .find(|o| o.kind == kind)
-        .map_or(0o600, |o| o.mode & 0o777)
+/// One channel being created: where its fds and objects go, and the
+/// placeholder values it fills in. A mechanism's `create` works on it.
+pub(crate) struct ChannelBuild<'a> {
+    /// The run's objects and fds.
+    pub created: &'a mut Created,
+    /// Placeholder values; kernel-chosen ports and System V ids are added.
+    pub values: &'a mut Values,
+    /// The channel's index in the plan.
+    pub index: usize,
+    /// The channel.
+    pub channel: &'a ChannelPlan,
+    /// A peer outside the topology uses it: its ends are kept for the run.
+    external: bool,
+}
+
+impl ChannelBuild<'_> {
+    /// The channel id.
+    pub fn id(&self) -> &str {
+        &self.channel.id
+    }
+
+    /// Keeps an fd of the channel until the processes that get it start.
+    pub fn hold(&mut self, which: Held, fd: OwnedFd) {
+        if self.external {
+            self.created.pinned.insert((self.index, which));
+        }
+        self.created.held.insert((self.index, which), fd);
+    }
+
+    /// Where a client end connects.
+    pub fn connect_to(&mut self, target: ConnectTarget) {
+        self.created.connect.insert(self.index, target);
+    }
+
+    /// The error for a failed system call on one of the channel's resources.
+    pub fn error(&self, kind: &'static str, name: &str) -> impl Fn(Errno) -> LaunchError + use<> {
+        let (channel, name) = (self.channel.id.clone(), name.to_owned());
+        move |errno: Errno| LaunchError::Resource {
+            channel: channel.clone(),
+            kind,
+            name: name.clone(),
+            errno,
+        }
+    }
+
+    /// The permission bits of the channel's object of this kind.
+    pub fn mode(&self, kind: ObjectKind) -> u32 {
+        self.channel
+            .objects
+            .iter()
+            .find(|o| o.kind == kind)
+            .map_or(0o600, |o| o.mode & 0o777)
+    }
 }
 
 /// Creates the resources of channel `index`.
@@ -217,295 +262,22 @@ pub(crate) fn create_channel(
     index: usize,
     channel: &ChannelPlan,
 ) -> Result<(), LaunchError> {
-    let id = channel.id.as_str();
-    let res = |kind: &'static str, name: &str| {
-        let (channel, name) = (id.to_owned(), name.to_owned());
-        move |errno: Errno| LaunchError::Resource {
-            channel,
-            kind,
-            name,
-            errno,
-        }
-    };
     let external = channel
         .from
         .iter()
         .chain(&channel.to)
         .any(|e| matches!(e, EndpointPlan::External));
-    let hold = |created: &mut Created, which: Held, fd: OwnedFd| {
-        if external {
-            created.pinned.insert((index, which));
-        }
-        created.held.insert((index, which), fd);
+    let mut build = ChannelBuild {
+        created,
+        values,
+        index,
+        channel,
+        external,
     };
-
-    match &channel.mechanism {
-        Mechanism::Inherit { stream } => {
-            let own = if stream == "stdin" { 0 } else { 1 };
-            let fd = std_fd(own)
-                .ok_or_else(|| res("inherited stream", stream)(Errno::EBADF))
-                .and_then(|fd| {
-                    dup_cloexec_at_least(fd, 3).map_err(res("inherited stream", stream))
-                })?;
-            hold(created, Held::Inherited, fd);
-        }
-        Mechanism::Pipe { .. } => {
-            let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(res("pipe", id))?;
-            hold(created, Held::Read, read);
-            hold(created, Held::Write, write);
-        }
-        Mechanism::Fifo { path, deliver } => {
-            let path = values.fill(path)?;
-            let name = file_in_run_dir(created, id, &path)?;
-            let record = ObjectRecord::Fifo(name.clone());
-            created.intend(&record)?;
-            let mode = object_mode(channel, ObjectKind::Fifo);
-            match nix::unistd::mkfifoat(
-                created.dir().fd(),
-                name.as_str(),
-                Mode::from_bits_truncate(0o600),
-            ) {
-                Ok(()) => created.objects.push(record),
-                Err(Errno::EEXIST) => return Err(exists("fifo", &path)),
-                Err(errno) => return Err(res("fifo", &path)(errno)),
-            }
-            // Read end first, non-blocking, so neither open waits for the
-            // other (the FIFO open-order deadlock); then the write end.
-            let read = openat(
-                created.dir().fd(),
-                name.as_str(),
-                OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(res("fifo", &path))?;
-            fchmod(&read, Mode::from_bits_truncate(mode as libc::mode_t))
-                .map_err(res("fifo", &path))?;
-            if deliver != "path" {
-                let write = openat(
-                    created.dir().fd(),
-                    name.as_str(),
-                    OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(res("fifo", &path))?;
-                fcntl(&read, FcntlArg::F_SETFL(OFlag::empty())).map_err(res("fifo", &path))?;
-                hold(created, Held::Read, read);
-                hold(created, Held::Write, write);
-            }
-        }
-        Mechanism::Socketpair { socket } => {
-            let (a, b) = socketpair(
-                AddressFamily::Unix,
-                sock_type(*socket),
-                None,
-                SockFlag::SOCK_CLOEXEC,
-            )
-            .map_err(res("socketpair", id))?;
-            hold(created, Held::PairFrom, a);
-            hold(created, Held::PairTo, b);
-        }
-        Mechanism::UnixListener {
-            socket,
-            path,
-            backlog,
-        } => {
-            let path = values.fill(path)?;
-            let mode = object_mode(channel, ObjectKind::UnixSocket);
-            let fd = unix_bind(created, id, &path, *socket, *backlog, mode)?;
-            hold(created, Held::Listen, fd);
-            created.connect.insert(
-                index,
-                ConnectTarget::Unix {
-                    path,
-                    socket: *socket,
-                },
-            );
-        }
-        Mechanism::Tcp { bind, backlog } => {
-            let (fd, addr) = tcp_bind(id, bind, *backlog)?;
-            values.ports.insert(id.to_owned(), addr.port());
-            hold(created, Held::Listen, fd);
-            created.connect.insert(index, ConnectTarget::Tcp(addr));
-        }
-        Mechanism::Udp { bind } => {
-            let want = parse_addr(id, bind)?;
-            let socket = UdpSocket::bind(want).map_err(|e| bind_error(id, bind, e))?;
-            let addr = socket.local_addr().map_err(|e| bind_error(id, bind, e))?;
-            values.ports.insert(id.to_owned(), addr.port());
-            hold(created, Held::Listen, OwnedFd::from(socket));
-            created.connect.insert(index, ConnectTarget::Udp(addr));
-        }
-        Mechanism::Rpc {
-            transport,
-            address,
-            backlog,
-            ..
-        } => match transport.as_str() {
-            "unix" => {
-                let path = values.fill(address)?;
-                let mode = object_mode(channel, ObjectKind::UnixSocket);
-                let fd = unix_bind(created, id, &path, SocketType::Stream, *backlog, mode)?;
-                hold(created, Held::Listen, fd);
-                created.connect.insert(
-                    index,
-                    ConnectTarget::Unix {
-                        path,
-                        socket: SocketType::Stream,
-                    },
-                );
-            }
-            "tcp" => {
-                let (fd, addr) = tcp_bind(id, address, *backlog)?;
-                values.ports.insert(id.to_owned(), addr.port());
-                hold(created, Held::Listen, fd);
-                created.connect.insert(index, ConnectTarget::Tcp(addr));
-            }
-            other => {
-                return Err(LaunchError::BadValue {
-                    what: format!("rpc transport of channel {id}"),
-                    value: other.to_owned(),
-                    reason: "expected unix or tcp".into(),
-                });
-            }
-        },
-        Mechanism::PosixShm {
-            name,
-            size,
-            semaphores,
-            ring,
-        } => {
-            let name = posix_name(id, &values.fill(name)?)?;
-            let record = ObjectRecord::PosixShm(name.clone());
-            created.intend(&record)?;
-            let mode = object_mode(channel, ObjectKind::PosixShm);
-            let fd = match nix::sys::mman::shm_open(
-                name.as_str(),
-                OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
-                Mode::from_bits_truncate(0o600),
-            ) {
-                Ok(fd) => {
-                    created.objects.push(record);
-                    fd
-                }
-                Err(Errno::EEXIST) => return Err(exists("posix-shm", &name)),
-                Err(errno) => return Err(res("posix-shm", &name)(errno)),
-            };
-            fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t))
-                .map_err(res("posix-shm", &name))?;
-            nix::unistd::ftruncate(&fd, *size as libc::off_t).map_err(res("posix-shm", &name))?;
-            if let Some(ring) = ring {
-                // Formatted before any process starts: nobody sees a
-                // half-made header.
-                crate::child::ring::format(fd.as_fd(), *size, ring.producers).map_err(|error| {
-                    match error {
-                        RingError::Sys { errno, .. } => res("posix-shm", &name)(errno),
-                        other => LaunchError::BadValue {
-                            what: format!("ring of channel {id}"),
-                            value: format!("{size} bytes"),
-                            reason: other.to_string(),
-                        },
-                    }
-                })?;
-                let header = Mapping::new(fd.as_fd(), crate::child::ring::HEADER_SIZE as usize)
-                    .map_err(res("posix-shm", &name))?;
-                created.rings.push(RingHeader {
-                    channel: index,
-                    header,
-                    producers: ring.producers,
-                    marked: false,
-                });
-            }
-            hold(created, Held::Shm, fd);
-            // The first semaphore is the lock (1), the others signal (0).
-            for (i, sem) in semaphores.iter().enumerate() {
-                create_posix_sem(created, values, channel, sem, u32::from(i == 0))?;
-            }
-        }
-        Mechanism::PosixSem { name, initial } => {
-            create_posix_sem(created, values, channel, name, *initial)?;
-        }
-        Mechanism::PosixMq {
-            name,
-            depth,
-            message_size,
-        } => {
-            let name = posix_name(id, &values.fill(name)?)?;
-            let c =
-                CString::new(name.clone()).map_err(|_| res("posix-mq", &name)(Errno::EINVAL))?;
-            let record = ObjectRecord::PosixMq(name.clone());
-            created.intend(&record)?;
-            let mode = object_mode(channel, ObjectKind::PosixMq);
-            let both = match ipc::mq_create(&c, mode, *depth as i64, *message_size as i64) {
-                Ok(fd) => {
-                    created.objects.push(record);
-                    fd
-                }
-                Err(Errno::EEXIST) => return Err(exists("posix-mq", &name)),
-                Err(Errno::EMFILE) => {
-                    let limit = nix::sys::resource::getrlimit(
-                        nix::sys::resource::Resource::RLIMIT_MSGQUEUE,
-                    )
-                    .map_or_else(|_| "unknown".to_owned(), |(soft, _)| soft.to_string());
-                    return Err(LaunchError::MqQuota {
-                        channel: id.to_owned(),
-                        name,
-                        bytes: depth.saturating_mul(*message_size),
-                        limit,
-                    });
-                }
-                Err(errno) => return Err(res("posix-mq", &name)(errno)),
-            };
-            let read = ipc::mq_open_existing(&c, false).map_err(res("posix-mq", &name))?;
-            let write = ipc::mq_open_existing(&c, true).map_err(res("posix-mq", &name))?;
-            hold(created, Held::MqBoth, both);
-            hold(created, Held::MqRead, read);
-            hold(created, Held::MqWrite, write);
-        }
-        Mechanism::SysvShm {
-            size,
-            semaphore_set,
-        } => {
-            let mode = object_mode(channel, ObjectKind::SysvShm);
-            let shmid = create_sysv(created, SysvKind::Shm, mode, res("sysv-shm", id), |key| {
-                ipc::shm_create_keyed(key, *size, mode)
-            })?;
-            values.sysv_ids.insert(id.to_owned(), shmid);
-            if *semaphore_set {
-                // lock = 1, ready = 0, as for POSIX shared memory.
-                let mode = object_mode(channel, ObjectKind::SysvSem);
-                let semid =
-                    create_sysv(created, SysvKind::Sem, mode, res("sysv-sem", id), |key| {
-                        ipc::sem_set_create_keyed(key, &[1, 0], mode)
-                    })?;
-                values.sysv_sem_ids.insert(id.to_owned(), semid);
-            }
-        }
-        Mechanism::SysvMq { queue_bytes, .. } => {
-            let mode = object_mode(channel, ObjectKind::SysvMq);
-            let msqid = create_sysv(created, SysvKind::Msg, mode, res("sysv-mq", id), |key| {
-                ipc::msg_create_keyed(key, *queue_bytes, mode)
-            })?;
-            values.sysv_ids.insert(id.to_owned(), msqid);
-        }
-        Mechanism::SysvSem { count, initial } => {
-            let mode = object_mode(channel, ObjectKind::SysvSem);
-            let initial = u16::try_from(*initial).map_err(|_| LaunchError::BadValue {
-                what: format!("initial semaphore value of channel {id}"),
-                value: initial.to_string(),
-                reason: "System V semaphores hold at most 32767".into(),
-            })?;
-            let values_all = vec![initial; *count as usize];
-            let semid = create_sysv(created, SysvKind::Sem, mode, res("sysv-sem", id), |key| {
-                ipc::sem_set_create_keyed(key, &values_all, mode)
-            })?;
-            values.sysv_ids.insert(id.to_owned(), semid);
-        }
-        Mechanism::Signal { .. } => {}
-    }
-    Ok(())
+    crate::mechanism::create(&mut build)
 }
 
-fn exists(kind: &'static str, name: &str) -> LaunchError {
+pub(crate) fn exists(kind: &'static str, name: &str) -> LaunchError {
     LaunchError::Exists {
         kind,
         name: name.to_owned(),
@@ -514,7 +286,7 @@ fn exists(kind: &'static str, name: &str) -> LaunchError {
 
 /// Creates a System V object with `make` under a random key journaled
 /// first (see [`super::objects`]), then journals its id.
-fn create_sysv(
+pub(crate) fn create_sysv(
     created: &mut Created,
     kind: SysvKind,
     mode: u32,
@@ -537,6 +309,8 @@ fn create_sysv(
     Err(error(Errno::EEXIST))
 }
 
+/// Records a System V object the kernel just created under `key` (its id
+/// unknown before), removing it when its identity cannot be read.
 fn record_sysv(
     created: &mut Created,
     key: libc::key_t,
@@ -567,36 +341,7 @@ fn record_sysv(
         .journal_created(&record)
 }
 
-fn create_posix_sem(
-    created: &mut Created,
-    values: &Values,
-    channel: &ChannelPlan,
-    name: &str,
-    initial: u32,
-) -> Result<(), LaunchError> {
-    let name = posix_name(&channel.id, &values.fill(name)?)?;
-    let c = CString::new(name.clone()).map_err(|_| LaunchError::BadValue {
-        what: format!("semaphore name of channel {}", channel.id),
-        value: name.clone(),
-        reason: "contains NUL".into(),
-    })?;
-    let record = ObjectRecord::PosixSem(name.clone());
-    created.intend(&record)?;
-    let sem_error = |errno| LaunchError::Resource {
-        channel: channel.id.clone(),
-        kind: "posix-sem",
-        name: name.clone(),
-        errno,
-    };
-    match ipc::sem_create(&c, 0o600, initial) {
-        Ok(()) => created.objects.push(record),
-        Err(Errno::EEXIST) => return Err(exists("posix-sem", &name)),
-        Err(errno) => return Err(sem_error(errno)),
-    }
-    ipc::sem_set_mode(&c, object_mode(channel, ObjectKind::PosixSem)).map_err(sem_error)
-}
-
-fn posix_name(channel: &str, name: &str) -> Result<String, LaunchError> {
+pub(crate) fn posix_name(channel: &str, name: &str) -> Result<String, LaunchError> {
     let ok = name.len() >= 2
         && name.len() <= 251
         && name.starts_with('/')
@@ -616,7 +361,11 @@ fn posix_name(channel: &str, name: &str) -> Result<String, LaunchError> {
     }
 }
 
-fn file_in_run_dir(created: &Created, channel: &str, path: &str) -> Result<String, LaunchError> {
+pub(crate) fn file_in_run_dir(
+    created: &Created,
+    channel: &str,
+    path: &str,
+) -> Result<String, LaunchError> {
     created
         .dir()
         .file_name_in(path)
@@ -631,7 +380,7 @@ fn file_in_run_dir(created: &Created, channel: &str, path: &str) -> Result<Strin
         })
 }
 
-fn sock_type(socket: SocketType) -> SockType {
+pub(crate) fn sock_type(socket: SocketType) -> SockType {
     match socket {
         SocketType::Stream => SockType::Stream,
         SocketType::Seqpacket => SockType::SeqPacket,
@@ -643,7 +392,7 @@ fn backlog(n: u32) -> Backlog {
     Backlog::new(n.min(4096) as i32).unwrap_or(Backlog::MAXCONN)
 }
 
-fn unix_bind(
+pub(crate) fn unix_bind(
     created: &mut Created,
     channel: &str,
     path: &str,
@@ -696,7 +445,7 @@ pub(crate) fn notify_socket(created: &mut Created, path: &str) -> Result<OwnedFd
     Ok(fd)
 }
 
-fn parse_addr(channel: &str, bind: &str) -> Result<SocketAddr, LaunchError> {
+pub(crate) fn parse_addr(channel: &str, bind: &str) -> Result<SocketAddr, LaunchError> {
     let bind = if bind.is_empty() { "127.0.0.1:0" } else { bind };
     if let Ok(addr) = bind.parse() {
         return Ok(addr);
@@ -714,7 +463,7 @@ fn parse_addr(channel: &str, bind: &str) -> Result<SocketAddr, LaunchError> {
     })
 }
 
-fn bind_error(channel: &str, bind: &str, e: std::io::Error) -> LaunchError {
+pub(crate) fn bind_error(channel: &str, bind: &str, e: std::io::Error) -> LaunchError {
     let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
     if errno == Errno::EADDRINUSE {
         LaunchError::AddressInUse {
@@ -731,7 +480,11 @@ fn bind_error(channel: &str, bind: &str, e: std::io::Error) -> LaunchError {
     }
 }
 
-fn tcp_bind(channel: &str, bind: &str, n: u32) -> Result<(OwnedFd, SocketAddr), LaunchError> {
+pub(crate) fn tcp_bind(
+    channel: &str,
+    bind: &str,
+    n: u32,
+) -> Result<(OwnedFd, SocketAddr), LaunchError> {
     let want = parse_addr(channel, bind)?;
     let listener = TcpListener::bind(want).map_err(|e| bind_error(channel, bind, e))?;
     let addr = listener

@@ -3,31 +3,21 @@
 //! channel's named objects and per-port descriptions decided.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::net::SocketAddr;
 
-use super::model::{
-    ChannelPlan, Choice, End, EndpointPlan, Mechanism, NamedObject, ObjectKind, RUN_DIR,
-    RUN_DIR_PCT, RUN_ID, RingPlan, percent_encode_into,
-};
+use super::model::{ChannelPlan, Choice, End, EndpointPlan, Mechanism};
 use super::processes::ProcessDecl;
-use super::select::{Traits, check_fit, choose};
-use super::signals::{known, parse_signal};
+use super::select::{Traits, check_fit, choose, traffic_name};
 use super::{Limits, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
+use crate::mechanism::edge::{EdgeContext, Shape};
+use crate::mechanism::{EdgeOption, Kind, PortSide, posix_mq};
 use crate::topology::{
-    Delivery, EdgeSpec, EndpointRef, EndpointTarget, MechanismName, SocketType, Spanned, SyncKind,
-    Topology, Traffic, check_name,
+    EdgeSpec, EndpointRef, EndpointTarget, Spanned, SyncKind, Topology, Traffic, check_name,
 };
 use ipc_run_child as child;
 
 /// Process indices by name, for lookups that must not scan the whole list.
 type ByName<'p> = HashMap<&'p str, usize>;
-
-/// Listen backlog of every listener.
-pub const LISTEN_BACKLOG: u32 = 128;
-/// Largest value of a System V semaphore (`SEMVMX`).
-pub const SYSV_SEMVMX: u64 = 32_767;
 
 /// A channel with what the later passes need besides its plan.
 #[derive(Debug, Clone)]
@@ -122,6 +112,10 @@ struct EdgeInput<'a> {
     span: Span,
 }
 
+/// Which edge uses each port: (process index, port) -> (index of the
+/// edge, where).
+type PortUse<'a> = HashMap<(usize, &'a str), (usize, Span)>;
+
 /// Resolves, checks and plans every edge.
 pub fn resolve<'a>(
     topology: &'a Topology,
@@ -135,8 +129,7 @@ pub fn resolve<'a>(
         .enumerate()
         .map(|(i, p)| (p.name.as_str(), i))
         .collect();
-    // (process index, port) -> (index of the edge using it, where).
-    let mut used: HashMap<(usize, &str), (usize, Span)> = HashMap::with_capacity(inputs.len() * 2);
+    let mut used: PortUse<'a> = HashMap::with_capacity(inputs.len() * 2);
     let mut channels = Vec::with_capacity(inputs.len());
     let mut posix_queues = 0u64;
     for (index, input) in inputs.iter().enumerate() {
@@ -145,123 +138,143 @@ pub fn resolve<'a>(
             .and_then(|s| s.traffic.as_ref())
             .map(|t| *t.get_ref())
             .unwrap_or_default();
-        let resolve_side =
-            |items: &'a [Spanned<String>], is_from: bool, sink: &mut Sink| -> Vec<Resolved<'a>> {
-                items
-                    .iter()
-                    .filter_map(|item| {
-                        resolve_endpoint(item, is_from, traffic, input, &by_name, processes, sink)
-                    })
-                    .collect()
-            };
-        let from = resolve_side(input.from, true, sink);
-        let to = resolve_side(input.to, false, sink);
-        if from.len() != input.from.len() || to.len() != input.to.len() {
+        let Some([from, to]) = resolve_sides(input, traffic, &by_name, processes, sink) else {
+            continue;
+        };
+        if !claim_ports(&inputs, index, [&from, &to], &mut used, sink) {
             continue;
         }
-        if from.is_empty() || to.is_empty() {
-            // Point at the empty side when the edge is written out.
-            let empty = input
-                .spec
-                .map(|s| {
-                    if from.is_empty() {
-                        s.from.span()
-                    } else {
-                        s.to.span()
-                    }
-                })
-                .unwrap_or(input.span.clone());
-            sink.push(
-                Diagnostic::error(
-                    "E0103",
-                    format!(
-                        "edge `{}` needs at least one endpoint on each side",
-                        input.id
-                    ),
-                )
-                .with_label(Label::primary(empty, "empty endpoint list")),
-            );
-            continue;
-        }
-        let mut ok = true;
-        for (side, list) in [(true, &from), (false, &to)] {
-            for r in list.iter() {
-                if let (EndpointRef::Process { process, .. }, Some(index_of), Some(port)) =
-                    (r.endpoint, r.process, r.port)
-                {
-                    if let Some((other, other_span)) = used.get(&(index_of, port)) {
-                        let other_edge = &inputs[*other].id;
-                        let same = *other == index;
-                        sink.push(
-                            Diagnostic::error("E0201", format!("port `{process}.{port}` is used by {}", if same { "both sides of one edge".to_owned() } else { format!("two edges, `{other_edge}` and `{}`", input.id) }))
-                                .with_label(Label::primary(r.span.clone(), format!("used here by `{}`", input.id)))
-                                .with_label(Label::secondary(other_span.clone(), format!("first used here by `{other_edge}`")))
-                                .with_help("a port belongs to one edge; give the process another port, or list several peers in one edge's `from`/`to`"),
-                        );
-                        ok = false;
-                    } else {
-                        used.insert((index_of, port), (index, r.span.clone()));
-                    }
-                    if !check_stdio_direction(process, port, side, r, input, sink) {
-                        ok = false;
-                    }
-                }
-            }
-        }
-        if !ok {
-            continue;
-        }
-        if let Some(channel) = plan_channel(
-            input,
-            traffic,
-            &from,
-            &to,
+        let mut pass = Pass {
             limits,
             processes,
-            &mut posix_queues,
-            sink,
-        ) {
+            posix_queues: &mut posix_queues,
+        };
+        if let Some(channel) = plan_channel(input, traffic, &from, &to, &mut pass, sink) {
             channels.push(channel);
         }
     }
-    if posix_queues > limits.mq_queues_max.value {
-        let first = channels
-            .iter()
-            .find(|c| matches!(c.plan.mechanism, Mechanism::PosixMq { .. }));
-        let mut diagnostic = Diagnostic::error(
-            "E0603",
-            format!(
-                "the topology creates {posix_queues} POSIX message queues, the host allows {}",
-                limits.mq_queues_max.value
-            ),
-        )
-        .with_note(format!(
-            "queues_max is {} ({})",
-            limits.mq_queues_max.value, limits.mq_queues_max.source
-        ));
-        if let Some(first) = first {
-            diagnostic =
-                diagnostic.with_label(Label::primary(first.span.clone(), "the first queue"));
-        }
-        sink.push(diagnostic);
+    let first_queue = channels
+        .iter()
+        .find(|c| matches!(c.plan.mechanism, Mechanism::PosixMq { .. }))
+        .map(|c| c.span.clone());
+    if let Some(error) = posix_mq::queue_count_error(posix_queues, limits, first_queue) {
+        sink.push(error);
     }
-    for (index, process) in processes.iter().enumerate() {
-        for (port, declared) in &process.ports {
-            if !used.contains_key(&(index, port.as_str())) {
+    warn_unused_ports(processes, &used, sink);
+    channels
+}
+
+/// Both sides of an edge resolved, or `None` when an endpoint did not
+/// resolve or a side is empty (with an error).
+fn resolve_sides<'a>(
+    input: &EdgeInput<'a>,
+    traffic: Traffic,
+    by_name: &ByName<'_>,
+    processes: &[ProcessDecl<'_>],
+    sink: &mut Sink,
+) -> Option<[Vec<Resolved<'a>>; 2]> {
+    let mut resolve_side = |items: &'a [Spanned<String>], is_from: bool| -> Vec<Resolved<'a>> {
+        items
+            .iter()
+            .filter_map(|item| {
+                resolve_endpoint(item, is_from, traffic, input, by_name, processes, sink)
+            })
+            .collect()
+    };
+    let from = resolve_side(input.from, true);
+    let to = resolve_side(input.to, false);
+    if from.len() != input.from.len() || to.len() != input.to.len() {
+        return None;
+    }
+    if from.is_empty() || to.is_empty() {
+        // Point at the empty side when the edge is written out.
+        let empty = input
+            .spec
+            .map(|s| {
+                if from.is_empty() {
+                    s.from.span()
+                } else {
+                    s.to.span()
+                }
+            })
+            .unwrap_or(input.span.clone());
+        sink.push(
+            Diagnostic::error(
+                "E0103",
+                format!(
+                    "edge `{}` needs at least one endpoint on each side",
+                    input.id
+                ),
+            )
+            .with_label(Label::primary(empty, "empty endpoint list")),
+        );
+        return None;
+    }
+    Some([from, to])
+}
+
+/// Marks the ports of edge `index` as used; `false` (with errors) when a
+/// port is already used or is a standard stream used the wrong way.
+fn claim_ports<'a>(
+    inputs: &[EdgeInput<'_>],
+    index: usize,
+    [from, to]: [&[Resolved<'a>]; 2],
+    used: &mut PortUse<'a>,
+    sink: &mut Sink,
+) -> bool {
+    let input = &inputs[index];
+    let mut ok = true;
+    for (side, list) in [(true, from), (false, to)] {
+        for r in list {
+            let (EndpointRef::Process { process, .. }, Some(index_of), Some(port)) =
+                (r.endpoint, r.process, r.port)
+            else {
+                continue;
+            };
+            if let Some((other, other_span)) = used.get(&(index_of, port)) {
+                let other_edge = &inputs[*other].id;
+                let by = if *other == index {
+                    "both sides of one edge".to_owned()
+                } else {
+                    format!("two edges, `{other_edge}` and `{}`", input.id)
+                };
                 sink.push(
-                    Diagnostic::warning(
-                        "W0101",
-                        format!(
-                            "port `{}.{port}` is declared but no edge uses it",
-                            process.name
-                        ),
-                    )
-                    .with_label(Label::primary(declared.span.clone(), "unused port")),
+                    Diagnostic::error("E0201", format!("port `{process}.{port}` is used by {by}"))
+                        .with_label(Label::primary(r.span.clone(), format!("used here by `{}`", input.id)))
+                        .with_label(Label::secondary(other_span.clone(), format!("first used here by `{other_edge}`")))
+                        .with_help("a port belongs to one edge; give the process another port, or list several peers in one edge's `from`/`to`"),
                 );
+                ok = false;
+            } else {
+                used.insert((index_of, port), (index, r.span.clone()));
+            }
+            if !check_stdio_direction(process, port, side, r, input, sink) {
+                ok = false;
             }
         }
     }
-    channels
+    ok
+}
+
+/// A declared port no edge uses is a warning.
+fn warn_unused_ports(processes: &[ProcessDecl<'_>], used: &PortUse<'_>, sink: &mut Sink) {
+    for (index, process) in processes.iter().enumerate() {
+        for (port, declared) in &process.ports {
+            if used.contains_key(&(index, port.as_str())) {
+                continue;
+            }
+            sink.push(
+                Diagnostic::warning(
+                    "W0101",
+                    format!(
+                        "port `{}.{port}` is declared but no edge uses it",
+                        process.name
+                    ),
+                )
+                .with_label(Label::primary(declared.span.clone(), "unused port")),
+            );
+        }
+    }
 }
 
 fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<'a>> {
@@ -390,41 +403,10 @@ fn resolve_endpoint<'a>(
             port: None,
         }),
         EndpointRef::Process { process, port } => {
-            let Some(&index) = by_name.get(process) else {
-                let mut known: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
-                known.truncate(12);
-                let mut diagnostic = Diagnostic::error(
-                    "E0102",
-                    format!("dangling endpoint `{endpoint}`: no process named `{process}`"),
-                )
-                .with_label(Label::primary(span, "no such process"));
-                if !known.is_empty() {
-                    diagnostic =
-                        diagnostic.with_note(format!("the processes are: {}", known.join(", ")));
-                }
-                sink.push(diagnostic);
-                return None;
-            };
-            let port = match (port, traffic) {
-                (Some(port), _) => port,
-                (None, Traffic::Stream) => {
-                    if is_from {
-                        "stdout"
-                    } else {
-                        "stdin"
-                    }
-                }
-                (None, _) => match input.spec.and_then(|s| s.name.as_ref()) {
-                    Some(name) => name.get_ref().as_str(),
-                    None => {
-                        sink.push(
-                            Diagnostic::error("E0103", format!("endpoint `{process}` needs a port for non-stream traffic"))
-                                .with_label(Label::primary(span, "which port?"))
-                                .with_help(format!("write `{process}.<port>`, or name the edge so the port takes its name")),
-                        );
-                        return None;
-                    }
-                },
+            let index = process_index(process, endpoint, span.clone(), by_name, processes, sink)?;
+            let port = match port {
+                Some(port) => port,
+                None => default_port(process, is_from, traffic, input, span.clone(), sink)?,
             };
             Some(Resolved {
                 endpoint,
@@ -434,6 +416,62 @@ fn resolve_endpoint<'a>(
             })
         }
     }
+}
+
+/// The index of the process an endpoint names (an error when none has
+/// that name).
+fn process_index(
+    process: &str,
+    endpoint: EndpointRef<'_>,
+    span: Span,
+    by_name: &ByName<'_>,
+    processes: &[ProcessDecl<'_>],
+    sink: &mut Sink,
+) -> Option<usize> {
+    if let Some(&index) = by_name.get(process) {
+        return Some(index);
+    }
+    let mut known: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
+    known.truncate(12);
+    let mut diagnostic = Diagnostic::error(
+        "E0102",
+        format!("dangling endpoint `{endpoint}`: no process named `{process}`"),
+    )
+    .with_label(Label::primary(span, "no such process"));
+    if !known.is_empty() {
+        diagnostic = diagnostic.with_note(format!("the processes are: {}", known.join(", ")));
+    }
+    sink.push(diagnostic);
+    None
+}
+
+/// The port of an endpoint written without one: stdout/stdin for a
+/// stream, else the edge's name (an error when the edge has none).
+fn default_port<'a>(
+    process: &str,
+    is_from: bool,
+    traffic: Traffic,
+    input: &EdgeInput<'a>,
+    span: Span,
+    sink: &mut Sink,
+) -> Option<&'a str> {
+    if traffic == Traffic::Stream {
+        return Some(if is_from { "stdout" } else { "stdin" });
+    }
+    if let Some(name) = input.spec.and_then(|s| s.name.as_ref()) {
+        return Some(name.get_ref().as_str());
+    }
+    sink.push(
+        Diagnostic::error(
+            "E0103",
+            format!("endpoint `{process}` needs a port for non-stream traffic"),
+        )
+        .with_label(Label::primary(span, "which port?"))
+        .with_help(format!(
+            "write `{process}.<port>`, or name the edge so the port takes its name"
+        )),
+    );
+    None
 }
 
 fn check_stdio_direction(
@@ -474,22 +512,89 @@ fn check_stdio_direction(
     true
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one call site; the pieces are the pass's state"
-)]
+/// What planning one channel needs from the whole pass.
+struct Pass<'a, 'p> {
+    limits: &'a Limits,
+    processes: &'a [ProcessDecl<'p>],
+    /// POSIX queues planned so far.
+    posix_queues: &'a mut u64,
+}
+
+/// Plans one edge whose endpoints resolved: its mechanism (chosen or
+/// checked), the mechanism's parameters and objects, and its endpoints.
 fn plan_channel(
     input: &EdgeInput<'_>,
     traffic: Traffic,
     from: &[Resolved<'_>],
     to: &[Resolved<'_>],
-    limits: &Limits,
-    processes: &[ProcessDecl<'_>],
-    posix_queues: &mut u64,
+    pass: &mut Pass<'_, '_>,
     sink: &mut Sink,
 ) -> Option<ChannelDecl> {
+    let traits = edge_traits(input, traffic, from, to, pass.processes, sink)?;
+    let (kind, reason, choice) = pick(input, &traits, pass.limits, sink)?;
+    check_options_apply(kind, &traits, input, sink);
+    let mode = parse_mode(input.spec, sink)?;
+    let mut cx = EdgeContext {
+        id: &input.id,
+        spec: input.spec,
+        span: input.span.clone(),
+        id_span: input.id_span.clone(),
+        traits: &traits,
+        limits: pass.limits,
+        mode,
+        from_own_stdin: from
+            .iter()
+            .any(|r| matches!(r.endpoint, EndpointRef::Own(_))),
+        diagnostics: Vec::new(),
+        objects: Vec::new(),
+        posix_queues: pass.posix_queues,
+    };
+    let shape = kind.plan(&mut cx);
+    for diagnostic in cx.diagnostics {
+        sink.push(diagnostic);
+    }
+    let Shape {
+        mechanism,
+        blocking,
+        capacity,
+    } = shape?;
+    let objects = cx.objects;
+    warn_unsynchronised(input, traffic, sink);
+    let ends = plan_endpoints(input, &mechanism, &traits, [from, to], pass.processes);
+    let in_flight = input
+        .spec
+        .and_then(|s| s.in_flight.as_ref())
+        .map(|v| v.get_ref().0);
+    Some(ChannelDecl {
+        plan: ChannelPlan {
+            id: input.id.clone(),
+            traffic: traffic.into(),
+            mechanism,
+            choice,
+            reason,
+            from: ends.from,
+            to: ends.to,
+            objects,
+            blocking,
+            capacity,
+            in_flight,
+        },
+        span: input.span.clone(),
+        ports: ends.ports,
+        descriptions: ends.descriptions,
+    })
+}
+
+/// What the planner knows about an edge, from its options and endpoints.
+fn edge_traits(
+    input: &EdgeInput<'_>,
+    traffic: Traffic,
+    from: &[Resolved<'_>],
+    to: &[Resolved<'_>],
+    processes: &[ProcessDecl<'_>],
+    sink: &mut Sink,
+) -> Option<Traits> {
     let spec = input.spec;
-    let opt = |f: fn(&EdgeSpec) -> Option<Span>| spec.and_then(f);
     let instances =
         |r: &Resolved<'_>| -> usize { r.process.map_or(1, |p| processes[p].instances.len()) };
     let message_size = spec
@@ -507,21 +612,16 @@ fn plan_channel(
         Some(d) => Some(*d.get_ref() as u64),
         None => None,
     };
-    let traits = Traits {
+    let any = |test: fn(&EndpointRef<'_>) -> bool| from.iter().chain(to).any(|r| test(&r.endpoint));
+    Some(Traits {
         traffic,
         duplex: spec
             .and_then(|s| s.duplex.as_ref())
             .is_some_and(|d| *d.get_ref()),
         writers: from.iter().map(instances).sum(),
         readers: to.iter().map(instances).sum(),
-        external: from
-            .iter()
-            .chain(to)
-            .any(|r| matches!(r.endpoint, EndpointRef::External)),
-        own_stream: from
-            .iter()
-            .chain(to)
-            .any(|r| matches!(r.endpoint, EndpointRef::Own(_))),
+        external: any(|e| matches!(e, EndpointRef::External)),
+        own_stream: any(|e| matches!(e, EndpointRef::Own(_))),
         message_size,
         depth,
         size,
@@ -532,655 +632,242 @@ fn plan_channel(
         ring: spec
             .and_then(|s| s.sync.as_ref())
             .is_some_and(|s| *s.get_ref() == SyncKind::Ring),
-    };
+    })
+}
+
+/// The mechanism named in the file (checked to fit) or chosen for `auto`,
+/// with the reason recorded in the plan.
+fn pick(
+    input: &EdgeInput<'_>,
+    traits: &Traits,
+    limits: &Limits,
+    sink: &mut Sink,
+) -> Option<(Kind, String, Choice)> {
+    let spec = input.spec;
+    let traffic_span = spec.and_then(|s| s.traffic.as_ref().map(|t| t.span()));
     let explicit = spec
         .and_then(|s| s.mechanism.as_ref())
-        .filter(|m| *m.get_ref() != MechanismName::Auto);
-    let blame = explicit
-        .map(|m| m.span())
-        .or_else(|| opt(|s| s.traffic.as_ref().map(|t| t.span())))
-        .unwrap_or(input.span.clone());
-    let (name, reason, choice) = match explicit {
-        Some(mechanism) => match check_fit(*mechanism.get_ref(), &traits, limits) {
-            Ok(()) => (
-                *mechanism.get_ref(),
-                format!(
-                    "named in the topology; fits {} traffic with {} writer(s) and {} reader(s)",
-                    traffic_name(traffic),
-                    traits.writers,
-                    traits.readers
-                ),
-                Choice::Explicit,
-            ),
+        .and_then(|m| Some((m.get_ref().kind()?, m.span())));
+    let Some((kind, span)) = explicit else {
+        return match choose(traits, limits) {
+            Ok((kind, reason)) => Some((kind, reason, Choice::Auto)),
             Err(misfit) => {
-                let mut diagnostic =
-                    Diagnostic::error(misfit.code, misfit.message).with_label(Label::primary(
-                        mechanism.span(),
-                        format!("edge `{}` asks for `{}`", input.id, mechanism.get_ref()),
-                    ));
-                if let Some(traffic_span) = opt(|s| s.traffic.as_ref().map(|t| t.span())) {
-                    diagnostic = diagnostic
-                        .with_label(Label::secondary(traffic_span, "the traffic it must carry"));
-                }
-                if let Some(help) = misfit.help {
-                    diagnostic = diagnostic.with_help(help);
-                }
-                sink.push(diagnostic);
-                return None;
-            }
-        },
-        None => match choose(&traits, limits) {
-            Ok((name, reason)) => (name, reason, Choice::Auto),
-            Err(misfit) => {
+                let blame = traffic_span.unwrap_or(input.span.clone());
                 let mut diagnostic = Diagnostic::error(
                     misfit.code,
                     format!("no mechanism fits edge `{}`: {}", input.id, misfit.message),
                 )
-                .with_label(Label::primary(blame.clone(), "for this edge"));
+                .with_label(Label::primary(blame, "for this edge"));
                 if let Some(help) = misfit.help {
                     diagnostic = diagnostic.with_help(help);
                 }
                 sink.push(diagnostic);
-                return None;
-            }
-        },
-    };
-    check_options_apply(name, &traits, input, sink);
-    let mode = parse_mode(spec, sink)?;
-    let id = input.id.clone();
-    let posix_name = || format!("/ipc-run.{RUN_ID}.{id}");
-    let run_path = |suffix: &str| format!("{RUN_DIR}/{id}.{suffix}");
-    let mut objects = Vec::new();
-    let mut object =
-        |kind: ObjectKind, name: String| objects.push(NamedObject { kind, name, mode });
-    let socket_path_ok = |sink: &mut Sink, path: &str| -> bool {
-        let length = limits.run_dir_len.value + (path.len() - RUN_DIR.len()) as u64;
-        if length >= limits.sun_path_max.value {
-            sink.push(
-                Diagnostic::error("E0607", format!("the socket path of edge `{id}` would be {length} bytes; sun_path holds {} with its NUL", limits.sun_path_max.value))
-                    .with_label(Label::primary(input.id_span.clone().unwrap_or(input.span.clone()), "this edge's socket"))
-                    .with_note(format!("the run directory is {} bytes long ({})", limits.run_dir_len.value, limits.run_dir_len.source))
-                    .with_help("shorten the edge name, or set XDG_RUNTIME_DIR to a shorter directory"),
-            );
-            return false;
-        }
-        true
-    };
-    // A System V semaphore set holds at most SEMMSL semaphores.
-    let sem_set_fits = |sink: &mut Sink, count: u64| -> bool {
-        let semmsl = &limits.sysv_semmsl;
-        if count <= semmsl.value {
-            return true;
-        }
-        let span = opt(|s| s.mechanism.as_ref().map(|m| m.span())).unwrap_or(input.span.clone());
-        sink.push(
-            limit_error(
-                "E0611",
-                format!(
-                    "edge `{id}` needs a System V semaphore set of {count}; a set on this host holds at most {}",
-                    semmsl.value
-                ),
-                span,
-                semmsl,
-                "semmsl",
-            )
-            .with_help("use posix-shm/posix-sem, or raise the first field of /proc/sys/kernel/sem"),
-        );
-        false
-    };
-    let socket = traits.socket;
-    let address = spec.and_then(|s| s.address.as_ref());
-    let (mechanism, blocking, capacity) = match name {
-        MechanismName::Auto => unreachable_auto(),
-        MechanismName::Pipe if traits.own_stream => {
-            let stream = if from
-                .iter()
-                .any(|r| matches!(r.endpoint, EndpointRef::Own(_)))
-            {
-                "stdin"
-            } else {
-                "stdout"
-            };
-            (
-                Mechanism::Inherit {
-                    stream: stream.into(),
-                },
-                true,
-                None,
-            )
-        }
-        MechanismName::Pipe => (
-            Mechanism::Pipe {
-                atomic_write: limits.pipe_buf.value,
-            },
-            true,
-            Some(limits.pipe_capacity.value),
-        ),
-        MechanismName::Fifo => {
-            let deliver = match spec.and_then(|s| s.deliver.as_ref()) {
-                Some(d) if *d.get_ref() == Delivery::Fd && traits.external => {
-                    sink.push(
-                        Diagnostic::error(
-                            "E0313",
-                            "`deliver = \"fd\"` does not apply to a FIFO with an @external peer",
-                        )
-                        .with_label(Label::primary(
-                            d.span(),
-                            "ipc-run cannot open it without blocking until the outside peer comes",
-                        ))
-                        .with_help(
-                            "leave `deliver` unset: the process gets the path and opens it itself",
-                        ),
-                    );
-                    return None;
-                }
-                Some(d) => *d.get_ref(),
-                None if traits.external => Delivery::Path,
-                None => Delivery::Fd,
-            };
-            let path = run_path("fifo");
-            object(ObjectKind::Fifo, path.clone());
-            let deliver = if deliver == Delivery::Fd {
-                "fd"
-            } else {
-                "path"
-            };
-            (
-                Mechanism::Fifo {
-                    path,
-                    deliver: deliver.into(),
-                },
-                true,
-                Some(limits.pipe_capacity.value),
-            )
-        }
-        MechanismName::Socketpair => {
-            let socket = socket.unwrap_or(if traffic == Traffic::Messages {
-                SocketType::Seqpacket
-            } else {
-                SocketType::Stream
-            });
-            (Mechanism::Socketpair { socket }, false, None)
-        }
-        MechanismName::UnixListener => {
-            let socket = socket.unwrap_or(match traffic {
-                Traffic::Messages if traits.duplex => SocketType::Seqpacket,
-                Traffic::Messages => SocketType::Dgram,
-                _ => SocketType::Stream,
-            });
-            let path = run_path("sock");
-            if !socket_path_ok(sink, &path) {
-                return None;
-            }
-            object(ObjectKind::UnixSocket, path.clone());
-            (
-                Mechanism::UnixListener {
-                    socket,
-                    path,
-                    backlog: LISTEN_BACKLOG,
-                },
-                false,
-                None,
-            )
-        }
-        MechanismName::Tcp | MechanismName::Udp => {
-            let bind = check_address(address, spec, sink)?;
-            if name == MechanismName::Tcp {
-                (
-                    Mechanism::Tcp {
-                        bind,
-                        backlog: LISTEN_BACKLOG,
-                    },
-                    false,
-                    None,
-                )
-            } else {
-                (Mechanism::Udp { bind }, false, None)
-            }
-        }
-        MechanismName::PosixShm => {
-            let size = size.unwrap_or(0);
-            if size == 0 || size > limits.posix_shm_max.value {
-                sink.push(size_error(
-                    "E0609",
-                    &id,
-                    size,
-                    limits.posix_shm_max.value,
-                    &limits.posix_shm_max.source,
-                    "/dev/shm",
-                    spec,
-                ));
-                return None;
-            }
-            let sync = spec
-                .and_then(|s| s.sync.as_ref())
-                .map(|s| *s.get_ref())
-                .unwrap_or(SyncKind::Semaphores);
-            let ring = if sync == SyncKind::Ring {
-                let blame = spec
-                    .and_then(|s| s.size.as_ref().map(|v| v.span()))
-                    .unwrap_or(input.span.clone());
-                let Some(capacity) = crate::child::ring::capacity_for(size) else {
-                    sink.push(
-                        Diagnostic::error(
-                            "E0612",
-                            format!("edge `{id}` is a ring of {size} bytes; a ring needs at least 4160 (a 4096-byte header and 64 bytes of data)"),
-                        )
-                        .with_label(Label::primary(blame, "too small for a ring"))
-                        .with_help("make `size` at least the header (4 KiB) plus room for a few records"),
-                    );
-                    return None;
-                };
-                if let Some(largest) = message_size
-                    && largest > capacity - 8
-                {
-                    let span = spec
-                        .and_then(|s| s.message_size.as_ref().map(|v| v.span()))
-                        .unwrap_or(blame);
-                    sink.push(
-                        Diagnostic::error(
-                            "E0612",
-                            format!("edge `{id}` sends records of {largest} bytes; its ring of {size} bytes takes records of at most {} (capacity {capacity} less 8)", capacity - 8),
-                        )
-                        .with_label(Label::primary(span, "does not fit the ring"))
-                        .with_help(format!("make `size` at least {}", (largest + 8).div_ceil(64) * 64 + crate::child::ring::HEADER_SIZE)),
-                    );
-                    return None;
-                }
-                Some(RingPlan {
-                    capacity,
-                    producers: u32::try_from(traits.writers).unwrap_or(u32::MAX),
-                })
-            } else {
                 None
-            };
-            let posix_name = posix_name();
-            object(ObjectKind::PosixShm, posix_name.clone());
-            let semaphores = if sync == SyncKind::Semaphores {
-                let names = vec![format!("{posix_name}.lock"), format!("{posix_name}.ready")];
-                for sem in &names {
-                    object(ObjectKind::PosixSem, sem.clone());
-                }
-                names
-            } else {
-                Vec::new()
-            };
-            (
-                Mechanism::PosixShm {
-                    name: posix_name,
-                    size,
-                    semaphores,
-                    ring,
-                },
-                false,
-                None,
-            )
-        }
-        MechanismName::SysvShm => {
-            let size = size.unwrap_or(0);
-            if size == 0 || size > limits.sysv_shmmax.value {
-                sink.push(size_error(
-                    "E0604",
-                    &id,
-                    size,
-                    limits.sysv_shmmax.value,
-                    &limits.sysv_shmmax.source,
-                    "shmmax",
-                    spec,
-                ));
-                return None;
             }
-            let sync = spec
-                .and_then(|s| s.sync.as_ref())
-                .map(|s| *s.get_ref())
-                .unwrap_or(SyncKind::Semaphores);
-            if sync == SyncKind::Semaphores && !sem_set_fits(sink, 2) {
-                return None;
-            }
-            object(ObjectKind::SysvShm, format!("{{sysv_id:{id}}}"));
-            if sync == SyncKind::Semaphores {
-                object(ObjectKind::SysvSem, format!("{{sysv_sem_id:{id}}}"));
-            }
-            (
-                Mechanism::SysvShm {
-                    size,
-                    semaphore_set: sync == SyncKind::Semaphores,
-                },
-                false,
-                None,
-            )
-        }
-        MechanismName::PosixMq => {
-            let message_size = message_size.unwrap_or(limits.mq_msgsize_default.value);
-            let depth = depth.unwrap_or(limits.mq_msg_default.value);
-            if message_size > limits.mq_msgsize_max.value || message_size == 0 {
-                sink.push(limit_error("E0601", format!("edge `{id}` sends messages of {message_size} bytes; a POSIX queue on this host takes at most {}", limits.mq_msgsize_max.value), spec.and_then(|s| s.message_size.as_ref().map(|v| v.span())).unwrap_or(input.span.clone()), &limits.mq_msgsize_max, "msgsize_max"));
-                return None;
-            }
-            if depth > limits.mq_msg_max.value {
-                sink.push(limit_error("E0602", format!("edge `{id}` asks for a queue of depth {depth}; a POSIX queue on this host holds at most {}", limits.mq_msg_max.value), spec.and_then(|s| s.depth.as_ref().map(|v| v.span())).unwrap_or(input.span.clone()), &limits.mq_msg_max, "msg_max"));
-                return None;
-            }
-            *posix_queues += 1;
-            let posix_name = posix_name();
-            object(ObjectKind::PosixMq, posix_name.clone());
-            (
-                Mechanism::PosixMq {
-                    name: posix_name,
-                    depth,
-                    message_size,
-                },
-                true,
-                Some(depth * message_size),
-            )
-        }
-        MechanismName::SysvMq => {
-            let message_size = message_size.unwrap_or(limits.sysv_msgmax.value.min(8192));
-            if message_size > limits.sysv_msgmax.value || message_size == 0 {
-                sink.push(limit_error("E0605", format!("edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}", limits.sysv_msgmax.value), spec.and_then(|s| s.message_size.as_ref().map(|v| v.span())).unwrap_or(input.span.clone()), &limits.sysv_msgmax, "msgmax"));
-                return None;
-            }
-            let queue_bytes = match depth {
-                Some(depth) => depth.saturating_mul(message_size),
-                None => limits.sysv_msgmnb.value,
-            };
-            if queue_bytes > limits.sysv_msgmnb.value {
-                sink.push(limit_error("E0605", format!("edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}", limits.sysv_msgmnb.value), spec.and_then(|s| s.depth.as_ref().map(|v| v.span())).unwrap_or(input.span.clone()), &limits.sysv_msgmnb, "msgmnb"));
-                return None;
-            }
-            object(ObjectKind::SysvMq, format!("{{sysv_id:{id}}}"));
-            (
-                Mechanism::SysvMq {
-                    queue_bytes,
-                    message_size,
-                },
-                true,
-                Some(queue_bytes),
-            )
-        }
-        MechanismName::PosixSem | MechanismName::SysvSem => {
-            let max = if name == MechanismName::PosixSem {
-                limits.sem_value_max.value
-            } else {
-                SYSV_SEMVMX
-            };
-            let initial = match spec.and_then(|s| s.initial.as_ref()) {
-                None => 0,
-                Some(v) if (0..=max as i64).contains(v.get_ref()) => *v.get_ref() as u32,
-                Some(v) => {
-                    sink.push(
-                        Diagnostic::error(
-                            "E0606",
-                            format!(
-                                "a `{name}` starts between 0 and {max}, edge `{id}` asks for {}",
-                                v.get_ref()
-                            ),
-                        )
-                        .with_label(Label::primary(v.span(), "initial value out of range")),
-                    );
-                    return None;
-                }
-            };
-            if name == MechanismName::PosixSem {
-                let posix_name = posix_name();
-                object(ObjectKind::PosixSem, posix_name.clone());
-                (
-                    Mechanism::PosixSem {
-                        name: posix_name,
-                        initial,
-                    },
-                    false,
-                    None,
-                )
-            } else {
-                let count = 1;
-                if !sem_set_fits(sink, u64::from(count)) {
-                    return None;
-                }
-                object(ObjectKind::SysvSem, format!("{{sysv_id:{id}}}"));
-                (Mechanism::SysvSem { count, initial }, false, None)
-            }
-        }
-        MechanismName::Signal => {
-            let signal = match spec.and_then(|s| s.signal.as_ref()) {
-                None => known("SIGUSR1"),
-                Some(text) => match parse_signal(text.get_ref()) {
-                    Ok(signal) if matches!(signal.name, "SIGKILL" | "SIGSTOP") => {
-                        sink.push(
-                            Diagnostic::error(
-                                "E0304",
-                                format!(
-                                    "{} cannot be a notification: it cannot be caught",
-                                    signal.name
-                                ),
-                            )
-                            .with_label(Label::primary(
-                                text.span(),
-                                "the receiver would be killed or stopped",
-                            ))
-                            .with_help("use SIGUSR1 or SIGUSR2 (real-time signals, SIGRTMIN+n, are not accepted)"),
-                        );
-                        return None;
-                    }
-                    Ok(signal) => signal,
-                    Err(why) => {
-                        sink.push(
-                            Diagnostic::error("E0304", "invalid `signal`")
-                                .with_label(Label::primary(text.span(), why)),
-                        );
-                        return None;
-                    }
-                },
-            };
-            (Mechanism::Signal { signal }, false, None)
-        }
-        MechanismName::Rpc => {
-            let protocol = spec
-                .and_then(|s| s.protocol.as_ref())
-                .map(|p| p.get_ref().clone())
-                .unwrap_or_default();
-            if protocol.is_empty()
-                || !protocol
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+'))
-            {
-                let span = spec
-                    .and_then(|s| s.protocol.as_ref().map(|p| p.span()))
-                    .unwrap_or(input.span.clone());
-                sink.push(
-                    Diagnostic::error("E0311", "invalid protocol label").with_label(
-                        Label::primary(span, "a label such as grpc, json-rpc, http or dbus"),
-                    ),
-                );
-                return None;
-            }
-            let (transport, address) = if address.is_some() {
-                ("tcp", check_address(address, spec, sink)?)
-            } else {
-                let path = run_path("sock");
-                if !socket_path_ok(sink, &path) {
-                    return None;
-                }
-                object(ObjectKind::UnixSocket, path.clone());
-                ("unix", path)
-            };
-            (
-                Mechanism::Rpc {
-                    protocol,
-                    transport: transport.into(),
-                    address,
-                    backlog: LISTEN_BACKLOG,
-                },
-                false,
-                None,
-            )
-        }
+        };
     };
-    if traffic == Traffic::Shared
-        && spec
-            .and_then(|s| s.sync.as_ref())
-            .is_some_and(|s| *s.get_ref() == SyncKind::None)
-    {
-        let span = spec
-            .and_then(|s| s.sync.as_ref().map(|v| v.span()))
-            .unwrap_or(input.span.clone());
-        sink.push(
-            Diagnostic::warning("W0201", format!("race risk: shared memory of edge `{id}` has no synchronisation"))
-                .with_label(Label::primary(span, "no semaphores created"))
-                .with_note("concurrent readers and writers must bring their own protocol (atomics, a ring, a lock)"),
+    if let Err(misfit) = check_fit(kind, traits, limits) {
+        let mut diagnostic = Diagnostic::error(misfit.code, misfit.message).with_label(
+            Label::primary(span, format!("edge `{}` asks for `{kind}`", input.id)),
         );
+        if let Some(traffic_span) = traffic_span {
+            diagnostic =
+                diagnostic.with_label(Label::secondary(traffic_span, "the traffic it must carry"));
+        }
+        if let Some(help) = misfit.help {
+            diagnostic = diagnostic.with_help(help);
+        }
+        sink.push(diagnostic);
+        return None;
     }
-    let (from_ends, to_ends) = ends_of(&mechanism, traits.duplex);
-    let mut ports = Vec::with_capacity(traits.writers + traits.readers);
-    let mut plan_from = Vec::with_capacity(traits.writers);
-    let mut plan_to = Vec::with_capacity(traits.readers);
-    let mut descriptions = [String::new(), String::new()];
-    for (list, end, is_reader, out) in [
-        (from, from_ends, false, &mut plan_from),
-        (to, to_ends, true, &mut plan_to),
-    ] {
-        let (needs_fd, listener) = fd_need(&mechanism, end);
+    let reason = format!(
+        "named in the topology; fits {} traffic with {} writer(s) and {} reader(s)",
+        traffic_name(traits.traffic),
+        traits.writers,
+        traits.readers
+    );
+    Some((kind, reason, Choice::Explicit))
+}
+
+/// Shared memory with `sync = "none"` is allowed, with a warning.
+fn warn_unsynchronised(input: &EdgeInput<'_>, traffic: Traffic, sink: &mut Sink) {
+    let Some(sync) = input.spec.and_then(|s| s.sync.as_ref()) else {
+        return;
+    };
+    if traffic != Traffic::Shared || *sync.get_ref() != SyncKind::None {
+        return;
+    }
+    sink.push(
+        Diagnostic::warning(
+            "W0201",
+            format!(
+                "race risk: shared memory of edge `{}` has no synchronisation",
+                input.id
+            ),
+        )
+        .with_label(Label::primary(sync.span(), "no semaphores created"))
+        .with_note(
+            "concurrent readers and writers must bring their own protocol (atomics, a ring, a lock)",
+        ),
+    );
+}
+
+/// A channel's endpoints in the plan, and the port ends behind them.
+struct Endpoints {
+    from: Vec<EndpointPlan>,
+    to: Vec<EndpointPlan>,
+    ports: Vec<PortEnd>,
+    descriptions: [String; 2],
+}
+
+/// Every endpoint of both sides, replicas expanded, with the ends they
+/// hold and the description their ports get.
+fn plan_endpoints(
+    input: &EdgeInput<'_>,
+    mechanism: &Mechanism,
+    traits: &Traits,
+    [from, to]: [&[Resolved<'_>]; 2],
+    processes: &[ProcessDecl<'_>],
+) -> Endpoints {
+    let (from_ends, to_ends) = crate::mechanism::ends(mechanism, traits.duplex);
+    let mut ends = Endpoints {
+        from: Vec::with_capacity(traits.writers),
+        to: Vec::with_capacity(traits.readers),
+        ports: Vec::with_capacity(traits.writers + traits.readers),
+        descriptions: [String::new(), String::new()],
+    };
+    for (list, end, is_reader) in [(from, from_ends, false), (to, to_ends, true)] {
+        let (needs_fd, listener) = crate::mechanism::fd_need(mechanism, end);
         for r in list {
-            match (r.endpoint, r.process, r.port) {
-                (EndpointRef::Own(EndpointTarget::Stdin), ..) => out.push(EndpointPlan::Own {
-                    stream: "stdin".into(),
-                }),
-                (EndpointRef::Own(EndpointTarget::Stdout), ..) => out.push(EndpointPlan::Own {
-                    stream: "stdout".into(),
-                }),
-                (EndpointRef::External, ..) => out.push(EndpointPlan::External),
+            let out = if is_reader {
+                &mut ends.to
+            } else {
+                &mut ends.from
+            };
+            let (process, port) = match (r.endpoint, r.process, r.port) {
+                (EndpointRef::Own(target), ..) => {
+                    let stream = match target {
+                        EndpointTarget::Stdin => "stdin",
+                        EndpointTarget::Stdout => "stdout",
+                    };
+                    out.push(EndpointPlan::Own {
+                        stream: stream.into(),
+                    });
+                    continue;
+                }
+                (EndpointRef::External, ..) => {
+                    out.push(EndpointPlan::External);
+                    continue;
+                }
                 (EndpointRef::Process { .. }, Some(process), port) => {
-                    let port = port.unwrap_or_default();
-                    let env = port_env_name(port);
-                    let description = &mut descriptions[usize::from(is_reader)];
-                    if description.is_empty() {
-                        *description = describe(&mechanism, &id, end, to, processes);
-                    }
-                    for (replica, instance) in processes[process].instances.iter().enumerate() {
-                        ports.push(PortEnd {
-                            process,
-                            replica,
-                            slot: out.len(),
-                            end,
-                            needs_fd,
-                            listener,
-                            span: r.span.clone(),
-                            is_reader,
-                        });
-                        out.push(EndpointPlan::Port {
-                            process: instance.clone(),
-                            port: port.to_owned(),
-                            end,
-                            fd: None,
-                            env: env.clone(),
-                        });
-                    }
+                    (process, port.unwrap_or_default())
                 }
                 (EndpointRef::Process { .. }, None, _) => {
                     unreachable!("resolved process endpoints carry their index")
                 }
+            };
+            let env = port_env_name(port);
+            let description = &mut ends.descriptions[usize::from(is_reader)];
+            if description.is_empty() {
+                *description = describe(mechanism, &input.id, end, to, processes);
+            }
+            for (replica, instance) in processes[process].instances.iter().enumerate() {
+                ends.ports.push(PortEnd {
+                    process,
+                    replica,
+                    slot: out.len(),
+                    end,
+                    needs_fd,
+                    listener,
+                    span: r.span.clone(),
+                    is_reader,
+                });
+                out.push(EndpointPlan::Port {
+                    process: instance.clone(),
+                    port: port.to_owned(),
+                    end,
+                    fd: None,
+                    env: env.clone(),
+                });
             }
         }
     }
-    let in_flight = spec
-        .and_then(|s| s.in_flight.as_ref())
-        .map(|v| v.get_ref().0);
-    Some(ChannelDecl {
-        plan: ChannelPlan {
-            id,
-            traffic,
-            mechanism,
-            choice,
-            reason,
-            from: plan_from,
-            to: plan_to,
-            objects,
-            blocking,
-            capacity,
-            in_flight,
-        },
-        span: input.span.clone(),
-        ports,
-        descriptions,
-    })
-}
-
-fn unreachable_auto() -> ! {
-    panic!("`auto` is resolved by choose() before parameters are planned")
-}
-
-fn traffic_name(traffic: Traffic) -> &'static str {
-    match traffic {
-        Traffic::Stream => "stream",
-        Traffic::Messages => "messages",
-        Traffic::Shared => "shared",
-        Traffic::Request => "request",
-        Traffic::Notify => "notify",
-    }
+    ends
 }
 
 /// Options that only make sense for some mechanisms are rejected elsewhere,
 /// so a typo in intent ("size" on a pipe) never passes silently.
-fn check_options_apply(
-    name: MechanismName,
-    traits: &Traits,
-    input: &EdgeInput<'_>,
-    sink: &mut Sink,
-) {
+fn check_options_apply(kind: Kind, traits: &Traits, input: &EdgeInput<'_>, sink: &mut Sink) {
     let Some(spec) = input.spec else { return };
-    use MechanismName as M;
-    let mut reject = |key: &str, span: Span, applies: &str| {
+    let applies = kind.profile().options;
+    let written = [
+        (
+            EdgeOption::Size,
+            "size",
+            spec.size.as_ref().map(|v| v.span()),
+            "shared memory",
+        ),
+        (
+            EdgeOption::Sync,
+            "sync",
+            spec.sync.as_ref().map(|v| v.span()),
+            "shared memory",
+        ),
+        (
+            EdgeOption::Signal,
+            "signal",
+            spec.signal.as_ref().map(|v| v.span()),
+            "signal edges",
+        ),
+        (
+            EdgeOption::Initial,
+            "initial",
+            spec.initial.as_ref().map(|v| v.span()),
+            "semaphore edges",
+        ),
+        (
+            EdgeOption::Deliver,
+            "deliver",
+            spec.deliver.as_ref().map(|v| v.span()),
+            "FIFOs",
+        ),
+        (
+            EdgeOption::Protocol,
+            "protocol",
+            spec.protocol.as_ref().map(|v| v.span()),
+            "rpc edges (traffic = \"request\")",
+        ),
+        (
+            EdgeOption::Address,
+            "address",
+            spec.address.as_ref().map(|v| v.span()),
+            "tcp, udp and rpc edges",
+        ),
+        (
+            EdgeOption::Depth,
+            "depth",
+            spec.depth.as_ref().map(|v| v.span()),
+            "message queues",
+        ),
+    ];
+    for (option, key, span, where_) in written {
+        let Some(span) = span else { continue };
+        // A payload size on a notify edge is a misfit of its own (E0303).
+        let excused = option == EdgeOption::Size && traits.traffic == Traffic::Notify;
+        if applies.contains(&option) || excused {
+            continue;
+        }
         sink.push(
             Diagnostic::error(
                 "E0313",
-                format!("`{key}` does not apply to a `{name}` edge"),
+                format!("`{key}` does not apply to a `{kind}` edge"),
             )
             .with_label(Label::primary(
                 span,
-                format!("`{key}` is ignored by a {name}"),
+                format!("`{key}` is ignored by a {kind}"),
             ))
-            .with_help(format!("`{key}` applies to {applies}")),
+            .with_help(format!("`{key}` applies to {where_}")),
         );
-    };
-    if let Some(v) = &spec.size {
-        if !matches!(name, M::PosixShm | M::SysvShm) && traits.traffic != Traffic::Notify {
-            reject("size", v.span(), "shared memory");
-        }
-    }
-    if let Some(v) = &spec.sync {
-        if !matches!(name, M::PosixShm | M::SysvShm) {
-            reject("sync", v.span(), "shared memory");
-        }
-    }
-    if let Some(v) = &spec.signal {
-        if name != M::Signal {
-            reject("signal", v.span(), "signal edges");
-        }
-    }
-    if let Some(v) = &spec.initial {
-        if !matches!(name, M::PosixSem | M::SysvSem) {
-            reject("initial", v.span(), "semaphore edges");
-        }
-    }
-    if let Some(v) = &spec.deliver {
-        if name != M::Fifo {
-            reject("deliver", v.span(), "FIFOs");
-        }
-    }
-    if let Some(v) = &spec.protocol {
-        if name != M::Rpc {
-            reject("protocol", v.span(), "rpc edges (traffic = \"request\")");
-        }
-    }
-    if let Some(v) = &spec.address {
-        if !matches!(name, M::Tcp | M::Udp | M::Rpc) {
-            reject("address", v.span(), "tcp, udp and rpc edges");
-        }
-    }
-    if let Some(v) = &spec.depth {
-        if !matches!(name, M::PosixMq | M::SysvMq) {
-            reject("depth", v.span(), "message queues");
-        }
     }
 }
 
@@ -1217,126 +904,6 @@ fn parse_mode(spec: Option<&EdgeSpec>, sink: &mut Sink) -> Option<u32> {
     }
 }
 
-fn check_address(
-    address: Option<&Spanned<String>>,
-    spec: Option<&EdgeSpec>,
-    sink: &mut Sink,
-) -> Option<String> {
-    let Some(address) = address else {
-        return Some("127.0.0.1:0".into());
-    };
-    match address.get_ref().parse::<SocketAddr>() {
-        Ok(parsed) => {
-            let allowed = spec
-                .and_then(|s| s.allow_remote.as_ref())
-                .is_some_and(|a| *a.get_ref());
-            if !parsed.ip().is_loopback() && !allowed {
-                sink.push(
-                    Diagnostic::warning(
-                        "W0202",
-                        format!("`{parsed}` is reachable beyond this machine"),
-                    )
-                    .with_label(Label::primary(address.span(), "not a loopback address"))
-                    .with_help(
-                        "bind 127.0.0.1 or ::1, or set allow_remote = true to say this is intended",
-                    ),
-                );
-            }
-            Some(parsed.to_string())
-        }
-        Err(_) => {
-            sink.push(
-                Diagnostic::error("E0312", format!("invalid address `{}`", address.get_ref()))
-                    .with_label(Label::primary(
-                        address.span(),
-                        "expected an IP address and a port, e.g. 127.0.0.1:8080 or [::1]:0",
-                    )),
-            );
-            None
-        }
-    }
-}
-
-fn size_error(
-    code: &'static str,
-    id: &str,
-    size: u64,
-    max: u64,
-    source: &str,
-    what: &str,
-    spec: Option<&EdgeSpec>,
-) -> Diagnostic {
-    let span = spec
-        .and_then(|s| s.size.as_ref().map(|v| v.span()))
-        .or_else(|| spec.map(|s| s.from.span()))
-        .unwrap_or(0..0);
-    if size == 0 {
-        return Diagnostic::error(
-            "E0310",
-            format!("shared edge `{id}` needs a size above zero"),
-        )
-        .with_label(Label::primary(span, "empty region"));
-    }
-    Diagnostic::error(
-        code,
-        format!("edge `{id}` asks for {size} bytes of shared memory; {what} allows {max}"),
-    )
-    .with_label(Label::primary(span, "too large for this host"))
-    .with_note(format!("{what} is {max} ({source})"))
-}
-
-fn limit_error(
-    code: &'static str,
-    message: String,
-    span: Span,
-    limit: &super::Limit,
-    what: &str,
-) -> Diagnostic {
-    Diagnostic::error(code, message)
-        .with_label(Label::primary(span, format!("above {what}")))
-        .with_note(format!("{what} is {} ({})", limit.value, limit.source))
-}
-
-/// Which end each side holds.
-fn ends_of(mechanism: &Mechanism, duplex: bool) -> (End, End) {
-    match mechanism {
-        Mechanism::Inherit { .. }
-        | Mechanism::Pipe { .. }
-        | Mechanism::Fifo { .. }
-        | Mechanism::PosixMq { .. }
-        | Mechanism::SysvMq { .. } => (End::Write, End::Read),
-        Mechanism::Socketpair { .. } if duplex => (End::Both, End::Both),
-        Mechanism::Socketpair { .. } => (End::Write, End::Read),
-        Mechanism::UnixListener { .. }
-        | Mechanism::Tcp { .. }
-        | Mechanism::Udp { .. }
-        | Mechanism::Rpc { .. } => (End::Connect, End::Listen),
-        Mechanism::PosixShm { ring: Some(_), .. } => (End::Write, End::Read),
-        Mechanism::PosixShm { .. } | Mechanism::SysvShm { .. } => (End::Both, End::Both),
-        Mechanism::PosixSem { .. } | Mechanism::SysvSem { .. } | Mechanism::Signal { .. } => {
-            (End::Send, End::Receive)
-        }
-    }
-}
-
-/// Whether an end is handed over as an fd, and whether that fd listens.
-fn fd_need(mechanism: &Mechanism, end: End) -> (bool, bool) {
-    match mechanism {
-        Mechanism::Inherit { .. } | Mechanism::Pipe { .. } | Mechanism::Socketpair { .. } => {
-            (true, false)
-        }
-        Mechanism::Fifo { deliver, .. } => (deliver == "fd", false),
-        Mechanism::UnixListener { .. }
-        | Mechanism::Tcp { .. }
-        | Mechanism::Udp { .. }
-        | Mechanism::Rpc { .. } => {
-            let listening = end == End::Listen;
-            (listening, listening)
-        }
-        _ => (false, false),
-    }
-}
-
 /// The environment variable that describes a port.
 pub fn port_env_name(port: &str) -> String {
     let mut name = String::with_capacity("IPC_PORT_".len() + port.len());
@@ -1370,168 +937,17 @@ fn describe(
     to: &[Resolved<'_>],
     processes: &[ProcessDecl<'_>],
 ) -> String {
-    use child::description::{Params, RingLayout, ShmSemaphores, Slot, Transport};
-    fn socket_type(socket: SocketType) -> child::SocketType {
-        match socket {
-            SocketType::Stream => child::SocketType::Stream,
-            SocketType::Seqpacket => child::SocketType::Seqpacket,
-            SocketType::Dgram => child::SocketType::Dgram,
-        }
-    }
-    let placeholder = |what: &str, of: &str| Slot::Placeholder(format!("{{{what}:{of}}}"));
-    let ip_address = |bind: &str| {
-        let mut address = String::with_capacity(bind.len() + id.len() + 8);
-        push_ip_address(&mut address, bind, id);
-        address
-    };
-    let params = match mechanism {
-        Mechanism::Inherit { .. } => Params::Inherit,
-        Mechanism::Pipe { .. } => Params::Pipe,
-        Mechanism::Fifo { path, .. } => Params::Fifo { path: path.clone() },
-        Mechanism::Socketpair { socket } => Params::Socketpair {
-            socket: socket_type(*socket),
-        },
-        Mechanism::UnixListener { socket, path, .. } => Params::UnixListener {
-            socket: socket_type(*socket),
-            path: path.clone(),
-        },
-        Mechanism::Tcp { bind, .. } => Params::Tcp {
-            address: ip_address(bind),
-        },
-        Mechanism::Udp { bind } => Params::Udp {
-            address: ip_address(bind),
-        },
-        Mechanism::PosixShm {
-            name,
-            size,
-            semaphores,
-            ring,
-        } => Params::PosixShm {
-            name: name.clone(),
-            size: *size,
-            ring: ring.as_ref().map(|ring| RingLayout {
-                capacity: ring.capacity,
-                producers: ring.producers,
-            }),
-            semaphores: match semaphores.as_slice() {
-                [lock, ready] => Some(ShmSemaphores {
-                    lock: lock.clone(),
-                    ready: ready.clone(),
-                }),
-                _ => None,
-            },
-        },
-        Mechanism::SysvShm {
-            size,
-            semaphore_set,
-        } => Params::SysvShm {
-            id: placeholder("sysv_id", id),
-            size: *size,
-            sem_id: semaphore_set.then(|| placeholder("sysv_sem_id", id)),
-        },
-        Mechanism::PosixMq {
-            name,
-            depth,
-            message_size,
-        } => Params::PosixMq {
-            name: name.clone(),
-            depth: *depth,
-            message_size: *message_size,
-        },
-        Mechanism::SysvMq {
-            queue_bytes,
-            message_size,
-        } => Params::SysvMq {
-            id: placeholder("sysv_id", id),
-            queue_bytes: *queue_bytes,
-            message_size: *message_size,
-        },
-        Mechanism::PosixSem { name, initial } => Params::PosixSem {
-            name: name.clone(),
-            initial: *initial,
-        },
-        Mechanism::SysvSem { count, initial } => Params::SysvSem {
-            id: placeholder("sysv_id", id),
-            count: *count,
-            initial: *initial,
-        },
-        Mechanism::Signal { signal } => Params::Signal {
-            signal: signal.name.to_owned(),
-            signo: signal.number,
-            pid: (end == End::Send).then(|| {
-                to.iter()
-                    .filter_map(|r| r.process)
-                    .flat_map(|p| processes[p].instances.iter())
-                    .map(|instance| placeholder("pid", instance))
-                    .collect()
-            }),
-        },
-        Mechanism::Rpc {
-            protocol,
-            transport,
-            address,
-            ..
-        } => {
-            let (transport, address) = if transport == "tcp" {
-                (Transport::Tcp, ip_address(address))
-            } else {
-                (Transport::Unix, address.clone())
-            };
-            let mut url = String::with_capacity(address.len() + 16);
-            push_rpc_url(&mut url, protocol, transport.as_str(), &address);
-            Params::Rpc {
-                protocol: protocol.clone(),
-                transport,
-                address,
-                url,
-            }
-        }
-    };
+    let receivers = to
+        .iter()
+        .filter_map(|r| r.process)
+        .flat_map(|p| processes[p].instances.iter().map(String::as_str))
+        .collect();
+    let side = PortSide { id, end, receivers };
     child::Description {
         channel: id.to_owned(),
         end: child_end(end),
-        params,
+        params: crate::mechanism::describe(mechanism, &side),
         fd: None,
     }
     .to_string()
-}
-
-/// An address with a kernel-chosen port shows the placeholder for it.
-fn push_ip_address(out: &mut String, bind: &str, id: &str) {
-    match bind.rsplit_once(':') {
-        Some((host, "0")) => {
-            let _ = write!(out, "{host}:{{port:{id}}}");
-        }
-        _ => out.push_str(bind),
-    }
-}
-
-/// The address in the form each framework expects.
-fn push_rpc_url(out: &mut String, protocol: &str, transport: &str, address: &str) {
-    let _ = match (protocol, transport) {
-        ("grpc", "unix") => write!(out, "unix:{address}"),
-        ("grpc", _) => write!(out, "{address}"),
-        ("http", "unix") => {
-            // The socket path is the URL's host, percent-encoded whole; the
-            // run directory is encoded by the launcher when it fills it in.
-            out.push_str("http+unix://");
-            let rest = match address.strip_prefix(RUN_DIR) {
-                Some(rest) => {
-                    out.push_str(RUN_DIR_PCT);
-                    rest
-                }
-                None => address,
-            };
-            percent_encode_into(out, rest);
-            Ok(())
-        }
-        ("http", _) => write!(out, "http://{address}"),
-        ("dbus", "unix") => write!(out, "unix:path={address}"),
-        ("dbus", _) => {
-            let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
-            write!(out, "tcp:host={host},port={port}")
-        }
-        (_, "unix") => write!(out, "unix:{address}"),
-        (_, _) => write!(out, "tcp://{address}"),
-    };
 }

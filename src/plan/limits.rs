@@ -7,10 +7,11 @@
 //! came from so an error can quote it.
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One limit: its value and where it was read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Limit {
     /// The value.
     pub value: u64,
@@ -29,7 +30,8 @@ impl Limit {
 }
 
 /// The host limits that decide whether a plan can be launched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Largest write that is atomic on a pipe or FIFO (`PIPE_BUF`).
     pub pipe_buf: Limit,

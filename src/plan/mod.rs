@@ -7,16 +7,22 @@
 //!    chosen or checked ([`select`]), host limits, named objects;
 //! 3. [`wiring`]: each instance's fd table and environment;
 //! 4. [`order`]: start and stop order, the three kinds of cycle, FIFO
-//!    open-order deadlocks.
+//!    open-order deadlocks;
+//! 5. [`placeholders`]: every placeholder in `env` and `cwd` can be filled
+//!    when the process is spawned.
+//!
+//! [`import`] reads a JSON plan back and checks it against this host.
 //!
 //! A pass that needs the previous one's results only runs when that pass
 //! found no error, so every reported error is real and none is an echo.
 
 mod edges;
 pub mod graph;
+pub mod import;
 pub mod limits;
 pub mod model;
 mod order;
+pub(crate) mod placeholders;
 mod processes;
 pub mod render;
 pub mod select;
@@ -91,6 +97,10 @@ pub fn plan(topology: &Topology, limits: &Limits) -> Result<Planned, PlanError> 
     if sink.has_errors() {
         return Err(sink.into_error());
     }
+    placeholders::check(&processes, &channels, &ordering.start_order, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
     let exit_code_from = topology
         .file
         .exit_code_from
@@ -112,6 +122,33 @@ pub fn plan(topology: &Topology, limits: &Limits) -> Result<Planned, PlanError> 
         plan,
         warnings: sink.diagnostics,
     })
+}
+
+// The plan owns its vocabulary; the topology's words map onto it here,
+// where the planner reads one and writes the other.
+
+impl From<crate::topology::RestartPolicy> for RestartPolicy {
+    fn from(policy: crate::topology::RestartPolicy) -> Self {
+        use crate::topology::RestartPolicy as Declared;
+        match policy {
+            Declared::Never => RestartPolicy::Never,
+            Declared::OnFailure => RestartPolicy::OnFailure,
+            Declared::Always => RestartPolicy::Always,
+        }
+    }
+}
+
+impl From<crate::topology::Traffic> for Traffic {
+    fn from(traffic: crate::topology::Traffic) -> Self {
+        use crate::topology::Traffic as Declared;
+        match traffic {
+            Declared::Stream => Traffic::Stream,
+            Declared::Messages => Traffic::Messages,
+            Declared::Shared => Traffic::Shared,
+            Declared::Request => Traffic::Request,
+            Declared::Notify => Traffic::Notify,
+        }
+    }
 }
 
 /// Collects diagnostics across passes.

@@ -10,11 +10,15 @@
 use std::borrow::Cow;
 
 use schemars::JsonSchema;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
 use crate::diagnostic::Diagnostic;
-use crate::topology::{RestartPolicy, SocketType, Traffic};
+use crate::mechanism::Kind;
+pub use crate::mechanism::fifo::Deliver;
+pub use crate::mechanism::inherit::OwnStream;
+pub use crate::mechanism::rpc::Transport;
+use crate::topology::SocketType;
 
 /// Version of the JSON plan format; bumped on incompatible changes.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -57,7 +61,8 @@ pub fn percent_encode_into(out: &mut String, text: &str) {
 }
 
 /// A complete, validated plan.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     /// [`PLAN_FORMAT_VERSION`].
     pub format_version: u32,
@@ -82,7 +87,8 @@ pub struct Plan {
 }
 
 /// A warning as stored in the plan (without source spans).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PlanWarning {
     /// Stable code such as `W0301`.
     pub code: String,
@@ -103,7 +109,8 @@ impl From<&Diagnostic> for PlanWarning {
 }
 
 /// One process instance.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProcessPlan {
     /// Instance name: the process name, or `name#i` for replica `i`.
     pub name: String,
@@ -149,6 +156,7 @@ pub struct ProcessPlan {
 
 /// A signal by name and number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
 pub struct SignalRef {
     /// Name such as `SIGTERM`.
     pub name: &'static str,
@@ -156,10 +164,46 @@ pub struct SignalRef {
     pub number: i32,
 }
 
+/// A signal as read from a plan file, before its name is checked against
+/// the signals ipc-run knows.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalFields {
+    name: String,
+    number: i32,
+}
+
+// The name is `&'static str`: a signal read back is one of the table's.
+impl<'de> Deserialize<'de> for SignalRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = SignalFields::deserialize(deserializer)?;
+        SignalRef::try_from(fields).map_err(serde::de::Error::custom)
+    }
+}
+
+impl TryFrom<SignalFields> for SignalRef {
+    type Error = String;
+
+    fn try_from(fields: SignalFields) -> Result<Self, String> {
+        let known = super::signals::parse_signal(&fields.name)
+            .ok()
+            .filter(|signal| signal.name == fields.name);
+        match known {
+            Some(signal) if signal.number == fields.number => Ok(signal),
+            Some(signal) => Err(format!(
+                "{} is signal {}, not {}",
+                signal.name, signal.number, fields.number
+            )),
+            None => Err(format!("unknown signal `{}`", fields.name)),
+        }
+    }
+}
+
 /// One environment variable; `value` may contain placeholders.
 // Names and values that ipc-run fixes (`IPC_RUN_ID`, `{run_dir}`, …) are
 // borrowed, not allocated for every instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EnvVar {
     /// Variable name.
     pub name: Cow<'static, str>,
@@ -168,8 +212,8 @@ pub struct EnvVar {
 }
 
 /// Readiness protocol of an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Readiness {
     /// Ready once exec'd.
     Started,
@@ -183,7 +227,8 @@ pub enum Readiness {
 }
 
 /// Restart policy with its numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RestartPlan {
     /// never, on-failure or always.
     pub policy: RestartPolicy,
@@ -193,11 +238,24 @@ pub struct RestartPlan {
     pub backoff_ms: u64,
 }
 
+/// What happens when a process exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never restart.
+    Never,
+    /// Restart after a non-zero exit or death by signal.
+    OnFailure,
+    /// Restart whenever it exits.
+    Always,
+}
+
 /// Longest delay between restarts.
 pub const MAX_BACKOFF_MS: u64 = 30_000;
 
 /// One fd in a child's table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct FdSlot {
     /// The fd number in the child.
     pub fd: i32,
@@ -208,8 +266,8 @@ pub struct FdSlot {
 }
 
 /// What an fd in a child refers to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum FdRole {
     /// One end of a channel.
     Channel {
@@ -223,7 +281,7 @@ pub enum FdRole {
 }
 
 /// The end of a channel an endpoint holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum End {
     /// Writes (pipe write end, sender, client).
@@ -243,8 +301,8 @@ pub enum End {
 }
 
 /// A channel endpoint, resolved to an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum EndpointPlan {
     /// A port of an instance.
     Port {
@@ -269,7 +327,7 @@ pub enum EndpointPlan {
 }
 
 /// How a mechanism was chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Choice {
     /// `mechanism = "auto"`: the planner chose.
@@ -279,7 +337,8 @@ pub enum Choice {
 }
 
 /// One channel: an edge with its mechanism decided.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ChannelPlan {
     /// Channel id: the edge's name or `eN` (N its index in the file).
     pub id: String,
@@ -305,8 +364,25 @@ pub struct ChannelPlan {
     pub in_flight: Option<u64>,
 }
 
+/// What flows over an edge; the planner picks a mechanism from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Traffic {
+    /// An unframed byte stream.
+    Stream,
+    /// Discrete messages whose boundaries matter.
+    Messages,
+    /// A region of memory both sides map.
+    Shared,
+    /// Requests and responses, server on the `to` side.
+    Request,
+    /// An event without payload.
+    Notify,
+}
+
 /// A named object the launcher creates exclusively and removes at exit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct NamedObject {
     /// Object kind.
     pub kind: ObjectKind,
@@ -317,7 +393,7 @@ pub struct NamedObject {
 }
 
 /// Kinds of named objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ObjectKind {
     /// A FIFO in the run directory.
@@ -339,7 +415,8 @@ pub enum ObjectKind {
 }
 
 /// The ring a `sync = "ring"` segment holds (`docs/shm-ring.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RingPlan {
     /// Bytes of the data area: the segment size less the 4096-byte header,
     /// rounded down to a multiple of 64. The largest record is 8 less.
@@ -350,13 +427,14 @@ pub struct RingPlan {
 }
 
 /// The mechanism of a channel and every parameter the launcher needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(deny_unknown_fields)]
 pub enum Mechanism {
     /// ipc-run's own stdin/stdout handed to the process; nothing copies.
     Inherit {
         /// `stdin` or `stdout`.
-        stream: String,
+        stream: OwnStream,
     },
     /// An anonymous pipe.
     Pipe {
@@ -368,7 +446,7 @@ pub enum Mechanism {
         /// Path template.
         path: String,
         /// How processes receive it.
-        deliver: String,
+        deliver: Deliver,
     },
     /// A Unix socketpair.
     Socketpair {
@@ -456,7 +534,7 @@ pub enum Mechanism {
         /// Protocol label (grpc, json-rpc, http, dbus, …).
         protocol: String,
         /// `unix` or `tcp`.
-        transport: String,
+        transport: Transport,
         /// Socket path (unix) or bind address (tcp) template.
         address: String,
         /// Listen backlog.
@@ -465,47 +543,59 @@ pub enum Mechanism {
 }
 
 impl Mechanism {
+    /// The mechanism's kind.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Mechanism::Inherit { .. } => Kind::Inherit,
+            Mechanism::Pipe { .. } => Kind::Pipe,
+            Mechanism::Fifo { .. } => Kind::Fifo,
+            Mechanism::Socketpair { .. } => Kind::Socketpair,
+            Mechanism::UnixListener { .. } => Kind::UnixListener,
+            Mechanism::Tcp { .. } => Kind::Tcp,
+            Mechanism::Udp { .. } => Kind::Udp,
+            Mechanism::PosixShm { .. } => Kind::PosixShm,
+            Mechanism::SysvShm { .. } => Kind::SysvShm,
+            Mechanism::PosixMq { .. } => Kind::PosixMq,
+            Mechanism::SysvMq { .. } => Kind::SysvMq,
+            Mechanism::PosixSem { .. } => Kind::PosixSem,
+            Mechanism::SysvSem { .. } => Kind::SysvSem,
+            Mechanism::Signal { .. } => Kind::Signal,
+            Mechanism::Rpc { .. } => Kind::Rpc,
+        }
+    }
+
     /// The mechanism's name as written in topology files.
     pub fn name(&self) -> &'static str {
-        match self {
-            Mechanism::Inherit { .. } => "inherit",
-            Mechanism::Pipe { .. } => "pipe",
-            Mechanism::Fifo { .. } => "fifo",
-            Mechanism::Socketpair { .. } => "socketpair",
-            Mechanism::UnixListener { .. } => "unix-listener",
-            Mechanism::Tcp { .. } => "tcp",
-            Mechanism::Udp { .. } => "udp",
-            Mechanism::PosixShm { .. } => "posix-shm",
-            Mechanism::SysvShm { .. } => "sysv-shm",
-            Mechanism::PosixMq { .. } => "posix-mq",
-            Mechanism::SysvMq { .. } => "sysv-mq",
-            Mechanism::PosixSem { .. } => "posix-sem",
-            Mechanism::SysvSem { .. } => "sysv-sem",
-            Mechanism::Signal { .. } => "signal",
-            Mechanism::Rpc { .. } => "rpc",
-        }
+        self.kind().as_str()
     }
 
     /// A one-line summary with the parameters, for text plans and graphs.
     pub fn summary(&self) -> String {
+        let details = self.details();
+        if details.is_empty() {
+            self.name().to_owned()
+        } else {
+            format!("{} {details}", self.name())
+        }
+    }
+
+    /// The parameters in [`Mechanism::summary`], after the name.
+    fn details(&self) -> String {
         use crate::topology::ByteSize;
         match self {
-            Mechanism::Inherit { stream } => format!("inherit ipc-run's {stream}"),
-            Mechanism::Pipe { .. } => "pipe".into(),
-            Mechanism::Fifo { path, deliver } => format!("fifo {path} (deliver {deliver})"),
-            Mechanism::Socketpair { socket } => format!("socketpair {}", socket.as_str()),
-            Mechanism::UnixListener { socket, path, .. } => {
-                format!("unix-listener {} {path}", socket.as_str())
-            }
-            Mechanism::Tcp { bind, .. } => format!("tcp {bind}"),
-            Mechanism::Udp { bind } => format!("udp {bind}"),
+            Mechanism::Inherit { stream } => format!("ipc-run's {stream}"),
+            Mechanism::Pipe { .. } => String::new(),
+            Mechanism::Fifo { path, deliver } => format!("{path} (deliver {deliver})"),
+            Mechanism::Socketpair { socket } => socket.as_str().to_owned(),
+            Mechanism::UnixListener { socket, path, .. } => format!("{} {path}", socket.as_str()),
+            Mechanism::Tcp { bind, .. } | Mechanism::Udp { bind } => bind.clone(),
             Mechanism::PosixShm {
                 name,
                 size,
                 ring: Some(ring),
                 ..
             } => format!(
-                "posix-shm {name} {} ring: {} of records, {} producer(s)",
+                "{name} {} ring: {} of records, {} producer(s)",
                 ByteSize(*size),
                 ByteSize(ring.capacity),
                 ring.producers
@@ -515,58 +605,43 @@ impl Mechanism {
                 size,
                 semaphores,
                 ..
-            } if semaphores.is_empty() => {
-                format!("posix-shm {name} {}", ByteSize(*size))
+            } if semaphores.is_empty() => format!("{name} {}", ByteSize(*size)),
+            Mechanism::PosixShm { name, size, .. } => {
+                format!("{name} {} + semaphores lock, ready", ByteSize(*size))
             }
-            Mechanism::PosixShm { name, size, .. } => format!(
-                "posix-shm {name} {} + semaphores lock, ready",
-                ByteSize(*size)
-            ),
             Mechanism::SysvShm {
                 size,
                 semaphore_set: false,
-            } => format!("sysv-shm {}", ByteSize(*size)),
+            } => ByteSize(*size).to_string(),
             Mechanism::SysvShm {
                 size,
                 semaphore_set: true,
-            } => format!("sysv-shm {} + semaphore set lock, ready", ByteSize(*size)),
+            } => format!("{} + semaphore set lock, ready", ByteSize(*size)),
             Mechanism::PosixMq {
                 name,
                 depth,
                 message_size,
-            } => {
-                format!(
-                    "posix-mq {name} depth {depth} x {}",
-                    ByteSize(*message_size)
-                )
-            }
+            } => format!("{name} depth {depth} x {}", ByteSize(*message_size)),
             Mechanism::SysvMq {
                 queue_bytes,
                 message_size,
-            } => {
-                format!(
-                    "sysv-mq {} x {}",
-                    ByteSize(*queue_bytes),
-                    ByteSize(*message_size)
-                )
-            }
-            Mechanism::PosixSem { name, initial } => format!("posix-sem {name} initial {initial}"),
-            Mechanism::SysvSem { count, initial } => {
-                format!("sysv-sem {count} x initial {initial}")
-            }
-            Mechanism::Signal { signal } => format!("signal {}", signal.name),
+            } => format!("{} x {}", ByteSize(*queue_bytes), ByteSize(*message_size)),
+            Mechanism::PosixSem { name, initial } => format!("{name} initial {initial}"),
+            Mechanism::SysvSem { count, initial } => format!("{count} x initial {initial}"),
+            Mechanism::Signal { signal } => signal.name.to_owned(),
             Mechanism::Rpc {
                 protocol,
                 transport,
                 address,
                 ..
-            } => format!("rpc {protocol} over {transport} {address}"),
+            } => format!("{protocol} over {transport} {address}"),
         }
     }
 }
 
 /// A cycle in the data graph and its verdict.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DataCycle {
     /// Processes (declared names, not instances: every replica of a process
     /// is on the same cycle) along the cycle; the first is repeated at the end.
@@ -582,7 +657,7 @@ pub struct DataCycle {
 }
 
 /// The verdict on a data cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CycleVerdict {
     /// Every channel blocks when full and the declared bytes in flight fit.

@@ -20,7 +20,7 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::edges::{ChannelDecl, PortEnd};
-use super::model::{CycleVerdict, DataCycle, End, Mechanism};
+use super::model::{CycleVerdict, DataCycle, Deliver, End, Mechanism};
 use super::processes::ProcessDecl;
 use super::{Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
@@ -49,7 +49,32 @@ pub fn analyse(
     channels: &[ChannelDecl],
     sink: &mut Sink,
 ) -> Ordering {
-    // Start graph: edge a -> b means a must start (and be ready) before b.
+    let start = start_graph(processes, channels);
+    let cyclic = report_start_cycles(&start, processes, sink);
+    check_fifo_open_order(processes, channels, sink);
+    let cycles = data_cycles(processes, channels, sink);
+    if cyclic {
+        return Ordering {
+            start_order: Vec::new(),
+            stop_order: Vec::new(),
+            cycles,
+        };
+    }
+    let start_order = start_order(&start, processes);
+    let stop_order = start_order.iter().rev().cloned().collect();
+    Ordering {
+        start_order,
+        stop_order,
+        cycles,
+    }
+}
+
+/// Start graph: edge a -> b means a must start (and be ready) before b.
+/// Node i is process i.
+fn start_graph(
+    processes: &[ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+) -> DiGraph<usize, Dependency> {
     let mut start: DiGraph<usize, Dependency> = DiGraph::with_capacity(processes.len(), 0);
     let nodes: Vec<NodeIndex> = (0..processes.len()).map(|i| start.add_node(i)).collect();
     for (b, process) in processes.iter().enumerate() {
@@ -66,34 +91,42 @@ pub fn analyse(
         }
     }
     for channel in channels {
-        if let Mechanism::Signal { signal } = &channel.plan.mechanism {
-            // By name, the order the dependencies are reported in.
-            let senders = processes_by_name(processes, channel, |end| end == End::Send);
-            let receivers = processes_by_name(processes, channel, |end| end == End::Receive);
-            for &receiver in &receivers {
-                for &sender in &senders {
-                    if receiver != sender {
-                        start.add_edge(
-                            nodes[receiver],
-                            nodes[sender],
-                            Dependency {
-                                span: channel.span.clone(),
-                                why: format!(
-                                    "`{}` needs the pid of `{}` ({} edge `{}`)",
-                                    processes[sender].name,
-                                    processes[receiver].name,
-                                    signal.name,
-                                    channel.plan.id
-                                ),
-                            },
-                        );
-                    }
-                }
+        let Mechanism::Signal { signal } = &channel.plan.mechanism else {
+            continue;
+        };
+        // By name, the order the dependencies are reported in.
+        let senders = processes_by_name(processes, channel, |end| end == End::Send);
+        let receivers = processes_by_name(processes, channel, |end| end == End::Receive);
+        for &receiver in &receivers {
+            for &sender in senders.iter().filter(|&&sender| sender != receiver) {
+                start.add_edge(
+                    nodes[receiver],
+                    nodes[sender],
+                    Dependency {
+                        span: channel.span.clone(),
+                        why: format!(
+                            "`{}` needs the pid of `{}` ({} edge `{}`)",
+                            processes[sender].name,
+                            processes[receiver].name,
+                            signal.name,
+                            channel.plan.id
+                        ),
+                    },
+                );
             }
         }
     }
+    start
+}
+
+/// E0401 for each start-order cycle; whether there was one.
+fn report_start_cycles(
+    start: &DiGraph<usize, Dependency>,
+    processes: &[ProcessDecl<'_>],
+    sink: &mut Sink,
+) -> bool {
     let mut cyclic = false;
-    for component in tarjan_scc(&start) {
+    for component in tarjan_scc(start) {
         let self_loop = component.len() == 1 && start.contains_edge(component[0], component[0]);
         if component.len() < 2 && !self_loop {
             continue;
@@ -104,7 +137,7 @@ pub fn analyse(
             .iter()
             .min_by_key(|n| start[**n])
             .expect("non-empty component");
-        let path = shortest_cycle(&start, first, &members);
+        let path = shortest_cycle(start, first, &members);
         let names: Vec<&str> = path
             .iter()
             .map(|n| processes[start[*n]].name.as_str())
@@ -128,30 +161,27 @@ pub fn analyse(
         }
         sink.push(diagnostic);
     }
-    check_fifo_open_order(processes, channels, sink);
-    let cycles = data_cycles(processes, channels, sink);
-    if cyclic {
-        return Ordering {
-            start_order: Vec::new(),
-            stop_order: Vec::new(),
-            cycles,
-        };
-    }
-    // Kahn's algorithm, always taking the earliest-declared ready process so
-    // the order is deterministic and close to the file's.
-    let mut indegree: Vec<usize> = nodes
-        .iter()
+    cyclic
+}
+
+/// Kahn's algorithm, always taking the earliest-declared ready process so
+/// the order is deterministic and close to the file's; instances of a
+/// process start together.
+fn start_order(start: &DiGraph<usize, Dependency>, processes: &[ProcessDecl<'_>]) -> Vec<String> {
+    let mut indegree: Vec<usize> = start
+        .node_indices()
         .map(|n| {
             start
-                .neighbors_directed(*n, petgraph::Direction::Incoming)
+                .neighbors_directed(n, petgraph::Direction::Incoming)
                 .count()
         })
         .collect();
     let mut ready: BTreeSet<usize> = (0..processes.len()).filter(|i| indegree[*i] == 0).collect();
-    let mut start_order = Vec::new();
+    let mut order = Vec::new();
     while let Some(next) = ready.pop_first() {
-        start_order.extend(processes[next].instances.iter().cloned());
-        for neighbour in start.neighbors_directed(nodes[next], petgraph::Direction::Outgoing) {
+        order.extend(processes[next].instances.iter().cloned());
+        let node = NodeIndex::new(next);
+        for neighbour in start.neighbors_directed(node, petgraph::Direction::Outgoing) {
             let i = start[neighbour];
             indegree[i] -= 1;
             if indegree[i] == 0 {
@@ -159,12 +189,7 @@ pub fn analyse(
             }
         }
     }
-    let stop_order = start_order.iter().rev().cloned().collect();
-    Ordering {
-        start_order,
-        stop_order,
-        cycles,
-    }
+    order
 }
 
 /// The shortest cycle through `first` inside one strongly connected component.
@@ -202,11 +227,110 @@ fn shortest_cycle<E>(
 }
 
 /// Finds data cycles between processes and judges each.
+///
+/// Each strongly connected group of processes is listed with one cycle (the
+/// shortest through its earliest process). That cycle may pass through a
+/// socket and be harmless while other cycles of the group are all pipes, so
+/// the groups joined by blocking channels alone are judged too: every one
+/// not already judged through an all-blocking cycle above gets its own
+/// cycle and verdict, and so its own W0301 when it risks a deadlock.
 fn data_cycles(
     processes: &[ProcessDecl<'_>],
     channels: &[ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<DataCycle> {
+    let graph = data_graph(processes, channels, |_| true);
+    let mut cycles = Vec::new();
+    for component in cyclic_components(&graph) {
+        cycles.push(judge_cycle(&graph, &component, processes, channels, sink));
+    }
+    let blocking = data_graph(processes, channels, |channel| channel.plan.blocking);
+    for component in cyclic_components(&blocking) {
+        let members: BTreeSet<&str> = component
+            .iter()
+            .map(|n| processes[blocking[*n]].name.as_str())
+            .collect();
+        let judged = cycles.iter().any(|cycle| {
+            cycle.capacity.is_some() && cycle.path.iter().all(|p| members.contains(p.as_str()))
+        });
+        if !judged {
+            cycles.push(judge_cycle(
+                &blocking, &component, processes, channels, sink,
+            ));
+        }
+    }
+    cycles
+}
+
+/// The strongly connected components of `graph` that hold a cycle (two
+/// processes or more, or one writing to itself), ordered by their earliest
+/// process.
+fn cyclic_components(graph: &DiGraph<usize, usize>) -> Vec<Vec<NodeIndex>> {
+    let mut components: Vec<Vec<NodeIndex>> = tarjan_scc(graph)
+        .into_iter()
+        .filter(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
+        .collect();
+    components.sort_by_key(|c| c.iter().map(|n| graph[*n]).min());
+    components
+}
+
+/// The shortest cycle through the earliest process of `component`, with its
+/// verdict; W0301 when it risks a deadlock.
+fn judge_cycle(
+    graph: &DiGraph<usize, usize>,
+    component: &[NodeIndex],
+    processes: &[ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+    sink: &mut Sink,
+) -> DataCycle {
+    let members: BTreeSet<NodeIndex> = component.iter().copied().collect();
+    let first = *members
+        .iter()
+        .min_by_key(|n| graph[**n])
+        .expect("non-empty component");
+    let path = shortest_cycle(graph, first, &members);
+    let hops: Vec<usize> = path
+        .iter()
+        .zip(path.iter().cycle().skip(1))
+        .filter_map(|(a, b)| graph.find_edge(*a, *b).map(|e| graph[e]))
+        .collect();
+    let mut names: Vec<String> = path
+        .iter()
+        .map(|n| processes[graph[*n]].name.clone())
+        .collect();
+    names.push(names[0].clone());
+    let all_blocking = hops.iter().all(|&c| channels[c].plan.blocking);
+    let capacity: u64 = hops.iter().filter_map(|&c| channels[c].plan.capacity).sum();
+    let in_flight: Option<u64> = hops.iter().map(|&c| channels[c].plan.in_flight).sum();
+    let verdict = if !all_blocking {
+        CycleVerdict::Harmless
+    } else if in_flight.is_some_and(|bytes| bytes < capacity) {
+        CycleVerdict::BoundedFits
+    } else {
+        CycleVerdict::DeadlockRisk
+    };
+    if verdict == CycleVerdict::DeadlockRisk {
+        sink.push(deadlock_warning(
+            &names, &hops, channels, capacity, in_flight,
+        ));
+    }
+    DataCycle {
+        path: names,
+        channels: hops.iter().map(|&c| channels[c].plan.id.clone()).collect(),
+        verdict,
+        capacity: all_blocking.then_some(capacity),
+        in_flight,
+    }
+}
+
+/// The data graph over the channels that pass `keep`: edge w -> r (weighted
+/// by a channel index) when process w writes to process r. Node i is
+/// process i.
+fn data_graph(
+    processes: &[ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+    keep: impl Fn(&ChannelDecl) -> bool,
+) -> DiGraph<usize, usize> {
     let mut graph: DiGraph<usize, usize> = DiGraph::with_capacity(processes.len(), channels.len());
     let nodes: Vec<NodeIndex> = (0..processes.len()).map(|i| graph.add_node(i)).collect();
     // Process pairs already joined; the first channel between two processes
@@ -215,6 +339,9 @@ fn data_cycles(
     let mut writers = Vec::new();
     let mut readers = Vec::new();
     for (c, channel) in channels.iter().enumerate() {
+        if !keep(channel) {
+            continue;
+        }
         writers.clear();
         readers.clear();
         for port in &channel.ports {
@@ -236,95 +363,73 @@ fn data_cycles(
             }
         }
     }
-    let mut components: Vec<Vec<NodeIndex>> = tarjan_scc(&graph)
-        .into_iter()
-        .filter(|c| c.len() > 1 || graph.contains_edge(c[0], c[0]))
+    graph
+}
+
+/// W0301 for a cycle of blocking channels (`hops`) whose bytes in flight
+/// are unknown or do not fit.
+fn deadlock_warning(
+    names: &[String],
+    hops: &[usize],
+    channels: &[ChannelDecl],
+    capacity: u64,
+    in_flight: Option<u64>,
+) -> Diagnostic {
+    let per_channel: Vec<String> = hops
+        .iter()
+        .map(|&c| {
+            let channel = &channels[c].plan;
+            format!(
+                "{} ({}) {} bytes",
+                channel.id,
+                channel.mechanism.name(),
+                channel.capacity.unwrap_or(0)
+            )
+        })
         .collect();
-    components.sort_by_key(|c| c.iter().map(|n| graph[*n]).min());
-    let mut cycles = Vec::new();
-    for component in components {
-        let members: BTreeSet<NodeIndex> = component.iter().copied().collect();
-        let first = *members
-            .iter()
-            .min_by_key(|n| graph[**n])
-            .expect("non-empty component");
-        let path = shortest_cycle(&graph, first, &members);
-        let hops: Vec<usize> = path
-            .iter()
-            .zip(path.iter().cycle().skip(1))
-            .filter_map(|(a, b)| graph.find_edge(*a, *b).map(|e| graph[e]))
-            .collect();
-        let mut names: Vec<String> = path
-            .iter()
-            .map(|n| processes[graph[*n]].name.clone())
-            .collect();
-        names.push(names[0].clone());
-        let all_blocking = hops.iter().all(|&c| channels[c].plan.blocking);
-        let capacity: u64 = hops.iter().filter_map(|&c| channels[c].plan.capacity).sum();
-        let in_flight: Option<u64> = hops.iter().map(|&c| channels[c].plan.in_flight).sum();
-        let verdict = if !all_blocking {
-            CycleVerdict::Harmless
-        } else if in_flight.is_some_and(|bytes| bytes < capacity) {
-            CycleVerdict::BoundedFits
-        } else {
-            CycleVerdict::DeadlockRisk
-        };
-        if verdict == CycleVerdict::DeadlockRisk {
-            let per_channel: Vec<String> = hops
+    let flight = match in_flight {
+        Some(bytes) => format!(
+            "the edges declare {bytes} bytes in flight, at least the {capacity} bytes the cycle can buffer"
+        ),
+        None => {
+            let missing: Vec<&str> = hops
                 .iter()
-                .map(|&c| {
-                    let channel = &channels[c].plan;
-                    format!(
-                        "{} ({}) {} bytes",
-                        channel.id,
-                        channel.mechanism.name(),
-                        channel.capacity.unwrap_or(0)
-                    )
-                })
+                .filter(|&&c| channels[c].plan.in_flight.is_none())
+                .map(|&c| channels[c].plan.id.as_str())
                 .collect();
-            let flight = match in_flight {
-                Some(bytes) => format!(
-                    "the edges declare {bytes} bytes in flight, at least the {capacity} bytes the cycle can buffer"
-                ),
-                None => {
-                    let missing: Vec<&str> = hops
-                        .iter()
-                        .filter(|&&c| channels[c].plan.in_flight.is_none())
-                        .map(|&c| channels[c].plan.id.as_str())
-                        .collect();
-                    format!(
-                        "bytes in flight are not declared on {}, so they may exceed the {capacity} bytes the cycle can buffer",
-                        missing.join(", ")
-                    )
-                }
-            };
-            let mut diagnostic = Diagnostic::warning("W0301", format!("deadlock risk: data cycle {} over blocking channels", names.join(" -> ")))
-                .with_note(format!("the cycle buffers {capacity} bytes: {}", per_channel.join(", ")))
-                .with_note(flight)
-                .with_help("declare `in_flight` on each edge of the cycle below its capacity, or break the cycle with a socket");
-            for (i, &c) in hops.iter().enumerate() {
-                let label = format!(
-                    "`{}` blocks when {} bytes are buffered",
-                    channels[c].plan.id,
-                    channels[c].plan.capacity.unwrap_or(0)
-                );
-                diagnostic = diagnostic.with_label(if i == 0 {
-                    Label::primary(channels[c].span.clone(), label)
-                } else {
-                    Label::secondary(channels[c].span.clone(), label)
-                });
-            }
-            sink.push(diagnostic);
+            format!(
+                "bytes in flight are not declared on {}, so they may exceed the {capacity} bytes the cycle can buffer",
+                missing.join(", ")
+            )
         }
-        cycles.push(DataCycle {
-            path: names,
-            channels: hops.iter().map(|&c| channels[c].plan.id.clone()).collect(),
-            verdict,
-            capacity: all_blocking.then_some(capacity),
-            in_flight,
+    };
+    let mut diagnostic = Diagnostic::warning("W0301", format!("deadlock risk: data cycle {} over blocking channels", names.join(" -> ")))
+        .with_note(format!("the cycle buffers {capacity} bytes: {}", per_channel.join(", ")))
+        .with_note(flight)
+        .with_help("declare `in_flight` on each edge of the cycle below its capacity, or break the cycle with a socket");
+    for (i, &c) in hops.iter().enumerate() {
+        let label = format!(
+            "`{}` blocks when {} bytes are buffered",
+            channels[c].plan.id,
+            channels[c].plan.capacity.unwrap_or(0)
+        );
+        diagnostic = diagnostic.with_label(if i == 0 {
+            Label::primary(channels[c].span.clone(), label)
+        } else {
+            Label::secondary(channels[c].span.clone(), label)
         });
     }
-    cycles
+    diagnostic
+}
+
+/// Whether a channel is a FIFO its processes open by path.
+fn is_path_fifo(channel: &ChannelDecl) -> bool {
+    matches!(&channel.plan.mechanism, Mechanism::Fifo { deliver, .. } if *deliver == Deliver::Path)
+}
+
+/// The instance holding a channel end.
+fn instance_of<'p>(processes: &'p [ProcessDecl<'_>], port: &PortEnd) -> &'p str {
+    processes[port.process].instances[port.replica].as_str()
 }
 
 /// Simulates the opens of path-delivered FIFOs. Each instance opens its FIFO
@@ -333,41 +438,23 @@ fn data_cycles(
 /// their edges appear in the file; an open completes when every process on
 /// the FIFO has reached it.
 fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl], sink: &mut Sink) {
-    let path_fifo = |c: &ChannelDecl| matches!(&c.plan.mechanism, Mechanism::Fifo { deliver, .. } if deliver == "path");
-    if !channels.iter().any(path_fifo) {
+    if !channels.iter().any(is_path_fifo) {
         return;
     }
-    let instance = |port: &PortEnd| processes[port.process].instances[port.replica].as_str();
-    // (instance) -> [(declaration position, channel)], sorted below.
-    let mut opens: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
-    for (c, channel) in channels.iter().enumerate() {
-        if !path_fifo(channel) {
-            continue;
-        }
-        for port in &channel.ports {
-            let position = processes[port.process]
-                .ports
-                .get(channel.port(port).0)
-                .map_or(usize::MAX, |d| d.span.start);
-            opens.entry(instance(port)).or_default().push((position, c));
-        }
-    }
-    let mut queues: BTreeMap<&str, VecDeque<usize>> = opens
-        .into_iter()
-        .map(|(instance, mut list)| {
-            list.sort();
-            (instance, list.into_iter().map(|(_, c)| c).collect())
-        })
-        .collect();
+    let mut queues = fifo_open_queues(processes, channels);
     // An @external peer is not simulated: it is assumed to open when asked,
     // so only the instances on a FIFO must have reached it.
     loop {
         let mut progressed = false;
         for (c, channel) in channels.iter().enumerate() {
-            if !path_fifo(channel) {
+            if !is_path_fifo(channel) {
                 continue;
             }
-            let participants: BTreeSet<&str> = channel.ports.iter().map(instance).collect();
+            let participants: BTreeSet<&str> = channel
+                .ports
+                .iter()
+                .map(|port| instance_of(processes, port))
+                .collect();
             // A FIFO with only @external ends has nobody to simulate (and
             // would otherwise "progress" forever).
             if !participants.is_empty()
@@ -391,9 +478,49 @@ fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]
         .iter()
         .filter_map(|(instance, q)| q.front().map(|c| (*instance, *c)))
         .collect();
-    if stuck.is_empty() {
-        return;
+    if !stuck.is_empty() {
+        sink.push(fifo_deadlock(&stuck, processes, channels));
     }
+}
+
+/// Each instance's path-delivered FIFOs (channel indices) in the order it
+/// opens them.
+fn fifo_open_queues<'p>(
+    processes: &'p [ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+) -> BTreeMap<&'p str, VecDeque<usize>> {
+    // (instance) -> [(declaration position, channel)], sorted below.
+    let mut opens: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+    for (c, channel) in channels.iter().enumerate() {
+        if !is_path_fifo(channel) {
+            continue;
+        }
+        for port in &channel.ports {
+            let position = processes[port.process]
+                .ports
+                .get(channel.port(port).0)
+                .map_or(usize::MAX, |d| d.span.start);
+            opens
+                .entry(instance_of(processes, port))
+                .or_default()
+                .push((position, c));
+        }
+    }
+    opens
+        .into_iter()
+        .map(|(instance, mut list)| {
+            list.sort();
+            (instance, list.into_iter().map(|(_, c)| c).collect())
+        })
+        .collect()
+}
+
+/// E0501 for the instances `stuck` opening a FIFO (instance, channel).
+fn fifo_deadlock(
+    stuck: &[(&str, usize)],
+    processes: &[ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+) -> Diagnostic {
     let description: Vec<String> = stuck
         .iter()
         .map(|(instance, c)| format!("`{instance}` blocks opening `{}`", channels[*c].plan.id))
@@ -414,9 +541,13 @@ fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]
     }
     // Point at the port declarations that set each blocked process's order.
     let mut shown = BTreeSet::new();
-    for (blocked, c) in &stuck {
+    for (blocked, c) in stuck {
         let channel = &channels[*c];
-        let Some(end) = channel.ports.iter().find(|p| instance(p) == *blocked) else {
+        let Some(end) = channel
+            .ports
+            .iter()
+            .find(|p| instance_of(processes, p) == *blocked)
+        else {
             continue;
         };
         let process = &processes[end.process];
@@ -431,7 +562,7 @@ fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]
             ));
         }
     }
-    sink.push(diagnostic);
+    diagnostic
 }
 
 /// The distinct processes holding an end of a channel that matches, sorted

@@ -3,11 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::model::{Readiness, RestartPlan, SignalRef};
+use super::model::{Readiness, RestartPlan, RestartPolicy, SignalRef};
 use super::signals::{FORWARDABLE, known, parse_signal};
 use super::{Limits, MAX_INSTANCES, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::topology::{ProcessSpec, Ready, RestartPolicy, Topology, check_name};
+use crate::topology::{ProcessSpec, Ready, Topology, check_name};
 
 /// Most replicas of one process.
 pub const MAX_REPLICAS: i64 = 1024;
@@ -105,117 +105,20 @@ pub fn resolve<'a>(
             );
             continue;
         }
-        let replicas = match &spec.replicas {
-            None => 1,
-            Some(r) if (1..=MAX_REPLICAS).contains(r.get_ref()) => *r.get_ref() as u32,
-            Some(r) => {
-                sink.push(
-                    Diagnostic::error(
-                        "E0705",
-                        format!(
-                            "`replicas` of `{}` must be between 1 and {MAX_REPLICAS}",
-                            name.get_ref()
-                        ),
-                    )
-                    .with_label(Label::primary(
-                        r.span(),
-                        format!("{} replicas", r.get_ref()),
-                    )),
-                );
-                1
-            }
-        };
+        let replicas = check_replicas(name.get_ref(), spec, sink);
         total_instances += replicas as usize;
         if total_instances > MAX_INSTANCES && over_limit_at.is_none() {
             let at = spec.replicas.as_ref().map_or(span.clone(), |r| r.span());
             over_limit_at = Some((name.get_ref().clone(), at));
         }
-        let instances: Vec<String> = if replicas == 1 && spec.replicas.is_none() {
-            vec![name.get_ref().clone()]
-        } else {
-            (0..replicas)
-                .map(|i| format!("{}#{i}", name.get_ref()))
-                .collect()
-        };
-        let (argv, shell) = check_command(name.get_ref(), &span, spec, limits, sink);
-        check_env(spec, limits, sink);
-        for (key, value) in [("user", &spec.user), ("group", &spec.group)] {
-            if let Some(value) = value
-                && let Err(why) = check_account_name(value.get_ref())
-            {
-                sink.push(
-                    Diagnostic::error("E0708", format!("invalid `{key}`"))
-                        .with_label(Label::primary(value.span(), why))
-                        .with_help("a name of 1 to 32 characters (letters, digits, `_`, `-`, `.`, not starting with `-`), or a number"),
-                );
-            }
-        }
-        if let Some(cwd) = &spec.cwd
-            && cwd.get_ref().contains('\0')
-        {
-            sink.push(
-                Diagnostic::error(
-                    "E0703",
-                    format!("the `cwd` of `{}` contains a NUL byte", name.get_ref()),
-                )
-                .with_label(Label::primary(cwd.span(), "no path contains a NUL byte")),
-            );
-        }
-        let ports = check_ports(spec, limits, sink);
-        let ready = check_ready(spec, &ports, limits, sink);
-        let stop_signal = match &spec.stop_signal {
-            None => known("SIGTERM"),
-            Some(text) => parse_signal(text.get_ref()).unwrap_or_else(|why| {
-                sink.push(
-                    Diagnostic::error("E0706", "invalid `stop_signal`")
-                        .with_label(Label::primary(text.span(), why)),
-                );
-                known("SIGTERM")
-            }),
-        };
-        let mut forward_signals = Vec::new();
-        for text in &spec.forward_signals {
-            match parse_signal(text.get_ref()) {
-                Ok(signal) if FORWARDABLE.contains(&signal.name) => forward_signals.push(signal),
-                Ok(signal) => sink.push(
-                    Diagnostic::error("E0706", format!("{} cannot be forwarded", signal.name))
-                        .with_label(Label::primary(text.span(), "not a forwardable signal"))
-                        .with_help("ipc-run forwards SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH; SIGINT and SIGTERM stop the whole topology"),
-                ),
-                Err(why) => sink.push(Diagnostic::error("E0706", "invalid signal in `forward_signals`").with_label(Label::primary(text.span(), why))),
-            }
-        }
-        let restart = RestartPlan {
-            policy: spec
-                .restart
-                .as_ref()
-                .map(|r| *r.get_ref())
-                .unwrap_or(RestartPolicy::Never),
-            limit: spec
-                .restart_limit
-                .as_ref()
-                .map(|l| *l.get_ref())
-                .unwrap_or(DEFAULT_RESTART_LIMIT),
-            backoff_ms: spec
-                .restart_backoff
-                .as_ref()
-                .map(|b| b.get_ref().0)
-                .unwrap_or(DEFAULT_BACKOFF_MS),
-        };
-        out.push(ProcessDecl {
-            name: name.get_ref().clone(),
+        out.push(resolve_process(
+            name.get_ref(),
             span,
             spec,
-            instances,
-            ports,
-            argv,
-            shell,
-            ready,
-            restart,
-            stop_signal,
-            forward_signals,
-            after: Vec::new(),
-        });
+            replicas,
+            limits,
+            sink,
+        ));
     }
     if let Some((name, at)) = over_limit_at {
         sink.push(
@@ -227,44 +130,187 @@ pub fn resolve<'a>(
     if let Some(name) = &topology.file.name {
         check_topology_name(name.get_ref(), name.span(), limits, sink);
     }
-    for (key, text) in [("exit_code_from", &topology.file.exit_code_from)] {
-        if let Some(text) = text {
-            match out.iter().find(|p| &p.name == text.get_ref()) {
-                None => sink.push(
-                    Diagnostic::error(
-                        "E0104",
-                        format!(
-                            "`{key}` names `{}`, which is not a process of this topology",
-                            text.get_ref().escape_debug()
-                        ),
-                    )
-                    .with_label(Label::primary(text.span(), "no such process")),
-                ),
-                Some(process) if process.instances.len() > 1 => sink.push(
-                    Diagnostic::error(
-                        "E0104",
-                        format!(
-                            "`{key}` names `{}`, which has {} replicas",
-                            text.get_ref().escape_debug(),
-                            process.instances.len()
-                        ),
-                    )
-                    .with_label(Label::primary(
-                        text.span(),
-                        "ambiguous: one exit status is needed",
-                    )),
-                ),
-                Some(_) => {}
-            }
+    check_exit_code_from(topology, &out, sink);
+    resolve_after(&mut out, sink);
+    out
+}
+
+/// `replicas`, or 1 after an error.
+fn check_replicas(name: &str, spec: &ProcessSpec, sink: &mut Sink) -> u32 {
+    match &spec.replicas {
+        None => 1,
+        Some(r) if (1..=MAX_REPLICAS).contains(r.get_ref()) => *r.get_ref() as u32,
+        Some(r) => {
+            sink.push(
+                Diagnostic::error(
+                    "E0705",
+                    format!("`replicas` of `{name}` must be between 1 and {MAX_REPLICAS}"),
+                )
+                .with_label(Label::primary(
+                    r.span(),
+                    format!("{} replicas", r.get_ref()),
+                )),
+            );
+            1
         }
     }
-    let names: HashMap<&str, usize> = out
+}
+
+/// One process with a valid name, checked on its own (`after` is resolved
+/// once every process is known).
+fn resolve_process<'a>(
+    name: &str,
+    span: Span,
+    spec: &'a ProcessSpec,
+    replicas: u32,
+    limits: &Limits,
+    sink: &mut Sink,
+) -> ProcessDecl<'a> {
+    let instances: Vec<String> = if replicas == 1 && spec.replicas.is_none() {
+        vec![name.to_owned()]
+    } else {
+        (0..replicas).map(|i| format!("{name}#{i}")).collect()
+    };
+    let (argv, shell) = check_command(name, &span, spec, limits, sink);
+    check_env(spec, limits, sink);
+    check_identity(name, spec, sink);
+    let ports = check_ports(spec, limits, sink);
+    let ready = check_ready(spec, &ports, limits, sink);
+    let (stop_signal, forward_signals) = check_signals(spec, sink);
+    ProcessDecl {
+        name: name.to_owned(),
+        span,
+        spec,
+        instances,
+        ports,
+        argv,
+        shell,
+        ready,
+        restart: restart_plan(spec),
+        stop_signal,
+        forward_signals,
+        after: Vec::new(),
+    }
+}
+
+/// `user`, `group` and `cwd`, which the launcher resolves.
+fn check_identity(name: &str, spec: &ProcessSpec, sink: &mut Sink) {
+    for (key, value) in [("user", &spec.user), ("group", &spec.group)] {
+        if let Some(value) = value
+            && let Err(why) = check_account_name(value.get_ref())
+        {
+            sink.push(
+                Diagnostic::error("E0708", format!("invalid `{key}`"))
+                    .with_label(Label::primary(value.span(), why))
+                    .with_help("a name of 1 to 32 characters (letters, digits, `_`, `-`, `.`, not starting with `-`), or a number"),
+            );
+        }
+    }
+    if let Some(cwd) = &spec.cwd
+        && cwd.get_ref().contains('\0')
+    {
+        sink.push(
+            Diagnostic::error(
+                "E0703",
+                format!("the `cwd` of `{name}` contains a NUL byte"),
+            )
+            .with_label(Label::primary(cwd.span(), "no path contains a NUL byte")),
+        );
+    }
+}
+
+/// The stop signal (SIGTERM after an error) and the forwarded signals.
+fn check_signals(spec: &ProcessSpec, sink: &mut Sink) -> (SignalRef, Vec<SignalRef>) {
+    let stop_signal = match &spec.stop_signal {
+        None => known("SIGTERM"),
+        Some(text) => parse_signal(text.get_ref()).unwrap_or_else(|why| {
+            sink.push(
+                Diagnostic::error("E0706", "invalid `stop_signal`")
+                    .with_label(Label::primary(text.span(), why)),
+            );
+            known("SIGTERM")
+        }),
+    };
+    let mut forward_signals = Vec::new();
+    for text in &spec.forward_signals {
+        match parse_signal(text.get_ref()) {
+            Ok(signal) if FORWARDABLE.contains(&signal.name) => forward_signals.push(signal),
+            Ok(signal) => sink.push(
+                Diagnostic::error("E0706", format!("{} cannot be forwarded", signal.name))
+                    .with_label(Label::primary(text.span(), "not a forwardable signal"))
+                    .with_help("ipc-run forwards SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH; SIGINT and SIGTERM stop the whole topology"),
+            ),
+            Err(why) => sink.push(Diagnostic::error("E0706", "invalid signal in `forward_signals`").with_label(Label::primary(text.span(), why))),
+        }
+    }
+    (stop_signal, forward_signals)
+}
+
+fn restart_plan(spec: &ProcessSpec) -> RestartPlan {
+    RestartPlan {
+        policy: spec
+            .restart
+            .as_ref()
+            .map(|r| RestartPolicy::from(*r.get_ref()))
+            .unwrap_or(RestartPolicy::Never),
+        limit: spec
+            .restart_limit
+            .as_ref()
+            .map(|l| *l.get_ref())
+            .unwrap_or(DEFAULT_RESTART_LIMIT),
+        backoff_ms: spec
+            .restart_backoff
+            .as_ref()
+            .map(|b| b.get_ref().0)
+            .unwrap_or(DEFAULT_BACKOFF_MS),
+    }
+}
+
+/// `exit_code_from` names one process without replicas.
+fn check_exit_code_from(topology: &Topology, processes: &[ProcessDecl<'_>], sink: &mut Sink) {
+    let key = "exit_code_from";
+    let Some(text) = &topology.file.exit_code_from else {
+        return;
+    };
+    match processes.iter().find(|p| &p.name == text.get_ref()) {
+        None => sink.push(
+            Diagnostic::error(
+                "E0104",
+                format!(
+                    "`{key}` names `{}`, which is not a process of this topology",
+                    text.get_ref().escape_debug()
+                ),
+            )
+            .with_label(Label::primary(text.span(), "no such process")),
+        ),
+        Some(process) if process.instances.len() > 1 => sink.push(
+            Diagnostic::error(
+                "E0104",
+                format!(
+                    "`{key}` names `{}`, which has {} replicas",
+                    text.get_ref().escape_debug(),
+                    process.instances.len()
+                ),
+            )
+            .with_label(Label::primary(
+                text.span(),
+                "ambiguous: one exit status is needed",
+            )),
+        ),
+        Some(_) => {}
+    }
+}
+
+/// Resolves each process's `after` to indices; unknown names and a process
+/// waiting for itself are errors.
+fn resolve_after(processes: &mut [ProcessDecl<'_>], sink: &mut Sink) {
+    let names: HashMap<&str, usize> = processes
         .iter()
         .enumerate()
         .map(|(i, p)| (p.name.as_str(), i))
         .collect();
-    let mut resolved_after = Vec::with_capacity(out.len());
-    for process in &out {
+    let mut resolved_after = Vec::with_capacity(processes.len());
+    for process in processes.iter() {
         let mut resolved = Vec::with_capacity(process.spec.after.len());
         for after in &process.spec.after {
             if let Some(&index) = names.get(after.get_ref().as_str()) {
@@ -297,10 +343,9 @@ pub fn resolve<'a>(
         }
         resolved_after.push(resolved);
     }
-    for (process, after) in out.iter_mut().zip(resolved_after) {
+    for (process, after) in processes.iter_mut().zip(resolved_after) {
         process.after = after;
     }
-    out
 }
 
 fn check_command(
@@ -310,7 +355,30 @@ fn check_command(
     limits: &Limits,
     sink: &mut Sink,
 ) -> (Vec<String>, bool) {
-    let (argv, shell, value_span) = match (&spec.cmd, &spec.shell) {
+    let Some((argv, shell, value_span)) = command_argv(name, span, spec, sink) else {
+        return (Vec::new(), false);
+    };
+    if argv.first().is_none_or(|program| program.is_empty()) {
+        sink.push(
+            Diagnostic::error("E0702", format!("process `{name}` has an empty command"))
+                .with_label(Label::primary(value_span.clone(), "no program to exec")),
+        );
+    }
+    for arg in &argv {
+        check_arg(name, arg, &value_span, limits, sink);
+    }
+    (argv, shell)
+}
+
+/// The argv from `cmd`, or `/bin/sh -c` and `shell`; with whether it is a
+/// shell and the span of the value. None when there is not exactly one.
+fn command_argv(
+    name: &str,
+    span: &Span,
+    spec: &ProcessSpec,
+    sink: &mut Sink,
+) -> Option<(Vec<String>, bool, Span)> {
+    match (&spec.cmd, &spec.shell) {
         (Some(cmd), Some(shell)) => {
             sink.push(
                 Diagnostic::error(
@@ -323,7 +391,7 @@ fn check_command(
                     "keep `cmd` to exec directly, or `shell` to run the script with /bin/sh -c",
                 ),
             );
-            return (Vec::new(), false);
+            None
         }
         (None, None) => {
             sink.push(
@@ -334,10 +402,10 @@ fn check_command(
                 .with_label(Label::primary(span.clone(), "nothing to run"))
                 .with_help("add cmd = [\"program\", \"arg\"]"),
             );
-            return (Vec::new(), false);
+            None
         }
-        (Some(cmd), None) => (cmd.get_ref().clone(), false, cmd.span()),
-        (None, Some(script)) => (
+        (Some(cmd), None) => Some((cmd.get_ref().clone(), false, cmd.span())),
+        (None, Some(script)) => Some((
             vec![
                 "/bin/sh".to_owned(),
                 "-c".to_owned(),
@@ -345,46 +413,41 @@ fn check_command(
             ],
             true,
             script.span(),
-        ),
-    };
-    if argv.first().is_none_or(|program| program.is_empty()) {
+        )),
+    }
+}
+
+/// One argument is a string exec can pass.
+fn check_arg(name: &str, arg: &str, value_span: &Span, limits: &Limits, sink: &mut Sink) {
+    if arg.contains('\0') {
         sink.push(
-            Diagnostic::error("E0702", format!("process `{name}` has an empty command"))
-                .with_label(Label::primary(value_span.clone(), "no program to exec")),
+            Diagnostic::error(
+                "E0703",
+                format!("an argument of `{name}` contains a NUL byte"),
+            )
+            .with_label(Label::primary(
+                value_span.clone(),
+                "exec cannot pass a NUL byte",
+            )),
         );
     }
-    for arg in &argv {
-        if arg.contains('\0') {
-            sink.push(
-                Diagnostic::error(
-                    "E0703",
-                    format!("an argument of `{name}` contains a NUL byte"),
-                )
-                .with_label(Label::primary(
-                    value_span.clone(),
-                    "exec cannot pass a NUL byte",
-                )),
-            );
-        }
-        if arg.len() as u64 >= limits.arg_strlen_max.value {
-            sink.push(
-                Diagnostic::error(
-                    "E0608",
-                    format!(
-                        "an argument of `{name}` is {} bytes, the kernel accepts less than {}",
-                        arg.len(),
-                        limits.arg_strlen_max.value
-                    ),
-                )
-                .with_label(Label::primary(value_span.clone(), "too long for exec"))
-                .with_note(format!(
-                    "the limit is {} ({})",
-                    limits.arg_strlen_max.value, limits.arg_strlen_max.source
-                )),
-            );
-        }
+    if arg.len() as u64 >= limits.arg_strlen_max.value {
+        sink.push(
+            Diagnostic::error(
+                "E0608",
+                format!(
+                    "an argument of `{name}` is {} bytes, the kernel accepts less than {}",
+                    arg.len(),
+                    limits.arg_strlen_max.value
+                ),
+            )
+            .with_label(Label::primary(value_span.clone(), "too long for exec"))
+            .with_note(format!(
+                "the limit is {} ({})",
+                limits.arg_strlen_max.value, limits.arg_strlen_max.source
+            )),
+        );
     }
-    (argv, shell)
 }
 
 /// The topology's `name` reaches every child as `IPC_RUN_TOPOLOGY`: it must
@@ -416,30 +479,33 @@ fn check_topology_name(name: &str, span: Span, limits: &Limits, sink: &mut Sink)
     }
 }
 
+/// Why `name` is not a valid environment variable name, if it is not.
+fn env_name_error(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("an environment variable needs a name".into());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(format!(
+            "{bad:?} is not allowed in a variable name (use A-Z, a-z, 0-9 and _)"
+        ));
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return Err("a variable name does not start with a digit".into());
+    }
+    Ok(())
+}
+
+/// Whether ipc-run sets `name` itself.
+fn is_reserved_env(name: &str) -> bool {
+    RESERVED_ENV_NAMES.contains(&name) || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
 fn check_env(spec: &ProcessSpec, limits: &Limits, sink: &mut Sink) {
-    let check_name = |name: &str| -> Result<(), String> {
-        if name.is_empty() {
-            return Err("an environment variable needs a name".into());
-        }
-        if let Some(bad) = name
-            .chars()
-            .find(|&c| !(c.is_ascii_alphanumeric() || c == '_'))
-        {
-            return Err(format!(
-                "{bad:?} is not allowed in a variable name (use A-Z, a-z, 0-9 and _)"
-            ));
-        }
-        if name.starts_with(|c: char| c.is_ascii_digit()) {
-            return Err("a variable name does not start with a digit".into());
-        }
-        Ok(())
-    };
-    let reserved = |name: &str| {
-        RESERVED_ENV_NAMES.contains(&name)
-            || RESERVED_ENV_PREFIXES.iter().any(|p| name.starts_with(p))
-    };
     for (key, value) in &spec.env {
-        if let Err(why) = check_name(key.get_ref()) {
+        if let Err(why) = env_name_error(key.get_ref()) {
             sink.push(
                 Diagnostic::error(
                     "E0704",
@@ -450,7 +516,7 @@ fn check_env(spec: &ProcessSpec, limits: &Limits, sink: &mut Sink) {
                 )
                 .with_label(Label::primary(key.span(), why)),
             );
-        } else if reserved(key.get_ref()) {
+        } else if is_reserved_env(key.get_ref()) {
             sink.push(
                 Diagnostic::error(
                     "E0704",
@@ -481,8 +547,12 @@ fn check_env(spec: &ProcessSpec, limits: &Limits, sink: &mut Sink) {
             );
         }
     }
+    check_inherit_env(spec, sink);
+}
+
+fn check_inherit_env(spec: &ProcessSpec, sink: &mut Sink) {
     for name in &spec.inherit_env {
-        if let Err(why) = check_name(name.get_ref()) {
+        if let Err(why) = env_name_error(name.get_ref()) {
             sink.push(
                 Diagnostic::error(
                     "E0704",
@@ -493,7 +563,7 @@ fn check_env(spec: &ProcessSpec, limits: &Limits, sink: &mut Sink) {
                 )
                 .with_label(Label::primary(name.span(), why)),
             );
-        } else if reserved(name.get_ref()) {
+        } else if is_reserved_env(name.get_ref()) {
             sink.push(
                 Diagnostic::error(
                     "E0704",
@@ -526,93 +596,37 @@ fn check_ports(
             );
             continue;
         }
-        let fd = match &port.fd {
-            None => None,
-            Some(fd) => {
-                let value = *fd.get_ref();
-                let stdio = match name.get_ref().as_str() {
-                    "stdin" => Some(0),
-                    "stdout" => Some(1),
-                    "stderr" => Some(2),
-                    _ => None,
-                };
-                if let Some(expected) = stdio {
-                    if value != expected {
-                        sink.push(
-                            Diagnostic::error(
-                                "E0203",
-                                format!(
-                                    "port `{}` is fd {expected} and cannot be moved",
-                                    name.get_ref()
-                                ),
-                            )
-                            .with_label(Label::primary(fd.span(), format!("fd {value}"))),
-                        );
-                    }
-                    None
-                } else if (0..=2).contains(&value) {
-                    sink.push(
-                        Diagnostic::error(
-                            "E0203",
-                            format!(
-                                "port `{}` asks for fd {value}, which is a standard stream",
-                                name.get_ref()
-                            ),
-                        )
-                        .with_label(Label::primary(
-                            fd.span(),
-                            "fds 0, 1 and 2 are stdin, stdout and stderr",
-                        ))
-                        .with_help("use fd 3 or above, or the port names stdin/stdout/stderr"),
-                    );
-                    None
-                } else if value < 0 || value as u64 >= limits.nofile_soft.value {
-                    sink.push(
-                        Diagnostic::error(
-                            "E0204",
-                            format!(
-                                "port `{}` asks for fd {value}, outside 3..{}",
-                                name.get_ref(),
-                                limits.nofile_soft.value
-                            ),
-                        )
-                        .with_label(Label::primary(
-                            fd.span(),
-                            "no such fd can exist in the child",
-                        ))
-                        .with_note(format!(
-                            "the soft RLIMIT_NOFILE is {} ({})",
-                            limits.nofile_soft.value, limits.nofile_soft.source
-                        )),
-                    );
-                    None
-                } else {
-                    let value = value as i32;
-                    if let Some((other, other_span)) = by_fd.get(&value) {
-                        sink.push(
-                            Diagnostic::error(
-                                "E0202",
-                                format!(
-                                    "ports `{other}` and `{}` both ask for fd {value}",
-                                    name.get_ref()
-                                ),
-                            )
-                            .with_label(Label::primary(
-                                fd.span(),
-                                format!("`{}` at fd {value}", name.get_ref()),
-                            ))
-                            .with_label(Label::secondary(
-                                other_span.clone(),
-                                format!("`{other}` already at fd {value}"),
-                            )),
-                        );
-                    } else {
-                        by_fd.insert(value, (name.get_ref().clone(), fd.span()));
-                    }
-                    Some((value, fd.span()))
+        let fd = port.fd.as_ref().and_then(|fd| {
+            let value = match port_fd(name.get_ref(), *fd.get_ref(), fd.span(), limits) {
+                Ok(value) => value?,
+                Err(diagnostic) => {
+                    sink.push(*diagnostic);
+                    return None;
                 }
+            };
+            if let Some((other, other_span)) = by_fd.get(&value) {
+                sink.push(
+                    Diagnostic::error(
+                        "E0202",
+                        format!(
+                            "ports `{other}` and `{}` both ask for fd {value}",
+                            name.get_ref()
+                        ),
+                    )
+                    .with_label(Label::primary(
+                        fd.span(),
+                        format!("`{}` at fd {value}", name.get_ref()),
+                    ))
+                    .with_label(Label::secondary(
+                        other_span.clone(),
+                        format!("`{other}` already at fd {value}"),
+                    )),
+                );
+            } else {
+                by_fd.insert(value, (name.get_ref().clone(), fd.span()));
             }
-        };
+            Some((value, fd.span()))
+        });
         ports.insert(
             name.get_ref().clone(),
             DeclaredPort {
@@ -622,6 +636,64 @@ fn check_ports(
         );
     }
     ports
+}
+
+/// The fd port `name` asks for with `fd = value`: none for a standard
+/// stream at its own fd, an error for any other stdio fd or one out of range.
+fn port_fd(
+    name: &str,
+    value: i64,
+    span: Span,
+    limits: &Limits,
+) -> Result<Option<i32>, Box<Diagnostic>> {
+    let stdio = match name {
+        "stdin" => Some(0),
+        "stdout" => Some(1),
+        "stderr" => Some(2),
+        _ => None,
+    };
+    if let Some(expected) = stdio {
+        if value != expected {
+            return Err(Box::new(
+                Diagnostic::error(
+                    "E0203",
+                    format!("port `{name}` is fd {expected} and cannot be moved"),
+                )
+                .with_label(Label::primary(span, format!("fd {value}"))),
+            ));
+        }
+        return Ok(None);
+    }
+    if (0..=2).contains(&value) {
+        return Err(Box::new(
+            Diagnostic::error(
+                "E0203",
+                format!("port `{name}` asks for fd {value}, which is a standard stream"),
+            )
+            .with_label(Label::primary(
+                span,
+                "fds 0, 1 and 2 are stdin, stdout and stderr",
+            ))
+            .with_help("use fd 3 or above, or the port names stdin/stdout/stderr"),
+        ));
+    }
+    if value < 0 || value as u64 >= limits.nofile_soft.value {
+        return Err(Box::new(
+            Diagnostic::error(
+                "E0204",
+                format!(
+                    "port `{name}` asks for fd {value}, outside 3..{}",
+                    limits.nofile_soft.value
+                ),
+            )
+            .with_label(Label::primary(span, "no such fd can exist in the child"))
+            .with_note(format!(
+                "the soft RLIMIT_NOFILE is {} ({})",
+                limits.nofile_soft.value, limits.nofile_soft.source
+            )),
+        ));
+    }
+    Ok(Some(value as i32))
 }
 
 fn check_ready(

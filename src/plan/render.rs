@@ -5,8 +5,11 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Choice, CycleVerdict, EndpointPlan, FdRole, Plan, ProcessPlan, Readiness};
-use crate::topology::{Millis, RestartPolicy};
+use super::model::{
+    ChannelPlan, Choice, CycleVerdict, EndpointPlan, FdRole, Plan, ProcessPlan, Readiness,
+    RestartPolicy,
+};
+use crate::topology::Millis;
 
 /// Renders the plan as text.
 pub fn text(plan: &Plan) -> String {
@@ -24,64 +27,76 @@ pub fn text(plan: &Plan) -> String {
     }
     for channel in &plan.channels {
         out.push('\n');
-        let side = |ends: &[EndpointPlan]| -> String {
-            ends.iter()
-                .map(|e| match e {
-                    EndpointPlan::Port {
-                        process,
-                        port,
-                        fd: Some(fd),
-                        ..
-                    } => format!("{process}.{port}@{fd}"),
-                    EndpointPlan::Port {
-                        process,
-                        port,
-                        fd: None,
-                        ..
-                    } => format!("{process}.{port}"),
-                    EndpointPlan::Own { stream } => format!("@{stream}"),
-                    EndpointPlan::External => "@external".into(),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = writeln!(
-            out,
-            "channel {}: {} -> {}",
-            channel.id,
-            side(&channel.from),
-            side(&channel.to)
-        );
-        let choice = match channel.choice {
-            Choice::Auto => "auto",
-            Choice::Explicit => "named",
-        };
-        let _ = writeln!(
-            out,
-            "  mechanism  {} ({choice})",
-            channel.mechanism.summary()
-        );
-        let _ = writeln!(out, "  reason     {}", channel.reason);
-        match (channel.blocking, channel.capacity) {
-            (true, Some(capacity)) => {
-                let _ = writeln!(out, "  buffering  blocks when full, {capacity} bytes");
-            }
-            (true, None) => {
-                let _ = writeln!(out, "  buffering  blocks when full");
-            }
-            (false, _) => {}
-        }
-        for object in &channel.objects {
-            let _ = writeln!(
-                out,
-                "  creates    {} {} mode {:04o}",
-                kind_name(object.kind),
-                object.name,
-                object.mode
-            );
-        }
+        render_channel(&mut out, channel);
     }
     out.push('\n');
+    render_order(&mut out, plan);
+    out
+}
+
+/// One side of a channel: `proc.port@fd, @stdin, …`.
+fn render_side(ends: &[EndpointPlan]) -> String {
+    ends.iter()
+        .map(|e| match e {
+            EndpointPlan::Port {
+                process,
+                port,
+                fd: Some(fd),
+                ..
+            } => format!("{process}.{port}@{fd}"),
+            EndpointPlan::Port {
+                process,
+                port,
+                fd: None,
+                ..
+            } => format!("{process}.{port}"),
+            EndpointPlan::Own { stream } => format!("@{stream}"),
+            EndpointPlan::External => "@external".into(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn render_channel(out: &mut String, channel: &ChannelPlan) {
+    let _ = writeln!(
+        out,
+        "channel {}: {} -> {}",
+        channel.id,
+        render_side(&channel.from),
+        render_side(&channel.to)
+    );
+    let choice = match channel.choice {
+        Choice::Auto => "auto",
+        Choice::Explicit => "named",
+    };
+    let _ = writeln!(
+        out,
+        "  mechanism  {} ({choice})",
+        channel.mechanism.summary()
+    );
+    let _ = writeln!(out, "  reason     {}", channel.reason);
+    match (channel.blocking, channel.capacity) {
+        (true, Some(capacity)) => {
+            let _ = writeln!(out, "  buffering  blocks when full, {capacity} bytes");
+        }
+        (true, None) => {
+            let _ = writeln!(out, "  buffering  blocks when full");
+        }
+        (false, _) => {}
+    }
+    for object in &channel.objects {
+        let _ = writeln!(
+            out,
+            "  creates    {} {} mode {:04o}",
+            kind_name(object.kind),
+            object.name,
+            object.mode
+        );
+    }
+}
+
+/// Start and stop order, the followed exit status, cycles and warnings.
+fn render_order(out: &mut String, plan: &Plan) {
     let _ = writeln!(
         out,
         "start order: {}",
@@ -118,7 +133,6 @@ pub fn text(plan: &Plan) -> String {
     for warning in &plan.warnings {
         let _ = writeln!(out, "warning[{}]: {}", warning.code, warning.message);
     }
-    out
 }
 
 fn render_process(out: &mut String, plan: &Plan, process: &ProcessPlan) {
@@ -141,6 +155,25 @@ fn render_process(out: &mut String, plan: &Plan, process: &ProcessPlan) {
     if let Some(cwd) = &process.cwd {
         let _ = writeln!(out, "  cwd        {cwd}");
     }
+    render_lifecycle(out, process);
+    if !process.after.is_empty() {
+        let _ = writeln!(out, "  after      {}", process.after.join(", "));
+    }
+    if !process.forward_signals.is_empty() {
+        let names: Vec<&str> = process.forward_signals.iter().map(|s| s.name).collect();
+        let _ = writeln!(out, "  forwards   {}", names.join(", "));
+    }
+    let _ = writeln!(out, "  fds");
+    render_fds(out, plan, process);
+    let _ = writeln!(out, "  env");
+    for var in &process.env {
+        let _ = writeln!(out, "    {}={}", var.name, var.value);
+    }
+    let _ = writeln!(out, "  inherits   {}", process.inherit_env.join(" "));
+}
+
+/// Readiness, restart and stop.
+fn render_lifecycle(out: &mut String, process: &ProcessPlan) {
     let ready = match process.ready {
         Readiness::Started => "started".to_owned(),
         Readiness::Notify => "notify (READY=1 on NOTIFY_SOCKET)".to_owned(),
@@ -171,14 +204,10 @@ fn render_process(out: &mut String, plan: &Plan, process: &ProcessPlan) {
         process.stop_signal.name,
         Millis(process.stop_timeout_ms)
     );
-    if !process.after.is_empty() {
-        let _ = writeln!(out, "  after      {}", process.after.join(", "));
-    }
-    if !process.forward_signals.is_empty() {
-        let names: Vec<&str> = process.forward_signals.iter().map(|s| s.name).collect();
-        let _ = writeln!(out, "  forwards   {}", names.join(", "));
-    }
-    let _ = writeln!(out, "  fds");
+}
+
+/// The fd table, with what the standard streams get when not wired.
+fn render_fds(out: &mut String, plan: &Plan, process: &ProcessPlan) {
     let mut rows: Vec<(i32, String, String)> = Vec::new();
     for (fd, port, default) in [
         (0, "stdin", "/dev/null"),
@@ -221,11 +250,6 @@ fn render_process(out: &mut String, plan: &Plan, process: &ProcessPlan) {
     for (fd, port, what) in rows {
         let _ = writeln!(out, "    {fd:>3}  {port:<10} {what}");
     }
-    let _ = writeln!(out, "  env");
-    for var in &process.env {
-        let _ = writeln!(out, "    {}={}", var.name, var.value);
-    }
-    let _ = writeln!(out, "  inherits   {}", process.inherit_env.join(" "));
 }
 
 fn kind_name(kind: super::model::ObjectKind) -> String {

@@ -7,7 +7,8 @@
 //! through [`check_fit`], which rejects what it cannot carry.
 
 use super::limits::Limits;
-use crate::topology::{MechanismName, SocketType, Traffic};
+use crate::mechanism::{Kind, Peers, Profile, Ring, Sockets};
+use crate::topology::{SocketType, Traffic};
 
 /// What the planner knows about an edge when it picks a mechanism.
 #[derive(Debug, Clone, Default)]
@@ -61,145 +62,202 @@ fn misfit(code: &'static str, message: impl Into<String>, help: Option<&str>) ->
     }
 }
 
+/// The traffic's name as written in topology files.
+pub(crate) fn traffic_name(traffic: Traffic) -> &'static str {
+    match traffic {
+        Traffic::Stream => "stream",
+        Traffic::Messages => "messages",
+        Traffic::Shared => "shared",
+        Traffic::Request => "request",
+        Traffic::Notify => "notify",
+    }
+}
+
 /// Picks the mechanism for `mechanism = "auto"` and says why.
-pub fn choose(traits: &Traits, limits: &Limits) -> Result<(MechanismName, String), Misfit> {
-    use MechanismName as M;
-    let fan_in = traits.writers > 1;
-    let fan_out = traits.readers > 1;
-    let pipe_buf = limits.pipe_buf.value;
+pub fn choose(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit> {
     let chosen = match traits.traffic {
-        Traffic::Stream if traits.own_stream => {
-            (M::Pipe, "ipc-run's own standard stream is handed to the process as is; nothing copies".to_owned())
-        }
-        Traffic::Stream if traits.duplex => (M::Socketpair, "a duplex stream between two processes: a stream socketpair carries both directions".into()),
-        Traffic::Stream if traits.external => (M::Fifo, "a peer ipc-run does not launch needs a name in the file system: a FIFO in the run directory".into()),
-        Traffic::Stream if fan_in => match traits.message_size {
-            Some(size) if size <= pipe_buf => (
-                M::Pipe,
-                format!("{} writers share one pipe; each record of at most {size} bytes is written atomically (PIPE_BUF {pipe_buf})", traits.writers),
-            ),
-            Some(size) => {
-                return Err(misfit(
-                    "E0306",
-                    format!("{} writers of records up to {size} bytes cannot share a pipe: writes larger than PIPE_BUF ({pipe_buf}) interleave", traits.writers),
-                    Some("use traffic = \"messages\" so each record stays whole, or keep records within PIPE_BUF"),
-                ));
-            }
-            None => (
-                M::Pipe,
-                format!("{} writers share one pipe; writes of at most PIPE_BUF ({pipe_buf} bytes) stay whole, so write whole lines", traits.writers),
-            ),
-        },
-        Traffic::Stream => (M::Pipe, "a one-way stream from one writer to one reader: an anonymous pipe".into()),
-        Traffic::Messages if traits.ring => (
-            M::PosixShm,
-            format!(
-                "messages with sync = \"ring\": a ring of records in a POSIX shared memory object, {} writer(s) and one reader, no system call per record",
-                traits.writers
-            ),
-        ),
-        Traffic::Messages if traits.duplex && !fan_in && !fan_out && !traits.external => (
-            M::Socketpair,
-            "duplex messages between two processes: a seqpacket socketpair keeps boundaries in both directions".into(),
-        ),
-        Traffic::Messages if traits.duplex => (
-            M::UnixListener,
-            "duplex messages with several peers: each client connects to a seqpacket listener of its own".into(),
-        ),
-        Traffic::Messages if !fan_in && !fan_out && !traits.external => (
-            M::Socketpair,
-            "messages from one writer to one reader: a seqpacket socketpair keeps boundaries and signals EOF".into(),
-        ),
-        Traffic::Messages => {
-            let size = traits.message_size.unwrap_or(limits.mq_msgsize_default.value);
-            let depth = traits.depth.unwrap_or(limits.mq_msg_default.value);
-            if size <= limits.mq_msgsize_max.value && depth <= limits.mq_msg_max.value {
-                (
-                    M::PosixMq,
-                    format!(
-                        "{} writers and {} readers of messages up to {size} bytes: a POSIX queue fits the host's msgsize_max ({}) and keeps each message whole",
-                        traits.writers, traits.readers, limits.mq_msgsize_max.value
-                    ),
-                )
-            } else if !fan_out && !traits.external {
-                (
-                    M::UnixListener,
-                    format!(
-                        "messages of {size} bytes x {depth} exceed the host's POSIX queue limits (msgsize_max {}, msg_max {}): a Unix datagram socket bound by the reader",
-                        limits.mq_msgsize_max.value, limits.mq_msg_max.value
-                    ),
-                )
-            } else {
-                // Only a queue serves several readers, or a peer outside
-                // the topology that opens it by name.
-                let why = if fan_out {
-                    "several readers need a queue"
-                } else {
-                    "an @external peer needs a named queue"
-                };
-                return Err(misfit(
-                    "E0601",
-                    format!(
-                        "messages of {size} bytes x {depth} exceed the host's POSIX queue limits (msgsize_max {}, msg_max {}) and {why}",
-                        limits.mq_msgsize_max.value, limits.mq_msg_max.value
-                    ),
-                    Some("lower message_size/depth, or raise /proc/sys/fs/mqueue/msgsize_max and msg_max"),
-                ));
-            }
-        }
+        Traffic::Stream => choose_stream(traits, limits)?,
+        Traffic::Messages => choose_messages(traits, limits)?,
         Traffic::Shared if traits.ring => (
-            M::PosixShm,
+            Kind::PosixShm,
             format!(
                 "shared data with sync = \"ring\": a POSIX shared memory object formatted as a ring of records for {} writer(s) and one reader",
                 traits.writers
             ),
         ),
         Traffic::Shared => (
-            M::PosixShm,
+            Kind::PosixShm,
             "shared data: a POSIX shared memory object sized at launch, with a lock and a ready semaphore for synchronisation".into(),
         ),
         Traffic::Request if traits.protocol => (
-            M::Rpc,
+            Kind::Rpc,
             format!("request/response with {} client(s) and a protocol label: the server gets a bound listener, clients its address", traits.writers),
         ),
         Traffic::Request if traits.address => (
-            M::Tcp,
+            Kind::Tcp,
             "request/response at an IP address: a TCP listener bound before the server starts".into(),
         ),
         Traffic::Request => (
-            M::UnixListener,
+            Kind::UnixListener,
             format!("request/response with {} client(s): a Unix stream listener bound before the server starts", traits.writers),
         ),
-        Traffic::Notify => (M::Signal, "an event without payload: a signal, with the receiver's pid handed to the sender".into()),
+        Traffic::Notify => (Kind::Signal, "an event without payload: a signal, with the receiver's pid handed to the sender".into()),
     };
     check_fit(chosen.0, traits, limits)?;
     Ok(chosen)
 }
 
-/// A ring (`sync = "ring"`) lives in POSIX shared memory, carries data one
-/// way, and has exactly one reader: records are taken, not broadcast.
-fn ring_fit(mechanism: MechanismName, traits: &Traits) -> Result<(), Misfit> {
-    use MechanismName as M;
-    if mechanism == M::SysvShm {
-        return Err(misfit(
-            "E0315",
-            "`sync = \"ring\"` needs POSIX shared memory: System V segments have no name or fd to map the ring from",
-            Some("use mechanism = \"posix-shm\" (or \"auto\")"),
+fn choose_stream(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit> {
+    let pipe_buf = limits.pipe_buf.value;
+    let writers = traits.writers;
+    Ok(match traits.message_size {
+        _ if traits.own_stream => (Kind::Pipe, "ipc-run's own standard stream is handed to the process as is; nothing copies".to_owned()),
+        _ if traits.duplex => (Kind::Socketpair, "a duplex stream between two processes: a stream socketpair carries both directions".into()),
+        _ if traits.external => (Kind::Fifo, "a peer ipc-run does not launch needs a name in the file system: a FIFO in the run directory".into()),
+        _ if writers <= 1 => (Kind::Pipe, "a one-way stream from one writer to one reader: an anonymous pipe".into()),
+        Some(size) if size <= pipe_buf => (
+            Kind::Pipe,
+            format!("{writers} writers share one pipe; each record of at most {size} bytes is written atomically (PIPE_BUF {pipe_buf})"),
+        ),
+        Some(size) => {
+            return Err(misfit(
+                "E0306",
+                format!("{writers} writers of records up to {size} bytes cannot share a pipe: writes larger than PIPE_BUF ({pipe_buf}) interleave"),
+                Some("use traffic = \"messages\" so each record stays whole, or keep records within PIPE_BUF"),
+            ));
+        }
+        None => (
+            Kind::Pipe,
+            format!("{writers} writers share one pipe; writes of at most PIPE_BUF ({pipe_buf} bytes) stay whole, so write whole lines"),
+        ),
+    })
+}
+
+fn choose_messages(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit> {
+    let two_processes = traits.writers <= 1 && traits.readers <= 1 && !traits.external;
+    Ok(match () {
+        () if traits.ring => (
+            Kind::PosixShm,
+            format!(
+                "messages with sync = \"ring\": a ring of records in a POSIX shared memory object, {} writer(s) and one reader, no system call per record",
+                traits.writers
+            ),
+        ),
+        () if traits.duplex && two_processes => (
+            Kind::Socketpair,
+            "duplex messages between two processes: a seqpacket socketpair keeps boundaries in both directions".into(),
+        ),
+        () if traits.duplex => (
+            Kind::UnixListener,
+            "duplex messages with several peers: each client connects to a seqpacket listener of its own".into(),
+        ),
+        () if two_processes => (
+            Kind::Socketpair,
+            "messages from one writer to one reader: a seqpacket socketpair keeps boundaries and signals EOF".into(),
+        ),
+        () => choose_queue(traits, limits)?,
+    })
+}
+
+/// Several writers or readers of messages, or an outside peer: a POSIX
+/// queue when the host's limits allow, else a datagram listener.
+fn choose_queue(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit> {
+    let fan_out = traits.readers > 1;
+    let size = traits
+        .message_size
+        .unwrap_or(limits.mq_msgsize_default.value);
+    let depth = traits.depth.unwrap_or(limits.mq_msg_default.value);
+    let (msgsize_max, msg_max) = (limits.mq_msgsize_max.value, limits.mq_msg_max.value);
+    if size <= msgsize_max && depth <= msg_max {
+        return Ok((
+            Kind::PosixMq,
+            format!(
+                "{} writers and {} readers of messages up to {size} bytes: a POSIX queue fits the host's msgsize_max ({msgsize_max}) and keeps each message whole",
+                traits.writers, traits.readers
+            ),
         ));
     }
-    if mechanism != M::PosixShm {
-        // Rejected as an option that does not apply (E0313).
+    if !fan_out && !traits.external {
+        return Ok((
+            Kind::UnixListener,
+            format!(
+                "messages of {size} bytes x {depth} exceed the host's POSIX queue limits (msgsize_max {msgsize_max}, msg_max {msg_max}): a Unix datagram socket bound by the reader"
+            ),
+        ));
+    }
+    // Only a queue serves several readers, or a peer outside the topology
+    // that opens it by name.
+    let why = if fan_out {
+        "several readers need a queue"
+    } else {
+        "an @external peer needs a named queue"
+    };
+    Err(misfit(
+        "E0601",
+        format!(
+            "messages of {size} bytes x {depth} exceed the host's POSIX queue limits (msgsize_max {msgsize_max}, msg_max {msg_max}) and {why}"
+        ),
+        Some("lower message_size/depth, or raise /proc/sys/fs/mqueue/msgsize_max and msg_max"),
+    ))
+}
+
+/// Checks that `kind` can carry an edge with these traits.
+///
+/// The checks read the mechanism's [`Profile`] in a fixed order; the first
+/// that fails is the one reported.
+pub fn check_fit(kind: Kind, traits: &Traits, limits: &Limits) -> Result<(), Misfit> {
+    let profile = kind.profile();
+    traffic_fit(kind, profile, traits)?;
+    if traits.ring {
+        ring_fit(profile, traits)?;
+    }
+    direction_fit(kind, profile, traits, limits)?;
+    peers_fit(kind, profile, traits)?;
+    options_fit(kind, profile, traits)
+}
+
+fn traffic_fit(kind: Kind, profile: &Profile, traits: &Traits) -> Result<(), Misfit> {
+    let traffic = traits.traffic;
+    let ring_messages = traits.ring && profile.ring == Ring::Holds && traffic == Traffic::Messages;
+    if profile.carries.contains(&traffic) || ring_messages {
         return Ok(());
     }
-    if traits.duplex {
-        return Err(misfit(
+    let (code, help) = match (profile.wrong_traffic, traffic) {
+        (Some((code, help)), _) => (code, Some(help)),
+        (None, Traffic::Shared) => ("E0301", Some("shared data needs posix-shm or sysv-shm")),
+        (None, Traffic::Notify) => (
+            "E0301",
+            Some("notifications use signal, posix-sem or sysv-sem"),
+        ),
+        (None, _) => ("E0301", None),
+    };
+    Err(misfit(
+        code,
+        format!(
+            "mechanism `{kind}` cannot carry {} traffic",
+            traffic_name(traffic)
+        ),
+        help,
+    ))
+}
+
+/// A ring (`sync = "ring"`) lives in POSIX shared memory, carries data one
+/// way, and has exactly one reader: records are taken, not broadcast.
+fn ring_fit(profile: &Profile, traits: &Traits) -> Result<(), Misfit> {
+    match profile.ring {
+        Ring::Refused(why) => Err(misfit(
+            "E0315",
+            why,
+            Some("use mechanism = \"posix-shm\" (or \"auto\")"),
+        )),
+        // Rejected as an option that does not apply (E0313).
+        Ring::NotApplicable => Ok(()),
+        Ring::Holds if traits.duplex => Err(misfit(
             "E0315",
             "a ring carries records one way and cannot be duplex",
             Some("use two ring edges, one per direction"),
-        ));
-    }
-    if traits.readers != 1 {
-        return Err(misfit(
+        )),
+        Ring::Holds if traits.readers != 1 => Err(misfit(
             "E0315",
             format!(
                 "a ring has exactly one reading process, this edge has {}",
@@ -208,110 +266,66 @@ fn ring_fit(mechanism: MechanismName, traits: &Traits) -> Result<(), Misfit> {
             Some(
                 "use traffic = \"messages\" without a ring (a queue) for a work queue, or one ring per reader",
             ),
-        ));
+        )),
+        Ring::Holds => Ok(()),
     }
-    Ok(())
 }
 
-/// Checks that `mechanism` can carry an edge with these traits.
-pub fn check_fit(mechanism: MechanismName, traits: &Traits, limits: &Limits) -> Result<(), Misfit> {
-    use MechanismName as M;
-    let traffic = traits.traffic;
-    let traffic_name = match traffic {
-        Traffic::Stream => "stream",
-        Traffic::Messages => "messages",
-        Traffic::Shared => "shared",
-        Traffic::Request => "request",
-        Traffic::Notify => "notify",
-    };
-    let carries: &[Traffic] = match mechanism {
-        M::Auto => return Ok(()),
-        M::Pipe | M::Fifo => &[Traffic::Stream],
-        M::Socketpair => &[Traffic::Stream, Traffic::Messages],
-        M::UnixListener => &[Traffic::Stream, Traffic::Messages, Traffic::Request],
-        M::Tcp => &[Traffic::Stream, Traffic::Request],
-        M::Udp => &[Traffic::Messages],
-        M::PosixShm if traits.ring => &[Traffic::Shared, Traffic::Messages],
-        M::PosixShm | M::SysvShm => &[Traffic::Shared],
-        M::PosixMq | M::SysvMq => &[Traffic::Messages],
-        M::PosixSem | M::SysvSem | M::Signal => &[Traffic::Notify],
-        M::Rpc => &[Traffic::Request],
-    };
-    if !carries.contains(&traffic) {
-        let help = match (mechanism, traffic) {
-            (M::Signal, _) => Some(
-                "a signal carries no data; use a pipe, a queue or a socket for the payload and a signal only to wake",
-            ),
-            (_, Traffic::Shared) => Some("shared data needs posix-shm or sysv-shm"),
-            (_, Traffic::Notify) => Some("notifications use signal, posix-sem or sysv-sem"),
-            _ => None,
-        };
-        let code = if mechanism == M::Signal {
-            "E0303"
-        } else {
-            "E0301"
-        };
-        return Err(misfit(
-            code,
-            format!("mechanism `{mechanism}` cannot carry {traffic_name} traffic"),
-            help,
-        ));
-    }
-    if traits.ring {
-        ring_fit(mechanism, traits)?;
-    }
-    if traits.duplex
-        && matches!(
-            mechanism,
-            M::Pipe | M::Fifo | M::PosixMq | M::SysvMq | M::Signal | M::PosixSem | M::SysvSem
-        )
-    {
+/// One-way mechanisms, data-less ones and byte pipes.
+fn direction_fit(
+    kind: Kind,
+    profile: &Profile,
+    traits: &Traits,
+    limits: &Limits,
+) -> Result<(), Misfit> {
+    if traits.duplex && profile.one_way {
         return Err(misfit(
             "E0302",
-            format!("mechanism `{mechanism}` is one-way and cannot be duplex"),
+            format!("mechanism `{kind}` is one-way and cannot be duplex"),
             Some("use a socketpair (two processes) or a unix-listener (several)"),
         ));
     }
-    if traits.payload && matches!(mechanism, M::Signal | M::PosixSem | M::SysvSem) {
+    if traits.payload && profile.no_payload {
         return Err(misfit(
             "E0303",
-            format!(
-                "mechanism `{mechanism}` carries no data, but the edge declares a payload size"
-            ),
+            format!("mechanism `{kind}` carries no data, but the edge declares a payload size"),
             Some("remove message_size/size, or use a queue or socket for the data"),
         ));
     }
-    let pipe_like = matches!(mechanism, M::Pipe | M::Fifo);
-    if pipe_like && traits.readers > 1 {
+    if profile.byte_pipe && traits.readers > 1 {
         return Err(misfit(
             "E0305",
             format!(
-                "a {mechanism} cannot broadcast: its bytes go to one of {} readers, unpredictably split",
+                "a {kind} cannot broadcast: its bytes go to one of {} readers, unpredictably split",
                 traits.readers
             ),
             Some("use traffic = \"messages\" (a queue) for a work queue, or one edge per reader"),
         ));
     }
-    if pipe_like && traits.writers > 1 {
-        if let Some(size) = traits.message_size {
-            if size > limits.pipe_buf.value {
-                return Err(misfit(
-                    "E0306",
-                    format!(
-                        "{} writers of records up to {size} bytes share a {mechanism}: writes larger than PIPE_BUF ({}) interleave",
-                        traits.writers, limits.pipe_buf.value
-                    ),
-                    Some("keep records within PIPE_BUF or use traffic = \"messages\""),
-                ));
-            }
-        }
+    let pipe_buf = limits.pipe_buf.value;
+    if let Some(size) = traits.message_size
+        && profile.byte_pipe
+        && traits.writers > 1
+        && size > pipe_buf
+    {
+        return Err(misfit(
+            "E0306",
+            format!(
+                "{} writers of records up to {size} bytes share a {kind}: writes larger than PIPE_BUF ({pipe_buf}) interleave",
+                traits.writers
+            ),
+            Some("keep records within PIPE_BUF or use traffic = \"messages\""),
+        ));
     }
-    if traits.own_stream && mechanism != M::Pipe {
+    Ok(())
+}
+
+/// ipc-run's own streams, outside peers and the number of processes.
+fn peers_fit(kind: Kind, profile: &Profile, traits: &Traits) -> Result<(), Misfit> {
+    if traits.own_stream && !profile.own_stream {
         return Err(misfit(
             "E0308",
-            format!(
-                "ipc-run's own stdin/stdout is handed over as it is and cannot be a `{mechanism}`"
-            ),
+            format!("ipc-run's own stdin/stdout is handed over as it is and cannot be a `{kind}`"),
             Some("leave mechanism as \"auto\" or \"pipe\" for @stdin/@stdout edges"),
         ));
     }
@@ -322,53 +336,42 @@ pub fn check_fit(mechanism: MechanismName, traits: &Traits, limits: &Limits) -> 
             Some("use one edge per process"),
         ));
     }
-    if traits.external
-        && matches!(
-            mechanism,
-            M::Pipe | M::Socketpair | M::Signal | M::SysvShm | M::SysvMq | M::SysvSem
-        )
-    {
+    if traits.external && !profile.named {
         return Err(misfit(
             "E0309",
-            format!(
-                "a peer outside the topology cannot reach a `{mechanism}`: it has no name to open"
-            ),
+            format!("a peer outside the topology cannot reach a `{kind}`: it has no name to open"),
             Some(
                 "use a fifo, unix-listener, tcp, udp, posix-mq, posix-shm, posix-sem or rpc for @external peers",
             ),
         ));
     }
-    if mechanism == M::Socketpair && (traits.writers != 1 || traits.readers != 1 || traits.external)
-    {
-        return Err(misfit(
+    match profile.peers {
+        Peers::Pair if traits.writers != 1 || traits.readers != 1 || traits.external => {
+            Err(misfit(
+                "E0307",
+                format!(
+                    "a {kind} joins exactly two processes, this edge has {} writer(s) and {} reader(s)",
+                    traits.writers, traits.readers
+                ),
+                Some("use a unix-listener for several clients"),
+            ))
+        }
+        Peers::OneServer if traits.readers != 1 => Err(misfit(
             "E0307",
             format!(
-                "a socketpair joins exactly two processes, this edge has {} writer(s) and {} reader(s)",
-                traits.writers, traits.readers
-            ),
-            Some("use a unix-listener for several clients"),
-        ));
-    }
-    if matches!(mechanism, M::UnixListener | M::Tcp | M::Udp | M::Rpc) && traits.readers != 1 {
-        return Err(misfit(
-            "E0307",
-            format!(
-                "a `{mechanism}` has exactly one server or receiver on its `to` side, this edge has {}",
+                "a `{kind}` has exactly one server or receiver on its `to` side, this edge has {}",
                 traits.readers
             ),
             Some("put the server alone in `to` and the clients in `from`"),
-        ));
+        )),
+        _ => Ok(()),
     }
-    if matches!(mechanism, M::Signal) && traits.external {
-        return Err(misfit(
-            "E0309",
-            "a signal edge needs both processes in the topology",
-            None,
-        ));
-    }
-    if (matches!(traits.traffic, Traffic::Shared) || (traits.ring && mechanism == M::PosixShm))
-        && traits.size.is_none()
-    {
+}
+
+/// Options the mechanism needs, and the socket type.
+fn options_fit(kind: Kind, profile: &Profile, traits: &Traits) -> Result<(), Misfit> {
+    let ring = traits.ring && profile.ring == Ring::Holds;
+    if (traits.traffic == Traffic::Shared || ring) && traits.size.is_none() {
         return Err(misfit(
             "E0310",
             if traits.traffic == Traffic::Shared {
@@ -379,38 +382,37 @@ pub fn check_fit(mechanism: MechanismName, traits: &Traits, limits: &Limits) -> 
             Some("add e.g. size = \"64MiB\""),
         ));
     }
-    if mechanism == M::Rpc && !traits.protocol {
+    if profile.needs_protocol && !traits.protocol {
         return Err(misfit(
             "E0311",
             "an rpc edge needs `protocol`, the label both ends agree on (grpc, json-rpc, http, dbus, …)",
             None,
         ));
     }
-    if let Some(socket) = traits.socket {
-        let fits = match mechanism {
-            M::Socketpair | M::UnixListener => {
-                !(traffic == Traffic::Stream && socket == SocketType::Dgram)
-                    || mechanism == M::Socketpair
-            }
-            _ => false,
-        };
-        if !fits {
-            return Err(misfit(
-                "E0313",
-                format!(
-                    "`socket = \"{}\"` does not apply to a `{mechanism}`",
-                    socket.as_str()
-                ),
-                Some("`socket` selects the type of a socketpair or unix-listener"),
-            ));
-        }
-        if traits.duplex && socket == SocketType::Dgram && mechanism == M::UnixListener {
-            return Err(misfit(
-                "E0302",
-                "a datagram listener cannot be duplex: clients are not connected",
-                None,
-            ));
-        }
+    let Some(socket) = traits.socket else {
+        return Ok(());
+    };
+    let fits = match profile.sockets {
+        Sockets::No => false,
+        Sockets::Any => true,
+        Sockets::Connected => !(traits.traffic == Traffic::Stream && socket == SocketType::Dgram),
+    };
+    if !fits {
+        return Err(misfit(
+            "E0313",
+            format!(
+                "`socket = \"{}\"` does not apply to a `{kind}`",
+                socket.as_str()
+            ),
+            Some("`socket` selects the type of a socketpair or unix-listener"),
+        ));
+    }
+    if traits.duplex && socket == SocketType::Dgram && profile.sockets == Sockets::Connected {
+        return Err(misfit(
+            "E0302",
+            "a datagram listener cannot be duplex: clients are not connected",
+            None,
+        ));
     }
     Ok(())
 }
@@ -428,7 +430,7 @@ mod tests {
         }
     }
 
-    fn chosen(t: &Traits) -> MechanismName {
+    fn chosen(t: &Traits) -> Kind {
         choose(t, &Limits::default()).expect("a mechanism").0
     }
 
@@ -440,26 +442,13 @@ mod tests {
             ..traits(traffic, writers, readers)
         };
         let limits = Limits::default();
-        assert_eq!(
-            chosen(&ring(Traffic::Messages, 3, 1)),
-            MechanismName::PosixShm
-        );
-        assert_eq!(
-            chosen(&ring(Traffic::Shared, 1, 1)),
-            MechanismName::PosixShm
-        );
-        assert!(
-            check_fit(
-                MechanismName::PosixShm,
-                &ring(Traffic::Messages, 2, 1),
-                &limits
-            )
-            .is_ok()
-        );
+        assert_eq!(chosen(&ring(Traffic::Messages, 3, 1)), Kind::PosixShm);
+        assert_eq!(chosen(&ring(Traffic::Shared, 1, 1)), Kind::PosixShm);
+        assert!(check_fit(Kind::PosixShm, &ring(Traffic::Messages, 2, 1), &limits).is_ok());
         let code = |r: Result<(), Misfit>| r.unwrap_err().code;
         assert_eq!(
             code(check_fit(
-                MechanismName::SysvShm,
+                Kind::SysvShm,
                 &ring(Traffic::Shared, 1, 1),
                 &limits
             )),
@@ -467,7 +456,7 @@ mod tests {
         );
         assert_eq!(
             code(check_fit(
-                MechanismName::PosixShm,
+                Kind::PosixShm,
                 &ring(Traffic::Messages, 1, 2),
                 &limits
             )),
@@ -477,29 +466,20 @@ mod tests {
             duplex: true,
             ..ring(Traffic::Shared, 1, 1)
         };
-        assert_eq!(
-            code(check_fit(MechanismName::PosixShm, &duplex, &limits)),
-            "E0315"
-        );
+        assert_eq!(code(check_fit(Kind::PosixShm, &duplex, &limits)), "E0315");
         let no_size = Traits {
             size: None,
             ..ring(Traffic::Messages, 1, 1)
         };
-        assert_eq!(
-            code(check_fit(MechanismName::PosixShm, &no_size, &limits)),
-            "E0310"
-        );
+        assert_eq!(code(check_fit(Kind::PosixShm, &no_size, &limits)), "E0310");
         // Without a ring, messages never go to shared memory.
         let plain = traits(Traffic::Messages, 1, 1);
-        assert_eq!(
-            code(check_fit(MechanismName::PosixShm, &plain, &limits)),
-            "E0301"
-        );
+        assert_eq!(code(check_fit(Kind::PosixShm, &plain, &limits)), "E0301");
     }
 
     #[test]
     fn one_to_one_stream_is_a_pipe() {
-        assert_eq!(chosen(&traits(Traffic::Stream, 1, 1)), MechanismName::Pipe);
+        assert_eq!(chosen(&traits(Traffic::Stream, 1, 1)), Kind::Pipe);
     }
 
     #[test]
@@ -508,7 +488,7 @@ mod tests {
             external: true,
             ..traits(Traffic::Stream, 1, 1)
         };
-        assert_eq!(chosen(&t), MechanismName::Fifo);
+        assert_eq!(chosen(&t), Kind::Fifo);
     }
 
     #[test]
@@ -517,7 +497,7 @@ mod tests {
             duplex: true,
             ..traits(Traffic::Stream, 1, 1)
         };
-        assert_eq!(chosen(&t), MechanismName::Socketpair);
+        assert_eq!(chosen(&t), Kind::Socketpair);
     }
 
     #[test]
@@ -526,7 +506,7 @@ mod tests {
             message_size: Some(512),
             ..traits(Traffic::Messages, 3, 1)
         };
-        assert_eq!(chosen(&t), MechanismName::PosixMq);
+        assert_eq!(chosen(&t), Kind::PosixMq);
     }
 
     #[test]
@@ -535,15 +515,12 @@ mod tests {
             message_size: Some(65536),
             ..traits(Traffic::Messages, 3, 1)
         };
-        assert_eq!(chosen(&t), MechanismName::UnixListener);
+        assert_eq!(chosen(&t), Kind::UnixListener);
     }
 
     #[test]
     fn one_to_one_messages_use_a_seqpacket_socketpair() {
-        assert_eq!(
-            chosen(&traits(Traffic::Messages, 1, 1)),
-            MechanismName::Socketpair
-        );
+        assert_eq!(chosen(&traits(Traffic::Messages, 1, 1)), Kind::Socketpair);
     }
 
     #[test]
@@ -552,7 +529,7 @@ mod tests {
             size: Some(1 << 20),
             ..traits(Traffic::Shared, 1, 1)
         };
-        assert_eq!(chosen(&t), MechanismName::PosixShm);
+        assert_eq!(chosen(&t), Kind::PosixShm);
         let err =
             choose(&traits(Traffic::Shared, 1, 1), &Limits::default()).expect_err("size missing");
         assert_eq!(err.code, "E0310");
@@ -560,32 +537,26 @@ mod tests {
 
     #[test]
     fn requests_use_a_listener_or_rpc_or_tcp() {
-        assert_eq!(
-            chosen(&traits(Traffic::Request, 3, 1)),
-            MechanismName::UnixListener
-        );
+        assert_eq!(chosen(&traits(Traffic::Request, 3, 1)), Kind::UnixListener);
         assert_eq!(
             chosen(&Traits {
                 protocol: true,
                 ..traits(Traffic::Request, 3, 1)
             }),
-            MechanismName::Rpc
+            Kind::Rpc
         );
         assert_eq!(
             chosen(&Traits {
                 address: true,
                 ..traits(Traffic::Request, 1, 1)
             }),
-            MechanismName::Tcp
+            Kind::Tcp
         );
     }
 
     #[test]
     fn notify_without_payload_is_a_signal() {
-        assert_eq!(
-            chosen(&traits(Traffic::Notify, 1, 1)),
-            MechanismName::Signal
-        );
+        assert_eq!(chosen(&traits(Traffic::Notify, 1, 1)), Kind::Signal);
     }
 
     #[test]
@@ -596,12 +567,12 @@ mod tests {
             ..traits(Traffic::Stream, 1, 1)
         };
         assert_eq!(
-            check_fit(MechanismName::Pipe, &duplex, &limits).map_err(|m| m.code),
+            check_fit(Kind::Pipe, &duplex, &limits).map_err(|m| m.code),
             Err("E0302")
         );
         let fan_out = traits(Traffic::Stream, 1, 2);
         assert_eq!(
-            check_fit(MechanismName::Pipe, &fan_out, &limits).map_err(|m| m.code),
+            check_fit(Kind::Pipe, &fan_out, &limits).map_err(|m| m.code),
             Err("E0305")
         );
         assert_eq!(choose(&fan_out, &limits).map_err(|m| m.code), Err("E0305"));
@@ -621,7 +592,7 @@ mod tests {
             message_size: Some(4096),
             ..traits(Traffic::Stream, 2, 1)
         };
-        assert_eq!(chosen(&small), MechanismName::Pipe);
+        assert_eq!(chosen(&small), Kind::Pipe);
     }
 
     #[test]
@@ -629,7 +600,7 @@ mod tests {
         let limits = Limits::default();
         let t = traits(Traffic::Stream, 1, 1);
         assert_eq!(
-            check_fit(MechanismName::Signal, &t, &limits).map_err(|m| m.code),
+            check_fit(Kind::Signal, &t, &limits).map_err(|m| m.code),
             Err("E0303")
         );
         let payload = Traits {
@@ -637,7 +608,7 @@ mod tests {
             ..traits(Traffic::Notify, 1, 1)
         };
         assert_eq!(
-            check_fit(MechanismName::Signal, &payload, &limits).map_err(|m| m.code),
+            check_fit(Kind::Signal, &payload, &limits).map_err(|m| m.code),
             Err("E0303")
         );
     }
@@ -649,7 +620,7 @@ mod tests {
             ..traits(Traffic::Stream, 1, 1)
         };
         assert_eq!(
-            check_fit(MechanismName::Pipe, &t, &Limits::default()).map_err(|m| m.code),
+            check_fit(Kind::Pipe, &t, &Limits::default()).map_err(|m| m.code),
             Err("E0309")
         );
     }

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use super::edges::ChannelDecl;
-use super::model::{EnvVar, FdRole, FdSlot, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
+use super::model::{EnvVar, FdRole, FdSlot, ObjectKind, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
 };
@@ -28,14 +28,60 @@ pub fn wire(
     channels: &mut [ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<ProcessPlan> {
-    let notify_used = processes.iter().any(|p| p.ready == Readiness::Notify);
-    if notify_used
-        && limits.run_dir_len.value + "/notify.sock".len() as u64 >= limits.sun_path_max.value
-    {
-        let process = processes
-            .iter()
-            .find(|p| p.ready == Readiness::Notify)
-            .expect("checked above");
+    check_notify_socket(limits, processes, sink);
+    check_other_user_access(processes, channels, sink);
+    let index = EndIndex::new(processes, channels);
+    let base_inherit_env: Vec<Cow<'static, str>> = BASE_INHERITED_ENV
+        .iter()
+        .map(|s| Cow::Borrowed(*s))
+        .collect();
+    let mut out = Vec::with_capacity(index.total());
+    let mut scratch = FdScratch::default();
+    for (p, process) in processes.iter().enumerate() {
+        let replicated = process.instances.len() > 1 || process.spec.replicas.is_some();
+        for (replica, instance) in process.instances.iter().enumerate() {
+            let ends = index.of(p, replica);
+            assign_fds(
+                process,
+                instance,
+                ends,
+                channels,
+                limits,
+                &mut scratch,
+                sink,
+            );
+            let table = fd_table(process, ends, channels, &mut scratch);
+            let ids = InstanceIds {
+                topology: name,
+                instance,
+                replica: replicated.then_some(replica),
+            };
+            let env = environment(&ids, process, table.port_vars, &table.listen);
+            let mut inherit_env = base_inherit_env.clone();
+            for extra in &process.spec.inherit_env {
+                if !inherit_env.iter().any(|name| name == extra.get_ref()) {
+                    inherit_env.push(extra.get_ref().clone().into());
+                }
+            }
+            out.push(instance_plan(
+                &ids,
+                process,
+                processes,
+                env,
+                inherit_env,
+                table.fds,
+            ));
+        }
+    }
+    out
+}
+
+/// E0607 when the notify socket's path would not fit `sun_path`.
+fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl<'_>], sink: &mut Sink) {
+    let Some(process) = processes.iter().find(|p| p.ready == Readiness::Notify) else {
+        return;
+    };
+    if limits.run_dir_len.value + "/notify.sock".len() as u64 >= limits.sun_path_max.value {
         sink.push(
             Diagnostic::error("E0607", "the notify socket path would not fit in sun_path")
                 .with_label(Label::primary(
@@ -48,282 +94,447 @@ pub fn wire(
                 )),
         );
     }
-    // Instances are numbered in declaration order: process p's first one is
-    // first_instance[p].
-    let mut first_instance = Vec::with_capacity(processes.len() + 1);
-    let mut total = 0usize;
+}
+
+/// W0701 for what a process running as another user (`user =`) must open by
+/// name but cannot: the run directory is 0700 and every named object is
+/// owned by ipc-run's user, 0600 unless the edge's `mode` lets the group in.
+/// The planner cannot know ipc-run's own user, so these are warnings.
+fn check_other_user_access(
+    processes: &[ProcessDecl<'_>],
+    channels: &[ChannelDecl],
+    sink: &mut Sink,
+) {
     for process in processes {
-        first_instance.push(total);
-        total += process.instances.len();
-    }
-    first_instance.push(total);
-    // Every instance's channel ends, found in one sweep (edge order kept):
-    // instance i's are ends[starts[i]..starts[i + 1]].
-    let mut starts = vec![0usize; total + 1];
-    for channel in channels.iter() {
-        for port in &channel.ports {
-            starts[first_instance[port.process] + port.replica + 1] += 1;
+        let Some(user) = &process.spec.user else {
+            continue;
+        };
+        if process.ready == Readiness::Notify {
+            let mut warning = Diagnostic::warning(
+                "W0701",
+                format!(
+                    "`{}` runs as `{}` but cannot reach the notify socket, so it never becomes ready",
+                    process.name,
+                    user.get_ref()
+                ),
+            )
+            .with_label(Label::primary(user.span(), "another user than ipc-run's"));
+            if let Some(ready) = &process.spec.ready {
+                warning = warning.with_label(Label::secondary(
+                    ready.span(),
+                    "READY=1 is sent to {run_dir}/notify.sock",
+                ));
+            }
+            sink.push(
+                warning
+                    .with_note("the notify socket is in the run directory, which is 0700 and owned by ipc-run's user")
+                    .with_help("use `ready = { fd = N }` (an inherited pipe), or run the process as ipc-run's user"),
+            );
         }
     }
-    for i in 1..starts.len() {
-        starts[i] += starts[i - 1];
-    }
-    let mut ends = vec![(0usize, 0usize); starts[total]];
-    let mut cursor = starts.clone();
-    for (c, channel) in channels.iter().enumerate() {
-        for (p, port) in channel.ports.iter().enumerate() {
-            let slot = &mut cursor[first_instance[port.process] + port.replica];
-            ends[*slot] = (c, p);
-            *slot += 1;
-        }
-    }
-    drop(cursor);
-    let base_inherit_env: Vec<Cow<'static, str>> = BASE_INHERITED_ENV
-        .iter()
-        .map(|s| Cow::Borrowed(*s))
-        .collect();
-    let mut out = Vec::with_capacity(total);
-    // Per-instance scratch space, reused.
-    let mut taken: Vec<i32> = Vec::new();
-    let mut assigned: Vec<Option<i32>> = Vec::new();
-    let mut ordered: Vec<usize> = Vec::new();
-    for (index, process) in processes.iter().enumerate() {
-        let replicated = process.instances.len() > 1 || process.spec.replicas.is_some();
-        for (replica, instance) in process.instances.iter().enumerate() {
-            let global = first_instance[index] + replica;
-            let ends = &ends[starts[global]..starts[global + 1]];
-            taken.clear();
-            assigned.clear();
-            assigned.resize(ends.len(), None);
-            if let Readiness::Fd { fd } = process.ready {
-                take(&mut taken, fd);
-            }
-            // Pass 1: stdio and pinned fds.
-            for (e, &(c, p)) in ends.iter().enumerate() {
-                let channel = &channels[c];
-                let end = &channel.ports[p];
-                let (port, _) = channel.port(end);
-                let fixed = match port {
-                    "stdin" => Some(0),
-                    "stdout" => Some(1),
-                    "stderr" => Some(2),
-                    other => process
-                        .ports
-                        .get(other)
-                        .and_then(|d| d.fd.as_ref().map(|(fd, _)| *fd)),
-                };
-                if let Some(fd) = fixed {
-                    if end.needs_fd {
-                        take(&mut taken, fd);
-                        assigned[e] = Some(fd);
-                    } else if fd > 2 {
-                        let span = process
-                            .ports
-                            .get(port)
-                            .and_then(|d| d.fd.as_ref().map(|(_, s)| s.clone()))
-                            .unwrap_or(end.span.clone());
-                        sink.push(
-                            Diagnostic::error("E0206", format!("port `{}.{port}` has a fixed fd, but a {} reaches the process by name, not by fd", process.name, channel.plan.mechanism.name()))
-                                .with_label(Label::primary(span, "no fd is handed over"))
-                                .with_label(Label::secondary(end.span.clone(), "the edge using the port")),
-                        );
-                    } else {
-                        sink.push(
-                            Diagnostic::error("E0205", format!("port `{}.{port}` is a standard stream, but a {} reaches the process by name, not by fd", process.name, channel.plan.mechanism.name()))
-                                .with_label(Label::primary(end.span.clone(), "name a port instead, e.g. `proc.data`")),
-                        );
-                    }
-                }
-            }
-            // Pass 2: listeners from 3 up, then the other fd ports. Fds are
-            // handed out in increasing order, so the search resumes where
-            // the last one was found.
-            let mut next = 3;
-            for listeners in [true, false] {
-                for (e, &(c, p)) in ends.iter().enumerate() {
-                    let end = &channels[c].ports[p];
-                    if !end.needs_fd || end.listener != listeners || assigned[e].is_some() {
-                        continue;
-                    }
-                    while taken.binary_search(&next).is_ok() {
-                        next += 1;
-                    }
-                    take(&mut taken, next);
-                    assigned[e] = Some(next);
-                }
-            }
-            if let Some(&highest) = taken.last() {
-                if highest as u64 >= limits.nofile_soft.value {
-                    sink.push(
-                        Diagnostic::error("E0204", format!("`{instance}` would need fd {highest}, at or above the soft RLIMIT_NOFILE of {}", limits.nofile_soft.value))
-                            .with_label(Label::primary(process.span.clone(), format!("{} fds handed over", taken.len())))
-                            .with_note(format!("RLIMIT_NOFILE is {} ({})", limits.nofile_soft.value, limits.nofile_soft.source)),
-                    );
-                }
-            }
-            let mut fds = Vec::with_capacity(taken.len());
-            let mut port_vars = Vec::new();
-            let mut listen_count = 0usize;
-            let mut listen_names = String::new();
-            ordered.clear();
-            ordered.extend(0..ends.len());
-            ordered.sort_by_key(|&e| assigned[e].unwrap_or(i32::MAX));
-            for &e in &ordered {
-                let (c, p) = ends[e];
-                let fd = assigned[e];
-                let channel = &mut channels[c];
-                let end = channel.ports[p].clone();
-                channel.set_fd(&end, fd);
-                let channel = &channels[c];
-                let (port, env_name) = channel.port(&end);
-                if let Some(fd) = fd {
-                    fds.push(FdSlot {
-                        fd,
-                        port: port.to_owned(),
-                        role: FdRole::Channel {
-                            channel: channel.plan.id.clone(),
-                            end: end.end,
-                        },
-                    });
-                    if end.listener {
-                        if listen_count > 0 {
-                            listen_names.push(':');
-                        }
-                        listen_names.push_str(port);
-                        listen_count += 1;
-                    }
-                }
-                if !matches!(port, "stdin" | "stdout" | "stderr") {
-                    let description = channel.description(&end);
-                    let value = match fd {
-                        Some(fd) => {
-                            let mut value = String::with_capacity(description.len() + 8);
-                            value.push_str(description);
-                            let _ = write!(value, " fd={fd}");
-                            value
-                        }
-                        None => description.to_owned(),
-                    };
-                    port_vars.push(EnvVar {
-                        name: env_name.to_owned().into(),
-                        value: value.into(),
-                    });
-                }
-            }
-            if let Readiness::Fd { fd } = process.ready {
-                fds.push(FdSlot {
-                    fd,
-                    port: "ready".into(),
-                    role: FdRole::Ready,
-                });
-            }
-            fds.sort_by_key(|slot| slot.fd);
-            let mut env = Vec::with_capacity(9 + port_vars.len() + process.spec.env.len());
-            env.extend([
-                EnvVar {
-                    name: "IPC_RUN_ID".into(),
-                    value: RUN_ID.into(),
-                },
-                EnvVar {
-                    name: "IPC_RUN_DIR".into(),
-                    value: RUN_DIR.into(),
-                },
-                EnvVar {
-                    name: "IPC_RUN_TOPOLOGY".into(),
-                    value: name.to_owned().into(),
-                },
-                EnvVar {
-                    name: "IPC_RUN_PROCESS".into(),
-                    value: instance.clone().into(),
-                },
-            ]);
-            if replicated {
-                env.push(EnvVar {
-                    name: "IPC_RUN_REPLICA".into(),
-                    value: replica.to_string().into(),
-                });
-                env.push(EnvVar {
-                    name: "IPC_RUN_REPLICAS".into(),
-                    value: process.instances.len().to_string().into(),
-                });
-            }
-            port_vars.sort_by(|a, b| a.name.cmp(&b.name));
-            env.extend(port_vars);
-            if listen_count > 0 {
-                // LISTEN_PID is the child's own pid, known only in the child.
-                env.push(EnvVar {
-                    name: "LISTEN_PID".into(),
-                    value: "{pid}".into(),
-                });
-                env.push(EnvVar {
-                    name: "LISTEN_FDS".into(),
-                    value: listen_count.to_string().into(),
-                });
-                env.push(EnvVar {
-                    name: "LISTEN_FDNAMES".into(),
-                    value: listen_names.into(),
-                });
-            }
-            match process.ready {
-                Readiness::Notify => env.push(EnvVar {
-                    name: "NOTIFY_SOCKET".into(),
-                    value: NOTIFY_SOCKET_PATH.into(),
-                }),
-                Readiness::Fd { fd } => env.push(EnvVar {
-                    name: "IPC_RUN_READY_FD".into(),
-                    value: fd.to_string().into(),
-                }),
-                Readiness::Started => {}
-            }
-            for (key, value) in &process.spec.env {
-                env.push(EnvVar {
-                    name: key.get_ref().clone().into(),
-                    value: value.get_ref().clone().into(),
-                });
-            }
-            let mut inherit_env = base_inherit_env.clone();
-            for extra in &process.spec.inherit_env {
-                if !inherit_env.iter().any(|name| name == extra.get_ref()) {
-                    inherit_env.push(extra.get_ref().clone().into());
-                }
-            }
-            let after = process
-                .after
+    let mut warned = std::collections::BTreeSet::new();
+    for channel in channels {
+        for end in channel.ports.iter().filter(|end| !end.needs_fd) {
+            let process = &processes[end.process];
+            let Some(user) = &process.spec.user else {
+                continue;
+            };
+            let Some(object) = channel
+                .plan
+                .objects
                 .iter()
-                .flat_map(|&a| processes[a].instances.iter().cloned())
-                .collect();
-            out.push(ProcessPlan {
-                name: instance.clone(),
-                process: process.name.clone(),
-                replica: replicated.then_some(replica as u32),
-                host: "local".into(),
-                argv: process.argv.clone(),
-                shell: process.shell,
-                cwd: process.spec.cwd.as_ref().map(|c| c.get_ref().clone()),
-                user: process.spec.user.as_ref().map(|u| u.get_ref().clone()),
-                group: process.spec.group.as_ref().map(|g| g.get_ref().clone()),
-                env,
-                inherit_env,
-                fds,
-                ready: process.ready,
-                ready_timeout_ms: process
-                    .spec
-                    .ready_timeout
-                    .as_ref()
-                    .map_or(DEFAULT_READY_TIMEOUT_MS, |t| t.get_ref().0),
-                restart: process.restart,
-                stop_signal: process.stop_signal,
-                stop_timeout_ms: process
-                    .spec
-                    .stop_timeout
-                    .as_ref()
-                    .map_or(DEFAULT_STOP_TIMEOUT_MS, |t| t.get_ref().0),
-                after,
-                forward_signals: process.forward_signals.clone(),
+                .find(|o| denies_others(o.kind, o.mode))
+            else {
+                continue;
+            };
+            if !warned.insert((end.process, channel.plan.id.as_str())) {
+                continue;
+            }
+            let why = if matches!(object.kind, ObjectKind::Fifo | ObjectKind::UnixSocket) {
+                "it is in the run directory, which is 0700 and owned by ipc-run's user".to_owned()
+            } else {
+                format!(
+                    "it is created with mode {:04o}, owned by ipc-run's user",
+                    object.mode
+                )
+            };
+            sink.push(
+                Diagnostic::warning(
+                    "W0701",
+                    format!(
+                        "`{}` runs as `{}` but opens `{}` ({}) by name, which that user cannot",
+                        process.name,
+                        user.get_ref(),
+                        object.name,
+                        channel.plan.mechanism.name()
+                    ),
+                )
+                .with_label(Label::primary(end.span.clone(), format!("`{}` opens it by name", process.name)))
+                .with_label(Label::secondary(user.span(), "another user than ipc-run's"))
+                .with_note(why)
+                .with_help("use a mechanism handed over as an fd (pipe, socketpair, a FIFO with deliver = \"fd\"), give the edge a `mode` that lets the process's group in (e.g. \"0660\") for objects outside the run directory, or run the process as ipc-run's user"),
+            );
+        }
+    }
+}
+
+/// Whether another user than the owner is denied an object of `kind`
+/// created with `mode`: always in the run directory (0700), else unless
+/// the mode lets the group in.
+fn denies_others(kind: ObjectKind, mode: u32) -> bool {
+    matches!(kind, ObjectKind::Fifo | ObjectKind::UnixSocket) || mode & 0o060 == 0
+}
+
+/// Every instance's channel ends `(channel, port)`, found in one sweep with
+/// edge order kept.
+struct EndIndex {
+    /// Instances are numbered in declaration order: process p's first one
+    /// is `first_instance[p]`.
+    first_instance: Vec<usize>,
+    /// Instance i's ends are `ends[starts[i]..starts[i + 1]]`.
+    starts: Vec<usize>,
+    ends: Vec<(usize, usize)>,
+}
+
+impl EndIndex {
+    fn new(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]) -> EndIndex {
+        let mut first_instance = Vec::with_capacity(processes.len() + 1);
+        let mut total = 0usize;
+        for process in processes {
+            first_instance.push(total);
+            total += process.instances.len();
+        }
+        first_instance.push(total);
+        let mut starts = vec![0usize; total + 1];
+        for channel in channels {
+            for port in &channel.ports {
+                starts[first_instance[port.process] + port.replica + 1] += 1;
+            }
+        }
+        for i in 1..starts.len() {
+            starts[i] += starts[i - 1];
+        }
+        let mut ends = vec![(0usize, 0usize); starts[total]];
+        let mut cursor = starts.clone();
+        for (c, channel) in channels.iter().enumerate() {
+            for (p, port) in channel.ports.iter().enumerate() {
+                let slot = &mut cursor[first_instance[port.process] + port.replica];
+                ends[*slot] = (c, p);
+                *slot += 1;
+            }
+        }
+        EndIndex {
+            first_instance,
+            starts,
+            ends,
+        }
+    }
+
+    fn total(&self) -> usize {
+        self.first_instance.last().copied().unwrap_or(0)
+    }
+
+    /// The ends of replica `replica` of process `process`.
+    fn of(&self, process: usize, replica: usize) -> &[(usize, usize)] {
+        let global = self.first_instance[process] + replica;
+        &self.ends[self.starts[global]..self.starts[global + 1]]
+    }
+}
+
+/// Per-instance scratch space, reused from one instance to the next.
+#[derive(Default)]
+struct FdScratch {
+    /// Fds in use, sorted.
+    taken: Vec<i32>,
+    /// The fd of each end, when it gets one.
+    assigned: Vec<Option<i32>>,
+    /// End indices by fd.
+    ordered: Vec<usize>,
+}
+
+/// Numbers the fds of one instance's ends into `scratch.assigned`.
+fn assign_fds(
+    process: &ProcessDecl<'_>,
+    instance: &str,
+    ends: &[(usize, usize)],
+    channels: &[ChannelDecl],
+    limits: &Limits,
+    scratch: &mut FdScratch,
+    sink: &mut Sink,
+) {
+    let FdScratch {
+        taken, assigned, ..
+    } = scratch;
+    taken.clear();
+    assigned.clear();
+    assigned.resize(ends.len(), None);
+    if let Readiness::Fd { fd } = process.ready {
+        take(taken, fd);
+    }
+    pin_fixed_fds(process, ends, channels, scratch, sink);
+    let FdScratch {
+        taken, assigned, ..
+    } = scratch;
+    // Listeners from 3 up, then the other fd ports. Fds are handed out in
+    // increasing order, so the search resumes where the last one was found.
+    let mut next = 3;
+    for listeners in [true, false] {
+        for (e, &(c, p)) in ends.iter().enumerate() {
+            let end = &channels[c].ports[p];
+            if !end.needs_fd || end.listener != listeners || assigned[e].is_some() {
+                continue;
+            }
+            while taken.binary_search(&next).is_ok() {
+                next += 1;
+            }
+            take(taken, next);
+            assigned[e] = Some(next);
+        }
+    }
+    if let Some(&highest) = taken.last() {
+        if highest as u64 >= limits.nofile_soft.value {
+            sink.push(
+                Diagnostic::error("E0204", format!("`{instance}` would need fd {highest}, at or above the soft RLIMIT_NOFILE of {}", limits.nofile_soft.value))
+                    .with_label(Label::primary(process.span.clone(), format!("{} fds handed over", taken.len())))
+                    .with_note(format!("RLIMIT_NOFILE is {} ({})", limits.nofile_soft.value, limits.nofile_soft.source)),
+            );
+        }
+    }
+}
+
+/// Stdio and pinned fds first; a fixed fd on a port reached by name is an
+/// error.
+fn pin_fixed_fds(
+    process: &ProcessDecl<'_>,
+    ends: &[(usize, usize)],
+    channels: &[ChannelDecl],
+    scratch: &mut FdScratch,
+    sink: &mut Sink,
+) {
+    for (e, &(c, p)) in ends.iter().enumerate() {
+        let channel = &channels[c];
+        let end = &channel.ports[p];
+        let (port, _) = channel.port(end);
+        let fixed = match port {
+            "stdin" => Some(0),
+            "stdout" => Some(1),
+            "stderr" => Some(2),
+            other => process
+                .ports
+                .get(other)
+                .and_then(|d| d.fd.as_ref().map(|(fd, _)| *fd)),
+        };
+        let Some(fd) = fixed else { continue };
+        if end.needs_fd {
+            take(&mut scratch.taken, fd);
+            scratch.assigned[e] = Some(fd);
+        } else if fd > 2 {
+            let span = process
+                .ports
+                .get(port)
+                .and_then(|d| d.fd.as_ref().map(|(_, s)| s.clone()))
+                .unwrap_or(end.span.clone());
+            sink.push(
+                Diagnostic::error("E0206", format!("port `{}.{port}` has a fixed fd, but a {} reaches the process by name, not by fd", process.name, channel.plan.mechanism.name()))
+                    .with_label(Label::primary(span, "no fd is handed over"))
+                    .with_label(Label::secondary(end.span.clone(), "the edge using the port")),
+            );
+        } else {
+            sink.push(
+                Diagnostic::error("E0205", format!("port `{}.{port}` is a standard stream, but a {} reaches the process by name, not by fd", process.name, channel.plan.mechanism.name()))
+                    .with_label(Label::primary(end.span.clone(), "name a port instead, e.g. `proc.data`")),
+            );
+        }
+    }
+}
+
+/// The sockets an instance gets through `LISTEN_FDS`, by port name.
+#[derive(Default)]
+struct Listening {
+    count: usize,
+    names: String,
+}
+
+/// One instance's fd table and port variables.
+struct FdTable {
+    fds: Vec<FdSlot>,
+    port_vars: Vec<EnvVar>,
+    listen: Listening,
+}
+
+/// Writes each end's fd into its channel and builds the instance's fd
+/// table (sorted by fd) and `IPC_PORT_*` variables.
+fn fd_table(
+    process: &ProcessDecl<'_>,
+    ends: &[(usize, usize)],
+    channels: &mut [ChannelDecl],
+    scratch: &mut FdScratch,
+) -> FdTable {
+    let FdScratch {
+        taken,
+        assigned,
+        ordered,
+    } = scratch;
+    let mut fds = Vec::with_capacity(taken.len());
+    let mut port_vars = Vec::new();
+    let mut listen = Listening::default();
+    ordered.clear();
+    ordered.extend(0..ends.len());
+    ordered.sort_by_key(|&e| assigned[e].unwrap_or(i32::MAX));
+    for &e in ordered.iter() {
+        let (c, p) = ends[e];
+        let fd = assigned[e];
+        let channel = &mut channels[c];
+        let end = channel.ports[p].clone();
+        channel.set_fd(&end, fd);
+        let channel = &channels[c];
+        let (port, env_name) = channel.port(&end);
+        if let Some(fd) = fd {
+            fds.push(FdSlot {
+                fd,
+                port: port.to_owned(),
+                role: FdRole::Channel {
+                    channel: channel.plan.id.clone(),
+                    end: end.end,
+                },
+            });
+            if end.listener {
+                if listen.count > 0 {
+                    listen.names.push(':');
+                }
+                listen.names.push_str(port);
+                listen.count += 1;
+            }
+        }
+        if !matches!(port, "stdin" | "stdout" | "stderr") {
+            let description = channel.description(&end);
+            let value = match fd {
+                Some(fd) => {
+                    let mut value = String::with_capacity(description.len() + 8);
+                    value.push_str(description);
+                    let _ = write!(value, " fd={fd}");
+                    value
+                }
+                None => description.to_owned(),
+            };
+            port_vars.push(EnvVar {
+                name: env_name.to_owned().into(),
+                value: value.into(),
             });
         }
     }
-    out
+    if let Readiness::Fd { fd } = process.ready {
+        fds.push(FdSlot {
+            fd,
+            port: "ready".into(),
+            role: FdRole::Ready,
+        });
+    }
+    fds.sort_by_key(|slot| slot.fd);
+    FdTable {
+        fds,
+        port_vars,
+        listen,
+    }
+}
+
+/// Who an instance is, as its environment says.
+struct InstanceIds<'a> {
+    /// The plan's name for the topology.
+    topology: &'a str,
+    /// The instance name.
+    instance: &'a str,
+    /// The replica index, when the process is replicated.
+    replica: Option<usize>,
+}
+
+/// The environment ipc-run sets, then the process's own `env`.
+fn environment(
+    ids: &InstanceIds<'_>,
+    process: &ProcessDecl<'_>,
+    mut port_vars: Vec<EnvVar>,
+    listen: &Listening,
+) -> Vec<EnvVar> {
+    let var = |name: &'static str, value: Cow<'static, str>| EnvVar {
+        name: name.into(),
+        value,
+    };
+    let mut env = Vec::with_capacity(9 + port_vars.len() + process.spec.env.len());
+    env.extend([
+        var("IPC_RUN_ID", RUN_ID.into()),
+        var("IPC_RUN_DIR", RUN_DIR.into()),
+        var("IPC_RUN_TOPOLOGY", ids.topology.to_owned().into()),
+        var("IPC_RUN_PROCESS", ids.instance.to_owned().into()),
+    ]);
+    if let Some(replica) = ids.replica {
+        env.push(var("IPC_RUN_REPLICA", replica.to_string().into()));
+        let replicas = process.instances.len().to_string();
+        env.push(var("IPC_RUN_REPLICAS", replicas.into()));
+    }
+    port_vars.sort_by(|a, b| a.name.cmp(&b.name));
+    env.extend(port_vars);
+    if listen.count > 0 {
+        // LISTEN_PID is the child's own pid, known only in the child.
+        env.push(var("LISTEN_PID", "{pid}".into()));
+        env.push(var("LISTEN_FDS", listen.count.to_string().into()));
+        env.push(var("LISTEN_FDNAMES", listen.names.clone().into()));
+    }
+    match process.ready {
+        Readiness::Notify => env.push(var("NOTIFY_SOCKET", NOTIFY_SOCKET_PATH.into())),
+        Readiness::Fd { fd } => env.push(var("IPC_RUN_READY_FD", fd.to_string().into())),
+        Readiness::Started => {}
+    }
+    for (key, value) in &process.spec.env {
+        env.push(EnvVar {
+            name: key.get_ref().clone().into(),
+            value: value.get_ref().clone().into(),
+        });
+    }
+    env
+}
+
+fn instance_plan(
+    ids: &InstanceIds<'_>,
+    process: &ProcessDecl<'_>,
+    processes: &[ProcessDecl<'_>],
+    env: Vec<EnvVar>,
+    inherit_env: Vec<Cow<'static, str>>,
+    fds: Vec<FdSlot>,
+) -> ProcessPlan {
+    let after = process
+        .after
+        .iter()
+        .flat_map(|&a| processes[a].instances.iter().cloned())
+        .collect();
+    ProcessPlan {
+        name: ids.instance.to_owned(),
+        process: process.name.clone(),
+        replica: ids.replica.map(|r| r as u32),
+        host: "local".into(),
+        argv: process.argv.clone(),
+        shell: process.shell,
+        cwd: process.spec.cwd.as_ref().map(|c| c.get_ref().clone()),
+        user: process.spec.user.as_ref().map(|u| u.get_ref().clone()),
+        group: process.spec.group.as_ref().map(|g| g.get_ref().clone()),
+        env,
+        inherit_env,
+        fds,
+        ready: process.ready,
+        ready_timeout_ms: process
+            .spec
+            .ready_timeout
+            .as_ref()
+            .map_or(DEFAULT_READY_TIMEOUT_MS, |t| t.get_ref().0),
+        restart: process.restart,
+        stop_signal: process.stop_signal,
+        stop_timeout_ms: process
+            .spec
+            .stop_timeout
+            .as_ref()
+            .map_or(DEFAULT_STOP_TIMEOUT_MS, |t| t.get_ref().0),
+        after,
+        forward_signals: process.forward_signals.clone(),
+    }
 }
 
 /// Marks an fd as used, keeping `taken` sorted.

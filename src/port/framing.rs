@@ -36,21 +36,44 @@ impl Framing {
         }
     }
 
-    /// Appends `message`, framed, to `out`.
-    pub fn encode(self, message: &[u8], out: &mut Vec<u8>) {
+    /// What goes before `message`: its 4-byte length (`length`), else
+    /// nothing. A message the 4 bytes cannot count is an error, never a
+    /// truncated length.
+    pub fn header(self, message: &[u8]) -> Result<Option<[u8; 4]>, PortError> {
         match self {
-            Framing::Line => {
-                out.extend_from_slice(message);
-                if message.last() != Some(&b'\n') {
-                    out.push(b'\n');
-                }
-            }
-            Framing::Length => {
-                out.extend_from_slice(&(message.len() as u32).to_be_bytes());
-                out.extend_from_slice(message);
-            }
-            Framing::Raw => out.extend_from_slice(message),
+            Framing::Length => u32::try_from(message.len())
+                .map(|len| Some(len.to_be_bytes()))
+                .map_err(|_| PortError::TooLarge {
+                    size: message.len().to_string(),
+                    limit: format!("what `--framing length` can count ({} bytes)", u32::MAX),
+                }),
+            Framing::Line | Framing::Raw => Ok(None),
         }
+    }
+
+    /// What goes after `message`: a newline (`line`, unless it ends with
+    /// one), else nothing.
+    pub fn trailer(self, message: &[u8]) -> &'static [u8] {
+        match self {
+            Framing::Line if message.last() != Some(&b'\n') => b"\n",
+            _ => b"",
+        }
+    }
+
+    /// Appends `message`, framed, to `out`; the memory for it may not be
+    /// there (a message can be as large as a ring's largest record).
+    pub fn encode(self, message: &[u8], out: &mut Vec<u8>) -> Result<(), PortError> {
+        let header = self.header(message)?;
+        let trailer = self.trailer(message);
+        let need = message.len().saturating_add(4 + trailer.len());
+        out.try_reserve(need)
+            .map_err(|_| PortError::memory(out.len().saturating_add(need), "a framed message"))?;
+        if let Some(header) = header {
+            out.extend_from_slice(&header);
+        }
+        out.extend_from_slice(message);
+        out.extend_from_slice(trailer);
+        Ok(())
     }
 
     /// The length of the longest prefix of `bytes` made of whole units of
@@ -64,7 +87,7 @@ impl Framing {
                 let mut at = 0;
                 while let Some(header) = bytes.get(at..at + 4) {
                     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-                    let end = at + 4 + len as usize;
+                    let end = (at + 4).saturating_add(len as usize);
                     if end > bytes.len() {
                         break;
                     }
@@ -75,6 +98,10 @@ impl Framing {
         }
     }
 }
+
+/// The most a [`Deframer`] allocates before it has seen a message that
+/// needs more: 1 MiB and the framing (a socket's message buffer).
+pub const INITIAL_MOST: usize = (1 << 20) + 5;
 
 /// Cuts a byte stream (stdin) into messages, reusing one buffer.
 pub struct Deframer {
@@ -88,11 +115,16 @@ pub struct Deframer {
 
 impl Deframer {
     /// A deframer for messages of at most `limit` bytes; `limit_name` says
-    /// where the limit comes from, for the error.
+    /// where the limit comes from, for the error. The buffer starts with
+    /// room for the largest message with its framing, up to
+    /// [`INITIAL_MOST`], and at least a large read so small messages are cut
+    /// out of big reads; beyond that it grows only while a message does not
+    /// fit: the limit comes from the port (a ring's capacity) and may be
+    /// far more than any input holds, or than this process may allocate.
     pub fn new(framing: Framing, limit: usize, limit_name: String) -> Deframer {
-        // Room for the largest message with its framing, and at least a
-        // large read so small messages are cut out of big reads.
-        let size = (limit.saturating_add(5)).max(super::STREAM_BUFFER);
+        let size = limit
+            .saturating_add(5)
+            .clamp(super::STREAM_BUFFER, INITIAL_MOST);
         Deframer {
             framing,
             limit,
@@ -110,13 +142,42 @@ impl Deframer {
         }
     }
 
+    /// The most the buffer ever needs: the largest message with its
+    /// framing (a 4-byte length, or a newline) and one byte more, which
+    /// tells a message one byte too large from a whole one.
+    fn most(&self) -> usize {
+        self.limit.saturating_add(5)
+    }
+
+    /// Doubles the buffer (to at most [`Deframer::most`]); false when it
+    /// is that large already.
+    fn grow(&mut self) -> Result<bool, PortError> {
+        let most = self.most();
+        if self.buf.len() >= most {
+            return Ok(false);
+        }
+        let len = self.buf.len().saturating_mul(2).min(most);
+        super::grow(
+            &mut self.buf,
+            len,
+            &format!("a message up to {}", self.limit_name),
+        )?;
+        Ok(true)
+    }
+
     /// Reads more input after the pending bytes, moving them to the front
-    /// first; returns 0 at the end of the input.
+    /// first and growing the buffer when they fill it; returns 0 at the end
+    /// of the input.
     fn fill(&mut self, input: BorrowedFd<'_>) -> Result<usize, PortError> {
         if self.start > 0 {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;
+        }
+        if self.end == self.buf.len() && !self.grow()? {
+            // The callers' limit checks keep this from happening: a full
+            // buffer of the largest size holds a message over the limit.
+            return Err(self.too_large(format!("at least {}", self.end)));
         }
         let n = super::read_some(input, &mut self.buf[self.end..])
             .map_err(|e| PortError::io("read stdin", e))?;
@@ -131,18 +192,21 @@ impl Deframer {
         mut send: impl FnMut(&[u8]) -> Result<(), PortError>,
     ) -> Result<(), PortError> {
         match self.framing {
-            Framing::Raw => {
-                // Never read more than one message may hold.
+            Framing::Raw => loop {
+                // Never read more than one message may hold; a read that
+                // fills the buffer makes it larger for the next one, if
+                // the memory is there (else reads stay this size).
                 let most = self.limit.clamp(1, self.buf.len());
-                loop {
-                    let n = super::read_some(input, &mut self.buf[..most])
-                        .map_err(|e| PortError::io("read stdin", e))?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    send(&self.buf[..n])?;
+                let n = super::read_some(input, &mut self.buf[..most])
+                    .map_err(|e| PortError::io("read stdin", e))?;
+                if n == 0 {
+                    return Ok(());
                 }
-            }
+                send(&self.buf[..n])?;
+                if n == self.buf.len() && n < self.limit {
+                    let _ = self.grow();
+                }
+            },
             Framing::Line => loop {
                 let mut scan = self.start;
                 while let Some(i) = memchr::memchr(b'\n', &self.buf[scan..self.end]) {
@@ -204,12 +268,12 @@ mod tests {
     #[test]
     fn encodes() {
         let mut out = Vec::new();
-        Framing::Line.encode(b"a", &mut out);
-        Framing::Line.encode(b"b\n", &mut out);
-        Framing::Line.encode(b"", &mut out);
+        Framing::Line.encode(b"a", &mut out).unwrap();
+        Framing::Line.encode(b"b\n", &mut out).unwrap();
+        Framing::Line.encode(b"", &mut out).unwrap();
         assert_eq!(out, b"a\nb\n\n");
         out.clear();
-        Framing::Length.encode(b"xyz", &mut out);
+        Framing::Length.encode(b"xyz", &mut out).unwrap();
         assert_eq!(out, b"\0\0\0\x03xyz");
     }
 

@@ -12,7 +12,7 @@
 //! | `unix-listener` dgram; `udp` | the bound socket: datagrams | sends datagrams to `path` / `address` |
 //! | `posix-mq` | `mq_receive` | `mq_send` |
 //! | `sysv-mq` | `msgrcv` (any type) | `msgsnd` (type 1) |
-//! | `posix-shm` with `layout=ring` | `child::ring::Consumer` | `child::ring::Producer`, closed at the end |
+//! | `posix-shm` with `layout=ring` | `ipc_run_child::ring::Consumer` | `ipc_run_child::ring::Producer`, closed at the end |
 //!
 //! Everything else (shared memory, semaphores, signals, rpc) carries no
 //! data the adapters could copy: a usage error says so.
@@ -24,11 +24,12 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::socket::{
     AddressFamily, MsgFlags, Shutdown, SockFlag, SockType, UnixAddr, connect, recv, send, shutdown,
-    socket,
+    socket as socket_fd,
 };
 
 use super::{Framing, PortError};
-use crate::child::Port;
+use crate::child::description::Slot;
+use crate::child::{End, Kind, Params, Port, SocketType};
 
 /// Largest UDP payload over IPv4 (65535 - 8 - 20).
 pub const UDP_MAX: usize = 65_507;
@@ -135,21 +136,11 @@ fn usage(text: String) -> PortError {
     PortError::Usage(text)
 }
 
-fn need<'p>(port: &'p Port, key: &str) -> Result<&'p str, PortError> {
-    port.get(key).ok_or_else(|| {
-        usage(format!(
-            "{} has no `{key}=` in {}",
-            describe(port),
-            crate::child::port_variable(port.name())
-        ))
-    })
-}
-
 fn need_fd(port: &mut Port) -> Result<OwnedFd, PortError> {
     let text = describe(port);
     match port.fd_number() {
         None => Err(usage(format!("{text} is not handed over as an fd"))),
-        Some(n) => port.fd().ok_or_else(|| {
+        Some(n) => port.take_fd().ok_or_else(|| {
             usage(format!(
                 "{text}: fd {n} is not open in this process (was the port wired to \
                  this process, and is it not a standard stream?)"
@@ -160,32 +151,23 @@ fn need_fd(port: &mut Port) -> Result<OwnedFd, PortError> {
 
 fn no_data(port: &Port) -> PortError {
     let why = match port.kind() {
-        "rpc" => {
+        Kind::Rpc => {
             "an rpc endpoint carries requests and their replies; the adapters move \
              one direction only: use mechanism = \"unix-listener\" or \"tcp\" for a \
              one-way stream"
         }
-        "posix-shm" | "sysv-shm" => {
+        Kind::PosixShm | Kind::SysvShm => {
             "shared memory is a region, not a stream or a queue (only a posix-shm \
              ring, `sync = \"ring\"`, carries records)"
         }
-        "posix-sem" | "sysv-sem" | "signal" => "it carries events without data",
+        Kind::PosixSem | Kind::SysvSem | Kind::Signal => "it carries events without data",
         _ => "the adapters do not know this kind",
     };
     usage(format!("{} carries no data to copy: {why}", describe(port)))
 }
 
-/// A POSIX shared-memory port formatted as a ring (`layout=ring`).
-fn is_ring(port: &Port) -> bool {
-    port.get("layout") == Some("ring")
-}
-
-fn socket_type(port: &Port) -> Result<&str, PortError> {
-    Ok(port.get("socket").unwrap_or("stream"))
-}
-
-fn check_end(port: &Port, allowed: &[&str], verb: &str) -> Result<(), PortError> {
-    let end = port.end().unwrap_or("");
+fn check_end(port: &Port, allowed: &[End], verb: &str) -> Result<(), PortError> {
+    let end = port.end();
     if allowed.contains(&end) {
         Ok(())
     } else {
@@ -201,6 +183,19 @@ fn check_end(port: &Port, allowed: &[&str], verb: &str) -> Result<(), PortError>
     }
 }
 
+/// A FIFO handed over as an fd, or opened at its path.
+fn fifo(port: &mut Port, path: &str, write: bool) -> Result<OwnedFd, PortError> {
+    if port.fd_number().is_some() {
+        return need_fd(port);
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open(path)
+        .map_err(|e| PortError::open(format!("FIFO {path}"), e))?;
+    Ok(file.into())
+}
+
 /// Opens `port` for `read`. `framing` decides how connections to a stream
 /// listener interleave (whole units only); `count` counts connections there.
 pub fn open_input(
@@ -208,66 +203,65 @@ pub fn open_input(
     framing: Framing,
     count: Option<u64>,
 ) -> Result<Input, PortError> {
-    match port.kind() {
-        "pipe" | "inherit" => {
-            check_end(port, &["read"], "read")?;
+    let params = port.description().params.clone();
+    let listener = |port: &mut Port, socket: SocketType| -> Result<Input, PortError> {
+        check_end(port, &[End::Listen], "read")?;
+        let fd = need_fd(port)?;
+        Ok(Input::Messages(match socket {
+            SocketType::Dgram => Box::new(SocketSource::new(fd, false)),
+            socket => Box::new(ListenerSource::new(
+                fd,
+                socket == SocketType::Seqpacket,
+                framing,
+                count,
+            )),
+        }))
+    };
+    match params {
+        Params::Pipe | Params::Inherit => {
+            check_end(port, &[End::Read], "read")?;
             Ok(Input::Stream(need_fd(port)?))
         }
-        "fifo" => {
-            check_end(port, &["read"], "read")?;
-            if port.fd_number().is_some() {
-                return Ok(Input::Stream(need_fd(port)?));
-            }
-            let path = need(port, "path")?.to_owned();
-            let file = std::fs::File::open(&path)
-                .map_err(|e| PortError::open(format!("FIFO {path}"), e))?;
-            Ok(Input::Stream(file.into()))
+        Params::Fifo { path } => {
+            check_end(port, &[End::Read], "read")?;
+            Ok(Input::Stream(fifo(port, &path, false)?))
         }
-        "socketpair" => {
-            check_end(port, &["read", "both"], "read")?;
-            let kind = socket_type(port)?.to_owned();
+        Params::Socketpair { socket } => {
+            check_end(port, &[End::Read, End::Both], "read")?;
             let fd = need_fd(port)?;
-            match kind.as_str() {
-                "stream" => Ok(Input::Stream(fd)),
-                "seqpacket" => Ok(Input::Messages(Box::new(SocketSource::new(fd, true)))),
-                _ => Ok(Input::Messages(Box::new(SocketSource::new(fd, false)))),
-            }
-        }
-        "unix-listener" | "tcp" => {
-            check_end(port, &["listen"], "read")?;
-            let kind = if port.kind() == "tcp" {
-                "stream".to_owned()
-            } else {
-                socket_type(port)?.to_owned()
-            };
-            let fd = need_fd(port)?;
-            match kind.as_str() {
-                "dgram" => Ok(Input::Messages(Box::new(SocketSource::new(fd, false)))),
-                kind => Ok(Input::Messages(Box::new(ListenerSource::new(
+            Ok(match socket {
+                SocketType::Stream => Input::Stream(fd),
+                socket => Input::Messages(Box::new(SocketSource::new(
                     fd,
-                    kind == "seqpacket",
-                    framing,
-                    count,
-                )))),
-            }
+                    socket == SocketType::Seqpacket,
+                ))),
+            })
         }
-        "udp" => {
-            check_end(port, &["listen", "read", "receive"], "read")?;
+        Params::UnixListener { socket, .. } => listener(port, socket),
+        Params::Tcp { .. } => listener(port, SocketType::Stream),
+        Params::Udp { .. } => {
+            check_end(port, &[End::Listen, End::Read, End::Receive], "read")?;
             Ok(Input::Messages(Box::new(SocketSource::new(
                 need_fd(port)?,
                 false,
             ))))
         }
-        "posix-mq" => {
-            check_end(port, &["read"], "read")?;
-            Ok(Input::Messages(Box::new(MqSource::open(port)?)))
+        Params::PosixMq { name, .. } => {
+            check_end(port, &[End::Read], "read")?;
+            Ok(Input::Messages(Box::new(MqSource::open(port, &name)?)))
         }
-        "sysv-mq" => {
-            check_end(port, &["read"], "read")?;
-            Ok(Input::Messages(Box::new(SysvSource::open(port)?)))
+        Params::SysvMq {
+            id, message_size, ..
+        } => {
+            check_end(port, &[End::Read], "read")?;
+            Ok(Input::Messages(Box::new(SysvSource::open(
+                port,
+                &id,
+                message_size,
+            )?)))
         }
-        "posix-shm" if is_ring(port) => {
-            check_end(port, &["read"], "read")?;
+        Params::PosixShm { ring: Some(_), .. } => {
+            check_end(port, &[End::Read], "read")?;
             Ok(Input::Messages(Box::new(super::ring::RingSource::open(
                 port,
             )?)))
@@ -278,66 +272,62 @@ pub fn open_input(
 
 /// Opens `port` for `write`.
 pub fn open_output(port: &mut Port) -> Result<Output, PortError> {
-    match port.kind() {
-        "pipe" | "inherit" => {
-            check_end(port, &["write"], "write")?;
+    let params = port.description().params.clone();
+    match params {
+        Params::Pipe | Params::Inherit => {
+            check_end(port, &[End::Write], "write")?;
             Ok(Output::Stream(StreamOut {
                 fd: need_fd(port)?,
                 socket: false,
             }))
         }
-        "fifo" => {
-            check_end(port, &["write"], "write")?;
-            let fd = if port.fd_number().is_some() {
-                need_fd(port)?
-            } else {
-                let path = need(port, "path")?.to_owned();
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| PortError::open(format!("FIFO {path}"), e))?
-                    .into()
-            };
-            Ok(Output::Stream(StreamOut { fd, socket: false }))
+        Params::Fifo { path } => {
+            check_end(port, &[End::Write], "write")?;
+            Ok(Output::Stream(StreamOut {
+                fd: fifo(port, &path, true)?,
+                socket: false,
+            }))
         }
-        "socketpair" => {
-            check_end(port, &["write", "both"], "write")?;
-            let kind = socket_type(port)?.to_owned();
+        Params::Socketpair { socket } => {
+            check_end(port, &[End::Write, End::Both], "write")?;
             let name = describe(port);
             let fd = need_fd(port)?;
-            match kind.as_str() {
-                "stream" => Ok(Output::Stream(StreamOut { fd, socket: true })),
-                _ => Ok(Output::Messages(Box::new(SocketSink::new(
-                    fd, &name, &kind, None,
+            match socket {
+                SocketType::Stream => Ok(Output::Stream(StreamOut { fd, socket: true })),
+                socket => Ok(Output::Messages(Box::new(SocketSink::new(
+                    fd,
+                    &name,
+                    socket.as_str(),
+                    None,
                 )))),
             }
         }
-        "unix-listener" => {
-            check_end(port, &["connect"], "write")?;
-            let kind = socket_type(port)?.to_owned();
-            let path = need(port, "path")?.to_owned();
+        Params::UnixListener { socket, path } => {
+            check_end(port, &[End::Connect], "write")?;
             let name = describe(port);
-            let ty = match kind.as_str() {
-                "seqpacket" => SockType::SeqPacket,
-                "dgram" => SockType::Datagram,
-                _ => SockType::Stream,
+            let ty = match socket {
+                SocketType::Seqpacket => SockType::SeqPacket,
+                SocketType::Dgram => SockType::Datagram,
+                SocketType::Stream => SockType::Stream,
             };
-            let fd = socket(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
+            let fd = socket_fd(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
                 .map_err(|e| PortError::open("a Unix socket", e))?;
             let addr =
                 UnixAddr::new(path.as_str()).map_err(|e| PortError::open(path.clone(), e))?;
             connect_retrying(fd.as_raw_fd(), &addr)
                 .map_err(|e| PortError::open(format!("{name} at {path}"), e))?;
-            match kind.as_str() {
-                "stream" => Ok(Output::Stream(StreamOut { fd, socket: true })),
-                _ => Ok(Output::Messages(Box::new(SocketSink::new(
-                    fd, &name, &kind, None,
+            match socket {
+                SocketType::Stream => Ok(Output::Stream(StreamOut { fd, socket: true })),
+                socket => Ok(Output::Messages(Box::new(SocketSink::new(
+                    fd,
+                    &name,
+                    socket.as_str(),
+                    None,
                 )))),
             }
         }
-        "tcp" => {
-            check_end(port, &["connect"], "write")?;
-            let address = need(port, "address")?.to_owned();
+        Params::Tcp { address } => {
+            check_end(port, &[End::Connect], "write")?;
             let stream = std::net::TcpStream::connect(&address)
                 .map_err(|e| PortError::open(format!("{} at {address}", describe(port)), e))?;
             let _ = stream.set_nodelay(true);
@@ -346,9 +336,8 @@ pub fn open_output(port: &mut Port) -> Result<Output, PortError> {
                 socket: true,
             }))
         }
-        "udp" => {
-            check_end(port, &["connect", "write", "send"], "write")?;
-            let address = need(port, "address")?.to_owned();
+        Params::Udp { address } => {
+            check_end(port, &[End::Connect, End::Write, End::Send], "write")?;
             let name = describe(port);
             let bind = if address.starts_with('[') {
                 "[::]:0"
@@ -361,20 +350,26 @@ pub fn open_output(port: &mut Port) -> Result<Output, PortError> {
             Ok(Output::Messages(Box::new(SocketSink::new(
                 udp.into(),
                 &name,
-                "udp",
+                Kind::Udp.as_str(),
                 Some(UDP_MAX),
             ))))
         }
-        "posix-mq" => {
-            check_end(port, &["write"], "write")?;
-            Ok(Output::Messages(Box::new(MqSink::open(port)?)))
+        Params::PosixMq { name, .. } => {
+            check_end(port, &[End::Write], "write")?;
+            Ok(Output::Messages(Box::new(MqSink::open(port, &name)?)))
         }
-        "sysv-mq" => {
-            check_end(port, &["write"], "write")?;
-            Ok(Output::Messages(Box::new(SysvSink::open(port)?)))
+        Params::SysvMq {
+            id, message_size, ..
+        } => {
+            check_end(port, &[End::Write], "write")?;
+            Ok(Output::Messages(Box::new(SysvSink::open(
+                port,
+                &id,
+                message_size,
+            )?)))
         }
-        "posix-shm" if is_ring(port) => {
-            check_end(port, &["write"], "write")?;
+        Params::PosixShm { ring: Some(_), .. } => {
+            check_end(port, &[End::Write], "write")?;
             Ok(Output::Messages(Box::new(super::ring::RingSink::open(
                 port,
             )?)))
@@ -532,6 +527,9 @@ struct Connection {
     fd: OwnedFd,
     /// Bytes read and not yet given out (stream connections).
     pending: Vec<u8>,
+    /// How much of `pending` is known to end no unit: only the bytes after
+    /// it are searched again, so a long line costs linear time.
+    searched: usize,
     eof: bool,
 }
 
@@ -576,28 +574,44 @@ impl ListenerSource {
     }
 
     /// Moves a ready unit into `self.unit`; drops finished connections.
-    fn take_ready(&mut self) -> bool {
+    fn take_ready(&mut self) -> Result<bool, PortError> {
         let count = self.connections.len();
         for step in 0..count {
             let i = (self.next + step) % count;
             let connection = &mut self.connections[i];
             let whole = if connection.eof {
                 connection.pending.len()
+            } else if self.framing == Framing::Line {
+                // A line ends at the last newline: search what came since.
+                let from = connection.searched;
+                match self.framing.whole_prefix(&connection.pending[from..]) {
+                    0 => 0,
+                    n => from + n,
+                }
             } else {
                 self.framing.whole_prefix(&connection.pending)
             };
+            connection.searched = connection.pending.len() - whole;
             if whole > 0 {
                 self.unit.clear();
-                self.unit.extend_from_slice(&connection.pending[..whole]);
-                connection.pending.drain(..whole);
+                if whole == connection.pending.len() {
+                    // All of it: handed over, not copied.
+                    std::mem::swap(&mut self.unit, &mut connection.pending);
+                } else {
+                    self.unit
+                        .try_reserve(whole)
+                        .map_err(|_| PortError::memory(whole, "a line or frame of a connection"))?;
+                    self.unit.extend_from_slice(&connection.pending[..whole]);
+                    connection.pending.drain(..whole);
+                }
                 self.next = i + 1;
-                return true;
+                return Ok(true);
             }
         }
         let before = self.connections.len();
         self.connections.retain(|c| !c.eof);
         self.ended += (before - self.connections.len()) as u64;
-        false
+        Ok(false)
     }
 
     /// Accepts one connection: the listener itself is blocking (it is
@@ -612,6 +626,7 @@ impl ListenerSource {
                 self.connections.push(Connection {
                     fd,
                     pending: Vec::new(),
+                    searched: 0,
                     eof: false,
                 });
                 Ok(())
@@ -662,7 +677,16 @@ impl ListenerSource {
         if n == 0 {
             connection.eof = true;
         } else {
-            connection.pending.extend_from_slice(&self.buf[..n]);
+            // A peer decides how long a line or frame is: the memory for
+            // it may not be there.
+            let pending = &mut connection.pending;
+            pending.try_reserve(n).map_err(|_| {
+                PortError::memory(
+                    pending.len().saturating_add(n),
+                    "a line or frame of a connection",
+                )
+            })?;
+            pending.extend_from_slice(&self.buf[..n]);
         }
         Ok(false)
     }
@@ -684,7 +708,7 @@ impl Source for ListenerSource {
             Wait::For(timeout) => timeout.map(|t| Instant::now() + t),
         };
         loop {
-            if self.take_ready() {
+            if self.take_ready()? {
                 return Ok(Recv::Message(&self.unit));
             }
             if self.most.is_some_and(|most| self.ended >= most) {
@@ -741,18 +765,57 @@ impl Source for ListenerSource {
     }
 }
 
-fn parse_number(port: &Port, key: &str) -> Result<i64, PortError> {
-    let text = need(port, key)?;
-    text.parse().map_err(|_| {
+/// A System V id, filled in by the launcher.
+fn sysv_id(port: &Port, id: &Slot<i32>) -> Result<i32, PortError> {
+    id.value()
+        .ok_or_else(|| usage(format!("{}: `id={id}` is not a number", describe(port))))
+}
+
+/// Where the kernel says how large a System V message may be.
+const MSGMAX: &str = "/proc/sys/kernel/msgmax";
+
+/// The largest System V message this host takes: `msgmax`, or, where it
+/// cannot be read, the most it can ever be (the kernel keeps it in an `int`).
+fn sysv_message_max() -> u64 {
+    std::fs::read_to_string(MSGMAX)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(i32::MAX as u64)
+        .min(i32::MAX as u64)
+}
+
+/// The `message_size` of a System V queue as a buffer length: at most the
+/// host's `msgmax` (the planner refuses more, E0605), so a description
+/// cannot make the adapter ask for more memory than a message can need.
+fn message_size(port: &Port, size: u64) -> Result<usize, PortError> {
+    let max = sysv_message_max();
+    if size > max {
+        return Err(usage(format!(
+            "{}: `message_size={size}` is more than a System V message on this host \
+             can hold (msgmax={max}, {MSGMAX})",
+            describe(port)
+        )));
+    }
+    usize::try_from(size).map_err(|_| {
         usage(format!(
-            "{}: `{key}={text}` is not a number",
+            "{}: `message_size={size}` is too large",
             describe(port)
         ))
     })
 }
 
-fn mq_name(port: &Port) -> Result<CString, PortError> {
-    let name = need(port, "name")?;
+/// A System V frame (the `long` type, then `size` bytes of text), zeroed.
+fn sysv_frame(port: &Port, size: usize) -> Result<Vec<u8>, PortError> {
+    let len = MTYPE.checked_add(size).ok_or_else(|| {
+        usage(format!(
+            "{}: `message_size={size}` is too large",
+            describe(port)
+        ))
+    })?;
+    super::zeroed(len, &format!("a message of {}", describe(port)))
+}
+
+fn mq_name(port: &Port, name: &str) -> Result<CString, PortError> {
     CString::new(name).map_err(|_| usage(format!("{}: the name holds NUL", describe(port))))
 }
 
@@ -763,8 +826,8 @@ struct MqSource {
 }
 
 impl MqSource {
-    fn open(port: &Port) -> Result<MqSource, PortError> {
-        let name = mq_name(port)?;
+    fn open(port: &Port, name: &str) -> Result<MqSource, PortError> {
+        let name = mq_name(port, name)?;
         let fd = crate::sys::ipc::mq_open_port(&name, false, true).map_err(|e| {
             PortError::open(
                 format!("{} ({})", describe(port), name.to_string_lossy()),
@@ -773,10 +836,8 @@ impl MqSource {
         })?;
         let size = crate::sys::ipc::mq_message_size(&fd)
             .map_err(|e| PortError::open("the queue's attributes", e))?;
-        Ok(MqSource {
-            fd,
-            buf: vec![0; size.max(1)],
-        })
+        let buf = super::zeroed(size.max(1), &format!("a message of {}", describe(port)))?;
+        Ok(MqSource { fd, buf })
     }
 }
 
@@ -809,8 +870,8 @@ struct MqSink {
 }
 
 impl MqSink {
-    fn open(port: &Port) -> Result<MqSink, PortError> {
-        let name = mq_name(port)?;
+    fn open(port: &Port, name: &str) -> Result<MqSink, PortError> {
+        let name = mq_name(port, name)?;
         let fd = crate::sys::ipc::mq_open_port(&name, true, false).map_err(|e| {
             PortError::open(
                 format!("{} ({})", describe(port), name.to_string_lossy()),
@@ -856,12 +917,12 @@ struct SysvSource {
 }
 
 impl SysvSource {
-    fn open(port: &Port) -> Result<SysvSource, PortError> {
-        let id = parse_number(port, "id")? as i32;
-        let size = parse_number(port, "message_size")?.max(0) as usize;
+    fn open(port: &Port, id: &Slot<i32>, size: u64) -> Result<SysvSource, PortError> {
+        let id = sysv_id(port, id)?;
+        let size = message_size(port, size)?;
         Ok(SysvSource {
             id,
-            frame: vec![0; MTYPE + size],
+            frame: sysv_frame(port, size)?,
             limit: format!("message_size={size} of {}", describe(port)),
         })
     }
@@ -922,11 +983,12 @@ struct SysvSink {
 }
 
 impl SysvSink {
-    fn open(port: &Port) -> Result<SysvSink, PortError> {
-        let id = parse_number(port, "id")? as i32;
-        let size = parse_number(port, "message_size")?.max(0) as usize;
-        let mut frame = Vec::with_capacity(MTYPE + size);
-        frame.extend_from_slice(&(1 as libc::c_long).to_ne_bytes());
+    fn open(port: &Port, id: &Slot<i32>, size: u64) -> Result<SysvSink, PortError> {
+        let id = sysv_id(port, id)?;
+        let size = message_size(port, size)?;
+        let mut frame = sysv_frame(port, size)?;
+        frame.truncate(MTYPE);
+        frame.copy_from_slice(&(1 as libc::c_long).to_ne_bytes());
         Ok(SysvSink {
             id,
             frame,

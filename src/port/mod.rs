@@ -29,11 +29,11 @@ use nix::errno::Errno;
 pub use framing::Framing;
 use kinds::{Input, Output, Recv, Wait};
 
-use crate::cli::{EXIT_INVALID, EXIT_LAUNCH, EXIT_OK, EXIT_USAGE};
+use crate::exit::ExitCode;
 
 /// Exit status when data could not be moved: a message larger than the
 /// mechanism allows, malformed `--framing length` input, an I/O error.
-pub const EXIT_DATA: i32 = EXIT_INVALID;
+pub const EXIT_DATA: i32 = ExitCode::Invalid.code();
 
 /// Bytes moved per system call on stream paths (`cat` uses 128 KiB too).
 pub const STREAM_BUFFER: usize = 128 << 10;
@@ -152,6 +152,15 @@ pub enum PortError {
         /// Why.
         source: std::io::Error,
     },
+    /// A buffer sized by the port (its largest message or record) could
+    /// not be allocated.
+    #[error("cannot allocate {bytes} bytes for {what}")]
+    Memory {
+        /// The size asked for.
+        bytes: usize,
+        /// What the buffer is for.
+        what: String,
+    },
     /// Whoever reads our stdout went away: a normal end, like `head`.
     #[error("stdout was closed")]
     StdoutClosed,
@@ -161,9 +170,9 @@ impl PortError {
     /// The documented exit status.
     pub fn exit_code(&self) -> i32 {
         match self {
-            PortError::StdoutClosed => EXIT_OK,
-            PortError::Usage(_) => EXIT_USAGE,
-            PortError::Open { .. } => EXIT_LAUNCH,
+            PortError::StdoutClosed => ExitCode::Success.code(),
+            PortError::Usage(_) => ExitCode::Usage.code(),
+            PortError::Open { .. } | PortError::Memory { .. } => ExitCode::Launch.code(),
             PortError::TooLarge { .. } | PortError::Framing { .. } | PortError::Io { .. } => {
                 EXIT_DATA
             }
@@ -174,6 +183,13 @@ impl PortError {
         PortError::Io {
             what: what.into(),
             source: source.into(),
+        }
+    }
+
+    pub(crate) fn memory(bytes: usize, what: impl Into<String>) -> PortError {
+        PortError::Memory {
+            bytes,
+            what: what.into(),
         }
     }
 
@@ -193,7 +209,7 @@ pub fn main(args: PortArgs) -> i32 {
         PortCommand::Tap(args) => tap::run(&args),
     };
     match outcome {
-        Ok(()) => EXIT_OK,
+        Ok(()) => ExitCode::Success.code(),
         Err(error) => {
             if !matches!(error, PortError::StdoutClosed) {
                 let _ = writeln!(std::io::stderr(), "ipc-run port: error: {error}");
@@ -201,6 +217,26 @@ pub fn main(args: PortArgs) -> i32 {
             error.exit_code()
         }
     }
+}
+
+/// A zero-filled buffer of `len` bytes, allocated fallibly: `len` comes
+/// from a port (its largest message or record), so it may be more than
+/// this process can have.
+pub(crate) fn zeroed(len: usize, what: &str) -> Result<Vec<u8>, PortError> {
+    let mut buf = Vec::new();
+    grow(&mut buf, len, what)?;
+    Ok(buf)
+}
+
+/// Grows `buf` to `len` bytes (new bytes zero), failing instead of
+/// aborting when the memory is not there.
+pub(crate) fn grow(buf: &mut Vec<u8>, len: usize, what: &str) -> Result<(), PortError> {
+    if len > buf.len() {
+        buf.try_reserve_exact(len - buf.len())
+            .map_err(|_| PortError::memory(len, what))?;
+        buf.resize(len, 0);
+    }
+    Ok(())
 }
 
 /// The process's stdin or stdout, borrowed.
@@ -275,7 +311,16 @@ impl Stdout {
     }
 
     fn message(&mut self, framing: Framing, message: &[u8]) -> Result<(), PortError> {
-        framing.encode(message, &mut self.buf);
+        if message.len() >= STREAM_BUFFER {
+            // Large: straight out, not copied into the buffer first.
+            self.flush()?;
+            if let Some(header) = framing.header(message)? {
+                stdout_write(self.fd, &header)?;
+            }
+            stdout_write(self.fd, message)?;
+            return stdout_write(self.fd, framing.trailer(message));
+        }
+        framing.encode(message, &mut self.buf)?;
         if self.buf.len() >= STREAM_BUFFER {
             self.flush()?;
         }

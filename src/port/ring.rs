@@ -18,6 +18,9 @@ fn ring_error(port: &str, error: RingError) -> PortError {
             size: len.to_string(),
             limit: format!("the largest record ({max} bytes) of ring port `{port}`"),
         },
+        RingError::NoMemory { len } => {
+            PortError::memory(len, format!("a record of ring port `{port}`"))
+        }
         RingError::Port { .. } | RingError::BadLayout(_) => open_error(port, error),
         other => PortError::io(
             format!("ring port `{port}`"),

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use crate::plan::{Mechanism, Plan};
 use crate::topology::{
-    EndpointList, MechanismName, ProcessSpec, SocketType, Spanned, Topology, check_name,
+    EdgeSpec, EndpointList, MechanismName, ProcessSpec, SocketType, Spanned, Topology, check_name,
 };
 
 use super::kinds::{self, Input, Output, Recv, Wait};
@@ -101,7 +101,7 @@ pub fn run(args: &TapArgs) -> Result<(), PortError> {
                             Err(PortError::Io { .. }) => break,
                             Err(other) => return Err(other),
                         }
-                        args.framing.encode(message, &mut copy);
+                        args.framing.encode(message, &mut copy)?;
                         if copy.len() >= super::STREAM_BUFFER {
                             super::write_all(file.as_fd(), &copy).map_err(file_error)?;
                             copy.clear();
@@ -206,14 +206,72 @@ fn spanned<T>(value: T) -> Spanned<T> {
     Spanned::new(0..0, value)
 }
 
+/// Why a `--tap` cannot be done; the message names the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    /// The same edge appears in two `--tap`s.
+    #[error("edge `{0}` is tapped twice")]
+    TappedTwice(String),
+    /// No channel of the plan has that id.
+    #[error("--tap: no edge `{edge}` (edges: {known})")]
+    UnknownEdge {
+        /// The id asked for.
+        edge: String,
+        /// The plan's channel ids, comma-separated.
+        known: String,
+    },
+    /// The edge's mechanism or shape cannot be tapped.
+    #[error("--tap: edge `{edge}` ({mechanism}) cannot be tapped: {why}")]
+    Refused {
+        /// The edge.
+        edge: String,
+        /// The mechanism it was planned with.
+        mechanism: &'static str,
+        /// Why.
+        why: &'static str,
+    },
+    /// The plan has the channel but the file has no such edge.
+    #[error("--tap: edge `{0}` is not in the file")]
+    NotInFile(String),
+    /// The inserted process or edge would get an invalid name.
+    #[error("--tap: {what} name `{name}`: {why}")]
+    BadName {
+        /// `process` or `edge`.
+        what: &'static str,
+        /// The name.
+        name: String,
+        /// Why it is invalid.
+        why: String,
+    },
+    /// The process or edge a tap inserts exists already.
+    #[error("--tap: {what} `{name}` exists already")]
+    Exists {
+        /// `a process` or `an edge`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// The copy could not be created, or its name is not a file of ours
+    /// (a launch failure, exit 3).
+    #[error("--tap {edge}: cannot create {}: {source}", .file.display())]
+    CreateFile {
+        /// The edge.
+        edge: String,
+        /// The tap file.
+        file: PathBuf,
+        /// The error.
+        source: crate::safe_file::SafeFileError,
+    },
+}
+
 /// Rewrites `topology` so each tapped edge passes through a tap process;
 /// `plan` is the plan of the topology as written (it tells which mechanism
 /// each edge got). The error says which edge cannot be tapped and why.
-pub fn apply(topology: &mut Topology, plan: &Plan, taps: &[TapSpec]) -> Result<(), String> {
+pub fn apply(topology: &mut Topology, plan: &Plan, taps: &[TapSpec]) -> Result<(), TapError> {
     let mut seen = std::collections::BTreeSet::new();
     for tap in taps {
         if !seen.insert(tap.edge.as_str()) {
-            return Err(format!("edge `{}` is tapped twice", tap.edge));
+            return Err(TapError::TappedTwice(tap.edge.clone()));
         }
     }
     if taps.iter().any(|t| t.edge.starts_with("pipeline")) {
@@ -226,90 +284,113 @@ pub fn apply(topology: &mut Topology, plan: &Plan, taps: &[TapSpec]) -> Result<(
             .find(|c| c.id == tap.edge)
             .ok_or_else(|| {
                 let known: Vec<&str> = plan.channels.iter().map(|c| c.id.as_str()).collect();
-                format!(
-                    "--tap: no edge `{}` (edges: {})",
-                    tap.edge,
-                    known.join(", ")
-                )
+                TapError::UnknownEdge {
+                    edge: tap.edge.clone(),
+                    known: known.join(", "),
+                }
             })?;
-        let refuse = |why: &str| {
-            Err(format!(
-                "--tap: edge `{}` ({}) cannot be tapped: {why}",
-                tap.edge,
-                channel.mechanism.name()
-            ))
+        let refused = |why| TapError::Refused {
+            edge: tap.edge.clone(),
+            mechanism: channel.mechanism.name(),
+            why,
         };
-        let (mechanism, socket) = match &channel.mechanism {
-            Mechanism::Pipe { .. } => (MechanismName::Pipe, None),
-            Mechanism::Inherit { .. } => (MechanismName::Pipe, None),
-            Mechanism::Fifo { .. } => (MechanismName::Fifo, None),
-            Mechanism::Socketpair { socket } => match socket {
-                SocketType::Stream | SocketType::Seqpacket => {
-                    (MechanismName::Socketpair, Some(*socket))
-                }
-                SocketType::Dgram => {
-                    return refuse(
-                        "a datagram socketpair has no end of stream, so the tap would never exit",
-                    );
-                }
-            },
-            // A ring ends once every producer is done: the tap, its one
-            // reader upstream and its one producer downstream, ends with it.
-            Mechanism::PosixShm { ring: Some(_), .. } => (MechanismName::PosixShm, None),
-            Mechanism::PosixMq { .. } | Mechanism::SysvMq { .. } => {
-                return refuse(
-                    "a message queue has no end of stream, so the tap would never exit \
-                     (read a queue with `ipc-run port read` and `tee` instead)",
-                );
-            }
-            _ => {
-                return refuse(
-                    "only pipes, FIFOs, stream or seqpacket socketpairs and shared-memory \
-                     rings (edges that end by themselves) can be tapped",
-                );
-            }
-        };
-        let index = find_edge(topology, &tap.edge)
-            .ok_or_else(|| format!("--tap: edge `{}` is not in the file", tap.edge))?;
+        let (mechanism, socket) = tap_mechanism(&channel.mechanism).map_err(refused)?;
+        let index =
+            find_edge(topology, &tap.edge).ok_or_else(|| TapError::NotInFile(tap.edge.clone()))?;
         let spec = &topology.file.edge[index];
         if spec.duplex.as_ref().is_some_and(|d| *d.get_ref()) {
-            return refuse("it is duplex; a tap copies one direction");
+            return Err(refused("it is duplex; a tap copies one direction"));
         }
-        let name = process_name(&tap.edge);
-        check_name(&name).map_err(|why| format!("--tap: process name `{name}`: {why}"))?;
-        let downstream = format!("{}-tapped", tap.edge);
-        check_name(&downstream).map_err(|why| format!("--tap: edge name `{downstream}`: {why}"))?;
-        if topology.file.process.keys().any(|k| k.get_ref() == &name) {
-            return Err(format!("--tap: a process `{name}` exists already"));
-        }
-        if find_edge(topology, &downstream).is_some() {
-            return Err(format!("--tap: an edge `{downstream}` exists already"));
-        }
-        let mut upstream = topology.file.edge[index].clone();
-        let mut down = upstream.clone();
-        // Writers -> tap.in keeps the edge (and its id); tap.out -> readers
-        // is the new edge, with the same options and mechanism.
-        down.from = spanned(EndpointList(vec![spanned(format!("{name}.out"))]));
-        down.name = Some(spanned(downstream));
-        upstream.to = spanned(EndpointList(vec![spanned(format!("{name}.in"))]));
-        for edge in [&mut upstream, &mut down] {
-            edge.mechanism = Some(spanned(mechanism));
-            if socket.is_some() {
-                edge.socket = socket.map(spanned);
-            }
-        }
-        topology.file.edge[index] = upstream;
-        topology.file.edge.push(down);
-        // Streams are copied byte for byte; messages one per line.
-        let framing = match (mechanism, socket) {
-            (MechanismName::PosixShm, _) | (_, Some(SocketType::Seqpacket)) => Framing::Line,
-            _ => Framing::Raw,
-        };
-        topology
-            .file
-            .process
-            .insert(spanned(name), tap_process(&tap.file, framing));
+        insert_tap(topology, index, tap, mechanism, socket)?;
     }
+    Ok(())
+}
+
+/// The mechanism (and socket type) both halves of a tapped edge get, or
+/// why the planned mechanism cannot be tapped.
+fn tap_mechanism(planned: &Mechanism) -> Result<(MechanismName, Option<SocketType>), &'static str> {
+    match planned {
+        Mechanism::Pipe { .. } | Mechanism::Inherit { .. } => Ok((MechanismName::Pipe, None)),
+        Mechanism::Fifo { .. } => Ok((MechanismName::Fifo, None)),
+        Mechanism::Socketpair { socket } => match socket {
+            SocketType::Stream | SocketType::Seqpacket => {
+                Ok((MechanismName::Socketpair, Some(*socket)))
+            }
+            SocketType::Dgram => {
+                Err("a datagram socketpair has no end of stream, so the tap would never exit")
+            }
+        },
+        // A ring ends once every producer is done: the tap, its one
+        // reader upstream and its one producer downstream, ends with it.
+        Mechanism::PosixShm { ring: Some(_), .. } => Ok((MechanismName::PosixShm, None)),
+        Mechanism::PosixMq { .. } | Mechanism::SysvMq { .. } => Err(
+            "a message queue has no end of stream, so the tap would never exit \
+             (read a queue with `ipc-run port read` and `tee` instead)",
+        ),
+        _ => Err(
+            "only pipes, FIFOs, stream or seqpacket socketpairs and shared-memory \
+             rings (edges that end by themselves) can be tapped",
+        ),
+    }
+}
+
+/// The error for an invalid name of an inserted process or edge.
+fn bad_name<'a>(what: &'static str, name: &'a str) -> impl FnOnce(String) -> TapError + 'a {
+    move |why| TapError::BadName {
+        what,
+        name: name.to_owned(),
+        why,
+    }
+}
+
+/// Splits edge `index` at a new tap process: writers -> tap.in keeps the
+/// edge (and its id); tap.out -> readers is the new edge `EDGE-tapped`,
+/// with the same options and mechanism.
+fn insert_tap(
+    topology: &mut Topology,
+    index: usize,
+    tap: &TapSpec,
+    mechanism: MechanismName,
+    socket: Option<SocketType>,
+) -> Result<(), TapError> {
+    let name = process_name(&tap.edge);
+    check_name(&name).map_err(bad_name("process", &name))?;
+    let downstream = format!("{}-tapped", tap.edge);
+    check_name(&downstream).map_err(bad_name("edge", &downstream))?;
+    if topology.file.process.keys().any(|k| k.get_ref() == &name) {
+        return Err(TapError::Exists {
+            what: "a process",
+            name,
+        });
+    }
+    if find_edge(topology, &downstream).is_some() {
+        return Err(TapError::Exists {
+            what: "an edge",
+            name: downstream,
+        });
+    }
+    let mut upstream = topology.file.edge[index].clone();
+    let mut down = upstream.clone();
+    down.from = spanned(EndpointList(vec![spanned(format!("{name}.out"))]));
+    down.name = Some(spanned(downstream));
+    upstream.to = spanned(EndpointList(vec![spanned(format!("{name}.in"))]));
+    for edge in [&mut upstream, &mut down] {
+        edge.mechanism = Some(spanned(mechanism));
+        if socket.is_some() {
+            edge.socket = socket.map(spanned);
+        }
+    }
+    topology.file.edge[index] = upstream;
+    topology.file.edge.push(down);
+    // Streams are copied byte for byte; messages one per line.
+    let framing = match (mechanism, socket) {
+        (MechanismName::PosixShm, _) | (_, Some(SocketType::Seqpacket)) => Framing::Line,
+        _ => Framing::Raw,
+    };
+    topology
+        .file
+        .process
+        .insert(spanned(name), tap_process(&tap.file, framing));
     Ok(())
 }
 
@@ -330,15 +411,41 @@ fn find_edge(topology: &Topology, id: &str) -> Option<usize> {
 fn expand_pipeline(topology: &mut Topology) {
     let stages = std::mem::take(&mut topology.file.pipeline);
     for (index, pair) in stages.windows(2).enumerate() {
-        let edge = format!(
-            "[[edge]]\nname = \"pipeline{index}\"\nfrom = {:?}\nto = {:?}\n",
-            pair[0].get_ref(),
-            pair[1].get_ref()
-        );
-        // Parsed from TOML, so every other key keeps its default.
-        if let Ok(file) = toml::from_str::<crate::topology::TopologyFile>(&edge) {
-            topology.file.edge.extend(file.edge);
-        }
+        let endpoint = |stage: &Spanned<String>| {
+            Spanned::new(
+                stage.span(),
+                EndpointList(vec![Spanned::new(stage.span(), stage.get_ref().clone())]),
+            )
+        };
+        let name = format!("pipeline{index}");
+        let edge = plain_edge(endpoint(&pair[0]), endpoint(&pair[1]), name);
+        topology.file.edge.push(edge);
+    }
+}
+
+/// An edge as `[[edge]]` with only `from`, `to` and `name` written: every
+/// other key unset, so the planner applies its defaults.
+fn plain_edge(from: Spanned<EndpointList>, to: Spanned<EndpointList>, name: String) -> EdgeSpec {
+    EdgeSpec {
+        from,
+        to,
+        name: Some(spanned(name)),
+        traffic: None,
+        mechanism: None,
+        duplex: None,
+        message_size: None,
+        depth: None,
+        size: None,
+        in_flight: None,
+        signal: None,
+        protocol: None,
+        socket: None,
+        sync: None,
+        initial: None,
+        mode: None,
+        address: None,
+        allow_remote: None,
+        deliver: None,
     }
 }
 
@@ -358,8 +465,8 @@ fn tap_process(file: &Path, framing: Framing) -> ProcessSpec {
         "--file".to_owned(),
         file.to_string_lossy().into_owned(),
     ];
-    let text = format!("cmd = {}\n", toml::Value::from(cmd.clone()));
-    let mut spec: ProcessSpec = toml::from_str(&text).expect("a literal process table parses");
-    spec.cmd = Some(spanned(cmd));
-    spec
+    ProcessSpec {
+        cmd: Some(spanned(cmd)),
+        ..ProcessSpec::default()
+    }
 }

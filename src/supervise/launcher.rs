@@ -9,7 +9,7 @@ use std::os::fd::BorrowedFd;
 
 use nix::sys::signal::SigmaskHow;
 
-use super::{RunOptions, RunOutcome, Runtime, Spawned, SuperviseError};
+use super::{RunOptions, RunOutcome, Runtime, Spawned, StartError, SuperviseError};
 use crate::launch::{self, LaunchOptions, Launched};
 use crate::plan::Plan;
 
@@ -19,14 +19,8 @@ struct LaunchedRuntime {
 }
 
 impl Runtime for LaunchedRuntime {
-    fn spawn(&mut self, instance: &str) -> Result<Spawned, String> {
-        let child = self.launched.spawn(instance).map_err(|error| {
-            // The supervisor names the instance itself.
-            let text = error.to_string();
-            let prefix = format!("start {instance}: ");
-            text.strip_prefix(&prefix)
-                .map_or(text.clone(), str::to_owned)
-        })?;
+    fn spawn(&mut self, instance: &str) -> Result<Spawned, StartError> {
+        let child = self.launched.spawn(instance)?;
         Ok(Spawned {
             pid: child.pid,
             stdout: child.stdout,
@@ -74,8 +68,7 @@ fn run_blocked(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Supervis
         nofile: options.nofile,
         base_env: None,
     };
-    let launched = launch::prepare(plan, &launch_options)
-        .map_err(|e| SuperviseError::Prepare(e.to_string()))?;
+    let launched = launch::prepare(plan, &launch_options)?;
     tracing::debug!(run_id = %launched.run_id, run_dir = %launched.run_dir.display(), "prepared");
     let mut runtime = LaunchedRuntime { launched };
     let result = super::supervise(plan, options, &mut runtime);

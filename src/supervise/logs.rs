@@ -106,6 +106,7 @@ impl LineBuffer {
     }
 
     /// Bytes held, waiting for a newline.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.pending.len()
     }
@@ -215,22 +216,35 @@ impl LogWriter {
 
     /// Also appends every instance's records to `dir/<name>.stdout.log` and
     /// `dir/<name>.stderr.log`, creating `dir` (0700) if needed.
-    pub fn with_log_dir(mut self, dir: &Path, names: &[&str]) -> Result<Self, String> {
+    pub fn with_log_dir(
+        mut self,
+        dir: &Path,
+        names: &[&str],
+    ) -> Result<Self, super::SuperviseError> {
         let mut builder = std::fs::DirBuilder::new();
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder
             .recursive(true)
             .create(dir)
-            .map_err(|e| format!("create log directory {}: {e}", dir.display()))?;
-        let dir_fd =
-            crate::safe_file::open_checked_dir(dir).map_err(|e| format!("log directory: {e}"))?;
+            .map_err(|source| super::SuperviseError::LogFile {
+                action: "create log directory",
+                path: dir.to_owned(),
+                source,
+            })?;
+        let unsafe_file =
+            |path: &Path, e: crate::safe_file::SafeFileError| super::SuperviseError::LogFile {
+                action: "open log file",
+                path: path.to_owned(),
+                source: std::io::Error::other(e),
+            };
+        let dir_fd = crate::safe_file::open_checked_dir(dir).map_err(|e| unsafe_file(dir, e))?;
         for name in names {
             let mut pair = [None, None];
             for (slot, stream) in ["stdout", "stderr"].iter().enumerate() {
                 let file_name = format!("{name}.{stream}.log");
                 let path = dir.join(&file_name);
                 let file = LogFile::open(dir_fd.as_fd(), Path::new(&file_name), &path)
-                    .map_err(|e| format!("log file: {e}"))?;
+                    .map_err(|e| unsafe_file(&path, e))?;
                 pair[slot] = Some(file);
             }
             self.files.push(pair);

@@ -10,12 +10,12 @@
 //! The launcher is seen through [`Runtime`], so the loop is independent of
 //! how processes are wired and can be driven by a plain spawner in tests.
 
-pub mod logs;
-pub mod notify;
-pub mod policy;
-pub mod signal_edges;
-pub mod status;
-pub mod timers;
+pub(crate) mod logs;
+pub(crate) mod notify;
+pub(crate) mod policy;
+pub(crate) mod signal_edges;
+pub(crate) mod status;
+pub(crate) mod timers;
 
 use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -125,7 +125,44 @@ pub enum SuperviseError {
     },
     /// Preparing the run (resources, run directory) failed.
     #[error("failed to prepare the run: {0}")]
-    Prepare(String),
+    Prepare(#[from] crate::launch::LaunchError),
+    /// A `--log-dir` directory or file could not be made.
+    #[error("failed to prepare the run: {action} {}: {source}", .path.display())]
+    LogFile {
+        /// `create log directory` or `open log file`.
+        action: &'static str,
+        /// The directory or file.
+        path: std::path::PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Why the runtime could not start an instance. The message reads after
+/// "INSTANCE: failed to start: ", so it does not name the instance.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The launcher could not start it (the program by name and errno, or
+    /// the step that failed).
+    #[error("{}", launch_cause(.0))]
+    Launch(#[from] crate::launch::LaunchError),
+    /// A plain spawner could not execute the program.
+    #[error("{program}: {source}")]
+    Program {
+        /// The program as written.
+        program: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A launch error without the instance's name, which the supervisor puts
+/// in front itself.
+fn launch_cause(error: &crate::launch::LaunchError) -> String {
+    match error {
+        crate::launch::LaunchError::Spawn(spawn) => spawn.to_string(),
+        other => other.to_string(),
+    }
 }
 
 impl SuperviseError {
@@ -155,7 +192,7 @@ pub struct Spawned {
 /// The launcher as the supervisor uses it.
 pub trait Runtime {
     /// Spawns (or respawns) `instance`; the error names program and errno.
-    fn spawn(&mut self, instance: &str) -> Result<Spawned, String>;
+    fn spawn(&mut self, instance: &str) -> Result<Spawned, StartError>;
     /// `instance` is finished for good: drop the held copies of its channel
     /// ends, so its peers see EOF.
     fn release_ends_of(&mut self, instance: &str);
@@ -382,13 +419,11 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
         options.color.resolve(stderr.as_fd()),
     ];
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
-    let writer = LogWriter::new(&names, stdout, stderr, color);
-    match &options.log_dir {
-        Some(dir) => writer
-            .with_log_dir(dir, &names)
-            .map_err(SuperviseError::Prepare),
-        None => Ok(writer),
+    let mut writer = LogWriter::new(&names, stdout, stderr, color);
+    if let Some(dir) = &options.log_dir {
+        writer = writer.with_log_dir(dir, &names)?;
     }
+    Ok(writer)
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>) {
@@ -710,7 +745,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             Err(why) => {
                 self.message(&format!("{name}: failed to start: {why}"));
                 let first_start = self.instances[i].restarts == 0;
-                let ending = Ending::FailedToStart(why);
+                let ending = Ending::FailedToStart(why.to_string());
                 if first_start {
                     self.fail_launch(i, ending);
                 } else {

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
+use crate::plan::RestartPolicy;
 use crate::plan::{MAX_BACKOFF_MS, RestartPlan};
-use crate::topology::RestartPolicy;
 
 use super::status::Ending;
 

@@ -21,7 +21,7 @@ use std::fmt;
 use std::time::Duration;
 
 /// Exit code of ipc-run when a process could not be launched.
-pub const LAUNCH_FAILURE: i32 = 3;
+pub const LAUNCH_FAILURE: i32 = crate::exit::ExitCode::Launch.code();
 
 /// How one run of an instance ended, or why it never ran.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,17 +1,28 @@
-//! Taking ownership of fds a process inherited by number (the child side of
-//! the fd protocol: `IPC_PORT_*` `fd=N`, `LISTEN_FDS`, `IPC_RUN_READY_FD`).
+//! Adopting the fds `ipc-run bench` hands the peer it re-executes (their
+//! numbers travel in the peer's endpoint). Children of a topology use the
+//! child crate instead (`ipc_run_child`), which adopts the fds the
+//! `IPC_PORT_*`, `LISTEN_FDS` and `IPC_RUN_READY_FD` variables name.
 
+use std::collections::BTreeSet;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
 
-/// Adopts inherited fd `fd` as an [`OwnedFd`] and sets FD_CLOEXEC on it, so
-/// it does not leak further into the process's own children.
+/// Fd numbers adopted so far through this function.
+static ADOPTED: Mutex<BTreeSet<RawFd>> = Mutex::new(BTreeSet::new());
+
+/// Adopts fd `fd`, inherited across `execve` by number, as an [`OwnedFd`]
+/// made close-on-exec, at most once per number. `None` when it is a
+/// standard stream (0-2), not open, or adopted already. See fcntl(2).
 ///
-/// Returns `None` when `fd` is negative, a standard stream (0-2) or not open.
-/// The caller must adopt each inherited fd at most once (the child module
-/// takes the number out of its `Port` or the environment as it adopts):
-/// two owners would close it twice. See fcntl(2).
-pub fn adopt_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
+/// Crate-private: only the bench peer calls it, with the numbers its
+/// parent passed it (the parent's non-close-on-exec duplicates), which
+/// nothing else in the peer opens or adopts.
+pub(crate) fn adopt_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     if fd < 3 {
+        return None;
+    }
+    let mut adopted = ADOPTED.lock().unwrap_or_else(|p| p.into_inner());
+    if adopted.contains(&fd) {
         return None;
     }
     // SAFETY: F_GETFD only reads the flags of a descriptor number; an
@@ -22,8 +33,9 @@ pub fn adopt_inherited_fd(fd: RawFd) -> Option<OwnedFd> {
     }
     // SAFETY: as above, F_SETFD only changes the descriptor's flags.
     unsafe { nix::libc::fcntl(fd, nix::libc::F_SETFD, flags | nix::libc::FD_CLOEXEC) };
-    // SAFETY: `fd` is open (checked above) and was inherited by number from
-    // the process that exec'd us; by this function's contract nothing else
-    // in this process owns it, so the OwnedFd is its only owner.
+    adopted.insert(fd);
+    // SAFETY: `fd` is open (checked), was inherited by number from the
+    // bench parent (the callers' contract above), and the registry makes
+    // this its only adoption, so the OwnedFd is its one owner.
     Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -8,8 +8,7 @@
 //! - [`bench`]: message queue send/receive and `sigtimedwait` for
 //!   `ipc-run bench`.
 //! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
-//! - [`ring`]: the shared-memory ring's mapping, atomics, futexes and
-//!   producer lock (`docs/shm-ring.md`).
+//! - `inherited`: adopting the fds `ipc-run bench` hands its peer.
 //! - [`spawn`]: the allocation-free child path (`clone(2)` with
 //!   `CLONE_VM | CLONE_VFORK`, fd shuffle, signal reset, `execve(2)`).
 
@@ -20,8 +19,7 @@
 
 pub mod bench;
 pub mod fd;
-pub mod inherited;
+pub(crate) mod inherited;
 pub mod ipc;
-pub mod ring;
 pub mod signals;
 pub mod spawn;

@@ -324,7 +324,7 @@ impl TopologyFile {
 }
 
 /// One process (or a set of identical replicas).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessSpec {
     /// The argv, exec'd directly; no shell is involved.
@@ -632,34 +632,8 @@ pub enum MechanismName {
     Rpc,
 }
 
-impl MechanismName {
-    /// The spelling used in the TOML file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MechanismName::Auto => "auto",
-            MechanismName::Pipe => "pipe",
-            MechanismName::Fifo => "fifo",
-            MechanismName::Socketpair => "socketpair",
-            MechanismName::UnixListener => "unix-listener",
-            MechanismName::Tcp => "tcp",
-            MechanismName::Udp => "udp",
-            MechanismName::PosixShm => "posix-shm",
-            MechanismName::SysvShm => "sysv-shm",
-            MechanismName::PosixMq => "posix-mq",
-            MechanismName::SysvMq => "sysv-mq",
-            MechanismName::PosixSem => "posix-sem",
-            MechanismName::SysvSem => "sysv-sem",
-            MechanismName::Signal => "signal",
-            MechanismName::Rpc => "rpc",
-        }
-    }
-}
-
-impl fmt::Display for MechanismName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+// `kind`, `as_str` and `Display` live with the registry, in
+// `src/mechanism/mod.rs`: the names are spelt there.
 
 /// Unix socket types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]

@@ -4,6 +4,8 @@
 //! that a run left nothing behind (`RunObjects`).
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
+pub mod launch;
+
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read};
@@ -144,16 +146,22 @@ pub fn read_in_thread<R: Read + Send + 'static>(mut from: R) -> std::thread::Joi
 
 /// Waits for ipc-run (killing it by its pid after [`RUN_TIMEOUT`]).
 pub fn wait_with_timeout(child: &mut Child, started: Instant) -> i32 {
+    wait_within(child, started, RUN_TIMEOUT)
+}
+
+/// Waits for ipc-run, killing it by its pid after `limit`: for a case whose
+/// run, if ipc-run misbehaves, would wait out a delay longer than `limit`.
+pub fn wait_within(child: &mut Child, started: Instant, limit: Duration) -> i32 {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status
                 .code()
                 .unwrap_or_else(|| panic!("ipc-run itself died: {status:?}"));
         }
-        if started.elapsed() > RUN_TIMEOUT {
+        if started.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("ipc-run did not finish within {RUN_TIMEOUT:?}");
+            panic!("ipc-run did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -285,9 +293,14 @@ impl Live {
         let _ = self.child.wait();
     }
 
-    pub fn finish(mut self) -> Finished {
+    pub fn finish(self) -> Finished {
+        self.finish_within(RUN_TIMEOUT)
+    }
+
+    /// [`Live::finish`] with a shorter bound than [`RUN_TIMEOUT`].
+    pub fn finish_within(mut self, limit: Duration) -> Finished {
         let started = Instant::now();
-        let code = wait_with_timeout(&mut self.child, started);
+        let code = wait_within(&mut self.child, started, limit);
         let elapsed = started.elapsed();
         for reader in std::mem::take(&mut self.readers) {
             reader.join().unwrap();
@@ -865,5 +878,34 @@ pub fn tool_works(program: &str, args: &[&str]) -> Result<(), String> {
             String::from_utf8_lossy(&output.stderr).trim()
         )),
         Err(e) => Err(format!("`{program}` cannot be run: {e}")),
+    }
+}
+
+// ----- record locks ---------------------------------------------------------
+
+/// Whether `/proc/locks` shows a record lock on inode `ino`: a granted one
+/// (`waiting = false`) or a request blocked on it (`waiting = true`, the
+/// kernel's `->` lines).
+pub fn lock_on_inode(ino: u64, waiting: bool) -> bool {
+    let locks = std::fs::read_to_string("/proc/locks").unwrap_or_default();
+    locks.lines().any(|line| {
+        let blocked = line.contains(" -> ");
+        // Fields: `N: [->] KIND ADVISORY MODE PID MAJ:MIN:INO START END`.
+        let on_inode = line
+            .split_whitespace()
+            .any(|f| f.rsplit(':').next() == Some(&ino.to_string()) && f.matches(':').count() == 2);
+        on_inode && blocked == waiting
+    })
+}
+
+/// Waits (bounded) until `/proc/locks` shows a lock of that kind on `ino`.
+pub fn wait_for_lock(ino: u64, waiting: bool, what: &str) {
+    let deadline = Instant::now() + RUN_TIMEOUT;
+    while !lock_on_inode(ino, waiting) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no such lock on inode {ino}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -1,0 +1,171 @@
+//! `posix-mq`: a POSIX message queue (`mq_open`); any number of senders
+//! and receivers, each message whole.
+
+use super::edge::{EdgeContext, Shape, limit_error};
+use super::{BASE, EdgeOption, Profile};
+use crate::bench::mechanism::HostLimits;
+use crate::diagnostic::{Diagnostic, Label};
+use crate::launch::LaunchError;
+use crate::launch::objects::ObjectRecord;
+use crate::launch::resources::{ChannelBuild, Held, exists, posix_name};
+use crate::plan::{Limits, Mechanism, ObjectKind, Span};
+use crate::sys::ipc;
+use crate::topology::Traffic;
+use ipc_run_child::description::Params;
+use nix::errno::Errno;
+use nix::sys::resource::{Resource, getrlimit};
+use std::ffi::CString;
+
+/// The mechanism's name.
+pub const NAME: &str = ipc_run_child::description::Kind::PosixMq.as_str();
+
+/// One-way messages, with a name any process can open.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Messages],
+    one_way: true,
+    options: &[EdgeOption::Depth],
+    ..BASE
+};
+
+// ---- plan ----
+
+/// The queue `/ipc-run.{run_id}.ID`: message size and depth from the edge
+/// or the host's defaults, checked against `msgsize_max` and `msg_max`.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let (id, limits) = (cx.id, cx.limits);
+    let message_size = cx
+        .traits
+        .message_size
+        .unwrap_or(limits.mq_msgsize_default.value);
+    let depth = cx.traits.depth.unwrap_or(limits.mq_msg_default.value);
+    if message_size > limits.mq_msgsize_max.value || message_size == 0 {
+        let message = format!(
+            "edge `{id}` sends messages of {message_size} bytes; a POSIX queue on this host takes at most {}",
+            limits.mq_msgsize_max.value
+        );
+        let span = cx.span_of(|s| s.message_size.as_ref().map(|v| v.span()));
+        cx.report(limit_error(
+            "E0601",
+            message,
+            span,
+            &limits.mq_msgsize_max,
+            "msgsize_max",
+        ));
+        return None;
+    }
+    if depth > limits.mq_msg_max.value {
+        let message = format!(
+            "edge `{id}` asks for a queue of depth {depth}; a POSIX queue on this host holds at most {}",
+            limits.mq_msg_max.value
+        );
+        let span = cx.span_of(|s| s.depth.as_ref().map(|v| v.span()));
+        cx.report(limit_error(
+            "E0602",
+            message,
+            span,
+            &limits.mq_msg_max,
+            "msg_max",
+        ));
+        return None;
+    }
+    *cx.posix_queues += 1;
+    let name = cx.posix_name();
+    cx.object(ObjectKind::PosixMq, name.clone());
+    let mechanism = Mechanism::PosixMq {
+        name,
+        depth,
+        message_size,
+    };
+    Some(Shape::blocking(mechanism, Some(depth * message_size)))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(name: &str, depth: u64, message_size: u64) -> Params {
+    Params::PosixMq {
+        name: name.to_owned(),
+        depth,
+        message_size,
+    }
+}
+
+/// The error when the topology plans more POSIX queues than the host's
+/// `queues_max`, pointing at the first.
+pub(crate) fn queue_count_error(
+    queues: u64,
+    limits: &Limits,
+    first: Option<Span>,
+) -> Option<Diagnostic> {
+    let max = &limits.mq_queues_max;
+    if queues <= max.value {
+        return None;
+    }
+    let mut diagnostic = Diagnostic::error(
+        "E0603",
+        format!(
+            "the topology creates {queues} POSIX message queues, the host allows {}",
+            max.value
+        ),
+    )
+    .with_note(format!("queues_max is {} ({})", max.value, max.source));
+    if let Some(first) = first {
+        diagnostic = diagnostic.with_label(Label::primary(first, "the first queue"));
+    }
+    Some(diagnostic)
+}
+
+// ---- launch ----
+
+/// The queue, created exclusively with its mode and attributes, and opened
+/// once more for each direction. `EMFILE` here is the user's
+/// `RLIMIT_MSGQUEUE` (bytes of every queue), reported as such.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    name: &str,
+    depth: u64,
+    message_size: u64,
+) -> Result<(), LaunchError> {
+    let name = posix_name(&b.channel.id, &b.values.fill(name)?)?;
+    let error = b.error(NAME, &name);
+    let c = CString::new(name.clone()).map_err(|_| error(Errno::EINVAL))?;
+    let record = ObjectRecord::PosixMq(name.clone());
+    b.created.intend(&record)?;
+    let mode = b.mode(ObjectKind::PosixMq);
+    let both = match ipc::mq_create(&c, mode, depth as i64, message_size as i64) {
+        Ok(fd) => {
+            b.created.objects.push(record);
+            fd
+        }
+        Err(Errno::EEXIST) => return Err(exists(NAME, &name)),
+        Err(Errno::EMFILE) => {
+            let limit = getrlimit(Resource::RLIMIT_MSGQUEUE)
+                .map_or_else(|_| "unknown".to_owned(), |(soft, _)| soft.to_string());
+            return Err(LaunchError::MqQuota {
+                channel: b.channel.id.clone(),
+                name,
+                bytes: depth.saturating_mul(message_size),
+                limit,
+            });
+        }
+        Err(errno) => return Err(error(errno)),
+    };
+    let read = ipc::mq_open_existing(&c, false).map_err(&error)?;
+    let write = ipc::mq_open_existing(&c, true).map_err(&error)?;
+    b.hold(Held::MqBoth, both);
+    b.hold(Held::MqRead, read);
+    b.hold(Held::MqWrite, write);
+    Ok(())
+}
+
+// ---- bench ----
+
+/// A message above the host's `msgsize_max` cannot be sent.
+pub(crate) fn bench_refusal(limits: &HostLimits, size: u64) -> Option<String> {
+    match limits.mq_msgsize_max {
+        Some(max) if size > max => Some(format!(
+            "exceeds the POSIX queue message size limit {max} B (/proc/sys/fs/mqueue/msgsize_max)"
+        )),
+        None => Some("/proc/sys/fs/mqueue/msgsize_max is unreadable".into()),
+        _ => None,
+    }
+}

@@ -1,0 +1,201 @@
+//! `posix-shm`: a POSIX shared memory object (`shm_open`) sized at launch,
+//! with a lock and a ready semaphore, no synchronisation, or formatted as
+//! a ring of records (`docs/shm-ring.md`).
+
+use super::edge::{EdgeContext, Shape};
+use super::{BASE, EdgeOption, Profile, Ring};
+use crate::child::ring::{Header, RingError};
+use crate::diagnostic::{Diagnostic, Label};
+use crate::launch::LaunchError;
+use crate::launch::objects::ObjectRecord;
+use crate::launch::resources::{ChannelBuild, Held, RingHeader, exists, posix_name};
+use crate::plan::{Mechanism, ObjectKind, RingPlan};
+use crate::topology::{SyncKind, Traffic};
+use ipc_run_child::description::{Params, RingLayout, ShmSemaphores};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::mman::shm_open;
+use nix::sys::stat::{Mode, fchmod};
+use std::os::fd::{AsFd, BorrowedFd};
+
+/// The mechanism's name.
+pub const NAME: &str = ipc_run_child::description::Kind::PosixShm.as_str();
+
+/// Shared data, or messages through a ring.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Shared],
+    ring: Ring::Holds,
+    options: &[EdgeOption::Size, EdgeOption::Sync],
+    ..BASE
+};
+
+// ---- plan ----
+
+/// The object `/ipc-run.{run_id}.ID`, its size checked against `/dev/shm`,
+/// and with `sync = "semaphores"` (the default) the semaphores `NAME.lock`
+/// and `NAME.ready`.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let limits = cx.limits;
+    let size = cx.shared_size("E0609", &limits.posix_shm_max, "/dev/shm")?;
+    let sync = sync_of(cx);
+    let ring = if sync == SyncKind::Ring {
+        Some(ring_plan(cx, size)?)
+    } else {
+        None
+    };
+    let name = cx.posix_name();
+    cx.object(ObjectKind::PosixShm, name.clone());
+    let mut semaphores = Vec::new();
+    if sync == SyncKind::Semaphores {
+        semaphores = vec![format!("{name}.lock"), format!("{name}.ready")];
+        for sem in &semaphores {
+            cx.object(ObjectKind::PosixSem, sem.clone());
+        }
+    }
+    Some(Shape::unbounded(Mechanism::PosixShm {
+        name,
+        size,
+        semaphores,
+        ring,
+    }))
+}
+
+/// The edge's `sync`, semaphores unless written.
+pub(crate) fn sync_of(cx: &EdgeContext<'_>) -> SyncKind {
+    cx.spec
+        .and_then(|s| s.sync.as_ref())
+        .map(|s| *s.get_ref())
+        .unwrap_or(SyncKind::Semaphores)
+}
+
+/// The ring a segment of `size` bytes holds, checked against the largest
+/// record the edge declares.
+fn ring_plan(cx: &mut EdgeContext<'_>, size: u64) -> Option<RingPlan> {
+    let id = cx.id;
+    let blame = cx.span_of(|s| s.size.as_ref().map(|v| v.span()));
+    let Some(capacity) = crate::child::ring::capacity_for(size) else {
+        cx.report(
+            Diagnostic::error(
+                "E0612",
+                format!("edge `{id}` is a ring of {size} bytes; a ring needs at least 4160 (a 4096-byte header and 64 bytes of data)"),
+            )
+            .with_label(Label::primary(blame, "too small for a ring"))
+            .with_help("make `size` at least the header (4 KiB) plus room for a few records"),
+        );
+        return None;
+    };
+    if let Some(largest) = cx.traits.message_size
+        && largest > capacity - 8
+    {
+        let span = cx
+            .spec
+            .and_then(|s| s.message_size.as_ref().map(|v| v.span()))
+            .unwrap_or(blame);
+        let least = (largest + 8).div_ceil(64) * 64 + crate::child::ring::HEADER_SIZE;
+        cx.report(
+            Diagnostic::error(
+                "E0612",
+                format!("edge `{id}` sends records of {largest} bytes; its ring of {size} bytes takes records of at most {} (capacity {capacity} less 8)", capacity - 8),
+            )
+            .with_label(Label::primary(span, "does not fit the ring"))
+            .with_help(format!("make `size` at least {least}")),
+        );
+        return None;
+    }
+    Some(RingPlan {
+        capacity,
+        producers: u32::try_from(cx.traits.writers).unwrap_or(u32::MAX),
+    })
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(
+    name: &str,
+    size: u64,
+    semaphores: &[String],
+    ring: Option<&RingPlan>,
+) -> Params {
+    Params::PosixShm {
+        name: name.to_owned(),
+        size,
+        ring: ring.map(|ring| RingLayout {
+            capacity: ring.capacity,
+            producers: ring.producers,
+        }),
+        semaphores: match semaphores {
+            [lock, ready] => Some(ShmSemaphores {
+                lock: lock.clone(),
+                ready: ready.clone(),
+            }),
+            _ => None,
+        },
+    }
+}
+
+// ---- launch ----
+
+/// The object, created exclusively, set to its mode and sized; a ring is
+/// formatted before any process starts (nobody sees a half-made header)
+/// and its header kept mapped; the semaphores follow, the first the lock
+/// (1), the others signals (0).
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    name: &str,
+    size: u64,
+    semaphores: &[String],
+    ring: Option<&RingPlan>,
+) -> Result<(), LaunchError> {
+    let name = posix_name(&b.channel.id, &b.values.fill(name)?)?;
+    let record = ObjectRecord::PosixShm(name.clone());
+    b.created.intend(&record)?;
+    let error = b.error(NAME, &name);
+    let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR;
+    let fd = match shm_open(name.as_str(), flags, Mode::from_bits_truncate(0o600)) {
+        Ok(fd) => {
+            b.created.objects.push(record);
+            fd
+        }
+        Err(Errno::EEXIST) => return Err(exists(NAME, &name)),
+        Err(errno) => return Err(error(errno)),
+    };
+    let mode = b.mode(ObjectKind::PosixShm);
+    fchmod(&fd, Mode::from_bits_truncate(mode as libc::mode_t)).map_err(&error)?;
+    nix::unistd::ftruncate(&fd, size as libc::off_t).map_err(&error)?;
+    if let Some(ring) = ring {
+        let header = format_ring(b, fd.as_fd(), size, ring, &error)?;
+        b.created.rings.push(RingHeader {
+            channel: b.index,
+            header,
+            producers: ring.producers,
+            marked: false,
+        });
+    }
+    b.hold(Held::Shm, fd);
+    for (i, sem) in semaphores.iter().enumerate() {
+        super::posix_sem::create(b, sem, u32::from(i == 0))?;
+    }
+    Ok(())
+}
+
+/// Formats the ring and maps its header page.
+fn format_ring(
+    b: &ChannelBuild<'_>,
+    fd: BorrowedFd<'_>,
+    size: u64,
+    ring: &RingPlan,
+    error: &impl Fn(Errno) -> LaunchError,
+) -> Result<Header, LaunchError> {
+    let ring_error = |e: RingError| match e {
+        RingError::Sys { error: e, .. } => {
+            error(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+        }
+        other => LaunchError::BadValue {
+            what: format!("ring of channel {}", b.channel.id),
+            value: format!("{size} bytes"),
+            reason: other.to_string(),
+        },
+    };
+    crate::child::ring::format(fd, size, ring.producers).map_err(ring_error)?;
+    Header::map(fd).map_err(ring_error)
+}

@@ -1,0 +1,78 @@
+//! `socketpair`: a connected pair of Unix sockets joining exactly two
+//! processes; stream or seqpacket, one way or duplex.
+
+use super::edge::{EdgeContext, Shape};
+use super::{BASE, Peers, Profile, Sockets};
+use crate::bench::mechanism::HostLimits;
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, Held, sock_type};
+use crate::plan::Mechanism;
+use crate::topology::{SocketType, Traffic};
+use ipc_run_child::description::Params;
+use nix::sys::socket::{AddressFamily, SockFlag, socketpair};
+
+/// The mechanism's name.
+pub const NAME: &str = ipc_run_child::description::Kind::Socketpair.as_str();
+
+/// Two processes, bytes or messages, either direction.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Stream, Traffic::Messages],
+    named: false,
+    peers: Peers::Pair,
+    sockets: Sockets::Any,
+    ..BASE
+};
+
+// ---- plan ----
+
+/// Seqpacket for messages (boundaries kept), stream otherwise.
+pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
+    let socket = cx.traits.socket.unwrap_or(match cx.traits.traffic {
+        Traffic::Messages => SocketType::Seqpacket,
+        _ => SocketType::Stream,
+    });
+    Some(Shape::unbounded(Mechanism::Socketpair { socket }))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(socket: SocketType) -> Params {
+    Params::Socketpair {
+        socket: super::child_socket(socket),
+    }
+}
+
+// ---- launch ----
+
+/// The pair, `SOCK_CLOEXEC`: one end per side.
+pub(crate) fn create(b: &mut ChannelBuild<'_>, socket: SocketType) -> Result<(), LaunchError> {
+    let (a, z) = socketpair(
+        AddressFamily::Unix,
+        sock_type(socket),
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(b.error(NAME, b.id()))?;
+    b.hold(Held::PairFrom, a);
+    b.hold(Held::PairTo, z);
+    Ok(())
+}
+
+// ---- bench ----
+
+/// A seqpacket message must fit the sender's socket buffer, which an
+/// unprivileged process can raise to `wmem_max` (the kernel doubles the
+/// value; 32 bytes go to overhead).
+pub(crate) fn bench_refusal_seqpacket(limits: &HostLimits, size: u64) -> Option<String> {
+    let max = limits
+        .wmem_max
+        .unwrap_or(212_992)
+        .saturating_mul(2)
+        .saturating_sub(32);
+    (size > max).then(|| {
+        format!(
+            "a seqpacket message must fit the socket send buffer: at most {max} B \
+             (2 x /proc/sys/net/core/wmem_max - 32)"
+        )
+    })
+}

@@ -1,0 +1,113 @@
+//! `sysv-mq`: a System V message queue (`IPC_PRIVATE`, its id handed over).
+
+use super::PortSide;
+use super::edge::placeholder;
+use super::edge::{EdgeContext, Shape, limit_error};
+use super::{BASE, EdgeOption, Profile};
+use crate::bench::mechanism::HostLimits;
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, create_sysv};
+use crate::plan::{Mechanism, ObjectKind};
+use crate::sys::ipc::{self, SysvKind};
+use crate::topology::Traffic;
+use ipc_run_child::description::Params;
+
+/// The mechanism's name.
+pub const NAME: &str = ipc_run_child::description::Kind::SysvMq.as_str();
+
+/// One-way messages between launched processes.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Messages],
+    one_way: true,
+    named: false,
+    options: &[EdgeOption::Depth],
+    ..BASE
+};
+
+// ---- plan ----
+
+/// The queue: message size from the edge (at most 8 KiB by default),
+/// capacity `depth x message_size` or the host's `msgmnb`.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let (id, limits) = (cx.id, cx.limits);
+    let message_size = cx
+        .traits
+        .message_size
+        .unwrap_or(limits.sysv_msgmax.value.min(8192));
+    if message_size > limits.sysv_msgmax.value || message_size == 0 {
+        let message = format!(
+            "edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}",
+            limits.sysv_msgmax.value
+        );
+        let span = cx.span_of(|s| s.message_size.as_ref().map(|v| v.span()));
+        cx.report(limit_error(
+            "E0605",
+            message,
+            span,
+            &limits.sysv_msgmax,
+            "msgmax",
+        ));
+        return None;
+    }
+    let queue_bytes = match cx.traits.depth {
+        Some(depth) => depth.saturating_mul(message_size),
+        None => limits.sysv_msgmnb.value,
+    };
+    if queue_bytes > limits.sysv_msgmnb.value {
+        let message = format!(
+            "edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}",
+            limits.sysv_msgmnb.value
+        );
+        let span = cx.span_of(|s| s.depth.as_ref().map(|v| v.span()));
+        cx.report(limit_error(
+            "E0605",
+            message,
+            span,
+            &limits.sysv_msgmnb,
+            "msgmnb",
+        ));
+        return None;
+    }
+    cx.object(ObjectKind::SysvMq, cx.sysv_id());
+    let mechanism = Mechanism::SysvMq {
+        queue_bytes,
+        message_size,
+    };
+    Some(Shape::blocking(mechanism, Some(queue_bytes)))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(queue_bytes: u64, message_size: u64, port: &PortSide<'_>) -> Params {
+    Params::SysvMq {
+        id: placeholder("sysv_id", port.id),
+        queue_bytes,
+        message_size,
+    }
+}
+
+// ---- launch ----
+
+/// The queue with its capacity; its id is recorded for the placeholder.
+pub(crate) fn create(b: &mut ChannelBuild<'_>, queue_bytes: u64) -> Result<(), LaunchError> {
+    let id = b.channel.id.clone();
+    let mode = b.mode(ObjectKind::SysvMq);
+    let msqid = create_sysv(b.created, SysvKind::Msg, mode, b.error(NAME, &id), |key| {
+        ipc::msg_create_keyed(key, queue_bytes, mode)
+    })?;
+    b.values.sysv_ids.insert(id, msqid);
+    Ok(())
+}
+
+// ---- bench ----
+
+/// A message above the host's `msgmax` cannot be sent.
+pub(crate) fn bench_refusal(limits: &HostLimits, size: u64) -> Option<String> {
+    match limits.sysv_msgmax {
+        Some(max) if size > max => Some(format!(
+            "exceeds the System V message size limit {max} B (/proc/sys/kernel/msgmax)"
+        )),
+        None => Some("/proc/sys/kernel/msgmax is unreadable".into()),
+        _ => None,
+    }
+}

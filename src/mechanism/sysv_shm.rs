@@ -1,0 +1,84 @@
+//! `sysv-shm`: a System V shared memory segment (`IPC_PRIVATE`, its id
+//! handed over), optionally with a set of two semaphores (lock, ready).
+
+use super::PortSide;
+use super::edge::placeholder;
+use super::edge::{EdgeContext, Shape};
+use super::{BASE, EdgeOption, Profile, Ring, posix_shm};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, create_sysv};
+use crate::plan::{Mechanism, ObjectKind};
+use crate::sys::ipc::{self, SysvKind};
+use crate::topology::{SyncKind, Traffic};
+use ipc_run_child::description::Params;
+
+/// The mechanism's name.
+pub const NAME: &str = ipc_run_child::description::Kind::SysvShm.as_str();
+
+/// Shared data between launched processes.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Shared],
+    ring: Ring::Refused(
+        "`sync = \"ring\"` needs POSIX shared memory: System V segments have no name or fd to map the ring from",
+    ),
+    named: false,
+    options: &[EdgeOption::Size, EdgeOption::Sync],
+    ..BASE
+};
+
+// ---- plan ----
+
+/// The segment, its size checked against `shmmax`, and with semaphores a
+/// set of two that must fit `SEMMSL`.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let limits = cx.limits;
+    let size = cx.shared_size("E0604", &limits.sysv_shmmax, "shmmax")?;
+    let semaphore_set = posix_shm::sync_of(cx) == SyncKind::Semaphores;
+    if semaphore_set && !cx.sem_set_fits(2) {
+        return None;
+    }
+    cx.object(ObjectKind::SysvShm, cx.sysv_id());
+    if semaphore_set {
+        cx.object(ObjectKind::SysvSem, format!("{{sysv_sem_id:{}}}", cx.id));
+    }
+    Some(Shape::unbounded(Mechanism::SysvShm {
+        size,
+        semaphore_set,
+    }))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(size: u64, semaphore_set: bool, port: &PortSide<'_>) -> Params {
+    Params::SysvShm {
+        id: placeholder("sysv_id", port.id),
+        size,
+        sem_id: semaphore_set.then(|| placeholder("sysv_sem_id", port.id)),
+    }
+}
+
+// ---- launch ----
+
+/// The segment, and with semaphores a set of two (lock = 1, ready = 0, as
+/// for POSIX shared memory); their ids are recorded for the placeholders.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    size: u64,
+    semaphore_set: bool,
+) -> Result<(), LaunchError> {
+    let id = b.channel.id.clone();
+    let mode = b.mode(ObjectKind::SysvShm);
+    let shmid = create_sysv(b.created, SysvKind::Shm, mode, b.error(NAME, &id), |key| {
+        ipc::shm_create_keyed(key, size, mode)
+    })?;
+    b.values.sysv_ids.insert(id.clone(), shmid);
+    if semaphore_set {
+        let mode = b.mode(ObjectKind::SysvSem);
+        let error = b.error(super::sysv_sem::NAME, &id);
+        let semid = create_sysv(b.created, SysvKind::Sem, mode, error, |key| {
+            ipc::sem_set_create_keyed(key, &[1, 0], mode)
+        })?;
+        b.values.sysv_sem_ids.insert(id, semid);
+    }
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! `tcp`: a TCP listener bound before the server starts (loopback and a
+//! kernel-chosen port unless an address is written).
+
+use super::PortSide;
+use super::edge::address_with_port;
+use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
+use super::{BASE, EdgeOption, Peers, Profile};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, tcp_bind};
+use crate::plan::Mechanism;
+use crate::topology::Traffic;
+use ipc_run_child::description::Params;
+
+/// The mechanism's name.
+pub const NAME: &str = ipc_run_child::description::Kind::Tcp.as_str();
+
+/// One server, any number of clients.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Stream, Traffic::Request],
+    peers: Peers::OneServer,
+    options: &[EdgeOption::Address],
+    ..BASE
+};
+
+// ---- plan ----
+
+/// The bind address, checked.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let bind = cx.ip_address()?;
+    Some(Shape::unbounded(Mechanism::Tcp {
+        bind,
+        backlog: LISTEN_BACKLOG,
+    }))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(bind: &str, port: &PortSide<'_>) -> Params {
+    Params::Tcp {
+        address: address_with_port(bind, port.id),
+    }
+}
+
+// ---- launch ----
+
+/// The listener, bound and listening; a kernel-chosen port is recorded for
+/// the `{port:ID}` placeholder.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    bind: &str,
+    backlog: u32,
+) -> Result<(), LaunchError> {
+    let (fd, addr) = tcp_bind(&b.channel.id, bind, backlog)?;
+    b.values.ports.insert(b.channel.id.clone(), addr.port());
+    b.hold(Held::Listen, fd);
+    b.connect_to(ConnectTarget::Tcp(addr));
+    Ok(())
+}

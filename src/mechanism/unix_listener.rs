@@ -1,0 +1,67 @@
+//! `unix-listener`: a Unix socket bound (and listening) in the run
+//! directory before the server starts, passed to it by `LISTEN_FDS`;
+//! clients connect to the path.
+
+use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
+use super::{BASE, Peers, Profile, Sockets};
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, unix_bind};
+use crate::plan::{Mechanism, ObjectKind};
+use crate::topology::{SocketType, Traffic};
+use ipc_run_child::description::Params;
+
+/// The mechanism's name.
+pub const NAME: &str = ipc_run_child::description::Kind::UnixListener.as_str();
+
+/// One server, any number of clients.
+pub const PROFILE: Profile = Profile {
+    name: NAME,
+    carries: &[Traffic::Stream, Traffic::Messages, Traffic::Request],
+    peers: Peers::OneServer,
+    sockets: Sockets::Connected,
+    ..BASE
+};
+
+// ---- plan ----
+
+/// Datagrams for one-way messages, seqpacket for duplex ones, a stream
+/// otherwise; the socket file at `{run_dir}/ID.sock`.
+pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
+    let socket = cx.traits.socket.unwrap_or(match cx.traits.traffic {
+        Traffic::Messages if cx.traits.duplex => SocketType::Seqpacket,
+        Traffic::Messages => SocketType::Dgram,
+        _ => SocketType::Stream,
+    });
+    let path = cx.socket_path()?;
+    cx.object(ObjectKind::UnixSocket, path.clone());
+    Some(Shape::unbounded(Mechanism::UnixListener {
+        socket,
+        path,
+        backlog: LISTEN_BACKLOG,
+    }))
+}
+
+/// The description its ports get (`IPC_PORT_*`).
+pub(crate) fn describe(socket: SocketType, path: &str) -> Params {
+    Params::UnixListener {
+        socket: super::child_socket(socket),
+        path: path.to_owned(),
+    }
+}
+
+// ---- launch ----
+
+/// The socket bound at its path (set to its mode) and listening.
+pub(crate) fn create(
+    b: &mut ChannelBuild<'_>,
+    socket: SocketType,
+    path: &str,
+    backlog: u32,
+) -> Result<(), LaunchError> {
+    let path = b.values.fill(path)?;
+    let mode = b.mode(ObjectKind::UnixSocket);
+    let fd = unix_bind(b.created, &b.channel.id, &path, socket, backlog, mode)?;
+    b.hold(Held::Listen, fd);
+    b.connect_to(ConnectTarget::Unix { path, socket });
+    Ok(())
+}

@@ -1,0 +1,633 @@
+//! Reading a JSON plan back, for `ipc-run run --plan`.
+//!
+//! A plan made elsewhere (another host, another `--limits`, a hand edit) is
+//! trusted no more than a topology file. It is read strictly (unknown fields
+//! and a foreign `format_version` are errors, `schemas/plan.schema.json`
+//! describes the same shape), then checked for what the launcher relies on
+//! (names it can find, fds it can install, an order naming every instance)
+//! and re-validated against this host's limits, with the planner's codes and
+//! wording. Diagnostics carry no spans except for syntax errors: they say
+//! where in the plan the problem is in a note instead.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Deserialize;
+
+use super::model::{
+    EndpointPlan, FdRole, Mechanism, NamedObject, ObjectKind, PLAN_FORMAT_VERSION, Plan,
+    ProcessPlan, RUN_DIR, Readiness, Transport,
+};
+use super::{Limit, Limits, MAX_INSTANCES, PlanError, Planned, Sink};
+use crate::diagnostic::{Diagnostic, Label};
+use crate::mechanism::sysv_sem::SEMVMX as SYSV_SEMVMX;
+
+/// The warning codes a plan may record (`docs/topology.md`).
+const WARNING_CODES: [&str; 5] = ["W0101", "W0201", "W0202", "W0301", "W0701"];
+
+/// Header of a ring segment (`docs/shm-ring.md`).
+const RING_HEADER: u64 = 4096;
+/// Alignment and smallest size of a ring's data area.
+const RING_ALIGN: u64 = 64;
+
+/// Reads the JSON plan `text` and checks it against `limits`. The plan's
+/// recorded limits become `limits`, which it was last validated against.
+pub fn from_json(text: &str, limits: &Limits) -> Result<Planned, PlanError> {
+    let mut sink = Sink::default();
+    let Some(mut plan) = parse(text, &mut sink) else {
+        return Err(sink.into_error());
+    };
+    check_structure(&plan, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
+    check_limits(&plan, limits, &mut sink);
+    let warnings = recorded_warnings(&plan, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
+    plan.limits = limits.clone();
+    Ok(Planned { plan, warnings })
+}
+
+/// The version alone, read first so that a plan of another format is
+/// refused for its version, not for the fields it does not share.
+#[derive(Deserialize)]
+struct VersionOnly {
+    format_version: Option<u32>,
+}
+
+fn parse(text: &str, sink: &mut Sink) -> Option<Plan> {
+    let version = match serde_json::from_str::<VersionOnly>(text) {
+        Ok(header) => header.format_version,
+        Err(error) => {
+            sink.push(syntax_error(text, &error));
+            return None;
+        }
+    };
+    if let Some(found) = version.filter(|&v| v != PLAN_FORMAT_VERSION) {
+        sink.push(
+            Diagnostic::error(
+                "E0802",
+                format!("the plan has format_version {found}; this ipc-run reads format {PLAN_FORMAT_VERSION}"),
+            )
+            .with_help("make the plan again with this ipc-run: `ipc-run plan FILE --format json`"),
+        );
+        return None;
+    }
+    match serde_json::from_str::<Plan>(text) {
+        Ok(plan) => Some(plan),
+        Err(error) => {
+            sink.push(syntax_error(text, &error));
+            None
+        }
+    }
+}
+
+/// E0801 at the line and column serde_json reports.
+fn syntax_error(text: &str, error: &serde_json::Error) -> Diagnostic {
+    let whole = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    let message = whole.strip_suffix(&suffix).unwrap_or(&whole);
+    let diagnostic = Diagnostic::error("E0801", format!("not a valid plan: {message}"));
+    if error.line() == 0 {
+        return diagnostic;
+    }
+    let offset = byte_offset(text, error.line(), error.column());
+    let end = text[offset..]
+        .chars()
+        .next()
+        .map_or(offset, |c| offset + c.len_utf8());
+    diagnostic.with_label(Label::primary(offset..end, "here"))
+}
+
+/// The byte offset of a 1-based line and 1-based byte column, clamped to
+/// the text.
+fn byte_offset(text: &str, line: usize, column: usize) -> usize {
+    let start: usize = text
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(str::len)
+        .sum();
+    let mut offset = (start + column.saturating_sub(1)).min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+/// E0803: the plan contradicts itself where the launcher would trust it.
+fn inconsistent(message: String, at: String) -> Diagnostic {
+    Diagnostic::error("E0803", message).with_note(format!("at {at}"))
+}
+
+/// Instance names, channel ids and order lists name what exists, once.
+fn check_structure(plan: &Plan, sink: &mut Sink) {
+    let mut instances = HashMap::new();
+    for (i, process) in plan.processes.iter().enumerate() {
+        if instances.insert(process.name.as_str(), i).is_some() {
+            let message = format!("two processes are named `{}`", process.name);
+            sink.push(inconsistent(message, format!("processes[{i}]")));
+        }
+    }
+    if plan.processes.len() > MAX_INSTANCES {
+        sink.push(Diagnostic::error(
+            "E0610",
+            format!(
+                "the plan has {} process instances, more than {MAX_INSTANCES}",
+                plan.processes.len()
+            ),
+        ));
+    }
+    let mut channels = HashMap::new();
+    for (c, channel) in plan.channels.iter().enumerate() {
+        if channels.insert(channel.id.as_str(), c).is_some() {
+            let message = format!("two channels have the id `{}`", channel.id);
+            sink.push(inconsistent(message, format!("channels[{c}]")));
+        }
+    }
+    check_order(plan, "start_order", &plan.start_order, &instances, sink);
+    check_order(plan, "stop_order", &plan.stop_order, &instances, sink);
+    if let Some(name) = &plan.exit_code_from {
+        if !plan.processes.iter().any(|p| p.process == *name) {
+            let message = format!("exit_code_from names `{name}`, which is not a process");
+            sink.push(inconsistent(message, "exit_code_from".into()));
+        }
+    }
+    for (i, process) in plan.processes.iter().enumerate() {
+        check_process(plan, i, process, &instances, &channels, sink);
+    }
+    for (c, channel) in plan.channels.iter().enumerate() {
+        let ends = channel.from.iter().chain(&channel.to);
+        for endpoint in ends {
+            check_endpoint(plan, c, endpoint, &instances, sink);
+        }
+        for object in &channel.objects {
+            check_object_name(c, &channel.id, object, sink);
+        }
+    }
+}
+
+/// An order lists every instance exactly once.
+fn check_order(
+    plan: &Plan,
+    field: &str,
+    order: &[String],
+    instances: &HashMap<&str, usize>,
+    sink: &mut Sink,
+) {
+    let mut seen = HashSet::new();
+    for (k, name) in order.iter().enumerate() {
+        if !instances.contains_key(name.as_str()) {
+            let message = format!("{field} names `{name}`, which is not a process");
+            sink.push(inconsistent(message, format!("{field}[{k}]")));
+        } else if !seen.insert(name.as_str()) {
+            let message = format!("{field} lists `{name}` twice");
+            sink.push(inconsistent(message, format!("{field}[{k}]")));
+        }
+    }
+    if let Some(missing) = plan
+        .processes
+        .iter()
+        .find(|p| !seen.contains(p.name.as_str()))
+    {
+        let message = format!("{field} leaves out `{}`", missing.name);
+        sink.push(inconsistent(message, field.to_owned()));
+    }
+}
+
+/// A process's command, dependencies and fd table.
+fn check_process(
+    plan: &Plan,
+    i: usize,
+    process: &ProcessPlan,
+    instances: &HashMap<&str, usize>,
+    channels: &HashMap<&str, usize>,
+    sink: &mut Sink,
+) {
+    let at = |field: &str| format!("processes[{i}].{field} (`{}`)", process.name);
+    if process.argv.is_empty() || process.argv[0].is_empty() {
+        let message = format!("`{}` has an empty command", process.name);
+        sink.push(Diagnostic::error("E0702", message).with_note(format!("at {}", at("argv"))));
+    }
+    let has_nul = process
+        .argv
+        .iter()
+        .map(String::as_str)
+        .chain(process.cwd.as_deref())
+        .chain(
+            process
+                .env
+                .iter()
+                .flat_map(|v| [v.name.as_ref(), v.value.as_ref()]),
+        )
+        .any(|text| text.contains('\0'));
+    if has_nul {
+        let message = format!(
+            "an argument or variable of `{}` contains a NUL byte",
+            process.name
+        );
+        sink.push(Diagnostic::error("E0703", message).with_note(format!("at {}", at("argv"))));
+    }
+    for dep in &process.after {
+        if !instances.contains_key(dep.as_str()) {
+            let message = format!(
+                "`{}` waits for `{dep}`, which is not a process",
+                process.name
+            );
+            sink.push(inconsistent(message, at("after")));
+        }
+    }
+    check_fd_table(plan, i, process, channels, sink);
+}
+
+/// Each fd once, not negative, and standing for what the plan says.
+fn check_fd_table(
+    plan: &Plan,
+    i: usize,
+    process: &ProcessPlan,
+    channels: &HashMap<&str, usize>,
+    sink: &mut Sink,
+) {
+    let at = format!("processes[{i}].fds (`{}`)", process.name);
+    let mut fds = HashSet::new();
+    for slot in &process.fds {
+        if !fds.insert(slot.fd) {
+            let message = format!("`{}` has fd {} twice", process.name, slot.fd);
+            sink.push(inconsistent(message, at.clone()));
+        }
+        if slot.fd < 0 {
+            let message = format!("`{}` has a negative fd {}", process.name, slot.fd);
+            sink.push(inconsistent(message, at.clone()));
+        }
+        match &slot.role {
+            FdRole::Ready if process.ready != (Readiness::Fd { fd: slot.fd }) => {
+                let message = format!(
+                    "fd {} of `{}` is a readiness pipe, but its readiness is not that fd",
+                    slot.fd, process.name
+                );
+                sink.push(inconsistent(message, at.clone()));
+            }
+            FdRole::Ready => {}
+            FdRole::Channel { channel, .. } => {
+                let holds = channels.get(channel.as_str()).is_some_and(|&c| {
+                    let c = &plan.channels[c];
+                    c.from.iter().chain(&c.to).any(|e| {
+                        matches!(e, EndpointPlan::Port { process: p, port, .. }
+                            if *p == process.name && *port == slot.port)
+                    })
+                });
+                if !holds {
+                    let message = format!(
+                        "fd {} of `{}` is port `{}` of channel `{channel}`, which has no such endpoint",
+                        slot.fd, process.name, slot.port
+                    );
+                    sink.push(inconsistent(message, at.clone()));
+                }
+            }
+        }
+    }
+    if let Readiness::Fd { fd } = process.ready {
+        if !process
+            .fds
+            .iter()
+            .any(|s| s.fd == fd && s.role == FdRole::Ready)
+        {
+            let message = format!(
+                "`{}` is ready on fd {fd}, which its fd table does not hold",
+                process.name
+            );
+            sink.push(inconsistent(message, format!("processes[{i}].ready")));
+        }
+    }
+}
+
+/// A channel end names a process of the plan and, with an fd, a slot of it.
+fn check_endpoint(
+    plan: &Plan,
+    c: usize,
+    endpoint: &EndpointPlan,
+    instances: &HashMap<&str, usize>,
+    sink: &mut Sink,
+) {
+    let id = &plan.channels[c].id;
+    let at = format!("channels[{c}] (`{id}`)");
+    match endpoint {
+        EndpointPlan::Port {
+            process, port, fd, ..
+        } => {
+            let Some(&i) = instances.get(process.as_str()) else {
+                let message =
+                    format!("channel `{id}` has an end at `{process}`, which is not a process");
+                sink.push(inconsistent(message, at));
+                return;
+            };
+            let Some(fd) = fd else { return };
+            let slot = plan.processes[i].fds.iter().find(|s| s.fd == *fd);
+            let matches = slot.is_some_and(|s| {
+                s.port == *port
+                    && matches!(&s.role, FdRole::Channel { channel, .. } if channel == id)
+            });
+            if !matches {
+                let message = format!(
+                    "channel `{id}` hands fd {fd} to `{process}`, whose fd table does not hold it"
+                );
+                sink.push(inconsistent(message, at));
+            }
+        }
+        EndpointPlan::Own { stream } if stream != "stdin" && stream != "stdout" => {
+            let message = format!(
+                "channel `{id}` names ipc-run's `{stream}`; only stdin and stdout are ipc-run's own"
+            );
+            sink.push(inconsistent(message, at));
+        }
+        EndpointPlan::Own { .. } | EndpointPlan::External => {}
+    }
+}
+
+/// FIFOs and socket files live in the run directory, which is removed at
+/// the end: a name elsewhere would create, then delete, a file outside it.
+fn check_object_name(c: usize, id: &str, object: &NamedObject, sink: &mut Sink) {
+    if !matches!(object.kind, ObjectKind::Fifo | ObjectKind::UnixSocket) {
+        return;
+    }
+    if !in_run_dir(&object.name) {
+        let message = format!(
+            "channel `{id}` creates `{}` outside the run directory",
+            object.name
+        );
+        sink.push(inconsistent(message, format!("channels[{c}].objects")));
+    }
+}
+
+/// `{run_dir}/NAME` with NAME a single path component.
+fn in_run_dir(path: &str) -> bool {
+    path.strip_prefix(RUN_DIR)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|name| !name.is_empty() && !name.contains('/') && name != "..")
+}
+
+/// Every limit the planner checks, checked again against this host.
+fn check_limits(plan: &Plan, limits: &Limits, sink: &mut Sink) {
+    for process in &plan.processes {
+        check_process_limits(process, limits, sink);
+    }
+    let variable = "IPC_RUN_TOPOLOGY=".len() + plan.name.len();
+    if variable as u64 >= limits.arg_strlen_max.value {
+        sink.push(
+            Diagnostic::error("E0608", format!("the topology `name` is {} bytes, too long for exec", plan.name.len()))
+                .with_note(format!("every child gets IPC_RUN_TOPOLOGY=<name>; the kernel accepts strings shorter than {} ({})", limits.arg_strlen_max.value, limits.arg_strlen_max.source)),
+        );
+    }
+    if plan.processes.iter().any(|p| p.ready == Readiness::Notify) {
+        let path = super::wiring::NOTIFY_SOCKET_PATH;
+        if socket_path_len(path, limits) >= limits.sun_path_max.value {
+            sink.push(
+                Diagnostic::error("E0607", "the notify socket path would not fit in sun_path")
+                    .with_note(run_dir_note(limits)),
+            );
+        }
+    }
+    let mut posix_queues = 0u64;
+    for channel in &plan.channels {
+        if matches!(channel.mechanism, Mechanism::PosixMq { .. }) {
+            posix_queues += 1;
+        }
+        check_channel_limits(&channel.id, &channel.mechanism, limits, sink);
+    }
+    let queues = &limits.mq_queues_max;
+    if posix_queues > queues.value {
+        sink.push(
+            Diagnostic::error(
+                "E0603",
+                format!(
+                    "the topology creates {posix_queues} POSIX message queues, the host allows {}",
+                    queues.value
+                ),
+            )
+            .with_note(format!(
+                "queues_max is {} ({})",
+                queues.value, queues.source
+            )),
+        );
+    }
+}
+
+fn check_process_limits(process: &ProcessPlan, limits: &Limits, sink: &mut Sink) {
+    let name = &process.name;
+    let strlen = &limits.arg_strlen_max;
+    if let Some(arg) = process.argv.iter().find(|a| a.len() as u64 >= strlen.value) {
+        sink.push(
+            Diagnostic::error(
+                "E0608",
+                format!(
+                    "an argument of `{name}` is {} bytes, the kernel accepts less than {}",
+                    arg.len(),
+                    strlen.value
+                ),
+            )
+            .with_note(format!("the limit is {} ({})", strlen.value, strlen.source)),
+        );
+    }
+    for var in &process.env {
+        if (var.name.len() + var.value.len() + 1) as u64 >= strlen.value {
+            sink.push(
+                Diagnostic::error(
+                    "E0608",
+                    format!("the variable `{}` is too long for exec", var.name),
+                )
+                .with_note(format!("in the environment of `{name}`")),
+            );
+        }
+    }
+    let nofile = &limits.nofile_soft;
+    if let Readiness::Fd { fd } = process.ready {
+        if fd < 3 || fd as u64 >= nofile.value {
+            sink.push(
+                Diagnostic::error(
+                    "E0707",
+                    format!(
+                        "`ready = {{ fd = {fd} }}` must name an fd from 3 to {}",
+                        nofile.value.saturating_sub(1)
+                    ),
+                )
+                .with_note(format!("in `{name}`")),
+            );
+        }
+    }
+    if let Some(highest) = process.fds.iter().map(|s| s.fd).max() {
+        if highest >= 0 && highest as u64 >= nofile.value {
+            sink.push(
+                Diagnostic::error("E0204", format!("`{name}` would need fd {highest}, at or above the soft RLIMIT_NOFILE of {}", nofile.value))
+                    .with_note(format!("RLIMIT_NOFILE is {} ({})", nofile.value, nofile.source)),
+            );
+        }
+    }
+}
+
+fn check_channel_limits(id: &str, mechanism: &Mechanism, limits: &Limits, sink: &mut Sink) {
+    match mechanism {
+        Mechanism::UnixListener { path, .. } => check_socket_path(id, path, limits, sink),
+        Mechanism::Rpc {
+            transport, address, ..
+        } if *transport == Transport::Unix => check_socket_path(id, address, limits, sink),
+        Mechanism::PosixShm { size, ring, .. } => {
+            check_size("E0609", id, *size, &limits.posix_shm_max, "/dev/shm", sink);
+            if let Some(ring) = ring {
+                let fits = ring.capacity >= RING_ALIGN
+                    && ring.capacity % RING_ALIGN == 0
+                    && ring
+                        .capacity
+                        .checked_add(RING_HEADER)
+                        .is_some_and(|n| n <= *size)
+                    && ring.producers >= 1;
+                if !fits {
+                    sink.push(Diagnostic::error("E0612", format!("the ring of edge `{id}` (capacity {}, {} producer(s)) does not fit its {size}-byte segment", ring.capacity, ring.producers))
+                        .with_note(format!("a ring is a {RING_HEADER}-byte header and a data area of a multiple of {RING_ALIGN} bytes, for at least one producer")));
+                }
+            }
+        }
+        Mechanism::SysvShm {
+            size,
+            semaphore_set,
+        } => {
+            check_size("E0604", id, *size, &limits.sysv_shmmax, "shmmax", sink);
+            if *semaphore_set {
+                check_sem_set(id, 2, limits, sink);
+            }
+        }
+        Mechanism::PosixMq {
+            depth,
+            message_size,
+            ..
+        } => {
+            let (size_max, depth_max) = (&limits.mq_msgsize_max, &limits.mq_msg_max);
+            if *message_size > size_max.value || *message_size == 0 {
+                sink.push(limit_error("E0601", format!("edge `{id}` sends messages of {message_size} bytes; a POSIX queue on this host takes at most {}", size_max.value), size_max, "msgsize_max"));
+            }
+            if *depth > depth_max.value || *depth == 0 {
+                sink.push(limit_error("E0602", format!("edge `{id}` asks for a queue of depth {depth}; a POSIX queue on this host holds at most {}", depth_max.value), depth_max, "msg_max"));
+            }
+        }
+        Mechanism::SysvMq {
+            queue_bytes,
+            message_size,
+        } => {
+            let (msgmax, msgmnb) = (&limits.sysv_msgmax, &limits.sysv_msgmnb);
+            if *message_size > msgmax.value || *message_size == 0 {
+                sink.push(limit_error("E0605", format!("edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}", msgmax.value), msgmax, "msgmax"));
+            }
+            if *queue_bytes > msgmnb.value {
+                sink.push(limit_error("E0605", format!("edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}", msgmnb.value), msgmnb, "msgmnb"));
+            }
+        }
+        Mechanism::PosixSem { initial, .. } => {
+            check_initial(
+                id,
+                crate::mechanism::posix_sem::NAME,
+                *initial,
+                limits.sem_value_max.value,
+                sink,
+            );
+        }
+        Mechanism::SysvSem { count, initial } => {
+            check_initial(
+                id,
+                crate::mechanism::sysv_sem::NAME,
+                *initial,
+                SYSV_SEMVMX,
+                sink,
+            );
+            check_sem_set(id, u64::from(*count), limits, sink);
+        }
+        _ => {}
+    }
+}
+
+/// Bytes of a socket path once `{run_dir}` is this host's run directory.
+fn socket_path_len(path: &str, limits: &Limits) -> u64 {
+    let rest = path.strip_prefix(RUN_DIR).unwrap_or(path);
+    limits.run_dir_len.value + rest.len() as u64
+}
+
+fn run_dir_note(limits: &Limits) -> String {
+    format!(
+        "the run directory is {} bytes long ({})",
+        limits.run_dir_len.value, limits.run_dir_len.source
+    )
+}
+
+fn check_socket_path(id: &str, path: &str, limits: &Limits, sink: &mut Sink) {
+    if !path.starts_with(RUN_DIR) {
+        // A TCP address, or a path the planner did not make: nothing to fit.
+        return;
+    }
+    let length = socket_path_len(path, limits);
+    if length >= limits.sun_path_max.value {
+        sink.push(
+            Diagnostic::error("E0607", format!("the socket path of edge `{id}` would be {length} bytes; sun_path holds {} with its NUL", limits.sun_path_max.value))
+                .with_note(run_dir_note(limits))
+                .with_help("shorten the edge name, or set XDG_RUNTIME_DIR to a shorter directory"),
+        );
+    }
+}
+
+fn check_size(code: &'static str, id: &str, size: u64, max: &Limit, what: &str, sink: &mut Sink) {
+    if size == 0 {
+        sink.push(Diagnostic::error(
+            "E0310",
+            format!("shared edge `{id}` needs a size above zero"),
+        ));
+    } else if size > max.value {
+        sink.push(
+            Diagnostic::error(
+                code,
+                format!(
+                    "edge `{id}` asks for {size} bytes of shared memory; {what} allows {}",
+                    max.value
+                ),
+            )
+            .with_note(format!("{what} is {} ({})", max.value, max.source)),
+        );
+    }
+}
+
+fn check_sem_set(id: &str, count: u64, limits: &Limits, sink: &mut Sink) {
+    let semmsl = &limits.sysv_semmsl;
+    if count == 0 || count > semmsl.value {
+        sink.push(
+            limit_error("E0611", format!("edge `{id}` needs a System V semaphore set of {count}; a set on this host holds at most {}", semmsl.value), semmsl, "semmsl")
+                .with_help("use posix-shm/posix-sem, or raise the first field of /proc/sys/kernel/sem"),
+        );
+    }
+}
+
+fn check_initial(id: &str, name: &str, initial: u32, max: u64, sink: &mut Sink) {
+    if u64::from(initial) > max {
+        sink.push(Diagnostic::error(
+            "E0606",
+            format!("a `{name}` starts between 0 and {max}, edge `{id}` asks for {initial}"),
+        ));
+    }
+}
+
+fn limit_error(code: &'static str, message: String, limit: &Limit, what: &str) -> Diagnostic {
+    Diagnostic::error(code, message)
+        .with_note(format!("{what} is {} ({})", limit.value, limit.source))
+}
+
+/// The plan's warnings as diagnostics, printed as a run of the topology
+/// would print them; a code ipc-run does not know is an error.
+fn recorded_warnings(plan: &Plan, sink: &mut Sink) -> Vec<Diagnostic> {
+    let mut warnings = Vec::new();
+    for (w, warning) in plan.warnings.iter().enumerate() {
+        let Some(code) = WARNING_CODES.iter().find(|&&c| c == warning.code) else {
+            let message = format!("unknown warning code `{}`", warning.code);
+            sink.push(inconsistent(message, format!("warnings[{w}]")));
+            continue;
+        };
+        let mut diagnostic = Diagnostic::warning(code, warning.message.clone());
+        diagnostic.notes = warning.notes.clone();
+        warnings.push(diagnostic);
+    }
+    warnings
+}

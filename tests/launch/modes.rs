@@ -1,0 +1,167 @@
+//! Under umask 000 every object is created 0600 and its run directory 0700
+//! (S1), and after cleanup nothing is left (K2). The only test in its
+//! binary, because the umask is process-wide.
+
+use crate::support::launch as launch_common;
+
+use std::ffi::CString;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use ipc_run::launch::prepare;
+use ipc_run::plan::Mechanism;
+use launch_common::{options, plan, root};
+use nix::sys::stat::Mode;
+
+const TOPOLOGY: &str = r#"
+[process.a]
+cmd = ["PROBE", "exit", "0"]
+ports = { fifo = {}, sock = {}, shm = {}, mq = {}, sem = {}, vshm = {}, vmq = {}, vsem = {} }
+[process.b]
+cmd = ["PROBE", "exit", "0"]
+ports = { fifo = {}, sock = {}, shm = {}, mq = {}, sem = {}, vshm = {}, vmq = {}, vsem = {} }
+[[edge]]
+from = "a.fifo"
+to = "b.fifo"
+mechanism = "fifo"
+[[edge]]
+from = "a.sock"
+to = "b.sock"
+mechanism = "unix-listener"
+traffic = "request"
+[[edge]]
+from = "a.shm"
+to = "b.shm"
+mechanism = "posix-shm"
+traffic = "shared"
+size = "4KiB"
+[[edge]]
+from = "a.mq"
+to = "b.mq"
+mechanism = "posix-mq"
+traffic = "messages"
+[[edge]]
+from = "a.sem"
+to = "b.sem"
+mechanism = "posix-sem"
+traffic = "notify"
+[[edge]]
+from = "a.vshm"
+to = "b.vshm"
+mechanism = "sysv-shm"
+traffic = "shared"
+size = "4KiB"
+[[edge]]
+from = "a.vmq"
+to = "b.vmq"
+mechanism = "sysv-mq"
+traffic = "messages"
+[[edge]]
+from = "a.vsem"
+to = "b.vsem"
+mechanism = "sysv-sem"
+traffic = "notify"
+"#;
+
+fn mode_of(path: &str) -> Option<u32> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o7777)
+}
+
+fn sysv_perms(file: &str, id: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/sysvipc/{file}"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols[1] == id.to_string())
+        .map(|cols| cols[2].to_owned())
+}
+
+#[test]
+fn objects_are_0600_under_umask_000_and_all_gone_after_cleanup() {
+    nix::sys::stat::umask(Mode::empty());
+    let plan = plan(TOPOLOGY);
+    let root = root();
+    let launched = prepare(&plan, &options(&root)).unwrap();
+    let values = launched.values().clone();
+    let run_dir = launched.run_dir.clone();
+    assert_eq!(mode_of(run_dir.to_str().unwrap()), Some(0o700));
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(&run_dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o600, "{:?}", entry.path());
+        assert_eq!(meta.uid(), nix::unistd::geteuid().as_raw());
+        files.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    files.sort();
+    assert_eq!(files, ["e0.fifo", "e1.sock", "journal", "lock"]);
+
+    let mut posix_files = Vec::new();
+    let mut mq_names = Vec::new();
+    for channel in &plan.channels {
+        match &channel.mechanism {
+            Mechanism::PosixShm {
+                name, semaphores, ..
+            } => {
+                posix_files.push(format!("/dev/shm{}", values.fill(name).unwrap()));
+                for sem in semaphores {
+                    posix_files.push(format!("/dev/shm/sem.{}", &values.fill(sem).unwrap()[1..]));
+                }
+            }
+            Mechanism::PosixSem { name, .. } => {
+                posix_files.push(format!("/dev/shm/sem.{}", &values.fill(name).unwrap()[1..]));
+            }
+            Mechanism::PosixMq { name, .. } => mq_names.push(values.fill(name).unwrap()),
+            _ => {}
+        }
+    }
+    assert_eq!(posix_files.len(), 4, "{posix_files:?}");
+    for file in &posix_files {
+        assert_eq!(mode_of(file), Some(0o600), "{file}");
+    }
+    for name in &mq_names {
+        let fd = ipc_run::sys::ipc::mq_open_existing(&CString::new(name.as_str()).unwrap(), false)
+            .unwrap();
+        assert_eq!(
+            nix::sys::stat::fstat(&fd).unwrap().st_mode & 0o777,
+            0o600,
+            "{name}"
+        );
+    }
+    let sysv = [
+        ("shm", values.sysv_ids["e5"]),
+        ("sem", values.sysv_sem_ids["e5"]),
+        ("msg", values.sysv_ids["e6"]),
+        ("sem", values.sysv_ids["e7"]),
+    ];
+    for (file, id) in sysv {
+        assert_eq!(sysv_perms(file, id).as_deref(), Some("600"), "{file} {id}");
+    }
+    let journal = std::fs::read_to_string(run_dir.join("journal")).unwrap();
+    // One line per object; System V keys (journaled before their objects)
+    // and the run's cgroup (where one can be made) come on top.
+    let objects = journal
+        .lines()
+        .filter(|l| !l.starts_with("cgroup ") && !l.split(' ').next().unwrap().ends_with("-key"))
+        .count();
+    assert_eq!(objects, 11, "{journal}");
+
+    let report = launched.cleanup();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.removed.len(), 11, "{report:?}");
+    assert!(!run_dir.exists());
+    for file in &posix_files {
+        assert_eq!(mode_of(file), None, "{file} left");
+    }
+    for name in &mq_names {
+        let gone =
+            ipc_run::sys::ipc::mq_open_existing(&CString::new(name.as_str()).unwrap(), false);
+        assert_eq!(gone.err(), Some(nix::errno::Errno::ENOENT), "{name} left");
+    }
+    for (file, id) in sysv {
+        assert_eq!(sysv_perms(file, id), None, "{file} {id} left");
+    }
+    let _ = std::fs::remove_dir(&root);
+}

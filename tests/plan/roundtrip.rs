@@ -1,0 +1,354 @@
+//! The plan round trip: a plan written as JSON reads back as the same plan,
+//! `ipc-run run --plan` runs it as `run FILE` would, and a plan file that is
+//! broken, foreign or too big for this host is refused (exit 1) before
+//! anything is created.
+
+use std::path::Path;
+use std::process::Command;
+
+use ipc_run::plan::{self, Limits, Plan};
+use ipc_run::topology::Topology;
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+
+use crate::support::*;
+
+// ----- plan -> json -> plan --------------------------------------------------
+
+/// Writes the plan as `ipc-run plan --format json` does, reads it back as
+/// `run --plan` does, and checks nothing changed.
+fn assert_round_trip(plan: &Plan) -> Result<(), TestCaseError> {
+    let json = serde_json::to_string_pretty(plan).expect("plans serialise");
+    let read = plan::import::from_json(&json, &plan.limits)
+        .unwrap_or_else(|e| panic!("{:?}\n{json}", e.diagnostics));
+    prop_assert_eq!(&read.plan, plan);
+    let again = serde_json::to_string_pretty(&read.plan).expect("plans serialise");
+    prop_assert_eq!(again, json);
+    prop_assert_eq!(read.warnings.len(), plan.warnings.len());
+    Ok(())
+}
+
+#[test]
+fn every_shipped_topology_round_trips() {
+    let dir = Path::new(MANIFEST_DIR).join("topologies");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for file in files {
+        let topology = Topology::load(&file).unwrap();
+        let planned = plan::plan(&topology, &Limits::default()).unwrap();
+        assert_round_trip(&planned.plan).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+}
+
+/// Per traffic: the mechanisms that can carry it (`auto` first).
+const MECHANISMS: &[(&str, &[&str])] = &[
+    (
+        "stream",
+        &["auto", "pipe", "fifo", "socketpair", "unix-listener", "tcp"],
+    ),
+    (
+        "messages",
+        &[
+            "auto",
+            "posix-mq",
+            "sysv-mq",
+            "socketpair",
+            "unix-listener",
+            "udp",
+        ],
+    ),
+    ("shared", &["auto", "posix-shm", "sysv-shm"]),
+    ("request", &["auto", "unix-listener", "tcp", "rpc"]),
+    ("notify", &["auto", "signal", "posix-sem", "sysv-sem"]),
+];
+const READY: &[&str] = &["\"started\"", "\"notify\"", "{ fd = 60 }"];
+const RESTART: &[&str] = &["never", "on-failure", "always"];
+
+/// One process table: replicas, readiness, restart policy, env, signals.
+/// `a` is never replicated: it may be `exit_code_from`.
+fn process_table() -> impl Strategy<Value = String> {
+    (
+        prop::option::weighted(0.3, 2u32..4),
+        prop::option::weighted(0.3, 0..READY.len()),
+        prop::option::weighted(0.3, 0..RESTART.len()),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(replicas, ready, restart, env, signals)| {
+            let mut text = String::from("cmd = [\"run\", \"--flag\"]\n");
+            if let Some(r) = replicas {
+                text.push_str(&format!("REPLICAS = {r}\n"));
+            }
+            if let Some(r) = ready {
+                text.push_str(&format!("ready = {}\n", READY[r]));
+            }
+            if let Some(r) = restart {
+                text.push_str(&format!("restart = \"{}\"\n", RESTART[r]));
+            }
+            if env {
+                text.push_str(
+                    "env = { MODE = \"fast\", EMPTY = \"\" }\ninherit_env = [\"HOME\"]\n",
+                );
+            }
+            if signals {
+                text.push_str("stop_signal = \"SIGINT\"\nforward_signals = [\"SIGHUP\"]\n");
+            }
+            text
+        })
+}
+
+/// One edge between two of the processes `a` to `d`, on ports named after
+/// the edge, with a mechanism that can carry its traffic and the options
+/// that mechanism takes.
+fn edge_table() -> impl Strategy<Value = (usize, usize, usize, usize, u64, bool)> {
+    (
+        0usize..4,
+        0usize..4,
+        0..MECHANISMS.len(),
+        0usize..6,
+        64u64..1 << 16,
+        any::<bool>(),
+    )
+}
+
+fn render_edge(
+    i: usize,
+    (from, to, traffic, mechanism, number, flag): (usize, usize, usize, usize, u64, bool),
+) -> String {
+    let names = ["a", "b", "c", "d"];
+    let to = if to == from { (to + 1) % 4 } else { to };
+    let (traffic, choices) = MECHANISMS[traffic];
+    let mechanism = choices[mechanism % choices.len()];
+    let mut text = format!(
+        "\n[[edge]]\nname = \"e{i}x\"\nfrom = \"{}.o{i}\"\nto = \"{}.i{i}\"\ntraffic = \"{traffic}\"\nmechanism = \"{mechanism}\"\n",
+        names[from], names[to]
+    );
+    match (traffic, mechanism) {
+        ("shared", _) => text.push_str(&format!("size = {}\n", number * 64)),
+        ("messages", "posix-mq" | "sysv-mq") => {
+            text.push_str(&format!(
+                "message_size = {}\ndepth = {}\n",
+                number % 4096 + 1,
+                number % 8 + 1
+            ));
+        }
+        ("request", "rpc") => text.push_str("protocol = \"http\"\n"),
+        ("stream", "socketpair") if flag => text.push_str("duplex = true\n"),
+        _ => {}
+    }
+    if flag && traffic == "stream" {
+        text.push_str(&format!("in_flight = {number}\n"));
+    }
+    text
+}
+
+fn topology_text() -> impl Strategy<Value = String> {
+    (
+        prop::collection::vec(process_table(), 4),
+        prop::collection::vec(edge_table(), 0..6),
+        any::<bool>(),
+    )
+        .prop_map(|(processes, edges, exit_code_from)| {
+            let mut text = String::from("name = \"random\"\n");
+            if exit_code_from {
+                text.push_str("exit_code_from = \"a\"\n");
+            }
+            for (name, table) in ["a", "b", "c", "d"].iter().zip(processes) {
+                text.push_str(&format!("\n[process.{name}]\n"));
+                let replicas = if *name == "a" {
+                    "# replicas"
+                } else {
+                    "replicas"
+                };
+                text.push_str(&table.replace("REPLICAS", replicas));
+            }
+            for (i, edge) in edges.into_iter().enumerate() {
+                text.push_str(&render_edge(i, edge));
+            }
+            text
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn plan_json_plan_is_identity(text in topology_text()) {
+        let topology = Topology::parse(Path::new("random.toml"), text.clone())
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        if let Ok(planned) = plan::plan(&topology, &Limits::default()) {
+            assert_round_trip(&planned.plan)?;
+        }
+    }
+}
+
+/// `exit_code_from` names the declared process, whose one instance is
+/// `a#0` when it says `replicas = 1`.
+#[test]
+fn exit_code_from_a_single_replica_round_trips() {
+    let text = "exit_code_from = \"a\"\n[process.a]\ncmd = [\"run\"]\nreplicas = 1\n";
+    let topology = Topology::parse(Path::new("one.toml"), text.to_owned()).unwrap();
+    let planned = plan::plan(&topology, &Limits::default()).unwrap();
+    assert_eq!(planned.plan.processes[0].name, "a#0");
+    assert_round_trip(&planned.plan).unwrap();
+}
+
+/// The generator reaches valid plans, not only errors: otherwise the
+/// property above would hold vacuously.
+#[test]
+fn the_generator_makes_valid_plans() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = topology_text();
+    let valid = (0..200)
+        .filter(|_| {
+            let text = strategy.new_tree(&mut runner).unwrap().current();
+            let topology = Topology::parse(Path::new("random.toml"), text).unwrap();
+            plan::plan(&topology, &Limits::default()).is_ok_and(|p| !p.plan.channels.is_empty())
+        })
+        .count();
+    assert!(
+        valid >= 100,
+        "only {valid} of 200 generated topologies plan"
+    );
+}
+
+// ----- run --plan ------------------------------------------------------------
+
+/// `ipc-run plan FILE --format json` into the scratch directory.
+fn write_plan(scratch: &Scratch, topology: &Path, name: &str) -> std::path::PathBuf {
+    let output = Command::new(IPC_RUN)
+        .args(["plan", "--format", "json"])
+        .arg(topology)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let path = scratch.dir.join(name);
+    std::fs::write(&path, &output.stdout).unwrap();
+    path
+}
+
+/// `ipc-run run --plan PLAN --runtime-dir RT -q`.
+fn run_plan(scratch: &Scratch, plan: &Path) -> Finished {
+    run_captured(
+        Command::new(IPC_RUN)
+            .args(["--color", "never", "run", "-q", "--plan"])
+            .arg(plan)
+            .arg("--runtime-dir")
+            .arg(scratch.runtime()),
+    )
+}
+
+#[test]
+fn run_plan_prints_what_run_file_prints() {
+    let scratch = Scratch::new("run-plan-same");
+    let topology = Path::new(MANIFEST_DIR).join("topologies/pipeline.toml");
+    let plan = write_plan(&scratch, &topology, "pipeline.json");
+    let from_plan = run_plan(&scratch, &plan);
+    let from_file = run_captured(
+        Command::new(IPC_RUN)
+            .args(["--color", "never", "run", "-q"])
+            .arg(&topology)
+            .arg("--runtime-dir")
+            .arg(scratch.runtime()),
+    );
+    assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    assert_eq!(from_plan.code, from_file.code, "{}", from_plan.stderr);
+    assert_eq!(from_plan.stdout_text(), "40951\n");
+    assert_eq!(from_plan.stdout, from_file.stdout);
+    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+}
+
+/// A plan file that must be refused: exit 1, `code` on stderr with `what`,
+/// and no run directory.
+fn assert_refused(case: &str, edit: impl Fn(&str) -> String, code: &str, what: &str) {
+    let scratch = Scratch::new(case);
+    let topology = Path::new(MANIFEST_DIR).join("topologies/mq.toml");
+    let good = write_plan(&scratch, &topology, "good.json");
+    let text = edit(&std::fs::read_to_string(good).unwrap());
+    let bad = scratch.dir.join("bad.json");
+    std::fs::write(&bad, text).unwrap();
+    let finished = run_plan(&scratch, &bad);
+    assert_eq!(finished.code, 1, "{}", finished.stderr);
+    assert!(finished.stdout.is_empty());
+    let headline = format!("error[{code}]: ");
+    assert!(finished.stderr.contains(&headline), "{}", finished.stderr);
+    assert!(finished.stderr.contains(what), "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("bad.json`: "),
+        "no summary line: {}",
+        finished.stderr
+    );
+    assert!(
+        !scratch.runtime().exists(),
+        "a refused plan created its runtime directory"
+    );
+}
+
+#[test]
+fn malformed_json_is_refused_at_its_line() {
+    assert_refused(
+        "plan-malformed",
+        |text| text.replacen("\"processes\": [", "\"processes\": [,", 1),
+        "E0801",
+        "bad.json:4:",
+    );
+}
+
+#[test]
+fn an_unknown_field_is_refused() {
+    assert_refused(
+        "plan-unknown-field",
+        |text| text.replacen("\"name\": ", "\"colour\": 1,\n  \"name\": ", 1),
+        "E0801",
+        "unknown field `colour`",
+    );
+}
+
+#[test]
+fn another_format_version_is_refused() {
+    assert_refused(
+        "plan-version",
+        |text| text.replacen("\"format_version\": 1", "\"format_version\": 2", 1),
+        "E0802",
+        "format_version 2",
+    );
+}
+
+#[test]
+fn a_queue_deeper_than_this_host_allows_is_refused() {
+    // 100 000 is above the kernel's own ceiling for msg_max (65 536).
+    assert_refused(
+        "plan-limit",
+        |text| {
+            let plan: serde_json::Value = serde_json::from_str(text).unwrap();
+            let mut plan = plan;
+            for channel in plan["channels"].as_array_mut().unwrap() {
+                if channel["mechanism"]["kind"] == "posix-mq" {
+                    channel["mechanism"]["depth"] = 100_000.into();
+                }
+            }
+            serde_json::to_string_pretty(&plan).unwrap()
+        },
+        "E0602",
+        "a POSIX queue on this host holds at most",
+    );
+}
+
+#[test]
+fn an_order_naming_an_unknown_process_is_refused() {
+    assert_refused(
+        "plan-order",
+        |text| {
+            let mut plan: serde_json::Value = serde_json::from_str(text).unwrap();
+            plan["start_order"][0] = "ghost".into();
+            serde_json::to_string_pretty(&plan).unwrap()
+        },
+        "E0803",
+        "start_order names `ghost`",
+    );
+}

@@ -1,0 +1,120 @@
+//! Signal edges against pid reuse, through the real `ipc-run` binary: a
+//! sender is restarted with the new pid when its receiver restarts, and a
+//! receiver that ended stays a zombie (its pid reserved) while a sender that
+//! knows its pid still runs.
+
+use crate::support::Scratch;
+
+/// Runs `topology` with a private runtime dir; returns (status, stdout,
+/// stderr) and checks that the run left nothing behind.
+fn run(name: &str, topology: &str) -> (i32, String, String) {
+    let mut scratch = Scratch::new(name);
+    let file = scratch.topology(topology);
+    let finished = scratch.run(&file);
+    let left = scratch.runtime_entries();
+    assert!(left.is_empty(), "the run left {left:?}");
+    (finished.code, finished.stdout_text(), finished.stderr)
+}
+
+fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
+    text.lines()
+        .filter_map(|line| line.split_once(prefix))
+        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_sender_is_restarted_with_the_new_pid_of_its_restarted_receiver() {
+    let (code, stdout, stderr) = run(
+        "follow",
+        r#"
+name = "follow"
+exit_code_from = "sender"
+
+[process.target]
+restart = "on-failure"
+restart_limit = 1
+restart_backoff = "10ms"
+ready = { fd = 5 }
+shell = '''
+trap 'echo "target $$ got USR1"; exit 3' USR1
+echo "target up $$"
+echo >&5
+exec 5>&-
+while :; do sleep 0.02; done
+'''
+
+[process.sender]
+shell = '''
+for kv in $IPC_PORT_POKE; do case "$kv" in pid=*) pid="${kv#pid=}" ;; esac; done
+echo "sender knows $pid"
+kill -USR1 "$pid"
+trap 'exit 0' TERM
+# The first sender is stopped long before this ends, when the target restarts.
+sleep 3 & wait
+'''
+
+[[edge]]
+name = "poke"
+from = "sender.poke"
+to = "target.poke"
+traffic = "notify"
+signal = "SIGUSR1"
+"#,
+    );
+    let targets = numbers_after(&stdout, "target up ");
+    let known = numbers_after(&stdout, "sender knows ");
+    assert_eq!(
+        targets.len(),
+        2,
+        "two target processes:\n{stdout}\n{stderr}"
+    );
+    assert_ne!(targets[0], targets[1]);
+    assert_eq!(
+        known, targets,
+        "each sender knew the live target:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("restarting to learn the new pid"),
+        "{stderr}"
+    );
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn an_ended_receiver_stays_a_zombie_while_a_sender_knows_its_pid() {
+    let (code, stdout, stderr) = run(
+        "reserve",
+        r#"
+name = "reserve"
+
+[process.target]
+ready = { fd = 5 }
+shell = '''
+echo >&5
+exit 0
+'''
+
+[process.sender]
+shell = '''
+for kv in $IPC_PORT_POKE; do case "$kv" in pid=*) pid="${kv#pid=}" ;; esac; done
+# Wait for the target to end; its pid must then be a zombie, not free.
+for _ in $(seq 200); do
+  state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' /proc/$pid/status 2>/dev/null)
+  case "$state" in Z) echo "pid $pid reserved"; exit 0 ;; "") echo "pid $pid freed"; exit 1 ;; esac
+  sleep 0.02
+done
+echo "target never ended"; exit 2
+'''
+
+[[edge]]
+name = "poke"
+from = "sender.poke"
+to = "target.poke"
+traffic = "notify"
+signal = "SIGUSR1"
+"#,
+    );
+    assert!(stdout.contains("reserved"), "{stdout}\n{stderr}");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+}

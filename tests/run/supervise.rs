@@ -1,0 +1,787 @@
+//! Supervision with real processes: pipelines, SIGPIPE, restarts without
+//! data loss, shutdown order and escalation, exit status, log relay,
+//! reaping, idle CPU, readiness.
+//!
+//! Signals are process-wide, so each case runs the supervisor in a process
+//! of its own, `ipc-run run FILE`, and drives and inspects it from outside.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::support::IPC_RUN;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// `ipc-run run`'s status when the topology could not be started.
+const LAUNCH_FAILURE: i32 = ipc_run::supervise::LAUNCH_FAILURE;
+
+// ----- helpers -------------------------------------------------------------
+
+fn scratch_dir() -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("ipc-run-test-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The arguments of `ipc-run` that run `file` with a private runtime
+/// directory beside it.
+fn runner_args(file: &Path) -> Vec<std::ffi::OsString> {
+    let runtime = file.parent().unwrap().join("rt");
+    vec![
+        "--color".into(),
+        "never".into(),
+        "run".into(),
+        file.into(),
+        "--runtime-dir".into(),
+        runtime.into(),
+    ]
+}
+
+fn runner_command(toml: &str) -> Command {
+    let dir = scratch_dir();
+    let file = dir.join("topology.toml");
+    std::fs::write(&file, toml).unwrap();
+    let mut command = Command::new(IPC_RUN);
+    command
+        .args(runner_args(&file))
+        .env_remove("NO_COLOR")
+        .env_remove("IPC_RUN_LOG")
+        .stdin(Stdio::null());
+    command
+}
+
+struct Finished {
+    code: i32,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+impl Finished {
+    fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs a topology to completion (with a safety timeout).
+fn run(toml: &str) -> Finished {
+    let started = Instant::now();
+    let child = runner_command(toml)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    finish(child, started, Duration::from_secs(60))
+}
+
+fn finish(mut child: Child, started: Instant, timeout: Duration) -> Finished {
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stdout.read_to_end(&mut v).unwrap();
+        v
+    });
+    let err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        stderr.read_to_end(&mut v).unwrap();
+        String::from_utf8_lossy(&v).into_owned()
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            panic!("runner did not finish within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = out.join().unwrap();
+    let stderr = err.join().unwrap();
+    eprintln!("--- runner stderr ---\n{stderr}---");
+    Finished {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
+}
+
+/// A runner whose stdout is followed line by line while it runs.
+struct Live {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Live {
+    fn start(toml: &str) -> Live {
+        let mut child = runner_command(toml)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Live {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Waits until a line containing `text` was printed.
+    fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.seen.iter().any(|l| l.contains(text)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("never saw {text:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    fn signal(&self, signal: Signal) {
+        kill(self.pid(), signal).unwrap();
+    }
+
+    fn finish(mut self) -> Finished {
+        let mut stderr = self.child.stderr.take().unwrap();
+        let err = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            stderr.read_to_end(&mut v).unwrap();
+            String::from_utf8_lossy(&v).into_owned()
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "runner did not finish");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut seen = self.seen;
+        seen.extend(self.lines.iter());
+        let stderr = err.join().unwrap();
+        eprintln!("--- runner stderr ---\n{stderr}---");
+        let mut stdout = seen.join("\n").into_bytes();
+        stdout.push(b'\n');
+        Finished {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+        }
+    }
+}
+
+fn shell(cmd: &str) -> Vec<u8> {
+    Command::new("bash")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .unwrap()
+        .stdout
+}
+
+/// The relayed lines of `name` on stdout, prefixes removed (`+`
+/// continuation records joined back to their line).
+fn lines_of(stdout: &[u8], name: &str) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for record in stdout.split(|&b| b == b'\n') {
+        let Some(space) = record.iter().position(|&b| b == b' ') else {
+            continue;
+        };
+        if &record[..space] != name.as_bytes() {
+            continue;
+        }
+        let rest = &record[space..];
+        let start = rest.iter().position(|&b| b != b' ').unwrap_or(0);
+        let rest = &rest[start..];
+        if let Some(text) = rest.strip_prefix(b"| ") {
+            out.push(text.to_vec());
+        } else if let Some(text) = rest.strip_prefix(b"+ ") {
+            out.last_mut()
+                .expect("a + record follows a line")
+                .extend_from_slice(text);
+        }
+    }
+    out
+}
+
+fn text_lines(stdout: &[u8], name: &str) -> Vec<String> {
+    lines_of(stdout, name)
+        .into_iter()
+        .map(|l| String::from_utf8(l).unwrap())
+        .collect()
+}
+
+fn summary_line<'a>(stderr: &'a str, name: &str) -> &'a str {
+    let prefix = format!("{name}: ");
+    stderr
+        .lines()
+        .rfind(|l| l.starts_with(&prefix) && l.contains(", restarts "))
+        .unwrap_or_else(|| panic!("no summary line for {name} in:\n{stderr}"))
+}
+
+// ----- cases ---------------------------------------------------------------
+
+#[test]
+fn pipeline_matches_the_shell() {
+    let result = run(r#"
+pipeline = ["gen", "filter", "count"]
+[process.gen]
+cmd = ["seq", "1", "100000"]
+[process.filter]
+cmd = ["grep", "7"]
+[process.count]
+cmd = ["wc", "-l"]
+"#);
+    let expected = shell("seq 1 100000 | grep 7 | wc -l");
+    let expected = String::from_utf8(expected).unwrap();
+    assert_eq!(
+        text_lines(&result.stdout, "count"),
+        vec![expected.trim_end().to_owned()]
+    );
+    assert_eq!(result.code, 0);
+    assert!(summary_line(&result.stderr, "gen").contains("exited 0"));
+}
+
+#[test]
+fn producer_into_head_ends_promptly() {
+    let topology = r#"
+pipeline = ["yes", "take"]
+[process.yes]
+cmd = ["yes"]
+[process.take]
+cmd = ["head", "-1"]
+"#;
+    let result = run(topology);
+    assert_eq!(text_lines(&result.stdout, "take"), vec!["y"]);
+    assert!(summary_line(&result.stderr, "yes").contains("killed by SIGPIPE"));
+    assert_eq!(
+        result.code,
+        128 + 13,
+        "the producer's death by SIGPIPE is a failure"
+    );
+    // Following the consumer: its exit ends the run and decides the status.
+    let result = run(&format!("exit_code_from = \"take\"\n{topology}"));
+    assert_eq!(result.code, 0);
+}
+
+#[test]
+fn restarted_consumer_loses_no_data() {
+    // The consumer takes 10 lines per life (the shell's `read` takes one
+    // byte at a time from a pipe, so it never reads ahead) and fails; the
+    // pipe, held by the supervisor, keeps the rest for the next life.
+    let result = run(r#"
+pipeline = ["gen", "take"]
+[process.gen]
+cmd = ["seq", "1", "100"]
+[process.take]
+shell = 'i=0; while [ $i -lt 10 ] && IFS= read -r line; do echo "$line"; i=$((i+1)); done; [ $i -lt 10 ] && exit 0; exit 1'
+restart = "on-failure"
+restart_limit = 20
+restart_backoff = "1ms"
+"#);
+    let expected: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
+    assert_eq!(text_lines(&result.stdout, "take"), expected);
+    assert!(summary_line(&result.stderr, "take").contains("exited 0, restarts 10"));
+    assert_eq!(result.code, 0);
+}
+
+const TRAPPING: &str = r#"trap 'echo stopping-$IPC_RUN_PROCESS; exit 0' TERM INT; echo up-$IPC_RUN_PROCESS; while :; do sleep 0.05; done"#;
+
+#[test]
+fn sigterm_stops_in_reverse_start_order() {
+    let toml = format!(
+        r#"
+[process.a]
+shell = "{TRAPPING}"
+[process.b]
+shell = "{TRAPPING}"
+after = ["a"]
+[process.c]
+shell = "{TRAPPING}"
+after = ["b"]
+"#
+    );
+    let mut live = Live::start(&toml);
+    for name in ["a", "b", "c"] {
+        live.wait_for(&format!("up-{name}"));
+    }
+    live.signal(Signal::SIGTERM);
+    let result = live.finish();
+    let out = result.stdout_text();
+    let pos = |name: &str| {
+        out.find(&format!("stopping-{name}"))
+            .unwrap_or_else(|| panic!("{name} was not stopped: {out}"))
+    };
+    assert!(pos("c") < pos("b") && pos("b") < pos("a"), "{out}");
+    assert_eq!(result.code, 143, "interrupted by SIGTERM");
+    assert!(summary_line(&result.stderr, "a").contains("exited 0 (stopped)"));
+}
+
+#[test]
+fn grace_period_then_sigkill() {
+    let mut live = Live::start(
+        r#"
+[process.stubborn]
+shell = "trap 'echo ignoring-term' TERM; echo stubborn-up; while :; do sleep 0.05; done"
+stop_timeout = "400ms"
+[process.polite]
+shell = "trap 'exit 0' TERM; echo polite-up; while :; do sleep 0.05; done"
+"#,
+    );
+    live.wait_for("stubborn-up");
+    live.wait_for("polite-up");
+    live.signal(Signal::SIGINT);
+    // SIGTERM first (the process survives it), SIGKILL after the grace.
+    live.wait_for("ignoring-term");
+    let result = live.finish();
+    assert!(summary_line(&result.stderr, "stubborn").contains("killed by SIGKILL (stopped)"));
+    assert!(result.stderr.contains("SIGKILL"));
+    assert_eq!(result.code, 130);
+}
+
+#[test]
+fn second_sigint_escalates() {
+    let mut live = Live::start(
+        r#"
+[process.stubborn]
+shell = "trap 'echo ignoring-stop' TERM INT; echo up; while :; do sleep 0.05; done"
+stop_timeout = "60s"
+"#,
+    );
+    live.wait_for("up");
+    live.signal(Signal::SIGINT);
+    // The first SIGINT was handled: the process was asked to stop.
+    live.wait_for("ignoring-stop");
+    live.signal(Signal::SIGINT);
+    let result = live.finish();
+    assert!(summary_line(&result.stderr, "stubborn").contains("killed by SIGKILL"));
+    assert!(result.stderr.contains("again: killing every process"));
+    assert_eq!(result.code, 130);
+}
+
+#[test]
+fn exit_codes_are_passed_on() {
+    for code in [0, 1, 42, 255] {
+        let result = run(&format!(
+            r#"
+[process.ok]
+cmd = ["true"]
+[process.bad]
+shell = "exit {code}"
+"#
+        ));
+        assert_eq!(result.code, code);
+        assert!(summary_line(&result.stderr, "bad").contains(&format!("exited {code}")));
+    }
+    // The first failure in time decides.
+    let result = run(r#"
+[process.early]
+shell = "exit 5"
+[process.late]
+shell = "sleep 0.5; exit 6"
+"#);
+    assert_eq!(result.code, 5);
+}
+
+#[test]
+fn death_by_signal_is_128_plus_n() {
+    let result = run(r#"
+[process.victim]
+shell = "kill -USR2 $$"
+"#);
+    assert_eq!(result.code, 128 + 12);
+    assert!(summary_line(&result.stderr, "victim").contains("killed by SIGUSR2"));
+}
+
+#[test]
+fn exit_code_from_ends_the_run() {
+    let result = run(r#"
+exit_code_from = "main"
+[process.main]
+shell = "sleep 0.2; exit 4"
+[process.server]
+cmd = ["sleep", "60"]
+[process.failing]
+shell = "exit 9"
+"#);
+    assert_eq!(result.code, 4);
+    assert!(summary_line(&result.stderr, "server").contains("killed by SIGTERM (stopped)"));
+}
+
+#[test]
+fn spawn_failure_is_a_launch_failure() {
+    let result = run(r#"
+[process.missing]
+cmd = ["/nonexistent/program"]
+[process.other]
+cmd = ["sleep", "60"]
+"#);
+    assert_eq!(result.code, LAUNCH_FAILURE);
+    let line = summary_line(&result.stderr, "missing");
+    assert!(
+        line.contains("failed to start: ")
+            && line.contains("/nonexistent/program: ")
+            && line.contains("No such file"),
+        "{line}"
+    );
+}
+
+#[test]
+fn restart_limit_marks_failed() {
+    let result = run(r#"
+[process.flaky]
+shell = "echo try; exit 3"
+restart = "on-failure"
+restart_limit = 3
+restart_backoff = "10ms"
+"#);
+    assert_eq!(result.code, 3);
+    assert_eq!(text_lines(&result.stdout, "flaky").len(), 4);
+    assert!(summary_line(&result.stderr, "flaky").contains("exited 3, restarts 3"));
+    assert!(result.stderr.contains("restart limit 3 reached"));
+}
+
+#[test]
+fn log_relay_is_byte_exact() {
+    // Non-UTF-8 lines, an empty line, a 1 MiB line, and a last line with no
+    // newline, on stdout and stderr.
+    let script = r#"
+import os, sys
+big = bytes((i * 7 + 1) % 255 + 1 for i in range(1 << 20)).replace(b"\n", b"x")
+os.write(1, b"\xff\xfe plain\n\nlatin1 \xe9\n")
+out = big + b"\nend"
+while out:
+    out = out[os.write(1, out[:100000]):]
+os.write(2, b"err \x80\x81\n")
+"#;
+    let dir = scratch_dir();
+    let file = dir.join("relay.py");
+    std::fs::write(&file, script).unwrap();
+    let result = run(&format!(
+        r#"
+[process.bytes]
+cmd = ["python3", "{}"]
+"#,
+        file.display()
+    ));
+    let big: Vec<u8> = (0..(1usize << 20))
+        .map(|i| ((i * 7 + 1) % 255 + 1) as u8)
+        .map(|b| if b == b'\n' { b'x' } else { b })
+        .collect();
+    let lines = lines_of(&result.stdout, "bytes");
+    assert_eq!(lines.len(), 5);
+    assert_eq!(lines[0], b"\xff\xfe plain");
+    assert_eq!(lines[1], b"");
+    assert_eq!(lines[2], b"latin1 \xe9");
+    assert!(lines[3] == big, "the 1 MiB line differs");
+    assert_eq!(lines[4], b"end");
+    assert!(result.stderr.contains("bytes | err \u{fffd}\u{fffd}"));
+    assert_eq!(result.code, 0);
+}
+
+#[test]
+fn chatty_children_interleave_whole_lines() {
+    let toml = r#"
+[process.one]
+shell = "seq -f 'one-%g' 1 50000"
+[process.two]
+shell = "seq -f 'two-%g' 1 50000 >&2; seq -f 'two-%g' 1 50000"
+[process.quiet]
+shell = "sleep 0.2; echo still-here"
+"#;
+    let result = run(toml);
+    let want = |name: &str| -> Vec<String> { (1..=50000).map(|i| format!("{name}-{i}")).collect() };
+    assert_eq!(text_lines(&result.stdout, "one"), want("one"));
+    assert_eq!(text_lines(&result.stdout, "two"), want("two"));
+    assert_eq!(text_lines(&result.stdout, "quiet"), vec!["still-here"]);
+    let err_lines: Vec<&str> = result
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("two   | "))
+        .collect();
+    assert_eq!(err_lines.len(), 50000);
+    assert_eq!(result.code, 0);
+}
+
+#[test]
+fn log_sink_dev_full_does_not_kill() {
+    let child = runner_command(
+        r#"
+[process.talker]
+shell = "seq 1 1000; exit 0"
+"#,
+    )
+    .stdout(
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap(),
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut child = child;
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    eprintln!("{stderr}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "not killed, status of the processes"
+    );
+    assert!(
+        stderr.contains("1000 log record(s) could not be written"),
+        "{stderr}"
+    );
+}
+
+/// Zombie children of `pid`.
+fn zombies_of(pid: Pid) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split(' ').collect();
+        if fields[0] == "Z" && fields[1] == pid.as_raw().to_string() {
+            found.push(child);
+        }
+    }
+    found
+}
+
+#[test]
+fn orphaned_grandchild_is_reaped() {
+    let mut live = Live::start(
+        r#"
+[process.parent]
+shell = "(sleep 0.3; exit 0) & echo spawned $!"
+[process.keeper]
+shell = "trap 'exit 0' TERM; echo keeping; while :; do sleep 0.05; done"
+"#,
+    );
+    live.wait_for("spawned");
+    live.wait_for("keeping");
+    let grandchild: i32 = live
+        .seen
+        .iter()
+        .find_map(|l| l.split("spawned ").nth(1))
+        .and_then(|pid| pid.trim().parse().ok())
+        .expect("the grandchild's pid");
+    // The grandchild is orphaned at once, reparented to the supervisor
+    // (subreaper), and exits after 0.3 s: reaped, it leaves /proc (a zombie
+    // would stay).
+    let proc_entry = PathBuf::from(format!("/proc/{grandchild}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proc_entry.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "grandchild {grandchild} never reaped; zombies: {:?}",
+            zombies_of(live.pid())
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(zombies_of(live.pid()), Vec::<i32>::new());
+    // The keeper holds the supervisor up until here: a grandchild it did
+    // not reap would still be its zombie above.
+    live.signal(Signal::SIGTERM);
+    let result = live.finish();
+    assert_eq!(result.code, 143);
+}
+
+fn cpu_ticks(pid: Pid) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    // utime and stime are fields 14 and 15 (1-based); `after` starts at 3.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn idle_supervisor_uses_no_cpu() {
+    let mut live = Live::start(
+        r#"
+[process.idle]
+shell = "echo idle; sleep 3"
+[process.idle2]
+cmd = ["sleep", "3"]
+ready = "notify"
+"#,
+    );
+    live.wait_for("idle");
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(live.pid());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(live.pid()) - before;
+    // Clock ticks are 10 ms: a polling loop would show many.
+    assert!(used <= 2, "supervisor used {used} ticks while idle");
+    live.signal(Signal::SIGTERM);
+    let _ = live.finish();
+}
+
+fn notify_script(dir: &Path) -> PathBuf {
+    let file = dir.join("notify.py");
+    std::fs::write(
+        &file,
+        r#"
+import os, socket, sys, time
+time.sleep(float(sys.argv[1]))
+print("sending-ready", flush=True)
+if sys.argv[2] == "yes":
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(b"STATUS=warm\nREADY=1", os.environ["NOTIFY_SOCKET"])
+time.sleep(float(sys.argv[3]))
+"#,
+    )
+    .unwrap();
+    file
+}
+
+#[test]
+fn notify_readiness_orders_start() {
+    let script = notify_script(&scratch_dir());
+    let result = run(&format!(
+        r#"
+[process.server]
+cmd = ["python3", "{0}", "0.3", "yes", "0.5"]
+ready = "notify"
+[process.client]
+cmd = ["echo", "client-started"]
+after = ["server"]
+"#,
+        script.display()
+    ));
+    let out = result.stdout_text();
+    let sent = out.find("sending-ready").expect(&out);
+    let started = out.find("client-started").expect(&out);
+    assert!(sent < started, "{out}");
+    assert_eq!(result.code, 0);
+}
+
+#[test]
+fn readiness_timeout_fails_the_run() {
+    let script = notify_script(&scratch_dir());
+    let result = run(&format!(
+        r#"
+[process.server]
+cmd = ["python3", "{0}", "0", "no", "30"]
+ready = "notify"
+ready_timeout = "500ms"
+[process.client]
+cmd = ["echo", "client-started"]
+after = ["server"]
+"#,
+        script.display()
+    ));
+    assert_eq!(result.code, LAUNCH_FAILURE);
+    assert!(!result.stdout_text().contains("client-started"));
+    assert!(
+        result
+            .stderr
+            .contains("server: not ready within 500ms (ready = notify)")
+    );
+    assert!(summary_line(&result.stderr, "client").contains("not started"));
+}
+
+#[test]
+fn forwarded_signal_reaches_process() {
+    let mut live = Live::start(
+        r#"
+[process.reloader]
+shell = "trap 'echo reloaded' USR1; trap 'exit 0' TERM; echo reloader-up; while :; do sleep 0.05; done"
+forward_signals = ["SIGUSR1"]
+[process.bystander]
+shell = "trap 'echo wrongly-got-usr1' USR1; trap 'exit 0' TERM; echo up-too; while :; do sleep 0.05; done"
+"#,
+    );
+    live.wait_for("reloader-up");
+    live.wait_for("up-too");
+    live.signal(Signal::SIGUSR1);
+    live.wait_for("reloaded");
+    live.signal(Signal::SIGTERM);
+    let result = live.finish();
+    assert!(!result.stdout_text().contains("wrongly"));
+    assert_eq!(result.code, 143);
+}
+
+#[test]
+fn inherited_sigchld_ignore_and_blocked_sigterm() {
+    // Start the runner with SIGCHLD ignored and SIGTERM blocked: exit
+    // statuses must still be seen, and SIGTERM must still stop the run.
+    let dir = scratch_dir();
+    let file = dir.join("topology.toml");
+    std::fs::write(
+        &file,
+        r#"
+[process.code]
+shell = "exit 7"
+[process.waiter]
+shell = "trap 'exit 0' TERM; sleep 0.5; echo up; while :; do sleep 0.05; done"
+"#,
+    )
+    .unwrap();
+    let wrapper = "import os, signal, sys\n\
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n\
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])\n\
+        os.execv(sys.argv[1], sys.argv[1:])\n";
+    let started = Instant::now();
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(wrapper)
+        .arg(IPC_RUN)
+        .args(runner_args(&file))
+        .env_remove("NO_COLOR")
+        .env_remove("IPC_RUN_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    while !line.contains("| up") {
+        line.clear();
+        assert_ne!(reader.read_line(&mut line).unwrap(), 0, "no `up` line");
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    child.stdout = Some(reader.into_inner());
+    let result = finish(child, started, Duration::from_secs(30));
+    assert_eq!(result.code, 7, "the exit of `code` was seen");
+    assert!(summary_line(&result.stderr, "code").contains("exited 7"));
+    assert!(summary_line(&result.stderr, "waiter").contains("(stopped)"));
+}

@@ -1,0 +1,124 @@
+//! Helpers for the launcher tests: plans from TOML, a private runtime root,
+//! and reading a probe's output.
+
+use std::cell::RefCell;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use ipc_run::launch::{LaunchOptions, SpawnedChild};
+use ipc_run::plan::Plan;
+use nix::sys::wait::{WaitStatus, waitpid};
+
+/// The probe binary.
+pub fn probe() -> &'static str {
+    env!("CARGO_BIN_EXE_ipc-run-probe")
+}
+
+/// Plans a topology given as TOML; `PROBE` in it stands for the probe path.
+pub fn plan(toml: &str) -> Plan {
+    let source = toml.replace("PROBE", probe());
+    let topology = ipc_run::topology::Topology::parse(Path::new("test.toml"), source)
+        .unwrap_or_else(|e| panic!("topology: {e:?}"));
+    match ipc_run::plan::plan(&topology, &ipc_run::plan::Limits::default()) {
+        Ok(planned) => planned.plan,
+        Err(e) => panic!(
+            "plan: {:#?}",
+            e.diagnostics.iter().map(|d| &d.message).collect::<Vec<_>>()
+        ),
+    }
+}
+
+/// Cases of one process that create host-wide objects (/dev/shm, SysV)
+/// take turns, so a case that compares listings of them sees only its own.
+static HOST_OBJECTS: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// This test thread's turn, held until the thread (the case) ends.
+    static TURN: RefCell<Option<MutexGuard<'static, ()>>> = const { RefCell::new(None) };
+}
+
+/// Waits for this case's turn at creating host-wide objects; held until the
+/// case ends (libtest runs each case on a thread of its own). Idempotent.
+pub fn take_turn_with_host_objects() {
+    TURN.with(|turn| {
+        let mut turn = turn.borrow_mut();
+        if turn.is_none() {
+            *turn = Some(HOST_OBJECTS.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    });
+}
+
+/// A fresh private root for run directories (removed by the caller). The
+/// case takes its turn with host-wide objects.
+pub fn root() -> PathBuf {
+    take_turn_with_host_objects();
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = PathBuf::from(format!(
+        "/tmp/ipc-run-launch-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Options with a private root.
+pub fn options(root: &Path) -> LaunchOptions {
+    LaunchOptions {
+        runtime_root: Some(root.to_owned()),
+        ..LaunchOptions::default()
+    }
+}
+
+pub fn read_all(fd: Option<OwnedFd>) -> String {
+    let mut s = String::new();
+    if let Some(fd) = fd {
+        std::fs::File::from(fd).read_to_string(&mut s).unwrap();
+    }
+    s
+}
+
+/// Waits for the child; returns (exit code, stdout, stderr).
+pub fn finish(child: SpawnedChild) -> (i32, String, String) {
+    let err_fd = child.stderr;
+    let err = std::thread::spawn(move || read_all(err_fd));
+    let out = read_all(child.stdout);
+    let err = err.join().unwrap();
+    let code = match waitpid(child.pid, None).unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, sig, _) => 128 + sig as i32,
+        other => panic!("unexpected {other:?}"),
+    };
+    (code, out, err)
+}
+
+/// Extracts `"key":VALUE` (a number, string or array) from a probe report.
+pub fn field<'a>(report: &'a str, key: &str) -> &'a str {
+    let start = report
+        .find(&format!("\"{key}\":"))
+        .unwrap_or_else(|| panic!("no {key} in {report}"))
+        + key.len()
+        + 3;
+    let rest = &report[start..];
+    let end = if rest.starts_with('[') {
+        rest.find(']').unwrap() + 1
+    } else if let Some(stripped) = rest.strip_prefix('"') {
+        stripped.find('"').unwrap() + 2
+    } else {
+        rest.find([',', '}']).unwrap()
+    };
+    &rest[..end]
+}
+
+/// Every object name of the plan, placeholders filled for this run.
+pub fn posix_names(plan: &Plan, run_id: &str) -> Vec<String> {
+    plan.channels
+        .iter()
+        .flat_map(|c| c.objects.iter())
+        .filter(|o| o.name.starts_with('/'))
+        .map(|o| o.name.replace("{run_id}", run_id))
+        .collect()
+}
