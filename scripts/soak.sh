@@ -7,7 +7,7 @@
 #   K3  1,000 restart cycles: ipc-run's RSS, threads and fds after 20
 #       cycles and after 1,000 must match;
 #   H8  1,500 runs beside a looping `ipc-run clean`: none is taken for dead
-#       (tests/launch_hardening.rs, 100 runs in the suite).
+#       (tests/reliability/launch.rs, 100 runs in the suite).
 #
 # They are the tests l2_* and k3_* of tests/reliability/run.rs, which read
 # IPC_RUN_SOAK=1 (set here) to switch from their CI share (10 x 5 MB, 200
@@ -36,7 +36,7 @@ cargo test --locked "${profile[@]}" --test reliability -- \
     --test-threads 1 --nocapture "$@" \
     l2_large_output_without_newlines_is_relayed_exactly_in_bounded_memory \
     k3_200_restart_cycles_keep_rss_threads_and_fds_flat
-cargo test --locked "${profile[@]}" --test launch_hardening -- \
+cargo test --locked "${profile[@]}" --test reliability -- \
     --test-threads 1 "$@" \
     clean_in_a_loop_never_takes_a_starting_run_for_dead
 echo "soak: passed in $(( $(date +%s) - start ))s"

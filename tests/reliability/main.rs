@@ -6,5 +6,6 @@
 mod support;
 
 mod check;
+mod launch;
 mod run;
 mod security;

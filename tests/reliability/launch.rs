@@ -9,12 +9,10 @@
 //! - `clean` never takes a starting run for dead (item 8);
 //! - System V objects are journaled before they exist (item 9).
 
-mod support;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use support::*;
+use crate::support::*;
 
 const LAUNCH_FAILURE: i32 = 3;
 
