@@ -26,9 +26,8 @@ use super::objects::{Match, ObjectRecord};
 use super::placeholder::Values;
 use super::run_dir::RunDir;
 use crate::child::ring::Header;
-use crate::plan::{ChannelPlan, EndpointPlan, ObjectKind};
+use crate::plan::{ChannelPlan, EndpointPlan, ObjectKind, SocketType};
 use crate::sys::ipc::{self, SysvKind};
-use crate::topology::SocketType;
 
 /// Which of a channel's held fds an end refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::launch::LaunchError;
 use crate::launch::resources::ChannelBuild;
-use crate::plan::{End, Mechanism};
-use crate::topology::{MechanismName, SocketType, Traffic};
+use crate::plan::{End, Mechanism, SocketType};
+use crate::topology::{MechanismName, Traffic};
 
 pub(crate) mod edge;
 pub mod fifo;

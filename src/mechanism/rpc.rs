@@ -14,8 +14,9 @@ use super::{BASE, EdgeOption, Peers, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::resources::ChannelBuild;
+use crate::plan::SocketType;
 use crate::plan::{Mechanism, ObjectKind, RUN_DIR, RUN_DIR_PCT, percent_encode_into};
-use crate::topology::{SocketType, Traffic};
+use crate::topology::Traffic;
 
 /// The mechanism's name.
 pub const NAME: &str = child::Kind::Rpc.as_str();

@@ -7,7 +7,8 @@ use crate::bench::mechanism::HostLimits;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, Held, sock_type};
 use crate::plan::Mechanism;
-use crate::topology::{SocketType, Traffic};
+use crate::plan::SocketType;
+use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 use nix::sys::socket::{AddressFamily, SockFlag, socketpair};
 
@@ -28,10 +29,14 @@ pub const PROFILE: Profile = Profile {
 
 /// Seqpacket for messages (boundaries kept), stream otherwise.
 pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
-    let socket = cx.traits.socket.unwrap_or(match cx.traits.traffic {
-        Traffic::Messages => SocketType::Seqpacket,
-        _ => SocketType::Stream,
-    });
+    let socket = cx
+        .traits
+        .socket
+        .map(SocketType::from)
+        .unwrap_or(match cx.traits.traffic {
+            Traffic::Messages => SocketType::Seqpacket,
+            _ => SocketType::Stream,
+        });
     Some(Shape::unbounded(Mechanism::Socketpair { socket }))
 }
 

@@ -6,8 +6,9 @@ use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::{BASE, Peers, Profile, Sockets};
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, unix_bind};
+use crate::plan::SocketType;
 use crate::plan::{Mechanism, ObjectKind};
-use crate::topology::{SocketType, Traffic};
+use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 
 /// The mechanism's name.
@@ -27,11 +28,15 @@ pub const PROFILE: Profile = Profile {
 /// Datagrams for one-way messages, seqpacket for duplex ones, a stream
 /// otherwise; the socket file at `{run_dir}/ID.sock`.
 pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
-    let socket = cx.traits.socket.unwrap_or(match cx.traits.traffic {
-        Traffic::Messages if cx.traits.duplex => SocketType::Seqpacket,
-        Traffic::Messages => SocketType::Dgram,
-        _ => SocketType::Stream,
-    });
+    let socket = cx
+        .traits
+        .socket
+        .map(SocketType::from)
+        .unwrap_or(match cx.traits.traffic {
+            Traffic::Messages if cx.traits.duplex => SocketType::Seqpacket,
+            Traffic::Messages => SocketType::Dgram,
+            _ => SocketType::Stream,
+        });
     let path = cx.socket_path()?;
     cx.object(ObjectKind::UnixSocket, path.clone());
     Some(Shape::unbounded(Mechanism::UnixListener {

@@ -334,12 +334,6 @@ fn check_endpoint(
                 sink.push(inconsistent(message, at));
             }
         }
-        EndpointPlan::Own { stream } if stream != "stdin" && stream != "stdout" => {
-            let message = format!(
-                "channel `{id}` names ipc-run's `{stream}`; only stdin and stdout are ipc-run's own"
-            );
-            sink.push(inconsistent(message, at));
-        }
         EndpointPlan::Own { .. } | EndpointPlan::External => {}
     }
 }
