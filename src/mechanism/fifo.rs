@@ -11,8 +11,8 @@ use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
-use crate::launch::resources::{ChannelBuild, Held, exists, file_in_run_dir};
-use crate::plan::{Mechanism, ObjectKind};
+use crate::launch::resources::{ChannelBuild, Handover, Held, exists, file_in_run_dir};
+use crate::plan::{End, Mechanism, ObjectKind};
 use crate::topology::{Delivery, Traffic};
 use ipc_run_child::description::Params;
 use nix::errno::Errno;
@@ -142,4 +142,9 @@ pub(crate) fn create(
     b.hold(Held::Read, read);
     b.hold(Held::Write, write);
     Ok(())
+}
+
+/// The write end to writers, the read end to readers (`deliver = "fd"`).
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::one_way(end)
 }

@@ -34,13 +34,15 @@ use ipc_run_child::description::{self as child, Params};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
-use crate::launch::resources::ChannelBuild;
-use crate::plan::{End, Mechanism, SocketType};
+use crate::launch::resources::{ChannelBuild, Handover};
+use crate::plan::{End, Limits, Mechanism, SocketType};
 use crate::topology::{MechanismName, Traffic};
 
 pub(crate) mod edge;
 pub mod fifo;
+pub(crate) mod host_limits;
 pub mod inherit;
 pub mod pipe;
 pub mod posix_mq;
@@ -282,12 +284,78 @@ pub(crate) fn describe(mechanism: &Mechanism, port: &PortSide<'_>) -> Params {
     }
 }
 
+/// Re-checks a channel of a plan read back (`run --plan`) against this
+/// host's limits (the recheck part of its module).
+pub(crate) fn recheck(
+    id: &str,
+    mechanism: &Mechanism,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    match mechanism {
+        Mechanism::UnixListener { path, .. } => unix_listener::recheck(id, path, limits, sink),
+        Mechanism::Rpc {
+            transport, address, ..
+        } => rpc::recheck(id, *transport, address, limits, sink),
+        Mechanism::PosixShm { size, ring, .. } => {
+            posix_shm::recheck(id, *size, ring.as_ref(), limits, sink);
+        }
+        Mechanism::SysvShm {
+            size,
+            semaphore_set,
+        } => sysv_shm::recheck(id, *size, *semaphore_set, limits, sink),
+        Mechanism::PosixMq {
+            depth,
+            message_size,
+            ..
+        } => posix_mq::recheck(id, *depth, *message_size, limits, sink),
+        Mechanism::SysvMq {
+            queue_bytes,
+            message_size,
+        } => sysv_mq::recheck(id, *queue_bytes, *message_size, limits, sink),
+        Mechanism::PosixSem { initial, .. } => posix_sem::recheck(id, *initial, limits, sink),
+        Mechanism::SysvSem { count, initial } => {
+            sysv_sem::recheck(id, *count, *initial, limits, sink);
+        }
+        // Nothing on this host bounds them beyond what the plan checked.
+        Mechanism::Inherit { .. }
+        | Mechanism::Pipe { .. }
+        | Mechanism::Fifo { .. }
+        | Mechanism::Socketpair { .. }
+        | Mechanism::Tcp { .. }
+        | Mechanism::Udp { .. }
+        | Mechanism::Signal { .. } => {}
+    }
+}
+
 /// A socket type as the port description spells it.
 pub(crate) fn child_socket(socket: SocketType) -> child::SocketType {
     match socket {
         SocketType::Stream => child::SocketType::Stream,
         SocketType::Seqpacket => child::SocketType::Seqpacket,
         SocketType::Dgram => child::SocketType::Dgram,
+    }
+}
+
+/// How the launcher hands `end` of a channel to a process
+/// (`on_from_side`: the process is one of the channel's `from` side).
+pub(crate) fn handover(mechanism: &Mechanism, end: End, on_from_side: bool) -> Handover {
+    match mechanism {
+        Mechanism::Inherit { .. } => inherit::handover(),
+        Mechanism::Pipe { .. } => pipe::handover(end),
+        Mechanism::Fifo { .. } => fifo::handover(end),
+        Mechanism::Socketpair { .. } => socketpair::handover(on_from_side),
+        Mechanism::UnixListener { .. } => unix_listener::handover(end),
+        Mechanism::Tcp { .. } => tcp::handover(end),
+        Mechanism::Udp { .. } => udp::handover(end),
+        Mechanism::Rpc { .. } => rpc::handover(end),
+        Mechanism::PosixShm { .. } => posix_shm::handover(),
+        Mechanism::PosixMq { .. } => posix_mq::handover(end),
+        Mechanism::SysvShm { .. }
+        | Mechanism::SysvMq { .. }
+        | Mechanism::PosixSem { .. }
+        | Mechanism::SysvSem { .. }
+        | Mechanism::Signal { .. } => Handover::ByName,
     }
 }
 

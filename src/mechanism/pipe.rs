@@ -4,8 +4,8 @@
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile, inherit};
 use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Held};
-use crate::plan::Mechanism;
+use crate::launch::resources::{ChannelBuild, Handover, Held};
+use crate::plan::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 use nix::fcntl::OFlag;
@@ -54,4 +54,9 @@ pub(crate) fn create(b: &mut ChannelBuild<'_>) -> Result<(), LaunchError> {
     b.hold(Held::Read, read);
     b.hold(Held::Write, write);
     Ok(())
+}
+
+/// The write end to writers, the read end to readers.
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::one_way(end)
 }

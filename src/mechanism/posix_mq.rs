@@ -2,13 +2,14 @@
 //! and receivers, each message whole.
 
 use super::edge::{EdgeContext, Shape, limit_error};
+use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
 use crate::bench::mechanism::HostLimits;
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
-use crate::launch::resources::{ChannelBuild, Held, exists, posix_name};
-use crate::plan::{Limits, Mechanism, ObjectKind, Span};
+use crate::launch::resources::{ChannelBuild, Handover, Held, exists, posix_name};
+use crate::plan::{End, Limits, Mechanism, ObjectKind, Span};
 use crate::sys::ipc;
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -114,6 +115,23 @@ pub(crate) fn queue_count_error(
     Some(diagnostic)
 }
 
+/// Re-checks a plan read back against this host: message size and depth.
+pub(crate) fn recheck(
+    id: &str,
+    depth: u64,
+    message_size: u64,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    let (size_max, depth_max) = (&limits.mq_msgsize_max, &limits.mq_msg_max);
+    if message_size > size_max.value || message_size == 0 {
+        sink.push(host_limits::limit_error("E0601", format!("edge `{id}` sends messages of {message_size} bytes; a POSIX queue on this host takes at most {}", size_max.value), size_max, "msgsize_max"));
+    }
+    if depth > depth_max.value || depth == 0 {
+        sink.push(host_limits::limit_error("E0602", format!("edge `{id}` asks for a queue of depth {depth}; a POSIX queue on this host holds at most {}", depth_max.value), depth_max, "msg_max"));
+    }
+}
+
 // ---- launch ----
 
 /// The queue, created exclusively with its mode and attributes, and opened
@@ -168,4 +186,13 @@ pub(crate) fn bench_refusal(limits: &HostLimits, size: u64) -> Option<String> {
         None => Some("/proc/sys/fs/mqueue/msgsize_max is unreadable".into()),
         _ => None,
     }
+}
+
+/// A queue descriptor opened for the end's direction.
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::Held(match end {
+        End::Read | End::Receive | End::Listen => Held::MqRead,
+        End::Write | End::Send | End::Connect => Held::MqWrite,
+        End::Both => Held::MqBoth,
+    })
 }

@@ -3,13 +3,14 @@
 //! a ring of records (`docs/shm-ring.md`).
 
 use super::edge::{EdgeContext, Shape};
+use super::host_limits;
 use super::{BASE, EdgeOption, Profile, Ring};
 use crate::child::ring::{Header, RingError};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
-use crate::launch::resources::{ChannelBuild, Held, RingHeader, exists, posix_name};
-use crate::plan::{Mechanism, ObjectKind, RingPlan};
+use crate::launch::resources::{ChannelBuild, Handover, Held, RingHeader, exists, posix_name};
+use crate::plan::{Limits, Mechanism, ObjectKind, RingPlan};
 use crate::topology::{SyncKind, Traffic};
 use ipc_run_child::description::{Params, RingLayout, ShmSemaphores};
 use nix::errno::Errno;
@@ -133,6 +134,32 @@ pub(crate) fn describe(
     }
 }
 
+/// Re-checks a plan read back against this host: the segment fits
+/// `/dev/shm`, and its ring (if any) fits the segment.
+pub(crate) fn recheck(
+    id: &str,
+    size: u64,
+    ring: Option<&RingPlan>,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    host_limits::size("E0609", id, size, &limits.posix_shm_max, "/dev/shm", sink);
+    let Some(ring) = ring else {
+        return;
+    };
+    // A data area of a multiple of 64 bytes (one cache line at least).
+    const ALIGN: u64 = 64;
+    const HEADER: u64 = crate::child::ring::HEADER_SIZE;
+    let fits = ring.capacity >= ALIGN
+        && ring.capacity % ALIGN == 0
+        && ring.capacity.checked_add(HEADER).is_some_and(|n| n <= size)
+        && ring.producers >= 1;
+    if !fits {
+        sink.push(Diagnostic::error("E0612", format!("the ring of edge `{id}` (capacity {}, {} producer(s)) does not fit its {size}-byte segment", ring.capacity, ring.producers))
+            .with_note(format!("a ring is a {HEADER}-byte header and a data area of a multiple of {ALIGN} bytes, for at least one producer")));
+    }
+}
+
 // ---- launch ----
 
 /// The object, created exclusively, set to its mode and sized; a ring is
@@ -198,4 +225,9 @@ fn format_ring(
     };
     crate::child::ring::format(fd, size, ring.producers).map_err(ring_error)?;
     Header::map(fd).map_err(ring_error)
+}
+
+/// The segment's fd to every process that maps it.
+pub(crate) fn handover() -> Handover {
+    Handover::Held(Held::Shm)
 }

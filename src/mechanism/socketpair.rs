@@ -5,7 +5,7 @@ use super::edge::{EdgeContext, Shape};
 use super::{BASE, Peers, Profile, Sockets};
 use crate::bench::mechanism::HostLimits;
 use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Held, sock_type};
+use crate::launch::resources::{ChannelBuild, Handover, Held, sock_type};
 use crate::plan::Mechanism;
 use crate::plan::SocketType;
 use crate::topology::Traffic;
@@ -79,5 +79,14 @@ pub(crate) fn bench_refusal_seqpacket(limits: &HostLimits, size: u64) -> Option<
             "a seqpacket message must fit the socket send buffer: at most {max} B \
              (2 x /proc/sys/net/core/wmem_max - 32)"
         )
+    })
+}
+
+/// One end of the pair to each side.
+pub(crate) fn handover(on_from_side: bool) -> Handover {
+    Handover::Held(if on_from_side {
+        Held::PairFrom
+    } else {
+        Held::PairTo
     })
 }

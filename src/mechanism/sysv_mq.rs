@@ -3,11 +3,13 @@
 use super::PortSide;
 use super::edge::placeholder;
 use super::edge::{EdgeContext, Shape, limit_error};
+use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
 use crate::bench::mechanism::HostLimits;
+use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, record_sysv};
-use crate::plan::{Mechanism, ObjectKind};
+use crate::plan::{Limits, Mechanism, ObjectKind};
 use crate::sys::ipc::{self, SysvKind};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -83,6 +85,23 @@ pub(crate) fn describe(queue_bytes: u64, message_size: u64, port: &PortSide<'_>)
         id: placeholder("sysv_id", port.id),
         queue_bytes,
         message_size,
+    }
+}
+
+/// Re-checks a plan read back against this host: `msgmax` and `msgmnb`.
+pub(crate) fn recheck(
+    id: &str,
+    queue_bytes: u64,
+    message_size: u64,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    let (msgmax, msgmnb) = (&limits.sysv_msgmax, &limits.sysv_msgmnb);
+    if message_size > msgmax.value || message_size == 0 {
+        sink.push(host_limits::limit_error("E0605", format!("edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}", msgmax.value), msgmax, "msgmax"));
+    }
+    if queue_bytes > msgmnb.value {
+        sink.push(host_limits::limit_error("E0605", format!("edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}", msgmnb.value), msgmnb, "msgmnb"));
     }
 }
 

@@ -6,8 +6,8 @@ use super::edge::address_with_port;
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
 use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, tcp_bind};
-use crate::plan::Mechanism;
+use crate::launch::resources::{ChannelBuild, ConnectTarget, Handover, Held, tcp_bind};
+use crate::plan::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 
@@ -55,4 +55,9 @@ pub(crate) fn create(
     b.hold(Held::Listen, fd);
     b.connect_to(ConnectTarget::Tcp(addr));
     Ok(())
+}
+
+/// The bound socket to the server side, a new connection to each client.
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::listener(end)
 }

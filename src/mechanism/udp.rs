@@ -6,8 +6,10 @@ use super::edge::address_with_port;
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
 use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, bind_error, parse_addr};
-use crate::plan::Mechanism;
+use crate::launch::resources::{
+    ChannelBuild, ConnectTarget, Handover, Held, bind_error, parse_addr,
+};
+use crate::plan::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 use std::net::UdpSocket;
@@ -64,4 +66,9 @@ pub const UDP_MAX_PAYLOAD: usize = 65_507;
 pub(crate) fn bench_refusal(size: u64) -> Option<String> {
     (size > UDP_MAX_PAYLOAD as u64)
         .then(|| format!("a UDP/IPv4 datagram carries at most {UDP_MAX_PAYLOAD} bytes"))
+}
+
+/// The bound socket to the server side, a new connection to each client.
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::listener(end)
 }

@@ -3,11 +3,13 @@
 //! clients connect to the path.
 
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
+use super::host_limits;
 use super::{BASE, Peers, Profile, Sockets};
+use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, unix_bind};
+use crate::launch::resources::{ChannelBuild, ConnectTarget, Handover, Held, unix_bind};
 use crate::plan::SocketType;
-use crate::plan::{Mechanism, ObjectKind};
+use crate::plan::{End, Limits, Mechanism, ObjectKind};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 
@@ -54,6 +56,11 @@ pub(crate) fn describe(socket: SocketType, path: &str) -> Params {
     }
 }
 
+/// Re-checks a plan read back against this host: the socket path fits.
+pub(crate) fn recheck(id: &str, path: &str, limits: &Limits, sink: &mut Vec<Diagnostic>) {
+    host_limits::socket_path(id, path, limits, sink);
+}
+
 // ---- launch ----
 
 /// The socket bound at its path (set to its mode) and listening.
@@ -69,4 +76,9 @@ pub(crate) fn create(
     b.hold(Held::Listen, fd);
     b.connect_to(ConnectTarget::Unix { path, socket });
     Ok(())
+}
+
+/// The bound socket to the server side, a new connection to each client.
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::listener(end)
 }
