@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::cleanup::{self, Guard, Object};
 use super::mechanism::{HostLimits, Mechanism};
+use crate::child::description::{Description, Params};
 use crate::child::ring::{self, Consumer, Producer, Received};
+use crate::child::{self};
 use crate::sys::bench::SysvMessage;
 
 /// What is measured: which way the data goes.
@@ -248,11 +250,11 @@ fn open_shm(endpoint: &Endpoint, at: usize) -> io::Result<OwnedFd> {
     )?)
 }
 
-/// What the peer needs to reach the objects the parent made.
+/// What the peer needs to reach the objects the parent made, besides the
+/// fds it inherits (those are described in its environment, as a child of
+/// a topology gets them: see [`ParentSide::ports`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Endpoint {
-    /// Inherited fd numbers (pipes, socketpairs).
-    pub fds: Vec<i32>,
     /// FIFO or socket paths.
     pub paths: Vec<PathBuf>,
     /// POSIX object names.
@@ -279,9 +281,12 @@ enum Pending {
 pub struct ParentSide {
     /// What the peer is told.
     pub endpoint: Endpoint,
-    /// Non-close-on-exec duplicates the peer inherits (their numbers are
-    /// in `endpoint.fds`); dropped once the peer runs.
+    /// Non-close-on-exec duplicates the peer inherits; dropped once the
+    /// peer runs.
     pub pass: Vec<OwnedFd>,
+    /// The peer's environment variables describing them, in order:
+    /// `IPC_PORT_BENCH_0`, `IPC_PORT_BENCH_1`, ... (`docs/child-protocol.md`).
+    pub ports: Vec<(String, String)>,
     pending: Pending,
     guards: Vec<Guard>,
 }
@@ -305,11 +310,9 @@ pub struct Place {
     pub limits: HostLimits,
 }
 
-fn pass(fd: &OwnedFd) -> io::Result<(OwnedFd, i32)> {
-    // dup(2) leaves close-on-exec clear: the peer inherits exactly these.
-    let dup = nix::unistd::dup(fd)?;
-    let raw = dup.as_raw_fd();
-    Ok((dup, raw))
+/// The name of the `at`-th fd port of the peer.
+fn port_name(at: usize) -> String {
+    format!("bench-{at}")
 }
 
 fn fd_link(tx: Option<OwnedFd>, rx: Option<OwnedFd>, shutdown: bool) -> Box<dyn Link> {
@@ -374,6 +377,7 @@ impl ParentSide {
         let mut side = ParentSide {
             endpoint: Endpoint::default(),
             pass: Vec::new(),
+            ports: Vec::new(),
             pending: Pending::Signal,
             guards: Vec::new(),
         };
@@ -419,15 +423,15 @@ impl ParentSide {
         let (from_peer_r, from_peer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         if round_trip {
             let (to_peer_r, to_peer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-            self.give(&to_peer_r)?;
-            self.give(&from_peer_w)?;
+            self.give(&to_peer_r, child::End::Read, Params::Pipe)?;
+            self.give(&from_peer_w, child::End::Write, Params::Pipe)?;
             Ok(Pending::Ready(fd_link(
                 Some(to_peer_w),
                 Some(from_peer_r),
                 false,
             )))
         } else {
-            self.give(&from_peer_w)?;
+            self.give(&from_peer_w, child::End::Write, Params::Pipe)?;
             Ok(Pending::Ready(fd_link(None, Some(from_peer_r), false)))
         }
     }
@@ -455,7 +459,12 @@ impl ParentSide {
         if ty == SockType::SeqPacket {
             fit_sndbuf(&mine, size)?;
         }
-        self.give(&theirs)?;
+        let socket = if ty == SockType::SeqPacket {
+            child::SocketType::Seqpacket
+        } else {
+            child::SocketType::Stream
+        };
+        self.give(&theirs, child::End::Both, Params::Socketpair { socket })?;
         Ok(Pending::Ready(if round_trip {
             duplex(mine)?
         } else {
@@ -520,10 +529,20 @@ impl ParentSide {
         Ok(Pending::Ready(Box::new(RingLink { tx, rx })))
     }
 
-    fn give(&mut self, fd: &OwnedFd) -> io::Result<()> {
-        let (dup, raw) = pass(fd)?;
+    /// Hands the peer a copy of `fd` as its next port, holding `end`.
+    fn give(&mut self, fd: &OwnedFd, end: child::End, params: Params) -> io::Result<()> {
+        // dup(2) leaves close-on-exec clear: the peer inherits exactly these.
+        let dup = nix::unistd::dup(fd)?;
+        let description = Description {
+            channel: "bench".to_owned(),
+            end,
+            params,
+            fd: Some(dup.as_raw_fd()),
+        };
+        let name = port_name(self.ports.len());
+        self.ports
+            .push((child::port_variable(&name), description.to_string()));
         self.pass.push(dup);
-        self.endpoint.fds.push(raw);
         Ok(())
     }
 
@@ -636,13 +655,13 @@ impl PeerPending {
     }
 }
 
-fn inherited(endpoint: &Endpoint, at: usize) -> io::Result<OwnedFd> {
-    let fd = *endpoint
-        .fds
-        .get(at)
-        .ok_or_else(|| io::Error::other("an inherited fd is missing"))?;
-    crate::sys::inherited::adopt_inherited_fd(fd)
-        .ok_or_else(|| io::Error::other(format!("fd {fd} was not inherited")))
+/// The fd of the peer's `at`-th port, adopted through the child crate.
+fn inherited(at: usize) -> io::Result<OwnedFd> {
+    let name = port_name(at);
+    child::port(&name)
+        .map_err(io::Error::other)?
+        .take_fd()
+        .ok_or_else(|| io::Error::other(format!("port {name} has no fd to adopt")))
 }
 
 fn path(endpoint: &Endpoint, at: usize) -> io::Result<PathBuf> {
@@ -680,11 +699,11 @@ pub fn peer_side(
     match mechanism {
         Mechanism::Pipe => {
             if round_trip {
-                let rx = inherited(endpoint, 0)?;
-                let tx = inherited(endpoint, 1)?;
+                let rx = inherited(0)?;
+                let tx = inherited(1)?;
                 ready(fd_link(Some(tx), Some(rx), false))
             } else {
-                ready(fd_link(Some(inherited(endpoint, 0)?), None, false))
+                ready(fd_link(Some(inherited(0)?), None, false))
             }
         }
         Mechanism::Fifo => Ok((
@@ -696,7 +715,7 @@ pub fn peer_side(
             None,
         )),
         Mechanism::SocketpairStream | Mechanism::SocketpairSeqpacket => {
-            let fd = inherited(endpoint, 0)?;
+            let fd = inherited(0)?;
             if mechanism == Mechanism::SocketpairSeqpacket {
                 fit_sndbuf(&fd, size)?;
             }
