@@ -30,7 +30,11 @@
 //! `create`; add its variant to [`Kind`] and to the plan's `Mechanism` and
 //! its line to each `match` below; the compiler points at the rest.
 
+use std::io;
+
 use ipc_run_child::description::{self as child, Params};
+
+use crate::bench::link::{PeerReady, PeerSetup, Pending, Setup};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -401,6 +405,48 @@ pub(crate) fn create(b: &mut ChannelBuild<'_>) -> Result<(), LaunchError> {
             ..
         } => rpc::create(b, *transport, address, *backlog),
     }
+}
+
+/// Builds the parent's side of a bench link (the bench part of its module).
+pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
+    match b.mechanism.kind() {
+        Kind::Pipe => pipe::bench_parent(b),
+        Kind::Fifo => fifo::bench_parent(b),
+        Kind::Socketpair => socketpair::bench_parent(b),
+        Kind::UnixListener => unix_listener::bench_parent(b),
+        Kind::Tcp => tcp::bench_parent(b),
+        Kind::Udp => udp::bench_parent(b),
+        Kind::PosixMq => posix_mq::bench_parent(b),
+        Kind::SysvMq => sysv_mq::bench_parent(b),
+        Kind::PosixShm => posix_shm::bench_parent(b),
+        Kind::Signal => signal::bench_parent(b),
+        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem | Kind::Rpc) => {
+            Err(not_benched(kind))
+        }
+    }
+}
+
+/// Builds the peer's side of a bench link (the bench part of its module).
+pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    match p.mechanism.kind() {
+        Kind::Pipe => pipe::bench_peer(p),
+        Kind::Fifo => fifo::bench_peer(p),
+        Kind::Socketpair => socketpair::bench_peer(p),
+        Kind::UnixListener => unix_listener::bench_peer(p),
+        Kind::Tcp => tcp::bench_peer(p),
+        Kind::Udp => udp::bench_peer(p),
+        Kind::PosixMq => posix_mq::bench_peer(p),
+        Kind::SysvMq => sysv_mq::bench_peer(p),
+        Kind::PosixShm => posix_shm::bench_peer(p),
+        Kind::Signal => signal::bench_peer(p),
+        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem | Kind::Rpc) => {
+            Err(not_benched(kind))
+        }
+    }
+}
+
+fn not_benched(kind: Kind) -> io::Error {
+    io::Error::other(format!("the bench does not measure {kind}"))
 }
 
 impl std::fmt::Display for Kind {

@@ -2,9 +2,15 @@
 //! directory before the server starts, passed to it by `LISTEN_FDS`;
 //! clients connect to the path.
 
+use std::io;
+use std::os::fd::OwnedFd;
+
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::host_limits;
 use super::{BASE, Peers, Profile, Sockets};
+use crate::bench::link::{
+    PeerReady, PeerSetup, Pending, Setup, path, peer_stream, ready, unlinked_path,
+};
 use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, ConnectTarget, Handover, Held, unix_bind};
@@ -81,4 +87,22 @@ pub(crate) fn create(
 /// The bound socket to the server side, a new connection to each client.
 pub(crate) fn handover(end: End) -> Handover {
     Handover::listener(end)
+}
+
+// ---- bench ----
+
+/// A stream listener in the bench's private directory.
+pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
+    let (path, guard) = unlinked_path(b.place, "stream.sock")?;
+    b.side.guards.push(guard);
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    b.side.endpoint.paths = vec![path];
+    Ok(Pending::Unix(listener))
+}
+
+/// A connection to the parent's listener.
+pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    let stream = std::os::unix::net::UnixStream::connect(path(p.endpoint, 0)?)?;
+    ready(peer_stream(OwnedFd::from(stream), p.round_trip)?)
 }
