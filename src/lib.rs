@@ -13,7 +13,12 @@
 //! `port` holds the adapters (`ipc-run port read|write|tap`) that a process
 //! of a topology runs to bridge a port to stdin/stdout.
 //!
-//! `docs/architecture.md` describes the stages and the data between them.
+//! [`mechanism`] is the registry beside the stages: one module per IPC
+//! mechanism with its fitness, plan, host-limit recheck, creation, fd
+//! handover and bench parts, dispatched from `src/mechanism/mod.rs`.
+//!
+//! `docs/architecture.md` describes the crates, the stages and the data
+//! between them, and how to add a mechanism.
 //!
 //! # What is public
 //!
@@ -27,7 +32,10 @@
 //!   processes; [`launch::LaunchError`].
 //! - [`supervise`]: [`supervise::run`] a plan, or [`supervise::supervise`]
 //!   one through your own [`supervise::Runtime`].
-//! - [`child`]: what a Rust child of a topology uses (ports, the ring).
+//! - [`child`]: the child crate `ipc_run_child`, re-exported: what a Rust
+//!   child of a topology uses (ports, activation, readiness, the ring).
+//! - [`mechanism`]: the registry of mechanisms ([`mechanism::Kind`]) and
+//!   what each fits ([`mechanism::Profile`]).
 //! - [`diagnostic`]: the diagnostics plans and parse errors carry.
 //! - [`exit`]: the documented exit codes.
 //! - [`cli`]: the binary's entry point and the JSON Schemas it prints.

@@ -628,7 +628,7 @@ fn measure_one(
         endpoint: side.endpoint.clone(),
         parent: std::process::id() as i32,
     };
-    let mut child = start_peer(&spec)?;
+    let mut child = start_peer(&spec, &side.ports)?;
     // The peer has its copies now.
     drop(std::mem::take(&mut side.pass));
     let pid = Pid::from_raw(child.id() as i32);
@@ -685,12 +685,13 @@ fn measure_one(
 }
 
 /// Starts the peer (`/proc/self/exe bench-peer SPEC`) in a process group
-/// of its own, its stdout piped.
-fn start_peer(spec: &PeerSpec) -> Result<Child, String> {
+/// of its own, its stdout piped, its inherited fds described in `ports`.
+fn start_peer(spec: &PeerSpec, ports: &[(String, String)]) -> Result<Child, String> {
     let spec = serde_json::to_string(spec).map_err(|e| e.to_string())?;
     Command::new("/proc/self/exe")
         .arg("bench-peer")
         .arg(spec)
+        .envs(ports.iter().map(|(var, value)| (var, value)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .process_group(0)

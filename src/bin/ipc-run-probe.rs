@@ -214,7 +214,21 @@ fn read_cstr(p: *const u8) -> String {
         .into_owned()
 }
 
+/// Runs one command; commands are grouped by what they exercise.
 fn run(cmd: &str, args: &[String]) {
+    let known = run_fd_command(cmd, args)
+        || run_socket_command(cmd, args)
+        || run_memory_command(cmd, args)
+        || run_queue_command(cmd, args)
+        || run_process_command(cmd, args);
+    if !known {
+        die(&format!("unknown command {cmd}"));
+    }
+    let _ = std::io::stdout().flush();
+}
+
+/// Commands reading and writing fds: whether `cmd` is one of them.
+fn run_fd_command(cmd: &str, args: &[String]) -> bool {
     let out = &mut std::io::stdout();
     match cmd {
         "report" => report(),
@@ -269,6 +283,14 @@ fn run(cmd: &str, args: &[String]) {
                 .unwrap_or_else(|e| die(&e.to_string()));
             println!("accept: {s}");
         }
+        _ => return false,
+    }
+    true
+}
+
+/// Commands on sockets: whether `cmd` is one of them.
+fn run_socket_command(cmd: &str, args: &[String]) -> bool {
+    match cmd {
         "recv" | "mq-recv-fd" => {
             let fd = num(&arg(args, 0));
             let mut buf = vec![0u8; 65536];
@@ -336,6 +358,14 @@ fn run(cmd: &str, args: &[String]) {
             s.send_to(arg(args, 1).as_bytes(), arg(args, 0))
                 .unwrap_or_else(|e| die(&e.to_string()));
         }
+        _ => return false,
+    }
+    true
+}
+
+/// Commands on shared memory and the ring: whether `cmd` is one of them.
+fn run_memory_command(cmd: &str, args: &[String]) -> bool {
+    match cmd {
         "shm-write" | "shm-read" => {
             let name = cstr(&arg(args, 0));
             let fd = check(
@@ -432,6 +462,14 @@ fn run(cmd: &str, args: &[String]) {
                 println!("shm: {}", read_cstr(p.cast()))
             }
         }
+        _ => return false,
+    }
+    true
+}
+
+/// Commands on message queues and semaphores: whether `cmd` is one of them.
+fn run_queue_command(cmd: &str, args: &[String]) -> bool {
+    match cmd {
         "mq-send" | "mq-recv" => {
             let name = cstr(&arg(args, 0));
             let flags = if cmd == "mq-send" {
@@ -519,6 +557,15 @@ fn run(cmd: &str, args: &[String]) {
             );
             println!("semop: done");
         }
+        _ => return false,
+    }
+    true
+}
+
+/// Commands on signals, paths and the process itself: whether `cmd` is
+/// one of them.
+fn run_process_command(cmd: &str, args: &[String]) -> bool {
+    match cmd {
         "block" | "wait-signal" => {
             // SAFETY: sigset_t is plain data; sigemptyset initialises it next.
             let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -559,9 +606,9 @@ fn run(cmd: &str, args: &[String]) {
         }
         "sleep" => std::thread::sleep(std::time::Duration::from_millis(num(&arg(args, 0)) as u64)),
         "exit" => std::process::exit(num(&arg(args, 0))),
-        other => die(&format!("unknown command {other}")),
+        _ => return false,
     }
-    let _ = out.flush();
+    true
 }
 
 fn main() {

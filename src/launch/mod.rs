@@ -71,11 +71,11 @@ pub use resources::CleanupReport;
 pub use spawn::DEFAULT_PATH;
 
 use crate::plan::RestartPolicy;
-use crate::plan::{End, EndpointPlan, FdRole, FdSlot, Mechanism, Plan, ProcessPlan, Readiness};
+use crate::plan::{EndpointPlan, FdRole, FdSlot, Plan, ProcessPlan, Readiness};
 use crate::sys::fd::std_fd;
 use crate::sys::spawn::SpawnFailure;
 use placeholder::Values;
-use resources::{Created, Held};
+use resources::{Created, Handover, Held};
 
 /// File name of the sd_notify socket in the run directory.
 pub const NOTIFY_SOCKET_FILE: &str = "notify.sock";
@@ -458,43 +458,23 @@ impl Launched {
             matches!(e, EndpointPlan::Port { process: p, port, .. }
                 if *p == process.name && *port == slot.port)
         };
-        let writes = matches!(end, End::Write | End::Send | End::Connect);
-        let held = match &channel.mechanism {
-            Mechanism::Inherit { .. } => Held::Inherited,
-            Mechanism::Pipe { .. } | Mechanism::Fifo { .. } => match end {
-                End::Write | End::Send | End::Connect => Held::Write,
-                End::Read | End::Receive | End::Listen => Held::Read,
-                End::Both => return Err(wiring(format!("channel {channel_id} is one-way"))),
-            },
-            Mechanism::Socketpair { .. } => {
-                let from = if channel.from.iter().any(is_port) {
-                    true
-                } else if channel.to.iter().any(is_port) {
-                    false
-                } else {
-                    writes
-                };
-                if from { Held::PairFrom } else { Held::PairTo }
-            }
-            Mechanism::UnixListener { .. }
-            | Mechanism::Tcp { .. }
-            | Mechanism::Udp { .. }
-            | Mechanism::Rpc { .. } => {
-                if writes {
-                    return Ok(Source::Connect(index));
-                }
-                Held::Listen
-            }
-            Mechanism::PosixShm { .. } => Held::Shm,
-            Mechanism::PosixMq { .. } => match end {
-                End::Read | End::Receive | End::Listen => Held::MqRead,
-                End::Write | End::Send | End::Connect => Held::MqWrite,
-                End::Both => Held::MqBoth,
-            },
-            other => {
+        // A socketpair's side is the port's; an end the plan lists on
+        // neither side goes by its direction.
+        let on_from_side = if channel.from.iter().any(is_port) {
+            true
+        } else if channel.to.iter().any(is_port) {
+            false
+        } else {
+            resources::writes(end)
+        };
+        let held = match crate::mechanism::handover(&channel.mechanism, end, on_from_side) {
+            Handover::Held(held) => held,
+            Handover::Connect => return Ok(Source::Connect(index)),
+            Handover::OneWay => return Err(wiring(format!("channel {channel_id} is one-way"))),
+            Handover::ByName => {
                 return Err(wiring(format!(
                     "a {} channel ({channel_id}) is handed over by name or id, not as an fd",
-                    other.name()
+                    channel.mechanism.name()
                 )));
             }
         };

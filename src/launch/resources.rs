@@ -26,9 +26,8 @@ use super::objects::{Match, ObjectRecord};
 use super::placeholder::Values;
 use super::run_dir::RunDir;
 use crate::child::ring::Header;
-use crate::plan::{ChannelPlan, EndpointPlan, ObjectKind};
+use crate::plan::{ChannelPlan, End, EndpointPlan, ObjectKind, SocketType};
 use crate::sys::ipc::{self, SysvKind};
-use crate::topology::SocketType;
 
 /// Which of a channel's held fds an end refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +52,44 @@ pub(crate) enum Held {
     MqBoth,
     /// A copy of ipc-run's own stdin or stdout.
     Inherited,
+}
+
+/// How the launcher hands one end of a channel to a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handover {
+    /// As a copy of an end the launcher holds (the same for a restart).
+    Held(Held),
+    /// As a new connection to the channel's listener, made for each spawn.
+    Connect,
+    /// Not at all: the end asked for is the wrong way for a one-way channel.
+    OneWay,
+    /// Not as an fd: the process opens the channel by name or id.
+    ByName,
+}
+
+impl Handover {
+    /// A one-way byte channel (pipe, FIFO): its write or read end.
+    pub(crate) fn one_way(end: End) -> Handover {
+        match end {
+            End::Write | End::Send | End::Connect => Handover::Held(Held::Write),
+            End::Read | End::Receive | End::Listen => Handover::Held(Held::Read),
+            End::Both => Handover::OneWay,
+        }
+    }
+
+    /// A bound socket: the listener itself, or a connection to it.
+    pub(crate) fn listener(end: End) -> Handover {
+        if writes(end) {
+            Handover::Connect
+        } else {
+            Handover::Held(Held::Listen)
+        }
+    }
+}
+
+/// Whether an end writes, sends or connects (the `from` side's ends).
+pub(crate) fn writes(end: End) -> bool {
+    matches!(end, End::Write | End::Send | End::Connect)
 }
 
 /// Where a client end connects, when it is handed a connected socket.

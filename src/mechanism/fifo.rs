@@ -1,6 +1,9 @@
 //! `fifo`: a named pipe in the run directory, for a peer ipc-run does not
 //! launch (or a process that opens it itself).
 
+use std::io;
+
+use crate::bench::link::{PeerPending, PeerReady, PeerSetup, Pending, Setup, mkfifo, path};
 use std::fmt;
 
 use schemars::JsonSchema;
@@ -11,8 +14,8 @@ use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
-use crate::launch::resources::{ChannelBuild, Held, exists, file_in_run_dir};
-use crate::plan::{Mechanism, ObjectKind};
+use crate::launch::resources::{ChannelBuild, Handover, Held, exists, file_in_run_dir};
+use crate::plan::{End, Mechanism, ObjectKind};
 use crate::topology::{Delivery, Traffic};
 use ipc_run_child::description::Params;
 use nix::errno::Errno;
@@ -142,4 +145,37 @@ pub(crate) fn create(
     b.hold(Held::Read, read);
     b.hold(Held::Write, write);
     Ok(())
+}
+
+/// The write end to writers, the read end to readers (`deliver = "fd"`).
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::one_way(end)
+}
+
+// ---- bench ----
+
+/// One FIFO from the peer, and one to it for round trips; both are
+/// opened once the peer runs.
+pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
+    let (from_peer, guard) = mkfifo(b.place, "from-peer.fifo")?;
+    b.side.guards.push(guard);
+    if b.round_trip {
+        let (to_peer, guard) = mkfifo(b.place, "to-peer.fifo")?;
+        b.side.guards.push(guard);
+        b.side.endpoint.paths = vec![to_peer.clone(), from_peer.clone()];
+        Ok(Pending::Fifo(Some(to_peer), from_peer))
+    } else {
+        b.side.endpoint.paths = vec![from_peer.clone()];
+        Ok(Pending::Fifo(None, from_peer))
+    }
+}
+
+/// The parent's FIFOs, to open once the parent knows the peer is ready.
+pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    let pending = if p.round_trip {
+        PeerPending::Fifo(Some(path(p.endpoint, 0)?), path(p.endpoint, 1)?)
+    } else {
+        PeerPending::Fifo(None, path(p.endpoint, 0)?)
+    };
+    Ok((pending, None))
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile};
 use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Held};
+use crate::launch::resources::{ChannelBuild, Handover, Held};
 use crate::plan::Mechanism;
 use crate::sys::fd::{dup_cloexec_at_least, std_fd};
 use crate::topology::Traffic;
@@ -91,4 +91,9 @@ pub(crate) fn create(b: &mut ChannelBuild<'_>, stream: OwnStream) -> Result<(), 
         .and_then(|fd| dup_cloexec_at_least(fd, 3).map_err(&error))?;
     b.hold(Held::Inherited, fd);
     Ok(())
+}
+
+/// Its ends are the copy of ipc-run's stream the launcher holds.
+pub(crate) fn handover() -> Handover {
+    Handover::Held(Held::Inherited)
 }

@@ -30,17 +30,23 @@
 //! `create`; add its variant to [`Kind`] and to the plan's `Mechanism` and
 //! its line to each `match` below; the compiler points at the rest.
 
+use std::io;
+
 use ipc_run_child::description::{self as child, Params};
+
+use crate::bench::link::{PeerReady, PeerSetup, Pending, Setup};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
-use crate::launch::resources::ChannelBuild;
-use crate::plan::{End, Mechanism};
-use crate::topology::{MechanismName, SocketType, Traffic};
+use crate::launch::resources::{ChannelBuild, Handover};
+use crate::plan::{End, Limits, Mechanism, SocketType};
+use crate::topology::{MechanismName, Traffic};
 
 pub(crate) mod edge;
 pub mod fifo;
+pub(crate) mod host_limits;
 pub mod inherit;
 pub mod pipe;
 pub mod posix_mq;
@@ -282,12 +288,78 @@ pub(crate) fn describe(mechanism: &Mechanism, port: &PortSide<'_>) -> Params {
     }
 }
 
+/// Re-checks a channel of a plan read back (`run --plan`) against this
+/// host's limits (the recheck part of its module).
+pub(crate) fn recheck(
+    id: &str,
+    mechanism: &Mechanism,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    match mechanism {
+        Mechanism::UnixListener { path, .. } => unix_listener::recheck(id, path, limits, sink),
+        Mechanism::Rpc {
+            transport, address, ..
+        } => rpc::recheck(id, *transport, address, limits, sink),
+        Mechanism::PosixShm { size, ring, .. } => {
+            posix_shm::recheck(id, *size, ring.as_ref(), limits, sink);
+        }
+        Mechanism::SysvShm {
+            size,
+            semaphore_set,
+        } => sysv_shm::recheck(id, *size, *semaphore_set, limits, sink),
+        Mechanism::PosixMq {
+            depth,
+            message_size,
+            ..
+        } => posix_mq::recheck(id, *depth, *message_size, limits, sink),
+        Mechanism::SysvMq {
+            queue_bytes,
+            message_size,
+        } => sysv_mq::recheck(id, *queue_bytes, *message_size, limits, sink),
+        Mechanism::PosixSem { initial, .. } => posix_sem::recheck(id, *initial, limits, sink),
+        Mechanism::SysvSem { count, initial } => {
+            sysv_sem::recheck(id, *count, *initial, limits, sink);
+        }
+        // Nothing on this host bounds them beyond what the plan checked.
+        Mechanism::Inherit { .. }
+        | Mechanism::Pipe { .. }
+        | Mechanism::Fifo { .. }
+        | Mechanism::Socketpair { .. }
+        | Mechanism::Tcp { .. }
+        | Mechanism::Udp { .. }
+        | Mechanism::Signal { .. } => {}
+    }
+}
+
 /// A socket type as the port description spells it.
 pub(crate) fn child_socket(socket: SocketType) -> child::SocketType {
     match socket {
         SocketType::Stream => child::SocketType::Stream,
         SocketType::Seqpacket => child::SocketType::Seqpacket,
         SocketType::Dgram => child::SocketType::Dgram,
+    }
+}
+
+/// How the launcher hands `end` of a channel to a process
+/// (`on_from_side`: the process is one of the channel's `from` side).
+pub(crate) fn handover(mechanism: &Mechanism, end: End, on_from_side: bool) -> Handover {
+    match mechanism {
+        Mechanism::Inherit { .. } => inherit::handover(),
+        Mechanism::Pipe { .. } => pipe::handover(end),
+        Mechanism::Fifo { .. } => fifo::handover(end),
+        Mechanism::Socketpair { .. } => socketpair::handover(on_from_side),
+        Mechanism::UnixListener { .. } => unix_listener::handover(end),
+        Mechanism::Tcp { .. } => tcp::handover(end),
+        Mechanism::Udp { .. } => udp::handover(end),
+        Mechanism::Rpc { .. } => rpc::handover(end),
+        Mechanism::PosixShm { .. } => posix_shm::handover(),
+        Mechanism::PosixMq { .. } => posix_mq::handover(end),
+        Mechanism::SysvShm { .. }
+        | Mechanism::SysvMq { .. }
+        | Mechanism::PosixSem { .. }
+        | Mechanism::SysvSem { .. }
+        | Mechanism::Signal { .. } => Handover::ByName,
     }
 }
 
@@ -333,6 +405,48 @@ pub(crate) fn create(b: &mut ChannelBuild<'_>) -> Result<(), LaunchError> {
             ..
         } => rpc::create(b, *transport, address, *backlog),
     }
+}
+
+/// Builds the parent's side of a bench link (the bench part of its module).
+pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
+    match b.mechanism.kind() {
+        Kind::Pipe => pipe::bench_parent(b),
+        Kind::Fifo => fifo::bench_parent(b),
+        Kind::Socketpair => socketpair::bench_parent(b),
+        Kind::UnixListener => unix_listener::bench_parent(b),
+        Kind::Tcp => tcp::bench_parent(b),
+        Kind::Udp => udp::bench_parent(b),
+        Kind::PosixMq => posix_mq::bench_parent(b),
+        Kind::SysvMq => sysv_mq::bench_parent(b),
+        Kind::PosixShm => posix_shm::bench_parent(b),
+        Kind::Signal => signal::bench_parent(b),
+        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem | Kind::Rpc) => {
+            Err(not_benched(kind))
+        }
+    }
+}
+
+/// Builds the peer's side of a bench link (the bench part of its module).
+pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    match p.mechanism.kind() {
+        Kind::Pipe => pipe::bench_peer(p),
+        Kind::Fifo => fifo::bench_peer(p),
+        Kind::Socketpair => socketpair::bench_peer(p),
+        Kind::UnixListener => unix_listener::bench_peer(p),
+        Kind::Tcp => tcp::bench_peer(p),
+        Kind::Udp => udp::bench_peer(p),
+        Kind::PosixMq => posix_mq::bench_peer(p),
+        Kind::SysvMq => sysv_mq::bench_peer(p),
+        Kind::PosixShm => posix_shm::bench_peer(p),
+        Kind::Signal => signal::bench_peer(p),
+        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem | Kind::Rpc) => {
+            Err(not_benched(kind))
+        }
+    }
+}
+
+fn not_benched(kind: Kind) -> io::Error {
+    io::Error::other(format!("the bench does not measure {kind}"))
 }
 
 impl std::fmt::Display for Kind {

@@ -1,12 +1,16 @@
 //! `pipe`: an anonymous pipe, one way, created by the launcher and handed
 //! to both ends as fds.
 
+use std::io;
+
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile, inherit};
+use crate::bench::link::{PeerReady, PeerSetup, Pending, Setup, fd_link, inherited, ready};
 use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Held};
-use crate::plan::Mechanism;
+use crate::launch::resources::{ChannelBuild, Handover, Held};
+use crate::plan::{End, Mechanism};
 use crate::topology::Traffic;
+use ipc_run_child::description::End as ChildEnd;
 use ipc_run_child::description::Params;
 use nix::fcntl::OFlag;
 
@@ -54,4 +58,40 @@ pub(crate) fn create(b: &mut ChannelBuild<'_>) -> Result<(), LaunchError> {
     b.hold(Held::Read, read);
     b.hold(Held::Write, write);
     Ok(())
+}
+
+/// The write end to writers, the read end to readers.
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::one_way(end)
+}
+
+// ---- bench ----
+
+/// One pipe from the peer, and one to it for round trips.
+pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
+    let (from_peer_r, from_peer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    if b.round_trip {
+        let (to_peer_r, to_peer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        b.side.give(&to_peer_r, ChildEnd::Read, Params::Pipe)?;
+        b.side.give(&from_peer_w, ChildEnd::Write, Params::Pipe)?;
+        Ok(Pending::Ready(fd_link(
+            Some(to_peer_w),
+            Some(from_peer_r),
+            false,
+        )))
+    } else {
+        b.side.give(&from_peer_w, ChildEnd::Write, Params::Pipe)?;
+        Ok(Pending::Ready(fd_link(None, Some(from_peer_r), false)))
+    }
+}
+
+/// The peer's ends of the parent's pipes.
+pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    if p.round_trip {
+        let rx = inherited(0)?;
+        let tx = inherited(1)?;
+        ready(fd_link(Some(tx), Some(rx), false))
+    } else {
+        ready(fd_link(Some(inherited(0)?), None, false))
+    }
 }

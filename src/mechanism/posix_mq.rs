@@ -1,14 +1,22 @@
 //! `posix-mq`: a POSIX message queue (`mq_open`); any number of senders
 //! and receivers, each message whole.
 
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
 use super::edge::{EdgeContext, Shape, limit_error};
+use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
+use crate::bench::cleanup::{self, Guard, Object};
+use crate::bench::link::{
+    Link, PeerReady, PeerSetup, Pending, Place, Setup, c_name, name, no_end, ready,
+};
 use crate::bench::mechanism::HostLimits;
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
-use crate::launch::resources::{ChannelBuild, Held, exists, posix_name};
-use crate::plan::{Limits, Mechanism, ObjectKind, Span};
+use crate::launch::resources::{ChannelBuild, Handover, Held, exists, posix_name};
+use crate::plan::{End, Limits, Mechanism, ObjectKind, Span};
 use crate::sys::ipc;
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -114,6 +122,23 @@ pub(crate) fn queue_count_error(
     Some(diagnostic)
 }
 
+/// Re-checks a plan read back against this host: message size and depth.
+pub(crate) fn recheck(
+    id: &str,
+    depth: u64,
+    message_size: u64,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    let (size_max, depth_max) = (&limits.mq_msgsize_max, &limits.mq_msg_max);
+    if message_size > size_max.value || message_size == 0 {
+        sink.push(host_limits::limit_error("E0601", format!("edge `{id}` sends messages of {message_size} bytes; a POSIX queue on this host takes at most {}", size_max.value), size_max, "msgsize_max"));
+    }
+    if depth > depth_max.value || depth == 0 {
+        sink.push(host_limits::limit_error("E0602", format!("edge `{id}` asks for a queue of depth {depth}; a POSIX queue on this host holds at most {}", depth_max.value), depth_max, "msg_max"));
+    }
+}
+
 // ---- launch ----
 
 /// The queue, created exclusively with its mode and attributes, and opened
@@ -168,4 +193,92 @@ pub(crate) fn bench_refusal(limits: &HostLimits, size: u64) -> Option<String> {
         None => Some("/proc/sys/fs/mqueue/msgsize_max is unreadable".into()),
         _ => None,
     }
+}
+
+/// A queue descriptor opened for the end's direction.
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::Held(match end {
+        End::Read | End::Receive | End::Listen => Held::MqRead,
+        End::Write | End::Send | End::Connect => Held::MqWrite,
+        End::Both => Held::MqBoth,
+    })
+}
+
+// ---- bench ----
+
+/// POSIX queues, one per direction; an empty message ends.
+struct PosixMqLink {
+    tx: Option<OwnedFd>,
+    rx: Option<OwnedFd>,
+}
+
+impl Link for PosixMqLink {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let tx = self.tx.as_ref().ok_or_else(|| no_end("send"))?;
+        Ok(crate::sys::bench::mq_send(tx.as_fd(), msg)?)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rx = self.rx.as_ref().ok_or_else(|| no_end("receive"))?;
+        Ok(crate::sys::bench::mq_receive(rx.as_fd(), buf)?)
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        self.send(&[])
+    }
+}
+
+/// A bench queue named after the place, for messages of `size` bytes.
+fn bench_queue(place: &Place, tag: &str, size: usize) -> io::Result<(OwnedFd, String, Guard)> {
+    let name = format!("/ipc-run-bench.{}.{tag}", place.id);
+    let depth = place.limits.mq_msg_max.unwrap_or(10).clamp(1, 64) as i64;
+    let cname = c_name(&name)?;
+    let (fd, guard) = cleanup::create(|| {
+        crate::sys::ipc::mq_create(&cname, 0o600, depth, size as i64)
+            .map(|fd| (fd, Object::PosixMq(cname.clone())))
+    })?;
+    Ok((fd, name, guard))
+}
+
+/// One POSIX queue from the peer, and one to it for round trips.
+pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
+    let (place, round_trip, size) = (b.place, b.round_trip, b.size);
+    let (from_peer, name, guard) = bench_queue(place, "from-peer", size)?;
+    b.side.guards.push(guard);
+    let tx = if round_trip {
+        let (to_peer, to_name, guard) = bench_queue(place, "to-peer", size)?;
+        b.side.guards.push(guard);
+        b.side.endpoint.names = vec![to_name, name];
+        Some(to_peer)
+    } else {
+        b.side.endpoint.names = vec![name];
+        None
+    };
+    Ok(Pending::Ready(Box::new(PosixMqLink {
+        tx,
+        rx: Some(from_peer),
+    })))
+}
+
+/// The parent's POSIX queues, opened: to the parent, and from it for
+/// round trips.
+pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    let (endpoint, round_trip) = (p.endpoint, p.round_trip);
+    let open = |at, write| -> io::Result<OwnedFd> {
+        Ok(crate::sys::ipc::mq_open_existing(
+            &name(endpoint, at)?,
+            write,
+        )?)
+    };
+    ready(Box::new(if round_trip {
+        PosixMqLink {
+            rx: Some(open(0, false)?),
+            tx: Some(open(1, true)?),
+        }
+    } else {
+        PosixMqLink {
+            rx: None,
+            tx: Some(open(0, true)?),
+        }
+    }))
 }

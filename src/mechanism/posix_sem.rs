@@ -2,12 +2,13 @@
 //! receivers wait.
 
 use super::edge::{EdgeContext, Shape};
+use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
 use crate::launch::resources::{ChannelBuild, exists, posix_name};
-use crate::plan::{Mechanism, ObjectKind};
+use crate::plan::{Limits, Mechanism, ObjectKind};
 use crate::sys::ipc;
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -65,6 +66,11 @@ pub(crate) fn describe(name: &str, initial: u32) -> Params {
         name: name.to_owned(),
         initial,
     }
+}
+
+/// Re-checks a plan read back against this host: `SEM_VALUE_MAX`.
+pub(crate) fn recheck(id: &str, initial: u32, limits: &Limits, sink: &mut Vec<Diagnostic>) {
+    host_limits::initial(id, NAME, initial, limits.sem_value_max.value, sink);
 }
 
 // ---- launch ----

@@ -2,14 +2,23 @@
 //! with a lock and a ready semaphore, no synchronisation, or formatted as
 //! a ring of records (`docs/shm-ring.md`).
 
+use std::io;
+use std::os::fd::OwnedFd;
+
 use super::edge::{EdgeContext, Shape};
+use super::host_limits;
 use super::{BASE, EdgeOption, Profile, Ring};
+use crate::bench::cleanup::{self, Guard, Object};
+use crate::bench::link::{
+    Endpoint, Link, PeerReady, PeerSetup, Pending, Place, Setup, c_name, name, no_end, ready,
+};
+use crate::child::ring::{Consumer, HEADER_SIZE, Producer, Received, format as ring_format};
 use crate::child::ring::{Header, RingError};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
-use crate::launch::resources::{ChannelBuild, Held, RingHeader, exists, posix_name};
-use crate::plan::{Mechanism, ObjectKind, RingPlan};
+use crate::launch::resources::{ChannelBuild, Handover, Held, RingHeader, exists, posix_name};
+use crate::plan::{Limits, Mechanism, ObjectKind, RingPlan};
 use crate::topology::{SyncKind, Traffic};
 use ipc_run_child::description::{Params, RingLayout, ShmSemaphores};
 use nix::errno::Errno;
@@ -133,6 +142,32 @@ pub(crate) fn describe(
     }
 }
 
+/// Re-checks a plan read back against this host: the segment fits
+/// `/dev/shm`, and its ring (if any) fits the segment.
+pub(crate) fn recheck(
+    id: &str,
+    size: u64,
+    ring: Option<&RingPlan>,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    host_limits::size("E0609", id, size, &limits.posix_shm_max, "/dev/shm", sink);
+    let Some(ring) = ring else {
+        return;
+    };
+    // A data area of a multiple of 64 bytes (one cache line at least).
+    const ALIGN: u64 = 64;
+    const HEADER: u64 = crate::child::ring::HEADER_SIZE;
+    let fits = ring.capacity >= ALIGN
+        && ring.capacity % ALIGN == 0
+        && ring.capacity.checked_add(HEADER).is_some_and(|n| n <= size)
+        && ring.producers >= 1;
+    if !fits {
+        sink.push(Diagnostic::error("E0612", format!("the ring of edge `{id}` (capacity {}, {} producer(s)) does not fit its {size}-byte segment", ring.capacity, ring.producers))
+            .with_note(format!("a ring is a {HEADER}-byte header and a data area of a multiple of {ALIGN} bytes, for at least one producer")));
+    }
+}
+
 // ---- launch ----
 
 /// The object, created exclusively, set to its mode and sized; a ring is
@@ -198,4 +233,110 @@ fn format_ring(
     };
     crate::child::ring::format(fd, size, ring.producers).map_err(ring_error)?;
     Header::map(fd).map_err(ring_error)
+}
+
+/// The segment's fd to every process that maps it.
+pub(crate) fn handover() -> Handover {
+    Handover::Held(Held::Shm)
+}
+
+// ---- bench ----
+
+/// ipc-run's shared-memory ring, one per direction, one producer; an
+/// empty record ends.
+struct RingLink {
+    tx: Option<Producer>,
+    rx: Option<Consumer>,
+}
+
+impl Link for RingLink {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        let tx = self.tx.as_mut().ok_or_else(|| no_end("send"))?;
+        tx.send(msg, None).map_err(io::Error::other)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let rx = self.rx.as_mut().ok_or_else(|| no_end("receive"))?;
+        match rx.recv_into(buf, None).map_err(io::Error::other)? {
+            Received::Record(n) => Ok(n),
+            Received::End => Ok(0),
+        }
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        // An empty record, like the queues' end mark.
+        self.send(&[])
+    }
+}
+
+/// The segment size of a ring for messages of `size` bytes: the header
+/// page and a data area of at least 1 MiB that holds 4 such records.
+pub(crate) fn ring_bytes(size: usize) -> u64 {
+    let record = 8 + size.div_ceil(8) * 8;
+    let capacity = (4 * record).max(1 << 20).div_ceil(64) * 64;
+    HEADER_SIZE + capacity as u64
+}
+
+/// A bench segment holding a formatted ring for messages of `size` bytes.
+fn shm_ring(place: &Place, tag: &str, size: usize) -> io::Result<(OwnedFd, String, Guard)> {
+    let name = format!("/ipc-run-bench.{}.{tag}", place.id);
+    let cname = c_name(&name)?;
+    let (fd, guard) = cleanup::create(|| {
+        nix::sys::mman::shm_open(
+            cname.as_c_str(),
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map(|fd| (fd, Object::PosixShm(cname.clone())))
+    })?;
+    crate::sys::ipc::fchmod_exact(&fd, 0o600)?;
+    let bytes = ring_bytes(size);
+    nix::unistd::ftruncate(&fd, bytes as i64)?;
+    ring_format(fd.as_fd(), bytes, 1).map_err(io::Error::other)?;
+    Ok((fd, name, guard))
+}
+
+/// The parent's segment number `at`, opened.
+fn open_shm(endpoint: &Endpoint, at: usize) -> io::Result<OwnedFd> {
+    Ok(nix::sys::mman::shm_open(
+        name(endpoint, at)?.as_c_str(),
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// One shared-memory ring from the peer, and one to it for round trips.
+pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
+    let (place, round_trip, size) = (b.place, b.round_trip, b.size);
+    let (from_peer, name, guard) = shm_ring(place, "from-peer", size)?;
+    b.side.guards.push(guard);
+    let rx = Some(Consumer::from_fd(from_peer).map_err(io::Error::other)?);
+    let tx = if round_trip {
+        let (to_peer, to_name, guard) = shm_ring(place, "to-peer", size)?;
+        b.side.guards.push(guard);
+        b.side.endpoint.names = vec![to_name, name];
+        Some(Producer::from_fd(to_peer).map_err(io::Error::other)?)
+    } else {
+        b.side.endpoint.names = vec![name];
+        None
+    };
+    Ok(Pending::Ready(Box::new(RingLink { tx, rx })))
+}
+
+/// The parent's rings, opened: producing into the parent's, and consuming
+/// the other for round trips.
+pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    let (endpoint, round_trip) = (p.endpoint, p.round_trip);
+    let producer = |at| Producer::from_fd(open_shm(endpoint, at)?).map_err(io::Error::other);
+    ready(Box::new(if round_trip {
+        RingLink {
+            rx: Some(Consumer::from_fd(open_shm(endpoint, 0)?).map_err(io::Error::other)?),
+            tx: Some(producer(1)?),
+        }
+    } else {
+        RingLink {
+            rx: None,
+            tx: Some(producer(0)?),
+        }
+    }))
 }

@@ -13,9 +13,10 @@ use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape, address_with_port};
 use super::{BASE, EdgeOption, Peers, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
-use crate::launch::resources::ChannelBuild;
-use crate::plan::{Mechanism, ObjectKind, RUN_DIR, RUN_DIR_PCT, percent_encode_into};
-use crate::topology::{SocketType, Traffic};
+use crate::launch::resources::{ChannelBuild, Handover};
+use crate::plan::SocketType;
+use crate::plan::{End, Limits, Mechanism, ObjectKind, RUN_DIR, RUN_DIR_PCT, percent_encode_into};
+use crate::topology::Traffic;
 
 /// The mechanism's name.
 pub const NAME: &str = child::Kind::Rpc.as_str();
@@ -157,6 +158,19 @@ fn push_url(out: &mut String, protocol: &str, transport: Transport, address: &st
     };
 }
 
+/// Re-checks a plan read back against this host: a Unix socket path fits.
+pub(crate) fn recheck(
+    id: &str,
+    transport: Transport,
+    address: &str,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    if transport == Transport::Unix {
+        super::host_limits::socket_path(id, address, limits, sink);
+    }
+}
+
 // ---- launch ----
 
 /// The server's listener: a Unix stream socket or a TCP listener.
@@ -170,4 +184,9 @@ pub(crate) fn create(
         Transport::Unix => super::unix_listener::create(b, SocketType::Stream, address, backlog),
         Transport::Tcp => super::tcp::create(b, address, backlog),
     }
+}
+
+/// The bound socket to the server side, a new connection to each client.
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::listener(end)
 }

@@ -1,10 +1,13 @@
 //! `signal`: a signal from the `from` processes to the `to` processes; the
 //! sender gets the receivers' pids.
 
+use std::io;
+
 use super::PortSide;
 use super::edge::placeholder;
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile};
+use crate::bench::link::{PeerPending, PeerReady, PeerSetup, Pending, Setup};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::plan::Mechanism;
 use crate::plan::signals::{known, parse_signal};
@@ -90,4 +93,16 @@ pub(crate) fn describe(signal: &SignalRef, port: &PortSide<'_>) -> Params {
                 .collect()
         }),
     }
+}
+
+// ---- bench ----
+
+/// Nothing to make: the parent signals the peer's pid.
+pub(crate) fn bench_parent(_: &mut Setup<'_>) -> io::Result<Pending> {
+    Ok(Pending::Signal)
+}
+
+/// Nothing to open: the peer signals the parent's pid.
+pub(crate) fn bench_peer(_: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    Ok((PeerPending::Signal, None))
 }

@@ -1,14 +1,24 @@
 //! `socketpair`: a connected pair of Unix sockets joining exactly two
 //! processes; stream or seqpacket, one way or duplex.
 
+use std::io;
+
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Peers, Profile, Sockets};
+use crate::bench::link::{
+    PeerReady, PeerSetup, Pending, Setup, duplex, fd_link, fit_sndbuf, inherited, peer_stream,
+    ready,
+};
 use crate::bench::mechanism::HostLimits;
+use crate::bench::mechanism::Mechanism as BenchMechanism;
 use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Held, sock_type};
+use crate::launch::resources::{ChannelBuild, Handover, Held, sock_type};
 use crate::plan::Mechanism;
-use crate::topology::{SocketType, Traffic};
+use crate::plan::SocketType;
+use crate::topology::Traffic;
 use ipc_run_child::description::Params;
+use ipc_run_child::description::{End as ChildEnd, SocketType as ChildSocket};
+use nix::sys::socket::SockType;
 use nix::sys::socket::{AddressFamily, SockFlag, socketpair};
 
 /// The mechanism's name.
@@ -28,10 +38,14 @@ pub const PROFILE: Profile = Profile {
 
 /// Seqpacket for messages (boundaries kept), stream otherwise.
 pub(crate) fn plan(cx: &EdgeContext<'_>) -> Option<Shape> {
-    let socket = cx.traits.socket.unwrap_or(match cx.traits.traffic {
-        Traffic::Messages => SocketType::Seqpacket,
-        _ => SocketType::Stream,
-    });
+    let socket = cx
+        .traits
+        .socket
+        .map(SocketType::from)
+        .unwrap_or(match cx.traits.traffic {
+            Traffic::Messages => SocketType::Seqpacket,
+            _ => SocketType::Stream,
+        });
     Some(Shape::unbounded(Mechanism::Socketpair { socket }))
 }
 
@@ -75,4 +89,45 @@ pub(crate) fn bench_refusal_seqpacket(limits: &HostLimits, size: u64) -> Option<
              (2 x /proc/sys/net/core/wmem_max - 32)"
         )
     })
+}
+
+/// One end of the pair to each side.
+pub(crate) fn handover(on_from_side: bool) -> Handover {
+    Handover::Held(if on_from_side {
+        Held::PairFrom
+    } else {
+        Held::PairTo
+    })
+}
+
+// ---- bench ----
+
+/// A pair of the measured type; the peer inherits one end.
+pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
+    let seqpacket = b.mechanism == BenchMechanism::SocketpairSeqpacket;
+    let (ty, socket) = if seqpacket {
+        (SockType::SeqPacket, ChildSocket::Seqpacket)
+    } else {
+        (SockType::Stream, ChildSocket::Stream)
+    };
+    let (mine, theirs) = socketpair(AddressFamily::Unix, ty, None, SockFlag::SOCK_CLOEXEC)?;
+    if seqpacket {
+        fit_sndbuf(&mine, b.size)?;
+    }
+    b.side
+        .give(&theirs, ChildEnd::Both, Params::Socketpair { socket })?;
+    Ok(Pending::Ready(if b.round_trip {
+        duplex(mine)?
+    } else {
+        fd_link(None, Some(mine), false)
+    }))
+}
+
+/// The peer's end of the pair.
+pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    let fd = inherited(0)?;
+    if p.mechanism == BenchMechanism::SocketpairSeqpacket {
+        fit_sndbuf(&fd, p.size)?;
+    }
+    ready(peer_stream(fd, p.round_trip)?)
 }

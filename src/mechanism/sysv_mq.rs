@@ -1,13 +1,20 @@
-//! `sysv-mq`: a System V message queue (`IPC_PRIVATE`, its id handed over).
+//! `sysv-mq`: a System V message queue (created under a journaled key, its id handed over).
+
+use std::io;
 
 use super::PortSide;
 use super::edge::placeholder;
 use super::edge::{EdgeContext, Shape, limit_error};
+use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
+use crate::bench::cleanup::{self, Object};
+use crate::bench::link::{Link, PeerReady, PeerSetup, Pending, Setup, ready};
 use crate::bench::mechanism::HostLimits;
+use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, create_sysv};
-use crate::plan::{Mechanism, ObjectKind};
+use crate::plan::{Limits, Mechanism, ObjectKind};
+use crate::sys::bench::SysvMessage;
 use crate::sys::ipc::{self, SysvKind};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -86,6 +93,23 @@ pub(crate) fn describe(queue_bytes: u64, message_size: u64, port: &PortSide<'_>)
     }
 }
 
+/// Re-checks a plan read back against this host: `msgmax` and `msgmnb`.
+pub(crate) fn recheck(
+    id: &str,
+    queue_bytes: u64,
+    message_size: u64,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    let (msgmax, msgmnb) = (&limits.sysv_msgmax, &limits.sysv_msgmnb);
+    if message_size > msgmax.value || message_size == 0 {
+        sink.push(host_limits::limit_error("E0605", format!("edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}", msgmax.value), msgmax, "msgmax"));
+    }
+    if queue_bytes > msgmnb.value {
+        sink.push(host_limits::limit_error("E0605", format!("edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}", msgmnb.value), msgmnb, "msgmnb"));
+    }
+}
+
 // ---- launch ----
 
 /// The queue with its capacity; its id is recorded for the placeholder.
@@ -110,4 +134,68 @@ pub(crate) fn bench_refusal(limits: &HostLimits, size: u64) -> Option<String> {
         None => Some("/proc/sys/kernel/msgmax is unreadable".into()),
         _ => None,
     }
+}
+
+// ---- bench ----
+
+/// System V message type of messages to the peer.
+const TO_PEER: i64 = 1;
+/// System V message type of messages from the peer.
+const FROM_PEER: i64 = 2;
+
+/// One System V queue both ways, a message type per direction; an empty
+/// message ends.
+struct SysvLink {
+    id: i32,
+    tx_type: i64,
+    rx_type: i64,
+    msg: SysvMessage,
+}
+
+impl Link for SysvLink {
+    fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+        self.msg.text_mut()[..msg.len()].copy_from_slice(msg);
+        Ok(self.msg.send(self.id, self.tx_type, msg.len())?)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.msg.recv(self.id, self.rx_type)?;
+        let n = n.min(buf.len());
+        buf[..n].copy_from_slice(&self.msg.text()[..n]);
+        Ok(n)
+    }
+
+    fn end(&mut self) -> io::Result<()> {
+        Ok(self.msg.send(self.id, self.tx_type, 0)?)
+    }
+}
+
+/// One System V queue; the message type tells the directions apart.
+pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
+    let queue_bytes = b.place.limits.sysv_msgmnb.unwrap_or(16384);
+    let (id, guard) = cleanup::create(|| {
+        crate::sys::ipc::msg_create(queue_bytes, 0o600).map(|id| (id, Object::SysvMsg(id)))
+    })?;
+    b.side.guards.push(guard);
+    b.side.endpoint.sysv_id = Some(id);
+    Ok(Pending::Ready(Box::new(SysvLink {
+        id,
+        tx_type: TO_PEER,
+        rx_type: FROM_PEER,
+        msg: SysvMessage::new(b.size),
+    })))
+}
+
+/// The parent's queue, with the directions swapped.
+pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    let id = p
+        .endpoint
+        .sysv_id
+        .ok_or_else(|| io::Error::other("no System V id given"))?;
+    ready(Box::new(SysvLink {
+        id,
+        tx_type: FROM_PEER,
+        rx_type: TO_PEER,
+        msg: SysvMessage::new(p.size),
+    }))
 }

@@ -1,12 +1,14 @@
-//! `sysv-sem`: a System V semaphore set (`IPC_PRIVATE`, its id handed over).
+//! `sysv-sem`: a System V semaphore set (created under a journaled key, its id handed over).
 
 use super::PortSide;
 use super::edge::placeholder;
 use super::edge::{EdgeContext, Shape};
+use super::host_limits;
 use super::{BASE, EdgeOption, Profile, posix_sem};
+use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, create_sysv};
-use crate::plan::{Mechanism, ObjectKind};
+use crate::plan::{Limits, Mechanism, ObjectKind};
 use crate::sys::ipc::{self, SysvKind};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -48,6 +50,18 @@ pub(crate) fn describe(count: u32, initial: u32, port: &PortSide<'_>) -> Params 
         count,
         initial,
     }
+}
+
+/// Re-checks a plan read back against this host: `SEMVMX` and `semmsl`.
+pub(crate) fn recheck(
+    id: &str,
+    count: u32,
+    initial: u32,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    host_limits::initial(id, NAME, initial, SEMVMX, sink);
+    host_limits::sem_set(id, u64::from(count), limits, sink);
 }
 
 // ---- launch ----

@@ -1,13 +1,15 @@
-//! `sysv-shm`: a System V shared memory segment (`IPC_PRIVATE`, its id
+//! `sysv-shm`: a System V shared memory segment (created under a journaled key, its id
 //! handed over), optionally with a set of two semaphores (lock, ready).
 
 use super::PortSide;
 use super::edge::placeholder;
 use super::edge::{EdgeContext, Shape};
+use super::host_limits;
 use super::{BASE, EdgeOption, Profile, Ring, posix_shm};
+use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, create_sysv};
-use crate::plan::{Mechanism, ObjectKind};
+use crate::plan::{Limits, Mechanism, ObjectKind};
 use crate::sys::ipc::{self, SysvKind};
 use crate::topology::{SyncKind, Traffic};
 use ipc_run_child::description::Params;
@@ -54,6 +56,21 @@ pub(crate) fn describe(size: u64, semaphore_set: bool, port: &PortSide<'_>) -> P
         id: placeholder("sysv_id", port.id),
         size,
         sem_id: semaphore_set.then(|| placeholder("sysv_sem_id", port.id)),
+    }
+}
+
+/// Re-checks a plan read back against this host: `shmmax`, and the
+/// semaphore pair when there is one.
+pub(crate) fn recheck(
+    id: &str,
+    size: u64,
+    semaphore_set: bool,
+    limits: &Limits,
+    sink: &mut Vec<Diagnostic>,
+) {
+    host_limits::size("E0604", id, size, &limits.sysv_shmmax, "shmmax", sink);
+    if semaphore_set {
+        host_limits::sem_set(id, 2, limits, sink);
     }
 }
 

@@ -1,13 +1,18 @@
 //! `tcp`: a TCP listener bound before the server starts (loopback and a
 //! kernel-chosen port unless an address is written).
 
+use std::io;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+
 use super::PortSide;
 use super::edge::address_with_port;
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
+use crate::bench::link::{PeerReady, PeerSetup, Pending, Setup, peer_stream, ready};
 use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, ConnectTarget, Held, tcp_bind};
-use crate::plan::Mechanism;
+use crate::launch::resources::{ChannelBuild, ConnectTarget, Handover, Held, tcp_bind};
+use crate::plan::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 
@@ -55,4 +60,25 @@ pub(crate) fn create(
     b.hold(Held::Listen, fd);
     b.connect_to(ConnectTarget::Tcp(addr));
     Ok(())
+}
+
+/// The bound socket to the server side, a new connection to each client.
+pub(crate) fn handover(end: End) -> Handover {
+    Handover::listener(end)
+}
+
+// ---- bench ----
+
+/// A listener on loopback, on a port the kernel chooses.
+pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    b.side.endpoint.port = Some(listener.local_addr()?.port());
+    Ok(Pending::Tcp(listener))
+}
+
+/// A connection to the parent's port, `TCP_NODELAY`.
+pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
+    let stream = TcpStream::connect((Ipv4Addr::LOCALHOST, p.port()?))?;
+    stream.set_nodelay(true)?;
+    ready(peer_stream(OwnedFd::from(stream), p.round_trip)?)
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::model::{ChannelPlan, Choice, End, EndpointPlan, Mechanism};
+use super::model::{ChannelPlan, Choice, End, EndpointPlan, Mechanism, OwnStream};
 use super::processes::ProcessDecl;
 use super::select::{Traits, check_fit, choose, traffic_name};
 use super::{Limits, Sink, Span};
@@ -747,12 +747,10 @@ fn plan_endpoints(
             let (process, port) = match (r.endpoint, r.process, r.port) {
                 (EndpointRef::Own(target), ..) => {
                     let stream = match target {
-                        EndpointTarget::Stdin => "stdin",
-                        EndpointTarget::Stdout => "stdout",
+                        EndpointTarget::Stdin => OwnStream::Stdin,
+                        EndpointTarget::Stdout => OwnStream::Stdout,
                     };
-                    out.push(EndpointPlan::Own {
-                        stream: stream.into(),
-                    });
+                    out.push(EndpointPlan::Own { stream });
                     continue;
                 }
                 (EndpointRef::External, ..) => {

@@ -15,19 +15,14 @@ use serde::Deserialize;
 
 use super::model::{
     EndpointPlan, FdRole, Mechanism, NamedObject, ObjectKind, PLAN_FORMAT_VERSION, Plan,
-    ProcessPlan, RUN_DIR, Readiness, Transport,
+    ProcessPlan, RUN_DIR, Readiness,
 };
-use super::{Limit, Limits, MAX_INSTANCES, PlanError, Planned, Sink};
+use super::{Limits, MAX_INSTANCES, PlanError, Planned, Sink};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::mechanism::sysv_sem::SEMVMX as SYSV_SEMVMX;
+use crate::mechanism::host_limits::{run_dir_note, socket_path_len};
 
 /// The warning codes a plan may record (`docs/topology.md`).
 const WARNING_CODES: [&str; 5] = ["W0101", "W0201", "W0202", "W0301", "W0701"];
-
-/// Header of a ring segment (`docs/shm-ring.md`).
-const RING_HEADER: u64 = 4096;
-/// Alignment and smallest size of a ring's data area.
-const RING_ALIGN: u64 = 64;
 
 /// Reads the JSON plan `text` and checks it against `limits`. The plan's
 /// recorded limits become `limits`, which it was last validated against.
@@ -334,12 +329,6 @@ fn check_endpoint(
                 sink.push(inconsistent(message, at));
             }
         }
-        EndpointPlan::Own { stream } if stream != "stdin" && stream != "stdout" => {
-            let message = format!(
-                "channel `{id}` names ipc-run's `{stream}`; only stdin and stdout are ipc-run's own"
-            );
-            sink.push(inconsistent(message, at));
-        }
         EndpointPlan::Own { .. } | EndpointPlan::External => {}
     }
 }
@@ -392,7 +381,11 @@ fn check_limits(plan: &Plan, limits: &Limits, sink: &mut Sink) {
         if matches!(channel.mechanism, Mechanism::PosixMq { .. }) {
             posix_queues += 1;
         }
-        check_channel_limits(&channel.id, &channel.mechanism, limits, sink);
+        let mut found = Vec::new();
+        crate::mechanism::recheck(&channel.id, &channel.mechanism, limits, &mut found);
+        for diagnostic in found {
+            sink.push(diagnostic);
+        }
     }
     let queues = &limits.mq_queues_max;
     if posix_queues > queues.value {
@@ -462,157 +455,6 @@ fn check_process_limits(process: &ProcessPlan, limits: &Limits, sink: &mut Sink)
             );
         }
     }
-}
-
-fn check_channel_limits(id: &str, mechanism: &Mechanism, limits: &Limits, sink: &mut Sink) {
-    match mechanism {
-        Mechanism::UnixListener { path, .. } => check_socket_path(id, path, limits, sink),
-        Mechanism::Rpc {
-            transport, address, ..
-        } if *transport == Transport::Unix => check_socket_path(id, address, limits, sink),
-        Mechanism::PosixShm { size, ring, .. } => {
-            check_size("E0609", id, *size, &limits.posix_shm_max, "/dev/shm", sink);
-            if let Some(ring) = ring {
-                let fits = ring.capacity >= RING_ALIGN
-                    && ring.capacity % RING_ALIGN == 0
-                    && ring
-                        .capacity
-                        .checked_add(RING_HEADER)
-                        .is_some_and(|n| n <= *size)
-                    && ring.producers >= 1;
-                if !fits {
-                    sink.push(Diagnostic::error("E0612", format!("the ring of edge `{id}` (capacity {}, {} producer(s)) does not fit its {size}-byte segment", ring.capacity, ring.producers))
-                        .with_note(format!("a ring is a {RING_HEADER}-byte header and a data area of a multiple of {RING_ALIGN} bytes, for at least one producer")));
-                }
-            }
-        }
-        Mechanism::SysvShm {
-            size,
-            semaphore_set,
-        } => {
-            check_size("E0604", id, *size, &limits.sysv_shmmax, "shmmax", sink);
-            if *semaphore_set {
-                check_sem_set(id, 2, limits, sink);
-            }
-        }
-        Mechanism::PosixMq {
-            depth,
-            message_size,
-            ..
-        } => {
-            let (size_max, depth_max) = (&limits.mq_msgsize_max, &limits.mq_msg_max);
-            if *message_size > size_max.value || *message_size == 0 {
-                sink.push(limit_error("E0601", format!("edge `{id}` sends messages of {message_size} bytes; a POSIX queue on this host takes at most {}", size_max.value), size_max, "msgsize_max"));
-            }
-            if *depth > depth_max.value || *depth == 0 {
-                sink.push(limit_error("E0602", format!("edge `{id}` asks for a queue of depth {depth}; a POSIX queue on this host holds at most {}", depth_max.value), depth_max, "msg_max"));
-            }
-        }
-        Mechanism::SysvMq {
-            queue_bytes,
-            message_size,
-        } => {
-            let (msgmax, msgmnb) = (&limits.sysv_msgmax, &limits.sysv_msgmnb);
-            if *message_size > msgmax.value || *message_size == 0 {
-                sink.push(limit_error("E0605", format!("edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}", msgmax.value), msgmax, "msgmax"));
-            }
-            if *queue_bytes > msgmnb.value {
-                sink.push(limit_error("E0605", format!("edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}", msgmnb.value), msgmnb, "msgmnb"));
-            }
-        }
-        Mechanism::PosixSem { initial, .. } => {
-            check_initial(
-                id,
-                crate::mechanism::posix_sem::NAME,
-                *initial,
-                limits.sem_value_max.value,
-                sink,
-            );
-        }
-        Mechanism::SysvSem { count, initial } => {
-            check_initial(
-                id,
-                crate::mechanism::sysv_sem::NAME,
-                *initial,
-                SYSV_SEMVMX,
-                sink,
-            );
-            check_sem_set(id, u64::from(*count), limits, sink);
-        }
-        _ => {}
-    }
-}
-
-/// Bytes of a socket path once `{run_dir}` is this host's run directory.
-fn socket_path_len(path: &str, limits: &Limits) -> u64 {
-    let rest = path.strip_prefix(RUN_DIR).unwrap_or(path);
-    limits.run_dir_len.value + rest.len() as u64
-}
-
-fn run_dir_note(limits: &Limits) -> String {
-    format!(
-        "the run directory is {} bytes long ({})",
-        limits.run_dir_len.value, limits.run_dir_len.source
-    )
-}
-
-fn check_socket_path(id: &str, path: &str, limits: &Limits, sink: &mut Sink) {
-    if !path.starts_with(RUN_DIR) {
-        // A TCP address, or a path the planner did not make: nothing to fit.
-        return;
-    }
-    let length = socket_path_len(path, limits);
-    if length >= limits.sun_path_max.value {
-        sink.push(
-            Diagnostic::error("E0607", format!("the socket path of edge `{id}` would be {length} bytes; sun_path holds {} with its NUL", limits.sun_path_max.value))
-                .with_note(run_dir_note(limits))
-                .with_help("shorten the edge name, or set XDG_RUNTIME_DIR to a shorter directory"),
-        );
-    }
-}
-
-fn check_size(code: &'static str, id: &str, size: u64, max: &Limit, what: &str, sink: &mut Sink) {
-    if size == 0 {
-        sink.push(Diagnostic::error(
-            "E0310",
-            format!("shared edge `{id}` needs a size above zero"),
-        ));
-    } else if size > max.value {
-        sink.push(
-            Diagnostic::error(
-                code,
-                format!(
-                    "edge `{id}` asks for {size} bytes of shared memory; {what} allows {}",
-                    max.value
-                ),
-            )
-            .with_note(format!("{what} is {} ({})", max.value, max.source)),
-        );
-    }
-}
-
-fn check_sem_set(id: &str, count: u64, limits: &Limits, sink: &mut Sink) {
-    let semmsl = &limits.sysv_semmsl;
-    if count == 0 || count > semmsl.value {
-        sink.push(
-            limit_error("E0611", format!("edge `{id}` needs a System V semaphore set of {count}; a set on this host holds at most {}", semmsl.value), semmsl, "semmsl")
-                .with_help("use posix-shm/posix-sem, or raise the first field of /proc/sys/kernel/sem"),
-        );
-    }
-}
-
-fn check_initial(id: &str, name: &str, initial: u32, max: u64, sink: &mut Sink) {
-    if u64::from(initial) > max {
-        sink.push(Diagnostic::error(
-            "E0606",
-            format!("a `{name}` starts between 0 and {max}, edge `{id}` asks for {initial}"),
-        ));
-    }
-}
-
-fn limit_error(code: &'static str, message: String, limit: &Limit, what: &str) -> Diagnostic {
-    Diagnostic::error(code, message)
-        .with_note(format!("{what} is {} ({})", limit.value, limit.source))
 }
 
 /// The plan's warnings as diagnostics, printed as a run of the topology

@@ -18,7 +18,7 @@ use crate::mechanism::Kind;
 pub use crate::mechanism::fifo::Deliver;
 pub use crate::mechanism::inherit::OwnStream;
 pub use crate::mechanism::rpc::Transport;
-use crate::topology::SocketType;
+use crate::topology;
 
 /// Version of the JSON plan format; bumped on incompatible changes.
 pub const PLAN_FORMAT_VERSION: u32 = 1;
@@ -320,7 +320,7 @@ pub enum EndpointPlan {
     /// ipc-run's own stdin or stdout.
     Own {
         /// `stdin` or `stdout`.
-        stream: String,
+        stream: OwnStream,
     },
     /// A peer ipc-run does not launch; it reaches the channel by name.
     External,
@@ -424,6 +424,48 @@ pub struct RingPlan {
     /// Writer instances the ring is formatted for: the end of the stream
     /// comes when this many are done.
     pub producers: u32,
+}
+
+// The plan's own copy of `topology::SocketType`, spelt the same way, so that
+// the plan format does not follow the file format by accident. The doc line
+// is the schema's description: keep it as the topology's.
+/// Unix socket types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SocketType {
+    /// SOCK_STREAM: a byte stream.
+    Stream,
+    /// SOCK_SEQPACKET: reliable, ordered, message boundaries kept.
+    Seqpacket,
+    /// SOCK_DGRAM: datagrams.
+    Dgram,
+}
+
+impl SocketType {
+    /// The spelling used in plans (the port description's).
+    pub fn as_str(self) -> &'static str {
+        crate::mechanism::child_socket(self).as_str()
+    }
+}
+
+impl From<topology::SocketType> for SocketType {
+    fn from(socket: topology::SocketType) -> Self {
+        match socket {
+            topology::SocketType::Stream => SocketType::Stream,
+            topology::SocketType::Seqpacket => SocketType::Seqpacket,
+            topology::SocketType::Dgram => SocketType::Dgram,
+        }
+    }
+}
+
+impl From<SocketType> for topology::SocketType {
+    fn from(socket: SocketType) -> Self {
+        match socket {
+            SocketType::Stream => topology::SocketType::Stream,
+            SocketType::Seqpacket => topology::SocketType::Seqpacket,
+            SocketType::Dgram => topology::SocketType::Dgram,
+        }
+    }
 }
 
 /// The mechanism of a channel and every parameter the launcher needs.

@@ -312,9 +312,9 @@ fn tap_mechanism(planned: &Mechanism) -> Result<(MechanismName, Option<SocketTyp
     match planned {
         Mechanism::Pipe { .. } | Mechanism::Inherit { .. } => Ok((MechanismName::Pipe, None)),
         Mechanism::Fifo { .. } => Ok((MechanismName::Fifo, None)),
-        Mechanism::Socketpair { socket } => match socket {
-            SocketType::Stream | SocketType::Seqpacket => {
-                Ok((MechanismName::Socketpair, Some(*socket)))
+        Mechanism::Socketpair { socket } => match SocketType::from(*socket) {
+            socket @ (SocketType::Stream | SocketType::Seqpacket) => {
+                Ok((MechanismName::Socketpair, Some(socket)))
             }
             SocketType::Dgram => {
                 Err("a datagram socketpair has no end of stream, so the tap would never exit")

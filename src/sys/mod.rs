@@ -8,7 +8,6 @@
 //! - [`bench`]: message queue send/receive and `sigtimedwait` for
 //!   `ipc-run bench`.
 //! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
-//! - `inherited`: adopting the fds `ipc-run bench` hands its peer.
 //! - [`spawn`]: the allocation-free child path (`clone(2)` with
 //!   `CLONE_VM | CLONE_VFORK`, fd shuffle, signal reset, `execve(2)`).
 
@@ -19,7 +18,6 @@
 
 pub mod bench;
 pub mod fd;
-pub(crate) mod inherited;
 pub mod ipc;
 pub mod signals;
 pub mod spawn;

@@ -6,6 +6,7 @@
 #[path = "../../fuzz/harness.rs"]
 mod harness;
 
+mod architecture;
 mod fuzz_corpus;
 mod properties;
 mod roundtrip;

@@ -1,0 +1,321 @@
+//! Guard rails on the shape of the code (`docs/architecture.md`): no long
+//! functions, each mechanism's name spelt in few places, and a child crate
+//! that depends on `libc` alone. They read the sources; nothing is built.
+
+use std::path::{Path, PathBuf};
+
+use ipc_run::child::description::Kind;
+
+/// The longest function body allowed, in lines (signature to closing brace).
+const MAX_FUNCTION_LINES: usize = 120;
+
+/// The marker that allows a longer function, on a line above its `fn`
+/// (above its attributes and doc comment, if any), with a reason after it.
+const LONG_FUNCTION_MARKER: &str = "// long-function:";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every `.rs` file under `dir`, sorted.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The source with comments, string and char literals blanked (each
+/// character replaced by a space, newlines kept), so braces can be counted.
+fn code_only(source: &str) -> Vec<char> {
+    let text: Vec<char> = source.chars().collect();
+    let mut out = text.clone();
+    let blank = |out: &mut Vec<char>, from: usize, to: usize| {
+        for c in &mut out[from..to.min(text.len())] {
+            if *c != '\n' {
+                *c = ' ';
+            }
+        }
+    };
+    let mut i = 0;
+    while i < text.len() {
+        let rest = &text[i..];
+        let start = i;
+        if rest.starts_with(&['/', '/']) {
+            while i < text.len() && text[i] != '\n' {
+                i += 1;
+            }
+            blank(&mut out, start, i);
+        } else if rest.starts_with(&['/', '*']) {
+            let mut depth = 0;
+            while i < text.len() {
+                if text[i..].starts_with(&['/', '*']) {
+                    depth += 1;
+                    i += 2;
+                } else if text[i..].starts_with(&['*', '/']) {
+                    depth -= 1;
+                    i += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            blank(&mut out, start, i);
+        } else if rest[0] == 'r'
+            && (rest.get(1) == Some(&'#') || rest.get(1) == Some(&'"'))
+            && (i == 0 || !is_ident(text[i - 1]))
+        {
+            // A raw string: r"..." or r#"..."#.
+            let hashes = rest[1..].iter().take_while(|c| **c == '#').count();
+            if rest.get(1 + hashes) != Some(&'"') {
+                i += 1;
+                continue;
+            }
+            i += 2 + hashes;
+            let close: Vec<char> = std::iter::once('"')
+                .chain(std::iter::repeat_n('#', hashes))
+                .collect();
+            while i < text.len() && !text[i..].starts_with(&close) {
+                i += 1;
+            }
+            i += close.len();
+            blank(&mut out, start, i);
+        } else if rest[0] == '"' {
+            i += 1;
+            while i < text.len() && text[i] != '"' {
+                i += if text[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
+            blank(&mut out, start, i);
+        } else if rest[0] == '\'' {
+            // A char literal ('x', '\n', '\u{..}'), or a lifetime ('a).
+            if rest.get(1) == Some(&'\\') {
+                i += 2;
+                while i < text.len() && text[i] != '\'' {
+                    i += 1;
+                }
+                i += 1;
+                blank(&mut out, start, i);
+            } else if rest.get(2) == Some(&'\'') {
+                i += 3;
+                blank(&mut out, start, i);
+            } else {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn is_ident(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// Whether a code line starts a function item: `fn name`, after any of
+/// `pub(...)`, `const`, `async`, `unsafe`, `extern "C"`.
+fn fn_name(line: &str) -> Option<&str> {
+    let mut words = line.trim_start();
+    loop {
+        let word_end = words
+            .find(|c: char| !is_ident(c) && c != '(' && c != ')')
+            .unwrap_or(words.len());
+        let word = &words[..word_end];
+        if word == "fn" {
+            let name = words[2..].trim_start();
+            let end = name.find(|c: char| !is_ident(c)).unwrap_or(name.len());
+            return (end > 0).then(|| &name[..end]);
+        }
+        let known = word == "pub"
+            || word.starts_with("pub(")
+            || matches!(word, "const" | "async" | "unsafe" | "extern" | "default");
+        if !known || word.is_empty() {
+            return None;
+        }
+        words = words[word_end..].trim_start();
+    }
+}
+
+/// Functions of `source` longer than the limit and not marked: (name,
+/// first line, lines).
+fn long_functions(source: &str) -> Vec<(String, usize, usize)> {
+    let code: String = code_only(source).into_iter().collect();
+    let code_lines: Vec<&str> = code.lines().collect();
+    let source_lines: Vec<&str> = source.lines().collect();
+    // Line index of each character offset's line start.
+    let mut line_of = Vec::with_capacity(code.len());
+    for (n, line) in code.split_inclusive('\n').enumerate() {
+        line_of.extend(std::iter::repeat_n(n, line.len()));
+    }
+    let mut offsets = Vec::with_capacity(code_lines.len());
+    let mut at = 0;
+    for line in code.split_inclusive('\n') {
+        offsets.push(at);
+        at += line.len();
+    }
+    let bytes = code.as_bytes();
+    let mut found = Vec::new();
+    for (n, line) in code_lines.iter().enumerate() {
+        let Some(name) = fn_name(line) else { continue };
+        // The body opens at the first `{` before any `;` (a declaration).
+        let mut i = offsets[n];
+        while i < bytes.len() && bytes[i] != b'{' && bytes[i] != b';' {
+            i += 1;
+        }
+        if i >= bytes.len() || bytes[i] == b';' {
+            continue;
+        }
+        let mut depth = 0usize;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'{' => depth += 1,
+                b'}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        let end = line_of.get(i).copied().unwrap_or(code_lines.len() - 1);
+        let length = end - n + 1;
+        if length > MAX_FUNCTION_LINES && !marked(&source_lines, n) {
+            found.push((name.to_owned(), n + 1, length));
+        }
+    }
+    found
+}
+
+/// Whether the lines above line `n` (its doc comment and attributes) carry
+/// the long-function marker with a reason.
+fn marked(lines: &[&str], n: usize) -> bool {
+    lines[..n]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .take_while(|l| l.starts_with("//") || l.starts_with("#[") || l.starts_with("#!["))
+        .any(|l| {
+            l.strip_prefix(LONG_FUNCTION_MARKER)
+                .is_some_and(|why| !why.trim().is_empty())
+        })
+}
+
+#[test]
+fn no_function_in_src_is_longer_than_the_limit() {
+    let mut long = Vec::new();
+    for file in rust_files(&root().join("src")) {
+        for (name, line, length) in long_functions(&read(&file)) {
+            let file = file
+                .strip_prefix(root())
+                .unwrap_or(&file)
+                .display()
+                .to_string();
+            long.push(format!("{file}:{line}: fn {name} is {length} lines"));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "functions longer than {MAX_FUNCTION_LINES} lines (split them, or justify one with \
+         `{LONG_FUNCTION_MARKER} <why>` above it):\n{}",
+        long.join("\n")
+    );
+}
+
+#[test]
+fn the_scanner_measures_functions() {
+    let body = "    let _ = 1;\n".repeat(MAX_FUNCTION_LINES);
+    let source = format!(
+        "pub(crate) fn long<'a>(x: &'a str) -> char {{\n    let _ = \"}}\";\n    let _ = '}}';\n{body}}}\n\
+         fn short() {{}}\n\
+         // long-function: a test of the marker\n#[inline]\nfn excused() {{\n{body}}}\n"
+    );
+    let found = long_functions(&source);
+    assert_eq!(found, vec![("long".to_owned(), 1, MAX_FUNCTION_LINES + 4)]);
+}
+
+/// The production code of a source file: a `tests.rs` file has none, and
+/// the rest of a file from its `#[cfg(test)]` module on is tests.
+fn production_code(path: &Path) -> String {
+    if path.file_name().is_some_and(|n| n == "tests.rs") {
+        return String::new();
+    }
+    let source = read(path);
+    match source.find("\n#[cfg(test)]") {
+        Some(at) => source[..at].to_owned(),
+        None => source,
+    }
+}
+
+#[test]
+fn each_mechanism_name_is_spelt_in_at_most_two_files() {
+    let mut files = rust_files(&root().join("src"));
+    files.extend(rust_files(&root().join("crates/ipc-run-child/src")));
+    let sources: Vec<(PathBuf, String)> = files
+        .into_iter()
+        .map(|f| (f.clone(), production_code(&f)))
+        .collect();
+    let mut spread = Vec::new();
+    for kind in Kind::ALL {
+        let literal = format!("\"{}\"", kind.as_str());
+        let places: Vec<String> = sources
+            .iter()
+            .filter(|(_, source)| source.contains(&literal))
+            .map(|(f, _)| f.strip_prefix(root()).unwrap_or(f).display().to_string())
+            .collect();
+        if places.len() > 2 {
+            spread.push(format!("{literal}: {}", places.join(", ")));
+        }
+    }
+    assert!(
+        spread.is_empty(),
+        "mechanism names spelt as literals in more than two files (use the registry's \
+         `Kind::as_str` or the module's `NAME`):\n{}",
+        spread.join("\n")
+    );
+}
+
+#[test]
+fn the_child_crate_depends_on_libc_alone() {
+    let manifest = read(&root().join("crates/ipc-run-child/Cargo.toml"));
+    let mut in_dependencies = false;
+    let mut dependencies = Vec::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_dependencies = line == "[dependencies]";
+            // A `[dependencies.NAME]` table is a dependency too.
+            if let Some(name) = line.strip_prefix("[dependencies.") {
+                dependencies.push(name.trim_end_matches(']').to_owned());
+            }
+            continue;
+        }
+        if in_dependencies && !line.is_empty() && !line.starts_with('#') {
+            let name = line.split(['=', '.']).next().unwrap_or_default().trim();
+            dependencies.push(name.to_owned());
+        }
+    }
+    assert_eq!(
+        dependencies,
+        ["libc"],
+        "crates/ipc-run-child depends on libc alone"
+    );
+}
