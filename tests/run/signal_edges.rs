@@ -3,18 +3,7 @@
 //! receiver that ended stays a zombie (its pid reserved) while a sender that
 //! knows its pid still runs.
 
-use crate::support::Scratch;
-
-/// Runs `topology` with a private runtime dir; returns (status, stdout,
-/// stderr) and checks that the run left nothing behind.
-fn run(name: &str, topology: &str) -> (i32, String, String) {
-    let mut scratch = Scratch::new(name);
-    let file = scratch.topology(topology);
-    let finished = scratch.run(&file);
-    let left = scratch.runtime_entries();
-    assert!(left.is_empty(), "the run left {left:?}");
-    (finished.code, finished.stdout_text(), finished.stderr)
-}
+use crate::support::run_topology;
 
 fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
     text.lines()
@@ -25,7 +14,7 @@ fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
 
 #[test]
 fn a_sender_is_restarted_with_the_new_pid_of_its_restarted_receiver() {
-    let (code, stdout, stderr) = run(
+    let (code, stdout, stderr) = run_topology(
         "follow",
         r#"
 name = "follow"
@@ -83,7 +72,7 @@ signal = "SIGUSR1"
 
 #[test]
 fn an_ended_receiver_stays_a_zombie_while_a_sender_knows_its_pid() {
-    let (code, stdout, stderr) = run(
+    let (code, stdout, stderr) = run_topology(
         "reserve",
         r#"
 name = "reserve"

@@ -88,6 +88,24 @@ impl Scratch {
     }
 }
 
+impl Scratch {
+    /// Asserts that the run left nothing in its runtime directory.
+    pub fn assert_left_nothing(&self) {
+        let left = self.runtime_entries();
+        assert!(left.is_empty(), "the run left {left:?}");
+    }
+}
+
+/// Runs `toml` in a fresh scratch directory of `case` and checks that the
+/// run left nothing behind: (exit code, stdout, stderr).
+pub fn run_topology(case: &str, toml: &str) -> (i32, String, String) {
+    let mut scratch = Scratch::new(case);
+    let file = scratch.topology(toml);
+    let finished = scratch.run(&file);
+    scratch.assert_left_nothing();
+    (finished.code, finished.stdout_text(), finished.stderr)
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         if !std::thread::panicking() {
@@ -614,104 +632,82 @@ pub fn wait_dead(pids: &[i32], limit: Duration) -> Vec<i32> {
 
 // ----- a topology with every mechanism -------------------------------------
 
-pub const PORTS: &str = "{ pipe = {}, fifo = {}, fpath = {}, pair = {}, sock = {}, tcp = {}, \
-                     udp = {}, shm = {}, vshm = {}, mq = {}, vmq = {}, sem = {}, vsem = {}, \
-                     sig = {}, rpc = {} }";
+/// The one definition of the every-mechanism topology: per port name, the
+/// body of the edge `a.PORT -> b.PORT` (what follows `from` and `to`), in
+/// the order of [`every_mechanism`]. Its subsets are [`probe_pair`]s.
+pub const MECHANISM_EDGES: [(&str, &str); 15] = [
+    ("pipe", "mechanism = \"pipe\""),
+    ("fifo", "mechanism = \"fifo\""),
+    ("fpath", "mechanism = \"fifo\"\ndeliver = \"path\""),
+    ("pair", "mechanism = \"socketpair\"\nduplex = true"),
+    (
+        "sock",
+        "mechanism = \"unix-listener\"\ntraffic = \"request\"",
+    ),
+    ("tcp", "mechanism = \"tcp\"\ntraffic = \"request\""),
+    ("udp", "mechanism = \"udp\"\ntraffic = \"messages\""),
+    (
+        "shm",
+        "mechanism = \"posix-shm\"\ntraffic = \"shared\"\nsize = \"4KiB\"",
+    ),
+    (
+        "vshm",
+        "mechanism = \"sysv-shm\"\ntraffic = \"shared\"\nsize = \"4KiB\"",
+    ),
+    ("mq", "mechanism = \"posix-mq\"\ntraffic = \"messages\""),
+    ("vmq", "mechanism = \"sysv-mq\"\ntraffic = \"messages\""),
+    ("sem", "mechanism = \"posix-sem\"\ntraffic = \"notify\""),
+    ("vsem", "mechanism = \"sysv-sem\"\ntraffic = \"notify\""),
+    ("sig", "mechanism = \"signal\"\ntraffic = \"notify\""),
+    (
+        "rpc",
+        "mechanism = \"rpc\"\ntraffic = \"request\"\nprotocol = \"http\"",
+    ),
+];
+
+/// A probe that exits 0 at once: the process body of a [`probe_pair`]
+/// whose processes only need to be planned or launched.
+pub const EXIT_0: &str = r#"cmd = ["PROBE", "exit", "0"]"#;
+
+/// Processes `a` and `b` (their TOML bodies, without `ports`) joined by
+/// the edges of [`MECHANISM_EDGES`] named by `ports`, in that order (it
+/// decides the channel numbers `e0`, `e1`, ...). The last table is the last
+/// edge, so a caller may append lines to it.
+pub fn probe_pair(a: &str, b: &str, ports: &[&str]) -> String {
+    let declared = ports
+        .iter()
+        .map(|p| format!("{p} = {{}}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut toml = format!(
+        "[process.a]\n{a}\nports = {{ {declared} }}\n[process.b]\n{b}\nports = {{ {declared} }}\n"
+    );
+    for port in ports {
+        let (_, body) = MECHANISM_EDGES
+            .iter()
+            .find(|(name, _)| name == port)
+            .unwrap_or_else(|| panic!("no mechanism edge for port {port:?}"));
+        toml.push_str(&format!(
+            "[[edge]]\nfrom = \"a.{port}\"\nto = \"b.{port}\"\n{body}\n"
+        ));
+    }
+    toml
+}
 
 /// Two probes joined by one edge of every mechanism, plus both readiness
 /// kinds (the notify socket is a file of the run too). `b` starts first
 /// (it receives `a`'s signal edge) and is ready by fd 20. `A` and `B` are
 /// their commands after `report`.
 pub fn every_mechanism(a: &str, b: &str) -> String {
-    format!(
-        r#"
-name = "every"
-[process.a]
-cmd = ["PROBE", "report", "--", {a}]
-ready = "notify"
-ports = {PORTS}
-[process.b]
-cmd = ["PROBE", "report", "--", "write", "20", "\n", "--", {b}]
-ready = {{ fd = 20 }}
-ports = {PORTS}
-[[edge]]
-from = "a.pipe"
-to = "b.pipe"
-mechanism = "pipe"
-[[edge]]
-from = "a.fifo"
-to = "b.fifo"
-mechanism = "fifo"
-[[edge]]
-from = "a.fpath"
-to = "b.fpath"
-mechanism = "fifo"
-deliver = "path"
-[[edge]]
-from = "a.pair"
-to = "b.pair"
-mechanism = "socketpair"
-duplex = true
-[[edge]]
-from = "a.sock"
-to = "b.sock"
-mechanism = "unix-listener"
-traffic = "request"
-[[edge]]
-from = "a.tcp"
-to = "b.tcp"
-mechanism = "tcp"
-traffic = "request"
-[[edge]]
-from = "a.udp"
-to = "b.udp"
-mechanism = "udp"
-traffic = "messages"
-[[edge]]
-from = "a.shm"
-to = "b.shm"
-mechanism = "posix-shm"
-traffic = "shared"
-size = "4KiB"
-[[edge]]
-from = "a.vshm"
-to = "b.vshm"
-mechanism = "sysv-shm"
-traffic = "shared"
-size = "4KiB"
-[[edge]]
-from = "a.mq"
-to = "b.mq"
-mechanism = "posix-mq"
-traffic = "messages"
-[[edge]]
-from = "a.vmq"
-to = "b.vmq"
-mechanism = "sysv-mq"
-traffic = "messages"
-[[edge]]
-from = "a.sem"
-to = "b.sem"
-mechanism = "posix-sem"
-traffic = "notify"
-[[edge]]
-from = "a.vsem"
-to = "b.vsem"
-mechanism = "sysv-sem"
-traffic = "notify"
-[[edge]]
-from = "a.sig"
-to = "b.sig"
-mechanism = "signal"
-traffic = "notify"
-[[edge]]
-from = "a.rpc"
-to = "b.rpc"
-mechanism = "rpc"
-traffic = "request"
-protocol = "http"
-"#
-    )
+    let ports = MECHANISM_EDGES.map(|(port, _)| port);
+    let pair = probe_pair(
+        &format!("cmd = [\"PROBE\", \"report\", \"--\", {a}]\nready = \"notify\""),
+        &format!(
+            "cmd = [\"PROBE\", \"report\", \"--\", \"write\", \"20\", \"\\n\", \"--\", {b}]\nready = {{ fd = 20 }}"
+        ),
+        &ports,
+    );
+    format!("name = \"every\"\n{pair}")
 }
 
 /// Commands that run once and exit: `a` writes a line into the pipe, which
