@@ -487,6 +487,7 @@ shell = "exec /nonexistent/program"
 #[test]
 fn f3_exit_status_follows_the_documented_rule() {
     let mut scratch = Scratch::new("f3");
+    let dir = scratch.dir.clone();
     let mut check = |toml: &str, code: i32, summaries: &[(&str, &str)]| {
         let file = scratch.topology(toml);
         let result = scratch.run(&file);
@@ -506,14 +507,18 @@ fn f3_exit_status_follows_the_documented_rule() {
             &[("bad", &format!("exited {code}")), ("ok", "exited 0")],
         );
     }
-    // The first failure in time decides, not the last or the largest.
+    // The first failure in time decides, not the last or the largest:
+    // `late` fails once `early` was reaped.
+    let (early, late) = reaped_before(&dir.join("early.pid"));
     check(
-        r#"
+        &format!(
+            r#"
 [process.early]
-cmd = ["PROBE", "exit", "5"]
+shell = "{early}; exec PROBE exit 5"
 [process.late]
-cmd = ["PROBE", "sleep", "300", "--", "exit", "200"]
-"#,
+shell = "{late}; exec PROBE exit 200"
+"#
+        ),
         5,
         &[("early", "exited 5"), ("late", "exited 200")],
     );
@@ -530,16 +535,19 @@ cmd = ["PROBE", "sleep", "300", "--", "exit", "200"]
     );
     // exit_code_from: that process's status, even when another failed
     // first; the others are stopped when it ends.
+    let (failing, main) = reaped_before(&dir.join("failing.pid"));
     check(
-        r#"
+        &format!(
+            r#"
 exit_code_from = "main"
 [process.main]
-cmd = ["PROBE", "sleep", "200", "--", "exit", "4"]
+shell = "{main}; exec PROBE exit 4"
 [process.failing]
-cmd = ["PROBE", "exit", "9"]
+shell = "{failing}; exec PROBE exit 9"
 [process.server]
 cmd = ["PROBE", "sleep", "60000"]
-"#,
+"#
+        ),
         4,
         &[
             ("main", "exited 4"),

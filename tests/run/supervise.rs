@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::IPC_RUN;
+use crate::support::{IPC_RUN, Scratch, reaped_before, wait_gone_sh};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -395,13 +395,18 @@ shell = "exit {code}"
         assert_eq!(result.code, code);
         assert!(summary_line(&result.stderr, "bad").contains(&format!("exited {code}")));
     }
-    // The first failure in time decides.
-    let result = run(r#"
+    // The first failure in time decides: `late` fails once `early` was
+    // reaped.
+    let scratch = Scratch::new("first-failure");
+    let (early, late) = reaped_before(&scratch.dir.join("early.pid"));
+    let result = run(&format!(
+        r#"
 [process.early]
-shell = "exit 5"
+shell = "{early}; exit 5"
 [process.late]
-shell = "sleep 0.5; exit 6"
-"#);
+shell = "{late}; exit 6"
+"#
+    ));
     assert_eq!(result.code, 5);
 }
 
@@ -417,15 +422,21 @@ shell = "kill -USR2 $$"
 
 #[test]
 fn exit_code_from_ends_the_run() {
-    let result = run(r#"
+    // `main` ends after `failing` was reaped: a failure seen first does not
+    // decide.
+    let scratch = Scratch::new("exit-code-from");
+    let (failing, main) = reaped_before(&scratch.dir.join("failing.pid"));
+    let result = run(&format!(
+        r#"
 exit_code_from = "main"
 [process.main]
-shell = "sleep 0.2; exit 4"
+shell = "{main}; exit 4"
 [process.server]
 cmd = ["sleep", "60"]
 [process.failing]
-shell = "exit 9"
-"#);
+shell = "{failing}; exit 9"
+"#
+    ));
     assert_eq!(result.code, 4);
     assert!(summary_line(&result.stderr, "server").contains("killed by SIGTERM (stopped)"));
 }
@@ -586,14 +597,16 @@ fn zombies_of(pid: Pid) -> Vec<i32> {
 
 #[test]
 fn orphaned_grandchild_is_reaped() {
-    let mut live = Live::start(
+    // The grandchild ends once its parent was reaped: orphaned first.
+    let mut live = Live::start(&format!(
         r#"
 [process.parent]
-shell = "(sleep 0.3; exit 0) & echo spawned $!"
+shell = "p=$$; ({}; exit 0) & echo spawned $!"
 [process.keeper]
 shell = "trap 'exit 0' TERM; echo keeping; while :; do sleep 0.05; done"
 "#,
-    );
+        wait_gone_sh("$p")
+    ));
     live.wait_for("spawned");
     live.wait_for("keeping");
     let grandchild: i32 = live
@@ -603,8 +616,8 @@ shell = "trap 'exit 0' TERM; echo keeping; while :; do sleep 0.05; done"
         .and_then(|pid| pid.trim().parse().ok())
         .expect("the grandchild's pid");
     // The grandchild is orphaned at once, reparented to the supervisor
-    // (subreaper), and exits after 0.3 s: reaped, it leaves /proc (a zombie
-    // would stay).
+    // (subreaper), and exits once its parent is reaped: reaped in turn, it
+    // leaves /proc (a zombie would stay).
     let proc_entry = PathBuf::from(format!("/proc/{grandchild}"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while proc_entry.exists() {
@@ -744,14 +757,18 @@ fn inherited_sigchld_ignore_and_blocked_sigterm() {
     // statuses must still be seen, and SIGTERM must still stop the run.
     let dir = scratch_dir();
     let file = dir.join("topology.toml");
+    // `waiter` is up once `code` was reaped: SIGTERM comes after its exit.
+    let (code, waiter) = reaped_before(&dir.join("code.pid"));
     std::fs::write(
         &file,
-        r#"
+        format!(
+            r#"
 [process.code]
-shell = "exit 7"
+shell = "{code}; exit 7"
 [process.waiter]
-shell = "trap 'exit 0' TERM; sleep 0.5; echo up; while :; do sleep 0.05; done"
+shell = "trap 'exit 0' TERM; {waiter}; echo up; while :; do sleep 0.05; done"
 "#,
+        ),
     )
     .unwrap();
     let wrapper = "import os, signal, sys\n\

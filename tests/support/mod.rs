@@ -602,14 +602,17 @@ pub fn socket_table_has(files: &[&str], port: u16, state: Option<&str>) -> bool 
 /// The state letter of `pid` if it is still one of our processes (running
 /// or a zombie); `None` once it is gone.
 pub fn process_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = &stat[open + 1..close];
     // A recycled pid belongs to someone else.
-    if !["ipc-run-probe", "sh", "sleep", "yes", "head", "seq"].contains(&comm) {
-        return None;
-    }
+    let ours = ["ipc-run-probe", "sh", "sleep", "yes", "head", "seq"];
+    comm_of(pid).filter(|comm| ours.contains(&comm.as_str()))?;
+    state_of(pid)
+}
+
+/// The state letter of any process `pid` (`R`, `S`, `Z`, ...), from
+/// `/proc/<pid>/stat`; `None` once it is gone.
+pub fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
     stat[close + 2..].chars().next()
 }
 
@@ -854,6 +857,29 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Orders two children of one run by a file handshake instead of a sleep:
+/// (a shell line for the first, a shell line for the second). The first
+/// records its pid in `file`; the second waits (polling, at most 30 s) for
+/// that record and then until the first is reaped by ipc-run (its `/proc`
+/// entry gone), so ipc-run sees the first one end before the second. Both
+/// are free of double quotes, to sit in a TOML basic string.
+pub fn reaped_before(file: &Path) -> (String, String) {
+    let file = file.display();
+    let first = format!("echo $$ > {file}.new && mv {file}.new {file}");
+    let second = format!(
+        "for _ in $(seq 3000); do [ -s {file} ] && break; sleep 0.01; done; \
+         first=$(cat {file}); {}",
+        wait_gone_sh("$first")
+    );
+    (first, second)
+}
+
+/// A shell line that waits (polling, at most 30 s) until process `pid`
+/// (a shell word) is gone from `/proc`: reaped, not a zombie.
+pub fn wait_gone_sh(pid: &str) -> String {
+    format!("for _ in $(seq 3000); do [ -e /proc/{pid} ] || break; sleep 0.01; done")
 }
 
 /// Whether `program` can be run here (`program ARGS` exits 0); the reason
