@@ -308,18 +308,7 @@ fn f4_restartable_consumer_killed_mid_stream_loses_no_data() {
     // 250 lines per life (the shell's `read` takes one byte at a time from a
     // pipe, never more than the line) and then SIGKILLs itself. What is
     // still in the pipe must reach the next life.
-    let file = scratch.topology(
-        r#"
-pipeline = ["gen", "take"]
-[process.gen]
-cmd = ["seq", "1", "1000"]
-[process.take]
-shell = 'i=0; while [ $i -lt 250 ] && IFS= read -r line; do echo "$line"; i=$((i+1)); done; [ $i -lt 250 ] && exit 0; kill -KILL $$'
-restart = "on-failure"
-restart_limit = 10
-restart_backoff = "1ms"
-"#,
-    );
+    let file = scratch.topology(&restarting_consumer(1000, 250, "kill -KILL $$", 10));
     let result = scratch.run(&file);
     let want: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
     assert_eq!(lines_of(&result.stdout, "take"), want);

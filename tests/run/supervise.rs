@@ -11,7 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::{IPC_RUN, Scratch, reaped_before, wait_gone_sh};
+use crate::support::{
+    IPC_RUN, Scratch, cpu_ticks, reaped_before, restarting_consumer, summary_line, wait_gone_sh,
+    zombie_children,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -233,14 +236,6 @@ fn text_lines(stdout: &[u8], name: &str) -> Vec<String> {
         .collect()
 }
 
-fn summary_line<'a>(stderr: &'a str, name: &str) -> &'a str {
-    let prefix = format!("{name}: ");
-    stderr
-        .lines()
-        .rfind(|l| l.starts_with(&prefix) && l.contains(", restarts "))
-        .unwrap_or_else(|| panic!("no summary line for {name} in:\n{stderr}"))
-}
-
 // ----- cases ---------------------------------------------------------------
 
 #[test]
@@ -291,16 +286,7 @@ fn restarted_consumer_loses_no_data() {
     // The consumer takes 10 lines per life (the shell's `read` takes one
     // byte at a time from a pipe, so it never reads ahead) and fails; the
     // pipe, held by the supervisor, keeps the rest for the next life.
-    let result = run(r#"
-pipeline = ["gen", "take"]
-[process.gen]
-cmd = ["seq", "1", "100"]
-[process.take]
-shell = 'i=0; while [ $i -lt 10 ] && IFS= read -r line; do echo "$line"; i=$((i+1)); done; [ $i -lt 10 ] && exit 0; exit 1'
-restart = "on-failure"
-restart_limit = 20
-restart_backoff = "1ms"
-"#);
+    let result = run(&restarting_consumer(100, 10, "exit 1", 20));
     let expected: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
     assert_eq!(text_lines(&result.stdout, "take"), expected);
     assert!(summary_line(&result.stderr, "take").contains("exited 0, restarts 10"));
@@ -574,27 +560,6 @@ shell = "seq 1 1000; exit 0"
     );
 }
 
-/// Zombie children of `pid`.
-fn zombies_of(pid: Pid) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split(' ').collect();
-        if fields[0] == "Z" && fields[1] == pid.as_raw().to_string() {
-            found.push(child);
-        }
-    }
-    found
-}
-
 #[test]
 fn orphaned_grandchild_is_reaped() {
     // The grandchild ends once its parent was reaped: orphaned first.
@@ -624,24 +589,16 @@ shell = "trap 'exit 0' TERM; echo keeping; while :; do sleep 0.05; done"
         assert!(
             Instant::now() < deadline,
             "grandchild {grandchild} never reaped; zombies: {:?}",
-            zombies_of(live.pid())
+            zombie_children(live.pid().as_raw())
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(zombies_of(live.pid()), Vec::<i32>::new());
+    assert_eq!(zombie_children(live.pid().as_raw()), Vec::<i32>::new());
     // The keeper holds the supervisor up until here: a grandchild it did
     // not reap would still be its zombie above.
     live.signal(Signal::SIGTERM);
     let result = live.finish();
     assert_eq!(result.code, 143);
-}
-
-fn cpu_ticks(pid: Pid) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    // utime and stime are fields 14 and 15 (1-based); `after` starts at 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[test]
@@ -657,9 +614,9 @@ ready = "notify"
     );
     live.wait_for("idle");
     std::thread::sleep(Duration::from_millis(200));
-    let before = cpu_ticks(live.pid());
+    let before = cpu_ticks(live.pid().as_raw());
     std::thread::sleep(Duration::from_secs(2));
-    let used = cpu_ticks(live.pid()) - before;
+    let used = cpu_ticks(live.pid().as_raw()) - before;
     // Clock ticks are 10 ms: a polling loop would show many.
     assert!(used <= 2, "supervisor used {used} ticks while idle");
     live.signal(Signal::SIGTERM);

@@ -859,6 +859,26 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
 }
 
+/// A pipeline `gen -> take` where `gen` writes the numbers 1 to `lines` at
+/// once and exits, and `take` relays `per_life` lines per life (the shell's
+/// `read` takes one byte at a time from a pipe, so it never reads ahead),
+/// then ends by `death` (a shell command that fails it) and is restarted up
+/// to `limit` times: what is still in the pipe must reach the next life.
+pub fn restarting_consumer(lines: u32, per_life: u32, death: &str, limit: u32) -> String {
+    format!(
+        r#"
+pipeline = ["gen", "take"]
+[process.gen]
+cmd = ["seq", "1", "{lines}"]
+[process.take]
+shell = 'i=0; while [ $i -lt {per_life} ] && IFS= read -r line; do echo "$line"; i=$((i+1)); done; [ $i -lt {per_life} ] && exit 0; {death}'
+restart = "on-failure"
+restart_limit = {limit}
+restart_backoff = "1ms"
+"#
+    )
+}
+
 /// Orders two children of one run by a file handshake instead of a sleep:
 /// (a shell line for the first, a shell line for the second). The first
 /// records its pid in `file`; the second waits (polling, at most 30 s) for
