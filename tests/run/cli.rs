@@ -278,13 +278,7 @@ fn stdin_filter_is_a_stage_of_a_shell_pipeline() {
 #[test]
 fn f4_producer_into_head_dies_of_sigpipe_promptly() {
     let mut scratch = Scratch::new("f4-head");
-    let topology = r#"
-pipeline = ["yes", "take"]
-[process.yes]
-cmd = ["yes"]
-[process.take]
-cmd = ["head", "-1"]
-"#;
+    let topology = PRODUCER_INTO_HEAD;
     let file = scratch.topology(topology);
     let result = scratch.run(&file);
     assert_eq!(lines_of(&result.stdout, "take"), ["y"]);

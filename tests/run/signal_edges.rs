@@ -5,6 +5,16 @@
 
 use crate::support::run_topology;
 
+/// The signal edge of both cases: `sender` pokes `target` with SIGUSR1.
+const POKE: &str = r#"
+[[edge]]
+name = "poke"
+from = "sender.poke"
+to = "target.poke"
+traffic = "notify"
+signal = "SIGUSR1"
+"#;
+
 fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
     text.lines()
         .filter_map(|line| line.split_once(prefix))
@@ -16,7 +26,8 @@ fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
 fn a_sender_is_restarted_with_the_new_pid_of_its_restarted_receiver() {
     let (code, stdout, stderr) = run_topology(
         "follow",
-        r#"
+        &[
+            r#"
 name = "follow"
 exit_code_from = "sender"
 
@@ -43,13 +54,10 @@ trap 'exit 0' TERM
 sleep 3 & wait
 '''
 
-[[edge]]
-name = "poke"
-from = "sender.poke"
-to = "target.poke"
-traffic = "notify"
-signal = "SIGUSR1"
 "#,
+            POKE,
+        ]
+        .concat(),
     );
     let targets = numbers_after(&stdout, "target up ");
     let known = numbers_after(&stdout, "sender knows ");
@@ -74,7 +82,8 @@ signal = "SIGUSR1"
 fn an_ended_receiver_stays_a_zombie_while_a_sender_knows_its_pid() {
     let (code, stdout, stderr) = run_topology(
         "reserve",
-        r#"
+        &[
+            r#"
 name = "reserve"
 
 [process.target]
@@ -96,13 +105,10 @@ done
 echo "target never ended"; exit 2
 '''
 
-[[edge]]
-name = "poke"
-from = "sender.poke"
-to = "target.poke"
-traffic = "notify"
-signal = "SIGUSR1"
 "#,
+            POKE,
+        ]
+        .concat(),
     );
     assert!(stdout.contains("reserved"), "{stdout}\n{stderr}");
     assert_eq!(code, 0, "{stdout}\n{stderr}");

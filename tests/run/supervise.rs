@@ -12,8 +12,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    IPC_RUN, Scratch, cpu_ticks, reaped_before, restarting_consumer, summary_line, wait_gone_sh,
-    zombie_children,
+    IPC_RUN, PRODUCER_INTO_HEAD, Scratch, cpu_ticks, reaped_before, restarting_consumer,
+    summary_line, wait_gone_sh, zombie_children,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -261,13 +261,7 @@ cmd = ["wc", "-l"]
 
 #[test]
 fn producer_into_head_ends_promptly() {
-    let topology = r#"
-pipeline = ["yes", "take"]
-[process.yes]
-cmd = ["yes"]
-[process.take]
-cmd = ["head", "-1"]
-"#;
+    let topology = PRODUCER_INTO_HEAD;
     let result = run(topology);
     assert_eq!(text_lines(&result.stdout, "take"), vec!["y"]);
     assert!(summary_line(&result.stderr, "yes").contains("killed by SIGPIPE"));

@@ -58,6 +58,12 @@ impl Scratch {
     /// run id and every object created) and no colour.
     pub fn run_command(&self, file: &Path) -> Command {
         let mut command = Command::new(IPC_RUN);
+        self.add_run_args(&mut command, file);
+        command
+    }
+
+    /// `--color never run FILE --runtime-dir RT`, debug logs, no colour.
+    fn add_run_args(&self, command: &mut Command, file: &Path) {
         command
             .args(["--color", "never", "run"])
             .arg(file)
@@ -66,7 +72,6 @@ impl Scratch {
             .env("IPC_RUN_LOG", "debug")
             .env_remove("NO_COLOR")
             .stdin(Stdio::null());
-        command
     }
 
     pub fn run(&self, file: &Path) -> Finished {
@@ -768,16 +773,8 @@ impl Scratch {
     pub fn wrapped_command(&self, wrapper: &[&str], file: &Path) -> Command {
         let (program, args) = wrapper.split_first().expect("a wrapper program");
         let mut command = Command::new(program);
-        command
-            .args(args)
-            .arg(IPC_RUN)
-            .args(["--color", "never", "run"])
-            .arg(file)
-            .arg("--runtime-dir")
-            .arg(self.runtime())
-            .env("IPC_RUN_LOG", "debug")
-            .env_remove("NO_COLOR")
-            .stdin(Stdio::null());
+        command.args(args).arg(IPC_RUN);
+        self.add_run_args(&mut command, file);
         command
     }
 }
@@ -878,6 +875,16 @@ restart_backoff = "1ms"
 "#
     )
 }
+
+/// `yes | head -1` as a pipeline: the producer dies of SIGPIPE once the
+/// consumer took its line and ended.
+pub const PRODUCER_INTO_HEAD: &str = r#"
+pipeline = ["yes", "take"]
+[process.yes]
+cmd = ["yes"]
+[process.take]
+cmd = ["head", "-1"]
+"#;
 
 /// Orders two children of one run by a file handshake instead of a sleep:
 /// (a shell line for the first, a shell line for the second). The first
