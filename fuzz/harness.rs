@@ -113,7 +113,7 @@ const PROCESS_NAMES: &[&str] = &["a", "b", "c", "web", "db", "w-1", "x_2", "A", 
 const PORTS: &[&str] = &[
     "in", "out", "stdin", "stdout", "stderr", "rpc", "q", "x.y", "",
 ];
-const TRAFFIC: &[&str] = &["stream", "messages", "shared", "request", "notify", "bogus"];
+pub const TRAFFIC: &[&str] = &["stream", "messages", "shared", "request", "notify", "bogus"];
 const MECHANISMS: &[&str] = &[
     "auto",
     "pipe",
@@ -132,6 +132,12 @@ const MECHANISMS: &[&str] = &[
     "rpc",
     "carrier-pigeon",
 ];
+/// The mechanism names a topology may use (every one of [`MECHANISMS`] but
+/// the last, unknown one).
+pub const KNOWN_MECHANISMS: &[&str] = match MECHANISMS.split_last() {
+    Some((_, known)) => known,
+    None => &[],
+};
 const SIZES: &[&str] = &[
     "\"64KiB\"",
     "\"1MiB\"",

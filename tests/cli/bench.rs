@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support;
+
 const MECHANISMS: [&str; 11] = [
     "pipe",
     "fifo",
@@ -227,7 +229,17 @@ fn interrupt_during(mechanism: &str, kind: &str) {
             break;
         }
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Mid-measurement: the peer runs as `bench-peer`, past its exec.
+    let peer_pid: i32 = peer.as_deref().unwrap().parse().unwrap();
+    let peer_runs = || {
+        std::fs::read(format!("/proc/{peer_pid}/cmdline"))
+            .is_ok_and(|c| c.split(|&b| b == 0).any(|arg| arg == b"bench-peer"))
+            && matches!(support::state_of(peer_pid), Some('R' | 'S'))
+    };
+    assert!(
+        support::wait_until(support::RUN_TIMEOUT, peer_runs),
+        "the peer never ran: {log}"
+    );
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     let mut rest = String::new();
@@ -242,19 +254,14 @@ fn interrupt_during(mechanism: &str, kind: &str) {
     // The peer was killed: gone, or a zombie waiting for a reaper. A
     // SIGKILL takes effect asynchronously, so give it a moment on a busy
     // machine before calling it a survivor.
-    let peer = peer.unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while let Ok(stat) = std::fs::read_to_string(format!("/proc/{peer}/stat")) {
-        let state = stat.rsplit_once(") ").map(|(_, s)| &s[..1]);
-        if matches!(state, Some("Z" | "X")) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "peer still running 5 s after the bench ended: {stat}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let peer_dead = support::wait_until(Duration::from_secs(5), || {
+        matches!(support::state_of(peer_pid), None | Some('Z' | 'X'))
+    });
+    assert!(
+        peer_dead,
+        "peer {peer_pid} still running 5 s after the bench ended: {:?}",
+        support::state_of(peer_pid)
+    );
 }
 
 #[test]

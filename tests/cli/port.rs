@@ -249,11 +249,7 @@ fn every_kind_reads_and_writes() {
         strings(&["q0 a", "q0 b", "q1 a", "q1 b"])
     );
     assert_eq!(lines_of(out, "sv-r"), strings(&["v1", "v2"]));
-    assert!(
-        scratch.runtime_entries().is_empty(),
-        "{:?}",
-        scratch.runtime_entries()
-    );
+    scratch.assert_left_nothing();
 }
 
 /// `--framing length` is binary safe and keeps boundaries (a newline inside

@@ -15,47 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const IPC_RUN: &str = env!("CARGO_BIN_EXE_ipc-run");
-const PROBE: &str = env!("CARGO_BIN_EXE_ipc-run-probe");
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+#[path = "../support/mod.rs"]
+mod support;
 
-// ----- scratch directories and commands ------------------------------------
-
-/// A private directory for one case, removed when the case passes.
-struct Scratch {
-    dir: PathBuf,
-    files: u32,
-}
-
-impl Scratch {
-    fn new(case: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("ipc-run-input-{}-{case}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch { dir, files: 0 }
-    }
-
-    /// The `--runtime-dir` given to `run`: ipc-run would create it.
-    fn runtime(&self) -> PathBuf {
-        self.dir.join("rt")
-    }
-
-    /// Writes a topology (bytes as given); `PROBE` stands for the probe.
-    fn topology(&mut self, toml: &str) -> PathBuf {
-        self.files += 1;
-        let path = self.dir.join(format!("topology-{}.toml", self.files));
-        std::fs::write(&path, toml.replace("PROBE", PROBE)).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
+use support::{IPC_RUN, MANIFEST_DIR, Scratch};
 
 /// A corpus file.
 fn corpus(name: &str) -> PathBuf {

@@ -3,6 +3,7 @@
 //! binary, because the umask is process-wide.
 
 use crate::support::launch as launch_common;
+use crate::support::{EXIT_0, probe_pair, sysv_perms};
 
 use std::ffi::CString;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -12,55 +13,13 @@ use ipc_run::plan::Mechanism;
 use launch_common::{options, plan, root};
 use nix::sys::stat::Mode;
 
-const TOPOLOGY: &str = r#"
-[process.a]
-cmd = ["PROBE", "exit", "0"]
-ports = { fifo = {}, sock = {}, shm = {}, mq = {}, sem = {}, vshm = {}, vmq = {}, vsem = {} }
-[process.b]
-cmd = ["PROBE", "exit", "0"]
-ports = { fifo = {}, sock = {}, shm = {}, mq = {}, sem = {}, vshm = {}, vmq = {}, vsem = {} }
-[[edge]]
-from = "a.fifo"
-to = "b.fifo"
-mechanism = "fifo"
-[[edge]]
-from = "a.sock"
-to = "b.sock"
-mechanism = "unix-listener"
-traffic = "request"
-[[edge]]
-from = "a.shm"
-to = "b.shm"
-mechanism = "posix-shm"
-traffic = "shared"
-size = "4KiB"
-[[edge]]
-from = "a.mq"
-to = "b.mq"
-mechanism = "posix-mq"
-traffic = "messages"
-[[edge]]
-from = "a.sem"
-to = "b.sem"
-mechanism = "posix-sem"
-traffic = "notify"
-[[edge]]
-from = "a.vshm"
-to = "b.vshm"
-mechanism = "sysv-shm"
-traffic = "shared"
-size = "4KiB"
-[[edge]]
-from = "a.vmq"
-to = "b.vmq"
-mechanism = "sysv-mq"
-traffic = "messages"
-[[edge]]
-from = "a.vsem"
-to = "b.vsem"
-mechanism = "sysv-sem"
-traffic = "notify"
-"#;
+fn topology() -> String {
+    probe_pair(
+        EXIT_0,
+        EXIT_0,
+        &["fifo", "sock", "shm", "mq", "sem", "vshm", "vmq", "vsem"],
+    )
+}
 
 fn mode_of(path: &str) -> Option<u32> {
     std::fs::symlink_metadata(path)
@@ -68,20 +27,10 @@ fn mode_of(path: &str) -> Option<u32> {
         .map(|m| m.permissions().mode() & 0o7777)
 }
 
-fn sysv_perms(file: &str, id: i32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/sysvipc/{file}"))
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|cols| cols[1] == id.to_string())
-        .map(|cols| cols[2].to_owned())
-}
-
 #[test]
 fn objects_are_0600_under_umask_000_and_all_gone_after_cleanup() {
     nix::sys::stat::umask(Mode::empty());
-    let plan = plan(TOPOLOGY);
+    let plan = plan(&topology());
     let root = root();
     let launched = prepare(&plan, &options(&root)).unwrap();
     let values = launched.values().clone();

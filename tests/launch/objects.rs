@@ -3,6 +3,7 @@
 //! removes a dead run's objects and skips a live run (F5).
 
 use crate::support::launch as launch_common;
+use crate::support::{EXIT_0, names_containing, probe_pair};
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -10,55 +11,19 @@ use ipc_run::launch::{LaunchError, clean, prepare};
 use ipc_run::plan::{Mechanism, Plan};
 use launch_common::{options, plan, root};
 
-const TOPOLOGY: &str = r#"
-[process.a]
-cmd = ["PROBE", "exit", "0"]
-ports = { fifo = {}, mq = {}, shm = {}, sem = {}, vmq = {} }
-[process.b]
-cmd = ["PROBE", "exit", "0"]
-ports = { fifo = {}, mq = {}, shm = {}, sem = {}, vmq = {} }
-[[edge]]
-from = "a.fifo"
-to = "b.fifo"
-mechanism = "fifo"
-[[edge]]
-from = "a.mq"
-to = "b.mq"
-mechanism = "posix-mq"
-traffic = "messages"
-[[edge]]
-from = "a.shm"
-to = "b.shm"
-mechanism = "posix-shm"
-traffic = "shared"
-size = "4KiB"
-[[edge]]
-from = "a.sem"
-to = "b.sem"
-mechanism = "posix-sem"
-traffic = "notify"
-[[edge]]
-from = "a.vmq"
-to = "b.vmq"
-mechanism = "sysv-mq"
-traffic = "messages"
-"#;
+fn topology() -> String {
+    probe_pair(EXIT_0, EXIT_0, &["fifo", "mq", "shm", "sem", "vmq"])
+}
 
 fn shm_files() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir("/dev/shm")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("ipc-run"))
-        .collect();
-    names.sort();
-    names
+    names_containing("/dev/shm", "ipc-run")
 }
 
 #[test]
 fn a_pre_existing_name_fails_closed_and_everything_before_it_is_rolled_back() {
     // Compares listings of /dev/shm: no other case may create objects.
     launch_common::take_turn_with_host_objects();
-    let base = plan(TOPOLOGY);
+    let base = plan(&topology());
     for victim in ["shm", "sem"] {
         let squatted = format!("/ipc-run-squat-{}-{victim}", std::process::id());
         let mut plan: Plan = base.clone();
@@ -135,7 +100,7 @@ address = "127.0.0.1:{port}"
 fn clean_removes_a_dead_run_and_skips_a_live_one() {
     // Compares listings of /dev/shm: no other case may create objects.
     launch_common::take_turn_with_host_objects();
-    let plan = plan(TOPOLOGY);
+    let plan = plan(&topology());
     let root = root();
     let live = prepare(&plan, &options(&root)).unwrap();
     let dead = prepare(&plan, &options(&root)).unwrap();

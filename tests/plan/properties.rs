@@ -7,24 +7,7 @@ use ipc_run::plan::{self, Limits};
 use ipc_run::topology::{Topology, TopologyError};
 use proptest::prelude::*;
 
-const TRAFFIC: &[&str] = &["stream", "messages", "shared", "request", "notify", "bogus"];
-const MECHANISMS: &[&str] = &[
-    "auto",
-    "pipe",
-    "fifo",
-    "socketpair",
-    "unix-listener",
-    "tcp",
-    "udp",
-    "posix-shm",
-    "sysv-shm",
-    "posix-mq",
-    "sysv-mq",
-    "posix-sem",
-    "sysv-sem",
-    "signal",
-    "rpc",
-];
+use crate::harness::{KNOWN_MECHANISMS as MECHANISMS, TRAFFIC};
 
 fn name() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -91,33 +74,19 @@ fn edge() -> impl Strategy<Value = Edge> {
         prop::option::weighted(0.2, any::<bool>()),
         any::<bool>(),
     )
-        .prop_map(
-            |(
-                name,
-                from,
-                to,
-                traffic,
-                mechanism,
-                size,
-                message_size,
-                depth,
-                in_flight,
-                duplex,
-                deliver_path,
-            )| Edge {
-                name,
-                from,
-                to,
-                traffic,
-                mechanism,
-                size,
-                message_size,
-                depth,
-                in_flight,
-                duplex,
-                deliver_path,
-            },
-        )
+        .prop_map(|e| Edge {
+            name: e.0,
+            from: e.1,
+            to: e.2,
+            traffic: e.3,
+            mechanism: e.4,
+            size: e.5,
+            message_size: e.6,
+            depth: e.7,
+            in_flight: e.8,
+            duplex: e.9,
+            deliver_path: e.10,
+        })
 }
 
 #[derive(Debug, Clone)]

@@ -260,7 +260,7 @@ fn run_plan_prints_what_run_file_prints() {
     assert_eq!(from_plan.code, from_file.code, "{}", from_plan.stderr);
     assert_eq!(from_plan.stdout_text(), "40951\n");
     assert_eq!(from_plan.stdout, from_file.stdout);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 /// A plan file that must be refused: exit 1, `code` on stderr with `what`,

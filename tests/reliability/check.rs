@@ -4,11 +4,19 @@
 
 use crate::support::Scratch;
 use assert_cmd::Command;
+use std::path::Path;
+use std::process::Output;
 
-fn ipc_run() -> Command {
-    let mut command = Command::cargo_bin("ipc-run").expect("the binary is built");
-    command.env_remove("NO_COLOR").env_remove("IPC_RUN_LOG");
-    command
+/// `ipc-run check --limits default FILE`, without colour or logs.
+fn check(file: &Path) -> Output {
+    Command::cargo_bin("ipc-run")
+        .expect("the binary is built")
+        .env_remove("NO_COLOR")
+        .env_remove("IPC_RUN_LOG")
+        .args(["check", "--limits", "default"])
+        .arg(file)
+        .output()
+        .expect("ipc-run runs")
 }
 
 /// Item 12: 40,000 errors are found and counted, but only the first ones are
@@ -26,11 +34,7 @@ fn forty_thousand_errors_print_a_capped_list_and_a_count() {
     }
     let mut scratch = Scratch::new("forty-thousand-errors");
     let file = scratch.topology(&text);
-    let output = ipc_run()
-        .args(["check", "--limits", "default"])
-        .arg(&file)
-        .output()
-        .expect("ipc-run runs");
+    let output = check(&file);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
         output.status.code(),
@@ -93,12 +97,8 @@ from = "c.back"
 to = "b.back"
 "#,
     );
-    let check = ipc_run()
-        .args(["check", "--limits", "default"])
-        .arg(&file)
-        .output()
-        .expect("ipc-run runs");
-    let check_stderr = String::from_utf8_lossy(&check.stderr);
+    let checked = check(&file);
+    let check_stderr = String::from_utf8_lossy(&checked.stderr);
     assert!(
         check_stderr.contains("warning[W0301]: deadlock risk: data cycle b -> c -> b"),
         "check:\n{check_stderr}"
@@ -134,16 +134,12 @@ from = "b"
 to = "a"
 "#,
     );
-    let check = ipc_run()
-        .args(["check", "--limits", "default"])
-        .arg(&file)
-        .output()
-        .expect("ipc-run runs");
+    let checked = check(&file);
     assert_eq!(
-        check.status.code(),
+        checked.status.code(),
         Some(0),
         "{}",
-        String::from_utf8_lossy(&check.stderr)
+        String::from_utf8_lossy(&checked.stderr)
     );
     let finished = scratch.run(&file);
     assert_eq!(finished.code, 0, "{}", finished.stderr);

@@ -128,7 +128,7 @@ size = "4KiB"
             ("keeper", "exited 0 (stopped)"),
         ],
     );
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- F6: a fault after every named object --------------------------------
@@ -241,7 +241,7 @@ size = "4KiB"
         );
     }
     objects.assert_gone(true);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
     // The same topology runs with the usual limit.
     let normal = scratch.run(&file);
     assert_eq!(normal.code, 0, "{}", normal.stderr);
@@ -293,7 +293,7 @@ cmd = ["PROBE", "println", "four", "--", "println", "five", "--", "sleep", "100"
             stderr.contains("ipc-run: 5 log record(s) could not be written"),
             "{sink}: {stderr}"
         );
-        assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+        scratch.assert_left_nothing();
     }
 }
 
@@ -342,7 +342,7 @@ fn f10_sigchld_ignored_sigterm_blocked_fd9_umask000_via_the_cli() {
             ("slow", "exited 6"),
         ],
     );
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 
     // A run that waits: what the children see, the objects' modes, and a
     // SIGTERM that still stops it although ipc-run started with it blocked.
@@ -426,7 +426,7 @@ fn f10_sigchld_ignored_sigterm_blocked_fd9_umask000_via_the_cli() {
         &[("a", "exited 0 (stopped)"), ("b", "exited 0 (stopped)")],
     );
     objects.assert_gone(true);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- F11: ipc-run as PID 1 ----------------------------------------------
@@ -497,7 +497,7 @@ shell = "sleep 2 & echo spawned; exit 0"
         &result,
         &[("server", "exited 0 (stopped)"), ("orphaner", "exited 0")],
     );
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- L1: 500 exits at once -----------------------------------------------
@@ -559,7 +559,7 @@ forward_signals = ["SIGUSR2"]
         "{records:?}"
     );
     assert_summaries(&result, &[("keeper", "exited 0")]);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- L2: big output without newlines -------------------------------------
@@ -735,7 +735,7 @@ fn l2_large_output_without_newlines_is_relayed_exactly_in_bounded_memory() {
         peak_kib < 64 * 1024,
         "ipc-run's peak RSS {peak_kib} KiB is not bounded"
     );
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- L3: forwarded signals during restarts -------------------------------
@@ -881,7 +881,7 @@ forward_signals = ["SIGUSR1"]
         .unwrap();
     assert!(restarts >= 20, "{flappy}");
     assert_summaries(&result, &[("steady", "exited 0 (stopped)")]);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
     if strace.is_ok() {
         let audit = audit_signals(&std::fs::read_to_string(&trace).unwrap(), ipc_run);
         eprintln!(
@@ -1074,7 +1074,7 @@ restart_backoff = "0ms"
         early.0,
         late.0
     );
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- S4: run ids ------------------------------------------------------------
@@ -1148,7 +1148,7 @@ fn s4_run_ids_have_64_random_bits_and_20_concurrent_runs_never_collide() {
             pair[1]
         );
     }
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 /// Concurrent runs share the user's RLIMIT_MSGQUEUE: when it is used up,
@@ -1197,7 +1197,7 @@ depth = 8
     );
     let objects = RunObjects::of(&plan_json(&file), &BTreeMap::new(), &result.stderr);
     objects.assert_gone(false);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- S5: socket activation with a real server ----------------------------
@@ -1261,7 +1261,7 @@ traffic = "request"
         lines_of(&result.stdout, "client"),
         ["client got: answer to ping: 42"]
     );
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- S7: ipc-run's own environment does not leak -------------------------
@@ -1444,5 +1444,5 @@ fn s8_tcp_and_udp_edges_bind_loopback_by_default() {
     assert!(checked >= 4, "tcp and udp, seen by both ends: {checked}");
     live.signal(Signal::SIGTERM);
     assert_eq!(live.finish().code, 143);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }

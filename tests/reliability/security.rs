@@ -13,6 +13,7 @@
 //!   (a regular file squatting a POSIX name).
 
 use crate::support::launch as launch_common;
+use crate::support::{EXIT_0, IPC_RUN, probe_pair};
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -22,33 +23,11 @@ use ipc_run::launch::{LaunchError, prepare};
 use ipc_run::plan::{Mechanism, Plan};
 use launch_common::{options, plan, root};
 
-const IPC_RUN: &str = env!("CARGO_BIN_EXE_ipc-run");
-
 /// A FIFO (e0), POSIX shared memory with two semaphores (e1) and a Unix
 /// listener (e2): objects in the run directory and in /dev/shm.
-const TOPOLOGY: &str = r#"
-[process.a]
-cmd = ["PROBE", "exit", "0"]
-ports = { fifo = {}, shm = {}, sock = {} }
-[process.b]
-cmd = ["PROBE", "exit", "0"]
-ports = { fifo = {}, shm = {}, sock = {} }
-[[edge]]
-from = "a.fifo"
-to = "b.fifo"
-mechanism = "fifo"
-[[edge]]
-from = "a.shm"
-to = "b.shm"
-mechanism = "posix-shm"
-traffic = "shared"
-size = "4KiB"
-[[edge]]
-from = "a.sock"
-to = "b.sock"
-mechanism = "unix-listener"
-traffic = "request"
-"#;
+fn topology() -> String {
+    probe_pair(EXIT_0, EXIT_0, &["fifo", "shm", "sock"])
+}
 
 /// A uid that is not ours, for foreign ownership.
 const OTHER_UID: u32 = 65534;
@@ -98,7 +77,7 @@ fn assert_untouched(path: &Path) {
 /// A run prepared under `root` and abandoned, as a SIGKILL of ipc-run
 /// leaves it: (run id, run directory).
 fn dead_run(root: &Path) -> (String, PathBuf) {
-    let launched = prepare(&plan(TOPOLOGY), &options(root)).unwrap();
+    let launched = prepare(&plan(&topology()), &options(root)).unwrap();
     let found = (launched.run_id.clone(), launched.run_dir.clone());
     launched.abandon();
     found
@@ -115,7 +94,6 @@ fn shm_of(run_id: &str) -> Vec<String> {
     names
 }
 
-/// `ipc-run clean --runtime-dir ROOT`: (exit code, stdout).
 /// `ipc-run run TOPOLOGY --runtime-dir ROOT`: its exit code and stderr.
 fn run_cli(topology: &Path, root: &Path) -> (Option<i32>, String) {
     let output = Command::new(IPC_RUN)
@@ -132,6 +110,7 @@ fn run_cli(topology: &Path, root: &Path) -> (Option<i32>, String) {
     )
 }
 
+/// `ipc-run clean --runtime-dir ROOT`: (exit code, stdout and stderr).
 fn clean_cli(root: &Path) -> (i32, String) {
     let output = Command::new(IPC_RUN)
         .args(["--color", "never", "clean", "--runtime-dir"])
@@ -354,7 +333,7 @@ fn s2_clean_refuses_a_symlinked_journal_lock_run_dir_or_root() {
 #[test]
 fn s2_a_symlink_planted_at_a_posix_name_is_refused_and_its_target_untouched() {
     let outside = Outside::new("squat");
-    let base = plan(TOPOLOGY);
+    let base = plan(&topology());
     let pid = std::process::id();
     for victim in ["shm", "sem-lock"] {
         let squatted = format!("/ipc-run-sec-squat-{pid}-{victim}");
@@ -402,7 +381,7 @@ fn s2_a_file_path_escaping_the_run_dir_is_refused_by_the_launcher() {
     // The planner never makes such a path (B4); the launcher refuses one
     // anyway, before creating anything.
     let outside = Outside::new("escape");
-    let mut plan: Plan = plan(TOPOLOGY);
+    let mut plan: Plan = plan(&topology());
     let escaped = outside.0.join("escaped.fifo");
     for path in [
         "{run_dir}/../escaped.fifo".to_owned(),
@@ -426,7 +405,7 @@ fn s2_a_file_path_escaping_the_run_dir_is_refused_by_the_launcher() {
 fn s2_the_runs_own_cleanup_never_follows_a_link_planted_in_its_directory() {
     let outside = Outside::new("own");
     let root = root();
-    let launched = prepare(&plan(TOPOLOGY), &options(&root)).unwrap();
+    let launched = prepare(&plan(&topology()), &options(&root)).unwrap();
     let run_dir = launched.run_dir.clone();
     let run_id = launched.run_id.clone();
     let fifo_target = outside.precious("fifo-target");
@@ -490,7 +469,7 @@ fn s2_a_symlink_planted_at_a_log_file_is_refused_and_its_target_untouched() {
 fn s3_the_root_and_run_dir_are_created_0700_and_owned_by_us() {
     let root = root();
     assert!(!root.exists());
-    let launched = prepare(&plan(TOPOLOGY), &options(&root)).unwrap();
+    let launched = prepare(&plan(&topology()), &options(&root)).unwrap();
     let me = nix::unistd::geteuid().as_raw();
     for dir in [&root, &launched.run_dir] {
         let meta = std::fs::symlink_metadata(dir).unwrap();

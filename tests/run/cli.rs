@@ -223,7 +223,7 @@ cmd = ["uniq", "-c"]
         result.stdout == expected.stdout,
         "output differs from bash's"
     );
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -270,7 +270,7 @@ fn stdin_filter_is_a_stage_of_a_shell_pipeline() {
         String::from_utf8_lossy(&status.stderr).contains("upper: exited 0"),
         "{status:?}"
     );
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- 3. F4: SIGPIPE and held ends ----------------------------------------
@@ -278,13 +278,7 @@ fn stdin_filter_is_a_stage_of_a_shell_pipeline() {
 #[test]
 fn f4_producer_into_head_dies_of_sigpipe_promptly() {
     let mut scratch = Scratch::new("f4-head");
-    let topology = r#"
-pipeline = ["yes", "take"]
-[process.yes]
-cmd = ["yes"]
-[process.take]
-cmd = ["head", "-1"]
-"#;
+    let topology = PRODUCER_INTO_HEAD;
     let file = scratch.topology(topology);
     let result = scratch.run(&file);
     assert_eq!(lines_of(&result.stdout, "take"), ["y"]);
@@ -298,7 +292,7 @@ cmd = ["head", "-1"]
     let file = scratch.topology(&format!("exit_code_from = \"take\"\n{topology}"));
     let result = scratch.run(&file);
     assert_eq!(result.code, 0);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -308,18 +302,7 @@ fn f4_restartable_consumer_killed_mid_stream_loses_no_data() {
     // 250 lines per life (the shell's `read` takes one byte at a time from a
     // pipe, never more than the line) and then SIGKILLs itself. What is
     // still in the pipe must reach the next life.
-    let file = scratch.topology(
-        r#"
-pipeline = ["gen", "take"]
-[process.gen]
-cmd = ["seq", "1", "1000"]
-[process.take]
-shell = 'i=0; while [ $i -lt 250 ] && IFS= read -r line; do echo "$line"; i=$((i+1)); done; [ $i -lt 250 ] && exit 0; kill -KILL $$'
-restart = "on-failure"
-restart_limit = 10
-restart_backoff = "1ms"
-"#,
-    );
+    let file = scratch.topology(&restarting_consumer(1000, 250, "kill -KILL $$", 10));
     let result = scratch.run(&file);
     let want: Vec<String> = (1..=1000).map(|i| i.to_string()).collect();
     assert_eq!(lines_of(&result.stdout, "take"), want);
@@ -329,7 +312,7 @@ restart_backoff = "1ms"
         result.stderr
     );
     assert_eq!(result.code, 0);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- 4. shutdown by signal -----------------------------------------------
@@ -373,7 +356,7 @@ after = ["b"]
         result.stderr
     );
     assert_eq!(result.code, 143);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -406,7 +389,7 @@ stop_timeout = "60s"
         );
     }
     assert_eq!(result.code, 130);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- 5. F2: spawn errors -------------------------------------------------
@@ -465,7 +448,7 @@ traffic = "messages"
         let objects = RunObjects::of(&plan_json(&file), &BTreeMap::new(), &result.stderr);
         assert_eq!(objects.sysv.len(), 1, "{objects:?}");
         objects.assert_gone(false);
-        assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+        scratch.assert_left_nothing();
     }
     // A program that runs and exits 127 (a shell that could not find its
     // command) is an exit status, not a start failure.
@@ -487,6 +470,7 @@ shell = "exec /nonexistent/program"
 #[test]
 fn f3_exit_status_follows_the_documented_rule() {
     let mut scratch = Scratch::new("f3");
+    let dir = scratch.dir.clone();
     let mut check = |toml: &str, code: i32, summaries: &[(&str, &str)]| {
         let file = scratch.topology(toml);
         let result = scratch.run(&file);
@@ -506,14 +490,18 @@ fn f3_exit_status_follows_the_documented_rule() {
             &[("bad", &format!("exited {code}")), ("ok", "exited 0")],
         );
     }
-    // The first failure in time decides, not the last or the largest.
+    // The first failure in time decides, not the last or the largest:
+    // `late` fails once `early` was reaped.
+    let (early, late) = reaped_before(&dir.join("early.pid"));
     check(
-        r#"
+        &format!(
+            r#"
 [process.early]
-cmd = ["PROBE", "exit", "5"]
+shell = "{early}; exec PROBE exit 5"
 [process.late]
-cmd = ["PROBE", "sleep", "300", "--", "exit", "200"]
-"#,
+shell = "{late}; exec PROBE exit 200"
+"#
+        ),
         5,
         &[("early", "exited 5"), ("late", "exited 200")],
     );
@@ -530,16 +518,19 @@ cmd = ["PROBE", "sleep", "300", "--", "exit", "200"]
     );
     // exit_code_from: that process's status, even when another failed
     // first; the others are stopped when it ends.
+    let (failing, main) = reaped_before(&dir.join("failing.pid"));
     check(
-        r#"
+        &format!(
+            r#"
 exit_code_from = "main"
 [process.main]
-cmd = ["PROBE", "sleep", "200", "--", "exit", "4"]
+shell = "{main}; exec PROBE exit 4"
 [process.failing]
-cmd = ["PROBE", "exit", "9"]
+shell = "{failing}; exec PROBE exit 9"
 [process.server]
 cmd = ["PROBE", "sleep", "60000"]
-"#,
+"#
+        ),
         4,
         &[
             ("main", "exited 4"),
@@ -569,7 +560,7 @@ cmd = ["PROBE", "sleep", "60000"]
         128 + 15,
         &[("main", "killed by SIGTERM"), ("server", "(stopped)")],
     );
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- 7. K2: nothing left -------------------------------------------------
@@ -588,7 +579,7 @@ fn k2_normal_exit_leaves_nothing() {
     assert_eq!(objects.sysv.len(), 4, "{objects:?}");
     assert_eq!((objects.tcp_ports.len(), objects.udp_ports.len()), (1, 1));
     objects.assert_gone(true);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 /// Runs the waiting topology, checks that the objects exist while it runs,
@@ -622,7 +613,7 @@ fn stopped_by_signal_leaves_nothing(case: &str, signal: Signal, code: i32) {
         );
     }
     objects.assert_gone(true);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -669,7 +660,7 @@ cmd = ["PROBE", "block", "15", "--", "wait-signal", "15"]
     assert_eq!(result.code, 143, "stopped, not killed: {}", result.stderr);
     assert!(result.stderr.contains("SIGTERM: stopping"));
     objects.assert_gone(false);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- 8. F5: SIGKILL of ipc-run, then clean -------------------------------
@@ -746,7 +737,7 @@ fn f5_sigkill_kills_every_child_and_clean_removes_only_that_run() {
     let result = alive.finish();
     assert_eq!(result.code, 143);
     alive_objects.assert_gone(true);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 // ----- 9. S1: modes under umask 000 ----------------------------------------
@@ -830,7 +821,7 @@ fn s1_every_object_is_0600_and_the_run_dir_0700_under_umask_000_and_022() {
         let result = live.finish();
         assert_eq!(result.code, 143);
         objects.assert_gone(true);
-        assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+        scratch.assert_left_nothing();
     }
 }
 
@@ -842,45 +833,10 @@ fn f7_port_in_use_fails_closed_with_exit_3_and_rolls_back() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     // Objects of every kind are created before the TCP edge, the last one.
+    // The TCP edge is the pair's last table: the address goes into it.
     let file = scratch.topology(&format!(
-        r#"
-[process.a]
-cmd = ["PROBE", "exit", "0"]
-ports = {{ fifo = {{}}, shm = {{}}, mq = {{}}, vmq = {{}}, vsem = {{}}, web = {{}} }}
-[process.b]
-cmd = ["PROBE", "exit", "0"]
-ports = {{ fifo = {{}}, shm = {{}}, mq = {{}}, vmq = {{}}, vsem = {{}}, web = {{}} }}
-[[edge]]
-from = "a.fifo"
-to = "b.fifo"
-mechanism = "fifo"
-[[edge]]
-from = "a.shm"
-to = "b.shm"
-traffic = "shared"
-size = "4KiB"
-[[edge]]
-from = "a.mq"
-to = "b.mq"
-mechanism = "posix-mq"
-traffic = "messages"
-[[edge]]
-from = "a.vmq"
-to = "b.vmq"
-mechanism = "sysv-mq"
-traffic = "messages"
-[[edge]]
-from = "a.vsem"
-to = "b.vsem"
-mechanism = "sysv-sem"
-traffic = "notify"
-[[edge]]
-from = "a.web"
-to = "b.web"
-mechanism = "tcp"
-traffic = "request"
-address = "127.0.0.1:{port}"
-"#
+        "{}address = \"127.0.0.1:{port}\"\n",
+        probe_pair(EXIT_0, EXIT_0, &["fifo", "shm", "mq", "vmq", "vsem", "tcp"])
     ));
     let result = scratch.run(&file);
     assert_eq!(result.code, 3, "{}", result.stderr);
@@ -905,7 +861,7 @@ address = "127.0.0.1:{port}"
     );
     assert_eq!(objects.sysv.len(), 2);
     objects.assert_gone(false);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
     // The other listener is untouched: it still accepts.
     let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     client.write_all(b"still mine").unwrap();
@@ -937,7 +893,7 @@ fn s3_unsafe_runtime_dir_is_refused_and_left_untouched() {
     let result = scratch.run(&file);
     assert_eq!(result.code, 3, "{}", result.stderr);
     assert!(result.stderr.contains("writable"), "{}", result.stderr);
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
     let mode = std::fs::metadata(scratch.runtime()).unwrap().mode() & 0o7777;
     assert_eq!(mode, 0o777, "its mode is not changed");
 }

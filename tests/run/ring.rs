@@ -45,7 +45,7 @@ size = "64KiB"
         lines_of(&result.stdout, "sink"),
         ["ring: closer=3000 leaver=500"]
     );
-    assert_eq!(scratch.runtime_entries(), Vec::<String>::new());
+    scratch.assert_left_nothing();
 }
 
 #[test]

@@ -17,14 +17,14 @@
 
 use crate::support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+use support::MANIFEST_DIR;
 const HEADER: usize = 4096;
 
 fn ring_dir() -> PathBuf {
@@ -202,14 +202,6 @@ struct Running {
     stderr: std::thread::JoinHandle<Vec<u8>>,
 }
 
-fn drain(mut from: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut all = Vec::new();
-        from.read_to_end(&mut all).unwrap();
-        all
-    })
-}
-
 fn spawn(mut command: Command, stdin: Stdio) -> Running {
     let mut child = command
         .stdin(stdin)
@@ -217,8 +209,8 @@ fn spawn(mut command: Command, stdin: Stdio) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = drain(child.stdout.take().unwrap());
-    let stderr = drain(child.stderr.take().unwrap());
+    let stdout = support::read_in_thread(child.stdout.take().unwrap());
+    let stderr = support::read_in_thread(child.stderr.take().unwrap());
     Running {
         child,
         stdout,
@@ -428,6 +420,24 @@ fn a_c_and_a_python_producer_share_one_ring_and_end_it_together() {
     }
 }
 
+/// The ring header's count of readers waiting (layout version 1).
+const OFF_READERS_WAITING: u64 = 72;
+
+/// Waits (bounded) until `reader` sleeps in the ring's futex wait: the
+/// ring counts a waiting reader and the process is in state `S` (it counts
+/// itself before the wait, and spins running before it sleeps).
+fn wait_until_reader_sleeps(ring: &Segment, reader: &Running, what: &str) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(ring.path()).unwrap();
+    let pid = reader.child.id() as i32;
+    let asleep = support::wait_until(LIMIT, || {
+        let mut word = [0u8; 4];
+        file.read_exact_at(&mut word, OFF_READERS_WAITING).unwrap();
+        u32::from_le_bytes(word) != 0 && support::state_of(pid) == Some('S')
+    });
+    assert!(asleep, "{what}: the reader never slept on the empty ring");
+}
+
 #[test]
 fn a_sleeping_reader_wakes_for_the_record_and_for_the_end() {
     let case = "a_sleeping_reader_wakes_for_the_record_and_for_the_end";
@@ -439,7 +449,7 @@ fn a_sleeping_reader_wakes_for_the_record_and_for_the_end() {
             let recv = spawn(program(tools, reader, false, &[&ring.name]), Stdio::null());
             // The reader is asleep on the empty ring when the record and the
             // close come.
-            std::thread::sleep(Duration::from_millis(300));
+            wait_until_reader_sleeps(&ring, &recv, &what);
             let mut send = spawn(program(tools, writer, true, &[&ring.name]), Stdio::piped());
             feed(&mut send, b"one\n".to_vec()).join().unwrap();
             let sent = finish(send, LIMIT, &what);

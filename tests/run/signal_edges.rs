@@ -3,18 +3,17 @@
 //! receiver that ended stays a zombie (its pid reserved) while a sender that
 //! knows its pid still runs.
 
-use crate::support::Scratch;
+use crate::support::run_topology;
 
-/// Runs `topology` with a private runtime dir; returns (status, stdout,
-/// stderr) and checks that the run left nothing behind.
-fn run(name: &str, topology: &str) -> (i32, String, String) {
-    let mut scratch = Scratch::new(name);
-    let file = scratch.topology(topology);
-    let finished = scratch.run(&file);
-    let left = scratch.runtime_entries();
-    assert!(left.is_empty(), "the run left {left:?}");
-    (finished.code, finished.stdout_text(), finished.stderr)
-}
+/// The signal edge of both cases: `sender` pokes `target` with SIGUSR1.
+const POKE: &str = r#"
+[[edge]]
+name = "poke"
+from = "sender.poke"
+to = "target.poke"
+traffic = "notify"
+signal = "SIGUSR1"
+"#;
 
 fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
     text.lines()
@@ -25,9 +24,10 @@ fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
 
 #[test]
 fn a_sender_is_restarted_with_the_new_pid_of_its_restarted_receiver() {
-    let (code, stdout, stderr) = run(
+    let (code, stdout, stderr) = run_topology(
         "follow",
-        r#"
+        &[
+            r#"
 name = "follow"
 exit_code_from = "sender"
 
@@ -54,13 +54,10 @@ trap 'exit 0' TERM
 sleep 3 & wait
 '''
 
-[[edge]]
-name = "poke"
-from = "sender.poke"
-to = "target.poke"
-traffic = "notify"
-signal = "SIGUSR1"
 "#,
+            POKE,
+        ]
+        .concat(),
     );
     let targets = numbers_after(&stdout, "target up ");
     let known = numbers_after(&stdout, "sender knows ");
@@ -83,9 +80,10 @@ signal = "SIGUSR1"
 
 #[test]
 fn an_ended_receiver_stays_a_zombie_while_a_sender_knows_its_pid() {
-    let (code, stdout, stderr) = run(
+    let (code, stdout, stderr) = run_topology(
         "reserve",
-        r#"
+        &[
+            r#"
 name = "reserve"
 
 [process.target]
@@ -107,13 +105,10 @@ done
 echo "target never ended"; exit 2
 '''
 
-[[edge]]
-name = "poke"
-from = "sender.poke"
-to = "target.poke"
-traffic = "notify"
-signal = "SIGUSR1"
 "#,
+            POKE,
+        ]
+        .concat(),
     );
     assert!(stdout.contains("reserved"), "{stdout}\n{stderr}");
     assert_eq!(code, 0, "{stdout}\n{stderr}");

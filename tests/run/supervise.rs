@@ -11,7 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::IPC_RUN;
+use crate::support::{
+    IPC_RUN, PRODUCER_INTO_HEAD, Scratch, cpu_ticks, reaped_before, restarting_consumer,
+    summary_line, wait_gone_sh, zombie_children,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -233,14 +236,6 @@ fn text_lines(stdout: &[u8], name: &str) -> Vec<String> {
         .collect()
 }
 
-fn summary_line<'a>(stderr: &'a str, name: &str) -> &'a str {
-    let prefix = format!("{name}: ");
-    stderr
-        .lines()
-        .rfind(|l| l.starts_with(&prefix) && l.contains(", restarts "))
-        .unwrap_or_else(|| panic!("no summary line for {name} in:\n{stderr}"))
-}
-
 // ----- cases ---------------------------------------------------------------
 
 #[test]
@@ -266,13 +261,7 @@ cmd = ["wc", "-l"]
 
 #[test]
 fn producer_into_head_ends_promptly() {
-    let topology = r#"
-pipeline = ["yes", "take"]
-[process.yes]
-cmd = ["yes"]
-[process.take]
-cmd = ["head", "-1"]
-"#;
+    let topology = PRODUCER_INTO_HEAD;
     let result = run(topology);
     assert_eq!(text_lines(&result.stdout, "take"), vec!["y"]);
     assert!(summary_line(&result.stderr, "yes").contains("killed by SIGPIPE"));
@@ -291,16 +280,7 @@ fn restarted_consumer_loses_no_data() {
     // The consumer takes 10 lines per life (the shell's `read` takes one
     // byte at a time from a pipe, so it never reads ahead) and fails; the
     // pipe, held by the supervisor, keeps the rest for the next life.
-    let result = run(r#"
-pipeline = ["gen", "take"]
-[process.gen]
-cmd = ["seq", "1", "100"]
-[process.take]
-shell = 'i=0; while [ $i -lt 10 ] && IFS= read -r line; do echo "$line"; i=$((i+1)); done; [ $i -lt 10 ] && exit 0; exit 1'
-restart = "on-failure"
-restart_limit = 20
-restart_backoff = "1ms"
-"#);
+    let result = run(&restarting_consumer(100, 10, "exit 1", 20));
     let expected: Vec<String> = (1..=100).map(|i| i.to_string()).collect();
     assert_eq!(text_lines(&result.stdout, "take"), expected);
     assert!(summary_line(&result.stderr, "take").contains("exited 0, restarts 10"));
@@ -395,13 +375,18 @@ shell = "exit {code}"
         assert_eq!(result.code, code);
         assert!(summary_line(&result.stderr, "bad").contains(&format!("exited {code}")));
     }
-    // The first failure in time decides.
-    let result = run(r#"
+    // The first failure in time decides: `late` fails once `early` was
+    // reaped.
+    let scratch = Scratch::new("first-failure");
+    let (early, late) = reaped_before(&scratch.dir.join("early.pid"));
+    let result = run(&format!(
+        r#"
 [process.early]
-shell = "exit 5"
+shell = "{early}; exit 5"
 [process.late]
-shell = "sleep 0.5; exit 6"
-"#);
+shell = "{late}; exit 6"
+"#
+    ));
     assert_eq!(result.code, 5);
 }
 
@@ -417,15 +402,21 @@ shell = "kill -USR2 $$"
 
 #[test]
 fn exit_code_from_ends_the_run() {
-    let result = run(r#"
+    // `main` ends after `failing` was reaped: a failure seen first does not
+    // decide.
+    let scratch = Scratch::new("exit-code-from");
+    let (failing, main) = reaped_before(&scratch.dir.join("failing.pid"));
+    let result = run(&format!(
+        r#"
 exit_code_from = "main"
 [process.main]
-shell = "sleep 0.2; exit 4"
+shell = "{main}; exit 4"
 [process.server]
 cmd = ["sleep", "60"]
 [process.failing]
-shell = "exit 9"
-"#);
+shell = "{failing}; exit 9"
+"#
+    ));
     assert_eq!(result.code, 4);
     assert!(summary_line(&result.stderr, "server").contains("killed by SIGTERM (stopped)"));
 }
@@ -563,37 +554,18 @@ shell = "seq 1 1000; exit 0"
     );
 }
 
-/// Zombie children of `pid`.
-fn zombies_of(pid: Pid) -> Vec<i32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(child) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = after.split(' ').collect();
-        if fields[0] == "Z" && fields[1] == pid.as_raw().to_string() {
-            found.push(child);
-        }
-    }
-    found
-}
-
 #[test]
 fn orphaned_grandchild_is_reaped() {
-    let mut live = Live::start(
+    // The grandchild ends once its parent was reaped: orphaned first.
+    let mut live = Live::start(&format!(
         r#"
 [process.parent]
-shell = "(sleep 0.3; exit 0) & echo spawned $!"
+shell = "p=$$; ({}; exit 0) & echo spawned $!"
 [process.keeper]
 shell = "trap 'exit 0' TERM; echo keeping; while :; do sleep 0.05; done"
 "#,
-    );
+        wait_gone_sh("$p")
+    ));
     live.wait_for("spawned");
     live.wait_for("keeping");
     let grandchild: i32 = live
@@ -603,32 +575,24 @@ shell = "trap 'exit 0' TERM; echo keeping; while :; do sleep 0.05; done"
         .and_then(|pid| pid.trim().parse().ok())
         .expect("the grandchild's pid");
     // The grandchild is orphaned at once, reparented to the supervisor
-    // (subreaper), and exits after 0.3 s: reaped, it leaves /proc (a zombie
-    // would stay).
+    // (subreaper), and exits once its parent is reaped: reaped in turn, it
+    // leaves /proc (a zombie would stay).
     let proc_entry = PathBuf::from(format!("/proc/{grandchild}"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while proc_entry.exists() {
         assert!(
             Instant::now() < deadline,
             "grandchild {grandchild} never reaped; zombies: {:?}",
-            zombies_of(live.pid())
+            zombie_children(live.pid().as_raw())
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(zombies_of(live.pid()), Vec::<i32>::new());
+    assert_eq!(zombie_children(live.pid().as_raw()), Vec::<i32>::new());
     // The keeper holds the supervisor up until here: a grandchild it did
     // not reap would still be its zombie above.
     live.signal(Signal::SIGTERM);
     let result = live.finish();
     assert_eq!(result.code, 143);
-}
-
-fn cpu_ticks(pid: Pid) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after.split(' ').collect();
-    // utime and stime are fields 14 and 15 (1-based); `after` starts at 3.
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 #[test]
@@ -644,9 +608,9 @@ ready = "notify"
     );
     live.wait_for("idle");
     std::thread::sleep(Duration::from_millis(200));
-    let before = cpu_ticks(live.pid());
+    let before = cpu_ticks(live.pid().as_raw());
     std::thread::sleep(Duration::from_secs(2));
-    let used = cpu_ticks(live.pid()) - before;
+    let used = cpu_ticks(live.pid().as_raw()) - before;
     // Clock ticks are 10 ms: a polling loop would show many.
     assert!(used <= 2, "supervisor used {used} ticks while idle");
     live.signal(Signal::SIGTERM);
@@ -744,14 +708,18 @@ fn inherited_sigchld_ignore_and_blocked_sigterm() {
     // statuses must still be seen, and SIGTERM must still stop the run.
     let dir = scratch_dir();
     let file = dir.join("topology.toml");
+    // `waiter` is up once `code` was reaped: SIGTERM comes after its exit.
+    let (code, waiter) = reaped_before(&dir.join("code.pid"));
     std::fs::write(
         &file,
-        r#"
+        format!(
+            r#"
 [process.code]
-shell = "exit 7"
+shell = "{code}; exit 7"
 [process.waiter]
-shell = "trap 'exit 0' TERM; sleep 0.5; echo up; while :; do sleep 0.05; done"
+shell = "trap 'exit 0' TERM; {waiter}; echo up; while :; do sleep 0.05; done"
 "#,
+        ),
     )
     .unwrap();
     let wrapper = "import os, signal, sys\n\

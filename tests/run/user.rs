@@ -1,18 +1,7 @@
 //! `user` and `group` through the real binary (S6): the child's uid, gid and
 //! supplementary groups all change; unknown names fail the launch cleanly.
 
-use crate::support::Scratch;
-
-/// Runs `topology` with a private runtime dir; returns (status, stdout,
-/// stderr) and checks that the run left nothing behind.
-fn run(name: &str, topology: &str) -> (i32, String, String) {
-    let mut scratch = Scratch::new(name);
-    let file = scratch.topology(topology);
-    let finished = scratch.run(&file);
-    let left = scratch.runtime_entries();
-    assert!(left.is_empty(), "the run left {left:?}");
-    (finished.code, finished.stdout_text(), finished.stderr)
-}
+use crate::support::run_topology;
 
 /// The `Uid:`/`Gid:`/`Groups:` fields of a relayed `/proc/self/status`.
 fn field(stdout: &str, key: &str) -> Vec<u32> {
@@ -37,7 +26,7 @@ fn s6_user_changes_groups_gid_and_uid() {
         println!("SKIP s6_user_changes_groups_gid_and_uid: switching users needs root");
         return;
     }
-    let (code, stdout, stderr) = run(
+    let (code, stdout, stderr) = run_topology(
         "switch",
         r#"
 [process.who]
@@ -84,7 +73,7 @@ user = "nobody"
 
 #[test]
 fn an_unknown_user_fails_the_launch_before_anything_is_created() {
-    let (code, _, stderr) = run(
+    let (code, _, stderr) = run_topology(
         "unknown",
         r#"
 [process.a]

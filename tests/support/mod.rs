@@ -58,6 +58,12 @@ impl Scratch {
     /// run id and every object created) and no colour.
     pub fn run_command(&self, file: &Path) -> Command {
         let mut command = Command::new(IPC_RUN);
+        self.add_run_args(&mut command, file);
+        command
+    }
+
+    /// `--color never run FILE --runtime-dir RT`, debug logs, no colour.
+    fn add_run_args(&self, command: &mut Command, file: &Path) {
         command
             .args(["--color", "never", "run"])
             .arg(file)
@@ -66,7 +72,6 @@ impl Scratch {
             .env("IPC_RUN_LOG", "debug")
             .env_remove("NO_COLOR")
             .stdin(Stdio::null());
-        command
     }
 
     pub fn run(&self, file: &Path) -> Finished {
@@ -86,6 +91,24 @@ impl Scratch {
             Err(_) => Vec::new(),
         }
     }
+}
+
+impl Scratch {
+    /// Asserts that the run left nothing in its runtime directory.
+    pub fn assert_left_nothing(&self) {
+        let left = self.runtime_entries();
+        assert!(left.is_empty(), "the run left {left:?}");
+    }
+}
+
+/// Runs `toml` in a fresh scratch directory of `case` and checks that the
+/// run left nothing behind: (exit code, stdout, stderr).
+pub fn run_topology(case: &str, toml: &str) -> (i32, String, String) {
+    let mut scratch = Scratch::new(case);
+    let file = scratch.topology(toml);
+    let finished = scratch.run(&file);
+    scratch.assert_left_nothing();
+    (finished.code, finished.stdout_text(), finished.stderr)
 }
 
 impl Drop for Scratch {
@@ -584,14 +607,17 @@ pub fn socket_table_has(files: &[&str], port: u16, state: Option<&str>) -> bool 
 /// The state letter of `pid` if it is still one of our processes (running
 /// or a zombie); `None` once it is gone.
 pub fn process_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let open = stat.find('(')?;
-    let close = stat.rfind(')')?;
-    let comm = &stat[open + 1..close];
     // A recycled pid belongs to someone else.
-    if !["ipc-run-probe", "sh", "sleep", "yes", "head", "seq"].contains(&comm) {
-        return None;
-    }
+    let ours = ["ipc-run-probe", "sh", "sleep", "yes", "head", "seq"];
+    comm_of(pid).filter(|comm| ours.contains(&comm.as_str()))?;
+    state_of(pid)
+}
+
+/// The state letter of any process `pid` (`R`, `S`, `Z`, ...), from
+/// `/proc/<pid>/stat`; `None` once it is gone.
+pub fn state_of(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.rfind(')')?;
     stat[close + 2..].chars().next()
 }
 
@@ -614,104 +640,82 @@ pub fn wait_dead(pids: &[i32], limit: Duration) -> Vec<i32> {
 
 // ----- a topology with every mechanism -------------------------------------
 
-pub const PORTS: &str = "{ pipe = {}, fifo = {}, fpath = {}, pair = {}, sock = {}, tcp = {}, \
-                     udp = {}, shm = {}, vshm = {}, mq = {}, vmq = {}, sem = {}, vsem = {}, \
-                     sig = {}, rpc = {} }";
+/// The one definition of the every-mechanism topology: per port name, the
+/// body of the edge `a.PORT -> b.PORT` (what follows `from` and `to`), in
+/// the order of [`every_mechanism`]. Its subsets are [`probe_pair`]s.
+pub const MECHANISM_EDGES: [(&str, &str); 15] = [
+    ("pipe", "mechanism = \"pipe\""),
+    ("fifo", "mechanism = \"fifo\""),
+    ("fpath", "mechanism = \"fifo\"\ndeliver = \"path\""),
+    ("pair", "mechanism = \"socketpair\"\nduplex = true"),
+    (
+        "sock",
+        "mechanism = \"unix-listener\"\ntraffic = \"request\"",
+    ),
+    ("tcp", "mechanism = \"tcp\"\ntraffic = \"request\""),
+    ("udp", "mechanism = \"udp\"\ntraffic = \"messages\""),
+    (
+        "shm",
+        "mechanism = \"posix-shm\"\ntraffic = \"shared\"\nsize = \"4KiB\"",
+    ),
+    (
+        "vshm",
+        "mechanism = \"sysv-shm\"\ntraffic = \"shared\"\nsize = \"4KiB\"",
+    ),
+    ("mq", "mechanism = \"posix-mq\"\ntraffic = \"messages\""),
+    ("vmq", "mechanism = \"sysv-mq\"\ntraffic = \"messages\""),
+    ("sem", "mechanism = \"posix-sem\"\ntraffic = \"notify\""),
+    ("vsem", "mechanism = \"sysv-sem\"\ntraffic = \"notify\""),
+    ("sig", "mechanism = \"signal\"\ntraffic = \"notify\""),
+    (
+        "rpc",
+        "mechanism = \"rpc\"\ntraffic = \"request\"\nprotocol = \"http\"",
+    ),
+];
+
+/// A probe that exits 0 at once: the process body of a [`probe_pair`]
+/// whose processes only need to be planned or launched.
+pub const EXIT_0: &str = r#"cmd = ["PROBE", "exit", "0"]"#;
+
+/// Processes `a` and `b` (their TOML bodies, without `ports`) joined by
+/// the edges of [`MECHANISM_EDGES`] named by `ports`, in that order (it
+/// decides the channel numbers `e0`, `e1`, ...). The last table is the last
+/// edge, so a caller may append lines to it.
+pub fn probe_pair(a: &str, b: &str, ports: &[&str]) -> String {
+    let declared = ports
+        .iter()
+        .map(|p| format!("{p} = {{}}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut toml = format!(
+        "[process.a]\n{a}\nports = {{ {declared} }}\n[process.b]\n{b}\nports = {{ {declared} }}\n"
+    );
+    for port in ports {
+        let (_, body) = MECHANISM_EDGES
+            .iter()
+            .find(|(name, _)| name == port)
+            .unwrap_or_else(|| panic!("no mechanism edge for port {port:?}"));
+        toml.push_str(&format!(
+            "[[edge]]\nfrom = \"a.{port}\"\nto = \"b.{port}\"\n{body}\n"
+        ));
+    }
+    toml
+}
 
 /// Two probes joined by one edge of every mechanism, plus both readiness
 /// kinds (the notify socket is a file of the run too). `b` starts first
 /// (it receives `a`'s signal edge) and is ready by fd 20. `A` and `B` are
 /// their commands after `report`.
 pub fn every_mechanism(a: &str, b: &str) -> String {
-    format!(
-        r#"
-name = "every"
-[process.a]
-cmd = ["PROBE", "report", "--", {a}]
-ready = "notify"
-ports = {PORTS}
-[process.b]
-cmd = ["PROBE", "report", "--", "write", "20", "\n", "--", {b}]
-ready = {{ fd = 20 }}
-ports = {PORTS}
-[[edge]]
-from = "a.pipe"
-to = "b.pipe"
-mechanism = "pipe"
-[[edge]]
-from = "a.fifo"
-to = "b.fifo"
-mechanism = "fifo"
-[[edge]]
-from = "a.fpath"
-to = "b.fpath"
-mechanism = "fifo"
-deliver = "path"
-[[edge]]
-from = "a.pair"
-to = "b.pair"
-mechanism = "socketpair"
-duplex = true
-[[edge]]
-from = "a.sock"
-to = "b.sock"
-mechanism = "unix-listener"
-traffic = "request"
-[[edge]]
-from = "a.tcp"
-to = "b.tcp"
-mechanism = "tcp"
-traffic = "request"
-[[edge]]
-from = "a.udp"
-to = "b.udp"
-mechanism = "udp"
-traffic = "messages"
-[[edge]]
-from = "a.shm"
-to = "b.shm"
-mechanism = "posix-shm"
-traffic = "shared"
-size = "4KiB"
-[[edge]]
-from = "a.vshm"
-to = "b.vshm"
-mechanism = "sysv-shm"
-traffic = "shared"
-size = "4KiB"
-[[edge]]
-from = "a.mq"
-to = "b.mq"
-mechanism = "posix-mq"
-traffic = "messages"
-[[edge]]
-from = "a.vmq"
-to = "b.vmq"
-mechanism = "sysv-mq"
-traffic = "messages"
-[[edge]]
-from = "a.sem"
-to = "b.sem"
-mechanism = "posix-sem"
-traffic = "notify"
-[[edge]]
-from = "a.vsem"
-to = "b.vsem"
-mechanism = "sysv-sem"
-traffic = "notify"
-[[edge]]
-from = "a.sig"
-to = "b.sig"
-mechanism = "signal"
-traffic = "notify"
-[[edge]]
-from = "a.rpc"
-to = "b.rpc"
-mechanism = "rpc"
-traffic = "request"
-protocol = "http"
-"#
-    )
+    let ports = MECHANISM_EDGES.map(|(port, _)| port);
+    let pair = probe_pair(
+        &format!("cmd = [\"PROBE\", \"report\", \"--\", {a}]\nready = \"notify\""),
+        &format!(
+            "cmd = [\"PROBE\", \"report\", \"--\", \"write\", \"20\", \"\\n\", \"--\", {b}]\nready = {{ fd = 20 }}"
+        ),
+        &ports,
+    );
+    format!("name = \"every\"\n{pair}")
 }
 
 /// Commands that run once and exit: `a` writes a line into the pipe, which
@@ -769,16 +773,8 @@ impl Scratch {
     pub fn wrapped_command(&self, wrapper: &[&str], file: &Path) -> Command {
         let (program, args) = wrapper.split_first().expect("a wrapper program");
         let mut command = Command::new(program);
-        command
-            .args(args)
-            .arg(IPC_RUN)
-            .args(["--color", "never", "run"])
-            .arg(file)
-            .arg("--runtime-dir")
-            .arg(self.runtime())
-            .env("IPC_RUN_LOG", "debug")
-            .env_remove("NO_COLOR")
-            .stdin(Stdio::null());
+        command.args(args).arg(IPC_RUN);
+        self.add_run_args(&mut command, file);
         command
     }
 }
@@ -858,6 +854,59 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A pipeline `gen -> take` where `gen` writes the numbers 1 to `lines` at
+/// once and exits, and `take` relays `per_life` lines per life (the shell's
+/// `read` takes one byte at a time from a pipe, so it never reads ahead),
+/// then ends by `death` (a shell command that fails it) and is restarted up
+/// to `limit` times: what is still in the pipe must reach the next life.
+pub fn restarting_consumer(lines: u32, per_life: u32, death: &str, limit: u32) -> String {
+    format!(
+        r#"
+pipeline = ["gen", "take"]
+[process.gen]
+cmd = ["seq", "1", "{lines}"]
+[process.take]
+shell = 'i=0; while [ $i -lt {per_life} ] && IFS= read -r line; do echo "$line"; i=$((i+1)); done; [ $i -lt {per_life} ] && exit 0; {death}'
+restart = "on-failure"
+restart_limit = {limit}
+restart_backoff = "1ms"
+"#
+    )
+}
+
+/// `yes | head -1` as a pipeline: the producer dies of SIGPIPE once the
+/// consumer took its line and ended.
+pub const PRODUCER_INTO_HEAD: &str = r#"
+pipeline = ["yes", "take"]
+[process.yes]
+cmd = ["yes"]
+[process.take]
+cmd = ["head", "-1"]
+"#;
+
+/// Orders two children of one run by a file handshake instead of a sleep:
+/// (a shell line for the first, a shell line for the second). The first
+/// records its pid in `file`; the second waits (polling, at most 30 s) for
+/// that record and then until the first is reaped by ipc-run (its `/proc`
+/// entry gone), so ipc-run sees the first one end before the second. Both
+/// are free of double quotes, to sit in a TOML basic string.
+pub fn reaped_before(file: &Path) -> (String, String) {
+    let file = file.display();
+    let first = format!("echo $$ > {file}.new && mv {file}.new {file}");
+    let second = format!(
+        "for _ in $(seq 3000); do [ -s {file} ] && break; sleep 0.01; done; \
+         first=$(cat {file}); {}",
+        wait_gone_sh("$first")
+    );
+    (first, second)
+}
+
+/// A shell line that waits (polling, at most 30 s) until process `pid`
+/// (a shell word) is gone from `/proc`: reaped, not a zombie.
+pub fn wait_gone_sh(pid: &str) -> String {
+    format!("for _ in $(seq 3000); do [ -e /proc/{pid} ] || break; sleep 0.01; done")
 }
 
 /// Whether `program` can be run here (`program ARGS` exits 0); the reason
