@@ -182,7 +182,11 @@ enum State {
 #[derive(Debug)]
 struct Instance {
     state: State,
+    /// Some run of it declared readiness: sticky, what `after` waits for.
     ready: bool,
+    /// Its current run declared readiness: what the senders of its signals
+    /// wait for, on their first start and on every restart.
+    ready_now: bool,
     restarts: u32,
     /// Restarts since the last run that lasted [`policy::STABLE_RUN`]: what
     /// the backoff and `restart_limit` count.
@@ -194,8 +198,11 @@ struct Instance {
     stopped: bool,
     failed: bool,
     ready_pipe: Option<OwnedFd>,
-    /// Someone waits on its readiness (`after`).
+    /// Someone waits on its readiness (`after`, or a sender of signals).
     awaited: bool,
+    /// Some process signals it: the readiness of each of its runs is
+    /// awaited, not only the first.
+    signalled: bool,
     /// Being stopped because a receiver of its signals was restarted: it is
     /// started again at once, with the new pid.
     follow_receiver: bool,
@@ -206,10 +213,11 @@ struct Instance {
 impl Instance {
     /// An instance not started yet; `awaited` when another waits on its
     /// readiness.
-    fn pending(awaited: bool) -> Instance {
+    fn pending(awaited: bool, signalled: bool) -> Instance {
         Instance {
             state: State::Pending,
             ready: false,
+            ready_now: false,
             restarts: 0,
             streak: 0,
             generation: 0,
@@ -219,7 +227,8 @@ impl Instance {
             stopped: false,
             failed: false,
             ready_pipe: None,
-            awaited,
+            awaited: awaited || signalled,
+            signalled,
             follow_receiver: false,
             waiting_for_receiver: false,
         }
@@ -455,10 +464,16 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         for &dep in after.iter().flatten() {
             awaited[dep] = true;
         }
+        let signal_edges = SignalEdges::new(plan);
+        let instances = awaited
+            .into_iter()
+            .enumerate()
+            .map(|(i, awaited)| Instance::pending(awaited, !signal_edges.senders_of(i).is_empty()))
+            .collect();
         Supervisor {
             plan,
             runtime,
-            instances: awaited.into_iter().map(Instance::pending).collect(),
+            instances,
             index,
             start_sequence,
             after,
@@ -475,7 +490,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             interrupted_by: None,
             drain_deadline: None,
             scratch: vec![0; READ_SIZE],
-            signal_edges: SignalEdges::new(plan),
+            signal_edges,
         }
     }
 }
@@ -645,6 +660,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                     }
                 }
             }
+            // A sender is handed its receivers' pids: it starts once they
+            // run and are ready, or fails to start if one ended for good.
+            if self.receiver_not_ready(i) {
+                waiting = true;
+            }
             if let Some(dep) = dead_dependency {
                 let why = format!("{dep} ended before it was ready");
                 self.message(&format!("{name}: not started: {why}"));
@@ -670,6 +690,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 };
                 inst.stop_requested = false;
                 inst.waiting_for_receiver = false;
+                inst.ready_now = false;
                 self.by_pid.insert(spawned.pid, i);
                 let pid = spawned.pid;
                 if let Some(fd) = spawned.ready_fd {
@@ -694,7 +715,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                 let inst = &mut self.instances[i];
                 if process.ready == Readiness::Started {
                     inst.ready = true;
-                } else if inst.awaited && !inst.ready {
+                    inst.ready_now = true;
+                } else if (inst.awaited && !inst.ready) || inst.signalled {
                     self.timers.add(
                         now + Duration::from_millis(process.ready_timeout_ms),
                         Deadline::ReadyTimeout {
@@ -749,6 +771,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             inst.ending = Some(ending);
         }
         self.runtime.release_ends_of(&name);
+        // Senders waiting for it now fail to start, rather than wait forever.
+        self.start_waiting_senders(i);
         if self.plan.exit_code_from.as_deref() == Some(name.as_str()) {
             self.begin_shutdown();
         }
@@ -762,8 +786,15 @@ impl<R: Runtime> Supervisor<'_, R> {
     // ----- readiness ------------------------------------------------------
 
     fn mark_ready(&mut self, i: usize) {
-        if !self.instances[i].ready {
-            self.instances[i].ready = true;
+        let inst = &mut self.instances[i];
+        if inst.ready_now || !matches!(inst.state, State::Running { .. }) {
+            return;
+        }
+        inst.ready_now = true;
+        let first = !inst.ready;
+        inst.ready = true;
+        self.start_waiting_senders(i);
+        if first || self.instances[i].signalled {
             self.start_ready_instances();
         }
     }
@@ -982,17 +1013,37 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
-    /// Whether a receiver of `i`'s signals is not running now.
-    fn receiver_down(&self, i: usize) -> bool {
-        self.signal_edges
-            .receivers_of(i)
-            .iter()
-            .any(|&r| !matches!(self.instances[r].state, State::Running { .. }))
+    /// Whether a receiver of `i`'s signals is not running, or not ready
+    /// in its current run, while it may still be: a sender is handed the
+    /// pid of a process that has installed its handlers. A receiver
+    /// finished for good does not make `i` wait (it cannot be given a pid,
+    /// so its start fails).
+    fn receiver_not_ready(&self, i: usize) -> bool {
+        self.signal_edges.receivers_of(i).iter().any(|&r| {
+            let receiver = &self.instances[r];
+            receiver.state != State::Finished
+                && !(matches!(receiver.state, State::Running { .. }) && receiver.ready_now)
+        })
     }
 
-    /// `i` was spawned as `pid`: records the receiver pids it was given,
-    /// restarts the running senders that know an older pid of `i`, and
-    /// starts the senders whose restart waited for `i`.
+    /// Receiver `r` is ready in its current run: senders whose restart
+    /// waited for it start now, with its pid.
+    fn start_waiting_senders(&mut self, r: usize) {
+        let senders = self.signal_edges.senders_of(r).to_vec();
+        for s in senders {
+            if self.shutdown.is_none()
+                && self.instances[s].state == State::Backoff
+                && self.instances[s].waiting_for_receiver
+                && !self.receiver_not_ready(s)
+            {
+                self.spawn(s);
+            }
+        }
+    }
+
+    /// `i` was spawned as `pid`: records the receiver pids it was given and
+    /// stops the running senders that know an older pid of `i`; they start
+    /// again once `i` is ready ([`Self::start_waiting_senders`]).
     fn track_signal_pids(&mut self, i: usize, pid: Pid) {
         if !self.signal_edges.any() {
             return;
@@ -1009,34 +1060,30 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.signal_edges.sender_started(pid, given);
         let senders = self.signal_edges.senders_of(i).to_vec();
         for s in senders {
-            match self.instances[s].state {
-                State::Running { pid: sender, .. }
-                    if !self.signal_edges.knows(sender, pid)
-                        && !self.instances[s].follow_receiver =>
-                {
-                    let process = &self.plan.processes[s];
-                    let signal =
-                        Signal::try_from(process.stop_signal.number).unwrap_or(Signal::SIGTERM);
-                    let grace = Duration::from_millis(process.stop_timeout_ms);
-                    let inst = &mut self.instances[s];
-                    inst.follow_receiver = true;
-                    inst.stop_requested = true;
-                    signal_group(sender, signal);
-                    self.timers.add(
-                        Instant::now() + grace,
-                        Deadline::StopGrace {
-                            instance: s,
-                            generation: inst.generation,
-                        },
-                    );
-                }
-                State::Backoff
-                    if self.instances[s].waiting_for_receiver && !self.receiver_down(s) =>
-                {
-                    self.spawn(s);
-                }
-                _ => {}
+            if let State::Running { pid: sender, .. } = self.instances[s].state
+                && !self.signal_edges.knows(sender, pid)
+                && !self.instances[s].follow_receiver
+            {
+                let process = &self.plan.processes[s];
+                let signal =
+                    Signal::try_from(process.stop_signal.number).unwrap_or(Signal::SIGTERM);
+                let grace = Duration::from_millis(process.stop_timeout_ms);
+                let inst = &mut self.instances[s];
+                inst.follow_receiver = true;
+                inst.stop_requested = true;
+                signal_group(sender, signal);
+                self.timers.add(
+                    Instant::now() + grace,
+                    Deadline::StopGrace {
+                        instance: s,
+                        generation: inst.generation,
+                    },
+                );
             }
+        }
+        // A receiver ready at spawn lets waiting senders start at once.
+        if self.instances[i].ready_now {
+            self.start_waiting_senders(i);
         }
     }
 
@@ -1072,8 +1119,9 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     /// Instance `i` was stopped because a receiver of its signals was
-    /// restarted: it starts again at once (outside the restart policy, so
-    /// its streak is untouched), to be given the receiver's new pid.
+    /// restarted: it starts again (outside the restart policy, so its
+    /// streak is untouched) as soon as that receiver is ready, to be given
+    /// its new pid.
     fn follow_receiver(&mut self, i: usize, name: &str, ending: Ending) {
         let inst = &mut self.instances[i];
         inst.follow_receiver = false;
@@ -1145,7 +1193,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     fn ready_timed_out(&mut self, i: usize, generation: u64) {
         let inst = &self.instances[i];
         if inst.generation != generation
-            || inst.ready
+            || inst.ready_now
             || self.shutdown.is_some()
             || !matches!(inst.state, State::Running { .. })
         {
@@ -1179,8 +1227,8 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
         if self.shutdown.is_some() {
             self.abandon_restart(i);
-        } else if self.receiver_down(i) {
-            // Resumed by `track_signal_pids` when it runs again.
+        } else if self.receiver_not_ready(i) {
+            // Resumed by `start_waiting_senders` when it is ready again.
             self.instances[i].waiting_for_receiver = true;
         } else {
             self.spawn(i);
