@@ -6,7 +6,8 @@
 
 mod support;
 
-use support::Scratch;
+use nix::sys::signal::Signal;
+use support::{Scratch, summary_line};
 
 fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
     text.lines()
@@ -80,5 +81,35 @@ signal = "SIGUSR1"
     );
     assert!(!stderr.contains("SIGUSR1"), "{stderr}");
     assert_eq!(finished.code, 0, "{stderr}");
+    assert!(scratch.runtime_entries().is_empty());
+}
+
+/// Item 5: SIGTERM while a process waits in its restart backoff: the run
+/// was interrupted (143), the pending restart never happened (not counted),
+/// and the process is reported as stopped, not as the failure that decides.
+#[test]
+fn sigterm_during_a_restart_backoff_exits_143_and_counts_no_restart() {
+    let mut scratch = Scratch::new("backoff-term");
+    let file = scratch.topology(
+        r#"
+name = "backoff-term"
+
+[process.bad]
+restart = "on-failure"
+restart_backoff = "20s"
+shell = 'echo "bad up"; exit 5'
+"#,
+    );
+    let mut live = scratch.live(&file);
+    live.wait_for_count("bad up", 1);
+    live.wait_for_stderr("bad: exited 5; restarting in 20000ms");
+    live.signal(Signal::SIGTERM);
+    let finished = live.finish();
+    assert_eq!(finished.code, 143, "{}", finished.stderr);
+    let summary = summary_line(&finished.stderr, "bad");
+    assert!(
+        summary.starts_with("bad: exited 5 (stopped), restarts 0,"),
+        "{summary}"
+    );
     assert!(scratch.runtime_entries().is_empty());
 }

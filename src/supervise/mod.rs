@@ -683,6 +683,10 @@ impl<R: Runtime> Supervisor<'_, R> {
             Ok(spawned) => {
                 let now = Instant::now();
                 let inst = &mut self.instances[i];
+                // A restart counts once it happened, not when scheduled.
+                if inst.state == State::Backoff {
+                    inst.restarts += 1;
+                }
                 inst.generation += 1;
                 inst.state = State::Running {
                     pid: spawned.pid,
@@ -1126,7 +1130,6 @@ impl<R: Runtime> Supervisor<'_, R> {
         let inst = &mut self.instances[i];
         inst.follow_receiver = false;
         inst.state = State::Backoff;
-        inst.restarts += 1;
         inst.ending = Some(ending.clone());
         self.message(&format!(
             "{name}: {ending}; restarting to learn the new pid of the process it signals"
@@ -1139,7 +1142,6 @@ impl<R: Runtime> Supervisor<'_, R> {
     fn schedule_restart(&mut self, i: usize, name: &str, ending: Ending, delay: Duration) {
         let inst = &mut self.instances[i];
         inst.state = State::Backoff;
-        inst.restarts += 1;
         inst.streak += 1;
         inst.ending = Some(ending.clone());
         self.message(&format!(
@@ -1323,8 +1325,9 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     /// The run stops while `i` waits to be restarted: it is finished with
-    /// the ending of its last run, a failure if that run failed (it ended on
-    /// its own, before any stop).
+    /// the ending of its last run, as stopped. Its restart policy had
+    /// answered that run's failure with a restart, so the failure decides
+    /// nothing; the stop, which cancels the restart, is ipc-run's doing.
     fn abandon_restart(&mut self, i: usize) {
         let ending = self.instances[i]
             .ending
@@ -1332,13 +1335,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             .unwrap_or_else(|| Ending::NotStarted("the run was stopping".into()));
         let inst = &mut self.instances[i];
         inst.state = State::Finished;
-        inst.failed = !ending.is_success();
-        if inst.failed {
-            self.failures.push(Failure {
-                instance: self.plan.processes[i].name.clone(),
-                code: ending.code(),
-            });
-        }
+        inst.failed = false;
+        inst.stopped = true;
         self.instances[i].ending = Some(ending);
         let name = self.name(i).to_owned();
         self.runtime.release_ends_of(&name);
