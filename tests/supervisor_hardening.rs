@@ -113,3 +113,101 @@ shell = 'echo "bad up"; exit 5'
     );
     assert!(scratch.runtime_entries().is_empty());
 }
+
+/// Item 6: the README's pipeline. `count` (the `exit_code_from` process)
+/// ends once `sevens` closed its output, which `sevens` does while ending
+/// on its own: it is reported as `exited 0`, never as stopped, every run.
+#[test]
+fn a_pipeline_stage_that_finishes_by_itself_is_reported_with_its_own_status() {
+    let scratch = Scratch::new("pipeline-own-status");
+    let file = std::path::Path::new(support::MANIFEST_DIR).join("topologies/pipeline.toml");
+    for run in 0..20 {
+        let finished = scratch.run(&file);
+        assert_eq!(finished.code, 0, "run {run}: {}", finished.stderr);
+        assert_eq!(finished.stdout_text().trim(), "40951");
+        for name in ["numbers", "sevens", "count"] {
+            let summary = summary_line(&finished.stderr, name);
+            assert!(
+                summary.starts_with(&format!("{name}: exited 0, ")),
+                "run {run}: {summary}"
+            );
+        }
+    }
+    assert!(scratch.runtime_entries().is_empty());
+}
+
+/// The state letter of `pid` in /proc, `None` once it is reaped.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Waits (on /proc, bounded) until `pid` is a zombie.
+fn wait_for_zombie(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while proc_state(pid) != Some('Z') {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} never became a zombie"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Reads a pid a process wrote to `path` (waiting for it, bounded).
+fn pid_in(path: &std::path::Path) -> i32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.strip_suffix('\n')?.parse().ok())
+        {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no pid in {path:?}");
+        std::thread::yield_now();
+    }
+}
+
+/// Item 6: exits reaped in one wake-up are handled in the order they
+/// happened. ipc-run is held with SIGSTOP while `late` (spawned first)
+/// exits 5 after `early` (spawned second) exited 7; the first failure in
+/// time is `early`'s.
+#[test]
+fn exits_reaped_together_are_handled_in_the_order_they_happened() {
+    let mut scratch = Scratch::new("exit-order");
+    let dir = scratch.dir.clone();
+    let file = scratch.topology(&format!(
+        r#"
+name = "exit-order"
+
+[process.late]
+shell = '''
+echo $$ > {dir}/late.pid.tmp && mv {dir}/late.pid.tmp {dir}/late.pid
+until [ -e {dir}/early.pid ]; do sleep 0.01; done
+early=$(cat {dir}/early.pid)
+until [ "$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' /proc/$early/status)" = Z ]; do sleep 0.01; done
+exit 5
+'''
+
+[process.early]
+shell = '''
+echo $$ > {dir}/early.pid.tmp && mv {dir}/early.pid.tmp {dir}/early.pid
+until [ -e {dir}/go ]; do sleep 0.01; done
+exit 7
+'''
+"#,
+        dir = dir.display()
+    ));
+    let live = scratch.live(&file);
+    let late = pid_in(&dir.join("late.pid"));
+    let early = pid_in(&dir.join("early.pid"));
+    live.signal(Signal::SIGSTOP);
+    std::fs::write(dir.join("go"), "").unwrap();
+    wait_for_zombie(early);
+    wait_for_zombie(late);
+    live.signal(Signal::SIGCONT);
+    let finished = live.finish();
+    assert_eq!(finished.code, 7, "{}", finished.stderr);
+    assert!(scratch.runtime_entries().is_empty());
+}

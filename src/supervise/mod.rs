@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, killpg};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
@@ -31,7 +32,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
-use crate::plan::{Plan, Readiness};
+use crate::plan::{End, FdRole, Plan, Readiness};
 use logs::{LineBuffer, LogWriter, Stream};
 use policy::Decision;
 use signal_edges::SignalEdges;
@@ -42,6 +43,11 @@ use timers::{Deadline, Timers};
 /// How long log pipes are still read after the last process ended, when a
 /// stray descendant keeps one open.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Longest a process whose turn to be stopped has come is left to end on
+/// its own, when it has already closed every channel end it writes (a
+/// pipeline stage finishing): at most its stop timeout.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bytes read from one log pipe per wake-up, so that one chatty process
 /// cannot starve the others.
@@ -263,6 +269,10 @@ struct Supervisor<'a, R: Runtime> {
     start_sequence: Vec<usize>,
     after: Vec<Vec<usize>>,
     by_pid: HashMap<Pid, usize>,
+    /// A pidfd per running process, registered in `exits` with its pid as
+    /// data: epoll's ready list keeps the order in which exits happened.
+    pidfds: HashMap<Pid, OwnedFd>,
+    exits: Epoll,
     streams: Vec<LogStream>,
     timers: Timers,
     signals: SignalFd,
@@ -346,12 +356,13 @@ fn supervise_blocked<R: Runtime>(
         TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
     )
     .map_err(setup("timerfd"))?;
+    let exits = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(setup("epoll"))?;
     let notify = own_notify_socket(runtime)?;
     let writer = log_writer(plan, options)?;
-    let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer);
+    let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, exits);
     // A SIGINT or SIGTERM that came while the run was being prepared stops
     // it before anything starts.
-    supervisor.read_signals();
+    supervisor.read_signals(false);
     supervisor.start_ready_instances();
     supervisor.event_loop()?;
     Ok(supervisor.outcome(options))
@@ -425,6 +436,7 @@ fn ending_of(status: WaitStatus) -> Option<(Pid, Ending)> {
 #[derive(Debug, Clone, Copy)]
 enum Source {
     Signals,
+    Exits,
     Timer,
     Notify,
     Ready(usize),
@@ -440,6 +452,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         timer: TimerFd,
         notify: Option<OwnedFd>,
         writer: LogWriter,
+        exits: Epoll,
     ) -> Supervisor<'a, R> {
         let index: HashMap<&str, usize> = plan
             .processes
@@ -478,6 +491,8 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             start_sequence,
             after,
             by_pid: HashMap::new(),
+            pidfds: HashMap::new(),
+            exits,
             streams: Vec::new(),
             timers: Timers::default(),
             signals,
@@ -522,7 +537,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
             }
             self.arm_timer()?;
-            let mut sources = vec![Source::Signals, Source::Timer];
+            let mut sources = vec![Source::Signals, Source::Exits, Source::Timer];
             if self.notify.is_some() {
                 sources.push(Source::Notify);
             }
@@ -537,10 +552,12 @@ impl<R: Runtime> Supervisor<'_, R> {
             // newline or datagram and exited is seen ready first.
             let mut log_events = Vec::new();
             let mut signals_ready = false;
+            let mut exits_ready = false;
             let mut timer_ready = false;
             for source in ready {
                 match source {
                     Source::Signals => signals_ready = true,
+                    Source::Exits => exits_ready = true,
                     Source::Timer => timer_ready = true,
                     Source::Notify => self.read_notify(),
                     Source::Ready(i) => self.read_ready_pipe(i),
@@ -553,8 +570,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
             // Whatever was relayed goes out before ipc-run waits again.
             self.writer.flush();
-            if signals_ready {
-                self.read_signals();
+            if signals_ready || exits_ready {
+                self.read_signals(exits_ready);
             }
             if timer_ready {
                 let _ = self.timer.wait();
@@ -599,6 +616,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             .map(|source| {
                 let fd = match *source {
                     Source::Signals => self.signals.as_fd(),
+                    Source::Exits => self.exits.0.as_fd(),
                     Source::Timer => self.timer.as_fd(),
                     Source::Notify => self.notify.as_ref().map(|fd| fd.as_fd()).unwrap_or_else(
                         // Only listed when present.
@@ -697,6 +715,14 @@ impl<R: Runtime> Supervisor<'_, R> {
                 inst.ready_now = false;
                 self.by_pid.insert(spawned.pid, i);
                 let pid = spawned.pid;
+                // Without a pidfd (a kernel before 5.3) the exit is still
+                // reaped, in pid order instead of exit order.
+                if let Ok(pidfd) = crate::sys::pidfd::pidfd_open(pid) {
+                    let event = EpollEvent::new(EpollFlags::EPOLLIN, pid.as_raw() as u64);
+                    if self.exits.add(&pidfd, event).is_ok() {
+                        self.pidfds.insert(pid, pidfd);
+                    }
+                }
                 if let Some(fd) = spawned.ready_fd {
                     set_nonblocking(fd.as_fd());
                     inst.ready_pipe = Some(fd);
@@ -755,6 +781,12 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     /// `i` is finished for good with `ending`.
     fn finish(&mut self, i: usize, ending: Ending, stopped: bool) {
+        self.finish_counting(i, ending, stopped, true);
+    }
+
+    /// `i` is finished for good with `ending`; unless `decides`, a failure
+    /// is reported but does not count for the exit status.
+    fn finish_counting(&mut self, i: usize, ending: Ending, stopped: bool, decides: bool) {
         let name = self.plan.processes[i].name.clone();
         let inst = &mut self.instances[i];
         inst.state = State::Finished;
@@ -765,7 +797,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             inst.failed = true;
         } else {
             inst.stopped = stopped;
-            inst.failed = !stopped && !ending.is_success();
+            inst.failed = decides && !stopped && !ending.is_success();
             if inst.failed {
                 self.failures.push(Failure {
                     instance: name.clone(),
@@ -883,8 +915,10 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     // ----- signals and exits ----------------------------------------------
 
-    fn read_signals(&mut self) {
-        let mut reap = false;
+    /// Reads the pending signals; reaps when a SIGCHLD came or `exited`
+    /// (a pidfd is readable).
+    fn read_signals(&mut self, exited: bool) {
+        let mut reap = exited;
         let mut others = Vec::new();
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
@@ -952,17 +986,36 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
+    /// Reaps what exited: first the supervised processes with a pidfd, in
+    /// the order they exited, then orphans and the rest.
     fn reap(&mut self) {
+        self.reap_in_exit_order();
         if self.signal_edges.careful_reaping() {
             self.reap_child_by_child();
             return;
         }
         loop {
-            match waitpid(
-                Pid::from_raw(-1),
-                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
-            ) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            // Look before reaping: a supervised process found here exited
+            // after the ready list was read, and is taken from it in order.
+            let peek = waitid(
+                Id::All,
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            );
+            let pid = match peek {
+                Ok(status) => match status.pid() {
+                    Some(pid) => pid,
+                    None => return,
+                },
+                Err(Errno::EINTR) => continue,
+                Err(_) => return,
+            };
+            if self.pidfds.contains_key(&pid) {
+                if !self.reap_in_exit_order() {
+                    self.reap_tracked(pid);
+                }
+                continue;
+            }
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
                 Ok(status) => {
                     if let Some((pid, ending)) = ending_of(status) {
                         // Unknown pids are orphaned descendants: reaped, done.
@@ -977,6 +1030,64 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
+    /// Handles the exits the pidfds report, in the order they happened.
+    /// Returns whether there was any.
+    fn reap_in_exit_order(&mut self) -> bool {
+        let mut any = false;
+        let mut events = [EpollEvent::empty(); 64];
+        loop {
+            let n = match self.exits.wait(&mut events, PollTimeout::ZERO) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(_) => 0,
+            };
+            if n == 0 {
+                return any;
+            }
+            for event in &events[..n] {
+                let pid = Pid::from_raw(event.data() as i32);
+                if self.pidfds.contains_key(&pid) {
+                    any = true;
+                    self.reap_tracked(pid);
+                }
+            }
+        }
+    }
+
+    /// Reaps the supervised process `pid` (observes it only, when its pid
+    /// is reserved for a signal sender) and handles its exit.
+    fn reap_tracked(&mut self, pid: Pid) {
+        let reserved = self.signal_edges.is_reserved(pid);
+        let status = if reserved {
+            waitid(
+                Id::Pid(pid),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            )
+        } else {
+            waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL))
+        };
+        let ending = match status {
+            Ok(status) => match ending_of(status) {
+                Some((_, ending)) => ending,
+                // Still running: a stale event.
+                None => return,
+            },
+            Err(Errno::EINTR) => return,
+            Err(_) => {
+                self.pidfds.remove(&pid);
+                return;
+            }
+        };
+        self.pidfds.remove(&pid);
+        if reserved {
+            self.signal_edges.hold(pid);
+        }
+        self.signal_edges.process_reaped(pid);
+        if let Some(i) = self.by_pid.remove(&pid) {
+            self.on_exit(i, ending);
+        }
+    }
+
     /// Reaping while some pid is reserved for a signal sender
     /// ([`signal_edges`]): `waitpid(-1)` could free a reserved pid, so every
     /// child is waited for by pid, reserved ones without being reaped.
@@ -988,7 +1099,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
         }
         for pid in pids {
-            if self.signal_edges.is_held(pid) {
+            // Those with a pidfd are taken from the ready list, in order.
+            if self.signal_edges.is_held(pid) || self.pidfds.contains_key(&pid) {
                 continue;
             }
             let reserved = self.signal_edges.is_reserved(pid);
@@ -1155,18 +1267,19 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// Instance `i` is not restarted: it is finished for good, which may
     /// let others start.
     fn finish_after_exit(&mut self, i: usize, name: &str, ending: Ending, exhausted: bool) {
-        // Ending on its own during a shutdown counts as stopped only when
-        // it failed: a peer being stopped (EPIPE, EOF) is the likely cause.
-        // A success is reported as such.
-        let stopped =
-            self.instances[i].stop_requested || (self.shutdown.is_some() && !ending.is_success());
+        // Ending on its own during a shutdown is reported as it ended, but
+        // a failure then does not decide the exit status: a peer being
+        // stopped (EPIPE, EOF) is the likely cause, and what ended the run
+        // is already known.
+        let stopped = self.instances[i].stop_requested;
+        let decides = stopped || self.shutdown.is_none();
         if exhausted {
             let limit = self.plan.processes[i].restart.limit;
             self.message(&format!(
                 "{name}: {ending}; restart limit {limit} reached, not restarting"
             ));
         }
-        self.finish(i, ending, stopped);
+        self.finish_counting(i, ending, stopped, decides);
         self.start_ready_instances();
     }
 
@@ -1184,6 +1297,10 @@ impl<R: Runtime> Supervisor<'_, R> {
                     instance,
                     generation,
                 } => self.stop_grace_over(instance, generation),
+                Deadline::Settle {
+                    instance,
+                    generation,
+                } => self.settle_over(instance, generation),
                 Deadline::Drain => {}
             }
         }
@@ -1291,22 +1408,21 @@ impl<R: Runtime> Supervisor<'_, R> {
             let escalated = shutdown.escalated;
             match self.instances[i].state {
                 State::Running { pid, .. } => {
-                    let process = &self.plan.processes[i];
-                    let inst = &mut self.instances[i];
-                    inst.stop_requested = true;
-                    let signal = if escalated {
-                        Signal::SIGKILL
+                    if !escalated && self.finished_its_output(i, pid) {
+                        // Ending on its own: left to do so, for a while.
+                        let process = &self.plan.processes[i];
+                        let settle =
+                            SETTLE_TIMEOUT.min(Duration::from_millis(process.stop_timeout_ms));
+                        self.timers.add(
+                            Instant::now() + settle,
+                            Deadline::Settle {
+                                instance: i,
+                                generation: self.instances[i].generation,
+                            },
+                        );
                     } else {
-                        Signal::try_from(process.stop_signal.number).unwrap_or(Signal::SIGTERM)
-                    };
-                    signal_group(pid, signal);
-                    self.timers.add(
-                        Instant::now() + Duration::from_millis(process.stop_timeout_ms),
-                        Deadline::StopGrace {
-                            instance: i,
-                            generation: inst.generation,
-                        },
-                    );
+                        self.send_stop(i, pid, escalated);
+                    }
                     return;
                 }
                 State::Pending => {
@@ -1321,6 +1437,68 @@ impl<R: Runtime> Supervisor<'_, R> {
                 State::Backoff => self.abandon_restart(i),
                 State::Finished => {}
             }
+        }
+    }
+
+    /// Sends instance `i` (running as `pid`) its stop signal (SIGKILL once
+    /// escalated) and arms its grace.
+    fn send_stop(&mut self, i: usize, pid: Pid, escalated: bool) {
+        let process = &self.plan.processes[i];
+        let inst = &mut self.instances[i];
+        inst.stop_requested = true;
+        let signal = if escalated {
+            Signal::SIGKILL
+        } else {
+            Signal::try_from(process.stop_signal.number).unwrap_or(Signal::SIGTERM)
+        };
+        signal_group(pid, signal);
+        self.timers.add(
+            Instant::now() + Duration::from_millis(process.stop_timeout_ms),
+            Deadline::StopGrace {
+                instance: i,
+                generation: inst.generation,
+            },
+        );
+    }
+
+    /// Whether `i` (running as `pid`) has closed every channel end it
+    /// writes, as a pipeline stage does while it ends: its readers may
+    /// already have seen EOF and ended, and a stop signal now would kill a
+    /// process that is finishing on its own. Read from `/proc/PID/fd`; an
+    /// fd that cannot be read (another user's process) counts as open.
+    fn finished_its_output(&self, i: usize, pid: Pid) -> bool {
+        let mut writes = self.plan.processes[i]
+            .fds
+            .iter()
+            .filter(|slot| {
+                matches!(
+                    slot.role,
+                    FdRole::Channel {
+                        end: End::Write,
+                        ..
+                    }
+                )
+            })
+            .peekable();
+        writes.peek().is_some()
+            && writes.all(|slot| {
+                std::fs::symlink_metadata(format!("/proc/{pid}/fd/{}", slot.fd))
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            })
+    }
+
+    /// Run `generation` of `i` was left to end on its own during a
+    /// shutdown and did not: it gets its stop signal now.
+    fn settle_over(&mut self, i: usize, generation: u64) {
+        if self.instances[i].generation != generation {
+            return;
+        }
+        let State::Running { pid, .. } = self.instances[i].state else {
+            return;
+        };
+        let escalated = self.shutdown.as_ref().is_some_and(|s| s.escalated);
+        if !self.instances[i].stop_requested {
+            self.send_stop(i, pid, escalated);
         }
     }
 

@@ -8,6 +8,7 @@
 //! - [`bench`]: message queue send/receive and `sigtimedwait` for
 //!   `ipc-run bench`.
 //! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
+//! - [`pidfd`]: `pidfd_open(2)`, for exits in the order they happened.
 //! - [`ring`]: the shared-memory ring's mapping, atomics, futexes and
 //!   producer lock (`docs/shm-ring.md`).
 //! - [`spawn`]: the allocation-free child path (`clone(2)` with
@@ -22,6 +23,7 @@ pub mod bench;
 pub mod fd;
 pub mod inherited;
 pub mod ipc;
+pub mod pidfd;
 pub mod ring;
 pub mod signals;
 pub mod spawn;
