@@ -1,7 +1,8 @@
 //! The supervisor: runs a launched plan as one unit.
 //!
-//! One thread, one `poll(2)` over a signalfd (SIGCHLD, SIGINT, SIGTERM and the
-//! forwardable signals, blocked in the calling thread), a timerfd for every
+//! One thread, one `poll(2)` over a signalfd (every catchable signal but job
+//! control and faults, blocked in the calling thread), an epoll set of
+//! pidfds (exits in the order they happened), a timerfd for every
 //! deadline, the notify socket, readiness pipes and the log pipes. Nothing
 //! wakes it but an event, so it uses no CPU while the processes are idle.
 //! `docs/supervision.md` states the semantics: start order and readiness,
@@ -61,6 +62,38 @@ const FORWARDABLE: [Signal; 4] = [
     Signal::SIGUSR2,
     Signal::SIGWINCH,
 ];
+
+/// Signals that stop the run gracefully, as SIGTERM does (exit status
+/// 128+n): the interrupts, and the ones whose default action would end
+/// ipc-run without cleanup but that mean "stop" (a quit key, an external
+/// abort, a power failure, the soft CPU limit).
+const STOP_SIGNALS: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGQUIT,
+    Signal::SIGABRT,
+    Signal::SIGPWR,
+    Signal::SIGXCPU,
+];
+
+/// Signals left at their default action: job control (stopping and
+/// continuing ipc-run is the shell's business) and the faults, which mean a
+/// bug in ipc-run itself (a blocked fault signal kills anyway).
+const DEFAULT_ACTION: [Signal; 8] = [
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGCONT,
+    Signal::SIGSEGV,
+    Signal::SIGBUS,
+    Signal::SIGFPE,
+    Signal::SIGILL,
+];
+
+/// The same stop signal again from the leader of ipc-run's process group
+/// within this window is one request, not a second interrupt: `timeout`
+/// signals its child and then its process group, which it leads.
+const REPEAT_WINDOW: Duration = Duration::from_secs(1);
 
 /// Whether to colour the name prefixes of relayed lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -285,6 +318,9 @@ struct Supervisor<'a, R: Runtime> {
     failures: Vec<Failure>,
     shutdown: Option<Shutdown>,
     interrupted_by: Option<i32>,
+    /// The last stop signal read: its number, its sender's pid (0 from the
+    /// kernel, e.g. a terminal's ^C) and when.
+    last_stop_signal: Option<(i32, u32, Instant)>,
     drain_deadline: Option<Instant>,
     scratch: Vec<u8>,
     signal_edges: SignalEdges,
@@ -300,8 +336,9 @@ mod launcher;
 /// Supervises `plan` with processes spawned by `runtime` until the run ends.
 /// The caller prepares and cleans up the runtime.
 ///
-/// Blocks SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH in
-/// the calling thread for the duration and reads them from a signalfd:
+/// Blocks every catchable signal but job control and faults
+/// ([`supervised_signals`]) in the calling thread for the duration and
+/// reads them from a signalfd:
 /// call it from the main thread before any other thread exists (as the CLI
 /// does), or those signals may be delivered to another thread and missed.
 /// Makes the process a child subreaper and reaps every child it gets
@@ -323,14 +360,18 @@ pub fn supervise<R: Runtime>(
     result
 }
 
-/// The signals the supervisor blocks and reads from its signalfd.
+/// The signals the supervisor blocks and reads from its signalfd: every
+/// catchable one (real-time signals included) but those left at their
+/// default action. Each read signal stops the run ([`STOP_SIGNALS`]), is
+/// forwarded ([`FORWARDABLE`]), reaps (SIGCHLD) or is ignored; none can
+/// end ipc-run without cleanup.
 fn supervised_signals() -> SigSet {
-    let mut mask = SigSet::empty();
-    for signal in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM]
+    let mut mask = SigSet::all();
+    for signal in DEFAULT_ACTION
         .into_iter()
-        .chain(FORWARDABLE)
+        .chain([Signal::SIGKILL, Signal::SIGSTOP])
     {
-        mask.add(signal);
+        mask.remove(signal);
     }
     mask
 }
@@ -503,6 +544,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             failures: Vec::new(),
             shutdown: None,
             interrupted_by: None,
+            last_stop_signal: None,
             drain_deadline: None,
             scratch: vec![0; READ_SIZE],
             signal_edges,
@@ -923,7 +965,8 @@ impl<R: Runtime> Supervisor<'_, R> {
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => reap = true,
-                Ok(signal) => others.push(signal),
+                Ok(signal) => others.push((signal, info.ssi_pid)),
+                // Real-time signals: ignored.
                 Err(_) => {}
             }
         }
@@ -934,12 +977,35 @@ impl<R: Runtime> Supervisor<'_, R> {
             self.read_notify();
             self.reap();
         }
-        for signal in others {
-            match signal {
-                Signal::SIGINT | Signal::SIGTERM => self.on_interrupt(signal),
-                other => self.forward(other),
+        for (signal, sender) in others {
+            if STOP_SIGNALS.contains(&signal) {
+                if !self.is_repeat(signal, sender) {
+                    self.on_interrupt(signal);
+                }
+            } else if FORWARDABLE.contains(&signal) {
+                self.forward(signal);
             }
+            // Any other signal is ignored (docs/supervision.md, "Signals").
         }
+    }
+
+    /// Whether stop signal `signal` from process `sender` repeats the last
+    /// one as a process-group signal does: same signal, from the same
+    /// process, which leads ipc-run's process group (`timeout`), within
+    /// [`REPEAT_WINDOW`]. A second ^C (from the kernel) or a signal from
+    /// any other process is a second interrupt. Records it either way.
+    fn is_repeat(&mut self, signal: Signal, sender: u32) -> bool {
+        let now = Instant::now();
+        let group_leader = nix::unistd::getpgrp();
+        let repeat = self.last_stop_signal.is_some_and(|(last, from, at)| {
+            last == signal as i32
+                && from == sender
+                && i32::try_from(sender).is_ok_and(|pid| pid == group_leader.as_raw())
+                && group_leader != nix::unistd::getpid()
+                && now - at < REPEAT_WINDOW
+        });
+        self.last_stop_signal = Some((signal as i32, sender, now));
+        repeat
     }
 
     fn forward(&mut self, signal: Signal) {
