@@ -359,3 +359,57 @@ wait $pid
     assert_eq!(code, 143, "{stderr}");
     assert!(scratch.runtime_entries().is_empty());
 }
+
+/// Item 3 (and issue 14's non-blocking relay): a reader that stops reading
+/// ipc-run's stdout does not stop ipc-run from handling signals. The
+/// producer blocks on its own pipe (back-pressure, nothing lost), and
+/// SIGTERM still stops the run and cleans up.
+#[test]
+fn a_stalled_stdout_reader_does_not_stop_sigterm_from_working() {
+    use std::process::Stdio;
+    let mut scratch = Scratch::new("stalled-stdout");
+    let pid_file = scratch.dir.join("chatty.pid");
+    let file = scratch.topology(&format!(
+        r#"
+name = "stalled-stdout"
+
+[process.chatty]
+shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed-output'
+"#,
+        pid = pid_file.display()
+    ));
+    let mut command = scratch.run_command(&file);
+    let stderr_file = std::fs::File::create(scratch.dir.join("stderr")).unwrap();
+    // stdout is a pipe nobody reads; it fills and stays full.
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(stderr_file)
+        .spawn()
+        .unwrap();
+    let chatty = pid_in(&pid_file);
+    // `yes` blocks writing once every buffer between it and the stalled
+    // reader is full.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/{chatty}/wchan")).unwrap_or_default();
+        let state = proc_state(chatty);
+        if wchan == "pipe_write" || (state == Some('S') && wchan.contains("pipe")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "yes never blocked: {wchan}"
+        );
+        std::thread::yield_now();
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let code = support::wait_with_timeout(&mut child, std::time::Instant::now());
+    drop(child.stdout.take());
+    let stderr = std::fs::read_to_string(scratch.dir.join("stderr")).unwrap();
+    assert_eq!(code, 143, "{stderr}");
+    assert!(scratch.runtime_entries().is_empty(), "{stderr}");
+}

@@ -432,12 +432,8 @@ fn own_notify_socket<R: Runtime>(runtime: &R) -> Result<Option<OwnedFd>, Supervi
 /// The writer of relayed lines and messages, on copies of ipc-run's
 /// stdout and stderr (and into `log_dir` when set).
 fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseError> {
-    let dup = |fd: BorrowedFd<'_>| {
-        fd.try_clone_to_owned()
-            .map_err(setup_io("duplicating stdout/stderr"))
-    };
-    let stdout = dup(std::io::stdout().as_fd())?;
-    let stderr = dup(std::io::stderr().as_fd())?;
+    let stdout = own_output(std::io::stdout().as_fd())?;
+    let stderr = own_output(std::io::stderr().as_fd())?;
     let color = [
         options.color.resolve(stdout.as_fd()),
         options.color.resolve(stderr.as_fd()),
@@ -450,6 +446,29 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
             .map_err(SuperviseError::Prepare),
         None => Ok(writer),
     }
+}
+
+/// ipc-run's own handle on one of its outputs. A pipe or terminal is
+/// opened again through `/proc/self/fd`, which gives an open file
+/// description of ipc-run's own, made non-blocking: O_NONBLOCK on the
+/// shared one would reach the processes wired to the same stream. Anything
+/// else (a regular file, which does not block; a socket; a pipe without a
+/// reader, which cannot be opened) is duplicated as it is.
+fn own_output(fd: BorrowedFd<'_>) -> Result<OwnedFd, SuperviseError> {
+    use nix::sys::stat::SFlag;
+    use std::os::fd::AsRawFd;
+    if let Ok(stat) = nix::sys::stat::fstat(fd) {
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFIFO || kind == SFlag::S_IFCHR {
+            let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+            if let Ok(own) = nix::fcntl::open(path.as_str(), flags, nix::sys::stat::Mode::empty()) {
+                return Ok(own);
+            }
+        }
+    }
+    fd.try_clone_to_owned()
+        .map_err(setup_io("duplicating stdout/stderr"))
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>) {
@@ -482,6 +501,8 @@ enum Source {
     Notify,
     Ready(usize),
     Log(usize),
+    /// One of ipc-run's outputs, while records wait for it (POLLOUT).
+    Output(Stream),
 }
 
 impl<'a, R: Runtime> Supervisor<'a, R> {
@@ -588,7 +609,22 @@ impl<R: Runtime> Supervisor<'_, R> {
                     sources.push(Source::Ready(i));
                 }
             }
-            sources.extend((0..self.streams.len()).map(Source::Log));
+            // A stalled output is not fed: its processes wait on their
+            // pipes (back-pressure) while everything else goes on.
+            let stalled = [
+                self.writer.stalled(Stream::Stdout),
+                self.writer.stalled(Stream::Stderr),
+            ];
+            sources.extend(
+                (0..self.streams.len())
+                    .filter(|&s| !stalled[self.streams[s].stream as usize])
+                    .map(Source::Log),
+            );
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                if self.writer.backlog(stream) > 0 {
+                    sources.push(Source::Output(stream));
+                }
+            }
             let ready = self.wait(&sources)?;
             // Readiness and logs before exits: a child that wrote its
             // newline or datagram and exited is seen ready first.
@@ -604,6 +640,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                     Source::Notify => self.read_notify(),
                     Source::Ready(i) => self.read_ready_pipe(i),
                     Source::Log(s) => log_events.push(s),
+                    Source::Output(_) => {}
                 }
             }
             // Highest index first so removals keep the others valid.
@@ -670,6 +707,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                         .map(|fd| fd.as_fd())
                         .unwrap_or_else(|| self.signals.as_fd()),
                     Source::Log(s) => self.streams[s].fd.as_fd(),
+                    Source::Output(stream) => {
+                        return PollFd::new(self.writer.output(stream), PollFlags::POLLOUT);
+                    }
                 };
                 PollFd::new(fd, PollFlags::POLLIN)
             })
@@ -1670,6 +1710,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 self.writer.message(&line.to_string());
             }
         }
+        // A stalled reader gets a bounded wait, then what it did not take
+        // is counted as lost: ipc-run still ends and cleans up.
+        self.writer.finish(Instant::now() + DRAIN_TIMEOUT);
         if self.writer.write_errors > 0 {
             let errors = self.writer.write_errors;
             self.message(&format!("{errors} log record(s) could not be written"));
