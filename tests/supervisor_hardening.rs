@@ -413,3 +413,57 @@ shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed
     assert_eq!(code, 143, "{stderr}");
     assert!(scratch.runtime_entries().is_empty(), "{stderr}");
 }
+
+/// Newcomer item: a readiness timeout says what was awaited and what was
+/// seen, once (not `not ready: not ready within …`).
+#[test]
+fn a_readiness_timeout_says_what_was_awaited_and_what_was_seen() {
+    let mut scratch = Scratch::new("ready-why");
+    let file = scratch.topology(
+        r#"
+name = "ready-why"
+
+[process.quiet]
+ready = "notify"
+ready_timeout = "300ms"
+shell = 'exec sleep 30'
+
+[process.partial]
+ready = { fd = 5 }
+ready_timeout = "300ms"
+shell = 'printf abc >&5; exec 5>&-; exec sleep 30'
+
+[process.client]
+after = ["quiet", "partial"]
+cmd = ["true"]
+"#,
+    );
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 3, "{}", finished.stderr);
+    assert!(
+        !finished.stderr.contains("not ready: not ready"),
+        "{}",
+        finished.stderr
+    );
+    let timed_out = |name: &str| {
+        let summary = summary_line(&finished.stderr, name);
+        summary.contains("not ready: ").then_some(summary)
+    };
+    let quiet = timed_out("quiet");
+    let partial = timed_out("partial");
+    assert!(quiet.is_some() || partial.is_some(), "{}", finished.stderr);
+    if let Some(quiet) = quiet {
+        assert!(
+            quiet.contains("no READY=1 on $NOTIFY_SOCKET within 300ms")
+                && quiet.contains("received nothing"),
+            "{quiet}"
+        );
+    }
+    if let Some(partial) = partial {
+        assert!(
+            partial.contains("no newline on fd 5 within 300ms")
+                && partial.contains("3 bytes without a newline, then fd 5 was closed"),
+            "{partial}"
+        );
+    }
+}

@@ -237,6 +237,8 @@ struct Instance {
     stopped: bool,
     failed: bool,
     ready_pipe: Option<OwnedFd>,
+    /// What its current run showed of readiness, for a timeout's message.
+    ready_seen: ReadySeen,
     /// Someone waits on its readiness (`after`, or a sender of signals).
     awaited: bool,
     /// Some process signals it: the readiness of each of its runs is
@@ -266,10 +268,62 @@ impl Instance {
             stopped: false,
             failed: false,
             ready_pipe: None,
+            ready_seen: ReadySeen::default(),
             awaited: awaited || signalled,
             signalled,
             follow_receiver: false,
             waiting_for_receiver: false,
+        }
+    }
+}
+
+/// What a run showed of its readiness before it was ready.
+#[derive(Debug, Default)]
+struct ReadySeen {
+    /// Bytes read from the readiness fd, none of them a newline.
+    bytes: usize,
+    /// The readiness fd was closed (EOF).
+    closed: bool,
+    /// Notify datagrams without `READY=1`.
+    datagrams: u32,
+    /// The last `STATUS=` among them.
+    status: Option<String>,
+}
+
+impl ReadySeen {
+    /// Why a run was not ready within `timeout_ms`: what was awaited, and
+    /// what was seen instead.
+    fn why(&self, ready: &Readiness, timeout_ms: u64) -> String {
+        let within = format!("{timeout_ms}ms");
+        let seen = self.seen(ready);
+        match ready {
+            Readiness::Notify => format!("no READY=1 on $NOTIFY_SOCKET within {within}; {seen}"),
+            Readiness::Fd { fd } => format!("no newline on fd {fd} within {within}; {seen}"),
+            Readiness::Started => format!("not started within {within}"),
+        }
+    }
+
+    /// What was seen instead of the readiness awaited.
+    fn seen(&self, ready: &Readiness) -> String {
+        match ready {
+            Readiness::Notify => match (self.datagrams, &self.status) {
+                (0, _) => "received nothing".to_owned(),
+                (n, None) => format!("received {n} datagram(s) without READY=1"),
+                (n, Some(status)) => {
+                    format!("received {n} datagram(s) without READY=1, the last STATUS={status}")
+                }
+            },
+            Readiness::Fd { fd } => {
+                let mut seen = match self.bytes {
+                    0 => "nothing written".to_owned(),
+                    n => format!("{n} bytes without a newline"),
+                };
+                if self.closed {
+                    seen.push_str(&format!(", then fd {fd} was closed"));
+                }
+                seen
+            }
+            Readiness::Started => String::new(),
         }
     }
 }
@@ -795,6 +849,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 inst.stop_requested = false;
                 inst.waiting_for_receiver = false;
                 inst.ready_now = false;
+                inst.ready_seen = ReadySeen::default();
                 self.by_pid.insert(spawned.pid, i);
                 let pid = spawned.pid;
                 // Without a pidfd (a kernel before 5.3) the exit is still
@@ -918,14 +973,15 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     fn read_ready_pipe(&mut self, i: usize) {
-        let Some(fd) = self.instances[i].ready_pipe.as_ref() else {
-            return;
-        };
         let mut buf = [0u8; 512];
         loop {
+            let Some(fd) = self.instances[i].ready_pipe.as_ref() else {
+                return;
+            };
             match nix::unistd::read(fd, &mut buf) {
                 Ok(0) => {
                     self.instances[i].ready_pipe = None;
+                    self.instances[i].ready_seen.closed = true;
                     return;
                 }
                 Ok(n) => {
@@ -935,6 +991,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                         self.mark_ready(i);
                         return;
                     }
+                    self.instances[i].ready_seen.bytes += n;
                 }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => return,
@@ -953,10 +1010,17 @@ impl<R: Runtime> Supervisor<'_, R> {
             };
             match notify::receive(socket.as_fd()) {
                 Ok(Some((pid, message))) => {
-                    if message.ready
-                        && let Some(i) = self.instance_of_sender(pid, message.main_pid)
-                    {
+                    let Some(i) = self.instance_of_sender(pid, message.main_pid) else {
+                        continue;
+                    };
+                    if message.ready {
                         self.mark_ready(i);
+                    } else if !self.instances[i].ready_now {
+                        let seen = &mut self.instances[i].ready_seen;
+                        seen.datagrams += 1;
+                        if message.status.is_some() {
+                            seen.status = message.status;
+                        }
                     }
                 }
                 Ok(None) => return,
@@ -1425,17 +1489,20 @@ impl<R: Runtime> Supervisor<'_, R> {
             return;
         }
         let process = &self.plan.processes[i];
-        let why = format!(
-            "not ready within {}ms (ready = {})",
+        let why = inst
+            .ready_seen
+            .why(&process.ready, process.ready_timeout_ms);
+        let seen = inst.ready_seen.seen(&process.ready);
+        let name = process.name.clone();
+        self.message(&format!(
+            "{name}: not ready within {}ms (ready = {}): {seen}",
             process.ready_timeout_ms,
             match process.ready {
                 Readiness::Started => "started".to_owned(),
                 Readiness::Notify => "notify".to_owned(),
                 Readiness::Fd { fd } => format!("{{ fd = {fd} }}"),
             }
-        );
-        let name = process.name.clone();
-        self.message(&format!("{name}: {why}"));
+        ));
         self.failures.push(Failure {
             instance: name,
             code: LAUNCH_FAILURE,
