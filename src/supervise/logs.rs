@@ -8,15 +8,21 @@
 //! concatenation of its `|` record and the `+` records after it. A last line
 //! without a newline is flushed at EOF with a newline added.
 //!
-//! Output uses blocking writes. Records are gathered per output stream into
-//! batches of whole records of at most `PIPE_BUF` bytes, each written with one
-//! `write(2)`, and flushed before ipc-run waits again: a batch on a pipe is
-//! atomic, so records never interleave with each other or with the writes
-//! of a process wired to the same stream, and a chatty process costs one
-//! system call per batch rather than per line. A record longer than a batch
-//! is written on its own, with one `write(2)` where the kernel allows. Write errors
-//! (`/dev/full`, a closed pipe: SIGPIPE is ignored in ipc-run) are counted and
-//! the record is dropped; the run goes on.
+//! Output never blocks the event loop. Records are queued per output stream
+//! and written in batches of whole records of at most `PIPE_BUF` bytes, each
+//! with one `write(2)`, as far as the output takes them before ipc-run waits
+//! again: a batch on a pipe is atomic, so records never interleave with each
+//! other or with the writes of a process wired to the same stream, and a
+//! chatty process costs one system call per batch rather than per line. A
+//! record longer than a batch is written on its own. The supervisor writes
+//! to a pipe or terminal through an open file description of its own, made
+//! non-blocking (processes wired to the same stream keep theirs blocking);
+//! it waits for POLLOUT in its poll set while a queue is not empty, and
+//! stops reading the processes' pipes while a queue holds more than
+//! [`HIGH_WATER`] bytes, so a stalled reader holds the processes back
+//! (losslessly) instead of ipc-run. Write errors (`/dev/full`, a closed
+//! pipe: SIGPIPE is ignored in ipc-run) are counted and the record is
+//! dropped; the run goes on.
 //!
 //! With a log directory (`ipc-run run --log-dir DIR`), each instance's
 //! streams are also appended, unprefixed and byte-exact, to
@@ -36,6 +42,10 @@ pub const CHUNK: usize = 64 * 1024;
 /// Largest batch of records written at once: `PIPE_BUF`, so that a batch
 /// written to a pipe arrives whole.
 const BATCH: usize = 4096;
+
+/// Bytes queued for one of ipc-run's outputs above which the supervisor
+/// stops reading the processes' pipes that feed it.
+pub const HIGH_WATER: usize = 256 * 1024;
 
 /// One record cut from a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,8 +192,9 @@ pub struct LogWriter {
     /// Per instance: the padded name, plain and coloured.
     names: Vec<(String, String)>,
     scratch: Vec<u8>,
-    /// Per output stream: whole records not written yet (at most [`BATCH`]).
-    pending: [Vec<u8>; 2],
+    /// Per output stream: whole records not written yet, from `sent` on.
+    queue: [Vec<u8>; 2],
+    sent: [usize; 2],
     /// Records that could not be written (EPIPE, ENOSPC, ...).
     pub write_errors: u64,
 }
@@ -209,7 +220,8 @@ impl LogWriter {
             files: Vec::new(),
             names,
             scratch: Vec::with_capacity(CHUNK + 128),
-            pending: [Vec::with_capacity(BATCH), Vec::with_capacity(BATCH)],
+            queue: [Vec::with_capacity(BATCH), Vec::with_capacity(BATCH)],
+            sent: [0, 0],
             write_errors: 0,
         }
     }
@@ -260,72 +272,119 @@ impl LogWriter {
         {
             self.write_errors += 1;
         }
-        let name_len = {
-            let (plain, coloured) = &self.names[instance];
-            if self.color[slot] {
-                coloured.len()
-            } else {
-                plain.len()
-            }
-        };
         let marker: &[u8] = if record.starts_line { b" | " } else { b" + " };
-        let len = name_len + marker.len() + record.bytes.len() + 1;
-        if self.pending[slot].len() + len > BATCH {
-            self.flush_stream(slot);
-        }
         let (plain, coloured) = &self.names[instance];
         let name = if self.color[slot] {
             coloured.as_bytes()
         } else {
             plain.as_bytes()
         };
-        // Built in place: into the batch, or alone when it exceeds one.
-        let out = if len > BATCH {
-            self.scratch.clear();
-            &mut self.scratch
-        } else {
-            &mut self.pending[slot]
-        };
+        let out = &mut self.queue[slot];
         out.extend_from_slice(name);
         out.extend_from_slice(marker);
         out.extend_from_slice(record.bytes);
         out.push(b'\n');
-        if len > BATCH && write_all(self.out[slot].as_fd(), &self.scratch).is_err() {
-            self.write_errors += 1;
-        }
     }
 
-    /// Writes the records gathered so far; call before waiting for more.
+    /// Bytes queued for output `stream`, not written yet.
+    pub fn backlog(&self, stream: Stream) -> usize {
+        let slot = stream as usize;
+        self.queue[slot].len() - self.sent[slot]
+    }
+
+    /// Whether the queue of `stream` is over [`HIGH_WATER`]: the pipes that
+    /// feed it are not read until it drains.
+    pub fn stalled(&self, stream: Stream) -> bool {
+        self.backlog(stream) > HIGH_WATER
+    }
+
+    /// The fd of output `stream`, to wait for POLLOUT on.
+    pub fn output(&self, stream: Stream) -> BorrowedFd<'_> {
+        self.out[stream as usize].as_fd()
+    }
+
+    /// Writes what the outputs take now, without blocking on a
+    /// non-blocking output; call before waiting for more.
     pub fn flush(&mut self) {
         self.flush_stream(0);
         self.flush_stream(1);
     }
 
     fn flush_stream(&mut self, slot: usize) {
-        if self.pending[slot].is_empty() {
-            return;
+        loop {
+            let rest = &self.queue[slot][self.sent[slot]..];
+            if rest.is_empty() {
+                self.queue[slot].clear();
+                self.sent[slot] = 0;
+                return;
+            }
+            // Whole records of at most a batch; a longer record alone.
+            let window = &rest[..rest.len().min(BATCH)];
+            let len = match memchr::memrchr(b'\n', window) {
+                Some(end) => end + 1,
+                None => memchr::memchr(b'\n', rest).map_or(rest.len(), |end| end + 1),
+            };
+            match nix::unistd::write(self.out[slot].as_fd(), &rest[..len]) {
+                Ok(0) => self.drop_queue(slot),
+                Ok(n) => self.sent[slot] += n,
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => {
+                    // Compact once the written part dominates.
+                    if self.sent[slot] > self.queue[slot].len() / 2 {
+                        self.queue[slot].drain(..self.sent[slot]);
+                        self.sent[slot] = 0;
+                    }
+                    return;
+                }
+                Err(_) => self.drop_queue(slot),
+            }
         }
-        // A failed batch is counted once per record it held.
-        if write_all(self.out[slot].as_fd(), &self.pending[slot]).is_err() {
-            self.write_errors += memchr::memchr_iter(b'\n', &self.pending[slot]).count() as u64;
-        }
-        self.pending[slot].clear();
     }
 
-    /// Writes a line of ipc-run's own (a summary, a message) to stderr.
-    pub fn message(&mut self, line: &str) {
-        self.flush();
-        let mut text = line.as_bytes().to_vec();
-        text.push(b'\n');
-        if write_all(self.out[1].as_fd(), &text).is_err() {
-            self.write_errors += 1;
+    /// The output failed: the queued records are dropped and counted.
+    fn drop_queue(&mut self, slot: usize) {
+        let rest = &self.queue[slot][self.sent[slot]..];
+        self.write_errors += memchr::memchr_iter(b'\n', rest).count() as u64;
+        self.queue[slot].clear();
+        self.sent[slot] = 0;
+    }
+
+    /// Writes what is queued, waiting for the outputs until `deadline`;
+    /// what is left then is dropped and counted (a reader that stopped
+    /// reading must not keep ipc-run from ending and cleaning up).
+    pub fn finish(&mut self, deadline: std::time::Instant) {
+        for slot in 0..2 {
+            self.flush_stream(slot);
+            while self.sent[slot] < self.queue[slot].len() {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+                if left.is_zero() {
+                    break;
+                }
+                let mut fds = [PollFd::new(self.out[slot].as_fd(), PollFlags::POLLOUT)];
+                match nix::poll::poll(&mut fds, timeout) {
+                    Ok(_) | Err(Errno::EINTR) => self.flush_stream(slot),
+                    Err(_) => break,
+                }
+            }
+            if self.sent[slot] < self.queue[slot].len() {
+                self.drop_queue(slot);
+            }
         }
+    }
+
+    /// Queues a line of ipc-run's own (a summary, a message) for stderr.
+    pub fn message(&mut self, line: &str) {
+        let out = &mut self.queue[1];
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+        self.flush();
     }
 }
 
 impl Drop for LogWriter {
     fn drop(&mut self) {
-        self.flush();
+        self.finish(std::time::Instant::now() + super::DRAIN_TIMEOUT);
     }
 }
 

@@ -1,7 +1,8 @@
 //! The supervisor: runs a launched plan as one unit.
 //!
-//! One thread, one `poll(2)` over a signalfd (SIGCHLD, SIGINT, SIGTERM and the
-//! forwardable signals, blocked in the calling thread), a timerfd for every
+//! One thread, one `poll(2)` over a signalfd (every catchable signal but job
+//! control and faults, blocked in the calling thread), an epoll set of
+//! pidfds (exits in the order they happened), a timerfd for every
 //! deadline, the notify socket, readiness pipes and the log pipes. Nothing
 //! wakes it but an event, so it uses no CPU while the processes are idle.
 //! `docs/supervision.md` states the semantics: start order and readiness,
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, killpg};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
@@ -31,7 +33,7 @@ use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFl
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
-use crate::plan::{Plan, Readiness};
+use crate::plan::{End, FdRole, Plan, Readiness};
 use logs::{LineBuffer, LogWriter, Stream};
 use policy::Decision;
 use signal_edges::SignalEdges;
@@ -42,6 +44,11 @@ use timers::{Deadline, Timers};
 /// How long log pipes are still read after the last process ended, when a
 /// stray descendant keeps one open.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Longest a process whose turn to be stopped has come is left to end on
+/// its own, when it has already closed every channel end it writes (a
+/// pipeline stage finishing): at most its stop timeout.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Bytes read from one log pipe per wake-up, so that one chatty process
 /// cannot starve the others.
@@ -55,6 +62,38 @@ const FORWARDABLE: [Signal; 4] = [
     Signal::SIGUSR2,
     Signal::SIGWINCH,
 ];
+
+/// Signals that stop the run gracefully, as SIGTERM does (exit status
+/// 128+n): the interrupts, and the ones whose default action would end
+/// ipc-run without cleanup but that mean "stop" (a quit key, an external
+/// abort, a power failure, the soft CPU limit).
+const STOP_SIGNALS: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGQUIT,
+    Signal::SIGABRT,
+    Signal::SIGPWR,
+    Signal::SIGXCPU,
+];
+
+/// Signals left at their default action: job control (stopping and
+/// continuing ipc-run is the shell's business) and the faults, which mean a
+/// bug in ipc-run itself (a blocked fault signal kills anyway).
+const DEFAULT_ACTION: [Signal; 8] = [
+    Signal::SIGTSTP,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGCONT,
+    Signal::SIGSEGV,
+    Signal::SIGBUS,
+    Signal::SIGFPE,
+    Signal::SIGILL,
+];
+
+/// The same stop signal again from the leader of ipc-run's process group
+/// within this window is one request, not a second interrupt: `timeout`
+/// signals its child and then its process group, which it leads.
+const REPEAT_WINDOW: Duration = Duration::from_secs(1);
 
 /// Whether to colour the name prefixes of relayed lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -219,7 +258,11 @@ enum State {
 #[derive(Debug)]
 struct Instance {
     state: State,
+    /// Some run of it declared readiness: sticky, what `after` waits for.
     ready: bool,
+    /// Its current run declared readiness: what the senders of its signals
+    /// wait for, on their first start and on every restart.
+    ready_now: bool,
     restarts: u32,
     /// Restarts since the last run that lasted [`policy::STABLE_RUN`]: what
     /// the backoff and `restart_limit` count.
@@ -231,8 +274,13 @@ struct Instance {
     stopped: bool,
     failed: bool,
     ready_pipe: Option<OwnedFd>,
-    /// Someone waits on its readiness (`after`).
+    /// What its current run showed of readiness, for a timeout's message.
+    ready_seen: ReadySeen,
+    /// Someone waits on its readiness (`after`, or a sender of signals).
     awaited: bool,
+    /// Some process signals it: the readiness of each of its runs is
+    /// awaited, not only the first.
+    signalled: bool,
     /// Being stopped because a receiver of its signals was restarted: it is
     /// started again at once, with the new pid.
     follow_receiver: bool,
@@ -243,10 +291,11 @@ struct Instance {
 impl Instance {
     /// An instance not started yet; `awaited` when another waits on its
     /// readiness.
-    fn pending(awaited: bool) -> Instance {
+    fn pending(awaited: bool, signalled: bool) -> Instance {
         Instance {
             state: State::Pending,
             ready: false,
+            ready_now: false,
             restarts: 0,
             streak: 0,
             generation: 0,
@@ -256,9 +305,62 @@ impl Instance {
             stopped: false,
             failed: false,
             ready_pipe: None,
-            awaited,
+            ready_seen: ReadySeen::default(),
+            awaited: awaited || signalled,
+            signalled,
             follow_receiver: false,
             waiting_for_receiver: false,
+        }
+    }
+}
+
+/// What a run showed of its readiness before it was ready.
+#[derive(Debug, Default)]
+struct ReadySeen {
+    /// Bytes read from the readiness fd, none of them a newline.
+    bytes: usize,
+    /// The readiness fd was closed (EOF).
+    closed: bool,
+    /// Notify datagrams without `READY=1`.
+    datagrams: u32,
+    /// The last `STATUS=` among them.
+    status: Option<String>,
+}
+
+impl ReadySeen {
+    /// Why a run was not ready within `timeout_ms`: what was awaited, and
+    /// what was seen instead.
+    fn why(&self, ready: &Readiness, timeout_ms: u64) -> String {
+        let within = format!("{timeout_ms}ms");
+        let seen = self.seen(ready);
+        match ready {
+            Readiness::Notify => format!("no READY=1 on $NOTIFY_SOCKET within {within}; {seen}"),
+            Readiness::Fd { fd } => format!("no newline on fd {fd} within {within}; {seen}"),
+            Readiness::Started => format!("not started within {within}"),
+        }
+    }
+
+    /// What was seen instead of the readiness awaited.
+    fn seen(&self, ready: &Readiness) -> String {
+        match ready {
+            Readiness::Notify => match (self.datagrams, &self.status) {
+                (0, _) => "received nothing".to_owned(),
+                (n, None) => format!("received {n} datagram(s) without READY=1"),
+                (n, Some(status)) => {
+                    format!("received {n} datagram(s) without READY=1, the last STATUS={status}")
+                }
+            },
+            Readiness::Fd { fd } => {
+                let mut seen = match self.bytes {
+                    0 => "nothing written".to_owned(),
+                    n => format!("{n} bytes without a newline"),
+                };
+                if self.closed {
+                    seen.push_str(&format!(", then fd {fd} was closed"));
+                }
+                seen
+            }
+            Readiness::Started => String::new(),
         }
     }
 }
@@ -291,6 +393,10 @@ struct Supervisor<'a, R: Runtime> {
     start_sequence: Vec<usize>,
     after: Vec<Vec<usize>>,
     by_pid: HashMap<Pid, usize>,
+    /// A pidfd per running process, registered in `exits` with its pid as
+    /// data: epoll's ready list keeps the order in which exits happened.
+    pidfds: HashMap<Pid, OwnedFd>,
+    exits: Epoll,
     streams: Vec<LogStream>,
     timers: Timers,
     signals: SignalFd,
@@ -303,6 +409,9 @@ struct Supervisor<'a, R: Runtime> {
     failures: Vec<Failure>,
     shutdown: Option<Shutdown>,
     interrupted_by: Option<i32>,
+    /// The last stop signal read: its number, its sender's pid (0 from the
+    /// kernel, e.g. a terminal's ^C) and when.
+    last_stop_signal: Option<(i32, u32, Instant)>,
     drain_deadline: Option<Instant>,
     scratch: Vec<u8>,
     signal_edges: SignalEdges,
@@ -318,8 +427,9 @@ mod launcher;
 /// Supervises `plan` with processes spawned by `runtime` until the run ends.
 /// The caller prepares and cleans up the runtime.
 ///
-/// Blocks SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 and SIGWINCH in
-/// the calling thread for the duration and reads them from a signalfd:
+/// Blocks every catchable signal but job control and faults
+/// ([`supervised_signals`]) in the calling thread for the duration and
+/// reads them from a signalfd:
 /// call it from the main thread before any other thread exists (as the CLI
 /// does), or those signals may be delivered to another thread and missed.
 /// Makes the process a child subreaper and reaps every child it gets
@@ -341,14 +451,18 @@ pub fn supervise<R: Runtime>(
     result
 }
 
-/// The signals the supervisor blocks and reads from its signalfd.
+/// The signals the supervisor blocks and reads from its signalfd: every
+/// catchable one (real-time signals included) but those left at their
+/// default action. Each read signal stops the run ([`STOP_SIGNALS`]), is
+/// forwarded ([`FORWARDABLE`]), reaps (SIGCHLD) or is ignored; none can
+/// end ipc-run without cleanup.
 fn supervised_signals() -> SigSet {
-    let mut mask = SigSet::empty();
-    for signal in [Signal::SIGCHLD, Signal::SIGINT, Signal::SIGTERM]
+    let mut mask = SigSet::all();
+    for signal in DEFAULT_ACTION
         .into_iter()
-        .chain(FORWARDABLE)
+        .chain([Signal::SIGKILL, Signal::SIGSTOP])
     {
-        mask.add(signal);
+        mask.remove(signal);
     }
     mask
 }
@@ -374,12 +488,13 @@ fn supervise_blocked<R: Runtime>(
         TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
     )
     .map_err(setup("timerfd"))?;
+    let exits = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(setup("epoll"))?;
     let notify = own_notify_socket(runtime)?;
     let writer = log_writer(plan, options)?;
-    let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer);
+    let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, exits);
     // A SIGINT or SIGTERM that came while the run was being prepared stops
     // it before anything starts.
-    supervisor.read_signals();
+    supervisor.read_signals(false);
     supervisor.start_ready_instances();
     supervisor.event_loop()?;
     Ok(supervisor.outcome(options))
@@ -408,12 +523,8 @@ fn own_notify_socket<R: Runtime>(runtime: &R) -> Result<Option<OwnedFd>, Supervi
 /// The writer of relayed lines and messages, on copies of ipc-run's
 /// stdout and stderr (and into `log_dir` when set).
 fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseError> {
-    let dup = |fd: BorrowedFd<'_>| {
-        fd.try_clone_to_owned()
-            .map_err(setup_io("duplicating stdout/stderr"))
-    };
-    let stdout = dup(std::io::stdout().as_fd())?;
-    let stderr = dup(std::io::stderr().as_fd())?;
+    let stdout = own_output(std::io::stdout().as_fd())?;
+    let stderr = own_output(std::io::stderr().as_fd())?;
     let color = [
         options.color.resolve(stdout.as_fd()),
         options.color.resolve(stderr.as_fd()),
@@ -424,6 +535,29 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
         writer = writer.with_log_dir(dir, &names)?;
     }
     Ok(writer)
+}
+
+/// ipc-run's own handle on one of its outputs. A pipe or terminal is
+/// opened again through `/proc/self/fd`, which gives an open file
+/// description of ipc-run's own, made non-blocking: O_NONBLOCK on the
+/// shared one would reach the processes wired to the same stream. Anything
+/// else (a regular file, which does not block; a socket; a pipe without a
+/// reader, which cannot be opened) is duplicated as it is.
+fn own_output(fd: BorrowedFd<'_>) -> Result<OwnedFd, SuperviseError> {
+    use nix::sys::stat::SFlag;
+    use std::os::fd::AsRawFd;
+    if let Ok(stat) = nix::sys::stat::fstat(fd) {
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFIFO || kind == SFlag::S_IFCHR {
+            let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+            if let Ok(own) = nix::fcntl::open(path.as_str(), flags, nix::sys::stat::Mode::empty()) {
+                return Ok(own);
+            }
+        }
+    }
+    fd.try_clone_to_owned()
+        .map_err(setup_io("duplicating stdout/stderr"))
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>) {
@@ -451,10 +585,13 @@ fn ending_of(status: WaitStatus) -> Option<(Pid, Ending)> {
 #[derive(Debug, Clone, Copy)]
 enum Source {
     Signals,
+    Exits,
     Timer,
     Notify,
     Ready(usize),
     Log(usize),
+    /// One of ipc-run's outputs, while records wait for it (POLLOUT).
+    Output(Stream),
 }
 
 impl<'a, R: Runtime> Supervisor<'a, R> {
@@ -466,6 +603,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         timer: TimerFd,
         notify: Option<OwnedFd>,
         writer: LogWriter,
+        exits: Epoll,
     ) -> Supervisor<'a, R> {
         let index: HashMap<&str, usize> = plan
             .processes
@@ -490,14 +628,22 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         for &dep in after.iter().flatten() {
             awaited[dep] = true;
         }
+        let signal_edges = SignalEdges::new(plan);
+        let instances = awaited
+            .into_iter()
+            .enumerate()
+            .map(|(i, awaited)| Instance::pending(awaited, !signal_edges.senders_of(i).is_empty()))
+            .collect();
         Supervisor {
             plan,
             runtime,
-            instances: awaited.into_iter().map(Instance::pending).collect(),
+            instances,
             index,
             start_sequence,
             after,
             by_pid: HashMap::new(),
+            pidfds: HashMap::new(),
+            exits,
             streams: Vec::new(),
             timers: Timers::default(),
             signals,
@@ -508,9 +654,10 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             failures: Vec::new(),
             shutdown: None,
             interrupted_by: None,
+            last_stop_signal: None,
             drain_deadline: None,
             scratch: vec![0; READ_SIZE],
-            signal_edges: SignalEdges::new(plan),
+            signal_edges,
         }
     }
 }
@@ -542,7 +689,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
             }
             self.arm_timer()?;
-            let mut sources = vec![Source::Signals, Source::Timer];
+            let mut sources = vec![Source::Signals, Source::Exits, Source::Timer];
             if self.notify.is_some() {
                 sources.push(Source::Notify);
             }
@@ -551,20 +698,38 @@ impl<R: Runtime> Supervisor<'_, R> {
                     sources.push(Source::Ready(i));
                 }
             }
-            sources.extend((0..self.streams.len()).map(Source::Log));
+            // A stalled output is not fed: its processes wait on their
+            // pipes (back-pressure) while everything else goes on.
+            let stalled = [
+                self.writer.stalled(Stream::Stdout),
+                self.writer.stalled(Stream::Stderr),
+            ];
+            sources.extend(
+                (0..self.streams.len())
+                    .filter(|&s| !stalled[self.streams[s].stream as usize])
+                    .map(Source::Log),
+            );
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                if self.writer.backlog(stream) > 0 {
+                    sources.push(Source::Output(stream));
+                }
+            }
             let ready = self.wait(&sources)?;
             // Readiness and logs before exits: a child that wrote its
             // newline or datagram and exited is seen ready first.
             let mut log_events = Vec::new();
             let mut signals_ready = false;
+            let mut exits_ready = false;
             let mut timer_ready = false;
             for source in ready {
                 match source {
                     Source::Signals => signals_ready = true,
+                    Source::Exits => exits_ready = true,
                     Source::Timer => timer_ready = true,
                     Source::Notify => self.read_notify(),
                     Source::Ready(i) => self.read_ready_pipe(i),
                     Source::Log(s) => log_events.push(s),
+                    Source::Output(_) => {}
                 }
             }
             // Highest index first so removals keep the others valid.
@@ -573,8 +738,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
             // Whatever was relayed goes out before ipc-run waits again.
             self.writer.flush();
-            if signals_ready {
-                self.read_signals();
+            if signals_ready || exits_ready {
+                self.read_signals(exits_ready);
             }
             if timer_ready {
                 let _ = self.timer.wait();
@@ -619,6 +784,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             .map(|source| {
                 let fd = match *source {
                     Source::Signals => self.signals.as_fd(),
+                    Source::Exits => self.exits.0.as_fd(),
                     Source::Timer => self.timer.as_fd(),
                     Source::Notify => self.notify.as_ref().map(|fd| fd.as_fd()).unwrap_or_else(
                         // Only listed when present.
@@ -630,6 +796,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                         .map(|fd| fd.as_fd())
                         .unwrap_or_else(|| self.signals.as_fd()),
                     Source::Log(s) => self.streams[s].fd.as_fd(),
+                    Source::Output(stream) => {
+                        return PollFd::new(self.writer.output(stream), PollFlags::POLLOUT);
+                    }
                 };
                 PollFd::new(fd, PollFlags::POLLIN)
             })
@@ -680,6 +849,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                     }
                 }
             }
+            // A sender is handed its receivers' pids: it starts once they
+            // run and are ready, or fails to start if one ended for good.
+            if self.receiver_not_ready(i) {
+                waiting = true;
+            }
             if let Some(dep) = dead_dependency {
                 let why = format!("{dep} ended before it was ready");
                 self.message(&format!("{name}: not started: {why}"));
@@ -698,6 +872,10 @@ impl<R: Runtime> Supervisor<'_, R> {
             Ok(spawned) => {
                 let now = Instant::now();
                 let inst = &mut self.instances[i];
+                // A restart counts once it happened, not when scheduled.
+                if inst.state == State::Backoff {
+                    inst.restarts += 1;
+                }
                 inst.generation += 1;
                 inst.state = State::Running {
                     pid: spawned.pid,
@@ -705,8 +883,18 @@ impl<R: Runtime> Supervisor<'_, R> {
                 };
                 inst.stop_requested = false;
                 inst.waiting_for_receiver = false;
+                inst.ready_now = false;
+                inst.ready_seen = ReadySeen::default();
                 self.by_pid.insert(spawned.pid, i);
                 let pid = spawned.pid;
+                // Without a pidfd (a kernel before 5.3) the exit is still
+                // reaped, in pid order instead of exit order.
+                if let Ok(pidfd) = crate::sys::pidfd::pidfd_open(pid) {
+                    let event = EpollEvent::new(EpollFlags::EPOLLIN, pid.as_raw() as u64);
+                    if self.exits.add(&pidfd, event).is_ok() {
+                        self.pidfds.insert(pid, pidfd);
+                    }
+                }
                 if let Some(fd) = spawned.ready_fd {
                     set_nonblocking(fd.as_fd());
                     inst.ready_pipe = Some(fd);
@@ -729,7 +917,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                 let inst = &mut self.instances[i];
                 if process.ready == Readiness::Started {
                     inst.ready = true;
-                } else if inst.awaited && !inst.ready {
+                    inst.ready_now = true;
+                } else if (inst.awaited && !inst.ready) || inst.signalled {
                     self.timers.add(
                         now + Duration::from_millis(process.ready_timeout_ms),
                         Deadline::ReadyTimeout {
@@ -764,6 +953,12 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     /// `i` is finished for good with `ending`.
     fn finish(&mut self, i: usize, ending: Ending, stopped: bool) {
+        self.finish_counting(i, ending, stopped, true);
+    }
+
+    /// `i` is finished for good with `ending`; unless `decides`, a failure
+    /// is reported but does not count for the exit status.
+    fn finish_counting(&mut self, i: usize, ending: Ending, stopped: bool, decides: bool) {
         let name = self.plan.processes[i].name.clone();
         let inst = &mut self.instances[i];
         inst.state = State::Finished;
@@ -774,7 +969,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             inst.failed = true;
         } else {
             inst.stopped = stopped;
-            inst.failed = !stopped && !ending.is_success();
+            inst.failed = decides && !stopped && !ending.is_success();
             if inst.failed {
                 self.failures.push(Failure {
                     instance: name.clone(),
@@ -784,6 +979,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             inst.ending = Some(ending);
         }
         self.runtime.release_ends_of(&name);
+        // Senders waiting for it now fail to start, rather than wait forever.
+        self.start_waiting_senders(i);
         if self.plan.exit_code_from.as_deref() == Some(name.as_str()) {
             self.begin_shutdown();
         }
@@ -797,21 +994,29 @@ impl<R: Runtime> Supervisor<'_, R> {
     // ----- readiness ------------------------------------------------------
 
     fn mark_ready(&mut self, i: usize) {
-        if !self.instances[i].ready {
-            self.instances[i].ready = true;
+        let inst = &mut self.instances[i];
+        if inst.ready_now || !matches!(inst.state, State::Running { .. }) {
+            return;
+        }
+        inst.ready_now = true;
+        let first = !inst.ready;
+        inst.ready = true;
+        self.start_waiting_senders(i);
+        if first || self.instances[i].signalled {
             self.start_ready_instances();
         }
     }
 
     fn read_ready_pipe(&mut self, i: usize) {
-        let Some(fd) = self.instances[i].ready_pipe.as_ref() else {
-            return;
-        };
         let mut buf = [0u8; 512];
         loop {
+            let Some(fd) = self.instances[i].ready_pipe.as_ref() else {
+                return;
+            };
             match nix::unistd::read(fd, &mut buf) {
                 Ok(0) => {
                     self.instances[i].ready_pipe = None;
+                    self.instances[i].ready_seen.closed = true;
                     return;
                 }
                 Ok(n) => {
@@ -821,6 +1026,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                         self.mark_ready(i);
                         return;
                     }
+                    self.instances[i].ready_seen.bytes += n;
                 }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => return,
@@ -839,10 +1045,17 @@ impl<R: Runtime> Supervisor<'_, R> {
             };
             match notify::receive(socket.as_fd()) {
                 Ok(Some((pid, message))) => {
-                    if message.ready
-                        && let Some(i) = self.instance_of_sender(pid, message.main_pid)
-                    {
+                    let Some(i) = self.instance_of_sender(pid, message.main_pid) else {
+                        continue;
+                    };
+                    if message.ready {
                         self.mark_ready(i);
+                    } else if !self.instances[i].ready_now {
+                        let seen = &mut self.instances[i].ready_seen;
+                        seen.datagrams += 1;
+                        if message.status.is_some() {
+                            seen.status = message.status;
+                        }
                     }
                 }
                 Ok(None) => return,
@@ -883,13 +1096,16 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     // ----- signals and exits ----------------------------------------------
 
-    fn read_signals(&mut self) {
-        let mut reap = false;
+    /// Reads the pending signals; reaps when a SIGCHLD came or `exited`
+    /// (a pidfd is readable).
+    fn read_signals(&mut self, exited: bool) {
+        let mut reap = exited;
         let mut others = Vec::new();
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) => reap = true,
-                Ok(signal) => others.push(signal),
+                Ok(signal) => others.push((signal, info.ssi_pid)),
+                // Real-time signals: ignored.
                 Err(_) => {}
             }
         }
@@ -900,12 +1116,35 @@ impl<R: Runtime> Supervisor<'_, R> {
             self.read_notify();
             self.reap();
         }
-        for signal in others {
-            match signal {
-                Signal::SIGINT | Signal::SIGTERM => self.on_interrupt(signal),
-                other => self.forward(other),
+        for (signal, sender) in others {
+            if STOP_SIGNALS.contains(&signal) {
+                if !self.is_repeat(signal, sender) {
+                    self.on_interrupt(signal);
+                }
+            } else if FORWARDABLE.contains(&signal) {
+                self.forward(signal);
             }
+            // Any other signal is ignored (docs/supervision.md, "Signals").
         }
+    }
+
+    /// Whether stop signal `signal` from process `sender` repeats the last
+    /// one as a process-group signal does: same signal, from the same
+    /// process, which leads ipc-run's process group (`timeout`), within
+    /// [`REPEAT_WINDOW`]. A second ^C (from the kernel) or a signal from
+    /// any other process is a second interrupt. Records it either way.
+    fn is_repeat(&mut self, signal: Signal, sender: u32) -> bool {
+        let now = Instant::now();
+        let group_leader = nix::unistd::getpgrp();
+        let repeat = self.last_stop_signal.is_some_and(|(last, from, at)| {
+            last == signal as i32
+                && from == sender
+                && i32::try_from(sender).is_ok_and(|pid| pid == group_leader.as_raw())
+                && group_leader != nix::unistd::getpid()
+                && now - at < REPEAT_WINDOW
+        });
+        self.last_stop_signal = Some((signal as i32, sender, now));
+        repeat
     }
 
     fn forward(&mut self, signal: Signal) {
@@ -952,17 +1191,36 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
+    /// Reaps what exited: first the supervised processes with a pidfd, in
+    /// the order they exited, then orphans and the rest.
     fn reap(&mut self) {
+        self.reap_in_exit_order();
         if self.signal_edges.careful_reaping() {
             self.reap_child_by_child();
             return;
         }
         loop {
-            match waitpid(
-                Pid::from_raw(-1),
-                Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL),
-            ) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            // Look before reaping: a supervised process found here exited
+            // after the ready list was read, and is taken from it in order.
+            let peek = waitid(
+                Id::All,
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            );
+            let pid = match peek {
+                Ok(status) => match status.pid() {
+                    Some(pid) => pid,
+                    None => return,
+                },
+                Err(Errno::EINTR) => continue,
+                Err(_) => return,
+            };
+            if self.pidfds.contains_key(&pid) {
+                if !self.reap_in_exit_order() {
+                    self.reap_tracked(pid);
+                }
+                continue;
+            }
+            match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
                 Ok(status) => {
                     if let Some((pid, ending)) = ending_of(status) {
                         // Unknown pids are orphaned descendants: reaped, done.
@@ -977,6 +1235,64 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
+    /// Handles the exits the pidfds report, in the order they happened.
+    /// Returns whether there was any.
+    fn reap_in_exit_order(&mut self) -> bool {
+        let mut any = false;
+        let mut events = [EpollEvent::empty(); 64];
+        loop {
+            let n = match self.exits.wait(&mut events, PollTimeout::ZERO) {
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(_) => 0,
+            };
+            if n == 0 {
+                return any;
+            }
+            for event in &events[..n] {
+                let pid = Pid::from_raw(event.data() as i32);
+                if self.pidfds.contains_key(&pid) {
+                    any = true;
+                    self.reap_tracked(pid);
+                }
+            }
+        }
+    }
+
+    /// Reaps the supervised process `pid` (observes it only, when its pid
+    /// is reserved for a signal sender) and handles its exit.
+    fn reap_tracked(&mut self, pid: Pid) {
+        let reserved = self.signal_edges.is_reserved(pid);
+        let status = if reserved {
+            waitid(
+                Id::Pid(pid),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            )
+        } else {
+            waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL))
+        };
+        let ending = match status {
+            Ok(status) => match ending_of(status) {
+                Some((_, ending)) => ending,
+                // Still running: a stale event.
+                None => return,
+            },
+            Err(Errno::EINTR) => return,
+            Err(_) => {
+                self.pidfds.remove(&pid);
+                return;
+            }
+        };
+        self.pidfds.remove(&pid);
+        if reserved {
+            self.signal_edges.hold(pid);
+        }
+        self.signal_edges.process_reaped(pid);
+        if let Some(i) = self.by_pid.remove(&pid) {
+            self.on_exit(i, ending);
+        }
+    }
+
     /// Reaping while some pid is reserved for a signal sender
     /// ([`signal_edges`]): `waitpid(-1)` could free a reserved pid, so every
     /// child is waited for by pid, reserved ones without being reaped.
@@ -988,7 +1304,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
         }
         for pid in pids {
-            if self.signal_edges.is_held(pid) {
+            // Those with a pidfd are taken from the ready list, in order.
+            if self.signal_edges.is_held(pid) || self.pidfds.contains_key(&pid) {
                 continue;
             }
             let reserved = self.signal_edges.is_reserved(pid);
@@ -1017,17 +1334,37 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
-    /// Whether a receiver of `i`'s signals is not running now.
-    fn receiver_down(&self, i: usize) -> bool {
-        self.signal_edges
-            .receivers_of(i)
-            .iter()
-            .any(|&r| !matches!(self.instances[r].state, State::Running { .. }))
+    /// Whether a receiver of `i`'s signals is not running, or not ready
+    /// in its current run, while it may still be: a sender is handed the
+    /// pid of a process that has installed its handlers. A receiver
+    /// finished for good does not make `i` wait (it cannot be given a pid,
+    /// so its start fails).
+    fn receiver_not_ready(&self, i: usize) -> bool {
+        self.signal_edges.receivers_of(i).iter().any(|&r| {
+            let receiver = &self.instances[r];
+            receiver.state != State::Finished
+                && !(matches!(receiver.state, State::Running { .. }) && receiver.ready_now)
+        })
     }
 
-    /// `i` was spawned as `pid`: records the receiver pids it was given,
-    /// restarts the running senders that know an older pid of `i`, and
-    /// starts the senders whose restart waited for `i`.
+    /// Receiver `r` is ready in its current run: senders whose restart
+    /// waited for it start now, with its pid.
+    fn start_waiting_senders(&mut self, r: usize) {
+        let senders = self.signal_edges.senders_of(r).to_vec();
+        for s in senders {
+            if self.shutdown.is_none()
+                && self.instances[s].state == State::Backoff
+                && self.instances[s].waiting_for_receiver
+                && !self.receiver_not_ready(s)
+            {
+                self.spawn(s);
+            }
+        }
+    }
+
+    /// `i` was spawned as `pid`: records the receiver pids it was given and
+    /// stops the running senders that know an older pid of `i`; they start
+    /// again once `i` is ready ([`Self::start_waiting_senders`]).
     fn track_signal_pids(&mut self, i: usize, pid: Pid) {
         if !self.signal_edges.any() {
             return;
@@ -1044,34 +1381,30 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.signal_edges.sender_started(pid, given);
         let senders = self.signal_edges.senders_of(i).to_vec();
         for s in senders {
-            match self.instances[s].state {
-                State::Running { pid: sender, .. }
-                    if !self.signal_edges.knows(sender, pid)
-                        && !self.instances[s].follow_receiver =>
-                {
-                    let process = &self.plan.processes[s];
-                    let signal =
-                        Signal::try_from(process.stop_signal.number).unwrap_or(Signal::SIGTERM);
-                    let grace = Duration::from_millis(process.stop_timeout_ms);
-                    let inst = &mut self.instances[s];
-                    inst.follow_receiver = true;
-                    inst.stop_requested = true;
-                    signal_group(sender, signal);
-                    self.timers.add(
-                        Instant::now() + grace,
-                        Deadline::StopGrace {
-                            instance: s,
-                            generation: inst.generation,
-                        },
-                    );
-                }
-                State::Backoff
-                    if self.instances[s].waiting_for_receiver && !self.receiver_down(s) =>
-                {
-                    self.spawn(s);
-                }
-                _ => {}
+            if let State::Running { pid: sender, .. } = self.instances[s].state
+                && !self.signal_edges.knows(sender, pid)
+                && !self.instances[s].follow_receiver
+            {
+                let process = &self.plan.processes[s];
+                let signal =
+                    Signal::try_from(process.stop_signal.number).unwrap_or(Signal::SIGTERM);
+                let grace = Duration::from_millis(process.stop_timeout_ms);
+                let inst = &mut self.instances[s];
+                inst.follow_receiver = true;
+                inst.stop_requested = true;
+                signal_group(sender, signal);
+                self.timers.add(
+                    Instant::now() + grace,
+                    Deadline::StopGrace {
+                        instance: s,
+                        generation: inst.generation,
+                    },
+                );
             }
+        }
+        // A receiver ready at spawn lets waiting senders start at once.
+        if self.instances[i].ready_now {
+            self.start_waiting_senders(i);
         }
     }
 
@@ -1107,13 +1440,13 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     /// Instance `i` was stopped because a receiver of its signals was
-    /// restarted: it starts again at once (outside the restart policy, so
-    /// its streak is untouched), to be given the receiver's new pid.
+    /// restarted: it starts again (outside the restart policy, so its
+    /// streak is untouched) as soon as that receiver is ready, to be given
+    /// its new pid.
     fn follow_receiver(&mut self, i: usize, name: &str, ending: Ending) {
         let inst = &mut self.instances[i];
         inst.follow_receiver = false;
         inst.state = State::Backoff;
-        inst.restarts += 1;
         inst.ending = Some(ending.clone());
         self.message(&format!(
             "{name}: {ending}; restarting to learn the new pid of the process it signals"
@@ -1126,7 +1459,6 @@ impl<R: Runtime> Supervisor<'_, R> {
     fn schedule_restart(&mut self, i: usize, name: &str, ending: Ending, delay: Duration) {
         let inst = &mut self.instances[i];
         inst.state = State::Backoff;
-        inst.restarts += 1;
         inst.streak += 1;
         inst.ending = Some(ending.clone());
         self.message(&format!(
@@ -1140,18 +1472,19 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// Instance `i` is not restarted: it is finished for good, which may
     /// let others start.
     fn finish_after_exit(&mut self, i: usize, name: &str, ending: Ending, exhausted: bool) {
-        // Ending on its own during a shutdown counts as stopped only when
-        // it failed: a peer being stopped (EPIPE, EOF) is the likely cause.
-        // A success is reported as such.
-        let stopped =
-            self.instances[i].stop_requested || (self.shutdown.is_some() && !ending.is_success());
+        // Ending on its own during a shutdown is reported as it ended, but
+        // a failure then does not decide the exit status: a peer being
+        // stopped (EPIPE, EOF) is the likely cause, and what ended the run
+        // is already known.
+        let stopped = self.instances[i].stop_requested;
+        let decides = stopped || self.shutdown.is_none();
         if exhausted {
             let limit = self.plan.processes[i].restart.limit;
             self.message(&format!(
                 "{name}: {ending}; restart limit {limit} reached, not restarting"
             ));
         }
-        self.finish(i, ending, stopped);
+        self.finish_counting(i, ending, stopped, decides);
         self.start_ready_instances();
     }
 
@@ -1169,6 +1502,10 @@ impl<R: Runtime> Supervisor<'_, R> {
                     instance,
                     generation,
                 } => self.stop_grace_over(instance, generation),
+                Deadline::Settle {
+                    instance,
+                    generation,
+                } => self.settle_over(instance, generation),
                 Deadline::Drain => {}
             }
         }
@@ -1180,24 +1517,27 @@ impl<R: Runtime> Supervisor<'_, R> {
     fn ready_timed_out(&mut self, i: usize, generation: u64) {
         let inst = &self.instances[i];
         if inst.generation != generation
-            || inst.ready
+            || inst.ready_now
             || self.shutdown.is_some()
             || !matches!(inst.state, State::Running { .. })
         {
             return;
         }
         let process = &self.plan.processes[i];
-        let why = format!(
-            "not ready within {}ms (ready = {})",
+        let why = inst
+            .ready_seen
+            .why(&process.ready, process.ready_timeout_ms);
+        let seen = inst.ready_seen.seen(&process.ready);
+        let name = process.name.clone();
+        self.message(&format!(
+            "{name}: not ready within {}ms (ready = {}): {seen}",
             process.ready_timeout_ms,
             match process.ready {
                 Readiness::Started => "started".to_owned(),
                 Readiness::Notify => "notify".to_owned(),
                 Readiness::Fd { fd } => format!("{{ fd = {fd} }}"),
             }
-        );
-        let name = process.name.clone();
-        self.message(&format!("{name}: {why}"));
+        ));
         self.failures.push(Failure {
             instance: name,
             code: LAUNCH_FAILURE,
@@ -1214,8 +1554,8 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
         if self.shutdown.is_some() {
             self.abandon_restart(i);
-        } else if self.receiver_down(i) {
-            // Resumed by `track_signal_pids` when it runs again.
+        } else if self.receiver_not_ready(i) {
+            // Resumed by `start_waiting_senders` when it is ready again.
             self.instances[i].waiting_for_receiver = true;
         } else {
             self.spawn(i);
@@ -1276,22 +1616,21 @@ impl<R: Runtime> Supervisor<'_, R> {
             let escalated = shutdown.escalated;
             match self.instances[i].state {
                 State::Running { pid, .. } => {
-                    let process = &self.plan.processes[i];
-                    let inst = &mut self.instances[i];
-                    inst.stop_requested = true;
-                    let signal = if escalated {
-                        Signal::SIGKILL
+                    if !escalated && self.finished_its_output(i, pid) {
+                        // Ending on its own: left to do so, for a while.
+                        let process = &self.plan.processes[i];
+                        let settle =
+                            SETTLE_TIMEOUT.min(Duration::from_millis(process.stop_timeout_ms));
+                        self.timers.add(
+                            Instant::now() + settle,
+                            Deadline::Settle {
+                                instance: i,
+                                generation: self.instances[i].generation,
+                            },
+                        );
                     } else {
-                        Signal::try_from(process.stop_signal.number).unwrap_or(Signal::SIGTERM)
-                    };
-                    signal_group(pid, signal);
-                    self.timers.add(
-                        Instant::now() + Duration::from_millis(process.stop_timeout_ms),
-                        Deadline::StopGrace {
-                            instance: i,
-                            generation: inst.generation,
-                        },
-                    );
+                        self.send_stop(i, pid, escalated);
+                    }
                     return;
                 }
                 State::Pending => {
@@ -1309,9 +1648,72 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
+    /// Sends instance `i` (running as `pid`) its stop signal (SIGKILL once
+    /// escalated) and arms its grace.
+    fn send_stop(&mut self, i: usize, pid: Pid, escalated: bool) {
+        let process = &self.plan.processes[i];
+        let inst = &mut self.instances[i];
+        inst.stop_requested = true;
+        let signal = if escalated {
+            Signal::SIGKILL
+        } else {
+            Signal::try_from(process.stop_signal.number).unwrap_or(Signal::SIGTERM)
+        };
+        signal_group(pid, signal);
+        self.timers.add(
+            Instant::now() + Duration::from_millis(process.stop_timeout_ms),
+            Deadline::StopGrace {
+                instance: i,
+                generation: inst.generation,
+            },
+        );
+    }
+
+    /// Whether `i` (running as `pid`) has closed every channel end it
+    /// writes, as a pipeline stage does while it ends: its readers may
+    /// already have seen EOF and ended, and a stop signal now would kill a
+    /// process that is finishing on its own. Read from `/proc/PID/fd`; an
+    /// fd that cannot be read (another user's process) counts as open.
+    fn finished_its_output(&self, i: usize, pid: Pid) -> bool {
+        let mut writes = self.plan.processes[i]
+            .fds
+            .iter()
+            .filter(|slot| {
+                matches!(
+                    slot.role,
+                    FdRole::Channel {
+                        end: End::Write,
+                        ..
+                    }
+                )
+            })
+            .peekable();
+        writes.peek().is_some()
+            && writes.all(|slot| {
+                std::fs::symlink_metadata(format!("/proc/{pid}/fd/{}", slot.fd))
+                    .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            })
+    }
+
+    /// Run `generation` of `i` was left to end on its own during a
+    /// shutdown and did not: it gets its stop signal now.
+    fn settle_over(&mut self, i: usize, generation: u64) {
+        if self.instances[i].generation != generation {
+            return;
+        }
+        let State::Running { pid, .. } = self.instances[i].state else {
+            return;
+        };
+        let escalated = self.shutdown.as_ref().is_some_and(|s| s.escalated);
+        if !self.instances[i].stop_requested {
+            self.send_stop(i, pid, escalated);
+        }
+    }
+
     /// The run stops while `i` waits to be restarted: it is finished with
-    /// the ending of its last run, a failure if that run failed (it ended on
-    /// its own, before any stop).
+    /// the ending of its last run, as stopped. Its restart policy had
+    /// answered that run's failure with a restart, so the failure decides
+    /// nothing; the stop, which cancels the restart, is ipc-run's doing.
     fn abandon_restart(&mut self, i: usize) {
         let ending = self.instances[i]
             .ending
@@ -1319,13 +1721,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             .unwrap_or_else(|| Ending::NotStarted("the run was stopping".into()));
         let inst = &mut self.instances[i];
         inst.state = State::Finished;
-        inst.failed = !ending.is_success();
-        if inst.failed {
-            self.failures.push(Failure {
-                instance: self.plan.processes[i].name.clone(),
-                code: ending.code(),
-            });
-        }
+        inst.failed = false;
+        inst.stopped = true;
         self.instances[i].ending = Some(ending);
         let name = self.name(i).to_owned();
         self.runtime.release_ends_of(&name);
@@ -1415,6 +1812,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 self.writer.message(&line.to_string());
             }
         }
+        // A stalled reader gets a bounded wait, then what it did not take
+        // is counted as lost: ipc-run still ends and cleans up.
+        self.writer.finish(Instant::now() + DRAIN_TIMEOUT);
         if self.writer.write_errors > 0 {
             let errors = self.writer.write_errors;
             self.message(&format!("{errors} log record(s) could not be written"));

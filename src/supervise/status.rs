@@ -9,8 +9,9 @@
 //!    passed on, death by signal `n` gives 128+n, a launch failure (spawn or
 //!    exec error, readiness timeout, a dependency that ended before it was
 //!    ready) gives [`LAUNCH_FAILURE`].
-//! 3. Otherwise, when a SIGINT or SIGTERM sent to ipc-run stopped the run,
-//!    128+that signal (130, 143), as a shell reports an interrupted command.
+//! 3. Otherwise, when a stop signal sent to ipc-run (SIGINT, SIGTERM,
+//!    SIGQUIT, SIGABRT, SIGPWR, SIGXCPU) stopped the run, 128+that signal
+//!    (130, 143, …), as a shell reports an interrupted command.
 //! 4. Otherwise 0.
 //!
 //! An instance that ends after ipc-run asked it to stop (shutdown, or the

@@ -27,6 +27,15 @@ pub enum Deadline {
         /// Generation armed for.
         generation: u64,
     },
+    /// The instance, whose turn to be stopped came after it had closed
+    /// every channel end it writes, did not end on its own in time: send
+    /// its stop signal.
+    Settle {
+        /// Instance index.
+        instance: usize,
+        /// Generation armed for.
+        generation: u64,
+    },
     /// Stop waiting for log pipes held open by stray descendants.
     Drain,
 }

