@@ -201,7 +201,16 @@ fn ipc_run_in_a_shell_string_is_never_re_parsed_by_the_shell() {
         .join("bin dir; touch pwned-1; '$(touch pwned-2)' \"$(touch pwned-3)\" `touch pwned-4`");
     std::fs::create_dir(&hostile).unwrap();
     let binary = hostile.join("ipc-run");
-    std::fs::copy(IPC_RUN, &binary).unwrap();
+    // Copied by a `cp` process, not by this one: a writable fd of the copy
+    // held here would be inherited by any child another test thread forks
+    // meanwhile, and exec of the copy would fail with ETXTBSY until that
+    // child execs.
+    let copied = std::process::Command::new("cp")
+        .arg(IPC_RUN)
+        .arg(&binary)
+        .status()
+        .unwrap();
+    assert!(copied.success(), "cp {IPC_RUN}");
     let cwd = scratch.dir.join("cwd");
     std::fs::create_dir(&cwd).unwrap();
     let mut toml = String::new();
