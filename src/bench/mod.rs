@@ -750,6 +750,13 @@ pub fn peer_main(spec: &str) -> i32 {
             return ExitCode::Usage.code();
         }
     };
+    // The size is allocated (twice for a round trip): only what the bench
+    // itself accepts.
+    if !(1..=MAX_SIZE).contains(&spec.size) {
+        let why = format!("size {} is not 1 B to 64 MiB", spec.size);
+        eprintln!("error: {}", BenchError::Spec(why));
+        return ExitCode::Usage.code();
+    }
     match peer(&spec) {
         Ok(()) => ExitCode::Success.code(),
         Err(e) => {
@@ -834,6 +841,26 @@ mod tests {
         assert!(Settings::new(false, Some(0.0), None).is_err());
         assert!(Settings::new(true, Some(0.5), None).is_ok());
         assert!(Settings::new(true, None, Some(0)).is_err());
+    }
+
+    /// A spec whose size no bench would send is refused before the peer
+    /// does anything (it used to allocate it: u64::MAX panicked, 1 TiB
+    /// aborted). The parent pid 0 is never ours, so a spec that got past
+    /// the check would fail with 1, not 2.
+    #[test]
+    fn peer_refuses_a_size_beyond_the_maximum() {
+        for size in [usize::MAX, 1 << 40, MAX_SIZE + 1, 0] {
+            let spec = PeerSpec {
+                mechanism: Mechanism::Pipe,
+                test: Test::Throughput,
+                size,
+                send_for: Duration::from_secs(1),
+                endpoint: link::Endpoint::default(),
+                parent: 0,
+            };
+            let json = serde_json::to_string(&spec).expect("serialises");
+            assert_eq!(peer_main(&json), ExitCode::Usage.code(), "size {size}");
+        }
     }
 
     #[test]

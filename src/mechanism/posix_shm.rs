@@ -94,13 +94,26 @@ fn ring_plan(cx: &mut EdgeContext<'_>, size: u64) -> Option<RingPlan> {
         );
         return None;
     };
+    // A record's length is a u32 in the ring, whatever the segment holds.
+    let max_record = (capacity - 8).min(u64::from(u32::MAX));
     if let Some(largest) = cx.traits.message_size
-        && largest > capacity - 8
+        && largest > max_record
     {
         let span = cx
             .spec
             .and_then(|s| s.message_size.as_ref().map(|v| v.span()))
             .unwrap_or(blame);
+        if largest > u64::from(u32::MAX) {
+            cx.report(
+                Diagnostic::error(
+                    "E0612",
+                    format!("edge `{id}` sends records of {largest} bytes; a ring's record length is 32 bits, so a record holds at most {} bytes", u32::MAX),
+                )
+                .with_label(Label::primary(span, "does not fit a ring record"))
+                .with_help("split the data into records of at most 4 GiB - 1, or use shared memory without a ring for one large region"),
+            );
+            return None;
+        }
         let least = (largest + 8).div_ceil(64) * 64 + crate::child::ring::HEADER_SIZE;
         cx.report(
             Diagnostic::error(

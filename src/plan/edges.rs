@@ -560,6 +560,7 @@ fn plan_channel(
     } = shape?;
     let objects = cx.objects;
     warn_unsynchronised(input, traffic, sink);
+    warn_outside_writers(input, kind, &traits, from, pass.limits, sink);
     let ends = plan_endpoints(input, &mechanism, &traits, [from, to], pass.processes);
     let in_flight = input
         .spec
@@ -708,6 +709,50 @@ fn warn_unsynchronised(input: &EdgeInput<'_>, traffic: Traffic, sink: &mut Sink)
         .with_label(Label::primary(sync.span(), "no semaphores created"))
         .with_note(
             "concurrent readers and writers must bring their own protocol (atomics, a ring, a lock)",
+        ),
+    );
+}
+
+/// A FIFO written by `@external` is open to any number of outside
+/// writers: records above `PIPE_BUF` stay whole only while one of them
+/// writes at a time, so it is allowed, with a warning. (Several writers the
+/// planner can count are refused instead, `E0306`.)
+fn warn_outside_writers(
+    input: &EdgeInput<'_>,
+    kind: Kind,
+    traits: &Traits,
+    from: &[Resolved<'_>],
+    limits: &Limits,
+    sink: &mut Sink,
+) {
+    let pipe_buf = limits.pipe_buf.value;
+    let outside_writer = from
+        .iter()
+        .any(|r| matches!(r.endpoint, EndpointRef::External));
+    let (Some(size), Some(spec)) = (traits.message_size, input.spec) else {
+        return;
+    };
+    if kind != Kind::Fifo || !outside_writer || size <= pipe_buf {
+        return;
+    }
+    let span = spec
+        .message_size
+        .as_ref()
+        .map_or(input.span.clone(), |v| v.span());
+    sink.push(
+        Diagnostic::warning(
+            "W0302",
+            format!(
+                "records of edge `{}` may interleave: any number of outside writers can open its FIFO, and records of {size} bytes exceed PIPE_BUF ({pipe_buf})",
+                input.id
+            ),
+        )
+        .with_label(Label::primary(span, "larger than PIPE_BUF"))
+        .with_note(format!(
+            "a FIFO keeps a record whole only if it is at most PIPE_BUF ({pipe_buf}) bytes and written with one write(2); larger records of two writers arrive mixed"
+        ))
+        .with_help(
+            "if several outside peers may write, use traffic = \"messages\" (a POSIX queue, opened by name, keeps each message whole; or mechanism = \"unix-listener\" with socket = \"seqpacket\"), or keep records within PIPE_BUF",
         ),
     );
 }

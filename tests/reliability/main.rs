@@ -6,6 +6,7 @@
 mod support;
 
 mod check;
+mod fan_in;
 mod launch;
 mod run;
 mod security;
