@@ -510,3 +510,44 @@ cmd = ["true"]
         );
     }
 }
+
+/// Newcomer finding: exit status 1 is both "invalid topology" and "a
+/// process exited 1". A run's summary now ends with the cause of its exit
+/// status, and `--summary-format json` prints the summary as one JSON
+/// object. Before: no such line, and no such option (exit 2, usage).
+#[test]
+fn the_summary_states_the_cause_of_the_exit_status() {
+    let mut scratch = Scratch::new("exit-cause");
+    let file = scratch.topology(
+        r#"
+name = "exit-cause"
+
+[process.x]
+shell = 'exit 1'
+"#,
+    );
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 1, "{}", finished.stderr);
+    assert_eq!(
+        finished.stderr.lines().last(),
+        Some("ipc-run: exit 1: process `x` exited 1 (first failure)"),
+        "{}",
+        finished.stderr
+    );
+    let mut command = scratch.run_command(&file);
+    command.args(["--summary-format", "json"]);
+    let finished = support::run_captured(&mut command);
+    assert_eq!(finished.code, 1, "{}", finished.stderr);
+    let last = finished.stderr.lines().last().unwrap_or_default();
+    let summary: serde_json::Value = serde_json::from_str(last).expect(&finished.stderr);
+    assert_eq!(summary["exit_code"], 1);
+    assert_eq!(
+        summary["cause"],
+        "exit 1: process `x` exited 1 (first failure)"
+    );
+    assert_eq!(summary["processes"][0]["name"], "x");
+    assert_eq!(summary["processes"][0]["ending"], "exited");
+    assert_eq!(summary["processes"][0]["code"], 1);
+    assert!(!finished.stderr.contains("x: exited 1, restarts"));
+    assert!(scratch.runtime_entries().is_empty());
+}
