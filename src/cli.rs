@@ -172,6 +172,10 @@ pub(crate) struct RunArgs {
     /// Don't print the per-process summary at the end.
     #[arg(long, short)]
     pub quiet: bool,
+    /// How the summary at the end is printed on stderr: lines, or one
+    /// JSON object (docs/supervision.md, "Exit status").
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text, value_name = "FORMAT")]
+    pub summary_format: SummaryFormat,
     /// Directory that holds run directories (default:
     /// $XDG_RUNTIME_DIR/ipc-run, else /tmp/ipc-run-<uid>).
     #[arg(long, value_name = "DIR")]
@@ -184,6 +188,15 @@ pub(crate) struct RunArgs {
     /// is once checked against this host's limits.
     #[arg(long = "plan", conflicts_with_all = ["tap", "limits"])]
     pub from_plan: bool,
+}
+
+/// `run --summary-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SummaryFormat {
+    /// One line per process, then the cause of the exit status.
+    Text,
+    /// One JSON object.
+    Json,
 }
 
 /// `--color`.
@@ -681,6 +694,7 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
         stdin_is_own: args.stdin,
         nofile,
         log_dir: args.log_dir.clone(),
+        summary_json: args.summary_format == SummaryFormat::Json,
     };
     let outcome = crate::supervise::run(&planned.plan, &options)?;
     if outcome.log_write_errors > 0 {

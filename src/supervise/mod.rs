@@ -138,6 +138,9 @@ pub struct RunOptions {
     /// Also append each instance's relayed output to files in this
     /// directory ([`logs`]).
     pub log_dir: Option<std::path::PathBuf>,
+    /// Print the summary as one JSON object on stderr instead of lines
+    /// ([`status::summary_json`]).
+    pub summary_json: bool,
 }
 
 /// What a run came to.
@@ -974,6 +977,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 self.failures.push(Failure {
                     instance: name.clone(),
                     code: ending.code(),
+                    what: ending.to_string(),
                 });
             }
             inst.ending = Some(ending);
@@ -1538,11 +1542,13 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Readiness::Fd { fd } => format!("{{ fd = {fd} }}"),
             }
         ));
+        let ending = Ending::NotReady(why);
         self.failures.push(Failure {
             instance: name,
             code: LAUNCH_FAILURE,
+            what: ending.to_string(),
         });
-        self.instances[i].ending = Some(Ending::NotReady(why));
+        self.instances[i].ending = Some(ending);
         self.begin_shutdown();
     }
 
@@ -1802,22 +1808,30 @@ impl<R: Runtime> Supervisor<'_, R> {
                 .find(|s| &s.name == name)
                 .map(|s| s.ending.clone())
         });
-        let exit_code = status::exit_code(&StatusInputs {
+        let inputs = StatusInputs {
             failures: &self.failures,
             followed: followed.as_ref(),
             interrupted_by: self.interrupted_by,
-        });
-        if !options.quiet_summary {
+        };
+        let exit_code = status::exit_code(&inputs);
+        let cause = status::exit_cause(&inputs, self.plan.exit_code_from.as_deref(), exit_code);
+        if !options.quiet_summary && !options.summary_json {
             for line in &summary {
                 self.writer.message(&line.to_string());
             }
+            self.message(&cause);
         }
         // A stalled reader gets a bounded wait, then what it did not take
         // is counted as lost: ipc-run still ends and cleans up.
         self.writer.finish(Instant::now() + DRAIN_TIMEOUT);
-        if self.writer.write_errors > 0 {
+        if self.writer.write_errors > 0 && !options.summary_json {
             let errors = self.writer.write_errors;
             self.message(&format!("{errors} log record(s) could not be written"));
+        }
+        if options.summary_json {
+            let json = status::summary_json(&summary, exit_code, &cause, self.writer.write_errors);
+            self.writer.message(&json);
+            self.writer.finish(Instant::now() + DRAIN_TIMEOUT);
         }
         RunOutcome {
             exit_code,

@@ -130,6 +130,8 @@ pub struct Failure {
     pub instance: String,
     /// The exit code it implies.
     pub code: i32,
+    /// How it ended, as the summary says it (`exited 1`, `not ready: …`).
+    pub what: String,
 }
 
 /// Everything the exit status depends on.
@@ -157,6 +159,90 @@ pub fn exit_code(inputs: &StatusInputs<'_>) -> i32 {
     0
 }
 
+/// Why ipc-run exits with `code` (the result of [`exit_code`] for the same
+/// inputs), for the last line of the summary: `exit 1: process `x` exited
+/// 1 (first failure)`. A run's own failures are then told apart from
+/// ipc-run's (1: invalid topology, 2: usage), which print no summary.
+pub fn exit_cause(inputs: &StatusInputs<'_>, followed_name: Option<&str>, code: i32) -> String {
+    let cause = if let (Some(ending), Some(name)) = (inputs.followed, followed_name) {
+        format!("process `{name}` {ending} (exit_code_from)")
+    } else if let Some(first) = inputs.failures.first() {
+        let launch = if first.code == LAUNCH_FAILURE && !first.what.starts_with("exited") {
+            "launch failure: "
+        } else {
+            ""
+        };
+        format!(
+            "{launch}process `{}` {} (first failure)",
+            first.instance, first.what
+        )
+    } else if let Some(signal) = inputs.interrupted_by {
+        format!("stopped by {}", signal_name(signal))
+    } else {
+        "every process succeeded".to_owned()
+    };
+    format!("exit {code}: {cause}")
+}
+
+/// The summary as one JSON object (one line), for `ipc-run run
+/// --summary-format json`: `exit_code`, `cause` (as [`exit_cause`]),
+/// `log_write_errors`, and `processes`, one object per instance in plan
+/// order with `name`, `ending` (`exited`, `killed`, `failed-to-start`,
+/// `not-ready`, `not-started`), `code` (what the ending implies for the
+/// exit status), `signal` and `core_dumped` when killed, `reason` for the
+/// three that never ran, `text` (the ending as the text summary says it),
+/// `stopped`, `failed`, `restarts` and `runtime_s`.
+pub fn summary_json(
+    summary: &[InstanceSummary],
+    exit_code: i32,
+    cause: &str,
+    log_write_errors: u64,
+) -> String {
+    let processes: Vec<serde_json::Value> = summary
+        .iter()
+        .map(|s| {
+            let mut object = serde_json::json!({
+                "name": s.name,
+                "code": s.ending.code(),
+                "text": s.ending.to_string(),
+                "stopped": s.stopped,
+                "failed": s.failed,
+                "restarts": s.restarts,
+                "runtime_s": s.runtime.as_secs_f64(),
+            });
+            let (kind, extra) = match &s.ending {
+                Ending::Exited(_) => ("exited", serde_json::json!({})),
+                Ending::Signaled {
+                    signal,
+                    core_dumped,
+                } => (
+                    "killed",
+                    serde_json::json!({"signal": signal_name(*signal), "core_dumped": core_dumped}),
+                ),
+                Ending::FailedToStart(why) => {
+                    ("failed-to-start", serde_json::json!({"reason": why}))
+                }
+                Ending::NotReady(why) => ("not-ready", serde_json::json!({"reason": why})),
+                Ending::NotStarted(why) => ("not-started", serde_json::json!({"reason": why})),
+            };
+            object["ending"] = kind.into();
+            if let (Some(object), serde_json::Value::Object(extra)) =
+                (object.as_object_mut(), extra)
+            {
+                object.extend(extra);
+            }
+            object
+        })
+        .collect();
+    serde_json::json!({
+        "exit_code": exit_code,
+        "cause": cause,
+        "log_write_errors": log_write_errors,
+        "processes": processes,
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,7 +251,57 @@ mod tests {
         Failure {
             instance: name.into(),
             code,
+            what: format!("exited {code}"),
         }
+    }
+
+    #[test]
+    fn the_cause_names_what_decided_the_exit_status() {
+        let cause = |inputs: &StatusInputs<'_>, followed: Option<&str>| {
+            exit_cause(inputs, followed, exit_code(inputs))
+        };
+        assert_eq!(
+            cause(&StatusInputs::default(), None),
+            "exit 0: every process succeeded"
+        );
+        let failures = [failure("x", 1), failure("y", 2)];
+        let inputs = StatusInputs {
+            failures: &failures,
+            interrupted_by: Some(15),
+            ..Default::default()
+        };
+        assert_eq!(
+            cause(&inputs, None),
+            "exit 1: process `x` exited 1 (first failure)"
+        );
+        let launch = [Failure {
+            instance: "s".into(),
+            code: LAUNCH_FAILURE,
+            what: "not ready: no READY=1".into(),
+        }];
+        let inputs = StatusInputs {
+            failures: &launch,
+            ..Default::default()
+        };
+        assert_eq!(
+            cause(&inputs, None),
+            "exit 3: launch failure: process `s` not ready: no READY=1 (first failure)"
+        );
+        let inputs = StatusInputs {
+            interrupted_by: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(cause(&inputs, None), "exit 130: stopped by SIGINT");
+        let ending = Ending::Exited(4);
+        let inputs = StatusInputs {
+            failures: &failures,
+            followed: Some(&ending),
+            ..Default::default()
+        };
+        assert_eq!(
+            cause(&inputs, Some("count")),
+            "exit 4: process `count` exited 4 (exit_code_from)"
+        );
     }
 
     #[test]
@@ -264,5 +400,33 @@ mod tests {
             "x: failed to start: nope: No such file or directory (os error 2), restarts 0, runtime 0.00s"
         );
         assert_eq!(signal_name(99), "SIG99");
+    }
+
+    #[test]
+    fn the_json_summary_is_one_object() {
+        let summary = [InstanceSummary {
+            name: "gen".into(),
+            ending: Ending::Signaled {
+                signal: 15,
+                core_dumped: false,
+            },
+            stopped: true,
+            failed: false,
+            restarts: 2,
+            runtime: Duration::from_millis(1500),
+        }];
+        let text = summary_json(&summary, 143, "exit 143: stopped by SIGTERM", 0);
+        assert!(!text.contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["exit_code"], 143);
+        assert_eq!(value["cause"], "exit 143: stopped by SIGTERM");
+        let first = &value["processes"][0];
+        assert_eq!(first["name"], "gen");
+        assert_eq!(first["ending"], "killed");
+        assert_eq!(first["signal"], "SIGTERM");
+        assert_eq!(first["code"], 143);
+        assert_eq!(first["stopped"], true);
+        assert_eq!(first["restarts"], 2);
+        assert_eq!(first["runtime_s"], 1.5);
     }
 }

@@ -2,6 +2,8 @@
 //! when the process exits. The supervisor registers one per child in an
 //! epoll set, whose ready list keeps the order in which the exits happened
 //! (`epoll(7)`), so exits reaped in one wake-up are handled in that order.
+//! A pidfd registered after its process exited is queued at registration,
+//! not at the exit: the order holds for processes watched before they exit.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 
