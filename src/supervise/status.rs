@@ -198,49 +198,76 @@ pub fn summary_json(
     cause: &str,
     log_write_errors: u64,
 ) -> String {
-    let processes: Vec<serde_json::Value> = summary
-        .iter()
-        .map(|s| {
-            let mut object = serde_json::json!({
-                "name": s.name,
-                "code": s.ending.code(),
-                "text": s.ending.to_string(),
-                "stopped": s.stopped,
-                "failed": s.failed,
-                "restarts": s.restarts,
-                "runtime_s": s.runtime.as_secs_f64(),
-            });
-            let (kind, extra) = match &s.ending {
-                Ending::Exited(_) => ("exited", serde_json::json!({})),
-                Ending::Signaled {
-                    signal,
-                    core_dumped,
-                } => (
-                    "killed",
-                    serde_json::json!({"signal": signal_name(*signal), "core_dumped": core_dumped}),
-                ),
-                Ending::FailedToStart(why) => {
-                    ("failed-to-start", serde_json::json!({"reason": why}))
-                }
-                Ending::NotReady(why) => ("not-ready", serde_json::json!({"reason": why})),
-                Ending::NotStarted(why) => ("not-started", serde_json::json!({"reason": why})),
-            };
-            object["ending"] = kind.into();
-            if let (Some(object), serde_json::Value::Object(extra)) =
-                (object.as_object_mut(), extra)
-            {
-                object.extend(extra);
-            }
-            object
-        })
-        .collect();
-    serde_json::json!({
-        "exit_code": exit_code,
-        "cause": cause,
-        "log_write_errors": log_write_errors,
-        "processes": processes,
-    })
-    .to_string()
+    let processes: Vec<ProcessJson<'_>> = summary.iter().map(ProcessJson::of).collect();
+    let summary = SummaryJson {
+        exit_code,
+        cause,
+        log_write_errors,
+        processes,
+    };
+    // Plain data of strings and numbers: serialising cannot fail.
+    serde_json::to_string(&summary).unwrap_or_default()
+}
+
+/// The JSON summary's top level.
+#[derive(serde::Serialize)]
+struct SummaryJson<'a> {
+    exit_code: i32,
+    cause: &'a str,
+    log_write_errors: u64,
+    processes: Vec<ProcessJson<'a>>,
+}
+
+/// One instance in the JSON summary.
+#[derive(serde::Serialize)]
+struct ProcessJson<'a> {
+    name: &'a str,
+    ending: &'static str,
+    code: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    core_dumped: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    text: String,
+    stopped: bool,
+    failed: bool,
+    restarts: u32,
+    runtime_s: f64,
+}
+
+impl<'a> ProcessJson<'a> {
+    fn of(s: &'a InstanceSummary) -> Self {
+        let (ending, signal, core_dumped, reason) = match &s.ending {
+            Ending::Exited(_) => ("exited", None, None, None),
+            Ending::Signaled {
+                signal,
+                core_dumped,
+            } => (
+                "killed",
+                Some(signal_name(*signal)),
+                Some(*core_dumped),
+                None,
+            ),
+            Ending::FailedToStart(why) => ("failed-to-start", None, None, Some(why.as_str())),
+            Ending::NotReady(why) => ("not-ready", None, None, Some(why.as_str())),
+            Ending::NotStarted(why) => ("not-started", None, None, Some(why.as_str())),
+        };
+        ProcessJson {
+            name: &s.name,
+            ending,
+            code: s.ending.code(),
+            signal,
+            core_dumped,
+            reason,
+            text: s.ending.to_string(),
+            stopped: s.stopped,
+            failed: s.failed,
+            restarts: s.restarts,
+            runtime_s: s.runtime.as_secs_f64(),
+        }
+    }
 }
 
 #[cfg(test)]
