@@ -6,6 +6,7 @@
 //! of its own, `ipc-run run FILE`, and drives and inspects it from outside.
 
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -51,7 +52,9 @@ fn runner_command(toml: &str) -> Command {
     let file = dir.join("topology.toml");
     std::fs::write(&file, toml).unwrap();
     let mut command = Command::new(IPC_RUN);
+    // A process group of its own, as `Live::start` in support explains.
     command
+        .process_group(0)
         .args(runner_args(&file))
         .env_remove("NO_COLOR")
         .env_remove("IPC_RUN_LOG")

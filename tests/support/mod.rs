@@ -9,6 +9,7 @@ pub mod launch;
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -228,8 +229,14 @@ pub struct Live {
 }
 
 impl Live {
+    /// Starts `command` in a process group of its own, as a shell with job
+    /// control starts a command: signals this test sends are then never
+    /// "from the leader of ipc-run's process group", which ipc-run reads as
+    /// a `timeout`-style repeat (the test harness may lead our group, as
+    /// cargo-nextest's does).
     pub fn start(mut command: Command) -> Live {
         let mut child = command
+            .process_group(0)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
