@@ -11,6 +11,7 @@
 //! The launcher is seen through [`Runtime`], so the loop is independent of
 //! how processes are wired and can be driven by a plain spawner in tests.
 
+pub(crate) mod cycles;
 pub(crate) mod logs;
 pub(crate) mod notify;
 pub(crate) mod policy;
@@ -34,6 +35,7 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
 use crate::plan::{End, FdRole, Plan, Readiness};
+use cycles::CycleWatch;
 use logs::{LineBuffer, LogWriter, Stream};
 use policy::Decision;
 use signal_edges::SignalEdges;
@@ -243,6 +245,11 @@ pub trait Runtime {
     fn reaped(&mut self, _instance: &str) {}
     /// The sd_notify socket, when some process uses `ready = "notify"`.
     fn notify_socket(&self) -> Option<BorrowedFd<'_>>;
+    /// How full the pipe or FIFO `channel` is, (bytes buffered, capacity),
+    /// read on a read end the runtime holds; `None` when it holds none.
+    fn pipe_fill(&self, _channel: &str) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Where an instance is in its life.
@@ -418,6 +425,7 @@ struct Supervisor<'a, R: Runtime> {
     drain_deadline: Option<Instant>,
     scratch: Vec<u8>,
     signal_edges: SignalEdges,
+    cycles: CycleWatch,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -499,6 +507,12 @@ fn supervise_blocked<R: Runtime>(
     // it before anything starts.
     supervisor.read_signals(false);
     supervisor.start_ready_instances();
+    if supervisor.cycles.active() {
+        supervisor.timers.add(
+            Instant::now() + cycles::CHECK_INTERVAL,
+            Deadline::CycleCheck,
+        );
+    }
     supervisor.event_loop()?;
     Ok(supervisor.outcome(options))
 }
@@ -661,6 +675,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             drain_deadline: None,
             scratch: vec![0; READ_SIZE],
             signal_edges,
+            cycles: CycleWatch::new(plan),
         }
     }
 }
@@ -1511,7 +1526,35 @@ impl<R: Runtime> Supervisor<'_, R> {
                     generation,
                 } => self.settle_over(instance, generation),
                 Deadline::Drain => {}
+                Deadline::CycleCheck => self.check_cycles(),
             }
+        }
+    }
+
+    /// Reports the data cycles now stuck, and checks again later while
+    /// some may still get stuck and the run is not stopping.
+    fn check_cycles(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let instances = &self.instances;
+        let runtime = &*self.runtime;
+        let messages = self.cycles.check(
+            self.plan,
+            |i| match instances[i].state {
+                State::Running { pid, .. } => Some(pid),
+                _ => None,
+            },
+            |channel| runtime.pipe_fill(channel),
+        );
+        for message in messages {
+            self.message(&message);
+        }
+        if self.cycles.active() {
+            self.timers.add(
+                Instant::now() + cycles::CHECK_INTERVAL,
+                Deadline::CycleCheck,
+            );
         }
     }
 

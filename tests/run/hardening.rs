@@ -551,3 +551,95 @@ shell = 'exit 1'
     assert!(!finished.stderr.contains("x: exited 1, restarts"));
     assert!(scratch.runtime_entries().is_empty());
 }
+
+/// Item 15 (run time): two processes that each write to the other and
+/// never read fill both pipes and block for good. ipc-run used to wait
+/// silently; it now says once that the cycle is stuck, in the words of
+/// W0301, and still stops on SIGTERM. One cycle is measured on the held
+/// ends (`b` has a restart policy, so ipc-run keeps its channel ends), the
+/// other through its reader's own end.
+#[test]
+fn a_data_cycle_that_deadlocks_at_run_time_is_reported() {
+    let mut scratch = Scratch::new("stuck-cycle");
+    let file = scratch.topology(
+        r#"
+name = "stuck-cycle"
+
+[process.b]
+shell = "yes b"
+restart = "on-failure"
+
+[process.c]
+shell = "yes c"
+
+[[edge]]
+name = "bc"
+from = "b"
+to = "c"
+
+[[edge]]
+name = "cb"
+from = "c"
+to = "b"
+"#,
+    );
+    let mut live = scratch.live(&file);
+    live.wait_for_stderr("ipc-run: deadlock: data cycle b -> c -> b over blocking channels");
+    live.signal(Signal::SIGTERM);
+    let finished = live.finish();
+    assert_eq!(finished.code, 143, "{}", finished.stderr);
+    let reports: Vec<&str> = finished
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("ipc-run: deadlock:"))
+        .collect();
+    assert_eq!(reports.len(), 1, "reported once:\n{}", finished.stderr);
+    assert!(reports[0].contains("the cycle buffers"), "{}", reports[0]);
+    assert!(reports[0].contains("bc (pipe)"), "{}", reports[0]);
+    assert!(reports[0].contains("cb (pipe)"), "{}", reports[0]);
+    assert!(scratch.runtime_entries().is_empty());
+}
+
+/// The same pair with a cycle that moves (each side reads what the other
+/// writes) is never reported.
+#[test]
+fn a_data_cycle_that_flows_is_not_reported() {
+    let mut scratch = Scratch::new("flowing-cycle");
+    let file = scratch.topology(
+        r#"
+name = "flowing-cycle"
+exit_code_from = "b"
+
+[process.b]
+shell = '''
+echo go
+n=0
+while read line; do
+  n=$((n + 1))
+  [ $n -ge 3000 ] && exit 0
+  echo "$line"
+done
+'''
+
+[process.c]
+shell = "cat"
+
+[[edge]]
+name = "bc"
+from = "b"
+to = "c"
+
+[[edge]]
+name = "cb"
+from = "c"
+to = "b"
+"#,
+    );
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert!(
+        !finished.stderr.contains("deadlock:"),
+        "{}",
+        finished.stderr
+    );
+}
