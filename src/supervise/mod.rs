@@ -13,6 +13,7 @@
 
 pub(crate) mod cycles;
 pub(crate) mod logs;
+pub(crate) mod missing;
 pub(crate) mod notify;
 pub(crate) mod policy;
 pub(crate) mod signal_edges;
@@ -296,6 +297,9 @@ struct Instance {
     follow_receiver: bool,
     /// Its restart waits for a receiver of its signals to run again.
     waiting_for_receiver: bool,
+    /// The program its shell said it could not find, in the current run
+    /// ([`missing`]).
+    not_found: Option<String>,
 }
 
 impl Instance {
@@ -320,6 +324,7 @@ impl Instance {
             signalled,
             follow_receiver: false,
             waiting_for_receiver: false,
+            not_found: None,
         }
     }
 }
@@ -903,6 +908,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 inst.waiting_for_receiver = false;
                 inst.ready_now = false;
                 inst.ready_seen = ReadySeen::default();
+                inst.not_found = None;
                 self.by_pid.insert(spawned.pid, i);
                 let pid = spawned.pid;
                 // Without a pidfd (a kernel before 5.3) the exit is still
@@ -1446,6 +1452,10 @@ impl<R: Runtime> Supervisor<'_, R> {
             return;
         }
         let stopping = self.shutdown.is_some() || inst.stop_requested;
+        if !stopping && self.not_found(i, &name, &ending) {
+            return;
+        }
+        let inst = &self.instances[i];
         let decision = policy::decide(
             &self.plan.processes[i].restart,
             &ending,
@@ -1456,6 +1466,26 @@ impl<R: Runtime> Supervisor<'_, R> {
             Decision::Restart(delay) => self.schedule_restart(i, &name, ending, delay),
             Decision::Finished { exhausted } => self.finish_after_exit(i, &name, ending, exhausted),
         }
+    }
+
+    /// A `shell` process that exited 127 (command not found) on its own:
+    /// says so, naming the program when its shell did. Without a restart
+    /// policy this is a launch failure that stops the run (exit 3), and
+    /// returns true; with one, the policy decides as for any exit.
+    fn not_found(&mut self, i: usize, name: &str, ending: &Ending) -> bool {
+        let process = &self.plan.processes[i];
+        if !process.shell || *ending != Ending::Exited(missing::NOT_FOUND) {
+            return false;
+        }
+        self.drain_stderr_of(i);
+        let why = missing::why(self.instances[i].not_found.as_deref());
+        if self.plan.processes[i].restart.policy != crate::plan::RestartPolicy::Never {
+            self.message(&format!("{name}: {why}"));
+            return false;
+        }
+        self.message(&format!("{name}: failed to start: {why}"));
+        self.fail_launch(i, Ending::FailedToStart(why));
+        true
     }
 
     /// Instance `i` was stopped because a receiver of its signals was
@@ -1779,7 +1809,9 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     // ----- logs -----------------------------------------------------------
 
-    fn read_log(&mut self, s: usize) {
+    /// Reads one chunk of log stream `s` and relays its lines. Returns
+    /// whether bytes were read (more may be waiting).
+    fn read_log(&mut self, s: usize) -> bool {
         let result = loop {
             match nix::unistd::read(&self.streams[s].fd, &mut self.scratch) {
                 Err(Errno::EINTR) => continue,
@@ -1787,7 +1819,10 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
         };
         match result {
-            Ok(0) => self.close_log(s),
+            Ok(0) => {
+                self.close_log(s);
+                false
+            }
             Ok(n) => {
                 let LogStream {
                     instance,
@@ -1795,34 +1830,76 @@ impl<R: Runtime> Supervisor<'_, R> {
                     buffer,
                     ..
                 } = &mut self.streams[s];
+                let (instance, stream) = (*instance, *stream);
                 let writer = &mut self.writer;
+                let watch = stream == Stream::Stderr && self.plan.processes[instance].shell;
+                let mut found = None;
                 buffer.push(&self.scratch[..n], &mut |record| {
-                    writer.write(*instance, *stream, record)
+                    note_not_found(watch, record, &mut found);
+                    writer.write(instance, stream, record)
                 });
+                if found.is_some() {
+                    self.instances[instance].not_found = found;
+                }
+                true
             }
-            Err(Errno::EAGAIN) => {}
-            Err(_) => self.close_log(s),
+            Err(Errno::EAGAIN) => false,
+            Err(_) => {
+                self.close_log(s);
+                false
+            }
+        }
+    }
+
+    /// Where to note a missing program named on `stream` of `instance`:
+    /// the stderr of a `shell` process.
+    fn watch_not_found(&self, instance: usize, stream: Stream) -> bool {
+        stream == Stream::Stderr && self.plan.processes[instance].shell
+    }
+
+    /// Relays what instance `i`'s stderr still holds, so that a shell's
+    /// last words (`NAME: not found`) are seen before its exit is handled;
+    /// bounded, for a descendant that keeps writing.
+    fn drain_stderr_of(&mut self, i: usize) {
+        for _ in 0..16 {
+            let Some(s) = self
+                .streams
+                .iter()
+                .position(|st| st.instance == i && st.stream == Stream::Stderr)
+            else {
+                return;
+            };
+            if !self.read_log(s) {
+                return;
+            }
         }
     }
 
     /// Reads what is left without blocking, flushes, and closes the stream.
     fn close_log(&mut self, s: usize) {
         let mut stream = self.streams.swap_remove(s);
+        let watch = self.watch_not_found(stream.instance, stream.stream);
+        let mut found = None;
         let writer = &mut self.writer;
         loop {
             match nix::unistd::read(&stream.fd, &mut self.scratch) {
                 Ok(0) => break,
                 Ok(n) => stream.buffer.push(&self.scratch[..n], &mut |record| {
+                    note_not_found(watch, record, &mut found);
                     writer.write(stream.instance, stream.stream, record)
                 }),
                 Err(Errno::EINTR) => {}
                 Err(_) => break,
             }
         }
-        stream
-            .buffer
-            .finish(&mut |record| writer.write(stream.instance, stream.stream, record));
+        stream.buffer.finish(&mut |record| {
+            note_not_found(watch, record, &mut found);
+            writer.write(stream.instance, stream.stream, record)
+        });
         writer.flush();
+        if found.is_some() {
+            self.instances[stream.instance].not_found = found;
+        }
     }
 
     // ----- the end --------------------------------------------------------
@@ -1845,10 +1922,18 @@ impl<R: Runtime> Supervisor<'_, R> {
                 runtime: inst.runtime,
             })
             .collect();
+        // A launch failure that stopped the run before the followed
+        // process ended on its own decides: the followed status is then
+        // ipc-run's stop signal, not the process's own.
+        let launch_failed = self
+            .failures
+            .first()
+            .is_some_and(|f| f.code == LAUNCH_FAILURE && !f.what.starts_with("exited"));
         let followed = self.plan.exit_code_from.as_ref().and_then(|name| {
             summary
                 .iter()
                 .find(|s| &s.name == name)
+                .filter(|s| !(s.stopped && launch_failed))
                 .map(|s| s.ending.clone())
         });
         let inputs = StatusInputs {
@@ -1881,6 +1966,17 @@ impl<R: Runtime> Supervisor<'_, R> {
             summary,
             log_write_errors: self.writer.write_errors,
         }
+    }
+}
+
+/// Notes in `found` the program a shell's stderr line says it could not
+/// find, when `watch`ing that stream.
+fn note_not_found(watch: bool, record: logs::Record<'_>, found: &mut Option<String>) {
+    if watch
+        && record.starts_line
+        && let Some(name) = missing::not_found_in(record.bytes)
+    {
+        *found = Some(name);
     }
 }
 

@@ -643,3 +643,51 @@ to = "b"
         finished.stderr
     );
 }
+
+/// Newcomer item: a `shell` process whose script calls a program that is
+/// not installed (here `socat`, hidden by an empty `PATH`) used to exit 127
+/// while the service waited for it forever: the run hung until killed. It
+/// is now a launch failure (exit 3) naming the program and its package.
+#[test]
+fn a_shell_process_calling_a_missing_program_fails_the_launch() {
+    let mut scratch = Scratch::new("missing-helper");
+    let file = scratch.topology(
+        r#"
+name = "missing-helper"
+exit_code_from = "service"
+
+[process.service]
+cmd = ["sleep", "60"]
+
+[process.client]
+env = { PATH = "/nonexistent" }
+shell = '''
+for kv in $IPC_PORT_ASK; do case "$kv" in path=*) path="${kv#path=}" ;; esac; done
+echo "question" | socat -t 5 - "UNIX-CONNECT:$path"
+'''
+
+[[edge]]
+name = "ask"
+from = "client.ask"
+to = "service.ask"
+traffic = "request"
+"#,
+    );
+    let finished = scratch.run(&file);
+    let stderr = &finished.stderr;
+    assert_eq!(finished.code, 3, "{stderr}");
+    assert!(
+        summary_line(stderr, "client").contains(
+            "failed to start: command not found: socat (exit status 127; usually in the Debian package `socat`)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("ipc-run: exit 3: launch failure: process `client`")),
+        "{stderr}"
+    );
+    assert!(scratch.runtime_entries().is_empty());
+}
