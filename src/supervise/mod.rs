@@ -563,8 +563,9 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
 /// opened again through `/proc/self/fd`, which gives an open file
 /// description of ipc-run's own, made non-blocking: O_NONBLOCK on the
 /// shared one would reach the processes wired to the same stream. Anything
-/// else (a regular file, which does not block; a socket; a pipe without a
-/// reader, which cannot be opened) is duplicated as it is.
+/// else (a regular file, which does not block; a socket, which the writer
+/// sends to with `MSG_DONTWAIT`; a pipe without a reader, which cannot be
+/// opened) is duplicated as it is.
 fn own_output(fd: BorrowedFd<'_>) -> Result<OwnedFd, SuperviseError> {
     use nix::sys::stat::SFlag;
     use std::os::fd::AsRawFd;

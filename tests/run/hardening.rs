@@ -691,3 +691,59 @@ traffic = "request"
     );
     assert!(scratch.runtime_entries().is_empty());
 }
+
+/// Item 3, the socket case: ipc-run's stdout is a socket whose peer stops
+/// reading. ipc-run used to write to it blocking and then serviced no
+/// signal; it now sends with `MSG_DONTWAIT` (the socket's shared O_NONBLOCK
+/// flag is left alone), the producer is held back on its own pipe, and
+/// SIGTERM still stops the run and cleans up.
+#[test]
+fn a_stalled_socket_as_stdout_does_not_stop_sigterm_from_working() {
+    use std::os::fd::OwnedFd;
+    use std::process::Stdio;
+    let mut scratch = Scratch::new("stalled-socket");
+    let pid_file = scratch.dir.join("chatty.pid");
+    let file = scratch.topology(&format!(
+        r#"
+name = "stalled-socket"
+
+[process.chatty]
+shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed-output'
+"#,
+        pid = pid_file.display()
+    ));
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut command = scratch.run_command(&file);
+    let stderr_file = std::fs::File::create(scratch.dir.join("stderr")).unwrap();
+    let mut child = command
+        .stdout(Stdio::from(OwnedFd::from(theirs)))
+        .stderr(stderr_file)
+        .spawn()
+        .unwrap();
+    drop(command);
+    let chatty = pid_in(&pid_file);
+    // `yes` never sleeps but on a full pipe: once it sleeps, every buffer
+    // between it and the socket's silent peer is full.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let comm = std::fs::read_to_string(format!("/proc/{chatty}/comm")).unwrap_or_default();
+        if comm.trim() == "yes" && proc_state(chatty) == Some('S') {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "yes never blocked: {comm}"
+        );
+        std::thread::yield_now();
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let code = support::wait_with_timeout(&mut child, std::time::Instant::now());
+    drop(ours);
+    let stderr = std::fs::read_to_string(scratch.dir.join("stderr")).unwrap();
+    assert_eq!(code, 143, "{stderr}");
+    assert!(scratch.runtime_entries().is_empty(), "{stderr}");
+}
