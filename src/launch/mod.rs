@@ -394,6 +394,16 @@ impl Launched {
         }
     }
 
+    /// ipc-run's held read end of the pipe or FIFO `channel`, while it is
+    /// held: the supervisor reads how full the pipe is through it.
+    pub fn held_read_end(&self, channel: &str) -> Option<BorrowedFd<'_>> {
+        let &index = self.channel_index.get(channel)?;
+        self.created
+            .held
+            .get(&(index, Held::Read))
+            .map(|fd| fd.as_fd())
+    }
+
     /// Forgets the pid of an instance whose process has been reaped, so a
     /// `{pid:…}` placeholder never resolves to a stale pid.
     pub fn forget_pid(&mut self, instance: &str) {

@@ -41,6 +41,11 @@ impl Runtime for LaunchedRuntime {
     fn notify_socket(&self) -> Option<BorrowedFd<'_>> {
         self.launched.notify_socket()
     }
+
+    fn pipe_fill(&self, channel: &str) -> Option<(u64, u64)> {
+        let fd = self.launched.held_read_end(channel)?;
+        crate::sys::pipe::fill(fd).ok()
+    }
 }
 
 /// Prepares the plan's resources, supervises the run, and always cleans up.

@@ -16,7 +16,9 @@
 //! chatty process costs one system call per batch rather than per line. A
 //! record longer than a batch is written on its own. The supervisor writes
 //! to a pipe or terminal through an open file description of its own, made
-//! non-blocking (processes wired to the same stream keep theirs blocking);
+//! non-blocking (processes wired to the same stream keep theirs blocking),
+//! and to a socket with `send(MSG_DONTWAIT)`, which does not block without
+//! touching the O_NONBLOCK flag the socket's other holders share;
 //! it waits for POLLOUT in its poll set while a queue is not empty, and
 //! stops reading the processes' pipes while a queue holds more than
 //! [`HIGH_WATER`] bytes, so a stalled reader holds the processes back
@@ -195,6 +197,8 @@ pub struct LogWriter {
     /// Per output stream: whole records not written yet, from `sent` on.
     queue: [Vec<u8>; 2],
     sent: [usize; 2],
+    /// Per output stream: it is a socket, written with `MSG_DONTWAIT`.
+    socket: [bool; 2],
     /// Records that could not be written (EPIPE, ENOSPC, ...).
     pub write_errors: u64,
 }
@@ -214,7 +218,9 @@ impl LogWriter {
                 (padded, coloured)
             })
             .collect();
+        let socket = [is_socket(stdout.as_fd()), is_socket(stderr.as_fd())];
         LogWriter {
+            socket,
             out: [stdout, stderr],
             color,
             files: Vec::new(),
@@ -324,7 +330,7 @@ impl LogWriter {
                 Some(end) => end + 1,
                 None => memchr::memchr(b'\n', rest).map_or(rest.len(), |end| end + 1),
             };
-            match nix::unistd::write(self.out[slot].as_fd(), &rest[..len]) {
+            match write_out(self.out[slot].as_fd(), &rest[..len], self.socket[slot]) {
                 Ok(0) => self.drop_queue(slot),
                 Ok(n) => self.sent[slot] += n,
                 Err(Errno::EINTR) => {}
@@ -385,6 +391,30 @@ impl LogWriter {
 impl Drop for LogWriter {
     fn drop(&mut self) {
         self.finish(std::time::Instant::now() + super::DRAIN_TIMEOUT);
+    }
+}
+
+/// Whether `fd` is a socket.
+fn is_socket(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::stat::SFlag;
+    nix::sys::stat::fstat(fd).is_ok_and(|stat| {
+        SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK
+    })
+}
+
+/// One write of `buf` to an output; a socket is sent to without blocking,
+/// whatever its (shared) O_NONBLOCK flag says, and without SIGPIPE.
+fn write_out(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> Result<usize, Errno> {
+    use nix::sys::socket::{MsgFlags, send};
+    use std::os::fd::AsRawFd;
+    if socket {
+        send(
+            fd.as_raw_fd(),
+            buf,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+        )
+    } else {
+        nix::unistd::write(fd, buf)
     }
 }
 

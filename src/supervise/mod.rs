@@ -11,7 +11,9 @@
 //! The launcher is seen through [`Runtime`], so the loop is independent of
 //! how processes are wired and can be driven by a plain spawner in tests.
 
+pub(crate) mod cycles;
 pub(crate) mod logs;
+pub(crate) mod missing;
 pub(crate) mod notify;
 pub(crate) mod policy;
 pub(crate) mod signal_edges;
@@ -34,6 +36,7 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
 use crate::plan::{End, FdRole, Plan, Readiness};
+use cycles::CycleWatch;
 use logs::{LineBuffer, LogWriter, Stream};
 use policy::Decision;
 use signal_edges::SignalEdges;
@@ -243,6 +246,11 @@ pub trait Runtime {
     fn reaped(&mut self, _instance: &str) {}
     /// The sd_notify socket, when some process uses `ready = "notify"`.
     fn notify_socket(&self) -> Option<BorrowedFd<'_>>;
+    /// How full the pipe or FIFO `channel` is, (bytes buffered, capacity),
+    /// read on a read end the runtime holds; `None` when it holds none.
+    fn pipe_fill(&self, _channel: &str) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 /// Where an instance is in its life.
@@ -289,6 +297,9 @@ struct Instance {
     follow_receiver: bool,
     /// Its restart waits for a receiver of its signals to run again.
     waiting_for_receiver: bool,
+    /// The program its shell said it could not find, in the current run
+    /// ([`missing`]).
+    not_found: Option<String>,
 }
 
 impl Instance {
@@ -313,6 +324,7 @@ impl Instance {
             signalled,
             follow_receiver: false,
             waiting_for_receiver: false,
+            not_found: None,
         }
     }
 }
@@ -418,6 +430,7 @@ struct Supervisor<'a, R: Runtime> {
     drain_deadline: Option<Instant>,
     scratch: Vec<u8>,
     signal_edges: SignalEdges,
+    cycles: CycleWatch,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -499,6 +512,12 @@ fn supervise_blocked<R: Runtime>(
     // it before anything starts.
     supervisor.read_signals(false);
     supervisor.start_ready_instances();
+    if supervisor.cycles.active() {
+        supervisor.timers.add(
+            Instant::now() + cycles::CHECK_INTERVAL,
+            Deadline::CycleCheck,
+        );
+    }
     supervisor.event_loop()?;
     Ok(supervisor.outcome(options))
 }
@@ -544,8 +563,9 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
 /// opened again through `/proc/self/fd`, which gives an open file
 /// description of ipc-run's own, made non-blocking: O_NONBLOCK on the
 /// shared one would reach the processes wired to the same stream. Anything
-/// else (a regular file, which does not block; a socket; a pipe without a
-/// reader, which cannot be opened) is duplicated as it is.
+/// else (a regular file, which does not block; a socket, which the writer
+/// sends to with `MSG_DONTWAIT`; a pipe without a reader, which cannot be
+/// opened) is duplicated as it is.
 fn own_output(fd: BorrowedFd<'_>) -> Result<OwnedFd, SuperviseError> {
     use nix::sys::stat::SFlag;
     use std::os::fd::AsRawFd;
@@ -661,6 +681,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             drain_deadline: None,
             scratch: vec![0; READ_SIZE],
             signal_edges,
+            cycles: CycleWatch::new(plan),
         }
     }
 }
@@ -888,6 +909,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 inst.waiting_for_receiver = false;
                 inst.ready_now = false;
                 inst.ready_seen = ReadySeen::default();
+                inst.not_found = None;
                 self.by_pid.insert(spawned.pid, i);
                 let pid = spawned.pid;
                 // Without a pidfd (a kernel before 5.3) the exit is still
@@ -1431,6 +1453,10 @@ impl<R: Runtime> Supervisor<'_, R> {
             return;
         }
         let stopping = self.shutdown.is_some() || inst.stop_requested;
+        if !stopping && self.not_found(i, &name, &ending) {
+            return;
+        }
+        let inst = &self.instances[i];
         let decision = policy::decide(
             &self.plan.processes[i].restart,
             &ending,
@@ -1441,6 +1467,26 @@ impl<R: Runtime> Supervisor<'_, R> {
             Decision::Restart(delay) => self.schedule_restart(i, &name, ending, delay),
             Decision::Finished { exhausted } => self.finish_after_exit(i, &name, ending, exhausted),
         }
+    }
+
+    /// A `shell` process that exited 127 (command not found) on its own:
+    /// says so, naming the program when its shell did. Without a restart
+    /// policy this is a launch failure that stops the run (exit 3), and
+    /// returns true; with one, the policy decides as for any exit.
+    fn not_found(&mut self, i: usize, name: &str, ending: &Ending) -> bool {
+        let process = &self.plan.processes[i];
+        if !process.shell || *ending != Ending::Exited(missing::NOT_FOUND) {
+            return false;
+        }
+        self.drain_stderr_of(i);
+        let why = missing::why(self.instances[i].not_found.as_deref());
+        if self.plan.processes[i].restart.policy != crate::plan::RestartPolicy::Never {
+            self.message(&format!("{name}: {why}"));
+            return false;
+        }
+        self.message(&format!("{name}: failed to start: {why}"));
+        self.fail_launch(i, Ending::FailedToStart(why));
+        true
     }
 
     /// Instance `i` was stopped because a receiver of its signals was
@@ -1511,7 +1557,35 @@ impl<R: Runtime> Supervisor<'_, R> {
                     generation,
                 } => self.settle_over(instance, generation),
                 Deadline::Drain => {}
+                Deadline::CycleCheck => self.check_cycles(),
             }
+        }
+    }
+
+    /// Reports the data cycles now stuck, and checks again later while
+    /// some may still get stuck and the run is not stopping.
+    fn check_cycles(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        let instances = &self.instances;
+        let runtime = &*self.runtime;
+        let messages = self.cycles.check(
+            self.plan,
+            |i| match instances[i].state {
+                State::Running { pid, .. } => Some(pid),
+                _ => None,
+            },
+            |channel| runtime.pipe_fill(channel),
+        );
+        for message in messages {
+            self.message(&message);
+        }
+        if self.cycles.active() {
+            self.timers.add(
+                Instant::now() + cycles::CHECK_INTERVAL,
+                Deadline::CycleCheck,
+            );
         }
     }
 
@@ -1736,7 +1810,9 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     // ----- logs -----------------------------------------------------------
 
-    fn read_log(&mut self, s: usize) {
+    /// Reads one chunk of log stream `s` and relays its lines. Returns
+    /// whether bytes were read (more may be waiting).
+    fn read_log(&mut self, s: usize) -> bool {
         let result = loop {
             match nix::unistd::read(&self.streams[s].fd, &mut self.scratch) {
                 Err(Errno::EINTR) => continue,
@@ -1744,7 +1820,10 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
         };
         match result {
-            Ok(0) => self.close_log(s),
+            Ok(0) => {
+                self.close_log(s);
+                false
+            }
             Ok(n) => {
                 let LogStream {
                     instance,
@@ -1752,34 +1831,76 @@ impl<R: Runtime> Supervisor<'_, R> {
                     buffer,
                     ..
                 } = &mut self.streams[s];
+                let (instance, stream) = (*instance, *stream);
                 let writer = &mut self.writer;
+                let watch = stream == Stream::Stderr && self.plan.processes[instance].shell;
+                let mut found = None;
                 buffer.push(&self.scratch[..n], &mut |record| {
-                    writer.write(*instance, *stream, record)
+                    note_not_found(watch, record, &mut found);
+                    writer.write(instance, stream, record)
                 });
+                if found.is_some() {
+                    self.instances[instance].not_found = found;
+                }
+                true
             }
-            Err(Errno::EAGAIN) => {}
-            Err(_) => self.close_log(s),
+            Err(Errno::EAGAIN) => false,
+            Err(_) => {
+                self.close_log(s);
+                false
+            }
+        }
+    }
+
+    /// Where to note a missing program named on `stream` of `instance`:
+    /// the stderr of a `shell` process.
+    fn watch_not_found(&self, instance: usize, stream: Stream) -> bool {
+        stream == Stream::Stderr && self.plan.processes[instance].shell
+    }
+
+    /// Relays what instance `i`'s stderr still holds, so that a shell's
+    /// last words (`NAME: not found`) are seen before its exit is handled;
+    /// bounded, for a descendant that keeps writing.
+    fn drain_stderr_of(&mut self, i: usize) {
+        for _ in 0..16 {
+            let Some(s) = self
+                .streams
+                .iter()
+                .position(|st| st.instance == i && st.stream == Stream::Stderr)
+            else {
+                return;
+            };
+            if !self.read_log(s) {
+                return;
+            }
         }
     }
 
     /// Reads what is left without blocking, flushes, and closes the stream.
     fn close_log(&mut self, s: usize) {
         let mut stream = self.streams.swap_remove(s);
+        let watch = self.watch_not_found(stream.instance, stream.stream);
+        let mut found = None;
         let writer = &mut self.writer;
         loop {
             match nix::unistd::read(&stream.fd, &mut self.scratch) {
                 Ok(0) => break,
                 Ok(n) => stream.buffer.push(&self.scratch[..n], &mut |record| {
+                    note_not_found(watch, record, &mut found);
                     writer.write(stream.instance, stream.stream, record)
                 }),
                 Err(Errno::EINTR) => {}
                 Err(_) => break,
             }
         }
-        stream
-            .buffer
-            .finish(&mut |record| writer.write(stream.instance, stream.stream, record));
+        stream.buffer.finish(&mut |record| {
+            note_not_found(watch, record, &mut found);
+            writer.write(stream.instance, stream.stream, record)
+        });
         writer.flush();
+        if found.is_some() {
+            self.instances[stream.instance].not_found = found;
+        }
     }
 
     // ----- the end --------------------------------------------------------
@@ -1802,10 +1923,18 @@ impl<R: Runtime> Supervisor<'_, R> {
                 runtime: inst.runtime,
             })
             .collect();
+        // A launch failure that stopped the run before the followed
+        // process ended on its own decides: the followed status is then
+        // ipc-run's stop signal, not the process's own.
+        let launch_failed = self
+            .failures
+            .first()
+            .is_some_and(|f| f.code == LAUNCH_FAILURE && !f.what.starts_with("exited"));
         let followed = self.plan.exit_code_from.as_ref().and_then(|name| {
             summary
                 .iter()
                 .find(|s| &s.name == name)
+                .filter(|s| !(s.stopped && launch_failed))
                 .map(|s| s.ending.clone())
         });
         let inputs = StatusInputs {
@@ -1838,6 +1967,17 @@ impl<R: Runtime> Supervisor<'_, R> {
             summary,
             log_write_errors: self.writer.write_errors,
         }
+    }
+}
+
+/// Notes in `found` the program a shell's stderr line says it could not
+/// find, when `watch`ing that stream.
+fn note_not_found(watch: bool, record: logs::Record<'_>, found: &mut Option<String>) {
+    if watch
+        && record.starts_line
+        && let Some(name) = missing::not_found_in(record.bytes)
+    {
+        *found = Some(name);
     }
 }
 

@@ -4,7 +4,9 @@
 //!
 //! 1. With `exit_code_from = "p"`, ipc-run exits with `p`'s status: its exit
 //!    code, 128+signal when a signal killed it, [`LAUNCH_FAILURE`] when it
-//!    could not be started or never became ready.
+//!    could not be started or never became ready. A launch failure of
+//!    another process that stopped the run (and `p` with it) decides
+//!    instead, by rule 2: the supervisor then passes no followed ending.
 //! 2. Otherwise, the first failure in time decides: an exit code 1..=255 is
 //!    passed on, death by signal `n` gives 128+n, a launch failure (spawn or
 //!    exec error, readiness timeout, a dependency that ended before it was

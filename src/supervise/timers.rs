@@ -38,6 +38,9 @@ pub enum Deadline {
     },
     /// Stop waiting for log pipes held open by stray descendants.
     Drain,
+    /// Look whether a data cycle that may deadlock is stuck
+    /// ([`super::cycles`]).
+    CycleCheck,
 }
 
 /// A set of deadlines.

@@ -9,6 +9,7 @@
 //!   `ipc-run bench`.
 //! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
 //! - [`pidfd`]: `pidfd_open(2)`, for exits in the order they happened.
+//! - [`pipe`]: how full a pipe is (`FIONREAD`, `F_GETPIPE_SZ`).
 //! - [`spawn`]: the allocation-free child path (`clone(2)` with
 //!   `CLONE_VM | CLONE_VFORK`, fd shuffle, signal reset, `execve(2)`).
 
@@ -21,5 +22,6 @@ pub mod bench;
 pub mod fd;
 pub mod ipc;
 pub mod pidfd;
+pub mod pipe;
 pub mod signals;
 pub mod spawn;

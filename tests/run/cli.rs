@@ -450,8 +450,9 @@ traffic = "messages"
         objects.assert_gone(false);
         scratch.assert_left_nothing();
     }
-    // A program that runs and exits 127 (a shell that could not find its
-    // command) is an exit status, not a start failure.
+    // A shell that could not find its command exits 127: without a
+    // restart policy that is a launch failure naming the program
+    // (docs/supervision.md, "A missing program").
     let file = scratch.topology(
         r#"
 [process.shell]
@@ -459,10 +460,12 @@ shell = "exec /nonexistent/program"
 "#,
     );
     let result = scratch.run(&file);
-    assert_eq!(result.code, 127);
+    assert_eq!(result.code, 3);
     let line = summary_line(&result.stderr, "shell");
-    assert!(line.contains("exited 127"), "{line}");
-    assert!(!line.contains("failed to start"), "{line}");
+    assert!(
+        line.contains("failed to start: command not found: /nonexistent/program"),
+        "{line}"
+    );
 }
 
 // ----- 6. F3: exit status --------------------------------------------------

@@ -551,3 +551,199 @@ shell = 'exit 1'
     assert!(!finished.stderr.contains("x: exited 1, restarts"));
     assert!(scratch.runtime_entries().is_empty());
 }
+
+/// Item 15 (run time): two processes that each write to the other and
+/// never read fill both pipes and block for good. ipc-run used to wait
+/// silently; it now says once that the cycle is stuck, in the words of
+/// W0301, and still stops on SIGTERM. One cycle is measured on the held
+/// ends (`b` has a restart policy, so ipc-run keeps its channel ends), the
+/// other through its reader's own end.
+#[test]
+fn a_data_cycle_that_deadlocks_at_run_time_is_reported() {
+    let mut scratch = Scratch::new("stuck-cycle");
+    let file = scratch.topology(
+        r#"
+name = "stuck-cycle"
+
+[process.b]
+shell = "yes b"
+restart = "on-failure"
+
+[process.c]
+shell = "yes c"
+
+[[edge]]
+name = "bc"
+from = "b"
+to = "c"
+
+[[edge]]
+name = "cb"
+from = "c"
+to = "b"
+"#,
+    );
+    let mut live = scratch.live(&file);
+    live.wait_for_stderr("ipc-run: deadlock: data cycle b -> c -> b over blocking channels");
+    live.signal(Signal::SIGTERM);
+    let finished = live.finish();
+    assert_eq!(finished.code, 143, "{}", finished.stderr);
+    let reports: Vec<&str> = finished
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("ipc-run: deadlock:"))
+        .collect();
+    assert_eq!(reports.len(), 1, "reported once:\n{}", finished.stderr);
+    assert!(reports[0].contains("the cycle buffers"), "{}", reports[0]);
+    assert!(reports[0].contains("bc (pipe)"), "{}", reports[0]);
+    assert!(reports[0].contains("cb (pipe)"), "{}", reports[0]);
+    assert!(scratch.runtime_entries().is_empty());
+}
+
+/// The same pair with a cycle that moves (each side reads what the other
+/// writes) is never reported.
+#[test]
+fn a_data_cycle_that_flows_is_not_reported() {
+    let mut scratch = Scratch::new("flowing-cycle");
+    let file = scratch.topology(
+        r#"
+name = "flowing-cycle"
+exit_code_from = "b"
+
+[process.b]
+shell = '''
+echo go
+n=0
+while read line; do
+  n=$((n + 1))
+  [ $n -ge 3000 ] && exit 0
+  echo "$line"
+done
+'''
+
+[process.c]
+shell = "cat"
+
+[[edge]]
+name = "bc"
+from = "b"
+to = "c"
+
+[[edge]]
+name = "cb"
+from = "c"
+to = "b"
+"#,
+    );
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert!(
+        !finished.stderr.contains("deadlock:"),
+        "{}",
+        finished.stderr
+    );
+}
+
+/// Newcomer item: a `shell` process whose script calls a program that is
+/// not installed (here `socat`, hidden by an empty `PATH`) used to exit 127
+/// while the service waited for it forever: the run hung until killed. It
+/// is now a launch failure (exit 3) naming the program and its package.
+#[test]
+fn a_shell_process_calling_a_missing_program_fails_the_launch() {
+    let mut scratch = Scratch::new("missing-helper");
+    let file = scratch.topology(
+        r#"
+name = "missing-helper"
+exit_code_from = "service"
+
+[process.service]
+cmd = ["sleep", "60"]
+
+[process.client]
+env = { PATH = "/nonexistent" }
+shell = '''
+for kv in $IPC_PORT_ASK; do case "$kv" in path=*) path="${kv#path=}" ;; esac; done
+echo "question" | socat -t 5 - "UNIX-CONNECT:$path"
+'''
+
+[[edge]]
+name = "ask"
+from = "client.ask"
+to = "service.ask"
+traffic = "request"
+"#,
+    );
+    let finished = scratch.run(&file);
+    let stderr = &finished.stderr;
+    assert_eq!(finished.code, 3, "{stderr}");
+    assert!(
+        summary_line(stderr, "client").contains(
+            "failed to start: command not found: socat (exit status 127; usually in the Debian package `socat`)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with("ipc-run: exit 3: launch failure: process `client`")),
+        "{stderr}"
+    );
+    assert!(scratch.runtime_entries().is_empty());
+}
+
+/// Item 3, the socket case: ipc-run's stdout is a socket whose peer stops
+/// reading. ipc-run used to write to it blocking and then serviced no
+/// signal; it now sends with `MSG_DONTWAIT` (the socket's shared O_NONBLOCK
+/// flag is left alone), the producer is held back on its own pipe, and
+/// SIGTERM still stops the run and cleans up.
+#[test]
+fn a_stalled_socket_as_stdout_does_not_stop_sigterm_from_working() {
+    use std::os::fd::OwnedFd;
+    use std::process::Stdio;
+    let mut scratch = Scratch::new("stalled-socket");
+    let pid_file = scratch.dir.join("chatty.pid");
+    let file = scratch.topology(&format!(
+        r#"
+name = "stalled-socket"
+
+[process.chatty]
+shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed-output'
+"#,
+        pid = pid_file.display()
+    ));
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut command = scratch.run_command(&file);
+    let stderr_file = std::fs::File::create(scratch.dir.join("stderr")).unwrap();
+    let mut child = command
+        .stdout(Stdio::from(OwnedFd::from(theirs)))
+        .stderr(stderr_file)
+        .spawn()
+        .unwrap();
+    drop(command);
+    let chatty = pid_in(&pid_file);
+    // `yes` never sleeps but on a full pipe: once it sleeps, every buffer
+    // between it and the socket's silent peer is full.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let comm = std::fs::read_to_string(format!("/proc/{chatty}/comm")).unwrap_or_default();
+        if comm.trim() == "yes" && proc_state(chatty) == Some('S') {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "yes never blocked: {comm}"
+        );
+        std::thread::yield_now();
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let code = support::wait_with_timeout(&mut child, std::time::Instant::now());
+    drop(ours);
+    let stderr = std::fs::read_to_string(scratch.dir.join("stderr")).unwrap();
+    assert_eq!(code, 143, "{stderr}");
+    assert!(scratch.runtime_entries().is_empty(), "{stderr}");
+}
