@@ -780,4 +780,95 @@ mod tests {
             diagnostic.message
         );
     }
+
+    fn diagnostic_of(text: &str) -> Diagnostic {
+        match parse(text) {
+            Err(TopologyError::Parse { diagnostic, .. }) => *diagnostic,
+            other => panic!("a parse error expected for {text:?}, got {other:?}"),
+        }
+    }
+
+    /// Each step and serde constructor gets its code; the messages are
+    /// toml's and serde's, unchanged.
+    #[test]
+    fn errors_are_classified_by_where_they_were_raised() {
+        let edge = "[process.a]\ncmd = [\"x\"]\n[[edge]]\nfrom = \"a\"\nto = \"a\"\n";
+        let cases = [
+            // Parse step.
+            (
+                "[process.a\n".to_owned(),
+                "E0007",
+                "invalid TOML: unclosed table, expected `]`",
+            ),
+            (
+                "[process.a]\n[process.a]\n".to_owned(),
+                "E0006",
+                "duplicate table `a`",
+            ),
+            (
+                "name = \"\\uD800\"\n".to_owned(),
+                "E0005",
+                "wrong type or value: invalid value, expected unicode hexadecimal value",
+            ),
+            // Deserialize step, by serde constructor.
+            (
+                "name = 1\n".to_owned(),
+                "E0005",
+                "wrong type or value: invalid type: integer `1`, expected a string",
+            ),
+            (
+                "[process.a]\nready = {}\n".to_owned(),
+                "E0004",
+                "missing key: missing field `fd`",
+            ),
+            (
+                "[process.a]\nrestart_limit = -1\n".to_owned(),
+                "E0005",
+                "wrong type or value: invalid value: integer `-1`, expected u32",
+            ),
+            (
+                format!("{edge}traffic = \"loud\"\n"),
+                "E0005",
+                "wrong type or value: unknown variant `loud`, expected one of `stream`, `messages`, `shared`, `request`, `notify`",
+            ),
+            (
+                format!("{edge}size = -1\n"),
+                "E0005",
+                "wrong type or value: invalid size -1: must not be negative",
+            ),
+            (
+                "[process.a]\nready = { fd = 3, x = 1 }\n".to_owned(),
+                "E0003",
+                "unknown key `x`",
+            ),
+            // Raised by toml's deserializer itself.
+            (
+                format!("{edge}traffic = 5\n"),
+                "E0007",
+                "invalid TOML: wanted string or table",
+            ),
+        ];
+        for (text, code, message) in cases {
+            let diagnostic = diagnostic_of(&text);
+            assert_eq!(
+                (diagnostic.code, diagnostic.message.as_str()),
+                (code, message),
+                "{text:?}"
+            );
+        }
+    }
+
+    /// The key of an unknown-key error comes from serde's call, not from
+    /// cutting its message, so any key is named whole.
+    #[test]
+    fn an_unknown_key_is_named_whole_whatever_it_holds() {
+        let diagnostic = diagnostic_of("[process.a]\n\"a, expected b\" = 1\n");
+        assert_eq!(diagnostic.code, "E0003");
+        assert_eq!(diagnostic.message, "unknown key `a, expected b`");
+        assert!(
+            diagnostic.notes[0].starts_with("expected one of `cmd`, `shell`"),
+            "{:?}",
+            diagnostic.notes
+        );
+    }
 }
