@@ -7,6 +7,7 @@
 //! Every name and value a diagnostic may point at is a [`Spanned`] so the
 //! planner can say `file:line:col` with a caret.
 
+mod classify;
 mod endpoint;
 mod units;
 
@@ -146,7 +147,7 @@ impl Topology {
         if source.len() > MAX_SOURCE_BYTES {
             return Err(fail(too_large(Some(source.len() as u64)), String::new()));
         }
-        match toml::from_str::<TopologyFile>(&source) {
+        match classify::from_str::<TopologyFile>(&source) {
             Ok(mut file) => {
                 file.fill_endpoint_spans();
                 Ok(Topology {
@@ -155,16 +156,14 @@ impl Topology {
                     file,
                 })
             }
-            Err(err) => {
-                let diagnostic = syntax_diagnostic(&err, &source);
+            Err(failure) => {
+                let diagnostic = syntax_diagnostic(&failure, &source);
                 Err(fail(diagnostic, source))
             }
         }
     }
 }
 
-/// Turns a toml/serde error into a diagnostic with a stable code: syntax,
-/// unknown key, missing key or wrong type/value.
 /// Widens `span` to whole characters: the parser may point at a byte inside
 /// a multi-byte character, and a label must cover whole ones.
 fn on_char_boundaries(source: &str, span: std::ops::Range<usize>) -> std::ops::Range<usize> {
@@ -179,28 +178,77 @@ fn on_char_boundaries(source: &str, span: std::ops::Range<usize>) -> std::ops::R
     start..end
 }
 
-fn syntax_diagnostic(err: &toml::de::Error, source: &str) -> Diagnostic {
-    let message = err.message().trim().to_owned();
-    let (code, headline) = if message.starts_with("unknown field") {
-        ("E0003", "unknown key")
-    } else if message.starts_with("missing field") {
-        ("E0004", "missing key")
-    } else if [
-        "invalid type",
-        "invalid value",
-        "unknown variant",
-        "invalid size",
-        "invalid duration",
-    ]
-    .iter()
-    .any(|prefix| message.starts_with(prefix))
-    {
-        ("E0005", "wrong type or value")
-    } else if message.starts_with("duplicate key") {
-        ("E0006", "duplicate key")
+/// What a refused document is, by the stable code a diagnostic gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Mistake {
+    /// E0003: a key the table does not have.
+    UnknownKey {
+        /// The key as written.
+        key: String,
+    },
+    /// E0004: a required key is absent.
+    MissingKey,
+    /// E0005: a value of the wrong type, or a refused value.
+    WrongValue,
+    /// E0006: a key or table defined twice.
+    Duplicate,
+    /// E0007: not TOML at all, or a shape toml itself refuses.
+    Syntax,
+}
+
+/// Classifies a failure by the step that raised it and, in the
+/// deserialize step, by the serde error constructor that made it.
+fn mistake_of(failure: &classify::Failure) -> Mistake {
+    use classify::{Origin, Raised};
+    match &failure.origin {
+        Origin::Parse => parse_mistake(failure.error.message()),
+        Origin::Deserialize(Some(raised)) => match raised {
+            Raised::UnknownField { field } => Mistake::UnknownKey { key: field.clone() },
+            Raised::MissingField => Mistake::MissingKey,
+            // No topology type has a fixed length, so `InvalidLength` is
+            // not raised today; a sequence of the wrong length is a value
+            // of the wrong shape.
+            Raised::InvalidType
+            | Raised::InvalidValue
+            | Raised::InvalidLength
+            | Raised::UnknownVariant
+            | Raised::Custom => Mistake::WrongValue,
+            // toml's parser refuses a repeated key first, so serde never
+            // sees one; should it, it is the same mistake.
+            Raised::DuplicateField => Mistake::Duplicate,
+        },
+        // toml's deserializer raised it itself: an enum given as a number
+        // or as a table without exactly one entry, an integer that
+        // overflows. These are shapes toml refuses: E0007, as always.
+        Origin::Deserialize(None) => Mistake::Syntax,
+    }
+}
+
+/// Classifies a parse-step error.
+///
+/// The one explicit fallback on wording: toml's parser reports every error
+/// through `toml_parser::ParseError`, which carries only a fixed description
+/// (no kind), and toml's error keeps only that text. Two descriptions get a
+/// code of their own, as they always did: `duplicate key` (E0006; toml's
+/// document parser finds repeated keys and tables) and `invalid value` (E0005;
+/// an escape such as `\uD800` that names no character). Every other parse
+/// error is E0007.
+fn parse_mistake(message: &str) -> Mistake {
+    if message.starts_with("duplicate key") {
+        Mistake::Duplicate
+    } else if message.starts_with("invalid value") {
+        Mistake::WrongValue
     } else {
-        ("E0007", "invalid TOML")
-    };
+        Mistake::Syntax
+    }
+}
+
+/// Turns a refused document into a diagnostic with a stable code: unknown
+/// key, missing key, wrong type/value, duplicate or syntax.
+fn syntax_diagnostic(failure: &classify::Failure, source: &str) -> Diagnostic {
+    let err = &failure.error;
+    let message = err.message().trim();
+    let mistake = mistake_of(failure);
     let span = err.span().unwrap_or(0..0);
     let span = if span.is_empty() && !source.is_empty() {
         let start = span.start.min(source.len().saturating_sub(1));
@@ -209,23 +257,26 @@ fn syntax_diagnostic(err: &toml::de::Error, source: &str) -> Diagnostic {
         span
     };
     let span = on_char_boundaries(source, span);
-    let first_line = message.lines().next().unwrap_or("").to_owned();
-    if code == "E0006" {
-        return duplicate_key_diagnostic(source, span);
-    }
-    // serde says "unknown field `x`, expected one of `a`, `b`": split it into
-    // a headline about the key and a note listing the keys that are allowed.
-    if let Some(rest) = first_line.strip_prefix("unknown field ") {
-        let (key, expected) = rest.split_once(", expected ").unwrap_or((rest, ""));
-        let mut diagnostic = Diagnostic::error(code, format!("unknown key {key}"))
-            .with_label(Label::primary(span, "not a key of this table"));
-        if !expected.is_empty() {
-            diagnostic = diagnostic.with_note(format!("expected {expected}"));
+    let first_line = message.lines().next().unwrap_or("");
+    let (code, headline) = match &mistake {
+        Mistake::UnknownKey { key } => {
+            // serde says "unknown field `x`, expected one of `a`, `b`": the
+            // headline names the key, a note lists the keys allowed.
+            let mut diagnostic = Diagnostic::error("E0003", format!("unknown key `{key}`"))
+                .with_label(Label::primary(span, "not a key of this table"));
+            let tail = message.strip_prefix(&format!("unknown field `{key}`, "));
+            if let Some(expected) = tail.filter(|t| t.starts_with("expected ")) {
+                diagnostic = diagnostic.with_note(expected.to_owned());
+            }
+            return diagnostic;
         }
-        return diagnostic;
-    }
+        Mistake::Duplicate => return duplicate_key_diagnostic(source, span),
+        Mistake::MissingKey => ("E0004", "missing key"),
+        Mistake::WrongValue => ("E0005", "wrong type or value"),
+        Mistake::Syntax => ("E0007", "invalid TOML"),
+    };
     Diagnostic::error(code, format!("{headline}: {first_line}"))
-        .with_label(Label::primary(span, first_line))
+        .with_label(Label::primary(span, first_line.to_owned()))
 }
 
 /// toml only says "duplicate key" and points at the second one: name the key
@@ -727,6 +778,97 @@ mod tests {
             diagnostic.message.contains("command"),
             "{}",
             diagnostic.message
+        );
+    }
+
+    fn diagnostic_of(text: &str) -> Diagnostic {
+        match parse(text) {
+            Err(TopologyError::Parse { diagnostic, .. }) => *diagnostic,
+            other => panic!("a parse error expected for {text:?}, got {other:?}"),
+        }
+    }
+
+    /// Each step and serde constructor gets its code; the messages are
+    /// toml's and serde's, unchanged.
+    #[test]
+    fn errors_are_classified_by_where_they_were_raised() {
+        let edge = "[process.a]\ncmd = [\"x\"]\n[[edge]]\nfrom = \"a\"\nto = \"a\"\n";
+        let cases = [
+            // Parse step.
+            (
+                "[process.a\n".to_owned(),
+                "E0007",
+                "invalid TOML: unclosed table, expected `]`",
+            ),
+            (
+                "[process.a]\n[process.a]\n".to_owned(),
+                "E0006",
+                "duplicate table `a`",
+            ),
+            (
+                "name = \"\\uD800\"\n".to_owned(),
+                "E0005",
+                "wrong type or value: invalid value, expected unicode hexadecimal value",
+            ),
+            // Deserialize step, by serde constructor.
+            (
+                "name = 1\n".to_owned(),
+                "E0005",
+                "wrong type or value: invalid type: integer `1`, expected a string",
+            ),
+            (
+                "[process.a]\nready = {}\n".to_owned(),
+                "E0004",
+                "missing key: missing field `fd`",
+            ),
+            (
+                "[process.a]\nrestart_limit = -1\n".to_owned(),
+                "E0005",
+                "wrong type or value: invalid value: integer `-1`, expected u32",
+            ),
+            (
+                format!("{edge}traffic = \"loud\"\n"),
+                "E0005",
+                "wrong type or value: unknown variant `loud`, expected one of `stream`, `messages`, `shared`, `request`, `notify`",
+            ),
+            (
+                format!("{edge}size = -1\n"),
+                "E0005",
+                "wrong type or value: invalid size -1: must not be negative",
+            ),
+            (
+                "[process.a]\nready = { fd = 3, x = 1 }\n".to_owned(),
+                "E0003",
+                "unknown key `x`",
+            ),
+            // Raised by toml's deserializer itself.
+            (
+                format!("{edge}traffic = 5\n"),
+                "E0007",
+                "invalid TOML: wanted string or table",
+            ),
+        ];
+        for (text, code, message) in cases {
+            let diagnostic = diagnostic_of(&text);
+            assert_eq!(
+                (diagnostic.code, diagnostic.message.as_str()),
+                (code, message),
+                "{text:?}"
+            );
+        }
+    }
+
+    /// The key of an unknown-key error comes from serde's call, not from
+    /// cutting its message, so any key is named whole.
+    #[test]
+    fn an_unknown_key_is_named_whole_whatever_it_holds() {
+        let diagnostic = diagnostic_of("[process.a]\n\"a, expected b\" = 1\n");
+        assert_eq!(diagnostic.code, "E0003");
+        assert_eq!(diagnostic.message, "unknown key `a, expected b`");
+        assert!(
+            diagnostic.notes[0].starts_with("expected one of `cmd`, `shell`"),
+            "{:?}",
+            diagnostic.notes
         );
     }
 }
