@@ -15,7 +15,7 @@ use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
 use crate::launch::resources::{ChannelBuild, Handover, Held, exists, file_in_run_dir};
-use crate::plan::{End, Mechanism, ObjectKind};
+use crate::mechanism::model::{End, Mechanism, ObjectKind};
 use crate::topology::{Delivery, Traffic};
 use ipc_run_child::description::Params;
 use nix::errno::Errno;

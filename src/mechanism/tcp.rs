@@ -12,7 +12,7 @@ use super::{BASE, EdgeOption, Peers, Profile};
 use crate::bench::link::{PeerReady, PeerSetup, Pending, Setup, peer_stream, ready};
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, ConnectTarget, Handover, Held, tcp_bind};
-use crate::plan::{End, Mechanism};
+use crate::mechanism::model::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 

@@ -14,7 +14,7 @@ use crate::launch::LaunchError;
 use crate::launch::resources::{
     ChannelBuild, ConnectTarget, Handover, Held, bind_error, parse_addr,
 };
-use crate::plan::{End, Mechanism};
+use crate::mechanism::model::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 use std::net::UdpSocket;

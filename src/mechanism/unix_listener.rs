@@ -14,8 +14,9 @@ use crate::bench::link::{
 use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, ConnectTarget, Handover, Held, unix_bind};
-use crate::plan::SocketType;
-use crate::plan::{End, Limits, Mechanism, ObjectKind};
+use crate::mechanism::limits::Limits;
+use crate::mechanism::model::SocketType;
+use crate::mechanism::model::{End, Mechanism, ObjectKind};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 
