@@ -3,7 +3,9 @@
 
 use std::io;
 
-use crate::bench::link::{PeerPending, PeerReady, PeerSetup, Pending, Setup, mkfifo, path};
+use crate::mechanism::bench_link::{
+    PeerPending, PeerReady, PeerSetup, Pending, Setup, mkfifo, path,
+};
 use std::fmt;
 
 use schemars::JsonSchema;

@@ -34,7 +34,7 @@ use std::io;
 
 use ipc_run_child::description::{self as child, Params};
 
-use crate::bench::link::{PeerReady, PeerSetup, Pending, Setup};
+use crate::mechanism::bench_link::{PeerReady, PeerSetup, Pending, Setup};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +45,9 @@ use crate::mechanism::limits::Limits;
 use crate::mechanism::model::{End, Mechanism, SocketType};
 use crate::topology::{MechanismName, Traffic};
 
+pub(crate) mod bench_cleanup;
+pub(crate) mod bench_kinds;
+pub(crate) mod bench_link;
 pub(crate) mod edge;
 pub mod fifo;
 pub(crate) mod host_limits;

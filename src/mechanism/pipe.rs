@@ -5,9 +5,11 @@ use std::io;
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile, inherit};
-use crate::bench::link::{PeerReady, PeerSetup, Pending, Setup, fd_link, inherited, ready};
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, Handover, Held};
+use crate::mechanism::bench_link::{
+    PeerReady, PeerSetup, Pending, Setup, fd_link, inherited, ready,
+};
 use crate::mechanism::model::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::End as ChildEnd;

@@ -9,10 +9,12 @@ use super::PortSide;
 use super::edge::address_with_port;
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
-use crate::bench::link::{Link, PeerPending, PeerReady, PeerSetup, Pending, Setup, grow_rcvbuf};
 use crate::launch::LaunchError;
 use crate::launch::resources::{
     ChannelBuild, ConnectTarget, Handover, Held, bind_error, parse_addr,
+};
+use crate::mechanism::bench_link::{
+    Link, PeerPending, PeerReady, PeerSetup, Pending, Setup, grow_rcvbuf,
 };
 use crate::mechanism::model::{End, Mechanism};
 use crate::topology::Traffic;

@@ -152,11 +152,12 @@ pub fn termination_signals() -> SigSet {
 /// How long after killing a late peer the bench gives up.
 const GRACE: Duration = Duration::from_secs(3);
 
-/// How the bench ended, as its main thread learns it.
+/// How the bench ended, as its main thread learns it; `E` is the bench's
+/// error, which a finished run reports.
 #[derive(Debug)]
-pub enum End {
+pub enum End<E> {
     /// The measurements are done and the report written (or not).
-    Finished(Result<(), super::BenchError>),
+    Finished(Result<(), E>),
     /// A termination signal came; every object was removed.
     Interrupted {
         /// The signal.
@@ -176,7 +177,7 @@ pub enum End {
 /// Starts the watcher thread, which sends on `ends` when it ends the
 /// bench. The termination signals must already be blocked in the calling
 /// thread, so the watcher and every later thread inherit the mask.
-pub fn start_watcher(ends: Sender<End>) -> std::io::Result<()> {
+pub fn start_watcher<E: Send + 'static>(ends: Sender<End<E>>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("bench-watch".into())
         .spawn(move || {
@@ -187,7 +188,7 @@ pub fn start_watcher(ends: Sender<End>) -> std::io::Result<()> {
 
 /// Watches until the bench must end early; the registry stays locked from
 /// then on, so nothing new is created.
-fn watch() -> End {
+fn watch<E>() -> End<E> {
     let set = termination_signals();
     loop {
         match crate::sys::bench::sigtimedwait(&set, Duration::from_millis(100)) {
