@@ -381,6 +381,51 @@ fn referenced_modules(code: &str, prefix: &str) -> Vec<String> {
     found
 }
 
+/// The source of a file for the module graph: none for a `tests.rs`
+/// file, the whole text otherwise (`#[cfg(test)]` items are cut out of the
+/// code by [`without_test_items`], wherever they are in the file).
+fn production_code_of(path: &Path) -> String {
+    if path.file_name().is_some_and(|n| n == "tests.rs") {
+        return String::new();
+    }
+    read(path)
+}
+
+/// Code (comments and literals blanked) without its `#[cfg(test)]` items:
+/// each from the attribute to the end of its item (the matching `}`, or
+/// the `;` of a `mod tests;` or `use`).
+fn without_test_items(code: &[char]) -> String {
+    let text: String = code.iter().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let item = &rest[at..];
+        let mut end = item.len();
+        let mut depth = 0usize;
+        for (i, c) in item.char_indices() {
+            match c {
+                ';' if depth == 0 => {
+                    end = i + 1;
+                    break;
+                }
+                '{' => depth += 1,
+                '}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &item[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Which top-level modules each one uses in production code, through
 /// `crate::` paths anywhere and `super::` paths in a module's root file.
 fn module_graph(
@@ -396,9 +441,7 @@ fn module_graph(
     let tops: std::collections::BTreeSet<&str> = files.iter().map(|(_, t)| t.as_str()).collect();
     let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
     for (relative, top) in &files {
-        let code: String = code_only(&production_code(&src.join(relative)))
-            .into_iter()
-            .collect();
+        let code = without_test_items(&code_only(&production_code_of(&src.join(relative))));
         let mut used = referenced_modules(&code, "crate::");
         let root_file = relative.components().count() == 1 || relative.ends_with("mod.rs");
         if root_file {
@@ -479,6 +522,9 @@ fn the_top_level_modules_depend_on_each_other_one_way() {
 fn the_module_scanner_finds_references_and_cycles() {
     let code = "use crate::{a::{x, y}, b};\nfn f() { crate::c::g(); super::d::h(); }";
     assert_eq!(referenced_modules(code, "crate::"), ["a", "b", "c"]);
+    let source = "use crate::a;\n#[cfg(test)]\nmod t { use crate::b; }\n#[cfg(test)]\nuse crate::c;\nfn f() { crate::d::g(); }";
+    let production = without_test_items(&code_only(source));
+    assert_eq!(referenced_modules(&production, "crate::"), ["a", "d"]);
     assert_eq!(referenced_modules(code, "super::"), ["d"]);
     let edges = [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("d", "c")];
     let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
