@@ -55,9 +55,9 @@ impl Object {
             Object::Dir(path) => std::fs::remove_dir_all(path).map_err(|e| e.to_string()),
         };
         if let Err(error) = result {
-            tracing::warn!("could not remove {self}: {error}");
+            tracing::warn!(target: LOG_TARGET, "could not remove {self}: {error}");
         } else {
-            tracing::debug!("removed {self}");
+            tracing::debug!(target: LOG_TARGET, "removed {self}");
         }
     }
 }
@@ -118,7 +118,7 @@ impl Drop for Guard {
 pub fn create<T, E>(create: impl FnOnce() -> Result<(T, Object), E>) -> Result<(T, Guard), E> {
     let mut reg = registry();
     let (value, object) = create()?;
-    tracing::debug!("created {object}");
+    tracing::debug!(target: LOG_TARGET, "created {object}");
     reg.objects.push(object.clone());
     Ok((value, Guard(object)))
 }
@@ -148,6 +148,10 @@ pub fn termination_signals() -> SigSet {
     set.add(Signal::SIGHUP);
     set
 }
+
+/// The log target of the bench's objects, the module path they were
+/// logged under before they moved here (`IPC_RUN_LOG=ipc_run::bench=debug`).
+const LOG_TARGET: &str = "ipc_run::bench::cleanup";
 
 /// How long after killing a late peer the bench gives up.
 const GRACE: Duration = Duration::from_secs(3);
@@ -198,7 +202,7 @@ fn watch<E>() -> End<E> {
             }
             Ok(None) => {}
             Err(errno) => {
-                tracing::warn!("sigtimedwait failed: {errno}");
+                tracing::warn!(target: LOG_TARGET, "sigtimedwait failed: {errno}");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -206,7 +210,7 @@ fn watch<E>() -> End<E> {
         let now = Instant::now();
         match (reg.deadline, reg.killed_at, reg.peer) {
             (Some(deadline), None, Some(pid)) if now > deadline => {
-                tracing::warn!("the peer for {} is late; killing it", reg.what);
+                tracing::warn!(target: LOG_TARGET, "the peer for {} is late; killing it", reg.what);
                 let _ = kill(pid, Signal::SIGKILL);
                 reg.killed_at = Some(now);
             }
