@@ -20,11 +20,12 @@
 //! - [`report`]: records, the machine, text and JSON.
 //! - [`cleanup`]: the registry of objects and the signal watcher.
 
-pub mod cleanup;
-pub mod link;
 pub mod measure;
-pub mod mechanism;
 pub mod report;
+
+pub(crate) use crate::mechanism::{
+    bench_cleanup as cleanup, bench_kinds as mechanism, bench_link as link,
+};
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;

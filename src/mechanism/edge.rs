@@ -7,12 +7,45 @@ use std::net::SocketAddr;
 use ipc_run_child::description::Slot;
 
 use crate::diagnostic::{Diagnostic, Label};
-use crate::plan::select::Traits;
-use crate::plan::{Limit, Limits, Mechanism, NamedObject, ObjectKind, RUN_DIR, RUN_ID, Span};
-use crate::topology::{EdgeSpec, Spanned};
+use crate::mechanism::limits::{Limit, Limits};
+use crate::mechanism::model::{Mechanism, NamedObject, ObjectKind, RUN_DIR, RUN_ID, Span};
+use crate::topology::{EdgeSpec, SocketType, Spanned, Traffic};
 
 /// Listen backlog of every listener.
 pub const LISTEN_BACKLOG: u32 = 128;
+
+/// What the planner knows about an edge when it picks a mechanism.
+#[derive(Debug, Clone, Default)]
+pub struct Traits {
+    /// Declared traffic.
+    pub traffic: Traffic,
+    /// Data flows both ways.
+    pub duplex: bool,
+    /// Number of writing endpoint instances (`@stdin` and `@external` count).
+    pub writers: usize,
+    /// Number of reading endpoint instances.
+    pub readers: usize,
+    /// Some endpoint is `@external`.
+    pub external: bool,
+    /// Some endpoint is `@stdin` or `@stdout`.
+    pub own_stream: bool,
+    /// Largest record written at once.
+    pub message_size: Option<u64>,
+    /// Declared queue depth.
+    pub depth: Option<u64>,
+    /// Declared shared size.
+    pub size: Option<u64>,
+    /// Declared RPC protocol.
+    pub protocol: bool,
+    /// Declared IP address.
+    pub address: bool,
+    /// Declared socket type.
+    pub socket: Option<SocketType>,
+    /// Payload-carrying options were given on a notify edge.
+    pub payload: bool,
+    /// `sync = "ring"`: the shared memory is a ring of records.
+    pub ring: bool,
+}
 
 /// One edge being planned, once its mechanism is known.
 pub(crate) struct EdgeContext<'a> {

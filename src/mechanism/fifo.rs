@@ -3,7 +3,9 @@
 
 use std::io;
 
-use crate::bench::link::{PeerPending, PeerReady, PeerSetup, Pending, Setup, mkfifo, path};
+use crate::mechanism::bench_link::{
+    PeerPending, PeerReady, PeerSetup, Pending, Setup, mkfifo, path,
+};
 use std::fmt;
 
 use schemars::JsonSchema;
@@ -15,7 +17,7 @@ use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
 use crate::launch::resources::{ChannelBuild, Handover, Held, exists, file_in_run_dir};
-use crate::plan::{End, Mechanism, ObjectKind};
+use crate::mechanism::model::{End, Mechanism, ObjectKind};
 use crate::topology::{Delivery, Traffic};
 use ipc_run_child::description::Params;
 use nix::errno::Errno;

@@ -6,7 +6,8 @@
 //! wording are the planner's.
 
 use crate::diagnostic::Diagnostic;
-use crate::plan::{Limit, Limits, RUN_DIR};
+use crate::mechanism::limits::{Limit, Limits};
+use crate::mechanism::model::RUN_DIR;
 
 /// Bytes of a socket path once `{run_dir}` is this host's run directory.
 pub(crate) fn socket_path_len(path: &str, limits: &Limits) -> u64 {

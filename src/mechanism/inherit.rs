@@ -10,7 +10,7 @@ use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile};
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, Handover, Held};
-use crate::plan::Mechanism;
+use crate::mechanism::model::Mechanism;
 use crate::sys::fd::{dup_cloexec_at_least, std_fd};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;

@@ -34,26 +34,33 @@ use std::io;
 
 use ipc_run_child::description::{self as child, Params};
 
-use crate::bench::link::{PeerReady, PeerSetup, Pending, Setup};
+use crate::mechanism::bench_link::{PeerReady, PeerSetup, Pending, Setup};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, Handover};
-use crate::plan::{End, Limits, Mechanism, SocketType};
+use crate::mechanism::limits::Limits;
+use crate::mechanism::model::{End, Mechanism, SocketType};
 use crate::topology::{MechanismName, Traffic};
 
+pub(crate) mod bench_cleanup;
+pub(crate) mod bench_kinds;
+pub(crate) mod bench_link;
 pub(crate) mod edge;
 pub mod fifo;
 pub(crate) mod host_limits;
 pub mod inherit;
+pub mod limits;
+pub mod model;
 pub mod pipe;
 pub mod posix_mq;
 pub mod posix_sem;
 pub mod posix_shm;
 pub mod rpc;
 pub mod signal;
+pub mod signals;
 pub mod socketpair;
 pub mod sysv_mq;
 pub mod sysv_sem;

@@ -5,10 +5,12 @@ use std::io;
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile, inherit};
-use crate::bench::link::{PeerReady, PeerSetup, Pending, Setup, fd_link, inherited, ready};
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, Handover, Held};
-use crate::plan::{End, Mechanism};
+use crate::mechanism::bench_link::{
+    PeerReady, PeerSetup, Pending, Setup, fd_link, inherited, ready,
+};
+use crate::mechanism::model::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::End as ChildEnd;
 use ipc_run_child::description::Params;

@@ -7,16 +7,17 @@ use std::os::fd::{AsFd, OwnedFd};
 use super::edge::{EdgeContext, Shape, limit_error};
 use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
-use crate::bench::cleanup::{self, Guard, Object};
-use crate::bench::link::{
-    Link, PeerReady, PeerSetup, Pending, Place, Setup, c_name, name, no_end, ready,
-};
-use crate::bench::mechanism::HostLimits;
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
 use crate::launch::resources::{ChannelBuild, Handover, Held, exists, posix_name};
-use crate::plan::{End, Limits, Mechanism, ObjectKind, Span};
+use crate::mechanism::bench_cleanup::{self as cleanup, Guard, Object};
+use crate::mechanism::bench_kinds::HostLimits;
+use crate::mechanism::bench_link::{
+    Link, PeerReady, PeerSetup, Pending, Place, Setup, c_name, name, no_end, ready,
+};
+use crate::mechanism::limits::Limits;
+use crate::mechanism::model::{End, Mechanism, ObjectKind, Span};
 use crate::sys::ipc;
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;

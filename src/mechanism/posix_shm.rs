@@ -8,17 +8,18 @@ use std::os::fd::OwnedFd;
 use super::edge::{EdgeContext, Shape};
 use super::host_limits;
 use super::{BASE, EdgeOption, Profile, Ring};
-use crate::bench::cleanup::{self, Guard, Object};
-use crate::bench::link::{
-    Endpoint, Link, PeerReady, PeerSetup, Pending, Place, Setup, c_name, name, no_end, ready,
-};
 use crate::child::ring::{Consumer, HEADER_SIZE, Producer, Received, format as ring_format};
 use crate::child::ring::{Header, RingError};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::objects::ObjectRecord;
 use crate::launch::resources::{ChannelBuild, Handover, Held, RingHeader, exists, posix_name};
-use crate::plan::{Limits, Mechanism, ObjectKind, RingPlan};
+use crate::mechanism::bench_cleanup::{self as cleanup, Guard, Object};
+use crate::mechanism::bench_link::{
+    Endpoint, Link, PeerReady, PeerSetup, Pending, Place, Setup, c_name, name, no_end, ready,
+};
+use crate::mechanism::limits::Limits;
+use crate::mechanism::model::{Mechanism, ObjectKind, RingPlan};
 use crate::topology::{SyncKind, Traffic};
 use ipc_run_child::description::{Params, RingLayout, ShmSemaphores};
 use nix::errno::Errno;

@@ -14,8 +14,11 @@ use super::{BASE, EdgeOption, Peers, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, Handover};
-use crate::plan::SocketType;
-use crate::plan::{End, Limits, Mechanism, ObjectKind, RUN_DIR, RUN_DIR_PCT, percent_encode_into};
+use crate::mechanism::limits::Limits;
+use crate::mechanism::model::SocketType;
+use crate::mechanism::model::{
+    End, Mechanism, ObjectKind, RUN_DIR, RUN_DIR_PCT, percent_encode_into,
+};
 use crate::topology::Traffic;
 
 /// The mechanism's name.

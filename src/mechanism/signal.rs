@@ -7,11 +7,11 @@ use super::PortSide;
 use super::edge::placeholder;
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile};
-use crate::bench::link::{PeerPending, PeerReady, PeerSetup, Pending, Setup};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::plan::Mechanism;
-use crate::plan::signals::{known, parse_signal};
-use crate::plan::{End, SignalRef};
+use crate::mechanism::bench_link::{PeerPending, PeerReady, PeerSetup, Pending, Setup};
+use crate::mechanism::model::Mechanism;
+use crate::mechanism::model::{End, SignalRef};
+use crate::mechanism::signals::{known, parse_signal};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 

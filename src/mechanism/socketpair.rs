@@ -5,16 +5,16 @@ use std::io;
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Peers, Profile, Sockets};
-use crate::bench::link::{
+use crate::launch::LaunchError;
+use crate::launch::resources::{ChannelBuild, Handover, Held, sock_type};
+use crate::mechanism::bench_kinds::HostLimits;
+use crate::mechanism::bench_kinds::Mechanism as BenchMechanism;
+use crate::mechanism::bench_link::{
     PeerReady, PeerSetup, Pending, Setup, duplex, fd_link, fit_sndbuf, inherited, peer_stream,
     ready,
 };
-use crate::bench::mechanism::HostLimits;
-use crate::bench::mechanism::Mechanism as BenchMechanism;
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Handover, Held, sock_type};
-use crate::plan::Mechanism;
-use crate::plan::SocketType;
+use crate::mechanism::model::Mechanism;
+use crate::mechanism::model::SocketType;
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 use ipc_run_child::description::{End as ChildEnd, SocketType as ChildSocket};

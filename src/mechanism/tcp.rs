@@ -9,10 +9,10 @@ use super::PortSide;
 use super::edge::address_with_port;
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
-use crate::bench::link::{PeerReady, PeerSetup, Pending, Setup, peer_stream, ready};
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, ConnectTarget, Handover, Held, tcp_bind};
-use crate::plan::{End, Mechanism};
+use crate::mechanism::bench_link::{PeerReady, PeerSetup, Pending, Setup, peer_stream, ready};
+use crate::mechanism::model::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 

@@ -9,12 +9,14 @@ use super::PortSide;
 use super::edge::address_with_port;
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
-use crate::bench::link::{Link, PeerPending, PeerReady, PeerSetup, Pending, Setup, grow_rcvbuf};
 use crate::launch::LaunchError;
 use crate::launch::resources::{
     ChannelBuild, ConnectTarget, Handover, Held, bind_error, parse_addr,
 };
-use crate::plan::{End, Mechanism};
+use crate::mechanism::bench_link::{
+    Link, PeerPending, PeerReady, PeerSetup, Pending, Setup, grow_rcvbuf,
+};
+use crate::mechanism::model::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 use std::net::UdpSocket;

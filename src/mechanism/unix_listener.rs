@@ -8,14 +8,15 @@ use std::os::fd::OwnedFd;
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::host_limits;
 use super::{BASE, Peers, Profile, Sockets};
-use crate::bench::link::{
-    PeerReady, PeerSetup, Pending, Setup, path, peer_stream, ready, unlinked_path,
-};
 use crate::diagnostic::Diagnostic;
 use crate::launch::LaunchError;
 use crate::launch::resources::{ChannelBuild, ConnectTarget, Handover, Held, unix_bind};
-use crate::plan::SocketType;
-use crate::plan::{End, Limits, Mechanism, ObjectKind};
+use crate::mechanism::bench_link::{
+    PeerReady, PeerSetup, Pending, Setup, path, peer_stream, ready, unlinked_path,
+};
+use crate::mechanism::limits::Limits;
+use crate::mechanism::model::SocketType;
+use crate::mechanism::model::{End, Mechanism, ObjectKind};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 

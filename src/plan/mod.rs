@@ -19,18 +19,14 @@
 mod edges;
 pub mod graph;
 pub mod import;
-pub mod limits;
-pub mod model;
 mod order;
 pub(crate) mod placeholders;
 mod processes;
 pub mod render;
 pub mod select;
-pub mod signals;
 mod wiring;
 
-use std::ops::Range;
-
+pub use crate::mechanism::{limits, model, signals};
 pub use limits::{Limit, Limits};
 pub use model::*;
 
@@ -175,5 +171,4 @@ impl Sink {
     }
 }
 
-/// A byte range in the topology file.
-pub(crate) type Span = Range<usize>;
+pub(crate) use crate::mechanism::model::Span;

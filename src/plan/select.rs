@@ -7,41 +7,9 @@
 //! through [`check_fit`], which rejects what it cannot carry.
 
 use super::limits::Limits;
+pub use crate::mechanism::edge::Traits;
 use crate::mechanism::{Kind, Peers, Profile, Ring, Sockets};
 use crate::topology::{SocketType, Traffic};
-
-/// What the planner knows about an edge when it picks a mechanism.
-#[derive(Debug, Clone, Default)]
-pub struct Traits {
-    /// Declared traffic.
-    pub traffic: Traffic,
-    /// Data flows both ways.
-    pub duplex: bool,
-    /// Number of writing endpoint instances (`@stdin` and `@external` count).
-    pub writers: usize,
-    /// Number of reading endpoint instances.
-    pub readers: usize,
-    /// Some endpoint is `@external`.
-    pub external: bool,
-    /// Some endpoint is `@stdin` or `@stdout`.
-    pub own_stream: bool,
-    /// Largest record written at once.
-    pub message_size: Option<u64>,
-    /// Declared queue depth.
-    pub depth: Option<u64>,
-    /// Declared shared size.
-    pub size: Option<u64>,
-    /// Declared RPC protocol.
-    pub protocol: bool,
-    /// Declared IP address.
-    pub address: bool,
-    /// Declared socket type.
-    pub socket: Option<SocketType>,
-    /// Payload-carrying options were given on a notify edge.
-    pub payload: bool,
-    /// `sync = "ring"`: the shared memory is a ring of records.
-    pub ring: bool,
-}
 
 /// Why an edge cannot use a mechanism: a stable code, a headline and a hint.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -319,3 +319,217 @@ fn the_child_crate_depends_on_libc_alone() {
         "crates/ipc-run-child depends on libc alone"
     );
 }
+
+/// Cycles between top-level modules that are known and being removed: the
+/// mechanisms' `create`/`handover` still build through the launcher's
+/// context (`launch::resources::ChannelBuild`, its run directory, journal
+/// and placeholder values), and the launcher dispatches to them. Each entry
+/// is a cycle as printed; the test fails when one disappears, so the list
+/// only shrinks.
+const KNOWN_CYCLES: &[&str] = &["launch -> mechanism -> launch"];
+
+/// The top-level module a source file under `src/` belongs to, or `None`
+/// for the crate roots and the binaries (`lib.rs`, `main.rs`, `bin/`).
+fn top_module(relative: &Path) -> Option<String> {
+    let mut parts = relative.iter().map(|p| p.to_string_lossy().into_owned());
+    let first = parts.next()?;
+    let rest = parts.next();
+    match (first.strip_suffix(".rs"), rest) {
+        (Some("lib" | "main"), None) => None,
+        (Some(name), None) => Some(name.to_owned()),
+        (None, Some(_)) if first != "bin" => Some(first),
+        _ => None,
+    }
+}
+
+/// The first segment of each path a `PREFIX::` reference names: `a` in
+/// `crate::a::b`, `a` and `b` in `crate::{a::x, b}`.
+fn referenced_modules(code: &str, prefix: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = code;
+    while let Some(at) = rest.find(prefix) {
+        let before = rest[..at].chars().next_back();
+        rest = &rest[at + prefix.len()..];
+        if before.is_some_and(|c| is_ident(c) || c == ':') {
+            continue;
+        }
+        let tail = rest.trim_start();
+        if let Some(group) = tail.strip_prefix('{') {
+            // The group's top-level items, up to its closing brace.
+            let mut depth = 0usize;
+            let mut item_start = true;
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && is_ident(c) => {
+                        item_start = false;
+                        let word = &group[i..];
+                        let end = word.find(|c: char| !is_ident(c)).unwrap_or(word.len());
+                        found.push(word[..end].to_owned());
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            let end = tail.find(|c: char| !is_ident(c)).unwrap_or(tail.len());
+            found.push(tail[..end].to_owned());
+        }
+    }
+    found
+}
+
+/// The source of a file for the module graph: none for a `tests.rs`
+/// file, the whole text otherwise (`#[cfg(test)]` items are cut out of the
+/// code by [`without_test_items`], wherever they are in the file).
+fn production_code_of(path: &Path) -> String {
+    if path.file_name().is_some_and(|n| n == "tests.rs") {
+        return String::new();
+    }
+    read(path)
+}
+
+/// Code (comments and literals blanked) without its `#[cfg(test)]` items:
+/// each from the attribute to the end of its item (the matching `}`, or
+/// the `;` of a `mod tests;` or `use`).
+fn without_test_items(code: &[char]) -> String {
+    let text: String = code.iter().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let item = &rest[at..];
+        let mut end = item.len();
+        let mut depth = 0usize;
+        for (i, c) in item.char_indices() {
+            match c {
+                ';' if depth == 0 => {
+                    end = i + 1;
+                    break;
+                }
+                '{' => depth += 1,
+                '}' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        rest = &item[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Which top-level modules each one uses in production code, through
+/// `crate::` paths anywhere and `super::` paths in a module's root file.
+fn module_graph(
+    src: &Path,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let files: Vec<(PathBuf, String)> = rust_files(src)
+        .into_iter()
+        .filter_map(|f| {
+            let relative = f.strip_prefix(src).ok()?.to_path_buf();
+            top_module(&relative).map(|top| (relative, top))
+        })
+        .collect();
+    let tops: std::collections::BTreeSet<&str> = files.iter().map(|(_, t)| t.as_str()).collect();
+    let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for (relative, top) in &files {
+        let code = without_test_items(&code_only(&production_code_of(&src.join(relative))));
+        let mut used = referenced_modules(&code, "crate::");
+        let root_file = relative.components().count() == 1 || relative.ends_with("mod.rs");
+        if root_file {
+            used.extend(referenced_modules(&code, "super::"));
+        }
+        let entry = graph.entry(top.clone()).or_default();
+        for module in used {
+            if module != *top && tops.contains(module.as_str()) {
+                entry.insert(module);
+            }
+        }
+    }
+    graph
+}
+
+/// Every elementary cycle's shortest form through its smallest module,
+/// printed `a -> b -> a`.
+fn cycles(
+    graph: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+) -> Vec<String> {
+    let mut found = std::collections::BTreeSet::new();
+    for start in graph.keys() {
+        // Breadth-first from `start` over modules not smaller than it, so
+        // each cycle is reported once, from its smallest module.
+        let mut previous = std::collections::BTreeMap::<&str, &str>::new();
+        let mut queue = std::collections::VecDeque::from([start.as_str()]);
+        while let Some(module) = queue.pop_front() {
+            for next in graph.get(module).into_iter().flatten() {
+                if next == start {
+                    // Back from `module` to `start`, then around.
+                    let mut path = vec![module];
+                    let mut at = module;
+                    while at != start {
+                        at = previous[at];
+                        path.push(at);
+                    }
+                    path.reverse();
+                    path.push(start);
+                    found.insert(path.join(" -> "));
+                } else if next.as_str() > start.as_str() && !previous.contains_key(next.as_str()) {
+                    previous.insert(next, module);
+                    queue.push_back(next);
+                }
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+#[test]
+fn the_top_level_modules_depend_on_each_other_one_way() {
+    let graph = module_graph(&root().join("src"));
+    let found = cycles(&graph);
+    let new: Vec<&String> = found
+        .iter()
+        .filter(|c| !KNOWN_CYCLES.contains(&c.as_str()))
+        .collect();
+    let gone: Vec<&&str> = KNOWN_CYCLES
+        .iter()
+        .filter(|c| !found.iter().any(|f| f == *c))
+        .collect();
+    assert!(
+        new.is_empty(),
+        "cycles between the modules of src/ (the stages call the mechanism registry, \
+         which uses only the layers below it; see docs/architecture.md):\n{}",
+        new.iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(
+        gone.is_empty(),
+        "a known cycle is gone; remove it from KNOWN_CYCLES: {gone:?}"
+    );
+}
+
+#[test]
+fn the_module_scanner_finds_references_and_cycles() {
+    let code = "use crate::{a::{x, y}, b};\nfn f() { crate::c::g(); super::d::h(); }";
+    assert_eq!(referenced_modules(code, "crate::"), ["a", "b", "c"]);
+    let source = "use crate::a;\n#[cfg(test)]\nmod t { use crate::b; }\n#[cfg(test)]\nuse crate::c;\nfn f() { crate::d::g(); }";
+    let production = without_test_items(&code_only(source));
+    assert_eq!(referenced_modules(&production, "crate::"), ["a", "d"]);
+    assert_eq!(referenced_modules(code, "super::"), ["d"]);
+    let edges = [("a", "b"), ("b", "c"), ("c", "a"), ("c", "d"), ("d", "c")];
+    let mut graph = std::collections::BTreeMap::<String, std::collections::BTreeSet<String>>::new();
+    for (from, to) in edges {
+        graph.entry(from.into()).or_default().insert(to.into());
+    }
+    assert_eq!(cycles(&graph), ["a -> b -> c -> a", "c -> d -> c"]);
+}

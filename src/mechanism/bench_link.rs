@@ -22,8 +22,8 @@ use nix::sys::socket::{Shutdown, setsockopt, sockopt};
 use nix::sys::stat::Mode;
 use serde::{Deserialize, Serialize};
 
-use super::cleanup::{self, Guard, Object};
-use super::mechanism::{HostLimits, Mechanism};
+use super::bench_cleanup::{self as cleanup, Guard, Object};
+use super::bench_kinds::{HostLimits, Mechanism};
 use crate::child;
 use crate::child::description::{Description, Params};
 

@@ -55,9 +55,9 @@ impl Object {
             Object::Dir(path) => std::fs::remove_dir_all(path).map_err(|e| e.to_string()),
         };
         if let Err(error) = result {
-            tracing::warn!("could not remove {self}: {error}");
+            tracing::warn!(target: LOG_TARGET, "could not remove {self}: {error}");
         } else {
-            tracing::debug!("removed {self}");
+            tracing::debug!(target: LOG_TARGET, "removed {self}");
         }
     }
 }
@@ -118,7 +118,7 @@ impl Drop for Guard {
 pub fn create<T, E>(create: impl FnOnce() -> Result<(T, Object), E>) -> Result<(T, Guard), E> {
     let mut reg = registry();
     let (value, object) = create()?;
-    tracing::debug!("created {object}");
+    tracing::debug!(target: LOG_TARGET, "created {object}");
     reg.objects.push(object.clone());
     Ok((value, Guard(object)))
 }
@@ -149,14 +149,19 @@ pub fn termination_signals() -> SigSet {
     set
 }
 
+/// The log target of the bench's objects, the module path they were
+/// logged under before they moved here (`IPC_RUN_LOG=ipc_run::bench=debug`).
+const LOG_TARGET: &str = "ipc_run::bench::cleanup";
+
 /// How long after killing a late peer the bench gives up.
 const GRACE: Duration = Duration::from_secs(3);
 
-/// How the bench ended, as its main thread learns it.
+/// How the bench ended, as its main thread learns it; `E` is the bench's
+/// error, which a finished run reports.
 #[derive(Debug)]
-pub enum End {
+pub enum End<E> {
     /// The measurements are done and the report written (or not).
-    Finished(Result<(), super::BenchError>),
+    Finished(Result<(), E>),
     /// A termination signal came; every object was removed.
     Interrupted {
         /// The signal.
@@ -176,7 +181,7 @@ pub enum End {
 /// Starts the watcher thread, which sends on `ends` when it ends the
 /// bench. The termination signals must already be blocked in the calling
 /// thread, so the watcher and every later thread inherit the mask.
-pub fn start_watcher(ends: Sender<End>) -> std::io::Result<()> {
+pub fn start_watcher<E: Send + 'static>(ends: Sender<End<E>>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("bench-watch".into())
         .spawn(move || {
@@ -187,7 +192,7 @@ pub fn start_watcher(ends: Sender<End>) -> std::io::Result<()> {
 
 /// Watches until the bench must end early; the registry stays locked from
 /// then on, so nothing new is created.
-fn watch() -> End {
+fn watch<E>() -> End<E> {
     let set = termination_signals();
     loop {
         match crate::sys::bench::sigtimedwait(&set, Duration::from_millis(100)) {
@@ -197,7 +202,7 @@ fn watch() -> End {
             }
             Ok(None) => {}
             Err(errno) => {
-                tracing::warn!("sigtimedwait failed: {errno}");
+                tracing::warn!(target: LOG_TARGET, "sigtimedwait failed: {errno}");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
@@ -205,7 +210,7 @@ fn watch() -> End {
         let now = Instant::now();
         match (reg.deadline, reg.killed_at, reg.peer) {
             (Some(deadline), None, Some(pid)) if now > deadline => {
-                tracing::warn!("the peer for {} is late; killing it", reg.what);
+                tracing::warn!(target: LOG_TARGET, "the peer for {} is late; killing it", reg.what);
                 let _ = kill(pid, Signal::SIGKILL);
                 reg.killed_at = Some(now);
             }

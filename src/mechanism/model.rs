@@ -36,6 +36,9 @@ pub const PLAN_FORMAT_VERSION: u32 = 1;
 // | `{sysv_id:<channel>}`    | the System V id (shm, msg or sem) of a channel     |
 // | `{sysv_sem_id:<channel>}`| the semaphore set paired with a System V segment   |
 
+/// A byte range in the topology file.
+pub(crate) type Span = std::ops::Range<usize>;
+
 /// Placeholder for the run id (16 lowercase hex digits, 64 random bits).
 pub const RUN_ID: &str = "{run_id}";
 /// Placeholder for the private run directory.
