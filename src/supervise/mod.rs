@@ -696,6 +696,13 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     /// True once every instance is finished for good.
+    /// Whether instance `i` is the one `exit_code_from` follows: the plan
+    /// names the declared process, whose one instance is `name#0` when
+    /// `replicas = 1` is written out.
+    fn is_followed(&self, i: usize) -> bool {
+        self.plan.exit_code_from.as_deref() == Some(self.plan.processes[i].process.as_str())
+    }
+
     fn all_finished(&self) -> bool {
         self.instances.iter().all(|i| i.state == State::Finished)
     }
@@ -1007,7 +1014,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.runtime.release_ends_of(&name);
         // Senders waiting for it now fail to start, rather than wait forever.
         self.start_waiting_senders(i);
-        if self.plan.exit_code_from.as_deref() == Some(name.as_str()) {
+        if self.is_followed(i) {
             self.begin_shutdown();
         }
         if let Some(shutdown) = &self.shutdown
@@ -1930,13 +1937,15 @@ impl<R: Runtime> Supervisor<'_, R> {
             .failures
             .first()
             .is_some_and(|f| f.code == LAUNCH_FAILURE && !f.what.starts_with("exited"));
-        let followed = self.plan.exit_code_from.as_ref().and_then(|name| {
-            summary
-                .iter()
-                .find(|s| &s.name == name)
-                .filter(|s| !(s.stopped && launch_failed))
-                .map(|s| s.ending.clone())
-        });
+        let followed = (0..self.plan.processes.len())
+            .find(|&i| self.is_followed(i))
+            .and_then(|i| {
+                summary
+                    .iter()
+                    .find(|s| s.name == self.plan.processes[i].name)
+            })
+            .filter(|s| !(s.stopped && launch_failed))
+            .map(|s| s.ending.clone());
         let inputs = StatusInputs {
             failures: &self.failures,
             followed: followed.as_ref(),

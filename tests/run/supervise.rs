@@ -424,6 +424,27 @@ shell = "{failing}; exit 9"
     assert!(summary_line(&result.stderr, "server").contains("killed by SIGTERM (stopped)"));
 }
 
+/// `replicas = 1` written out names the one instance `main#0`; the run
+/// still follows it and stops the others when it ends.
+#[test]
+fn exit_code_from_follows_a_process_with_one_replica_written_out() {
+    let result = run(r#"
+exit_code_from = "main"
+[process.main]
+replicas = 1
+shell = "exit 4"
+[process.server]
+cmd = ["sleep", "60"]
+"#);
+    assert_eq!(result.code, 4, "{}", result.stderr);
+    assert!(summary_line(&result.stderr, "server").contains("killed by SIGTERM (stopped)"));
+    assert!(
+        result.stderr.contains("(exit_code_from)"),
+        "{}",
+        result.stderr
+    );
+}
+
 #[test]
 fn spawn_failure_is_a_launch_failure() {
     let result = run(r#"
