@@ -47,7 +47,6 @@
 
 mod cgroup;
 pub mod clean;
-mod error;
 mod identity;
 pub mod objects;
 pub mod placeholder;
@@ -65,8 +64,8 @@ use nix::fcntl::OFlag;
 use nix::sys::resource::{Resource, getrlimit};
 use nix::unistd::Pid;
 
+pub use crate::mechanism::error::{LaunchError, SpawnError};
 pub use clean::{CleanReport, clean};
-pub use error::{LaunchError, SpawnError};
 pub use resources::CleanupReport;
 pub use spawn::DEFAULT_PATH;
 

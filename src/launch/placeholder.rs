@@ -31,7 +31,7 @@ use std::collections::HashMap;
 
 use nix::unistd::Pid;
 
-use super::error::LaunchError;
+use super::LaunchError;
 
 /// The variable a `shell` script's `{ipc_run}` expands (see the module docs).
 pub const IPC_RUN_BIN: &str = "IPC_RUN_BIN";

@@ -1,5 +1,6 @@
-//! Channel resources: what a mechanism's `create` (in `src/mechanism/`)
-//! works on and the helpers it shares, and the guard that removes whatever
+//! Channel resources: the run's objects and fds, the launcher's side of a
+//! mechanism's `create` (in `src/mechanism/`: [`ChannelBuild`] implements
+//! the mechanism layer's `Build` trait), and the guard that removes whatever
 //! was created if anything later fails.
 //!
 //! Every fd is created `O_CLOEXEC` and kept as an `OwnedFd`; every named
@@ -10,95 +11,25 @@
 //! recorded, so rollback never removes it.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, setsockopt,
-    socket, sockopt,
+    AddressFamily, SockFlag, SockType, UnixAddr, bind, connect, listen, setsockopt, socket, sockopt,
 };
 use nix::sys::stat::{FchmodatFlags, Mode, fchmodat};
 
-use super::error::LaunchError;
+use super::LaunchError;
 use super::objects::{Match, ObjectRecord};
 use super::placeholder::Values;
 use super::run_dir::RunDir;
 use crate::child::ring::Header;
-use crate::plan::{ChannelPlan, End, EndpointPlan, ObjectKind, SocketType};
+use crate::mechanism::build::{Build, Named, backlog, sock_type};
+pub(crate) use crate::mechanism::build::{ConnectTarget, Handover, Held, writes};
+use crate::plan::{ChannelPlan, EndpointPlan, SocketType};
 use crate::sys::ipc::{self, SysvKind};
-
-/// Which of a channel's held fds an end refers to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Held {
-    /// Pipe or FIFO write end.
-    Write,
-    /// Pipe or FIFO read end.
-    Read,
-    /// Socketpair end of the `from` side.
-    PairFrom,
-    /// Socketpair end of the `to` side.
-    PairTo,
-    /// A bound (listening) socket.
-    Listen,
-    /// A POSIX shared memory fd.
-    Shm,
-    /// POSIX mq descriptors.
-    MqRead,
-    /// See [`Held::MqRead`].
-    MqWrite,
-    /// See [`Held::MqRead`].
-    MqBoth,
-    /// A copy of ipc-run's own stdin or stdout.
-    Inherited,
-}
-
-/// How the launcher hands one end of a channel to a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Handover {
-    /// As a copy of an end the launcher holds (the same for a restart).
-    Held(Held),
-    /// As a new connection to the channel's listener, made for each spawn.
-    Connect,
-    /// Not at all: the end asked for is the wrong way for a one-way channel.
-    OneWay,
-    /// Not as an fd: the process opens the channel by name or id.
-    ByName,
-}
-
-impl Handover {
-    /// A one-way byte channel (pipe, FIFO): its write or read end.
-    pub(crate) fn one_way(end: End) -> Handover {
-        match end {
-            End::Write | End::Send | End::Connect => Handover::Held(Held::Write),
-            End::Read | End::Receive | End::Listen => Handover::Held(Held::Read),
-            End::Both => Handover::OneWay,
-        }
-    }
-
-    /// A bound socket: the listener itself, or a connection to it.
-    pub(crate) fn listener(end: End) -> Handover {
-        if writes(end) {
-            Handover::Connect
-        } else {
-            Handover::Held(Held::Listen)
-        }
-    }
-}
-
-/// Whether an end writes, sends or connects (the `from` side's ends).
-pub(crate) fn writes(end: End) -> bool {
-    matches!(end, End::Write | End::Send | End::Connect)
-}
-
-/// Where a client end connects, when it is handed a connected socket.
-#[derive(Debug, Clone)]
-pub(crate) enum ConnectTarget {
-    Unix { path: String, socket: SocketType },
-    Tcp(SocketAddr),
-    Udp(SocketAddr),
-}
 
 /// The objects and fds of a run, removed on drop unless [`Created::cleanup`]
 /// ran first.
@@ -241,54 +172,103 @@ impl Drop for Created {
 /// placeholder values it fills in. A mechanism's `create` works on it.
 pub(crate) struct ChannelBuild<'a> {
     /// The run's objects and fds.
-    pub created: &'a mut Created,
+    created: &'a mut Created,
     /// Placeholder values; kernel-chosen ports and System V ids are added.
-    pub values: &'a mut Values,
+    values: &'a mut Values,
     /// The channel's index in the plan.
-    pub index: usize,
+    index: usize,
     /// The channel.
-    pub channel: &'a ChannelPlan,
+    channel: &'a ChannelPlan,
     /// A peer outside the topology uses it: its ends are kept for the run.
     external: bool,
 }
 
-impl ChannelBuild<'_> {
-    /// The channel id.
-    pub fn id(&self) -> &str {
-        &self.channel.id
+impl From<Named> for ObjectRecord {
+    fn from(object: Named) -> ObjectRecord {
+        match object {
+            Named::Fifo(name) => ObjectRecord::Fifo(name),
+            Named::PosixShm(name) => ObjectRecord::PosixShm(name),
+            Named::PosixMq(name) => ObjectRecord::PosixMq(name),
+            Named::PosixSem(name) => ObjectRecord::PosixSem(name),
+        }
+    }
+}
+
+impl Build for ChannelBuild<'_> {
+    fn channel(&self) -> &ChannelPlan {
+        self.channel
     }
 
-    /// Keeps an fd of the channel until the processes that get it start.
-    pub fn hold(&mut self, which: Held, fd: OwnedFd) {
+    fn fill(&self, template: &str) -> Result<String, LaunchError> {
+        self.values.fill(template)
+    }
+
+    fn file_in_run_dir(&self, path: &str) -> Result<String, LaunchError> {
+        file_in_run_dir(self.created, &self.channel.id, path)
+    }
+
+    fn run_dir_fd(&self) -> BorrowedFd<'_> {
+        self.created.dir().fd()
+    }
+
+    fn intend(&mut self, object: &Named) -> Result<(), LaunchError> {
+        self.created.intend(&ObjectRecord::from(object.clone()))
+    }
+
+    fn record(&mut self, object: Named) {
+        self.created.objects.push(object.into());
+    }
+
+    fn hold(&mut self, which: Held, fd: OwnedFd) {
         if self.external {
             self.created.pinned.insert((self.index, which));
         }
         self.created.held.insert((self.index, which), fd);
     }
 
-    /// Where a client end connects.
-    pub fn connect_to(&mut self, target: ConnectTarget) {
+    fn connect_to(&mut self, target: ConnectTarget) {
         self.created.connect.insert(self.index, target);
     }
 
-    /// The error for a failed system call on one of the channel's resources.
-    pub fn error(&self, kind: &'static str, name: &str) -> impl Fn(Errno) -> LaunchError + use<> {
-        let (channel, name) = (self.channel.id.clone(), name.to_owned());
-        move |errno: Errno| LaunchError::Resource {
-            channel: channel.clone(),
-            kind,
-            name: name.clone(),
-            errno,
-        }
+    fn keep_ring(&mut self, header: Header, producers: u32) {
+        self.created.rings.push(RingHeader {
+            channel: self.index,
+            header,
+            producers,
+            marked: false,
+        });
     }
 
-    /// The permission bits of the channel's object of this kind.
-    pub fn mode(&self, kind: ObjectKind) -> u32 {
-        self.channel
-            .objects
-            .iter()
-            .find(|o| o.kind == kind)
-            .map_or(0o600, |o| o.mode & 0o777)
+    fn unix_bind(
+        &mut self,
+        path: &str,
+        socket: SocketType,
+        backlog: u32,
+        mode: u32,
+    ) -> Result<OwnedFd, LaunchError> {
+        unix_bind(self.created, &self.channel.id, path, socket, backlog, mode)
+    }
+
+    fn create_sysv(
+        &mut self,
+        kind: SysvKind,
+        mode: u32,
+        error: &dyn Fn(Errno) -> LaunchError,
+        make: &dyn Fn(libc::key_t) -> Result<i32, Errno>,
+    ) -> Result<i32, LaunchError> {
+        create_sysv(self.created, kind, mode, error, make)
+    }
+
+    fn set_port(&mut self, port: u16) {
+        self.values.ports.insert(self.channel.id.clone(), port);
+    }
+
+    fn set_sysv_id(&mut self, id: i32) {
+        self.values.sysv_ids.insert(self.channel.id.clone(), id);
+    }
+
+    fn set_sysv_sem_id(&mut self, id: i32) {
+        self.values.sysv_sem_ids.insert(self.channel.id.clone(), id);
     }
 }
 
@@ -311,14 +291,7 @@ pub(crate) fn create_channel(
         channel,
         external,
     };
-    crate::mechanism::create(&mut build)
-}
-
-pub(crate) fn exists(kind: &'static str, name: &str) -> LaunchError {
-    LaunchError::Exists {
-        kind,
-        name: name.to_owned(),
-    }
+    crate::mechanism::create(&mut build, channel)
 }
 
 /// Creates a System V object with `make` under a random key journaled
@@ -378,26 +351,6 @@ fn record_sysv(
         .journal_created(&record)
 }
 
-pub(crate) fn posix_name(channel: &str, name: &str) -> Result<String, LaunchError> {
-    let ok = name.len() >= 2
-        && name.len() <= 251
-        && name.starts_with('/')
-        && !name[1..].contains(['/', '\0'])
-        && !name.contains(char::is_whitespace)
-        && name != "/."
-        && name != "/..";
-    if ok {
-        Ok(name.to_owned())
-    } else {
-        Err(LaunchError::BadValue {
-            what: format!("POSIX object name of channel {channel}"),
-            value: name.to_owned(),
-            reason: "expected /NAME with no further slash, whitespace or NUL, at most 251 bytes"
-                .into(),
-        })
-    }
-}
-
 pub(crate) fn file_in_run_dir(
     created: &Created,
     channel: &str,
@@ -415,18 +368,6 @@ pub(crate) fn file_in_run_dir(
                 created.dir().path.display()
             ),
         })
-}
-
-pub(crate) fn sock_type(socket: SocketType) -> SockType {
-    match socket {
-        SocketType::Stream => SockType::Stream,
-        SocketType::Seqpacket => SockType::SeqPacket,
-        SocketType::Dgram => SockType::Datagram,
-    }
-}
-
-fn backlog(n: u32) -> Backlog {
-    Backlog::new(n.min(4096) as i32).unwrap_or(Backlog::MAXCONN)
 }
 
 pub(crate) fn unix_bind(
@@ -450,7 +391,7 @@ pub(crate) fn unix_bind(
     created.intend(&record)?;
     match bind(fd.as_raw_fd(), &addr) {
         Ok(()) => created.objects.push(record),
-        Err(Errno::EADDRINUSE) => return Err(exists("unix-socket", path)),
+        Err(Errno::EADDRINUSE) => return Err(crate::mechanism::build::exists("unix-socket", path)),
         Err(errno) => return Err(res(errno)),
     }
     // bind(2) honours the umask; the run directory is 0700 so nobody else
@@ -480,61 +421,6 @@ pub(crate) fn notify_socket(created: &mut Created, path: &str) -> Result<OwnedFd
     fcntl(&fd, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
         .map_err(|e| LaunchError::sys("make the notify socket non-blocking", e))?;
     Ok(fd)
-}
-
-pub(crate) fn parse_addr(channel: &str, bind: &str) -> Result<SocketAddr, LaunchError> {
-    let bind = if bind.is_empty() { "127.0.0.1:0" } else { bind };
-    if let Ok(addr) = bind.parse() {
-        return Ok(addr);
-    }
-    if let Some(port) = bind
-        .strip_prefix("localhost:")
-        .and_then(|p| p.parse::<u16>().ok())
-    {
-        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-    }
-    Err(LaunchError::BadValue {
-        what: format!("bind address of channel {channel}"),
-        value: bind.to_owned(),
-        reason: "expected IP:PORT, [IPv6]:PORT or localhost:PORT".into(),
-    })
-}
-
-pub(crate) fn bind_error(channel: &str, bind: &str, e: std::io::Error) -> LaunchError {
-    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
-    if errno == Errno::EADDRINUSE {
-        LaunchError::AddressInUse {
-            channel: channel.to_owned(),
-            address: bind.to_owned(),
-        }
-    } else {
-        LaunchError::Resource {
-            channel: channel.to_owned(),
-            kind: "socket",
-            name: bind.to_owned(),
-            errno,
-        }
-    }
-}
-
-pub(crate) fn tcp_bind(
-    channel: &str,
-    bind: &str,
-    n: u32,
-) -> Result<(OwnedFd, SocketAddr), LaunchError> {
-    let want = parse_addr(channel, bind)?;
-    let listener = TcpListener::bind(want).map_err(|e| bind_error(channel, bind, e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| bind_error(channel, bind, e))?;
-    let fd = OwnedFd::from(listener);
-    listen(&fd, backlog(n)).map_err(|errno| LaunchError::Resource {
-        channel: channel.to_owned(),
-        kind: "tcp listener",
-        name: bind.to_owned(),
-        errno,
-    })?;
-    Ok((fd, addr))
 }
 
 /// A fresh client socket connected to `target` (CLOEXEC).

@@ -31,7 +31,7 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, fchmod, fstat, mkdirat};
 use nix::unistd::{Uid, UnlinkatFlags, unlinkat};
 
-use super::error::LaunchError;
+use super::LaunchError;
 use super::objects::ObjectRecord;
 use crate::sys::fd::{fill_random, try_lock_exclusive};
 use crate::sys::ipc::SysvKind;

@@ -26,9 +26,9 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::unistd::AccessFlags;
 
-use super::error::{LaunchError, SpawnError};
 use super::identity::Identity;
 use super::placeholder::{IPC_RUN_BIN, Values};
+use super::{LaunchError, SpawnError};
 use crate::plan::ProcessPlan;
 use crate::sys::spawn::ChildSpec;
 

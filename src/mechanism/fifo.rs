@@ -14,9 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::launch::LaunchError;
-use crate::launch::objects::ObjectRecord;
-use crate::launch::resources::{ChannelBuild, Handover, Held, exists, file_in_run_dir};
+use crate::mechanism::build::{Build, Handover, Held, Named, exists};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::model::{End, Mechanism, ObjectKind};
 use crate::topology::{Delivery, Traffic};
 use ipc_run_child::description::Params;
@@ -111,23 +110,19 @@ pub(crate) fn describe(path: &str) -> Params {
 /// with `deliver = "fd"` both ends opened: the read end first and
 /// non-blocking, so neither open waits for the other (the FIFO open-order
 /// deadlock), then the write end.
-pub(crate) fn create(
-    b: &mut ChannelBuild<'_>,
-    path: &str,
-    deliver: Deliver,
-) -> Result<(), LaunchError> {
-    let path = b.values.fill(path)?;
-    let name = file_in_run_dir(b.created, b.id(), &path)?;
-    let record = ObjectRecord::Fifo(name.clone());
-    b.created.intend(&record)?;
+pub(crate) fn create(b: &mut dyn Build, path: &str, deliver: Deliver) -> Result<(), LaunchError> {
+    let path = b.fill(path)?;
+    let name = b.file_in_run_dir(&path)?;
+    let record = Named::Fifo(name.clone());
+    b.intend(&record)?;
     let error = b.error(NAME, &path);
-    let dir = b.created.dir().fd();
+    let dir = b.run_dir_fd();
     match nix::unistd::mkfifoat(dir, name.as_str(), Mode::from_bits_truncate(0o600)) {
-        Ok(()) => b.created.objects.push(record),
+        Ok(()) => b.record(record),
         Err(Errno::EEXIST) => return Err(exists(NAME, &path)),
         Err(errno) => return Err(error(errno)),
     }
-    let dir = b.created.dir().fd();
+    let dir = b.run_dir_fd();
     let flags = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
     let read = openat(
         dir,

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile};
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Handover, Held};
+use crate::mechanism::build::{Build, Handover, Held};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::model::Mechanism;
 use crate::sys::fd::{dup_cloexec_at_least, std_fd};
 use crate::topology::Traffic;
@@ -84,7 +84,7 @@ pub(crate) fn describe() -> Params {
 // ---- launch ----
 
 /// A copy of ipc-run's stream, above the standard fds.
-pub(crate) fn create(b: &mut ChannelBuild<'_>, stream: OwnStream) -> Result<(), LaunchError> {
+pub(crate) fn create(b: &mut dyn Build, stream: OwnStream) -> Result<(), LaunchError> {
     let error = b.error("inherited stream", stream.as_str());
     let fd = std_fd(stream.fd())
         .ok_or_else(|| error(Errno::EBADF))

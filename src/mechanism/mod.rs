@@ -20,9 +20,11 @@
 //!
 //! A module has a plan part (pure: decides names, sizes and checks against
 //! [`crate::plan::Limits`], never a system call) and a launch part (creates
-//! the objects through `crate::launch::resources` and the wrappers in
-//! `crate::sys`). They are separate functions, `plan` and `create`, so the
-//! planner never reaches the launch part.
+//! the objects through the launcher's build context, the `build::Build`
+//! trait, and the wrappers in `crate::sys`). They are separate functions,
+//! `plan` and `create`, so the planner never reaches the launch part. The
+//! launcher implements `Build` and dispatches to `create` here; nothing in
+//! this module uses the launcher, so the dependency runs one way.
 //!
 //! # Adding a mechanism
 //!
@@ -39,16 +41,18 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostic::Diagnostic;
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Handover};
+use crate::mechanism::build::{Build, Handover};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
-use crate::mechanism::model::{End, Mechanism, SocketType};
+use crate::mechanism::model::{ChannelPlan, End, Mechanism, SocketType};
 use crate::topology::{MechanismName, Traffic};
 
 pub(crate) mod bench_cleanup;
 pub(crate) mod bench_kinds;
 pub(crate) mod bench_link;
+pub(crate) mod build;
 pub(crate) mod edge;
+pub(crate) mod error;
 pub mod fifo;
 pub(crate) mod host_limits;
 pub mod inherit;
@@ -371,8 +375,7 @@ pub(crate) fn handover(mechanism: &Mechanism, end: End, on_from_side: bool) -> H
 }
 
 /// Creates a channel's objects and fds (the launch part of its module).
-pub(crate) fn create(b: &mut ChannelBuild<'_>) -> Result<(), LaunchError> {
-    let channel = b.channel;
+pub(crate) fn create(b: &mut dyn Build, channel: &ChannelPlan) -> Result<(), LaunchError> {
     match &channel.mechanism {
         Mechanism::Inherit { stream } => inherit::create(b, *stream),
         Mechanism::Pipe { .. } => pipe::create(b),

@@ -5,11 +5,11 @@ use std::io;
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile, inherit};
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Handover, Held};
 use crate::mechanism::bench_link::{
     PeerReady, PeerSetup, Pending, Setup, fd_link, inherited, ready,
 };
+use crate::mechanism::build::{Build, Handover, Held};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::model::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::End as ChildEnd;
@@ -55,7 +55,7 @@ pub(crate) fn describe() -> Params {
 // ---- launch ----
 
 /// Both ends, `O_CLOEXEC`.
-pub(crate) fn create(b: &mut ChannelBuild<'_>) -> Result<(), LaunchError> {
+pub(crate) fn create(b: &mut dyn Build) -> Result<(), LaunchError> {
     let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(b.error(NAME, b.id()))?;
     b.hold(Held::Read, read);
     b.hold(Held::Write, write);

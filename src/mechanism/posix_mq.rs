@@ -8,14 +8,13 @@ use super::edge::{EdgeContext, Shape, limit_error};
 use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::launch::LaunchError;
-use crate::launch::objects::ObjectRecord;
-use crate::launch::resources::{ChannelBuild, Handover, Held, exists, posix_name};
 use crate::mechanism::bench_cleanup::{self as cleanup, Guard, Object};
 use crate::mechanism::bench_kinds::HostLimits;
 use crate::mechanism::bench_link::{
     Link, PeerReady, PeerSetup, Pending, Place, Setup, c_name, name, no_end, ready,
 };
+use crate::mechanism::build::{Build, Handover, Held, Named, exists, posix_name};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
 use crate::mechanism::model::{End, Mechanism, ObjectKind, Span};
 use crate::sys::ipc;
@@ -146,20 +145,20 @@ pub(crate) fn recheck(
 /// once more for each direction. `EMFILE` here is the user's
 /// `RLIMIT_MSGQUEUE` (bytes of every queue), reported as such.
 pub(crate) fn create(
-    b: &mut ChannelBuild<'_>,
+    b: &mut dyn Build,
     name: &str,
     depth: u64,
     message_size: u64,
 ) -> Result<(), LaunchError> {
-    let name = posix_name(&b.channel.id, &b.values.fill(name)?)?;
+    let name = posix_name(&b.channel().id, &b.fill(name)?)?;
     let error = b.error(NAME, &name);
     let c = CString::new(name.clone()).map_err(|_| error(Errno::EINVAL))?;
-    let record = ObjectRecord::PosixMq(name.clone());
-    b.created.intend(&record)?;
+    let record = Named::PosixMq(name.clone());
+    b.intend(&record)?;
     let mode = b.mode(ObjectKind::PosixMq);
     let both = match ipc::mq_create(&c, mode, depth as i64, message_size as i64) {
         Ok(fd) => {
-            b.created.objects.push(record);
+            b.record(record);
             fd
         }
         Err(Errno::EEXIST) => return Err(exists(NAME, &name)),
@@ -167,7 +166,7 @@ pub(crate) fn create(
             let limit = getrlimit(Resource::RLIMIT_MSGQUEUE)
                 .map_or_else(|_| "unknown".to_owned(), |(soft, _)| soft.to_string());
             return Err(LaunchError::MqQuota {
-                channel: b.channel.id.clone(),
+                channel: b.channel().id.clone(),
                 name,
                 bytes: depth.saturating_mul(message_size),
                 limit,

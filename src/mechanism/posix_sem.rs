@@ -5,9 +5,8 @@ use super::edge::{EdgeContext, Shape};
 use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::launch::LaunchError;
-use crate::launch::objects::ObjectRecord;
-use crate::launch::resources::{ChannelBuild, exists, posix_name};
+use crate::mechanism::build::{Build, Named, exists, posix_name};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
 use crate::mechanism::model::{Mechanism, ObjectKind};
 use crate::sys::ipc;
@@ -77,22 +76,18 @@ pub(crate) fn recheck(id: &str, initial: u32, limits: &Limits, sink: &mut Vec<Di
 // ---- launch ----
 
 /// The semaphore, created exclusively and set to its mode.
-pub(crate) fn create(
-    b: &mut ChannelBuild<'_>,
-    name: &str,
-    initial: u32,
-) -> Result<(), LaunchError> {
-    let name = posix_name(&b.channel.id, &b.values.fill(name)?)?;
+pub(crate) fn create(b: &mut dyn Build, name: &str, initial: u32) -> Result<(), LaunchError> {
+    let name = posix_name(&b.channel().id, &b.fill(name)?)?;
     let c = CString::new(name.clone()).map_err(|_| LaunchError::BadValue {
-        what: format!("semaphore name of channel {}", b.channel.id),
+        what: format!("semaphore name of channel {}", b.channel().id),
         value: name.clone(),
         reason: "contains NUL".into(),
     })?;
-    let record = ObjectRecord::PosixSem(name.clone());
-    b.created.intend(&record)?;
+    let record = Named::PosixSem(name.clone());
+    b.intend(&record)?;
     let error = b.error(NAME, &name);
     match ipc::sem_create(&c, 0o600, initial) {
-        Ok(()) => b.created.objects.push(record),
+        Ok(()) => b.record(record),
         Err(Errno::EEXIST) => return Err(exists(NAME, &name)),
         Err(errno) => return Err(error(errno)),
     }

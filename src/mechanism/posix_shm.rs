@@ -11,13 +11,12 @@ use super::{BASE, EdgeOption, Profile, Ring};
 use crate::child::ring::{Consumer, HEADER_SIZE, Producer, Received, format as ring_format};
 use crate::child::ring::{Header, RingError};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::launch::LaunchError;
-use crate::launch::objects::ObjectRecord;
-use crate::launch::resources::{ChannelBuild, Handover, Held, RingHeader, exists, posix_name};
 use crate::mechanism::bench_cleanup::{self as cleanup, Guard, Object};
 use crate::mechanism::bench_link::{
     Endpoint, Link, PeerReady, PeerSetup, Pending, Place, Setup, c_name, name, no_end, ready,
 };
+use crate::mechanism::build::{Build, Handover, Held, Named, exists, posix_name};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
 use crate::mechanism::model::{Mechanism, ObjectKind, RingPlan};
 use crate::topology::{SyncKind, Traffic};
@@ -189,20 +188,20 @@ pub(crate) fn recheck(
 /// and its header kept mapped; the semaphores follow, the first the lock
 /// (1), the others signals (0).
 pub(crate) fn create(
-    b: &mut ChannelBuild<'_>,
+    b: &mut dyn Build,
     name: &str,
     size: u64,
     semaphores: &[String],
     ring: Option<&RingPlan>,
 ) -> Result<(), LaunchError> {
-    let name = posix_name(&b.channel.id, &b.values.fill(name)?)?;
-    let record = ObjectRecord::PosixShm(name.clone());
-    b.created.intend(&record)?;
+    let name = posix_name(&b.channel().id, &b.fill(name)?)?;
+    let record = Named::PosixShm(name.clone());
+    b.intend(&record)?;
     let error = b.error(NAME, &name);
     let flags = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR;
     let fd = match shm_open(name.as_str(), flags, Mode::from_bits_truncate(0o600)) {
         Ok(fd) => {
-            b.created.objects.push(record);
+            b.record(record);
             fd
         }
         Err(Errno::EEXIST) => return Err(exists(NAME, &name)),
@@ -213,12 +212,7 @@ pub(crate) fn create(
     nix::unistd::ftruncate(&fd, size as libc::off_t).map_err(&error)?;
     if let Some(ring) = ring {
         let header = format_ring(b, fd.as_fd(), size, ring, &error)?;
-        b.created.rings.push(RingHeader {
-            channel: b.index,
-            header,
-            producers: ring.producers,
-            marked: false,
-        });
+        b.keep_ring(header, ring.producers);
     }
     b.hold(Held::Shm, fd);
     for (i, sem) in semaphores.iter().enumerate() {
@@ -229,7 +223,7 @@ pub(crate) fn create(
 
 /// Formats the ring and maps its header page.
 fn format_ring(
-    b: &ChannelBuild<'_>,
+    b: &dyn Build,
     fd: BorrowedFd<'_>,
     size: u64,
     ring: &RingPlan,
@@ -240,7 +234,7 @@ fn format_ring(
             error(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
         }
         other => LaunchError::BadValue {
-            what: format!("ring of channel {}", b.channel.id),
+            what: format!("ring of channel {}", b.channel().id),
             value: format!("{size} bytes"),
             reason: other.to_string(),
         },

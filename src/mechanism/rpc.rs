@@ -12,8 +12,8 @@ use super::PortSide;
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape, address_with_port};
 use super::{BASE, EdgeOption, Peers, Profile};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Handover};
+use crate::mechanism::build::{Build, Handover};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
 use crate::mechanism::model::SocketType;
 use crate::mechanism::model::{
@@ -178,7 +178,7 @@ pub(crate) fn recheck(
 
 /// The server's listener: a Unix stream socket or a TCP listener.
 pub(crate) fn create(
-    b: &mut ChannelBuild<'_>,
+    b: &mut dyn Build,
     transport: Transport,
     address: &str,
     backlog: u32,

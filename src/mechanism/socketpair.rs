@@ -5,14 +5,14 @@ use std::io;
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Peers, Profile, Sockets};
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, Handover, Held, sock_type};
 use crate::mechanism::bench_kinds::HostLimits;
 use crate::mechanism::bench_kinds::Mechanism as BenchMechanism;
 use crate::mechanism::bench_link::{
     PeerReady, PeerSetup, Pending, Setup, duplex, fd_link, fit_sndbuf, inherited, peer_stream,
     ready,
 };
+use crate::mechanism::build::{Build, Handover, Held, sock_type};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::model::Mechanism;
 use crate::mechanism::model::SocketType;
 use crate::topology::Traffic;
@@ -59,7 +59,7 @@ pub(crate) fn describe(socket: SocketType) -> Params {
 // ---- launch ----
 
 /// The pair, `SOCK_CLOEXEC`: one end per side.
-pub(crate) fn create(b: &mut ChannelBuild<'_>, socket: SocketType) -> Result<(), LaunchError> {
+pub(crate) fn create(b: &mut dyn Build, socket: SocketType) -> Result<(), LaunchError> {
     let (a, z) = socketpair(
         AddressFamily::Unix,
         sock_type(socket),

@@ -8,11 +8,11 @@ use super::edge::{EdgeContext, Shape, limit_error};
 use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::Diagnostic;
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, create_sysv};
 use crate::mechanism::bench_cleanup::{self as cleanup, Object};
 use crate::mechanism::bench_kinds::HostLimits;
 use crate::mechanism::bench_link::{Link, PeerReady, PeerSetup, Pending, Setup, ready};
+use crate::mechanism::build::Build;
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
 use crate::mechanism::model::{Mechanism, ObjectKind};
 use crate::sys::bench::SysvMessage;
@@ -114,13 +114,14 @@ pub(crate) fn recheck(
 // ---- launch ----
 
 /// The queue with its capacity; its id is recorded for the placeholder.
-pub(crate) fn create(b: &mut ChannelBuild<'_>, queue_bytes: u64) -> Result<(), LaunchError> {
-    let id = b.channel.id.clone();
+pub(crate) fn create(b: &mut dyn Build, queue_bytes: u64) -> Result<(), LaunchError> {
+    let id = b.channel().id.clone();
     let mode = b.mode(ObjectKind::SysvMq);
-    let msqid = create_sysv(b.created, SysvKind::Msg, mode, b.error(NAME, &id), |key| {
+    let error = b.error(NAME, &id);
+    let msqid = b.create_sysv(SysvKind::Msg, mode, &error, &|key| {
         ipc::msg_create_keyed(key, queue_bytes, mode)
     })?;
-    b.values.sysv_ids.insert(id, msqid);
+    b.set_sysv_id(msqid);
     Ok(())
 }
 

@@ -6,8 +6,8 @@ use super::edge::{EdgeContext, Shape};
 use super::host_limits;
 use super::{BASE, EdgeOption, Profile, posix_sem};
 use crate::diagnostic::Diagnostic;
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, create_sysv};
+use crate::mechanism::build::Build;
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
 use crate::mechanism::model::{Mechanism, ObjectKind};
 use crate::sys::ipc::{self, SysvKind};
@@ -69,12 +69,8 @@ pub(crate) fn recheck(
 
 /// The set, every semaphore at `initial`; its id is recorded for the
 /// placeholder.
-pub(crate) fn create(
-    b: &mut ChannelBuild<'_>,
-    count: u32,
-    initial: u32,
-) -> Result<(), LaunchError> {
-    let id = b.channel.id.clone();
+pub(crate) fn create(b: &mut dyn Build, count: u32, initial: u32) -> Result<(), LaunchError> {
+    let id = b.channel().id.clone();
     let mode = b.mode(ObjectKind::SysvSem);
     let initial = u16::try_from(initial).map_err(|_| LaunchError::BadValue {
         what: format!("initial semaphore value of channel {id}"),
@@ -82,9 +78,10 @@ pub(crate) fn create(
         reason: "System V semaphores hold at most 32767".into(),
     })?;
     let values = vec![initial; count as usize];
-    let semid = create_sysv(b.created, SysvKind::Sem, mode, b.error(NAME, &id), |key| {
+    let error = b.error(NAME, &id);
+    let semid = b.create_sysv(SysvKind::Sem, mode, &error, &|key| {
         ipc::sem_set_create_keyed(key, &values, mode)
     })?;
-    b.values.sysv_ids.insert(id, semid);
+    b.set_sysv_id(semid);
     Ok(())
 }

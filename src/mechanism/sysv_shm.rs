@@ -7,8 +7,8 @@ use super::edge::{EdgeContext, Shape};
 use super::host_limits;
 use super::{BASE, EdgeOption, Profile, Ring, posix_shm};
 use crate::diagnostic::Diagnostic;
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, create_sysv};
+use crate::mechanism::build::Build;
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
 use crate::mechanism::model::{Mechanism, ObjectKind};
 use crate::sys::ipc::{self, SysvKind};
@@ -79,24 +79,21 @@ pub(crate) fn recheck(
 
 /// The segment, and with semaphores a set of two (lock = 1, ready = 0, as
 /// for POSIX shared memory); their ids are recorded for the placeholders.
-pub(crate) fn create(
-    b: &mut ChannelBuild<'_>,
-    size: u64,
-    semaphore_set: bool,
-) -> Result<(), LaunchError> {
-    let id = b.channel.id.clone();
+pub(crate) fn create(b: &mut dyn Build, size: u64, semaphore_set: bool) -> Result<(), LaunchError> {
+    let id = b.channel().id.clone();
     let mode = b.mode(ObjectKind::SysvShm);
-    let shmid = create_sysv(b.created, SysvKind::Shm, mode, b.error(NAME, &id), |key| {
+    let error = b.error(NAME, &id);
+    let shmid = b.create_sysv(SysvKind::Shm, mode, &error, &|key| {
         ipc::shm_create_keyed(key, size, mode)
     })?;
-    b.values.sysv_ids.insert(id.clone(), shmid);
+    b.set_sysv_id(shmid);
     if semaphore_set {
         let mode = b.mode(ObjectKind::SysvSem);
         let error = b.error(super::sysv_sem::NAME, &id);
-        let semid = create_sysv(b.created, SysvKind::Sem, mode, error, |key| {
+        let semid = b.create_sysv(SysvKind::Sem, mode, &error, &|key| {
             ipc::sem_set_create_keyed(key, &[1, 0], mode)
         })?;
-        b.values.sysv_sem_ids.insert(id, semid);
+        b.set_sysv_sem_id(semid);
     }
     Ok(())
 }

@@ -9,9 +9,9 @@ use super::PortSide;
 use super::edge::address_with_port;
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, ConnectTarget, Handover, Held, tcp_bind};
 use crate::mechanism::bench_link::{PeerReady, PeerSetup, Pending, Setup, peer_stream, ready};
+use crate::mechanism::build::{Build, ConnectTarget, Handover, Held, tcp_bind};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::model::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -50,13 +50,9 @@ pub(crate) fn describe(bind: &str, port: &PortSide<'_>) -> Params {
 
 /// The listener, bound and listening; a kernel-chosen port is recorded for
 /// the `{port:ID}` placeholder.
-pub(crate) fn create(
-    b: &mut ChannelBuild<'_>,
-    bind: &str,
-    backlog: u32,
-) -> Result<(), LaunchError> {
-    let (fd, addr) = tcp_bind(&b.channel.id, bind, backlog)?;
-    b.values.ports.insert(b.channel.id.clone(), addr.port());
+pub(crate) fn create(b: &mut dyn Build, bind: &str, backlog: u32) -> Result<(), LaunchError> {
+    let (fd, addr) = tcp_bind(&b.channel().id, bind, backlog)?;
+    b.set_port(addr.port());
     b.hold(Held::Listen, fd);
     b.connect_to(ConnectTarget::Tcp(addr));
     Ok(())

@@ -9,13 +9,11 @@ use super::PortSide;
 use super::edge::address_with_port;
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Peers, Profile};
-use crate::launch::LaunchError;
-use crate::launch::resources::{
-    ChannelBuild, ConnectTarget, Handover, Held, bind_error, parse_addr,
-};
 use crate::mechanism::bench_link::{
     Link, PeerPending, PeerReady, PeerSetup, Pending, Setup, grow_rcvbuf,
 };
+use crate::mechanism::build::{Build, ConnectTarget, Handover, Held, bind_error, parse_addr};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::model::{End, Mechanism};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -53,12 +51,12 @@ pub(crate) fn describe(bind: &str, port: &PortSide<'_>) -> Params {
 
 /// The receiver's socket, bound; a kernel-chosen port is recorded for the
 /// `{port:ID}` placeholder.
-pub(crate) fn create(b: &mut ChannelBuild<'_>, bind: &str) -> Result<(), LaunchError> {
-    let id = b.channel.id.as_str();
+pub(crate) fn create(b: &mut dyn Build, bind: &str) -> Result<(), LaunchError> {
+    let id = b.channel().id.as_str();
     let want = parse_addr(id, bind)?;
     let socket = UdpSocket::bind(want).map_err(|e| bind_error(id, bind, e))?;
     let addr = socket.local_addr().map_err(|e| bind_error(id, bind, e))?;
-    b.values.ports.insert(id.to_owned(), addr.port());
+    b.set_port(addr.port());
     b.hold(Held::Listen, OwnedFd::from(socket));
     b.connect_to(ConnectTarget::Udp(addr));
     Ok(())

@@ -9,11 +9,11 @@ use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape};
 use super::host_limits;
 use super::{BASE, Peers, Profile, Sockets};
 use crate::diagnostic::Diagnostic;
-use crate::launch::LaunchError;
-use crate::launch::resources::{ChannelBuild, ConnectTarget, Handover, Held, unix_bind};
 use crate::mechanism::bench_link::{
     PeerReady, PeerSetup, Pending, Setup, path, peer_stream, ready, unlinked_path,
 };
+use crate::mechanism::build::{Build, ConnectTarget, Handover, Held};
+use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
 use crate::mechanism::model::SocketType;
 use crate::mechanism::model::{End, Mechanism, ObjectKind};
@@ -72,14 +72,14 @@ pub(crate) fn recheck(id: &str, path: &str, limits: &Limits, sink: &mut Vec<Diag
 
 /// The socket bound at its path (set to its mode) and listening.
 pub(crate) fn create(
-    b: &mut ChannelBuild<'_>,
+    b: &mut dyn Build,
     socket: SocketType,
     path: &str,
     backlog: u32,
 ) -> Result<(), LaunchError> {
-    let path = b.values.fill(path)?;
+    let path = b.fill(path)?;
     let mode = b.mode(ObjectKind::UnixSocket);
-    let fd = unix_bind(b.created, &b.channel.id, &path, socket, backlog, mode)?;
+    let fd = b.unix_bind(&path, socket, backlog, mode)?;
     b.hold(Held::Listen, fd);
     b.connect_to(ConnectTarget::Unix { path, socket });
     Ok(())

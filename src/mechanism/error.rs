@@ -1,5 +1,9 @@
 //! The launcher's error type. Messages are lowercase fragments that read
 //! after "failed to …".
+//!
+//! It is defined here, below the launcher, because the mechanisms' launch
+//! parts (`create`) return it; the launcher re-exports it as
+//! `launch::LaunchError` (and `launch::SpawnError`).
 
 use std::path::PathBuf;
 
