@@ -3,7 +3,7 @@
 //! receiver that ended stays a zombie (its pid reserved) while a sender that
 //! knows its pid still runs.
 
-use crate::support::run_topology;
+use crate::support::{numbers_after, run_topology};
 
 /// The signal edge of both cases: `sender` pokes `target` with SIGUSR1.
 const POKE: &str = r#"
@@ -14,13 +14,6 @@ to = "target.poke"
 traffic = "notify"
 signal = "SIGUSR1"
 "#;
-
-fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
-    text.lines()
-        .filter_map(|line| line.split_once(prefix))
-        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        .collect()
-}
 
 #[test]
 fn a_sender_is_restarted_with_the_new_pid_of_its_restarted_receiver() {

@@ -645,6 +645,73 @@ pub fn wait_dead(pids: &[i32], limit: Duration) -> Vec<i32> {
     }
 }
 
+/// The first word after `prefix` on every line of `text` that has it, as a
+/// number (lines whose word is not a number are passed over).
+pub fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
+    text.lines()
+        .filter_map(|line| line.split_once(prefix))
+        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Reads a pid a process wrote to `path` (waiting for it, bounded).
+pub fn pid_in(path: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.strip_suffix('\n')?.parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {path:?}");
+        std::thread::yield_now();
+    }
+}
+
+/// Sends SIGTERM to `child` (an ipc-run) and waits, bounded, for its exit
+/// code.
+pub fn sigterm_and_wait(child: &mut Child) -> i32 {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    wait_with_timeout(child, Instant::now())
+}
+
+/// Writes a topology `name` of one process, `chatty`, that writes its pid
+/// to a file and then relays `yes` without end: (topology, pid file).
+pub fn chatty_yes(scratch: &mut Scratch, name: &str) -> (PathBuf, PathBuf) {
+    let pid_file = scratch.dir.join("chatty.pid");
+    let file = scratch.topology(&format!(
+        r#"
+name = "{name}"
+
+[process.chatty]
+shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed-output'
+"#,
+        pid = pid_file.display()
+    ));
+    (file, pid_file)
+}
+
+impl Scratch {
+    /// Starts `ipc-run run FILE` with `stdout` as its stdout and its stderr
+    /// written to the file `stderr` of the scratch directory (read it with
+    /// [`Scratch::stderr_written`]).
+    pub fn spawn_to_stderr_file(&self, file: &Path, stdout: Stdio) -> Child {
+        let stderr = std::fs::File::create(self.dir.join("stderr")).unwrap();
+        self.run_command(file)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    }
+
+    /// What a run started by [`Scratch::spawn_to_stderr_file`] wrote to its
+    /// stderr.
+    pub fn stderr_written(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap()
+    }
+}
+
 // ----- a topology with every mechanism -------------------------------------
 
 /// The one definition of the every-mechanism topology: per port name, the
