@@ -229,14 +229,7 @@ fn ipc_run_in_a_shell_string_is_never_re_parsed_by_the_shell() {
     let file = scratch.topology(&toml);
     // The copy in the hostile directory is the one that runs: `{ipc_run}`
     // is its path.
-    let mut command = std::process::Command::new(&binary);
-    command
-        .args(["--color", "never", "run"])
-        .arg(&file)
-        .arg("--runtime-dir")
-        .arg(scratch.runtime())
-        .stdin(std::process::Stdio::null());
-    let run = run_captured(&mut command);
+    let run = run_captured(&mut bare_run_command(&binary, &file, &scratch.runtime()));
     let planted: Vec<String> = std::fs::read_dir(&cwd)
         .unwrap()
         .chain(std::fs::read_dir(&scratch.dir).unwrap())
@@ -305,12 +298,8 @@ fn clean_in_a_loop_never_takes_a_starting_run_for_dead() {
     };
     let mut failures = Vec::new();
     for i in 0..runs {
-        let output = std::process::Command::new(IPC_RUN)
-            .args(["--color", "never", "run", "-q"])
-            .arg(&file)
-            .arg("--runtime-dir")
-            .arg(&root)
-            .stdin(std::process::Stdio::null())
+        let output = bare_run_command(IPC_RUN, &file, &root)
+            .arg("-q")
             .output()
             .unwrap();
         if output.status.code() != Some(0) {

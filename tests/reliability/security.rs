@@ -13,7 +13,7 @@
 //!   (a regular file squatting a POSIX name).
 
 use crate::support::launch as launch_common;
-use crate::support::{EXIT_0, IPC_RUN, probe_pair};
+use crate::support::{EXIT_0, IPC_RUN, bare_run_command, probe_pair};
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -96,14 +96,7 @@ fn shm_of(run_id: &str) -> Vec<String> {
 
 /// `ipc-run run TOPOLOGY --runtime-dir ROOT`: its exit code and stderr.
 fn run_cli(topology: &Path, root: &Path) -> (Option<i32>, String) {
-    let output = Command::new(IPC_RUN)
-        .args(["--color", "never", "run"])
-        .arg(topology)
-        .arg("--runtime-dir")
-        .arg(root)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = bare_run_command(IPC_RUN, topology, root).output().unwrap();
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -435,14 +428,9 @@ fn s2_a_symlink_planted_at_a_log_file_is_refused_and_its_target_untouched() {
     let target = outside.precious("log-target");
     std::os::unix::fs::symlink(&target, logs.join("a.stderr.log")).unwrap();
     let runtime = outside.0.join("rt");
-    let output = Command::new(IPC_RUN)
-        .args(["--color", "never", "run"])
-        .arg(&topology)
-        .arg("--runtime-dir")
-        .arg(&runtime)
+    let output = bare_run_command(IPC_RUN, &topology, &runtime)
         .arg("--log-dir")
         .arg(&logs)
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

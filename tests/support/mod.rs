@@ -65,14 +65,9 @@ impl Scratch {
 
     /// `--color never run FILE --runtime-dir RT`, debug logs, no colour.
     fn add_run_args(&self, command: &mut Command, file: &Path) {
-        command
-            .args(["--color", "never", "run"])
-            .arg(file)
-            .arg("--runtime-dir")
-            .arg(self.runtime())
+        add_bare_run_args(command, file, &self.runtime())
             .env("IPC_RUN_LOG", "debug")
-            .env_remove("NO_COLOR")
-            .stdin(Stdio::null());
+            .env_remove("NO_COLOR");
     }
 
     pub fn run(&self, file: &Path) -> Finished {
@@ -189,6 +184,34 @@ pub fn wait_within(child: &mut Child, started: Instant, limit: Duration) -> i32 
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Adds `--color never run FILE --runtime-dir RUNTIME` and a stdin from
+/// /dev/null to `command`, leaving its environment as it is.
+pub fn add_bare_run_args<'c>(
+    command: &'c mut Command,
+    file: &Path,
+    runtime: &Path,
+) -> &'c mut Command {
+    command
+        .args(["--color", "never", "run"])
+        .arg(file)
+        .arg("--runtime-dir")
+        .arg(runtime)
+        .stdin(Stdio::null())
+}
+
+/// `PROGRAM --color never run FILE --runtime-dir RUNTIME` (PROGRAM an
+/// ipc-run binary), stdin from /dev/null, the environment as it is (no
+/// debug logs): the bare run command line.
+pub fn bare_run_command(
+    program: impl AsRef<std::ffi::OsStr>,
+    file: &Path,
+    runtime: &Path,
+) -> Command {
+    let mut command = Command::new(program);
+    add_bare_run_args(&mut command, file, runtime);
+    command
 }
 
 /// Runs `command` to its end, its stdout and stderr captured.
