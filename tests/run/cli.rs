@@ -911,13 +911,7 @@ fn k1_probe_fds_are_exactly_stdio_and_declared_ports() {
         .arg("--runtime-dir")
         .arg(scratch.runtime())
         .stdin(Stdio::null());
-    let result = finish(
-        command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let result = run_captured(&mut command);
     assert_eq!(result.code, 0, "{}", result.stderr);
     let found = reports(&result.stdout);
     for process in plan["processes"].as_array().unwrap() {

@@ -124,6 +124,18 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// The run that ended, its stderr shown in the test's captured output
+    /// (printed only if the test fails).
+    fn shown(code: i32, stdout: Vec<u8>, stderr: String, elapsed: Duration) -> Finished {
+        eprintln!("--- ipc-run stderr (exit {code}) ---\n{stderr}---");
+        Finished {
+            code,
+            stdout,
+            stderr,
+            elapsed,
+        }
+    }
+
     pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
@@ -233,13 +245,7 @@ pub fn finish(mut child: Child) -> Finished {
     let elapsed = started.elapsed();
     let stdout = out.join().unwrap();
     let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-    eprintln!("--- ipc-run stderr (exit {code}) ---\n{stderr}---");
-    Finished {
-        code,
-        stdout,
-        stderr,
-        elapsed,
-    }
+    Finished::shown(code, stdout, stderr, elapsed)
 }
 
 /// A running ipc-run whose stdout and stderr are followed line by line.
@@ -364,13 +370,7 @@ impl Live {
         let mut stdout = self.stdout.join("\n").into_bytes();
         stdout.push(b'\n');
         let stderr = self.stderr.join("\n") + "\n";
-        eprintln!("--- ipc-run stderr (exit {code}) ---\n{stderr}---");
-        Finished {
-            code,
-            stdout,
-            stderr,
-            elapsed,
-        }
+        Finished::shown(code, stdout, stderr, elapsed)
     }
 }
 
