@@ -90,6 +90,17 @@ impl Scratch {
 }
 
 impl Scratch {
+    /// The first (for a single run, the only) run directory in the runtime
+    /// directory.
+    pub fn first_run_dir(&self) -> PathBuf {
+        std::fs::read_dir(self.runtime())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    }
+
     /// Asserts that the run left nothing in its runtime directory.
     pub fn assert_left_nothing(&self) {
         let left = self.runtime_entries();
@@ -224,6 +235,21 @@ pub fn bare_run_command(
     let mut command = Command::new(program);
     add_bare_run_args(&mut command, file, runtime);
     command
+}
+
+/// `ipc-run --color never clean --runtime-dir ROOT`: (exit code, stdout,
+/// stderr); asserts that it did not panic.
+pub fn clean_root(root: &Path) -> (i32, String, String) {
+    let output = Command::new(IPC_RUN)
+        .args(["--color", "never", "clean", "--runtime-dir"])
+        .arg(root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 /// Runs `command` to its end, its stdout and stderr captured.
