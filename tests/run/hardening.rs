@@ -4,7 +4,10 @@
 //! sleeps; a `sleep` inside a topology only widens a window that the fix
 //! must close whatever its length.
 
-use crate::support::{self, Scratch, chatty_yes, numbers_after, pid_in, summary_line};
+use crate::support::{
+    self, POKE_EDGE, SENDER_LEARNS_PID, Scratch, TARGET_UNTIL_USR1, chatty_yes, numbers_after,
+    pid_in, summary_line,
+};
 use nix::sys::signal::Signal;
 
 /// Item 16: a sender is (re)started only once its receiver is ready, on the
@@ -27,16 +30,11 @@ restart_backoff = "0ms"
 ready = {{ fd = 5 }}
 shell = '''
 sleep 0.3
-trap 'echo "target $$ got USR1"; exit 3' USR1
-echo "target up $$"
-echo >&5
-exec 5>&-
-while :; do sleep 0.02; done
-'''
+{TARGET_UNTIL_USR1}'''
 
 [process.sender]
 shell = '''
-for kv in $IPC_PORT_POKE; do case "$kv" in pid=*) pid="${{kv#pid=}}" ;; esac; done
+{SENDER_LEARNS_PID}
 n=$(cat {count} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {count}
 echo "sender knows $pid"
 trap 'exit 0' TERM
@@ -49,14 +47,7 @@ fi
 # this sender knows its pid.
 until [ "$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' /proc/$pid/status)" = Z ]; do sleep 0.01; done
 '''
-
-[[edge]]
-name = "poke"
-from = "sender.poke"
-to = "target.poke"
-traffic = "notify"
-signal = "SIGUSR1"
-"#,
+{POKE_EDGE}"#,
         count = count.display()
     ));
     let finished = scratch.run(&file);

@@ -761,6 +761,33 @@ impl Scratch {
     }
 }
 
+// ----- a signal edge and its two ends ---------------------------------------
+
+/// A signal edge: `sender` pokes `target` with SIGUSR1.
+pub const POKE_EDGE: &str = r#"
+[[edge]]
+name = "poke"
+from = "sender.poke"
+to = "target.poke"
+traffic = "notify"
+signal = "SIGUSR1"
+"#;
+
+/// The body of a `target` shell of [`POKE_EDGE`]: says `target up PID`,
+/// declares readiness on fd 5 and waits; on SIGUSR1 it says `target PID got
+/// USR1` and exits 3.
+pub const TARGET_UNTIL_USR1: &str = r#"trap 'echo "target $$ got USR1"; exit 3' USR1
+echo "target up $$"
+echo >&5
+exec 5>&-
+while :; do sleep 0.02; done
+"#;
+
+/// A `sender` shell line of [`POKE_EDGE`]: the target's pid from the
+/// port description into `$pid`.
+pub const SENDER_LEARNS_PID: &str =
+    r#"for kv in $IPC_PORT_POKE; do case "$kv" in pid=*) pid="${kv#pid=}" ;; esac; done"#;
+
 // ----- a topology with every mechanism -------------------------------------
 
 /// The one definition of the every-mechanism topology: per port name, the
