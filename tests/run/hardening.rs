@@ -63,7 +63,7 @@ until [ "$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' /proc/$pid/status)" = Z ];
     );
     assert!(!stderr.contains("SIGUSR1"), "{stderr}");
     assert_eq!(finished.code, 0, "{stderr}");
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Item 5: SIGTERM while a process waits in its restart backoff: the run
@@ -93,7 +93,7 @@ shell = 'echo "bad up"; exit 5'
         summary.starts_with("bad: exited 5 (stopped), restarts 0,"),
         "{summary}"
     );
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Item 6: the README's pipeline. `count` (the `exit_code_from` process)
@@ -115,7 +115,7 @@ fn a_pipeline_stage_that_finishes_by_itself_is_reported_with_its_own_status() {
             );
         }
     }
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Waits (on /proc, bounded) until `pid` is in `state` (`Z`: a zombie,
@@ -227,7 +227,7 @@ exit 7
     live.signal(Signal::SIGCONT);
     let finished = live.finish();
     assert_eq!(finished.code, 7, "{}", finished.stderr);
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 const IDLE: &str = r#"
@@ -363,7 +363,7 @@ wait $pid
     let summary = summary_line(&stderr, "slow");
     assert!(summary.starts_with("slow: exited 0 (stopped)"), "{summary}");
     assert_eq!(code, 143, "{stderr}");
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Item 3 (and issue 14's non-blocking relay): a reader that stops reading
@@ -492,7 +492,7 @@ shell = 'exit 1'
     assert_eq!(summary["processes"][0]["ending"], "exited");
     assert_eq!(summary["processes"][0]["code"], 1);
     assert!(!finished.stderr.contains("x: exited 1, restarts"));
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Item 15 (run time): two processes that each write to the other and
@@ -540,7 +540,7 @@ to = "b"
     assert!(reports[0].contains("the cycle buffers"), "{}", reports[0]);
     assert!(reports[0].contains("bc (pipe)"), "{}", reports[0]);
     assert!(reports[0].contains("cb (pipe)"), "{}", reports[0]);
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// The same pair with a cycle that moves (each side reads what the other
@@ -632,7 +632,7 @@ traffic = "request"
             .is_some_and(|l| l.starts_with("ipc-run: exit 3: launch failure: process `client`")),
         "{stderr}"
     );
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Item 3, the socket case: ipc-run's stdout is a socket whose peer stops
