@@ -10,6 +10,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use crate::support::bare_run_command;
+
 const BIN: &str = env!("CARGO_BIN_EXE_ipc-run");
 
 /// Exit statuses, as `docs/ports.md` lists them.
@@ -319,13 +321,8 @@ fn a_listener_that_cannot_hold_a_line_says_so() {
          mechanism = \"unix-listener\"\ntraffic = \"request\"\n",
     )
     .expect("write the topology");
-    let output = Command::new(BIN)
-        .args(["--color", "never", "run"])
-        .arg(&topology)
-        .arg("--runtime-dir")
-        .arg(scratch.0.join("rt"))
+    let output = bare_run_command(BIN, &topology, &scratch.0.join("rt"))
         .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()

@@ -101,6 +101,18 @@ struct Expect<'a> {
     mentions: &'a [&'a str],
 }
 
+impl<'a> Expect<'a> {
+    /// `code` pointing at `line`, nothing more to show or mention.
+    fn at(code: &'a str, line: usize) -> Expect<'a> {
+        Expect {
+            code,
+            line: Some(line),
+            also_lines: &[],
+            mentions: &[],
+        }
+    }
+}
+
 /// Checks one refusal's output.
 fn assert_refused(what: &str, file: &Path, out: &Outcome, expect: &Expect<'_>) {
     let stderr = &out.stderr;
@@ -148,6 +160,13 @@ fn assert_refused(what: &str, file: &Path, out: &Outcome, expect: &Expect<'_>) {
 /// creates nothing. Returns the two wall times.
 fn refused(scratch: &Scratch, file: &Path, limits: &str, expect: &Expect<'_>) -> [Duration; 2] {
     refused_with(scratch, file, limits, &[], expect)
+}
+
+/// `toml`, written as a topology of `scratch`, is refused with `code` under
+/// the documented limits, pointing at `line`.
+fn topology_refused_at(scratch: &mut Scratch, toml: &str, code: &str, line: usize) {
+    let file = scratch.topology(toml);
+    refused(scratch, &file, "default", &Expect::at(code, line));
 }
 
 /// Each `(corpus file, code, line, mentions)` is refused with the
@@ -422,12 +441,7 @@ to = "b.y"
         &scratch,
         &corpus("E0203-stdio-port-moved.toml"),
         "default",
-        &Expect {
-            code: "E0203",
-            line: Some(6),
-            also_lines: &[],
-            mentions: &[],
-        },
+        &Expect::at("E0203", 6),
     );
     // An fd at the nofile limit (1024 with --limits default) and above it.
     for (fd, line) in [(1024, 7), (1_000_000, 7)] {
@@ -609,17 +623,7 @@ fn b4_bad_object_names_are_refused_at_plan_time() {
             let file = scratch.topology(&toml);
             let check = ipc_run(&["check", "--limits", "default"], &file, &[], &[]);
             let what = format!("name {name:?} in\n{toml}");
-            assert_refused(
-                &what,
-                &file,
-                &check,
-                &Expect {
-                    code,
-                    line: Some(line),
-                    also_lines: &[],
-                    mentions: &[],
-                },
-            );
+            assert_refused(&what, &file, &check, &Expect::at(code, line));
             // A NUL byte or an escape sequence never reaches the terminal.
             assert!(
                 !check.stderr.chars().any(|c| c.is_control() && c != '\n'),
@@ -650,18 +654,7 @@ fn b4_bad_object_names_are_refused_at_plan_time() {
             3,
         ),
     ] {
-        let file = scratch.topology(toml);
-        refused(
-            &scratch,
-            &file,
-            "default",
-            &Expect {
-                code,
-                line: Some(line),
-                also_lines: &[],
-                mentions: &[],
-            },
-        );
+        topology_refused_at(&mut scratch, toml, code, line);
     }
     // Values that reach a child's environment or its cwd: a NUL byte is
     // refused when planning, not when exec fails.
@@ -945,18 +938,7 @@ fn b7_unknown_keys_wrong_types_and_bad_env_names_are_refused() {
             3,
         ),
     ] {
-        let file = scratch.topology(toml);
-        refused(
-            &scratch,
-            &file,
-            "default",
-            &Expect {
-                code: "E0003",
-                line: Some(line),
-                also_lines: &[],
-                mentions: &[],
-            },
-        );
+        topology_refused_at(&mut scratch, toml, "E0003", line);
     }
     // Wrong types.
     for (toml, line) in [
@@ -970,18 +952,7 @@ fn b7_unknown_keys_wrong_types_and_bad_env_names_are_refused() {
         ),
         ("process = 1\n", 1),
     ] {
-        let file = scratch.topology(toml);
-        refused(
-            &scratch,
-            &file,
-            "default",
-            &Expect {
-                code: "E0005",
-                line: Some(line),
-                also_lines: &[],
-                mentions: &[],
-            },
-        );
+        topology_refused_at(&mut scratch, toml, "E0005", line);
     }
     // Environment names: `=`, NUL, empty, a leading digit, in `env` and in
     // `inherit_env`.
@@ -1008,17 +979,6 @@ fn b7_unknown_keys_wrong_types_and_bad_env_names_are_refused() {
             3,
         ),
     ] {
-        let file = scratch.topology(toml);
-        refused(
-            &scratch,
-            &file,
-            "default",
-            &Expect {
-                code: "E0704",
-                line: Some(line),
-                also_lines: &[],
-                mentions: &[],
-            },
-        );
+        topology_refused_at(&mut scratch, toml, "E0704", line);
     }
 }

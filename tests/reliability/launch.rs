@@ -229,14 +229,7 @@ fn ipc_run_in_a_shell_string_is_never_re_parsed_by_the_shell() {
     let file = scratch.topology(&toml);
     // The copy in the hostile directory is the one that runs: `{ipc_run}`
     // is its path.
-    let mut command = std::process::Command::new(&binary);
-    command
-        .args(["--color", "never", "run"])
-        .arg(&file)
-        .arg("--runtime-dir")
-        .arg(scratch.runtime())
-        .stdin(std::process::Stdio::null());
-    let run = run_captured(&mut command);
+    let run = run_captured(&mut bare_run_command(&binary, &file, &scratch.runtime()));
     let planted: Vec<String> = std::fs::read_dir(&cwd)
         .unwrap()
         .chain(std::fs::read_dir(&scratch.dir).unwrap())
@@ -263,20 +256,6 @@ to = "b"
 mechanism = "fifo"
 "#;
 
-/// `ipc-run clean --runtime-dir ROOT`: its exit code and stdout.
-fn clean_cli(root: &Path) -> (i32, String) {
-    let output = std::process::Command::new(IPC_RUN)
-        .args(["clean", "--runtime-dir"])
-        .arg(root)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
-}
-
 /// Runs one after another while `clean` loops on the same root: no run
 /// is taken for dead (its lock, journal or directory removed under it).
 /// 100 runs here; `scripts/soak.sh` does 1,500.
@@ -296,7 +275,7 @@ fn clean_in_a_loop_never_takes_a_starting_run_for_dead() {
         std::thread::spawn(move || {
             let mut rounds = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (code, out) = clean_cli(&root);
+                let (code, out, _) = clean_root(&root);
                 assert_eq!(code, 0, "{out}");
                 rounds += 1;
             }
@@ -305,12 +284,8 @@ fn clean_in_a_loop_never_takes_a_starting_run_for_dead() {
     };
     let mut failures = Vec::new();
     for i in 0..runs {
-        let output = std::process::Command::new(IPC_RUN)
-            .args(["--color", "never", "run", "-q"])
-            .arg(&file)
-            .arg("--runtime-dir")
-            .arg(&root)
-            .stdin(std::process::Stdio::null())
+        let output = bare_run_command(IPC_RUN, &file, &root)
+            .arg("-q")
             .output()
             .unwrap();
         if output.status.code() != Some(0) {
@@ -337,12 +312,7 @@ fn clean_calls_a_run_dead_when_its_owner_is_gone_though_its_lock_is_held() {
     let file = scratch.topology("[process.a]\ncmd = [\"sleep\", \"600\"]\n");
     let mut live = scratch.live(&file);
     live.wait_for_stderr("prepared");
-    let run_dir = std::fs::read_dir(scratch.runtime())
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = scratch.first_run_dir();
     live.kill();
     // A stand-in for the leftover: holds the lock until its stdin closes.
     let mut holder = std::process::Command::new("flock")
@@ -359,7 +329,7 @@ fn clean_calls_a_run_dead_when_its_owner_is_gone_though_its_lock_is_held() {
     )
     .unwrap();
     assert_eq!(line, "locked\n");
-    let (code, out) = clean_cli(&scratch.runtime());
+    let (code, out, _) = clean_root(&scratch.runtime());
     drop(holder.stdin.take());
     let _ = holder.wait();
     assert_eq!(code, 0, "{out}");
@@ -436,12 +406,7 @@ fn a_system_v_object_of_a_run_killed_before_its_id_was_journaled_is_cleaned() {
         let output = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.signal(), Some(9), "k={k}: {stderr}");
-        let run_dir = std::fs::read_dir(scratch.runtime())
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path();
+        let run_dir = scratch.first_run_dir();
         let journal = std::fs::read_to_string(run_dir.join("journal")).unwrap();
         let keys: Vec<i64> = journal
             .lines()
@@ -454,7 +419,7 @@ fn a_system_v_object_of_a_run_killed_before_its_id_was_journaled_is_cleaned() {
             .map(|hex| i64::from(u32::from_str_radix(&hex, 16).unwrap() as i32))
             .collect();
         assert_eq!(keys.len(), k, "k={k}: one key per object tried: {journal}");
-        let (code, out) = clean_cli(&scratch.runtime());
+        let (code, out, _) = clean_root(&scratch.runtime());
         assert_eq!(code, 0, "{out}");
         assert!(
             out.contains(&format!("cleaned {}", run_dir.display())),
@@ -559,7 +524,7 @@ fn clean_kills_the_grandchildren_a_sigkilled_run_left() {
     let mut scratch = Scratch::new("harden-tree-clean");
     let grandchild = orphan_a_grandchild(&mut scratch, GRANDCHILD, false);
     assert!(!in_run_cgroup(grandchild));
-    let (code, out) = clean_cli(&scratch.runtime());
+    let (code, out, _) = clean_root(&scratch.runtime());
     let left = wait_dead(&[grandchild], RUN_TIMEOUT);
     kill_if_alive(grandchild);
     assert_eq!(code, 0, "{out}");
@@ -597,7 +562,7 @@ fn clean_kills_a_dead_runs_cgroup_whole_where_there_is_one() {
     let grandchild = orphan_a_grandchild(&mut scratch, DAEMON, true);
     if !cgroup_v2_writable() {
         kill_if_alive(grandchild);
-        let (code, out) = clean_cli(&scratch.runtime());
+        let (code, out, _) = clean_root(&scratch.runtime());
         assert_eq!(code, 0, "{out}");
         eprintln!("NOTE: no writable cgroup v2 here: the cgroup path was not tested");
         return;
@@ -607,7 +572,7 @@ fn clean_kills_a_dead_runs_cgroup_whole_where_there_is_one() {
         in_run_cgroup(grandchild),
         "a cgroup could be made, but not used"
     );
-    let (code, out) = clean_cli(&scratch.runtime());
+    let (code, out, _) = clean_root(&scratch.runtime());
     let left = wait_dead(&[grandchild], RUN_TIMEOUT);
     kill_if_alive(grandchild);
     assert_eq!(code, 0, "{out}");

@@ -153,13 +153,7 @@ fn f6_fault_at_every_named_object_rolls_back() {
     for k in 1..=count + 1 {
         let mut command = scratch.run_command(&file);
         command.env("IPC_RUN_FAULT_AT", k.to_string());
-        let result = finish(
-            command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
+        let result = run_captured(&mut command);
         result.assert_no_panic();
         let found = reports(&result.stdout);
         let objects = RunObjects::of(&plan, &found, &result.stderr);
@@ -218,14 +212,8 @@ size = "4KiB"
     }
     let file = scratch.topology(&toml);
     let plan = plan_json(&file);
-    let result = finish(
-        scratch
-            .wrapped_command(&["prlimit", "--nofile=32:32", "--"], &file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let result =
+        run_captured(&mut scratch.wrapped_command(&["prlimit", "--nofile=32:32", "--"], &file));
     result.assert_no_panic();
     assert!(
         result.code == 3 || result.code == 1,
@@ -329,14 +317,7 @@ fn f10_sigchld_ignored_sigterm_blocked_fd9_umask000_via_the_cli() {
         every_mechanism_finite()
     );
     let file = scratch.topology(&finite);
-    let result = finish(
-        scratch
-            .wrapped_command(&wrapper, &file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let result = run_captured(&mut scratch.wrapped_command(&wrapper, &file));
     assert_eq!(result.code, 6, "{}", result.stderr);
     assert_summaries(
         &result,
@@ -942,13 +923,7 @@ replicas = 50
 "#,
     );
     let timed = |command: &mut Command| {
-        let result = finish(
-            command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap(),
-        );
+        let result = run_captured(command);
         assert_eq!(result.code, 0, "{}", result.stderr);
         assert_eq!(result.stderr.matches(": exited 0,").count(), 50);
         result.elapsed
@@ -1185,14 +1160,8 @@ depth = 8
 "#,
     );
     // Lowering a limit needs no privilege.
-    let result = finish(
-        scratch
-            .wrapped_command(&["prlimit", "--msgqueue=4096", "--"], &file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let result =
+        run_captured(&mut scratch.wrapped_command(&["prlimit", "--msgqueue=4096", "--"], &file));
     result.assert_no_panic();
     assert_eq!(result.code, 3, "{}", result.stderr);
     assert!(
@@ -1317,13 +1286,7 @@ traffic = "request"
         .env("HOME", "/nonexistent-home")
         .env("IPC_RUN_LOG", "debug")
         .envs(bogus);
-    let result = finish(
-        command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let result = run_captured(&mut command);
     assert_eq!(result.code, 0, "{}", result.stderr);
     let run_id = run_id_in(&result.stderr).unwrap();
     let found = reports(&result.stdout);

@@ -13,11 +13,10 @@
 //!   (a regular file squatting a POSIX name).
 
 use crate::support::launch as launch_common;
-use crate::support::{EXIT_0, IPC_RUN, probe_pair};
+use crate::support::{EXIT_0, IPC_RUN, bare_run_command, clean_root, probe_pair};
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use ipc_run::launch::{LaunchError, prepare};
 use ipc_run::plan::{Mechanism, Plan};
@@ -96,14 +95,7 @@ fn shm_of(run_id: &str) -> Vec<String> {
 
 /// `ipc-run run TOPOLOGY --runtime-dir ROOT`: its exit code and stderr.
 fn run_cli(topology: &Path, root: &Path) -> (Option<i32>, String) {
-    let output = Command::new(IPC_RUN)
-        .args(["--color", "never", "run"])
-        .arg(topology)
-        .arg("--runtime-dir")
-        .arg(root)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let output = bare_run_command(IPC_RUN, topology, root).output().unwrap();
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -112,19 +104,25 @@ fn run_cli(topology: &Path, root: &Path) -> (Option<i32>, String) {
 
 /// `ipc-run clean --runtime-dir ROOT`: (exit code, stdout and stderr).
 fn clean_cli(root: &Path) -> (i32, String) {
-    let output = Command::new(IPC_RUN)
-        .args(["--color", "never", "clean", "--runtime-dir"])
-        .arg(root)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    (
-        output.status.code().unwrap_or(-1),
-        format!("{stdout}{stderr}"),
-    )
+    let (code, stdout, stderr) = clean_root(root);
+    (code, stdout + &stderr)
+}
+
+/// Asserts that `clean` left the dead run `run_id` alone: its journal and
+/// its three objects are still there.
+fn assert_left_alone(run_dir: &Path, run_id: &str) {
+    assert!(run_dir.join("journal").exists());
+    assert_eq!(shm_of(run_id).len(), 3);
+}
+
+/// Cleans `root`, asserts that the dead run `run_id` went with its
+/// objects, then removes the emptied root.
+fn assert_cleaned(root: &Path, run_dir: &Path, run_id: &str) {
+    let (code, out) = clean_cli(root);
+    assert_eq!(code, 0, "{out}");
+    assert!(!run_dir.exists(), "{out}");
+    assert_eq!(shm_of(run_id), Vec::<String>::new());
+    std::fs::remove_dir(root).unwrap();
 }
 
 fn is_root() -> bool {
@@ -435,14 +433,9 @@ fn s2_a_symlink_planted_at_a_log_file_is_refused_and_its_target_untouched() {
     let target = outside.precious("log-target");
     std::os::unix::fs::symlink(&target, logs.join("a.stderr.log")).unwrap();
     let runtime = outside.0.join("rt");
-    let output = Command::new(IPC_RUN)
-        .args(["--color", "never", "run"])
-        .arg(&topology)
-        .arg("--runtime-dir")
-        .arg(&runtime)
+    let output = bare_run_command(IPC_RUN, &topology, &runtime)
         .arg("--log-dir")
         .arg(&logs)
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -505,15 +498,10 @@ fn s3_a_group_or_world_writable_root_is_refused_by_run_and_clean() {
             "{out}"
         );
         assert!(out.contains("writable"), "{out}");
-        assert!(run_dir.join("journal").exists());
-        assert_eq!(shm_of(&run_id).len(), 3);
+        assert_left_alone(&run_dir, &run_id);
         // Made private again, it is cleaned.
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700)).unwrap();
-        let (code, out) = clean_cli(&root);
-        assert_eq!(code, 0, "{out}");
-        assert!(!run_dir.exists(), "{out}");
-        assert_eq!(shm_of(&run_id), Vec::<String>::new());
-        std::fs::remove_dir(&root).unwrap();
+        assert_cleaned(&root, &run_dir, &run_id);
     }
 }
 
@@ -549,8 +537,7 @@ fn s3_a_root_or_run_dir_owned_by_another_uid_is_refused() {
     let (code, out) = clean_cli(&root);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("owned by uid {OTHER_UID}")), "{out}");
-    assert!(run_dir.join("journal").exists());
-    assert_eq!(shm_of(&run_id).len(), 3);
+    assert_left_alone(&run_dir, &run_id);
 
     // Our root, but a run directory in it owned by someone else: skipped.
     chown(&root, me);
@@ -561,13 +548,8 @@ fn s3_a_root_or_run_dir_owned_by_another_uid_is_refused() {
         out.contains(&format!("skipped {}", run_dir.display())) && out.contains("owned by uid"),
         "{out}"
     );
-    assert!(run_dir.join("journal").exists());
-    assert_eq!(shm_of(&run_id).len(), 3);
+    assert_left_alone(&run_dir, &run_id);
 
     chown(&run_dir, me);
-    let (code, out) = clean_cli(&root);
-    assert_eq!(code, 0, "{out}");
-    assert!(!run_dir.exists(), "{out}");
-    assert_eq!(shm_of(&run_id), Vec::<String>::new());
-    std::fs::remove_dir(&root).unwrap();
+    assert_cleaned(&root, &run_dir, &run_id);
 }

@@ -750,17 +750,8 @@ fn s1_every_object_is_0600_and_the_run_dir_0700_under_umask_000_and_022() {
     for umask in ["000", "022"] {
         let mut scratch = Scratch::new(&format!("s1-{umask}"));
         let file = scratch.topology(&every_mechanism_waiting());
-        let mut command = Command::new("sh");
-        command
-            .arg("-c")
-            .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
-            .arg(IPC_RUN)
-            .args(["--color", "never", "run"])
-            .arg(&file)
-            .arg("--runtime-dir")
-            .arg(scratch.runtime())
-            .env("IPC_RUN_LOG", "debug")
-            .stdin(Stdio::null());
+        let umasked = format!("umask {umask}; exec \"$0\" \"$@\"");
+        let command = scratch.wrapped_command(&["sh", "-c", &umasked], &file);
         let mut live = Live::start(command);
         live.wait_for_count("| up", 2);
         live.wait_for_stderr("prepared");
@@ -920,13 +911,7 @@ fn k1_probe_fds_are_exactly_stdio_and_declared_ports() {
         .arg("--runtime-dir")
         .arg(scratch.runtime())
         .stdin(Stdio::null());
-    let result = finish(
-        command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let result = run_captured(&mut command);
     assert_eq!(result.code, 0, "{}", result.stderr);
     let found = reports(&result.stdout);
     for process in plan["processes"].as_array().unwrap() {

@@ -4,15 +4,11 @@
 //! sleeps; a `sleep` inside a topology only widens a window that the fix
 //! must close whatever its length.
 
-use crate::support::{self, Scratch, summary_line};
+use crate::support::{
+    self, POKE_EDGE, SENDER_LEARNS_PID, Scratch, TARGET_UNTIL_USR1, chatty_yes, numbers_after,
+    pid_in, summary_line,
+};
 use nix::sys::signal::Signal;
-
-fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
-    text.lines()
-        .filter_map(|line| line.split_once(prefix))
-        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        .collect()
-}
 
 /// Item 16: a sender is (re)started only once its receiver is ready, on the
 /// first start and on the restart that follows the receiver's restart. The
@@ -34,16 +30,11 @@ restart_backoff = "0ms"
 ready = {{ fd = 5 }}
 shell = '''
 sleep 0.3
-trap 'echo "target $$ got USR1"; exit 3' USR1
-echo "target up $$"
-echo >&5
-exec 5>&-
-while :; do sleep 0.02; done
-'''
+{TARGET_UNTIL_USR1}'''
 
 [process.sender]
 shell = '''
-for kv in $IPC_PORT_POKE; do case "$kv" in pid=*) pid="${{kv#pid=}}" ;; esac; done
+{SENDER_LEARNS_PID}
 n=$(cat {count} 2>/dev/null || echo 0); n=$((n + 1)); echo $n > {count}
 echo "sender knows $pid"
 trap 'exit 0' TERM
@@ -56,14 +47,7 @@ fi
 # this sender knows its pid.
 until [ "$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' /proc/$pid/status)" = Z ]; do sleep 0.01; done
 '''
-
-[[edge]]
-name = "poke"
-from = "sender.poke"
-to = "target.poke"
-traffic = "notify"
-signal = "SIGUSR1"
-"#,
+{POKE_EDGE}"#,
         count = count.display()
     ));
     let finished = scratch.run(&file);
@@ -79,7 +63,7 @@ signal = "SIGUSR1"
     );
     assert!(!stderr.contains("SIGUSR1"), "{stderr}");
     assert_eq!(finished.code, 0, "{stderr}");
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Item 5: SIGTERM while a process waits in its restart backoff: the run
@@ -109,7 +93,7 @@ shell = 'echo "bad up"; exit 5'
         summary.starts_with("bad: exited 5 (stopped), restarts 0,"),
         "{summary}"
     );
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Item 6: the README's pipeline. `count` (the `exit_code_from` process)
@@ -131,20 +115,14 @@ fn a_pipeline_stage_that_finishes_by_itself_is_reported_with_its_own_status() {
             );
         }
     }
-    assert!(scratch.runtime_entries().is_empty());
-}
-
-/// The state letter of `pid` in /proc, `None` once it is reaped.
-fn proc_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(") ")?.1.chars().next()
+    scratch.assert_left_nothing();
 }
 
 /// Waits (on /proc, bounded) until `pid` is in `state` (`Z`: a zombie,
 /// `T`: stopped).
 fn wait_for_state(pid: i32, state: char) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while proc_state(pid) != Some(state) {
+    while support::state_of(pid) != Some(state) {
         assert!(
             std::time::Instant::now() < deadline,
             "{pid} never reached state {state}"
@@ -184,21 +162,6 @@ fn wait_for_exit_watch(owner: i32, pids: &[i32]) {
             std::time::Instant::now() < deadline,
             "{owner} never watched the exits of {pids:?}"
         );
-        std::thread::yield_now();
-    }
-}
-
-/// Reads a pid a process wrote to `path` (waiting for it, bounded).
-fn pid_in(path: &std::path::Path) -> i32 {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        if let Some(pid) = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|text| text.strip_suffix('\n')?.parse().ok())
-        {
-            return pid;
-        }
-        assert!(std::time::Instant::now() < deadline, "no pid in {path:?}");
         std::thread::yield_now();
     }
 }
@@ -264,7 +227,7 @@ exit 7
     live.signal(Signal::SIGCONT);
     let finished = live.finish();
     assert_eq!(finished.code, 7, "{}", finished.stderr);
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 const IDLE: &str = r#"
@@ -394,13 +357,13 @@ wait $pid
         .spawn()
         .unwrap();
     let code = support::wait_with_timeout(&mut leader, std::time::Instant::now());
-    let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap();
+    let stderr = scratch.stderr_written();
     eprintln!("--- ipc-run stderr ---\n{stderr}---");
     assert!(!stderr.contains("again"), "{stderr}");
     let summary = summary_line(&stderr, "slow");
     assert!(summary.starts_with("slow: exited 0 (stopped)"), "{summary}");
     assert_eq!(code, 143, "{stderr}");
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Item 3 (and issue 14's non-blocking relay): a reader that stops reading
@@ -411,31 +374,16 @@ wait $pid
 fn a_stalled_stdout_reader_does_not_stop_sigterm_from_working() {
     use std::process::Stdio;
     let mut scratch = Scratch::new("stalled-stdout");
-    let pid_file = scratch.dir.join("chatty.pid");
-    let file = scratch.topology(&format!(
-        r#"
-name = "stalled-stdout"
-
-[process.chatty]
-shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed-output'
-"#,
-        pid = pid_file.display()
-    ));
-    let mut command = scratch.run_command(&file);
-    let stderr_file = std::fs::File::create(scratch.dir.join("stderr")).unwrap();
+    let (file, pid_file) = chatty_yes(&mut scratch, "stalled-stdout");
     // stdout is a pipe nobody reads; it fills and stays full.
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(stderr_file)
-        .spawn()
-        .unwrap();
+    let mut child = scratch.spawn_to_stderr_file(&file, Stdio::piped());
     let chatty = pid_in(&pid_file);
     // `yes` blocks writing once every buffer between it and the stalled
     // reader is full.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let wchan = std::fs::read_to_string(format!("/proc/{chatty}/wchan")).unwrap_or_default();
-        let state = proc_state(chatty);
+        let state = support::state_of(chatty);
         if wchan == "pipe_write" || (state == Some('S') && wchan.contains("pipe")) {
             break;
         }
@@ -445,14 +393,9 @@ shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed
         );
         std::thread::yield_now();
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        Signal::SIGTERM,
-    )
-    .unwrap();
-    let code = support::wait_with_timeout(&mut child, std::time::Instant::now());
+    let code = support::sigterm_and_wait(&mut child);
     drop(child.stdout.take());
-    let stderr = std::fs::read_to_string(scratch.dir.join("stderr")).unwrap();
+    let stderr = scratch.stderr_written();
     assert_eq!(code, 143, "{stderr}");
     assert!(scratch.runtime_entries().is_empty(), "{stderr}");
 }
@@ -549,7 +492,7 @@ shell = 'exit 1'
     assert_eq!(summary["processes"][0]["ending"], "exited");
     assert_eq!(summary["processes"][0]["code"], 1);
     assert!(!finished.stderr.contains("x: exited 1, restarts"));
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Item 15 (run time): two processes that each write to the other and
@@ -597,7 +540,7 @@ to = "b"
     assert!(reports[0].contains("the cycle buffers"), "{}", reports[0]);
     assert!(reports[0].contains("bc (pipe)"), "{}", reports[0]);
     assert!(reports[0].contains("cb (pipe)"), "{}", reports[0]);
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// The same pair with a cycle that moves (each side reads what the other
@@ -689,7 +632,7 @@ traffic = "request"
             .is_some_and(|l| l.starts_with("ipc-run: exit 3: launch failure: process `client`")),
         "{stderr}"
     );
-    assert!(scratch.runtime_entries().is_empty());
+    scratch.assert_left_nothing();
 }
 
 /// Item 3, the socket case: ipc-run's stdout is a socket whose peer stops
@@ -702,32 +645,17 @@ fn a_stalled_socket_as_stdout_does_not_stop_sigterm_from_working() {
     use std::os::fd::OwnedFd;
     use std::process::Stdio;
     let mut scratch = Scratch::new("stalled-socket");
-    let pid_file = scratch.dir.join("chatty.pid");
-    let file = scratch.topology(&format!(
-        r#"
-name = "stalled-socket"
-
-[process.chatty]
-shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed-output'
-"#,
-        pid = pid_file.display()
-    ));
+    let (file, pid_file) = chatty_yes(&mut scratch, "stalled-socket");
     let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
-    let mut command = scratch.run_command(&file);
-    let stderr_file = std::fs::File::create(scratch.dir.join("stderr")).unwrap();
-    let mut child = command
-        .stdout(Stdio::from(OwnedFd::from(theirs)))
-        .stderr(stderr_file)
-        .spawn()
-        .unwrap();
-    drop(command);
+    // The command, and with it our copy of `theirs`, is gone once spawned.
+    let mut child = scratch.spawn_to_stderr_file(&file, Stdio::from(OwnedFd::from(theirs)));
     let chatty = pid_in(&pid_file);
     // `yes` never sleeps but on a full pipe: once it sleeps, every buffer
     // between it and the socket's silent peer is full.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let comm = std::fs::read_to_string(format!("/proc/{chatty}/comm")).unwrap_or_default();
-        if comm.trim() == "yes" && proc_state(chatty) == Some('S') {
+        if comm.trim() == "yes" && support::state_of(chatty) == Some('S') {
             break;
         }
         assert!(
@@ -736,14 +664,9 @@ shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed
         );
         std::thread::yield_now();
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        Signal::SIGTERM,
-    )
-    .unwrap();
-    let code = support::wait_with_timeout(&mut child, std::time::Instant::now());
+    let code = support::sigterm_and_wait(&mut child);
     drop(ours);
-    let stderr = std::fs::read_to_string(scratch.dir.join("stderr")).unwrap();
+    let stderr = scratch.stderr_written();
     assert_eq!(code, 143, "{stderr}");
     assert!(scratch.runtime_entries().is_empty(), "{stderr}");
 }

@@ -3,30 +3,15 @@
 //! receiver that ended stays a zombie (its pid reserved) while a sender that
 //! knows its pid still runs.
 
-use crate::support::run_topology;
-
-/// The signal edge of both cases: `sender` pokes `target` with SIGUSR1.
-const POKE: &str = r#"
-[[edge]]
-name = "poke"
-from = "sender.poke"
-to = "target.poke"
-traffic = "notify"
-signal = "SIGUSR1"
-"#;
-
-fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
-    text.lines()
-        .filter_map(|line| line.split_once(prefix))
-        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
-        .collect()
-}
+use crate::support::{
+    POKE_EDGE, SENDER_LEARNS_PID, TARGET_UNTIL_USR1, numbers_after, run_topology,
+};
 
 #[test]
 fn a_sender_is_restarted_with_the_new_pid_of_its_restarted_receiver() {
     let (code, stdout, stderr) = run_topology(
         "follow",
-        &[
+        &format!(
             r#"
 name = "follow"
 exit_code_from = "sender"
@@ -35,18 +20,13 @@ exit_code_from = "sender"
 restart = "on-failure"
 restart_limit = 1
 restart_backoff = "10ms"
-ready = { fd = 5 }
+ready = {{ fd = 5 }}
 shell = '''
-trap 'echo "target $$ got USR1"; exit 3' USR1
-echo "target up $$"
-echo >&5
-exec 5>&-
-while :; do sleep 0.02; done
-'''
+{TARGET_UNTIL_USR1}'''
 
 [process.sender]
 shell = '''
-for kv in $IPC_PORT_POKE; do case "$kv" in pid=*) pid="${kv#pid=}" ;; esac; done
+{SENDER_LEARNS_PID}
 echo "sender knows $pid"
 kill -USR1 "$pid"
 trap 'exit 0' TERM
@@ -54,10 +34,8 @@ trap 'exit 0' TERM
 sleep 3 & wait
 '''
 
-"#,
-            POKE,
-        ]
-        .concat(),
+{POKE_EDGE}"#
+        ),
     );
     let targets = numbers_after(&stdout, "target up ");
     let known = numbers_after(&stdout, "sender knows ");
@@ -82,12 +60,12 @@ sleep 3 & wait
 fn an_ended_receiver_stays_a_zombie_while_a_sender_knows_its_pid() {
     let (code, stdout, stderr) = run_topology(
         "reserve",
-        &[
+        &format!(
             r#"
 name = "reserve"
 
 [process.target]
-ready = { fd = 5 }
+ready = {{ fd = 5 }}
 shell = '''
 echo >&5
 exit 0
@@ -95,7 +73,7 @@ exit 0
 
 [process.sender]
 shell = '''
-for kv in $IPC_PORT_POKE; do case "$kv" in pid=*) pid="${kv#pid=}" ;; esac; done
+{SENDER_LEARNS_PID}
 # Wait for the target to end; its pid must then be a zombie, not free.
 for _ in $(seq 200); do
   state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' /proc/$pid/status 2>/dev/null)
@@ -105,10 +83,8 @@ done
 echo "target never ended"; exit 2
 '''
 
-"#,
-            POKE,
-        ]
-        .concat(),
+{POKE_EDGE}"#
+        ),
     );
     assert!(stdout.contains("reserved"), "{stdout}\n{stderr}");
     assert_eq!(code, 0, "{stdout}\n{stderr}");

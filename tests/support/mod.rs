@@ -65,14 +65,9 @@ impl Scratch {
 
     /// `--color never run FILE --runtime-dir RT`, debug logs, no colour.
     fn add_run_args(&self, command: &mut Command, file: &Path) {
-        command
-            .args(["--color", "never", "run"])
-            .arg(file)
-            .arg("--runtime-dir")
-            .arg(self.runtime())
+        add_bare_run_args(command, file, &self.runtime())
             .env("IPC_RUN_LOG", "debug")
-            .env_remove("NO_COLOR")
-            .stdin(Stdio::null());
+            .env_remove("NO_COLOR");
     }
 
     pub fn run(&self, file: &Path) -> Finished {
@@ -95,6 +90,17 @@ impl Scratch {
 }
 
 impl Scratch {
+    /// The first (for a single run, the only) run directory in the runtime
+    /// directory.
+    pub fn first_run_dir(&self) -> PathBuf {
+        std::fs::read_dir(self.runtime())
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path()
+    }
+
     /// Asserts that the run left nothing in its runtime directory.
     pub fn assert_left_nothing(&self) {
         let left = self.runtime_entries();
@@ -129,6 +135,18 @@ pub struct Finished {
 }
 
 impl Finished {
+    /// The run that ended, its stderr shown in the test's captured output
+    /// (printed only if the test fails).
+    fn shown(code: i32, stdout: Vec<u8>, stderr: String, elapsed: Duration) -> Finished {
+        eprintln!("--- ipc-run stderr (exit {code}) ---\n{stderr}---");
+        Finished {
+            code,
+            stdout,
+            stderr,
+            elapsed,
+        }
+    }
+
     pub fn stdout_text(&self) -> String {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
@@ -191,6 +209,49 @@ pub fn wait_within(child: &mut Child, started: Instant, limit: Duration) -> i32 
     }
 }
 
+/// Adds `--color never run FILE --runtime-dir RUNTIME` and a stdin from
+/// /dev/null to `command`, leaving its environment as it is.
+pub fn add_bare_run_args<'c>(
+    command: &'c mut Command,
+    file: &Path,
+    runtime: &Path,
+) -> &'c mut Command {
+    command
+        .args(["--color", "never", "run"])
+        .arg(file)
+        .arg("--runtime-dir")
+        .arg(runtime)
+        .stdin(Stdio::null())
+}
+
+/// `PROGRAM --color never run FILE --runtime-dir RUNTIME` (PROGRAM an
+/// ipc-run binary), stdin from /dev/null, the environment as it is (no
+/// debug logs): the bare run command line.
+pub fn bare_run_command(
+    program: impl AsRef<std::ffi::OsStr>,
+    file: &Path,
+    runtime: &Path,
+) -> Command {
+    let mut command = Command::new(program);
+    add_bare_run_args(&mut command, file, runtime);
+    command
+}
+
+/// `ipc-run --color never clean --runtime-dir ROOT`: (exit code, stdout,
+/// stderr); asserts that it did not panic.
+pub fn clean_root(root: &Path) -> (i32, String, String) {
+    let output = Command::new(IPC_RUN)
+        .args(["--color", "never", "clean", "--runtime-dir"])
+        .arg(root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.code().unwrap_or(-1), stdout, stderr)
+}
+
 /// Runs `command` to its end, its stdout and stderr captured.
 pub fn run_captured(command: &mut Command) -> Finished {
     finish(
@@ -210,13 +271,7 @@ pub fn finish(mut child: Child) -> Finished {
     let elapsed = started.elapsed();
     let stdout = out.join().unwrap();
     let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-    eprintln!("--- ipc-run stderr (exit {code}) ---\n{stderr}---");
-    Finished {
-        code,
-        stdout,
-        stderr,
-        elapsed,
-    }
+    Finished::shown(code, stdout, stderr, elapsed)
 }
 
 /// A running ipc-run whose stdout and stderr are followed line by line.
@@ -341,13 +396,7 @@ impl Live {
         let mut stdout = self.stdout.join("\n").into_bytes();
         stdout.push(b'\n');
         let stderr = self.stderr.join("\n") + "\n";
-        eprintln!("--- ipc-run stderr (exit {code}) ---\n{stderr}---");
-        Finished {
-            code,
-            stdout,
-            stderr,
-            elapsed,
-        }
+        Finished::shown(code, stdout, stderr, elapsed)
     }
 }
 
@@ -644,6 +693,100 @@ pub fn wait_dead(pids: &[i32], limit: Duration) -> Vec<i32> {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// The first word after `prefix` on every line of `text` that has it, as a
+/// number (lines whose word is not a number are passed over).
+pub fn numbers_after(text: &str, prefix: &str) -> Vec<i32> {
+    text.lines()
+        .filter_map(|line| line.split_once(prefix))
+        .filter_map(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Reads a pid a process wrote to `path` (waiting for it, bounded).
+pub fn pid_in(path: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| text.strip_suffix('\n')?.parse().ok())
+        {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no pid in {path:?}");
+        std::thread::yield_now();
+    }
+}
+
+/// Sends SIGTERM to `child` (an ipc-run) and waits, bounded, for its exit
+/// code.
+pub fn sigterm_and_wait(child: &mut Child) -> i32 {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    wait_with_timeout(child, Instant::now())
+}
+
+/// Writes a topology `name` of one process, `chatty`, that writes its pid
+/// to a file and then relays `yes` without end: (topology, pid file).
+pub fn chatty_yes(scratch: &mut Scratch, name: &str) -> (PathBuf, PathBuf) {
+    let pid_file = scratch.dir.join("chatty.pid");
+    let file = scratch.topology(&format!(
+        r#"
+name = "{name}"
+
+[process.chatty]
+shell = 'echo $$ > {pid}.tmp && mv {pid}.tmp {pid} && exec yes a-line-of-relayed-output'
+"#,
+        pid = pid_file.display()
+    ));
+    (file, pid_file)
+}
+
+impl Scratch {
+    /// Starts `ipc-run run FILE` with `stdout` as its stdout and its stderr
+    /// written to the file `stderr` of the scratch directory (read it with
+    /// [`Scratch::stderr_written`]).
+    pub fn spawn_to_stderr_file(&self, file: &Path, stdout: Stdio) -> Child {
+        let stderr = std::fs::File::create(self.dir.join("stderr")).unwrap();
+        self.run_command(file)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap()
+    }
+
+    /// What a run started by [`Scratch::spawn_to_stderr_file`] wrote to its
+    /// stderr.
+    pub fn stderr_written(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap()
+    }
+}
+
+// ----- a signal edge and its two ends ---------------------------------------
+
+/// A signal edge: `sender` pokes `target` with SIGUSR1.
+pub const POKE_EDGE: &str = r#"
+[[edge]]
+name = "poke"
+from = "sender.poke"
+to = "target.poke"
+traffic = "notify"
+signal = "SIGUSR1"
+"#;
+
+/// The body of a `target` shell of [`POKE_EDGE`]: says `target up PID`,
+/// declares readiness on fd 5 and waits; on SIGUSR1 it says `target PID got
+/// USR1` and exits 3.
+pub const TARGET_UNTIL_USR1: &str = r#"trap 'echo "target $$ got USR1"; exit 3' USR1
+echo "target up $$"
+echo >&5
+exec 5>&-
+while :; do sleep 0.02; done
+"#;
+
+/// A `sender` shell line of [`POKE_EDGE`]: the target's pid from the
+/// port description into `$pid`.
+pub const SENDER_LEARNS_PID: &str =
+    r#"for kv in $IPC_PORT_POKE; do case "$kv" in pid=*) pid="${kv#pid=}" ;; esac; done"#;
 
 // ----- a topology with every mechanism -------------------------------------
 
