@@ -96,10 +96,13 @@ fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl<'_>], sink: &mu
     }
 }
 
-/// W0701 for what a process running as another user (`user =`) must open by
-/// name but cannot: the run directory is 0700 and every named object is
-/// owned by ipc-run's user, 0600 unless the edge's `mode` lets the group in.
-/// The planner cannot know ipc-run's own user, so these are warnings.
+/// E0710 for `ready = "notify"` with `user =` (the child could never send
+/// READY=1: refused), and W0701 for what such a process must open by name
+/// but cannot: the run directory is 0700 and every named object is owned by
+/// ipc-run's user, 0600 unless the edge's `mode` lets the group in. The
+/// planner cannot know ipc-run's own user, so the named objects are warnings;
+/// a notify readiness that cannot work is refused, as `ready = { fd = N }`
+/// always can.
 fn check_other_user_access(
     processes: &[ProcessDecl<'_>],
     channels: &[ChannelDecl],
@@ -110,8 +113,8 @@ fn check_other_user_access(
             continue;
         };
         if process.ready == Readiness::Notify {
-            let mut warning = Diagnostic::warning(
-                "W0701",
+            let mut error = Diagnostic::error(
+                "E0710",
                 format!(
                     "`{}` runs as `{}` but cannot reach the notify socket, so it never becomes ready",
                     process.name,
@@ -120,13 +123,13 @@ fn check_other_user_access(
             )
             .with_label(Label::primary(user.span(), "another user than ipc-run's"));
             if let Some(ready) = &process.spec.ready {
-                warning = warning.with_label(Label::secondary(
+                error = error.with_label(Label::secondary(
                     ready.span(),
                     "READY=1 is sent to {run_dir}/notify.sock",
                 ));
             }
             sink.push(
-                warning
+                error
                     .with_note("the notify socket is in the run directory, which is 0700 and owned by ipc-run's user")
                     .with_help("use `ready = { fd = N }` (an inherited pipe), or run the process as ipc-run's user"),
             );
