@@ -217,6 +217,12 @@ impl SuperviseError {
     }
 }
 
+/// The most a closing log stream reads before it is closed: the largest a
+/// pipe holds by default (`/proc/sys/fs/pipe-max-size`), so everything its
+/// writers had written is relayed, and a writer that goes on cannot keep
+/// the loop reading.
+const MAX_CLOSING_DRAIN: usize = 1 << 20;
+
 fn setup(what: &'static str) -> impl FnOnce(Errno) -> SuperviseError {
     move |errno| SuperviseError::Setup { what, errno }
 }
@@ -1832,6 +1838,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 false
             }
             Ok(n) => {
+                let watch = self.watch_not_found(self.streams[s].instance, self.streams[s].stream);
                 let LogStream {
                     instance,
                     stream,
@@ -1840,7 +1847,6 @@ impl<R: Runtime> Supervisor<'_, R> {
                 } = &mut self.streams[s];
                 let (instance, stream) = (*instance, *stream);
                 let writer = &mut self.writer;
-                let watch = stream == Stream::Stderr && self.plan.processes[instance].shell;
                 let mut found = None;
                 buffer.push(&self.scratch[..n], &mut |record| {
                     note_not_found(watch, record, &mut found);
@@ -1884,18 +1890,25 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     /// Reads what is left without blocking, flushes, and closes the stream.
+    /// The read is bounded by [`MAX_CLOSING_DRAIN`]: at the drain deadline a
+    /// stray descendant may still be writing into the pipe, and draining
+    /// until EOF would then never end.
     fn close_log(&mut self, s: usize) {
         let mut stream = self.streams.swap_remove(s);
         let watch = self.watch_not_found(stream.instance, stream.stream);
         let mut found = None;
         let writer = &mut self.writer;
-        loop {
+        let mut budget = MAX_CLOSING_DRAIN;
+        while budget > 0 {
             match nix::unistd::read(&stream.fd, &mut self.scratch) {
                 Ok(0) => break,
-                Ok(n) => stream.buffer.push(&self.scratch[..n], &mut |record| {
-                    note_not_found(watch, record, &mut found);
-                    writer.write(stream.instance, stream.stream, record)
-                }),
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    stream.buffer.push(&self.scratch[..n], &mut |record| {
+                        note_not_found(watch, record, &mut found);
+                        writer.write(stream.instance, stream.stream, record)
+                    });
+                }
                 Err(Errno::EINTR) => {}
                 Err(_) => break,
             }

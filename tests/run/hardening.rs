@@ -670,3 +670,26 @@ fn a_stalled_socket_as_stdout_does_not_stop_sigterm_from_working() {
     assert_eq!(code, 143, "{stderr}");
     assert!(scratch.runtime_entries().is_empty(), "{stderr}");
 }
+
+/// A process that leaves a chatty descendant behind (`yes &`) keeps its
+/// log pipe open and full after it exits: ipc-run drains what the pipe
+/// holds at the drain deadline, closes it, and ends, instead of reading
+/// for as long as the descendant writes.
+#[test]
+fn a_descendant_that_keeps_writing_does_not_keep_the_run_alive() {
+    let mut scratch = Scratch::new("chatty-descendant");
+    let file = scratch.topology(
+        r#"
+[process.parent]
+shell = "yes descendant-line & exit 0"
+"#,
+    );
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert!(
+        summary_line(&finished.stderr, "parent").contains("exited 0"),
+        "{}",
+        finished.stderr
+    );
+    scratch.assert_left_nothing();
+}
