@@ -173,12 +173,25 @@ fn reader_fill(
                 end: End::Read,
             } if id == channel => {
                 let path = format!("/proc/{pid}/fd/{}", slot.fd);
+                // What the process holds at that number now is checked
+                // before it is opened (stat follows the link without
+                // opening): opening a device the process put there could
+                // have effects of its own. The opened fd is checked again,
+                // against the same inode, for a swap in between.
+                let is_fifo = |stat: &nix::sys::stat::FileStat| {
+                    SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT == SFlag::S_IFIFO
+                };
+                let before = nix::sys::stat::stat(path.as_str()).ok()?;
+                if !is_fifo(&before) {
+                    return None;
+                }
                 let flags =
                     OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
                 let fd = nix::fcntl::open(path.as_str(), flags, Mode::empty()).ok()?;
-                let stat = nix::sys::stat::fstat(fd.as_fd()).ok()?;
-                let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
-                if kind != SFlag::S_IFIFO {
+                let after = nix::sys::stat::fstat(fd.as_fd()).ok()?;
+                if !is_fifo(&after)
+                    || (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino)
+                {
                     return None;
                 }
                 crate::sys::pipe::fill(fd.as_fd()).ok()

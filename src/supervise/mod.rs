@@ -1482,16 +1482,21 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
-    /// A `shell` process that exited 127 (command not found) on its own:
-    /// says so, naming the program when its shell did. Without a restart
-    /// policy this is a launch failure that stops the run (exit 3), and
-    /// returns true; with one, the policy decides as for any exit.
+    /// A `shell` process that exited 127 on its own after its shell said
+    /// `NAME: not found` on stderr: says so, naming the program. Without a
+    /// restart policy this is a launch failure that stops the run (exit
+    /// 3), and returns true; with one, the policy decides as for any exit.
+    /// An exit 127 without the shell's own words is an ordinary exit: a
+    /// script may exit 127 for reasons of its own.
     fn not_found(&mut self, i: usize, name: &str, ending: &Ending) -> bool {
         let process = &self.plan.processes[i];
         if !process.shell || *ending != Ending::Exited(missing::NOT_FOUND) {
             return false;
         }
         self.drain_stderr_of(i);
+        if self.instances[i].not_found.is_none() {
+            return false;
+        }
         let why = missing::why(self.instances[i].not_found.as_deref());
         if self.plan.processes[i].restart.policy != crate::plan::RestartPolicy::Never {
             self.message(&format!("{name}: {why}"));

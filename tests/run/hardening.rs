@@ -693,3 +693,29 @@ shell = "yes descendant-line & exit 0"
     );
     scratch.assert_left_nothing();
 }
+
+/// A script that exits 127 for reasons of its own (no `NAME: not found`
+/// from its shell) is an ordinary exit, not a missing program.
+#[test]
+fn a_shell_exiting_127_by_itself_is_an_ordinary_exit() {
+    let mut scratch = Scratch::new("exit-127");
+    let file = scratch.topology(
+        r#"
+[process.script]
+shell = "echo on purpose >&2; exit 127"
+"#,
+    );
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 127, "{}", finished.stderr);
+    assert!(
+        summary_line(&finished.stderr, "script").contains("exited 127"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        !finished.stderr.contains("command not found"),
+        "{}",
+        finished.stderr
+    );
+    scratch.assert_left_nothing();
+}
