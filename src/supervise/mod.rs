@@ -701,7 +701,6 @@ impl<R: Runtime> Supervisor<'_, R> {
         &self.plan.processes[instance].name
     }
 
-    /// True once every instance is finished for good.
     /// Whether instance `i` is the one `exit_code_from` follows: the plan
     /// names the declared process, whose one instance is `name#0` when
     /// `replicas = 1` is written out.
@@ -709,6 +708,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.plan.exit_code_from.as_deref() == Some(self.plan.processes[i].process.as_str())
     }
 
+    /// True once every instance is finished for good.
     fn all_finished(&self) -> bool {
         self.instances.iter().all(|i| i.state == State::Finished)
     }
