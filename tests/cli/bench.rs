@@ -134,10 +134,12 @@ fn quick_json_has_every_mechanism_and_leaves_nothing_behind() {
         match record["value"].as_f64() {
             Some(v) if metric == "lost" => assert!(v >= 0.0, "{record}"),
             Some(v) => assert!(v > 0.0 && v.is_finite(), "{record}"),
-            None => assert!(
-                !record["na_reason"].as_str().unwrap_or_default().is_empty(),
-                "no value and no reason: {record}"
-            ),
+            None => {
+                let reason = record["na_reason"].as_str().unwrap_or_default();
+                assert!(!reason.is_empty(), "no value and no reason: {record}");
+                // A limit of the host or the mechanism, never a failed run.
+                assert!(!reason.starts_with("failed"), "{record}");
+            }
         }
     }
     let has = |m: &str, metric: &str, size: u64| {

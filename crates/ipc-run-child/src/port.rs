@@ -114,7 +114,15 @@ mod tests {
     #[test]
     fn an_fd_is_taken_once() {
         let file = std::fs::File::open("/dev/null").unwrap();
-        // Hand the number over as ipc-run would: the File gives up its fd.
+        // Opened here, close-on-exec: not an inherited fd, refused.
+        let opened_here = std::os::fd::AsRawFd::as_raw_fd(&file);
+        let text = format!("kind=pipe channel=c end=read fd={opened_here}");
+        let mut own = Port::parse("p", "IPC_PORT_P", &text).unwrap();
+        own.inherited = true;
+        assert!(own.take_fd().is_none(), "an fd opened after exec");
+        // Hand the number over as ipc-run would: close-on-exec cleared (it
+        // crossed exec), the File gives up its fd.
+        crate::sys::clear_cloexec(std::os::fd::AsFd::as_fd(&file));
         let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
         let text = format!("kind=pipe channel=c end=read fd={fd}");
         let mut parsed = Port::parse("p", "IPC_PORT_P", &text).unwrap();

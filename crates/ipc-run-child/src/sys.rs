@@ -28,7 +28,7 @@ static ADOPTED: Mutex<BTreeSet<RawFd>> = Mutex::new(BTreeSet::new());
 
 /// Adopts fd `fd`, inherited across `execve` by number, as an [`OwnedFd`]
 /// made close-on-exec. `None` when it is a standard stream (0-2), not
-/// open, or adopted already.
+/// open, close-on-exec already (so not inherited), or adopted already.
 ///
 /// Only this crate calls it, and only with numbers the process's protocol
 /// variables name at start (`IPC_PORT_*` `fd=`, `LISTEN_FDS`,
@@ -46,7 +46,11 @@ pub(crate) fn take_inherited(fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: F_GETFD only reads the flags of a descriptor number; a
     // number that is not open yields EBADF, no memory is touched.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-    if flags < 0 {
+    // An fd that crossed `execve` has FD_CLOEXEC clear (else exec would
+    // have closed it); one with it set was opened in this process after
+    // exec (std opens everything close-on-exec), e.g. by a grandchild that
+    // inherited the variable but not the fd: not ours to adopt.
+    if flags < 0 || flags & libc::FD_CLOEXEC != 0 {
         return None;
     }
     // SAFETY: as above; F_SETFD only changes the descriptor's flags.
@@ -346,4 +350,14 @@ pub(crate) fn memfd(size: u64) -> io::Result<OwnedFd> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     std::fs::File::from(fd.try_clone()?).set_len(size)?;
     Ok(fd)
+}
+
+/// Clears FD_CLOEXEC on `fd`, as a parent handing it over across `execve`
+/// does: for tests that stand in for the inheriting process.
+#[cfg(test)]
+pub(crate) fn clear_cloexec(fd: std::os::fd::BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_SETFD on a descriptor the caller borrows (so open) only
+    // changes its flags; no memory is touched.
+    unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
 }
