@@ -4,17 +4,21 @@
 //! trusted no more than a topology file. It is read strictly (unknown fields
 //! and a foreign `format_version` are errors, `schemas/plan.schema.json`
 //! describes the same shape), then checked for what the launcher relies on
-//! (names it can find, fds it can install, an order naming every instance)
-//! and re-validated against this host's limits, with the planner's codes and
+//! (names it can find, fds it can install, an order naming every instance),
+//! for what the planner refuses about order (a start-order cycle, an order
+//! that starts an instance before what it waits for, notify readiness as
+//! another user) and re-validated against this host's limits, with the planner's codes and
 //! wording. Diagnostics carry no spans except for syntax errors: they say
 //! where in the plan the problem is in a note instead.
 
 use std::collections::{HashMap, HashSet};
 
+use petgraph::algo::tarjan_scc;
+use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Deserialize;
 
 use super::model::{
-    EndpointPlan, FdRole, Mechanism, NamedObject, ObjectKind, PLAN_FORMAT_VERSION, Plan,
+    End, EndpointPlan, FdRole, Mechanism, NamedObject, ObjectKind, PLAN_FORMAT_VERSION, Plan,
     ProcessPlan, RUN_DIR, Readiness,
 };
 use super::{Limits, MAX_INSTANCES, PlanError, Planned, Sink};
@@ -35,6 +39,7 @@ pub fn from_json(text: &str, limits: &Limits) -> Result<Planned, PlanError> {
     if sink.has_errors() {
         return Err(sink.into_error());
     }
+    check_start(&plan, &mut sink);
     check_limits(&plan, limits, &mut sink);
     let warnings = recorded_warnings(&plan, &mut sink);
     if sink.has_errors() {
@@ -353,6 +358,154 @@ fn in_run_dir(path: &str) -> bool {
     path.strip_prefix(RUN_DIR)
         .and_then(|rest| rest.strip_prefix('/'))
         .is_some_and(|name| !name.is_empty() && !name.contains('/') && name != "..")
+}
+
+/// What the planner's order pass refuses, on the plan's data: a cycle
+/// through `after` and signal edges (E0401, nothing could start first, so
+/// nothing would), a `start_order` that starts an instance before one it
+/// waits for (E0803), and `ready = "notify"` with `user =` (E0710, the
+/// child could never reach the notify socket).
+fn check_start(plan: &Plan, sink: &mut Sink) {
+    for (i, process) in plan.processes.iter().enumerate() {
+        let Some(user) = &process.user else { continue };
+        if process.ready == Readiness::Notify {
+            sink.push(
+                Diagnostic::error(
+                    "E0710",
+                    format!(
+                        "`{}` runs as `{user}` but cannot reach the notify socket, so it never becomes ready",
+                        process.name
+                    ),
+                )
+                .with_note(format!("at processes[{i}].user (`{}`)", process.name))
+                .with_note("the notify socket is in the run directory, which is 0700 and owned by ipc-run's user")
+                .with_help("use `ready = { fd = N }` (an inherited pipe), or run the process as ipc-run's user"),
+            );
+        }
+    }
+    let start = start_graph(plan);
+    if report_start_cycles(plan, &start, sink) {
+        return;
+    }
+    let position: HashMap<&str, usize> = plan
+        .start_order
+        .iter()
+        .enumerate()
+        .map(|(k, name)| (name.as_str(), k))
+        .collect();
+    for edge in start.edge_indices() {
+        let (first, then) = start.edge_endpoints(edge).expect("an edge of the graph");
+        let (first, then) = (
+            &plan.processes[start[first]].name,
+            &plan.processes[start[then]].name,
+        );
+        if position[first.as_str()] > position[then.as_str()] {
+            let message = format!(
+                "start_order starts `{then}` before `{first}`, but {}",
+                start[edge]
+            );
+            sink.push(inconsistent(message, "start_order".into()));
+        }
+    }
+}
+
+/// The plan's start graph over instances: edge a -> b (labelled with why)
+/// when a must start before b, for `after` and, as the planner orders them,
+/// for signal edges (the sender is handed the receiver's pid). Node i is
+/// process i; replicas of one process do not order each other.
+fn start_graph(plan: &Plan) -> DiGraph<usize, String> {
+    let index: HashMap<&str, usize> = plan
+        .processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let mut start = DiGraph::with_capacity(plan.processes.len(), 0);
+    let nodes: Vec<NodeIndex> = (0..plan.processes.len())
+        .map(|i| start.add_node(i))
+        .collect();
+    for (b, process) in plan.processes.iter().enumerate() {
+        // Every name in `after` is an instance (checked by `check_structure`).
+        for dep in &process.after {
+            let why = format!("`{}` waits for `{dep}` (after)", process.name);
+            start.add_edge(nodes[index[dep.as_str()]], nodes[b], why);
+        }
+    }
+    for channel in &plan.channels {
+        let Mechanism::Signal { signal } = &channel.mechanism else {
+            continue;
+        };
+        let ends = |end: End| -> Vec<usize> {
+            let mut found: Vec<usize> = channel
+                .from
+                .iter()
+                .chain(&channel.to)
+                .filter_map(|e| match e {
+                    EndpointPlan::Port {
+                        process, end: e, ..
+                    } if *e == end => index.get(process.as_str()).copied(),
+                    _ => None,
+                })
+                .collect();
+            found.sort_unstable_by_key(|&p| plan.processes[p].name.as_str());
+            found.dedup();
+            found
+        };
+        let senders = ends(End::Send);
+        for receiver in ends(End::Receive) {
+            for &sender in &senders {
+                if plan.processes[sender].process == plan.processes[receiver].process {
+                    continue;
+                }
+                let why = format!(
+                    "`{}` needs the pid of `{}` ({} edge `{}`)",
+                    plan.processes[sender].name,
+                    plan.processes[receiver].name,
+                    signal.name,
+                    channel.id
+                );
+                start.add_edge(nodes[receiver], nodes[sender], why);
+            }
+        }
+    }
+    start
+}
+
+/// E0401 for each start-order cycle, with its path and, in notes, why
+/// each step waits; whether there was one.
+fn report_start_cycles(plan: &Plan, start: &DiGraph<usize, String>, sink: &mut Sink) -> bool {
+    let mut cyclic = false;
+    for component in tarjan_scc(start) {
+        let self_loop = component.len() == 1 && start.contains_edge(component[0], component[0]);
+        if component.len() < 2 && !self_loop {
+            continue;
+        }
+        cyclic = true;
+        let members: std::collections::BTreeSet<NodeIndex> = component.iter().copied().collect();
+        let first = *members
+            .iter()
+            .min_by_key(|n| start[**n])
+            .expect("non-empty component");
+        let path = super::order::shortest_cycle(start, first, &members);
+        let names: Vec<&str> = path
+            .iter()
+            .map(|n| plan.processes[start[*n]].name.as_str())
+            .collect();
+        let mut diagnostic = Diagnostic::error(
+            "E0401",
+            format!("start-order cycle: {} -> {}", names.join(" -> "), names[0]),
+        )
+        .with_help(
+            "remove one `after`, or turn a signal edge around, so some process can start first",
+        );
+        for (a, b) in path.iter().zip(path.iter().cycle().skip(1)) {
+            if let Some(edge) = start.find_edge(*a, *b) {
+                diagnostic = diagnostic.with_note(start[edge].clone());
+            }
+        }
+        sink.push(diagnostic);
+    }
+    cyclic
 }
 
 /// Every limit the planner checks, checked again against this host.

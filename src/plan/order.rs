@@ -192,8 +192,9 @@ fn start_order(start: &DiGraph<usize, Dependency>, processes: &[ProcessDecl<'_>]
     order
 }
 
-/// The shortest cycle through `first` inside one strongly connected component.
-fn shortest_cycle<E>(
+/// The shortest cycle through `first` inside one strongly connected component
+/// (also used on a read-back plan's start graph, `import.rs`).
+pub(super) fn shortest_cycle<E>(
     graph: &DiGraph<usize, E>,
     first: NodeIndex,
     members: &BTreeSet<NodeIndex>,

@@ -352,3 +352,56 @@ fn an_order_naming_an_unknown_process_is_refused() {
         "start_order names `ghost`",
     );
 }
+
+/// The plan `text` with `edit` applied to its JSON value.
+fn edit_json(text: &str, edit: impl Fn(&mut serde_json::Value)) -> String {
+    let mut plan: serde_json::Value = serde_json::from_str(text).unwrap();
+    edit(&mut plan);
+    serde_json::to_string_pretty(&plan).unwrap()
+}
+
+#[test]
+fn an_after_cycle_is_refused() {
+    // Nothing could start first: a run would start nothing and wait forever.
+    assert_refused(
+        "plan-after-cycle",
+        |text| {
+            edit_json(text, |plan| {
+                plan["processes"][0]["after"] = serde_json::json!(["reader"]);
+                plan["processes"][3]["after"] = serde_json::json!(["writer#0"]);
+            })
+        },
+        "E0401",
+        "start-order cycle: writer#0 -> reader -> writer#0",
+    );
+}
+
+#[test]
+fn a_start_order_that_contradicts_after_is_refused() {
+    // `reader` is last in start_order, so `writer#0` would start before it.
+    assert_refused(
+        "plan-order-after",
+        |text| {
+            edit_json(text, |plan| {
+                plan["processes"][0]["after"] = serde_json::json!(["reader"]);
+            })
+        },
+        "E0803",
+        "start_order starts `writer#0` before `reader`, but `writer#0` waits for `reader` (after)",
+    );
+}
+
+#[test]
+fn notify_readiness_as_another_user_is_refused() {
+    assert_refused(
+        "plan-notify-user",
+        |text| {
+            edit_json(text, |plan| {
+                plan["processes"][3]["user"] = "nobody".into();
+                plan["processes"][3]["ready"] = serde_json::json!({ "kind": "notify" });
+            })
+        },
+        "E0710",
+        "`reader` runs as `nobody` but cannot reach the notify socket",
+    );
+}
