@@ -163,17 +163,25 @@ pub(crate) fn kill_and_remove(path: &Path) -> Result<bool, Errno> {
 /// with `EBUSY` at `deadline`, so that a dead run cannot hold up every
 /// later run start. `Ok(true)` when something was running in it.
 pub(crate) fn kill_and_remove_by(path: &Path, deadline: Instant) -> Result<bool, Errno> {
+    kill_and_remove_with(path, deadline, true)
+}
+
+/// [`kill_and_remove_by`]; `kill_file`: whether to try `cgroup.kill`
+/// (tests of the fallback turn it off).
+fn kill_and_remove_with(path: &Path, deadline: Instant, kill_file: bool) -> Result<bool, Errno> {
     let was_populated = match populated(path) {
         Ok(p) => p,
         Err(Errno::ENOENT) => return Ok(false),
         Err(errno) => return Err(errno),
     };
     if was_populated {
-        let use_kill_file = match write_kill(path) {
-            Ok(()) => true,
-            Err(Errno::ENOENT) => false,
-            Err(errno) => return Err(errno),
-        };
+        let use_kill_file = kill_file
+            && match write_kill(path) {
+                Ok(()) => true,
+                // Before Linux 5.14.
+                Err(Errno::ENOENT) => false,
+                Err(errno) => return Err(errno),
+            };
         // The kernel signals cgroup.events (POLLPRI) as the cgroup empties.
         while populated(path)? {
             if !use_kill_file {
@@ -250,5 +258,56 @@ fn remove_tree(path: &Path, deadline: Instant) -> Result<(), Errno> {
             }
             Err(errno) => return Err(errno),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launch::run_dir::tests::was_running;
+
+    /// A dead run's cgroup below ours with a child cgroup (as a child may
+    /// make) holding a `sleep`; `None` where no cgroup can be made here.
+    fn cgroup_with_a_child_cgroup(tag: &str) -> Option<(PathBuf, std::process::Child)> {
+        let path = own_cgroup()?.join(format!("ipc-run-test-{tag}-{}", std::process::id()));
+        if std::fs::create_dir(&path).is_err() {
+            eprintln!("NOTE: no writable cgroup v2 here: {tag} not tested");
+            return None;
+        }
+        let sub = path.join("made-by-a-child");
+        std::fs::create_dir(&sub).unwrap();
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        std::fs::write(sub.join("cgroup.procs"), child.id().to_string()).unwrap();
+        Some((path, child))
+    }
+
+    fn check_killed_and_removed(tag: &str, kill_file: bool) {
+        let Some((path, child)) = cgroup_with_a_child_cgroup(tag) else {
+            return;
+        };
+        let deadline = Instant::now() + CLEAN_BUDGET;
+        let result = kill_and_remove_with(&path, deadline, kill_file);
+        let survived = was_running(child);
+        let left = path.exists();
+        if left {
+            let _ = std::fs::remove_dir(path.join("made-by-a-child"));
+            let _ = std::fs::remove_dir(&path);
+        }
+        assert_eq!(result, Ok(true));
+        assert!(!survived, "the process in the child cgroup survived");
+        assert!(!left, "the cgroup was left");
+    }
+
+    #[test]
+    fn a_cgroup_with_child_cgroups_is_killed_and_removed_depth_first() {
+        check_killed_and_removed("kill-file", true);
+    }
+
+    #[test]
+    fn without_cgroup_kill_every_process_in_the_tree_is_sigkilled() {
+        check_killed_and_removed("no-kill-file", false);
     }
 }
