@@ -3,7 +3,11 @@
 //!
 //! A dead run's journaled process groups (its children, and whatever they
 //! started in their groups) are killed first, as every run also does for
-//! the dead runs it finds when it starts ([`kill_leftovers`]).
+//! the dead runs it finds when it starts ([`kill_leftovers`]), once per
+//! dead run: a run start that did it journals `leftovers-killed`, and the
+//! groups are not acted on again (their ids may since be reused). A group
+//! whose leader is gone is killed only if all its members started within
+//! the run ([`ProcessTable::kill_group`]).
 //!
 //! For each root (`$XDG_RUNTIME_DIR/ipc-run`, `/tmp/ipc-run-<uid>`) that is
 //! ours and private, each entry named like a run id is opened without
