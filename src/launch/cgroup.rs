@@ -24,6 +24,7 @@
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -145,41 +146,168 @@ fn populated(path: &Path) -> Result<bool, Errno> {
     Ok(events.lines().any(|l| l == "populated 1"))
 }
 
-/// Kills everything in a dead run's cgroup (`cgroup.kill`), waits for it
-/// to empty (`cgroup.events`, bounded) and removes it. `Ok(true)` when
-/// something was running in it.
+/// How long `clean` waits for one dead run's cgroup to empty and go.
+pub(crate) const CLEAN_BUDGET: Duration = Duration::from_secs(5);
+
+/// Kills everything in a dead run's cgroup, waits (no longer than
+/// [`CLEAN_BUDGET`]) for it to empty and removes it: see
+/// [`kill_and_remove_by`].
 pub(crate) fn kill_and_remove(path: &Path) -> Result<bool, Errno> {
+    kill_and_remove_by(path, Instant::now() + CLEAN_BUDGET)
+}
+
+/// Kills everything in a dead run's cgroup and in the cgroups its
+/// processes made below it (`cgroup.kill`; before Linux 5.14, which lacks
+/// it, SIGKILL to every pid in each `cgroup.procs`), waits until it is
+/// empty (`cgroup.events`) and removes it, child cgroups first. Gives up
+/// with `EBUSY` at `deadline`, so that a dead run cannot hold up every
+/// later run start. `Ok(true)` when something was running in it.
+pub(crate) fn kill_and_remove_by(path: &Path, deadline: Instant) -> Result<bool, Errno> {
+    kill_and_remove_with(path, deadline, true)
+}
+
+/// [`kill_and_remove_by`]; `kill_file`: whether to try `cgroup.kill`
+/// (tests of the fallback turn it off).
+fn kill_and_remove_with(path: &Path, deadline: Instant, kill_file: bool) -> Result<bool, Errno> {
     let was_populated = match populated(path) {
         Ok(p) => p,
         Err(Errno::ENOENT) => return Ok(false),
         Err(errno) => return Err(errno),
     };
     if was_populated {
-        let mut kill = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path.join("cgroup.kill"))
-            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        kill.write_all(b"1")
-            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let use_kill_file = kill_file
+            && match write_kill(path) {
+                Ok(()) => true,
+                // Before Linux 5.14.
+                Err(Errno::ENOENT) => false,
+                Err(errno) => return Err(errno),
+            };
         // The kernel signals cgroup.events (POLLPRI) as the cgroup empties.
-        for _ in 0..100 {
-            if !populated(path)? {
-                break;
+        while populated(path)? {
+            if !use_kill_file {
+                // Processes may fork between reading cgroup.procs and the
+                // signal: kill again on every round.
+                kill_each(path);
             }
-            let events = std::fs::File::open(path.join("cgroup.events"))
-                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Errno::EBUSY);
+            }
+            let events = std::fs::File::open(path.join("cgroup.events")).map_err(errno_of)?;
             let mut fds = [PollFd::new(events.as_fd(), PollFlags::POLLPRI)];
-            let _ = poll(&mut fds, PollTimeout::from(50u16));
+            let wait = u16::try_from(left.as_millis().min(50)).unwrap_or(50);
+            let _ = poll(&mut fds, PollTimeout::from(wait));
         }
     }
-    // Tasks that have just exited may keep the cgroup busy a moment after
-    // it reports itself empty.
-    for _ in 0..100 {
+    remove_tree(path, deadline).map(|()| was_populated)
+}
+
+fn errno_of(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+fn write_kill(path: &Path) -> Result<(), Errno> {
+    let mut kill = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path.join("cgroup.kill"))
+        .map_err(errno_of)?;
+    kill.write_all(b"1").map_err(errno_of)
+}
+
+/// The cgroups directly below `path`.
+fn children(path: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// SIGKILLs every process in the cgroup at `path` and below it.
+fn kill_each(path: &Path) {
+    for child in children(path) {
+        kill_each(&child);
+    }
+    let Ok(procs) = std::fs::read_to_string(path.join("cgroup.procs")) else {
+        return;
+    };
+    for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        if pid > 1 {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+    }
+}
+
+/// Removes the (empty) cgroup at `path`, the cgroups below it first.
+/// Tasks that have just exited may keep a cgroup busy a moment after it
+/// reports itself empty: `EBUSY` is retried until `deadline`.
+fn remove_tree(path: &Path, deadline: Instant) -> Result<(), Errno> {
+    for child in children(path) {
+        remove_tree(&child, deadline)?;
+    }
+    loop {
         match rmdir(path) {
-            Ok(()) | Err(Errno::ENOENT) => return Ok(was_populated),
-            Err(Errno::EBUSY) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+            Err(Errno::EBUSY) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             Err(errno) => return Err(errno),
         }
     }
-    rmdir(path).map(|()| was_populated)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::launch::run_dir::tests::was_running;
+
+    /// A dead run's cgroup below ours with a child cgroup (as a child may
+    /// make) holding a `sleep`; `None` where no cgroup can be made here.
+    fn cgroup_with_a_child_cgroup(tag: &str) -> Option<(PathBuf, std::process::Child)> {
+        let path = own_cgroup()?.join(format!("ipc-run-test-{tag}-{}", std::process::id()));
+        if std::fs::create_dir(&path).is_err() {
+            eprintln!("NOTE: no writable cgroup v2 here: {tag} not tested");
+            return None;
+        }
+        let sub = path.join("made-by-a-child");
+        std::fs::create_dir(&sub).unwrap();
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .spawn()
+            .unwrap();
+        std::fs::write(sub.join("cgroup.procs"), child.id().to_string()).unwrap();
+        Some((path, child))
+    }
+
+    fn check_killed_and_removed(tag: &str, kill_file: bool) {
+        let Some((path, child)) = cgroup_with_a_child_cgroup(tag) else {
+            return;
+        };
+        let deadline = Instant::now() + CLEAN_BUDGET;
+        let result = kill_and_remove_with(&path, deadline, kill_file);
+        let survived = was_running(child);
+        let left = path.exists();
+        if left {
+            let _ = std::fs::remove_dir(path.join("made-by-a-child"));
+            let _ = std::fs::remove_dir(&path);
+        }
+        assert_eq!(result, Ok(true));
+        assert!(!survived, "the process in the child cgroup survived");
+        assert!(!left, "the cgroup was left");
+    }
+
+    #[test]
+    fn a_cgroup_with_child_cgroups_is_killed_and_removed_depth_first() {
+        check_killed_and_removed("kill-file", true);
+    }
+
+    #[test]
+    fn without_cgroup_kill_every_process_in_the_tree_is_sigkilled() {
+        check_killed_and_removed("no-kill-file", false);
+    }
 }

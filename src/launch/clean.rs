@@ -3,7 +3,11 @@
 //!
 //! A dead run's journaled process groups (its children, and whatever they
 //! started in their groups) are killed first, as every run also does for
-//! the dead runs it finds when it starts ([`kill_leftovers`]).
+//! the dead runs it finds when it starts ([`kill_leftovers`]), once per
+//! dead run: a run start that did it journals `leftovers-killed`, and the
+//! groups are not acted on again (their ids may since be reused). A group
+//! whose leader is gone is killed only if all its members started within
+//! the run ([`ProcessTable::kill_group`]).
 //!
 //! For each root (`$XDG_RUNTIME_DIR/ipc-run`, `/tmp/ipc-run-<uid>`) that is
 //! ours and private, each entry named like a run id is opened without
@@ -32,10 +36,11 @@ use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::Mode;
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
+use super::cgroup;
 use super::objects::{Match, ObjectRecord};
 use super::run_dir::{
     JOURNAL_FILE, LOCK_FILE, ProcessTable, check_private, is_run_id, list_dir, open_dir_nofollow,
-    owner_alive, same_pid_namespace,
+    owner_alive, run_end_ticks, same_pid_namespace,
 };
 use crate::sys::fd::try_lock_exclusive;
 
@@ -102,12 +107,62 @@ fn clean_root(root: &Path, report: &mut CleanReport) {
     }
 }
 
+/// The journal line a dead run gets once what it left running has been
+/// killed: its process groups are then not acted on again (their ids may
+/// since name someone else's groups).
+const LEFTOVERS_KILLED: &str = "leftovers-killed";
+
+/// How long one run start may wait, over all dead runs, for their cgroups
+/// to empty: a dead run must not delay every later start. What is still
+/// there is left to `clean`.
+const LEFTOVERS_BUDGET: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A dead run's journal: its text, and the end of the run as far as
+/// process start times go ([`run_end_ticks`] of its last write).
+struct Journal {
+    text: String,
+    end: Option<u64>,
+}
+
+impl Journal {
+    /// Reads the journal of the run directory `dir` (`Ok(None)`: none).
+    fn read(dir: &OwnedFd) -> Result<Option<Journal>, Errno> {
+        let fd = match openat(
+            dir,
+            JOURNAL_FILE,
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(errno) => return Err(errno),
+        };
+        let mut file = std::fs::File::from(fd);
+        let end = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(run_end_ticks);
+        let mut text = String::new();
+        let _ = file.read_to_string(&mut text);
+        Ok(Some(Journal { text, end }))
+    }
+
+    /// Whether the run's leftovers were killed already.
+    fn leftovers_killed(&self) -> bool {
+        self.text.lines().any(|l| l == LEFTOVERS_KILLED)
+    }
+}
+
 /// Kills what dead runs under `root` left running (their journaled process
-/// groups, see [`ObjectRecord::ProcessGroup`]), leaving their objects to
-/// `clean`: called by every run as it starts.
+/// groups, see [`ObjectRecord::ProcessGroup`], and their cgroups), leaving
+/// their objects to `clean`: called by every run as it starts. Each dead
+/// run is acted on once: its journal then gets a `leftovers-killed` line.
 pub(crate) fn kill_leftovers(root_fd: &OwnedFd, root: &Path) {
+    let deadline = std::time::Instant::now() + LEFTOVERS_BUDGET;
     let mut names = list_dir(root);
     names.retain(|n| is_run_id(n));
+    let mut processes = None;
     for name in names {
         let Ok(dir) = open_dir_nofollow(Some(root_fd.as_fd()), Path::new(&name)) else {
             continue;
@@ -127,24 +182,20 @@ pub(crate) fn kill_leftovers(root_fd: &OwnedFd, root: &Path) {
             continue;
         }
         let same_ns = same_pid_namespace(&read_all(&lock));
-        let mut journal = String::new();
-        if let Ok(fd) = openat(
-            &dir,
-            JOURNAL_FILE,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        ) {
-            let _ = std::fs::File::from(fd).read_to_string(&mut journal);
+        let Ok(Some(journal)) = Journal::read(&dir) else {
+            continue;
+        };
+        if journal.leftovers_killed() {
+            continue;
         }
-        let mut processes = None;
-        for record in journal.lines().rev().filter_map(ObjectRecord::parse) {
+        for record in journal.text.lines().rev().filter_map(ObjectRecord::parse) {
             let killed = match &record {
                 ObjectRecord::ProcessGroup { .. } if !same_ns => continue,
                 ObjectRecord::ProcessGroup { pgid, start } => processes
                     .get_or_insert_with(ProcessTable::snapshot)
-                    .kill_group(*pgid, *start),
-                ObjectRecord::Cgroup(_) if record.is_plausibly_from(&name, dir.as_fd()) => {
-                    record.remove(dir.as_fd(), Match::Strict)
+                    .kill_group(*pgid, *start, journal.end),
+                ObjectRecord::Cgroup(path) if record.is_plausibly_from(&name, dir.as_fd()) => {
+                    cgroup::kill_and_remove_by(Path::new(path), deadline)
                 }
                 _ => continue,
             };
@@ -152,7 +203,24 @@ pub(crate) fn kill_leftovers(root_fd: &OwnedFd, root: &Path) {
                 tracing::info!("killed {record} left by dead run {name}");
             }
         }
+        mark_leftovers_killed(&dir);
     }
+}
+
+/// Appends the `leftovers-killed` line to the journal of run directory `dir`.
+fn mark_leftovers_killed(dir: &OwnedFd) {
+    let Ok(fd) = openat(
+        dir,
+        JOURNAL_FILE,
+        OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let _ = std::io::Write::write_all(
+        &mut std::fs::File::from(fd),
+        format!("{LEFTOVERS_KILLED}\n").as_bytes(),
+    );
 }
 
 fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<CleanedRun>, String> {
@@ -182,20 +250,19 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
         path: path.to_owned(),
         ..CleanedRun::default()
     };
-    let mut journal = String::new();
-    match openat(
-        &dir,
-        JOURNAL_FILE,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => {
-            let _ = std::fs::File::from(fd).read_to_string(&mut journal);
-        }
-        Err(Errno::ENOENT) => {}
-        Err(errno) => return Err(format!("cannot read its journal: {errno}")),
-    }
-    let records: Vec<ObjectRecord> = journal.lines().filter_map(ObjectRecord::parse).collect();
+    let journal = Journal::read(&dir)
+        .map_err(|errno| format!("cannot read its journal: {errno}"))?
+        .unwrap_or(Journal {
+            text: String::new(),
+            end: None,
+        });
+    // Groups already killed by a run start are not acted on again.
+    let groups_done = journal.leftovers_killed();
+    let records: Vec<ObjectRecord> = journal
+        .text
+        .lines()
+        .filter_map(ObjectRecord::parse)
+        .collect();
     // A key whose object's id was journaled too is undone by the id line.
     let keys_with_ids: Vec<i32> = records
         .iter()
@@ -218,11 +285,11 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
             ObjectRecord::ProcessGroup { .. } | ObjectRecord::Cgroup(_)
         );
         let result = match &record {
-            ObjectRecord::ProcessGroup { .. } if !same_ns => continue,
+            ObjectRecord::ProcessGroup { .. } if !same_ns || groups_done => continue,
             // One /proc scan for all of a run's groups.
             ObjectRecord::ProcessGroup { pgid, start } => processes
                 .get_or_insert_with(ProcessTable::snapshot)
-                .kill_group(*pgid, *start),
+                .kill_group(*pgid, *start, journal.end),
             _ => record.remove(dir.as_fd(), Match::Strict),
         };
         match result {
@@ -254,4 +321,60 @@ fn read_all(fd: &OwnedFd) -> String {
         let _ = file.read_to_string(&mut text);
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::launch::run_dir::owner_line;
+    use crate::launch::run_dir::tests::{group_leader, was_running};
+
+    /// A private root holding one dead run (lock unlocked, owner line of
+    /// this namespace) whose journal is `journal`.
+    fn dead_run(tag: &str, journal: &str) -> (PathBuf, PathBuf) {
+        let root = std::env::temp_dir().join(format!("ipc-run-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let run = root.join("0123456789abcdef");
+        std::fs::create_dir_all(&run).unwrap();
+        for dir in [&root, &run] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        std::fs::write(run.join(LOCK_FILE), owner_line()).unwrap();
+        std::fs::write(run.join(JOURNAL_FILE), journal).unwrap();
+        (root, run)
+    }
+
+    fn kill_leftovers_in(root: &Path) {
+        let root_fd = open_dir_nofollow(None, root).unwrap();
+        kill_leftovers(&root_fd, root);
+    }
+
+    #[test]
+    fn a_dead_runs_process_groups_are_acted_on_once() {
+        let (first, pgid, start) = group_leader();
+        let (root, run) = dead_run(
+            "leftovers-once",
+            &format!("process-group {pgid} start={start}\n"),
+        );
+        kill_leftovers_in(&root);
+        let first_killed = !was_running(first);
+        let journal = std::fs::read_to_string(run.join(JOURNAL_FILE)).unwrap();
+        // The same line, now naming a group of someone else's (as a reused
+        // group id would, its leader's start time aside).
+        let (second, pgid, start) = group_leader();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(run.join(JOURNAL_FILE))
+            .unwrap();
+        writeln!(file, "process-group {pgid} start={start}").unwrap();
+        kill_leftovers_in(&root);
+        let second_alive = was_running(second);
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(first_killed, "the dead run's group survived");
+        assert!(journal.ends_with("\nleftovers-killed\n"), "{journal}");
+        assert!(second_alive, "a run's process groups were acted on twice");
+    }
 }

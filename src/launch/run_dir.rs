@@ -384,7 +384,7 @@ pub fn sysv_intent(kind: SysvKind, mode: u32) -> Result<(i32, ObjectRecord), Lau
 }
 
 /// The owner line of a lock file: this process and its start time.
-fn owner_line() -> String {
+pub(crate) fn owner_line() -> String {
     let pid = std::process::id();
     let start = process_start_time(pid as i32).unwrap_or(0);
     match own_pid_namespace() {
@@ -520,17 +520,34 @@ impl ProcessTable {
     }
 
     /// Kills (SIGKILL) the process group `pgid` a dead run's child led, if
-    /// it is still that group: its leader, if still there (even as a
-    /// zombie), has the recorded start time, and every member started no
-    /// earlier than it (a group id reused after the whole group ended is
-    /// someone else's). `Ok(true)` when a running member was signalled.
-    pub(crate) fn kill_group(&self, pgid: i32, start: u64) -> Result<bool, Errno> {
+    /// it is still that group. With its leader still there (even as a
+    /// zombie): the leader has the recorded start time and no member
+    /// started before it. With its leader gone (the usual case: children
+    /// die with ipc-run, their own children stay): every member started
+    /// within `start..=end`, the leader's start and the dead run's end
+    /// ([`run_end_ticks`]); a group id reused later, whose new leader has
+    /// exited leaving children, is someone else's. `end` `None`: a
+    /// leaderless group is left alone. `Ok(true)` when a running member
+    /// was signalled.
+    pub(crate) fn kill_group(
+        &self,
+        pgid: i32,
+        start: u64,
+        end: Option<u64>,
+    ) -> Result<bool, Errno> {
         let Some(members) = self.groups.get(&pgid) else {
             return Ok(false);
         };
-        let ours = members
-            .iter()
-            .all(|(pid, m)| m.start >= start && (*pid != pgid || m.start == start));
+        let ours = match members.iter().find(|(pid, _)| *pid == pgid) {
+            Some((_, leader)) => {
+                leader.start == start && members.iter().all(|(_, m)| m.start >= start)
+            }
+            None => end.is_some_and(|end| {
+                members
+                    .iter()
+                    .all(|(_, m)| (start..=end).contains(&m.start))
+            }),
+        };
         if !ours || !members.iter().any(|(_, m)| m.running) {
             return Ok(false);
         }
@@ -541,11 +558,49 @@ impl ProcessTable {
             Err(errno) => Err(errno),
         }
     }
+
+    /// A table of the given processes (`(pid, pgrp, start, running)`), for
+    /// tests of [`Self::kill_group`] on a synthetic table.
+    #[cfg(test)]
+    pub(crate) fn from_processes(processes: &[(i32, i32, u64, bool)]) -> ProcessTable {
+        let mut table = ProcessTable::default();
+        for &(pid, pgrp, start, running) in processes {
+            let stat = ProcStat {
+                pgrp,
+                start,
+                running,
+            };
+            table.groups.entry(pgrp).or_default().push((pid, stat));
+        }
+        table
+    }
 }
 
-/// [`ProcessTable::kill_group`] on a fresh snapshot.
+/// How long after a dead run's last journal write (its last spawn) a
+/// member of one of its process groups may have started and still be
+/// taken for the run's: the time a just-spawned child takes to start its
+/// own children. Later ones are reached through the run's cgroup only.
+pub(crate) const RUN_END_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The end of a dead run whose journal was last written at `last_write`,
+/// in clock ticks after boot (the unit of process start times): that
+/// write plus [`RUN_END_GRACE`]. `None` when the clocks cannot say.
+pub(crate) fn run_end_ticks(last_write: std::time::SystemTime) -> Option<u64> {
+    use nix::time::{ClockId, clock_gettime};
+    let since_boot = std::time::Duration::from(clock_gettime(ClockId::CLOCK_BOOTTIME).ok()?);
+    let now = std::time::SystemTime::now();
+    // How long ago the write was; a write "in the future" (clock stepped
+    // back) counts as now.
+    let ago = now.duration_since(last_write).unwrap_or_default();
+    let at = since_boot.checked_sub(ago)? + RUN_END_GRACE;
+    let hz = crate::sys::clock_ticks_per_second();
+    u64::try_from(at.as_millis() * u128::from(hz) / 1000).ok()
+}
+
+/// [`ProcessTable::kill_group`] on a fresh snapshot, only while the
+/// group's leader is there (the dead run's end is not known here).
 pub(crate) fn kill_process_group(pgid: i32, start: u64) -> Result<bool, Errno> {
-    ProcessTable::snapshot().kill_group(pgid, start)
+    ProcessTable::snapshot().kill_group(pgid, start, None)
 }
 
 /// What `/proc/PID/stat` says about a process.
@@ -613,7 +668,7 @@ pub(crate) fn list_dir(path: &Path) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -648,5 +703,86 @@ mod tests {
             "another namespace: cannot tell, so alive"
         );
         assert!(owner_line().starts_with(&format!("owner pid={me} start={start}")));
+    }
+
+    /// A `sleep` leading its own process group, and its start time.
+    pub(crate) fn group_leader() -> (std::process::Child, i32, u64) {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new("sleep")
+            .arg("600")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        let start = process_start_time(pid).unwrap();
+        (child, pid, start)
+    }
+
+    /// Ends `child` with SIGTERM and returns whether it was running until
+    /// then: `false` when it had been SIGKILLed.
+    pub(crate) fn was_running(mut child: std::process::Child) -> bool {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM);
+        let status = child.wait().unwrap();
+        std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGTERM)
+    }
+
+    #[test]
+    fn a_leaderless_group_with_a_member_started_after_the_run_is_left_alone() {
+        let (child, pgid, start) = group_leader();
+        // The recorded leader is gone; the group now holds a process that
+        // started after the dead run ended (a reused group id).
+        let table = ProcessTable::from_processes(&[(pgid + 1, pgid, start + 50, true)]);
+        let killed = table.kill_group(pgid, start - 10, Some(start + 20));
+        assert!(
+            was_running(child),
+            "a group started after the run was killed"
+        );
+        assert_eq!(killed, Ok(false));
+    }
+
+    #[test]
+    fn a_leaderless_group_is_left_alone_when_the_runs_end_is_unknown() {
+        let (child, pgid, start) = group_leader();
+        let table = ProcessTable::from_processes(&[(pgid + 1, pgid, start, true)]);
+        let killed = table.kill_group(pgid, start, None);
+        assert!(was_running(child));
+        assert_eq!(killed, Ok(false));
+    }
+
+    #[test]
+    fn a_leaderless_group_started_within_the_run_is_killed() {
+        let (mut child, pgid, start) = group_leader();
+        let table = ProcessTable::from_processes(&[
+            (pgid + 1, pgid, start, true),
+            (pgid + 2, pgid, start + 5, true),
+        ]);
+        assert_eq!(table.kill_group(pgid, start, Some(start + 5)), Ok(true));
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+    }
+
+    #[test]
+    fn a_group_whose_leader_is_there_is_killed_only_with_the_recorded_start() {
+        let (mut child, pgid, start) = group_leader();
+        let table = ProcessTable::snapshot();
+        assert_eq!(table.kill_group(pgid, start + 1, None), Ok(false));
+        assert_eq!(table.kill_group(pgid, start, None), Ok(true));
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+    }
+
+    #[test]
+    fn the_end_of_a_run_just_written_is_now_plus_the_grace_in_ticks() {
+        let me = process_start_time(std::process::id() as i32).unwrap();
+        let end = run_end_ticks(std::time::SystemTime::now()).unwrap();
+        let hz = crate::sys::clock_ticks_per_second();
+        assert!(end >= me + RUN_END_GRACE.as_secs() * hz, "{end} {me}");
     }
 }

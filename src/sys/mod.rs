@@ -25,3 +25,11 @@ pub mod pidfd;
 pub mod pipe;
 pub mod signals;
 pub mod spawn;
+
+/// Clock ticks per second (`_SC_CLK_TCK`): the unit of process start times
+/// in `/proc/PID/stat`.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}
