@@ -671,51 +671,41 @@ fn a_stalled_socket_as_stdout_does_not_stop_sigterm_from_working() {
     assert!(scratch.runtime_entries().is_empty(), "{stderr}");
 }
 
+/// Runs one `shell` process named `name` as a topology of its own, checks
+/// the run exits `code` with `name` reported as `exited {code}` and leaves
+/// nothing behind, and returns ipc-run's stderr.
+fn run_one_shell(case: &str, name: &str, shell: &str, code: i32) -> String {
+    let mut scratch = Scratch::new(case);
+    let file = scratch.topology(&format!("[process.{name}]\nshell = {shell:?}\n"));
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, code, "{}", finished.stderr);
+    assert!(
+        summary_line(&finished.stderr, name).contains(&format!("exited {code}")),
+        "{}",
+        finished.stderr
+    );
+    scratch.assert_left_nothing();
+    finished.stderr
+}
+
 /// A process that leaves a chatty descendant behind (`yes &`) keeps its
 /// log pipe open and full after it exits: ipc-run drains what the pipe
 /// holds at the drain deadline, closes it, and ends, instead of reading
 /// for as long as the descendant writes.
 #[test]
 fn a_descendant_that_keeps_writing_does_not_keep_the_run_alive() {
-    let mut scratch = Scratch::new("chatty-descendant");
-    let file = scratch.topology(
-        r#"
-[process.parent]
-shell = "yes descendant-line & exit 0"
-"#,
+    run_one_shell(
+        "chatty-descendant",
+        "parent",
+        "yes descendant-line & exit 0",
+        0,
     );
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
-    assert!(
-        summary_line(&finished.stderr, "parent").contains("exited 0"),
-        "{}",
-        finished.stderr
-    );
-    scratch.assert_left_nothing();
 }
 
 /// A script that exits 127 for reasons of its own (no `NAME: not found`
 /// from its shell) is an ordinary exit, not a missing program.
 #[test]
 fn a_shell_exiting_127_by_itself_is_an_ordinary_exit() {
-    let mut scratch = Scratch::new("exit-127");
-    let file = scratch.topology(
-        r#"
-[process.script]
-shell = "echo on purpose >&2; exit 127"
-"#,
-    );
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 127, "{}", finished.stderr);
-    assert!(
-        summary_line(&finished.stderr, "script").contains("exited 127"),
-        "{}",
-        finished.stderr
-    );
-    assert!(
-        !finished.stderr.contains("command not found"),
-        "{}",
-        finished.stderr
-    );
-    scratch.assert_left_nothing();
+    let stderr = run_one_shell("exit-127", "script", "echo on purpose >&2; exit 127", 127);
+    assert!(!stderr.contains("command not found"), "{stderr}");
 }
