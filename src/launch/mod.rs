@@ -160,6 +160,9 @@ pub struct Launched {
 /// Creates the run directory, its journal and lock, and every channel's
 /// resources; on failure nothing is left behind.
 pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchError> {
+    // Before the table grows with the run's objects: spawns then copy
+    // only the fds below these low slots (`sys::fd_slots`).
+    crate::sys::fd_slots::reserve();
     let root = options
         .runtime_root
         .clone()

@@ -8,6 +8,7 @@
 //! - [`bench`]: message queue send/receive and `sigtimedwait` for
 //!   `ipc-run bench`.
 //! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
+//! - [`fd_slots`]: low fd numbers reserved so a spawn copies a small table.
 //! - [`pidfd`]: `pidfd_open(2)`, for exits in the order they happened.
 //! - [`pipe`]: how full a pipe is (`FIONREAD`, `F_GETPIPE_SZ`).
 //! - [`spawn`]: the allocation-free child path (`clone(2)` with
@@ -20,6 +21,7 @@
 
 pub mod bench;
 pub mod fd;
+pub mod fd_slots;
 pub mod ipc;
 pub mod pidfd;
 pub mod pipe;

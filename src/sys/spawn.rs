@@ -48,6 +48,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+use super::fd_slots::{self, Slots};
+
 /// A step of the child path, reported with the errno when it fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
@@ -76,6 +78,8 @@ pub enum ChildStep {
     Setgid = 11,
     /// `setuid`.
     Setuid = 12,
+    /// `close_range(CLOSE_RANGE_UNSHARE)`: a private fd table.
+    Unshare = 13,
 }
 
 impl ChildStep {
@@ -93,6 +97,7 @@ impl ChildStep {
             10 => ChildStep::Setgroups,
             11 => ChildStep::Setgid,
             12 => ChildStep::Setuid,
+            13 => ChildStep::Unshare,
             _ => return None,
         })
     }
@@ -112,6 +117,7 @@ impl ChildStep {
             ChildStep::Setgroups => "set the supplementary groups for",
             ChildStep::Setgid => "set the group id for",
             ChildStep::Setuid => "set the user id for",
+            ChildStep::Unshare => "unshare the fd table for",
         }
     }
 }
@@ -214,6 +220,12 @@ struct ChildArgs<'a> {
     listen_pid_digits: *mut u8,
     cwd: *const c_char,
     cgroup_procs: *const c_char,
+    /// `(source, slot)`: what goes into the reserved slots of the shared
+    /// table before it is unshared; empty when the table is copied whole.
+    to_slots: *const (c_int, c_int),
+    to_slots_len: usize,
+    /// The first fd the private table leaves out ([`Slots::end`]).
+    unshare_from: c_int,
     moves: *const (c_int, c_int),
     moves_len: usize,
     temps: *mut c_int,
@@ -253,7 +265,12 @@ struct Prepared {
     envp: Vec<*const c_char>,
     /// `LISTEN_PID=` followed by [`PID_DIGITS`] + 1 zero bytes, when asked.
     listen_pid_entry: Vec<u8>,
-    /// `(source, target)` fd numbers.
+    /// `(source, slot)` for a spawn through the reserved slots, else empty.
+    to_slots: Vec<(c_int, c_int)>,
+    /// [`Slots::end`], or 0 without slots.
+    unshare_from: c_int,
+    /// `(source, target)` fd numbers; with slots, each source is the slot
+    /// it was moved to.
     moves: Vec<(c_int, c_int)>,
     /// One slot per move, written by the child in the first shuffle phase.
     temps: Vec<c_int>,
@@ -266,9 +283,18 @@ struct Prepared {
 }
 
 impl Prepared {
-    fn new(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Prepared {
-        let moves: Vec<(c_int, c_int)> = fds.iter().map(|(s, t)| (s.as_raw_fd(), *t)).collect();
+    fn new(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)], slots: Option<&Slots>) -> Prepared {
+        let mut moves: Vec<(c_int, c_int)> = fds.iter().map(|(s, t)| (s.as_raw_fd(), *t)).collect();
+        let mut to_slots = Vec::new();
+        if let Some(slots) = slots {
+            for (m, slot) in moves.iter_mut().zip(slots.numbers()) {
+                to_slots.push((m.0, slot));
+                m.0 = slot;
+            }
+        }
         let mut prepared = Prepared {
+            to_slots,
+            unshare_from: slots.map_or(0, Slots::end),
             argv: null_terminated(&spec.argv),
             envp: null_terminated(&spec.env),
             listen_pid_entry: Vec::new(),
@@ -356,6 +382,9 @@ impl<'a> ChildArgs<'a> {
                 .cgroup_procs
                 .as_ref()
                 .map_or(std::ptr::null(), |c| c.as_ptr()),
+            to_slots: prepared.to_slots.as_ptr(),
+            to_slots_len: prepared.to_slots.len(),
+            unshare_from: prepared.unshare_from,
             min_temp: prepared.min_temp(),
             moves: prepared.moves.as_ptr(),
             moves_len: prepared.moves.len(),
@@ -419,11 +448,48 @@ const PID_DIGITS: usize = 20;
 ///
 /// The parent-death signal fires when the *calling thread* exits
 /// (`prctl(2)`), so call this from a thread that lives as long as the run.
+///
+/// With the slots of [`fd_slots`] reserved and at most
+/// [`fd_slots::SLOT_COUNT`] fds, the child shares the parent's fd table and
+/// makes itself a small private one (see there); otherwise, or where the
+/// kernel lacks `CLOSE_RANGE_UNSHARE` (then for good), the clone copies the
+/// whole table.
 pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, SpawnFailure> {
+    let slots = fd_slots::lock().filter(|s| fds.len() <= s.len());
+    let Some(slots) = slots else {
+        return spawn_once(spec, fds, None);
+    };
+    match spawn_once(spec, fds, Some(&slots)) {
+        Err(SpawnFailure::Child {
+            step: ChildStep::Unshare,
+            errno: Errno::EINVAL | Errno::ENOSYS,
+        }) => {
+            // A kernel before 5.9: no flags to close_range. Once is enough
+            // to know; the child has been reaped and nothing else ran.
+            fd_slots::disable();
+            drop(slots);
+            spawn_once(spec, fds, None)
+        }
+        result => result,
+    }
+}
+
+/// One clone: through `slots` (held by the caller) when given.
+fn spawn_once(
+    spec: &ChildSpec,
+    fds: &[(BorrowedFd<'_>, i32)],
+    slots: Option<&Slots>,
+) -> Result<Pid, SpawnFailure> {
     // Everything the child reads, prepared before the clone.
-    let mut prepared = Prepared::new(spec, fds);
+    let mut prepared = Prepared::new(spec, fds, slots);
     let mut args = ChildArgs::new(spec, &mut prepared);
-    let pid = clone_child(&mut args).map_err(SpawnFailure::Parent)?;
+    let cloned = clone_child(&mut args, slots.is_some());
+    if let Some(slots) = slots {
+        // The child has exec'd or exited: its table is its own (or gone),
+        // and the slots of ours still hold what it put there.
+        slots.restore(fds.len());
+    }
+    let pid = cloned.map_err(SpawnFailure::Parent)?;
     if let Some((step, errno)) = args.failure() {
         // The child has exited (127); reap it so no zombie remains.
         let _ = nix::sys::wait::waitpid(pid, None);
@@ -437,7 +503,9 @@ pub fn spawn(spec: &ChildSpec, fds: &[(BorrowedFd<'_>, i32)]) -> Result<Pid, Spa
 /// Clones a child that runs [`child_main`] on `args` and returns once it has
 /// exec'd or exited (`CLONE_VFORK`), with every signal blocked in this
 /// thread meanwhile.
-fn clone_child(args: &mut ChildArgs<'_>) -> Result<Pid, Errno> {
+/// `share_table` adds `CLONE_FILES`: the child starts on this process's
+/// fd table and unshares it itself.
+fn clone_child(args: &mut ChildArgs<'_>, share_table: bool) -> Result<Pid, Errno> {
     // One stack per spawning thread, kept between spawns: the child is done
     // with it when clone returns, and a fresh mapping per spawn cost an
     // mmap, an mprotect, a munmap and page faults on every launch.
@@ -462,12 +530,15 @@ fn clone_child(args: &mut ChildArgs<'_>) -> Result<Pid, Errno> {
     // to, which the borrow in `ChildArgs` keeps alive past this call (and
     // CLONE_VFORK suspends this thread until the child has exec'd or
     // exited); the stack is a private mapping of STACK_SIZE bytes whose top
-    // is passed; no other flags share state.
+    // is passed; CLONE_FILES shares the fd table, which the child only
+    // changes in the reserved slots (held by our caller) before it
+    // unshares it.
+    let files = if share_table { libc::CLONE_FILES } else { 0 };
     let pid = unsafe {
         libc::clone(
             child_main,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | files | libc::SIGCHLD,
             (args as *mut ChildArgs<'_>).cast::<c_void>(),
         )
     };
@@ -559,6 +630,10 @@ extern "C" fn child_main(raw: *mut c_void) -> c_int {
     let args: &ChildArgs<'_> = unsafe { &*raw.cast::<ChildArgs<'_>>() };
 
     reset_dispositions(args);
+    if args.to_slots_len > 0 {
+        // First, so that nothing below opens an fd in the shared table.
+        private_table(args);
+    }
     if !args.cgroup_procs.is_null() {
         // SAFETY: `cgroup_procs` is a NUL-terminated string owned by spawn;
         // open, write and close are plain syscalls on our own buffers.
@@ -634,6 +709,39 @@ fn reset_dispositions(args: &ChildArgs<'_>) {
             };
         }
         sig += 1;
+    }
+}
+
+/// Moves every source into its reserved slot of the shared table (CLOEXEC,
+/// like every fd of ipc-run), then unshares the table keeping only the fds
+/// below [`Slots::end`]: the kernel copies those, not the whole table.
+/// From here the child's fd changes are its own; the shuffle then places
+/// the slots at their targets.
+#[inline]
+fn private_table(args: &ChildArgs<'_>) {
+    let mut i = 0;
+    while i < args.to_slots_len {
+        // SAFETY: i < to_slots_len, the length of the array `to_slots`
+        // points to.
+        let (source, slot) = unsafe { *args.to_slots.add(i) };
+        // SAFETY: plain syscall on fd numbers; the slot is reserved for
+        // this spawn by the lock the parent holds.
+        if unsafe { libc::dup3(source, slot, libc::O_CLOEXEC) } < 0 {
+            fail(args, ChildStep::DupSource, 127);
+        }
+        i += 1;
+    }
+    // SAFETY: close_range takes plain integers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            args.unshare_from as u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_UNSHARE,
+        )
+    };
+    if rc != 0 {
+        fail(args, ChildStep::Unshare, 127);
     }
 }
 

@@ -8,4 +8,5 @@ mod fd_shuffle;
 mod mechanisms;
 mod modes;
 mod objects;
+mod small_table;
 mod spawn;
