@@ -20,6 +20,8 @@
  *                child's fds over a Unix socket (SCM_RIGHTS), spawns with
  *                clone(CLONE_VM|CLONE_VFORK|CLONE_PARENT) from its small
  *                table and replies the pid
+ * HOLD=1 keeps the children until SIGTERM (for untilrun.c) instead of
+ * killing them at once.
  * CGROUP=/path/to/cgroup (a cgroup v2 directory) makes every child of
  * vfork/files move itself into it (write "0" to cgroup.procs, as ipc-run's
  * children do); with helper, the helper moves itself there once instead.
@@ -124,6 +126,11 @@ static pid_t helper_spawn(int sock, int out, int err) {
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: %s bare|posix_spawn|vfork|files|helper N\n", argv[0]); return 2; }
     syscall(SYS_close_range, 3, ~0U, 0); /* whatever the shell left open */
+    /* With HOLD, SIGTERM waits for sigwait (the children are SIGKILLed). */
+    int hold = getenv("HOLD") != NULL;
+    sigset_t term;
+    sigemptyset(&term); sigaddset(&term, SIGTERM);
+    if (hold) sigprocmask(SIG_BLOCK, &term, NULL);
     const char *mode = argv[1];
     int n = atoi(argv[2]);
     const char *cg = getenv("CGROUP");
@@ -170,6 +177,10 @@ int main(int argc, char **argv) {
         close(o[1]); close(e[1]);  /* the parent keeps both read ends */
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (hold) { /* until untilrun's SIGTERM */
+        int sig;
+        sigwait(&term, &sig);
+    }
     int bad = 0;
     for (int i = 0; i < n; i++) if (pids[i] <= 0 || kill(pids[i], SIGKILL)) bad = 1;
     if (sock >= 0) close(sock);

@@ -17,9 +17,12 @@
 //! read-only), runs go without: the journaled process groups
 //! ([`super::objects::ObjectRecord::ProcessGroup`]) are then what a dead
 //! run's leftovers are found by. Each child moves itself into the cgroup
-//! first thing after `clone` (it writes `0` to `cgroup.procs`, see
-//! [`crate::sys::spawn::ChildSpec::cgroup_procs`]), so nothing it starts
-//! can be outside.
+//! right after `clone`, once it has its own fd table (it writes `0` to
+//! `cgroup.procs`, see [`crate::sys::spawn::ChildSpec::cgroup_procs`]), so
+//! nothing it starts can be outside. That is one migration per child; a
+//! helper process that sat in the cgroup, or `clone3(CLONE_INTO_CGROUP)`,
+//! would spare it (measured in `docs/performance.md`, "Spawning from a
+//! small file table").
 
 use std::io::Write;
 use std::os::fd::AsFd;

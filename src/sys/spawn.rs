@@ -9,6 +9,19 @@
 //! hook is needed (fd shuffle, `LISTEN_PID`, pdeathsig). So ipc-run makes the
 //! same call itself and does its own child steps.
 //!
+//! # A small fd table
+//!
+//! A plain `clone` copies the parent's whole fd table, which grows with the
+//! topology (relay pipes, held channel ends): at 3,000 children that copy
+//! made each spawn about twice as dear as from a small table. So where it
+//! can, [`spawn`] adds `CLONE_FILES` and the child builds a small private
+//! table itself: its sources go into low slots reserved at start-up, then
+//! `close_range(CLOSE_RANGE_UNSHARE)` copies only the fds below them
+//! ([`super::fd_slots`], which also says when the whole table is copied
+//! as before). Until that unshare the child shares the table with every
+//! thread of the parent, so it touches nothing there but the reserved
+//! slots, and opens nothing (the cgroup file is opened after).
+//!
 //! The child shares the parent's memory until it execs (the calling parent
 //! thread is suspended meanwhile; other threads keep running but never touch
 //! what is prepared here). Hence the rules for `child_main` and the step
@@ -20,7 +33,8 @@
 //!   no allocation, no lock, no panic path (no indexing, no overflow);
 //! - it writes to shared memory in exactly three places, each reserved for
 //!   it: the scratch array of fd temporaries, the `LISTEN_PID` digits and
-//!   the failure report (two atomics);
+//!   the failure report (two atomics); and, with a shared fd table, only to
+//!   the reserved slots of it, which the spawning thread holds locked;
 //! - all signals are blocked in the parent thread across the clone, so no
 //!   handler of the parent ever runs on the child's stack or memory; the
 //!   child resets every disposition to default before unblocking.
@@ -162,8 +176,9 @@ pub struct ChildSpec {
     /// needs it: a default disposition is inherited as it is.
     pub reset_signals: Option<u64>,
     /// A cgroup's `cgroup.procs` the child moves itself into (writing `0`)
-    /// before anything else, so that all it starts is in that cgroup; a
-    /// failure is ignored (the cgroup is a best effort).
+    /// before anything but its signal reset and fd table, so that all it
+    /// starts is in that cgroup; a failure is ignored (the cgroup is a best
+    /// effort).
     pub cgroup_procs: Option<CString>,
 }
 
