@@ -541,6 +541,7 @@ fn clone_child(args: &mut ChildArgs<'_>, share_table: bool) -> Result<Pid, Errno
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
     }
+    let files = if share_table { libc::CLONE_FILES } else { 0 };
     // SAFETY: `child_main` only touches `args` and the buffers it points
     // to, which the borrow in `ChildArgs` keeps alive past this call (and
     // CLONE_VFORK suspends this thread until the child has exec'd or
@@ -548,7 +549,6 @@ fn clone_child(args: &mut ChildArgs<'_>, share_table: bool) -> Result<Pid, Errno
     // is passed; CLONE_FILES shares the fd table, which the child only
     // changes in the reserved slots (held by our caller) before it
     // unshares it.
-    let files = if share_table { libc::CLONE_FILES } else { 0 };
     let pid = unsafe {
         libc::clone(
             child_main,
