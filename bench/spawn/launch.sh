@@ -2,7 +2,8 @@
 # Launch until all run, end to end: the time from starting a launcher until
 # N `sleep` children of it run (untilrun.c watches /proc), for ipc-run (one
 # process with N replicas) and the C floors, at N = 100 and 3,000, rounds
-# interleaved with the order rotated. BEFORE=/path/to/ipc-run adds a column
+# interleaved with the order rotated (one process of N replicas, or groups
+# of 1,000 above that). BEFORE=/path/to/ipc-run adds a column
 # for another ipc-run binary (e.g. the one before the change). Prints each
 # launcher's per-child cost and, paired within each round, its ratio to
 # C posix_spawn (bare: no pipes, a small table) of the same N, and the
@@ -22,7 +23,16 @@ sleep_bin=$(command -v sleep)
 launchers=(c-posix_spawn c-posix_spawn-pipes ipc-run)
 [ -n "${BEFORE:-}" ] && launchers+=(ipc-run-before)
 for n in $counts; do
-    printf 'name = "launch"\n\n[process.p]\ncmd = ["%s", "1000"]\nreplicas = %d\n' "$sleep_bin" "$n" >"$dir/launch-$n.toml"
+    # replicas are capped at 1024 per process: groups of at most 1000
+    {
+        echo 'name = "launch"'
+        left=$n; i=0
+        while [ "$left" -gt 0 ]; do
+            r=$(( left < 1000 ? left : 1000 ))
+            printf '\n[process.p%d]\ncmd = ["%s", "1000"]\nreplicas = %d\n' "$i" "$sleep_bin" "$r"
+            left=$(( left - r )); i=$(( i + 1 ))
+        done
+    } >"$dir/launch-$n.toml"
 done
 for r in $(seq "$rounds"); do
     k=$(( (r - 1) % ${#launchers[@]} ))
@@ -42,6 +52,8 @@ done | tee "$dir/raw" >&2
 python3 - "$dir/raw" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
+bad = [r for r in rows if len(r) != 4]
+if bad: sys.exit(f"runs that failed: {bad}")
 t = {(int(r), int(n), m): float(us) for r, n, m, us in rows}
 counts = sorted({k[1] for k in t}); names = list(dict.fromkeys(k[2] for k in t))
 rounds = sorted({k[0] for k in t}); lo, hi = counts[0], counts[-1]
