@@ -124,12 +124,17 @@ pub struct BenchArgs {
     /// those up to 4 KiB (or the smallest).
     #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = parse_size, num_args = 1..)]
     pub sizes: Vec<usize>,
-    /// Seconds each measurement runs (throughput window, and the cap on
-    /// round trips) in each round; default 0.03, or 0.01 with --quick.
+    /// Seconds each measurement runs in each round: the throughput window
+    /// (after a warm-up of a fifth of it, at most 0.1 s) and the cap on
+    /// round trips (at most 1,000,000 a round); default 0.5, or 0.01 with
+    /// --quick. Windows much shorter than 0.1 s give results that vary from
+    /// one round to the next by tens of percent.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// How many times each measurement is made, rounds interleaved (the
-    /// machine may be busy); default 3, or 1 with --quick.
+    /// machine may be busy); each value is the median of the rounds and
+    /// `spread_pct` says how far they were apart. Default 5, or 1 with
+    /// --quick.
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
 }
@@ -184,13 +189,16 @@ impl Settings {
                 rounds: 1,
             }
         } else {
+            // Half-second windows: at 30 ms the ring's rates were bimodal
+            // (a window fits a few scheduler ticks, and where they fall
+            // decides the figure); see docs/performance.md.
             Settings {
-                warmup: Duration::from_millis(10),
-                window: Duration::from_millis(30),
-                rounds_warmup: 100,
-                rounds_max: 20_000,
-                rounds_cap: Duration::from_millis(30),
-                rounds: 3,
+                warmup: Duration::from_millis(100),
+                window: Duration::from_millis(500),
+                rounds_warmup: 1000,
+                rounds_max: 1_000_000,
+                rounds_cap: Duration::from_millis(500),
+                rounds: 5,
             }
         };
         if let Some(secs) = duration {
@@ -200,8 +208,9 @@ impl Settings {
                 )));
             }
             s.window = Duration::from_secs_f64(secs);
+            s.warmup = (s.window / 5).min(Duration::from_millis(100));
             s.rounds_cap = s.window;
-            s.rounds_max = s.rounds_max.max((secs * 200_000.0) as usize);
+            s.rounds_max = s.rounds_max.max((secs * 2_000_000.0) as usize);
         }
         if let Some(rounds) = rounds {
             if !(1..=100).contains(&rounds) {
@@ -217,7 +226,8 @@ impl Settings {
     fn describe(&self) -> String {
         format!(
             "{} round(s), interleaved; throughput {} ms per size after {} ms warm-up, median of the rounds; \
-             round trips: {} warm-up, then up to {} or {} ms per round, percentiles of all rounds",
+             round trips: {} warm-up, then up to {} or {} ms per round, p50 the median of the rounds' p50s, \
+             p99 of all rounds",
             self.rounds,
             self.window.as_millis(),
             self.warmup.as_millis(),
@@ -512,13 +522,10 @@ impl Job {
                 sent = sent.zip(*s).map(|(a, b)| a + b);
             }
         }
-        let mut out = vec![Record::value(
-            name,
-            size,
-            Metric::Throughput,
-            median(&mut rates),
-            messages,
-        )];
+        let mut out = vec![
+            Record::value(name, size, Metric::Throughput, median(&mut rates), messages)
+                .with_spread(spread(&mut rates)),
+        ];
         if self.mechanism == Mechanism::Udp {
             out.push(match sent {
                 Some(sent) => Record::value(
@@ -539,24 +546,33 @@ impl Job {
         out
     }
 
-    /// The percentiles of every round's round trips pooled.
+    /// The median of the rounds' p50s (a round that the machine slowed
+    /// moves it less than pooling would), and the p99 of every round's
+    /// round trips pooled (the tail is what the rounds share).
     fn round_trip_records(&self) -> Vec<Record> {
         let (name, size) = (self.mechanism.name(), self.size);
         let mut pooled = measure::RoundTrips::default();
+        let mut p50s = Vec::new();
         for result in &self.results {
             if let Measured::RoundTrips(trips) = result {
+                p50s.extend(trips.percentile_us(50.0));
                 pooled.nanos.extend_from_slice(&trips.nanos);
                 pooled.lost += trips.lost;
             }
         }
         let n = pooled.nanos.len() as u64;
-        [(Metric::RoundTripP50, 50.0), (Metric::RoundTripP99, 99.0)]
-            .into_iter()
-            .map(|(metric, p)| match pooled.percentile_us(p) {
-                Some(v) => Record::value(name, size, metric, v, n),
-                None => Record::na(name, size, metric, "no round trip completed"),
-            })
-            .collect()
+        let p50 = (!p50s.is_empty()).then(|| median(&mut p50s));
+        let p99 = pooled.percentile_us(99.0);
+        [
+            (Metric::RoundTripP50, p50, spread(&mut p50s)),
+            (Metric::RoundTripP99, p99, None),
+        ]
+        .into_iter()
+        .map(|(metric, value, spread)| match value {
+            Some(v) => Record::value(name, size, metric, v, n).with_spread(spread),
+            None => Record::na(name, size, metric, "no round trip completed"),
+        })
+        .collect()
     }
 }
 
@@ -569,6 +585,17 @@ fn median(values: &mut [f64]) -> f64 {
         _ if n % 2 == 1 => values[n / 2],
         _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
+}
+
+/// How far apart the rounds were: (largest - smallest) / median, in
+/// percent; `None` with fewer than two rounds.
+fn spread(values: &mut [f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let mid = median(values);
+    let (lo, hi) = (values[0], values[values.len() - 1]);
+    (mid > 0.0).then(|| (hi - lo) / mid * 100.0)
 }
 
 /// The peer's stdout, line by line.
@@ -868,5 +895,7 @@ mod tests {
     fn median_of_rounds() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(spread(&mut [2.0]), None);
+        assert_eq!(spread(&mut [3.0, 1.0, 2.0]), Some(100.0));
     }
 }

@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::support;
 
-const MECHANISMS: [&str; 11] = [
+const MECHANISMS: [&str; 12] = [
     "pipe",
+    "pipe-sized",
     "fifo",
     "socketpair-stream",
     "socketpair-seqpacket",
