@@ -137,6 +137,27 @@ pub struct BenchArgs {
     /// --quick.
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
+    /// Pin the measuring side to CPU `A` and its peer to CPU `B`, e.g.
+    /// `0,0` (one CPU: they take turns) or `0,1` (one each). Unpinned by
+    /// default.
+    #[arg(long, value_name = "A,B", value_parser = parse_pin)]
+    pub pin: Option<(usize, usize)>,
+}
+
+/// Parses `--pin A,B`.
+fn parse_pin(text: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("`{text}`: give two CPU numbers, e.g. 0,1");
+    let (a, b) = text.split_once(',').ok_or_else(bad)?;
+    let cpu = |s: &str| s.trim().parse::<usize>().map_err(|_| bad());
+    Ok((cpu(a)?, cpu(b)?))
+}
+
+/// Pins the calling thread (and what it spawns afterwards) to `cpu`.
+fn pin_to(cpu: usize) -> std::io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)?;
+    Ok(())
 }
 
 /// Largest message size accepted.
@@ -260,6 +281,9 @@ pub struct PeerSpec {
     pub endpoint: Endpoint,
     /// The bench's pid (signals go there; the peer quits if it is gone).
     pub parent: i32,
+    /// The CPU the peer pins itself to (`--pin`).
+    #[serde(default)]
+    pub cpu: Option<usize>,
 }
 
 /// `ipc-run bench`: measures, prints, cleans up.
@@ -274,6 +298,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let mechanisms = chosen_mechanisms(&args.mechanisms);
     let (sizes, rtt_sizes) = chosen_sizes(&args.sizes);
     let format = args.format;
+    let pin = args.pin;
 
     let host = Host::describe();
     // Block the termination signals and the ping-pong signals before any
@@ -293,8 +318,16 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let (place, dir_guard) = make_place()?;
 
     let measuring = move || {
+        if let Some((cpu, _)) = pin
+            && let Err(e) = pin_to(cpu)
+        {
+            let _ = events.send(cleanup::End::Finished(Err(BenchError::Usage(format!(
+                "--pin: cannot run on CPU {cpu}: {e}"
+            )))));
+            return;
+        }
         let mut jobs = plan_jobs(&mechanisms, &sizes, &rtt_sizes, &place.limits);
-        measure_all(&place, &mut jobs, &settings);
+        measure_all(&place, &mut jobs, &settings, pin.map(|p| p.1));
         let records: Vec<Record> = jobs.iter().flat_map(Job::records).collect();
         drop(dir_guard);
         let report = Report {
@@ -401,7 +434,7 @@ fn plan_jobs(
 /// Each round makes every job once, starting at a rotated place; the
 /// records take the median (throughput) or the pooled percentiles (round
 /// trips).
-fn measure_all(place: &Place, jobs: &mut [Job], settings: &Settings) {
+fn measure_all(place: &Place, jobs: &mut [Job], settings: &Settings, peer_cpu: Option<usize>) {
     let rounds = settings.rounds;
     for round in 0..rounds {
         let count = jobs.len();
@@ -411,7 +444,7 @@ fn measure_all(place: &Place, jobs: &mut [Job], settings: &Settings) {
             if job.refused.is_some() {
                 continue;
             }
-            match measure_one(place, job.mechanism, job.test, job.size, settings) {
+            match measure_one(place, job, settings, peer_cpu) {
                 Ok(measured) => job.results.push(measured),
                 Err(reason) => {
                     tracing::warn!(
@@ -634,11 +667,11 @@ fn peer_error(lines: &[String]) -> Option<String> {
 /// One measurement with a fresh peer; `Err` is the reason it failed.
 fn measure_one(
     place: &Place,
-    mechanism: Mechanism,
-    test: Test,
-    size: usize,
+    job: &Job,
     settings: &Settings,
+    cpu: Option<usize>,
 ) -> Result<Measured, String> {
+    let (mechanism, test, size) = (job.mechanism, job.test, job.size);
     let what = format!(
         "{} {:?} {}",
         mechanism.name(),
@@ -655,6 +688,7 @@ fn measure_one(
         send_for: settings.warmup + settings.window + SEND_LIMIT,
         endpoint: side.endpoint.clone(),
         parent: std::process::id() as i32,
+        cpu,
     };
     let mut child = start_peer(&spec, &side.ports)?;
     // The peer has its copies now.
@@ -809,6 +843,9 @@ fn peer(spec: &PeerSpec) -> std::io::Result<()> {
     if nix::unistd::getppid() != parent {
         return Err(std::io::Error::other("the bench is gone"));
     }
+    if let Some(cpu) = spec.cpu {
+        pin_to(cpu).map_err(|e| std::io::Error::other(format!("pinning to CPU {cpu}: {e}")))?;
+    }
     if spec.mechanism == Mechanism::Signal {
         let set: SigSet = measure::signal_set();
         set.thread_block()?;
@@ -869,6 +906,9 @@ mod tests {
         assert!(Settings::new(false, Some(0.0), None).is_err());
         assert!(Settings::new(true, Some(0.5), None).is_ok());
         assert!(Settings::new(true, None, Some(0)).is_err());
+        assert_eq!(parse_pin("0,1"), Ok((0, 1)));
+        assert!(parse_pin("0").is_err());
+        assert!(parse_pin("a,1").is_err());
     }
 
     /// A spec whose size no bench would send is refused before the peer
@@ -885,6 +925,7 @@ mod tests {
                 send_for: Duration::from_secs(1),
                 endpoint: link::Endpoint::default(),
                 parent: 0,
+                cpu: None,
             };
             let json = serde_json::to_string(&spec).expect("serialises");
             assert_eq!(peer_main(&json), ExitCode::Usage.code(), "size {size}");
