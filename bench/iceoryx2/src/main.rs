@@ -61,7 +61,8 @@ fn run() -> Result<(), Error> {
             _ => send(arg(2), size),
         };
     }
-    let usage = "usage: ipc-run-bench-iceoryx2 rtt|throughput SIZE SECS [PARENT_CPU,PEER_CPU] [copy-out]";
+    let usage =
+        "usage: ipc-run-bench-iceoryx2 rtt|throughput SIZE SECS [PARENT_CPU,PEER_CPU] [copy-out]";
     let test = arg(0);
     let size: usize = arg(1).parse().map_err(|_| usage)?;
     let secs: f64 = arg(2).parse().map_err(|_| usage)?;
@@ -73,7 +74,11 @@ fn run() -> Result<(), Error> {
     pin(own_cpu)?;
     let name = format!("ipc-run-bench/{}/{test}", std::process::id());
     let window = Duration::from_secs_f64(secs);
-    let mechanism = if copy_out { "iceoryx2-copy" } else { "iceoryx2" };
+    let mechanism = if copy_out {
+        "iceoryx2-copy"
+    } else {
+        "iceoryx2"
+    };
     let records = match test {
         "rtt" => round_trips(&name, size, window, peer_cpu, copy_out)?
             .into_iter()
@@ -113,7 +118,8 @@ fn pin(cpu: Option<usize>) -> Result<(), Error> {
     Ok(())
 }
 
-type PubSub = iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, [u8], ()>;
+type PubSub =
+    iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, [u8], ()>;
 
 fn service(node: &Node<ipc::Service>, name: &str) -> Result<PubSub, Error> {
     Ok(node
@@ -204,7 +210,9 @@ fn round_trips(
     let mut started = None;
     for trip in 0.. {
         let t0 = Instant::now();
-        tx.loan_slice_uninit(size)?.write_from_slice(&message).send()?;
+        tx.loan_slice_uninit(size)?
+            .write_from_slice(&message)
+            .send()?;
         receive_one(&rx, |p| {
             if copy_out {
                 buf.copy_from_slice(p);
@@ -230,7 +238,10 @@ fn round_trips(
         nanos[rank.clamp(1, nanos.len()) - 1] as f64 / 1000.0
     };
     let n = nanos.len() as u64;
-    Ok(vec![("round_trip_p50", at(50.0), n), ("round_trip_p99", at(99.0), n)])
+    Ok(vec![
+        ("round_trip_p50", at(50.0), n),
+        ("round_trip_p99", at(99.0), n),
+    ])
 }
 
 /// The peer of a round trip: echoes every message until an empty one.
@@ -250,7 +261,9 @@ fn echo(name: &str, size: usize) -> Result<(), Error> {
         if n == 0 {
             return Ok(());
         }
-        tx.loan_slice_uninit(n)?.write_from_slice(&buf[..n]).send()?;
+        tx.loan_slice_uninit(n)?
+            .write_from_slice(&buf[..n])
+            .send()?;
     }
 }
 
@@ -325,7 +338,9 @@ fn send(name: &str, size: usize) -> Result<(), Error> {
     say_ready()?;
     let message = vec![7u8; size];
     while !stop.load(Ordering::Relaxed) {
-        tx.loan_slice_uninit(size)?.write_from_slice(&message).send()?;
+        tx.loan_slice_uninit(size)?
+            .write_from_slice(&message)
+            .send()?;
     }
     Ok(())
 }
