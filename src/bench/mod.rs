@@ -124,14 +124,40 @@ pub struct BenchArgs {
     /// those up to 4 KiB (or the smallest).
     #[arg(long, value_name = "SIZES", value_delimiter = ',', value_parser = parse_size, num_args = 1..)]
     pub sizes: Vec<usize>,
-    /// Seconds each measurement runs (throughput window, and the cap on
-    /// round trips) in each round; default 0.03, or 0.01 with --quick.
+    /// Seconds each measurement runs in each round: the throughput window
+    /// (after a warm-up of a fifth of it, at most 0.1 s) and the cap on
+    /// round trips (at most 1,000,000 a round); default 0.5, or 0.01 with
+    /// --quick. Windows much shorter than 0.1 s give results that vary from
+    /// one round to the next by tens of percent.
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
     /// How many times each measurement is made, rounds interleaved (the
-    /// machine may be busy); default 3, or 1 with --quick.
+    /// machine may be busy); each value is the median of the rounds and
+    /// `spread_pct` says how far they were apart. Default 5, or 1 with
+    /// --quick.
     #[arg(long, value_name = "N")]
     pub rounds: Option<usize>,
+    /// Pin the measuring side to CPU `A` and its peer to CPU `B`, e.g.
+    /// `0,0` (one CPU: they take turns) or `0,1` (one each). Unpinned by
+    /// default.
+    #[arg(long, value_name = "A,B", value_parser = parse_pin)]
+    pub pin: Option<(usize, usize)>,
+}
+
+/// Parses `--pin A,B`.
+fn parse_pin(text: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("`{text}`: give two CPU numbers, e.g. 0,1");
+    let (a, b) = text.split_once(',').ok_or_else(bad)?;
+    let cpu = |s: &str| s.trim().parse::<usize>().map_err(|_| bad());
+    Ok((cpu(a)?, cpu(b)?))
+}
+
+/// Pins the calling thread (and what it spawns afterwards) to `cpu`.
+fn pin_to(cpu: usize) -> std::io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    nix::sched::sched_setaffinity(Pid::from_raw(0), &set)?;
+    Ok(())
 }
 
 /// Largest message size accepted.
@@ -184,13 +210,16 @@ impl Settings {
                 rounds: 1,
             }
         } else {
+            // Half-second windows: at 30 ms the ring's rates were bimodal
+            // (a window fits a few scheduler ticks, and where they fall
+            // decides the figure); see docs/performance.md.
             Settings {
-                warmup: Duration::from_millis(10),
-                window: Duration::from_millis(30),
-                rounds_warmup: 100,
-                rounds_max: 20_000,
-                rounds_cap: Duration::from_millis(30),
-                rounds: 3,
+                warmup: Duration::from_millis(100),
+                window: Duration::from_millis(500),
+                rounds_warmup: 1000,
+                rounds_max: 1_000_000,
+                rounds_cap: Duration::from_millis(500),
+                rounds: 5,
             }
         };
         if let Some(secs) = duration {
@@ -200,8 +229,9 @@ impl Settings {
                 )));
             }
             s.window = Duration::from_secs_f64(secs);
+            s.warmup = (s.window / 5).min(Duration::from_millis(100));
             s.rounds_cap = s.window;
-            s.rounds_max = s.rounds_max.max((secs * 200_000.0) as usize);
+            s.rounds_max = s.rounds_max.max((secs * 2_000_000.0) as usize);
         }
         if let Some(rounds) = rounds {
             if !(1..=100).contains(&rounds) {
@@ -217,7 +247,8 @@ impl Settings {
     fn describe(&self) -> String {
         format!(
             "{} round(s), interleaved; throughput {} ms per size after {} ms warm-up, median of the rounds; \
-             round trips: {} warm-up, then up to {} or {} ms per round, percentiles of all rounds",
+             round trips: {} warm-up, then up to {} or {} ms per round, p50 the median of the rounds' p50s, \
+             p99 of all rounds",
             self.rounds,
             self.window.as_millis(),
             self.warmup.as_millis(),
@@ -250,6 +281,9 @@ pub struct PeerSpec {
     pub endpoint: Endpoint,
     /// The bench's pid (signals go there; the peer quits if it is gone).
     pub parent: i32,
+    /// The CPU the peer pins itself to (`--pin`).
+    #[serde(default)]
+    pub cpu: Option<usize>,
 }
 
 /// `ipc-run bench`: measures, prints, cleans up.
@@ -264,6 +298,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let mechanisms = chosen_mechanisms(&args.mechanisms);
     let (sizes, rtt_sizes) = chosen_sizes(&args.sizes);
     let format = args.format;
+    let pin = args.pin;
 
     let host = Host::describe();
     // Block the termination signals and the ping-pong signals before any
@@ -283,8 +318,16 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let (place, dir_guard) = make_place()?;
 
     let measuring = move || {
+        if let Some((cpu, _)) = pin
+            && let Err(e) = pin_to(cpu)
+        {
+            let _ = events.send(cleanup::End::Finished(Err(BenchError::Usage(format!(
+                "--pin: cannot run on CPU {cpu}: {e}"
+            )))));
+            return;
+        }
         let mut jobs = plan_jobs(&mechanisms, &sizes, &rtt_sizes, &place.limits);
-        measure_all(&place, &mut jobs, &settings);
+        measure_all(&place, &mut jobs, &settings, pin.map(|p| p.1));
         let records: Vec<Record> = jobs.iter().flat_map(Job::records).collect();
         drop(dir_guard);
         let report = Report {
@@ -391,7 +434,7 @@ fn plan_jobs(
 /// Each round makes every job once, starting at a rotated place; the
 /// records take the median (throughput) or the pooled percentiles (round
 /// trips).
-fn measure_all(place: &Place, jobs: &mut [Job], settings: &Settings) {
+fn measure_all(place: &Place, jobs: &mut [Job], settings: &Settings, peer_cpu: Option<usize>) {
     let rounds = settings.rounds;
     for round in 0..rounds {
         let count = jobs.len();
@@ -401,7 +444,7 @@ fn measure_all(place: &Place, jobs: &mut [Job], settings: &Settings) {
             if job.refused.is_some() {
                 continue;
             }
-            match measure_one(place, job.mechanism, job.test, job.size, settings) {
+            match measure_one(place, job, settings, peer_cpu) {
                 Ok(measured) => job.results.push(measured),
                 Err(reason) => {
                     tracing::warn!(
@@ -512,13 +555,10 @@ impl Job {
                 sent = sent.zip(*s).map(|(a, b)| a + b);
             }
         }
-        let mut out = vec![Record::value(
-            name,
-            size,
-            Metric::Throughput,
-            median(&mut rates),
-            messages,
-        )];
+        let mut out = vec![
+            Record::value(name, size, Metric::Throughput, median(&mut rates), messages)
+                .with_spread(spread(&mut rates)),
+        ];
         if self.mechanism == Mechanism::Udp {
             out.push(match sent {
                 Some(sent) => Record::value(
@@ -539,24 +579,33 @@ impl Job {
         out
     }
 
-    /// The percentiles of every round's round trips pooled.
+    /// The median of the rounds' p50s (a round that the machine slowed
+    /// moves it less than pooling would), and the p99 of every round's
+    /// round trips pooled (the tail is what the rounds share).
     fn round_trip_records(&self) -> Vec<Record> {
         let (name, size) = (self.mechanism.name(), self.size);
         let mut pooled = measure::RoundTrips::default();
+        let mut p50s = Vec::new();
         for result in &self.results {
             if let Measured::RoundTrips(trips) = result {
+                p50s.extend(trips.percentile_us(50.0));
                 pooled.nanos.extend_from_slice(&trips.nanos);
                 pooled.lost += trips.lost;
             }
         }
         let n = pooled.nanos.len() as u64;
-        [(Metric::RoundTripP50, 50.0), (Metric::RoundTripP99, 99.0)]
-            .into_iter()
-            .map(|(metric, p)| match pooled.percentile_us(p) {
-                Some(v) => Record::value(name, size, metric, v, n),
-                None => Record::na(name, size, metric, "no round trip completed"),
-            })
-            .collect()
+        let p50 = (!p50s.is_empty()).then(|| median(&mut p50s));
+        let p99 = pooled.percentile_us(99.0);
+        [
+            (Metric::RoundTripP50, p50, spread(&mut p50s)),
+            (Metric::RoundTripP99, p99, None),
+        ]
+        .into_iter()
+        .map(|(metric, value, spread)| match value {
+            Some(v) => Record::value(name, size, metric, v, n).with_spread(spread),
+            None => Record::na(name, size, metric, "no round trip completed"),
+        })
+        .collect()
     }
 }
 
@@ -569,6 +618,17 @@ fn median(values: &mut [f64]) -> f64 {
         _ if n % 2 == 1 => values[n / 2],
         _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
+}
+
+/// How far apart the rounds were: (largest - smallest) / median, in
+/// percent; `None` with fewer than two rounds.
+fn spread(values: &mut [f64]) -> Option<f64> {
+    if values.len() < 2 {
+        return None;
+    }
+    let mid = median(values);
+    let (lo, hi) = (values[0], values[values.len() - 1]);
+    (mid > 0.0).then(|| (hi - lo) / mid * 100.0)
 }
 
 /// The peer's stdout, line by line.
@@ -607,11 +667,11 @@ fn peer_error(lines: &[String]) -> Option<String> {
 /// One measurement with a fresh peer; `Err` is the reason it failed.
 fn measure_one(
     place: &Place,
-    mechanism: Mechanism,
-    test: Test,
-    size: usize,
+    job: &Job,
     settings: &Settings,
+    cpu: Option<usize>,
 ) -> Result<Measured, String> {
+    let (mechanism, test, size) = (job.mechanism, job.test, job.size);
     let what = format!(
         "{} {:?} {}",
         mechanism.name(),
@@ -628,6 +688,7 @@ fn measure_one(
         send_for: settings.warmup + settings.window + SEND_LIMIT,
         endpoint: side.endpoint.clone(),
         parent: std::process::id() as i32,
+        cpu,
     };
     let mut child = start_peer(&spec, &side.ports)?;
     // The peer has its copies now.
@@ -782,6 +843,9 @@ fn peer(spec: &PeerSpec) -> std::io::Result<()> {
     if nix::unistd::getppid() != parent {
         return Err(std::io::Error::other("the bench is gone"));
     }
+    if let Some(cpu) = spec.cpu {
+        pin_to(cpu).map_err(|e| std::io::Error::other(format!("pinning to CPU {cpu}: {e}")))?;
+    }
     if spec.mechanism == Mechanism::Signal {
         let set: SigSet = measure::signal_set();
         set.thread_block()?;
@@ -842,6 +906,9 @@ mod tests {
         assert!(Settings::new(false, Some(0.0), None).is_err());
         assert!(Settings::new(true, Some(0.5), None).is_ok());
         assert!(Settings::new(true, None, Some(0)).is_err());
+        assert_eq!(parse_pin("0,1"), Ok((0, 1)));
+        assert!(parse_pin("0").is_err());
+        assert!(parse_pin("a,1").is_err());
     }
 
     /// A spec whose size no bench would send is refused before the peer
@@ -858,6 +925,7 @@ mod tests {
                 send_for: Duration::from_secs(1),
                 endpoint: link::Endpoint::default(),
                 parent: 0,
+                cpu: None,
             };
             let json = serde_json::to_string(&spec).expect("serialises");
             assert_eq!(peer_main(&json), ExitCode::Usage.code(), "size {size}");
@@ -868,5 +936,7 @@ mod tests {
     fn median_of_rounds() {
         assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(spread(&mut [2.0]), None);
+        assert_eq!(spread(&mut [3.0, 1.0, 2.0]), Some(100.0));
     }
 }

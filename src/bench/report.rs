@@ -97,6 +97,10 @@ pub struct Record {
     pub samples: u64,
     /// Why there is no value (a host limit, a failure).
     pub na_reason: Option<String>,
+    /// How far apart the rounds were: (largest - smallest) / median of the
+    /// per-round values, in percent; `null` with one round (and for p99,
+    /// which is taken over all rounds together).
+    pub spread_pct: Option<f64>,
 }
 
 impl Record {
@@ -110,7 +114,14 @@ impl Record {
             unit: metric.unit(),
             samples,
             na_reason: None,
+            spread_pct: None,
         }
+    }
+
+    /// The same, with the spread of its rounds.
+    pub fn with_spread(mut self, spread_pct: Option<f64>) -> Record {
+        self.spread_pct = spread_pct;
+        self
     }
 
     /// No value, and why.
@@ -123,6 +134,7 @@ impl Record {
             unit: metric.unit(),
             samples: 0,
             na_reason: Some(reason.to_owned()),
+            spread_pct: None,
         }
     }
 }
@@ -192,8 +204,36 @@ impl Report {
         self.throughput_table(&mut out, &mechanisms, width, &mut notes);
         self.round_trip_table(&mut out, &mechanisms, width, &mut notes);
         self.lost_table(&mut out, width);
+        self.spread_line(&mut out);
         notes.write(&mut out);
         out
+    }
+
+    /// How far apart the rounds were, over every value with a spread: the
+    /// median and the widest, so a reader knows how far to trust a ratio.
+    fn spread_line(&self, out: &mut String) {
+        let mut spreads: Vec<(f64, &Record)> = self
+            .records
+            .iter()
+            .filter_map(|r| r.spread_pct.map(|s| (s, r)))
+            .collect();
+        if spreads.is_empty() {
+            return;
+        }
+        spreads.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mid = spreads[spreads.len() / 2].0;
+        let (widest, r) = spreads[spreads.len() - 1];
+        let metric = match r.metric {
+            Metric::Throughput => "throughput",
+            _ => "round trip",
+        };
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "rounds apart (largest - smallest, over the median): {mid:.0}% typically, at most {widest:.0}% ({} {} {metric})",
+            r.mechanism,
+            size_label(r.size)
+        );
     }
 
     /// The mechanisms measured, in record order.

@@ -8,8 +8,13 @@ use crate::mechanism::{Kind, posix_mq, signal, socketpair, sysv_mq, udp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mechanism {
-    /// An anonymous pipe (two for a round trip).
+    /// An anonymous pipe (two for a round trip), of the host's default
+    /// capacity (64 KiB).
     Pipe,
+    /// The same, grown with `F_SETPIPE_SZ` to the capacity of the
+    /// `shm-ring` rows (1 MiB, more for records over 256 KiB): the pipe to
+    /// compare the ring with.
+    PipeSized,
     /// A named FIFO in the bench's private directory (two for a round trip).
     Fifo,
     /// A `SOCK_STREAM` Unix socketpair.
@@ -36,8 +41,9 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Every mechanism, in the order of the output.
-    pub const ALL: [Mechanism; 11] = [
+    pub const ALL: [Mechanism; 12] = [
         Mechanism::Pipe,
+        Mechanism::PipeSized,
         Mechanism::Fifo,
         Mechanism::SocketpairStream,
         Mechanism::SocketpairSeqpacket,
@@ -53,7 +59,7 @@ impl Mechanism {
     /// The mechanism a topology names for what this measures.
     pub fn kind(self) -> Kind {
         match self {
-            Mechanism::Pipe => Kind::Pipe,
+            Mechanism::Pipe | Mechanism::PipeSized => Kind::Pipe,
             Mechanism::Fifo => Kind::Fifo,
             Mechanism::SocketpairStream | Mechanism::SocketpairSeqpacket => Kind::Socketpair,
             Mechanism::UnixStream => Kind::UnixListener,
@@ -74,6 +80,7 @@ impl Mechanism {
             Mechanism::SocketpairSeqpacket => "socketpair-seqpacket",
             Mechanism::UnixStream => "unix-stream",
             Mechanism::ShmRing => "shm-ring",
+            Mechanism::PipeSized => "pipe-sized",
             other => other.kind().as_str(),
         }
     }
@@ -83,6 +90,7 @@ impl Mechanism {
         matches!(
             self,
             Mechanism::Pipe
+                | Mechanism::PipeSized
                 | Mechanism::Fifo
                 | Mechanism::SocketpairStream
                 | Mechanism::UnixStream
@@ -104,6 +112,8 @@ pub struct HostLimits {
     pub sysv_msgmnb: Option<u64>,
     /// `/proc/sys/net/core/wmem_max`.
     pub wmem_max: Option<u64>,
+    /// `/proc/sys/fs/pipe-max-size`: the most `pipe-sized` can grow a pipe.
+    pub pipe_max_size: Option<u64>,
 }
 
 fn proc_u64(path: &str) -> Option<u64> {
@@ -124,6 +134,7 @@ impl HostLimits {
             sysv_msgmax: proc_u64("/proc/sys/kernel/msgmax"),
             sysv_msgmnb: proc_u64("/proc/sys/kernel/msgmnb"),
             wmem_max: proc_u64("/proc/sys/net/core/wmem_max"),
+            pipe_max_size: proc_u64("/proc/sys/fs/pipe-max-size"),
         }
     }
 
@@ -137,8 +148,24 @@ impl HostLimits {
             Mechanism::PosixMq => posix_mq::bench_refusal(self, size),
             Mechanism::SysvMq => sysv_mq::bench_refusal(self, size),
             Mechanism::SocketpairSeqpacket => socketpair::bench_refusal_seqpacket(self, size),
+            Mechanism::PipeSized => self.pipe_sized_refusal(size),
             _ => None,
         }
+    }
+}
+
+impl HostLimits {
+    /// A pipe cannot be grown past `fs.pipe-max-size` (without
+    /// `CAP_SYS_RESOURCE`), so there is no pipe of the ring's capacity to
+    /// compare with.
+    fn pipe_sized_refusal(&self, size: u64) -> Option<String> {
+        let capacity = crate::mechanism::posix_shm::bench_capacity(size as usize);
+        let max = self.pipe_max_size?;
+        (capacity > max).then(|| {
+            format!(
+                "the ring holds {capacity} bytes at this size; a pipe grows to at most fs.pipe-max-size, {max} (/proc/sys/fs/pipe-max-size)"
+            )
+        })
     }
 }
 
@@ -153,6 +180,7 @@ mod tests {
             sysv_msgmax: Some(8192),
             sysv_msgmnb: Some(16384),
             wmem_max: Some(212_992),
+            pipe_max_size: Some(1 << 20),
         }
     }
 
@@ -176,5 +204,11 @@ mod tests {
         assert!(l.refuses(Mechanism::SocketpairSeqpacket, 1 << 20).is_some());
         assert!(l.refuses(Mechanism::Pipe, 1 << 20).is_none());
         assert!(l.refuses(Mechanism::Signal, 64).is_some());
+        assert!(l.refuses(Mechanism::PipeSized, 65536).is_none());
+        assert!(
+            l.refuses(Mechanism::PipeSized, 1 << 20)
+                .unwrap()
+                .contains("pipe-max-size")
+        );
     }
 }

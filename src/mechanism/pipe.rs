@@ -69,11 +69,21 @@ pub(crate) fn handover(end: End) -> Handover {
 
 // ---- bench ----
 
-/// One pipe from the peer, and one to it for round trips.
+/// One pipe from the peer, and one to it for round trips; for
+/// `pipe-sized`, grown to the bench ring's capacity.
 pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
-    let (from_peer_r, from_peer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let grow = (b.mechanism == crate::mechanism::bench_kinds::Mechanism::PipeSized)
+        .then(|| super::posix_shm::bench_capacity(b.size));
+    let pipe = || -> io::Result<_> {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        if let Some(capacity) = grow {
+            grow_pipe(&w, capacity)?;
+        }
+        Ok((r, w))
+    };
+    let (from_peer_r, from_peer_w) = pipe()?;
     if b.round_trip {
-        let (to_peer_r, to_peer_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        let (to_peer_r, to_peer_w) = pipe()?;
         b.side.give(&to_peer_r, ChildEnd::Read, Params::Pipe)?;
         b.side.give(&from_peer_w, ChildEnd::Write, Params::Pipe)?;
         Ok(Pending::Ready(fd_link(
@@ -85,6 +95,26 @@ pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
         b.side.give(&from_peer_w, ChildEnd::Write, Params::Pipe)?;
         Ok(Pending::Ready(fd_link(None, Some(from_peer_r), false)))
     }
+}
+
+/// Grows a pipe to exactly `capacity` bytes (`F_SETPIPE_SZ`), saying why
+/// not when the host's `fs.pipe-max-size` stops an unprivileged user.
+fn grow_pipe(fd: &std::os::fd::OwnedFd, capacity: u64) -> io::Result<()> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let asked = i32::try_from(capacity).map_err(io::Error::other)?;
+    let got = fcntl(fd, FcntlArg::F_SETPIPE_SZ(asked)).map_err(|e| {
+        let max = std::fs::read_to_string("/proc/sys/fs/pipe-max-size").unwrap_or_default();
+        io::Error::other(format!(
+            "growing a pipe to {capacity} bytes: {e} (fs.pipe-max-size is {})",
+            max.trim()
+        ))
+    })?;
+    if i64::from(got) != capacity as i64 {
+        return Err(io::Error::other(format!(
+            "asked a pipe for {capacity} bytes, got {got}"
+        )));
+    }
+    Ok(())
 }
 
 /// The peer's ends of the parent's pipes.

@@ -278,11 +278,18 @@ impl Link for RingLink {
 }
 
 /// The segment size of a ring for messages of `size` bytes: the header
-/// page and a data area of at least 1 MiB that holds 4 such records.
+/// page and [`bench_capacity`] bytes of data.
 pub(crate) fn ring_bytes(size: usize) -> u64 {
-    let record = 8 + size.div_ceil(8) * 8;
-    let capacity = (4 * record).max(1 << 20).div_ceil(64) * 64;
-    HEADER_SIZE + capacity as u64
+    HEADER_SIZE + bench_capacity(size)
+}
+
+/// The bench ring's data capacity for messages of `size` bytes: a power of
+/// two of at least 1 MiB that holds 4 such records. A power of two because
+/// the kernel rounds a pipe's capacity up to one (in pages), so the
+/// `pipe-sized` rows get exactly the ring's capacity.
+pub(crate) fn bench_capacity(size: usize) -> u64 {
+    let record = 8 + size.div_ceil(8) as u64 * 8;
+    (4 * record).max(1 << 20).next_power_of_two()
 }
 
 /// A bench segment holding a formatted ring for messages of `size` bytes.

@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::support;
 
-const MECHANISMS: [&str; 11] = [
+const MECHANISMS: [&str; 12] = [
     "pipe",
+    "pipe-sized",
     "fifo",
     "socketpair-stream",
     "socketpair-seqpacket",
@@ -199,11 +200,50 @@ fn text_header_describes_the_machine() {
     assert!(text.lines().any(|l| l.starts_with("pipe ")), "{text}");
 }
 
+/// Both processes pinned to one CPU (`--pin C,C`): the ring's round trips
+/// and the equal-capacity pipe's throughput complete and give values.
+#[test]
+fn both_ends_pinned_to_one_cpu_complete() {
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).unwrap();
+    let cpu = (0..nix::sched::CpuSet::count())
+        .find(|&c| allowed.is_set(c).unwrap_or(false))
+        .expect("some CPU is allowed");
+    let pin = format!("{cpu},{cpu}");
+    let output = bench()
+        .args([
+            "--quick", "--format", "json", "--sizes", "64", "--pin", &pin,
+        ])
+        .args(["--mechanism", "shm-ring,pipe-sized"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let doc: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let value = |m: &str, metric: &str| {
+        doc["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["mechanism"] == m && r["metric"] == metric)
+            .and_then(|r| r["value"].as_f64())
+    };
+    for m in ["shm-ring", "pipe-sized"] {
+        for metric in ["throughput", "round_trip_p50"] {
+            assert!(
+                value(m, metric).is_some_and(|v| v > 0.0),
+                "{m} {metric}: {doc}"
+            );
+        }
+    }
+}
+
 #[test]
 fn bad_options_are_usage_errors() {
     let output = bench().args(["--sizes", "1G"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let output = bench().args(["--duration", "0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let output = bench().args(["--pin", "0"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
 }
 

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant};
 use crate::Port;
 use crate::description::{End, Kind, Params};
 use crate::sys::{Mapping, fstat, pwrite_all, record_lock, shm_open};
+use spin::{Presence, State};
 
 /// Bytes of the header page; the data area starts here.
 pub const HEADER_SIZE: u64 = 4096;
@@ -331,23 +332,6 @@ fn footprint(len: usize) -> u64 {
     RECORD_HEADER + (len as u64).div_ceil(8) * 8
 }
 
-/// Spin iterations before sleeping: a peer on another CPU usually moves
-/// the counter within microseconds, and a futex sleep and wake-up cost
-/// more than that. Bounded, so a ring that stays empty or full costs a
-/// few microseconds of CPU per wait, then sleeps.
-const SPIN: u32 = 1 << 8;
-
-/// Spins (with the CPU's spin-wait hint) until `moved` or [`SPIN`] rounds.
-fn spin_until(mut moved: impl FnMut() -> bool) -> bool {
-    for _ in 0..SPIN {
-        if moved() {
-            return true;
-        }
-        std::hint::spin_loop();
-    }
-    false
-}
-
 /// Time left before the deadline that `timeout` sets at the first wait.
 fn remaining(
     deadline: &mut Option<Option<Instant>>,
@@ -472,6 +456,8 @@ pub struct Producer {
     /// A tail seen earlier: tail only grows, so space computed from it is
     /// never more than the real space.
     cached_tail: u64,
+    /// Where this writer runs, and whether waiting for the reader may spin.
+    presence: Presence,
 }
 
 impl Producer {
@@ -485,10 +471,12 @@ impl Producer {
     pub fn from_fd(fd: OwnedFd) -> Result<Producer, RingError> {
         let (ring, lock) = Ring::open_shared(fd)?;
         let cached_tail = ring.tail().load(Ordering::Acquire);
+        let presence = Presence::writer(&ring.map);
         Ok(Producer {
             ring,
             lock,
             cached_tail,
+            presence,
         })
     }
 
@@ -517,6 +505,7 @@ impl Producer {
         let head = self.reserve(footprint(record.len()), timeout)?;
         self.write_record(head, record, record.len());
         self.publish(head + footprint(record.len()));
+        self.presence.tick(&self.ring.map);
         Ok(())
     }
 
@@ -539,14 +528,18 @@ impl Producer {
             if fits(self.cached_tail)? {
                 return Ok(head);
             }
+            let cached = self.cached_tail;
             if deadline.is_none()
                 && timeout != Some(Duration::ZERO)
-                && spin_until(|| ring.tail().load(Ordering::Acquire) != self.cached_tail)
+                && self
+                    .presence
+                    .spin_until(&ring.map, || ring.tail().load(Ordering::Acquire) != cached)
             {
                 continue;
             }
             let time = remaining(&mut deadline, timeout)?;
             let waiting = ring.map.u32_at(OFF_WRITERS_WAITING);
+            self.presence.mark(&ring.map, State::Sleeping);
             waiting.fetch_add(1, Ordering::SeqCst);
             let tail = ring.tail().load(Ordering::SeqCst);
             let result = if fits(tail).unwrap_or(true) {
@@ -555,6 +548,7 @@ impl Producer {
                 wait(&ring.map, OFF_TAIL, tail as u32, time)
             };
             waiting.fetch_sub(1, Ordering::SeqCst);
+            self.presence.mark(&ring.map, State::Running);
             result?;
         }
     }
@@ -610,6 +604,8 @@ pub struct Consumer {
     _lock: Option<Arc<WriterLock>>,
     /// A head seen earlier: head only grows, so data up to it is published.
     cached_head: u64,
+    /// Where the reader runs, and whether waiting for data may spin.
+    presence: Presence,
 }
 
 impl Consumer {
@@ -623,10 +619,12 @@ impl Consumer {
     pub fn from_fd(fd: OwnedFd) -> Result<Consumer, RingError> {
         let (ring, lock) = Ring::open_shared(fd)?;
         let cached_head = ring.tail().load(Ordering::Acquire);
+        let presence = Presence::reader(&ring.map);
         Ok(Consumer {
             ring,
             _lock: lock,
             cached_head,
+            presence,
         })
     }
 
@@ -708,7 +706,9 @@ impl Consumer {
                 }
                 if deadline.is_none()
                     && timeout != Some(Duration::ZERO)
-                    && spin_until(|| ring.head().load(Ordering::Acquire) != tail)
+                    && self
+                        .presence
+                        .spin_until(&ring.map, || ring.head().load(Ordering::Acquire) != tail)
                 {
                     continue;
                 }
@@ -717,6 +717,7 @@ impl Consumer {
                 // end after the sequence was read bumps it, so the futex
                 // wait returns at once; one before is seen in the state.
                 let waiting = ring.map.u32_at(OFF_READERS_WAITING);
+                self.presence.mark(&ring.map, State::Sleeping);
                 waiting.fetch_add(1, Ordering::SeqCst);
                 let seq = ring.map.u32_at(OFF_DATA_SEQ).load(Ordering::SeqCst);
                 let head = ring.head().load(Ordering::SeqCst);
@@ -727,6 +728,7 @@ impl Consumer {
                     wait(&ring.map, OFF_DATA_SEQ, seq, time)
                 };
                 waiting.fetch_sub(1, Ordering::SeqCst);
+                self.presence.mark(&ring.map, State::Running);
                 result?;
             }
         }
@@ -742,13 +744,28 @@ impl Consumer {
         Ok(Some((tail, len)))
     }
 
-    fn consume(&self, tail: u64) {
+    fn consume(&mut self, tail: u64) {
+        self.presence.tick(&self.ring.map);
         let ring = &self.ring;
         ring.tail().store(tail, Ordering::Release);
         fence(Ordering::SeqCst);
         if ring.map.u32_at(OFF_WRITERS_WAITING).load(Ordering::Relaxed) != 0 {
             ring.map.futex_wake(OFF_TAIL);
         }
+    }
+}
+
+impl Drop for Producer {
+    /// A writer that is gone is not worth spinning for.
+    fn drop(&mut self) {
+        self.presence.mark(&self.ring.map, State::Unknown);
+    }
+}
+
+impl Drop for Consumer {
+    /// A reader that is gone is not worth spinning for.
+    fn drop(&mut self) {
+        self.presence.mark(&self.ring.map, State::Unknown);
     }
 }
 
@@ -784,5 +801,6 @@ fn open_port(port: &mut Port, end: End) -> Result<OwnedFd, RingError> {
     shm_open(&c_name).map_err(sys("shm_open the ring"))
 }
 
+mod spin;
 #[cfg(test)]
 mod tests;

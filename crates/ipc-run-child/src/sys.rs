@@ -8,6 +8,9 @@
 //! - [`record_lock`], [`fstat`], [`pwrite_all`], [`shm_open`]: the ring's
 //!   writer lock and segment handling (`fcntl(2)`, `fstat(2)`,
 //!   `pwrite(2)`, `shm_open(3)`).
+//! - [`current_cpu`], [`online_cpus`]: where this thread runs and how many
+//!   CPUs the machine has, for the ring's adaptive spinning
+//!   (`sched_getcpu(3)`, `sysconf(3)`).
 
 #![expect(
     unsafe_code,
@@ -360,4 +363,34 @@ pub(crate) fn clear_cloexec(fd: std::os::fd::BorrowedFd<'_>) {
     // SAFETY: F_SETFD on a descriptor the caller borrows (so open) only
     // changes its flags; no memory is touched.
     unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, 0) };
+}
+
+/// The CPU this thread runs on now (`sched_getcpu(3)`, a vDSO read on
+/// x86-64), `None` where the kernel cannot say.
+pub(crate) fn current_cpu() -> Option<u32> {
+    // SAFETY: sched_getcpu takes no arguments and touches no memory of ours.
+    let cpu = unsafe { libc::sched_getcpu() };
+    u32::try_from(cpu).ok()
+}
+
+/// CPUs online on this machine (`sysconf(_SC_NPROCESSORS_ONLN)`), at least 1.
+pub(crate) fn online_cpus() -> u32 {
+    // SAFETY: sysconf only reads a system value.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(n).unwrap_or(1).max(1)
+}
+
+/// Pins the calling thread to `cpu` (`sched_setaffinity(2)`), for tests
+/// that put both ends of a ring on one CPU.
+#[cfg(test)]
+pub(crate) fn pin_thread(cpu: u32) -> io::Result<()> {
+    // SAFETY: `cpu_set_t` is plain data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: CPU_SET writes one bit of the set we own; `cpu` is below
+    // CPU_SETSIZE (checked by the caller's choice from the current mask).
+    unsafe { libc::CPU_SET(cpu as usize, &mut set) };
+    // SAFETY: the set outlives the call and its size is passed; pid 0 is
+    // the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
+    if rc < 0 { Err(last()) } else { Ok(()) }
 }

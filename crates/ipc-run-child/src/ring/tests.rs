@@ -433,3 +433,68 @@ fn the_largest_record_fits_the_u32_length_of_its_header() {
     assert_eq!(producer.max_record(), u32::MAX as usize);
     assert_eq!(consumer.max_record(), u32::MAX as usize);
 }
+
+/// Both ends of a ping-pong on one CPU: every wait sleeps on the futex at
+/// once (the peer cannot run while we spin), and the run completes. Each
+/// end opens its rings after pinning, so every presence word names that CPU.
+#[test]
+fn a_round_trip_on_one_cpu_never_spins() {
+    const TRIPS: usize = 2000;
+    let cpu = crate::sys::current_cpu().unwrap_or(0);
+    let (to, back) = (segment(4096, 1), segment(4096, 1));
+    let (to_peer, back_peer) = (dup(&to), dup(&back));
+    let echo = thread::spawn(move || {
+        crate::sys::pin_thread(cpu).expect("pin the echo thread");
+        let mut rx = Consumer::from_fd(to_peer).unwrap();
+        let mut tx = Producer::from_fd(back_peer).unwrap();
+        let mut buf = [0u8; 64];
+        while let Received::Record(n) = rx.recv_into(&mut buf, LONG).unwrap() {
+            tx.send(&buf[..n], LONG).unwrap();
+        }
+        (rx.presence.spun, tx.presence.spun)
+    });
+    crate::sys::pin_thread(cpu).expect("pin the test thread");
+    let mut tx = Producer::from_fd(to).unwrap();
+    let mut rx = Consumer::from_fd(back).unwrap();
+    let mut buf = Vec::new();
+    for trip in 0..TRIPS {
+        let sent = pattern(trip, 64);
+        tx.send(&sent, LONG).unwrap();
+        assert_eq!(rx.recv(&mut buf, LONG).unwrap(), Received::Record(64));
+        assert_eq!(buf, sent, "trip {trip}");
+    }
+    let spun_here = (rx.presence.spun, tx.presence.spun);
+    tx.close().unwrap();
+    let spun_there = echo.join().expect("echo thread");
+    assert_eq!((spun_here, spun_there), ((0, 0), (0, 0)));
+}
+
+/// A side waiting in the futex says so in its presence word, with its CPU,
+/// and says it runs again once woken.
+#[test]
+fn a_waiting_reader_is_marked_asleep_then_running() {
+    let fd = segment(4096, 1);
+    let fd_map = Mapping::new(fd.as_fd(), DATA).unwrap();
+    let mut producer = Producer::from_fd(dup(&fd)).unwrap();
+    let mut consumer = Consumer::from_fd(fd).unwrap();
+    let reader = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let got = consumer.recv(&mut buf, LONG).unwrap();
+        (
+            got,
+            spin::decode(consumer.presence.own_word(&consumer.ring.map)).0,
+        )
+    });
+    let word = || fd_map.u32_at(spin::OFF_READER_STATE).load(Ordering::SeqCst);
+    while spin::decode(word()).0 != spin::State::Sleeping {
+        thread::yield_now();
+    }
+    assert!(
+        spin::decode(word()).1.is_some(),
+        "the sleeping reader names its CPU"
+    );
+    producer.send(b"wake", LONG).unwrap();
+    let (got, state) = reader.join().unwrap();
+    assert_eq!(got, Received::Record(4));
+    assert_eq!(state, spin::State::Running);
+}
