@@ -79,7 +79,8 @@ impl LineBuffer {
     /// slices of `data` itself; only a line that spans reads is collected
     /// here (its held start and the bytes that complete it), so most
     /// bytes are not copied on their way to the writer.
-    pub fn push(&mut self, data: &[u8], emit: &mut dyn FnMut(Record<'_>)) {
+    pub fn push(&mut self, data: &[u8], mut emit: impl FnMut(Record<'_>)) {
+        let emit = &mut emit;
         let mut data = data;
         if !self.pending.is_empty() {
             let take = memchr::memchr(b'\n', data).map_or(data.len(), |nl| nl + 1);
@@ -108,7 +109,7 @@ impl LineBuffer {
 
     /// Emits the complete lines `pending` holds and whole chunks of a
     /// line without its newline yet; keeps less than [`CHUNK`] bytes.
-    fn cut_pending(&mut self, emit: &mut dyn FnMut(Record<'_>)) {
+    fn cut_pending(&mut self, emit: &mut impl FnMut(Record<'_>)) {
         let pending = std::mem::take(&mut self.pending);
         let mut start = 0;
         while let Some(offset) = memchr::memchr(b'\n', &pending[start..]) {
@@ -129,7 +130,8 @@ impl LineBuffer {
     }
 
     /// Emits a complete line (without its newline), cut at `CHUNK`.
-    fn emit_line(&mut self, line: &[u8], emit: &mut dyn FnMut(Record<'_>)) {
+    #[inline]
+    fn emit_line(&mut self, line: &[u8], emit: &mut impl FnMut(Record<'_>)) {
         let mut pieces = line.chunks(CHUNK);
         // An empty line is one empty record.
         let first = pieces.next().unwrap_or_default();
@@ -147,7 +149,7 @@ impl LineBuffer {
     }
 
     /// At EOF: emits a trailing partial line, if any.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(Record<'_>)) {
+    pub fn finish(&mut self, mut emit: impl FnMut(Record<'_>)) {
         if !self.pending.is_empty() {
             emit(Record {
                 bytes: &self.pending,
@@ -273,8 +275,9 @@ pub struct LogWriter {
     color: [bool; 2],
     /// Per instance: its stdout and stderr log files, with `--log-dir`.
     files: Vec<[Option<LogFile>; 2]>,
-    /// Per instance: the padded name, plain and coloured.
-    names: Vec<(String, String)>,
+    /// Per instance: the padded name followed by ` | `, plain and
+    /// coloured; a continuation record takes the name and ` + `.
+    prefixes: Vec<[Box<[u8]>; 2]>,
     scratch: Vec<u8>,
     /// Per output stream: whole records not written yet, from `sent` on.
     queue: [Vec<u8>; 2],
@@ -295,14 +298,14 @@ impl LogWriter {
     /// `stdout`/`stderr`, colouring each as told.
     pub fn new(names: &[&str], stdout: OwnedFd, stderr: OwnedFd, color: [bool; 2]) -> Self {
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
-        let names = names
+        let prefixes = names
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let padded = format!("{name:<width$}");
+                let padded = format!("{name:<width$} | ");
                 let style = Style::new().fg_color(Some(PALETTE[i % PALETTE.len()].into()));
-                let coloured = format!("{style}{padded}{style:#}");
-                (padded, coloured)
+                let coloured = format!("{style}{name:<width$}{style:#} | ");
+                [padded.into_bytes().into(), coloured.into_bytes().into()]
             })
             .collect();
         let socket = [is_socket(stdout.as_fd()), is_socket(stderr.as_fd())];
@@ -317,7 +320,7 @@ impl LogWriter {
             out: [stdout, stderr],
             color,
             files: Vec::new(),
-            names,
+            prefixes,
             scratch: Vec::with_capacity(CHUNK + 128),
             queue: [Vec::new(), Vec::new()],
             sent: [0, 0],
@@ -373,6 +376,7 @@ impl LogWriter {
     }
 
     /// Writes one record of `instance` to `stream`.
+    #[inline]
     pub fn write(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
         let slot = stream as usize;
         if let Some(Some(file)) = self.files.get_mut(instance).map(|pair| &mut pair[slot])
@@ -380,30 +384,28 @@ impl LogWriter {
         {
             self.write_errors += 1;
         }
-        let marker: &[u8] = if record.starts_line { b" | " } else { b" + " };
-        let (plain, coloured) = &self.names[instance];
-        let name = if self.color[slot] {
-            coloured.as_bytes()
-        } else {
-            plain.as_bytes()
-        };
+        let prefix = &self.prefixes[instance][usize::from(self.color[slot])];
         let out = &mut self.queue[slot];
-        out.reserve(name.len() + marker.len() + record.bytes.len() + 1);
-        out.extend_from_slice(name);
-        out.extend_from_slice(marker);
+        out.reserve(prefix.len() + record.bytes.len() + 1);
+        if record.starts_line {
+            out.extend_from_slice(prefix);
+        } else {
+            out.extend_from_slice(&prefix[..prefix.len() - 3]);
+            out.extend_from_slice(b" + ");
+        }
         out.extend_from_slice(record.bytes);
         out.push(b'\n');
     }
 
     /// Reads what `source`'s pipe holds (a few reads while each fills
     /// `scratch`) and relays its records, each copied once, from `scratch`
-    /// into the output queue; `observe` sees every record. A queue that
+    /// into the output queue; `observe`, if any, sees every record. A queue that
     /// reached a batch is written at once, while its bytes are fresh.
     pub fn relay(
         &mut self,
         source: LogSource<'_>,
         scratch: &mut [u8],
-        observe: &mut dyn FnMut(Record<'_>),
+        mut observe: Option<&mut dyn FnMut(Record<'_>)>,
     ) -> Relayed {
         let LogSource {
             fd,
@@ -422,7 +424,7 @@ impl LogWriter {
                 Err(_) => return Relayed::Closed,
             };
             relayed = Relayed::Data;
-            self.relay_bytes(instance, stream, buffer, &scratch[..n], observe);
+            self.relay_bytes(instance, stream, buffer, &scratch[..n], &mut observe);
             if self.backlog(stream) >= self.batch[slot] && !self.blocked[slot] {
                 self.flush_stream(slot);
             }
@@ -442,7 +444,7 @@ impl LogWriter {
         source: LogSource<'_>,
         scratch: &mut [u8],
         budget: usize,
-        observe: &mut dyn FnMut(Record<'_>),
+        mut observe: Option<&mut dyn FnMut(Record<'_>)>,
     ) {
         let LogSource {
             fd,
@@ -456,14 +458,16 @@ impl LogWriter {
                 Ok(0) => break,
                 Ok(n) => {
                     budget = budget.saturating_sub(n);
-                    self.relay_bytes(instance, stream, buffer, &scratch[..n], observe);
+                    self.relay_bytes(instance, stream, buffer, &scratch[..n], &mut observe);
                 }
                 Err(Errno::EINTR) => {}
                 Err(_) => break,
             }
         }
-        buffer.finish(&mut |record| {
-            observe(record);
+        buffer.finish(|record| {
+            if let Some(observe) = observe.as_mut() {
+                observe(record);
+            }
             self.write(instance, stream, record);
         });
         self.flush();
@@ -475,10 +479,12 @@ impl LogWriter {
         stream: Stream,
         buffer: &mut LineBuffer,
         data: &[u8],
-        observe: &mut dyn FnMut(Record<'_>),
+        observe: &mut Option<&mut dyn FnMut(Record<'_>)>,
     ) {
-        buffer.push(data, &mut |record| {
-            observe(record);
+        buffer.push(data, |record| {
+            if let Some(observe) = observe.as_mut() {
+                observe(record);
+            }
             self.write(instance, stream, record);
         });
     }
@@ -785,9 +791,9 @@ mod tests {
         input.extend_from_slice(b"\nlast");
         let mut buffer = LineBuffer::default();
         for part in input.chunks(1000) {
-            buffer.push(part, &mut |r| writer.write(0, Stream::Stdout, r));
+            buffer.push(part, |r: Record<'_>| writer.write(0, Stream::Stdout, r));
         }
-        buffer.finish(&mut |r| writer.write(0, Stream::Stdout, r));
+        buffer.finish(|r: Record<'_>| writer.write(0, Stream::Stdout, r));
         writer.write(
             0,
             Stream::Stderr,
@@ -976,7 +982,7 @@ mod tests {
                 instance: 0,
                 stream: Stream::Stdout,
             };
-            let got = writer.relay(source, &mut scratch, &mut |_| seen += 1);
+            let got = writer.relay(source, &mut scratch, Some(&mut |_| seen += 1));
             assert_eq!(got, Relayed::Data);
         }
         drop(w);
@@ -987,7 +993,7 @@ mod tests {
             stream: Stream::Stdout,
         };
         assert_eq!(
-            writer.relay(source, &mut scratch, &mut |_| seen += 1),
+            writer.relay(source, &mut scratch, Some(&mut |_| seen += 1)),
             Relayed::Closed
         );
         let source = LogSource {
@@ -996,7 +1002,7 @@ mod tests {
             instance: 0,
             stream: Stream::Stdout,
         };
-        writer.close(source, &mut scratch, CHUNK, &mut |_| seen += 1);
+        writer.close(source, &mut scratch, CHUNK, Some(&mut |_| seen += 1));
         assert!(seen > 0);
     }
 

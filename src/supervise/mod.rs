@@ -1842,9 +1842,9 @@ impl<R: Runtime> Supervisor<'_, R> {
             stream,
         };
         let mut found = None;
-        let relayed = self.writer.relay(source, &mut self.scratch, &mut |record| {
-            note_not_found(watch, record, &mut found)
-        });
+        let mut note = |record: logs::Record<'_>| note_not_found(true, record, &mut found);
+        let observe: Option<&mut dyn FnMut(logs::Record<'_>)> = watch.then_some(&mut note);
+        let relayed = self.writer.relay(source, &mut self.scratch, observe);
         if found.is_some() {
             self.instances[instance].not_found = found;
         }
@@ -1896,12 +1896,10 @@ impl<R: Runtime> Supervisor<'_, R> {
             instance: stream.instance,
             stream: stream.stream,
         };
-        self.writer.close(
-            source,
-            &mut self.scratch,
-            MAX_CLOSING_DRAIN,
-            &mut |record| note_not_found(watch, record, &mut found),
-        );
+        let mut note = |record: logs::Record<'_>| note_not_found(true, record, &mut found);
+        let observe: Option<&mut dyn FnMut(logs::Record<'_>)> = watch.then_some(&mut note);
+        self.writer
+            .close(source, &mut self.scratch, MAX_CLOSING_DRAIN, observe);
         if found.is_some() {
             self.instances[stream.instance].not_found = found;
         }
