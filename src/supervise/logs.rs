@@ -8,13 +8,22 @@
 //! concatenation of its `|` record and the `+` records after it. A last line
 //! without a newline is flushed at EOF with a newline added.
 //!
+//! A byte is copied once between the process's pipe and ipc-run's write: a
+//! read lands in a scratch buffer, [`LineBuffer`] hands out records as
+//! slices of it, and the writer copies each behind its prefix into the
+//! output queue. Only a line that spans reads is collected in the stream's
+//! `LineBuffer` (its start, then the bytes that complete it).
+//!
 //! Output never blocks the event loop. Records are queued per output stream
-//! and written in batches of whole records of at most `PIPE_BUF` bytes, each
-//! with one `write(2)`, as far as the output takes them before ipc-run waits
-//! again: a batch on a pipe is atomic, so records never interleave with each
-//! other or with the writes of a process wired to the same stream, and a
-//! chatty process costs one system call per batch rather than per line. A
-//! record longer than a batch is written on its own. The supervisor writes
+//! and written in batches of whole records, each with one `write(2)`, as
+//! soon as a batch is full and as far as the output takes them before
+//! ipc-run waits again; a chatty process costs one system call per batch
+//! rather than per line. A batch is `PIPE_BUF` bytes where another writer
+//! ipc-run knows of shares the output, 64 KiB elsewhere (the rule is at
+//! [`batch_size`]): a batch on a pipe of at most `PIPE_BUF` is atomic, so
+//! records never interleave with each other or with the writes of a process
+//! wired to the same stream. A record longer than a batch is written on its
+//! own. The supervisor writes
 //! to a pipe or terminal through an open file description of its own, made
 //! non-blocking (processes wired to the same stream keep theirs blocking),
 //! and to a socket with `send(MSG_DONTWAIT)`, which does not block without
@@ -1055,6 +1064,23 @@ mod tests {
                 assert!(batches.len() > 4);
             }
         }
+    }
+
+    #[test]
+    fn only_an_at_stdout_edge_shares_ipc_runs_stdout() {
+        let plan_of = |text: &str| {
+            let topology =
+                crate::topology::Topology::parse(Path::new("t.toml"), text.into()).expect("valid");
+            crate::plan::plan(&topology, &crate::plan::Limits::default())
+                .expect("valid")
+                .plan
+        };
+        let two = "[process.a]\ncmd = [\"a\"]\n[process.b]\ncmd = [\"b\"]\n";
+        let piped = format!("{two}[[edge]]\nfrom = \"a\"\nto = \"b\"\n");
+        let wired = format!("{two}[[edge]]\nfrom = \"a\"\nto = \"@stdout\"\n");
+        assert!(!plan_writes_stdout(&plan_of(two)));
+        assert!(!plan_writes_stdout(&plan_of(&piped)));
+        assert!(plan_writes_stdout(&plan_of(&wired)));
     }
 
     #[test]
