@@ -16,7 +16,8 @@
 # Goals: ipc-run at least 0.8x the throughput of cat; at 256 writers at
 # least 0.9x c-poll-relay.
 #
-# usage: bench/peers/relay.sh [ROUNDS]      (default 3; LINES, SLOW_LINES, CHECK_LINES, WRITERS)
+# usage: bench/peers/relay.sh [ROUNDS]      (default 3; LINES, SLOW_LINES, CHECK_LINES, WRITERS,
+#        CPU_RUNS: see the end)
 set -euo pipefail
 source "$(dirname "$0")/../run/common.sh"
 rounds="${1:-3}"
@@ -111,3 +112,34 @@ for k in $writers; do
         --json "$rounds_json" -- "${commands[@]}"
     ratio_to_c "$rounds_json"
 done
+
+# CPU_RUNS=N (needs perf): the CPU time of the relay process alone, without
+# the generators (`perf stat --no-inherit -e task-clock`), median of N runs
+# each, for ipc-run (and IPC_RUN_BEFORE) and c-poll-relay at every WRITERS
+# count; `cat` for one child. Steadier than wall time on a loaded machine.
+if [ -n "${CPU_RUNS:-}" ] && have perf; then
+    cpu_of() { # cpu_of CMD...: task-clock of CMD's own process, in ms, median of CPU_RUNS
+        local i out=() ms
+        for i in $(seq "$CPU_RUNS"); do
+            ms=$(perf stat -x, -e task-clock --no-inherit "$@" 2>&1 >/dev/null | grep task-clock | cut -d, -f1)
+            out+=("$ms")
+        done
+        printf '%s\n' "${out[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+    }
+    echo
+    echo "== CPU of the relay process alone (median of $CPU_RUNS runs, ms)"
+    for k in $writers; do
+        l=$((lines / k))
+        row="$k writer(s): ipc-run $(cpu_of "$IPC_RUN" -q "$dir/relay-$k.toml")"
+        [ -z "${IPC_RUN_BEFORE:-}" ] || row+=", ipc-run before $(cpu_of "$IPC_RUN_BEFORE" -q "$dir/relay-$k.toml")"
+        row+=", c-poll-relay $(cpu_of "$dir/relay" -p "$k" "$dir/linegen" "$l" 100)"
+        if [ "$k" = 1 ]; then
+            for i in $(seq "$CPU_RUNS"); do
+                "$dir/linegen" "$l" 100 | perf stat -x, -e task-clock --no-inherit -o "$dir/cat.stat" cat >/dev/null
+                grep task-clock "$dir/cat.stat" | cut -d, -f1
+            done | sort -n | awk '{a[NR]=$1} END {printf ", cat %s", a[int((NR+1)/2)]}' >"$dir/cat.ms"
+            row+=$(cat "$dir/cat.ms")
+        fi
+        echo "$row"
+    done
+fi

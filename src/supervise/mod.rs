@@ -1829,8 +1829,9 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     // ----- logs -----------------------------------------------------------
 
-    /// Reads one chunk of log stream `s` and relays its lines. Returns
-    /// whether bytes were read (more may be waiting).
+    /// Reads what log stream `s` holds (a few reads at most, see
+    /// [`LogWriter::relay`]) and relays its lines. Returns whether bytes
+    /// were read (more may be waiting).
     fn read_log(&mut self, s: usize) -> bool {
         let (instance, stream) = (self.streams[s].instance, self.streams[s].stream);
         let watch = self.watch_not_found(instance, stream);
