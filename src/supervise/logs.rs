@@ -8,13 +8,22 @@
 //! concatenation of its `|` record and the `+` records after it. A last line
 //! without a newline is flushed at EOF with a newline added.
 //!
+//! A byte is copied once between the process's pipe and ipc-run's write: a
+//! read lands in a scratch buffer, [`LineBuffer`] hands out records as
+//! slices of it, and the writer copies each behind its prefix into the
+//! output queue. Only a line that spans reads is collected in the stream's
+//! `LineBuffer` (its start, then the bytes that complete it).
+//!
 //! Output never blocks the event loop. Records are queued per output stream
-//! and written in batches of whole records of at most `PIPE_BUF` bytes, each
-//! with one `write(2)`, as far as the output takes them before ipc-run waits
-//! again: a batch on a pipe is atomic, so records never interleave with each
-//! other or with the writes of a process wired to the same stream, and a
-//! chatty process costs one system call per batch rather than per line. A
-//! record longer than a batch is written on its own. The supervisor writes
+//! and written in batches of whole records, each with one `write(2)`, as
+//! soon as a batch is full and as far as the output takes them before
+//! ipc-run waits again; a chatty process costs one system call per batch
+//! rather than per line. A batch is `PIPE_BUF` bytes where another writer
+//! ipc-run knows of shares the output, 64 KiB elsewhere (the rule is at
+//! [`batch_size`]): a batch on a pipe of at most `PIPE_BUF` is atomic, so
+//! records never interleave with each other or with the writes of a process
+//! wired to the same stream. A record longer than a batch is written on its
+//! own. The supervisor writes
 //! to a pipe or terminal through an open file description of its own, made
 //! non-blocking (processes wired to the same stream keep theirs blocking),
 //! and to a socket with `send(MSG_DONTWAIT)`, which does not block without
@@ -41,9 +50,17 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 /// Longest record; a longer line is cut into records of this size.
 pub const CHUNK: usize = 64 * 1024;
 
-/// Largest batch of records written at once: `PIPE_BUF`, so that a batch
-/// written to a pipe arrives whole.
-const BATCH: usize = 4096;
+/// Largest batch of records written at once to an output another writer
+/// shares: `PIPE_BUF`, so that a batch written to a pipe arrives whole.
+const SHARED_BATCH: usize = 4096;
+
+/// Largest batch of records written at once to an output ipc-run writes
+/// alone (see [`batch_size`]).
+const BATCH: usize = 64 * 1024;
+
+/// Reads of one stream in a row, while each fills the read buffer, before
+/// the event loop gets its turn again.
+const READS_PER_TURN: usize = 4;
 
 /// Bytes queued for one of ipc-run's outputs above which the supervisor
 /// stops reading the processes' pipes that feed it.
@@ -67,46 +84,81 @@ pub struct LineBuffer {
 }
 
 impl LineBuffer {
-    /// Adds `data` and hands every complete record to `emit`.
-    pub fn push(&mut self, data: &[u8], emit: &mut dyn FnMut(Record<'_>)) {
-        self.pending.extend_from_slice(data);
+    /// Adds `data` and hands every complete record to `emit`. Records are
+    /// slices of `data` itself; only a line that spans reads is collected
+    /// here (its held start and the bytes that complete it), so most
+    /// bytes are not copied on their way to the writer.
+    pub fn push(&mut self, data: &[u8], mut emit: impl FnMut(Record<'_>)) {
+        let emit = &mut emit;
+        let mut data = data;
+        if !self.pending.is_empty() {
+            let take = memchr::memchr(b'\n', data).map_or(data.len(), |nl| nl + 1);
+            self.pending.extend_from_slice(&data[..take]);
+            self.cut_pending(emit);
+            data = &data[take..];
+        }
         let mut start = 0;
-        while let Some(offset) = memchr::memchr(b'\n', &self.pending[start..]) {
+        while let Some(offset) = memchr::memchr(b'\n', &data[start..]) {
             let end = start + offset;
-            self.emit_pieces(start, end, emit);
-            self.continuing = false;
+            self.emit_line(&data[start..end], emit);
             start = end + 1;
         }
         // No newline in the rest: flush whole chunks of an overlong line.
-        while self.pending.len() - start >= CHUNK {
+        let mut rest = &data[start..];
+        while rest.len() >= CHUNK {
             emit(Record {
-                bytes: &self.pending[start..start + CHUNK],
+                bytes: &rest[..CHUNK],
+                starts_line: !self.continuing,
+            });
+            self.continuing = true;
+            rest = &rest[CHUNK..];
+        }
+        self.pending.extend_from_slice(rest);
+    }
+
+    /// Emits the complete lines `pending` holds and whole chunks of a
+    /// line without its newline yet; keeps less than [`CHUNK`] bytes.
+    fn cut_pending(&mut self, emit: &mut impl FnMut(Record<'_>)) {
+        let pending = std::mem::take(&mut self.pending);
+        let mut start = 0;
+        while let Some(offset) = memchr::memchr(b'\n', &pending[start..]) {
+            let end = start + offset;
+            self.emit_line(&pending[start..end], emit);
+            start = end + 1;
+        }
+        while pending.len() - start >= CHUNK {
+            emit(Record {
+                bytes: &pending[start..start + CHUNK],
                 starts_line: !self.continuing,
             });
             self.continuing = true;
             start += CHUNK;
         }
+        self.pending = pending;
         self.pending.drain(..start);
     }
 
-    /// Emits a complete line `pending[start..end]`, cut at `CHUNK`.
-    fn emit_pieces(&mut self, mut start: usize, end: usize, emit: &mut dyn FnMut(Record<'_>)) {
-        loop {
-            let piece_end = end.min(start + CHUNK);
+    /// Emits a complete line (without its newline), cut at `CHUNK`.
+    #[inline]
+    fn emit_line(&mut self, line: &[u8], emit: &mut impl FnMut(Record<'_>)) {
+        let mut pieces = line.chunks(CHUNK);
+        // An empty line is one empty record.
+        let first = pieces.next().unwrap_or_default();
+        emit(Record {
+            bytes: first,
+            starts_line: !self.continuing,
+        });
+        for piece in pieces {
             emit(Record {
-                bytes: &self.pending[start..piece_end],
-                starts_line: !self.continuing,
+                bytes: piece,
+                starts_line: false,
             });
-            self.continuing = true;
-            start = piece_end;
-            if start >= end {
-                return;
-            }
         }
+        self.continuing = false;
     }
 
     /// At EOF: emits a trailing partial line, if any.
-    pub fn finish(&mut self, emit: &mut dyn FnMut(Record<'_>)) {
+    pub fn finish(&mut self, mut emit: impl FnMut(Record<'_>)) {
         if !self.pending.is_empty() {
             emit(Record {
                 bytes: &self.pending,
@@ -122,6 +174,47 @@ impl LineBuffer {
     pub fn held(&self) -> usize {
         self.pending.len()
     }
+}
+
+/// What reading a log stream gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relayed {
+    /// Bytes were read and relayed; more may be waiting.
+    Data,
+    /// Nothing to read now.
+    Empty,
+    /// End of file, or a read error: the stream is to be closed.
+    Closed,
+}
+
+/// A process's stream being relayed: its pipe, its partial line, and
+/// where its records go.
+#[derive(Debug)]
+pub struct LogSource<'a> {
+    /// The read end of the process's pipe (non-blocking).
+    pub fd: BorrowedFd<'a>,
+    /// What the stream holds of a line that spans reads.
+    pub buffer: &'a mut LineBuffer,
+    /// The instance, as indexed in [`LogWriter::new`].
+    pub instance: usize,
+    /// The output its records go to.
+    pub stream: Stream,
+}
+
+/// Whether a process of `plan` writes to ipc-run's own stdout (an
+/// `@stdout` edge hands it ipc-run's stream).
+pub fn plan_writes_stdout(plan: &crate::plan::Plan) -> bool {
+    use crate::plan::{EndpointPlan, OwnStream};
+    plan.channels.iter().any(|channel| {
+        channel.to.iter().any(|end| {
+            matches!(
+                end,
+                EndpointPlan::Own {
+                    stream: OwnStream::Stdout
+                }
+            )
+        })
+    })
 }
 
 /// Which of ipc-run's streams a record goes to.
@@ -191,14 +284,20 @@ pub struct LogWriter {
     color: [bool; 2],
     /// Per instance: its stdout and stderr log files, with `--log-dir`.
     files: Vec<[Option<LogFile>; 2]>,
-    /// Per instance: the padded name, plain and coloured.
-    names: Vec<(String, String)>,
+    /// Per instance: the padded name followed by ` | `, plain and
+    /// coloured; a continuation record takes the name and ` + `.
+    prefixes: Vec<[Box<[u8]>; 2]>,
     scratch: Vec<u8>,
     /// Per output stream: whole records not written yet, from `sent` on.
     queue: [Vec<u8>; 2],
     sent: [usize; 2],
     /// Per output stream: it is a socket, written with `MSG_DONTWAIT`.
     socket: [bool; 2],
+    /// Per output stream: the largest batch written at once.
+    batch: [usize; 2],
+    /// Per output stream: the last write found it full; it is written
+    /// again only on the event loop's flush, not after every read.
+    blocked: [bool; 2],
     /// Records that could not be written (EPIPE, ENOSPC, ...).
     pub write_errors: u64,
 }
@@ -208,28 +307,43 @@ impl LogWriter {
     /// `stdout`/`stderr`, colouring each as told.
     pub fn new(names: &[&str], stdout: OwnedFd, stderr: OwnedFd, color: [bool; 2]) -> Self {
         let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
-        let names = names
+        let prefixes = names
             .iter()
             .enumerate()
             .map(|(i, name)| {
-                let padded = format!("{name:<width$}");
+                let padded = format!("{name:<width$} | ");
                 let style = Style::new().fg_color(Some(PALETTE[i % PALETTE.len()].into()));
-                let coloured = format!("{style}{padded}{style:#}");
-                (padded, coloured)
+                let coloured = format!("{style}{name:<width$}{style:#} | ");
+                [padded.into_bytes().into(), coloured.into_bytes().into()]
             })
             .collect();
         let socket = [is_socket(stdout.as_fd()), is_socket(stderr.as_fd())];
+        let batch = [
+            batch_size(stdout.as_fd(), stderr.as_fd(), false),
+            batch_size(stderr.as_fd(), stdout.as_fd(), false),
+        ];
         LogWriter {
             socket,
+            batch,
+            blocked: [false, false],
             out: [stdout, stderr],
             color,
             files: Vec::new(),
-            names,
+            prefixes,
             scratch: Vec::with_capacity(CHUNK + 128),
-            queue: [Vec::with_capacity(BATCH), Vec::with_capacity(BATCH)],
+            queue: [Vec::new(), Vec::new()],
             sent: [0, 0],
             write_errors: 0,
         }
+    }
+
+    /// Tells the writer whether a process of the plan writes to ipc-run's
+    /// stdout itself (an `@stdout` edge): batches there are then kept to
+    /// `PIPE_BUF`, see [`batch_size`].
+    pub fn with_stdout_shared(mut self, shared: bool) -> Self {
+        let [stdout, stderr] = &self.out;
+        self.batch[0] = batch_size(stdout.as_fd(), stderr.as_fd(), shared);
+        self
     }
 
     /// Also appends every instance's records to `dir/<name>.stdout.log` and
@@ -271,6 +385,7 @@ impl LogWriter {
     }
 
     /// Writes one record of `instance` to `stream`.
+    #[inline]
     pub fn write(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
         let slot = stream as usize;
         if let Some(Some(file)) = self.files.get_mut(instance).map(|pair| &mut pair[slot])
@@ -278,18 +393,109 @@ impl LogWriter {
         {
             self.write_errors += 1;
         }
-        let marker: &[u8] = if record.starts_line { b" | " } else { b" + " };
-        let (plain, coloured) = &self.names[instance];
-        let name = if self.color[slot] {
-            coloured.as_bytes()
-        } else {
-            plain.as_bytes()
-        };
+        let prefix = &self.prefixes[instance][usize::from(self.color[slot])];
         let out = &mut self.queue[slot];
-        out.extend_from_slice(name);
-        out.extend_from_slice(marker);
+        out.reserve(prefix.len() + record.bytes.len() + 1);
+        if record.starts_line {
+            out.extend_from_slice(prefix);
+        } else {
+            out.extend_from_slice(&prefix[..prefix.len() - 3]);
+            out.extend_from_slice(b" + ");
+        }
         out.extend_from_slice(record.bytes);
         out.push(b'\n');
+    }
+
+    /// Reads what `source`'s pipe holds (a few reads while each fills
+    /// `scratch`) and relays its records, each copied once, from `scratch`
+    /// into the output queue; `observe`, if any, sees every record. A queue that
+    /// reached a batch is written at once, while its bytes are fresh.
+    pub fn relay(
+        &mut self,
+        source: LogSource<'_>,
+        scratch: &mut [u8],
+        mut observe: Option<&mut dyn FnMut(Record<'_>)>,
+    ) -> Relayed {
+        let LogSource {
+            fd,
+            buffer,
+            instance,
+            stream,
+        } = source;
+        let slot = stream as usize;
+        let mut relayed = Relayed::Empty;
+        for _ in 0..READS_PER_TURN {
+            let n = match nix::unistd::read(fd, scratch) {
+                Ok(0) => return Relayed::Closed,
+                Ok(n) => n,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => break,
+                Err(_) => return Relayed::Closed,
+            };
+            relayed = Relayed::Data;
+            self.relay_bytes(instance, stream, buffer, &scratch[..n], &mut observe);
+            if self.backlog(stream) >= self.batch[slot] && !self.blocked[slot] {
+                self.flush_stream(slot);
+            }
+            // A short read emptied the pipe; a stalled output takes no more.
+            if n < scratch.len() || self.stalled(stream) {
+                break;
+            }
+        }
+        relayed
+    }
+
+    /// At the end of `source`: reads what is left without blocking (at
+    /// most `budget` bytes: a stray descendant may still be writing),
+    /// relays it with the last line, and flushes.
+    pub fn close(
+        &mut self,
+        source: LogSource<'_>,
+        scratch: &mut [u8],
+        budget: usize,
+        mut observe: Option<&mut dyn FnMut(Record<'_>)>,
+    ) {
+        let LogSource {
+            fd,
+            buffer,
+            instance,
+            stream,
+        } = source;
+        let mut budget = budget;
+        while budget > 0 {
+            match nix::unistd::read(fd, scratch) {
+                Ok(0) => break,
+                Ok(n) => {
+                    budget = budget.saturating_sub(n);
+                    self.relay_bytes(instance, stream, buffer, &scratch[..n], &mut observe);
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        buffer.finish(|record| {
+            if let Some(observe) = observe.as_mut() {
+                observe(record);
+            }
+            self.write(instance, stream, record);
+        });
+        self.flush();
+    }
+
+    fn relay_bytes(
+        &mut self,
+        instance: usize,
+        stream: Stream,
+        buffer: &mut LineBuffer,
+        data: &[u8],
+        observe: &mut Option<&mut dyn FnMut(Record<'_>)>,
+    ) {
+        buffer.push(data, |record| {
+            if let Some(observe) = observe.as_mut() {
+                observe(record);
+            }
+            self.write(instance, stream, record);
+        });
     }
 
     /// Bytes queued for output `stream`, not written yet.
@@ -312,6 +518,7 @@ impl LogWriter {
     /// Writes what the outputs take now, without blocking on a
     /// non-blocking output; call before waiting for more.
     pub fn flush(&mut self) {
+        self.blocked = [false, false];
         self.flush_stream(0);
         self.flush_stream(1);
     }
@@ -325,16 +532,23 @@ impl LogWriter {
                 return;
             }
             // Whole records of at most a batch; a longer record alone.
-            let window = &rest[..rest.len().min(BATCH)];
-            let len = match memchr::memrchr(b'\n', window) {
-                Some(end) => end + 1,
-                None => memchr::memchr(b'\n', rest).map_or(rest.len(), |end| end + 1),
+            // The queue ends with a whole record, so a rest that fits is
+            // written as it is.
+            let batch = self.batch[slot];
+            let len = if rest.len() <= batch {
+                rest.len()
+            } else {
+                match memchr::memrchr(b'\n', &rest[..batch]) {
+                    Some(end) => end + 1,
+                    None => memchr::memchr(b'\n', rest).map_or(rest.len(), |end| end + 1),
+                }
             };
             match write_out(self.out[slot].as_fd(), &rest[..len], self.socket[slot]) {
                 Ok(0) => self.drop_queue(slot),
                 Ok(n) => self.sent[slot] += n,
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => {
+                    self.blocked[slot] = true;
                     // Compact once the written part dominates.
                     if self.sent[slot] > self.queue[slot].len() / 2 {
                         self.queue[slot].drain(..self.sent[slot]);
@@ -392,6 +606,33 @@ impl Drop for LogWriter {
     fn drop(&mut self) {
         self.finish(std::time::Instant::now() + super::DRAIN_TIMEOUT);
     }
+}
+
+/// The largest batch written at once to output `fd`, `other` being
+/// ipc-run's other output. A write to a pipe of at most `PIPE_BUF` bytes
+/// is atomic: no other writer's bytes land inside it. That matters where
+/// another writer ipc-run knows of shares the output: a process of the
+/// plan wired to it (`shared`), or ipc-run's other stream on the same
+/// pipe, socket or terminal (`2>&1`, a terminal for both). There a batch
+/// is `PIPE_BUF`, as a batch that is cut by a partial write could let the
+/// other writer in mid-record. Everywhere else (a regular file, `/dev/null`,
+/// a pipe only ipc-run writes to) it is [`BATCH`]: fewer system calls, and
+/// records stay whole because no one else writes between them.
+fn batch_size(fd: BorrowedFd<'_>, other: BorrowedFd<'_>, shared: bool) -> usize {
+    use nix::sys::stat::SFlag;
+    let Ok(stat) = nix::sys::stat::fstat(fd) else {
+        return SHARED_BATCH;
+    };
+    let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+    let interleaves = kind == SFlag::S_IFIFO
+        || kind == SFlag::S_IFSOCK
+        || nix::unistd::isatty(fd).unwrap_or(false);
+    if !interleaves {
+        return BATCH;
+    }
+    let same = nix::sys::stat::fstat(other)
+        .is_ok_and(|o| o.st_dev == stat.st_dev && o.st_ino == stat.st_ino);
+    if shared || same { SHARED_BATCH } else { BATCH }
 }
 
 /// Whether `fd` is a socket.
@@ -559,9 +800,9 @@ mod tests {
         input.extend_from_slice(b"\nlast");
         let mut buffer = LineBuffer::default();
         for part in input.chunks(1000) {
-            buffer.push(part, &mut |r| writer.write(0, Stream::Stdout, r));
+            buffer.push(part, |r: Record<'_>| writer.write(0, Stream::Stdout, r));
         }
-        buffer.finish(&mut |r| writer.write(0, Stream::Stdout, r));
+        buffer.finish(|r: Record<'_>| writer.write(0, Stream::Stdout, r));
         writer.write(
             0,
             Stream::Stderr,
@@ -602,5 +843,255 @@ mod tests {
         );
         writer.flush();
         assert_eq!(writer.write_errors, 1);
+    }
+
+    /// The record splitter as it was before records were taken straight
+    /// from the read: every byte collected, then cut.
+    #[derive(Default)]
+    struct OldLineBuffer {
+        pending: Vec<u8>,
+        continuing: bool,
+    }
+
+    impl OldLineBuffer {
+        fn push(&mut self, data: &[u8], out: &mut Vec<(Vec<u8>, bool)>) {
+            self.pending.extend_from_slice(data);
+            let mut start = 0;
+            while let Some(offset) = memchr::memchr(b'\n', &self.pending[start..]) {
+                let end = start + offset;
+                let mut piece = start;
+                loop {
+                    let piece_end = end.min(piece + CHUNK);
+                    out.push((self.pending[piece..piece_end].to_vec(), !self.continuing));
+                    self.continuing = true;
+                    piece = piece_end;
+                    if piece >= end {
+                        break;
+                    }
+                }
+                self.continuing = false;
+                start = end + 1;
+            }
+            while self.pending.len() - start >= CHUNK {
+                out.push((
+                    self.pending[start..start + CHUNK].to_vec(),
+                    !self.continuing,
+                ));
+                self.continuing = true;
+                start += CHUNK;
+            }
+            self.pending.drain(..start);
+        }
+
+        fn finish(&mut self, out: &mut Vec<(Vec<u8>, bool)>) {
+            if !self.pending.is_empty() {
+                out.push((self.pending.clone(), !self.continuing));
+            }
+        }
+    }
+
+    /// Input made of lines of random lengths (some over [`CHUNK`], some an
+    /// exact multiple of it), the last one maybe without its newline.
+    fn input() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let len = prop_oneof![
+            8 => 0usize..200,
+            1 => Just(CHUNK),
+            1 => (CHUNK - 2)..(CHUNK + 2),
+            1 => 0usize..(3 * CHUNK),
+        ];
+        (
+            prop::collection::vec((len, any::<u8>()), 0..8),
+            any::<bool>(),
+        )
+            .prop_map(|(lines, newline_at_end)| {
+                let mut input = Vec::new();
+                for (len, byte) in lines {
+                    let byte = if byte == b'\n' { b'x' } else { byte };
+                    input.extend(std::iter::repeat_n(byte, len));
+                    input.push(b'\n');
+                }
+                if !newline_at_end {
+                    input.pop();
+                }
+                input
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        #[test]
+        fn records_match_the_old_splitter_for_any_chunking(
+            input in input(),
+            cuts in proptest::collection::vec(1usize..(2 * CHUNK), 1..16),
+        ) {
+            let mut parts: Vec<&[u8]> = Vec::new();
+            let mut rest = &input[..];
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (part, tail) = rest.split_at((*cut).min(rest.len()));
+                parts.push(part);
+                rest = tail;
+            }
+            let mut old = OldLineBuffer::default();
+            let mut expected = Vec::new();
+            for part in &parts {
+                old.push(part, &mut expected);
+            }
+            old.finish(&mut expected);
+            proptest::prop_assert_eq!(records(&parts), expected);
+        }
+    }
+
+    /// A seqpacket socket pair: each write of the writer arrives as one
+    /// message, so batches can be seen.
+    fn packets() -> (OwnedFd, OwnedFd) {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap()
+    }
+
+    fn received(fd: &OwnedFd) -> Vec<Vec<u8>> {
+        use nix::sys::socket::{MsgFlags, recv};
+        use std::os::fd::AsRawFd;
+        let mut out = Vec::new();
+        let mut buf = vec![0; 4 * CHUNK];
+        while let Ok(n) = recv(fd.as_raw_fd(), &mut buf, MsgFlags::MSG_DONTWAIT) {
+            out.push(buf[..n].to_vec());
+        }
+        out
+    }
+
+    fn null() -> OwnedFd {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap()
+            .into()
+    }
+
+    /// Relays `chunks`, written one by one into a pipe, as instance 0.
+    fn relay_through_pipe(writer: &mut LogWriter, chunks: &[&[u8]]) {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut buffer = LineBuffer::default();
+        let mut scratch = vec![0; CHUNK];
+        let mut seen = 0;
+        for chunk in chunks {
+            nix::unistd::write(&w, chunk).unwrap();
+            let source = LogSource {
+                fd: r.as_fd(),
+                buffer: &mut buffer,
+                instance: 0,
+                stream: Stream::Stdout,
+            };
+            let got = writer.relay(source, &mut scratch, Some(&mut |_| seen += 1));
+            assert_eq!(got, Relayed::Data);
+        }
+        drop(w);
+        let source = LogSource {
+            fd: r.as_fd(),
+            buffer: &mut buffer,
+            instance: 0,
+            stream: Stream::Stdout,
+        };
+        assert_eq!(
+            writer.relay(source, &mut scratch, Some(&mut |_| seen += 1)),
+            Relayed::Closed
+        );
+        let source = LogSource {
+            fd: r.as_fd(),
+            buffer: &mut buffer,
+            instance: 0,
+            stream: Stream::Stdout,
+        };
+        writer.close(source, &mut scratch, CHUNK, Some(&mut |_| seen += 1));
+        assert!(seen > 0);
+    }
+
+    #[test]
+    fn prefixes_go_before_records_that_span_reads() {
+        let (rx, tx) = packets();
+        let mut writer = LogWriter::new(&["a", "bcd"], tx, null(), [false, false]);
+        relay_through_pipe(&mut writer, &[b"one\ntw", b"o", b"\n\nthr", b"ee"]);
+        let out: Vec<u8> = received(&rx).concat();
+        assert_eq!(out, b"a   | one\na   | two\na   | \na   | three\n");
+    }
+
+    #[test]
+    fn batches_are_whole_records_and_pipe_buf_when_shared() {
+        let line = |n: usize| {
+            let mut v = vec![b'y'; n];
+            v.push(b'\n');
+            v
+        };
+        let mut input = Vec::new();
+        for _ in 0..100 {
+            input.extend(line(90));
+        }
+        input.extend(line(10_000));
+        for _ in 0..100 {
+            input.extend(line(90));
+        }
+        for (shared, limit) in [(true, SHARED_BATCH), (false, BATCH)] {
+            let (rx, tx) = packets();
+            let mut writer =
+                LogWriter::new(&["a"], tx, null(), [false, false]).with_stdout_shared(shared);
+            relay_through_pipe(&mut writer, &[&input]);
+            let batches = received(&rx);
+            let mut expected = Vec::new();
+            for l in input.split_inclusive(|&b| b == b'\n') {
+                expected.extend_from_slice(b"a | ");
+                expected.extend_from_slice(l);
+            }
+            assert_eq!(batches.concat(), expected, "shared {shared}");
+            for batch in &batches {
+                assert_eq!(batch.last(), Some(&b'\n'));
+                // Only the record larger than a batch goes out alone.
+                assert!(
+                    batch.len() <= limit || memchr::memchr_iter(b'\n', batch).count() == 1,
+                    "a batch of {} with shared {shared}",
+                    batch.len()
+                );
+            }
+            if shared {
+                assert!(batches.len() > 4);
+            }
+        }
+    }
+
+    #[test]
+    fn only_an_at_stdout_edge_shares_ipc_runs_stdout() {
+        let plan_of = |text: &str| {
+            let topology =
+                crate::topology::Topology::parse(Path::new("t.toml"), text.into()).expect("valid");
+            crate::plan::plan(&topology, &crate::plan::Limits::default())
+                .expect("valid")
+                .plan
+        };
+        let two = "[process.a]\ncmd = [\"a\"]\n[process.b]\ncmd = [\"b\"]\n";
+        let piped = format!("{two}[[edge]]\nfrom = \"a\"\nto = \"b\"\n");
+        let wired = format!("{two}[[edge]]\nfrom = \"a\"\nto = \"@stdout\"\n");
+        assert!(!plan_writes_stdout(&plan_of(two)));
+        assert!(!plan_writes_stdout(&plan_of(&piped)));
+        assert!(plan_writes_stdout(&plan_of(&wired)));
+    }
+
+    #[test]
+    fn batch_size_follows_who_shares_the_output() {
+        let (_r, w) = nix::unistd::pipe().unwrap();
+        let (_r2, w2) = nix::unistd::pipe().unwrap();
+        let null = null();
+        assert_eq!(batch_size(null.as_fd(), null.as_fd(), true), BATCH);
+        assert_eq!(batch_size(w.as_fd(), w2.as_fd(), false), BATCH);
+        assert_eq!(batch_size(w.as_fd(), w2.as_fd(), true), SHARED_BATCH);
+        let again = w.try_clone().unwrap();
+        assert_eq!(batch_size(w.as_fd(), again.as_fd(), false), SHARED_BATCH);
     }
 }

@@ -558,7 +558,8 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
         options.color.resolve(stderr.as_fd()),
     ];
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
-    let mut writer = LogWriter::new(&names, stdout, stderr, color);
+    let mut writer = LogWriter::new(&names, stdout, stderr, color)
+        .with_stdout_shared(logs::plan_writes_stdout(plan));
     if let Some(dir) = &options.log_dir {
         writer = writer.with_log_dir(dir, &names)?;
     }
@@ -1828,42 +1829,30 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     // ----- logs -----------------------------------------------------------
 
-    /// Reads one chunk of log stream `s` and relays its lines. Returns
-    /// whether bytes were read (more may be waiting).
+    /// Reads what log stream `s` holds (a few reads at most, see
+    /// [`LogWriter::relay`]) and relays its lines. Returns whether bytes
+    /// were read (more may be waiting).
     fn read_log(&mut self, s: usize) -> bool {
-        let result = loop {
-            match nix::unistd::read(&self.streams[s].fd, &mut self.scratch) {
-                Err(Errno::EINTR) => continue,
-                other => break other,
-            }
+        let (instance, stream) = (self.streams[s].instance, self.streams[s].stream);
+        let watch = self.watch_not_found(instance, stream);
+        let LogStream { fd, buffer, .. } = &mut self.streams[s];
+        let source = logs::LogSource {
+            fd: fd.as_fd(),
+            buffer,
+            instance,
+            stream,
         };
-        match result {
-            Ok(0) => {
-                self.close_log(s);
-                false
-            }
-            Ok(n) => {
-                let watch = self.watch_not_found(self.streams[s].instance, self.streams[s].stream);
-                let LogStream {
-                    instance,
-                    stream,
-                    buffer,
-                    ..
-                } = &mut self.streams[s];
-                let (instance, stream) = (*instance, *stream);
-                let writer = &mut self.writer;
-                let mut found = None;
-                buffer.push(&self.scratch[..n], &mut |record| {
-                    note_not_found(watch, record, &mut found);
-                    writer.write(instance, stream, record)
-                });
-                if found.is_some() {
-                    self.instances[instance].not_found = found;
-                }
-                true
-            }
-            Err(Errno::EAGAIN) => false,
-            Err(_) => {
+        let mut found = None;
+        let mut note = |record: logs::Record<'_>| note_not_found(true, record, &mut found);
+        let observe: Option<&mut dyn FnMut(logs::Record<'_>)> = watch.then_some(&mut note);
+        let relayed = self.writer.relay(source, &mut self.scratch, observe);
+        if found.is_some() {
+            self.instances[instance].not_found = found;
+        }
+        match relayed {
+            logs::Relayed::Data => true,
+            logs::Relayed::Empty => false,
+            logs::Relayed::Closed => {
                 self.close_log(s);
                 false
             }
@@ -1902,27 +1891,16 @@ impl<R: Runtime> Supervisor<'_, R> {
         let mut stream = self.streams.swap_remove(s);
         let watch = self.watch_not_found(stream.instance, stream.stream);
         let mut found = None;
-        let writer = &mut self.writer;
-        let mut budget = MAX_CLOSING_DRAIN;
-        while budget > 0 {
-            match nix::unistd::read(&stream.fd, &mut self.scratch) {
-                Ok(0) => break,
-                Ok(n) => {
-                    budget = budget.saturating_sub(n);
-                    stream.buffer.push(&self.scratch[..n], &mut |record| {
-                        note_not_found(watch, record, &mut found);
-                        writer.write(stream.instance, stream.stream, record)
-                    });
-                }
-                Err(Errno::EINTR) => {}
-                Err(_) => break,
-            }
-        }
-        stream.buffer.finish(&mut |record| {
-            note_not_found(watch, record, &mut found);
-            writer.write(stream.instance, stream.stream, record)
-        });
-        writer.flush();
+        let source = logs::LogSource {
+            fd: stream.fd.as_fd(),
+            buffer: &mut stream.buffer,
+            instance: stream.instance,
+            stream: stream.stream,
+        };
+        let mut note = |record: logs::Record<'_>| note_not_found(true, record, &mut found);
+        let observe: Option<&mut dyn FnMut(logs::Record<'_>)> = watch.then_some(&mut note);
+        self.writer
+            .close(source, &mut self.scratch, MAX_CLOSING_DRAIN, observe);
         if found.is_some() {
             self.instances[stream.instance].not_found = found;
         }

@@ -540,6 +540,38 @@ shell = "sleep 0.2; echo still-here"
     assert_eq!(result.code, 0);
 }
 
+/// A process wired to ipc-run's stdout writes into the same pipe as the
+/// relay: the relay's batches stay within `PIPE_BUF` there, so its records
+/// and the process's own lines (one write each) both arrive whole.
+#[test]
+fn relayed_records_stay_whole_beside_a_process_on_own_stdout() {
+    let toml = r#"
+[process.wired]
+shell = "i=0; while [ $i -lt 20000 ]; do echo wired-$i; i=$((i+1)); done"
+[process.chat]
+shell = "seq -f 'chat-%g' 1 100000"
+[[edge]]
+from = "wired"
+to = "@stdout"
+"#;
+    let result = run(toml);
+    let text = String::from_utf8(result.stdout).unwrap();
+    let mut wired = 0;
+    let mut chat = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("chat  | ") {
+            chat.push(rest.to_owned());
+        } else {
+            assert_eq!(line, format!("wired-{wired}"), "a broken line");
+            wired += 1;
+        }
+    }
+    assert_eq!(wired, 20000);
+    let want: Vec<String> = (1..=100000).map(|i| format!("chat-{i}")).collect();
+    assert!(chat == want, "the relayed lines differ");
+    assert_eq!(result.code, 0);
+}
+
 #[test]
 fn log_sink_dev_full_does_not_kill() {
     let child = runner_command(
