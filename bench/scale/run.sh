@@ -10,6 +10,10 @@
 #   IPC_RUN=path          the binary measured (default: a release build of this tree)
 #   IPC_RUN_BEFORE=path   an older binary, measured as a further column (ipc-run-before)
 #   NS="10 100 1000 3000 10000"   K=5 LIVE_MS=50 WINDOW=5 IDLE_AT=1000
+#   FDS_PER_CHILD=3       fds ipc-run holds per child (stdout and stderr pipes, a pidfd):
+#                         an N that needs more than RLIMIT_NOFILE is left out, with a note,
+#                         and the largest thousand that fits is measured instead
+#                         (FORCE=1 runs it anyway, to see it fail)
 #   RELAY_LINES=2000000 CHECK_LINES=200000
 #   RESULTS=dir           also writes dir/scale.json (bench/plots.py draws scaling.svg from it)
 #   BENCH_DIR=dir         keep the generated files there
@@ -21,18 +25,32 @@ echo "== scale: ipc-run beside the C floor at N = $ns; $rounds rounds"
 machine
 for c in bench/scale/child.c bench/scale/floor.c bench/scale/relay.c bench/run/linegen.c; do helper "$c"; done
 
-# Each child is a process (and a thread) of this user, ipc-run holds two pipe
-# ends per child (its stdout and stderr): raise the soft limits to the hard ones.
+# Each child is a process of this user and costs ipc-run FDS_PER_CHILD fds:
+# raise the soft limits to the hard ones (raising a hard limit needs
+# CAP_SYS_RESOURCE), and leave out an N that cannot fit.
 ulimit -Sn "$(ulimit -Hn)"
 ulimit -Su "$(ulimit -Hu)"
-max=0; for n in $ns; do [ "$n" -gt "$max" ] && max=$n; done
-echo "limits: RLIMIT_NOFILE $(ulimit -n), RLIMIT_NPROC $(ulimit -u), pid_max $(cat /proc/sys/kernel/pid_max), processes now $(ls -d /proc/[0-9]* | wc -l); largest N $max"
-if [ $((2 * max + 64)) -gt "$(ulimit -n)" ]; then
-    echo "note: N=$max needs about $((2 * max + 64)) fds in ipc-run (two relay pipes per child), over RLIMIT_NOFILE $(ulimit -n): expect ipc-run to fail there"
+per="${FDS_PER_CHILD:-3}" nofile=$(ulimit -n) pid_max=$(cat /proc/sys/kernel/pid_max)
+procs=$(ls -d /proc/[0-9]* | wc -l)
+echo "limits: RLIMIT_NOFILE $nofile (hard $(ulimit -Hn)), RLIMIT_NPROC $(ulimit -u), pid_max $pid_max, processes now $procs"
+fit=""
+for n in $ns; do
+    if [ -z "${FORCE:-}" ] && [ $((per * n + 64)) -gt "$nofile" ]; then
+        echo "N=$n left out: ipc-run would hold about $((per * n + 64)) fds ($per per child: stdout and stderr pipes, a pidfd), over RLIMIT_NOFILE $nofile"
+    elif [ -z "${FORCE:-}" ] && [ $((n + procs + 100)) -gt "$pid_max" ]; then
+        echo "N=$n left out: $n more processes than pid_max $pid_max allows beside the $procs running"
+    else fit+="${fit:+ }$n"; fi
+done
+# in place of what was left out, the largest thousand that fits
+cap=$(( (nofile - 64) / per / 1000 * 1000 ))
+last=${fit##* }
+if [ "$fit" != "$ns" ] && [ "$cap" -gt "${last:-0}" ]; then
+    fit+="${fit:+ }$cap"
+    echo "N=$cap measured instead: the largest thousand within RLIMIT_NOFILE"
 fi
-if [ $((2 * max + $(ls -d /proc/[0-9]* | wc -l))) -gt "$(cat /proc/sys/kernel/pid_max)" ]; then
-    echo "note: N=$max may exceed pid_max with other processes running"
-fi
+ns=$fit
+echo "measured: N = $ns"
+[ -n "$ns" ] || { echo "no N fits the limits" >&2; exit 1; }
 
 managers=("ipc-run=$IPC_RUN")
 [ -z "${IPC_RUN_BEFORE:-}" ] || managers+=("ipc-run-before=$(realpath "$IPC_RUN_BEFORE")")

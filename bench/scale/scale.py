@@ -110,15 +110,29 @@ def relay_topology(path, o, n, each):
         f.write("\n".join(lines))
 
 
-def spawn(argv, stdout=None):
+def spawn(argv, stdout=None, stderr=None):
+    """Starts argv, stdin and (by default) stdout on /dev/null, stderr to the file stderr."""
     devnull = os.open(os.devnull, os.O_RDWR)
+    err = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) if stderr else devnull
     try:
         actions = [(os.POSIX_SPAWN_DUP2, devnull, 0),
                    (os.POSIX_SPAWN_DUP2, devnull if stdout is None else stdout, 1),
-                   (os.POSIX_SPAWN_DUP2, devnull, 2)]
+                   (os.POSIX_SPAWN_DUP2, err, 2)]
         return os.posix_spawn(argv[0], argv, os.environ, file_actions=actions)
     finally:
         os.close(devnull)
+        if stderr:
+            os.close(err)
+
+
+def last_words(path):
+    """The last line the manager wrote to stderr, to say why it failed."""
+    try:
+        with open(path, errors="replace") as f:
+            lines = [x.strip() for x in f if x.strip()]
+        return f" ({lines[-1][:200]})" if lines else ""
+    except OSError:
+        return ""
 
 
 def wait_exit(pid, timeout):
@@ -205,8 +219,11 @@ def life(o, label, binary, n, d):
     gfd, pid = None, None
     try:
         t0 = time.perf_counter()
-        pid = spawn(argv)
-        launch = await_ready(rfd, pid, n, t0, t0 + 60 + n / 50)
+        pid = spawn(argv, stderr=os.path.join(d, "stderr"))
+        try:
+            launch = await_ready(rfd, pid, n, t0, t0 + 60 + n / 50)
+        except Failed as e:
+            raise Failed(str(e) + last_words(os.path.join(d, "stderr"))) from e
         time.sleep(float(o["settle"]))
         gfd = os.open(go, os.O_RDWR)  # a writer: the crasher's open of GO returns
         rs = restarts(log, k, time.perf_counter() + 30 + k * 5)
@@ -255,7 +272,7 @@ def relay_check(o, label, binary, n, d):
     """Runs the relay once into a pipe; every line must arrive whole."""
     each = max(1, int(o["check-lines"]) // n)
     r, w = os.pipe()
-    pid = spawn(relay_argv(o, binary, n, each, d), stdout=w)
+    pid = spawn(relay_argv(o, binary, n, each, d), stdout=w, stderr=os.path.join(d, "stderr"))
     os.close(w)
     counts, bad, rest = {}, 0, b""
     want = b"x" * 99
@@ -271,7 +288,8 @@ def relay_check(o, label, binary, n, d):
     wrong = [p for p, c in counts.items() if c != each]
     lost = n * each - sum(counts.values())
     if code:  # could not run at this N (a limit): reported, not measured
-        raise Failed(f"exited with {code} ({n * each - lost} of {n * each} lines relayed)")
+        raise Failed(f"exited with {code} ({n * each - lost} of {n * each} lines relayed)"
+                     + last_words(os.path.join(d, "stderr")))
     if bad or wrong or len(counts) != n:
         sys.exit(f"relay check {label}@{n}: exit {code}, {len(counts)} of {n} writers, {lost} lines "
                  f"lost, {bad} broken (e.g. {rest[:80]!r}), {len(wrong)} writers with a wrong count")
