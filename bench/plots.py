@@ -124,6 +124,11 @@ SCALING = [("launch_ms", "life", "launch until all run, ms"),
 COLORS = {"c-floor": "#777777", "ipc-run": "#d62728", "ipc-run-before": "#1f77b4"}
 
 
+def short(n):
+    """3000 -> 3k: neighbouring sizes on a log axis must not overlap."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
+
+
 def svg_panel(x0, y0, w, h, title, ns, lines):
     """One log-log panel at (x0, y0); lines: [(label, [(n, value)])]."""
     vals = [v for _, pts in lines for _, v in pts if v > 0]
@@ -146,7 +151,7 @@ def svg_panel(x0, y0, w, h, title, ns, lines):
         out.append(f'<text x="{x0 - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{10.0 ** e:g}</text>')
     for n in ns:
         x, _ = xy(n, 10.0 ** lo)
-        out.append(f'<text x="{x:.1f}" y="{y0 + h + 14}" text-anchor="middle" font-size="10">{n:,}</text>')
+        out.append(f'<text x="{x:.1f}" y="{y0 + h + 14}" text-anchor="middle" font-size="10">{short(n)}</text>')
     for label, pts in lines:
         pts = [(n, v) for n, v in pts if v > 0]
         if not pts:
