@@ -13,6 +13,12 @@
  *                             (so no crash happens while the manager is still
  *                             launching), lives LIVE_MS, appends "crash I T"
  *                             and exits 1. Start K stays up like an idle child.
+ *   child write READY GO LINES LEN
+ *                             a relay's writer: writes the READY byte, waits
+ *                             for GO like the crasher, then writes LINES lines
+ *                             of LEN bytes ("xx..x\n") to stdout in writes of
+ *                             whole lines of about 64 KiB, and exits 0; so the
+ *                             relay is timed apart from the launch.
  * Build: cc -O2 -o child child.c */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,6 +48,32 @@ static void ready(const char *fifo) {
     close(fd);
 }
 
+static void await_go(const char *go) {
+    /* blocks until the harness holds GO open for writing */
+    int g = open(go, O_RDONLY | O_CLOEXEC);
+    if (g < 0) _exit(2);
+    close(g);
+}
+
+static int lines(unsigned long long n, size_t len) {
+    size_t per = 65536 / len ? 65536 / len : 1;
+    char *buf = malloc(per * len);
+    if (!buf || len == 0) return 2;
+    memset(buf, 'x', per * len);
+    for (size_t i = 0; i < per; i++) buf[i * len + len - 1] = '\n';
+    while (n) {
+        size_t k = n < per ? (size_t)n : per, want = k * len, off = 0;
+        while (off < want) {
+            ssize_t w = write(1, buf + off, want - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) return 1;
+            off += (size_t)w;
+        }
+        n -= k;
+    }
+    return 0;
+}
+
 static void idle(void) {
     for (;;) pause();
 }
@@ -52,8 +84,14 @@ int main(int argc, char **argv) {
         ready(argv[2]);
         idle();
     }
+    if (argc == 6 && !strcmp(argv[1], "write")) {
+        ready(argv[2]);
+        await_go(argv[3]);
+        return lines(strtoull(argv[4], 0, 10), strtoul(argv[5], 0, 10));
+    }
     if (argc != 7 || strcmp(argv[1], "crash")) {
-        fprintf(stderr, "usage: child idle READY | child crash READY LOG GO K LIVE_MS\n");
+        fprintf(stderr, "usage: child idle READY | child crash READY LOG GO K LIVE_MS | "
+                        "child write READY GO LINES LEN\n");
         return 2;
     }
     const char *log = argv[3], *go = argv[4];
@@ -65,9 +103,7 @@ int main(int argc, char **argv) {
     append(log, line, (size_t)snprintf(line, sizeof line, "start %ld %lld\n", i, t0));
     if (i == 0) ready(argv[2]);
     if (i >= k) idle();
-    int g = open(go, O_RDONLY | O_CLOEXEC);
-    if (g < 0) _exit(2);
-    close(g);
+    await_go(go);
     struct timespec d = {live / 1000, (live % 1000) * 1000000L};
     while (nanosleep(&d, &d) && errno == EINTR) {}
     append(counter, "x", 1);

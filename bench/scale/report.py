@@ -47,6 +47,8 @@ def ref_n(res, want):
 
 def table(res, title, part, key, unit, floor, per="child", better="lower"):
     """One figure: per N the floor, each ipc-run binary, ratios, per-child cost."""
+    if not res[part]:  # that part was not measured (PARTS)
+        return
     runs = [l for l in res["labels"] if l != "c-floor"]
     base = ref_n(res, 10 if per == "N10" else 100)
     print(f"\n**{title}** ({better} is better; medians of {res['rounds']} rounds)\n")
@@ -78,6 +80,8 @@ def table(res, title, part, key, unit, floor, per="child", better="lower"):
 
 
 def memory(res):
+    if not res["life"]:
+        return
     runs = [l for l in res["labels"] if l != "c-floor"]
     lo = res["ns"][0]
     print(f"\n**Resident memory of the manager's own process** (VmRSS of its pid, read from "
@@ -134,8 +138,8 @@ def print_tables(res):
     table(res, f"Restart latency of one child beside N-1 idle siblings (exit -> replacement running, "
           f"backoff 0; median of {res['k']} restarts per round)", "life", "restart_ms", "ms", "c-floor",
           per="N10")
-    table(res, f"Relay: N writers, {res['relay_lines']:,} 100-byte lines in all, prefixed into "
-          "/dev/null (MB/s over the whole command, start-up included)", "relay", "relay_mbs", "MB/s",
+    table(res, f"Relay: N writers, {res['relay_lines']:,} 100-byte lines in all, prefixed, into a "
+          "pipe (MB/s from the writers' go, once all run, to the last line out)", "relay", "relay_mbs", "MB/s",
           "c-relay", per="N10", better="higher")
     memory(res)
     idle(res)

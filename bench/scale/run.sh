@@ -3,7 +3,7 @@
 # in one run: launch until all run, SIGTERM -> exit, one child's restart
 # latency beside N-1 idle siblings, relay throughput of N writers (every line
 # checked first), the manager's own RSS at N and its idle CPU at 1,000.
-# The C floor (floor.c, relay.c) and the children (child.c, linegen.c) are
+# The C floor (floor.c, relay.c) and the children (child.c) are
 # compiled here with cc -O2; how each figure is taken is in scale.py.
 #
 # usage: bench/scale/run.sh [ROUNDS]            (default 3)
@@ -15,6 +15,7 @@
 #                         and the largest thousand that fits is measured instead
 #                         (FORCE=1 runs it anyway, to see it fail)
 #   RELAY_LINES=2000000 CHECK_LINES=200000
+#   PARTS="life relay"    one of them alone: PARTS=relay
 #   RESULTS=dir           also writes dir/scale.json (bench/plots.py draws scaling.svg from it)
 #   BENCH_DIR=dir         keep the generated files there
 set -euo pipefail
@@ -23,7 +24,7 @@ rounds="${1:-3}"
 ns="${NS:-10 100 1000 3000 10000}"
 echo "== scale: ipc-run beside the C floor at N = $ns; $rounds rounds"
 machine
-for c in bench/scale/child.c bench/scale/floor.c bench/scale/relay.c bench/run/linegen.c; do helper "$c"; done
+for c in bench/scale/child.c bench/scale/floor.c bench/scale/relay.c; do helper "$c"; done
 
 # Each child is a process of this user and costs ipc-run FDS_PER_CHILD fds:
 # raise the soft limits to the hard ones (raising a hard limit needs
@@ -31,7 +32,7 @@ for c in bench/scale/child.c bench/scale/floor.c bench/scale/relay.c bench/run/l
 ulimit -Sn "$(ulimit -Hn)"
 ulimit -Su "$(ulimit -Hu)"
 per="${FDS_PER_CHILD:-3}" nofile=$(ulimit -n) pid_max=$(cat /proc/sys/kernel/pid_max)
-procs=$(ls -d /proc/[0-9]* | wc -l)
+running=(/proc/[0-9]*); procs=${#running[@]}
 echo "limits: RLIMIT_NOFILE $nofile (hard $(ulimit -Hn)), RLIMIT_NPROC $(ulimit -u), pid_max $pid_max, processes now $procs"
 fit=""
 for n in $ns; do
@@ -59,9 +60,9 @@ out="${out:-$dir/scale.json}"
 [ -z "${RESULTS:-}" ] || mkdir -p "$RESULTS"
 echo
 python3 bench/scale/scale.py --dir "$dir/scale" --child "$dir/child" --floor "$dir/floor" \
-    --relay "$dir/relay" --linegen "$dir/linegen" --rounds "$rounds" --ns "$ns" \
+    --relay "$dir/relay" --rounds "$rounds" --ns "$ns" \
     --k "${K:-5}" --live-ms "${LIVE_MS:-50}" --window "${WINDOW:-5}" --idle-at "${IDLE_AT:-1000}" \
-    --relay-lines "${RELAY_LINES:-2000000}" --check-lines "${CHECK_LINES:-200000}" --json "$out" \
+    --relay-lines "${RELAY_LINES:-2000000}" --check-lines "${CHECK_LINES:-200000}" --parts "${PARTS:-life relay}" --json "$out" \
     -- "${managers[@]}"
 echo
 echo "JSON: $out"

@@ -22,16 +22,18 @@ order rotated each round), one *life*:
             every child stopping at once. Afterwards no child may be left:
             a leftover is reported, and killed by pid.
 and, for every N, one *relay* run per manager (`c-relay`, the LABELs): N
-writers (bench/run/linegen.c) of --relay-lines 100-byte lines in all, the
-manager relaying them prefixed into /dev/null; throughput is bytes over the
-command's wall time. Before the rounds, each relay runs once into a pipe and
-every line is checked: N prefixes, each with its writer's count of intact
-lines, nothing else (0 lost, 0 broken), or the benchmark stops.
+writers (`child write`) of --relay-lines 100-byte lines in all, the manager
+relaying them, prefixed, into a pipe this harness reads. The writers wait
+for the GO FIFO once they run, so the relay is timed apart from the launch:
+throughput is the writers' bytes over the time from opening GO to the last
+line read. Before the rounds, each relay runs once and every line is
+checked: N prefixes, each with its writer's count of intact lines, nothing
+else (0 lost, 0 broken), or the benchmark stops.
 
-Options: --dir DIR --child BIN --floor BIN --relay BIN --linegen BIN (required);
+Options: --dir DIR --child BIN --floor BIN --relay BIN (required);
 --rounds 3 --ns "10 100 1000 3000 10000" --k 5 --live-ms 50 --settle 0.3
 --window 5 --idle-at "1000" --relay-lines 2000000 --check-lines 200000
---json FILE. Prints the tables (bench/scale/report.py) and writes FILE.
+--parts "life relay" --json FILE. Prints the tables (bench/scale/report.py) and writes FILE.
 """
 
 import json
@@ -60,13 +62,13 @@ def parse(argv):
     split = argv.index("--")
     opts = {"rounds": "3", "ns": "10 100 1000 3000 10000", "k": "5", "live-ms": "50",
             "settle": "0.3", "window": "5", "idle-at": "1000", "relay-lines": "2000000",
-            "check-lines": "200000", "json": None}
+            "check-lines": "200000", "parts": "life relay", "json": None}
     head = argv[:split]
     for flag, value in zip(head[::2], head[1::2]):
         if not flag.startswith("--"):
             sys.exit(f"bad option {flag}\n{__doc__}")
         opts[flag[2:]] = value
-    for need in ("dir", "child", "floor", "relay", "linegen"):
+    for need in ("dir", "child", "floor", "relay"):
         if need not in opts:
             sys.exit(f"--{need} is required\n{__doc__}")
     managers = [a.split("=", 1) for a in argv[split + 1:]]
@@ -100,12 +102,11 @@ def life_topology(path, o, n, ready, log, go):
         f.write("\n".join(lines))
 
 
-def relay_topology(path, o, n, each):
+def relay_topology(path, o, n, writer):
     lines = ['name = "scale-relay"', ""]
+    cmd = ", ".join(toml_str(a) for a in writer)
     for name, reps in groups("g", n):
-        lines += [f"[process.{name}]",
-                  f"cmd = [{toml_str(o['linegen'])}, \"{each}\", \"100\"]",
-                  f"replicas = {reps}", ""]
+        lines += [f"[process.{name}]", f"cmd = [{cmd}]", f"replicas = {reps}", ""]
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
@@ -260,42 +261,6 @@ def life(o, label, binary, n, d):
     return out
 
 
-def relay_argv(o, binary, n, each, d):
-    if binary is None:
-        return [o["relay"], str(n), o["linegen"], str(each), "100"]
-    path = os.path.join(d, f"relay-{n}-{each}.toml")
-    relay_topology(path, o, n, each)
-    return [binary, "-q", path]
-
-
-def relay_check(o, label, binary, n, d):
-    """Runs the relay once into a pipe; every line must arrive whole."""
-    each = max(1, int(o["check-lines"]) // n)
-    r, w = os.pipe()
-    pid = spawn(relay_argv(o, binary, n, each, d), stdout=w, stderr=os.path.join(d, "stderr"))
-    os.close(w)
-    counts, bad, rest = {}, 0, b""
-    want = b"x" * 99
-    with os.fdopen(r, "rb") as f:
-        for line in f:
-            prefix, sep, body = line.rstrip(b"\n").rpartition(b" | ")
-            if not sep or body != want or not line.endswith(b"\n"):
-                bad += 1
-                rest = line
-                continue
-            counts[prefix.strip()] = counts.get(prefix.strip(), 0) + 1
-    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    wrong = [p for p, c in counts.items() if c != each]
-    lost = n * each - sum(counts.values())
-    if code:  # could not run at this N (a limit): reported, not measured
-        raise Failed(f"exited with {code} ({n * each - lost} of {n * each} lines relayed)"
-                     + last_words(os.path.join(d, "stderr")))
-    if bad or wrong or len(counts) != n:
-        sys.exit(f"relay check {label}@{n}: exit {code}, {len(counts)} of {n} writers, {lost} lines "
-                 f"lost, {bad} broken (e.g. {rest[:80]!r}), {len(wrong)} writers with a wrong count")
-    return {"writers": n, "lines": n * each, "lost": lost, "broken": bad}
-
-
 def life_of(o, label, binary, n, d):
     try:
         return life(o, label, binary, n, d)
@@ -303,16 +268,91 @@ def life_of(o, label, binary, n, d):
         raise Failed(str(e)) from e
 
 
+def relay_argv(o, binary, n, each, d, ready, go):
+    writer = [o["child"], "write", ready, go, str(each), "100"]
+    if binary is None:
+        return [o["relay"], str(n)] + writer
+    path = os.path.join(d, "relay.toml")
+    relay_topology(path, o, n, writer)
+    return [binary, "-q", path]
+
+
+def relay_run(o, binary, n, each, d, check):
+    """One relay of n writers: started, all n running, then GO; returns
+    (seconds from GO to the last line out, per-writer line counts, broken lines,
+    exit code). With check, every line is parsed; without, only counted."""
+    ready, go = os.path.join(d, "ready"), os.path.join(d, "go")
+    for x in (ready, go):
+        if os.path.exists(x):
+            os.unlink(x)
+        os.mkfifo(x)
+    rfd = os.open(ready, os.O_RDWR | os.O_NONBLOCK)
+    r, w = os.pipe()
+    err = os.path.join(d, "stderr")
+    pid = spawn(relay_argv(o, binary, n, each, d, ready, go), stdout=w, stderr=err)
+    os.close(w)
+    gfd, counts, bad, seen, want = None, {}, 0, 0, n * each
+    try:
+        t0 = time.perf_counter()
+        try:
+            await_ready(rfd, pid, n, t0, t0 + 60 + n / 50)
+        except Failed as e:
+            raise Failed(str(e) + last_words(err)) from e
+        t0 = time.perf_counter()
+        gfd = os.open(go, os.O_RDWR)
+        body, rest = b"x" * 99, b""
+        while seen < want:
+            buf = os.read(r, 1 << 20)
+            if not buf:
+                break
+            seen += buf.count(b"\n")
+            if check:
+                *whole, rest = (rest + buf).split(b"\n")
+                for line in whole:
+                    prefix, sep, text = line.rpartition(b" | ")
+                    if sep and text == body:
+                        counts[prefix.strip()] = counts.get(prefix.strip(), 0) + 1
+                    else:
+                        bad += 1
+        took = time.perf_counter() - t0
+        while os.read(r, 1 << 20):  # anything after the last line is broken output
+            bad += 1
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        pid = None
+        return took, counts, bad + (1 if rest else 0), seen, code
+    finally:
+        if pid is not None:
+            kill_all([pid] + leftovers(ready))
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:  # already reaped while it was awaited
+                pass
+        for fd in (rfd, r, gfd):
+            if fd is not None:
+                os.close(fd)
+
+
+def relay_check(o, label, binary, n, d):
+    """Runs the relay once; every line must arrive whole, with its writer's prefix."""
+    each = max(1, int(o["check-lines"]) // n)
+    _, counts, bad, seen, code = relay_run(o, binary, n, each, d, check=True)
+    wrong = [p for p, c in counts.items() if c != each]
+    lost = n * each - sum(counts.values())
+    if code:  # could not run at this N (a limit): reported, not measured
+        raise Failed(f"exited with {code} ({seen} of {n * each} lines relayed)"
+                     + last_words(os.path.join(d, "stderr")))
+    if bad or wrong or len(counts) != n or lost:
+        sys.exit(f"relay check {label}@{n}: {len(counts)} of {n} writers, {lost} lines lost, "
+                 f"{bad} broken, {len(wrong)} writers with a wrong count")
+    return {"writers": n, "lines": n * each, "lost": lost, "broken": bad}
+
+
 def relay(o, label, binary, n, d):
     each = max(1, int(o["relay-lines"]) // n)
-    argv = relay_argv(o, binary, n, each, d)
-    t0 = time.perf_counter()
-    pid = spawn(argv)
-    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    wall = time.perf_counter() - t0
-    if code:
-        raise Failed(f"relay exited with {code}")
-    return {"relay_mbs": n * each * 100 / wall / 1e6, "relay_bytes": n * each * 100}
+    took, _, _, seen, code = relay_run(o, binary, n, each, d, check=False)
+    if code or seen != n * each:
+        raise Failed(f"exited with {code}, {seen} of {n * each} lines relayed")
+    return {"relay_mbs": n * each * 100 / took / 1e6, "relay_bytes": n * each * 100}
 
 
 def main():
@@ -328,7 +368,7 @@ def main():
            "relay_lines": int(o["relay-lines"]), "life": {}, "relay": {}, "check": {}, "failed": {}}
     d = o["dir"]
     os.makedirs(d, exist_ok=True)
-    for n in ns:
+    for n in ns if "relay" in o["parts"].split() else []:
         for label in labels:
             try:
                 res["check"][f"{label}@{n}"] = relay_check(o, relay_label.get(label, label),
@@ -342,7 +382,7 @@ def main():
             for label in order:
                 for part, measure in (("life", life_of), ("relay", relay)):
                     key = f"{label}@{n}"
-                    if f"{part}:{key}" in res["failed"]:
+                    if part not in o["parts"].split() or f"{part}:{key}" in res["failed"]:
                         continue
                     try:
                         res[part].setdefault(key, []).append(measure(o, label, binaries[label], n, d))
