@@ -355,6 +355,17 @@ def relay(o, label, binary, n, d):
     return {"relay_mbs": n * each * 100 / took / 1e6, "relay_bytes": n * each * 100}
 
 
+def progress(res, label, n):
+    """The last round's figures of label at n, for the progress line."""
+    key, out = f"{label}@{n}", [label]
+    if key in res["life"] and f"life:{key}" not in res["failed"]:
+        x = res["life"][key][-1]
+        out.append(f"launch {x['launch_ms']:.1f} ms, stop {x['shutdown_ms']:.1f} ms")
+    if key in res["relay"] and f"relay:{key}" not in res["failed"]:
+        out.append(f"relay {res['relay'][key][-1]['relay_mbs']:.0f} MB/s")
+    return " ".join(out)
+
+
 def main():
     o, managers = parse(sys.argv[1:])
     o["idle_at"] = {int(x) for x in o["idle-at"].split()}
@@ -389,11 +400,8 @@ def main():
                     except Failed as e:
                         res["failed"][f"{part}:{key}"] = str(e)
                         print(f"{part} {key}: {e}", file=sys.stderr)
-            print(f"round {r + 1}/{rounds} N={n}: " + ", ".join(
-                f"{l} launch {res['life'][f'{l}@{n}'][-1]['launch_ms']:.1f} ms, "
-                f"stop {res['life'][f'{l}@{n}'][-1]['shutdown_ms']:.1f} ms"
-                for l in labels if f"{l}@{n}" in res["life"] and f"life:{l}@{n}" not in res["failed"]),
-                file=sys.stderr)
+            print(f"round {r + 1}/{rounds} N={n}: " + ", ".join(progress(res, l, n) for l in labels),
+                  file=sys.stderr)
     if o["json"]:
         with open(o["json"], "w") as f:
             json.dump(res, f, indent=1)
