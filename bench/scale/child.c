@@ -19,6 +19,10 @@
  *                             of LEN bytes ("xx..x\n") to stdout in writes of
  *                             whole lines of about 64 KiB, and exits 0; so the
  *                             relay is timed apart from the launch.
+ *   child sink LINES          reads stdin to EOF; once LINES newlines have
+ *                             arrived, prints "LINES T\n" (T: CLOCK_MONOTONIC
+ *                             ns) to stdout: the end of a relay, taken in C so
+ *                             that the reader is never what is measured.
  * Build: cc -O2 -o child child.c */
 #include <errno.h>
 #include <fcntl.h>
@@ -74,6 +78,25 @@ static int lines(unsigned long long n, size_t len) {
     return 0;
 }
 
+static int sink(unsigned long long want) {
+    static char buf[1 << 16];
+    unsigned long long seen = 0;
+    int told = 0;
+    for (;;) {
+        ssize_t k = read(0, buf, sizeof buf);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        for (char *p = buf, *e = buf + k; (p = memchr(p, '\n', (size_t)(e - p))); p++) seen++;
+        if (!told && seen >= want) {
+            printf("%llu %lld\n", seen, now());
+            fflush(stdout);
+            told = 1;
+        }
+    }
+    if (!told) printf("%llu -1\n", seen);
+    return 0;
+}
+
 static void idle(void) {
     for (;;) pause();
 }
@@ -84,6 +107,7 @@ int main(int argc, char **argv) {
         ready(argv[2]);
         idle();
     }
+    if (argc == 3 && !strcmp(argv[1], "sink")) return sink(strtoull(argv[2], 0, 10));
     if (argc == 6 && !strcmp(argv[1], "write")) {
         ready(argv[2]);
         await_go(argv[3]);
@@ -91,7 +115,7 @@ int main(int argc, char **argv) {
     }
     if (argc != 7 || strcmp(argv[1], "crash")) {
         fprintf(stderr, "usage: child idle READY | child crash READY LOG GO K LIVE_MS | "
-                        "child write READY GO LINES LEN\n");
+                        "child write READY GO LINES LEN | child sink LINES\n");
         return 2;
     }
     const char *log = argv[3], *go = argv[4];

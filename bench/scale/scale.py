@@ -23,10 +23,10 @@ order rotated each round), one *life*:
             a leftover is reported, and killed by pid.
 and, for every N, one *relay* run per manager (`c-relay`, the LABELs): N
 writers (`child write`) of --relay-lines 100-byte lines in all, the manager
-relaying them, prefixed, into a pipe this harness reads. The writers wait
+relaying them, prefixed, into a pipe read by `child sink`. The writers wait
 for the GO FIFO once they run, so the relay is timed apart from the launch:
-throughput is the writers' bytes over the time from opening GO to the last
-line read. Before the rounds, each relay runs once and every line is
+throughput is the writers' bytes over the time from opening GO to the
+sink's CLOCK_MONOTONIC stamp at the last line. Before the rounds, each relay runs once and every line is
 checked: N prefixes, each with its writer's count of intact lines, nothing
 else (0 lost, 0 broken), or the benchmark stops.
 
@@ -278,9 +278,10 @@ def relay_argv(o, binary, n, each, d, ready, go):
 
 
 def relay_run(o, binary, n, each, d, check):
-    """One relay of n writers: started, all n running, then GO; returns
-    (seconds from GO to the last line out, per-writer line counts, broken lines,
-    exit code). With check, every line is parsed; without, only counted."""
+    """One relay of n writers: started, all n running, then GO. Returns
+    (seconds from GO to the last line out, per-writer line counts, broken
+    lines, lines seen, exit code). With check, this harness reads and parses
+    every line; without, `child sink` reads them and stamps the last one."""
     ready, go = os.path.join(d, "ready"), os.path.join(d, "go")
     for x in (ready, go):
         if os.path.exists(x):
@@ -288,38 +289,53 @@ def relay_run(o, binary, n, each, d, check):
         os.mkfifo(x)
     rfd = os.open(ready, os.O_RDWR | os.O_NONBLOCK)
     r, w = os.pipe()
-    err = os.path.join(d, "stderr")
+    err, want = os.path.join(d, "stderr"), n * each
     pid = spawn(relay_argv(o, binary, n, each, d, ready, go), stdout=w, stderr=err)
     os.close(w)
-    gfd, counts, bad, seen, want = None, {}, 0, 0, n * each
+    sink, out = None, r
+    if not check:  # the manager's output goes to the sink, the sink's to us
+        sr, sw = os.pipe()
+        sink = os.posix_spawn(o["child"], [o["child"], "sink", str(want)], os.environ,
+                              file_actions=[(os.POSIX_SPAWN_DUP2, r, 0), (os.POSIX_SPAWN_DUP2, sw, 1)])
+        os.close(r)
+        os.close(sw)
+        out = sr
+    gfd, counts, bad, seen = None, {}, 0, 0
     try:
         t0 = time.perf_counter()
         try:
             await_ready(rfd, pid, n, t0, t0 + 60 + n / 50)
         except Failed as e:
             raise Failed(str(e) + last_words(err)) from e
-        t0 = time.perf_counter()
+        t0 = time.monotonic_ns()  # the sink's clock
         gfd = os.open(go, os.O_RDWR)
-        body, rest = b"x" * 99, b""
-        while seen < want:
-            buf = os.read(r, 1 << 20)
+        body, rest, data = b"x" * 99, b"", b""
+        while check and seen < want:
+            buf = os.read(out, 1 << 20)
             if not buf:
                 break
             seen += buf.count(b"\n")
-            if check:
-                *whole, rest = (rest + buf).split(b"\n")
-                for line in whole:
-                    prefix, sep, text = line.rpartition(b" | ")
-                    if sep and text == body:
-                        counts[prefix.strip()] = counts.get(prefix.strip(), 0) + 1
-                    else:
-                        bad += 1
-        took = time.perf_counter() - t0
-        while os.read(r, 1 << 20):  # anything after the last line is broken output
+            *whole, rest = (rest + buf).split(b"\n")
+            for line in whole:
+                prefix, sep, text = line.rpartition(b" | ")
+                if sep and text == body:
+                    counts[prefix.strip()] = counts.get(prefix.strip(), 0) + 1
+                else:
+                    bad += 1
+        took = (time.monotonic_ns() - t0) / 1e9
+        while True:  # the sink's stamp; after a check, what came after the last line
+            buf = os.read(out, 1 << 20)
+            if not buf:
+                break
+            data += buf
+        if not check:
+            got, stamp = data.split()
+            seen, took = int(got), (int(stamp) - t0) / 1e9
+        elif data or rest:
             bad += 1
         code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
         pid = None
-        return took, counts, bad + (1 if rest else 0), seen, code
+        return took, counts, bad, seen, code
     finally:
         if pid is not None:
             kill_all([pid] + leftovers(ready))
@@ -327,7 +343,9 @@ def relay_run(o, binary, n, each, d, check):
                 os.waitpid(pid, 0)
             except ChildProcessError:  # already reaped while it was awaited
                 pass
-        for fd in (rfd, r, gfd):
+        if sink is not None:
+            os.waitpid(sink, 0)
+        for fd in (rfd, out, gfd):
             if fd is not None:
                 os.close(fd)
 
@@ -350,7 +368,7 @@ def relay_check(o, label, binary, n, d):
 def relay(o, label, binary, n, d):
     each = max(1, int(o["relay-lines"]) // n)
     took, _, _, seen, code = relay_run(o, binary, n, each, d, check=False)
-    if code or seen != n * each:
+    if code or seen != n * each or took <= 0:
         raise Failed(f"exited with {code}, {seen} of {n * each} lines relayed")
     return {"relay_mbs": n * each * 100 / took / 1e6, "relay_bytes": n * each * 100}
 
