@@ -381,7 +381,7 @@ def progress(res, label, n):
         out.append(f"launch {x['launch_ms']:.1f} ms, stop {x['shutdown_ms']:.1f} ms")
     if key in res["relay"] and f"relay:{key}" not in res["failed"]:
         out.append(f"relay {res['relay'][key][-1]['relay_mbs']:.0f} MB/s")
-    return " ".join(out)
+    return out[0] + " " + ", ".join(out[1:])
 
 
 def main():
