@@ -2,18 +2,23 @@
 """Draws the plots of docs/performance.md from the rounds bench/compare.sh kept.
 
 usage: plots.py RESULTS_DIR IMG_DIR      (needs matplotlib: bench/peers/setup.sh puts it
-                                          in the peers' venv)
+                                          in the peers' venv; without it only scaling.svg,
+                                          which is written by hand, is drawn)
 """
 
 import json
+import math
 import os
 import statistics
 import sys
 
-import matplotlib
+try:
+    import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:  # the scaling plot needs no library; the others are skipped
+    plt = None
 
 med = statistics.median
 
@@ -108,13 +113,99 @@ def restart(results, out):
            os.path.join(out, "restart.png"))
 
 
+# The scaling plot (bench/scale/run.sh -> scale.json): one panel per figure,
+# the figure against N on log-log axes, ipc-run binaries beside the C floor.
+# Drawn as SVG by hand so that it needs nothing beyond Python.
+SCALING = [("launch_ms", "life", "launch until all run, ms"),
+           ("shutdown_ms", "life", "SIGTERM -> exited, ms"),
+           ("restart_ms", "life", "restart latency of one child, ms"),
+           ("relay_mbs", "relay", "relay of N writers, MB/s"),
+           ("rss_mib", "life", "manager's own RSS, MiB")]
+COLORS = {"c-floor": "#777777", "ipc-run": "#d62728", "ipc-run-before": "#1f77b4"}
+
+
+def short(n):
+    """3000 -> 3k: neighbouring sizes on a log axis must not overlap."""
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else f"{n:,}"
+
+
+def svg_panel(x0, y0, w, h, title, ns, lines):
+    """One log-log panel at (x0, y0); lines: [(label, [(n, value)])]."""
+    vals = [v for _, pts in lines for _, v in pts if v > 0]
+    if not vals:
+        return []
+    lo, hi = math.floor(math.log10(min(vals))), math.ceil(math.log10(max(vals)))
+    hi = max(hi, lo + 1)
+    nlo, nhi = math.log10(min(ns)), math.log10(max(ns))
+    nhi = max(nhi, nlo + 1)
+
+    def xy(n, v):
+        return (x0 + (math.log10(n) - nlo) / (nhi - nlo) * w,
+                y0 + h - (math.log10(v) - lo) / (hi - lo) * h)
+
+    out = [f'<rect x="{x0}" y="{y0}" width="{w}" height="{h}" fill="none" stroke="#999"/>',
+           f'<text x="{x0 + w / 2}" y="{y0 - 8}" text-anchor="middle" font-size="12">{title}</text>']
+    for e in range(lo, hi + 1):
+        _, y = xy(min(ns), 10.0 ** e)
+        out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + w}" y2="{y:.1f}" stroke="#eee"/>')
+        out.append(f'<text x="{x0 - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{10.0 ** e:g}</text>')
+    for n in ns:
+        x, _ = xy(n, 10.0 ** lo)
+        out.append(f'<text x="{x:.1f}" y="{y0 + h + 14}" text-anchor="middle" font-size="10">{short(n)}</text>')
+    for label, pts in lines:
+        pts = [(n, v) for n, v in pts if v > 0]
+        if not pts:
+            continue
+        color = COLORS.get(label, "#2ca02c")
+        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(n, v) for n, v in pts))
+        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        out += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>'
+                for x, y in (xy(n, v) for n, v in pts)]
+    return out
+
+
+def scaling(results, out):
+    d = load(results, "scale.json")
+    if not d:
+        return
+    ns = d["ns"]
+    w, h, pad = 250, 180, 70
+    body = []
+    for i, (key, part, title) in enumerate(SCALING):
+        lines = []
+        for label in d["labels"]:
+            pts = [(n, med([x[key] for x in d[part].get(f"{label}@{n}", [])]))
+                   for n in ns if d[part].get(f"{label}@{n}")]
+            lines.append((label, pts))  # the floor keeps its colour: c-relay in the relay panel
+        col, row = i % 3, i // 3
+        body += svg_panel(pad + col * (w + pad), 40 + row * (h + 70), w, h, title, ns, lines)
+    legend = list(d["labels"])
+    for j, label in enumerate(legend):
+        x, y = pad + 2 * (w + pad), 40 + (h + 70) + 20 + j * 20
+        body.append(f'<line x1="{x}" y1="{y}" x2="{x + 24}" y2="{y}" stroke="{COLORS.get(label, "#2ca02c")}" '
+                    'stroke-width="2"/>')
+        body.append(f'<text x="{x + 30}" y="{y + 4}" font-size="11">{label}'
+                    f'{" (c-relay for the relay)" if label == "c-floor" else ""}</text>')
+    body.append(f'<text x="{pad + 2 * (w + pad)}" y="{40 + (h + 70) + 20 + len(legend) * 20 + 10}" '
+                f'font-size="10">N children, log-log; medians of {d["rounds"]} rounds</text>')
+    width, height = 3 * (w + pad) + 20, 2 * (h + 70) + 30
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>'] + body + ["</svg>"]
+    with open(os.path.join(out, "scaling.svg"), "w") as f:
+        f.write("\n".join(svg) + "\n")
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     results, out = sys.argv[1], sys.argv[2]
     os.makedirs(out, exist_ok=True)
-    for draw in (launch, relay, plan, restart):
-        draw(results, out)
+    scaling(results, out)
+    if plt is None:
+        print("matplotlib is not installed: only scaling.svg drawn", file=sys.stderr)
+    else:
+        for draw in (launch, relay, plan, restart):
+            draw(results, out)
     print(f"plots written to {out}: " + ", ".join(sorted(os.listdir(out))))
 
 

@@ -13,7 +13,9 @@ is read from /proc/P/stat (utime+stime, in clock ticks) and from
 /proc/P/task/*/schedstat (nanoseconds on the CPU), again after WINDOW_S
 seconds, with voluntary context switches (wake-ups). VmRSS and VmHWM of PID,
 and the sum of Pss over all manager processes (shared pages counted once), come from /proc at the end of
-the window. Then SIGTERM goes to PID; it must exit within 15 s. A command
+the window: VmRSS is the supervisor's own process, never this harness or a
+shell (a command labelled `ipc-run...` whose PID is still a shell or Python,
+say one written without `exec`, is refused). Then SIGTERM goes to PID; it must exit within 15 s. A command
 labelled `ipc-run` must also leave none of its children running; other
 commands' leftover processes are killed by pid.
 Commands alternate in each round; medians over rounds are printed.
@@ -130,6 +132,10 @@ def measure(label, command, window, n):
             raise Failed(f"{len(kids)} of {n} children started")
         time.sleep(0.01)
     time.sleep(0.5)
+    measured = comm(pid)
+    if label.startswith("ipc-run") and (measured in ("bash", "sh", "dash") or measured.startswith("python")):
+        proc.kill()
+        raise Failed(f"pid {pid} is `{measured}`, not ipc-run: start it with `exec`")
     mgr = managers(pid)
     t0, ns0, sw0 = tree_cpu(mgr)
     time.sleep(window)
@@ -167,6 +173,7 @@ def measure(label, command, window, n):
         "tree": tree / 1024,
         "exit": code,
         "left": len(left),
+        "comm": measured,
     }
 
 
@@ -189,7 +196,7 @@ def main():
             try:
                 results[label].append(measure(label, command, window, n))
             except Failed as e:
-                if label == "ipc-run":
+                if label.startswith("ipc-run"):
                     sys.exit(f"{label}: {e}")
                 failed[label] = f"failed: {e}"
         print(f"round {r + 1}/{rounds}: " + ", ".join(
@@ -200,6 +207,7 @@ def main():
             json.dump({"n": n, "window": window, "results": results, "failed": failed}, f, indent=1)
     med = lambda label, key: statistics.median(x[key] for x in results[label])
     print(f"{n} sleeping children, {window:g} s window, medians of {rounds} rounds\n")
+    print("VmRSS and VmHWM: the command's own pid (its process name in brackets)\n")
     print("| command | CPU in window, /proc/P/stat (10 ms ticks) | CPU in window, schedstat | "
           "wake-ups in window | VmRSS | VmHWM | threads | manager processes | their Pss summed | "
           "exit after SIGTERM | children left behind |")
@@ -210,7 +218,7 @@ def main():
             continue
         exits = sorted({x["exit"] if isinstance(x["exit"], str) or x["exit"] >= 0 else f"killed by {signal.Signals(-x['exit']).name}"
                         for x in results[label]}, key=str)
-        print(f"| {label} | {med(label, 'stat_ms'):.0f} ms | {med(label, 'sched_ms'):.3f} ms | "
+        print(f"| {label} ({results[label][-1]['comm']}) | {med(label, 'stat_ms'):.0f} ms | {med(label, 'sched_ms'):.3f} ms | "
               f"{med(label, 'wakeups'):.0f} | {med(label, 'rss'):.1f} MiB | {med(label, 'hwm'):.1f} MiB | "
               f"{med(label, 'threads'):.0f} | {med(label, 'procs'):.0f} | {med(label, 'tree'):.1f} MiB | "
               f"{', '.join(map(str, exits))} | "
