@@ -42,13 +42,14 @@ const KIND_SHIFT: u32 = 32;
 impl Token {
     fn encode(self) -> u64 {
         let (kind, value): (u64, u64) = match self {
-            Token::Signals => (0, 0),
-            Token::Timer => (1, 0),
-            Token::Notify => (2, 0),
-            Token::Output(stream) => (3, stream as u64),
-            Token::Ready(i) => (4, i as u64),
-            Token::Log(s) => (5, s as u64),
-            Token::Exit(pid) => (6, u64::from(pid.as_raw() as u32)),
+            // A pidfd's data is its pid, as `/proc/PID/fdinfo` shows it.
+            Token::Exit(pid) => (0, u64::from(pid.as_raw() as u32)),
+            Token::Signals => (1, 0),
+            Token::Timer => (2, 0),
+            Token::Notify => (3, 0),
+            Token::Output(stream) => (4, stream as u64),
+            Token::Ready(i) => (5, i as u64),
+            Token::Log(s) => (6, s as u64),
         };
         (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
     }
@@ -57,14 +58,14 @@ impl Token {
         let value = data & u64::from(u32::MAX);
         let index = usize::try_from(value).ok()?;
         Some(match data >> KIND_SHIFT {
-            0 => Token::Signals,
-            1 => Token::Timer,
-            2 => Token::Notify,
-            3 if value == 0 => Token::Output(Stream::Stdout),
-            3 => Token::Output(Stream::Stderr),
-            4 => Token::Ready(index),
-            5 => Token::Log(index),
-            6 => Token::Exit(Pid::from_raw(value as u32 as i32)),
+            0 => Token::Exit(Pid::from_raw(value as u32 as i32)),
+            1 => Token::Signals,
+            2 => Token::Timer,
+            3 => Token::Notify,
+            4 if value == 0 => Token::Output(Stream::Stdout),
+            4 => Token::Output(Stream::Stderr),
+            5 => Token::Ready(index),
+            6 => Token::Log(index),
             _ => return None,
         })
     }
