@@ -867,9 +867,10 @@ impl<R: Runtime> Supervisor<'_, R> {
         };
         let kind = stream.stream;
         if self.writer.stalled(kind) {
-            let _ = self
-                .events
-                .set(&stream.fd, Token::Log(s), EpollFlags::empty());
+            // Out of the set rather than left with no events: epoll reports
+            // a hang-up whatever was asked, so a stream whose writer ended
+            // would wake the loop again and again.
+            self.events.remove(&stream.fd);
             self.streams.parked[kind as usize].push(s);
         } else {
             self.read_log(s);
@@ -902,9 +903,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             if !self.writer.stalled(kind) {
                 for s in std::mem::take(&mut self.streams.parked[k]) {
                     if let Some(stream) = self.streams.get(s) {
-                        let _ = self
-                            .events
-                            .set(&stream.fd, Token::Log(s), EpollFlags::EPOLLIN);
+                        let _ = self.events.add(&stream.fd, Token::Log(s));
                     }
                 }
             }
