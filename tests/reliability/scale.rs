@@ -126,3 +126,84 @@ stop_timeout = "120s"
     assert_eq!(result.code, 143);
     scratch.assert_left_nothing();
 }
+
+/// While ipc-run's stdout is stalled, the log pipes feeding it are parked:
+/// `big` blocks on its full pipe, and `small`, which wrote its lines and
+/// ended while parked, does not make the loop spin on its hang-up. Once
+/// the reader reads again, every line of both comes through.
+#[test]
+fn streams_parked_on_a_stalled_output_cost_nothing_and_lose_nothing() {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut scratch = Scratch::new("parked");
+    let done = scratch.dir.join("small-done");
+    let big_pid = scratch.dir.join("big-pid");
+    let file = scratch.topology(&format!(
+        r#"
+[process.big]
+shell = "echo $$ > '{pid}'; i=0; while [ $i -lt 20000 ]; do echo big-line-$i-padding-padding-padding-padding-padding-padding-padding; i=$((i+1)); done"
+[process.small]
+shell = "while [ ! -s '{pid}' ]; do sleep 0.01; done; sleep 0.3; i=0; while [ $i -lt 10 ]; do echo small-line-$i; i=$((i+1)); done; : > '{done}'"
+[process.idle]
+cmd = ["sleep", "600"]
+"#,
+        pid = big_pid.display(),
+        done = done.display()
+    ));
+    let mut child = scratch.spawn_to_stderr_file(&file, Stdio::piped());
+    let ipc_run = child.id() as i32;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let wait = |what: &dyn Fn() -> bool, why: &str| {
+        while !what() {
+            assert!(std::time::Instant::now() < deadline, "{why}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait(
+        &|| std::fs::read_to_string(&big_pid).is_ok_and(|s| s.trim().parse::<i32>().is_ok()),
+        "big never started",
+    );
+    let big: i32 = std::fs::read_to_string(&big_pid)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    wait(
+        &|| std::fs::read_to_string(format!("/proc/{big}/wchan")).is_ok_and(|w| w.contains("pipe")),
+        "big never blocked on its pipe",
+    );
+    wait(&|| done.exists(), "small never ended");
+    // small's exit and hang-up are seen; then the loop has nothing to do.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(ipc_run);
+    std::thread::sleep(Duration::from_millis(1000));
+    let spent = cpu_ticks(ipc_run) - before;
+    assert!(
+        spent <= 20,
+        "ipc-run spent {spent} ticks while its output was stalled"
+    );
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        stdout.read_to_string(&mut all).unwrap();
+        all
+    });
+    // Every line of big comes through once the reader reads again.
+    wait(
+        &|| state_of(big).is_none_or(|s| s == 'Z'),
+        "big never finished",
+    );
+    let code = sigterm_and_wait(&mut child);
+    let all = reader.join().unwrap();
+    let stderr = scratch.stderr_written();
+    assert_eq!(code, 143, "{stderr}");
+    assert_eq!(
+        all.lines().filter(|l| l.contains("| big-line-")).count(),
+        20000
+    );
+    assert_eq!(
+        all.lines().filter(|l| l.contains("| small-line-")).count(),
+        10
+    );
+    scratch.assert_left_nothing();
+}
