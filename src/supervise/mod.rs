@@ -1,10 +1,13 @@
 //! The supervisor: runs a launched plan as one unit.
 //!
-//! One thread, one `poll(2)` over a signalfd (every catchable signal but job
-//! control and faults, blocked in the calling thread), an epoll set of
-//! pidfds (exits in the order they happened), a timerfd for every
-//! deadline, the notify socket, readiness pipes and the log pipes. Nothing
-//! wakes it but an event, so it uses no CPU while the processes are idle.
+//! One thread, one epoll set ([`events`]) in which every fd is registered
+//! once: a signalfd (every catchable signal but job control and faults,
+//! blocked in the calling thread), a pidfd per process (exits in the order
+//! they happened), a timerfd for every deadline, the notify socket,
+//! readiness pipes, the log pipes, and ipc-run's outputs while records wait
+//! for them. Nothing wakes it but an event, so it uses no CPU while the
+//! processes are idle, and no event costs a pass over every process: what
+//! can start or stop next is found through the start graph ([`order`]).
 //! `docs/supervision.md` states the semantics: start order and readiness,
 //! restarts, shutdown, logs and the exit status rule ([`status`]).
 //!
@@ -12,22 +15,23 @@
 //! how processes are wired and can be driven by a plain spawner in tests.
 
 pub(crate) mod cycles;
+pub(crate) mod events;
 pub(crate) mod logs;
 pub(crate) mod missing;
 pub(crate) mod notify;
+pub(crate) mod order;
 pub(crate) mod policy;
 pub(crate) mod signal_edges;
 pub(crate) mod status;
 pub(crate) mod timers;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+use nix::sys::epoll::EpollFlags;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, killpg};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::time::TimeSpec;
@@ -37,7 +41,9 @@ use nix::unistd::Pid;
 
 use crate::plan::{End, FdRole, Plan, Readiness};
 use cycles::CycleWatch;
+use events::{Events, Token};
 use logs::{LineBuffer, LogWriter, Stream};
+use order::{Graph, StartQueue, StopLevels};
 use policy::Decision;
 use signal_edges::SignalEdges;
 pub use status::{Ending, InstanceSummary, LAUNCH_FAILURE};
@@ -394,31 +400,96 @@ struct LogStream {
     buffer: LineBuffer,
 }
 
-/// Shutdown in stop order: one instance at a time gets its stop signal and
-/// its grace period before the next.
+/// Shutdown by level ([`StopLevels`]): an instance gets its stop signal
+/// once every instance that waits for it is finished; the others are
+/// stopped together.
 #[derive(Debug, Default)]
 struct Shutdown {
-    queue: VecDeque<usize>,
-    current: Option<usize>,
+    levels: StopLevels,
+    /// Stopping released instances now: a finish on the way only adds to
+    /// the released ones, which the running pass takes.
+    advancing: bool,
     escalated: bool,
+}
+
+/// The log streams by slot; a closed stream's slot is reused, so a slot
+/// number (its epoll token) names one stream while it is open.
+#[derive(Debug, Default)]
+struct Streams {
+    slots: Vec<Option<LogStream>>,
+    free: Vec<usize>,
+    open: usize,
+    /// Each instance's current stderr stream, for [`Supervisor::drain_stderr_of`].
+    stderr_of: Vec<Option<usize>>,
+    /// Streams not read while their output is stalled, per output: armed
+    /// again when it drains.
+    parked: [Vec<usize>; 2],
+}
+
+impl Streams {
+    fn insert(&mut self, stream: LogStream) -> usize {
+        self.open += 1;
+        let (instance, kind) = (stream.instance, stream.stream);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(stream);
+                slot
+            }
+            None => {
+                self.slots.push(Some(stream));
+                self.slots.len() - 1
+            }
+        };
+        if kind == Stream::Stderr {
+            self.stderr_of[instance] = Some(slot);
+        }
+        slot
+    }
+
+    fn take(&mut self, slot: usize) -> Option<LogStream> {
+        let stream = self.slots.get_mut(slot)?.take()?;
+        self.open -= 1;
+        self.free.push(slot);
+        if self.stderr_of[stream.instance] == Some(slot) {
+            self.stderr_of[stream.instance] = None;
+        }
+        Some(stream)
+    }
+
+    fn get(&self, slot: usize) -> Option<&LogStream> {
+        self.slots.get(slot)?.as_ref()
+    }
 }
 
 struct Supervisor<'a, R: Runtime> {
     plan: &'a Plan,
     runtime: &'a mut R,
     instances: Vec<Instance>,
-    index: HashMap<&'a str, usize>,
-    /// `plan.start_order` as instance indices, and each instance's `after`
-    /// as indices: resolved once, because every exit looks for what can
-    /// start now.
-    start_sequence: Vec<usize>,
+    /// Each instance's `after` as indices, resolved once.
     after: Vec<Vec<usize>>,
+    /// Who waits for whom (`after` and signal edges), both ways.
+    graph: Graph,
+    /// Pending instances to look at again, in start order.
+    start_queue: StartQueue,
+    /// `plan.stop_order` as instance indices.
+    stop_sequence: Vec<usize>,
+    /// How many instances are finished for good.
+    finished: usize,
     by_pid: HashMap<Pid, usize>,
-    /// A pidfd per running process, registered in `exits` with its pid as
-    /// data: epoll's ready list keeps the order in which exits happened.
+    /// A pidfd per running process, registered in `events` as
+    /// [`Token::Exit`]: epoll's ready list keeps the order in which exits
+    /// happened.
     pidfds: HashMap<Pid, OwnedFd>,
-    exits: Epoll,
-    streams: Vec<LogStream>,
+    events: Events,
+    streams: Streams,
+    /// Which outputs are registered for EPOLLOUT (while records wait).
+    output_armed: [bool; 2],
+    /// Outputs epoll cannot watch (a regular file): always writable, so a
+    /// backlog there makes the loop poll instead of sleep.
+    output_unwatchable: [bool; 2],
+    /// A SIGCHLD batch stopped at a supervised zombie whose pidfd event is
+    /// still queued: look for orphans again after that exit is handled.
+    orphans_behind: bool,
     timers: Timers,
     signals: SignalFd,
     timer: TimerFd,
@@ -510,13 +581,24 @@ fn supervise_blocked<R: Runtime>(
         TimerFlags::TFD_CLOEXEC | TimerFlags::TFD_NONBLOCK,
     )
     .map_err(setup("timerfd"))?;
-    let exits = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(setup("epoll"))?;
+    let events = Events::new().map_err(setup("epoll"))?;
+    events
+        .add(&signals, Token::Signals)
+        .map_err(setup("epoll_ctl"))?;
+    events
+        .add(&timer, Token::Timer)
+        .map_err(setup("epoll_ctl"))?;
     let notify = own_notify_socket(runtime)?;
+    if let Some(socket) = &notify {
+        events
+            .add(socket, Token::Notify)
+            .map_err(setup("epoll_ctl"))?;
+    }
     let writer = log_writer(plan, options)?;
-    let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, exits);
+    let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, events);
     // A SIGINT or SIGTERM that came while the run was being prepared stops
     // it before anything starts.
-    supervisor.read_signals(false);
+    supervisor.read_signals(&[]);
     supervisor.start_ready_instances();
     if supervisor.cycles.active() {
         supervisor.timers.add(
@@ -611,19 +693,6 @@ fn ending_of(status: WaitStatus) -> Option<(Pid, Ending)> {
     }
 }
 
-/// Which poll entry is which.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    Signals,
-    Exits,
-    Timer,
-    Notify,
-    Ready(usize),
-    Log(usize),
-    /// One of ipc-run's outputs, while records wait for it (POLLOUT).
-    Output(Stream),
-}
-
 impl<'a, R: Runtime> Supervisor<'a, R> {
     /// A supervisor with every instance pending and nothing started yet.
     fn new(
@@ -633,7 +702,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
         timer: TimerFd,
         notify: Option<OwnedFd>,
         writer: LogWriter,
-        exits: Epoll,
+        events: Events,
     ) -> Supervisor<'a, R> {
         let index: HashMap<&str, usize> = plan
             .processes
@@ -647,18 +716,25 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                 .filter_map(|name| index.get(name.as_str()).copied())
                 .collect()
         };
-        // Resolved once, because every exit looks for what can start now.
-        let start_sequence = indices_of(&plan.start_order);
+        let count = plan.processes.len();
         let after: Vec<Vec<usize>> = plan
             .processes
             .iter()
             .map(|p| indices_of(&p.after))
             .collect();
-        let mut awaited = vec![false; plan.processes.len()];
+        let mut awaited = vec![false; count];
         for &dep in after.iter().flatten() {
             awaited[dep] = true;
         }
         let signal_edges = SignalEdges::new(plan);
+        // A sender waits for its receivers as for its `after`.
+        let graph = Graph::new(count, |i| {
+            let mut waits = after[i].clone();
+            waits.extend_from_slice(signal_edges.receivers_of(i));
+            waits
+        });
+        let start_queue = StartQueue::new(count, indices_of(&plan.start_order));
+        let stop_sequence = indices_of(&plan.stop_order);
         let instances = awaited
             .into_iter()
             .enumerate()
@@ -668,13 +744,21 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             plan,
             runtime,
             instances,
-            index,
-            start_sequence,
             after,
+            graph,
+            start_queue,
+            stop_sequence,
+            finished: 0,
             by_pid: HashMap::new(),
             pidfds: HashMap::new(),
-            exits,
-            streams: Vec::new(),
+            events,
+            streams: Streams {
+                stderr_of: vec![None; count],
+                ..Streams::default()
+            },
+            output_armed: [false; 2],
+            output_unwatchable: [false; 2],
+            orphans_behind: false,
             timers: Timers::default(),
             signals,
             timer,
@@ -711,13 +795,13 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     /// True once every instance is finished for good.
     fn all_finished(&self) -> bool {
-        self.instances.iter().all(|i| i.state == State::Finished)
+        self.finished == self.instances.len()
     }
 
     fn event_loop(&mut self) -> Result<(), SuperviseError> {
         loop {
             if self.all_finished() {
-                if self.streams.is_empty() {
+                if self.streams.open == 0 {
                     return Ok(());
                 }
                 if self.drain_deadline.is_none() {
@@ -727,69 +811,101 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
             }
             self.arm_timer()?;
-            let mut sources = vec![Source::Signals, Source::Exits, Source::Timer];
-            if self.notify.is_some() {
-                sources.push(Source::Notify);
-            }
-            for (i, inst) in self.instances.iter().enumerate() {
-                if inst.ready_pipe.is_some() {
-                    sources.push(Source::Ready(i));
-                }
-            }
-            // A stalled output is not fed: its processes wait on their
-            // pipes (back-pressure) while everything else goes on.
-            let stalled = [
-                self.writer.stalled(Stream::Stdout),
-                self.writer.stalled(Stream::Stderr),
-            ];
-            sources.extend(
-                (0..self.streams.len())
-                    .filter(|&s| !stalled[self.streams[s].stream as usize])
-                    .map(Source::Log),
-            );
-            for stream in [Stream::Stdout, Stream::Stderr] {
-                if self.writer.backlog(stream) > 0 {
-                    sources.push(Source::Output(stream));
-                }
-            }
-            let ready = self.wait(&sources)?;
-            // Readiness and logs before exits: a child that wrote its
-            // newline or datagram and exited is seen ready first.
-            let mut log_events = Vec::new();
-            let mut signals_ready = false;
-            let mut exits_ready = false;
-            let mut timer_ready = false;
-            for source in ready {
-                match source {
-                    Source::Signals => signals_ready = true,
-                    Source::Exits => exits_ready = true,
-                    Source::Timer => timer_ready = true,
-                    Source::Notify => self.read_notify(),
-                    Source::Ready(i) => self.read_ready_pipe(i),
-                    Source::Log(s) => log_events.push(s),
-                    Source::Output(_) => {}
-                }
-            }
-            // Highest index first so removals keep the others valid.
-            for s in log_events.into_iter().rev() {
-                self.read_log(s);
-            }
-            // Whatever was relayed goes out before ipc-run waits again.
-            self.writer.flush();
-            if signals_ready || exits_ready {
-                self.read_signals(exits_ready);
-            }
-            if timer_ready {
-                let _ = self.timer.wait();
-            }
-            self.fire_due_timers();
+            self.watch_outputs();
+            let busy = (0..2).any(|k| self.output_unwatchable[k] && self.output_armed[k]);
+            let tokens = self.events.wait(busy).map_err(setup("epoll_wait"))?;
+            self.handle(&tokens);
             if self
                 .drain_deadline
                 .is_some_and(|deadline| Instant::now() >= deadline)
             {
                 // The drain deadline passed: flush what is buffered and stop.
-                for s in (0..self.streams.len()).rev() {
-                    self.close_log(s);
+                for s in 0..self.streams.slots.len() {
+                    if self.streams.get(s).is_some() {
+                        self.close_log(s);
+                    }
+                }
+            }
+            self.start_ready_instances();
+        }
+    }
+
+    /// Handles one batch of events. Readiness and logs before exits: a
+    /// child that wrote its newline or datagram and exited is seen ready
+    /// first; exits in the order epoll queued them.
+    fn handle(&mut self, tokens: &[Token]) {
+        let mut exits = Vec::new();
+        let mut signals_ready = false;
+        let mut timer_ready = false;
+        for &token in tokens {
+            match token {
+                Token::Signals => signals_ready = true,
+                Token::Exit(pid) => exits.push(pid),
+                Token::Timer => timer_ready = true,
+                Token::Notify => self.read_notify(),
+                Token::Ready(i) => self.read_ready_pipe(i),
+                Token::Log(s) => self.log_readable(s),
+                Token::Output(_) => {}
+            }
+        }
+        // Whatever was relayed goes out before ipc-run waits again.
+        self.writer.flush();
+        if signals_ready || !exits.is_empty() || self.orphans_behind {
+            self.read_signals(&exits);
+        }
+        if timer_ready {
+            let _ = self.timer.wait();
+        }
+        self.fire_due_timers();
+    }
+
+    /// Log stream `s` has bytes: relays a chunk, or parks the stream while
+    /// its output is stalled (its processes then wait on their pipes,
+    /// back-pressure, while everything else goes on).
+    fn log_readable(&mut self, s: usize) {
+        let Some(stream) = self.streams.get(s) else {
+            return;
+        };
+        let kind = stream.stream;
+        if self.writer.stalled(kind) {
+            // Out of the set rather than left with no events: epoll reports
+            // a hang-up whatever was asked, so a stream whose writer ended
+            // would wake the loop again and again.
+            self.events.remove(&stream.fd);
+            self.streams.parked[kind as usize].push(s);
+        } else {
+            self.read_log(s);
+        }
+    }
+
+    /// Registers each output for EPOLLOUT exactly while records wait for
+    /// it, and arms the streams parked on an output that is no longer
+    /// stalled: work only when a state changes.
+    fn watch_outputs(&mut self) {
+        for kind in [Stream::Stdout, Stream::Stderr] {
+            let k = kind as usize;
+            let want = self.writer.backlog(kind) > 0;
+            if want != self.output_armed[k] {
+                self.output_armed[k] = want;
+                let fd = self.writer.output(kind);
+                if !want {
+                    if !self.output_unwatchable[k] {
+                        self.events.remove(fd);
+                    }
+                } else if !self.output_unwatchable[k]
+                    && let Err(errno) =
+                        self.events
+                            .add_for(fd, Token::Output(kind), EpollFlags::EPOLLOUT)
+                {
+                    // EPERM: a regular file, which is always writable.
+                    self.output_unwatchable[k] = errno == Errno::EPERM;
+                }
+            }
+            if !self.writer.stalled(kind) {
+                for s in std::mem::take(&mut self.streams.parked[k]) {
+                    if let Some(stream) = self.streams.get(s) {
+                        let _ = self.events.add(&stream.fd, Token::Log(s));
+                    }
                 }
             }
         }
@@ -815,63 +931,28 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
-    /// Blocks in poll(2) until at least one source is ready.
-    fn wait(&self, sources: &[Source]) -> Result<Vec<Source>, SuperviseError> {
-        let mut fds: Vec<PollFd<'_>> = sources
-            .iter()
-            .map(|source| {
-                let fd = match *source {
-                    Source::Signals => self.signals.as_fd(),
-                    Source::Exits => self.exits.0.as_fd(),
-                    Source::Timer => self.timer.as_fd(),
-                    Source::Notify => self.notify.as_ref().map(|fd| fd.as_fd()).unwrap_or_else(
-                        // Only listed when present.
-                        || self.signals.as_fd(),
-                    ),
-                    Source::Ready(i) => self.instances[i]
-                        .ready_pipe
-                        .as_ref()
-                        .map(|fd| fd.as_fd())
-                        .unwrap_or_else(|| self.signals.as_fd()),
-                    Source::Log(s) => self.streams[s].fd.as_fd(),
-                    Source::Output(stream) => {
-                        return PollFd::new(self.writer.output(stream), PollFlags::POLLOUT);
-                    }
-                };
-                PollFd::new(fd, PollFlags::POLLIN)
-            })
-            .collect();
-        loop {
-            match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => break,
-                Err(Errno::EINTR) => continue,
-                Err(errno) => {
-                    return Err(SuperviseError::Setup {
-                        what: "poll",
-                        errno,
-                    });
-                }
-            }
+    /// Drops the readiness pipe of `i`, out of the epoll set first.
+    fn close_ready_pipe(&mut self, i: usize) {
+        if let Some(fd) = self.instances[i].ready_pipe.take() {
+            self.events.remove(&fd);
         }
-        Ok(sources
-            .iter()
-            .zip(&fds)
-            .filter(|(_, fd)| fd.revents().is_some_and(|r| !r.is_empty()))
-            .map(|(source, _)| *source)
-            .collect())
     }
 
     // ----- starting -------------------------------------------------------
 
     /// Starts, in start order, every pending instance whose dependencies are
     /// ready. Fails the run when a dependency ended without becoming ready.
+    /// Looks only at the candidates of the [`StartQueue`]: at first every
+    /// instance, then the dependents of one that became ready or finished.
     fn start_ready_instances(&mut self) {
         let plan = self.plan;
-        for k in 0..self.start_sequence.len() {
+        loop {
             if self.shutdown.is_some() {
                 return;
             }
-            let i = self.start_sequence[k];
+            let Some(i) = self.start_queue.pop() else {
+                return;
+            };
             if self.instances[i].state != State::Pending {
                 continue;
             }
@@ -928,14 +1009,15 @@ impl<R: Runtime> Supervisor<'_, R> {
                 let pid = spawned.pid;
                 // Without a pidfd (a kernel before 5.3) the exit is still
                 // reaped, in pid order instead of exit order.
-                if let Ok(pidfd) = crate::sys::pidfd::pidfd_open(pid) {
-                    let event = EpollEvent::new(EpollFlags::EPOLLIN, pid.as_raw() as u64);
-                    if self.exits.add(&pidfd, event).is_ok() {
-                        self.pidfds.insert(pid, pidfd);
-                    }
+                if let Ok(pidfd) = crate::sys::pidfd::pidfd_open(pid)
+                    && self.events.add(&pidfd, Token::Exit(pid)).is_ok()
+                {
+                    self.pidfds.insert(pid, pidfd);
                 }
                 if let Some(fd) = spawned.ready_fd {
                     set_nonblocking(fd.as_fd());
+                    // Unwatched, it is read when the process exits.
+                    let _ = self.events.add(&fd, Token::Ready(i));
                     inst.ready_pipe = Some(fd);
                 }
                 for (fd, stream) in [
@@ -944,12 +1026,15 @@ impl<R: Runtime> Supervisor<'_, R> {
                 ] {
                     if let Some(fd) = fd {
                         set_nonblocking(fd.as_fd());
-                        self.streams.push(LogStream {
+                        let s = self.streams.insert(LogStream {
                             instance: i,
                             stream,
                             fd,
                             buffer: LineBuffer::default(),
                         });
+                        if let Some(stream) = self.streams.get(s) {
+                            let _ = self.events.add(&stream.fd, Token::Log(s));
+                        }
                     }
                 }
                 let process = &self.plan.processes[i];
@@ -957,6 +1042,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 if process.ready == Readiness::Started {
                     inst.ready = true;
                     inst.ready_now = true;
+                    self.start_queue.changed(&self.graph, i);
                 } else if (inst.awaited && !inst.ready) || inst.signalled {
                     self.timers.add(
                         now + Duration::from_millis(process.ready_timeout_ms),
@@ -966,8 +1052,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                         },
                     );
                 }
-                // Dependants of an instance ready at spawn are started by the
-                // caller's pass over the start order, which goes on after it.
+                // Dependants of an instance ready at spawn are candidates now,
+                // started by the pass that goes on after it (or the next).
                 self.track_signal_pids(i, pid);
             }
             Err(why) => {
@@ -999,9 +1085,9 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// is reported but does not count for the exit status.
     fn finish_counting(&mut self, i: usize, ending: Ending, stopped: bool, decides: bool) {
         let name = self.plan.processes[i].name.clone();
+        self.set_finished(i);
+        self.close_ready_pipe(i);
         let inst = &mut self.instances[i];
-        inst.state = State::Finished;
-        inst.ready_pipe = None;
         if let Some(Ending::NotReady(_)) = inst.ending {
             // Its failure (not ready in time) is recorded; how it then died
             // on ipc-run's stop signal is not news.
@@ -1024,10 +1110,21 @@ impl<R: Runtime> Supervisor<'_, R> {
         if self.is_followed(i) {
             self.begin_shutdown();
         }
-        if let Some(shutdown) = &self.shutdown
-            && shutdown.current == Some(i)
-        {
-            self.advance_shutdown();
+        self.advance_shutdown();
+    }
+
+    /// Marks `i` finished for good, once: counted, its dependents are
+    /// candidates to start (or to fail to), and during a shutdown what
+    /// waited for it to stop may be stopped.
+    fn set_finished(&mut self, i: usize) {
+        if self.instances[i].state == State::Finished {
+            return;
+        }
+        self.instances[i].state = State::Finished;
+        self.finished += 1;
+        self.start_queue.changed(&self.graph, i);
+        if let Some(shutdown) = &mut self.shutdown {
+            shutdown.levels.finished(&self.graph, i);
         }
     }
 
@@ -1041,6 +1138,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         inst.ready_now = true;
         let first = !inst.ready;
         inst.ready = true;
+        self.start_queue.changed(&self.graph, i);
         self.start_waiting_senders(i);
         if first || self.instances[i].signalled {
             self.start_ready_instances();
@@ -1055,14 +1153,14 @@ impl<R: Runtime> Supervisor<'_, R> {
             };
             match nix::unistd::read(fd, &mut buf) {
                 Ok(0) => {
-                    self.instances[i].ready_pipe = None;
+                    self.close_ready_pipe(i);
                     self.instances[i].ready_seen.closed = true;
                     return;
                 }
                 Ok(n) => {
                     if buf[..n].contains(&b'\n') {
                         // Readiness is told once; the pipe has served.
-                        self.instances[i].ready_pipe = None;
+                        self.close_ready_pipe(i);
                         self.mark_ready(i);
                         return;
                     }
@@ -1071,7 +1169,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => return,
                 Err(_) => {
-                    self.instances[i].ready_pipe = None;
+                    self.close_ready_pipe(i);
                     return;
                 }
             }
@@ -1100,7 +1198,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
                 Ok(None) => return,
                 Err(errno) => {
-                    self.notify = None;
+                    if let Some(socket) = self.notify.take() {
+                        self.events.remove(&socket);
+                    }
                     self.message(&format!(
                         "notify socket failed, readiness by notify is lost: {errno}"
                     ));
@@ -1136,10 +1236,10 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     // ----- signals and exits ----------------------------------------------
 
-    /// Reads the pending signals; reaps when a SIGCHLD came or `exited`
-    /// (a pidfd is readable).
-    fn read_signals(&mut self, exited: bool) {
-        let mut reap = exited;
+    /// Reads the pending signals; handles the exits of `exits` (readable
+    /// pidfds, in the order they were queued) and reaps when a SIGCHLD came.
+    fn read_signals(&mut self, exits: &[Pid]) {
+        let mut reap = !exits.is_empty() || self.orphans_behind;
         let mut others = Vec::new();
         while let Ok(Some(info)) = self.signals.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
@@ -1154,7 +1254,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             // were, not as stops; a child may also have told readiness just
             // before exiting.
             self.read_notify();
-            self.reap();
+            self.reap(exits);
         }
         for (signal, sender) in others {
             if STOP_SIGNALS.contains(&signal) {
@@ -1231,17 +1331,25 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
     }
 
-    /// Reaps what exited: first the supervised processes with a pidfd, in
+    /// Reaps what exited: first the supervised processes of `exits`, in
     /// the order they exited, then orphans and the rest.
-    fn reap(&mut self) {
-        self.reap_in_exit_order();
+    fn reap(&mut self, exits: &[Pid]) {
+        for &pid in exits {
+            if self.pidfds.contains_key(&pid) {
+                self.reap_tracked(pid);
+            }
+        }
+        self.orphans_behind = false;
         if self.signal_edges.careful_reaping() {
             self.reap_child_by_child();
             return;
         }
         loop {
             // Look before reaping: a supervised process found here exited
-            // after the ready list was read, and is taken from it in order.
+            // after this batch was read; its pidfd event is queued behind
+            // the others, where it keeps its place in the exit order. It is
+            // handled at the next wake-up (at once), and what is behind it
+            // then.
             let peek = waitid(
                 Id::All,
                 WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
@@ -1255,10 +1363,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Err(_) => return,
             };
             if self.pidfds.contains_key(&pid) {
-                if !self.reap_in_exit_order() {
-                    self.reap_tracked(pid);
-                }
-                continue;
+                self.orphans_behind = true;
+                return;
             }
             match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
                 Ok(status) => {
@@ -1271,30 +1377,6 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
                 Err(Errno::EINTR) => {}
                 Err(_) => return,
-            }
-        }
-    }
-
-    /// Handles the exits the pidfds report, in the order they happened.
-    /// Returns whether there was any.
-    fn reap_in_exit_order(&mut self) -> bool {
-        let mut any = false;
-        let mut events = [EpollEvent::empty(); 64];
-        loop {
-            let n = match self.exits.wait(&mut events, PollTimeout::ZERO) {
-                Ok(n) => n,
-                Err(Errno::EINTR) => continue,
-                Err(_) => 0,
-            };
-            if n == 0 {
-                return any;
-            }
-            for event in &events[..n] {
-                let pid = Pid::from_raw(event.data() as i32);
-                if self.pidfds.contains_key(&pid) {
-                    any = true;
-                    self.reap_tracked(pid);
-                }
             }
         }
     }
@@ -1319,17 +1401,24 @@ impl<R: Runtime> Supervisor<'_, R> {
             },
             Err(Errno::EINTR) => return,
             Err(_) => {
-                self.pidfds.remove(&pid);
+                self.forget_pidfd(pid);
                 return;
             }
         };
-        self.pidfds.remove(&pid);
+        self.forget_pidfd(pid);
         if reserved {
             self.signal_edges.hold(pid);
         }
         self.signal_edges.process_reaped(pid);
         if let Some(i) = self.by_pid.remove(&pid) {
             self.on_exit(i, ending);
+        }
+    }
+
+    /// Closes the pidfd of `pid`, out of the epoll set first.
+    fn forget_pidfd(&mut self, pid: Pid) {
+        if let Some(fd) = self.pidfds.remove(&pid) {
+            self.events.remove(&fd);
         }
     }
 
@@ -1453,12 +1542,12 @@ impl<R: Runtime> Supervisor<'_, R> {
             return;
         };
         self.read_ready_pipe(i);
+        self.close_ready_pipe(i);
         let name = self.plan.processes[i].name.clone();
         self.runtime.reaped(&name);
         let inst = &mut self.instances[i];
         let ran_for = since.elapsed();
         inst.runtime += ran_for;
-        inst.ready_pipe = None;
         if ran_for >= policy::STABLE_RUN {
             inst.streak = 0;
         }
@@ -1681,69 +1770,65 @@ impl<R: Runtime> Supervisor<'_, R> {
         if self.shutdown.is_some() {
             return;
         }
-        let queue = self
-            .plan
-            .stop_order
-            .iter()
-            .filter_map(|name| self.index.get(name.as_str()).copied())
-            .collect();
+        let instances = &self.instances;
+        let levels = StopLevels::new(&self.graph, &self.stop_sequence, |i| {
+            instances[i].state == State::Finished
+        });
         self.shutdown = Some(Shutdown {
-            queue,
-            current: None,
+            levels,
+            advancing: false,
             escalated: false,
         });
         self.advance_shutdown();
     }
 
-    /// Stops the next running instance in stop order; instances that never
-    /// ran or wait for a restart are finished on the way.
+    /// Stops every instance whose turn has come: each is stopped once all
+    /// that wait for it are finished. Instances that never ran or wait for
+    /// a restart are finished on the way, which may release more.
     fn advance_shutdown(&mut self) {
-        loop {
-            let Some(shutdown) = self.shutdown.as_mut() else {
-                return;
-            };
-            if let Some(current) = shutdown.current
-                && matches!(self.instances[current].state, State::Running { .. })
-            {
-                return;
-            }
-            let Some(i) = shutdown.queue.pop_front() else {
-                shutdown.current = None;
-                return;
-            };
-            shutdown.current = Some(i);
-            let escalated = shutdown.escalated;
-            match self.instances[i].state {
-                State::Running { pid, .. } => {
-                    if !escalated && self.finished_its_output(i, pid) {
-                        // Ending on its own: left to do so, for a while.
-                        let process = &self.plan.processes[i];
-                        let settle =
-                            SETTLE_TIMEOUT.min(Duration::from_millis(process.stop_timeout_ms));
-                        self.timers.add(
-                            Instant::now() + settle,
-                            Deadline::Settle {
-                                instance: i,
-                                generation: self.instances[i].generation,
-                            },
-                        );
-                    } else {
-                        self.send_stop(i, pid, escalated);
-                    }
-                    return;
+        match self.shutdown.as_mut() {
+            Some(shutdown) if !shutdown.advancing => shutdown.advancing = true,
+            _ => return,
+        }
+        while let Some(i) = self.shutdown.as_mut().and_then(|s| s.levels.next()) {
+            self.stop_released(i);
+        }
+        if let Some(shutdown) = self.shutdown.as_mut() {
+            shutdown.advancing = false;
+        }
+    }
+
+    /// The turn of `i` to be stopped has come.
+    fn stop_released(&mut self, i: usize) {
+        let escalated = self.shutdown.as_ref().is_some_and(|s| s.escalated);
+        match self.instances[i].state {
+            State::Running { pid, .. } => {
+                if !escalated && self.finished_its_output(i, pid) {
+                    // Ending on its own: left to do so, for a while.
+                    let process = &self.plan.processes[i];
+                    let settle = SETTLE_TIMEOUT.min(Duration::from_millis(process.stop_timeout_ms));
+                    self.timers.add(
+                        Instant::now() + settle,
+                        Deadline::Settle {
+                            instance: i,
+                            generation: self.instances[i].generation,
+                        },
+                    );
+                } else {
+                    self.send_stop(i, pid, escalated);
                 }
-                State::Pending => {
-                    self.instances[i].state = State::Finished;
-                    if self.instances[i].ending.is_none() {
-                        self.instances[i].ending =
-                            Some(Ending::NotStarted("the run was stopping".into()));
-                    }
-                    let name = self.name(i).to_owned();
-                    self.runtime.release_ends_of(&name);
-                }
-                State::Backoff => self.abandon_restart(i),
-                State::Finished => {}
             }
+            State::Pending => {
+                self.set_finished(i);
+                if self.instances[i].ending.is_none() {
+                    self.instances[i].ending =
+                        Some(Ending::NotStarted("the run was stopping".into()));
+                }
+                let name = self.name(i).to_owned();
+                self.runtime.release_ends_of(&name);
+            }
+            State::Backoff => self.abandon_restart(i),
+            State::Finished => {}
         }
     }
 
@@ -1818,13 +1903,14 @@ impl<R: Runtime> Supervisor<'_, R> {
             .ending
             .clone()
             .unwrap_or_else(|| Ending::NotStarted("the run was stopping".into()));
+        self.set_finished(i);
         let inst = &mut self.instances[i];
-        inst.state = State::Finished;
         inst.failed = false;
         inst.stopped = true;
         self.instances[i].ending = Some(ending);
         let name = self.name(i).to_owned();
         self.runtime.release_ends_of(&name);
+        self.advance_shutdown();
     }
 
     // ----- logs -----------------------------------------------------------
@@ -1833,9 +1919,14 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// [`LogWriter::relay`]) and relays its lines. Returns whether bytes
     /// were read (more may be waiting).
     fn read_log(&mut self, s: usize) -> bool {
-        let (instance, stream) = (self.streams[s].instance, self.streams[s].stream);
+        let Some(open) = self.streams.get(s) else {
+            return false;
+        };
+        let (instance, stream) = (open.instance, open.stream);
         let watch = self.watch_not_found(instance, stream);
-        let LogStream { fd, buffer, .. } = &mut self.streams[s];
+        let Some(Some(LogStream { fd, buffer, .. })) = self.streams.slots.get_mut(s) else {
+            return false;
+        };
         let source = logs::LogSource {
             fd: fd.as_fd(),
             buffer,
@@ -1870,11 +1961,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// bounded, for a descendant that keeps writing.
     fn drain_stderr_of(&mut self, i: usize) {
         for _ in 0..16 {
-            let Some(s) = self
-                .streams
-                .iter()
-                .position(|st| st.instance == i && st.stream == Stream::Stderr)
-            else {
+            let Some(s) = self.streams.stderr_of[i] else {
                 return;
             };
             if !self.read_log(s) {
@@ -1888,7 +1975,10 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// stray descendant may still be writing into the pipe, and draining
     /// until EOF would then never end.
     fn close_log(&mut self, s: usize) {
-        let mut stream = self.streams.swap_remove(s);
+        let Some(mut stream) = self.streams.take(s) else {
+            return;
+        };
+        self.events.remove(&stream.fd);
         let watch = self.watch_not_found(stream.instance, stream.stream);
         let mut found = None;
         let source = logs::LogSource {

@@ -9,4 +9,5 @@ mod check;
 mod fan_in;
 mod launch;
 mod run;
+mod scale;
 mod security;

@@ -321,7 +321,9 @@ touch {dir}/witness-up
 while :; do sleep 0.01; done
 '''
 
+# Waits for witness, so it is stopped first and witness runs until it ends.
 [process.slow]
+after = ["witness"]
 shell = '''
 trap 'touch {dir}/slow-got-term; until [ -e {dir}/release ]; do sleep 0.01; done; exit 0' TERM
 touch {dir}/slow-up

@@ -338,7 +338,13 @@ impl Live {
 
     /// Waits until `count` stdout lines contain `text`.
     pub fn wait_for_count(&mut self, text: &str, count: usize) {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        self.wait_for_count_within(text, count, Duration::from_secs(15));
+    }
+
+    /// [`Live::wait_for_count`] with a bound of its own, for a run that
+    /// launches thousands of processes on a loaded machine.
+    pub fn wait_for_count_within(&mut self, text: &str, count: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
         while self.stdout.iter().filter(|l| l.contains(text)).count() < count {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {

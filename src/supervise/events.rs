@@ -1,0 +1,167 @@
+//! The supervisor's one epoll set. Every fd it waits on is registered once,
+//! when it appears, with a [`Token`] saying what it is, and removed when it
+//! is closed, so a wake-up costs the events it brings and not the number of
+//! processes. Level-triggered: what is not read now is reported again.
+//!
+//! epoll's ready list keeps the order in which its entries became ready
+//! (`epoll(7)`), so the pidfds registered here report exits in the order
+//! they happened, among themselves and across wake-ups.
+
+use std::os::fd::AsFd;
+
+use nix::errno::Errno;
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::unistd::Pid;
+
+use super::logs::Stream;
+
+/// Events read per wait; more stay queued, in order, for the next one.
+const BATCH: usize = 256;
+
+/// What a registered fd is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Token {
+    /// The signalfd.
+    Signals,
+    /// The timerfd.
+    Timer,
+    /// The notify socket.
+    Notify,
+    /// One of ipc-run's outputs, while records wait for it (EPOLLOUT).
+    Output(Stream),
+    /// The readiness pipe of an instance.
+    Ready(usize),
+    /// A log stream, by its slot.
+    Log(usize),
+    /// The pidfd of a supervised process.
+    Exit(Pid),
+}
+
+const KIND_SHIFT: u32 = 32;
+
+impl Token {
+    fn encode(self) -> u64 {
+        let (kind, value): (u64, u64) = match self {
+            // A pidfd's data is its pid, as `/proc/PID/fdinfo` shows it.
+            Token::Exit(pid) => (0, u64::from(pid.as_raw() as u32)),
+            Token::Signals => (1, 0),
+            Token::Timer => (2, 0),
+            Token::Notify => (3, 0),
+            Token::Output(stream) => (4, stream as u64),
+            Token::Ready(i) => (5, i as u64),
+            Token::Log(s) => (6, s as u64),
+        };
+        (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
+    }
+
+    fn decode(data: u64) -> Option<Token> {
+        let value = data & u64::from(u32::MAX);
+        let index = usize::try_from(value).ok()?;
+        Some(match data >> KIND_SHIFT {
+            0 => Token::Exit(Pid::from_raw(value as u32 as i32)),
+            1 => Token::Signals,
+            2 => Token::Timer,
+            3 => Token::Notify,
+            4 if value == 0 => Token::Output(Stream::Stdout),
+            4 => Token::Output(Stream::Stderr),
+            5 => Token::Ready(index),
+            6 => Token::Log(index),
+            _ => return None,
+        })
+    }
+}
+
+/// The epoll set and its read buffer.
+#[derive(Debug)]
+pub(crate) struct Events {
+    epoll: Epoll,
+    buffer: Vec<EpollEvent>,
+}
+
+impl Events {
+    /// An empty set (CLOEXEC).
+    pub fn new() -> nix::Result<Events> {
+        Ok(Events {
+            epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            buffer: vec![EpollEvent::empty(); BATCH],
+        })
+    }
+
+    /// Registers `fd` as `token`, waiting for input.
+    pub fn add(&self, fd: impl AsFd, token: Token) -> nix::Result<()> {
+        self.add_for(fd, token, EpollFlags::EPOLLIN)
+    }
+
+    /// Registers `fd` as `token`, waiting for `flags`.
+    pub fn add_for(&self, fd: impl AsFd, token: Token, flags: EpollFlags) -> nix::Result<()> {
+        self.epoll.add(fd, EpollEvent::new(flags, token.encode()))
+    }
+
+    /// Removes `fd` (before it is closed: a copy of it elsewhere would keep
+    /// the registration alive).
+    pub fn remove(&self, fd: impl AsFd) {
+        let _ = self.epoll.delete(fd);
+    }
+
+    /// Waits for events (without blocking when `poll_only`) and returns
+    /// them in the order the kernel queued them.
+    pub fn wait(&mut self, poll_only: bool) -> Result<Vec<Token>, Errno> {
+        let timeout = if poll_only {
+            EpollTimeout::ZERO
+        } else {
+            EpollTimeout::NONE
+        };
+        let n = loop {
+            match self.epoll.wait(&mut self.buffer, timeout) {
+                Err(Errno::EINTR) => continue,
+                other => break other?,
+            }
+        };
+        Ok(self.buffer[..n]
+            .iter()
+            .filter_map(|event| Token::decode(event.data()))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for token in [
+            Token::Signals,
+            Token::Timer,
+            Token::Notify,
+            Token::Output(Stream::Stdout),
+            Token::Output(Stream::Stderr),
+            Token::Ready(7),
+            Token::Log(123_456),
+            Token::Exit(Pid::from_raw(4_194_304)),
+        ] {
+            assert_eq!(Token::decode(token.encode()), Some(token));
+        }
+    }
+
+    #[test]
+    fn events_come_in_the_order_they_became_ready() {
+        use nix::unistd::{pipe, write};
+        let events = Events::new();
+        let mut events = events.unwrap();
+        let pipes: Vec<_> = (0..3).map(|_| pipe().unwrap()).collect();
+        for (k, (read, _)) in pipes.iter().enumerate() {
+            events.add(read, Token::Log(k)).unwrap();
+        }
+        for k in [2, 0, 1] {
+            write(&pipes[k].1, b"x").unwrap();
+        }
+        assert_eq!(
+            events.wait(true).unwrap(),
+            vec![Token::Log(2), Token::Log(0), Token::Log(1)]
+        );
+        events.remove(&pipes[0].0);
+        let again = events.wait(true).unwrap();
+        assert_eq!(again.len(), 2, "a removed fd is not reported: {again:?}");
+    }
+}
