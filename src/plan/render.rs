@@ -13,25 +13,45 @@ use crate::topology::Millis;
 
 /// Renders the plan as text.
 pub fn text(plan: &Plan) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "plan `{}` (format {})", plan.name, plan.format_version);
+    let mut out = Vec::new();
+    write_text(plan, &mut out).expect("writing to memory does not fail");
+    String::from_utf8(out).expect("the rendered plan is UTF-8")
+}
+
+/// Bytes rendered before they are handed to the writer: the text of a large
+/// plan is written as it is made, never held whole.
+const CHUNK: usize = 64 << 10;
+
+/// Writes [`text`] to `out` piece by piece, with the same bytes.
+pub fn write_text(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut buf = String::with_capacity(CHUNK * 2);
+    let flush_if_full = |buf: &mut String, out: &mut dyn std::io::Write| {
+        if buf.len() >= CHUNK {
+            out.write_all(buf.as_bytes())?;
+            buf.clear();
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let _ = writeln!(buf, "plan `{}` (format {})", plan.name, plan.format_version);
     let _ = writeln!(
-        out,
+        buf,
         "{} process(es), {} channel(s)",
         plan.processes.len(),
         plan.channels.len()
     );
     for process in &plan.processes {
-        out.push('\n');
-        render_process(&mut out, plan, process);
+        buf.push('\n');
+        render_process(&mut buf, plan, process);
+        flush_if_full(&mut buf, out)?;
     }
     for channel in &plan.channels {
-        out.push('\n');
-        render_channel(&mut out, channel);
+        buf.push('\n');
+        render_channel(&mut buf, channel);
+        flush_if_full(&mut buf, out)?;
     }
-    out.push('\n');
-    render_order(&mut out, plan);
-    out
+    buf.push('\n');
+    render_order(&mut buf, plan);
+    out.write_all(buf.as_bytes())
 }
 
 /// One side of a channel: `proc.port@fd, @stdin, …`.
