@@ -7,6 +7,7 @@
 //! Every name and value a diagnostic may point at is a [`Spanned`] so the
 //! planner can say `file:line:col` with a caret.
 
+mod chunks;
 mod classify;
 mod endpoint;
 mod units;
@@ -166,6 +167,16 @@ impl Topology {
                 too_large(Some(source.len() as u64), cap),
                 String::new(),
             ));
+        }
+        // A large file is parsed in pieces when they mean the same as the
+        // whole; otherwise (and for every error) it is parsed whole.
+        if let Some(mut file) = chunks::parse(&source, chunks::CHUNK_BYTES) {
+            file.edge.shrink_to_fit();
+            return Ok(Topology {
+                path: path.to_owned(),
+                source,
+                file,
+            });
         }
         match classify::from_str::<TopologyFile>(&source) {
             Ok(mut file) => {
