@@ -39,9 +39,16 @@ pub fn write_text(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<
         plan.processes.len(),
         plan.channels.len()
     );
+    // Each fd names its channel's mechanism: looked up by id, not by a scan
+    // of every channel for every fd.
+    let mechanisms: Mechanisms<'_> = plan
+        .channels
+        .iter()
+        .map(|c| (c.id.as_str(), c.mechanism.name()))
+        .collect();
     for process in &plan.processes {
         buf.push('\n');
-        render_process(&mut buf, plan, process);
+        render_process(&mut buf, &mechanisms, process);
         flush_if_full(&mut buf, out)?;
     }
     for channel in &plan.channels {
@@ -155,7 +162,10 @@ fn render_order(out: &mut String, plan: &Plan) {
     }
 }
 
-fn render_process(out: &mut String, plan: &Plan, process: &ProcessPlan) {
+/// Each channel's mechanism name by channel id.
+type Mechanisms<'p> = std::collections::HashMap<&'p str, &'static str>;
+
+fn render_process(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPlan) {
     let _ = writeln!(out, "process {}", process.name);
     let argv = if process.shell {
         format!(
@@ -184,7 +194,7 @@ fn render_process(out: &mut String, plan: &Plan, process: &ProcessPlan) {
         let _ = writeln!(out, "  forwards   {}", names.join(", "));
     }
     let _ = writeln!(out, "  fds");
-    render_fds(out, plan, process);
+    render_fds(out, mechanisms, process);
     let _ = writeln!(out, "  env");
     for var in &process.env {
         let _ = writeln!(out, "    {}={}", var.name, var.value);
@@ -227,7 +237,7 @@ fn render_lifecycle(out: &mut String, process: &ProcessPlan) {
 }
 
 /// The fd table, with what the standard streams get when not wired.
-fn render_fds(out: &mut String, plan: &Plan, process: &ProcessPlan) {
+fn render_fds(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPlan) {
     let mut rows: Vec<(i32, String, String)> = Vec::new();
     for (fd, port, default) in [
         (0, "stdin", "/dev/null"),
@@ -249,11 +259,7 @@ fn render_fds(out: &mut String, plan: &Plan, process: &ProcessPlan) {
     for slot in &process.fds {
         let what = match &slot.role {
             FdRole::Channel { channel, end } => {
-                let mechanism = plan
-                    .channels
-                    .iter()
-                    .find(|c| &c.id == channel)
-                    .map_or("?", |c| c.mechanism.name());
+                let mechanism = mechanisms.get(channel.as_str()).copied().unwrap_or("?");
                 format!(
                     "{mechanism} {channel} ({})",
                     serde_json::to_value(end)
