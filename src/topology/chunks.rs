@@ -283,7 +283,7 @@ mod tests {
     /// What a piece cannot see makes the whole file be parsed.
     #[test]
     fn references_across_pieces_fall_back_to_the_whole_file() {
-        let filler = "[process.f]\ncmd = [\"x\"]\n".repeat(1);
+        let filler = "[process.f]\ncmd = [\"x\"]\n";
         let pad = format!("# {}\n", "-".repeat(SMALL));
         let cases = [
             // A duplicate process, one in each piece.
