@@ -18,7 +18,9 @@
 //! That is 20 edges per ten processes, and the messages edges close
 //! two-process data cycles, so cycle analysis has work to do too. The output
 //! is deterministic (the same N gives the same bytes) and compact: 100 000
-//! processes stay under the 16 MiB a topology file may have.
+//! processes stay under the 16 MiB a topology file may have by default;
+//! 1 000 000 (about 160 MiB) are checked with `--max-file-size 1GiB
+//! --max-processes 1000000` (`bench/plan/million.sh`).
 
 use std::io::{self, BufWriter, Write};
 

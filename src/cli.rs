@@ -226,6 +226,34 @@ pub(crate) struct PlanArgs {
     /// `tap-EDGE` (repeatable; see docs/ports.md).
     #[arg(long, value_name = "EDGE=FILE", value_parser = crate::port::tap::TapSpec::parse)]
     pub tap: Vec<crate::port::tap::TapSpec>,
+    /// Refuse a topology file larger than SIZE (bytes, or with a unit:
+    /// `64MiB`, `1GiB`); a cap on the work an unexpected file causes.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_file_size)]
+    pub max_file_size: u64,
+    /// Refuse a topology (or JSON plan) of more than N process instances,
+    /// replicas counted.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = plan::MAX_INSTANCES as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_processes: u64,
+}
+
+impl PlanArgs {
+    /// `--max-processes` as a count.
+    fn max_instances(&self) -> usize {
+        usize::try_from(self.max_processes).unwrap_or(usize::MAX)
+    }
+}
+
+/// `--max-file-size`: a size as in topology files, at least one byte.
+fn parse_file_size(text: &str) -> Result<u64, String> {
+    match crate::topology::ByteSize::parse(text)?.bytes() {
+        0 => Err("the cap must be at least 1 byte".to_owned()),
+        bytes => Ok(bytes),
+    }
 }
 
 /// `--limits`.
@@ -474,18 +502,18 @@ fn load_and_plan_in(
     color: bool,
 ) -> Result<(Topology, Planned), CliError> {
     let started = std::time::Instant::now();
-    let topology = Topology::load(&args.file)?;
+    let topology = Topology::load_capped(&args.file, args.max_file_size)?;
     tracing::debug!(elapsed = ?started.elapsed(), "loaded {}", args.file.display());
     let limits = limits_for(args, runtime_root);
     let started = std::time::Instant::now();
-    let outcome = plan::plan(&topology, &limits);
+    let outcome = plan::plan_capped(&topology, &limits, args.max_instances());
     tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
     let outcome = match outcome {
         Ok(planned) if !args.tap.is_empty() => {
             // Taps rewrite the topology as planned, then plan it again.
             let mut tapped = topology.clone();
             crate::port::tap::apply(&mut tapped, &planned.plan, &args.tap)?;
-            let outcome = plan::plan(&tapped, &limits);
+            let outcome = plan::plan_capped(&tapped, &limits, args.max_instances());
             return finish_plan(args, tapped, outcome, color);
         }
         other => other,
@@ -521,7 +549,8 @@ fn load_plan_file(
         path: args.file.clone(),
         source,
     })?;
-    let outcome = plan::import::from_json(&text, &limits_for(args, runtime_root));
+    let limits = limits_for(args, runtime_root);
+    let outcome = plan::import::from_json_capped(&text, &limits, args.max_instances());
     report_plan(args, &text, outcome, color)
 }
 
@@ -629,15 +658,27 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
             std::mem::forget((topology, planned));
         }
         Command::Plan { args, format } => {
-            let (_, planned) = load_and_plan(&args, color)?;
+            let (topology, planned) = load_and_plan(&args, color)?;
+            // The file is no longer needed: free it before the output is
+            // made, so the two never add up.
+            drop(topology);
+            // Written as made, in large blocks: the output of a big plan is
+            // never held whole, and stdout's line buffering does not turn it
+            // into a write per line.
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut stdout);
             match format {
-                PlanFormat::Text => write!(stdout, "{}", plan::render::text(&planned.plan))?,
-                PlanFormat::Json => writeln!(
-                    stdout,
-                    "{}",
-                    serde_json::to_string_pretty(&planned.plan).map_err(std::io::Error::other)?
-                )?,
+                PlanFormat::Text => plan::render::write_text(&planned.plan, &mut out)?,
+                PlanFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &planned.plan)
+                        .map_err(std::io::Error::other)?;
+                    writeln!(out)?;
+                }
             }
+            out.flush()?;
+            drop(out);
+            // As for `check`: the process exits next, and the kernel frees
+            // a large plan at once, faster than piece by piece.
+            std::mem::forget(planned);
         }
         Command::Graph { args, format } => {
             let (_, planned) = load_and_plan(&args, color)?;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Times whole processes side by side: interleaved rounds, medians.
 
-usage: measure.py ROUNDS SIZE=FILE... -- LABEL=COMMAND...
+usage: RUSAGE_EXEC=PATH measure.py ROUNDS SIZE=FILE... -- LABEL=COMMAND...
        (MEASURE_JSON=FILE also writes every round's figures to FILE)
 
 Each COMMAND is a shell-free argv template in which `{file}` stands for the
@@ -15,32 +15,26 @@ import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
-import time
 
 
 def run(argv):
-    """Runs argv with stdout/stderr to /dev/null; returns (seconds, maxrss KiB)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        start = time.perf_counter()
-        pid = os.posix_spawn(
-            argv[0],
-            argv,
-            os.environ,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, devnull, 1),
-                (os.POSIX_SPAWN_DUP2, devnull, 2),
-            ],
-        )
-        _, status, usage = os.wait4(pid, 0)
-        elapsed = time.perf_counter() - start
-    finally:
-        os.close(devnull)
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
+    """Runs argv through the C launcher; returns (seconds, maxrss KiB).
+
+    The launcher (rusage_exec.c, path in $RUSAGE_EXEC) forks from its own
+    small address space, times the child and reads its wait4 rusage: a
+    child spawned from Python directly would have the interpreter's RSS
+    folded into its ru_maxrss by execve.
+    """
+    launcher = os.environ.get("RUSAGE_EXEC")
+    if not launcher:
+        sys.exit("measure.py: set RUSAGE_EXEC to the built rusage_exec (run.sh does)")
+    out = subprocess.run([launcher, *argv], check=True, stdout=subprocess.PIPE, text=True).stdout
+    seconds, kib, code = out.split()
+    if int(code) != 0:
         sys.exit(f"{shlex.join(argv)} exited with {code}")
-    return elapsed, usage.ru_maxrss
+    return float(seconds), int(kib)
 
 
 def main():

@@ -8,6 +8,12 @@
 #   BENCH_DIR=/some/dir                      to keep the generated files
 #   CARGO_TARGET_DIR is honoured for the build and the binaries run
 #   RESULTS=dir                              also writes the rounds to dir/plan.json
+#   BEFORE=/path/to/ipc-run                  also times `check` with another binary
+#   MODES="check plan-text plan-json"        what of ipc-run to time (default: all three)
+#
+# Times and peak RSS are measured by bench/plan/rusage_exec.c (built here with
+# cc), which forks the command from its own small process: the RSS column is
+# the command's alone.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -23,6 +29,8 @@ case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
 bin="$target/release"
 ipc_run="$bin/ipc-run"
 parse_only="$bin/examples/parse_only"
+rusage_exec="$target/rusage_exec"
+cc -O2 -o "$rusage_exec" bench/plan/rusage_exec.c
 
 echo "== generate into $dir" >&2
 size_args=()
@@ -44,8 +52,19 @@ echo "== measure ($rounds rounds)" >&2
 peer=()
 python3 -c 'import tomllib' 2>/dev/null &&
     peer=("python-tomllib=$(command -v python3) -c 'import sys, tomllib; tomllib.load(open(sys.argv[1], \"rb\"))' {file}")
-MEASURE_JSON="${RESULTS:+$RESULTS/plan.json}" python3 bench/plan/measure.py "$rounds" "${size_args[@]}" -- \
-    "check=$ipc_run check --limits default {file}" \
+commands=()
+for mode in ${MODES:-check plan-text plan-json}; do
+    case "$mode" in
+        check) commands+=("check=$ipc_run check --limits default {file}") ;;
+        plan-text) commands+=("plan-text=$ipc_run plan --limits default {file}") ;;
+        plan-json) commands+=("plan-json=$ipc_run plan --format json --limits default {file}") ;;
+        *) echo "unknown mode $mode" >&2; exit 2 ;;
+    esac
+done
+[ -n "${BEFORE:-}" ] && commands+=("check-before=$BEFORE check --limits default {file}")
+RUSAGE_EXEC="$rusage_exec" MEASURE_JSON="${RESULTS:+$RESULTS/plan.json}" \
+    python3 bench/plan/measure.py "$rounds" "${size_args[@]}" -- \
+    "${commands[@]}" \
     "parse-table=$parse_only table {file}" \
     "parse-topology=$parse_only topology {file}" \
     "${peer[@]}"

@@ -31,11 +31,21 @@ const WARNING_CODES: [&str; 5] = ["W0101", "W0201", "W0202", "W0301", "W0701"];
 /// Reads the JSON plan `text` and checks it against `limits`. The plan's
 /// recorded limits become `limits`, which it was last validated against.
 pub fn from_json(text: &str, limits: &Limits) -> Result<Planned, PlanError> {
+    from_json_capped(text, limits, MAX_INSTANCES)
+}
+
+/// [`from_json`] with at most `max_instances` process instances
+/// (`--max-processes`).
+pub fn from_json_capped(
+    text: &str,
+    limits: &Limits,
+    max_instances: usize,
+) -> Result<Planned, PlanError> {
     let mut sink = Sink::default();
     let Some(mut plan) = parse(text, &mut sink) else {
         return Err(sink.into_error());
     };
-    check_structure(&plan, &mut sink);
+    check_structure(&plan, max_instances, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }
@@ -121,7 +131,7 @@ fn inconsistent(message: String, at: String) -> Diagnostic {
 }
 
 /// Instance names, channel ids and order lists name what exists, once.
-fn check_structure(plan: &Plan, sink: &mut Sink) {
+fn check_structure(plan: &Plan, max_instances: usize, sink: &mut Sink) {
     let mut instances = HashMap::new();
     for (i, process) in plan.processes.iter().enumerate() {
         if instances.insert(process.name.as_str(), i).is_some() {
@@ -129,14 +139,17 @@ fn check_structure(plan: &Plan, sink: &mut Sink) {
             sink.push(inconsistent(message, format!("processes[{i}]")));
         }
     }
-    if plan.processes.len() > MAX_INSTANCES {
-        sink.push(Diagnostic::error(
-            "E0610",
-            format!(
-                "the plan has {} process instances, more than {MAX_INSTANCES}",
-                plan.processes.len()
-            ),
-        ));
+    if plan.processes.len() > max_instances {
+        sink.push(
+            Diagnostic::error(
+                "E0610",
+                format!(
+                    "the plan has {} process instances, more than {max_instances}",
+                    plan.processes.len()
+                ),
+            )
+            .with_help("`--max-processes N` raises the cap"),
+        );
     }
     let mut channels = HashMap::new();
     for (c, channel) in plan.channels.iter().enumerate() {

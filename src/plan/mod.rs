@@ -33,7 +33,8 @@ pub use model::*;
 use crate::diagnostic::Diagnostic;
 use crate::topology::Topology;
 
-/// Most process instances one topology may have (replicas counted).
+/// Most process instances one topology may have (replicas counted), unless
+/// the CLI's `--max-processes` says otherwise ([`plan_capped`]).
 pub const MAX_INSTANCES: usize = 100_000;
 
 /// A valid plan and the warnings found on the way.
@@ -60,10 +61,21 @@ impl PlanError {
     }
 }
 
-/// Plans a parsed topology against the given host limits.
+/// Plans a parsed topology against the given host limits, with at most
+/// [`MAX_INSTANCES`] process instances.
 pub fn plan(topology: &Topology, limits: &Limits) -> Result<Planned, PlanError> {
+    plan_capped(topology, limits, MAX_INSTANCES)
+}
+
+/// [`plan`] with at most `max_instances` process instances
+/// (`--max-processes`); more is error E0610.
+pub fn plan_capped(
+    topology: &Topology,
+    limits: &Limits,
+    max_instances: usize,
+) -> Result<Planned, PlanError> {
     let mut sink = Sink::default();
-    let processes = processes::resolve(topology, limits, &mut sink);
+    let processes = processes::resolve(topology, limits, max_instances, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::model::{Readiness, RestartPlan, RestartPolicy, SignalRef};
 use super::signals::{FORWARDABLE, known, parse_signal};
-use super::{Limits, MAX_INSTANCES, Sink, Span};
+use super::{Limits, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::topology::{ProcessSpec, Ready, Topology, check_name};
 
@@ -81,16 +81,18 @@ pub struct DeclaredPort {
     pub fd: Option<(i32, Span)>,
 }
 
-/// Checks every process and returns them in declaration order.
+/// Checks every process and returns them in declaration order; more than
+/// `max_instances` instances in all is E0610.
 pub fn resolve<'a>(
     topology: &'a Topology,
     limits: &Limits,
+    max_instances: usize,
     sink: &mut Sink,
 ) -> Vec<ProcessDecl<'a>> {
     let mut declared: Vec<_> = topology.file.process.iter().collect();
     declared.sort_by_key(|(name, _)| name.span().start);
     let mut total_instances = 0usize;
-    // The process whose replicas take the total past MAX_INSTANCES.
+    // The process whose replicas take the total past `max_instances`.
     let mut over_limit_at: Option<(String, Span)> = None;
     let mut out = Vec::with_capacity(declared.len());
     for (name, spec) in declared {
@@ -107,7 +109,7 @@ pub fn resolve<'a>(
         }
         let replicas = check_replicas(name.get_ref(), spec, sink);
         total_instances += replicas as usize;
-        if total_instances > MAX_INSTANCES && over_limit_at.is_none() {
+        if total_instances > max_instances && over_limit_at.is_none() {
             let at = spec.replicas.as_ref().map_or(span.clone(), |r| r.span());
             over_limit_at = Some((name.get_ref().clone(), at));
         }
@@ -122,9 +124,9 @@ pub fn resolve<'a>(
     }
     if let Some((name, at)) = over_limit_at {
         sink.push(
-            Diagnostic::error("E0610", format!("the topology has {total_instances} process instances, more than the {MAX_INSTANCES} ipc-run supervises"))
-                .with_label(Label::primary(at, format!("`{name}` takes the count past {MAX_INSTANCES}")))
-                .with_help("use fewer replicas, or split the topology"),
+            Diagnostic::error("E0610", format!("the topology has {total_instances} process instances, more than the {max_instances} ipc-run supervises"))
+                .with_label(Label::primary(at, format!("`{name}` takes the count past {max_instances}")))
+                .with_help("use fewer replicas, split the topology, or raise the cap with `--max-processes N`"),
         );
     }
     if let Some(name) = &topology.file.name {

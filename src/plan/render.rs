@@ -13,25 +13,52 @@ use crate::topology::Millis;
 
 /// Renders the plan as text.
 pub fn text(plan: &Plan) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "plan `{}` (format {})", plan.name, plan.format_version);
+    let mut out = Vec::new();
+    write_text(plan, &mut out).expect("writing to memory does not fail");
+    String::from_utf8(out).expect("the rendered plan is UTF-8")
+}
+
+/// Bytes rendered before they are handed to the writer: the text of a large
+/// plan is written as it is made, never held whole.
+const CHUNK: usize = 64 << 10;
+
+/// Writes [`text`] to `out` piece by piece, with the same bytes.
+pub fn write_text(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut buf = String::with_capacity(CHUNK * 2);
+    let flush_if_full = |buf: &mut String, out: &mut dyn std::io::Write| {
+        if buf.len() >= CHUNK {
+            out.write_all(buf.as_bytes())?;
+            buf.clear();
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let _ = writeln!(buf, "plan `{}` (format {})", plan.name, plan.format_version);
     let _ = writeln!(
-        out,
+        buf,
         "{} process(es), {} channel(s)",
         plan.processes.len(),
         plan.channels.len()
     );
+    // Each fd names its channel's mechanism: looked up by id, not by a scan
+    // of every channel for every fd.
+    let mechanisms: Mechanisms<'_> = plan
+        .channels
+        .iter()
+        .map(|c| (c.id.as_str(), c.mechanism.name()))
+        .collect();
     for process in &plan.processes {
-        out.push('\n');
-        render_process(&mut out, plan, process);
+        buf.push('\n');
+        render_process(&mut buf, &mechanisms, process);
+        flush_if_full(&mut buf, out)?;
     }
     for channel in &plan.channels {
-        out.push('\n');
-        render_channel(&mut out, channel);
+        buf.push('\n');
+        render_channel(&mut buf, channel);
+        flush_if_full(&mut buf, out)?;
     }
-    out.push('\n');
-    render_order(&mut out, plan);
-    out
+    buf.push('\n');
+    render_order(&mut buf, plan);
+    out.write_all(buf.as_bytes())
 }
 
 /// One side of a channel: `proc.port@fd, @stdin, …`.
@@ -135,7 +162,10 @@ fn render_order(out: &mut String, plan: &Plan) {
     }
 }
 
-fn render_process(out: &mut String, plan: &Plan, process: &ProcessPlan) {
+/// Each channel's mechanism name by channel id.
+type Mechanisms<'p> = std::collections::HashMap<&'p str, &'static str>;
+
+fn render_process(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPlan) {
     let _ = writeln!(out, "process {}", process.name);
     let argv = if process.shell {
         format!(
@@ -164,7 +194,7 @@ fn render_process(out: &mut String, plan: &Plan, process: &ProcessPlan) {
         let _ = writeln!(out, "  forwards   {}", names.join(", "));
     }
     let _ = writeln!(out, "  fds");
-    render_fds(out, plan, process);
+    render_fds(out, mechanisms, process);
     let _ = writeln!(out, "  env");
     for var in &process.env {
         let _ = writeln!(out, "    {}={}", var.name, var.value);
@@ -207,7 +237,7 @@ fn render_lifecycle(out: &mut String, process: &ProcessPlan) {
 }
 
 /// The fd table, with what the standard streams get when not wired.
-fn render_fds(out: &mut String, plan: &Plan, process: &ProcessPlan) {
+fn render_fds(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPlan) {
     let mut rows: Vec<(i32, String, String)> = Vec::new();
     for (fd, port, default) in [
         (0, "stdin", "/dev/null"),
@@ -229,11 +259,7 @@ fn render_fds(out: &mut String, plan: &Plan, process: &ProcessPlan) {
     for slot in &process.fds {
         let what = match &slot.role {
             FdRole::Channel { channel, end } => {
-                let mechanism = plan
-                    .channels
-                    .iter()
-                    .find(|c| &c.id == channel)
-                    .map_or("?", |c| c.mechanism.name());
+                let mechanism = mechanisms.get(channel.as_str()).copied().unwrap_or("?");
                 format!(
                     "{mechanism} {channel} ({})",
                     serde_json::to_value(end)

@@ -7,6 +7,7 @@
 //! Every name and value a diagnostic may point at is a [`Spanned`] so the
 //! planner can say `file:line:col` with a caret.
 
+mod chunks;
 mod classify;
 mod endpoint;
 mod units;
@@ -24,10 +25,11 @@ use crate::diagnostic::{Diagnostic, Label};
 pub use endpoint::{Endpoint, EndpointRef, EndpointTarget, MAX_NAME_LEN, check_name};
 pub use units::{ByteSize, Millis};
 
-/// Files larger than this are refused before parsing. A generated topology of
-/// 100 000 processes with two edges each is about 10 MiB; the cap bounds the
-/// work a hostile file (say, a million processes)
-/// can cause to well under a second.
+/// Files larger than this are refused before parsing, unless the CLI's
+/// `--max-file-size` says otherwise ([`Topology::load_capped`]). A generated
+/// topology of 100 000 processes with two edges each is about 15 MiB; the
+/// default bounds the work an unexpected file can cause to a few seconds,
+/// and a user who means to plan a bigger one raises it.
 pub const MAX_SOURCE_BYTES: usize = 16 << 20;
 
 /// A parsed topology file together with its source text, which diagnostics
@@ -66,20 +68,26 @@ pub enum TopologyError {
 }
 
 /// E0002 for a file of `size` bytes, or of unknown size (a FIFO, a device)
-/// that gave more than [`MAX_SOURCE_BYTES`].
-fn too_large(size: Option<u64>) -> Diagnostic {
+/// that gave more than `cap` bytes.
+fn too_large(size: Option<u64>, cap: u64) -> Diagnostic {
     let message = match size {
-        Some(size) => format!(
-            "the file is {size} bytes, more than the {MAX_SOURCE_BYTES} a topology may have"
-        ),
-        None => format!("the file has more than the {MAX_SOURCE_BYTES} bytes a topology may have"),
+        Some(size) => format!("the file is {size} bytes, more than the {cap} a topology may have"),
+        None => format!("the file has more than the {cap} bytes a topology may have"),
     };
     Diagnostic::error("E0002", message)
+        .with_help("`--max-file-size SIZE` raises the cap (e.g. `--max-file-size 1GiB`)")
 }
 
 impl Topology {
-    /// Reads and parses the topology at `path`.
+    /// Reads and parses the topology at `path`, refusing a file larger than
+    /// [`MAX_SOURCE_BYTES`].
     pub fn load(path: &Path) -> Result<Self, TopologyError> {
+        Self::load_capped(path, MAX_SOURCE_BYTES as u64)
+    }
+
+    /// Reads and parses the topology at `path`, refusing a file larger than
+    /// `max_bytes` (`--max-file-size`) without reading it whole.
+    pub fn load_capped(path: &Path, max_bytes: u64) -> Result<Self, TopologyError> {
         use std::io::Read as _;
         let read_error = |source| TopologyError::Read {
             path: path.to_owned(),
@@ -93,26 +101,32 @@ impl Topology {
             .filter(|m| m.is_file())
             .map(|m| m.len());
         // Read one byte past the cap so an oversized file is refused without
-        // being read whole (or a FIFO/device read forever).
-        let mut bytes = Vec::new();
-        file.take(MAX_SOURCE_BYTES as u64 + 1)
+        // being read whole (or a FIFO/device read forever). A regular file is
+        // read into a buffer of its size, not one grown by doubling.
+        let expected = size.map_or(0, |s| s.min(max_bytes).saturating_add(1));
+        let mut bytes = Vec::with_capacity(usize::try_from(expected).unwrap_or(0));
+        file.take(max_bytes.saturating_add(1))
             .read_to_end(&mut bytes)
             .map_err(read_error)?;
-        if bytes.len() > MAX_SOURCE_BYTES {
+        if bytes.len() as u64 > max_bytes {
             // The file may have grown since its size was read.
             let size = size.filter(|&s| s >= bytes.len() as u64);
             return Err(TopologyError::Parse {
                 path: path.to_owned(),
                 source_text: String::new(),
-                diagnostic: Box::new(too_large(size)),
+                diagnostic: Box::new(too_large(size, max_bytes)),
             });
         }
-        Self::from_bytes(path, bytes)
+        Self::from_bytes_capped(path, bytes, max_bytes)
     }
 
     /// Parses the contents `bytes` of the file `path`: UTF-8 is checked
     /// first, then [`Topology::parse`].
     pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, TopologyError> {
+        Self::from_bytes_capped(path, bytes, MAX_SOURCE_BYTES as u64)
+    }
+
+    fn from_bytes_capped(path: &Path, bytes: Vec<u8>, cap: u64) -> Result<Self, TopologyError> {
         let source = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(err) => {
@@ -133,23 +147,43 @@ impl Topology {
                 });
             }
         };
-        Self::parse(path, source)
+        Self::parse_capped(path, source, cap)
     }
 
     /// Parses `source` as the topology file `path` (the path is only used in
     /// messages).
     pub fn parse(path: &Path, source: String) -> Result<Self, TopologyError> {
+        Self::parse_capped(path, source, MAX_SOURCE_BYTES as u64)
+    }
+
+    fn parse_capped(path: &Path, source: String, cap: u64) -> Result<Self, TopologyError> {
         let fail = |diagnostic: Diagnostic, source: String| TopologyError::Parse {
             path: path.to_owned(),
             source_text: source,
             diagnostic: Box::new(diagnostic),
         };
-        if source.len() > MAX_SOURCE_BYTES {
-            return Err(fail(too_large(Some(source.len() as u64)), String::new()));
+        if source.len() as u64 > cap {
+            return Err(fail(
+                too_large(Some(source.len() as u64), cap),
+                String::new(),
+            ));
+        }
+        // A large file is parsed in pieces when they mean the same as the
+        // whole; otherwise (and for every error) it is parsed whole.
+        if let Some(mut file) = chunks::parse(&source, chunks::CHUNK_BYTES) {
+            file.edge.shrink_to_fit();
+            return Ok(Topology {
+                path: path.to_owned(),
+                source,
+                file,
+            });
         }
         match classify::from_str::<TopologyFile>(&source) {
             Ok(mut file) => {
                 file.fill_endpoint_spans();
+                // Deserializing grows the edge list by doubling: give back
+                // the unused half before the planner runs beside it.
+                file.edge.shrink_to_fit();
                 Ok(Topology {
                     path: path.to_owned(),
                     source,

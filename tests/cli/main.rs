@@ -5,6 +5,7 @@
 mod support;
 
 mod bench;
+mod caps;
 mod port;
 mod port_hardening;
 
