@@ -804,7 +804,7 @@ fn l3_thousands_of_forwarded_signals_during_restarts_never_hit_a_reaped_pid() {
     let file = scratch.topology(
         r#"
 [process.flappy]
-cmd = ["PROBE", "sleep", "5"]
+cmd = ["PROBE", "println", "start", "--", "sleep", "5"]
 restart = "always"
 restart_limit = 1000000
 restart_backoff = "0ms"
@@ -847,15 +847,24 @@ forward_signals = ["SIGUSR1"]
         live.pid().as_raw()
     };
     let target = Pid::from_raw(ipc_run);
+    // At least 3,000 signals, and on until `flappy` was restarted 20
+    // times while they flowed: counted from its output, not from a time
+    // the restarts are hoped to fit in (strace and a loaded machine slow
+    // each restart down).
     let sending = Instant::now();
-    for i in 0..3000 {
-        kill(target, Signal::SIGUSR1).unwrap();
-        if i % 4 == 3 {
-            // Spread over about a second of restarts, not one burst.
-            std::thread::sleep(Duration::from_millis(1));
+    let mut sent = 0u32;
+    while sent < 3000 || live.count_now("flappy | start") <= 20 {
+        assert!(
+            sending.elapsed() < Duration::from_secs(120),
+            "flappy was not restarted 20 times while {sent} SIGUSR1 were sent"
+        );
+        for _ in 0..4 {
+            kill(target, Signal::SIGUSR1).unwrap();
         }
+        sent += 4;
+        // Spread over the restarts, not one burst.
+        std::thread::sleep(Duration::from_millis(1));
     }
-    eprintln!("3000 SIGUSR1 sent in {:?}", sending.elapsed());
     kill(target, Signal::SIGTERM).unwrap();
     let result = live.finish();
     result.assert_no_panic();

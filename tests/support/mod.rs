@@ -360,6 +360,14 @@ impl Live {
         }
     }
 
+    /// How many stdout lines seen so far contain `text`, without waiting.
+    pub fn count_now(&mut self, text: &str) -> usize {
+        while let Ok(line) = self.lines.try_recv() {
+            self.take(line);
+        }
+        self.stdout.iter().filter(|l| l.contains(text)).count()
+    }
+
     /// Waits until a stderr line contains `text`.
     pub fn wait_for_stderr(&mut self, text: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
