@@ -155,6 +155,7 @@ fn a_failed_spawn_reports_its_step_and_leaves_the_slots_restored() {
         fd_limit: 1024,
         credentials: None,
         reset_signals: None,
+        cgroup_dir: None,
         cgroup_procs: None,
     };
     let fds = [
