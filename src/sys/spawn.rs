@@ -1,5 +1,6 @@
-//! The child path: `clone(CLONE_VM | CLONE_VFORK)` and everything up to
-//! `execve(2)`, without allocating or taking a lock.
+//! The child path: `clone(CLONE_VM | CLONE_VFORK)` (or `clone3` into the
+//! run's cgroup) and everything up to `execve(2)`, without allocating or
+//! taking a lock.
 //!
 //! # Why `clone(CLONE_VM | CLONE_VFORK)`
 //!
@@ -20,7 +21,18 @@
 //! ([`super::fd_slots`], which also says when the whole table is copied
 //! as before). Until that unshare the child shares the table with every
 //! thread of the parent, so it touches nothing there but the reserved
-//! slots, and opens nothing (the cgroup file is opened after).
+//! slots, and opens nothing (the fallback's cgroup file is opened after).
+//!
+//! # Born in the run's cgroup
+//!
+//! Given the cgroup's directory ([`ChildSpec::cgroup_dir`]), the clone is
+//! `clone3(CLONE_INTO_CGROUP)` with the same flags ([`super::clone3`]): the
+//! child starts in the cgroup and migrates nothing. The migration it
+//! replaces, a write of `0` to `cgroup.procs` by the child, waited for an
+//! RCU grace period in the kernel (10-12 ms after a quiet moment) while the
+//! parent waited for the child. That write stays as the fallback where
+//! `clone3` refuses (then for the rest of the process) or on other
+//! architectures than x86_64.
 //!
 //! The child shares the parent's memory until it execs (the calling parent
 //! thread is suspended meanwhile; other threads keep running but never touch
