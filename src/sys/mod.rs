@@ -14,7 +14,8 @@
 //! - [`pidfd`]: `pidfd_open(2)`, for exits in the order they happened.
 //! - [`pipe`]: how full a pipe is (`FIONREAD`, `F_GETPIPE_SZ`).
 //! - [`spawn`]: the allocation-free child path (`clone(2)` with
-//!   `CLONE_VM | CLONE_VFORK`, or `clone3` into the cgroup, fd shuffle, signal reset, `execve(2)`).
+//!   `CLONE_VM | CLONE_VFORK`, or `clone3` into the cgroup, fd shuffle,
+//!   signal reset, `execve(2)`).
 
 #![expect(
     unsafe_code,
