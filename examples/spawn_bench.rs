@@ -47,6 +47,7 @@ fn main() {
         fd_limit: 1024,
         credentials: None,
         reset_signals: None,
+        cgroup_dir: None,
         cgroup_procs: None,
     };
     let fds = [

@@ -1,7 +1,8 @@
 //! A run's own cgroup, where a cgroup v2 hierarchy lets us make one: every
-//! child is moved into `<ipc-run's cgroup>/ipc-run-<run id>` as it starts,
-//! so that whatever it starts, in whatever process group or session, can be
-//! killed at once (`cgroup.kill`) if ipc-run is SIGKILLed.
+//! child is created in `<ipc-run's cgroup>/ipc-run-<run id>` (or moves
+//! itself there as it starts), so that whatever it starts, in whatever
+//! process group or session, can be killed at once (`cgroup.kill`) if
+//! ipc-run is SIGKILLed.
 //!
 //! The cgroup is journaled (`cgroup PATH`) before it is made; `ipc-run
 //! clean` and the next run kill a dead run's cgroup whole, wait until it is
@@ -16,13 +17,19 @@
 //! Where no cgroup can be made (no cgroup v2 mount, not delegated to us,
 //! read-only), runs go without: the journaled process groups
 //! ([`super::objects::ObjectRecord::ProcessGroup`]) are then what a dead
-//! run's leftovers are found by. Each child moves itself into the cgroup
-//! right after `clone`, once it has its own fd table (it writes `0` to
-//! `cgroup.procs`, see [`crate::sys::spawn::ChildSpec::cgroup_procs`]), so
-//! nothing it starts can be outside. That is one migration per child; a
-//! helper process that sat in the cgroup, or `clone3(CLONE_INTO_CGROUP)`,
-//! would spare it (measured in `docs/performance.md`, "Spawning from a
-//! small file table").
+//! run's leftovers are found by.
+//!
+//! Each child is born in the cgroup: the run opens the cgroup's directory
+//! once ([`open_dir`]) and every spawn passes it to
+//! `clone3(CLONE_INTO_CGROUP)` ([`crate::sys::spawn::ChildSpec::cgroup_dir`]),
+//! so nothing the child starts can be outside, and no task is migrated. A
+//! migration (a write to `cgroup.procs`) waits for an RCU grace period in
+//! the kernel, 10-12 ms after a quiet moment, and the spawning thread waited
+//! for it. Where `clone3` cannot do that (before Linux 5.7, seccomp, a
+//! cgroup that refuses), each child moves itself into the cgroup right after
+//! `clone`, once it has its own fd table, by writing `0` to `cgroup.procs`
+//! ([`crate::sys::spawn::ChildSpec::cgroup_procs`]); measured in
+//! `docs/performance.md`, "Spawning from a small file table".
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -115,6 +122,21 @@ pub(crate) fn create(path: &Path) -> bool {
             false
         }
     }
+}
+
+/// The cgroup directory at `path`, opened to create children in
+/// (`O_PATH`: no permission needed beyond reaching it); `None` where it
+/// cannot be opened (children then move themselves in).
+pub(crate) fn open_dir(path: &Path) -> Option<std::os::fd::OwnedFd> {
+    let flags = nix::fcntl::OFlag::O_PATH
+        | nix::fcntl::OFlag::O_DIRECTORY
+        | nix::fcntl::OFlag::O_CLOEXEC
+        | nix::fcntl::OFlag::O_NOFOLLOW;
+    nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())
+        .inspect_err(|errno| {
+            tracing::debug!(cgroup = %path.display(), "cannot open the run cgroup: {errno}");
+        })
+        .ok()
 }
 
 /// Removes the cgroup at `path` if it is empty (a run's own end).

@@ -512,6 +512,7 @@ impl Launched {
             nofile: self.options.nofile,
             fd_limit: self.fd_limit,
             reset_signals: self.reset_signals,
+            cgroup_dir: self.created.run_dir.as_ref().and_then(|d| d.cgroup_dir()),
             cgroup_procs: self.created.run_dir.as_ref().and_then(|d| d.cgroup_procs()),
         };
         let spec = spawn::child_spec(process, self.identities.get(instance), &context)?;

@@ -166,7 +166,11 @@ pub struct RunDir {
     journal: File,
     /// The run's cgroup, when one could be made.
     cgroup: Option<PathBuf>,
-    /// Its `cgroup.procs`, for children to move themselves into.
+    /// Its directory, opened once (`O_PATH`): children are created in it
+    /// (`clone3(CLONE_INTO_CGROUP)`, see [`crate::sys::spawn`]).
+    cgroup_dir: Option<std::sync::Arc<OwnedFd>>,
+    /// Its `cgroup.procs`, for children to move themselves into where
+    /// `clone3` cannot be used.
     cgroup_procs: Option<std::ffi::CString>,
     /// System V objects journaled so far (debug builds: crash injection).
     #[cfg(debug_assertions)]
@@ -215,6 +219,7 @@ impl RunDir {
                     lock,
                     journal,
                     cgroup: None,
+                    cgroup_dir: None,
                     cgroup_procs: None,
                     #[cfg(debug_assertions)]
                     sysv_created: 0,
@@ -299,20 +304,28 @@ impl RunDir {
         let record = ObjectRecord::Cgroup(path.display().to_string());
         tracing::debug!(run_id = %self.id, "journal cgroup: {}", record.journal_line());
         if self.write_line(&record).is_ok() && super::cgroup::create(&path) {
+            self.cgroup_dir = super::cgroup::open_dir(&path).map(std::sync::Arc::new);
             self.cgroup_procs =
                 std::ffi::CString::new(path.join("cgroup.procs").as_os_str().as_bytes()).ok();
             self.cgroup = Some(path);
         }
     }
 
-    /// The run cgroup's `cgroup.procs`, if the run has a cgroup: each child
-    /// moves itself there before it execs (see [`super::cgroup`]).
+    /// The run cgroup's directory, if the run has a cgroup: each child is
+    /// created there (see [`super::cgroup`]).
+    pub(crate) fn cgroup_dir(&self) -> Option<&std::sync::Arc<OwnedFd>> {
+        self.cgroup_dir.as_ref()
+    }
+
+    /// The run cgroup's `cgroup.procs`, if the run has a cgroup: where a
+    /// child cannot be created in it, it moves itself there before it
+    /// execs (see [`super::cgroup`]).
     pub(crate) fn cgroup_procs(&self) -> Option<&std::ffi::CString> {
         self.cgroup_procs.as_ref()
     }
 
-    /// Tracks a child just spawned, the leader of process group `pid` (it
-    /// moved itself into the run's cgroup, if any, before exec): journals
+    /// Tracks a child just spawned, the leader of process group `pid` (in
+    /// the run's cgroup, if any, before exec): journals
     /// it with its start time, so that `clean` and the next run can kill what it leaves
     /// if ipc-run is SIGKILLed. The line is not synced (a power loss ends
     /// the processes too); a failure is logged, as the child already runs.

@@ -20,8 +20,10 @@
 //! or `NOTIFY_SOCKET` that ipc-run itself received never leaks.
 
 use std::ffi::{CString, OsStr, OsString};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::unistd::AccessFlags;
@@ -48,7 +50,9 @@ pub(crate) struct SpecContext<'a> {
     pub fd_limit: i32,
     /// See [`ChildSpec::reset_signals`].
     pub reset_signals: u64,
-    /// See [`ChildSpec::cgroup_procs`]: the run's cgroup, if it has one.
+    /// See [`ChildSpec::cgroup_dir`]: the run's cgroup, if it has one.
+    pub cgroup_dir: Option<&'a Arc<OwnedFd>>,
+    /// See [`ChildSpec::cgroup_procs`]: the same cgroup's `cgroup.procs`.
     pub cgroup_procs: Option<&'a CString>,
 }
 
@@ -101,6 +105,7 @@ pub(crate) fn child_spec(
         fd_limit: context.fd_limit,
         credentials: identity.map(|i| i.credentials.clone()),
         reset_signals: Some(context.reset_signals),
+        cgroup_dir: context.cgroup_dir.cloned(),
         cgroup_procs: context.cgroup_procs.cloned(),
     })
 }

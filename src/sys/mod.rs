@@ -7,12 +7,15 @@
 //!   `mq_overview(7)`, `sysvipc(7)`).
 //! - [`bench`]: message queue send/receive and `sigtimedwait` for
 //!   `ipc-run bench`.
+//! - [`clone3`]: `clone3(2)` with `CLONE_INTO_CGROUP` in `asm!` (x86_64),
+//!   so a child is born in the run's cgroup.
 //! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
 //! - [`fd_slots`]: low fd numbers reserved so a spawn copies a small table.
 //! - [`pidfd`]: `pidfd_open(2)`, for exits in the order they happened.
 //! - [`pipe`]: how full a pipe is (`FIONREAD`, `F_GETPIPE_SZ`).
 //! - [`spawn`]: the allocation-free child path (`clone(2)` with
-//!   `CLONE_VM | CLONE_VFORK`, fd shuffle, signal reset, `execve(2)`).
+//!   `CLONE_VM | CLONE_VFORK`, or `clone3` into the cgroup, fd shuffle,
+//!   signal reset, `execve(2)`).
 
 #![expect(
     unsafe_code,
@@ -20,6 +23,7 @@
 )]
 
 pub mod bench;
+mod clone3;
 pub mod fd;
 pub mod fd_slots;
 pub mod ipc;

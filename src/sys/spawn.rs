@@ -1,5 +1,6 @@
-//! The child path: `clone(CLONE_VM | CLONE_VFORK)` and everything up to
-//! `execve(2)`, without allocating or taking a lock.
+//! The child path: `clone(CLONE_VM | CLONE_VFORK)` (or `clone3` into the
+//! run's cgroup) and everything up to `execve(2)`, without allocating or
+//! taking a lock.
 //!
 //! # Why `clone(CLONE_VM | CLONE_VFORK)`
 //!
@@ -20,7 +21,18 @@
 //! ([`super::fd_slots`], which also says when the whole table is copied
 //! as before). Until that unshare the child shares the table with every
 //! thread of the parent, so it touches nothing there but the reserved
-//! slots, and opens nothing (the cgroup file is opened after).
+//! slots, and opens nothing (the fallback's cgroup file is opened after).
+//!
+//! # Born in the run's cgroup
+//!
+//! Given the cgroup's directory ([`ChildSpec::cgroup_dir`]), the clone is
+//! `clone3(CLONE_INTO_CGROUP)` with the same flags ([`super::clone3`]): the
+//! child starts in the cgroup and migrates nothing. The migration it
+//! replaces, a write of `0` to `cgroup.procs` by the child, waited for an
+//! RCU grace period in the kernel (10-12 ms after a quiet moment) while the
+//! parent waited for the child. That write stays as the fallback where
+//! `clone3` refuses (then for the rest of the process) or on other
+//! architectures than x86_64.
 //!
 //! The child shares the parent's memory until it execs (the calling parent
 //! thread is suspended meanwhile; other threads keep running but never touch
@@ -56,12 +68,14 @@
 use std::cell::Cell;
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::marker::PhantomData;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
 
+use super::clone3;
 use super::fd_slots::{self, Slots};
 
 /// A step of the child path, reported with the errno when it fails.
@@ -175,10 +189,14 @@ pub struct ChildSpec {
     /// resets every signal. Only a signal the caller ignores or handles
     /// needs it: a default disposition is inherited as it is.
     pub reset_signals: Option<u64>,
-    /// A cgroup's `cgroup.procs` the child moves itself into (writing `0`)
-    /// before anything but its signal reset and fd table, so that all it
-    /// starts is in that cgroup; a failure is ignored (the cgroup is a best
-    /// effort).
+    /// The cgroup directory (opened once, `O_PATH` is enough) the child is
+    /// created in with `clone3(CLONE_INTO_CGROUP)` ([`super::clone3`]), so
+    /// that all it starts is in that cgroup.
+    pub cgroup_dir: Option<Arc<OwnedFd>>,
+    /// The same cgroup's `cgroup.procs`, for where `clone3` cannot be used
+    /// (or no `cgroup_dir` is given): the child then moves itself there
+    /// (writing `0`) before anything but its signal reset and fd table; a
+    /// failure is ignored (the cgroup is a best effort).
     pub cgroup_procs: Option<CString>,
 }
 
@@ -498,7 +516,8 @@ fn spawn_once(
     // Everything the child reads, prepared before the clone.
     let mut prepared = Prepared::new(spec, fds, slots);
     let mut args = ChildArgs::new(spec, &mut prepared);
-    let cloned = clone_child(&mut args, slots.is_some());
+    let cgroup_dir = spec.cgroup_dir.as_ref().map(|fd| fd.as_raw_fd());
+    let cloned = clone_child(&mut args, slots.is_some(), cgroup_dir);
     if let Some(slots) = slots {
         // The child has exec'd or exited: its table is its own (or gone),
         // and the slots of ours still hold what it put there.
@@ -519,8 +538,13 @@ fn spawn_once(
 /// exec'd or exited (`CLONE_VFORK`), with every signal blocked in this
 /// thread meanwhile.
 /// `share_table` adds `CLONE_FILES`: the child starts on this process's
-/// fd table and unshares it itself.
-fn clone_child(args: &mut ChildArgs<'_>, share_table: bool) -> Result<Pid, Errno> {
+/// fd table and unshares it itself. `cgroup_dir`: the cgroup to create the
+/// child in ([`clone_in`]).
+fn clone_child(
+    args: &mut ChildArgs<'_>,
+    share_table: bool,
+    cgroup_dir: Option<RawFd>,
+) -> Result<Pid, Errno> {
     // One stack per spawning thread, kept between spawns: the child is done
     // with it when clone returns, and a fresh mapping per spawn cost an
     // mmap, an mprotect, a munmap and page faults on every launch.
@@ -541,7 +565,50 @@ fn clone_child(args: &mut ChildArgs<'_>, share_table: bool) -> Result<Pid, Errno
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut saved);
     }
-    let files = if share_table { libc::CLONE_FILES } else { 0 };
+    let cloned = clone_in(args, share_table, cgroup_dir, &stack);
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
+    SPARE_STACK.with(|spare| spare.set(Some(stack)));
+    cloned.map(Pid::from_raw)
+}
+
+/// The clone itself, signals blocked: into `cgroup_dir` with `clone3`
+/// where it can ([`clone3::usable`]), the child then writing no
+/// `cgroup.procs`; else, or once `clone3` refused (then for good), with
+/// `clone`, the child moving itself into `args.cgroup_procs`.
+fn clone_in(
+    args: &mut ChildArgs<'_>,
+    share_table: bool,
+    cgroup_dir: Option<RawFd>,
+    stack: &ChildStack,
+) -> Result<libc::pid_t, Errno> {
+    let flags =
+        libc::CLONE_VM | libc::CLONE_VFORK | if share_table { libc::CLONE_FILES } else { 0 };
+    if let Some(dir) = cgroup_dir.filter(|_| clone3::usable()) {
+        // Born in the cgroup: the child must not migrate itself as well.
+        let procs = std::mem::replace(&mut args.cgroup_procs, std::ptr::null());
+        // SAFETY: as for `clone` below (same flags, entry, argument and
+        // stack, given as its base and size); `dir` is an open fd the
+        // spec's Arc keeps open for the whole spawn.
+        let cloned = unsafe {
+            clone3::clone_into_cgroup(
+                flags as u64,
+                dir,
+                stack.base,
+                STACK_SIZE,
+                child_main,
+                (args as *mut ChildArgs<'_>).cast::<c_void>(),
+            )
+        };
+        match cloned {
+            Err(errno) if clone3::is_refusal(errno) => {
+                // No child was made: try again the old way.
+                clone3::disable(errno);
+                args.cgroup_procs = procs;
+            }
+            cloned => return cloned,
+        }
+    }
     // SAFETY: `child_main` only touches `args` and the buffers it points
     // to, which the borrow in `ChildArgs` keeps alive past this call (and
     // CLONE_VFORK suspends this thread until the child has exec'd or
@@ -553,18 +620,14 @@ fn clone_child(args: &mut ChildArgs<'_>, share_table: bool) -> Result<Pid, Errno
         libc::clone(
             child_main,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | files | libc::SIGCHLD,
+            flags | libc::SIGCHLD,
             (args as *mut ChildArgs<'_>).cast::<c_void>(),
         )
     };
-    let clone_errno = Errno::last();
-    // SAFETY: restores the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &saved, std::ptr::null_mut()) };
-    SPARE_STACK.with(|spare| spare.set(Some(stack)));
     if pid < 0 {
-        return Err(clone_errno);
+        return Err(Errno::last());
     }
-    Ok(Pid::from_raw(pid))
+    Ok(pid)
 }
 
 thread_local! {

@@ -61,6 +61,7 @@ fn swaps_collisions_and_self_maps() {
         fd_limit: 1024,
         credentials: None,
         reset_signals: None,
+        cgroup_dir: None,
         cgroup_procs: None,
     };
     let pid = spawn(&spec, &all).unwrap();

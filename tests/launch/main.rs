@@ -1,9 +1,11 @@
 //! The launcher in-process: object creation and modes, spawning, the fd
-//! shuffle, and data over every mechanism between real children.
+//! shuffle, the run's cgroup, and data over every mechanism between real
+//! children.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod cgroup;
 mod fd_shuffle;
 mod mechanisms;
 mod modes;
