@@ -6,6 +6,14 @@
 //! epoll's ready list keeps the order in which its entries became ready
 //! (`epoll(7)`), so the pidfds registered here report exits in the order
 //! they happened, among themselves and across wake-ups.
+//!
+//! Log streams are not in the main set itself but in one inner epoll set
+//! per output they feed (stdout, stderr), each inner set registered in the
+//! main one ([`Token::Logs`]). While an output is stalled its inner set
+//! leaves the main set ([`Events::park_logs`]) and its streams wait on
+//! their pipes (back-pressure): parking and re-arming cost one `epoll_ctl`
+//! whatever the number of streams, where taking each stream out and back
+//! cost one per stream, at every stall of a busy output.
 
 use std::os::fd::AsFd;
 
@@ -31,8 +39,8 @@ pub(crate) enum Token {
     Output(Stream),
     /// The readiness pipe of an instance.
     Ready(usize),
-    /// A log stream, by its slot.
-    Log(usize),
+    /// The inner set of the log streams that feed this output.
+    Logs(Stream),
     /// The pidfd of a supervised process.
     Exit(Pid),
 }
@@ -49,7 +57,7 @@ impl Token {
             Token::Notify => (3, 0),
             Token::Output(stream) => (4, stream as u64),
             Token::Ready(i) => (5, i as u64),
-            Token::Log(s) => (6, s as u64),
+            Token::Logs(stream) => (6, stream as u64),
         };
         (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
     }
@@ -65,26 +73,78 @@ impl Token {
             4 if value == 0 => Token::Output(Stream::Stdout),
             4 => Token::Output(Stream::Stderr),
             5 => Token::Ready(index),
-            6 => Token::Log(index),
+            6 if value == 0 => Token::Logs(Stream::Stdout),
+            6 => Token::Logs(Stream::Stderr),
             _ => return None,
         })
     }
 }
 
-/// The epoll set and its read buffer.
+/// The epoll set, the inner sets of log streams and a read buffer.
 #[derive(Debug)]
 pub(crate) struct Events {
     epoll: Epoll,
+    /// Log streams by the output they feed, [`Stream`] as index; the data
+    /// of each entry is the stream's slot.
+    logs: [Epoll; 2],
     buffer: Vec<EpollEvent>,
 }
 
 impl Events {
-    /// An empty set (CLOEXEC).
+    /// An empty set (CLOEXEC), with both inner sets of log streams armed.
     pub fn new() -> nix::Result<Events> {
-        Ok(Events {
+        let events = Events {
             epoll: Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            logs: [
+                Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+                Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
+            ],
             buffer: vec![EpollEvent::empty(); BATCH],
-        })
+        };
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            events.unpark_logs(stream)?;
+        }
+        Ok(events)
+    }
+
+    /// Registers log stream `slot`, which feeds `output`.
+    pub fn add_log(&self, fd: impl AsFd, output: Stream, slot: usize) -> nix::Result<()> {
+        self.logs[output as usize].add(fd, EpollEvent::new(EpollFlags::EPOLLIN, slot as u64))
+    }
+
+    /// Removes a log stream that feeds `output` (before it is closed).
+    pub fn remove_log(&self, fd: impl AsFd, output: Stream) {
+        let _ = self.logs[output as usize].delete(fd);
+    }
+
+    /// The slots of the log streams feeding `output` that have bytes or
+    /// have hung up, without waiting; at most one batch (epoll hands out
+    /// the others next time, in turn).
+    pub fn ready_logs(&mut self, output: Stream) -> Vec<usize> {
+        let n = loop {
+            match self.logs[output as usize].wait(&mut self.buffer, EpollTimeout::ZERO) {
+                Err(Errno::EINTR) => continue,
+                Err(_) => break 0,
+                Ok(n) => break n,
+            }
+        };
+        self.buffer[..n]
+            .iter()
+            .filter_map(|event| usize::try_from(event.data()).ok())
+            .collect()
+    }
+
+    /// Stops waking for the log streams feeding `output`: out of the main
+    /// set rather than left with no events, since epoll reports a hang-up
+    /// whatever was asked and a stream whose writer ended would wake the
+    /// loop again and again.
+    pub fn park_logs(&self, output: Stream) {
+        let _ = self.epoll.delete(&self.logs[output as usize].0);
+    }
+
+    /// Wakes for the log streams feeding `output` again.
+    pub fn unpark_logs(&self, output: Stream) -> nix::Result<()> {
+        self.add(&self.logs[output as usize].0, Token::Logs(output))
     }
 
     /// Registers `fd` as `token`, waiting for input.
@@ -137,7 +197,8 @@ mod tests {
             Token::Output(Stream::Stdout),
             Token::Output(Stream::Stderr),
             Token::Ready(7),
-            Token::Log(123_456),
+            Token::Logs(Stream::Stdout),
+            Token::Logs(Stream::Stderr),
             Token::Exit(Pid::from_raw(4_194_304)),
         ] {
             assert_eq!(Token::decode(token.encode()), Some(token));
@@ -151,17 +212,44 @@ mod tests {
         let mut events = events.unwrap();
         let pipes: Vec<_> = (0..3).map(|_| pipe().unwrap()).collect();
         for (k, (read, _)) in pipes.iter().enumerate() {
-            events.add(read, Token::Log(k)).unwrap();
+            events.add(read, Token::Ready(k)).unwrap();
         }
         for k in [2, 0, 1] {
             write(&pipes[k].1, b"x").unwrap();
         }
         assert_eq!(
             events.wait(true).unwrap(),
-            vec![Token::Log(2), Token::Log(0), Token::Log(1)]
+            vec![Token::Ready(2), Token::Ready(0), Token::Ready(1)]
         );
         events.remove(&pipes[0].0);
         let again = events.wait(true).unwrap();
         assert_eq!(again.len(), 2, "a removed fd is not reported: {again:?}");
+    }
+
+    #[test]
+    fn parked_log_streams_wake_nothing_until_unparked() {
+        use nix::unistd::{pipe, write};
+        let mut events = Events::new().unwrap();
+        let (reads, mut writes): (Vec<_>, Vec<_>) = (0..3).map(|_| pipe().unwrap()).unzip();
+        for (k, read) in reads.iter().enumerate() {
+            events.add_log(read, Stream::Stdout, k).unwrap();
+        }
+        write(&writes[1], b"x").unwrap();
+        assert_eq!(
+            events.wait(true).unwrap(),
+            vec![Token::Logs(Stream::Stdout)]
+        );
+        assert_eq!(events.ready_logs(Stream::Stdout), vec![1]);
+        assert!(events.ready_logs(Stream::Stderr).is_empty());
+        events.park_logs(Stream::Stdout);
+        // A hang-up while parked wakes nothing either.
+        drop(writes.remove(2));
+        assert!(events.wait(true).unwrap().is_empty(), "parked: no wake-up");
+        events.unpark_logs(Stream::Stdout).unwrap();
+        assert_eq!(
+            events.wait(true).unwrap(),
+            vec![Token::Logs(Stream::Stdout)]
+        );
+        assert_eq!(events.ready_logs(Stream::Stdout), vec![1, 2]);
     }
 }

@@ -421,9 +421,9 @@ struct Streams {
     open: usize,
     /// Each instance's current stderr stream, for [`Supervisor::drain_stderr_of`].
     stderr_of: Vec<Option<usize>>,
-    /// Streams not read while their output is stalled, per output: armed
-    /// again when it drains.
-    parked: [Vec<usize>; 2],
+    /// Per output: its streams are parked (not read) while it is stalled,
+    /// armed again when it drains.
+    parked: [bool; 2],
 }
 
 impl Streams {
@@ -844,7 +844,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Timer => timer_ready = true,
                 Token::Notify => self.read_notify(),
                 Token::Ready(i) => self.read_ready_pipe(i),
-                Token::Log(s) => self.log_readable(s),
+                Token::Logs(output) => self.logs_readable(output),
                 Token::Output(_) => {}
             }
         }
@@ -859,21 +859,17 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.fire_due_timers();
     }
 
-    /// Log stream `s` has bytes: relays a chunk, or parks the stream while
-    /// its output is stalled (its processes then wait on their pipes,
-    /// back-pressure, while everything else goes on).
-    fn log_readable(&mut self, s: usize) {
-        let Some(stream) = self.streams.get(s) else {
+    /// Log streams feeding `output` have bytes (or hung up): relays a
+    /// chunk of each, or parks them all while `output` is stalled (their
+    /// processes then wait on their pipes, back-pressure, while everything
+    /// else goes on).
+    fn logs_readable(&mut self, output: Stream) {
+        if self.writer.stalled(output) {
+            self.events.park_logs(output);
+            self.streams.parked[output as usize] = true;
             return;
-        };
-        let kind = stream.stream;
-        if self.writer.stalled(kind) {
-            // Out of the set rather than left with no events: epoll reports
-            // a hang-up whatever was asked, so a stream whose writer ended
-            // would wake the loop again and again.
-            self.events.remove(&stream.fd);
-            self.streams.parked[kind as usize].push(s);
-        } else {
+        }
+        for s in self.events.ready_logs(output) {
             self.read_log(s);
         }
     }
@@ -901,12 +897,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                     self.output_unwatchable[k] = errno == Errno::EPERM;
                 }
             }
-            if !self.writer.stalled(kind) {
-                for s in std::mem::take(&mut self.streams.parked[k]) {
-                    if let Some(stream) = self.streams.get(s) {
-                        let _ = self.events.add(&stream.fd, Token::Log(s));
-                    }
-                }
+            if self.streams.parked[k] && !self.writer.stalled(kind) {
+                self.streams.parked[k] = false;
+                let _ = self.events.unpark_logs(kind);
             }
         }
     }
@@ -1033,7 +1026,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                             buffer: LineBuffer::default(),
                         });
                         if let Some(stream) = self.streams.get(s) {
-                            let _ = self.events.add(&stream.fd, Token::Log(s));
+                            let _ = self.events.add_log(&stream.fd, stream.stream, s);
                         }
                     }
                 }
@@ -1978,7 +1971,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         let Some(mut stream) = self.streams.take(s) else {
             return;
         };
-        self.events.remove(&stream.fd);
+        self.events.remove_log(&stream.fd, stream.stream);
         let watch = self.watch_not_found(stream.instance, stream.stream);
         let mut found = None;
         let source = logs::LogSource {
