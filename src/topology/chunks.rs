@@ -21,7 +21,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{EdgeSpec, EndpointList, PortSpec, ProcessSpec, Spanned, TopologyFile, classify};
+use super::{
+    EdgeRare, EdgeSpec, EndpointList, PortSpec, ProcessSpec, Spanned, TopologyFile, classify,
+};
 
 /// Files up to this size are parsed whole; larger ones in pieces of about
 /// this size, whose document trees are a few MiB each.
@@ -193,6 +195,23 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
         name,
         traffic,
         mechanism,
+        rare,
+    } = edge;
+    for list in [from, to] {
+        let mut whole = moved(
+            std::mem::replace(list, Spanned::new(0..0, EndpointList::default())),
+            o,
+        );
+        shift_list(&mut whole.get_mut().0, o);
+        *list = whole;
+    }
+    shift(name, o);
+    shift(traffic, o);
+    shift(mechanism, o);
+    let Some(rare) = rare else {
+        return;
+    };
+    let EdgeRare {
         duplex,
         message_size,
         depth,
@@ -207,18 +226,7 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
         address,
         allow_remote,
         deliver,
-    } = edge;
-    for list in [from, to] {
-        let mut whole = moved(
-            std::mem::replace(list, Spanned::new(0..0, EndpointList::default())),
-            o,
-        );
-        shift_list(&mut whole.get_mut().0, o);
-        *list = whole;
-    }
-    shift(name, o);
-    shift(traffic, o);
-    shift(mechanism, o);
+    } = &mut **rare;
     shift(duplex, o);
     shift(message_size, o);
     shift(depth, o);

@@ -546,70 +546,255 @@ pub enum RestartPolicy {
     Always,
 }
 
+// Every key of an edge as written: the shape serde reads and the schema
+// shows (its doc line is the schema's description). It lives only while one
+// `[[edge]]` is read; `EdgeSpec` keeps the edge compact.
 /// One IPC edge between endpoints.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EdgeSpec {
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "EdgeSpec")]
+struct EdgeWire {
     /// The writer(s) / sender(s) / client(s): `process`, `process.port`, `@stdin`, `@external`.
     #[schemars(with = "OneOrMany")]
-    pub from: Spanned<EndpointList>,
+    from: Spanned<EndpointList>,
     /// The reader(s) / receiver(s) / server(s): `process`, `process.port`, `@stdout`, `@external`.
     #[schemars(with = "OneOrMany")]
-    pub to: Spanned<EndpointList>,
+    to: Spanned<EndpointList>,
     /// A name for the edge, used in object names and the plan (default `eN`).
     #[schemars(with = "Option<String>")]
-    pub name: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
     /// What flows: `stream` (default), `messages`, `shared`, `request` or `notify`.
     #[schemars(with = "Option<Traffic>")]
-    pub traffic: Option<Spanned<Traffic>>,
+    traffic: Option<Spanned<Traffic>>,
     /// `auto` (default) or the mechanism to use, validated against the traits.
     #[schemars(with = "Option<MechanismName>")]
-    pub mechanism: Option<Spanned<MechanismName>>,
+    mechanism: Option<Spanned<MechanismName>>,
     /// Data flows both ways.
     #[schemars(with = "Option<bool>")]
-    pub duplex: Option<Spanned<bool>>,
+    duplex: Option<Spanned<bool>>,
     /// Largest message or record a writer sends in one write.
     #[schemars(with = "Option<ByteSize>")]
-    pub message_size: Option<Spanned<ByteSize>>,
+    message_size: Option<Spanned<ByteSize>>,
     /// Messages a queue holds before senders block.
     #[schemars(with = "Option<i64>")]
-    pub depth: Option<Spanned<i64>>,
+    depth: Option<Spanned<i64>>,
     /// Size of a shared-memory region.
     #[schemars(with = "Option<ByteSize>")]
-    pub size: Option<Spanned<ByteSize>>,
+    size: Option<Spanned<ByteSize>>,
     /// Bytes a writer may have sent that the reader has not yet consumed;
     /// used to analyse deadlock risk in data cycles.
     #[schemars(with = "Option<ByteSize>")]
-    pub in_flight: Option<Spanned<ByteSize>>,
+    in_flight: Option<Spanned<ByteSize>>,
     /// Signal carried by a `notify` edge over the `signal` mechanism.
     #[schemars(with = "Option<String>")]
-    pub signal: Option<Spanned<String>>,
+    signal: Option<Spanned<String>>,
     /// Protocol label of a `request` edge (grpc, json-rpc, http, dbus, …).
     #[schemars(with = "Option<String>")]
-    pub protocol: Option<Spanned<String>>,
+    protocol: Option<Spanned<String>>,
     /// Socket type for Unix sockets: `stream`, `seqpacket` or `dgram`.
     #[schemars(with = "Option<SocketType>")]
-    pub socket: Option<Spanned<SocketType>>,
+    socket: Option<Spanned<SocketType>>,
     /// Synchronisation of a shared-memory edge: `semaphores` (default),
     /// `none`, or `ring` (a ring of records, also for `traffic = "messages"`).
     #[schemars(with = "Option<SyncKind>")]
-    pub sync: Option<Spanned<SyncKind>>,
+    sync: Option<Spanned<SyncKind>>,
     /// Initial value of a semaphore edge (default 0; 1 makes a mutex).
     #[schemars(with = "Option<i64>")]
-    pub initial: Option<Spanned<i64>>,
+    initial: Option<Spanned<i64>>,
     /// Permission bits of named objects, at most `0600`-like owner-only
     /// unless `0660` is asked for explicitly.
     #[schemars(with = "Option<String>")]
-    pub mode: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
     /// Address for TCP/UDP/RPC over IP, `host:port`; default `127.0.0.1:0`.
     #[schemars(with = "Option<String>")]
-    pub address: Option<Spanned<String>>,
+    address: Option<Spanned<String>>,
     /// Opt in to binding beyond loopback.
     #[schemars(with = "Option<bool>")]
-    pub allow_remote: Option<Spanned<bool>>,
+    allow_remote: Option<Spanned<bool>>,
     /// How a FIFO reaches the process: `fd` (opened by ipc-run) or `path`.
     #[schemars(with = "Option<Delivery>")]
+    deliver: Option<Spanned<Delivery>>,
+}
+
+/// One IPC edge between endpoints (`[[edge]]`; its keys are documented on
+/// the schema's `EdgeSpec`).
+///
+/// Most edges write only `from`, `to` and perhaps `name`, `traffic` or
+/// `mechanism`: the other keys, each an `Option<Spanned<_>>` of 24 to 40
+/// bytes, live out of line in [`EdgeRare`], allocated only for an edge that
+/// writes one. This keeps a large topology's edge list at about a third of
+/// its inline size. `Deref` reads the rare keys as if they were fields
+/// (`edge.size`), unset ones from a shared empty [`EdgeRare`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "EdgeWire")]
+pub struct EdgeSpec {
+    /// The writer(s) / sender(s) / client(s).
+    pub from: Spanned<EndpointList>,
+    /// The reader(s) / receiver(s) / server(s).
+    pub to: Spanned<EndpointList>,
+    /// A name for the edge (default `eN`).
+    pub name: Option<Spanned<String>>,
+    /// What flows (default `stream`).
+    pub traffic: Option<Spanned<Traffic>>,
+    /// `auto` (default) or the mechanism to use.
+    pub mechanism: Option<Spanned<MechanismName>>,
+    /// The rarely written keys; `None` when the edge writes none of them.
+    pub rare: Option<Box<EdgeRare>>,
+}
+
+/// The keys of an edge that few edges write (see [`EdgeSpec`]).
+#[derive(Debug, Clone, Default)]
+pub struct EdgeRare {
+    /// `duplex` as written.
+    pub duplex: Option<Spanned<bool>>,
+    /// `message_size` as written.
+    pub message_size: Option<Spanned<ByteSize>>,
+    /// `depth` as written.
+    pub depth: Option<Spanned<i64>>,
+    /// `size` as written.
+    pub size: Option<Spanned<ByteSize>>,
+    /// `in_flight` as written.
+    pub in_flight: Option<Spanned<ByteSize>>,
+    /// `signal` as written.
+    pub signal: Option<Spanned<String>>,
+    /// `protocol` as written.
+    pub protocol: Option<Spanned<String>>,
+    /// `socket` as written.
+    pub socket: Option<Spanned<SocketType>>,
+    /// `sync` as written.
+    pub sync: Option<Spanned<SyncKind>>,
+    /// `initial` as written.
+    pub initial: Option<Spanned<i64>>,
+    /// `mode` as written.
+    pub mode: Option<Spanned<String>>,
+    /// `address` as written.
+    pub address: Option<Spanned<String>>,
+    /// `allow_remote` as written.
+    pub allow_remote: Option<Spanned<bool>>,
+    /// `deliver` as written.
     pub deliver: Option<Spanned<Delivery>>,
+}
+
+/// The rare keys of an edge that writes none.
+static NO_RARE_KEYS: EdgeRare = EdgeRare {
+    duplex: None,
+    message_size: None,
+    depth: None,
+    size: None,
+    in_flight: None,
+    signal: None,
+    protocol: None,
+    socket: None,
+    sync: None,
+    initial: None,
+    mode: None,
+    address: None,
+    allow_remote: None,
+    deliver: None,
+};
+
+impl std::ops::Deref for EdgeSpec {
+    type Target = EdgeRare;
+    fn deref(&self) -> &EdgeRare {
+        self.rare.as_deref().unwrap_or(&NO_RARE_KEYS)
+    }
+}
+
+impl std::ops::DerefMut for EdgeSpec {
+    /// Writing a rare key gives the edge its own [`EdgeRare`].
+    fn deref_mut(&mut self) -> &mut EdgeRare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+}
+
+impl EdgeSpec {
+    /// An edge with only `from` and `to` written.
+    pub fn new(from: Spanned<EndpointList>, to: Spanned<EndpointList>) -> Self {
+        EdgeSpec {
+            from,
+            to,
+            name: None,
+            traffic: None,
+            mechanism: None,
+            rare: None,
+        }
+    }
+}
+
+impl From<EdgeWire> for EdgeSpec {
+    fn from(wire: EdgeWire) -> Self {
+        let EdgeWire {
+            from,
+            to,
+            name,
+            traffic,
+            mechanism,
+            duplex,
+            message_size,
+            depth,
+            size,
+            in_flight,
+            signal,
+            protocol,
+            socket,
+            sync,
+            initial,
+            mode,
+            address,
+            allow_remote,
+            deliver,
+        } = wire;
+        let rare = EdgeRare {
+            duplex,
+            message_size,
+            depth,
+            size,
+            in_flight,
+            signal,
+            protocol,
+            socket,
+            sync,
+            initial,
+            mode,
+            address,
+            allow_remote,
+            deliver,
+        };
+        let written = rare.duplex.is_some()
+            || rare.message_size.is_some()
+            || rare.depth.is_some()
+            || rare.size.is_some()
+            || rare.in_flight.is_some()
+            || rare.signal.is_some()
+            || rare.protocol.is_some()
+            || rare.socket.is_some()
+            || rare.sync.is_some()
+            || rare.initial.is_some()
+            || rare.mode.is_some()
+            || rare.address.is_some()
+            || rare.allow_remote.is_some()
+            || rare.deliver.is_some();
+        EdgeSpec {
+            from,
+            to,
+            name,
+            traffic,
+            mechanism,
+            rare: written.then(|| Box::new(rare)),
+        }
+    }
+}
+
+// The schema describes the file as written: the wire shape, by its name.
+impl JsonSchema for EdgeSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        EdgeWire::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        EdgeWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        EdgeWire::json_schema(generator)
+    }
 }
 
 /// One endpoint or a list of them, as written in `from`/`to`.
