@@ -22,7 +22,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    EdgeRare, EdgeSpec, EndpointList, PortSpec, ProcessSpec, Spanned, TopologyFile, classify,
+    EdgeRare, EdgeSpec, EndpointList, PortSpec, ProcessRare, ProcessSpec, Spanned, TopologyFile,
+    classify,
 };
 
 /// Files up to this size are parsed whole; larger ones in pieces of about
@@ -143,21 +144,10 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         cmd,
         shell,
         env,
-        inherit_env,
-        cwd,
-        user,
-        group,
         after,
-        ready,
-        ready_timeout,
-        restart,
-        restart_limit,
-        restart_backoff,
-        stop_signal,
-        stop_timeout,
         replicas,
         ports,
-        forward_signals,
+        rare,
     } = spec;
     shift(cmd, o);
     shift(shell, o);
@@ -165,18 +155,7 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         .into_iter()
         .map(|(key, value)| (moved(key, o), moved(value, o)))
         .collect::<BTreeMap<_, _>>();
-    shift_list(inherit_env, o);
-    shift(cwd, o);
-    shift(user, o);
-    shift(group, o);
     shift_list(after, o);
-    shift(ready, o);
-    shift(ready_timeout, o);
-    shift(restart, o);
-    shift(restart_limit, o);
-    shift(restart_backoff, o);
-    shift(stop_signal, o);
-    shift(stop_timeout, o);
     shift(replicas, o);
     *ports = std::mem::take(ports)
         .into_iter()
@@ -185,6 +164,34 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
             (moved(name, o), PortSpec { fd })
         })
         .collect();
+    let Some(rare) = rare else {
+        return;
+    };
+    let ProcessRare {
+        inherit_env,
+        cwd,
+        user,
+        group,
+        ready,
+        ready_timeout,
+        restart,
+        restart_limit,
+        restart_backoff,
+        stop_signal,
+        stop_timeout,
+        forward_signals,
+    } = &mut **rare;
+    shift_list(inherit_env, o);
+    shift(cwd, o);
+    shift(user, o);
+    shift(group, o);
+    shift(ready, o);
+    shift(ready_timeout, o);
+    shift(restart, o);
+    shift(restart_limit, o);
+    shift(restart_backoff, o);
+    shift(stop_signal, o);
+    shift(stop_timeout, o);
     shift_list(forward_signals, o);
 }
 

@@ -408,70 +408,234 @@ impl TopologyFile {
     }
 }
 
+// Every key of a process as written: the shape serde reads and the schema
+// shows (its doc line is the schema's description). It lives only while one
+// `[process.NAME]` is read; `ProcessSpec` keeps the process compact.
 /// One process (or a set of identical replicas).
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessSpec {
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "ProcessSpec")]
+struct ProcessWire {
     /// The argv, exec'd directly; no shell is involved.
     #[schemars(with = "Option<Vec<String>>")]
-    pub cmd: Option<Spanned<Vec<String>>>,
+    cmd: Option<Spanned<Vec<String>>>,
     /// A script run by `/bin/sh -c`, only when a shell is wanted.
     #[schemars(with = "Option<String>")]
-    pub shell: Option<Spanned<String>>,
+    shell: Option<Spanned<String>>,
     /// Environment variables added to the child's environment.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
-    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
     /// Pass these variables of ipc-run's own environment through.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
-    pub inherit_env: Vec<Spanned<String>>,
+    inherit_env: Vec<Spanned<String>>,
     /// Working directory of the child.
     #[schemars(with = "Option<String>")]
-    pub cwd: Option<Spanned<String>>,
+    cwd: Option<Spanned<String>>,
     /// Run as this user (name or numeric uid): supplementary groups, gid
     /// and uid are switched before exec. ipc-run must be allowed to (root).
     #[schemars(with = "Option<String>")]
-    pub user: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
     /// Primary group (name or numeric gid) instead of the user's own.
     #[schemars(with = "Option<String>")]
-    pub group: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
     /// Processes that must be ready before this one starts.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
-    pub after: Vec<Spanned<String>>,
+    after: Vec<Spanned<String>>,
     /// When the process counts as ready: `started`, `notify` or `{ fd = N }`.
     #[schemars(with = "Option<Ready>")]
-    pub ready: Option<Spanned<Ready>>,
+    ready: Option<Spanned<Ready>>,
     /// How long to wait for readiness before failing the run.
     #[schemars(with = "Option<Millis>")]
-    pub ready_timeout: Option<Spanned<Millis>>,
+    ready_timeout: Option<Spanned<Millis>>,
     /// `never` (default), `on-failure` or `always`.
     #[schemars(with = "Option<RestartPolicy>")]
-    pub restart: Option<Spanned<RestartPolicy>>,
+    restart: Option<Spanned<RestartPolicy>>,
     /// How many restarts before the process is marked failed.
     #[schemars(with = "Option<u32>")]
-    pub restart_limit: Option<Spanned<u32>>,
+    restart_limit: Option<Spanned<u32>>,
     /// First restart delay; doubled after each failure, up to 30 s.
     #[schemars(with = "Option<Millis>")]
-    pub restart_backoff: Option<Spanned<Millis>>,
+    restart_backoff: Option<Spanned<Millis>>,
     /// Signal sent to stop the process (default `SIGTERM`).
     #[schemars(with = "Option<String>")]
-    pub stop_signal: Option<Spanned<String>>,
+    stop_signal: Option<Spanned<String>>,
     /// Grace period between the stop signal and SIGKILL (default 5 s).
     #[schemars(with = "Option<Millis>")]
-    pub stop_timeout: Option<Spanned<Millis>>,
+    stop_timeout: Option<Spanned<Millis>>,
     /// Run this many identical instances (default 1).
     #[schemars(with = "Option<i64>")]
-    pub replicas: Option<Spanned<i64>>,
+    replicas: Option<Spanned<i64>>,
     /// Named ports, optionally with a fixed fd number.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, PortSpec>")]
-    pub ports: BTreeMap<Spanned<String>, PortSpec>,
+    ports: BTreeMap<Spanned<String>, PortSpec>,
     /// Signals ipc-run receives and forwards to this process (SIGHUP, SIGUSR1, SIGUSR2).
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
+    forward_signals: Vec<Spanned<String>>,
+}
+
+/// One process (or a set of identical replicas): `[process.NAME]`, its keys
+/// documented on the schema's `ProcessSpec`.
+///
+/// Most processes write a command and perhaps env, ports, `after` or
+/// replicas; the other keys live out of line in [`ProcessRare`], allocated
+/// only for a process that writes one, so a large topology's process map is
+/// a third of its inline size. `Deref` reads them as if they were fields
+/// (`spec.cwd`), unset ones from a shared empty [`ProcessRare`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "ProcessWire")]
+pub struct ProcessSpec {
+    /// `cmd` as written.
+    pub cmd: Option<Spanned<Vec<String>>>,
+    /// `shell` as written.
+    pub shell: Option<Spanned<String>>,
+    /// `env` as written.
+    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// `after` as written.
+    pub after: Vec<Spanned<String>>,
+    /// `replicas` as written.
+    pub replicas: Option<Spanned<i64>>,
+    /// `ports` as written.
+    pub ports: BTreeMap<Spanned<String>, PortSpec>,
+    /// The rarely written keys; `None` when the process writes none of them.
+    pub rare: Option<Box<ProcessRare>>,
+}
+
+/// The keys of a process that few processes write (see [`ProcessSpec`]).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessRare {
+    /// `inherit_env` as written.
+    pub inherit_env: Vec<Spanned<String>>,
+    /// `cwd` as written.
+    pub cwd: Option<Spanned<String>>,
+    /// `user` as written.
+    pub user: Option<Spanned<String>>,
+    /// `group` as written.
+    pub group: Option<Spanned<String>>,
+    /// `ready` as written.
+    pub ready: Option<Spanned<Ready>>,
+    /// `ready_timeout` as written.
+    pub ready_timeout: Option<Spanned<Millis>>,
+    /// `restart` as written.
+    pub restart: Option<Spanned<RestartPolicy>>,
+    /// `restart_limit` as written.
+    pub restart_limit: Option<Spanned<u32>>,
+    /// `restart_backoff` as written.
+    pub restart_backoff: Option<Spanned<Millis>>,
+    /// `stop_signal` as written.
+    pub stop_signal: Option<Spanned<String>>,
+    /// `stop_timeout` as written.
+    pub stop_timeout: Option<Spanned<Millis>>,
+    /// `forward_signals` as written.
     pub forward_signals: Vec<Spanned<String>>,
+}
+
+/// The rare keys of a process that writes none.
+static NO_RARE_PROCESS_KEYS: ProcessRare = ProcessRare {
+    inherit_env: Vec::new(),
+    cwd: None,
+    user: None,
+    group: None,
+    ready: None,
+    ready_timeout: None,
+    restart: None,
+    restart_limit: None,
+    restart_backoff: None,
+    stop_signal: None,
+    stop_timeout: None,
+    forward_signals: Vec::new(),
+};
+
+impl std::ops::Deref for ProcessSpec {
+    type Target = ProcessRare;
+    fn deref(&self) -> &ProcessRare {
+        self.rare.as_deref().unwrap_or(&NO_RARE_PROCESS_KEYS)
+    }
+}
+
+impl std::ops::DerefMut for ProcessSpec {
+    /// Writing a rare key gives the process its own [`ProcessRare`].
+    fn deref_mut(&mut self) -> &mut ProcessRare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<ProcessWire> for ProcessSpec {
+    fn from(wire: ProcessWire) -> Self {
+        let ProcessWire {
+            cmd,
+            shell,
+            env,
+            after,
+            replicas,
+            ports,
+            inherit_env,
+            cwd,
+            user,
+            group,
+            ready,
+            ready_timeout,
+            restart,
+            restart_limit,
+            restart_backoff,
+            stop_signal,
+            stop_timeout,
+            forward_signals,
+        } = wire;
+        let written = !inherit_env.is_empty()
+            || cwd.is_some()
+            || user.is_some()
+            || group.is_some()
+            || ready.is_some()
+            || ready_timeout.is_some()
+            || restart.is_some()
+            || restart_limit.is_some()
+            || restart_backoff.is_some()
+            || stop_signal.is_some()
+            || stop_timeout.is_some()
+            || !forward_signals.is_empty();
+        let rare = written.then(|| {
+            Box::new(ProcessRare {
+                inherit_env,
+                cwd,
+                user,
+                group,
+                ready,
+                ready_timeout,
+                restart,
+                restart_limit,
+                restart_backoff,
+                stop_signal,
+                stop_timeout,
+                forward_signals,
+            })
+        });
+        ProcessSpec {
+            cmd,
+            shell,
+            env,
+            after,
+            replicas,
+            ports,
+            rare,
+        }
+    }
+}
+
+// The schema describes the file as written: the wire shape, by its name.
+impl JsonSchema for ProcessSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        ProcessWire::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        ProcessWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ProcessWire::json_schema(generator)
+    }
 }
 
 /// A named port of a process.
