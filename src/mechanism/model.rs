@@ -8,6 +8,7 @@
 //! is fixed here, deterministically.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -138,7 +139,7 @@ pub struct ProcessPlan {
     /// Environment variables set by ipc-run, in order.
     pub env: Vec<EnvVar>,
     /// Variables passed through from ipc-run's own environment when set there.
-    pub inherit_env: Vec<Cow<'static, str>>,
+    pub inherit_env: Arc<[Cow<'static, str>]>,
     /// Every fd the child gets beyond the ones it inherits, sorted by number.
     pub fds: Vec<FdSlot>,
     /// Readiness protocol.
