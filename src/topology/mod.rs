@@ -1137,6 +1137,28 @@ mod tests {
         assert_eq!(&text[name.span()], "a");
     }
 
+    /// The rare keys of an edge or a process get their box only when one is
+    /// written, and read the same either way.
+    #[test]
+    fn rare_keys_are_boxed_only_when_written() {
+        let text = "[process.a]\ncmd = [\"x\"]\n[process.b]\ncmd = [\"y\"]\ncwd = \"/tmp\"\n\
+                    [[edge]]\nfrom = \"a\"\nto = \"b\"\n\
+                    [[edge]]\nfrom = \"a.x\"\nto = \"b.y\"\nsize = \"4KiB\"\n";
+        let topology = parse(text).expect("valid");
+        let mut processes = topology.file.process.values();
+        let (a, b) = (processes.next().expect("a"), processes.next().expect("b"));
+        assert!(a.rare.is_none() && a.cwd.is_none());
+        let cwd = b.cwd.as_ref().expect("cwd");
+        assert_eq!(&text[cwd.span()], "\"/tmp\"");
+        let (plain, sized) = (&topology.file.edge[0], &topology.file.edge[1]);
+        assert!(plain.rare.is_none() && plain.size.is_none());
+        let size = sized.size.as_ref().expect("size");
+        assert_eq!(&text[size.span()], "\"4KiB\"");
+        let mut written = plain.clone();
+        written.duplex = Some(Spanned::new(0..0, true));
+        assert!(written.rare.is_some());
+    }
+
     #[test]
     fn ready_accepts_words_and_fd_tables() {
         let text = "[process.a]\ncmd = [\"x\"]\nready = { fd = 5 }\n[process.b]\ncmd = [\"y\"]\nready = \"notify\"\n";
