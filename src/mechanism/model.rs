@@ -352,8 +352,9 @@ pub struct ChannelPlan {
     pub mechanism: Mechanism,
     /// Whether it was chosen or named.
     pub choice: Choice,
+    // Fixed text stays borrowed: a large plan holds no copy per channel.
     /// Why this mechanism, in words.
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// Writers, senders, clients.
     pub from: Vec<EndpointPlan>,
     /// Readers, receivers, servers.

@@ -428,3 +428,16 @@ fn instances_share_their_inherit_env_list() {
     let json = serde_json::to_value(&plan).expect("serializes");
     assert_eq!(json["processes"][0]["inherit_env"][0], "PATH");
 }
+
+/// A reason that is fixed text is borrowed, not copied into every channel.
+#[test]
+fn fixed_reasons_are_not_copied_per_channel() {
+    let text = "[process.a]\ncmd = [\"x\"]\n[process.b]\ncmd = [\"y\"]\n\
+                [[edge]]\nfrom = \"a\"\nto = \"b\"\n";
+    let topology = Topology::parse(Path::new("t.toml"), text.to_owned()).expect("parses");
+    let plan = plan::plan(&topology, &Limits::default())
+        .expect("plans")
+        .plan;
+    let reason = &plan.channels[0].reason;
+    assert!(matches!(reason, std::borrow::Cow::Borrowed(_)), "{reason}");
+}
