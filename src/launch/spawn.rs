@@ -167,7 +167,7 @@ impl Env {
         {
             env.set(name.clone(), value.clone());
         }
-        for inherit in &process.inherit_env {
+        for inherit in process.inherit_env.iter() {
             if let Some((name, value)) = base.iter().find(|(n, _)| n == inherit.as_ref()) {
                 env.set(name.clone(), value.clone());
             }

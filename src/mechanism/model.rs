@@ -8,6 +8,7 @@
 //! is fixed here, deterministically.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -138,7 +139,7 @@ pub struct ProcessPlan {
     /// Environment variables set by ipc-run, in order.
     pub env: Vec<EnvVar>,
     /// Variables passed through from ipc-run's own environment when set there.
-    pub inherit_env: Vec<Cow<'static, str>>,
+    pub inherit_env: Arc<[Cow<'static, str>]>,
     /// Every fd the child gets beyond the ones it inherits, sorted by number.
     pub fds: Vec<FdSlot>,
     /// Readiness protocol.
@@ -351,8 +352,9 @@ pub struct ChannelPlan {
     pub mechanism: Mechanism,
     /// Whether it was chosen or named.
     pub choice: Choice,
+    // Fixed text stays borrowed: a large plan holds no copy per channel.
     /// Why this mechanism, in words.
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// Writers, senders, clients.
     pub from: Vec<EndpointPlan>,
     /// Readers, receivers, servers.

@@ -643,7 +643,7 @@ fn pick(
     traits: &Traits,
     limits: &Limits,
     sink: &mut Sink,
-) -> Option<(Kind, String, Choice)> {
+) -> Option<(Kind, super::select::Reason, Choice)> {
     let spec = input.spec;
     let traffic_span = spec.and_then(|s| s.traffic.as_ref().map(|t| t.span()));
     let explicit = spec
@@ -687,7 +687,7 @@ fn pick(
         traits.writers,
         traits.readers
     );
-    Some((kind, reason, Choice::Explicit))
+    Some((kind, reason.into(), Choice::Explicit))
 }
 
 /// Shared memory with `sync = "none"` is allowed, with a warning.

@@ -11,6 +11,10 @@ pub use crate::mechanism::edge::Traits;
 use crate::mechanism::{Kind, Peers, Profile, Ring, Sockets};
 use crate::topology::{SocketType, Traffic};
 
+/// Why a mechanism was chosen: most reasons are fixed text, kept borrowed so
+/// a large plan does not hold a copy per channel.
+pub type Reason = std::borrow::Cow<'static, str>;
+
 /// Why an edge cannot use a mechanism: a stable code, a headline and a hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Misfit {
@@ -42,7 +46,7 @@ pub(crate) fn traffic_name(traffic: Traffic) -> &'static str {
 }
 
 /// Picks the mechanism for `mechanism = "auto"` and says why.
-pub fn choose(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit> {
+pub fn choose(traits: &Traits, limits: &Limits) -> Result<(Kind, Reason), Misfit> {
     let chosen = match traits.traffic {
         Traffic::Stream => choose_stream(traits, limits)?,
         Traffic::Messages => choose_messages(traits, limits)?,
@@ -51,7 +55,7 @@ pub fn choose(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit
             format!(
                 "shared data with sync = \"ring\": a POSIX shared memory object formatted as a ring of records for {} writer(s) and one reader",
                 traits.writers
-            ),
+            ).into(),
         ),
         Traffic::Shared => (
             Kind::PosixShm,
@@ -59,7 +63,7 @@ pub fn choose(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit
         ),
         Traffic::Request if traits.protocol => (
             Kind::Rpc,
-            format!("request/response with {} client(s) and a protocol label: the server gets a bound listener, clients its address", traits.writers),
+            format!("request/response with {} client(s) and a protocol label: the server gets a bound listener, clients its address", traits.writers).into(),
         ),
         Traffic::Request if traits.address => (
             Kind::Tcp,
@@ -67,7 +71,7 @@ pub fn choose(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit
         ),
         Traffic::Request => (
             Kind::UnixListener,
-            format!("request/response with {} client(s): a Unix stream listener bound before the server starts", traits.writers),
+            format!("request/response with {} client(s): a Unix stream listener bound before the server starts", traits.writers).into(),
         ),
         Traffic::Notify => (Kind::Signal, "an event without payload: a signal, with the receiver's pid handed to the sender".into()),
     };
@@ -75,17 +79,17 @@ pub fn choose(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit
     Ok(chosen)
 }
 
-fn choose_stream(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit> {
+fn choose_stream(traits: &Traits, limits: &Limits) -> Result<(Kind, Reason), Misfit> {
     let pipe_buf = limits.pipe_buf.value;
     let writers = traits.writers;
     Ok(match traits.message_size {
-        _ if traits.own_stream => (Kind::Pipe, "ipc-run's own standard stream is handed to the process as is; nothing copies".to_owned()),
+        _ if traits.own_stream => (Kind::Pipe, "ipc-run's own standard stream is handed to the process as is; nothing copies".into()),
         _ if traits.duplex => (Kind::Socketpair, "a duplex stream between two processes: a stream socketpair carries both directions".into()),
         _ if traits.external => (Kind::Fifo, "a peer ipc-run does not launch needs a name in the file system: a FIFO in the run directory".into()),
         _ if writers <= 1 => (Kind::Pipe, "a one-way stream from one writer to one reader: an anonymous pipe".into()),
         Some(size) if size <= pipe_buf => (
             Kind::Pipe,
-            format!("{writers} writers share one pipe; each record of at most {size} bytes is written atomically (PIPE_BUF {pipe_buf})"),
+            format!("{writers} writers share one pipe; each record of at most {size} bytes is written atomically (PIPE_BUF {pipe_buf})").into(),
         ),
         Some(size) => {
             return Err(misfit(
@@ -96,12 +100,12 @@ fn choose_stream(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Mis
         }
         None => (
             Kind::Pipe,
-            format!("{writers} writers share one pipe; writes of at most PIPE_BUF ({pipe_buf} bytes) stay whole, so write whole lines"),
+            format!("{writers} writers share one pipe; writes of at most PIPE_BUF ({pipe_buf} bytes) stay whole, so write whole lines").into(),
         ),
     })
 }
 
-fn choose_messages(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit> {
+fn choose_messages(traits: &Traits, limits: &Limits) -> Result<(Kind, Reason), Misfit> {
     let two_processes = traits.writers <= 1 && traits.readers <= 1 && !traits.external;
     Ok(match () {
         () if traits.ring => (
@@ -109,7 +113,7 @@ fn choose_messages(traits: &Traits, limits: &Limits) -> Result<(Kind, String), M
             format!(
                 "messages with sync = \"ring\": a ring of records in a POSIX shared memory object, {} writer(s) and one reader, no system call per record",
                 traits.writers
-            ),
+            ).into(),
         ),
         () if traits.duplex && two_processes => (
             Kind::Socketpair,
@@ -129,7 +133,7 @@ fn choose_messages(traits: &Traits, limits: &Limits) -> Result<(Kind, String), M
 
 /// Several writers or readers of messages, or an outside peer: a POSIX
 /// queue when the host's limits allow, else a datagram listener.
-fn choose_queue(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misfit> {
+fn choose_queue(traits: &Traits, limits: &Limits) -> Result<(Kind, Reason), Misfit> {
     let fan_out = traits.readers > 1;
     let size = traits
         .message_size
@@ -142,7 +146,7 @@ fn choose_queue(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misf
             format!(
                 "{} writers and {} readers of messages up to {size} bytes: a POSIX queue fits the host's msgsize_max ({msgsize_max}) and keeps each message whole",
                 traits.writers, traits.readers
-            ),
+            ).into(),
         ));
     }
     if !fan_out && !traits.external {
@@ -150,7 +154,7 @@ fn choose_queue(traits: &Traits, limits: &Limits) -> Result<(Kind, String), Misf
             Kind::UnixListener,
             format!(
                 "messages of {size} bytes x {depth} exceed the host's POSIX queue limits (msgsize_max {msgsize_max}, msg_max {msg_max}): a Unix datagram socket bound by the reader"
-            ),
+            ).into(),
         ));
     }
     // Only a queue serves several readers, or a peer outside the topology

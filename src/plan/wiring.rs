@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use super::edges::ChannelDecl;
 use super::model::{EnvVar, FdRole, FdSlot, ObjectKind, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
@@ -31,7 +32,8 @@ pub fn wire(
     check_notify_socket(limits, processes, sink);
     check_other_user_access(processes, channels, sink);
     let index = EndIndex::new(processes, channels);
-    let base_inherit_env: Vec<Cow<'static, str>> = BASE_INHERITED_ENV
+    // Every instance of every process that adds no names shares one list.
+    let base_inherit_env: Arc<[Cow<'static, str>]> = BASE_INHERITED_ENV
         .iter()
         .map(|s| Cow::Borrowed(*s))
         .collect();
@@ -39,6 +41,7 @@ pub fn wire(
     let mut scratch = FdScratch::default();
     for (p, process) in processes.iter().enumerate() {
         let replicated = process.instances.len() > 1 || process.spec.replicas.is_some();
+        let inherit_env = inherited(&base_inherit_env, process);
         for (replica, instance) in process.instances.iter().enumerate() {
             let ends = index.of(p, replica);
             assign_fds(
@@ -57,23 +60,35 @@ pub fn wire(
                 replica: replicated.then_some(replica),
             };
             let env = environment(&ids, process, table.port_vars, &table.listen);
-            let mut inherit_env = base_inherit_env.clone();
-            for extra in &process.spec.inherit_env {
-                if !inherit_env.iter().any(|name| name == extra.get_ref()) {
-                    inherit_env.push(extra.get_ref().clone().into());
-                }
-            }
             out.push(instance_plan(
                 &ids,
                 process,
                 processes,
                 env,
-                inherit_env,
+                Arc::clone(&inherit_env),
                 table.fds,
             ));
         }
     }
     out
+}
+
+/// The variables `process` passes through: the base list, shared, when it
+/// adds none; else the base list and its own, one list for its replicas.
+fn inherited(
+    base: &Arc<[Cow<'static, str>]>,
+    process: &ProcessDecl<'_>,
+) -> Arc<[Cow<'static, str>]> {
+    if process.spec.inherit_env.is_empty() {
+        return Arc::clone(base);
+    }
+    let mut names = base.to_vec();
+    for extra in &process.spec.inherit_env {
+        if !names.iter().any(|name| name == extra.get_ref()) {
+            names.push(extra.get_ref().clone().into());
+        }
+    }
+    names.into()
 }
 
 /// E0607 when the notify socket's path would not fit `sun_path`.
@@ -501,7 +516,7 @@ fn instance_plan(
     process: &ProcessDecl<'_>,
     processes: &[ProcessDecl<'_>],
     env: Vec<EnvVar>,
-    inherit_env: Vec<Cow<'static, str>>,
+    inherit_env: Arc<[Cow<'static, str>]>,
     fds: Vec<FdSlot>,
 ) -> ProcessPlan {
     let after = process

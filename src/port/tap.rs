@@ -427,25 +427,8 @@ fn expand_pipeline(topology: &mut Topology) {
 /// other key unset, so the planner applies its defaults.
 fn plain_edge(from: Spanned<EndpointList>, to: Spanned<EndpointList>, name: String) -> EdgeSpec {
     EdgeSpec {
-        from,
-        to,
         name: Some(spanned(name)),
-        traffic: None,
-        mechanism: None,
-        duplex: None,
-        message_size: None,
-        depth: None,
-        size: None,
-        in_flight: None,
-        signal: None,
-        protocol: None,
-        socket: None,
-        sync: None,
-        initial: None,
-        mode: None,
-        address: None,
-        allow_remote: None,
-        deliver: None,
+        ..EdgeSpec::new(from, to)
     }
 }
 

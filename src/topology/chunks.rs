@@ -21,7 +21,10 @@
 
 use std::collections::BTreeMap;
 
-use super::{EdgeSpec, EndpointList, PortSpec, ProcessSpec, Spanned, TopologyFile, classify};
+use super::{
+    EdgeRare, EdgeSpec, EndpointList, PortSpec, ProcessRare, ProcessSpec, Spanned, TopologyFile,
+    classify,
+};
 
 /// Files up to this size are parsed whole; larger ones in pieces of about
 /// this size, whose document trees are a few MiB each.
@@ -141,21 +144,10 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         cmd,
         shell,
         env,
-        inherit_env,
-        cwd,
-        user,
-        group,
         after,
-        ready,
-        ready_timeout,
-        restart,
-        restart_limit,
-        restart_backoff,
-        stop_signal,
-        stop_timeout,
         replicas,
         ports,
-        forward_signals,
+        rare,
     } = spec;
     shift(cmd, o);
     shift(shell, o);
@@ -163,18 +155,7 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         .into_iter()
         .map(|(key, value)| (moved(key, o), moved(value, o)))
         .collect::<BTreeMap<_, _>>();
-    shift_list(inherit_env, o);
-    shift(cwd, o);
-    shift(user, o);
-    shift(group, o);
     shift_list(after, o);
-    shift(ready, o);
-    shift(ready_timeout, o);
-    shift(restart, o);
-    shift(restart_limit, o);
-    shift(restart_backoff, o);
-    shift(stop_signal, o);
-    shift(stop_timeout, o);
     shift(replicas, o);
     *ports = std::mem::take(ports)
         .into_iter()
@@ -183,6 +164,34 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
             (moved(name, o), PortSpec { fd })
         })
         .collect();
+    let Some(rare) = rare else {
+        return;
+    };
+    let ProcessRare {
+        inherit_env,
+        cwd,
+        user,
+        group,
+        ready,
+        ready_timeout,
+        restart,
+        restart_limit,
+        restart_backoff,
+        stop_signal,
+        stop_timeout,
+        forward_signals,
+    } = &mut **rare;
+    shift_list(inherit_env, o);
+    shift(cwd, o);
+    shift(user, o);
+    shift(group, o);
+    shift(ready, o);
+    shift(ready_timeout, o);
+    shift(restart, o);
+    shift(restart_limit, o);
+    shift(restart_backoff, o);
+    shift(stop_signal, o);
+    shift(stop_timeout, o);
     shift_list(forward_signals, o);
 }
 
@@ -193,6 +202,23 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
         name,
         traffic,
         mechanism,
+        rare,
+    } = edge;
+    for list in [from, to] {
+        let mut whole = moved(
+            std::mem::replace(list, Spanned::new(0..0, EndpointList::default())),
+            o,
+        );
+        shift_list(&mut whole.get_mut().0, o);
+        *list = whole;
+    }
+    shift(name, o);
+    shift(traffic, o);
+    shift(mechanism, o);
+    let Some(rare) = rare else {
+        return;
+    };
+    let EdgeRare {
         duplex,
         message_size,
         depth,
@@ -207,18 +233,7 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
         address,
         allow_remote,
         deliver,
-    } = edge;
-    for list in [from, to] {
-        let mut whole = moved(
-            std::mem::replace(list, Spanned::new(0..0, EndpointList::default())),
-            o,
-        );
-        shift_list(&mut whole.get_mut().0, o);
-        *list = whole;
-    }
-    shift(name, o);
-    shift(traffic, o);
-    shift(mechanism, o);
+    } = &mut **rare;
     shift(duplex, o);
     shift(message_size, o);
     shift(depth, o);

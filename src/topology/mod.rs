@@ -408,70 +408,234 @@ impl TopologyFile {
     }
 }
 
+// Every key of a process as written: the shape serde reads and the schema
+// shows (its doc line is the schema's description). It lives only while one
+// `[process.NAME]` is read; `ProcessSpec` keeps the process compact.
 /// One process (or a set of identical replicas).
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ProcessSpec {
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "ProcessSpec")]
+struct ProcessWire {
     /// The argv, exec'd directly; no shell is involved.
     #[schemars(with = "Option<Vec<String>>")]
-    pub cmd: Option<Spanned<Vec<String>>>,
+    cmd: Option<Spanned<Vec<String>>>,
     /// A script run by `/bin/sh -c`, only when a shell is wanted.
     #[schemars(with = "Option<String>")]
-    pub shell: Option<Spanned<String>>,
+    shell: Option<Spanned<String>>,
     /// Environment variables added to the child's environment.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, String>")]
-    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+    env: BTreeMap<Spanned<String>, Spanned<String>>,
     /// Pass these variables of ipc-run's own environment through.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
-    pub inherit_env: Vec<Spanned<String>>,
+    inherit_env: Vec<Spanned<String>>,
     /// Working directory of the child.
     #[schemars(with = "Option<String>")]
-    pub cwd: Option<Spanned<String>>,
+    cwd: Option<Spanned<String>>,
     /// Run as this user (name or numeric uid): supplementary groups, gid
     /// and uid are switched before exec. ipc-run must be allowed to (root).
     #[schemars(with = "Option<String>")]
-    pub user: Option<Spanned<String>>,
+    user: Option<Spanned<String>>,
     /// Primary group (name or numeric gid) instead of the user's own.
     #[schemars(with = "Option<String>")]
-    pub group: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
     /// Processes that must be ready before this one starts.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
-    pub after: Vec<Spanned<String>>,
+    after: Vec<Spanned<String>>,
     /// When the process counts as ready: `started`, `notify` or `{ fd = N }`.
     #[schemars(with = "Option<Ready>")]
-    pub ready: Option<Spanned<Ready>>,
+    ready: Option<Spanned<Ready>>,
     /// How long to wait for readiness before failing the run.
     #[schemars(with = "Option<Millis>")]
-    pub ready_timeout: Option<Spanned<Millis>>,
+    ready_timeout: Option<Spanned<Millis>>,
     /// `never` (default), `on-failure` or `always`.
     #[schemars(with = "Option<RestartPolicy>")]
-    pub restart: Option<Spanned<RestartPolicy>>,
+    restart: Option<Spanned<RestartPolicy>>,
     /// How many restarts before the process is marked failed.
     #[schemars(with = "Option<u32>")]
-    pub restart_limit: Option<Spanned<u32>>,
+    restart_limit: Option<Spanned<u32>>,
     /// First restart delay; doubled after each failure, up to 30 s.
     #[schemars(with = "Option<Millis>")]
-    pub restart_backoff: Option<Spanned<Millis>>,
+    restart_backoff: Option<Spanned<Millis>>,
     /// Signal sent to stop the process (default `SIGTERM`).
     #[schemars(with = "Option<String>")]
-    pub stop_signal: Option<Spanned<String>>,
+    stop_signal: Option<Spanned<String>>,
     /// Grace period between the stop signal and SIGKILL (default 5 s).
     #[schemars(with = "Option<Millis>")]
-    pub stop_timeout: Option<Spanned<Millis>>,
+    stop_timeout: Option<Spanned<Millis>>,
     /// Run this many identical instances (default 1).
     #[schemars(with = "Option<i64>")]
-    pub replicas: Option<Spanned<i64>>,
+    replicas: Option<Spanned<i64>>,
     /// Named ports, optionally with a fixed fd number.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, PortSpec>")]
-    pub ports: BTreeMap<Spanned<String>, PortSpec>,
+    ports: BTreeMap<Spanned<String>, PortSpec>,
     /// Signals ipc-run receives and forwards to this process (SIGHUP, SIGUSR1, SIGUSR2).
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
+    forward_signals: Vec<Spanned<String>>,
+}
+
+/// One process (or a set of identical replicas): `[process.NAME]`, its keys
+/// documented on the schema's `ProcessSpec`.
+///
+/// Most processes write a command and perhaps env, ports, `after` or
+/// replicas; the other keys live out of line in [`ProcessRare`], allocated
+/// only for a process that writes one, so a large topology's process map is
+/// a third of its inline size. `Deref` reads them as if they were fields
+/// (`spec.cwd`), unset ones from a shared empty [`ProcessRare`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "ProcessWire")]
+pub struct ProcessSpec {
+    /// `cmd` as written.
+    pub cmd: Option<Spanned<Vec<String>>>,
+    /// `shell` as written.
+    pub shell: Option<Spanned<String>>,
+    /// `env` as written.
+    pub env: BTreeMap<Spanned<String>, Spanned<String>>,
+    /// `after` as written.
+    pub after: Vec<Spanned<String>>,
+    /// `replicas` as written.
+    pub replicas: Option<Spanned<i64>>,
+    /// `ports` as written.
+    pub ports: BTreeMap<Spanned<String>, PortSpec>,
+    /// The rarely written keys; `None` when the process writes none of them.
+    pub rare: Option<Box<ProcessRare>>,
+}
+
+/// The keys of a process that few processes write (see [`ProcessSpec`]).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessRare {
+    /// `inherit_env` as written.
+    pub inherit_env: Vec<Spanned<String>>,
+    /// `cwd` as written.
+    pub cwd: Option<Spanned<String>>,
+    /// `user` as written.
+    pub user: Option<Spanned<String>>,
+    /// `group` as written.
+    pub group: Option<Spanned<String>>,
+    /// `ready` as written.
+    pub ready: Option<Spanned<Ready>>,
+    /// `ready_timeout` as written.
+    pub ready_timeout: Option<Spanned<Millis>>,
+    /// `restart` as written.
+    pub restart: Option<Spanned<RestartPolicy>>,
+    /// `restart_limit` as written.
+    pub restart_limit: Option<Spanned<u32>>,
+    /// `restart_backoff` as written.
+    pub restart_backoff: Option<Spanned<Millis>>,
+    /// `stop_signal` as written.
+    pub stop_signal: Option<Spanned<String>>,
+    /// `stop_timeout` as written.
+    pub stop_timeout: Option<Spanned<Millis>>,
+    /// `forward_signals` as written.
     pub forward_signals: Vec<Spanned<String>>,
+}
+
+/// The rare keys of a process that writes none.
+static NO_RARE_PROCESS_KEYS: ProcessRare = ProcessRare {
+    inherit_env: Vec::new(),
+    cwd: None,
+    user: None,
+    group: None,
+    ready: None,
+    ready_timeout: None,
+    restart: None,
+    restart_limit: None,
+    restart_backoff: None,
+    stop_signal: None,
+    stop_timeout: None,
+    forward_signals: Vec::new(),
+};
+
+impl std::ops::Deref for ProcessSpec {
+    type Target = ProcessRare;
+    fn deref(&self) -> &ProcessRare {
+        self.rare.as_deref().unwrap_or(&NO_RARE_PROCESS_KEYS)
+    }
+}
+
+impl std::ops::DerefMut for ProcessSpec {
+    /// Writing a rare key gives the process its own [`ProcessRare`].
+    fn deref_mut(&mut self) -> &mut ProcessRare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<ProcessWire> for ProcessSpec {
+    fn from(wire: ProcessWire) -> Self {
+        let ProcessWire {
+            cmd,
+            shell,
+            env,
+            after,
+            replicas,
+            ports,
+            inherit_env,
+            cwd,
+            user,
+            group,
+            ready,
+            ready_timeout,
+            restart,
+            restart_limit,
+            restart_backoff,
+            stop_signal,
+            stop_timeout,
+            forward_signals,
+        } = wire;
+        let written = !inherit_env.is_empty()
+            || cwd.is_some()
+            || user.is_some()
+            || group.is_some()
+            || ready.is_some()
+            || ready_timeout.is_some()
+            || restart.is_some()
+            || restart_limit.is_some()
+            || restart_backoff.is_some()
+            || stop_signal.is_some()
+            || stop_timeout.is_some()
+            || !forward_signals.is_empty();
+        let rare = written.then(|| {
+            Box::new(ProcessRare {
+                inherit_env,
+                cwd,
+                user,
+                group,
+                ready,
+                ready_timeout,
+                restart,
+                restart_limit,
+                restart_backoff,
+                stop_signal,
+                stop_timeout,
+                forward_signals,
+            })
+        });
+        ProcessSpec {
+            cmd,
+            shell,
+            env,
+            after,
+            replicas,
+            ports,
+            rare,
+        }
+    }
+}
+
+// The schema describes the file as written: the wire shape, by its name.
+impl JsonSchema for ProcessSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        ProcessWire::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        ProcessWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ProcessWire::json_schema(generator)
+    }
 }
 
 /// A named port of a process.
@@ -546,70 +710,255 @@ pub enum RestartPolicy {
     Always,
 }
 
+// Every key of an edge as written: the shape serde reads and the schema
+// shows (its doc line is the schema's description). It lives only while one
+// `[[edge]]` is read; `EdgeSpec` keeps the edge compact.
 /// One IPC edge between endpoints.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EdgeSpec {
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "EdgeSpec")]
+struct EdgeWire {
     /// The writer(s) / sender(s) / client(s): `process`, `process.port`, `@stdin`, `@external`.
     #[schemars(with = "OneOrMany")]
-    pub from: Spanned<EndpointList>,
+    from: Spanned<EndpointList>,
     /// The reader(s) / receiver(s) / server(s): `process`, `process.port`, `@stdout`, `@external`.
     #[schemars(with = "OneOrMany")]
-    pub to: Spanned<EndpointList>,
+    to: Spanned<EndpointList>,
     /// A name for the edge, used in object names and the plan (default `eN`).
     #[schemars(with = "Option<String>")]
-    pub name: Option<Spanned<String>>,
+    name: Option<Spanned<String>>,
     /// What flows: `stream` (default), `messages`, `shared`, `request` or `notify`.
     #[schemars(with = "Option<Traffic>")]
-    pub traffic: Option<Spanned<Traffic>>,
+    traffic: Option<Spanned<Traffic>>,
     /// `auto` (default) or the mechanism to use, validated against the traits.
     #[schemars(with = "Option<MechanismName>")]
-    pub mechanism: Option<Spanned<MechanismName>>,
+    mechanism: Option<Spanned<MechanismName>>,
     /// Data flows both ways.
     #[schemars(with = "Option<bool>")]
-    pub duplex: Option<Spanned<bool>>,
+    duplex: Option<Spanned<bool>>,
     /// Largest message or record a writer sends in one write.
     #[schemars(with = "Option<ByteSize>")]
-    pub message_size: Option<Spanned<ByteSize>>,
+    message_size: Option<Spanned<ByteSize>>,
     /// Messages a queue holds before senders block.
     #[schemars(with = "Option<i64>")]
-    pub depth: Option<Spanned<i64>>,
+    depth: Option<Spanned<i64>>,
     /// Size of a shared-memory region.
     #[schemars(with = "Option<ByteSize>")]
-    pub size: Option<Spanned<ByteSize>>,
+    size: Option<Spanned<ByteSize>>,
     /// Bytes a writer may have sent that the reader has not yet consumed;
     /// used to analyse deadlock risk in data cycles.
     #[schemars(with = "Option<ByteSize>")]
-    pub in_flight: Option<Spanned<ByteSize>>,
+    in_flight: Option<Spanned<ByteSize>>,
     /// Signal carried by a `notify` edge over the `signal` mechanism.
     #[schemars(with = "Option<String>")]
-    pub signal: Option<Spanned<String>>,
+    signal: Option<Spanned<String>>,
     /// Protocol label of a `request` edge (grpc, json-rpc, http, dbus, …).
     #[schemars(with = "Option<String>")]
-    pub protocol: Option<Spanned<String>>,
+    protocol: Option<Spanned<String>>,
     /// Socket type for Unix sockets: `stream`, `seqpacket` or `dgram`.
     #[schemars(with = "Option<SocketType>")]
-    pub socket: Option<Spanned<SocketType>>,
+    socket: Option<Spanned<SocketType>>,
     /// Synchronisation of a shared-memory edge: `semaphores` (default),
     /// `none`, or `ring` (a ring of records, also for `traffic = "messages"`).
     #[schemars(with = "Option<SyncKind>")]
-    pub sync: Option<Spanned<SyncKind>>,
+    sync: Option<Spanned<SyncKind>>,
     /// Initial value of a semaphore edge (default 0; 1 makes a mutex).
     #[schemars(with = "Option<i64>")]
-    pub initial: Option<Spanned<i64>>,
+    initial: Option<Spanned<i64>>,
     /// Permission bits of named objects, at most `0600`-like owner-only
     /// unless `0660` is asked for explicitly.
     #[schemars(with = "Option<String>")]
-    pub mode: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
     /// Address for TCP/UDP/RPC over IP, `host:port`; default `127.0.0.1:0`.
     #[schemars(with = "Option<String>")]
-    pub address: Option<Spanned<String>>,
+    address: Option<Spanned<String>>,
     /// Opt in to binding beyond loopback.
     #[schemars(with = "Option<bool>")]
-    pub allow_remote: Option<Spanned<bool>>,
+    allow_remote: Option<Spanned<bool>>,
     /// How a FIFO reaches the process: `fd` (opened by ipc-run) or `path`.
     #[schemars(with = "Option<Delivery>")]
+    deliver: Option<Spanned<Delivery>>,
+}
+
+/// One IPC edge between endpoints (`[[edge]]`; its keys are documented on
+/// the schema's `EdgeSpec`).
+///
+/// Most edges write only `from`, `to` and perhaps `name`, `traffic` or
+/// `mechanism`: the other keys, each an `Option<Spanned<_>>` of 24 to 40
+/// bytes, live out of line in [`EdgeRare`], allocated only for an edge that
+/// writes one. This keeps a large topology's edge list at about a third of
+/// its inline size. `Deref` reads the rare keys as if they were fields
+/// (`edge.size`), unset ones from a shared empty [`EdgeRare`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "EdgeWire")]
+pub struct EdgeSpec {
+    /// The writer(s) / sender(s) / client(s).
+    pub from: Spanned<EndpointList>,
+    /// The reader(s) / receiver(s) / server(s).
+    pub to: Spanned<EndpointList>,
+    /// A name for the edge (default `eN`).
+    pub name: Option<Spanned<String>>,
+    /// What flows (default `stream`).
+    pub traffic: Option<Spanned<Traffic>>,
+    /// `auto` (default) or the mechanism to use.
+    pub mechanism: Option<Spanned<MechanismName>>,
+    /// The rarely written keys; `None` when the edge writes none of them.
+    pub rare: Option<Box<EdgeRare>>,
+}
+
+/// The keys of an edge that few edges write (see [`EdgeSpec`]).
+#[derive(Debug, Clone, Default)]
+pub struct EdgeRare {
+    /// `duplex` as written.
+    pub duplex: Option<Spanned<bool>>,
+    /// `message_size` as written.
+    pub message_size: Option<Spanned<ByteSize>>,
+    /// `depth` as written.
+    pub depth: Option<Spanned<i64>>,
+    /// `size` as written.
+    pub size: Option<Spanned<ByteSize>>,
+    /// `in_flight` as written.
+    pub in_flight: Option<Spanned<ByteSize>>,
+    /// `signal` as written.
+    pub signal: Option<Spanned<String>>,
+    /// `protocol` as written.
+    pub protocol: Option<Spanned<String>>,
+    /// `socket` as written.
+    pub socket: Option<Spanned<SocketType>>,
+    /// `sync` as written.
+    pub sync: Option<Spanned<SyncKind>>,
+    /// `initial` as written.
+    pub initial: Option<Spanned<i64>>,
+    /// `mode` as written.
+    pub mode: Option<Spanned<String>>,
+    /// `address` as written.
+    pub address: Option<Spanned<String>>,
+    /// `allow_remote` as written.
+    pub allow_remote: Option<Spanned<bool>>,
+    /// `deliver` as written.
     pub deliver: Option<Spanned<Delivery>>,
+}
+
+/// The rare keys of an edge that writes none.
+static NO_RARE_KEYS: EdgeRare = EdgeRare {
+    duplex: None,
+    message_size: None,
+    depth: None,
+    size: None,
+    in_flight: None,
+    signal: None,
+    protocol: None,
+    socket: None,
+    sync: None,
+    initial: None,
+    mode: None,
+    address: None,
+    allow_remote: None,
+    deliver: None,
+};
+
+impl std::ops::Deref for EdgeSpec {
+    type Target = EdgeRare;
+    fn deref(&self) -> &EdgeRare {
+        self.rare.as_deref().unwrap_or(&NO_RARE_KEYS)
+    }
+}
+
+impl std::ops::DerefMut for EdgeSpec {
+    /// Writing a rare key gives the edge its own [`EdgeRare`].
+    fn deref_mut(&mut self) -> &mut EdgeRare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+}
+
+impl EdgeSpec {
+    /// An edge with only `from` and `to` written.
+    pub fn new(from: Spanned<EndpointList>, to: Spanned<EndpointList>) -> Self {
+        EdgeSpec {
+            from,
+            to,
+            name: None,
+            traffic: None,
+            mechanism: None,
+            rare: None,
+        }
+    }
+}
+
+impl From<EdgeWire> for EdgeSpec {
+    fn from(wire: EdgeWire) -> Self {
+        let EdgeWire {
+            from,
+            to,
+            name,
+            traffic,
+            mechanism,
+            duplex,
+            message_size,
+            depth,
+            size,
+            in_flight,
+            signal,
+            protocol,
+            socket,
+            sync,
+            initial,
+            mode,
+            address,
+            allow_remote,
+            deliver,
+        } = wire;
+        let rare = EdgeRare {
+            duplex,
+            message_size,
+            depth,
+            size,
+            in_flight,
+            signal,
+            protocol,
+            socket,
+            sync,
+            initial,
+            mode,
+            address,
+            allow_remote,
+            deliver,
+        };
+        let written = rare.duplex.is_some()
+            || rare.message_size.is_some()
+            || rare.depth.is_some()
+            || rare.size.is_some()
+            || rare.in_flight.is_some()
+            || rare.signal.is_some()
+            || rare.protocol.is_some()
+            || rare.socket.is_some()
+            || rare.sync.is_some()
+            || rare.initial.is_some()
+            || rare.mode.is_some()
+            || rare.address.is_some()
+            || rare.allow_remote.is_some()
+            || rare.deliver.is_some();
+        EdgeSpec {
+            from,
+            to,
+            name,
+            traffic,
+            mechanism,
+            rare: written.then(|| Box::new(rare)),
+        }
+    }
+}
+
+// The schema describes the file as written: the wire shape, by its name.
+impl JsonSchema for EdgeSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        EdgeWire::schema_name()
+    }
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        EdgeWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        EdgeWire::json_schema(generator)
+    }
 }
 
 /// One endpoint or a list of them, as written in `from`/`to`.
@@ -786,6 +1135,28 @@ mod tests {
         assert_eq!(&text[second.span()], "\"c\"");
         let (name, _) = topology.file.process.iter().next().expect("one process");
         assert_eq!(&text[name.span()], "a");
+    }
+
+    /// The rare keys of an edge or a process get their box only when one is
+    /// written, and read the same either way.
+    #[test]
+    fn rare_keys_are_boxed_only_when_written() {
+        let text = "[process.a]\ncmd = [\"x\"]\n[process.b]\ncmd = [\"y\"]\ncwd = \"/tmp\"\n\
+                    [[edge]]\nfrom = \"a\"\nto = \"b\"\n\
+                    [[edge]]\nfrom = \"a.x\"\nto = \"b.y\"\nsize = \"4KiB\"\n";
+        let topology = parse(text).expect("valid");
+        let mut processes = topology.file.process.values();
+        let (a, b) = (processes.next().expect("a"), processes.next().expect("b"));
+        assert!(a.rare.is_none() && a.cwd.is_none());
+        let cwd = b.cwd.as_ref().expect("cwd");
+        assert_eq!(&text[cwd.span()], "\"/tmp\"");
+        let (plain, sized) = (&topology.file.edge[0], &topology.file.edge[1]);
+        assert!(plain.rare.is_none() && plain.size.is_none());
+        let size = sized.size.as_ref().expect("size");
+        assert_eq!(&text[size.span()], "\"4KiB\"");
+        let mut written = plain.clone();
+        written.duplex = Some(Spanned::new(0..0, true));
+        assert!(written.rare.is_some());
     }
 
     #[test]

@@ -405,3 +405,39 @@ fn notify_readiness_as_another_user_is_refused() {
         "`reader` runs as `nobody` but cannot reach the notify socket",
     );
 }
+
+/// Instances that add no variable of their own share one `inherit_env`
+/// list (and replicas share their process's), which is what keeps a large
+/// plan small; the JSON is the same as a list per instance.
+#[test]
+fn instances_share_their_inherit_env_list() {
+    let text = "[process.a]\ncmd = [\"x\"]\n[process.b]\ncmd = [\"y\"]\n\
+                [process.c]\ncmd = [\"z\"]\nreplicas = 2\ninherit_env = [\"EXTRA\"]\n";
+    let topology = Topology::parse(Path::new("t.toml"), text.to_owned()).expect("parses");
+    let plan = plan::plan(&topology, &Limits::default())
+        .expect("plans")
+        .plan;
+    let list = |name: &str| {
+        let p = plan.processes.iter().find(|p| p.name == name);
+        std::sync::Arc::clone(&p.expect("an instance").inherit_env)
+    };
+    assert!(std::sync::Arc::ptr_eq(&list("a"), &list("b")));
+    assert!(std::sync::Arc::ptr_eq(&list("c#0"), &list("c#1")));
+    assert!(!std::sync::Arc::ptr_eq(&list("a"), &list("c#0")));
+    assert_eq!(list("c#0").last().map(|n| &**n), Some("EXTRA"));
+    let json = serde_json::to_value(&plan).expect("serializes");
+    assert_eq!(json["processes"][0]["inherit_env"][0], "PATH");
+}
+
+/// A reason that is fixed text is borrowed, not copied into every channel.
+#[test]
+fn fixed_reasons_are_not_copied_per_channel() {
+    let text = "[process.a]\ncmd = [\"x\"]\n[process.b]\ncmd = [\"y\"]\n\
+                [[edge]]\nfrom = \"a\"\nto = \"b\"\n";
+    let topology = Topology::parse(Path::new("t.toml"), text.to_owned()).expect("parses");
+    let plan = plan::plan(&topology, &Limits::default())
+        .expect("plans")
+        .plan;
+    let reason = &plan.channels[0].reason;
+    assert!(matches!(reason, std::borrow::Cow::Borrowed(_)), "{reason}");
+}
