@@ -477,7 +477,14 @@ fn environment(
         name: name.into(),
         value,
     };
-    let mut env = Vec::with_capacity(9 + port_vars.len() + process.spec.env.len());
+    // Sized to what is pushed below: one vector per instance, so slack
+    // left here is multiplied by the number of instances.
+    let replica_vars = if ids.replica.is_some() { 2 } else { 0 };
+    let listen_vars = if listen.count > 0 { 3 } else { 0 };
+    let ready_vars = usize::from(!matches!(process.ready, Readiness::Started));
+    let mut env = Vec::with_capacity(
+        4 + replica_vars + port_vars.len() + listen_vars + ready_vars + process.spec.env.len(),
+    );
     env.extend([
         var("IPC_RUN_ID", RUN_ID.into()),
         var("IPC_RUN_DIR", RUN_DIR.into()),
@@ -508,6 +515,11 @@ fn environment(
             value: value.get_ref().clone().into(),
         });
     }
+    debug_assert_eq!(
+        env.len(),
+        env.capacity(),
+        "the environment's size is counted above"
+    );
     env
 }
 
