@@ -62,7 +62,7 @@ pub(crate) fn child_spec(
     identity: Option<&Identity>,
     context: &SpecContext<'_>,
 ) -> Result<ChildSpec, LaunchError> {
-    let instance = process.name.as_str();
+    let instance = process.name.as_ref();
     let (mut env, listen_pid) = environment(process, identity, context)?;
     let mut filled_argv = Vec::with_capacity(process.argv.len());
     for (i, arg) in process.argv.iter().enumerate() {

@@ -165,7 +165,7 @@ fn check_other_user_access(
             else {
                 continue;
             };
-            if !warned.insert((end.process, channel.plan.id.as_str())) {
+            if !warned.insert((end.process, channel.plan.id.as_ref())) {
                 continue;
             }
             let why = if matches!(object.kind, ObjectKind::Fifo | ObjectKind::UnixSocket) {
@@ -406,11 +406,11 @@ fn fd_table(
         let end = channel.ports[p].clone();
         channel.set_fd(&end, fd);
         let channel = &channels[c];
-        let (port, env_name) = channel.port(&end);
+        let (port, env_name) = channel.port_names(&end);
         if let Some(fd) = fd {
             fds.push(FdSlot {
                 fd,
-                port: port.to_owned(),
+                port: port.clone(),
                 role: FdRole::Channel {
                     channel: channel.plan.id.clone(),
                     end: end.end,
@@ -424,7 +424,7 @@ fn fd_table(
                 listen.count += 1;
             }
         }
-        if !matches!(port, "stdin" | "stdout" | "stderr") {
+        if !matches!(&**port, "stdin" | "stdout" | "stderr") {
             let description = channel.description(&end);
             let value = match fd {
                 Some(fd) => {
@@ -436,7 +436,7 @@ fn fd_table(
                 None => description.to_owned(),
             };
             port_vars.push(EnvVar {
-                name: env_name.to_owned().into(),
+                name: env_name.to_string().into(),
                 value: value.into(),
             });
         }
@@ -461,7 +461,7 @@ struct InstanceIds<'a> {
     /// The plan's name for the topology.
     topology: &'a str,
     /// The instance name.
-    instance: &'a str,
+    instance: &'a Arc<str>,
     /// The replica index, when the process is replicated.
     replica: Option<usize>,
 }
@@ -489,7 +489,7 @@ fn environment(
         var("IPC_RUN_ID", RUN_ID.into()),
         var("IPC_RUN_DIR", RUN_DIR.into()),
         var("IPC_RUN_TOPOLOGY", ids.topology.to_owned().into()),
-        var("IPC_RUN_PROCESS", ids.instance.to_owned().into()),
+        var("IPC_RUN_PROCESS", ids.instance.to_string().into()),
     ]);
     if let Some(replica) = ids.replica {
         env.push(var("IPC_RUN_REPLICA", replica.to_string().into()));
@@ -537,7 +537,7 @@ fn instance_plan(
         .flat_map(|&a| processes[a].instances.iter().cloned())
         .collect();
     ProcessPlan {
-        name: ids.instance.to_owned(),
+        name: ids.instance.clone(),
         process: process.name.clone(),
         replica: ids.replica.map(|r| r as u32),
         host: "local".into(),
