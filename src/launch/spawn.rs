@@ -127,7 +127,7 @@ fn environment(
     }
     let mut listen_pid = false;
     for var in &process.env {
-        if var.name == "LISTEN_PID" && var.value == "{pid}" {
+        if &*var.name == "LISTEN_PID" && &*var.value == "{pid}" {
             listen_pid = true;
             continue;
         }

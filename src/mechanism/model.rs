@@ -206,15 +206,16 @@ impl TryFrom<SignalFields> for SignalRef {
 }
 
 /// One environment variable; `value` may contain placeholders.
-// Names and values that ipc-run fixes (`IPC_RUN_ID`, `{run_dir}`, …) are
-// borrowed, not allocated for every instance.
+// Names and values that many instances have alike (`IPC_RUN_ID`, the
+// topology's name, a port's variable name, a process's own `env`) are made
+// once and shared, not allocated for every instance.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvVar {
     /// Variable name.
-    pub name: Cow<'static, str>,
+    pub name: Arc<str>,
     /// Value template.
-    pub value: Cow<'static, str>,
+    pub value: Arc<str>,
 }
 
 /// Readiness protocol of an instance.
