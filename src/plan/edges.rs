@@ -31,7 +31,7 @@ pub struct ChannelDecl {
     pub ports: Vec<PortEnd>,
     /// Value of the `IPC_PORT_*` variable of a `from` port and of a `to`
     /// port, without the fd (added in wiring): the same for every port on a
-    /// side.
+    /// side; empty on a side with no named port.
     pub descriptions: [String; 2],
 }
 
@@ -822,7 +822,9 @@ fn plan_endpoints(
             let env: Arc<str> = port_env_name(port).into();
             let port_name: Arc<str> = port.into();
             let description = &mut ends.descriptions[usize::from(is_reader)];
-            if description.is_empty() {
+            // Only named ports get an `IPC_PORT_*` variable (wiring): a
+            // side of standard streams, a pipeline's, needs no description.
+            if description.is_empty() && !is_std_stream(port) {
                 *description = describe(mechanism, &input.id, end, to, processes);
             }
             for (replica, instance) in processes[process].instances.iter().enumerate() {
@@ -980,6 +982,11 @@ fn child_end(end: End) -> child::End {
         End::Send => child::End::Send,
         End::Receive => child::End::Receive,
     }
+}
+
+/// Whether a port is a standard stream, which has no `IPC_PORT_*` variable.
+pub fn is_std_stream(port: &str) -> bool {
+    matches!(port, "stdin" | "stdout" | "stderr")
 }
 
 /// The description of one end of a channel (`IPC_PORT_*`, see

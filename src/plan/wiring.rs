@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::edges::ChannelDecl;
+use super::edges::{ChannelDecl, is_std_stream};
 use super::model::{EnvVar, FdRole, FdSlot, ObjectKind, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
@@ -427,7 +427,7 @@ fn fd_table(
                 listen.count += 1;
             }
         }
-        if !matches!(&**port, "stdin" | "stdout" | "stderr") {
+        if !is_std_stream(port) {
             let description = channel.description(&end);
             let value = match fd {
                 Some(fd) => {
