@@ -201,9 +201,9 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
         options: options.clone(),
         base_env,
         values,
-        pending: plan.processes.iter().map(|p| p.name.clone()).collect(),
-        process_index: index_by_name(plan.processes.iter().map(|p| &p.name)),
-        channel_index: index_by_name(plan.channels.iter().map(|c| &c.id)),
+        pending: plan.processes.iter().map(|p| p.name.to_string()).collect(),
+        process_index: index_by_name(plan.processes.iter().map(|p| &*p.name)),
+        channel_index: index_by_name(plan.channels.iter().map(|c| &*c.id)),
         held_needs: Vec::with_capacity(plan.processes.len()),
         need_count: HashMap::new(),
         fd_limit: soft_nofile_limit(),
@@ -228,7 +228,7 @@ fn resolve_identities(plan: &Plan) -> Result<HashMap<String, identity::Identity>
                 process.user.as_deref(),
                 process.group.as_deref(),
             )?;
-            identities.insert(process.name.clone(), resolved);
+            identities.insert(process.name.to_string(), resolved);
         }
     }
     Ok(identities)
@@ -255,10 +255,10 @@ fn create_resources(
 }
 
 /// Name -> position, for names in plan order.
-fn index_by_name<'a>(names: impl Iterator<Item = &'a String>) -> HashMap<String, usize> {
+fn index_by_name<'a>(names: impl Iterator<Item = &'a str>) -> HashMap<String, usize> {
     names
         .enumerate()
-        .map(|(i, name)| (name.clone(), i))
+        .map(|(i, name)| (name.to_owned(), i))
         .collect()
 }
 
@@ -385,7 +385,7 @@ impl Launched {
         let ended = &self.ended;
         for ring in self.created.rings.iter_mut().filter(|r| !r.marked) {
             let writers_ended = plan.channels[ring.channel].from.iter().all(|e| match e {
-                EndpointPlan::Port { process, .. } => ended.contains(process),
+                EndpointPlan::Port { process, .. } => ended.contains(&**process),
                 // A peer outside the topology may always write more.
                 EndpointPlan::Own { .. } | EndpointPlan::External => false,
             });
@@ -453,7 +453,7 @@ impl Launched {
 
     fn source_of(&self, process: &ProcessPlan, slot: &FdSlot) -> Result<Source, LaunchError> {
         let wiring = |reason: String| LaunchError::Wiring {
-            instance: process.name.clone(),
+            instance: process.name.to_string(),
             fd: slot.fd,
             reason,
         };
@@ -463,7 +463,7 @@ impl Launched {
         };
         let index = *self
             .channel_index
-            .get(channel_id.as_str())
+            .get(channel_id.as_ref())
             .ok_or_else(|| wiring(format!("the plan has no channel {channel_id}")))?;
         let channel = &self.plan.channels[index];
         let is_port = |e: &EndpointPlan| {
@@ -494,7 +494,7 @@ impl Launched {
     }
 
     fn spawn_process(&self, process: &ProcessPlan) -> Result<SpawnedChild, LaunchError> {
-        let instance = process.name.as_str();
+        let instance = process.name.as_ref();
         let mut child = SpawnedChild {
             pid: Pid::from_raw(0),
             stdout: None,
@@ -542,7 +542,7 @@ impl Launched {
         fds: &mut ChildFds,
         child: &mut SpawnedChild,
     ) -> Result<(), LaunchError> {
-        let instance = process.name.as_str();
+        let instance = process.name.as_ref();
         for slot in &process.fds {
             match self.source_of(process, slot)? {
                 Source::Held(channel, held) => {
@@ -587,7 +587,7 @@ impl Launched {
         fds: &mut ChildFds,
         child: &mut SpawnedChild,
     ) -> Result<(), LaunchError> {
-        let instance = process.name.as_str();
+        let instance = process.name.as_ref();
         let wired = |fd: i32| process.fds.iter().any(|s| s.fd == fd);
         if !wired(0) {
             let fd = match std_fd(0).filter(|_| self.options.stdin_is_own) {

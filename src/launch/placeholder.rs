@@ -292,7 +292,7 @@ mod tests {
         let var = client
             .env
             .iter()
-            .find(|v| v.name == "IPC_PORT_API")
+            .find(|v| &*v.name == "IPC_PORT_API")
             .expect("the client's port variable");
         let v = Values {
             run_dir: "/run/user/1000/ipc-run/0123456789abcdef".into(),

@@ -260,15 +260,17 @@ impl Build for ChannelBuild<'_> {
     }
 
     fn set_port(&mut self, port: u16) {
-        self.values.ports.insert(self.channel.id.clone(), port);
+        self.values.ports.insert(self.channel.id.to_string(), port);
     }
 
     fn set_sysv_id(&mut self, id: i32) {
-        self.values.sysv_ids.insert(self.channel.id.clone(), id);
+        self.values.sysv_ids.insert(self.channel.id.to_string(), id);
     }
 
     fn set_sysv_sem_id(&mut self, id: i32) {
-        self.values.sysv_sem_ids.insert(self.channel.id.clone(), id);
+        self.values
+            .sysv_sem_ids
+            .insert(self.channel.id.to_string(), id);
     }
 }
 

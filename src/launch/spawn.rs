@@ -62,7 +62,7 @@ pub(crate) fn child_spec(
     identity: Option<&Identity>,
     context: &SpecContext<'_>,
 ) -> Result<ChildSpec, LaunchError> {
-    let instance = process.name.as_str();
+    let instance = process.name.as_ref();
     let (mut env, listen_pid) = environment(process, identity, context)?;
     let mut filled_argv = Vec::with_capacity(process.argv.len());
     for (i, arg) in process.argv.iter().enumerate() {
@@ -127,7 +127,7 @@ fn environment(
     }
     let mut listen_pid = false;
     for var in &process.env {
-        if var.name == "LISTEN_PID" && var.value == "{pid}" {
+        if &*var.name == "LISTEN_PID" && &*var.value == "{pid}" {
             listen_pid = true;
             continue;
         }

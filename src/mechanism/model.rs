@@ -77,9 +77,9 @@ pub struct Plan {
     /// Every channel, one per edge, in declaration order.
     pub channels: Vec<ChannelPlan>,
     /// Instances in the order they start.
-    pub start_order: Vec<String>,
+    pub start_order: Vec<Arc<str>>,
     /// Instances in the order they are stopped (reverse start order).
-    pub stop_order: Vec<String>,
+    pub stop_order: Vec<Arc<str>>,
     /// Data cycles found in the graph and how they were judged.
     pub cycles: Vec<DataCycle>,
     /// Process whose exit status ipc-run follows, if any.
@@ -116,10 +116,12 @@ impl From<&Diagnostic> for PlanWarning {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProcessPlan {
+    // Names are shared (`Arc<str>`) with the instance's fds and the
+    // channel ends that name it: a large plan holds each name once.
     /// Instance name: the process name, or `name#i` for replica `i`.
-    pub name: String,
+    pub name: Arc<str>,
     /// The process name as declared.
-    pub process: String,
+    pub process: Arc<str>,
     /// Replica index when the process has `replicas > 1`.
     pub replica: Option<u32>,
     /// Where it runs; only `local` today (kept for export to other engines).
@@ -153,7 +155,7 @@ pub struct ProcessPlan {
     /// Grace period before SIGKILL, in ms.
     pub stop_timeout_ms: u64,
     /// Processes (instances) that must be ready first.
-    pub after: Vec<String>,
+    pub after: Vec<Arc<str>>,
     /// Signals ipc-run forwards to it.
     pub forward_signals: Vec<SignalRef>,
 }
@@ -204,15 +206,16 @@ impl TryFrom<SignalFields> for SignalRef {
 }
 
 /// One environment variable; `value` may contain placeholders.
-// Names and values that ipc-run fixes (`IPC_RUN_ID`, `{run_dir}`, …) are
-// borrowed, not allocated for every instance.
+// Names and values that many instances have alike (`IPC_RUN_ID`, the
+// topology's name, a port's variable name, a process's own `env`) are made
+// once and shared, not allocated for every instance.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvVar {
     /// Variable name.
-    pub name: Cow<'static, str>,
+    pub name: Arc<str>,
     /// Value template.
-    pub value: Cow<'static, str>,
+    pub value: Arc<str>,
 }
 
 /// Readiness protocol of an instance.
@@ -264,7 +267,7 @@ pub struct FdSlot {
     /// The fd number in the child.
     pub fd: i32,
     /// Port name (`stdin`, `stdout`, `stderr` or a named port).
-    pub port: String,
+    pub port: Arc<str>,
     /// What is behind the fd.
     pub role: FdRole,
 }
@@ -276,7 +279,7 @@ pub enum FdRole {
     /// One end of a channel.
     Channel {
         /// Channel id.
-        channel: String,
+        channel: Arc<str>,
         /// Which end.
         end: End,
     },
@@ -311,15 +314,15 @@ pub enum EndpointPlan {
     /// A port of an instance.
     Port {
         /// Instance name.
-        process: String,
+        process: Arc<str>,
         /// Port name.
-        port: String,
+        port: Arc<str>,
         /// The end it holds.
         end: End,
         /// The fd it gets, when the mechanism is handed over as an fd.
         fd: Option<i32>,
         /// The environment variable describing the port.
-        env: String,
+        env: Arc<str>,
     },
     /// ipc-run's own stdin or stdout.
     Own {
@@ -345,7 +348,7 @@ pub enum Choice {
 #[serde(deny_unknown_fields)]
 pub struct ChannelPlan {
     /// Channel id: the edge's name or `eN` (N its index in the file).
-    pub id: String,
+    pub id: Arc<str>,
     /// What the edge carries.
     pub traffic: Traffic,
     /// Chosen mechanism with its parameters.

@@ -166,7 +166,7 @@ pub(crate) fn create(
             let limit = getrlimit(Resource::RLIMIT_MSGQUEUE)
                 .map_or_else(|_| "unknown".to_owned(), |(soft, _)| soft.to_string());
             return Err(LaunchError::MqQuota {
-                channel: b.channel().id.clone(),
+                channel: b.channel().id.to_string(),
                 name,
                 bytes: depth.saturating_mul(message_size),
                 limit,

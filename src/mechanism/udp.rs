@@ -52,7 +52,7 @@ pub(crate) fn describe(bind: &str, port: &PortSide<'_>) -> Params {
 /// The receiver's socket, bound; a kernel-chosen port is recorded for the
 /// `{port:ID}` placeholder.
 pub(crate) fn create(b: &mut dyn Build, bind: &str) -> Result<(), LaunchError> {
-    let id = b.channel().id.as_str();
+    let id = b.channel().id.as_ref();
     let want = parse_addr(id, bind)?;
     let socket = UdpSocket::bind(want).map_err(|e| bind_error(id, bind, e))?;
     let addr = socket.local_addr().map_err(|e| bind_error(id, bind, e))?;

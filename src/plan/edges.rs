@@ -3,6 +3,7 @@
 //! channel's named objects and per-port descriptions decided.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::model::{ChannelPlan, Choice, End, EndpointPlan, Mechanism, OwnStream};
 use super::processes::ProcessDecl;
@@ -30,7 +31,7 @@ pub struct ChannelDecl {
     pub ports: Vec<PortEnd>,
     /// Value of the `IPC_PORT_*` variable of a `from` port and of a `to`
     /// port, without the fd (added in wiring): the same for every port on a
-    /// side.
+    /// side; empty on a side with no named port.
     pub descriptions: [String; 2],
 }
 
@@ -47,6 +48,14 @@ impl ChannelDecl {
 
     /// The port name and its `IPC_PORT_*` variable name.
     pub fn port(&self, end: &PortEnd) -> (&str, &str) {
+        match self.endpoint(end) {
+            EndpointPlan::Port { port, env, .. } => (port, env),
+            _ => unreachable!("port ends point at port endpoints"),
+        }
+    }
+
+    /// [`Self::port`], as the shared names the plan's records hold.
+    pub fn port_names(&self, end: &PortEnd) -> (&Arc<str>, &Arc<str>) {
         match self.endpoint(end) {
             EndpointPlan::Port { port, env, .. } => (port, env),
             _ => unreachable!("port ends point at port endpoints"),
@@ -127,7 +136,7 @@ pub fn resolve<'a>(
     let by_name: ByName<'_> = processes
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
+        .map(|(i, p)| (p.name.as_ref(), i))
         .collect();
     let mut used: PortUse<'a> = HashMap::with_capacity(inputs.len() * 2);
     let mut channels = Vec::with_capacity(inputs.len());
@@ -431,7 +440,7 @@ fn process_index(
     if let Some(&index) = by_name.get(process) {
         return Some(index);
     }
-    let mut known: Vec<&str> = processes.iter().map(|p| p.name.as_str()).collect();
+    let mut known: Vec<&str> = processes.iter().map(|p| p.name.as_ref()).collect();
     known.truncate(12);
     let mut diagnostic = Diagnostic::error(
         "E0102",
@@ -568,7 +577,7 @@ fn plan_channel(
         .map(|v| v.get_ref().0);
     Some(ChannelDecl {
         plan: ChannelPlan {
-            id: input.id.clone(),
+            id: input.id.as_str().into(),
             traffic: traffic.into(),
             mechanism,
             choice,
@@ -809,9 +818,13 @@ fn plan_endpoints(
                     unreachable!("resolved process endpoints carry their index")
                 }
             };
-            let env = port_env_name(port);
+            // One copy of each name per endpoint, shared by its replicas.
+            let env: Arc<str> = port_env_name(port).into();
+            let port_name: Arc<str> = port.into();
             let description = &mut ends.descriptions[usize::from(is_reader)];
-            if description.is_empty() {
+            // Only named ports get an `IPC_PORT_*` variable (wiring): a
+            // side of standard streams, a pipeline's, needs no description.
+            if description.is_empty() && !is_std_stream(port) {
                 *description = describe(mechanism, &input.id, end, to, processes);
             }
             for (replica, instance) in processes[process].instances.iter().enumerate() {
@@ -827,7 +840,7 @@ fn plan_endpoints(
                 });
                 out.push(EndpointPlan::Port {
                     process: instance.clone(),
-                    port: port.to_owned(),
+                    port: port_name.clone(),
                     end,
                     fd: None,
                     env: env.clone(),
@@ -971,6 +984,11 @@ fn child_end(end: End) -> child::End {
     }
 }
 
+/// Whether a port is a standard stream, which has no `IPC_PORT_*` variable.
+pub fn is_std_stream(port: &str) -> bool {
+    matches!(port, "stdin" | "stdout" | "stderr")
+}
+
 /// The description of one end of a channel (`IPC_PORT_*`, see
 /// [`child::Description`]), with its placeholders; `fd=` is added by wiring.
 fn describe(
@@ -983,7 +1001,7 @@ fn describe(
     let receivers = to
         .iter()
         .filter_map(|r| r.process)
-        .flat_map(|p| processes[p].instances.iter().map(String::as_str))
+        .flat_map(|p| processes[p].instances.iter().map(|i| &**i))
         .collect();
     let side = PortSide { id, end, receivers };
     child::Description {

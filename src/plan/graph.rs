@@ -14,8 +14,8 @@ fn edges(plan: &Plan) -> Vec<(String, String, String)> {
             EndpointPlan::Port {
                 process, port, fd, ..
             } => (
-                process.clone(),
-                fd.map_or(port.clone(), |fd| format!("{port}@{fd}")),
+                process.to_string(),
+                fd.map_or(port.to_string(), |fd| format!("{port}@{fd}")),
             ),
             EndpointPlan::Own { stream } => (format!("@{stream}"), String::new()),
             EndpointPlan::External => ("@external".to_owned(), String::new()),
@@ -82,7 +82,7 @@ pub fn dot(plan: &Plan) -> String {
 /// Mermaid flowchart.
 pub fn mermaid(plan: &Plan) -> String {
     // Mermaid ids must be plain words; names carry '#' and '@', so number them.
-    let mut names: Vec<String> = plan.processes.iter().map(|p| p.name.clone()).collect();
+    let mut names: Vec<String> = plan.processes.iter().map(|p| p.name.to_string()).collect();
     names.extend(special_nodes(plan));
     let index: std::collections::HashMap<&str, usize> = names
         .iter()

@@ -12,6 +12,7 @@
 //! where in the plan the problem is in a note instead.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -134,7 +135,7 @@ fn inconsistent(message: String, at: String) -> Diagnostic {
 fn check_structure(plan: &Plan, max_instances: usize, sink: &mut Sink) {
     let mut instances = HashMap::new();
     for (i, process) in plan.processes.iter().enumerate() {
-        if instances.insert(process.name.as_str(), i).is_some() {
+        if instances.insert(process.name.as_ref(), i).is_some() {
             let message = format!("two processes are named `{}`", process.name);
             sink.push(inconsistent(message, format!("processes[{i}]")));
         }
@@ -153,7 +154,7 @@ fn check_structure(plan: &Plan, max_instances: usize, sink: &mut Sink) {
     }
     let mut channels = HashMap::new();
     for (c, channel) in plan.channels.iter().enumerate() {
-        if channels.insert(channel.id.as_str(), c).is_some() {
+        if channels.insert(channel.id.as_ref(), c).is_some() {
             let message = format!("two channels have the id `{}`", channel.id);
             sink.push(inconsistent(message, format!("channels[{c}]")));
         }
@@ -161,7 +162,7 @@ fn check_structure(plan: &Plan, max_instances: usize, sink: &mut Sink) {
     check_order(plan, "start_order", &plan.start_order, &instances, sink);
     check_order(plan, "stop_order", &plan.stop_order, &instances, sink);
     if let Some(name) = &plan.exit_code_from {
-        if !plan.processes.iter().any(|p| p.process == *name) {
+        if !plan.processes.iter().any(|p| *p.process == **name) {
             let message = format!("exit_code_from names `{name}`, which is not a process");
             sink.push(inconsistent(message, "exit_code_from".into()));
         }
@@ -184,16 +185,16 @@ fn check_structure(plan: &Plan, max_instances: usize, sink: &mut Sink) {
 fn check_order(
     plan: &Plan,
     field: &str,
-    order: &[String],
+    order: &[Arc<str>],
     instances: &HashMap<&str, usize>,
     sink: &mut Sink,
 ) {
     let mut seen = HashSet::new();
     for (k, name) in order.iter().enumerate() {
-        if !instances.contains_key(name.as_str()) {
+        if !instances.contains_key(&**name) {
             let message = format!("{field} names `{name}`, which is not a process");
             sink.push(inconsistent(message, format!("{field}[{k}]")));
-        } else if !seen.insert(name.as_str()) {
+        } else if !seen.insert(&**name) {
             let message = format!("{field} lists `{name}` twice");
             sink.push(inconsistent(message, format!("{field}[{k}]")));
         }
@@ -201,7 +202,7 @@ fn check_order(
     if let Some(missing) = plan
         .processes
         .iter()
-        .find(|p| !seen.contains(p.name.as_str()))
+        .find(|p| !seen.contains(p.name.as_ref()))
     {
         let message = format!("{field} leaves out `{}`", missing.name);
         sink.push(inconsistent(message, field.to_owned()));
@@ -242,7 +243,7 @@ fn check_process(
         sink.push(Diagnostic::error("E0703", message).with_note(format!("at {}", at("argv"))));
     }
     for dep in &process.after {
-        if !instances.contains_key(dep.as_str()) {
+        if !instances.contains_key(&**dep) {
             let message = format!(
                 "`{}` waits for `{dep}`, which is not a process",
                 process.name
@@ -282,7 +283,7 @@ fn check_fd_table(
             }
             FdRole::Ready => {}
             FdRole::Channel { channel, .. } => {
-                let holds = channels.get(channel.as_str()).is_some_and(|&c| {
+                let holds = channels.get(channel.as_ref()).is_some_and(|&c| {
                     let c = &plan.channels[c];
                     c.from.iter().chain(&c.to).any(|e| {
                         matches!(e, EndpointPlan::Port { process: p, port, .. }
@@ -328,7 +329,7 @@ fn check_endpoint(
         EndpointPlan::Port {
             process, port, fd, ..
         } => {
-            let Some(&i) = instances.get(process.as_str()) else {
+            let Some(&i) = instances.get(process.as_ref()) else {
                 let message =
                     format!("channel `{id}` has an end at `{process}`, which is not a process");
                 sink.push(inconsistent(message, at));
@@ -404,7 +405,7 @@ fn check_start(plan: &Plan, sink: &mut Sink) {
         .start_order
         .iter()
         .enumerate()
-        .map(|(k, name)| (name.as_str(), k))
+        .map(|(k, name)| (&**name, k))
         .collect();
     for edge in start.edge_indices() {
         let (first, then) = start.edge_endpoints(edge).expect("an edge of the graph");
@@ -412,7 +413,7 @@ fn check_start(plan: &Plan, sink: &mut Sink) {
             &plan.processes[start[first]].name,
             &plan.processes[start[then]].name,
         );
-        if position[first.as_str()] > position[then.as_str()] {
+        if position[first.as_ref()] > position[then.as_ref()] {
             let message = format!(
                 "start_order starts `{then}` before `{first}`, but {}",
                 start[edge]
@@ -431,7 +432,7 @@ fn start_graph(plan: &Plan) -> DiGraph<usize, String> {
         .processes
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
+        .map(|(i, p)| (p.name.as_ref(), i))
         .collect();
     let mut start = DiGraph::with_capacity(plan.processes.len(), 0);
     let nodes: Vec<NodeIndex> = (0..plan.processes.len())
@@ -441,7 +442,7 @@ fn start_graph(plan: &Plan) -> DiGraph<usize, String> {
         // Every name in `after` is an instance (checked by `check_structure`).
         for dep in &process.after {
             let why = format!("`{}` waits for `{dep}` (after)", process.name);
-            start.add_edge(nodes[index[dep.as_str()]], nodes[b], why);
+            start.add_edge(nodes[index[&**dep]], nodes[b], why);
         }
     }
     for channel in &plan.channels {
@@ -456,11 +457,11 @@ fn start_graph(plan: &Plan) -> DiGraph<usize, String> {
                 .filter_map(|e| match e {
                     EndpointPlan::Port {
                         process, end: e, ..
-                    } if *e == end => index.get(process.as_str()).copied(),
+                    } if *e == end => index.get(process.as_ref()).copied(),
                     _ => None,
                 })
                 .collect();
-            found.sort_unstable_by_key(|&p| plan.processes[p].name.as_str());
+            found.sort_unstable_by_key(|&p| plan.processes[p].name.as_ref());
             found.dedup();
             found
         };
@@ -502,7 +503,7 @@ fn report_start_cycles(plan: &Plan, start: &DiGraph<usize, String>, sink: &mut S
         let path = super::order::shortest_cycle(start, first, &members);
         let names: Vec<&str> = path
             .iter()
-            .map(|n| plan.processes[start[*n]].name.as_str())
+            .map(|n| plan.processes[start[*n]].name.as_ref())
             .collect();
         let mut diagnostic = Diagnostic::error(
             "E0401",

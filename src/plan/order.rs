@@ -15,6 +15,7 @@
 //! simulated here and rejected.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -28,9 +29,9 @@ use crate::diagnostic::{Diagnostic, Label};
 /// The orders and cycles of a plan.
 pub struct Ordering {
     /// Instances in start order.
-    pub start_order: Vec<String>,
+    pub start_order: Vec<Arc<str>>,
     /// Instances in stop order.
-    pub stop_order: Vec<String>,
+    pub stop_order: Vec<Arc<str>>,
     /// Data cycles with verdicts.
     pub cycles: Vec<DataCycle>,
 }
@@ -140,7 +141,7 @@ fn report_start_cycles(
         let path = shortest_cycle(start, first, &members);
         let names: Vec<&str> = path
             .iter()
-            .map(|n| processes[start[*n]].name.as_str())
+            .map(|n| processes[start[*n]].name.as_ref())
             .collect();
         let mut diagnostic = Diagnostic::error(
             "E0401",
@@ -167,7 +168,7 @@ fn report_start_cycles(
 /// Kahn's algorithm, always taking the earliest-declared ready process so
 /// the order is deterministic and close to the file's; instances of a
 /// process start together.
-fn start_order(start: &DiGraph<usize, Dependency>, processes: &[ProcessDecl<'_>]) -> Vec<String> {
+fn start_order(start: &DiGraph<usize, Dependency>, processes: &[ProcessDecl<'_>]) -> Vec<Arc<str>> {
     let mut indegree: Vec<usize> = start
         .node_indices()
         .map(|n| {
@@ -249,7 +250,7 @@ fn data_cycles(
     for component in cyclic_components(&blocking) {
         let members: BTreeSet<&str> = component
             .iter()
-            .map(|n| processes[blocking[*n]].name.as_str())
+            .map(|n| processes[blocking[*n]].name.as_ref())
             .collect();
         let judged = cycles.iter().any(|cycle| {
             cycle.capacity.is_some() && cycle.path.iter().all(|p| members.contains(p.as_str()))
@@ -297,7 +298,7 @@ fn judge_cycle(
         .collect();
     let mut names: Vec<String> = path
         .iter()
-        .map(|n| processes[graph[*n]].name.clone())
+        .map(|n| processes[graph[*n]].name.to_string())
         .collect();
     names.push(names[0].clone());
     let all_blocking = hops.iter().all(|&c| channels[c].plan.blocking);
@@ -317,7 +318,10 @@ fn judge_cycle(
     }
     DataCycle {
         path: names,
-        channels: hops.iter().map(|&c| channels[c].plan.id.clone()).collect(),
+        channels: hops
+            .iter()
+            .map(|&c| channels[c].plan.id.to_string())
+            .collect(),
         verdict,
         capacity: all_blocking.then_some(capacity),
         in_flight,
@@ -396,7 +400,7 @@ fn deadlock_warning(
             let missing: Vec<&str> = hops
                 .iter()
                 .filter(|&&c| channels[c].plan.in_flight.is_none())
-                .map(|&c| channels[c].plan.id.as_str())
+                .map(|&c| channels[c].plan.id.as_ref())
                 .collect();
             format!(
                 "bytes in flight are not declared on {}, so they may exceed the {capacity} bytes the cycle can buffer",
@@ -430,7 +434,7 @@ fn is_path_fifo(channel: &ChannelDecl) -> bool {
 
 /// The instance holding a channel end.
 fn instance_of<'p>(processes: &'p [ProcessDecl<'_>], port: &PortEnd) -> &'p str {
-    processes[port.process].instances[port.replica].as_str()
+    processes[port.process].instances[port.replica].as_ref()
 }
 
 /// Simulates the opens of path-delivered FIFOs. Each instance opens its FIFO
@@ -579,7 +583,7 @@ fn processes_by_name(
         .filter(|p| matches(p.end))
         .map(|p| p.process)
         .collect();
-    found.sort_unstable_by_key(|&p| processes[p].name.as_str());
+    found.sort_unstable_by_key(|&p| processes[p].name.as_ref());
     found.dedup();
     found
 }

@@ -13,6 +13,7 @@
 //! `{sysv_id:X}` and `{sysv_sem_id:X}` of a channel without that value.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use super::edges::ChannelDecl;
 use super::model::Mechanism;
@@ -93,7 +94,7 @@ fn push_text<'a>(out: &mut Vec<Piece<'a>>, text: &'a str) {
 pub fn check(
     processes: &[ProcessDecl<'_>],
     channels: &[ChannelDecl],
-    start_order: &[String],
+    start_order: &[Arc<str>],
     sink: &mut Sink,
 ) {
     let context = Context::new(processes, channels, start_order);
@@ -140,26 +141,26 @@ impl<'p, 'a> Context<'p, 'a> {
     fn new(
         processes: &'p [ProcessDecl<'a>],
         channels: &'p [ChannelDecl],
-        start_order: &'p [String],
+        start_order: &'p [Arc<str>],
     ) -> Self {
         let process_of: HashMap<&str, usize> = processes
             .iter()
             .enumerate()
-            .flat_map(|(p, process)| process.instances.iter().map(move |i| (i.as_str(), p)))
+            .flat_map(|(p, process)| process.instances.iter().map(move |i| (i.as_ref(), p)))
             .collect();
         let instances = start_order
             .iter()
             .enumerate()
             .filter_map(|(position, name)| {
-                let p = *process_of.get(name.as_str())?;
-                Some((name.as_str(), (p, position)))
+                let p = *process_of.get(&**name)?;
+                Some((&**name, (p, position)))
             })
             .collect();
         Context {
             processes,
             channels: channels
                 .iter()
-                .map(|c| (c.plan.id.as_str(), &c.plan.mechanism))
+                .map(|c| (c.plan.id.as_ref(), &c.plan.mechanism))
                 .collect(),
             instances,
         }
@@ -205,7 +206,7 @@ impl<'p, 'a> Context<'p, 'a> {
             let replicas = self
                 .processes
                 .iter()
-                .find(|d| d.name == instance)
+                .find(|d| *d.name == *instance)
                 .map(|d| d.instances.len());
             return Err(Problem::NoInstance(replicas));
         };
@@ -219,7 +220,7 @@ impl<'p, 'a> Context<'p, 'a> {
         let first_of_p = self.processes[p]
             .instances
             .iter()
-            .filter_map(|i| self.instances.get(i.as_str()).map(|&(_, at)| at))
+            .filter_map(|i| self.instances.get(i.as_ref()).map(|&(_, at)| at))
             .min()
             .unwrap_or(usize::MAX);
         if position < first_of_p && self.waits_for(q).is_subset(&waits_for_p) {

@@ -2,6 +2,7 @@
 //! its instances (one per replica).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::model::{Readiness, RestartPlan, RestartPolicy, SignalRef};
 use super::signals::{FORWARDABLE, known, parse_signal};
@@ -46,14 +47,15 @@ pub const BASE_INHERITED_ENV: &[&str] = &[
 /// A process as the later passes need it.
 #[derive(Debug, Clone)]
 pub struct ProcessDecl<'a> {
-    /// Declared name.
-    pub name: String,
+    /// Declared name, shared by every instance's plan.
+    pub name: Arc<str>,
     /// Span of the name (the table header key).
     pub span: Span,
     /// The spec as written.
     pub spec: &'a ProcessSpec,
-    /// Instance names, one per replica.
-    pub instances: Vec<String>,
+    /// Instance names, one per replica, shared with the plan's records
+    /// that name the instance.
+    pub instances: Vec<Arc<str>>,
     /// Declared ports: name -> (span of the name, fixed fd and its span).
     pub ports: BTreeMap<String, DeclaredPort>,
     /// The argv to exec.
@@ -168,10 +170,12 @@ fn resolve_process<'a>(
     limits: &Limits,
     sink: &mut Sink,
 ) -> ProcessDecl<'a> {
-    let instances: Vec<String> = if replicas == 1 && spec.replicas.is_none() {
-        vec![name.to_owned()]
+    let instances: Vec<Arc<str>> = if replicas == 1 && spec.replicas.is_none() {
+        vec![name.into()]
     } else {
-        (0..replicas).map(|i| format!("{name}#{i}")).collect()
+        (0..replicas)
+            .map(|i| format!("{name}#{i}").into())
+            .collect()
     };
     let (argv, shell) = check_command(name, &span, spec, limits, sink);
     check_env(spec, limits, sink);
@@ -180,7 +184,7 @@ fn resolve_process<'a>(
     let ready = check_ready(spec, &ports, limits, sink);
     let (stop_signal, forward_signals) = check_signals(spec, sink);
     ProcessDecl {
-        name: name.to_owned(),
+        name: name.into(),
         span,
         spec,
         instances,
@@ -274,7 +278,7 @@ fn check_exit_code_from(topology: &Topology, processes: &[ProcessDecl<'_>], sink
     let Some(text) = &topology.file.exit_code_from else {
         return;
     };
-    match processes.iter().find(|p| &p.name == text.get_ref()) {
+    match processes.iter().find(|p| *p.name == **text.get_ref()) {
         None => sink.push(
             Diagnostic::error(
                 "E0104",
@@ -309,7 +313,7 @@ fn resolve_after(processes: &mut [ProcessDecl<'_>], sink: &mut Sink) {
     let names: HashMap<&str, usize> = processes
         .iter()
         .enumerate()
-        .map(|(i, p)| (p.name.as_str(), i))
+        .map(|(i, p)| (p.name.as_ref(), i))
         .collect();
     let mut resolved_after = Vec::with_capacity(processes.len());
     for process in processes.iter() {
@@ -318,7 +322,7 @@ fn resolve_after(processes: &mut [ProcessDecl<'_>], sink: &mut Sink) {
             if let Some(&index) = names.get(after.get_ref().as_str()) {
                 resolved.push(index);
             }
-            if after.get_ref() == &process.name {
+            if **after.get_ref() == *process.name {
                 sink.push(
                     Diagnostic::error(
                         "E0402",

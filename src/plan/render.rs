@@ -44,7 +44,7 @@ pub fn write_text(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<
     let mechanisms: Mechanisms<'_> = plan
         .channels
         .iter()
-        .map(|c| (c.id.as_str(), c.mechanism.name()))
+        .map(|c| (c.id.as_ref(), c.mechanism.name()))
         .collect();
     for process in &plan.processes {
         buf.push('\n');
@@ -259,7 +259,7 @@ fn render_fds(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPl
     for slot in &process.fds {
         let what = match &slot.role {
             FdRole::Channel { channel, end } => {
-                let mechanism = mechanisms.get(channel.as_str()).copied().unwrap_or("?");
+                let mechanism = mechanisms.get(channel.as_ref()).copied().unwrap_or("?");
                 format!(
                     "{mechanism} {channel} ({})",
                     serde_json::to_value(end)
@@ -270,7 +270,7 @@ fn render_fds(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPl
             }
             FdRole::Ready => "readiness pipe (write a newline when ready)".to_owned(),
         };
-        rows.push((slot.fd, slot.port.clone(), what));
+        rows.push((slot.fd, slot.port.to_string(), what));
     }
     rows.sort_by_key(|row| row.0);
     for (fd, port, what) in rows {
@@ -285,7 +285,7 @@ fn kind_name(kind: super::model::ObjectKind) -> String {
         .unwrap_or_default()
 }
 
-fn list_or_dash(items: &[String], separator: &str) -> String {
+fn list_or_dash<S: std::borrow::Borrow<str>>(items: &[S], separator: &str) -> String {
     if items.is_empty() {
         "-".to_owned()
     } else {

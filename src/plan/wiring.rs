@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::edges::ChannelDecl;
+use super::edges::{ChannelDecl, is_std_stream};
 use super::model::{EnvVar, FdRole, FdSlot, ObjectKind, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
@@ -39,9 +39,11 @@ pub fn wire(
         .collect();
     let mut out = Vec::with_capacity(index.total());
     let mut scratch = FdScratch::default();
+    let shared = SharedEnv::new(name);
     for (p, process) in processes.iter().enumerate() {
         let replicated = process.instances.len() > 1 || process.spec.replicas.is_some();
         let inherit_env = inherited(&base_inherit_env, process);
+        let own = OwnEnv::new(process);
         for (replica, instance) in process.instances.iter().enumerate() {
             let ends = index.of(p, replica);
             assign_fds(
@@ -55,7 +57,8 @@ pub fn wire(
             );
             let table = fd_table(process, ends, channels, &mut scratch);
             let ids = InstanceIds {
-                topology: name,
+                shared: &shared,
+                own: &own,
                 instance,
                 replica: replicated.then_some(replica),
             };
@@ -165,7 +168,7 @@ fn check_other_user_access(
             else {
                 continue;
             };
-            if !warned.insert((end.process, channel.plan.id.as_str())) {
+            if !warned.insert((end.process, channel.plan.id.as_ref())) {
                 continue;
             }
             let why = if matches!(object.kind, ObjectKind::Fifo | ObjectKind::UnixSocket) {
@@ -406,11 +409,11 @@ fn fd_table(
         let end = channel.ports[p].clone();
         channel.set_fd(&end, fd);
         let channel = &channels[c];
-        let (port, env_name) = channel.port(&end);
+        let (port, env_name) = channel.port_names(&end);
         if let Some(fd) = fd {
             fds.push(FdSlot {
                 fd,
-                port: port.to_owned(),
+                port: port.clone(),
                 role: FdRole::Channel {
                     channel: channel.plan.id.clone(),
                     end: end.end,
@@ -424,7 +427,7 @@ fn fd_table(
                 listen.count += 1;
             }
         }
-        if !matches!(port, "stdin" | "stdout" | "stderr") {
+        if !is_std_stream(port) {
             let description = channel.description(&end);
             let value = match fd {
                 Some(fd) => {
@@ -436,7 +439,7 @@ fn fd_table(
                 None => description.to_owned(),
             };
             port_vars.push(EnvVar {
-                name: env_name.to_owned().into(),
+                name: Arc::clone(env_name),
                 value: value.into(),
             });
         }
@@ -456,12 +459,80 @@ fn fd_table(
     }
 }
 
+/// Variables whose name and value are the same in many instances, made
+/// once per plan and shared by every environment that has them.
+struct SharedEnv {
+    run_id: EnvVar,
+    run_dir: EnvVar,
+    topology: EnvVar,
+    listen_pid: EnvVar,
+    notify_socket: EnvVar,
+    process: Arc<str>,
+    replica: Arc<str>,
+    replicas: Arc<str>,
+    listen_fds: Arc<str>,
+    listen_fdnames: Arc<str>,
+    ready_fd: Arc<str>,
+}
+
+impl SharedEnv {
+    fn new(topology: &str) -> Self {
+        let var = |name: &str, value: &str| EnvVar {
+            name: name.into(),
+            value: value.into(),
+        };
+        SharedEnv {
+            run_id: var("IPC_RUN_ID", RUN_ID),
+            run_dir: var("IPC_RUN_DIR", RUN_DIR),
+            topology: var("IPC_RUN_TOPOLOGY", topology),
+            // LISTEN_PID is the child's own pid, known only in the child.
+            listen_pid: var("LISTEN_PID", "{pid}"),
+            notify_socket: var("NOTIFY_SOCKET", NOTIFY_SOCKET_PATH),
+            process: "IPC_RUN_PROCESS".into(),
+            replica: "IPC_RUN_REPLICA".into(),
+            replicas: "IPC_RUN_REPLICAS".into(),
+            listen_fds: "LISTEN_FDS".into(),
+            listen_fdnames: "LISTEN_FDNAMES".into(),
+            ready_fd: "IPC_RUN_READY_FD".into(),
+        }
+    }
+}
+
+/// What a process's instances have alike in their environment, made once
+/// for all its replicas.
+struct OwnEnv {
+    /// `IPC_RUN_REPLICAS`'s value.
+    replicas: Arc<str>,
+    /// The process's own `env`, in order.
+    vars: Vec<EnvVar>,
+}
+
+impl OwnEnv {
+    fn new(process: &ProcessDecl<'_>) -> Self {
+        let vars = process
+            .spec
+            .env
+            .iter()
+            .map(|(key, value)| EnvVar {
+                name: key.get_ref().as_str().into(),
+                value: value.get_ref().as_str().into(),
+            })
+            .collect();
+        OwnEnv {
+            replicas: process.instances.len().to_string().into(),
+            vars,
+        }
+    }
+}
+
 /// Who an instance is, as its environment says.
 struct InstanceIds<'a> {
-    /// The plan's name for the topology.
-    topology: &'a str,
+    /// The plan's shared variables, the topology's name among them.
+    shared: &'a SharedEnv,
+    /// What the instance shares with its replicas.
+    own: &'a OwnEnv,
     /// The instance name.
-    instance: &'a str,
+    instance: &'a Arc<str>,
     /// The replica index, when the process is replicated.
     replica: Option<usize>,
 }
@@ -473,41 +544,47 @@ fn environment(
     mut port_vars: Vec<EnvVar>,
     listen: &Listening,
 ) -> Vec<EnvVar> {
-    let var = |name: &'static str, value: Cow<'static, str>| EnvVar {
-        name: name.into(),
+    let shared = ids.shared;
+    let var = |name: &Arc<str>, value: Arc<str>| EnvVar {
+        name: Arc::clone(name),
         value,
     };
-    let mut env = Vec::with_capacity(9 + port_vars.len() + process.spec.env.len());
+    // Sized to what is pushed below: one vector per instance, so slack
+    // left here is multiplied by the number of instances.
+    let replica_vars = if ids.replica.is_some() { 2 } else { 0 };
+    let listen_vars = if listen.count > 0 { 3 } else { 0 };
+    let ready_vars = usize::from(!matches!(process.ready, Readiness::Started));
+    let mut env = Vec::with_capacity(
+        4 + replica_vars + port_vars.len() + listen_vars + ready_vars + ids.own.vars.len(),
+    );
     env.extend([
-        var("IPC_RUN_ID", RUN_ID.into()),
-        var("IPC_RUN_DIR", RUN_DIR.into()),
-        var("IPC_RUN_TOPOLOGY", ids.topology.to_owned().into()),
-        var("IPC_RUN_PROCESS", ids.instance.to_owned().into()),
+        shared.run_id.clone(),
+        shared.run_dir.clone(),
+        shared.topology.clone(),
+        var(&shared.process, Arc::clone(ids.instance)),
     ]);
     if let Some(replica) = ids.replica {
-        env.push(var("IPC_RUN_REPLICA", replica.to_string().into()));
-        let replicas = process.instances.len().to_string();
-        env.push(var("IPC_RUN_REPLICAS", replicas.into()));
+        env.push(var(&shared.replica, replica.to_string().into()));
+        env.push(var(&shared.replicas, Arc::clone(&ids.own.replicas)));
     }
     port_vars.sort_by(|a, b| a.name.cmp(&b.name));
     env.extend(port_vars);
     if listen.count > 0 {
-        // LISTEN_PID is the child's own pid, known only in the child.
-        env.push(var("LISTEN_PID", "{pid}".into()));
-        env.push(var("LISTEN_FDS", listen.count.to_string().into()));
-        env.push(var("LISTEN_FDNAMES", listen.names.clone().into()));
+        env.push(shared.listen_pid.clone());
+        env.push(var(&shared.listen_fds, listen.count.to_string().into()));
+        env.push(var(&shared.listen_fdnames, listen.names.as_str().into()));
     }
     match process.ready {
-        Readiness::Notify => env.push(var("NOTIFY_SOCKET", NOTIFY_SOCKET_PATH.into())),
-        Readiness::Fd { fd } => env.push(var("IPC_RUN_READY_FD", fd.to_string().into())),
+        Readiness::Notify => env.push(shared.notify_socket.clone()),
+        Readiness::Fd { fd } => env.push(var(&shared.ready_fd, fd.to_string().into())),
         Readiness::Started => {}
     }
-    for (key, value) in &process.spec.env {
-        env.push(EnvVar {
-            name: key.get_ref().clone().into(),
-            value: value.get_ref().clone().into(),
-        });
-    }
+    env.extend(ids.own.vars.iter().cloned());
+    debug_assert_eq!(
+        env.len(),
+        env.capacity(),
+        "the environment's size is counted above"
+    );
     env
 }
 
@@ -525,7 +602,7 @@ fn instance_plan(
         .flat_map(|&a| processes[a].instances.iter().cloned())
         .collect();
     ProcessPlan {
-        name: ids.instance.to_owned(),
+        name: ids.instance.clone(),
         process: process.name.clone(),
         replica: ids.replica.map(|r| r as u32),
         host: "local".into(),

@@ -281,9 +281,9 @@ pub fn apply(topology: &mut Topology, plan: &Plan, taps: &[TapSpec]) -> Result<(
         let channel = plan
             .channels
             .iter()
-            .find(|c| c.id == tap.edge)
+            .find(|c| *c.id == *tap.edge)
             .ok_or_else(|| {
-                let known: Vec<&str> = plan.channels.iter().map(|c| c.id.as_str()).collect();
+                let known: Vec<&str> = plan.channels.iter().map(|c| c.id.as_ref()).collect();
                 TapError::UnknownEdge {
                     edge: tap.edge.clone(),
                     known: known.join(", "),

@@ -59,7 +59,7 @@ impl CycleWatch {
             .filter(|(_, cycle)| {
                 cycle.channels.iter().all(|id| {
                     plan.channels.iter().any(|c| {
-                        &c.id == id
+                        *c.id == **id
                             && matches!(
                                 c.mechanism,
                                 Mechanism::Pipe { .. } | Mechanism::Fifo { .. }
@@ -73,7 +73,7 @@ impl CycleWatch {
                     .processes
                     .iter()
                     .enumerate()
-                    .filter(|(_, p)| cycle.path.contains(&p.process))
+                    .filter(|(_, p)| cycle.path.iter().any(|n| **n == *p.process))
                     .map(|(i, _)| i)
                     .collect(),
                 stuck_at: None,
@@ -141,7 +141,7 @@ fn stuck_message(plan: &Plan, cycle: usize, fills: &[(u64, u64)]) -> String {
             let mechanism = plan
                 .channels
                 .iter()
-                .find(|c| &c.id == id)
+                .find(|c| *c.id == **id)
                 .map_or("pipe", |c| c.mechanism.name());
             format!("{id} ({mechanism}) {capacity} bytes, {buffered} buffered")
         })
@@ -171,7 +171,7 @@ fn reader_fill(
             FdRole::Channel {
                 channel: id,
                 end: End::Read,
-            } if id == channel => {
+            } if **id == *channel => {
                 let path = format!("/proc/{pid}/fd/{}", slot.fd);
                 // What the process holds at that number now is checked
                 // before it is opened (stat follows the link without

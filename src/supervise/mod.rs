@@ -27,6 +27,7 @@ pub(crate) mod timers;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -639,7 +640,7 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
         options.color.resolve(stdout.as_fd()),
         options.color.resolve(stderr.as_fd()),
     ];
-    let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_str()).collect();
+    let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_ref()).collect();
     let mut writer = LogWriter::new(&names, stdout, stderr, color)
         .with_stdout_shared(logs::plan_writes_stdout(plan));
     if let Some(dir) = &options.log_dir {
@@ -708,12 +709,12 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             .processes
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.name.as_str(), i))
+            .map(|(i, p)| (p.name.as_ref(), i))
             .collect();
-        let indices_of = |names: &'a [String]| -> Vec<usize> {
+        let indices_of = |names: &'a [Arc<str>]| -> Vec<usize> {
             names
                 .iter()
-                .filter_map(|name| index.get(name.as_str()).copied())
+                .filter_map(|name| index.get(&**name).copied())
                 .collect()
         };
         let count = plan.processes.len();
@@ -790,7 +791,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// names the declared process, whose one instance is `name#0` when
     /// `replicas = 1` is written out.
     fn is_followed(&self, i: usize) -> bool {
-        self.plan.exit_code_from.as_deref() == Some(self.plan.processes[i].process.as_str())
+        self.plan.exit_code_from.as_deref() == Some(self.plan.processes[i].process.as_ref())
     }
 
     /// True once every instance is finished for good.
@@ -1090,7 +1091,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             inst.failed = decides && !stopped && !ending.is_success();
             if inst.failed {
                 self.failures.push(Failure {
-                    instance: name.clone(),
+                    instance: name.to_string(),
                     code: ending.code(),
                     what: ending.to_string(),
                 });
@@ -1719,7 +1720,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         ));
         let ending = Ending::NotReady(why);
         self.failures.push(Failure {
-            instance: name,
+            instance: name.to_string(),
             code: LAUNCH_FAILURE,
             what: ending.to_string(),
         });
@@ -1998,7 +1999,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             .iter()
             .zip(&self.instances)
             .map(|(process, inst)| InstanceSummary {
-                name: process.name.clone(),
+                name: process.name.to_string(),
                 ending: inst
                     .ending
                     .clone()
@@ -2021,7 +2022,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             .and_then(|i| {
                 summary
                     .iter()
-                    .find(|s| s.name == self.plan.processes[i].name)
+                    .find(|s| *s.name == *self.plan.processes[i].name)
             })
             .filter(|s| !(s.stopped && launch_failed))
             .map(|s| s.ending.clone());

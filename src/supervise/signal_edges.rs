@@ -45,7 +45,7 @@ impl SignalEdges {
             .processes
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.name.as_str(), i))
+            .map(|(i, p)| (p.name.as_ref(), i))
             .collect();
         let count = plan.processes.len();
         let mut edges = SignalEdges {
@@ -57,7 +57,7 @@ impl SignalEdges {
             endpoints
                 .iter()
                 .filter_map(|e| match e {
-                    EndpointPlan::Port { process, .. } => index.get(process.as_str()).copied(),
+                    EndpointPlan::Port { process, .. } => index.get(process.as_ref()).copied(),
                     _ => None,
                 })
                 .collect()

@@ -13,7 +13,7 @@ fn run(toml: &str) -> Vec<(String, String)> {
     let mut launched = prepare(&plan, &options(&root)).expect("prepare");
     let mut children = Vec::new();
     for name in plan.start_order.clone() {
-        children.push((name.clone(), launched.spawn(&name).expect("spawn")));
+        children.push((name.to_string(), launched.spawn(&name).expect("spawn")));
     }
     let mut outputs = Vec::new();
     for (name, child) in children {

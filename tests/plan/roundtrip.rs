@@ -194,7 +194,7 @@ fn exit_code_from_a_single_replica_round_trips() {
     let text = "exit_code_from = \"a\"\n[process.a]\ncmd = [\"run\"]\nreplicas = 1\n";
     let topology = Topology::parse(Path::new("one.toml"), text.to_owned()).unwrap();
     let planned = plan::plan(&topology, &Limits::default()).unwrap();
-    assert_eq!(planned.plan.processes[0].name, "a#0");
+    assert_eq!(&*planned.plan.processes[0].name, "a#0");
     assert_round_trip(&planned.plan).unwrap();
 }
 
@@ -418,7 +418,7 @@ fn instances_share_their_inherit_env_list() {
         .expect("plans")
         .plan;
     let list = |name: &str| {
-        let p = plan.processes.iter().find(|p| p.name == name);
+        let p = plan.processes.iter().find(|p| &*p.name == name);
         std::sync::Arc::clone(&p.expect("an instance").inherit_env)
     };
     assert!(std::sync::Arc::ptr_eq(&list("a"), &list("b")));

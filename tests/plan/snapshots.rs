@@ -269,7 +269,7 @@ fn unnamed_topology_takes_the_file_stem_everywhere() {
     let env = &planned.plan.processes[0].env;
     let topology_var = env
         .iter()
-        .find(|v| v.name == "IPC_RUN_TOPOLOGY")
+        .find(|v| &*v.name == "IPC_RUN_TOPOLOGY")
         .expect("IPC_RUN_TOPOLOGY is set");
-    assert_eq!(topology_var.value, "web-stack");
+    assert_eq!(&*topology_var.value, "web-stack");
 }
