@@ -24,7 +24,7 @@ case "$mode" in
     *) echo "unknown mode $mode" >&2; exit 2 ;;
 esac
 heaptrack -o "$dir/heap" "$bin/ipc-run" "${args[@]}" --max-file-size 4GiB --max-processes "$n" "$dir/t.toml" >/dev/null
-print() { heaptrack_print -f "$dir"/heap.*zst --print-allocators 0 --print-temporary 0 --print-histogram 0 "$@" 2>/dev/null; }
+print() { heaptrack_print -f "$dir"/heap.*zst --print-allocators 0 --print-temporary 0 "$@" 2>/dev/null; }
 echo "== $mode, $n processes"
 print --print-peaks 0 --print-leaks 0 | grep -E "peak heap|peak RSS|leaked"
 # Each consumer: its size, then the first frame in ipc-run's own source.
