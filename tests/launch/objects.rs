@@ -19,11 +19,24 @@ fn shm_files() -> Vec<String> {
     names_containing("/dev/shm", "ipc-run")
 }
 
+/// `plan` with every run-id placeholder in its object names followed by
+/// `marker`, so that this case's objects are told from those that cases
+/// running at the same time (cargo-nextest runs them in parallel
+/// processes) create and remove in /dev/shm.
+fn with_marked_names(plan: &Plan, marker: &str) -> Plan {
+    let json = serde_json::to_string(plan).unwrap();
+    assert!(
+        json.contains("{run_id}"),
+        "the plan names objects by run id"
+    );
+    serde_json::from_str(&json.replace("{run_id}", &format!("{{run_id}}{marker}"))).unwrap()
+}
+
 #[test]
 fn a_pre_existing_name_fails_closed_and_everything_before_it_is_rolled_back() {
-    // Compares listings of /dev/shm: no other case may create objects.
     launch_common::take_turn_with_host_objects();
-    let base = plan(&topology());
+    let marker = format!("-squat{}", std::process::id());
+    let base = with_marked_names(&plan(&topology()), &marker);
     for victim in ["shm", "sem"] {
         let squatted = format!("/ipc-run-squat-{}-{victim}", std::process::id());
         let mut plan: Plan = base.clone();
@@ -46,7 +59,6 @@ fn a_pre_existing_name_fails_closed_and_everything_before_it_is_rolled_back() {
         // Someone else's object, world-readable, with content.
         std::fs::write(&file, b"not yours").unwrap();
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let before = shm_files();
         let root = root();
         let err = prepare(&plan, &options(&root)).unwrap_err();
         assert!(
@@ -60,7 +72,11 @@ fn a_pre_existing_name_fails_closed_and_everything_before_it_is_rolled_back() {
         assert_eq!(mode, 0o666);
         // Rolled back: no run directory, no object of ours.
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0, "run dir left");
-        assert_eq!(shm_files(), before, "objects left in /dev/shm");
+        let left: Vec<String> = shm_files()
+            .into_iter()
+            .filter(|name| name.contains(&marker))
+            .collect();
+        assert!(left.is_empty(), "objects left in /dev/shm: {left:?}");
         std::fs::remove_file(&file).unwrap();
         let _ = std::fs::remove_dir(&root);
     }
@@ -157,9 +173,9 @@ fn the_runtime_root_must_be_private() {
 
 #[test]
 fn every_example_topology_prepares_and_cleans_up() {
-    // Compares listings of /dev/shm: no other case may create objects.
     launch_common::take_turn_with_host_objects();
-    let before = shm_files();
+    // By run id: other cases may create and remove objects meanwhile.
+    let mut run_ids = Vec::new();
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies");
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -174,10 +190,15 @@ fn every_example_topology_prepares_and_cleans_up() {
         let root = root();
         let launched = prepare(&planned.plan, &options(&root))
             .unwrap_or_else(|e| panic!("{}: failed to {e}", path.display()));
+        run_ids.push(launched.run_id.clone());
         let report = launched.cleanup();
         assert!(report.is_clean(), "{}: {report:?}", path.display());
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         let _ = std::fs::remove_dir(&root);
     }
-    assert_eq!(shm_files(), before);
+    let left: Vec<String> = shm_files()
+        .into_iter()
+        .filter(|name| run_ids.iter().any(|id| name.contains(id.as_str())))
+        .collect();
+    assert!(left.is_empty(), "objects left in /dev/shm: {left:?}");
 }
