@@ -160,19 +160,10 @@ fn journaled_cgroup(run_dir: &std::path::Path) -> Option<PathBuf> {
 }
 
 fn spec(program: &str, dir: Option<Arc<OwnedFd>>, procs: Option<CString>) -> ChildSpec {
-    let program = CString::new(program).unwrap();
     ChildSpec {
-        argv: vec![program.clone(), CString::new("/proc/self/cgroup").unwrap()],
-        program,
-        env: vec![],
-        listen_pid: false,
-        cwd: None,
-        nofile: None,
-        fd_limit: 1024,
-        credentials: None,
-        reset_signals: None,
         cgroup_dir: dir,
         cgroup_procs: procs,
+        ..launch_common::bare_spec(program, &["/proc/self/cgroup"])
     }
 }
 

@@ -1,11 +1,11 @@
 //! The fd shuffle of the child path: swaps, collisions and self-maps. The
 //! only test in its binary, because it places fds at fixed numbers.
 
-use std::ffi::CString;
+use crate::support::launch as launch_common;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use ipc_run::sys::spawn::{ChildSpec, spawn};
+use ipc_run::sys::spawn::spawn;
 use nix::fcntl::OFlag;
 use nix::sys::wait::{WaitStatus, waitpid};
 
@@ -49,21 +49,8 @@ fn swaps_collisions_and_self_maps() {
     // Each port writes its own number; the report lists the fd table.
     let script =
         "report -- write 60 sixty -- write 61 sixty-one -- write 62 sixty-two -- write 3 three";
-    let mut argv = vec![CString::new(probe).unwrap()];
-    argv.extend(script.split(' ').map(|w| CString::new(w).unwrap()));
-    let spec = ChildSpec {
-        program: CString::new(probe).unwrap(),
-        argv,
-        env: vec![],
-        listen_pid: false,
-        cwd: None,
-        nofile: None,
-        fd_limit: 1024,
-        credentials: None,
-        reset_signals: None,
-        cgroup_dir: None,
-        cgroup_procs: None,
-    };
+    let args: Vec<&str> = script.split(' ').collect();
+    let spec = launch_common::bare_spec(probe, &args);
     let pid = spawn(&spec, &all).unwrap();
     drop(writes);
     drop(out_w);

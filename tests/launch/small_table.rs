@@ -6,13 +6,12 @@
 
 use crate::support::launch as launch_common;
 
-use std::ffi::CString;
 use std::fmt::Write as _;
 use std::os::fd::{AsFd, OwnedFd};
 
 use ipc_run::launch::prepare;
 use ipc_run::sys::fd_slots;
-use ipc_run::sys::spawn::{ChildSpec, ChildStep, SpawnFailure, spawn};
+use ipc_run::sys::spawn::{ChildStep, SpawnFailure, spawn};
 use launch_common::{field, finish, options, plan, read_all, root};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -147,20 +146,7 @@ fn a_failed_spawn_reports_its_step_and_leaves_the_slots_restored() {
     )
     .unwrap();
     let (out_r, out_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap();
-    let missing = CString::new("/nonexistent/ipc-run-test-program").unwrap();
-    let spec = ChildSpec {
-        program: missing.clone(),
-        argv: vec![missing],
-        env: vec![],
-        listen_pid: false,
-        cwd: None,
-        nofile: None,
-        fd_limit: 1024,
-        credentials: None,
-        reset_signals: None,
-        cgroup_dir: None,
-        cgroup_procs: None,
-    };
+    let spec = launch_common::bare_spec("/nonexistent/ipc-run-test-program", &[]);
     let fds = [
         (devnull.as_fd(), 0),
         (out_w.as_fd(), 1),

@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use ipc_run::launch::{LaunchOptions, SpawnedChild};
 use ipc_run::plan::Plan;
+use ipc_run::sys::spawn::ChildSpec;
 use nix::sys::wait::{WaitStatus, waitpid};
 
 /// The probe binary.
@@ -121,4 +122,26 @@ pub fn posix_names(plan: &Plan, run_id: &str) -> Vec<String> {
         .filter(|o| o.name.starts_with('/'))
         .map(|o| o.name.replace("{run_id}", run_id))
         .collect()
+}
+
+/// A child spec that runs `program` with `args`: empty environment, no
+/// identity, cgroup, rlimit or signal changes. Cases set what they test
+/// with struct update syntax.
+pub fn bare_spec(program: &str, args: &[&str]) -> ChildSpec {
+    let program = std::ffi::CString::new(program).unwrap();
+    let mut argv = vec![program.clone()];
+    argv.extend(args.iter().map(|a| std::ffi::CString::new(*a).unwrap()));
+    ChildSpec {
+        program,
+        argv,
+        env: vec![],
+        listen_pid: false,
+        cwd: None,
+        nofile: None,
+        fd_limit: 1024,
+        credentials: None,
+        reset_signals: None,
+        cgroup_dir: None,
+        cgroup_procs: None,
+    }
 }
