@@ -384,9 +384,12 @@ pub fn sysv_intent(kind: SysvKind, mode: u32) -> Result<(i32, ObjectRecord), Lau
             break key;
         }
     };
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    // The coarse clock: the kernel stamps an object's ctime with the
+    // seconds of the same tick-updated time, which lags the precise clock
+    // by up to a tick; read precisely, `since` could be a second ahead of
+    // the ctime of an object created right after it, at a second's turn.
+    let since = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME_COARSE)
+        .map_or(0, |t| t.tv_sec());
     let record = ObjectRecord::SysvKey {
         kind,
         key,
@@ -683,6 +686,26 @@ pub(crate) fn list_dir(path: &Path) -> Vec<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// An object made right after its intent has a ctime no earlier than
+    /// the intent's `since`, across second boundaries too (where a precise
+    /// clock runs ahead of the kernel's tick-updated seconds).
+    #[test]
+    fn an_intents_time_is_never_after_the_objects_ctime() {
+        use crate::sys::ipc;
+        let first = std::time::SystemTime::now();
+        // Until two second boundaries were crossed.
+        while first.elapsed().unwrap_or_default() < std::time::Duration::from_secs(2) {
+            let (_, record) = sysv_intent(SysvKind::Msg, 0o600).unwrap();
+            let ObjectRecord::SysvKey { since, .. } = record else {
+                unreachable!()
+            };
+            let id = ipc::msg_create(1024, 0o600).unwrap();
+            let ctime = ipc::sysv_stat(SysvKind::Msg, id).map(|s| s.ctime);
+            ipc::sysv_remove(SysvKind::Msg, id).unwrap();
+            assert!(ctime.unwrap() >= since, "since {since}, ctime {ctime:?}");
+        }
+    }
 
     #[test]
     fn run_ids_are_16_hex_digits_and_differ() {
