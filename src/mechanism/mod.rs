@@ -552,6 +552,8 @@ pub enum EdgeOption {
     Address,
     /// `depth`.
     Depth,
+    /// `endpoint`.
+    Endpoint,
 }
 
 /// A default profile for the modules to start from.

@@ -2,6 +2,7 @@
 //! address is written) plus a protocol label both ends agree on; clients
 //! get the address in the form their framework expects.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 
 use ipc_run_child::description::{self as child, Params};
@@ -19,7 +20,7 @@ use crate::mechanism::model::SocketType;
 use crate::mechanism::model::{
     End, Mechanism, ObjectKind, RUN_DIR, RUN_DIR_PCT, percent_encode_into,
 };
-use crate::topology::Traffic;
+use crate::topology::{EndpointShape, Traffic};
 
 /// The mechanism's name.
 pub const NAME: &str = child::Kind::Rpc.as_str();
@@ -30,7 +31,11 @@ pub const PROFILE: Profile = Profile {
     carries: &[Traffic::Request],
     peers: Peers::OneServer,
     needs_protocol: true,
-    options: &[EdgeOption::Protocol, EdgeOption::Address],
+    options: &[
+        EdgeOption::Protocol,
+        EdgeOption::Address,
+        EdgeOption::Endpoint,
+    ],
     ..BASE
 };
 
@@ -65,6 +70,17 @@ impl fmt::Display for Transport {
     }
 }
 
+/// How the server of an rpc edge gets its endpoint, and why: shown in
+/// the plan like every other choice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Endpoint {
+    /// `handover`, `server-bound`, `broker` or `per-connection`.
+    pub shape: EndpointShape,
+    /// Why this shape, in words.
+    pub reason: Cow<'static, str>,
+}
+
 // ---- plan ----
 
 /// The protocol label, checked, and the transport: TCP at the written
@@ -78,12 +94,31 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         cx.object(ObjectKind::UnixSocket, path.clone());
         (Transport::Unix, path)
     };
+    let endpoint = endpoint_shape(cx, &protocol);
     Some(Shape::unbounded(Mechanism::Rpc {
         protocol,
         transport,
         address,
         backlog: LISTEN_BACKLOG,
+        endpoint,
     }))
+}
+
+/// The shape written as `endpoint`, else the one the protocol's servers
+/// expect.
+fn endpoint_shape(cx: &EdgeContext<'_>, _protocol: &str) -> Endpoint {
+    if let Some(written) = cx.spec.and_then(|s| s.endpoint.as_ref()) {
+        return Endpoint {
+            shape: *written.get_ref(),
+            reason: Cow::Borrowed("`endpoint` named in the file"),
+        };
+    }
+    Endpoint {
+        shape: EndpointShape::Handover,
+        reason: Cow::Borrowed(
+            "the server adopts the listener ipc-run binds (LISTEN_FDS, as under systemd socket activation)",
+        ),
+    }
 }
 
 /// A label such as `grpc` or `json-rpc`: letters, digits and `-_.+`.

@@ -905,6 +905,12 @@ fn check_options_apply(kind: Kind, traits: &Traits, input: &EdgeInput<'_>, sink:
             spec.depth.as_ref().map(|v| v.span()),
             "message queues",
         ),
+        (
+            EdgeOption::Endpoint,
+            "endpoint",
+            spec.endpoint.as_ref().map(|v| v.span()),
+            "rpc edges",
+        ),
     ];
     for (option, key, span, where_) in written {
         let Some(span) = span else { continue };

@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use super::model::{
-    ChannelPlan, Choice, CycleVerdict, EndpointPlan, FdRole, Plan, ProcessPlan, Readiness,
-    RestartPolicy,
+    ChannelPlan, Choice, CycleVerdict, EndpointPlan, FdRole, ManagedRole, Mechanism, Plan,
+    ProcessPlan, Readiness, RestartPolicy,
 };
 use crate::topology::Millis;
 
@@ -102,6 +102,14 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
         channel.mechanism.summary()
     );
     let _ = writeln!(out, "  reason     {}", channel.reason);
+    if let Mechanism::Rpc { endpoint, .. } = &channel.mechanism {
+        let _ = writeln!(
+            out,
+            "  endpoint   {}: {}",
+            endpoint.shape.as_str(),
+            endpoint.reason
+        );
+    }
     match (channel.blocking, channel.capacity) {
         (true, Some(capacity)) => {
             let _ = writeln!(out, "  buffering  blocks when full, {capacity} bytes");
@@ -176,6 +184,17 @@ fn render_process(out: &mut String, mechanisms: &Mechanisms<'_>, process: &Proce
         shell_words(&process.argv)
     };
     let _ = writeln!(out, "  run        {argv}");
+    if let Some(managed) = &process.managed {
+        let role = match managed.role {
+            ManagedRole::Broker => "broker",
+            ManagedRole::Launcher => "launcher",
+        };
+        let _ = writeln!(
+            out,
+            "  managed    {role} of {}: {}",
+            managed.channel, managed.reason
+        );
+    }
     if let Some(user) = &process.user {
         let _ = writeln!(out, "  user       {user}");
     }

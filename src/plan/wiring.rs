@@ -629,6 +629,7 @@ fn instance_plan(
             .map_or(DEFAULT_STOP_TIMEOUT_MS, |t| t.get_ref().0),
         after,
         forward_signals: process.forward_signals.clone(),
+        managed: None,
     }
 }
 

@@ -233,6 +233,7 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
         address,
         allow_remote,
         deliver,
+        endpoint,
     } = &mut **rare;
     shift(duplex, o);
     shift(message_size, o);
@@ -248,6 +249,7 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
     shift(address, o);
     shift(allow_remote, o);
     shift(deliver, o);
+    shift(endpoint, o);
 }
 
 #[cfg(test)]

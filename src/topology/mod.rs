@@ -777,6 +777,10 @@ struct EdgeWire {
     /// How a FIFO reaches the process: `fd` (opened by ipc-run) or `path`.
     #[schemars(with = "Option<Delivery>")]
     deliver: Option<Spanned<Delivery>>,
+    /// How an rpc edge's server gets its endpoint: `handover`,
+    /// `server-bound`, `broker` or `per-connection` (default: from `protocol`).
+    #[schemars(with = "Option<EndpointShape>")]
+    endpoint: Option<Spanned<EndpointShape>>,
 }
 
 /// One IPC edge between endpoints (`[[edge]]`; its keys are documented on
@@ -836,6 +840,8 @@ pub struct EdgeRare {
     pub allow_remote: Option<Spanned<bool>>,
     /// `deliver` as written.
     pub deliver: Option<Spanned<Delivery>>,
+    /// `endpoint` as written.
+    pub endpoint: Option<Spanned<EndpointShape>>,
 }
 
 /// The rare keys of an edge that writes none.
@@ -854,6 +860,7 @@ static NO_RARE_KEYS: EdgeRare = EdgeRare {
     address: None,
     allow_remote: None,
     deliver: None,
+    endpoint: None,
 };
 
 impl std::ops::Deref for EdgeSpec {
@@ -906,6 +913,7 @@ impl From<EdgeWire> for EdgeSpec {
             address,
             allow_remote,
             deliver,
+            endpoint,
         } = wire;
         let rare = EdgeRare {
             duplex,
@@ -922,6 +930,7 @@ impl From<EdgeWire> for EdgeSpec {
             address,
             allow_remote,
             deliver,
+            endpoint,
         };
         let written = rare.duplex.is_some()
             || rare.message_size.is_some()
@@ -936,7 +945,8 @@ impl From<EdgeWire> for EdgeSpec {
             || rare.mode.is_some()
             || rare.address.is_some()
             || rare.allow_remote.is_some()
-            || rare.deliver.is_some();
+            || rare.deliver.is_some()
+            || rare.endpoint.is_some();
         EdgeSpec {
             from,
             to,
@@ -1068,6 +1078,37 @@ pub enum MechanismName {
 
 // `kind`, `as_str` and `Display` live with the registry, in
 // `src/mechanism/mod.rs`: the names are spelt there.
+
+/// How the server of an rpc edge gets its endpoint (`endpoint = …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointShape {
+    /// ipc-run binds the listener and hands it over as an fd (`LISTEN_FDS`),
+    /// as systemd socket activation does.
+    Handover,
+    /// ipc-run chooses the address; the server binds it itself and is ready
+    /// once a probe reaches it.
+    ServerBound,
+    /// A broker ipc-run starts on the topology's behalf (a private
+    /// `dbus-daemon`); every endpoint is one of its clients.
+    Broker,
+    /// ipc-run accepts, and starts one server instance per connection with
+    /// the connection on stdin and stdout (inetd's `nowait`, systemd's
+    /// `Accept=yes`).
+    PerConnection,
+}
+
+impl EndpointShape {
+    /// The spelling used in files and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointShape::Handover => "handover",
+            EndpointShape::ServerBound => "server-bound",
+            EndpointShape::Broker => "broker",
+            EndpointShape::PerConnection => "per-connection",
+        }
+    }
+}
 
 /// Unix socket types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]

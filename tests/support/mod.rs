@@ -5,6 +5,7 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 pub mod launch;
+pub mod stacks;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
