@@ -1017,7 +1017,12 @@ restart_backoff = "0ms"
             }
         }
     };
+    // A sample is taken once the previous life's output pipes are read to
+    // their end (they are still in ipc-run's table until then), so early
+    // and late are in the same state whatever the machine's load.
     let sample = || {
+        let settled = wait_until(Duration::from_secs(10), || orphan_pipes(pid) == 0);
+        assert!(settled, "a previous life's pipes stayed open in ipc-run");
         (
             status_number(pid, "VmRSS").unwrap(),
             status_number(pid, "Threads").unwrap(),
@@ -1031,14 +1036,7 @@ restart_backoff = "0ms"
             early = sample();
         }
         if life == cycles + 1 {
-            // A previous life's pipes may still be closing on a busy
-            // machine: wait (bounded) for the counts to settle.
-            let deadline = Instant::now() + Duration::from_secs(5);
             late = sample();
-            while (late.1, late.2) != (early.1, early.2) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-                late = sample();
-            }
         }
         drop(writer);
         // The probe closes the FIFO before it prints: once its line is

@@ -973,6 +973,32 @@ pub fn fd_count(pid: i32) -> usize {
         .unwrap_or(0)
 }
 
+/// The pipe inodes among `pid`'s open fds.
+pub fn pipe_inodes(pid: i32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with("pipe:"))
+        .collect()
+}
+
+/// How many of `pid`'s pipes have no other holder among its children and
+/// this test process: the ends of exited children's pipes ipc-run has not
+/// yet read to EOF. Zero means its fd table is settled.
+pub fn orphan_pipes(pid: i32) -> usize {
+    let mut held = pipe_inodes(std::process::id() as i32);
+    for child in children_of(pid) {
+        held.extend(pipe_inodes(child));
+    }
+    pipe_inodes(pid)
+        .iter()
+        .filter(|inode| !held.contains(inode))
+        .count()
+}
+
 /// `utime + stime` of `pid` in clock ticks.
 pub fn cpu_ticks(pid: i32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
