@@ -79,7 +79,15 @@ pub struct Endpoint {
     pub shape: EndpointShape,
     /// Why this shape, in words.
     pub reason: Cow<'static, str>,
+    /// `per-connection`: how many instances run at once; further
+    /// connections wait in the listen backlog (systemd's `MaxConnections`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
+
+/// Instances of a per-connection server at once, unless the edge says
+/// (systemd's `MaxConnections` default).
+pub const MAX_CONNECTIONS: u32 = 64;
 
 // ---- plan ----
 
@@ -108,9 +116,22 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
 /// expect.
 fn endpoint_shape(cx: &EdgeContext<'_>, _protocol: &str) -> Endpoint {
     if let Some(written) = cx.spec.and_then(|s| s.endpoint.as_ref()) {
+        let shape = *written.get_ref();
+        // No protocol defaults to per-connection: a process per connection
+        // costs a fork and exec per client and keeps no state between
+        // calls, which only suits small inetd-style services; it is asked
+        // for by name.
+        let (reason, max_connections) = match shape {
+            EndpointShape::PerConnection => (
+                "`endpoint` named in the file: ipc-run accepts, one instance per connection on fds 0 and 1 (inetd nowait, systemd Accept=yes)",
+                Some(MAX_CONNECTIONS),
+            ),
+            _ => ("`endpoint` named in the file", None),
+        };
         return Endpoint {
-            shape: *written.get_ref(),
-            reason: Cow::Borrowed("`endpoint` named in the file"),
+            shape,
+            reason: Cow::Borrowed(reason),
+            max_connections,
         };
     }
     Endpoint {
@@ -118,6 +139,7 @@ fn endpoint_shape(cx: &EdgeContext<'_>, _protocol: &str) -> Endpoint {
         reason: Cow::Borrowed(
             "the server adopts the listener ipc-run binds (LISTEN_FDS, as under systemd socket activation)",
         ),
+        max_connections: None,
     }
 }
 

@@ -109,6 +109,12 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
             endpoint.shape.as_str(),
             endpoint.reason
         );
+        if let Some(max) = endpoint.max_connections {
+            let _ = writeln!(
+                out,
+                "  instances  at most {max} at once; more connections wait in the backlog"
+            );
+        }
     }
     match (channel.blocking, channel.capacity) {
         (true, Some(capacity)) => {
