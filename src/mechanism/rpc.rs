@@ -35,6 +35,7 @@ pub const PROFILE: Profile = Profile {
         EdgeOption::Protocol,
         EdgeOption::Address,
         EdgeOption::Endpoint,
+        EdgeOption::MaxConnections,
     ],
     ..BASE
 };
@@ -114,7 +115,8 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
 
 /// The shape written as `endpoint`, else the one the protocol's servers
 /// expect.
-fn endpoint_shape(cx: &EdgeContext<'_>, _protocol: &str) -> Endpoint {
+fn endpoint_shape(cx: &mut EdgeContext<'_>, _protocol: &str) -> Endpoint {
+    let max_connections = max_connections(cx);
     if let Some(written) = cx.spec.and_then(|s| s.endpoint.as_ref()) {
         let shape = *written.get_ref();
         // No protocol defaults to per-connection: a process per connection
@@ -124,7 +126,7 @@ fn endpoint_shape(cx: &EdgeContext<'_>, _protocol: &str) -> Endpoint {
         let (reason, max_connections) = match shape {
             EndpointShape::PerConnection => (
                 "`endpoint` named in the file: ipc-run accepts, one instance per connection on fds 0 and 1 (inetd nowait, systemd Accept=yes)",
-                Some(MAX_CONNECTIONS),
+                Some(max_connections.unwrap_or(MAX_CONNECTIONS)),
             ),
             _ => ("`endpoint` named in the file", None),
         };
@@ -141,6 +143,43 @@ fn endpoint_shape(cx: &EdgeContext<'_>, _protocol: &str) -> Endpoint {
         ),
         max_connections: None,
     }
+}
+
+/// `max_connections` as written: at least 1 (`E0333`), and only where
+/// ipc-run accepts, with `endpoint = "per-connection"` (`E0332`).
+fn max_connections(cx: &mut EdgeContext<'_>) -> Option<u32> {
+    let spec = cx.spec?;
+    let written = spec.max_connections.as_ref()?;
+    let (value, span) = (*written.get_ref(), written.span());
+    let per_connection = spec
+        .endpoint
+        .as_ref()
+        .is_some_and(|e| *e.get_ref() == EndpointShape::PerConnection);
+    if !per_connection {
+        cx.report(
+            Diagnostic::error(
+                "E0332",
+                "`max_connections` without `endpoint = \"per-connection\"`",
+            )
+            .with_label(Label::primary(
+                span,
+                "only ipc-run's own accepting is capped",
+            ))
+            .with_help("add `endpoint = \"per-connection\"`, or remove `max_connections`"),
+        );
+        return None;
+    }
+    if value == 0 {
+        cx.report(
+            Diagnostic::error(
+                "E0333",
+                "`max_connections` is 0: no connection would ever be served",
+            )
+            .with_label(Label::primary(span, "at least 1")),
+        );
+        return None;
+    }
+    Some(value)
 }
 
 /// A label such as `grpc` or `json-rpc`: letters, digits and `-_.+`.

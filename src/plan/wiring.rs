@@ -431,27 +431,6 @@ fn socket_at_stdin(
             );
             return false;
         }
-        if process.instances.len() > 1 {
-            if end.replica == 0 {
-                sink.push(
-                    Diagnostic::error(
-                        "E0331",
-                        format!(
-                            "`{}` is served per connection and cannot have replicas",
-                            process.name
-                        ),
-                    )
-                    .with_label(Label::primary(
-                        end.span.clone(),
-                        "ipc-run starts one instance per accepted connection",
-                    ))
-                    .with_help(
-                        "remove `replicas`; the edge's instances run side by side, up to its cap",
-                    ),
-                );
-            }
-            return false;
-        }
         return true;
     }
     let socket = end.listener || matches!(channel.plan.mechanism, Mechanism::Socketpair { .. });
