@@ -1,7 +1,8 @@
 /*
- * calc_client NAME A B: calls ADD(A, B) and ECHO(NAME) on the calc server
- * at the address ipc-run hands over in IPC_PORT_CALC (`address=HOST:PORT`
- * over TCP, or a socket path over Unix), prints both answers and exits.
+ * calc_client NAME A B [VARIABLE]: calls ADD(A, B) and ECHO(NAME) on the
+ * calc server at the address ipc-run hands over in the port variable
+ * (IPC_PORT_CALC unless named: `address=HOST:PORT` over TCP, or a socket
+ * path over Unix), prints both answers and exits.
  * It connects directly: no rpcbind is asked for the port.
  */
 #include <arpa/inet.h>
@@ -69,14 +70,15 @@ static CLIENT *connect_to(const char *port)
 
 int main(int argc, char **argv)
 {
-	const char *port = getenv("IPC_PORT_CALC");
+	const char *variable = argc > 4 ? argv[4] : "IPC_PORT_CALC";
+	const char *port = getenv(variable);
 	intpair pair;
 	CLIENT *clnt;
 	int *sum;
 	char **echoed;
 
-	if (argc != 4 || !port) {
-		fprintf(stderr, "usage: calc_client NAME A B, with IPC_PORT_CALC set\n");
+	if (argc < 4 || argc > 5 || !port) {
+		fprintf(stderr, "usage: calc_client NAME A B [VARIABLE], with %s set\n", variable);
 		return 2;
 	}
 	clnt = connect_to(port);
