@@ -63,8 +63,7 @@ cmd = ["{bin}/calc_server"]
 [process.calc.ports.calc]
 fd = 0
 [process.client]
-replicas = 3
-shell = '{bin}/calc_client "client $IPC_RUN_REPLICA" "$IPC_RUN_REPLICA" 40'
+shell = 'for n in 0 1 2; do {bin}/calc_client "client $n" "$n" 40 || exit; done'
 [[edge]]
 name = "calc"
 from = "client.calc"
@@ -85,14 +84,14 @@ address = "127.0.0.1:0"
     );
     let result = scratch.run(&file);
     assert_eq!(result.code, 0, "{}", result.stderr);
-    for n in 0..3 {
-        assert_eq!(
-            lines_of(&result.stdout, &format!("client#{n}")),
-            [format!("client {n}: {n} + 40 = {}", n + 40)],
-            "{}",
-            result.stderr
-        );
-    }
+    assert_eq!(
+        lines_of(&result.stdout, "client"),
+        (0..3)
+            .map(|n| format!("client {n}: {n} + 40 = {}", n + 40))
+            .collect::<Vec<_>>(),
+        "{}",
+        result.stderr
+    );
     scratch.assert_left_nothing();
 }
 
@@ -249,5 +248,60 @@ endpoint = "per-connection"
     let (code, stdout, stderr) = clean_root(&scratch.runtime());
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("cleaned "), "{stdout}");
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn per_connection_cap_keeps_further_connections_in_the_backlog() {
+    let mut scratch = Scratch::new("per-connection-cap");
+    let slots = scratch.dir.join("slots");
+    std::fs::create_dir(&slots).unwrap();
+    // Each instance makes its file, says how many instances run (one file
+    // each), then echoes its connection; its file goes before it exits.
+    let file = scratch.topology(&format!(
+        r#"
+exit_code_from = "driver"
+[process.echo]
+shell = 'touch "$SLOTS/$$"; ls "$SLOTS" | wc -l; cat; rm "$SLOTS/$$"'
+env = {{ SLOTS = "{slots}" }}
+[process.driver]
+cmd = ["python3", "-c", '''
+import os, socket
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_CALLS"].split())
+def connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(port["address"])
+    return s, s.makefile()
+(a, ra), (b, rb) = connect(), connect()
+print("a sees", ra.readline().strip(), "b sees", rb.readline().strip(), flush=True)
+# Two run: a third connection waits in the backlog until one of them ends.
+c, rc = connect()
+c.sendall(b"from c\n")
+c.shutdown(socket.SHUT_WR)
+a.shutdown(socket.SHUT_WR)
+ra.read()
+print("c sees", rc.readline().strip(), "then", rc.read().strip(), flush=True)
+b.close()
+''']
+[[edge]]
+name = "calls"
+from = "driver.calls"
+to = "echo.calls"
+traffic = "request"
+protocol = "lines"
+endpoint = "per-connection"
+max_connections = 2
+"#,
+        slots = slots.display()
+    ));
+    let result = scratch.run(&file);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let lines = lines_of(&result.stdout, "driver");
+    assert_eq!(lines.len(), 2, "{lines:?}\n{}", result.stderr);
+    // Without the cap the third would run beside both others (3).
+    assert_eq!(
+        lines[1], "c sees 2 then from c",
+        "the third instance starts only once the first ended"
+    );
     scratch.assert_left_nothing();
 }
