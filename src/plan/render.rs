@@ -303,7 +303,8 @@ fn render_fds(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPl
             "relayed to ipc-run's stderr with a name prefix",
         ),
     ] {
-        if !process.fds.iter().any(|slot| slot.fd == fd) && !(fd == 1 && connection.is_some()) {
+        let wired = process.fds.iter().any(|slot| slot.fd == fd);
+        if !(wired || fd == 1 && connection.is_some()) {
             rows.push((fd, port.to_owned(), default.to_owned()));
         }
     }
