@@ -278,6 +278,13 @@ print("a sees", ra.readline().strip(), "b sees", rb.readline().strip(), flush=Tr
 c, rc = connect()
 c.sendall(b"from c\n")
 c.shutdown(socket.SHUT_WR)
+# Not served while two run: an instance would answer at once.
+c.settimeout(1.0)
+try:
+    print("c served early:", c.recv(64), flush=True)
+except socket.timeout:
+    print("c waits", flush=True)
+c.settimeout(None)
 a.shutdown(socket.SHUT_WR)
 ra.read()
 print("c sees", rc.readline().strip(), "then", rc.read().strip(), flush=True)
@@ -297,10 +304,11 @@ max_connections = 2
     let result = scratch.run(&file);
     assert_eq!(result.code, 0, "{}", result.stderr);
     let lines = lines_of(&result.stdout, "driver");
-    assert_eq!(lines.len(), 2, "{lines:?}\n{}", result.stderr);
-    // Without the cap the third would run beside both others (3).
+    assert_eq!(lines.len(), 3, "{lines:?}\n{}", result.stderr);
+    assert_eq!(lines[1], "c waits", "{lines:?}");
+    // Without the cap the third would have run beside both others (3).
     assert_eq!(
-        lines[1], "c sees 2 then from c",
+        lines[2], "c sees 2 then from c",
         "the third instance starts only once the first ended"
     );
     scratch.assert_left_nothing();
