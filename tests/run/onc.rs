@@ -313,3 +313,48 @@ max_connections = 2
     );
     scratch.assert_left_nothing();
 }
+
+#[test]
+fn sigterm_stops_accepting_and_the_running_instances() {
+    let mut scratch = Scratch::new("per-connection-sigterm");
+    let file = scratch.topology(
+        r#"
+[process.echo]
+shell = 'echo "instance $$" >&2; exec cat'
+[process.client]
+cmd = ["python3", "-c", '''
+import os, socket, time
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_CALLS"].split())
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(port["address"])
+s.sendall(b"ping\n")
+print("echoed", s.makefile().readline().strip(), flush=True)
+time.sleep(600)
+''']
+[[edge]]
+name = "calls"
+from = "client.calls"
+to = "echo.calls"
+traffic = "request"
+protocol = "lines"
+endpoint = "per-connection"
+"#,
+    );
+    let mut live = scratch.live(&file);
+    live.wait_for_count("echoed ping", 1);
+    live.signal(Signal::SIGTERM);
+    let result = live.finish();
+    assert_eq!(result.code, 143, "{}", result.stderr);
+    assert!(
+        summary_line(&result.stderr, "echo").contains("exited 0 (stopped)"),
+        "{}",
+        result.stderr
+    );
+    let pids: Vec<i32> = instances(&result.stderr, "echo")
+        .iter()
+        .map(|pid| pid.parse().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 1, "{}", result.stderr);
+    assert_eq!(wait_dead(&pids, Duration::from_secs(5)), Vec::<i32>::new());
+    scratch.assert_left_nothing();
+}
