@@ -295,6 +295,7 @@ fn assign_fds(
         take(taken, fd);
     }
     pin_fixed_fds(process, ends, channels, scratch, sink);
+    refuse_signals_per_connection(process, ends, channels, sink);
     let FdScratch {
         taken, assigned, ..
     } = scratch;
@@ -401,6 +402,34 @@ fn pin_fixed_fds(
 /// per connection (`endpoint = "per-connection"`).
 fn per_connection(channel: &ChannelDecl, end: &PortEnd) -> bool {
     end.listener && channel.plan.mechanism.per_connection()
+}
+
+/// A per-connection server runs as many processes, none of them for good:
+/// there is no one pid a signal edge could hand its sender (`E0334`).
+fn refuse_signals_per_connection(
+    process: &ProcessDecl<'_>,
+    ends: &[(usize, usize)],
+    channels: &[ChannelDecl],
+    sink: &mut Sink,
+) {
+    let mut ends = ends
+        .iter()
+        .map(|&(c, p)| (&channels[c], &channels[c].ports[p]));
+    if !ends
+        .clone()
+        .any(|(channel, end)| per_connection(channel, end))
+    {
+        return;
+    }
+    if let Some((_, end)) = ends.find(|(channel, end)| {
+        end.is_reader && matches!(channel.plan.mechanism, Mechanism::Signal { .. })
+    }) {
+        sink.push(
+            Diagnostic::error("E0334", format!("`{}` is served per connection and cannot receive a signal edge", process.name))
+                .with_label(Label::primary(end.span.clone(), "no one process to signal: each connection has its own"))
+                .with_help("signal the instances from the server itself, or serve it with the default `endpoint`"),
+        );
+    }
 }
 
 /// Whether a named port may take fd 0 (inetd style): a listening socket
