@@ -166,8 +166,18 @@ impl<R: Runtime> Supervisor<'_, R> {
             let connection = match accept4(listener.as_fd(), SockFlag::SOCK_CLOEXEC) {
                 Ok(connection) => connection,
                 Err(Errno::EINTR | Errno::ECONNABORTED | Errno::EPROTO) => continue,
-                // EAGAIN: none left. Anything else (EMFILE): tried again at
-                // the next wake-up, as the listener stays readable.
+                // Out of fds or memory: the listener, still readable, would
+                // wake the loop at once again. While instances run it waits
+                // out of the set for one of them to end (and free its fds);
+                // otherwise it is tried again at the next wake-up.
+                Err(Errno::EMFILE | Errno::ENFILE | Errno::ENOBUFS | Errno::ENOMEM)
+                    if acceptor.active > 0 =>
+                {
+                    self.events.remove(listener);
+                    acceptor.armed = false;
+                    return;
+                }
+                // EAGAIN: none left.
                 Err(_) => return,
             };
             acceptor.started += 1;
