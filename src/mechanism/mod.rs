@@ -554,6 +554,8 @@ pub enum EdgeOption {
     Depth,
     /// `endpoint`.
     Endpoint,
+    /// `max_connections`.
+    MaxConnections,
 }
 
 /// A default profile for the modules to start from.

@@ -644,6 +644,12 @@ impl Mechanism {
         }
     }
 
+    /// Whether the server side is served one instance per accepted
+    /// connection (an rpc edge with `endpoint = "per-connection"`).
+    pub fn per_connection(&self) -> bool {
+        matches!(self, Mechanism::Rpc { endpoint, .. } if endpoint.shape == crate::topology::EndpointShape::PerConnection)
+    }
+
     /// The mechanism's name as written in topology files.
     pub fn name(&self) -> &'static str {
         self.kind().as_str()

@@ -35,6 +35,7 @@ pub const PROFILE: Profile = Profile {
         EdgeOption::Protocol,
         EdgeOption::Address,
         EdgeOption::Endpoint,
+        EdgeOption::MaxConnections,
     ],
     ..BASE
 };
@@ -79,7 +80,15 @@ pub struct Endpoint {
     pub shape: EndpointShape,
     /// Why this shape, in words.
     pub reason: Cow<'static, str>,
+    /// `per-connection`: how many instances run at once; further
+    /// connections wait in the listen backlog (systemd's `MaxConnections`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
 }
+
+/// Instances of a per-connection server at once, unless the edge says
+/// (systemd's `MaxConnections` default).
+pub const MAX_CONNECTIONS: u32 = 64;
 
 // ---- plan ----
 
@@ -106,11 +115,25 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
 
 /// The shape written as `endpoint`, else the one the protocol's servers
 /// expect.
-fn endpoint_shape(cx: &EdgeContext<'_>, _protocol: &str) -> Endpoint {
+fn endpoint_shape(cx: &mut EdgeContext<'_>, _protocol: &str) -> Endpoint {
+    let max_connections = max_connections(cx);
     if let Some(written) = cx.spec.and_then(|s| s.endpoint.as_ref()) {
+        let shape = *written.get_ref();
+        // No protocol defaults to per-connection: a process per connection
+        // costs a fork and exec per client and keeps no state between
+        // calls, which only suits small inetd-style services; it is asked
+        // for by name.
+        let (reason, max_connections) = match shape {
+            EndpointShape::PerConnection => (
+                "`endpoint` named in the file: ipc-run accepts, one instance per connection on fds 0 and 1 (inetd nowait, systemd Accept=yes)",
+                Some(max_connections.unwrap_or(MAX_CONNECTIONS)),
+            ),
+            _ => ("`endpoint` named in the file", None),
+        };
         return Endpoint {
-            shape: *written.get_ref(),
-            reason: Cow::Borrowed("`endpoint` named in the file"),
+            shape,
+            reason: Cow::Borrowed(reason),
+            max_connections,
         };
     }
     Endpoint {
@@ -118,7 +141,45 @@ fn endpoint_shape(cx: &EdgeContext<'_>, _protocol: &str) -> Endpoint {
         reason: Cow::Borrowed(
             "the server adopts the listener ipc-run binds (LISTEN_FDS, as under systemd socket activation)",
         ),
+        max_connections: None,
     }
+}
+
+/// `max_connections` as written: at least 1 (`E0333`), and only where
+/// ipc-run accepts, with `endpoint = "per-connection"` (`E0332`).
+fn max_connections(cx: &mut EdgeContext<'_>) -> Option<u32> {
+    let spec = cx.spec?;
+    let written = spec.max_connections.as_ref()?;
+    let (value, span) = (*written.get_ref(), written.span());
+    let per_connection = spec
+        .endpoint
+        .as_ref()
+        .is_some_and(|e| *e.get_ref() == EndpointShape::PerConnection);
+    if !per_connection {
+        cx.report(
+            Diagnostic::error(
+                "E0332",
+                "`max_connections` without `endpoint = \"per-connection\"`",
+            )
+            .with_label(Label::primary(
+                span,
+                "only ipc-run's own accepting is capped",
+            ))
+            .with_help("add `endpoint = \"per-connection\"`, or remove `max_connections`"),
+        );
+        return None;
+    }
+    if value == 0 {
+        cx.report(
+            Diagnostic::error(
+                "E0333",
+                "`max_connections` is 0: no connection would ever be served",
+            )
+            .with_label(Label::primary(span, "at least 1")),
+        );
+        return None;
+    }
+    Some(value)
 }
 
 /// A label such as `grpc` or `json-rpc`: letters, digits and `-_.+`.

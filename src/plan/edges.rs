@@ -911,6 +911,12 @@ fn check_options_apply(kind: Kind, traits: &Traits, input: &EdgeInput<'_>, sink:
             spec.endpoint.as_ref().map(|v| v.span()),
             "rpc edges",
         ),
+        (
+            EdgeOption::MaxConnections,
+            "max_connections",
+            spec.max_connections.as_ref().map(|v| v.span()),
+            "rpc edges",
+        ),
     ];
     for (option, key, span, where_) in written {
         let Some(span) = span else { continue };

@@ -14,6 +14,7 @@
 //! The launcher is seen through [`Runtime`], so the loop is independent of
 //! how processes are wired and can be driven by a plain spawner in tests.
 
+pub(crate) mod accept;
 pub(crate) mod cycles;
 pub(crate) mod events;
 pub(crate) mod logs;
@@ -259,6 +260,20 @@ pub trait Runtime {
     fn reaped(&mut self, _instance: &str) {}
     /// The sd_notify socket, when some process uses `ready = "notify"`.
     fn notify_socket(&self) -> Option<BorrowedFd<'_>>;
+    /// The listener ipc-run accepts on for `instance`, when it is a
+    /// per-connection server ([`accept`]).
+    fn connection_listener(&self, _instance: &str) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Spawns one instance of the per-connection server `instance` with
+    /// `connection` on fds 0 and 1.
+    fn spawn_connection(
+        &mut self,
+        instance: &str,
+        _connection: OwnedFd,
+    ) -> Result<Spawned, StartError> {
+        self.spawn(instance)
+    }
     /// How full the pipe or FIFO `channel` is, (bytes buffered, capacity),
     /// read on a read end the runtime holds; `None` when it holds none.
     fn pipe_fill(&self, _channel: &str) -> Option<(u64, u64)> {
@@ -273,6 +288,9 @@ enum State {
     Pending,
     /// Running as `pid` since `since`.
     Running { pid: Pid, since: Instant },
+    /// A per-connection server accepting since `since` ([`accept`]): its
+    /// instances run under their own pids.
+    Accepting { since: Instant },
     /// Waiting to be restarted.
     Backoff,
     /// Done for good.
@@ -509,6 +527,8 @@ struct Supervisor<'a, R: Runtime> {
     scratch: Vec<u8>,
     signal_edges: SignalEdges,
     cycles: CycleWatch,
+    /// Per-connection servers and their instances.
+    connections: accept::Connections,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -774,6 +794,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             scratch: vec![0; READ_SIZE],
             signal_edges,
             cycles: CycleWatch::new(plan),
+            connections: accept::Connections::default(),
         }
     }
 }
@@ -847,6 +868,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Ready(i) => self.read_ready_pipe(i),
                 Token::Logs(output) => self.logs_readable(output),
                 Token::Output(_) => {}
+                Token::Accept(i) => self.accept_connections(i),
             }
         }
         // Whatever was relayed goes out before ipc-run waits again.
@@ -980,6 +1002,9 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     fn spawn(&mut self, i: usize) {
+        if self.start_accepting(i) {
+            return;
+        }
         let name = self.plan.processes[i].name.clone();
         match self.runtime.spawn(&name) {
             Ok(spawned) => {
@@ -1292,6 +1317,15 @@ impl<R: Runtime> Supervisor<'_, R> {
                 let _ = kill(pid, signal);
             }
         }
+        for (i, pid) in self.connections.all_pids() {
+            if self.plan.processes[i]
+                .forward_signals
+                .iter()
+                .any(|s| s.number == signal as i32)
+            {
+                let _ = kill(pid, signal);
+            }
+        }
     }
 
     fn on_interrupt(&mut self, signal: Signal) {
@@ -1322,6 +1356,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 self.instances[i].stop_requested = true;
                 signal_group(pid, Signal::SIGKILL);
             }
+        }
+        for (_, pid) in self.connections.all_pids() {
+            signal_group(pid, Signal::SIGKILL);
         }
     }
 
@@ -1366,6 +1403,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                         // Unknown pids are orphaned descendants: reaped, done.
                         if let Some(i) = self.by_pid.remove(&pid) {
                             self.on_exit(i, ending);
+                        } else {
+                            self.connection_exited(pid, &ending);
                         }
                     }
                 }
@@ -1406,6 +1445,8 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.signal_edges.process_reaped(pid);
         if let Some(i) = self.by_pid.remove(&pid) {
             self.on_exit(i, ending);
+        } else {
+            self.connection_exited(pid, &ending);
         }
     }
 
@@ -1450,6 +1491,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             self.signal_edges.process_reaped(pid);
             if let Some(i) = self.by_pid.remove(&pid) {
                 self.on_exit(i, ending);
+            } else {
+                self.connection_exited(pid, &ending);
             }
         }
         for pid in self.signal_edges.take_releasable() {
@@ -1746,6 +1789,10 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     /// Run `generation` of instance `i` outlived its stop grace: SIGKILL.
     fn stop_grace_over(&mut self, i: usize, generation: u64) {
+        if matches!(self.instances[i].state, State::Accepting { .. }) {
+            self.connections_grace_over(i);
+            return;
+        }
         if self.instances[i].generation == generation
             && let State::Running { pid, .. } = self.instances[i].state
         {
@@ -1822,6 +1869,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 self.runtime.release_ends_of(&name);
             }
             State::Backoff => self.abandon_restart(i),
+            State::Accepting { .. } => self.stop_accepting(i, escalated),
             State::Finished => {}
         }
     }

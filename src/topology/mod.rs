@@ -781,6 +781,10 @@ struct EdgeWire {
     /// `server-bound`, `broker` or `per-connection` (default: from `protocol`).
     #[schemars(with = "Option<EndpointShape>")]
     endpoint: Option<Spanned<EndpointShape>>,
+    /// `endpoint = "per-connection"`: server instances at once (default 64);
+    /// further connections wait in the listen backlog.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    max_connections: Option<Spanned<u32>>,
 }
 
 /// One IPC edge between endpoints (`[[edge]]`; its keys are documented on
@@ -842,6 +846,8 @@ pub struct EdgeRare {
     pub deliver: Option<Spanned<Delivery>>,
     /// `endpoint` as written.
     pub endpoint: Option<Spanned<EndpointShape>>,
+    /// `max_connections` as written.
+    pub max_connections: Option<Spanned<u32>>,
 }
 
 /// The rare keys of an edge that writes none.
@@ -861,6 +867,7 @@ static NO_RARE_KEYS: EdgeRare = EdgeRare {
     allow_remote: None,
     deliver: None,
     endpoint: None,
+    max_connections: None,
 };
 
 impl std::ops::Deref for EdgeSpec {
@@ -914,6 +921,7 @@ impl From<EdgeWire> for EdgeSpec {
             allow_remote,
             deliver,
             endpoint,
+            max_connections,
         } = wire;
         let rare = EdgeRare {
             duplex,
@@ -931,6 +939,7 @@ impl From<EdgeWire> for EdgeSpec {
             allow_remote,
             deliver,
             endpoint,
+            max_connections,
         };
         let written = rare.duplex.is_some()
             || rare.message_size.is_some()
@@ -946,7 +955,8 @@ impl From<EdgeWire> for EdgeSpec {
             || rare.address.is_some()
             || rare.allow_remote.is_some()
             || rare.deliver.is_some()
-            || rare.endpoint.is_some();
+            || rare.endpoint.is_some()
+            || rare.max_connections.is_some();
         EdgeSpec {
             from,
             to,

@@ -64,6 +64,17 @@ fn expected_output(name: &str, out: &[u8]) {
                 .collect();
             assert_eq!(sorted(lines_of(out, "alarms")), sorted(want));
         }
+        "onc-rpc" => assert_eq!(
+            lines_of(out, "client"),
+            (1..=3)
+                .flat_map(|n| {
+                    [
+                        format!("inetd {n}: {n} + 40 = {}", n + 40),
+                        format!("per-connection {n}: {n} + 100 = {}", n + 100),
+                    ]
+                })
+                .collect::<Vec<_>>()
+        ),
         "pipeline" => assert_eq!(text, "40951\n"),
         "request-reply" => {
             for i in 0..4 {
@@ -143,8 +154,8 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         let mut command = scratch.run_command(&file);
         command.current_dir(&scratch.dir);
-        if name == "ring-languages" {
-            // Its commands name examples/ring/ from the repository root.
+        if name == "ring-languages" || name == "onc-rpc" {
+            // Their commands name examples/ from the repository root.
             command.current_dir(MANIFEST_DIR);
         }
         let result = if name == "stdin-filter" {
