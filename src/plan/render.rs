@@ -109,6 +109,15 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
             endpoint.shape.as_str(),
             endpoint.reason
         );
+        if let Some(probe) = &endpoint.probe {
+            let _ = writeln!(
+                out,
+                "  probe      {} every {}: {}",
+                probe.kind.as_str(),
+                Millis(probe.interval_ms),
+                probe.reason
+            );
+        }
     }
     match (channel.blocking, channel.capacity) {
         (true, Some(capacity)) => {

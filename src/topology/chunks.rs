@@ -234,6 +234,7 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
         allow_remote,
         deliver,
         endpoint,
+        probe,
     } = &mut **rare;
     shift(duplex, o);
     shift(message_size, o);
@@ -250,6 +251,7 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
     shift(allow_remote, o);
     shift(deliver, o);
     shift(endpoint, o);
+    shift(probe, o);
 }
 
 #[cfg(test)]

@@ -781,6 +781,10 @@ struct EdgeWire {
     /// `server-bound`, `broker` or `per-connection` (default: from `protocol`).
     #[schemars(with = "Option<EndpointShape>")]
     endpoint: Option<Spanned<EndpointShape>>,
+    /// How ipc-run knows a `server-bound` rpc server serves its endpoint:
+    /// `connect` or `grpc-health` (default: from `protocol`).
+    #[schemars(with = "Option<ProbeKind>")]
+    probe: Option<Spanned<ProbeKind>>,
 }
 
 /// One IPC edge between endpoints (`[[edge]]`; its keys are documented on
@@ -842,6 +846,8 @@ pub struct EdgeRare {
     pub deliver: Option<Spanned<Delivery>>,
     /// `endpoint` as written.
     pub endpoint: Option<Spanned<EndpointShape>>,
+    /// `probe` as written.
+    pub probe: Option<Spanned<ProbeKind>>,
 }
 
 /// The rare keys of an edge that writes none.
@@ -861,6 +867,7 @@ static NO_RARE_KEYS: EdgeRare = EdgeRare {
     allow_remote: None,
     deliver: None,
     endpoint: None,
+    probe: None,
 };
 
 impl std::ops::Deref for EdgeSpec {
@@ -914,6 +921,7 @@ impl From<EdgeWire> for EdgeSpec {
             allow_remote,
             deliver,
             endpoint,
+            probe,
         } = wire;
         let rare = EdgeRare {
             duplex,
@@ -931,6 +939,7 @@ impl From<EdgeWire> for EdgeSpec {
             allow_remote,
             deliver,
             endpoint,
+            probe,
         };
         let written = rare.duplex.is_some()
             || rare.message_size.is_some()
@@ -946,7 +955,8 @@ impl From<EdgeWire> for EdgeSpec {
             || rare.address.is_some()
             || rare.allow_remote.is_some()
             || rare.deliver.is_some()
-            || rare.endpoint.is_some();
+            || rare.endpoint.is_some()
+            || rare.probe.is_some();
         EdgeSpec {
             from,
             to,
@@ -1106,6 +1116,27 @@ impl EndpointShape {
             EndpointShape::ServerBound => "server-bound",
             EndpointShape::Broker => "broker",
             EndpointShape::PerConnection => "per-connection",
+        }
+    }
+}
+
+/// How ipc-run knows that a `server-bound` rpc server serves its endpoint
+/// (`probe = …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    /// A connection to the address is accepted.
+    Connect,
+    /// `grpc.health.v1.Health/Check` over h2c answers `SERVING`.
+    GrpcHealth,
+}
+
+impl ProbeKind {
+    /// The spelling used in files and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Connect => "connect",
+            ProbeKind::GrpcHealth => "grpc-health",
         }
     }
 }
