@@ -23,7 +23,7 @@
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::socket::{
@@ -31,6 +31,11 @@ use nix::sys::socket::{
     getsockopt, socket, sockopt,
 };
 
+use nix::sys::epoll::EpollFlags;
+
+use super::events::Token;
+use super::timers::Deadline;
+use super::{Runtime, State, Supervisor};
 use crate::topology::ProbeKind;
 
 /// How long one attempt may take from connect to answer before it counts
@@ -279,7 +284,7 @@ fn literal(out: &mut Vec<u8>, text: &str) {
 }
 
 /// The request bytes: preface, SETTINGS, HEADERS, DATA.
-pub(crate) fn health_request() -> Vec<u8> {
+fn health_request() -> Vec<u8> {
     let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     frame(&mut out, FRAME_SETTINGS, 0, 0, &[]);
     let mut headers = vec![
@@ -643,12 +648,6 @@ impl Probes {
         ))
     }
 }
-
-use super::events::Token;
-use super::timers::Deadline;
-use super::{Runtime, State, Supervisor};
-use nix::sys::epoll::EpollFlags;
-use std::time::Instant;
 
 impl<R: Runtime> Supervisor<'_, R> {
     /// Whether the probe still gates the readiness of `i`'s current run;

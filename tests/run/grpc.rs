@@ -11,7 +11,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::support::{
-    Live, Scratch, clean_root, lines_of, names_containing, numbers_after, run_id_in, stacks,
+    Scratch, clean_root, lines_of, names_containing, numbers_after, run_id_in, stacks,
     summary_line, wait_dead,
 };
 
@@ -264,4 +264,33 @@ fn a_grpc_server_without_the_health_service_times_out_naming_endpoint_address_an
         "the client never started"
     );
     scratch.assert_left_nothing();
+}
+
+#[test]
+fn the_port_hold_lets_grpcio_bind_and_refuses_other_binds() {
+    let python = stacks::python_with("grpc");
+    stacks::program("setpriv", "util-linux");
+    let script =
+        std::path::Path::new(crate::support::MANIFEST_DIR).join("tests/run/grpc_port_hold.py");
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "plain bind: refused",
+            "connect to the hold alone: refused",
+            "other uid, SO_REUSEPORT: refused",
+            "grpcio first: served",
+            "grpcio restarted: served",
+        ],
+    );
 }
