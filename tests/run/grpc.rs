@@ -209,6 +209,8 @@ fn after_sigkill_of_ipc_run_clean_leaves_nothing_of_a_grpc_run() {
     let file = scratch.topology(&topology(&s, "hold", "", ""));
     let mut live = scratch.live(&file);
     live.wait_for_count("called", 1);
+    // The client may call (and say so) before the server's own line is in.
+    live.wait_for_count("serving", 1);
     let served = live.stdout.iter().find(|l| l.contains("serving")).unwrap();
     let server = numbers_after(served, "pid=")[0];
     let client_line = live.stdout.iter().find(|l| l.contains("first:")).unwrap();
@@ -241,7 +243,9 @@ fn after_sigkill_of_ipc_run_clean_leaves_nothing_of_a_grpc_run() {
 fn a_grpc_server_without_the_health_service_times_out_naming_endpoint_address_and_failure() {
     let mut scratch = Scratch::new("grpc-timeout");
     let s = stack(&scratch);
-    let keys = "ready_timeout = \"1s\"\nenv = { HEALTH = \"0\" }";
+    // The server binds within a fraction of a second; the timeout leaves
+    // it 5 s, so even a loaded machine sees the health check's answer.
+    let keys = "ready_timeout = \"5s\"\nenv = { HEALTH = \"0\" }";
     let file = scratch.topology(&topology(&s, "once", keys, ""));
     let run = scratch.run(&file);
     assert_eq!(run.code, 3, "{}", run.stderr);
@@ -252,7 +256,7 @@ fn a_grpc_server_without_the_health_service_times_out_naming_endpoint_address_an
         .unwrap_or_else(|| panic!("{}", run.stderr));
     assert!(why.contains("endpoint `calls` at /"), "{why}");
     assert!(
-        why.contains("calls.sock not served within 1000ms (probe grpc-health)"),
+        why.contains("calls.sock not served within 5000ms (probe grpc-health)"),
         "{why}"
     );
     assert!(
@@ -293,4 +297,70 @@ fn the_port_hold_lets_grpcio_bind_and_refuses_other_binds() {
             "grpcio restarted: served",
         ],
     );
+}
+
+/// A grpcio client calls the health check of the tonic example server,
+/// which adopts the listener ipc-run hands over (`endpoint = "handover"`).
+const HEALTH_CLIENT: &str = r#"
+import os
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_CALLS"].split())
+# grpcio sends the socket path as :authority over Unix, which tonic's HTTP/2
+# layer refuses (RST_STREAM, PROTOCOL_ERROR): name a plain host instead.
+options = [("grpc.default_authority", "localhost")]
+with grpc.insecure_channel(port["url"], options=options) as channel:
+    answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    print("health:", health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status), flush=True)
+"#;
+
+#[test]
+fn a_tonic_server_adopts_the_handed_over_listener_and_a_grpcio_client_calls_it() {
+    let root = Path::new(crate::support::MANIFEST_DIR);
+    let target = root.join("target/tonic-handover");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let built = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "--locked", "--manifest-path"])
+        .arg(root.join("examples/tonic-handover/Cargo.toml"))
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "building examples/tonic-handover: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let server = target.join("debug/ipc-run-example-tonic-handover");
+    let mut scratch = Scratch::new("grpc-tonic");
+    let python = stacks::python_with("grpc_health.v1.health");
+    let client = scratch.dir.join("health_client.py");
+    std::fs::write(&client, HEALTH_CLIENT).unwrap();
+    let q = |p: &Path| format!("{:?}", p.display().to_string());
+    let file = scratch.topology(&format!(
+        r#"
+exit_code_from = "client"
+[process.server]
+cmd = [{server}]
+[process.client]
+cmd = [{python}, {client}]
+[[edge]]
+name = "calls"
+from = "client.calls"
+to = "server.calls"
+traffic = "request"
+protocol = "grpc"
+endpoint = "handover"
+"#,
+        server = q(&server),
+        python = q(&python),
+        client = q(&client),
+    ));
+    let run = scratch.run(&file);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(lines_of(&run.stdout, "client"), ["health: SERVING"]);
+    assert_eq!(
+        lines_of(&run.stdout, "server"),
+        ["tonic serving on the inherited listener"]
+    );
+    scratch.assert_left_nothing();
 }
