@@ -364,3 +364,48 @@ endpoint = "handover"
     );
     scratch.assert_left_nothing();
 }
+
+#[test]
+fn a_probe_attempt_that_gets_no_answer_is_dropped_and_the_loop_goes_on() {
+    // A server that listens on its address and never answers: each health
+    // check is accepted and then left hanging, so each attempt ends on its
+    // own time bound, while the loop keeps relaying the other process.
+    let (code, stdout, stderr) = crate::support::run_topology(
+        "grpc-silent",
+        r#"
+exit_code_from = "server"
+[process.server]
+ready_timeout = "5s"
+cmd = ["python3", "-c", '''
+import os, socket, time
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_CALLS"].split())
+s = socket.socket(socket.AF_UNIX)
+s.bind(port["address"])
+s.listen(16)
+print("listening", flush=True)
+time.sleep(60)
+''']
+[process.ticker]
+cmd = ["sh", "-c", "echo tick; exec sleep 60"]
+[process.client]
+cmd = ["true"]
+after = ["server"]
+[[edge]]
+name = "calls"
+from = "client.calls"
+to = "server.calls"
+traffic = "request"
+protocol = "grpc"
+"#,
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stdout.contains("ticker | tick"), "{stdout}");
+    let why = stderr
+        .lines()
+        .find(|l| l.starts_with("server: not ready:"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(
+        why.contains("last attempt: no answer within 1000ms"),
+        "{why}"
+    );
+}
