@@ -123,9 +123,9 @@ impl Attempt {
         };
         let step = match result {
             Ok(()) => attempt.connected(),
-            // A Unix socket whose backlog is full answers EAGAIN: wait as
-            // for a TCP connect in progress.
-            Err(Errno::EINPROGRESS | Errno::EAGAIN) => Step::Wait { write: true },
+            // A TCP connect in progress. (A Unix connect never is: its
+            // EAGAIN, a full backlog, is a failure to retry, not a wait.)
+            Err(Errno::EINPROGRESS) => Step::Wait { write: true },
             Err(errno) => Step::Failed(connect_failure(errno)),
         };
         Ok((attempt, step))
@@ -216,6 +216,7 @@ fn connect_failure(errno: Errno) -> String {
     match errno {
         Errno::ENOENT => "no socket file yet (connect: ENOENT)".to_owned(),
         Errno::ECONNREFUSED => "connection refused (ECONNREFUSED)".to_owned(),
+        Errno::EAGAIN => "the server's listen backlog is full (connect: EAGAIN)".to_owned(),
         other => format!("connect: {}", other.desc()),
     }
 }
