@@ -50,4 +50,10 @@ if ! cmp -s tests/requirements.txt "$venv/requirements.txt" 2>/dev/null; then
 fi
 export IPC_RUN_TEST_VENV="$venv"
 
+# The tonic server the gRPC handover test runs: a separate cargo project
+# (tonic and tokio are not ipc-run's dependencies), built once here.
+echo "building examples/tonic-handover"
+CARGO_TARGET_DIR="$PWD/target/tonic-handover" \
+    cargo build --quiet --locked --manifest-path examples/tonic-handover/Cargo.toml
+
 exec cargo test --locked "$@"

@@ -190,6 +190,7 @@ impl From<Named> for ObjectRecord {
             Named::PosixShm(name) => ObjectRecord::PosixShm(name),
             Named::PosixMq(name) => ObjectRecord::PosixMq(name),
             Named::PosixSem(name) => ObjectRecord::PosixSem(name),
+            Named::UnixSocket(name) => ObjectRecord::UnixSocket(name),
         }
     }
 }

@@ -104,6 +104,9 @@ pub(crate) enum Named {
     PosixMq(String),
     /// A POSIX named semaphore.
     PosixSem(String),
+    /// A socket file in the run directory that a server binds itself
+    /// (a server-bound rpc endpoint): its file name.
+    UnixSocket(String),
 }
 
 /// One channel being created, as a mechanism's `create` sees it: the

@@ -237,10 +237,8 @@ pub(crate) fn fd_need(mechanism: &Mechanism, end: End) -> (bool, bool) {
             (true, false)
         }
         Mechanism::Fifo { deliver, .. } => (*deliver == fifo::Deliver::Fd, false),
-        Mechanism::UnixListener { .. }
-        | Mechanism::Tcp { .. }
-        | Mechanism::Udp { .. }
-        | Mechanism::Rpc { .. } => {
+        Mechanism::Rpc { endpoint, .. } => rpc::fd_need(endpoint, end),
+        Mechanism::UnixListener { .. } | Mechanism::Tcp { .. } | Mechanism::Udp { .. } => {
             let listening = end == End::Listen;
             (listening, listening)
         }
@@ -412,8 +410,9 @@ pub(crate) fn create(b: &mut dyn Build, channel: &ChannelPlan) -> Result<(), Lau
             transport,
             address,
             backlog,
+            endpoint,
             ..
-        } => rpc::create(b, *transport, address, *backlog),
+        } => rpc::create(b, *transport, address, *backlog, endpoint.shape),
     }
 }
 
@@ -556,6 +555,8 @@ pub enum EdgeOption {
     Endpoint,
     /// `max_connections`.
     MaxConnections,
+    /// `probe`.
+    Probe,
 }
 
 /// A default profile for the modules to start from.

@@ -917,6 +917,12 @@ fn check_options_apply(kind: Kind, traits: &Traits, input: &EdgeInput<'_>, sink:
             spec.max_connections.as_ref().map(|v| v.span()),
             "rpc edges",
         ),
+        (
+            EdgeOption::Probe,
+            "probe",
+            spec.probe.as_ref().map(|v| v.span()),
+            "rpc edges",
+        ),
     ];
     for (option, key, span, where_) in written {
         let Some(span) = span else { continue };

@@ -122,6 +122,15 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
                 "  instances  at most {max} at once; more connections wait in the backlog"
             );
         }
+        if let Some(probe) = &endpoint.probe {
+            let _ = writeln!(
+                out,
+                "  probe      {} every {}: {}",
+                probe.kind.as_str(),
+                Millis(probe.interval_ms),
+                probe.reason
+            );
+        }
     }
     match (channel.blocking, channel.capacity) {
         (true, Some(capacity)) => {

@@ -45,6 +45,9 @@ pub(crate) enum Token {
     Exit(Pid),
     /// The listener of a per-connection server (by process index).
     Accept(usize),
+    /// The readiness probe socket of an instance, watched for writing
+    /// (`true`) or reading.
+    Probe(usize, bool),
 }
 
 const KIND_SHIFT: u32 = 32;
@@ -61,6 +64,7 @@ impl Token {
             Token::Ready(i) => (5, i as u64),
             Token::Logs(stream) => (6, stream as u64),
             Token::Accept(i) => (7, i as u64),
+            Token::Probe(i, write) => (8, (i as u64) << 1 | u64::from(write)),
         };
         (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
     }
@@ -79,6 +83,7 @@ impl Token {
             6 if value == 0 => Token::Logs(Stream::Stdout),
             6 => Token::Logs(Stream::Stderr),
             7 => Token::Accept(index),
+            8 => Token::Probe(index >> 1, index & 1 == 1),
             _ => return None,
         })
     }
@@ -205,6 +210,8 @@ mod tests {
             Token::Logs(Stream::Stderr),
             Token::Exit(Pid::from_raw(4_194_304)),
             Token::Accept(3),
+            Token::Probe(5, true),
+            Token::Probe(6, false),
         ] {
             assert_eq!(Token::decode(token.encode()), Some(token));
         }

@@ -60,6 +60,10 @@ impl Runtime for LaunchedRuntime {
         })
     }
 
+    fn fill(&self, template: &str) -> Option<String> {
+        self.launched.values().fill(template).ok()
+    }
+
     fn pipe_fill(&self, channel: &str) -> Option<(u64, u64)> {
         let fd = self.launched.held_read_end(channel)?;
         crate::sys::pipe::fill(fd).ok()

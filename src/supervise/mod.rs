@@ -22,6 +22,7 @@ pub(crate) mod missing;
 pub(crate) mod notify;
 pub(crate) mod order;
 pub(crate) mod policy;
+mod probe;
 pub(crate) mod signal_edges;
 pub(crate) mod status;
 pub(crate) mod timers;
@@ -279,6 +280,11 @@ pub trait Runtime {
     fn pipe_fill(&self, _channel: &str) -> Option<(u64, u64)> {
         None
     }
+    /// `template` with the run's placeholders filled in (the address a
+    /// readiness probe reaches); `None` when the runtime has no values.
+    fn fill(&self, _template: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Where an instance is in its life.
@@ -529,6 +535,8 @@ struct Supervisor<'a, R: Runtime> {
     cycles: CycleWatch,
     /// Per-connection servers and their instances.
     connections: accept::Connections,
+    /// Readiness probes of server-bound endpoints ([`probe`]).
+    probes: probe::Probes,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -795,6 +803,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             signal_edges,
             cycles: CycleWatch::new(plan),
             connections: accept::Connections::default(),
+            probes: probe::Probes::new(plan),
         }
     }
 }
@@ -866,6 +875,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Timer => timer_ready = true,
                 Token::Notify => self.read_notify(),
                 Token::Ready(i) => self.read_ready_pipe(i),
+                Token::Probe(i, write) => self.probe_event(i, write),
                 Token::Logs(output) => self.logs_readable(output),
                 Token::Output(_) => {}
                 Token::Accept(i) => self.accept_connections(i),
@@ -1058,7 +1068,12 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
                 let process = &self.plan.processes[i];
                 let inst = &mut self.instances[i];
-                if process.ready == Readiness::Started {
+                // A server-bound server is ready once its endpoint is
+                // served, when someone waits for that.
+                let probed =
+                    self.probes.has(i) && ((inst.awaited && !inst.ready) || inst.signalled);
+                self.probes.spawned(i, probed);
+                if process.ready == Readiness::Started && !probed {
                     inst.ready = true;
                     inst.ready_now = true;
                     self.start_queue.changed(&self.graph, i);
@@ -1070,6 +1085,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                             generation: inst.generation,
                         },
                     );
+                }
+                if probed && process.ready == Readiness::Started {
+                    self.probe_gates(i);
                 }
                 // Dependants of an instance ready at spawn are candidates now,
                 // started by the pass that goes on after it (or the next).
@@ -1106,6 +1124,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         let name = self.plan.processes[i].name.clone();
         self.set_finished(i);
         self.close_ready_pipe(i);
+        self.stop_probe(i);
         let inst = &mut self.instances[i];
         if let Some(Ending::NotReady(_)) = inst.ending {
             // Its failure (not ready in time) is recorded; how it then died
@@ -1154,6 +1173,10 @@ impl<R: Runtime> Supervisor<'_, R> {
         if inst.ready_now || !matches!(inst.state, State::Running { .. }) {
             return;
         }
+        if self.probe_gates(i) {
+            return;
+        }
+        let inst = &mut self.instances[i];
         inst.ready_now = true;
         let first = !inst.ready;
         inst.ready = true;
@@ -1580,6 +1603,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         };
         self.read_ready_pipe(i);
         self.close_ready_pipe(i);
+        self.stop_probe(i);
         let name = self.plan.processes[i].name.clone();
         self.runtime.reaped(&name);
         let inst = &mut self.instances[i];
@@ -1701,6 +1725,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                     instance,
                     generation,
                 } => self.settle_over(instance, generation),
+                Deadline::Probe {
+                    instance,
+                    generation,
+                    attempt,
+                } => self.probe_due(instance, generation, attempt),
                 Deadline::Drain => {}
                 Deadline::CycleCheck => self.check_cycles(),
             }
@@ -1747,10 +1776,17 @@ impl<R: Runtime> Supervisor<'_, R> {
             return;
         }
         let process = &self.plan.processes[i];
-        let why = inst
+        let mut why = inst
             .ready_seen
             .why(&process.ready, process.ready_timeout_ms);
-        let seen = inst.ready_seen.seen(&process.ready);
+        let mut seen = inst.ready_seen.seen(&process.ready);
+        let address = self.probes.address_of(i, &*self.runtime);
+        if let Some(probe) = self.probes.why_not(i, address, process.ready_timeout_ms) {
+            // The declared readiness came, or was `started`: the probe is
+            // what did not.
+            why.clone_from(&probe);
+            seen = probe;
+        }
         let name = process.name.clone();
         self.message(&format!(
             "{name}: not ready within {}ms (ready = {}): {seen}",

@@ -235,6 +235,7 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
         deliver,
         endpoint,
         max_connections,
+        probe,
     } = &mut **rare;
     shift(duplex, o);
     shift(message_size, o);
@@ -252,6 +253,7 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
     shift(deliver, o);
     shift(endpoint, o);
     shift(max_connections, o);
+    shift(probe, o);
 }
 
 #[cfg(test)]

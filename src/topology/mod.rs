@@ -785,6 +785,10 @@ struct EdgeWire {
     /// further connections wait in the listen backlog.
     #[schemars(with = "Option<u32>", range(min = 1))]
     max_connections: Option<Spanned<u32>>,
+    /// How ipc-run knows a `server-bound` rpc server serves its endpoint:
+    /// `connect` or `grpc-health` (default: from `protocol`).
+    #[schemars(with = "Option<ProbeKind>")]
+    probe: Option<Spanned<ProbeKind>>,
 }
 
 /// One IPC edge between endpoints (`[[edge]]`; its keys are documented on
@@ -848,6 +852,8 @@ pub struct EdgeRare {
     pub endpoint: Option<Spanned<EndpointShape>>,
     /// `max_connections` as written.
     pub max_connections: Option<Spanned<u32>>,
+    /// `probe` as written.
+    pub probe: Option<Spanned<ProbeKind>>,
 }
 
 /// The rare keys of an edge that writes none.
@@ -868,6 +874,7 @@ static NO_RARE_KEYS: EdgeRare = EdgeRare {
     deliver: None,
     endpoint: None,
     max_connections: None,
+    probe: None,
 };
 
 impl std::ops::Deref for EdgeSpec {
@@ -922,6 +929,7 @@ impl From<EdgeWire> for EdgeSpec {
             deliver,
             endpoint,
             max_connections,
+            probe,
         } = wire;
         let rare = EdgeRare {
             duplex,
@@ -940,6 +948,7 @@ impl From<EdgeWire> for EdgeSpec {
             deliver,
             endpoint,
             max_connections,
+            probe,
         };
         let written = rare.duplex.is_some()
             || rare.message_size.is_some()
@@ -956,7 +965,8 @@ impl From<EdgeWire> for EdgeSpec {
             || rare.allow_remote.is_some()
             || rare.deliver.is_some()
             || rare.endpoint.is_some()
-            || rare.max_connections.is_some();
+            || rare.max_connections.is_some()
+            || rare.probe.is_some();
         EdgeSpec {
             from,
             to,
@@ -1116,6 +1126,27 @@ impl EndpointShape {
             EndpointShape::ServerBound => "server-bound",
             EndpointShape::Broker => "broker",
             EndpointShape::PerConnection => "per-connection",
+        }
+    }
+}
+
+/// How ipc-run knows that a `server-bound` rpc server serves its endpoint
+/// (`probe = …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    /// A connection to the address is accepted.
+    Connect,
+    /// `grpc.health.v1.Health/Check` over h2c answers `SERVING`.
+    GrpcHealth,
+}
+
+impl ProbeKind {
+    /// The spelling used in files and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Connect => "connect",
+            ProbeKind::GrpcHealth => "grpc-health",
         }
     }
 }

@@ -75,6 +75,14 @@ fn expected_output(name: &str, out: &[u8]) {
                 })
                 .collect::<Vec<_>>()
         ),
+        "grpc" => {
+            for i in 0..3 {
+                assert_eq!(
+                    lines_of(out, &format!("client#{i}")),
+                    [format!("client {i} got hello, client {i}")]
+                );
+            }
+        }
         "pipeline" => assert_eq!(text, "40951\n"),
         "request-reply" => {
             for i in 0..4 {
@@ -157,6 +165,14 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
         if name == "ring-languages" || name == "onc-rpc" {
             // Their commands name examples/ from the repository root.
             command.current_dir(MANIFEST_DIR);
+        }
+        if name == "grpc" {
+            // Its python3 is the one with grpcio, as its header says.
+            let python = stacks::python_with("grpc_health.v1.health");
+            let path = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![python.parent().unwrap().to_path_buf()];
+            dirs.extend(std::env::split_paths(&path));
+            command.env("PATH", std::env::join_paths(dirs).unwrap());
         }
         let result = if name == "stdin-filter" {
             command.stdin(Stdio::piped());
