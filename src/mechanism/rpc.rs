@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::PortSide;
+use super::dbus;
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape, address_with_port};
 use super::{BASE, EdgeOption, Peers, Profile};
 use crate::diagnostic::{Diagnostic, Label};
@@ -94,7 +95,7 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         cx.object(ObjectKind::UnixSocket, path.clone());
         (Transport::Unix, path)
     };
-    let endpoint = endpoint_shape(cx, &protocol);
+    let endpoint = endpoint_shape(cx, &protocol)?;
     Some(Shape::unbounded(Mechanism::Rpc {
         protocol,
         transport,
@@ -105,20 +106,46 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
 }
 
 /// The shape written as `endpoint`, else the one the protocol's servers
-/// expect.
-fn endpoint_shape(cx: &EdgeContext<'_>, _protocol: &str) -> Endpoint {
-    if let Some(written) = cx.spec.and_then(|s| s.endpoint.as_ref()) {
-        return Endpoint {
+/// expect. A `broker` is only for a protocol ipc-run can start a broker
+/// of (E0326); a `dbus` edge without `to` was given its broker (and this
+/// shape) by the planner before this pass (`plan::managed`).
+fn endpoint_shape(cx: &mut EdgeContext<'_>, protocol: &str) -> Option<Endpoint> {
+    let written = cx.spec.and_then(|s| s.endpoint.as_ref());
+    if let Some(written) = written.filter(|w| *w.get_ref() == EndpointShape::Broker) {
+        if protocol != dbus::PROTOCOL {
+            let span = written.span();
+            cx.report(
+                Diagnostic::error(
+                    "E0326",
+                    format!("ipc-run has no broker to start for protocol `{protocol}`"),
+                )
+                .with_label(Label::primary(span, "a broker edge"))
+                .with_help(
+                    "only `dbus` has one (a private dbus-daemon); declare the server as a process and name it in `to`",
+                ),
+            );
+            return None;
+        }
+        return Some(Endpoint {
+            shape: EndpointShape::Broker,
+            reason: Cow::Borrowed(dbus::BROKER_REASON),
+        });
+    }
+    if let Some(written) = written {
+        return Some(Endpoint {
             shape: *written.get_ref(),
             reason: Cow::Borrowed("`endpoint` named in the file"),
-        };
+        });
     }
-    Endpoint {
+    let reason = if protocol == dbus::PROTOCOL {
+        "the dbus-daemon named in `to` adopts the listener ipc-run binds (`<listen>systemd:</listen>`, LISTEN_FDS)"
+    } else {
+        "the server adopts the listener ipc-run binds (LISTEN_FDS, as under systemd socket activation)"
+    };
+    Some(Endpoint {
         shape: EndpointShape::Handover,
-        reason: Cow::Borrowed(
-            "the server adopts the listener ipc-run binds (LISTEN_FDS, as under systemd socket activation)",
-        ),
-    }
+        reason: Cow::Borrowed(reason),
+    })
 }
 
 /// A label such as `grpc` or `json-rpc`: letters, digits and `-_.+`.
@@ -150,18 +177,30 @@ pub(crate) fn describe(
     address: &str,
     port: &PortSide<'_>,
 ) -> Params {
-    let address = match transport {
-        Transport::Tcp => address_with_port(address, port.id),
-        Transport::Unix => address.to_owned(),
-    };
-    let mut url = String::with_capacity(address.len() + 16);
-    push_url(&mut url, protocol, transport, &address);
+    let (address, url) = address_and_url(protocol, transport, address, port.id);
     Params::Rpc {
         protocol: protocol.to_owned(),
         transport: transport.child(),
         address,
         url,
     }
+}
+
+/// The address clients reach (a kernel-chosen TCP port as `{port:ID}`)
+/// and the URL its protocol's frameworks expect.
+pub(crate) fn address_and_url(
+    protocol: &str,
+    transport: Transport,
+    address: &str,
+    id: &str,
+) -> (String, String) {
+    let address = match transport {
+        Transport::Tcp => address_with_port(address, id),
+        Transport::Unix => address.to_owned(),
+    };
+    let mut url = String::with_capacity(address.len() + 16);
+    push_url(&mut url, protocol, transport, &address);
+    (address, url)
 }
 
 /// The address in the form each framework expects.
@@ -187,10 +226,7 @@ fn push_url(out: &mut String, protocol: &str, transport: Transport, address: &st
         }
         "http" => write!(out, "http://{address}"),
         "dbus" if unix => write!(out, "unix:path={address}"),
-        "dbus" => {
-            let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
-            write!(out, "tcp:host={host},port={port}")
-        }
+        "dbus" => dbus::push_tcp_address(out, address),
         _ if unix => write!(out, "unix:{address}"),
         _ => write!(out, "tcp://{address}"),
     };
@@ -211,13 +247,19 @@ pub(crate) fn recheck(
 
 // ---- launch ----
 
-/// The server's listener: a Unix stream socket or a TCP listener.
+/// The server's listener: a Unix stream socket or a TCP listener; for a
+/// broker edge, first the broker's configuration (which fails, before
+/// anything of the channel exists, when the broker is not installed).
 pub(crate) fn create(
     b: &mut dyn Build,
     transport: Transport,
     address: &str,
     backlog: u32,
+    endpoint: &Endpoint,
 ) -> Result<(), LaunchError> {
+    if endpoint.shape == EndpointShape::Broker {
+        dbus::create_config(b, transport)?;
+    }
     match transport {
         Transport::Unix => super::unix_listener::create(b, SocketType::Stream, address, backlog),
         Transport::Tcp => super::tcp::create(b, address, backlog),

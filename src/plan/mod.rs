@@ -19,6 +19,7 @@
 mod edges;
 pub mod graph;
 pub mod import;
+pub(crate) mod managed;
 mod order;
 pub(crate) mod placeholders;
 mod processes;
@@ -75,6 +76,9 @@ pub fn plan_capped(
     max_instances: usize,
 ) -> Result<Planned, PlanError> {
     let mut sink = Sink::default();
+    // Processes ipc-run adds (a private bus's broker) enter as if written.
+    let (expanded, managed) = managed::add(topology, &mut sink);
+    let topology = expanded.as_ref().unwrap_or(topology);
     let processes = processes::resolve(topology, limits, max_instances, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
@@ -114,7 +118,7 @@ pub fn plan_capped(
         .exit_code_from
         .as_ref()
         .map(|n| n.get_ref().clone());
-    let plan = Plan {
+    let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         name,
         processes: instances,
@@ -126,6 +130,7 @@ pub fn plan_capped(
         warnings: sink.diagnostics.iter().map(PlanWarning::from).collect(),
         limits: limits.clone(),
     };
+    managed::finish(&mut plan, &managed);
     Ok(Planned {
         plan,
         warnings: sink.diagnostics,
