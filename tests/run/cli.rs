@@ -64,6 +64,11 @@ fn expected_output(name: &str, out: &[u8]) {
                 .collect();
             assert_eq!(sorted(lines_of(out, "alarms")), sorted(want));
         }
+        "dbus" => {
+            assert_eq!(lines_of(out, "shell-caller"), ["   hello, dbus-send"]);
+            assert_eq!(lines_of(out, "py-caller"), ["hello, jeepney"]);
+            assert_eq!(lines_of(out, "greeter"), ["greeter: answered 2 calls"]);
+        }
         "pipeline" => assert_eq!(text, "40951\n"),
         "request-reply" => {
             for i in 0..4 {
@@ -143,6 +148,10 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         let mut command = scratch.run_command(&file);
         command.current_dir(&scratch.dir);
+        if name == "dbus" {
+            // Its services use jeepney, from the test venv.
+            command.env("PATH", super::dbus::path_with_venv());
+        }
         if name == "ring-languages" {
             // Its commands name examples/ring/ from the repository root.
             command.current_dir(MANIFEST_DIR);
