@@ -106,26 +106,11 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
 }
 
 /// The shape written as `endpoint`, else the one the protocol's servers
-/// expect. A `broker` is only for a protocol ipc-run can start a broker
-/// of (E0326); a `dbus` edge without `to` was given its broker (and this
-/// shape) by the planner before this pass (`plan::managed`).
+/// expect. A `broker` edge was checked and given its broker (a `dbus`
+/// edge's dbus-daemon) before the passes, by `plan::managed`.
 fn endpoint_shape(cx: &mut EdgeContext<'_>, protocol: &str) -> Option<Endpoint> {
     let written = cx.spec.and_then(|s| s.endpoint.as_ref());
-    if let Some(written) = written.filter(|w| *w.get_ref() == EndpointShape::Broker) {
-        if protocol != dbus::PROTOCOL {
-            let span = written.span();
-            cx.report(
-                Diagnostic::error(
-                    "E0326",
-                    format!("ipc-run has no broker to start for protocol `{protocol}`"),
-                )
-                .with_label(Label::primary(span, "a broker edge"))
-                .with_help(
-                    "only `dbus` has one (a private dbus-daemon); declare the server as a process and name it in `to`",
-                ),
-            );
-            return None;
-        }
+    if written.is_some_and(|w| *w.get_ref() == EndpointShape::Broker) {
         return Some(Endpoint {
             shape: EndpointShape::Broker,
             reason: Cow::Borrowed(dbus::BROKER_REASON),

@@ -63,6 +63,21 @@ pub(super) fn add(topology: &Topology, sink: &mut Sink) -> (Option<Topology>, Ve
             .endpoint
             .as_ref()
             .filter(|e| *e.get_ref() == EndpointShape::Broker);
+        let protocol = edge.protocol.as_ref().map(|p| p.get_ref().as_str());
+        if let Some(written) = broker_written.filter(|_| protocol != Some(dbus::PROTOCOL)) {
+            let protocol = protocol.unwrap_or_default();
+            sink.push(
+                Diagnostic::error(
+                    "E0326",
+                    format!("ipc-run has no broker to start for protocol `{protocol}`"),
+                )
+                .with_label(Label::primary(written.span(), "a broker edge"))
+                .with_help(
+                    "only `dbus` has one (a private dbus-daemon); declare the server as a process and name it in `to`",
+                ),
+            );
+            continue;
+        }
         if let Some(written) = broker_written.filter(|_| !edge.to.get_ref().0.is_empty()) {
             sink.push(
                 Diagnostic::error("E0325", "a broker edge names no server in `to`")
