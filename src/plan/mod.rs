@@ -2,6 +2,9 @@
 //!
 //! It runs in passes that each add to one list of diagnostics:
 //!
+//! 0. [`managed`]: processes ipc-run adds on the topology's behalf (a
+//!    bus edge's broker) enter a copy of the topology as if written, and
+//!    are marked `managed` once the plan is made;
 //! 1. [`processes`]: names, argv, env, replicas, ports, signals, readiness;
 //! 2. [`edges`]: endpoints resolved to ports, ports used once, mechanisms
 //!    chosen or checked ([`select`]), host limits, named objects;
