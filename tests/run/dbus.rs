@@ -153,6 +153,34 @@ fn a_private_bus_over_tcp_serves_dbus_send_and_jeepney() {
 }
 
 #[test]
+fn the_broker_is_stopped_after_its_clients_and_their_status_is_the_runs() {
+    stacks::program("dbus-daemon", "dbus-daemon");
+    let mut scratch = Scratch::new("dbus-status");
+    let file = scratch.topology(
+        r#"
+[process.ok]
+shell = 'test -n "$DBUS_SESSION_BUS_ADDRESS"'
+[process.failing]
+shell = 'exit 7'
+[[edge]]
+name = "bus"
+from = ["ok", "failing"]
+traffic = "request"
+protocol = "dbus"
+"#,
+    );
+    let result = scratch.run(&file);
+    assert_eq!(result.code, 7, "{}", result.stderr);
+    assert!(result.stderr.contains("ok: exited 0"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("bus-broker: exited 0 (stopped)"),
+        "{}",
+        result.stderr
+    );
+    scratch.assert_left_nothing();
+}
+
+#[test]
 fn a_missing_dbus_daemon_is_a_launch_error_naming_its_package() {
     let mut scratch = Scratch::new("dbus-missing");
     let file = scratch.topology(
