@@ -95,7 +95,7 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         cx.object(ObjectKind::UnixSocket, path.clone());
         (Transport::Unix, path)
     };
-    let endpoint = endpoint_shape(cx, &protocol)?;
+    let endpoint = endpoint_shape(cx, &protocol);
     Some(Shape::unbounded(Mechanism::Rpc {
         protocol,
         transport,
@@ -108,29 +108,29 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
 /// The shape written as `endpoint`, else the one the protocol's servers
 /// expect. A `broker` edge was checked and given its broker (a `dbus`
 /// edge's dbus-daemon) before the passes, by `plan::managed`.
-fn endpoint_shape(cx: &mut EdgeContext<'_>, protocol: &str) -> Option<Endpoint> {
+fn endpoint_shape(cx: &EdgeContext<'_>, protocol: &str) -> Endpoint {
     let written = cx.spec.and_then(|s| s.endpoint.as_ref());
     if written.is_some_and(|w| *w.get_ref() == EndpointShape::Broker) {
-        return Some(Endpoint {
+        return Endpoint {
             shape: EndpointShape::Broker,
             reason: Cow::Borrowed(dbus::BROKER_REASON),
-        });
+        };
     }
     if let Some(written) = written {
-        return Some(Endpoint {
+        return Endpoint {
             shape: *written.get_ref(),
             reason: Cow::Borrowed("`endpoint` named in the file"),
-        });
+        };
     }
     let reason = if protocol == dbus::PROTOCOL {
         "the dbus-daemon named in `to` adopts the listener ipc-run binds (`<listen>systemd:</listen>`, LISTEN_FDS)"
     } else {
         "the server adopts the listener ipc-run binds (LISTEN_FDS, as under systemd socket activation)"
     };
-    Some(Endpoint {
+    Endpoint {
         shape: EndpointShape::Handover,
         reason: Cow::Borrowed(reason),
-    })
+    }
 }
 
 /// A label such as `grpc` or `json-rpc`: letters, digits and `-_.+`.
