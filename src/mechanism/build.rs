@@ -98,6 +98,8 @@ pub(crate) enum ConnectTarget {
 pub(crate) enum Named {
     /// A FIFO: its file name in the run directory.
     Fifo(String),
+    /// A regular file: its file name in the run directory.
+    File(String),
     /// A POSIX shared memory object.
     PosixShm(String),
     /// A POSIX message queue.

@@ -51,6 +51,7 @@ pub(crate) mod bench_cleanup;
 pub(crate) mod bench_kinds;
 pub(crate) mod bench_link;
 pub(crate) mod build;
+pub(crate) mod dbus;
 pub(crate) mod edge;
 pub(crate) mod error;
 pub mod fifo;
@@ -412,7 +413,7 @@ pub(crate) fn create(b: &mut dyn Build, channel: &ChannelPlan) -> Result<(), Lau
             backlog,
             endpoint,
             ..
-        } => rpc::create(b, *transport, address, *backlog, endpoint.shape),
+        } => rpc::create(b, *transport, address, *backlog, endpoint),
     }
 }
 

@@ -17,6 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::PortSide;
+use super::dbus;
 use super::edge::{EdgeContext, LISTEN_BACKLOG, Shape, address_with_port};
 use super::{BASE, EdgeOption, Peers, Profile};
 use crate::diagnostic::{Diagnostic, Label};
@@ -148,7 +149,8 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
 }
 
 /// The shape written as `endpoint`, else the one the protocol's servers
-/// expect.
+/// expect. A `broker` edge was checked and given its broker (a `dbus`
+/// edge's dbus-daemon) before the passes, by `plan::managed`.
 fn endpoint_shape(cx: &mut EdgeContext<'_>, protocol: &str) -> Endpoint {
     let max_connections = max_connections(cx);
     // No protocol defaults to per-connection: a process per connection
@@ -160,6 +162,7 @@ fn endpoint_shape(cx: &mut EdgeContext<'_>, protocol: &str) -> Endpoint {
             EndpointShape::PerConnection => {
                 "`endpoint` named in the file: ipc-run accepts, one instance per connection on fds 0 and 1 (inetd nowait, systemd Accept=yes)"
             }
+            EndpointShape::Broker => dbus::BROKER_REASON,
             _ => "`endpoint` named in the file",
         };
         (shape, reason)
@@ -167,6 +170,11 @@ fn endpoint_shape(cx: &mut EdgeContext<'_>, protocol: &str) -> Endpoint {
         (
             EndpointShape::ServerBound,
             "grpcio and the other common gRPC servers bind their own address (add_insecure_port) and cannot adopt an inherited listener; over Unix grpcio unlinks a socket file at its path",
+        )
+    } else if protocol == dbus::PROTOCOL {
+        (
+            EndpointShape::Handover,
+            "the dbus-daemon named in `to` adopts the listener ipc-run binds (`<listen>systemd:</listen>`, LISTEN_FDS)",
         )
     } else {
         (
@@ -299,18 +307,30 @@ pub(crate) fn describe(
     address: &str,
     port: &PortSide<'_>,
 ) -> Params {
-    let address = match transport {
-        Transport::Tcp => address_with_port(address, port.id),
-        Transport::Unix => address.to_owned(),
-    };
-    let mut url = String::with_capacity(address.len() + 16);
-    push_url(&mut url, protocol, transport, &address);
+    let (address, url) = address_and_url(protocol, transport, address, port.id);
     Params::Rpc {
         protocol: protocol.to_owned(),
         transport: transport.child(),
         address,
         url,
     }
+}
+
+/// The address clients reach (a kernel-chosen TCP port as `{port:ID}`)
+/// and the URL its protocol's frameworks expect.
+pub(crate) fn address_and_url(
+    protocol: &str,
+    transport: Transport,
+    address: &str,
+    id: &str,
+) -> (String, String) {
+    let address = match transport {
+        Transport::Tcp => address_with_port(address, id),
+        Transport::Unix => address.to_owned(),
+    };
+    let mut url = String::with_capacity(address.len() + 16);
+    push_url(&mut url, protocol, transport, &address);
+    (address, url)
 }
 
 /// The address in the form each framework expects.
@@ -336,10 +356,7 @@ fn push_url(out: &mut String, protocol: &str, transport: Transport, address: &st
         }
         "http" => write!(out, "http://{address}"),
         "dbus" if unix => write!(out, "unix:path={address}"),
-        "dbus" => {
-            let (host, port) = address.rsplit_once(':').unwrap_or((address, ""));
-            write!(out, "tcp:host={host},port={port}")
-        }
+        "dbus" => dbus::push_tcp_address(out, address),
         _ if unix => write!(out, "unix:{address}"),
         _ => write!(out, "tcp://{address}"),
     };
@@ -361,15 +378,20 @@ pub(crate) fn recheck(
 // ---- launch ----
 
 /// The server's listener: a Unix stream socket or a TCP listener; for a
-/// server-bound endpoint, only what keeps its address for the server.
+/// server-bound endpoint, only what keeps its address for the server; for a
+/// broker edge, first the broker's configuration (which fails, before
+/// anything of the channel exists, when the broker is not installed).
 pub(crate) fn create(
     b: &mut dyn Build,
     transport: Transport,
     address: &str,
     backlog: u32,
-    shape: EndpointShape,
+    endpoint: &Endpoint,
 ) -> Result<(), LaunchError> {
-    match (transport, shape) {
+    if endpoint.shape == EndpointShape::Broker {
+        dbus::create_config(b, transport)?;
+    }
+    match (transport, endpoint.shape) {
         (Transport::Unix, EndpointShape::ServerBound) => claim_socket_file(b, address),
         (Transport::Tcp, EndpointShape::ServerBound) => hold_port(b, address),
         (Transport::Unix, _) => {

@@ -2,6 +2,9 @@
 //!
 //! It runs in passes that each add to one list of diagnostics:
 //!
+//! 0. [`managed`]: processes ipc-run adds on the topology's behalf (a
+//!    bus edge's broker) enter a copy of the topology as if written, and
+//!    are marked `managed` once the plan is made;
 //! 1. [`processes`]: names, argv, env, replicas, ports, signals, readiness;
 //! 2. [`edges`]: endpoints resolved to ports, ports used once, mechanisms
 //!    chosen or checked ([`select`]), host limits, named objects;
@@ -19,6 +22,7 @@
 mod edges;
 pub mod graph;
 pub mod import;
+pub(crate) mod managed;
 mod order;
 pub(crate) mod placeholders;
 mod processes;
@@ -75,6 +79,9 @@ pub fn plan_capped(
     max_instances: usize,
 ) -> Result<Planned, PlanError> {
     let mut sink = Sink::default();
+    // Processes ipc-run adds (a private bus's broker) enter as if written.
+    let (expanded, managed) = managed::add(topology, &mut sink);
+    let topology = expanded.as_ref().unwrap_or(topology);
     let processes = processes::resolve(topology, limits, max_instances, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
@@ -114,7 +121,7 @@ pub fn plan_capped(
         .exit_code_from
         .as_ref()
         .map(|n| n.get_ref().clone());
-    let plan = Plan {
+    let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         name,
         processes: instances,
@@ -126,6 +133,7 @@ pub fn plan_capped(
         warnings: sink.diagnostics.iter().map(PlanWarning::from).collect(),
         limits: limits.clone(),
     };
+    managed::finish(&mut plan, &managed);
     Ok(Planned {
         plan,
         warnings: sink.diagnostics,

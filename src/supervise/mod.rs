@@ -500,6 +500,10 @@ struct Supervisor<'a, R: Runtime> {
     stop_sequence: Vec<usize>,
     /// How many instances are finished for good.
     finished: usize,
+    /// How many instances ipc-run did not add itself (not `managed`) are
+    /// not finished yet: at zero, the managed ones (a private bus) have
+    /// no one left to serve and are stopped.
+    declared_left: usize,
     by_pid: HashMap<Pid, usize>,
     /// A pidfd per running process, registered in `events` as
     /// [`Token::Exit`]: epoll's ready list keeps the order in which exits
@@ -778,6 +782,11 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             start_queue,
             stop_sequence,
             finished: 0,
+            declared_left: plan
+                .processes
+                .iter()
+                .filter(|p| p.managed.is_none())
+                .count(),
             by_pid: HashMap::new(),
             pidfds: HashMap::new(),
             events,
@@ -822,6 +831,13 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// `replicas = 1` is written out.
     fn is_followed(&self, i: usize) -> bool {
         self.plan.exit_code_from.as_deref() == Some(self.plan.processes[i].process.as_ref())
+    }
+
+    /// True once every declared instance is finished for good while a
+    /// managed one (a broker) is not: the run is over, and the managed
+    /// ones are stopped like a shutdown stops anything.
+    fn only_managed_left(&self) -> bool {
+        self.declared_left == 0 && !self.all_finished()
     }
 
     /// True once every instance is finished for good.
@@ -1145,7 +1161,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.runtime.release_ends_of(&name);
         // Senders waiting for it now fail to start, rather than wait forever.
         self.start_waiting_senders(i);
-        if self.is_followed(i) {
+        if self.is_followed(i) || self.only_managed_left() {
             self.begin_shutdown();
         }
         self.advance_shutdown();
@@ -1160,6 +1176,9 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
         self.instances[i].state = State::Finished;
         self.finished += 1;
+        if self.plan.processes[i].managed.is_none() {
+            self.declared_left -= 1;
+        }
         self.start_queue.changed(&self.graph, i);
         if let Some(shutdown) = &mut self.shutdown {
             shutdown.levels.finished(&self.graph, i);

@@ -721,6 +721,9 @@ struct EdgeWire {
     #[schemars(with = "OneOrMany")]
     from: Spanned<EndpointList>,
     /// The reader(s) / receiver(s) / server(s): `process`, `process.port`, `@stdout`, `@external`.
+    /// Left out only on a `dbus` edge whose endpoints are all clients of a
+    /// private bus ipc-run starts.
+    #[serde(default = "no_endpoints")]
     #[schemars(with = "OneOrMany")]
     to: Spanned<EndpointList>,
     /// A name for the edge, used in object names and the plan (default `eN`).
@@ -989,6 +992,11 @@ impl JsonSchema for EdgeSpec {
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         EdgeWire::json_schema(generator)
     }
+}
+
+/// An empty side: `to` left out (a bus edge), pointed at by no span.
+fn no_endpoints() -> Spanned<EndpointList> {
+    Spanned::new(0..0, EndpointList::default())
 }
 
 /// One endpoint or a list of them, as written in `from`/`to`.

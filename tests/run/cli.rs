@@ -83,6 +83,11 @@ fn expected_output(name: &str, out: &[u8]) {
                 );
             }
         }
+        "dbus" => {
+            assert_eq!(lines_of(out, "shell-caller"), ["   hello, dbus-send"]);
+            assert_eq!(lines_of(out, "py-caller"), ["hello, jeepney"]);
+            assert_eq!(lines_of(out, "greeter"), ["greeter: answered 2 calls"]);
+        }
         "pipeline" => assert_eq!(text, "40951\n"),
         "request-reply" => {
             for i in 0..4 {
@@ -162,17 +167,19 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         let mut command = scratch.run_command(&file);
         command.current_dir(&scratch.dir);
+        if name == "dbus" {
+            // Its services use jeepney, from the test venv.
+            stacks::python_with("jeepney");
+            command.env("PATH", stacks::path_with_venv());
+        }
         if name == "ring-languages" || name == "onc-rpc" {
             // Their commands name examples/ from the repository root.
             command.current_dir(MANIFEST_DIR);
         }
         if name == "grpc" {
             // Its python3 is the one with grpcio, as its header says.
-            let python = stacks::python_with("grpc_health.v1.health");
-            let path = std::env::var_os("PATH").unwrap_or_default();
-            let mut dirs = vec![python.parent().unwrap().to_path_buf()];
-            dirs.extend(std::env::split_paths(&path));
-            command.env("PATH", std::env::join_paths(dirs).unwrap());
+            stacks::python_with("grpc_health.v1.health");
+            command.env("PATH", stacks::path_with_venv());
         }
         let result = if name == "stdin-filter" {
             command.stdin(Stdio::piped());

@@ -6,6 +6,7 @@
 mod support;
 
 mod cli;
+mod dbus;
 mod grpc;
 mod hardening;
 mod onc;

@@ -41,3 +41,13 @@ pub fn program(name: &str, package: &str) -> PathBuf {
         panic!("`{name}` is not installed: apt install {package} (scripts/test.sh does)")
     })
 }
+
+/// `PATH` with the venv's `bin` first: what a shipped topology's
+/// `python3` (or `gunicorn`) finds, as its header says.
+pub fn path_with_venv() -> PathBuf {
+    let mut dirs = vec![venv().join("bin")];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    PathBuf::from(std::env::join_paths(dirs).unwrap())
+}
