@@ -64,6 +64,13 @@ fn expected_output(name: &str, out: &[u8]) {
                 .collect();
             assert_eq!(sorted(lines_of(out, "alarms")), sorted(want));
         }
+        "http-gunicorn" => assert_eq!(
+            lines_of(out, "client"),
+            [
+                r#"{"jsonrpc": "2.0", "id": 1, "result": 6}"#,
+                r#"{"jsonrpc": "2.0", "id": 2, "result": ["over", "tcp"]}"#
+            ]
+        ),
         "pipeline" => assert_eq!(text, "40951\n"),
         "request-reply" => {
             for i in 0..4 {
@@ -146,6 +153,15 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
         if name == "ring-languages" {
             // Its commands name examples/ring/ from the repository root.
             command.current_dir(MANIFEST_DIR);
+        }
+        if name == "http-gunicorn" {
+            // gunicorn from the test venv's bin; the app in examples/http/.
+            stacks::python_with("gunicorn");
+            let path = std::env::join_paths(std::iter::once(stacks::venv().join("bin")).chain(
+                std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+            ))
+            .unwrap();
+            command.current_dir(MANIFEST_DIR).env("PATH", path);
         }
         let result = if name == "stdin-filter" {
             command.stdin(Stdio::piped());
