@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::mechanism::Mechanism;
+
 /// The machine, for the output's header.
 #[derive(Debug, Clone, Serialize)]
 pub struct Host {
@@ -154,6 +156,11 @@ pub struct Report {
     pub records: Vec<Record>,
 }
 
+/// The row of unary calls over an rpc edge's listener.
+fn rpc() -> &'static str {
+    Mechanism::Rpc.name()
+}
+
 /// The mechanism whose round trips the `rpc` row is read against: the
 /// raw socket beneath an rpc edge's Unix listener.
 const RPC_BENEATH: &str = "unix-stream";
@@ -169,16 +176,16 @@ pub fn rpc_ratios(records: &[Record]) -> Vec<Record> {
     };
     records
         .iter()
-        .filter(|r| r.mechanism == "rpc" && r.metric == Metric::RoundTripP50)
-        .filter_map(|rpc| {
-            let raw = p50(RPC_BENEATH, rpc.size)?.value.filter(|v| *v > 0.0)?;
-            let ratio = rpc.value? / raw;
+        .filter(|r| r.mechanism == rpc() && r.metric == Metric::RoundTripP50)
+        .filter_map(|call| {
+            let raw = p50(RPC_BENEATH, call.size)?.value.filter(|v| *v > 0.0)?;
+            let ratio = call.value? / raw;
             Some(Record::value(
-                "rpc",
-                rpc.size,
+                rpc(),
+                call.size,
                 Metric::RoundTripP50Ratio,
                 ratio,
-                rpc.samples,
+                call.samples,
             ))
         })
         .collect()
@@ -393,7 +400,7 @@ impl Report {
                 out,
                 "{:>8}  rpc {} us, {RPC_BENEATH} {} us: {:.2}x",
                 size_label(r.size),
-                value("rpc"),
+                value(rpc()),
                 value(RPC_BENEATH),
                 r.value.unwrap_or_default()
             );

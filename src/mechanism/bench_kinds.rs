@@ -87,7 +87,6 @@ impl Mechanism {
             Mechanism::UnixStream => "unix-stream",
             Mechanism::ShmRing => "shm-ring",
             Mechanism::PipeSized => "pipe-sized",
-            Mechanism::Rpc => "rpc",
             other => other.kind().as_str(),
         }
     }
