@@ -101,6 +101,9 @@ struct Served {
 /// adopted, nothing of its own), and the workers it booted answered.
 fn served(live: &mut Live) -> Served {
     live.wait_for_count("port ", 1);
+    // A worker's boot line may be relayed after its first answer: the two
+    // streams are relayed independently.
+    wait_for_stderr_count(live, "Booting worker with pid: ", 2);
     let url = live
         .stdout
         .iter()
@@ -154,6 +157,26 @@ fn served(live: &mut Live) -> Served {
     }
 }
 
+/// Waits up to `limit` until none of `pids` is a live gunicorn process
+/// (gone, or a zombie); returns those still running. The support module's
+/// `wait_dead` knows only the probes' and coreutils' process names, and
+/// would take a gunicorn process for someone else's.
+fn wait_gone(pids: &[i32], limit: Duration) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    let running = |pid: i32| {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        let ours = comm.starts_with("python") || comm.starts_with("gunicorn");
+        ours && matches!(state_of(pid), Some(s) if s != 'Z')
+    };
+    loop {
+        let left: Vec<i32> = pids.iter().copied().filter(|&p| running(p)).collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The parent pid of a live process.
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -166,7 +189,7 @@ fn parent_of(pid: i32) -> Option<i32> {
 fn assert_nothing_left(scratch: &Scratch, served: &Served, home: &Path, tmp: &Path) {
     let mut pids: Vec<i32> = served.workers.iter().copied().collect();
     pids.push(served.master);
-    assert_eq!(wait_dead(&pids, Duration::from_secs(10)), Vec::<i32>::new());
+    assert_eq!(wait_gone(&pids, Duration::from_secs(10)), Vec::<i32>::new());
     assert!(!tcp_listening(served.tcp_port), "port {}", served.tcp_port);
     scratch.assert_left_nothing();
     for dir in [home, tmp] {
@@ -229,7 +252,7 @@ fn after_sigkill_of_ipc_run_and_clean_no_gunicorn_process_or_file_is_left() {
     // The master dies with ipc-run (parent-death signal); its workers
     // may outlive it until `clean` kills the run's process groups.
     assert_eq!(
-        wait_dead(&[served.master], Duration::from_secs(10)),
+        wait_gone(&[served.master], Duration::from_secs(10)),
         Vec::<i32>::new()
     );
     let (code, stdout, stderr) = clean_root(&scratch.runtime());
@@ -274,4 +297,129 @@ fn an_app_that_fails_to_import_fails_the_run_before_any_client_starts() {
     );
     assert_eq!(lines_of(&result.stdout, "client"), Vec::<String>::new());
     scratch.assert_left_nothing();
+}
+
+/// Waits until `count` stderr lines contain `text`.
+fn wait_for_stderr_count(live: &mut Live, text: &str, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while live.stderr.iter().filter(|l| l.contains(text)).count() < count {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match live.lines.recv_timeout(left) {
+            Ok(line) => live.take(line),
+            Err(_) => {
+                live.kill();
+                panic!("never saw {count} x {text:?}: {:?}", live.stderr)
+            }
+        }
+    }
+}
+
+/// One JSON-RPC `worker` call over the Unix socket at `path`, HTTP/1.0 by
+/// hand: the pid of the worker that answered.
+fn worker_over(path: &Path) -> i32 {
+    use std::io::{Read, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    let body = r#"{"jsonrpc": "2.0", "id": 1, "method": "worker"}"#;
+    write!(
+        stream,
+        "POST / HTTP/1.0\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (_, json) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("{response}"));
+    let answer: Value = serde_json::from_str(json).unwrap();
+    answer["result"].as_i64().unwrap() as i32
+}
+
+/// The pid in the last `Listening at: ... (PID)` line of gunicorn's log.
+fn last_master(live: &Live) -> i32 {
+    let line = live
+        .stderr
+        .iter()
+        .rfind(|l| l.contains("Listening at: "))
+        .unwrap();
+    line.rsplit_once('(')
+        .and_then(|(_, pid)| pid.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no master pid in {line}"))
+}
+
+#[test]
+fn a_restarted_gunicorn_serves_on_the_same_listener_and_its_old_workers_leave() {
+    let (mut scratch, home, tmp) = scratch_with_home("http-gunicorn-restart");
+    let python = stacks::python_with("gunicorn");
+    let app_dir = Path::new(MANIFEST_DIR).join("examples/http");
+    let file = scratch.topology(&format!(
+        r#"
+[process.api]
+cmd = ["{python}", "-m", "gunicorn", "--chdir", "{app_dir}", "--workers", "2",
+       "--timeout", "4", "--graceful-timeout", "3", "--no-control-socket", "jsonrpc_app:app"]
+restart = "on-failure"
+
+[process.client]
+cmd = ["sleep", "600"]
+
+[[edge]]
+name = "local"
+from = "client"
+to = "api"
+traffic = "request"
+protocol = "http"
+"#,
+        python = python.display(),
+        app_dir = app_dir.display(),
+    ));
+    let mut command = scratch.run_command(&file);
+    command.env("HOME", &home).env("TMPDIR", &tmp);
+    let mut live = Live::start(command);
+    wait_for_stderr_count(&mut live, "Booting worker with pid: ", 2);
+    let socket = scratch.first_run_dir().join("local.sock");
+    let first = last_master(&live);
+    let old_workers = numbers_after(&live.stderr.join("\n"), "Booting worker with pid: ");
+    assert!(old_workers.contains(&worker_over(&socket)));
+
+    // The master dies without a word: ipc-run restarts it on the listener
+    // it holds (LISTEN_PID the new pid). The old workers, in the dead
+    // leader's group, go on accepting until their next wake-up (at most
+    // `--timeout` / 2 = 2 s) sees their parent changed; then they exit.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    wait_for_stderr_count(&mut live, "Booting worker with pid: ", 4);
+    let second = last_master(&live);
+    assert_ne!(first, second);
+    assert_eq!(
+        wait_gone(&old_workers, Duration::from_secs(10)),
+        Vec::<i32>::new()
+    );
+    let all_workers = numbers_after(&live.stderr.join("\n"), "Booting worker with pid: ");
+    let answered = worker_over(&socket);
+    assert!(
+        all_workers[2..].contains(&answered),
+        "{answered} {all_workers:?}: {:#?}",
+        live.stderr
+    );
+
+    live.signal(Signal::SIGTERM);
+    let result = live.finish();
+    assert_eq!(result.code, 143, "{}", result.stderr);
+    assert!(
+        summary_line(&result.stderr, "api").contains("restarts 1"),
+        "{}",
+        result.stderr
+    );
+    let mut pids = all_workers;
+    pids.push(second);
+    assert_eq!(wait_gone(&pids, Duration::from_secs(10)), Vec::<i32>::new());
+    scratch.assert_left_nothing();
+    for dir in [&home, &tmp] {
+        assert_eq!(
+            std::fs::read_dir(dir).unwrap().count(),
+            0,
+            "{}",
+            dir.display()
+        );
+    }
 }
