@@ -106,11 +106,19 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
 
 /// The shape written as `endpoint`, else the one the protocol's servers
 /// expect.
-fn endpoint_shape(cx: &EdgeContext<'_>, _protocol: &str) -> Endpoint {
+fn endpoint_shape(cx: &EdgeContext<'_>, protocol: &str) -> Endpoint {
     if let Some(written) = cx.spec.and_then(|s| s.endpoint.as_ref()) {
         return Endpoint {
             shape: *written.get_ref(),
             reason: Cow::Borrowed("`endpoint` named in the file"),
+        };
+    }
+    if protocol == "http" {
+        return Endpoint {
+            shape: EndpointShape::Handover,
+            reason: Cow::Borrowed(
+                "HTTP servers adopt an inherited listener (gunicorn reads LISTEN_FDS itself, as under systemd socket activation)",
+            ),
         };
     }
     Endpoint {
