@@ -157,6 +157,7 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
         if name == "http-gunicorn" {
             // gunicorn from the test venv's bin; the app in examples/http/.
             stacks::python_with("gunicorn");
+            stacks::program("curl", "curl");
             let path = std::env::join_paths(std::iter::once(stacks::venv().join("bin")).chain(
                 std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
             ))
