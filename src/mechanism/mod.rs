@@ -50,6 +50,7 @@ use crate::topology::{MechanismName, Traffic};
 pub(crate) mod bench_cleanup;
 pub(crate) mod bench_kinds;
 pub(crate) mod bench_link;
+pub(crate) mod bench_rpc;
 pub(crate) mod build;
 pub(crate) mod dbus;
 pub(crate) mod edge;
@@ -430,7 +431,8 @@ pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
         Kind::SysvMq => sysv_mq::bench_parent(b),
         Kind::PosixShm => posix_shm::bench_parent(b),
         Kind::Signal => signal::bench_parent(b),
-        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem | Kind::Rpc) => {
+        Kind::Rpc => bench_rpc::bench_parent(b),
+        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem) => {
             Err(not_benched(kind))
         }
     }
@@ -449,7 +451,8 @@ pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
         Kind::SysvMq => sysv_mq::bench_peer(p),
         Kind::PosixShm => posix_shm::bench_peer(p),
         Kind::Signal => signal::bench_peer(p),
-        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem | Kind::Rpc) => {
+        Kind::Rpc => bench_rpc::bench_peer(p),
+        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem) => {
             Err(not_benched(kind))
         }
     }

@@ -171,6 +171,11 @@ fn endpoint_shape(cx: &mut EdgeContext<'_>, protocol: &str) -> Endpoint {
             EndpointShape::ServerBound,
             "grpcio and the other common gRPC servers bind their own address (add_insecure_port) and cannot adopt an inherited listener; over Unix grpcio unlinks a socket file at its path",
         )
+    } else if protocol == "http" {
+        (
+            EndpointShape::Handover,
+            "HTTP servers adopt an inherited listener (gunicorn reads LISTEN_FDS itself, as under systemd socket activation)",
+        )
     } else if protocol == dbus::PROTOCOL {
         (
             EndpointShape::Handover,

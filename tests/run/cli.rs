@@ -88,6 +88,13 @@ fn expected_output(name: &str, out: &[u8]) {
             assert_eq!(lines_of(out, "py-caller"), ["hello, jeepney"]);
             assert_eq!(lines_of(out, "greeter"), ["greeter: answered 2 calls"]);
         }
+        "http-gunicorn" => assert_eq!(
+            lines_of(out, "client"),
+            [
+                r#"{"jsonrpc": "2.0", "id": 1, "result": 6}"#,
+                r#"{"jsonrpc": "2.0", "id": 2, "result": ["over", "tcp"]}"#
+            ]
+        ),
         "pipeline" => assert_eq!(text, "40951\n"),
         "request-reply" => {
             for i in 0..4 {
@@ -180,6 +187,14 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
             // Its python3 is the one with grpcio, as its header says.
             stacks::python_with("grpc_health.v1.health");
             command.env("PATH", stacks::path_with_venv());
+        }
+        if name == "http-gunicorn" {
+            // gunicorn from the test venv's bin; the app in examples/http/.
+            stacks::python_with("gunicorn");
+            stacks::program("curl", "curl");
+            command
+                .current_dir(MANIFEST_DIR)
+                .env("PATH", stacks::path_with_venv());
         }
         let result = if name == "stdin-filter" {
             command.stdin(Stdio::piped());

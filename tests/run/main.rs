@@ -1,6 +1,7 @@
 //! `ipc-run run` and supervision with real processes: the CLI run, the
 //! supervisor (each case in a runner process of its own, signals being
-//! process-wide), signal edges, users, and the ring from every language.
+//! process-wide), signal edges, users, the ring from every language, and
+//! HTTP/JSON-RPC served by gunicorn.
 
 #[path = "../support/mod.rs"]
 mod support;
@@ -9,6 +10,7 @@ mod cli;
 mod dbus;
 mod grpc;
 mod hardening;
+mod http;
 mod onc;
 mod ring;
 mod ring_languages;
