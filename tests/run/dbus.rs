@@ -4,7 +4,7 @@
 //! missing `dbus-daemon` is a launch error naming its package; after a
 //! SIGKILL of ipc-run, `ipc-run clean` leaves no daemon and no file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 

@@ -157,26 +157,6 @@ fn served(live: &mut Live) -> Served {
     }
 }
 
-/// Waits up to `limit` until none of `pids` is a live gunicorn process
-/// (gone, or a zombie); returns those still running. The support module's
-/// `wait_dead` knows only the probes' and coreutils' process names, and
-/// would take a gunicorn process for someone else's.
-fn wait_gone(pids: &[i32], limit: Duration) -> Vec<i32> {
-    let deadline = std::time::Instant::now() + limit;
-    let running = |pid: i32| {
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        let ours = comm.starts_with("python") || comm.starts_with("gunicorn");
-        ours && matches!(state_of(pid), Some(s) if s != 'Z')
-    };
-    loop {
-        let left: Vec<i32> = pids.iter().copied().filter(|&p| running(p)).collect();
-        if left.is_empty() || std::time::Instant::now() > deadline {
-            return left;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// The parent pid of a live process.
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -189,7 +169,7 @@ fn parent_of(pid: i32) -> Option<i32> {
 fn assert_nothing_left(scratch: &Scratch, served: &Served, home: &Path, tmp: &Path) {
     let mut pids: Vec<i32> = served.workers.iter().copied().collect();
     pids.push(served.master);
-    assert_eq!(wait_gone(&pids, Duration::from_secs(10)), Vec::<i32>::new());
+    assert_eq!(wait_dead(&pids, Duration::from_secs(10)), Vec::<i32>::new());
     assert!(!tcp_listening(served.tcp_port), "port {}", served.tcp_port);
     scratch.assert_left_nothing();
     for dir in [home, tmp] {
@@ -252,7 +232,7 @@ fn after_sigkill_of_ipc_run_and_clean_no_gunicorn_process_or_file_is_left() {
     // The master dies with ipc-run (parent-death signal); its workers
     // may outlive it until `clean` kills the run's process groups.
     assert_eq!(
-        wait_gone(&[served.master], Duration::from_secs(10)),
+        wait_dead(&[served.master], Duration::from_secs(10)),
         Vec::<i32>::new()
     );
     let (code, stdout, stderr) = clean_root(&scratch.runtime());
@@ -391,7 +371,7 @@ protocol = "http"
     let second = last_master(&live);
     assert_ne!(first, second);
     assert_eq!(
-        wait_gone(&old_workers, Duration::from_secs(10)),
+        wait_dead(&old_workers, Duration::from_secs(10)),
         Vec::<i32>::new()
     );
     let all_workers = numbers_after(&live.stderr.join("\n"), "Booting worker with pid: ");
@@ -412,7 +392,7 @@ protocol = "http"
     );
     let mut pids = all_workers;
     pids.push(second);
-    assert_eq!(wait_gone(&pids, Duration::from_secs(10)), Vec::<i32>::new());
+    assert_eq!(wait_dead(&pids, Duration::from_secs(10)), Vec::<i32>::new());
     scratch.assert_left_nothing();
     for dir in [&home, &tmp] {
         assert_eq!(

@@ -677,11 +677,21 @@ pub fn socket_table_has(files: &[&str], port: u16, state: Option<&str>) -> bool 
 
 /// The state letter of `pid` if it is still one of our processes (running
 /// or a zombie); `None` once it is gone.
+///
+/// Ours means started under some ipc-run: every child of a run, and what
+/// those start (gunicorn's workers, an mpirun's ranks), has `IPC_RUN_ID` in
+/// its environment; a pid recycled by an unrelated process has not. A
+/// zombie's environment is gone, so a zombie counts whatever it was.
 pub fn process_state(pid: i32) -> Option<char> {
-    // A recycled pid belongs to someone else.
-    let ours = ["ipc-run-probe", "sh", "sleep", "yes", "head", "seq"];
-    comm_of(pid).filter(|comm| ours.contains(&comm.as_str()))?;
-    state_of(pid)
+    let state = state_of(pid)?;
+    if state == 'Z' {
+        return Some(state);
+    }
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let ours = environ
+        .split(|&byte| byte == 0)
+        .any(|var| var.starts_with(b"IPC_RUN_ID="));
+    ours.then_some(state)
 }
 
 /// The state letter of any process `pid` (`R`, `S`, `Z`, ...), from
