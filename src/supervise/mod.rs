@@ -1460,6 +1460,19 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// is reserved for a signal sender) and handles its exit.
     fn reap_tracked(&mut self, pid: Pid) {
         let reserved = self.signal_edges.is_reserved(pid);
+        // What is left of its process group goes with it, as systemd's
+        // control-group kill mode and docker do: a restarted server must not
+        // meet its predecessor's workers on the same listener. Now, while
+        // the leader is an unreaped zombie, the group id is still its own.
+        if matches!(
+            waitid(
+                Id::Pid(pid),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            ),
+            Ok(status) if status.pid().is_some()
+        ) {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
         let status = if reserved {
             waitid(
                 Id::Pid(pid),

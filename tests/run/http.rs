@@ -364,8 +364,7 @@ protocol = "http"
 
     // The master dies without a word: ipc-run restarts it on the listener
     // it holds (LISTEN_PID the new pid). The old workers, in the dead
-    // leader's group, go on accepting until their next wake-up (at most
-    // `--timeout` / 2 = 2 s) sees their parent changed; then they exit.
+    // leader's group, are killed with it before the restart.
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(first), Signal::SIGKILL).unwrap();
     wait_for_stderr_count(&mut live, "Booting worker with pid: ", 4);
     let second = last_master(&live);
