@@ -205,6 +205,11 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
         rare,
     } = edge;
     for list in [from, to] {
+        // A `to` left out (a bus edge) has no place in the text: its empty
+        // span stays where the whole-file parse puts it.
+        if list.span() == (0..0) {
+            continue;
+        }
         let mut whole = moved(
             std::mem::replace(list, Spanned::new(0..0, EndpointList::default())),
             o,

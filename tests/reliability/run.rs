@@ -429,14 +429,16 @@ fn f11_pid1_of_a_pid_namespace_stops_gracefully_and_reaps_orphans() {
         return;
     }
     let mut scratch = Scratch::new("f11");
-    // `orphaner` leaves a `sleep` behind: reparented to ipc-run (the
-    // namespace's init), which must reap it when it exits.
+    // `orphaner` leaves a `sleep` behind, in a session of its own (what
+    // is left in the group of an exited process is killed with it):
+    // reparented to ipc-run (the namespace's init), which must reap it
+    // when it exits.
     let file = scratch.topology(
         r#"
 [process.server]
 cmd = ["PROBE", "block", "15", "--", "println", "up", "--", "wait-signal", "15"]
 [process.orphaner]
-shell = "sleep 2 & echo spawned; exit 0"
+shell = "setsid sleep 2 & echo spawned; exit 0"
 "#,
     );
     let mut live = Live::start(scratch.wrapped_command(&wrapper, &file));
