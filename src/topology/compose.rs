@@ -448,8 +448,10 @@ impl Loader<'_> {
                 let span = entry.span();
                 let dir = &self.dirs[sources.file_of(span.start)];
                 let joined = dir.join(entry.get_ref());
+                self.check_env_file(&joined, span.clone())?;
+                // Absolute in the plan, so `run --plan` finds it from
+                // anywhere; shown as written in diagnostics.
                 let path = std::path::absolute(&joined).unwrap_or(joined);
-                self.check_env_file(&path, span.clone())?;
                 resolved.push(Spanned::new(span, path.display().to_string()));
             }
             spec.env_file = resolved;
@@ -479,7 +481,7 @@ impl Loader<'_> {
                     format!("env file `{}` has a bad line", path.display()),
                 )
                 .with_label(Label::primary(span.clone(), "named here"))
-                .with_note(format!("line {}: {}", bad.line, bad.reason))
+                .with_note(format!("{}:{}: {}", path.display(), bad.line, bad.reason))
                 .with_help("each line is `KEY=VALUE`, a `# comment` or blank"),
             )
         })?;
