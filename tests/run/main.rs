@@ -6,6 +6,7 @@
 mod support;
 
 mod cli;
+mod compose;
 mod hardening;
 mod ring;
 mod ring_languages;
