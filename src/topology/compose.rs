@@ -488,3 +488,78 @@ impl Loader<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file without `include`, `profiles` or `env_file` means the same
+    /// composed as parsed plainly: every shipped topology and every corpus
+    /// file that parses.
+    #[test]
+    fn composing_a_plain_file_changes_nothing() {
+        let mut compared = 0;
+        for dir in ["topologies", "tests/invalid"] {
+            let mut paths: Vec<_> = std::fs::read_dir(dir)
+                .expect("corpus")
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect();
+            paths.sort();
+            for path in paths {
+                let Ok(text) = std::fs::read_to_string(&path) else {
+                    continue;
+                };
+                // What the uncomposed path reads (`${` in a `shell` script
+                // included: it is composed now, and must read the same).
+                let Ok(mut plain) = classify::from_str::<TopologyFile>(&text) else {
+                    continue;
+                };
+                plain.fill_endpoint_spans();
+                if ["include", "profiles", "env_file"]
+                    .iter()
+                    .any(|word| text.contains(word))
+                {
+                    continue;
+                }
+                let composed = match load(&path, text, u64::MAX, &ComposeOptions::default()) {
+                    Ok(composed) => composed,
+                    // The interpolation corpus: refused by design.
+                    Err(_) if path.to_string_lossy().contains("/E001") => continue,
+                    Err(error) => panic!("{}: {error:?}", path.display()),
+                };
+                assert_eq!(
+                    format!("{:?}", composed.file),
+                    format!("{plain:?}"),
+                    "{}",
+                    path.display()
+                );
+                compared += 1;
+            }
+        }
+        assert!(compared > 50, "only {compared} files compared");
+    }
+
+    /// Endpoint spans of an included file point into its own text, moved
+    /// to where it is in the joined text.
+    #[test]
+    fn included_spans_point_into_their_file() {
+        let dir = std::env::temp_dir().join(format!("ipc-run-compose-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("inc.toml"),
+            "[process.b]\ncmd = [\"y\"]\n[[edge]]\nfrom = \"a.out\"\nto = \"b.in\"\n",
+        )
+        .unwrap();
+        let root = dir.join("root.toml");
+        let text = "include = [\"inc.toml\"]\n[process.a]\ncmd = [\"x\"]\n".to_owned();
+        let topology = load(&root, text, u64::MAX, &ComposeOptions::default()).expect("loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(topology.files.len(), 2);
+        let to = &topology.file.edge[0].to.get_ref().0[0];
+        assert_eq!(&topology.source[to.span()], "\"b.in\"");
+        let sources = topology.sources();
+        assert_eq!(sources.file_of(to.span().start), 1);
+        assert!(sources.location(to.span().start).ends_with("inc.toml:5:6"));
+    }
+}
