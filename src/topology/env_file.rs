@@ -52,7 +52,7 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, BadLine> {
         if is_reserved(key) {
             return Err(bad(&format!("`{key}` is set by ipc-run itself")));
         }
-        let value = value(rest.trim_start()).map_err(|reason| bad(reason))?;
+        let value = value(rest.trim_start()).map_err(bad)?;
         if value.contains('\0') {
             return Err(bad("the value contains NUL"));
         }

@@ -161,9 +161,9 @@ pub(super) fn expand(value: &str, lookup: Lookup<'_>) -> Result<String, Problem>
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let tail = &rest[at..];
-        if tail.starts_with("$$") {
+        if let Some(after) = tail.strip_prefix("$$") {
             out.push('$');
-            rest = &tail[2..];
+            rest = after;
         } else if let Some(body) = tail.strip_prefix("${") {
             let Some(close) = body.find('}') else {
                 return Err(Problem::Malformed {
