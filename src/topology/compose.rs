@@ -270,7 +270,10 @@ impl Loader<'_> {
             // Included by two files: its processes are in once.
             return Ok(());
         }
-        let bytes = std::fs::read(&path).map_err(|e| self.fail(unreadable(e.to_string())))?;
+        // One byte past what the cap leaves, so an oversized file is
+        // refused (E0002, by `file`) without being read whole.
+        let left = self.cap.saturating_sub(self.text.len() as u64);
+        let bytes = read_at_most(&path, left).map_err(|e| self.fail(unreadable(e.to_string())))?;
         let text = String::from_utf8(bytes)
             .map_err(|_| self.fail(unreadable("the file is not valid UTF-8".into())))?;
         self.stack.push(canonical);
@@ -309,6 +312,16 @@ impl Loader<'_> {
         self.merged.edge.extend(edge);
         Ok(())
     }
+}
+
+/// The first `limit + 1` bytes of the file at `path` (or all, if fewer).
+fn read_at_most(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// The process an endpoint (`a.out`, `a`, `@stdin`) belongs to, if any.
@@ -472,8 +485,13 @@ impl Loader<'_> {
         if !metadata.is_file() {
             return Err(self.fail(unreadable("not a regular file".into())));
         }
-        let text =
-            std::fs::read_to_string(path).map_err(|e| self.fail(unreadable(e.to_string())))?;
+        let cap = super::MAX_SOURCE_BYTES as u64;
+        let bytes = read_at_most(path, cap).map_err(|e| self.fail(unreadable(e.to_string())))?;
+        if bytes.len() as u64 > cap {
+            return Err(self.fail(unreadable(format!("larger than {cap} bytes"))));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|_| self.fail(unreadable("the file is not valid UTF-8".into())))?;
         env_file::parse(&text).map_err(|bad| {
             self.fail(
                 Diagnostic::error(
@@ -538,6 +556,27 @@ mod tests {
             }
         }
         assert!(compared > 50, "only {compared} files compared");
+    }
+
+    /// `--max-file-size` bounds the included files together with the root.
+    #[test]
+    fn the_size_cap_counts_every_file() {
+        let dir = std::env::temp_dir().join(format!("ipc-run-cap-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("big.toml"), "# padding\n".repeat(100)).unwrap();
+        let text = "include = [\"big.toml\"]\n".to_owned();
+        let err = load(
+            &dir.join("root.toml"),
+            text,
+            500,
+            &ComposeOptions::default(),
+        )
+        .expect_err("over the cap");
+        let _ = std::fs::remove_dir_all(&dir);
+        let TopologyError::Parse { diagnostic, .. } = err else {
+            panic!("a parse error expected")
+        };
+        assert_eq!(diagnostic.code, "E0002");
     }
 
     /// Endpoint spans of an included file point into its own text, moved
