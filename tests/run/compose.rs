@@ -87,3 +87,57 @@ profiles = ["debug"]
     }
     scratch.assert_left_nothing();
 }
+
+/// A plan keeps the env file's path, not its values; the file is read when
+/// the process starts, so one gone by then fails the launch (exit 3) and
+/// leaves nothing.
+#[test]
+fn env_file_missing_at_launch_fails_the_start() {
+    let mut scratch = Scratch::new("env-file-gone");
+    let env = scratch.dir.join("secret.env");
+    std::fs::write(&env, "TOKEN=s3cret\n").unwrap();
+    let file = scratch.topology(
+        r#"
+[process.show]
+shell = 'echo "token $TOKEN"'
+env_file = "secret.env"
+"#,
+    );
+    let plan = std::process::Command::new(crate::support::IPC_RUN)
+        .args(["--color", "never", "plan", "--format", "json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        plan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plan.stderr)
+    );
+    let json = String::from_utf8(plan.stdout).unwrap();
+    assert!(!json.contains("s3cret"), "the value is not in the plan");
+    assert!(
+        json.contains(&env.display().to_string()),
+        "the path is: {json}"
+    );
+    let plan_file = scratch.dir.join("plan.json");
+    std::fs::write(&plan_file, &json).unwrap();
+    // It is read at start: with the file there, the child gets the value.
+    let mut command = std::process::Command::new(crate::support::IPC_RUN);
+    command
+        .args(["--color", "never", "run", "--plan"])
+        .arg(&plan_file)
+        .arg("--runtime-dir")
+        .arg(scratch.runtime());
+    let finished = run_captured(&mut command);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(lines_of(&finished.stdout, "show"), ["token s3cret"]);
+    std::fs::remove_file(&env).unwrap();
+    let finished = run_captured(&mut command);
+    assert_eq!(finished.code, 3, "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("env file of show"),
+        "{}",
+        finished.stderr
+    );
+    scratch.assert_left_nothing();
+}
