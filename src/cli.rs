@@ -186,7 +186,7 @@ pub(crate) struct RunArgs {
     pub log_dir: Option<PathBuf>,
     /// FILE is a JSON plan (`ipc-run plan FILE --format json`), run as it
     /// is once checked against this host's limits.
-    #[arg(long = "plan", conflicts_with_all = ["tap", "limits"])]
+    #[arg(long = "plan", conflicts_with_all = ["tap", "limits", "profiles"])]
     pub from_plan: bool,
 }
 

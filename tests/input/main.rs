@@ -1056,3 +1056,17 @@ fn b8_composed_topologies_point_into_the_right_file() {
         }
     }
 }
+
+/// A JSON plan is already composed: `--profile` with `run --plan` is a
+/// usage error (exit 2), as `--limits` is.
+#[test]
+fn b8_profile_with_a_plan_file_is_a_usage_error() {
+    let out = ipc_run(
+        &["run", "--profile", "debug", "--plan"],
+        Path::new("plan.json"),
+        &[],
+        &[],
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--profile"), "{}", out.stderr);
+}
