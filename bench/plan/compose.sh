@@ -39,12 +39,12 @@ for n in $sizes; do
     { echo 'include = []'; cat "$file"; } >"$file.included.toml"
     sed 's/^cmd = \["worker"\]$/cmd = ["${IPC_RUN_BENCH_CMD:-worker}"]/' "$file" >"$file.interpolated.toml"
     for variant in "$file" "$file.included.toml" "$file.interpolated.toml"; do
-        "$ipc_run" check --limits default "$variant" >&2
+        "$ipc_run" check --limits default --max-file-size 1GiB "$variant" >&2
     done
     # The three plan the same.
-    plain=$("$ipc_run" plan --format json --limits default "$file" | sha256sum)
+    plain=$("$ipc_run" plan --format json --limits default --max-file-size 1GiB "$file" | sha256sum)
     for variant in "$file.included.toml" "$file.interpolated.toml"; do
-        [ "$("$ipc_run" plan --format json --limits default "$variant" | sha256sum)" = "$plain" ] ||
+        [ "$("$ipc_run" plan --format json --limits default --max-file-size 1GiB "$variant" | sha256sum)" = "$plain" ] ||
             { echo "$variant plans differently" >&2; exit 1; }
     done
     size_args+=("$n=$file")
@@ -57,11 +57,11 @@ echo
 
 echo "== measure ($rounds rounds)" >&2
 commands=(
-    "check-plain=$ipc_run check --limits default {file}"
-    "check-included=$ipc_run check --limits default {file}.included.toml"
-    "check-interpolated=$ipc_run check --limits default {file}.interpolated.toml"
+    "check-plain=$ipc_run check --limits default --max-file-size 1GiB {file}"
+    "check-included=$ipc_run check --limits default --max-file-size 1GiB {file}.included.toml"
+    "check-interpolated=$ipc_run check --limits default --max-file-size 1GiB {file}.interpolated.toml"
 )
-[ -n "${BEFORE:-}" ] && commands+=("check-before=$BEFORE check --limits default {file}")
+[ -n "${BEFORE:-}" ] && commands+=("check-before=$BEFORE check --limits default --max-file-size 1GiB {file}")
 RUSAGE_EXEC="$rusage_exec" python3 bench/plan/measure.py "$rounds" "${size_args[@]}" -- \
     "${commands[@]}"
 
