@@ -186,7 +186,7 @@ pub(crate) struct RunArgs {
     pub log_dir: Option<PathBuf>,
     /// FILE is a JSON plan (`ipc-run plan FILE --format json`), run as it
     /// is once checked against this host's limits.
-    #[arg(long = "plan", conflicts_with_all = ["tap", "limits"])]
+    #[arg(long = "plan", conflicts_with_all = ["tap", "limits", "profiles"])]
     pub from_plan: bool,
 }
 
@@ -239,9 +239,34 @@ pub(crate) struct PlanArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub max_processes: u64,
+    /// Activate profile NAME: processes with `profiles` run only when one
+    /// of theirs is active (repeatable; default: the comma-separated
+    /// `IPC_RUN_PROFILES`).
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
 }
 
 impl PlanArgs {
+    /// How the topology is composed: `--profile`, else `IPC_RUN_PROFILES`;
+    /// `${VAR}` from ipc-run's environment.
+    fn compose_options(&self) -> crate::topology::ComposeOptions {
+        let profiles = if self.profiles.is_empty() {
+            std::env::var("IPC_RUN_PROFILES")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect()
+        } else {
+            self.profiles.clone()
+        };
+        crate::topology::ComposeOptions {
+            profiles,
+            vars: None,
+        }
+    }
+
     /// `--max-processes` as a count.
     fn max_instances(&self) -> usize {
         usize::try_from(self.max_processes).unwrap_or(usize::MAX)
@@ -452,13 +477,18 @@ fn report(error: &CliError, color: bool) {
         CliError::Topology(TopologyError::Parse {
             path,
             source_text,
+            files,
             diagnostic,
         }) => {
-            let _ = write!(
-                stderr,
-                "{}",
-                diagnostic.render(&path.display().to_string(), source_text, color)
-            );
+            let single = [crate::diagnostic::SourceFile {
+                path: path.display().to_string(),
+                start: 0,
+            }];
+            let sources = crate::diagnostic::Sources {
+                text: source_text,
+                files: if files.is_empty() { &single } else { files },
+            };
+            let _ = write!(stderr, "{}", diagnostic.render_in(sources, color));
             let _ = writeln!(stderr, "{}", summary_line(path, 1, 0, color));
         }
         CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {}
@@ -502,7 +532,7 @@ fn load_and_plan_in(
     color: bool,
 ) -> Result<(Topology, Planned), CliError> {
     let started = std::time::Instant::now();
-    let topology = Topology::load_capped(&args.file, args.max_file_size)?;
+    let topology = Topology::load_with(&args.file, args.max_file_size, &args.compose_options())?;
     tracing::debug!(elapsed = ?started.elapsed(), "loaded {}", args.file.display());
     let limits = limits_for(args, runtime_root);
     let started = std::time::Instant::now();
@@ -551,7 +581,15 @@ fn load_plan_file(
     })?;
     let limits = limits_for(args, runtime_root);
     let outcome = plan::import::from_json_capped(&text, &limits, args.max_instances());
-    report_plan(args, &text, outcome, color)
+    let file = [crate::diagnostic::SourceFile {
+        path: args.file.display().to_string(),
+        start: 0,
+    }];
+    let sources = crate::diagnostic::Sources {
+        text: &text,
+        files: &file,
+    };
+    report_plan(args, sources, outcome, color)
 }
 
 /// Most diagnostics of one file printed; a line gives the number of the rest.
@@ -565,14 +603,14 @@ fn finish_plan(
     outcome: Result<Planned, PlanError>,
     color: bool,
 ) -> Result<(Topology, Planned), CliError> {
-    let planned = report_plan(args, &topology.source, outcome, color)?;
+    let planned = report_plan(args, topology.sources(), outcome, color)?;
     Ok((topology, planned))
 }
 
 /// [`finish_plan`] for a plan read from `source`, a topology or a JSON plan.
 fn report_plan(
     args: &PlanArgs,
-    source: &str,
+    sources: crate::diagnostic::Sources<'_>,
     outcome: Result<Planned, PlanError>,
     color: bool,
 ) -> Result<Planned, CliError> {
@@ -583,7 +621,7 @@ fn report_plan(
     let print = |diagnostics: &[Diagnostic]| {
         let mut stderr = std::io::stderr().lock();
         for diagnostic in diagnostics.iter().take(MAX_PRINTED_DIAGNOSTICS) {
-            let _ = write!(stderr, "{}", diagnostic.render(&path, source, color));
+            let _ = write!(stderr, "{}", diagnostic.render_in(sources, color));
         }
         let rest = diagnostics.len().saturating_sub(MAX_PRINTED_DIAGNOSTICS);
         if rest > 0 {

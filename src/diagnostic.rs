@@ -120,14 +120,63 @@ impl Diagnostic {
 
     /// Renders the diagnostic against `source`, read from `path`.
     pub fn render(&self, path: &str, source: &str, color: bool) -> String {
-        let (level, level_name, mark) = match self.severity {
-            Severity::Error => (AnsiColor::Red.on_default().bold(), "error", '^'),
-            Severity::Warning => (AnsiColor::Yellow.on_default().bold(), "warning", '^'),
+        let labels: Vec<&Label> = self.labels.iter().collect();
+        self.render_groups(&[(path, source, labels, 0)], color)
+    }
+
+    /// Renders the diagnostic against a topology joined from several files
+    /// ([`Sources`]): the labels are shown under the file each falls in,
+    /// the primary label's file first (`-->`), each other file after it
+    /// (`:::`), as rustc shows a span in another file.
+    pub fn render_in(&self, sources: Sources<'_>, color: bool) -> String {
+        if sources.files.len() <= 1 {
+            let path = sources.files.first().map_or("", |f| f.path.as_str());
+            return self.render(path, sources.text, color);
+        }
+        let mut order: Vec<usize> = Vec::new();
+        let mut sorted: Vec<&Label> = self.labels.iter().collect();
+        sorted.sort_by_key(|label| (!label.primary, label.span.start));
+        for label in &sorted {
+            let file = sources.file_of(label.span.start);
+            if !order.contains(&file) {
+                order.push(file);
+            }
+        }
+        if order.is_empty() {
+            order.push(0);
+        }
+        let groups: Vec<_> = order
+            .iter()
+            .map(|&file| {
+                let range = sources.range(file);
+                let labels = sorted
+                    .iter()
+                    .copied()
+                    .filter(|label| sources.file_of(label.span.start) == file)
+                    .collect();
+                (
+                    sources.files[file].path.as_str(),
+                    &sources.text[range.clone()],
+                    labels,
+                    range.start,
+                )
+            })
+            .collect();
+        self.render_groups(&groups, color)
+    }
+
+    /// The headline, one snippet per file (its labels' spans less the
+    /// file's `base` offset), then the notes.
+    fn render_groups(&self, groups: &[(&str, &str, Vec<&Label>, usize)], color: bool) -> String {
+        let (level, level_name) = match self.severity {
+            Severity::Error => (AnsiColor::Red.on_default().bold(), "error"),
+            Severity::Warning => (AnsiColor::Yellow.on_default().bold(), "warning"),
         };
         let p = Paint {
             color,
             blue: AnsiColor::Blue.on_default().bold(),
             bold: Style::new().bold(),
+            level,
         };
         let mut out = String::new();
         let _ = writeln!(
@@ -136,64 +185,35 @@ impl Diagnostic {
             p.paint(level, &format!("{level_name}[{}]", self.code)),
             p.paint(p.bold, &format!(": {}", printable(&self.message)))
         );
-
-        let located = self.located(source);
+        let shifted: Vec<(&str, &str, Vec<Label>)> = groups
+            .iter()
+            .map(|(path, source, labels, base)| {
+                let labels = labels
+                    .iter()
+                    .map(|label| Label {
+                        span: label.span.start.saturating_sub(*base)
+                            ..label.span.end.saturating_sub(*base),
+                        ..(*label).clone()
+                    })
+                    .collect();
+                (*path, *source, labels)
+            })
+            .collect();
+        let located: Vec<_> = shifted
+            .iter()
+            .map(|(_, source, labels)| located(labels, source))
+            .collect();
         let gutter = located
             .iter()
+            .flatten()
             .map(|(line, _, _)| line.to_string().len())
             .max()
             .unwrap_or(1);
-        let pad = " ".repeat(gutter);
-        if let Some((line, col, _)) = located.first() {
-            let _ = writeln!(out, "{pad}{} {path}:{line}:{col}", p.paint(p.blue, "-->"));
-        } else {
-            let _ = writeln!(out, "{pad}{} {path}", p.paint(p.blue, "-->"));
+        for (i, ((path, source, _), located)) in shifted.iter().zip(located).enumerate() {
+            let arrow = if i == 0 { "-->" } else { ":::" };
+            write_snippet(&mut out, &p, gutter, (arrow, path, source), located);
         }
-        if !located.is_empty() {
-            let _ = writeln!(out, "{pad} {}", p.paint(p.blue, "|"));
-        }
-        let mut by_line = located;
-        by_line.sort_by_key(|(line, col, label)| (*line, *col, !label.primary));
-        let mut last_line = None;
-        let mut window = 0..0;
-        for (line, col, label) in &by_line {
-            let text = source.lines().nth(line - 1).unwrap_or("");
-            let chars: Vec<char> = text.chars().collect();
-            let start_col = (col - 1).min(chars.len());
-            if last_line != Some(*line) {
-                if let Some(previous) = last_line {
-                    if *line > previous + 1 {
-                        let _ = writeln!(out, "{}", p.paint(p.blue, "..."));
-                    }
-                }
-                window = shown_window(chars.len(), start_col);
-                let number = format!("{line:>gutter$}");
-                let _ = writeln!(
-                    out,
-                    "{} {}",
-                    p.paint(p.blue, &format!("{number} |")),
-                    shown_line(&chars, &window)
-                );
-                last_line = Some(*line);
-            }
-            let shown = ShownLine {
-                text,
-                chars: &chars,
-                start_col,
-                window: window.clone(),
-            };
-            let markers = shown.markers(source, label, if label.primary { mark } else { '-' });
-            let style = if label.primary { level } else { p.blue };
-            let _ = writeln!(
-                out,
-                "{pad} {} {}{} {}",
-                p.paint(p.blue, "|"),
-                shown.indent(),
-                p.paint(style, &markers),
-                p.paint(style, &printable(&label.message))
-            );
-        }
-        self.write_notes(&mut out, &p, &pad);
+        self.write_notes(&mut out, &p, &" ".repeat(gutter));
         out
     }
 
@@ -208,20 +228,6 @@ impl Diagnostic {
                 p.paint(p.bold, &printable(&line))
             );
         }
-    }
-
-    /// The labels with their line and column: primary first, so its
-    /// location heads the snippet; the rest by position.
-    fn located(&self, source: &str) -> Vec<(usize, usize, &Label)> {
-        let mut labels: Vec<&Label> = self.labels.iter().collect();
-        labels.sort_by_key(|label| (!label.primary, label.span.start));
-        labels
-            .into_iter()
-            .map(|label| {
-                let (line, col) = line_col(source, label.span.start);
-                (line, col, label)
-            })
-            .collect()
     }
 
     /// `file:line:col` of the primary label, for one-line summaries.
@@ -241,11 +247,143 @@ impl Diagnostic {
     }
 }
 
+/// The labels with their line and column: primary first, so its location
+/// heads the snippet; the rest by position.
+fn located<'l>(labels: &'l [Label], source: &str) -> Vec<(usize, usize, &'l Label)> {
+    let mut labels: Vec<&Label> = labels.iter().collect();
+    labels.sort_by_key(|label| (!label.primary, label.span.start));
+    labels
+        .into_iter()
+        .map(|label| {
+            let (line, col) = line_col(source, label.span.start);
+            (line, col, label)
+        })
+        .collect()
+}
+
+/// One file's part of a rendering: `--> path:line:col` (or `:::` for a
+/// file after the first), then each labelled line with its markers.
+fn write_snippet(
+    out: &mut String,
+    p: &Paint,
+    gutter: usize,
+    (arrow, path, source): (&str, &str, &str),
+    located: Vec<(usize, usize, &Label)>,
+) {
+    let pad = " ".repeat(gutter);
+    if let Some((line, col, _)) = located.first() {
+        let _ = writeln!(out, "{pad}{} {path}:{line}:{col}", p.paint(p.blue, arrow));
+    } else {
+        let _ = writeln!(out, "{pad}{} {path}", p.paint(p.blue, arrow));
+    }
+    if !located.is_empty() {
+        let _ = writeln!(out, "{pad} {}", p.paint(p.blue, "|"));
+    }
+    let mut by_line = located;
+    by_line.sort_by_key(|(line, col, label)| (*line, *col, !label.primary));
+    let mut last_line = None;
+    let mut window = 0..0;
+    for (line, col, label) in &by_line {
+        let text = source.lines().nth(line - 1).unwrap_or("");
+        let chars: Vec<char> = text.chars().collect();
+        let start_col = (col - 1).min(chars.len());
+        if last_line != Some(*line) {
+            if let Some(previous) = last_line {
+                if *line > previous + 1 {
+                    let _ = writeln!(out, "{}", p.paint(p.blue, "..."));
+                }
+            }
+            window = shown_window(chars.len(), start_col);
+            let number = format!("{line:>gutter$}");
+            let _ = writeln!(
+                out,
+                "{} {}",
+                p.paint(p.blue, &format!("{number} |")),
+                shown_line(&chars, &window)
+            );
+            last_line = Some(*line);
+        }
+        let shown = ShownLine {
+            text,
+            chars: &chars,
+            start_col,
+            window: window.clone(),
+        };
+        let markers = shown.markers(source, label, if label.primary { '^' } else { '-' });
+        let style = if label.primary { p.level } else { p.blue };
+        let _ = writeln!(
+            out,
+            "{pad} {} {}{} {}",
+            p.paint(p.blue, "|"),
+            shown.indent(),
+            p.paint(style, &markers),
+            p.paint(style, &printable(&label.message))
+        );
+    }
+}
+
+/// One file of a topology joined from several (`include`): its path as
+/// shown and where its text starts in the joined text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// The path as shown in `-->` lines.
+    pub path: String,
+    /// Byte offset of the file's first byte in the joined text.
+    pub start: usize,
+}
+
+/// The joined text of a topology's files and where each file is in it:
+/// every span of the topology indexes the joined text, and rendering finds
+/// the file a span falls in.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    /// The files' texts, one after another.
+    pub text: &'a str,
+    /// The files by their start, the first at 0.
+    pub files: &'a [SourceFile],
+}
+
+impl Sources<'_> {
+    /// The index of the file that `offset` falls in.
+    pub fn file_of(&self, offset: usize) -> usize {
+        self.files
+            .partition_point(|file| file.start <= offset)
+            .saturating_sub(1)
+    }
+
+    /// The byte range of file `index` in the joined text.
+    pub fn range(&self, index: usize) -> Range<usize> {
+        let start = self
+            .files
+            .get(index)
+            .map_or(0, |file| file.start.min(self.text.len()));
+        let end = self
+            .files
+            .get(index + 1)
+            .map_or(self.text.len(), |next| next.start.min(self.text.len()));
+        start..end.max(start)
+    }
+
+    /// `file:line:col` of `offset`, in the file it falls in.
+    pub fn location(&self, offset: usize) -> String {
+        let file = self.file_of(offset);
+        let range = self.range(file);
+        let (line, col) = line_col(
+            &self.text[range.clone()],
+            offset.saturating_sub(range.start),
+        );
+        let path = self.files.get(file).map_or("", |f| f.path.as_str());
+        format!("{path}:{line}:{col}")
+    }
+}
+
 /// The styles of one rendering, applied only when colouring.
 struct Paint {
     color: bool,
     blue: Style,
     bold: Style,
+    /// The severity's style (primary markers).
+    level: Style,
 }
 
 impl Paint {

@@ -11,9 +11,12 @@
 //!    `LOGNAME`, `LANG`, `LC_ALL`, `TERM`, `TZ`, `TMPDIR`,
 //!    `XDG_RUNTIME_DIR` and the process's own `inherit_env`), plus every
 //!    `LC_*` locale variable;
-//! 2. the plan's `env`, placeholders filled. `LISTEN_PID = "{pid}"` is not
+//! 2. the plan's `env_files`, read now (each start reads them again, as
+//!    systemd's `EnvironmentFile=` does), so their values never reach a
+//!    plan;
+//! 3. the plan's `env`, placeholders filled. `LISTEN_PID = "{pid}"` is not
 //!    filled here: the child writes its own pid (see [`crate::sys::spawn`]);
-//! 3. `IPC_RUN_BIN`, this binary's path, for a `shell` script that uses
+//! 4. `IPC_RUN_BIN`, this binary's path, for a `shell` script that uses
 //!    `{ipc_run}` (see [`super::placeholder`]).
 //!
 //! Nothing else of ipc-run's environment reaches a child, so a `LISTEN_FDS`
@@ -125,6 +128,11 @@ fn environment(
         env.set("LOGNAME", name.as_str());
         env.set("HOME", home.as_str());
     }
+    for path in &process.env_files {
+        for (name, value) in read_env_file(&process.name, path)? {
+            env.set(name, value);
+        }
+    }
     let mut listen_pid = false;
     for var in &process.env {
         if &*var.name == "LISTEN_PID" && &*var.value == "{pid}" {
@@ -134,6 +142,18 @@ fn environment(
         env.set(var.name.as_ref(), context.values.fill(&var.value)?);
     }
     Ok((env, listen_pid))
+}
+
+/// The variables of one env file, read as the topology stage checked it.
+fn read_env_file(instance: &str, path: &str) -> Result<Vec<(String, String)>, LaunchError> {
+    let bad = |reason: String| LaunchError::BadValue {
+        what: format!("env file of {instance}"),
+        value: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    crate::topology::env_file::parse(&text)
+        .map_err(|line| bad(format!("line {}: {}", line.line, line.reason)))
 }
 
 /// An ordered environment where a repeated name replaces in place.

@@ -88,6 +88,22 @@ pub struct Plan {
     pub warnings: Vec<PlanWarning>,
     /// The limits the plan was validated against.
     pub limits: Limits,
+    /// The profiles that were active (`--profile`) and what they left out;
+    /// absent when the topology has no `profiles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<ProfilesPlan>,
+}
+
+/// The profiles a plan was made with (`docs/topology.md`, "Profiles").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProfilesPlan {
+    /// The active profiles, as given.
+    pub active: Vec<String>,
+    /// Processes left out because none of their profiles is active.
+    pub left_out: Vec<String>,
+    /// Edges dropped with them, as `from -> to`.
+    pub dropped_edges: Vec<String>,
 }
 
 /// A warning as stored in the plan (without source spans).
@@ -142,6 +158,10 @@ pub struct ProcessPlan {
     pub env: Vec<EnvVar>,
     /// Variables passed through from ipc-run's own environment when set there.
     pub inherit_env: Arc<[Cow<'static, str>]>,
+    /// Env files read at each start, in order, before `env` (absolute
+    /// paths; their values are never in the plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_files: Vec<String>,
     /// Every fd the child gets beyond the ones it inherits, sorted by number.
     pub fds: Vec<FdSlot>,
     /// Readiness protocol.

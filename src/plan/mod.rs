@@ -132,11 +132,28 @@ pub fn plan_capped(
         exit_code_from,
         warnings: sink.diagnostics.iter().map(PlanWarning::from).collect(),
         limits: limits.clone(),
+        profiles: profiles_plan(&topology.profiles, &topology.file),
     };
     managed::finish(&mut plan, &managed);
     Ok(Planned {
         plan,
         warnings: sink.diagnostics,
+    })
+}
+
+/// What the plan says of profiles: only for a topology that has some, or
+/// when one was asked for.
+fn profiles_plan(
+    profiles: &crate::topology::Profiles,
+    file: &crate::topology::TopologyFile,
+) -> Option<crate::mechanism::model::ProfilesPlan> {
+    let declared = file.process.values().any(|p| !p.profiles.is_empty());
+    (declared || !profiles.active.is_empty() || !profiles.left_out.is_empty()).then(|| {
+        crate::mechanism::model::ProfilesPlan {
+            active: profiles.active.clone(),
+            left_out: profiles.left_out.clone(),
+            dropped_edges: profiles.dropped_edges.clone(),
+        }
     })
 }
 

@@ -39,6 +39,9 @@ pub fn write_text(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<
         plan.processes.len(),
         plan.channels.len()
     );
+    if let Some(profiles) = &plan.profiles {
+        render_profiles(&mut buf, profiles);
+    }
     // Each fd names its channel's mechanism: looked up by id, not by a scan
     // of every channel for every fd.
     let mechanisms: Mechanisms<'_> = plan
@@ -239,11 +242,30 @@ fn render_process(out: &mut String, mechanisms: &Mechanisms<'_>, process: &Proce
     }
     let _ = writeln!(out, "  fds");
     render_fds(out, mechanisms, process);
+    for file in &process.env_files {
+        let _ = writeln!(out, "  env_file   {file} (read at each start)");
+    }
     let _ = writeln!(out, "  env");
     for var in &process.env {
         let _ = writeln!(out, "    {}={}", var.name, var.value);
     }
     let _ = writeln!(out, "  inherits   {}", process.inherit_env.join(" "));
+}
+
+/// The active profiles and what they left out.
+fn render_profiles(out: &mut String, profiles: &crate::mechanism::model::ProfilesPlan) {
+    let active = if profiles.active.is_empty() {
+        "none".to_owned()
+    } else {
+        profiles.active.join(", ")
+    };
+    let _ = writeln!(out, "profiles   {active}");
+    if !profiles.left_out.is_empty() {
+        let _ = writeln!(out, "left out   {}", profiles.left_out.join(", "));
+    }
+    for edge in &profiles.dropped_edges {
+        let _ = writeln!(out, "dropped    edge {edge}");
+    }
 }
 
 /// Readiness, restart and stop.

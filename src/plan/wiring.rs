@@ -729,6 +729,12 @@ fn instance_plan(
         group: process.spec.group.as_ref().map(|g| g.get_ref().clone()),
         env,
         inherit_env,
+        env_files: process
+            .spec
+            .env_file
+            .iter()
+            .map(|f| f.get_ref().clone())
+            .collect(),
         fds,
         ready: process.ready,
         ready_timeout_ms: process

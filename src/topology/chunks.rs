@@ -115,15 +115,17 @@ fn shift_list<T>(list: &mut Vec<Spanned<T>>, offset: usize) {
         .collect();
 }
 
-fn shift_file(file: &mut TopologyFile, offset: usize) {
+pub(super) fn shift_file(file: &mut TopologyFile, offset: usize) {
     let TopologyFile {
         name,
         process,
         edge,
         pipeline,
         exit_code_from,
+        include,
     } = file;
     shift(name, offset);
+    shift_list(include, offset);
     shift_list(pipeline, offset);
     shift(exit_code_from, offset);
     *process = std::mem::take(process)
@@ -180,6 +182,8 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         stop_signal,
         stop_timeout,
         forward_signals,
+        env_file,
+        profiles,
     } = &mut **rare;
     shift_list(inherit_env, o);
     shift(cwd, o);
@@ -193,6 +197,8 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
     shift(stop_signal, o);
     shift(stop_timeout, o);
     shift_list(forward_signals, o);
+    shift_list(env_file, o);
+    shift_list(profiles, o);
 }
 
 fn shift_edge(edge: &mut EdgeSpec, o: usize) {

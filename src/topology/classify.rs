@@ -89,6 +89,22 @@ pub(super) fn from_str<'de, T: de::Deserialize<'de>>(source: &'de str) -> Result
     })
 }
 
+/// Deserializes an already parsed (and perhaps edited) document into `T`,
+/// as [`from_str`] does after its parse step.
+pub(super) fn from_document<'de, T: de::Deserialize<'de>>(
+    document: toml::Spanned<toml::de::DeTable<'de>>,
+) -> Result<T, Failure> {
+    let raised = Cell::new(None);
+    T::deserialize(Tracked {
+        inner: toml::de::Deserializer::from(document),
+        raised: &raised,
+    })
+    .map_err(|error| Failure {
+        origin: Origin::Deserialize(raised.take()),
+        error,
+    })
+}
+
 /// The error type the deserialized types see: the deserializer's own error,
 /// made by the same constructor (so with the same message), and which
 /// constructor that was.

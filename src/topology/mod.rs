@@ -9,7 +9,10 @@
 
 mod chunks;
 mod classify;
+mod compose;
 mod endpoint;
+pub mod env_file;
+mod interpolate;
 mod units;
 
 use std::collections::BTreeMap;
@@ -21,7 +24,8 @@ use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 pub use toml::Spanned;
 
-use crate::diagnostic::{Diagnostic, Label};
+use crate::diagnostic::{Diagnostic, Label, SourceFile, Sources};
+pub use compose::{ComposeOptions, Profiles};
 pub use endpoint::{Endpoint, EndpointRef, EndpointTarget, MAX_NAME_LEN, check_name};
 pub use units::{ByteSize, Millis};
 
@@ -38,8 +42,14 @@ pub const MAX_SOURCE_BYTES: usize = 16 << 20;
 pub struct Topology {
     /// The path the file was read from, as given by the user.
     pub path: PathBuf,
-    /// The whole text of the file.
+    /// The whole text of the file; for a topology that includes others,
+    /// every file's text, joined (spans index it; see [`Topology::files`]).
     pub source: String,
+    /// Where each file's text starts in [`Topology::source`], the file
+    /// given first; one entry unless the topology uses `include`.
+    pub files: Vec<SourceFile>,
+    /// The active profiles and what they left out.
+    pub profiles: Profiles,
     /// The typed content.
     pub file: TopologyFile,
 }
@@ -60,8 +70,12 @@ pub enum TopologyError {
     Parse {
         /// The path as given.
         path: PathBuf,
-        /// The source text, for rendering.
+        /// The source text, for rendering: of every file read so far when
+        /// `files` has more than one.
         source_text: String,
+        /// Where each file starts in `source_text`; empty or one entry for
+        /// a single file.
+        files: Vec<SourceFile>,
         /// What is wrong, with its location.
         diagnostic: Box<Diagnostic>,
     },
@@ -88,6 +102,17 @@ impl Topology {
     /// Reads and parses the topology at `path`, refusing a file larger than
     /// `max_bytes` (`--max-file-size`) without reading it whole.
     pub fn load_capped(path: &Path, max_bytes: u64) -> Result<Self, TopologyError> {
+        Self::load_with(path, max_bytes, &ComposeOptions::default())
+    }
+
+    /// Reads the topology at `path` (at most `max_bytes`, counting every
+    /// included file) and composes it with `options`: active profiles and
+    /// the variables `${VAR}` reads.
+    pub fn load_with(
+        path: &Path,
+        max_bytes: u64,
+        options: &ComposeOptions,
+    ) -> Result<Self, TopologyError> {
         use std::io::Read as _;
         let read_error = |source| TopologyError::Read {
             path: path.to_owned(),
@@ -114,19 +139,30 @@ impl Topology {
             return Err(TopologyError::Parse {
                 path: path.to_owned(),
                 source_text: String::new(),
+                files: Vec::new(),
                 diagnostic: Box::new(too_large(size, max_bytes)),
             });
         }
-        Self::from_bytes_capped(path, bytes, max_bytes)
+        Self::from_bytes_capped(path, bytes, max_bytes, options)
     }
 
     /// Parses the contents `bytes` of the file `path`: UTF-8 is checked
     /// first, then [`Topology::parse`].
     pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, TopologyError> {
-        Self::from_bytes_capped(path, bytes, MAX_SOURCE_BYTES as u64)
+        Self::from_bytes_capped(
+            path,
+            bytes,
+            MAX_SOURCE_BYTES as u64,
+            &ComposeOptions::default(),
+        )
     }
 
-    fn from_bytes_capped(path: &Path, bytes: Vec<u8>, cap: u64) -> Result<Self, TopologyError> {
+    fn from_bytes_capped(
+        path: &Path,
+        bytes: Vec<u8>,
+        cap: u64,
+        options: &ComposeOptions,
+    ) -> Result<Self, TopologyError> {
         let source = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(err) => {
@@ -134,6 +170,7 @@ impl Topology {
                 let text = String::from_utf8_lossy(err.as_bytes()).into_owned();
                 return Err(TopologyError::Parse {
                     path: path.to_owned(),
+                    files: Vec::new(),
                     diagnostic: Box::new(
                         Diagnostic::error("E0001", "the file is not valid UTF-8")
                             // The lossy text holds U+FFFD (3 bytes) where the
@@ -147,19 +184,43 @@ impl Topology {
                 });
             }
         };
-        Self::parse_capped(path, source, cap)
+        Self::parse_capped(path, source, cap, options)
     }
 
     /// Parses `source` as the topology file `path` (the path is only used in
     /// messages).
     pub fn parse(path: &Path, source: String) -> Result<Self, TopologyError> {
-        Self::parse_capped(path, source, MAX_SOURCE_BYTES as u64)
+        Self::parse_with(path, source, &ComposeOptions::default())
     }
 
-    fn parse_capped(path: &Path, source: String, cap: u64) -> Result<Self, TopologyError> {
+    /// [`Topology::parse`] composed with `options`; an `include` or
+    /// `env_file` is found relative to `path`.
+    pub fn parse_with(
+        path: &Path,
+        source: String,
+        options: &ComposeOptions,
+    ) -> Result<Self, TopologyError> {
+        Self::parse_capped(path, source, MAX_SOURCE_BYTES as u64, options)
+    }
+
+    /// The joined text and where each file is in it, for rendering.
+    pub fn sources(&self) -> Sources<'_> {
+        Sources {
+            text: &self.source,
+            files: &self.files,
+        }
+    }
+
+    fn parse_capped(
+        path: &Path,
+        source: String,
+        cap: u64,
+        options: &ComposeOptions,
+    ) -> Result<Self, TopologyError> {
         let fail = |diagnostic: Diagnostic, source: String| TopologyError::Parse {
             path: path.to_owned(),
             source_text: source,
+            files: Vec::new(),
             diagnostic: Box::new(diagnostic),
         };
         if source.len() as u64 > cap {
@@ -168,6 +229,13 @@ impl Topology {
                 String::new(),
             ));
         }
+        if compose::needed(&source, options) {
+            return compose::load(path, source, cap, options);
+        }
+        let files = vec![SourceFile {
+            path: path.display().to_string(),
+            start: 0,
+        }];
         // A large file is parsed in pieces when they mean the same as the
         // whole; otherwise (and for every error) it is parsed whole.
         if let Some(mut file) = chunks::parse(&source, chunks::CHUNK_BYTES) {
@@ -175,6 +243,8 @@ impl Topology {
             return Ok(Topology {
                 path: path.to_owned(),
                 source,
+                files,
+                profiles: Profiles::default(),
                 file,
             });
         }
@@ -187,6 +257,8 @@ impl Topology {
                 Ok(Topology {
                     path: path.to_owned(),
                     source,
+                    files,
+                    profiles: Profiles::default(),
                     file,
                 })
             }
@@ -389,6 +461,11 @@ pub struct TopologyFile {
     /// Follow this process's exit status instead of the first failure.
     #[schemars(with = "Option<String>")]
     pub exit_code_from: Option<Spanned<String>>,
+    /// Files whose processes and edges join this topology, relative to this
+    /// file (`docs/topology.md`, "Composing a topology").
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub include: Vec<Spanned<String>>,
 }
 
 impl TopologyFile {
@@ -475,6 +552,15 @@ struct ProcessWire {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     forward_signals: Vec<Spanned<String>>,
+    /// Files of `KEY=VALUE` lines (relative to this file) read into the
+    /// environment each time the process starts; `env` wins over them.
+    #[schemars(with = "Option<PathOrPaths>")]
+    env_file: Option<Spanned<PathList>>,
+    /// The profiles this process belongs to: it is in the topology only when
+    /// one of them is active (`--profile`).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    profiles: Vec<Spanned<String>>,
 }
 
 /// One process (or a set of identical replicas): `[process.NAME]`, its keys
@@ -531,6 +617,11 @@ pub struct ProcessRare {
     pub stop_timeout: Option<Spanned<Millis>>,
     /// `forward_signals` as written.
     pub forward_signals: Vec<Spanned<String>>,
+    /// `env_file` as written (one path or several); after composing, each
+    /// path resolved against the directory of the file that names it.
+    pub env_file: Vec<Spanned<String>>,
+    /// `profiles` as written.
+    pub profiles: Vec<Spanned<String>>,
 }
 
 /// The rare keys of a process that writes none.
@@ -547,6 +638,8 @@ static NO_RARE_PROCESS_KEYS: ProcessRare = ProcessRare {
     stop_signal: None,
     stop_timeout: None,
     forward_signals: Vec::new(),
+    env_file: Vec::new(),
+    profiles: Vec::new(),
 };
 
 impl std::ops::Deref for ProcessSpec {
@@ -584,7 +677,10 @@ impl From<ProcessWire> for ProcessSpec {
             stop_signal,
             stop_timeout,
             forward_signals,
+            env_file,
+            profiles,
         } = wire;
+        let env_file = env_file.map(PathList::into_items).unwrap_or_default();
         let written = !inherit_env.is_empty()
             || cwd.is_some()
             || user.is_some()
@@ -596,7 +692,9 @@ impl From<ProcessWire> for ProcessSpec {
             || restart_backoff.is_some()
             || stop_signal.is_some()
             || stop_timeout.is_some()
-            || !forward_signals.is_empty();
+            || !forward_signals.is_empty()
+            || !env_file.is_empty()
+            || !profiles.is_empty();
         let rare = written.then(|| {
             Box::new(ProcessRare {
                 inherit_env,
@@ -611,6 +709,8 @@ impl From<ProcessWire> for ProcessSpec {
                 stop_signal,
                 stop_timeout,
                 forward_signals,
+                env_file,
+                profiles,
             })
         });
         ProcessSpec {
@@ -997,6 +1097,62 @@ impl JsonSchema for EdgeSpec {
 /// An empty side: `to` left out (a bus edge), pointed at by no span.
 fn no_endpoints() -> Spanned<EndpointList> {
     Spanned::new(0..0, EndpointList::default())
+}
+
+/// One path or a list of them, as written in `env_file`.
+#[derive(Debug, Clone, Default)]
+pub struct PathList(pub Vec<Spanned<String>>);
+
+impl PathList {
+    /// The paths, a scalar given the span of the whole value.
+    fn into_items(list: Spanned<PathList>) -> Vec<Spanned<String>> {
+        let outer = list.span();
+        list.into_inner()
+            .0
+            .into_iter()
+            .map(|item| {
+                if item.span() == (0..0) {
+                    Spanned::new(outer.clone(), item.into_inner())
+                } else {
+                    item
+                }
+            })
+            .collect()
+    }
+}
+
+/// Schema-only shape of [`PathList`]: one path or a list.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[expect(dead_code, reason = "only describes the JSON shape for the schema")]
+enum PathOrPaths {
+    /// One file.
+    One(String),
+    /// Several files, read in order (a later one wins).
+    Many(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for PathList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = PathList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path or a list of paths")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<PathList, E> {
+                Ok(PathList(vec![Spanned::new(0..0, v.to_owned())]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PathList, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    items.push(item);
+                }
+                Ok(PathList(items))
+            }
+        }
+        deserializer.deserialize_any(ListVisitor)
+    }
 }
 
 /// One endpoint or a list of them, as written in `from`/`to`.

@@ -60,6 +60,11 @@ fn every_invalid_file_exits_1() {
         } else {
             command.args(["--limits", "default"]);
         }
+        // A `#:profile NAME` line: the file is checked with `--profile NAME`.
+        let text = String::from_utf8_lossy(&source).into_owned();
+        for name in text.lines().filter_map(|l| l.strip_prefix("#:profile ")) {
+            command.args(["--profile", name.trim()]);
+        }
         let output = command.arg(&path).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(

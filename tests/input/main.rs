@@ -982,3 +982,91 @@ fn b7_unknown_keys_wrong_types_and_bad_env_names_are_refused() {
         topology_refused_at(&mut scratch, toml, "E0704", line);
     }
 }
+
+// ----- B8: composed input (include, ${VAR}, profiles, env_file) ------------
+
+/// Mistakes in a composed topology are refused by `check` and `run` alike
+/// with exit 1, pointing at the file and line where they are written: the
+/// including file, or the included file for what is written there.
+#[test]
+fn b8_composed_topologies_point_into_the_right_file() {
+    let scratch = Scratch::new("input-b8");
+    refused_at_lines(
+        &scratch,
+        &[
+            (
+                "E0006-duplicate-process-across-files.toml",
+                "E0006",
+                4,
+                &["::: ", "include/common.toml:2:10"],
+            ),
+            ("E0013-unset-variable.toml", "E0013", 4, &["${"]),
+            ("E0016-after-left-out-process.toml", "E0016", 8, &["`dev`"]),
+            ("E0017-env-file-missing.toml", "E0017", 3, &["no-such.env"]),
+            ("E0018-env-file-bad-line.toml", "E0018", 3, &["bad.env:2"]),
+        ],
+    );
+    // The profile is asked for through the environment here (`--profile`
+    // is the same list); no process has it.
+    refused_with(
+        &scratch,
+        &corpus("E0015-unknown-profile.toml"),
+        "default",
+        &[("IPC_RUN_PROFILES", "debg")],
+        &Expect {
+            code: "E0015",
+            line: None,
+            also_lines: &[],
+            mentions: &["`debug`"],
+        },
+    );
+    for (file, code, at) in [
+        (
+            "E0007-invalid-toml-in-included-file.toml",
+            "E0007",
+            "include/broken.toml:2:",
+        ),
+        (
+            "E0102-dangling-endpoint-in-included-file.toml",
+            "E0102",
+            "include/dangling.toml:3:",
+        ),
+        ("E0011-include-cycle.toml", "E0011", "include/cycle.toml:1:"),
+        (
+            "E0012-name-in-included-file.toml",
+            "E0012",
+            "include/named.toml:1:",
+        ),
+    ] {
+        for command in ["check", "plan"] {
+            let out = ipc_run(&[command, "--limits", "default"], &corpus(file), &[], &[]);
+            let stderr = &out.stderr;
+            assert_eq!(out.code, Some(1), "{command} {file}\n{stderr}");
+            assert!(!stderr.contains("panicked"), "{command} {file}\n{stderr}");
+            assert!(
+                stderr.contains(&format!("error[{code}]")),
+                "{file}\n{stderr}"
+            );
+            assert!(stderr.contains("--> "), "{file}\n{stderr}");
+            assert!(
+                stderr.contains(at),
+                "{command} {file}: not at {at}\n{stderr}"
+            );
+            assert_eq!(out.stdout, "", "{command} {file}: no plan");
+        }
+    }
+}
+
+/// A JSON plan is already composed: `--profile` with `run --plan` is a
+/// usage error (exit 2), as `--limits` is.
+#[test]
+fn b8_profile_with_a_plan_file_is_a_usage_error() {
+    let out = ipc_run(
+        &["run", "--profile", "debug", "--plan"],
+        Path::new("plan.json"),
+        &[],
+        &[],
+    );
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--profile"), "{}", out.stderr);
+}

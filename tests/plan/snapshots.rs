@@ -8,8 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
+use ipc_run::diagnostic::{SourceFile, Sources};
 use ipc_run::plan::{self, Limits};
-use ipc_run::topology::{Topology, TopologyError};
+use ipc_run::topology::{ComposeOptions, Topology, TopologyError};
 
 /// The path as the user would type it from the crate root, e.g.
 /// `tests/invalid/x.toml`, so diagnostics show it relative.
@@ -39,20 +40,52 @@ fn limits_for(source: &str) -> Limits {
     limits
 }
 
+/// The profiles a corpus file is planned with: its `#:profile NAME` lines.
+fn options_for(path: &Path) -> ComposeOptions {
+    let source = std::fs::read(path).unwrap_or_default();
+    let profiles = String::from_utf8_lossy(&source)
+        .lines()
+        .take(5)
+        .filter_map(|line| line.strip_prefix("#:profile "))
+        .map(|name| name.trim().to_owned())
+        .collect();
+    ComposeOptions {
+        profiles,
+        vars: None,
+    }
+}
+
 /// Every diagnostic of a file, rendered without colour, and whether planning
 /// produced a plan.
 fn diagnose(path: &Path) -> (String, Vec<&'static str>, bool) {
     let shown = path.display().to_string();
-    match Topology::load(path) {
+    let options = options_for(path);
+    match Topology::load_with(path, ipc_run::topology::MAX_SOURCE_BYTES as u64, &options) {
         Err(TopologyError::Parse {
             source_text,
+            files,
             diagnostic,
             ..
-        }) => (
-            diagnostic.render(&shown, &source_text, false),
-            vec![diagnostic.code],
-            false,
-        ),
+        }) => {
+            let single = [SourceFile {
+                path: shown.clone(),
+                start: 0,
+            }];
+            let files = if files.is_empty() {
+                &single[..]
+            } else {
+                &files
+            };
+            let sources = Sources {
+                text: &source_text,
+                files,
+            };
+            (
+                diagnostic.render_in(sources, false),
+                vec![diagnostic.code],
+                false,
+            )
+        }
         Err(other) => panic!("{shown}: {other}"),
         Ok(topology) => {
             let limits = limits_for(&topology.source);
@@ -62,7 +95,7 @@ fn diagnose(path: &Path) -> (String, Vec<&'static str>, bool) {
             };
             let text = diagnostics
                 .iter()
-                .map(|d| d.render(&shown, &topology.source, false))
+                .map(|d| d.render_in(topology.sources(), false))
                 .collect();
             (text, diagnostics.iter().map(|d| d.code).collect(), planned)
         }
@@ -272,4 +305,58 @@ fn unnamed_topology_takes_the_file_stem_everywhere() {
         .find(|v| &*v.name == "IPC_RUN_TOPOLOGY")
         .expect("IPC_RUN_TOPOLOGY is set");
     assert_eq!(&*topology_var.value, "web-stack");
+}
+
+/// A topology composed from two files, the environment and a profile: the
+/// plan shows the result, the included file's processes and edges merged,
+/// `--profile debug` adding a process and its edge; the env file's values
+/// stay out of the plan.
+#[test]
+fn composed_topology_plans() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = relative(&root.join("tests/plan/compose/app.toml"));
+    let vars: std::collections::BTreeMap<String, String> =
+        [("MODE", "prod"), ("DATA_DIR", "/srv/db")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+    for profiles in [vec![], vec!["debug".to_owned()]] {
+        let options = ComposeOptions {
+            profiles: profiles.clone(),
+            vars: Some(vars.clone()),
+        };
+        let topology =
+            Topology::load_with(&path, ipc_run::topology::MAX_SOURCE_BYTES as u64, &options)
+                .expect("the composed topology loads");
+        let planned = plan::plan(&topology, &Limits::default()).expect("it plans");
+        let json = serde_json::to_string_pretty(&planned.plan).expect("plans serialise");
+        assert!(!json.contains("do-not-print-me"), "{json}");
+        let text =
+            plan::render::text(&planned.plan).replace(&format!("{}/", root.display()), "[root]/");
+        let name = if profiles.is_empty() {
+            "default"
+        } else {
+            "debug"
+        };
+        insta::assert_snapshot!(format!("composed_{name}"), text);
+    }
+}
+
+/// `${VAR}` not set is refused, and the same file plans once it is set.
+#[test]
+fn an_unset_variable_is_refused_until_set() {
+    let text = "[process.a]\ncmd = [\"echo\", \"${GREETING}\"]\n";
+    let path = Path::new("vars.toml");
+    let err = Topology::parse(path, text.into()).expect_err("GREETING is not set");
+    let TopologyError::Parse { diagnostic, .. } = err else {
+        panic!("a parse error expected, got {err}")
+    };
+    assert_eq!(diagnostic.code, "E0013");
+    let options = ComposeOptions {
+        profiles: Vec::new(),
+        vars: Some([("GREETING".to_owned(), "hi".to_owned())].into()),
+    };
+    let topology = Topology::parse_with(path, text.into(), &options).expect("set");
+    let planned = plan::plan(&topology, &Limits::default()).expect("plans");
+    assert_eq!(planned.plan.processes[0].argv, ["echo", "hi"]);
 }

@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod compose;
 mod dbus;
 mod grpc;
 mod hardening;
