@@ -80,6 +80,16 @@ impl ChannelDecl {
     }
 }
 
+/// The channels' plans, in a vector of their size: the declarations'
+/// buffer is reused in place (each plan moves to the front of its slot)
+/// and then shrunk, so the plan holds no room for what only the planner
+/// needed.
+pub fn into_plans(channels: Vec<ChannelDecl>) -> Vec<ChannelPlan> {
+    let mut plans: Vec<ChannelPlan> = channels.into_iter().map(|c| c.plan).collect();
+    plans.shrink_to_fit();
+    plans
+}
+
 /// One port of one instance on a channel. Names are looked up by index: the
 /// process in the planner's process list, the port in the channel's plan.
 #[derive(Debug, Clone)]
@@ -129,7 +139,7 @@ type PortUse<'a> = HashMap<(usize, &'a str), (usize, Span)>;
 pub fn resolve<'a>(
     topology: &'a Topology,
     limits: &Limits,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Vec<ChannelDecl> {
     let inputs = collect_inputs(topology, sink);
@@ -179,7 +189,7 @@ fn resolve_sides<'a>(
     input: &EdgeInput<'a>,
     traffic: Traffic,
     by_name: &ByName<'_>,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Option<[Vec<Resolved<'a>>; 2]> {
     let mut resolve_side = |items: &'a [Spanned<String>], is_from: bool| -> Vec<Resolved<'a>> {
@@ -266,7 +276,7 @@ fn claim_ports<'a>(
 }
 
 /// A declared port no edge uses is a warning.
-fn warn_unused_ports(processes: &[ProcessDecl<'_>], used: &PortUse<'_>, sink: &mut Sink) {
+fn warn_unused_ports(processes: &[ProcessDecl], used: &PortUse<'_>, sink: &mut Sink) {
     for (index, process) in processes.iter().enumerate() {
         for (port, declared) in &process.ports {
             if used.contains_key(&(index, port.as_str())) {
@@ -368,7 +378,7 @@ fn resolve_endpoint<'a>(
     traffic: Traffic,
     input: &EdgeInput<'a>,
     by_name: &ByName<'_>,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Option<Resolved<'a>> {
     let span = item.span();
@@ -434,7 +444,7 @@ fn process_index(
     endpoint: EndpointRef<'_>,
     span: Span,
     by_name: &ByName<'_>,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Option<usize> {
     if let Some(&index) = by_name.get(process) {
@@ -522,9 +532,9 @@ fn check_stdio_direction(
 }
 
 /// What planning one channel needs from the whole pass.
-struct Pass<'a, 'p> {
+struct Pass<'a> {
     limits: &'a Limits,
-    processes: &'a [ProcessDecl<'p>],
+    processes: &'a [ProcessDecl],
     /// POSIX queues planned so far.
     posix_queues: &'a mut u64,
 }
@@ -536,7 +546,7 @@ fn plan_channel(
     traffic: Traffic,
     from: &[Resolved<'_>],
     to: &[Resolved<'_>],
-    pass: &mut Pass<'_, '_>,
+    pass: &mut Pass<'_>,
     sink: &mut Sink,
 ) -> Option<ChannelDecl> {
     let traits = edge_traits(input, traffic, from, to, pass.processes, sink)?;
@@ -601,7 +611,7 @@ fn edge_traits(
     traffic: Traffic,
     from: &[Resolved<'_>],
     to: &[Resolved<'_>],
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Option<Traits> {
     let spec = input.spec;
@@ -781,7 +791,7 @@ fn plan_endpoints(
     mechanism: &Mechanism,
     traits: &Traits,
     [from, to]: [&[Resolved<'_>]; 2],
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
 ) -> Endpoints {
     let (from_ends, to_ends) = crate::mechanism::ends(mechanism, traits.duplex);
     let mut ends = Endpoints {
@@ -996,7 +1006,7 @@ fn describe(
     id: &str,
     end: End,
     to: &[Resolved<'_>],
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
 ) -> String {
     let receivers = to
         .iter()

@@ -74,6 +74,52 @@ pub fn plan_capped(
     limits: &Limits,
     max_instances: usize,
 ) -> Result<Planned, PlanError> {
+    let declared = declare(topology, limits, max_instances)?;
+    wire_and_order(declared, limits)
+}
+
+/// [`plan_capped`] that takes the typed file out of `topology` and drops it
+/// once the edges are resolved, before the instances are wired: the plan is
+/// then never held beside the file it came from. `topology` keeps its path
+/// and source text, which is what diagnostics are rendered against (their
+/// spans are byte ranges into it); its `file` is left empty.
+pub fn plan_releasing(
+    topology: &mut Topology,
+    limits: &Limits,
+    max_instances: usize,
+) -> Result<Planned, PlanError> {
+    let file = std::mem::take(&mut topology.file);
+    let typed = Topology {
+        path: std::mem::take(&mut topology.path),
+        source: std::mem::take(&mut topology.source),
+        file,
+    };
+    let declared = declare(&typed, limits, max_instances);
+    // Only the path and the text are still needed: give them back and drop
+    // the typed file (processes, edges and their strings).
+    let Topology { path, source, file } = typed;
+    topology.path = path;
+    topology.source = source;
+    drop(file);
+    wire_and_order(declared?, limits)
+}
+
+/// What the first two passes leave for the rest: owned, with no borrow of
+/// the topology.
+struct Declared {
+    sink: Sink,
+    name: String,
+    exit_code_from: Option<String>,
+    processes: Vec<processes::ProcessDecl>,
+    channels: Vec<edges::ChannelDecl>,
+}
+
+/// The passes that read the typed file: processes and edges.
+fn declare(
+    topology: &Topology,
+    limits: &Limits,
+    max_instances: usize,
+) -> Result<Declared, PlanError> {
     let mut sink = Sink::default();
     let processes = processes::resolve(topology, limits, max_instances, &mut sink);
     if sink.has_errors() {
@@ -83,7 +129,6 @@ pub fn plan_capped(
     if sink.has_errors() {
         return Err(sink.into_error());
     }
-    let mut channels = channels;
     // The name children see in IPC_RUN_TOPOLOGY is the plan's.
     let name = topology
         .file
@@ -97,6 +142,29 @@ pub fn plan_capped(
                 .map(|s| s.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "topology".into());
+    let exit_code_from = topology
+        .file
+        .exit_code_from
+        .as_ref()
+        .map(|n| n.get_ref().clone());
+    Ok(Declared {
+        sink,
+        name,
+        exit_code_from,
+        processes,
+        channels,
+    })
+}
+
+/// The passes after the typed file: wiring, order, placeholders.
+fn wire_and_order(declared: Declared, limits: &Limits) -> Result<Planned, PlanError> {
+    let Declared {
+        mut sink,
+        name,
+        exit_code_from,
+        processes,
+        mut channels,
+    } = declared;
     let instances = wiring::wire(&name, limits, &processes, &mut channels, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
@@ -109,16 +177,11 @@ pub fn plan_capped(
     if sink.has_errors() {
         return Err(sink.into_error());
     }
-    let exit_code_from = topology
-        .file
-        .exit_code_from
-        .as_ref()
-        .map(|n| n.get_ref().clone());
     let plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         name,
         processes: instances,
-        channels: channels.into_iter().map(|c| c.plan).collect(),
+        channels: edges::into_plans(channels),
         start_order: ordering.start_order,
         stop_order: ordering.stop_order,
         cycles: ordering.cycles,

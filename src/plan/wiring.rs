@@ -25,7 +25,7 @@ pub const NOTIFY_SOCKET_PATH: &str = "{run_dir}/notify.sock";
 pub fn wire(
     name: &str,
     limits: &Limits,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     channels: &mut [ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<ProcessPlan> {
@@ -41,7 +41,7 @@ pub fn wire(
     let mut scratch = FdScratch::default();
     let shared = SharedEnv::new(name);
     for (p, process) in processes.iter().enumerate() {
-        let replicated = process.instances.len() > 1 || process.spec.replicas.is_some();
+        let replicated = process.instances.len() > 1 || process.spec.replicas;
         let inherit_env = inherited(&base_inherit_env, process);
         let own = OwnEnv::new(process);
         for (replica, instance) in process.instances.iter().enumerate() {
@@ -78,10 +78,7 @@ pub fn wire(
 
 /// The variables `process` passes through: the base list, shared, when it
 /// adds none; else the base list and its own, one list for its replicas.
-fn inherited(
-    base: &Arc<[Cow<'static, str>]>,
-    process: &ProcessDecl<'_>,
-) -> Arc<[Cow<'static, str>]> {
+fn inherited(base: &Arc<[Cow<'static, str>]>, process: &ProcessDecl) -> Arc<[Cow<'static, str>]> {
     if process.spec.inherit_env.is_empty() {
         return Arc::clone(base);
     }
@@ -95,7 +92,7 @@ fn inherited(
 }
 
 /// E0607 when the notify socket's path would not fit `sun_path`.
-fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl<'_>], sink: &mut Sink) {
+fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl], sink: &mut Sink) {
     let Some(process) = processes.iter().find(|p| p.ready == Readiness::Notify) else {
         return;
     };
@@ -121,11 +118,7 @@ fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl<'_>], sink: &mu
 /// planner cannot know ipc-run's own user, so the named objects are warnings;
 /// a notify readiness that cannot work is refused, as `ready = { fd = N }`
 /// always can.
-fn check_other_user_access(
-    processes: &[ProcessDecl<'_>],
-    channels: &[ChannelDecl],
-    sink: &mut Sink,
-) {
+fn check_other_user_access(processes: &[ProcessDecl], channels: &[ChannelDecl], sink: &mut Sink) {
     for process in processes {
         let Some(user) = &process.spec.user else {
             continue;
@@ -218,7 +211,7 @@ struct EndIndex {
 }
 
 impl EndIndex {
-    fn new(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]) -> EndIndex {
+    fn new(processes: &[ProcessDecl], channels: &[ChannelDecl]) -> EndIndex {
         let mut first_instance = Vec::with_capacity(processes.len() + 1);
         let mut total = 0usize;
         for process in processes {
@@ -275,7 +268,7 @@ struct FdScratch {
 
 /// Numbers the fds of one instance's ends into `scratch.assigned`.
 fn assign_fds(
-    process: &ProcessDecl<'_>,
+    process: &ProcessDecl,
     instance: &str,
     ends: &[(usize, usize)],
     channels: &[ChannelDecl],
@@ -326,7 +319,7 @@ fn assign_fds(
 /// Stdio and pinned fds first; a fixed fd on a port reached by name is an
 /// error.
 fn pin_fixed_fds(
-    process: &ProcessDecl<'_>,
+    process: &ProcessDecl,
     ends: &[(usize, usize)],
     channels: &[ChannelDecl],
     scratch: &mut FdScratch,
@@ -386,7 +379,7 @@ struct FdTable {
 /// Writes each end's fd into its channel and builds the instance's fd
 /// table (sorted by fd) and `IPC_PORT_*` variables.
 fn fd_table(
-    process: &ProcessDecl<'_>,
+    process: &ProcessDecl,
     ends: &[(usize, usize)],
     channels: &mut [ChannelDecl],
     scratch: &mut FdScratch,
@@ -508,7 +501,7 @@ struct OwnEnv {
 }
 
 impl OwnEnv {
-    fn new(process: &ProcessDecl<'_>) -> Self {
+    fn new(process: &ProcessDecl) -> Self {
         let vars = process
             .spec
             .env
@@ -540,7 +533,7 @@ struct InstanceIds<'a> {
 /// The environment ipc-run sets, then the process's own `env`.
 fn environment(
     ids: &InstanceIds<'_>,
-    process: &ProcessDecl<'_>,
+    process: &ProcessDecl,
     mut port_vars: Vec<EnvVar>,
     listen: &Listening,
 ) -> Vec<EnvVar> {
@@ -590,8 +583,8 @@ fn environment(
 
 fn instance_plan(
     ids: &InstanceIds<'_>,
-    process: &ProcessDecl<'_>,
-    processes: &[ProcessDecl<'_>],
+    process: &ProcessDecl,
+    processes: &[ProcessDecl],
     env: Vec<EnvVar>,
     inherit_env: Arc<[Cow<'static, str>]>,
     fds: Vec<FdSlot>,
