@@ -31,8 +31,38 @@ pub struct ChannelDecl {
     pub ports: Vec<PortEnd>,
     /// Value of the `IPC_PORT_*` variable of a `from` port and of a `to`
     /// port, without the fd (added in wiring): the same for every port on a
-    /// side; empty on a side with no named port.
-    pub descriptions: [String; 2],
+    /// side; empty on a side with no named port. Made at its size, and
+    /// dropped once wiring has read it ([`wired`]).
+    pub descriptions: [Box<str>; 2],
+}
+
+/// Drops what only wiring reads of the channels (the ports' descriptions),
+/// so the passes after it run beside a smaller declaration.
+pub fn wired(channels: &mut [ChannelDecl]) {
+    for channel in channels {
+        channel.descriptions = Default::default();
+    }
+}
+
+/// Each port name once, with its `IPC_PORT_*` variable name: endpoints,
+/// fd slots and environments of every channel share them, as most ports of
+/// a large topology have one of a few names.
+#[derive(Default)]
+struct PortNames {
+    made: HashMap<Arc<str>, Arc<str>>,
+}
+
+impl PortNames {
+    /// The shared port name and its variable's name.
+    fn get(&mut self, port: &str) -> (Arc<str>, Arc<str>) {
+        if let Some((name, env)) = self.made.get_key_value(port) {
+            return (Arc::clone(name), Arc::clone(env));
+        }
+        let name: Arc<str> = port.into();
+        let env: Arc<str> = port_env_name(port).into();
+        self.made.insert(Arc::clone(&name), Arc::clone(&env));
+        (name, env)
+    }
 }
 
 impl ChannelDecl {
@@ -131,9 +161,45 @@ struct EdgeInput<'a> {
     span: Span,
 }
 
-/// Which edge uses each port: (process index, port) -> (index of the
-/// edge, where).
-type PortUse<'a> = HashMap<(usize, &'a str), (usize, Span)>;
+/// Which edge uses each port: (process index, port) -> where, as a
+/// [`UseAt`]: there is one entry per port of a large file, so the span is
+/// found again from the edge's input instead of being stored.
+type PortUse<'a> = HashMap<(usize, &'a str), UseAt>;
+
+/// An endpoint of an edge input: the input's index, and the endpoint's
+/// position in its `from` (or `to`) list.
+#[derive(Debug, Clone, Copy)]
+struct UseAt {
+    input: u32,
+    position: u32,
+}
+
+impl UseAt {
+    const TO: u32 = 1 << 31;
+
+    fn new(input: usize, is_from: bool, position: usize) -> UseAt {
+        let position = position as u32 | if is_from { 0 } else { Self::TO };
+        UseAt {
+            input: input as u32,
+            position,
+        }
+    }
+
+    fn input(self) -> usize {
+        self.input as usize
+    }
+
+    /// Where the endpoint is written.
+    fn span(self, inputs: &[EdgeInput<'_>]) -> Span {
+        let input = &inputs[self.input()];
+        let side = if self.position & Self::TO == 0 {
+            input.from
+        } else {
+            input.to
+        };
+        side[(self.position & !Self::TO) as usize].span()
+    }
+}
 
 /// Resolves, checks and plans every edge.
 pub fn resolve<'a>(
@@ -151,6 +217,7 @@ pub fn resolve<'a>(
     let mut used: PortUse<'a> = HashMap::with_capacity(inputs.len() * 2);
     let mut channels = Vec::with_capacity(inputs.len());
     let mut posix_queues = 0u64;
+    let mut names = PortNames::default();
     for (index, input) in inputs.iter().enumerate() {
         let traffic = input
             .spec
@@ -167,6 +234,7 @@ pub fn resolve<'a>(
             limits,
             processes,
             posix_queues: &mut posix_queues,
+            names: &mut names,
         };
         if let Some(channel) = plan_channel(input, traffic, &from, &to, &mut pass, sink) {
             channels.push(channel);
@@ -244,15 +312,17 @@ fn claim_ports<'a>(
     let input = &inputs[index];
     let mut ok = true;
     for (side, list) in [(true, from), (false, to)] {
-        for r in list {
+        // Every endpoint of the side resolved, so positions are the input's.
+        for (position, r) in list.iter().enumerate() {
             let (EndpointRef::Process { process, .. }, Some(index_of), Some(port)) =
                 (r.endpoint, r.process, r.port)
             else {
                 continue;
             };
-            if let Some((other, other_span)) = used.get(&(index_of, port)) {
-                let other_edge = &inputs[*other].id;
-                let by = if *other == index {
+            if let Some(&at) = used.get(&(index_of, port)) {
+                let (other, other_span) = (at.input(), at.span(inputs));
+                let other_edge = &inputs[other].id;
+                let by = if other == index {
                     "both sides of one edge".to_owned()
                 } else {
                     format!("two edges, `{other_edge}` and `{}`", input.id)
@@ -265,7 +335,7 @@ fn claim_ports<'a>(
                 );
                 ok = false;
             } else {
-                used.insert((index_of, port), (index, r.span.clone()));
+                used.insert((index_of, port), UseAt::new(index, side, position));
             }
             if !check_stdio_direction(process, port, side, r, input, sink) {
                 ok = false;
@@ -537,6 +607,8 @@ struct Pass<'a> {
     processes: &'a [ProcessDecl],
     /// POSIX queues planned so far.
     posix_queues: &'a mut u64,
+    /// Port names shared between channels.
+    names: &'a mut PortNames,
 }
 
 /// Plans one edge whose endpoints resolved: its mechanism (chosen or
@@ -580,7 +652,7 @@ fn plan_channel(
     let objects = cx.objects;
     warn_unsynchronised(input, traffic, sink);
     warn_outside_writers(input, kind, &traits, from, pass.limits, sink);
-    let ends = plan_endpoints(input, &mechanism, &traits, [from, to], pass.processes);
+    let ends = plan_endpoints(input, &mechanism, &traits, [from, to], pass);
     let in_flight = input
         .spec
         .and_then(|s| s.in_flight.as_ref())
@@ -781,7 +853,7 @@ struct Endpoints {
     from: Vec<EndpointPlan>,
     to: Vec<EndpointPlan>,
     ports: Vec<PortEnd>,
-    descriptions: [String; 2],
+    descriptions: [Box<str>; 2],
 }
 
 /// Every endpoint of both sides, replicas expanded, with the ends they
@@ -791,14 +863,15 @@ fn plan_endpoints(
     mechanism: &Mechanism,
     traits: &Traits,
     [from, to]: [&[Resolved<'_>]; 2],
-    processes: &[ProcessDecl],
+    pass: &mut Pass<'_>,
 ) -> Endpoints {
+    let processes = pass.processes;
     let (from_ends, to_ends) = crate::mechanism::ends(mechanism, traits.duplex);
     let mut ends = Endpoints {
         from: Vec::with_capacity(traits.writers),
         to: Vec::with_capacity(traits.readers),
         ports: Vec::with_capacity(traits.writers + traits.readers),
-        descriptions: [String::new(), String::new()],
+        descriptions: Default::default(),
     };
     for (list, end, is_reader) in [(from, from_ends, false), (to, to_ends, true)] {
         let (needs_fd, listener) = crate::mechanism::fd_need(mechanism, end);
@@ -828,14 +901,12 @@ fn plan_endpoints(
                     unreachable!("resolved process endpoints carry their index")
                 }
             };
-            // One copy of each name per endpoint, shared by its replicas.
-            let env: Arc<str> = port_env_name(port).into();
-            let port_name: Arc<str> = port.into();
+            let (port_name, env) = pass.names.get(port);
             let description = &mut ends.descriptions[usize::from(is_reader)];
             // Only named ports get an `IPC_PORT_*` variable (wiring): a
             // side of standard streams, a pipeline's, needs no description.
             if description.is_empty() && !is_std_stream(port) {
-                *description = describe(mechanism, &input.id, end, to, processes);
+                *description = describe(mechanism, &input.id, end, to, processes).into_boxed_str();
             }
             for (replica, instance) in processes[process].instances.iter().enumerate() {
                 ends.ports.push(PortEnd {

@@ -74,29 +74,35 @@ pub fn plan_capped(
     limits: &Limits,
     max_instances: usize,
 ) -> Result<Planned, PlanError> {
-    let declared = declare(topology, limits, max_instances)?;
+    let (sink, processes) = declare_processes(topology, limits, max_instances)?;
+    let declared = declare_channels(topology, limits, sink, processes)?;
     wire_and_order(declared, limits)
 }
 
 /// [`plan_capped`] that takes the typed file out of `topology` and drops it
-/// once the edges are resolved, before the instances are wired: the plan is
-/// then never held beside the file it came from. `topology` keeps its path
-/// and source text, which is what diagnostics are rendered against (their
-/// spans are byte ranges into it); its `file` is left empty.
+/// as the passes finish with it: its processes once they are declared, its
+/// edges once they are channels, so the plan is never held beside the file
+/// it came from. `topology` keeps its path and source text, which is what
+/// diagnostics are rendered against (their spans are byte ranges into it);
+/// its `file` is left empty.
 pub fn plan_releasing(
     topology: &mut Topology,
     limits: &Limits,
     max_instances: usize,
 ) -> Result<Planned, PlanError> {
-    let file = std::mem::take(&mut topology.file);
-    let typed = Topology {
+    let mut typed = Topology {
         path: std::mem::take(&mut topology.path),
         source: std::mem::take(&mut topology.source),
-        file,
+        file: std::mem::take(&mut topology.file),
     };
-    let declared = declare(&typed, limits, max_instances);
+    let declared =
+        declare_processes(&typed, limits, max_instances).and_then(|(sink, processes)| {
+            // The edges pass reads the process declarations, not the specs.
+            drop(std::mem::take(&mut typed.file.process));
+            declare_channels(&typed, limits, sink, processes)
+        });
     // Only the path and the text are still needed: give them back and drop
-    // the typed file (processes, edges and their strings).
+    // the rest of the typed file (the edges and their strings).
     let Topology { path, source, file } = typed;
     topology.path = path;
     topology.source = source;
@@ -114,17 +120,28 @@ struct Declared {
     channels: Vec<edges::ChannelDecl>,
 }
 
-/// The passes that read the typed file: processes and edges.
-fn declare(
+/// The first pass, the only one that reads the processes' specs.
+fn declare_processes(
     topology: &Topology,
     limits: &Limits,
     max_instances: usize,
-) -> Result<Declared, PlanError> {
+) -> Result<(Sink, Vec<processes::ProcessDecl>), PlanError> {
     let mut sink = Sink::default();
     let processes = processes::resolve(topology, limits, max_instances, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }
+    Ok((sink, processes))
+}
+
+/// The second pass, the last that reads the typed file (its edges, name and
+/// `exit_code_from`).
+fn declare_channels(
+    topology: &Topology,
+    limits: &Limits,
+    mut sink: Sink,
+    processes: Vec<processes::ProcessDecl>,
+) -> Result<Declared, PlanError> {
     let channels = edges::resolve(topology, limits, &processes, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
@@ -169,6 +186,7 @@ fn wire_and_order(declared: Declared, limits: &Limits) -> Result<Planned, PlanEr
     if sink.has_errors() {
         return Err(sink.into_error());
     }
+    edges::wired(&mut channels);
     let ordering = order::analyse(&processes, &channels, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());

@@ -39,6 +39,7 @@ pub fn wire(
         .collect();
     let mut out = Vec::with_capacity(index.total());
     let mut scratch = FdScratch::default();
+    let mut values = Values::default();
     let shared = SharedEnv::new(name);
     for (p, process) in processes.iter().enumerate() {
         let replicated = process.instances.len() > 1 || process.spec.replicas;
@@ -55,14 +56,14 @@ pub fn wire(
                 &mut scratch,
                 sink,
             );
-            let table = fd_table(process, ends, channels, &mut scratch);
+            let table = fd_table(process, ends, channels, &mut scratch, &mut values);
             let ids = InstanceIds {
                 shared: &shared,
                 own: &own,
                 instance,
                 replica: replicated.then_some(replica),
             };
-            let env = environment(&ids, process, table.port_vars, &table.listen);
+            let env = environment(&ids, process, table.port_vars, &table.listen, &mut values);
             out.push(instance_plan(
                 &ids,
                 process,
@@ -255,6 +256,30 @@ impl EndIndex {
     }
 }
 
+/// The values of per-instance variables, one `Arc<str>` per distinct text:
+/// instances of the same shape get the same port descriptions with the
+/// same fds, `LISTEN_FDS` counts and replica numbers, and a large plan
+/// would otherwise hold a copy of each per instance.
+#[derive(Default)]
+struct Values {
+    made: std::collections::HashSet<Arc<str>>,
+    text: String,
+}
+
+impl Values {
+    /// The shared value with the text `write` puts in an empty buffer.
+    fn get(&mut self, write: impl FnOnce(&mut String)) -> Arc<str> {
+        self.text.clear();
+        write(&mut self.text);
+        if let Some(value) = self.made.get(self.text.as_str()) {
+            return Arc::clone(value);
+        }
+        let value: Arc<str> = self.text.as_str().into();
+        self.made.insert(Arc::clone(&value));
+        value
+    }
+}
+
 /// Per-instance scratch space, reused from one instance to the next.
 #[derive(Default)]
 struct FdScratch {
@@ -383,6 +408,7 @@ fn fd_table(
     ends: &[(usize, usize)],
     channels: &mut [ChannelDecl],
     scratch: &mut FdScratch,
+    values: &mut Values,
 ) -> FdTable {
     let FdScratch {
         taken,
@@ -422,18 +448,15 @@ fn fd_table(
         }
         if !is_std_stream(port) {
             let description = channel.description(&end);
-            let value = match fd {
-                Some(fd) => {
-                    let mut value = String::with_capacity(description.len() + 8);
-                    value.push_str(description);
+            let value = values.get(|value| {
+                value.push_str(description);
+                if let Some(fd) = fd {
                     let _ = write!(value, " fd={fd}");
-                    value
                 }
-                None => description.to_owned(),
-            };
+            });
             port_vars.push(EnvVar {
                 name: Arc::clone(env_name),
-                value: value.into(),
+                value,
             });
         }
     }
@@ -536,6 +559,7 @@ fn environment(
     process: &ProcessDecl,
     mut port_vars: Vec<EnvVar>,
     listen: &Listening,
+    values: &mut Values,
 ) -> Vec<EnvVar> {
     let shared = ids.shared;
     let var = |name: &Arc<str>, value: Arc<str>| EnvVar {
@@ -557,19 +581,31 @@ fn environment(
         var(&shared.process, Arc::clone(ids.instance)),
     ]);
     if let Some(replica) = ids.replica {
-        env.push(var(&shared.replica, replica.to_string().into()));
+        let value = values.get(|text| {
+            let _ = write!(text, "{replica}");
+        });
+        env.push(var(&shared.replica, value));
         env.push(var(&shared.replicas, Arc::clone(&ids.own.replicas)));
     }
     port_vars.sort_by(|a, b| a.name.cmp(&b.name));
     env.extend(port_vars);
     if listen.count > 0 {
         env.push(shared.listen_pid.clone());
-        env.push(var(&shared.listen_fds, listen.count.to_string().into()));
-        env.push(var(&shared.listen_fdnames, listen.names.as_str().into()));
+        let count = values.get(|text| {
+            let _ = write!(text, "{}", listen.count);
+        });
+        env.push(var(&shared.listen_fds, count));
+        let names = values.get(|text| text.push_str(&listen.names));
+        env.push(var(&shared.listen_fdnames, names));
     }
     match process.ready {
         Readiness::Notify => env.push(shared.notify_socket.clone()),
-        Readiness::Fd { fd } => env.push(var(&shared.ready_fd, fd.to_string().into())),
+        Readiness::Fd { fd } => {
+            let value = values.get(|text| {
+                let _ = write!(text, "{fd}");
+            });
+            env.push(var(&shared.ready_fd, value));
+        }
         Readiness::Started => {}
     }
     env.extend(ids.own.vars.iter().cloned());
