@@ -73,7 +73,7 @@ impl ChannelDecl {
         } else {
             &self.plan.from
         };
-        &side[end.slot]
+        &side[end.slot()]
     }
 
     /// The port name and its `IPC_PORT_*` variable name.
@@ -104,7 +104,7 @@ impl ChannelDecl {
         } else {
             &mut self.plan.from
         };
-        if let EndpointPlan::Port { fd: slot, .. } = &mut side[end.slot] {
+        if let EndpointPlan::Port { fd: slot, .. } = &mut side[end.slot()] {
             *slot = fd;
         }
     }
@@ -122,14 +122,16 @@ pub fn into_plans(channels: Vec<ChannelDecl>) -> Vec<ChannelPlan> {
 
 /// One port of one instance on a channel. Names are looked up by index: the
 /// process in the planner's process list, the port in the channel's plan.
+/// The indices are `u32` (read through the methods of the same names):
+/// there is one of these per port of every instance, beside the plan.
 #[derive(Debug, Clone)]
 pub struct PortEnd {
     /// Index of the declared process.
-    pub process: usize,
+    process: u32,
     /// Index of the instance among the process's instances.
-    pub replica: usize,
+    replica: u32,
     /// Index of its endpoint in the plan's `from` (or `to`, for readers).
-    pub slot: usize,
+    slot: u32,
     /// The end it holds.
     pub end: End,
     /// Whether the child gets an fd for it.
@@ -140,6 +142,23 @@ pub struct PortEnd {
     pub span: Span,
     /// The channel writes into this process (it is on the `to` side).
     pub is_reader: bool,
+}
+
+impl PortEnd {
+    /// Index of the declared process.
+    pub fn process(&self) -> usize {
+        self.process as usize
+    }
+
+    /// Index of the instance among the process's instances.
+    pub fn replica(&self) -> usize {
+        self.replica as usize
+    }
+
+    /// Index of its endpoint in the plan's `from` (or `to`, for readers).
+    pub fn slot(&self) -> usize {
+        self.slot as usize
+    }
 }
 
 /// One endpoint as written, resolved.
@@ -909,10 +928,11 @@ fn plan_endpoints(
                 *description = describe(mechanism, &input.id, end, to, processes).into_boxed_str();
             }
             for (replica, instance) in processes[process].instances.iter().enumerate() {
+                // Bounded by the instance cap and the endpoints of one edge.
                 ends.ports.push(PortEnd {
-                    process,
-                    replica,
-                    slot: out.len(),
+                    process: process as u32,
+                    replica: replica as u32,
+                    slot: out.len() as u32,
                     end,
                     needs_fd,
                     listener,

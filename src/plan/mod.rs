@@ -179,7 +179,7 @@ fn wire_and_order(declared: Declared, limits: &Limits) -> Result<Planned, PlanEr
         mut sink,
         name,
         exit_code_from,
-        processes,
+        mut processes,
         mut channels,
     } = declared;
     let instances = wiring::wire(&name, limits, &processes, &mut channels, &mut sink);
@@ -187,6 +187,7 @@ fn wire_and_order(declared: Declared, limits: &Limits) -> Result<Planned, PlanEr
         return Err(sink.into_error());
     }
     edges::wired(&mut channels);
+    processes::wired(&mut processes);
     let ordering = order::analyse(&processes, &channels, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());

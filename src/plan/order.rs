@@ -348,8 +348,8 @@ fn data_graph(
         readers.clear();
         for port in &channel.ports {
             match port.end {
-                End::Write | End::Connect | End::Send => writers.push(port.process),
-                End::Read | End::Listen | End::Receive => readers.push(port.process),
+                End::Write | End::Connect | End::Send => writers.push(port.process()),
+                End::Read | End::Listen | End::Receive => readers.push(port.process()),
                 End::Both => {}
             }
         }
@@ -431,7 +431,7 @@ fn is_path_fifo(channel: &ChannelDecl) -> bool {
 
 /// The instance holding a channel end.
 fn instance_of<'p>(processes: &'p [ProcessDecl], port: &PortEnd) -> &'p str {
-    processes[port.process].instances[port.replica].as_ref()
+    processes[port.process()].instances[port.replica()].as_ref()
 }
 
 /// Simulates the opens of path-delivered FIFOs. Each instance opens its FIFO
@@ -498,7 +498,7 @@ fn fifo_open_queues<'p>(
             continue;
         }
         for port in &channel.ports {
-            let position = processes[port.process]
+            let position = processes[port.process()]
                 .ports
                 .get(channel.port(port).0)
                 .map_or(usize::MAX, |d| d.span.start);
@@ -552,7 +552,7 @@ fn fifo_deadlock(
         else {
             continue;
         };
-        let process = &processes[end.process];
+        let process = &processes[end.process()];
         let port_name = channel.port(end).0;
         let Some(port) = process.ports.get(port_name) else {
             continue;
@@ -578,7 +578,7 @@ fn processes_by_name(
         .ports
         .iter()
         .filter(|p| matches(p.end))
-        .map(|p| p.process)
+        .map(PortEnd::process)
         .collect();
     found.sort_unstable_by_key(|&p| processes[p].name.as_ref());
     found.dedup();

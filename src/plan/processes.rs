@@ -75,6 +75,15 @@ pub struct ProcessDecl {
     pub after: Vec<usize>,
 }
 
+/// Drops what only wiring reads of the processes (their argv, copied into
+/// every instance's plan), so the passes after it run beside less.
+pub fn wired(processes: &mut [ProcessDecl]) {
+    for process in processes {
+        process.argv = Vec::new();
+        process.forward_signals = Vec::new();
+    }
+}
+
 /// The keys of a process as written that the passes after the first read:
 /// a copy, at no cost for a process that writes none of them (no `env`, no
 /// `after`, none of the rare keys), read like the spec (`spec.user`).

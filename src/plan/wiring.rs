@@ -150,7 +150,7 @@ fn check_other_user_access(processes: &[ProcessDecl], channels: &[ChannelDecl], 
     let mut warned = std::collections::BTreeSet::new();
     for channel in channels {
         for end in channel.ports.iter().filter(|end| !end.needs_fd) {
-            let process = &processes[end.process];
+            let process = &processes[end.process()];
             let Some(user) = &process.spec.user else {
                 continue;
             };
@@ -162,7 +162,7 @@ fn check_other_user_access(processes: &[ProcessDecl], channels: &[ChannelDecl], 
             else {
                 continue;
             };
-            if !warned.insert((end.process, channel.plan.id.as_ref())) {
+            if !warned.insert((end.process(), channel.plan.id.as_ref())) {
                 continue;
             }
             let why = if matches!(object.kind, ObjectKind::Fifo | ObjectKind::UnixSocket) {
@@ -223,7 +223,7 @@ impl EndIndex {
         let mut starts = vec![0usize; total + 1];
         for channel in channels {
             for port in &channel.ports {
-                starts[first_instance[port.process] + port.replica + 1] += 1;
+                starts[first_instance[port.process()] + port.replica() + 1] += 1;
             }
         }
         for i in 1..starts.len() {
@@ -233,7 +233,7 @@ impl EndIndex {
         let mut cursor = starts.clone();
         for (c, channel) in channels.iter().enumerate() {
             for (p, port) in channel.ports.iter().enumerate() {
-                let slot = &mut cursor[first_instance[port.process] + port.replica];
+                let slot = &mut cursor[first_instance[port.process()] + port.replica()];
                 ends[*slot] = (c, p);
                 *slot += 1;
             }
