@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::edges::{ChannelDecl, is_std_stream};
+use super::edges::{ChannelDecl, PortEnd, is_std_stream};
 use super::model::{EnvVar, FdRole, FdSlot, ObjectKind, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
@@ -206,9 +206,11 @@ struct EndIndex {
     /// Instances are numbered in declaration order: process p's first one
     /// is `first_instance[p]`.
     first_instance: Vec<usize>,
-    /// Instance i's ends are `ends[starts[i]..starts[i + 1]]`.
-    starts: Vec<usize>,
-    ends: Vec<(usize, usize)>,
+    /// Instance i's ends are `ends[starts[i]..starts[i + 1]]`, each a
+    /// channel index and a port index in it, as `u32`: one per port of
+    /// every instance, alive beside the plan being built.
+    starts: Vec<u32>,
+    ends: Vec<(u32, u32)>,
 }
 
 impl EndIndex {
@@ -220,7 +222,7 @@ impl EndIndex {
             total += process.instances.len();
         }
         first_instance.push(total);
-        let mut starts = vec![0usize; total + 1];
+        let mut starts = vec![0u32; total + 1];
         for channel in channels {
             for port in &channel.ports {
                 starts[first_instance[port.process()] + port.replica() + 1] += 1;
@@ -229,12 +231,13 @@ impl EndIndex {
         for i in 1..starts.len() {
             starts[i] += starts[i - 1];
         }
-        let mut ends = vec![(0usize, 0usize); starts[total]];
+        let mut ends = vec![(0u32, 0u32); starts[total] as usize];
         let mut cursor = starts.clone();
         for (c, channel) in channels.iter().enumerate() {
             for (p, port) in channel.ports.iter().enumerate() {
                 let slot = &mut cursor[first_instance[port.process()] + port.replica()];
-                ends[*slot] = (c, p);
+                // Channels and their ports are bounded by the instance cap.
+                ends[*slot as usize] = (c as u32, p as u32);
                 *slot += 1;
             }
         }
@@ -250,23 +253,53 @@ impl EndIndex {
     }
 
     /// The ends of replica `replica` of process `process`.
-    fn of(&self, process: usize, replica: usize) -> &[(usize, usize)] {
+    fn of(&self, process: usize, replica: usize) -> &[(u32, u32)] {
         let global = self.first_instance[process] + replica;
-        &self.ends[self.starts[global]..self.starts[global + 1]]
+        &self.ends[self.starts[global] as usize..self.starts[global + 1] as usize]
     }
 }
 
-/// The values of per-instance variables, one `Arc<str>` per distinct text:
-/// instances of the same shape get the same port descriptions with the
-/// same fds, `LISTEN_FDS` counts and replica numbers, and a large plan
+/// The values of per-instance variables, shared where instances have the
+/// same: the clients on one side of a channel get the same port value when
+/// they get the same fd, and `LISTEN_FDS` counts, `LISTEN_FDNAMES` lists,
+/// replica numbers and readiness fds repeat across instances; a large plan
 /// would otherwise hold a copy of each per instance.
 #[derive(Default)]
 struct Values {
     made: std::collections::HashSet<Arc<str>>,
+    /// Port values by channel, side and fd, for sides of several ports.
+    sides: std::collections::HashMap<(u32, bool, Option<i32>), Arc<str>>,
     text: String,
 }
 
 impl Values {
+    /// A port variable's value: its side's description and its fd. Only a
+    /// side of several ports (clients of one server) can share it: others
+    /// name their channel, so their value is made without a lookup.
+    fn port(
+        &mut self,
+        channel: usize,
+        end: &PortEnd,
+        shared_side: bool,
+        fd: Option<i32>,
+        description: &str,
+    ) -> Arc<str> {
+        let key = (channel as u32, end.is_reader, fd);
+        if shared_side && let Some(value) = self.sides.get(&key) {
+            return Arc::clone(value);
+        }
+        self.text.clear();
+        self.text.push_str(description);
+        if let Some(fd) = fd {
+            let _ = write!(self.text, " fd={fd}");
+        }
+        let value: Arc<str> = self.text.as_str().into();
+        if shared_side {
+            self.sides.insert(key, Arc::clone(&value));
+        }
+        value
+    }
+
     /// The shared value with the text `write` puts in an empty buffer.
     fn get(&mut self, write: impl FnOnce(&mut String)) -> Arc<str> {
         self.text.clear();
@@ -295,7 +328,7 @@ struct FdScratch {
 fn assign_fds(
     process: &ProcessDecl,
     instance: &str,
-    ends: &[(usize, usize)],
+    ends: &[(u32, u32)],
     channels: &[ChannelDecl],
     limits: &Limits,
     scratch: &mut FdScratch,
@@ -319,7 +352,7 @@ fn assign_fds(
     let mut next = 3;
     for listeners in [true, false] {
         for (e, &(c, p)) in ends.iter().enumerate() {
-            let end = &channels[c].ports[p];
+            let end = &channels[c as usize].ports[p as usize];
             if !end.needs_fd || end.listener != listeners || assigned[e].is_some() {
                 continue;
             }
@@ -345,14 +378,14 @@ fn assign_fds(
 /// error.
 fn pin_fixed_fds(
     process: &ProcessDecl,
-    ends: &[(usize, usize)],
+    ends: &[(u32, u32)],
     channels: &[ChannelDecl],
     scratch: &mut FdScratch,
     sink: &mut Sink,
 ) {
     for (e, &(c, p)) in ends.iter().enumerate() {
-        let channel = &channels[c];
-        let end = &channel.ports[p];
+        let channel = &channels[c as usize];
+        let end = &channel.ports[p as usize];
         let (port, _) = channel.port(end);
         let fixed = match port {
             "stdin" => Some(0),
@@ -405,7 +438,7 @@ struct FdTable {
 /// table (sorted by fd) and `IPC_PORT_*` variables.
 fn fd_table(
     process: &ProcessDecl,
-    ends: &[(usize, usize)],
+    ends: &[(u32, u32)],
     channels: &mut [ChannelDecl],
     scratch: &mut FdScratch,
     values: &mut Values,
@@ -422,7 +455,7 @@ fn fd_table(
     ordered.extend(0..ends.len());
     ordered.sort_by_key(|&e| assigned[e].unwrap_or(i32::MAX));
     for &e in ordered.iter() {
-        let (c, p) = ends[e];
+        let (c, p) = (ends[e].0 as usize, ends[e].1 as usize);
         let fd = assigned[e];
         let channel = &mut channels[c];
         let end = channel.ports[p].clone();
@@ -447,13 +480,12 @@ fn fd_table(
             }
         }
         if !is_std_stream(port) {
-            let description = channel.description(&end);
-            let value = values.get(|value| {
-                value.push_str(description);
-                if let Some(fd) = fd {
-                    let _ = write!(value, " fd={fd}");
-                }
-            });
+            let side = if end.is_reader {
+                &channel.plan.to
+            } else {
+                &channel.plan.from
+            };
+            let value = values.port(c, &end, side.len() > 1, fd, channel.description(&end));
             port_vars.push(EnvVar {
                 name: Arc::clone(env_name),
                 value,
