@@ -328,7 +328,8 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         }
         let mut jobs = plan_jobs(&mechanisms, &sizes, &rtt_sizes, &place.limits);
         measure_all(&place, &mut jobs, &settings, pin.map(|p| p.1));
-        let records: Vec<Record> = jobs.iter().flat_map(Job::records).collect();
+        let mut records: Vec<Record> = jobs.iter().flat_map(Job::records).collect();
+        records.extend(report::rpc_ratios(&records));
         drop(dir_guard);
         let report = Report {
             host,
@@ -417,6 +418,12 @@ fn plan_jobs(
 ) -> Vec<Job> {
     let mut jobs: Vec<Job> = Vec::new();
     for &mechanism in mechanisms {
+        if mechanism.round_trips_only() {
+            for &size in rtt_sizes {
+                jobs.push(Job::new(mechanism, Test::RoundTrip, size, limits));
+            }
+            continue;
+        }
         for &size in sizes {
             jobs.push(Job::new(mechanism, Test::Throughput, size, limits));
         }
@@ -426,6 +433,18 @@ fn plan_jobs(
             for &size in rtt_sizes {
                 jobs.push(Job::new(mechanism, Test::RoundTrip, size, limits));
             }
+        }
+    }
+    // The rpc row is read against the socket beneath it, measured in the
+    // same rounds: its round trips are added when not asked for.
+    if mechanisms.contains(&Mechanism::Rpc) && !mechanisms.contains(&Mechanism::UnixStream) {
+        for &size in rtt_sizes {
+            jobs.push(Job::new(
+                Mechanism::UnixStream,
+                Test::RoundTrip,
+                size,
+                limits,
+            ));
         }
     }
     jobs

@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::mechanism::Mechanism;
+
 /// The machine, for the output's header.
 #[derive(Debug, Clone, Serialize)]
 pub struct Host {
@@ -66,6 +68,9 @@ pub enum Metric {
     /// UDP datagrams sent but not received during a throughput run
     /// (`samples`: datagrams sent); may be 0.
     Lost,
+    /// The `rpc` row's p50 over the `unix-stream` row's p50 at the same
+    /// size, both of the same run (`samples`: the rpc round trips).
+    RoundTripP50Ratio,
 }
 
 impl Metric {
@@ -75,6 +80,7 @@ impl Metric {
             Metric::Throughput => "GB/s",
             Metric::RoundTripP50 | Metric::RoundTripP99 => "us",
             Metric::Lost => "datagrams",
+            Metric::RoundTripP50Ratio => "x",
         }
     }
 }
@@ -150,6 +156,41 @@ pub struct Report {
     pub records: Vec<Record>,
 }
 
+/// The row of unary calls over an rpc edge's listener.
+fn rpc() -> &'static str {
+    Mechanism::Rpc.name()
+}
+
+/// The mechanism whose round trips the `rpc` row is read against: the
+/// raw socket beneath an rpc edge's Unix listener.
+const RPC_BENEATH: &str = "unix-stream";
+
+/// For each size where both were measured, the `rpc` p50 over the
+/// `unix-stream` p50: what the framing of a unary call costs on top of the
+/// socket it runs on.
+pub fn rpc_ratios(records: &[Record]) -> Vec<Record> {
+    let p50 = |mechanism: &str, size: usize| {
+        records.iter().find(|r| {
+            r.mechanism == mechanism && r.size == size && r.metric == Metric::RoundTripP50
+        })
+    };
+    records
+        .iter()
+        .filter(|r| r.mechanism == rpc() && r.metric == Metric::RoundTripP50)
+        .filter_map(|call| {
+            let raw = p50(RPC_BENEATH, call.size)?.value.filter(|v| *v > 0.0)?;
+            let ratio = call.value? / raw;
+            Some(Record::value(
+                rpc(),
+                call.size,
+                Metric::RoundTripP50Ratio,
+                ratio,
+                call.samples,
+            ))
+        })
+        .collect()
+}
+
 /// `64 B`, `4 KiB`, `1 MiB`.
 pub fn size_label(size: usize) -> String {
     if size >= 1 << 20 && size % (1 << 20) == 0 {
@@ -203,6 +244,7 @@ impl Report {
         let mut notes = Notes::default();
         self.throughput_table(&mut out, &mechanisms, width, &mut notes);
         self.round_trip_table(&mut out, &mechanisms, width, &mut notes);
+        self.rpc_table(&mut out);
         self.lost_table(&mut out, width);
         self.spread_line(&mut out);
         notes.write(&mut out);
@@ -263,6 +305,9 @@ impl Report {
             .collect();
         sizes.sort_unstable();
         sizes.dedup();
+        if sizes.is_empty() {
+            return;
+        }
         let _ = writeln!(out);
         let _ = writeln!(
             out,
@@ -274,6 +319,14 @@ impl Report {
         }
         let _ = writeln!(out);
         for m in mechanisms {
+            // A row measured by round trips only (rpc) has no rate.
+            if !self
+                .records
+                .iter()
+                .any(|r| r.mechanism == *m && r.metric == Metric::Throughput)
+            {
+                continue;
+            }
             let _ = write!(out, "{m:<width$}");
             for &size in &sizes {
                 let text = notes.cell(self.find(m, size, Metric::Throughput));
@@ -319,6 +372,38 @@ impl Report {
                 let b = notes.cell(p99);
                 let _ = writeln!(out, "{m:<width$} {label:>8} {a:>10} {b:>10} {samples:>9}");
             }
+        }
+    }
+
+    /// The rpc row against the socket beneath it, when both were measured.
+    fn rpc_table(&self, out: &mut String) {
+        let ratios: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| r.metric == Metric::RoundTripP50Ratio)
+            .collect();
+        if ratios.is_empty() {
+            return;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "rpc: unary echo calls over an rpc edge's Unix listener vs {RPC_BENEATH} round trips, same run (p50)"
+        );
+        for r in ratios {
+            let value = |m: &str| {
+                self.find(m, r.size, Metric::RoundTripP50)
+                    .and_then(|r| r.value)
+                    .map_or_else(|| "-".to_owned(), number)
+            };
+            let _ = writeln!(
+                out,
+                "{:>8}  rpc {} us, {RPC_BENEATH} {} us: {:.2}x",
+                size_label(r.size),
+                value(rpc()),
+                value(RPC_BENEATH),
+                r.value.unwrap_or_default()
+            );
         }
     }
 
@@ -449,11 +534,47 @@ mod tests {
             ],
         };
         let text = report.text();
+        assert!(!text.contains("rpc"), "{text}");
         assert!(text.contains("n/a[1]"), "{text}");
         assert!(text.contains("[1] posix-mq 64 B: too big"), "{text}");
         assert!(
             text.contains("host: Linux 6 x86_64; cpu; 2 CPU(s)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_rpc_row_is_set_beside_the_socket_beneath_it() {
+        let records = vec![
+            Record::value("unix-stream", 64, Metric::RoundTripP50, 10.0, 100),
+            Record::value("unix-stream", 64, Metric::RoundTripP99, 20.0, 100),
+            Record::value("rpc", 64, Metric::RoundTripP50, 12.5, 90),
+            Record::value("rpc", 64, Metric::RoundTripP99, 30.0, 90),
+            Record::value("rpc", 4096, Metric::RoundTripP50, 15.0, 90),
+        ];
+        let ratios = rpc_ratios(&records);
+        assert_eq!(ratios.len(), 1, "{ratios:?}");
+        assert_eq!(ratios[0].value, Some(1.25));
+        assert_eq!(ratios[0].samples, 90);
+        let mut all = records;
+        all.extend(ratios);
+        let report = Report {
+            host: Host {
+                kernel: "k".into(),
+                cpu_model: "c".into(),
+                cpus: 2,
+                load_average: "0 0 0".into(),
+            },
+            settings: "s".into(),
+            records: all,
+        };
+        let text = report.text();
+        assert!(
+            text.contains("    64 B  rpc 12.5 us, unix-stream 10.0 us: 1.25x"),
+            "{text}"
+        );
+        // No throughput row for a mechanism measured by round trips only.
+        let throughput = text.split("round trip,").next().unwrap();
+        assert!(!throughput.contains("rpc"), "{text}");
     }
 }

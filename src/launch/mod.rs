@@ -334,7 +334,7 @@ impl Launched {
             .get(instance)
             .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?;
         let process = &self.plan.processes[index];
-        let child = self.spawn_process(process)?;
+        let child = self.spawn_process(process, None)?;
         if let Some(run_dir) = self.created.run_dir.as_mut() {
             run_dir.track_process(child.pid);
         }
@@ -347,6 +347,46 @@ impl Launched {
             self.release_ends_of(instance);
         }
         Ok(child)
+    }
+
+    /// Spawns one instance of the per-connection server `instance` for an
+    /// accepted `connection`: the connection on fds 0 and 1 where the
+    /// listener would be, every other fd as for [`Launched::spawn`]. The
+    /// listener and the other ends stay held for the next connection, until
+    /// [`Launched::release_ends_of`].
+    pub fn spawn_connection(
+        &mut self,
+        instance: &str,
+        connection: OwnedFd,
+    ) -> Result<SpawnedChild, LaunchError> {
+        let index = *self
+            .process_index
+            .get(instance)
+            .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?;
+        let process = &self.plan.processes[index];
+        let child = self.spawn_process(process, Some(connection))?;
+        if let Some(run_dir) = self.created.run_dir.as_mut() {
+            run_dir.track_process(child.pid);
+        }
+        Ok(child)
+    }
+
+    /// The listener ipc-run accepts on for the per-connection server
+    /// `instance`, if it is one.
+    pub fn connection_listener(&self, instance: &str) -> Option<BorrowedFd<'_>> {
+        let process = &self.plan.processes[*self.process_index.get(instance)?];
+        process.fds.iter().find_map(|slot| {
+            let Ok(Source::Held(channel, Held::Listen)) = self.source_of(process, slot) else {
+                return None;
+            };
+            if !self.plan.channels[channel].mechanism.per_connection() {
+                return None;
+            }
+            self.created
+                .held
+                .get(&(channel, Held::Listen))
+                .map(|fd| fd.as_fd())
+        })
     }
 
     /// Declares `instance` finished for good: the orchestrator's copies of
@@ -493,7 +533,11 @@ impl Launched {
         Ok(Source::Held(index, held))
     }
 
-    fn spawn_process(&self, process: &ProcessPlan) -> Result<SpawnedChild, LaunchError> {
+    fn spawn_process(
+        &self,
+        process: &ProcessPlan,
+        connection: Option<OwnedFd>,
+    ) -> Result<SpawnedChild, LaunchError> {
         let instance = process.name.as_ref();
         let mut child = SpawnedChild {
             pid: Pid::from_raw(0),
@@ -505,6 +549,9 @@ impl Launched {
         // than a failed program lookup would.
         let mut fds = ChildFds::default();
         self.wire_slots(process, &mut fds, &mut child)?;
+        if let Some(connection) = connection {
+            fds.connection(process, connection)?;
+        }
         self.default_std_fds(process, &mut fds, &mut child)?;
         let context = spawn::SpecContext {
             values: &self.values,
@@ -588,7 +635,8 @@ impl Launched {
         child: &mut SpawnedChild,
     ) -> Result<(), LaunchError> {
         let instance = process.name.as_ref();
-        let wired = |fd: i32| process.fds.iter().any(|s| s.fd == fd);
+        let owned: Vec<i32> = fds.owned.iter().map(|(_, target)| *target).collect();
+        let wired = |fd: i32| process.fds.iter().any(|s| s.fd == fd) || owned.contains(&fd);
         if !wired(0) {
             let fd = match std_fd(0).filter(|_| self.options.stdin_is_own) {
                 Some(own) => own.try_clone_to_owned(),
@@ -619,6 +667,26 @@ struct ChildFds {
 }
 
 impl ChildFds {
+    /// An accepted connection on fds 0 and 1 in place of the listener the
+    /// plan puts at fd 0.
+    fn connection(
+        &mut self,
+        process: &ProcessPlan,
+        connection: OwnedFd,
+    ) -> Result<(), LaunchError> {
+        let instance = process.name.as_ref();
+        self.held.retain(|&(_, target)| target != 0);
+        let copy = connection.try_clone().map_err(|e| {
+            LaunchError::sys(
+                format!("duplicate the connection for {instance}"),
+                io_errno(&e),
+            )
+        })?;
+        self.owned.push((connection, 0));
+        self.owned.push((copy, 1));
+        Ok(())
+    }
+
     /// The `(source, target)` pairs [`crate::sys::spawn::spawn`] takes.
     fn moves<'a>(
         &'a self,

@@ -63,6 +63,9 @@ const UNIX_SOCKET: &str = "unix-socket";
 const CGROUP: &str = "cgroup";
 const PROCESS_GROUP: &str = "process-group";
 const SYSV_KEY: &str = "sysv-key";
+/// The journal's word for a regular file a run writes in its directory (a
+/// managed broker's configuration).
+const RUN_FILE: &str = "file";
 
 /// A named object created by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +74,8 @@ pub enum ObjectRecord {
     Fifo(String),
     /// A socket file: its file name in the run directory.
     UnixSocket(String),
+    /// A regular file: its file name in the run directory.
+    File(String),
     /// A POSIX shared memory object.
     PosixShm(String),
     /// A POSIX message queue.
@@ -126,6 +131,7 @@ impl ObjectRecord {
         match self {
             ObjectRecord::Fifo(_) => Kind::Fifo.as_str(),
             ObjectRecord::UnixSocket(_) => UNIX_SOCKET,
+            ObjectRecord::File(_) => RUN_FILE,
             ObjectRecord::PosixShm(_) => Kind::PosixShm.as_str(),
             ObjectRecord::PosixMq(_) => Kind::PosixMq.as_str(),
             ObjectRecord::PosixSem(_) => Kind::PosixSem.as_str(),
@@ -141,6 +147,7 @@ impl ObjectRecord {
         match self {
             ObjectRecord::Fifo(n)
             | ObjectRecord::UnixSocket(n)
+            | ObjectRecord::File(n)
             | ObjectRecord::PosixShm(n)
             | ObjectRecord::PosixMq(n)
             | ObjectRecord::PosixSem(n)
@@ -198,6 +205,7 @@ impl ObjectRecord {
         let posix_name_ok = |n: &str| n.starts_with('/') && file_name_ok(&n[1..]);
         match kind {
             UNIX_SOCKET => return file_name_ok(&name).then_some(ObjectRecord::UnixSocket(name)),
+            RUN_FILE => return file_name_ok(&name).then_some(ObjectRecord::File(name)),
             CGROUP => return name.starts_with('/').then_some(ObjectRecord::Cgroup(name)),
             PROCESS_GROUP => {
                 let pgid: i32 = name.parse().ok()?;
@@ -249,6 +257,7 @@ impl ObjectRecord {
         match self {
             ObjectRecord::Fifo(name) => file_is(name, SFlag::S_IFIFO),
             ObjectRecord::UnixSocket(name) => file_is(name, SFlag::S_IFSOCK),
+            ObjectRecord::File(name) => file_is(name, SFlag::S_IFREG),
             ObjectRecord::PosixShm(name)
             | ObjectRecord::PosixMq(name)
             | ObjectRecord::PosixSem(name) => posix_ok(name),
@@ -270,9 +279,13 @@ impl ObjectRecord {
             Err(e) => Err(e),
         };
         match self {
-            ObjectRecord::Fifo(name) | ObjectRecord::UnixSocket(name) => gone(
-                nix::unistd::unlinkat(run_dir, name.as_str(), UnlinkatFlags::NoRemoveDir),
-            ),
+            ObjectRecord::Fifo(name)
+            | ObjectRecord::UnixSocket(name)
+            | ObjectRecord::File(name) => gone(nix::unistd::unlinkat(
+                run_dir,
+                name.as_str(),
+                UnlinkatFlags::NoRemoveDir,
+            )),
             ObjectRecord::PosixShm(name) => gone(nix::sys::mman::shm_unlink(name.as_str())),
             ObjectRecord::PosixMq(name) => gone(ipc::mq_unlink(&c_name(name)?)),
             ObjectRecord::PosixSem(name) => gone(ipc::sem_unlink(&c_name(name)?)),

@@ -187,9 +187,11 @@ impl From<Named> for ObjectRecord {
     fn from(object: Named) -> ObjectRecord {
         match object {
             Named::Fifo(name) => ObjectRecord::Fifo(name),
+            Named::File(name) => ObjectRecord::File(name),
             Named::PosixShm(name) => ObjectRecord::PosixShm(name),
             Named::PosixMq(name) => ObjectRecord::PosixMq(name),
             Named::PosixSem(name) => ObjectRecord::PosixSem(name),
+            Named::UnixSocket(name) => ObjectRecord::UnixSocket(name),
         }
     }
 }

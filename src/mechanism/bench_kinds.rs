@@ -34,6 +34,10 @@ pub enum Mechanism {
     SysvMq,
     /// `SIGUSR1` sent with `kill` and taken with `sigwait`: no payload.
     Signal,
+    /// Unary echo calls over an rpc edge's Unix listener, handed to the
+    /// peer (the server) as a topology hands it; length-prefixed frames.
+    /// Round trips only, beside `unix-stream`, the socket beneath it.
+    Rpc,
     /// ipc-run's shared-memory ring (`docs/shm-ring.md`): one POSIX shared
     /// memory segment per direction, one producer.
     ShmRing,
@@ -41,13 +45,14 @@ pub enum Mechanism {
 
 impl Mechanism {
     /// Every mechanism, in the order of the output.
-    pub const ALL: [Mechanism; 12] = [
+    pub const ALL: [Mechanism; 13] = [
         Mechanism::Pipe,
         Mechanism::PipeSized,
         Mechanism::Fifo,
         Mechanism::SocketpairStream,
         Mechanism::SocketpairSeqpacket,
         Mechanism::UnixStream,
+        Mechanism::Rpc,
         Mechanism::Tcp,
         Mechanism::Udp,
         Mechanism::PosixMq,
@@ -69,6 +74,7 @@ impl Mechanism {
             Mechanism::SysvMq => Kind::SysvMq,
             Mechanism::Signal => Kind::Signal,
             Mechanism::ShmRing => Kind::PosixShm,
+            Mechanism::Rpc => Kind::Rpc,
         }
     }
 
@@ -83,6 +89,12 @@ impl Mechanism {
             Mechanism::PipeSized => "pipe-sized",
             other => other.kind().as_str(),
         }
+    }
+
+    /// Whether it is measured by round trips only (a unary call has no
+    /// one-way rate).
+    pub fn round_trips_only(self) -> bool {
+        self == Mechanism::Rpc
     }
 
     /// Whether a receive may return part of a message (a byte stream).

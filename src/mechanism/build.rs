@@ -98,12 +98,17 @@ pub(crate) enum ConnectTarget {
 pub(crate) enum Named {
     /// A FIFO: its file name in the run directory.
     Fifo(String),
+    /// A regular file: its file name in the run directory.
+    File(String),
     /// A POSIX shared memory object.
     PosixShm(String),
     /// A POSIX message queue.
     PosixMq(String),
     /// A POSIX named semaphore.
     PosixSem(String),
+    /// A socket file in the run directory that a server binds itself
+    /// (a server-bound rpc endpoint): its file name.
+    UnixSocket(String),
 }
 
 /// One channel being created, as a mechanism's `create` sees it: the

@@ -127,6 +127,22 @@ pub enum LaunchError {
         /// The error.
         errno: Errno,
     },
+    /// A program ipc-run starts on the topology's behalf (a managed
+    /// broker) is not installed; found before any process starts.
+    #[error(
+        "start the {role} of channel {channel}: {program} is not installed (not found on PATH; \
+         Debian package `{package}`)"
+    )]
+    MissingProgram {
+        /// Channel id.
+        channel: String,
+        /// What it is, e.g. `broker`.
+        role: &'static str,
+        /// The program.
+        program: &'static str,
+        /// The Debian package that provides it.
+        package: &'static str,
+    },
     /// The program could not be started.
     #[error("start {}: {}", .0.instance, .0)]
     Spawn(#[from] SpawnError),

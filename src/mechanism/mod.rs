@@ -50,7 +50,9 @@ use crate::topology::{MechanismName, Traffic};
 pub(crate) mod bench_cleanup;
 pub(crate) mod bench_kinds;
 pub(crate) mod bench_link;
+pub(crate) mod bench_rpc;
 pub(crate) mod build;
+pub(crate) mod dbus;
 pub(crate) mod edge;
 pub(crate) mod error;
 pub mod fifo;
@@ -237,10 +239,8 @@ pub(crate) fn fd_need(mechanism: &Mechanism, end: End) -> (bool, bool) {
             (true, false)
         }
         Mechanism::Fifo { deliver, .. } => (*deliver == fifo::Deliver::Fd, false),
-        Mechanism::UnixListener { .. }
-        | Mechanism::Tcp { .. }
-        | Mechanism::Udp { .. }
-        | Mechanism::Rpc { .. } => {
+        Mechanism::Rpc { endpoint, .. } => rpc::fd_need(endpoint, end),
+        Mechanism::UnixListener { .. } | Mechanism::Tcp { .. } | Mechanism::Udp { .. } => {
             let listening = end == End::Listen;
             (listening, listening)
         }
@@ -412,8 +412,9 @@ pub(crate) fn create(b: &mut dyn Build, channel: &ChannelPlan) -> Result<(), Lau
             transport,
             address,
             backlog,
+            endpoint,
             ..
-        } => rpc::create(b, *transport, address, *backlog),
+        } => rpc::create(b, *transport, address, *backlog, endpoint),
     }
 }
 
@@ -430,7 +431,8 @@ pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
         Kind::SysvMq => sysv_mq::bench_parent(b),
         Kind::PosixShm => posix_shm::bench_parent(b),
         Kind::Signal => signal::bench_parent(b),
-        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem | Kind::Rpc) => {
+        Kind::Rpc => bench_rpc::bench_parent(b),
+        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem) => {
             Err(not_benched(kind))
         }
     }
@@ -449,7 +451,8 @@ pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
         Kind::SysvMq => sysv_mq::bench_peer(p),
         Kind::PosixShm => posix_shm::bench_peer(p),
         Kind::Signal => signal::bench_peer(p),
-        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem | Kind::Rpc) => {
+        Kind::Rpc => bench_rpc::bench_peer(p),
+        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem) => {
             Err(not_benched(kind))
         }
     }
@@ -552,6 +555,12 @@ pub enum EdgeOption {
     Address,
     /// `depth`.
     Depth,
+    /// `endpoint`.
+    Endpoint,
+    /// `max_connections`.
+    MaxConnections,
+    /// `probe`.
+    Probe,
 }
 
 /// A default profile for the modules to start from.

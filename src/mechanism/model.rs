@@ -158,6 +158,34 @@ pub struct ProcessPlan {
     pub after: Vec<Arc<str>>,
     /// Signals ipc-run forwards to it.
     pub forward_signals: Vec<SignalRef>,
+    /// Set when ipc-run adds the process on the topology's behalf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<Managed>,
+}
+
+/// A process ipc-run adds to the plan on the topology's behalf: a broker
+/// its clients meet at (a private `dbus-daemon`) or a launcher that starts
+/// other processes itself (`mpirun`). It is supervised, logged and cleaned
+/// up like a declared process.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Managed {
+    /// What it is.
+    pub role: ManagedRole,
+    /// The channel it serves.
+    pub channel: Arc<str>,
+    /// Why ipc-run starts it, in words.
+    pub reason: Cow<'static, str>,
+}
+
+/// The kind of process ipc-run manages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ManagedRole {
+    /// A broker its clients connect to.
+    Broker,
+    /// A launcher that starts other processes of the topology.
+    Launcher,
 }
 
 /// A signal by name and number.
@@ -589,6 +617,8 @@ pub enum Mechanism {
         address: String,
         /// Listen backlog.
         backlog: u32,
+        /// How the server gets its endpoint, and why.
+        endpoint: super::rpc::Endpoint,
     },
 }
 
@@ -612,6 +642,12 @@ impl Mechanism {
             Mechanism::Signal { .. } => Kind::Signal,
             Mechanism::Rpc { .. } => Kind::Rpc,
         }
+    }
+
+    /// Whether the server side is served one instance per accepted
+    /// connection (an rpc edge with `endpoint = "per-connection"`).
+    pub fn per_connection(&self) -> bool {
+        matches!(self, Mechanism::Rpc { endpoint, .. } if endpoint.shape == crate::topology::EndpointShape::PerConnection)
     }
 
     /// The mechanism's name as written in topology files.
@@ -683,8 +719,12 @@ impl Mechanism {
                 protocol,
                 transport,
                 address,
+                endpoint,
                 ..
-            } => format!("{protocol} over {transport} {address}"),
+            } => format!(
+                "{protocol} over {transport} {address}, {}",
+                endpoint.shape.as_str()
+            ),
         }
     }
 }

@@ -293,30 +293,35 @@ fn resolve_sides<'a>(
         return None;
     }
     if from.is_empty() || to.is_empty() {
-        // Point at the empty side when the edge is written out.
-        let empty = input
-            .spec
-            .map(|s| {
-                if from.is_empty() {
-                    s.from.span()
-                } else {
-                    s.to.span()
-                }
-            })
-            .unwrap_or(input.span.clone());
-        sink.push(
-            Diagnostic::error(
-                "E0103",
-                format!(
-                    "edge `{}` needs at least one endpoint on each side",
-                    input.id
-                ),
-            )
-            .with_label(Label::primary(empty, "empty endpoint list")),
-        );
+        sink.push(empty_side(input, from.is_empty()));
         return None;
     }
     Some([from, to])
+}
+
+/// E0103 for an edge with an empty side, pointing at it when written; a
+/// `to` left out is only for a bus (`plan::managed` gives a `dbus` edge
+/// its broker before this pass).
+fn empty_side(input: &EdgeInput<'_>, from_is_empty: bool) -> Diagnostic {
+    let side = input
+        .spec
+        .map(|s| if from_is_empty { &s.from } else { &s.to });
+    let error = Diagnostic::error(
+        "E0103",
+        format!(
+            "edge `{}` needs at least one endpoint on each side",
+            input.id
+        ),
+    );
+    match side {
+        Some(side) if side.span() == (0..0) => error
+            .with_label(Label::primary(input.span.clone(), "this edge has no `to`"))
+            .with_help(
+                "name the readers or servers in `to`; only a `protocol = \"dbus\"` edge may leave it out (a private bus ipc-run starts)",
+            ),
+        Some(side) => error.with_label(Label::primary(side.span(), "empty endpoint list")),
+        None => error.with_label(Label::primary(input.span.clone(), "empty endpoint list")),
+    }
 }
 
 /// Marks the ports of edge `index` as used; `false` (with errors) when a
@@ -1005,6 +1010,24 @@ fn check_options_apply(kind: Kind, traits: &Traits, input: &EdgeInput<'_>, sink:
             "depth",
             spec.depth.as_ref().map(|v| v.span()),
             "message queues",
+        ),
+        (
+            EdgeOption::Endpoint,
+            "endpoint",
+            spec.endpoint.as_ref().map(|v| v.span()),
+            "rpc edges",
+        ),
+        (
+            EdgeOption::MaxConnections,
+            "max_connections",
+            spec.max_connections.as_ref().map(|v| v.span()),
+            "rpc edges",
+        ),
+        (
+            EdgeOption::Probe,
+            "probe",
+            spec.probe.as_ref().map(|v| v.span()),
+            "rpc edges",
         ),
     ];
     for (option, key, span, where_) in written {

@@ -2,6 +2,9 @@
 //!
 //! It runs in passes that each add to one list of diagnostics:
 //!
+//! 0. [`managed`]: processes ipc-run adds on the topology's behalf (a
+//!    bus edge's broker) enter a copy of the topology as if written, and
+//!    are marked `managed` once the plan is made;
 //! 1. [`processes`]: names, argv, env, replicas, ports, signals, readiness;
 //! 2. [`edges`]: endpoints resolved to ports, ports used once, mechanisms
 //!    chosen or checked ([`select`]), host limits, named objects;
@@ -19,6 +22,7 @@
 mod edges;
 pub mod graph;
 pub mod import;
+pub(crate) mod managed;
 mod order;
 pub(crate) mod placeholders;
 mod processes;
@@ -74,8 +78,12 @@ pub fn plan_capped(
     limits: &Limits,
     max_instances: usize,
 ) -> Result<Planned, PlanError> {
-    let (sink, processes) = declare_processes(topology, limits, max_instances)?;
-    let declared = declare_channels(topology, limits, sink, processes)?;
+    let mut sink = Sink::default();
+    // Processes ipc-run adds (a private bus's broker) enter as if written.
+    let (expanded, managed) = managed::add(topology, &mut sink);
+    let topology = expanded.as_ref().unwrap_or(topology);
+    let processes = declare_processes(topology, limits, max_instances, &mut sink)?;
+    let declared = declare_channels(topology, limits, sink, processes, managed)?;
     wire_and_order(declared, limits)
 }
 
@@ -95,11 +103,18 @@ pub fn plan_releasing(
         source: std::mem::take(&mut topology.source),
         file: std::mem::take(&mut topology.file),
     };
+    let mut sink = Sink::default();
+    // Processes ipc-run adds (a private bus's broker) enter as if written:
+    // the expanded copy's file replaces the one read.
+    let (expanded, managed) = managed::add(&typed, &mut sink);
+    if let Some(expanded) = expanded {
+        typed.file = expanded.file;
+    }
     let declared =
-        declare_processes(&typed, limits, max_instances).and_then(|(sink, processes)| {
+        declare_processes(&typed, limits, max_instances, &mut sink).and_then(|processes| {
             // The edges pass reads the process declarations, not the specs.
             drop(std::mem::take(&mut typed.file.process));
-            declare_channels(&typed, limits, sink, processes)
+            declare_channels(&typed, limits, sink, processes, managed)
         });
     // Only the path and the text are still needed: give them back and drop
     // the rest of the typed file (the edges and their strings).
@@ -118,6 +133,8 @@ struct Declared {
     exit_code_from: Option<String>,
     processes: Vec<processes::ProcessDecl>,
     channels: Vec<edges::ChannelDecl>,
+    /// The processes ipc-run added, completed once the plan is made.
+    managed: Vec<managed::Added>,
 }
 
 /// The first pass, the only one that reads the processes' specs.
@@ -125,13 +142,13 @@ fn declare_processes(
     topology: &Topology,
     limits: &Limits,
     max_instances: usize,
-) -> Result<(Sink, Vec<processes::ProcessDecl>), PlanError> {
-    let mut sink = Sink::default();
-    let processes = processes::resolve(topology, limits, max_instances, &mut sink);
+    sink: &mut Sink,
+) -> Result<Vec<processes::ProcessDecl>, PlanError> {
+    let processes = processes::resolve(topology, limits, max_instances, sink);
     if sink.has_errors() {
-        return Err(sink.into_error());
+        return Err(std::mem::take(sink).into_error());
     }
-    Ok((sink, processes))
+    Ok(processes)
 }
 
 /// The second pass, the last that reads the typed file (its edges, name and
@@ -141,6 +158,7 @@ fn declare_channels(
     limits: &Limits,
     mut sink: Sink,
     processes: Vec<processes::ProcessDecl>,
+    managed: Vec<managed::Added>,
 ) -> Result<Declared, PlanError> {
     let channels = edges::resolve(topology, limits, &processes, &mut sink);
     if sink.has_errors() {
@@ -170,6 +188,7 @@ fn declare_channels(
         exit_code_from,
         processes,
         channels,
+        managed,
     })
 }
 
@@ -181,6 +200,7 @@ fn wire_and_order(declared: Declared, limits: &Limits) -> Result<Planned, PlanEr
         exit_code_from,
         mut processes,
         mut channels,
+        managed,
     } = declared;
     let instances = wiring::wire(&name, limits, &processes, &mut channels, &mut sink);
     if sink.has_errors() {
@@ -196,7 +216,7 @@ fn wire_and_order(declared: Declared, limits: &Limits) -> Result<Planned, PlanEr
     if sink.has_errors() {
         return Err(sink.into_error());
     }
-    let plan = Plan {
+    let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         name,
         processes: instances,
@@ -208,6 +228,7 @@ fn wire_and_order(declared: Declared, limits: &Limits) -> Result<Planned, PlanEr
         warnings: sink.diagnostics.iter().map(PlanWarning::from).collect(),
         limits: limits.clone(),
     };
+    managed::finish(&mut plan, &managed);
     Ok(Planned {
         plan,
         warnings: sink.diagnostics,

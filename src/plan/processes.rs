@@ -721,7 +721,12 @@ fn port_fd(
         }
         return Ok(None);
     }
-    if (0..=2).contains(&value) {
+    // fd 0 may take a socket instead of stdin (inetd style); the wiring
+    // pass checks that the end there is one.
+    if value == 0 {
+        return Ok(Some(0));
+    }
+    if (1..=2).contains(&value) {
         return Err(Box::new(
             Diagnostic::error(
                 "E0203",
@@ -731,7 +736,7 @@ fn port_fd(
                 span,
                 "fds 0, 1 and 2 are stdin, stdout and stderr",
             ))
-            .with_help("use fd 3 or above, or the port names stdin/stdout/stderr"),
+            .with_help("use fd 3 or above, or the port names stdin/stdout/stderr; only fd 0 may take a socket instead (inetd style)"),
         ));
     }
     if value < 0 || value as u64 >= limits.nofile_soft.value {

@@ -6,8 +6,8 @@
 use std::fmt::Write as _;
 
 use super::model::{
-    ChannelPlan, Choice, CycleVerdict, EndpointPlan, FdRole, Plan, ProcessPlan, Readiness,
-    RestartPolicy,
+    ChannelPlan, Choice, CycleVerdict, EndpointPlan, FdRole, ManagedRole, Mechanism, Plan,
+    ProcessPlan, Readiness, RestartPolicy,
 };
 use crate::topology::Millis;
 
@@ -44,7 +44,14 @@ pub fn write_text(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<
     let mechanisms: Mechanisms<'_> = plan
         .channels
         .iter()
-        .map(|c| (c.id.as_ref(), c.mechanism.name()))
+        .map(|c| {
+            let name = if c.mechanism.per_connection() {
+                PER_CONNECTION
+            } else {
+                c.mechanism.name()
+            };
+            (c.id.as_ref(), name)
+        })
         .collect();
     for process in &plan.processes {
         buf.push('\n');
@@ -102,6 +109,29 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
         channel.mechanism.summary()
     );
     let _ = writeln!(out, "  reason     {}", channel.reason);
+    if let Mechanism::Rpc { endpoint, .. } = &channel.mechanism {
+        let _ = writeln!(
+            out,
+            "  endpoint   {}: {}",
+            endpoint.shape.as_str(),
+            endpoint.reason
+        );
+        if let Some(max) = endpoint.max_connections {
+            let _ = writeln!(
+                out,
+                "  instances  at most {max} at once; more connections wait in the backlog"
+            );
+        }
+        if let Some(probe) = &endpoint.probe {
+            let _ = writeln!(
+                out,
+                "  probe      {} every {}: {}",
+                probe.kind.as_str(),
+                Millis(probe.interval_ms),
+                probe.reason
+            );
+        }
+    }
     match (channel.blocking, channel.capacity) {
         (true, Some(capacity)) => {
             let _ = writeln!(out, "  buffering  blocks when full, {capacity} bytes");
@@ -165,6 +195,9 @@ fn render_order(out: &mut String, plan: &Plan) {
 /// Each channel's mechanism name by channel id.
 type Mechanisms<'p> = std::collections::HashMap<&'p str, &'static str>;
 
+/// What [`Mechanisms`] says for an rpc channel served per connection.
+const PER_CONNECTION: &str = "rpc per-connection";
+
 fn render_process(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPlan) {
     let _ = writeln!(out, "process {}", process.name);
     let argv = if process.shell {
@@ -176,6 +209,17 @@ fn render_process(out: &mut String, mechanisms: &Mechanisms<'_>, process: &Proce
         shell_words(&process.argv)
     };
     let _ = writeln!(out, "  run        {argv}");
+    if let Some(managed) = &process.managed {
+        let role = match managed.role {
+            ManagedRole::Broker => "broker",
+            ManagedRole::Launcher => "launcher",
+        };
+        let _ = writeln!(
+            out,
+            "  managed    {role} of {}: {}",
+            managed.channel, managed.reason
+        );
+    }
     if let Some(user) = &process.user {
         let _ = writeln!(out, "  user       {user}");
     }
@@ -239,6 +283,22 @@ fn render_lifecycle(out: &mut String, process: &ProcessPlan) {
 /// The fd table, with what the standard streams get when not wired.
 fn render_fds(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPlan) {
     let mut rows: Vec<(i32, String, String)> = Vec::new();
+    // A per-connection server gets its connection on fds 0 and 1.
+    let connection = process.fds.iter().find_map(|slot| match &slot.role {
+        FdRole::Channel { channel, .. }
+            if slot.fd == 0 && mechanisms.get(channel.as_ref()) == Some(&PER_CONNECTION) =>
+        {
+            Some(channel)
+        }
+        _ => None,
+    });
+    if let Some(channel) = connection {
+        rows.push((
+            1,
+            "stdout".to_owned(),
+            format!("the same connection (rpc {channel})"),
+        ));
+    }
     for (fd, port, default) in [
         (0, "stdin", "/dev/null"),
         (
@@ -252,12 +312,16 @@ fn render_fds(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPl
             "relayed to ipc-run's stderr with a name prefix",
         ),
     ] {
-        if !process.fds.iter().any(|slot| slot.fd == fd) {
+        let wired = process.fds.iter().any(|slot| slot.fd == fd);
+        if !(wired || fd == 1 && connection.is_some()) {
             rows.push((fd, port.to_owned(), default.to_owned()));
         }
     }
     for slot in &process.fds {
         let what = match &slot.role {
+            FdRole::Channel { channel, .. } if connection == Some(channel) => {
+                format!("one accepted connection of rpc {channel}, an instance per connection")
+            }
             FdRole::Channel { channel, end } => {
                 let mechanism = mechanisms.get(channel.as_ref()).copied().unwrap_or("?");
                 format!(

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use super::edges::{ChannelDecl, PortEnd, is_std_stream};
-use super::model::{EnvVar, FdRole, FdSlot, ObjectKind, ProcessPlan, RUN_DIR, RUN_ID, Readiness};
+use super::model::{
+    EnvVar, FdRole, FdSlot, Mechanism, ObjectKind, ProcessPlan, RUN_DIR, RUN_ID, Readiness,
+};
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
 };
@@ -344,6 +346,7 @@ fn assign_fds(
         take(taken, fd);
     }
     pin_fixed_fds(process, ends, channels, scratch, sink);
+    refuse_signals_per_connection(process, ends, channels, sink);
     let FdScratch {
         taken, assigned, ..
     } = scratch;
@@ -387,17 +390,43 @@ fn pin_fixed_fds(
         let channel = &channels[c as usize];
         let end = &channel.ports[p as usize];
         let (port, _) = channel.port(end);
+        let declared = process
+            .ports
+            .get(port)
+            .and_then(|d| d.fd.as_ref().map(|(fd, _)| *fd));
         let fixed = match port {
             "stdin" => Some(0),
             "stdout" => Some(1),
             "stderr" => Some(2),
-            other => process
-                .ports
-                .get(other)
-                .and_then(|d| d.fd.as_ref().map(|(fd, _)| *fd)),
+            // One instance per connection, the connection on fds 0 and 1.
+            _ if per_connection(channel, end) => Some(0),
+            _ => declared,
         };
         let Some(fd) = fixed else { continue };
-        if end.needs_fd {
+        if fd == 0
+            && !is_std_stream(port)
+            && !socket_at_stdin(process, port, channel, end, declared, sink)
+        {
+            continue;
+        }
+        if end.needs_fd && fd < 3 && scratch.taken.binary_search(&fd).is_ok() {
+            sink.push(
+                Diagnostic::error("E0203", format!("fd {fd} of `{}` is asked for twice: by `{port}` and by another port or edge", process.name))
+                    .with_label(Label::primary(end.span.clone(), format!("`{port}` at fd {fd}")))
+                    .with_help("a socket on fd 0 replaces stdin: leave `stdin` (and, per connection, `stdout`) unwired"),
+            );
+        } else if end.needs_fd {
+            if per_connection(channel, end) {
+                // The connection is fd 1 as well.
+                if scratch.taken.binary_search(&1).is_ok() {
+                    sink.push(
+                        Diagnostic::error("E0203", format!("fd 1 of `{}` is asked for twice: by `{port}`, served per connection, and by its `stdout`", process.name))
+                            .with_label(Label::primary(end.span.clone(), "the connection is on fds 0 and 1"))
+                            .with_help("a per-connection server answers on stdout: leave its `stdout` unwired"),
+                    );
+                }
+                take(&mut scratch.taken, 1);
+            }
             take(&mut scratch.taken, fd);
             scratch.assigned[e] = Some(fd);
         } else if fd > 2 {
@@ -418,6 +447,92 @@ fn pin_fixed_fds(
             );
         }
     }
+}
+
+/// Whether `end` is the server side of an rpc edge served one instance
+/// per connection (`endpoint = "per-connection"`).
+fn per_connection(channel: &ChannelDecl, end: &PortEnd) -> bool {
+    end.listener && channel.plan.mechanism.per_connection()
+}
+
+/// A per-connection server runs as many processes, none of them for good:
+/// there is no one pid a signal edge could hand its sender (`E0334`).
+fn refuse_signals_per_connection(
+    process: &ProcessDecl,
+    ends: &[(u32, u32)],
+    channels: &[ChannelDecl],
+    sink: &mut Sink,
+) {
+    let mut ends = ends.iter().map(|&(c, p)| {
+        let channel = &channels[c as usize];
+        (channel, &channel.ports[p as usize])
+    });
+    if !ends
+        .clone()
+        .any(|(channel, end)| per_connection(channel, end))
+    {
+        return;
+    }
+    if let Some((_, end)) = ends.find(|(channel, end)| {
+        end.is_reader && matches!(channel.plan.mechanism, Mechanism::Signal { .. })
+    }) {
+        sink.push(
+            Diagnostic::error("E0334", format!("`{}` is served per connection and cannot receive a signal edge", process.name))
+                .with_label(Label::primary(end.span.clone(), "no one process to signal: each connection has its own"))
+                .with_help("signal the instances from the server itself, or serve it with the default `endpoint`"),
+        );
+    }
+}
+
+/// Whether a named port may take fd 0 (inetd style): a listening socket
+/// or a socketpair end, as inetd hands a `wait` service its socket on
+/// stdin. Anything else there is `E0203`; a per-connection server's port
+/// can be at no other fd (`E0330`).
+fn socket_at_stdin(
+    process: &ProcessDecl,
+    port: &str,
+    channel: &ChannelDecl,
+    end: &PortEnd,
+    declared: Option<i32>,
+    sink: &mut Sink,
+) -> bool {
+    let span = || {
+        process
+            .ports
+            .get(port)
+            .and_then(|d| d.fd.as_ref().map(|(_, s)| s.clone()))
+            .unwrap_or(end.span.clone())
+    };
+    if per_connection(channel, end) {
+        if declared.is_some_and(|fd| fd != 0) {
+            sink.push(
+                Diagnostic::error("E0330", format!("port `{}.{port}` is served per connection, which puts the connection on fds 0 and 1", process.name))
+                    .with_label(Label::primary(span(), "no other fd can be given"))
+                    .with_help("remove `fd`, or write `fd = 0`"),
+            );
+            return false;
+        }
+        return true;
+    }
+    let socket = end.listener || matches!(channel.plan.mechanism, Mechanism::Socketpair { .. });
+    if !socket {
+        sink.push(
+            Diagnostic::error(
+                "E0203",
+                format!(
+                    "port `{}.{port}` asks for fd 0, but a {} end is not a socket",
+                    process.name,
+                    channel.plan.mechanism.name()
+                ),
+            )
+            .with_label(Label::primary(
+                span(),
+                "fd 0 takes a listening socket or a socketpair end (inetd style)",
+            ))
+            .with_help("use fd 3 or above, or the port name `stdin` for a stream into stdin"),
+        );
+    }
+    socket
 }
 
 /// The sockets an instance gets through `LISTEN_FDS`, by port name.
@@ -471,7 +586,9 @@ fn fd_table(
                     end: end.end,
                 },
             });
-            if end.listener {
+            // A socket on stdin is found there (inetd style), not
+            // through LISTEN_FDS, which counts from fd 3.
+            if end.listener && fd >= 3 {
                 if listen.count > 0 {
                     listen.names.push(':');
                 }
@@ -690,6 +807,7 @@ fn instance_plan(
             .map_or(DEFAULT_STOP_TIMEOUT_MS, |t| t.get_ref().0),
         after,
         forward_signals: process.forward_signals.clone(),
+        managed: None,
     }
 }
 

@@ -43,6 +43,11 @@ pub(crate) enum Token {
     Logs(Stream),
     /// The pidfd of a supervised process.
     Exit(Pid),
+    /// The listener of a per-connection server (by process index).
+    Accept(usize),
+    /// The readiness probe socket of an instance, watched for writing
+    /// (`true`) or reading.
+    Probe(usize, bool),
 }
 
 const KIND_SHIFT: u32 = 32;
@@ -58,6 +63,8 @@ impl Token {
             Token::Output(stream) => (4, stream as u64),
             Token::Ready(i) => (5, i as u64),
             Token::Logs(stream) => (6, stream as u64),
+            Token::Accept(i) => (7, i as u64),
+            Token::Probe(i, write) => (8, (i as u64) << 1 | u64::from(write)),
         };
         (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
     }
@@ -75,6 +82,8 @@ impl Token {
             5 => Token::Ready(index),
             6 if value == 0 => Token::Logs(Stream::Stdout),
             6 => Token::Logs(Stream::Stderr),
+            7 => Token::Accept(index),
+            8 => Token::Probe(index >> 1, index & 1 == 1),
             _ => return None,
         })
     }
@@ -200,6 +209,9 @@ mod tests {
             Token::Logs(Stream::Stdout),
             Token::Logs(Stream::Stderr),
             Token::Exit(Pid::from_raw(4_194_304)),
+            Token::Accept(3),
+            Token::Probe(5, true),
+            Token::Probe(6, false),
         ] {
             assert_eq!(Token::decode(token.encode()), Some(token));
         }

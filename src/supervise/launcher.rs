@@ -5,7 +5,7 @@
 //! and the run directory on every path out: success, failure, interrupt, or
 //! a supervision set-up error.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use nix::sys::signal::SigmaskHow;
 
@@ -40,6 +40,28 @@ impl Runtime for LaunchedRuntime {
 
     fn notify_socket(&self) -> Option<BorrowedFd<'_>> {
         self.launched.notify_socket()
+    }
+
+    fn connection_listener(&self, instance: &str) -> Option<BorrowedFd<'_>> {
+        self.launched.connection_listener(instance)
+    }
+
+    fn spawn_connection(
+        &mut self,
+        instance: &str,
+        connection: OwnedFd,
+    ) -> Result<Spawned, StartError> {
+        let child = self.launched.spawn_connection(instance, connection)?;
+        Ok(Spawned {
+            pid: child.pid,
+            stdout: child.stdout,
+            stderr: child.stderr,
+            ready_fd: child.ready_fd,
+        })
+    }
+
+    fn fill(&self, template: &str) -> Option<String> {
+        self.launched.values().fill(template).ok()
     }
 
     fn pipe_fill(&self, channel: &str) -> Option<(u64, u64)> {

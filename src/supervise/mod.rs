@@ -14,6 +14,7 @@
 //! The launcher is seen through [`Runtime`], so the loop is independent of
 //! how processes are wired and can be driven by a plain spawner in tests.
 
+pub(crate) mod accept;
 pub(crate) mod cycles;
 pub(crate) mod events;
 pub(crate) mod logs;
@@ -21,6 +22,7 @@ pub(crate) mod missing;
 pub(crate) mod notify;
 pub(crate) mod order;
 pub(crate) mod policy;
+mod probe;
 pub(crate) mod signal_edges;
 pub(crate) mod status;
 pub(crate) mod timers;
@@ -259,9 +261,28 @@ pub trait Runtime {
     fn reaped(&mut self, _instance: &str) {}
     /// The sd_notify socket, when some process uses `ready = "notify"`.
     fn notify_socket(&self) -> Option<BorrowedFd<'_>>;
+    /// The listener ipc-run accepts on for `instance`, when it is a
+    /// per-connection server ([`accept`]).
+    fn connection_listener(&self, _instance: &str) -> Option<BorrowedFd<'_>> {
+        None
+    }
+    /// Spawns one instance of the per-connection server `instance` with
+    /// `connection` on fds 0 and 1.
+    fn spawn_connection(
+        &mut self,
+        instance: &str,
+        _connection: OwnedFd,
+    ) -> Result<Spawned, StartError> {
+        self.spawn(instance)
+    }
     /// How full the pipe or FIFO `channel` is, (bytes buffered, capacity),
     /// read on a read end the runtime holds; `None` when it holds none.
     fn pipe_fill(&self, _channel: &str) -> Option<(u64, u64)> {
+        None
+    }
+    /// `template` with the run's placeholders filled in (the address a
+    /// readiness probe reaches); `None` when the runtime has no values.
+    fn fill(&self, _template: &str) -> Option<String> {
         None
     }
 }
@@ -273,6 +294,9 @@ enum State {
     Pending,
     /// Running as `pid` since `since`.
     Running { pid: Pid, since: Instant },
+    /// A per-connection server accepting since `since` ([`accept`]): its
+    /// instances run under their own pids.
+    Accepting { since: Instant },
     /// Waiting to be restarted.
     Backoff,
     /// Done for good.
@@ -476,6 +500,10 @@ struct Supervisor<'a, R: Runtime> {
     stop_sequence: Vec<usize>,
     /// How many instances are finished for good.
     finished: usize,
+    /// How many instances ipc-run did not add itself (not `managed`) are
+    /// not finished yet: at zero, the managed ones (a private bus) have
+    /// no one left to serve and are stopped.
+    declared_left: usize,
     by_pid: HashMap<Pid, usize>,
     /// A pidfd per running process, registered in `events` as
     /// [`Token::Exit`]: epoll's ready list keeps the order in which exits
@@ -509,6 +537,10 @@ struct Supervisor<'a, R: Runtime> {
     scratch: Vec<u8>,
     signal_edges: SignalEdges,
     cycles: CycleWatch,
+    /// Per-connection servers and their instances.
+    connections: accept::Connections,
+    /// Readiness probes of server-bound endpoints ([`probe`]).
+    probes: probe::Probes,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -750,6 +782,11 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             start_queue,
             stop_sequence,
             finished: 0,
+            declared_left: plan
+                .processes
+                .iter()
+                .filter(|p| p.managed.is_none())
+                .count(),
             by_pid: HashMap::new(),
             pidfds: HashMap::new(),
             events,
@@ -774,6 +811,8 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             scratch: vec![0; READ_SIZE],
             signal_edges,
             cycles: CycleWatch::new(plan),
+            connections: accept::Connections::default(),
+            probes: probe::Probes::new(plan),
         }
     }
 }
@@ -792,6 +831,13 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// `replicas = 1` is written out.
     fn is_followed(&self, i: usize) -> bool {
         self.plan.exit_code_from.as_deref() == Some(self.plan.processes[i].process.as_ref())
+    }
+
+    /// True once every declared instance is finished for good while a
+    /// managed one (a broker) is not: the run is over, and the managed
+    /// ones are stopped like a shutdown stops anything.
+    fn only_managed_left(&self) -> bool {
+        self.declared_left == 0 && !self.all_finished()
     }
 
     /// True once every instance is finished for good.
@@ -845,8 +891,10 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Timer => timer_ready = true,
                 Token::Notify => self.read_notify(),
                 Token::Ready(i) => self.read_ready_pipe(i),
+                Token::Probe(i, write) => self.probe_event(i, write),
                 Token::Logs(output) => self.logs_readable(output),
                 Token::Output(_) => {}
+                Token::Accept(i) => self.accept_connections(i),
             }
         }
         // Whatever was relayed goes out before ipc-run waits again.
@@ -980,6 +1028,9 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     fn spawn(&mut self, i: usize) {
+        if self.start_accepting(i) {
+            return;
+        }
         let name = self.plan.processes[i].name.clone();
         match self.runtime.spawn(&name) {
             Ok(spawned) => {
@@ -1033,7 +1084,12 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
                 let process = &self.plan.processes[i];
                 let inst = &mut self.instances[i];
-                if process.ready == Readiness::Started {
+                // A server-bound server is ready once its endpoint is
+                // served, when someone waits for that.
+                let probed =
+                    self.probes.has(i) && ((inst.awaited && !inst.ready) || inst.signalled);
+                self.probes.spawned(i, probed);
+                if process.ready == Readiness::Started && !probed {
                     inst.ready = true;
                     inst.ready_now = true;
                     self.start_queue.changed(&self.graph, i);
@@ -1045,6 +1101,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                             generation: inst.generation,
                         },
                     );
+                }
+                if probed && process.ready == Readiness::Started {
+                    self.probe_gates(i);
                 }
                 // Dependants of an instance ready at spawn are candidates now,
                 // started by the pass that goes on after it (or the next).
@@ -1081,6 +1140,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         let name = self.plan.processes[i].name.clone();
         self.set_finished(i);
         self.close_ready_pipe(i);
+        self.stop_probe(i);
         let inst = &mut self.instances[i];
         if let Some(Ending::NotReady(_)) = inst.ending {
             // Its failure (not ready in time) is recorded; how it then died
@@ -1101,7 +1161,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.runtime.release_ends_of(&name);
         // Senders waiting for it now fail to start, rather than wait forever.
         self.start_waiting_senders(i);
-        if self.is_followed(i) {
+        if self.is_followed(i) || self.only_managed_left() {
             self.begin_shutdown();
         }
         self.advance_shutdown();
@@ -1116,6 +1176,9 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
         self.instances[i].state = State::Finished;
         self.finished += 1;
+        if self.plan.processes[i].managed.is_none() {
+            self.declared_left -= 1;
+        }
         self.start_queue.changed(&self.graph, i);
         if let Some(shutdown) = &mut self.shutdown {
             shutdown.levels.finished(&self.graph, i);
@@ -1129,6 +1192,10 @@ impl<R: Runtime> Supervisor<'_, R> {
         if inst.ready_now || !matches!(inst.state, State::Running { .. }) {
             return;
         }
+        if self.probe_gates(i) {
+            return;
+        }
+        let inst = &mut self.instances[i];
         inst.ready_now = true;
         let first = !inst.ready;
         inst.ready = true;
@@ -1292,6 +1359,15 @@ impl<R: Runtime> Supervisor<'_, R> {
                 let _ = kill(pid, signal);
             }
         }
+        for (i, pid) in self.connections.all_pids() {
+            if self.plan.processes[i]
+                .forward_signals
+                .iter()
+                .any(|s| s.number == signal as i32)
+            {
+                let _ = kill(pid, signal);
+            }
+        }
     }
 
     fn on_interrupt(&mut self, signal: Signal) {
@@ -1322,6 +1398,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 self.instances[i].stop_requested = true;
                 signal_group(pid, Signal::SIGKILL);
             }
+        }
+        for (_, pid) in self.connections.all_pids() {
+            signal_group(pid, Signal::SIGKILL);
         }
     }
 
@@ -1366,6 +1445,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                         // Unknown pids are orphaned descendants: reaped, done.
                         if let Some(i) = self.by_pid.remove(&pid) {
                             self.on_exit(i, ending);
+                        } else {
+                            self.connection_exited(pid, &ending);
                         }
                     }
                 }
@@ -1379,6 +1460,19 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// is reserved for a signal sender) and handles its exit.
     fn reap_tracked(&mut self, pid: Pid) {
         let reserved = self.signal_edges.is_reserved(pid);
+        // What is left of its process group goes with it, as systemd's
+        // control-group kill mode and docker do: a restarted server must not
+        // meet its predecessor's workers on the same listener. Now, while
+        // the leader is an unreaped zombie, the group id is still its own.
+        if matches!(
+            waitid(
+                Id::Pid(pid),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            ),
+            Ok(status) if status.pid().is_some()
+        ) {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
         let status = if reserved {
             waitid(
                 Id::Pid(pid),
@@ -1406,6 +1500,8 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.signal_edges.process_reaped(pid);
         if let Some(i) = self.by_pid.remove(&pid) {
             self.on_exit(i, ending);
+        } else {
+            self.connection_exited(pid, &ending);
         }
     }
 
@@ -1450,6 +1546,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             self.signal_edges.process_reaped(pid);
             if let Some(i) = self.by_pid.remove(&pid) {
                 self.on_exit(i, ending);
+            } else {
+                self.connection_exited(pid, &ending);
             }
         }
         for pid in self.signal_edges.take_releasable() {
@@ -1537,6 +1635,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         };
         self.read_ready_pipe(i);
         self.close_ready_pipe(i);
+        self.stop_probe(i);
         let name = self.plan.processes[i].name.clone();
         self.runtime.reaped(&name);
         let inst = &mut self.instances[i];
@@ -1658,6 +1757,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                     instance,
                     generation,
                 } => self.settle_over(instance, generation),
+                Deadline::Probe {
+                    instance,
+                    generation,
+                    attempt,
+                } => self.probe_due(instance, generation, attempt),
                 Deadline::Drain => {}
                 Deadline::CycleCheck => self.check_cycles(),
             }
@@ -1704,10 +1808,17 @@ impl<R: Runtime> Supervisor<'_, R> {
             return;
         }
         let process = &self.plan.processes[i];
-        let why = inst
+        let mut why = inst
             .ready_seen
             .why(&process.ready, process.ready_timeout_ms);
-        let seen = inst.ready_seen.seen(&process.ready);
+        let mut seen = inst.ready_seen.seen(&process.ready);
+        let address = self.probes.address_of(i, &*self.runtime);
+        if let Some(probe) = self.probes.why_not(i, address, process.ready_timeout_ms) {
+            // The declared readiness came, or was `started`: the probe is
+            // what did not.
+            why.clone_from(&probe);
+            seen = probe;
+        }
         let name = process.name.clone();
         self.message(&format!(
             "{name}: not ready within {}ms (ready = {}): {seen}",
@@ -1746,6 +1857,10 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     /// Run `generation` of instance `i` outlived its stop grace: SIGKILL.
     fn stop_grace_over(&mut self, i: usize, generation: u64) {
+        if matches!(self.instances[i].state, State::Accepting { .. }) {
+            self.connections_grace_over(i);
+            return;
+        }
         if self.instances[i].generation == generation
             && let State::Running { pid, .. } = self.instances[i].state
         {
@@ -1822,6 +1937,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 self.runtime.release_ends_of(&name);
             }
             State::Backoff => self.abandon_restart(i),
+            State::Accepting { .. } => self.stop_accepting(i, escalated),
             State::Finished => {}
         }
     }

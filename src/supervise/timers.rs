@@ -36,6 +36,16 @@ pub enum Deadline {
         /// Generation armed for.
         generation: u64,
     },
+    /// Start the next attempt of the instance's readiness probe, dropping
+    /// the current one if it still runs ([`super::probe`]).
+    Probe {
+        /// Instance index.
+        instance: usize,
+        /// Generation armed for.
+        generation: u64,
+        /// The attempt armed for.
+        attempt: u32,
+    },
     /// Stop waiting for log pipes held open by stray descendants.
     Drain,
     /// Look whether a data cycle that may deadlock is stuck

@@ -205,6 +205,11 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
         rare,
     } = edge;
     for list in [from, to] {
+        // A `to` left out (a bus edge) has no place in the text: its empty
+        // span stays where the whole-file parse puts it.
+        if list.span() == (0..0) {
+            continue;
+        }
         let mut whole = moved(
             std::mem::replace(list, Spanned::new(0..0, EndpointList::default())),
             o,
@@ -233,6 +238,9 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
         address,
         allow_remote,
         deliver,
+        endpoint,
+        max_connections,
+        probe,
     } = &mut **rare;
     shift(duplex, o);
     shift(message_size, o);
@@ -248,6 +256,9 @@ fn shift_edge(edge: &mut EdgeSpec, o: usize) {
     shift(address, o);
     shift(allow_remote, o);
     shift(deliver, o);
+    shift(endpoint, o);
+    shift(max_connections, o);
+    shift(probe, o);
 }
 
 #[cfg(test)]

@@ -728,6 +728,9 @@ struct EdgeWire {
     #[schemars(with = "OneOrMany")]
     from: Spanned<EndpointList>,
     /// The reader(s) / receiver(s) / server(s): `process`, `process.port`, `@stdout`, `@external`.
+    /// Left out only on a `dbus` edge whose endpoints are all clients of a
+    /// private bus ipc-run starts.
+    #[serde(default = "no_endpoints")]
     #[schemars(with = "OneOrMany")]
     to: Spanned<EndpointList>,
     /// A name for the edge, used in object names and the plan (default `eN`).
@@ -784,6 +787,18 @@ struct EdgeWire {
     /// How a FIFO reaches the process: `fd` (opened by ipc-run) or `path`.
     #[schemars(with = "Option<Delivery>")]
     deliver: Option<Spanned<Delivery>>,
+    /// How an rpc edge's server gets its endpoint: `handover`,
+    /// `server-bound`, `broker` or `per-connection` (default: from `protocol`).
+    #[schemars(with = "Option<EndpointShape>")]
+    endpoint: Option<Spanned<EndpointShape>>,
+    /// `endpoint = "per-connection"`: server instances at once (default 64);
+    /// further connections wait in the listen backlog.
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    max_connections: Option<Spanned<u32>>,
+    /// How ipc-run knows a `server-bound` rpc server serves its endpoint:
+    /// `connect` or `grpc-health` (default: from `protocol`).
+    #[schemars(with = "Option<ProbeKind>")]
+    probe: Option<Spanned<ProbeKind>>,
 }
 
 /// One IPC edge between endpoints (`[[edge]]`; its keys are documented on
@@ -843,6 +858,12 @@ pub struct EdgeRare {
     pub allow_remote: Option<Spanned<bool>>,
     /// `deliver` as written.
     pub deliver: Option<Spanned<Delivery>>,
+    /// `endpoint` as written.
+    pub endpoint: Option<Spanned<EndpointShape>>,
+    /// `max_connections` as written.
+    pub max_connections: Option<Spanned<u32>>,
+    /// `probe` as written.
+    pub probe: Option<Spanned<ProbeKind>>,
 }
 
 /// The rare keys of an edge that writes none.
@@ -861,6 +882,9 @@ static NO_RARE_KEYS: EdgeRare = EdgeRare {
     address: None,
     allow_remote: None,
     deliver: None,
+    endpoint: None,
+    max_connections: None,
+    probe: None,
 };
 
 impl std::ops::Deref for EdgeSpec {
@@ -913,6 +937,9 @@ impl From<EdgeWire> for EdgeSpec {
             address,
             allow_remote,
             deliver,
+            endpoint,
+            max_connections,
+            probe,
         } = wire;
         let rare = EdgeRare {
             duplex,
@@ -929,6 +956,9 @@ impl From<EdgeWire> for EdgeSpec {
             address,
             allow_remote,
             deliver,
+            endpoint,
+            max_connections,
+            probe,
         };
         let written = rare.duplex.is_some()
             || rare.message_size.is_some()
@@ -943,7 +973,10 @@ impl From<EdgeWire> for EdgeSpec {
             || rare.mode.is_some()
             || rare.address.is_some()
             || rare.allow_remote.is_some()
-            || rare.deliver.is_some();
+            || rare.deliver.is_some()
+            || rare.endpoint.is_some()
+            || rare.max_connections.is_some()
+            || rare.probe.is_some();
         EdgeSpec {
             from,
             to,
@@ -966,6 +999,11 @@ impl JsonSchema for EdgeSpec {
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         EdgeWire::json_schema(generator)
     }
+}
+
+/// An empty side: `to` left out (a bus edge), pointed at by no span.
+fn no_endpoints() -> Spanned<EndpointList> {
+    Spanned::new(0..0, EndpointList::default())
 }
 
 /// One endpoint or a list of them, as written in `from`/`to`.
@@ -1075,6 +1113,58 @@ pub enum MechanismName {
 
 // `kind`, `as_str` and `Display` live with the registry, in
 // `src/mechanism/mod.rs`: the names are spelt there.
+
+/// How the server of an rpc edge gets its endpoint (`endpoint = …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndpointShape {
+    /// ipc-run binds the listener and hands it over as an fd (`LISTEN_FDS`),
+    /// as systemd socket activation does.
+    Handover,
+    /// ipc-run chooses the address; the server binds it itself and is ready
+    /// once a probe reaches it.
+    ServerBound,
+    /// A broker ipc-run starts on the topology's behalf (a private
+    /// `dbus-daemon`); every endpoint is one of its clients.
+    Broker,
+    /// ipc-run accepts, and starts one server instance per connection with
+    /// the connection on stdin and stdout (inetd's `nowait`, systemd's
+    /// `Accept=yes`).
+    PerConnection,
+}
+
+impl EndpointShape {
+    /// The spelling used in files and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointShape::Handover => "handover",
+            EndpointShape::ServerBound => "server-bound",
+            EndpointShape::Broker => "broker",
+            EndpointShape::PerConnection => "per-connection",
+        }
+    }
+}
+
+/// How ipc-run knows that a `server-bound` rpc server serves its endpoint
+/// (`probe = …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    /// A connection to the address is accepted.
+    Connect,
+    /// `grpc.health.v1.Health/Check` over h2c answers `SERVING`.
+    GrpcHealth,
+}
+
+impl ProbeKind {
+    /// The spelling used in files and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProbeKind::Connect => "connect",
+            ProbeKind::GrpcHealth => "grpc-health",
+        }
+    }
+}
 
 /// Unix socket types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]

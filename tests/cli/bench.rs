@@ -129,7 +129,14 @@ fn quick_json_has_every_mechanism_and_leaves_nothing_behind() {
         }
         let metric = record["metric"].as_str().unwrap();
         assert!(
-            ["throughput", "round_trip_p50", "round_trip_p99", "lost"].contains(&metric),
+            [
+                "throughput",
+                "round_trip_p50",
+                "round_trip_p99",
+                "lost",
+                "round_trip_p50_ratio"
+            ]
+            .contains(&metric),
             "{record}"
         );
         match record["value"].as_f64() {
@@ -156,6 +163,9 @@ fn quick_json_has_every_mechanism_and_leaves_nothing_behind() {
         assert!(has(m, "round_trip_p50", small), "{m} round trip p50");
         assert!(has(m, "round_trip_p99", small), "{m} round trip p99");
     }
+    // rpc: round trips only, with their ratio to the socket beneath.
+    assert!(has("rpc", "round_trip_p50", 64) && has("rpc", "round_trip_p50_ratio", 64));
+    assert!(!has("rpc", "throughput", 64));
     // Limits of this kind are reasons, not failures.
     let na = |m: &str, size: u64| {
         records
@@ -235,6 +245,48 @@ fn both_ends_pinned_to_one_cpu_complete() {
             );
         }
     }
+}
+
+/// `--mechanism rpc` alone still measures the raw Unix socket beneath it,
+/// in the same rounds, and sets the two side by side.
+#[test]
+fn the_rpc_row_comes_with_the_unix_socket_beneath_it() {
+    let output = bench()
+        .args([
+            "--quick",
+            "--rounds",
+            "2",
+            "--sizes",
+            "64,4K",
+            "--mechanism",
+            "rpc",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    for size in ["64 B", "4 KiB"] {
+        let row = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{size}  rpc ")))
+            .unwrap_or_else(|| panic!("no rpc line at {size}: {text}"));
+        assert!(
+            row.contains(" us, unix-stream ") && row.ends_with('x'),
+            "{row}"
+        );
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with("unix-stream ")),
+        "{text}"
+    );
+    let objects = created(&stderr);
+    assert!(
+        objects.iter().any(|o| o.ends_with("rpc.sock")),
+        "{objects:?}"
+    );
+    assert_all_removed(&objects);
+    assert_no_entry_with(&bench_id(&objects));
 }
 
 #[test]

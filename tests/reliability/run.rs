@@ -429,14 +429,16 @@ fn f11_pid1_of_a_pid_namespace_stops_gracefully_and_reaps_orphans() {
         return;
     }
     let mut scratch = Scratch::new("f11");
-    // `orphaner` leaves a `sleep` behind: reparented to ipc-run (the
-    // namespace's init), which must reap it when it exits.
+    // `orphaner` leaves a `sleep` behind, in a session of its own (what
+    // is left in the group of an exited process is killed with it):
+    // reparented to ipc-run (the namespace's init), which must reap it
+    // when it exits.
     let file = scratch.topology(
         r#"
 [process.server]
 cmd = ["PROBE", "block", "15", "--", "println", "up", "--", "wait-signal", "15"]
 [process.orphaner]
-shell = "sleep 2 & echo spawned; exit 0"
+shell = "setsid sleep 2 & echo spawned; exit 0"
 "#,
     );
     let mut live = Live::start(scratch.wrapped_command(&wrapper, &file));
@@ -1017,7 +1019,12 @@ restart_backoff = "0ms"
             }
         }
     };
+    // A sample is taken once the previous life's output pipes are read to
+    // their end (they are still in ipc-run's table until then), so early
+    // and late are in the same state whatever the machine's load.
     let sample = || {
+        let settled = wait_until(Duration::from_secs(10), || orphan_pipes(pid) == 0);
+        assert!(settled, "a previous life's pipes stayed open in ipc-run");
         (
             status_number(pid, "VmRSS").unwrap(),
             status_number(pid, "Threads").unwrap(),
@@ -1031,14 +1038,7 @@ restart_backoff = "0ms"
             early = sample();
         }
         if life == cycles + 1 {
-            // A previous life's pipes may still be closing on a busy
-            // machine: wait (bounded) for the counts to settle.
-            let deadline = Instant::now() + Duration::from_secs(5);
             late = sample();
-            while (late.1, late.2) != (early.1, early.2) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-                late = sample();
-            }
         }
         drop(writer);
         // The probe closes the FIFO before it prints: once its line is

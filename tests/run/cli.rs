@@ -64,6 +64,37 @@ fn expected_output(name: &str, out: &[u8]) {
                 .collect();
             assert_eq!(sorted(lines_of(out, "alarms")), sorted(want));
         }
+        "onc-rpc" => assert_eq!(
+            lines_of(out, "client"),
+            (1..=3)
+                .flat_map(|n| {
+                    [
+                        format!("inetd {n}: {n} + 40 = {}", n + 40),
+                        format!("per-connection {n}: {n} + 100 = {}", n + 100),
+                    ]
+                })
+                .collect::<Vec<_>>()
+        ),
+        "grpc" => {
+            for i in 0..3 {
+                assert_eq!(
+                    lines_of(out, &format!("client#{i}")),
+                    [format!("client {i} got hello, client {i}")]
+                );
+            }
+        }
+        "dbus" => {
+            assert_eq!(lines_of(out, "shell-caller"), ["   hello, dbus-send"]);
+            assert_eq!(lines_of(out, "py-caller"), ["hello, jeepney"]);
+            assert_eq!(lines_of(out, "greeter"), ["greeter: answered 2 calls"]);
+        }
+        "http-gunicorn" => assert_eq!(
+            lines_of(out, "client"),
+            [
+                r#"{"jsonrpc": "2.0", "id": 1, "result": 6}"#,
+                r#"{"jsonrpc": "2.0", "id": 2, "result": ["over", "tcp"]}"#
+            ]
+        ),
         "pipeline" => assert_eq!(text, "40951\n"),
         "request-reply" => {
             for i in 0..4 {
@@ -143,9 +174,27 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         let mut command = scratch.run_command(&file);
         command.current_dir(&scratch.dir);
-        if name == "ring-languages" {
-            // Its commands name examples/ring/ from the repository root.
+        if name == "dbus" {
+            // Its services use jeepney, from the test venv.
+            stacks::python_with("jeepney");
+            command.env("PATH", stacks::path_with_venv());
+        }
+        if name == "ring-languages" || name == "onc-rpc" {
+            // Their commands name examples/ from the repository root.
             command.current_dir(MANIFEST_DIR);
+        }
+        if name == "grpc" {
+            // Its python3 is the one with grpcio, as its header says.
+            stacks::python_with("grpc_health.v1.health");
+            command.env("PATH", stacks::path_with_venv());
+        }
+        if name == "http-gunicorn" {
+            // gunicorn from the test venv's bin; the app in examples/http/.
+            stacks::python_with("gunicorn");
+            stacks::program("curl", "curl");
+            command
+                .current_dir(MANIFEST_DIR)
+                .env("PATH", stacks::path_with_venv());
         }
         let result = if name == "stdin-filter" {
             command.stdin(Stdio::piped());

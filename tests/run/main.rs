@@ -1,12 +1,17 @@
 //! `ipc-run run` and supervision with real processes: the CLI run, the
 //! supervisor (each case in a runner process of its own, signals being
-//! process-wide), signal edges, users, and the ring from every language.
+//! process-wide), signal edges, users, the ring from every language, and
+//! HTTP/JSON-RPC served by gunicorn.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod cli;
+mod dbus;
+mod grpc;
 mod hardening;
+mod http;
+mod onc;
 mod ring;
 mod ring_languages;
 mod signal_edges;

@@ -479,6 +479,29 @@ restart_backoff = "10ms"
 }
 
 #[test]
+fn what_is_left_of_an_exited_process_group_is_killed_with_it() {
+    // `lead` leaves a background `sleep` in its process group and exits;
+    // `watch` learns the sleep's pid and waits for it to end. Were the
+    // group not killed when its leader exits, the sleep would hold `watch`
+    // (and the run) until the safety timeout.
+    let result = run(r#"
+[process.lead]
+shell = "sleep 300 & echo $!"
+
+[process.watch]
+shell = "read pid; tail --pid=$pid -f /dev/null; echo gone $pid"
+
+[[edge]]
+from = "lead.stdout"
+to = "watch.stdin"
+"#);
+    assert_eq!(result.code, 0, "{}", result.stderr);
+    let lines = text_lines(&result.stdout, "watch");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("gone "), "{lines:?}");
+}
+
+#[test]
 fn log_relay_is_byte_exact() {
     // Non-UTF-8 lines, an empty line, a 1 MiB line, and a last line with no
     // newline, on stdout and stderr.

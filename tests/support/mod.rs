@@ -5,6 +5,7 @@
 #![allow(dead_code, reason = "each test file uses a different subset")]
 
 pub mod launch;
+pub mod stacks;
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
@@ -676,11 +677,21 @@ pub fn socket_table_has(files: &[&str], port: u16, state: Option<&str>) -> bool 
 
 /// The state letter of `pid` if it is still one of our processes (running
 /// or a zombie); `None` once it is gone.
+///
+/// Ours means started under some ipc-run: every child of a run, and what
+/// those start (gunicorn's workers, an mpirun's ranks), has `IPC_RUN_ID` in
+/// its environment; a pid recycled by an unrelated process has not. A
+/// zombie's environment is gone, so a zombie counts whatever it was.
 pub fn process_state(pid: i32) -> Option<char> {
-    // A recycled pid belongs to someone else.
-    let ours = ["ipc-run-probe", "sh", "sleep", "yes", "head", "seq"];
-    comm_of(pid).filter(|comm| ours.contains(&comm.as_str()))?;
-    state_of(pid)
+    let state = state_of(pid)?;
+    if state == 'Z' {
+        return Some(state);
+    }
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let ours = environ
+        .split(|&byte| byte == 0)
+        .any(|var| var.starts_with(b"IPC_RUN_ID="));
+    ours.then_some(state)
 }
 
 /// The state letter of any process `pid` (`R`, `S`, `Z`, ...), from
@@ -970,6 +981,32 @@ pub fn fd_count(pid: i32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count())
         .unwrap_or(0)
+}
+
+/// The pipe inodes among `pid`'s open fds.
+pub fn pipe_inodes(pid: i32) -> Vec<String> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Vec::new();
+    };
+    fds.flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .map(|target| target.to_string_lossy().into_owned())
+        .filter(|target| target.starts_with("pipe:"))
+        .collect()
+}
+
+/// How many of `pid`'s pipes have no other holder among its children and
+/// this test process: the ends of exited children's pipes ipc-run has not
+/// yet read to EOF. Zero means its fd table is settled.
+pub fn orphan_pipes(pid: i32) -> usize {
+    let mut held = pipe_inodes(std::process::id() as i32);
+    for child in children_of(pid) {
+        held.extend(pipe_inodes(child));
+    }
+    pipe_inodes(pid)
+        .iter()
+        .filter(|inode| !held.contains(inode))
+        .count()
 }
 
 /// `utime + stime` of `pid` in clock ticks.
