@@ -532,11 +532,18 @@ fn load_and_plan_in(
     color: bool,
 ) -> Result<(Topology, Planned), CliError> {
     let started = std::time::Instant::now();
-    let topology = Topology::load_with(&args.file, args.max_file_size, &args.compose_options())?;
+    let mut topology =
+        Topology::load_with(&args.file, args.max_file_size, &args.compose_options())?;
     tracing::debug!(elapsed = ?started.elapsed(), "loaded {}", args.file.display());
     let limits = limits_for(args, runtime_root);
     let started = std::time::Instant::now();
-    let outcome = plan::plan_capped(&topology, &limits, args.max_instances());
+    // Taps edit the typed file after planning; otherwise only its source
+    // is needed afterwards (for diagnostics), and the planner drops the rest.
+    let outcome = if args.tap.is_empty() {
+        plan::plan_releasing(&mut topology, &limits, args.max_instances())
+    } else {
+        plan::plan_capped(&topology, &limits, args.max_instances())
+    };
     tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
     let outcome = match outcome {
         Ok(planned) if !args.tap.is_empty() => {

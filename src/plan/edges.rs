@@ -31,8 +31,38 @@ pub struct ChannelDecl {
     pub ports: Vec<PortEnd>,
     /// Value of the `IPC_PORT_*` variable of a `from` port and of a `to`
     /// port, without the fd (added in wiring): the same for every port on a
-    /// side; empty on a side with no named port.
-    pub descriptions: [String; 2],
+    /// side; empty on a side with no named port. Made at its size, and
+    /// dropped once wiring has read it ([`wired`]).
+    pub descriptions: [Box<str>; 2],
+}
+
+/// Drops what only wiring reads of the channels (the ports' descriptions),
+/// so the passes after it run beside a smaller declaration.
+pub fn wired(channels: &mut [ChannelDecl]) {
+    for channel in channels {
+        channel.descriptions = Default::default();
+    }
+}
+
+/// Each port name once, with its `IPC_PORT_*` variable name: endpoints,
+/// fd slots and environments of every channel share them, as most ports of
+/// a large topology have one of a few names.
+#[derive(Default)]
+struct PortNames {
+    made: HashMap<Arc<str>, Arc<str>>,
+}
+
+impl PortNames {
+    /// The shared port name and its variable's name.
+    fn get(&mut self, port: &str) -> (Arc<str>, Arc<str>) {
+        if let Some((name, env)) = self.made.get_key_value(port) {
+            return (Arc::clone(name), Arc::clone(env));
+        }
+        let name: Arc<str> = port.into();
+        let env: Arc<str> = port_env_name(port).into();
+        self.made.insert(Arc::clone(&name), Arc::clone(&env));
+        (name, env)
+    }
 }
 
 impl ChannelDecl {
@@ -43,7 +73,7 @@ impl ChannelDecl {
         } else {
             &self.plan.from
         };
-        &side[end.slot]
+        &side[end.slot()]
     }
 
     /// The port name and its `IPC_PORT_*` variable name.
@@ -74,22 +104,34 @@ impl ChannelDecl {
         } else {
             &mut self.plan.from
         };
-        if let EndpointPlan::Port { fd: slot, .. } = &mut side[end.slot] {
+        if let EndpointPlan::Port { fd: slot, .. } = &mut side[end.slot()] {
             *slot = fd;
         }
     }
 }
 
+/// The channels' plans, in a vector of their size: the declarations'
+/// buffer is reused in place (each plan moves to the front of its slot)
+/// and then shrunk, so the plan holds no room for what only the planner
+/// needed.
+pub fn into_plans(channels: Vec<ChannelDecl>) -> Vec<ChannelPlan> {
+    let mut plans: Vec<ChannelPlan> = channels.into_iter().map(|c| c.plan).collect();
+    plans.shrink_to_fit();
+    plans
+}
+
 /// One port of one instance on a channel. Names are looked up by index: the
 /// process in the planner's process list, the port in the channel's plan.
+/// The indices are `u32` (read through the methods of the same names):
+/// there is one of these per port of every instance, beside the plan.
 #[derive(Debug, Clone)]
 pub struct PortEnd {
     /// Index of the declared process.
-    pub process: usize,
+    process: u32,
     /// Index of the instance among the process's instances.
-    pub replica: usize,
+    replica: u32,
     /// Index of its endpoint in the plan's `from` (or `to`, for readers).
-    pub slot: usize,
+    slot: u32,
     /// The end it holds.
     pub end: End,
     /// Whether the child gets an fd for it.
@@ -100,6 +142,23 @@ pub struct PortEnd {
     pub span: Span,
     /// The channel writes into this process (it is on the `to` side).
     pub is_reader: bool,
+}
+
+impl PortEnd {
+    /// Index of the declared process.
+    pub fn process(&self) -> usize {
+        self.process as usize
+    }
+
+    /// Index of the instance among the process's instances.
+    pub fn replica(&self) -> usize {
+        self.replica as usize
+    }
+
+    /// Index of its endpoint in the plan's `from` (or `to`, for readers).
+    pub fn slot(&self) -> usize {
+        self.slot as usize
+    }
 }
 
 /// One endpoint as written, resolved.
@@ -121,15 +180,51 @@ struct EdgeInput<'a> {
     span: Span,
 }
 
-/// Which edge uses each port: (process index, port) -> (index of the
-/// edge, where).
-type PortUse<'a> = HashMap<(usize, &'a str), (usize, Span)>;
+/// Which edge uses each port: (process index, port) -> where, as a
+/// [`UseAt`]: there is one entry per port of a large file, so the span is
+/// found again from the edge's input instead of being stored.
+type PortUse<'a> = HashMap<(usize, &'a str), UseAt>;
+
+/// An endpoint of an edge input: the input's index, and the endpoint's
+/// position in its `from` (or `to`) list.
+#[derive(Debug, Clone, Copy)]
+struct UseAt {
+    input: u32,
+    position: u32,
+}
+
+impl UseAt {
+    const TO: u32 = 1 << 31;
+
+    fn new(input: usize, is_from: bool, position: usize) -> UseAt {
+        let position = position as u32 | if is_from { 0 } else { Self::TO };
+        UseAt {
+            input: input as u32,
+            position,
+        }
+    }
+
+    fn input(self) -> usize {
+        self.input as usize
+    }
+
+    /// Where the endpoint is written.
+    fn span(self, inputs: &[EdgeInput<'_>]) -> Span {
+        let input = &inputs[self.input()];
+        let side = if self.position & Self::TO == 0 {
+            input.from
+        } else {
+            input.to
+        };
+        side[(self.position & !Self::TO) as usize].span()
+    }
+}
 
 /// Resolves, checks and plans every edge.
 pub fn resolve<'a>(
     topology: &'a Topology,
     limits: &Limits,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Vec<ChannelDecl> {
     let inputs = collect_inputs(topology, sink);
@@ -141,6 +236,7 @@ pub fn resolve<'a>(
     let mut used: PortUse<'a> = HashMap::with_capacity(inputs.len() * 2);
     let mut channels = Vec::with_capacity(inputs.len());
     let mut posix_queues = 0u64;
+    let mut names = PortNames::default();
     for (index, input) in inputs.iter().enumerate() {
         let traffic = input
             .spec
@@ -157,6 +253,7 @@ pub fn resolve<'a>(
             limits,
             processes,
             posix_queues: &mut posix_queues,
+            names: &mut names,
         };
         if let Some(channel) = plan_channel(input, traffic, &from, &to, &mut pass, sink) {
             channels.push(channel);
@@ -179,7 +276,7 @@ fn resolve_sides<'a>(
     input: &EdgeInput<'a>,
     traffic: Traffic,
     by_name: &ByName<'_>,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Option<[Vec<Resolved<'a>>; 2]> {
     let mut resolve_side = |items: &'a [Spanned<String>], is_from: bool| -> Vec<Resolved<'a>> {
@@ -239,15 +336,17 @@ fn claim_ports<'a>(
     let input = &inputs[index];
     let mut ok = true;
     for (side, list) in [(true, from), (false, to)] {
-        for r in list {
+        // Every endpoint of the side resolved, so positions are the input's.
+        for (position, r) in list.iter().enumerate() {
             let (EndpointRef::Process { process, .. }, Some(index_of), Some(port)) =
                 (r.endpoint, r.process, r.port)
             else {
                 continue;
             };
-            if let Some((other, other_span)) = used.get(&(index_of, port)) {
-                let other_edge = &inputs[*other].id;
-                let by = if *other == index {
+            if let Some(&at) = used.get(&(index_of, port)) {
+                let (other, other_span) = (at.input(), at.span(inputs));
+                let other_edge = &inputs[other].id;
+                let by = if other == index {
                     "both sides of one edge".to_owned()
                 } else {
                     format!("two edges, `{other_edge}` and `{}`", input.id)
@@ -260,7 +359,7 @@ fn claim_ports<'a>(
                 );
                 ok = false;
             } else {
-                used.insert((index_of, port), (index, r.span.clone()));
+                used.insert((index_of, port), UseAt::new(index, side, position));
             }
             if !check_stdio_direction(process, port, side, r, input, sink) {
                 ok = false;
@@ -271,7 +370,7 @@ fn claim_ports<'a>(
 }
 
 /// A declared port no edge uses is a warning.
-fn warn_unused_ports(processes: &[ProcessDecl<'_>], used: &PortUse<'_>, sink: &mut Sink) {
+fn warn_unused_ports(processes: &[ProcessDecl], used: &PortUse<'_>, sink: &mut Sink) {
     for (index, process) in processes.iter().enumerate() {
         for (port, declared) in &process.ports {
             if used.contains_key(&(index, port.as_str())) {
@@ -373,7 +472,7 @@ fn resolve_endpoint<'a>(
     traffic: Traffic,
     input: &EdgeInput<'a>,
     by_name: &ByName<'_>,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Option<Resolved<'a>> {
     let span = item.span();
@@ -439,7 +538,7 @@ fn process_index(
     endpoint: EndpointRef<'_>,
     span: Span,
     by_name: &ByName<'_>,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Option<usize> {
     if let Some(&index) = by_name.get(process) {
@@ -527,11 +626,13 @@ fn check_stdio_direction(
 }
 
 /// What planning one channel needs from the whole pass.
-struct Pass<'a, 'p> {
+struct Pass<'a> {
     limits: &'a Limits,
-    processes: &'a [ProcessDecl<'p>],
+    processes: &'a [ProcessDecl],
     /// POSIX queues planned so far.
     posix_queues: &'a mut u64,
+    /// Port names shared between channels.
+    names: &'a mut PortNames,
 }
 
 /// Plans one edge whose endpoints resolved: its mechanism (chosen or
@@ -541,7 +642,7 @@ fn plan_channel(
     traffic: Traffic,
     from: &[Resolved<'_>],
     to: &[Resolved<'_>],
-    pass: &mut Pass<'_, '_>,
+    pass: &mut Pass<'_>,
     sink: &mut Sink,
 ) -> Option<ChannelDecl> {
     let traits = edge_traits(input, traffic, from, to, pass.processes, sink)?;
@@ -575,7 +676,7 @@ fn plan_channel(
     let objects = cx.objects;
     warn_unsynchronised(input, traffic, sink);
     warn_outside_writers(input, kind, &traits, from, pass.limits, sink);
-    let ends = plan_endpoints(input, &mechanism, &traits, [from, to], pass.processes);
+    let ends = plan_endpoints(input, &mechanism, &traits, [from, to], pass);
     let in_flight = input
         .spec
         .and_then(|s| s.in_flight.as_ref())
@@ -606,7 +707,7 @@ fn edge_traits(
     traffic: Traffic,
     from: &[Resolved<'_>],
     to: &[Resolved<'_>],
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Option<Traits> {
     let spec = input.spec;
@@ -776,7 +877,7 @@ struct Endpoints {
     from: Vec<EndpointPlan>,
     to: Vec<EndpointPlan>,
     ports: Vec<PortEnd>,
-    descriptions: [String; 2],
+    descriptions: [Box<str>; 2],
 }
 
 /// Every endpoint of both sides, replicas expanded, with the ends they
@@ -786,14 +887,15 @@ fn plan_endpoints(
     mechanism: &Mechanism,
     traits: &Traits,
     [from, to]: [&[Resolved<'_>]; 2],
-    processes: &[ProcessDecl<'_>],
+    pass: &mut Pass<'_>,
 ) -> Endpoints {
+    let processes = pass.processes;
     let (from_ends, to_ends) = crate::mechanism::ends(mechanism, traits.duplex);
     let mut ends = Endpoints {
         from: Vec::with_capacity(traits.writers),
         to: Vec::with_capacity(traits.readers),
         ports: Vec::with_capacity(traits.writers + traits.readers),
-        descriptions: [String::new(), String::new()],
+        descriptions: Default::default(),
     };
     for (list, end, is_reader) in [(from, from_ends, false), (to, to_ends, true)] {
         let (needs_fd, listener) = crate::mechanism::fd_need(mechanism, end);
@@ -823,20 +925,19 @@ fn plan_endpoints(
                     unreachable!("resolved process endpoints carry their index")
                 }
             };
-            // One copy of each name per endpoint, shared by its replicas.
-            let env: Arc<str> = port_env_name(port).into();
-            let port_name: Arc<str> = port.into();
+            let (port_name, env) = pass.names.get(port);
             let description = &mut ends.descriptions[usize::from(is_reader)];
             // Only named ports get an `IPC_PORT_*` variable (wiring): a
             // side of standard streams, a pipeline's, needs no description.
             if description.is_empty() && !is_std_stream(port) {
-                *description = describe(mechanism, &input.id, end, to, processes);
+                *description = describe(mechanism, &input.id, end, to, processes).into_boxed_str();
             }
             for (replica, instance) in processes[process].instances.iter().enumerate() {
+                // Bounded by the instance cap and the endpoints of one edge.
                 ends.ports.push(PortEnd {
-                    process,
-                    replica,
-                    slot: out.len(),
+                    process: process as u32,
+                    replica: replica as u32,
+                    slot: out.len() as u32,
                     end,
                     needs_fd,
                     listener,
@@ -1019,7 +1120,7 @@ fn describe(
     id: &str,
     end: End,
     to: &[Resolved<'_>],
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
 ) -> String {
     let receivers = to
         .iter()

@@ -79,18 +79,103 @@ pub fn plan_capped(
     max_instances: usize,
 ) -> Result<Planned, PlanError> {
     let mut sink = Sink::default();
+    let profiles = profiles_plan(&topology.profiles, &topology.file);
     // Processes ipc-run adds (a private bus's broker) enter as if written.
     let (expanded, managed) = managed::add(topology, &mut sink);
     let topology = expanded.as_ref().unwrap_or(topology);
-    let processes = processes::resolve(topology, limits, max_instances, &mut sink);
-    if sink.has_errors() {
-        return Err(sink.into_error());
+    let processes = declare_processes(topology, limits, max_instances, &mut sink)?;
+    let declared = declare_channels(topology, limits, sink, processes, managed)?;
+    wire_and_order(declared, limits, profiles)
+}
+
+/// [`plan_capped`] that takes the typed file out of `topology` and drops it
+/// as the passes finish with it: its processes once they are declared, its
+/// edges once they are channels, so the plan is never held beside the file
+/// it came from. `topology` keeps its path and source text, which is what
+/// diagnostics are rendered against (their spans are byte ranges into it);
+/// its `file` is left empty.
+pub fn plan_releasing(
+    topology: &mut Topology,
+    limits: &Limits,
+    max_instances: usize,
+) -> Result<Planned, PlanError> {
+    let mut typed = Topology {
+        path: std::mem::take(&mut topology.path),
+        source: std::mem::take(&mut topology.source),
+        file: std::mem::take(&mut topology.file),
+        files: std::mem::take(&mut topology.files),
+        profiles: std::mem::take(&mut topology.profiles),
+    };
+    let mut sink = Sink::default();
+    let profiles = profiles_plan(&typed.profiles, &typed.file);
+    // Processes ipc-run adds (a private bus's broker) enter as if written:
+    // the expanded copy's file replaces the one read.
+    let (expanded, managed) = managed::add(&typed, &mut sink);
+    if let Some(expanded) = expanded {
+        typed.file = expanded.file;
     }
+    let declared =
+        declare_processes(&typed, limits, max_instances, &mut sink).and_then(|processes| {
+            // The edges pass reads the process declarations, not the specs.
+            drop(std::mem::take(&mut typed.file.process));
+            declare_channels(&typed, limits, sink, processes, managed)
+        });
+    // Only the path and the text are still needed: give them back and drop
+    // the rest of the typed file (the edges and their strings).
+    let Topology {
+        path,
+        source,
+        file,
+        files,
+        profiles: composed,
+    } = typed;
+    topology.path = path;
+    topology.source = source;
+    topology.files = files;
+    topology.profiles = composed;
+    drop(file);
+    wire_and_order(declared?, limits, profiles)
+}
+
+/// What the first two passes leave for the rest: owned, with no borrow of
+/// the topology.
+struct Declared {
+    sink: Sink,
+    name: String,
+    exit_code_from: Option<String>,
+    processes: Vec<processes::ProcessDecl>,
+    channels: Vec<edges::ChannelDecl>,
+    /// The processes ipc-run added, completed once the plan is made.
+    managed: Vec<managed::Added>,
+}
+
+/// The first pass, the only one that reads the processes' specs.
+fn declare_processes(
+    topology: &Topology,
+    limits: &Limits,
+    max_instances: usize,
+    sink: &mut Sink,
+) -> Result<Vec<processes::ProcessDecl>, PlanError> {
+    let processes = processes::resolve(topology, limits, max_instances, sink);
+    if sink.has_errors() {
+        return Err(std::mem::take(sink).into_error());
+    }
+    Ok(processes)
+}
+
+/// The second pass, the last that reads the typed file (its edges, name and
+/// `exit_code_from`).
+fn declare_channels(
+    topology: &Topology,
+    limits: &Limits,
+    mut sink: Sink,
+    processes: Vec<processes::ProcessDecl>,
+    managed: Vec<managed::Added>,
+) -> Result<Declared, PlanError> {
     let channels = edges::resolve(topology, limits, &processes, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }
-    let mut channels = channels;
     // The name children see in IPC_RUN_TOPOLOGY is the plan's.
     let name = topology
         .file
@@ -104,10 +189,41 @@ pub fn plan_capped(
                 .map(|s| s.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "topology".into());
+    let exit_code_from = topology
+        .file
+        .exit_code_from
+        .as_ref()
+        .map(|n| n.get_ref().clone());
+    Ok(Declared {
+        sink,
+        name,
+        exit_code_from,
+        processes,
+        channels,
+        managed,
+    })
+}
+
+/// The passes after the typed file: wiring, order, placeholders.
+fn wire_and_order(
+    declared: Declared,
+    limits: &Limits,
+    profiles: Option<crate::mechanism::model::ProfilesPlan>,
+) -> Result<Planned, PlanError> {
+    let Declared {
+        mut sink,
+        name,
+        exit_code_from,
+        mut processes,
+        mut channels,
+        managed,
+    } = declared;
     let instances = wiring::wire(&name, limits, &processes, &mut channels, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }
+    edges::wired(&mut channels);
+    processes::wired(&mut processes);
     let ordering = order::analyse(&processes, &channels, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
@@ -116,23 +232,18 @@ pub fn plan_capped(
     if sink.has_errors() {
         return Err(sink.into_error());
     }
-    let exit_code_from = topology
-        .file
-        .exit_code_from
-        .as_ref()
-        .map(|n| n.get_ref().clone());
     let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         name,
         processes: instances,
-        channels: channels.into_iter().map(|c| c.plan).collect(),
+        channels: edges::into_plans(channels),
         start_order: ordering.start_order,
         stop_order: ordering.stop_order,
         cycles: ordering.cycles,
         exit_code_from,
         warnings: sink.diagnostics.iter().map(PlanWarning::from).collect(),
         limits: limits.clone(),
-        profiles: profiles_plan(&topology.profiles, &topology.file),
+        profiles,
     };
     managed::finish(&mut plan, &managed);
     Ok(Planned {

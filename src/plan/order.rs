@@ -45,11 +45,7 @@ struct Dependency {
 
 /// Computes orders and cycles; pushes errors for start-order cycles and
 /// FIFO open-order deadlocks, warnings for risky data cycles.
-pub fn analyse(
-    processes: &[ProcessDecl<'_>],
-    channels: &[ChannelDecl],
-    sink: &mut Sink,
-) -> Ordering {
+pub fn analyse(processes: &[ProcessDecl], channels: &[ChannelDecl], sink: &mut Sink) -> Ordering {
     let start = start_graph(processes, channels);
     let cyclic = report_start_cycles(&start, processes, sink);
     check_fifo_open_order(processes, channels, sink);
@@ -72,21 +68,22 @@ pub fn analyse(
 
 /// Start graph: edge a -> b means a must start (and be ready) before b.
 /// Node i is process i.
-fn start_graph(
-    processes: &[ProcessDecl<'_>],
-    channels: &[ChannelDecl],
-) -> DiGraph<usize, Dependency> {
+fn start_graph(processes: &[ProcessDecl], channels: &[ChannelDecl]) -> DiGraph<usize, Dependency> {
     let mut start: DiGraph<usize, Dependency> = DiGraph::with_capacity(processes.len(), 0);
     let nodes: Vec<NodeIndex> = (0..processes.len()).map(|i| start.add_node(i)).collect();
     for (b, process) in processes.iter().enumerate() {
         // Every name in `after` is a process here (checked by the first pass).
+        // Each name resolved to the process of that name.
         for (after, &a) in process.spec.after.iter().zip(&process.after) {
             start.add_edge(
                 nodes[a],
                 nodes[b],
                 Dependency {
-                    span: after.span(),
-                    why: format!("`{}` waits for `{}` (after)", process.name, after.get_ref()),
+                    span: after.clone(),
+                    why: format!(
+                        "`{}` waits for `{}` (after)",
+                        process.name, processes[a].name
+                    ),
                 },
             );
         }
@@ -123,7 +120,7 @@ fn start_graph(
 /// E0401 for each start-order cycle; whether there was one.
 fn report_start_cycles(
     start: &DiGraph<usize, Dependency>,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> bool {
     let mut cyclic = false;
@@ -168,7 +165,7 @@ fn report_start_cycles(
 /// Kahn's algorithm, always taking the earliest-declared ready process so
 /// the order is deterministic and close to the file's; instances of a
 /// process start together.
-fn start_order(start: &DiGraph<usize, Dependency>, processes: &[ProcessDecl<'_>]) -> Vec<Arc<str>> {
+fn start_order(start: &DiGraph<usize, Dependency>, processes: &[ProcessDecl]) -> Vec<Arc<str>> {
     let mut indegree: Vec<usize> = start
         .node_indices()
         .map(|n| {
@@ -237,7 +234,7 @@ pub(super) fn shortest_cycle<E>(
 /// not already judged through an all-blocking cycle above gets its own
 /// cycle and verdict, and so its own W0301 when it risks a deadlock.
 fn data_cycles(
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     channels: &[ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<DataCycle> {
@@ -281,7 +278,7 @@ fn cyclic_components(graph: &DiGraph<usize, usize>) -> Vec<Vec<NodeIndex>> {
 fn judge_cycle(
     graph: &DiGraph<usize, usize>,
     component: &[NodeIndex],
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     channels: &[ChannelDecl],
     sink: &mut Sink,
 ) -> DataCycle {
@@ -332,7 +329,7 @@ fn judge_cycle(
 /// by a channel index) when process w writes to process r. Node i is
 /// process i.
 fn data_graph(
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     channels: &[ChannelDecl],
     keep: impl Fn(&ChannelDecl) -> bool,
 ) -> DiGraph<usize, usize> {
@@ -351,8 +348,8 @@ fn data_graph(
         readers.clear();
         for port in &channel.ports {
             match port.end {
-                End::Write | End::Connect | End::Send => writers.push(port.process),
-                End::Read | End::Listen | End::Receive => readers.push(port.process),
+                End::Write | End::Connect | End::Send => writers.push(port.process()),
+                End::Read | End::Listen | End::Receive => readers.push(port.process()),
                 End::Both => {}
             }
         }
@@ -433,8 +430,8 @@ fn is_path_fifo(channel: &ChannelDecl) -> bool {
 }
 
 /// The instance holding a channel end.
-fn instance_of<'p>(processes: &'p [ProcessDecl<'_>], port: &PortEnd) -> &'p str {
-    processes[port.process].instances[port.replica].as_ref()
+fn instance_of<'p>(processes: &'p [ProcessDecl], port: &PortEnd) -> &'p str {
+    processes[port.process()].instances[port.replica()].as_ref()
 }
 
 /// Simulates the opens of path-delivered FIFOs. Each instance opens its FIFO
@@ -442,7 +439,7 @@ fn instance_of<'p>(processes: &'p [ProcessDecl<'_>], port: &PortEnd) -> &'p str 
 /// (the order its program opens them), then any undeclared ones in the order
 /// their edges appear in the file; an open completes when every process on
 /// the FIFO has reached it.
-fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl], sink: &mut Sink) {
+fn check_fifo_open_order(processes: &[ProcessDecl], channels: &[ChannelDecl], sink: &mut Sink) {
     if !channels.iter().any(is_path_fifo) {
         return;
     }
@@ -491,7 +488,7 @@ fn check_fifo_open_order(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]
 /// Each instance's path-delivered FIFOs (channel indices) in the order it
 /// opens them.
 fn fifo_open_queues<'p>(
-    processes: &'p [ProcessDecl<'_>],
+    processes: &'p [ProcessDecl],
     channels: &[ChannelDecl],
 ) -> BTreeMap<&'p str, VecDeque<usize>> {
     // (instance) -> [(declaration position, channel)], sorted below.
@@ -501,7 +498,7 @@ fn fifo_open_queues<'p>(
             continue;
         }
         for port in &channel.ports {
-            let position = processes[port.process]
+            let position = processes[port.process()]
                 .ports
                 .get(channel.port(port).0)
                 .map_or(usize::MAX, |d| d.span.start);
@@ -523,7 +520,7 @@ fn fifo_open_queues<'p>(
 /// E0501 for the instances `stuck` opening a FIFO (instance, channel).
 fn fifo_deadlock(
     stuck: &[(&str, usize)],
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     channels: &[ChannelDecl],
 ) -> Diagnostic {
     let description: Vec<String> = stuck
@@ -555,7 +552,7 @@ fn fifo_deadlock(
         else {
             continue;
         };
-        let process = &processes[end.process];
+        let process = &processes[end.process()];
         let port_name = channel.port(end).0;
         let Some(port) = process.ports.get(port_name) else {
             continue;
@@ -573,7 +570,7 @@ fn fifo_deadlock(
 /// The distinct processes holding an end of a channel that matches, sorted
 /// by name.
 fn processes_by_name(
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     channel: &ChannelDecl,
     matches: impl Fn(End) -> bool,
 ) -> Vec<usize> {
@@ -581,7 +578,7 @@ fn processes_by_name(
         .ports
         .iter()
         .filter(|p| matches(p.end))
-        .map(|p| p.process)
+        .map(PortEnd::process)
         .collect();
     found.sort_unstable_by_key(|&p| processes[p].name.as_ref());
     found.dedup();

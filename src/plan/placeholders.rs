@@ -92,7 +92,7 @@ fn push_text<'a>(out: &mut Vec<Piece<'a>>, text: &'a str) {
 /// the launcher could not fill. Runs on a plan without errors, with its
 /// start order.
 pub fn check(
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     channels: &[ChannelDecl],
     start_order: &[Arc<str>],
     sink: &mut Sink,
@@ -119,8 +119,8 @@ pub fn check(
 }
 
 /// What the check needs to know about the plan.
-struct Context<'p, 'a> {
-    processes: &'p [ProcessDecl<'a>],
+struct Context<'p> {
+    processes: &'p [ProcessDecl],
     channels: HashMap<&'p str, &'p Mechanism>,
     /// Instance name -> (process index, position in the start order).
     instances: HashMap<&'p str, (usize, usize)>,
@@ -137,9 +137,9 @@ enum Problem {
     NoValue(&'static str),
 }
 
-impl<'p, 'a> Context<'p, 'a> {
+impl<'p> Context<'p> {
     fn new(
-        processes: &'p [ProcessDecl<'a>],
+        processes: &'p [ProcessDecl],
         channels: &'p [ChannelDecl],
         start_order: &'p [Arc<str>],
     ) -> Self {
@@ -244,13 +244,7 @@ impl<'p, 'a> Context<'p, 'a> {
 }
 
 impl Problem {
-    fn diagnostic(
-        &self,
-        inner: &str,
-        what: &str,
-        process: &ProcessDecl<'_>,
-        span: Span,
-    ) -> Diagnostic {
+    fn diagnostic(&self, inner: &str, what: &str, process: &ProcessDecl, span: Span) -> Diagnostic {
         let shown = format!("{{{inner}}}");
         let headline = format!(
             "`{shown}` in {what} of `{}` cannot be filled at launch",

@@ -8,7 +8,7 @@ use super::model::{Readiness, RestartPlan, RestartPolicy, SignalRef};
 use super::signals::{FORWARDABLE, known, parse_signal};
 use super::{Limits, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::topology::{ProcessSpec, Ready, Topology, check_name};
+use crate::topology::{ProcessRare, ProcessSpec, Ready, Spanned, Topology, check_name};
 
 /// Most replicas of one process.
 pub const MAX_REPLICAS: i64 = 1024;
@@ -44,15 +44,16 @@ pub const BASE_INHERITED_ENV: &[&str] = &[
     "XDG_RUNTIME_DIR",
 ];
 
-/// A process as the later passes need it.
+/// A process as the later passes need it. It owns what they read, so the
+/// typed file can be dropped before wiring ([`super::plan_releasing`]).
 #[derive(Debug, Clone)]
-pub struct ProcessDecl<'a> {
+pub struct ProcessDecl {
     /// Declared name, shared by every instance's plan.
     pub name: Arc<str>,
     /// Span of the name (the table header key).
     pub span: Span,
-    /// The spec as written.
-    pub spec: &'a ProcessSpec,
+    /// What the later passes read of the spec as written.
+    pub spec: Written,
     /// Instance names, one per replica, shared with the plan's records
     /// that name the instance.
     pub instances: Vec<Arc<str>>,
@@ -74,6 +75,53 @@ pub struct ProcessDecl<'a> {
     pub after: Vec<usize>,
 }
 
+/// Drops what only wiring reads of the processes (their argv, copied into
+/// every instance's plan), so the passes after it run beside less.
+pub fn wired(processes: &mut [ProcessDecl]) {
+    for process in processes {
+        process.argv = Vec::new();
+        process.forward_signals = Vec::new();
+    }
+}
+
+/// The keys of a process as written that the passes after the first read:
+/// a copy, at no cost for a process that writes none of them (no `env`, no
+/// `after`, none of the rare keys), read like the spec (`spec.user`).
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// Whether `replicas` was written (even `replicas = 1` numbers the
+    /// instance `name#0`).
+    pub replicas: bool,
+    /// `env` as written, in key order.
+    pub env: Vec<(Spanned<String>, Spanned<String>)>,
+    /// Where each name in `after` is written, in order.
+    pub after: Vec<Span>,
+    /// The rarely written keys, copied from the spec's box when it has one.
+    rare: Option<Box<ProcessRare>>,
+}
+
+impl Written {
+    fn of(spec: &ProcessSpec) -> Written {
+        Written {
+            replicas: spec.replicas.is_some(),
+            env: spec
+                .env
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+            after: spec.after.iter().map(Spanned::span).collect(),
+            rare: spec.rare.clone(),
+        }
+    }
+}
+
+impl std::ops::Deref for Written {
+    type Target = ProcessRare;
+    fn deref(&self) -> &ProcessRare {
+        self.rare.as_deref().unwrap_or(ProcessRare::none())
+    }
+}
+
 /// A port named under `[process.x.ports.name]`.
 #[derive(Debug, Clone)]
 pub struct DeclaredPort {
@@ -85,18 +133,20 @@ pub struct DeclaredPort {
 
 /// Checks every process and returns them in declaration order; more than
 /// `max_instances` instances in all is E0610.
-pub fn resolve<'a>(
-    topology: &'a Topology,
+pub fn resolve(
+    topology: &Topology,
     limits: &Limits,
     max_instances: usize,
     sink: &mut Sink,
-) -> Vec<ProcessDecl<'a>> {
+) -> Vec<ProcessDecl> {
     let mut declared: Vec<_> = topology.file.process.iter().collect();
     declared.sort_by_key(|(name, _)| name.span().start);
     let mut total_instances = 0usize;
     // The process whose replicas take the total past `max_instances`.
     let mut over_limit_at: Option<(String, Span)> = None;
     let mut out = Vec::with_capacity(declared.len());
+    // The spec of each process in `out`, for its `after` names.
+    let mut specs = Vec::with_capacity(declared.len());
     for (name, spec) in declared {
         let span = name.span();
         if let Err(why) = check_name(name.get_ref()) {
@@ -123,6 +173,7 @@ pub fn resolve<'a>(
             limits,
             sink,
         ));
+        specs.push(spec);
     }
     if let Some((name, at)) = over_limit_at {
         sink.push(
@@ -135,7 +186,7 @@ pub fn resolve<'a>(
         check_topology_name(name.get_ref(), name.span(), limits, sink);
     }
     check_exit_code_from(topology, &out, sink);
-    resolve_after(&mut out, sink);
+    resolve_after(&mut out, &specs, sink);
     out
 }
 
@@ -162,14 +213,14 @@ fn check_replicas(name: &str, spec: &ProcessSpec, sink: &mut Sink) -> u32 {
 
 /// One process with a valid name, checked on its own (`after` is resolved
 /// once every process is known).
-fn resolve_process<'a>(
+fn resolve_process(
     name: &str,
     span: Span,
-    spec: &'a ProcessSpec,
+    spec: &ProcessSpec,
     replicas: u32,
     limits: &Limits,
     sink: &mut Sink,
-) -> ProcessDecl<'a> {
+) -> ProcessDecl {
     let instances: Vec<Arc<str>> = if replicas == 1 && spec.replicas.is_none() {
         vec![name.into()]
     } else {
@@ -186,7 +237,7 @@ fn resolve_process<'a>(
     ProcessDecl {
         name: name.into(),
         span,
-        spec,
+        spec: Written::of(spec),
         instances,
         ports,
         argv,
@@ -273,7 +324,7 @@ fn restart_plan(spec: &ProcessSpec) -> RestartPlan {
 }
 
 /// `exit_code_from` names one process without replicas.
-fn check_exit_code_from(topology: &Topology, processes: &[ProcessDecl<'_>], sink: &mut Sink) {
+fn check_exit_code_from(topology: &Topology, processes: &[ProcessDecl], sink: &mut Sink) {
     let key = "exit_code_from";
     let Some(text) = &topology.file.exit_code_from else {
         return;
@@ -309,16 +360,16 @@ fn check_exit_code_from(topology: &Topology, processes: &[ProcessDecl<'_>], sink
 
 /// Resolves each process's `after` to indices; unknown names and a process
 /// waiting for itself are errors.
-fn resolve_after(processes: &mut [ProcessDecl<'_>], sink: &mut Sink) {
+fn resolve_after(processes: &mut [ProcessDecl], specs: &[&ProcessSpec], sink: &mut Sink) {
     let names: HashMap<&str, usize> = processes
         .iter()
         .enumerate()
         .map(|(i, p)| (p.name.as_ref(), i))
         .collect();
     let mut resolved_after = Vec::with_capacity(processes.len());
-    for process in processes.iter() {
-        let mut resolved = Vec::with_capacity(process.spec.after.len());
-        for after in &process.spec.after {
+    for (process, spec) in processes.iter().zip(specs) {
+        let mut resolved = Vec::with_capacity(spec.after.len());
+        for after in &spec.after {
             if let Some(&index) = names.get(after.get_ref().as_str()) {
                 resolved.push(index);
             }

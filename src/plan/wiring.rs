@@ -27,7 +27,7 @@ pub const NOTIFY_SOCKET_PATH: &str = "{run_dir}/notify.sock";
 pub fn wire(
     name: &str,
     limits: &Limits,
-    processes: &[ProcessDecl<'_>],
+    processes: &[ProcessDecl],
     channels: &mut [ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<ProcessPlan> {
@@ -41,9 +41,10 @@ pub fn wire(
         .collect();
     let mut out = Vec::with_capacity(index.total());
     let mut scratch = FdScratch::default();
+    let mut values = Values::default();
     let shared = SharedEnv::new(name);
     for (p, process) in processes.iter().enumerate() {
-        let replicated = process.instances.len() > 1 || process.spec.replicas.is_some();
+        let replicated = process.instances.len() > 1 || process.spec.replicas;
         let inherit_env = inherited(&base_inherit_env, process);
         let own = OwnEnv::new(process);
         for (replica, instance) in process.instances.iter().enumerate() {
@@ -57,14 +58,14 @@ pub fn wire(
                 &mut scratch,
                 sink,
             );
-            let table = fd_table(process, ends, channels, &mut scratch);
+            let table = fd_table(process, ends, channels, &mut scratch, &mut values);
             let ids = InstanceIds {
                 shared: &shared,
                 own: &own,
                 instance,
                 replica: replicated.then_some(replica),
             };
-            let env = environment(&ids, process, table.port_vars, &table.listen);
+            let env = environment(&ids, process, table.port_vars, &table.listen, &mut values);
             out.push(instance_plan(
                 &ids,
                 process,
@@ -80,10 +81,7 @@ pub fn wire(
 
 /// The variables `process` passes through: the base list, shared, when it
 /// adds none; else the base list and its own, one list for its replicas.
-fn inherited(
-    base: &Arc<[Cow<'static, str>]>,
-    process: &ProcessDecl<'_>,
-) -> Arc<[Cow<'static, str>]> {
+fn inherited(base: &Arc<[Cow<'static, str>]>, process: &ProcessDecl) -> Arc<[Cow<'static, str>]> {
     if process.spec.inherit_env.is_empty() {
         return Arc::clone(base);
     }
@@ -97,7 +95,7 @@ fn inherited(
 }
 
 /// E0607 when the notify socket's path would not fit `sun_path`.
-fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl<'_>], sink: &mut Sink) {
+fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl], sink: &mut Sink) {
     let Some(process) = processes.iter().find(|p| p.ready == Readiness::Notify) else {
         return;
     };
@@ -123,11 +121,7 @@ fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl<'_>], sink: &mu
 /// planner cannot know ipc-run's own user, so the named objects are warnings;
 /// a notify readiness that cannot work is refused, as `ready = { fd = N }`
 /// always can.
-fn check_other_user_access(
-    processes: &[ProcessDecl<'_>],
-    channels: &[ChannelDecl],
-    sink: &mut Sink,
-) {
+fn check_other_user_access(processes: &[ProcessDecl], channels: &[ChannelDecl], sink: &mut Sink) {
     for process in processes {
         let Some(user) = &process.spec.user else {
             continue;
@@ -158,7 +152,7 @@ fn check_other_user_access(
     let mut warned = std::collections::BTreeSet::new();
     for channel in channels {
         for end in channel.ports.iter().filter(|end| !end.needs_fd) {
-            let process = &processes[end.process];
+            let process = &processes[end.process()];
             let Some(user) = &process.spec.user else {
                 continue;
             };
@@ -170,7 +164,7 @@ fn check_other_user_access(
             else {
                 continue;
             };
-            if !warned.insert((end.process, channel.plan.id.as_ref())) {
+            if !warned.insert((end.process(), channel.plan.id.as_ref())) {
                 continue;
             }
             let why = if matches!(object.kind, ObjectKind::Fifo | ObjectKind::UnixSocket) {
@@ -214,13 +208,15 @@ struct EndIndex {
     /// Instances are numbered in declaration order: process p's first one
     /// is `first_instance[p]`.
     first_instance: Vec<usize>,
-    /// Instance i's ends are `ends[starts[i]..starts[i + 1]]`.
-    starts: Vec<usize>,
-    ends: Vec<(usize, usize)>,
+    /// Instance i's ends are `ends[starts[i]..starts[i + 1]]`, each a
+    /// channel index and a port index in it, as `u32`: one per port of
+    /// every instance, alive beside the plan being built.
+    starts: Vec<u32>,
+    ends: Vec<(u32, u32)>,
 }
 
 impl EndIndex {
-    fn new(processes: &[ProcessDecl<'_>], channels: &[ChannelDecl]) -> EndIndex {
+    fn new(processes: &[ProcessDecl], channels: &[ChannelDecl]) -> EndIndex {
         let mut first_instance = Vec::with_capacity(processes.len() + 1);
         let mut total = 0usize;
         for process in processes {
@@ -228,21 +224,22 @@ impl EndIndex {
             total += process.instances.len();
         }
         first_instance.push(total);
-        let mut starts = vec![0usize; total + 1];
+        let mut starts = vec![0u32; total + 1];
         for channel in channels {
             for port in &channel.ports {
-                starts[first_instance[port.process] + port.replica + 1] += 1;
+                starts[first_instance[port.process()] + port.replica() + 1] += 1;
             }
         }
         for i in 1..starts.len() {
             starts[i] += starts[i - 1];
         }
-        let mut ends = vec![(0usize, 0usize); starts[total]];
+        let mut ends = vec![(0u32, 0u32); starts[total] as usize];
         let mut cursor = starts.clone();
         for (c, channel) in channels.iter().enumerate() {
             for (p, port) in channel.ports.iter().enumerate() {
-                let slot = &mut cursor[first_instance[port.process] + port.replica];
-                ends[*slot] = (c, p);
+                let slot = &mut cursor[first_instance[port.process()] + port.replica()];
+                // Channels and their ports are bounded by the instance cap.
+                ends[*slot as usize] = (c as u32, p as u32);
                 *slot += 1;
             }
         }
@@ -258,9 +255,63 @@ impl EndIndex {
     }
 
     /// The ends of replica `replica` of process `process`.
-    fn of(&self, process: usize, replica: usize) -> &[(usize, usize)] {
+    fn of(&self, process: usize, replica: usize) -> &[(u32, u32)] {
         let global = self.first_instance[process] + replica;
-        &self.ends[self.starts[global]..self.starts[global + 1]]
+        &self.ends[self.starts[global] as usize..self.starts[global + 1] as usize]
+    }
+}
+
+/// The values of per-instance variables, shared where instances have the
+/// same: the clients on one side of a channel get the same port value when
+/// they get the same fd, and `LISTEN_FDS` counts, `LISTEN_FDNAMES` lists,
+/// replica numbers and readiness fds repeat across instances; a large plan
+/// would otherwise hold a copy of each per instance.
+#[derive(Default)]
+struct Values {
+    made: std::collections::HashSet<Arc<str>>,
+    /// Port values by channel, side and fd, for sides of several ports.
+    sides: std::collections::HashMap<(u32, bool, Option<i32>), Arc<str>>,
+    text: String,
+}
+
+impl Values {
+    /// A port variable's value: its side's description and its fd. Only a
+    /// side of several ports (clients of one server) can share it: others
+    /// name their channel, so their value is made without a lookup.
+    fn port(
+        &mut self,
+        channel: usize,
+        end: &PortEnd,
+        shared_side: bool,
+        fd: Option<i32>,
+        description: &str,
+    ) -> Arc<str> {
+        let key = (channel as u32, end.is_reader, fd);
+        if shared_side && let Some(value) = self.sides.get(&key) {
+            return Arc::clone(value);
+        }
+        self.text.clear();
+        self.text.push_str(description);
+        if let Some(fd) = fd {
+            let _ = write!(self.text, " fd={fd}");
+        }
+        let value: Arc<str> = self.text.as_str().into();
+        if shared_side {
+            self.sides.insert(key, Arc::clone(&value));
+        }
+        value
+    }
+
+    /// The shared value with the text `write` puts in an empty buffer.
+    fn get(&mut self, write: impl FnOnce(&mut String)) -> Arc<str> {
+        self.text.clear();
+        write(&mut self.text);
+        if let Some(value) = self.made.get(self.text.as_str()) {
+            return Arc::clone(value);
+        }
+        let value: Arc<str> = self.text.as_str().into();
+        self.made.insert(Arc::clone(&value));
+        value
     }
 }
 
@@ -277,9 +328,9 @@ struct FdScratch {
 
 /// Numbers the fds of one instance's ends into `scratch.assigned`.
 fn assign_fds(
-    process: &ProcessDecl<'_>,
+    process: &ProcessDecl,
     instance: &str,
-    ends: &[(usize, usize)],
+    ends: &[(u32, u32)],
     channels: &[ChannelDecl],
     limits: &Limits,
     scratch: &mut FdScratch,
@@ -304,7 +355,7 @@ fn assign_fds(
     let mut next = 3;
     for listeners in [true, false] {
         for (e, &(c, p)) in ends.iter().enumerate() {
-            let end = &channels[c].ports[p];
+            let end = &channels[c as usize].ports[p as usize];
             if !end.needs_fd || end.listener != listeners || assigned[e].is_some() {
                 continue;
             }
@@ -329,15 +380,15 @@ fn assign_fds(
 /// Stdio and pinned fds first; a fixed fd on a port reached by name is an
 /// error.
 fn pin_fixed_fds(
-    process: &ProcessDecl<'_>,
-    ends: &[(usize, usize)],
+    process: &ProcessDecl,
+    ends: &[(u32, u32)],
     channels: &[ChannelDecl],
     scratch: &mut FdScratch,
     sink: &mut Sink,
 ) {
     for (e, &(c, p)) in ends.iter().enumerate() {
-        let channel = &channels[c];
-        let end = &channel.ports[p];
+        let channel = &channels[c as usize];
+        let end = &channel.ports[p as usize];
         let (port, _) = channel.port(end);
         let declared = process
             .ports
@@ -407,14 +458,15 @@ fn per_connection(channel: &ChannelDecl, end: &PortEnd) -> bool {
 /// A per-connection server runs as many processes, none of them for good:
 /// there is no one pid a signal edge could hand its sender (`E0334`).
 fn refuse_signals_per_connection(
-    process: &ProcessDecl<'_>,
-    ends: &[(usize, usize)],
+    process: &ProcessDecl,
+    ends: &[(u32, u32)],
     channels: &[ChannelDecl],
     sink: &mut Sink,
 ) {
-    let mut ends = ends
-        .iter()
-        .map(|&(c, p)| (&channels[c], &channels[c].ports[p]));
+    let mut ends = ends.iter().map(|&(c, p)| {
+        let channel = &channels[c as usize];
+        (channel, &channel.ports[p as usize])
+    });
     if !ends
         .clone()
         .any(|(channel, end)| per_connection(channel, end))
@@ -437,7 +489,7 @@ fn refuse_signals_per_connection(
 /// stdin. Anything else there is `E0203`; a per-connection server's port
 /// can be at no other fd (`E0330`).
 fn socket_at_stdin(
-    process: &ProcessDecl<'_>,
+    process: &ProcessDecl,
     port: &str,
     channel: &ChannelDecl,
     end: &PortEnd,
@@ -500,10 +552,11 @@ struct FdTable {
 /// Writes each end's fd into its channel and builds the instance's fd
 /// table (sorted by fd) and `IPC_PORT_*` variables.
 fn fd_table(
-    process: &ProcessDecl<'_>,
-    ends: &[(usize, usize)],
+    process: &ProcessDecl,
+    ends: &[(u32, u32)],
     channels: &mut [ChannelDecl],
     scratch: &mut FdScratch,
+    values: &mut Values,
 ) -> FdTable {
     let FdScratch {
         taken,
@@ -517,7 +570,7 @@ fn fd_table(
     ordered.extend(0..ends.len());
     ordered.sort_by_key(|&e| assigned[e].unwrap_or(i32::MAX));
     for &e in ordered.iter() {
-        let (c, p) = ends[e];
+        let (c, p) = (ends[e].0 as usize, ends[e].1 as usize);
         let fd = assigned[e];
         let channel = &mut channels[c];
         let end = channel.ports[p].clone();
@@ -544,19 +597,15 @@ fn fd_table(
             }
         }
         if !is_std_stream(port) {
-            let description = channel.description(&end);
-            let value = match fd {
-                Some(fd) => {
-                    let mut value = String::with_capacity(description.len() + 8);
-                    value.push_str(description);
-                    let _ = write!(value, " fd={fd}");
-                    value
-                }
-                None => description.to_owned(),
+            let side = if end.is_reader {
+                &channel.plan.to
+            } else {
+                &channel.plan.from
             };
+            let value = values.port(c, &end, side.len() > 1, fd, channel.description(&end));
             port_vars.push(EnvVar {
                 name: Arc::clone(env_name),
-                value: value.into(),
+                value,
             });
         }
     }
@@ -624,7 +673,7 @@ struct OwnEnv {
 }
 
 impl OwnEnv {
-    fn new(process: &ProcessDecl<'_>) -> Self {
+    fn new(process: &ProcessDecl) -> Self {
         let vars = process
             .spec
             .env
@@ -656,9 +705,10 @@ struct InstanceIds<'a> {
 /// The environment ipc-run sets, then the process's own `env`.
 fn environment(
     ids: &InstanceIds<'_>,
-    process: &ProcessDecl<'_>,
+    process: &ProcessDecl,
     mut port_vars: Vec<EnvVar>,
     listen: &Listening,
+    values: &mut Values,
 ) -> Vec<EnvVar> {
     let shared = ids.shared;
     let var = |name: &Arc<str>, value: Arc<str>| EnvVar {
@@ -680,19 +730,31 @@ fn environment(
         var(&shared.process, Arc::clone(ids.instance)),
     ]);
     if let Some(replica) = ids.replica {
-        env.push(var(&shared.replica, replica.to_string().into()));
+        let value = values.get(|text| {
+            let _ = write!(text, "{replica}");
+        });
+        env.push(var(&shared.replica, value));
         env.push(var(&shared.replicas, Arc::clone(&ids.own.replicas)));
     }
     port_vars.sort_by(|a, b| a.name.cmp(&b.name));
     env.extend(port_vars);
     if listen.count > 0 {
         env.push(shared.listen_pid.clone());
-        env.push(var(&shared.listen_fds, listen.count.to_string().into()));
-        env.push(var(&shared.listen_fdnames, listen.names.as_str().into()));
+        let count = values.get(|text| {
+            let _ = write!(text, "{}", listen.count);
+        });
+        env.push(var(&shared.listen_fds, count));
+        let names = values.get(|text| text.push_str(&listen.names));
+        env.push(var(&shared.listen_fdnames, names));
     }
     match process.ready {
         Readiness::Notify => env.push(shared.notify_socket.clone()),
-        Readiness::Fd { fd } => env.push(var(&shared.ready_fd, fd.to_string().into())),
+        Readiness::Fd { fd } => {
+            let value = values.get(|text| {
+                let _ = write!(text, "{fd}");
+            });
+            env.push(var(&shared.ready_fd, value));
+        }
         Readiness::Started => {}
     }
     env.extend(ids.own.vars.iter().cloned());
@@ -706,8 +768,8 @@ fn environment(
 
 fn instance_plan(
     ids: &InstanceIds<'_>,
-    process: &ProcessDecl<'_>,
-    processes: &[ProcessDecl<'_>],
+    process: &ProcessDecl,
+    processes: &[ProcessDecl],
     env: Vec<EnvVar>,
     inherit_env: Arc<[Cow<'static, str>]>,
     fds: Vec<FdSlot>,

@@ -436,7 +436,7 @@ fn duplicate_key_diagnostic(source: &str, span: std::ops::Range<usize>) -> Diagn
 }
 
 /// The document: a name, processes, edges and optional pipeline sugar.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(
     title = "ipc-run topology",
@@ -641,6 +641,13 @@ static NO_RARE_PROCESS_KEYS: ProcessRare = ProcessRare {
     env_file: Vec::new(),
     profiles: Vec::new(),
 };
+
+impl ProcessRare {
+    /// The value of a process that writes none of the rare keys.
+    pub fn none() -> &'static ProcessRare {
+        &NO_RARE_PROCESS_KEYS
+    }
+}
 
 impl std::ops::Deref for ProcessSpec {
     type Target = ProcessRare;

@@ -360,3 +360,68 @@ fn an_unset_variable_is_refused_until_set() {
     let planned = plan::plan(&topology, &Limits::default()).expect("plans");
     assert_eq!(planned.plan.processes[0].argv, ["echo", "hi"]);
 }
+
+/// `plan_releasing` (what the CLI runs: the typed file dropped while
+/// planning) gives what `plan` gives for every example and every file of
+/// the invalid corpus, and leaves the path and source that diagnostics are
+/// rendered against.
+#[test]
+fn planning_that_releases_the_file_plans_the_same() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["topologies", "tests/invalid"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("readable") {
+            let path = entry.expect("an entry").path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                files.push(relative(&path));
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() > 20, "the corpus is there: {files:?}");
+    let render = |diagnostics: &[ipc_run::diagnostic::Diagnostic], source: &str| -> String {
+        diagnostics
+            .iter()
+            .map(|d| d.render("t.toml", source, false))
+            .collect()
+    };
+    for path in files {
+        let Ok(topology) = Topology::load(&path) else {
+            continue;
+        };
+        let limits = limits_for(&topology.source);
+        let kept = plan::plan(&topology, &limits);
+        let mut released = topology.clone();
+        let outcome = plan::plan_releasing(&mut released, &limits, plan::MAX_INSTANCES);
+        assert_eq!(released.path, topology.path);
+        assert_eq!(released.source, topology.source, "{}", path.display());
+        assert!(released.file.process.is_empty() && released.file.edge.is_empty());
+        match (kept, outcome) {
+            (Ok(kept), Ok(released)) => {
+                assert!(
+                    kept.plan == released.plan,
+                    "{}: plans differ",
+                    path.display()
+                );
+                assert_eq!(
+                    render(&kept.warnings, &topology.source),
+                    render(&released.warnings, &topology.source),
+                    "{}",
+                    path.display()
+                );
+            }
+            (Err(kept), Err(released)) => assert_eq!(
+                render(&kept.diagnostics, &topology.source),
+                render(&released.diagnostics, &topology.source),
+                "{}",
+                path.display()
+            ),
+            (kept, released) => panic!(
+                "{}: plan gives {:?}, plan_releasing {:?}",
+                path.display(),
+                kept.is_ok(),
+                released.is_ok()
+            ),
+        }
+    }
+}
