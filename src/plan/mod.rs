@@ -25,6 +25,7 @@ mod processes;
 pub mod render;
 pub mod select;
 mod wiring;
+mod world;
 
 pub use crate::mechanism::{limits, model, signals};
 pub use limits::{Limit, Limits};
@@ -84,6 +85,10 @@ pub fn plan_capped(
         return Err(sink.into_error());
     }
     let mut channels = channels;
+    world::assign_ranks(&processes, &mut channels, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
     // The name children see in IPC_RUN_TOPOLOGY is the plan's.
     let name = topology
         .file
@@ -114,7 +119,7 @@ pub fn plan_capped(
         .exit_code_from
         .as_ref()
         .map(|n| n.get_ref().clone());
-    let plan = Plan {
+    let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         name,
         processes: instances,
@@ -126,6 +131,15 @@ pub fn plan_capped(
         warnings: sink.diagnostics.iter().map(PlanWarning::from).collect(),
         limits: limits.clone(),
     };
+    world::launch_worlds(
+        &plan.channels,
+        world::Launch {
+            instances: &mut plan.processes,
+            start_order: &mut plan.start_order,
+            stop_order: &mut plan.stop_order,
+            exit_code_from: &mut plan.exit_code_from,
+        },
+    );
     Ok(Planned {
         plan,
         warnings: sink.diagnostics,

@@ -642,7 +642,8 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
     ];
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_ref()).collect();
     let mut writer = LogWriter::new(&names, stdout, stderr, color)
-        .with_stdout_shared(logs::plan_writes_stdout(plan));
+        .with_stdout_shared(logs::plan_writes_stdout(plan))
+        .with_ranks(plan);
     if let Some(dir) = &options.log_dir {
         writer = writer.with_log_dir(dir, &names)?;
     }

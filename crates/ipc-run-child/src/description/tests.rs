@@ -251,6 +251,9 @@ impl Gen {
                 address: self.text(),
                 url: self.text(),
             },
+            Kind::Mpi => Params::Mpi {
+                size: self.next() as u32,
+            },
         };
         Description {
             channel: self.text(),
