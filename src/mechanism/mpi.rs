@@ -8,12 +8,17 @@
 //! world pass (`plan::world`) puts the ranks in order and replaces their
 //! launch by the launcher's.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
 use ipc_run_child::description::{self as child, Params};
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::mechanism::model::{EnvVar, Mechanism, RUN_DIR};
+use crate::mechanism::model::{EnvVar, Mechanism, Plan, RUN_DIR};
 use crate::topology::Traffic;
 
 /// The mechanism's name.
@@ -148,6 +153,40 @@ pub fn command(ranks: &[RankCommand<'_>]) -> Vec<String> {
         argv.extend(rank.argv.iter().cloned());
     }
     argv
+}
+
+/// An error (E0345) for each MPI world whose launcher is not found on
+/// `path` (a `PATH` value), naming the package that provides it: `check`
+/// and `run` report it before anything is created.
+pub fn missing_launchers(plan: &Plan, path: Option<&OsStr>) -> Vec<Diagnostic> {
+    let found = |program: &str| {
+        let path = path.map_or(b"/usr/local/bin:/usr/bin:/bin".as_slice(), OsStr::as_bytes);
+        path.split(|b| *b == b':').any(|dir| {
+            let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+            let candidate = Path::new(OsStr::from_bytes(dir)).join(program);
+            std::fs::metadata(&candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    };
+    plan.channels
+        .iter()
+        .filter_map(|c| match &c.mechanism {
+            Mechanism::Mpi { launcher, .. } if !found(LAUNCHER) => Some(
+                Diagnostic::error(
+                    "E0345",
+                    format!(
+                        "`{LAUNCHER}`, the launcher of MPI world `{}` ({launcher}), is not installed",
+                        c.id
+                    ),
+                )
+                .with_note(format!("not found on PATH: {}", path.map_or("(unset)".into(), |p| p.to_string_lossy())))
+                .with_help(format!(
+                    "install Open MPI: `apt install {LAUNCHER_PACKAGE}` (and libopenmpi-dev for mpicc)"
+                )),
+            ),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The prefix of a line mpirun relays for rank `rank` with `--tag-output`,
