@@ -11,6 +11,7 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 int main(int argc, char **argv) {
     int rank = 0, size = 0;
@@ -34,7 +35,8 @@ int main(int argc, char **argv) {
         MPI_Recv(&got, 1, MPI_INT, prev, 0, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
         MPI_Send(&rank, 1, MPI_INT, next, 0, MPI_COMM_WORLD);
     }
-    printf("%s: rank %d of %d received %d from rank %d\n", name, rank, size, got, prev);
+    printf("%s: rank %d of %d received %d from rank %d, pid %d\n", name, rank, size, got, prev,
+           (int)getpid());
 
     int sum = 0;
     MPI_Allreduce(&rank, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);

@@ -7,6 +7,7 @@ mod support;
 
 mod cli;
 mod hardening;
+mod mpi;
 mod ring;
 mod ring_languages;
 mod signal_edges;
