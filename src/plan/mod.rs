@@ -139,7 +139,11 @@ pub fn plan_capped(
             stop_order: &mut plan.stop_order,
             exit_code_from: &mut plan.exit_code_from,
         },
+        &mut sink,
     );
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
     Ok(Planned {
         plan,
         warnings: sink.diagnostics,

@@ -153,8 +153,10 @@ pub(super) struct Launch<'a> {
     pub exit_code_from: &'a mut Option<String>,
 }
 
-/// Replaces each world's ranks by its launcher.
-pub(super) fn launch_worlds(channels: &[ChannelPlan], plan: Launch<'_>) {
+/// Replaces each world's ranks by its launcher; E0346 when the launcher
+/// has no place in the start order (a rank waits for a process that waits
+/// for another rank).
+pub(super) fn launch_worlds(channels: &[ChannelPlan], plan: Launch<'_>, sink: &mut Sink) {
     for channel in channels {
         let Mechanism::Mpi { launcher, ranks } = &channel.mechanism else {
             continue;
@@ -180,12 +182,62 @@ pub(super) fn launch_worlds(channels: &[ChannelPlan], plan: Launch<'_>) {
         for process in plan.instances.iter_mut() {
             replace_in(&mut process.after, &members, &name);
         }
-        replace_in(plan.start_order, &members, &name);
-        replace_in(plan.stop_order, &members, &name);
+        if let Err(diagnostic) =
+            place_in_start_order(plan.start_order, plan.instances, &members, &name)
+        {
+            sink.push(diagnostic);
+            continue;
+        }
+        // Stopped in reverse start order, as every plan is.
+        plan.stop_order.clone_from(plan.start_order);
+        plan.stop_order.reverse();
         if let Some(followed) = plan.exit_code_from.as_mut() {
             if rank_processes.contains(followed.as_str()) {
                 *followed = launcher.clone();
             }
+        }
+    }
+}
+
+/// Takes the ranks out of the start order and puts the launcher right
+/// after the last process it waits for, which must come before every
+/// process that waits for it.
+fn place_in_start_order(
+    order: &mut Vec<Arc<str>>,
+    instances: &[ProcessPlan],
+    members: &HashSet<&str>,
+    name: &Arc<str>,
+) -> Result<(), Diagnostic> {
+    order.retain(|n| !members.contains(&**n));
+    let launcher = instances.iter().find(|p| p.name == *name);
+    let waits_for = |p: &ProcessPlan| p.after.iter().any(|a| a == name);
+    let position = |n: &Arc<str>| order.iter().position(|o| o == n);
+    let last_dependency = launcher
+        .into_iter()
+        .flat_map(|l| l.after.iter())
+        .filter_map(position)
+        .max();
+    let first_dependant = instances
+        .iter()
+        .filter(|p| waits_for(p))
+        .filter_map(|p| position(&p.name))
+        .min();
+    let at = last_dependency.map_or(0, |i| i + 1);
+    match first_dependant {
+        Some(first) if first < at => Err(Diagnostic::error(
+            "E0346",
+            format!(
+                "the ranks of MPI world `{name}` wait for `{}`, which waits for one of them",
+                order[first]
+            ),
+        )
+        .with_note("the world's ranks start together, as one mpirun job")
+        .with_help(
+            "drop the `after` between the world and that process, or take it into the world",
+        )),
+        _ => {
+            order.insert(at, name.clone());
+            Ok(())
         }
     }
 }

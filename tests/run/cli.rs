@@ -64,6 +64,17 @@ fn expected_output(name: &str, out: &[u8]) {
                 .collect();
             assert_eq!(sorted(lines_of(out, "alarms")), sorted(want));
         }
+        "mpi" => {
+            for (rank, instance) in ["ping", "pong#0", "pong#1", "pong#2"].iter().enumerate() {
+                let lines = lines_of(out, &format!("{instance}[{rank}]"));
+                assert!(
+                    lines
+                        .iter()
+                        .any(|l| l.ends_with("allreduce sum 6 (want 6)")),
+                    "{instance}[{rank}]: {lines:?}"
+                );
+            }
+        }
         "pipeline" => assert_eq!(text, "40951\n"),
         "request-reply" => {
             for i in 0..4 {
@@ -143,8 +154,8 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
         let name = file.file_stem().unwrap().to_string_lossy().into_owned();
         let mut command = scratch.run_command(&file);
         command.current_dir(&scratch.dir);
-        if name == "ring-languages" {
-            // Its commands name examples/ring/ from the repository root.
+        if name == "ring-languages" || name == "mpi" {
+            // Their commands name examples/ from the repository root.
             command.current_dir(MANIFEST_DIR);
         }
         let result = if name == "stdin-filter" {

@@ -31,6 +31,12 @@ fn ring(scratch: &Scratch) -> PathBuf {
 /// A world of `ping` (one rank) and `pong` (`pongs` replicas).
 fn world(ring: &Path, pongs: u32, extra: &str) -> String {
     let ring = ring.display();
+    // One pong is instance `pong`; `replicas` makes `pong#0`, `pong#1`, ...
+    let replicas = if pongs > 1 {
+        format!("replicas = {pongs}")
+    } else {
+        String::new()
+    };
     format!(
         r#"
 [process.ping]
@@ -38,7 +44,7 @@ cmd = ["{ring}", "ping"]
 {extra}
 [process.pong]
 cmd = ["{ring}", "pong"]
-replicas = {pongs}
+{replicas}
 {extra}
 [[edge]]
 name = "world"
