@@ -227,7 +227,7 @@ fn place_in_start_order(
         Some(first) if first < at => Err(Diagnostic::error(
             "E0346",
             format!(
-                "the ranks of MPI world `{name}` wait for `{}`, which waits for one of them",
+                "the ranks `{name}` runs wait for `{}`, which waits for one of them",
                 order[first]
             ),
         )

@@ -187,6 +187,41 @@ fn sigkill_of_ipc_run_then_clean_leaves_no_rank_session_or_shm_file() {
 }
 
 #[test]
+fn sigkill_of_mpirun_ends_the_world_and_the_run_leaves_nothing() {
+    let mut scratch = Scratch::new("mpi-kill-launcher");
+    let ring = ring(&scratch);
+    let extra = "env = { RING_HOLD = \"1\" }\n";
+    let file = scratch.topology(&world(&ring, 1, extra));
+    let shm_before = vader_files("/dev/shm");
+    let mut live = scratch.live(&file);
+    live.wait_for_count("allreduce sum 1", 2);
+    let ranks = numbers_after(&live.stdout.join("\n"), "pid ");
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", live.child.id())).unwrap();
+    let mpirun: Vec<i32> = children
+        .split_whitespace()
+        .filter_map(|pid| pid.parse().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "mpirun")
+        })
+        .collect();
+    assert_eq!(mpirun.len(), 1, "children of ipc-run: {children}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mpirun[0]), Signal::SIGKILL).unwrap();
+    let finished = live.finish();
+    assert_eq!(finished.code, 137, "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("mpirun-world: killed by SIGKILL"),
+        "{}",
+        finished.stderr
+    );
+    let running = wait_dead(&ranks, Duration::from_secs(20));
+    assert!(running.is_empty(), "ranks {running:?} survive mpirun");
+    scratch.assert_left_nothing();
+    assert_eq!(vader_files("/dev/shm"), shm_before);
+}
+
+#[test]
 fn check_names_the_package_of_a_missing_mpirun() {
     let mut scratch = Scratch::new("mpi-check");
     let file = scratch.topology(&world(Path::new("/bin/true"), 1, ""));
