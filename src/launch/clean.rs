@@ -19,7 +19,10 @@
 //! ctime and creator pid still match, or, when only the key of one was
 //! journaled, by key only if creator, mode and a ctime after the intent
 //! match, files with `unlinkat` on the run
-//! directory fd), then the journal, the lock and the directory go. A
+//! directory fd), then an MPI world's session tree (`mpi.session`: Open
+//! MPI's session directory and shared-memory backing files, which a killed
+//! mpirun leaves, [`remove_mpi_session`]), the journal, the lock and the
+//! directory go. A
 //! record the run cannot have made is left alone: a POSIX name without the
 //! run's `/ipc-run.<run id>.` prefix, a FIFO or socket name that is now a
 //! symlink or another kind of file (the directory is then kept). A run

@@ -277,8 +277,11 @@ impl Drop for LogFile {
     }
 }
 
+/// A record prefix, plain and coloured.
+type Prefix = [Box<[u8]>; 2];
+
 /// `name | ` padded to `width`, plain and in the `i`th colour.
-fn prefix_pair(name: &str, i: usize, width: usize) -> [Box<[u8]>; 2] {
+fn prefix_pair(name: &str, i: usize, width: usize) -> Prefix {
     let padded = format!("{name:<width$} | ");
     let style = Style::new().fg_color(Some(PALETTE[i % PALETTE.len()].into()));
     let coloured = format!("{style}{name:<width$}{style:#} | ");
@@ -297,7 +300,7 @@ pub struct LogWriter {
     prefixes: Vec<[Box<[u8]>; 2]>,
     /// Per instance (empty when no MPI world runs): the prefixes of a
     /// launcher's ranks, `name[rank] | `, and the rank of its last line.
-    ranks: Vec<Option<(Vec<[Box<[u8]>; 2]>, usize)>>,
+    ranks: Vec<Option<(Vec<Prefix>, usize)>>,
     scratch: Vec<u8>,
     /// Per output stream: whole records not written yet, from `sent` on.
     queue: [Vec<u8>; 2],
