@@ -690,6 +690,7 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         Command::Check(args) => {
             let (topology, planned) = load_and_plan(&args, color)?;
             let plan = &planned.plan;
+            check_launchers(&args, &topology.source, plan, color)?;
             writeln!(
                 stdout,
                 "{}: ok: {} process(es), {} channel(s), {} warning(s)",
@@ -746,6 +747,31 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
 
 /// `ipc-run run`: plan, launch, supervise, clean up; the exit code follows
 /// the processes.
+/// The programs of managed launchers (`mpirun`) are installed: E0345,
+/// naming the package, before anything is created.
+fn check_launchers(
+    args: &PlanArgs,
+    source: &str,
+    plan: &plan::Plan,
+    color: bool,
+) -> Result<(), CliError> {
+    let path = std::env::var_os("PATH");
+    let missing = crate::mechanism::mpi::missing_launchers(plan, path.as_deref());
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let file = args.file.display().to_string();
+    for diagnostic in &missing {
+        eprint!("{}", diagnostic.render(&file, source, color));
+    }
+    Err(CliError::Plan {
+        path: args.file.clone(),
+        error: PlanError {
+            diagnostics: missing,
+        },
+    })
+}
+
 fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32, CliError> {
     // Absolute, so `{run_dir}` is too and socket paths are checked at
     // their real length.
@@ -758,6 +784,7 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
     } else {
         load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?.1
     };
+    check_launchers(&args.plan, "", &planned.plan, color)?;
     // Each tap's copy starts empty; the tap process appends.
     for tap in &args.plan.tap {
         crate::port::tap::truncate(&tap.file).map_err(|source| {

@@ -19,7 +19,10 @@
 //! ctime and creator pid still match, or, when only the key of one was
 //! journaled, by key only if creator, mode and a ctime after the intent
 //! match, files with `unlinkat` on the run
-//! directory fd), then the journal, the lock and the directory go. A
+//! directory fd), then an MPI world's session tree (`mpi.session`: Open
+//! MPI's session directory and shared-memory backing files, which a killed
+//! mpirun leaves, [`remove_mpi_session`]), the journal, the lock and the
+//! directory go. A
 //! record the run cannot have made is left alone: a POSIX name without the
 //! run's `/ipc-run.<run id>.` prefix, a FIFO or socket name that is now a
 //! symlink or another kind of file (the directory is then kept). A run
@@ -42,6 +45,7 @@ use super::run_dir::{
     JOURNAL_FILE, LOCK_FILE, ProcessTable, check_private, is_run_id, list_dir, open_dir_nofollow,
     owner_alive, run_end_ticks, same_pid_namespace,
 };
+use crate::mechanism::mpi;
 use crate::sys::fd::try_lock_exclusive;
 
 /// What `clean` did.
@@ -302,6 +306,15 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
         }
     }
     if run.failed.is_empty() {
+        match remove_mpi_session(path) {
+            Ok(true) => run
+                .removed
+                .push(format!("mpi session {}", mpi::SESSION_DIR)),
+            Ok(false) => {}
+            Err(e) => run
+                .failed
+                .push(format!("mpi session {}: {e}", mpi::SESSION_DIR)),
+        }
         for file in [JOURNAL_FILE, LOCK_FILE] {
             let _ = unlinkat(&dir, file, UnlinkatFlags::NoRemoveDir);
         }
@@ -310,6 +323,22 @@ fn clean_run(root_fd: &OwnedFd, name: &str, path: &Path) -> Result<Option<Cleane
     }
     drop(lock);
     Ok(Some(run))
+}
+
+/// Removes the MPI session tree a run's worlds leave in its directory
+/// (`mechanism::mpi::SESSION_DIR`: Open MPI's session directory and the
+/// shared-memory backing files, which a killed mpirun leaves behind).
+/// `Ok(false)` when there is none. The tree is the run's own, in its
+/// private directory; `remove_dir_all` does not follow symlinks in it.
+pub(crate) fn remove_mpi_session(run_dir: &Path) -> std::io::Result<bool> {
+    let path = run_dir.join(mpi::SESSION_DIR);
+    match std::fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path).map(|()| true),
+        // Not what a world makes: left alone, and the directory is kept.
+        Ok(_) => Ok(false),
+    }
 }
 
 /// The text of the file `fd` refers to, read from its start (empty on error).

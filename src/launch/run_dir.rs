@@ -360,6 +360,9 @@ impl RunDir {
         if let Some(cgroup) = &self.cgroup {
             super::cgroup::remove_if_empty(cgroup);
         }
+        if let Err(e) = super::clean::remove_mpi_session(&self.path) {
+            tracing::warn!(run_id = %self.id, "cannot remove the mpi session directory: {e}");
+        }
         for name in [JOURNAL_FILE, LOCK_FILE] {
             let _ = unlinkat(&self.dir, name, UnlinkatFlags::NoRemoveDir);
         }

@@ -77,6 +77,9 @@ pub(crate) fn child_spec(
                 env.set(IPC_RUN_BIN, context.values.ipc_run.as_str());
                 filled_argv.push(script);
             }
+            // A launcher ipc-run adds (mpirun) carries its ranks' commands,
+            // environments and directories in its argv: it is filled whole.
+            _ if process.managed.is_some() => filled_argv.push(context.values.fill(arg)?),
             _ => filled_argv.push(context.values.fill_argv(arg)?),
         }
     }

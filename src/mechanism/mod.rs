@@ -60,6 +60,7 @@ pub(crate) mod host_limits;
 pub mod inherit;
 pub mod limits;
 pub mod model;
+pub mod mpi;
 pub mod pipe;
 pub mod posix_mq;
 pub mod posix_sem;
@@ -111,11 +112,13 @@ pub enum Kind {
     Signal,
     /// An RPC endpoint: a listener plus a protocol label.
     Rpc,
+    /// An MPI world: its processes run as the ranks of one `mpirun` job.
+    Mpi,
 }
 
 impl Kind {
     /// Every kind, in the order of the documentation.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Inherit,
         Kind::Pipe,
         Kind::Fifo,
@@ -131,6 +134,7 @@ impl Kind {
         Kind::SysvSem,
         Kind::Signal,
         Kind::Rpc,
+        Kind::Mpi,
     ];
 
     /// The name written in topology files, plans and journals.
@@ -157,6 +161,7 @@ impl Kind {
             Kind::SysvSem => child::Kind::SysvSem,
             Kind::Signal => child::Kind::Signal,
             Kind::Rpc => child::Kind::Rpc,
+            Kind::Mpi => child::Kind::Mpi,
         }
     }
 
@@ -183,6 +188,7 @@ impl Kind {
             Kind::SysvSem => &sysv_sem::PROFILE,
             Kind::Signal => &signal::PROFILE,
             Kind::Rpc => &rpc::PROFILE,
+            Kind::Mpi => &mpi::PROFILE,
         }
     }
 }
@@ -206,6 +212,7 @@ impl Kind {
             Kind::SysvSem => sysv_sem::plan(cx),
             Kind::Signal => signal::plan(cx),
             Kind::Rpc => rpc::plan(cx),
+            Kind::Mpi => mpi::plan(cx),
         }
     }
 }
@@ -225,7 +232,9 @@ pub(crate) fn ends(mechanism: &Mechanism, duplex: bool) -> (End, End) {
         | Mechanism::Udp { .. }
         | Mechanism::Rpc { .. } => (End::Connect, End::Listen),
         Mechanism::PosixShm { ring: Some(_), .. } => (End::Write, End::Read),
-        Mechanism::PosixShm { .. } | Mechanism::SysvShm { .. } => (End::Both, End::Both),
+        Mechanism::PosixShm { .. } | Mechanism::SysvShm { .. } | Mechanism::Mpi { .. } => {
+            (End::Both, End::Both)
+        }
         Mechanism::PosixSem { .. } | Mechanism::SysvSem { .. } | Mechanism::Signal { .. } => {
             (End::Send, End::Receive)
         }
@@ -296,6 +305,7 @@ pub(crate) fn describe(mechanism: &Mechanism, port: &PortSide<'_>) -> Params {
             address,
             ..
         } => rpc::describe(protocol, *transport, address, port),
+        Mechanism::Mpi { ranks, .. } => mpi::describe(ranks),
     }
 }
 
@@ -339,7 +349,8 @@ pub(crate) fn recheck(
         | Mechanism::Socketpair { .. }
         | Mechanism::Tcp { .. }
         | Mechanism::Udp { .. }
-        | Mechanism::Signal { .. } => {}
+        | Mechanism::Signal { .. }
+        | Mechanism::Mpi { .. } => {}
     }
 }
 
@@ -370,7 +381,8 @@ pub(crate) fn handover(mechanism: &Mechanism, end: End, on_from_side: bool) -> H
         | Mechanism::SysvMq { .. }
         | Mechanism::PosixSem { .. }
         | Mechanism::SysvSem { .. }
-        | Mechanism::Signal { .. } => Handover::ByName,
+        | Mechanism::Signal { .. }
+        | Mechanism::Mpi { .. } => Handover::ByName,
     }
 }
 
@@ -408,6 +420,8 @@ pub(crate) fn create(b: &mut dyn Build, channel: &ChannelPlan) -> Result<(), Lau
         Mechanism::SysvSem { count, initial } => sysv_sem::create(b, *count, *initial),
         // Nothing to create: the sender is handed the receivers' pids.
         Mechanism::Signal { .. } => Ok(()),
+        // Nothing either: mpirun makes the world's session directory.
+        Mechanism::Mpi { .. } => Ok(()),
         Mechanism::Rpc {
             transport,
             address,
@@ -432,7 +446,7 @@ pub(crate) fn bench_parent(b: &mut Setup<'_>) -> io::Result<Pending> {
         Kind::PosixShm => posix_shm::bench_parent(b),
         Kind::Signal => signal::bench_parent(b),
         Kind::Rpc => bench_rpc::bench_parent(b),
-        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem) => {
+        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem | Kind::Mpi) => {
             Err(not_benched(kind))
         }
     }
@@ -452,7 +466,7 @@ pub(crate) fn bench_peer(p: &PeerSetup<'_>) -> io::Result<PeerReady> {
         Kind::PosixShm => posix_shm::bench_peer(p),
         Kind::Signal => signal::bench_peer(p),
         Kind::Rpc => bench_rpc::bench_peer(p),
-        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem) => {
+        kind @ (Kind::Inherit | Kind::SysvShm | Kind::PosixSem | Kind::SysvSem | Kind::Mpi) => {
             Err(not_benched(kind))
         }
     }
@@ -599,6 +613,7 @@ impl MechanismName {
             MechanismName::SysvSem => Kind::SysvSem,
             MechanismName::Signal => Kind::Signal,
             MechanismName::Rpc => Kind::Rpc,
+            MechanismName::Mpi => Kind::Mpi,
         })
     }
 

@@ -640,6 +640,14 @@ pub enum Mechanism {
         /// How the server gets its endpoint, and why.
         endpoint: super::rpc::Endpoint,
     },
+    /// An MPI world: its processes run as the ranks of one MPMD job of the
+    /// managed `launcher` (`docs/mechanisms.md`, "MPI").
+    Mpi {
+        /// The managed instance that runs the world (`mpirun`).
+        launcher: String,
+        /// The world's ranks in order: rank `i` is instance `ranks[i]`.
+        ranks: Vec<String>,
+    },
 }
 
 impl Mechanism {
@@ -661,6 +669,7 @@ impl Mechanism {
             Mechanism::SysvSem { .. } => Kind::SysvSem,
             Mechanism::Signal { .. } => Kind::Signal,
             Mechanism::Rpc { .. } => Kind::Rpc,
+            Mechanism::Mpi { .. } => Kind::Mpi,
         }
     }
 
@@ -745,6 +754,9 @@ impl Mechanism {
                 "{protocol} over {transport} {address}, {}",
                 endpoint.shape.as_str()
             ),
+            Mechanism::Mpi { launcher, ranks } => {
+                format!("world of {} rank(s) run by {launcher}", ranks.len())
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{EndpointPlan, Plan};
+use super::model::{EndpointPlan, Mechanism, Plan};
 
 /// One drawn edge: from node, to node, label.
 fn edges(plan: &Plan) -> Vec<(String, String, String)> {
@@ -42,6 +42,18 @@ fn edges(plan: &Plan) -> Vec<(String, String, String)> {
     out
 }
 
+/// The ranks of MPI worlds: nodes of their own, though their launcher is
+/// the process that runs (`plan::world`).
+fn rank_nodes(plan: &Plan) -> impl Iterator<Item = &str> {
+    plan.channels
+        .iter()
+        .flat_map(|c| match &c.mechanism {
+            Mechanism::Mpi { ranks, .. } => ranks.as_slice(),
+            _ => &[],
+        })
+        .map(String::as_str)
+}
+
 fn special_nodes(plan: &Plan) -> Vec<String> {
     let mut nodes: Vec<String> = edges(plan)
         .into_iter()
@@ -63,6 +75,9 @@ pub fn dot(plan: &Plan) -> String {
     for process in &plan.processes {
         let _ = writeln!(out, "  {};", quote(&process.name));
     }
+    for rank in rank_nodes(plan) {
+        let _ = writeln!(out, "  {} [style=rounded];", quote(rank));
+    }
     for special in special_nodes(plan) {
         let _ = writeln!(out, "  {} [shape=ellipse, style=dashed];", quote(&special));
     }
@@ -83,6 +98,7 @@ pub fn dot(plan: &Plan) -> String {
 pub fn mermaid(plan: &Plan) -> String {
     // Mermaid ids must be plain words; names carry '#' and '@', so number them.
     let mut names: Vec<String> = plan.processes.iter().map(|p| p.name.to_string()).collect();
+    names.extend(rank_nodes(plan).map(str::to_owned));
     names.extend(special_nodes(plan));
     let index: std::collections::HashMap<&str, usize> = names
         .iter()

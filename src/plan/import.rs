@@ -330,6 +330,9 @@ fn check_endpoint(
             process, port, fd, ..
         } => {
             let Some(&i) = instances.get(process.as_ref()) else {
+                if fd.is_none() && is_rank(plan, process, instances) {
+                    return;
+                }
                 let message =
                     format!("channel `{id}` has an end at `{process}`, which is not a process");
                 sink.push(inconsistent(message, at));
@@ -350,6 +353,16 @@ fn check_endpoint(
         }
         EndpointPlan::Own { .. } | EndpointPlan::External => {}
     }
+}
+
+/// Whether `instance` is a rank of an MPI world whose launcher is a
+/// process of the plan: ranks are ends of channels without being
+/// processes (`plan::world`).
+fn is_rank(plan: &Plan, instance: &str, instances: &HashMap<&str, usize>) -> bool {
+    plan.channels.iter().any(|c| {
+        matches!(&c.mechanism, Mechanism::Mpi { launcher, ranks }
+            if instances.contains_key(launcher.as_str()) && ranks.iter().any(|r| r == instance))
+    })
 }
 
 /// FIFOs and socket files live in the run directory, which is removed at

@@ -29,6 +29,7 @@ mod processes;
 pub mod render;
 pub mod select;
 mod wiring;
+mod world;
 
 pub use crate::mechanism::{limits, model, signals};
 pub use limits::{Limit, Limits};
@@ -176,6 +177,11 @@ fn declare_channels(
     if sink.has_errors() {
         return Err(sink.into_error());
     }
+    let mut channels = channels;
+    world::assign_ranks(&processes, &mut channels, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
     // The name children see in IPC_RUN_TOPOLOGY is the plan's.
     let name = topology
         .file
@@ -245,6 +251,19 @@ fn wire_and_order(
         limits: limits.clone(),
         profiles,
     };
+    world::launch_worlds(
+        &plan.channels,
+        world::Launch {
+            instances: &mut plan.processes,
+            start_order: &mut plan.start_order,
+            stop_order: &mut plan.stop_order,
+            exit_code_from: &mut plan.exit_code_from,
+        },
+        &mut sink,
+    );
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
     managed::finish(&mut plan, &managed);
     Ok(Planned {
         plan,

@@ -135,6 +135,9 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
             );
         }
     }
+    if let Mechanism::Mpi { ranks, .. } = &channel.mechanism {
+        render_rank_map(out, ranks);
+    }
     match (channel.blocking, channel.capacity) {
         (true, Some(capacity)) => {
             let _ = writeln!(out, "  buffering  blocks when full, {capacity} bytes");
@@ -152,6 +155,13 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
             object.name,
             object.mode
         );
+    }
+}
+
+/// An MPI world's rank map: rank `i` is instance `ranks[i]`.
+fn render_rank_map(out: &mut String, ranks: &[String]) {
+    for (rank, instance) in ranks.iter().enumerate() {
+        let _ = writeln!(out, "  {:<10} {instance}", format!("rank {rank}"));
     }
 }
 

@@ -277,6 +277,17 @@ impl Drop for LogFile {
     }
 }
 
+/// A record prefix, plain and coloured.
+type Prefix = [Box<[u8]>; 2];
+
+/// `name | ` padded to `width`, plain and in the `i`th colour.
+fn prefix_pair(name: &str, i: usize, width: usize) -> Prefix {
+    let padded = format!("{name:<width$} | ");
+    let style = Style::new().fg_color(Some(PALETTE[i % PALETTE.len()].into()));
+    let coloured = format!("{style}{name:<width$}{style:#} | ");
+    [padded.into_bytes().into(), coloured.into_bytes().into()]
+}
+
 /// Writes records to ipc-run's stdout and stderr with name prefixes.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -287,6 +298,9 @@ pub struct LogWriter {
     /// Per instance: the padded name followed by ` | `, plain and
     /// coloured; a continuation record takes the name and ` + `.
     prefixes: Vec<[Box<[u8]>; 2]>,
+    /// Per instance (empty when no MPI world runs): the prefixes of a
+    /// launcher's ranks, `name[rank] | `, and the rank of its last line.
+    ranks: Vec<Option<(Vec<Prefix>, usize)>>,
     scratch: Vec<u8>,
     /// Per output stream: whole records not written yet, from `sent` on.
     queue: [Vec<u8>; 2],
@@ -310,12 +324,7 @@ impl LogWriter {
         let prefixes = names
             .iter()
             .enumerate()
-            .map(|(i, name)| {
-                let padded = format!("{name:<width$} | ");
-                let style = Style::new().fg_color(Some(PALETTE[i % PALETTE.len()].into()));
-                let coloured = format!("{style}{name:<width$}{style:#} | ");
-                [padded.into_bytes().into(), coloured.into_bytes().into()]
-            })
+            .map(|(i, name)| prefix_pair(name, i, width))
             .collect();
         let socket = [is_socket(stdout.as_fd()), is_socket(stderr.as_fd())];
         let batch = [
@@ -330,6 +339,7 @@ impl LogWriter {
             color,
             files: Vec::new(),
             prefixes,
+            ranks: Vec::new(),
             scratch: Vec::with_capacity(CHUNK + 128),
             queue: [Vec::new(), Vec::new()],
             sent: [0, 0],
@@ -343,6 +353,59 @@ impl LogWriter {
     pub fn with_stdout_shared(mut self, shared: bool) -> Self {
         let [stdout, stderr] = &self.out;
         self.batch[0] = batch_size(stdout.as_fd(), stderr.as_fd(), shared);
+        self
+    }
+
+    /// Relays the lines of each MPI world's launcher under its ranks'
+    /// names: mpirun (`--tag-output`) starts every line of rank `r` with
+    /// `[JOB,r]<stdout>:`, which becomes `instance[r] | ` (the rank map of
+    /// the world's channel). Untagged lines are mpirun's own.
+    pub fn with_ranks(mut self, plan: &crate::plan::Plan) -> Self {
+        use crate::plan::{ManagedRole, Mechanism};
+        let mut worlds = Vec::new();
+        for (i, process) in plan.processes.iter().enumerate() {
+            let Some(managed) = &process.managed else {
+                continue;
+            };
+            if managed.role != ManagedRole::Launcher {
+                continue;
+            }
+            let channel = plan.channels.iter().find(|c| c.id == managed.channel);
+            if let Some(Mechanism::Mpi { ranks, .. }) = channel.map(|c| &c.mechanism) {
+                let labels: Vec<String> = ranks
+                    .iter()
+                    .enumerate()
+                    .map(|(rank, name)| format!("{name}[{rank}]"))
+                    .collect();
+                worlds.push((i, labels));
+            }
+        }
+        if worlds.is_empty() {
+            return self;
+        }
+        let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_ref()).collect();
+        let labels = worlds
+            .iter()
+            .flat_map(|(_, l)| l.iter().map(String::as_str));
+        let width = names
+            .iter()
+            .copied()
+            .chain(labels)
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (i, name) in names.iter().enumerate() {
+            self.prefixes[i] = prefix_pair(name, i, width);
+        }
+        self.ranks = vec![None; names.len()];
+        for (i, labels) in worlds {
+            let prefixes = labels
+                .iter()
+                .enumerate()
+                .map(|(rank, label)| prefix_pair(label, i + rank + 1, width))
+                .collect();
+            self.ranks[i] = Some((prefixes, usize::MAX));
+        }
         self
     }
 
@@ -393,16 +456,31 @@ impl LogWriter {
         {
             self.write_errors += 1;
         }
-        let prefix = &self.prefixes[instance][usize::from(self.color[slot])];
+        let mut bytes = record.bytes;
+        let mut prefix = &self.prefixes[instance][usize::from(self.color[slot])];
+        if let Some(Some((ranks, last))) = self.ranks.get_mut(instance) {
+            if record.starts_line {
+                *last = match crate::mechanism::mpi::parse_tag(bytes) {
+                    Some((rank, rest)) if rank < ranks.len() => {
+                        bytes = rest;
+                        rank
+                    }
+                    _ => usize::MAX,
+                };
+            }
+            if let Some(pair) = ranks.get(*last) {
+                prefix = &pair[usize::from(self.color[slot])];
+            }
+        }
         let out = &mut self.queue[slot];
-        out.reserve(prefix.len() + record.bytes.len() + 1);
+        out.reserve(prefix.len() + bytes.len() + 1);
         if record.starts_line {
             out.extend_from_slice(prefix);
         } else {
             out.extend_from_slice(&prefix[..prefix.len() - 3]);
             out.extend_from_slice(b" + ");
         }
-        out.extend_from_slice(record.bytes);
+        out.extend_from_slice(bytes);
         out.push(b'\n');
     }
 

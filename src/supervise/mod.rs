@@ -500,9 +500,9 @@ struct Supervisor<'a, R: Runtime> {
     stop_sequence: Vec<usize>,
     /// How many instances are finished for good.
     finished: usize,
-    /// How many instances ipc-run did not add itself (not `managed`) are
-    /// not finished yet: at zero, the managed ones (a private bus) have
-    /// no one left to serve and are stopped.
+    /// How many instances other than brokers ([`is_broker`]) are not
+    /// finished yet: at zero, the brokers (a private bus) have no one left
+    /// to serve and are stopped.
     declared_left: usize,
     by_pid: HashMap<Pid, usize>,
     /// A pidfd per running process, registered in `events` as
@@ -674,7 +674,8 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
     ];
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_ref()).collect();
     let mut writer = LogWriter::new(&names, stdout, stderr, color)
-        .with_stdout_shared(logs::plan_writes_stdout(plan));
+        .with_stdout_shared(logs::plan_writes_stdout(plan))
+        .with_ranks(plan);
     if let Some(dir) = &options.log_dir {
         writer = writer.with_log_dir(dir, &names)?;
     }
@@ -782,11 +783,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             start_queue,
             stop_sequence,
             finished: 0,
-            declared_left: plan
-                .processes
-                .iter()
-                .filter(|p| p.managed.is_none())
-                .count(),
+            declared_left: plan.processes.iter().filter(|p| !is_broker(p)).count(),
             by_pid: HashMap::new(),
             pidfds: HashMap::new(),
             events,
@@ -1176,7 +1173,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
         self.instances[i].state = State::Finished;
         self.finished += 1;
-        if self.plan.processes[i].managed.is_none() {
+        if !is_broker(&self.plan.processes[i]) {
             self.declared_left -= 1;
         }
         self.start_queue.changed(&self.graph, i);
@@ -2184,6 +2181,17 @@ fn note_not_found(watch: bool, record: logs::Record<'_>, found: &mut Option<Stri
     {
         *found = Some(name);
     }
+}
+
+/// Whether `process` is a broker ipc-run added (a private bus): it serves
+/// the declared processes and is stopped once they are all done. A launcher
+/// (an MPI world's mpirun) stands for declared processes, its ranks, and
+/// counts as one of them.
+fn is_broker(process: &crate::mechanism::model::ProcessPlan) -> bool {
+    process
+        .managed
+        .as_ref()
+        .is_some_and(|m| m.role == crate::mechanism::model::ManagedRole::Broker)
 }
 
 /// Sends `signal` to the process group led by `pid`; called only while the

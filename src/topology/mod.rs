@@ -1265,6 +1265,8 @@ pub enum MechanismName {
     Signal,
     /// An RPC endpoint: a listener plus a protocol label.
     Rpc,
+    /// The processes it joins run as one MPI world under `mpirun`.
+    Mpi,
 }
 
 // `kind`, `as_str` and `Display` live with the registry, in

@@ -95,6 +95,17 @@ fn expected_output(name: &str, out: &[u8]) {
                 r#"{"jsonrpc": "2.0", "id": 2, "result": ["over", "tcp"]}"#
             ]
         ),
+        "mpi" => {
+            for (rank, instance) in ["ping", "pong#0", "pong#1", "pong#2"].iter().enumerate() {
+                let lines = lines_of(out, &format!("{instance}[{rank}]"));
+                assert!(
+                    lines
+                        .iter()
+                        .any(|l| l.ends_with("allreduce sum 6 (want 6)")),
+                    "{instance}[{rank}]: {lines:?}"
+                );
+            }
+        }
         "pipeline" => assert_eq!(text, "40951\n"),
         "request-reply" => {
             for i in 0..4 {
@@ -179,7 +190,7 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
             stacks::python_with("jeepney");
             command.env("PATH", stacks::path_with_venv());
         }
-        if name == "ring-languages" || name == "onc-rpc" {
+        if name == "ring-languages" || name == "onc-rpc" || name == "mpi" {
             // Their commands name examples/ from the repository root.
             command.current_dir(MANIFEST_DIR);
         }

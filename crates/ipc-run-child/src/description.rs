@@ -164,6 +164,8 @@ words! {
         Signal = "signal",
         /// An RPC endpoint.
         Rpc = "rpc",
+        /// Membership of an MPI world launched by `mpirun`.
+        Mpi = "mpi",
     }
 }
 
@@ -383,6 +385,11 @@ pub enum Params {
         /// The address in the form the protocol's frameworks expect.
         url: String,
     },
+    /// Membership of an MPI world (the rank comes from MPI itself).
+    Mpi {
+        /// Ranks in the world.
+        size: u32,
+    },
 }
 
 impl Params {
@@ -404,6 +411,7 @@ impl Params {
             Params::SysvSem { .. } => Kind::SysvSem,
             Params::Signal { .. } => Kind::Signal,
             Params::Rpc { .. } => Kind::Rpc,
+            Params::Mpi { .. } => Kind::Mpi,
         }
     }
 }
@@ -506,6 +514,7 @@ impl Display for Description {
                 f,
                 " protocol={protocol} transport={transport} address={address} url={url}"
             )?,
+            Params::Mpi { size } => write!(f, " size={size}")?,
         }
         if let Some(fd) = self.fd {
             write!(f, " fd={fd}")?;
@@ -688,6 +697,9 @@ fn parse_params(kind: Kind, pairs: &Pairs<'_>) -> Result<Params, DescriptionErro
             transport: pairs.word("transport", Transport::parse_as)?,
             address: pairs.text("address")?,
             url: pairs.text("url")?,
+        },
+        Kind::Mpi => Params::Mpi {
+            size: pairs.number("size")?,
         },
     })
 }

@@ -121,7 +121,7 @@ fn rejects_malformed() {
 
 #[test]
 fn kind_names_round_trip() {
-    assert_eq!(Kind::ALL.len(), 15);
+    assert_eq!(Kind::ALL.len(), 16);
     for &kind in Kind::ALL {
         assert_eq!(kind.as_str().parse::<Kind>(), Ok(kind));
     }
@@ -250,6 +250,9 @@ impl Gen {
                 transport: self.pick(Transport::ALL),
                 address: self.text(),
                 url: self.text(),
+            },
+            Kind::Mpi => Params::Mpi {
+                size: self.next() as u32,
             },
         };
         Description {

@@ -1,0 +1,340 @@
+//! MPI worlds: the processes an `mpi` edge joins become the ranks of one
+//! MPMD job, and a managed launcher (`mpirun`) replaces their launch.
+//!
+//! Two steps, around the passes that need the ranks as processes:
+//! [`assign_ranks`] after `edges` puts each world's ranks in order
+//! (declaration order, replicas consecutive) and refuses what a rank cannot
+//! have (an fd from ipc-run: mpirun's daemons close what they inherit; a
+//! readiness protocol; a second world); [`launch_worlds`] after `order`
+//! swaps the ranks' instances for the launcher's, whose argv holds each
+//! rank's command, environment and directory (`mechanism::mpi::command`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use ipc_run_child::description as child;
+
+use super::Sink;
+use super::edges::ChannelDecl;
+use super::processes::ProcessDecl;
+use crate::diagnostic::{Diagnostic, Label};
+use crate::mechanism::model::{
+    ChannelPlan, EnvVar, Managed, ManagedRole, Mechanism, ProcessPlan, Readiness,
+};
+use crate::mechanism::mpi;
+
+/// Fills each world's rank map and checks its ranks.
+pub(super) fn assign_ranks(
+    processes: &[ProcessDecl],
+    channels: &mut [ChannelDecl],
+    sink: &mut Sink,
+) {
+    let mut world_of: Vec<Option<usize>> = vec![None; processes.len()];
+    for (index, channel) in channels.iter_mut().enumerate() {
+        let Mechanism::Mpi { launcher, ranks } = &mut channel.plan.mechanism else {
+            continue;
+        };
+        if let Some(p) = processes.iter().find(|p| *p.name == **launcher) {
+            sink.push(
+                Diagnostic::error(
+                    "E0341",
+                    format!(
+                        "process `{launcher}` has the name of the launcher of mpi edge `{}`",
+                        channel.plan.id
+                    ),
+                )
+                .with_label(Label::primary(p.span.clone(), "declared here"))
+                .with_help("rename the process or the edge"),
+            );
+        }
+        let mut members: Vec<usize> = channel.ports.iter().map(|p| p.process()).collect();
+        members.sort_unstable();
+        members.dedup();
+        for &member in &members {
+            match world_of[member] {
+                Some(other) if other != index => sink.push(
+                    Diagnostic::error(
+                        "E0342",
+                        format!("process `{}` is in two MPI worlds", processes[member].name),
+                    )
+                    .with_label(Label::primary(
+                        processes[member].span.clone(),
+                        "a process is a rank of one world",
+                    ))
+                    .with_help("join every rank of a world with one mpi edge"),
+                ),
+                _ => world_of[member] = Some(index),
+            }
+            if !matches!(processes[member].ready, Readiness::Started) {
+                sink.push(
+                    Diagnostic::error(
+                        "E0344",
+                        format!(
+                            "rank `{}` of an MPI world cannot report readiness",
+                            processes[member].name
+                        ),
+                    )
+                    .with_label(Label::primary(processes[member].span.clone(), "a rank"))
+                    .with_help("drop `ready`: the world is ready once mpirun has started"),
+                );
+            }
+        }
+        *ranks = members
+            .iter()
+            .flat_map(|&m| processes[m].instances.iter().map(|i| i.to_string()))
+            .collect();
+        // The ports' descriptions were made before the world's size was
+        // known.
+        let text = child::Description {
+            channel: channel.plan.id.to_string(),
+            end: child::End::Both,
+            params: mpi::describe(ranks),
+            fd: None,
+        }
+        .to_string();
+        for description in channel.descriptions.iter_mut() {
+            if !description.is_empty() {
+                *description = text.as_str().into();
+            }
+        }
+    }
+    check_other_edges(processes, channels, &world_of, sink);
+}
+
+/// A rank's edges to others must reach it by name: mpirun closes every
+/// inherited fd beyond stdio, and a rank's pid is not ipc-run's to hand out.
+fn check_other_edges(
+    processes: &[ProcessDecl],
+    channels: &[ChannelDecl],
+    world_of: &[Option<usize>],
+    sink: &mut Sink,
+) {
+    for channel in channels {
+        let mechanism = &channel.plan.mechanism;
+        if matches!(mechanism, Mechanism::Mpi { .. }) {
+            continue;
+        }
+        for port in &channel.ports {
+            if world_of[port.process()].is_none() {
+                continue;
+            }
+            let why = if port.needs_fd {
+                "it would be an fd, and mpirun closes the fds its ranks inherit"
+            } else if matches!(mechanism, Mechanism::Signal { .. }) {
+                "a signal needs the rank's pid, which mpirun chooses"
+            } else {
+                continue;
+            };
+            let (port_name, _) = channel.port(port);
+            sink.push(
+                Diagnostic::error(
+                    "E0343",
+                    format!(
+                        "rank `{}` cannot have port `{port_name}` of edge `{}` ({})",
+                        processes[port.process()].name,
+                        channel.plan.id,
+                        mechanism.name()
+                    ),
+                )
+                .with_label(Label::primary(port.span.clone(), why))
+                .with_help(
+                    "reach a rank by name: a fifo with deliver = \"path\", a posix-mq, posix-shm or posix-sem",
+                ),
+            );
+        }
+    }
+}
+
+/// The parts of a plan a world's launcher changes.
+pub(super) struct Launch<'a> {
+    pub instances: &'a mut Vec<ProcessPlan>,
+    pub start_order: &'a mut Vec<Arc<str>>,
+    pub stop_order: &'a mut Vec<Arc<str>>,
+    pub exit_code_from: &'a mut Option<String>,
+}
+
+/// Replaces each world's ranks by its launcher; E0346 when the launcher
+/// has no place in the start order (a rank waits for a process that waits
+/// for another rank).
+pub(super) fn launch_worlds(channels: &[ChannelPlan], plan: Launch<'_>, sink: &mut Sink) {
+    for channel in channels {
+        let Mechanism::Mpi { launcher, ranks } = &channel.mechanism else {
+            continue;
+        };
+        let members: HashSet<&str> = ranks.iter().map(String::as_str).collect();
+        let Some(first) = plan
+            .instances
+            .iter()
+            .position(|p| members.contains(&*p.name))
+        else {
+            continue;
+        };
+        let name: Arc<str> = launcher.as_str().into();
+        let rank_plans: Vec<&ProcessPlan> = ranks
+            .iter()
+            .filter_map(|r| plan.instances.iter().find(|p| *p.name == **r))
+            .collect();
+        let managed = launcher_plan(&name, &channel.id, &rank_plans, &members);
+        let rank_processes: HashSet<Arc<str>> =
+            rank_plans.iter().map(|p| p.process.clone()).collect();
+        plan.instances.retain(|p| !members.contains(&*p.name));
+        plan.instances.insert(first, managed);
+        for process in plan.instances.iter_mut() {
+            replace_in(&mut process.after, &members, &name);
+        }
+        if let Err(diagnostic) =
+            place_in_start_order(plan.start_order, plan.instances, &members, &name)
+        {
+            sink.push(diagnostic);
+            continue;
+        }
+        // Stopped in reverse start order, as every plan is.
+        plan.stop_order.clone_from(plan.start_order);
+        plan.stop_order.reverse();
+        if let Some(followed) = plan.exit_code_from.as_mut() {
+            if rank_processes.contains(followed.as_str()) {
+                *followed = launcher.clone();
+            }
+        }
+    }
+}
+
+/// Takes the ranks out of the start order and puts the launcher right
+/// after the last process it waits for, which must come before every
+/// process that waits for it.
+fn place_in_start_order(
+    order: &mut Vec<Arc<str>>,
+    instances: &[ProcessPlan],
+    members: &HashSet<&str>,
+    name: &Arc<str>,
+) -> Result<(), Diagnostic> {
+    order.retain(|n| !members.contains(&**n));
+    let launcher = instances.iter().find(|p| p.name == *name);
+    let waits_for = |p: &ProcessPlan| p.after.iter().any(|a| a == name);
+    let position = |n: &Arc<str>| order.iter().position(|o| o == n);
+    let last_dependency = launcher
+        .into_iter()
+        .flat_map(|l| l.after.iter())
+        .filter_map(position)
+        .max();
+    let first_dependant = instances
+        .iter()
+        .filter(|p| waits_for(p))
+        .filter_map(|p| position(&p.name))
+        .min();
+    let at = last_dependency.map_or(0, |i| i + 1);
+    match first_dependant {
+        Some(first) if first < at => Err(Diagnostic::error(
+            "E0346",
+            format!(
+                "the ranks `{name}` runs wait for `{}`, which waits for one of them",
+                order[first]
+            ),
+        )
+        .with_note("the world's ranks start together, as one mpirun job")
+        .with_help(
+            "drop the `after` between the world and that process, or take it into the world",
+        )),
+        _ => {
+            order.insert(at, name.clone());
+            Ok(())
+        }
+    }
+}
+
+/// Replaces the first member in `list` by `name` and drops the others.
+fn replace_in(list: &mut Vec<Arc<str>>, members: &HashSet<&str>, name: &Arc<str>) {
+    let mut placed = list.iter().any(|n| n == name);
+    list.retain_mut(|n| {
+        if !members.contains(&**n) {
+            return true;
+        }
+        if placed {
+            return false;
+        }
+        placed = true;
+        *n = name.clone();
+        true
+    });
+}
+
+/// The launcher's plan: the first rank's identity and policies, the argv
+/// of the whole job, the ranks' `after` outside the world.
+fn launcher_plan(
+    name: &Arc<str>,
+    channel: &Arc<str>,
+    ranks: &[&ProcessPlan],
+    members: &HashSet<&str>,
+) -> ProcessPlan {
+    let base = ranks[0];
+    // The run's own variables reach every rank through mpirun's
+    // environment; the rest is set per rank.
+    let shared: Vec<EnvVar> = base
+        .env
+        .iter()
+        .filter(|v| matches!(&*v.name, "IPC_RUN_ID" | "IPC_RUN_DIR" | "IPC_RUN_TOPOLOGY"))
+        .cloned()
+        .collect();
+    let own: Vec<Vec<EnvVar>> = ranks
+        .iter()
+        .map(|r| {
+            r.env
+                .iter()
+                .filter(|v| !shared.contains(v))
+                .cloned()
+                .collect()
+        })
+        .collect();
+    let commands: Vec<mpi::RankCommand<'_>> = ranks
+        .iter()
+        .zip(&own)
+        .map(|(r, env)| mpi::RankCommand {
+            argv: &r.argv,
+            env,
+            cwd: r.cwd.as_deref(),
+        })
+        .collect();
+    let mut env = shared;
+    if let Some(process) = base.env.iter().find(|v| &*v.name == "IPC_RUN_PROCESS") {
+        env.push(EnvVar {
+            name: process.name.clone(),
+            value: name.clone(),
+        });
+    }
+    let mut after: Vec<Arc<str>> = Vec::new();
+    for rank in ranks {
+        for a in &rank.after {
+            if !members.contains(&**a) && !after.contains(a) {
+                after.push(a.clone());
+            }
+        }
+    }
+    let mut inherit: Vec<_> = Vec::new();
+    for rank in ranks {
+        for name in rank.inherit_env.iter() {
+            if !inherit.contains(name) {
+                inherit.push(name.clone());
+            }
+        }
+    }
+    ProcessPlan {
+        name: name.clone(),
+        process: name.clone(),
+        replica: None,
+        argv: mpi::command(&commands),
+        shell: false,
+        cwd: None,
+        env,
+        inherit_env: inherit.into(),
+        fds: Vec::new(),
+        ready: Readiness::Started,
+        stop_timeout_ms: ranks.iter().map(|r| r.stop_timeout_ms).max().unwrap_or(0),
+        after,
+        managed: Some(Managed {
+            role: ManagedRole::Launcher,
+            channel: channel.clone(),
+            reason: mpi::LAUNCHER_REASON.into(),
+        }),
+        ..base.clone()
+    }
+}

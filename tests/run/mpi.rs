@@ -1,0 +1,253 @@
+//! MPI worlds with the real Open MPI (`openmpi-bin`, `libopenmpi-dev`):
+//! `examples/mpi/ring.c` compiled by `mpicc` into the case's scratch
+//! directory, run as the ranks of an `mpi` edge under the managed
+//! `mpirun`. A missing Open MPI fails, naming the package.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::stacks;
+use crate::support::{IPC_RUN, MANIFEST_DIR, Scratch, lines_of, numbers_after, wait_dead};
+
+/// `examples/mpi/ring.c` built with mpicc into `scratch`.
+fn ring(scratch: &Scratch) -> PathBuf {
+    stacks::program("mpirun", "openmpi-bin");
+    let mpicc = stacks::program("mpicc", "libopenmpi-dev");
+    let out = scratch.dir.join("ring");
+    let status = Command::new(mpicc)
+        .arg("-O2")
+        .arg("-o")
+        .arg(&out)
+        .arg(Path::new(MANIFEST_DIR).join("examples/mpi/ring.c"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mpicc failed on examples/mpi/ring.c");
+    out
+}
+
+/// A world of `ping` (one rank) and `pong` (`pongs` replicas).
+fn world(ring: &Path, pongs: u32, extra: &str) -> String {
+    let ring = ring.display();
+    // One pong is instance `pong`; `replicas` makes `pong#0`, `pong#1`, ...
+    let replicas = if pongs > 1 {
+        format!("replicas = {pongs}")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"
+[process.ping]
+cmd = ["{ring}", "ping"]
+{extra}
+[process.pong]
+cmd = ["{ring}", "pong"]
+{replicas}
+{extra}
+[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "ping"
+to = "pong"
+"#
+    )
+}
+
+/// Every rank's two lines come out under `instance[rank]`, with the ring
+/// and the allreduce right.
+fn assert_ranks(stdout: &[u8], ranks: &[&str]) {
+    let size = ranks.len();
+    let sum = size * (size - 1) / 2;
+    for (rank, instance) in ranks.iter().enumerate() {
+        let prefix = format!("{instance}[{rank}]");
+        let lines = lines_of(stdout, &prefix);
+        let prev = (rank + size - 1) % size;
+        let name = instance.split('#').next().unwrap();
+        assert!(
+            lines.iter().any(|l| l.contains(&format!(
+                "{name}: rank {rank} of {size} received {prev} from rank {prev},"
+            ))),
+            "{prefix}: {lines:?}\n{}",
+            String::from_utf8_lossy(stdout)
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("allreduce sum {sum} (want {sum})"))),
+            "{prefix}: {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn a_world_of_two_ranks_passes_the_ring_and_the_allreduce() {
+    let mut scratch = Scratch::new("mpi-two");
+    let ring = ring(&scratch);
+    let file = scratch.topology(&world(&ring, 1, ""));
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_ranks(&finished.stdout, &["ping", "pong"]);
+    assert!(finished.stderr.contains("mpirun-world: exited 0"));
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn a_world_of_four_ranks_oversubscribes_and_numbers_replicas_in_order() {
+    let mut scratch = Scratch::new("mpi-four");
+    let ring = ring(&scratch);
+    let file = scratch.topology(&world(&ring, 3, ""));
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_ranks(&finished.stdout, &["ping", "pong#0", "pong#1", "pong#2"]);
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn a_rank_writes_to_a_process_outside_the_world_through_a_fifo_by_path() {
+    let mut scratch = Scratch::new("mpi-fifo");
+    let ring = ring(&scratch);
+    let ring = ring.display();
+    let toml = format!(
+        r#"
+exit_code_from = "sink"
+[process.ping]
+shell = '''
+for kv in $IPC_PORT_OUT; do case "$kv" in path=*) path="${{kv#path=}}" ;; esac; done
+exec "{ring}" ping > "$path"
+'''
+[process.pong]
+cmd = ["{ring}", "pong"]
+[process.sink]
+shell = '''
+for kv in $IPC_PORT_IN; do case "$kv" in path=*) path="${{kv#path=}}" ;; esac; done
+sed 's/^/sink got: /' < "$path"
+'''
+[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "ping"
+to = "pong"
+[[edge]]
+from = "ping.out"
+to = "sink.in"
+mechanism = "fifo"
+deliver = "path"
+"#
+    );
+    let file = scratch.topology(&toml);
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let got = lines_of(&finished.stdout, "sink");
+    assert!(
+        got.iter()
+            .any(|l| l.contains("sink got: ping: rank 0 allreduce sum 1")),
+        "{got:?}"
+    );
+    assert!(lines_of(&finished.stdout, "ping[0]").is_empty());
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn sigkill_of_ipc_run_then_clean_leaves_no_rank_session_or_shm_file() {
+    let mut scratch = Scratch::new("mpi-sigkill");
+    let ring = ring(&scratch);
+    let extra = "env = { RING_HOLD = \"1\" }\n";
+    let file = scratch.topology(&world(&ring, 1, extra));
+    let shm_before = vader_files("/dev/shm");
+    let tmp_before = vader_files("/tmp");
+    let mut live = scratch.live(&file);
+    live.wait_for_count("allreduce sum 1", 2);
+    let pids = numbers_after(&live.stdout.join("\n"), "pid ");
+    assert_eq!(pids.len(), 2, "{:?}", live.stdout);
+    let run_dir = scratch.first_run_dir();
+    assert!(
+        run_dir.join("mpi.session").is_dir(),
+        "Open MPI's session is not in the run directory"
+    );
+
+    live.signal(Signal::SIGKILL);
+    let _ = live.child.wait();
+    let running = wait_dead(&pids, Duration::from_secs(20));
+    assert!(running.is_empty(), "ranks {running:?} survive ipc-run");
+
+    let output = Command::new(IPC_RUN)
+        .arg("clean")
+        .arg("--runtime-dir")
+        .arg(scratch.runtime())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    scratch.assert_left_nothing();
+    assert_eq!(vader_files("/dev/shm"), shm_before);
+    assert_eq!(vader_files("/tmp"), tmp_before);
+}
+
+#[test]
+fn sigkill_of_mpirun_ends_the_world_and_the_run_leaves_nothing() {
+    let mut scratch = Scratch::new("mpi-kill-launcher");
+    let ring = ring(&scratch);
+    let extra = "env = { RING_HOLD = \"1\" }\n";
+    let file = scratch.topology(&world(&ring, 1, extra));
+    let shm_before = vader_files("/dev/shm");
+    let mut live = scratch.live(&file);
+    live.wait_for_count("allreduce sum 1", 2);
+    let ranks = numbers_after(&live.stdout.join("\n"), "pid ");
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", live.child.id())).unwrap();
+    let mpirun: Vec<i32> = children
+        .split_whitespace()
+        .filter_map(|pid| pid.parse().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "mpirun")
+        })
+        .collect();
+    assert_eq!(mpirun.len(), 1, "children of ipc-run: {children}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(mpirun[0]), Signal::SIGKILL).unwrap();
+    let finished = live.finish();
+    assert_eq!(finished.code, 137, "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("mpirun-world: killed by SIGKILL"),
+        "{}",
+        finished.stderr
+    );
+    let running = wait_dead(&ranks, Duration::from_secs(20));
+    assert!(running.is_empty(), "ranks {running:?} survive mpirun");
+    scratch.assert_left_nothing();
+    assert_eq!(vader_files("/dev/shm"), shm_before);
+}
+
+#[test]
+fn check_names_the_package_of_a_missing_mpirun() {
+    let mut scratch = Scratch::new("mpi-check");
+    let file = scratch.topology(&world(Path::new("/bin/true"), 1, ""));
+    let output = Command::new(IPC_RUN)
+        .arg("check")
+        .arg(&file)
+        .env("PATH", scratch.dir.join("empty"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error[E0345]"), "{stderr}");
+    assert!(stderr.contains("apt install openmpi-bin"), "{stderr}");
+}
+
+/// Open MPI's shared-memory backing files and session directories in `dir`.
+fn vader_files(dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("vader_segment") || n.starts_with("ompi."))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
