@@ -429,16 +429,16 @@ fn f11_pid1_of_a_pid_namespace_stops_gracefully_and_reaps_orphans() {
         return;
     }
     let mut scratch = Scratch::new("f11");
-    // `orphaner` leaves a `sleep` behind, in a session of its own (what
-    // is left in the group of an exited process is killed with it):
-    // reparented to ipc-run (the namespace's init), which must reap it
-    // when it exits.
+    // `orphaner` leaves a `sleep` behind (killed by the test once found):
+    // in a session of its own, which the shell waits to see before it exits
+    // (what is left in an exited process's group is killed with it), and
+    // reparented to ipc-run (the namespace's init), which must reap it.
     let file = scratch.topology(
         r#"
 [process.server]
 cmd = ["PROBE", "block", "15", "--", "println", "up", "--", "wait-signal", "15"]
 [process.orphaner]
-shell = "setsid sleep 2 & echo spawned; exit 0"
+shell = '''setsid sleep 1000 & while [ "$(cut -d' ' -f6 /proc/$!/stat)" = "$(cut -d' ' -f6 /proc/$$/stat)" ]; do sleep 0.01; done; echo spawned'''
 "#,
     );
     let mut live = Live::start(scratch.wrapped_command(&wrapper, &file));
@@ -471,7 +471,9 @@ shell = "setsid sleep 2 & echo spawned; exit 0"
         }),
         "the orphaned sleep was never reparented to ipc-run"
     );
+    // It ends when the test says, however long finding it took.
     let orphan = orphan.unwrap();
+    kill(Pid::from_raw(orphan), Signal::SIGKILL).unwrap();
     assert!(
         wait_until(Duration::from_secs(15), || comm_of(orphan).is_none()),
         "orphan {orphan} not reaped: {:?}",
