@@ -43,6 +43,8 @@ pub(crate) enum Token {
     Logs(Stream),
     /// The pidfd of a supervised process.
     Exit(Pid),
+    /// The control socket's inner set ([`crate::control::server`]).
+    Control,
 }
 
 const KIND_SHIFT: u32 = 32;
@@ -58,6 +60,7 @@ impl Token {
             Token::Output(stream) => (4, stream as u64),
             Token::Ready(i) => (5, i as u64),
             Token::Logs(stream) => (6, stream as u64),
+            Token::Control => (7, 0),
         };
         (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
     }
@@ -75,6 +78,7 @@ impl Token {
             5 => Token::Ready(index),
             6 if value == 0 => Token::Logs(Stream::Stdout),
             6 => Token::Logs(Stream::Stderr),
+            7 => Token::Control,
             _ => return None,
         })
     }
@@ -200,6 +204,7 @@ mod tests {
             Token::Logs(Stream::Stdout),
             Token::Logs(Stream::Stderr),
             Token::Exit(Pid::from_raw(4_194_304)),
+            Token::Control,
         ] {
             assert_eq!(Token::decode(token.encode()), Some(token));
         }

@@ -42,6 +42,23 @@ impl Runtime for LaunchedRuntime {
         self.launched.notify_socket()
     }
 
+    fn control_socket(&mut self) -> Option<(String, std::os::fd::OwnedFd)> {
+        match self
+            .launched
+            .bind_control_socket(crate::control::SOCKET_FILE)
+        {
+            Ok(socket) => Some((self.launched.run_id.clone(), socket)),
+            Err(error) => {
+                tracing::warn!("no control socket: {error}");
+                None
+            }
+        }
+    }
+
+    fn can_respawn(&self, instance: &str) -> bool {
+        self.launched.can_respawn(instance)
+    }
+
     fn pipe_fill(&self, channel: &str) -> Option<(u64, u64)> {
         let fd = self.launched.held_read_end(channel)?;
         crate::sys::pipe::fill(fd).ok()

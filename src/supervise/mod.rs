@@ -14,6 +14,7 @@
 //! The launcher is seen through [`Runtime`], so the loop is independent of
 //! how processes are wired and can be driven by a plain spawner in tests.
 
+pub(crate) mod control;
 pub(crate) mod cycles;
 pub(crate) mod events;
 pub(crate) mod logs;
@@ -151,6 +152,9 @@ pub struct RunOptions {
     /// Print the summary as one JSON object on stderr instead of lines
     /// ([`status::summary_json`]).
     pub summary_json: bool,
+    /// Where to write `ready RUN_ID` once every process is ready
+    /// (`run --detach`, `docs/operate.md`).
+    pub announce_ready: Option<Arc<OwnedFd>>,
 }
 
 /// What a run came to.
@@ -264,6 +268,16 @@ pub trait Runtime {
     fn pipe_fill(&self, _channel: &str) -> Option<(u64, u64)> {
         None
     }
+    /// The run id and the run's control socket, bound and listening
+    /// ([`crate::control`]); `None` where the runtime has no run directory.
+    fn control_socket(&mut self) -> Option<(String, OwnedFd)> {
+        None
+    }
+    /// Whether `instance` can be started again with its channels (the
+    /// runtime still holds its channel ends).
+    fn can_respawn(&self, _instance: &str) -> bool {
+        true
+    }
 }
 
 /// Where an instance is in its life.
@@ -313,6 +327,12 @@ struct Instance {
     /// The program its shell said it could not find, in the current run
     /// ([`missing`]).
     not_found: Option<String>,
+    /// What the control socket asked of its current run ([`control`]).
+    operator: Option<control::Intent>,
+    /// Stopped on request: waits, channels kept, for a `start`.
+    held: bool,
+    /// When its automatic restart is due, while it waits for it.
+    backoff_until: Option<Instant>,
 }
 
 impl Instance {
@@ -338,6 +358,9 @@ impl Instance {
             follow_receiver: false,
             waiting_for_receiver: false,
             not_found: None,
+            operator: None,
+            held: false,
+            backoff_until: None,
         }
     }
 }
@@ -509,6 +532,7 @@ struct Supervisor<'a, R: Runtime> {
     scratch: Vec<u8>,
     signal_edges: SignalEdges,
     cycles: CycleWatch,
+    control: control::Control,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -596,7 +620,9 @@ fn supervise_blocked<R: Runtime>(
             .map_err(setup("epoll_ctl"))?;
     }
     let writer = log_writer(plan, options)?;
+    let control = control_server(runtime, &events, options);
     let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, events);
+    supervisor.control = control;
     // A SIGINT or SIGTERM that came while the run was being prepared stops
     // it before anything starts.
     supervisor.read_signals(&[]);
@@ -609,6 +635,32 @@ fn supervise_blocked<R: Runtime>(
     }
     supervisor.event_loop()?;
     Ok(supervisor.outcome(options))
+}
+
+/// The control socket's server, registered in `events` ([`control`]); a
+/// run whose socket could not be made goes on without one, and says so.
+fn control_server<R: Runtime>(
+    runtime: &mut R,
+    events: &Events,
+    options: &RunOptions,
+) -> control::Control {
+    let mut control = control::Control {
+        started: Some(Instant::now()),
+        announce: options.announce_ready.clone(),
+        ..control::Control::default()
+    };
+    if let Some((run_id, socket)) = runtime.control_socket() {
+        control.run_id = run_id;
+        match crate::control::server::Server::new(socket) {
+            Ok(server) if events.add(server.fd(), Token::Control).is_ok() => {
+                control.server = Some(server);
+            }
+            _ => {
+                tracing::warn!("the control socket could not be set up; the run goes on without it")
+            }
+        }
+    }
+    control
 }
 
 /// Like [`setup`], for the `std::io::Error` of a std call.
@@ -774,6 +826,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             scratch: vec![0; READ_SIZE],
             signal_edges,
             cycles: CycleWatch::new(plan),
+            control: control::Control::default(),
         }
     }
 }
@@ -816,6 +869,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             let busy = (0..2).any(|k| self.output_unwatchable[k] && self.output_armed[k]);
             let tokens = self.events.wait(busy).map_err(setup("epoll_wait"))?;
             self.handle(&tokens);
+            self.announce_if_ready();
             if self
                 .drain_deadline
                 .is_some_and(|deadline| Instant::now() >= deadline)
@@ -847,6 +901,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Ready(i) => self.read_ready_pipe(i),
                 Token::Logs(output) => self.logs_readable(output),
                 Token::Output(_) => {}
+                Token::Control => self.serve_control(),
             }
         }
         // Whatever was relayed goes out before ipc-run waits again.
@@ -1549,6 +1604,12 @@ impl<R: Runtime> Supervisor<'_, R> {
             self.follow_receiver(i, &name, ending);
             return;
         }
+        if let Some(intent) = inst.operator.take()
+            && self.shutdown.is_none()
+        {
+            self.operator_exit(i, &name, ending, intent);
+            return;
+        }
         let stopping = self.shutdown.is_some() || inst.stop_requested;
         if !stopping && self.not_found(i, &name, &ending) {
             return;
@@ -1611,6 +1672,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     fn schedule_restart(&mut self, i: usize, name: &str, ending: Ending, delay: Duration) {
         let inst = &mut self.instances[i];
         inst.state = State::Backoff;
+        inst.backoff_until = Some(Instant::now() + delay);
         inst.streak += 1;
         inst.ending = Some(ending.clone());
         self.message(&format!(
@@ -1731,7 +1793,8 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// The backoff of instance `i` is over: restart it, unless the run is
     /// shutting down or a receiver of its signals is not running.
     fn restart_due(&mut self, i: usize) {
-        if self.instances[i].state != State::Backoff {
+        // Stopped on request, or restarted on request meanwhile.
+        if self.instances[i].state != State::Backoff || self.instances[i].held {
             return;
         }
         if self.shutdown.is_some() {

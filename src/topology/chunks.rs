@@ -180,6 +180,7 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         stop_signal,
         stop_timeout,
         forward_signals,
+        restart_dependents,
     } = &mut **rare;
     shift_list(inherit_env, o);
     shift(cwd, o);
@@ -193,6 +194,7 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
     shift(stop_signal, o);
     shift(stop_timeout, o);
     shift_list(forward_signals, o);
+    shift(restart_dependents, o);
 }
 
 fn shift_edge(edge: &mut EdgeSpec, o: usize) {

@@ -475,6 +475,10 @@ struct ProcessWire {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     forward_signals: Vec<Spanned<String>>,
+    /// `ipc-run restart` of this process also restarts the processes that
+    /// wait for it (`after`), in dependency order (default false).
+    #[schemars(with = "Option<bool>")]
+    restart_dependents: Option<Spanned<bool>>,
 }
 
 /// One process (or a set of identical replicas): `[process.NAME]`, its keys
@@ -531,6 +535,8 @@ pub struct ProcessRare {
     pub stop_timeout: Option<Spanned<Millis>>,
     /// `forward_signals` as written.
     pub forward_signals: Vec<Spanned<String>>,
+    /// `restart_dependents` as written.
+    pub restart_dependents: Option<Spanned<bool>>,
 }
 
 /// The rare keys of a process that writes none.
@@ -547,6 +553,7 @@ static NO_RARE_PROCESS_KEYS: ProcessRare = ProcessRare {
     stop_signal: None,
     stop_timeout: None,
     forward_signals: Vec::new(),
+    restart_dependents: None,
 };
 
 impl std::ops::Deref for ProcessSpec {
@@ -584,6 +591,7 @@ impl From<ProcessWire> for ProcessSpec {
             stop_signal,
             stop_timeout,
             forward_signals,
+            restart_dependents,
         } = wire;
         let written = !inherit_env.is_empty()
             || cwd.is_some()
@@ -596,7 +604,8 @@ impl From<ProcessWire> for ProcessSpec {
             || restart_backoff.is_some()
             || stop_signal.is_some()
             || stop_timeout.is_some()
-            || !forward_signals.is_empty();
+            || !forward_signals.is_empty()
+            || restart_dependents.is_some();
         let rare = written.then(|| {
             Box::new(ProcessRare {
                 inherit_env,
@@ -611,6 +620,7 @@ impl From<ProcessWire> for ProcessSpec {
                 stop_signal,
                 stop_timeout,
                 forward_signals,
+                restart_dependents,
             })
         });
         ProcessSpec {
