@@ -164,6 +164,16 @@ pub fn resolve(run: Option<&str>, roots: &[PathBuf]) -> Result<LiveRun, ClientEr
     if let Some(k) = live.iter().position(|r| r.info.run_id == run) {
         return Ok(live.remove(k));
     }
+    // A run id whose socket is there but did not answer `info`: say why
+    // (another user's run, a run that is wedged).
+    if run_dir::is_run_id(run)
+        && let Some(socket) = roots
+            .iter()
+            .map(|root| root.join(run).join(SOCKET_FILE))
+            .find(|socket| socket.exists())
+    {
+        request(&socket, run, &Request::new(Command::Info, Vec::new()))?;
+    }
     let named: Vec<usize> = (0..live.len())
         .filter(|&k| live[k].info.name == run)
         .collect();
@@ -195,12 +205,14 @@ pub fn request(socket: &Path, run_id: &str, request: &Request) -> Result<Respons
     stream.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
     let mut line = serde_json::to_vec(request).map_err(|e| io(std::io::Error::other(e)))?;
     line.push(b'\n');
-    stream.write_all(&line).map_err(io)?;
+    // A run that refuses the peer answers at accept and closes: the write
+    // may then fail, and the answer is still there to read.
+    let written = stream.write_all(&line);
     let mut answer = Vec::new();
-    BufReader::new(&stream)
-        .read_until(b'\n', &mut answer)
-        .map_err(io)?;
+    let read = BufReader::new(&stream).read_until(b'\n', &mut answer);
     if answer.is_empty() {
+        written.map_err(io)?;
+        read.map_err(io)?;
         return Err(io(std::io::Error::new(
             std::io::ErrorKind::UnexpectedEof,
             "the run closed the connection without an answer",

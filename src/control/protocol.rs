@@ -150,6 +150,8 @@ pub enum ErrorCode {
     Refused,
     /// The peer's uid may not use this run ([`super::server`]).
     PermissionDenied,
+    /// Too many clients: the one idle the longest is closed with this.
+    Busy,
     /// A response could not be made.
     Internal,
 }
@@ -164,6 +166,7 @@ impl ErrorCode {
             ErrorCode::UnknownProcess => "unknown-process",
             ErrorCode::Refused => "refused",
             ErrorCode::PermissionDenied => "permission-denied",
+            ErrorCode::Busy => "busy",
             ErrorCode::Internal => "internal",
         }
     }

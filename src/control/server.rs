@@ -118,7 +118,7 @@ impl Server {
             .collect();
         for (data, events) in ready {
             if data == LISTENER {
-                self.accept();
+                self.accept(answer);
                 continue;
             }
             let Ok(slot) = usize::try_from(data) else {
@@ -140,8 +140,10 @@ impl Server {
         }
     }
 
-    /// Accepts every pending connection.
-    fn accept(&mut self) {
+    /// Accepts every pending connection, and answers what each has sent
+    /// already: a client that connects and asks at once is served before
+    /// the next one can take its place.
+    fn accept(&mut self, answer: &mut dyn FnMut(Request) -> Response) {
         loop {
             let stream = match self.listener.accept() {
                 Ok((stream, _)) => stream,
@@ -161,7 +163,10 @@ impl Server {
                 let _ = send_some(stream.as_fd(), &line);
                 continue;
             }
-            self.insert(stream);
+            if let Some(slot) = self.insert(stream) {
+                self.read(slot, answer);
+                self.settle(slot);
+            }
         }
     }
 
@@ -176,8 +181,9 @@ impl Server {
         }
     }
 
-    /// Adds a client, evicting the one idle the longest when full.
-    fn insert(&mut self, stream: UnixStream) {
+    /// Adds a client, evicting the one idle the longest when full (it is
+    /// told why); its slot.
+    fn insert(&mut self, stream: UnixStream) -> Option<usize> {
         if self.clients() >= MAX_CLIENTS
             && let Some(oldest) = self
                 .connections
@@ -187,6 +193,16 @@ impl Server {
                 .min()
                 .map(|(_, k)| k)
         {
+            if let Some(Some(conn)) = self.connections.get(oldest) {
+                let line = Response::error(
+                    ErrorCode::Busy,
+                    format!(
+                        "{MAX_CLIENTS} clients are connected; this one, idle the longest, is closed"
+                    ),
+                )
+                .to_line();
+                let _ = send_some(conn.stream.as_fd(), &line);
+            }
             self.close(oldest);
         }
         self.tick += 1;
@@ -203,7 +219,7 @@ impl Server {
             .add(&stream, EpollEvent::new(interest, slot as u64))
             .is_err()
         {
-            return;
+            return None;
         }
         self.connections[slot] = Some(Connection {
             stream,
@@ -213,6 +229,7 @@ impl Server {
             interest,
             closing: false,
         });
+        Some(slot)
     }
 
     /// Reads once from `slot` and answers the complete requests in it.

@@ -98,10 +98,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                 if self.shutdown.is_some() {
                     return error(ErrorCode::Refused, "the run is stopping");
                 }
+                // An empty list means every process to `status` only.
+                if request.procs.is_empty() {
+                    return error(ErrorCode::BadRequest, "name at least one process");
+                }
                 let targets = match self.targets(&request.procs) {
-                    Ok(targets) if targets.is_empty() => {
-                        return error(ErrorCode::BadRequest, "name at least one process");
-                    }
                     Ok(targets) => targets,
                     Err(response) => return response,
                 };
