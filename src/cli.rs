@@ -983,7 +983,13 @@ fn run_in_foreground(
     };
     let outcome = crate::supervise::run(&planned.plan, &options)?;
     if let Some(fd) = &options.announce_ready {
-        crate::control::detach::report_outcome(fd, &outcome);
+        let failed: Vec<String> = outcome
+            .summary
+            .iter()
+            .filter(|s| s.failed)
+            .map(ToString::to_string)
+            .collect();
+        crate::control::detach::report_outcome(fd, outcome.exit_code, &failed);
     }
     if outcome.log_write_errors > 0 {
         tracing::warn!(

@@ -15,8 +15,6 @@ use std::process::{Command, Stdio};
 
 use nix::sys::socket::{MsgFlags, send};
 
-use crate::supervise::RunOutcome;
-
 /// The hidden flag of the background copy.
 pub const ANNOUNCE_FLAG: &str = "--announce-on-stdin";
 
@@ -49,12 +47,14 @@ pub fn start(args: Vec<OsString>) -> std::io::Result<Result<String, (i32, String
     Ok(Err((code, format!(": {}", reason.join("; ")))))
 }
 
-/// The background copy's run ended: says why, for a `run --detach` still
-/// waiting (after `ready` nobody reads, and the line is dropped).
-pub fn report_outcome(to: &OwnedFd, outcome: &RunOutcome) {
-    let mut text = format!("failed {}\n", outcome.exit_code);
-    for instance in outcome.summary.iter().filter(|s| s.failed) {
-        text.push_str(&format!("{instance}\n"));
+/// The background copy's run ended with `exit_code`: says why (`failed`,
+/// one line each), for a `run --detach` still waiting (after `ready`
+/// nobody reads, and the lines are dropped).
+pub fn report_outcome(to: &OwnedFd, exit_code: i32, failed: &[String]) {
+    let mut text = format!("failed {exit_code}\n");
+    for line in failed {
+        text.push_str(line);
+        text.push('\n');
     }
     write_all(to, &text);
 }

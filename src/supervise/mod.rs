@@ -864,12 +864,14 @@ impl<R: Runtime> Supervisor<'_, R> {
                     self.timers.add(deadline, Deadline::Drain);
                 }
             }
+            // Before sleeping: the last process may have become ready in
+            // the pass that started it, with no event to follow.
+            self.announce_if_ready();
             self.arm_timer()?;
             self.watch_outputs();
             let busy = (0..2).any(|k| self.output_unwatchable[k] && self.output_armed[k]);
             let tokens = self.events.wait(busy).map_err(setup("epoll_wait"))?;
             self.handle(&tokens);
-            self.announce_if_ready();
             if self
                 .drain_deadline
                 .is_some_and(|deadline| Instant::now() >= deadline)

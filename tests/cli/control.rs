@@ -387,3 +387,133 @@ fn another_user_cannot_use_the_control_socket() {
     assert_eq!(info["ok"], true, "root is allowed: {info}");
     run.down();
 }
+
+#[test]
+fn restart_with_dependents_restarts_them_after_their_dependency() {
+    let mut scratch = Scratch::new("control-deps");
+    let toml = r#"
+name = "control-deps"
+
+[process.db]
+shell = 'exec sleep 1000'
+restart = "on-failure"
+ready = { fd = 3 }
+restart_dependents = true
+
+[process.api]
+shell = 'exec sleep 1000'
+restart = "on-failure"
+after = ["db"]
+
+[process.other]
+shell = 'exec sleep 1000'
+restart = "on-failure"
+"#;
+    // db declares readiness a moment after it starts, so its dependent
+    // can only be seen waiting for it if the order is kept.
+    let toml = toml.replace(
+        "shell = 'exec sleep 1000'\nrestart = \"on-failure\"\nready",
+        "shell = 'sleep 0.3; echo >&3; exec sleep 1000'\nrestart = \"on-failure\"\nready",
+    );
+    let mut run = Detached::start(&mut scratch, &toml);
+    let other = run.process("other")["pid"].clone();
+    let api = run.process("api")["pid"].clone();
+    let restarted = run.ctl(&["restart", &run.run_id, "db", "--format", "json"]);
+    assert!(restarted.status.success(), "{}", text(&restarted.stderr));
+    let answer: Value = serde_json::from_slice(&restarted.stdout).unwrap();
+    assert_eq!(answer["done"], serde_json::json!(["db", "api"]));
+    wait_until("db and api to run again", || {
+        let status = run.status();
+        let processes = status["processes"].as_array().unwrap().clone();
+        let by = |name: &str| {
+            processes
+                .iter()
+                .find(|p| p["name"] == name)
+                .unwrap()
+                .clone()
+        };
+        let (db, api) = (by("db"), by("api"));
+        // While db is not ready again, api has not started again.
+        assert!(
+            !(api["state"] == "ready" && api["restarts"] == 1 && db["state"] != "ready"),
+            "api started before db was ready: {status}"
+        );
+        db["restarts"] == 1
+            && db["state"] == "ready"
+            && api["restarts"] == 1
+            && api["state"] == "ready"
+    });
+    assert_ne!(run.process("api")["pid"], api);
+    assert_eq!(
+        run.process("other")["pid"],
+        other,
+        "not a dependent: untouched"
+    );
+    run.down();
+}
+
+#[test]
+fn a_detached_run_that_fails_says_why() {
+    let mut scratch = Scratch::new("control-detach-fail");
+    let file = scratch.topology(
+        r#"
+name = "control-detach-fail"
+
+[process.bad]
+cmd = ["/nonexistent/program"]
+"#,
+    );
+    let output = ipc(
+        &scratch.runtime(),
+        &["run", "--detach", file.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    let message = text(&output.stderr);
+    assert!(
+        message.contains("the run failed before every process was ready")
+            && message.contains("/nonexistent/program"),
+        "{message}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "no run id: {}",
+        text(&output.stdout)
+    );
+    wait_until("the failed run to clean up", || {
+        scratch.runtime_entries().is_empty()
+    });
+}
+
+#[test]
+fn run_detach_returns_once_silent_processes_are_ready() {
+    // Nothing the processes do wakes the supervisor after they start: the
+    // announcement must not wait for an event.
+    let mut scratch = Scratch::new("control-detach-silent");
+    let file = scratch.topology(
+        r#"
+name = "control-detach-silent"
+
+[process.quiet]
+cmd = ["sleep", "1000"]
+replicas = 3
+"#,
+    );
+    let mut child = Command::new(IPC_RUN)
+        .args(["run", "--detach", file.to_str().unwrap(), "--runtime-dir"])
+        .arg(scratch.runtime())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = crate::support::wait_within(&mut child, Instant::now(), Duration::from_secs(20));
+    assert_eq!(code, 0);
+    let mut run_id = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut run_id).unwrap();
+    let mut run = Detached {
+        runtime: scratch.runtime(),
+        run_id: run_id.trim().to_owned(),
+        pid: 0,
+    };
+    run.pid = run.status()["run"]["pid"].as_i64().unwrap() as i32;
+    assert_eq!(run.status()["run"]["state"], "running");
+    run.down();
+}
