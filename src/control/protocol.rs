@@ -134,6 +134,22 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+impl ErrorBody {
+    /// An error of `code`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<ErrorBody> for Response {
+    fn from(error: ErrorBody) -> Response {
+        Response::error(error.code, error.message)
+    }
+}
+
 /// The error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -235,11 +251,11 @@ pub struct ChannelStatus {
     pub capacity: Option<u64>,
 }
 
-/// A request line as the server reads it: the request, or the error
-/// response it gets.
-pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
+/// A request line as the server reads it: the request, or the error it
+/// gets.
+pub fn parse_request(line: &[u8]) -> Result<Request, ErrorBody> {
     let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
-        Response::error(
+        ErrorBody::new(
             ErrorCode::BadRequest,
             format!("not a JSON request line: {e}"),
         )
@@ -249,20 +265,20 @@ pub fn parse_request(line: &[u8]) -> Result<Request, Response> {
     match value.get("v").and_then(serde_json::Value::as_u64) {
         Some(v) if v == u64::from(VERSION) => {}
         Some(v) => {
-            return Err(Response::error(
+            return Err(ErrorBody::new(
                 ErrorCode::UnsupportedVersion,
                 format!("protocol version {v} is not supported; this run speaks {VERSION}"),
             ));
         }
         None => {
-            return Err(Response::error(
+            return Err(ErrorBody::new(
                 ErrorCode::BadRequest,
                 "a request needs \"v\": 1",
             ));
         }
     }
     serde_json::from_value(value)
-        .map_err(|e| Response::error(ErrorCode::BadRequest, format!("bad request: {e}")))
+        .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("bad request: {e}")))
 }
 
 #[cfg(test)]
@@ -270,11 +286,7 @@ mod tests {
     use super::*;
 
     fn code_of(line: &str) -> ErrorCode {
-        parse_request(line.as_bytes())
-            .unwrap_err()
-            .error
-            .unwrap()
-            .code
+        parse_request(line.as_bytes()).unwrap_err().code
     }
 
     #[test]

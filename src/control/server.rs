@@ -346,7 +346,7 @@ fn answer_lines(conn: &mut Connection, answer: &mut dyn FnMut(Request) -> Respon
         } else {
             match protocol::parse_request(line) {
                 Ok(request) => answer(request),
-                Err(response) => response,
+                Err(error) => Response::from(error),
             }
         };
         conn.output.extend(response.to_line());

@@ -20,7 +20,7 @@ use nix::sys::signal::Signal;
 
 use super::{Ending, Runtime, State, Supervisor, signal_group};
 use crate::control::protocol::{
-    ChannelStatus, Command, ErrorCode, ProcessStatus, Request, Response, RunInfo,
+    ChannelStatus, Command, ErrorBody, ErrorCode, ProcessStatus, Request, Response, RunInfo,
 };
 use crate::control::server::Server;
 use crate::plan::EndpointPlan;
@@ -51,6 +51,10 @@ pub(super) struct Control {
 
 fn error(code: ErrorCode, message: impl Into<String>) -> Response {
     Response::error(code, message)
+}
+
+fn fail(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+    ErrorBody::new(code, message)
 }
 
 impl<R: Runtime> Supervisor<'_, R> {
@@ -104,7 +108,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
                 let targets = match self.targets(&request.procs) {
                     Ok(targets) => targets,
-                    Err(response) => return response,
+                    Err(error) => return error.into(),
                 };
                 let done = match request.cmd {
                     Command::Start => self.start_requested(&targets),
@@ -117,7 +121,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                         done: Some(done.into_iter().map(|i| self.name(i).to_owned()).collect()),
                         ..Response::ok()
                     },
-                    Err(response) => response,
+                    Err(error) => error.into(),
                 }
             }
         }
@@ -143,7 +147,7 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     /// The instances `names` name (instance or process names), in plan
     /// order; every instance when `names` is empty.
-    fn targets(&self, names: &[String]) -> Result<Vec<usize>, Response> {
+    fn targets(&self, names: &[String]) -> Result<Vec<usize>, ErrorBody> {
         if names.is_empty() {
             return Ok((0..self.instances.len()).collect());
         }
@@ -157,7 +161,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
             }
             if !found {
-                return Err(error(
+                return Err(fail(
                     ErrorCode::UnknownProcess,
                     format!("no process `{name}` in this run"),
                 ));
@@ -169,7 +173,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     fn status(&self, names: &[String]) -> Response {
         let targets = match self.targets(names) {
             Ok(targets) => targets,
-            Err(response) => return response,
+            Err(error) => return error.into(),
         };
         let now = Instant::now();
         let processes = targets
@@ -262,11 +266,11 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     /// A refusal naming instance `i` and its state.
-    fn refuse(&self, i: usize, why: &str) -> Response {
-        error(ErrorCode::Refused, format!("{}: {why}", self.name(i)))
+    fn refuse(&self, i: usize, why: &str) -> ErrorBody {
+        fail(ErrorCode::Refused, format!("{}: {why}", self.name(i)))
     }
 
-    fn start_requested(&mut self, targets: &[usize]) -> Result<Vec<usize>, Response> {
+    fn start_requested(&mut self, targets: &[usize]) -> Result<Vec<usize>, ErrorBody> {
         if let Some(&i) = targets
             .iter()
             .find(|&&i| self.instances[i].state == State::Finished)
@@ -292,7 +296,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     /// Refuses when `i` could not be started again with its channels.
-    fn check_respawn(&self, i: usize) -> Result<(), Response> {
+    fn check_respawn(&self, i: usize) -> Result<(), ErrorBody> {
         if self.runtime.can_respawn(self.name(i)) {
             return Ok(());
         }
@@ -302,7 +306,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         ))
     }
 
-    fn stop_requested(&mut self, targets: &[usize]) -> Result<Vec<usize>, Response> {
+    fn stop_requested(&mut self, targets: &[usize]) -> Result<Vec<usize>, ErrorBody> {
         for &i in targets {
             match self.instances[i].state {
                 State::Pending => return Err(self.refuse(i, "not started yet")),
@@ -332,7 +336,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         &mut self,
         targets: &[usize],
         with_dependents: bool,
-    ) -> Result<Vec<usize>, Response> {
+    ) -> Result<Vec<usize>, ErrorBody> {
         let mut chosen = vec![false; self.instances.len()];
         let mut queue: Vec<usize> = targets.to_vec();
         while let Some(i) = queue.pop() {
@@ -413,14 +417,14 @@ impl<R: Runtime> Supervisor<'_, R> {
         &mut self,
         targets: &[usize],
         signal: Option<&str>,
-    ) -> Result<Vec<usize>, Response> {
+    ) -> Result<Vec<usize>, ErrorBody> {
         let Some(text) = signal else {
-            return Err(error(ErrorCode::BadRequest, "`signal` needs a signal"));
+            return Err(fail(ErrorCode::BadRequest, "`signal` needs a signal"));
         };
         let signal = crate::plan::signals::parse_signal(text)
             .ok()
             .and_then(|s| Signal::try_from(s.number).ok())
-            .ok_or_else(|| error(ErrorCode::Refused, format!("unknown signal `{text}`")))?;
+            .ok_or_else(|| fail(ErrorCode::Refused, format!("unknown signal `{text}`")))?;
         let mut pids = Vec::new();
         for &i in targets {
             match self.instances[i].state {
