@@ -33,6 +33,12 @@ trap cleanup EXIT
 } >"$work/idle.toml"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$IPC_RUN" run --detach "$work/idle.toml" --runtime-dir "$rt" >/dev/null
+pid=$("$IPC_RUN" ps --runtime-dir "$rt" --format json | sed -n 's/.*"pid": \([0-9]*\).*/\1/p')
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
+# Idle: the run's own CPU over 2 s with nobody asking (clock ticks).
+idle_before=$(cpu_ticks)
+sleep 2
+idle_ticks=$(($(cpu_ticks) - idle_before))
 ms() { # the wall time of "$@" in ms, its output discarded
     local t0 t1
     t0=$(date +%s%N)
@@ -59,3 +65,4 @@ summary "status (text)" "${text[@]}"
 summary "status --format json" "${json[@]}"
 summary "ps" "${ps[@]}"
 echo "status --format json: $bytes bytes"
+echo "ipc-run's CPU while idle for 2 s: $idle_ticks clock tick(s) of $(getconf CLK_TCK)/s"
