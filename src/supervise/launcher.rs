@@ -42,16 +42,27 @@ impl Runtime for LaunchedRuntime {
         self.launched.notify_socket()
     }
 
-    fn control_socket(&mut self) -> Option<(String, std::os::fd::OwnedFd)> {
+    fn control_socket(
+        &mut self,
+    ) -> Result<Option<(String, std::os::fd::OwnedFd)>, crate::launch::LaunchError> {
         match self
             .launched
             .bind_control_socket(crate::control::SOCKET_FILE)
         {
-            Ok(socket) => Some((self.launched.run_id.clone(), socket)),
-            Err(error) => {
-                tracing::warn!("no control socket: {error}");
-                None
+            Ok(socket) => Ok(Some((self.launched.run_id.clone(), socket))),
+            // A --runtime-dir too deep for a socket address: the run goes
+            // on, without the commands of docs/operate.md.
+            Err(crate::launch::LaunchError::Resource {
+                errno: nix::errno::Errno::ENAMETOOLONG,
+                ..
+            }) => {
+                tracing::warn!(
+                    "no control socket: {} is too long for a socket path",
+                    self.launched.run_dir.display()
+                );
+                Ok(None)
             }
+            Err(error) => Err(error),
         }
     }
 

@@ -269,9 +269,10 @@ pub trait Runtime {
         None
     }
     /// The run id and the run's control socket, bound and listening
-    /// ([`crate::control`]); `None` where the runtime has no run directory.
-    fn control_socket(&mut self) -> Option<(String, OwnedFd)> {
-        None
+    /// ([`crate::control`]); `None` where the runtime has no run directory
+    /// or its path is too long for a socket address.
+    fn control_socket(&mut self) -> Result<Option<(String, OwnedFd)>, crate::launch::LaunchError> {
+        Ok(None)
     }
     /// Whether `instance` can be started again with its channels (the
     /// runtime still holds its channel ends).
@@ -620,7 +621,7 @@ fn supervise_blocked<R: Runtime>(
             .map_err(setup("epoll_ctl"))?;
     }
     let writer = log_writer(plan, options)?;
-    let control = control_server(runtime, &events, options);
+    let control = control_server(runtime, &events, options)?;
     let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, events);
     supervisor.control = control;
     // A SIGINT or SIGTERM that came while the run was being prepared stops
@@ -637,30 +638,28 @@ fn supervise_blocked<R: Runtime>(
     Ok(supervisor.outcome(options))
 }
 
-/// The control socket's server, registered in `events` ([`control`]); a
-/// run whose socket could not be made goes on without one, and says so.
+/// The control socket's server, registered in `events` ([`control`]).
+/// Failing to make it fails the run, as any other object of the run does.
 fn control_server<R: Runtime>(
     runtime: &mut R,
     events: &Events,
     options: &RunOptions,
-) -> control::Control {
+) -> Result<control::Control, SuperviseError> {
     let mut control = control::Control {
         started: Some(Instant::now()),
         announce: options.announce_ready.clone(),
         ..control::Control::default()
     };
-    if let Some((run_id, socket)) = runtime.control_socket() {
+    if let Some((run_id, socket)) = runtime.control_socket()? {
         control.run_id = run_id;
-        match crate::control::server::Server::new(socket) {
-            Ok(server) if events.add(server.fd(), Token::Control).is_ok() => {
-                control.server = Some(server);
-            }
-            _ => {
-                tracing::warn!("the control socket could not be set up; the run goes on without it")
-            }
-        }
+        let server =
+            crate::control::server::Server::new(socket).map_err(setup("control socket"))?;
+        events
+            .add(server.fd(), Token::Control)
+            .map_err(setup("epoll_ctl"))?;
+        control.server = Some(server);
     }
-    control
+    Ok(control)
 }
 
 /// Like [`setup`], for the `std::io::Error` of a std call.
