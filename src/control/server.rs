@@ -365,3 +365,91 @@ fn send_some(fd: BorrowedFd<'_>, bytes: &[u8]) -> nix::Result<usize> {
         MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    use super::*;
+    use crate::control::protocol::Command;
+
+    fn server(case: &str) -> (Server, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("ipc-run-server-{}-{case}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("control.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        (Server::new(OwnedFd::from(listener)).unwrap(), dir)
+    }
+
+    fn answer(request: Request) -> Response {
+        match request.cmd {
+            Command::Info => Response::ok(),
+            _ => Response::error(ErrorCode::Refused, "no"),
+        }
+    }
+
+    fn read_line(stream: &UnixStream) -> String {
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).unwrap();
+        line
+    }
+
+    #[test]
+    fn past_the_cap_the_client_idle_the_longest_is_told_and_closed() {
+        let (mut server, dir) = server("cap");
+        let path = dir.join("control.sock");
+        let silent: Vec<UnixStream> = (0..MAX_CLIENTS)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        server.serve(&mut answer);
+        assert_eq!(server.clients(), MAX_CLIENTS);
+        let mut late = UnixStream::connect(&path).unwrap();
+        late.write_all(b"{\"v\":1,\"cmd\":\"info\"}\n").unwrap();
+        server.serve(&mut answer);
+        assert_eq!(server.clients(), MAX_CLIENTS);
+        assert!(read_line(&late).contains("\"ok\":true"));
+        let evicted = read_line(&silent[0]);
+        assert!(evicted.contains("\"code\":\"busy\""), "{evicted}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn requests_are_answered_in_order_a_share_per_wake_up() {
+        let (mut server, dir) = server("share");
+        let mut client = UnixStream::connect(dir.join("control.sock")).unwrap();
+        let mut burst = Vec::new();
+        for _ in 0..REQUESTS_PER_WAKE + 4 {
+            burst.extend_from_slice(b"{\"v\":1,\"cmd\":\"info\"}\n");
+        }
+        burst.extend_from_slice(b"{\"v\":1,\"cmd\":\"down\"}\n");
+        client.write_all(&burst).unwrap();
+        let mut answered = 0;
+        server.serve(&mut |r| {
+            answered += 1;
+            answer(r)
+        });
+        assert_eq!(answered, REQUESTS_PER_WAKE, "one share per wake-up");
+        // The rest asks for a wake-up of its own, which comes at once.
+        server.serve(&mut |r| {
+            answered += 1;
+            answer(r)
+        });
+        assert_eq!(answered, REQUESTS_PER_WAKE + 5);
+        let reader = BufReader::new(&client);
+        let lines: Vec<String> = reader
+            .lines()
+            .take(REQUESTS_PER_WAKE + 5)
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            lines[..REQUESTS_PER_WAKE + 4]
+                .iter()
+                .all(|l| l.contains("\"ok\":true"))
+        );
+        assert!(lines[REQUESTS_PER_WAKE + 4].contains("refused"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

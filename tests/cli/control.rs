@@ -517,3 +517,23 @@ replicas = 3
     assert_eq!(run.status()["run"]["state"], "running");
     run.down();
 }
+
+#[test]
+fn ps_does_not_list_the_directory_of_a_dead_run() {
+    let scratch = Scratch::new("control-stale");
+    // What a run killed with SIGKILL leaves: its directory and a socket
+    // file that nobody listens on.
+    let dead = scratch.runtime().join("0123456789abcdef");
+    std::fs::create_dir_all(&dead).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(dead.join("control.sock")).unwrap());
+    let ps = ipc(&scratch.runtime(), &["ps"]);
+    assert!(ps.status.success(), "{}", text(&ps.stderr));
+    assert_eq!(text(&ps.stdout), "no live runs\n");
+    let status = ipc(&scratch.runtime(), &["status", "0123456789abcdef"]);
+    assert_eq!(status.status.code(), Some(4));
+    assert!(
+        text(&status.stderr).contains("Connection refused"),
+        "{}",
+        text(&status.stderr)
+    );
+}
