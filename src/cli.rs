@@ -5,6 +5,7 @@
 //! exits with its processes' status (`docs/supervision.md`).
 
 use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
@@ -188,6 +189,36 @@ pub(crate) struct RunArgs {
     /// is once checked against this host's limits.
     #[arg(long = "plan", conflicts_with_all = ["tap", "limits", "profiles"])]
     pub from_plan: bool,
+    /// Start the run in the background, return once every process is ready
+    /// (or fail with the reason) and print the run id (docs/operate.md).
+    /// Its processes' output goes to --log-dir when given, else nowhere.
+    #[arg(long, conflicts_with = "stdin")]
+    pub detach: bool,
+    /// The background half of --detach: write `ready RUN_ID` (or why the
+    /// run failed) to stdin, a socket to the waiting `run --detach`.
+    #[arg(long, hide = true)]
+    pub announce_on_stdin: bool,
+}
+
+/// Options shared by the commands that talk to live runs.
+#[derive(Debug, Args)]
+pub(crate) struct ControlArgs {
+    /// Directory that holds run directories (default: both
+    /// $XDG_RUNTIME_DIR/ipc-run and /tmp/ipc-run-<uid>).
+    #[arg(long, value_name = "DIR")]
+    pub runtime_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ControlFormat::Text)]
+    pub format: ControlFormat,
+}
+
+/// `--format` of the control commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ControlFormat {
+    /// For people.
+    Text,
+    /// For tools (docs/operate.md).
+    Json,
 }
 
 /// `run --summary-format`.
@@ -347,6 +378,69 @@ pub(crate) enum Command {
     },
     /// Port adapters for a process's `cmd`: bridge a port to stdin/stdout.
     Port(crate::port::PortArgs),
+    /// List the live runs of this user.
+    Ps {
+        /// Where to look, and the output format.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Show a live run's processes and channels.
+    Status {
+        /// Run id or topology name (default: the only live run).
+        run: Option<String>,
+        /// Only these processes (instance or process names).
+        procs: Vec<String>,
+        /// Where to look, and the output format.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Start processes of a live run that `stop` stopped.
+    Start(ActArgs),
+    /// Stop processes of a live run and keep them stopped (channels kept).
+    Stop(ActArgs),
+    /// Restart processes of a live run, their channels kept.
+    Restart {
+        /// The run and the processes.
+        #[command(flatten)]
+        act: ActArgs,
+        /// Also restart the processes that wait for them (`after`),
+        /// in dependency order.
+        #[arg(long)]
+        with_dependents: bool,
+    },
+    /// Send a signal to a process of a live run (its process group).
+    Signal {
+        /// Run id or topology name.
+        run: String,
+        /// The process (instance or process name).
+        process: String,
+        /// The signal: SIGHUP, HUP or 1.
+        signal: String,
+        /// Where to look, and the output format.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+    /// Stop a live run gracefully, as SIGTERM does.
+    Down {
+        /// Run id or topology name (default: the only live run).
+        run: Option<String>,
+        /// Where to look, and the output format.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+}
+
+/// The arguments of `start`, `stop` and `restart`.
+#[derive(Debug, Args)]
+pub(crate) struct ActArgs {
+    /// Run id or topology name.
+    pub run: String,
+    /// The processes (instance or process names).
+    #[arg(required = true)]
+    pub procs: Vec<String>,
+    /// Where to look, and the output format.
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 /// `plan --format`.
@@ -414,6 +508,17 @@ pub(crate) enum CliError {
     /// A `--tap` that cannot be done.
     #[error(transparent)]
     Tap(#[from] crate::port::tap::TapError),
+    /// A control command failed.
+    #[error(transparent)]
+    Control(#[from] crate::control::commands::CommandError),
+    /// `run --detach`: the run failed before every process was ready.
+    #[error("the run failed before every process was ready{reason}")]
+    Detached {
+        /// Its exit status.
+        code: i32,
+        /// What it said, from `: ` on.
+        reason: String,
+    },
 }
 
 impl CliError {
@@ -430,6 +535,8 @@ impl CliError {
             // A file refused or not creatable is a launch failure.
             CliError::Tap(crate::port::tap::TapError::CreateFile { .. }) => ExitCode::Launch.code(),
             CliError::Tap(_) => ExitCode::Usage.code(),
+            CliError::Control(error) => error.exit_code(),
+            CliError::Detached { code, .. } => *code,
         }
     }
 }
@@ -676,13 +783,28 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         }
         Command::BenchPeer { spec } => return Ok(crate::bench::peer_main(&spec)),
         Command::Port(args) => return Ok(crate::port::main(args)),
+        Command::Ps { .. }
+        | Command::Status { .. }
+        | Command::Start(_)
+        | Command::Stop(_)
+        | Command::Restart { .. }
+        | Command::Signal { .. }
+        | Command::Down { .. } => return control_command(command),
         _ => {}
     }
     let mut stdout = std::io::stdout().lock();
     match command {
-        Command::Run(_) | Command::Port(_) | Command::Bench(_) | Command::BenchPeer { .. } => {
-            unreachable!("handled above")
-        }
+        Command::Run(_)
+        | Command::Port(_)
+        | Command::Bench(_)
+        | Command::BenchPeer { .. }
+        | Command::Ps { .. }
+        | Command::Status { .. }
+        | Command::Start(_)
+        | Command::Stop(_)
+        | Command::Restart { .. }
+        | Command::Signal { .. }
+        | Command::Down { .. } => unreachable!("handled above"),
         Command::Clean { runtime_dir } => {
             drop(stdout);
             return clean(runtime_dir);
@@ -745,8 +867,81 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     Ok(ExitCode::Success.code())
 }
 
-/// `ipc-run run`: plan, launch, supervise, clean up; the exit code follows
-/// the processes.
+/// The commands that talk to a live run (`docs/operate.md`).
+fn control_command(command: Command) -> Result<i32, CliError> {
+    use crate::control::commands::{self, Format};
+    use crate::control::protocol::{Command as Cmd, Request};
+    let format = |control: &ControlArgs| match control.format {
+        ControlFormat::Text => Format::Text,
+        ControlFormat::Json => Format::Json,
+    };
+    let roots =
+        |control: &ControlArgs| crate::control::client::roots(control.runtime_dir.as_deref());
+    let mut out = std::io::stdout().lock();
+    let (request, control, run) = match &command {
+        Command::Ps { control } => {
+            commands::ps(&roots(control), format(control), &mut out).map_err(CliError::from)?;
+            return Ok(ExitCode::Success.code());
+        }
+        Command::Status {
+            run,
+            procs,
+            control,
+        } => {
+            let (roots, format) = (roots(control), format(control));
+            commands::status(&roots, run.as_deref(), procs.clone(), format, &mut out)
+                .map_err(CliError::from)?;
+            return Ok(ExitCode::Success.code());
+        }
+        Command::Start(args) => act_request(Cmd::Start, args),
+        Command::Stop(args) => act_request(Cmd::Stop, args),
+        Command::Restart {
+            act: args,
+            with_dependents,
+        } => {
+            let (mut request, control, run) = act_request(Cmd::Restart, args);
+            request.with_dependents = *with_dependents;
+            (request, control, run)
+        }
+        Command::Signal {
+            run,
+            process,
+            signal,
+            control,
+        } => {
+            let mut request = Request::new(Cmd::Signal, vec![process.clone()]);
+            request.signal = Some(signal.clone());
+            (request, control, Some(run.clone()))
+        }
+        Command::Down { run, control } => {
+            (Request::new(Cmd::Down, Vec::new()), control, run.clone())
+        }
+        _ => unreachable!("only control commands come here"),
+    };
+    commands::act(
+        &roots(control),
+        run.as_deref(),
+        request,
+        format(control),
+        &mut out,
+    )
+    .map_err(CliError::from)?;
+    Ok(ExitCode::Success.code())
+}
+
+/// The request of `start`, `stop` or `restart`, with where to send it.
+fn act_request(
+    cmd: crate::control::protocol::Command,
+    args: &ActArgs,
+) -> (
+    crate::control::protocol::Request,
+    &ControlArgs,
+    Option<String>,
+) {
+    let request = crate::control::protocol::Request::new(cmd, args.procs.clone());
+    (request, &args.control, Some(args.run.clone()))
+}
+
 /// The programs of managed launchers (`mpirun`) are installed: E0345,
 /// naming the package, before anything is created.
 fn check_launchers(
@@ -772,7 +967,55 @@ fn check_launchers(
     })
 }
 
+/// `ipc-run run`: plan, launch, supervise, clean up; the exit code follows
+/// the processes. With `--detach`, a copy of ipc-run does that in the
+/// background and this one waits until every process is ready.
 fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32, CliError> {
+    if args.announce_on_stdin {
+        let announce = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(std::sync::Arc::new)
+            .ok();
+        let result = run_in_foreground(args, choice, color, announce.clone());
+        if let (Some(fd), Err(error)) = (&announce, &result) {
+            crate::control::detach::report_error(fd, error.exit_code(), error);
+        }
+        return result;
+    }
+    if args.detach {
+        // Diagnostics are shown here; the background copy plans again.
+        let runtime_root = args.runtime_dir.as_deref();
+        if args.from_plan {
+            load_plan_file(&args.plan, runtime_root, color)?;
+        } else {
+            load_and_plan_in(&args.plan, runtime_root, color)?;
+        }
+        let mut child_args: Vec<std::ffi::OsString> =
+            with_default_command(std::env::args_os().collect())
+                .into_iter()
+                .skip(1)
+                .filter(|arg| arg != "--detach")
+                .collect();
+        child_args.push(crate::control::detach::ANNOUNCE_FLAG.into());
+        return match crate::control::detach::start(child_args)? {
+            Ok(run_id) => {
+                println!("{run_id}");
+                Ok(ExitCode::Success.code())
+            }
+            Err((code, reason)) => Err(CliError::Detached { code, reason }),
+        };
+    }
+    run_in_foreground(args, choice, color, None)
+}
+
+/// `ipc-run run` in this process; `announce` is where `run --detach` waits.
+fn run_in_foreground(
+    args: &RunArgs,
+    choice: ColorChoice,
+    color: bool,
+    announce: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
+) -> Result<i32, CliError> {
     // Absolute, so `{run_dir}` is too and socket paths are checked at
     // their real length.
     let runtime_root = args
@@ -808,8 +1051,18 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
         nofile,
         log_dir: args.log_dir.clone(),
         summary_json: args.summary_format == SummaryFormat::Json,
+        announce_ready: announce,
     };
     let outcome = crate::supervise::run(&planned.plan, &options)?;
+    if let Some(fd) = &options.announce_ready {
+        let failed: Vec<String> = outcome
+            .summary
+            .iter()
+            .filter(|s| s.failed)
+            .map(ToString::to_string)
+            .collect();
+        crate::control::detach::report_outcome(fd, outcome.exit_code, &failed);
+    }
     if outcome.log_write_errors > 0 {
         tracing::warn!(
             "{} relayed log record(s) could not be written",

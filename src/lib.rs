@@ -50,6 +50,7 @@
 pub(crate) mod bench;
 pub use ipc_run_child as child;
 pub mod cli;
+pub mod control;
 pub mod diagnostic;
 pub mod exit;
 pub(crate) mod host;

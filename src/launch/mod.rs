@@ -317,6 +317,21 @@ impl Launched {
             .map(|_| self.run_dir.join(NOTIFY_SOCKET_FILE))
     }
 
+    /// Binds the stream socket `{run_dir}/FILE` (0600, listening), journaled
+    /// like the run's other files so a run killed before cleanup leaves it
+    /// to `ipc-run clean`: the control socket (`src/control/`).
+    pub fn bind_control_socket(&mut self, file: &str) -> Result<OwnedFd, LaunchError> {
+        let path = self.run_dir.join(file);
+        resources::unix_bind(
+            &mut self.created,
+            "control",
+            &path.to_string_lossy(),
+            crate::plan::SocketType::Stream,
+            64,
+            0o600,
+        )
+    }
+
     /// Spawns the instance named `instance` ([`ProcessPlan::name`]) with its
     /// fds wired; its held ends follow its restart policy (module docs).
     pub fn spawn(&mut self, instance: &str) -> Result<SpawnedChild, LaunchError> {
@@ -411,6 +426,17 @@ impl Launched {
                 }
             }
         }
+    }
+
+    /// Whether `instance` can be spawned again with the same channels: the
+    /// orchestrator still holds every channel end it is handed. An instance
+    /// with `restart = "never"` gives them up at its spawn (module docs).
+    pub fn can_respawn(&self, instance: &str) -> bool {
+        self.process_index.get(instance).is_some_and(|&index| {
+            self.held_needs[index]
+                .iter()
+                .all(|key| self.created.held.contains_key(key))
+        })
     }
 
     /// Declares `instance` ended for good: its process has exited (or never

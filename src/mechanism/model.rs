@@ -181,6 +181,9 @@ pub struct ProcessPlan {
     /// Set when ipc-run adds the process on the topology's behalf.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<Managed>,
+    /// `ipc-run restart` of it also restarts what waits for it (`after`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_dependents: bool,
 }
 
 /// A process ipc-run adds to the plan on the topology's behalf: a broker

@@ -814,6 +814,11 @@ fn instance_plan(
         after,
         forward_signals: process.forward_signals.clone(),
         managed: None,
+        restart_dependents: process
+            .spec
+            .restart_dependents
+            .as_ref()
+            .is_some_and(|r| *r.get_ref()),
     }
 }
 

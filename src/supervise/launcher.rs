@@ -64,6 +64,34 @@ impl Runtime for LaunchedRuntime {
         self.launched.values().fill(template).ok()
     }
 
+    fn control_socket(
+        &mut self,
+    ) -> Result<Option<(String, std::os::fd::OwnedFd)>, crate::launch::LaunchError> {
+        match self
+            .launched
+            .bind_control_socket(crate::control::SOCKET_FILE)
+        {
+            Ok(socket) => Ok(Some((self.launched.run_id.clone(), socket))),
+            // A --runtime-dir too deep for a socket address: the run goes
+            // on, without the commands of docs/operate.md.
+            Err(crate::launch::LaunchError::Resource {
+                errno: nix::errno::Errno::ENAMETOOLONG,
+                ..
+            }) => {
+                tracing::warn!(
+                    "no control socket: {} is too long for a socket path",
+                    self.launched.run_dir.display()
+                );
+                Ok(None)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn can_respawn(&self, instance: &str) -> bool {
+        self.launched.can_respawn(instance)
+    }
+
     fn pipe_fill(&self, channel: &str) -> Option<(u64, u64)> {
         let fd = self.launched.held_read_end(channel)?;
         crate::sys::pipe::fill(fd).ok()

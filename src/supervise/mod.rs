@@ -15,6 +15,7 @@
 //! how processes are wired and can be driven by a plain spawner in tests.
 
 pub(crate) mod accept;
+pub(crate) mod control;
 pub(crate) mod cycles;
 pub(crate) mod events;
 pub(crate) mod logs;
@@ -153,6 +154,9 @@ pub struct RunOptions {
     /// Print the summary as one JSON object on stderr instead of lines
     /// ([`status::summary_json`]).
     pub summary_json: bool,
+    /// Where to write `ready RUN_ID` once every process is ready
+    /// (`run --detach`, `docs/operate.md`).
+    pub announce_ready: Option<Arc<OwnedFd>>,
 }
 
 /// What a run came to.
@@ -285,6 +289,18 @@ pub trait Runtime {
     fn fill(&self, _template: &str) -> Option<String> {
         None
     }
+
+    /// The run id and the run's control socket, bound and listening
+    /// ([`crate::control`]); `None` where the runtime has no run directory
+    /// or its path is too long for a socket address.
+    fn control_socket(&mut self) -> Result<Option<(String, OwnedFd)>, crate::launch::LaunchError> {
+        Ok(None)
+    }
+    /// Whether `instance` can be started again with its channels (the
+    /// runtime still holds its channel ends).
+    fn can_respawn(&self, _instance: &str) -> bool {
+        true
+    }
 }
 
 /// Where an instance is in its life.
@@ -337,6 +353,12 @@ struct Instance {
     /// The program its shell said it could not find, in the current run
     /// ([`missing`]).
     not_found: Option<String>,
+    /// What the control socket asked of its current run ([`control`]).
+    operator: Option<control::Intent>,
+    /// Stopped on request: waits, channels kept, for a `start`.
+    held: bool,
+    /// When its automatic restart is due, while it waits for it.
+    backoff_until: Option<Instant>,
 }
 
 impl Instance {
@@ -362,6 +384,9 @@ impl Instance {
             follow_receiver: false,
             waiting_for_receiver: false,
             not_found: None,
+            operator: None,
+            held: false,
+            backoff_until: None,
         }
     }
 }
@@ -541,6 +566,7 @@ struct Supervisor<'a, R: Runtime> {
     connections: accept::Connections,
     /// Readiness probes of server-bound endpoints ([`probe`]).
     probes: probe::Probes,
+    control: control::Control,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -628,7 +654,9 @@ fn supervise_blocked<R: Runtime>(
             .map_err(setup("epoll_ctl"))?;
     }
     let writer = log_writer(plan, options)?;
+    let control = control_server(runtime, &events, options)?;
     let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, events);
+    supervisor.control = control;
     // A SIGINT or SIGTERM that came while the run was being prepared stops
     // it before anything starts.
     supervisor.read_signals(&[]);
@@ -641,6 +669,30 @@ fn supervise_blocked<R: Runtime>(
     }
     supervisor.event_loop()?;
     Ok(supervisor.outcome(options))
+}
+
+/// The control socket's server, registered in `events` ([`control`]).
+/// Failing to make it fails the run, as any other object of the run does.
+fn control_server<R: Runtime>(
+    runtime: &mut R,
+    events: &Events,
+    options: &RunOptions,
+) -> Result<control::Control, SuperviseError> {
+    let mut control = control::Control {
+        started: Some(Instant::now()),
+        announce: options.announce_ready.clone(),
+        ..control::Control::default()
+    };
+    if let Some((run_id, socket)) = runtime.control_socket()? {
+        control.run_id = run_id;
+        let server =
+            crate::control::server::Server::new(socket).map_err(setup("control socket"))?;
+        events
+            .add(server.fd(), Token::Control)
+            .map_err(setup("epoll_ctl"))?;
+        control.server = Some(server);
+    }
+    Ok(control)
 }
 
 /// Like [`setup`], for the `std::io::Error` of a std call.
@@ -810,6 +862,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             cycles: CycleWatch::new(plan),
             connections: accept::Connections::default(),
             probes: probe::Probes::new(plan),
+            control: control::Control::default(),
         }
     }
 }
@@ -854,6 +907,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                     self.timers.add(deadline, Deadline::Drain);
                 }
             }
+            // Before sleeping: the last process may have become ready in
+            // the pass that started it, with no event to follow.
+            self.announce_if_ready();
             self.arm_timer()?;
             self.watch_outputs();
             let busy = (0..2).any(|k| self.output_unwatchable[k] && self.output_armed[k]);
@@ -892,6 +948,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Logs(output) => self.logs_readable(output),
                 Token::Output(_) => {}
                 Token::Accept(i) => self.accept_connections(i),
+                Token::Control => self.serve_control(),
             }
         }
         // Whatever was relayed goes out before ipc-run waits again.
@@ -1645,6 +1702,12 @@ impl<R: Runtime> Supervisor<'_, R> {
             self.follow_receiver(i, &name, ending);
             return;
         }
+        if let Some(intent) = inst.operator.take()
+            && self.shutdown.is_none()
+        {
+            self.operator_exit(i, &name, ending, intent);
+            return;
+        }
         let stopping = self.shutdown.is_some() || inst.stop_requested;
         if !stopping && self.not_found(i, &name, &ending) {
             return;
@@ -1707,6 +1770,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     fn schedule_restart(&mut self, i: usize, name: &str, ending: Ending, delay: Duration) {
         let inst = &mut self.instances[i];
         inst.state = State::Backoff;
+        inst.backoff_until = Some(Instant::now() + delay);
         inst.streak += 1;
         inst.ending = Some(ending.clone());
         self.message(&format!(
@@ -1839,7 +1903,8 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// The backoff of instance `i` is over: restart it, unless the run is
     /// shutting down or a receiver of its signals is not running.
     fn restart_due(&mut self, i: usize) {
-        if self.instances[i].state != State::Backoff {
+        // Stopped on request, or restarted on request meanwhile.
+        if self.instances[i].state != State::Backoff || self.instances[i].held {
             return;
         }
         if self.shutdown.is_some() {

@@ -82,6 +82,13 @@ impl StartQueue {
         }
     }
 
+    /// `i` itself is to be looked at again (restarted on request).
+    pub fn push(&mut self, i: usize) {
+        if let Some(&k) = self.place.get(i).filter(|&&k| k != usize::MAX) {
+            self.candidates.insert(k);
+        }
+    }
+
     /// The next instance to look at, earliest in start order first.
     pub fn pop(&mut self) -> Option<usize> {
         self.candidates.pop_first().map(|k| self.sequence[k])

@@ -184,6 +184,7 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         forward_signals,
         env_file,
         profiles,
+        restart_dependents,
     } = &mut **rare;
     shift_list(inherit_env, o);
     shift(cwd, o);
@@ -199,6 +200,7 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
     shift_list(forward_signals, o);
     shift_list(env_file, o);
     shift_list(profiles, o);
+    shift(restart_dependents, o);
 }
 
 fn shift_edge(edge: &mut EdgeSpec, o: usize) {

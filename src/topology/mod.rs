@@ -561,6 +561,10 @@ struct ProcessWire {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     profiles: Vec<Spanned<String>>,
+    /// `ipc-run restart` of this process also restarts the processes that
+    /// wait for it (`after`), in dependency order (default false).
+    #[schemars(with = "Option<bool>")]
+    restart_dependents: Option<Spanned<bool>>,
 }
 
 /// One process (or a set of identical replicas): `[process.NAME]`, its keys
@@ -622,6 +626,8 @@ pub struct ProcessRare {
     pub env_file: Vec<Spanned<String>>,
     /// `profiles` as written.
     pub profiles: Vec<Spanned<String>>,
+    /// `restart_dependents` as written.
+    pub restart_dependents: Option<Spanned<bool>>,
 }
 
 /// The rare keys of a process that writes none.
@@ -640,6 +646,7 @@ static NO_RARE_PROCESS_KEYS: ProcessRare = ProcessRare {
     forward_signals: Vec::new(),
     env_file: Vec::new(),
     profiles: Vec::new(),
+    restart_dependents: None,
 };
 
 impl ProcessRare {
@@ -686,6 +693,7 @@ impl From<ProcessWire> for ProcessSpec {
             forward_signals,
             env_file,
             profiles,
+            restart_dependents,
         } = wire;
         let env_file = env_file.map(PathList::into_items).unwrap_or_default();
         let written = !inherit_env.is_empty()
@@ -701,7 +709,8 @@ impl From<ProcessWire> for ProcessSpec {
             || stop_timeout.is_some()
             || !forward_signals.is_empty()
             || !env_file.is_empty()
-            || !profiles.is_empty();
+            || !profiles.is_empty()
+            || restart_dependents.is_some();
         let rare = written.then(|| {
             Box::new(ProcessRare {
                 inherit_env,
@@ -718,6 +727,7 @@ impl From<ProcessWire> for ProcessSpec {
                 forward_signals,
                 env_file,
                 profiles,
+                restart_dependents,
             })
         });
         ProcessSpec {

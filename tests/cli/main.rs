@@ -6,6 +6,7 @@ mod support;
 
 mod bench;
 mod caps;
+mod control;
 mod port;
 mod port_hardening;
 

@@ -780,8 +780,8 @@ fn f5_sigkill_kills_every_child_and_clean_removes_only_that_run() {
         "{stdout}"
     );
     // fifo x2, unix sockets x2 + notify, posix shm + 2 semaphores, posix
-    // sem, mq, sysv shm + sem set, sysv mq, sysv sem.
-    assert_eq!(stdout.matches("  removed ").count(), 14, "{stdout}");
+    // sem, mq, sysv shm + sem set, sysv mq, sysv sem; the control socket.
+    assert_eq!(stdout.matches("  removed ").count(), 15, "{stdout}");
     assert_eq!(
         stdout.matches(alive_objects.run_id.as_str()).count(),
         1,
@@ -844,6 +844,7 @@ fn s1_every_object_is_0600_and_the_run_dir_0700_under_umask_000_and_022() {
             "e2.fifo",
             "e4.sock",
             "e14.sock",
+            "control.sock",
             "journal",
             "lock",
             "notify.sock",
