@@ -44,6 +44,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use anstyle::{AnsiColor, Style};
+
+pub use super::logfile::{LogDirError, LogFiles, Rotation};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
@@ -217,6 +219,26 @@ pub fn plan_writes_stdout(plan: &crate::plan::Plan) -> bool {
     })
 }
 
+/// How relayed records are written to ipc-run's outputs (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `name | line`, each stream to ipc-run's own.
+    #[default]
+    Text,
+    /// One JSON object per record, all on ipc-run's stdout.
+    Json,
+}
+
+/// Now, as RFC 3339 with milliseconds and a space.
+fn now_stamp() -> [u8; 25] {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut stamp = [b' '; 25];
+    stamp[..24].copy_from_slice(&super::logfile::rfc3339_ms(since));
+    stamp
+}
+
 /// Which of ipc-run's streams a record goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -235,59 +257,28 @@ const PALETTE: [AnsiColor; 6] = [
     AnsiColor::BrightRed,
 ];
 
-/// One stream's log file; a line is ended when the next one starts (or at
-/// close), so that a line cut into several records is rejoined exactly.
-#[derive(Debug)]
-struct LogFile {
-    fd: OwnedFd,
-    line_open: bool,
-}
-
-impl LogFile {
-    /// Opens `name` in the log directory `dir` for appending, as a file
-    /// of ours only (see [`crate::safe_file`]).
-    fn open(
-        dir: BorrowedFd<'_>,
-        name: &Path,
-        path: &Path,
-    ) -> Result<LogFile, crate::safe_file::SafeFileError> {
-        let fd = crate::safe_file::open_in(dir, name, path, crate::safe_file::Existing::Append)?;
-        Ok(LogFile {
-            fd,
-            line_open: false,
-        })
-    }
-
-    fn write(&mut self, record: Record<'_>, scratch: &mut Vec<u8>) -> Result<(), Errno> {
-        scratch.clear();
-        if record.starts_line && self.line_open {
-            scratch.push(b'\n');
-        }
-        scratch.extend_from_slice(record.bytes);
-        self.line_open = true;
-        write_all(self.fd.as_fd(), scratch)
-    }
-}
-
-impl Drop for LogFile {
-    fn drop(&mut self) {
-        if self.line_open {
-            let _ = write_all(self.fd.as_fd(), b"\n");
-        }
-    }
-}
-
 /// Writes records to ipc-run's stdout and stderr with name prefixes.
 #[derive(Debug)]
 pub struct LogWriter {
     out: [OwnedFd; 2],
     color: [bool; 2],
-    /// Per instance: its stdout and stderr log files, with `--log-dir`.
-    files: Vec<[Option<LogFile>; 2]>,
+    /// The log files, with `--log-dir`.
+    files: Option<LogFiles>,
+    /// How records are written to ipc-run's outputs.
+    format: LogFormat,
+    /// Lines carry a timestamp (`--timestamps`).
+    timestamps: bool,
+    /// The time of the read being relayed, RFC 3339, and a space.
+    stamp: [u8; 25],
+    /// Per instance, with `--log-format json`: its `"process"` and
+    /// `"instance"` members, rendered once.
+    json_names: Vec<Box<[u8]>>,
+    /// Per stream of a process: the output slot its records go to (with
+    /// JSON both go to stdout).
+    route: [usize; 2],
     /// Per instance: the padded name followed by ` | `, plain and
     /// coloured; a continuation record takes the name and ` + `.
     prefixes: Vec<[Box<[u8]>; 2]>,
-    scratch: Vec<u8>,
     /// Per output stream: whole records not written yet, from `sent` on.
     queue: [Vec<u8>; 2],
     sent: [usize; 2],
@@ -328,9 +319,13 @@ impl LogWriter {
             blocked: [false, false],
             out: [stdout, stderr],
             color,
-            files: Vec::new(),
+            files: None,
+            format: LogFormat::Text,
+            timestamps: false,
+            stamp: now_stamp(),
+            json_names: Vec::new(),
+            route: [0, 1],
             prefixes,
-            scratch: Vec::with_capacity(CHUNK + 128),
             queue: [Vec::new(), Vec::new()],
             sent: [0, 0],
             write_errors: 0,
@@ -347,63 +342,105 @@ impl LogWriter {
     }
 
     /// Also appends every instance's records to `dir/<name>.stdout.log` and
-    /// `dir/<name>.stderr.log`, creating `dir` (0700) if needed.
+    /// `dir/<name>.stderr.log`, rotated as told; `dir` must exist
+    /// ([`LogFiles::open`]).
     pub fn with_log_dir(
         mut self,
         dir: &Path,
         names: &[&str],
-    ) -> Result<Self, super::SuperviseError> {
-        let mut builder = std::fs::DirBuilder::new();
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .recursive(true)
-            .create(dir)
-            .map_err(|source| super::SuperviseError::LogFile {
-                action: "create log directory",
-                path: dir.to_owned(),
-                source,
-            })?;
-        let unsafe_file =
-            |path: &Path, e: crate::safe_file::SafeFileError| super::SuperviseError::LogFile {
-                action: "open log file",
-                path: path.to_owned(),
-                source: std::io::Error::other(e),
-            };
-        let dir_fd = crate::safe_file::open_checked_dir(dir).map_err(|e| unsafe_file(dir, e))?;
-        for name in names {
-            let mut pair = [None, None];
-            for (slot, stream) in ["stdout", "stderr"].iter().enumerate() {
-                let file_name = format!("{name}.{stream}.log");
-                let path = dir.join(&file_name);
-                let file = LogFile::open(dir_fd.as_fd(), Path::new(&file_name), &path)
-                    .map_err(|e| unsafe_file(&path, e))?;
-                pair[slot] = Some(file);
-            }
-            self.files.push(pair);
-        }
+        rotation: Rotation,
+    ) -> Result<Self, LogDirError> {
+        self.files = Some(LogFiles::open(dir, names, rotation)?);
         Ok(self)
+    }
+
+    /// Writes records as `format`, each line with a timestamp when
+    /// `timestamps` is set (always in JSON); `processes` are the declared
+    /// process of each instance, indexed as in [`LogWriter::new`].
+    pub fn with_format(
+        mut self,
+        format: LogFormat,
+        timestamps: bool,
+        instances: &[&str],
+        processes: &[&str],
+    ) -> Self {
+        self.format = format;
+        self.timestamps = timestamps;
+        if format == LogFormat::Json {
+            self.route = [0, 0];
+            self.json_names = instances
+                .iter()
+                .zip(processes)
+                .map(|(instance, process)| {
+                    let mut member = b",\"process\":".to_vec();
+                    let _ = serde_json::to_writer(&mut member, process);
+                    member.extend_from_slice(b",\"instance\":");
+                    let _ = serde_json::to_writer(&mut member, instance);
+                    member.into()
+                })
+                .collect();
+        }
+        self
     }
 
     /// Writes one record of `instance` to `stream`.
     #[inline]
     pub fn write(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
         let slot = stream as usize;
-        if let Some(Some(file)) = self.files.get_mut(instance).map(|pair| &mut pair[slot])
-            && file.write(record, &mut self.scratch).is_err()
-        {
-            self.write_errors += 1;
+        let stamp: &[u8] = if self.timestamps { &self.stamp } else { b"" };
+        if let Some(files) = &mut self.files {
+            files.write(instance, slot, record, stamp);
+        }
+        if self.format == LogFormat::Json {
+            return self.write_json(instance, stream, record);
         }
         let prefix = &self.prefixes[instance][usize::from(self.color[slot])];
         let out = &mut self.queue[slot];
-        out.reserve(prefix.len() + record.bytes.len() + 1);
+        out.reserve(prefix.len() + stamp.len() + record.bytes.len() + 1);
         if record.starts_line {
             out.extend_from_slice(prefix);
+            out.extend_from_slice(stamp);
         } else {
             out.extend_from_slice(&prefix[..prefix.len() - 3]);
             out.extend_from_slice(b" + ");
         }
         out.extend_from_slice(record.bytes);
         out.push(b'\n');
+    }
+
+    /// One record as a JSON object on its own line. A line that is not
+    /// UTF-8 is written as an array of its byte values (as `journalctl -o
+    /// json` does), so every line round-trips exactly.
+    fn write_json(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
+        let out = &mut self.queue[self.route[stream as usize]];
+        out.extend_from_slice(b"{\"time\":\"");
+        out.extend_from_slice(&self.stamp[..24]);
+        out.push(b'"');
+        out.extend_from_slice(&self.json_names[instance]);
+        out.extend_from_slice(match stream {
+            Stream::Stdout => b",\"stream\":\"stdout\"",
+            Stream::Stderr => b",\"stream\":\"stderr\"",
+        });
+        if !record.starts_line {
+            out.extend_from_slice(b",\"continued\":true");
+        }
+        out.extend_from_slice(b",\"line\":");
+        match std::str::from_utf8(record.bytes) {
+            Ok(text) => {
+                let _ = serde_json::to_writer(&mut *out, text);
+            }
+            Err(_) => {
+                out.push(b'[');
+                for (i, byte) in record.bytes.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let _ = std::io::Write::write_fmt(out, format_args!("{byte}"));
+                }
+                out.push(b']');
+            }
+        }
+        out.extend_from_slice(b"}\n");
     }
 
     /// Reads what `source`'s pipe holds (a few reads while each fills
@@ -422,7 +459,7 @@ impl LogWriter {
             instance,
             stream,
         } = source;
-        let slot = stream as usize;
+        let out = self.route[stream as usize];
         let mut relayed = Relayed::Empty;
         for _ in 0..READS_PER_TURN {
             let n = match nix::unistd::read(fd, scratch) {
@@ -434,8 +471,8 @@ impl LogWriter {
             };
             relayed = Relayed::Data;
             self.relay_bytes(instance, stream, buffer, &scratch[..n], &mut observe);
-            if self.backlog(stream) >= self.batch[slot] && !self.blocked[slot] {
-                self.flush_stream(slot);
+            if self.queued(out) >= self.batch[out] && !self.blocked[out] {
+                self.flush_stream(out);
             }
             // A short read emptied the pipe; a stalled output takes no more.
             if n < scratch.len() || self.stalled(stream) {
@@ -473,6 +510,7 @@ impl LogWriter {
                 Err(_) => break,
             }
         }
+        self.stamp_now();
         buffer.finish(|record| {
             if let Some(observe) = observe.as_mut() {
                 observe(record);
@@ -490,6 +528,8 @@ impl LogWriter {
         data: &[u8],
         observe: &mut Option<&mut dyn FnMut(Record<'_>)>,
     ) {
+        // One clock read per read: its records arrived together.
+        self.stamp_now();
         buffer.push(data, |record| {
             if let Some(observe) = observe.as_mut() {
                 observe(record);
@@ -498,16 +538,27 @@ impl LogWriter {
         });
     }
 
+    /// Sets the stamp to now, when lines are stamped.
+    #[inline]
+    fn stamp_now(&mut self) {
+        if self.timestamps || self.format == LogFormat::Json {
+            self.stamp = now_stamp();
+        }
+    }
+
     /// Bytes queued for output `stream`, not written yet.
     pub fn backlog(&self, stream: Stream) -> usize {
-        let slot = stream as usize;
+        self.queued(stream as usize)
+    }
+
+    fn queued(&self, slot: usize) -> usize {
         self.queue[slot].len() - self.sent[slot]
     }
 
-    /// Whether the queue of `stream` is over [`HIGH_WATER`]: the pipes that
-    /// feed it are not read until it drains.
+    /// Whether the output that the processes' `stream` pipes feed holds
+    /// more than [`HIGH_WATER`]: those pipes are not read until it drains.
     pub fn stalled(&self, stream: Stream) -> bool {
-        self.backlog(stream) > HIGH_WATER
+        self.queued(self.route[stream as usize]) > HIGH_WATER
     }
 
     /// The fd of output `stream`, to wait for POLLOUT on.
@@ -518,6 +569,10 @@ impl LogWriter {
     /// Writes what the outputs take now, without blocking on a
     /// non-blocking output; call before waiting for more.
     pub fn flush(&mut self) {
+        if let Some(files) = &mut self.files {
+            files.flush();
+            self.write_errors += std::mem::take(&mut files.errors);
+        }
         self.blocked = [false, false];
         self.flush_stream(0);
         self.flush_stream(1);
@@ -573,6 +628,10 @@ impl LogWriter {
     /// what is left then is dropped and counted (a reader that stopped
     /// reading must not keep ipc-run from ending and cleaning up).
     pub fn finish(&mut self, deadline: std::time::Instant) {
+        if let Some(mut files) = self.files.take() {
+            files.finish();
+            self.write_errors += files.errors;
+        }
         for slot in 0..2 {
             self.flush_stream(slot);
             while self.sent[slot] < self.queue[slot].len() {
@@ -657,27 +716,6 @@ fn write_out(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> Result<usize, Errn
     } else {
         nix::unistd::write(fd, buf)
     }
-}
-
-/// Writes all of `buf` to `fd`, blocking; waits for POLLOUT should the fd
-/// be non-blocking (an inherited O_NONBLOCK pipe).
-fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
-    while !buf.is_empty() {
-        match nix::unistd::write(fd, buf) {
-            Ok(0) => return Err(Errno::EIO),
-            Ok(n) => buf = &buf[n..],
-            Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => {
-                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-                match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(err) => return Err(err),
-                }
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -784,6 +822,9 @@ mod tests {
     fn log_files_hold_each_stream_byte_exact() {
         let dir = std::env::temp_dir().join(format!("ipc-run-logs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
         let null = || -> OwnedFd {
             std::fs::OpenOptions::new()
                 .write(true)
@@ -792,7 +833,7 @@ mod tests {
                 .into()
         };
         let mut writer = LogWriter::new(&["a"], null(), null(), [false, false])
-            .with_log_dir(&dir, &["a"])
+            .with_log_dir(&dir, &["a"], Rotation::default())
             .unwrap();
         let long: Vec<u8> = vec![b'x'; CHUNK * 2 + 3];
         let mut input = b"first\n\xff\n".to_vec();

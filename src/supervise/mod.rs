@@ -17,6 +17,7 @@
 pub(crate) mod accept;
 pub(crate) mod cycles;
 pub(crate) mod events;
+pub(crate) mod logfile;
 pub(crate) mod logs;
 pub(crate) mod missing;
 pub(crate) mod notify;
@@ -148,8 +149,14 @@ pub struct RunOptions {
     /// in every child.
     pub nofile: Option<(u64, u64)>,
     /// Also append each instance's relayed output to files in this
-    /// directory ([`logs`]).
+    /// directory, which must exist ([`logfile`]).
     pub log_dir: Option<std::path::PathBuf>,
+    /// How the files in `log_dir` are rotated.
+    pub log_rotation: logfile::Rotation,
+    /// How relayed lines are written to ipc-run's outputs.
+    pub log_format: logs::LogFormat,
+    /// Relayed lines and log file lines start with an RFC 3339 timestamp.
+    pub timestamps: bool,
     /// Print the summary as one JSON object on stderr instead of lines
     /// ([`status::summary_json`]).
     pub summary_json: bool,
@@ -180,16 +187,9 @@ pub enum SuperviseError {
     /// Preparing the run (resources, run directory) failed.
     #[error("failed to prepare the run: {0}")]
     Prepare(#[from] crate::launch::LaunchError),
-    /// A `--log-dir` directory or file could not be made.
-    #[error("failed to prepare the run: {action} {}: {source}", .path.display())]
-    LogFile {
-        /// `create log directory` or `open log file`.
-        action: &'static str,
-        /// The directory or file.
-        path: std::path::PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
+    /// A `--log-dir` directory or file could not be used.
+    #[error("failed to prepare the run: {0}")]
+    LogFile(#[from] logs::LogDirError),
 }
 
 /// Why the runtime could not start an instance. The message reads after
@@ -673,10 +673,12 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
         options.color.resolve(stderr.as_fd()),
     ];
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_ref()).collect();
+    let processes: Vec<&str> = plan.processes.iter().map(|p| p.process.as_ref()).collect();
     let mut writer = LogWriter::new(&names, stdout, stderr, color)
-        .with_stdout_shared(logs::plan_writes_stdout(plan));
+        .with_stdout_shared(logs::plan_writes_stdout(plan))
+        .with_format(options.log_format, options.timestamps, &names, &processes);
     if let Some(dir) = &options.log_dir {
-        writer = writer.with_log_dir(dir, &names)?;
+        writer = writer.with_log_dir(dir, &names, options.log_rotation)?;
     }
     Ok(writer)
 }
