@@ -11,6 +11,7 @@ mod dbus;
 mod grpc;
 mod hardening;
 mod http;
+mod logfiles;
 mod onc;
 mod ring;
 mod ring_languages;
