@@ -35,10 +35,11 @@
 //! pipe: SIGPIPE is ignored in ipc-run) are counted and the record is
 //! dropped; the run goes on.
 //!
-//! With a log directory (`ipc-run run --log-dir DIR`), each instance's
-//! streams are also appended, unprefixed and byte-exact, to
-//! `DIR/<instance>.stdout.log` and `DIR/<instance>.stderr.log` (created 0600,
-//! never through a symlink; a restarted process appends to the same files).
+//! With a log directory (`ipc-run run --log-dir DIR`), each record also goes
+//! to the instance's stream file, buffered and written once per batch
+//! ([`super::logfile`]). With `--timestamps` each line starts with the time
+//! of the read it came in (one clock read per read); with `--log-format
+//! json` each record is a JSON object on ipc-run's stdout ([`LogFormat`]).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
