@@ -769,6 +769,8 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
             LogFormat::Json => crate::supervise::logs::LogFormat::Json,
         },
         timestamps: args.timestamps,
+        // The control socket's `logs` will read them; nothing does yet.
+        recent_log_bytes: 0,
         summary_json: args.summary_format == SummaryFormat::Json,
     };
     let outcome = crate::supervise::run(&planned.plan, &options)?;

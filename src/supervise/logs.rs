@@ -230,6 +230,93 @@ pub enum LogFormat {
     Json,
 }
 
+/// The last records of each instance, at most a fixed number of bytes each
+/// (oldest dropped first, whole records only), for `ipc-run logs`. Off
+/// unless asked for: keeping them copies every relayed byte once more.
+#[derive(Debug)]
+pub struct Recent {
+    /// Per instance: entries of a 27-byte head (stream, starts a line,
+    /// length as u32 LE, the RFC 3339 time) and the record's bytes.
+    per: Vec<std::collections::VecDeque<u8>>,
+    cap: usize,
+}
+
+/// One record kept by [`Recent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentRecord {
+    /// The stream it came on.
+    pub stream: Stream,
+    /// False when it continues a line cut at [`CHUNK`].
+    pub starts_line: bool,
+    /// When it was read, RFC 3339 with milliseconds.
+    pub time: String,
+    /// The bytes, without the newline.
+    pub bytes: Vec<u8>,
+}
+
+const RECENT_HEAD: usize = 1 + 1 + 4 + 24;
+
+impl Recent {
+    /// Room for `cap` bytes of records (with their heads) per instance.
+    pub fn new(instances: usize, cap: usize) -> Self {
+        Recent {
+            per: (0..instances).map(|_| Default::default()).collect(),
+            cap,
+        }
+    }
+
+    fn push(&mut self, instance: usize, stream: Stream, record: Record<'_>, time: &[u8]) {
+        let Some(ring) = self.per.get_mut(instance) else {
+            return;
+        };
+        let len = record.bytes.len();
+        if RECENT_HEAD + len > self.cap {
+            return;
+        }
+        while ring.len() + RECENT_HEAD + len > self.cap {
+            let mut head = [0; 4];
+            for (i, b) in ring.range(2..6).enumerate() {
+                head[i] = *b;
+            }
+            let old = RECENT_HEAD + u32::from_le_bytes(head) as usize;
+            ring.drain(..old);
+        }
+        ring.push_back(stream as u8);
+        ring.push_back(u8::from(record.starts_line));
+        ring.extend((len as u32).to_le_bytes());
+        ring.extend(time.iter().copied());
+        ring.extend(record.bytes.iter().copied());
+    }
+
+    /// The records kept for `instance`, oldest first.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "read by `ipc-run logs` over the control socket")
+    )]
+    pub fn records(&mut self, instance: usize) -> Vec<RecentRecord> {
+        let Some(ring) = self.per.get_mut(instance) else {
+            return Vec::new();
+        };
+        let mut rest: &[u8] = ring.make_contiguous();
+        let mut out = Vec::new();
+        while rest.len() >= RECENT_HEAD {
+            let len = u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize;
+            out.push(RecentRecord {
+                stream: if rest[0] == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                },
+                starts_line: rest[1] != 0,
+                time: String::from_utf8_lossy(&rest[6..RECENT_HEAD]).into_owned(),
+                bytes: rest[RECENT_HEAD..RECENT_HEAD + len].to_vec(),
+            });
+            rest = &rest[RECENT_HEAD + len..];
+        }
+        out
+    }
+}
+
 /// Now, as RFC 3339 with milliseconds and a space.
 fn now_stamp() -> [u8; 25] {
     let since = std::time::SystemTime::now()
@@ -277,6 +364,8 @@ pub struct LogWriter {
     /// Per stream of a process: the output slot its records go to (with
     /// JSON both go to stdout).
     route: [usize; 2],
+    /// The last records of each instance, when kept.
+    recent: Option<Recent>,
     /// Per instance: the padded name followed by ` | `, plain and
     /// coloured; a continuation record takes the name and ` + `.
     prefixes: Vec<[Box<[u8]>; 2]>,
@@ -326,6 +415,7 @@ impl LogWriter {
             stamp: now_stamp(),
             json_names: Vec::new(),
             route: [0, 1],
+            recent: None,
             prefixes,
             queue: [Vec::new(), Vec::new()],
             sent: [0, 0],
@@ -384,6 +474,22 @@ impl LogWriter {
         self
     }
 
+    /// Also keeps the last `bytes` of records of each of `instances`
+    /// instances in memory ([`Recent`]); 0 keeps none.
+    pub fn with_recent(mut self, instances: usize, bytes: usize) -> Self {
+        self.recent = (bytes > 0).then(|| Recent::new(instances, bytes));
+        self
+    }
+
+    /// The records kept in memory, if any are ([`LogWriter::with_recent`]).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "read by `ipc-run logs` over the control socket")
+    )]
+    pub fn recent(&mut self) -> Option<&mut Recent> {
+        self.recent.as_mut()
+    }
+
     /// Writes one record of `instance` to `stream`.
     #[inline]
     pub fn write(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
@@ -391,6 +497,9 @@ impl LogWriter {
         let stamp: &[u8] = if self.timestamps { &self.stamp } else { b"" };
         if let Some(files) = &mut self.files {
             files.write(instance, slot, record, stamp);
+        }
+        if let Some(recent) = &mut self.recent {
+            recent.push(instance, stream, record, &self.stamp[..24]);
         }
         if self.format == LogFormat::Json {
             return self.write_json(instance, stream, record);
@@ -542,7 +651,7 @@ impl LogWriter {
     /// Sets the stamp to now, when lines are stamped.
     #[inline]
     fn stamp_now(&mut self) {
-        if self.timestamps || self.format == LogFormat::Json {
+        if self.timestamps || self.format == LogFormat::Json || self.recent.is_some() {
             self.stamp = now_stamp();
         }
     }
@@ -865,6 +974,33 @@ mod tests {
         );
         assert_eq!(mode & 0o777, 0o600);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn recent_keeps_the_last_whole_records_within_its_size() {
+        let mut writer =
+            LogWriter::new(&["a", "b"], null(), null(), [false, false]).with_recent(2, 120);
+        fn line(bytes: &[u8]) -> Record<'_> {
+            Record {
+                bytes,
+                starts_line: true,
+            }
+        }
+        for i in 0..10u8 {
+            let ten = [b'0' + i; 10];
+            writer.write(0, Stream::Stdout, line(&ten));
+        }
+        writer.write(0, Stream::Stderr, line(b"err"));
+        let long = [b'x'; 200];
+        writer.write(1, Stream::Stdout, line(&long));
+        let recent = writer.recent().unwrap();
+        let kept = recent.records(0);
+        let bytes: Vec<&[u8]> = kept.iter().map(|r| r.bytes.as_slice()).collect();
+        assert_eq!(bytes, [b"8888888888".as_slice(), b"9999999999", b"err"]);
+        assert_eq!(kept[2].stream, Stream::Stderr);
+        assert_eq!(kept[0].time.len(), 24);
+        // A record larger than the whole room is not kept.
+        assert!(recent.records(1).is_empty());
     }
 
     #[test]

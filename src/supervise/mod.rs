@@ -157,6 +157,9 @@ pub struct RunOptions {
     pub log_format: logs::LogFormat,
     /// Relayed lines and log file lines start with an RFC 3339 timestamp.
     pub timestamps: bool,
+    /// Bytes of each instance's last records kept in memory for `ipc-run
+    /// logs` ([`logs::Recent`]); 0 keeps none.
+    pub recent_log_bytes: usize,
     /// Print the summary as one JSON object on stderr instead of lines
     /// ([`status::summary_json`]).
     pub summary_json: bool,
@@ -676,7 +679,8 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
     let processes: Vec<&str> = plan.processes.iter().map(|p| p.process.as_ref()).collect();
     let mut writer = LogWriter::new(&names, stdout, stderr, color)
         .with_stdout_shared(logs::plan_writes_stdout(plan))
-        .with_format(options.log_format, options.timestamps, &names, &processes);
+        .with_format(options.log_format, options.timestamps, &names, &processes)
+        .with_recent(names.len(), options.recent_log_bytes);
     if let Some(dir) = &options.log_dir {
         writer = writer.with_log_dir(dir, &names, options.log_rotation)?;
     }
