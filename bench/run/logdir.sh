@@ -11,6 +11,8 @@
 #   --log-dir --timestamps      plus a timestamp per line, relayed and in the file
 #   --log-format json           JSON records instead of prefixed lines
 #   cat                         the generator piped through cat
+#   tee to a file               the generator through tee into a file in the
+#                               same directory: what the page cache costs alone
 # Ratios are to the first column. The log directory is on the disk of
 # BENCH_DIR (default /tmp).
 #
@@ -49,4 +51,5 @@ python3 bench/run/rounds.py "$rounds" --bytes "$bytes" $(json logdir) -- \
     "--log-dir=$IPC_RUN -q $file --log-dir $logs $rotate" \
     "--log-dir --timestamps=$IPC_RUN -q $file --log-dir $logs $rotate --timestamps" \
     "--log-format json=$IPC_RUN -q $file --log-format json" \
-    "cat=$dir/linegen $lines 100 | cat"
+    "cat=$dir/linegen $lines 100 | cat" \
+    "tee to a file=$dir/linegen $lines 100 | tee $logs/tee.log >/dev/null"

@@ -366,6 +366,8 @@ pub struct LogWriter {
     route: [usize; 2],
     /// The last records of each instance, when kept.
     recent: Option<Recent>,
+    /// None of files, timestamps, JSON or recent records is asked for.
+    plain: bool,
     /// Per instance: the padded name followed by ` | `, plain and
     /// coloured; a continuation record takes the name and ` + `.
     prefixes: Vec<[Box<[u8]>; 2]>,
@@ -416,6 +418,7 @@ impl LogWriter {
             json_names: Vec::new(),
             route: [0, 1],
             recent: None,
+            plain: true,
             prefixes,
             queue: [Vec::new(), Vec::new()],
             sent: [0, 0],
@@ -442,6 +445,7 @@ impl LogWriter {
         rotation: Rotation,
     ) -> Result<Self, LogDirError> {
         self.files = Some(LogFiles::open(dir, names, rotation)?);
+        self.set_plain();
         Ok(self)
     }
 
@@ -471,6 +475,7 @@ impl LogWriter {
                 })
                 .collect();
         }
+        self.set_plain();
         self
     }
 
@@ -478,6 +483,7 @@ impl LogWriter {
     /// instances in memory ([`Recent`]); 0 keeps none.
     pub fn with_recent(mut self, instances: usize, bytes: usize) -> Self {
         self.recent = (bytes > 0).then(|| Recent::new(instances, bytes));
+        self.set_plain();
         self
     }
 
@@ -493,6 +499,27 @@ impl LogWriter {
     /// Writes one record of `instance` to `stream`.
     #[inline]
     pub fn write(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
+        if !self.plain {
+            return self.write_more(instance, stream, record);
+        }
+        let slot = stream as usize;
+        let prefix = &self.prefixes[instance][usize::from(self.color[slot])];
+        let out = &mut self.queue[slot];
+        out.reserve(prefix.len() + record.bytes.len() + 1);
+        if record.starts_line {
+            out.extend_from_slice(prefix);
+        } else {
+            out.extend_from_slice(&prefix[..prefix.len() - 3]);
+            out.extend_from_slice(b" + ");
+        }
+        out.extend_from_slice(record.bytes);
+        out.push(b'\n');
+    }
+
+    /// [`LogWriter::write`] with files, timestamps, JSON or recent records:
+    /// out of line, so the plain relay stays as tight as without them.
+    #[inline(never)]
+    fn write_more(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
         let slot = stream as usize;
         let stamp: &[u8] = if self.timestamps { &self.stamp } else { b"" };
         if let Some(files) = &mut self.files {
@@ -516,6 +543,15 @@ impl LogWriter {
         }
         out.extend_from_slice(record.bytes);
         out.push(b'\n');
+    }
+
+    /// Whether records go out as they did before files, timestamps, JSON
+    /// and recent records: prefixed, to their own stream, and nowhere else.
+    fn set_plain(&mut self) {
+        self.plain = self.files.is_none()
+            && self.recent.is_none()
+            && !self.timestamps
+            && self.format == LogFormat::Text;
     }
 
     /// One record as a JSON object on its own line. A line that is not
@@ -651,7 +687,7 @@ impl LogWriter {
     /// Sets the stamp to now, when lines are stamped.
     #[inline]
     fn stamp_now(&mut self) {
-        if self.timestamps || self.format == LogFormat::Json || self.recent.is_some() {
+        if !self.plain {
             self.stamp = now_stamp();
         }
     }
