@@ -182,9 +182,25 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub runtime_dir: Option<PathBuf>,
     /// Also append each process's output, unprefixed, to
-    /// DIR/<name>.stdout.log and DIR/<name>.stderr.log (kept after the run).
+    /// DIR/<name>.stdout.log and DIR/<name>.stderr.log (kept after the run);
+    /// DIR must exist and be yours, writable by no one else.
     #[arg(long, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
+    /// Rotate a log file before a line that would take it past SIZE
+    /// (`10MiB`); the old file becomes NAME.log.1 (default: never).
+    #[arg(long, value_name = "SIZE", requires = "log_dir", value_parser = parse_file_size)]
+    pub log_max_size: Option<u64>,
+    /// Rotated log files kept per stream (NAME.log.1 … NAME.log.N).
+    #[arg(long, value_name = "N", default_value_t = 5, requires = "log_max_size")]
+    pub log_keep: u32,
+    /// Start each relayed line, and each line in the log files, with its
+    /// time (RFC 3339, UTC, milliseconds).
+    #[arg(long)]
+    pub timestamps: bool,
+    /// How relayed lines are printed: `name | line` on ipc-run's stdout and
+    /// stderr, or one JSON object per line, all on stdout.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
     /// FILE is a JSON plan (`ipc-run plan FILE --format json`), run as it
     /// is once checked against this host's limits.
     #[arg(long = "plan", conflicts_with_all = ["tap", "limits", "profiles"])]
@@ -218,6 +234,15 @@ pub(crate) enum ControlFormat {
     /// For people.
     Text,
     /// For tools (docs/operate.md).
+    Json,
+}
+
+/// `run --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// `name | line`.
+    Text,
+    /// `{"time", "process", "instance", "stream", "line"}` per line.
     Json,
 }
 
@@ -1050,6 +1075,17 @@ fn run_in_foreground(
         stdin_is_own: args.stdin,
         nofile,
         log_dir: args.log_dir.clone(),
+        log_rotation: crate::supervise::logfile::Rotation {
+            max_size: args.log_max_size.unwrap_or(0),
+            keep: args.log_keep,
+        },
+        log_format: match args.log_format {
+            LogFormat::Text => crate::supervise::logs::LogFormat::Text,
+            LogFormat::Json => crate::supervise::logs::LogFormat::Json,
+        },
+        timestamps: args.timestamps,
+        // The control socket's `logs` will read them; nothing does yet.
+        recent_log_bytes: 0,
         summary_json: args.summary_format == SummaryFormat::Json,
         announce_ready: announce,
     };

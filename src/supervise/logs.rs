@@ -35,15 +35,18 @@
 //! pipe: SIGPIPE is ignored in ipc-run) are counted and the record is
 //! dropped; the run goes on.
 //!
-//! With a log directory (`ipc-run run --log-dir DIR`), each instance's
-//! streams are also appended, unprefixed and byte-exact, to
-//! `DIR/<instance>.stdout.log` and `DIR/<instance>.stderr.log` (created 0600,
-//! never through a symlink; a restarted process appends to the same files).
+//! With a log directory (`ipc-run run --log-dir DIR`), each record also goes
+//! to the instance's stream file, buffered and written once per batch
+//! ([`super::logfile`]). With `--timestamps` each line starts with the time
+//! of the read it came in (one clock read per read); with `--log-format
+//! json` each record is a JSON object on ipc-run's stdout ([`LogFormat`]).
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use anstyle::{AnsiColor, Style};
+
+pub use super::logfile::{LogDirError, LogFiles, Rotation};
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
@@ -217,6 +220,113 @@ pub fn plan_writes_stdout(plan: &crate::plan::Plan) -> bool {
     })
 }
 
+/// How relayed records are written to ipc-run's outputs (`--log-format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `name | line`, each stream to ipc-run's own.
+    #[default]
+    Text,
+    /// One JSON object per record, all on ipc-run's stdout.
+    Json,
+}
+
+/// The last records of each instance, at most a fixed number of bytes each
+/// (oldest dropped first, whole records only), for `ipc-run logs`. Off
+/// unless asked for: keeping them copies every relayed byte once more.
+#[derive(Debug)]
+pub struct Recent {
+    /// Per instance: entries of a 27-byte head (stream, starts a line,
+    /// length as u32 LE, the RFC 3339 time) and the record's bytes.
+    per: Vec<std::collections::VecDeque<u8>>,
+    cap: usize,
+}
+
+/// One record kept by [`Recent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentRecord {
+    /// The stream it came on.
+    pub stream: Stream,
+    /// False when it continues a line cut at [`CHUNK`].
+    pub starts_line: bool,
+    /// When it was read, RFC 3339 with milliseconds.
+    pub time: String,
+    /// The bytes, without the newline.
+    pub bytes: Vec<u8>,
+}
+
+const RECENT_HEAD: usize = 1 + 1 + 4 + 24;
+
+impl Recent {
+    /// Room for `cap` bytes of records (with their heads) per instance.
+    pub fn new(instances: usize, cap: usize) -> Self {
+        Recent {
+            per: (0..instances).map(|_| Default::default()).collect(),
+            cap,
+        }
+    }
+
+    fn push(&mut self, instance: usize, stream: Stream, record: Record<'_>, time: &[u8]) {
+        let Some(ring) = self.per.get_mut(instance) else {
+            return;
+        };
+        let len = record.bytes.len();
+        if RECENT_HEAD + len > self.cap {
+            return;
+        }
+        while ring.len() + RECENT_HEAD + len > self.cap {
+            let mut head = [0; 4];
+            for (i, b) in ring.range(2..6).enumerate() {
+                head[i] = *b;
+            }
+            let old = RECENT_HEAD + u32::from_le_bytes(head) as usize;
+            ring.drain(..old);
+        }
+        ring.push_back(stream as u8);
+        ring.push_back(u8::from(record.starts_line));
+        ring.extend((len as u32).to_le_bytes());
+        ring.extend(time.iter().copied());
+        ring.extend(record.bytes.iter().copied());
+    }
+
+    /// The records kept for `instance`, oldest first.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "read by `ipc-run logs` over the control socket")
+    )]
+    pub fn records(&mut self, instance: usize) -> Vec<RecentRecord> {
+        let Some(ring) = self.per.get_mut(instance) else {
+            return Vec::new();
+        };
+        let mut rest: &[u8] = ring.make_contiguous();
+        let mut out = Vec::new();
+        while rest.len() >= RECENT_HEAD {
+            let len = u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize;
+            out.push(RecentRecord {
+                stream: if rest[0] == 0 {
+                    Stream::Stdout
+                } else {
+                    Stream::Stderr
+                },
+                starts_line: rest[1] != 0,
+                time: String::from_utf8_lossy(&rest[6..RECENT_HEAD]).into_owned(),
+                bytes: rest[RECENT_HEAD..RECENT_HEAD + len].to_vec(),
+            });
+            rest = &rest[RECENT_HEAD + len..];
+        }
+        out
+    }
+}
+
+/// Now, as RFC 3339 with milliseconds and a space.
+fn now_stamp() -> [u8; 25] {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut stamp = [b' '; 25];
+    stamp[..24].copy_from_slice(&super::logfile::rfc3339_ms(since));
+    stamp
+}
+
 /// Which of ipc-run's streams a record goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
@@ -235,46 +345,13 @@ const PALETTE: [AnsiColor; 6] = [
     AnsiColor::BrightRed,
 ];
 
-/// One stream's log file; a line is ended when the next one starts (or at
-/// close), so that a line cut into several records is rejoined exactly.
-#[derive(Debug)]
-struct LogFile {
-    fd: OwnedFd,
-    line_open: bool,
-}
-
-impl LogFile {
-    /// Opens `name` in the log directory `dir` for appending, as a file
-    /// of ours only (see [`crate::safe_file`]).
-    fn open(
-        dir: BorrowedFd<'_>,
-        name: &Path,
-        path: &Path,
-    ) -> Result<LogFile, crate::safe_file::SafeFileError> {
-        let fd = crate::safe_file::open_in(dir, name, path, crate::safe_file::Existing::Append)?;
-        Ok(LogFile {
-            fd,
-            line_open: false,
-        })
-    }
-
-    fn write(&mut self, record: Record<'_>, scratch: &mut Vec<u8>) -> Result<(), Errno> {
-        scratch.clear();
-        if record.starts_line && self.line_open {
-            scratch.push(b'\n');
-        }
-        scratch.extend_from_slice(record.bytes);
-        self.line_open = true;
-        write_all(self.fd.as_fd(), scratch)
-    }
-}
-
-impl Drop for LogFile {
-    fn drop(&mut self) {
-        if self.line_open {
-            let _ = write_all(self.fd.as_fd(), b"\n");
-        }
-    }
+/// The prefix pair of `rank` of the MPI world `instance` launches.
+fn rank_prefix(
+    ranks: &[Option<(Vec<Prefix>, usize)>],
+    instance: usize,
+    rank: Option<usize>,
+) -> Option<&Prefix> {
+    ranks.get(instance)?.as_ref()?.0.get(rank?)
 }
 
 /// A record prefix, plain and coloured.
@@ -293,15 +370,30 @@ fn prefix_pair(name: &str, i: usize, width: usize) -> Prefix {
 pub struct LogWriter {
     out: [OwnedFd; 2],
     color: [bool; 2],
-    /// Per instance: its stdout and stderr log files, with `--log-dir`.
-    files: Vec<[Option<LogFile>; 2]>,
+    /// The log files, with `--log-dir`.
+    files: Option<LogFiles>,
+    /// How records are written to ipc-run's outputs.
+    format: LogFormat,
+    /// Lines carry a timestamp (`--timestamps`).
+    timestamps: bool,
+    /// The time of the read being relayed, RFC 3339, and a space.
+    stamp: [u8; 25],
+    /// Per instance, with `--log-format json`: its `"process"` and
+    /// `"instance"` members, rendered once.
+    json_names: Vec<Box<[u8]>>,
+    /// Per stream of a process: the output slot its records go to (with
+    /// JSON both go to stdout).
+    route: [usize; 2],
+    /// The last records of each instance, when kept.
+    recent: Option<Recent>,
+    /// None of files, timestamps, JSON or recent records is asked for.
+    plain: bool,
     /// Per instance: the padded name followed by ` | `, plain and
     /// coloured; a continuation record takes the name and ` + `.
     prefixes: Vec<[Box<[u8]>; 2]>,
     /// Per instance (empty when no MPI world runs): the prefixes of a
     /// launcher's ranks, `name[rank] | `, and the rank of its last line.
     ranks: Vec<Option<(Vec<Prefix>, usize)>>,
-    scratch: Vec<u8>,
     /// Per output stream: whole records not written yet, from `sent` on.
     queue: [Vec<u8>; 2],
     sent: [usize; 2],
@@ -337,10 +429,16 @@ impl LogWriter {
             blocked: [false, false],
             out: [stdout, stderr],
             color,
-            files: Vec::new(),
+            files: None,
+            format: LogFormat::Text,
+            timestamps: false,
+            stamp: now_stamp(),
+            json_names: Vec::new(),
+            route: [0, 1],
+            recent: None,
+            plain: true,
             prefixes,
             ranks: Vec::new(),
-            scratch: Vec::with_capacity(CHUNK + 128),
             queue: [Vec::new(), Vec::new()],
             sent: [0, 0],
             write_errors: 0,
@@ -410,68 +508,79 @@ impl LogWriter {
     }
 
     /// Also appends every instance's records to `dir/<name>.stdout.log` and
-    /// `dir/<name>.stderr.log`, creating `dir` (0700) if needed.
+    /// `dir/<name>.stderr.log`, rotated as told; `dir` must exist
+    /// ([`LogFiles::open`]).
     pub fn with_log_dir(
         mut self,
         dir: &Path,
         names: &[&str],
-    ) -> Result<Self, super::SuperviseError> {
-        let mut builder = std::fs::DirBuilder::new();
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .recursive(true)
-            .create(dir)
-            .map_err(|source| super::SuperviseError::LogFile {
-                action: "create log directory",
-                path: dir.to_owned(),
-                source,
-            })?;
-        let unsafe_file =
-            |path: &Path, e: crate::safe_file::SafeFileError| super::SuperviseError::LogFile {
-                action: "open log file",
-                path: path.to_owned(),
-                source: std::io::Error::other(e),
-            };
-        let dir_fd = crate::safe_file::open_checked_dir(dir).map_err(|e| unsafe_file(dir, e))?;
-        for name in names {
-            let mut pair = [None, None];
-            for (slot, stream) in ["stdout", "stderr"].iter().enumerate() {
-                let file_name = format!("{name}.{stream}.log");
-                let path = dir.join(&file_name);
-                let file = LogFile::open(dir_fd.as_fd(), Path::new(&file_name), &path)
-                    .map_err(|e| unsafe_file(&path, e))?;
-                pair[slot] = Some(file);
-            }
-            self.files.push(pair);
-        }
+        rotation: Rotation,
+    ) -> Result<Self, LogDirError> {
+        self.files = Some(LogFiles::open(dir, names, rotation)?);
+        self.set_plain();
         Ok(self)
+    }
+
+    /// Writes records as `format`, each line with a timestamp when
+    /// `timestamps` is set (always in JSON); `processes` are the declared
+    /// process of each instance, indexed as in [`LogWriter::new`].
+    pub fn with_format(
+        mut self,
+        format: LogFormat,
+        timestamps: bool,
+        instances: &[&str],
+        processes: &[&str],
+    ) -> Self {
+        self.format = format;
+        self.timestamps = timestamps;
+        if format == LogFormat::Json {
+            self.route = [0, 0];
+            self.json_names = instances
+                .iter()
+                .zip(processes)
+                .map(|(instance, process)| {
+                    let mut member = b",\"process\":".to_vec();
+                    let _ = serde_json::to_writer(&mut member, process);
+                    member.extend_from_slice(b",\"instance\":");
+                    let _ = serde_json::to_writer(&mut member, instance);
+                    member.into()
+                })
+                .collect();
+        }
+        self.set_plain();
+        self
+    }
+
+    /// Also keeps the last `bytes` of records of each of `instances`
+    /// instances in memory ([`Recent`]); 0 keeps none.
+    pub fn with_recent(mut self, instances: usize, bytes: usize) -> Self {
+        self.recent = (bytes > 0).then(|| Recent::new(instances, bytes));
+        self.set_plain();
+        self
+    }
+
+    /// The records kept in memory, if any are ([`LogWriter::with_recent`]).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "read by `ipc-run logs` over the control socket")
+    )]
+    pub fn recent(&mut self) -> Option<&mut Recent> {
+        self.recent.as_mut()
     }
 
     /// Writes one record of `instance` to `stream`.
     #[inline]
     pub fn write(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
+        if !self.plain {
+            return self.write_more(instance, stream, record);
+        }
         let slot = stream as usize;
-        if let Some(Some(file)) = self.files.get_mut(instance).map(|pair| &mut pair[slot])
-            && file.write(record, &mut self.scratch).is_err()
-        {
-            self.write_errors += 1;
-        }
-        let mut bytes = record.bytes;
-        let mut prefix = &self.prefixes[instance][usize::from(self.color[slot])];
-        if let Some(Some((ranks, last))) = self.ranks.get_mut(instance) {
-            if record.starts_line {
-                *last = match crate::mechanism::mpi::parse_tag(bytes) {
-                    Some((rank, rest)) if rank < ranks.len() => {
-                        bytes = rest;
-                        rank
-                    }
-                    _ => usize::MAX,
-                };
-            }
-            if let Some(pair) = ranks.get(*last) {
-                prefix = &pair[usize::from(self.color[slot])];
-            }
-        }
+        let (rank, bytes) = self.rank_of(instance, record);
+        let colour = usize::from(self.color[slot]);
+        let prefix = match rank_prefix(&self.ranks, instance, rank) {
+            Some(pair) => &pair[colour],
+            None => &self.prefixes[instance][colour],
+        };
         let out = &mut self.queue[slot];
         out.reserve(prefix.len() + bytes.len() + 1);
         if record.starts_line {
@@ -482,6 +591,106 @@ impl LogWriter {
         }
         out.extend_from_slice(bytes);
         out.push(b'\n');
+    }
+
+    /// For a record of an MPI world's launcher (`--tag-output`), the rank
+    /// its line is of (the last line's for a continuation) and the record
+    /// without the tag; else no rank and the record as it is.
+    fn rank_of<'r>(&mut self, instance: usize, record: Record<'r>) -> (Option<usize>, &'r [u8]) {
+        let Some(Some((ranks, last))) = self.ranks.get_mut(instance) else {
+            return (None, record.bytes);
+        };
+        let mut bytes = record.bytes;
+        if record.starts_line {
+            *last = match crate::mechanism::mpi::parse_tag(bytes) {
+                Some((rank, rest)) if rank < ranks.len() => {
+                    bytes = rest;
+                    rank
+                }
+                _ => usize::MAX,
+            };
+        }
+        ((*last < ranks.len()).then_some(*last), bytes)
+    }
+
+    /// [`LogWriter::write`] with files, timestamps, JSON or recent records:
+    /// out of line, so the plain relay stays as tight as without them.
+    #[inline(never)]
+    fn write_more(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
+        let slot = stream as usize;
+        // Files and JSON keep mpirun's rank tag; the relayed text shows the
+        // rank in its prefix.
+        let (rank, bytes) = self.rank_of(instance, record);
+        let stamp: &[u8] = if self.timestamps { &self.stamp } else { b"" };
+        if let Some(files) = &mut self.files {
+            files.write(instance, slot, record, stamp);
+        }
+        if let Some(recent) = &mut self.recent {
+            recent.push(instance, stream, record, &self.stamp[..24]);
+        }
+        if self.format == LogFormat::Json {
+            return self.write_json(instance, stream, record);
+        }
+        let colour = usize::from(self.color[slot]);
+        let prefix = match rank_prefix(&self.ranks, instance, rank) {
+            Some(pair) => &pair[colour],
+            None => &self.prefixes[instance][colour],
+        };
+        let out = &mut self.queue[slot];
+        out.reserve(prefix.len() + stamp.len() + bytes.len() + 1);
+        if record.starts_line {
+            out.extend_from_slice(prefix);
+            out.extend_from_slice(stamp);
+        } else {
+            out.extend_from_slice(&prefix[..prefix.len() - 3]);
+            out.extend_from_slice(b" + ");
+        }
+        out.extend_from_slice(bytes);
+        out.push(b'\n');
+    }
+
+    /// Whether records go out as they did before files, timestamps, JSON
+    /// and recent records: prefixed, to their own stream, and nowhere else.
+    fn set_plain(&mut self) {
+        self.plain = self.files.is_none()
+            && self.recent.is_none()
+            && !self.timestamps
+            && self.format == LogFormat::Text;
+    }
+
+    /// One record as a JSON object on its own line. A line that is not
+    /// UTF-8 is written as an array of its byte values (as `journalctl -o
+    /// json` does), so every line round-trips exactly.
+    fn write_json(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
+        let out = &mut self.queue[self.route[stream as usize]];
+        out.extend_from_slice(b"{\"time\":\"");
+        out.extend_from_slice(&self.stamp[..24]);
+        out.push(b'"');
+        out.extend_from_slice(&self.json_names[instance]);
+        out.extend_from_slice(match stream {
+            Stream::Stdout => b",\"stream\":\"stdout\"",
+            Stream::Stderr => b",\"stream\":\"stderr\"",
+        });
+        if !record.starts_line {
+            out.extend_from_slice(b",\"continued\":true");
+        }
+        out.extend_from_slice(b",\"line\":");
+        match std::str::from_utf8(record.bytes) {
+            Ok(text) => {
+                let _ = serde_json::to_writer(&mut *out, text);
+            }
+            Err(_) => {
+                out.push(b'[');
+                for (i, byte) in record.bytes.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let _ = std::io::Write::write_fmt(out, format_args!("{byte}"));
+                }
+                out.push(b']');
+            }
+        }
+        out.extend_from_slice(b"}\n");
     }
 
     /// Reads what `source`'s pipe holds (a few reads while each fills
@@ -500,7 +709,7 @@ impl LogWriter {
             instance,
             stream,
         } = source;
-        let slot = stream as usize;
+        let out = self.route[stream as usize];
         let mut relayed = Relayed::Empty;
         for _ in 0..READS_PER_TURN {
             let n = match nix::unistd::read(fd, scratch) {
@@ -512,8 +721,8 @@ impl LogWriter {
             };
             relayed = Relayed::Data;
             self.relay_bytes(instance, stream, buffer, &scratch[..n], &mut observe);
-            if self.backlog(stream) >= self.batch[slot] && !self.blocked[slot] {
-                self.flush_stream(slot);
+            if self.queued(out) >= self.batch[out] && !self.blocked[out] {
+                self.flush_stream(out);
             }
             // A short read emptied the pipe; a stalled output takes no more.
             if n < scratch.len() || self.stalled(stream) {
@@ -551,6 +760,7 @@ impl LogWriter {
                 Err(_) => break,
             }
         }
+        self.stamp_now();
         buffer.finish(|record| {
             if let Some(observe) = observe.as_mut() {
                 observe(record);
@@ -568,6 +778,8 @@ impl LogWriter {
         data: &[u8],
         observe: &mut Option<&mut dyn FnMut(Record<'_>)>,
     ) {
+        // One clock read per read: its records arrived together.
+        self.stamp_now();
         buffer.push(data, |record| {
             if let Some(observe) = observe.as_mut() {
                 observe(record);
@@ -576,16 +788,27 @@ impl LogWriter {
         });
     }
 
+    /// Sets the stamp to now, when lines are stamped.
+    #[inline]
+    fn stamp_now(&mut self) {
+        if !self.plain {
+            self.stamp = now_stamp();
+        }
+    }
+
     /// Bytes queued for output `stream`, not written yet.
     pub fn backlog(&self, stream: Stream) -> usize {
-        let slot = stream as usize;
+        self.queued(stream as usize)
+    }
+
+    fn queued(&self, slot: usize) -> usize {
         self.queue[slot].len() - self.sent[slot]
     }
 
-    /// Whether the queue of `stream` is over [`HIGH_WATER`]: the pipes that
-    /// feed it are not read until it drains.
+    /// Whether the output that the processes' `stream` pipes feed holds
+    /// more than [`HIGH_WATER`]: those pipes are not read until it drains.
     pub fn stalled(&self, stream: Stream) -> bool {
-        self.backlog(stream) > HIGH_WATER
+        self.queued(self.route[stream as usize]) > HIGH_WATER
     }
 
     /// The fd of output `stream`, to wait for POLLOUT on.
@@ -596,6 +819,10 @@ impl LogWriter {
     /// Writes what the outputs take now, without blocking on a
     /// non-blocking output; call before waiting for more.
     pub fn flush(&mut self) {
+        if let Some(files) = &mut self.files {
+            files.flush();
+            self.write_errors += std::mem::take(&mut files.errors);
+        }
         self.blocked = [false, false];
         self.flush_stream(0);
         self.flush_stream(1);
@@ -651,6 +878,10 @@ impl LogWriter {
     /// what is left then is dropped and counted (a reader that stopped
     /// reading must not keep ipc-run from ending and cleaning up).
     pub fn finish(&mut self, deadline: std::time::Instant) {
+        if let Some(mut files) = self.files.take() {
+            files.finish();
+            self.write_errors += files.errors;
+        }
         for slot in 0..2 {
             self.flush_stream(slot);
             while self.sent[slot] < self.queue[slot].len() {
@@ -735,27 +966,6 @@ fn write_out(fd: BorrowedFd<'_>, buf: &[u8], socket: bool) -> Result<usize, Errn
     } else {
         nix::unistd::write(fd, buf)
     }
-}
-
-/// Writes all of `buf` to `fd`, blocking; waits for POLLOUT should the fd
-/// be non-blocking (an inherited O_NONBLOCK pipe).
-fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> Result<(), Errno> {
-    while !buf.is_empty() {
-        match nix::unistd::write(fd, buf) {
-            Ok(0) => return Err(Errno::EIO),
-            Ok(n) => buf = &buf[n..],
-            Err(Errno::EINTR) => {}
-            Err(Errno::EAGAIN) => {
-                let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-                match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-                    Ok(_) | Err(Errno::EINTR) => {}
-                    Err(err) => return Err(err),
-                }
-            }
-            Err(err) => return Err(err),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -862,6 +1072,9 @@ mod tests {
     fn log_files_hold_each_stream_byte_exact() {
         let dir = std::env::temp_dir().join(format!("ipc-run-logs-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
         let null = || -> OwnedFd {
             std::fs::OpenOptions::new()
                 .write(true)
@@ -870,7 +1083,7 @@ mod tests {
                 .into()
         };
         let mut writer = LogWriter::new(&["a"], null(), null(), [false, false])
-            .with_log_dir(&dir, &["a"])
+            .with_log_dir(&dir, &["a"], Rotation::default())
             .unwrap();
         let long: Vec<u8> = vec![b'x'; CHUNK * 2 + 3];
         let mut input = b"first\n\xff\n".to_vec();
@@ -901,6 +1114,33 @@ mod tests {
         );
         assert_eq!(mode & 0o777, 0o600);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn recent_keeps_the_last_whole_records_within_its_size() {
+        let mut writer =
+            LogWriter::new(&["a", "b"], null(), null(), [false, false]).with_recent(2, 120);
+        fn line(bytes: &[u8]) -> Record<'_> {
+            Record {
+                bytes,
+                starts_line: true,
+            }
+        }
+        for i in 0..10u8 {
+            let ten = [b'0' + i; 10];
+            writer.write(0, Stream::Stdout, line(&ten));
+        }
+        writer.write(0, Stream::Stderr, line(b"err"));
+        let long = [b'x'; 200];
+        writer.write(1, Stream::Stdout, line(&long));
+        let recent = writer.recent().unwrap();
+        let kept = recent.records(0);
+        let bytes: Vec<&[u8]> = kept.iter().map(|r| r.bytes.as_slice()).collect();
+        assert_eq!(bytes, [b"8888888888".as_slice(), b"9999999999", b"err"]);
+        assert_eq!(kept[2].stream, Stream::Stderr);
+        assert_eq!(kept[0].time.len(), 24);
+        // A record larger than the whole room is not kept.
+        assert!(recent.records(1).is_empty());
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub(crate) mod accept;
 pub(crate) mod control;
 pub(crate) mod cycles;
 pub(crate) mod events;
+pub(crate) mod logfile;
 pub(crate) mod logs;
 pub(crate) mod missing;
 pub(crate) mod notify;
@@ -149,8 +150,17 @@ pub struct RunOptions {
     /// in every child.
     pub nofile: Option<(u64, u64)>,
     /// Also append each instance's relayed output to files in this
-    /// directory ([`logs`]).
+    /// directory, which must exist ([`logfile`]).
     pub log_dir: Option<std::path::PathBuf>,
+    /// How the files in `log_dir` are rotated.
+    pub log_rotation: logfile::Rotation,
+    /// How relayed lines are written to ipc-run's outputs.
+    pub log_format: logs::LogFormat,
+    /// Relayed lines and log file lines start with an RFC 3339 timestamp.
+    pub timestamps: bool,
+    /// Bytes of each instance's last records kept in memory for `ipc-run
+    /// logs` ([`logs::Recent`]); 0 keeps none.
+    pub recent_log_bytes: usize,
     /// Print the summary as one JSON object on stderr instead of lines
     /// ([`status::summary_json`]).
     pub summary_json: bool,
@@ -184,16 +194,9 @@ pub enum SuperviseError {
     /// Preparing the run (resources, run directory) failed.
     #[error("failed to prepare the run: {0}")]
     Prepare(#[from] crate::launch::LaunchError),
-    /// A `--log-dir` directory or file could not be made.
-    #[error("failed to prepare the run: {action} {}: {source}", .path.display())]
-    LogFile {
-        /// `create log directory` or `open log file`.
-        action: &'static str,
-        /// The directory or file.
-        path: std::path::PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
+    /// A `--log-dir` directory or file could not be used.
+    #[error("failed to prepare the run: {0}")]
+    LogFile(#[from] logs::LogDirError),
 }
 
 /// Why the runtime could not start an instance. The message reads after
@@ -725,11 +728,14 @@ fn log_writer(plan: &Plan, options: &RunOptions) -> Result<LogWriter, SuperviseE
         options.color.resolve(stderr.as_fd()),
     ];
     let names: Vec<&str> = plan.processes.iter().map(|p| p.name.as_ref()).collect();
+    let processes: Vec<&str> = plan.processes.iter().map(|p| p.process.as_ref()).collect();
     let mut writer = LogWriter::new(&names, stdout, stderr, color)
         .with_stdout_shared(logs::plan_writes_stdout(plan))
+        .with_format(options.log_format, options.timestamps, &names, &processes)
+        .with_recent(names.len(), options.recent_log_bytes)
         .with_ranks(plan);
     if let Some(dir) = &options.log_dir {
-        writer = writer.with_log_dir(dir, &names)?;
+        writer = writer.with_log_dir(dir, &names, options.log_rotation)?;
     }
     Ok(writer)
 }

@@ -12,6 +12,7 @@ mod dbus;
 mod grpc;
 mod hardening;
 mod http;
+mod logfiles;
 mod mpi;
 mod onc;
 mod ring;
