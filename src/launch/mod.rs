@@ -344,15 +344,8 @@ impl Launched {
         instance: &str,
         hold: HoldEnds,
     ) -> Result<SpawnedChild, LaunchError> {
-        let index = *self
-            .process_index
-            .get(instance)
-            .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?;
-        let process = &self.plan.processes[index];
-        let child = self.spawn_process(process, None)?;
-        if let Some(run_dir) = self.created.run_dir.as_mut() {
-            run_dir.track_process(child.pid);
-        }
+        let child = self.spawn_tracked(instance, None)?;
+        let process = &self.plan.processes[self.process_index[instance]];
         let done = match hold {
             HoldEnds::Keep => false,
             HoldEnds::ByRestartPolicy => process.restart.policy == RestartPolicy::Never,
@@ -374,12 +367,21 @@ impl Launched {
         instance: &str,
         connection: OwnedFd,
     ) -> Result<SpawnedChild, LaunchError> {
+        self.spawn_tracked(instance, Some(connection))
+    }
+
+    /// Spawns `instance` (with `connection` on fds 0 and 1 for a
+    /// per-connection server) and journals its process group.
+    fn spawn_tracked(
+        &mut self,
+        instance: &str,
+        connection: Option<OwnedFd>,
+    ) -> Result<SpawnedChild, LaunchError> {
         let index = *self
             .process_index
             .get(instance)
             .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?;
-        let process = &self.plan.processes[index];
-        let child = self.spawn_process(process, Some(connection))?;
+        let child = self.spawn_process(&self.plan.processes[index], connection)?;
         if let Some(run_dir) = self.created.run_dir.as_mut() {
             run_dir.track_process(child.pid);
         }

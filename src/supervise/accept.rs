@@ -28,9 +28,8 @@ use nix::sys::socket::{SockFlag, accept4};
 use nix::unistd::Pid;
 
 use super::events::Token;
-use super::logs::{LineBuffer, Stream};
 use super::timers::Deadline;
-use super::{Ending, LogStream, Runtime, State, Supervisor, set_nonblocking, signal_group};
+use super::{Ending, Runtime, State, Supervisor, set_nonblocking, signal_group};
 use crate::plan::Mechanism;
 
 /// One per-connection server.
@@ -207,23 +206,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         {
             self.pidfds.insert(pid, pidfd);
         }
-        for (fd, stream) in [
-            (spawned.stdout, Stream::Stdout),
-            (spawned.stderr, Stream::Stderr),
-        ] {
-            if let Some(fd) = fd {
-                set_nonblocking(fd.as_fd());
-                let s = self.streams.insert(LogStream {
-                    instance: i,
-                    stream,
-                    fd,
-                    buffer: LineBuffer::default(),
-                });
-                if let Some(stream) = self.streams.get(s) {
-                    let _ = self.events.add_log(&stream.fd, stream.stream, s);
-                }
-            }
-        }
+        self.relay_output(i, spawned.stdout, spawned.stderr);
     }
 
     /// A reaped pid that is no supervised instance: if it served a

@@ -1125,23 +1125,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                     let _ = self.events.add(&fd, Token::Ready(i));
                     inst.ready_pipe = Some(fd);
                 }
-                for (fd, stream) in [
-                    (spawned.stdout, Stream::Stdout),
-                    (spawned.stderr, Stream::Stderr),
-                ] {
-                    if let Some(fd) = fd {
-                        set_nonblocking(fd.as_fd());
-                        let s = self.streams.insert(LogStream {
-                            instance: i,
-                            stream,
-                            fd,
-                            buffer: LineBuffer::default(),
-                        });
-                        if let Some(stream) = self.streams.get(s) {
-                            let _ = self.events.add_log(&stream.fd, stream.stream, s);
-                        }
-                    }
-                }
+                self.relay_output(i, spawned.stdout, spawned.stderr);
                 let process = &self.plan.processes[i];
                 let inst = &mut self.instances[i];
                 // A server-bound server is ready once its endpoint is
@@ -1562,6 +1546,24 @@ impl<R: Runtime> Supervisor<'_, R> {
             self.on_exit(i, ending);
         } else {
             self.connection_exited(pid, &ending);
+        }
+    }
+
+    /// Relays a new process's stdout and stderr pipes (those it has) as
+    /// instance `i`'s log streams.
+    fn relay_output(&mut self, i: usize, stdout: Option<OwnedFd>, stderr: Option<OwnedFd>) {
+        for (fd, stream) in [(stdout, Stream::Stdout), (stderr, Stream::Stderr)] {
+            let Some(fd) = fd else { continue };
+            set_nonblocking(fd.as_fd());
+            let s = self.streams.insert(LogStream {
+                instance: i,
+                stream,
+                fd,
+                buffer: LineBuffer::default(),
+            });
+            if let Some(stream) = self.streams.get(s) {
+                let _ = self.events.add_log(&stream.fd, stream.stream, s);
+            }
         }
     }
 

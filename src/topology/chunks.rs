@@ -287,29 +287,21 @@ mod tests {
     #[test]
     fn pieces_mean_the_whole_or_step_aside() {
         let mut cut = 0;
-        for dir in ["topologies", "tests/invalid"] {
-            let mut paths: Vec<_> = std::fs::read_dir(dir)
-                .expect("corpus")
-                .map(|e| e.expect("entry").path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect();
-            paths.sort();
-            for path in paths {
-                let Ok(text) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
-                let Some(pieces) = parse(&text, SMALL) else {
-                    continue;
-                };
-                cut += 1;
-                let expected = whole(&text).expect("pieces parse only if the whole does");
-                assert_eq!(
-                    format!("{pieces:?}"),
-                    format!("{expected:?}"),
-                    "{}",
-                    path.display()
-                );
-            }
+        for path in crate::topology::corpus_paths() {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let Some(pieces) = parse(&text, SMALL) else {
+                continue;
+            };
+            cut += 1;
+            let expected = whole(&text).expect("pieces parse only if the whole does");
+            assert_eq!(
+                format!("{pieces:?}"),
+                format!("{expected:?}"),
+                "{}",
+                path.display()
+            );
         }
         assert!(cut > 10, "only {cut} files were cut into pieces");
     }

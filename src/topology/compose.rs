@@ -517,43 +517,35 @@ mod tests {
     #[test]
     fn composing_a_plain_file_changes_nothing() {
         let mut compared = 0;
-        for dir in ["topologies", "tests/invalid"] {
-            let mut paths: Vec<_> = std::fs::read_dir(dir)
-                .expect("corpus")
-                .map(|e| e.expect("entry").path())
-                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-                .collect();
-            paths.sort();
-            for path in paths {
-                let Ok(text) = std::fs::read_to_string(&path) else {
-                    continue;
-                };
-                // What the uncomposed path reads (`${` in a `shell` script
-                // included: it is composed now, and must read the same).
-                let Ok(mut plain) = classify::from_str::<TopologyFile>(&text) else {
-                    continue;
-                };
-                plain.fill_endpoint_spans();
-                if ["include", "profiles", "env_file"]
-                    .iter()
-                    .any(|word| text.contains(word))
-                {
-                    continue;
-                }
-                let composed = match load(&path, text, u64::MAX, &ComposeOptions::default()) {
-                    Ok(composed) => composed,
-                    // The interpolation corpus: refused by design.
-                    Err(_) if path.to_string_lossy().contains("/E001") => continue,
-                    Err(error) => panic!("{}: {error:?}", path.display()),
-                };
-                assert_eq!(
-                    format!("{:?}", composed.file),
-                    format!("{plain:?}"),
-                    "{}",
-                    path.display()
-                );
-                compared += 1;
+        for path in crate::topology::corpus_paths() {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            // What the uncomposed path reads (`${` in a `shell` script
+            // included: it is composed now, and must read the same).
+            let Ok(mut plain) = classify::from_str::<TopologyFile>(&text) else {
+                continue;
+            };
+            plain.fill_endpoint_spans();
+            if ["include", "profiles", "env_file"]
+                .iter()
+                .any(|word| text.contains(word))
+            {
+                continue;
             }
+            let composed = match load(&path, text, u64::MAX, &ComposeOptions::default()) {
+                Ok(composed) => composed,
+                // The interpolation corpus: refused by design.
+                Err(_) if path.to_string_lossy().contains("/E001") => continue,
+                Err(error) => panic!("{}: {error:?}", path.display()),
+            };
+            assert_eq!(
+                format!("{:?}", composed.file),
+                format!("{plain:?}"),
+                "{}",
+                path.display()
+            );
+            compared += 1;
         }
         assert!(compared > 50, "only {compared} files compared");
     }

@@ -1542,3 +1542,20 @@ mod tests {
         );
     }
 }
+
+/// The TOML files of the shipped topologies and the invalid corpus, in a
+/// stable order: what the parse paths' unit tests compare over.
+#[cfg(test)]
+pub(crate) fn corpus_paths() -> Vec<std::path::PathBuf> {
+    let mut all = Vec::new();
+    for dir in ["topologies", "tests/invalid"] {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .expect("corpus")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        all.extend(paths);
+    }
+    all
+}
