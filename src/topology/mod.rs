@@ -1380,6 +1380,23 @@ pub enum Delivery {
     Path,
 }
 
+/// The TOML files of the shipped topologies and the invalid corpus, in a
+/// stable order: what the parse paths' unit tests compare over.
+#[cfg(test)]
+pub(crate) fn corpus_paths() -> Vec<std::path::PathBuf> {
+    let mut all = Vec::new();
+    for dir in ["topologies", "tests/invalid"] {
+        let mut paths: Vec<_> = std::fs::read_dir(dir)
+            .expect("corpus")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        paths.sort();
+        all.extend(paths);
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1541,21 +1558,4 @@ mod tests {
             diagnostic.notes
         );
     }
-}
-
-/// The TOML files of the shipped topologies and the invalid corpus, in a
-/// stable order: what the parse paths' unit tests compare over.
-#[cfg(test)]
-pub(crate) fn corpus_paths() -> Vec<std::path::PathBuf> {
-    let mut all = Vec::new();
-    for dir in ["topologies", "tests/invalid"] {
-        let mut paths: Vec<_> = std::fs::read_dir(dir)
-            .expect("corpus")
-            .map(|e| e.expect("entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect();
-        paths.sort();
-        all.extend(paths);
-    }
-    all
 }
