@@ -180,6 +180,9 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         stop_signal,
         stop_timeout,
         forward_signals,
+        after_conditions,
+        health,
+        watchdog,
     } = &mut **rare;
     shift_list(inherit_env, o);
     shift(cwd, o);
@@ -193,6 +196,12 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
     shift(stop_signal, o);
     shift(stop_timeout, o);
     shift_list(forward_signals, o);
+    *after_conditions = std::mem::take(after_conditions)
+        .into_iter()
+        .map(|(name, condition)| (name, moved(condition, o)))
+        .collect();
+    shift(health, o);
+    shift(watchdog, o);
 }
 
 fn shift_edge(edge: &mut EdgeSpec, o: usize) {
