@@ -48,6 +48,8 @@ pub(crate) enum Token {
     /// The readiness probe socket of an instance, watched for writing
     /// (`true`) or reading.
     Probe(usize, bool),
+    /// The health check socket of an instance, as for [`Token::Probe`].
+    Health(usize, bool),
 }
 
 const KIND_SHIFT: u32 = 32;
@@ -65,6 +67,7 @@ impl Token {
             Token::Logs(stream) => (6, stream as u64),
             Token::Accept(i) => (7, i as u64),
             Token::Probe(i, write) => (8, (i as u64) << 1 | u64::from(write)),
+            Token::Health(i, write) => (9, (i as u64) << 1 | u64::from(write)),
         };
         (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
     }
@@ -84,6 +87,7 @@ impl Token {
             6 => Token::Logs(Stream::Stderr),
             7 => Token::Accept(index),
             8 => Token::Probe(index >> 1, index & 1 == 1),
+            9 => Token::Health(index >> 1, index & 1 == 1),
             _ => return None,
         })
     }
