@@ -10,6 +10,7 @@ mod cli;
 mod dbus;
 mod grpc;
 mod hardening;
+mod health;
 mod http;
 mod onc;
 mod ring;

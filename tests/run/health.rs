@@ -1,0 +1,183 @@
+//! Health checks, the watchdog and `after` conditions, against real
+//! processes: an unhealthy process restarted by its policy, a dependant
+//! started only once its dependency is healthy or completed, a missed
+//! watchdog aborted and restarted, and checks that cost nothing between
+//! intervals.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::support::{Scratch, cpu_ticks, lines_of, run_topology};
+
+#[test]
+fn a_failing_health_check_restarts_the_process() {
+    let (code, stdout, stderr) = run_topology(
+        "health-restart",
+        r#"
+[process.srv]
+shell = "echo start; exec sleep 30"
+health = { exec = ["false"], interval = "50ms", retries = 2 }
+restart = "on-failure"
+restart_limit = 1
+"#,
+    );
+    assert_eq!(lines_of(stdout.as_bytes(), "srv"), ["start", "start"]);
+    assert!(
+        stderr.contains("srv: unhealthy: 2 health check(s) failed in a row"),
+        "{stderr}"
+    );
+    assert_eq!(code, 128 + 9, "killed by SIGKILL, restart limit reached");
+}
+
+#[test]
+fn a_dependant_starts_only_once_its_dependency_is_healthy() {
+    let mut scratch = Scratch::new("health-gate");
+    let flag = scratch.dir.join("db-ok");
+    let file = scratch.topology(&format!(
+        r#"
+exit_code_from = "web"
+[process.db]
+shell = "echo db-start; sleep 0.3; touch {flag}; exec sleep 30"
+health = {{ exec = ["test", "-e", "{flag}"], interval = "50ms", retries = 1000 }}
+[process.web]
+shell = "test -e {flag} && echo db-was-healthy"
+after = {{ db = "healthy" }}
+"#,
+        flag = flag.display()
+    ));
+    let finished = scratch.run(&file);
+    assert_eq!(
+        lines_of(&finished.stdout, "web"),
+        ["db-was-healthy"],
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+}
+
+#[test]
+fn a_server_starts_after_its_migration_completed() {
+    let mut scratch = Scratch::new("health-completed");
+    let schema = scratch.dir.join("schema");
+    let file = scratch.topology(&format!(
+        r#"
+exit_code_from = "server"
+[process.migrate]
+shell = "sleep 0.2; echo v2 > {schema}"
+[process.server]
+shell = "echo serving schema $(cat {schema})"
+after = {{ migrate = "completed" }}
+"#,
+        schema = schema.display()
+    ));
+    let finished = scratch.run(&file);
+    assert_eq!(
+        lines_of(&finished.stdout, "server"),
+        ["serving schema v2"],
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(finished.code, 0);
+}
+
+#[test]
+fn a_failed_migration_fails_its_dependant_with_the_reason() {
+    let (code, stdout, stderr) = run_topology(
+        "health-completed-failed",
+        r#"
+[process.migrate]
+shell = "exit 1"
+[process.server]
+shell = "echo serving"
+after = { migrate = "completed" }
+"#,
+    );
+    assert!(lines_of(stdout.as_bytes(), "server").is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("server: not started: migrate exited 1"),
+        "{stderr}"
+    );
+    // The first failure decides the exit status: the migration's.
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn a_missed_watchdog_aborts_and_restarts() {
+    let (code, stdout, stderr) = run_topology(
+        "health-watchdog",
+        r#"
+[process.dog]
+shell = "echo usec=$WATCHDOG_USEC; exec sleep 30"
+watchdog = "200ms"
+restart = "on-failure"
+restart_limit = 1
+"#,
+    );
+    assert_eq!(
+        lines_of(stdout.as_bytes(), "dog"),
+        ["usec=200000", "usec=200000"]
+    );
+    assert!(
+        stderr.contains("dog: watchdog: no WATCHDOG=1 within 200ms; aborting it (SIGABRT)"),
+        "{stderr}"
+    );
+    assert_eq!(code, 128 + 6);
+}
+
+#[test]
+fn a_pinged_watchdog_leaves_the_process_alone() {
+    let mut scratch = Scratch::new("health-watchdog-pinged");
+    let script = scratch.dir.join("dog.py");
+    std::fs::write(
+        &script,
+        r#"
+import os, socket, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+for n in range(20):
+    s.sendto(b"WATCHDOG=1\nSTATUS=round %d" % n, os.environ["NOTIFY_SOCKET"])
+    time.sleep(0.05)
+print("done", flush=True)
+"#,
+    )
+    .unwrap();
+    let file = scratch.topology(&format!(
+        r#"
+[process.dog]
+cmd = ["python3", "{}"]
+watchdog = "500ms"
+"#,
+        script.display()
+    ));
+    let finished = scratch.run(&file);
+    assert_eq!(lines_of(&finished.stdout, "dog"), ["done"]);
+    assert!(!finished.stderr.contains("SIGABRT"), "{}", finished.stderr);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+}
+
+#[test]
+fn health_checks_cost_no_cpu_between_intervals() {
+    let mut scratch = Scratch::new("health-idle");
+    let file = scratch.topology(
+        r#"
+[process.idle]
+shell = "echo idle; exec sleep 30"
+health = { tcp = "127.0.0.1:9", interval = "1s", timeout = "200ms", retries = 1000 }
+watchdog = "1h"
+"#,
+    );
+    let mut live = scratch.live(&file);
+    live.wait_for_count("idle", 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(live.pid().as_raw());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(live.pid().as_raw()) - before;
+    // Clock ticks are 10 ms: a polling loop would show many; two checks
+    // (one connect each) show none.
+    assert!(
+        used <= 2,
+        "supervisor used {used} ticks with idle health checks"
+    );
+    live.signal(Signal::SIGTERM);
+    let _ = live.finish();
+}
