@@ -105,6 +105,7 @@ mod tests {
                 ready: true,
                 main_pid: Some(42),
                 status: Some("warming up".into()),
+                watchdog: false,
             }
         );
     }

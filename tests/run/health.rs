@@ -181,3 +181,64 @@ watchdog = "1h"
     live.signal(Signal::SIGTERM);
     let _ = live.finish();
 }
+
+/// An HTTP server on the listener ipc-run hands over: 503 to its first two
+/// requests, then 200; it counts the requests in a file.
+const COUNTING_SERVER: &str = r#"
+import socket, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+count = [0]
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        count[0] += 1
+        with open(sys.argv[1], "w") as f:
+            f.write(str(count[0]))
+        self.send_response(200 if count[0] >= 3 and self.path == "/healthz" else 503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+class Adopted(HTTPServer):
+    def server_bind(self):
+        pass
+    def server_activate(self):
+        pass
+server = Adopted(("", 0), Handler, bind_and_activate=False)
+server.socket = socket.socket(fileno=3)
+server.serve_forever()
+"#;
+
+#[test]
+fn an_http_check_over_the_processs_own_listener_wants_a_2xx() {
+    let mut scratch = Scratch::new("health-http");
+    let script = scratch.dir.join("server.py");
+    std::fs::write(&script, COUNTING_SERVER).unwrap();
+    let count = scratch.dir.join("count");
+    let file = scratch.topology(&format!(
+        r#"
+exit_code_from = "web"
+[process.srv]
+cmd = ["python3", "{script}", "{count}"]
+health = {{ http = "api/healthz", interval = "50ms", retries = 100 }}
+ports.api = {{ fd = 3 }}
+[process.web]
+shell = "test $(cat {count}) -ge 3 && echo healthy after the third request"
+after = {{ srv = "healthy" }}
+[[edge]]
+from = "@external"
+to = "srv.api"
+traffic = "request"
+protocol = "http"
+"#,
+        script = script.display(),
+        count = count.display()
+    ));
+    let finished = scratch.run(&file);
+    assert_eq!(
+        lines_of(&finished.stdout, "web"),
+        ["healthy after the third request"],
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(finished.code, 0);
+}
