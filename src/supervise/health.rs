@@ -179,7 +179,11 @@ impl<R: Runtime> Supervisor<'_, R> {
         let name = &self.plan.processes[d].name;
         let finished = dep.state == State::Finished;
         match condition {
-            Condition::Started if dep.generation > 0 => Met::Yes,
+            Condition::Started
+                if dep.generation > 0 || matches!(dep.state, State::Accepting { .. }) =>
+            {
+                Met::Yes
+            }
             Condition::Ready if dep.ready => Met::Yes,
             Condition::Healthy if self.health.healthy_once[d] => Met::Yes,
             Condition::Completed if finished && dep.ending == Some(Ending::Exited(0)) => Met::Yes,
