@@ -541,6 +541,25 @@ mod tests {
     }
 
     #[test]
+    fn an_http_answer_is_judged_by_its_status_line() {
+        assert_eq!(http_status(b"HTTP/1.1 200 OK\r\n"), Some(Step::Served));
+        assert_eq!(
+            http_status(b"HTTP/1.0 204 No Content\r\nX: y"),
+            Some(Step::Served)
+        );
+        assert_eq!(
+            http_status(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            Some(Step::Failed("HTTP status 503".into()))
+        );
+        assert_eq!(
+            http_status(b"HTTP/1.1 200 O"),
+            None,
+            "line not complete yet"
+        );
+        assert!(matches!(http_status(b"SSH-2.0\r\n"), Some(Step::Failed(_))));
+    }
+
+    #[test]
     fn the_request_is_preface_settings_headers_and_data() {
         let request = health_request();
         assert!(request.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));

@@ -1397,6 +1397,23 @@ mod tests {
     }
 
     #[test]
+    fn after_is_a_list_or_a_table_of_conditions() {
+        let text = "[process.a]\ncmd = [\"x\"]\nafter = [\"b\"]\n\
+                    [process.c]\ncmd = [\"x\"]\nafter = { b = \"healthy\", a = \"completed\" }\n";
+        let topology = parse(text).expect("valid");
+        let mut processes = topology.file.process.values();
+        let (a, c) = (processes.next().expect("a"), processes.next().expect("c"));
+        assert_eq!(a.after.len(), 1);
+        assert!(a.after_conditions.is_empty() && a.rare.is_none());
+        let names: Vec<&str> = c.after.iter().map(|n| n.get_ref().as_str()).collect();
+        assert_eq!(names, ["a", "b"], "a table is read in name order");
+        let healthy = &c.after_conditions["b"];
+        assert_eq!(*healthy.get_ref(), Condition::Healthy);
+        assert_eq!(&text[healthy.span()], "\"healthy\"");
+        assert_eq!(*c.after_conditions["a"].get_ref(), Condition::Completed);
+    }
+
+    #[test]
     fn ready_accepts_words_and_fd_tables() {
         let text = "[process.a]\ncmd = [\"x\"]\nready = { fd = 5 }\n[process.b]\ncmd = [\"y\"]\nready = \"notify\"\n";
         let topology = parse(text).expect("valid");
