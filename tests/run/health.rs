@@ -17,7 +17,7 @@ fn a_failing_health_check_restarts_the_process() {
         r#"
 [process.srv]
 shell = "echo start; exec sleep 30"
-health = { exec = ["false"], interval = "50ms", retries = 2 }
+health = { exec = ["false"], interval = "200ms", retries = 2 }
 restart = "on-failure"
 restart_limit = 1
 "#,
@@ -109,17 +109,17 @@ fn a_missed_watchdog_aborts_and_restarts() {
         r#"
 [process.dog]
 shell = "echo usec=$WATCHDOG_USEC; exec sleep 30"
-watchdog = "200ms"
+watchdog = "500ms"
 restart = "on-failure"
 restart_limit = 1
 "#,
     );
     assert_eq!(
         lines_of(stdout.as_bytes(), "dog"),
-        ["usec=200000", "usec=200000"]
+        ["usec=500000", "usec=500000"]
     );
     assert!(
-        stderr.contains("dog: watchdog: no WATCHDOG=1 within 200ms; aborting it (SIGABRT)"),
+        stderr.contains("dog: watchdog: no WATCHDOG=1 within 500ms; aborting it (SIGABRT)"),
         "{stderr}"
     );
     assert_eq!(code, 128 + 6);
@@ -241,4 +241,63 @@ protocol = "http"
         finished.stderr
     );
     assert_eq!(finished.code, 0);
+}
+
+#[test]
+fn a_dependency_that_can_no_longer_turn_healthy_fails_its_dependant() {
+    let (code, stdout, stderr) = run_topology(
+        "health-never-healthy",
+        r#"
+[process.db]
+shell = "exec sleep 30"
+health = { exec = ["false"], interval = "50ms", retries = 1 }
+[process.web]
+shell = "echo web"
+after = { db = "healthy" }
+"#,
+    );
+    assert!(lines_of(stdout.as_bytes(), "web").is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("web: not started: db ended before it was healthy"),
+        "{stderr}"
+    );
+    assert_ne!(code, 0);
+}
+
+#[test]
+fn started_does_not_wait_for_readiness() {
+    let (code, stdout, stderr) = run_topology(
+        "health-started",
+        r#"
+exit_code_from = "web"
+[process.db]
+shell = "exec sleep 30"
+ready = "notify"
+ready_timeout = "1h"
+[process.web]
+shell = "echo web"
+after = { db = "started" }
+"#,
+    );
+    assert_eq!(lines_of(stdout.as_bytes(), "web"), ["web"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_check_that_outlives_its_timeout_fails_and_is_killed() {
+    let (code, _, stderr) = run_topology(
+        "health-timeout",
+        r#"
+[process.db]
+shell = "exec sleep 30"
+health = { exec = ["sleep", "20"], interval = "10ms", timeout = "100ms", retries = 1 }
+"#,
+    );
+    assert!(
+        stderr.contains(
+            "db: unhealthy: 1 health check(s) failed in a row, the last: no answer within 100ms"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(code, 128 + 9);
 }
