@@ -39,6 +39,7 @@ pub(super) fn resolve(
         .enumerate()
         .map(|(i, p)| (&*p.name, i))
         .collect();
+    let listeners = listeners(channels);
     let mut per_process = Vec::with_capacity(processes.len());
     for process in processes {
         let conditions = conditions_of(process, processes, &by_name, sink);
@@ -46,7 +47,7 @@ pub(super) fn resolve(
             .spec
             .health
             .as_ref()
-            .and_then(|h| health_of(process, h, channels, sink));
+            .and_then(|h| health_of(process, h, &listeners, sink));
         let watchdog = process.spec.watchdog.as_ref().and_then(|w| {
             if w.get_ref().0 == 0 {
                 sink.push(zero(w.span(), "watchdog"));
@@ -156,7 +157,7 @@ fn conditions_of(
 fn health_of(
     process: &ProcessDecl<'_>,
     spec: &Spanned<HealthSpec>,
-    channels: &[ChannelDecl],
+    listeners: &Listeners<'_>,
     sink: &mut Sink,
 ) -> Option<HealthPlan> {
     let span = spec.span();
@@ -180,7 +181,7 @@ fn health_of(
         );
         return None;
     }
-    let check = check_of(process, h, channels).map_err(|(code, why)| {
+    let check = check_of(process, h, listeners).map_err(|(code, why)| {
         sink.push(
             Diagnostic::error(code, format!("health check of `{}`: {why}", process.name))
                 .with_label(Label::primary(span.clone(), "health check")),
@@ -218,13 +219,13 @@ type CheckError = (&'static str, String);
 fn check_of(
     process: &ProcessDecl<'_>,
     h: &HealthSpec,
-    channels: &[ChannelDecl],
+    listeners: &Listeners<'_>,
 ) -> Result<HealthCheck, CheckError> {
     if let Some(argv) = &h.exec {
         return Ok(HealthCheck::Exec { argv: argv.clone() });
     }
     if let Some(port) = &h.connect {
-        let channel = served_channel(process, port, channels)?;
+        let channel = served_channel(process, port, listeners)?;
         return Ok(HealthCheck::Connect {
             port: port.clone(),
             channel,
@@ -246,7 +247,7 @@ fn check_of(
     }
     let (port, path) = http.split_at(http.find('/').unwrap_or(http.len()));
     Ok(HealthCheck::Http {
-        channel: Some(served_channel(process, port, channels)?),
+        channel: Some(served_channel(process, port, listeners)?),
         address: None,
         path: if path.is_empty() { "/" } else { path }.to_owned(),
     })
@@ -259,34 +260,46 @@ fn tcp_address(address: &str) -> Result<String, CheckError> {
         .map_err(|_| ("E0424", format!("`{address}` is not an `ip:port` address")))
 }
 
+/// The listening channels by the (instance, port) that serves them.
+type Listeners<'c> = HashMap<(&'c str, &'c str), Arc<str>>;
+
+/// Every listening channel (rpc, unix-listener, tcp; not per-connection)
+/// by its server's (instance, port), once for the whole plan.
+fn listeners(channels: &[ChannelDecl]) -> Listeners<'_> {
+    let mut out = HashMap::new();
+    for channel in channels {
+        let mechanism = &channel.plan.mechanism;
+        let listening = matches!(
+            mechanism,
+            Mechanism::Rpc { .. } | Mechanism::UnixListener { .. } | Mechanism::Tcp { .. }
+        ) && !mechanism.per_connection();
+        if !listening {
+            continue;
+        }
+        for end in &channel.plan.to {
+            if let EndpointPlan::Port { process, port, .. } = end {
+                out.insert((&**process, &**port), channel.plan.id.clone());
+            }
+        }
+    }
+    out
+}
+
 /// The listening channel whose server side is `process`'s `port`: E0423
 /// when there is none.
 fn served_channel(
     process: &ProcessDecl<'_>,
     port: &str,
-    channels: &[ChannelDecl],
+    listeners: &Listeners<'_>,
 ) -> Result<Arc<str>, CheckError> {
     let first = process.instances.first().map(|i| &**i).unwrap_or_default();
-    channels
-        .iter()
-        .find(|c| {
-            matches!(
-                c.plan.mechanism,
-                Mechanism::Rpc { .. } | Mechanism::UnixListener { .. } | Mechanism::Tcp { .. }
-            ) && !c.plan.mechanism.per_connection()
-                && c.plan.to.iter().any(|end| {
-                    matches!(end, EndpointPlan::Port { process: p, port: q, .. }
-                        if &**p == first && &**q == port)
-                })
-        })
-        .map(|c| c.plan.id.clone())
-        .ok_or_else(|| {
-            (
-                "E0423",
-                format!(
-                    "`{port}` is not a port on which `{}` serves a listening edge (rpc, unix-listener, tcp)",
-                    process.name
-                ),
-            )
-        })
+    listeners.get(&(first, port)).cloned().ok_or_else(|| {
+        (
+            "E0423",
+            format!(
+                "`{port}` is not a port on which `{}` serves a listening edge (rpc, unix-listener, tcp)",
+                process.name
+            ),
+        )
+    })
 }

@@ -113,19 +113,21 @@ impl Health {
     pub(crate) fn new(plan: &Plan) -> Health {
         let count = plan.processes.len();
         let mut listeners = HashMap::new();
-        let wanted = |id: &str| {
-            plan.processes.iter().any(|p| match &p.health {
-                Some(h) => match &h.check {
-                    HealthCheck::Connect { channel, .. } => &**channel == id,
-                    HealthCheck::Http {
-                        channel: Some(c), ..
-                    } => &**c == id,
-                    _ => false,
-                },
-                None => false,
+        // The channels some check connects to, collected once: a large plan
+        // is not scanned once per channel.
+        let wanted: std::collections::HashSet<&str> = plan
+            .processes
+            .iter()
+            .filter_map(|p| match &p.health.as_ref()?.check {
+                HealthCheck::Connect { channel, .. }
+                | HealthCheck::Http {
+                    channel: Some(channel),
+                    ..
+                } => Some(&**channel),
+                _ => None,
             })
-        };
-        for channel in plan.channels.iter().filter(|c| wanted(&c.id)) {
+            .collect();
+        for channel in plan.channels.iter().filter(|c| wanted.contains(&*c.id)) {
             let with_port = |a: &str| crate::mechanism::edge::address_with_port(a, &channel.id);
             let at = match &channel.mechanism {
                 Mechanism::Rpc {
