@@ -301,3 +301,25 @@ health = { exec = ["sleep", "20"], interval = "10ms", timeout = "100ms", retries
     );
     assert_eq!(code, 128 + 9);
 }
+
+#[test]
+fn a_connect_check_reaches_the_listener_of_the_processs_own_port() {
+    let (code, stdout, stderr) = run_topology(
+        "health-connect",
+        r#"
+exit_code_from = "web"
+[process.srv]
+shell = "exec sleep 30"
+health = { connect = "api", interval = "20ms" }
+[process.web]
+shell = "echo web"
+after = { srv = "healthy" }
+[[edge]]
+from = "@external"
+to = "srv.api"
+mechanism = "unix-listener"
+"#,
+    );
+    assert_eq!(lines_of(stdout.as_bytes(), "web"), ["web"], "{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+}
