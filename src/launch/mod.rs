@@ -246,7 +246,11 @@ fn create_resources(
     for (index, channel) in plan.channels.iter().enumerate() {
         resources::create_channel(created, values, index, channel)?;
     }
-    if plan.processes.iter().any(|p| p.ready == Readiness::Notify) {
+    if plan
+        .processes
+        .iter()
+        .any(|p| p.ready == Readiness::Notify || p.watchdog_ms.is_some())
+    {
         let path = run_dir.join(NOTIFY_SOCKET_FILE);
         let fd = resources::notify_socket(created, &path.to_string_lossy())?;
         created.notify = Some(fd);

@@ -178,12 +178,103 @@ pub struct ProcessPlan {
     pub after: Vec<Arc<str>>,
     /// Signals ipc-run forwards to it.
     pub forward_signals: Vec<SignalRef>,
+    /// The `after` entries that wait for something other than `ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<AfterCondition>,
+    /// Its health check, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthPlan>,
+    /// The sd_notify watchdog period in ms (`WATCHDOG_USEC`), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watchdog_ms: Option<u64>,
     /// Set when ipc-run adds the process on the topology's behalf.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed: Option<Managed>,
     /// `ipc-run restart` of it also restarts what waits for it (`after`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart_dependents: bool,
+}
+
+/// One `after` entry with a condition other than `ready`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AfterCondition {
+    /// The instance waited for (one of `after`).
+    pub instance: Arc<str>,
+    /// What is waited for.
+    pub condition: crate::topology::Condition,
+}
+
+/// A process's health check ([`crate::topology::HealthSpec`], resolved).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthPlan {
+    /// What is checked.
+    pub check: HealthCheck,
+    /// Time between the end of one check and the start of the next, in ms.
+    pub interval_ms: u64,
+    /// How long one check may take, in ms.
+    pub timeout_ms: u64,
+    /// Consecutive failures that make the process unhealthy.
+    pub retries: u32,
+    /// Failures within this time after a start do not count, in ms.
+    pub start_period_ms: u64,
+}
+
+/// What a health check does.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum HealthCheck {
+    /// Runs this argv as a child; exit 0 = healthy.
+    Exec {
+        /// The command.
+        argv: Vec<String>,
+    },
+    /// Connects to the listener of one of its own ports.
+    Connect {
+        /// The port.
+        port: String,
+        /// The channel the port serves.
+        channel: Arc<str>,
+    },
+    /// Connects to a TCP address.
+    Tcp {
+        /// `host:port`.
+        address: String,
+    },
+    /// `GET path` over HTTP/1.1; a 2xx status = healthy.
+    Http {
+        /// The channel of its own port it is sent to, if not an address.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<Arc<str>>,
+        /// The TCP address it is sent to, if not a port's channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        address: Option<String>,
+        /// The request path.
+        path: String,
+    },
+}
+
+impl HealthCheck {
+    /// A one-line description for text plans and messages.
+    pub fn describe(&self) -> String {
+        match self {
+            HealthCheck::Exec { argv } => format!("exec {}", argv.join(" ")),
+            HealthCheck::Connect { port, channel } => format!("connect {port} ({channel})"),
+            HealthCheck::Tcp { address } => format!("tcp {address}"),
+            HealthCheck::Http {
+                channel,
+                address,
+                path,
+            } => format!(
+                "http GET {path} on {}",
+                channel
+                    .as_deref()
+                    .or(address.as_deref())
+                    .unwrap_or_default()
+            ),
+        }
+    }
 }
 
 /// A process ipc-run adds to the plan on the topology's behalf: a broker

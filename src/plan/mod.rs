@@ -19,6 +19,7 @@
 //! A pass that needs the previous one's results only runs when that pass
 //! found no error, so every reported error is real and none is an echo.
 
+mod conditions;
 mod edges;
 pub mod graph;
 pub mod import;
@@ -224,7 +225,8 @@ fn wire_and_order(
         mut channels,
         managed,
     } = declared;
-    let instances = wiring::wire(&name, limits, &processes, &mut channels, &mut sink);
+    let mut instances = wiring::wire(&name, limits, &processes, &mut channels, &mut sink);
+    conditions::resolve(&processes, &channels, &mut instances, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }

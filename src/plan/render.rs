@@ -244,7 +244,35 @@ fn render_process(out: &mut String, mechanisms: &Mechanisms<'_>, process: &Proce
     }
     render_lifecycle(out, process);
     if !process.after.is_empty() {
-        let _ = writeln!(out, "  after      {}", process.after.join(", "));
+        let after: Vec<String> = process
+            .after
+            .iter()
+            .map(
+                |name| match process.conditions.iter().find(|c| c.instance == *name) {
+                    Some(c) => format!("{name} ({})", c.condition.as_str()),
+                    None => name.to_string(),
+                },
+            )
+            .collect();
+        let _ = writeln!(out, "  after      {}", after.join(", "));
+    }
+    if let Some(health) = &process.health {
+        let _ = writeln!(
+            out,
+            "  health     {}, every {}, timeout {}, unhealthy after {} failure(s), start period {}",
+            health.check.describe(),
+            Millis(health.interval_ms),
+            Millis(health.timeout_ms),
+            health.retries,
+            Millis(health.start_period_ms)
+        );
+    }
+    if let Some(ms) = process.watchdog_ms {
+        let _ = writeln!(
+            out,
+            "  watchdog   {} (WATCHDOG=1 on NOTIFY_SOCKET, else SIGABRT)",
+            Millis(ms)
+        );
     }
     if !process.forward_signals.is_empty() {
         let names: Vec<&str> = process.forward_signals.iter().map(|s| s.name).collect();

@@ -813,6 +813,9 @@ fn instance_plan(
             .map_or(DEFAULT_STOP_TIMEOUT_MS, |t| t.get_ref().0),
         after,
         forward_signals: process.forward_signals.clone(),
+        conditions: Vec::new(),
+        health: None,
+        watchdog_ms: None,
         managed: None,
         restart_dependents: process
             .spec

@@ -50,6 +50,8 @@ pub(crate) enum Token {
     Probe(usize, bool),
     /// The control socket's inner set ([`crate::control::server`]).
     Control,
+    /// The health check socket of an instance, as for [`Token::Probe`].
+    Health(usize, bool),
 }
 
 const KIND_SHIFT: u32 = 32;
@@ -68,6 +70,7 @@ impl Token {
             Token::Accept(i) => (7, i as u64),
             Token::Probe(i, write) => (8, (i as u64) << 1 | u64::from(write)),
             Token::Control => (9, 0),
+            Token::Health(i, write) => (10, (i as u64) << 1 | u64::from(write)),
         };
         (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
     }
@@ -88,6 +91,7 @@ impl Token {
             7 => Token::Accept(index),
             8 => Token::Probe(index >> 1, index & 1 == 1),
             9 => Token::Control,
+            10 => Token::Health(index >> 1, index & 1 == 1),
             _ => return None,
         })
     }

@@ -18,6 +18,7 @@ pub(crate) mod accept;
 pub(crate) mod control;
 pub(crate) mod cycles;
 pub(crate) mod events;
+pub(crate) mod health;
 pub(crate) mod logfile;
 pub(crate) mod logs;
 pub(crate) mod missing;
@@ -45,6 +46,7 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
 use nix::unistd::Pid;
 
 use crate::plan::{End, FdRole, Plan, Readiness};
+use crate::topology::Condition;
 use cycles::CycleWatch;
 use events::{Events, Token};
 use logs::{LineBuffer, LogWriter, Stream};
@@ -570,6 +572,10 @@ struct Supervisor<'a, R: Runtime> {
     /// Readiness probes of server-bound endpoints ([`probe`]).
     probes: probe::Probes,
     control: control::Control,
+    /// What each instance waits for of each of its `after`, in that order.
+    conditions: Vec<Vec<Condition>>,
+    /// Health checks and watchdogs ([`health`]).
+    health: health::Health,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -814,9 +820,27 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             .iter()
             .map(|p| indices_of(&p.after))
             .collect();
+        let conditions: Vec<Vec<Condition>> = plan
+            .processes
+            .iter()
+            .map(|p| {
+                p.after
+                    .iter()
+                    .map(|name| {
+                        p.conditions
+                            .iter()
+                            .find(|c| c.instance == *name)
+                            .map_or(Condition::Ready, |c| c.condition)
+                    })
+                    .collect()
+            })
+            .collect();
+        // Only a wait for `ready` is bounded by the dependency's ready_timeout.
         let mut awaited = vec![false; count];
-        for &dep in after.iter().flatten() {
-            awaited[dep] = true;
+        for (deps, conds) in after.iter().zip(&conditions) {
+            for (&dep, &condition) in deps.iter().zip(conds) {
+                awaited[dep] |= condition == Condition::Ready;
+            }
         }
         let signal_edges = SignalEdges::new(plan);
         // A sender waits for its receivers as for its `after`.
@@ -869,6 +893,8 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             connections: accept::Connections::default(),
             probes: probe::Probes::new(plan),
             control: control::Control::default(),
+            conditions,
+            health: health::Health::new(plan),
         }
     }
 }
@@ -951,6 +977,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Notify => self.read_notify(),
                 Token::Ready(i) => self.read_ready_pipe(i),
                 Token::Probe(i, write) => self.probe_event(i, write),
+                Token::Health(i, _) => self.health_event(i),
                 Token::Logs(output) => self.logs_readable(output),
                 Token::Output(_) => {}
                 Token::Accept(i) => self.accept_connections(i),
@@ -1061,12 +1088,13 @@ impl<R: Runtime> Supervisor<'_, R> {
             let name = &plan.processes[i].name;
             let mut waiting = false;
             let mut dead_dependency = None;
-            for &d in &self.after[i] {
-                let dep_state = &self.instances[d];
-                if !dep_state.ready {
-                    waiting = true;
-                    if dep_state.state == State::Finished {
-                        dead_dependency = Some(plan.processes[d].name.clone());
+            for (k, &d) in self.after[i].iter().enumerate() {
+                match self.condition_met(d, self.conditions[i][k]) {
+                    health::Met::Yes => {}
+                    health::Met::Waiting => waiting = true,
+                    health::Met::Never(why) => {
+                        waiting = true;
+                        dead_dependency = Some(why);
                     }
                 }
             }
@@ -1075,8 +1103,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             if self.receiver_not_ready(i) {
                 waiting = true;
             }
-            if let Some(dep) = dead_dependency {
-                let why = format!("{dep} ended before it was ready");
+            if let Some(why) = dead_dependency {
                 self.message(&format!("{name}: not started: {why}"));
                 self.fail_launch(i, Ending::NotStarted(why));
                 return;
@@ -1126,6 +1153,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                     inst.ready_pipe = Some(fd);
                 }
                 self.relay_output(i, spawned.stdout, spawned.stderr);
+                self.health_spawned(i);
                 let process = &self.plan.processes[i];
                 let inst = &mut self.instances[i];
                 // A server-bound server is ready once its endpoint is
@@ -1185,6 +1213,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.set_finished(i);
         self.close_ready_pipe(i);
         self.stop_probe(i);
+        self.health_stopped(i);
         let inst = &mut self.instances[i];
         if let Some(Ending::NotReady(_)) = inst.ending {
             // Its failure (not ready in time) is recorded; how it then died
@@ -1291,6 +1320,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                     let Some(i) = self.instance_of_sender(pid, message.main_pid) else {
                         continue;
                     };
+                    self.health_notified(i, message.watchdog, message.status.as_deref());
                     if message.ready {
                         self.mark_ready(i);
                     } else if !self.instances[i].ready_now {
@@ -1490,7 +1520,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                         if let Some(i) = self.by_pid.remove(&pid) {
                             self.on_exit(i, ending);
                         } else {
-                            self.connection_exited(pid, &ending);
+                            self.other_child_exited(pid, &ending);
                         }
                     }
                 }
@@ -1545,7 +1575,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         if let Some(i) = self.by_pid.remove(&pid) {
             self.on_exit(i, ending);
         } else {
-            self.connection_exited(pid, &ending);
+            self.other_child_exited(pid, &ending);
         }
     }
 
@@ -1609,7 +1639,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             if let Some(i) = self.by_pid.remove(&pid) {
                 self.on_exit(i, ending);
             } else {
-                self.connection_exited(pid, &ending);
+                self.other_child_exited(pid, &ending);
             }
         }
         for pid in self.signal_edges.take_releasable() {
@@ -1698,6 +1728,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.read_ready_pipe(i);
         self.close_ready_pipe(i);
         self.stop_probe(i);
+        self.health_stopped(i);
         let name = self.plan.processes[i].name.clone();
         self.runtime.reaped(&name);
         let inst = &mut self.instances[i];
@@ -1831,6 +1862,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                     generation,
                     attempt,
                 } => self.probe_due(instance, generation, attempt),
+                Deadline::Health { instance, seq } => self.health_due(instance, seq),
+                Deadline::Watchdog {
+                    instance,
+                    generation,
+                } => self.watchdog_due(instance, generation),
                 Deadline::Drain => {}
                 Deadline::CycleCheck => self.check_cycles(),
             }

@@ -1,7 +1,7 @@
 //! The sd_notify protocol, receiving side.
 //!
 //! A datagram holds newline-separated `KEY=VALUE` assignments. ipc-run acts on
-//! `READY=1`; `MAINPID=` says which process the message is about, and
+//! `READY=1` and `WATCHDOG=1` (a ping of the watchdog, `watchdog = "5s"`); `MAINPID=` says which process the message is about, and
 //! `STATUS=` is kept for messages. The sender is identified by the kernel's
 //! SCM_CREDENTIALS (SO_PASSCRED is set on the socket), so a child cannot
 //! speak for another; `MAINPID=` is only honoured for a process of the
@@ -27,6 +27,8 @@ pub struct NotifyMessage {
     pub main_pid: Option<i32>,
     /// `STATUS=` text.
     pub status: Option<String>,
+    /// `WATCHDOG=1` was present: the sender is alive.
+    pub watchdog: bool,
 }
 
 /// Parses a datagram; unknown or malformed assignments are ignored.
@@ -45,6 +47,7 @@ pub fn parse(datagram: &[u8]) -> NotifyMessage {
                     .and_then(|v| v.parse::<i32>().ok())
                     .filter(|&pid| pid > 0);
             }
+            b"WATCHDOG" => message.watchdog = value == b"1",
             b"STATUS" => message.status = Some(String::from_utf8_lossy(value).into_owned()),
             _ => {}
         }
@@ -102,14 +105,16 @@ mod tests {
                 ready: true,
                 main_pid: Some(42),
                 status: Some("warming up".into()),
+                watchdog: false,
             }
         );
     }
 
     #[test]
     fn ignores_noise() {
-        let m = parse(b"READY=0\nMAINPID=-3\ngarbage\n\xff=1\nWATCHDOG=1");
+        let m = parse(b"READY=0\nMAINPID=-3\ngarbage\n\xff=1\nWATCHDOG=trigger");
         assert_eq!(m, NotifyMessage::default());
+        assert!(parse(b"WATCHDOG=1").watchdog);
         assert!(parse(b"STOPPING=1\nREADY=1\n").ready);
     }
 

@@ -82,11 +82,36 @@ enum Phase {
     Answering,
 }
 
+/// What an attempt asks once connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ask {
+    /// Nothing: the connection is the answer.
+    Connect,
+    /// `grpc.health.v1.Health/Check`, `SERVING` wanted.
+    GrpcHealth,
+    /// `GET path` over HTTP/1.1, a 2xx status wanted (a health check).
+    Http {
+        /// The request target.
+        path: String,
+        /// The `Host` header.
+        host: String,
+    },
+}
+
+impl From<ProbeKind> for Ask {
+    fn from(kind: ProbeKind) -> Ask {
+        match kind {
+            ProbeKind::Connect => Ask::Connect,
+            ProbeKind::GrpcHealth => Ask::GrpcHealth,
+        }
+    }
+}
+
 /// One probe attempt on a non-blocking socket.
 #[derive(Debug)]
 pub(crate) struct Attempt {
     socket: OwnedFd,
-    kind: ProbeKind,
+    kind: Ask,
     phase: Phase,
     out: Vec<u8>,
     sent: usize,
@@ -97,7 +122,7 @@ pub(crate) struct Attempt {
 
 impl Attempt {
     /// Starts connecting; the step says what to wait for.
-    pub(crate) fn start(target: &Target, kind: ProbeKind) -> Result<(Attempt, Step), String> {
+    pub(crate) fn start(target: &Target, kind: Ask) -> Result<(Attempt, Step), String> {
         let family = match target {
             Target::Unix(_) => AddressFamily::Unix,
             Target::Tcp(SocketAddr::V4(_)) => AddressFamily::Inet,
@@ -150,14 +175,16 @@ impl Attempt {
     }
 
     fn connected(&mut self) -> Step {
-        match self.kind {
-            ProbeKind::Connect => Step::Served,
-            ProbeKind::GrpcHealth => {
-                self.out = health_request();
-                self.phase = Phase::Sending;
-                self.send()
-            }
-        }
+        self.out = match &self.kind {
+            Ask::Connect => return Step::Served,
+            Ask::GrpcHealth => health_request(),
+            Ask::Http { path, host } => format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ipc-run\r\nConnection: close\r\n\r\n"
+            )
+            .into_bytes(),
+        };
+        self.phase = Phase::Sending;
+        self.send()
     }
 
     fn send(&mut self) -> Step {
@@ -179,6 +206,11 @@ impl Attempt {
         let mut buf = [0u8; 4096];
         loop {
             match nix::unistd::read(&self.socket, &mut buf) {
+                Ok(0) if matches!(self.kind, Ask::Http { .. }) => {
+                    return http_status(&self.answer).unwrap_or_else(|| {
+                        Step::Failed("the server closed the connection before answering".into())
+                    });
+                }
                 Ok(0) => {
                     return match parse_answer(&self.answer) {
                         Answer::Pending => {
@@ -198,6 +230,9 @@ impl Attempt {
                 Err(errno) => return Step::Failed(format!("reading the answer: {}", errno.desc())),
             }
         }
+        if matches!(self.kind, Ask::Http { .. }) {
+            return http_status(&self.answer).unwrap_or(Step::Wait { write: false });
+        }
         if !self.acked && server_settings_seen(&self.answer) {
             // HTTP/2 asks for the acknowledgement; 9 bytes fit any socket
             // buffer, and a server that misses it still answers.
@@ -206,6 +241,26 @@ impl Attempt {
         }
         parse_answer(&self.answer).step()
     }
+}
+
+/// The verdict of an HTTP answer once its status line is complete: a 2xx
+/// status is served.
+fn http_status(answer: &[u8]) -> Option<Step> {
+    let end = memchr::memmem::find(answer, b"\r\n")?;
+    let line = String::from_utf8_lossy(&answer[..end]);
+    let mut words = line.split(' ');
+    let code = match (words.next(), words.next()) {
+        (Some(version), Some(code)) if version.starts_with("HTTP/") => code.parse::<u16>().ok(),
+        _ => None,
+    };
+    Some(match code {
+        Some(200..=299) => Step::Served,
+        Some(code) => Step::Failed(format!("HTTP status {code}")),
+        None => Step::Failed(format!(
+            "not an HTTP answer: {:?}",
+            line.chars().take(40).collect::<String>()
+        )),
+    })
 }
 
 fn connect_to<A: SockaddrLike>(socket: &OwnedFd, addr: &A) -> Result<(), Errno> {
@@ -486,6 +541,25 @@ mod tests {
     }
 
     #[test]
+    fn an_http_answer_is_judged_by_its_status_line() {
+        assert_eq!(http_status(b"HTTP/1.1 200 OK\r\n"), Some(Step::Served));
+        assert_eq!(
+            http_status(b"HTTP/1.0 204 No Content\r\nX: y"),
+            Some(Step::Served)
+        );
+        assert_eq!(
+            http_status(b"HTTP/1.1 503 Service Unavailable\r\n"),
+            Some(Step::Failed("HTTP status 503".into()))
+        );
+        assert_eq!(
+            http_status(b"HTTP/1.1 200 O"),
+            None,
+            "line not complete yet"
+        );
+        assert!(matches!(http_status(b"SSH-2.0\r\n"), Some(Step::Failed(_))));
+    }
+
+    #[test]
     fn the_request_is_preface_settings_headers_and_data() {
         let request = health_request();
         assert!(request.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"));
@@ -699,7 +773,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             self.probe_failed(i, "the address could not be resolved".into());
             return;
         };
-        match Attempt::start(&target, kind) {
+        match Attempt::start(&target, kind.into()) {
             Ok((conn, step)) => {
                 if let Run::Trying {
                     conn: slot,

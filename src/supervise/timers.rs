@@ -46,6 +46,21 @@ pub enum Deadline {
         /// The attempt armed for.
         attempt: u32,
     },
+    /// The instance's next health check is due, or the one under way took
+    /// too long ([`super::health`]).
+    Health {
+        /// Instance index.
+        instance: usize,
+        /// The check sequence number armed for.
+        seq: u64,
+    },
+    /// The instance's watchdog period may be over ([`super::health`]).
+    Watchdog {
+        /// Instance index.
+        instance: usize,
+        /// Generation armed for.
+        generation: u64,
+    },
     /// Stop waiting for log pipes held open by stray descendants.
     Drain,
     /// Look whether a data cycle that may deadlock is stuck

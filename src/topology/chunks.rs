@@ -185,6 +185,9 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         env_file,
         profiles,
         restart_dependents,
+        after_conditions,
+        health,
+        watchdog,
     } = &mut **rare;
     shift_list(inherit_env, o);
     shift(cwd, o);
@@ -201,6 +204,12 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
     shift_list(env_file, o);
     shift_list(profiles, o);
     shift(restart_dependents, o);
+    *after_conditions = std::mem::take(after_conditions)
+        .into_iter()
+        .map(|(name, condition)| (name, moved(condition, o)))
+        .collect();
+    shift(health, o);
+    shift(watchdog, o);
 }
 
 fn shift_edge(edge: &mut EdgeSpec, o: usize) {

@@ -516,10 +516,18 @@ struct ProcessWire {
     /// Primary group (name or numeric gid) instead of the user's own.
     #[schemars(with = "Option<String>")]
     group: Option<Spanned<String>>,
-    /// Processes that must be ready before this one starts.
+    /// Processes this one waits for: a list (each must be ready) or a
+    /// table of conditions, `{ db = "healthy", migrate = "completed" }`.
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
-    after: Vec<Spanned<String>>,
+    #[schemars(with = "After")]
+    after: After,
+    /// A periodic health check; an unhealthy process is restarted per its
+    /// `restart` policy.
+    #[schemars(with = "Option<HealthSpec>")]
+    health: Option<Spanned<HealthSpec>>,
+    /// sd_notify watchdog period: `WATCHDOG=1` must come at least this often.
+    #[schemars(with = "Option<Millis>")]
+    watchdog: Option<Spanned<Millis>>,
     /// When the process counts as ready: `started`, `notify` or `{ fd = N }`.
     #[schemars(with = "Option<Ready>")]
     ready: Option<Spanned<Ready>>,
@@ -628,6 +636,13 @@ pub struct ProcessRare {
     pub profiles: Vec<Spanned<String>>,
     /// `restart_dependents` as written.
     pub restart_dependents: Option<Spanned<bool>>,
+    /// The conditions of the table form of `after`, by process name; a
+    /// process named in `after` but not here waits for `ready`.
+    pub after_conditions: BTreeMap<String, Spanned<Condition>>,
+    /// `health` as written.
+    pub health: Option<Spanned<HealthSpec>>,
+    /// `watchdog` as written.
+    pub watchdog: Option<Spanned<Millis>>,
 }
 
 /// The rare keys of a process that writes none.
@@ -647,6 +662,9 @@ static NO_RARE_PROCESS_KEYS: ProcessRare = ProcessRare {
     env_file: Vec::new(),
     profiles: Vec::new(),
     restart_dependents: None,
+    after_conditions: BTreeMap::new(),
+    health: None,
+    watchdog: None,
 };
 
 impl ProcessRare {
@@ -694,8 +712,11 @@ impl From<ProcessWire> for ProcessSpec {
             env_file,
             profiles,
             restart_dependents,
+            health,
+            watchdog,
         } = wire;
         let env_file = env_file.map(PathList::into_items).unwrap_or_default();
+        let (after, after_conditions) = after.split();
         let written = !inherit_env.is_empty()
             || cwd.is_some()
             || user.is_some()
@@ -710,7 +731,10 @@ impl From<ProcessWire> for ProcessSpec {
             || !forward_signals.is_empty()
             || !env_file.is_empty()
             || !profiles.is_empty()
-            || restart_dependents.is_some();
+            || restart_dependents.is_some()
+            || !after_conditions.is_empty()
+            || health.is_some()
+            || watchdog.is_some();
         let rare = written.then(|| {
             Box::new(ProcessRare {
                 inherit_env,
@@ -728,6 +752,9 @@ impl From<ProcessWire> for ProcessSpec {
                 env_file,
                 profiles,
                 restart_dependents,
+                after_conditions,
+                health,
+                watchdog,
             })
         });
         ProcessSpec {
@@ -1313,6 +1340,126 @@ impl EndpointShape {
     }
 }
 
+/// `after` as written: a list of names (each waited for until ready) or a
+/// table of names to conditions.
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(untagged)]
+pub enum After {
+    /// `after = ["db"]`.
+    List(#[schemars(with = "Vec<String>")] Vec<Spanned<String>>),
+    /// `after = { db = "healthy" }`.
+    Table(
+        #[schemars(with = "BTreeMap<String, Condition>")]
+        Vec<(Spanned<String>, Spanned<Condition>)>,
+    ),
+    /// Not written.
+    #[default]
+    #[schemars(skip)]
+    None,
+}
+
+impl After {
+    /// The names in order, and the conditions of the table form by name.
+    fn split(self) -> (Vec<Spanned<String>>, BTreeMap<String, Spanned<Condition>>) {
+        match self {
+            After::List(names) => (names, BTreeMap::new()),
+            After::None => (Vec::new(), BTreeMap::new()),
+            After::Table(pairs) => {
+                let conditions = pairs
+                    .iter()
+                    .map(|(name, condition)| (name.get_ref().clone(), condition.clone()))
+                    .collect();
+                (
+                    pairs.into_iter().map(|(name, _)| name).collect(),
+                    conditions,
+                )
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for After {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AfterVisitor;
+        impl<'de> Visitor<'de> for AfterVisitor {
+            type Value = After;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of process names or a table of process = condition")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<After, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<Spanned<String>>()? {
+                    names.push(name);
+                }
+                Ok(After::List(names))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<After, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(name) = map.next_key::<Spanned<String>>()? {
+                    pairs.push((name, map.next_value::<Spanned<Condition>>()?));
+                }
+                Ok(After::Table(pairs))
+            }
+        }
+        deserializer.deserialize_any(AfterVisitor)
+    }
+}
+
+/// What a dependant waits for of a process it names in `after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Condition {
+    /// It was started (exec'd).
+    Started,
+    /// It declared readiness (its `ready`); what the list form means.
+    #[default]
+    Ready,
+    /// Its health check passed.
+    Healthy,
+    /// It exited 0.
+    Completed,
+}
+
+impl Condition {
+    /// The spelling used in files and plans.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Condition::Started => "started",
+            Condition::Ready => "ready",
+            Condition::Healthy => "healthy",
+            Condition::Completed => "completed",
+        }
+    }
+}
+
+/// `health = { … }`: exactly one of `exec`, `connect`, `tcp`, `http`, and
+/// the timing of the checks.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// A command run as a child; exit 0 = healthy.
+    pub exec: Option<Vec<String>>,
+    /// A port of this process on a listening edge it serves: a connection
+    /// accepted = healthy.
+    pub connect: Option<String>,
+    /// `host:port`: a TCP connection accepted = healthy.
+    pub tcp: Option<String>,
+    /// A port of this process on a listening edge it serves (a `GET /`),
+    /// or an `http://host:port/path` URL: a 2xx answer = healthy.
+    pub http: Option<String>,
+    /// Time between the end of one check and the start of the next (default 10 s).
+    #[schemars(with = "Option<Millis>")]
+    pub interval: Option<Millis>,
+    /// How long one check may take (default 5 s).
+    #[schemars(with = "Option<Millis>")]
+    pub timeout: Option<Millis>,
+    /// Consecutive failures that make the process unhealthy (default 3).
+    pub retries: Option<u32>,
+    /// Failures during this time after a start do not count (default 0).
+    #[schemars(with = "Option<Millis>")]
+    pub start_period: Option<Millis>,
+}
+
 /// How ipc-run knows that a `server-bound` rpc server serves its endpoint
 /// (`probe = …`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
@@ -1439,6 +1586,23 @@ mod tests {
         let mut written = plain.clone();
         written.duplex = Some(Spanned::new(0..0, true));
         assert!(written.rare.is_some());
+    }
+
+    #[test]
+    fn after_is_a_list_or_a_table_of_conditions() {
+        let text = "[process.a]\ncmd = [\"x\"]\nafter = [\"b\"]\n\
+                    [process.c]\ncmd = [\"x\"]\nafter = { b = \"healthy\", a = \"completed\" }\n";
+        let topology = parse(text).expect("valid");
+        let mut processes = topology.file.process.values();
+        let (a, c) = (processes.next().expect("a"), processes.next().expect("c"));
+        assert_eq!(a.after.len(), 1);
+        assert!(a.after_conditions.is_empty() && a.rare.is_none());
+        let names: Vec<&str> = c.after.iter().map(|n| n.get_ref().as_str()).collect();
+        assert_eq!(names, ["a", "b"], "a table is read in name order");
+        let healthy = &c.after_conditions["b"];
+        assert_eq!(*healthy.get_ref(), Condition::Healthy);
+        assert_eq!(&text[healthy.span()], "\"healthy\"");
+        assert_eq!(*c.after_conditions["a"].get_ref(), Condition::Completed);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod compose;
 mod dbus;
 mod grpc;
 mod hardening;
+mod health;
 mod http;
 mod logfiles;
 mod mpi;
