@@ -372,7 +372,13 @@ impl<R: Runtime> Supervisor<'_, R> {
         for &i in &all {
             match self.instances[i].state {
                 State::Running { pid, .. } => {
-                    self.instances[i].operator = Some(Intent::Restart);
+                    // What waits for it waits for its next run from now
+                    // on: a dependent that exits first must not start on
+                    // this run's readiness.
+                    let inst = &mut self.instances[i];
+                    inst.operator = Some(Intent::Restart);
+                    inst.ready = false;
+                    inst.ready_now = false;
                     if !self.instances[i].stop_requested {
                         self.send_stop(i, pid, false);
                     }

@@ -410,10 +410,12 @@ shell = 'exec sleep 1000'
 restart = "on-failure"
 "#;
     // db declares readiness a moment after it starts, so its dependent
-    // can only be seen waiting for it if the order is kept.
+    // can only be seen waiting for it if the order is kept; asked to stop,
+    // it takes a moment too, so api always exits first and must not start
+    // again on db's old readiness.
     let toml = toml.replace(
         "shell = 'exec sleep 1000'\nrestart = \"on-failure\"\nready",
-        "shell = 'sleep 0.3; echo >&3; exec sleep 1000'\nrestart = \"on-failure\"\nready",
+        "shell = 'sleep 0.3; echo >&3; trap \"sleep 0.3; exit 0\" TERM; sleep 1000 & wait'\nrestart = \"on-failure\"\nready",
     );
     let mut run = Detached::start(&mut scratch, &toml);
     let other = run.process("other")["pid"].clone();
