@@ -112,6 +112,14 @@ pub fn status(
         ]);
     }
     write_table(out, &rows)?;
+    for p in response.processes.iter().flatten() {
+        if let Some(text) = &p.status_text {
+            writeln!(out, "  {}: {text}", p.name)?;
+        }
+        if let Some(failure) = &p.health_failure {
+            writeln!(out, "  {}: last health check failed: {failure}", p.name)?;
+        }
+    }
     let channels = response.channels.unwrap_or_default();
     if !channels.is_empty() {
         writeln!(out)?;
@@ -138,7 +146,10 @@ fn state_text(p: &ProcessStatus) -> String {
     match (p.state.as_str(), p.exit_code, p.restart_in_ms) {
         ("exited", Some(code), _) => format!("exited {code}"),
         ("backoff", _, Some(ms)) => format!("backoff until +{}", duration(ms)),
-        (state, _, _) => state.to_owned(),
+        (state, _, _) => match &p.health {
+            Some(health) => format!("{state}, {health}"),
+            None => state.to_owned(),
+        },
     }
 }
 

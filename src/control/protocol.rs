@@ -230,6 +230,16 @@ pub struct ProcessStatus {
     /// The exit code of its last run, when it exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// With a health check or watchdog: `starting`, `healthy` or
+    /// `unhealthy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// Why the last health check failed, while the last one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_failure: Option<String>,
+    /// The last `STATUS=` text it sent on the notify socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_text: Option<String>,
 }
 
 /// One channel in `status`.

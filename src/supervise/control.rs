@@ -245,6 +245,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 .map(|at| millis(at.saturating_duration_since(now))),
             _ => None,
         };
+        let process = &self.plan.processes[i];
+        let checked = process.health.is_some() || process.watchdog_ms.is_some();
+        let health = self.health_of(i);
         ProcessStatus {
             name: self.name(i).to_owned(),
             state: state.to_owned(),
@@ -257,6 +260,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Some(Ending::Exited(code)) => Some(code),
                 _ => None,
             },
+            health: checked.then(|| health.state.as_str().to_owned()),
+            health_failure: health.last_failure.clone(),
+            status_text: health.status_text.clone(),
         }
     }
 

@@ -169,8 +169,6 @@ pub(crate) enum Met {
 
 impl<R: Runtime> Supervisor<'_, R> {
     /// The health of instance `i`: what the status command shows.
-    // Its reader, the control socket's `status`, lands separately.
-    #[allow(dead_code)]
     pub(crate) fn health_of(&self, i: usize) -> &HealthStatus {
         &self.health.status[i]
     }

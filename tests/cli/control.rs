@@ -539,3 +539,39 @@ fn ps_does_not_list_the_directory_of_a_dead_run() {
         text(&status.stderr)
     );
 }
+
+#[test]
+fn status_shows_health_and_the_status_text() {
+    let mut scratch = Scratch::new("control-health");
+    let toml = r#"
+name = "control-health"
+
+[process.svc]
+cmd = ["python3", "-c", '''
+import os, socket, time
+path = os.environ["NOTIFY_SOCKET"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"READY=1\nSTATUS=serving 3 clients", "\0" + path[1:] if path.startswith("@") else path)
+time.sleep(1000)
+''']
+ready = "notify"
+health = { exec = ["true"], interval = "50ms" }
+
+[process.plain]
+cmd = ["sleep", "1000"]
+"#;
+    let mut run = Detached::start(&mut scratch, toml);
+    wait_until("svc to be healthy", || {
+        run.process("svc")["health"] == "healthy"
+    });
+    let svc = run.process("svc");
+    assert_eq!(svc["status_text"], "serving 3 clients", "{svc}");
+    assert!(svc.get("health_failure").is_none(), "{svc}");
+    // A process with no check says nothing of health.
+    assert!(run.process("plain").get("health").is_none());
+    let text = run.ctl(&["status", &run.run_id]);
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("ready, healthy"), "{text}");
+    assert!(text.contains("svc: serving 3 clients"), "{text}");
+    run.down();
+}
