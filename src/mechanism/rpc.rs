@@ -176,6 +176,11 @@ fn endpoint_shape(cx: &mut EdgeContext<'_>, protocol: &str) -> Endpoint {
             EndpointShape::Handover,
             "HTTP servers adopt an inherited listener (gunicorn reads LISTEN_FDS itself, as under systemd socket activation)",
         )
+    } else if protocol == "onc-rpc" {
+        (
+            EndpointShape::Handover,
+            "the server adopts the listener ipc-run binds: an rpcgen server finds it on fd 0 (inetd style, `fd = 0` on its port), others through LISTEN_FDS",
+        )
     } else if protocol == dbus::PROTOCOL {
         (
             EndpointShape::Handover,
