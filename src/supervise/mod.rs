@@ -916,6 +916,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             // Before sleeping: the last process may have become ready in
             // the pass that started it, with no event to follow.
             self.announce_if_ready();
+            self.publish_control();
             self.arm_timer()?;
             self.watch_outputs();
             let busy = (0..2).any(|k| self.output_unwatchable[k] && self.output_armed[k]);
@@ -1168,6 +1169,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 // Dependants of an instance ready at spawn are candidates now,
                 // started by the pass that goes on after it (or the next).
                 self.track_signal_pids(i, pid);
+                self.lifecycle(i, control::Lifecycle::Started);
             }
             Err(why) => {
                 self.message(&format!("{name}: failed to start: {why}"));
@@ -1261,6 +1263,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         inst.ready = true;
         self.start_queue.changed(&self.graph, i);
         self.start_waiting_senders(i);
+        self.lifecycle(i, control::Lifecycle::Ready);
         if first || self.instances[i].signalled {
             self.start_ready_instances();
         }
@@ -1693,6 +1696,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         let State::Running { since, .. } = self.instances[i].state else {
             return;
         };
+        self.lifecycle(i, control::Lifecycle::Exited(ending.clone()));
         self.read_ready_pipe(i);
         self.close_ready_pipe(i);
         self.stop_probe(i);
@@ -1768,6 +1772,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.message(&format!(
             "{name}: {ending}; restarting to learn the new pid of the process it signals"
         ));
+        self.lifecycle(i, control::Lifecycle::Restarting(Duration::ZERO));
         self.timers
             .add(Instant::now(), Deadline::Restart { instance: i });
     }
@@ -1783,6 +1788,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             "{name}: {ending}; restarting in {}ms",
             delay.as_millis()
         ));
+        self.lifecycle(i, control::Lifecycle::Restarting(delay));
         self.timers
             .add(Instant::now() + delay, Deadline::Restart { instance: i });
     }
