@@ -903,6 +903,9 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     fn event_loop(&mut self) -> Result<(), SuperviseError> {
         loop {
+            // What the last pass did goes to the control streams, before
+            // sleeping or ending (the last exits are news too).
+            self.publish_control();
             if self.all_finished() {
                 if self.streams.open == 0 {
                     return Ok(());
@@ -916,7 +919,6 @@ impl<R: Runtime> Supervisor<'_, R> {
             // Before sleeping: the last process may have become ready in
             // the pass that started it, with no event to follow.
             self.announce_if_ready();
-            self.publish_control();
             self.arm_timer()?;
             self.watch_outputs();
             let busy = (0..2).any(|k| self.output_unwatchable[k] && self.output_armed[k]);
