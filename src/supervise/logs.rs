@@ -295,12 +295,17 @@ impl Recent {
         let seq = self.next;
         self.next += 1;
         self.newest[instance] = self.next;
-        ring.push_back(stream as u8);
-        ring.push_back(u8::from(record.starts_line));
-        ring.extend((len as u32).to_le_bytes());
-        ring.extend(seq.to_le_bytes());
-        ring.extend(time.iter().copied());
-        ring.extend(record.bytes.iter().copied());
+        // The head made whole first: extending from slices copies them as
+        // blocks, not byte by byte.
+        let mut head = [0u8; RECENT_HEAD];
+        head[0] = stream as u8;
+        head[1] = u8::from(record.starts_line);
+        head[2..6].copy_from_slice(&(len as u32).to_le_bytes());
+        head[6..14].copy_from_slice(&seq.to_le_bytes());
+        let n = time.len().min(RECENT_HEAD - 14);
+        head[14..14 + n].copy_from_slice(&time[..n]);
+        ring.extend(&head);
+        ring.extend(record.bytes);
     }
 
     /// The sequence number the next record will get: a follower that was
