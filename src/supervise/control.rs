@@ -210,7 +210,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         Response {
             instances: Some(targets.iter().map(|&i| self.name(i).to_owned()).collect()),
             records: Some(records),
-            subscribe: request.follow.then(|| Subscription::Logs {
+            subscribe: request.follow.then_some(Subscription::Logs {
                 instances: targets,
                 next,
             }),
