@@ -14,16 +14,18 @@ use super::control::{Detached, ipc, raw_request, text, wait_until};
 use crate::support::{IPC_RUN, Scratch};
 
 /// `talker` says three lines and one on stderr, then one more line on
-/// each SIGUSR1; `flaky` exits 3 on SIGUSR1 and is restarted.
+/// each SIGUSR1; `flaky` exits 3 on SIGUSR1 and is restarted. The signal
+/// goes to the process group: the shell's report of its `sleep` killed
+/// goes to /dev/null, so the only new line is the trap's.
 const TOPOLOGY: &str = r#"
 name = "NAME"
 
 [process.talker]
-shell = 'trap "echo poked" USR1; echo one; echo two; echo three; echo oops >&2; while :; do sleep 1000 & wait $!; done'
+shell = 'trap "echo poked" USR1; echo one; echo two; echo three; echo oops >&2; while :; do sleep 1000 & wait $!; done 2>/dev/null'
 restart = "on-failure"
 
 [process.flaky]
-shell = 'trap "exit 3" USR1; echo up; while :; do sleep 1000 & wait $!; done'
+shell = 'trap "exit 3" USR1; echo up; while :; do sleep 1000 & wait $!; done 2>/dev/null'
 restart = "on-failure"
 restart_backoff = "10ms"
 "#;
@@ -187,7 +189,7 @@ fn streams_that_are_never_read_do_not_disturb_the_run() {
     // `chatty` writes 8 MB (about 12 MB as JSON records) on SIGUSR1.
     let chatty = r#"
 [process.chatty]
-shell = 'trap "head -c 8000000 /dev/zero | tr \"\\0\" x | fold -w 99; echo; echo finished" USR1; while :; do sleep 1000 & wait $!; done'
+shell = 'trap "head -c 8000000 /dev/zero | tr \"\\0\" x | fold -w 99; echo; echo finished" USR1; while :; do sleep 1000 & wait $!; done 2>/dev/null'
 restart = "on-failure"
 "#;
     let (_scratch, mut run) = start("logs-slow", chatty);
