@@ -205,6 +205,10 @@ pub(crate) struct RunArgs {
     /// is once checked against this host's limits.
     #[arg(long = "plan", conflicts_with_all = ["tap", "limits", "profiles"])]
     pub from_plan: bool,
+    /// Keep the last SIZE of each process's output in memory for
+    /// `ipc-run logs` (`64KiB`; 0 keeps none, and relays as before).
+    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_log_memory)]
+    pub log_memory: usize,
     /// Start the run in the background, return once every process is ready
     /// (or fail with the reason) and print the run id (docs/operate.md).
     /// Its processes' output goes to --log-dir when given, else nowhere.
@@ -337,6 +341,12 @@ fn parse_file_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `--log-memory`: a size as in topology files; 0 keeps none.
+fn parse_log_memory(text: &str) -> Result<usize, String> {
+    let bytes = crate::topology::ByteSize::parse(text)?.bytes();
+    usize::try_from(bytes).map_err(|_| format!("`{text}` is too large"))
+}
+
 /// `--limits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum LimitsChoice {
@@ -453,6 +463,43 @@ pub(crate) enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// Show the recent output of a live run's processes (kept in memory,
+    /// `run --log-memory`); `-f` follows it.
+    Logs(LogsArgs),
+    /// Stream a live run's lifecycle events (started, ready, exited,
+    /// restarting, stopped) as they happen.
+    Events {
+        /// Run id or topology name (default: the only live run).
+        run: Option<String>,
+        /// Where to look, and the output format.
+        #[command(flatten)]
+        control: ControlArgs,
+    },
+}
+
+/// The arguments of `logs`.
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// Run id or topology name (default: the only live run).
+    pub run: Option<String>,
+    /// Only these processes (instance or process names; needs RUN).
+    pub procs: Vec<String>,
+    /// Go on printing new output as it comes, until the run ends.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only the last N lines of each process (default: all kept).
+    #[arg(long = "lines", short = 'n', value_name = "N")]
+    pub lines: Option<usize>,
+    /// Only output read since T: a duration back from now (`10s`, `5m`)
+    /// or an RFC 3339 time (`2026-01-31T23:59:59Z`).
+    #[arg(long, value_name = "T", value_parser = crate::control::commands::parse_since)]
+    pub since: Option<u64>,
+    /// Start each line with the time ipc-run read it (RFC 3339, UTC).
+    #[arg(long)]
+    pub timestamps: bool,
+    /// Where to look, and the output format (json: one record per line).
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 /// The arguments of `start`, `stop` and `restart`.
@@ -814,7 +861,9 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         | Command::Stop(_)
         | Command::Restart { .. }
         | Command::Signal { .. }
-        | Command::Down { .. } => return control_command(command),
+        | Command::Down { .. }
+        | Command::Logs(_)
+        | Command::Events { .. } => return control_command(command),
         _ => {}
     }
     let mut stdout = std::io::stdout().lock();
@@ -829,7 +878,9 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         | Command::Stop(_)
         | Command::Restart { .. }
         | Command::Signal { .. }
-        | Command::Down { .. } => unreachable!("handled above"),
+        | Command::Down { .. }
+        | Command::Logs(_)
+        | Command::Events { .. } => unreachable!("handled above"),
         Command::Clean { runtime_dir } => {
             drop(stdout);
             return clean(runtime_dir);
@@ -916,6 +967,28 @@ fn control_command(command: Command) -> Result<i32, CliError> {
             let (roots, format) = (roots(control), format(control));
             commands::status(&roots, run.as_deref(), procs.clone(), format, &mut out)
                 .map_err(CliError::from)?;
+            return Ok(ExitCode::Success.code());
+        }
+        Command::Logs(args) => {
+            let mut request = Request::new(Cmd::Logs, args.procs.clone());
+            request.follow = args.follow;
+            request.lines = args.lines;
+            request.since_ms = args.since;
+            let (roots, format) = (roots(&args.control), format(&args.control));
+            commands::logs(
+                &roots,
+                args.run.as_deref(),
+                request,
+                args.timestamps,
+                format,
+                &mut out,
+            )
+            .map_err(CliError::from)?;
+            return Ok(ExitCode::Success.code());
+        }
+        Command::Events { run, control } => {
+            let (roots, format) = (roots(control), format(control));
+            commands::events(&roots, run.as_deref(), format, &mut out).map_err(CliError::from)?;
             return Ok(ExitCode::Success.code());
         }
         Command::Start(args) => act_request(Cmd::Start, args),
@@ -1084,8 +1157,7 @@ fn run_in_foreground(
             LogFormat::Json => crate::supervise::logs::LogFormat::Json,
         },
         timestamps: args.timestamps,
-        // The control socket's `logs` will read them; nothing does yet.
-        recent_log_bytes: 0,
+        recent_log_bytes: args.log_memory,
         summary_json: args.summary_format == SummaryFormat::Json,
         announce_ready: announce,
     };

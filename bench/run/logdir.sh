@@ -4,7 +4,9 @@
 # stdout, /dev/null, and with --log-dir also into a file (rotated at 64 MiB,
 # one old file kept, so the disk use stays bounded). Columns, in the same
 # interleaved rounds:
-#   ipc-run                     no log directory (the hot path as before)
+#   ipc-run                     no log directory (the default: the last 64 KiB
+#                               of each process kept in memory for `ipc-run logs`)
+#   --log-memory 0              nothing kept in memory: the plain relay path
 #   ipc-run before              an older binary, no log directory
 #                               (IPC_RUN_BEFORE=path; shows the path is unchanged)
 #   --log-dir                   plus the log file
@@ -47,6 +49,7 @@ before=()
 [ -n "${IPC_RUN_BEFORE:-}" ] && before=("ipc-run before=$IPC_RUN_BEFORE -q $file")
 python3 bench/run/rounds.py "$rounds" --bytes "$bytes" $(json logdir) -- \
     "ipc-run=$IPC_RUN -q $file" \
+    "--log-memory 0=$IPC_RUN -q $file --log-memory 0" \
     "${before[@]}" \
     "--log-dir=$IPC_RUN -q $file --log-dir $logs $rotate" \
     "--log-dir --timestamps=$IPC_RUN -q $file --log-dir $logs $rotate --timestamps" \

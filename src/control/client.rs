@@ -192,6 +192,73 @@ pub fn resolve(run: Option<&str>, roots: &[PathBuf]) -> Result<LiveRun, ClientEr
     }
 }
 
+/// Sends a stream's `request` (`logs` with `follow`, `events`) and reads
+/// its first answer; the stream's further lines are read from the reader
+/// returned ([`next_line`]), with no time limit: a quiet run sends nothing.
+pub fn subscribe(
+    socket: &Path,
+    run_id: &str,
+    request: &Request,
+) -> Result<(Response, BufReader<UnixStream>), ClientError> {
+    let io = |source: std::io::Error| ClientError::Io {
+        run_id: run_id.to_owned(),
+        socket: socket.to_owned(),
+        source,
+    };
+    let stream = UnixStream::connect(socket).map_err(io)?;
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
+    stream.set_write_timeout(Some(ANSWER_TIMEOUT)).map_err(io)?;
+    let mut line = serde_json::to_vec(request).map_err(|e| io(std::io::Error::other(e)))?;
+    line.push(b'\n');
+    (&stream).write_all(&line).map_err(io)?;
+    let mut reader = BufReader::new(stream);
+    let live = LiveRun {
+        info: RunInfo {
+            name: String::new(),
+            run_id: run_id.to_owned(),
+            pid: 0,
+            uptime_ms: 0,
+            state: String::new(),
+            processes: 0,
+        },
+        socket: socket.to_owned(),
+    };
+    let first = next_line(&mut reader, &live)?.ok_or_else(|| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the run closed the connection without an answer",
+        ))
+    })?;
+    reader.get_ref().set_read_timeout(None).map_err(io)?;
+    Ok((first, reader))
+}
+
+/// The next line of a stream from `live`: `None` once the run closed it
+/// (the run ended); an error line (`too-slow`, ...) is [`ClientError::Refused`].
+pub fn next_line(
+    reader: &mut BufReader<UnixStream>,
+    live: &LiveRun,
+) -> Result<Option<Response>, ClientError> {
+    let io = |source: std::io::Error| ClientError::Io {
+        run_id: live.info.run_id.clone(),
+        socket: live.socket.clone(),
+        source,
+    };
+    let mut line = Vec::new();
+    if reader.read_until(b'\n', &mut line).map_err(io)? == 0 {
+        return Ok(None);
+    }
+    let response: Response = serde_json::from_slice(&line)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+    match response.error {
+        Some(error) if !response.ok => Err(ClientError::Refused {
+            run_id: live.info.run_id.clone(),
+            error,
+        }),
+        _ => Ok(Some(response)),
+    }
+}
+
 /// Sends `request` to the run listening on `socket` and reads its answer;
 /// an answer with `ok: false` is [`ClientError::Refused`].
 pub fn request(socket: &Path, run_id: &str, request: &Request) -> Result<Response, ClientError> {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::client::{self, ClientError};
-use super::protocol::{Command, ProcessStatus, Request, Response, RunInfo};
+use super::protocol::{Command, LogRecord, ProcessStatus, Request, Response, RunInfo};
 
 /// How a control command prints its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,9 +179,187 @@ pub fn act(
             request.signal.as_deref().unwrap_or("?")
         )?,
         Command::Down => writeln!(out, "{label}: stopping the run")?,
-        Command::Info | Command::Status => {}
+        Command::Info | Command::Status | Command::Logs | Command::Events => {}
     }
     Ok(())
+}
+
+/// `ipc-run logs`: the records `request` (a `logs` request) asks for,
+/// as the relay prints them (`name | line`, with the time when
+/// `timestamps`) or one JSON record per line; with `follow`, new ones as
+/// they come, until the run ends.
+pub fn logs(
+    roots: &[PathBuf],
+    run: Option<&str>,
+    request: Request,
+    timestamps: bool,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let live = client::resolve(run, roots)?;
+    let (response, mut stream) = client::subscribe(&live.socket, &live.info.run_id, &request)?;
+    let names = response.instances.clone().unwrap_or_default();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    let print = |records: &[LogRecord], out: &mut dyn Write| -> std::io::Result<()> {
+        for record in records {
+            if format == Format::Json {
+                serde_json::to_writer(&mut *out, record).map_err(std::io::Error::other)?;
+                writeln!(out)?;
+                continue;
+            }
+            let sep = if record.continued { '+' } else { '|' };
+            let stamp = if timestamps && !record.continued {
+                format!("{} ", record.time)
+            } else {
+                String::new()
+            };
+            let line = match &record.line {
+                serde_json::Value::String(text) => text.clone(),
+                bytes => {
+                    let bytes: Vec<u8> = bytes
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                        .collect();
+                    String::from_utf8_lossy(&bytes).into_owned()
+                }
+            };
+            writeln!(out, "{:<width$} {sep} {stamp}{line}", record.instance)?;
+        }
+        out.flush()
+    };
+    print(response.records.as_deref().unwrap_or_default(), out)?;
+    if !request.follow {
+        return Ok(());
+    }
+    while let Some(response) = client::next_line(&mut stream, &live)? {
+        print(response.records.as_deref().unwrap_or_default(), out)?;
+    }
+    Ok(())
+}
+
+/// `ipc-run events`: the run's lifecycle events as they happen, one JSON
+/// object per line (`--format json`) or one sentence per line, until the
+/// run ends.
+pub fn events(
+    roots: &[PathBuf],
+    run: Option<&str>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
+    let live = client::resolve(run, roots)?;
+    let request = Request::new(Command::Events, Vec::new());
+    let (_, mut stream) = client::subscribe(&live.socket, &live.info.run_id, &request)?;
+    while let Some(response) = client::next_line(&mut stream, &live)? {
+        let Some(event) = response.event else {
+            continue;
+        };
+        if format == Format::Json {
+            serde_json::to_writer(&mut *out, &event).map_err(std::io::Error::other)?;
+            writeln!(out)?;
+        } else {
+            let mut detail = String::new();
+            if let Some(pid) = event.pid {
+                detail.push_str(&format!(" pid {pid}"));
+            }
+            if let Some(status) = &event.status {
+                detail.push_str(&format!(" ({status})"));
+            }
+            if let Some(ms) = event.delay_ms {
+                detail.push_str(&format!(" in {}", duration(ms)));
+            }
+            writeln!(
+                out,
+                "{} {} {}{detail}",
+                event.time, event.process, event.event
+            )?;
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
+
+/// `--since`: a duration back from now (`10s`, `5m`, `1h`) or an RFC 3339
+/// time (`2026-01-31T23:59:59Z`, `2026-01-31T23:59:59.5+01:00`), as
+/// milliseconds since the Unix epoch.
+pub fn parse_since(text: &str) -> Result<u64, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    if let Ok(back) = crate::topology::Millis::parse(text) {
+        let back = back.duration();
+        return Ok(u64::try_from(now.saturating_sub(back).as_millis()).unwrap_or(u64::MAX));
+    }
+    parse_rfc3339(text).ok_or_else(|| {
+        format!("`{text}` is neither a duration (10s, 5m, 1h) nor an RFC 3339 time (2026-01-31T23:59:59Z)")
+    })
+}
+
+/// An RFC 3339 time as milliseconds since the Unix epoch.
+fn parse_rfc3339(text: &str) -> Option<u64> {
+    let b = text.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = b.get(range)?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(digits).ok()?.parse().ok()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut at = 19;
+    let mut millis = 0;
+    if b[at] == b'.' {
+        let start = at + 1;
+        at = start;
+        while at < b.len() && b[at].is_ascii_digit() {
+            at += 1;
+        }
+        let fraction = std::str::from_utf8(&b[start..at]).ok()?;
+        if fraction.is_empty() {
+            return None;
+        }
+        let padded = format!("{fraction:0<3}");
+        millis = padded[..3].parse::<i64>().ok()?;
+    }
+    let offset = match b.get(at..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), ..] if b.len() == at + 6 && b[at + 3] == b':' => {
+            let minutes = num(at + 1..at + 3)? * 60 + num(at + 4..at + 6)?;
+            if *sign == b'+' { minutes } else { -minutes }
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(year, month, day);
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60;
+    u64::try_from(secs * 1000 + millis).ok()
+}
+
+/// Days since 1970-01-01 of a Gregorian date (eras of 400 years from
+/// 0000-03-01, so the leap day ends a year).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = (month + 9) % 12;
+    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
 
 fn print_json(response: &Response, out: &mut dyn Write) -> Result<(), CommandError> {
@@ -226,7 +404,30 @@ fn write_table<const N: usize>(out: &mut dyn Write, rows: &[[String; N]]) -> std
 
 #[cfg(test)]
 mod tests {
-    use super::duration;
+    use super::{duration, parse_rfc3339, parse_since};
+
+    #[test]
+    fn since_takes_rfc3339_times_and_durations() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339("2026-01-31T23:59:59.123Z"),
+            Some(1_769_903_999_123)
+        );
+        assert_eq!(
+            parse_rfc3339("2026-02-01T00:59:59.123+01:00"),
+            Some(1_769_903_999_123)
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T12:00:00.5Z"),
+            Some(1_709_208_000_500)
+        );
+        assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        let ten_back = parse_since("10s").unwrap();
+        let now = parse_since("0s").unwrap();
+        assert!(now >= ten_back + 10_000);
+        assert!(parse_since("soon").unwrap_err().contains("RFC 3339"));
+    }
 
     #[test]
     fn durations_read_at_a_glance() {

@@ -31,6 +31,17 @@ pub struct Request {
     /// `signal`: the signal, by name (`SIGHUP`, `HUP`) or number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// `logs`: after the records kept, send new ones as they come, until
+    /// the client closes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follow: bool,
+    /// `logs`: only the last this many lines of each instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<usize>,
+    /// `logs`: only records read at or after this time, in milliseconds
+    /// since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
 }
 
 impl Request {
@@ -42,6 +53,9 @@ impl Request {
             procs,
             with_dependents: false,
             signal: None,
+            follow: false,
+            lines: None,
+            since_ms: None,
         }
     }
 }
@@ -64,6 +78,12 @@ pub enum Command {
     Signal,
     /// Stop the whole run gracefully, as SIGTERM does.
     Down,
+    /// The records the run keeps of its processes' output; with `follow`,
+    /// new ones as they come.
+    Logs,
+    /// A stream of lifecycle events, one line each, until the client
+    /// closes.
+    Events,
 }
 
 /// A response.
@@ -89,6 +109,79 @@ pub struct Response {
     /// Actions: the instances acted on, in plan order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done: Option<Vec<String>>,
+    /// `logs`: the instances whose records are sent, in plan order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Vec<String>>,
+    /// `logs`: records, oldest first (the first answer: those kept; then,
+    /// with `follow`, each later line a batch of new ones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<LogRecord>>,
+    /// `events`: one event per line after the first answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Event>,
+    /// Not sent: the stream the connection carries from now on, for the
+    /// server ([`super::server`]).
+    #[serde(skip)]
+    pub subscribe: Option<Subscription>,
+}
+
+/// What a connection that asked for a stream (`logs` with `follow`,
+/// `events`) is sent, as the server keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    /// New log records of these instances (plan indices), numbered `next`
+    /// and later.
+    Logs {
+        /// The instances followed.
+        instances: Vec<usize>,
+        /// The first record not sent yet.
+        next: u64,
+    },
+    /// Lifecycle events.
+    Events,
+}
+
+/// One record of a process's output, as the relay's `--log-format json`
+/// writes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// When ipc-run read it, RFC 3339 in UTC with milliseconds.
+    pub time: String,
+    /// The declared process.
+    pub process: String,
+    /// The instance (`web#1`, or the process's name).
+    pub instance: String,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The record continues a line cut at the relay's chunk size.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continued: bool,
+    /// The line without its newline: a string, or an array of its byte
+    /// values when it is not UTF-8.
+    pub line: serde_json::Value,
+}
+
+/// A lifecycle event of one instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened, RFC 3339 in UTC with milliseconds.
+    pub time: String,
+    /// `started`, `ready`, `exited`, `restarting` or `stopped`.
+    pub event: String,
+    /// The instance.
+    pub process: String,
+    /// Its pid (`started`, `ready`, `exited`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// `exited`: how (`exited 1`, `killed by SIGTERM`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// `exited`: the exit code, when it exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// `restarting`: milliseconds until it starts again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
 }
 
 impl Response {
@@ -170,6 +263,8 @@ pub enum ErrorCode {
     Busy,
     /// A response could not be made.
     Internal,
+    /// A stream's client did not read fast enough: it is dropped.
+    TooSlow,
 }
 
 impl ErrorCode {
@@ -184,6 +279,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "permission-denied",
             ErrorCode::Busy => "busy",
             ErrorCode::Internal => "internal",
+            ErrorCode::TooSlow => "too-slow",
         }
     }
 }
@@ -309,6 +405,22 @@ mod tests {
             r#"{"v":1,"cmd":"restart","procs":["web"],"with_dependents":true}"#
         );
         assert_eq!(parse_request(line.as_bytes()).unwrap(), request);
+    }
+
+    #[test]
+    fn stream_requests_round_trip() {
+        let mut request = Request::new(Command::Logs, vec!["web".into()]);
+        request.follow = true;
+        request.lines = Some(10);
+        request.since_ms = Some(1_700_000_000_000);
+        let line = serde_json::to_string(&request).unwrap();
+        assert_eq!(
+            line,
+            r#"{"v":1,"cmd":"logs","procs":["web"],"follow":true,"lines":10,"since_ms":1700000000000}"#
+        );
+        assert_eq!(parse_request(line.as_bytes()).unwrap(), request);
+        let events = parse_request(br#"{"v":1,"cmd":"events"}"#).unwrap();
+        assert_eq!(events.cmd, Command::Events);
     }
 
     #[test]

@@ -16,6 +16,14 @@
 //!   [`REQUESTS_PER_WAKE`] requests, so a flood from one client delays the
 //!   run's other events by a bounded amount.
 //!
+//! A connection whose request asked for a stream (`logs` with `follow`,
+//! `events`) carries only that stream from then on: the supervisor hands
+//! new lines to [`Server::publish`] once per pass of its loop, and they are
+//! written as the socket takes them. At most [`STREAM_OUTPUT`] bytes wait
+//! for such a client: one that falls further behind is dropped with a
+//! `too-slow` line, so a follower that does not read never holds back the
+//! relay or the run, and costs at most that much memory.
+//!
 //! Peer credentials (`SO_PEERCRED`) are checked on accept: the run's own
 //! effective uid, or root, may use it; anyone else gets one
 //! `permission-denied` line and is disconnected. The socket is 0600 in a
@@ -30,7 +38,7 @@ use nix::errno::Errno;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::socket::{MsgFlags, getsockopt, send, sockopt};
 
-use super::protocol::{self, ErrorCode, Request, Response};
+use super::protocol::{self, ErrorCode, Request, Response, Subscription};
 
 /// Most connections open at once.
 pub const MAX_CLIENTS: usize = 32;
@@ -40,6 +48,9 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 pub const MAX_OUTPUT: usize = 16 << 20;
 /// Most requests answered per connection per wake-up.
 pub const REQUESTS_PER_WAKE: usize = 16;
+/// Most bytes of a stream (`logs -f`, `events`) waiting for one client:
+/// past it the client is dropped.
+pub const STREAM_OUTPUT: usize = 1 << 20;
 
 /// Bytes read per connection per wake-up.
 const READ_CHUNK: usize = 16 * 1024;
@@ -60,6 +71,8 @@ struct Connection {
     /// Close once the output is out: the peer hung up, or sent a request
     /// too large to resynchronise after.
     closing: bool,
+    /// The stream it carries, once it asked for one.
+    subscription: Option<Subscription>,
 }
 
 /// The listening socket and its clients.
@@ -101,6 +114,58 @@ impl Server {
     /// Connections open now.
     pub fn clients(&self) -> usize {
         self.connections.iter().flatten().count()
+    }
+
+    /// Connections carrying a stream: (of log records, of events).
+    pub fn subscribers(&self) -> (usize, usize) {
+        let mut counts = (0, 0);
+        for conn in self.connections.iter().flatten() {
+            match conn.subscription {
+                Some(Subscription::Logs { .. }) => counts.0 += 1,
+                Some(Subscription::Events) => counts.1 += 1,
+                None => {}
+            }
+        }
+        counts
+    }
+
+    /// Gives every stream its new lines (`lines` makes them; nothing when
+    /// there are none) and writes what the sockets take. A client with
+    /// more than [`STREAM_OUTPUT`] bytes waiting is sent a `too-slow` line
+    /// and closed once it is out (or evicted as idle).
+    pub fn publish(&mut self, lines: &mut dyn FnMut(&mut Subscription) -> Vec<u8>) {
+        for slot in 0..self.connections.len() {
+            let Some(Some(conn)) = self.connections.get_mut(slot) else {
+                continue;
+            };
+            let Some(subscription) = conn.subscription.as_mut() else {
+                continue;
+            };
+            let new = lines(subscription);
+            if new.is_empty() {
+                continue;
+            }
+            if conn.output.len() + new.len() > STREAM_OUTPUT {
+                conn.subscription = None;
+                conn.closing = true;
+                conn.input.clear();
+                conn.output.extend(
+                    Response::error(
+                        ErrorCode::TooSlow,
+                        format!(
+                            "more than {STREAM_OUTPUT} bytes were waiting for this client; it is dropped"
+                        ),
+                    )
+                    .to_line(),
+                );
+            } else {
+                conn.output.extend(new);
+                self.tick += 1;
+                conn.active = self.tick;
+            }
+            self.flush(slot);
+            self.settle(slot);
+        }
     }
 
     /// Handles what is ready, answering each request with `answer`.
@@ -228,6 +293,7 @@ impl Server {
             active: self.tick,
             interest,
             closing: false,
+            subscription: None,
         });
         Some(slot)
     }
@@ -319,6 +385,12 @@ impl Server {
 /// Answers up to [`REQUESTS_PER_WAKE`] complete lines of `conn`'s input.
 fn answer_lines(conn: &mut Connection, answer: &mut dyn FnMut(Request) -> Response) {
     for _ in 0..REQUESTS_PER_WAKE {
+        if conn.subscription.is_some() {
+            // A stream's connection carries only the stream: what its
+            // client sends is read (to see it close) and dropped.
+            conn.input.clear();
+            return;
+        }
         let Some(end) = memchr::memchr(b'\n', &conn.input) else {
             if conn.input.len() > MAX_REQUEST {
                 conn.input.clear();
@@ -349,6 +421,8 @@ fn answer_lines(conn: &mut Connection, answer: &mut dyn FnMut(Request) -> Respon
                 Err(error) => Response::from(error),
             }
         };
+        let mut response = response;
+        conn.subscription = response.subscribe.take().filter(|_| response.ok);
         conn.output.extend(response.to_line());
         if conn.output.len() >= MAX_OUTPUT {
             return;

@@ -20,10 +20,12 @@ use nix::sys::signal::Signal;
 
 use super::{Ending, Runtime, State, Supervisor, signal_group};
 use crate::control::protocol::{
-    ChannelStatus, Command, ErrorBody, ErrorCode, ProcessStatus, Request, Response, RunInfo,
+    ChannelStatus, Command, ErrorBody, ErrorCode, Event, LogRecord, ProcessStatus, Request,
+    Response, RunInfo, Subscription,
 };
 use crate::control::server::Server;
 use crate::plan::EndpointPlan;
+use crate::supervise::logs::{RecentRecord, Stream};
 
 /// What an operator asked of an instance, carried out when it exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +49,30 @@ pub(super) struct Control {
     /// Where `ready RUN_ID` is written once every process is ready
     /// (`run --detach`); dropped once written.
     pub announce: Option<Arc<OwnedFd>>,
+    /// Lifecycle events not published yet; kept only while some client
+    /// streams them.
+    pub events: Vec<Event>,
+    /// Some client streams events.
+    pub watch_events: bool,
+    /// Some client follows log records.
+    pub follow_logs: bool,
+    /// Log records numbered below this were handed to the followers.
+    pub published: u64,
+}
+
+/// A lifecycle event, as the supervisor reports it ([`Supervisor::lifecycle`]).
+#[derive(Debug, Clone)]
+pub(super) enum Lifecycle {
+    /// Spawned (and, when ready at once, ready too).
+    Started,
+    /// Declared ready.
+    Ready,
+    /// Exited, as told.
+    Exited(Ending),
+    /// Starts again after this delay.
+    Restarting(std::time::Duration),
+    /// Stopped on request, its channels kept.
+    Stopped,
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> Response {
@@ -68,7 +94,189 @@ impl<R: Runtime> Supervisor<'_, R> {
             return;
         };
         server.serve(&mut |request| self.answer(request));
+        let (logs, events) = server.subscribers();
         self.control.server = Some(server);
+        self.control.follow_logs = logs > 0;
+        self.control.watch_events = events > 0;
+    }
+
+    /// Hands the streams what happened since the last pass: lifecycle
+    /// events and new log records. Once per pass of the event loop, and
+    /// nothing to do (two comparisons) when no client streams anything.
+    pub(super) fn publish_control(&mut self) {
+        let next = self.writer.recent().map_or(0, |r| r.next_seq());
+        let new_logs = self.control.follow_logs && next > self.control.published;
+        if !new_logs && self.control.events.is_empty() {
+            return;
+        }
+        let Some(mut server) = self.control.server.take() else {
+            return;
+        };
+        let events: Vec<u8> = std::mem::take(&mut self.control.events)
+            .into_iter()
+            .flat_map(|event| {
+                Response {
+                    event: Some(event),
+                    ..Response::ok()
+                }
+                .to_line()
+            })
+            .collect();
+        server.publish(&mut |subscription| match subscription {
+            Subscription::Events => events.clone(),
+            Subscription::Logs { instances, next } => {
+                let records = self.records_of(instances, *next, None, None);
+                *next = self.writer.recent().map_or(0, |r| r.next_seq());
+                if records.is_empty() {
+                    return Vec::new();
+                }
+                Response {
+                    records: Some(records),
+                    ..Response::ok()
+                }
+                .to_line()
+            }
+        });
+        let (logs, events) = server.subscribers();
+        self.control.server = Some(server);
+        self.control.follow_logs = logs > 0;
+        self.control.watch_events = events > 0;
+        self.control.published = next;
+    }
+
+    /// Records `what` of instance `i` for the event streams, if any.
+    pub(super) fn lifecycle(&mut self, i: usize, what: Lifecycle) {
+        if !self.control.watch_events {
+            return;
+        }
+        let pid = match self.instances[i].state {
+            State::Running { pid, .. } => Some(pid.as_raw()),
+            _ => None,
+        };
+        let event = |name: &str| Event {
+            time: now_rfc3339(),
+            event: name.to_owned(),
+            process: self.name(i).to_owned(),
+            pid,
+            status: None,
+            exit_code: None,
+            delay_ms: None,
+        };
+        let events = match what {
+            Lifecycle::Started if self.instances[i].ready_now => {
+                vec![event("started"), event("ready")]
+            }
+            Lifecycle::Started => vec![event("started")],
+            Lifecycle::Ready => vec![event("ready")],
+            Lifecycle::Exited(ending) => vec![Event {
+                status: Some(ending.to_string()),
+                exit_code: match ending {
+                    Ending::Exited(code) => Some(code),
+                    _ => None,
+                },
+                ..event("exited")
+            }],
+            Lifecycle::Restarting(delay) => vec![Event {
+                delay_ms: Some(millis(delay)),
+                pid: None,
+                ..event("restarting")
+            }],
+            Lifecycle::Stopped => vec![Event {
+                pid: None,
+                ..event("stopped")
+            }],
+        };
+        self.control.events.extend(events);
+    }
+
+    /// `logs`: the records kept of the named instances; with `follow`,
+    /// the connection goes on to carry new ones.
+    fn logs(&mut self, request: &Request) -> Response {
+        let targets = match self.targets(&request.procs) {
+            Ok(targets) => targets,
+            Err(error) => return error.into(),
+        };
+        let Some(next) = self.writer.recent().map(|r| r.next_seq()) else {
+            return error(
+                ErrorCode::Refused,
+                "this run keeps no log records in memory (it was started with --log-memory 0)",
+            );
+        };
+        let since = request.since_ms.map(|ms| {
+            let stamp = crate::supervise::logfile::rfc3339_ms(std::time::Duration::from_millis(ms));
+            String::from_utf8_lossy(&stamp).into_owned()
+        });
+        let records = self.records_of(&targets, 0, request.lines, since.as_deref());
+        Response {
+            instances: Some(targets.iter().map(|&i| self.name(i).to_owned()).collect()),
+            records: Some(records),
+            subscribe: request.follow.then_some(Subscription::Logs {
+                instances: targets,
+                next,
+            }),
+            ..Response::ok()
+        }
+    }
+
+    /// The kept records of `instances` numbered `from` or later, merged
+    /// in the order they were read: of each instance only its last
+    /// `lines` lines, and only those read at `since` or later.
+    fn records_of(
+        &mut self,
+        instances: &[usize],
+        from: u64,
+        lines: Option<usize>,
+        since: Option<&str>,
+    ) -> Vec<LogRecord> {
+        let Some(recent) = self.writer.recent() else {
+            return Vec::new();
+        };
+        let mut all: Vec<(usize, RecentRecord)> = Vec::new();
+        for &i in instances {
+            let mut records = recent.records_from(i, from);
+            if let Some(since) = since {
+                records.retain(|r| r.time.as_str() >= since);
+            }
+            if let Some(lines) = lines {
+                // From the start of the `lines`-th line from the end (with
+                // its continuations); none for 0, as `tail -n 0`.
+                let mut starts = 0;
+                let mut keep = records.len();
+                while keep > 0 && starts < lines {
+                    keep -= 1;
+                    starts += usize::from(records[keep].starts_line);
+                }
+                records.drain(..keep);
+            }
+            all.extend(records.into_iter().map(|r| (i, r)));
+        }
+        all.sort_by_key(|(_, r)| r.seq);
+        all.into_iter()
+            .map(|(i, r)| self.log_record(i, r))
+            .collect()
+    }
+
+    fn log_record(&self, i: usize, record: RecentRecord) -> LogRecord {
+        let line = match String::from_utf8(record.bytes) {
+            Ok(text) => serde_json::Value::String(text),
+            Err(e) => e
+                .into_bytes()
+                .into_iter()
+                .map(serde_json::Value::from)
+                .collect(),
+        };
+        LogRecord {
+            time: record.time,
+            process: self.plan.processes[i].process.to_string(),
+            instance: self.name(i).to_owned(),
+            stream: match record.stream {
+                Stream::Stdout => "stdout",
+                Stream::Stderr => "stderr",
+            }
+            .to_owned(),
+            continued: !record.starts_line,
+            line,
+        }
     }
 
     /// Writes `ready RUN_ID` for `run --detach` once every instance is
@@ -104,6 +312,11 @@ impl<R: Runtime> Supervisor<'_, R> {
             },
             Command::Status => self.status(&request.procs),
             Command::Down => self.down(),
+            Command::Logs => self.logs(&request),
+            Command::Events => Response {
+                subscribe: Some(Subscription::Events),
+                ..Response::ok()
+            },
             Command::Start | Command::Stop | Command::Restart | Command::Signal => {
                 if self.shutdown.is_some() {
                     return error(ErrorCode::Refused, "the run is stopping");
@@ -426,10 +639,12 @@ impl<R: Runtime> Supervisor<'_, R> {
                 inst.held = true;
                 inst.ready_now = false;
                 self.message(&format!("{name}: {ending}; stopped on request"));
+                self.lifecycle(i, Lifecycle::Stopped);
             }
             Intent::Restart => {
                 self.message(&format!("{name}: {ending}; restarting on request"));
                 self.requeue(i);
+                self.lifecycle(i, Lifecycle::Restarting(std::time::Duration::ZERO));
             }
         }
     }
@@ -467,6 +682,14 @@ fn endpoint_label(end: &EndpointPlan) -> String {
         EndpointPlan::Own { stream } => format!("ipc-run {}", stream.as_str()),
         EndpointPlan::External => "external".to_owned(),
     }
+}
+
+/// Now, RFC 3339 in UTC with milliseconds.
+fn now_rfc3339() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    String::from_utf8_lossy(&crate::supervise::logfile::rfc3339_ms(since)).into_owned()
 }
 
 fn millis(duration: std::time::Duration) -> u64 {

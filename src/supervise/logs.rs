@@ -231,19 +231,28 @@ pub enum LogFormat {
 }
 
 /// The last records of each instance, at most a fixed number of bytes each
-/// (oldest dropped first, whole records only), for `ipc-run logs`. Off
-/// unless asked for: keeping them copies every relayed byte once more.
+/// (oldest dropped first, whole records only), for `ipc-run logs`. Every
+/// record gets a sequence number, one counter for the whole run, so records
+/// of several instances merge in the order they were read and a follower
+/// (`logs -f`) asks for what came after the last one it was sent.
 #[derive(Debug)]
 pub struct Recent {
-    /// Per instance: entries of a 27-byte head (stream, starts a line,
-    /// length as u32 LE, the RFC 3339 time) and the record's bytes.
+    /// Per instance: entries of a 38-byte head (stream, starts a line,
+    /// length as u32 LE, sequence number as u64 LE, the RFC 3339 time)
+    /// and the record's bytes.
     per: Vec<std::collections::VecDeque<u8>>,
+    /// Per instance: the sequence number of its newest record plus one (0:
+    /// none yet), so a follower skips instances with nothing new at once.
+    newest: Vec<u64>,
+    next: u64,
     cap: usize,
 }
 
 /// One record kept by [`Recent`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecentRecord {
+    /// Its place in the run's sequence of records.
+    pub seq: u64,
     /// The stream it came on.
     pub stream: Stream,
     /// False when it continues a line cut at [`CHUNK`].
@@ -254,13 +263,15 @@ pub struct RecentRecord {
     pub bytes: Vec<u8>,
 }
 
-const RECENT_HEAD: usize = 1 + 1 + 4 + 24;
+const RECENT_HEAD: usize = 1 + 1 + 4 + 8 + 24;
 
 impl Recent {
     /// Room for `cap` bytes of records (with their heads) per instance.
     pub fn new(instances: usize, cap: usize) -> Self {
         Recent {
             per: (0..instances).map(|_| Default::default()).collect(),
+            newest: vec![0; instances],
+            next: 0,
             cap,
         }
     }
@@ -281,19 +292,44 @@ impl Recent {
             let old = RECENT_HEAD + u32::from_le_bytes(head) as usize;
             ring.drain(..old);
         }
-        ring.push_back(stream as u8);
-        ring.push_back(u8::from(record.starts_line));
-        ring.extend((len as u32).to_le_bytes());
-        ring.extend(time.iter().copied());
-        ring.extend(record.bytes.iter().copied());
+        let seq = self.next;
+        self.next += 1;
+        self.newest[instance] = self.next;
+        // The head made whole first: extending from slices copies them as
+        // blocks, not byte by byte.
+        let mut head = [0u8; RECENT_HEAD];
+        head[0] = stream as u8;
+        head[1] = u8::from(record.starts_line);
+        head[2..6].copy_from_slice(&(len as u32).to_le_bytes());
+        head[6..14].copy_from_slice(&seq.to_le_bytes());
+        let n = time.len().min(RECENT_HEAD - 14);
+        head[14..14 + n].copy_from_slice(&time[..n]);
+        ring.extend(&head);
+        ring.extend(record.bytes);
+    }
+
+    /// The sequence number the next record will get: a follower that was
+    /// sent everything before it has nothing to read.
+    pub fn next_seq(&self) -> u64 {
+        self.next
     }
 
     /// The records kept for `instance`, oldest first.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "read by `ipc-run logs` over the control socket")
-    )]
+    #[cfg(test)]
     pub fn records(&mut self, instance: usize) -> Vec<RecentRecord> {
+        self.records_from(instance, 0)
+    }
+
+    /// The records kept for `instance` numbered `from` or later, oldest
+    /// first.
+    pub fn records_from(&mut self, instance: usize, from: u64) -> Vec<RecentRecord> {
+        if self
+            .newest
+            .get(instance)
+            .is_none_or(|&newest| newest <= from)
+        {
+            return Vec::new();
+        }
         let Some(ring) = self.per.get_mut(instance) else {
             return Vec::new();
         };
@@ -301,16 +337,22 @@ impl Recent {
         let mut out = Vec::new();
         while rest.len() >= RECENT_HEAD {
             let len = u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize;
-            out.push(RecentRecord {
-                stream: if rest[0] == 0 {
-                    Stream::Stdout
-                } else {
-                    Stream::Stderr
-                },
-                starts_line: rest[1] != 0,
-                time: String::from_utf8_lossy(&rest[6..RECENT_HEAD]).into_owned(),
-                bytes: rest[RECENT_HEAD..RECENT_HEAD + len].to_vec(),
-            });
+            let mut seq = [0; 8];
+            seq.copy_from_slice(&rest[6..14]);
+            let seq = u64::from_le_bytes(seq);
+            if seq >= from {
+                out.push(RecentRecord {
+                    seq,
+                    stream: if rest[0] == 0 {
+                        Stream::Stdout
+                    } else {
+                        Stream::Stderr
+                    },
+                    starts_line: rest[1] != 0,
+                    time: String::from_utf8_lossy(&rest[14..RECENT_HEAD]).into_owned(),
+                    bytes: rest[RECENT_HEAD..RECENT_HEAD + len].to_vec(),
+                });
+            }
             rest = &rest[RECENT_HEAD + len..];
         }
         out
@@ -560,10 +602,6 @@ impl LogWriter {
     }
 
     /// The records kept in memory, if any are ([`LogWriter::with_recent`]).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "read by `ipc-run logs` over the control socket")
-    )]
     pub fn recent(&mut self) -> Option<&mut Recent> {
         self.recent.as_mut()
     }
@@ -1119,7 +1157,7 @@ mod tests {
     #[test]
     fn recent_keeps_the_last_whole_records_within_its_size() {
         let mut writer =
-            LogWriter::new(&["a", "b"], null(), null(), [false, false]).with_recent(2, 120);
+            LogWriter::new(&["a", "b"], null(), null(), [false, false]).with_recent(2, 150);
         fn line(bytes: &[u8]) -> Record<'_> {
             Record {
                 bytes,
@@ -1141,6 +1179,13 @@ mod tests {
         assert_eq!(kept[0].time.len(), 24);
         // A record larger than the whole room is not kept.
         assert!(recent.records(1).is_empty());
+        // Numbered in the order read, across instances; a follower asks
+        // for what came after what it was sent.
+        assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [8, 9, 10]);
+        assert_eq!(recent.next_seq(), 11);
+        let after: Vec<u64> = recent.records_from(0, 10).iter().map(|r| r.seq).collect();
+        assert_eq!(after, [10]);
+        assert!(recent.records_from(0, 11).is_empty());
     }
 
     #[test]

@@ -929,6 +929,9 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     fn event_loop(&mut self) -> Result<(), SuperviseError> {
         loop {
+            // What the last pass did goes to the control streams, before
+            // sleeping or ending (the last exits are news too).
+            self.publish_control();
             if self.all_finished() {
                 if self.streams.open == 0 {
                     return Ok(());
@@ -1180,6 +1183,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 // Dependants of an instance ready at spawn are candidates now,
                 // started by the pass that goes on after it (or the next).
                 self.track_signal_pids(i, pid);
+                self.lifecycle(i, control::Lifecycle::Started);
             }
             Err(why) => {
                 self.message(&format!("{name}: failed to start: {why}"));
@@ -1274,6 +1278,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         inst.ready = true;
         self.start_queue.changed(&self.graph, i);
         self.start_waiting_senders(i);
+        self.lifecycle(i, control::Lifecycle::Ready);
         if first || self.instances[i].signalled {
             self.start_ready_instances();
         }
@@ -1725,6 +1730,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         let State::Running { since, .. } = self.instances[i].state else {
             return;
         };
+        self.lifecycle(i, control::Lifecycle::Exited(ending.clone()));
         self.read_ready_pipe(i);
         self.close_ready_pipe(i);
         self.stop_probe(i);
@@ -1801,6 +1807,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.message(&format!(
             "{name}: {ending}; restarting to learn the new pid of the process it signals"
         ));
+        self.lifecycle(i, control::Lifecycle::Restarting(Duration::ZERO));
         self.timers
             .add(Instant::now(), Deadline::Restart { instance: i });
     }
@@ -1816,6 +1823,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             "{name}: {ending}; restarting in {}ms",
             delay.as_millis()
         ));
+        self.lifecycle(i, control::Lifecycle::Restarting(delay));
         self.timers
             .add(Instant::now() + delay, Deadline::Restart { instance: i });
     }

@@ -38,14 +38,14 @@ to = "reader"
 
 /// A run started with `run --detach`; downed (and waited for) on drop, so
 /// a failing case leaves no run behind.
-struct Detached {
-    runtime: PathBuf,
-    run_id: String,
+pub(super) struct Detached {
+    pub(super) runtime: PathBuf,
+    pub(super) run_id: String,
     pid: i32,
 }
 
 impl Detached {
-    fn start(scratch: &mut Scratch, toml: &str) -> Detached {
+    pub(super) fn start(scratch: &mut Scratch, toml: &str) -> Detached {
         let file = scratch.topology(toml);
         let output = ipc(
             &scratch.runtime(),
@@ -67,19 +67,19 @@ impl Detached {
         run
     }
 
-    fn ctl(&self, args: &[&str]) -> Output {
+    pub(super) fn ctl(&self, args: &[&str]) -> Output {
         ipc(&self.runtime, args)
     }
 
     /// `status RUN --format json`, checked to succeed.
-    fn status(&self) -> Value {
+    pub(super) fn status(&self) -> Value {
         let output = self.ctl(&["status", &self.run_id, "--format", "json"]);
         assert!(output.status.success(), "status: {}", text(&output.stderr));
         serde_json::from_slice(&output.stdout).unwrap()
     }
 
     /// The status of process `name`.
-    fn process(&self, name: &str) -> Value {
+    pub(super) fn process(&self, name: &str) -> Value {
         let status = self.status();
         status["processes"]
             .as_array()
@@ -90,12 +90,12 @@ impl Detached {
             .unwrap_or_else(|| panic!("no {name} in {status}"))
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(super) fn socket(&self) -> PathBuf {
         self.runtime.join(&self.run_id).join("control.sock")
     }
 
     /// `down`, then waits for ipc-run to be gone.
-    fn down(&mut self) {
+    pub(super) fn down(&mut self) {
         if self.pid == 0 {
             return;
         }
@@ -121,7 +121,7 @@ impl Drop for Detached {
 }
 
 /// `ipc-run ARGS --runtime-dir RUNTIME`.
-fn ipc(runtime: &Path, args: &[&str]) -> Output {
+pub(super) fn ipc(runtime: &Path, args: &[&str]) -> Output {
     Command::new(IPC_RUN)
         .args(args)
         .arg("--runtime-dir")
@@ -131,13 +131,13 @@ fn ipc(runtime: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(super) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Polls `ready` until it holds (the run acts on its own time; what is
 /// awaited is a state it reports, not a delay), failing after 15 s.
-fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+pub(super) fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !ready() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -335,7 +335,7 @@ fn bad_input_gets_clear_errors_and_leaves_the_run_undisturbed() {
 }
 
 /// Sends `bytes` on a fresh connection and reads one answer line.
-fn raw_request(socket: &Path, bytes: &[u8]) -> Value {
+pub(super) fn raw_request(socket: &Path, bytes: &[u8]) -> Value {
     let mut stream = UnixStream::connect(socket).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(15)))

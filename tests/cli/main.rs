@@ -7,6 +7,7 @@ mod support;
 mod bench;
 mod caps;
 mod control;
+mod control_logs;
 mod port;
 mod port_hardening;
 
