@@ -206,9 +206,11 @@ pub(crate) struct RunArgs {
     #[arg(long = "plan", conflicts_with_all = ["tap", "limits", "profiles"])]
     pub from_plan: bool,
     /// Keep the last SIZE of each process's output in memory for
-    /// `ipc-run logs` (`64KiB`; 0 keeps none, and relays as before).
-    #[arg(long, value_name = "SIZE", default_value = "64KiB", value_parser = parse_log_memory)]
-    pub log_memory: usize,
+    /// `ipc-run logs`; 0 keeps none, and relays at full speed. Default: 0
+    /// in the foreground (the output is on ipc-run's stdout), 64KiB with
+    /// --detach (where the output goes nowhere else).
+    #[arg(long, value_name = "SIZE", value_parser = parse_log_memory)]
+    pub log_memory: Option<usize>,
     /// Start the run in the background, return once every process is ready
     /// (or fail with the reason) and print the run id (docs/operate.md).
     /// Its processes' output goes to --log-dir when given, else nowhere.
@@ -340,6 +342,12 @@ fn parse_file_size(text: &str) -> Result<u64, String> {
         bytes => Ok(bytes),
     }
 }
+
+/// What a detached run keeps of each process's output for `ipc-run logs`
+/// unless `--log-memory` says: its output goes nowhere else. A foreground
+/// run keeps none by default: keeping costs the relay about 1.7x its time
+/// on a fast writer (docs/operate.md), and its output is on the terminal.
+const DETACHED_LOG_MEMORY: usize = 64 * 1024;
 
 /// `--log-memory`: a size as in topology files; 0 keeps none.
 fn parse_log_memory(text: &str) -> Result<usize, String> {
@@ -1157,7 +1165,11 @@ fn run_in_foreground(
             LogFormat::Json => crate::supervise::logs::LogFormat::Json,
         },
         timestamps: args.timestamps,
-        recent_log_bytes: args.log_memory,
+        recent_log_bytes: args.log_memory.unwrap_or(if args.announce_on_stdin {
+            DETACHED_LOG_MEMORY
+        } else {
+            0
+        }),
         summary_json: args.summary_format == SummaryFormat::Json,
         announce_ready: announce,
     };

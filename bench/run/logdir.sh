@@ -4,9 +4,10 @@
 # stdout, /dev/null, and with --log-dir also into a file (rotated at 64 MiB,
 # one old file kept, so the disk use stays bounded). Columns, in the same
 # interleaved rounds:
-#   ipc-run                     no log directory (the default: the last 64 KiB
-#                               of each process kept in memory for `ipc-run logs`)
-#   --log-memory 0              nothing kept in memory: the plain relay path
+#   ipc-run                     no log directory, nothing kept in memory (the
+#                               foreground default): the plain relay path
+#   --log-memory 64KiB          the last 64 KiB of each process kept in memory
+#                               for `ipc-run logs` (the --detach default)
 #   ipc-run before              an older binary, no log directory
 #                               (IPC_RUN_BEFORE=path; shows the path is unchanged)
 #   --log-dir                   plus the log file
@@ -49,7 +50,7 @@ before=()
 [ -n "${IPC_RUN_BEFORE:-}" ] && before=("ipc-run before=$IPC_RUN_BEFORE -q $file")
 python3 bench/run/rounds.py "$rounds" --bytes "$bytes" $(json logdir) -- \
     "ipc-run=$IPC_RUN -q $file" \
-    "--log-memory 0=$IPC_RUN -q $file --log-memory 0" \
+    "--log-memory 64KiB=$IPC_RUN -q $file --log-memory 64KiB" \
     "${before[@]}" \
     "--log-dir=$IPC_RUN -q $file --log-dir $logs $rotate" \
     "--log-dir --timestamps=$IPC_RUN -q $file --log-dir $logs $rotate --timestamps" \

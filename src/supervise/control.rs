@@ -73,6 +73,11 @@ pub(super) enum Lifecycle {
     Restarting(std::time::Duration),
     /// Stopped on request, its channels kept.
     Stopped,
+    /// Its health check passed after it had not (or had not yet).
+    Healthy,
+    /// Its health checks failed `retries` times in a row, or its watchdog
+    /// was missed; the reason.
+    Unhealthy(String),
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> Response {
@@ -184,6 +189,11 @@ impl<R: Runtime> Supervisor<'_, R> {
             Lifecycle::Stopped => vec![Event {
                 pid: None,
                 ..event("stopped")
+            }],
+            Lifecycle::Healthy => vec![event("healthy")],
+            Lifecycle::Unhealthy(why) => vec![Event {
+                status: Some(why),
+                ..event("unhealthy")
             }],
         };
         self.control.events.extend(events);

@@ -32,6 +32,7 @@ use nix::sys::epoll::EpollFlags;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
+use super::control::Lifecycle;
 use super::events::Token;
 use super::probe::{Ask, Attempt, Step, Target};
 use super::status::Ending;
@@ -431,6 +432,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 if status.state != HealthState::Healthy {
                     tracing::debug!("{name}: {} -> healthy", status.state.as_str());
                     status.state = HealthState::Healthy;
+                    self.lifecycle(i, Lifecycle::Healthy);
                 }
                 if !std::mem::replace(&mut self.health.healthy_once[i], true) {
                     self.start_queue.changed(&self.graph, i);
@@ -454,6 +456,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.message(&format!(
             "{name}: unhealthy: {retries} health check(s) failed in a row, the last: {why}; killing it (SIGKILL)"
         ));
+        self.lifecycle(i, Lifecycle::Unhealthy(why));
         if let State::Running { pid, .. } = self.instances[i].state {
             let _ = kill(pid, Signal::SIGKILL);
         }
@@ -500,6 +503,10 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.message(&format!(
             "{name}: watchdog: no WATCHDOG=1 within {ms}ms; aborting it (SIGABRT)"
         ));
+        self.lifecycle(
+            i,
+            Lifecycle::Unhealthy(format!("no WATCHDOG=1 within {ms}ms")),
+        );
         let _ = kill(pid, Signal::SIGABRT);
     }
 }

@@ -301,3 +301,54 @@ fn logs_bad_input_gets_clear_errors() {
     let down = ipc(&scratch.runtime(), &["down", &run_id]);
     assert!(down.status.success());
 }
+
+#[test]
+fn events_tell_when_a_process_turns_healthy_and_unhealthy() {
+    let mut scratch = Scratch::new("logs-health");
+    let marker = scratch.dir.join("healthy");
+    let toml = format!(
+        r#"
+name = "logs-health"
+
+[process.svc]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+restart_backoff = "10ms"
+health = {{ exec = ["test", "-e", "{}"], interval = "50ms", retries = 2, start_period = "1h" }}
+"#,
+        marker.display()
+    );
+    let run = Detached::start(&mut scratch, &toml);
+    let mut stream = UnixStream::connect(run.socket()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream.write_all(b"{\"v\":1,\"cmd\":\"events\"}\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut next = || {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        serde_json::from_str::<Value>(&line).unwrap()
+    };
+    assert_eq!(next(), serde_json::json!({"v": 1, "ok": true}));
+    // Failing checks within the start period do not count: nothing yet.
+    std::fs::write(&marker, "").unwrap();
+    let healthy = next()["event"].clone();
+    assert_eq!(healthy["event"], "healthy", "{healthy}");
+    std::fs::remove_file(&marker).unwrap();
+    let events: Vec<Value> = (0..4).map(|_| next()["event"].clone()).collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["unhealthy", "exited", "restarting", "started"],
+        "{events:?}"
+    );
+    assert!(
+        events[0]["status"].as_str().unwrap().contains("exited 1"),
+        "{events:?}"
+    );
+    assert_eq!(events[1]["status"], "killed by SIGKILL");
+}
