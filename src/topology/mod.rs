@@ -1178,25 +1178,34 @@ enum PathOrPaths {
 
 impl<'de> Deserialize<'de> for PathList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor;
-        impl<'de> Visitor<'de> for ListVisitor {
-            type Value = PathList;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a path or a list of paths")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<PathList, E> {
-                Ok(PathList(vec![Spanned::new(0..0, v.to_owned())]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PathList, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<Spanned<String>>()? {
-                    items.push(item);
-                }
-                Ok(PathList(items))
-            }
-        }
-        deserializer.deserialize_any(ListVisitor)
+        one_or_many(deserializer, "a path or a list of paths").map(PathList)
     }
+}
+
+/// One string or a list of them (`from`/`to`, `env_file`); a lone string
+/// has no span of its own yet (`0..0`): its owner gives it the value's.
+fn one_or_many<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    expecting: &'static str,
+) -> Result<Vec<Spanned<String>>, D::Error> {
+    struct ListVisitor(&'static str);
+    impl<'de> Visitor<'de> for ListVisitor {
+        type Value = Vec<Spanned<String>>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(vec![Spanned::new(0..0, v.to_owned())])
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    deserializer.deserialize_any(ListVisitor(expecting))
 }
 
 /// One endpoint or a list of them, as written in `from`/`to`.
@@ -1216,24 +1225,11 @@ enum OneOrMany {
 
 impl<'de> Deserialize<'de> for EndpointList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor;
-        impl<'de> Visitor<'de> for ListVisitor {
-            type Value = EndpointList;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an endpoint such as \"proc.port\" or a list of them")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<EndpointList, E> {
-                Ok(EndpointList(vec![Spanned::new(0..0, v.to_owned())]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EndpointList, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<Spanned<String>>()? {
-                    items.push(item);
-                }
-                Ok(EndpointList(items))
-            }
-        }
-        deserializer.deserialize_any(ListVisitor)
+        one_or_many(
+            deserializer,
+            "an endpoint such as \"proc.port\" or a list of them",
+        )
+        .map(EndpointList)
     }
 }
 
