@@ -50,6 +50,7 @@ pub mod clean;
 mod identity;
 pub mod objects;
 pub mod placeholder;
+pub mod reload;
 pub(crate) mod resources;
 pub mod run_dir;
 mod spawn;
