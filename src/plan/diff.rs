@@ -364,7 +364,7 @@ fn added_refusal(plan: &Plan, process: &ProcessPlan) -> Option<String> {
     Some(format!("process {name}: {why}"))
 }
 
-fn ends_of<'a>(channel: &'a ChannelPlan) -> impl Iterator<Item = &'a str> {
+fn ends_of(channel: &ChannelPlan) -> impl Iterator<Item = &str> {
     channel
         .from
         .iter()

@@ -83,7 +83,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         };
         let new = match self.read_plan(path) {
             Ok(plan) => plan,
-            Err(response) => return response,
+            Err((code, why)) => return Response::error(code, why),
         };
         let base = self.control.reloads.current.as_ref().unwrap_or(&*self.plan);
         let mut diff = crate::plan::diff::diff(base, &new);
@@ -130,8 +130,8 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     /// The plan in `path`, read as `run --plan` reads one.
-    fn read_plan(&self, path: &str) -> Result<Plan, Response> {
-        let bad = |why: String| Response::error(ErrorCode::BadRequest, why);
+    fn read_plan(&self, path: &str) -> Result<Plan, (ErrorCode, String)> {
+        let bad = |why: String| (ErrorCode::BadRequest, why);
         let len = std::fs::metadata(path)
             .map_err(|e| bad(format!("cannot read plan file {path}: {e}")))?
             .len();
@@ -152,7 +152,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                     .take(3)
                     .map(|d| d.message.clone())
                     .collect();
-                Err(Response::error(
+                Err((
                     ErrorCode::Refused,
                     format!("the new plan is not valid here: {}", first.join("; ")),
                 ))
