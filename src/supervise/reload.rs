@@ -192,8 +192,11 @@ impl<R: Runtime> Supervisor<'_, R> {
         for name in diff.processes_of(ChangeKind::Changed) {
             let Some(&i) = live.get(name) else { continue };
             let why = match self.instances[i].state {
-                State::Finished => "finished for good, its channels closed; it cannot be restarted into its new plan in this run".to_owned(),
-                State::Accepting { .. } => "a per-connection server; it cannot be changed live".to_owned(),
+                // Replaced: started anew in a slot of its own.
+                State::Finished => continue,
+                State::Accepting { .. } => {
+                    "a per-connection server; it cannot be changed live".to_owned()
+                }
                 State::Running { .. } | State::Backoff => match self.check_respawn(i) {
                     Ok(()) => continue,
                     Err(error) => {
@@ -236,6 +239,12 @@ impl<R: Runtime> Supervisor<'_, R> {
         if let Err(why) = self.runtime.reload(&merged, &slots) {
             return Err((Vec::new(), format!("nothing changed: {why}")));
         }
+        self.message(&format!(
+            "reload: {} process(es) added, {} removed, {} changed",
+            slots.added.len(),
+            slots.removed.len(),
+            slots.respecified.len() - slots.added.len()
+        ));
         let mut done = Vec::new();
         // Stopped as their old plan says.
         for &i in slots.removed.iter().chain(&slots.respecified) {
@@ -318,14 +327,21 @@ impl<R: Runtime> Supervisor<'_, R> {
         for change in &diff.processes {
             match change.change {
                 ChangeKind::Removed => slots.removed.push(live[&*change.name]),
-                ChangeKind::Changed => {
+                ChangeKind::Changed
+                    if self.instances[live[&*change.name]].state != State::Finished =>
+                {
                     let i = live[&*change.name];
                     if let Some(process) = new_process(&change.name) {
                         merged.processes[i] = process.clone();
                     }
                     slots.respecified.push(i);
                 }
-                ChangeKind::Added => {
+                // Finished for good (it exited, or failed to start): its
+                // slot is left as a tombstone and it starts anew in another.
+                ChangeKind::Changed | ChangeKind::Added => {
+                    if change.change == ChangeKind::Changed {
+                        slots.removed.push(live[&*change.name]);
+                    }
                     if let Some(process) = new_process(&change.name) {
                         slots.respecified.push(merged.processes.len());
                         slots.added.push(merged.processes.len());

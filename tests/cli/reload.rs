@@ -217,6 +217,26 @@ fn a_dry_run_a_malformed_file_and_an_unknown_run_change_nothing() {
 
     assert_eq!(pids(&run), before);
     assert_eq!(run.process("reader")["restarts"], 0);
+
+    // A process that fails to start is an apply failure (exit 3), said
+    // with what was applied; the run goes on, and a fixed file replaces it.
+    let broken = format!("{toml}\n[process.broken]\ncmd = [\"/nonexistent/program\"]\n");
+    let file = scratch.topology(&broken);
+    let failed = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert_eq!(failed.status.code(), Some(3), "{}", text(&failed.stderr));
+    assert!(text(&failed.stdout).contains("+ process broken"));
+    assert!(
+        text(&failed.stderr)
+            .contains("broken: failed to start: could not execute /nonexistent/program"),
+        "{}",
+        text(&failed.stderr)
+    );
+    assert_eq!(pids(&run)[..3], before[..]);
+    let fixed = scratch.topology(&broken.replace("/nonexistent/program", "sleep\", \"1000"));
+    let replaced = run.ctl(&["reload", &run.run_id, fixed.to_str().unwrap()]);
+    assert!(replaced.status.success(), "{}", text(&replaced.stderr));
+    assert!(text(&replaced.stdout).contains("~ process broken: argv"));
+    assert_eq!(run.process("broken")["state"], "ready");
     run.down();
     scratch.assert_left_nothing();
 }
