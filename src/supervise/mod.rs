@@ -928,7 +928,9 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// names the declared process, whose one instance is `name#0` when
     /// `replicas = 1` is written out.
     fn is_followed(&self, i: usize) -> bool {
+        // A slot a reload left behind is not the process any more.
         self.plan.exit_code_from.as_deref() == Some(self.plan.processes[i].process.as_ref())
+            && !self.control.reloads.removed.contains(&i)
     }
 
     /// True once every declared instance is finished for good while a

@@ -276,3 +276,49 @@ fn a_shared_memory_size_change_is_refused_and_changes_nothing() {
     run.down();
     scratch.assert_left_nothing();
 }
+
+/// `a` writes into a FIFO read by READER.
+const FIFOS: &str = r#"
+name = "reload-fifos"
+[process.a]
+shell = 'exec sleep 1000'
+restart = "on-failure"
+[process.READER]
+shell = 'exec cat > /dev/null'
+restart = "on-failure"
+[[edge]]
+name = "READER-fifo"
+from = "a.out"
+to = "READER"
+mechanism = "fifo"
+"#;
+
+#[test]
+fn a_removed_channel_loses_its_object_and_an_added_one_gets_its_own() {
+    let mut scratch = Scratch::new("reload-fifos");
+    let mut run = Detached::start(&mut scratch, &FIFOS.replace("READER", "b"));
+    let dir = run.runtime.join(&run.run_id);
+    assert!(dir.join("b-fifo.fifo").exists());
+    let file = scratch.topology(&FIFOS.replace("READER", "c"));
+    let reload = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert!(reload.status.success(), "{}", text(&reload.stderr));
+    let said = text(&reload.stdout);
+    assert!(
+        said.contains("~ process a: env IPC_PORT_OUT, fd 3\n"),
+        "{said}"
+    );
+    assert!(
+        said.contains("- channel b-fifo\n+ channel c-fifo\n"),
+        "{said}"
+    );
+    assert!(
+        !dir.join("b-fifo.fifo").exists(),
+        "the removed FIFO is gone"
+    );
+    assert!(dir.join("c-fifo.fifo").exists());
+    let channels = run.status()["channels"].clone();
+    assert_eq!(channels.as_array().unwrap().len(), 1, "{channels}");
+    assert_eq!(channels[0]["name"], "c-fifo");
+    run.down();
+    scratch.assert_left_nothing();
+}
