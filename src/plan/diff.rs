@@ -237,6 +237,24 @@ fn refusals(old: &Plan, new: &Plan, diff: &PlanDiff) -> Vec<String> {
     }
     let old_channels: HashMap<&str, &ChannelPlan> =
         old.channels.iter().map(|c| (&*c.id, c)).collect();
+    let new_channels: HashMap<&str, &ChannelPlan> =
+        new.channels.iter().map(|c| (&*c.id, c)).collect();
+    for change in diff
+        .channels
+        .iter()
+        .filter(|c| c.change != ChangeKind::Changed)
+    {
+        let (plan, verb) = match change.change {
+            ChangeKind::Added => (&new_channels, "added"),
+            _ => (&old_channels, "removed"),
+        };
+        if let Some(why) = plan.get(&*change.name).and_then(|c| wired_at_start(c)) {
+            refused.push(format!(
+                "channel {}: {why}; it cannot be {verb} live",
+                change.name
+            ));
+        }
+    }
     for change in diff
         .channels
         .iter()
@@ -278,6 +296,19 @@ fn values_only(mut limits: Value) -> Value {
         }
     }
     limits
+}
+
+/// What makes a channel part of the wiring the supervisor sets up when the
+/// run starts (who waits for whom, who accepts, who is probed).
+fn wired_at_start(channel: &ChannelPlan) -> Option<&'static str> {
+    match &channel.mechanism {
+        Mechanism::Signal { .. } => Some("a signal edge orders its ends' starts"),
+        m if m.per_connection() => Some("ipc-run accepts on it for a per-connection server"),
+        Mechanism::Rpc { endpoint, .. } if endpoint.probe.is_some() => {
+            Some("ipc-run probes its server for readiness")
+        }
+        _ => None,
+    }
 }
 
 /// Why a channel kept under its name cannot take its new plan live: its
@@ -382,11 +413,13 @@ fn in_signal_channel(plan: &Plan, name: &str) -> bool {
         .any(|c| ends_of(c).any(|p| p == name))
 }
 
+/// Whether `name` serves a channel ipc-run accepts on or probes.
 fn serves_per_connection_or_probe(plan: &Plan, name: &str) -> bool {
     plan.channels
         .iter()
-        .filter(|c| c.mechanism.per_connection() || matches!(c.mechanism, Mechanism::Rpc { .. }))
-        .any(|c| ends_of(c).any(|p| p == name))
+        .filter(|c| wired_at_start(c).is_some())
+        .flat_map(|c| &c.to)
+        .any(|end| matches!(end, EndpointPlan::Port { process, .. } if **process == *name))
 }
 
 #[cfg(test)]

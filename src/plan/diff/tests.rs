@@ -139,3 +139,29 @@ fn the_diff_round_trips_as_json() {
     );
     assert_eq!(serde_json::from_str::<PlanDiff>(&json).unwrap(), diff);
 }
+
+const SIGNALS: &str = r#"
+name = "signals"
+[process.waker]
+cmd = ["sleep", "100"]
+[process.sleeper]
+cmd = ["sleep", "100"]
+"#;
+
+#[test]
+fn a_signal_edge_added_between_running_processes_is_refused() {
+    let with_edge = format!(
+        "{SIGNALS}[[edge]]\nname = \"wake\"\nfrom = \"waker.wake\"\nto = \"sleeper.wake\"\ntraffic = \"notify\"\nsignal = \"SIGUSR1\"\n"
+    );
+    let added = diff(&plan_of(SIGNALS), &plan_of(&with_edge));
+    assert_eq!(
+        added.refused,
+        ["channel wake: a signal edge orders its ends' starts; it cannot be added live"]
+    );
+    let removed = diff(&plan_of(&with_edge), &plan_of(SIGNALS));
+    assert!(
+        removed.refused[0].ends_with("it cannot be removed live"),
+        "{:?}",
+        removed.refused
+    );
+}
