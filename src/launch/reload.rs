@@ -34,11 +34,12 @@ pub struct Slots {
 
 impl Launched {
     /// Takes `plan`, laid out on the current plan's slots as [`Slots`]
-    /// says. First what can fail (identities, the new channels' objects):
-    /// on failure everything made so far is removed again and the run is
-    /// as it was. Then the removed instances give up their held ends, the
-    /// removed channels are removed, and the held ends each instance
-    /// needs are counted again for the new plan.
+    /// says. First what can fail (identities, the wiring of the
+    /// respecified instances, the new channels' objects): on failure what
+    /// was made is removed again and the run is as it was. Then the
+    /// removed instances give up their held ends, the removed channels are
+    /// removed, and the held ends of the respecified instances are counted
+    /// for their new plan.
     pub fn reload(&mut self, plan: Plan, slots: &Slots) -> Result<(), LaunchError> {
         let mut identities = Vec::new();
         for &i in &slots.respecified {
@@ -52,20 +53,24 @@ impl Launched {
                 identities.push((process.name.to_string(), resolved));
             }
         }
-        for (k, &c) in slots.added_channels.iter().enumerate() {
-            let created = resources::create_channel(
-                &mut self.created,
-                &mut self.values,
-                c,
-                &plan.channels[c],
-            );
-            if let Err(error) = created {
-                for &made in &slots.added_channels[..=k] {
-                    self.remove_channel(made, &plan.channels[made].id);
-                }
+        let old_plan = std::mem::replace(&mut self.plan, plan);
+        let old_channels = self.channel_index.clone();
+        // In slot order: an added channel named as a removed one is found
+        // in its own slot.
+        for (c, channel) in self.plan.channels.iter().enumerate() {
+            self.channel_index.insert(channel.id.to_string(), c);
+        }
+        let made = self
+            .needs_of(&slots.respecified)
+            .and_then(|needs| self.create_channels(&slots.added_channels).map(|()| needs));
+        let needs = match made {
+            Ok(needs) => needs,
+            Err(error) => {
+                self.plan = old_plan;
+                self.channel_index = old_channels;
                 return Err(error);
             }
-        }
+        };
         for &i in &slots.removed {
             let name = self.plan.processes[i].name.to_string();
             self.release_ends_of(&name);
@@ -75,22 +80,17 @@ impl Launched {
             self.remove_channel(c, &id);
         }
         self.identities.extend(identities);
-        let old = std::mem::replace(&mut self.plan, plan);
         for (i, process) in self.plan.processes.iter().enumerate() {
             self.process_index.insert(process.name.to_string(), i);
         }
-        for (c, channel) in self.plan.channels.iter().enumerate() {
-            self.channel_index.insert(channel.id.to_string(), c);
-        }
-        self.count_again(&old, slots)
+        self.count_again(needs, slots);
+        Ok(())
     }
 
-    /// The held ends of the respecified instances, counted for their new
-    /// plan: the new needs first, then the old ones given up, so an end
-    /// both need is never closed in between.
-    fn count_again(&mut self, old: &Plan, slots: &Slots) -> Result<(), LaunchError> {
-        let added: HashSet<usize> = slots.added.iter().copied().collect();
-        for &i in &slots.respecified {
+    /// The held ends each of `instances` uses in the plan, in order.
+    fn needs_of(&self, instances: &[usize]) -> Result<Vec<Vec<(usize, Held)>>, LaunchError> {
+        let mut all = Vec::with_capacity(instances.len());
+        for &i in instances {
             let process = &self.plan.processes[i];
             let mut needs = Vec::new();
             for slot in &process.fds {
@@ -98,6 +98,36 @@ impl Launched {
                     needs.push((channel, held));
                 }
             }
+            all.push(needs);
+        }
+        Ok(all)
+    }
+
+    /// Makes the objects and ends of `channels`; on failure removes those
+    /// made.
+    fn create_channels(&mut self, channels: &[usize]) -> Result<(), LaunchError> {
+        for (k, &c) in channels.iter().enumerate() {
+            let channel = &self.plan.channels[c];
+            let created =
+                resources::create_channel(&mut self.created, &mut self.values, c, channel);
+            if let Err(error) = created {
+                for &made in &channels[..=k] {
+                    let id = self.plan.channels[made].id.to_string();
+                    self.remove_channel(made, &id);
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// The respecified instances' held ends counted for their new plan
+    /// (`needs`, in `slots.respecified` order): the new needs first, then
+    /// the old ones given up, so an end both need is never closed in
+    /// between; then the new channels' ends nobody is wired to are closed.
+    fn count_again(&mut self, needs: Vec<Vec<(usize, Held)>>, slots: &Slots) {
+        let added: HashSet<usize> = slots.added.iter().copied().collect();
+        for (&i, needs) in slots.respecified.iter().zip(needs) {
             for key in &needs {
                 *self.need_count.entry(*key).or_insert(0) += 1;
             }
@@ -105,29 +135,23 @@ impl Launched {
                 self.held_needs.resize_with(i + 1, Vec::new);
             }
             let before = std::mem::replace(&mut self.held_needs[i], needs);
-            let name = process.name.to_string();
-            // An added instance in a removed one's slot: that one's needs
-            // were given up when it was removed.
-            let was_pending = !added.contains(&i) && self.pending.contains(&name);
+            let name = self.plan.processes[i].name.to_string();
             if added.contains(&i) {
-                self.pending.insert(name.clone());
-                self.ended.remove(&name);
-            }
-            if was_pending {
+                self.pending.insert(name);
+                self.ended.remove(&*self.plan.processes[i].name);
+            } else if self.pending.contains(&name) {
+                // A changed instance still counted: its old needs go.
                 for key in before {
                     self.give_up(key);
                 }
             }
         }
-        // Ends of the new channels that nobody is wired to.
         let new: HashSet<usize> = slots.added_channels.iter().copied().collect();
         let needed = &self.need_count;
         let pinned = &self.created.pinned;
         self.created.held.retain(|key, _| {
             !new.contains(&key.0) || needed.contains_key(key) || pinned.contains(key)
         });
-        let _ = old;
-        Ok(())
     }
 
     /// One use of held end `key` less; closed when it was the last.
