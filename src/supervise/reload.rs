@@ -246,6 +246,8 @@ impl<R: Runtime> Supervisor<'_, R> {
             slots.respecified.len() - slots.added.len()
         ));
         let mut done = Vec::new();
+        // Failures of earlier reloads' instances were said when they came.
+        self.control.reloads.failed.clear();
         // Stopped as their old plan says.
         for &i in slots.removed.iter().chain(&slots.respecified) {
             // Added instances have no slot yet.
@@ -253,21 +255,20 @@ impl<R: Runtime> Supervisor<'_, R> {
             else {
                 continue;
             };
-            {
-                let removed = slots.removed.contains(&i);
-                let inst = &mut self.instances[i];
-                inst.operator = Some(if removed {
-                    Intent::Remove
-                } else {
-                    Intent::Restart
-                });
-                if !removed {
-                    inst.ready = false;
-                    inst.ready_now = false;
-                }
-                if !self.instances[i].stop_requested {
-                    self.send_stop(i, pid, false);
-                }
+            let removed = slots.removed.contains(&i);
+            let inst = &mut self.instances[i];
+            inst.operator = Some(if removed {
+                Intent::Remove
+            } else {
+                Intent::Restart
+            });
+            if !removed {
+                // What waits for it waits for its run with the new plan.
+                inst.ready = false;
+                inst.ready_now = false;
+            }
+            if !inst.stop_requested {
+                self.send_stop(i, pid, false);
             }
         }
         let old_count = self.instances.len();
