@@ -47,6 +47,7 @@ use std::path::Path;
 use anstyle::{AnsiColor, Style};
 
 pub use super::logfile::{LogDirError, LogFiles, Rotation};
+pub use super::rank_pipes::RankPipes;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
@@ -448,6 +449,8 @@ pub struct LogWriter {
     blocked: [bool; 2],
     /// Records that could not be written (EPIPE, ENOSPC, ...).
     pub write_errors: u64,
+    /// The pipes MPI ranks' lines go to instead of the log.
+    pipes: RankPipes,
 }
 
 impl LogWriter {
@@ -484,6 +487,7 @@ impl LogWriter {
             queue: [Vec::new(), Vec::new()],
             sent: [0, 0],
             write_errors: 0,
+            pipes: RankPipes::default(),
         }
     }
 
@@ -547,6 +551,18 @@ impl LogWriter {
             self.ranks[i] = Some((prefixes, usize::MAX));
         }
         self
+    }
+
+    /// Writes the lines of the ranks the plan wires to pipes into those
+    /// pipes instead of the log ([`RankPipes`]).
+    pub fn with_rank_pipes(mut self, pipes: RankPipes) -> Self {
+        self.pipes = pipes;
+        self
+    }
+
+    /// The pipes fed with ranks' lines.
+    pub fn rank_pipes(&mut self) -> &mut RankPipes {
+        &mut self.pipes
     }
 
     /// Also appends every instance's records to `dir/<name>.stdout.log` and
@@ -614,6 +630,9 @@ impl LogWriter {
         }
         let slot = stream as usize;
         let (rank, bytes) = self.rank_of(instance, record);
+        if let Some(k) = rank.and_then(|r| self.pipes.route(instance, slot, r)) {
+            return self.pipes.push(k, record, bytes);
+        }
         let colour = usize::from(self.color[slot]);
         let prefix = match rank_prefix(&self.ranks, instance, rank) {
             Some(pair) => &pair[colour],
@@ -659,6 +678,9 @@ impl LogWriter {
         // Files and JSON keep mpirun's rank tag; the relayed text shows the
         // rank in its prefix.
         let (rank, bytes) = self.rank_of(instance, record);
+        if let Some(k) = rank.and_then(|r| self.pipes.route(instance, slot, r)) {
+            return self.pipes.push(k, record, bytes);
+        }
         let stamp: &[u8] = if self.timestamps { &self.stamp } else { b"" };
         if let Some(files) = &mut self.files {
             files.write(instance, slot, record, stamp);
@@ -763,7 +785,10 @@ impl LogWriter {
                 self.flush_stream(out);
             }
             // A short read emptied the pipe; a stalled output takes no more.
-            if n < scratch.len() || self.stalled(stream) {
+            if n < scratch.len()
+                || self.stalled(stream)
+                || self.pipes.stalled(instance, stream as usize)
+            {
                 break;
             }
         }
@@ -805,6 +830,7 @@ impl LogWriter {
             }
             self.write(instance, stream, record);
         });
+        self.pipes.closed(instance, stream as usize);
         self.flush();
     }
 
@@ -864,6 +890,8 @@ impl LogWriter {
         self.blocked = [false, false];
         self.flush_stream(0);
         self.flush_stream(1);
+        self.pipes.flush();
+        self.write_errors += std::mem::take(&mut self.pipes.lost);
     }
 
     fn flush_stream(&mut self, slot: usize) {
@@ -938,6 +966,8 @@ impl LogWriter {
                 self.drop_queue(slot);
             }
         }
+        self.pipes.finish(deadline);
+        self.write_errors += std::mem::take(&mut self.pipes.lost);
     }
 
     /// Queues a line of ipc-run's own (a summary, a message) for stderr.

@@ -221,6 +221,170 @@ fn sigkill_of_mpirun_ends_the_world_and_the_run_leaves_nothing() {
     assert_eq!(vader_files("/dev/shm"), shm_before);
 }
 
+/// `examples/mpi/lines.c` built with mpicc into `scratch`.
+fn lines_program(scratch: &Scratch) -> PathBuf {
+    stacks::program("mpirun", "openmpi-bin");
+    let mpicc = stacks::program("mpicc", "libopenmpi-dev");
+    let out = scratch.dir.join("lines");
+    let status = Command::new(mpicc)
+        .arg("-O2")
+        .arg("-o")
+        .arg(&out)
+        .arg(Path::new(MANIFEST_DIR).join("examples/mpi/lines.c"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mpicc failed on examples/mpi/lines.c");
+    out
+}
+
+/// A world of `solver` (rank 0, writing `lines` numbered lines) and three
+/// `worker`s, solver's stdout into `count`, which runs `gate` first and
+/// then checks every line in order.
+fn pipe_world(program: &Path, lines: u32, gate: &str) -> String {
+    let program = program.display();
+    format!(
+        r#"
+exit_code_from = "count"
+[process.solver]
+cmd = ["{program}", "{lines}"]
+[process.worker]
+cmd = ["{program}", "{lines}"]
+replicas = 3
+[process.count]
+shell = '''
+{gate}
+awk -v want={lines} '
+  /^line / {{ n++; if ($0 != "line " n " of " want) bad++ }}
+  /^sum / {{ sum = $2 }}
+  !/^line / && !/^sum / {{ other++ }}
+  END {{ printf "%d lines in order, sum %s, %d bad, %d other\n", n - bad, sum, bad, other; exit !(n == want && !bad && !other && sum == 6) }}'
+'''
+[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "solver"
+to = "worker"
+[[edge]]
+from = "solver"
+to = "count"
+"#
+    )
+}
+
+/// The other ranks' lines, in the log under `worker#i[rank]`, on the
+/// stream they wrote.
+fn assert_workers_in_log(finished: &crate::support::Finished) {
+    for (i, rank) in [(0, 1), (1, 2), (2, 3)] {
+        let prefix = format!("worker#{i}[{rank}]");
+        let said = lines_of(&finished.stdout, &prefix);
+        assert_eq!(
+            said,
+            [format!("rank {rank} of 4 says hello")],
+            "{}",
+            finished.stdout_text()
+        );
+        let stderr = format!("{prefix} | rank {rank} of 4 is on stderr");
+        assert!(
+            finished.stderr.lines().any(|l| l == stderr),
+            "{}",
+            finished.stderr
+        );
+    }
+}
+
+#[test]
+fn rank_zero_stdout_goes_into_a_pipe_whole_and_the_other_ranks_stay_in_the_log() {
+    let mut scratch = Scratch::new("mpi-pipe");
+    let program = lines_program(&scratch);
+    let file = scratch.topology(&pipe_world(&program, 5000, ""));
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(
+        lines_of(&finished.stdout, "count"),
+        ["5000 lines in order, sum 6, 0 bad, 0 other"],
+        "{}",
+        finished.stderr
+    );
+    // Rank 0's lines went into the pipe and nowhere else.
+    assert!(
+        !finished.stdout_text().contains("line 1 of"),
+        "{}",
+        finished.stdout_text()
+    );
+    assert!(lines_of(&finished.stdout, "solver[0]").is_empty());
+    assert_workers_in_log(&finished);
+    assert!(finished.stderr.contains("mpirun-world: exited 0"));
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn a_reader_that_starts_reading_late_loses_no_line_of_the_rank() {
+    let mut scratch = Scratch::new("mpi-pipe-slow");
+    let program = lines_program(&scratch);
+    let gate = scratch.dir.join("gate");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // The reader reads nothing until the test opens the gate: rank 0's
+    // 200000 lines (5 MB) fill the pipe, ipc-run's queue and mpirun.
+    let wait = format!("read go < '{}'", gate.display());
+    let file = scratch.topology(&pipe_world(&program, 200_000, &wait));
+    let mut live = scratch.live(&file);
+    // The other ranks have written; rank 0's lines wait behind the reader.
+    live.wait_for_stderr("worker#2[3] | rank 3 of 4 is on stderr");
+    std::fs::write(&gate, "go\n").unwrap();
+    let finished = live.finish();
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(
+        lines_of(&finished.stdout, "count"),
+        ["200000 lines in order, sum 6, 0 bad, 0 other"],
+        "{}",
+        finished.stderr
+    );
+    assert!(!finished.stderr.contains("could not be written"));
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn a_pipe_into_rank_zero_is_mpiruns_stdin() {
+    let mut scratch = Scratch::new("mpi-stdin");
+    let program = lines_program(&scratch);
+    let program = program.display();
+    let toml = format!(
+        r#"
+[process.feed]
+shell = 'printf "first\nsecond\n"'
+[process.solver]
+cmd = ["{program}", "1", "stdin"]
+[process.worker]
+cmd = ["{program}", "1"]
+[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "solver"
+to = "worker"
+[[edge]]
+from = "feed"
+to = "solver"
+"#
+    );
+    let file = scratch.topology(&toml);
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(
+        lines_of(&finished.stdout, "solver[0]"),
+        [
+            "echo: first",
+            "echo: second",
+            "line 1 of 1",
+            "sum 1 of 2 ranks"
+        ],
+        "{}",
+        finished.stdout_text()
+    );
+    scratch.assert_left_nothing();
+}
+
 #[test]
 fn check_names_the_package_of_a_missing_mpirun() {
     let mut scratch = Scratch::new("mpi-check");
