@@ -26,6 +26,7 @@ pub(crate) mod notify;
 pub(crate) mod order;
 pub(crate) mod policy;
 mod probe;
+pub(crate) mod rank_lines;
 pub(crate) mod rank_pipes;
 pub(crate) mod signal_edges;
 pub(crate) mod status;

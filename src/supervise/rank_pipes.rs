@@ -28,8 +28,6 @@ use std::sync::Arc;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
-use super::logs::{CHUNK, Record};
-
 /// Bytes queued for one pipe above which the launcher's stream that feeds
 /// it is not read until the pipe drains.
 pub const HIGH_WATER: usize = 64 * 1024;
@@ -51,7 +49,7 @@ struct Pipe {
     /// Bytes not written yet, from `sent` on.
     queue: Vec<u8>,
     sent: usize,
-    /// The last record was cut at [`CHUNK`]: its line goes on.
+    /// The last piece did not end its line: more of it follows.
     open_line: bool,
     /// The launcher's streams feeding it that are open.
     sources: usize,
@@ -135,21 +133,20 @@ impl RankPipes {
         *routes[stream].get(rank)?
     }
 
-    /// Queues one record (`bytes`: without mpirun's tag) for pipe `k`:
-    /// a line ends with its newline, a record cut at [`CHUNK`] is
-    /// continued by the next.
-    pub fn push(&mut self, k: usize, record: Record<'_>, bytes: &[u8]) {
+    /// Queues a rank's line (or a piece of a long one) for pipe `k`; the
+    /// newline goes after the piece that ends the line.
+    pub fn push(&mut self, k: usize, line: &[u8], starts_line: bool, ends_line: bool) {
         let pipe = &mut self.pipes[k];
         if pipe.fd.is_none() {
-            self.lost += u64::from(record.starts_line);
+            self.lost += u64::from(ends_line);
             return;
         }
-        if record.starts_line && pipe.open_line {
+        if starts_line && pipe.open_line {
             pipe.queue.push(b'\n');
         }
-        pipe.queue.extend_from_slice(bytes);
-        pipe.open_line = record.bytes.len() >= CHUNK;
-        if !pipe.open_line {
+        pipe.queue.extend_from_slice(line);
+        pipe.open_line = !ends_line;
+        if ends_line {
             pipe.queue.push(b'\n');
         }
     }

@@ -284,9 +284,10 @@ fn assert_workers_in_log(finished: &crate::support::Finished) {
             "{}",
             finished.stdout_text()
         );
-        let stderr = format!("{prefix} | rank {rank} of 4 is on stderr");
-        assert!(
-            finished.stderr.lines().any(|l| l == stderr),
+        let said = lines_of(finished.stderr.as_bytes(), &prefix);
+        assert_eq!(
+            said,
+            [format!("rank {rank} of 4 is on stderr")],
             "{}",
             finished.stderr
         );
@@ -330,7 +331,9 @@ fn a_reader_that_starts_reading_late_loses_no_line_of_the_rank() {
     let file = scratch.topology(&pipe_world(&program, 200_000, &wait));
     let mut live = scratch.live(&file);
     // The other ranks have written; rank 0's lines wait behind the reader.
-    live.wait_for_stderr("worker#2[3] | rank 3 of 4 is on stderr");
+    for rank in 1..4 {
+        live.wait_for_stderr(&format!("] | rank {rank} of 4 is on stderr"));
+    }
     std::fs::write(&gate, "go\n").unwrap();
     let finished = live.finish();
     assert_eq!(finished.code, 0, "{}", finished.stderr);
