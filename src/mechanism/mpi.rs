@@ -209,14 +209,24 @@ pub struct RankRelay {
     pub channel: Arc<str>,
 }
 
-/// Why a channel from a rank's stdout or stderr has no fd at the rank,
-/// shown after the channel's reason.
-pub fn relay_reason(instance: &str, port: &str, rank: usize, launcher: &str) -> String {
+/// Why a channel from ranks' stdout or stderr (`ends`: each as
+/// `instance.port` with its rank) has no fd at the ranks, shown after the
+/// channel's reason.
+pub fn relay_reason(ends: &[(String, usize)], launcher: &str) -> String {
+    let names: Vec<&str> = ends.iter().map(|(name, _)| name.as_str()).collect();
+    let ranks: Vec<String> = ends.iter().map(|(_, rank)| rank.to_string()).collect();
+    let (verb, rank) = if ends.len() == 1 {
+        ("is", "rank")
+    } else {
+        ("are", "ranks")
+    };
     format!(
-        "; {instance}.{port} is relayed from mpirun's tagged output of rank {rank}: \
-         `{launcher}` forwards every rank's {port} tagged with its rank, and ipc-run, holding \
-         the pipe's write end, writes that rank's lines into it, untagged and whole \
-         (a rank keeps no fd from ipc-run)"
+        "; {} {verb} relayed from mpirun's tagged output of {rank} {}: `{launcher}` forwards \
+         every rank's stdout and stderr tagged with its rank, and ipc-run, holding the pipe's \
+         write end, writes those lines into it, untagged and whole (a rank keeps no fd from \
+         ipc-run)",
+        names.join(", "),
+        ranks.join(", ")
     )
 }
 

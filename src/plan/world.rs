@@ -234,7 +234,7 @@ fn forward_stdio(channels: &mut [ChannelPlan], launcher: &str, ranks: &[String])
         if !matches!(channel.mechanism, Mechanism::Pipe { .. }) {
             continue;
         }
-        let mut why = String::new();
+        let mut relayed = Vec::new();
         for end in channel.from.iter_mut() {
             if let EndpointPlan::Port {
                 process, port, fd, ..
@@ -243,8 +243,12 @@ fn forward_stdio(channels: &mut [ChannelPlan], launcher: &str, ranks: &[String])
                 && matches!(&**port, "stdout" | "stderr")
             {
                 *fd = None;
-                why.push_str(&mpi::relay_reason(process, port, rank, launcher));
+                relayed.push((format!("{process}.{port}"), rank));
             }
+        }
+        let mut why = String::new();
+        if !relayed.is_empty() {
+            why.push_str(&mpi::relay_reason(&relayed, launcher));
         }
         for end in channel.to.iter_mut() {
             if let EndpointPlan::Port { process, port, .. } = end

@@ -413,6 +413,57 @@ to = "solver"
 }
 
 #[test]
+fn replicated_ranks_stderr_fans_into_one_pipe_line_by_line() {
+    let mut scratch = Scratch::new("mpi-stderr-pipe");
+    let program = lines_program(&scratch);
+    let program = program.display();
+    let toml = format!(
+        r#"
+exit_code_from = "count"
+[process.solver]
+cmd = ["{program}", "3"]
+[process.worker]
+cmd = ["{program}", "3"]
+replicas = 3
+[process.count]
+shell = 'sort | sed "s/^/got: /"'
+[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "solver"
+to = "worker"
+[[edge]]
+from = "worker.stderr"
+to = "count"
+"#
+    );
+    let file = scratch.topology(&toml);
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(
+        lines_of(&finished.stdout, "count"),
+        (1..4)
+            .map(|rank| format!("got: rank {rank} of 4 is on stderr"))
+            .collect::<Vec<_>>(),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        !finished.stderr.contains("is on stderr"),
+        "{}",
+        finished.stderr
+    );
+    // Their stdout, and rank 0's, stay in the log.
+    assert_eq!(lines_of(&finished.stdout, "solver[0]").len(), 4);
+    assert_eq!(
+        lines_of(&finished.stdout, "worker#1[2]"),
+        ["rank 2 of 4 says hello"]
+    );
+    scratch.assert_left_nothing();
+}
+
+#[test]
 fn check_names_the_package_of_a_missing_mpirun() {
     let mut scratch = Scratch::new("mpi-check");
     let file = scratch.topology(&world(Path::new("/bin/true"), 1, ""));
