@@ -190,7 +190,7 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
             stacks::python_with("jeepney");
             command.env("PATH", stacks::path_with_venv());
         }
-        if name == "ring-languages" || name == "onc-rpc" || name == "mpi" {
+        if name == "ring-languages" || name == "onc-rpc" || name == "mpi" || name == "mpi-pipe" {
             // Their commands name examples/ from the repository root.
             command.current_dir(MANIFEST_DIR);
         }
