@@ -95,6 +95,16 @@ fn expected_output(name: &str, out: &[u8]) {
                 r#"{"jsonrpc": "2.0", "id": 2, "result": ["over", "tcp"]}"#
             ]
         ),
+        "mpi-pipe" => {
+            assert_eq!(
+                lines_of(out, "count"),
+                [
+                    "solver said: sum 6 of 4 ranks",
+                    "1000 numbered lines, 2 echoed"
+                ]
+            );
+            assert!(lines_of(out, "solver[0]").is_empty(), "{text}");
+        }
         "mpi" => {
             for (rank, instance) in ["ping", "pong#0", "pong#1", "pong#2"].iter().enumerate() {
                 let lines = lines_of(out, &format!("{instance}[{rank}]"));
