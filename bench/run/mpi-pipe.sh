@@ -45,7 +45,8 @@ CHECK
 printf 'name = "mpi-check"\nexit_code_from = "count"\n[process.count]\ncmd = ["sh", "%s/check.sh", "%s"]\n' \
     "$dir" "$lines" >"$dir/check.toml"
 sed -n '/^\[process.solver\]/,$p' "$dir/pipe.toml" >>"$dir/check.toml"
-"$IPC_RUN" -q "$dir/check.toml" >/dev/null || { echo "the pipe did not get $lines lines in order" >&2; exit 1; }
+"$IPC_RUN" -q "$dir/check.toml" >/dev/null 2>"$dir/check.err" ||
+    { cat "$dir/check.err" >&2; echo "the pipe did not get $lines lines in order" >&2; exit 1; }
 
 np="--tag-output --oversubscribe --allow-run-as-root -np 1 $dir/lines $lines : -np 3 $dir/lines $lines"
 before=()
