@@ -12,8 +12,9 @@
 //! Nothing here blocks. ipc-run writes through an open file description
 //! of its own (non-blocking, opened through `/proc/self/fd` from the
 //! launcher's held write end, so the flag reaches no process that shares
-//! the pipe), in batches of whole lines of at most `PIPE_BUF` bytes, so
-//! lines stay whole beside other writers of the pipe. What the pipe does
+//! the pipe), in batches of whole lines: of at most `PIPE_BUF` bytes where
+//! the pipe has other writers, so lines stay whole beside them; of up to
+//! 64 KiB where the relay is its only writer. What the pipe does
 //! not take waits in a queue; above [`HIGH_WATER`] the supervisor stops
 //! reading the launcher's stream until the pipe drains, and mpirun, then
 //! its ranks, block on their writes: the back-pressure of a pipe, and no
@@ -32,8 +33,13 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 /// it is not read until the pipe drains.
 pub const HIGH_WATER: usize = 64 * 1024;
 
-/// Largest write: `PIPE_BUF`, so a batch of lines is atomic on the pipe.
-const BATCH: usize = 4096;
+/// Largest write to a pipe another writer shares: `PIPE_BUF`, so a batch
+/// of lines is atomic on the pipe.
+const SHARED_BATCH: usize = 4096;
+
+/// Largest write to a pipe only this relay writes to: no one can come
+/// between the pieces of a partial write, so lines stay whole anyway.
+const BATCH: usize = 64 * 1024;
 
 /// One pipe fed by the ranks of one launcher's stream.
 #[derive(Debug)]
@@ -55,6 +61,8 @@ struct Pipe {
     sources: usize,
     /// The launcher has ended for good: no stream will open again.
     ended: bool,
+    /// The largest write: [`SHARED_BATCH`] or [`BATCH`].
+    batch: usize,
 }
 
 /// The pipes of a run and which rank's records go to which.
@@ -78,6 +86,7 @@ impl RankPipes {
     ) -> (RankPipes, Vec<Arc<str>>) {
         let mut pipes = RankPipes::default();
         let mut missing = Vec::new();
+        let mut relayed: Vec<usize> = Vec::new();
         for relay in crate::mechanism::mpi::relays(plan) {
             let Some(launcher) = plan.processes.iter().position(|p| p.name == relay.launcher)
             else {
@@ -104,7 +113,9 @@ impl RankPipes {
                         open_line: false,
                         sources: 0,
                         ended: false,
+                        batch: SHARED_BATCH,
                     });
+                    relayed.push(0);
                     pipes.pipes.len() - 1
                 }
             };
@@ -117,6 +128,19 @@ impl RankPipes {
                 by_rank.resize(relay.rank + 1, None);
             }
             by_rank[relay.rank] = Some(k);
+            relayed[k] += 1;
+        }
+        // A pipe whose every writer is a rank relayed through it is written
+        // by this relay alone.
+        for (pipe, count) in pipes.pipes.iter_mut().zip(relayed) {
+            let writers = plan
+                .channels
+                .iter()
+                .find(|c| c.id == pipe.channel)
+                .map_or(0, |c| c.from.len());
+            if writers == count {
+                pipe.batch = BATCH;
+            }
         }
         (pipes, missing)
     }
@@ -225,10 +249,11 @@ impl RankPipes {
                 break;
             }
             // Whole lines of at most a batch; a longer line alone.
-            let len = if rest.len() <= BATCH {
+            let batch = pipe.batch;
+            let len = if rest.len() <= batch {
                 rest.len()
             } else {
-                match memchr::memrchr(b'\n', &rest[..BATCH]) {
+                match memchr::memrchr(b'\n', &rest[..batch]) {
                     Some(end) => end + 1,
                     None => memchr::memchr(b'\n', rest).map_or(rest.len(), |end| end + 1),
                 }

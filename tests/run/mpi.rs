@@ -464,6 +464,42 @@ to = "count"
 }
 
 #[test]
+fn a_rank_and_a_process_outside_the_world_share_one_pipe_line_by_line() {
+    let mut scratch = Scratch::new("mpi-pipe-shared");
+    let program = lines_program(&scratch);
+    let program = program.display();
+    let toml = format!(
+        r#"
+exit_code_from = "count"
+[process.solver]
+cmd = ["{program}", "2000"]
+[process.worker]
+cmd = ["{program}", "2000"]
+[process.other]
+shell = 'for i in 1 2 3; do echo "other line $i"; done'
+[process.count]
+shell = '''awk '/^line /{{n++}} /^other line /{{o++}} END {{print n, o, NR}}' '''
+[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "solver"
+to = "worker"
+[[edge]]
+from = ["solver", "other"]
+to = "count"
+"#
+    );
+    let file = scratch.topology(&toml);
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    // 2000 numbered lines and the sum from rank 0, 3 from `other`, each
+    // whole: nothing else.
+    assert_eq!(lines_of(&finished.stdout, "count"), ["2000 3 2004"]);
+    scratch.assert_left_nothing();
+}
+
+#[test]
 fn check_names_the_package_of_a_missing_mpirun() {
     let mut scratch = Scratch::new("mpi-check");
     let file = scratch.topology(&world(Path::new("/bin/true"), 1, ""));
