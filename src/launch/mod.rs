@@ -509,6 +509,7 @@ impl Launched {
 
     /// Validates every slot now, so a wiring error fails before any spawn,
     /// and counts which held ends each process needs.
+    ///
     /// An MPI world's launcher also needs the write end of each pipe its
     /// ranks' output is relayed into (`mechanism::mpi::relays`): the
     /// supervisor writes there for it, from a copy taken before any spawn.

@@ -1,7 +1,9 @@
 //! MPI worlds with the real Open MPI (`openmpi-bin`, `libopenmpi-dev`):
-//! `examples/mpi/ring.c` compiled by `mpicc` into the case's scratch
-//! directory, run as the ranks of an `mpi` edge under the managed
-//! `mpirun`. A missing Open MPI fails, naming the package.
+//! `examples/mpi/ring.c` and `examples/mpi/lines.c` compiled by `mpicc`
+//! into the case's scratch directory, run as the ranks of an `mpi` edge
+//! under the managed `mpirun`; a rank's stdout or stderr into a pipe to a
+//! process outside the world, and a pipe into rank 0's stdin. A missing
+//! Open MPI fails, naming the package.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
