@@ -502,6 +502,33 @@ to = "count"
 }
 
 #[test]
+fn log_files_keep_each_ranks_whole_lines_with_their_tags_and_not_the_piped_ones() {
+    let mut scratch = Scratch::new("mpi-pipe-logdir");
+    let program = lines_program(&scratch);
+    let file = scratch.topology(&pipe_world(&program, 5000, ""));
+    let logs = scratch.dir.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let finished =
+        crate::support::run_captured(scratch.run_command(&file).arg("--log-dir").arg(&logs));
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let stdout = std::fs::read_to_string(logs.join("mpirun-world.stdout.log")).unwrap();
+    let stderr = std::fs::read_to_string(logs.join("mpirun-world.stderr.log")).unwrap();
+    for rank in 1..4 {
+        // The tag is `[JOB,RANK]<stdout>:`, whatever the job id.
+        let hello = format!(",{rank}]<stdout>:rank {rank} of 4 says hello");
+        assert!(stdout.lines().any(|l| l.ends_with(&hello)), "{stdout}");
+        let on_stderr = format!(",{rank}]<stderr>:rank {rank} of 4 is on stderr");
+        assert!(stderr.lines().any(|l| l.ends_with(&on_stderr)), "{stderr}");
+    }
+    assert_eq!(
+        stdout.lines().count(),
+        3,
+        "only the workers' lines: {stdout}"
+    );
+    scratch.assert_left_nothing();
+}
+
+#[test]
 fn check_names_the_package_of_a_missing_mpirun() {
     let mut scratch = Scratch::new("mpi-check");
     let file = scratch.topology(&world(Path::new("/bin/true"), 1, ""));
