@@ -479,6 +479,16 @@ impl Launched {
             .map(|fd| fd.as_fd())
     }
 
+    /// ipc-run's held write end of the pipe `channel`, while it is held:
+    /// the supervisor relays an MPI rank's output into it.
+    pub fn held_write_end(&self, channel: &str) -> Option<BorrowedFd<'_>> {
+        let &index = self.channel_index.get(channel)?;
+        self.created
+            .held
+            .get(&(index, Held::Write))
+            .map(|fd| fd.as_fd())
+    }
+
     /// Forgets the pid of an instance whose process has been reaped, so a
     /// `{pid:…}` placeholder never resolves to a stale pid.
     pub fn forget_pid(&mut self, instance: &str) {
@@ -500,13 +510,27 @@ impl Launched {
 
     /// Validates every slot now, so a wiring error fails before any spawn,
     /// and counts which held ends each process needs.
+    ///
+    /// An MPI world's launcher also needs the write end of each pipe its
+    /// ranks' output is relayed into (`mechanism::mpi::relays`): the
+    /// supervisor writes there for it, from a copy taken before any spawn.
     fn count_held_needs(&mut self) -> Result<(), LaunchError> {
+        let relays = crate::mechanism::mpi::relays(&self.plan);
         for process in &self.plan.processes {
             let mut needs = Vec::new();
             for slot in &process.fds {
                 if let Source::Held(channel, held) = self.source_of(process, slot)? {
                     needs.push((channel, held));
                     *self.need_count.entry((channel, held)).or_insert(0) += 1;
+                }
+            }
+            for relay in relays.iter().filter(|r| r.launcher == process.name) {
+                let Some(&channel) = self.channel_index.get(&*relay.channel) else {
+                    continue;
+                };
+                if !needs.contains(&(channel, Held::Write)) {
+                    needs.push((channel, Held::Write));
+                    *self.need_count.entry((channel, Held::Write)).or_insert(0) += 1;
                 }
             }
             self.held_needs.push(needs);

@@ -12,13 +12,14 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use ipc_run_child::description::{self as child, Params};
 
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::mechanism::model::{EnvVar, Mechanism, Plan, RUN_DIR};
+use crate::mechanism::model::{EndpointPlan, EnvVar, Mechanism, Plan, RUN_DIR};
 use crate::topology::Traffic;
 
 /// The mechanism's name.
@@ -187,6 +188,109 @@ pub fn missing_launchers(plan: &Plan, path: Option<&OsStr>) -> Vec<Diagnostic> {
             _ => None,
         })
         .collect()
+}
+
+/// A rank's stdout or stderr on a pipe to a process outside the world.
+///
+/// mpirun forwards every rank's output to its own stdout and stderr,
+/// tagged with the rank (`--tag-output`); ipc-run, which reads mpirun's
+/// output anyway, writes the lines of this rank into the pipe (untagged)
+/// instead of its log. The rank never holds the pipe: ipc-run holds its
+/// write end for the launcher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankRelay {
+    /// The world's launcher (an instance of the plan).
+    pub launcher: Arc<str>,
+    /// The rank whose lines go into the pipe.
+    pub rank: usize,
+    /// Its stderr (else its stdout).
+    pub stderr: bool,
+    /// The pipe.
+    pub channel: Arc<str>,
+}
+
+/// Why a channel from ranks' stdout or stderr (`ends`: each as
+/// `instance.port` with its rank) has no fd at the ranks, shown after the
+/// channel's reason.
+pub fn relay_reason(ends: &[(String, usize)], launcher: &str) -> String {
+    let names: Vec<&str> = ends.iter().map(|(name, _)| name.as_str()).collect();
+    let ranks: Vec<String> = ends.iter().map(|(_, rank)| rank.to_string()).collect();
+    let (verb, rank) = if ends.len() == 1 {
+        ("is", "rank")
+    } else {
+        ("are", "ranks")
+    };
+    format!(
+        "; {} {verb} relayed from mpirun's tagged output of {rank} {}: `{launcher}` forwards \
+         every rank's stdout and stderr tagged with its rank, and ipc-run, holding the pipe's \
+         write end, writes those lines into it, untagged and whole (a rank keeps no fd from \
+         ipc-run)",
+        names.join(", "),
+        ranks.join(", ")
+    )
+}
+
+/// Why the launcher holds a channel's read end as its stdin, shown after
+/// the channel's reason.
+pub fn stdin_reason(instance: &str, launcher: &str) -> String {
+    format!(
+        "; `{launcher}` reads it as its stdin: mpirun forwards its stdin to rank 0 \
+         (`{instance}`) only, Open MPI's default"
+    )
+}
+
+/// Whether a channel of `mechanism` at a rank's `port` (on the `from` side
+/// unless `reader`) can be relayed or forwarded by mpirun: a pipe at the
+/// rank's stdout or stderr (any rank), or at rank 0's stdin.
+pub fn forwarded(mechanism: &Mechanism, port: &str, reader: bool, rank: usize) -> bool {
+    if !matches!(mechanism, Mechanism::Pipe { .. }) {
+        return false;
+    }
+    match port {
+        "stdout" | "stderr" => !reader,
+        "stdin" => reader && rank == 0,
+        _ => false,
+    }
+}
+
+/// Every rank's stdout or stderr that the plan relays into a pipe: the
+/// `from` ends of pipes at a rank's `stdout`/`stderr` port, which the rank
+/// gets no fd for (`plan::world`).
+pub fn relays(plan: &Plan) -> Vec<RankRelay> {
+    let mut found = Vec::new();
+    for world in &plan.channels {
+        let Mechanism::Mpi { launcher, ranks } = &world.mechanism else {
+            continue;
+        };
+        for channel in &plan.channels {
+            if !matches!(channel.mechanism, Mechanism::Pipe { .. }) {
+                continue;
+            }
+            for end in &channel.from {
+                let EndpointPlan::Port {
+                    process,
+                    port,
+                    fd: None,
+                    ..
+                } = end
+                else {
+                    continue;
+                };
+                let Some(rank) = ranks.iter().position(|r| **r == **process) else {
+                    continue;
+                };
+                if matches!(&**port, "stdout" | "stderr") {
+                    found.push(RankRelay {
+                        launcher: launcher.as_str().into(),
+                        rank,
+                        stderr: &**port == "stderr",
+                        channel: channel.id.clone(),
+                    });
+                }
+            }
+        }
+    }
+    found
 }
 
 /// The prefix of a line mpirun relays for rank `rank` with `--tag-output`,

@@ -255,7 +255,7 @@ fn wire_and_order(
         profiles,
     };
     world::launch_worlds(
-        &plan.channels,
+        &mut plan.channels,
         world::Launch {
             instances: &mut plan.processes,
             start_order: &mut plan.start_order,

@@ -15,11 +15,12 @@ use std::sync::Arc;
 use ipc_run_child::description as child;
 
 use super::Sink;
-use super::edges::ChannelDecl;
+use super::edges::{ChannelDecl, PortEnd};
 use super::processes::ProcessDecl;
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::model::{
-    ChannelPlan, EnvVar, Managed, ManagedRole, Mechanism, ProcessPlan, Readiness,
+    ChannelPlan, EndpointPlan, EnvVar, FdRole, Managed, ManagedRole, Mechanism, ProcessPlan,
+    Readiness,
 };
 use crate::mechanism::mpi;
 
@@ -115,17 +116,23 @@ fn check_other_edges(
             continue;
         }
         for port in &channel.ports {
-            if world_of[port.process()].is_none() {
+            let Some(world) = world_of[port.process()] else {
+                continue;
+            };
+            let (port_name, _) = channel.port(port);
+            let rank = rank_of(processes, &channels[world], port);
+            if mpi::forwarded(mechanism, port_name, port.is_reader, rank) {
                 continue;
             }
-            let why = if port.needs_fd {
+            let why = if port.needs_fd && port_name == "stdin" {
+                "mpirun forwards its stdin to rank 0 only (Open MPI's default), and this is another rank"
+            } else if port.needs_fd {
                 "it would be an fd, and mpirun closes the fds its ranks inherit"
             } else if matches!(mechanism, Mechanism::Signal { .. }) {
                 "a signal needs the rank's pid, which mpirun chooses"
             } else {
                 continue;
             };
-            let (port_name, _) = channel.port(port);
             sink.push(
                 Diagnostic::error(
                     "E0343",
@@ -145,6 +152,18 @@ fn check_other_edges(
     }
 }
 
+/// The rank of the instance at `port` in `world` (its rank map is filled).
+fn rank_of(processes: &[ProcessDecl], world: &ChannelDecl, port: &PortEnd) -> usize {
+    let instance = &processes[port.process()].instances[port.replica()];
+    match &world.plan.mechanism {
+        Mechanism::Mpi { ranks, .. } => ranks
+            .iter()
+            .position(|r| **r == **instance)
+            .unwrap_or(usize::MAX),
+        _ => usize::MAX,
+    }
+}
+
 /// The parts of a plan a world's launcher changes.
 pub(super) struct Launch<'a> {
     pub instances: &'a mut Vec<ProcessPlan>,
@@ -156,11 +175,18 @@ pub(super) struct Launch<'a> {
 /// Replaces each world's ranks by its launcher; E0346 when the launcher
 /// has no place in the start order (a rank waits for a process that waits
 /// for another rank).
-pub(super) fn launch_worlds(channels: &[ChannelPlan], plan: Launch<'_>, sink: &mut Sink) {
-    for channel in channels {
-        let Mechanism::Mpi { launcher, ranks } = &channel.mechanism else {
-            continue;
-        };
+pub(super) fn launch_worlds(channels: &mut [ChannelPlan], plan: Launch<'_>, sink: &mut Sink) {
+    let worlds: Vec<(Arc<str>, String, Vec<String>)> = channels
+        .iter()
+        .filter_map(|c| match &c.mechanism {
+            Mechanism::Mpi { launcher, ranks } => {
+                Some((c.id.clone(), launcher.clone(), ranks.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    for (id, launcher, ranks) in &worlds {
+        forward_stdio(channels, launcher, ranks);
         let members: HashSet<&str> = ranks.iter().map(String::as_str).collect();
         let Some(first) = plan
             .instances
@@ -174,7 +200,7 @@ pub(super) fn launch_worlds(channels: &[ChannelPlan], plan: Launch<'_>, sink: &m
             .iter()
             .filter_map(|r| plan.instances.iter().find(|p| *p.name == **r))
             .collect();
-        let managed = launcher_plan(&name, &channel.id, &rank_plans, &members);
+        let managed = launcher_plan(&name, id, &rank_plans, &members);
         let rank_processes: HashSet<Arc<str>> =
             rank_plans.iter().map(|p| p.process.clone()).collect();
         plan.instances.retain(|p| !members.contains(&*p.name));
@@ -195,6 +221,46 @@ pub(super) fn launch_worlds(channels: &[ChannelPlan], plan: Launch<'_>, sink: &m
             if rank_processes.contains(followed.as_str()) {
                 *followed = launcher.clone();
             }
+        }
+    }
+}
+
+/// The pipes a world's ranks have (`mpi::forwarded`): a rank's stdout or
+/// stderr keeps its end in the plan without an fd (ipc-run relays the
+/// rank's lines, `mpi::relays`); rank 0's stdin becomes the launcher's,
+/// which mpirun forwards to rank 0. Each channel's reason says so.
+fn forward_stdio(channels: &mut [ChannelPlan], launcher: &str, ranks: &[String]) {
+    for channel in channels.iter_mut() {
+        if !matches!(channel.mechanism, Mechanism::Pipe { .. }) {
+            continue;
+        }
+        let mut relayed = Vec::new();
+        for end in channel.from.iter_mut() {
+            if let EndpointPlan::Port {
+                process, port, fd, ..
+            } = end
+                && let Some(rank) = ranks.iter().position(|r| **r == **process)
+                && matches!(&**port, "stdout" | "stderr")
+            {
+                *fd = None;
+                relayed.push((format!("{process}.{port}"), rank));
+            }
+        }
+        let mut why = String::new();
+        if !relayed.is_empty() {
+            why.push_str(&mpi::relay_reason(&relayed, launcher));
+        }
+        for end in channel.to.iter_mut() {
+            if let EndpointPlan::Port { process, port, .. } = end
+                && ranks.first().is_some_and(|r| **r == **process)
+                && &**port == "stdin"
+            {
+                why.push_str(&mpi::stdin_reason(process, launcher));
+                *process = launcher.into();
+            }
+        }
+        if !why.is_empty() {
+            channel.reason = format!("{}{why}", channel.reason).into();
         }
     }
 }
@@ -326,7 +392,13 @@ fn launcher_plan(
         cwd: None,
         env,
         inherit_env: inherit.into(),
-        fds: Vec::new(),
+        // Rank 0's stdin, when a pipe feeds it (`forward_stdio`).
+        fds: base
+            .fds
+            .iter()
+            .filter(|s| s.fd == 0 && matches!(s.role, FdRole::Channel { .. }))
+            .cloned()
+            .collect(),
         ready: Readiness::Started,
         stop_timeout_ms: ranks.iter().map(|r| r.stop_timeout_ms).max().unwrap_or(0),
         after,

@@ -52,6 +52,9 @@ pub(crate) enum Token {
     Control,
     /// The health check socket of an instance, as for [`Token::Probe`].
     Health(usize, bool),
+    /// A pipe fed with an MPI rank's lines, while lines wait for it
+    /// (EPOLLOUT; [`super::rank_pipes`]).
+    RankPipe(usize),
 }
 
 const KIND_SHIFT: u32 = 32;
@@ -71,6 +74,7 @@ impl Token {
             Token::Probe(i, write) => (8, (i as u64) << 1 | u64::from(write)),
             Token::Control => (9, 0),
             Token::Health(i, write) => (10, (i as u64) << 1 | u64::from(write)),
+            Token::RankPipe(k) => (11, k as u64),
         };
         (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
     }
@@ -92,6 +96,7 @@ impl Token {
             8 => Token::Probe(index >> 1, index & 1 == 1),
             9 => Token::Control,
             10 => Token::Health(index >> 1, index & 1 == 1),
+            11 => Token::RankPipe(index),
             _ => return None,
         })
     }

@@ -196,7 +196,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             {
                 Met::Yes
             }
-            Condition::Ready if dep.ready => Met::Yes,
+            Condition::Ready if dep.ready && (finished || self.probes.serving(d)) => Met::Yes,
             Condition::Healthy if self.health.healthy_once[d] => Met::Yes,
             Condition::Completed if finished && dep.ending == Some(Ending::Exited(0)) => Met::Yes,
             _ if !finished => Met::Waiting,

@@ -5,8 +5,9 @@
 //! and the run directory on every path out: success, failure, interrupt, or
 //! a supervision set-up error.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
+use nix::fcntl::OFlag;
 use nix::sys::signal::SigmaskHow;
 
 use super::{RunOptions, RunOutcome, Runtime, Spawned, StartError, SuperviseError};
@@ -96,6 +97,15 @@ impl Runtime for LaunchedRuntime {
         self.launched
             .reload(plan.clone(), slots)
             .map_err(|e| e.to_string())
+    }
+
+    fn relay_end(&self, channel: &str) -> Option<OwnedFd> {
+        // An open file description of ipc-run's own, made non-blocking:
+        // O_NONBLOCK on the held one would reach every process handed it.
+        let fd = self.launched.held_write_end(channel)?;
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let flags = OFlag::O_WRONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+        nix::fcntl::open(path.as_str(), flags, nix::sys::stat::Mode::empty()).ok()
     }
 
     fn pipe_fill(&self, channel: &str) -> Option<(u64, u64)> {

@@ -47,6 +47,8 @@ use std::path::Path;
 use anstyle::{AnsiColor, Style};
 
 pub use super::logfile::{LogDirError, LogFiles, Rotation};
+use super::rank_lines::{Demux, Piece};
+pub use super::rank_pipes::RankPipes;
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
@@ -389,11 +391,11 @@ const PALETTE: [AnsiColor; 6] = [
 
 /// The prefix pair of `rank` of the MPI world `instance` launches.
 fn rank_prefix(
-    ranks: &[Option<(Vec<Prefix>, usize)>],
+    ranks: &[Option<Vec<Prefix>>],
     instance: usize,
     rank: Option<usize>,
 ) -> Option<&Prefix> {
-    ranks.get(instance)?.as_ref()?.0.get(rank?)
+    ranks.get(instance)?.as_ref()?.get(rank?)
 }
 
 /// A record prefix, plain and coloured.
@@ -434,8 +436,11 @@ pub struct LogWriter {
     /// coloured; a continuation record takes the name and ` + `.
     prefixes: Vec<[Box<[u8]>; 2]>,
     /// Per instance (empty when no MPI world runs): the prefixes of a
-    /// launcher's ranks, `name[rank] | `, and the rank of its last line.
-    ranks: Vec<Option<(Vec<Prefix>, usize)>>,
+    /// launcher's ranks, `name[rank] | `.
+    ranks: Vec<Option<Vec<Prefix>>>,
+    /// Per instance (empty when no MPI world runs): a launcher's stdout
+    /// and stderr, split into its ranks' lines ([`Demux`]).
+    demux: Vec<Option<[Demux; 2]>>,
     /// Per output stream: whole records not written yet, from `sent` on.
     queue: [Vec<u8>; 2],
     sent: [usize; 2],
@@ -448,6 +453,8 @@ pub struct LogWriter {
     blocked: [bool; 2],
     /// Records that could not be written (EPIPE, ENOSPC, ...).
     pub write_errors: u64,
+    /// The pipes MPI ranks' lines go to instead of the log.
+    pipes: RankPipes,
 }
 
 impl LogWriter {
@@ -481,9 +488,11 @@ impl LogWriter {
             plain: true,
             prefixes,
             ranks: Vec::new(),
+            demux: Vec::new(),
             queue: [Vec::new(), Vec::new()],
             sent: [0, 0],
             write_errors: 0,
+            pipes: RankPipes::default(),
         }
     }
 
@@ -538,15 +547,29 @@ impl LogWriter {
             self.prefixes[i] = prefix_pair(name, i, width);
         }
         self.ranks = vec![None; names.len()];
+        self.demux = (0..names.len()).map(|_| None).collect();
         for (i, labels) in worlds {
             let prefixes = labels
                 .iter()
                 .enumerate()
                 .map(|(rank, label)| prefix_pair(label, i + rank + 1, width))
                 .collect();
-            self.ranks[i] = Some((prefixes, usize::MAX));
+            self.ranks[i] = Some(prefixes);
+            self.demux[i] = Some([Demux::new(labels.len()), Demux::new(labels.len())]);
         }
         self
+    }
+
+    /// Writes the lines of the ranks the plan wires to pipes into those
+    /// pipes instead of the log ([`RankPipes`]).
+    pub fn with_rank_pipes(mut self, pipes: RankPipes) -> Self {
+        self.pipes = pipes;
+        self
+    }
+
+    /// The pipes fed with ranks' lines.
+    pub fn rank_pipes(&mut self) -> &mut RankPipes {
+        &mut self.pipes
     }
 
     /// Also appends every instance's records to `dir/<name>.stdout.log` and
@@ -639,11 +662,28 @@ impl LogWriter {
     /// Writes one record of `instance` to `stream`.
     #[inline]
     pub fn write(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
+        if self.demux.get(instance).is_some_and(Option::is_some) {
+            return self.write_launcher(instance, stream, record);
+        }
+        self.write_as(instance, None, stream, record, record);
+    }
+
+    /// Writes `record` under `rank`'s prefix (or the instance's); `raw` is
+    /// the record as files, JSON and recent records keep it.
+    #[inline]
+    fn write_as(
+        &mut self,
+        instance: usize,
+        rank: Option<usize>,
+        stream: Stream,
+        record: Record<'_>,
+        raw: Record<'_>,
+    ) {
         if !self.plain {
-            return self.write_more(instance, stream, record);
+            return self.write_more(instance, rank, stream, record, raw);
         }
         let slot = stream as usize;
-        let (rank, bytes) = self.rank_of(instance, record);
+        let bytes = record.bytes;
         let colour = usize::from(self.color[slot]);
         let prefix = match rank_prefix(&self.ranks, instance, rank) {
             Some(pair) => &pair[colour],
@@ -661,43 +701,90 @@ impl LogWriter {
         out.push(b'\n');
     }
 
-    /// For a record of an MPI world's launcher (`--tag-output`), the rank
-    /// its line is of (the last line's for a continuation) and the record
-    /// without the tag; else no rank and the record as it is.
-    fn rank_of<'r>(&mut self, instance: usize, record: Record<'r>) -> (Option<usize>, &'r [u8]) {
-        let Some(Some((ranks, last))) = self.ranks.get_mut(instance) else {
-            return (None, record.bytes);
+    /// A record of an MPI world's launcher (`--tag-output`): its ranks'
+    /// lines, put together again ([`Demux`]), go to their pipes or under
+    /// their ranks' prefixes; mpirun's own under the launcher's.
+    #[inline(never)]
+    fn write_launcher(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
+        let Some(Some(demux)) = self.demux.get_mut(instance) else {
+            return;
         };
-        let mut bytes = record.bytes;
-        if record.starts_line {
-            *last = match crate::mechanism::mpi::parse_tag(bytes) {
-                Some((rank, rest)) if rank < ranks.len() => {
-                    bytes = rest;
-                    rank
-                }
-                _ => usize::MAX,
-            };
+        let mut demux = std::mem::take(&mut demux[stream as usize]);
+        demux.push(record, &mut |piece| {
+            self.write_piece(instance, stream, piece)
+        });
+        if let Some(Some(slot)) = self.demux.get_mut(instance) {
+            slot[stream as usize] = demux;
         }
-        ((*last < ranks.len()).then_some(*last), bytes)
+    }
+
+    /// At the end of a launcher's stream: the lines its ranks left open.
+    fn finish_launcher(&mut self, instance: usize, stream: Stream) {
+        let Some(Some(demux)) = self.demux.get_mut(instance) else {
+            return;
+        };
+        let mut demux = std::mem::take(&mut demux[stream as usize]);
+        demux.finish(&mut |piece| self.write_piece(instance, stream, piece));
+        if let Some(Some(slot)) = self.demux.get_mut(instance) {
+            slot[stream as usize] = demux;
+        }
+    }
+
+    /// One line of a rank (or of mpirun): into the rank's pipe, if it has
+    /// one, else to the log (files keep it with its tag).
+    fn write_piece(&mut self, instance: usize, stream: Stream, piece: Piece<'_>) {
+        let slot = stream as usize;
+        if let Some(k) = piece
+            .rank
+            .and_then(|rank| self.pipes.route(instance, slot, rank))
+        {
+            return self
+                .pipes
+                .push(k, piece.line, piece.starts_line, piece.ends_line);
+        }
+        let record = Record {
+            bytes: piece.line,
+            starts_line: piece.starts_line,
+        };
+        if self.plain {
+            return self.write_as(instance, piece.rank, stream, record, record);
+        }
+        let mut tagged = Vec::with_capacity(piece.tag.len() + piece.line.len());
+        if piece.starts_line {
+            tagged.extend_from_slice(piece.tag);
+        }
+        tagged.extend_from_slice(piece.line);
+        let raw = Record {
+            bytes: &tagged,
+            starts_line: piece.starts_line,
+        };
+        self.write_more(instance, piece.rank, stream, record, raw);
     }
 
     /// [`LogWriter::write`] with files, timestamps, JSON or recent records:
     /// out of line, so the plain relay stays as tight as without them.
     #[inline(never)]
-    fn write_more(&mut self, instance: usize, stream: Stream, record: Record<'_>) {
+    fn write_more(
+        &mut self,
+        instance: usize,
+        rank: Option<usize>,
+        stream: Stream,
+        record: Record<'_>,
+        raw: Record<'_>,
+    ) {
         let slot = stream as usize;
+        let bytes = record.bytes;
         // Files and JSON keep mpirun's rank tag; the relayed text shows the
         // rank in its prefix.
-        let (rank, bytes) = self.rank_of(instance, record);
         let stamp: &[u8] = if self.timestamps { &self.stamp } else { b"" };
         if let Some(files) = &mut self.files {
-            files.write(instance, slot, record, stamp);
+            files.write(instance, slot, raw, stamp);
         }
         if let Some(recent) = &mut self.recent {
-            recent.push(instance, stream, record, &self.stamp[..24]);
+            recent.push(instance, stream, raw, &self.stamp[..24]);
         }
         if self.format == LogFormat::Json {
-            return self.write_json(instance, stream, record);
+            return self.write_json(instance, stream, raw);
         }
         let colour = usize::from(self.color[slot]);
         let prefix = match rank_prefix(&self.ranks, instance, rank) {
@@ -793,7 +880,10 @@ impl LogWriter {
                 self.flush_stream(out);
             }
             // A short read emptied the pipe; a stalled output takes no more.
-            if n < scratch.len() || self.stalled(stream) {
+            if n < scratch.len()
+                || self.stalled(stream)
+                || self.pipes.stalled(instance, stream as usize)
+            {
                 break;
             }
         }
@@ -835,6 +925,8 @@ impl LogWriter {
             }
             self.write(instance, stream, record);
         });
+        self.finish_launcher(instance, stream);
+        self.pipes.closed(instance, stream as usize);
         self.flush();
     }
 
@@ -894,6 +986,8 @@ impl LogWriter {
         self.blocked = [false, false];
         self.flush_stream(0);
         self.flush_stream(1);
+        self.pipes.flush();
+        self.write_errors += std::mem::take(&mut self.pipes.lost);
     }
 
     fn flush_stream(&mut self, slot: usize) {
@@ -968,6 +1062,8 @@ impl LogWriter {
                 self.drop_queue(slot);
             }
         }
+        self.pipes.finish(deadline);
+        self.write_errors += std::mem::take(&mut self.pipes.lost);
     }
 
     /// Queues a line of ipc-run's own (a summary, a message) for stderr.

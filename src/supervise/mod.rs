@@ -27,6 +27,8 @@ pub(crate) mod order;
 pub(crate) mod policy;
 mod probe;
 mod reload;
+pub(crate) mod rank_lines;
+pub(crate) mod rank_pipes;
 pub(crate) mod signal_edges;
 pub(crate) mod status;
 pub(crate) mod timers;
@@ -304,6 +306,12 @@ pub trait Runtime {
     fn control_socket(&mut self) -> Result<Option<(String, OwnedFd)>, crate::launch::LaunchError> {
         Ok(None)
     }
+    /// A non-blocking write end of its own on the pipe `channel`, into
+    /// which an MPI rank's lines are relayed ([`rank_pipes`]).
+    fn relay_end(&self, _channel: &str) -> Option<OwnedFd> {
+        None
+    }
+
     /// Whether `instance` can be started again with its channels (the
     /// runtime still holds its channel ends).
     fn can_respawn(&self, _instance: &str) -> bool {
@@ -558,6 +566,10 @@ struct Supervisor<'a, R: Runtime> {
     streams: Streams,
     /// Which outputs are registered for EPOLLOUT (while records wait).
     output_armed: [bool; 2],
+    /// Which rank pipes are registered for EPOLLOUT ([`rank_pipes`]).
+    pipe_armed: Vec<bool>,
+    /// Log streams not read while a rank pipe they feed is full.
+    pipe_parked: Vec<usize>,
     /// Outputs epoll cannot watch (a regular file): always writable, so a
     /// backlog there makes the loop poll instead of sleep.
     output_unwatchable: [bool; 2],
@@ -677,7 +689,14 @@ fn supervise_blocked<R: Runtime>(
             .add(socket, Token::Notify)
             .map_err(setup("epoll_ctl"))?;
     }
-    let writer = log_writer(plan, options)?;
+    let mut writer = log_writer(plan, options)?;
+    let (pipes, missing) = logs::RankPipes::new(plan, |channel| runtime.relay_end(channel));
+    for channel in missing {
+        writer.message(&format!(
+            "ipc-run: channel {channel}: no write end to relay a rank's lines into; they stay in the log"
+        ));
+    }
+    let writer = writer.with_rank_pipes(pipes);
     let control = control_server(runtime, &events, options)?;
     let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, events);
     supervisor.control = control;
@@ -890,6 +909,8 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
                 ..Streams::default()
             },
             output_armed: [false; 2],
+            pipe_armed: Vec::new(),
+            pipe_parked: Vec::new(),
             output_unwatchable: [false; 2],
             orphans_behind: false,
             timers: Timers::default(),
@@ -1000,7 +1021,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Probe(i, write) => self.probe_event(i, write),
                 Token::Health(i, _) => self.health_event(i),
                 Token::Logs(output) => self.logs_readable(output),
-                Token::Output(_) => {}
+                Token::Output(_) | Token::RankPipe(_) => {}
                 Token::Accept(i) => self.accept_connections(i),
                 Token::Control => self.serve_control(),
             }
@@ -1057,6 +1078,63 @@ impl<R: Runtime> Supervisor<'_, R> {
             if self.streams.parked[k] && !self.writer.stalled(kind) {
                 self.streams.parked[k] = false;
                 let _ = self.events.unpark_logs(kind);
+            }
+        }
+        self.watch_rank_pipes();
+    }
+
+    /// Stops reading log stream `s` (a launcher's) while a pipe it feeds
+    /// is over its bound ([`rank_pipes`]): mpirun, then the ranks, wait.
+    fn park_for_pipe(&mut self, s: usize) {
+        if let Some(stream) = self.streams.get(s)
+            && !self.pipe_parked.contains(&s)
+        {
+            self.events.remove_log(&stream.fd, stream.stream);
+            self.pipe_parked.push(s);
+        }
+    }
+
+    /// Registers each rank pipe for EPOLLOUT exactly while lines wait for
+    /// it, and reads again the streams whose pipes drained.
+    fn watch_rank_pipes(&mut self) {
+        let pipes = self.writer.rank_pipes();
+        self.pipe_armed.resize(pipes.len(), false);
+        for k in 0..pipes.len() {
+            let want = pipes.backlog(k) > 0;
+            if want == self.pipe_armed[k] {
+                continue;
+            }
+            self.pipe_armed[k] = want;
+            // A pipe closed while armed left the set with its fd.
+            if let Some(fd) = pipes.fd(k) {
+                if want {
+                    let _ = self
+                        .events
+                        .add_for(fd, Token::RankPipe(k), EpollFlags::EPOLLOUT);
+                } else {
+                    self.events.remove(fd);
+                }
+            }
+        }
+        let mut k = 0;
+        while k < self.pipe_parked.len() {
+            let s = self.pipe_parked[k];
+            match self.streams.get(s) {
+                Some(open)
+                    if self
+                        .writer
+                        .rank_pipes()
+                        .stalled(open.instance, open.stream as usize) =>
+                {
+                    k += 1;
+                }
+                Some(open) => {
+                    let _ = self.events.add_log(&open.fd, open.stream, s);
+                    self.pipe_parked.swap_remove(k);
+                }
+                None => {
+                    self.pipe_parked.swap_remove(k);
+                }
             }
         }
     }
@@ -1177,15 +1255,16 @@ impl<R: Runtime> Supervisor<'_, R> {
                 let process = &self.plan.processes[i];
                 let inst = &mut self.instances[i];
                 // A server-bound server is ready once its endpoint is
-                // served, when someone waits for that.
-                let probed =
-                    self.probes.has(i) && ((inst.awaited && !inst.ready) || inst.signalled);
+                // served, when someone waits for that: in every run, as a
+                // restarted server binds its address again, and what
+                // starts after the restart must find it served.
+                let probed = self.probes.has(i) && (inst.awaited || inst.signalled);
                 self.probes.spawned(i, probed);
                 if process.ready == Readiness::Started && !probed {
                     inst.ready = true;
                     inst.ready_now = true;
                     self.start_queue.changed(&self.graph, i);
-                } else if (inst.awaited && !inst.ready) || inst.signalled {
+                } else if (inst.awaited && !inst.ready) || inst.signalled || probed {
                     self.timers.add(
                         now + Duration::from_millis(process.ready_timeout_ms),
                         Deadline::ReadyTimeout {
@@ -1274,6 +1353,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         }
         self.instances[i].state = State::Finished;
         self.finished += 1;
+        self.writer.rank_pipes().ended(i);
         if !is_broker(&self.plan.processes[i]) {
             self.declared_left -= 1;
         }
@@ -1620,6 +1700,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             if let Some(stream) = self.streams.get(s) {
                 let _ = self.events.add_log(&stream.fd, stream.stream, s);
             }
+            self.writer.rank_pipes().opened(i, stream as usize);
         }
     }
 
@@ -2186,12 +2267,16 @@ impl<R: Runtime> Supervisor<'_, R> {
             self.instances[instance].not_found = found;
         }
         match relayed {
-            logs::Relayed::Data => true,
-            logs::Relayed::Empty => false,
             logs::Relayed::Closed => {
                 self.close_log(s);
                 false
             }
+            _ if self.writer.rank_pipes().stalled(instance, stream as usize) => {
+                self.park_for_pipe(s);
+                false
+            }
+            logs::Relayed::Data => true,
+            logs::Relayed::Empty => false,
         }
     }
 
@@ -2223,6 +2308,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         let Some(mut stream) = self.streams.take(s) else {
             return;
         };
+        self.pipe_parked.retain(|&p| p != s);
         self.events.remove_log(&stream.fd, stream.stream);
         let watch = self.watch_not_found(stream.instance, stream.stream);
         let mut found = None;

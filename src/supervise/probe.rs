@@ -703,6 +703,14 @@ impl Probes {
         runtime.fill_template(&self.specs[i].as_ref()?.address)
     }
 
+    /// Whether `i`'s readiness holds for what starts now: sticky without a
+    /// probe; with one, only while the current run's endpoint has been
+    /// served (a restarted server is probed again before its dependents
+    /// that start after the restart).
+    pub(crate) fn serving(&self, i: usize) -> bool {
+        self.specs[i].is_none() || matches!(self.runs[i], Run::Passed)
+    }
+
     /// Whether `i` has a probe at all.
     pub(crate) fn has(&self, i: usize) -> bool {
         self.specs[i].is_some()
@@ -905,11 +913,10 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.probe_attempt(i);
     }
 
-    /// `i`'s run ended: its probe stops.
+    /// `i`'s run ended: its probe stops, and its endpoint is no longer
+    /// known to be served.
     pub(super) fn stop_probe(&mut self, i: usize) {
         self.drop_probe_conn(i, true);
-        if matches!(self.probes.runs[i], Run::Trying { .. } | Run::Due) {
-            self.probes.runs[i] = Run::Off;
-        }
+        self.probes.runs[i] = Run::Off;
     }
 }

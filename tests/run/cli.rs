@@ -95,6 +95,16 @@ fn expected_output(name: &str, out: &[u8]) {
                 r#"{"jsonrpc": "2.0", "id": 2, "result": ["over", "tcp"]}"#
             ]
         ),
+        "mpi-pipe" => {
+            assert_eq!(
+                lines_of(out, "count"),
+                [
+                    "solver said: sum 6 of 4 ranks",
+                    "1000 numbered lines, 2 echoed"
+                ]
+            );
+            assert!(lines_of(out, "solver[0]").is_empty(), "{text}");
+        }
         "mpi" => {
             for (rank, instance) in ["ping", "pong#0", "pong#1", "pong#2"].iter().enumerate() {
                 let lines = lines_of(out, &format!("{instance}[{rank}]"));
@@ -190,7 +200,7 @@ fn every_shipped_topology_runs_to_completion_and_leaves_nothing() {
             stacks::python_with("jeepney");
             command.env("PATH", stacks::path_with_venv());
         }
-        if name == "ring-languages" || name == "onc-rpc" || name == "mpi" {
+        if name == "ring-languages" || name == "onc-rpc" || name == "mpi" || name == "mpi-pipe" {
             // Their commands name examples/ from the repository root.
             command.current_dir(MANIFEST_DIR);
         }

@@ -24,6 +24,13 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_CALLS"].split())
+# With GATE, every run after the first binds only once the gate is opened.
+gate = os.environ.get("GATE")
+if gate and os.path.exists(gate + ".seen"):
+    print(f"waiting for the gate pid={os.getpid()}", flush=True)
+    open(gate).read()
+elif gate:
+    open(gate + ".seen", "w").close()
 quit = threading.Event()
 def say(request, context):
     return request + f" from {os.getpid()}".encode()
@@ -403,4 +410,106 @@ protocol = "grpc"
         why.contains("last attempt: no answer within 1000ms"),
         "{why}"
     );
+}
+
+#[test]
+fn a_restarted_server_bound_server_is_probed_again_before_a_dependent_starts() {
+    let mut scratch = Scratch::new("grpc-reprobe");
+    let s = stack(&scratch);
+    let gate = scratch.dir.join("gate");
+    let trigger = scratch.dir.join("trigger");
+    for fifo in [&gate, &trigger] {
+        nix::unistd::mkfifo(fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+    let q = |p: &Path| format!("{:?}", p.display().to_string());
+    // `late` waits for the server and for `trigger`, which the test makes
+    // ready only once the server has been killed and runs again, not
+    // serving yet (it waits for `gate`).
+    let toml = format!(
+        r#"
+exit_code_from = "late"
+[process.server]
+cmd = [{py}, {server}]
+restart = "on-failure"
+env = {{ GATE = {gate} }}
+[process.trigger]
+ready = {{ fd = 5 }}
+shell = 'read go < {trigger}; echo >&5'
+[process.late]
+cmd = [{py}, {client}]
+after = ["server", "trigger"]
+env = {{ MODE = "once" }}
+[[edge]]
+name = "calls"
+from = "late.calls"
+to = "server.calls"
+traffic = "request"
+protocol = "grpc"
+"#,
+        py = q(&s.python),
+        server = q(&s.server),
+        client = q(&s.client),
+        gate = q(&gate),
+        trigger = q(&trigger),
+    );
+    let file = scratch.topology(&toml);
+    let mut live = scratch.live(&file);
+    live.wait_for_count("serving pid=", 1);
+    // Its first run's endpoint was probed and served.
+    wait_for_state(&scratch, "server", &["ready"]);
+    let first = numbers_after(&live.stdout.join("\n"), "serving pid=")[0];
+    kill(Pid::from_raw(first), Signal::SIGKILL).unwrap();
+    live.wait_for_count("waiting for the gate", 1);
+    std::fs::write(&trigger, "go\n").unwrap();
+    // Once `trigger` is ready, `late` would start in the same pass: it
+    // must wait for the new run's endpoint to be served.
+    let states = wait_for_state(&scratch, "trigger", &["ready", "exited"]);
+    assert_eq!(states["late"], "pending", "{states:?}");
+    std::fs::write(&gate, "go\n").unwrap();
+    let run = live.finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let served = lines_of(&run.stdout, "server");
+    let second = numbers_after(served.last().unwrap(), "pid=")[0];
+    assert_eq!(
+        lines_of(&run.stdout, "late"),
+        [format!("first: hello from {second}")]
+    );
+    scratch.assert_left_nothing();
+}
+
+/// Asks `ipc-run status` until `process` is in one of `states`; every
+/// process's state then. Bounded by a number of asks, not by time.
+fn wait_for_state(
+    scratch: &Scratch,
+    process: &str,
+    states: &[&str],
+) -> std::collections::BTreeMap<String, String> {
+    let mut last = std::collections::BTreeMap::new();
+    for _ in 0..2000 {
+        let output = std::process::Command::new(crate::support::IPC_RUN)
+            .args(["status", "--format", "json", "--runtime-dir"])
+            .arg(scratch.runtime())
+            .env_remove("IPC_RUN_LOG")
+            .output()
+            .unwrap();
+        let Ok(status) = serde_json::from_slice::<serde_json::Value>(&output.stdout) else {
+            continue;
+        };
+        last = status["processes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                let name = p["name"].as_str().unwrap_or_default().to_owned();
+                (name, p["state"].as_str().unwrap_or_default().to_owned())
+            })
+            .collect();
+        if last
+            .get(process)
+            .is_some_and(|s| states.contains(&s.as_str()))
+        {
+            return last;
+        }
+    }
+    panic!("{process} never became {states:?}: {last:?}");
 }

@@ -1,7 +1,9 @@
 //! MPI worlds with the real Open MPI (`openmpi-bin`, `libopenmpi-dev`):
-//! `examples/mpi/ring.c` compiled by `mpicc` into the case's scratch
-//! directory, run as the ranks of an `mpi` edge under the managed
-//! `mpirun`. A missing Open MPI fails, naming the package.
+//! `examples/mpi/ring.c` and `examples/mpi/lines.c` compiled by `mpicc`
+//! into the case's scratch directory, run as the ranks of an `mpi` edge
+//! under the managed `mpirun`; a rank's stdout or stderr into a pipe to a
+//! process outside the world, and a pipe into rank 0's stdin. A missing
+//! Open MPI fails, naming the package.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -219,6 +221,311 @@ fn sigkill_of_mpirun_ends_the_world_and_the_run_leaves_nothing() {
     assert!(running.is_empty(), "ranks {running:?} survive mpirun");
     scratch.assert_left_nothing();
     assert_eq!(vader_files("/dev/shm"), shm_before);
+}
+
+/// `examples/mpi/lines.c` built with mpicc into `scratch`.
+fn lines_program(scratch: &Scratch) -> PathBuf {
+    stacks::program("mpirun", "openmpi-bin");
+    let mpicc = stacks::program("mpicc", "libopenmpi-dev");
+    let out = scratch.dir.join("lines");
+    let status = Command::new(mpicc)
+        .arg("-O2")
+        .arg("-o")
+        .arg(&out)
+        .arg(Path::new(MANIFEST_DIR).join("examples/mpi/lines.c"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mpicc failed on examples/mpi/lines.c");
+    out
+}
+
+/// A world of `solver` (rank 0, writing `lines` numbered lines) and three
+/// `worker`s, solver's stdout into `count`, which runs `gate` first and
+/// then checks every line in order.
+fn pipe_world(program: &Path, lines: u32, gate: &str) -> String {
+    let program = program.display();
+    format!(
+        r#"
+exit_code_from = "count"
+[process.solver]
+cmd = ["{program}", "{lines}"]
+[process.worker]
+cmd = ["{program}", "{lines}"]
+replicas = 3
+[process.count]
+shell = '''
+{gate}
+awk -v want={lines} '
+  /^line / {{ n++; if ($0 != "line " n " of " want) bad++ }}
+  /^sum / {{ sum = $2 }}
+  !/^line / && !/^sum / {{ other++ }}
+  END {{ printf "%d lines in order, sum %s, %d bad, %d other\n", n - bad, sum, bad, other; exit !(n == want && !bad && !other && sum == 6) }}'
+'''
+[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "solver"
+to = "worker"
+[[edge]]
+from = "solver"
+to = "count"
+"#
+    )
+}
+
+/// The other ranks' lines, in the log under `worker#i[rank]`, on the
+/// stream they wrote.
+fn assert_workers_in_log(finished: &crate::support::Finished) {
+    for (i, rank) in [(0, 1), (1, 2), (2, 3)] {
+        let prefix = format!("worker#{i}[{rank}]");
+        let said = lines_of(&finished.stdout, &prefix);
+        assert_eq!(
+            said,
+            [format!("rank {rank} of 4 says hello")],
+            "{}",
+            finished.stdout_text()
+        );
+        let said = lines_of(finished.stderr.as_bytes(), &prefix);
+        assert_eq!(
+            said,
+            [format!("rank {rank} of 4 is on stderr")],
+            "{}",
+            finished.stderr
+        );
+    }
+}
+
+#[test]
+fn rank_zero_stdout_goes_into_a_pipe_whole_and_the_other_ranks_stay_in_the_log() {
+    let mut scratch = Scratch::new("mpi-pipe");
+    let program = lines_program(&scratch);
+    let file = scratch.topology(&pipe_world(&program, 5000, ""));
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(
+        lines_of(&finished.stdout, "count"),
+        ["5000 lines in order, sum 6, 0 bad, 0 other"],
+        "{}",
+        finished.stderr
+    );
+    // Rank 0's lines went into the pipe and nowhere else.
+    assert!(
+        !finished.stdout_text().contains("line 1 of"),
+        "{}",
+        finished.stdout_text()
+    );
+    assert!(lines_of(&finished.stdout, "solver[0]").is_empty());
+    assert_workers_in_log(&finished);
+    assert!(finished.stderr.contains("mpirun-world: exited 0"));
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn a_reader_that_starts_reading_late_loses_no_line_of_the_rank() {
+    let mut scratch = Scratch::new("mpi-pipe-slow");
+    let program = lines_program(&scratch);
+    let gate = scratch.dir.join("gate");
+    nix::unistd::mkfifo(&gate, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    // The reader reads nothing until the test opens the gate: rank 0's
+    // 200000 lines (5 MB) fill the pipe and ipc-run's queue, and mpirun
+    // then waits on its stdout.
+    let wait = format!("read go < '{}'", gate.display());
+    let file = scratch.topology(&pipe_world(&program, 200_000, &wait));
+    let mut live = scratch.live(&file);
+    wait_until_mpirun_blocks(&mut live);
+    std::fs::write(&gate, "go\n").unwrap();
+    let finished = live.finish();
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(
+        lines_of(&finished.stdout, "count"),
+        ["200000 lines in order, sum 6, 0 bad, 0 other"],
+        "{}",
+        finished.stderr
+    );
+    assert_workers_in_log(&finished);
+    assert!(!finished.stderr.contains("could not be written"));
+    scratch.assert_left_nothing();
+}
+
+/// Waits until mpirun, child of ipc-run, blocks writing its stdout
+/// (`/proc/PID/wchan`): the reader of the rank's pipe reads nothing, the
+/// pipe and the relay's queue are full, and ipc-run no longer reads
+/// mpirun. Bounded by a number of looks, not by time.
+fn wait_until_mpirun_blocks(live: &mut crate::support::Live) {
+    let children = format!("/proc/{0}/task/{0}/children", live.child.id());
+    let mut seen = String::new();
+    for _ in 0..200_000 {
+        let pids = std::fs::read_to_string(&children).unwrap_or_default();
+        for pid in pids.split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() != "mpirun" {
+                continue;
+            }
+            seen = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            if seen.contains("pipe_write") {
+                return;
+            }
+        }
+        std::thread::yield_now();
+    }
+    live.kill();
+    panic!("mpirun never blocked on its stdout (its wchan: {seen:?})");
+}
+
+#[test]
+fn a_pipe_into_rank_zero_is_mpiruns_stdin() {
+    let mut scratch = Scratch::new("mpi-stdin");
+    let program = lines_program(&scratch);
+    let program = program.display();
+    let toml = format!(
+        r#"
+[process.feed]
+shell = 'printf "first\nsecond\n"'
+[process.solver]
+cmd = ["{program}", "1", "stdin"]
+[process.worker]
+cmd = ["{program}", "1"]
+[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "solver"
+to = "worker"
+[[edge]]
+from = "feed"
+to = "solver"
+"#
+    );
+    let file = scratch.topology(&toml);
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(
+        lines_of(&finished.stdout, "solver[0]"),
+        [
+            "echo: first",
+            "echo: second",
+            "line 1 of 1",
+            "sum 1 of 2 ranks"
+        ],
+        "{}",
+        finished.stdout_text()
+    );
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn replicated_ranks_stderr_fans_into_one_pipe_line_by_line() {
+    let mut scratch = Scratch::new("mpi-stderr-pipe");
+    let program = lines_program(&scratch);
+    let program = program.display();
+    let toml = format!(
+        r#"
+exit_code_from = "count"
+[process.solver]
+cmd = ["{program}", "3"]
+[process.worker]
+cmd = ["{program}", "3"]
+replicas = 3
+[process.count]
+shell = 'sort | sed "s/^/got: /"'
+[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "solver"
+to = "worker"
+[[edge]]
+from = "worker.stderr"
+to = "count"
+"#
+    );
+    let file = scratch.topology(&toml);
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    assert_eq!(
+        lines_of(&finished.stdout, "count"),
+        (1..4)
+            .map(|rank| format!("got: rank {rank} of 4 is on stderr"))
+            .collect::<Vec<_>>(),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        !finished.stderr.contains("is on stderr"),
+        "{}",
+        finished.stderr
+    );
+    // Their stdout, and rank 0's, stay in the log.
+    assert_eq!(lines_of(&finished.stdout, "solver[0]").len(), 4);
+    assert_eq!(
+        lines_of(&finished.stdout, "worker#1[2]"),
+        ["rank 2 of 4 says hello"]
+    );
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn a_rank_and_a_process_outside_the_world_share_one_pipe_line_by_line() {
+    let mut scratch = Scratch::new("mpi-pipe-shared");
+    let program = lines_program(&scratch);
+    let program = program.display();
+    let toml = format!(
+        r#"
+exit_code_from = "count"
+[process.solver]
+cmd = ["{program}", "2000"]
+[process.worker]
+cmd = ["{program}", "2000"]
+[process.other]
+shell = 'for i in 1 2 3; do echo "other line $i"; done'
+[process.count]
+shell = '''awk '/^line /{{n++}} /^other line /{{o++}} END {{print n, o, NR}}' '''
+[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "solver"
+to = "worker"
+[[edge]]
+from = ["solver", "other"]
+to = "count"
+"#
+    );
+    let file = scratch.topology(&toml);
+    let finished = scratch.run(&file);
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    // 2000 numbered lines and the sum from rank 0, 3 from `other`, each
+    // whole: nothing else.
+    assert_eq!(lines_of(&finished.stdout, "count"), ["2000 3 2004"]);
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn log_files_keep_each_ranks_whole_lines_with_their_tags_and_not_the_piped_ones() {
+    let mut scratch = Scratch::new("mpi-pipe-logdir");
+    let program = lines_program(&scratch);
+    let file = scratch.topology(&pipe_world(&program, 5000, ""));
+    let logs = scratch.dir.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let finished =
+        crate::support::run_captured(scratch.run_command(&file).arg("--log-dir").arg(&logs));
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let stdout = std::fs::read_to_string(logs.join("mpirun-world.stdout.log")).unwrap();
+    let stderr = std::fs::read_to_string(logs.join("mpirun-world.stderr.log")).unwrap();
+    for rank in 1..4 {
+        // The tag is `[JOB,RANK]<stdout>:`, whatever the job id.
+        let hello = format!(",{rank}]<stdout>:rank {rank} of 4 says hello");
+        assert!(stdout.lines().any(|l| l.ends_with(&hello)), "{stdout}");
+        let on_stderr = format!(",{rank}]<stderr>:rank {rank} of 4 is on stderr");
+        assert!(stderr.lines().any(|l| l.ends_with(&on_stderr)), "{stderr}");
+    }
+    assert_eq!(
+        stdout.lines().count(),
+        3,
+        "only the workers' lines: {stdout}"
+    );
+    scratch.assert_left_nothing();
 }
 
 #[test]
