@@ -67,11 +67,6 @@ fn binding(spec: Option<&EdgeSpec>, std_stream: bool) -> Option<&'static str> {
     let Some(spec) = spec else {
         return Some("a pipeline's stages are joined by pipes on their standard streams");
     };
-    if std_stream {
-        return Some(
-            "a standard stream end is a pipe: a program reading stdin or writing stdout cannot take a TCP listener",
-        );
-    }
     let traffic = spec
         .traffic
         .as_ref()
@@ -100,6 +95,11 @@ fn binding(spec: Option<&EdgeSpec>, std_stream: bool) -> Option<&'static str> {
     }
     if broker {
         return Some("a D-Bus bus's clients meet at its broker, started on one host");
+    }
+    if std_stream {
+        return Some(
+            "a standard stream end is a pipe: a program reading stdin or writing stdout cannot take a TCP listener",
+        );
     }
     match traffic {
         Traffic::Shared => Some("shared memory is mapped by processes of one host"),
