@@ -447,12 +447,15 @@ fn host_groups_of_plans_with_and_without_placement() {
     assert_eq!((groups[0].name, groups[0].processes.len()), ("local", 2));
 }
 
+/// A change made to a JSON plan.
+type Edit = fn(&mut serde_json::Value);
+
 /// A placement read back from JSON is checked like the rest of the plan.
 #[test]
 fn an_inconsistent_placement_is_refused_on_import() {
     let plan = declared(DECLARED);
     let json = serde_json::to_value(&plan).unwrap();
-    let breaks: [(&str, fn(&mut serde_json::Value)); 5] = [
+    let breaks: [(&str, Edit); 5] = [
         ("a host no group has", |j| {
             j["processes"][0]["host"] = "elsewhere".into()
         }),
