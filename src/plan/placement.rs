@@ -101,6 +101,19 @@ fn binding(spec: Option<&EdgeSpec>, std_stream: bool, outside: bool) -> Option<&
             "an end at `@stdin`, `@stdout` or `@external` is on one host: ipc-run's own streams, or a peer that finds the channel by name",
         );
     }
+    // Options that only a host-local mechanism takes: an edge that writes
+    // one asked for that mechanism's behaviour, which TCP cannot give.
+    let local_options = spec.depth.is_some()
+        || spec.deliver.is_some()
+        || spec.socket.is_some()
+        || spec.initial.is_some()
+        || spec.signal.is_some()
+        || spec.mode.is_some();
+    if local_options {
+        return Some(
+            "it writes an option of a host-local mechanism (`depth`, `deliver`, `socket`, `initial`, `signal` or `mode`)",
+        );
+    }
     if std_stream {
         return Some(
             "a standard stream end is a pipe: a program reading stdin or writing stdout cannot take a TCP listener",

@@ -510,3 +510,29 @@ to = "@external"
     assert_eq!(placement.groups.len(), 1);
     assert!(placement.cross_edges.is_empty());
 }
+
+/// `--hosts` splits only what can be split: an `auto` messages edge that
+/// writes a queue's `depth` asked for a queue, so it binds its ends.
+#[test]
+fn an_option_of_a_host_local_mechanism_keeps_the_edge_on_one_host() {
+    let text = r#"
+[process.a]
+cmd = ["a"]
+
+[process.b]
+cmd = ["b"]
+
+[[edge]]
+name = "jobs"
+from = "a.jobs"
+to = "b.jobs"
+traffic = "messages"
+depth = 8
+"#;
+    let placement = partitioned(text, 2).plan.placement.unwrap();
+    assert_eq!(placement.groups.len(), 1);
+    let without_depth = text.replace("depth = 8\n", "");
+    let placement = partitioned(&without_depth, 2).plan.placement.unwrap();
+    assert_eq!(placement.groups.len(), 2);
+    assert_eq!(placement.cross_edges.len(), 1);
+}
