@@ -522,9 +522,12 @@ cmd = ["a"]
 [process.b]
 cmd = ["b"]
 
+[process.c]
+cmd = ["c"]
+
 [[edge]]
 name = "jobs"
-from = "a.jobs"
+from = ["a.jobs", "c.jobs"]
 to = "b.jobs"
 traffic = "messages"
 depth = 8
