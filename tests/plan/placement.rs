@@ -539,3 +539,25 @@ depth = 8
     assert_eq!(placement.groups.len(), 2);
     assert_eq!(placement.cross_edges.len(), 1);
 }
+
+/// `graph` draws each host group of a placed plan as a cluster (DOT) or a
+/// subgraph (Mermaid) of its processes.
+#[test]
+fn graphs_draw_host_groups() {
+    let plan = declared(DECLARED);
+    let dot = plan::graph::dot(&plan);
+    assert!(
+        dot.contains(
+            "subgraph \"cluster_gpu\" {\n    label=\"host group gpu\";\n    \"detect#0\";"
+        ),
+        "{dot}"
+    );
+    let mermaid = plan::graph::mermaid(&plan);
+    assert!(
+        mermaid.contains("subgraph g1[\"host group gpu\"]"),
+        "{mermaid}"
+    );
+    let local = declared("[process.a]\ncmd = [\"a\"]\n");
+    assert!(!plan::graph::dot(&local).contains("subgraph"));
+    assert!(!plan::graph::mermaid(&local).contains("subgraph"));
+}
