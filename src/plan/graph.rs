@@ -72,8 +72,29 @@ pub fn dot(plan: &Plan) -> String {
     let _ = writeln!(out, "digraph {} {{", quote(&plan.name));
     let _ = writeln!(out, "  rankdir=LR;");
     let _ = writeln!(out, "  node [shape=box];");
-    for process in &plan.processes {
-        let _ = writeln!(out, "  {};", quote(&process.name));
+    // A placed plan draws each host group as a cluster of its processes.
+    for group in plan.host_groups() {
+        let indent = if group.group.is_some() {
+            let _ = writeln!(
+                out,
+                "  subgraph {} {{",
+                quote(&format!("cluster_{}", group.name))
+            );
+            let _ = writeln!(
+                out,
+                "    label={};",
+                quote(&format!("host group {}", group.name))
+            );
+            "    "
+        } else {
+            "  "
+        };
+        for &p in &group.processes {
+            let _ = writeln!(out, "{indent}{};", quote(&plan.processes[p].name));
+        }
+        if group.group.is_some() {
+            out.push_str("  }\n");
+        }
     }
     for rank in rank_nodes(plan) {
         let _ = writeln!(out, "  {} [style=rounded];", quote(rank));
@@ -107,6 +128,15 @@ pub fn mermaid(plan: &Plan) -> String {
         .collect();
     let id = |name: &str| format!("n{}", index.get(name).copied().unwrap_or(0));
     let mut out = String::from("flowchart LR\n");
+    // A placed plan draws each host group as a subgraph of its processes.
+    let placed = plan.placement.is_some();
+    for (g, group) in plan.host_groups().iter().enumerate().filter(|_| placed) {
+        let _ = writeln!(out, "  subgraph g{g}[\"host group {}\"]", group.name);
+        for &p in &group.processes {
+            let _ = writeln!(out, "    {}", id(&plan.processes[p].name));
+        }
+        out.push_str("  end\n");
+    }
     for name in &names {
         let shape = if name.starts_with('@') {
             format!("([\"{name}\"])")
