@@ -1172,6 +1172,8 @@ fn run_in_foreground(
         }),
         summary_json: args.summary_format == SummaryFormat::Json,
         announce_ready: announce,
+        notify_manager: true,
+        group: None,
     };
     let outcome = crate::supervise::run(&planned.plan, &options)?;
     if let Some(fd) = &options.announce_ready {

@@ -26,6 +26,7 @@ pub(crate) mod notify;
 pub(crate) mod order;
 pub(crate) mod policy;
 mod probe;
+pub mod sd_notify;
 pub(crate) mod signal_edges;
 pub(crate) mod status;
 pub(crate) mod timers;
@@ -169,6 +170,11 @@ pub struct RunOptions {
     /// Where to write `ready RUN_ID` once every process is ready
     /// (`run --detach`, `docs/operate.md`).
     pub announce_ready: Option<Arc<OwnedFd>>,
+    /// Speak `sd_notify` to the manager named by ipc-run's own
+    /// `NOTIFY_SOCKET` ([`sd_notify`]); off in library use unless asked.
+    pub notify_manager: bool,
+    /// The host group this run is (`run --host`), for status lines.
+    pub group: Option<String>,
 }
 
 /// What a run came to.
@@ -576,6 +582,13 @@ struct Supervisor<'a, R: Runtime> {
     conditions: Vec<Vec<Condition>>,
     /// Health checks and watchdogs ([`health`]).
     health: health::Health,
+    /// The manager that started ipc-run, if it listens ([`sd_notify`]).
+    service: sd_notify::ServiceNotify,
+    /// Instances before this one were ready when last looked at
+    /// (`control::all_ready_so_far`).
+    ready_cursor: usize,
+    /// The host group this run is, for status lines.
+    group: Option<String>,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -666,6 +679,15 @@ fn supervise_blocked<R: Runtime>(
     let control = control_server(runtime, &events, options)?;
     let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, events);
     supervisor.control = control;
+    supervisor.group = options.group.clone();
+    if options.notify_manager {
+        supervisor.service = sd_notify::ServiceNotify::from_env();
+        let count = plan.processes.len();
+        supervisor
+            .service
+            .status(&format!("starting {count} process(es)"));
+        supervisor.start_manager_watchdog();
+    }
     // A SIGINT or SIGTERM that came while the run was being prepared stops
     // it before anything starts.
     supervisor.read_signals(&[]);
@@ -677,6 +699,8 @@ fn supervise_blocked<R: Runtime>(
         );
     }
     supervisor.event_loop()?;
+    // Every process ended without a stop being asked: the run stops now.
+    supervisor.tell_manager_stopping();
     Ok(supervisor.outcome(options))
 }
 
@@ -895,6 +919,9 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             control: control::Control::default(),
             conditions,
             health: health::Health::new(plan),
+            service: sd_notify::ServiceNotify::default(),
+            ready_cursor: 0,
+            group: None,
         }
     }
 }
@@ -1876,6 +1903,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                     generation,
                 } => self.watchdog_due(instance, generation),
                 Deadline::Drain => {}
+                Deadline::ManagerWatchdog => self.manager_watchdog_due(),
                 Deadline::CycleCheck => self.check_cycles(),
             }
         }
@@ -2002,6 +2030,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             advancing: false,
             escalated: false,
         });
+        self.tell_manager_stopping();
         self.advance_shutdown();
     }
 

@@ -63,6 +63,9 @@ pub enum Deadline {
     },
     /// Stop waiting for log pipes held open by stray descendants.
     Drain,
+    /// Ping the watchdog of the manager that started ipc-run
+    /// ([`super::sd_notify`]).
+    ManagerWatchdog,
     /// Look whether a data cycle that may deadlock is stuck
     /// ([`super::cycles`]).
     CycleCheck,
