@@ -26,6 +26,7 @@ pub(crate) mod notify;
 pub(crate) mod order;
 pub(crate) mod policy;
 mod probe;
+pub(crate) mod remote;
 pub mod sd_notify;
 pub(crate) mod signal_edges;
 pub(crate) mod status;
@@ -175,6 +176,11 @@ pub struct RunOptions {
     pub notify_manager: bool,
     /// The host group this run is (`run --host`), for status lines.
     pub group: Option<String>,
+    /// The listeners on other hosts this group reaches, with the address
+    /// each was resolved to (`run --host`, [`crate::launch::group`]).
+    pub remote_listeners: Vec<(crate::launch::group::RemoteListener, std::net::SocketAddr)>,
+    /// Which instances wait for which of them before they start.
+    pub remote_waits: Vec<crate::launch::group::RemoteWait>,
 }
 
 /// What a run came to.
@@ -589,6 +595,8 @@ struct Supervisor<'a, R: Runtime> {
     ready_cursor: usize,
     /// The host group this run is, for status lines.
     group: Option<String>,
+    /// Listeners on other hosts that instances wait for ([`remote`]).
+    remote: remote::Remote,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -680,6 +688,20 @@ fn supervise_blocked<R: Runtime>(
     let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, events);
     supervisor.control = control;
     supervisor.group = options.group.clone();
+    if !options.remote_waits.is_empty() {
+        let index: HashMap<&str, usize> = plan
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&*p.name, i))
+            .collect();
+        supervisor.remote = remote::Remote::new(
+            plan.processes.len(),
+            &options.remote_listeners,
+            &options.remote_waits,
+            |name| index.get(name).copied(),
+        );
+    }
     if options.notify_manager {
         supervisor.service = sd_notify::ServiceNotify::from_env();
         let count = plan.processes.len();
@@ -922,6 +944,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             service: sd_notify::ServiceNotify::default(),
             ready_cursor: 0,
             group: None,
+            remote: remote::Remote::default(),
         }
     }
 }
@@ -1012,6 +1035,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Output(_) => {}
                 Token::Accept(i) => self.accept_connections(i),
                 Token::Control => self.serve_control(),
+                Token::Remote(l, write) => self.remote_event(l, write),
             }
         }
         // Whatever was relayed goes out before ipc-run waits again.
@@ -1132,6 +1156,12 @@ impl<R: Runtime> Supervisor<'_, R> {
             // run and are ready, or fails to start if one ended for good.
             if self.receiver_not_ready(i) {
                 waiting = true;
+            }
+            // Listeners on other hosts it reaches or waits for accept.
+            match self.remote_met(i) {
+                health::Met::Yes => {}
+                health::Met::Waiting => waiting = true,
+                health::Met::Never(why) => dead_dependency = Some(why),
             }
             if let Some(why) = dead_dependency {
                 self.message(&format!("{name}: not started: {why}"));
@@ -1904,6 +1934,10 @@ impl<R: Runtime> Supervisor<'_, R> {
                 } => self.watchdog_due(instance, generation),
                 Deadline::Drain => {}
                 Deadline::ManagerWatchdog => self.manager_watchdog_due(),
+                Deadline::RemoteProbe { listener, attempt } => {
+                    self.remote_probe_due(listener, attempt);
+                }
+                Deadline::RemoteGiveUp { listener } => self.remote_gave_up(listener),
                 Deadline::CycleCheck => self.check_cycles(),
             }
         }
