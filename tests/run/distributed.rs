@@ -231,3 +231,148 @@ fn a_client_whose_remote_listener_never_accepts_fails_in_its_ready_timeout() {
     let left: Vec<_> = std::fs::read_dir(&rt).map_or(Vec::new(), |d| d.collect());
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Two network namespaces joined by a veth pair, with addresses of their
+/// own; everything the test made is deleted in `Drop`, whether the test
+/// passed or not (deleting a namespace deletes its end of the veth, and
+/// the pair with it).
+struct TwoHosts {
+    ip: PathBuf,
+    namespaces: [String; 2],
+    veth: [String; 2],
+    addresses: [String; 2],
+    /// ipc-run processes started in them, killed on drop if still there.
+    pids: Vec<u32>,
+}
+
+impl TwoHosts {
+    fn new() -> TwoHosts {
+        let ip = program("ip", "iproute2");
+        let pid = std::process::id();
+        // Unique per test run; inside their own namespaces the addresses
+        // meet nothing else.
+        let subnet = pid % 250;
+        let hosts = TwoHosts {
+            ip,
+            namespaces: [format!("ipcrun-a-{pid}"), format!("ipcrun-b-{pid}")],
+            veth: [format!("irva{pid}"), format!("irvb{pid}")],
+            addresses: [format!("10.231.{subnet}.1"), format!("10.231.{subnet}.2")],
+            pids: Vec::new(),
+        };
+        for ns in &hosts.namespaces {
+            hosts.ip(&["netns", "add", ns]);
+        }
+        let [va, vb] = &hosts.veth;
+        hosts.ip(&["link", "add", va, "type", "veth", "peer", "name", vb]);
+        for k in 0..2 {
+            let (ns, dev) = (&hosts.namespaces[k], &hosts.veth[k]);
+            hosts.ip(&["link", "set", dev, "netns", ns]);
+            let cidr = format!("{}/30", hosts.addresses[k]);
+            hosts.ip(&["-n", ns, "addr", "add", &cidr, "dev", dev]);
+            hosts.ip(&["-n", ns, "link", "set", dev, "up"]);
+            hosts.ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        hosts
+    }
+
+    /// Runs `ip ARGS`, which must succeed.
+    fn ip(&self, args: &[&str]) {
+        let out = Command::new(&self.ip).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {}: {} (the test needs root, as CI has)",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `ip netns exec NS` for host `k`.
+    fn exec_prefix(&self, k: usize) -> [&str; 4] {
+        let ip = self.ip.to_str().unwrap();
+        [ip, "netns", "exec", &self.namespaces[k]]
+    }
+
+    /// What of the test's making still exists: namespaces, links.
+    fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for ns in &self.namespaces {
+            if Path::new("/run/netns").join(ns).exists() {
+                left.push(format!("namespace {ns}"));
+            }
+        }
+        for dev in &self.veth {
+            if Path::new("/sys/class/net").join(dev).exists() {
+                left.push(format!("link {dev}"));
+            }
+        }
+        for pid in &self.pids {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                left.push(format!("process {pid}"));
+            }
+        }
+        left
+    }
+
+    fn tear_down(&mut self) {
+        for &pid in &self.pids {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new(&self.ip).args(["netns", "del", ns]).output();
+        }
+        // Gone with its namespace; deleted here should a step have failed
+        // before it was moved into one.
+        let _ = Command::new(&self.ip)
+            .args(["link", "del", &self.veth[0]])
+            .stderr(Stdio::null())
+            .output();
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        self.tear_down();
+    }
+}
+
+#[test]
+fn two_groups_in_two_network_namespaces_talk_over_the_veth_link() {
+    let mut scratch = Scratch::new("hostrun-netns");
+    let port = 47000;
+    let plan = placed_plan(&mut scratch, port, 30_000);
+    let (rt_a, rt_b) = (scratch.dir.join("rt-a"), scratch.dir.join("rt-b"));
+    let mut hosts = TwoHosts::new();
+    let [addr_a, addr_b] = hosts.addresses.clone();
+    let peer = format!("a={addr_a}");
+    let b = Live::start(group_command(
+        &hosts.exec_prefix(1),
+        &plan,
+        "b",
+        &rt_b,
+        &["--peer", &peer],
+    ));
+    hosts.pids.push(b.child.id());
+    let a = Live::start(group_command(
+        &hosts.exec_prefix(0),
+        &plan,
+        "a",
+        &rt_a,
+        &["--bind-address", &addr_a],
+    ));
+    hosts.pids.push(a.child.id());
+    let (a, b) = (a.finish(), b.finish());
+    // The server saw the client's veth address: the lines crossed the link.
+    assert_lines_flowed(&a, &b, &addr_b, &format!("{addr_a}:{port}"));
+    for rt in [&rt_a, &rt_b] {
+        let left: Vec<_> = std::fs::read_dir(rt).map_or(Vec::new(), |d| d.collect());
+        assert!(left.is_empty(), "{} holds {left:?}", rt.display());
+    }
+    hosts.tear_down();
+    let left = hosts.leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
