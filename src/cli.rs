@@ -1242,6 +1242,10 @@ fn run_in_foreground(
         group: args.host.clone(),
         remote_listeners,
         remote_waits: group.as_ref().map(|g| g.waits.clone()).unwrap_or_default(),
+        cross_listeners: group
+            .as_ref()
+            .map(|g| g.cross_listeners())
+            .unwrap_or_default(),
     };
     let outcome = crate::supervise::run(plan, &options)?;
     if let Some(fd) = &options.announce_ready {

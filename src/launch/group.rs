@@ -95,6 +95,20 @@ pub struct GroupRun {
 }
 
 impl GroupRun {
+    /// The channels whose listener is in this group and whose clients are
+    /// (also) in others.
+    pub fn cross_listeners(&self) -> std::collections::HashSet<String> {
+        let Some(placement) = &self.plan.placement else {
+            return std::collections::HashSet::new();
+        };
+        placement
+            .cross_edges
+            .iter()
+            .filter(|e| *e.listener_group == *self.name)
+            .map(|e| e.channel.to_string())
+            .collect()
+    }
+
     /// The address each remote listener's channel connects to, resolved
     /// now (a name: its first address), so a name that does not resolve
     /// fails before anything is created.
