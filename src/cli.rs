@@ -521,6 +521,49 @@ pub(crate) enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// Plan a live run's topology again and apply the difference without
+    /// stopping the run: start the added processes, stop the removed,
+    /// restart the changed on their kept channels (docs/operate.md).
+    Reload(ReloadArgs),
+}
+
+/// The arguments of `reload`.
+#[derive(Debug, Args)]
+pub(crate) struct ReloadArgs {
+    /// Run id or topology name.
+    pub run: String,
+    /// The topology (default: the file the run was started from, with the
+    /// planning options it was started with).
+    pub file: Option<PathBuf>,
+    /// Only print what would change; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// FILE is a JSON plan (`ipc-run plan FILE --format json`).
+    #[arg(long = "plan", requires = "file", conflicts_with_all = ["limits", "profiles"])]
+    pub from_plan: bool,
+    /// Host limits to validate against (default: as the run was planned).
+    #[arg(long, value_enum)]
+    pub limits: Option<LimitsChoice>,
+    /// Activate profile NAME (repeatable; default: the run's profiles).
+    #[arg(long = "profile", value_name = "NAME")]
+    pub profiles: Vec<String>,
+    /// Treat warnings as errors (`--deny warnings`).
+    #[arg(long, value_name = "LINT", value_parser = ["warnings"])]
+    pub deny: Option<String>,
+    /// Refuse a topology file larger than SIZE.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_file_size)]
+    pub max_file_size: u64,
+    /// Refuse a topology of more than N process instances.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = plan::MAX_INSTANCES as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_processes: u64,
+    /// Where to look, and the output format.
+    #[command(flatten)]
+    pub control: ControlArgs,
 }
 
 /// The arguments of `logs`.
@@ -924,6 +967,7 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         | Command::Down { .. }
         | Command::Logs(_)
         | Command::Events { .. } => return control_command(command),
+        Command::Reload(args) => return reload(&args, color),
         _ => {}
     }
     let mut stdout = std::io::stdout().lock();
@@ -940,7 +984,8 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         | Command::Signal { .. }
         | Command::Down { .. }
         | Command::Logs(_)
-        | Command::Events { .. } => unreachable!("handled above"),
+        | Command::Events { .. }
+        | Command::Reload(_) => unreachable!("handled above"),
         Command::Clean { runtime_dir } => {
             drop(stdout);
             return clean(runtime_dir);
@@ -1244,6 +1289,7 @@ fn run_in_foreground(
         remote_listeners: remote.listeners,
         remote_waits: remote.waits,
         cross_listeners: remote.cross_listeners,
+        source: Some(run_source(args)),
     };
     let outcome = crate::supervise::run(plan, &options)?;
     if let Some(fd) = &options.announce_ready {
@@ -1319,6 +1365,121 @@ fn one_group(
         bind_address: args.bind_address,
     };
     Ok(restrict(plan, &spec)?)
+}
+
+/// What `run` plans, as the run remembers it for `reload` without a file.
+fn run_source(args: &RunArgs) -> crate::control::protocol::RunSource {
+    let absolute = |path: &Path| {
+        std::path::absolute(path)
+            .unwrap_or_else(|_| path.to_owned())
+            .display()
+            .to_string()
+    };
+    crate::control::protocol::RunSource {
+        file: absolute(&args.plan.file),
+        from_plan: args.from_plan,
+        limits: match args.plan.limits {
+            LimitsChoice::Host => "host",
+            LimitsChoice::Default => "default",
+        }
+        .to_owned(),
+        profiles: args.plan.compose_options().profiles,
+        taps: args
+            .plan
+            .tap
+            .iter()
+            .map(|tap| format!("{}={}", tap.edge, tap.file.display()))
+            .collect(),
+        runtime_dir: args.runtime_dir.as_deref().map(absolute),
+    }
+}
+
+/// `ipc-run reload`: plans the file (the run's own when none is named)
+/// with the run's planning options unless others are given, and hands the
+/// plan to the run, which diffs, validates and applies it.
+fn reload(args: &ReloadArgs, color: bool) -> Result<i32, CliError> {
+    use crate::control::commands::{self, Format};
+    let roots = crate::control::client::roots(args.control.runtime_dir.as_deref());
+    let live = crate::control::client::resolve(Some(&args.run), &roots)
+        .map_err(|e| CliError::Control(e.into()))?;
+    let source = commands::source_of(&live).map_err(CliError::from)?;
+    let Some((file, from_plan)) = args
+        .file
+        .clone()
+        .map(|file| (file, args.from_plan))
+        .or_else(|| {
+            source
+                .as_ref()
+                .map(|s| (PathBuf::from(&s.file), s.from_plan))
+        })
+    else {
+        eprintln!(
+            "{}: run {} does not say what it was planned from; name the topology FILE",
+            paint_error("error", color),
+            live.info.run_id
+        );
+        return Ok(ExitCode::Usage.code());
+    };
+    let recorded = source.unwrap_or_default();
+    let plan_args = PlanArgs {
+        file,
+        limits: args.limits.unwrap_or(match recorded.limits.as_str() {
+            "default" => LimitsChoice::Default,
+            _ => LimitsChoice::Host,
+        }),
+        deny: args.deny.clone(),
+        tap: recorded
+            .taps
+            .iter()
+            .filter_map(|t| crate::port::tap::TapSpec::parse(t).ok())
+            .collect(),
+        max_file_size: args.max_file_size,
+        max_processes: args.max_processes,
+        profiles: if args.profiles.is_empty() {
+            recorded.profiles.clone()
+        } else {
+            args.profiles.clone()
+        },
+        // The run's source does not record placement options; a run of
+        // one host group refuses reloads (`supervise::reload`).
+        hosts: None,
+        base_port: plan::DEFAULT_BASE_PORT,
+    };
+    let runtime_root = recorded.runtime_dir.as_deref().map(Path::new);
+    let planned = if from_plan {
+        load_plan_file(&plan_args, runtime_root, color)?
+    } else {
+        load_and_plan_in(&plan_args, runtime_root, color)?.1
+    };
+    let new_source = crate::control::protocol::RunSource {
+        file: std::path::absolute(&plan_args.file)
+            .unwrap_or_else(|_| plan_args.file.clone())
+            .display()
+            .to_string(),
+        from_plan,
+        limits: match plan_args.limits {
+            LimitsChoice::Host => "host",
+            LimitsChoice::Default => "default",
+        }
+        .to_owned(),
+        profiles: plan_args.profiles.clone(),
+        ..recorded
+    };
+    let format = match args.control.format {
+        ControlFormat::Text => Format::Text,
+        ControlFormat::Json => Format::Json,
+    };
+    let mut out = std::io::stdout().lock();
+    let code = commands::reload(
+        &live,
+        &planned.plan,
+        new_source,
+        args.dry_run,
+        format,
+        &mut out,
+    )
+    .map_err(CliError::from)?;
+    Ok(code)
 }
 
 /// Raises ipc-run's own `RLIMIT_NOFILE` soft limit to the hard limit (a

@@ -262,6 +262,19 @@ pub fn next_line(
 /// Sends `request` to the run listening on `socket` and reads its answer;
 /// an answer with `ok: false` is [`ClientError::Refused`].
 pub fn request(socket: &Path, run_id: &str, request: &Request) -> Result<Response, ClientError> {
+    let response = exchange(socket, run_id, request)?;
+    match response.error {
+        Some(error) if !response.ok => Err(ClientError::Refused {
+            run_id: run_id.to_owned(),
+            error,
+        }),
+        _ => Ok(response),
+    }
+}
+
+/// [`request`], with an answer that says `ok: false` returned as it is
+/// (a refused `reload` still carries its diff).
+pub fn exchange(socket: &Path, run_id: &str, request: &Request) -> Result<Response, ClientError> {
     let io = |source: std::io::Error| ClientError::Io {
         run_id: run_id.to_owned(),
         socket: socket.to_owned(),
@@ -285,13 +298,6 @@ pub fn request(socket: &Path, run_id: &str, request: &Request) -> Result<Respons
             "the run closed the connection without an answer",
         )));
     }
-    let response: Response = serde_json::from_slice(&answer)
-        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
-    match response.error {
-        Some(error) if !response.ok => Err(ClientError::Refused {
-            run_id: run_id.to_owned(),
-            error,
-        }),
-        _ => Ok(response),
-    }
+    serde_json::from_slice(&answer)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
 }

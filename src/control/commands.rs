@@ -5,7 +5,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::client::{self, ClientError};
-use super::protocol::{Command, LogRecord, ProcessStatus, Request, Response, RunInfo};
+use super::protocol::{
+    Command, ErrorCode, LogRecord, ProcessStatus, Request, Response, RunInfo, RunSource,
+};
 
 /// How a control command prints its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,9 +181,104 @@ pub fn act(
             request.signal.as_deref().unwrap_or("?")
         )?,
         Command::Down => writeln!(out, "{label}: stopping the run")?,
-        Command::Info | Command::Status | Command::Logs | Command::Events => {}
+        Command::Info
+        | Command::Status
+        | Command::Logs
+        | Command::Events
+        | Command::Source
+        | Command::Reload => {}
     }
     Ok(())
+}
+
+/// What `live` was planned from, when it says (a run of an older ipc-run
+/// does not know the request: then `None`).
+pub fn source_of(live: &client::LiveRun) -> Result<Option<RunSource>, CommandError> {
+    let request = Request::new(Command::Source, Vec::new());
+    match client::request(&live.socket, &live.info.run_id, &request) {
+        Ok(response) => Ok(response.source),
+        Err(ClientError::Refused { error, .. }) if error.code == ErrorCode::BadRequest => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `ipc-run reload`: hands `plan` to the run `live` (through a file in its
+/// private directory: a plan may be larger than a request line) and prints
+/// the diff it answers with and what it did. Returns the exit code: 0
+/// applied (or nothing to apply), [`super::EXIT_REFUSED`] when the run
+/// refused it (nothing changed), [`EXIT_APPLY_FAILED`] when a step failed
+/// after others were applied.
+pub fn reload(
+    live: &client::LiveRun,
+    plan: &crate::plan::Plan,
+    source: RunSource,
+    dry_run: bool,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<i32, CommandError> {
+    let run_id = &live.info.run_id;
+    let dir = live.socket.parent().unwrap_or(std::path::Path::new("."));
+    let path = dir.join(format!("reload-{}.json", std::process::id()));
+    let io = |source: std::io::Error| ClientError::Io {
+        run_id: run_id.clone(),
+        socket: live.socket.clone(),
+        source,
+    };
+    write_private(&path, plan).map_err(io)?;
+    let mut request = Request::new(Command::Reload, Vec::new());
+    request.plan_file = Some(path.display().to_string());
+    request.source = Some(source);
+    request.dry_run = dry_run;
+    let answer = client::exchange(&live.socket, run_id, &request);
+    let _ = std::fs::remove_file(&path);
+    let response = answer?;
+    let code = match &response.error {
+        None => 0,
+        Some(error) if error.code == ErrorCode::ApplyFailed => EXIT_APPLY_FAILED,
+        Some(error) if response.diff.is_none() => {
+            return Err(ClientError::Refused {
+                run_id: run_id.clone(),
+                error: error.clone(),
+            }
+            .into());
+        }
+        Some(_) => super::EXIT_REFUSED,
+    };
+    if format == Format::Json {
+        print_json(&response, out)?;
+        return Ok(code);
+    }
+    let label = format!("{} ({})", live.info.name, live.info.run_id);
+    if let Some(diff) = &response.diff {
+        write!(out, "{}", diff.render())?;
+    }
+    for step in response.done.iter().flatten() {
+        writeln!(out, "{label}: {step}")?;
+    }
+    match &response.error {
+        Some(error) => eprintln!("error: run {run_id}: {}", error.message),
+        None if dry_run => writeln!(out, "{label}: dry run, nothing changed")?,
+        None => {}
+    }
+    Ok(code)
+}
+
+/// Exit code of a `reload` that failed part way (`apply-failed`), as a
+/// launch failure.
+pub const EXIT_APPLY_FAILED: i32 = 3;
+
+/// Writes `plan` as JSON to a new file at `path`, readable by its owner
+/// alone.
+fn write_private(path: &std::path::Path, plan: &crate::plan::Plan) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut writer = std::io::BufWriter::new(file);
+    serde_json::to_writer(&mut writer, plan).map_err(std::io::Error::other)?;
+    writer.flush()
 }
 
 /// `ipc-run logs`: the records `request` (a `logs` request) asks for,

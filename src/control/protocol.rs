@@ -42,6 +42,17 @@ pub struct Request {
     /// since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since_ms: Option<u64>,
+    /// `reload`: the new plan, a JSON plan file the client wrote in the
+    /// run's private directory (a plan may be larger than a request line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_file: Option<String>,
+    /// `reload`: what the new plan was made from, remembered by the run for
+    /// the next `reload` without a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RunSource>,
+    /// `reload`: validate and answer the diff, change nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 impl Request {
@@ -56,6 +67,9 @@ impl Request {
             follow: false,
             lines: None,
             since_ms: None,
+            plan_file: None,
+            source: None,
+            dry_run: false,
         }
     }
 }
@@ -84,6 +98,35 @@ pub enum Command {
     /// A stream of lifecycle events, one line each, until the client
     /// closes.
     Events,
+    /// What the run's plan was made from (the topology file and the
+    /// planning options), for `reload` without a file.
+    Source,
+    /// Replace the run's plan with `plan_file`'s: the diff is applied live,
+    /// or refused whole (`dry_run`: only answered).
+    Reload,
+}
+
+/// What a run's plan was made from: `ipc-run reload` without a file plans
+/// this file again with these options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSource {
+    /// The topology file (absolute), or the JSON plan with `from_plan`.
+    pub file: String,
+    /// The file is a JSON plan (`run --plan`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_plan: bool,
+    /// `--limits`: `host` or `default`.
+    pub limits: String,
+    /// `--profile`s (after `IPC_RUN_PROFILES`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<String>,
+    /// `--tap`s, as `EDGE=FILE`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taps: Vec<String>,
+    /// `--runtime-dir`, which bounds socket paths in the plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_dir: Option<String>,
 }
 
 /// A response.
@@ -119,6 +162,13 @@ pub struct Response {
     /// `events`: one event per line after the first answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<Event>,
+    /// `source`: what the run's plan was made from, when the run knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RunSource>,
+    /// `reload`: what differs between the run's plan and the new one (also
+    /// with a `refused` or `apply-failed` error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<crate::plan::diff::PlanDiff>,
     /// Not sent: the stream the connection carries from now on, for the
     /// server ([`super::server`]).
     #[serde(skip)]
@@ -265,6 +315,9 @@ pub enum ErrorCode {
     Internal,
     /// A stream's client did not read fast enough: it is dropped.
     TooSlow,
+    /// A reload was validated and partly applied, then a step failed
+    /// (`done` says what was applied).
+    ApplyFailed,
 }
 
 impl ErrorCode {
@@ -280,6 +333,7 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::Internal => "internal",
             ErrorCode::TooSlow => "too-slow",
+            ErrorCode::ApplyFailed => "apply-failed",
         }
     }
 }
@@ -421,6 +475,19 @@ mod tests {
         assert_eq!(parse_request(line.as_bytes()).unwrap(), request);
         let events = parse_request(br#"{"v":1,"cmd":"events"}"#).unwrap();
         assert_eq!(events.cmd, Command::Events);
+    }
+
+    #[test]
+    fn reload_requests_round_trip() {
+        let mut request = Request::new(Command::Reload, Vec::new());
+        request.plan_file = Some("/run/user/1/ipc-run/x/reload.json".into());
+        request.dry_run = true;
+        let line = serde_json::to_string(&request).unwrap();
+        assert_eq!(
+            line,
+            r#"{"v":1,"cmd":"reload","plan_file":"/run/user/1/ipc-run/x/reload.json","dry_run":true}"#
+        );
+        assert_eq!(parse_request(line.as_bytes()).unwrap(), request);
     }
 
     #[test]

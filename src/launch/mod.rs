@@ -51,6 +51,7 @@ pub mod group;
 mod identity;
 pub mod objects;
 pub mod placeholder;
+pub mod reload;
 pub(crate) mod resources;
 pub mod run_dir;
 mod spawn;

@@ -46,6 +46,9 @@ pub(crate) struct Created {
     pub rings: Vec<RingHeader>,
     /// Named objects journaled so far (fault injection counts them).
     intents: usize,
+    /// The named objects of each channel (by plan index), so that a
+    /// channel a reload removes can be removed alone.
+    pub by_channel: HashMap<usize, Vec<ObjectRecord>>,
 }
 
 /// A ring segment's header page, mapped by the launcher: when every writer
@@ -92,6 +95,7 @@ impl Created {
             notify: None,
             rings: Vec::new(),
             intents: 0,
+            by_channel: HashMap::new(),
         }
     }
 
@@ -288,6 +292,7 @@ pub(crate) fn create_channel(
         .iter()
         .chain(&channel.to)
         .any(|e| matches!(e, EndpointPlan::External));
+    let before = created.objects.len();
     let mut build = ChannelBuild {
         created,
         values,
@@ -295,7 +300,12 @@ pub(crate) fn create_channel(
         channel,
         external,
     };
-    crate::mechanism::create(&mut build, channel)
+    let result = crate::mechanism::create(&mut build, channel);
+    let made = created.objects.get(before..).unwrap_or_default().to_vec();
+    if !made.is_empty() {
+        created.by_channel.insert(index, made);
+    }
+    result
 }
 
 /// Creates a System V object with `make` under a random key journaled

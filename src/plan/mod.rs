@@ -20,6 +20,7 @@
 //! found no error, so every reported error is real and none is an echo.
 
 mod conditions;
+pub mod diff;
 mod edges;
 pub mod graph;
 pub mod import;

@@ -95,7 +95,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// Starts accepting for `i` instead of spawning it, when it is a
     /// per-connection server; false otherwise.
     pub(super) fn start_accepting(&mut self, i: usize) -> bool {
-        let Some(max) = max_connections(self.plan, i) else {
+        let Some(max) = max_connections(&self.plan, i) else {
             return false;
         };
         let name = self.plan.processes[i].name.clone();

@@ -34,6 +34,8 @@ pub(super) enum Intent {
     Stop,
     /// Start it again.
     Restart,
+    /// Removed by a reload: finished for good when it exits.
+    Remove,
 }
 
 /// The control socket's state in the supervisor.
@@ -58,6 +60,8 @@ pub(super) struct Control {
     pub follow_logs: bool,
     /// Log records numbered below this were handed to the followers.
     pub published: u64,
+    /// What reloads need and leave ([`super::reload`]).
+    pub reloads: super::reload::Reloads,
 }
 
 /// A lifecycle event, as the supervisor reports it ([`Supervisor::lifecycle`]).
@@ -78,6 +82,12 @@ pub(super) enum Lifecycle {
     /// Its health checks failed `retries` times in a row, or its watchdog
     /// was missed; the reason.
     Unhealthy(String),
+    /// A reload added it.
+    Added,
+    /// A reload removed it (it is stopped if it runs).
+    Removed,
+    /// A reload gave it a new plan (it is restarted into it if it runs).
+    Changed,
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> Response {
@@ -195,6 +205,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 status: Some(why),
                 ..event("unhealthy")
             }],
+            Lifecycle::Added => vec![event("added")],
+            Lifecycle::Removed => vec![event("removed")],
+            Lifecycle::Changed => vec![event("changed")],
         };
         self.control.events.extend(events);
     }
@@ -364,6 +377,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                 subscribe: Some(Subscription::Events),
                 ..Response::ok()
             },
+            Command::Source => self.source_answer(),
+            Command::Reload => self.reload(&request),
             Command::Start | Command::Stop | Command::Restart | Command::Signal => {
                 if self.shutdown.is_some() {
                     return error(ErrorCode::Refused, "the run is stopping");
@@ -407,20 +422,26 @@ impl<R: Runtime> Supervisor<'_, R> {
             pid: std::process::id(),
             uptime_ms: self.control.started.map_or(0, |at| millis(at.elapsed())),
             state: state.to_owned(),
-            processes: self.instances.len(),
+            processes: self.instances.len() - self.control.reloads.removed.len(),
         }
     }
 
     /// The instances `names` name (instance or process names), in plan
     /// order; every instance when `names` is empty.
     fn targets(&self, names: &[String]) -> Result<Vec<usize>, ErrorBody> {
+        let removed = &self.control.reloads.removed;
         if names.is_empty() {
-            return Ok((0..self.instances.len()).collect());
+            return Ok((0..self.instances.len())
+                .filter(|i| !removed.contains(i))
+                .collect());
         }
         let mut chosen = vec![false; self.instances.len()];
         for name in names {
             let mut found = false;
             for (i, process) in self.plan.processes.iter().enumerate() {
+                if removed.contains(&i) {
+                    continue;
+                }
                 if *process.name == **name || *process.process == **name {
                     chosen[i] = true;
                     found = true;
@@ -452,6 +473,9 @@ impl<R: Runtime> Supervisor<'_, R> {
             .plan
             .channels
             .iter()
+            .enumerate()
+            .filter(|(c, _)| !self.control.reloads.removed_channels.contains(c))
+            .map(|(_, channel)| channel)
             .filter(|channel| {
                 named.as_ref().is_none_or(|named| {
                     channel.from.iter().chain(&channel.to).any(|end| {
@@ -569,7 +593,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     /// Refuses when `i` could not be started again with its channels.
-    fn check_respawn(&self, i: usize) -> Result<(), ErrorBody> {
+    pub(super) fn check_respawn(&self, i: usize) -> Result<(), ErrorBody> {
         if self.runtime.can_respawn(self.name(i)) {
             return Ok(());
         }
@@ -665,7 +689,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// Puts `i`, not running, back in the start queue as a restart: it
     /// starts once what it waits for is ready, and what waits for it
     /// waits for its new run.
-    fn requeue(&mut self, i: usize) {
+    pub(super) fn requeue(&mut self, i: usize) {
         let inst = &mut self.instances[i];
         inst.held = false;
         inst.backoff_until = None;
@@ -692,6 +716,10 @@ impl<R: Runtime> Supervisor<'_, R> {
                 self.message(&format!("{name}: {ending}; restarting on request"));
                 self.requeue(i);
                 self.lifecycle(i, Lifecycle::Restarting(std::time::Duration::ZERO));
+            }
+            Intent::Remove => {
+                self.message(&format!("{name}: {ending}; removed by a reload"));
+                self.finish_counting(i, ending, true, false);
             }
         }
     }

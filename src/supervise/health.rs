@@ -110,6 +110,17 @@ pub(crate) struct Health {
 }
 
 impl Health {
+    /// Room for `count` instances: those a reload adds have no check
+    /// (`src/supervise/reload.rs`).
+    pub(crate) fn grow(&mut self, count: usize) {
+        self.status.resize_with(count, HealthStatus::default);
+        self.checks.resize_with(count, || InFlight::Idle);
+        self.seq.resize(count, 0);
+        self.started.resize(count, None);
+        self.healthy_once.resize(count, false);
+        self.pinged.resize(count, None);
+    }
+
     /// Nothing checked yet, for the instances of `plan`.
     pub(crate) fn new(plan: &Plan) -> Health {
         let count = plan.processes.len();
@@ -215,11 +226,12 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.health.started[i] = Some(now);
         // Dependants waiting for it to be started may start.
         self.start_queue.changed(&self.graph, i);
+        let watchdog_ms = process.watchdog_ms;
         if let Some(health) = &process.health {
             let interval = Duration::from_millis(health.interval_ms);
             self.arm_health(i, now + interval);
         }
-        if let Some(ms) = process.watchdog_ms {
+        if let Some(ms) = watchdog_ms {
             self.health.pinged[i] = Some(now);
             self.timers.add(
                 now + Duration::from_millis(ms),

@@ -92,6 +92,12 @@ impl Runtime for LaunchedRuntime {
         self.launched.can_respawn(instance)
     }
 
+    fn reload(&mut self, plan: &Plan, slots: &crate::launch::reload::Slots) -> Result<(), String> {
+        self.launched
+            .reload(plan.clone(), slots)
+            .map_err(|e| e.to_string())
+    }
+
     fn pipe_fill(&self, channel: &str) -> Option<(u64, u64)> {
         let fd = self.launched.held_read_end(channel)?;
         crate::sys::pipe::fill(fd).ok()

@@ -125,6 +125,26 @@ impl LogFiles {
         })
     }
 
+    /// Opens the files of one more instance, `name`, the next index (an
+    /// instance a reload adds).
+    pub fn add(&mut self, name: &str) -> Result<(), LogDirError> {
+        let open = |stream: &str| {
+            LogFile::open(self.dir.as_fd(), &self.path, format!("{name}.{stream}.log")).map_err(
+                |(path, e)| LogDirError {
+                    action: "open log file",
+                    path,
+                    source: match e {
+                        crate::safe_file::SafeFileError::Sys { errno, .. } => errno.into(),
+                        other => std::io::Error::other(other),
+                    },
+                },
+            )
+        };
+        let pair = [open("stdout")?, open("stderr")?];
+        self.files.push(pair);
+        Ok(())
+    }
+
     /// Adds a record of `instance`'s stream `slot` (0 stdout, 1 stderr),
     /// behind `stamp` (a timestamp and a space) when it starts a line.
     #[inline]

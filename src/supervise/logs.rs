@@ -601,6 +601,36 @@ impl LogWriter {
         self
     }
 
+    /// Relays one more instance, the next index (an instance a reload
+    /// adds): its prefix, JSON names, kept records and log files.
+    pub fn add_instance(&mut self, name: &str, process: &str) -> Result<(), LogDirError> {
+        let i = self.prefixes.len();
+        // The others' width (names are ASCII), so columns stay aligned.
+        let width = self
+            .prefixes
+            .first()
+            .map_or(0, |p| p[0].len().saturating_sub(3));
+        self.prefixes.push(prefix_pair(name, i, width));
+        if self.format == LogFormat::Json {
+            let mut member = b",\"process\":".to_vec();
+            let _ = serde_json::to_writer(&mut member, process);
+            member.extend_from_slice(b",\"instance\":");
+            let _ = serde_json::to_writer(&mut member, name);
+            self.json_names.push(member.into());
+        }
+        if !self.ranks.is_empty() {
+            self.ranks.push(None);
+        }
+        if let Some(recent) = &mut self.recent {
+            recent.per.push(Default::default());
+            recent.newest.push(0);
+        }
+        match &mut self.files {
+            Some(files) => files.add(name),
+            None => Ok(()),
+        }
+    }
+
     /// The records kept in memory, if any are ([`LogWriter::with_recent`]).
     pub fn recent(&mut self) -> Option<&mut Recent> {
         self.recent.as_mut()

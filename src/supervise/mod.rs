@@ -26,6 +26,7 @@ pub(crate) mod notify;
 pub(crate) mod order;
 pub(crate) mod policy;
 mod probe;
+mod reload;
 pub(crate) mod remote;
 pub mod sd_notify;
 pub(crate) mod signal_edges;
@@ -183,6 +184,8 @@ pub struct RunOptions {
     pub remote_waits: Vec<crate::launch::group::RemoteWait>,
     /// The channels whose listener here serves other hosts' clients.
     pub cross_listeners: std::collections::HashSet<String>,
+    /// What the plan was made from, for `ipc-run reload` without a file.
+    pub source: Option<crate::control::protocol::RunSource>,
 }
 
 /// What a run came to.
@@ -319,6 +322,16 @@ pub trait Runtime {
     /// runtime still holds its channel ends).
     fn can_respawn(&self, _instance: &str) -> bool {
         true
+    }
+    /// Takes a new plan laid out on the current one's slots (`ipc-run
+    /// reload`, [`reload`]): makes the added channels, removes the removed
+    /// ones. On error nothing has changed.
+    fn reload(
+        &mut self,
+        _plan: &Plan,
+        _slots: &crate::launch::reload::Slots,
+    ) -> Result<(), String> {
+        Err("this run cannot take a new plan".to_owned())
     }
 }
 
@@ -531,7 +544,9 @@ impl Streams {
 }
 
 struct Supervisor<'a, R: Runtime> {
-    plan: &'a Plan,
+    /// The plan run: the one given, until a reload lays a new one on its
+    /// slots ([`reload`]).
+    plan: std::borrow::Cow<'a, Plan>,
     runtime: &'a mut R,
     instances: Vec<Instance>,
     /// Each instance's `after` as indices, resolved once.
@@ -740,6 +755,7 @@ fn control_server<R: Runtime>(
         announce: options.announce_ready.clone(),
         ..control::Control::default()
     };
+    control.reloads.source = options.source.clone();
     if let Some((run_id, socket)) = runtime.control_socket()? {
         control.run_id = run_id;
         let server =
@@ -905,7 +921,7 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             .map(|(i, awaited)| Instance::pending(awaited, !signal_edges.senders_of(i).is_empty()))
             .collect();
         Supervisor {
-            plan,
+            plan: std::borrow::Cow::Borrowed(plan),
             runtime,
             instances,
             after,
@@ -964,7 +980,9 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// names the declared process, whose one instance is `name#0` when
     /// `replicas = 1` is written out.
     fn is_followed(&self, i: usize) -> bool {
+        // A slot a reload left behind is not the process any more.
         self.plan.exit_code_from.as_deref() == Some(self.plan.processes[i].process.as_ref())
+            && !self.control.reloads.removed.contains(&i)
     }
 
     /// True once every declared instance is finished for good while a
@@ -1130,7 +1148,6 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// Looks only at the candidates of the [`StartQueue`]: at first every
     /// instance, then the dependents of one that became ready or finished.
     fn start_ready_instances(&mut self) {
-        let plan = self.plan;
         loop {
             if self.shutdown.is_some() {
                 return;
@@ -1141,7 +1158,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             if self.instances[i].state != State::Pending {
                 continue;
             }
-            let name = &plan.processes[i].name;
+            let name = self.plan.processes[i].name.clone();
             let mut waiting = false;
             let mut dead_dependency = None;
             for (k, &d) in self.after[i].iter().enumerate() {
@@ -1248,7 +1265,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                 self.message(&format!("{name}: failed to start: {why}"));
                 let first_start = self.instances[i].restarts == 0;
                 let ending = Ending::FailedToStart(why.to_string());
-                if first_start {
+                // Added by a reload: reported to it, the run goes on.
+                if self.control.reloads.added.remove(&i) {
+                    self.control.reloads.failed.push((i, why.to_string()));
+                    self.finish_counting(i, ending, false, false);
+                } else if first_start {
                     self.fail_launch(i, ending);
                 } else {
                     self.finish(i, ending, false);
@@ -1955,7 +1976,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         let instances = &self.instances;
         let runtime = &*self.runtime;
         let messages = self.cycles.check(
-            self.plan,
+            &self.plan,
             |i| match instances[i].state {
                 State::Running { pid, .. } => Some(pid),
                 _ => None,

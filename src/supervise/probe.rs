@@ -630,6 +630,14 @@ pub(crate) struct Probes {
 }
 
 impl Probes {
+    /// Room for `count` instances: those a reload adds have no probe
+    /// (`src/supervise/reload.rs`).
+    pub(crate) fn grow(&mut self, count: usize) {
+        self.specs.resize_with(count, || None);
+        self.runs.resize_with(count, || Run::Off);
+        self.last_failure.resize(count, None);
+    }
+
     /// The probe of each instance that serves a server-bound endpoint.
     pub(crate) fn new(plan: &crate::plan::Plan) -> Probes {
         use crate::plan::{EndpointPlan, Mechanism, Transport};

@@ -39,6 +39,13 @@ pub struct SignalEdges {
 }
 
 impl SignalEdges {
+    /// Room for `count` instances: those a reload adds have no signal
+    /// edge (`src/supervise/reload.rs`).
+    pub fn grow(&mut self, count: usize) {
+        self.receivers_of.resize(count, Vec::new());
+        self.senders_of.resize(count, Vec::new());
+    }
+
     /// The signal edges of `plan`, by instance index (plan order).
     pub fn new(plan: &Plan) -> SignalEdges {
         let index: HashMap<&str, usize> = plan

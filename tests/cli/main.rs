@@ -10,6 +10,7 @@ mod control;
 mod control_logs;
 mod port;
 mod port_hardening;
+mod reload;
 
 use assert_cmd::Command;
 use predicates::prelude::*;

@@ -417,3 +417,54 @@ fn two_groups_in_two_network_namespaces_talk_over_the_veth_link() {
     let left = hosts.leftovers();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+#[test]
+fn what_one_host_cannot_see_or_reach_is_refused_before_anything_is_made() {
+    let mut scratch = Scratch::new("hostrun-refused");
+    let port = free_port();
+    let plan = placed_plan(&mut scratch, port, 30_000);
+    let rt = scratch.dir.join("rt");
+    // A name that cannot resolve, without asking a DNS server.
+    let run = run_captured(&mut group_command(
+        &[],
+        &plan,
+        "b",
+        &rt,
+        &["--peer", "a=bad..host"],
+    ));
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error[E0514]: host `bad..host` of group `a` does not resolve"),
+        "{}",
+        run.stderr
+    );
+    // `completed` of a process on another host cannot be seen from here.
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let mut json: Value = serde_json::from_str(&text).unwrap();
+    let client = json["processes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|p| p["name"] == "client")
+        .unwrap();
+    client["after"] = serde_json::json!(["server"]);
+    client["conditions"] = serde_json::json!([{"instance": "server", "condition": "completed"}]);
+    std::fs::write(&plan, serde_json::to_vec(&json).unwrap()).unwrap();
+    let run = run_captured(&mut group_command(
+        &[],
+        &plan,
+        "b",
+        &rt,
+        &["--peer", "a=127.0.0.1"],
+    ));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "error[E0513]: `client` waits for `server` (completed) in group `a`: only `started` and `ready`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!rt.exists(), "a run directory was made");
+}

@@ -1,0 +1,191 @@
+//! A running launch takes a new plan (`ipc-run reload`, `docs/operate.md`).
+//!
+//! Instances and channels keep their index for the whole run: the
+//! supervisor's tables and the held ends are indexed by them. The new plan
+//! ([`Launched::reload`]) is laid out on the old one's slots: a kept or
+//! changed instance or channel keeps its index, an added one takes the slot
+//! a removed one of the same name left or a new one at the end, and a
+//! removed one stays as a tombstone nobody spawns. What is unchanged is not
+//! touched: a kept channel keeps its objects and held ends, so a changed
+//! reader restarted on it reads on where it stopped.
+
+use std::collections::HashSet;
+
+use super::objects::Match;
+use super::resources::{self, Held};
+use super::{LaunchError, Launched, Source, identity};
+use crate::plan::Plan;
+
+/// Which slots of a reloaded plan changed ([`Launched::reload`]).
+#[derive(Debug, Default, Clone)]
+pub struct Slots {
+    /// Instances whose plan is new: changed ones (restarted by the
+    /// supervisor) and added ones.
+    pub respecified: Vec<usize>,
+    /// Of those, the added ones (not spawned yet).
+    pub added: Vec<usize>,
+    /// Instances removed: their process goes, their slot stays.
+    pub removed: Vec<usize>,
+    /// Channels to create.
+    pub added_channels: Vec<usize>,
+    /// Channels to remove with their objects.
+    pub removed_channels: Vec<usize>,
+}
+
+impl Launched {
+    /// Takes `plan`, laid out on the current plan's slots as [`Slots`]
+    /// says. First what can fail (identities, the wiring of the
+    /// respecified instances, the new channels' objects): on failure what
+    /// was made is removed again and the run is as it was. Then the
+    /// removed instances give up their held ends, the removed channels are
+    /// removed, and the held ends of the respecified instances are counted
+    /// for their new plan.
+    pub fn reload(&mut self, plan: Plan, slots: &Slots) -> Result<(), LaunchError> {
+        let mut identities = Vec::new();
+        for &i in &slots.respecified {
+            let process = &plan.processes[i];
+            if process.user.is_some() || process.group.is_some() {
+                let resolved = identity::resolve(
+                    &process.name,
+                    process.user.as_deref(),
+                    process.group.as_deref(),
+                )?;
+                identities.push((process.name.to_string(), resolved));
+            }
+        }
+        let old_plan = std::mem::replace(&mut self.plan, plan);
+        let old_channels = self.channel_index.clone();
+        // In slot order: an added channel named as a removed one is found
+        // in its own slot.
+        for (c, channel) in self.plan.channels.iter().enumerate() {
+            self.channel_index.insert(channel.id.to_string(), c);
+        }
+        let made = self
+            .needs_of(&slots.respecified)
+            .and_then(|needs| self.create_channels(&slots.added_channels).map(|()| needs));
+        let needs = match made {
+            Ok(needs) => needs,
+            Err(error) => {
+                self.plan = old_plan;
+                self.channel_index = old_channels;
+                return Err(error);
+            }
+        };
+        for &i in &slots.removed {
+            let name = self.plan.processes[i].name.to_string();
+            self.release_ends_of(&name);
+        }
+        for &c in &slots.removed_channels {
+            let id = self.plan.channels[c].id.to_string();
+            self.remove_channel(c, &id);
+        }
+        self.identities.extend(identities);
+        for (i, process) in self.plan.processes.iter().enumerate() {
+            self.process_index.insert(process.name.to_string(), i);
+        }
+        self.count_again(needs, slots);
+        Ok(())
+    }
+
+    /// The held ends each of `instances` uses in the plan, in order.
+    fn needs_of(&self, instances: &[usize]) -> Result<Vec<Vec<(usize, Held)>>, LaunchError> {
+        let mut all = Vec::with_capacity(instances.len());
+        for &i in instances {
+            let process = &self.plan.processes[i];
+            let mut needs = Vec::new();
+            for slot in &process.fds {
+                if let Source::Held(channel, held) = self.source_of(process, slot)? {
+                    needs.push((channel, held));
+                }
+            }
+            all.push(needs);
+        }
+        Ok(all)
+    }
+
+    /// Makes the objects and ends of `channels`; on failure removes those
+    /// made.
+    fn create_channels(&mut self, channels: &[usize]) -> Result<(), LaunchError> {
+        for (k, &c) in channels.iter().enumerate() {
+            let channel = &self.plan.channels[c];
+            let created =
+                resources::create_channel(&mut self.created, &mut self.values, c, channel);
+            if let Err(error) = created {
+                for &made in &channels[..=k] {
+                    let id = self.plan.channels[made].id.to_string();
+                    self.remove_channel(made, &id);
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// The respecified instances' held ends counted for their new plan
+    /// (`needs`, in `slots.respecified` order): the new needs first, then
+    /// the old ones given up, so an end both need is never closed in
+    /// between; then the new channels' ends nobody is wired to are closed.
+    fn count_again(&mut self, needs: Vec<Vec<(usize, Held)>>, slots: &Slots) {
+        let added: HashSet<usize> = slots.added.iter().copied().collect();
+        for (&i, needs) in slots.respecified.iter().zip(needs) {
+            for key in &needs {
+                *self.need_count.entry(*key).or_insert(0) += 1;
+            }
+            if i >= self.held_needs.len() {
+                self.held_needs.resize_with(i + 1, Vec::new);
+            }
+            let before = std::mem::replace(&mut self.held_needs[i], needs);
+            let name = self.plan.processes[i].name.to_string();
+            if added.contains(&i) {
+                self.pending.insert(name);
+                self.ended.remove(&*self.plan.processes[i].name);
+            } else if self.pending.contains(&name) {
+                // A changed instance still counted: its old needs go.
+                for key in before {
+                    self.give_up(key);
+                }
+            }
+        }
+        let new: HashSet<usize> = slots.added_channels.iter().copied().collect();
+        let needed = &self.need_count;
+        let pinned = &self.created.pinned;
+        self.created.held.retain(|key, _| {
+            !new.contains(&key.0) || needed.contains_key(key) || pinned.contains(key)
+        });
+    }
+
+    /// One use of held end `key` less; closed when it was the last.
+    fn give_up(&mut self, key: (usize, Held)) {
+        let Some(count) = self.need_count.get_mut(&key) else {
+            return;
+        };
+        *count -= 1;
+        if *count == 0 {
+            self.need_count.remove(&key);
+            if !self.created.pinned.contains(&key) {
+                self.created.held.remove(&key);
+            }
+        }
+    }
+
+    /// Removes channel `c` (`id`): its held ends, its objects, its values.
+    fn remove_channel(&mut self, c: usize, id: &str) {
+        self.created.held.retain(|key, _| key.0 != c);
+        self.created.pinned.retain(|key| key.0 != c);
+        self.need_count.retain(|key, _| key.0 != c);
+        self.created.connect.remove(&c);
+        self.created.rings.retain(|ring| ring.channel != c);
+        let records = self.created.by_channel.remove(&c).unwrap_or_default();
+        if let Some(run_dir) = self.created.run_dir.as_ref() {
+            for record in records.iter().rev() {
+                if let Err(errno) = record.remove(run_dir.fd(), Match::Creator) {
+                    tracing::warn!("reload: could not remove {record}: {errno}");
+                }
+            }
+        }
+        self.created.objects.retain(|o| !records.contains(o));
+        self.values.ports.remove(id);
+        self.values.sysv_ids.remove(id);
+        self.values.sysv_sem_ids.remove(id);
+    }
+}

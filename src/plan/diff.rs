@@ -1,0 +1,426 @@
+//! The difference between two plans of one run, as `ipc-run reload` shows
+//! and applies it (`docs/operate.md`, "Reload"). Pure: two plans in, a
+//! [`PlanDiff`] out.
+//!
+//! Processes (instances) and channels are matched by name. One present in
+//! both plans whose plan differs is *changed*, with what changed in words
+//! (`env FOO`, `fd 3`, `argv`); the rest are added or removed. A change the
+//! running run cannot take without stopping (a segment's size, a channel's
+//! mechanism, the run's name, ...) is a *refusal*, with its reason: a
+//! reload with any refusal changes nothing.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ChannelPlan, EndpointPlan, Mechanism, Plan, ProcessPlan};
+
+/// What a reload does: the changes, in plan order (those removed first),
+/// and why it cannot be done live, if it cannot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanDiff {
+    /// Process instances added, removed or changed.
+    pub processes: Vec<Change>,
+    /// Channels added, removed or changed.
+    pub channels: Vec<Change>,
+    /// Why the new plan cannot be applied to the running run; empty when
+    /// it can.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
+}
+
+/// One process or channel that differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    /// `added`, `removed` or `changed`.
+    pub change: ChangeKind,
+    /// The instance or channel.
+    pub name: String,
+    /// For a changed one, what changed (`env FOO`, `fd 3`, `argv`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub what: Vec<String>,
+}
+
+/// How a process or channel differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChangeKind {
+    /// Only in the new plan.
+    Added,
+    /// Only in the old plan.
+    Removed,
+    /// In both, with a different plan.
+    Changed,
+}
+
+impl PlanDiff {
+    /// Nothing differs.
+    pub fn is_empty(&self) -> bool {
+        self.processes.is_empty() && self.channels.is_empty()
+    }
+
+    /// The names of the processes changed in `kind`.
+    pub fn processes_of(&self, kind: ChangeKind) -> impl Iterator<Item = &str> {
+        self.processes
+            .iter()
+            .filter(move |c| c.change == kind)
+            .map(|c| c.name.as_str())
+    }
+
+    /// The names of the channels changed in `kind`.
+    pub fn channels_of(&self, kind: ChangeKind) -> impl Iterator<Item = &str> {
+        self.channels
+            .iter()
+            .filter(move |c| c.change == kind)
+            .map(|c| c.name.as_str())
+    }
+
+    /// The diff as text, one line per change (`+ process web`,
+    /// `~ process reader: env LEVEL`), then the refusals.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if self.is_empty() {
+            out.push_str("no change\n");
+        }
+        for (what, changes) in [("process", &self.processes), ("channel", &self.channels)] {
+            for change in changes {
+                let sign = match change.change {
+                    ChangeKind::Added => '+',
+                    ChangeKind::Removed => '-',
+                    ChangeKind::Changed => '~',
+                };
+                out.push_str(&format!("{sign} {what} {}", change.name));
+                if !change.what.is_empty() {
+                    out.push_str(&format!(": {}", change.what.join(", ")));
+                }
+                out.push('\n');
+            }
+        }
+        for reason in &self.refused {
+            out.push_str(&format!("refused: {reason}\n"));
+        }
+        out
+    }
+}
+
+/// The difference from `old`, the plan a run runs, to `new`, with the
+/// reasons `new` cannot be applied to it live.
+pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
+    let mut out = PlanDiff {
+        processes: changes(&old.processes, &new.processes, |p| &p.name, process_changes),
+        channels: changes(&old.channels, &new.channels, |c| &c.id, channel_changes),
+        refused: Vec::new(),
+    };
+    out.refused = refusals(old, new, &out);
+    out
+}
+
+/// Removed (in `old`'s order), changed and added (in `new`'s order).
+fn changes<T>(
+    old: &[T],
+    new: &[T],
+    name: impl Fn(&T) -> &str,
+    what: impl Fn(&T, &T) -> Vec<String>,
+) -> Vec<Change> {
+    let new_by_name: HashMap<&str, &T> = new.iter().map(|t| (name(t), t)).collect();
+    let old_by_name: HashMap<&str, &T> = old.iter().map(|t| (name(t), t)).collect();
+    let mut out = Vec::new();
+    for item in old {
+        let change = match new_by_name.get(name(item)) {
+            None => Change {
+                change: ChangeKind::Removed,
+                name: name(item).to_owned(),
+                what: Vec::new(),
+            },
+            Some(now) => {
+                let what = what(item, now);
+                if what.is_empty() {
+                    continue;
+                }
+                Change {
+                    change: ChangeKind::Changed,
+                    name: name(item).to_owned(),
+                    what,
+                }
+            }
+        };
+        out.push(change);
+    }
+    for item in new {
+        if !old_by_name.contains_key(name(item)) {
+            out.push(Change {
+                change: ChangeKind::Added,
+                name: name(item).to_owned(),
+                what: Vec::new(),
+            });
+        }
+    }
+    out
+}
+
+/// What differs between two plans of one instance: each top-level key,
+/// except `env` (each variable) and `fds` (each fd number).
+fn process_changes(old: &ProcessPlan, new: &ProcessPlan) -> Vec<String> {
+    if old == new {
+        return Vec::new();
+    }
+    let mut what = Vec::new();
+    let old_env: HashMap<&str, &str> = old.env.iter().map(|v| (&*v.name, &*v.value)).collect();
+    let new_env: HashMap<&str, &str> = new.env.iter().map(|v| (&*v.name, &*v.value)).collect();
+    let names: BTreeSet<&str> = old_env.keys().chain(new_env.keys()).copied().collect();
+    for name in names {
+        if old_env.get(name) != new_env.get(name) {
+            what.push(format!("env {name}"));
+        }
+    }
+    let fds: BTreeSet<i32> = old.fds.iter().chain(&new.fds).map(|s| s.fd).collect();
+    for fd in fds {
+        let find = |p: &ProcessPlan| p.fds.iter().find(|s| s.fd == fd).cloned();
+        if find(old) != find(new) {
+            what.push(format!("fd {fd}"));
+        }
+    }
+    what.extend(
+        keys_that_differ(old, new)
+            .into_iter()
+            .filter(|key| key != "env" && key != "fds"),
+    );
+    what
+}
+
+/// What differs between two plans of one channel: its top-level keys.
+fn channel_changes(old: &ChannelPlan, new: &ChannelPlan) -> Vec<String> {
+    if old == new {
+        return Vec::new();
+    }
+    keys_that_differ(old, new)
+}
+
+/// The top-level keys whose JSON differs, in the new value's key order.
+fn keys_that_differ<T: Serialize>(old: &T, new: &T) -> Vec<String> {
+    let (Ok(Value::Object(old)), Ok(Value::Object(new))) =
+        (serde_json::to_value(old), serde_json::to_value(new))
+    else {
+        return vec!["(not comparable)".to_owned()];
+    };
+    let mut keys: Vec<String> = new
+        .iter()
+        .filter(|(key, value)| old.get(*key) != Some(value))
+        .map(|(key, _)| key.clone())
+        .collect();
+    keys.extend(old.keys().filter(|key| !new.contains_key(*key)).cloned());
+    keys
+}
+
+/// Why `new` cannot replace `old` in a running run, given their `diff`.
+fn refusals(old: &Plan, new: &Plan, diff: &PlanDiff) -> Vec<String> {
+    let mut refused = Vec::new();
+    if old.name != new.name {
+        refused.push(format!(
+            "the run's name changes (`{}` -> `{}`): it names the run; start a new run",
+            old.name, new.name
+        ));
+    }
+    let limits = |plan: &Plan| serde_json::to_value(&plan.limits).ok();
+    if limits(old).map(values_only) != limits(new).map(values_only) {
+        refused.push(
+            "the host limits the plan is checked against differ from the run's (plan with the run's --limits)"
+                .to_owned(),
+        );
+    }
+    if old.cycles != new.cycles {
+        refused.push(
+            "the data cycles and their verdicts change: the run watches the cycles it started with"
+                .to_owned(),
+        );
+    }
+    let old_channels: HashMap<&str, &ChannelPlan> =
+        old.channels.iter().map(|c| (&*c.id, c)).collect();
+    let new_channels: HashMap<&str, &ChannelPlan> =
+        new.channels.iter().map(|c| (&*c.id, c)).collect();
+    for change in diff
+        .channels
+        .iter()
+        .filter(|c| c.change != ChangeKind::Changed)
+    {
+        let (plan, verb) = match change.change {
+            ChangeKind::Added => (&new_channels, "added"),
+            _ => (&old_channels, "removed"),
+        };
+        if let Some(why) = plan.get(&*change.name).and_then(|c| wired_at_start(c)) {
+            refused.push(format!(
+                "channel {}: {why}; it cannot be {verb} live",
+                change.name
+            ));
+        }
+    }
+    for change in diff
+        .channels
+        .iter()
+        .filter(|c| c.change == ChangeKind::Changed)
+    {
+        let now = new.channels.iter().find(|c| *c.id == change.name);
+        let (Some(was), Some(now)) = (old_channels.get(&*change.name), now) else {
+            continue;
+        };
+        refused.extend(channel_refusal(was, now));
+    }
+    let old_processes: HashMap<&str, &ProcessPlan> =
+        old.processes.iter().map(|p| (&*p.name, p)).collect();
+    for process in &new.processes {
+        match old_processes.get(&*process.name) {
+            None => refused.extend(added_refusal(new, process)),
+            Some(was) if *was != process => refused.extend(changed_refusal(was, process)),
+            Some(_) => {}
+        }
+    }
+    for process in &old.processes {
+        if process.managed.is_some() && !new.processes.iter().any(|p| p.name == process.name) {
+            refused.push(format!(
+                "process {}: ipc-run manages it for a channel; it goes with that channel's mechanism",
+                process.name
+            ));
+        }
+    }
+    refused
+}
+
+/// The limits without where each value was read from.
+fn values_only(mut limits: Value) -> Value {
+    if let Value::Object(map) = &mut limits {
+        for limit in map.values_mut() {
+            if let Value::Object(limit) = limit {
+                limit.remove("source");
+            }
+        }
+    }
+    limits
+}
+
+/// What makes a channel part of the wiring the supervisor sets up when the
+/// run starts (who waits for whom, who accepts, who is probed).
+fn wired_at_start(channel: &ChannelPlan) -> Option<&'static str> {
+    match &channel.mechanism {
+        Mechanism::Signal { .. } => Some("a signal edge orders its ends' starts"),
+        m if m.per_connection() => Some("ipc-run accepts on it for a per-connection server"),
+        Mechanism::Rpc { endpoint, .. } if endpoint.probe.is_some() => {
+            Some("ipc-run probes its server for readiness")
+        }
+        _ => None,
+    }
+}
+
+/// Why a channel kept under its name cannot take its new plan live: its
+/// objects and both ends' fds stay, so what they are made of must too.
+fn channel_refusal(old: &ChannelPlan, new: &ChannelPlan) -> Option<String> {
+    let id = &new.id;
+    if old.mechanism.kind() != new.mechanism.kind() {
+        return Some(format!(
+            "channel {id}: its mechanism changes ({} -> {}); it is made once per run",
+            old.mechanism.name(),
+            new.mechanism.name()
+        ));
+    }
+    let size = |m: &Mechanism| match m {
+        Mechanism::PosixShm { size, ring, .. } => Some((*size, ring.as_ref().map(|r| r.capacity))),
+        Mechanism::SysvShm { size, .. } => Some((*size, None)),
+        _ => None,
+    };
+    if let (Some((was, was_ring)), Some((now, now_ring))) =
+        (size(&old.mechanism), size(&new.mechanism))
+    {
+        if was != now {
+            return Some(format!(
+                "channel {id}: its shared-memory size changes ({was} -> {now} bytes); the segment is mapped by its processes and cannot be resized"
+            ));
+        }
+        if was_ring != now_ring {
+            return Some(format!(
+                "channel {id}: its ring size changes; the ring is mapped by its processes and cannot be resized"
+            ));
+        }
+    }
+    if old.mechanism != new.mechanism {
+        return Some(format!(
+            "channel {id}: its {} parameters change; it is made once per run",
+            new.mechanism.name()
+        ));
+    }
+    None
+}
+
+/// Why a changed instance cannot be restarted into its new plan.
+fn changed_refusal(old: &ProcessPlan, new: &ProcessPlan) -> Option<String> {
+    let name = &new.name;
+    if old.managed.is_some() || new.managed.is_some() {
+        return Some(format!(
+            "process {name}: ipc-run manages it for a channel; change the channel instead"
+        ));
+    }
+    if old.health != new.health || old.watchdog_ms != new.watchdog_ms {
+        return Some(format!(
+            "process {name}: its health check or watchdog changes; the run keeps the checks it started with"
+        ));
+    }
+    if old.ready != new.ready {
+        return Some(format!(
+            "process {name}: its readiness protocol changes; the run's readiness wiring is made at start"
+        ));
+    }
+    if old.forward_signals != new.forward_signals {
+        return Some(format!(
+            "process {name}: the signals forwarded to it change; they are fixed at start"
+        ));
+    }
+    None
+}
+
+/// Why an instance cannot be added to the running run.
+fn added_refusal(plan: &Plan, process: &ProcessPlan) -> Option<String> {
+    let name = &process.name;
+    let why = if process.managed.is_some() {
+        "ipc-run would manage it for a channel, which a running run cannot add"
+    } else if process.health.is_some() || process.watchdog_ms.is_some() {
+        "it has a health check or watchdog; a running run adds only processes without"
+    } else if process.ready == super::Readiness::Notify {
+        "it uses ready = \"notify\"; a running run adds only processes that need no notify socket"
+    } else if !process.forward_signals.is_empty() || in_signal_channel(plan, name) {
+        "it sends or receives signals; a running run keeps the signal wiring it started with"
+    } else if serves_per_connection_or_probe(plan, name) {
+        "it serves an RPC or per-connection endpoint, whose readiness probe or accept loop is set up at start"
+    } else {
+        return None;
+    };
+    Some(format!("process {name}: {why}"))
+}
+
+fn ends_of(channel: &ChannelPlan) -> impl Iterator<Item = &str> {
+    channel
+        .from
+        .iter()
+        .chain(&channel.to)
+        .filter_map(|e| match e {
+            EndpointPlan::Port { process, .. } => Some(&**process),
+            _ => None,
+        })
+}
+
+fn in_signal_channel(plan: &Plan, name: &str) -> bool {
+    plan.channels
+        .iter()
+        .filter(|c| matches!(c.mechanism, Mechanism::Signal { .. }))
+        .any(|c| ends_of(c).any(|p| p == name))
+}
+
+/// Whether `name` serves a channel ipc-run accepts on or probes.
+fn serves_per_connection_or_probe(plan: &Plan, name: &str) -> bool {
+    plan.channels
+        .iter()
+        .filter(|c| wired_at_start(c).is_some())
+        .flat_map(|c| &c.to)
+        .any(|end| matches!(end, EndpointPlan::Port { process, .. } if **process == *name))
+}
+
+#[cfg(test)]
+mod tests;

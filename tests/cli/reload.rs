@@ -1,0 +1,324 @@
+//! `ipc-run reload` against real processes (`docs/operate.md`, "Reload"):
+//! a reload that adds, removes and changes processes while an untouched
+//! writer keeps its pid and the changed reader, restarted on the kept pipe,
+//! gets every line; a dry run, a refused change, a malformed file and an
+//! unknown run, each leaving the run as it was.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::control::{Detached, text, wait_until};
+use crate::support::Scratch;
+
+/// How many lines the writer writes, one every 10 ms, before it waits.
+const LINES: usize = 400;
+
+/// A writer of numbered lines into a pipe to a reader that appends each
+/// line to OUT, tagged with its `GEN`; the reader ends at a line boundary
+/// on SIGTERM, so a restart loses nothing it read. `old` only waits.
+const TOPOLOGY: &str = r#"
+name = "NAME"
+
+[process.writer]
+shell = 'i=0; while [ $i -lt COUNT ]; do i=$((i+1)); echo "$i"; sleep 0.01; done; exec sleep 1000'
+restart = "on-failure"
+
+[process.reader]
+cmd = ["python3", "-c", '''
+import os, signal
+stop = False
+def on_term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, on_term)
+raw = open(0, "rb", buffering=0)
+with open("OUT", "ab", buffering=0) as out:
+    while not stop:
+        line = raw.readline()
+        if not line:
+            break
+        out.write(os.environb[b"GEN"] + b" " + line)
+''']
+env = { GEN = "1" }
+restart = "on-failure"
+
+[process.old]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+
+[[edge]]
+name = "lines"
+from = "writer"
+to = "reader"
+"#;
+
+/// The next version: the reader's `GEN` changes, `old` goes, `new` comes.
+fn next_version(toml: &str) -> String {
+    toml.replace("GEN = \"1\"", "GEN = \"2\"")
+        .replace("[process.old]", "[process.new]")
+}
+
+fn lines_in(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn start(case: &str) -> (Scratch, Detached, std::path::PathBuf, String) {
+    let mut scratch = Scratch::new(case);
+    let out = scratch.dir.join("out");
+    let toml = TOPOLOGY
+        .replace("NAME", case)
+        .replace("COUNT", &LINES.to_string())
+        .replace("OUT", out.to_str().unwrap());
+    let run = Detached::start(&mut scratch, &toml);
+    (scratch, run, out, toml)
+}
+
+/// Names and pids of the run's processes, as `status` shows them.
+fn pids(run: &Detached) -> Vec<(String, Value)> {
+    run.status()["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap().to_owned(), p["pid"].clone()))
+        .collect()
+}
+
+/// A subscription to the run's lifecycle events, answered (so every event
+/// from now on is sent on it).
+fn subscribe_events(run: &Detached) -> BufReader<UnixStream> {
+    let mut stream = UnixStream::connect(run.socket()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream.write_all(b"{\"v\":1,\"cmd\":\"events\"}\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), r#"{"v":1,"ok":true}"#);
+    reader
+}
+
+#[test]
+fn a_reload_adds_removes_and_changes_while_the_untouched_keep_running() {
+    let (mut scratch, mut run, out, toml) = start("reload-live");
+    wait_until("the reader to get lines", || lines_in(&out).len() >= 20);
+    let writer_pid = run.process("writer")["pid"].clone();
+    let reader_pid = run.process("reader")["pid"].clone();
+    let mut events = subscribe_events(&run);
+
+    let file = scratch.topology(&next_version(&toml));
+    let reload = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert!(reload.status.success(), "{}", text(&reload.stderr));
+    let said = text(&reload.stdout);
+    assert!(said.contains("~ process reader: env GEN"), "{said}");
+    assert!(said.contains("- process old"), "{said}");
+    assert!(said.contains("+ process new"), "{said}");
+    assert!(said.contains("started new (pid "), "{said}");
+
+    wait_until("every line", || lines_in(&out).len() >= LINES);
+    let lines = lines_in(&out);
+    let numbers: Vec<usize> = lines
+        .iter()
+        .map(|l| l.split_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=LINES).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+    let first_new = lines.iter().position(|l| l.starts_with("2 ")).unwrap();
+    assert!(
+        lines[..first_new].iter().all(|l| l.starts_with("1 "))
+            && lines[first_new..].iter().all(|l| l.starts_with("2 ")),
+        "the old reader's lines, then the new one's: {lines:?}"
+    );
+
+    assert_eq!(run.process("writer")["pid"], writer_pid);
+    let reader = run.process("reader");
+    assert_ne!(reader["pid"], reader_pid);
+    assert_eq!(reader["restarts"], 1, "{reader}");
+    let names: Vec<String> = pids(&run).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["writer", "reader", "new"]);
+    assert_eq!(run.process("new")["state"], "ready");
+
+    let mut seen = Vec::new();
+    while !["removed", "changed", "added"]
+        .iter()
+        .all(|e| seen.iter().any(|(event, _): &(String, String)| event == e))
+    {
+        let mut line = String::new();
+        events
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("reload events ({e}), got {seen:?}"));
+        let event: Value = serde_json::from_str(&line).unwrap();
+        seen.push((
+            event["event"]["event"].as_str().unwrap_or("").to_owned(),
+            event["event"]["process"].as_str().unwrap_or("").to_owned(),
+        ));
+    }
+    assert!(seen.contains(&("removed".to_owned(), "old".to_owned())));
+    assert!(seen.contains(&("changed".to_owned(), "reader".to_owned())));
+    assert!(seen.contains(&("added".to_owned(), "new".to_owned())));
+
+    // The run remembers the new plan and its file: reloading it again
+    // changes nothing, and after an edit a reload without a file plans
+    // that file again.
+    let again = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout), "no change\n");
+    let edited = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("GEN = \"2\"", "GEN = \"3\"");
+    std::fs::write(&file, edited).unwrap();
+    let own = run.ctl(&["reload", &run.run_id, "--dry-run"]);
+    assert!(own.status.success(), "{}", text(&own.stderr));
+    assert!(
+        text(&own.stdout).starts_with("~ process reader: env GEN\n"),
+        "{}",
+        text(&own.stdout)
+    );
+
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn a_dry_run_a_malformed_file_and_an_unknown_run_change_nothing() {
+    let (mut scratch, mut run, out, toml) = start("reload-nothing");
+    wait_until("the reader to get lines", || !lines_in(&out).is_empty());
+    let before = pids(&run);
+
+    let file = scratch.topology(&next_version(&toml));
+    let dry = run.ctl(&["reload", &run.run_id, file.to_str().unwrap(), "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    let said = text(&dry.stdout);
+    assert!(said.contains("+ process new"), "{said}");
+    assert!(said.contains("dry run, nothing changed"), "{said}");
+
+    let bad = scratch.topology("name = \"x\"\n[process.a]\ncmd = [\"sleep\"\nrestart = 1\n");
+    let malformed = run.ctl(&["reload", &run.run_id, bad.to_str().unwrap()]);
+    assert_eq!(malformed.status.code(), Some(1));
+    let stderr = text(&malformed.stderr);
+    assert!(
+        stderr.contains(&format!("--> {}:4:1", bad.display())),
+        "{stderr}"
+    );
+
+    let unknown = run.ctl(&["reload", "no-such-run", file.to_str().unwrap()]);
+    assert_eq!(unknown.status.code(), Some(4), "{}", text(&unknown.stderr));
+
+    assert_eq!(pids(&run), before);
+    assert_eq!(run.process("reader")["restarts"], 0);
+
+    // A process that fails to start is an apply failure (exit 3), said
+    // with what was applied; the run goes on, and a fixed file replaces it.
+    let broken = format!("{toml}\n[process.broken]\ncmd = [\"/nonexistent/program\"]\n");
+    let file = scratch.topology(&broken);
+    let failed = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert_eq!(failed.status.code(), Some(3), "{}", text(&failed.stderr));
+    assert!(text(&failed.stdout).contains("+ process broken"));
+    assert!(
+        text(&failed.stderr)
+            .contains("broken: failed to start: could not execute /nonexistent/program"),
+        "{}",
+        text(&failed.stderr)
+    );
+    assert_eq!(pids(&run)[..3], before[..]);
+    let fixed = scratch.topology(&broken.replace("/nonexistent/program", "sleep\", \"1000"));
+    let replaced = run.ctl(&["reload", &run.run_id, fixed.to_str().unwrap()]);
+    assert!(replaced.status.success(), "{}", text(&replaced.stderr));
+    assert!(text(&replaced.stdout).contains("~ process broken: argv"));
+    assert_eq!(run.process("broken")["state"], "ready");
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// Two processes sharing a segment of SIZE.
+const SHM: &str = r#"
+name = "reload-shm"
+[process.a]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+[process.b]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+[[edge]]
+name = "seg"
+from = "a.seg"
+to = "b.seg"
+traffic = "shared"
+size = "SIZE"
+"#;
+
+#[test]
+fn a_shared_memory_size_change_is_refused_and_changes_nothing() {
+    let mut scratch = Scratch::new("reload-shm");
+    let mut run = Detached::start(&mut scratch, &SHM.replace("SIZE", "4KiB"));
+    let before = pids(&run);
+    let file = scratch.topology(&SHM.replace("SIZE", "8KiB"));
+    let refused = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(6), "{}", text(&refused.stderr));
+    let said = text(&refused.stdout);
+    assert!(
+        said.contains("refused: channel seg: its shared-memory size changes (4096 -> 8192 bytes)"),
+        "{said}"
+    );
+    assert!(text(&refused.stderr).contains("cannot reload live"));
+    assert_eq!(pids(&run), before);
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// `a` writes into a FIFO read by READER.
+const FIFOS: &str = r#"
+name = "reload-fifos"
+[process.a]
+shell = 'exec sleep 1000'
+restart = "on-failure"
+[process.READER]
+shell = 'exec cat > /dev/null'
+restart = "on-failure"
+[[edge]]
+name = "READER-fifo"
+from = "a.out"
+to = "READER"
+mechanism = "fifo"
+"#;
+
+#[test]
+fn a_removed_channel_loses_its_object_and_an_added_one_gets_its_own() {
+    let mut scratch = Scratch::new("reload-fifos");
+    let mut run = Detached::start(&mut scratch, &FIFOS.replace("READER", "b"));
+    let dir = run.runtime.join(&run.run_id);
+    assert!(dir.join("b-fifo.fifo").exists());
+    let file = scratch.topology(&FIFOS.replace("READER", "c"));
+    let reload = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert!(reload.status.success(), "{}", text(&reload.stderr));
+    let said = text(&reload.stdout);
+    assert!(
+        said.contains("~ process a: env IPC_PORT_OUT, fd 3\n"),
+        "{said}"
+    );
+    assert!(
+        said.contains("- channel b-fifo\n+ channel c-fifo\n"),
+        "{said}"
+    );
+    assert!(
+        !dir.join("b-fifo.fifo").exists(),
+        "the removed FIFO is gone"
+    );
+    assert!(dir.join("c-fifo.fifo").exists());
+    let channels = run.status()["channels"].clone();
+    assert_eq!(channels.as_array().unwrap().len(), 1, "{channels}");
+    assert_eq!(channels[0]["name"], "c-fifo");
+    run.down();
+    scratch.assert_left_nothing();
+}
