@@ -468,3 +468,51 @@ fn what_one_host_cannot_see_or_reach_is_refused_before_anything_is_made() {
     );
     assert!(!rt.exists(), "a run directory was made");
 }
+
+#[test]
+fn a_run_of_one_group_refuses_a_reload() {
+    let mut scratch = Scratch::new("hostrun-reload");
+    let plan = placed_plan(&mut scratch, free_port(), 30_000);
+    let rt = scratch.dir.join("rt");
+    let started = run_captured(&mut group_command(&[], &plan, "a", &rt, &["--detach"]));
+    assert_eq!(started.code, 0, "{}", started.stderr);
+    let run_id = started.stdout_text().trim().to_owned();
+    let control = |args: &[&str]| {
+        let mut command = Command::new(IPC_RUN);
+        command
+            .args(args)
+            .arg("--runtime-dir")
+            .arg(&rt)
+            .arg(&run_id);
+        run_captured(&mut command)
+    };
+    let mut reload = Command::new(IPC_RUN);
+    reload
+        .args(["reload", "--runtime-dir"])
+        .arg(&rt)
+        .arg(&run_id)
+        .arg(scratch.dir.join("topology-1.toml"));
+    let refused = run_captured(&mut reload);
+    assert_ne!(refused.code, 0, "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("the run is host group `a` of a placed plan (run --host)"),
+        "{}",
+        refused.stderr
+    );
+    let listed = run_captured(
+        Command::new(IPC_RUN)
+            .args(["ps", "--format", "json", "--runtime-dir"])
+            .arg(&rt),
+    );
+    let runs: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let pid = runs[0]["pid"].as_u64().unwrap();
+    assert_eq!(control(&["down"]).code, 0);
+    // Gone before the scratch directory is: `down` does not wait.
+    let deadline = std::time::Instant::now() + RUN_TIMEOUT;
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(std::time::Instant::now() < deadline, "the run never ended");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
