@@ -62,12 +62,15 @@ cmd = ["PROBE", "sleep", "60000"]
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "200000")
         .env_remove("WATCHDOG_PID");
-    let live = Live::start(command);
+    let mut live = Live::start(command);
     assert_eq!(manager.next_but_pings(), "STATUS=starting 2 process(es)");
     assert_eq!(
         manager.next_but_pings(),
         "READY=1\nSTATUS=2 process(es) ready"
     );
+    // `report` is ready once started: its report may still be on its
+    // way, and a stop now would kill it first.
+    live.wait_for_count("{\"fds\"", 1);
     // Pings every half period while the run goes on.
     while manager.next() != "WATCHDOG=1" {}
     live.signal(Signal::SIGTERM);
