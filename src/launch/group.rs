@@ -297,7 +297,13 @@ pub fn restrict(plan: &Plan, spec: &GroupSpec) -> Result<GroupRun, GroupError> {
         .collect();
     for &i in &view.processes {
         let mut process = plan.processes[i].clone();
-        for var in &mut process.env {
+        // A group with no cross-edge port looks nothing up.
+        let vars = if rewrites.is_empty() {
+            &mut [][..]
+        } else {
+            &mut process.env[..]
+        };
+        for var in vars {
             let key = (Arc::clone(&process.name), Arc::clone(&var.name));
             if let Some((address, channel)) = rewrites.get(&key)
                 && let Some(value) = with_address(&var.value, address, channel)
