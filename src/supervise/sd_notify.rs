@@ -222,6 +222,19 @@ mod tests {
     }
 
     #[test]
+    fn an_abstract_socket_is_written_with_an_at_sign() {
+        let name = format!("ipc-run-sd-test-{}", std::process::id());
+        let address = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+        let manager = UnixDatagram::bind_addr(&address).unwrap();
+        let given = format!("@{name}");
+        let mut notify = ServiceNotify::from_vars(vars(&[("NOTIFY_SOCKET", &given)]), 1);
+        notify.ready("ready");
+        let mut buf = [0u8; 64];
+        let n = manager.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"READY=1\nSTATUS=ready");
+    }
+
+    #[test]
     fn no_ready_after_stopping() {
         let path = socket_path("stopping");
         let _manager = UnixDatagram::bind(&path).unwrap();
