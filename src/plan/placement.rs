@@ -101,6 +101,19 @@ fn binding(spec: Option<&EdgeSpec>, std_stream: bool, outside: bool) -> Option<&
             "an end at `@stdin`, `@stdout` or `@external` is on one host: ipc-run's own streams, or a peer that finds the channel by name",
         );
     }
+    // Options that only a host-local mechanism takes: an edge that writes
+    // one asked for that mechanism's behaviour, which TCP cannot give.
+    let local_options = spec.depth.is_some()
+        || spec.deliver.is_some()
+        || spec.socket.is_some()
+        || spec.initial.is_some()
+        || spec.signal.is_some()
+        || spec.mode.is_some();
+    if local_options {
+        return Some(
+            "it writes an option of a host-local mechanism (`depth`, `deliver`, `socket`, `initial`, `signal` or `mode`)",
+        );
+    }
     if std_stream {
         return Some(
             "a standard stream end is a pipe: a program reading stdin or writing stdout cannot take a TCP listener",
@@ -232,6 +245,9 @@ fn edge_ends<'t>(topology: &'t Topology, by_name: &HashMap<&str, usize>) -> Vec<
     edges
 }
 
+/// A declared `host`: the group's index and the declaring process's.
+type Declaration = Option<(u32, u32)>;
+
 /// Union-find over process indexes, with path halving and union by size:
 /// near-linear in the edges.
 struct Components {
@@ -239,11 +255,11 @@ struct Components {
     size: Vec<u32>,
     /// The declared group of a root's component, and the process that
     /// declared it.
-    declared: Vec<Option<(u32, u32)>>,
+    declared: Vec<Declaration>,
 }
 
 impl Components {
-    fn new(declared: Vec<Option<(u32, u32)>>) -> Self {
+    fn new(declared: Vec<Declaration>) -> Self {
         let n = declared.len();
         Components {
             parent: (0..n as u32).collect(),
@@ -340,7 +356,7 @@ pub(crate) struct Groups {
 fn declared_groups(
     processes: &[ProcessDecl],
     sink: &mut Sink,
-) -> (Vec<Arc<str>>, Vec<Option<(u32, u32)>>) {
+) -> (Vec<Arc<str>>, Vec<Declaration>) {
     let mut names: Vec<Arc<str>> = Vec::new();
     let mut index: HashMap<String, u32> = HashMap::new();
     let mut declared = Vec::with_capacity(processes.len());
@@ -524,7 +540,7 @@ fn conflict(
         edge.span.clone(),
         format!("joins group `{ga}` to group `{gb}`"),
     ))
-    .with_note(format!("{why}"));
+    .with_note(why);
     for (p, group) in [(pa, ga), (pb, gb)] {
         let process = &processes[p as usize];
         if let Some(host) = &process.spec.host {

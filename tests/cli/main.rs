@@ -68,6 +68,10 @@ fn every_invalid_file_exits_1() {
         for name in text.lines().filter_map(|l| l.strip_prefix("#:profile ")) {
             command.args(["--profile", name.trim()]);
         }
+        // A `#:hosts N` line: checked with `--hosts N`.
+        for hosts in text.lines().filter_map(|l| l.strip_prefix("#:hosts ")) {
+            command.args(["--hosts", hosts.trim()]);
+        }
         let output = command.arg(&path).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(

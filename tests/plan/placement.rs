@@ -447,12 +447,15 @@ fn host_groups_of_plans_with_and_without_placement() {
     assert_eq!((groups[0].name, groups[0].processes.len()), ("local", 2));
 }
 
+/// A change made to a JSON plan.
+type Edit = fn(&mut serde_json::Value);
+
 /// A placement read back from JSON is checked like the rest of the plan.
 #[test]
 fn an_inconsistent_placement_is_refused_on_import() {
     let plan = declared(DECLARED);
     let json = serde_json::to_value(&plan).unwrap();
-    let breaks: [(&str, fn(&mut serde_json::Value)); 5] = [
+    let breaks: [(&str, Edit); 5] = [
         ("a host no group has", |j| {
             j["processes"][0]["host"] = "elsewhere".into()
         }),
@@ -506,4 +509,33 @@ to = "@external"
     let placement = planned.plan.placement.as_ref().unwrap();
     assert_eq!(placement.groups.len(), 1);
     assert!(placement.cross_edges.is_empty());
+}
+
+/// `--hosts` splits only what can be split: an `auto` messages edge that
+/// writes a queue's `depth` asked for a queue, so it binds its ends.
+#[test]
+fn an_option_of_a_host_local_mechanism_keeps_the_edge_on_one_host() {
+    let text = r#"
+[process.a]
+cmd = ["a"]
+
+[process.b]
+cmd = ["b"]
+
+[process.c]
+cmd = ["c"]
+
+[[edge]]
+name = "jobs"
+from = ["a.jobs", "c.jobs"]
+to = "b.jobs"
+traffic = "messages"
+depth = 8
+"#;
+    let placement = partitioned(text, 2).plan.placement.unwrap();
+    assert_eq!(placement.groups.len(), 1);
+    let without_depth = text.replace("depth = 8\n", "");
+    let placement = partitioned(&without_depth, 2).plan.placement.unwrap();
+    assert_eq!(placement.groups.len(), 2);
+    assert_eq!(placement.cross_edges.len(), 1);
 }
