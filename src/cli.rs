@@ -220,6 +220,22 @@ pub(crate) struct RunArgs {
     /// run failed) to stdin, a socket to the waiting `run --detach`.
     #[arg(long, hide = true)]
     pub announce_on_stdin: bool,
+    /// Run only the processes of host group GROUP of a placed plan
+    /// (docs/distributed.md, "Running one group").
+    #[arg(long, value_name = "GROUP")]
+    pub host: Option<String>,
+    /// Where group GROUP runs: its cross-edge listeners are reached at
+    /// HOST (a name or an address; repeatable, one per group reached).
+    #[arg(long = "peer", value_name = "GROUP=HOST", requires = "host")]
+    pub peers: Vec<String>,
+    /// The address this group's cross-edge listeners bind.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0",
+        requires = "host"
+    )]
+    pub bind_address: std::net::IpAddr,
 }
 
 /// Options shared by the commands that talk to live runs.
@@ -656,6 +672,9 @@ pub(crate) enum CliError {
     /// A control command failed.
     #[error(transparent)]
     Control(#[from] crate::control::commands::CommandError),
+    /// `run --host`: the group cannot be run as asked.
+    #[error(transparent)]
+    Group(#[from] crate::launch::group::GroupError),
     /// `run --detach`: the run failed before every process was ready.
     #[error("the run failed before every process was ready{reason}")]
     Detached {
@@ -682,6 +701,7 @@ impl CliError {
             CliError::Tap(_) => ExitCode::Usage.code(),
             CliError::Control(error) => error.exit_code(),
             CliError::Detached { code, .. } => *code,
+            CliError::Group(error) => error.exit_code(),
         }
     }
 }
@@ -746,6 +766,10 @@ fn report(error: &CliError, color: bool) {
         CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {}
         CliError::Bench(stopped) if stopped.is_interruption() => {
             let _ = writeln!(stderr, "{stopped}");
+        }
+        CliError::Group(error) => {
+            let head = format!("error[{}]", error.code());
+            let _ = writeln!(stderr, "{}: {error}", paint_error(&head, color));
         }
         other => {
             let _ = writeln!(stderr, "{}: {other}", paint_error("error", color));
@@ -1165,10 +1189,13 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
     if args.detach {
         // Diagnostics are shown here; the background copy plans again.
         let runtime_root = args.runtime_dir.as_deref();
-        if args.from_plan {
-            load_plan_file(&args.plan, runtime_root, color)?;
+        let planned = if args.from_plan {
+            load_plan_file(&args.plan, runtime_root, color)?
         } else {
-            load_and_plan_in(&args.plan, runtime_root, color)?;
+            load_and_plan_in(&args.plan, runtime_root, color)?.1
+        };
+        if let Some(name) = &args.host {
+            GroupRemote::of(&one_group(&planned.plan, name, args)?)?;
         }
         let mut child_args: Vec<std::ffi::OsString> =
             with_default_command(std::env::args_os().collect())
@@ -1206,7 +1233,19 @@ fn run_in_foreground(
     } else {
         load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?.1
     };
-    check_launchers(&args.plan, "", &planned.plan, color)?;
+    // With --host, only the group's plan is kept: a large plan is not
+    // held twice for the whole run.
+    let (plan, remote) = match &args.host {
+        Some(name) => {
+            let group = one_group(&planned.plan, name, args)?;
+            drop(planned);
+            let remote = GroupRemote::of(&group)?;
+            (group.plan, remote)
+        }
+        None => (planned.plan, GroupRemote::default()),
+    };
+    let plan = &plan;
+    check_launchers(&args.plan, "", plan, color)?;
     // Each tap's copy starts empty; the tap process appends.
     for tap in &args.plan.tap {
         crate::port::tap::truncate(&tap.file).map_err(|source| {
@@ -1245,9 +1284,14 @@ fn run_in_foreground(
         }),
         summary_json: args.summary_format == SummaryFormat::Json,
         announce_ready: announce,
+        notify_manager: true,
+        group: args.host.clone(),
+        remote_listeners: remote.listeners,
+        remote_waits: remote.waits,
+        cross_listeners: remote.cross_listeners,
         source: Some(run_source(args)),
     };
-    let outcome = crate::supervise::run(&planned.plan, &options)?;
+    let outcome = crate::supervise::run(plan, &options)?;
     if let Some(fd) = &options.announce_ready {
         let failed: Vec<String> = outcome
             .summary
@@ -1264,6 +1308,63 @@ fn run_in_foreground(
         );
     }
     Ok(outcome.exit_code)
+}
+
+/// What a group's run needs to know of the other hosts, besides its plan.
+#[derive(Default)]
+struct GroupRemote {
+    listeners: Vec<(crate::launch::group::RemoteListener, std::net::SocketAddr)>,
+    waits: Vec<crate::launch::group::RemoteWait>,
+    cross_listeners: std::collections::HashSet<String>,
+}
+
+impl GroupRemote {
+    /// The group's remote listeners, resolved now (before anything is
+    /// created), its waits and its cross-edge listeners.
+    fn of(group: &crate::launch::group::GroupRun) -> Result<GroupRemote, CliError> {
+        let resolved = group.resolve()?;
+        Ok(GroupRemote {
+            listeners: group
+                .remote
+                .iter()
+                .map(|r| (r.clone(), resolved[&*r.channel]))
+                .collect(),
+            waits: group.waits.clone(),
+            cross_listeners: group.cross_listeners(),
+        })
+    }
+}
+
+/// `run --host NAME`: the plan of that group alone, with its peers;
+/// every error comes before anything is created.
+fn one_group(
+    plan: &plan::Plan,
+    name: &str,
+    args: &RunArgs,
+) -> Result<crate::launch::group::GroupRun, CliError> {
+    use crate::launch::group::{GroupError, GroupSpec, parse_peer, restrict};
+    let peers = args
+        .peers
+        .iter()
+        .map(|p| parse_peer(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let groups = plan.host_groups();
+    if let Some((unknown, host)) = peers
+        .iter()
+        .find(|(g, _)| !groups.iter().any(|view| view.name == g))
+    {
+        return Err(GroupError::BadPeer {
+            given: format!("{unknown}={host}"),
+            why: format!("the plan has no group `{unknown}`"),
+        }
+        .into());
+    }
+    let spec = GroupSpec {
+        name: name.to_owned(),
+        peers,
+        bind_address: args.bind_address,
+    };
+    Ok(restrict(plan, &spec)?)
 }
 
 /// What `run` plans, as the run remembers it for `reload` without a file.
@@ -1339,6 +1440,10 @@ fn reload(args: &ReloadArgs, color: bool) -> Result<i32, CliError> {
         } else {
             args.profiles.clone()
         },
+        // The run's source does not record placement options; a run of
+        // one host group refuses reloads (`supervise::reload`).
+        hosts: None,
+        base_port: plan::DEFAULT_BASE_PORT,
     };
     let runtime_root = recorded.runtime_dir.as_deref().map(Path::new);
     let planned = if from_plan {

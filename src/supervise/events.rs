@@ -55,6 +55,9 @@ pub(crate) enum Token {
     /// A pipe fed with an MPI rank's lines, while lines wait for it
     /// (EPOLLOUT; [`super::rank_pipes`]).
     RankPipe(usize),
+    /// The probe socket of a listener on another host (by its index,
+    /// [`super::remote`]), as for [`Token::Probe`].
+    Remote(usize, bool),
 }
 
 const KIND_SHIFT: u32 = 32;
@@ -75,6 +78,7 @@ impl Token {
             Token::Control => (9, 0),
             Token::Health(i, write) => (10, (i as u64) << 1 | u64::from(write)),
             Token::RankPipe(k) => (11, k as u64),
+            Token::Remote(l, write) => (12, (l as u64) << 1 | u64::from(write)),
         };
         (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
     }
@@ -97,6 +101,7 @@ impl Token {
             9 => Token::Control,
             10 => Token::Health(index >> 1, index & 1 == 1),
             11 => Token::RankPipe(index),
+            12 => Token::Remote(index >> 1, index & 1 == 1),
             _ => return None,
         })
     }
@@ -225,6 +230,10 @@ mod tests {
             Token::Accept(3),
             Token::Probe(5, true),
             Token::Probe(6, false),
+            Token::Remote(3, true),
+            Token::Remote(4, false),
+            Token::RankPipe(9),
+            Token::Health(2, true),
             Token::Control,
         ] {
             assert_eq!(Token::decode(token.encode()), Some(token));

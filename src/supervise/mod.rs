@@ -29,6 +29,8 @@ mod probe;
 mod reload;
 pub(crate) mod rank_lines;
 pub(crate) mod rank_pipes;
+pub(crate) mod remote;
+pub mod sd_notify;
 pub(crate) mod signal_edges;
 pub(crate) mod status;
 pub(crate) mod timers;
@@ -172,6 +174,18 @@ pub struct RunOptions {
     /// Where to write `ready RUN_ID` once every process is ready
     /// (`run --detach`, `docs/operate.md`).
     pub announce_ready: Option<Arc<OwnedFd>>,
+    /// Speak `sd_notify` to the manager named by ipc-run's own
+    /// `NOTIFY_SOCKET` ([`sd_notify`]); off in library use unless asked.
+    pub notify_manager: bool,
+    /// The host group this run is (`run --host`), for status lines.
+    pub group: Option<String>,
+    /// The listeners on other hosts this group reaches, with the address
+    /// each was resolved to (`run --host`, [`crate::launch::group`]).
+    pub remote_listeners: Vec<(crate::launch::group::RemoteListener, std::net::SocketAddr)>,
+    /// Which instances wait for which of them before they start.
+    pub remote_waits: Vec<crate::launch::group::RemoteWait>,
+    /// The channels whose listener here serves other hosts' clients.
+    pub cross_listeners: std::collections::HashSet<String>,
     /// What the plan was made from, for `ipc-run reload` without a file.
     pub source: Option<crate::control::protocol::RunSource>,
 }
@@ -603,6 +617,15 @@ struct Supervisor<'a, R: Runtime> {
     conditions: Vec<Vec<Condition>>,
     /// Health checks and watchdogs ([`health`]).
     health: health::Health,
+    /// The manager that started ipc-run, if it listens ([`sd_notify`]).
+    service: sd_notify::ServiceNotify,
+    /// Instances before this one were ready when last looked at
+    /// (`control::all_ready_so_far`).
+    ready_cursor: usize,
+    /// The host group this run is, for status lines.
+    group: Option<String>,
+    /// Listeners on other hosts that instances wait for ([`remote`]).
+    remote: remote::Remote,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -700,6 +723,29 @@ fn supervise_blocked<R: Runtime>(
     let control = control_server(runtime, &events, options)?;
     let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, events);
     supervisor.control = control;
+    supervisor.group = options.group.clone();
+    if !options.remote_waits.is_empty() {
+        let index: HashMap<&str, usize> = plan
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&*p.name, i))
+            .collect();
+        supervisor.remote = remote::Remote::new(
+            plan.processes.len(),
+            &options.remote_listeners,
+            &options.remote_waits,
+            |name| index.get(name).copied(),
+        );
+    }
+    if options.notify_manager {
+        supervisor.service = sd_notify::ServiceNotify::from_env();
+        let count = plan.processes.len();
+        supervisor
+            .service
+            .status(&format!("starting {count} process(es)"));
+        supervisor.start_manager_watchdog();
+    }
     // A SIGINT or SIGTERM that came while the run was being prepared stops
     // it before anything starts.
     supervisor.read_signals(&[]);
@@ -711,6 +757,8 @@ fn supervise_blocked<R: Runtime>(
         );
     }
     supervisor.event_loop()?;
+    // Every process ended without a stop being asked: the run stops now.
+    supervisor.tell_manager_stopping();
     Ok(supervisor.outcome(options))
 }
 
@@ -932,6 +980,10 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             control: control::Control::default(),
             conditions,
             health: health::Health::new(plan),
+            service: sd_notify::ServiceNotify::default(),
+            ready_cursor: 0,
+            group: None,
+            remote: remote::Remote::default(),
         }
     }
 }
@@ -1024,6 +1076,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Output(_) | Token::RankPipe(_) => {}
                 Token::Accept(i) => self.accept_connections(i),
                 Token::Control => self.serve_control(),
+                Token::Remote(l, write) => self.remote_event(l, write),
             }
         }
         // Whatever was relayed goes out before ipc-run waits again.
@@ -1201,6 +1254,12 @@ impl<R: Runtime> Supervisor<'_, R> {
             if self.receiver_not_ready(i) {
                 waiting = true;
             }
+            // Listeners on other hosts it reaches or waits for accept.
+            match self.remote_met(i) {
+                health::Met::Yes => {}
+                health::Met::Waiting => waiting = true,
+                health::Met::Never(why) => dead_dependency = Some(why),
+            }
             if let Some(why) = dead_dependency {
                 self.message(&format!("{name}: not started: {why}"));
                 self.fail_launch(i, Ending::NotStarted(why));
@@ -1332,6 +1391,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                     code: ending.code(),
                     what: ending.to_string(),
                 });
+                self.service.status(&format!("{name}: {ending}"));
             }
             inst.ending = Some(ending);
         }
@@ -1978,6 +2038,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                     generation,
                 } => self.watchdog_due(instance, generation),
                 Deadline::Drain => {}
+                Deadline::ManagerWatchdog => self.manager_watchdog_due(),
+                Deadline::RemoteProbe { listener, attempt } => {
+                    self.remote_probe_due(listener, attempt);
+                }
+                Deadline::RemoteGiveUp { listener } => self.remote_gave_up(listener),
                 Deadline::CycleCheck => self.check_cycles(),
             }
         }
@@ -2104,6 +2169,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             advancing: false,
             escalated: false,
         });
+        self.tell_manager_stopping();
         self.advance_shutdown();
     }
 

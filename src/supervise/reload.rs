@@ -78,6 +78,12 @@ impl<R: Runtime> Supervisor<'_, R> {
         if self.shutdown.is_some() {
             return Response::error(ErrorCode::Refused, "the run is stopping");
         }
+        // A new plan would have to be cut down to the group again, with
+        // its peers: not done live.
+        if let Some(group) = &self.group {
+            let why = format!("the run is host group `{group}` of a placed plan (run --host)");
+            return Response::error(ErrorCode::Refused, why);
+        }
         let Some(path) = &request.plan_file else {
             return Response::error(ErrorCode::BadRequest, "`reload` needs `plan_file`");
         };
