@@ -13,6 +13,8 @@
 #   rpcsvc-proto, libtirpc-dev     rpcgen and libtirpc (ONC RPC example)
 #   make            builds examples/onc (run::onc tests, topologies/onc-rpc.toml)
 #   openmpi-bin, libopenmpi-dev    mpirun and mpicc (MPI worlds)
+#   slurm-wlm, munge               a single-node Slurm of the test's own
+#                                  (scripts/slurm-cluster.sh, run::slurm tests)
 #
 # Then a venv at target/test-venv with tests/requirements.txt (grpcio,
 # grpcio-health-checking, gunicorn, jeepney) from PyPI; the tests find it
@@ -24,7 +26,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(socat python3 strace util-linux gcc libc6-dev python3-venv curl
-    dbus-daemon dbus-bin rpcsvc-proto libtirpc-dev openmpi-bin libopenmpi-dev make)
+    dbus-daemon dbus-bin rpcsvc-proto libtirpc-dev openmpi-bin libopenmpi-dev make
+    slurm-wlm munge)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
