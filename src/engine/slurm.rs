@@ -1,0 +1,696 @@
+//! `ipc-run slurm`: a plan run as one Slurm job.
+//!
+//! The job is one allocation with a task per host group; each group's
+//! `ipc-run run --plan PLAN --host G --peer …` runs as its own `srun -n1
+//! --exact` step, pinned (`-w`) to the node of its task, so that its peers
+//! can name that node. One allocation rather than a heterogeneous job:
+//! Slurm 22.05 leaves the components of a hetjob pending (Resources) when
+//! one node would have to hold more than one of them, while steps of one
+//! allocation share its nodes (docs/distributed.md, "Slurm").
+//!
+//! This module writes the job (the plan JSON and the batch script, into a
+//! job directory of ours, 0700), submits it with `sbatch --parsable`,
+//! follows each group's log file with a `[group]` prefix while the job
+//! runs, and returns the job's exit status: the batch script exits with
+//! the topology's, as one `ipc-run run` would (the group holding
+//! `exit_code_from`, else the first group that failed).
+//!
+//! [`batch_script`] is pure (snapshot-tested); [`write_job`] and
+//! [`submit_and_follow`] do the I/O.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::exit::ExitCode;
+use crate::plan::Plan;
+
+/// The file names inside a job directory.
+pub const PLAN_FILE: &str = "plan.json";
+/// The batch script.
+pub const SCRIPT_FILE: &str = "job.sh";
+/// The batch script's own output (`#SBATCH --output`).
+pub const JOB_OUTPUT_FILE: &str = "job.out";
+/// The batch script's exit status, written as its last act.
+pub const STATUS_FILE: &str = "status";
+/// The folder of the groups' logs, `GROUP.log` each.
+pub const LOGS_DIR: &str = "logs";
+
+/// Where job directories go by default, under the working directory.
+pub const JOBS_DIR: &str = "ipc-run-slurm";
+
+/// How the job is asked for and where it runs.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// `#SBATCH --partition`.
+    pub partition: Option<String>,
+    /// `#SBATCH --time` (Slurm's syntax: `MM`, `HH:MM:SS`, `D-HH`…).
+    pub time: Option<String>,
+    /// The job's working directory (`#SBATCH --chdir`): relative paths of
+    /// the topology resolve there, as they would for `ipc-run run`.
+    pub workdir: PathBuf,
+    /// The job directory: plan, script, logs, status.
+    pub job_dir: PathBuf,
+    /// The `ipc-run` each step runs (this one: the same path must exist on
+    /// the nodes).
+    pub ipc_run: PathBuf,
+}
+
+/// One host group as a step of the job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepGroup {
+    /// The group's name (`ProcessPlan::host`).
+    pub name: String,
+    /// Whole CPUs its step asks for: the group's declared `cpus` rounded
+    /// up, else 1.
+    pub cpus: u32,
+    /// The group's declared memory, in bytes, when any process declared it.
+    pub memory: Option<u64>,
+    /// The groups whose listeners it connects to: each one a `--peer`.
+    pub peers: Vec<String>,
+}
+
+/// The plan's host groups as job steps, in order of first appearance; a
+/// plan without placement is the one group `local`.
+pub fn step_groups(plan: &Plan) -> Vec<StepGroup> {
+    let mut groups: Vec<StepGroup> = Vec::new();
+    for process in &plan.processes {
+        if !groups.iter().any(|g| g.name == *process.host) {
+            groups.push(StepGroup {
+                name: process.host.to_string(),
+                cpus: 1,
+                memory: None,
+                peers: Vec::new(),
+            });
+        }
+    }
+    groups
+}
+
+/// Whether the plan was placed (has groups of its own): its steps then
+/// run one group each (`--host G`), else the whole plan.
+fn is_placed(plan: &Plan) -> bool {
+    plan.processes.iter().any(|p| p.host != "local")
+}
+
+/// The group whose status is the topology's: the one holding the
+/// `exit_code_from` process.
+fn exit_group(plan: &Plan) -> Option<&str> {
+    let name = plan.exit_code_from.as_deref()?;
+    plan.processes
+        .iter()
+        .find(|p| &*p.process == name || &*p.name == name)
+        .map(|p| &*p.host)
+}
+
+/// `text` as one word of a POSIX shell, single-quoted unless it is plainly
+/// safe as it is.
+fn quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// The `#SBATCH` header: one task per group, as many CPUs per task as the
+/// largest group asks for, so that every task can hold any group.
+fn header(plan: &Plan, groups: &[StepGroup], options: &JobOptions) -> String {
+    let cpus = groups.iter().map(|g| g.cpus).max().unwrap_or(1);
+    let job_dir = options.job_dir.display().to_string();
+    let mut text = String::new();
+    let _ = writeln!(text, "#!/bin/bash");
+    let _ = writeln!(
+        text,
+        "# The topology `{}` as one Slurm job, written by `ipc-run slurm`: each host\n\
+         # group's ipc-run is one step of this allocation (docs/distributed.md, \"Slurm\").",
+        plan.name
+    );
+    let mut sbatch = |option: &str, value: &str| {
+        let _ = writeln!(text, "#SBATCH --{option}={}", quote(value));
+    };
+    sbatch("job-name", &format!("ipc-run-{}", plan.name));
+    sbatch("ntasks", &groups.len().to_string());
+    sbatch("cpus-per-task", &cpus.to_string());
+    if let Some(mib) = groups
+        .iter()
+        .filter_map(|g| {
+            g.memory
+                .map(|bytes| bytes.div_ceil(1 << 20).div_ceil(cpus.into()))
+        })
+        .max()
+    {
+        // Per CPU, so that each task's CPUs bring the largest group's memory.
+        sbatch("mem-per-cpu", &format!("{mib}M"));
+    }
+    if let Some(partition) = &options.partition {
+        sbatch("partition", partition);
+    }
+    if let Some(time) = &options.time {
+        sbatch("time", time);
+    }
+    sbatch("chdir", &options.workdir.display().to_string());
+    sbatch("output", &format!("{job_dir}/{JOB_OUTPUT_FILE}"));
+    text
+}
+
+/// Bash that sets `nodes[i]` to the node of task `i` of the allocation:
+/// `SLURM_TASKS_PER_NODE` (`2(x3),1`) over the expanded
+/// `SLURM_JOB_NODELIST`, in Slurm's block order.
+const NODES_OF_TASKS: &str = r#"mapfile -t hosts < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+nodes=()
+host=0
+for spec in ${SLURM_TASKS_PER_NODE//,/ }; do
+    count=${spec%%(*}
+    repeat=1
+    if [[ $spec == *'(x'* ]]; then
+        repeat=${spec#*(x}
+        repeat=${repeat%)}
+    fi
+    for ((r = 0; r < repeat; r++)); do
+        for ((t = 0; t < count; t++)); do
+            nodes+=("${hosts[host]}")
+        done
+        host=$((host + 1))
+    done
+done
+"#;
+
+/// Bash that waits for the steps in `group_of` (pid -> group) and exits
+/// with the topology's status, as `ipc-run run` decides it for processes:
+/// when the `exit_group` ends, the other steps are stopped (SIGTERM to
+/// their srun, which forwards it) and its status is the job's; otherwise
+/// the first group to fail decides, else 0. A failed group does not stop
+/// the others.
+const WAIT_FOR_STEPS: &str = r#"first_failure=0
+while ((${#group_of[@]} > 0)); do
+    ended=''
+    wait -n -p ended "${!group_of[@]}"
+    code=$?
+    [[ -n ${ended:-} ]] || break
+    group=${group_of[$ended]}
+    unset "group_of[$ended]"
+    echo "ipc-run slurm: group $group ended with status $code"
+    if [[ $group == "$exit_group" ]]; then
+        ((${#group_of[@]} > 0)) && kill -TERM "${!group_of[@]}" 2>/dev/null
+        wait
+        first_failure=$code
+        break
+    fi
+    if ((code != 0 && first_failure == 0)); then
+        first_failure=$code
+    fi
+done
+echo "$first_failure" >"$job_dir/status.tmp" && mv "$job_dir/status.tmp" "$job_dir/status"
+exit "$first_failure"
+"#;
+
+/// The batch script of `plan` as `options` ask (pure: the same plan and
+/// options give the same text).
+pub fn batch_script(plan: &Plan, options: &JobOptions) -> String {
+    let groups = step_groups(plan);
+    let placed = is_placed(plan);
+    let mut text = header(plan, &groups, options);
+    let _ = writeln!(text, "set -u");
+    let _ = writeln!(
+        text,
+        "ipc_run={}",
+        quote(&options.ipc_run.display().to_string())
+    );
+    let _ = writeln!(
+        text,
+        "job_dir={}",
+        quote(&options.job_dir.display().to_string())
+    );
+    let _ = writeln!(
+        text,
+        "exit_group={}",
+        quote(if placed {
+            exit_group(plan).unwrap_or("")
+        } else {
+            ""
+        })
+    );
+    text.push_str("# The node of each task: group i runs on nodes[i].\n");
+    text.push_str(NODES_OF_TASKS);
+    text.push_str("declare -A group_of\n");
+    for (i, group) in groups.iter().enumerate() {
+        let _ = writeln!(text, "# group {}", group.name);
+        let _ = write!(
+            text,
+            "srun --job-name={name} --ntasks=1 --nodes=1 --cpus-per-task={cpus} --exact \
+             -w \"${{nodes[{i}]}}\" \\\n    \"$ipc_run\" run --plan \"$job_dir/{PLAN_FILE}\"",
+            name = quote(&group.name),
+            cpus = group.cpus,
+        );
+        if placed {
+            let _ = write!(text, " --host {}", quote(&group.name));
+            for peer in &group.peers {
+                let k = groups.iter().position(|g| g.name == *peer).unwrap_or(0);
+                let _ = write!(text, " \\\n    --peer {}=\"${{nodes[{k}]}}\"", quote(peer));
+            }
+        }
+        let _ = writeln!(
+            text,
+            " \\\n    >\"$job_dir/{LOGS_DIR}/{}.log\" 2>&1 &",
+            log_name(&group.name)
+        );
+        let _ = writeln!(text, "group_of[$!]={}", quote(&group.name));
+    }
+    text.push_str(WAIT_FOR_STEPS);
+    text
+}
+
+/// A group's log file name: its name, any `/` made `_`.
+fn log_name(group: &str) -> String {
+    group.replace('/', "_")
+}
+
+/// What `ipc-run slurm` could not do; each is exit status 3, a job that
+/// could not be written or submitted (docs/distributed.md, "Slurm").
+#[derive(Debug, thiserror::Error)]
+pub enum SlurmError {
+    /// `sbatch` is not installed here.
+    #[error(
+        "E0515: `{program}` is not on PATH: Slurm's client commands are needed to submit \
+         (Debian: apt install slurm-wlm)"
+    )]
+    Missing {
+        /// `sbatch` or `scontrol`.
+        program: &'static str,
+    },
+    /// `sbatch` refused the job.
+    #[error("E0516: sbatch refused the job in {job_dir}: {reason}")]
+    Refused {
+        /// The job directory.
+        job_dir: PathBuf,
+        /// What sbatch said.
+        reason: String,
+    },
+    /// The job directory could not be made ours.
+    #[error("E0517: failed to create the job directory {path}: {reason}")]
+    JobDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The job ended without an exit status of its script (cancelled,
+    /// out of time, its node failed).
+    #[error(
+        "E0518: job {job_id} ended {state} (exit code {exit_code}); its files are in {job_dir}"
+    )]
+    Ended {
+        /// The job id.
+        job_id: String,
+        /// Slurm's job state.
+        state: String,
+        /// Slurm's `ExitCode`, `CODE:SIGNAL`.
+        exit_code: String,
+        /// The job directory.
+        job_dir: PathBuf,
+    },
+    /// Reading or writing a file, or running a Slurm command, failed.
+    #[error("failed to {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl SlurmError {
+    /// The exit status of `ipc-run slurm` for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            // A job that ended by a signal (scancel, the time limit) exits
+            // as a shell reports a killed command.
+            SlurmError::Ended { exit_code, .. } => exit_code
+                .split_once(':')
+                .and_then(|(_, signal)| signal.parse::<i32>().ok())
+                .filter(|signal| *signal > 0)
+                .map_or(ExitCode::Launch.code(), crate::exit::signaled),
+            _ => ExitCode::Launch.code(),
+        }
+    }
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SlurmError {
+    let path = path.to_path_buf();
+    move |source| SlurmError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// A new job directory's default path: `WORKDIR/ipc-run-slurm/NAME-ID`, on
+/// the file system the job's nodes share with this one when the working
+/// directory is (a cluster's home or project directory).
+pub fn default_job_dir(workdir: &Path, name: &str) -> Result<PathBuf, SlurmError> {
+    let mut bytes = [0u8; 8];
+    crate::sys::fd::fill_random(&mut bytes).map_err(|errno| SlurmError::JobDir {
+        path: workdir.join(JOBS_DIR),
+        reason: format!("no random bytes for its name: {errno}"),
+    })?;
+    let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(workdir.join(JOBS_DIR).join(format!("{name}-{id}")))
+}
+
+/// Creates `path` (mode 0700, it must not exist) and checks that it is a
+/// directory of ours that no one else can write to, nor its parent.
+fn make_private_dir(path: &Path) -> Result<(), SlurmError> {
+    let refuse = |reason: String| SlurmError::JobDir {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| refuse(format!("creating its parent: {e}")))?;
+        }
+        let meta = std::fs::metadata(parent).map_err(|e| refuse(e.to_string()))?;
+        let me = nix::unistd::geteuid().as_raw();
+        let sticky = meta.mode() & 0o1000 != 0;
+        if (meta.uid() != me && meta.uid() != 0) || (meta.mode() & 0o022 != 0 && !sticky) {
+            return Err(refuse(format!(
+                "its parent {} is not ours, or others may write to it",
+                parent.display()
+            )));
+        }
+    }
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| refuse(e.to_string()))?;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| refuse(e.to_string()))?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(refuse("it is not a directory of ours".to_owned()));
+    }
+    Ok(())
+}
+
+/// Writes `text` to a new file `path`, mode `mode`.
+fn write_new(
+    path: &Path,
+    mode: u32,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<(), SlurmError> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io_error("create", path))?;
+    write(&mut file)
+        .and_then(|()| file.flush())
+        .map_err(io_error("write", path))
+}
+
+/// A job written to its directory, ready to submit.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The job directory.
+    pub dir: PathBuf,
+    /// The groups, each with its log file.
+    pub groups: Vec<String>,
+}
+
+impl Job {
+    /// A group's log file.
+    pub fn log_file(&self, group: &str) -> PathBuf {
+        self.dir
+            .join(LOGS_DIR)
+            .join(format!("{}.log", log_name(group)))
+    }
+}
+
+/// Creates the job directory and writes the plan JSON, the batch script
+/// and the logs folder into it.
+pub fn write_job(plan: &Plan, options: &JobOptions) -> Result<Job, SlurmError> {
+    let dir = &options.job_dir;
+    make_private_dir(dir)?;
+    write_new(&dir.join(PLAN_FILE), 0o600, |file| {
+        let mut out = std::io::BufWriter::new(file);
+        serde_json::to_writer(&mut out, plan).map_err(std::io::Error::other)?;
+        out.flush()
+    })?;
+    let script = batch_script(plan, options);
+    write_new(&dir.join(SCRIPT_FILE), 0o700, |file| {
+        file.write_all(script.as_bytes())
+    })?;
+    let logs = dir.join(LOGS_DIR);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&logs)
+        .map_err(io_error("create", &logs))?;
+    Ok(Job {
+        dir: dir.clone(),
+        groups: step_groups(plan).into_iter().map(|g| g.name).collect(),
+    })
+}
+
+/// Submits the job: `sbatch --parsable SCRIPT`, returning the job id.
+fn submit(job: &Job) -> Result<String, SlurmError> {
+    let script = job.dir.join(SCRIPT_FILE);
+    let output = Command::new("sbatch")
+        .arg("--parsable")
+        .arg(&script)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SlurmError::Missing { program: "sbatch" },
+            _ => SlurmError::Io {
+                action: "run sbatch on",
+                path: script.clone(),
+                source,
+            },
+        })?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // `--parsable` prints `ID` or, on a federation, `ID;CLUSTER`.
+    let id = stdout.trim().split(';').next().unwrap_or("").to_owned();
+    if !output.status.success() || id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(SlurmError::Refused {
+            job_dir: job.dir.clone(),
+            reason: format!("{} {}", stderr.trim(), stdout.trim())
+                .trim()
+                .to_owned(),
+        });
+    }
+    Ok(id)
+}
+
+/// What `scontrol show job` says of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum JobState {
+    /// Pending, running, completing: not over yet.
+    Live,
+    /// Over, with Slurm's state and `ExitCode` (`CODE:SIGNAL`).
+    Ended { state: String, exit_code: String },
+}
+
+/// The job states after which nothing more runs.
+const FINAL_STATES: [&str; 9] = [
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "OUT_OF_MEMORY",
+];
+
+/// Reads a job's state from `scontrol show job -o ID` (one line of
+/// `Key=Value` words). A job the controller no longer knows has ended.
+fn query(job_id: &str) -> Result<JobState, SlurmError> {
+    let output = Command::new("scontrol")
+        .args(["show", "job", "-o", job_id])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SlurmError::Missing {
+                program: "scontrol",
+            },
+            _ => SlurmError::Io {
+                action: "run scontrol show job",
+                path: PathBuf::from(job_id),
+                source,
+            },
+        })?;
+    Ok(parse_job_state(
+        &String::from_utf8_lossy(&output.stdout),
+        output.status.success(),
+    ))
+}
+
+/// [`query`]'s parsing, apart for the tests.
+fn parse_job_state(line: &str, known: bool) -> JobState {
+    let value = |key: &str| {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let state = value("JobState");
+    if !known || FINAL_STATES.contains(&state.as_str()) {
+        JobState::Ended {
+            state: if known { state } else { "(purged)".to_owned() },
+            exit_code: value("ExitCode"),
+        }
+    } else {
+        JobState::Live
+    }
+}
+
+/// One file followed as it grows, its complete lines printed with a
+/// prefix (`tail -f`, by polling: the file is written on another node
+/// of a shared file system, where inotify sees nothing).
+struct Follower {
+    prefix: String,
+    path: PathBuf,
+    file: Option<std::fs::File>,
+    partial: Vec<u8>,
+}
+
+impl Follower {
+    fn new(prefix: String, path: PathBuf) -> Self {
+        Follower {
+            prefix,
+            path,
+            file: None,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Prints the complete lines written since the last call; with
+    /// `last`, also an unfinished last line.
+    fn pump(&mut self, out: &mut dyn Write, last: bool) -> std::io::Result<()> {
+        if self.file.is_none() {
+            self.file = std::fs::File::open(&self.path).ok();
+        }
+        if let Some(file) = &mut self.file {
+            file.read_to_end(&mut self.partial)?;
+        }
+        let mut start = 0;
+        while let Some(end) = memchr::memchr(b'\n', &self.partial[start..]) {
+            out.write_all(self.prefix.as_bytes())?;
+            out.write_all(&self.partial[start..=start + end])?;
+            start += end + 1;
+        }
+        self.partial.drain(..start);
+        if last && !self.partial.is_empty() {
+            out.write_all(self.prefix.as_bytes())?;
+            out.write_all(&self.partial)?;
+            out.write_all(b"\n")?;
+            self.partial.clear();
+        }
+        out.flush()
+    }
+}
+
+/// The script's exit status, once it wrote it.
+fn read_status(dir: &Path) -> Option<i32> {
+    std::fs::read_to_string(dir.join(STATUS_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// How often the logs and the status file are read.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the controller is asked about the job while it runs: the
+/// status file says when the script ended; this catches a job that ended
+/// without writing it (cancelled, out of time), without loading the
+/// controller with a query per log poll.
+const QUERY_INTERVAL: Duration = Duration::from_secs(2);
+/// How long to wait, after the script wrote its status, for Slurm to
+/// record the job as over (its steps' processes gone).
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Submits `job`, prints each group's log lines as `[group] line` (and the
+/// script's own as `[job] line`) on `out` while it runs, and returns the
+/// job's exit status: the topology's.
+pub fn submit_and_follow(job: &Job, out: &mut dyn Write) -> Result<i32, SlurmError> {
+    let job_id = submit(job)?;
+    eprintln!(
+        "ipc-run slurm: submitted batch job {job_id}; its files are in {}",
+        job.dir.display()
+    );
+    let mut followers: Vec<Follower> = job
+        .groups
+        .iter()
+        .map(|g| Follower::new(format!("[{g}] "), job.log_file(g)))
+        .collect();
+    followers.push(Follower::new(
+        "[job] ".to_owned(),
+        job.dir.join(JOB_OUTPUT_FILE),
+    ));
+    let mut pump_all = |out: &mut dyn Write, last: bool| -> std::io::Result<()> {
+        followers.iter_mut().try_for_each(|f| f.pump(out, last))
+    };
+    let mut next_query = Instant::now() + QUERY_INTERVAL / 2;
+    let mut settle_until = None;
+    loop {
+        pump_all(out, false).map_err(io_error("write the logs of", &job.dir))?;
+        let now = Instant::now();
+        if settle_until.is_none() && read_status(&job.dir).is_some() {
+            settle_until = Some(now + SETTLE_TIMEOUT);
+            next_query = now;
+        }
+        if now >= next_query {
+            let ended = match query(&job_id)? {
+                JobState::Ended { state, exit_code } => Some((state, exit_code)),
+                JobState::Live => None,
+            };
+            let settled = settle_until.is_some_and(|until| now >= until);
+            if ended.is_some() || settled {
+                pump_all(out, true).map_err(io_error("write the logs of", &job.dir))?;
+                // Read again: the script may have written it since.
+                if let Some(code) = read_status(&job.dir) {
+                    return Ok(code);
+                }
+                let (state, exit_code) = ended.unwrap_or_default();
+                return Err(SlurmError::Ended {
+                    job_id,
+                    state,
+                    exit_code,
+                    job_dir: job.dir.clone(),
+                });
+            }
+            next_query = now
+                + if settle_until.is_some() {
+                    FOLLOW_INTERVAL
+                } else {
+                    QUERY_INTERVAL
+                };
+        }
+        std::thread::sleep(FOLLOW_INTERVAL);
+    }
+}
