@@ -92,6 +92,150 @@ pub struct Plan {
     /// absent when the topology has no `profiles`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profiles: Option<ProfilesPlan>,
+    /// The host groups the processes are split into (`host = "…"` keys or
+    /// `--hosts N`); absent for a plan of one implicit group, `local`
+    /// ([`Plan::host_groups`] gives the groups of any plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementPlan>,
+}
+
+/// The name of the one implicit group of a plan without placement.
+pub const LOCAL_GROUP: &str = "local";
+
+/// How a plan's processes are split into host groups
+/// (`docs/distributed.md`, "Placement").
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementPlan {
+    /// How the groups were made: declared `host = "…"` keys, or `--hosts N`.
+    pub source: PlacementSource,
+    /// Every group, in order of first appearance in the file.
+    pub groups: Vec<HostGroupPlan>,
+    /// Every channel whose ends are in more than one group.
+    pub cross_edges: Vec<CrossEdgePlan>,
+}
+
+/// Where a plan's groups come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum PlacementSource {
+    /// The processes' `host = "…"` keys.
+    Declared,
+    /// The planner partitioned the topology (`--hosts N`).
+    Partitioned {
+        /// The number of groups asked for; the plan may have fewer.
+        hosts: u32,
+    },
+}
+
+/// One host group: the processes one ipc-run runs on one host.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostGroupPlan {
+    /// The group's name (`ProcessPlan.host` of its processes).
+    pub name: Arc<str>,
+    /// Instance names (replicas expanded), in declaration order.
+    pub processes: Vec<Arc<str>>,
+    /// Why these stay together, in words (the host-local edges that bind
+    /// them, or the declaration).
+    pub reason: String,
+    /// Sum of the declared `cpus` of its processes, when any declared them.
+    pub cpus: Option<f64>,
+    /// Sum of the declared `memory` (bytes), when any declared it.
+    pub memory: Option<u64>,
+    /// Bytes of shared memory (POSIX/SysV shm, rings) its channels create:
+    /// sizes /dev/shm.
+    pub shm_bytes: u64,
+}
+
+/// A channel whose ends are in more than one group: a TCP (or rpc over
+/// TCP) listener in one group, clients in the others.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrossEdgePlan {
+    /// The channel id ([`ChannelPlan::id`]).
+    pub channel: Arc<str>,
+    /// The group whose process binds the listener (server/reader side).
+    pub listener_group: Arc<str>,
+    /// The groups whose processes connect.
+    pub client_groups: Vec<Arc<str>>,
+    /// The TCP port the listener binds on its group's host address: fixed
+    /// in the plan (the edge's declared port, else assigned by the planner
+    /// from `--base-port`, default 47000, in channel order) so engines can
+    /// publish it (Services, socket units) before anything runs.
+    pub port: u16,
+    /// How a client group learns the listener group's host, in words.
+    pub discovery: String,
+}
+
+/// One group of a plan as engines see it: [`Plan::host_groups`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostGroupView<'a> {
+    /// The group's name (`local` for a plan without placement).
+    pub name: &'a str,
+    /// Indexes into [`Plan::processes`] of its instances, in plan order.
+    pub processes: Vec<usize>,
+    /// The group's entry in the placement, when the plan has one.
+    pub group: Option<&'a HostGroupPlan>,
+    /// The cross edges whose listener is in this group.
+    pub listens: Vec<&'a CrossEdgePlan>,
+    /// The cross edges this group connects to as a client.
+    pub connects: Vec<&'a CrossEdgePlan>,
+}
+
+impl Plan {
+    /// The host groups of any plan, in order: the placement's groups, or
+    /// one implicit group named [`LOCAL_GROUP`] holding every process.
+    /// Each process is in the group its `host` names.
+    pub fn host_groups(&self) -> Vec<HostGroupView<'_>> {
+        let Some(placement) = &self.placement else {
+            return vec![HostGroupView {
+                name: LOCAL_GROUP,
+                processes: (0..self.processes.len()).collect(),
+                group: None,
+                listens: Vec::new(),
+                connects: Vec::new(),
+            }];
+        };
+        let index: std::collections::HashMap<&str, usize> = placement
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, group)| (group.name.as_ref(), g))
+            .collect();
+        let mut views: Vec<HostGroupView<'_>> = placement
+            .groups
+            .iter()
+            .map(|group| HostGroupView {
+                name: &group.name,
+                processes: Vec::new(),
+                group: Some(group),
+                listens: Vec::new(),
+                connects: Vec::new(),
+            })
+            .collect();
+        for (i, process) in self.processes.iter().enumerate() {
+            if let Some(&g) = index.get(process.host.as_ref()) {
+                views[g].processes.push(i);
+            }
+        }
+        for edge in &placement.cross_edges {
+            if let Some(&g) = index.get(edge.listener_group.as_ref()) {
+                views[g].listens.push(edge);
+            }
+            for client in &edge.client_groups {
+                if let Some(&g) = index.get(client.as_ref()) {
+                    views[g].connects.push(edge);
+                }
+            }
+        }
+        views
+    }
+
+    /// The group named `name`, if the plan has it.
+    pub fn host_group(&self, name: &str) -> Option<HostGroupView<'_>> {
+        self.host_groups().into_iter().find(|g| g.name == name)
+    }
 }
 
 /// The profiles a plan was made with (`docs/topology.md`, "Profiles").
@@ -140,7 +284,8 @@ pub struct ProcessPlan {
     pub process: Arc<str>,
     /// Replica index when the process has `replicas > 1`.
     pub replica: Option<u32>,
-    /// Where it runs; only `local` today (kept for export to other engines).
+    /// The host group it runs in ([`HostGroupPlan::name`]); `local` when
+    /// the plan has no placement.
     pub host: Cow<'static, str>,
     /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
     pub argv: Vec<String>,

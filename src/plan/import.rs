@@ -27,7 +27,7 @@ use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::host_limits::{run_dir_note, socket_path_len};
 
 /// The warning codes a plan may record (`docs/topology.md`).
-const WARNING_CODES: [&str; 5] = ["W0101", "W0201", "W0202", "W0301", "W0701"];
+const WARNING_CODES: [&str; 6] = ["W0101", "W0201", "W0202", "W0301", "W0501", "W0701"];
 
 /// Reads the JSON plan `text` and checks it against `limits`. The plan's
 /// recorded limits become `limits`, which it was last validated against.
@@ -47,6 +47,7 @@ pub fn from_json_capped(
         return Err(sink.into_error());
     };
     check_structure(&plan, max_instances, &mut sink);
+    super::placement::check_imported(&plan, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }

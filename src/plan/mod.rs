@@ -26,6 +26,7 @@ pub mod import;
 pub(crate) mod managed;
 mod order;
 pub(crate) mod placeholders;
+pub(crate) mod placement;
 mod processes;
 pub mod render;
 pub mod select;
@@ -252,6 +253,7 @@ fn wire_and_order(
         warnings: sink.diagnostics.iter().map(PlanWarning::from).collect(),
         limits: limits.clone(),
         profiles,
+        placement: None,
     };
     world::launch_worlds(
         &plan.channels,
