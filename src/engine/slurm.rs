@@ -73,27 +73,42 @@ pub struct StepGroup {
     pub peers: Vec<String>,
 }
 
-/// The plan's host groups as job steps, in order of first appearance; a
-/// plan without placement is the one group `local`.
+/// The plan's host groups as job steps, in order ([`Plan::host_groups`]:
+/// a plan without placement is the one group `local`).
 pub fn step_groups(plan: &Plan) -> Vec<StepGroup> {
-    let mut groups: Vec<StepGroup> = Vec::new();
-    for process in &plan.processes {
-        if !groups.iter().any(|g| g.name == *process.host) {
-            groups.push(StepGroup {
-                name: process.host.to_string(),
-                cpus: 1,
-                memory: None,
-                peers: Vec::new(),
-            });
-        }
-    }
-    groups
+    plan.host_groups()
+        .into_iter()
+        .map(|view| {
+            let declared = view.group;
+            let mut peers: Vec<String> = Vec::new();
+            for edge in &view.connects {
+                if !peers.iter().any(|p| *p == *edge.listener_group) {
+                    peers.push(edge.listener_group.to_string());
+                }
+            }
+            StepGroup {
+                name: view.name.to_owned(),
+                cpus: whole_cpus(declared.and_then(|g| g.cpus)),
+                memory: declared.and_then(|g| g.memory),
+                peers,
+            }
+        })
+        .collect()
 }
 
-/// Whether the plan was placed (has groups of its own): its steps then
-/// run one group each (`--host G`), else the whole plan.
+/// Whole CPUs for `cpus` declared (fractions rounded up), 1 when none.
+fn whole_cpus(cpus: Option<f64>) -> u32 {
+    match cpus {
+        // Bounded first, so the cast is exact.
+        Some(cpus) if cpus > 0.0 => cpus.ceil().min(f64::from(u32::MAX)) as u32,
+        _ => 1,
+    }
+}
+
+/// Whether the plan was placed: its steps then run one group each
+/// (`--host G`), else the whole plan.
 fn is_placed(plan: &Plan) -> bool {
-    plan.processes.iter().any(|p| p.host != "local")
+    plan.placement.is_some()
 }
 
 /// The group whose status is the topology's: the one holding the
@@ -692,5 +707,84 @@ pub fn submit_and_follow(job: &Job, out: &mut dyn Write) -> Result<i32, SlurmErr
                 };
         }
         std::thread::sleep(FOLLOW_INTERVAL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_quoted_only_when_needed() {
+        assert_eq!(quote("/opt/ipc-run"), "/opt/ipc-run");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn cpus_are_whole_and_at_least_one() {
+        assert_eq!(whole_cpus(None), 1);
+        assert_eq!(whole_cpus(Some(0.5)), 1);
+        assert_eq!(whole_cpus(Some(2.0)), 2);
+        assert_eq!(whole_cpus(Some(2.25)), 3);
+        assert_eq!(whole_cpus(Some(-1.0)), 1);
+    }
+
+    #[test]
+    fn job_states_are_read_from_scontrol() {
+        let running = "JobId=3 JobName=x UserId=root(0) JobState=RUNNING Reason=None ExitCode=0:0";
+        assert_eq!(parse_job_state(running, true), JobState::Live);
+        let completing = "JobId=3 JobState=COMPLETING ExitCode=0:0";
+        assert_eq!(parse_job_state(completing, true), JobState::Live);
+        let cancelled = "JobId=3 JobState=CANCELLED Reason=None ExitCode=0:15";
+        assert_eq!(
+            parse_job_state(cancelled, true),
+            JobState::Ended {
+                state: "CANCELLED".to_owned(),
+                exit_code: "0:15".to_owned()
+            }
+        );
+        // `slurm_load_jobs error: Invalid job id specified`: purged.
+        assert!(matches!(parse_job_state("", false), JobState::Ended { .. }));
+    }
+
+    #[test]
+    fn a_job_ended_by_a_signal_exits_as_a_killed_command() {
+        let ended = |exit_code: &str| SlurmError::Ended {
+            job_id: "3".to_owned(),
+            state: "CANCELLED".to_owned(),
+            exit_code: exit_code.to_owned(),
+            job_dir: PathBuf::from("/j"),
+        };
+        assert_eq!(ended("0:15").exit_code(), 143);
+        assert_eq!(ended("0:0").exit_code(), 3);
+        assert_eq!(ended("").exit_code(), 3);
+    }
+
+    #[test]
+    fn a_follower_prints_whole_lines_with_its_prefix() {
+        let dir = std::env::temp_dir().join(format!("ipc-run-follow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.log");
+        let mut follower = Follower::new("[a] ".to_owned(), path.clone());
+        let mut out = Vec::new();
+        follower.pump(&mut out, false).unwrap();
+        assert!(out.is_empty(), "no file yet, nothing printed");
+        std::fs::write(&path, "one\ntw").unwrap();
+        follower.pump(&mut out, false).unwrap();
+        assert_eq!(String::from_utf8_lossy(&out), "[a] one\n");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"o\nthree").unwrap();
+        follower.pump(&mut out, true).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "[a] one\n[a] two\n[a] three\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
