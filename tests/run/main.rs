@@ -9,6 +9,7 @@ mod support;
 mod cli;
 mod compose;
 mod dbus;
+mod distributed;
 mod grpc;
 mod hardening;
 mod health;
