@@ -762,6 +762,12 @@ fn report(error: &CliError, color: bool) {
             let head = format!("error[{}]", error.code());
             let _ = writeln!(stderr, "{}: {error}", paint_error(&head, color));
         }
+        CliError::Slurm(error) => {
+            let head = error
+                .code()
+                .map_or("error".to_owned(), |c| format!("error[{c}]"));
+            let _ = writeln!(stderr, "{}: {error}", paint_error(&head, color));
+        }
         other => {
             let _ = writeln!(stderr, "{}: {other}", paint_error("error", color));
         }

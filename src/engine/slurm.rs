@@ -144,9 +144,13 @@ fn header(plan: &Plan, groups: &[StepGroup], options: &JobOptions) -> String {
     let _ = writeln!(text, "#!/bin/bash");
     let _ = writeln!(
         text,
-        "# The topology `{}` as one Slurm job, written by `ipc-run slurm`: each host\n\
-         # group's ipc-run is one step of this allocation (docs/distributed.md, \"Slurm\").",
+        "# Written by `ipc-run slurm` for the topology `{}`.",
         plan.name
+    );
+    let _ = writeln!(
+        text,
+        "# Each host group's ipc-run is one step of this allocation, on the node of\n\
+         # its task (docs/distributed.md, \"Slurm\")."
     );
     let mut sbatch = |option: &str, value: &str| {
         let _ = writeln!(text, "#SBATCH --{option}={}", quote(value));
@@ -294,15 +298,15 @@ fn log_name(group: &str) -> String {
 pub enum SlurmError {
     /// `sbatch` is not installed here.
     #[error(
-        "E0515: `{program}` is not on PATH: Slurm's client commands are needed to submit \
+        "`{program}` is not on PATH: Slurm's client commands are needed to submit \
          (Debian: apt install slurm-wlm)"
     )]
     Missing {
         /// `sbatch` or `scontrol`.
         program: &'static str,
     },
-    /// `sbatch` refused the job.
-    #[error("E0516: sbatch refused the job in {job_dir}: {reason}")]
+    /// `sbatch` refused the job (the job directory is removed).
+    #[error("sbatch refused the job of {job_dir}: {reason}")]
     Refused {
         /// The job directory.
         job_dir: PathBuf,
@@ -310,7 +314,7 @@ pub enum SlurmError {
         reason: String,
     },
     /// The job directory could not be made ours.
-    #[error("E0517: failed to create the job directory {path}: {reason}")]
+    #[error("failed to create the job directory {path}: {reason}")]
     JobDir {
         /// The directory.
         path: PathBuf,
@@ -319,9 +323,7 @@ pub enum SlurmError {
     },
     /// The job ended without an exit status of its script (cancelled,
     /// out of time, its node failed).
-    #[error(
-        "E0518: job {job_id} ended {state} (exit code {exit_code}); its files are in {job_dir}"
-    )]
+    #[error("job {job_id} ended {state} (exit code {exit_code}); its files are in {job_dir}")]
     Ended {
         /// The job id.
         job_id: String,
@@ -345,6 +347,17 @@ pub enum SlurmError {
 }
 
 impl SlurmError {
+    /// Its code (docs/distributed.md, "Slurm"), when it has one.
+    pub fn code(&self) -> Option<&'static str> {
+        match self {
+            SlurmError::Missing { .. } => Some("E0515"),
+            SlurmError::Refused { .. } => Some("E0516"),
+            SlurmError::JobDir { .. } => Some("E0517"),
+            SlurmError::Ended { .. } => Some("E0518"),
+            SlurmError::Io { .. } => None,
+        }
+    }
+
     /// The exit status of `ipc-run slurm` for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
@@ -653,7 +666,15 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// script's own as `[job] line`) on `out` while it runs, and returns the
 /// job's exit status: the topology's.
 pub fn submit_and_follow(job: &Job, out: &mut dyn Write) -> Result<i32, SlurmError> {
-    let job_id = submit(job)?;
+    let job_id = match submit(job) {
+        Ok(id) => id,
+        Err(error) => {
+            // Nothing ran: the directory just made holds nothing to keep
+            // (`--script-only` shows the script).
+            let _ = std::fs::remove_dir_all(&job.dir);
+            return Err(error);
+        }
+    };
     eprintln!(
         "ipc-run slurm: submitted batch job {job_id}; its files are in {}",
         job.dir.display()

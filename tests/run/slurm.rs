@@ -172,6 +172,145 @@ shell = "echo last says bye; exit 7"
     }
 }
 
+/// Group `edge` (`numbers | squares`) and group `core` (`total`), joined by
+/// the TCP edge `partial` that placement made of the cross-group edge;
+/// `squares` reaches `total` at the node Slurm gave group `core`. With
+/// `fail`, `numbers` exits 4 after its lines and `exit_code_from` is left
+/// out: the first group to fail decides the job's status.
+fn two_groups(fail: bool) -> String {
+    let (numbers, exit_code_from) = if fail {
+        (r#"shell = "seq 1 100; exit 4""#, "")
+    } else {
+        (
+            r#"cmd = ["seq", "1", "100"]"#,
+            r#"exit_code_from = "total""#,
+        )
+    };
+    format!(
+        r#"
+name = "two-groups"
+{exit_code_from}
+pipeline = ["numbers", "squares"]
+
+[process.numbers]
+{numbers}
+host = "edge"
+
+[process.squares]
+cmd = ["python3", "-c", '''
+import os, socket, sys
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_PARTIAL"].split())
+host, _, number = port["address"].rpartition(":")
+print("squares connects to", port["address"], flush=True)
+with socket.create_connection((host, int(number))) as sock:
+    for line in sys.stdin:
+        sock.sendall(b"%d\n" % int(line) ** 2)
+''']
+host = "edge"
+
+[process.total]
+cmd = ["python3", "-c", '''
+import os, socket
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_PARTIAL"].split())
+listener = socket.socket(fileno=int(port["fd"]))
+# ipc-run's readiness probe of group `edge` is an empty connection.
+while True:
+    conn, _ = listener.accept()
+    with conn:
+        data = conn.makefile("rb").read()
+    if data:
+        break
+print("sum of 100 squares:", sum(int(line) for line in data.split()), flush=True)
+''']
+host = "core"
+
+[[edge]]
+name = "partial"
+from = "squares.partial"
+to = "total.partial"
+"#
+    )
+}
+
+/// A port free on this host now: the cross edge's (`--base-port`), so that
+/// the case does not share the default 47000 with other runs.
+fn free_port() -> String {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string()
+}
+
+/// The two groups through sbatch: the lines crossed the TCP edge between
+/// the groups' steps, each group's lines came back under its prefix, and
+/// the job's status is the topology's (`total`'s; else the first failure).
+fn two_groups_over_tcp(cluster: &Cluster, scratch: &mut Scratch) {
+    stacks::program("python3", "python3");
+    let host = Command::new("hostname").arg("-s").output().unwrap().stdout;
+    let host = String::from_utf8(host).unwrap();
+    for fail in [false, true] {
+        let file = scratch.topology(&two_groups(fail));
+        let job_dir = scratch.dir.join(format!("two-groups-{fail}"));
+        let port = free_port();
+        let finished = cluster.submit(&[
+            file.to_str().unwrap(),
+            "--base-port",
+            &port,
+            "--time",
+            "2",
+            "--job-dir",
+            job_dir.to_str().unwrap(),
+        ]);
+        let lines = stdout_lines(&finished);
+        let want = format!(
+            "[edge] squares | squares connects to {}:{port}",
+            host.trim()
+        );
+        assert!(lines.contains(&want), "no `{want}`: {}", shown(&finished));
+        let sum = "[core] total | sum of 100 squares: 338350";
+        assert!(
+            lines.iter().any(|l| l == sum),
+            "no `{sum}`: {}",
+            shown(&finished)
+        );
+        assert_eq!(
+            finished.code,
+            if fail { 4 } else { 0 },
+            "{}",
+            shown(&finished)
+        );
+        if fail {
+            let ended = "[job] ipc-run slurm: group edge ended with status 4";
+            assert!(lines.iter().any(|l| l == ended), "{}", shown(&finished));
+        }
+    }
+}
+
+/// A job sbatch refuses (an unknown partition): status 3, the reason,
+/// and no job directory left.
+fn refused_submission(cluster: &Cluster, scratch: &Scratch) {
+    let job_dir = scratch.dir.join("refused-job");
+    let finished = cluster.submit(&[
+        "topologies/mpi.toml",
+        "--partition",
+        "nosuch",
+        "--job-dir",
+        job_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(finished.code, 3, "{}", shown(&finished));
+    assert!(
+        finished
+            .stderr
+            .contains("error[E0516]: sbatch refused the job")
+            && finished.stderr.contains("invalid partition"),
+        "{}",
+        shown(&finished)
+    );
+    assert!(!job_dir.exists(), "the refused job's directory was left");
+}
+
 /// topologies/mpi.toml in the allocation: its mpirun, inside the group's
 /// step, starts the four ranks on the step's node.
 fn mpi_world(cluster: &Cluster, scratch: &Scratch) {
@@ -205,6 +344,8 @@ fn topologies_run_through_sbatch_on_a_real_slurm() {
     let mut scratch = Scratch::new("slurm");
     let cluster = Cluster::start(scratch.dir.join("cluster"));
     one_group_exit_status(&cluster, &mut scratch);
+    two_groups_over_tcp(&cluster, &mut scratch);
+    refused_submission(&cluster, &scratch);
     mpi_world(&cluster, &scratch);
     drop(cluster);
     std::fs::remove_dir_all(&scratch.dir).unwrap();
@@ -246,5 +387,59 @@ fn script_only_prints_the_batch_script() {
             "/work/project/ipc-run-slurm/mpi-ID",
         );
     insta::assert_snapshot!("slurm_script_mpi", script);
+    std::fs::remove_dir_all(&scratch.dir).unwrap();
+}
+
+/// The batch script of a placed topology: a step per group, with its CPUs
+/// and its peers' nodes, the allocation sized for the largest group.
+#[test]
+fn script_only_of_a_placed_topology() {
+    let out = Command::new(IPC_RUN)
+        .args([
+            "slurm",
+            "topologies/distributed-pipeline.toml",
+            "--limits",
+            "default",
+        ])
+        .args(["--script-only", "--workdir", "/work/project"])
+        .args([
+            "--job-dir",
+            "/work/project/ipc-run-slurm/distributed-pipeline-ID",
+        ])
+        .current_dir(MANIFEST_DIR)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let script = String::from_utf8(out.stdout)
+        .unwrap()
+        .replace(IPC_RUN, "/usr/bin/ipc-run");
+    insta::assert_snapshot!("slurm_script_distributed_pipeline", script);
+}
+
+/// Without Slurm's commands, nothing is written and the status is 3.
+#[test]
+fn without_sbatch_the_job_is_not_written() {
+    let scratch = Scratch::new("slurm-no-sbatch");
+    let job_dir = scratch.dir.join("job");
+    let out = Command::new(IPC_RUN)
+        .args([
+            "--color",
+            "never",
+            "slurm",
+            "topologies/mpi.toml",
+            "--job-dir",
+        ])
+        .arg(&job_dir)
+        .env("PATH", scratch.dir.join("empty"))
+        .current_dir(MANIFEST_DIR)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("error[E0515]: `sbatch` is not on PATH") && stderr.contains("slurm-wlm"),
+        "{stderr}"
+    );
+    assert!(!job_dir.exists(), "the job directory was left");
     std::fs::remove_dir_all(&scratch.dir).unwrap();
 }
