@@ -28,14 +28,17 @@ usage() {
 }
 [ $# -eq 2 ] || usage
 action=$1
-dir=$2
+# Absolute, so that the daemons' command lines name it whatever the cwd.
+dir=$(realpath -m -- "$2")
 
 # Kills the pid in FILE, if any, and waits (bounded) until it is gone.
 stop_pidfile() {
     local file=$1 pid
     [ -s "$file" ] || return 0
     pid=$(cat "$file")
-    if kill -0 "$pid" 2>/dev/null; then
+    # Only a daemon of this cluster (its command line names DIR): a stale
+    # file's pid may since belong to another process.
+    if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$dir"; then
         kill -TERM "$pid" 2>/dev/null || true
         for _ in $(seq 1 100); do
             kill -0 "$pid" 2>/dev/null || break
@@ -53,6 +56,19 @@ stop() {
     stop_pidfile "$dir/slurmd.pid"
     stop_pidfile "$dir/slurmctld.pid"
     stop_pidfile "$dir/munge/munged.pid"
+}
+
+# Waits (bounded) until a daemon that just forked wrote its pid file: the
+# parent returns before the child does, and `stop` knows pids only from
+# the files.
+wait_pidfile() {
+    local file=$1
+    for _ in $(seq 1 100); do
+        [ -s "$file" ] && return 0
+        sleep 0.1
+    done
+    echo "$0: no pid file $file after 10s" >&2
+    return 1
 }
 
 free_port() {
@@ -96,6 +112,7 @@ start_munged() {
         --pid-file="$dir/munge/munged.pid" \
         --log-file="$dir/munge/munged.log" \
         --seed-file="$dir/munge/munged.seed"
+    wait_pidfile "$dir/munge/munged.pid"
 }
 
 write_conf() {
@@ -157,15 +174,17 @@ start() {
     mkdir -p "$dir"
     chmod 0711 "$dir"
     munge_key
+    # Whatever started is stopped again when a later part fails.
+    trap 'stop' ERR
     start_munged
     write_conf
     export SLURM_CONF="$dir/slurm.conf"
     slurmctld -c -f "$SLURM_CONF"
+    wait_pidfile "$dir/slurmctld.pid"
     slurmd -f "$SLURM_CONF"
-    if ! wait_idle; then
-        stop
-        exit 1
-    fi
+    wait_pidfile "$dir/slurmd.pid"
+    wait_idle
+    trap - ERR
     echo "SLURM_CONF=$SLURM_CONF"
 }
 
