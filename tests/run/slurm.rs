@@ -443,3 +443,56 @@ fn without_sbatch_the_job_is_not_written() {
     assert!(!job_dir.exists(), "the job directory was left");
     std::fs::remove_dir_all(&scratch.dir).unwrap();
 }
+
+/// The script's mapping of tasks to nodes on a cluster of many nodes
+/// (the test cluster has one): `SLURM_TASKS_PER_NODE` over the expanded
+/// `SLURM_JOB_NODELIST`, run by bash with `scontrol` stood in for.
+#[test]
+fn tasks_map_to_nodes_in_block_order() {
+    let out = Command::new(IPC_RUN)
+        .args([
+            "slurm",
+            "topologies/mpi.toml",
+            "--limits",
+            "default",
+            "--script-only",
+        ])
+        .current_dir(MANIFEST_DIR)
+        .output()
+        .unwrap();
+    let script = String::from_utf8(out.stdout).unwrap();
+    let start = script
+        .find("# The node of each task")
+        .expect("the mapping's start");
+    let end = script
+        .find("declare -A group_of")
+        .expect("the mapping's end");
+    let mapping = &script[start..end];
+    for (per_node, nodelist, want) in [
+        ("1", "n1", "n1"),
+        ("2(x2),1", "n[1-3]", "n1 n1 n2 n2 n3"),
+        ("1,3", "a,b", "a b b b"),
+    ] {
+        let program = format!(
+            "scontrol() {{ [ \"$3\" = {nodelist:?} ] && printf '%s\\n' {hosts}; }}\n\
+             SLURM_TASKS_PER_NODE={per_node:?} SLURM_JOB_NODELIST={nodelist:?}\n\
+             {mapping}echo \"${{nodes[*]}}\"\n",
+            hosts = match nodelist {
+                "n[1-3]" => "n1 n2 n3",
+                "a,b" => "a b",
+                other => other,
+            },
+        );
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(&program)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            want,
+            "SLURM_TASKS_PER_NODE={per_node}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
