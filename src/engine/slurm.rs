@@ -4,9 +4,9 @@
 //! `ipc-run run --plan PLAN --host G --peer …` runs as its own `srun -n1
 //! --exact` step, pinned (`-w`) to the node of its task, so that its peers
 //! can name that node. One allocation rather than a heterogeneous job:
-//! Slurm 22.05 leaves the components of a hetjob pending (Resources) when
-//! one node would have to hold more than one of them, while steps of one
-//! allocation share its nodes (docs/distributed.md, "Slurm").
+//! on one node, Slurm 22.05 leaves the components of a hetjob pending
+//! (Resources), while steps of one allocation share its nodes
+//! (docs/distributed.md, "Slurm").
 //!
 //! This module writes the job (the plan JSON and the batch script, into a
 //! job directory of ours, 0700), submits it with `sbatch --parsable`,
