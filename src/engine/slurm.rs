@@ -20,10 +20,15 @@
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::exit::ExitCode;
 use crate::plan::Plan;
@@ -296,13 +301,13 @@ fn log_name(group: &str) -> String {
 /// could not be written or submitted (docs/distributed.md, "Slurm").
 #[derive(Debug, thiserror::Error)]
 pub enum SlurmError {
-    /// `sbatch` is not installed here.
+    /// `sbatch`, `scontrol` or `scancel` is not installed here.
     #[error(
         "`{program}` is not on PATH: Slurm's client commands are needed to submit \
          (Debian: apt install slurm-wlm)"
     )]
     Missing {
-        /// `sbatch` or `scontrol`.
+        /// `sbatch`, `scontrol` or `scancel`.
         program: &'static str,
     },
     /// `sbatch` refused the job (the job directory is removed).
@@ -662,10 +667,63 @@ const QUERY_INTERVAL: Duration = Duration::from_secs(2);
 /// record the job as over (its steps' processes gone).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The signals that stop `ipc-run slurm`, read from a signalfd instead of
+/// killing it, so that the job is cancelled rather than left running.
+fn stop_signals() -> Option<SignalFd> {
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    // Commands started after this (sbatch, scontrol, scancel) get an
+    // empty mask back from std's spawn.
+    set.thread_block().ok()?;
+    SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok()
+}
+
+/// Waits up to `timeout` for a stop signal; its number when one came.
+fn wait_for_signal(signals: Option<&SignalFd>, timeout: Duration) -> Option<i32> {
+    let Some(signals) = signals else {
+        std::thread::sleep(timeout);
+        return None;
+    };
+    let millis = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+    // EINTR or an error: the caller polls again after its next round.
+    let _ = nix::poll::poll(&mut fds, PollTimeout::from(millis));
+    match signals.read_signal() {
+        Ok(Some(info)) => i32::try_from(info.ssi_signo).ok(),
+        _ => None,
+    }
+}
+
+/// `scancel JOB`: Slurm signals the steps and the script (SIGTERM, then
+/// SIGKILL after its KillWait), and the job ends as cancelled.
+fn cancel(job_id: &str) -> Result<(), SlurmError> {
+    let status = Command::new("scancel")
+        .arg(job_id)
+        .stdin(Stdio::null())
+        .status()
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SlurmError::Missing { program: "scancel" },
+            _ => SlurmError::Io {
+                action: "run scancel on job",
+                path: PathBuf::from(job_id),
+                source,
+            },
+        })?;
+    if !status.success() {
+        tracing::warn!("scancel {job_id} failed: {status}");
+    }
+    Ok(())
+}
+
 /// Submits `job`, prints each group's log lines as `[group] line` (and the
 /// script's own as `[job] line`) on `out` while it runs, and returns the
-/// job's exit status: the topology's.
+/// job's exit status: the topology's. A first SIGINT, SIGTERM or SIGHUP
+/// cancels the job and goes on following it to its end; a second stops
+/// following at once (128+signal).
 pub fn submit_and_follow(job: &Job, out: &mut dyn Write) -> Result<i32, SlurmError> {
+    let signals = stop_signals();
     let job_id = match submit(job) {
         Ok(id) => id,
         Err(error) => {
@@ -688,13 +746,17 @@ pub fn submit_and_follow(job: &Job, out: &mut dyn Write) -> Result<i32, SlurmErr
         "[job] ".to_owned(),
         job.dir.join(JOB_OUTPUT_FILE),
     ));
-    let mut pump_all = |out: &mut dyn Write, last: bool| -> std::io::Result<()> {
-        followers.iter_mut().try_for_each(|f| f.pump(out, last))
+    let mut pump_all = |out: &mut dyn Write, last: bool| {
+        followers
+            .iter_mut()
+            .try_for_each(|f| f.pump(out, last))
+            .map_err(io_error("write the logs of", &job.dir))
     };
     let mut next_query = Instant::now() + QUERY_INTERVAL / 2;
     let mut settle_until = None;
+    let mut cancelled = false;
     loop {
-        pump_all(out, false).map_err(io_error("write the logs of", &job.dir))?;
+        pump_all(out, false)?;
         let now = Instant::now();
         if settle_until.is_none() && read_status(&job.dir).is_some() {
             settle_until = Some(now + SETTLE_TIMEOUT);
@@ -707,7 +769,7 @@ pub fn submit_and_follow(job: &Job, out: &mut dyn Write) -> Result<i32, SlurmErr
             };
             let settled = settle_until.is_some_and(|until| now >= until);
             if ended.is_some() || settled {
-                pump_all(out, true).map_err(io_error("write the logs of", &job.dir))?;
+                pump_all(out, true)?;
                 // Read again: the script may have written it since.
                 if let Some(code) = read_status(&job.dir) {
                     return Ok(code);
@@ -721,13 +783,22 @@ pub fn submit_and_follow(job: &Job, out: &mut dyn Write) -> Result<i32, SlurmErr
                 });
             }
             next_query = now
-                + if settle_until.is_some() {
+                + if settle_until.is_some() || cancelled {
                     FOLLOW_INTERVAL
                 } else {
                     QUERY_INTERVAL
                 };
         }
-        std::thread::sleep(FOLLOW_INTERVAL);
+        if let Some(signal) = wait_for_signal(signals.as_ref(), FOLLOW_INTERVAL) {
+            if cancelled {
+                pump_all(out, true)?;
+                eprintln!("ipc-run slurm: stopped following job {job_id}, cancelled");
+                return Ok(crate::exit::signaled(signal));
+            }
+            eprintln!("ipc-run slurm: cancelling job {job_id} (scancel); again to stop following");
+            cancel(&job_id)?;
+            cancelled = true;
+        }
     }
 }
 

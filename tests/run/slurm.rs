@@ -8,8 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nix::sys::signal::Signal;
+
 use crate::support::stacks;
-use crate::support::{Finished, IPC_RUN, MANIFEST_DIR, Scratch, finish};
+use crate::support::{Finished, IPC_RUN, Live, MANIFEST_DIR, Scratch, finish};
 
 /// A running single-node Slurm of the case's own.
 struct Cluster {
@@ -89,7 +91,16 @@ impl Drop for Cluster {
             .arg(&self.dir)
             .status()
             .is_ok_and(|s| s.success());
+        // What outlived its daemons (a job's slurmstepd and processes when
+        // a case failed midway) is the cluster's: killed by pid, and
+        // reported unless a case already failed.
         let left = self.processes();
+        for entry in &left {
+            let pid = entry.split(' ').next().and_then(|p| p.parse().ok());
+            if let Some(pid) = pid {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         if !std::thread::panicking() {
             assert!(stopped, "scripts/slurm-cluster.sh stop failed");
@@ -311,6 +322,44 @@ fn refused_submission(cluster: &Cluster, scratch: &Scratch) {
     assert!(!job_dir.exists(), "the refused job's directory was left");
 }
 
+/// SIGINT to `ipc-run slurm` cancels the job (`scancel`) and follows it
+/// to its end: the job's group is stopped, nothing of it stays queued, and
+/// the status is 143 (SIGTERM, what Slurm stopped the job with).
+fn interrupted_job_is_cancelled(cluster: &Cluster, scratch: &mut Scratch) {
+    let file = scratch.topology(
+        r#"
+[process.slow]
+shell = "echo started; exec sleep 300"
+"#,
+    );
+    let job_dir = scratch.dir.join("cancelled-job");
+    let mut command = Command::new(IPC_RUN);
+    command
+        .args(["--color", "never", "slurm"])
+        .arg(&file)
+        .args(["--time", "2", "--job-dir"])
+        .arg(&job_dir)
+        .env("SLURM_CONF", cluster.conf())
+        .stdin(std::process::Stdio::null());
+    let mut live = Live::start(command);
+    live.wait_for_count("[local] slow | started", 1);
+    live.signal(Signal::SIGINT);
+    let finished = live.finish();
+    assert_eq!(finished.code, 143, "{}", shown(&finished));
+    assert!(
+        finished.stderr.contains("cancelling job"),
+        "{}",
+        shown(&finished)
+    );
+    let queue = Command::new("squeue")
+        .args(["--noheader", "--format=%i %T"])
+        .env("SLURM_CONF", cluster.conf())
+        .output()
+        .unwrap();
+    let queue = String::from_utf8_lossy(&queue.stdout);
+    assert!(queue.trim().is_empty(), "still queued: {queue}");
+}
+
 /// topologies/mpi.toml in the allocation: its mpirun, inside the group's
 /// step, starts the four ranks on the step's node.
 fn mpi_world(cluster: &Cluster, scratch: &Scratch) {
@@ -346,6 +395,7 @@ fn topologies_run_through_sbatch_on_a_real_slurm() {
     one_group_exit_status(&cluster, &mut scratch);
     two_groups_over_tcp(&cluster, &mut scratch);
     refused_submission(&cluster, &scratch);
+    interrupted_job_is_cancelled(&cluster, &mut scratch);
     mpi_world(&cluster, &scratch);
     drop(cluster);
     std::fs::remove_dir_all(&scratch.dir).unwrap();
