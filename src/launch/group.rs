@@ -95,6 +95,20 @@ pub struct GroupRun {
 }
 
 impl GroupRun {
+    /// The channels whose listener is in this group and whose clients are
+    /// (also) in others.
+    pub fn cross_listeners(&self) -> std::collections::HashSet<String> {
+        let Some(placement) = &self.plan.placement else {
+            return std::collections::HashSet::new();
+        };
+        placement
+            .cross_edges
+            .iter()
+            .filter(|e| *e.listener_group == *self.name)
+            .map(|e| e.channel.to_string())
+            .collect()
+    }
+
     /// The address each remote listener's channel connects to, resolved
     /// now (a name: its first address), so a name that does not resolve
     /// fails before anything is created.
@@ -428,14 +442,15 @@ fn keep_channels(
     }
 }
 
+/// (instance, variable) -> (the address its description must name, the
+/// channel id).
+type PortRewrites = HashMap<(Arc<str>, Arc<str>), (String, Arc<str>)>;
+
 /// What each cross-edge port of this group must now say, by (instance,
 /// variable): the address a client reaches, or the one a listener here
 /// binds, with the channel id. Clients of remote listeners are recorded
 /// as waiting for them.
-fn cross_ports(
-    listens: &HashMap<&str, &CrossEdgePlan>,
-    group: &mut GroupRun,
-) -> HashMap<(Arc<str>, Arc<str>), (String, Arc<str>)> {
+fn cross_ports(listens: &HashMap<&str, &CrossEdgePlan>, group: &mut GroupRun) -> PortRewrites {
     let mut rewrites = HashMap::new();
     let remote: HashMap<&str, usize> = group
         .remote
@@ -556,4 +571,176 @@ fn remote_afters(
         .conditions
         .retain(|c| members.contains(&*c.instance));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mechanism::model::{HostGroupPlan, PlacementPlan, PlacementSource};
+
+    /// `server` and `db` in group `a`, `client` in `b`: `link` (TCP) from
+    /// `client` to `server` crosses; `local` (a pipe) stays in `a`.
+    fn placed(client_after: &str) -> Plan {
+        let text = format!(
+            r#"
+exit_code_from = "client"
+[process.server]
+cmd = ["s"]
+[process.db]
+cmd = ["d"]
+[process.client]
+cmd = ["c"]
+{client_after}
+[[edge]]
+name = "link"
+from = "client.out"
+to = "server.in"
+mechanism = "tcp"
+address = "0.0.0.0:47000"
+allow_remote = true
+[[edge]]
+name = "local"
+from = "db"
+to = "server"
+"#
+        );
+        let topology =
+            crate::topology::Topology::parse(std::path::Path::new("t.toml"), text).expect("valid");
+        let mut plan = crate::plan::plan(&topology, &crate::plan::Limits::default())
+            .expect("valid")
+            .plan;
+        for process in &mut plan.processes {
+            process.host = if &*process.name == "client" { "b" } else { "a" }.into();
+        }
+        let group = |name: &str, processes: &[&str]| HostGroupPlan {
+            name: name.into(),
+            processes: processes.iter().map(|&p| p.into()).collect(),
+            reason: "declared".into(),
+            cpus: None,
+            memory: None,
+            shm_bytes: 0,
+        };
+        plan.placement = Some(PlacementPlan {
+            source: PlacementSource::Declared,
+            groups: vec![group("a", &["server", "db"]), group("b", &["client"])],
+            cross_edges: vec![CrossEdgePlan {
+                channel: "link".into(),
+                listener_group: "a".into(),
+                client_groups: vec!["b".into()],
+                port: 47000,
+                discovery: "--peer a=HOST".into(),
+            }],
+        });
+        plan
+    }
+
+    fn spec(name: &str, peers: &[(&str, &str)]) -> GroupSpec {
+        GroupSpec {
+            name: name.into(),
+            peers: peers
+                .iter()
+                .map(|(g, h)| ((*g).to_owned(), (*h).to_owned()))
+                .collect(),
+            bind_address: "10.0.0.1".parse().unwrap(),
+        }
+    }
+
+    fn env<'a>(plan: &'a Plan, process: &str, var: &str) -> &'a str {
+        let process = plan.processes.iter().find(|p| &*p.name == process).unwrap();
+        &process.env.iter().find(|v| &*v.name == var).unwrap().value
+    }
+
+    #[test]
+    fn the_listener_group_binds_the_address_asked_and_keeps_its_own() {
+        let group = restrict(&placed(""), &spec("a", &[])).unwrap();
+        let names: Vec<&str> = group.plan.processes.iter().map(|p| &*p.name).collect();
+        assert_eq!(names, ["server", "db"]);
+        let link = group
+            .plan
+            .channels
+            .iter()
+            .find(|c| &*c.id == "link")
+            .unwrap();
+        assert!(matches!(&link.mechanism, Mechanism::Tcp { bind, .. } if bind == "10.0.0.1:47000"));
+        assert!(link.from.is_empty(), "the client's end is the other host's");
+        assert_eq!(
+            env(&group.plan, "server", "IPC_PORT_IN"),
+            "kind=tcp channel=link end=listen address=10.0.0.1:47000 fd=3"
+        );
+        assert!(group.remote.is_empty() && group.waits.is_empty());
+        assert_eq!(group.plan.exit_code_from, None, "followed in group b");
+        assert!(group.plan.start_order.iter().all(|p| &**p != "client"));
+    }
+
+    #[test]
+    fn a_client_group_reaches_its_peer_and_waits_for_it() {
+        let group = restrict(&placed(""), &spec("b", &[("a", "fd00::7")])).unwrap();
+        assert_eq!(group.plan.channels.len(), 1, "only `link` reaches b");
+        assert_eq!(
+            env(&group.plan, "client", "IPC_PORT_OUT"),
+            "kind=tcp channel=link end=connect address=[fd00::7]:47000"
+        );
+        assert_eq!(group.remote.len(), 1);
+        assert_eq!(group.remote[0].address(), "[fd00::7]:47000");
+        assert_eq!(&*group.remote[0].server, "server");
+        assert_eq!(group.waits.len(), 1);
+        assert_eq!(&*group.waits[0].instance, "client");
+        assert_eq!(group.plan.exit_code_from.as_deref(), Some("client"));
+    }
+
+    #[test]
+    fn an_after_across_groups_waits_for_the_listener_and_leaves_the_plan() {
+        let plan = placed(r#"after = ["server"]"#);
+        let group = restrict(&plan, &spec("b", &[("a", "h")])).unwrap();
+        let client = &group.plan.processes[0];
+        assert!(client.after.is_empty() && client.conditions.is_empty());
+        // One wait, whether it comes from the edge or from `after`.
+        assert_eq!(group.waits.len(), 1);
+    }
+
+    #[test]
+    fn what_cannot_be_seen_across_hosts_is_refused() {
+        let plan = placed(r#"after = { db = "ready" }"#);
+        let error = restrict(&plan, &spec("b", &[("a", "h")])).unwrap_err();
+        assert_eq!(error.code(), "E0513");
+        assert!(
+            error.to_string().contains("serves no cross edge"),
+            "{error}"
+        );
+        let plan = placed(r#"after = { server = "completed" }"#);
+        let error = restrict(&plan, &spec("b", &[("a", "h")])).unwrap_err();
+        assert!(
+            error.to_string().contains("only `started` and `ready`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_groups_and_missing_or_doubled_peers_are_errors() {
+        let plan = placed("");
+        let error = restrict(&plan, &spec("c", &[])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the plan has no host group `c`; its groups: a, b"
+        );
+        assert_eq!(error.exit_code(), 2);
+        let error = restrict(&plan, &spec("b", &[])).unwrap_err();
+        assert_eq!(error.code(), "E0511");
+        let error = restrict(&plan, &spec("b", &[("a", "x"), ("a", "y")])).unwrap_err();
+        assert_eq!(error.code(), "E0512");
+        assert!(parse_peer("a").is_err() && parse_peer("=h").is_err());
+        assert_eq!(parse_peer("a=h:1").unwrap(), ("a".into(), "h:1".into()));
+    }
+
+    #[test]
+    fn a_plan_without_placement_is_one_group_named_local() {
+        let mut plan = placed("");
+        plan.placement = None;
+        for process in &mut plan.processes {
+            process.host = LOCAL_GROUP.into();
+        }
+        let group = restrict(&plan, &spec(LOCAL_GROUP, &[])).unwrap();
+        assert_eq!(group.plan.processes.len(), 3);
+        assert_eq!(group.plan.channels, plan.channels, "nothing crosses");
+    }
 }

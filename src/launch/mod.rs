@@ -99,6 +99,11 @@ pub struct LaunchOptions {
     /// them is created here; a client handed a socket gets a connection
     /// to that address, and `{port:ID}` is its port.
     pub remote: HashMap<String, std::net::SocketAddr>,
+    /// Channels whose listener here serves clients on other hosts: their
+    /// listening socket gets `TCP_DEFER_ACCEPT`, so the readiness probe of
+    /// a remote group (a connect reset without data) never reaches the
+    /// server's `accept` (`docs/distributed.md`).
+    pub cross_listeners: HashSet<String>,
 }
 
 /// Whether [`Launched::spawn_with`] keeps the instance's ends for a restart.
@@ -190,6 +195,7 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
     // From here, an early return drops `created`, which removes everything.
     let mut created = Created::new(dir);
     create_resources(plan, &options.remote, &mut created, &mut values, &run_dir)?;
+    defer_accept(plan, &options.cross_listeners, &created)?;
     let devnull = nix::fcntl::open(
         "/dev/null",
         OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
@@ -270,6 +276,34 @@ fn create_resources(
         let path = run_dir.join(NOTIFY_SOCKET_FILE);
         let fd = resources::notify_socket(created, &path.to_string_lossy())?;
         created.notify = Some(fd);
+    }
+    Ok(())
+}
+
+/// Sets `TCP_DEFER_ACCEPT` on the listeners of `cross` (a connection
+/// reaches `accept` once it carries data, or after about a second).
+fn defer_accept(
+    plan: &Plan,
+    cross: &HashSet<String>,
+    created: &Created,
+) -> Result<(), LaunchError> {
+    if cross.is_empty() {
+        return Ok(());
+    }
+    for (index, channel) in plan.channels.iter().enumerate() {
+        if !cross.contains(&*channel.id) {
+            continue;
+        }
+        if let Some(fd) = created.held.get(&(index, Held::Listen)) {
+            crate::sys::fd::tcp_defer_accept(fd.as_fd(), 1).map_err(|errno| {
+                LaunchError::Resource {
+                    channel: channel.id.to_string(),
+                    kind: "tcp listener",
+                    name: "TCP_DEFER_ACCEPT".into(),
+                    errno,
+                }
+            })?;
+        }
     }
     Ok(())
 }

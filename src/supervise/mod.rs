@@ -181,6 +181,8 @@ pub struct RunOptions {
     pub remote_listeners: Vec<(crate::launch::group::RemoteListener, std::net::SocketAddr)>,
     /// Which instances wait for which of them before they start.
     pub remote_waits: Vec<crate::launch::group::RemoteWait>,
+    /// The channels whose listener here serves other hosts' clients.
+    pub cross_listeners: std::collections::HashSet<String>,
 }
 
 /// What a run came to.

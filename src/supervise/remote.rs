@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::EpollFlags;
+use nix::sys::socket::sockopt;
 
 use super::events::Token;
 use super::health::Met;
@@ -189,6 +190,17 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
             }
             Step::Served => {
+                // Closed with a reset, not a FIN: the listener defers
+                // accepting until data comes (`TCP_DEFER_ACCEPT`), and a
+                // reset drops the half-made connection there, so the
+                // server never sees this probe.
+                if let Probe::Trying { conn: Some(c), .. } = &self.remote.listeners[l].probe {
+                    let reset = libc::linger {
+                        l_onoff: 1,
+                        l_linger: 0,
+                    };
+                    let _ = nix::sys::socket::setsockopt(&c.fd(), sockopt::Linger, &reset);
+                }
                 self.drop_remote_conn(l, watched.is_some());
                 self.remote.listeners[l].probe = Probe::Accepting;
                 let listener = &self.remote.listeners[l];

@@ -4,27 +4,24 @@
 //! and the errors that come before anything is created.
 
 use std::net::TcpListener;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::stacks::program;
-use crate::support::{Finished, IPC_RUN, Live, Scratch, lines_of, run_captured};
+use crate::support::{Finished, IPC_RUN, Live, RUN_TIMEOUT, Scratch, lines_of, run_captured};
 
-/// The server: accepts until a connection carries data (ipc-run's
-/// readiness probe of the client group is an empty connection), prints the
-/// peer's address, then the lines.
+/// The server: accepts one connection, prints the peer's address, then
+/// the lines. One connection only: the client group's wait for this
+/// listener must not be seen here.
 const SERVER: &str = r#"
 import socket
 listener = socket.socket(fileno=3)
-while True:
-    conn, peer = listener.accept()
-    data = conn.makefile().read()
-    if data:
-        print("peer", peer[0])
-        print(data, end="", flush=True)
-        break
+conn, peer = listener.accept()
+print("peer", peer[0])
+print(conn.makefile().read(), end="", flush=True)
 "#;
 
 /// The client: connects where its port description says, sends two lines.
@@ -38,62 +35,49 @@ conn.sendall(b"hello\nworld\n")
 conn.close()
 "#;
 
-/// A plan of `server` in group `a` and `client` in group `b`, joined by the
-/// TCP edge `link` on `port`, written to the scratch directory.
-fn placed_plan(scratch: &mut Scratch, port: u16, server_ready_timeout_ms: u64) -> PathBuf {
+/// A topology of `server` in group `a` and `client` in group `b`, joined by
+/// the edge `link`, which the planner makes TCP across the groups.
+fn two_groups(scratch: &mut Scratch, server_ready_timeout_ms: u64) -> PathBuf {
     let python = program("python3", "python3");
     for (name, text) in [("server.py", SERVER), ("client.py", CLIENT)] {
         std::fs::write(scratch.dir.join(name), text).unwrap();
     }
-    let toml = format!(
+    scratch.topology(&format!(
         r#"
 [process.server]
 cmd = ["{python}", "{dir}/server.py"]
+host = "a"
 ready_timeout = "{server_ready_timeout_ms}ms"
 
 [process.client]
 cmd = ["{python}", "{dir}/client.py"]
+host = "b"
 
 [[edge]]
 name = "link"
 from = "client.out"
 to = "server.in"
-mechanism = "tcp"
-address = "0.0.0.0:{port}"
-allow_remote = true
 "#,
         python = python.display(),
         dir = scratch.dir.display(),
-    );
-    let file = scratch.topology(&toml);
-    let mut plan = crate::support::plan_json(&file);
-    place(&mut plan, port);
-    let path = scratch.dir.join("placed.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&plan).unwrap()).unwrap();
-    path
+    ))
 }
 
-/// Puts `server` in group `a` and `client` in group `b`, `link` their cross
-/// edge, as the planner's placement does.
-fn place(plan: &mut Value, port: u16) {
-    for process in plan["processes"].as_array_mut().unwrap() {
-        let group = if process["name"] == "server" {
-            "a"
-        } else {
-            "b"
-        };
-        process["host"] = json!(group);
-    }
-    let group = |name: &str, process: &str| {
-        json!({"name": name, "processes": [process], "reason": "declared",
-               "cpus": null, "memory": null, "shm_bytes": 0})
-    };
-    plan["placement"] = json!({
-        "source": {"kind": "declared"},
-        "groups": [group("a", "server"), group("b", "client")],
-        "cross_edges": [{"channel": "link", "listener_group": "a", "client_groups": ["b"],
-                         "port": port, "discovery": "--peer a=HOST"}],
-    });
+/// The JSON plan of [`two_groups`] with `link` on `port`, as engines run
+/// it (`ipc-run plan FILE --format json`).
+fn placed_plan(scratch: &mut Scratch, port: u16, server_ready_timeout_ms: u64) -> PathBuf {
+    let file = two_groups(scratch, server_ready_timeout_ms);
+    let output = Command::new(IPC_RUN)
+        .args(["plan", "--format", "json", "--base-port", &port.to_string()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["placement"]["cross_edges"][0]["port"], port);
+    let path = scratch.dir.join("placed.json");
+    std::fs::write(&path, &output.stdout).unwrap();
+    path
 }
 
 /// A port free on loopback now.
@@ -152,17 +136,36 @@ fn two_groups_on_loopback_carry_lines_end_to_end() {
     let port = free_port();
     let plan = placed_plan(&mut scratch, port, 30_000);
     let (rt_a, rt_b) = (scratch.dir.join("rt-a"), scratch.dir.join("rt-b"));
-    // The client's group first: it waits for the listener by itself.
-    let b = Live::start(group_command(
-        &[],
-        &plan,
-        "b",
-        &rt_b,
-        &["--peer", "a=127.0.0.1"],
-    ));
-    let a = run_captured(&mut group_command(&[], &plan, "a", &rt_a, &[]));
+    // The client's group first: it waits for the listener by itself, and
+    // tells its manager (a socket of the test's) once its client ran.
+    let manager_path = scratch.dir.join("manager.sock");
+    let manager = UnixDatagram::bind(&manager_path).unwrap();
+    manager.set_read_timeout(Some(RUN_TIMEOUT)).unwrap();
+    let mut command = group_command(&[], &plan, "b", &rt_b, &["--peer", "a=127.0.0.1"]);
+    command.env("NOTIFY_SOCKET", &manager_path);
+    let b = Live::start(command);
+    let mut buf = [0u8; 512];
+    let mut heard = || {
+        let n = manager.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(heard(), "STATUS=starting 1 process(es)");
+    // Group a planned from the file with the plan options, as `ipc-run
+    // run FILE --host a` does.
+    let file = scratch.dir.join("topology-1.toml");
+    let mut command = Command::new(IPC_RUN);
+    command
+        .args(["--color", "never", "run"])
+        .arg(&file)
+        .args(["--host", "a", "--base-port", &port.to_string()])
+        .arg("--runtime-dir")
+        .arg(&rt_a)
+        .stdin(Stdio::null());
+    let a = run_captured(&mut command);
     let b = b.finish();
     assert_lines_flowed(&a, &b, "127.0.0.1", &format!("127.0.0.1:{port}"));
+    assert_eq!(heard(), "READY=1\nSTATUS=group b: 1 process(es) ready");
+    assert_eq!(heard(), "STOPPING=1\nSTATUS=group b: stopping");
     for rt in [rt_a, rt_b] {
         let left: Vec<_> = std::fs::read_dir(&rt).map_or(Vec::new(), |d| d.collect());
         assert!(left.is_empty(), "{} holds {left:?}", rt.display());

@@ -19,6 +19,7 @@ mod mpi;
 mod onc;
 mod ring;
 mod ring_languages;
+mod service_notify;
 mod signal_edges;
 mod slurm;
 mod supervise;
