@@ -224,14 +224,10 @@ cmd = ["python3", "-c", '''
 import os, socket
 port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_PARTIAL"].split())
 listener = socket.socket(fileno=int(port["fd"]))
-# ipc-run's readiness probe of group `edge` is an empty connection.
-while True:
-    conn, _ = listener.accept()
-    with conn:
-        data = conn.makefile("rb").read()
-    if data:
-        break
-print("sum of 100 squares:", sum(int(line) for line in data.split()), flush=True)
+conn, _ = listener.accept()
+with conn:
+    total = sum(int(line) for line in conn.makefile("rb"))
+print("sum of 100 squares:", total, flush=True)
 ''']
 host = "core"
 
