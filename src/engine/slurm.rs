@@ -33,7 +33,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use crate::exit::ExitCode;
 use crate::plan::Plan;
 
-/// The file names inside a job directory.
+/// The plan, as JSON (the files of a job directory follow).
 pub const PLAN_FILE: &str = "plan.json";
 /// The batch script.
 pub const SCRIPT_FILE: &str = "job.sh";
@@ -281,11 +281,10 @@ pub fn batch_script(plan: &Plan, options: &JobOptions) -> String {
                 let _ = write!(text, " \\\n    --peer {}=\"${{nodes[{k}]}}\"", quote(peer));
             }
         }
-        let _ = writeln!(
-            text,
-            " \\\n    >\"$job_dir/{LOGS_DIR}/{}.log\" 2>&1 &",
-            log_name(&group.name)
-        );
+        // The name quoted as a word of its own: a group's name is the
+        // file's, whatever characters it has.
+        let log = format!("{LOGS_DIR}/{}.log", log_name(&group.name));
+        let _ = writeln!(text, " \\\n    >\"$job_dir\"/{} 2>&1 &", quote(&log));
         let _ = writeln!(text, "group_of[$!]={}", quote(&group.name));
     }
     text.push_str(WAIT_FOR_STEPS);
