@@ -17,7 +17,8 @@
 # Use it with:   export SLURM_CONF=DIR/slurm.conf   (then sbatch, srun, sinfo)
 #
 # Environment: SLURMCTLD_PORT, SLURMD_PORT (default: free ports chosen
-# here); SLURM_WAIT_SECONDS, how long `start` waits for the node to be idle
+# here); SLURM_NODE_CPUS, the node's CPUs (default: nproc, at least 4);
+# SLURM_WAIT_SECONDS, how long `start` waits for the node to be idle
 # (default 60). Needs: apt install slurm-wlm munge (Slurm 22.05), python3.
 # Root only: slurmd runs jobs as their users.
 set -euo pipefail
@@ -118,7 +119,11 @@ start_munged() {
 write_conf() {
     local host cpus mem_mib ctld_port slurmd_port
     host=$(hostname -s)
-    cpus=$(nproc)
+    # At least 4 CPUs, whatever the machine has (slurmd takes the
+    # configured count, `config_overrides`): the shipped topologies that
+    # declare `cpus` (distributed-pipeline.toml asks for two tasks of two)
+    # then fit on a small machine. Processes share the real CPUs anyway.
+    cpus=${SLURM_NODE_CPUS:-$(($(nproc) > 4 ? $(nproc) : 4))}
     mem_mib=$(($(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 1024 * 9 / 10))
     ctld_port=${SLURMCTLD_PORT:-$(free_port)}
     slurmd_port=${SLURMD_PORT:-$(free_port)}
@@ -148,6 +153,7 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
+SlurmdParameters=config_overrides
 SchedulerType=sched/backfill
 NodeName=$host CPUs=$cpus RealMemory=$mem_mib State=UNKNOWN
 PartitionName=main Nodes=$host Default=YES State=UP OverSubscribe=YES MaxTime=INFINITE

@@ -295,6 +295,32 @@ fn two_groups_over_tcp(cluster: &Cluster, scratch: &mut Scratch) {
     }
 }
 
+/// The documented example: topologies/distributed-pipeline.toml, whose
+/// groups declare CPUs and memory, from the repository root.
+fn shipped_pipeline(cluster: &Cluster, scratch: &Scratch) {
+    let job_dir = scratch.dir.join("pipeline-job");
+    let port = free_port();
+    let finished = cluster.submit(&[
+        "topologies/distributed-pipeline.toml",
+        "--base-port",
+        &port,
+        "--time",
+        "2",
+        "--workdir",
+        MANIFEST_DIR,
+        "--job-dir",
+        job_dir.to_str().unwrap(),
+    ]);
+    let lines = stdout_lines(&finished);
+    assert_eq!(finished.code, 0, "{}", shown(&finished));
+    let sum = "[core] total | sum of 100 squares: 338350";
+    assert!(
+        lines.iter().any(|l| l == sum),
+        "no `{sum}`: {}",
+        shown(&finished)
+    );
+}
+
 /// A job sbatch refuses (an unknown partition): status 3, the reason,
 /// and no job directory left.
 fn refused_submission(cluster: &Cluster, scratch: &Scratch) {
@@ -390,6 +416,7 @@ fn topologies_run_through_sbatch_on_a_real_slurm() {
     let cluster = Cluster::start(scratch.dir.join("cluster"));
     one_group_exit_status(&cluster, &mut scratch);
     two_groups_over_tcp(&cluster, &mut scratch);
+    shipped_pipeline(&cluster, &scratch);
     refused_submission(&cluster, &scratch);
     interrupted_job_is_cancelled(&cluster, &mut scratch);
     mpi_world(&cluster, &scratch);
