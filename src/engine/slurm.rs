@@ -185,6 +185,15 @@ fn header(plan: &Plan, groups: &[StepGroup], options: &JobOptions) -> String {
     text
 }
 
+/// The script waits for whichever step ends first with `wait -n -p`,
+/// which bash has since 5.1: an older bash fails the job at once, saying
+/// so, rather than misreading which group ended.
+const BASH_CHECK: &str = r#"if ((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] < 501)); then
+    echo "ipc-run slurm: this script needs bash 5.1 or later (wait -n -p), not $BASH_VERSION" >&2
+    exit 3
+fi
+"#;
+
 /// Bash that sets `nodes[i]` to the node of task `i` of the allocation:
 /// `SLURM_TASKS_PER_NODE` (`2(x3),1`) over the expanded
 /// `SLURM_JOB_NODELIST`, in Slurm's block order.
@@ -243,6 +252,7 @@ pub fn batch_script(plan: &Plan, options: &JobOptions) -> String {
     let placed = is_placed(plan);
     let mut text = header(plan, &groups, options);
     let _ = writeln!(text, "set -u");
+    text.push_str(BASH_CHECK);
     let _ = writeln!(
         text,
         "ipc_run={}",
