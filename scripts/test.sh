@@ -12,6 +12,7 @@
 #   dbus-daemon, dbus-bin          a private D-Bus broker, dbus-send
 #   rpcsvc-proto, libtirpc-dev     rpcgen and libtirpc (ONC RPC example)
 #   make            builds examples/onc (run::onc tests, topologies/onc-rpc.toml)
+#   iproute2        ip netns and veth pairs (run::distributed, as root)
 #   openmpi-bin, libopenmpi-dev    mpirun and mpicc (MPI worlds)
 #   slurm-wlm, munge               a single-node Slurm of the test's own
 #                                  (scripts/slurm-cluster.sh, run::slurm tests)
@@ -27,7 +28,7 @@ cd "$(dirname "$0")/.."
 
 packages=(socat python3 strace util-linux gcc libc6-dev python3-venv curl
     dbus-daemon dbus-bin rpcsvc-proto libtirpc-dev openmpi-bin libopenmpi-dev make
-    slurm-wlm munge)
+    iproute2 slurm-wlm munge)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -308,6 +308,11 @@ pub fn restrict(plan: &Plan, spec: &GroupSpec) -> Result<GroupRun, GroupError> {
         remote_afters(&host_of, &mut process, &members, &mut group)?;
         group.plan.processes.push(process);
     }
+    // Each (instance, listener) once, the first reason kept.
+    let mut seen = HashSet::new();
+    group
+        .waits
+        .retain(|w| seen.insert((Arc::clone(&w.instance), w.listener)));
     let kept = |names: &[Arc<str>]| -> Vec<Arc<str>> {
         names
             .iter()
@@ -554,17 +559,13 @@ fn remote_afters(
                 "it serves no cross edge this group connects to, so nothing of it can be seen from here",
             ));
         };
-        if !group
-            .waits
-            .iter()
-            .any(|w| w.instance == process.name && w.listener == r)
-        {
-            group.waits.push(RemoteWait {
-                instance: Arc::clone(&process.name),
-                listener: r,
-                why: format!("after `{dependency}`"),
-            });
-        }
+        // A client of the same listener already waits: deduplicated at
+        // the end of `restrict`.
+        group.waits.push(RemoteWait {
+            instance: Arc::clone(&process.name),
+            listener: r,
+            why: format!("after `{dependency}`"),
+        });
     }
     process.after.retain(|d| members.contains(&**d));
     process

@@ -246,6 +246,9 @@ struct TwoHosts {
     addresses: [String; 2],
     /// ipc-run processes started in them, killed on drop if still there.
     pids: Vec<u32>,
+    /// Their runtime directories, removed on drop (a killed run leaves
+    /// its run directory).
+    run_dirs: Vec<PathBuf>,
 }
 
 impl TwoHosts {
@@ -261,6 +264,7 @@ impl TwoHosts {
             veth: [format!("irva{pid}"), format!("irvb{pid}")],
             addresses: [format!("10.231.{subnet}.1"), format!("10.231.{subnet}.2")],
             pids: Vec::new(),
+            run_dirs: Vec::new(),
         };
         for ns in &hosts.namespaces {
             hosts.ip(&["netns", "add", ns]);
@@ -313,20 +317,48 @@ impl TwoHosts {
                 left.push(format!("process {pid}"));
             }
         }
+        for dir in &self.run_dirs {
+            if dir.exists() {
+                left.push(format!("runtime directory {}", dir.display()));
+            }
+        }
         left
     }
 
+    /// Every process that lives in one of the namespaces (`ip netns pids`).
+    fn pids_inside(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for ns in &self.namespaces {
+            let Ok(out) = Command::new(&self.ip).args(["netns", "pids", ns]).output() else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            pids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+        pids
+    }
+
     fn tear_down(&mut self) {
-        for &pid in &self.pids {
+        // The runs, and anything of theirs still in a namespace (after a
+        // failure, ipc-run killed here leaves its children behind).
+        let inside = self.pids_inside();
+        let ours = self.pids.iter().map(|&p| p as i32);
+        for pid in ours.chain(inside) {
             if Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
         }
         for ns in &self.namespaces {
             let _ = Command::new(&self.ip).args(["netns", "del", ns]).output();
+        }
+        for dir in &self.run_dirs {
+            let _ = std::fs::remove_dir_all(dir);
         }
         // Gone with its namespace; deleted here should a step have failed
         // before it was moved into one.
@@ -350,6 +382,7 @@ fn two_groups_in_two_network_namespaces_talk_over_the_veth_link() {
     let plan = placed_plan(&mut scratch, port, 30_000);
     let (rt_a, rt_b) = (scratch.dir.join("rt-a"), scratch.dir.join("rt-b"));
     let mut hosts = TwoHosts::new();
+    hosts.run_dirs = vec![rt_a.clone(), rt_b.clone()];
     let [addr_a, addr_b] = hosts.addresses.clone();
     let peer = format!("a={addr_a}");
     let b = Live::start(group_command(
@@ -375,6 +408,11 @@ fn two_groups_in_two_network_namespaces_talk_over_the_veth_link() {
         let left: Vec<_> = std::fs::read_dir(rt).map_or(Vec::new(), |d| d.collect());
         assert!(left.is_empty(), "{} holds {left:?}", rt.display());
     }
+    let inside = hosts.pids_inside();
+    assert!(
+        inside.is_empty(),
+        "processes left in the namespaces: {inside:?}"
+    );
     hosts.tear_down();
     let left = hosts.leftovers();
     assert!(left.is_empty(), "left behind: {left:?}");
