@@ -7,7 +7,9 @@
 # usage: bench/plan/million.sh [N]
 #   BENCH_DIR=/some/dir   keep the generated file there
 #   CARGO_TARGET_DIR is honoured for the build and the binaries run
-#   MODES="check plan-json"   what of ipc-run to run (default: check plan-text plan-json)
+#   MODES="check plan-json"   what of ipc-run to run (default: check plan-text plan-json);
+#                             check-hosts and plan-json-hosts plan with --hosts $HOSTS (default 16),
+#                             partitioning the topology into host groups (docs/distributed.md)
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -42,6 +44,8 @@ for mode in ${MODES:-check plan-text plan-json}; do
         check) row check "$bin/ipc-run" check --limits default "${caps[@]}" "$file" ;;
         plan-text) row plan-text "$bin/ipc-run" plan --limits default "${caps[@]}" "$file" ;;
         plan-json) row plan-json "$bin/ipc-run" plan --format json --limits default "${caps[@]}" "$file" ;;
+        check-hosts) row "check --hosts ${HOSTS:-16}" "$bin/ipc-run" check --limits default --hosts "${HOSTS:-16}" "${caps[@]}" "$file" ;;
+        plan-json-hosts) row "plan-json --hosts ${HOSTS:-16}" "$bin/ipc-run" plan --format json --limits default --hosts "${HOSTS:-16}" "${caps[@]}" "$file" ;;
         *) echo "unknown mode $mode" >&2; exit 2 ;;
     esac
 done

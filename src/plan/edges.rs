@@ -654,11 +654,10 @@ fn plan_channel(
     // Between host groups only a network mechanism reaches the other side.
     let crossing = match pass.placement.as_deref_mut() {
         Some(groups) => {
-            let ends =
-                [from, to].map(|side| side.iter().filter_map(|r| r.process).collect::<Vec<_>>());
-            let ends = [ends[0].as_slice(), ends[1].as_slice()];
+            let writers = from.iter().filter_map(|r| r.process);
+            let readers = to.iter().filter_map(|r| r.process);
             groups
-                .crossing(&input.id, input.spec, &input.span, ends, sink)
+                .crossing(&input.id, input.spec, &input.span, writers, readers, sink)
                 .ok()?
         }
         None => None,

@@ -6,8 +6,11 @@
 //!    bus edge's broker) enter a copy of the topology as if written, and
 //!    are marked `managed` once the plan is made;
 //! 1. [`processes`]: names, argv, env, replicas, ports, signals, readiness;
+//!    then [`placement`]: the host groups, when the file names some (`host`)
+//!    or `--hosts N` asks, from the edges that bind processes to one host;
 //! 2. [`edges`]: endpoints resolved to ports, ports used once, mechanisms
-//!    chosen or checked ([`select`]), host limits, named objects;
+//!    chosen or checked ([`select`]; TCP between host groups), host
+//!    limits, named objects;
 //! 3. [`wiring`]: each instance's fd table and environment;
 //! 4. [`order`]: start and stop order, the three kinds of cycle, FIFO
 //!    open-order deadlocks;

@@ -63,7 +63,7 @@ impl Default for PlacementOptions {
 
 /// Why an edge keeps its processes on one host, or `None` for an edge that
 /// may become a network edge.
-fn binding(spec: Option<&EdgeSpec>, std_stream: bool) -> Option<&'static str> {
+fn binding(spec: Option<&EdgeSpec>, std_stream: bool, outside: bool) -> Option<&'static str> {
     let Some(spec) = spec else {
         return Some("a pipeline's stages are joined by pipes on their standard streams");
     };
@@ -95,6 +95,11 @@ fn binding(spec: Option<&EdgeSpec>, std_stream: bool) -> Option<&'static str> {
     }
     if broker {
         return Some("a D-Bus bus's clients meet at its broker, started on one host");
+    }
+    if outside {
+        return Some(
+            "an end at `@stdin`, `@stdout` or `@external` is on one host: ipc-run's own streams, or a peer that finds the channel by name",
+        );
     }
     if std_stream {
         return Some(
@@ -132,7 +137,7 @@ fn conflict_code(spec: Option<&EdgeSpec>) -> &'static str {
 /// One edge of the file as placement sees it: its processes, whether it
 /// binds them, and where it is written.
 struct EdgeEnds<'t> {
-    id: String,
+    id: EdgeId<'t>,
     spec: Option<&'t EdgeSpec>,
     span: Span,
     /// Indexes of the processes at its ends, `from` first, in order.
@@ -141,12 +146,31 @@ struct EdgeEnds<'t> {
     binds: Option<&'static str>,
 }
 
+/// An edge's id as the plan spells it (its name, `eN` or `pipelineN`),
+/// made into text only when a message or reason shows it.
+#[derive(Debug, Clone, Copy)]
+enum EdgeId<'t> {
+    Named(&'t str),
+    Index(usize),
+    Pipeline(usize),
+}
+
+impl std::fmt::Display for EdgeId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EdgeId::Named(name) => f.write_str(name),
+            EdgeId::Index(index) => write!(f, "e{index}"),
+            EdgeId::Pipeline(index) => write!(f, "pipeline{index}"),
+        }
+    }
+}
+
 /// The edges of the file, with their process ends resolved by name; an
 /// endpoint that does not resolve is left for the edges pass to report.
 fn edge_ends<'t>(topology: &'t Topology, by_name: &HashMap<&str, usize>) -> Vec<EdgeEnds<'t>> {
     let file = &topology.file;
     let mut edges = Vec::with_capacity(file.edge.len() + file.pipeline.len());
-    let mut resolve = |id: String,
+    let mut resolve = |id: EdgeId<'t>,
                        spec: Option<&'t EdgeSpec>,
                        span: Span,
                        from: &'t [Spanned<String>],
@@ -154,21 +178,25 @@ fn edge_ends<'t>(topology: &'t Topology, by_name: &HashMap<&str, usize>) -> Vec<
         let stream = spec
             .and_then(|s| s.traffic.as_ref())
             .is_none_or(|t| *t.get_ref() == Traffic::Stream);
-        let mut std_stream = false;
+        let (mut std_stream, mut outside) = (false, false);
         let mut processes = Vec::new();
         for item in from.iter().chain(to) {
-            if let Ok(EndpointRef::Process { process, port }) = EndpointRef::parse(item.get_ref()) {
-                let Some(&index) = by_name.get(process) else {
-                    continue;
-                };
-                processes.push(index);
-                std_stream |= match port {
-                    Some(port) => super::edges::is_std_stream(port),
-                    None => stream,
-                };
+            match EndpointRef::parse(item.get_ref()) {
+                Ok(EndpointRef::Process { process, port }) => {
+                    let Some(&index) = by_name.get(process) else {
+                        continue;
+                    };
+                    processes.push(index);
+                    std_stream |= match port {
+                        Some(port) => super::edges::is_std_stream(port),
+                        None => stream,
+                    };
+                }
+                Ok(EndpointRef::Own(_) | EndpointRef::External) => outside = true,
+                Err(_) => {}
             }
         }
-        let binds = binding(spec, std_stream);
+        let binds = binding(spec, std_stream, outside);
         edges.push(EdgeEnds {
             id,
             spec,
@@ -181,7 +209,7 @@ fn edge_ends<'t>(topology: &'t Topology, by_name: &HashMap<&str, usize>) -> Vec<
         let id = spec
             .name
             .as_ref()
-            .map_or_else(|| format!("e{index}"), |n| n.get_ref().clone());
+            .map_or(EdgeId::Index(index), |n| EdgeId::Named(n.get_ref()));
         let span = spec.from.span().start..spec.to.span().end.max(spec.from.span().end);
         resolve(
             id,
@@ -194,7 +222,7 @@ fn edge_ends<'t>(topology: &'t Topology, by_name: &HashMap<&str, usize>) -> Vec<
     for (index, pair) in file.pipeline.windows(2).enumerate() {
         let span = pair[0].span().start..pair[1].span().end;
         resolve(
-            format!("pipeline{index}"),
+            EdgeId::Pipeline(index),
             None,
             span,
             std::slice::from_ref(&pair[0]),
@@ -262,9 +290,9 @@ struct Capped {
 }
 
 impl Capped {
-    fn push(&mut self, name: &str) {
+    fn push(&mut self, name: impl std::fmt::Display) {
         if self.names.len() < NAMES_IN_REASON {
-            self.names.push(name.to_owned());
+            self.names.push(name.to_string());
         }
         self.total += 1;
     }
@@ -591,11 +619,16 @@ fn place_declared(
     let roots = roots(components);
     let mut group: Vec<Option<u32>> = vec![None; roots.len()];
     let mut joined: Vec<Option<u32>> = vec![None; roots.len()];
+    // Seeded in file order (of each component's first process), so an
+    // undeclared component between two groups joins the earlier one.
     let mut queue = VecDeque::new();
-    for (p, &root) in roots.iter().enumerate() {
-        if root as usize == p {
-            group[p] = components.declared[p].map(|d| d.0);
-            if group[p].is_some() {
+    let mut seeded = vec![false; roots.len()];
+    for &root in &roots {
+        let r = root as usize;
+        if !seeded[r] {
+            seeded[r] = true;
+            group[r] = components.declared[r].map(|d| d.0);
+            if group[r].is_some() {
                 queue.push_back(root);
             }
         }
@@ -624,7 +657,7 @@ fn place_declared(
         } else if let Some(edge) = joined[root] {
             why[g].joined.push(&process.name);
             if root == p {
-                why[g].joined_edges.push(&edges[edge as usize].id);
+                why[g].joined_edges.push(edges[edge as usize].id);
             }
         } else {
             why[g].defaulted.push(&process.name);
@@ -636,7 +669,7 @@ fn place_declared(
     {
         why[of_process[edge.processes[0]] as usize]
             .bound_edges
-            .push(&edge.id);
+            .push(edge.id);
     }
     let reasons = names
         .iter()
@@ -802,7 +835,7 @@ fn partition(
         .iter()
         .filter(|e| e.binds.is_some() && e.processes.len() > 1)
     {
-        bound[of_process[edge.processes[0]] as usize].push(&edge.id);
+        bound[of_process[edge.processes[0]] as usize].push(edge.id);
     }
     let reasons = counts
         .iter()
@@ -881,29 +914,32 @@ impl Groups {
         id: &str,
         spec: Option<&EdgeSpec>,
         span: &Span,
-        [from, to]: [&[usize]; 2],
+        from: impl Iterator<Item = usize>,
+        to: impl Iterator<Item = usize> + Clone,
         sink: &mut Sink,
     ) -> Result<Option<Crossing>, ()> {
-        let mut readers: Vec<u32> = to.iter().map(|&p| self.of_process[p]).collect();
-        readers.sort_unstable();
-        readers.dedup();
-        let Some(&listener) = readers.first() else {
+        // Nothing is collected for the usual channel, all in one group.
+        let mut groups = to.clone().map(|p| self.of_process[p]);
+        let Some(listener) = groups.next() else {
             return Ok(None);
         };
-        let mut clients: Vec<u32> = Vec::new();
-        for &p in from {
-            let g = self.of_process[p];
-            if g != listener && !clients.contains(&g) {
-                clients.push(g);
-            }
-        }
-        if readers.len() > 1 {
+        if groups.any(|g| g != listener) {
+            let mut readers: Vec<u32> = to.map(|p| self.of_process[p]).collect();
+            readers.sort_unstable();
+            readers.dedup();
             sink.push(
                 Diagnostic::error("E0508", format!("edge `{id}` has readers in groups {}: an edge between groups is one TCP listener, in one group", self.list(readers)))
                     .with_label(Label::primary(span.clone(), "readers on more than one host"))
                     .with_help("split it into one edge per group of readers"),
             );
             return Err(());
+        }
+        let mut clients: Vec<u32> = Vec::new();
+        for p in from {
+            let g = self.of_process[p];
+            if g != listener && !clients.contains(&g) {
+                clients.push(g);
+            }
         }
         if clients.is_empty() {
             return Ok(None);

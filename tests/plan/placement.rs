@@ -483,3 +483,27 @@ fn an_inconsistent_placement_is_refused_on_import() {
     let read = plan::import::from_json(&text, &Limits::default()).expect("as planned");
     assert_eq!(read.plan, plan);
 }
+
+/// An edge with an end outside the topology (an `@external` peer, which
+/// finds the channel by name on one host) keeps its processes together.
+#[test]
+fn an_edge_to_an_external_peer_keeps_its_writers_together() {
+    let planned = partitioned(
+        r#"
+[process.a]
+cmd = ["a"]
+
+[process.b]
+cmd = ["b"]
+
+[[edge]]
+name = "report"
+from = ["a.report", "b.report"]
+to = "@external"
+"#,
+        2,
+    );
+    let placement = planned.plan.placement.as_ref().unwrap();
+    assert_eq!(placement.groups.len(), 1);
+    assert!(placement.cross_edges.is_empty());
+}
