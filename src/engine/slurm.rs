@@ -675,6 +675,9 @@ const QUERY_INTERVAL: Duration = Duration::from_secs(2);
 /// How long to wait, after the script wrote its status, for Slurm to
 /// record the job as over (its steps' processes gone).
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the controller is asked while the job is ending (its status
+/// written, or cancelled): the end is near, and worth seeing soon.
+const ENDING_QUERY_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The signals that stop `ipc-run slurm`, read from a signalfd instead of
 /// killing it, so that the job is cancelled rather than left running.
@@ -793,7 +796,7 @@ pub fn submit_and_follow(job: &Job, out: &mut dyn Write) -> Result<i32, SlurmErr
             }
             next_query = now
                 + if settle_until.is_some() || cancelled {
-                    FOLLOW_INTERVAL
+                    ENDING_QUERY_INTERVAL
                 } else {
                     QUERY_INTERVAL
                 };
