@@ -14,6 +14,8 @@
 #   make            builds examples/onc (run::onc tests, topologies/onc-rpc.toml)
 #   iproute2        ip netns and veth pairs (run::distributed, as root)
 #   openmpi-bin, libopenmpi-dev    mpirun and mpicc (MPI worlds)
+#   slurm-wlm, munge               a single-node Slurm of the test's own
+#                                  (scripts/slurm-cluster.sh, run::slurm tests)
 #
 # Then a venv at target/test-venv with tests/requirements.txt (grpcio,
 # grpcio-health-checking, gunicorn, jeepney) from PyPI; the tests find it
@@ -26,7 +28,7 @@ cd "$(dirname "$0")/.."
 
 packages=(socat python3 strace util-linux gcc libc6-dev python3-venv curl
     dbus-daemon dbus-bin rpcsvc-proto libtirpc-dev openmpi-bin libopenmpi-dev make
-    iproute2)
+    iproute2 slurm-wlm munge)
 missing=()
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")

@@ -417,6 +417,9 @@ pub(crate) enum Command {
     },
     /// Validate a topology and print its diagnostics.
     Check(PlanArgs),
+    /// Run a topology as one Slurm job: each host group's ipc-run a step
+    /// of one allocation (docs/distributed.md, "Slurm").
+    Slurm(SlurmArgs),
     /// Print the plan: every process's fds and env, every channel's mechanism and why.
     Plan {
         /// Shared planning options.
@@ -566,6 +569,33 @@ pub(crate) struct ReloadArgs {
     pub control: ControlArgs,
 }
 
+/// The arguments of `slurm`.
+#[derive(Debug, Args)]
+pub(crate) struct SlurmArgs {
+    /// Shared planning options.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// Print the batch script and stop: nothing is written or submitted.
+    #[arg(long)]
+    pub script_only: bool,
+    /// The partition to submit to (`sbatch --partition`).
+    #[arg(long, value_name = "P")]
+    pub partition: Option<String>,
+    /// The job's time limit, in Slurm's syntax (`sbatch --time`: `30`,
+    /// `1:00:00`, `2-0`).
+    #[arg(long, value_name = "T")]
+    pub time: Option<String>,
+    /// The job's working directory, where the topology's relative paths
+    /// resolve (default: the current directory).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// The job directory to create for the plan, the batch script and the
+    /// logs (default: WORKDIR/ipc-run-slurm/NAME-ID); it must not exist,
+    /// and must be on a file system the job's nodes share with this one.
+    #[arg(long, value_name = "DIR")]
+    pub job_dir: Option<PathBuf>,
+}
+
 /// The arguments of `logs`.
 #[derive(Debug, Args)]
 pub(crate) struct LogsArgs {
@@ -672,6 +702,9 @@ pub(crate) enum CliError {
     /// A control command failed.
     #[error(transparent)]
     Control(#[from] crate::control::commands::CommandError),
+    /// `slurm`: the job could not be written, submitted or followed.
+    #[error(transparent)]
+    Slurm(#[from] crate::engine::slurm::SlurmError),
     /// `run --host`: the group cannot be run as asked.
     #[error(transparent)]
     Group(#[from] crate::launch::group::GroupError),
@@ -701,6 +734,7 @@ impl CliError {
             CliError::Tap(_) => ExitCode::Usage.code(),
             CliError::Control(error) => error.exit_code(),
             CliError::Detached { code, .. } => *code,
+            CliError::Slurm(error) => error.exit_code(),
             CliError::Group(error) => error.exit_code(),
         }
     }
@@ -769,6 +803,12 @@ fn report(error: &CliError, color: bool) {
         }
         CliError::Group(error) => {
             let head = format!("error[{}]", error.code());
+            let _ = writeln!(stderr, "{}: {error}", paint_error(&head, color));
+        }
+        CliError::Slurm(error) => {
+            let head = error
+                .code()
+                .map_or("error".to_owned(), |c| format!("error[{c}]"));
             let _ = writeln!(stderr, "{}: {error}", paint_error(&head, color));
         }
         other => {
@@ -952,6 +992,7 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     let command = cli.command;
     match command {
         Command::Run(args) => return run_topology(&args, cli.color, color),
+        Command::Slurm(args) => return slurm(&args, color),
         Command::Bench(args) => {
             crate::bench::run(&args)?;
             return Ok(ExitCode::Success.code());
@@ -973,6 +1014,7 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     let mut stdout = std::io::stdout().lock();
     match command {
         Command::Run(_)
+        | Command::Slurm(_)
         | Command::Port(_)
         | Command::Bench(_)
         | Command::BenchPeer { .. }
@@ -1308,6 +1350,39 @@ fn run_in_foreground(
         );
     }
     Ok(outcome.exit_code)
+}
+
+/// `ipc-run slurm`: plans, writes the job directory, submits the batch
+/// script and follows the job; the exit code is the job's
+/// (docs/distributed.md, "Slurm").
+fn slurm(args: &SlurmArgs, color: bool) -> Result<i32, CliError> {
+    use crate::engine::slurm;
+    let (topology, planned) = load_and_plan(&args.plan, color)?;
+    drop(topology);
+    let workdir = match &args.workdir {
+        Some(dir) => std::path::absolute(dir)?,
+        None => std::env::current_dir()?,
+    };
+    let job_dir = match &args.job_dir {
+        Some(dir) => std::path::absolute(dir)?,
+        None => slurm::default_job_dir(&workdir, &planned.plan.name)?,
+    };
+    let options = slurm::JobOptions {
+        partition: args.partition.clone(),
+        time: args.time.clone(),
+        workdir,
+        job_dir,
+        ipc_run: std::env::current_exe()?,
+    };
+    if args.script_only {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(slurm::batch_script(&planned.plan, &options).as_bytes())?;
+        stdout.flush()?;
+        return Ok(ExitCode::Success.code());
+    }
+    let job = slurm::write_job(&planned.plan, &options)?;
+    let mut stdout = std::io::stdout().lock();
+    Ok(slurm::submit_and_follow(&job, &mut stdout)?)
 }
 
 /// What a group's run needs to know of the other hosts, besides its plan.
