@@ -483,6 +483,71 @@ pub(crate) enum Command {
         #[command(flatten)]
         control: ControlArgs,
     },
+    /// Write what runs the topology's host groups under another engine:
+    /// Kubernetes manifests or systemd units (docs/distributed.md).
+    Export {
+        /// The engine.
+        #[command(subcommand)]
+        engine: ExportEngine,
+    },
+}
+
+/// The engines of `ipc-run export`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ExportEngine {
+    /// A ConfigMap with the plan, a Deployment or Job per host group, a
+    /// Service per group with cross-group listeners.
+    Kubernetes(KubernetesArgs),
+    /// A `Type=notify` service unit per host group, and the plan beside
+    /// the units.
+    Systemd(SystemdArgs),
+}
+
+/// The arguments of `export kubernetes`.
+#[derive(Debug, Args)]
+pub(crate) struct KubernetesArgs {
+    /// Shared planning options.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// FILE is a JSON plan (`ipc-run plan FILE --format json`), exported
+    /// as it is once checked against this host's limits.
+    #[arg(long = "plan", conflicts_with_all = ["tap", "limits", "profiles"])]
+    pub from_plan: bool,
+    /// The container image: ipc-run, /bin/sh, grep and the topology's
+    /// programs.
+    #[arg(long, value_name = "IMG", value_parser = crate::engine::kubernetes::parse_image)]
+    pub image: String,
+    /// The namespace of every object (default: the one kubectl applies to).
+    #[arg(long, value_name = "NS", value_parser = crate::engine::kubernetes::parse_namespace)]
+    pub namespace: Option<String>,
+    /// Write one file per object into DIR (created if missing) instead of
+    /// one YAML stream on stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// The arguments of `export systemd`.
+#[derive(Debug, Args)]
+pub(crate) struct SystemdArgs {
+    /// Shared planning options.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// FILE is a JSON plan (`ipc-run plan FILE --format json`), exported
+    /// as it is once checked against this host's limits.
+    #[arg(long = "plan", conflicts_with_all = ["tap", "limits", "profiles"])]
+    pub from_plan: bool,
+    /// Write the units and the plan (PREFIX.plan.json) into DIR (created if
+    /// missing) instead of printing the units; the units name the plan
+    /// there (default: /etc/systemd/system).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Units are PREFIX-GROUP.service (default: ipc-run-NAME, NAME the
+    /// topology's).
+    #[arg(long, value_name = "NAME", value_parser = crate::engine::systemd::parse_prefix)]
+    pub prefix: Option<String>,
+    /// The ipc-run the units start, an absolute path (default: this one).
+    #[arg(long = "ipc-run", value_name = "PATH", value_parser = crate::engine::systemd::parse_ipc_run)]
+    pub ipc_run: Option<String>,
 }
 
 /// The arguments of `logs`.
@@ -591,6 +656,9 @@ pub(crate) enum CliError {
     /// A control command failed.
     #[error(transparent)]
     Control(#[from] crate::control::commands::CommandError),
+    /// `export` could not make or write what it exports.
+    #[error(transparent)]
+    Export(#[from] crate::engine::export::ExportError),
     /// `run --detach`: the run failed before every process was ready.
     #[error("the run failed before every process was ready{reason}")]
     Detached {
@@ -617,6 +685,7 @@ impl CliError {
             CliError::Tap(_) => ExitCode::Usage.code(),
             CliError::Control(error) => error.exit_code(),
             CliError::Detached { code, .. } => *code,
+            CliError::Export(_) => ExitCode::Invalid.code(),
         }
     }
 }
@@ -679,6 +748,13 @@ fn report(error: &CliError, color: bool) {
             let _ = writeln!(stderr, "{}", summary_line(path, 1, 0, color));
         }
         CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {}
+        CliError::Export(error) => {
+            let _ = writeln!(
+                stderr,
+                "{}: {error}",
+                paint_error(&format!("error[{}]", error.code()), color)
+            );
+        }
         CliError::Bench(stopped) if stopped.is_interruption() => {
             let _ = writeln!(stderr, "{stopped}");
         }
@@ -889,6 +965,10 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         | Command::Down { .. }
         | Command::Logs(_)
         | Command::Events { .. } => unreachable!("handled above"),
+        Command::Export { engine } => {
+            drop(stdout);
+            return export(engine, color);
+        }
         Command::Clean { runtime_dir } => {
             drop(stdout);
             return clean(runtime_dir);
@@ -945,6 +1025,67 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut stdout)?;
+        }
+    }
+    stdout.flush()?;
+    Ok(ExitCode::Success.code())
+}
+
+/// `ipc-run export ENGINE`: plans the topology (or reads the plan), then
+/// writes the engine's files into `--out`, or prints them.
+fn export(engine: ExportEngine, color: bool) -> Result<i32, CliError> {
+    let planned = |args: &PlanArgs, from_plan: bool| {
+        if from_plan {
+            load_plan_file(args, None, color)
+        } else {
+            load_and_plan(args, color).map(|(_, planned)| planned)
+        }
+    };
+    use crate::engine::{export, kubernetes, systemd};
+    let mut stdout = std::io::stdout().lock();
+    match engine {
+        ExportEngine::Kubernetes(args) => {
+            let planned = planned(&args.plan, args.from_plan)?;
+            let options = kubernetes::Options {
+                image: args.image,
+                namespace: args.namespace,
+            };
+            let files = kubernetes::manifests(&planned.plan, &options)?;
+            match &args.out {
+                Some(dir) => export::write_files(dir, &files)?,
+                None => stdout.write_all(kubernetes::stream(&files).as_bytes())?,
+            }
+        }
+        ExportEngine::Systemd(args) => {
+            let planned = planned(&args.plan, args.from_plan)?;
+            let plan = &planned.plan;
+            let ipc_run = match args.ipc_run {
+                Some(path) => path,
+                None => std::env::current_exe()?.display().to_string(),
+            };
+            // The units name the plan by an absolute path.
+            let unit_dir = match &args.out {
+                Some(dir) => Some(std::path::absolute(dir)?.display().to_string()),
+                None => None,
+            };
+            let options = systemd::Options {
+                prefix: args.prefix.unwrap_or_else(|| systemd::default_prefix(plan)),
+                ipc_run,
+                unit_dir,
+            };
+            let mut files = systemd::units(plan, &options)?;
+            match &args.out {
+                Some(dir) => {
+                    files.push((systemd::plan_file(&options), export::plan_json(plan)));
+                    export::write_files(dir, &files)?;
+                }
+                None => {
+                    for (name, text) in &files {
+                        writeln!(stdout, "# {name}")?;
+                        stdout.write_all(text.as_bytes())?;
+                    }
+                }
+            }
         }
     }
     stdout.flush()?;

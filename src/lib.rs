@@ -52,6 +52,7 @@ pub use ipc_run_child as child;
 pub mod cli;
 pub mod control;
 pub mod diagnostic;
+pub(crate) mod engine;
 pub mod exit;
 pub(crate) mod host;
 pub mod launch;
