@@ -1080,9 +1080,9 @@ fn export(engine: ExportEngine, color: bool) -> Result<i32, CliError> {
                     export::write_files(dir, &files)?;
                 }
                 None => {
-                    for (name, text) in &files {
-                        writeln!(stdout, "# {name}")?;
-                        stdout.write_all(text.as_bytes())?;
+                    for (i, (name, text)) in files.iter().enumerate() {
+                        let gap = if i == 0 { "" } else { "\n" };
+                        write!(stdout, "{gap}# {name}\n{text}")?;
                     }
                 }
             }
