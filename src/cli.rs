@@ -306,6 +306,20 @@ pub(crate) struct PlanArgs {
     /// `IPC_RUN_PROFILES`).
     #[arg(long = "profile", value_name = "NAME")]
     pub profiles: Vec<String>,
+    /// Split the processes into at most N host groups, keeping those joined
+    /// by host-local edges together (docs/distributed.md, "Placement");
+    /// without it, `host` keys on processes name the groups.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub hosts: Option<u32>,
+    /// The first TCP port given to an edge between host groups that
+    /// declares none; the next ones follow in edge order.
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = plan::DEFAULT_BASE_PORT,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub base_port: u16,
 }
 
 impl PlanArgs {
@@ -326,6 +340,14 @@ impl PlanArgs {
         crate::topology::ComposeOptions {
             profiles,
             vars: None,
+        }
+    }
+
+    /// `--hosts` and `--base-port`.
+    fn placement(&self) -> plan::PlacementOptions {
+        plan::PlacementOptions {
+            hosts: self.hosts,
+            base_port: self.base_port,
         }
     }
 
@@ -803,9 +825,14 @@ fn load_and_plan_in(
     // Taps edit the typed file after planning; otherwise only its source
     // is needed afterwards (for diagnostics), and the planner drops the rest.
     let outcome = if args.tap.is_empty() {
-        plan::plan_releasing(&mut topology, &limits, args.max_instances())
+        plan::plan_releasing_placed(
+            &mut topology,
+            &limits,
+            args.max_instances(),
+            &args.placement(),
+        )
     } else {
-        plan::plan_capped(&topology, &limits, args.max_instances())
+        plan::plan_placed(&topology, &limits, args.max_instances(), &args.placement())
     };
     tracing::debug!(elapsed = ?started.elapsed(), "planned {}", args.file.display());
     let outcome = match outcome {
@@ -813,7 +840,8 @@ fn load_and_plan_in(
             // Taps rewrite the topology as planned, then plan it again.
             let mut tapped = topology.clone();
             crate::port::tap::apply(&mut tapped, &planned.plan, &args.tap)?;
-            let outcome = plan::plan_capped(&tapped, &limits, args.max_instances());
+            let outcome =
+                plan::plan_placed(&tapped, &limits, args.max_instances(), &args.placement());
             return finish_plan(args, tapped, outcome, color);
         }
         other => other,

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::model::{ChannelPlan, Choice, End, EndpointPlan, Mechanism, OwnStream};
+use super::placement::Groups;
 use super::processes::ProcessDecl;
 use super::select::{Traits, check_fit, choose, traffic_name};
 use super::{Limits, Sink, Span};
@@ -225,6 +226,7 @@ pub fn resolve<'a>(
     topology: &'a Topology,
     limits: &Limits,
     processes: &[ProcessDecl],
+    mut placement: Option<&mut Groups>,
     sink: &mut Sink,
 ) -> Vec<ChannelDecl> {
     let inputs = collect_inputs(topology, sink);
@@ -254,6 +256,7 @@ pub fn resolve<'a>(
             processes,
             posix_queues: &mut posix_queues,
             names: &mut names,
+            placement: placement.as_deref_mut(),
         };
         if let Some(channel) = plan_channel(input, traffic, &from, &to, &mut pass, sink) {
             channels.push(channel);
@@ -633,6 +636,8 @@ struct Pass<'a> {
     posix_queues: &'a mut u64,
     /// Port names shared between channels.
     names: &'a mut PortNames,
+    /// The host groups, when the topology is placed on several.
+    placement: Option<&'a mut Groups>,
 }
 
 /// Plans one edge whose endpoints resolved: its mechanism (chosen or
@@ -646,7 +651,22 @@ fn plan_channel(
     sink: &mut Sink,
 ) -> Option<ChannelDecl> {
     let traits = edge_traits(input, traffic, from, to, pass.processes, sink)?;
-    let (kind, reason, choice) = pick(input, &traits, pass.limits, sink)?;
+    // Between host groups only a network mechanism reaches the other side.
+    let crossing = match pass.placement.as_deref_mut() {
+        Some(groups) => {
+            let ends =
+                [from, to].map(|side| side.iter().filter_map(|r| r.process).collect::<Vec<_>>());
+            let ends = [ends[0].as_slice(), ends[1].as_slice()];
+            groups
+                .crossing(&input.id, input.spec, &input.span, ends, sink)
+                .ok()?
+        }
+        None => None,
+    };
+    let (kind, reason, choice) = match (&crossing, pass.placement.as_deref()) {
+        (Some(crossing), Some(groups)) => groups.pick(crossing, input.spec, traffic),
+        _ => pick(input, &traits, pass.limits, sink)?,
+    };
     check_options_apply(kind, &traits, input, sink);
     let mode = parse_mode(input.spec, sink)?;
     let mut cx = EdgeContext {
@@ -669,11 +689,14 @@ fn plan_channel(
         sink.push(diagnostic);
     }
     let Shape {
-        mechanism,
+        mut mechanism,
         blocking,
         capacity,
     } = shape?;
-    let objects = cx.objects;
+    let mut objects = cx.objects;
+    if let (Some(crossing), Some(groups)) = (crossing, pass.placement.as_deref_mut()) {
+        groups.open(&input.id, crossing, &mut mechanism, &mut objects);
+    }
     warn_unsynchronised(input, traffic, sink);
     warn_outside_writers(input, kind, &traits, from, pass.limits, sink);
     let ends = plan_endpoints(input, &mechanism, &traits, [from, to], pass);

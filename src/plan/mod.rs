@@ -26,7 +26,7 @@ pub mod import;
 pub(crate) mod managed;
 mod order;
 pub(crate) mod placeholders;
-pub(crate) mod placement;
+mod placement;
 mod processes;
 pub mod render;
 pub mod select;
@@ -36,6 +36,7 @@ mod world;
 pub use crate::mechanism::{limits, model, signals};
 pub use limits::{Limit, Limits};
 pub use model::*;
+pub use placement::{DEFAULT_BASE_PORT, PlacementOptions};
 
 use crate::diagnostic::Diagnostic;
 use crate::topology::Topology;
@@ -81,13 +82,29 @@ pub fn plan_capped(
     limits: &Limits,
     max_instances: usize,
 ) -> Result<Planned, PlanError> {
+    plan_placed(
+        topology,
+        limits,
+        max_instances,
+        &PlacementOptions::default(),
+    )
+}
+
+/// [`plan_capped`] with placement options (`--hosts`, `--base-port`).
+pub fn plan_placed(
+    topology: &Topology,
+    limits: &Limits,
+    max_instances: usize,
+    options: &PlacementOptions,
+) -> Result<Planned, PlanError> {
     let mut sink = Sink::default();
     let profiles = profiles_plan(&topology.profiles, &topology.file);
     // Processes ipc-run adds (a private bus's broker) enter as if written.
     let (expanded, managed) = managed::add(topology, &mut sink);
     let topology = expanded.as_ref().unwrap_or(topology);
     let processes = declare_processes(topology, limits, max_instances, &mut sink)?;
-    let declared = declare_channels(topology, limits, sink, processes, managed)?;
+    let groups = placement::assign(topology, &processes, options, &mut sink);
+    let declared = declare_channels(topology, limits, sink, processes, groups, managed)?;
     wire_and_order(declared, limits, profiles)
 }
 
@@ -101,6 +118,21 @@ pub fn plan_releasing(
     topology: &mut Topology,
     limits: &Limits,
     max_instances: usize,
+) -> Result<Planned, PlanError> {
+    plan_releasing_placed(
+        topology,
+        limits,
+        max_instances,
+        &PlacementOptions::default(),
+    )
+}
+
+/// [`plan_releasing`] with placement options (`--hosts`, `--base-port`).
+pub fn plan_releasing_placed(
+    topology: &mut Topology,
+    limits: &Limits,
+    max_instances: usize,
+    options: &PlacementOptions,
 ) -> Result<Planned, PlanError> {
     let mut typed = Topology {
         path: std::mem::take(&mut topology.path),
@@ -119,9 +151,10 @@ pub fn plan_releasing(
     }
     let declared =
         declare_processes(&typed, limits, max_instances, &mut sink).and_then(|processes| {
+            let groups = placement::assign(&typed, &processes, options, &mut sink);
             // The edges pass reads the process declarations, not the specs.
             drop(std::mem::take(&mut typed.file.process));
-            declare_channels(&typed, limits, sink, processes, managed)
+            declare_channels(&typed, limits, sink, processes, groups, managed)
         });
     // Only the path and the text are still needed: give them back and drop
     // the rest of the typed file (the edges and their strings).
@@ -150,6 +183,8 @@ struct Declared {
     channels: Vec<edges::ChannelDecl>,
     /// The processes ipc-run added, completed once the plan is made.
     managed: Vec<managed::Added>,
+    /// The host groups, when the topology is placed on several.
+    groups: Option<placement::Groups>,
 }
 
 /// The first pass, the only one that reads the processes' specs.
@@ -173,9 +208,13 @@ fn declare_channels(
     limits: &Limits,
     mut sink: Sink,
     processes: Vec<processes::ProcessDecl>,
+    mut groups: Option<placement::Groups>,
     managed: Vec<managed::Added>,
 ) -> Result<Declared, PlanError> {
-    let channels = edges::resolve(topology, limits, &processes, &mut sink);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
+    let channels = edges::resolve(topology, limits, &processes, groups.as_mut(), &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }
@@ -209,6 +248,7 @@ fn declare_channels(
         processes,
         channels,
         managed,
+        groups,
     })
 }
 
@@ -225,6 +265,7 @@ fn wire_and_order(
         mut processes,
         mut channels,
         managed,
+        groups,
     } = declared;
     let mut instances = wiring::wire(&name, limits, &processes, &mut channels, &mut sink);
     conditions::resolve(&processes, &channels, &mut instances, &mut sink);
@@ -267,6 +308,9 @@ fn wire_and_order(
     );
     if sink.has_errors() {
         return Err(sink.into_error());
+    }
+    if let Some(groups) = groups {
+        groups.finish(&mut plan, &processes);
     }
     managed::finish(&mut plan, &managed);
     Ok(Planned {

@@ -42,6 +42,9 @@ pub fn write_text(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<
     if let Some(profiles) = &plan.profiles {
         render_profiles(&mut buf, profiles);
     }
+    if let Some(placement) = &plan.placement {
+        render_placement(&mut buf, placement, &mut |buf| flush_if_full(buf, out))?;
+    }
     // Each fd names its channel's mechanism: looked up by id, not by a scan
     // of every channel for every fd.
     let mechanisms: Mechanisms<'_> = plan
@@ -288,6 +291,61 @@ fn render_process(out: &mut String, mechanisms: &Mechanisms<'_>, process: &Proce
         let _ = writeln!(out, "    {}={}", var.name, var.value);
     }
     let _ = writeln!(out, "  inherits   {}", process.inherit_env.join(" "));
+}
+
+/// The host groups, each with its processes and why, and the edges
+/// between them with their ports and how clients find the listener.
+fn render_placement(
+    out: &mut String,
+    placement: &crate::mechanism::model::PlacementPlan,
+    flush: &mut dyn FnMut(&mut String) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use crate::mechanism::model::PlacementSource;
+    use crate::topology::ByteSize;
+    let source = match placement.source {
+        PlacementSource::Declared => "declared by `host` keys".to_owned(),
+        PlacementSource::Partitioned { hosts } => format!("partitioned by --hosts {hosts}"),
+    };
+    let _ = writeln!(
+        out,
+        "placement  {source}: {} group(s), {} edge(s) between groups",
+        placement.groups.len(),
+        placement.cross_edges.len()
+    );
+    for group in &placement.groups {
+        let mut needs = format!("{} process(es)", group.processes.len());
+        if let Some(cpus) = group.cpus {
+            let _ = write!(needs, ", cpus {cpus}");
+        }
+        if let Some(memory) = group.memory {
+            let _ = write!(needs, ", memory {}", ByteSize(memory));
+        }
+        let _ = write!(needs, ", shm {}", ByteSize(group.shm_bytes));
+        let _ = writeln!(out, "  group `{}`: {needs}", group.name);
+        let _ = write!(out, "    processes ");
+        for (k, name) in group.processes.iter().enumerate() {
+            let _ = write!(out, "{}{name}", if k == 0 { " " } else { ", " });
+            flush(out)?;
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "    reason     {}", group.reason);
+    }
+    for edge in &placement.cross_edges {
+        let _ = writeln!(
+            out,
+            "  cross `{}`: listener in `{}` on port {}, clients in {}",
+            edge.channel,
+            edge.listener_group,
+            edge.port,
+            edge.client_groups
+                .iter()
+                .map(|g| format!("`{g}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let _ = writeln!(out, "    discovery  {}", edge.discovery);
+    }
+    Ok(())
 }
 
 /// The active profiles and what they left out.

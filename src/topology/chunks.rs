@@ -188,6 +188,9 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         after_conditions,
         health,
         watchdog,
+        host,
+        cpus,
+        memory,
     } = &mut **rare;
     shift_list(inherit_env, o);
     shift(cwd, o);
@@ -210,6 +213,9 @@ fn shift_process(spec: &mut ProcessSpec, o: usize) {
         .collect();
     shift(health, o);
     shift(watchdog, o);
+    shift(host, o);
+    shift(cpus, o);
+    shift(memory, o);
 }
 
 fn shift_edge(edge: &mut EdgeSpec, o: usize) {

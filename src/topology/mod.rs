@@ -573,6 +573,19 @@ struct ProcessWire {
     /// wait for it (`after`), in dependency order (default false).
     #[schemars(with = "Option<bool>")]
     restart_dependents: Option<Spanned<bool>>,
+    /// The host group this process runs in when the topology is split
+    /// across hosts (`docs/distributed.md`, "Placement"); a name like a
+    /// process's. A plain run runs every group on this host.
+    #[schemars(with = "Option<String>")]
+    host: Option<Spanned<String>>,
+    /// CPUs the process needs (`2`, `0.5`), for packing with `--hosts N`
+    /// and the engines' resource requests.
+    #[schemars(with = "Option<f64>")]
+    cpus: Option<Spanned<f64>>,
+    /// Memory the process needs (`"512M"`), for packing with `--hosts N`
+    /// and the engines' resource requests.
+    #[schemars(with = "Option<ByteSize>")]
+    memory: Option<Spanned<ByteSize>>,
 }
 
 /// One process (or a set of identical replicas): `[process.NAME]`, its keys
@@ -643,6 +656,12 @@ pub struct ProcessRare {
     pub health: Option<Spanned<HealthSpec>>,
     /// `watchdog` as written.
     pub watchdog: Option<Spanned<Millis>>,
+    /// `host` as written: the host group.
+    pub host: Option<Spanned<String>>,
+    /// `cpus` as written.
+    pub cpus: Option<Spanned<f64>>,
+    /// `memory` as written.
+    pub memory: Option<Spanned<ByteSize>>,
 }
 
 /// The rare keys of a process that writes none.
@@ -665,6 +684,9 @@ static NO_RARE_PROCESS_KEYS: ProcessRare = ProcessRare {
     after_conditions: BTreeMap::new(),
     health: None,
     watchdog: None,
+    host: None,
+    cpus: None,
+    memory: None,
 };
 
 impl ProcessRare {
@@ -714,6 +736,9 @@ impl From<ProcessWire> for ProcessSpec {
             restart_dependents,
             health,
             watchdog,
+            host,
+            cpus,
+            memory,
         } = wire;
         let env_file = env_file.map(PathList::into_items).unwrap_or_default();
         let (after, after_conditions) = after.split();
@@ -734,7 +759,10 @@ impl From<ProcessWire> for ProcessSpec {
             || restart_dependents.is_some()
             || !after_conditions.is_empty()
             || health.is_some()
-            || watchdog.is_some();
+            || watchdog.is_some()
+            || host.is_some()
+            || cpus.is_some()
+            || memory.is_some();
         let rare = written.then(|| {
             Box::new(ProcessRare {
                 inherit_env,
@@ -755,6 +783,9 @@ impl From<ProcessWire> for ProcessSpec {
                 after_conditions,
                 health,
                 watchdog,
+                host,
+                cpus,
+                memory,
             })
         });
         ProcessSpec {
