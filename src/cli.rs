@@ -1108,6 +1108,11 @@ fn export(engine: ExportEngine, color: bool) -> Result<i32, CliError> {
                     export::write_files(dir, &files)?;
                 }
                 None => {
+                    eprintln!(
+                        "note: the units read the plan from {}: write it there with `ipc-run plan \
+                         --format json` and the same options, or use --out",
+                        systemd::plan_path(&options)
+                    );
                     for (i, (name, text)) in files.iter().enumerate() {
                         let gap = if i == 0 { "" } else { "\n" };
                         write!(stdout, "{gap}# {name}\n{text}")?;

@@ -78,12 +78,17 @@ pub(crate) fn plan_file(options: &Options) -> String {
     format!("{}.plan.json", options.prefix)
 }
 
+/// The plan's path the units name: beside them.
+pub(crate) fn plan_path(options: &Options) -> String {
+    let dir = options.unit_dir.as_deref().unwrap_or(DEFAULT_UNIT_DIR);
+    format!("{}/{}", dir.trim_end_matches('/'), plan_file(options))
+}
+
 /// The units, as (file name, text) in group order; with `--out`, the plan
 /// JSON is written beside them ([`plan_file`]).
 pub(crate) fn units(plan: &Plan, options: &Options) -> Result<Vec<(String, String)>, ExportError> {
     let groups = export::groups(plan);
-    let dir = options.unit_dir.as_deref().unwrap_or(DEFAULT_UNIT_DIR);
-    let plan_path = format!("{}/{}", dir.trim_end_matches('/'), plan_file(options));
+    let plan_path = plan_path(options);
     let name = |group: &str| format!("{}-{group}.service", options.prefix);
     if name("").len() + groups.iter().map(|g| g.name.len()).max().unwrap_or(0) > 255 {
         return Err(ExportError::Name(format!(

@@ -5,33 +5,37 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::{Value, json};
-
 use super::ipc_run;
-use crate::support::{Scratch, stacks};
+use crate::support::{IPC_RUN, Scratch, stacks};
 
 /// The Kubernetes version the manifests are validated against (its
 /// schemas ship with the pinned `kubernetes-validate`).
 const KUBERNETES_VERSION: &str = "1.33.0";
 
-/// Two groups: `front` (an API serving `orders` over TCP, and a cache
-/// sharing memory with it, so the two stay together) and `batch` (a
-/// worker that connects to `orders` and ends on its own).
+/// Two groups: `front` (an API serving `orders`, and a cache sharing
+/// memory with it, so the two stay together) and `batch` (a worker that
+/// connects to `orders` and ends on its own). `FRONT` and `BATCH` stand for
+/// the groups' names.
 const SHOP: &str = r#"
 name = "shop"
 
 [process.api]
+host = "FRONT"
 cmd = ["sleep", "1000"]
 restart = "always"
 stop_timeout = "10s"
+cpus = 1.5
+memory = "512MiB"
 health = { exec = ["true"], interval = "5s", timeout = "2s", retries = 4, start_period = "3s" }
 
 [process.cache]
+host = "FRONT"
 cmd = ["sleep", "1000"]
 restart = "always"
 after = ["api"]
 
 [process.worker]
+host = "BATCH"
 cmd = ["sleep", "1"]
 restart = "on-failure"
 ready = "notify"
@@ -42,9 +46,6 @@ name = "orders"
 from = "worker.orders"
 to = "api.orders"
 traffic = "request"
-mechanism = "tcp"
-address = "0.0.0.0:47000"
-allow_remote = true
 
 [[edge]]
 name = "hot"
@@ -54,46 +55,22 @@ traffic = "shared"
 size = "8MiB"
 "#;
 
-/// The plan of [`SHOP`] with its placement: planned by `ipc-run plan`, then
-/// split into `front` and `batch` as the planner's placement would.
-fn shop_plan(scratch: &mut Scratch, front: &str, batch: &str) -> PathBuf {
-    let topology = scratch.topology(SHOP);
+/// [`SHOP`] with its groups named `front` and `batch`.
+fn shop(scratch: &mut Scratch, front: &str, batch: &str) -> PathBuf {
+    scratch.topology(&SHOP.replace("FRONT", front).replace("BATCH", batch))
+}
+
+/// `ipc-run export ARGS… FILE --limits default`: its exit code, stdout
+/// and stderr.
+fn export(args: &[&str], file: &Path) -> (Option<i32>, String, String) {
     let out = ipc_run()
-        .args(["plan", "--format", "json", "--limits", "default"])
-        .arg(&topology)
+        .args(["--color", "never", "export"])
+        .args(args)
+        .arg(file)
+        .args(["--limits", "default"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut plan: Value = serde_json::from_slice(&out.stdout).unwrap();
-    for process in plan["processes"].as_array_mut().unwrap() {
-        let group = if process["name"] == "worker" {
-            batch
-        } else {
-            front
-        };
-        process["host"] = json!(group);
-    }
-    plan["placement"] = json!({
-        "source": {"kind": "declared"},
-        "groups": [
-            {"name": front, "processes": ["api", "cache"],
-             "reason": "declared; `hot` (posix-shm) joins api and cache",
-             "cpus": 1.5, "memory": 536870912u64, "shm_bytes": 8388608u64},
-            {"name": batch, "processes": ["worker"], "reason": "declared",
-             "cpus": null, "memory": null, "shm_bytes": 0},
-        ],
-        "cross_edges": [
-            {"channel": "orders", "listener_group": front, "client_groups": [batch],
-             "port": 47000, "discovery": "the engine's name for the listener group's host"},
-        ],
-    });
-    let path = scratch.dir.join("shop.plan.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
-    path
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -114,25 +91,29 @@ fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 #[test]
 fn kubernetes_manifests_of_two_groups() {
     let mut scratch = Scratch::new("export-k8s");
-    let plan = shop_plan(&mut scratch, "front", "batch");
-    let out = ipc_run()
-        .args([
-            "export",
-            "kubernetes",
-            "--plan",
-            "--image",
-            "registry.example:5000/shop/app:1.4",
-        ])
-        .args(["--namespace", "shop"])
-        .arg(&plan)
+    let file = shop(&mut scratch, "front", "batch");
+    let image = "registry.example:5000/shop/app:1.4";
+    let (code, stdout, stderr) = export(
+        &["kubernetes", "--image", image, "--namespace", "shop"],
+        &file,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stderr, "");
+    // The ConfigMap holds the plan as `plan --format json` prints it.
+    let (config_map, objects) = stdout.split_once("---\n").unwrap();
+    let plan = ipc_run()
+        .args(["plan", "--format", "json", "--limits", "default"])
+        .arg(&file)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stderr), "");
-    // The ConfigMap holds the plan as `plan --format json` prints it.
-    let stdout = text(&out.stdout);
-    let (config_map, objects) = stdout.split_once("---\n").unwrap();
-    assert!(config_map.contains("  plan.json: |\n    {\n      \"format_version\": 1,"));
+    let indented: String = text(&plan.stdout)
+        .lines()
+        .map(|line| format!("    {line}\n"))
+        .collect();
+    assert!(
+        config_map.ends_with(&format!("  plan.json: |\n{indented}")),
+        "{config_map}"
+    );
     insta::assert_snapshot!("export_kubernetes_shop", objects);
 }
 
@@ -140,22 +121,12 @@ fn kubernetes_manifests_of_two_groups() {
 fn kubernetes_manifests_validate_strictly() {
     let python = stacks::python_with("kubernetes_validate");
     let mut scratch = Scratch::new("export-k8s-validate");
-    let plan = shop_plan(&mut scratch, "front", "batch");
+    let file = shop(&mut scratch, "front", "batch");
     let dir = scratch.dir.join("manifests");
-    let out = ipc_run()
-        .args([
-            "export",
-            "kubernetes",
-            "--plan",
-            "--image",
-            "shop:1.4",
-            "--out",
-        ])
-        .arg(&dir)
-        .arg(&plan)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = dir.display().to_string();
+    let (code, stdout, stderr) =
+        export(&["kubernetes", "--image", "shop:1.4", "--out", &out], &file);
+    assert_eq!((code, stdout.as_str()), (Some(0), ""), "{stderr}");
     let files = files_in(&dir, ".yaml");
     let names: Vec<String> = files
         .iter()
@@ -191,57 +162,43 @@ fn kubernetes_manifests_validate_strictly() {
 #[test]
 fn systemd_units_of_two_groups() {
     let mut scratch = Scratch::new("export-systemd");
-    let plan = shop_plan(&mut scratch, "front", "batch");
-    let out = ipc_run()
-        .args([
-            "export",
-            "systemd",
-            "--plan",
-            "--ipc-run",
-            "/usr/local/bin/ipc-run",
-        ])
-        .arg(&plan)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    insta::assert_snapshot!("export_systemd_shop", text(&out.stdout));
+    let file = shop(&mut scratch, "front", "batch");
+    let (code, stdout, stderr) = export(&["systemd", "--ipc-run", "/usr/local/bin/ipc-run"], &file);
+    assert_eq!(code, Some(0), "{stderr}");
+    insta::assert_snapshot!("export_systemd_shop", stdout);
 }
 
 #[test]
 fn systemd_units_verify() {
     let systemd_analyze = stacks::program("systemd-analyze", "systemd");
     let mut scratch = Scratch::new("export-systemd-verify");
-    let plan = shop_plan(&mut scratch, "front", "batch");
+    let file = shop(&mut scratch, "front", "batch");
     let dir = scratch.dir.join("units");
-    let out = ipc_run()
-        .args([
-            "export",
-            "systemd",
-            "--plan",
-            "--prefix",
-            "shop",
-            "--ipc-run",
-        ])
-        .arg(crate::support::IPC_RUN)
-        .arg("--out")
-        .arg(&dir)
-        .arg(&plan)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let out = dir.display().to_string();
+    let args = [
+        "systemd",
+        "--prefix",
+        "shop",
+        "--ipc-run",
+        IPC_RUN,
+        "--out",
+        &out,
+    ];
+    let (code, stdout, stderr) = export(&args, &file);
+    assert_eq!((code, stdout.as_str()), (Some(0), ""), "{stderr}");
     let units = files_in(&dir, ".service");
     assert_eq!(units.len(), 2, "{units:?}");
     // The plan is beside the units, and it is the plan they name.
     let plan_file = dir.join("shop.plan.json");
-    assert!(plan_file.is_file());
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    assert_eq!(plan["placement"]["groups"][1]["name"], "batch");
     let batch = std::fs::read_to_string(dir.join("shop-batch.service")).unwrap();
-    assert!(
-        batch.contains(&format!(
-            "--plan {} --host batch --peer front=127.0.0.1\n",
-            plan_file.display()
-        )),
-        "{batch}"
+    let exec = format!(
+        "ExecStart={IPC_RUN} run --plan {} --host batch --peer front=127.0.0.1\n",
+        plan_file.display()
     );
+    assert!(batch.contains(&exec), "{batch}");
     // It exits 0 on warnings too: only silence is a pass.
     let check = std::process::Command::new(systemd_analyze)
         .arg("verify")
@@ -256,21 +213,51 @@ fn systemd_units_verify() {
 }
 
 #[test]
-fn a_plan_without_placement_is_one_group_named_local() {
-    let out = ipc_run()
-        .args([
-            "export",
-            "kubernetes",
-            "--image",
-            "app",
-            "--limits",
-            "default",
-        ])
-        .arg("topologies/pipeline.toml")
+fn a_json_plan_exports_as_its_topology() {
+    let mut scratch = Scratch::new("export-json-plan");
+    let file = shop(&mut scratch, "front", "batch");
+    let plan = ipc_run()
+        .args(["plan", "--format", "json", "--limits", "default"])
+        .arg(&file)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let json = scratch.dir.join("shop.plan.json");
+    std::fs::write(&json, &plan.stdout).unwrap();
+    for engine in [
+        &["kubernetes", "--image", "app"][..],
+        &["systemd", "--ipc-run", "/bin/true"],
+    ] {
+        let from_topology = export(engine, &file);
+        let out = ipc_run()
+            .arg("export")
+            .args(engine)
+            .arg("--plan")
+            .arg(&json)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        // The ConfigMap's plan differs in its limits, which a plan read back
+        // takes from this host; the objects are the same.
+        let objects = |stdout: &str| stdout.split_once("---\n").map(|(_, rest)| rest.to_owned());
+        let stdout = text(&out.stdout);
+        assert!(
+            objects(&stdout) == objects(&from_topology.1)
+                && stdout.starts_with("# ") == from_topology.1.starts_with("# "),
+            "{engine:?}"
+        );
+        if engine[0] == "systemd" {
+            assert!(stdout == from_topology.1, "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn a_plan_without_placement_is_one_group_named_local() {
+    let (code, stdout, stderr) = export(
+        &["kubernetes", "--image", "app"],
+        Path::new("topologies/pipeline.toml"),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(stdout.contains("kind: Job\n"), "{stdout}");
     assert!(
         stdout.contains("            - --host\n            - local\n"),
@@ -282,60 +269,43 @@ fn a_plan_without_placement_is_one_group_named_local() {
 #[test]
 fn export_errors_have_codes_and_exit_statuses() {
     let mut scratch = Scratch::new("export-errors");
-    let plan = shop_plan(&mut scratch, "front", "batch");
+    let file = shop(&mut scratch, "front", "batch");
     // An unknown engine and a bad image are usage errors.
-    let out = ipc_run()
-        .args(["export", "nomad"])
-        .arg(&plan)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("unrecognized subcommand 'nomad'"));
-    let out = ipc_run()
-        .args(["export", "kubernetes", "--plan", "--image", "Shop App"])
-        .arg(&plan)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let (code, _, stderr) = export(&["nomad"], &file);
+    assert_eq!(code, Some(2));
     assert!(
-        text(&out.stderr).contains("[E0520] `Shop App` is not an image reference"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("unrecognized subcommand 'nomad'"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = export(&["kubernetes", "--image", "Shop App"], &file);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("[E0520] `Shop App` is not an image reference"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = export(&["systemd", "--ipc-run", "ipc-run"], &file);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("[E0524] `ipc-run` is not an absolute path"),
+        "{stderr}"
     );
     // An --out that cannot be made (its parent is a file).
-    let file = scratch.dir.join("file");
-    std::fs::write(&file, "").unwrap();
-    let out = ipc_run()
-        .args(["--color", "never", "export", "systemd", "--plan", "--out"])
-        .arg(file.join("units"))
-        .arg(&plan)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = text(&out.stderr);
+    let blocker = scratch.dir.join("file");
+    std::fs::write(&blocker, "").unwrap();
+    let out = blocker.join("units").display().to_string();
+    let (code, _, stderr) = export(&["systemd", "--out", &out], &file);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.starts_with("error[E0521]: failed to write `"),
         "{stderr}"
     );
     assert!(stderr.contains("Not a directory"), "{stderr}");
     // Two groups Kubernetes would give one name.
-    let plan = shop_plan(&mut scratch, "front_end", "front-end");
-    let out = ipc_run()
-        .args([
-            "--color",
-            "never",
-            "export",
-            "kubernetes",
-            "--plan",
-            "--image",
-            "app",
-        ])
-        .arg(&plan)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let file = shop(&mut scratch, "front_end", "front-end");
+    let (code, _, stderr) = export(&["kubernetes", "--image", "app"], &file);
+    assert_eq!(code, Some(1));
     assert_eq!(
-        text(&out.stderr),
+        stderr,
         "error[E0522]: groups `front_end` and `front-end` would both be named \
          `shop-front-end` in Kubernetes (`_` becomes `-`): rename one\n"
     );
