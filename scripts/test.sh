@@ -15,7 +15,7 @@
 #   openmpi-bin, libopenmpi-dev    mpirun and mpicc (MPI worlds)
 #
 # Then a venv at target/test-venv with tests/requirements.txt (grpcio,
-# grpcio-health-checking, gunicorn, jeepney) from PyPI; the tests find it
+# grpcio-health-checking, gunicorn, jeepney, kubernetes-validate) from PyPI; the tests find it
 # through IPC_RUN_TEST_VENV. A test whose stack is missing fails; none skips.
 #
 # usage: scripts/test.sh [cargo test arguments...]
@@ -26,6 +26,8 @@ cd "$(dirname "$0")/.."
 packages=(socat python3 strace util-linux gcc libc6-dev python3-venv curl
     dbus-daemon dbus-bin rpcsvc-proto libtirpc-dev openmpi-bin libopenmpi-dev make)
 missing=()
+# systemd-analyze checks the units `ipc-run export systemd` writes (cli::export).
+packages+=(systemd)
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
