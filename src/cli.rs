@@ -220,6 +220,22 @@ pub(crate) struct RunArgs {
     /// run failed) to stdin, a socket to the waiting `run --detach`.
     #[arg(long, hide = true)]
     pub announce_on_stdin: bool,
+    /// Run only the processes of host group GROUP of a placed plan
+    /// (docs/distributed.md, "Running one group").
+    #[arg(long, value_name = "GROUP")]
+    pub host: Option<String>,
+    /// Where group GROUP runs: its cross-edge listeners are reached at
+    /// HOST (a name or an address; repeatable, one per group reached).
+    #[arg(long = "peer", value_name = "GROUP=HOST", requires = "host")]
+    pub peers: Vec<String>,
+    /// The address this group's cross-edge listeners bind.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0",
+        requires = "host"
+    )]
+    pub bind_address: std::net::IpAddr,
 }
 
 /// Options shared by the commands that talk to live runs.
@@ -681,6 +697,9 @@ pub(crate) enum CliError {
     /// `export` could not make or write what it exports.
     #[error(transparent)]
     Export(#[from] crate::engine::export::ExportError),
+    /// `run --host`: the group cannot be run as asked.
+    #[error(transparent)]
+    Group(#[from] crate::launch::group::GroupError),
     /// `run --detach`: the run failed before every process was ready.
     #[error("the run failed before every process was ready{reason}")]
     Detached {
@@ -708,6 +727,7 @@ impl CliError {
             CliError::Control(error) => error.exit_code(),
             CliError::Detached { code, .. } => *code,
             CliError::Export(_) => ExitCode::Invalid.code(),
+            CliError::Group(error) => error.exit_code(),
         }
     }
 }
@@ -779,6 +799,10 @@ fn report(error: &CliError, color: bool) {
         }
         CliError::Bench(stopped) if stopped.is_interruption() => {
             let _ = writeln!(stderr, "{stopped}");
+        }
+        CliError::Group(error) => {
+            let head = format!("error[{}]", error.code());
+            let _ = writeln!(stderr, "{}: {error}", paint_error(&head, color));
         }
         other => {
             let _ = writeln!(stderr, "{}: {other}", paint_error("error", color));
@@ -1307,7 +1331,21 @@ fn run_in_foreground(
     } else {
         load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?.1
     };
-    check_launchers(&args.plan, "", &planned.plan, color)?;
+    let (group, remote_listeners) = match &args.host {
+        Some(name) => {
+            let group = one_group(&planned.plan, name, args)?;
+            let resolved = group.resolve()?;
+            let listeners = group
+                .remote
+                .iter()
+                .map(|r| (r.clone(), resolved[&*r.channel]))
+                .collect();
+            (Some(group), listeners)
+        }
+        None => (None, Vec::new()),
+    };
+    let plan = group.as_ref().map_or(&planned.plan, |g| &g.plan);
+    check_launchers(&args.plan, "", plan, color)?;
     // Each tap's copy starts empty; the tap process appends.
     for tap in &args.plan.tap {
         crate::port::tap::truncate(&tap.file).map_err(|source| {
@@ -1346,8 +1384,16 @@ fn run_in_foreground(
         }),
         summary_json: args.summary_format == SummaryFormat::Json,
         announce_ready: announce,
+        notify_manager: true,
+        group: args.host.clone(),
+        remote_listeners,
+        remote_waits: group.as_ref().map(|g| g.waits.clone()).unwrap_or_default(),
+        cross_listeners: group
+            .as_ref()
+            .map(|g| g.cross_listeners())
+            .unwrap_or_default(),
     };
-    let outcome = crate::supervise::run(&planned.plan, &options)?;
+    let outcome = crate::supervise::run(plan, &options)?;
     if let Some(fd) = &options.announce_ready {
         let failed: Vec<String> = outcome
             .summary
@@ -1364,6 +1410,38 @@ fn run_in_foreground(
         );
     }
     Ok(outcome.exit_code)
+}
+
+/// `run --host NAME`: the plan of that group alone, with its peers;
+/// every error comes before anything is created.
+fn one_group(
+    plan: &plan::Plan,
+    name: &str,
+    args: &RunArgs,
+) -> Result<crate::launch::group::GroupRun, CliError> {
+    use crate::launch::group::{GroupError, GroupSpec, parse_peer, restrict};
+    let peers = args
+        .peers
+        .iter()
+        .map(|p| parse_peer(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let groups = plan.host_groups();
+    if let Some((unknown, host)) = peers
+        .iter()
+        .find(|(g, _)| !groups.iter().any(|view| view.name == g))
+    {
+        return Err(GroupError::BadPeer {
+            given: format!("{unknown}={host}"),
+            why: format!("the plan has no group `{unknown}`"),
+        }
+        .into());
+    }
+    let spec = GroupSpec {
+        name: name.to_owned(),
+        peers,
+        bind_address: args.bind_address,
+    };
+    Ok(restrict(plan, &spec)?)
 }
 
 /// Raises ipc-run's own `RLIMIT_NOFILE` soft limit to the hard limit (a

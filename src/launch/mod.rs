@@ -47,6 +47,7 @@
 
 mod cgroup;
 pub mod clean;
+pub mod group;
 mod identity;
 pub mod objects;
 pub mod placeholder;
@@ -93,6 +94,16 @@ pub struct LaunchOptions {
     pub nofile: Option<(u64, u64)>,
     /// The environment pass-through reads from; `None` is ipc-run's own.
     pub base_env: Option<Vec<(OsString, OsString)>>,
+    /// Channels whose listener runs on another host (`run --host`,
+    /// [`group`]), by id, with the address they connect to: nothing of
+    /// them is created here; a client handed a socket gets a connection
+    /// to that address, and `{port:ID}` is its port.
+    pub remote: HashMap<String, std::net::SocketAddr>,
+    /// Channels whose listener here serves clients on other hosts: their
+    /// listening socket gets `TCP_DEFER_ACCEPT`, so the readiness probe of
+    /// a remote group (a connect reset without data) never reaches the
+    /// server's `accept` (`docs/distributed.md`).
+    pub cross_listeners: HashSet<String>,
 }
 
 /// Whether [`Launched::spawn_with`] keeps the instance's ends for a restart.
@@ -183,7 +194,8 @@ pub fn prepare(plan: &Plan, options: &LaunchOptions) -> Result<Launched, LaunchE
     let run_dir = dir.path.clone();
     // From here, an early return drops `created`, which removes everything.
     let mut created = Created::new(dir);
-    create_resources(plan, &mut created, &mut values, &run_dir)?;
+    create_resources(plan, &options.remote, &mut created, &mut values, &run_dir)?;
+    defer_accept(plan, &options.cross_listeners, &created)?;
     let devnull = nix::fcntl::open(
         "/dev/null",
         OFlag::O_RDWR | OFlag::O_CLOEXEC | OFlag::O_NOCTTY,
@@ -234,16 +246,26 @@ fn resolve_identities(plan: &Plan) -> Result<HashMap<String, identity::Identity>
     Ok(identities)
 }
 
-/// Every channel's resources in plan order, then the notify socket when a
-/// process uses `ready = "notify"`. What is made is recorded in `created`,
+/// Every channel's resources in plan order (but those of listeners on
+/// other hosts), then the notify socket when a process uses
+/// `ready = "notify"`. What is made is recorded in `created`,
 /// whose drop removes it again if a later step fails.
 fn create_resources(
     plan: &Plan,
+    remote: &HashMap<String, std::net::SocketAddr>,
     created: &mut Created,
     values: &mut Values,
     run_dir: &std::path::Path,
 ) -> Result<(), LaunchError> {
     for (index, channel) in plan.channels.iter().enumerate() {
+        if let Some(&address) = remote.get(&*channel.id) {
+            // Its listener is another host's: only where to connect.
+            created
+                .connect
+                .insert(index, resources::ConnectTarget::Tcp(address));
+            values.ports.insert(channel.id.to_string(), address.port());
+            continue;
+        }
         resources::create_channel(created, values, index, channel)?;
     }
     if plan
@@ -254,6 +276,34 @@ fn create_resources(
         let path = run_dir.join(NOTIFY_SOCKET_FILE);
         let fd = resources::notify_socket(created, &path.to_string_lossy())?;
         created.notify = Some(fd);
+    }
+    Ok(())
+}
+
+/// Sets `TCP_DEFER_ACCEPT` on the listeners of `cross` (a connection
+/// reaches `accept` once it carries data, or after about a second).
+fn defer_accept(
+    plan: &Plan,
+    cross: &HashSet<String>,
+    created: &Created,
+) -> Result<(), LaunchError> {
+    if cross.is_empty() {
+        return Ok(());
+    }
+    for (index, channel) in plan.channels.iter().enumerate() {
+        if !cross.contains(&*channel.id) {
+            continue;
+        }
+        if let Some(fd) = created.held.get(&(index, Held::Listen)) {
+            crate::sys::fd::tcp_defer_accept(fd.as_fd(), 1).map_err(|errno| {
+                LaunchError::Resource {
+                    channel: channel.id.to_string(),
+                    kind: "tcp listener",
+                    name: "TCP_DEFER_ACCEPT".into(),
+                    errno,
+                }
+            })?;
+        }
     }
     Ok(())
 }

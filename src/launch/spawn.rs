@@ -37,6 +37,10 @@ use super::{LaunchError, SpawnError};
 use crate::plan::ProcessPlan;
 use crate::sys::spawn::ChildSpec;
 
+/// The variables by which a service manager speaks to ipc-run itself
+/// (`supervise::sd_notify`): never passed through to a child.
+const MANAGER_VARIABLES: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
 /// PATH used for lookup when neither the child nor ipc-run has one.
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -191,6 +195,11 @@ impl Env {
             env.set(name.clone(), value.clone());
         }
         for inherit in process.inherit_env.iter() {
+            // The manager that started ipc-run speaks to ipc-run, never to
+            // its children, even when a process asks for the variables.
+            if MANAGER_VARIABLES.contains(&inherit.as_ref()) {
+                continue;
+            }
             if let Some((name, value)) = base.iter().find(|(n, _)| n == inherit.as_ref()) {
                 env.set(name.clone(), value.clone());
             }

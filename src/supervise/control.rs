@@ -292,26 +292,63 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// Writes `ready RUN_ID` for `run --detach` once every instance is
     /// ready or has finished without failing.
     pub(super) fn announce_if_ready(&mut self) {
-        if self.control.announce.is_none() || !self.all_ready() {
+        let manager_waits = self.service.waits_for_ready();
+        if (self.control.announce.is_none() && !manager_waits) || !self.all_ready_so_far() {
             return;
         }
         if let Some(fd) = self.control.announce.take() {
             let line = format!("ready {}\n", self.control.run_id);
             let _ = nix::unistd::write(fd.as_fd(), line.as_bytes());
         }
+        if manager_waits {
+            let status = self.ready_status();
+            self.service.ready(&status);
+        }
+    }
+
+    /// [`Self::all_ready`], at a cost that does not grow with the number
+    /// of calls: this is asked after every pass of the loop until the
+    /// announcements are made, and a pass over every instance each time
+    /// would make a large run's start quadratic. Instances before the
+    /// cursor were ready when it passed them; the answer `true` is only
+    /// given after a full pass confirms it.
+    fn all_ready_so_far(&mut self) -> bool {
+        if self.shutdown.is_some() {
+            return false;
+        }
+        let count = self.instances.len();
+        while self.ready_cursor < count && self.counts_as_ready(self.ready_cursor) {
+            self.ready_cursor += 1;
+        }
+        if self.ready_cursor < count {
+            return false;
+        }
+        match (0..count).find(|&i| !self.counts_as_ready(i)) {
+            Some(i) => {
+                self.ready_cursor = i;
+                false
+            }
+            None => true,
+        }
     }
 
     fn all_ready(&self) -> bool {
-        self.shutdown.is_none()
-            && self.instances.iter().all(|inst| match inst.state {
-                State::Running { .. } => inst.ready_now,
-                // A per-connection server is ready once it accepts.
-                State::Accepting { .. } => true,
-                State::Finished => !inst.failed,
-                // Stopped on request: as it was asked to be.
-                State::Backoff => inst.held,
-                State::Pending => false,
-            })
+        self.shutdown.is_none() && (0..self.instances.len()).all(|i| self.counts_as_ready(i))
+    }
+
+    /// Whether instance `i` is as ready as it will be for the run to count
+    /// as running.
+    fn counts_as_ready(&self, i: usize) -> bool {
+        let inst = &self.instances[i];
+        match inst.state {
+            State::Running { .. } => inst.ready_now,
+            // A per-connection server is ready once it accepts.
+            State::Accepting { .. } => true,
+            State::Finished => !inst.failed,
+            // Stopped on request: as it was asked to be.
+            State::Backoff => inst.held,
+            State::Pending => false,
+        }
     }
 
     fn answer(&mut self, request: Request) -> Response {

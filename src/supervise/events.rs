@@ -52,6 +52,9 @@ pub(crate) enum Token {
     Control,
     /// The health check socket of an instance, as for [`Token::Probe`].
     Health(usize, bool),
+    /// The probe socket of a listener on another host (by its index,
+    /// [`super::remote`]), as for [`Token::Probe`].
+    Remote(usize, bool),
 }
 
 const KIND_SHIFT: u32 = 32;
@@ -71,6 +74,7 @@ impl Token {
             Token::Probe(i, write) => (8, (i as u64) << 1 | u64::from(write)),
             Token::Control => (9, 0),
             Token::Health(i, write) => (10, (i as u64) << 1 | u64::from(write)),
+            Token::Remote(l, write) => (11, (l as u64) << 1 | u64::from(write)),
         };
         (kind << KIND_SHIFT) | (value & u64::from(u32::MAX))
     }
@@ -92,6 +96,7 @@ impl Token {
             8 => Token::Probe(index >> 1, index & 1 == 1),
             9 => Token::Control,
             10 => Token::Health(index >> 1, index & 1 == 1),
+            11 => Token::Remote(index >> 1, index & 1 == 1),
             _ => return None,
         })
     }
@@ -220,6 +225,8 @@ mod tests {
             Token::Accept(3),
             Token::Probe(5, true),
             Token::Probe(6, false),
+            Token::Remote(3, true),
+            Token::Remote(4, false),
             Token::Control,
         ] {
             assert_eq!(Token::decode(token.encode()), Some(token));

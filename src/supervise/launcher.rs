@@ -122,6 +122,12 @@ fn run_blocked(plan: &Plan, options: &RunOptions) -> Result<RunOutcome, Supervis
         stdin_is_own: options.stdin_is_own,
         nofile: options.nofile,
         base_env: None,
+        remote: options
+            .remote_listeners
+            .iter()
+            .map(|(listener, address)| (listener.channel.to_string(), *address))
+            .collect(),
+        cross_listeners: options.cross_listeners.clone(),
     };
     let launched = launch::prepare(plan, &launch_options)?;
     tracing::debug!(run_id = %launched.run_id, run_dir = %launched.run_dir.display(), "prepared");

@@ -26,6 +26,8 @@ pub(crate) mod notify;
 pub(crate) mod order;
 pub(crate) mod policy;
 mod probe;
+pub(crate) mod remote;
+pub mod sd_notify;
 pub(crate) mod signal_edges;
 pub(crate) mod status;
 pub(crate) mod timers;
@@ -169,6 +171,18 @@ pub struct RunOptions {
     /// Where to write `ready RUN_ID` once every process is ready
     /// (`run --detach`, `docs/operate.md`).
     pub announce_ready: Option<Arc<OwnedFd>>,
+    /// Speak `sd_notify` to the manager named by ipc-run's own
+    /// `NOTIFY_SOCKET` ([`sd_notify`]); off in library use unless asked.
+    pub notify_manager: bool,
+    /// The host group this run is (`run --host`), for status lines.
+    pub group: Option<String>,
+    /// The listeners on other hosts this group reaches, with the address
+    /// each was resolved to (`run --host`, [`crate::launch::group`]).
+    pub remote_listeners: Vec<(crate::launch::group::RemoteListener, std::net::SocketAddr)>,
+    /// Which instances wait for which of them before they start.
+    pub remote_waits: Vec<crate::launch::group::RemoteWait>,
+    /// The channels whose listener here serves other hosts' clients.
+    pub cross_listeners: std::collections::HashSet<String>,
 }
 
 /// What a run came to.
@@ -576,6 +590,15 @@ struct Supervisor<'a, R: Runtime> {
     conditions: Vec<Vec<Condition>>,
     /// Health checks and watchdogs ([`health`]).
     health: health::Health,
+    /// The manager that started ipc-run, if it listens ([`sd_notify`]).
+    service: sd_notify::ServiceNotify,
+    /// Instances before this one were ready when last looked at
+    /// (`control::all_ready_so_far`).
+    ready_cursor: usize,
+    /// The host group this run is, for status lines.
+    group: Option<String>,
+    /// Listeners on other hosts that instances wait for ([`remote`]).
+    remote: remote::Remote,
 }
 
 /// Runs `plan`: launches it, supervises it until it ends, cleans up.
@@ -666,6 +689,29 @@ fn supervise_blocked<R: Runtime>(
     let control = control_server(runtime, &events, options)?;
     let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, events);
     supervisor.control = control;
+    supervisor.group = options.group.clone();
+    if !options.remote_waits.is_empty() {
+        let index: HashMap<&str, usize> = plan
+            .processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&*p.name, i))
+            .collect();
+        supervisor.remote = remote::Remote::new(
+            plan.processes.len(),
+            &options.remote_listeners,
+            &options.remote_waits,
+            |name| index.get(name).copied(),
+        );
+    }
+    if options.notify_manager {
+        supervisor.service = sd_notify::ServiceNotify::from_env();
+        let count = plan.processes.len();
+        supervisor
+            .service
+            .status(&format!("starting {count} process(es)"));
+        supervisor.start_manager_watchdog();
+    }
     // A SIGINT or SIGTERM that came while the run was being prepared stops
     // it before anything starts.
     supervisor.read_signals(&[]);
@@ -677,6 +723,8 @@ fn supervise_blocked<R: Runtime>(
         );
     }
     supervisor.event_loop()?;
+    // Every process ended without a stop being asked: the run stops now.
+    supervisor.tell_manager_stopping();
     Ok(supervisor.outcome(options))
 }
 
@@ -895,6 +943,10 @@ impl<'a, R: Runtime> Supervisor<'a, R> {
             control: control::Control::default(),
             conditions,
             health: health::Health::new(plan),
+            service: sd_notify::ServiceNotify::default(),
+            ready_cursor: 0,
+            group: None,
+            remote: remote::Remote::default(),
         }
     }
 }
@@ -985,6 +1037,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 Token::Output(_) => {}
                 Token::Accept(i) => self.accept_connections(i),
                 Token::Control => self.serve_control(),
+                Token::Remote(l, write) => self.remote_event(l, write),
             }
         }
         // Whatever was relayed goes out before ipc-run waits again.
@@ -1105,6 +1158,12 @@ impl<R: Runtime> Supervisor<'_, R> {
             // run and are ready, or fails to start if one ended for good.
             if self.receiver_not_ready(i) {
                 waiting = true;
+            }
+            // Listeners on other hosts it reaches or waits for accept.
+            match self.remote_met(i) {
+                health::Met::Yes => {}
+                health::Met::Waiting => waiting = true,
+                health::Met::Never(why) => dead_dependency = Some(why),
             }
             if let Some(why) = dead_dependency {
                 self.message(&format!("{name}: not started: {why}"));
@@ -1876,6 +1935,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                     generation,
                 } => self.watchdog_due(instance, generation),
                 Deadline::Drain => {}
+                Deadline::ManagerWatchdog => self.manager_watchdog_due(),
+                Deadline::RemoteProbe { listener, attempt } => {
+                    self.remote_probe_due(listener, attempt);
+                }
+                Deadline::RemoteGiveUp { listener } => self.remote_gave_up(listener),
                 Deadline::CycleCheck => self.check_cycles(),
             }
         }
@@ -2002,6 +2066,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             advancing: false,
             escalated: false,
         });
+        self.tell_manager_stopping();
         self.advance_shutdown();
     }
 

@@ -63,6 +63,22 @@ pub enum Deadline {
     },
     /// Stop waiting for log pipes held open by stray descendants.
     Drain,
+    /// Start the next connect to a listener on another host
+    /// ([`super::remote`]), dropping the current one if it still runs.
+    RemoteProbe {
+        /// The listener's index.
+        listener: usize,
+        /// The attempt armed for.
+        attempt: u32,
+    },
+    /// The wait for a listener on another host is over.
+    RemoteGiveUp {
+        /// The listener's index.
+        listener: usize,
+    },
+    /// Ping the watchdog of the manager that started ipc-run
+    /// ([`super::sd_notify`]).
+    ManagerWatchdog,
     /// Look whether a data cycle that may deadlock is stuck
     /// ([`super::cycles`]).
     CycleCheck,

@@ -123,3 +123,22 @@ pub fn tee(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> Result<usize
         Ok(n as usize)
     }
 }
+
+/// Sets `TCP_DEFER_ACCEPT` on the listening TCP socket `fd` (`tcp(7)`):
+/// a connection is queued for `accept` once data arrives on it, or after
+/// about `seconds` of SYN-ACK retransmissions. nix has no such option.
+pub fn tcp_defer_accept(fd: BorrowedFd<'_>, seconds: i32) -> Result<(), Errno> {
+    let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: passes a live c_int and its size; the kernel reads only
+    // that many bytes and keeps no pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&seconds).cast(),
+            size,
+        )
+    };
+    Errno::result(rc).map(drop)
+}

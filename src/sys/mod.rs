@@ -9,7 +9,7 @@
 //!   `ipc-run bench`.
 //! - [`clone3`]: `clone3(2)` with `CLONE_INTO_CGROUP` in `asm!` (x86_64),
 //!   so a child is born in the run's cgroup.
-//! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers.
+//! - [`fd`]: `flock(2)`, `getrandom(2)`, `fcntl(2)` helpers, `TCP_DEFER_ACCEPT`.
 //! - [`fd_slots`]: low fd numbers reserved so a spawn copies a small table.
 //! - [`pidfd`]: `pidfd_open(2)`, for exits in the order they happened.
 //! - [`pipe`]: how full a pipe is (`FIONREAD`, `F_GETPIPE_SZ`).

@@ -1,0 +1,372 @@
+//! One host group per ipc-run (`run --host`, `docs/distributed.md`): two
+//! groups on loopback, the same two across two network namespaces joined
+//! by a veth pair (the cross-group edge over a real link, not loopback),
+//! and the errors that come before anything is created.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::support::stacks::program;
+use crate::support::{Finished, IPC_RUN, Live, Scratch, lines_of, run_captured};
+
+/// The server: accepts one connection, prints the peer's address, then
+/// the lines. One connection only: the client group's wait for this
+/// listener must not be seen here.
+const SERVER: &str = r#"
+import socket
+listener = socket.socket(fileno=3)
+conn, peer = listener.accept()
+print("peer", peer[0])
+print(conn.makefile().read(), end="", flush=True)
+"#;
+
+/// The client: connects where its port description says, sends two lines.
+const CLIENT: &str = r#"
+import os, socket
+address = os.environ["IPC_PORT_OUT"].split("address=")[1].split()[0]
+host, port = address.rsplit(":", 1)
+print("to", address, flush=True)
+conn = socket.create_connection((host.strip("[]"), int(port)))
+conn.sendall(b"hello\nworld\n")
+conn.close()
+"#;
+
+/// A topology of `server` in group `a` and `client` in group `b`, joined by
+/// the edge `link`, which the planner makes TCP across the groups.
+fn two_groups(scratch: &mut Scratch, server_ready_timeout_ms: u64) -> PathBuf {
+    let python = program("python3", "python3");
+    for (name, text) in [("server.py", SERVER), ("client.py", CLIENT)] {
+        std::fs::write(scratch.dir.join(name), text).unwrap();
+    }
+    scratch.topology(&format!(
+        r#"
+[process.server]
+cmd = ["{python}", "{dir}/server.py"]
+host = "a"
+ready_timeout = "{server_ready_timeout_ms}ms"
+
+[process.client]
+cmd = ["{python}", "{dir}/client.py"]
+host = "b"
+
+[[edge]]
+name = "link"
+from = "client.out"
+to = "server.in"
+"#,
+        python = python.display(),
+        dir = scratch.dir.display(),
+    ))
+}
+
+/// The JSON plan of [`two_groups`] with `link` on `port`, as engines run
+/// it (`ipc-run plan FILE --format json`).
+fn placed_plan(scratch: &mut Scratch, port: u16, server_ready_timeout_ms: u64) -> PathBuf {
+    let file = two_groups(scratch, server_ready_timeout_ms);
+    let output = Command::new(IPC_RUN)
+        .args(["plan", "--format", "json", "--base-port", &port.to_string()])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let plan: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(plan["placement"]["cross_edges"][0]["port"], port);
+    let path = scratch.dir.join("placed.json");
+    std::fs::write(&path, &output.stdout).unwrap();
+    path
+}
+
+/// A port free on loopback now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `ipc-run run --plan PLAN --host GROUP --runtime-dir RT ARGS…`, behind
+/// `prefix` (e.g. `ip netns exec NS`).
+fn group_command(
+    prefix: &[&str],
+    plan: &Path,
+    group: &str,
+    runtime: &Path,
+    args: &[&str],
+) -> Command {
+    let mut command = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(IPC_RUN);
+            command
+        }
+        None => Command::new(IPC_RUN),
+    };
+    command
+        .args(["--color", "never", "run", "--plan"])
+        .arg(plan)
+        .args(["--host", group, "--runtime-dir"])
+        .arg(runtime)
+        .args(args)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Checks what the two groups' runs said: the lines arrived from `client_at`
+/// (the client's own address as the server saw it), sent to `server_at`.
+fn assert_lines_flowed(a: &Finished, b: &Finished, client_at: &str, server_at: &str) {
+    assert_eq!(a.code, 0, "group a: {}", a.stderr);
+    assert_eq!(b.code, 0, "group b: {}", b.stderr);
+    assert_eq!(
+        lines_of(&a.stdout, "server"),
+        [format!("peer {client_at}"), "hello".into(), "world".into()],
+        "group a: {}",
+        a.stderr
+    );
+    assert_eq!(lines_of(&b.stdout, "client"), [format!("to {server_at}")]);
+}
+
+#[test]
+fn two_groups_on_loopback_carry_lines_end_to_end() {
+    let mut scratch = Scratch::new("hostrun-loopback");
+    let port = free_port();
+    let plan = placed_plan(&mut scratch, port, 30_000);
+    let (rt_a, rt_b) = (scratch.dir.join("rt-a"), scratch.dir.join("rt-b"));
+    // The client's group first: it waits for the listener by itself.
+    let b = Live::start(group_command(
+        &[],
+        &plan,
+        "b",
+        &rt_b,
+        &["--peer", "a=127.0.0.1"],
+    ));
+    // Group a planned from the file with the plan options, as `ipc-run
+    // run FILE --host a` does.
+    let file = scratch.dir.join("topology-1.toml");
+    let mut command = Command::new(IPC_RUN);
+    command
+        .args(["--color", "never", "run"])
+        .arg(&file)
+        .args(["--host", "a", "--base-port", &port.to_string()])
+        .arg("--runtime-dir")
+        .arg(&rt_a)
+        .stdin(Stdio::null());
+    let a = run_captured(&mut command);
+    let b = b.finish();
+    assert_lines_flowed(&a, &b, "127.0.0.1", &format!("127.0.0.1:{port}"));
+    for rt in [rt_a, rt_b] {
+        let left: Vec<_> = std::fs::read_dir(&rt).map_or(Vec::new(), |d| d.collect());
+        assert!(left.is_empty(), "{} holds {left:?}", rt.display());
+    }
+}
+
+#[test]
+fn an_unknown_group_is_refused_with_the_plans_groups() {
+    let mut scratch = Scratch::new("hostrun-unknown");
+    let plan = placed_plan(&mut scratch, free_port(), 30_000);
+    let rt = scratch.dir.join("rt");
+    let run = run_captured(&mut group_command(&[], &plan, "c", &rt, &[]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error[E0510]: the plan has no host group `c`; its groups: a, b"),
+        "{}",
+        run.stderr
+    );
+    assert!(!rt.exists(), "a run directory was made");
+}
+
+#[test]
+fn a_group_reaching_another_needs_its_peer_before_anything_is_made() {
+    let mut scratch = Scratch::new("hostrun-peer");
+    let plan = placed_plan(&mut scratch, free_port(), 30_000);
+    let rt = scratch.dir.join("rt");
+    let run = run_captured(&mut group_command(&[], &plan, "b", &rt, &[]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("error[E0511]: group `b` connects to group(s) `a`")
+            && run.stderr.contains("--peer a=HOST"),
+        "{}",
+        run.stderr
+    );
+    let bad = run_captured(&mut group_command(&[], &plan, "b", &rt, &["--peer", "z=h"]));
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr
+            .contains("error[E0512]: --peer z=h: the plan has no group `z`")
+    );
+    assert!(!rt.exists(), "a run directory was made");
+}
+
+#[test]
+fn a_client_whose_remote_listener_never_accepts_fails_in_its_ready_timeout() {
+    let mut scratch = Scratch::new("hostrun-never");
+    // Nothing listens on it: group a is never started.
+    let port = free_port();
+    let plan = placed_plan(&mut scratch, port, 300);
+    let rt = scratch.dir.join("rt");
+    let run = run_captured(&mut group_command(
+        &[],
+        &plan,
+        "b",
+        &rt,
+        &["--peer", "a=127.0.0.1"],
+    ));
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let expected = format!(
+        "client: not started: listener `link` of group `a` (`server`) at 127.0.0.1:{port} \
+         did not accept a connection within 300ms"
+    );
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+    let left: Vec<_> = std::fs::read_dir(&rt).map_or(Vec::new(), |d| d.collect());
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Two network namespaces joined by a veth pair, with addresses of their
+/// own; everything the test made is deleted in `Drop`, whether the test
+/// passed or not (deleting a namespace deletes its end of the veth, and
+/// the pair with it).
+struct TwoHosts {
+    ip: PathBuf,
+    namespaces: [String; 2],
+    veth: [String; 2],
+    addresses: [String; 2],
+    /// ipc-run processes started in them, killed on drop if still there.
+    pids: Vec<u32>,
+}
+
+impl TwoHosts {
+    fn new() -> TwoHosts {
+        let ip = program("ip", "iproute2");
+        let pid = std::process::id();
+        // Unique per test run; inside their own namespaces the addresses
+        // meet nothing else.
+        let subnet = pid % 250;
+        let hosts = TwoHosts {
+            ip,
+            namespaces: [format!("ipcrun-a-{pid}"), format!("ipcrun-b-{pid}")],
+            veth: [format!("irva{pid}"), format!("irvb{pid}")],
+            addresses: [format!("10.231.{subnet}.1"), format!("10.231.{subnet}.2")],
+            pids: Vec::new(),
+        };
+        for ns in &hosts.namespaces {
+            hosts.ip(&["netns", "add", ns]);
+        }
+        let [va, vb] = &hosts.veth;
+        hosts.ip(&["link", "add", va, "type", "veth", "peer", "name", vb]);
+        for k in 0..2 {
+            let (ns, dev) = (&hosts.namespaces[k], &hosts.veth[k]);
+            hosts.ip(&["link", "set", dev, "netns", ns]);
+            let cidr = format!("{}/30", hosts.addresses[k]);
+            hosts.ip(&["-n", ns, "addr", "add", &cidr, "dev", dev]);
+            hosts.ip(&["-n", ns, "link", "set", dev, "up"]);
+            hosts.ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        hosts
+    }
+
+    /// Runs `ip ARGS`, which must succeed.
+    fn ip(&self, args: &[&str]) {
+        let out = Command::new(&self.ip).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "ip {}: {} (the test needs root, as CI has)",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `ip netns exec NS` for host `k`.
+    fn exec_prefix(&self, k: usize) -> [&str; 4] {
+        let ip = self.ip.to_str().unwrap();
+        [ip, "netns", "exec", &self.namespaces[k]]
+    }
+
+    /// What of the test's making still exists: namespaces, links.
+    fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for ns in &self.namespaces {
+            if Path::new("/run/netns").join(ns).exists() {
+                left.push(format!("namespace {ns}"));
+            }
+        }
+        for dev in &self.veth {
+            if Path::new("/sys/class/net").join(dev).exists() {
+                left.push(format!("link {dev}"));
+            }
+        }
+        for pid in &self.pids {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                left.push(format!("process {pid}"));
+            }
+        }
+        left
+    }
+
+    fn tear_down(&mut self) {
+        for &pid in &self.pids {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        for ns in &self.namespaces {
+            let _ = Command::new(&self.ip).args(["netns", "del", ns]).output();
+        }
+        // Gone with its namespace; deleted here should a step have failed
+        // before it was moved into one.
+        let _ = Command::new(&self.ip)
+            .args(["link", "del", &self.veth[0]])
+            .stderr(Stdio::null())
+            .output();
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        self.tear_down();
+    }
+}
+
+#[test]
+fn two_groups_in_two_network_namespaces_talk_over_the_veth_link() {
+    let mut scratch = Scratch::new("hostrun-netns");
+    let port = 47000;
+    let plan = placed_plan(&mut scratch, port, 30_000);
+    let (rt_a, rt_b) = (scratch.dir.join("rt-a"), scratch.dir.join("rt-b"));
+    let mut hosts = TwoHosts::new();
+    let [addr_a, addr_b] = hosts.addresses.clone();
+    let peer = format!("a={addr_a}");
+    let b = Live::start(group_command(
+        &hosts.exec_prefix(1),
+        &plan,
+        "b",
+        &rt_b,
+        &["--peer", &peer],
+    ));
+    hosts.pids.push(b.child.id());
+    let a = Live::start(group_command(
+        &hosts.exec_prefix(0),
+        &plan,
+        "a",
+        &rt_a,
+        &["--bind-address", &addr_a],
+    ));
+    hosts.pids.push(a.child.id());
+    let (a, b) = (a.finish(), b.finish());
+    // The server saw the client's veth address: the lines crossed the link.
+    assert_lines_flowed(&a, &b, &addr_b, &format!("{addr_a}:{port}"));
+    for rt in [&rt_a, &rt_b] {
+        let left: Vec<_> = std::fs::read_dir(rt).map_or(Vec::new(), |d| d.collect());
+        assert!(left.is_empty(), "{} holds {left:?}", rt.display());
+    }
+    hosts.tear_down();
+    let left = hosts.leftovers();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
