@@ -53,7 +53,11 @@ pub(crate) struct Options {
     pub namespace: Option<String>,
 }
 
-/// The manifests, as (file name, YAML document) in output order.
+/// The manifests, as (file name, YAML document) in output order. File
+/// names start with the order too (`1-` the ConfigMap, `2-` Services, `3-`
+/// workloads), since `kubectl apply -f DIR` applies a directory's files in
+/// name order: a workload's plan and its peers' Service names exist before
+/// its pod starts.
 pub(crate) fn manifests(
     plan: &Plan,
     options: &Options,
@@ -80,12 +84,12 @@ pub(crate) fn manifests(
         options,
     };
     let mut files = vec![(
-        format!("{base}-plan.configmap.yaml"),
+        format!("1-{base}-plan.configmap.yaml"),
         context.config_map(plan_json).document(),
     )];
     for (g, group) in groups.iter().enumerate() {
         if !group.listens.is_empty() {
-            let file = format!("{}.service.yaml", names[g]);
+            let file = format!("2-{}.service.yaml", names[g]);
             files.push((file, context.service(g).document()));
         }
     }
@@ -94,7 +98,7 @@ pub(crate) fn manifests(
             Lifetime::Completes(_) => "job",
             Lifetime::Serves(_) => "deployment",
         };
-        let file = format!("{}.{kind}.yaml", names[g]);
+        let file = format!("3-{}.{kind}.yaml", names[g]);
         files.push((file, context.workload(plan, g).document()));
     }
     Ok(files)
@@ -335,9 +339,11 @@ impl Context<'_, '_> {
             ("spec", self.pod_spec(plan, g, completes)),
         ]);
         let spec = if completes {
-            // The group's exit status is the Job's result; a failed run
-            // is not run again, as `ipc-run run` is not.
-            map([("backoffLimit", Node::Int(0)), ("template", template)])
+            map([
+                ("backoffLimit", Node::Int(JOB_RETRIES)),
+                ("podFailurePolicy", pod_failure_policy()),
+                ("template", template),
+            ])
         } else {
             // One ipc-run per group at a time: a second would bind the
             // same ports and be a second copy of every process.
@@ -430,6 +436,39 @@ impl Context<'_, '_> {
             ("volumes", volumes),
         ])
     }
+}
+
+/// Times a Job's pod is run again after a launch failure (exit status 3).
+const JOB_RETRIES: i64 = 4;
+
+/// Which failures of a Job's pod are retried. ipc-run exits 3 when the
+/// group could not be launched and left nothing behind: a peer's Service
+/// name not resolving yet, or a listener group still starting (pulling
+/// its image) beyond a client's `ready_timeout`; those count towards
+/// `backoffLimit` and are run again. Any other status is the group's
+/// result (a process's exit status, or 128+signal) and fails the Job at
+/// once, as a failed `ipc-run run` is not run again; a pod evicted by a
+/// disruption (a node drain) is run again without counting.
+fn pod_failure_policy() -> Node {
+    let exit_codes = map([
+        ("containerName", s("ipc-run")),
+        ("operator", s("NotIn")),
+        ("values", Node::Seq(vec![Node::Int(3)])),
+    ]);
+    let rules = vec![
+        map([("action", s("FailJob")), ("onExitCodes", exit_codes)]),
+        map([
+            ("action", s("Ignore")),
+            (
+                "onPodConditions",
+                Node::Seq(vec![map([
+                    ("type", s("DisruptionTarget")),
+                    ("status", s("True")),
+                ])]),
+            ),
+        ]),
+    ];
+    map([("rules", Node::Seq(rules))])
 }
 
 /// A Service or container port's name (at most 15 characters).

@@ -135,10 +135,10 @@ fn kubernetes_manifests_validate_strictly() {
     assert_eq!(
         names,
         [
-            "shop-batch.job.yaml",
-            "shop-front.deployment.yaml",
-            "shop-front.service.yaml",
-            "shop-plan.configmap.yaml"
+            "1-shop-plan.configmap.yaml",
+            "2-shop-front.service.yaml",
+            "3-shop-batch.job.yaml",
+            "3-shop-front.deployment.yaml",
         ]
     );
     let check = std::process::Command::new(python)
