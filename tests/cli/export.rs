@@ -310,3 +310,71 @@ fn export_errors_have_codes_and_exit_statuses() {
          `shop-front-end` in Kubernetes (`_` becomes `-`): rename one\n"
     );
 }
+
+/// The words of a unit's `ExecStart=` (the exported paths hold no spaces).
+fn exec_start(unit: &str) -> Vec<String> {
+    let line = unit
+        .lines()
+        .find_map(|line| line.strip_prefix("ExecStart="))
+        .expect("an ExecStart= line");
+    line.split(' ').map(str::to_owned).collect()
+}
+
+#[test]
+fn the_exported_command_lines_run_the_groups() {
+    stacks::program("python3", "python3");
+    let mut scratch = Scratch::new("export-systemd-run");
+    let dir = scratch.dir.join("units");
+    // A port of this test's own for the cross edge (the plan's default,
+    // 47000, may be taken by another run on this machine).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let out = dir.display().to_string();
+    let args = [
+        "systemd",
+        "--ipc-run",
+        IPC_RUN,
+        "--out",
+        &out,
+        "--base-port",
+        &port,
+    ];
+    let topology = Path::new("topologies/distributed-pipeline.toml");
+    let (code, _, stderr) = export(&args, topology);
+    assert_eq!(code, Some(0), "{stderr}");
+    // Each group's ipc-run as its unit starts it (systemd itself is not
+    // run here), in a runtime directory of the test's own.
+    let start = |group: &str| {
+        let unit = dir.join(format!("ipc-run-distributed-pipeline-{group}.service"));
+        let words = exec_start(&std::fs::read_to_string(unit).unwrap());
+        let mut command = std::process::Command::new(&words[0]);
+        command
+            .args(&words[1..])
+            .arg("--runtime-dir")
+            .arg(scratch.runtime())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        command.spawn().unwrap()
+    };
+    let core = start("core");
+    let edge = start("edge");
+    let edge = crate::support::finish(edge);
+    let core = crate::support::finish(core);
+    assert_eq!(
+        (edge.code, core.code),
+        (0, 0),
+        "{}\n{}",
+        edge.stderr,
+        core.stderr
+    );
+    assert!(
+        text(&core.stdout).contains("sum of 100 squares: 338350"),
+        "{}",
+        text(&core.stdout)
+    );
+    scratch.assert_left_nothing();
+}
