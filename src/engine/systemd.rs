@@ -8,10 +8,14 @@
 //! serve. Processes keep their own restart policies, readiness and health
 //! inside ipc-run; the unit's settings are about ipc-run itself.
 //!
-//! No `.socket` units are written: a cross edge's listener is bound by the
-//! listener group's ipc-run when it starts (`run --host`), and `run` does
-//! not adopt listening sockets handed to it by `LISTEN_FDS`; a socket unit
-//! would hold a port ipc-run then fails to bind.
+//! A group that binds cross-edge listeners also gets a `.socket` unit
+//! holding their ports: systemd binds them before the group's ipc-run
+//! starts and hands them over with `LISTEN_FDS`, and ipc-run takes a
+//! listener the plan binds from them instead of binding it again
+//! (`mechanism::activation`). Clients connecting while the group starts or
+//! restarts wait in the socket's backlog instead of being refused.
+//! Listeners a server binds itself (server-bound rpc) cannot be handed
+//! over and get none.
 
 use super::export::{self, ExportError, GroupFacts, Lifetime};
 use crate::plan::model::Plan;
@@ -96,15 +100,88 @@ pub(crate) fn units(plan: &Plan, options: &Options) -> Result<Vec<(String, Strin
             name("GROUP")
         )));
     }
-    Ok(groups
+    let mut units = Vec::new();
+    for group in &groups {
+        let listeners = handed_over(plan, group);
+        let socket = (!listeners.is_empty()).then(|| socket_name(options, group.name));
+        let text = service(plan, group, &plan_path, options, &name);
+        let text = match &socket {
+            // The service needs its ports bound first.
+            Some(socket) => text.replacen(
+                "\n[Service]\n",
+                &format!("Requires={socket}\nAfter={socket}\n\n[Service]\n"),
+                1,
+            ),
+            None => text,
+        };
+        units.push((name(group.name), text));
+        if let Some(socket) = socket {
+            units.push((
+                socket,
+                socket_unit(plan, group, &listeners, &name(group.name)),
+            ));
+        }
+    }
+    Ok(units)
+}
+
+/// `PREFIX-GROUP.socket`.
+fn socket_name(options: &Options, group: &str) -> String {
+    format!("{}-{group}.socket", options.prefix)
+}
+
+/// The cross edges a group binds that ipc-run can take from a socket
+/// unit (a listener ipc-run binds: `tcp`, or an rpc endpoint over TCP it
+/// hands over), with their backlogs.
+fn handed_over(plan: &Plan, group: &GroupFacts<'_>) -> Vec<(u16, u32)> {
+    use crate::plan::model::{Mechanism, Transport};
+    use crate::topology::EndpointShape;
+    group
+        .listens
         .iter()
-        .map(|group| {
-            (
-                name(group.name),
-                service(plan, group, &plan_path, options, &name),
-            )
+        .filter_map(|edge| {
+            let channel = plan.channels.iter().find(|c| c.id == edge.channel)?;
+            let backlog = match &channel.mechanism {
+                Mechanism::Tcp { backlog, .. } => *backlog,
+                Mechanism::Rpc {
+                    transport,
+                    endpoint,
+                    backlog,
+                    ..
+                } if *transport == Transport::Tcp
+                    && endpoint.shape != EndpointShape::ServerBound =>
+                {
+                    *backlog
+                }
+                _ => return None,
+            };
+            Some((edge.port, backlog))
         })
-        .collect())
+        .collect()
+}
+
+/// The socket unit of a group's cross-edge listeners: every address the
+/// group's ipc-run would bind (`0.0.0.0:PORT`, `run --bind-address`'s
+/// default), with the largest backlog its edges ask for.
+fn socket_unit(
+    plan: &Plan,
+    group: &GroupFacts<'_>,
+    listeners: &[(u16, u32)],
+    service: &str,
+) -> String {
+    let mut text = format!(
+        "# Written by `ipc-run export systemd` from topology `{}`: the cross-edge listeners \
+         of group `{}`.\n[Unit]\nDescription=ipc-run {}: listeners of group {}\n\n[Socket]\n",
+        plan.name, group.name, plan.name, group.name
+    );
+    for (port, _) in listeners {
+        text.push_str(&format!("ListenStream=0.0.0.0:{port}\n"));
+    }
+    let backlog = listeners.iter().map(|(_, b)| *b).max().unwrap_or(128);
+    text.push_str(&format!(
+        "Backlog={backlog}\nService={service}\n\n[Install]\nWantedBy=sockets.target\n"
+    ));
+    text
 }
 
 /// One group's service unit.

@@ -186,8 +186,17 @@ fn systemd_units_verify() {
     ];
     let (code, stdout, stderr) = export(&args, &file);
     assert_eq!((code, stdout.as_str()), (Some(0), ""), "{stderr}");
-    let units = files_in(&dir, ".service");
-    assert_eq!(units.len(), 2, "{units:?}");
+    let mut units = files_in(&dir, ".service");
+    units.extend(files_in(&dir, ".socket"));
+    let names: Vec<_> = units.iter().map(|u| u.file_name().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "shop-batch.service",
+            "shop-front.service",
+            "shop-front.socket"
+        ]
+    );
     // The plan is beside the units, and it is the plan they name.
     let plan_file = dir.join("shop.plan.json");
     let plan: serde_json::Value =
@@ -375,6 +384,115 @@ fn the_exported_command_lines_run_the_groups() {
         text(&core.stdout).contains("sum of 100 squares: 338350"),
         "{}",
         text(&core.stdout)
+    );
+    scratch.assert_left_nothing();
+}
+
+/// A server in group `a` that accepts until a connection brings data
+/// (the client group's wait for the listener is a connection too, reset
+/// at once; with a socket unit it is the first one queued), and a client
+/// in group `b` that sends one line.
+const ACTIVATED: &str = r#"
+name = "activated"
+exit_code_from = "server"
+
+[process.server]
+host = "a"
+cmd = ["python3", "-c", '''
+import os, socket
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_IN"].split())
+listener = socket.socket(fileno=int(port["fd"]))
+while True:
+    conn, _ = listener.accept()
+    try:
+        data = conn.makefile("rb").read()
+    except ConnectionResetError:
+        continue
+    if data:
+        print("got", data.decode().strip(), flush=True)
+        break
+''']
+
+[process.client]
+host = "b"
+cmd = ["python3", "-c", '''
+import os, socket
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_OUT"].split())
+host, _, number = port["address"].rpartition(":")
+with socket.create_connection((host, int(number))) as sock:
+    sock.sendall(b"hello\n")
+''']
+
+[[edge]]
+from = "client.out"
+to = "server.in"
+"#;
+
+#[test]
+fn a_socket_unit_hands_the_listener_to_the_group() {
+    stacks::program("python3", "python3");
+    let activate = stacks::program("systemd-socket-activate", "systemd");
+    let mut scratch = Scratch::new("export-systemd-socket");
+    let topology = scratch.topology(ACTIVATED);
+    let dir = scratch.dir.join("units");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = dir.display().to_string();
+    let base_port = port.to_string();
+    let args = [
+        "systemd",
+        "--ipc-run",
+        IPC_RUN,
+        "--out",
+        &out,
+        "--base-port",
+        &base_port,
+    ];
+    let (code, _, stderr) = export(&args, &topology);
+    assert_eq!(code, Some(0), "{stderr}");
+    let unit = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let socket = unit("ipc-run-activated-a.socket");
+    let listen = format!("ListenStream=0.0.0.0:{port}\n");
+    assert!(socket.contains(&listen), "{socket}");
+    assert!(!dir.join("ipc-run-activated-b.socket").exists());
+    // The socket unit's part, as systemd-socket-activate plays it: it
+    // binds the port and, on the first connection (the client group's
+    // wait for the listener), execs the group's ipc-run with the socket as
+    // LISTEN_FDS. ipc-run binding the port itself would fail: it is taken.
+    let words = exec_start(&unit("ipc-run-activated-a.service"));
+    let mut server = std::process::Command::new(activate);
+    server
+        .args(["--listen", &format!("0.0.0.0:{port}"), "--"])
+        .args(&words)
+        .arg("--runtime-dir")
+        .arg(scratch.runtime())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let server = server.spawn().unwrap();
+    let words = exec_start(&unit("ipc-run-activated-b.service"));
+    let mut client = std::process::Command::new(&words[0]);
+    client
+        .args(&words[1..])
+        .arg("--runtime-dir")
+        .arg(scratch.runtime())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let client = crate::support::finish(client.spawn().unwrap());
+    let server = crate::support::finish(server);
+    assert_eq!(
+        (client.code, server.code),
+        (0, 0),
+        "{}\n{}",
+        client.stderr,
+        server.stderr
+    );
+    assert!(
+        text(&server.stdout).contains("server | got hello"),
+        "{}",
+        text(&server.stdout)
     );
     scratch.assert_left_nothing();
 }
