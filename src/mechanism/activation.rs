@@ -32,14 +32,17 @@ pub(crate) fn take(want: SocketAddr) -> Option<OwnedFd> {
     }
     let mut inherited = INHERITED.lock().unwrap_or_else(|p| p.into_inner());
     let listeners = inherited.get_or_insert_with(read_inherited);
-    let i = listeners.iter().position(|(addr, _)| {
-        addr.port() == want.port()
-            && (addr.ip() == want.ip()
-                || (addr.ip().is_unspecified() && want.ip().is_unspecified()))
-    })?;
+    let i = listeners.iter().position(|(addr, _)| serves(*addr, want))?;
     let (addr, fd) = listeners.swap_remove(i);
     tracing::debug!("adopted the inherited listener on {addr} for {want}");
     Some(fd)
+}
+
+/// Whether a socket bound to `addr` is the listener the plan binds at
+/// `want`.
+fn serves(addr: SocketAddr, want: SocketAddr) -> bool {
+    addr.port() == want.port()
+        && (addr.ip() == want.ip() || (addr.ip().is_unspecified() && want.ip().is_unspecified()))
 }
 
 /// The listening TCP sockets among ipc-run's socket-activation fds.
@@ -79,4 +82,20 @@ fn tcp_listener_addr(fd: &OwnedFd) -> Option<SocketAddr> {
     local
         .as_sockaddr_in6()
         .map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_taken_for_its_own_address_only() {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert!(serves(addr("0.0.0.0:47000"), addr("0.0.0.0:47000")));
+        assert!(serves(addr("[::]:47000"), addr("0.0.0.0:47000")));
+        assert!(serves(addr("127.0.0.1:47000"), addr("127.0.0.1:47000")));
+        assert!(!serves(addr("127.0.0.1:47000"), addr("0.0.0.0:47000")));
+        assert!(!serves(addr("0.0.0.0:47001"), addr("0.0.0.0:47000")));
+        assert!(take(addr("0.0.0.0:0")).is_none());
+    }
 }
