@@ -12,6 +12,7 @@
 #   dbus-daemon, dbus-bin          a private D-Bus broker, dbus-send
 #   rpcsvc-proto, libtirpc-dev     rpcgen and libtirpc (ONC RPC example)
 #   make            builds examples/onc (run::onc tests, topologies/onc-rpc.toml)
+#   iproute2        ip netns and veth pairs (run::distributed, as root)
 #   openmpi-bin, libopenmpi-dev    mpirun and mpicc (MPI worlds)
 #
 # Then a venv at target/test-venv with tests/requirements.txt (grpcio,
@@ -24,7 +25,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(socat python3 strace util-linux gcc libc6-dev python3-venv curl
-    dbus-daemon dbus-bin rpcsvc-proto libtirpc-dev openmpi-bin libopenmpi-dev make)
+    dbus-daemon dbus-bin rpcsvc-proto libtirpc-dev openmpi-bin libopenmpi-dev make
+    iproute2)
 missing=()
 # systemd-analyze checks the units `ipc-run export systemd` writes (cli::export).
 packages+=(systemd)

@@ -1290,10 +1290,13 @@ fn run_topology(args: &RunArgs, choice: ColorChoice, color: bool) -> Result<i32,
     if args.detach {
         // Diagnostics are shown here; the background copy plans again.
         let runtime_root = args.runtime_dir.as_deref();
-        if args.from_plan {
-            load_plan_file(&args.plan, runtime_root, color)?;
+        let planned = if args.from_plan {
+            load_plan_file(&args.plan, runtime_root, color)?
         } else {
-            load_and_plan_in(&args.plan, runtime_root, color)?;
+            load_and_plan_in(&args.plan, runtime_root, color)?.1
+        };
+        if let Some(name) = &args.host {
+            GroupRemote::of(&one_group(&planned.plan, name, args)?)?;
         }
         let mut child_args: Vec<std::ffi::OsString> =
             with_default_command(std::env::args_os().collect())
@@ -1331,20 +1334,18 @@ fn run_in_foreground(
     } else {
         load_and_plan_in(&args.plan, runtime_root.as_deref(), color)?.1
     };
-    let (group, remote_listeners) = match &args.host {
+    // With --host, only the group's plan is kept: a large plan is not
+    // held twice for the whole run.
+    let (plan, remote) = match &args.host {
         Some(name) => {
             let group = one_group(&planned.plan, name, args)?;
-            let resolved = group.resolve()?;
-            let listeners = group
-                .remote
-                .iter()
-                .map(|r| (r.clone(), resolved[&*r.channel]))
-                .collect();
-            (Some(group), listeners)
+            drop(planned);
+            let remote = GroupRemote::of(&group)?;
+            (group.plan, remote)
         }
-        None => (None, Vec::new()),
+        None => (planned.plan, GroupRemote::default()),
     };
-    let plan = group.as_ref().map_or(&planned.plan, |g| &g.plan);
+    let plan = &plan;
     check_launchers(&args.plan, "", plan, color)?;
     // Each tap's copy starts empty; the tap process appends.
     for tap in &args.plan.tap {
@@ -1386,12 +1387,9 @@ fn run_in_foreground(
         announce_ready: announce,
         notify_manager: true,
         group: args.host.clone(),
-        remote_listeners,
-        remote_waits: group.as_ref().map(|g| g.waits.clone()).unwrap_or_default(),
-        cross_listeners: group
-            .as_ref()
-            .map(|g| g.cross_listeners())
-            .unwrap_or_default(),
+        remote_listeners: remote.listeners,
+        remote_waits: remote.waits,
+        cross_listeners: remote.cross_listeners,
     };
     let outcome = crate::supervise::run(plan, &options)?;
     if let Some(fd) = &options.announce_ready {
@@ -1410,6 +1408,31 @@ fn run_in_foreground(
         );
     }
     Ok(outcome.exit_code)
+}
+
+/// What a group's run needs to know of the other hosts, besides its plan.
+#[derive(Default)]
+struct GroupRemote {
+    listeners: Vec<(crate::launch::group::RemoteListener, std::net::SocketAddr)>,
+    waits: Vec<crate::launch::group::RemoteWait>,
+    cross_listeners: std::collections::HashSet<String>,
+}
+
+impl GroupRemote {
+    /// The group's remote listeners, resolved now (before anything is
+    /// created), its waits and its cross-edge listeners.
+    fn of(group: &crate::launch::group::GroupRun) -> Result<GroupRemote, CliError> {
+        let resolved = group.resolve()?;
+        Ok(GroupRemote {
+            listeners: group
+                .remote
+                .iter()
+                .map(|r| (r.clone(), resolved[&*r.channel]))
+                .collect(),
+            waits: group.waits.clone(),
+            cross_listeners: group.cross_listeners(),
+        })
+    }
 }
 
 /// `run --host NAME`: the plan of that group alone, with its peers;

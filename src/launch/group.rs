@@ -442,14 +442,15 @@ fn keep_channels(
     }
 }
 
+/// (instance, variable) -> (the address its description must name, the
+/// channel id).
+type PortRewrites = HashMap<(Arc<str>, Arc<str>), (String, Arc<str>)>;
+
 /// What each cross-edge port of this group must now say, by (instance,
 /// variable): the address a client reaches, or the one a listener here
 /// binds, with the channel id. Clients of remote listeners are recorded
 /// as waiting for them.
-fn cross_ports(
-    listens: &HashMap<&str, &CrossEdgePlan>,
-    group: &mut GroupRun,
-) -> HashMap<(Arc<str>, Arc<str>), (String, Arc<str>)> {
+fn cross_ports(listens: &HashMap<&str, &CrossEdgePlan>, group: &mut GroupRun) -> PortRewrites {
     let mut rewrites = HashMap::new();
     let remote: HashMap<&str, usize> = group
         .remote

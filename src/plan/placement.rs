@@ -67,11 +67,6 @@ fn binding(spec: Option<&EdgeSpec>, std_stream: bool) -> Option<&'static str> {
     let Some(spec) = spec else {
         return Some("a pipeline's stages are joined by pipes on their standard streams");
     };
-    if std_stream {
-        return Some(
-            "a standard stream end is a pipe: a program reading stdin or writing stdout cannot take a TCP listener",
-        );
-    }
     let traffic = spec
         .traffic
         .as_ref()
@@ -100,6 +95,11 @@ fn binding(spec: Option<&EdgeSpec>, std_stream: bool) -> Option<&'static str> {
     }
     if broker {
         return Some("a D-Bus bus's clients meet at its broker, started on one host");
+    }
+    if std_stream {
+        return Some(
+            "a standard stream end is a pipe: a program reading stdin or writing stdout cannot take a TCP listener",
+        );
     }
     match traffic {
         Traffic::Shared => Some("shared memory is mapped by processes of one host"),
@@ -739,8 +739,8 @@ fn weight(process: &ProcessDecl) -> Weight {
     }
 }
 
-/// `--hosts N`: the components packed into at most N groups, first fit
-/// decreasing (by cpus, then memory, then instances; ties in order of
+/// `--hosts N`: each component its own group when there are at most N,
+/// else the components packed into N groups, first fit decreasing (by cpus, then memory, then instances; ties in order of
 /// appearance) under a capacity of 1/N of the total in each dimension,
 /// the least loaded group when none fits. Groups are numbered `host-1`,
 /// `host-2`, … in order of their first process.
@@ -763,7 +763,12 @@ fn partition(
         weights[*c as usize].add(weight(&processes[p]));
     }
     let bins = (hosts as usize).min(weights.len()).max(1);
-    let bin_of = pack(&weights, bins);
+    // With a group for each component there is nothing to pack.
+    let bin_of = if weights.len() <= hosts as usize {
+        (0..weights.len() as u32).collect()
+    } else {
+        pack(&weights, bins)
+    };
     let mut number = vec![u32::MAX; bins];
     let mut used = 0u32;
     let mut of_process = Vec::with_capacity(roots.len());

@@ -1291,6 +1291,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                     code: ending.code(),
                     what: ending.to_string(),
                 });
+                self.service.status(&format!("{name}: {ending}"));
             }
             inst.ending = Some(ending);
         }

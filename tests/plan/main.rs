@@ -8,6 +8,7 @@ mod harness;
 
 mod architecture;
 mod fuzz_corpus;
+mod placement;
 mod properties;
 mod roundtrip;
 mod schema_drift;

@@ -40,6 +40,20 @@ fn limits_for(source: &str) -> Limits {
     limits
 }
 
+/// Placement options for one corpus file: `--hosts N` from a `#:hosts N`
+/// line.
+fn placement_for(source: &str) -> plan::PlacementOptions {
+    let hosts = source
+        .lines()
+        .take(5)
+        .find_map(|line| line.strip_prefix("#:hosts "))
+        .map(|n| n.trim().parse().expect("#:hosts N"));
+    plan::PlacementOptions {
+        hosts,
+        ..plan::PlacementOptions::default()
+    }
+}
+
 /// The profiles a corpus file is planned with: its `#:profile NAME` lines.
 fn options_for(path: &Path) -> ComposeOptions {
     let source = std::fs::read(path).unwrap_or_default();
@@ -89,7 +103,9 @@ fn diagnose(path: &Path) -> (String, Vec<&'static str>, bool) {
         Err(other) => panic!("{shown}: {other}"),
         Ok(topology) => {
             let limits = limits_for(&topology.source);
-            let (diagnostics, planned) = match plan::plan(&topology, &limits) {
+            let placement = placement_for(&topology.source);
+            let outcome = plan::plan_placed(&topology, &limits, plan::MAX_INSTANCES, &placement);
+            let (diagnostics, planned) = match outcome {
                 Ok(planned) => (planned.warnings, true),
                 Err(error) => (error.diagnostics, false),
             };

@@ -95,6 +95,9 @@ fn expected_output(name: &str, out: &[u8]) {
                 r#"{"jsonrpc": "2.0", "id": 2, "result": ["over", "tcp"]}"#
             ]
         ),
+        "distributed-pipeline" => {
+            assert_eq!(lines_of(out, "total"), ["sum of 100 squares: 338350"]);
+        }
         "mpi" => {
             for (rank, instance) in ["ping", "pong#0", "pong#1", "pong#2"].iter().enumerate() {
                 let lines = lines_of(out, &format!("{instance}[{rank}]"));

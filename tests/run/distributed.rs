@@ -4,13 +4,14 @@
 //! and the errors that come before anything is created.
 
 use std::net::TcpListener;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
 use crate::support::stacks::program;
-use crate::support::{Finished, IPC_RUN, Live, Scratch, lines_of, run_captured};
+use crate::support::{Finished, IPC_RUN, Live, RUN_TIMEOUT, Scratch, lines_of, run_captured};
 
 /// The server: accepts one connection, prints the peer's address, then
 /// the lines. One connection only: the client group's wait for this
@@ -135,14 +136,20 @@ fn two_groups_on_loopback_carry_lines_end_to_end() {
     let port = free_port();
     let plan = placed_plan(&mut scratch, port, 30_000);
     let (rt_a, rt_b) = (scratch.dir.join("rt-a"), scratch.dir.join("rt-b"));
-    // The client's group first: it waits for the listener by itself.
-    let b = Live::start(group_command(
-        &[],
-        &plan,
-        "b",
-        &rt_b,
-        &["--peer", "a=127.0.0.1"],
-    ));
+    // The client's group first: it waits for the listener by itself, and
+    // tells its manager (a socket of the test's) once its client ran.
+    let manager_path = scratch.dir.join("manager.sock");
+    let manager = UnixDatagram::bind(&manager_path).unwrap();
+    manager.set_read_timeout(Some(RUN_TIMEOUT)).unwrap();
+    let mut command = group_command(&[], &plan, "b", &rt_b, &["--peer", "a=127.0.0.1"]);
+    command.env("NOTIFY_SOCKET", &manager_path);
+    let b = Live::start(command);
+    let mut buf = [0u8; 512];
+    let mut heard = || {
+        let n = manager.recv(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(heard(), "STATUS=starting 1 process(es)");
     // Group a planned from the file with the plan options, as `ipc-run
     // run FILE --host a` does.
     let file = scratch.dir.join("topology-1.toml");
@@ -157,6 +164,8 @@ fn two_groups_on_loopback_carry_lines_end_to_end() {
     let a = run_captured(&mut command);
     let b = b.finish();
     assert_lines_flowed(&a, &b, "127.0.0.1", &format!("127.0.0.1:{port}"));
+    assert_eq!(heard(), "READY=1\nSTATUS=group b: 1 process(es) ready");
+    assert_eq!(heard(), "STOPPING=1\nSTATUS=group b: stopping");
     for rt in [rt_a, rt_b] {
         let left: Vec<_> = std::fs::read_dir(&rt).map_or(Vec::new(), |d| d.collect());
         assert!(left.is_empty(), "{} holds {left:?}", rt.display());

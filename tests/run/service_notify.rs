@@ -116,3 +116,26 @@ ready_timeout = "60s"
     assert_eq!(finished.code, 128 + 15, "{}", finished.stderr);
     scratch.assert_left_nothing();
 }
+
+#[test]
+fn a_failure_is_told_as_status_before_stopping() {
+    let mut scratch = Scratch::new("sd-notify-failure");
+    let path = scratch.dir.join("manager.sock");
+    let manager = Manager::bind(&path);
+    let file = scratch.topology(
+        r#"
+[process.bad]
+cmd = ["PROBE", "exit", "2"]
+"#,
+    );
+    let mut command = scratch.run_command(&file);
+    command.env("NOTIFY_SOCKET", &path);
+    let finished = Live::start(command).finish();
+    assert_eq!(finished.code, 2, "{}", finished.stderr);
+    assert_eq!(manager.next(), "STATUS=starting 1 process(es)");
+    // `ready = "started"`: ready once spawned, before its exit is seen.
+    assert_eq!(manager.next(), "READY=1\nSTATUS=1 process(es) ready");
+    assert_eq!(manager.next(), "STATUS=bad: exited 2");
+    assert_eq!(manager.next(), "STOPPING=1\nSTATUS=stopping");
+    scratch.assert_left_nothing();
+}
