@@ -332,7 +332,7 @@ fn exec_start(unit: &str) -> Vec<String> {
 #[test]
 fn the_exported_command_lines_run_the_groups() {
     stacks::program("python3", "python3");
-    let mut scratch = Scratch::new("export-systemd-run");
+    let scratch = Scratch::new("export-systemd-run");
     let dir = scratch.dir.join("units");
     // A port of this test's own for the cross edge (the plan's default,
     // 47000, may be taken by another run on this machine).
