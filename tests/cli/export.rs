@@ -309,6 +309,17 @@ fn export_errors_have_codes_and_exit_statuses() {
         "{stderr}"
     );
     assert!(stderr.contains("Not a directory"), "{stderr}");
+    // A plan too large for a ConfigMap.
+    let mut big =
+        String::from("name = \"big\"\n[process.worker]\ncmd = [\"true\"]\nreplicas = 1024\n");
+    big.push_str(&format!("env = {{ PAD = \"{}\" }}\n", "x".repeat(1024)));
+    let big = scratch.topology(&big);
+    let (code, _, stderr) = export(&["kubernetes", "--image", "app"], &big);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error[E0523]: the plan JSON is "),
+        "{stderr}"
+    );
     // Two groups Kubernetes would give one name.
     let file = shop(&mut scratch, "front_end", "front-end");
     let (code, _, stderr) = export(&["kubernetes", "--image", "app"], &file);
