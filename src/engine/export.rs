@@ -73,6 +73,8 @@ pub(crate) struct GroupFacts<'p> {
     pub instances: Vec<&'p ProcessPlan>,
     /// The cross edges whose listener it binds, in channel order.
     pub listens: Vec<&'p CrossEdgePlan>,
+    /// The cross edges it connects to as a client, in channel order.
+    pub connects: Vec<&'p CrossEdgePlan>,
     /// The groups it connects to (listener groups of its cross edges), in
     /// the plan's group order, each once.
     pub peers: Vec<&'p str>,
@@ -113,6 +115,7 @@ pub(crate) fn groups(plan: &Plan) -> Vec<GroupFacts<'_>> {
                 name: view.name,
                 instances,
                 listens: view.listens.clone(),
+                connects: view.connects.clone(),
                 peers,
                 cpus,
                 memory,
@@ -233,6 +236,27 @@ pub(crate) fn longest_chain_ms(
         chain.insert(name, before.saturating_add(weight(process)));
     }
     chain.values().max().copied().unwrap_or(0)
+}
+
+/// How long the group's ipc-run may wait for the listeners of other groups
+/// before starting its clients: the longest `ready_timeout` of their
+/// servers, which bounds that wait (`run --host`).
+pub(crate) fn remote_wait_ms(plan: &Plan, group: &GroupFacts<'_>) -> u64 {
+    use crate::plan::model::EndpointPlan;
+    group
+        .connects
+        .iter()
+        .filter_map(|edge| plan.channels.iter().find(|c| c.id == edge.channel))
+        .flat_map(|channel| &channel.to)
+        .filter_map(|end| match end {
+            EndpointPlan::Port { process, .. } => {
+                plan.processes.iter().find(|p| &p.name == process)
+            }
+            _ => None,
+        })
+        .map(|server| server.ready_timeout_ms)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The plan as `ipc-run plan --format json` prints it.

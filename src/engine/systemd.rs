@@ -225,7 +225,8 @@ fn service(
     text.push_str("KillMode=mixed\n");
     // ipc-run makes a cgroup for its run inside its own.
     text.push_str("Delegate=yes\n");
-    let start = export::longest_chain_ms(plan, group, |p| p.ready_timeout_ms);
+    let start = export::remote_wait_ms(plan, group)
+        + export::longest_chain_ms(plan, group, |p| p.ready_timeout_ms);
     let stop = export::longest_chain_ms(plan, group, |p| p.stop_timeout_ms);
     text.push_str(&format!(
         "TimeoutStartSec={}\nTimeoutStopSec={}\n",
