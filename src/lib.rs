@@ -37,6 +37,7 @@
 //! - [`mechanism`]: the registry of mechanisms ([`mechanism::Kind`]) and
 //!   what each fits ([`mechanism::Profile`]).
 //! - [`diagnostic`]: the diagnostics plans and parse errors carry.
+//! - [`engine`]: the engines a placed plan runs on (`ipc-run slurm`).
 //! - [`exit`]: the documented exit codes.
 //! - [`cli`]: the binary's entry point and the JSON Schemas it prints.
 //! - [`sys`]: the system-call wrappers that integration tests check fds and
@@ -52,7 +53,7 @@ pub use ipc_run_child as child;
 pub mod cli;
 pub mod control;
 pub mod diagnostic;
-pub(crate) mod engine;
+pub mod engine;
 pub mod exit;
 pub(crate) mod host;
 pub mod launch;

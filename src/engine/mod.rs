@@ -1,10 +1,10 @@
-//! Engines: the host groups of a placed plan handed to systems people
-//! already run (`docs/distributed.md`). Each engine turns a [`Plan`] into
-//! what that system takes (manifests, units, a batch script) whose every
-//! part runs one group's ipc-run (`run --plan … --host G`); none of them
-//! launches anything on a remote host itself.
+//! Engines: hand a placed plan to the infrastructure people already run,
+//! instead of growing a cluster manager of ipc-run's own.
 //!
-//! [`Plan`]: crate::plan::Plan
+//! Each engine turns the plan's host groups (`Plan::placement`; a plan
+//! without placement is one group, `local`) into that engine's units of
+//! work, each of which runs one group's `ipc-run run --plan PLAN --host G`
+//! (docs/distributed.md). Engines read the plan and never change it.
 
 pub(crate) mod export;
 pub(crate) mod kubernetes;
