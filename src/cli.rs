@@ -536,8 +536,8 @@ pub(crate) enum ExportEngine {
     /// A ConfigMap with the plan, a Deployment or Job per host group, a
     /// Service per group with cross-group listeners.
     Kubernetes(KubernetesArgs),
-    /// A `Type=notify` service unit per host group, and the plan beside
-    /// the units.
+    /// A `Type=notify` service unit per host group, a `.socket` unit per
+    /// group with cross-group listeners, and the plan beside them.
     Systemd(SystemdArgs),
 }
 
