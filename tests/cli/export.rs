@@ -507,3 +507,66 @@ fn a_socket_unit_hands_the_listener_to_the_group() {
     );
     scratch.assert_left_nothing();
 }
+
+/// The probe commands of an exported workload, made to run here: this
+/// ipc-run, the test's runtime directory.
+fn probe_commands(stdout: &str, runtime: &Path) -> (String, Vec<String>) {
+    let here = |word: &str| {
+        word.replace("ipc-run ps", &format!("{IPC_RUN} ps"))
+            .replace("/run/ipc-run/runs", &runtime.display().to_string())
+    };
+    let readiness = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("- \"ipc-run ps "))
+        .map(|rest| serde_json::from_str::<String>(&format!("\"ipc-run ps {rest}")).unwrap())
+        .expect("a readiness probe");
+    let liveness = ["ipc-run", "status", "--runtime-dir", "/run/ipc-run/runs"]
+        .iter()
+        .map(|word| {
+            if *word == "ipc-run" {
+                IPC_RUN.to_owned()
+            } else {
+                here(word)
+            }
+        })
+        .collect();
+    assert!(
+        stdout.contains("                - ipc-run\n                - status\n"),
+        "{stdout}"
+    );
+    (here(&readiness), liveness)
+}
+
+#[test]
+fn the_probes_fail_until_the_group_runs_and_is_ready() {
+    let mut scratch = Scratch::new("export-probes");
+    let file = shop(&mut scratch, "front", "batch");
+    let (code, stdout, stderr) = export(&["kubernetes", "--image", "app"], &file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (readiness, liveness) = probe_commands(&stdout, &scratch.runtime());
+    let probe = |name: &str| {
+        let status = if name == "readiness" {
+            std::process::Command::new("/bin/sh")
+                .args(["-c", &readiness])
+                .output()
+                .unwrap()
+                .status
+        } else {
+            std::process::Command::new(&liveness[0])
+                .args(&liveness[1..])
+                .output()
+                .unwrap()
+                .status
+        };
+        status.success()
+    };
+    assert!(!probe("readiness") && !probe("liveness"), "no run yet");
+    // `run --detach` returns once every process is ready.
+    let mut run = super::control::Detached::start(
+        &mut scratch,
+        "[process.server]\ncmd = [\"sleep\", \"1000\"]\n",
+    );
+    assert!(probe("readiness") && probe("liveness"), "{readiness}");
+    run.down();
+    assert!(!probe("readiness") && !probe("liveness"), "the run ended");
+}
