@@ -178,8 +178,12 @@ fn socket_unit(
         text.push_str(&format!("ListenStream=0.0.0.0:{port}\n"));
     }
     let backlog = listeners.iter().map(|(_, b)| *b).max().unwrap_or(128);
+    // As for the listeners ipc-run binds itself (`run --host`): a
+    // connection is accepted once it brings data, so another group's wait
+    // for the listener (a connection reset at once) neither starts the
+    // service nor reaches the server.
     text.push_str(&format!(
-        "Backlog={backlog}\nService={service}\n\n[Install]\nWantedBy=sockets.target\n"
+        "Backlog={backlog}\nDeferAcceptSec=1s\nService={service}\n\n[Install]\nWantedBy=sockets.target\n"
     ));
     text
 }

@@ -399,10 +399,12 @@ fn the_exported_command_lines_run_the_groups() {
     scratch.assert_left_nothing();
 }
 
-/// A server in group `a` that accepts until a connection brings data
-/// (the client group's wait for the listener is a connection too, reset
-/// at once; with a socket unit it is the first one queued), and a client
-/// in group `b` that sends one line.
+/// A server in group `a` that accepts until a connection brings data,
+/// and a client in group `b` that sends one line. The client group's wait
+/// for the listener is a connection too, reset at once; a socket unit
+/// (`DeferAcceptSec=`) never queues it, but `systemd-socket-activate`,
+/// which plays the unit here, cannot defer accepting: there it is the
+/// first connection, the one that starts the group.
 const ACTIVATED: &str = r#"
 name = "activated"
 exit_code_from = "server"
