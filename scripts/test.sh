@@ -18,7 +18,7 @@
 #                                  (scripts/slurm-cluster.sh, run::slurm tests)
 #
 # Then a venv at target/test-venv with tests/requirements.txt (grpcio,
-# grpcio-health-checking, gunicorn, jeepney) from PyPI; the tests find it
+# grpcio-health-checking, gunicorn, jeepney, kubernetes-validate) from PyPI; the tests find it
 # through IPC_RUN_TEST_VENV. A test whose stack is missing fails; none skips.
 #
 # usage: scripts/test.sh [cargo test arguments...]
@@ -30,6 +30,8 @@ packages=(socat python3 strace util-linux gcc libc6-dev python3-venv curl
     dbus-daemon dbus-bin rpcsvc-proto libtirpc-dev openmpi-bin libopenmpi-dev make
     iproute2 slurm-wlm munge)
 missing=()
+# systemd-analyze checks the units `ipc-run export systemd` writes (cli::export).
+packages+=(systemd)
 for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done

@@ -528,6 +528,13 @@ pub(crate) enum Command {
     /// stopping the run: start the added processes, stop the removed,
     /// restart the changed on their kept channels (docs/operate.md).
     Reload(ReloadArgs),
+    /// Write what runs the topology's host groups under another engine:
+    /// Kubernetes manifests or systemd units (docs/distributed.md).
+    Export {
+        /// The engine.
+        #[command(subcommand)]
+        engine: ExportEngine,
+    },
 }
 
 /// The arguments of `reload`.
@@ -594,6 +601,64 @@ pub(crate) struct SlurmArgs {
     /// and must be on a file system the job's nodes share with this one.
     #[arg(long, value_name = "DIR")]
     pub job_dir: Option<PathBuf>,
+}
+
+/// The engines of `ipc-run export`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ExportEngine {
+    /// A ConfigMap with the plan, a Deployment or Job per host group, a
+    /// Service per group with cross-group listeners.
+    Kubernetes(KubernetesArgs),
+    /// A `Type=notify` service unit per host group, a `.socket` unit per
+    /// group with cross-group listeners, and the plan beside them.
+    Systemd(SystemdArgs),
+}
+
+/// The arguments of `export kubernetes`.
+#[derive(Debug, Args)]
+pub(crate) struct KubernetesArgs {
+    /// Shared planning options.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// FILE is a JSON plan (`ipc-run plan FILE --format json`), exported
+    /// as it is once checked against this host's limits.
+    #[arg(long = "plan", conflicts_with_all = ["tap", "limits", "profiles"])]
+    pub from_plan: bool,
+    /// The container image: ipc-run, /bin/sh, grep and the topology's
+    /// programs.
+    #[arg(long, value_name = "IMG", value_parser = crate::engine::kubernetes::parse_image)]
+    pub image: String,
+    /// The namespace of every object (default: the one kubectl applies to).
+    #[arg(long, value_name = "NS", value_parser = crate::engine::kubernetes::parse_namespace)]
+    pub namespace: Option<String>,
+    /// Write one file per object into DIR (created if missing) instead of
+    /// one YAML stream on stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+/// The arguments of `export systemd`.
+#[derive(Debug, Args)]
+pub(crate) struct SystemdArgs {
+    /// Shared planning options.
+    #[command(flatten)]
+    pub plan: PlanArgs,
+    /// FILE is a JSON plan (`ipc-run plan FILE --format json`), exported
+    /// as it is once checked against this host's limits.
+    #[arg(long = "plan", conflicts_with_all = ["tap", "limits", "profiles"])]
+    pub from_plan: bool,
+    /// Write the units and the plan (PREFIX.plan.json) into DIR (created if
+    /// missing) instead of printing the units; the units name the plan
+    /// there (default: /etc/systemd/system).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Units are PREFIX-GROUP.service (default: ipc-run-NAME, NAME the
+    /// topology's).
+    #[arg(long, value_name = "NAME", value_parser = crate::engine::systemd::parse_prefix)]
+    pub prefix: Option<String>,
+    /// The ipc-run the units start, an absolute path (default: this one).
+    #[arg(long = "ipc-run", value_name = "PATH", value_parser = crate::engine::systemd::parse_ipc_run)]
+    pub ipc_run: Option<String>,
 }
 
 /// The arguments of `logs`.
@@ -705,6 +770,9 @@ pub(crate) enum CliError {
     /// `slurm`: the job could not be written, submitted or followed.
     #[error(transparent)]
     Slurm(#[from] crate::engine::slurm::SlurmError),
+    /// `export` could not make or write what it exports.
+    #[error(transparent)]
+    Export(#[from] crate::engine::export::ExportError),
     /// `run --host`: the group cannot be run as asked.
     #[error(transparent)]
     Group(#[from] crate::launch::group::GroupError),
@@ -735,6 +803,7 @@ impl CliError {
             CliError::Control(error) => error.exit_code(),
             CliError::Detached { code, .. } => *code,
             CliError::Slurm(error) => error.exit_code(),
+            CliError::Export(_) => ExitCode::Invalid.code(),
             CliError::Group(error) => error.exit_code(),
         }
     }
@@ -798,6 +867,13 @@ fn report(error: &CliError, color: bool) {
             let _ = writeln!(stderr, "{}", summary_line(path, 1, 0, color));
         }
         CliError::Plan { .. } | CliError::DeniedWarnings { .. } => {}
+        CliError::Export(error) => {
+            let _ = writeln!(
+                stderr,
+                "{}: {error}",
+                paint_error(&format!("error[{}]", error.code()), color)
+            );
+        }
         CliError::Bench(stopped) if stopped.is_interruption() => {
             let _ = writeln!(stderr, "{stopped}");
         }
@@ -1028,6 +1104,10 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         | Command::Logs(_)
         | Command::Events { .. }
         | Command::Reload(_) => unreachable!("handled above"),
+        Command::Export { engine } => {
+            drop(stdout);
+            return export(engine, color);
+        }
         Command::Clean { runtime_dir } => {
             drop(stdout);
             return clean(runtime_dir);
@@ -1084,6 +1164,72 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         }
         Command::Man => {
             clap_mangen::Man::new(Cli::command()).render(&mut stdout)?;
+        }
+    }
+    stdout.flush()?;
+    Ok(ExitCode::Success.code())
+}
+
+/// `ipc-run export ENGINE`: plans the topology (or reads the plan), then
+/// writes the engine's files into `--out`, or prints them.
+fn export(engine: ExportEngine, color: bool) -> Result<i32, CliError> {
+    let planned = |args: &PlanArgs, from_plan: bool| {
+        if from_plan {
+            load_plan_file(args, None, color)
+        } else {
+            load_and_plan(args, color).map(|(_, planned)| planned)
+        }
+    };
+    use crate::engine::{export, kubernetes, systemd};
+    let mut stdout = std::io::stdout().lock();
+    match engine {
+        ExportEngine::Kubernetes(args) => {
+            let planned = planned(&args.plan, args.from_plan)?;
+            let options = kubernetes::Options {
+                image: args.image,
+                namespace: args.namespace,
+            };
+            let files = kubernetes::manifests(&planned.plan, &options)?;
+            match &args.out {
+                Some(dir) => export::write_files(dir, &files)?,
+                None => stdout.write_all(kubernetes::stream(&files).as_bytes())?,
+            }
+        }
+        ExportEngine::Systemd(args) => {
+            let planned = planned(&args.plan, args.from_plan)?;
+            let plan = &planned.plan;
+            let ipc_run = match args.ipc_run {
+                Some(path) => path,
+                None => std::env::current_exe()?.display().to_string(),
+            };
+            // The units name the plan by an absolute path.
+            let unit_dir = match &args.out {
+                Some(dir) => Some(std::path::absolute(dir)?.display().to_string()),
+                None => None,
+            };
+            let options = systemd::Options {
+                prefix: args.prefix.unwrap_or_else(|| systemd::default_prefix(plan)),
+                ipc_run,
+                unit_dir,
+            };
+            let mut files = systemd::units(plan, &options)?;
+            match &args.out {
+                Some(dir) => {
+                    files.push((systemd::plan_file(&options), export::plan_json(plan)));
+                    export::write_files(dir, &files)?;
+                }
+                None => {
+                    eprintln!(
+                        "note: the units read the plan from {}: write it there with `ipc-run plan \
+                         --format json` and the same options, or use --out",
+                        systemd::plan_path(&options)
+                    );
+                    for (i, (name, text)) in files.iter().enumerate() {
+                        let gap = if i == 0 { "" } else { "\n" };
+                        write!(stdout, "{gap}# {name}\n{text}")?;
+                    }
+                }
+            }
         }
     }
     stdout.flush()?;

@@ -6,4 +6,8 @@
 //! work, each of which runs one group's `ipc-run run --plan PLAN --host G`
 //! (docs/distributed.md). Engines read the plan and never change it.
 
+pub(crate) mod export;
+pub(crate) mod kubernetes;
 pub mod slurm;
+pub(crate) mod systemd;
+pub(crate) mod yaml;

@@ -278,6 +278,11 @@ pub(crate) fn tcp_bind(
     n: u32,
 ) -> Result<(OwnedFd, SocketAddr), LaunchError> {
     let want = parse_addr(channel, bind)?;
+    // A socket unit may hold the port and have handed it to ipc-run: the
+    // listener is then that socket, already listening.
+    if let Some(fd) = super::activation::take(want) {
+        return Ok((fd, want));
+    }
     let listener = TcpListener::bind(want).map_err(|e| bind_error(channel, bind, e))?;
     let addr = listener
         .local_addr()

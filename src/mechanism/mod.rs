@@ -47,6 +47,7 @@ use crate::mechanism::limits::Limits;
 use crate::mechanism::model::{ChannelPlan, End, Mechanism, SocketType};
 use crate::topology::{MechanismName, Traffic};
 
+pub(crate) mod activation;
 pub(crate) mod bench_cleanup;
 pub(crate) mod bench_kinds;
 pub(crate) mod bench_link;

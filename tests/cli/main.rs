@@ -8,6 +8,7 @@ mod bench;
 mod caps;
 mod control;
 mod control_logs;
+mod export;
 mod port;
 mod port_hardening;
 mod reload;
