@@ -382,6 +382,74 @@ shell = "echo started; exec sleep 300"
     assert!(queue.trim().is_empty(), "still queued: {queue}");
 }
 
+/// A job directory that exists already is refused before anything is
+/// written or submitted (E0517): status 3, the directory untouched.
+fn existing_job_dir_is_refused(cluster: &Cluster, scratch: &Scratch) {
+    let job_dir = scratch.dir.join("taken-job");
+    std::fs::create_dir(&job_dir).unwrap();
+    std::fs::write(job_dir.join("mine"), "kept").unwrap();
+    let finished = cluster.submit(&[
+        "topologies/mpi.toml",
+        "--job-dir",
+        job_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(finished.code, 3, "{}", shown(&finished));
+    assert!(
+        finished.stderr.contains("error[E0517]"),
+        "{}",
+        shown(&finished)
+    );
+    let names: Vec<_> = std::fs::read_dir(&job_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["mine"], "the existing directory was written to");
+}
+
+/// A job cancelled by someone else (`scancel` of its id) ends without its
+/// script's status: E0518 with Slurm's state, status 128 + the signal.
+fn job_cancelled_elsewhere(cluster: &Cluster, scratch: &mut Scratch) {
+    let file = scratch.topology(
+        r#"
+[process.slow]
+shell = "echo started; exec sleep 300"
+"#,
+    );
+    let job_dir = scratch.dir.join("cancelled-elsewhere-job");
+    let mut command = Command::new(IPC_RUN);
+    command
+        .args(["--color", "never", "slurm"])
+        .arg(&file)
+        .args(["--time", "2", "--job-dir"])
+        .arg(&job_dir)
+        .env("SLURM_CONF", cluster.conf())
+        .stdin(std::process::Stdio::null());
+    let mut live = Live::start(command);
+    live.wait_for_count("[local] slow | started", 1);
+    let queue = Command::new("squeue")
+        .args(["--noheader", "--format=%i"])
+        .env("SLURM_CONF", cluster.conf())
+        .output()
+        .unwrap();
+    let ids = String::from_utf8_lossy(&queue.stdout).into_owned();
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    assert_eq!(ids.len(), 1, "one job expected in the queue: {ids:?}");
+    let cancelled = Command::new("scancel")
+        .arg(ids[0])
+        .env("SLURM_CONF", cluster.conf())
+        .status()
+        .unwrap();
+    assert!(cancelled.success());
+    let finished = live.finish();
+    // Slurm ended it with SIGTERM: 128 + 15, as a shell reports it.
+    assert_eq!(finished.code, 143, "{}", shown(&finished));
+    assert!(
+        finished.stderr.contains("error[E0518]"),
+        "{}",
+        shown(&finished)
+    );
+}
+
 /// topologies/mpi.toml in the allocation: its mpirun, inside the group's
 /// step, starts the four ranks on the step's node.
 fn mpi_world(cluster: &Cluster, scratch: &Scratch) {
@@ -419,6 +487,8 @@ fn topologies_run_through_sbatch_on_a_real_slurm() {
     shipped_pipeline(&cluster, &scratch);
     refused_submission(&cluster, &scratch);
     interrupted_job_is_cancelled(&cluster, &mut scratch);
+    existing_job_dir_is_refused(&cluster, &scratch);
+    job_cancelled_elsewhere(&cluster, &mut scratch);
     mpi_world(&cluster, &scratch);
     drop(cluster);
     std::fs::remove_dir_all(&scratch.dir).unwrap();
