@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use super::objects::Match;
 use super::resources::{self, Held};
 use super::{LaunchError, Launched, Source, identity};
-use crate::plan::Plan;
+use crate::plan::{Plan, Readiness};
 
 /// Which slots of a reloaded plan changed ([`Launched::reload`]).
 #[derive(Debug, Default, Clone)]
@@ -62,6 +62,7 @@ impl Launched {
         }
         let made = self
             .needs_of(&slots.respecified)
+            .and_then(|needs| self.make_notify_socket().map(|()| needs))
             .and_then(|needs| self.create_channels(&slots.added_channels).map(|()| needs));
         let needs = match made {
             Ok(needs) => needs,
@@ -101,6 +102,26 @@ impl Launched {
             all.push(needs);
         }
         Ok(all)
+    }
+
+    /// The notify socket, when the plan now has a process that needs one
+    /// (`ready = "notify"` or a watchdog) and the run had none. Made before
+    /// the channels: when one of those fails, the socket stays, unused,
+    /// in the run directory until cleanup, as it would have been made at
+    /// start had the run begun with such a process.
+    fn make_notify_socket(&mut self) -> Result<(), LaunchError> {
+        let needed = self
+            .plan
+            .processes
+            .iter()
+            .any(|p| p.ready == Readiness::Notify || p.watchdog_ms.is_some());
+        if !needed || self.created.notify.is_some() {
+            return Ok(());
+        }
+        let path = self.run_dir.join(super::NOTIFY_SOCKET_FILE);
+        let fd = resources::notify_socket(&mut self.created, &path.to_string_lossy())?;
+        self.created.notify = Some(fd);
+        Ok(())
     }
 
     /// Makes the objects and ends of `channels`; on failure removes those

@@ -295,6 +295,13 @@ impl<R: Runtime> Supervisor<'_, R> {
         if let State::Accepting { since } = self.instances[i].state {
             self.instances[i].runtime += since.elapsed();
         }
+        // Stopped by a reload: removed, or started again with its new plan
+        // (accepting again if it still serves per connection).
+        if let Some(intent) = self.instances[i].operator.take() {
+            let name = self.name(i).to_owned();
+            self.operator_exit(i, &name, Ending::Exited(0), intent);
+            return;
+        }
         self.finish(i, Ending::Exited(0), true);
     }
 }

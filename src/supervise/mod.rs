@@ -2249,7 +2249,10 @@ impl<R: Runtime> Supervisor<'_, R> {
             .processes
             .iter()
             .zip(&self.instances)
-            .map(|(process, inst)| InstanceSummary {
+            .enumerate()
+            // A slot a reload removed (or replaced) is not in the run any more.
+            .filter(|(i, _)| !self.control.reloads.removed.contains(i))
+            .map(|(_, (process, inst))| InstanceSummary {
                 name: process.name.to_string(),
                 ending: inst
                     .ending

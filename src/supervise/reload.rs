@@ -182,39 +182,20 @@ impl<R: Runtime> Supervisor<'_, R> {
             .collect()
     }
 
-    /// Why the instances `diff` changes or removes cannot be, in their
-    /// state: finished for good (their channels are closed), a
-    /// per-connection server, or not holding their channel ends; or an
-    /// instance added under the name of a removed one still stopping.
+    /// Why the instances `diff` changes cannot be, in their state: running
+    /// without holding their channel ends; or an instance added under the
+    /// name of a removed one still stopping.
     fn state_refusals(&self, diff: &PlanDiff) -> Vec<String> {
         let live = self.live_slots();
         let mut refused = Vec::new();
         for name in diff.processes_of(ChangeKind::Changed) {
             let Some(&i) = live.get(name) else { continue };
-            let why = match self.instances[i].state {
-                // Replaced: started anew in a slot of its own.
-                State::Finished => continue,
-                State::Accepting { .. } => {
-                    "a per-connection server; it cannot be changed live".to_owned()
-                }
-                State::Running { .. } | State::Backoff => match self.check_respawn(i) {
-                    Ok(()) => continue,
-                    Err(error) => {
-                        refused.push(error.message);
-                        continue;
-                    }
-                },
-                State::Pending => continue,
-            };
-            refused.push(format!("process {name}: {why}"));
-        }
-        for name in diff.processes_of(ChangeKind::Removed) {
-            if let Some(&i) = live.get(name)
-                && matches!(self.instances[i].state, State::Accepting { .. })
+            if matches!(
+                self.instances[i].state,
+                State::Running { .. } | State::Backoff
+            ) && let Err(error) = self.check_respawn(i)
             {
-                refused.push(format!(
-                    "process {name}: a per-connection server; stop the run to remove it"
-                ));
+                refused.push(error.message);
             }
         }
         for name in diff.processes_of(ChangeKind::Added) {
@@ -251,10 +232,12 @@ impl<R: Runtime> Supervisor<'_, R> {
         // Stopped as their old plan says.
         for &i in slots.removed.iter().chain(&slots.respecified) {
             // Added instances have no slot yet.
-            let Some(State::Running { pid, .. }) = self.instances.get(i).map(|inst| inst.state)
-            else {
+            let Some(state) = self.instances.get(i).map(|inst| inst.state) else {
                 continue;
             };
+            if !matches!(state, State::Running { .. } | State::Accepting { .. }) {
+                continue;
+            }
             let removed = slots.removed.contains(&i);
             let inst = &mut self.instances[i];
             inst.operator = Some(if removed {
@@ -267,16 +250,21 @@ impl<R: Runtime> Supervisor<'_, R> {
                 inst.ready = false;
                 inst.ready_now = false;
             }
-            if !inst.stop_requested {
-                self.send_stop(i, pid, false);
+            match state {
+                State::Running { pid, .. } if !inst.stop_requested => self.send_stop(i, pid, false),
+                // Its connections' processes are stopped; when the last
+                // is gone, the server is removed or started anew.
+                State::Accepting { .. } => self.stop_accepting(i, false),
+                _ => {}
             }
         }
         let old_count = self.instances.len();
         self.plan = Cow::Owned(merged);
-        self.grow(old_count);
         for &c in &slots.removed_channels {
             self.control.reloads.removed_channels.insert(c);
         }
+        self.grow(old_count);
+        self.take_notify_socket();
         for &i in &slots.removed {
             self.control.reloads.removed.insert(i);
             done.push(self.remove_instance(i));
@@ -392,9 +380,29 @@ impl<R: Runtime> Supervisor<'_, R> {
                 tracing::warn!("{name}: its output is not written to --log-dir: {error}");
             }
         }
-        self.health.grow(count);
-        self.probes.grow(count);
-        self.signal_edges.grow(count);
+        let removed = &self.control.reloads.removed_channels;
+        self.health.rewire(&self.plan, removed);
+        self.probes.rewire(&self.plan, removed);
+        self.signal_edges.rewire(&self.plan, removed);
+    }
+
+    /// The notify socket the launcher made for the first process of the
+    /// run that needs one, when a reload added it: watched from now on.
+    fn take_notify_socket(&mut self) {
+        if self.notify.is_some() {
+            return;
+        }
+        match super::own_notify_socket(&*self.runtime) {
+            Ok(Some(socket)) => {
+                if let Err(errno) = self.events.add(&socket, super::events::Token::Notify) {
+                    tracing::warn!("reload: the notify socket cannot be watched: {errno}");
+                    return;
+                }
+                self.notify = Some(socket);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!("reload: the notify socket cannot be used: {error}"),
+        }
     }
 
     /// Instance `i` is removed: stopped if it runs (finished when it
@@ -403,9 +411,9 @@ impl<R: Runtime> Supervisor<'_, R> {
         let name = self.name(i).to_owned();
         self.lifecycle(i, Lifecycle::Removed);
         match self.instances[i].state {
-            State::Running { .. } => format!("stopping {name} (removed)"),
+            State::Running { .. } | State::Accepting { .. } => format!("stopping {name} (removed)"),
             State::Finished => format!("removed {name}"),
-            State::Pending | State::Backoff | State::Accepting { .. } => {
+            State::Pending | State::Backoff => {
                 let why = "removed by a reload".to_owned();
                 self.finish_counting(i, Ending::NotStarted(why), true, false);
                 format!("removed {name}")
@@ -419,7 +427,9 @@ impl<R: Runtime> Supervisor<'_, R> {
         let name = self.name(i).to_owned();
         self.lifecycle(i, Lifecycle::Changed);
         match self.instances[i].state {
-            State::Running { .. } => format!("restarting {name} with its new plan"),
+            State::Running { .. } | State::Accepting { .. } => {
+                format!("restarting {name} with its new plan")
+            }
             State::Backoff if !self.instances[i].held => {
                 self.requeue(i);
                 format!("restarting {name} with its new plan")
@@ -460,7 +470,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 awaited[dep] |= condition == Condition::Ready;
             }
         }
-        for (inst, awaited) in self.instances.iter_mut().zip(awaited) {
+        for (i, (inst, awaited)) in self.instances.iter_mut().zip(awaited).enumerate() {
+            // A receiver of signals is awaited: its senders start once it runs.
+            inst.signalled = !self.signal_edges.senders_of(i).is_empty();
             inst.awaited = awaited || inst.signalled;
         }
         let edges = &self.signal_edges;
