@@ -322,3 +322,234 @@ fn a_removed_channel_loses_its_object_and_an_added_one_gets_its_own() {
     run.down();
     scratch.assert_left_nothing();
 }
+
+/// The lifecycle events of a run, read in order from a subscription.
+struct EventStream {
+    reader: BufReader<UnixStream>,
+    /// Every event read so far: (event, process, whole event).
+    seen: Vec<(String, String, Value)>,
+}
+
+impl EventStream {
+    fn of(run: &Detached) -> EventStream {
+        EventStream {
+            reader: subscribe_events(run),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads up to the next `event` of `process` that `also` accepts, and
+    /// returns it; fails with what was seen if the run says nothing more.
+    fn next(&mut self, event: &str, process: &str, also: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let mut line = String::new();
+            let read = self.reader.read_line(&mut line);
+            if !matches!(read, Ok(n) if n > 0) {
+                let seen: Vec<_> = self.seen.iter().map(|(e, p, _)| (e, p)).collect();
+                panic!("no {event} of {process} ({read:?}); seen {seen:?}");
+            }
+            let whole: Value = serde_json::from_str(&line).unwrap();
+            let e = whole["event"].clone();
+            let name = e["event"].as_str().unwrap_or("").to_owned();
+            let of = e["process"].as_str().unwrap_or("").to_owned();
+            self.seen.push((name.clone(), of.clone(), e.clone()));
+            if name == event && of == process && also(&e) {
+                return e;
+            }
+        }
+    }
+
+    /// Reads until each of `wanted` (event, process) has been seen.
+    fn all(&mut self, wanted: &[(&str, &str)]) {
+        for &(event, process) in wanted {
+            if self.position(event, process).is_none() {
+                self.next(event, process, any);
+            }
+        }
+    }
+
+    /// The index in `seen` of the first `event` of `process`.
+    fn position(&self, event: &str, process: &str) -> Option<usize> {
+        self.seen
+            .iter()
+            .position(|(e, p, _)| e == event && p == process)
+    }
+}
+
+fn any(_: &Value) -> bool {
+    true
+}
+
+fn reload(run: &Detached, file: &Path) {
+    let reload = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert!(
+        reload.status.success(),
+        "{}{}",
+        text(&reload.stdout),
+        text(&reload.stderr)
+    );
+}
+
+/// A service without a health check; HEALTH is where one goes.
+const HEALTH: &str = r#"
+name = "reload-health"
+[process.svc]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+HEALTH
+"#;
+
+#[test]
+fn a_health_check_given_by_a_reload_takes_effect() {
+    let mut scratch = Scratch::new("reload-health");
+    let mut run = Detached::start(&mut scratch, &HEALTH.replace("HEALTH", ""));
+    let mut events = EventStream::of(&run);
+    let failing = "health = { exec = [\"false\"], interval = \"50ms\", retries = 1 }";
+    let file = scratch.topology(&HEALTH.replace("HEALTH", failing));
+    reload(&run, &file);
+    events.next("changed", "svc", any);
+    let started = events.next("started", "svc", any);
+    let unhealthy = events.next("unhealthy", "svc", any);
+    assert_eq!(unhealthy["pid"], started["pid"], "{unhealthy}");
+    let killed = events.next("exited", "svc", |e| e["pid"] == started["pid"]);
+    assert_eq!(killed["status"], "killed by SIGKILL", "{killed}");
+    events.next("restarting", "svc", any);
+
+    // And a passing one, given by the next reload, makes it healthy.
+    let passing = failing.replace("false", "true");
+    let file = scratch.topology(&HEALTH.replace("HEALTH", &passing));
+    reload(&run, &file);
+    events.next("changed", "svc", any);
+    let started = events.next("started", "svc", any);
+    events.next("healthy", "svc", |e| e["pid"] == started["pid"]);
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// `base` runs alone; ADDED is where the reload puts more.
+const NOTIFY: &str = r#"
+name = "reload-notify"
+[process.base]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+ADDED
+"#;
+
+/// A process that says READY=1 on $NOTIFY_SOCKET, with a health check, and
+/// one that waits for it to be ready and one for it to be healthy.
+const NOTIFY_ADDED: &str = r#"
+[process.n]
+cmd = ["python3", "-c", '''
+import os, signal, socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(os.environ["NOTIFY_SOCKET"])
+s.send(b"READY=1")
+signal.pause()
+''']
+ready = "notify"
+restart = "on-failure"
+health = { exec = ["true"], interval = "50ms" }
+[process.dep]
+cmd = ["sleep", "1000"]
+after = ["n"]
+[process.checked]
+cmd = ["sleep", "1000"]
+after = { n = "healthy" }
+"#;
+
+#[test]
+fn an_added_notify_process_becomes_ready_and_its_dependents_start() {
+    let mut scratch = Scratch::new("reload-notify");
+    let mut run = Detached::start(&mut scratch, &NOTIFY.replace("ADDED", ""));
+    let dir = run.runtime.join(&run.run_id);
+    assert!(!dir.join("notify.sock").exists(), "no process needs it yet");
+    let base = run.process("base")["pid"].clone();
+    let mut events = EventStream::of(&run);
+    let file = scratch.topology(&NOTIFY.replace("ADDED", NOTIFY_ADDED));
+    let said = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert!(said.status.success(), "{}", text(&said.stderr));
+    assert!(
+        text(&said.stdout).contains("added dep (starts once what it waits for is ready)"),
+        "{}",
+        text(&said.stdout)
+    );
+    events.all(&[
+        ("ready", "n"),
+        ("healthy", "n"),
+        ("started", "dep"),
+        ("started", "checked"),
+    ]);
+    let at = |event, process| events.position(event, process).unwrap();
+    assert!(at("started", "dep") > at("ready", "n"), "{:?}", events.seen);
+    assert!(at("started", "checked") > at("healthy", "n"));
+    assert!(dir.join("notify.sock").exists());
+    assert_eq!(run.process("base")["pid"], base, "base is untouched");
+    assert_eq!(run.process("n")["state"], "ready");
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// `sleeper` exits 0 on SIGUSR1 (a delivered signal); `waker` sends it
+/// SIGUSR1 when it was given its pid, and otherwise exits 0 at once.
+/// EDGE is where the signal edge goes.
+const SIGNAL_EDGE: &str = r#"
+name = "reload-signals"
+[process.sleeper]
+ready = { fd = 5 }
+restart = "on-failure"
+shell = '''
+trap 'exit 0' USR1
+echo >&5
+exec 5>&-
+while :; do sleep 0.05; done
+'''
+[process.waker]
+restart = "on-failure"
+shell = '''
+for kv in $IPC_PORT_WAKE; do case "$kv" in pid=*) pid="${kv#pid=}" ;; esac; done
+[ -n "$pid" ] || exit 0
+kill -USR1 "$pid"
+exec sleep 1000
+'''
+EDGE
+"#;
+
+const EDGE: &str = r#"
+[[edge]]
+name = "wake"
+from = "waker.wake"
+to = "sleeper.wake"
+traffic = "notify"
+signal = "SIGUSR1"
+"#;
+
+#[test]
+fn an_added_signal_edge_delivers_and_a_removed_one_no_longer_does() {
+    let mut scratch = Scratch::new("reload-signals");
+    let mut run = Detached::start(&mut scratch, &SIGNAL_EDGE.replace("EDGE", ""));
+    let sleeper = run.process("sleeper")["pid"].clone();
+    let mut events = EventStream::of(&run);
+
+    let file = scratch.topology(&SIGNAL_EDGE.replace("EDGE", EDGE));
+    reload(&run, &file);
+    // The old sleeper is stopped, the new one starts, then the waker
+    // (the edge orders it after the sleeper) wakes it.
+    let stopped = events.next("exited", "sleeper", |e| e["pid"] == sleeper);
+    assert_eq!(stopped["status"], "killed by SIGTERM", "{stopped}");
+    let started = events.next("started", "sleeper", any);
+    events.next("started", "waker", any);
+    let woken = events.next("exited", "sleeper", |e| e["pid"] == started["pid"]);
+    assert_eq!(woken["exit_code"], 0, "woken by the signal: {woken}");
+
+    // Without the edge the waker is not given a pid: started again, it
+    // exits at once, and the sleeper started anew keeps running.
+    let file = scratch.topology(&SIGNAL_EDGE.replace("EDGE", ""));
+    reload(&run, &file);
+    let waker = events.next("started", "waker", any);
+    let exited = events.next("exited", "waker", |e| e["pid"] == waker["pid"]);
+    assert_eq!(exited["exit_code"], 0, "{exited}");
+    let sleeper = run.process("sleeper");
+    assert_eq!(sleeper["state"], "ready", "{sleeper}");
+    run.down();
+    scratch.assert_left_nothing();
+}
