@@ -309,6 +309,12 @@ pub trait Runtime {
     fn can_respawn(&self, _instance: &str) -> bool {
         true
     }
+    /// Takes back from the running `pid` of `instance` the channel ends the
+    /// runtime gave up at its spawn, so it can be restarted
+    /// ([`crate::launch::Launched::take_back_ends`]).
+    fn take_back_ends(&mut self, _instance: &str, _pid: Pid) -> Result<(), String> {
+        Err("this run cannot take channel ends back".to_owned())
+    }
     /// Takes a new plan laid out on the current one's slots (`ipc-run
     /// reload`, [`reload`]): makes the added channels, removes the removed
     /// ones. On error nothing has changed.

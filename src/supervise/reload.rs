@@ -98,6 +98,11 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
             return with_diff(Response::ok(), diff);
         }
+        if let Err(why) = self.take_back_ends(&diff) {
+            let why = format!("cannot reload live: {why}");
+            diff.refused.push(why.clone());
+            return with_diff(Response::error(ErrorCode::Refused, why), diff);
+        }
         match self.apply(&new, &diff) {
             Ok(done) => {
                 self.remember(new, request.source.clone());
@@ -190,10 +195,10 @@ impl<R: Runtime> Supervisor<'_, R> {
         let mut refused = Vec::new();
         for name in diff.processes_of(ChangeKind::Changed) {
             let Some(&i) = live.get(name) else { continue };
-            if matches!(
-                self.instances[i].state,
-                State::Running { .. } | State::Backoff
-            ) && let Err(error) = self.check_respawn(i)
+            // A running one whose ends were given up takes them back
+            // ([`Supervisor::take_back_ends`]).
+            if self.instances[i].state == State::Backoff
+                && let Err(error) = self.check_respawn(i)
             {
                 refused.push(error.message);
             }
@@ -211,6 +216,31 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
         }
         refused
+    }
+
+    /// The changed instances that run without the channel ends ipc-run
+    /// gave up at their spawn (`restart = "never"`) take them back from
+    /// their process, so they can be stopped and started anew with their
+    /// new plan on the same channels, as a changed restartable one is. The
+    /// last step of validation: one whose process no longer holds an end
+    /// where it was handed refuses the reload.
+    fn take_back_ends(&mut self, diff: &PlanDiff) -> Result<(), String> {
+        let live = self.live_slots();
+        let mut running = Vec::new();
+        for name in diff.processes_of(ChangeKind::Changed) {
+            if let Some(&i) = live.get(name)
+                && let State::Running { pid, .. } = self.instances[i].state
+                && !self.runtime.can_respawn(name)
+            {
+                running.push((name.to_owned(), pid));
+            }
+        }
+        for (name, pid) in running {
+            self.runtime
+                .take_back_ends(&name, pid)
+                .map_err(|why| format!("process {name}: {why}"))?;
+        }
+        Ok(())
     }
 
     /// Applies a validated `diff` to `new`: what was done, or that and why

@@ -553,3 +553,83 @@ fn an_added_signal_edge_delivers_and_a_removed_one_no_longer_does() {
     run.down();
     scratch.assert_left_nothing();
 }
+
+#[test]
+fn a_running_never_process_is_restarted_on_its_channels_by_a_reload() {
+    let never = |toml: &str| {
+        toml.replace(
+            "env = { GEN = \"1\" }\nrestart = \"on-failure\"",
+            "env = { GEN = \"1\" }\nrestart = \"never\"",
+        )
+    };
+    let mut scratch = Scratch::new("reload-never");
+    let out = scratch.dir.join("out");
+    let toml = never(
+        &TOPOLOGY
+            .replace("NAME", "reload-never")
+            .replace("COUNT", &LINES.to_string())
+            .replace("OUT", out.to_str().unwrap()),
+    );
+    assert!(toml.contains("restart = \"never\""));
+    let mut run = Detached::start(&mut scratch, &toml);
+    wait_until("the reader to get lines", || lines_in(&out).len() >= 20);
+    let reader = run.process("reader")["pid"].clone();
+    let mut events = EventStream::of(&run);
+
+    let file = scratch.topology(&next_version(&toml));
+    reload(&run, &file);
+    let stopped = events.next("exited", "reader", |e| e["pid"] == reader);
+    assert_eq!(
+        stopped["exit_code"], 0,
+        "ended at a line on SIGTERM: {stopped}"
+    );
+    events.next("started", "reader", any);
+
+    wait_until("every line", || lines_in(&out).len() >= LINES);
+    let numbers: Vec<usize> = lines_in(&out)
+        .iter()
+        .map(|l| l.split_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=LINES).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+    assert!(lines_in(&out).last().unwrap().starts_with("2 "));
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// A `never` reader that put /dev/null where its pipe was.
+const MOVED: &str = r#"
+name = "reload-moved"
+[process.writer]
+shell = 'exec sleep 1000'
+restart = "on-failure"
+[process.reader]
+shell = 'exec 0</dev/null; exec sleep 1000'
+restart = "never"
+env = { GEN = "1" }
+[[edge]]
+name = "lines"
+from = "writer"
+to = "reader"
+"#;
+
+#[test]
+fn a_never_process_that_gave_its_channel_end_away_is_refused() {
+    let mut scratch = Scratch::new("reload-moved");
+    let mut run = Detached::start(&mut scratch, MOVED);
+    let before = pids(&run);
+    let file = scratch.topology(&MOVED.replace("GEN = \"1\"", "GEN = \"2\""));
+    let refused = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(6), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("process reader: wire fd 0 of reader: the running process no longer holds it there: another kind of file"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(pids(&run), before);
+    run.down();
+    scratch.assert_left_nothing();
+}
