@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::control::{Detached, text, wait_until};
-use crate::support::Scratch;
+use super::control::{Detached, ipc, text, wait_until};
+use crate::support::{Scratch, summary_line};
 
 /// How many lines the writer writes, one every 10 ms, before it waits.
 const LINES: usize = 400;
@@ -632,4 +632,95 @@ fn a_never_process_that_gave_its_channel_end_away_is_refused() {
     assert_eq!(pids(&run), before);
     run.down();
     scratch.assert_left_nothing();
+}
+
+/// `kept` stays; `gone` is removed by the reload.
+const SUMMARY: &str = r#"
+name = "reload-summary"
+[process.kept]
+shell = 'echo up; exec sleep 1000'
+restart = "on-failure"
+[process.gone]
+shell = 'echo up; exec sleep 1000'
+restart = "on-failure"
+"#;
+
+#[test]
+fn the_end_of_run_summary_does_not_list_a_removed_process() {
+    let mut scratch = Scratch::new("reload-summary");
+    let file = scratch.topology(SUMMARY);
+    let mut live = scratch.live(&file);
+    live.wait_for_count("up", 2);
+    let runtime = scratch.runtime();
+    let ps = ipc(&runtime, &["ps", "--format", "json"]);
+    let runs: Value = serde_json::from_slice(&ps.stdout).unwrap();
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    let without = scratch.topology(&SUMMARY.replace("[process.gone]", "[process.kept2]"));
+    let reload = ipc(&runtime, &["reload", &run_id, without.to_str().unwrap()]);
+    assert!(reload.status.success(), "{}", text(&reload.stderr));
+    live.wait_for_count("up", 3);
+    let down = ipc(&runtime, &["down", &run_id]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    let finished = live.finish();
+    let summary = summary_line(&finished.stderr, "kept");
+    assert!(summary.contains("restarts 0"), "{summary}");
+    summary_line(&finished.stderr, "kept2");
+    assert!(
+        !finished.stderr.lines().any(|l| l.starts_with("gone: ")),
+        "{}",
+        finished.stderr
+    );
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn root_reloads_another_users_run() {
+    use std::os::unix::process::CommandExt;
+    let mut scratch = Scratch::new("reload-other-user");
+    let runtime = scratch.dir.join("nobody-rt");
+    std::fs::create_dir(&runtime).unwrap();
+    std::os::unix::fs::chown(&runtime, Some(65534), Some(65534)).unwrap();
+    let toml = "name = \"reload-other-user\"\n[process.a]\ncmd = [\"sleep\", \"1000\"]\nrestart = \"on-failure\"\nenv = { GEN = \"1\" }\n";
+    let file = scratch.topology(toml);
+    let started = std::process::Command::new(crate::support::IPC_RUN)
+        .args(["run", "--detach", file.to_str().unwrap(), "--runtime-dir"])
+        .arg(&runtime)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    let run_id = text(&started.stdout).trim().to_owned();
+    let status = |what: &str| -> Value {
+        let out = ipc(&runtime, &["status", &run_id, "--format", "json"]);
+        assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let pid = status("before")["run"]["pid"].as_i64().unwrap();
+
+    let changed = scratch.topology(&toml.replace("GEN = \"1\"", "GEN = \"2\""));
+    let reload = ipc(&runtime, &["reload", &run_id, changed.to_str().unwrap()]);
+    assert!(
+        reload.status.success(),
+        "{}{}",
+        text(&reload.stdout),
+        text(&reload.stderr)
+    );
+    assert!(text(&reload.stdout).contains("~ process a: env GEN"));
+    assert_eq!(status("after")["processes"][0]["restarts"], 1);
+    let leftovers: Vec<_> = std::fs::read_dir(runtime.join(&run_id))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("reload-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the plan file is removed: {leftovers:?}"
+    );
+
+    let down = ipc(&runtime, &["down", &run_id]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    wait_until("the run to end", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
 }
