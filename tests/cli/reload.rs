@@ -724,3 +724,126 @@ fn root_reloads_another_users_run() {
         !Path::new(&format!("/proc/{pid}")).exists()
     });
 }
+
+/// `echo` and `client` wait; CALLS is where a per-connection edge from
+/// `client` to `echo` goes.
+const PER_CONNECTION: &str = r#"
+name = "reload-per-connection"
+[process.echo]
+shell = 'ECHO'
+restart = "on-failure"
+[process.client]
+restart = "on-failure"
+CLIENT
+"#;
+
+const CALLS: &str = r#"
+[[edge]]
+name = "calls"
+from = "client.calls"
+to = "echo.calls"
+traffic = "request"
+protocol = "lines"
+endpoint = "per-connection"
+"#;
+
+/// A client that sends a line on its connection and exits 0 once it is
+/// echoed back.
+const ECHO_CLIENT: &str = r#"cmd = ["python3", "-c", '''
+import os, socket, sys
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_CALLS"].split())
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(port["address"])
+s.sendall(b"hello\n")
+s.shutdown(socket.SHUT_WR)
+sys.exit(0 if s.makefile().read() == "hello\n" else 1)
+''']"#;
+
+#[test]
+fn a_per_connection_edge_is_added_and_removed_live() {
+    let plain = PER_CONNECTION
+        .replace("ECHO", "exec sleep 1000")
+        .replace("CLIENT", "cmd = [\"sleep\", \"1000\"]");
+    let served = format!(
+        "{}{CALLS}",
+        PER_CONNECTION
+            .replace("ECHO", "exec cat")
+            .replace("CLIENT", ECHO_CLIENT)
+    );
+    let mut scratch = Scratch::new("reload-per-connection");
+    let mut run = Detached::start(&mut scratch, &plain);
+    let mut events = EventStream::of(&run);
+
+    // Added: ipc-run accepts for `echo`, one `cat` per connection.
+    reload(&run, &scratch.topology(&served));
+    let client = events.next("started", "client", any);
+    let done = events.next("exited", "client", |e| e["pid"] == client["pid"]);
+    assert_eq!(done["exit_code"], 0, "the line came back: {done}");
+    assert_eq!(run.process("echo")["state"], "accepting");
+
+    // Removed: `echo` stops accepting and starts again as one process.
+    reload(&run, &scratch.topology(&plain));
+    events.next("restarting", "echo", any);
+    let echo = events.next("started", "echo", any);
+    assert!(echo["pid"].is_number(), "{echo}");
+    assert_eq!(run.process("echo")["state"], "ready");
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// `base` alone; SERVER is where a server-bound endpoint goes: `srv`
+/// writes MARK, then binds its address, so a probe can pass only after
+/// MARK exists; `cli` waits for it.
+const SERVER_BOUND: &str = r#"
+name = "reload-server-bound"
+[process.base]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+SERVER
+"#;
+
+const SERVER: &str = r#"
+[process.srv]
+restart = "on-failure"
+cmd = ["python3", "-c", '''
+import os, signal, socket, time
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_API"].split())
+time.sleep(0.2)
+open("MARK", "w").close()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(port["address"])
+s.listen(8)
+while True:
+    s.accept()[0].close()
+''']
+[process.cli]
+cmd = ["sleep", "1000"]
+after = ["srv"]
+[[edge]]
+name = "api"
+from = "cli.api"
+to = "srv.api"
+traffic = "request"
+protocol = "http"
+endpoint = "server-bound"
+probe = "connect"
+"#;
+
+#[test]
+fn an_added_server_bound_endpoint_is_probed_before_its_client_starts() {
+    let mut scratch = Scratch::new("reload-server-bound");
+    let mark = scratch.dir.join("mark");
+    let mut run = Detached::start(&mut scratch, &SERVER_BOUND.replace("SERVER", ""));
+    let mut events = EventStream::of(&run);
+    let with = SERVER_BOUND.replace("SERVER", &SERVER.replace("MARK", mark.to_str().unwrap()));
+    reload(&run, &scratch.topology(&with));
+    events.next("ready", "srv", any);
+    assert!(
+        mark.exists(),
+        "ready only once it serves: {:?}",
+        events.seen
+    );
+    events.next("started", "cli", any);
+    run.down();
+    scratch.assert_left_nothing();
+}
