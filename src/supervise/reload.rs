@@ -6,7 +6,9 @@
 //! the run's limits), diffs it against the plan it runs
 //! ([`crate::plan::diff`]) and refuses the whole reload, changing nothing,
 //! when a change cannot be made live or an instance to change cannot be
-//! restarted. Only then does it apply it, in one pass of the event loop:
+//! restarted (a running `restart = "never"` one takes back the channel
+//! ends it was handed first). Only then does it apply it, in one pass of
+//! the event loop:
 //!
 //! 1. the launcher makes the new channels (the only step that can fail;
 //!    on failure it removes what it made and nothing else has changed),
@@ -18,7 +20,10 @@
 //! 3. the plan is swapped and the tables grow for the added instances:
 //!    slots are stable, an added instance takes a new slot at the end and a
 //!    removed one stays as a tombstone `status` does not show, so every
-//!    index an fd, timer or stream holds stays valid;
+//!    index an fd, timer or stream holds stays valid; what is wired per
+//!    instance from the plan (signal edges, probes, the listeners of
+//!    health checks) is rebuilt from the new one, and a notify socket the
+//!    launcher made for the first process that needs one is watched;
 //! 4. the start graph and queue are rebuilt (once per reload, not per
 //!    event) and the added instances whose `after` is met are started at
 //!    once, so the answer can say whether they started.
