@@ -126,6 +126,13 @@ impl Health {
         self.listeners = listeners_of(plan, removed_channels);
     }
 
+    /// Instance `i` has a new plan (a reload changed it): what waits for it
+    /// to be healthy waits for a check of its new plan to pass, as what
+    /// waits for it to be ready waits for its new run.
+    pub(crate) fn respecified(&mut self, i: usize) {
+        self.healthy_once[i] = false;
+    }
+
     /// Nothing checked yet, for the instances of `plan`.
     pub(crate) fn new(plan: &Plan) -> Health {
         let count = plan.processes.len();

@@ -461,6 +461,7 @@ impl<R: Runtime> Supervisor<'_, R> {
     fn respecify(&mut self, i: usize) -> String {
         let name = self.name(i).to_owned();
         self.lifecycle(i, Lifecycle::Changed);
+        self.health.respecified(i);
         match self.instances[i].state {
             State::Running { .. } | State::Accepting { .. } => {
                 format!("restarting {name} with its new plan")

@@ -847,3 +847,21 @@ fn an_added_server_bound_endpoint_is_probed_before_its_client_starts() {
     run.down();
     scratch.assert_left_nothing();
 }
+
+#[test]
+fn a_watchdog_given_by_a_reload_takes_effect() {
+    let mut scratch = Scratch::new("reload-watchdog");
+    let mut run = Detached::start(&mut scratch, &HEALTH.replace("HEALTH", ""));
+    let dir = run.runtime.join(&run.run_id);
+    let mut events = EventStream::of(&run);
+    // `sleep` never pings: the watchdog finds it hung.
+    let file = scratch.topology(&HEALTH.replace("HEALTH", "watchdog = \"100ms\""));
+    reload(&run, &file);
+    assert!(dir.join("notify.sock").exists(), "made for the watchdog");
+    let started = events.next("started", "svc", any);
+    events.next("unhealthy", "svc", |e| e["pid"] == started["pid"]);
+    let killed = events.next("exited", "svc", |e| e["pid"] == started["pid"]);
+    assert_eq!(killed["status"], "killed by SIGABRT", "{killed}");
+    run.down();
+    scratch.assert_left_nothing();
+}
