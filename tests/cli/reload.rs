@@ -2,7 +2,15 @@
 //! a reload that adds, removes and changes processes while an untouched
 //! writer keeps its pid and the changed reader, restarted on the kept pipe,
 //! gets every line; a dry run, a refused change, a malformed file and an
-//! unknown run, each leaving the run as it was.
+//! unknown run, each leaving the run as it was. What the supervisor wires
+//! per process, changed live: a health check, a watchdog and forwarded
+//! signals that take effect; an added notify process whose dependents
+//! start once it is ready and healthy; a signal edge that delivers once
+//! added and not once removed; a per-connection edge added and removed; an
+//! added server-bound endpoint probed before its client starts; a running
+//! `restart = "never"` reader restarted on its pipe (and refused when it
+//! gave its end away). The end-of-run summary without a removed process;
+//! root reloading another user's run. Each waits on the run's events.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -862,6 +870,38 @@ fn a_watchdog_given_by_a_reload_takes_effect() {
     events.next("unhealthy", "svc", |e| e["pid"] == started["pid"]);
     let killed = events.next("exited", "svc", |e| e["pid"] == started["pid"]);
     assert_eq!(killed["status"], "killed by SIGABRT", "{killed}");
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// `svc` exits 3 on SIGUSR2, which ipc-run forwards to it only with
+/// FORWARD.
+const FORWARD: &str = r#"
+name = "reload-forward"
+[process.svc]
+ready = { fd = 5 }
+restart = "on-failure"
+shell = '''
+trap 'exit 3' USR2
+echo >&5
+exec 5>&-
+while :; do sleep 0.05; done
+'''
+FORWARD
+"#;
+
+#[test]
+fn signals_forwarded_to_a_process_change_with_a_reload() {
+    let mut scratch = Scratch::new("reload-forward");
+    let mut run = Detached::start(&mut scratch, &FORWARD.replace("FORWARD", ""));
+    let ipc_run = nix::unistd::Pid::from_raw(run.status()["run"]["pid"].as_i64().unwrap() as i32);
+    let mut events = EventStream::of(&run);
+    let with = FORWARD.replace("FORWARD", "forward_signals = [\"SIGUSR2\"]");
+    reload(&run, &scratch.topology(&with));
+    let ready = events.next("ready", "svc", any);
+    nix::sys::signal::kill(ipc_run, nix::sys::signal::Signal::SIGUSR2).unwrap();
+    let exited = events.next("exited", "svc", |e| e["pid"] == ready["pid"]);
+    assert_eq!(exited["exit_code"], 3, "it got SIGUSR2: {exited}");
     run.down();
     scratch.assert_left_nothing();
 }
