@@ -37,7 +37,7 @@ use super::{Ending, Instance, Runtime, State, Supervisor, is_broker};
 use crate::control::protocol::{ErrorCode, Request, Response, RunSource};
 use crate::launch::reload::Slots;
 use crate::plan::diff::{ChangeKind, PlanDiff};
-use crate::plan::{Plan, ProcessPlan};
+use crate::plan::{Plan, ProcessPlan, RestartPolicy};
 use crate::topology::Condition;
 
 /// The largest plan file a reload reads.
@@ -233,9 +233,13 @@ impl<R: Runtime> Supervisor<'_, R> {
         let live = self.live_slots();
         let mut running = Vec::new();
         for name in diff.processes_of(ChangeKind::Changed) {
+            // Every running `never` one: its ends are counted for it
+            // again even when ipc-run still held them all (for another
+            // process), so its next spawn gives them up as its first did.
             if let Some(&i) = live.get(name)
                 && let State::Running { pid, .. } = self.instances[i].state
-                && !self.runtime.can_respawn(name)
+                && (self.plan.processes[i].restart.policy == RestartPolicy::Never
+                    || !self.runtime.can_respawn(name))
             {
                 running.push((name.to_owned(), pid));
             }

@@ -905,3 +905,49 @@ fn signals_forwarded_to_a_process_change_with_a_reload() {
     run.down();
     scratch.assert_left_nothing();
 }
+
+/// Two writers into one pipe: `w1` (`never`) and `w2`, which ends on
+/// SIGUSR1; `reader` ends at EOF, once neither can write any more.
+const FAN_IN: &str = r#"
+name = "reload-fan-in"
+[process.w1]
+shell = 'W1'
+restart = "never"
+[process.w2]
+ready = { fd = 5 }
+restart = "on-failure"
+shell = '''
+trap 'exit 0' USR1
+echo >&5
+exec 5>&-
+while :; do sleep 0.05; done
+'''
+[process.reader]
+shell = 'exec cat > /dev/null'
+restart = "on-failure"
+[[edge]]
+name = "lines"
+from = ["w1", "w2"]
+to = "reader"
+"#;
+
+#[test]
+fn a_never_process_restarted_by_a_reload_still_lets_its_reader_see_eof() {
+    let mut scratch = Scratch::new("reload-fan-in");
+    let mut run = Detached::start(&mut scratch, &FAN_IN.replace("W1", "exec sleep 1000"));
+    let w1 = run.process("w1")["pid"].clone();
+    let mut events = EventStream::of(&run);
+    // ipc-run still holds the write end for w2: nothing to take back, but
+    // the restarted w1 must give it up again when it starts.
+    reload(&run, &scratch.topology(&FAN_IN.replace("W1", "echo one")));
+    events.next("exited", "w1", |e| e["pid"] == w1);
+    let started = events.next("started", "w1", any);
+    events.next("exited", "w1", |e| e["pid"] == started["pid"]);
+    let signal = run.ctl(&["signal", &run.run_id, "w2", "SIGUSR1"]);
+    assert!(signal.status.success(), "{}", text(&signal.stderr));
+    events.next("exited", "w2", any);
+    let eof = events.next("exited", "reader", any);
+    assert_eq!(eof["exit_code"], 0, "the reader saw EOF: {eof}");
+    run.down();
+    scratch.assert_left_nothing();
+}
