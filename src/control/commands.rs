@@ -224,7 +224,10 @@ pub fn reload(
         socket: live.socket.clone(),
         source,
     };
-    write_private(&path, plan).map_err(io)?;
+    if let Err(error) = write_private(&path, dir, plan) {
+        let _ = std::fs::remove_file(&path);
+        return Err(io(error).into());
+    }
     let mut request = Request::new(Command::Reload, Vec::new());
     request.plan_file = Some(path.display().to_string());
     request.source = Some(source);
@@ -267,15 +270,24 @@ pub fn reload(
 /// launch failure.
 pub const EXIT_APPLY_FAILED: i32 = 3;
 
-/// Writes `plan` as JSON to a new file at `path`, readable by its owner
-/// alone.
-fn write_private(path: &std::path::Path, plan: &crate::plan::Plan) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+/// Writes `plan` as JSON to a new file at `path`, readable by the owner
+/// of the run directory `dir` alone: root reloading another user's run
+/// hands the file to that user, so the run can read it.
+fn write_private(
+    path: &std::path::Path,
+    dir: &std::path::Path,
+    plan: &crate::plan::Plan,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)?;
+    let owner = std::fs::metadata(dir)?;
+    if owner.uid() != nix::unistd::geteuid().as_raw() {
+        std::os::unix::fs::fchown(&file, Some(owner.uid()), Some(owner.gid()))?;
+    }
     let mut writer = std::io::BufWriter::new(file);
     serde_json::to_writer(&mut writer, plan).map_err(std::io::Error::other)?;
     writer.flush()

@@ -10,11 +10,15 @@
 //! reader restarted on it reads on where it stopped.
 
 use std::collections::HashSet;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use nix::fcntl::OFlag;
+use nix::unistd::Pid;
 
 use super::objects::Match;
 use super::resources::{self, Held};
 use super::{LaunchError, Launched, Source, identity};
-use crate::plan::Plan;
+use crate::plan::{Plan, Readiness};
 
 /// Which slots of a reloaded plan changed ([`Launched::reload`]).
 #[derive(Debug, Default, Clone)]
@@ -62,6 +66,7 @@ impl Launched {
         }
         let made = self
             .needs_of(&slots.respecified)
+            .and_then(|needs| self.make_notify_socket().map(|()| needs))
             .and_then(|needs| self.create_channels(&slots.added_channels).map(|()| needs));
         let needs = match made {
             Ok(needs) => needs,
@@ -87,6 +92,90 @@ impl Launched {
         Ok(())
     }
 
+    /// Takes back from `pid`, the running process of `instance`, the
+    /// held ends it was handed and ipc-run gave up at its spawn (`restart =
+    /// "never"`), so that a reload can restart it on the same channels: a
+    /// reader's pipe keeps what its writer wrote. Each end is copied from
+    /// the fd number it was handed at (`pidfd_getfd(2)`) and checked to
+    /// still be that kind of end (a pipe's end of the right direction and
+    /// pipe, a socket); a process that moved or closed it cannot be
+    /// restarted, and nothing is taken. Then it is pending again, as if it
+    /// were restartable.
+    pub fn take_back_ends(&mut self, instance: &str, pid: Pid) -> Result<(), LaunchError> {
+        let index = *self
+            .process_index
+            .get(instance)
+            .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?;
+        let process = &self.plan.processes[index];
+        let wiring = |fd: i32, reason: String| LaunchError::Wiring {
+            instance: instance.to_owned(),
+            fd,
+            reason,
+        };
+        let pidfd = crate::sys::pidfd::pidfd_open(pid)
+            .map_err(|e| LaunchError::sys(format!("pidfd_open of {instance}"), e))?;
+        let mut taken = Vec::new();
+        for slot in &process.fds {
+            let Source::Held(channel, held) = self.source_of(process, slot)? else {
+                continue;
+            };
+            if self.created.held.contains_key(&(channel, held)) {
+                continue;
+            }
+            let fd = crate::sys::pidfd::pidfd_getfd(pidfd.as_fd(), slot.fd).map_err(|e| {
+                wiring(
+                    slot.fd,
+                    format!("cannot take it back from the running process: {e}"),
+                )
+            })?;
+            if let Some(why) = self.not_the_end(channel, held, fd.as_fd()) {
+                return Err(wiring(
+                    slot.fd,
+                    format!("the running process no longer holds it there: {why}"),
+                ));
+            }
+            taken.push(((channel, held), fd));
+        }
+        self.created.held.extend(taken);
+        if self.pending.insert(instance.to_owned()) {
+            for key in &self.held_needs[index] {
+                *self.need_count.entry(*key).or_insert(0) += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Why `fd` is not end `held` of `channel`: the wrong kind of file, the
+    /// wrong direction, or another pipe than the end ipc-run still holds.
+    fn not_the_end(&self, channel: usize, held: Held, fd: BorrowedFd<'_>) -> Option<String> {
+        use nix::sys::stat::{SFlag, fstat};
+        let stat = fstat(fd).ok()?;
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        // The mode a read end is never opened with, and a write end.
+        let (want, other, wrong) = match held {
+            Held::Read => (SFlag::S_IFIFO, Some(Held::Write), OFlag::O_WRONLY),
+            Held::Write => (SFlag::S_IFIFO, Some(Held::Read), OFlag::O_RDONLY),
+            Held::PairFrom | Held::PairTo | Held::Listen => (SFlag::S_IFSOCK, None, OFlag::O_RDWR),
+            _ => return None,
+        };
+        if kind != want {
+            return Some("another kind of file".to_owned());
+        }
+        if let Ok(flags) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)
+            && want == SFlag::S_IFIFO
+            && OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == wrong
+        {
+            return Some("opened the other way".to_owned());
+        }
+        let peer = other.and_then(|o| self.created.held.get(&(channel, o)));
+        match peer.and_then(|p| fstat(p.as_fd()).ok()) {
+            Some(peer) if (peer.st_dev, peer.st_ino) != (stat.st_dev, stat.st_ino) => {
+                Some("another pipe".to_owned())
+            }
+            _ => None,
+        }
+    }
+
     /// The held ends each of `instances` uses in the plan, in order.
     fn needs_of(&self, instances: &[usize]) -> Result<Vec<Vec<(usize, Held)>>, LaunchError> {
         let mut all = Vec::with_capacity(instances.len());
@@ -101,6 +190,26 @@ impl Launched {
             all.push(needs);
         }
         Ok(all)
+    }
+
+    /// The notify socket, when the plan now has a process that needs one
+    /// (`ready = "notify"` or a watchdog) and the run had none. Made before
+    /// the channels: when one of those fails, the socket stays, unused,
+    /// in the run directory until cleanup, as it would have been made at
+    /// start had the run begun with such a process.
+    fn make_notify_socket(&mut self) -> Result<(), LaunchError> {
+        let needed = self
+            .plan
+            .processes
+            .iter()
+            .any(|p| p.ready == Readiness::Notify || p.watchdog_ms.is_some());
+        if !needed || self.created.notify.is_some() {
+            return Ok(());
+        }
+        let path = self.run_dir.join(super::NOTIFY_SOCKET_FILE);
+        let fd = resources::notify_socket(&mut self.created, &path.to_string_lossy())?;
+        self.created.notify = Some(fd);
+        Ok(())
     }
 
     /// Makes the objects and ends of `channels`; on failure removes those

@@ -14,7 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ChannelPlan, EndpointPlan, Mechanism, Plan, ProcessPlan};
+use super::{ChannelPlan, Mechanism, Plan, ProcessPlan};
 
 /// What a reload does: the changes, in plan order (those removed first),
 /// and why it cannot be done live, if it cannot.
@@ -237,24 +237,6 @@ fn refusals(old: &Plan, new: &Plan, diff: &PlanDiff) -> Vec<String> {
     }
     let old_channels: HashMap<&str, &ChannelPlan> =
         old.channels.iter().map(|c| (&*c.id, c)).collect();
-    let new_channels: HashMap<&str, &ChannelPlan> =
-        new.channels.iter().map(|c| (&*c.id, c)).collect();
-    for change in diff
-        .channels
-        .iter()
-        .filter(|c| c.change != ChangeKind::Changed)
-    {
-        let (plan, verb) = match change.change {
-            ChangeKind::Added => (&new_channels, "added"),
-            _ => (&old_channels, "removed"),
-        };
-        if let Some(why) = plan.get(&*change.name).and_then(|c| wired_at_start(c)) {
-            refused.push(format!(
-                "channel {}: {why}; it cannot be {verb} live",
-                change.name
-            ));
-        }
-    }
     for change in diff
         .channels
         .iter()
@@ -269,10 +251,9 @@ fn refusals(old: &Plan, new: &Plan, diff: &PlanDiff) -> Vec<String> {
     let old_processes: HashMap<&str, &ProcessPlan> =
         old.processes.iter().map(|p| (&*p.name, p)).collect();
     for process in &new.processes {
-        match old_processes.get(&*process.name) {
-            None => refused.extend(added_refusal(new, process)),
-            Some(was) if *was != process => refused.extend(changed_refusal(was, process)),
-            Some(_) => {}
+        let was = old_processes.get(&*process.name);
+        if was.is_none_or(|was| *was != process) {
+            refused.extend(managed_refusal(was.copied(), process));
         }
     }
     for process in &old.processes {
@@ -296,19 +277,6 @@ fn values_only(mut limits: Value) -> Value {
         }
     }
     limits
-}
-
-/// What makes a channel part of the wiring the supervisor sets up when the
-/// run starts (who waits for whom, who accepts, who is probed).
-fn wired_at_start(channel: &ChannelPlan) -> Option<&'static str> {
-    match &channel.mechanism {
-        Mechanism::Signal { .. } => Some("a signal edge orders its ends' starts"),
-        m if m.per_connection() => Some("ipc-run accepts on it for a per-connection server"),
-        Mechanism::Rpc { endpoint, .. } if endpoint.probe.is_some() => {
-            Some("ipc-run probes its server for readiness")
-        }
-        _ => None,
-    }
 }
 
 /// Why a channel kept under its name cannot take its new plan live: its
@@ -350,76 +318,22 @@ fn channel_refusal(old: &ChannelPlan, new: &ChannelPlan) -> Option<String> {
     None
 }
 
-/// Why a changed instance cannot be restarted into its new plan.
-fn changed_refusal(old: &ProcessPlan, new: &ProcessPlan) -> Option<String> {
+/// Why an instance cannot be added or restarted into its new plan: only
+/// one ipc-run manages for a channel (a bus's daemon, an MPI launcher),
+/// which comes and goes with that channel's mechanism. Health checks,
+/// watchdogs, readiness, forwarded and edge signals, probes and accept
+/// loops are the supervisor's per-instance tables, rebuilt by a reload.
+fn managed_refusal(old: Option<&ProcessPlan>, new: &ProcessPlan) -> Option<String> {
     let name = &new.name;
-    if old.managed.is_some() || new.managed.is_some() {
-        return Some(format!(
+    match old {
+        Some(old) if old.managed.is_some() || new.managed.is_some() => Some(format!(
             "process {name}: ipc-run manages it for a channel; change the channel instead"
-        ));
+        )),
+        None if new.managed.is_some() => Some(format!(
+            "process {name}: ipc-run would manage it for a channel, which a running run cannot add"
+        )),
+        _ => None,
     }
-    if old.health != new.health || old.watchdog_ms != new.watchdog_ms {
-        return Some(format!(
-            "process {name}: its health check or watchdog changes; the run keeps the checks it started with"
-        ));
-    }
-    if old.ready != new.ready {
-        return Some(format!(
-            "process {name}: its readiness protocol changes; the run's readiness wiring is made at start"
-        ));
-    }
-    if old.forward_signals != new.forward_signals {
-        return Some(format!(
-            "process {name}: the signals forwarded to it change; they are fixed at start"
-        ));
-    }
-    None
-}
-
-/// Why an instance cannot be added to the running run.
-fn added_refusal(plan: &Plan, process: &ProcessPlan) -> Option<String> {
-    let name = &process.name;
-    let why = if process.managed.is_some() {
-        "ipc-run would manage it for a channel, which a running run cannot add"
-    } else if process.health.is_some() || process.watchdog_ms.is_some() {
-        "it has a health check or watchdog; a running run adds only processes without"
-    } else if process.ready == super::Readiness::Notify {
-        "it uses ready = \"notify\"; a running run adds only processes that need no notify socket"
-    } else if !process.forward_signals.is_empty() || in_signal_channel(plan, name) {
-        "it sends or receives signals; a running run keeps the signal wiring it started with"
-    } else if serves_per_connection_or_probe(plan, name) {
-        "it serves an RPC or per-connection endpoint, whose readiness probe or accept loop is set up at start"
-    } else {
-        return None;
-    };
-    Some(format!("process {name}: {why}"))
-}
-
-fn ends_of(channel: &ChannelPlan) -> impl Iterator<Item = &str> {
-    channel
-        .from
-        .iter()
-        .chain(&channel.to)
-        .filter_map(|e| match e {
-            EndpointPlan::Port { process, .. } => Some(&**process),
-            _ => None,
-        })
-}
-
-fn in_signal_channel(plan: &Plan, name: &str) -> bool {
-    plan.channels
-        .iter()
-        .filter(|c| matches!(c.mechanism, Mechanism::Signal { .. }))
-        .any(|c| ends_of(c).any(|p| p == name))
-}
-
-/// Whether `name` serves a channel ipc-run accepts on or probes.
-fn serves_per_connection_or_probe(plan: &Plan, name: &str) -> bool {
-    plan.channels
-        .iter()
-        .filter(|c| wired_at_start(c).is_some())
-        .flat_map(|c| &c.to)
-        .any(|end| matches!(end, EndpointPlan::Port { process, .. } if **process == *name))
 }
 
 #[cfg(test)]

@@ -295,6 +295,16 @@ impl<R: Runtime> Supervisor<'_, R> {
         if let State::Accepting { since } = self.instances[i].state {
             self.instances[i].runtime += since.elapsed();
         }
+        // Stopped by a reload: removed, or started again with its new plan
+        // (accepting again if it still serves per connection); a shutdown
+        // meanwhile finishes it as any other.
+        if let Some(intent) = self.instances[i].operator.take()
+            && self.shutdown.is_none()
+        {
+            let name = self.name(i).to_owned();
+            self.operator_exit(i, &name, Ending::Exited(0), intent);
+            return;
+        }
         self.finish(i, Ending::Exited(0), true);
     }
 }

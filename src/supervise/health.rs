@@ -23,7 +23,7 @@
 //! The per-instance outcome lives in [`HealthStatus`] (with the last
 //! `STATUS=` text), for the status command to show.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,50 +110,33 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    /// Room for `count` instances: those a reload adds have no check
-    /// (`src/supervise/reload.rs`).
-    pub(crate) fn grow(&mut self, count: usize) {
+    /// The tables of a reloaded `plan` (`src/supervise/reload.rs`): room
+    /// for its added slots, and the listeners its checks connect to found
+    /// again among its live channels (not in `removed_channels`). The checks
+    /// themselves are read from the plan at each start, so a changed
+    /// instance is checked as its new plan says from its next start.
+    pub(crate) fn rewire(&mut self, plan: &Plan, removed_channels: &HashSet<usize>) {
+        let count = plan.processes.len();
         self.status.resize_with(count, HealthStatus::default);
         self.checks.resize_with(count, || InFlight::Idle);
         self.seq.resize(count, 0);
         self.started.resize(count, None);
         self.healthy_once.resize(count, false);
         self.pinged.resize(count, None);
+        self.listeners = listeners_of(plan, removed_channels);
+    }
+
+    /// Instance `i` has a new plan (a reload changed it): what waits for it
+    /// to be healthy waits for a check of its new plan to pass, as what
+    /// waits for it to be ready waits for its new run.
+    pub(crate) fn respecified(&mut self, i: usize) {
+        self.healthy_once[i] = false;
     }
 
     /// Nothing checked yet, for the instances of `plan`.
     pub(crate) fn new(plan: &Plan) -> Health {
         let count = plan.processes.len();
-        let mut listeners = HashMap::new();
-        // The channels some check connects to, collected once: a large plan
-        // is not scanned once per channel.
-        let wanted: std::collections::HashSet<&str> = plan
-            .processes
-            .iter()
-            .filter_map(|p| match &p.health.as_ref()?.check {
-                HealthCheck::Connect { channel, .. }
-                | HealthCheck::Http {
-                    channel: Some(channel),
-                    ..
-                } => Some(&**channel),
-                _ => None,
-            })
-            .collect();
-        for channel in plan.channels.iter().filter(|c| wanted.contains(&*c.id)) {
-            let with_port = |a: &str| crate::mechanism::edge::address_with_port(a, &channel.id);
-            let at = match &channel.mechanism {
-                Mechanism::Rpc {
-                    transport: Transport::Unix,
-                    address,
-                    ..
-                } => (true, address.clone()),
-                Mechanism::Rpc { address, .. } => (false, with_port(address)),
-                Mechanism::UnixListener { path, .. } => (true, path.clone()),
-                Mechanism::Tcp { bind, .. } => (false, with_port(bind)),
-                _ => continue,
-            };
-            listeners.insert(channel.id.to_string(), at);
-        }
+        let listeners = listeners_of(plan, &HashSet::new());
         Health {
             status: vec![HealthStatus::default(); count],
             checks: (0..count).map(|_| InFlight::Idle).collect(),
@@ -166,6 +149,44 @@ impl Health {
             listeners,
         }
     }
+}
+
+/// The address template of each channel some check of `plan` connects to,
+/// by channel id: (unix, address). The channels are collected once: a large
+/// plan is not scanned once per channel.
+fn listeners_of(plan: &Plan, removed_channels: &HashSet<usize>) -> HashMap<String, (bool, String)> {
+    let wanted: HashSet<&str> = plan
+        .processes
+        .iter()
+        .filter_map(|p| match &p.health.as_ref()?.check {
+            HealthCheck::Connect { channel, .. }
+            | HealthCheck::Http {
+                channel: Some(channel),
+                ..
+            } => Some(&**channel),
+            _ => None,
+        })
+        .collect();
+    let mut listeners = HashMap::new();
+    for (c, channel) in plan.channels.iter().enumerate() {
+        if removed_channels.contains(&c) || !wanted.contains(&*channel.id) {
+            continue;
+        }
+        let with_port = |a: &str| crate::mechanism::edge::address_with_port(a, &channel.id);
+        let at = match &channel.mechanism {
+            Mechanism::Rpc {
+                transport: Transport::Unix,
+                address,
+                ..
+            } => (true, address.clone()),
+            Mechanism::Rpc { address, .. } => (false, with_port(address)),
+            Mechanism::UnixListener { path, .. } => (true, path.clone()),
+            Mechanism::Tcp { bind, .. } => (false, with_port(bind)),
+            _ => continue,
+        };
+        listeners.insert(channel.id.to_string(), at);
+    }
+    listeners
 }
 
 /// Whether a dependency's condition is met.

@@ -93,6 +93,12 @@ impl Runtime for LaunchedRuntime {
         self.launched.can_respawn(instance)
     }
 
+    fn take_back_ends(&mut self, instance: &str, pid: nix::unistd::Pid) -> Result<(), String> {
+        self.launched
+            .take_back_ends(instance, pid)
+            .map_err(|e| e.to_string())
+    }
+
     fn reload(&mut self, plan: &Plan, slots: &crate::launch::reload::Slots) -> Result<(), String> {
         self.launched
             .reload(plan.clone(), slots)

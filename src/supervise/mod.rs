@@ -331,6 +331,12 @@ pub trait Runtime {
     fn can_respawn(&self, _instance: &str) -> bool {
         true
     }
+    /// Takes back from the running `pid` of `instance` the channel ends the
+    /// runtime gave up at its spawn, so it can be restarted
+    /// ([`crate::launch::Launched::take_back_ends`]).
+    fn take_back_ends(&mut self, _instance: &str, _pid: Pid) -> Result<(), String> {
+        Err("this run cannot take channel ends back".to_owned())
+    }
     /// Takes a new plan laid out on the current one's slots (`ipc-run
     /// reload`, [`reload`]): makes the added channels, removes the removed
     /// ones. On error nothing has changed.
@@ -2401,7 +2407,10 @@ impl<R: Runtime> Supervisor<'_, R> {
             .processes
             .iter()
             .zip(&self.instances)
-            .map(|(process, inst)| InstanceSummary {
+            .enumerate()
+            // A slot a reload removed (or replaced) is not in the run any more.
+            .filter(|(i, _)| !self.control.reloads.removed.contains(i))
+            .map(|(_, (process, inst))| InstanceSummary {
                 name: process.name.to_string(),
                 ending: inst
                     .ending

@@ -630,56 +630,26 @@ pub(crate) struct Probes {
 }
 
 impl Probes {
-    /// Room for `count` instances: those a reload adds have no probe
-    /// (`src/supervise/reload.rs`).
-    pub(crate) fn grow(&mut self, count: usize) {
-        self.specs.resize_with(count, || None);
+    /// The probes of a reloaded `plan` (`src/supervise/reload.rs`): each
+    /// instance's spec found again among the live channels (not in
+    /// `removed_channels`), room for the added slots; the runs under way
+    /// are kept (a changed instance is being stopped; its next run is
+    /// probed as its new plan says).
+    pub(crate) fn rewire(
+        &mut self,
+        plan: &crate::plan::Plan,
+        removed_channels: &std::collections::HashSet<usize>,
+    ) {
+        let count = plan.processes.len();
+        self.specs = specs_of(plan, removed_channels);
         self.runs.resize_with(count, || Run::Off);
         self.last_failure.resize(count, None);
     }
 
     /// The probe of each instance that serves a server-bound endpoint.
     pub(crate) fn new(plan: &crate::plan::Plan) -> Probes {
-        use crate::plan::{EndpointPlan, Mechanism, Transport};
         let count = plan.processes.len();
-        let mut specs: Vec<Option<Spec>> = (0..count).map(|_| None).collect();
-        let index: std::collections::HashMap<&str, usize> = plan
-            .processes
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.name.as_ref(), i))
-            .collect();
-        for channel in &plan.channels {
-            let Mechanism::Rpc {
-                transport,
-                address,
-                endpoint,
-                ..
-            } = &channel.mechanism
-            else {
-                continue;
-            };
-            let Some(probe) = &endpoint.probe else {
-                continue;
-            };
-            let address = match transport {
-                Transport::Tcp => crate::mechanism::edge::address_with_port(address, &channel.id),
-                Transport::Unix => address.clone(),
-            };
-            for end in &channel.to {
-                if let EndpointPlan::Port { process, .. } = end
-                    && let Some(&i) = index.get(&**process)
-                {
-                    specs[i] = Some(Spec {
-                        channel: channel.id.to_string(),
-                        kind: probe.kind,
-                        unix: *transport == Transport::Unix,
-                        address: address.clone(),
-                        interval: Duration::from_millis(probe.interval_ms),
-                    });
-                }
-            }
-        }
+        let specs = specs_of(plan, &std::collections::HashSet::new());
         Probes {
             specs,
             runs: (0..count).map(|_| Run::Off).collect(),
@@ -738,6 +708,59 @@ impl Probes {
             spec.kind.as_str()
         ))
     }
+}
+
+/// The probe of each instance of `plan` that serves a server-bound
+/// endpoint of a channel not in `removed_channels`. A name a reload left
+/// behind in a tombstone slot and took again maps to its later, live slot.
+fn specs_of(
+    plan: &crate::plan::Plan,
+    removed_channels: &std::collections::HashSet<usize>,
+) -> Vec<Option<Spec>> {
+    use crate::plan::{EndpointPlan, Mechanism, Transport};
+    let count = plan.processes.len();
+    let mut specs: Vec<Option<Spec>> = (0..count).map(|_| None).collect();
+    let index: std::collections::HashMap<&str, usize> = plan
+        .processes
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_ref(), i))
+        .collect();
+    for (c, channel) in plan.channels.iter().enumerate() {
+        let Mechanism::Rpc {
+            transport,
+            address,
+            endpoint,
+            ..
+        } = &channel.mechanism
+        else {
+            continue;
+        };
+        let Some(probe) = &endpoint.probe else {
+            continue;
+        };
+        if removed_channels.contains(&c) {
+            continue;
+        }
+        let address = match transport {
+            Transport::Tcp => crate::mechanism::edge::address_with_port(address, &channel.id),
+            Transport::Unix => address.clone(),
+        };
+        for end in &channel.to {
+            if let EndpointPlan::Port { process, .. } = end
+                && let Some(&i) = index.get(&**process)
+            {
+                specs[i] = Some(Spec {
+                    channel: channel.id.to_string(),
+                    kind: probe.kind,
+                    unix: *transport == Transport::Unix,
+                    address: address.clone(),
+                    interval: Duration::from_millis(probe.interval_ms),
+                });
+            }
+        }
+    }
+    specs
 }
 
 impl<R: Runtime> Supervisor<'_, R> {

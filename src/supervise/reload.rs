@@ -6,7 +6,9 @@
 //! the run's limits), diffs it against the plan it runs
 //! ([`crate::plan::diff`]) and refuses the whole reload, changing nothing,
 //! when a change cannot be made live or an instance to change cannot be
-//! restarted. Only then does it apply it, in one pass of the event loop:
+//! restarted (a running `restart = "never"` one takes back the channel
+//! ends it was handed first). Only then does it apply it, in one pass of
+//! the event loop:
 //!
 //! 1. the launcher makes the new channels (the only step that can fail;
 //!    on failure it removes what it made and nothing else has changed),
@@ -18,7 +20,10 @@
 //! 3. the plan is swapped and the tables grow for the added instances:
 //!    slots are stable, an added instance takes a new slot at the end and a
 //!    removed one stays as a tombstone `status` does not show, so every
-//!    index an fd, timer or stream holds stays valid;
+//!    index an fd, timer or stream holds stays valid; what is wired per
+//!    instance from the plan (signal edges, probes, the listeners of
+//!    health checks) is rebuilt from the new one, and a notify socket the
+//!    launcher made for the first process that needs one is watched;
 //! 4. the start graph and queue are rebuilt (once per reload, not per
 //!    event) and the added instances whose `after` is met are started at
 //!    once, so the answer can say whether they started.
@@ -32,7 +37,7 @@ use super::{Ending, Instance, Runtime, State, Supervisor, is_broker};
 use crate::control::protocol::{ErrorCode, Request, Response, RunSource};
 use crate::launch::reload::Slots;
 use crate::plan::diff::{ChangeKind, PlanDiff};
-use crate::plan::{Plan, ProcessPlan};
+use crate::plan::{Plan, ProcessPlan, RestartPolicy};
 use crate::topology::Condition;
 
 /// The largest plan file a reload reads.
@@ -103,6 +108,11 @@ impl<R: Runtime> Supervisor<'_, R> {
                 self.remember(new, request.source.clone());
             }
             return with_diff(Response::ok(), diff);
+        }
+        if let Err(why) = self.take_back_ends(&diff) {
+            let why = format!("cannot reload live: {why}");
+            diff.refused.push(why.clone());
+            return with_diff(Response::error(ErrorCode::Refused, why), diff);
         }
         match self.apply(&new, &diff) {
             Ok(done) => {
@@ -188,39 +198,20 @@ impl<R: Runtime> Supervisor<'_, R> {
             .collect()
     }
 
-    /// Why the instances `diff` changes or removes cannot be, in their
-    /// state: finished for good (their channels are closed), a
-    /// per-connection server, or not holding their channel ends; or an
-    /// instance added under the name of a removed one still stopping.
+    /// Why the instances `diff` changes cannot be, in their state: running
+    /// without holding their channel ends; or an instance added under the
+    /// name of a removed one still stopping.
     fn state_refusals(&self, diff: &PlanDiff) -> Vec<String> {
         let live = self.live_slots();
         let mut refused = Vec::new();
         for name in diff.processes_of(ChangeKind::Changed) {
             let Some(&i) = live.get(name) else { continue };
-            let why = match self.instances[i].state {
-                // Replaced: started anew in a slot of its own.
-                State::Finished => continue,
-                State::Accepting { .. } => {
-                    "a per-connection server; it cannot be changed live".to_owned()
-                }
-                State::Running { .. } | State::Backoff => match self.check_respawn(i) {
-                    Ok(()) => continue,
-                    Err(error) => {
-                        refused.push(error.message);
-                        continue;
-                    }
-                },
-                State::Pending => continue,
-            };
-            refused.push(format!("process {name}: {why}"));
-        }
-        for name in diff.processes_of(ChangeKind::Removed) {
-            if let Some(&i) = live.get(name)
-                && matches!(self.instances[i].state, State::Accepting { .. })
+            // A running one whose ends were given up takes them back
+            // ([`Supervisor::take_back_ends`]).
+            if self.instances[i].state == State::Backoff
+                && let Err(error) = self.check_respawn(i)
             {
-                refused.push(format!(
-                    "process {name}: a per-connection server; stop the run to remove it"
-                ));
+                refused.push(error.message);
             }
         }
         for name in diff.processes_of(ChangeKind::Added) {
@@ -236,6 +227,35 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
         }
         refused
+    }
+
+    /// The changed instances that run without the channel ends ipc-run
+    /// gave up at their spawn (`restart = "never"`) take them back from
+    /// their process, so they can be stopped and started anew with their
+    /// new plan on the same channels, as a changed restartable one is. The
+    /// last step of validation: one whose process no longer holds an end
+    /// where it was handed refuses the reload.
+    fn take_back_ends(&mut self, diff: &PlanDiff) -> Result<(), String> {
+        let live = self.live_slots();
+        let mut running = Vec::new();
+        for name in diff.processes_of(ChangeKind::Changed) {
+            // Every running `never` one: its ends are counted for it
+            // again even when ipc-run still held them all (for another
+            // process), so its next spawn gives them up as its first did.
+            if let Some(&i) = live.get(name)
+                && let State::Running { pid, .. } = self.instances[i].state
+                && (self.plan.processes[i].restart.policy == RestartPolicy::Never
+                    || !self.runtime.can_respawn(name))
+            {
+                running.push((name.to_owned(), pid));
+            }
+        }
+        for (name, pid) in running {
+            self.runtime
+                .take_back_ends(&name, pid)
+                .map_err(|why| format!("process {name}: {why}"))?;
+        }
+        Ok(())
     }
 
     /// Applies a validated `diff` to `new`: what was done, or that and why
@@ -257,10 +277,12 @@ impl<R: Runtime> Supervisor<'_, R> {
         // Stopped as their old plan says.
         for &i in slots.removed.iter().chain(&slots.respecified) {
             // Added instances have no slot yet.
-            let Some(State::Running { pid, .. }) = self.instances.get(i).map(|inst| inst.state)
-            else {
+            let Some(state) = self.instances.get(i).map(|inst| inst.state) else {
                 continue;
             };
+            if !matches!(state, State::Running { .. } | State::Accepting { .. }) {
+                continue;
+            }
             let removed = slots.removed.contains(&i);
             let inst = &mut self.instances[i];
             inst.operator = Some(if removed {
@@ -273,16 +295,21 @@ impl<R: Runtime> Supervisor<'_, R> {
                 inst.ready = false;
                 inst.ready_now = false;
             }
-            if !inst.stop_requested {
-                self.send_stop(i, pid, false);
+            match state {
+                State::Running { pid, .. } if !inst.stop_requested => self.send_stop(i, pid, false),
+                // Its connections' processes are stopped; when the last
+                // is gone, the server is removed or started anew.
+                State::Accepting { .. } => self.stop_accepting(i, false),
+                _ => {}
             }
         }
         let old_count = self.instances.len();
         self.plan = Cow::Owned(merged);
-        self.grow(old_count);
         for &c in &slots.removed_channels {
             self.control.reloads.removed_channels.insert(c);
         }
+        self.grow(old_count);
+        self.take_notify_socket();
         for &i in &slots.removed {
             self.control.reloads.removed.insert(i);
             done.push(self.remove_instance(i));
@@ -398,9 +425,29 @@ impl<R: Runtime> Supervisor<'_, R> {
                 tracing::warn!("{name}: its output is not written to --log-dir: {error}");
             }
         }
-        self.health.grow(count);
-        self.probes.grow(count);
-        self.signal_edges.grow(count);
+        let removed = &self.control.reloads.removed_channels;
+        self.health.rewire(&self.plan, removed);
+        self.probes.rewire(&self.plan, removed);
+        self.signal_edges.rewire(&self.plan, removed);
+    }
+
+    /// The notify socket the launcher made for the first process of the
+    /// run that needs one, when a reload added it: watched from now on.
+    fn take_notify_socket(&mut self) {
+        if self.notify.is_some() {
+            return;
+        }
+        match super::own_notify_socket(&*self.runtime) {
+            Ok(Some(socket)) => {
+                if let Err(errno) = self.events.add(&socket, super::events::Token::Notify) {
+                    tracing::warn!("reload: the notify socket cannot be watched: {errno}");
+                    return;
+                }
+                self.notify = Some(socket);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!("reload: the notify socket cannot be used: {error}"),
+        }
     }
 
     /// Instance `i` is removed: stopped if it runs (finished when it
@@ -409,9 +456,9 @@ impl<R: Runtime> Supervisor<'_, R> {
         let name = self.name(i).to_owned();
         self.lifecycle(i, Lifecycle::Removed);
         match self.instances[i].state {
-            State::Running { .. } => format!("stopping {name} (removed)"),
+            State::Running { .. } | State::Accepting { .. } => format!("stopping {name} (removed)"),
             State::Finished => format!("removed {name}"),
-            State::Pending | State::Backoff | State::Accepting { .. } => {
+            State::Pending | State::Backoff => {
                 let why = "removed by a reload".to_owned();
                 self.finish_counting(i, Ending::NotStarted(why), true, false);
                 format!("removed {name}")
@@ -424,8 +471,11 @@ impl<R: Runtime> Supervisor<'_, R> {
     fn respecify(&mut self, i: usize) -> String {
         let name = self.name(i).to_owned();
         self.lifecycle(i, Lifecycle::Changed);
+        self.health.respecified(i);
         match self.instances[i].state {
-            State::Running { .. } => format!("restarting {name} with its new plan"),
+            State::Running { .. } | State::Accepting { .. } => {
+                format!("restarting {name} with its new plan")
+            }
             State::Backoff if !self.instances[i].held => {
                 self.requeue(i);
                 format!("restarting {name} with its new plan")
@@ -466,7 +516,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 awaited[dep] |= condition == Condition::Ready;
             }
         }
-        for (inst, awaited) in self.instances.iter_mut().zip(awaited) {
+        for (i, (inst, awaited)) in self.instances.iter_mut().zip(awaited).enumerate() {
+            // A receiver of signals is awaited: its senders start once it runs.
+            inst.signalled = !self.signal_edges.senders_of(i).is_empty();
             inst.awaited = awaited || inst.signalled;
         }
         let edges = &self.signal_edges;

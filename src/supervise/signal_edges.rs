@@ -18,7 +18,7 @@
 //! running sender was given, which zombies are held); the supervisor does
 //! the waiting and reaping.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use nix::unistd::Pid;
 
@@ -39,15 +39,26 @@ pub struct SignalEdges {
 }
 
 impl SignalEdges {
-    /// Room for `count` instances: those a reload adds have no signal
-    /// edge (`src/supervise/reload.rs`).
-    pub fn grow(&mut self, count: usize) {
-        self.receivers_of.resize(count, Vec::new());
-        self.senders_of.resize(count, Vec::new());
+    /// The signal edges of a reloaded `plan` (`src/supervise/reload.rs`),
+    /// without its removed channels. The pids given to running senders and
+    /// the zombies held for them are kept: a sender whose edge a reload
+    /// removed still knows its old receiver's pid until it is restarted
+    /// (both ends of an added or removed edge are changed, so restarted).
+    pub fn rewire(&mut self, plan: &Plan, removed_channels: &HashSet<usize>) {
+        let edges = SignalEdges::of(plan, removed_channels);
+        self.receivers_of = edges.receivers_of;
+        self.senders_of = edges.senders_of;
     }
 
     /// The signal edges of `plan`, by instance index (plan order).
     pub fn new(plan: &Plan) -> SignalEdges {
+        SignalEdges::of(plan, &HashSet::new())
+    }
+
+    /// The signal edges of the channels of `plan` not in `skip`. A name a
+    /// reload left in a tombstone slot and took again maps to its later,
+    /// live slot.
+    fn of(plan: &Plan, skip: &HashSet<usize>) -> SignalEdges {
         let index: HashMap<&str, usize> = plan
             .processes
             .iter()
@@ -69,8 +80,8 @@ impl SignalEdges {
                 })
                 .collect()
         };
-        for channel in &plan.channels {
-            if !matches!(channel.mechanism, Mechanism::Signal { .. }) {
+        for (c, channel) in plan.channels.iter().enumerate() {
+            if skip.contains(&c) || !matches!(channel.mechanism, Mechanism::Signal { .. }) {
                 continue;
             }
             for sender in instances(&channel.from) {

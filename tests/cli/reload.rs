@@ -2,7 +2,15 @@
 //! a reload that adds, removes and changes processes while an untouched
 //! writer keeps its pid and the changed reader, restarted on the kept pipe,
 //! gets every line; a dry run, a refused change, a malformed file and an
-//! unknown run, each leaving the run as it was.
+//! unknown run, each leaving the run as it was. What the supervisor wires
+//! per process, changed live: a health check, a watchdog and forwarded
+//! signals that take effect; an added notify process whose dependents
+//! start once it is ready and healthy; a signal edge that delivers once
+//! added and not once removed; a per-connection edge added and removed; an
+//! added server-bound endpoint probed before its client starts; a running
+//! `restart = "never"` reader restarted on its pipe (and refused when it
+//! gave its end away). The end-of-run summary without a removed process;
+//! root reloading another user's run. Each waits on the run's events.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -11,8 +19,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::control::{Detached, text, wait_until};
-use crate::support::Scratch;
+use super::control::{Detached, ipc, text, wait_until};
+use crate::support::{Scratch, summary_line};
 
 /// How many lines the writer writes, one every 10 ms, before it waits.
 const LINES: usize = 400;
@@ -319,6 +327,627 @@ fn a_removed_channel_loses_its_object_and_an_added_one_gets_its_own() {
     let channels = run.status()["channels"].clone();
     assert_eq!(channels.as_array().unwrap().len(), 1, "{channels}");
     assert_eq!(channels[0]["name"], "c-fifo");
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// The lifecycle events of a run, read in order from a subscription.
+struct EventStream {
+    reader: BufReader<UnixStream>,
+    /// Every event read so far: (event, process, whole event).
+    seen: Vec<(String, String, Value)>,
+}
+
+impl EventStream {
+    fn of(run: &Detached) -> EventStream {
+        EventStream {
+            reader: subscribe_events(run),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads up to the next `event` of `process` that `also` accepts, and
+    /// returns it; fails with what was seen if the run says nothing more.
+    fn next(&mut self, event: &str, process: &str, also: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let mut line = String::new();
+            let read = self.reader.read_line(&mut line);
+            if !matches!(read, Ok(n) if n > 0) {
+                let seen: Vec<_> = self.seen.iter().map(|(e, p, _)| (e, p)).collect();
+                panic!("no {event} of {process} ({read:?}); seen {seen:?}");
+            }
+            let whole: Value = serde_json::from_str(&line).unwrap();
+            let e = whole["event"].clone();
+            let name = e["event"].as_str().unwrap_or("").to_owned();
+            let of = e["process"].as_str().unwrap_or("").to_owned();
+            self.seen.push((name.clone(), of.clone(), e.clone()));
+            if name == event && of == process && also(&e) {
+                return e;
+            }
+        }
+    }
+
+    /// Reads until each of `wanted` (event, process) has been seen.
+    fn all(&mut self, wanted: &[(&str, &str)]) {
+        for &(event, process) in wanted {
+            if self.position(event, process).is_none() {
+                self.next(event, process, any);
+            }
+        }
+    }
+
+    /// The index in `seen` of the first `event` of `process`.
+    fn position(&self, event: &str, process: &str) -> Option<usize> {
+        self.seen
+            .iter()
+            .position(|(e, p, _)| e == event && p == process)
+    }
+}
+
+fn any(_: &Value) -> bool {
+    true
+}
+
+fn reload(run: &Detached, file: &Path) {
+    let reload = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert!(
+        reload.status.success(),
+        "{}{}",
+        text(&reload.stdout),
+        text(&reload.stderr)
+    );
+}
+
+/// A service without a health check; HEALTH is where one goes.
+const HEALTH: &str = r#"
+name = "reload-health"
+[process.svc]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+HEALTH
+"#;
+
+#[test]
+fn a_health_check_given_by_a_reload_takes_effect() {
+    let mut scratch = Scratch::new("reload-health");
+    let mut run = Detached::start(&mut scratch, &HEALTH.replace("HEALTH", ""));
+    let mut events = EventStream::of(&run);
+    let failing = "health = { exec = [\"false\"], interval = \"50ms\", retries = 1 }";
+    let file = scratch.topology(&HEALTH.replace("HEALTH", failing));
+    reload(&run, &file);
+    events.next("changed", "svc", any);
+    let started = events.next("started", "svc", any);
+    let unhealthy = events.next("unhealthy", "svc", any);
+    assert_eq!(unhealthy["pid"], started["pid"], "{unhealthy}");
+    let killed = events.next("exited", "svc", |e| e["pid"] == started["pid"]);
+    assert_eq!(killed["status"], "killed by SIGKILL", "{killed}");
+    events.next("restarting", "svc", any);
+
+    // And a passing one, given by the next reload, makes it healthy.
+    let passing = failing.replace("false", "true");
+    let file = scratch.topology(&HEALTH.replace("HEALTH", &passing));
+    reload(&run, &file);
+    events.next("changed", "svc", any);
+    let started = events.next("started", "svc", any);
+    events.next("healthy", "svc", |e| e["pid"] == started["pid"]);
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// `base` runs alone; ADDED is where the reload puts more.
+const NOTIFY: &str = r#"
+name = "reload-notify"
+[process.base]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+ADDED
+"#;
+
+/// A process that says READY=1 on $NOTIFY_SOCKET, with a health check, and
+/// one that waits for it to be ready and one for it to be healthy.
+const NOTIFY_ADDED: &str = r#"
+[process.n]
+cmd = ["python3", "-c", '''
+import os, signal, socket
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(os.environ["NOTIFY_SOCKET"])
+s.send(b"READY=1")
+signal.pause()
+''']
+ready = "notify"
+restart = "on-failure"
+health = { exec = ["true"], interval = "50ms" }
+[process.dep]
+cmd = ["sleep", "1000"]
+after = ["n"]
+[process.checked]
+cmd = ["sleep", "1000"]
+after = { n = "healthy" }
+"#;
+
+#[test]
+fn an_added_notify_process_becomes_ready_and_its_dependents_start() {
+    let mut scratch = Scratch::new("reload-notify");
+    let mut run = Detached::start(&mut scratch, &NOTIFY.replace("ADDED", ""));
+    let dir = run.runtime.join(&run.run_id);
+    assert!(!dir.join("notify.sock").exists(), "no process needs it yet");
+    let base = run.process("base")["pid"].clone();
+    let mut events = EventStream::of(&run);
+    let file = scratch.topology(&NOTIFY.replace("ADDED", NOTIFY_ADDED));
+    let said = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert!(said.status.success(), "{}", text(&said.stderr));
+    assert!(
+        text(&said.stdout).contains("added dep (starts once what it waits for is ready)"),
+        "{}",
+        text(&said.stdout)
+    );
+    events.all(&[
+        ("ready", "n"),
+        ("healthy", "n"),
+        ("started", "dep"),
+        ("started", "checked"),
+    ]);
+    let at = |event, process| events.position(event, process).unwrap();
+    assert!(at("started", "dep") > at("ready", "n"), "{:?}", events.seen);
+    assert!(at("started", "checked") > at("healthy", "n"));
+    assert!(dir.join("notify.sock").exists());
+    assert_eq!(run.process("base")["pid"], base, "base is untouched");
+    assert_eq!(run.process("n")["state"], "ready");
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// `sleeper` exits 0 on SIGUSR1 (a delivered signal); `waker` sends it
+/// SIGUSR1 when it was given its pid, and otherwise exits 0 at once.
+/// EDGE is where the signal edge goes.
+const SIGNAL_EDGE: &str = r#"
+name = "reload-signals"
+[process.sleeper]
+ready = { fd = 5 }
+restart = "on-failure"
+shell = '''
+trap 'exit 0' USR1
+echo >&5
+exec 5>&-
+while :; do sleep 0.05; done
+'''
+[process.waker]
+restart = "on-failure"
+shell = '''
+for kv in $IPC_PORT_WAKE; do case "$kv" in pid=*) pid="${kv#pid=}" ;; esac; done
+[ -n "$pid" ] || exit 0
+kill -USR1 "$pid"
+exec sleep 1000
+'''
+EDGE
+"#;
+
+const EDGE: &str = r#"
+[[edge]]
+name = "wake"
+from = "waker.wake"
+to = "sleeper.wake"
+traffic = "notify"
+signal = "SIGUSR1"
+"#;
+
+#[test]
+fn an_added_signal_edge_delivers_and_a_removed_one_no_longer_does() {
+    let mut scratch = Scratch::new("reload-signals");
+    let mut run = Detached::start(&mut scratch, &SIGNAL_EDGE.replace("EDGE", ""));
+    let sleeper = run.process("sleeper")["pid"].clone();
+    let mut events = EventStream::of(&run);
+
+    let file = scratch.topology(&SIGNAL_EDGE.replace("EDGE", EDGE));
+    reload(&run, &file);
+    // The old sleeper is stopped, the new one starts, then the waker
+    // (the edge orders it after the sleeper) wakes it.
+    let stopped = events.next("exited", "sleeper", |e| e["pid"] == sleeper);
+    assert_eq!(stopped["status"], "killed by SIGTERM", "{stopped}");
+    let started = events.next("started", "sleeper", any);
+    events.next("started", "waker", any);
+    let woken = events.next("exited", "sleeper", |e| e["pid"] == started["pid"]);
+    assert_eq!(woken["exit_code"], 0, "woken by the signal: {woken}");
+
+    // Without the edge the waker is not given a pid: started again, it
+    // exits at once, and the sleeper started anew keeps running.
+    let file = scratch.topology(&SIGNAL_EDGE.replace("EDGE", ""));
+    reload(&run, &file);
+    let waker = events.next("started", "waker", any);
+    let exited = events.next("exited", "waker", |e| e["pid"] == waker["pid"]);
+    assert_eq!(exited["exit_code"], 0, "{exited}");
+    let sleeper = run.process("sleeper");
+    assert_eq!(sleeper["state"], "ready", "{sleeper}");
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn a_running_never_process_is_restarted_on_its_channels_by_a_reload() {
+    let never = |toml: &str| {
+        toml.replace(
+            "env = { GEN = \"1\" }\nrestart = \"on-failure\"",
+            "env = { GEN = \"1\" }\nrestart = \"never\"",
+        )
+    };
+    let mut scratch = Scratch::new("reload-never");
+    let out = scratch.dir.join("out");
+    let toml = never(
+        &TOPOLOGY
+            .replace("NAME", "reload-never")
+            .replace("COUNT", &LINES.to_string())
+            .replace("OUT", out.to_str().unwrap()),
+    );
+    assert!(toml.contains("restart = \"never\""));
+    let mut run = Detached::start(&mut scratch, &toml);
+    wait_until("the reader to get lines", || lines_in(&out).len() >= 20);
+    let reader = run.process("reader")["pid"].clone();
+    let mut events = EventStream::of(&run);
+
+    let file = scratch.topology(&next_version(&toml));
+    reload(&run, &file);
+    let stopped = events.next("exited", "reader", |e| e["pid"] == reader);
+    assert_eq!(
+        stopped["exit_code"], 0,
+        "ended at a line on SIGTERM: {stopped}"
+    );
+    events.next("started", "reader", any);
+
+    wait_until("every line", || lines_in(&out).len() >= LINES);
+    let numbers: Vec<usize> = lines_in(&out)
+        .iter()
+        .map(|l| l.split_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert_eq!(
+        numbers,
+        (1..=LINES).collect::<Vec<_>>(),
+        "every line once, in order"
+    );
+    assert!(lines_in(&out).last().unwrap().starts_with("2 "));
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// A `never` reader that put /dev/null where its pipe was.
+const MOVED: &str = r#"
+name = "reload-moved"
+[process.writer]
+shell = 'exec sleep 1000'
+restart = "on-failure"
+[process.reader]
+shell = 'exec 0</dev/null; exec sleep 1000'
+restart = "never"
+env = { GEN = "1" }
+[[edge]]
+name = "lines"
+from = "writer"
+to = "reader"
+"#;
+
+#[test]
+fn a_never_process_that_gave_its_channel_end_away_is_refused() {
+    let mut scratch = Scratch::new("reload-moved");
+    let mut run = Detached::start(&mut scratch, MOVED);
+    let before = pids(&run);
+    let file = scratch.topology(&MOVED.replace("GEN = \"1\"", "GEN = \"2\""));
+    let refused = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(6), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("process reader: wire fd 0 of reader: the running process no longer holds it there: another kind of file"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(pids(&run), before);
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// `kept` stays; `gone` is removed by the reload.
+const SUMMARY: &str = r#"
+name = "reload-summary"
+[process.kept]
+shell = 'echo up; exec sleep 1000'
+restart = "on-failure"
+[process.gone]
+shell = 'echo up; exec sleep 1000'
+restart = "on-failure"
+"#;
+
+#[test]
+fn the_end_of_run_summary_does_not_list_a_removed_process() {
+    let mut scratch = Scratch::new("reload-summary");
+    let file = scratch.topology(SUMMARY);
+    let mut live = scratch.live(&file);
+    live.wait_for_count("up", 2);
+    let runtime = scratch.runtime();
+    let ps = ipc(&runtime, &["ps", "--format", "json"]);
+    let runs: Value = serde_json::from_slice(&ps.stdout).unwrap();
+    let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
+    let without = scratch.topology(&SUMMARY.replace("[process.gone]", "[process.kept2]"));
+    let reload = ipc(&runtime, &["reload", &run_id, without.to_str().unwrap()]);
+    assert!(reload.status.success(), "{}", text(&reload.stderr));
+    live.wait_for_count("up", 3);
+    let down = ipc(&runtime, &["down", &run_id]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    let finished = live.finish();
+    let summary = summary_line(&finished.stderr, "kept");
+    assert!(summary.contains("restarts 0"), "{summary}");
+    summary_line(&finished.stderr, "kept2");
+    assert!(
+        !finished.stderr.lines().any(|l| l.starts_with("gone: ")),
+        "{}",
+        finished.stderr
+    );
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn root_reloads_another_users_run() {
+    use std::os::unix::process::CommandExt;
+    let mut scratch = Scratch::new("reload-other-user");
+    let runtime = scratch.dir.join("nobody-rt");
+    std::fs::create_dir(&runtime).unwrap();
+    std::os::unix::fs::chown(&runtime, Some(65534), Some(65534)).unwrap();
+    let toml = "name = \"reload-other-user\"\n[process.a]\ncmd = [\"sleep\", \"1000\"]\nrestart = \"on-failure\"\nenv = { GEN = \"1\" }\n";
+    let file = scratch.topology(toml);
+    let started = std::process::Command::new(crate::support::IPC_RUN)
+        .args(["run", "--detach", file.to_str().unwrap(), "--runtime-dir"])
+        .arg(&runtime)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{}", text(&started.stderr));
+    let run_id = text(&started.stdout).trim().to_owned();
+    let status = |what: &str| -> Value {
+        let out = ipc(&runtime, &["status", &run_id, "--format", "json"]);
+        assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let pid = status("before")["run"]["pid"].as_i64().unwrap();
+
+    let changed = scratch.topology(&toml.replace("GEN = \"1\"", "GEN = \"2\""));
+    let reload = ipc(&runtime, &["reload", &run_id, changed.to_str().unwrap()]);
+    assert!(
+        reload.status.success(),
+        "{}{}",
+        text(&reload.stdout),
+        text(&reload.stderr)
+    );
+    assert!(text(&reload.stdout).contains("~ process a: env GEN"));
+    assert_eq!(status("after")["processes"][0]["restarts"], 1);
+    let leftovers: Vec<_> = std::fs::read_dir(runtime.join(&run_id))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("reload-"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "the plan file is removed: {leftovers:?}"
+    );
+
+    let down = ipc(&runtime, &["down", &run_id]);
+    assert!(down.status.success(), "{}", text(&down.stderr));
+    wait_until("the run to end", || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+    });
+}
+
+/// `echo` and `client` wait; CALLS is where a per-connection edge from
+/// `client` to `echo` goes.
+const PER_CONNECTION: &str = r#"
+name = "reload-per-connection"
+[process.echo]
+shell = 'ECHO'
+restart = "on-failure"
+[process.client]
+restart = "on-failure"
+CLIENT
+"#;
+
+const CALLS: &str = r#"
+[[edge]]
+name = "calls"
+from = "client.calls"
+to = "echo.calls"
+traffic = "request"
+protocol = "lines"
+endpoint = "per-connection"
+"#;
+
+/// A client that sends a line on its connection and exits 0 once it is
+/// echoed back.
+const ECHO_CLIENT: &str = r#"cmd = ["python3", "-c", '''
+import os, socket, sys
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_CALLS"].split())
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(port["address"])
+s.sendall(b"hello\n")
+s.shutdown(socket.SHUT_WR)
+sys.exit(0 if s.makefile().read() == "hello\n" else 1)
+''']"#;
+
+#[test]
+fn a_per_connection_edge_is_added_and_removed_live() {
+    let plain = PER_CONNECTION
+        .replace("ECHO", "exec sleep 1000")
+        .replace("CLIENT", "cmd = [\"sleep\", \"1000\"]");
+    let served = format!(
+        "{}{CALLS}",
+        PER_CONNECTION
+            .replace("ECHO", "exec cat")
+            .replace("CLIENT", ECHO_CLIENT)
+    );
+    let mut scratch = Scratch::new("reload-per-connection");
+    let mut run = Detached::start(&mut scratch, &plain);
+    let mut events = EventStream::of(&run);
+
+    // Added: ipc-run accepts for `echo`, one `cat` per connection.
+    reload(&run, &scratch.topology(&served));
+    let client = events.next("started", "client", any);
+    let done = events.next("exited", "client", |e| e["pid"] == client["pid"]);
+    assert_eq!(done["exit_code"], 0, "the line came back: {done}");
+    assert_eq!(run.process("echo")["state"], "accepting");
+
+    // Removed: `echo` stops accepting and starts again as one process.
+    reload(&run, &scratch.topology(&plain));
+    events.next("restarting", "echo", any);
+    let echo = events.next("started", "echo", any);
+    assert!(echo["pid"].is_number(), "{echo}");
+    assert_eq!(run.process("echo")["state"], "ready");
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// `base` alone; SERVER is where a server-bound endpoint goes: `srv`
+/// writes MARK, then binds its address, so a probe can pass only after
+/// MARK exists; `cli` waits for it.
+const SERVER_BOUND: &str = r#"
+name = "reload-server-bound"
+[process.base]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+SERVER
+"#;
+
+const SERVER: &str = r#"
+[process.srv]
+restart = "on-failure"
+cmd = ["python3", "-c", '''
+import os, signal, socket, time
+port = dict(kv.split("=", 1) for kv in os.environ["IPC_PORT_API"].split())
+time.sleep(0.2)
+open("MARK", "w").close()
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(port["address"])
+s.listen(8)
+while True:
+    s.accept()[0].close()
+''']
+[process.cli]
+cmd = ["sleep", "1000"]
+after = ["srv"]
+[[edge]]
+name = "api"
+from = "cli.api"
+to = "srv.api"
+traffic = "request"
+protocol = "http"
+endpoint = "server-bound"
+probe = "connect"
+"#;
+
+#[test]
+fn an_added_server_bound_endpoint_is_probed_before_its_client_starts() {
+    let mut scratch = Scratch::new("reload-server-bound");
+    let mark = scratch.dir.join("mark");
+    let mut run = Detached::start(&mut scratch, &SERVER_BOUND.replace("SERVER", ""));
+    let mut events = EventStream::of(&run);
+    let with = SERVER_BOUND.replace("SERVER", &SERVER.replace("MARK", mark.to_str().unwrap()));
+    reload(&run, &scratch.topology(&with));
+    events.next("ready", "srv", any);
+    assert!(
+        mark.exists(),
+        "ready only once it serves: {:?}",
+        events.seen
+    );
+    events.next("started", "cli", any);
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+#[test]
+fn a_watchdog_given_by_a_reload_takes_effect() {
+    let mut scratch = Scratch::new("reload-watchdog");
+    let mut run = Detached::start(&mut scratch, &HEALTH.replace("HEALTH", ""));
+    let dir = run.runtime.join(&run.run_id);
+    let mut events = EventStream::of(&run);
+    // `sleep` never pings: the watchdog finds it hung.
+    let file = scratch.topology(&HEALTH.replace("HEALTH", "watchdog = \"100ms\""));
+    reload(&run, &file);
+    assert!(dir.join("notify.sock").exists(), "made for the watchdog");
+    let started = events.next("started", "svc", any);
+    events.next("unhealthy", "svc", |e| e["pid"] == started["pid"]);
+    let killed = events.next("exited", "svc", |e| e["pid"] == started["pid"]);
+    assert_eq!(killed["status"], "killed by SIGABRT", "{killed}");
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// `svc` exits 3 on SIGUSR2, which ipc-run forwards to it only with
+/// FORWARD.
+const FORWARD: &str = r#"
+name = "reload-forward"
+[process.svc]
+ready = { fd = 5 }
+restart = "on-failure"
+shell = '''
+trap 'exit 3' USR2
+echo >&5
+exec 5>&-
+while :; do sleep 0.05; done
+'''
+FORWARD
+"#;
+
+#[test]
+fn signals_forwarded_to_a_process_change_with_a_reload() {
+    let mut scratch = Scratch::new("reload-forward");
+    let mut run = Detached::start(&mut scratch, &FORWARD.replace("FORWARD", ""));
+    let ipc_run = nix::unistd::Pid::from_raw(run.status()["run"]["pid"].as_i64().unwrap() as i32);
+    let mut events = EventStream::of(&run);
+    let with = FORWARD.replace("FORWARD", "forward_signals = [\"SIGUSR2\"]");
+    reload(&run, &scratch.topology(&with));
+    let ready = events.next("ready", "svc", any);
+    nix::sys::signal::kill(ipc_run, nix::sys::signal::Signal::SIGUSR2).unwrap();
+    let exited = events.next("exited", "svc", |e| e["pid"] == ready["pid"]);
+    assert_eq!(exited["exit_code"], 3, "it got SIGUSR2: {exited}");
+    run.down();
+    scratch.assert_left_nothing();
+}
+
+/// Two writers into one pipe: `w1` (`never`) and `w2`, which ends on
+/// SIGUSR1; `reader` ends at EOF, once neither can write any more.
+const FAN_IN: &str = r#"
+name = "reload-fan-in"
+[process.w1]
+shell = 'W1'
+restart = "never"
+[process.w2]
+ready = { fd = 5 }
+restart = "on-failure"
+shell = '''
+trap 'exit 0' USR1
+echo >&5
+exec 5>&-
+while :; do sleep 0.05; done
+'''
+[process.reader]
+shell = 'exec cat > /dev/null'
+restart = "on-failure"
+[[edge]]
+name = "lines"
+from = ["w1", "w2"]
+to = "reader"
+"#;
+
+#[test]
+fn a_never_process_restarted_by_a_reload_still_lets_its_reader_see_eof() {
+    let mut scratch = Scratch::new("reload-fan-in");
+    let mut run = Detached::start(&mut scratch, &FAN_IN.replace("W1", "exec sleep 1000"));
+    let w1 = run.process("w1")["pid"].clone();
+    let mut events = EventStream::of(&run);
+    // ipc-run still holds the write end for w2: nothing to take back, but
+    // the restarted w1 must give it up again when it starts.
+    reload(&run, &scratch.topology(&FAN_IN.replace("W1", "echo one")));
+    events.next("exited", "w1", |e| e["pid"] == w1);
+    let started = events.next("started", "w1", any);
+    events.next("exited", "w1", |e| e["pid"] == started["pid"]);
+    let signal = run.ctl(&["signal", &run.run_id, "w2", "SIGUSR1"]);
+    assert!(signal.status.success(), "{}", text(&signal.stderr));
+    events.next("exited", "w2", any);
+    let eof = events.next("exited", "reader", any);
+    assert_eq!(eof["exit_code"], 0, "the reader saw EOF: {eof}");
     run.down();
     scratch.assert_left_nothing();
 }

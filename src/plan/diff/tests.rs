@@ -119,13 +119,16 @@ fn a_mechanism_change_and_a_new_name_are_refused() {
 }
 
 #[test]
-fn an_added_process_with_a_health_check_is_refused() {
+fn an_added_process_with_a_health_check_is_taken_live() {
     let new = format!(
         "{BASE}\n[process.checked]\ncmd = [\"sleep\", \"100\"]\nhealth = {{ exec = [\"true\"] }}\n"
     );
     let diff = diff(&plan_of(BASE), &plan_of(&new));
-    assert_eq!(diff.refused.len(), 1, "{:?}", diff.refused);
-    assert!(diff.refused[0].starts_with("process checked: it has a health check"));
+    assert!(diff.refused.is_empty(), "{:?}", diff.refused);
+    assert_eq!(
+        diff.processes_of(ChangeKind::Added).collect::<Vec<_>>(),
+        ["checked"]
+    );
 }
 
 #[test]
@@ -149,19 +152,29 @@ cmd = ["sleep", "100"]
 "#;
 
 #[test]
-fn a_signal_edge_added_between_running_processes_is_refused() {
+fn a_signal_edge_added_or_removed_changes_its_ends() {
     let with_edge = format!(
         "{SIGNALS}[[edge]]\nname = \"wake\"\nfrom = \"waker.wake\"\nto = \"sleeper.wake\"\ntraffic = \"notify\"\nsignal = \"SIGUSR1\"\n"
     );
-    let added = diff(&plan_of(SIGNALS), &plan_of(&with_edge));
-    assert_eq!(
-        added.refused,
-        ["channel wake: a signal edge orders its ends' starts; it cannot be added live"]
+    for (old, new) in [(SIGNALS, with_edge.as_str()), (&with_edge, SIGNALS)] {
+        let diff = diff(&plan_of(old), &plan_of(new));
+        assert!(diff.refused.is_empty(), "{:?}", diff.refused);
+        let changed: Vec<&str> = diff.processes_of(ChangeKind::Changed).collect();
+        assert_eq!(changed, ["waker", "sleeper"]);
+    }
+}
+
+#[test]
+fn a_changed_health_check_and_readiness_are_taken_live() {
+    let new = BASE.replace(
+        "env = { LEVEL = \"1\" }",
+        "env = { LEVEL = \"1\" }\nready = \"notify\"\nhealth = { exec = [\"true\"] }",
     );
-    let removed = diff(&plan_of(&with_edge), &plan_of(SIGNALS));
+    let diff = diff(&plan_of(BASE), &plan_of(&new));
+    assert!(diff.refused.is_empty(), "{:?}", diff.refused);
     assert!(
-        removed.refused[0].ends_with("it cannot be removed live"),
-        "{:?}",
-        removed.refused
+        diff.render().contains("~ process reader"),
+        "{}",
+        diff.render()
     );
 }
