@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use super::edges::{ChannelDecl, PortEnd, is_std_stream};
 use super::model::{
-    EnvVar, FdRole, FdSlot, Mechanism, ObjectKind, ProcessPlan, RUN_DIR, RUN_ID, Readiness,
+    EnvVar, FdRole, FdSlot, Mechanism, ObjectKind, ProcessPlan, ProcessPlanRare, RUN_DIR, RUN_ID,
+    RareFields, Readiness,
 };
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
@@ -787,16 +788,8 @@ fn instance_plan(
         argv: process.argv.clone(),
         shell: process.shell,
         cwd: process.spec.cwd.as_ref().map(|c| c.get_ref().clone()),
-        user: process.spec.user.as_ref().map(|u| u.get_ref().clone()),
-        group: process.spec.group.as_ref().map(|g| g.get_ref().clone()),
         env,
         inherit_env,
-        env_files: process
-            .spec
-            .env_file
-            .iter()
-            .map(|f| f.get_ref().clone())
-            .collect(),
         fds,
         ready: process.ready,
         ready_timeout_ms: process
@@ -812,16 +805,27 @@ fn instance_plan(
             .as_ref()
             .map_or(DEFAULT_STOP_TIMEOUT_MS, |t| t.get_ref().0),
         after,
-        forward_signals: process.forward_signals.clone(),
-        conditions: Vec::new(),
-        health: None,
-        watchdog_ms: None,
         managed: None,
-        restart_dependents: process
-            .spec
-            .restart_dependents
-            .as_ref()
-            .is_some_and(|r| *r.get_ref()),
+        // Boxed only for an instance that sets one of them.
+        rare: RareFields::new(ProcessPlanRare {
+            user: process.spec.user.as_ref().map(|u| u.get_ref().clone()),
+            group: process.spec.group.as_ref().map(|g| g.get_ref().clone()),
+            env_files: process
+                .spec
+                .env_file
+                .iter()
+                .map(|f| f.get_ref().clone())
+                .collect(),
+            forward_signals: process.forward_signals.clone(),
+            conditions: Vec::new(),
+            health: None,
+            watchdog_ms: None,
+            restart_dependents: process
+                .spec
+                .restart_dependents
+                .as_ref()
+                .is_some_and(|r| *r.get_ref()),
+        }),
     }
 }
 
