@@ -996,7 +996,7 @@ pub enum Mechanism {
         /// Listen backlog.
         backlog: u32,
         /// How the server gets its endpoint, and why.
-        endpoint: super::rpc::Endpoint,
+        endpoint: Box<super::rpc::Endpoint>,
     },
     /// An MPI world: its processes run as the ranks of one MPMD job of the
     /// managed `launcher` (`docs/mechanisms.md`, "MPI").
