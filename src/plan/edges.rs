@@ -47,21 +47,39 @@ pub fn wired(channels: &mut [ChannelDecl]) {
 /// Each port name once, with its `IPC_PORT_*` variable name: endpoints,
 /// fd slots and environments of every channel share them, as most ports of
 /// a large topology have one of a few names.
+/// Each name also has a number, in the order names were first seen, so
+/// the port-use map can key a port by two numbers.
 #[derive(Default)]
 struct PortNames {
-    made: HashMap<Arc<str>, Arc<str>>,
+    made: HashMap<Arc<str>, (Arc<str>, u32)>,
 }
 
 impl PortNames {
     /// The shared port name and its variable's name.
     fn get(&mut self, port: &str) -> (Arc<str>, Arc<str>) {
-        if let Some((name, env)) = self.made.get_key_value(port) {
-            return (Arc::clone(name), Arc::clone(env));
+        self.made_name(port).0
+    }
+
+    /// The number of a port name, made with the name if it is new.
+    fn id(&mut self, port: &str) -> u32 {
+        self.made_name(port).1
+    }
+
+    /// The number of a port name already made, if any.
+    fn existing_id(&self, port: &str) -> Option<u32> {
+        self.made.get(port).map(|(_, id)| *id)
+    }
+
+    fn made_name(&mut self, port: &str) -> ((Arc<str>, Arc<str>), u32) {
+        if let Some((name, (env, id))) = self.made.get_key_value(port) {
+            return ((Arc::clone(name), Arc::clone(env)), *id);
         }
         let name: Arc<str> = port.into();
         let env: Arc<str> = port_env_name(port).into();
-        self.made.insert(Arc::clone(&name), Arc::clone(&env));
-        (name, env)
+        // Names are bounded by the ports of the instance cap.
+        let id = self.made.len() as u32;
+        self.made.insert(Arc::clone(&name), (Arc::clone(&env), id));
+        ((name, env), id)
     }
 }
 
@@ -172,7 +190,8 @@ struct Resolved<'a> {
 }
 
 struct EdgeInput<'a> {
-    id: String,
+    /// The channel id, shared with the channel's plan.
+    id: Arc<str>,
     id_span: Option<Span>,
     spec: Option<&'a EdgeSpec>,
     from: &'a [Spanned<String>],
@@ -180,10 +199,16 @@ struct EdgeInput<'a> {
     span: Span,
 }
 
-/// Which edge uses each port: (process index, port) -> where, as a
-/// [`UseAt`]: there is one entry per port of a large file, so the span is
-/// found again from the edge's input instead of being stored.
-type PortUse<'a> = HashMap<(usize, &'a str), UseAt>;
+/// Which edge uses each port: [`port_key`] (process index, port name's
+/// number) -> where, as a [`UseAt`]: there is one entry per port of a
+/// large file, so the span is found again from the edge's input instead of
+/// being stored, and the key is one number, not a name.
+type PortUse = HashMap<u64, UseAt>;
+
+/// The key of a port of a process in [`PortUse`].
+fn port_key(process: usize, name: u32) -> u64 {
+    ((process as u64) << 32) | u64::from(name)
+}
 
 /// An endpoint of an edge input: the input's index, and the endpoint's
 /// position in its `from` (or `to`) list.
@@ -233,7 +258,7 @@ pub fn resolve<'a>(
         .enumerate()
         .map(|(i, p)| (p.name.as_ref(), i))
         .collect();
-    let mut used: PortUse<'a> = HashMap::with_capacity(inputs.len() * 2);
+    let mut used: PortUse = HashMap::with_capacity(inputs.len() * 2);
     let mut channels = Vec::with_capacity(inputs.len());
     let mut posix_queues = 0u64;
     let mut names = PortNames::default();
@@ -246,7 +271,7 @@ pub fn resolve<'a>(
         let Some([from, to]) = resolve_sides(input, traffic, &by_name, processes, sink) else {
             continue;
         };
-        if !claim_ports(&inputs, index, [&from, &to], &mut used, sink) {
+        if !claim_ports(&inputs, index, [&from, &to], (&mut used, &mut names), sink) {
             continue;
         }
         let mut pass = Pass {
@@ -266,7 +291,7 @@ pub fn resolve<'a>(
     if let Some(error) = posix_mq::queue_count_error(posix_queues, limits, first_queue) {
         sink.push(error);
     }
-    warn_unused_ports(processes, &used, sink);
+    warn_unused_ports(processes, &used, &names, sink);
     channels
 }
 
@@ -326,11 +351,11 @@ fn empty_side(input: &EdgeInput<'_>, from_is_empty: bool) -> Diagnostic {
 
 /// Marks the ports of edge `index` as used; `false` (with errors) when a
 /// port is already used or is a standard stream used the wrong way.
-fn claim_ports<'a>(
+fn claim_ports(
     inputs: &[EdgeInput<'_>],
     index: usize,
-    [from, to]: [&[Resolved<'a>]; 2],
-    used: &mut PortUse<'a>,
+    [from, to]: [&[Resolved<'_>]; 2],
+    (used, names): (&mut PortUse, &mut PortNames),
     sink: &mut Sink,
 ) -> bool {
     let input = &inputs[index];
@@ -343,7 +368,8 @@ fn claim_ports<'a>(
             else {
                 continue;
             };
-            if let Some(&at) = used.get(&(index_of, port)) {
+            let key = port_key(index_of, names.id(port));
+            if let Some(&at) = used.get(&key) {
                 let (other, other_span) = (at.input(), at.span(inputs));
                 let other_edge = &inputs[other].id;
                 let by = if other == index {
@@ -359,7 +385,7 @@ fn claim_ports<'a>(
                 );
                 ok = false;
             } else {
-                used.insert((index_of, port), UseAt::new(index, side, position));
+                used.insert(key, UseAt::new(index, side, position));
             }
             if !check_stdio_direction(process, port, side, r, input, sink) {
                 ok = false;
@@ -370,10 +396,16 @@ fn claim_ports<'a>(
 }
 
 /// A declared port no edge uses is a warning.
-fn warn_unused_ports(processes: &[ProcessDecl], used: &PortUse<'_>, sink: &mut Sink) {
+fn warn_unused_ports(
+    processes: &[ProcessDecl],
+    used: &PortUse,
+    names: &PortNames,
+    sink: &mut Sink,
+) {
     for (index, process) in processes.iter().enumerate() {
         for (port, declared) in &process.ports {
-            if used.contains_key(&(index, port.as_str())) {
+            let key = names.existing_id(port).map(|id| port_key(index, id));
+            if key.is_some_and(|key| used.contains_key(&key)) {
                 continue;
             }
             sink.push(
@@ -405,9 +437,9 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
                     );
                     continue;
                 }
-                (name.get_ref().clone(), Some(name.span()))
+                (name.get_ref().as_str().into(), Some(name.span()))
             }
-            None => (format!("e{index}"), None),
+            None => (format!("e{index}").into(), None),
         };
         let span = spec.from.span().start..spec.to.span().end.max(spec.from.span().end);
         inputs.push(EdgeInput {
@@ -422,7 +454,7 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
     for (index, pair) in topology.file.pipeline.windows(2).enumerate() {
         let span = pair[0].span().start..pair[1].span().end;
         inputs.push(EdgeInput {
-            id: format!("pipeline{index}"),
+            id: format!("pipeline{index}").into(),
             id_span: None,
             spec: None,
             from: std::slice::from_ref(&pair[0]),
@@ -439,7 +471,7 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
     }
     let mut ids: HashMap<&str, Option<Span>> = HashMap::with_capacity(inputs.len());
     for input in &inputs {
-        match ids.get(input.id.as_str()) {
+        match ids.get(&*input.id) {
             Some(previous) => {
                 let mut diagnostic =
                     Diagnostic::error("E0105", format!("two edges are named `{}`", input.id));
@@ -683,7 +715,7 @@ fn plan_channel(
         .map(|v| v.get_ref().0);
     Some(ChannelDecl {
         plan: ChannelPlan {
-            id: input.id.as_str().into(),
+            id: Arc::clone(&input.id),
             traffic: traffic.into(),
             mechanism,
             choice,
