@@ -189,14 +189,39 @@ struct Resolved<'a> {
     port: Option<&'a str>,
 }
 
+/// An edge as written, or two neighbouring stages of a pipeline. There is
+/// one per edge of the file, alive through the pass: what can be read from
+/// the spec again is not copied here.
 struct EdgeInput<'a> {
     /// The channel id, shared with the channel's plan.
     id: Arc<str>,
-    id_span: Option<Span>,
     spec: Option<&'a EdgeSpec>,
-    from: &'a [Spanned<String>],
-    to: &'a [Spanned<String>],
+    /// The two stages, for a pipeline's edge (no spec).
+    stages: &'a [Spanned<String>],
     span: Span,
+}
+
+impl<'a> EdgeInput<'a> {
+    /// The `from` endpoints as written.
+    fn from(&self) -> &'a [Spanned<String>] {
+        match self.spec {
+            Some(spec) => &spec.from.get_ref().0,
+            None => &self.stages[..1],
+        }
+    }
+
+    /// The `to` endpoints as written.
+    fn to(&self) -> &'a [Spanned<String>] {
+        match self.spec {
+            Some(spec) => &spec.to.get_ref().0,
+            None => &self.stages[1..],
+        }
+    }
+
+    /// Where the edge's name is written, when it is.
+    fn id_span(&self) -> Option<Span> {
+        self.spec.and_then(|s| s.name.as_ref()).map(Spanned::span)
+    }
 }
 
 /// Which edge uses each port: [`port_key`] (process index, port name's
@@ -237,9 +262,9 @@ impl UseAt {
     fn span(self, inputs: &[EdgeInput<'_>]) -> Span {
         let input = &inputs[self.input()];
         let side = if self.position & Self::TO == 0 {
-            input.from
+            input.from()
         } else {
-            input.to
+            input.to()
         };
         side[(self.position & !Self::TO) as usize].span()
     }
@@ -258,7 +283,10 @@ pub fn resolve<'a>(
         .enumerate()
         .map(|(i, p)| (p.name.as_ref(), i))
         .collect();
-    let mut used: PortUse = HashMap::with_capacity(inputs.len() * 2);
+    // One entry per endpoint written, reserved at once: growing the map
+    // would hold the old table beside the new one at the pass's peak.
+    let endpoints = inputs.iter().map(|i| i.from().len() + i.to().len()).sum();
+    let mut used: PortUse = HashMap::with_capacity(endpoints);
     let mut channels = Vec::with_capacity(inputs.len());
     let mut posix_queues = 0u64;
     let mut names = PortNames::default();
@@ -312,9 +340,9 @@ fn resolve_sides<'a>(
             })
             .collect()
     };
-    let from = resolve_side(input.from, true);
-    let to = resolve_side(input.to, false);
-    if from.len() != input.from.len() || to.len() != input.to.len() {
+    let from = resolve_side(input.from(), true);
+    let to = resolve_side(input.to(), false);
+    if from.len() != input.from().len() || to.len() != input.to().len() {
         return None;
     }
     if from.is_empty() || to.is_empty() {
@@ -425,7 +453,7 @@ fn warn_unused_ports(
 fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<'a>> {
     let mut inputs = Vec::with_capacity(topology.file.edge.len() + topology.file.pipeline.len());
     for (index, spec) in topology.file.edge.iter().enumerate() {
-        let (id, id_span) = match &spec.name {
+        let id = match &spec.name {
             Some(name) => {
                 if let Err(why) = check_name(name.get_ref()) {
                     sink.push(
@@ -437,17 +465,15 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
                     );
                     continue;
                 }
-                (name.get_ref().as_str().into(), Some(name.span()))
+                name.get_ref().as_str().into()
             }
-            None => (format!("e{index}").into(), None),
+            None => format!("e{index}").into(),
         };
         let span = spec.from.span().start..spec.to.span().end.max(spec.from.span().end);
         inputs.push(EdgeInput {
             id,
-            id_span,
             spec: Some(spec),
-            from: &spec.from.get_ref().0,
-            to: &spec.to.get_ref().0,
+            stages: &[],
             span,
         });
     }
@@ -455,10 +481,8 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
         let span = pair[0].span().start..pair[1].span().end;
         inputs.push(EdgeInput {
             id: format!("pipeline{index}").into(),
-            id_span: None,
             spec: None,
-            from: std::slice::from_ref(&pair[0]),
-            to: std::slice::from_ref(&pair[1]),
+            stages: pair,
             span,
         });
     }
@@ -476,7 +500,7 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
                 let mut diagnostic =
                     Diagnostic::error("E0105", format!("two edges are named `{}`", input.id));
                 diagnostic = diagnostic.with_label(Label::primary(
-                    input.id_span.clone().unwrap_or(input.span.clone()),
+                    input.id_span().unwrap_or(input.span.clone()),
                     "second edge with this name",
                 ));
                 if let Some(previous) = previous {
@@ -488,10 +512,7 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
                 sink.push(diagnostic);
             }
             None => {
-                ids.insert(
-                    &input.id,
-                    input.id_span.clone().or(Some(input.span.clone())),
-                );
+                ids.insert(&input.id, input.id_span().or(Some(input.span.clone())));
             }
         }
     }
@@ -685,7 +706,7 @@ fn plan_channel(
         id: &input.id,
         spec: input.spec,
         span: input.span.clone(),
-        id_span: input.id_span.clone(),
+        id_span: input.id_span(),
         traits: &traits,
         limits: pass.limits,
         mode,
