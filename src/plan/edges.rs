@@ -271,8 +271,8 @@ impl UseAt {
 }
 
 /// Resolves, checks and plans every edge.
-pub fn resolve<'a>(
-    topology: &'a Topology,
+pub fn resolve(
+    topology: &Topology,
     limits: &Limits,
     processes: &[ProcessDecl],
     sink: &mut Sink,
