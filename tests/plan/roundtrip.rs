@@ -45,6 +45,79 @@ fn every_shipped_topology_round_trips() {
     }
 }
 
+/// An instance's rarely set fields live out of line in the plan; its JSON
+/// still has every field in place, in the order of the plan format, and
+/// reads back as the same plan.
+#[test]
+fn rarely_set_instance_fields_keep_their_place_in_the_json() {
+    let text = r#"
+[process.db]
+cmd = ["db"]
+user = "nobody"
+group = "nogroup"
+forward_signals = ["SIGHUP"]
+health = { exec = ["true"] }
+watchdog = "5s"
+restart_dependents = true
+[process.app]
+cmd = ["app"]
+after = { db = "healthy" }
+[[edge]]
+from = "app"
+to = "db"
+"#;
+    let topology = Topology::parse(Path::new("rare.toml"), text.to_owned()).unwrap();
+    let planned = plan::plan(&topology, &Limits::default()).unwrap();
+    assert_round_trip(&planned.plan).unwrap();
+    let keys = |i: usize| -> Vec<String> {
+        let json = serde_json::to_string(&planned.plan.processes[i]).unwrap();
+        serde_json::from_str::<KeyOrder>(&json).unwrap().0
+    };
+    let common = "name process replica host argv shell cwd";
+    let lifecycle =
+        "fds ready ready_timeout_ms restart stop_signal stop_timeout_ms after forward_signals";
+    assert_eq!(
+        keys(0).join(" "),
+        format!(
+            "{common} user group env inherit_env {lifecycle} health watchdog_ms restart_dependents"
+        )
+    );
+    assert_eq!(
+        keys(1).join(" "),
+        format!("{common} env inherit_env {lifecycle} conditions")
+    );
+    let db = &planned.plan.processes[0];
+    assert_eq!(db.user.as_deref(), Some("nobody"));
+    assert_eq!(db.watchdog_ms, Some(5000));
+    assert!(planned.plan.processes[1].user.is_none());
+}
+
+/// The keys of a JSON object in the order written.
+struct KeyOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeyOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = KeyOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyOrder, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                    keys.push(key);
+                }
+                Ok(KeyOrder(keys))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
+}
+
 /// Per traffic: the mechanisms that can carry it (`auto` first).
 const MECHANISMS: &[(&str, &[&str])] = &[
     (
