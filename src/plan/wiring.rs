@@ -24,11 +24,13 @@ use crate::diagnostic::{Diagnostic, Label};
 pub const NOTIFY_SOCKET_PATH: &str = "{run_dir}/notify.sock";
 
 /// Builds every instance's plan and fills the fds into the channels.
-/// `name` is the plan's name for the topology (`IPC_RUN_TOPOLOGY`).
+/// `name` is the plan's name for the topology (`IPC_RUN_TOPOLOGY`). Each
+/// process's argv moves into its last instance's plan (the others get a
+/// copy), so it is not held twice while the rest is planned.
 pub fn wire(
     name: &str,
     limits: &Limits,
-    processes: &[ProcessDecl],
+    processes: &mut [ProcessDecl],
     channels: &mut [ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<ProcessPlan> {
@@ -44,7 +46,10 @@ pub fn wire(
     let mut scratch = FdScratch::default();
     let mut values = Values::default();
     let shared = SharedEnv::new(name);
-    for (p, process) in processes.iter().enumerate() {
+    for p in 0..processes.len() {
+        let mut argv = std::mem::take(&mut processes[p].argv);
+        let processes: &[ProcessDecl] = processes;
+        let process = &processes[p];
         let replicated = process.instances.len() > 1 || process.spec.replicas;
         let inherit_env = inherited(&base_inherit_env, process);
         let own = OwnEnv::new(process);
@@ -67,9 +72,14 @@ pub fn wire(
                 replica: replicated.then_some(replica),
             };
             let env = environment(&ids, process, table.port_vars, &table.listen, &mut values);
+            let argv = if replica + 1 == process.instances.len() {
+                std::mem::take(&mut argv)
+            } else {
+                argv.clone()
+            };
             out.push(instance_plan(
                 &ids,
-                process,
+                (process, argv),
                 processes,
                 env,
                 Arc::clone(&inherit_env),
@@ -769,7 +779,7 @@ fn environment(
 
 fn instance_plan(
     ids: &InstanceIds<'_>,
-    process: &ProcessDecl,
+    (process, argv): (&ProcessDecl, Vec<String>),
     processes: &[ProcessDecl],
     env: Vec<EnvVar>,
     inherit_env: Arc<[Cow<'static, str>]>,
@@ -785,7 +795,7 @@ fn instance_plan(
         process: process.name.clone(),
         replica: ids.replica.map(|r| r as u32),
         host: "local".into(),
-        argv: process.argv.clone(),
+        argv,
         shell: process.shell,
         cwd: process.spec.cwd.as_ref().map(|c| c.get_ref().clone()),
         env,
