@@ -92,6 +92,53 @@ to = "db"
     assert!(planned.plan.processes[1].user.is_none());
 }
 
+/// `ProcessPlan` is written field by field: an instance with every field
+/// set writes every property the plan schema gives an instance, so a field
+/// cannot be left out of the JSON by accident.
+#[test]
+fn an_instance_with_every_field_set_writes_every_schema_property() {
+    let text = "[process.a]\ncmd = [\"a\"]\n[process.b]\ncmd = [\"b\"]\n[[edge]]\nfrom = \"a\"\nto = \"b\"\n";
+    let topology = Topology::parse(Path::new("all.toml"), text.to_owned()).unwrap();
+    let planned = plan::plan(&topology, &Limits::default()).unwrap();
+    let mut instance = planned.plan.processes[0].clone();
+    instance.user = Some("nobody".into());
+    instance.group = Some("nogroup".into());
+    instance.env_files = vec!["/etc/a.env".into()];
+    instance.conditions = vec![plan::AfterCondition {
+        instance: "b".into(),
+        condition: ipc_run::topology::Condition::Healthy,
+    }];
+    instance.health = Some(plan::HealthPlan {
+        check: plan::HealthCheck::Tcp {
+            address: "127.0.0.1:1".into(),
+        },
+        interval_ms: 1,
+        timeout_ms: 1,
+        retries: 1,
+        start_period_ms: 0,
+    });
+    instance.watchdog_ms = Some(1);
+    instance.restart_dependents = true;
+    instance.managed = Some(plan::Managed {
+        role: plan::ManagedRole::Broker,
+        channel: "e0".into(),
+        reason: "test".into(),
+    });
+    let json = serde_json::to_string(&instance).unwrap();
+    let mut written = serde_json::from_str::<KeyOrder>(&json).unwrap().0;
+    written.sort();
+    let schema: serde_json::Value =
+        serde_json::from_str(&ipc_run::cli::schema(ipc_run::cli::SchemaKind::Plan)).unwrap();
+    let mut properties: Vec<String> = schema["$defs"]["ProcessPlan"]["properties"]
+        .as_object()
+        .expect("the schema describes ProcessPlan")
+        .keys()
+        .cloned()
+        .collect();
+    properties.sort();
+    assert_eq!(written, properties);
+}
+
 /// The keys of a JSON object in the order written.
 struct KeyOrder(Vec<String>);
 
