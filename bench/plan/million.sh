@@ -10,6 +10,9 @@
 #   MODES="check plan-json"   what of ipc-run to run (default: check plan-text plan-json);
 #                             check-hosts and plan-json-hosts plan with --hosts $HOSTS (default 16),
 #                             partitioning the topology into host groups (docs/distributed.md)
+#   BEFORE=/path/to/ipc-run   also runs each mode with another binary (rows "MODE-before"),
+#                             alternating with this tree's, ROUNDS times (default 1)
+#   bench/plan/million.sh 100000   the figure of the 2 KiB-per-process goal
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -39,15 +42,23 @@ row() {
     [ "$code" = 0 ] || { echo "$label exited with $code" >&2; exit 1; }
     printf '| %s | %.2f s | %d MiB | %d B |\n' "$label" "$seconds" $((kib / 1024)) $((kib * 1024 / n))
 }
-for mode in ${MODES:-check plan-text plan-json}; do
-    case "$mode" in
-        check) row check "$bin/ipc-run" check --limits default "${caps[@]}" "$file" ;;
-        plan-text) row plan-text "$bin/ipc-run" plan --limits default "${caps[@]}" "$file" ;;
-        plan-json) row plan-json "$bin/ipc-run" plan --format json --limits default "${caps[@]}" "$file" ;;
-        check-hosts) row "check --hosts ${HOSTS:-16}" "$bin/ipc-run" check --limits default --hosts "${HOSTS:-16}" "${caps[@]}" "$file" ;;
-        plan-json-hosts) row "plan-json --hosts ${HOSTS:-16}" "$bin/ipc-run" plan --format json --limits default --hosts "${HOSTS:-16}" "${caps[@]}" "$file" ;;
-        *) echo "unknown mode $mode" >&2; exit 2 ;;
+# One mode of one binary: `run LABEL BINARY MODE`.
+run() {
+    local label="$1" binary="$2"
+    case "$3" in
+        check) row "$label" "$binary" check --limits default "${caps[@]}" "$file" ;;
+        plan-text) row "$label" "$binary" plan --limits default "${caps[@]}" "$file" ;;
+        plan-json) row "$label" "$binary" plan --format json --limits default "${caps[@]}" "$file" ;;
+        check-hosts) row "$label --hosts ${HOSTS:-16}" "$binary" check --limits default --hosts "${HOSTS:-16}" "${caps[@]}" "$file" ;;
+        plan-json-hosts) row "$label --hosts ${HOSTS:-16}" "$binary" plan --format json --limits default --hosts "${HOSTS:-16}" "${caps[@]}" "$file" ;;
+        *) echo "unknown mode $3" >&2; exit 2 ;;
     esac
+}
+for _ in $(seq "${ROUNDS:-1}"); do
+    for mode in ${MODES:-check plan-text plan-json}; do
+        run "$mode" "$bin/ipc-run" "$mode"
+        [ -n "${BEFORE:-}" ] && run "$mode-before" "$BEFORE" "$mode"
+    done
 done
 row parse-table "$bin/examples/parse_only" table "$file"
 

@@ -273,8 +273,17 @@ impl From<&Diagnostic> for PlanWarning {
 }
 
 /// One process instance.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+///
+/// The fields most instances leave unset (`user`, `group`, `env_files`,
+/// `forward_signals`, `conditions`, `health`, `watchdog_ms`,
+/// `restart_dependents`) live out of line in [`ProcessPlanRare`], made only
+/// for an instance that sets one: `Deref` reads them as if they were fields
+/// (`plan.user`), unset ones from a shared empty value, and `DerefMut`
+/// gives the instance its own on a write. A plan of many instances is then
+/// about half its inline size. JSON and schema show every field in place,
+/// as before.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "ProcessPlanWire")]
 pub struct ProcessPlan {
     // Names are shared (`Arc<str>`) with the instance's fds and the
     // channel ends that name it: a large plan holds each name once.
@@ -293,20 +302,10 @@ pub struct ProcessPlan {
     pub shell: bool,
     /// Working directory, when set.
     pub cwd: Option<String>,
-    /// User to run as (name or uid), when set; resolved at launch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// Primary group (name or gid), when set; resolved at launch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
     /// Environment variables set by ipc-run, in order.
     pub env: Vec<EnvVar>,
     /// Variables passed through from ipc-run's own environment when set there.
     pub inherit_env: Arc<[Cow<'static, str>]>,
-    /// Env files read at each start, in order, before `env` (absolute
-    /// paths; their values are never in the plan).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env_files: Vec<String>,
     /// Every fd the child gets beyond the ones it inherits, sorted by number.
     pub fds: Vec<FdSlot>,
     /// Readiness protocol.
@@ -321,23 +320,288 @@ pub struct ProcessPlan {
     pub stop_timeout_ms: u64,
     /// Processes (instances) that must be ready first.
     pub after: Vec<Arc<str>>,
+    /// Set when ipc-run adds the process on the topology's behalf.
+    pub managed: Option<Managed>,
+    /// The rarely set fields, read through `Deref` (`plan.health`).
+    pub rare: RareFields,
+}
+
+/// The fields of a [`ProcessPlan`] most instances leave unset.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessPlanRare {
+    /// User to run as (name or uid), when set; resolved at launch.
+    pub user: Option<String>,
+    /// Primary group (name or gid), when set; resolved at launch.
+    pub group: Option<String>,
+    /// Env files read at each start, in order, before `env` (absolute
+    /// paths; their values are never in the plan).
+    pub env_files: Vec<String>,
     /// Signals ipc-run forwards to it.
     pub forward_signals: Vec<SignalRef>,
     /// The `after` entries that wait for something other than `ready`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<AfterCondition>,
     /// Its health check, when it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthPlan>,
     /// The sd_notify watchdog period in ms (`WATCHDOG_USEC`), when set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watchdog_ms: Option<u64>,
+    /// `ipc-run restart` of it also restarts what waits for it (`after`).
+    pub restart_dependents: bool,
+}
+
+/// The rare fields of an instance that sets none.
+static NO_RARE_FIELDS: ProcessPlanRare = ProcessPlanRare {
+    user: None,
+    group: None,
+    env_files: Vec::new(),
+    forward_signals: Vec::new(),
+    conditions: Vec::new(),
+    health: None,
+    watchdog_ms: None,
+    restart_dependents: false,
+};
+
+/// A [`ProcessPlan`]'s [`ProcessPlanRare`], boxed when it has one. Equal
+/// by what it reads as: an instance given an empty box equals one without.
+#[derive(Debug, Clone, Default)]
+pub struct RareFields(Option<Box<ProcessPlanRare>>);
+
+impl RareFields {
+    /// The fields, unset ones from the shared empty value.
+    pub fn get(&self) -> &ProcessPlanRare {
+        self.0.as_deref().unwrap_or(&NO_RARE_FIELDS)
+    }
+
+    /// Boxed only when one of them is set.
+    pub fn new(fields: ProcessPlanRare) -> RareFields {
+        RareFields((fields != NO_RARE_FIELDS).then(|| Box::new(fields)))
+    }
+}
+
+impl PartialEq for RareFields {
+    fn eq(&self, other: &RareFields) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl std::ops::Deref for ProcessPlan {
+    type Target = ProcessPlanRare;
+    fn deref(&self) -> &ProcessPlanRare {
+        self.rare.get()
+    }
+}
+
+impl std::ops::DerefMut for ProcessPlan {
+    /// Writing a rare field gives the instance its own [`ProcessPlanRare`].
+    fn deref_mut(&mut self) -> &mut ProcessPlanRare {
+        self.rare.0.get_or_insert_with(Box::default)
+    }
+}
+
+// Written field by field, in the order and with the omissions of the wire
+// shape, so the JSON is what it was when every field was inline.
+impl Serialize for ProcessPlan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let rare = self.rare.get();
+        let optional = [
+            rare.user.is_some(),
+            rare.group.is_some(),
+            !rare.env_files.is_empty(),
+            !rare.conditions.is_empty(),
+            rare.health.is_some(),
+            rare.watchdog_ms.is_some(),
+            self.managed.is_some(),
+            rare.restart_dependents,
+        ];
+        let len = 17 + optional.iter().filter(|&&set| set).count();
+        let mut out = serializer.serialize_struct("ProcessPlan", len)?;
+        out.serialize_field("name", &self.name)?;
+        out.serialize_field("process", &self.process)?;
+        out.serialize_field("replica", &self.replica)?;
+        out.serialize_field("host", &self.host)?;
+        out.serialize_field("argv", &self.argv)?;
+        out.serialize_field("shell", &self.shell)?;
+        out.serialize_field("cwd", &self.cwd)?;
+        if let Some(user) = &rare.user {
+            out.serialize_field("user", user)?;
+        }
+        if let Some(group) = &rare.group {
+            out.serialize_field("group", group)?;
+        }
+        out.serialize_field("env", &self.env)?;
+        out.serialize_field("inherit_env", &self.inherit_env)?;
+        if !rare.env_files.is_empty() {
+            out.serialize_field("env_files", &rare.env_files)?;
+        }
+        out.serialize_field("fds", &self.fds)?;
+        out.serialize_field("ready", &self.ready)?;
+        out.serialize_field("ready_timeout_ms", &self.ready_timeout_ms)?;
+        out.serialize_field("restart", &self.restart)?;
+        out.serialize_field("stop_signal", &self.stop_signal)?;
+        out.serialize_field("stop_timeout_ms", &self.stop_timeout_ms)?;
+        out.serialize_field("after", &self.after)?;
+        out.serialize_field("forward_signals", &rare.forward_signals)?;
+        if !rare.conditions.is_empty() {
+            out.serialize_field("conditions", &rare.conditions)?;
+        }
+        if let Some(health) = &rare.health {
+            out.serialize_field("health", health)?;
+        }
+        if let Some(watchdog_ms) = &rare.watchdog_ms {
+            out.serialize_field("watchdog_ms", watchdog_ms)?;
+        }
+        if let Some(managed) = &self.managed {
+            out.serialize_field("managed", managed)?;
+        }
+        if rare.restart_dependents {
+            out.serialize_field("restart_dependents", &true)?;
+        }
+        out.end()
+    }
+}
+
+// The schema describes the plan as written: the wire shape, by its name.
+impl JsonSchema for ProcessPlan {
+    fn schema_name() -> Cow<'static, str> {
+        ProcessPlanWire::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        ProcessPlanWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ProcessPlanWire::json_schema(generator)
+    }
+}
+
+impl From<ProcessPlanWire> for ProcessPlan {
+    fn from(wire: ProcessPlanWire) -> Self {
+        let ProcessPlanWire {
+            name,
+            process,
+            replica,
+            host,
+            argv,
+            shell,
+            cwd,
+            user,
+            group,
+            env,
+            inherit_env,
+            env_files,
+            fds,
+            ready,
+            ready_timeout_ms,
+            restart,
+            stop_signal,
+            stop_timeout_ms,
+            after,
+            forward_signals,
+            conditions,
+            health,
+            watchdog_ms,
+            managed,
+            restart_dependents,
+        } = wire;
+        ProcessPlan {
+            name,
+            process,
+            replica,
+            host,
+            argv,
+            shell,
+            cwd,
+            env,
+            inherit_env,
+            fds,
+            ready,
+            ready_timeout_ms,
+            restart,
+            stop_signal,
+            stop_timeout_ms,
+            after,
+            managed,
+            rare: RareFields::new(ProcessPlanRare {
+                user,
+                group,
+                env_files,
+                forward_signals,
+                conditions,
+                health,
+                watchdog_ms,
+                restart_dependents,
+            }),
+        }
+    }
+}
+
+// Every field of an instance in place: the shape serde reads and the
+// schema shows (its doc line is the schema's description). It lives only
+// while one instance is read; `ProcessPlan` keeps the instance compact.
+/// One process instance.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "ProcessPlan")]
+struct ProcessPlanWire {
+    // Names are shared (`Arc<str>`) with the instance's fds and the
+    // channel ends that name it: a large plan holds each name once.
+    /// Instance name: the process name, or `name#i` for replica `i`.
+    name: Arc<str>,
+    /// The process name as declared.
+    process: Arc<str>,
+    /// Replica index when the process has `replicas > 1`.
+    replica: Option<u32>,
+    /// Where it runs; only `local` today (kept for export to other engines).
+    host: Cow<'static, str>,
+    /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
+    argv: Vec<String>,
+    /// Whether the argv is a shell invocation the user asked for.
+    shell: bool,
+    /// Working directory, when set.
+    cwd: Option<String>,
+    /// User to run as (name or uid), when set; resolved at launch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<String>,
+    /// Primary group (name or gid), when set; resolved at launch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group: Option<String>,
+    /// Environment variables set by ipc-run, in order.
+    env: Vec<EnvVar>,
+    /// Variables passed through from ipc-run's own environment when set there.
+    inherit_env: Arc<[Cow<'static, str>]>,
+    /// Env files read at each start, in order, before `env` (absolute
+    /// paths; their values are never in the plan).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    env_files: Vec<String>,
+    /// Every fd the child gets beyond the ones it inherits, sorted by number.
+    fds: Vec<FdSlot>,
+    /// Readiness protocol.
+    ready: Readiness,
+    /// How long `after` dependants wait for readiness, in ms.
+    ready_timeout_ms: u64,
+    /// Restart policy.
+    restart: RestartPlan,
+    /// Signal that asks it to stop.
+    stop_signal: SignalRef,
+    /// Grace period before SIGKILL, in ms.
+    stop_timeout_ms: u64,
+    /// Processes (instances) that must be ready first.
+    after: Vec<Arc<str>>,
+    /// Signals ipc-run forwards to it.
+    forward_signals: Vec<SignalRef>,
+    /// The `after` entries that wait for something other than `ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    conditions: Vec<AfterCondition>,
+    /// Its health check, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    health: Option<HealthPlan>,
+    /// The sd_notify watchdog period in ms (`WATCHDOG_USEC`), when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    watchdog_ms: Option<u64>,
     /// Set when ipc-run adds the process on the topology's behalf.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub managed: Option<Managed>,
+    managed: Option<Managed>,
     /// `ipc-run restart` of it also restarts what waits for it (`after`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub restart_dependents: bool,
+    restart_dependents: bool,
 }
 
 /// One `after` entry with a condition other than `ready`.
@@ -877,7 +1141,7 @@ pub enum Mechanism {
         /// Listen backlog.
         backlog: u32,
         /// How the server gets its endpoint, and why.
-        endpoint: super::rpc::Endpoint,
+        endpoint: Box<super::rpc::Endpoint>,
     },
     /// An MPI world: its processes run as the ranks of one MPMD job of the
     /// managed `launcher` (`docs/mechanisms.md`, "MPI").

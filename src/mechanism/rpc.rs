@@ -144,7 +144,7 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         transport,
         address,
         backlog: LISTEN_BACKLOG,
-        endpoint,
+        endpoint: Box::new(endpoint),
     }))
 }
 

@@ -28,19 +28,34 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_RETRIES: u32 = 3;
 
 /// Fills `conditions`, `health` and `watchdog_ms` of every instance.
+/// `instances` are the wired instances, in the order of `processes` and
+/// their replicas.
 pub(super) fn resolve(
     processes: &[ProcessDecl],
     channels: &[ChannelDecl],
     instances: &mut [ProcessPlan],
     sink: &mut Sink,
 ) {
-    let by_name: HashMap<&str, usize> = processes
+    // Most topologies have neither: no lookup table is made for them, as
+    // it would be built beside the whole wired plan, at its peak.
+    let by_name: HashMap<&str, usize> = if processes
         .iter()
-        .enumerate()
-        .map(|(i, p)| (&*p.name, i))
-        .collect();
-    let listeners = listeners(channels);
-    let mut per_process = Vec::with_capacity(processes.len());
+        .any(|p| !p.spec.after_conditions.is_empty())
+    {
+        processes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&*p.name, i))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let listeners = if processes.iter().any(|p| p.spec.health.is_some()) {
+        listeners(channels)
+    } else {
+        HashMap::new()
+    };
+    let mut next = 0;
     for process in processes {
         let conditions = conditions_of(process, processes, &by_name, sink);
         let health = process
@@ -56,35 +71,45 @@ pub(super) fn resolve(
                 Some(w.get_ref().0)
             }
         });
-        per_process.push((conditions, health, watchdog));
-    }
-    let owner: HashMap<&str, usize> = processes
-        .iter()
-        .enumerate()
-        .flat_map(|(p, decl)| decl.instances.iter().map(move |i| (&**i, p)))
-        .collect();
-    for instance in instances.iter_mut() {
-        let Some(&p) = owner.get(&*instance.name) else {
-            continue;
+        let count = process.instances.len();
+        let Some(mine) = instances.get_mut(next..next + count) else {
+            break;
         };
-        let (conditions, health, watchdog) = &per_process[p];
-        instance.conditions = conditions
-            .iter()
-            .flat_map(|&(d, condition)| {
-                processes[d]
-                    .instances
-                    .iter()
-                    .map(move |dep| AfterCondition {
-                        instance: dep.clone(),
-                        condition,
-                    })
-            })
-            .collect();
-        instance.health.clone_from(health);
-        instance.watchdog_ms = *watchdog;
-        if let Some(ms) = watchdog {
-            add_watchdog_env(instance, *ms);
+        next += count;
+        if conditions.is_empty() && health.is_none() && watchdog.is_none() {
+            continue;
         }
+        for instance in mine {
+            apply(instance, processes, &conditions, &health, watchdog);
+        }
+    }
+}
+
+/// One instance's share of its process's conditions, health check and
+/// watchdog.
+fn apply(
+    instance: &mut ProcessPlan,
+    processes: &[ProcessDecl],
+    conditions: &[(usize, Condition)],
+    health: &Option<HealthPlan>,
+    watchdog: Option<u64>,
+) {
+    instance.conditions = conditions
+        .iter()
+        .flat_map(|&(d, condition)| {
+            processes[d]
+                .instances
+                .iter()
+                .map(move |dep| AfterCondition {
+                    instance: dep.clone(),
+                    condition,
+                })
+        })
+        .collect();
+    instance.health.clone_from(health);
+    instance.watchdog_ms = watchdog;
+    if let Some(ms) = watchdog {
+        add_watchdog_env(instance, ms);
     }
 }
 

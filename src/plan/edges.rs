@@ -48,21 +48,39 @@ pub fn wired(channels: &mut [ChannelDecl]) {
 /// Each port name once, with its `IPC_PORT_*` variable name: endpoints,
 /// fd slots and environments of every channel share them, as most ports of
 /// a large topology have one of a few names.
+/// Each name also has a number, in the order names were first seen, so
+/// the port-use map can key a port by two numbers.
 #[derive(Default)]
 struct PortNames {
-    made: HashMap<Arc<str>, Arc<str>>,
+    made: HashMap<Arc<str>, (Arc<str>, u32)>,
 }
 
 impl PortNames {
     /// The shared port name and its variable's name.
     fn get(&mut self, port: &str) -> (Arc<str>, Arc<str>) {
-        if let Some((name, env)) = self.made.get_key_value(port) {
-            return (Arc::clone(name), Arc::clone(env));
+        self.made_name(port).0
+    }
+
+    /// The number of a port name, made with the name if it is new.
+    fn id(&mut self, port: &str) -> u32 {
+        self.made_name(port).1
+    }
+
+    /// The number of a port name already made, if any.
+    fn existing_id(&self, port: &str) -> Option<u32> {
+        self.made.get(port).map(|(_, id)| *id)
+    }
+
+    fn made_name(&mut self, port: &str) -> ((Arc<str>, Arc<str>), u32) {
+        if let Some((name, (env, id))) = self.made.get_key_value(port) {
+            return ((Arc::clone(name), Arc::clone(env)), *id);
         }
         let name: Arc<str> = port.into();
         let env: Arc<str> = port_env_name(port).into();
-        self.made.insert(Arc::clone(&name), Arc::clone(&env));
-        (name, env)
+        // Names are bounded by the ports of the instance cap.
+        let id = self.made.len() as u32;
+        self.made.insert(Arc::clone(&name), (Arc::clone(&env), id));
+        ((name, env), id)
     }
 }
 
@@ -172,19 +190,51 @@ struct Resolved<'a> {
     port: Option<&'a str>,
 }
 
+/// An edge as written, or two neighbouring stages of a pipeline. There is
+/// one per edge of the file, alive through the pass: what can be read from
+/// the spec again is not copied here.
 struct EdgeInput<'a> {
-    id: String,
-    id_span: Option<Span>,
+    /// The channel id, shared with the channel's plan.
+    id: Arc<str>,
     spec: Option<&'a EdgeSpec>,
-    from: &'a [Spanned<String>],
-    to: &'a [Spanned<String>],
+    /// The two stages, for a pipeline's edge (no spec).
+    stages: &'a [Spanned<String>],
     span: Span,
 }
 
-/// Which edge uses each port: (process index, port) -> where, as a
-/// [`UseAt`]: there is one entry per port of a large file, so the span is
-/// found again from the edge's input instead of being stored.
-type PortUse<'a> = HashMap<(usize, &'a str), UseAt>;
+impl<'a> EdgeInput<'a> {
+    /// The `from` endpoints as written.
+    fn from(&self) -> &'a [Spanned<String>] {
+        match self.spec {
+            Some(spec) => &spec.from.get_ref().0,
+            None => &self.stages[..1],
+        }
+    }
+
+    /// The `to` endpoints as written.
+    fn to(&self) -> &'a [Spanned<String>] {
+        match self.spec {
+            Some(spec) => &spec.to.get_ref().0,
+            None => &self.stages[1..],
+        }
+    }
+
+    /// Where the edge's name is written, when it is.
+    fn id_span(&self) -> Option<Span> {
+        self.spec.and_then(|s| s.name.as_ref()).map(Spanned::span)
+    }
+}
+
+/// Which edge uses each port: [`port_key`] (process index, port name's
+/// number) -> where, as a [`UseAt`]: there is one entry per port of a
+/// large file, so the span is found again from the edge's input instead of
+/// being stored, and the key is one number, not a name.
+type PortUse = HashMap<u64, UseAt>;
+
+/// The key of a port of a process in [`PortUse`].
+fn port_key(process: usize, name: u32) -> u64 {
+    ((process as u64) << 32) | u64::from(name)
+}
 
 /// An endpoint of an edge input: the input's index, and the endpoint's
 /// position in its `from` (or `to`) list.
@@ -213,17 +263,17 @@ impl UseAt {
     fn span(self, inputs: &[EdgeInput<'_>]) -> Span {
         let input = &inputs[self.input()];
         let side = if self.position & Self::TO == 0 {
-            input.from
+            input.from()
         } else {
-            input.to
+            input.to()
         };
         side[(self.position & !Self::TO) as usize].span()
     }
 }
 
 /// Resolves, checks and plans every edge.
-pub fn resolve<'a>(
-    topology: &'a Topology,
+pub fn resolve(
+    topology: &Topology,
     limits: &Limits,
     processes: &[ProcessDecl],
     mut placement: Option<&mut Groups>,
@@ -235,7 +285,10 @@ pub fn resolve<'a>(
         .enumerate()
         .map(|(i, p)| (p.name.as_ref(), i))
         .collect();
-    let mut used: PortUse<'a> = HashMap::with_capacity(inputs.len() * 2);
+    // One entry per endpoint written, reserved at once: growing the map
+    // would hold the old table beside the new one at the pass's peak.
+    let endpoints = inputs.iter().map(|i| i.from().len() + i.to().len()).sum();
+    let mut used: PortUse = HashMap::with_capacity(endpoints);
     let mut channels = Vec::with_capacity(inputs.len());
     let mut posix_queues = 0u64;
     let mut names = PortNames::default();
@@ -248,7 +301,7 @@ pub fn resolve<'a>(
         let Some([from, to]) = resolve_sides(input, traffic, &by_name, processes, sink) else {
             continue;
         };
-        if !claim_ports(&inputs, index, [&from, &to], &mut used, sink) {
+        if !claim_ports(&inputs, index, [&from, &to], (&mut used, &mut names), sink) {
             continue;
         }
         let mut pass = Pass {
@@ -269,7 +322,7 @@ pub fn resolve<'a>(
     if let Some(error) = posix_mq::queue_count_error(posix_queues, limits, first_queue) {
         sink.push(error);
     }
-    warn_unused_ports(processes, &used, sink);
+    warn_unused_ports(processes, &used, &names, sink);
     channels
 }
 
@@ -290,9 +343,9 @@ fn resolve_sides<'a>(
             })
             .collect()
     };
-    let from = resolve_side(input.from, true);
-    let to = resolve_side(input.to, false);
-    if from.len() != input.from.len() || to.len() != input.to.len() {
+    let from = resolve_side(input.from(), true);
+    let to = resolve_side(input.to(), false);
+    if from.len() != input.from().len() || to.len() != input.to().len() {
         return None;
     }
     if from.is_empty() || to.is_empty() {
@@ -329,11 +382,11 @@ fn empty_side(input: &EdgeInput<'_>, from_is_empty: bool) -> Diagnostic {
 
 /// Marks the ports of edge `index` as used; `false` (with errors) when a
 /// port is already used or is a standard stream used the wrong way.
-fn claim_ports<'a>(
+fn claim_ports(
     inputs: &[EdgeInput<'_>],
     index: usize,
-    [from, to]: [&[Resolved<'a>]; 2],
-    used: &mut PortUse<'a>,
+    [from, to]: [&[Resolved<'_>]; 2],
+    (used, names): (&mut PortUse, &mut PortNames),
     sink: &mut Sink,
 ) -> bool {
     let input = &inputs[index];
@@ -346,7 +399,8 @@ fn claim_ports<'a>(
             else {
                 continue;
             };
-            if let Some(&at) = used.get(&(index_of, port)) {
+            let key = port_key(index_of, names.id(port));
+            if let Some(&at) = used.get(&key) {
                 let (other, other_span) = (at.input(), at.span(inputs));
                 let other_edge = &inputs[other].id;
                 let by = if other == index {
@@ -362,7 +416,7 @@ fn claim_ports<'a>(
                 );
                 ok = false;
             } else {
-                used.insert((index_of, port), UseAt::new(index, side, position));
+                used.insert(key, UseAt::new(index, side, position));
             }
             if !check_stdio_direction(process, port, side, r, input, sink) {
                 ok = false;
@@ -373,10 +427,16 @@ fn claim_ports<'a>(
 }
 
 /// A declared port no edge uses is a warning.
-fn warn_unused_ports(processes: &[ProcessDecl], used: &PortUse<'_>, sink: &mut Sink) {
+fn warn_unused_ports(
+    processes: &[ProcessDecl],
+    used: &PortUse,
+    names: &PortNames,
+    sink: &mut Sink,
+) {
     for (index, process) in processes.iter().enumerate() {
         for (port, declared) in &process.ports {
-            if used.contains_key(&(index, port.as_str())) {
+            let key = names.existing_id(port).map(|id| port_key(index, id));
+            if key.is_some_and(|key| used.contains_key(&key)) {
                 continue;
             }
             sink.push(
@@ -396,7 +456,7 @@ fn warn_unused_ports(processes: &[ProcessDecl], used: &PortUse<'_>, sink: &mut S
 fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<'a>> {
     let mut inputs = Vec::with_capacity(topology.file.edge.len() + topology.file.pipeline.len());
     for (index, spec) in topology.file.edge.iter().enumerate() {
-        let (id, id_span) = match &spec.name {
+        let id = match &spec.name {
             Some(name) => {
                 if let Err(why) = check_name(name.get_ref()) {
                     sink.push(
@@ -408,28 +468,24 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
                     );
                     continue;
                 }
-                (name.get_ref().clone(), Some(name.span()))
+                name.get_ref().as_str().into()
             }
-            None => (format!("e{index}"), None),
+            None => format!("e{index}").into(),
         };
         let span = spec.from.span().start..spec.to.span().end.max(spec.from.span().end);
         inputs.push(EdgeInput {
             id,
-            id_span,
             spec: Some(spec),
-            from: &spec.from.get_ref().0,
-            to: &spec.to.get_ref().0,
+            stages: &[],
             span,
         });
     }
     for (index, pair) in topology.file.pipeline.windows(2).enumerate() {
         let span = pair[0].span().start..pair[1].span().end;
         inputs.push(EdgeInput {
-            id: format!("pipeline{index}"),
-            id_span: None,
+            id: format!("pipeline{index}").into(),
             spec: None,
-            from: std::slice::from_ref(&pair[0]),
-            to: std::slice::from_ref(&pair[1]),
+            stages: pair,
             span,
         });
     }
@@ -442,12 +498,12 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
     }
     let mut ids: HashMap<&str, Option<Span>> = HashMap::with_capacity(inputs.len());
     for input in &inputs {
-        match ids.get(input.id.as_str()) {
+        match ids.get(&*input.id) {
             Some(previous) => {
                 let mut diagnostic =
                     Diagnostic::error("E0105", format!("two edges are named `{}`", input.id));
                 diagnostic = diagnostic.with_label(Label::primary(
-                    input.id_span.clone().unwrap_or(input.span.clone()),
+                    input.id_span().unwrap_or(input.span.clone()),
                     "second edge with this name",
                 ));
                 if let Some(previous) = previous {
@@ -459,10 +515,7 @@ fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<
                 sink.push(diagnostic);
             }
             None => {
-                ids.insert(
-                    &input.id,
-                    input.id_span.clone().or(Some(input.span.clone())),
-                );
+                ids.insert(&input.id, input.id_span().or(Some(input.span.clone())));
             }
         }
     }
@@ -672,7 +725,7 @@ fn plan_channel(
         id: &input.id,
         spec: input.spec,
         span: input.span.clone(),
-        id_span: input.id_span.clone(),
+        id_span: input.id_span(),
         traits: &traits,
         limits: pass.limits,
         mode,
@@ -705,7 +758,7 @@ fn plan_channel(
         .map(|v| v.get_ref().0);
     Some(ChannelDecl {
         plan: ChannelPlan {
-            id: input.id.as_str().into(),
+            id: Arc::clone(&input.id),
             traffic: traffic.into(),
             mechanism,
             choice,

@@ -243,6 +243,9 @@ fn data_cycles(
     for component in cyclic_components(&graph) {
         cycles.push(judge_cycle(&graph, &component, processes, channels, sink));
     }
+    // Done with: the blocking channels' graph is built in its place, not
+    // beside it (each is a node per process and an edge per channel).
+    drop(graph);
     let blocking = data_graph(processes, channels, |channel| channel.plan.blocking);
     for component in cyclic_components(&blocking) {
         let members: BTreeSet<&str> = component

@@ -97,6 +97,20 @@ pub fn check(
     start_order: &[Arc<str>],
     sink: &mut Sink,
 ) {
+    // The context's maps cover every instance and channel: made only when
+    // there is a placeholder to check, which most large plans do not have.
+    let written = |process: &ProcessDecl| {
+        process
+            .spec
+            .env
+            .iter()
+            .map(|(_, value)| value)
+            .chain(process.spec.cwd.iter())
+            .any(|value| value.get_ref().contains('{'))
+    };
+    if !processes.iter().any(written) {
+        return;
+    }
     let context = Context::new(processes, channels, start_order);
     for (p, process) in processes.iter().enumerate() {
         let templates = process

@@ -75,8 +75,9 @@ pub struct ProcessDecl {
     pub after: Vec<usize>,
 }
 
-/// Drops what only wiring reads of the processes (their argv, copied into
-/// every instance's plan), so the passes after it run beside less.
+/// Drops what only wiring reads of the processes (their forwarded signals,
+/// and their argv if wiring left it: it moves into the instances' plans),
+/// so the passes after it run beside less.
 pub fn wired(processes: &mut [ProcessDecl]) {
     for process in processes {
         process.argv = Vec::new();

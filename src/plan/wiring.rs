@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use super::edges::{ChannelDecl, PortEnd, is_std_stream};
 use super::model::{
-    EnvVar, FdRole, FdSlot, Mechanism, ObjectKind, ProcessPlan, RUN_DIR, RUN_ID, Readiness,
+    EnvVar, FdRole, FdSlot, Mechanism, ObjectKind, ProcessPlan, ProcessPlanRare, RUN_DIR, RUN_ID,
+    RareFields, Readiness,
 };
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
@@ -23,11 +24,13 @@ use crate::diagnostic::{Diagnostic, Label};
 pub const NOTIFY_SOCKET_PATH: &str = "{run_dir}/notify.sock";
 
 /// Builds every instance's plan and fills the fds into the channels.
-/// `name` is the plan's name for the topology (`IPC_RUN_TOPOLOGY`).
+/// `name` is the plan's name for the topology (`IPC_RUN_TOPOLOGY`). Each
+/// process's argv moves into its last instance's plan (the others get a
+/// copy), so it is not held twice while the rest is planned.
 pub fn wire(
     name: &str,
     limits: &Limits,
-    processes: &[ProcessDecl],
+    processes: &mut [ProcessDecl],
     channels: &mut [ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<ProcessPlan> {
@@ -43,7 +46,10 @@ pub fn wire(
     let mut scratch = FdScratch::default();
     let mut values = Values::default();
     let shared = SharedEnv::new(name);
-    for (p, process) in processes.iter().enumerate() {
+    for p in 0..processes.len() {
+        let mut argv = std::mem::take(&mut processes[p].argv);
+        let processes: &[ProcessDecl] = processes;
+        let process = &processes[p];
         let replicated = process.instances.len() > 1 || process.spec.replicas;
         let inherit_env = inherited(&base_inherit_env, process);
         let own = OwnEnv::new(process);
@@ -66,9 +72,14 @@ pub fn wire(
                 replica: replicated.then_some(replica),
             };
             let env = environment(&ids, process, table.port_vars, &table.listen, &mut values);
+            let argv = if replica + 1 == process.instances.len() {
+                std::mem::take(&mut argv)
+            } else {
+                argv.clone()
+            };
             out.push(instance_plan(
                 &ids,
-                process,
+                (process, argv),
                 processes,
                 env,
                 Arc::clone(&inherit_env),
@@ -768,7 +779,7 @@ fn environment(
 
 fn instance_plan(
     ids: &InstanceIds<'_>,
-    process: &ProcessDecl,
+    (process, argv): (&ProcessDecl, Vec<String>),
     processes: &[ProcessDecl],
     env: Vec<EnvVar>,
     inherit_env: Arc<[Cow<'static, str>]>,
@@ -784,19 +795,11 @@ fn instance_plan(
         process: process.name.clone(),
         replica: ids.replica.map(|r| r as u32),
         host: "local".into(),
-        argv: process.argv.clone(),
+        argv,
         shell: process.shell,
         cwd: process.spec.cwd.as_ref().map(|c| c.get_ref().clone()),
-        user: process.spec.user.as_ref().map(|u| u.get_ref().clone()),
-        group: process.spec.group.as_ref().map(|g| g.get_ref().clone()),
         env,
         inherit_env,
-        env_files: process
-            .spec
-            .env_file
-            .iter()
-            .map(|f| f.get_ref().clone())
-            .collect(),
         fds,
         ready: process.ready,
         ready_timeout_ms: process
@@ -812,16 +815,27 @@ fn instance_plan(
             .as_ref()
             .map_or(DEFAULT_STOP_TIMEOUT_MS, |t| t.get_ref().0),
         after,
-        forward_signals: process.forward_signals.clone(),
-        conditions: Vec::new(),
-        health: None,
-        watchdog_ms: None,
         managed: None,
-        restart_dependents: process
-            .spec
-            .restart_dependents
-            .as_ref()
-            .is_some_and(|r| *r.get_ref()),
+        // Boxed only for an instance that sets one of them.
+        rare: RareFields::new(ProcessPlanRare {
+            user: process.spec.user.as_ref().map(|u| u.get_ref().clone()),
+            group: process.spec.group.as_ref().map(|g| g.get_ref().clone()),
+            env_files: process
+                .spec
+                .env_file
+                .iter()
+                .map(|f| f.get_ref().clone())
+                .collect(),
+            forward_signals: process.forward_signals.clone(),
+            conditions: Vec::new(),
+            health: None,
+            watchdog_ms: None,
+            restart_dependents: process
+                .spec
+                .restart_dependents
+                .as_ref()
+                .is_some_and(|r| *r.get_ref()),
+        }),
     }
 }
 

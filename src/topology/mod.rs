@@ -477,7 +477,9 @@ impl TopologyFile {
                 let outer = list.span();
                 for item in list.get_mut().0.iter_mut() {
                     if item.span() == (0..0) {
-                        *item = Spanned::new(outer.clone(), item.get_ref().clone());
+                        // Moved, not copied: a large file has one per edge.
+                        let value = std::mem::take(item.get_mut());
+                        *item = Spanned::new(outer.clone(), value);
                     }
                 }
             }

@@ -45,6 +45,126 @@ fn every_shipped_topology_round_trips() {
     }
 }
 
+/// An instance's rarely set fields live out of line in the plan; its JSON
+/// still has every field in place, in the order of the plan format, and
+/// reads back as the same plan.
+#[test]
+fn rarely_set_instance_fields_keep_their_place_in_the_json() {
+    let text = r#"
+[process.db]
+cmd = ["db"]
+user = "nobody"
+group = "nogroup"
+forward_signals = ["SIGHUP"]
+health = { exec = ["true"] }
+watchdog = "5s"
+restart_dependents = true
+[process.app]
+cmd = ["app"]
+after = { db = "healthy" }
+[[edge]]
+from = "app"
+to = "db"
+"#;
+    let topology = Topology::parse(Path::new("rare.toml"), text.to_owned()).unwrap();
+    let planned = plan::plan(&topology, &Limits::default()).unwrap();
+    assert_round_trip(&planned.plan).unwrap();
+    let keys = |i: usize| -> Vec<String> {
+        let json = serde_json::to_string(&planned.plan.processes[i]).unwrap();
+        serde_json::from_str::<KeyOrder>(&json).unwrap().0
+    };
+    let common = "name process replica host argv shell cwd";
+    let lifecycle =
+        "fds ready ready_timeout_ms restart stop_signal stop_timeout_ms after forward_signals";
+    assert_eq!(
+        keys(0).join(" "),
+        format!(
+            "{common} user group env inherit_env {lifecycle} health watchdog_ms restart_dependents"
+        )
+    );
+    assert_eq!(
+        keys(1).join(" "),
+        format!("{common} env inherit_env {lifecycle} conditions")
+    );
+    let db = &planned.plan.processes[0];
+    assert_eq!(db.user.as_deref(), Some("nobody"));
+    assert_eq!(db.watchdog_ms, Some(5000));
+    assert!(planned.plan.processes[1].user.is_none());
+}
+
+/// `ProcessPlan` is written field by field: an instance with every field
+/// set writes every property the plan schema gives an instance, so a field
+/// cannot be left out of the JSON by accident.
+#[test]
+fn an_instance_with_every_field_set_writes_every_schema_property() {
+    let text = "[process.a]\ncmd = [\"a\"]\n[process.b]\ncmd = [\"b\"]\n[[edge]]\nfrom = \"a\"\nto = \"b\"\n";
+    let topology = Topology::parse(Path::new("all.toml"), text.to_owned()).unwrap();
+    let planned = plan::plan(&topology, &Limits::default()).unwrap();
+    let mut instance = planned.plan.processes[0].clone();
+    instance.user = Some("nobody".into());
+    instance.group = Some("nogroup".into());
+    instance.env_files = vec!["/etc/a.env".into()];
+    instance.conditions = vec![plan::AfterCondition {
+        instance: "b".into(),
+        condition: ipc_run::topology::Condition::Healthy,
+    }];
+    instance.health = Some(plan::HealthPlan {
+        check: plan::HealthCheck::Tcp {
+            address: "127.0.0.1:1".into(),
+        },
+        interval_ms: 1,
+        timeout_ms: 1,
+        retries: 1,
+        start_period_ms: 0,
+    });
+    instance.watchdog_ms = Some(1);
+    instance.restart_dependents = true;
+    instance.managed = Some(plan::Managed {
+        role: plan::ManagedRole::Broker,
+        channel: "e0".into(),
+        reason: "test".into(),
+    });
+    let json = serde_json::to_string(&instance).unwrap();
+    let mut written = serde_json::from_str::<KeyOrder>(&json).unwrap().0;
+    written.sort();
+    let schema: serde_json::Value =
+        serde_json::from_str(&ipc_run::cli::schema(ipc_run::cli::SchemaKind::Plan)).unwrap();
+    let mut properties: Vec<String> = schema["$defs"]["ProcessPlan"]["properties"]
+        .as_object()
+        .expect("the schema describes ProcessPlan")
+        .keys()
+        .cloned()
+        .collect();
+    properties.sort();
+    assert_eq!(written, properties);
+}
+
+/// The keys of a JSON object in the order written.
+struct KeyOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeyOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = KeyOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyOrder, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((key, _)) = map.next_entry::<String, serde::de::IgnoredAny>()? {
+                    keys.push(key);
+                }
+                Ok(KeyOrder(keys))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
+}
+
 /// Per traffic: the mechanisms that can carry it (`auto` first).
 const MECHANISMS: &[(&str, &[&str])] = &[
     (
