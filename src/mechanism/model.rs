@@ -549,7 +549,8 @@ struct ProcessPlanWire {
     process: Arc<str>,
     /// Replica index when the process has `replicas > 1`.
     replica: Option<u32>,
-    /// Where it runs; only `local` today (kept for export to other engines).
+    /// The host group it runs in ([`HostGroupPlan::name`]); `local` when
+    /// the plan has no placement.
     host: Cow<'static, str>,
     /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
     argv: Vec<String>,
