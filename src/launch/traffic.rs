@@ -1,13 +1,15 @@
 //! What ipc-run can read of a channel's traffic without touching its data
 //! path, for `ipc-run status` (`docs/operate.md`): a shared-memory ring's
 //! `head` and `tail` from the header page the launcher keeps mapped, the
-//! messages waiting in a POSIX queue (`mq_getattr` on a held descriptor)
-//! or a System V queue (`msgctl(IPC_STAT)`). Each is read when asked,
+//! messages waiting in a POSIX queue (`mq_getattr` on a held descriptor,
+//! or one opened by name for the question) or a System V queue (`msgctl(IPC_STAT)`). Each is read when asked,
 //! with a load or one system call; nothing is counted as data moves.
 
+use std::ffi::CString;
 use std::os::fd::AsFd;
 
 use super::Launched;
+use super::objects::ObjectRecord;
 use super::resources::Held;
 use crate::plan::Mechanism;
 
@@ -41,18 +43,10 @@ impl Launched {
                     ..ChannelTraffic::default()
                 })
             }
-            Mechanism::PosixMq { .. } => {
-                // Any of ipc-run's descriptors of the queue will do; which
-                // it still holds depends on who may be restarted.
-                let fd = [Held::MqBoth, Held::MqRead, Held::MqWrite]
-                    .iter()
-                    .find_map(|&which| self.created.held.get(&(index, which)))?;
-                let waiting = crate::sys::ipc::mq_waiting(fd.as_fd()).ok()?;
-                Some(ChannelTraffic {
-                    messages_waiting: Some(waiting),
-                    ..ChannelTraffic::default()
-                })
-            }
+            Mechanism::PosixMq { .. } => Some(ChannelTraffic {
+                messages_waiting: Some(self.mq_waiting(index)?),
+                ..ChannelTraffic::default()
+            }),
             Mechanism::SysvMq { .. } => {
                 let id = self.values.sysv_ids.get(channel).copied()?;
                 let (messages, bytes) = crate::sys::ipc::msg_waiting(id).ok()?;
@@ -64,5 +58,30 @@ impl Launched {
             }
             _ => None,
         }
+    }
+
+    /// Messages waiting in the POSIX queue of channel `index`: through a
+    /// descriptor ipc-run holds (which it still holds depends on who may
+    /// be restarted), else through one opened by name for reading, which
+    /// takes nothing from the queue.
+    fn mq_waiting(&self, index: usize) -> Option<u64> {
+        let held = [Held::MqBoth, Held::MqRead, Held::MqWrite]
+            .iter()
+            .find_map(|&which| self.created.held.get(&(index, which)));
+        if let Some(fd) = held {
+            return crate::sys::ipc::mq_waiting(fd.as_fd()).ok();
+        }
+        let name = self
+            .created
+            .by_channel
+            .get(&index)?
+            .iter()
+            .find_map(|record| match record {
+                ObjectRecord::PosixMq(name) => Some(name),
+                _ => None,
+            })?;
+        let name = CString::new(name.as_str()).ok()?;
+        let fd = crate::sys::ipc::mq_open_existing(&name, false).ok()?;
+        crate::sys::ipc::mq_waiting(fd.as_fd()).ok()
     }
 }
