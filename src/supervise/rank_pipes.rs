@@ -367,3 +367,64 @@ impl RankPipes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One pipe fed by stream 0 of instance 0, and the read end of its pipe.
+    fn one_pipe() -> (RankPipes, OwnedFd) {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let pipe = Pipe {
+            channel: Arc::from("lines"),
+            launcher: 0,
+            stream: 0,
+            fd: Some(write),
+            queue: Vec::new(),
+            sent: 0,
+            open_line: false,
+            sources: 1,
+            ended: false,
+            batch: BATCH,
+            lines: 0,
+            written: 0,
+            lost: 0,
+        };
+        let pipes = RankPipes {
+            pipes: vec![pipe],
+            ..RankPipes::default()
+        };
+        (pipes, read)
+    }
+
+    #[test]
+    fn counts_lines_written_queued_and_lost() {
+        let (mut pipes, read) = one_pipe();
+        assert_eq!(pipes.counts("other"), None);
+        pipes.push(0, b"one", true, true);
+        pipes.push(0, b"tw", true, false);
+        pipes.push(0, b"o", false, true);
+        let queued = pipes.counts("lines").unwrap();
+        assert_eq!((queued.lines_written, queued.lines_queued), (0, 2));
+        pipes.flush();
+        let counts = pipes.counts("lines").unwrap();
+        assert_eq!(
+            counts,
+            PipeCounts {
+                lines_written: 2,
+                bytes_written: 8,
+                lines_queued: 0,
+                lines_lost: 0,
+            }
+        );
+        // The reader is gone: the next lines are lost, and counted so.
+        drop(read);
+        pipes.push(0, b"three", true, true);
+        pipes.flush();
+        pipes.push(0, b"four", true, true);
+        let counts = pipes.counts("lines").unwrap();
+        assert_eq!((counts.lines_written, counts.lines_lost), (2, 2));
+        assert_eq!(counts.lines_queued, 0);
+        assert_eq!(pipes.lost, 2);
+    }
+}
