@@ -2,8 +2,9 @@
 //! path, for `ipc-run status` (`docs/operate.md`): a shared-memory ring's
 //! `head` and `tail` from the header page the launcher keeps mapped, the
 //! messages waiting in a POSIX queue (`mq_getattr` on a held descriptor,
-//! or one opened by name for the question) or a System V queue (`msgctl(IPC_STAT)`). Each is read when asked,
-//! with a load or one system call; nothing is counted as data moves.
+//! or one opened by name for the question) or a System V queue
+//! (`msgctl(IPC_STAT)`). Each is read when asked, with a load or a system
+//! call or two; nothing is counted as data moves.
 
 use std::ffi::CString;
 use std::os::fd::AsFd;
