@@ -11,7 +11,7 @@
 # start-up included, the same in all three).
 #
 # usage: bench/run/mpi-pipe.sh [ROUNDS]      (default 5; LINES=... to change the size;
-#        IPC_RUN_BEFORE=path adds an older binary's `log` column)
+#        IPC_RUN_BEFORE=path adds an older binary's `pipe` and `log` columns)
 # Needs: apt install openmpi-bin libopenmpi-dev
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
@@ -50,7 +50,8 @@ sed -n '/^\[process.solver\]/,$p' "$dir/pipe.toml" >>"$dir/check.toml"
 
 np="--tag-output --oversubscribe --allow-run-as-root -np 1 $dir/lines $lines : -np 3 $dir/lines $lines"
 before=()
-[ -n "${IPC_RUN_BEFORE:-}" ] && before=("log before=$IPC_RUN_BEFORE -q $dir/log.toml")
+[ -n "${IPC_RUN_BEFORE:-}" ] && before=("pipe before=$IPC_RUN_BEFORE -q $dir/pipe.toml"
+                                        "log before=$IPC_RUN_BEFORE -q $dir/log.toml")
 python3 bench/run/rounds.py "$rounds" --bytes "$bytes" -- \
     "pipe=$IPC_RUN -q $dir/pipe.toml" \
     "log=$IPC_RUN -q $dir/log.toml" \

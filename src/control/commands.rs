@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use super::client::{self, ClientError};
 use super::protocol::{
-    Command, ErrorCode, LogRecord, ProcessStatus, Request, Response, RunInfo, RunSource,
+    ChannelStatus, Command, ErrorCode, LogRecord, ProcessStatus, Request, Response, RunInfo,
+    RunSource,
 };
 
 /// How a control command prints its answer.
@@ -101,8 +102,18 @@ pub fn status(
             run.state
         )?;
     }
-    let mut rows =
-        vec![["PROCESS", "STATE", "PID", "RESTARTS", "UPTIME", "LAST EXIT"].map(str::to_owned)];
+    let mut rows = vec![
+        [
+            "PROCESS",
+            "STATE",
+            "PID",
+            "RESTARTS",
+            "UPTIME",
+            "LAST EXIT",
+            "LOGGED",
+        ]
+        .map(str::to_owned),
+    ];
     for p in response.processes.iter().flatten() {
         rows.push([
             p.name.clone(),
@@ -111,6 +122,7 @@ pub fn status(
             p.restarts.to_string(),
             p.uptime_ms.map_or("-".to_owned(), duration),
             p.last_exit.clone().unwrap_or_else(|| "-".to_owned()),
+            logged_text(p),
         ]);
     }
     write_table(out, &rows)?;
@@ -125,7 +137,8 @@ pub fn status(
     let channels = response.channels.unwrap_or_default();
     if !channels.is_empty() {
         writeln!(out)?;
-        let mut rows = vec![["CHANNEL", "MECHANISM", "FROM", "TO", "BUFFERED"].map(str::to_owned)];
+        let mut rows =
+            vec![["CHANNEL", "MECHANISM", "FROM", "TO", "BUFFERED", "TRAFFIC"].map(str::to_owned)];
         for c in &channels {
             rows.push([
                 c.name.clone(),
@@ -136,11 +149,49 @@ pub fn status(
                     (Some(bytes), Some(capacity)) => format!("{bytes}/{capacity} B"),
                     _ => "-".to_owned(),
                 },
+                traffic_text(c),
             ]);
         }
         write_table(out, &rows)?;
     }
     Ok(())
+}
+
+/// The `LOGGED` column: lines and bytes relayed from stdout and stderr
+/// together (each apart in JSON).
+fn logged_text(p: &ProcessStatus) -> String {
+    let lines = p.stdout_lines.unwrap_or(0) + p.stderr_lines.unwrap_or(0);
+    let bytes = p.stdout_bytes.unwrap_or(0) + p.stderr_bytes.unwrap_or(0);
+    if bytes == 0 {
+        return "-".to_owned();
+    }
+    format!("{lines} lines, {bytes} B")
+}
+
+/// The `TRAFFIC` column: what ipc-run sees of a channel's traffic.
+fn traffic_text(c: &ChannelStatus) -> String {
+    let mut parts = Vec::new();
+    if let Some(lines) = c.lines_written {
+        let bytes = c.bytes_written.unwrap_or(0);
+        parts.push(format!("relayed {lines} lines, {bytes} B"));
+        parts.push(format!("queued {} lines", c.lines_queued.unwrap_or(0)));
+        parts.push(format!("lost {} lines", c.lines_lost.unwrap_or(0)));
+    } else if let Some(bytes) = c.bytes_written {
+        parts.push(format!("written {bytes} B"));
+    }
+    if let Some(bytes) = c.bytes_read {
+        parts.push(format!("read {bytes} B"));
+    }
+    match (c.messages_waiting, c.bytes_waiting) {
+        (Some(messages), Some(bytes)) => parts.push(format!("waiting {messages} msgs, {bytes} B")),
+        (Some(messages), None) => parts.push(format!("waiting {messages} msgs")),
+        (None, Some(bytes)) => parts.push(format!("waiting {bytes} B")),
+        (None, None) => {}
+    }
+    if parts.is_empty() {
+        return "-".to_owned();
+    }
+    parts.join(", ")
 }
 
 /// The state column: the state, with the exit code or the time left.

@@ -390,6 +390,19 @@ pub struct ProcessStatus {
     /// The last `STATUS=` text it sent on the notify socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_text: Option<String>,
+    /// Lines ipc-run relayed from its stdout, over all its runs, once
+    /// there were any; with `stdout_bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_lines: Option<u64>,
+    /// Bytes ipc-run relayed from its stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_bytes: Option<u64>,
+    /// As `stdout_lines`, for stderr.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_lines: Option<u64>,
+    /// As `stdout_bytes`, for stderr.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_bytes: Option<u64>,
 }
 
 /// One channel in `status`.
@@ -409,6 +422,28 @@ pub struct ChannelStatus {
     /// The pipe's capacity, with `buffered`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<u64>,
+    /// Bytes written into it since the start: a ring's `head`; what
+    /// ipc-run relayed into an MPI rank's pipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_written: Option<u64>,
+    /// Bytes read from it since the start: a ring's `tail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_read: Option<u64>,
+    /// Bytes written and not read yet: a ring, a System V queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_waiting: Option<u64>,
+    /// Messages waiting in a POSIX or System V queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages_waiting: Option<u64>,
+    /// Lines ipc-run relayed into an MPI rank's pipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines_written: Option<u64>,
+    /// Lines waiting in ipc-run's queue for that pipe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines_queued: Option<u64>,
+    /// Lines that pipe did not take (its reader was gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines_lost: Option<u64>,
 }
 
 /// A request line as the server reads it: the request, or the error it

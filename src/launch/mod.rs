@@ -55,6 +55,7 @@ pub mod reload;
 pub(crate) mod resources;
 pub mod run_dir;
 mod spawn;
+pub mod traffic;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -70,6 +71,7 @@ pub use crate::mechanism::error::{LaunchError, SpawnError};
 pub use clean::{CleanReport, clean};
 pub use resources::CleanupReport;
 pub use spawn::DEFAULT_PATH;
+pub use traffic::ChannelTraffic;
 
 use crate::plan::RestartPolicy;
 use crate::plan::{EndpointPlan, FdRole, FdSlot, Plan, ProcessPlan, Readiness};

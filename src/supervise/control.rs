@@ -483,23 +483,36 @@ impl<R: Runtime> Supervisor<'_, R> {
                     })
                 })
             })
-            .map(|channel| {
-                let fill = self.runtime.pipe_fill(&channel.id);
-                ChannelStatus {
-                    name: channel.id.to_string(),
-                    mechanism: channel.mechanism.name().to_string(),
-                    from: channel.from.iter().map(endpoint_label).collect(),
-                    to: channel.to.iter().map(endpoint_label).collect(),
-                    buffered: fill.map(|(bytes, _)| bytes),
-                    capacity: fill.map(|(_, capacity)| capacity),
-                }
-            })
+            .map(|channel| self.channel_status(channel))
             .collect();
         Response {
             run: Some(self.run_info()),
             processes: Some(processes),
             channels: Some(channels),
             ..Response::ok()
+        }
+    }
+
+    /// One channel: its ends, and what ipc-run sees of its traffic
+    /// (`docs/operate.md`, "status").
+    fn channel_status(&self, channel: &crate::plan::ChannelPlan) -> ChannelStatus {
+        let fill = self.runtime.pipe_fill(&channel.id);
+        let seen = self.runtime.traffic(&channel.id).unwrap_or_default();
+        let relayed = self.writer.rank_pipes_ref().counts(&channel.id);
+        ChannelStatus {
+            name: channel.id.to_string(),
+            mechanism: channel.mechanism.name().to_string(),
+            from: channel.from.iter().map(endpoint_label).collect(),
+            to: channel.to.iter().map(endpoint_label).collect(),
+            buffered: fill.map(|(bytes, _)| bytes),
+            capacity: fill.map(|(_, capacity)| capacity),
+            bytes_written: seen.bytes_written.or(relayed.map(|r| r.bytes_written)),
+            bytes_read: seen.bytes_read,
+            bytes_waiting: seen.bytes_waiting,
+            messages_waiting: seen.messages_waiting,
+            lines_written: relayed.map(|r| r.lines_written),
+            lines_queued: relayed.map(|r| r.lines_queued),
+            lines_lost: relayed.map(|r| r.lines_lost),
         }
     }
 
@@ -532,6 +545,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         let process = &self.plan.processes[i];
         let checked = process.health.is_some() || process.watchdog_ms.is_some();
         let health = self.health_of(i);
+        let [out, err] = self.writer.counts(i);
         ProcessStatus {
             name: self.name(i).to_owned(),
             state: state.to_owned(),
@@ -547,6 +561,10 @@ impl<R: Runtime> Supervisor<'_, R> {
             health: checked.then(|| health.state.as_str().to_owned()),
             health_failure: health.last_failure.clone(),
             status_text: health.status_text.clone(),
+            stdout_lines: (out.bytes > 0).then_some(out.lines),
+            stdout_bytes: (out.bytes > 0).then_some(out.bytes),
+            stderr_lines: (err.bytes > 0).then_some(err.lines),
+            stderr_bytes: (err.bytes > 0).then_some(err.bytes),
         }
     }
 

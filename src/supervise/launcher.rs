@@ -118,6 +118,10 @@ impl Runtime for LaunchedRuntime {
         let fd = self.launched.held_read_end(channel)?;
         crate::sys::pipe::fill(fd).ok()
     }
+
+    fn traffic(&self, channel: &str) -> Option<crate::launch::ChannelTraffic> {
+        self.launched.traffic(channel)
+    }
 }
 
 /// Prepares the plan's resources, supervises the run, and always cleans up.

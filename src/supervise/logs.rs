@@ -455,6 +455,18 @@ pub struct LogWriter {
     pub write_errors: u64,
     /// The pipes MPI ranks' lines go to instead of the log.
     pipes: RankPipes,
+    /// Per instance, per stream: what was read from it ([`StreamCounts`]).
+    counts: Vec<[StreamCounts; 2]>,
+}
+
+/// Lines and bytes read from one process stream over all its runs, for
+/// `ipc-run status`: one add per read, not per line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamCounts {
+    /// Lines (a last one without its newline included).
+    pub lines: u64,
+    /// Bytes, newlines included.
+    pub bytes: u64,
 }
 
 impl LogWriter {
@@ -493,6 +505,7 @@ impl LogWriter {
             sent: [0, 0],
             write_errors: 0,
             pipes: RankPipes::default(),
+            counts: Vec::new(),
         }
     }
 
@@ -919,12 +932,15 @@ impl LogWriter {
             }
         }
         self.stamp_now();
+        let mut lines = 0;
         buffer.finish(|record| {
+            lines += u64::from(record.starts_line);
             if let Some(observe) = observe.as_mut() {
                 observe(record);
             }
             self.write(instance, stream, record);
         });
+        self.count(instance, stream, lines, 0);
         self.finish_launcher(instance, stream);
         self.pipes.closed(instance, stream as usize);
         self.flush();
@@ -940,12 +956,35 @@ impl LogWriter {
     ) {
         // One clock read per read: its records arrived together.
         self.stamp_now();
+        let mut lines = 0;
         buffer.push(data, |record| {
+            lines += u64::from(record.starts_line);
             if let Some(observe) = observe.as_mut() {
                 observe(record);
             }
             self.write(instance, stream, record);
         });
+        self.count(instance, stream, lines, data.len());
+    }
+
+    #[inline]
+    fn count(&mut self, instance: usize, stream: Stream, lines: u64, bytes: usize) {
+        if self.counts.len() <= instance {
+            self.counts.resize(instance + 1, Default::default());
+        }
+        let counts = &mut self.counts[instance][stream as usize];
+        counts.lines += lines;
+        counts.bytes += bytes as u64;
+    }
+
+    /// What was read from `instance`'s stdout and stderr so far.
+    pub fn counts(&self, instance: usize) -> [StreamCounts; 2] {
+        self.counts.get(instance).copied().unwrap_or_default()
+    }
+
+    /// The pipes MPI ranks' lines go to, to read their counts.
+    pub fn rank_pipes_ref(&self) -> &RankPipes {
+        &self.pipes
     }
 
     /// Sets the stamp to now, when lines are stamped.

@@ -308,6 +308,11 @@ pub trait Runtime {
     fn pipe_fill(&self, _channel: &str) -> Option<(u64, u64)> {
         None
     }
+    /// What ipc-run sees of `channel`'s traffic (a ring's positions, the
+    /// messages in a queue); `None` when the runtime sees nothing.
+    fn traffic(&self, _channel: &str) -> Option<crate::launch::ChannelTraffic> {
+        None
+    }
     /// `template` with the run's placeholders filled in (the address a
     /// readiness probe reaches); `None` when the runtime has no values.
     fn fill(&self, _template: &str) -> Option<String> {

@@ -63,6 +63,25 @@ struct Pipe {
     ended: bool,
     /// The largest write: [`SHARED_BATCH`] or [`BATCH`].
     batch: usize,
+    /// Lines handed to this pipe (queued, written or lost).
+    lines: u64,
+    /// Bytes written into the pipe, one add per write.
+    written: u64,
+    /// Lines this pipe did not take (also in [`RankPipes::lost`]).
+    lost: u64,
+}
+
+/// What the relay did for one channel, for `ipc-run status`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipeCounts {
+    /// Lines written into the pipe.
+    pub lines_written: u64,
+    /// Bytes written into the pipe.
+    pub bytes_written: u64,
+    /// Lines waiting in ipc-run's queue for the pipe to take them.
+    pub lines_queued: u64,
+    /// Lines the pipe did not take (its reader was gone).
+    pub lines_lost: u64,
 }
 
 /// The pipes of a run and which rank's records go to which.
@@ -114,6 +133,9 @@ impl RankPipes {
                         sources: 0,
                         ended: false,
                         batch: SHARED_BATCH,
+                        lines: 0,
+                        written: 0,
+                        lost: 0,
                     });
                     relayed.push(0);
                     pipes.pipes.len() - 1
@@ -161,13 +183,18 @@ impl RankPipes {
     /// newline goes after the piece that ends the line.
     pub fn push(&mut self, k: usize, line: &[u8], starts_line: bool, ends_line: bool) {
         let pipe = &mut self.pipes[k];
+        let ends = u64::from(ends_line);
         if pipe.fd.is_none() {
-            self.lost += u64::from(ends_line);
+            self.lost += ends;
+            pipe.lines += ends;
+            pipe.lost += ends;
             return;
         }
         if starts_line && pipe.open_line {
             pipe.queue.push(b'\n');
+            pipe.lines += 1;
         }
+        pipe.lines += ends;
         pipe.queue.extend_from_slice(line);
         pipe.open_line = !ends_line;
         if ends_line {
@@ -192,6 +219,24 @@ impl RankPipes {
         pipe.queue.len() - pipe.sent
     }
 
+    /// What the relay did for `channel`, over the pipes that feed it
+    /// (a launcher's stdout and stderr); `None` when no rank feeds it.
+    /// Lines queued are counted now, in what waits: nothing per line is
+    /// counted on the way but the line itself.
+    pub fn counts(&self, channel: &str) -> Option<PipeCounts> {
+        let mut counts: Option<PipeCounts> = None;
+        for pipe in self.pipes.iter().filter(|p| &*p.channel == channel) {
+            let rest = &pipe.queue[pipe.sent.min(pipe.queue.len())..];
+            let queued = memchr::memchr_iter(b'\n', rest).count() as u64;
+            let c = counts.get_or_insert_with(PipeCounts::default);
+            c.lines_written += pipe.lines.saturating_sub(queued + pipe.lost);
+            c.bytes_written += pipe.written;
+            c.lines_queued += queued;
+            c.lines_lost += pipe.lost;
+        }
+        counts
+    }
+
     /// Pipe `k`'s fd, to wait for POLLOUT on, while it is open.
     pub fn fd(&self, k: usize) -> Option<BorrowedFd<'_>> {
         self.pipes[k].fd.as_ref().map(|fd| fd.as_fd())
@@ -210,6 +255,7 @@ impl RankPipes {
             pipe.sources = pipe.sources.saturating_sub(1);
             if pipe.open_line && pipe.fd.is_some() {
                 pipe.queue.push(b'\n');
+                pipe.lines += 1;
                 pipe.open_line = false;
             }
         }
@@ -259,7 +305,10 @@ impl RankPipes {
                 }
             };
             match nix::unistd::write(fd, &rest[..len]) {
-                Ok(n) => pipe.sent += n,
+                Ok(n) => {
+                    pipe.sent += n;
+                    pipe.written += n as u64;
+                }
                 Err(Errno::EINTR) => {}
                 Err(Errno::EAGAIN) => {
                     if pipe.sent > pipe.queue.len() / 2 {
@@ -271,7 +320,9 @@ impl RankPipes {
                 Err(_) => {
                     // The reader is gone: what is left is lost.
                     let rest = &pipe.queue[pipe.sent..];
-                    self.lost += memchr::memchr_iter(b'\n', rest).count() as u64;
+                    let lost = memchr::memchr_iter(b'\n', rest).count() as u64;
+                    self.lost += lost;
+                    pipe.lost += lost;
                     pipe.queue = Vec::new();
                     pipe.sent = 0;
                     pipe.fd = None;
@@ -307,10 +358,73 @@ impl RankPipes {
             }
             let pipe = &mut self.pipes[k];
             let rest = &pipe.queue[pipe.sent.min(pipe.queue.len())..];
-            self.lost += memchr::memchr_iter(b'\n', rest).count() as u64;
+            let lost = memchr::memchr_iter(b'\n', rest).count() as u64;
+            self.lost += lost;
+            pipe.lost += lost;
             pipe.queue.clear();
             pipe.sent = 0;
             pipe.fd = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One pipe fed by stream 0 of instance 0, and the read end of its pipe.
+    fn one_pipe() -> (RankPipes, OwnedFd) {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        let pipe = Pipe {
+            channel: Arc::from("lines"),
+            launcher: 0,
+            stream: 0,
+            fd: Some(write),
+            queue: Vec::new(),
+            sent: 0,
+            open_line: false,
+            sources: 1,
+            ended: false,
+            batch: BATCH,
+            lines: 0,
+            written: 0,
+            lost: 0,
+        };
+        let pipes = RankPipes {
+            pipes: vec![pipe],
+            ..RankPipes::default()
+        };
+        (pipes, read)
+    }
+
+    #[test]
+    fn counts_lines_written_queued_and_lost() {
+        let (mut pipes, read) = one_pipe();
+        assert_eq!(pipes.counts("other"), None);
+        pipes.push(0, b"one", true, true);
+        pipes.push(0, b"tw", true, false);
+        pipes.push(0, b"o", false, true);
+        let queued = pipes.counts("lines").unwrap();
+        assert_eq!((queued.lines_written, queued.lines_queued), (0, 2));
+        pipes.flush();
+        let counts = pipes.counts("lines").unwrap();
+        assert_eq!(
+            counts,
+            PipeCounts {
+                lines_written: 2,
+                bytes_written: 8,
+                lines_queued: 0,
+                lines_lost: 0,
+            }
+        );
+        // The reader is gone: the next lines are lost, and counted so.
+        drop(read);
+        pipes.push(0, b"three", true, true);
+        pipes.flush();
+        pipes.push(0, b"four", true, true);
+        let counts = pipes.counts("lines").unwrap();
+        assert_eq!((counts.lines_written, counts.lines_lost), (2, 2));
+        assert_eq!(counts.lines_queued, 0);
+        assert_eq!(pipes.lost, 2);
     }
 }

@@ -227,6 +227,26 @@ fn msg_stat_raw(id: i32) -> Result<libc::msqid_ds, Errno> {
     Ok(unsafe { ds.assume_init() })
 }
 
+/// Messages and bytes waiting in the System V queue `id` (`IPC_STAT`'s
+/// `msg_qnum` and `msg_cbytes`).
+pub fn msg_waiting(id: i32) -> Result<(u64, u64), Errno> {
+    let ds = msg_stat_raw(id)?;
+    // Both are unsigned longs on 64-bit Linux, other widths elsewhere.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((ds.msg_qnum as u64, ds.__msg_cbytes as u64))
+}
+
+/// Messages waiting in the POSIX queue behind the descriptor `fd`
+/// (`mq_getattr(3)`'s `mq_curmsgs`).
+pub fn mq_waiting(fd: std::os::fd::BorrowedFd<'_>) -> Result<u64, Errno> {
+    // SAFETY: mq_attr is plain data; all-zero is a valid value.
+    let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+    // SAFETY: on Linux an mqd_t is the descriptor itself, open while `fd`
+    // is borrowed; `attr` lives across the call.
+    Errno::result(unsafe { libc::mq_getattr(fd.as_raw_fd(), &mut attr) })?;
+    Ok(u64::try_from(attr.mq_curmsgs).unwrap_or(0))
+}
+
 /// Reads the identity of a System V object (`IPC_STAT`).
 pub fn sysv_stat(kind: SysvKind, id: i32) -> Result<SysvIdentity, Errno> {
     match kind {

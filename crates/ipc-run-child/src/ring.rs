@@ -191,6 +191,15 @@ impl Header {
     }
 }
 
+/// `head` and `tail` of a mapped header: bytes published and bytes
+/// consumed since the start, record headers and padding included
+/// (`docs/shm-ring.md`). Two loads, no lock: what `ipc-run status` shows.
+pub fn positions(header: &Header) -> (u64, u64) {
+    let tail = header.map.u64_at(OFF_TAIL).load(Ordering::Acquire);
+    let head = header.map.u64_at(OFF_HEAD).load(Ordering::Acquire);
+    (head, tail)
+}
+
 /// Marks the end of the stream on a mapped header: "producers done" :=
 /// `producers`, then a wake of the reader. What ipc-run does once every
 /// writer of the edge has ended for good.
