@@ -705,6 +705,11 @@ pub(crate) struct KubernetesArgs {
     /// The namespace of every object (default: the one kubectl applies to).
     #[arg(long, value_name = "NS", value_parser = crate::engine::kubernetes::parse_namespace)]
     pub namespace: Option<String>,
+    /// The absolute path of ipc-run in the image, run as the container's
+    /// command and by its probes (default: `ipc-run`, found on the
+    /// image's PATH).
+    #[arg(long = "ipc-run", value_name = "PATH", value_parser = crate::engine::kubernetes::parse_ipc_run)]
+    pub ipc_run: Option<String>,
     /// Write one file per object into DIR (created if missing) instead of
     /// one YAML stream on stdout.
     #[arg(long, value_name = "DIR")]
@@ -1270,6 +1275,7 @@ fn export(engine: ExportEngine, color: bool) -> Result<i32, CliError> {
             let options = kubernetes::Options {
                 image: args.image,
                 namespace: args.namespace,
+                ipc_run: args.ipc_run.unwrap_or_else(|| "ipc-run".to_owned()),
             };
             let files = kubernetes::manifests(&planned.plan, &options)?;
             match &args.out {
