@@ -569,6 +569,20 @@ fn state_of(runtime: &Path, name: &str) -> String {
     process["state"].as_str().unwrap().to_owned()
 }
 
+/// The group runs a test started: stopped (SIGTERM, so each cleans up) if
+/// the test panics before it waited for them, so a failure leaves none.
+struct StopOnPanic(Vec<nix::unistd::Pid>);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for &pid in &self.0 {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+    }
+}
+
 #[test]
 fn a_restarted_client_waits_again_for_its_remote_listener() {
     let mut scratch = Scratch::new("hostrun-restart");
@@ -613,6 +627,7 @@ to = "server.in"
     let (rt_a, rt_b) = (scratch.dir.join("rt-a"), scratch.dir.join("rt-b"));
     let mut a = group("a", &rt_a, &[]);
     let mut b = group("b", &rt_b, &["--peer", "a=127.0.0.1"]);
+    let mut guard = StopOnPanic(vec![a.pid(), b.pid()]);
     a.wait_for_count("got hello", 1);
     // The listener's group goes away, listener and all.
     a.signal(nix::sys::signal::Signal::SIGTERM);
@@ -631,6 +646,7 @@ to = "server.in"
     assert_eq!(b.count_now("sent"), 1);
     // The listener's group is back: the client starts and connects.
     let mut a = group("a", &rt_a, &[]);
+    guard.0.push(a.pid());
     a.wait_for_count("got hello", 1);
     b.wait_for_count("sent", 2);
     assert_ne!(state_of(&rt_b, "client"), "pending");
