@@ -236,6 +236,52 @@ pub(crate) struct RunArgs {
         requires = "host"
     )]
     pub bind_address: std::net::IpAddr,
+    /// What runs the topology: this ipc-run (`local`), or one Slurm job
+    /// (`slurm`, the same as `ipc-run slurm FILE`, taking its options).
+    #[arg(long, value_enum, default_value_t = RunEngine::Local, value_name = "ENGINE")]
+    pub engine: RunEngine,
+    /// Options of `--engine slurm`.
+    #[command(flatten, next_help_heading = "Options of --engine slurm")]
+    pub slurm: SlurmJobArgs,
+}
+
+impl RunArgs {
+    /// Refuses options that the chosen engine does not take: the Slurm
+    /// job's without `--engine slurm`, and with it those of a local run
+    /// (`ipc-run slurm` has none of them; silently dropping one would run
+    /// something else than asked).
+    fn check_engine(&self) -> Result<(), clap::Error> {
+        let local_only = [
+            ("--stdin", self.stdin),
+            ("--quiet", self.quiet),
+            (
+                "--summary-format",
+                self.summary_format != SummaryFormat::Text,
+            ),
+            ("--runtime-dir", self.runtime_dir.is_some()),
+            ("--log-dir", self.log_dir.is_some()),
+            ("--timestamps", self.timestamps),
+            ("--log-format", self.log_format != LogFormat::Text),
+            ("--plan", self.from_plan),
+            ("--log-memory", self.log_memory.is_some()),
+            ("--detach", self.detach),
+            ("--announce-on-stdin", self.announce_on_stdin),
+            ("--host", self.host.is_some()),
+        ];
+        let message = match self.engine {
+            RunEngine::Local if self.slurm.any() => {
+                "the Slurm job's options (--script-only, --partition, --time, --workdir, --job-dir) need `--engine slurm`".to_owned()
+            }
+            RunEngine::Slurm => match local_only.iter().find(|(_, given)| *given) {
+                Some((option, _)) => format!(
+                    "`{option}` is an option of a local run; `--engine slurm` takes the options of `ipc-run slurm`"
+                ),
+                None => return Ok(()),
+            },
+            RunEngine::Local => return Ok(()),
+        };
+        Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message))
+    }
 }
 
 /// Options shared by the commands that talk to live runs.
@@ -582,6 +628,14 @@ pub(crate) struct SlurmArgs {
     /// Shared planning options.
     #[command(flatten)]
     pub plan: PlanArgs,
+    /// The job's options.
+    #[command(flatten)]
+    pub job: SlurmJobArgs,
+}
+
+/// The job options of `slurm`, also taken by `run --engine slurm`.
+#[derive(Debug, Args)]
+pub(crate) struct SlurmJobArgs {
     /// Print the batch script and stop: nothing is written or submitted.
     #[arg(long)]
     pub script_only: bool,
@@ -601,6 +655,26 @@ pub(crate) struct SlurmArgs {
     /// and must be on a file system the job's nodes share with this one.
     #[arg(long, value_name = "DIR")]
     pub job_dir: Option<PathBuf>,
+}
+
+impl SlurmJobArgs {
+    /// Whether any of them was given.
+    fn any(&self) -> bool {
+        self.script_only
+            || self.partition.is_some()
+            || self.time.is_some()
+            || self.workdir.is_some()
+            || self.job_dir.is_some()
+    }
+}
+
+/// `run --engine`: what runs the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum RunEngine {
+    /// This ipc-run, on this host.
+    Local,
+    /// One Slurm job, as `ipc-run slurm FILE` (docs/distributed.md, "Slurm").
+    Slurm,
 }
 
 /// The engines of `ipc-run export`.
@@ -631,6 +705,11 @@ pub(crate) struct KubernetesArgs {
     /// The namespace of every object (default: the one kubectl applies to).
     #[arg(long, value_name = "NS", value_parser = crate::engine::kubernetes::parse_namespace)]
     pub namespace: Option<String>,
+    /// The absolute path of ipc-run in the image, run as the container's
+    /// command and by its probes (default: `ipc-run`, found on the
+    /// image's PATH).
+    #[arg(long = "ipc-run", value_name = "PATH", value_parser = crate::engine::kubernetes::parse_ipc_run)]
+    pub ipc_run: Option<String>,
     /// Write one file per object into DIR (created if missing) instead of
     /// one YAML stream on stdout.
     #[arg(long, value_name = "DIR")]
@@ -824,6 +903,11 @@ pub(crate) fn stderr_color(choice: ColorChoice) -> bool {
 /// Parses arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse_from(with_default_command(std::env::args_os().collect()));
+    if let Command::Run(args) = &cli.command
+        && let Err(error) = args.check_engine()
+    {
+        error.exit();
+    }
     let color = stderr_color(cli.color);
     init_tracing(color);
     match run(cli, color) {
@@ -1067,8 +1151,11 @@ fn report_plan(
 fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     let command = cli.command;
     match command {
+        Command::Run(args) if args.engine == RunEngine::Slurm => {
+            return slurm(&args.plan, &args.slurm, color);
+        }
         Command::Run(args) => return run_topology(&args, cli.color, color),
-        Command::Slurm(args) => return slurm(&args, color),
+        Command::Slurm(args) => return slurm(&args.plan, &args.job, color),
         Command::Bench(args) => {
             crate::bench::run(&args)?;
             return Ok(ExitCode::Success.code());
@@ -1188,6 +1275,7 @@ fn export(engine: ExportEngine, color: bool) -> Result<i32, CliError> {
             let options = kubernetes::Options {
                 image: args.image,
                 namespace: args.namespace,
+                ipc_run: args.ipc_run.unwrap_or_else(|| "ipc-run".to_owned()),
             };
             let files = kubernetes::manifests(&planned.plan, &options)?;
             match &args.out {
@@ -1500,10 +1588,10 @@ fn run_in_foreground(
 
 /// `ipc-run slurm`: plans, writes the job directory, submits the batch
 /// script and follows the job; the exit code is the job's
-/// (docs/distributed.md, "Slurm").
-fn slurm(args: &SlurmArgs, color: bool) -> Result<i32, CliError> {
+/// (docs/distributed.md, "Slurm"); also `run --engine slurm`.
+fn slurm(plan: &PlanArgs, args: &SlurmJobArgs, color: bool) -> Result<i32, CliError> {
     use crate::engine::slurm;
-    let (topology, planned) = load_and_plan(&args.plan, color)?;
+    let (topology, planned) = load_and_plan(plan, color)?;
     drop(topology);
     let workdir = match &args.workdir {
         Some(dir) => std::path::absolute(dir)?,

@@ -10,6 +10,13 @@
 //! L=SERVICE …`). Each group's processes keep their own restart policies,
 //! readiness and health inside the pod, as on one host; the pod's probes
 //! and restart policy are about ipc-run itself.
+//!
+//! The container is locked down to what ipc-run needs: it writes only the
+//! run volume and `/dev/shm` (both `emptyDir`s), so the root file system
+//! is read-only (with an `emptyDir` at `/tmp` for the programs' scratch
+//! files); it never gains privileges by exec, so privilege escalation is
+//! off; and it needs root only to start processes as another `user` or
+//! `group`, so a group without those must run as non-root.
 
 use super::export::{self, ExportError, GroupFacts, Lifetime};
 use super::yaml::{Node, map, s, strs};
@@ -29,6 +36,9 @@ const RUNTIME_DIR: &str = "/run/ipc-run/runs";
 /// processes make there themselves (as Docker's default `/dev/shm` of
 /// 64 MiB allows).
 const SHM_MARGIN: u64 = 64 * 1024 * 1024;
+/// Where the programs' scratch `emptyDir` is mounted: the root file
+/// system is read-only.
+const TMP_DIR: &str = "/tmp";
 /// The run directory holds sockets, FIFOs and a journal: small.
 const RUN_VOLUME_SIZE: &str = "16Mi";
 /// Time beyond the processes' own stop timeouts for ipc-run to clean up.
@@ -51,6 +61,9 @@ pub(crate) struct Options {
     /// The namespace of every object, when given (else the one `kubectl`
     /// applies to).
     pub namespace: Option<String>,
+    /// The ipc-run the container and its probes run: `ipc-run` (found on
+    /// the image's `PATH`) or an absolute path.
+    pub ipc_run: String,
 }
 
 /// The manifests, as (file name, YAML document) in output order. File
@@ -168,6 +181,17 @@ pub(crate) fn parse_image(text: &str) -> Result<String, String> {
         return fail(
             "the repository path is lowercase letters, digits and `.`, `_`, `-` between `/`",
         );
+    }
+    Ok(text.to_owned())
+}
+
+/// `--ipc-run`: an absolute path, run as the container's command and by
+/// its probes.
+pub(crate) fn parse_ipc_run(text: &str) -> Result<String, String> {
+    if !text.starts_with('/') || text.chars().any(char::is_control) {
+        return Err(format!(
+            "[E0520] `{text}` is not an absolute path: the container runs ipc-run by its full path"
+        ));
     }
     Ok(text.to_owned())
 }
@@ -376,7 +400,7 @@ impl Context<'_, '_> {
         let mut container = map([
             ("name", s("ipc-run")),
             ("image", s(self.options.image.clone())),
-            ("command", strs(["ipc-run"])),
+            ("command", strs([self.options.ipc_run.as_str()])),
             ("args", strs(args)),
         ]);
         if !group.listens.is_empty() {
@@ -396,10 +420,12 @@ impl Context<'_, '_> {
         if let Some(resources) = resources(group) {
             container.push("resources", resources);
         }
-        container.push("readinessProbe", readiness_probe());
-        if let Some(probe) = liveness_probe(group) {
+        let ipc_run = self.options.ipc_run.as_str();
+        container.push("readinessProbe", readiness_probe(ipc_run));
+        if let Some(probe) = liveness_probe(ipc_run, group) {
             container.push("livenessProbe", probe);
         }
+        container.push("securityContext", security_context(group));
         container.push(
             "volumeMounts",
             Node::Seq(vec![
@@ -410,6 +436,7 @@ impl Context<'_, '_> {
                 ]),
                 map([("name", s("run")), ("mountPath", s(RUN_VOLUME))]),
                 map([("name", s("shm")), ("mountPath", s("/dev/shm"))]),
+                map([("name", s("tmp")), ("mountPath", s(TMP_DIR))]),
             ]),
         );
         let volumes = Node::Seq(vec![
@@ -422,6 +449,7 @@ impl Context<'_, '_> {
             ]),
             memory_volume("run", RUN_VOLUME_SIZE.to_owned()),
             memory_volume("shm", mebibytes(shm_volume_bytes(group))),
+            map([("name", s("tmp")), ("emptyDir", map([]))]),
         ]);
         map([
             (
@@ -523,12 +551,48 @@ fn resources(group: &GroupFacts<'_>) -> Option<Node> {
     Some(resources)
 }
 
+/// The container's `securityContext`: what ipc-run needs and no more.
+/// It writes only its `emptyDir`s (the run volume, `/dev/shm`; `/tmp` is
+/// one for the programs), so the root file system is read-only. It never
+/// gains privileges by exec (`no_new_privs`): switching a process to its
+/// `user` or `group` is a call a root parent makes, not an exec. It needs
+/// root only for those, so a group without them runs as non-root (the
+/// image must then name a numeric non-root `USER`, or the cluster set
+/// `runAsUser`).
+fn security_context(group: &GroupFacts<'_>) -> Node {
+    let switches = group
+        .instances
+        .iter()
+        .any(|p| p.user.is_some() || p.group.is_some());
+    let mut context = map([]);
+    if !switches {
+        context.push("runAsNonRoot", Node::Bool(true));
+    }
+    context.push("allowPrivilegeEscalation", Node::Bool(false));
+    context.push("readOnlyRootFilesystem", Node::Bool(true));
+    context
+}
+
+/// `text` as one word for `/bin/sh`: single-quoted unless it is made only
+/// of characters the shell takes literally.
+fn shell_word(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
+    {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
 /// Ready once every process of the group is: `ipc-run ps` says the run
 /// is `running` (not `starting` or `stopping`) only then; `ps` itself
 /// exits 0 either way, hence the `grep`.
-fn readiness_probe() -> Node {
+fn readiness_probe(ipc_run: &str) -> Node {
     let check = format!(
-        "ipc-run ps --runtime-dir {RUNTIME_DIR} --format json | grep -q '\"state\": \"running\"'"
+        "{} ps --runtime-dir {RUNTIME_DIR} --format json | grep -q '\"state\": \"running\"'",
+        shell_word(ipc_run)
     );
     map([
         ("exec", map([("command", strs(["/bin/sh", "-c", &check]))])),
@@ -543,7 +607,7 @@ fn readiness_probe() -> Node {
 /// socket no longer answers. Its timing follows the checks' own: the
 /// shortest interval, the longest timeout, the most retries, the longest
 /// start period.
-fn liveness_probe(group: &GroupFacts<'_>) -> Option<Node> {
+fn liveness_probe(ipc_run: &str, group: &GroupFacts<'_>) -> Option<Node> {
     let checks: Vec<_> = group
         .instances
         .iter()
@@ -559,7 +623,7 @@ fn liveness_probe(group: &GroupFacts<'_>) -> Option<Node> {
     let timeout_ms = checks.iter().map(|h| h.timeout_ms).max().unwrap_or(1000);
     let retries = checks.iter().map(|h| h.retries).max().unwrap_or(3).max(1);
     let start_ms = checks.iter().map(|h| h.start_period_ms).max().unwrap_or(0);
-    let command = strs(["ipc-run", "status", "--runtime-dir", RUNTIME_DIR]);
+    let command = strs([ipc_run, "status", "--runtime-dir", RUNTIME_DIR]);
     Some(map([
         ("exec", map([("command", command)])),
         (

@@ -2142,6 +2142,10 @@ impl<R: Runtime> Supervisor<'_, R> {
         } else if self.receiver_not_ready(i) {
             // Resumed by `start_waiting_senders` when it is ready again.
             self.instances[i].waiting_for_receiver = true;
+        } else if self.waits_for_remote(i) {
+            // Waits for its listeners on other hosts, as its first start
+            // did: pending, then started by `start_ready_instances`.
+            self.requeue(i);
         } else {
             self.spawn(i);
         }

@@ -11,9 +11,13 @@
 //! ([`super::probe::Attempt`] with [`Ask::Connect`]), retried every
 //! [`RETRY_INTERVAL`] until it accepts or the server's `ready_timeout` is
 //! over; then the instances waiting for it fail to start, as they would
-//! for a local dependency that never got ready, and the run stops. Once a
-//! listener has accepted, it stays accepted for this run: a restart of a
-//! client later connects at its spawn, as a local one does.
+//! for a local dependency that never got ready, and the run stops. Every
+//! start of such an instance waits again, a restart as its first start:
+//! the remote group may be down or restarting meanwhile, and a client
+//! started then would only see its connection refused. A listener that
+//! accepted for an earlier start is probed once more (its `epoch` counts
+//! the times it accepted, so an answer from before the start does not
+//! count).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -51,6 +55,14 @@ struct Listener {
     address: SocketAddr,
     probe: Probe,
     last_failure: Option<String>,
+    /// How often it accepted in this run: a start waits for a higher one.
+    epoch: u64,
+    /// Attempts made in this run: numbers stay unique across waits, so a
+    /// stale attempt deadline never matches a later attempt.
+    attempts: u32,
+    /// When the current wait gives up: a give-up deadline of an earlier
+    /// wait that fires before it is stale.
+    give_up_at: Option<Instant>,
     /// Instance indices that wait for it.
     waiting: Vec<usize>,
 }
@@ -61,6 +73,9 @@ pub(crate) struct Remote {
     listeners: Vec<Listener>,
     /// Per instance, the listeners it waits for (empty for most).
     waits: Vec<Vec<usize>>,
+    /// Per instance, the start its current wait is for (its restart
+    /// count) and each listener's `epoch` when that wait began.
+    asked: Vec<Option<(u32, Vec<u64>)>>,
 }
 
 impl Remote {
@@ -80,10 +95,14 @@ impl Remote {
                     address: *address,
                     probe: Probe::Idle,
                     last_failure: None,
+                    epoch: 0,
+                    attempts: 0,
+                    give_up_at: None,
                     waiting: Vec::new(),
                 })
                 .collect(),
             waits: vec![Vec::new(); count],
+            asked: vec![None; count],
         };
         for wait in waits {
             if let Some(i) = index(&wait.instance)
@@ -98,17 +117,32 @@ impl Remote {
 }
 
 impl<R: Runtime> Supervisor<'_, R> {
-    /// Whether the remote listeners `i` waits for accept; starts probing
-    /// those not asked about yet.
+    /// Whether `i` waits for listeners on other hosts: its every start,
+    /// a restart too, goes through [`Self::remote_met`].
+    pub(super) fn waits_for_remote(&self, i: usize) -> bool {
+        self.remote.waits.get(i).is_some_and(|w| !w.is_empty())
+    }
+
+    /// Whether the remote listeners `i` waits for accepted since this
+    /// start of `i` began to wait; starts probing those not asked yet.
     pub(super) fn remote_met(&mut self, i: usize) -> Met {
+        if !self.waits_for_remote(i) {
+            return Met::Yes;
+        }
+        let start = self.instances[i].restarts;
+        if self.remote.asked[i].as_ref().map(|a| a.0) != Some(start) {
+            self.begin_remote_wait(i, start);
+        }
         let mut met = Met::Yes;
-        for k in 0..self.remote.waits.get(i).map_or(0, Vec::len) {
+        for k in 0..self.remote.waits[i].len() {
             let l = self.remote.waits[i][k];
-            match &self.remote.listeners[l].probe {
-                Probe::Accepting => {}
+            let since = self.remote.asked[i].as_ref().map_or(0, |a| a.1[k]);
+            let listener = &self.remote.listeners[l];
+            match &listener.probe {
+                Probe::Accepting if listener.epoch > since => {}
                 Probe::GaveUp(why) => return Met::Never(why.clone()),
                 Probe::Trying { .. } => met = Met::Waiting,
-                Probe::Idle => {
+                Probe::Accepting | Probe::Idle => {
                     met = Met::Waiting;
                     self.start_remote_probe(l);
                 }
@@ -117,19 +151,37 @@ impl<R: Runtime> Supervisor<'_, R> {
         met
     }
 
+    /// A new start of `i` (the first, or restart number `start`): what it
+    /// waits for must accept again from now on.
+    fn begin_remote_wait(&mut self, i: usize, start: u32) {
+        let epochs = self.remote.waits[i]
+            .iter()
+            .map(|&l| self.remote.listeners[l].epoch)
+            .collect();
+        self.remote.asked[i] = Some((start, epochs));
+        for k in 0..self.remote.waits[i].len() {
+            let listener = &mut self.remote.listeners[self.remote.waits[i][k]];
+            // A listener still being tried answers for this start too; one
+            // that gave up for an earlier start (the run then stopped) or
+            // accepted before is asked again.
+            if !matches!(listener.probe, Probe::Trying { .. }) {
+                listener.probe = Probe::Idle;
+            }
+        }
+    }
+
     /// The first attempt on listener `l`, and the deadline of the whole
     /// wait.
     fn start_remote_probe(&mut self, l: usize) {
         let listener = &mut self.remote.listeners[l];
         listener.probe = Probe::Trying {
-            attempt: 0,
+            attempt: listener.attempts,
             conn: None,
         };
-        let within = Duration::from_millis(listener.spec.timeout_ms);
-        self.timers.add(
-            Instant::now() + within,
-            Deadline::RemoteGiveUp { listener: l },
-        );
+        listener.last_failure = None;
+        let at = Instant::now() + Duration::from_millis(listener.spec.timeout_ms);
+        listener.give_up_at = Some(at);
+        self.timers.add(at, Deadline::RemoteGiveUp { listener: l });
         self.remote_attempt(l);
     }
 
@@ -153,6 +205,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         *attempt += 1;
         let attempt = *attempt;
         *slot = Some(conn);
+        self.remote.listeners[l].attempts = attempt;
         self.timers.add(
             Instant::now() + ATTEMPT_TIMEOUT,
             Deadline::RemoteProbe {
@@ -203,6 +256,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                 }
                 self.drop_remote_conn(l, watched.is_some());
                 self.remote.listeners[l].probe = Probe::Accepting;
+                self.remote.listeners[l].epoch += 1;
+                self.remote.listeners[l].give_up_at = None;
                 let listener = &self.remote.listeners[l];
                 let text = format!(
                     "listener `{}` of group `{}` accepts at {}",
@@ -277,7 +332,9 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// The wait for `l` is over without an answer: whoever waits for it
     /// fails to start.
     pub(super) fn remote_gave_up(&mut self, l: usize) {
-        if !matches!(self.remote.listeners[l].probe, Probe::Trying { .. }) {
+        let listener = &self.remote.listeners[l];
+        let current = listener.give_up_at.is_some_and(|at| Instant::now() >= at);
+        if !matches!(listener.probe, Probe::Trying { .. }) || !current {
             return;
         }
         self.drop_remote_conn(l, true);

@@ -292,6 +292,15 @@ fn export_errors_have_codes_and_exit_statuses() {
         stderr.contains("[E0520] `Shop App` is not an image reference"),
         "{stderr}"
     );
+    let (code, _, stderr) = export(
+        &["kubernetes", "--image", "app", "--ipc-run", "bin/ipc-run"],
+        &file,
+    );
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("[E0520] `bin/ipc-run` is not an absolute path"),
+        "{stderr}"
+    );
     let (code, _, stderr) = export(&["systemd", "--ipc-run", "ipc-run"], &file);
     assert_eq!(code, Some(2));
     assert!(
@@ -510,30 +519,23 @@ fn a_socket_unit_hands_the_listener_to_the_group() {
     scratch.assert_left_nothing();
 }
 
-/// The probe commands of an exported workload, made to run here: this
-/// ipc-run, the test's runtime directory.
+/// The probe commands of a workload exported with `--ipc-run IPC_RUN`
+/// (this ipc-run), pointed at the test's runtime directory.
 fn probe_commands(stdout: &str, runtime: &Path) -> (String, Vec<String>) {
-    let here = |word: &str| {
-        word.replace("ipc-run ps", &format!("{IPC_RUN} ps"))
-            .replace("/run/ipc-run/runs", &runtime.display().to_string())
-    };
+    let here = |word: &str| word.replace("/run/ipc-run/runs", &runtime.display().to_string());
     let readiness = stdout
         .lines()
-        .find_map(|line| line.trim().strip_prefix("- \"ipc-run ps "))
-        .map(|rest| serde_json::from_str::<String>(&format!("\"ipc-run ps {rest}")).unwrap())
+        .find_map(|line| line.trim().strip_prefix(&format!("- \"{IPC_RUN} ps ")))
+        .map(|rest| serde_json::from_str::<String>(&format!("\"{IPC_RUN} ps {rest}")).unwrap())
         .expect("a readiness probe");
-    let liveness = ["ipc-run", "status", "--runtime-dir", "/run/ipc-run/runs"]
+    let liveness = [IPC_RUN, "status", "--runtime-dir", "/run/ipc-run/runs"]
         .iter()
-        .map(|word| {
-            if *word == "ipc-run" {
-                IPC_RUN.to_owned()
-            } else {
-                here(word)
-            }
-        })
+        .map(|word| here(word))
         .collect();
     assert!(
-        stdout.contains("                - ipc-run\n                - status\n"),
+        stdout.contains(&format!(
+            "                - {IPC_RUN}\n                - status\n"
+        )),
         "{stdout}"
     );
     (here(&readiness), liveness)
@@ -543,8 +545,15 @@ fn probe_commands(stdout: &str, runtime: &Path) -> (String, Vec<String>) {
 fn the_probes_fail_until_the_group_runs_and_is_ready() {
     let mut scratch = Scratch::new("export-probes");
     let file = shop(&mut scratch, "front", "batch");
-    let (code, stdout, stderr) = export(&["kubernetes", "--image", "app"], &file);
+    let (code, stdout, stderr) = export(
+        &["kubernetes", "--image", "app", "--ipc-run", IPC_RUN],
+        &file,
+    );
     assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("command:\n            - {IPC_RUN}\n")),
+        "{stdout}"
+    );
     let (readiness, liveness) = probe_commands(&stdout, &scratch.runtime());
     let probe = |name: &str| {
         let status = if name == "readiness" {
@@ -571,4 +580,51 @@ fn the_probes_fail_until_the_group_runs_and_is_ready() {
     assert!(probe("readiness") && probe("liveness"), "{readiness}");
     run.down();
     assert!(!probe("readiness") && !probe("liveness"), "the run ended");
+}
+
+/// The container runs as non-root unless a process of its group is to be
+/// started as another `user` or `group` (which takes root); it never
+/// escalates, and writes only its `emptyDir`s. `--ipc-run` is the
+/// command and the probes' program, quoted for the readiness shell.
+#[test]
+fn kubernetes_security_context_follows_what_ipc_run_needs() {
+    let mut scratch = Scratch::new("export-k8s-security");
+    let text = SHOP
+        .replace("FRONT", "front")
+        .replace("BATCH", "batch")
+        .replace("[process.cache]\n", "[process.cache]\nuser = \"nobody\"\n");
+    let file = scratch.topology(&text);
+    let path = "/opt/ipc run/ipc-run";
+    let (code, stdout, stderr) =
+        export(&["kubernetes", "--image", "app", "--ipc-run", path], &file);
+    assert_eq!(code, Some(0), "{stderr}");
+    let workload = |name: &str| {
+        let header = format!("metadata:\n  name: {name}\n");
+        let found = stdout
+            .split("---\n")
+            .find(|doc| doc.contains(&header) && !doc.starts_with("apiVersion: v1\nkind: Service"));
+        found.unwrap_or_else(|| panic!("no workload {name}: {stdout}"))
+    };
+    let (batch, front) = (workload("shop-batch"), workload("shop-front"));
+    let locked = "allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n";
+    assert!(
+        batch.contains(&format!(
+            "securityContext:\n            runAsNonRoot: true\n            {locked}"
+        )),
+        "{batch}"
+    );
+    assert!(
+        front.contains(&format!("securityContext:\n            {locked}")),
+        "{front}"
+    );
+    for workload in [batch, front] {
+        assert!(
+            workload.contains("command:\n            - \"/opt/ipc run/ipc-run\"\n"),
+            "{workload}"
+        );
+        assert!(
+            workload.contains("- \"'/opt/ipc run/ipc-run' ps --runtime-dir "),
+            "{workload}"
+        );
+    }
 }

@@ -516,3 +516,147 @@ fn a_run_of_one_group_refuses_a_reload() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A server that accepts connections until stopped, printing each one's
+/// first line: only real clients reach it (the waits' probes do not).
+const LOOP_SERVER: &str = r#"
+import socket
+listener = socket.socket(fileno=3)
+while True:
+    conn, _ = listener.accept()
+    print("got", conn.makefile().readline().strip(), flush=True)
+    conn.close()
+"#;
+
+/// A client that connects once per start, says so, and stays up.
+const STAYING_CLIENT: &str = r#"
+import os, socket, time
+address = os.environ["IPC_PORT_OUT"].split("address=")[1].split()[0]
+host, port = address.rsplit(":", 1)
+conn = socket.create_connection((host, int(port)))
+conn.sendall(b"hello\n")
+print("sent", flush=True)
+time.sleep(3600)
+"#;
+
+/// The id of the only run in `runtime` (`ps`).
+fn run_id_in_runtime(runtime: &Path) -> String {
+    let ps = run_captured(
+        Command::new(IPC_RUN)
+            .args(["ps", "--format", "json", "--runtime-dir"])
+            .arg(runtime),
+    );
+    let runs: Value = serde_json::from_slice(&ps.stdout).unwrap();
+    runs[0]["run_id"].as_str().unwrap().to_owned()
+}
+
+/// The state of process `name` in the only run in `runtime` (`status`).
+fn state_of(runtime: &Path, name: &str) -> String {
+    let run_id = run_id_in_runtime(runtime);
+    let status = run_captured(
+        Command::new(IPC_RUN)
+            .args(["status", &run_id, "--format", "json", "--runtime-dir"])
+            .arg(runtime),
+    );
+    assert_eq!(status.code, 0, "{}", status.stderr);
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let process = status["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {status}"));
+    process["state"].as_str().unwrap().to_owned()
+}
+
+/// The group runs a test started: stopped (SIGTERM, so each cleans up) if
+/// the test panics before it waited for them, so a failure leaves none.
+struct StopOnPanic(Vec<nix::unistd::Pid>);
+
+impl Drop for StopOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for &pid in &self.0 {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_restarted_client_waits_again_for_its_remote_listener() {
+    let mut scratch = Scratch::new("hostrun-restart");
+    let python = program("python3", "python3");
+    for (name, text) in [("server.py", LOOP_SERVER), ("client.py", STAYING_CLIENT)] {
+        std::fs::write(scratch.dir.join(name), text).unwrap();
+    }
+    let file = scratch.topology(&format!(
+        r#"
+[process.server]
+cmd = ["{python}", "{dir}/server.py"]
+host = "a"
+restart = "always"
+ready_timeout = "30s"
+
+[process.client]
+cmd = ["{python}", "{dir}/client.py"]
+host = "b"
+restart = "always"
+
+[[edge]]
+name = "link"
+from = "client.out"
+to = "server.in"
+"#,
+        python = python.display(),
+        dir = scratch.dir.display(),
+    ));
+    let port = free_port();
+    let group = |name: &str, runtime: &Path, peer: &[&str]| {
+        let mut command = Command::new(IPC_RUN);
+        command
+            .args(["--color", "never", "run"])
+            .arg(&file)
+            .args(["--host", name, "--base-port", &port.to_string()])
+            .arg("--runtime-dir")
+            .arg(runtime)
+            .args(peer)
+            .stdin(Stdio::null());
+        Live::start(command)
+    };
+    let (rt_a, rt_b) = (scratch.dir.join("rt-a"), scratch.dir.join("rt-b"));
+    let mut a = group("a", &rt_a, &[]);
+    let mut b = group("b", &rt_b, &["--peer", "a=127.0.0.1"]);
+    let mut guard = StopOnPanic(vec![a.pid(), b.pid()]);
+    a.wait_for_count("got hello", 1);
+    // The listener's group goes away, listener and all.
+    a.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(a.finish().code, 143);
+    let run_id = run_id_in_runtime(&rt_b);
+    let restart = run_captured(
+        Command::new(IPC_RUN)
+            .args(["restart", &run_id, "client", "--runtime-dir"])
+            .arg(&rt_b),
+    );
+    assert_eq!(restart.code, 0, "{}", restart.stderr);
+    b.wait_for_stderr("restarting on request");
+    // Without its listener it is not started: a start now would only
+    // see its connection refused.
+    assert_eq!(state_of(&rt_b, "client"), "pending");
+    assert_eq!(b.count_now("sent"), 1);
+    // The listener's group is back: the client starts and connects.
+    let mut a = group("a", &rt_a, &[]);
+    guard.0.push(a.pid());
+    a.wait_for_count("got hello", 1);
+    b.wait_for_count("sent", 2);
+    assert_ne!(state_of(&rt_b, "client"), "pending");
+    for live in [&a, &b] {
+        live.signal(nix::sys::signal::Signal::SIGTERM);
+    }
+    let (a, b) = (a.finish(), b.finish());
+    assert_eq!((a.code, b.code), (143, 143), "{}\n{}", a.stderr, b.stderr);
+    for rt in [rt_a, rt_b] {
+        let left: Vec<_> = std::fs::read_dir(&rt).map_or(Vec::new(), |d| d.collect());
+        assert!(left.is_empty(), "{} holds {left:?}", rt.display());
+    }
+}

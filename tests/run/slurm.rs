@@ -559,6 +559,62 @@ fn script_only_of_a_placed_topology() {
     insta::assert_snapshot!("slurm_script_distributed_pipeline", script);
 }
 
+/// `run --engine slurm FILE` is `slurm FILE`: the same batch script from
+/// the same options; the options of one engine are
+/// refused with the other, as a usage error.
+#[test]
+fn run_engine_slurm_is_the_slurm_command() {
+    let script = |command: &[&str]| {
+        let out = Command::new(IPC_RUN)
+            .args(command)
+            .args([
+                "topologies/distributed-pipeline.toml",
+                "--limits",
+                "default",
+            ])
+            .args(["--script-only", "--workdir", "/work/project", "--time", "5"])
+            .args(["--job-dir", "/work/project/ipc-run-slurm/pipeline-ID"])
+            .current_dir(MANIFEST_DIR)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let slurm = script(&["slurm"]);
+    assert!(slurm.contains("#SBATCH --time=5"), "{slurm}");
+    assert_eq!(script(&["run", "--engine", "slurm"]), slurm);
+    assert_eq!(script(&["run", "--engine=slurm"]), slurm);
+    for (args, says) in [
+        (
+            &[
+                "run",
+                "topologies/distributed-pipeline.toml",
+                "--script-only",
+            ][..],
+            "need `--engine slurm`",
+        ),
+        (
+            &[
+                "run",
+                "--engine",
+                "slurm",
+                "topologies/distributed-pipeline.toml",
+                "--detach",
+            ][..],
+            "`--detach` is an option of a local run",
+        ),
+    ] {
+        let out = Command::new(IPC_RUN)
+            .args(args)
+            .current_dir(MANIFEST_DIR)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}
+
 /// Without Slurm's commands, nothing is written and the status is 3.
 #[test]
 fn without_sbatch_the_job_is_not_written() {
