@@ -19,9 +19,9 @@
 //! at a time, and the set is asked again only once the list is empty. A
 //! wake-up stops before the end of the list once its output is stalled
 //! ([`super::logs::HIGH_WATER`]); the streams it did not read keep their
-//! place for the next one. Asking the set again instead
-//! would hand the same first streams out again (epoll queues a reported
-//! level-triggered entry behind the ones it reported before it), and
+//! place for the next one. Asking the set again instead would hand out
+//! the same first streams again (epoll puts the level-triggered entries it
+//! reports back at the end of its ready list, in the order reported), and
 //! reading every reported stream whatever the output's backlog queued a
 //! pipe's worth per stream, 16 MiB at 256 writers, out of the cache by
 //! the time it was written.
