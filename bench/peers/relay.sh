@@ -14,7 +14,9 @@
 # lines that arrive whole are counted (LOSS: missing, SPLIT: broken lines);
 # ipc-run is checked so with 1 child and with the most writers.
 # Goals: ipc-run at least 0.8x the throughput of cat; at 256 writers at
-# least 0.9x c-poll-relay.
+# least 0.9x c-poll-relay. The whole command includes launching the
+# children while they already write; bench/peers/relay_window.py times
+# the relay alone, once all writers run, with the relay process's CPU.
 #
 # usage: bench/peers/relay.sh [ROUNDS]      (default 3; LINES, SLOW_LINES, CHECK_LINES, WRITERS,
 #        CPU_RUNS: see the end)

@@ -10,11 +10,23 @@
 //! Log streams are not in the main set itself but in one inner epoll set
 //! per output they feed (stdout, stderr), each inner set registered in the
 //! main one ([`Token::Logs`]). While an output is stalled its inner set
-//! leaves the main set ([`Events::park_logs`]) and its streams wait on
-//! their pipes (back-pressure): parking and re-arming cost one `epoll_ctl`
-//! whatever the number of streams, where taking each stream out and back
-//! cost one per stream, at every stall of a busy output.
+//! asks the main set for no event ([`Events::park_logs`]) and its streams
+//! wait on their pipes (back-pressure): parking and re-arming cost one
+//! `epoll_ctl` whatever the number of streams, where taking each stream
+//! out and back cost one per stream, at every stall of a busy output.
+//!
+//! The streams an inner set reports are served from a list kept here, one
+//! at a time, and the set is asked again only once the list is empty. A
+//! wake-up stops before the end of the list once its output is stalled
+//! ([`super::logs::HIGH_WATER`]); the streams it did not read keep their
+//! place for the next one. Asking the set again instead would hand out
+//! the same first streams again (epoll puts the level-triggered entries it
+//! reports back at the end of its ready list, in the order reported), and
+//! reading every reported stream whatever the output's backlog queued a
+//! pipe's worth per stream, 16 MiB at 256 writers, out of the cache by
+//! the time it was written.
 
+use std::collections::VecDeque;
 use std::os::fd::AsFd;
 
 use nix::errno::Errno;
@@ -114,6 +126,13 @@ pub(crate) struct Events {
     /// Log streams by the output they feed, [`Stream`] as index; the data
     /// of each entry is the stream's slot.
     logs: [Epoll; 2],
+    /// Per output: the slots its inner set reported that were not served
+    /// yet, in the order reported. A slot closed meanwhile may still be
+    /// here (or be here for the stream that took the slot over): reading
+    /// it is a non-blocking read that finds nothing or that stream's
+    /// bytes, and a slot is never here twice, as the list is filled only
+    /// when empty.
+    ready: [VecDeque<usize>; 2],
     buffer: Vec<EpollEvent>,
 }
 
@@ -126,10 +145,14 @@ impl Events {
                 Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
                 Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?,
             ],
+            ready: [
+                VecDeque::with_capacity(BATCH),
+                VecDeque::with_capacity(BATCH),
+            ],
             buffer: vec![EpollEvent::empty(); BATCH],
         };
         for stream in [Stream::Stdout, Stream::Stderr] {
-            events.unpark_logs(stream)?;
+            events.add(&events.logs[stream as usize].0, Token::Logs(stream))?;
         }
         Ok(events)
     }
@@ -144,10 +167,15 @@ impl Events {
         let _ = self.logs[output as usize].delete(fd);
     }
 
-    /// The slots of the log streams feeding `output` that have bytes or
-    /// have hung up, without waiting; at most one batch (epoll hands out
-    /// the others next time, in turn).
-    pub fn ready_logs(&mut self, output: Stream) -> Vec<usize> {
+    /// Fills the list of log streams feeding `output` to be served, when
+    /// it is empty: the slots of those that have bytes or have hung up,
+    /// without waiting; at most one batch (epoll hands out the others next
+    /// time, in turn).
+    pub fn fill_logs(&mut self, output: Stream) {
+        let ready = &mut self.ready[output as usize];
+        if !ready.is_empty() {
+            return;
+        }
         let n = loop {
             match self.logs[output as usize].wait(&mut self.buffer, EpollTimeout::ZERO) {
                 Err(Errno::EINTR) => continue,
@@ -155,23 +183,36 @@ impl Events {
                 Ok(n) => break n,
             }
         };
-        self.buffer[..n]
-            .iter()
-            .filter_map(|event| usize::try_from(event.data()).ok())
-            .collect()
+        ready.extend(
+            self.buffer[..n]
+                .iter()
+                .filter_map(|event| usize::try_from(event.data()).ok()),
+        );
     }
 
-    /// Stops waking for the log streams feeding `output`: out of the main
-    /// set rather than left with no events, since epoll reports a hang-up
-    /// whatever was asked and a stream whose writer ended would wake the
-    /// loop again and again.
+    /// The next log stream feeding `output` to be served, from the list
+    /// [`Events::fill_logs`] filled.
+    pub fn next_log(&mut self, output: Stream) -> Option<usize> {
+        self.ready[output as usize].pop_front()
+    }
+
+    /// Stops waking for the log streams feeding `output`: their inner set
+    /// stays in the main set, asking for no event. An epoll set only ever
+    /// reports itself readable (never a hang-up, which epoll would report
+    /// whatever was asked), so it is then silent, whatever its streams do.
+    /// Modifying the entry is cheap where adding an epoll set to another
+    /// is not: the kernel then walks the inner set's entries to rule out
+    /// loops, a cost per stream at every stall of a busy output.
     pub fn park_logs(&self, output: Stream) {
-        let _ = self.epoll.delete(&self.logs[output as usize].0);
+        let mut event = EpollEvent::new(EpollFlags::empty(), Token::Logs(output).encode());
+        let _ = self.epoll.modify(&self.logs[output as usize].0, &mut event);
     }
 
-    /// Wakes for the log streams feeding `output` again.
+    /// Wakes for the log streams feeding `output` again (at once if one
+    /// has bytes).
     pub fn unpark_logs(&self, output: Stream) -> nix::Result<()> {
-        self.add(&self.logs[output as usize].0, Token::Logs(output))
+        let mut event = EpollEvent::new(EpollFlags::EPOLLIN, Token::Logs(output).encode());
+        self.epoll.modify(&self.logs[output as usize].0, &mut event)
     }
 
     /// Registers `fd` as `token`, waiting for input.
@@ -274,8 +315,8 @@ mod tests {
             events.wait(true).unwrap(),
             vec![Token::Logs(Stream::Stdout)]
         );
-        assert_eq!(events.ready_logs(Stream::Stdout), vec![1]);
-        assert!(events.ready_logs(Stream::Stderr).is_empty());
+        assert_eq!(ready_logs(&mut events, Stream::Stdout), vec![1]);
+        assert!(ready_logs(&mut events, Stream::Stderr).is_empty());
         events.park_logs(Stream::Stdout);
         // A hang-up while parked wakes nothing either.
         drop(writes.remove(2));
@@ -285,6 +326,38 @@ mod tests {
             events.wait(true).unwrap(),
             vec![Token::Logs(Stream::Stdout)]
         );
-        assert_eq!(events.ready_logs(Stream::Stdout), vec![1, 2]);
+        assert_eq!(ready_logs(&mut events, Stream::Stdout), vec![1, 2]);
+    }
+
+    /// Every slot of one fill, served.
+    fn ready_logs(events: &mut Events, output: Stream) -> Vec<usize> {
+        events.fill_logs(output);
+        std::iter::from_fn(|| events.next_log(output)).collect()
+    }
+
+    #[test]
+    fn streams_not_served_keep_their_turn() {
+        use nix::unistd::{pipe, write};
+        let mut events = Events::new().unwrap();
+        let pipes: Vec<_> = (0..4).map(|_| pipe().unwrap()).collect();
+        for (k, (read, write_end)) in pipes.iter().enumerate() {
+            events.add_log(read, Stream::Stdout, k).unwrap();
+            write(write_end, b"x").unwrap();
+        }
+        // A wake-up that serves two of the four (nothing is read: all
+        // stay ready), then the next ones: the other two come first.
+        events.fill_logs(Stream::Stdout);
+        let first: Vec<_> = (0..2)
+            .filter_map(|_| events.next_log(Stream::Stdout))
+            .collect();
+        events.fill_logs(Stream::Stdout);
+        let next: Vec<_> = (0..2)
+            .filter_map(|_| events.next_log(Stream::Stdout))
+            .collect();
+        let mut all = [first.clone(), next.clone()].concat();
+        all.sort_unstable();
+        assert_eq!(all, vec![0, 1, 2, 3], "{first:?} then {next:?}");
+        // The list is empty: the set is asked again, and has all four.
+        assert_eq!(ready_logs(&mut events, Stream::Stdout).len(), 4);
     }
 }

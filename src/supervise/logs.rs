@@ -409,6 +409,34 @@ fn prefix_pair(name: &str, i: usize, width: usize) -> Prefix {
     [padded.into_bytes().into(), coloured.into_bytes().into()]
 }
 
+/// A short prefix in a block of fixed size: appended as the whole block
+/// and cut back, a copy of known size the compiler does inline, where a
+/// copy of the prefix's own length is a call per record.
+struct Padded {
+    block: [u8; Padded::SIZE],
+    len: usize,
+}
+
+impl Padded {
+    const SIZE: usize = 32;
+
+    fn new(prefix: &[u8]) -> Option<Padded> {
+        let mut block = [0; Padded::SIZE];
+        block.get_mut(..prefix.len())?.copy_from_slice(prefix);
+        Some(Padded {
+            block,
+            len: prefix.len(),
+        })
+    }
+
+    #[inline]
+    fn put(&self, out: &mut Vec<u8>) {
+        let end = out.len() + self.len;
+        out.extend_from_slice(&self.block);
+        out.truncate(end);
+    }
+}
+
 /// Writes records to ipc-run's stdout and stderr with name prefixes.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -954,6 +982,10 @@ impl LogWriter {
         data: &[u8],
         observe: &mut Option<&mut dyn FnMut(Record<'_>)>,
     ) {
+        let data = match observe {
+            None => self.relay_whole_lines(instance, stream, buffer, data),
+            Some(_) => data,
+        };
         // One clock read per read: its records arrived together.
         self.stamp_now();
         let mut lines = 0;
@@ -985,6 +1017,53 @@ impl LogWriter {
     /// The pipes MPI ranks' lines go to, to read their counts.
     pub fn rank_pipes_ref(&self) -> &RankPipes {
         &self.pipes
+    }
+
+    /// The plain relay's fast path: while no line of `instance` spans
+    /// reads, the whole lines of `data` go to the queue as they came, each
+    /// behind its prefix, its newline copied with it; what follows the last
+    /// newline is returned for [`LineBuffer::push`]. The records are those
+    /// `push` would cut (a line within one read of at most [`CHUNK`] bytes
+    /// is shorter than a record), without making each one: at 100-byte
+    /// lines the per-record steps cost as much as the copy.
+    #[inline]
+    fn relay_whole_lines<'d>(
+        &mut self,
+        instance: usize,
+        stream: Stream,
+        buffer: &LineBuffer,
+        data: &'d [u8],
+    ) -> &'d [u8] {
+        if !self.plain
+            || data.len() > CHUNK
+            || !buffer.pending.is_empty()
+            || buffer.continuing
+            || self.demux.get(instance).is_some_and(Option::is_some)
+        {
+            return data;
+        }
+        let Some(last) = memchr::memrchr(b'\n', data) else {
+            return data;
+        };
+        let slot = stream as usize;
+        let prefix = &self.prefixes[instance][usize::from(self.color[slot])];
+        let out = &mut self.queue[slot];
+        let lines = memchr::memchr_iter(b'\n', &data[..=last]);
+        let mut start = 0;
+        if let Some(pad) = Padded::new(prefix) {
+            for end in lines {
+                pad.put(out);
+                out.extend_from_slice(&data[start..=end]);
+                start = end + 1;
+            }
+        } else {
+            for end in lines {
+                out.extend_from_slice(prefix);
+                out.extend_from_slice(&data[start..=end]);
+                start = end + 1;
+            }
+        }
+        &data[last + 1..]
     }
 
     /// Sets the stamp to now, when lines are stamped.
@@ -1541,6 +1620,76 @@ mod tests {
         };
         writer.close(source, &mut scratch, CHUNK, Some(&mut |_| seen += 1));
         assert!(seen > 0);
+    }
+
+    /// What relaying `parts` as instance 0 of a plain writer puts out, each
+    /// part written into a pipe and read at once: record by record (with an
+    /// observer) or through the fast path for whole lines (without).
+    fn relayed(parts: &[&[u8]], observed: bool) -> Vec<u8> {
+        static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("ipc-run-relayed-{}-{n}", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = LogWriter::new(&["a", "bcd"], file.into(), null(), [false, false]);
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let mut buffer = LineBuffer::default();
+        let mut scratch = vec![0; CHUNK];
+        let mut seen = 0;
+        let mut relay = |writer: &mut LogWriter, buffer: &mut LineBuffer, end: bool| {
+            let source = LogSource {
+                fd: r.as_fd(),
+                buffer,
+                instance: 0,
+                stream: Stream::Stdout,
+            };
+            let mut note = |_: Record<'_>| seen += 1;
+            let observe: Option<&mut dyn FnMut(Record<'_>)> = observed.then_some(&mut note);
+            if end {
+                writer.close(source, &mut scratch, CHUNK, observe);
+            } else {
+                writer.relay(source, &mut scratch, observe);
+            }
+        };
+        for part in parts {
+            nix::unistd::write(&w, part).unwrap();
+            relay(&mut writer, &mut buffer, false);
+        }
+        drop(w);
+        relay(&mut writer, &mut buffer, true);
+        drop(writer);
+        let out = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+        #[test]
+        fn whole_lines_relay_as_their_records_do(
+            input in input(),
+            cuts in proptest::collection::vec(1usize..60_000, 1..16),
+        ) {
+            let mut parts: Vec<&[u8]> = Vec::new();
+            let mut rest = &input[..];
+            for cut in cuts.iter().cycle() {
+                if rest.is_empty() {
+                    break;
+                }
+                let (part, tail) = rest.split_at((*cut).min(rest.len()));
+                parts.push(part);
+                rest = tail;
+            }
+            proptest::prop_assert_eq!(relayed(&parts, false), relayed(&parts, true));
+        }
+    }
+
+    #[test]
+    fn whole_lines_relay_with_their_prefix_and_newline() {
+        let out = relayed(&[b"one\ntw", b"o\n\nthr", b"ee\nfour\n", b"five"], false);
+        assert_eq!(
+            out,
+            b"a   | one\na   | two\na   | \na   | three\na   | four\na   | five\n"
+        );
     }
 
     #[test]

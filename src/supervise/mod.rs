@@ -1102,16 +1102,20 @@ impl<R: Runtime> Supervisor<'_, R> {
     }
 
     /// Log streams feeding `output` have bytes (or hung up): relays a
-    /// chunk of each, or parks them all while `output` is stalled (their
-    /// processes then wait on their pipes, back-pressure, while everything
-    /// else goes on).
+    /// chunk of each, in turn, until `output` is stalled, or parks them all
+    /// while it is (their processes then wait on their pipes,
+    /// back-pressure, while everything else goes on).
     fn logs_readable(&mut self, output: Stream) {
         if self.writer.stalled(output) {
             self.events.park_logs(output);
             self.streams.parked[output as usize] = true;
             return;
         }
-        for s in self.events.ready_logs(output) {
+        self.events.fill_logs(output);
+        while !self.writer.stalled(output) {
+            let Some(s) = self.events.next_log(output) else {
+                return;
+            };
             self.read_log(s);
         }
     }

@@ -207,3 +207,102 @@ cmd = ["sleep", "600"]
     );
     scratch.assert_left_nothing();
 }
+
+/// ipc-run's peak resident memory, in KiB.
+fn peak_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Many writers with full pipes behind a stalled output: when the reader
+/// reads again, ipc-run reads the pipes in turn only while its queue for
+/// the output is under its bound (256 KiB), not one pipe's worth of each
+/// at once (64 pipes of 64 KiB: 4 MiB), and every line comes through.
+#[test]
+fn a_stalled_output_queues_within_its_bound_whatever_the_writers() {
+    use std::io::Read;
+    use std::process::Stdio;
+    const WRITERS: usize = 64;
+    const LINES: usize = 2000;
+    let mut scratch = Scratch::new("bounded");
+    let pids = scratch.dir.join("pids");
+    std::fs::create_dir(&pids).unwrap();
+    // The writers start writing together, once all run and the test has
+    // taken ipc-run's peak memory: opening `go` waits for its writer.
+    let go = scratch.dir.join("go");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let line = "x".repeat(98);
+    let file = scratch.topology(&format!(
+        r#"
+[process.w]
+replicas = {WRITERS}
+shell = "echo > '{pids}'/$$; : < '{go}'; i=0; while [ $i -lt {LINES} ]; do echo {line}; i=$((i+1)); done"
+[process.idle]
+cmd = ["sleep", "600"]
+"#,
+        pids = pids.display(),
+        go = go.display(),
+    ));
+    let mut child = scratch.spawn_to_stderr_file(&file, Stdio::piped());
+    let ipc_run = child.id() as i32;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let wait = |what: &dyn Fn() -> bool, why: &str| {
+        while !what() {
+            assert!(std::time::Instant::now() < deadline, "{why}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let writers = || -> Vec<i32> {
+        std::fs::read_dir(&pids)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect()
+    };
+    wait(&|| writers().len() == WRITERS, "not every writer started");
+    let before = peak_kib(ipc_run);
+    let _go = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&go)
+        .unwrap();
+    // Every writer blocked on its full pipe: ipc-run's output is stalled
+    // and the pipes feeding it parked.
+    wait(
+        &|| {
+            writers().iter().all(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/wchan"))
+                    .is_ok_and(|w| w.contains("pipe"))
+            })
+        },
+        "not every writer blocked on its pipe",
+    );
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = vec![0; 1 << 16];
+        let want = WRITERS * LINES;
+        let mut seen = 0;
+        while seen < want {
+            let n = stdout.read(&mut buf).unwrap();
+            assert!(n > 0, "ipc-run's stdout ended after {seen} lines");
+            seen += memchr::memchr_iter(b'\n', &buf[..n]).count();
+            all.extend_from_slice(&buf[..n]);
+        }
+        (all, stdout)
+    });
+    let (all, _stdout) = reader.join().unwrap();
+    let grown = peak_kib(ipc_run).saturating_sub(before);
+    let code = sigterm_and_wait(&mut child);
+    assert_eq!(code, 143, "{}", scratch.stderr_written());
+    let whole = String::from_utf8_lossy(&all)
+        .lines()
+        .filter(|l| l.ends_with(&format!("| {line}")))
+        .count();
+    assert_eq!(whole, WRITERS * LINES);
+    assert!(
+        grown < 2048,
+        "ipc-run's peak memory grew by {grown} KiB once its output was read again"
+    );
+    scratch.assert_left_nothing();
+}
