@@ -982,13 +982,13 @@ impl LogWriter {
         data: &[u8],
         observe: &mut Option<&mut dyn FnMut(Record<'_>)>,
     ) {
-        let data = match observe {
+        let read = data.len();
+        let (data, mut lines) = match observe {
             None => self.relay_whole_lines(instance, stream, buffer, data),
-            Some(_) => data,
+            Some(_) => (data, 0),
         };
         // One clock read per read: its records arrived together.
         self.stamp_now();
-        let mut lines = 0;
         buffer.push(data, |record| {
             lines += u64::from(record.starts_line);
             if let Some(observe) = observe.as_mut() {
@@ -996,7 +996,7 @@ impl LogWriter {
             }
             self.write(instance, stream, record);
         });
-        self.count(instance, stream, lines, data.len());
+        self.count(instance, stream, lines, read);
     }
 
     #[inline]
@@ -1022,7 +1022,8 @@ impl LogWriter {
     /// The plain relay's fast path: while no line of `instance` spans
     /// reads, the whole lines of `data` go to the queue as they came, each
     /// behind its prefix, its newline copied with it; what follows the last
-    /// newline is returned for [`LineBuffer::push`]. The records are those
+    /// newline is returned for [`LineBuffer::push`], with the number of
+    /// lines relayed here (for `status`). The records are those
     /// `push` would cut (a line within one read of at most [`CHUNK`] bytes
     /// is shorter than a record), without making each one: at 100-byte
     /// lines the per-record steps cost as much as the copy.
@@ -1033,37 +1034,40 @@ impl LogWriter {
         stream: Stream,
         buffer: &LineBuffer,
         data: &'d [u8],
-    ) -> &'d [u8] {
+    ) -> (&'d [u8], u64) {
         if !self.plain
             || data.len() > CHUNK
             || !buffer.pending.is_empty()
             || buffer.continuing
             || self.demux.get(instance).is_some_and(Option::is_some)
         {
-            return data;
+            return (data, 0);
         }
         let Some(last) = memchr::memrchr(b'\n', data) else {
-            return data;
+            return (data, 0);
         };
         let slot = stream as usize;
         let prefix = &self.prefixes[instance][usize::from(self.color[slot])];
         let out = &mut self.queue[slot];
         let lines = memchr::memchr_iter(b'\n', &data[..=last]);
         let mut start = 0;
+        let mut count = 0;
         if let Some(pad) = Padded::new(prefix) {
             for end in lines {
                 pad.put(out);
                 out.extend_from_slice(&data[start..=end]);
                 start = end + 1;
+                count += 1;
             }
         } else {
             for end in lines {
                 out.extend_from_slice(prefix);
                 out.extend_from_slice(&data[start..=end]);
                 start = end + 1;
+                count += 1;
             }
         }
-        &data[last + 1..]
+        (&data[last + 1..], count)
     }
 
     /// Sets the stamp to now, when lines are stamped.

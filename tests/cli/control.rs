@@ -46,11 +46,16 @@ pub(super) struct Detached {
 
 impl Detached {
     pub(super) fn start(scratch: &mut Scratch, toml: &str) -> Detached {
+        Detached::start_with(scratch, toml, &[])
+    }
+
+    /// As [`Detached::start`], with more `run` options.
+    pub(super) fn start_with(scratch: &mut Scratch, toml: &str, options: &[&str]) -> Detached {
         let file = scratch.topology(toml);
-        let output = ipc(
-            &scratch.runtime(),
-            &["run", "--detach", file.to_str().unwrap()],
-        );
+        let mut args = vec!["run", "--detach"];
+        args.extend_from_slice(options);
+        args.push(file.to_str().unwrap());
+        let output = ipc(&scratch.runtime(), &args);
         assert!(
             output.status.success(),
             "run --detach failed: {}",

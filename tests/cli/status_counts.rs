@@ -129,6 +129,30 @@ message_size = 64
     run.down();
 }
 
+/// Without kept records (`--log-memory 0`) the relay copies whole lines
+/// straight to its output (its fast path): they are counted all the same.
+#[test]
+fn status_counts_the_lines_of_the_plain_relay() {
+    let mut scratch = Scratch::new("status-counts-plain");
+    let toml = r#"
+name = "status-counts-plain"
+
+[process.talk]
+shell = "seq 1000; printf tail"
+restart = "never"
+
+[process.keep]
+cmd = ["sleep", "1000"]
+"#;
+    let mut run = Detached::start_with(&mut scratch, toml, &["--log-memory", "0"]);
+    wait_exited(&run, &["talk"]);
+    let talk = run.process("talk");
+    // 1000 numbered lines and one without its newline.
+    assert_eq!(talk["stdout_lines"], 1001, "{talk}");
+    assert_eq!(talk["stdout_bytes"], 3893 + 4, "{talk}");
+    run.down();
+}
+
 #[test]
 fn status_counts_the_lines_relayed_into_a_rank_pipe() {
     use crate::support::stacks;
