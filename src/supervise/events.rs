@@ -225,6 +225,27 @@ impl Events {
         self.epoll.add(fd, EpollEvent::new(flags, token.encode()))
     }
 
+    /// Watches a probe's socket for what its protocol waits on next:
+    /// writable (`write`) or readable, as `token`; `watched` is what it is
+    /// registered for now, if it is.
+    pub fn rewatch(
+        &self,
+        fd: impl AsFd,
+        token: Token,
+        write: bool,
+        watched: Option<bool>,
+    ) -> nix::Result<()> {
+        if watched.is_some() {
+            self.remove(fd.as_fd());
+        }
+        let flags = if write {
+            EpollFlags::EPOLLOUT
+        } else {
+            EpollFlags::EPOLLIN
+        };
+        self.add_for(fd, token, flags)
+    }
+
     /// Removes `fd` (before it is closed: a copy of it elsewhere would keep
     /// the registration alive).
     pub fn remove(&self, fd: impl AsFd) {

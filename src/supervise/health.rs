@@ -28,7 +28,6 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::epoll::EpollFlags;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
@@ -399,20 +398,9 @@ impl<R: Runtime> Supervisor<'_, R> {
                 if *watched == Some(write) {
                     return;
                 }
-                if watched.is_some() {
-                    self.events.remove(conn.fd());
-                }
-                let flags = if write {
-                    EpollFlags::EPOLLOUT
-                } else {
-                    EpollFlags::EPOLLIN
-                };
-                *watched = Some(write);
-                if self
-                    .events
-                    .add_for(conn.fd(), Token::Health(i, write), flags)
-                    .is_err()
-                {
+                let was = watched.replace(write);
+                let token = Token::Health(i, write);
+                if self.events.rewatch(conn.fd(), token, write, was).is_err() {
                     self.drop_check(i);
                     self.check_done(i, Err("the check socket could not be watched".into()));
                 }

@@ -31,8 +31,6 @@ use nix::sys::socket::{
     getsockopt, socket, sockopt,
 };
 
-use nix::sys::epoll::EpollFlags;
-
 use super::events::Token;
 use super::timers::Deadline;
 use super::{Runtime, State, Supervisor};
@@ -847,16 +845,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                     return;
                 }
                 if let Run::Trying { conn: Some(c), .. } = &self.probes.runs[i] {
-                    if watched.is_some() {
-                        self.events.remove(c.fd());
-                    }
-                    let flags = if write {
-                        EpollFlags::EPOLLOUT
-                    } else {
-                        EpollFlags::EPOLLIN
-                    };
                     let token = Token::Probe(i, write);
-                    if self.events.add_for(c.fd(), token, flags).is_err() {
+                    if self.events.rewatch(c.fd(), token, write, watched).is_err() {
                         self.probe_failed(i, "the probe socket could not be watched".into());
                     }
                 }

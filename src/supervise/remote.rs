@@ -22,7 +22,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use nix::sys::epoll::EpollFlags;
 use nix::sys::socket::sockopt;
 
 use super::events::Token;
@@ -225,19 +224,8 @@ impl<R: Runtime> Supervisor<'_, R> {
                     return;
                 }
                 if let Probe::Trying { conn: Some(c), .. } = &self.remote.listeners[l].probe {
-                    if watched.is_some() {
-                        self.events.remove(c.fd());
-                    }
-                    let flags = if write {
-                        EpollFlags::EPOLLOUT
-                    } else {
-                        EpollFlags::EPOLLIN
-                    };
-                    if self
-                        .events
-                        .add_for(c.fd(), Token::Remote(l, write), flags)
-                        .is_err()
-                    {
+                    let token = Token::Remote(l, write);
+                    if self.events.rewatch(c.fd(), token, write, watched).is_err() {
                         self.remote_failed(l, "the probe socket could not be watched".into());
                     }
                 }
