@@ -414,6 +414,35 @@ impl Launched {
         Ok(child)
     }
 
+    /// Spawns `argv`, an `exec` health check of `instance`, as `instance`
+    /// itself would be spawned (environment, working directory, identity,
+    /// cgroup, a process group of its own), with stdio on `/dev/null`.
+    /// Its pid is not journaled: it dies with ipc-run (parent-death
+    /// signal) and the supervisor kills its group at its timeout.
+    pub fn spawn_check(&self, instance: &str, argv: &[String]) -> Result<Pid, LaunchError> {
+        let index = *self
+            .process_index
+            .get(instance)
+            .ok_or_else(|| LaunchError::UnknownInstance(instance.to_owned()))?;
+        let process = &self.plan.processes[index];
+        let context = self.spec_context();
+        let spec = spawn::check_spec(process, self.identities.get(instance), &context, argv)?;
+        let null = self.devnull.as_fd();
+        let (step, errno) =
+            match crate::sys::spawn::spawn(&spec, &[(null, 0), (null, 1), (null, 2)]) {
+                Ok(pid) => return Ok(pid),
+                Err(SpawnFailure::Parent(errno)) => (None, errno),
+                Err(SpawnFailure::Child { step, errno }) => (Some(step), errno),
+            };
+        Err(SpawnError {
+            instance: instance.to_owned(),
+            program: spec.program.to_string_lossy().into_owned(),
+            step,
+            errno,
+        }
+        .into())
+    }
+
     /// Spawns one instance of the per-connection server `instance` for an
     /// accepted `connection`: the connection on fds 0 and 1 where the
     /// listener would be, every other fd as for [`Launched::spawn`]. The
@@ -642,6 +671,19 @@ impl Launched {
         Ok(Source::Held(index, held))
     }
 
+    /// What every child spec of this run shares.
+    fn spec_context(&self) -> spawn::SpecContext<'_> {
+        spawn::SpecContext {
+            values: &self.values,
+            base_env: &self.base_env,
+            nofile: self.options.nofile,
+            fd_limit: self.fd_limit,
+            reset_signals: self.reset_signals,
+            cgroup_dir: self.created.run_dir.as_ref().and_then(|d| d.cgroup_dir()),
+            cgroup_procs: self.created.run_dir.as_ref().and_then(|d| d.cgroup_procs()),
+        }
+    }
+
     fn spawn_process(
         &self,
         process: &ProcessPlan,
@@ -662,15 +704,7 @@ impl Launched {
             fds.connection(process, connection)?;
         }
         self.default_std_fds(process, &mut fds, &mut child)?;
-        let context = spawn::SpecContext {
-            values: &self.values,
-            base_env: &self.base_env,
-            nofile: self.options.nofile,
-            fd_limit: self.fd_limit,
-            reset_signals: self.reset_signals,
-            cgroup_dir: self.created.run_dir.as_ref().and_then(|d| d.cgroup_dir()),
-            cgroup_procs: self.created.run_dir.as_ref().and_then(|d| d.cgroup_procs()),
-        };
+        let context = self.spec_context();
         let spec = spawn::child_spec(process, self.identities.get(instance), &context)?;
         let moves = fds.moves(&self.created.held);
         let (step, errno) = match crate::sys::spawn::spawn(&spec, &moves) {

@@ -88,29 +88,14 @@ pub(crate) fn child_spec(
         }
     }
     let argv0 = filled_argv.first().cloned().unwrap_or_default();
-    // The child's own PATH decides, as it would for execvp in the child;
-    // ipc-run's is the fallback.
-    let path = env.get("PATH").or_else(|| {
-        context
-            .base_env
-            .iter()
-            .find(|(n, _)| n == "PATH")
-            .map(|(_, v)| v.as_os_str())
-    });
-    let program = resolve_program(instance, &argv0, path)?;
+    let program = resolve_program(instance, &argv0, search_path(&env, context))?;
     let argv = c_strings(&format!("argv of {instance}"), &filled_argv)?;
-    let cwd = match &process.cwd {
-        Some(cwd) => {
-            Some(c_strings(&format!("cwd of {instance}"), &[context.values.fill(cwd)?])?.remove(0))
-        }
-        None => None,
-    };
     Ok(ChildSpec {
         program,
         argv,
         env: env.into_c_strings(instance)?,
         listen_pid,
-        cwd,
+        cwd: cwd_of(process, context)?,
         nofile: context.nofile,
         fd_limit: context.fd_limit,
         credentials: identity.map(|i| i.credentials.clone()),
@@ -118,6 +103,61 @@ pub(crate) fn child_spec(
         cgroup_dir: context.cgroup_dir.cloned(),
         cgroup_procs: context.cgroup_procs.cloned(),
     })
+}
+
+/// The [`ChildSpec`] of an `exec` health check of `process`: `argv` as
+/// written (no placeholders filled, as the planner showed it), run where
+/// the process runs: its environment, working directory and identity.
+/// `LISTEN_PID` is left out: the check is not the process sockets are for.
+pub(crate) fn check_spec(
+    process: &ProcessPlan,
+    identity: Option<&Identity>,
+    context: &SpecContext<'_>,
+    argv: &[String],
+) -> Result<ChildSpec, LaunchError> {
+    let instance = process.name.as_ref();
+    let (env, _) = environment(process, identity, context)?;
+    let argv0 = argv.first().map_or("", String::as_str);
+    let program = resolve_program(instance, argv0, search_path(&env, context))?;
+    Ok(ChildSpec {
+        program,
+        argv: c_strings(&format!("health check of {instance}"), argv)?,
+        env: env.into_c_strings(instance)?,
+        listen_pid: false,
+        cwd: cwd_of(process, context)?,
+        nofile: context.nofile,
+        fd_limit: context.fd_limit,
+        credentials: identity.map(|i| i.credentials.clone()),
+        reset_signals: Some(context.reset_signals),
+        cgroup_dir: context.cgroup_dir.cloned(),
+        cgroup_procs: context.cgroup_procs.cloned(),
+    })
+}
+
+/// The PATH a program is looked up in: the child's own decides, as it
+/// would for execvp in the child; ipc-run's is the fallback.
+fn search_path<'a>(env: &'a Env, context: &SpecContext<'a>) -> Option<&'a OsStr> {
+    env.get("PATH").or_else(|| {
+        context
+            .base_env
+            .iter()
+            .find(|(n, _)| n == "PATH")
+            .map(|(_, v)| v.as_os_str())
+    })
+}
+
+/// The working directory of `process`, placeholders filled.
+fn cwd_of(
+    process: &ProcessPlan,
+    context: &SpecContext<'_>,
+) -> Result<Option<CString>, LaunchError> {
+    let Some(cwd) = &process.cwd else {
+        return Ok(None);
+    };
+    let what = format!("cwd of {}", process.name);
+    Ok(Some(
+        c_strings(&what, &[context.values.fill(cwd)?])?.remove(0),
+    ))
 }
 
 /// The environment of `process` (module docs), and whether the child is to

@@ -323,20 +323,14 @@ impl<R: Runtime> Supervisor<'_, R> {
         };
         let (target, ask) = match &health.check {
             HealthCheck::Exec { argv } => {
-                let spawned = Command::new(&argv[0])
-                    .args(&argv[1..])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .process_group(0)
-                    .spawn();
-                match spawned {
-                    Ok(child) => {
-                        let pid = Pid::from_raw(child.id() as i32);
+                // Where the process runs: its environment, cwd and user.
+                let instance = &self.plan.processes[i].name;
+                match self.runtime.spawn_check(instance, argv) {
+                    Ok(pid) => {
                         self.health.exec_pids.insert(pid, i);
                         self.health.checks[i] = InFlight::Exec(pid);
                     }
-                    Err(e) => self.check_done(i, Err(format!("{}: {e}", argv[0]))),
+                    Err(why) => self.check_done(i, Err(why)),
                 }
                 return;
             }
@@ -530,4 +524,20 @@ impl<R: Runtime> Supervisor<'_, R> {
         );
         let _ = kill(pid, Signal::SIGABRT);
     }
+}
+
+/// Spawns the `exec` check `argv` as ipc-run itself runs (its environment,
+/// cwd and user), in a process group of its own, stdio on `/dev/null`: for
+/// a runtime that cannot run it as its process ([`Runtime::spawn_check`]).
+pub(super) fn spawn_plain(argv: &[String]) -> Result<Pid, String> {
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", argv[0]))?;
+    // The supervisor reaps it by pid (`other_child_exited`).
+    Ok(Pid::from_raw(child.id() as i32))
 }

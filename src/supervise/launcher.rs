@@ -61,6 +61,12 @@ impl Runtime for LaunchedRuntime {
         })
     }
 
+    fn spawn_check(&self, instance: &str, argv: &[String]) -> Result<nix::unistd::Pid, String> {
+        self.launched
+            .spawn_check(instance, argv)
+            .map_err(|e| e.to_string())
+    }
+
     fn fill(&self, template: &str) -> Option<String> {
         self.launched.values().fill(template).ok()
     }

@@ -313,6 +313,14 @@ pub trait Runtime {
     fn traffic(&self, _channel: &str) -> Option<crate::launch::ChannelTraffic> {
         None
     }
+    /// Spawns `argv`, the `exec` health check of `instance`, in its own
+    /// process group with stdio on `/dev/null`, and returns its pid (the
+    /// supervisor reaps it). The launcher runs it as `instance` runs
+    /// (environment, working directory, identity); this default, for a
+    /// runtime that knows none of that, runs it as ipc-run runs.
+    fn spawn_check(&self, _instance: &str, argv: &[String]) -> Result<Pid, String> {
+        health::spawn_plain(argv)
+    }
     /// `template` with the run's placeholders filled in (the address a
     /// readiness probe reaches); `None` when the runtime has no values.
     fn fill(&self, _template: &str) -> Option<String> {
