@@ -323,3 +323,66 @@ mechanism = "unix-listener"
     assert_eq!(lines_of(stdout.as_bytes(), "web"), ["web"], "{stderr}");
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn an_exec_check_runs_with_its_processs_env_ports_and_cwd() {
+    let mut scratch = Scratch::new("health-where");
+    let home = scratch.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(home.join("marker"), "").unwrap();
+    // Passes only as srv: its own `env`, the description of its port and
+    // its `cwd` (a relative `test -f`).
+    let file = scratch.topology(&format!(
+        r#"
+exit_code_from = "web"
+[process.srv]
+shell = "exec sleep 30"
+cwd = "{home}"
+env = {{ TOKEN = "s3cret-{{run_id}}" }}
+health = {{ exec = ["sh", "-c", "case $TOKEN in s3cret-?*) ;; *) exit 1;; esac; test -n \"$IPC_PORT_API\" && test -n \"$IPC_RUN_PROCESS\" && test -f marker"], interval = "20ms", retries = 1 }}
+[process.web]
+shell = "echo web"
+after = {{ srv = "healthy" }}
+[[edge]]
+from = "@external"
+to = "srv.api"
+mechanism = "unix-listener"
+"#,
+        home = home.display()
+    ));
+    let finished = scratch.run(&file);
+    assert_eq!(
+        lines_of(&finished.stdout, "web"),
+        ["web"],
+        "{}",
+        finished.stderr
+    );
+    assert_eq!(finished.code, 0, "{}", finished.stderr);
+}
+
+#[test]
+fn an_exec_check_runs_as_its_processs_user() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("SKIP an_exec_check_runs_as_its_processs_user: switching users needs root");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let (code, stdout, stderr) = run_topology(
+        "health-user",
+        &format!(
+            r#"
+exit_code_from = "web"
+[process.srv]
+shell = "exec sleep 30"
+user = "nobody"
+health = {{ exec = ["sh", "-c", "test \"$(id -u)\" = {uid} && test \"$USER\" = nobody"], interval = "20ms", retries = 1 }}
+[process.web]
+shell = "echo web"
+after = {{ srv = "healthy" }}
+"#,
+            uid = nobody.uid
+        ),
+    );
+    assert_eq!(lines_of(stdout.as_bytes(), "web"), ["web"], "{stderr}");
+    assert_eq!(code, 0, "{stderr}");
+}
