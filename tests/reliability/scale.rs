@@ -266,13 +266,16 @@ cmd = ["sleep", "600"]
         .write(true)
         .open(&go)
         .unwrap();
-    // Every writer blocked on its full pipe: ipc-run's output is stalled
-    // and the pipes feeding it parked.
+    // Every writer blocked on its full pipe, or done: ipc-run's output is
+    // stalled and the pipes feeding it parked. A writer whose pipe ipc-run
+    // read more often before its queue filled can finish all its lines
+    // within what the queue and the output pipe take (320 KiB), and exit.
     wait(
         &|| {
-            writers().iter().all(|pid| {
+            writers().iter().all(|&pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/wchan"))
                     .is_ok_and(|w| w.contains("pipe"))
+                    || state_of(pid).is_none_or(|s| s == 'Z')
             })
         },
         "not every writer blocked on its pipe",
