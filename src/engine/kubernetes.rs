@@ -558,7 +558,10 @@ fn resources(group: &GroupFacts<'_>) -> Option<Node> {
 /// `user` or `group` is a call a root parent makes, not an exec. It needs
 /// root only for those, so a group without them runs as non-root (the
 /// image must then name a numeric non-root `USER`, or the cluster set
-/// `runAsUser`).
+/// `runAsUser`), with no capabilities: a non-root process has no use for
+/// them. Every group keeps the runtime's default seccomp profile, which
+/// allows what ipc-run calls (`pidfd_open`, `epoll`, `clone`, the IPC
+/// calls of its mechanisms).
 fn security_context(group: &GroupFacts<'_>) -> Node {
     let switches = group
         .instances
@@ -567,9 +570,17 @@ fn security_context(group: &GroupFacts<'_>) -> Node {
     let mut context = map([]);
     if !switches {
         context.push("runAsNonRoot", Node::Bool(true));
+        context.push(
+            "capabilities",
+            map([("drop", Node::Seq(vec![Node::Str("ALL".into())]))]),
+        );
     }
     context.push("allowPrivilegeEscalation", Node::Bool(false));
     context.push("readOnlyRootFilesystem", Node::Bool(true));
+    context.push(
+        "seccompProfile",
+        map([("type", Node::Str("RuntimeDefault".into()))]),
+    );
     context
 }
 

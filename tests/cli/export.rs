@@ -606,10 +606,11 @@ fn kubernetes_security_context_follows_what_ipc_run_needs() {
         found.unwrap_or_else(|| panic!("no workload {name}: {stdout}"))
     };
     let (batch, front) = (workload("shop-batch"), workload("shop-front"));
-    let locked = "allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n";
+    let locked = "allowPrivilegeEscalation: false\n            readOnlyRootFilesystem: true\n            seccompProfile:\n              type: RuntimeDefault\n";
+    let no_caps = "capabilities:\n              drop:\n                - ALL\n";
     assert!(
         batch.contains(&format!(
-            "securityContext:\n            runAsNonRoot: true\n            {locked}"
+            "securityContext:\n            runAsNonRoot: true\n            {no_caps}            {locked}"
         )),
         "{batch}"
     );
