@@ -559,9 +559,9 @@ fn resources(group: &GroupFacts<'_>) -> Option<Node> {
 /// root only for those, so a group without them runs as non-root (the
 /// image must then name a numeric non-root `USER`, or the cluster set
 /// `runAsUser`), with no capabilities: a non-root process has no use for
-/// them. Every group keeps the runtime's default seccomp profile, which
-/// allows what ipc-run calls (`pidfd_open`, `epoll`, `clone`, the IPC
-/// calls of its mechanisms).
+/// them. Every group gets the runtime's default seccomp profile rather
+/// than none: ipc-run's calls are ordinary ones (docs/distributed.md says
+/// which one a default profile may refuse).
 fn security_context(group: &GroupFacts<'_>) -> Node {
     let switches = group
         .instances
