@@ -125,6 +125,23 @@ struct Live {
     seen: Vec<String>,
 }
 
+impl Drop for Live {
+    /// A case that failed midway leaves no run behind: the runner is asked
+    /// to stop as Ctrl-C would ask it, and killed if it does not.
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = kill(self.pid(), Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Live {
     fn start(toml: &str) -> Live {
         let mut child = runner_command(toml)
@@ -184,7 +201,7 @@ impl Live {
             assert!(Instant::now() < deadline, "runner did not finish");
             std::thread::sleep(Duration::from_millis(10));
         };
-        let mut seen = self.seen;
+        let mut seen = std::mem::take(&mut self.seen);
         seen.extend(self.lines.iter());
         let stderr = err.join().unwrap();
         eprintln!("--- runner stderr ---\n{stderr}---");
