@@ -344,17 +344,16 @@ fn refused_submission(cluster: &Cluster, scratch: &Scratch) {
     assert!(!job_dir.exists(), "the refused job's directory was left");
 }
 
-/// SIGINT to `ipc-run slurm` cancels the job (`scancel`) and follows it
-/// to its end: the job's group is stopped, nothing of it stays queued, and
-/// the status is 143 (SIGTERM, what Slurm stopped the job with).
-fn interrupted_job_is_cancelled(cluster: &Cluster, scratch: &mut Scratch) {
+/// `ipc-run slurm` of a job whose one process runs until stopped, followed
+/// until that process has started on the cluster.
+fn slow_job_running(cluster: &Cluster, scratch: &mut Scratch, job: &str) -> Live {
     let file = scratch.topology(
         r#"
 [process.slow]
 shell = "echo started; exec sleep 300"
 "#,
     );
-    let job_dir = scratch.dir.join("cancelled-job");
+    let job_dir = scratch.dir.join(job);
     let mut command = Command::new(IPC_RUN);
     command
         .args(["--color", "never", "slurm"])
@@ -365,6 +364,14 @@ shell = "echo started; exec sleep 300"
         .stdin(std::process::Stdio::null());
     let mut live = Live::start(command);
     live.wait_for_count("[local] slow | started", 1);
+    live
+}
+
+/// SIGINT to `ipc-run slurm` cancels the job (`scancel`) and follows it
+/// to its end: the job's group is stopped, nothing of it stays queued, and
+/// the status is 143 (SIGTERM, what Slurm stopped the job with).
+fn interrupted_job_is_cancelled(cluster: &Cluster, scratch: &mut Scratch) {
+    let live = slow_job_running(cluster, scratch, "cancelled-job");
     live.signal(Signal::SIGINT);
     let finished = live.finish();
     assert_eq!(finished.code, 143, "{}", shown(&finished));
@@ -409,23 +416,7 @@ fn existing_job_dir_is_refused(cluster: &Cluster, scratch: &Scratch) {
 /// A job cancelled by someone else (`scancel` of its id) ends without its
 /// script's status: E0518 with Slurm's state, status 128 + the signal.
 fn job_cancelled_elsewhere(cluster: &Cluster, scratch: &mut Scratch) {
-    let file = scratch.topology(
-        r#"
-[process.slow]
-shell = "echo started; exec sleep 300"
-"#,
-    );
-    let job_dir = scratch.dir.join("cancelled-elsewhere-job");
-    let mut command = Command::new(IPC_RUN);
-    command
-        .args(["--color", "never", "slurm"])
-        .arg(&file)
-        .args(["--time", "2", "--job-dir"])
-        .arg(&job_dir)
-        .env("SLURM_CONF", cluster.conf())
-        .stdin(std::process::Stdio::null());
-    let mut live = Live::start(command);
-    live.wait_for_count("[local] slow | started", 1);
+    let live = slow_job_running(cluster, scratch, "cancelled-elsewhere-job");
     let queue = Command::new("squeue")
         .args(["--noheader", "--format=%i"])
         .env("SLURM_CONF", cluster.conf())
