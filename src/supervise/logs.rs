@@ -71,6 +71,27 @@ const READS_PER_TURN: usize = 4;
 /// stops reading the processes' pipes that feed it.
 pub const HIGH_WATER: usize = 256 * 1024;
 
+/// The most a log pipe is grown to when the relay keeps finding it full
+/// (see [`PipeRoom`]); `fs.pipe-max-size` may lower it.
+const PIPE_MAX: usize = 1024 * 1024;
+
+/// The read buffer the supervisor relays with: a grown pipe's worth, so
+/// one read empties it.
+pub const READ_SIZE: usize = PIPE_MAX;
+
+/// The bytes all log pipes of a run are grown by together, at most.
+const PIPE_BUDGET: usize = 16 * 1024 * 1024;
+
+/// A pipe's size before it is grown (`pipe(7)`).
+const PIPE_DEFAULT: usize = 64 * 1024;
+
+/// A read of at least this part of a pipe's capacity (in quarters) found
+/// the pipe full, or nearly: its writer is ahead of the relay. Not all of
+/// it, as a pipe counts pages, not bytes: each write may leave its last
+/// page part empty, so a pipe that blocks its writer may hold less than
+/// its capacity.
+const PIPE_FULL_QUARTERS: usize = 3;
+
 /// One record cut from a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -81,11 +102,95 @@ pub struct Record<'a> {
 }
 
 /// Collects a stream's bytes and cuts them into records. Holds at most
-/// [`CHUNK`] bytes between calls.
+/// [`CHUNK`] bytes between calls. Also keeps how far the stream's pipe was
+/// grown ([`PipeSize`]).
 #[derive(Debug, Default)]
 pub struct LineBuffer {
     pending: Vec<u8>,
     continuing: bool,
+    pipe: PipeSize,
+}
+
+/// A log pipe's capacity as the relay last set or read it, and what it
+/// was grown by (charged to the run's [`PipeRoom`] until it is closed).
+#[derive(Debug, Default, Clone, Copy)]
+struct PipeSize {
+    /// Bytes; 0 until the first read that may have found it full.
+    capacity: usize,
+    /// Bytes over its size before growing, charged to the room.
+    grown: usize,
+    /// Growing failed (or its size could not be read): not tried again.
+    fixed: bool,
+}
+
+/// How much the relay may grow its log pipes, for the whole run. A pipe
+/// the relay finds full (its writer blocked, waiting for the relay) is
+/// doubled, up to [`PIPE_MAX`] and `fs.pipe-max-size`, so that a chatty
+/// process and the relay wake each other once per megabyte rather than
+/// once per 64 KiB. The kernel charges pipe pages to the user
+/// (`fs.pipe-user-pages-soft`; past it, an unprivileged user's new pipes
+/// get one or two pages and growing fails), so the grown bytes together
+/// stay within [`PIPE_BUDGET`] and a quarter of the soft limit, and a pipe
+/// grows only while the run's log pipes (at their default size, plus what
+/// was grown) stay within half of it: with thousands of processes, whose
+/// default pipes alone take that half, nothing grows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PipeRoom {
+    /// The largest size a pipe is grown to.
+    max: usize,
+    /// Bytes all pipes together may be grown by.
+    budget: usize,
+    /// Half the user's soft limit in bytes, or `usize::MAX` without one.
+    half_soft: usize,
+    /// Bytes the open pipes were grown by.
+    grown: usize,
+}
+
+impl PipeRoom {
+    /// The room the host's limits leave: `pipe-max-size` in bytes and
+    /// `pipe-user-pages-soft` in pages (0: no limit).
+    fn new(pipe_max_size: usize, soft_pages: usize) -> PipeRoom {
+        let soft = soft_pages.saturating_mul(4096);
+        let (budget, half_soft) = if soft == 0 {
+            (PIPE_BUDGET, usize::MAX)
+        } else {
+            (PIPE_BUDGET.min(soft / 4), soft / 2)
+        };
+        PipeRoom {
+            max: PIPE_MAX.min(pipe_max_size),
+            budget,
+            half_soft,
+            grown: 0,
+        }
+    }
+
+    /// The room on this host, from `/proc/sys/fs`; what cannot be read
+    /// leaves none.
+    fn of_host() -> PipeRoom {
+        let read = |name: &str| {
+            std::fs::read_to_string(format!("/proc/sys/fs/{name}"))
+                .ok()
+                .and_then(|text| text.trim().parse::<usize>().ok())
+        };
+        match (read("pipe-max-size"), read("pipe-user-pages-soft")) {
+            (Some(max), Some(soft)) => PipeRoom::new(max, soft),
+            _ => PipeRoom::new(0, 0),
+        }
+    }
+
+    /// The size to grow a pipe of `capacity` bytes to, after a read of
+    /// `read` bytes from it, with `open` log pipes in the run; `None`: it
+    /// keeps its size (it was not full, or there is no room).
+    fn next(&self, capacity: usize, read: usize, open: usize) -> Option<usize> {
+        if read < capacity / 4 * PIPE_FULL_QUARTERS {
+            return None;
+        }
+        let next = capacity.saturating_mul(2).min(self.max);
+        let more = next.checked_sub(capacity).filter(|&more| more > 0)?;
+        let grown = self.grown.saturating_add(more);
+        let held = open.saturating_mul(PIPE_DEFAULT).saturating_add(grown);
+        (grown <= self.budget && held <= self.half_soft).then_some(next)
+    }
 }
 
 impl LineBuffer {
@@ -485,6 +590,11 @@ pub struct LogWriter {
     pipes: RankPipes,
     /// Per instance, per stream: what was read from it ([`StreamCounts`]).
     counts: Vec<[StreamCounts; 2]>,
+    /// How much the log pipes may still grow; read from the host when a
+    /// pipe is first found full.
+    pipe_room: Option<PipeRoom>,
+    /// Log pipes open ([`LogWriter::opened`], less those closed).
+    open_pipes: usize,
 }
 
 /// Lines and bytes read from one process stream over all its runs, for
@@ -534,7 +644,16 @@ impl LogWriter {
             write_errors: 0,
             pipes: RankPipes::default(),
             counts: Vec::new(),
+            pipe_room: None,
+            open_pipes: 0,
         }
+    }
+
+    /// A log pipe was opened, to be relayed: it counts towards the pipes
+    /// the run holds when pipes are grown ([`PipeRoom`]) until it is
+    /// closed ([`LogWriter::close`]).
+    pub fn opened(&mut self) {
+        self.open_pipes += 1;
     }
 
     /// Tells the writer whether a process of the plan writes to ipc-run's
@@ -917,8 +1036,11 @@ impl LogWriter {
             };
             relayed = Relayed::Data;
             self.relay_bytes(instance, stream, buffer, &scratch[..n], &mut observe);
-            if self.queued(out) >= self.batch[out] && !self.blocked[out] {
+            if self.queued(out) >= self.batch[out].min(BATCH) && !self.blocked[out] {
                 self.flush_stream(out);
+            }
+            if n >= PIPE_DEFAULT / 4 * PIPE_FULL_QUARTERS {
+                self.grow_if_full(fd, &mut buffer.pipe, n);
             }
             // A short read emptied the pipe; a stalled output takes no more.
             if n < scratch.len()
@@ -969,9 +1091,49 @@ impl LogWriter {
             self.write(instance, stream, record);
         });
         self.count(instance, stream, lines, 0);
+        self.open_pipes = self.open_pipes.saturating_sub(1);
+        if let Some(room) = &mut self.pipe_room {
+            room.grown = room.grown.saturating_sub(buffer.pipe.grown);
+        }
+        buffer.pipe = PipeSize::default();
         self.finish_launcher(instance, stream);
         self.pipes.closed(instance, stream as usize);
         self.flush();
+    }
+
+    /// After a read of `read` bytes from the pipe `fd`: grows the pipe if
+    /// the read found it full and there is room ([`PipeRoom`]). Its size is
+    /// read once, at the first read that may have found it full.
+    #[inline(never)]
+    fn grow_if_full(&mut self, fd: BorrowedFd<'_>, pipe: &mut PipeSize, read: usize) {
+        use nix::fcntl::{FcntlArg, fcntl};
+        if pipe.fixed {
+            return;
+        }
+        if pipe.capacity == 0 {
+            match fcntl(fd, FcntlArg::F_GETPIPE_SZ) {
+                Ok(capacity) if capacity > 0 => pipe.capacity = capacity as usize,
+                _ => {
+                    pipe.fixed = true;
+                    return;
+                }
+            }
+        }
+        let room = self.pipe_room.get_or_insert_with(PipeRoom::of_host);
+        let Some(next) = room.next(pipe.capacity, read, self.open_pipes) else {
+            return;
+        };
+        // The kernel may round the size up (to a power of two pages).
+        match fcntl(fd, FcntlArg::F_SETPIPE_SZ(next as libc::c_int)) {
+            Ok(got) if got as usize > pipe.capacity => {
+                let more = got as usize - pipe.capacity;
+                room.grown += more;
+                pipe.grown += more;
+                pipe.capacity = got as usize;
+            }
+            // EPERM past the user's limits, ENOMEM: it stays as it is.
+            _ => pipe.fixed = true,
+        }
     }
 
     fn relay_bytes(
@@ -984,7 +1146,7 @@ impl LogWriter {
     ) {
         let read = data.len();
         let (data, mut lines) = match observe {
-            None => self.relay_whole_lines(instance, stream, buffer, data),
+            None => self.relay_pieces(instance, stream, buffer, data),
             Some(_) => (data, 0),
         };
         // One clock read per read: its records arrived together.
@@ -1017,6 +1179,33 @@ impl LogWriter {
     /// The pipes MPI ranks' lines go to, to read their counts.
     pub fn rank_pipes_ref(&self) -> &RankPipes {
         &self.pipes
+    }
+
+    /// [`LogWriter::relay_whole_lines`] over a read of any size, in pieces
+    /// of at most [`CHUNK`] bytes that start where a line starts: a line
+    /// that fits in a piece is shorter than a record. A piece without a
+    /// newline (a line longer than a record) and what follows go to
+    /// [`LineBuffer::push`].
+    #[inline]
+    fn relay_pieces<'d>(
+        &mut self,
+        instance: usize,
+        stream: Stream,
+        buffer: &LineBuffer,
+        data: &'d [u8],
+    ) -> (&'d [u8], u64) {
+        let mut rest = data;
+        let mut lines = 0;
+        while rest.len() > CHUNK {
+            let (tail, count) = self.relay_whole_lines(instance, stream, buffer, &rest[..CHUNK]);
+            if count == 0 {
+                return (rest, lines);
+            }
+            lines += count;
+            rest = &rest[CHUNK - tail.len()..];
+        }
+        let (tail, count) = self.relay_whole_lines(instance, stream, buffer, rest);
+        (tail, lines + count)
     }
 
     /// The plain relay's fast path: while no line of `instance` spans
@@ -1666,6 +1855,27 @@ mod tests {
         out
     }
 
+    /// What relaying `input` as one read (of any size) puts out, through
+    /// the fast path for whole lines or record by record (`observed`).
+    fn relayed_in_one_read(input: &[u8], observed: bool) -> Vec<u8> {
+        let path = std::env::temp_dir().join(format!(
+            "ipc-run-one-read-{}-{observed}",
+            std::process::id()
+        ));
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = LogWriter::new(&["a", "bcd"], file.into(), null(), [false, false]);
+        let mut buffer = LineBuffer::default();
+        let mut seen = 0;
+        let mut note = |_: Record<'_>| seen += 1;
+        let mut observe: Option<&mut dyn FnMut(Record<'_>)> = observed.then_some(&mut note);
+        writer.relay_bytes(0, Stream::Stdout, &mut buffer, input, &mut observe);
+        buffer.finish(|record| writer.write(0, Stream::Stdout, record));
+        drop(writer);
+        let out = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        out
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
         #[test]
@@ -1762,6 +1972,71 @@ mod tests {
         assert!(!plan_writes_stdout(&plan_of(two)));
         assert!(!plan_writes_stdout(&plan_of(&piped)));
         assert!(plan_writes_stdout(&plan_of(&wired)));
+    }
+
+    #[test]
+    fn a_pipe_found_full_doubles_up_to_the_largest_size() {
+        let room = PipeRoom::new(1 << 20, 16384);
+        let k = 1024;
+        // Not full: a read of less than three quarters of its capacity.
+        assert_eq!(room.next(64 * k, 47 * k, 2), None);
+        assert_eq!(room.next(64 * k, 64 * k, 2), Some(128 * k));
+        assert_eq!(room.next(64 * k, 48 * k, 2), Some(128 * k));
+        assert_eq!(room.next(512 * k, 512 * k, 2), Some(1024 * k));
+        assert_eq!(
+            room.next(1024 * k, 1024 * k, 2),
+            None,
+            "at the largest size"
+        );
+        // fs.pipe-max-size below PIPE_MAX bounds it.
+        let small = PipeRoom::new(256 * k, 16384);
+        assert_eq!(small.next(128 * k, 128 * k, 2), Some(256 * k));
+        assert_eq!(small.next(256 * k, 256 * k, 2), None);
+        assert_eq!(PipeRoom::new(0, 0).next(64 * k, 64 * k, 1), None);
+    }
+
+    #[test]
+    fn pipes_grow_within_the_run_budget_and_half_the_users_soft_limit() {
+        let k = 1024;
+        let mut room = PipeRoom::new(1 << 20, 16384);
+        // 16384 pages: 64 MiB soft; the budget is a quarter, 16 MiB.
+        assert_eq!(room.budget, PIPE_BUDGET);
+        room.grown = PIPE_BUDGET - 64 * k;
+        assert_eq!(room.next(64 * k, 64 * k, 2), Some(128 * k));
+        assert_eq!(room.next(128 * k, 128 * k, 2), None, "over the budget");
+        // A quarter of a small soft limit (1024 pages, 4 MiB): 1 MiB.
+        let mut small = PipeRoom::new(1 << 20, 1024);
+        assert_eq!(small.budget, 1 << 20);
+        small.grown = (1 << 20) - 64 * k;
+        assert_eq!(small.next(64 * k, 64 * k, 2), Some(128 * k));
+        small.grown += 64 * k;
+        assert_eq!(small.next(64 * k, 64 * k, 2), None);
+        // 520 pipes (of 260 processes) at their default size take half the
+        // soft limit (64 MiB) already: none grows.
+        let room = PipeRoom::new(1 << 20, 16384);
+        assert_eq!(room.next(64 * k, 64 * k, 520), None);
+        assert_eq!(room.next(64 * k, 64 * k, 400), Some(128 * k));
+        // No soft limit (0): the budget alone bounds it.
+        let free = PipeRoom::new(1 << 20, 0);
+        assert_eq!(free.next(64 * k, 64 * k, 100_000), Some(128 * k));
+    }
+
+    #[test]
+    fn reads_larger_than_a_record_relay_as_their_records_do() {
+        // Lines of every length around CHUNK, in one read of 1 MiB.
+        let mut input = Vec::new();
+        let mut len = 0;
+        while input.len() < (1 << 20) - 3 * CHUNK {
+            input.extend(std::iter::repeat_n(b'a' + (len % 26) as u8, len));
+            input.push(b'\n');
+            len = if len > CHUNK + 2 { 0 } else { len * 3 + 1 };
+        }
+        input.extend(std::iter::repeat_n(b'z', CHUNK - 1));
+        input.push(b'\n');
+        input.extend(b"tail");
+        let fast = relayed_in_one_read(&input, false);
+        let records = relayed_in_one_read(&input, true);
+        assert!(fast == records, "the fast path and the records differ");
     }
 
     #[test]

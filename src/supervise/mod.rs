@@ -71,9 +71,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// pipeline stage finishing): at most its stop timeout.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Bytes read from one log pipe per wake-up, so that one chatty process
-/// cannot starve the others.
-const READ_SIZE: usize = logs::CHUNK;
+/// The relay's read buffer: a grown log pipe's worth, read at once (one
+/// read per pipe per turn, so one chatty process cannot starve the others).
+const READ_SIZE: usize = logs::READ_SIZE;
 
 /// Signals ipc-run passes on to processes that ask for them; the planner
 /// accepts the same ones in `forward_signals` ([`crate::plan::signals::FORWARDABLE`]).
@@ -1784,6 +1784,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 let _ = self.events.add_log(&stream.fd, stream.stream, s);
             }
             self.writer.rank_pipes().opened(i, stream as usize);
+            self.writer.opened();
         }
     }
 

@@ -556,6 +556,121 @@ cmd = ["python3", "{}"]
     assert_eq!(result.code, 0);
 }
 
+/// A log pipe the relay keeps finding full is grown, doubling, up to
+/// the largest size the relay grows one to (1 MiB, or `fs.pipe-max-size`
+/// if lower) and no further, and every line arrives whole and in order
+/// across the grows. The reader of ipc-run's stdout reads only while the
+/// process is blocked on its full pipe, so each of its reads lets the
+/// relay find the pipe full once more. Before: the pipe stayed at 64 KiB.
+#[test]
+fn a_log_pipe_found_full_grows_to_its_limit_and_lines_stay_whole() {
+    let script = r#"
+import fcntl, os, sys
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+total, sizes, n = int(sys.argv[2]), [], 0
+while n < total:
+    end = min(n + 650, total)
+    out = b"".join(b"%09d %s\n" % (i, b"x" * 89) for i in range(n, end))
+    while out:
+        out = out[os.write(1, out):]
+    size = fcntl.fcntl(1, 1032)  # F_GETPIPE_SZ
+    if not sizes or sizes[-1] != size:
+        sizes.append(size)
+    n = end
+os.write(2, ("sizes " + " ".join(map(str, sizes)) + "\n").encode())
+"#;
+    let dir = scratch_dir();
+    let (file, pid_file) = (dir.join("grow.py"), dir.join("grow.pid"));
+    std::fs::write(&file, script).unwrap();
+    let total = 200_000; // 20 MB
+    let mut child = runner_command(&format!(
+        "[process.grow]\ncmd = [\"python3\", \"{}\", \"{}\", \"{total}\"]\n",
+        file.display(),
+        pid_file.display()
+    ))
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let started = Instant::now();
+    let mut stderr = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        stderr.read_to_string(&mut text).unwrap();
+        text
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let pid = loop {
+        if let Ok(pid) = std::fs::read_to_string(&pid_file) {
+            break pid;
+        }
+        assert!(Instant::now() < deadline, "the writer never started");
+        std::thread::yield_now();
+    };
+    // Whether the writer is blocked on its pipe (or gone).
+    let blocked_or_gone = || {
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        match crate::support::state_of(pid.parse().unwrap()) {
+            None | Some('Z') => true,
+            Some(state) => state == 'S' && wchan.contains("pipe_write"),
+        }
+    };
+    let mut out = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    loop {
+        while !blocked_or_gone() {
+            assert!(Instant::now() < deadline, "the writer never blocked");
+            std::thread::yield_now();
+        }
+        // 1.5 MiB: room for the relay's queue and one read of the pipe.
+        let goal = out.len() + 3 * 512 * 1024;
+        let mut eof = false;
+        while out.len() < goal {
+            let n = stdout.read(&mut buf).unwrap();
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        if eof {
+            break;
+        }
+    }
+    let code = crate::support::wait_with_timeout(&mut child, started);
+    let stderr = err.join().unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let lines = text_lines(&out, "grow");
+    assert_eq!(lines.len(), total, "lines lost or broken");
+    for (i, line) in lines.iter().enumerate() {
+        assert!(
+            *line == format!("{i:09} {}", "x".repeat(89)),
+            "line {i} broken: {line:?}"
+        );
+    }
+    let max_size: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let limit = max_size.min(1 << 20);
+    let sizes: Vec<usize> = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("grow | sizes "))
+        .unwrap_or_else(|| panic!("no sizes: {stderr}"))
+        .split(' ')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(sizes.last(), Some(&limit), "grown to the limit: {sizes:?}");
+    assert!(
+        sizes.windows(2).all(|w| w[1] == 2 * w[0] || w[1] == limit),
+        "doubling: {sizes:?}"
+    );
+}
+
 #[test]
 fn chatty_children_interleave_whole_lines() {
     let toml = r#"
