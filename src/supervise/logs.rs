@@ -542,6 +542,27 @@ impl Padded {
     }
 }
 
+/// Copies the lines of `data` (which ends with a newline) into `out`, each
+/// behind the prefix `put` appends, the line ends given by `newlines`;
+/// returns the number of lines.
+#[inline(always)]
+fn copy_lines(
+    out: &mut Vec<u8>,
+    data: &[u8],
+    newlines: impl Iterator<Item = usize>,
+    put: impl Fn(&mut Vec<u8>),
+) -> u64 {
+    let mut start = 0;
+    let mut count = 0;
+    for end in newlines {
+        put(out);
+        out.extend_from_slice(&data[start..=end]);
+        start = end + 1;
+        count += 1;
+    }
+    count
+}
+
 /// Writes records to ipc-run's stdout and stderr with name prefixes.
 #[derive(Debug)]
 pub struct LogWriter {
@@ -1203,6 +1224,12 @@ impl LogWriter {
             }
             lines += count;
             rest = &rest[CHUNK - tail.len()..];
+            // Written as it fills, so the queue stays small and in cache
+            // while a large read is relayed.
+            let slot = stream as usize;
+            if self.queued(slot) >= self.batch[slot].min(BATCH) && !self.blocked[slot] {
+                self.flush_stream(slot);
+            }
         }
         let (tail, count) = self.relay_whole_lines(instance, stream, buffer, rest);
         (tail, lines + count)
@@ -1238,24 +1265,19 @@ impl LogWriter {
         let slot = stream as usize;
         let prefix = &self.prefixes[instance][usize::from(self.color[slot])];
         let out = &mut self.queue[slot];
-        let lines = memchr::memchr_iter(b'\n', &data[..=last]);
-        let mut start = 0;
-        let mut count = 0;
-        if let Some(pad) = Padded::new(prefix) {
-            for end in lines {
-                pad.put(out);
-                out.extend_from_slice(&data[start..=end]);
-                start = end + 1;
-                count += 1;
+        let lines = &data[..=last];
+        let count = match Padded::new(prefix) {
+            #[cfg(target_arch = "x86_64")]
+            Some(pad) if let Some(avx2) = memchr::arch::x86_64::avx2::memchr::One::new(b'\n') => {
+                copy_lines(out, lines, avx2.iter(lines), |out| pad.put(out))
             }
-        } else {
-            for end in lines {
-                out.extend_from_slice(prefix);
-                out.extend_from_slice(&data[start..=end]);
-                start = end + 1;
-                count += 1;
-            }
-        }
+            Some(pad) => copy_lines(out, lines, memchr::memchr_iter(b'\n', lines), |out| {
+                pad.put(out)
+            }),
+            None => copy_lines(out, lines, memchr::memchr_iter(b'\n', lines), |out| {
+                out.extend_from_slice(prefix)
+            }),
+        };
         (&data[last + 1..], count)
     }
 
