@@ -35,6 +35,13 @@
 //! pipe: SIGPIPE is ignored in ipc-run) are counted and the record is
 //! dropped; the run goes on.
 //!
+//! A pipe the relay finds full (a read of three quarters of its capacity
+//! or more: its process waits for the relay) is grown, doubling, up to
+//! [`PIPE_MAX`], so a chatty process and the relay wake each other once
+//! per megabyte rather than once per 64 KiB; the run's growth is bounded
+//! by the user's pipe limits ([`PipeRoom`]). The read buffer holds a grown
+//! pipe's worth, and a large read's lines are written as each batch fills.
+//!
 //! With a log directory (`ipc-run run --log-dir DIR`), each record also goes
 //! to the instance's stream file, buffered and written once per batch
 //! ([`super::logfile`]). With `--timestamps` each line starts with the time

@@ -1290,8 +1290,24 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
             if !waiting {
                 self.spawn(i);
+                self.relay_between_spawns();
             }
         }
+    }
+
+    /// While processes are started one after the other, relays what the
+    /// pipes of those started before hold, without waiting: each spawn
+    /// waits for its child's `execve`, and the processes already running
+    /// would otherwise block on their full pipes until the last spawn,
+    /// leaving the other CPUs idle. One `epoll_wait` per output and spawn
+    /// when no pipe has bytes.
+    fn relay_between_spawns(&mut self) {
+        for output in [Stream::Stdout, Stream::Stderr] {
+            if !self.streams.parked[output as usize] {
+                self.logs_readable(output);
+            }
+        }
+        self.writer.flush();
     }
 
     fn spawn(&mut self, i: usize) {
