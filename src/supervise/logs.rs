@@ -138,17 +138,18 @@ struct PipeSize {
 /// (`fs.pipe-user-pages-soft`; past it, an unprivileged user's new pipes
 /// get one or two pages and growing fails), so the grown bytes together
 /// stay within [`PIPE_BUDGET`] and a quarter of the soft limit, and a pipe
-/// grows only while the run's log pipes (at their default size, plus what
-/// was grown) stay within half of it: with thousands of processes, whose
-/// default pipes alone take that half, nothing grows.
+/// grows by no more than its share of that budget among the open log
+/// pipes. So a run's log pipes, at their default size and grown, stay
+/// within half the soft limit, and with more than 256 log pipes open
+/// (128 processes, at the default limit) none grows: with many processes
+/// one wake-up serves many pipes anyway, and large reads of each would
+/// only take memory and cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct PipeRoom {
     /// The largest size a pipe is grown to.
     max: usize,
     /// Bytes all pipes together may be grown by.
     budget: usize,
-    /// Half the user's soft limit in bytes, or `usize::MAX` without one.
-    half_soft: usize,
     /// Bytes the open pipes were grown by.
     grown: usize,
 }
@@ -158,15 +159,14 @@ impl PipeRoom {
     /// `pipe-user-pages-soft` in pages (0: no limit).
     fn new(pipe_max_size: usize, soft_pages: usize) -> PipeRoom {
         let soft = soft_pages.saturating_mul(4096);
-        let (budget, half_soft) = if soft == 0 {
-            (PIPE_BUDGET, usize::MAX)
+        let budget = if soft == 0 {
+            PIPE_BUDGET
         } else {
-            (PIPE_BUDGET.min(soft / 4), soft / 2)
+            PIPE_BUDGET.min(soft / 4)
         };
         PipeRoom {
             max: PIPE_MAX.min(pipe_max_size),
             budget,
-            half_soft,
             grown: 0,
         }
     }
@@ -187,7 +187,8 @@ impl PipeRoom {
 
     /// The size to grow a pipe of `capacity` bytes to, after a read of
     /// `read` bytes from it, with `open` log pipes in the run; `None`: it
-    /// keeps its size (it was not full, or there is no room).
+    /// keeps its size (it was not full, or there is no room). A pipe is
+    /// taken to have started at the default size.
     fn next(&self, capacity: usize, read: usize, open: usize) -> Option<usize> {
         if read < capacity / 4 * PIPE_FULL_QUARTERS {
             return None;
@@ -195,8 +196,8 @@ impl PipeRoom {
         let next = capacity.saturating_mul(2).min(self.max);
         let more = next.checked_sub(capacity).filter(|&more| more > 0)?;
         let grown = self.grown.saturating_add(more);
-        let held = open.saturating_mul(PIPE_DEFAULT).saturating_add(grown);
-        (grown <= self.budget && held <= self.half_soft).then_some(next)
+        let share = self.budget / open.max(1);
+        (grown <= self.budget && next - PIPE_DEFAULT <= share).then_some(next)
     }
 }
 
@@ -2025,7 +2026,7 @@ mod tests {
     }
 
     #[test]
-    fn pipes_grow_within_the_run_budget_and_half_the_users_soft_limit() {
+    fn pipes_grow_within_the_run_budget_and_their_share_of_it() {
         let k = 1024;
         let mut room = PipeRoom::new(1 << 20, 16384);
         // 16384 pages: 64 MiB soft; the budget is a quarter, 16 MiB.
@@ -2040,14 +2041,18 @@ mod tests {
         assert_eq!(small.next(64 * k, 64 * k, 2), Some(128 * k));
         small.grown += 64 * k;
         assert_eq!(small.next(64 * k, 64 * k, 2), None);
-        // 520 pipes (of 260 processes) at their default size take half the
-        // soft limit (64 MiB) already: none grows.
+        // A pipe's share of the budget among the open ones: 16 MiB over
+        // 100 pipes is 160 KiB, room to double once; over more than 256
+        // pipes (128 processes) less than a doubling.
         let room = PipeRoom::new(1 << 20, 16384);
-        assert_eq!(room.next(64 * k, 64 * k, 520), None);
-        assert_eq!(room.next(64 * k, 64 * k, 400), Some(128 * k));
+        assert_eq!(room.next(64 * k, 64 * k, 100), Some(128 * k));
+        assert_eq!(room.next(128 * k, 128 * k, 100), None);
+        assert_eq!(room.next(64 * k, 64 * k, 256), Some(128 * k));
+        assert_eq!(room.next(64 * k, 64 * k, 257), None);
         // No soft limit (0): the budget alone bounds it.
         let free = PipeRoom::new(1 << 20, 0);
-        assert_eq!(free.next(64 * k, 64 * k, 100_000), Some(128 * k));
+        assert_eq!(free.next(512 * k, 512 * k, 2), Some(1024 * k));
+        assert_eq!(free.budget, PIPE_BUDGET);
     }
 
     #[test]
