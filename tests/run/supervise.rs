@@ -24,13 +24,12 @@ const LAUNCH_FAILURE: i32 = ipc_run::supervise::LAUNCH_FAILURE;
 
 // ----- helpers -------------------------------------------------------------
 
-fn scratch_dir() -> PathBuf {
+/// A scratch directory (removed when the case passes) for one run of a
+/// case; a case may run several, and cases run in parallel.
+fn run_scratch() -> Scratch {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("ipc-run-test-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch::new(&format!("supervise-{n}"))
 }
 
 /// The arguments of `ipc-run` that run `file` with a private runtime
@@ -47,9 +46,9 @@ fn runner_args(file: &Path) -> Vec<std::ffi::OsString> {
     ]
 }
 
-fn runner_command(toml: &str) -> Command {
-    let dir = scratch_dir();
-    let file = dir.join("topology.toml");
+/// The runner of `toml`, written into `scratch`.
+fn runner_command(scratch: &Scratch, toml: &str) -> Command {
+    let file = scratch.dir.join("topology.toml");
     std::fs::write(&file, toml).unwrap();
     let mut command = Command::new(IPC_RUN);
     // A process group of its own, as `Live::start` in support explains.
@@ -76,8 +75,9 @@ impl Finished {
 
 /// Runs a topology to completion (with a safety timeout).
 fn run(toml: &str) -> Finished {
+    let scratch = run_scratch();
     let started = Instant::now();
-    let child = runner_command(toml)
+    let child = runner_command(&scratch, toml)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -123,6 +123,9 @@ struct Live {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
+    /// Where the topology and the runtime directory are; removed after the
+    /// runner ended.
+    _scratch: Scratch,
 }
 
 impl Drop for Live {
@@ -144,7 +147,8 @@ impl Drop for Live {
 
 impl Live {
     fn start(toml: &str) -> Live {
-        let mut child = runner_command(toml)
+        let scratch = run_scratch();
+        let mut child = runner_command(&scratch, toml)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -163,6 +167,7 @@ impl Live {
             child,
             lines,
             seen: Vec::new(),
+            _scratch: scratch,
         }
     }
 
@@ -531,8 +536,8 @@ while out:
     out = out[os.write(1, out[:100000]):]
 os.write(2, b"err \x80\x81\n")
 "#;
-    let dir = scratch_dir();
-    let file = dir.join("relay.py");
+    let scratch = Scratch::new("log-relay-bytes");
+    let file = scratch.dir.join("relay.py");
     std::fs::write(&file, script).unwrap();
     let result = run(&format!(
         r#"
@@ -614,7 +619,9 @@ to = "@stdout"
 
 #[test]
 fn log_sink_dev_full_does_not_kill() {
+    let scratch = run_scratch();
     let child = runner_command(
+        &scratch,
         r#"
 [process.talker]
 shell = "seq 1 1000; exit 0"
@@ -744,7 +751,8 @@ time.sleep(float(sys.argv[3]))
 
 #[test]
 fn notify_readiness_orders_start() {
-    let script = notify_script(&scratch_dir());
+    let scratch = run_scratch();
+    let script = notify_script(&scratch.dir);
     let result = run(&format!(
         r#"
 [process.server]
@@ -765,7 +773,8 @@ after = ["server"]
 
 #[test]
 fn readiness_timeout_fails_the_run() {
-    let script = notify_script(&scratch_dir());
+    let scratch = run_scratch();
+    let script = notify_script(&scratch.dir);
     let result = run(&format!(
         r#"
 [process.server]
@@ -813,10 +822,10 @@ shell = "trap 'echo wrongly-got-usr1' USR1; trap 'exit 0' TERM; echo up-too; whi
 fn inherited_sigchld_ignore_and_blocked_sigterm() {
     // Start the runner with SIGCHLD ignored and SIGTERM blocked: exit
     // statuses must still be seen, and SIGTERM must still stop the run.
-    let dir = scratch_dir();
-    let file = dir.join("topology.toml");
+    let scratch = Scratch::new("inherited-sigchld-ignore");
+    let file = scratch.dir.join("topology.toml");
     // `waiter` is up once `code` was reaped: SIGTERM comes after its exit.
-    let (code, waiter) = reaped_before(&dir.join("code.pid"));
+    let (code, waiter) = reaped_before(&scratch.dir.join("code.pid"));
     std::fs::write(
         &file,
         format!(

@@ -13,6 +13,8 @@ use ipc_run::plan::Plan;
 use ipc_run::sys::spawn::ChildSpec;
 use nix::sys::wait::{WaitStatus, waitpid};
 
+use super::Scratch;
+
 /// The probe binary.
 pub fn probe() -> &'static str {
     env!("CARGO_BIN_EXE_ipc-run-probe")
@@ -52,18 +54,41 @@ pub fn take_turn_with_host_objects() {
     });
 }
 
-/// A fresh private root for run directories (removed by the caller). The
-/// case takes its turn with host-wide objects.
-pub fn root() -> PathBuf {
+/// A private root for run directories, inside a scratch directory that is
+/// removed with it when the case passes (a run the case left behind goes
+/// with it). Used as the root's path.
+pub struct RunRoot {
+    path: PathBuf,
+    _scratch: Scratch,
+}
+
+impl std::ops::Deref for RunRoot {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for RunRoot {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A fresh private root for run directories, not created yet (the launcher
+/// creates it). The case takes its turn with host-wide objects.
+pub fn root() -> RunRoot {
     take_turn_with_host_objects();
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = PathBuf::from(format!(
-        "/tmp/ipc-run-launch-test-{}-{}",
-        std::process::id(),
+    let scratch = Scratch::new(&format!(
+        "launch-root-{}",
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    RunRoot {
+        path: scratch.runtime(),
+        _scratch: scratch,
+    }
 }
 
 /// Options with a private root.
