@@ -12,22 +12,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::support::stacks;
-use crate::support::{IPC_RUN, MANIFEST_DIR, Scratch, lines_of, numbers_after, wait_dead};
+use crate::support::{IPC_RUN, Scratch, lines_of, numbers_after, wait_dead};
 
 /// `examples/mpi/ring.c` built with mpicc into `scratch`.
 fn ring(scratch: &Scratch) -> PathBuf {
-    stacks::program("mpirun", "openmpi-bin");
-    let mpicc = stacks::program("mpicc", "libopenmpi-dev");
-    let out = scratch.dir.join("ring");
-    let status = Command::new(mpicc)
-        .arg("-O2")
-        .arg("-o")
-        .arg(&out)
-        .arg(Path::new(MANIFEST_DIR).join("examples/mpi/ring.c"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "mpicc failed on examples/mpi/ring.c");
-    out
+    stacks::mpi_example(&scratch.dir, "ring")
 }
 
 /// A world of `ping` (one rank) and `pong` (`pongs` replicas).
@@ -225,34 +214,18 @@ fn sigkill_of_mpirun_ends_the_world_and_the_run_leaves_nothing() {
 
 /// `examples/mpi/lines.c` built with mpicc into `scratch`.
 fn lines_program(scratch: &Scratch) -> PathBuf {
-    stacks::program("mpirun", "openmpi-bin");
-    let mpicc = stacks::program("mpicc", "libopenmpi-dev");
-    let out = scratch.dir.join("lines");
-    let status = Command::new(mpicc)
-        .arg("-O2")
-        .arg("-o")
-        .arg(&out)
-        .arg(Path::new(MANIFEST_DIR).join("examples/mpi/lines.c"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "mpicc failed on examples/mpi/lines.c");
-    out
+    stacks::mpi_example(&scratch.dir, "lines")
 }
 
 /// A world of `solver` (rank 0, writing `lines` numbered lines) and three
 /// `worker`s, solver's stdout into `count`, which runs `gate` first and
 /// then checks every line in order.
 fn pipe_world(program: &Path, lines: u32, gate: &str) -> String {
-    let program = program.display();
+    let world = stacks::mpi_lines_world(program, lines, 3, false);
     format!(
         r#"
 exit_code_from = "count"
-[process.solver]
-cmd = ["{program}", "{lines}"]
-[process.worker]
-cmd = ["{program}", "{lines}"]
-replicas = 3
-[process.count]
+{world}[process.count]
 shell = '''
 {gate}
 awk -v want={lines} '
@@ -261,12 +234,6 @@ awk -v want={lines} '
   !/^line / && !/^sum / {{ other++ }}
   END {{ printf "%d lines in order, sum %s, %d bad, %d other\n", n - bad, sum, bad, other; exit !(n == want && !bad && !other && sum == 6) }}'
 '''
-[[edge]]
-name = "world"
-mechanism = "mpi"
-traffic = "messages"
-from = "solver"
-to = "worker"
 [[edge]]
 from = "solver"
 to = "count"
@@ -376,23 +343,12 @@ fn wait_until_mpirun_blocks(live: &mut crate::support::Live) {
 #[test]
 fn a_pipe_into_rank_zero_is_mpiruns_stdin() {
     let mut scratch = Scratch::new("mpi-stdin");
-    let program = lines_program(&scratch);
-    let program = program.display();
+    let world = stacks::mpi_lines_world(&lines_program(&scratch), 1, 1, true);
     let toml = format!(
         r#"
 [process.feed]
 shell = 'printf "first\nsecond\n"'
-[process.solver]
-cmd = ["{program}", "1", "stdin"]
-[process.worker]
-cmd = ["{program}", "1"]
-[[edge]]
-name = "world"
-mechanism = "mpi"
-traffic = "messages"
-from = "solver"
-to = "worker"
-[[edge]]
+{world}[[edge]]
 from = "feed"
 to = "solver"
 "#
@@ -417,24 +373,12 @@ to = "solver"
 #[test]
 fn replicated_ranks_stderr_fans_into_one_pipe_line_by_line() {
     let mut scratch = Scratch::new("mpi-stderr-pipe");
-    let program = lines_program(&scratch);
-    let program = program.display();
+    let world = stacks::mpi_lines_world(&lines_program(&scratch), 3, 3, false);
     let toml = format!(
         r#"
 exit_code_from = "count"
-[process.solver]
-cmd = ["{program}", "3"]
-[process.worker]
-cmd = ["{program}", "3"]
-replicas = 3
-[process.count]
+{world}[process.count]
 shell = 'sort | sed "s/^/got: /"'
-[[edge]]
-name = "world"
-mechanism = "mpi"
-traffic = "messages"
-from = "solver"
-to = "worker"
 [[edge]]
 from = "worker.stderr"
 to = "count"
@@ -468,25 +412,14 @@ to = "count"
 #[test]
 fn a_rank_and_a_process_outside_the_world_share_one_pipe_line_by_line() {
     let mut scratch = Scratch::new("mpi-pipe-shared");
-    let program = lines_program(&scratch);
-    let program = program.display();
+    let world = stacks::mpi_lines_world(&lines_program(&scratch), 2000, 1, false);
     let toml = format!(
         r#"
 exit_code_from = "count"
-[process.solver]
-cmd = ["{program}", "2000"]
-[process.worker]
-cmd = ["{program}", "2000"]
-[process.other]
+{world}[process.other]
 shell = 'for i in 1 2 3; do echo "other line $i"; done'
 [process.count]
 shell = '''awk '/^line /{{n++}} /^other line /{{o++}} END {{print n, o, NR}}' '''
-[[edge]]
-name = "world"
-mechanism = "mpi"
-traffic = "messages"
-from = "solver"
-to = "worker"
 [[edge]]
 from = ["solver", "other"]
 to = "count"
