@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::support::stacks;
-use crate::support::{IPC_RUN, Scratch, lines_of, numbers_after, wait_dead};
+use crate::support::{IPC_RUN, Live, Scratch, lines_of, numbers_after, wait_dead};
 
 /// `examples/mpi/ring.c` built with mpicc into `scratch`.
 fn ring(scratch: &Scratch) -> PathBuf {
@@ -77,23 +77,17 @@ fn assert_ranks(stdout: &[u8], ranks: &[&str]) {
 fn a_world_of_two_ranks_passes_the_ring_and_the_allreduce() {
     let mut scratch = Scratch::new("mpi-two");
     let ring = ring(&scratch);
-    let file = scratch.topology(&world(&ring, 1, ""));
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&world(&ring, 1, ""));
     assert_ranks(&finished.stdout, &["ping", "pong"]);
     assert!(finished.stderr.contains("mpirun-world: exited 0"));
-    scratch.assert_left_nothing();
 }
 
 #[test]
 fn a_world_of_four_ranks_oversubscribes_and_numbers_replicas_in_order() {
     let mut scratch = Scratch::new("mpi-four");
     let ring = ring(&scratch);
-    let file = scratch.topology(&world(&ring, 3, ""));
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&world(&ring, 3, ""));
     assert_ranks(&finished.stdout, &["ping", "pong#0", "pong#1", "pong#2"]);
-    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -129,9 +123,7 @@ mechanism = "fifo"
 deliver = "path"
 "#
     );
-    let file = scratch.topology(&toml);
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&toml);
     let got = lines_of(&finished.stdout, "sink");
     assert!(
         got.iter()
@@ -139,20 +131,25 @@ deliver = "path"
         "{got:?}"
     );
     assert!(lines_of(&finished.stdout, "ping[0]").is_empty());
-    scratch.assert_left_nothing();
+}
+
+/// A world of two ranks that hold on after the allreduce, running in
+/// `scratch`, and the pids of its ranks.
+fn held_world(scratch: &mut Scratch) -> (Live, Vec<i32>) {
+    let ring = ring(scratch);
+    let file = scratch.topology(&world(&ring, 1, "env = { RING_HOLD = \"1\" }\n"));
+    let mut live = scratch.live(&file);
+    live.wait_for_count("allreduce sum 1", 2);
+    let ranks = numbers_after(&live.stdout.join("\n"), "pid ");
+    (live, ranks)
 }
 
 #[test]
 fn sigkill_of_ipc_run_then_clean_leaves_no_rank_session_or_shm_file() {
     let mut scratch = Scratch::new("mpi-sigkill");
-    let ring = ring(&scratch);
-    let extra = "env = { RING_HOLD = \"1\" }\n";
-    let file = scratch.topology(&world(&ring, 1, extra));
     let shm_before = vader_files("/dev/shm");
     let tmp_before = vader_files("/tmp");
-    let mut live = scratch.live(&file);
-    live.wait_for_count("allreduce sum 1", 2);
-    let pids = numbers_after(&live.stdout.join("\n"), "pid ");
+    let (mut live, pids) = held_world(&mut scratch);
     assert_eq!(pids.len(), 2, "{:?}", live.stdout);
     let run_dir = scratch.first_run_dir();
     assert!(
@@ -180,13 +177,8 @@ fn sigkill_of_ipc_run_then_clean_leaves_no_rank_session_or_shm_file() {
 #[test]
 fn sigkill_of_mpirun_ends_the_world_and_the_run_leaves_nothing() {
     let mut scratch = Scratch::new("mpi-kill-launcher");
-    let ring = ring(&scratch);
-    let extra = "env = { RING_HOLD = \"1\" }\n";
-    let file = scratch.topology(&world(&ring, 1, extra));
     let shm_before = vader_files("/dev/shm");
-    let mut live = scratch.live(&file);
-    live.wait_for_count("allreduce sum 1", 2);
-    let ranks = numbers_after(&live.stdout.join("\n"), "pid ");
+    let (live, ranks) = held_world(&mut scratch);
     let children =
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", live.child.id())).unwrap();
     let mpirun: Vec<i32> = children
@@ -267,9 +259,7 @@ fn assert_workers_in_log(finished: &crate::support::Finished) {
 fn rank_zero_stdout_goes_into_a_pipe_whole_and_the_other_ranks_stay_in_the_log() {
     let mut scratch = Scratch::new("mpi-pipe");
     let program = lines_program(&scratch);
-    let file = scratch.topology(&pipe_world(&program, 5000, ""));
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&pipe_world(&program, 5000, ""));
     assert_eq!(
         lines_of(&finished.stdout, "count"),
         ["5000 lines in order, sum 6, 0 bad, 0 other"],
@@ -285,7 +275,6 @@ fn rank_zero_stdout_goes_into_a_pipe_whole_and_the_other_ranks_stay_in_the_log()
     assert!(lines_of(&finished.stdout, "solver[0]").is_empty());
     assert_workers_in_log(&finished);
     assert!(finished.stderr.contains("mpirun-world: exited 0"));
-    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -319,7 +308,7 @@ fn a_reader_that_starts_reading_late_loses_no_line_of_the_rank() {
 /// (`/proc/PID/wchan`): the reader of the rank's pipe reads nothing, the
 /// pipe and the relay's queue are full, and ipc-run no longer reads
 /// mpirun. Bounded by a number of looks, not by time.
-fn wait_until_mpirun_blocks(live: &mut crate::support::Live) {
+fn wait_until_mpirun_blocks(live: &mut Live) {
     let children = format!("/proc/{0}/task/{0}/children", live.child.id());
     let mut seen = String::new();
     for _ in 0..200_000 {
@@ -353,9 +342,7 @@ from = "feed"
 to = "solver"
 "#
     );
-    let file = scratch.topology(&toml);
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&toml);
     assert_eq!(
         lines_of(&finished.stdout, "solver[0]"),
         [
@@ -367,7 +354,6 @@ to = "solver"
         "{}",
         finished.stdout_text()
     );
-    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -384,9 +370,7 @@ from = "worker.stderr"
 to = "count"
 "#
     );
-    let file = scratch.topology(&toml);
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&toml);
     assert_eq!(
         lines_of(&finished.stdout, "count"),
         (1..4)
@@ -406,7 +390,6 @@ to = "count"
         lines_of(&finished.stdout, "worker#1[2]"),
         ["rank 2 of 4 says hello"]
     );
-    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -425,13 +408,10 @@ from = ["solver", "other"]
 to = "count"
 "#
     );
-    let file = scratch.topology(&toml);
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&toml);
     // 2000 numbered lines and the sum from rank 0, 3 from `other`, each
     // whole: nothing else.
     assert_eq!(lines_of(&finished.stdout, "count"), ["2000 3 2004"]);
-    scratch.assert_left_nothing();
 }
 
 #[test]

@@ -107,6 +107,16 @@ impl Scratch {
         let left = self.runtime_entries();
         assert!(left.is_empty(), "the run left {left:?}");
     }
+
+    /// Writes `toml`, runs it, and checks that it exited 0 (showing its
+    /// stderr if not) and left nothing in its runtime directory.
+    pub fn run_to_success(&mut self, toml: &str) -> Finished {
+        let file = self.topology(toml);
+        let finished = self.run(&file);
+        assert_eq!(finished.code, 0, "{}", finished.stderr);
+        self.assert_left_nothing();
+        finished
+    }
 }
 
 /// Runs `toml` in a fresh scratch directory of `case` and checks that the
