@@ -3,7 +3,6 @@
 //! by a veth pair (the cross-group edge over a real link, not loopback),
 //! and the errors that come before anything is created.
 
-use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,7 +10,9 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::support::stacks::program;
-use crate::support::{Finished, IPC_RUN, Live, RUN_TIMEOUT, Scratch, lines_of, run_captured};
+use crate::support::{
+    Finished, IPC_RUN, Live, RUN_TIMEOUT, Scratch, free_port, lines_of, run_captured,
+};
 
 /// The server: accepts one connection, prints the peer's address, then
 /// the lines. One connection only: the client group's wait for this
@@ -86,15 +87,6 @@ fn placed_plan(scratch: &mut Scratch, port: u16, server_ready_timeout_ms: u64) -
     let path = scratch.dir.join("placed.json");
     std::fs::write(&path, &output.stdout).unwrap();
     path
-}
-
-/// A port free on loopback now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `ipc-run run --plan PLAN --host GROUP --runtime-dir RT ARGS…`, behind
