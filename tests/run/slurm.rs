@@ -47,13 +47,21 @@ impl Cluster {
         self.dir.join("slurm.conf")
     }
 
-    /// `ipc-run slurm ARGS…` against this cluster, to its end.
-    fn submit(&self, args: &[&str]) -> Finished {
-        let child = Command::new(IPC_RUN)
+    /// `ipc-run slurm ARGS…` against this cluster.
+    fn slurm_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(IPC_RUN);
+        command
             .args(["--color", "never", "slurm"])
             .args(args)
             .env("SLURM_CONF", self.conf())
-            .stdin(std::process::Stdio::null())
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    /// `ipc-run slurm ARGS…` against this cluster, to its end.
+    fn submit(&self, args: &[&str]) -> Finished {
+        let child = self
+            .slurm_command(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -354,14 +362,13 @@ shell = "echo started; exec sleep 300"
 "#,
     );
     let job_dir = scratch.dir.join(job);
-    let mut command = Command::new(IPC_RUN);
-    command
-        .args(["--color", "never", "slurm"])
-        .arg(&file)
-        .args(["--time", "2", "--job-dir"])
-        .arg(&job_dir)
-        .env("SLURM_CONF", cluster.conf())
-        .stdin(std::process::Stdio::null());
+    let command = cluster.slurm_command(&[
+        file.to_str().unwrap(),
+        "--time",
+        "2",
+        "--job-dir",
+        job_dir.to_str().unwrap(),
+    ]);
     let mut live = Live::start(command);
     live.wait_for_count("[local] slow | started", 1);
     live
@@ -481,8 +488,25 @@ fn topologies_run_through_sbatch_on_a_real_slurm() {
     existing_job_dir_is_refused(&cluster, &scratch);
     job_cancelled_elsewhere(&cluster, &mut scratch);
     mpi_world(&cluster, &scratch);
-    drop(cluster);
-    std::fs::remove_dir_all(&scratch.dir).unwrap();
+}
+
+/// `ipc-run ARGS…` in the crate root, where the shipped topologies are.
+fn in_crate_root(args: &[&str]) -> Command {
+    let mut command = Command::new(IPC_RUN);
+    command.args(args).current_dir(MANIFEST_DIR);
+    command
+}
+
+/// `ipc-run COMMAND… TOPOLOGY --limits default --script-only ARGS…` in the
+/// crate root, which must succeed: the batch script it printed.
+fn batch_script(command: &[&str], topology: &str, args: &[&str]) -> String {
+    let out = in_crate_root(command)
+        .args([topology, "--limits", "default", "--script-only"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `--script-only` prints the batch script and writes nothing.
@@ -490,63 +514,43 @@ fn topologies_run_through_sbatch_on_a_real_slurm() {
 fn script_only_prints_the_batch_script() {
     let scratch = Scratch::new("slurm-script");
     let job_dir = scratch.dir.join("job");
-    let out = Command::new(IPC_RUN)
-        .args([
-            "slurm",
-            "topologies/mpi.toml",
-            "--limits",
-            "default",
-            "--script-only",
-        ])
-        .args([
+    let script = batch_script(
+        &["slurm"],
+        "topologies/mpi.toml",
+        &[
             "--partition",
             "main",
             "--time",
             "10",
             "--workdir",
             "/work/project",
-        ])
-        .arg("--job-dir")
-        .arg(&job_dir)
-        .current_dir(MANIFEST_DIR)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert!(!job_dir.exists(), "--script-only wrote the job directory");
-    let script = String::from_utf8(out.stdout)
-        .unwrap()
-        .replace(IPC_RUN, "/usr/bin/ipc-run")
-        .replace(
+            "--job-dir",
             job_dir.to_str().unwrap(),
-            "/work/project/ipc-run-slurm/mpi-ID",
-        );
+        ],
+    );
+    assert!(!job_dir.exists(), "--script-only wrote the job directory");
+    let script = script.replace(IPC_RUN, "/usr/bin/ipc-run").replace(
+        job_dir.to_str().unwrap(),
+        "/work/project/ipc-run-slurm/mpi-ID",
+    );
     insta::assert_snapshot!("slurm_script_mpi", script);
-    std::fs::remove_dir_all(&scratch.dir).unwrap();
 }
 
 /// The batch script of a placed topology: a step per group, with its CPUs
 /// and its peers' nodes, the allocation sized for the largest group.
 #[test]
 fn script_only_of_a_placed_topology() {
-    let out = Command::new(IPC_RUN)
-        .args([
-            "slurm",
-            "topologies/distributed-pipeline.toml",
-            "--limits",
-            "default",
-        ])
-        .args(["--script-only", "--workdir", "/work/project"])
-        .args([
+    let script = batch_script(
+        &["slurm"],
+        "topologies/distributed-pipeline.toml",
+        &[
+            "--workdir",
+            "/work/project",
             "--job-dir",
             "/work/project/ipc-run-slurm/distributed-pipeline-ID",
-        ])
-        .current_dir(MANIFEST_DIR)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let script = String::from_utf8(out.stdout)
-        .unwrap()
-        .replace(IPC_RUN, "/usr/bin/ipc-run");
+        ],
+    )
+    .replace(IPC_RUN, "/usr/bin/ipc-run");
     insta::assert_snapshot!("slurm_script_distributed_pipeline", script);
 }
 
@@ -556,20 +560,18 @@ fn script_only_of_a_placed_topology() {
 #[test]
 fn run_engine_slurm_is_the_slurm_command() {
     let script = |command: &[&str]| {
-        let out = Command::new(IPC_RUN)
-            .args(command)
-            .args([
-                "topologies/distributed-pipeline.toml",
-                "--limits",
-                "default",
-            ])
-            .args(["--script-only", "--workdir", "/work/project", "--time", "5"])
-            .args(["--job-dir", "/work/project/ipc-run-slurm/pipeline-ID"])
-            .current_dir(MANIFEST_DIR)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
+        batch_script(
+            command,
+            "topologies/distributed-pipeline.toml",
+            &[
+                "--workdir",
+                "/work/project",
+                "--time",
+                "5",
+                "--job-dir",
+                "/work/project/ipc-run-slurm/pipeline-ID",
+            ],
+        )
     };
     let slurm = script(&["slurm"]);
     assert!(slurm.contains("#SBATCH --time=5"), "{slurm}");
@@ -595,11 +597,7 @@ fn run_engine_slurm_is_the_slurm_command() {
             "`--detach` is an option of a local run",
         ),
     ] {
-        let out = Command::new(IPC_RUN)
-            .args(args)
-            .current_dir(MANIFEST_DIR)
-            .output()
-            .unwrap();
+        let out = in_crate_root(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(says), "{stderr}");
@@ -611,17 +609,10 @@ fn run_engine_slurm_is_the_slurm_command() {
 fn without_sbatch_the_job_is_not_written() {
     let scratch = Scratch::new("slurm-no-sbatch");
     let job_dir = scratch.dir.join("job");
-    let out = Command::new(IPC_RUN)
-        .args([
-            "--color",
-            "never",
-            "slurm",
-            "topologies/mpi.toml",
-            "--job-dir",
-        ])
+    let out = in_crate_root(&["--color", "never", "slurm", "topologies/mpi.toml"])
+        .arg("--job-dir")
         .arg(&job_dir)
         .env("PATH", scratch.dir.join("empty"))
-        .current_dir(MANIFEST_DIR)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -631,7 +622,6 @@ fn without_sbatch_the_job_is_not_written() {
         "{stderr}"
     );
     assert!(!job_dir.exists(), "the job directory was left");
-    std::fs::remove_dir_all(&scratch.dir).unwrap();
 }
 
 /// The script's mapping of tasks to nodes on a cluster of many nodes
@@ -639,18 +629,7 @@ fn without_sbatch_the_job_is_not_written() {
 /// `SLURM_JOB_NODELIST`, run by bash with `scontrol` stood in for.
 #[test]
 fn tasks_map_to_nodes_in_block_order() {
-    let out = Command::new(IPC_RUN)
-        .args([
-            "slurm",
-            "topologies/mpi.toml",
-            "--limits",
-            "default",
-            "--script-only",
-        ])
-        .current_dir(MANIFEST_DIR)
-        .output()
-        .unwrap();
-    let script = String::from_utf8(out.stdout).unwrap();
+    let script = batch_script(&["slurm"], "topologies/mpi.toml", &[]);
     let start = script
         .find("# The node of each task")
         .expect("the mapping's start");
