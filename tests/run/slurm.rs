@@ -11,7 +11,7 @@ use std::process::Command;
 use nix::sys::signal::Signal;
 
 use crate::support::stacks;
-use crate::support::{Finished, IPC_RUN, Live, MANIFEST_DIR, Scratch, finish};
+use crate::support::{Finished, IPC_RUN, Live, MANIFEST_DIR, Scratch, finish, free_port};
 
 /// A running single-node Slurm of the case's own.
 struct Cluster {
@@ -68,6 +68,32 @@ impl Cluster {
             .unwrap();
         // Fails the case, killing ipc-run, if the job outlasts RUN_TIMEOUT.
         finish(child)
+    }
+
+    /// A shipped topology (`topologies/…`, from the crate root) with `more`
+    /// options and its job in `job_dir`, which must end with status 0; and
+    /// its stdout lines.
+    fn run_shipped(
+        &self,
+        topology: &str,
+        more: &[&str],
+        job_dir: &Path,
+    ) -> (Finished, Vec<String>) {
+        let mut args = vec![topology];
+        args.extend_from_slice(more);
+        let job_dir = job_dir.to_str().unwrap();
+        args.extend([
+            "--time",
+            "2",
+            "--workdir",
+            MANIFEST_DIR,
+            "--job-dir",
+            job_dir,
+        ]);
+        let finished = self.submit(&args);
+        assert_eq!(finished.code, 0, "{}", shown(&finished));
+        let lines = stdout_lines(&finished);
+        (finished, lines)
     }
 
     /// The pids of processes that belong to this cluster: its daemons
@@ -247,17 +273,6 @@ to = "total.partial"
     )
 }
 
-/// A port free on this host now: the cross edge's (`--base-port`), so that
-/// the case does not share the default 47000 with other runs.
-fn free_port() -> String {
-    std::net::TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string()
-}
-
 /// The two groups through sbatch: the lines crossed the TCP edge between
 /// the groups' steps, each group's lines came back under its prefix, and
 /// the job's status is the topology's (`total`'s; else the first failure).
@@ -268,7 +283,7 @@ fn two_groups_over_tcp(cluster: &Cluster, scratch: &mut Scratch) {
     for fail in [false, true] {
         let file = scratch.topology(&two_groups(fail));
         let job_dir = scratch.dir.join(format!("two-groups-{fail}"));
-        let port = free_port();
+        let port = free_port().to_string();
         let finished = cluster.submit(&[
             file.to_str().unwrap(),
             "--base-port",
@@ -306,21 +321,12 @@ fn two_groups_over_tcp(cluster: &Cluster, scratch: &mut Scratch) {
 /// The documented example: topologies/distributed-pipeline.toml, whose
 /// groups declare CPUs and memory, from the repository root.
 fn shipped_pipeline(cluster: &Cluster, scratch: &Scratch) {
-    let job_dir = scratch.dir.join("pipeline-job");
-    let port = free_port();
-    let finished = cluster.submit(&[
+    let port = free_port().to_string();
+    let (finished, lines) = cluster.run_shipped(
         "topologies/distributed-pipeline.toml",
-        "--base-port",
-        &port,
-        "--time",
-        "2",
-        "--workdir",
-        MANIFEST_DIR,
-        "--job-dir",
-        job_dir.to_str().unwrap(),
-    ]);
-    let lines = stdout_lines(&finished);
-    assert_eq!(finished.code, 0, "{}", shown(&finished));
+        &["--base-port", &port],
+        &scratch.dir.join("pipeline-job"),
+    );
     let sum = "[core] total | sum of 100 squares: 338350";
     assert!(
         lines.iter().any(|l| l == sum),
@@ -453,18 +459,7 @@ fn job_cancelled_elsewhere(cluster: &Cluster, scratch: &mut Scratch) {
 fn mpi_world(cluster: &Cluster, scratch: &Scratch) {
     stacks::program("mpirun", "openmpi-bin");
     stacks::program("mpicc", "libopenmpi-dev");
-    let job_dir = scratch.dir.join("mpi-job");
-    let finished = cluster.submit(&[
-        "topologies/mpi.toml",
-        "--time",
-        "2",
-        "--workdir",
-        MANIFEST_DIR,
-        "--job-dir",
-        job_dir.to_str().unwrap(),
-    ]);
-    let lines = stdout_lines(&finished);
-    assert_eq!(finished.code, 0, "{}", shown(&finished));
+    let (_, lines) = cluster.run_shipped("topologies/mpi.toml", &[], &scratch.dir.join("mpi-job"));
     for rank in ["ping[0]", "pong#0[1]", "pong#1[2]", "pong#2[3]"] {
         assert!(
             lines

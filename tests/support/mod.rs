@@ -665,10 +665,10 @@ pub fn mq_mode(name: &str) -> u32 {
 }
 
 /// Local ports in `/proc/net/{tcp,tcp6}` in state LISTEN.
-/// A TCP port free on loopback now (the kernel's pick), for a case that
-/// must not meet another run's fixed port.
+/// A TCP port free now on every address (the kernel's pick), for a case
+/// that must not meet another run's fixed port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+    std::net::TcpListener::bind("0.0.0.0:0")
         .unwrap()
         .local_addr()
         .unwrap()
