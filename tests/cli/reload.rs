@@ -820,7 +820,6 @@ fn a_per_connection_edge_is_added_and_removed_live() {
 /// A server-bound endpoint added beside `base`: `srv` writes MARK, then
 /// binds its address, so a probe can pass only after MARK exists; `cli`
 /// waits for it.
-
 const SERVER: &str = r#"
 [process.srv]
 restart = "on-failure"
