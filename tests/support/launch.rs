@@ -34,6 +34,30 @@ pub fn plan(toml: &str) -> Plan {
     }
 }
 
+/// Two probes joined both ways: `a` with its ports on the fixed fds 4 (`x`)
+/// and 3 (`y`) and `a_keys` besides, `b` with its ports wherever they land.
+pub fn two_probes(a_keys: &str) -> String {
+    format!(
+        r#"
+[process.a]
+cmd = ["PROBE", "report"]
+ports.x = {{ fd = 4 }}
+ports.y = {{ fd = 3 }}
+{a_keys}
+[process.b]
+cmd = ["PROBE", "report"]
+ports.x = {{}}
+ports.y = {{}}
+[[edge]]
+from = "a.x"
+to = "b.x"
+[[edge]]
+from = "b.y"
+to = "a.y"
+"#
+    )
+}
+
 /// Cases of one process that create host-wide objects (/dev/shm, SysV)
 /// take turns, so a case that compares listings of them sees only its own.
 static HOST_OBJECTS: Mutex<()> = Mutex::new(());
