@@ -267,15 +267,12 @@ fn a_shared_memory_size_change_is_refused_and_changes_nothing() {
     let mut run = Detached::start(&mut scratch, &SHM.replace("SIZE", "4KiB"));
     let before = pids(&run);
     let file = scratch.topology(&SHM.replace("SIZE", "8KiB"));
-    let refused = try_reload(&run, &file);
-    assert_eq!(refused.status.code(), Some(6), "{}", text(&refused.stderr));
-    let said = text(&refused.stdout);
+    let (said, stderr) = refused_reload(&run, &file, &before);
     assert!(
         said.contains("refused: channel seg: its shared-memory size changes (4096 -> 8192 bytes)"),
         "{said}"
     );
-    assert!(text(&refused.stderr).contains("cannot reload live"));
-    assert_eq!(pids(&run), before);
+    assert!(stderr.contains("cannot reload live"));
     run.down();
     scratch.assert_left_nothing();
 }
@@ -396,6 +393,16 @@ fn reload(run: &Detached, file: &Path) -> String {
         text(&reload.stderr)
     );
     text(&reload.stdout)
+}
+
+/// A reload of `run` with `file` refused as not doable live (exit 6), the
+/// run's processes left as they were (`before`, from [`pids`]); what it
+/// said on stdout and stderr.
+fn refused_reload(run: &Detached, file: &Path, before: &[(String, Value)]) -> (String, String) {
+    let refused = try_reload(run, file);
+    assert_eq!(refused.status.code(), Some(6), "{}", text(&refused.stderr));
+    assert_eq!(pids(run), before);
+    (text(&refused.stdout), text(&refused.stderr))
 }
 
 /// A detached run of `toml` in a scratch directory of `case`, and its
@@ -650,14 +657,11 @@ fn a_never_process_that_gave_its_channel_end_away_is_refused() {
     let mut run = Detached::start(&mut scratch, MOVED);
     let before = pids(&run);
     let file = scratch.topology(&MOVED.replace("GEN = \"1\"", "GEN = \"2\""));
-    let refused = try_reload(&run, &file);
-    assert_eq!(refused.status.code(), Some(6), "{}", text(&refused.stderr));
+    let (_, stderr) = refused_reload(&run, &file, &before);
     assert!(
-        text(&refused.stderr).contains("process reader: wire fd 0 of reader: the running process no longer holds it there: another kind of file"),
-        "{}",
-        text(&refused.stderr)
+        stderr.contains("process reader: wire fd 0 of reader: the running process no longer holds it there: another kind of file"),
+        "{stderr}"
     );
-    assert_eq!(pids(&run), before);
     run.down();
     scratch.assert_left_nothing();
 }
