@@ -95,6 +95,7 @@ fn start(scratch: &mut Scratch, home: &Path, tmp: &Path) -> Live {
 
 /// What the run showed once the client has its eight answers.
 struct Served {
+    run_id: String,
     master: i32,
     workers: BTreeSet<i32>,
     tcp_port: u16,
@@ -152,6 +153,7 @@ fn served(live: &mut Live) -> Served {
         assert_eq!(parent_of(*worker), Some(master), "worker {worker}");
     }
     Served {
+        run_id,
         master,
         workers,
         tcp_port,
@@ -165,12 +167,15 @@ fn parent_of(pid: i32) -> Option<i32> {
     stat[close + 2..].split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Nothing of run `run_id` is left: no process, no listener, no bound
+/// Nothing of the run is left: no process, no listener, no bound
 /// socket, nothing in the runtime directory, the case's `HOME` or `TMPDIR`.
-fn assert_nothing_left(scratch: &Scratch, run_id: &str, served: &Served, home: &Path, tmp: &Path) {
+fn assert_nothing_left(scratch: &Scratch, served: &Served, home: &Path, tmp: &Path) {
     // Checked first: the moment the run ended, not once its processes are.
     let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
-    assert!(!unix.contains(run_id), "a socket of the run is still bound");
+    assert!(
+        !unix.contains(&served.run_id),
+        "a socket of the run is still bound"
+    );
     let mut pids: Vec<i32> = served.workers.iter().copied().collect();
     pids.push(served.master);
     assert_eq!(wait_dead(&pids, Duration::from_secs(10)), Vec::<i32>::new());
@@ -192,7 +197,6 @@ fn gunicorn_serves_json_rpc_on_the_adopted_unix_and_tcp_listeners_and_stops_on_s
     let (mut scratch, home, tmp) = scratch_with_home("http-gunicorn");
     let mut live = start(&mut scratch, &home, &tmp);
     let served = served(&mut live);
-    let run_id = run_id_in(&live.stderr.join("\n")).unwrap();
 
     live.signal(Signal::SIGTERM);
     let result = live.finish();
@@ -221,7 +225,7 @@ fn gunicorn_serves_json_rpc_on_the_adopted_unix_and_tcp_listeners_and_stops_on_s
         "{}",
         result.stderr
     );
-    assert_nothing_left(&scratch, &run_id, &served, &home, &tmp);
+    assert_nothing_left(&scratch, &served, &home, &tmp);
 }
 
 #[test]
@@ -229,7 +233,6 @@ fn after_sigkill_of_ipc_run_and_clean_no_gunicorn_process_or_file_is_left() {
     let (mut scratch, home, tmp) = scratch_with_home("http-gunicorn-kill");
     let mut live = start(&mut scratch, &home, &tmp);
     let served = served(&mut live);
-    let run_id = run_id_in(&live.stderr.join("\n")).unwrap();
 
     live.signal(Signal::SIGKILL);
     live.child.wait().unwrap();
@@ -244,11 +247,11 @@ fn after_sigkill_of_ipc_run_and_clean_no_gunicorn_process_or_file_is_left() {
     assert!(
         stdout.contains(&format!(
             "cleaned {}",
-            scratch.runtime().join(&run_id).display()
+            scratch.runtime().join(&served.run_id).display()
         )),
         "{stdout}"
     );
-    assert_nothing_left(&scratch, &run_id, &served, &home, &tmp);
+    assert_nothing_left(&scratch, &served, &home, &tmp);
 }
 
 #[test]
