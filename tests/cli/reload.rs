@@ -12,11 +12,10 @@
 //! gave its end away). The end-of-run summary without a removed process;
 //! root reloading another user's run. Each waits on the run's events.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -100,28 +99,13 @@ fn pids(run: &Detached) -> Vec<(String, Value)> {
         .collect()
 }
 
-/// A subscription to the run's lifecycle events, answered (so every event
-/// from now on is sent on it).
-fn subscribe_events(run: &Detached) -> BufReader<UnixStream> {
-    let mut stream = UnixStream::connect(run.socket()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    stream.write_all(b"{\"v\":1,\"cmd\":\"events\"}\n").unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), r#"{"v":1,"ok":true}"#);
-    reader
-}
-
 #[test]
 fn a_reload_adds_removes_and_changes_while_the_untouched_keep_running() {
     let (mut scratch, mut run, out, toml) = start("reload-live");
     wait_until("the reader to get lines", || lines_in(&out).len() >= 20);
     let writer_pid = run.process("writer")["pid"].clone();
     let reader_pid = run.process("reader")["pid"].clone();
-    let mut events = subscribe_events(&run);
+    let mut events = run.subscribe_events();
 
     let file = scratch.topology(&next_version(&toml));
     let said = reload(&run, &file);
@@ -331,7 +315,7 @@ struct EventStream {
 impl EventStream {
     fn of(run: &Detached) -> EventStream {
         EventStream {
-            reader: subscribe_events(run),
+            reader: run.subscribe_events(),
             seen: Vec::new(),
         }
     }
