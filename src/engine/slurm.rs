@@ -150,7 +150,7 @@ fn header(plan: &Plan, groups: &[StepGroup], options: &JobOptions) -> String {
     let _ = writeln!(
         text,
         "# Written by `ipc-run slurm` for the topology `{}`.",
-        plan.name
+        super::one_line(&plan.name)
     );
     let _ = writeln!(
         text,
@@ -160,7 +160,11 @@ fn header(plan: &Plan, groups: &[StepGroup], options: &JobOptions) -> String {
     let mut sbatch = |option: &str, value: &str| {
         let _ = writeln!(text, "#SBATCH --{option}={}", quote(value));
     };
-    sbatch("job-name", &format!("ipc-run-{}", plan.name));
+    // sbatch reads its options a line at a time: the name stays on one.
+    sbatch(
+        "job-name",
+        &format!("ipc-run-{}", super::one_line(&plan.name)),
+    );
     sbatch("ntasks", &groups.len().to_string());
     sbatch("cpus-per-task", &cpus.to_string());
     if let Some(mib) = groups
@@ -276,7 +280,7 @@ pub fn batch_script(plan: &Plan, options: &JobOptions) -> String {
     text.push_str(NODES_OF_TASKS);
     text.push_str("declare -A group_of\n");
     for (i, group) in groups.iter().enumerate() {
-        let _ = writeln!(text, "# group {}", group.name);
+        let _ = writeln!(text, "# group {}", super::one_line(&group.name));
         let _ = write!(
             text,
             "srun --job-name={name} --ntasks=1 --nodes=1 --cpus-per-task={cpus} --exact \
