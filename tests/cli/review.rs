@@ -57,3 +57,25 @@ fn a_topology_name_adds_no_command_to_the_slurm_script() {
         String::from_utf8_lossy(&syntax.stderr)
     );
 }
+
+#[test]
+fn a_topology_name_adds_no_directive_to_the_systemd_units() {
+    let mut scratch = Scratch::new("review-systemd-name");
+    let file = scratch.topology(INJECTING);
+    let units = output_of(&["export", "systemd"], &file);
+    assert_eq!(
+        units.matches("[Service]\n").count(),
+        1,
+        "one [Service] section in the one unit:\n{units}"
+    );
+    for line in units.lines() {
+        assert!(
+            !line.starts_with("ExecStartPre") && !line.starts_with("touch"),
+            "a line of the name became a line of the unit: {line:?}\n{units}"
+        );
+        if let Some(description) = line.strip_prefix("Description=") {
+            // Specifiers are expanded there: `%n` stays text.
+            assert!(description.contains("%%n"), "{line}");
+        }
+    }
+}
