@@ -147,17 +147,7 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     /// The plan in `path`, read as `run --plan` reads one.
     fn read_plan(&self, path: &str) -> Result<Plan, (ErrorCode, String)> {
-        let bad = |why: String| (ErrorCode::BadRequest, why);
-        let len = std::fs::metadata(path)
-            .map_err(|e| bad(format!("cannot read plan file {path}: {e}")))?
-            .len();
-        if len > MAX_PLAN_FILE {
-            return Err(bad(format!(
-                "plan file {path} is larger than {MAX_PLAN_FILE} bytes"
-            )));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad(format!("cannot read plan file {path}: {e}")))?;
+        let text = read_private(path).map_err(|why| (ErrorCode::BadRequest, why))?;
         match crate::plan::import::from_json(&text, &self.plan.limits) {
             Ok(planned) => Ok(planned.plan),
             Err(error) => {
@@ -541,6 +531,48 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.after = after;
         self.conditions = conditions;
     }
+}
+
+/// The text of the plan file at `path`, as the client writes it: a
+/// regular file (not a link: `O_NOFOLLOW`), owned by the run's user and
+/// writable by no one else, at most [`MAX_PLAN_FILE`] bytes. Opened
+/// non-blocking, so that a FIFO named there is refused instead of
+/// stopping the event loop until someone writes to it; the size and the
+/// owner are those of the file opened, not of the path looked at before.
+fn read_private(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let cannot = |e: std::io::Error| match e.raw_os_error() {
+        Some(libc::ELOOP) => format!("plan file {path} is a symbolic link"),
+        _ => format!("cannot read plan file {path}: {e}"),
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.file_type().is_file() {
+        return Err(format!("plan file {path} is not a regular file"));
+    }
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "plan file {path} is not the run's own (owner uid {}, mode {:o}): it must belong to uid {me} and be writable by no one else",
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.len() > MAX_PLAN_FILE {
+        return Err(format!(
+            "plan file {path} is larger than {MAX_PLAN_FILE} bytes"
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_PLAN_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    Ok(text)
 }
 
 /// What `process` waits for of `name`, one of its `after`.

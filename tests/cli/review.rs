@@ -1,10 +1,18 @@
 //! Hostile input to the newest commands, each case a finding of a review
 //! (`docs/distributed.md`, `docs/operate.md`): a topology name that tries
 //! to add a line to what the engines generate (a shell command to a
-//! Slurm batch script, a directive to a systemd unit).
+//! Slurm batch script, a directive to a systemd unit); a reload file that
+//! is not the run's own (a FIFO, a symbolic link, another user's).
 
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::Duration;
 
+use serde_json::Value;
+
+use super::control::Detached;
 use super::ipc_run;
 use crate::support::Scratch;
 
@@ -78,4 +86,116 @@ fn a_topology_name_adds_no_directive_to_the_systemd_units() {
             assert!(description.contains("%%n"), "{line}");
         }
     }
+}
+
+/// One process that waits: a run to hand reload files to.
+const WAITING: &str = r#"
+name = "NAME"
+
+[process.sleeper]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+"#;
+
+/// Sends one request line and reads the answer within `limit`; `None`
+/// when none came in that time.
+fn answer_within(socket: &Path, request: &str, limit: Duration) -> Option<Value> {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(b"\n").unwrap();
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).ok()?;
+    Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+}
+
+fn reload_request(plan_file: &Path) -> String {
+    serde_json::json!({"v": 1, "cmd": "reload", "plan_file": plan_file}).to_string()
+}
+
+/// A FIFO named as the plan file: the run answers at once that it is
+/// not a regular file, and goes on answering, instead of waiting in
+/// `open` for a writer that never comes (the whole event loop with it).
+#[test]
+fn a_reload_file_that_is_a_fifo_does_not_stall_the_run() {
+    let mut scratch = Scratch::new("review-reload-fifo");
+    let run = Detached::start(&mut scratch, &WAITING.replace("NAME", "review-fifo"));
+    let fifo = scratch.dir.join("plan.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let answer = answer_within(
+        &run.socket(),
+        &reload_request(&fifo),
+        Duration::from_secs(5),
+    );
+    if answer.is_none() {
+        // Unblock the stalled run so that it can be downed.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+    }
+    let answer = answer.expect("the run answers a reload whose file is a FIFO");
+    assert_eq!(answer["error"]["code"], "bad-request", "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not a regular file"), "{message}");
+    assert_eq!(run.process("sleeper")["restarts"], 0);
+}
+
+/// A plan file that is a symbolic link, or that another user owns or
+/// may write, is refused, naming why; the run is as it was.
+#[test]
+fn a_reload_file_not_the_runs_own_is_refused() {
+    let mut scratch = Scratch::new("review-reload-owner");
+    let toml = WAITING.replace("NAME", "review-owner");
+    let topology = scratch.topology(&toml);
+    let run = Detached::start(&mut scratch, &toml);
+    let plan = ipc_run()
+        .args(["plan", "--format", "json"])
+        .arg(&topology)
+        .output()
+        .unwrap();
+    assert!(plan.status.success());
+    let real = scratch.dir.join("plan.json");
+    let write = |path: &Path, mode: u32| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .unwrap();
+        file.write_all(&plan.stdout).unwrap();
+    };
+    write(&real, 0o600);
+    // The run's own file is taken (the same plan: nothing to change).
+    let ok = answer_within(
+        &run.socket(),
+        &reload_request(&real),
+        Duration::from_secs(15),
+    );
+    assert_eq!(ok.as_ref().unwrap()["ok"], true, "{ok:?}");
+    let link = scratch.dir.join("link.json");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let writable = scratch.dir.join("writable.json");
+    write(&writable, 0o600);
+    std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o622)).unwrap();
+    let mut cases = vec![(link, "symbolic link"), (writable, "not the run's own")];
+    if nix::unistd::geteuid().is_root() {
+        let foreign = scratch.dir.join("foreign.json");
+        write(&foreign, 0o600);
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        nix::unistd::chown(&foreign, Some(nobody), None).unwrap();
+        cases.push((foreign, "not the run's own"));
+    }
+    for (path, why) in cases {
+        let answer = answer_within(
+            &run.socket(),
+            &reload_request(&path),
+            Duration::from_secs(15),
+        )
+        .expect("an answer");
+        assert_eq!(answer["error"]["code"], "bad-request", "{path:?}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{path:?}: {message}");
+    }
+    assert_eq!(run.process("sleeper")["restarts"], 0);
 }
