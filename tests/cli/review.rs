@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::control::Detached;
+use super::control::{Detached, wait_until};
 use super::ipc_run;
 use crate::support::Scratch;
 
@@ -198,4 +198,85 @@ fn a_reload_file_not_the_runs_own_is_refused() {
         assert!(message.contains(why), "{path:?}: {message}");
     }
     assert_eq!(run.process("sleeper")["restarts"], 0);
+}
+
+/// A pipe from `writer` to `reader` and a process `extra` that reload
+/// after reload is removed and added back (`VERSION` swaps it for
+/// `other`).
+const RELOADED: &str = r#"
+name = "NAME"
+
+[process.writer]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+
+[process.reader]
+cmd = ["sleep", "1000"]
+restart = "on-failure"
+
+[process.EXTRA]
+shell = 'echo started; exec sleep 1000'
+restart = "on-failure"
+
+[[edge]]
+name = "lines"
+from = "writer"
+to = "reader"
+"#;
+
+/// ipc-run's open fds.
+fn fd_count(pid: i64) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// Reload after reload, with `--log-dir`, removes a process and adds it
+/// back (and another in its place): ipc-run's fd count stays the same,
+/// as every added name writes to the log files its name has open, and
+/// both runs of `extra` are in its one file.
+#[test]
+fn reloads_with_a_log_dir_keep_the_fd_count_flat() {
+    let mut scratch = Scratch::new("review-reload-fds");
+    let logs = scratch.dir.join("logs");
+    std::fs::create_dir(&logs).unwrap();
+    std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let toml = RELOADED.replace("NAME", "review-fds");
+    let first = scratch.topology(&toml.replace("EXTRA", "extra"));
+    let second = scratch.topology(&toml.replace("EXTRA", "other"));
+    let run = Detached::start_with(
+        &mut scratch,
+        &toml.replace("EXTRA", "extra"),
+        &["--log-dir", logs.to_str().unwrap()],
+    );
+    let pid = run.status()["run"]["pid"].as_i64().unwrap();
+    let reload = |file: &Path| {
+        // Refused while the process it adds back is still stopping.
+        wait_until("the reload to be taken", || {
+            run.ctl(&["reload", &run.run_id, file.to_str().unwrap()])
+                .status
+                .success()
+        });
+    };
+    reload(&second);
+    reload(&first);
+    // Read at once: a removed process still stopping may hold a pidfd and
+    // its two streams here for a moment, which only raises the mark.
+    let base = fd_count(pid);
+    for pair in 2..=4 {
+        reload(&second);
+        reload(&first);
+        wait_until(
+            &format!("ipc-run's fds after {pair} pairs of reloads to be back at {base}"),
+            || fd_count(pid) <= base,
+        );
+    }
+    let extra = logs.join("extra.stdout.log");
+    wait_until("the last extra to write its line", || {
+        std::fs::read_to_string(&extra)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 5
+    });
 }
