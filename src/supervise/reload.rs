@@ -447,12 +447,25 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.lifecycle(i, Lifecycle::Removed);
         match self.instances[i].state {
             State::Running { .. } | State::Accepting { .. } => format!("stopping {name} (removed)"),
-            State::Finished => format!("removed {name}"),
+            State::Finished => {
+                self.forget_removed(i);
+                format!("removed {name}")
+            }
             State::Pending | State::Backoff => {
                 let why = "removed by a reload".to_owned();
                 self.finish_counting(i, Ending::NotStarted(why), true, false);
+                self.forget_removed(i);
                 format!("removed {name}")
             }
+        }
+    }
+
+    /// Removed instance `i` has finished: its slot is a tombstone, and
+    /// the output kept of it for `logs` (which shows live instances only)
+    /// is freed, so that reloads do not pile it up.
+    pub(super) fn forget_removed(&mut self, i: usize) {
+        if let Some(recent) = self.writer.recent() {
+            recent.forget(i);
         }
     }
 

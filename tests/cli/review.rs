@@ -280,3 +280,65 @@ fn reloads_with_a_log_dir_keep_the_fd_count_flat() {
             == 5
     });
 }
+
+/// `keep` waits; `EXTRA` writes 1 MB of lines, then waits.
+const CHATTY: &str = r#"
+name = "NAME"
+
+[process.keep]
+cmd = ["sleep", "1000"]
+
+[process.EXTRA]
+shell = 'head -c 1000000 /dev/zero | tr "\0" x | fold -w 99; exec sleep 1000'
+"#;
+
+/// ipc-run's resident memory, in KiB.
+fn rss_kib(pid: i64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// A process a reload removes leaves a tombstone `logs` never shows: the
+/// output kept of it for `logs` (`--log-memory`) is freed, so ten
+/// remove/add-back pairs of a process that wrote 1 MB leave ipc-run's
+/// memory where it was, not 10 x 2 x 1 MiB higher.
+#[test]
+fn reloads_do_not_pile_up_the_output_kept_of_removed_processes() {
+    let mut scratch = Scratch::new("review-reload-memory");
+    let toml = CHATTY.replace("NAME", "review-memory");
+    let first = scratch.topology(&toml.replace("EXTRA", "extra"));
+    let second = scratch.topology(&toml.replace("EXTRA", "other"));
+    let run = Detached::start_with(
+        &mut scratch,
+        &toml.replace("EXTRA", "extra"),
+        &["--log-memory", "1MiB"],
+    );
+    let pid = run.status()["run"]["pid"].as_i64().unwrap();
+    let swap = |file: &Path, name: &str| {
+        wait_until("the reload to be taken", || {
+            run.ctl(&["reload", &run.run_id, file.to_str().unwrap()])
+                .status
+                .success()
+        });
+        // All of its output kept before it is removed again.
+        wait_until(&format!("{name}'s 1 MB to be read"), || {
+            run.process(name)["stdout_bytes"].as_u64() == Some(1_010_101)
+        });
+    };
+    let mut pair = || {
+        swap(&second, "other");
+        swap(&first, "extra");
+    };
+    pair();
+    pair();
+    let before = rss_kib(pid);
+    for _ in 0..10 {
+        pair();
+    }
+    let after = rss_kib(pid);
+    assert!(
+        after < before + 4096,
+        "ipc-run grew from {before} KiB to {after} KiB over 10 pairs of reloads"
+    );
+}
