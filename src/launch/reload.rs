@@ -92,6 +92,50 @@ impl Launched {
         Ok(())
     }
 
+    /// Whether `plan`, laid out as `slots` say, can be wired before any
+    /// of it is made: every held end a respecified instance is handed of
+    /// a kept channel must still be held. ipc-run gives an end up once
+    /// every process that uses it may not be restarted (`restart =
+    /// "never"`) and has it; a process a reload adds to such a channel (a
+    /// second writer into a pipe) could then only fail to start, after the
+    /// rest of the reload was applied. Changes nothing.
+    pub fn check_reload(&mut self, plan: &Plan, slots: &Slots) -> Result<(), LaunchError> {
+        let old_plan = std::mem::replace(&mut self.plan, plan.clone());
+        let old_channels = self.channel_index.clone();
+        for (c, channel) in self.plan.channels.iter().enumerate() {
+            self.channel_index.insert(channel.id.to_string(), c);
+        }
+        let result = self.unheld_ends(slots);
+        self.plan = old_plan;
+        self.channel_index = old_channels;
+        result
+    }
+
+    /// The first held end of a kept channel a respecified instance of
+    /// the (new) plan needs and ipc-run no longer holds.
+    fn unheld_ends(&self, slots: &Slots) -> Result<(), LaunchError> {
+        let new: HashSet<usize> = slots.added_channels.iter().copied().collect();
+        for &i in &slots.respecified {
+            let process = &self.plan.processes[i];
+            for slot in &process.fds {
+                let Source::Held(channel, held) = self.source_of(process, slot)? else {
+                    continue;
+                };
+                if !new.contains(&channel) && !self.created.held.contains_key(&(channel, held)) {
+                    return Err(LaunchError::Wiring {
+                        instance: process.name.to_string(),
+                        fd: slot.fd,
+                        reason: format!(
+                            "ipc-run no longer holds this end of channel {}: every process that used it was started with restart = \"never\" and has it; restart the run to add users to it",
+                            self.plan.channels[channel].id
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Takes back from `pid`, the running process of `instance`, the
     /// held ends it was handed and ipc-run gave up at its spawn (`restart =
     /// "never"`), so that a reload can restart it on the same channels: a

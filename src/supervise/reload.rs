@@ -114,7 +114,13 @@ impl<R: Runtime> Supervisor<'_, R> {
             diff.refused.push(why.clone());
             return with_diff(Response::error(ErrorCode::Refused, why), diff);
         }
-        match self.apply(&new, &diff) {
+        let (merged, slots) = self.lay_out(&new, &diff);
+        if let Err(why) = self.runtime.check_reload(&merged, &slots) {
+            let why = format!("cannot reload live: {why}");
+            diff.refused.push(why.clone());
+            return with_diff(Response::error(ErrorCode::Refused, why), diff);
+        }
+        match self.apply(merged, &slots) {
             Ok(done) => {
                 self.remember(new, request.source.clone());
                 with_diff(
@@ -248,11 +254,11 @@ impl<R: Runtime> Supervisor<'_, R> {
         Ok(())
     }
 
-    /// Applies a validated `diff` to `new`: what was done, or that and why
-    /// the first step that failed did.
-    fn apply(&mut self, new: &Plan, diff: &PlanDiff) -> Result<Vec<String>, (Vec<String>, String)> {
-        let (merged, slots) = self.lay_out(new, diff);
-        if let Err(why) = self.runtime.reload(&merged, &slots) {
+    /// Applies a validated diff, `merged` laid out as `slots` say
+    /// ([`Self::lay_out`]): what was done, or that and why the first step
+    /// that failed did.
+    fn apply(&mut self, merged: Plan, slots: &Slots) -> Result<Vec<String>, (Vec<String>, String)> {
+        if let Err(why) = self.runtime.reload(&merged, slots) {
             return Err((Vec::new(), format!("nothing changed: {why}")));
         }
         self.message(&format!(

@@ -342,3 +342,60 @@ fn reloads_do_not_pile_up_the_output_kept_of_removed_processes() {
         "ipc-run grew from {before} KiB to {after} KiB over 10 pairs of reloads"
     );
 }
+
+/// A writer into a pipe to a reader, both `restart = "never"`: ipc-run
+/// gives up its copies of the pipe's ends once they are spawned.
+/// `WRITERS` is the edge's `from`.
+const NEVER_PIPE: &str = r#"
+name = "NAME"
+
+[process.writer]
+shell = 'echo one; exec sleep 1000'
+
+[process.second]
+shell = 'echo two; exec sleep 1000'
+
+[process.reader]
+shell = 'exec cat > OUT'
+
+[[edge]]
+name = "lines"
+from = WRITERS
+to = "reader"
+"#;
+
+/// A reload that adds a second writer to that pipe cannot wire it (ipc-run
+/// no longer holds the write end): it is refused before anything changes
+/// (exit 6, the reason named), not applied up to a start that fails
+/// (exit 3, the run then listing a process that never ran).
+#[test]
+fn a_reload_that_cannot_wire_an_added_process_is_refused_first() {
+    let mut scratch = Scratch::new("review-reload-unheld");
+    let out = scratch.dir.join("out");
+    let toml = NEVER_PIPE
+        .replace("NAME", "review-unheld")
+        .replace("OUT", out.to_str().unwrap());
+    let one = toml.replace("WRITERS", "\"writer\"").replace(
+        "[process.second]\nshell = 'echo two; exec sleep 1000'\n",
+        "",
+    );
+    let two = scratch.topology(&toml.replace("WRITERS", "[\"writer\", \"second\"]"));
+    let run = Detached::start(&mut scratch, &one);
+    let writer = run.process("writer")["pid"].clone();
+    let reload = run.ctl(&["reload", &run.run_id, two.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&reload.stderr);
+    assert_eq!(reload.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("no longer holds this end of channel lines"),
+        "{stderr}"
+    );
+    let status = run.status();
+    let names: Vec<&str> = status["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["writer", "reader"], "{status}");
+    assert_eq!(run.process("writer")["pid"], writer);
+}
