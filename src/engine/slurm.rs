@@ -157,14 +157,16 @@ fn header(plan: &Plan, groups: &[StepGroup], options: &JobOptions) -> String {
         "# Each host group's ipc-run is one step of this allocation, on the node of\n\
          # its task (docs/distributed.md, \"Slurm\")."
     );
+    // sbatch reads its options a line at a time: each stays on its own
+    // (a newline in the name, `--time` or a path cannot start a line).
     let mut sbatch = |option: &str, value: &str| {
-        let _ = writeln!(text, "#SBATCH --{option}={}", quote(value));
+        let _ = writeln!(
+            text,
+            "#SBATCH --{option}={}",
+            quote(&super::one_line(value))
+        );
     };
-    // sbatch reads its options a line at a time: the name stays on one.
-    sbatch(
-        "job-name",
-        &format!("ipc-run-{}", super::one_line(&plan.name)),
-    );
+    sbatch("job-name", &format!("ipc-run-{}", plan.name));
     sbatch("ntasks", &groups.len().to_string());
     sbatch("cpus-per-task", &cpus.to_string());
     if let Some(mib) = groups

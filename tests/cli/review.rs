@@ -44,7 +44,11 @@ fn output_of(args: &[&str], file: &Path) -> String {
 fn a_topology_name_adds_no_command_to_the_slurm_script() {
     let mut scratch = Scratch::new("review-slurm-name");
     let file = scratch.topology(INJECTING);
-    let script = output_of(&["slurm", "--script-only"], &file);
+    // `--time` is the caller's, but a newline there must not either.
+    let script = output_of(
+        &["slurm", "--script-only", "--time", "1\ntouch PWNED"],
+        &file,
+    );
     for line in script.lines() {
         assert!(
             !line.starts_with("touch") && !line.starts_with("ExecStartPre"),
