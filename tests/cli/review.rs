@@ -403,3 +403,60 @@ fn a_reload_that_cannot_wire_an_added_process_is_refused_first() {
     assert_eq!(names, ["writer", "reader"], "{status}");
     assert_eq!(run.process("writer")["pid"], writer);
 }
+
+/// One group, `one`, of a process that ends.
+const ONE_GROUP: &str = r#"
+name = "review-out"
+
+[process.a]
+host = "one"
+cmd = ["true"]
+"#;
+
+/// `export systemd --out DIR` into a directory where a symbolic link
+/// waits at a unit's name: the link is not followed (the file it points
+/// at is neither truncated nor written), the export fails naming the
+/// path (E0521). Written afresh, the units are 0644 and the plan, which
+/// holds the processes' environment, 0600.
+#[test]
+fn export_out_follows_no_planted_link_and_keeps_the_plan_private() {
+    let mut scratch = Scratch::new("review-export-out");
+    let file = scratch.topology(ONE_GROUP);
+    let out = scratch.dir.join("units");
+    std::fs::create_dir(&out).unwrap();
+    let victim = scratch.dir.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let unit = out.join("ipc-run-review-out-one.service");
+    std::os::unix::fs::symlink(&victim, &unit).unwrap();
+    let export = |out: &Path| {
+        ipc_run()
+            .args([
+                "--color", "never", "export", "systemd", "--limits", "default",
+            ])
+            .arg("--out")
+            .arg(out)
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let planted = export(&out);
+    let stderr = String::from_utf8_lossy(&planted.stderr);
+    assert_eq!(planted.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("E0521") && stderr.contains("symbolic link"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let fresh = scratch.dir.join("fresh");
+    let written = export(&fresh);
+    assert!(written.status.success(), "{written:?}");
+    let mode = |name: &str| {
+        std::fs::metadata(fresh.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("ipc-run-review-out-one.service"), 0o644);
+    assert_eq!(mode("ipc-run-review-out.plan.json"), 0o600);
+}
