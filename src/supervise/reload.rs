@@ -281,8 +281,14 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
             let removed = slots.removed.contains(&i);
             let inst = &mut self.instances[i];
+            // One being stopped on request stays stopped, as it would had
+            // its stop ended before the reload: its next start (`start`)
+            // uses the new plan.
+            let stopping = inst.operator == Some(Intent::Stop) && inst.stop_requested;
             inst.operator = Some(if removed {
                 Intent::Remove
+            } else if stopping {
+                Intent::Stop
             } else {
                 Intent::Restart
             });
@@ -482,6 +488,9 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.lifecycle(i, Lifecycle::Changed);
         self.health.respecified(i);
         match self.instances[i].state {
+            State::Running { .. } if self.instances[i].operator == Some(Intent::Stop) => {
+                format!("changed {name} (stopping on request; its next start uses its new plan)")
+            }
             State::Running { .. } | State::Accepting { .. } => {
                 format!("restarting {name} with its new plan")
             }

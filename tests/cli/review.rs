@@ -460,3 +460,54 @@ fn export_out_follows_no_planted_link_and_keeps_the_plan_private() {
     assert_eq!(mode("ipc-run-review-out-one.service"), 0o644);
     assert_eq!(mode("ipc-run-review-out.plan.json"), 0o600);
 }
+
+/// A process that appends its `GEN` to OUT when it starts, and, asked to
+/// stop, exits only once the file GO exists.
+const SLOW_STOP: &str = r#"
+name = "review-stopping"
+
+[process.slow]
+shell = 'echo "$GEN" >> OUT; trap "while [ ! -e GO ]; do sleep 0.01; done; exit 0" TERM; while :; do sleep 0.01; done'
+restart = "on-failure"
+env = { GEN = "1" }
+"#;
+
+/// `stop` of a process, then, while it is still stopping, a reload that
+/// changes it: it stays stopped, as it would had its stop ended before
+/// the reload, and its next `start` runs the new plan. (The reload used to
+/// override the stop: the process was started again once it exited.)
+#[test]
+fn a_reload_does_not_undo_a_stop_in_progress() {
+    let mut scratch = Scratch::new("review-reload-stopping");
+    let out = scratch.dir.join("out");
+    let go = scratch.dir.join("go");
+    let toml = SLOW_STOP
+        .replace("OUT", out.to_str().unwrap())
+        .replace("GO", go.to_str().unwrap());
+    let changed = scratch.topology(&toml.replace("GEN = \"1\"", "GEN = \"2\""));
+    let run = Detached::start(&mut scratch, &toml);
+    wait_until("slow to start", || lines_in(&out) == ["1"]);
+    assert!(run.ctl(&["stop", &run.run_id, "slow"]).status.success());
+    assert_eq!(run.process("slow")["state"], "stopping");
+    let reload = run.ctl(&["reload", &run.run_id, changed.to_str().unwrap()]);
+    assert!(reload.status.success(), "{reload:?}");
+    std::fs::write(&go, "").unwrap();
+    wait_until("slow's stop to end", || {
+        run.process("slow")["state"] != "stopping"
+    });
+    let slow = run.process("slow");
+    assert_eq!(slow["state"], "stopped", "{slow}");
+    assert_eq!(lines_in(&out), ["1"]);
+    assert!(run.ctl(&["start", &run.run_id, "slow"]).status.success());
+    wait_until("slow to start with its new plan", || {
+        lines_in(&out) == ["1", "2"]
+    });
+}
+
+fn lines_in(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
