@@ -559,6 +559,10 @@ enum JobState {
     Live,
     /// Over, with Slurm's state and `ExitCode` (`CODE:SIGNAL`).
     Ended { state: String, exit_code: String },
+    /// `scontrol` could not say (the controller unreachable, restarting
+    /// or failing over): asked again at the next query, as the job may
+    /// well run on. The text is scontrol's.
+    Unknown(String),
 }
 
 /// The job states after which nothing more runs.
@@ -591,10 +595,24 @@ fn query(job_id: &str) -> Result<JobState, SlurmError> {
                 source,
             },
         })?;
+    if !output.status.success() && !purged(&String::from_utf8_lossy(&output.stderr)) {
+        let said = String::from_utf8_lossy(&output.stderr);
+        return Ok(JobState::Unknown(format!(
+            "{} ({})",
+            said.trim(),
+            output.status
+        )));
+    }
     Ok(parse_job_state(
         &String::from_utf8_lossy(&output.stdout),
         output.status.success(),
     ))
+}
+
+/// Whether `scontrol`'s complaint says the controller does not know the
+/// job (it ended and was purged), rather than that it could not be asked.
+fn purged(stderr: &str) -> bool {
+    stderr.contains("Invalid job id")
 }
 
 /// [`query`]'s parsing, apart for the tests.
@@ -784,6 +802,12 @@ pub fn submit_and_follow(job: &Job, out: &mut dyn Write) -> Result<i32, SlurmErr
             let ended = match query(&job_id)? {
                 JobState::Ended { state, exit_code } => Some((state, exit_code)),
                 JobState::Live => None,
+                JobState::Unknown(why) => {
+                    eprintln!(
+                        "ipc-run slurm: cannot ask about job {job_id} now: {why}; asking again"
+                    );
+                    None
+                }
             };
             let settled = settle_until.is_some_and(|until| now >= until);
             if ended.is_some() || settled {
@@ -840,6 +864,14 @@ mod tests {
         assert_eq!(whole_cpus(Some(2.0)), 2);
         assert_eq!(whole_cpus(Some(2.25)), 3);
         assert_eq!(whole_cpus(Some(-1.0)), 1);
+    }
+
+    #[test]
+    fn only_an_unknown_job_is_taken_as_purged() {
+        assert!(purged("slurm_load_jobs error: Invalid job id specified\n"));
+        assert!(!purged(
+            "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n"
+        ));
     }
 
     #[test]
