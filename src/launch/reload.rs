@@ -190,10 +190,14 @@ impl Launched {
     }
 
     /// Why `fd` is not end `held` of `channel`: the wrong kind of file, the
-    /// wrong direction, or another pipe than the end ipc-run still holds.
+    /// wrong direction, or another file than the end made for the channel
+    /// (another pipe or socket: a process that replaced its end, even
+    /// when ipc-run holds no end of that channel to compare with).
     fn not_the_end(&self, channel: usize, held: Held, fd: BorrowedFd<'_>) -> Option<String> {
         use nix::sys::stat::{SFlag, fstat};
-        let stat = fstat(fd).ok()?;
+        let Ok(stat) = fstat(fd) else {
+            return Some("it cannot be examined".to_owned());
+        };
         let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
         // The mode a read end is never opened with, and a write end.
         let (want, other, wrong) = match held {
@@ -210,6 +214,16 @@ impl Launched {
             && OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == wrong
         {
             return Some("opened the other way".to_owned());
+        }
+        if let Some(&(dev, ino)) = self.created.ids.get(&(channel, held))
+            && (dev, ino) != (stat.st_dev, stat.st_ino)
+        {
+            let what = if want == SFlag::S_IFIFO {
+                "pipe"
+            } else {
+                "socket"
+            };
+            return Some(format!("another {what}"));
         }
         let peer = other.and_then(|o| self.created.held.get(&(channel, o)));
         match peer.and_then(|p| fstat(p.as_fd()).ok()) {
@@ -324,6 +338,7 @@ impl Launched {
     /// Removes channel `c` (`id`): its held ends, its objects, its values.
     fn remove_channel(&mut self, c: usize, id: &str) {
         self.created.held.retain(|key, _| key.0 != c);
+        self.created.ids.retain(|key, _| key.0 != c);
         self.created.pinned.retain(|key| key.0 != c);
         self.need_count.retain(|key, _| key.0 != c);
         self.created.connect.remove(&c);

@@ -511,3 +511,48 @@ fn lines_in(path: &Path) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// A writer and a reader, both `restart = "never"` (ipc-run gives up
+/// both ends of their pipe), the reader having put another pipe where
+/// its own was.
+const SWAPPED: &str = r#"
+name = "review-swapped"
+
+[process.writer]
+shell = 'exec sleep 1000'
+
+[process.reader]
+cmd = ["bash", "-c", 'exec 0< <(exec sleep 1000); echo swapped; exec sleep 1000']
+env = { GEN = "1" }
+
+[[edge]]
+name = "lines"
+from = "writer"
+to = "reader"
+"#;
+
+/// A reload that changes that reader must take its end back: what it
+/// has at fd 0 is a pipe read end, but not the channel's, and ipc-run,
+/// holding neither end, cannot compare it with the other one. It is
+/// refused (exit 6), rather than restarting the reader on the other pipe
+/// with the channel's end lost.
+#[test]
+fn a_never_process_holding_another_pipe_is_refused() {
+    let mut scratch = Scratch::new("review-reload-swapped");
+    let changed = scratch.topology(&SWAPPED.replace("GEN = \"1\"", "GEN = \"2\""));
+    let run = Detached::start(&mut scratch, SWAPPED);
+    let reader = run.process("reader")["pid"].clone();
+    wait_until("the reader to swap its stdin", || {
+        run.process("reader")["stdout_lines"] == 1
+    });
+    let reload = run.ctl(&["reload", &run.run_id, changed.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&reload.stderr);
+    assert_eq!(reload.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains(
+            "wire fd 0 of reader: the running process no longer holds it there: another pipe"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(run.process("reader")["pid"], reader);
+}
