@@ -330,7 +330,7 @@ fn reloads_do_not_pile_up_the_output_kept_of_removed_processes() {
             run.process(name)["stdout_bytes"].as_u64() == Some(1_010_101)
         });
     };
-    let mut pair = || {
+    let pair = || {
         swap(&second, "other");
         swap(&first, "extra");
     };

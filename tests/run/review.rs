@@ -52,7 +52,7 @@ cmd = ["/nonexistent\nMAINPID=1\nREADY=1"]
     for message in &messages {
         for line in message.lines() {
             assert!(
-                !line.starts_with("MAINPID=") && !(line == "READY=1"),
+                !line.starts_with("MAINPID=") && line != "READY=1",
                 "an assignment from the topology reached the manager: {message:?}"
             );
         }
