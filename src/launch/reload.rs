@@ -218,12 +218,11 @@ impl Launched {
         if let Some(&(dev, ino)) = self.created.ids.get(&(channel, held))
             && (dev, ino) != (stat.st_dev, stat.st_ino)
         {
-            let what = if want == SFlag::S_IFIFO {
-                "pipe"
+            return Some(if want == SFlag::S_IFIFO {
+                "another pipe".to_owned()
             } else {
-                "socket"
-            };
-            return Some(format!("another {what}"));
+                "another socket".to_owned()
+            });
         }
         let peer = other.and_then(|o| self.created.held.get(&(channel, o)));
         match peer.and_then(|p| fstat(p.as_fd()).ok()) {
