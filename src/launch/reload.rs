@@ -46,9 +46,14 @@ impl Launched {
     /// for their new plan.
     pub fn reload(&mut self, plan: Plan, slots: &Slots) -> Result<(), LaunchError> {
         let mut identities = Vec::new();
+        // Those that now run as ipc-run's own user: an identity their old
+        // plan had must not outlive it.
+        let mut plain = Vec::new();
         for &i in &slots.respecified {
             let process = &plan.processes[i];
-            if process.user.is_some() || process.group.is_some() {
+            if process.user.is_none() && process.group.is_none() {
+                plain.push(process.name.to_string());
+            } else {
                 let resolved = identity::resolve(
                     &process.name,
                     process.user.as_deref(),
@@ -83,6 +88,9 @@ impl Launched {
         for &c in &slots.removed_channels {
             let id = self.plan.channels[c].id.to_string();
             self.remove_channel(c, &id);
+        }
+        for name in &plain {
+            self.identities.remove(name);
         }
         self.identities.extend(identities);
         for (i, process) in self.plan.processes.iter().enumerate() {

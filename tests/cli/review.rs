@@ -556,3 +556,43 @@ fn a_never_process_holding_another_pipe_is_refused() {
     );
     assert_eq!(run.process("reader")["pid"], reader);
 }
+
+/// A process that says which uid it runs as, then waits; `USER` is its
+/// `user =` line (or nothing).
+const WHO: &str = r#"
+name = "review-who"
+
+[process.who]
+shell = 'echo "uid $(id -u)"; exec sleep 1000'
+restart = "on-failure"
+USER
+"#;
+
+/// The uids `who` printed, from the run's kept output.
+fn uids(run: &Detached) -> Vec<String> {
+    let logs = run.ctl(&["logs", &run.run_id, "who", "--format", "json"]);
+    String::from_utf8_lossy(&logs.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|r| r["line"].as_str().map(str::to_owned))
+        .filter(|l| l.starts_with("uid "))
+        .collect()
+}
+
+/// A reload that drops `user =` from a process restarts it as ipc-run's
+/// own user (root here), as its new plan says: the identity its old plan
+/// resolved is not kept for it.
+#[test]
+fn a_reload_that_drops_user_runs_the_process_as_ipc_runs_user() {
+    if !nix::unistd::geteuid().is_root() {
+        panic!("this case needs root: it runs a process as `nobody`");
+    }
+    let mut scratch = Scratch::new("review-reload-user");
+    let own = scratch.topology(&WHO.replace("USER", ""));
+    let run = Detached::start(&mut scratch, &WHO.replace("USER", "user = \"nobody\""));
+    wait_until("who to say its uid", || uids(&run).len() == 1);
+    let reload = run.ctl(&["reload", &run.run_id, own.to_str().unwrap()]);
+    assert!(reload.status.success(), "{reload:?}");
+    wait_until("who to say its uid again", || uids(&run).len() == 2);
+    assert_eq!(uids(&run), ["uid 65534", "uid 0"]);
+}
