@@ -3,9 +3,10 @@
 //! Instances and channels keep their index for the whole run: the
 //! supervisor's tables and the held ends are indexed by them. The new plan
 //! ([`Launched::reload`]) is laid out on the old one's slots: a kept or
-//! changed instance or channel keeps its index, an added one takes the slot
-//! a removed one of the same name left or a new one at the end, and a
-//! removed one stays as a tombstone nobody spawns. What is unchanged is not
+//! changed instance or channel keeps its index, an added one takes a new
+//! slot at the end (never the slot a removed one left, whose pidfd, timers
+//! and streams may still be registered under its index), and a removed
+//! one stays as a tombstone nobody spawns. What is unchanged is not
 //! touched: a kept channel keeps its objects and held ends, so a changed
 //! reader restarted on it reads on where it stopped.
 
