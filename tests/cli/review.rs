@@ -1,8 +1,14 @@
-//! Hostile input to the newest commands, each case a finding of a review
-//! (`docs/distributed.md`, `docs/operate.md`): a topology name that tries
-//! to add a line to what the engines generate (a shell command to a
-//! Slurm batch script, a directive to a systemd unit); a reload file that
-//! is not the run's own (a FIFO, a symbolic link, another user's).
+//! Findings of a review of the newest commands, each a case that failed
+//! before its fix (`docs/distributed.md`, `docs/operate.md`,
+//! `docs/supervision.md`): a topology name (or `--time`) that tries to add
+//! a line to what the engines generate (a shell command to a Slurm batch
+//! script, a directive to a systemd unit); `export --out` over a planted
+//! link; a reload file that is not the run's own (a FIFO, a symbolic link,
+//! another user's); reloads that leaked log fds or kept output; a reload
+//! applied up to a start that could not be wired; a reload that undid a
+//! stop in progress; a `restart = "never"` process taken back on another
+//! pipe; an identity kept after a reload dropped `user`. Each waits on the
+//! run's state, not on time.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
