@@ -334,6 +334,25 @@ pub(crate) enum ColorChoice {
     Never,
 }
 
+/// The caps on the work one topology may cause, for every command that
+/// plans one (`reload` too).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Caps {
+    /// Refuse a topology file larger than SIZE (bytes, or with a unit:
+    /// `64MiB`, `1GiB`); a cap on the work an unexpected file causes.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_file_size)]
+    pub max_file_size: u64,
+    /// Refuse a topology (or JSON plan) of more than N process instances,
+    /// replicas counted.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = plan::MAX_INSTANCES as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_processes: u64,
+}
+
 /// Options shared by the commands that plan a topology.
 #[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
@@ -350,19 +369,9 @@ pub(crate) struct PlanArgs {
     /// `tap-EDGE` (repeatable; see docs/ports.md).
     #[arg(long, value_name = "EDGE=FILE", value_parser = crate::port::tap::TapSpec::parse)]
     pub tap: Vec<crate::port::tap::TapSpec>,
-    /// Refuse a topology file larger than SIZE (bytes, or with a unit:
-    /// `64MiB`, `1GiB`); a cap on the work an unexpected file causes.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_file_size)]
-    pub max_file_size: u64,
-    /// Refuse a topology (or JSON plan) of more than N process instances,
-    /// replicas counted.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = plan::MAX_INSTANCES as u64,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub max_processes: u64,
+    /// `--max-file-size` and `--max-processes`.
+    #[command(flatten)]
+    pub caps: Caps,
     /// Activate profile NAME: processes with `profiles` run only when one
     /// of theirs is active (repeatable; default: the comma-separated
     /// `IPC_RUN_PROFILES`).
@@ -415,7 +424,7 @@ impl PlanArgs {
 
     /// `--max-processes` as a count.
     fn max_instances(&self) -> usize {
-        usize::try_from(self.max_processes).unwrap_or(usize::MAX)
+        usize::try_from(self.caps.max_processes).unwrap_or(usize::MAX)
     }
 }
 
@@ -606,17 +615,9 @@ pub(crate) struct ReloadArgs {
     /// Treat warnings as errors (`--deny warnings`).
     #[arg(long, value_name = "LINT", value_parser = ["warnings"])]
     pub deny: Option<String>,
-    /// Refuse a topology file larger than SIZE.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_file_size)]
-    pub max_file_size: u64,
-    /// Refuse a topology of more than N process instances.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = plan::MAX_INSTANCES as u64,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub max_processes: u64,
+    /// `--max-file-size` and `--max-processes`.
+    #[command(flatten)]
+    pub caps: Caps,
     /// Where to look, and the output format.
     #[command(flatten)]
     pub control: ControlArgs,
@@ -1009,7 +1010,7 @@ fn load_and_plan_in(
 ) -> Result<(Topology, Planned), CliError> {
     let started = std::time::Instant::now();
     let mut topology =
-        Topology::load_with(&args.file, args.max_file_size, &args.compose_options())?;
+        Topology::load_with(&args.file, args.caps.max_file_size, &args.compose_options())?;
     tracing::debug!(elapsed = ?started.elapsed(), "loaded {}", args.file.display());
     let limits = limits_for(args, runtime_root);
     let started = std::time::Instant::now();
@@ -1742,8 +1743,7 @@ fn reload(args: &ReloadArgs, color: bool) -> Result<i32, CliError> {
             .iter()
             .filter_map(|t| crate::port::tap::TapSpec::parse(t).ok())
             .collect(),
-        max_file_size: args.max_file_size,
-        max_processes: args.max_processes,
+        caps: args.caps.clone(),
         profiles: if args.profiles.is_empty() {
             recorded.profiles.clone()
         } else {
