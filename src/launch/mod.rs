@@ -541,21 +541,19 @@ impl Launched {
     /// ipc-run's held read end of the pipe or FIFO `channel`, while it is
     /// held: the supervisor reads how full the pipe is through it.
     pub fn held_read_end(&self, channel: &str) -> Option<BorrowedFd<'_>> {
-        let &index = self.channel_index.get(channel)?;
-        self.created
-            .held
-            .get(&(index, Held::Read))
-            .map(|fd| fd.as_fd())
+        self.held_end(channel, Held::Read)
     }
 
     /// ipc-run's held write end of the pipe `channel`, while it is held:
     /// the supervisor relays an MPI rank's output into it.
     pub fn held_write_end(&self, channel: &str) -> Option<BorrowedFd<'_>> {
+        self.held_end(channel, Held::Write)
+    }
+
+    /// The end `held` of `channel` that ipc-run holds, while it holds it.
+    fn held_end(&self, channel: &str, held: Held) -> Option<BorrowedFd<'_>> {
         let &index = self.channel_index.get(channel)?;
-        self.created
-            .held
-            .get(&(index, Held::Write))
-            .map(|fd| fd.as_fd())
+        self.created.held.get(&(index, held)).map(|fd| fd.as_fd())
     }
 
     /// Forgets the pid of an instance whose process has been reaped, so a
