@@ -334,6 +334,25 @@ pub(crate) enum ColorChoice {
     Never,
 }
 
+/// The caps on the work one topology may cause, for every command that
+/// plans one (`reload` too).
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Caps {
+    /// Refuse a topology file larger than SIZE (bytes, or with a unit:
+    /// `64MiB`, `1GiB`); a cap on the work an unexpected file causes.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_file_size)]
+    pub max_file_size: u64,
+    /// Refuse a topology (or JSON plan) of more than N process instances,
+    /// replicas counted.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = plan::MAX_INSTANCES as u64,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub max_processes: u64,
+}
+
 /// Options shared by the commands that plan a topology.
 #[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
@@ -350,19 +369,9 @@ pub(crate) struct PlanArgs {
     /// `tap-EDGE` (repeatable; see docs/ports.md).
     #[arg(long, value_name = "EDGE=FILE", value_parser = crate::port::tap::TapSpec::parse)]
     pub tap: Vec<crate::port::tap::TapSpec>,
-    /// Refuse a topology file larger than SIZE (bytes, or with a unit:
-    /// `64MiB`, `1GiB`); a cap on the work an unexpected file causes.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_file_size)]
-    pub max_file_size: u64,
-    /// Refuse a topology (or JSON plan) of more than N process instances,
-    /// replicas counted.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = plan::MAX_INSTANCES as u64,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub max_processes: u64,
+    /// `--max-file-size` and `--max-processes`.
+    #[command(flatten)]
+    pub caps: Caps,
     /// Activate profile NAME: processes with `profiles` run only when one
     /// of theirs is active (repeatable; default: the comma-separated
     /// `IPC_RUN_PROFILES`).
@@ -415,7 +424,7 @@ impl PlanArgs {
 
     /// `--max-processes` as a count.
     fn max_instances(&self) -> usize {
-        usize::try_from(self.max_processes).unwrap_or(usize::MAX)
+        usize::try_from(self.caps.max_processes).unwrap_or(usize::MAX)
     }
 }
 
@@ -606,17 +615,9 @@ pub(crate) struct ReloadArgs {
     /// Treat warnings as errors (`--deny warnings`).
     #[arg(long, value_name = "LINT", value_parser = ["warnings"])]
     pub deny: Option<String>,
-    /// Refuse a topology file larger than SIZE.
-    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_file_size)]
-    pub max_file_size: u64,
-    /// Refuse a topology of more than N process instances.
-    #[arg(
-        long,
-        value_name = "N",
-        default_value_t = plan::MAX_INSTANCES as u64,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub max_processes: u64,
+    /// `--max-file-size` and `--max-processes`.
+    #[command(flatten)]
+    pub caps: Caps,
     /// Where to look, and the output format.
     #[command(flatten)]
     pub control: ControlArgs,
@@ -1009,7 +1010,7 @@ fn load_and_plan_in(
 ) -> Result<(Topology, Planned), CliError> {
     let started = std::time::Instant::now();
     let mut topology =
-        Topology::load_with(&args.file, args.max_file_size, &args.compose_options())?;
+        Topology::load_with(&args.file, args.caps.max_file_size, &args.compose_options())?;
     tracing::debug!(elapsed = ?started.elapsed(), "loaded {}", args.file.display());
     let limits = limits_for(args, runtime_root);
     let started = std::time::Instant::now();
@@ -1152,16 +1153,16 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
     let command = cli.command;
     match command {
         Command::Run(args) if args.engine == RunEngine::Slurm => {
-            return slurm(&args.plan, &args.slurm, color);
+            slurm(&args.plan, &args.slurm, color)
         }
-        Command::Run(args) => return run_topology(&args, cli.color, color),
-        Command::Slurm(args) => return slurm(&args.plan, &args.job, color),
+        Command::Run(args) => run_topology(&args, cli.color, color),
+        Command::Slurm(args) => slurm(&args.plan, &args.job, color),
         Command::Bench(args) => {
             crate::bench::run(&args)?;
-            return Ok(ExitCode::Success.code());
+            Ok(ExitCode::Success.code())
         }
-        Command::BenchPeer { spec } => return Ok(crate::bench::peer_main(&spec)),
-        Command::Port(args) => return Ok(crate::port::main(args)),
+        Command::BenchPeer { spec } => Ok(crate::bench::peer_main(&spec)),
+        Command::Port(args) => Ok(crate::port::main(args)),
         Command::Ps { .. }
         | Command::Status { .. }
         | Command::Start(_)
@@ -1170,95 +1171,89 @@ fn run(cli: Cli, color: bool) -> Result<i32, CliError> {
         | Command::Signal { .. }
         | Command::Down { .. }
         | Command::Logs(_)
-        | Command::Events { .. } => return control_command(command),
-        Command::Reload(args) => return reload(&args, color),
-        _ => {}
-    }
-    let mut stdout = std::io::stdout().lock();
-    match command {
-        Command::Run(_)
-        | Command::Slurm(_)
-        | Command::Port(_)
-        | Command::Bench(_)
-        | Command::BenchPeer { .. }
-        | Command::Ps { .. }
-        | Command::Status { .. }
-        | Command::Start(_)
-        | Command::Stop(_)
-        | Command::Restart { .. }
-        | Command::Signal { .. }
-        | Command::Down { .. }
-        | Command::Logs(_)
-        | Command::Events { .. }
-        | Command::Reload(_) => unreachable!("handled above"),
-        Command::Export { engine } => {
-            drop(stdout);
-            return export(engine, color);
-        }
-        Command::Clean { runtime_dir } => {
-            drop(stdout);
-            return clean(runtime_dir);
-        }
-        Command::Check(args) => {
-            let (topology, planned) = load_and_plan(&args, color)?;
-            let plan = &planned.plan;
-            check_launchers(&args, &topology.source, plan, color)?;
-            writeln!(
-                stdout,
-                "{}: ok: {} process(es), {} channel(s), {} warning(s)",
-                args.file.display(),
-                plan.processes.len(),
-                plan.channels.len(),
-                planned.warnings.len()
-            )?;
-            // The process exits next: freeing a large plan piece by piece
-            // costs more than the kernel reclaiming it at once.
-            std::mem::forget((topology, planned));
-        }
-        Command::Plan { args, format } => {
-            let (topology, planned) = load_and_plan(&args, color)?;
-            // The file is no longer needed: free it before the output is
-            // made, so the two never add up.
-            drop(topology);
-            // Written as made, in large blocks: the output of a big plan is
-            // never held whole, and stdout's line buffering does not turn it
-            // into a write per line.
-            let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut stdout);
-            match format {
-                PlanFormat::Text => plan::render::write_text(&planned.plan, &mut out)?,
-                PlanFormat::Json => {
-                    serde_json::to_writer_pretty(&mut out, &planned.plan)
-                        .map_err(std::io::Error::other)?;
-                    writeln!(out)?;
-                }
-            }
-            out.flush()?;
-            drop(out);
-            // As for `check`: the process exits next, and the kernel frees
-            // a large plan at once, faster than piece by piece.
-            std::mem::forget(planned);
-        }
-        Command::Graph { args, format } => {
+        | Command::Events { .. } => control_command(command),
+        Command::Reload(args) => reload(&args, color),
+        Command::Export { engine } => export(engine, color),
+        Command::Clean { runtime_dir } => clean(runtime_dir),
+        Command::Check(args) => printing(|out| check(&args, color, out)),
+        Command::Plan { args, format } => printing(|out| print_plan(&args, format, color, out)),
+        Command::Graph { args, format } => printing(|out| {
             let (_, planned) = load_and_plan(&args, color)?;
             match format {
-                GraphFormat::Dot => write!(stdout, "{}", plan::graph::dot(&planned.plan))?,
-                GraphFormat::Mermaid => write!(stdout, "{}", plan::graph::mermaid(&planned.plan))?,
+                GraphFormat::Dot => write!(out, "{}", plan::graph::dot(&planned.plan))?,
+                GraphFormat::Mermaid => write!(out, "{}", plan::graph::mermaid(&planned.plan))?,
             }
-        }
-        Command::Schema { kind } => write!(stdout, "{}", schema(kind))?,
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "ipc-run", &mut stdout);
-        }
-        Command::Man => {
-            clap_mangen::Man::new(Cli::command()).render(&mut stdout)?;
-        }
+            Ok(())
+        }),
+        Command::Schema { kind } => printing(|out| Ok(write!(out, "{}", schema(kind))?)),
+        Command::Completions { shell } => printing(|out| {
+            clap_complete::generate(shell, &mut Cli::command(), "ipc-run", out);
+            Ok(())
+        }),
+        Command::Man => printing(|out| Ok(clap_mangen::Man::new(Cli::command()).render(out)?)),
     }
+}
+
+/// Runs a command that prints what it made on stdout, through one lock of
+/// stdout, flushed at the end.
+fn printing(
+    print: impl FnOnce(&mut std::io::StdoutLock<'static>) -> Result<(), CliError>,
+) -> Result<i32, CliError> {
+    let mut stdout = std::io::stdout().lock();
+    print(&mut stdout)?;
     stdout.flush()?;
     Ok(ExitCode::Success.code())
 }
 
-/// `ipc-run export ENGINE`: plans the topology (or reads the plan), then
-/// writes the engine's files into `--out`, or prints them.
+/// `check`: plans the topology, checks its launchers, and prints a line.
+fn check(args: &PlanArgs, color: bool, stdout: &mut impl Write) -> Result<(), CliError> {
+    let (topology, planned) = load_and_plan(args, color)?;
+    let plan = &planned.plan;
+    check_launchers(args, &topology.source, plan, color)?;
+    writeln!(
+        stdout,
+        "{}: ok: {} process(es), {} channel(s), {} warning(s)",
+        args.file.display(),
+        plan.processes.len(),
+        plan.channels.len(),
+        planned.warnings.len()
+    )?;
+    // The process exits next: freeing a large plan piece by piece costs
+    // more than the kernel reclaiming it at once.
+    std::mem::forget((topology, planned));
+    Ok(())
+}
+
+/// `plan`: the plan as text or JSON.
+fn print_plan(
+    args: &PlanArgs,
+    format: PlanFormat,
+    color: bool,
+    stdout: &mut impl Write,
+) -> Result<(), CliError> {
+    let (topology, planned) = load_and_plan(args, color)?;
+    // The file is no longer needed: free it before the output is made, so
+    // the two never add up.
+    drop(topology);
+    // Written as made, in large blocks: the output of a big plan is never
+    // held whole, and stdout's line buffering does not turn it into a write
+    // per line.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout);
+    match format {
+        PlanFormat::Text => plan::render::write_text(&planned.plan, &mut out)?,
+        PlanFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &planned.plan).map_err(std::io::Error::other)?;
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    drop(out);
+    // As for `check`: the process exits next, and the kernel frees a large
+    // plan at once, faster than piece by piece.
+    std::mem::forget(planned);
+    Ok(())
+}
+
 fn export(engine: ExportEngine, color: bool) -> Result<i32, CliError> {
     let planned = |args: &PlanArgs, from_plan: bool| {
         if from_plan {
@@ -1742,8 +1737,7 @@ fn reload(args: &ReloadArgs, color: bool) -> Result<i32, CliError> {
             .iter()
             .filter_map(|t| crate::port::tap::TapSpec::parse(t).ok())
             .collect(),
-        max_file_size: args.max_file_size,
-        max_processes: args.max_processes,
+        caps: args.caps.clone(),
         profiles: if args.profiles.is_empty() {
             recorded.profiles.clone()
         } else {

@@ -7,31 +7,14 @@
 # usage: bench/control/status.sh [ROUNDS]   (N=1000; IPC_RUN=path to skip the build)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-rounds="${1:-20}"
-n="${N:-1000}"
-if [ -z "${IPC_RUN:-}" ]; then
-    (cd "$here/../.." && cargo build --release --locked --quiet --bin ipc-run)
-    IPC_RUN="${CARGO_TARGET_DIR:-$here/../../target}/release/ipc-run"
-fi
-work="$(mktemp -d)"
-rt="$work/rt"
-cleanup() {
-    "$IPC_RUN" down --runtime-dir "$rt" >/dev/null 2>&1 || true
-    # Wait for the run to remove its directory, then ours.
-    for _ in $(seq 1 200); do
-        [ -z "$(ls -A "$rt" 2>/dev/null)" ] && break
-        sleep 0.05
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+source "$here/../lib.sh"
+source "$here/common.sh"
 {
     echo 'name = "status-bench"'
     echo '[process.idle]'
     echo 'cmd = ["sleep", "100000"]'
     echo "replicas = $n"
 } >"$work/idle.toml"
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 "$IPC_RUN" run --detach "$work/idle.toml" --runtime-dir "$rt" >/dev/null
 pid=$("$IPC_RUN" ps --runtime-dir "$rt" --format json | sed -n 's/.*"pid": \([0-9]*\).*/\1/p')
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
@@ -39,13 +22,6 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$pid/stat"; }
 idle_before=$(cpu_ticks)
 sleep 2
 idle_ticks=$(($(cpu_ticks) - idle_before))
-ms() { # the wall time of "$@" in ms, its output discarded
-    local t0 t1
-    t0=$(date +%s%N)
-    "$@" >/dev/null
-    t1=$(date +%s%N)
-    echo $(((t1 - t0) / 1000))
-}
 declare -a text json ps
 for _ in $(seq 1 "$rounds"); do
     text+=("$(ms "$IPC_RUN" status --runtime-dir "$rt")")
@@ -53,16 +29,9 @@ for _ in $(seq 1 "$rounds"); do
     ps+=("$(ms "$IPC_RUN" ps --runtime-dir "$rt")")
 done
 bytes=$("$IPC_RUN" status --runtime-dir "$rt" --format json | wc -c)
-summary() { # name, then microseconds
-    local name="$1"
-    shift
-    printf '%s\n' "$@" | sort -n | awk -v name="$name" '
-        { v[NR] = $1 }
-        END { printf "%-22s median %7.1f ms   max %7.1f ms\n", name, v[int((NR + 1) / 2)] / 1000, v[NR] / 1000 }'
-}
 echo "ipc-run status, $n processes, $rounds interleaved rounds (wall time of each command)"
-summary "status (text)" "${text[@]}"
-summary "status --format json" "${json[@]}"
-summary "ps" "${ps[@]}"
+summary 22 "status (text)" "${text[@]}"
+summary 22 "status --format json" "${json[@]}"
+summary 22 "ps" "${ps[@]}"
 echo "status --format json: $bytes bytes"
 echo "ipc-run's CPU while idle for 2 s: $idle_ticks clock tick(s) of $(getconf CLK_TCK)/s"

@@ -8,6 +8,10 @@
  *     relay does): every line goes out whole as "gen#I | line", the names
  *     padded to the longest as ipc-run pads them; a line that spans reads is
  *     held for its stream. Exits 1 if a child fails.
+ * The floors of the peer comparisons (bench/peers/relay.sh, bench/compare.sh).
+ * bench/scale/relay.c is another program, the floor of the scaling suite:
+ * posix_spawn and epoll, unpadded `gI` names, long lines split at 4 KiB.
+ * They share only the output buffer below (flush, put).
  * Build: cc -O2 -o relay relay.c */
 #include <errno.h>
 #include <poll.h>

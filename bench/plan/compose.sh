@@ -15,21 +15,13 @@
 #                                            file with another binary (the
 #                                            cost of looking for composition)
 set -euo pipefail
-
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib.sh"
 rounds="${1:-7}"
 sizes="${SIZES:-10000 100000}"
-dir="${BENCH_DIR:-$(mktemp -d)}"
-mkdir -p "$dir"
-
-echo "== build" >&2
-cargo build --release --locked --quiet --bin ipc-run --example gen_topology
-target="${CARGO_TARGET_DIR:-target}"
-case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
-bin="$target/release"
-ipc_run="$bin/ipc-run"
-rusage_exec="$target/rusage_exec"
-cc -O2 -o "$rusage_exec" bench/plan/rusage_exec.c
+bench_scratch
+bench_build --example gen_topology
+ipc_run="$IPC_RUN"
+bench_rusage_exec
 
 echo "== generate into $dir" >&2
 size_args=()
@@ -50,10 +42,7 @@ for n in $sizes; do
     size_args+=("$n=$file")
 done
 
-echo "== machine" >&2
-echo "nproc: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); kernel: $(uname -sr)"
-echo "ipc-run: $("$ipc_run" --version); rustc: $(rustc --version)"
-echo
+bench_machine
 
 echo "== measure ($rounds rounds)" >&2
 commands=(

@@ -14,19 +14,11 @@
 #                             alternating with this tree's, ROUNDS times (default 1)
 #   bench/plan/million.sh 100000   the figure of the 2 KiB-per-process goal
 set -euo pipefail
-
-cd "$(dirname "$0")/../.."
+source "$(dirname "$0")/../lib.sh"
 n="${1:-1000000}"
-dir="${BENCH_DIR:-$(mktemp -d)}"
-mkdir -p "$dir"
-
-echo "== build" >&2
-cargo build --release --locked --quiet --bin ipc-run --example gen_topology --example parse_only
-target="${CARGO_TARGET_DIR:-target}"
-case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
-bin="$target/release"
-rusage_exec="$target/rusage_exec"
-cc -O2 -o "$rusage_exec" bench/plan/rusage_exec.c
+bench_scratch
+bench_build --example gen_topology --example parse_only
+bench_rusage_exec
 
 file="$dir/bench-$n.toml"
 "$bin/examples/gen_topology" "$n" >"$file"

@@ -29,9 +29,9 @@ bytes=$((lines * 100))
 echo "== log relay with --log-dir: $bytes bytes of 100-byte lines, $rounds rounds"
 machine
 
-cc -O2 -o "$dir/linegen" bench/run/linegen.c
+linegen_build
 file="$dir/relay.toml"
-printf 'name = "relay"\n\n[process.gen]\ncmd = ["%s/linegen", "%s", "100"]\n' "$dir" "$lines" >"$file"
+linegen_topology "$file" "$lines"
 logs="$dir/logs"
 mkdir -p "$logs"
 chmod 0700 "$logs"
@@ -39,7 +39,7 @@ rotate="--log-max-size 64MiB --log-keep 1"
 
 # Completeness first: every line in the file, once, unprefixed.
 check_lines=100000
-printf 'name = "relay"\n\n[process.gen]\ncmd = ["%s/linegen", "%s", "100"]\n' "$dir" "$check_lines" >"$dir/check.toml"
+linegen_topology "$dir/check.toml" "$check_lines"
 mkdir -p "$dir/check-logs"
 chmod 0700 "$dir/check-logs"
 "$IPC_RUN" -q "$dir/check.toml" --log-dir "$dir/check-logs" >/dev/null

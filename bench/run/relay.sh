@@ -21,14 +21,14 @@ bytes=$((lines * 100))
 echo "== log relay: $bytes bytes of 100-byte lines, $rounds rounds"
 machine
 
-cc -O2 -o "$dir/linegen" bench/run/linegen.c
+linegen_build
 gen="$dir/linegen $lines 100"
 file="$dir/relay.toml"
-printf 'name = "relay"\n\n[process.gen]\ncmd = ["%s/linegen", "%s", "100"]\n' "$dir" "$lines" >"$file"
+linegen_topology "$file" "$lines"
 
 # Completeness first, on a smaller run: every line relayed once, with its prefix.
 check_lines=100000
-printf 'name = "relay"\n\n[process.gen]\ncmd = ["%s/linegen", "%s", "100"]\n' "$dir" "$check_lines" >"$dir/check.toml"
+linegen_topology "$dir/check.toml" "$check_lines"
 got=$("$IPC_RUN" -q "$dir/check.toml" | grep -c '^gen | x\{99\}$' || true)
 [ "$got" = "$check_lines" ] || { echo "ipc-run relayed $got of $check_lines lines" >&2; exit 1; }
 

@@ -6,6 +6,11 @@
  * the output gathered in a 64 KiB buffer: no line is lost or broken.
  *
  *   relay N PROGRAM ARG...     (each writer runs PROGRAM ARG..., stderr as ours)
+ * The floor of bench/scale/run.sh and bench/peers/relay_window.py.
+ * bench/peers/relay.c is another program, the floors of the peer
+ * comparisons: a one-stream prefixer, and `-p N`, fork and poll(2), names
+ * padded as ipc-run pads them, any line held whole. They share only the
+ * output buffer below (flush, put).
  * Build: cc -O2 -o relay relay.c */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -267,6 +267,12 @@ pub(crate) fn plan_json(plan: &Plan) -> String {
 }
 
 /// Writes `files` (name, content) into `dir`, creating it when missing.
+/// Each file is opened without following a symbolic link and must be, if
+/// it exists, a regular file of ours with one link (`--out` may be a
+/// directory others can write to: a link planted there must not make us
+/// write, or truncate, the file it points at). Units are 0644, as systemd
+/// wants them readable; everything else (the plan, which holds the
+/// processes' environment, and the manifests holding it) 0600.
 pub(crate) fn write_files(dir: &Path, files: &[(String, String)]) -> Result<(), ExportError> {
     std::fs::create_dir_all(dir).map_err(|source| ExportError::Write {
         path: dir.to_owned(),
@@ -274,7 +280,36 @@ pub(crate) fn write_files(dir: &Path, files: &[(String, String)]) -> Result<(), 
     })?;
     for (name, content) in files {
         let path = dir.join(name);
-        std::fs::write(&path, content).map_err(|source| ExportError::Write { path, source })?;
+        let unit = name.ends_with(".service") || name.ends_with(".socket");
+        write_one(&path, content, if unit { 0o644 } else { 0o600 })
+            .map_err(|source| ExportError::Write { path, source })?;
     }
     Ok(())
+}
+
+/// Writes `content` to `path` as [`write_files`] says, with `mode`.
+fn write_one(path: &Path, content: &str, mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("it is a symbolic link; not followed"),
+            _ => e,
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.nlink() != 1 {
+        return Err(std::io::Error::other(
+            "it exists and is not a regular file of ours with one link; not written",
+        ));
+    }
+    // Truncated only now that it is known to be ours.
+    file.set_len(0)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.write_all(content.as_bytes())?;
+    file.flush()
 }

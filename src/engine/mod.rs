@@ -11,3 +11,33 @@ pub(crate) mod kubernetes;
 pub mod slurm;
 pub(crate) mod systemd;
 pub(crate) mod yaml;
+
+/// `text` on one line of a generated file (a comment, a unit's
+/// `Description=`, an `#SBATCH` option): control characters written as
+/// escapes (`\n`, `\u{1b}`), so a name from the topology can neither end
+/// the line nor start a line of its own (a shell command in a batch
+/// script, a directive in a unit).
+pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_escapes_control_characters_only() {
+        assert_eq!(super::one_line("shop"), "shop");
+        assert_eq!(super::one_line("a b\\c"), "a b\\c");
+        assert_eq!(super::one_line("a\nb\r\u{1b}"), "a\\nb\\r\\u{1b}");
+    }
+}

@@ -150,15 +150,21 @@ fn header(plan: &Plan, groups: &[StepGroup], options: &JobOptions) -> String {
     let _ = writeln!(
         text,
         "# Written by `ipc-run slurm` for the topology `{}`.",
-        plan.name
+        super::one_line(&plan.name)
     );
     let _ = writeln!(
         text,
         "# Each host group's ipc-run is one step of this allocation, on the node of\n\
          # its task (docs/distributed.md, \"Slurm\")."
     );
+    // sbatch reads its options a line at a time: each stays on its own
+    // (a newline in the name, `--time` or a path cannot start a line).
     let mut sbatch = |option: &str, value: &str| {
-        let _ = writeln!(text, "#SBATCH --{option}={}", quote(value));
+        let _ = writeln!(
+            text,
+            "#SBATCH --{option}={}",
+            quote(&super::one_line(value))
+        );
     };
     sbatch("job-name", &format!("ipc-run-{}", plan.name));
     sbatch("ntasks", &groups.len().to_string());
@@ -276,7 +282,7 @@ pub fn batch_script(plan: &Plan, options: &JobOptions) -> String {
     text.push_str(NODES_OF_TASKS);
     text.push_str("declare -A group_of\n");
     for (i, group) in groups.iter().enumerate() {
-        let _ = writeln!(text, "# group {}", group.name);
+        let _ = writeln!(text, "# group {}", super::one_line(&group.name));
         let _ = write!(
             text,
             "srun --job-name={name} --ntasks=1 --nodes=1 --cpus-per-task={cpus} --exact \
@@ -553,6 +559,10 @@ enum JobState {
     Live,
     /// Over, with Slurm's state and `ExitCode` (`CODE:SIGNAL`).
     Ended { state: String, exit_code: String },
+    /// `scontrol` could not say (the controller unreachable, restarting
+    /// or failing over): asked again at the next query, as the job may
+    /// well run on. The text is scontrol's.
+    Unknown(String),
 }
 
 /// The job states after which nothing more runs.
@@ -585,10 +595,24 @@ fn query(job_id: &str) -> Result<JobState, SlurmError> {
                 source,
             },
         })?;
+    if !output.status.success() && !purged(&String::from_utf8_lossy(&output.stderr)) {
+        let said = String::from_utf8_lossy(&output.stderr);
+        return Ok(JobState::Unknown(format!(
+            "{} ({})",
+            said.trim(),
+            output.status
+        )));
+    }
     Ok(parse_job_state(
         &String::from_utf8_lossy(&output.stdout),
         output.status.success(),
     ))
+}
+
+/// Whether `scontrol`'s complaint says the controller does not know the
+/// job (it ended and was purged), rather than that it could not be asked.
+fn purged(stderr: &str) -> bool {
+    stderr.contains("Invalid job id")
 }
 
 /// [`query`]'s parsing, apart for the tests.
@@ -778,6 +802,12 @@ pub fn submit_and_follow(job: &Job, out: &mut dyn Write) -> Result<i32, SlurmErr
             let ended = match query(&job_id)? {
                 JobState::Ended { state, exit_code } => Some((state, exit_code)),
                 JobState::Live => None,
+                JobState::Unknown(why) => {
+                    eprintln!(
+                        "ipc-run slurm: cannot ask about job {job_id} now: {why}; asking again"
+                    );
+                    None
+                }
             };
             let settled = settle_until.is_some_and(|until| now >= until);
             if ended.is_some() || settled {
@@ -834,6 +864,14 @@ mod tests {
         assert_eq!(whole_cpus(Some(2.0)), 2);
         assert_eq!(whole_cpus(Some(2.25)), 3);
         assert_eq!(whole_cpus(Some(-1.0)), 1);
+    }
+
+    #[test]
+    fn only_an_unknown_job_is_taken_as_purged() {
+        assert!(purged("slurm_load_jobs error: Invalid job id specified\n"));
+        assert!(!purged(
+            "slurm_load_jobs error: Unable to contact slurm controller (connect failure)\n"
+        ));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! over and get none.
 
 use super::export::{self, ExportError, GroupFacts, Lifetime};
+use super::one_line;
 use crate::plan::model::Plan;
 
 /// Where the units expect the plan when they are printed instead of
@@ -172,7 +173,10 @@ fn socket_unit(
     let mut text = format!(
         "# Written by `ipc-run export systemd` from topology `{}`: the cross-edge listeners \
          of group `{}`.\n[Unit]\nDescription=ipc-run {}: listeners of group {}\n\n[Socket]\n",
-        plan.name, group.name, plan.name, group.name
+        one_line(&plan.name),
+        one_line(group.name),
+        description(&plan.name),
+        description(group.name)
     );
     for (port, _) in listeners {
         text.push_str(&format!("ListenStream=0.0.0.0:{port}\n"));
@@ -199,7 +203,10 @@ fn service(
     let mut text = format!(
         "# Written by `ipc-run export systemd` from topology `{}`: group `{}`.\n[Unit]\n\
          Description=ipc-run {}: group {}\nAfter=network.target\n",
-        plan.name, group.name, plan.name, group.name
+        one_line(&plan.name),
+        one_line(group.name),
+        description(&plan.name),
+        description(group.name)
     );
     // Its clients start after the groups they connect to have said READY=1.
     for peer in &group.peers {
@@ -247,6 +254,12 @@ fn service(
     text
 }
 
+/// `text` in a `Description=`: on one line ([`one_line`]), and with `%`
+/// doubled, as systemd expands specifiers there (`%n` is the unit's name).
+fn description(text: &str) -> String {
+    one_line(text).replace('%', "%%")
+}
+
 /// A systemd time span: whole seconds when it is, else milliseconds.
 fn timespan(ms: u64) -> String {
     if ms % 1000 == 0 {
@@ -257,12 +270,25 @@ fn timespan(ms: u64) -> String {
 }
 
 /// One word of a command line in `ExecStart=`: `%` and `$` escaped (unit
-/// specifiers and variables), quoted when it holds a space, a quote or a
-/// backslash.
+/// specifiers and variables), quoted when it holds a space, a quote, a
+/// backslash or a control character, which is written as a C escape
+/// (`\x0a`) so that it cannot end the line (a path from `--out`).
 fn exec_word(word: &str) -> String {
     let escaped = word.replace('%', "%%").replace('$', "$$");
-    if escaped.is_empty() || escaped.contains([' ', '\t', '"', '\'', '\\', ';']) {
-        let inner = escaped.replace('\\', "\\\\").replace('"', "\\\"");
+    let control = escaped.chars().any(char::is_control);
+    if escaped.is_empty() || control || escaped.contains([' ', '\t', '"', '\'', '\\', ';']) {
+        let mut inner = String::with_capacity(escaped.len() + 2);
+        for c in escaped.chars() {
+            match c {
+                '\\' => inner.push_str("\\\\"),
+                '"' => inner.push_str("\\\""),
+                c if c.is_control() && u32::from(c) < 0x80 => {
+                    inner.push_str(&format!("\\x{:02x}", u32::from(c)));
+                }
+                c if c.is_control() => inner.push_str(&format!("\\u{:04x}", u32::from(c))),
+                c => inner.push(c),
+            }
+        }
         format!("\"{inner}\"")
     } else {
         escaped
@@ -284,6 +310,7 @@ mod tests {
         );
         assert_eq!(exec_word("a\"b"), "\"a\\\"b\"");
         assert_eq!(exec_word(";"), "\";\"");
+        assert_eq!(exec_word("/a\nb\t"), "\"/a\\x0ab\\x09\"");
     }
 
     #[test]

@@ -110,15 +110,15 @@ impl GroupRun {
     }
 
     /// The address each remote listener's channel connects to, resolved
-    /// now (a name: its first address), so a name that does not resolve
-    /// fails before anything is created.
+    /// now (a name: its first IPv4 address, else its first, [`choose`]),
+    /// so a name that does not resolve fails before anything is created.
     pub fn resolve(&self) -> Result<HashMap<String, SocketAddr>, GroupError> {
         let mut out = HashMap::new();
         for remote in &self.remote {
             let addr = (remote.host.as_str(), remote.port)
                 .to_socket_addrs()
                 .map_err(|e| e.to_string())
-                .and_then(|mut addrs| addrs.next().ok_or_else(|| "no address".to_owned()))
+                .and_then(|addrs| choose(addrs).ok_or_else(|| "no address".to_owned()))
                 .map_err(|why| GroupError::Unresolved {
                     group: remote.group.to_string(),
                     host: remote.host.clone(),
@@ -128,6 +128,23 @@ impl GroupRun {
         }
         Ok(out)
     }
+}
+
+/// The address to reach a listener at among those its host's name
+/// resolves to: the first IPv4 one when there is one, else the first.
+/// A listener binds `--bind-address`, `0.0.0.0` unless told otherwise,
+/// which IPv6 does not reach, while a dual-stack resolver usually lists a
+/// name's IPv6 address first; a listener bound to `[::]` takes IPv4 too,
+/// and one bound to an IPv6 address alone is named by that address.
+fn choose(addrs: impl Iterator<Item = SocketAddr>) -> Option<SocketAddr> {
+    let mut first = None;
+    for addr in addrs {
+        if addr.is_ipv4() {
+            return Some(addr);
+        }
+        first.get_or_insert(addr);
+    }
+    first
 }
 
 /// Why a group cannot be run from this plan and command line.
@@ -584,6 +601,16 @@ fn remote_afters(
 mod tests {
     use super::*;
     use crate::mechanism::model::{HostGroupPlan, PlacementPlan, PlacementSource};
+
+    #[test]
+    fn a_name_is_reached_at_its_ipv4_address_when_it_has_one() {
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        let both = [addr("[2001:db8::7]:47000"), addr("10.0.0.7:47000")];
+        assert_eq!(choose(both.into_iter()), Some(addr("10.0.0.7:47000")));
+        let v6 = [addr("[2001:db8::7]:47000"), addr("[2001:db8::8]:47000")];
+        assert_eq!(choose(v6.into_iter()), Some(addr("[2001:db8::7]:47000")));
+        assert_eq!(choose(std::iter::empty()), None);
+    }
 
     /// `server` and `db` in group `a`, `client` in `b`: `link` (TCP) from
     /// `client` to `server` crosses; `local` (a pipe) stays in `a`.

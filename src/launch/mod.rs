@@ -76,7 +76,7 @@ pub use traffic::ChannelTraffic;
 use crate::plan::RestartPolicy;
 use crate::plan::{EndpointPlan, FdRole, FdSlot, Plan, ProcessPlan, Readiness};
 use crate::sys::fd::std_fd;
-use crate::sys::spawn::SpawnFailure;
+use crate::sys::spawn::{ChildSpec, SpawnFailure};
 use placeholder::Values;
 use resources::{Created, Handover, Held};
 
@@ -428,19 +428,7 @@ impl Launched {
         let context = self.spec_context();
         let spec = spawn::check_spec(process, self.identities.get(instance), &context, argv)?;
         let null = self.devnull.as_fd();
-        let (step, errno) =
-            match crate::sys::spawn::spawn(&spec, &[(null, 0), (null, 1), (null, 2)]) {
-                Ok(pid) => return Ok(pid),
-                Err(SpawnFailure::Parent(errno)) => (None, errno),
-                Err(SpawnFailure::Child { step, errno }) => (Some(step), errno),
-            };
-        Err(SpawnError {
-            instance: instance.to_owned(),
-            program: spec.program.to_string_lossy().into_owned(),
-            step,
-            errno,
-        }
-        .into())
+        start(instance, &spec, &[(null, 0), (null, 1), (null, 2)])
     }
 
     /// Spawns one instance of the per-connection server `instance` for an
@@ -553,21 +541,19 @@ impl Launched {
     /// ipc-run's held read end of the pipe or FIFO `channel`, while it is
     /// held: the supervisor reads how full the pipe is through it.
     pub fn held_read_end(&self, channel: &str) -> Option<BorrowedFd<'_>> {
-        let &index = self.channel_index.get(channel)?;
-        self.created
-            .held
-            .get(&(index, Held::Read))
-            .map(|fd| fd.as_fd())
+        self.held_end(channel, Held::Read)
     }
 
     /// ipc-run's held write end of the pipe `channel`, while it is held:
     /// the supervisor relays an MPI rank's output into it.
     pub fn held_write_end(&self, channel: &str) -> Option<BorrowedFd<'_>> {
+        self.held_end(channel, Held::Write)
+    }
+
+    /// The end `held` of `channel` that ipc-run holds, while it holds it.
+    fn held_end(&self, channel: &str, held: Held) -> Option<BorrowedFd<'_>> {
         let &index = self.channel_index.get(channel)?;
-        self.created
-            .held
-            .get(&(index, Held::Write))
-            .map(|fd| fd.as_fd())
+        self.created.held.get(&(index, held)).map(|fd| fd.as_fd())
     }
 
     /// Forgets the pid of an instance whose process has been reaped, so a
@@ -707,21 +693,8 @@ impl Launched {
         let context = self.spec_context();
         let spec = spawn::child_spec(process, self.identities.get(instance), &context)?;
         let moves = fds.moves(&self.created.held);
-        let (step, errno) = match crate::sys::spawn::spawn(&spec, &moves) {
-            Ok(pid) => {
-                child.pid = pid;
-                return Ok(child);
-            }
-            Err(SpawnFailure::Parent(errno)) => (None, errno),
-            Err(SpawnFailure::Child { step, errno }) => (Some(step), errno),
-        };
-        Err(SpawnError {
-            instance: instance.to_owned(),
-            program: spec.program.to_string_lossy().into_owned(),
-            step,
-            errno,
-        }
-        .into())
+        child.pid = start(instance, &spec, &moves)?;
+        Ok(child)
     }
 
     /// Collects the fd of every slot of `process`: held ends by key, and
@@ -853,4 +826,26 @@ fn sys_for(instance: &str, action: &str) -> impl FnOnce(Errno) -> LaunchError {
 
 fn io_errno(e: &std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// Spawns `spec` for `instance`; when it does not start, the error names
+/// the instance, the program and the step of the child that failed.
+fn start(
+    instance: &str,
+    spec: &ChildSpec,
+    fds: &[(BorrowedFd<'_>, i32)],
+) -> Result<Pid, LaunchError> {
+    crate::sys::spawn::spawn(spec, fds).map_err(|failure| {
+        let (step, errno) = match failure {
+            SpawnFailure::Parent(errno) => (None, errno),
+            SpawnFailure::Child { step, errno } => (Some(step), errno),
+        };
+        SpawnError {
+            instance: instance.to_owned(),
+            program: spec.program.to_string_lossy().into_owned(),
+            step,
+            errno,
+        }
+        .into()
+    })
 }

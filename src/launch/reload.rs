@@ -3,9 +3,10 @@
 //! Instances and channels keep their index for the whole run: the
 //! supervisor's tables and the held ends are indexed by them. The new plan
 //! ([`Launched::reload`]) is laid out on the old one's slots: a kept or
-//! changed instance or channel keeps its index, an added one takes the slot
-//! a removed one of the same name left or a new one at the end, and a
-//! removed one stays as a tombstone nobody spawns. What is unchanged is not
+//! changed instance or channel keeps its index, an added one takes a new
+//! slot at the end (never the slot a removed one left, whose pidfd, timers
+//! and streams may still be registered under its index), and a removed
+//! one stays as a tombstone nobody spawns. What is unchanged is not
 //! touched: a kept channel keeps its objects and held ends, so a changed
 //! reader restarted on it reads on where it stopped.
 
@@ -46,9 +47,14 @@ impl Launched {
     /// for their new plan.
     pub fn reload(&mut self, plan: Plan, slots: &Slots) -> Result<(), LaunchError> {
         let mut identities = Vec::new();
+        // Those that now run as ipc-run's own user: an identity their old
+        // plan had must not outlive it.
+        let mut plain = Vec::new();
         for &i in &slots.respecified {
             let process = &plan.processes[i];
-            if process.user.is_some() || process.group.is_some() {
+            if process.user.is_none() && process.group.is_none() {
+                plain.push(process.name.to_string());
+            } else {
                 let resolved = identity::resolve(
                     &process.name,
                     process.user.as_deref(),
@@ -84,11 +90,58 @@ impl Launched {
             let id = self.plan.channels[c].id.to_string();
             self.remove_channel(c, &id);
         }
+        for name in &plain {
+            self.identities.remove(name);
+        }
         self.identities.extend(identities);
         for (i, process) in self.plan.processes.iter().enumerate() {
             self.process_index.insert(process.name.to_string(), i);
         }
         self.count_again(needs, slots);
+        Ok(())
+    }
+
+    /// Whether `plan`, laid out as `slots` say, can be wired before any
+    /// of it is made: every held end a respecified instance is handed of
+    /// a kept channel must still be held. ipc-run gives an end up once
+    /// every process that uses it may not be restarted (`restart =
+    /// "never"`) and has it; a process a reload adds to such a channel (a
+    /// second writer into a pipe) could then only fail to start, after the
+    /// rest of the reload was applied. Changes nothing.
+    pub fn check_reload(&mut self, plan: &Plan, slots: &Slots) -> Result<(), LaunchError> {
+        let old_plan = std::mem::replace(&mut self.plan, plan.clone());
+        let old_channels = self.channel_index.clone();
+        for (c, channel) in self.plan.channels.iter().enumerate() {
+            self.channel_index.insert(channel.id.to_string(), c);
+        }
+        let result = self.unheld_ends(slots);
+        self.plan = old_plan;
+        self.channel_index = old_channels;
+        result
+    }
+
+    /// The first held end of a kept channel a respecified instance of
+    /// the (new) plan needs and ipc-run no longer holds.
+    fn unheld_ends(&self, slots: &Slots) -> Result<(), LaunchError> {
+        let new: HashSet<usize> = slots.added_channels.iter().copied().collect();
+        for &i in &slots.respecified {
+            let process = &self.plan.processes[i];
+            for slot in &process.fds {
+                let Source::Held(channel, held) = self.source_of(process, slot)? else {
+                    continue;
+                };
+                if !new.contains(&channel) && !self.created.held.contains_key(&(channel, held)) {
+                    return Err(LaunchError::Wiring {
+                        instance: process.name.to_string(),
+                        fd: slot.fd,
+                        reason: format!(
+                            "ipc-run no longer holds this end of channel {}: every process that used it was started with restart = \"never\" and has it; restart the run to add users to it",
+                            self.plan.channels[channel].id
+                        ),
+                    });
+                }
+            }
+        }
         Ok(())
     }
 
@@ -146,10 +199,14 @@ impl Launched {
     }
 
     /// Why `fd` is not end `held` of `channel`: the wrong kind of file, the
-    /// wrong direction, or another pipe than the end ipc-run still holds.
+    /// wrong direction, or another file than the end made for the channel
+    /// (another pipe or socket: a process that replaced its end, even
+    /// when ipc-run holds no end of that channel to compare with).
     fn not_the_end(&self, channel: usize, held: Held, fd: BorrowedFd<'_>) -> Option<String> {
         use nix::sys::stat::{SFlag, fstat};
-        let stat = fstat(fd).ok()?;
+        let Ok(stat) = fstat(fd) else {
+            return Some("it cannot be examined".to_owned());
+        };
         let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
         // The mode a read end is never opened with, and a write end.
         let (want, other, wrong) = match held {
@@ -166,6 +223,15 @@ impl Launched {
             && OFlag::from_bits_truncate(flags) & OFlag::O_ACCMODE == wrong
         {
             return Some("opened the other way".to_owned());
+        }
+        if let Some(&(dev, ino)) = self.created.ids.get(&(channel, held))
+            && (dev, ino) != (stat.st_dev, stat.st_ino)
+        {
+            return Some(if want == SFlag::S_IFIFO {
+                "another pipe".to_owned()
+            } else {
+                "another socket".to_owned()
+            });
         }
         let peer = other.and_then(|o| self.created.held.get(&(channel, o)));
         match peer.and_then(|p| fstat(p.as_fd()).ok()) {
@@ -280,6 +346,7 @@ impl Launched {
     /// Removes channel `c` (`id`): its held ends, its objects, its values.
     fn remove_channel(&mut self, c: usize, id: &str) {
         self.created.held.retain(|key, _| key.0 != c);
+        self.created.ids.retain(|key, _| key.0 != c);
         self.created.pinned.retain(|key| key.0 != c);
         self.need_count.retain(|key, _| key.0 != c);
         self.created.connect.remove(&c);

@@ -49,6 +49,10 @@ pub(crate) struct Created {
     /// The named objects of each channel (by plan index), so that a
     /// channel a reload removes can be removed alone.
     pub by_channel: HashMap<usize, Vec<ObjectRecord>>,
+    /// The file (`st_dev`, `st_ino`) of each end held at creation, kept
+    /// after the end is given up: an end a reload takes back from a
+    /// process (`Launched::take_back_ends`) must be that file.
+    pub ids: HashMap<(usize, Held), (libc::dev_t, libc::ino_t)>,
 }
 
 /// A ring segment's header page, mapped by the launcher: when every writer
@@ -96,6 +100,7 @@ impl Created {
             rings: Vec::new(),
             intents: 0,
             by_channel: HashMap::new(),
+            ids: HashMap::new(),
         }
     }
 
@@ -228,6 +233,10 @@ impl Build for ChannelBuild<'_> {
     fn hold(&mut self, which: Held, fd: OwnedFd) {
         if self.external {
             self.created.pinned.insert((self.index, which));
+        }
+        if let Ok(stat) = nix::sys::stat::fstat(&fd) {
+            let id = (stat.st_dev, stat.st_ino);
+            self.created.ids.insert((self.index, which), id);
         }
         self.created.held.insert((self.index, which), fd);
     }

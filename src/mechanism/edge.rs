@@ -117,6 +117,20 @@ impl EdgeContext<'_> {
             .unwrap_or_else(|| self.span.clone())
     }
 
+    /// Refuses the edge with `code`: `message`, about a value above the host
+    /// limit `what`, pointed at the option that asks for it.
+    pub fn refuse_above(
+        &mut self,
+        code: &'static str,
+        message: String,
+        option: fn(&EdgeSpec) -> Option<Span>,
+        (limit, what): (&Limit, &str),
+    ) -> Option<Shape> {
+        let span = self.span_of(option);
+        self.report(limit_error(code, message, span, limit, what));
+        None
+    }
+
     /// Records a named object of the channel.
     pub fn object(&mut self, kind: ObjectKind, name: String) {
         self.objects.push(NamedObject {

@@ -7,27 +7,22 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::edge::{EdgeContext, Shape};
-use super::{BASE, Profile};
+use super::{Profile, pipe};
 use crate::mechanism::build::{Build, Handover, Held};
 use crate::mechanism::error::LaunchError;
 use crate::mechanism::model::Mechanism;
 use crate::sys::fd::{dup_cloexec_at_least, std_fd};
-use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 use nix::errno::Errno;
 
 /// The mechanism's name.
 pub const NAME: &str = ipc_run_child::description::Kind::Inherit.as_str();
 
-/// Never named in a file: a `pipe` with one of ipc-run's streams becomes one.
+/// Never named in a file: a `pipe` with one of ipc-run's streams becomes
+/// one, so it is a pipe in every other respect.
 pub const PROFILE: Profile = Profile {
     name: NAME,
-    carries: &[Traffic::Stream],
-    one_way: true,
-    byte_pipe: true,
-    own_stream: true,
-    named: false,
-    ..BASE
+    ..pipe::PROFILE
 };
 
 /// Which of ipc-run's streams is handed over.

@@ -4,7 +4,7 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-use super::edge::{EdgeContext, Shape, limit_error};
+use super::edge::{EdgeContext, Shape};
 use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
@@ -15,10 +15,10 @@ use crate::mechanism::bench_link::{
 };
 use crate::mechanism::build::{Build, Handover, Held, Named, exists, posix_name};
 use crate::mechanism::error::LaunchError;
-use crate::mechanism::limits::Limits;
+use crate::mechanism::limits::{Limit, Limits};
 use crate::mechanism::model::{End, Mechanism, ObjectKind, Span};
 use crate::sys::ipc;
-use crate::topology::Traffic;
+use crate::topology::{EdgeSpec, Traffic};
 use ipc_run_child::description::Params;
 use nix::errno::Errno;
 use nix::sys::resource::{Resource, getrlimit};
@@ -47,35 +47,16 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         .message_size
         .unwrap_or(limits.mq_msgsize_default.value);
     let depth = cx.traits.depth.unwrap_or(limits.mq_msg_default.value);
-    if message_size > limits.mq_msgsize_max.value || message_size == 0 {
-        let message = format!(
-            "edge `{id}` sends messages of {message_size} bytes; a POSIX queue on this host takes at most {}",
-            limits.mq_msgsize_max.value
-        );
-        let span = cx.span_of(|s| s.message_size.as_ref().map(|v| v.span()));
-        cx.report(limit_error(
-            "E0601",
-            message,
-            span,
-            &limits.mq_msgsize_max,
-            "msgsize_max",
-        ));
-        return None;
+    let (size_max, depth_max) = (&limits.mq_msgsize_max, &limits.mq_msg_max);
+    if message_size > size_max.value || message_size == 0 {
+        let message = size_text(id, message_size, size_max);
+        let option = |s: &EdgeSpec| s.message_size.as_ref().map(|v| v.span());
+        return cx.refuse_above("E0601", message, option, (size_max, "msgsize_max"));
     }
-    if depth > limits.mq_msg_max.value {
-        let message = format!(
-            "edge `{id}` asks for a queue of depth {depth}; a POSIX queue on this host holds at most {}",
-            limits.mq_msg_max.value
-        );
-        let span = cx.span_of(|s| s.depth.as_ref().map(|v| v.span()));
-        cx.report(limit_error(
-            "E0602",
-            message,
-            span,
-            &limits.mq_msg_max,
-            "msg_max",
-        ));
-        return None;
+    if depth > depth_max.value {
+        let message = depth_text(id, depth, depth_max);
+        let option = |s: &EdgeSpec| s.depth.as_ref().map(|v| v.span());
+        return cx.refuse_above("E0602", message, option, (depth_max, "msg_max"));
     }
     *cx.posix_queues += 1;
     let name = cx.posix_name();
@@ -132,11 +113,36 @@ pub(crate) fn recheck(
 ) {
     let (size_max, depth_max) = (&limits.mq_msgsize_max, &limits.mq_msg_max);
     if message_size > size_max.value || message_size == 0 {
-        sink.push(host_limits::limit_error("E0601", format!("edge `{id}` sends messages of {message_size} bytes; a POSIX queue on this host takes at most {}", size_max.value), size_max, "msgsize_max"));
+        let message = size_text(id, message_size, size_max);
+        sink.push(host_limits::limit_error(
+            "E0601",
+            message,
+            size_max,
+            "msgsize_max",
+        ));
     }
     if depth > depth_max.value || depth == 0 {
-        sink.push(host_limits::limit_error("E0602", format!("edge `{id}` asks for a queue of depth {depth}; a POSIX queue on this host holds at most {}", depth_max.value), depth_max, "msg_max"));
+        let message = depth_text(id, depth, depth_max);
+        sink.push(host_limits::limit_error(
+            "E0602", message, depth_max, "msg_max",
+        ));
     }
+}
+
+/// What E0601 says, when planning and when re-checking a plan.
+fn size_text(id: &str, message_size: u64, max: &Limit) -> String {
+    format!(
+        "edge `{id}` sends messages of {message_size} bytes; a POSIX queue on this host takes at most {}",
+        max.value
+    )
+}
+
+/// What E0602 says, when planning and when re-checking a plan.
+fn depth_text(id: &str, depth: u64, max: &Limit) -> String {
+    format!(
+        "edge `{id}` asks for a queue of depth {depth}; a POSIX queue on this host holds at most {}",
+        max.value
+    )
 }
 
 // ---- launch ----

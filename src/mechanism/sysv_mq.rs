@@ -4,7 +4,7 @@ use std::io;
 
 use super::PortSide;
 use super::edge::placeholder;
-use super::edge::{EdgeContext, Shape, limit_error};
+use super::edge::{EdgeContext, Shape};
 use super::host_limits;
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::Diagnostic;
@@ -13,11 +13,11 @@ use crate::mechanism::bench_kinds::HostLimits;
 use crate::mechanism::bench_link::{Link, PeerReady, PeerSetup, Pending, Setup, ready};
 use crate::mechanism::build::Build;
 use crate::mechanism::error::LaunchError;
-use crate::mechanism::limits::Limits;
+use crate::mechanism::limits::{Limit, Limits};
 use crate::mechanism::model::{Mechanism, ObjectKind};
 use crate::sys::bench::SysvMessage;
 use crate::sys::ipc::{self, SysvKind};
-use crate::topology::Traffic;
+use crate::topology::{EdgeSpec, Traffic};
 use ipc_run_child::description::Params;
 
 /// The mechanism's name.
@@ -43,39 +43,20 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         .traits
         .message_size
         .unwrap_or(limits.sysv_msgmax.value.min(8192));
-    if message_size > limits.sysv_msgmax.value || message_size == 0 {
-        let message = format!(
-            "edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}",
-            limits.sysv_msgmax.value
-        );
-        let span = cx.span_of(|s| s.message_size.as_ref().map(|v| v.span()));
-        cx.report(limit_error(
-            "E0605",
-            message,
-            span,
-            &limits.sysv_msgmax,
-            "msgmax",
-        ));
-        return None;
+    let (msgmax, msgmnb) = (&limits.sysv_msgmax, &limits.sysv_msgmnb);
+    if message_size > msgmax.value || message_size == 0 {
+        let message = size_text(id, message_size, msgmax);
+        let option = |s: &EdgeSpec| s.message_size.as_ref().map(|v| v.span());
+        return cx.refuse_above("E0605", message, option, (msgmax, "msgmax"));
     }
     let queue_bytes = match cx.traits.depth {
         Some(depth) => depth.saturating_mul(message_size),
-        None => limits.sysv_msgmnb.value,
+        None => msgmnb.value,
     };
-    if queue_bytes > limits.sysv_msgmnb.value {
-        let message = format!(
-            "edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}",
-            limits.sysv_msgmnb.value
-        );
-        let span = cx.span_of(|s| s.depth.as_ref().map(|v| v.span()));
-        cx.report(limit_error(
-            "E0605",
-            message,
-            span,
-            &limits.sysv_msgmnb,
-            "msgmnb",
-        ));
-        return None;
+    if queue_bytes > msgmnb.value {
+        let message = queue_text(id, queue_bytes, msgmnb);
+        let option = |s: &EdgeSpec| s.depth.as_ref().map(|v| v.span());
+        return cx.refuse_above("E0605", message, option, (msgmnb, "msgmnb"));
     }
     cx.object(ObjectKind::SysvMq, cx.sysv_id());
     let mechanism = Mechanism::SysvMq {
@@ -104,11 +85,31 @@ pub(crate) fn recheck(
 ) {
     let (msgmax, msgmnb) = (&limits.sysv_msgmax, &limits.sysv_msgmnb);
     if message_size > msgmax.value || message_size == 0 {
-        sink.push(host_limits::limit_error("E0605", format!("edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}", msgmax.value), msgmax, "msgmax"));
+        let message = size_text(id, message_size, msgmax);
+        sink.push(host_limits::limit_error("E0605", message, msgmax, "msgmax"));
     }
     if queue_bytes > msgmnb.value {
-        sink.push(host_limits::limit_error("E0605", format!("edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}", msgmnb.value), msgmnb, "msgmnb"));
+        let message = queue_text(id, queue_bytes, msgmnb);
+        sink.push(host_limits::limit_error("E0605", message, msgmnb, "msgmnb"));
     }
+}
+
+/// What E0605 says of the message size, when planning and when re-checking
+/// a plan.
+fn size_text(id: &str, message_size: u64, max: &Limit) -> String {
+    format!(
+        "edge `{id}` sends messages of {message_size} bytes; a System V message on this host has at most {}",
+        max.value
+    )
+}
+
+/// What E0605 says of the queue's size, when planning and when re-checking
+/// a plan.
+fn queue_text(id: &str, queue_bytes: u64, max: &Limit) -> String {
+    format!(
+        "edge `{id}` needs a queue of {queue_bytes} bytes; a System V queue on this host holds at most {}",
+        max.value
+    )
 }
 
 // ---- launch ----

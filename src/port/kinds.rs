@@ -196,186 +196,211 @@ fn fifo(port: &mut Port, path: &str, write: bool) -> Result<OwnedFd, PortError> 
     Ok(file.into())
 }
 
-/// Opens `port` for `read`. `framing` decides how connections to a stream
-/// listener interleave (whole units only); `count` counts connections there.
+/// Which way a port is opened; `read` also says how connections to a
+/// stream listener interleave (whole units only) and how many it counts.
+#[derive(Clone, Copy)]
+enum Way {
+    Read {
+        framing: Framing,
+        count: Option<u64>,
+    },
+    Write,
+}
+
+/// A port opened either way, before `open_input` or `open_output` says
+/// which of the two it is.
+enum Opened {
+    Stream(StreamOut),
+    Source(Box<dyn Source>),
+    Sink(Box<dyn Sink>),
+}
+
+/// The ends `port read` (`way` is `Read`) or `port write` can open, by
+/// kind: the table of the module comment. None for the kinds that carry no
+/// data.
+fn ends(params: &Params, way: Way) -> Option<&'static [End]> {
+    let read = matches!(way, Way::Read { .. });
+    Some(match params {
+        Params::Socketpair { .. } if read => &[End::Read, End::Both],
+        Params::Socketpair { .. } => &[End::Write, End::Both],
+        Params::UnixListener { .. } | Params::Tcp { .. } if read => &[End::Listen],
+        Params::UnixListener { .. } | Params::Tcp { .. } => &[End::Connect],
+        Params::Udp { .. } if read => &[End::Listen, End::Read, End::Receive],
+        Params::Udp { .. } => &[End::Connect, End::Write, End::Send],
+        Params::Pipe
+        | Params::Inherit
+        | Params::Fifo { .. }
+        | Params::PosixMq { .. }
+        | Params::SysvMq { .. }
+        | Params::PosixShm { ring: Some(_), .. } => {
+            if read {
+                &[End::Read]
+            } else {
+                &[End::Write]
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Opens `port` for `read`.
 pub fn open_input(
     port: &mut Port,
     framing: Framing,
     count: Option<u64>,
 ) -> Result<Input, PortError> {
-    let params = port.description().params.clone();
-    let listener = |port: &mut Port, socket: SocketType| -> Result<Input, PortError> {
-        check_end(port, &[End::Listen], "read")?;
-        let fd = need_fd(port)?;
-        Ok(Input::Messages(match socket {
-            SocketType::Dgram => Box::new(SocketSource::new(fd, false)),
-            socket => Box::new(ListenerSource::new(
-                fd,
-                socket == SocketType::Seqpacket,
-                framing,
-                count,
-            )),
-        }))
-    };
-    match params {
-        Params::Pipe | Params::Inherit => {
-            check_end(port, &[End::Read], "read")?;
-            Ok(Input::Stream(need_fd(port)?))
-        }
-        Params::Fifo { path } => {
-            check_end(port, &[End::Read], "read")?;
-            Ok(Input::Stream(fifo(port, &path, false)?))
-        }
-        Params::Socketpair { socket } => {
-            check_end(port, &[End::Read, End::Both], "read")?;
-            let fd = need_fd(port)?;
-            Ok(match socket {
-                SocketType::Stream => Input::Stream(fd),
-                socket => Input::Messages(Box::new(SocketSource::new(
-                    fd,
-                    socket == SocketType::Seqpacket,
-                ))),
-            })
-        }
-        Params::UnixListener { socket, .. } => listener(port, socket),
-        Params::Tcp { .. } => listener(port, SocketType::Stream),
-        Params::Udp { .. } => {
-            check_end(port, &[End::Listen, End::Read, End::Receive], "read")?;
-            Ok(Input::Messages(Box::new(SocketSource::new(
-                need_fd(port)?,
-                false,
-            ))))
-        }
-        Params::PosixMq { name, .. } => {
-            check_end(port, &[End::Read], "read")?;
-            Ok(Input::Messages(Box::new(MqSource::open(port, &name)?)))
-        }
-        Params::SysvMq {
-            id, message_size, ..
-        } => {
-            check_end(port, &[End::Read], "read")?;
-            Ok(Input::Messages(Box::new(SysvSource::open(
-                port,
-                &id,
-                message_size,
-            )?)))
-        }
-        Params::PosixShm { ring: Some(_), .. } => {
-            check_end(port, &[End::Read], "read")?;
-            Ok(Input::Messages(Box::new(super::ring::RingSource::open(
-                port,
-            )?)))
-        }
-        _ => Err(no_data(port)),
-    }
+    Ok(match open(port, Way::Read { framing, count })? {
+        Opened::Stream(stream) => Input::Stream(stream.fd),
+        Opened::Source(source) => Input::Messages(source),
+        Opened::Sink(_) => unreachable!("a port opened for read is never a sink"),
+    })
 }
 
 /// Opens `port` for `write`.
 pub fn open_output(port: &mut Port) -> Result<Output, PortError> {
+    Ok(match open(port, Way::Write)? {
+        Opened::Stream(stream) => Output::Stream(stream),
+        Opened::Sink(sink) => Output::Messages(sink),
+        Opened::Source(_) => unreachable!("a port opened for write is never a source"),
+    })
+}
+
+/// Opens `port` the way `way` says, after checking that its end is one
+/// that way can open.
+fn open(port: &mut Port, way: Way) -> Result<Opened, PortError> {
     let params = port.description().params.clone();
-    match params {
-        Params::Pipe | Params::Inherit => {
-            check_end(port, &[End::Write], "write")?;
-            Ok(Output::Stream(StreamOut {
-                fd: need_fd(port)?,
-                socket: false,
-            }))
-        }
-        Params::Fifo { path } => {
-            check_end(port, &[End::Write], "write")?;
-            Ok(Output::Stream(StreamOut {
-                fd: fifo(port, &path, true)?,
-                socket: false,
-            }))
-        }
-        Params::Socketpair { socket } => {
-            check_end(port, &[End::Write, End::Both], "write")?;
+    let Some(ends) = ends(&params, way) else {
+        return Err(no_data(port));
+    };
+    let read = matches!(way, Way::Read { .. });
+    check_end(port, ends, if read { "read" } else { "write" })?;
+    let bytes = |fd| Opened::Stream(StreamOut { fd, socket: false });
+    let source = |source: Box<dyn Source>| Opened::Source(source);
+    let sink = |sink: Box<dyn Sink>| Opened::Sink(sink);
+    Ok(match (params, way) {
+        (Params::Pipe | Params::Inherit, _) => bytes(need_fd(port)?),
+        (Params::Fifo { path }, _) => bytes(fifo(port, &path, !read)?),
+        (Params::Socketpair { socket }, _) => {
             let name = describe(port);
-            let fd = need_fd(port)?;
-            match socket {
-                SocketType::Stream => Ok(Output::Stream(StreamOut { fd, socket: true })),
-                socket => Ok(Output::Messages(Box::new(SocketSink::new(
-                    fd,
-                    &name,
-                    socket.as_str(),
-                    None,
-                )))),
-            }
+            connected(need_fd(port)?, socket, way, &name)
         }
-        Params::UnixListener { socket, path } => {
-            check_end(port, &[End::Connect], "write")?;
+        (Params::UnixListener { socket, .. }, Way::Read { framing, count }) => {
+            source(listener(need_fd(port)?, socket, framing, count))
+        }
+        (Params::Tcp { .. }, Way::Read { framing, count }) => {
+            source(listener(need_fd(port)?, SocketType::Stream, framing, count))
+        }
+        (Params::UnixListener { socket, path }, Way::Write) => {
             let name = describe(port);
-            let ty = match socket {
-                SocketType::Seqpacket => SockType::SeqPacket,
-                SocketType::Dgram => SockType::Datagram,
-                SocketType::Stream => SockType::Stream,
-            };
-            let fd = socket_fd(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
-                .map_err(|e| PortError::open("a Unix socket", e))?;
-            let addr =
-                UnixAddr::new(path.as_str()).map_err(|e| PortError::open(path.clone(), e))?;
-            connect_retrying(fd.as_raw_fd(), &addr)
-                .map_err(|e| PortError::open(format!("{name} at {path}"), e))?;
-            match socket {
-                SocketType::Stream => Ok(Output::Stream(StreamOut { fd, socket: true })),
-                socket => Ok(Output::Messages(Box::new(SocketSink::new(
-                    fd,
-                    &name,
-                    socket.as_str(),
-                    None,
-                )))),
-            }
+            connected(connect_unix(&name, socket, &path)?, socket, way, &name)
         }
-        Params::Tcp { address } => {
-            check_end(port, &[End::Connect], "write")?;
-            let stream = std::net::TcpStream::connect(&address)
-                .map_err(|e| PortError::open(format!("{} at {address}", describe(port)), e))?;
-            let _ = stream.set_nodelay(true);
-            Ok(Output::Stream(StreamOut {
-                fd: stream.into(),
-                socket: true,
-            }))
+        (Params::Tcp { address }, Way::Write) => Opened::Stream(connect_tcp(port, &address)?),
+        (Params::Udp { .. }, Way::Read { .. }) => {
+            source(Box::new(SocketSource::new(need_fd(port)?, false)))
         }
-        Params::Udp { address } => {
-            check_end(port, &[End::Connect, End::Write, End::Send], "write")?;
-            let name = describe(port);
-            let bind = if address.starts_with('[') {
-                "[::]:0"
-            } else {
-                "0.0.0.0:0"
-            };
-            let udp = std::net::UdpSocket::bind(bind)
-                .and_then(|s| s.connect(&address).map(|()| s))
-                .map_err(|e| PortError::open(format!("{name} at {address}"), e))?;
-            Ok(Output::Messages(Box::new(SocketSink::new(
-                udp.into(),
-                &name,
-                Kind::Udp.as_str(),
-                Some(UDP_MAX),
-            ))))
+        (Params::Udp { address }, Way::Write) => sink(Box::new(udp_sink(port, &address)?)),
+        (Params::PosixMq { name, .. }, Way::Read { .. }) => {
+            source(Box::new(MqSource::open(port, &name)?))
         }
-        Params::PosixMq { name, .. } => {
-            check_end(port, &[End::Write], "write")?;
-            Ok(Output::Messages(Box::new(MqSink::open(port, &name)?)))
+        (Params::PosixMq { name, .. }, Way::Write) => sink(Box::new(MqSink::open(port, &name)?)),
+        (
+            Params::SysvMq {
+                id, message_size, ..
+            },
+            Way::Read { .. },
+        ) => source(Box::new(SysvSource::open(port, &id, message_size)?)),
+        (
+            Params::SysvMq {
+                id, message_size, ..
+            },
+            Way::Write,
+        ) => sink(Box::new(SysvSink::open(port, &id, message_size)?)),
+        (Params::PosixShm { .. }, Way::Read { .. }) => {
+            source(Box::new(super::ring::RingSource::open(port)?))
         }
-        Params::SysvMq {
-            id, message_size, ..
-        } => {
-            check_end(port, &[End::Write], "write")?;
-            Ok(Output::Messages(Box::new(SysvSink::open(
-                port,
-                &id,
-                message_size,
-            )?)))
-        }
-        Params::PosixShm { ring: Some(_), .. } => {
-            check_end(port, &[End::Write], "write")?;
-            Ok(Output::Messages(Box::new(super::ring::RingSink::open(
-                port,
-            )?)))
-        }
-        _ => Err(no_data(port)),
+        (Params::PosixShm { .. }, Way::Write) => sink(Box::new(super::ring::RingSink::open(port)?)),
+        // `ends` has refused every other kind.
+        _ => return Err(no_data(port)),
+    })
+}
+
+/// A listening socket's messages: datagrams, or what the connections it
+/// accepts send.
+fn listener(
+    fd: OwnedFd,
+    socket: SocketType,
+    framing: Framing,
+    count: Option<u64>,
+) -> Box<dyn Source> {
+    match socket {
+        SocketType::Dgram => Box::new(SocketSource::new(fd, false)),
+        socket => Box::new(ListenerSource::new(
+            fd,
+            socket == SocketType::Seqpacket,
+            framing,
+            count,
+        )),
     }
+}
+
+/// A connected socket of type `socket`: a stream (shut down for writing at
+/// the end), or one message per `recv` or `send`.
+fn connected(fd: OwnedFd, socket: SocketType, way: Way, name: &str) -> Opened {
+    match (socket, way) {
+        (SocketType::Stream, _) => Opened::Stream(StreamOut { fd, socket: true }),
+        (socket, Way::Read { .. }) => Opened::Source(Box::new(SocketSource::new(
+            fd,
+            socket == SocketType::Seqpacket,
+        ))),
+        (socket, Way::Write) => {
+            Opened::Sink(Box::new(SocketSink::new(fd, name, socket.as_str(), None)))
+        }
+    }
+}
+
+/// A socket of type `socket` connected to the Unix listener at `path`.
+fn connect_unix(name: &str, socket: SocketType, path: &str) -> Result<OwnedFd, PortError> {
+    let ty = match socket {
+        SocketType::Seqpacket => SockType::SeqPacket,
+        SocketType::Dgram => SockType::Datagram,
+        SocketType::Stream => SockType::Stream,
+    };
+    let fd = socket_fd(AddressFamily::Unix, ty, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| PortError::open("a Unix socket", e))?;
+    let addr = UnixAddr::new(path).map_err(|e| PortError::open(path.to_owned(), e))?;
+    connect_retrying(fd.as_raw_fd(), &addr)
+        .map_err(|e| PortError::open(format!("{name} at {path}"), e))?;
+    Ok(fd)
+}
+
+/// A TCP connection to `address`, without Nagle's delay.
+fn connect_tcp(port: &Port, address: &str) -> Result<StreamOut, PortError> {
+    let stream = std::net::TcpStream::connect(address)
+        .map_err(|e| PortError::open(format!("{} at {address}", describe(port)), e))?;
+    let _ = stream.set_nodelay(true);
+    Ok(StreamOut {
+        fd: stream.into(),
+        socket: true,
+    })
+}
+
+/// A UDP socket connected to `address`, from any port of its family.
+fn udp_sink(port: &Port, address: &str) -> Result<SocketSink, PortError> {
+    let name = describe(port);
+    let bind = if address.starts_with('[') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let udp = std::net::UdpSocket::bind(bind)
+        .and_then(|s| s.connect(address).map(|()| s))
+        .map_err(|e| PortError::open(format!("{name} at {address}"), e))?;
+    Ok(SocketSink::new(
+        udp.into(),
+        &name,
+        Kind::Udp.as_str(),
+        Some(UDP_MAX),
+    ))
 }
 
 /// Connects, retrying briefly while the listener's backlog is full.
@@ -804,6 +829,14 @@ fn message_size(port: &Port, size: u64) -> Result<usize, PortError> {
     })
 }
 
+/// The System V queue of `port`: its id, a zeroed frame for a message of
+/// `size` bytes, and that limit.
+fn open_sysv(port: &Port, id: &Slot<i32>, size: u64) -> Result<(i32, Vec<u8>, Limit), PortError> {
+    let id = sysv_id(port, id)?;
+    let size = message_size(port, size)?;
+    Ok((id, sysv_frame(port, size)?, limit(port, size)))
+}
+
 /// A System V frame (the `long` type, then `size` bytes of text), zeroed.
 fn sysv_frame(port: &Port, size: usize) -> Result<Vec<u8>, PortError> {
     let len = MTYPE.checked_add(size).ok_or_else(|| {
@@ -815,8 +848,28 @@ fn sysv_frame(port: &Port, size: usize) -> Result<Vec<u8>, PortError> {
     super::zeroed(len, &format!("a message of {}", describe(port)))
 }
 
-fn mq_name(port: &Port, name: &str) -> Result<CString, PortError> {
-    CString::new(name).map_err(|_| usage(format!("{}: the name holds NUL", describe(port))))
+/// The largest message of `port`, `size` bytes, as a sink names it.
+fn limit(port: &Port, size: usize) -> Limit {
+    Limit {
+        size,
+        name: format!("message_size={size} of {}", describe(port)),
+    }
+}
+
+/// The POSIX queue `name` opened for writing (blocking when full) or for
+/// reading (non-blocking: its fd is polled), and its message size.
+fn open_mq(port: &Port, name: &str, write: bool) -> Result<(OwnedFd, usize), PortError> {
+    let name =
+        CString::new(name).map_err(|_| usage(format!("{}: the name holds NUL", describe(port))))?;
+    let fd = crate::sys::ipc::mq_open_port(&name, write, !write).map_err(|e| {
+        PortError::open(
+            format!("{} ({})", describe(port), name.to_string_lossy()),
+            e,
+        )
+    })?;
+    let size = crate::sys::ipc::mq_message_size(&fd)
+        .map_err(|e| PortError::open("the queue's attributes", e))?;
+    Ok((fd, size))
 }
 
 /// A POSIX queue opened read-only and non-blocking (its fd is pollable).
@@ -827,15 +880,7 @@ struct MqSource {
 
 impl MqSource {
     fn open(port: &Port, name: &str) -> Result<MqSource, PortError> {
-        let name = mq_name(port, name)?;
-        let fd = crate::sys::ipc::mq_open_port(&name, false, true).map_err(|e| {
-            PortError::open(
-                format!("{} ({})", describe(port), name.to_string_lossy()),
-                e,
-            )
-        })?;
-        let size = crate::sys::ipc::mq_message_size(&fd)
-            .map_err(|e| PortError::open("the queue's attributes", e))?;
+        let (fd, size) = open_mq(port, name, false)?;
         let buf = super::zeroed(size.max(1), &format!("a message of {}", describe(port)))?;
         Ok(MqSource { fd, buf })
     }
@@ -871,21 +916,10 @@ struct MqSink {
 
 impl MqSink {
     fn open(port: &Port, name: &str) -> Result<MqSink, PortError> {
-        let name = mq_name(port, name)?;
-        let fd = crate::sys::ipc::mq_open_port(&name, true, false).map_err(|e| {
-            PortError::open(
-                format!("{} ({})", describe(port), name.to_string_lossy()),
-                e,
-            )
-        })?;
-        let size = crate::sys::ipc::mq_message_size(&fd)
-            .map_err(|e| PortError::open("the queue's attributes", e))?;
+        let (fd, size) = open_mq(port, name, true)?;
         Ok(MqSink {
             fd,
-            limit: Limit {
-                size,
-                name: format!("message_size={size} of {}", describe(port)),
-            },
+            limit: limit(port, size),
         })
     }
 }
@@ -918,12 +952,11 @@ struct SysvSource {
 
 impl SysvSource {
     fn open(port: &Port, id: &Slot<i32>, size: u64) -> Result<SysvSource, PortError> {
-        let id = sysv_id(port, id)?;
-        let size = message_size(port, size)?;
+        let (id, frame, limit) = open_sysv(port, id, size)?;
         Ok(SysvSource {
             id,
-            frame: sysv_frame(port, size)?,
-            limit: format!("message_size={size} of {}", describe(port)),
+            frame,
+            limit: limit.name,
         })
     }
 
@@ -984,19 +1017,10 @@ struct SysvSink {
 
 impl SysvSink {
     fn open(port: &Port, id: &Slot<i32>, size: u64) -> Result<SysvSink, PortError> {
-        let id = sysv_id(port, id)?;
-        let size = message_size(port, size)?;
-        let mut frame = sysv_frame(port, size)?;
+        let (id, mut frame, limit) = open_sysv(port, id, size)?;
         frame.truncate(MTYPE);
         frame.copy_from_slice(&(1 as libc::c_long).to_ne_bytes());
-        Ok(SysvSink {
-            id,
-            frame,
-            limit: Limit {
-                size,
-                name: format!("message_size={size} of {}", describe(port)),
-            },
-        })
+        Ok(SysvSink { id, frame, limit })
     }
 }
 

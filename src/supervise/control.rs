@@ -738,6 +738,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             Intent::Remove => {
                 self.message(&format!("{name}: {ending}; removed by a reload"));
                 self.finish_counting(i, ending, true, false);
+                self.forget_removed(i);
             }
         }
     }

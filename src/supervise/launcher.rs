@@ -105,6 +105,16 @@ impl Runtime for LaunchedRuntime {
             .map_err(|e| e.to_string())
     }
 
+    fn check_reload(
+        &mut self,
+        plan: &Plan,
+        slots: &crate::launch::reload::Slots,
+    ) -> Result<(), String> {
+        self.launched
+            .check_reload(plan, slots)
+            .map_err(|e| e.to_string())
+    }
+
     fn reload(&mut self, plan: &Plan, slots: &crate::launch::reload::Slots) -> Result<(), String> {
         self.launched
             .reload(plan.clone(), slots)

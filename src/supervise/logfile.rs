@@ -71,9 +71,14 @@ pub struct LogFiles {
     dir: OwnedFd,
     path: PathBuf,
     rotation: Rotation,
-    /// Per instance: its stdout and stderr files.
+    /// Per name: its stdout and stderr files.
     files: Vec<[LogFile; 2]>,
-    /// Files with bytes in their buffer, as (instance, stream).
+    /// Per instance: its name's entry in `files`. A name a reload adds
+    /// back, in a slot of its own, writes to the files the name has open,
+    /// so it neither opens them again (an fd per reload) nor has two
+    /// handles on one file, which would rotate it twice.
+    of: Vec<usize>,
+    /// Files with bytes in their buffer, as (entry in `files`, stream).
     dirty: Vec<(usize, usize)>,
     /// Writes, renames or opens that failed (the bytes are dropped).
     pub errors: u64,
@@ -119,6 +124,7 @@ impl LogFiles {
             dir: dir_fd,
             path: dir.to_owned(),
             rotation,
+            of: (0..files.len()).collect(),
             files,
             dirty: Vec::new(),
             errors: 0,
@@ -126,8 +132,13 @@ impl LogFiles {
     }
 
     /// Opens the files of one more instance, `name`, the next index (an
-    /// instance a reload adds).
+    /// instance a reload adds), unless the name has them open already.
     pub fn add(&mut self, name: &str) -> Result<(), LogDirError> {
+        let stdout = format!("{name}.stdout.log");
+        if let Some(k) = self.files.iter().position(|pair| pair[0].name == stdout) {
+            self.of.push(k);
+            return Ok(());
+        }
         let open = |stream: &str| {
             LogFile::open(self.dir.as_fd(), &self.path, format!("{name}.{stream}.log")).map_err(
                 |(path, e)| LogDirError {
@@ -141,6 +152,7 @@ impl LogFiles {
             )
         };
         let pair = [open("stdout")?, open("stderr")?];
+        self.of.push(self.files.len());
         self.files.push(pair);
         Ok(())
     }
@@ -149,11 +161,12 @@ impl LogFiles {
     /// behind `stamp` (a timestamp and a space) when it starts a line.
     #[inline]
     pub fn write(&mut self, instance: usize, slot: usize, record: Record<'_>, stamp: &[u8]) {
-        let Some(file) = self.files.get_mut(instance).map(|pair| &mut pair[slot]) else {
+        let Some(&k) = self.of.get(instance) else {
             return;
         };
+        let file = &mut self.files[k][slot];
         if file.buf.is_empty() {
-            self.dirty.push((instance, slot));
+            self.dirty.push((k, slot));
         }
         if record.starts_line {
             if file.line_open {
@@ -182,8 +195,8 @@ impl LogFiles {
     /// Writes what every file's buffer holds; called by the event loop
     /// before it waits again.
     pub fn flush(&mut self) {
-        for (instance, slot) in self.dirty.drain(..) {
-            self.errors += self.files[instance][slot].flush();
+        for (k, slot) in self.dirty.drain(..) {
+            self.errors += self.files[k][slot].flush();
         }
     }
 

@@ -380,6 +380,10 @@ pub struct RecentRecord {
 
 const RECENT_HEAD: usize = 1 + 1 + 4 + 8 + 24;
 
+/// `Recent::newest` of an instance whose records are no longer kept
+/// ([`Recent::forget`]).
+const FORGOTTEN: u64 = u64::MAX;
+
 impl Recent {
     /// Room for `cap` bytes of records (with their heads) per instance.
     pub fn new(instances: usize, cap: usize) -> Self {
@@ -392,6 +396,9 @@ impl Recent {
     }
 
     fn push(&mut self, instance: usize, stream: Stream, record: Record<'_>, time: &[u8]) {
+        if self.newest.get(instance) == Some(&FORGOTTEN) {
+            return;
+        }
         let Some(ring) = self.per.get_mut(instance) else {
             return;
         };
@@ -421,6 +428,17 @@ impl Recent {
         head[14..14 + n].copy_from_slice(&time[..n]);
         ring.extend(&head);
         ring.extend(record.bytes);
+    }
+
+    /// Frees the records kept for `instance` and keeps none from now on:
+    /// a process a reload removed, whose slot stays as a tombstone that
+    /// `logs` never shows (each reload that removes a process would
+    /// otherwise keep its last records for the rest of the run).
+    pub fn forget(&mut self, instance: usize) {
+        if let Some(ring) = self.per.get_mut(instance) {
+            *ring = std::collections::VecDeque::new();
+            self.newest[instance] = FORGOTTEN;
+        }
     }
 
     /// The sequence number the next record will get: a follower that was

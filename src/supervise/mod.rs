@@ -360,6 +360,15 @@ pub trait Runtime {
     ) -> Result<(), String> {
         Err("this run cannot take a new plan".to_owned())
     }
+    /// Why a new plan laid out on the current one's slots cannot be wired
+    /// ([`crate::launch::Launched::check_reload`]); nothing is changed.
+    fn check_reload(
+        &mut self,
+        _plan: &Plan,
+        _slots: &crate::launch::reload::Slots,
+    ) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Where an instance is in its life.

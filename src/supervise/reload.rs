@@ -114,7 +114,13 @@ impl<R: Runtime> Supervisor<'_, R> {
             diff.refused.push(why.clone());
             return with_diff(Response::error(ErrorCode::Refused, why), diff);
         }
-        match self.apply(&new, &diff) {
+        let (merged, slots) = self.lay_out(&new, &diff);
+        if let Err(why) = self.runtime.check_reload(&merged, &slots) {
+            let why = format!("cannot reload live: {why}");
+            diff.refused.push(why.clone());
+            return with_diff(Response::error(ErrorCode::Refused, why), diff);
+        }
+        match self.apply(merged, &slots) {
             Ok(done) => {
                 self.remember(new, request.source.clone());
                 with_diff(
@@ -147,17 +153,7 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     /// The plan in `path`, read as `run --plan` reads one.
     fn read_plan(&self, path: &str) -> Result<Plan, (ErrorCode, String)> {
-        let bad = |why: String| (ErrorCode::BadRequest, why);
-        let len = std::fs::metadata(path)
-            .map_err(|e| bad(format!("cannot read plan file {path}: {e}")))?
-            .len();
-        if len > MAX_PLAN_FILE {
-            return Err(bad(format!(
-                "plan file {path} is larger than {MAX_PLAN_FILE} bytes"
-            )));
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| bad(format!("cannot read plan file {path}: {e}")))?;
+        let text = read_private(path).map_err(|why| (ErrorCode::BadRequest, why))?;
         match crate::plan::import::from_json(&text, &self.plan.limits) {
             Ok(planned) => Ok(planned.plan),
             Err(error) => {
@@ -258,11 +254,11 @@ impl<R: Runtime> Supervisor<'_, R> {
         Ok(())
     }
 
-    /// Applies a validated `diff` to `new`: what was done, or that and why
-    /// the first step that failed did.
-    fn apply(&mut self, new: &Plan, diff: &PlanDiff) -> Result<Vec<String>, (Vec<String>, String)> {
-        let (merged, slots) = self.lay_out(new, diff);
-        if let Err(why) = self.runtime.reload(&merged, &slots) {
+    /// Applies a validated diff, `merged` laid out as `slots` say
+    /// ([`Self::lay_out`]): what was done, or that and why the first step
+    /// that failed did.
+    fn apply(&mut self, merged: Plan, slots: &Slots) -> Result<Vec<String>, (Vec<String>, String)> {
+        if let Err(why) = self.runtime.reload(&merged, slots) {
             return Err((Vec::new(), format!("nothing changed: {why}")));
         }
         self.message(&format!(
@@ -285,8 +281,14 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
             let removed = slots.removed.contains(&i);
             let inst = &mut self.instances[i];
+            // One being stopped on request stays stopped, as it would had
+            // its stop ended before the reload: its next start (`start`)
+            // uses the new plan.
+            let stopping = inst.operator == Some(Intent::Stop) && inst.stop_requested;
             inst.operator = Some(if removed {
                 Intent::Remove
+            } else if stopping {
+                Intent::Stop
             } else {
                 Intent::Restart
             });
@@ -457,12 +459,25 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.lifecycle(i, Lifecycle::Removed);
         match self.instances[i].state {
             State::Running { .. } | State::Accepting { .. } => format!("stopping {name} (removed)"),
-            State::Finished => format!("removed {name}"),
+            State::Finished => {
+                self.forget_removed(i);
+                format!("removed {name}")
+            }
             State::Pending | State::Backoff => {
                 let why = "removed by a reload".to_owned();
                 self.finish_counting(i, Ending::NotStarted(why), true, false);
+                self.forget_removed(i);
                 format!("removed {name}")
             }
+        }
+    }
+
+    /// Removed instance `i` has finished: its slot is a tombstone, and
+    /// the output kept of it for `logs` (which shows live instances only)
+    /// is freed, so that reloads do not pile it up.
+    pub(super) fn forget_removed(&mut self, i: usize) {
+        if let Some(recent) = self.writer.recent() {
+            recent.forget(i);
         }
     }
 
@@ -473,6 +488,9 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.lifecycle(i, Lifecycle::Changed);
         self.health.respecified(i);
         match self.instances[i].state {
+            State::Running { .. } if self.instances[i].operator == Some(Intent::Stop) => {
+                format!("changed {name} (stopping on request; its next start uses its new plan)")
+            }
             State::Running { .. } | State::Accepting { .. } => {
                 format!("restarting {name} with its new plan")
             }
@@ -541,6 +559,48 @@ impl<R: Runtime> Supervisor<'_, R> {
         self.after = after;
         self.conditions = conditions;
     }
+}
+
+/// The text of the plan file at `path`, as the client writes it: a
+/// regular file (not a link: `O_NOFOLLOW`), owned by the run's user and
+/// writable by no one else, at most [`MAX_PLAN_FILE`] bytes. Opened
+/// non-blocking, so that a FIFO named there is refused instead of
+/// stopping the event loop until someone writes to it; the size and the
+/// owner are those of the file opened, not of the path looked at before.
+fn read_private(path: &str) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let cannot = |e: std::io::Error| match e.raw_os_error() {
+        Some(libc::ELOOP) => format!("plan file {path} is a symbolic link"),
+        _ => format!("cannot read plan file {path}: {e}"),
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(cannot)?;
+    let meta = file.metadata().map_err(cannot)?;
+    let me = nix::unistd::geteuid().as_raw();
+    if !meta.file_type().is_file() {
+        return Err(format!("plan file {path} is not a regular file"));
+    }
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "plan file {path} is not the run's own (owner uid {}, mode {:o}): it must belong to uid {me} and be writable by no one else",
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    if meta.len() > MAX_PLAN_FILE {
+        return Err(format!(
+            "plan file {path} is larger than {MAX_PLAN_FILE} bytes"
+        ));
+    }
+    let mut text = String::new();
+    file.take(MAX_PLAN_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    Ok(text)
 }
 
 /// What `process` waits for of `name`, one of its `after`.

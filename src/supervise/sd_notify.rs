@@ -79,7 +79,7 @@ impl ServiceNotify {
     pub fn ready(&mut self, status: &str) {
         if self.waits_for_ready() {
             self.ready_sent = true;
-            self.send(&format!("READY=1\nSTATUS={status}"));
+            self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
         }
     }
 
@@ -87,13 +87,13 @@ impl ServiceNotify {
     pub fn stopping(&mut self, status: &str) {
         if self.active() && !self.stopping_sent {
             self.stopping_sent = true;
-            self.send(&format!("STOPPING=1\nSTATUS={status}"));
+            self.send(&format!("STOPPING=1\nSTATUS={}", one_line(status)));
         }
     }
 
     /// A `STATUS=` line alone.
     pub fn status(&self, status: &str) {
-        self.send(&format!("STATUS={status}"));
+        self.send(&format!("STATUS={}", one_line(status)));
     }
 
     /// `WATCHDOG=1`.
@@ -111,6 +111,25 @@ impl ServiceNotify {
             tracing::debug!("sd_notify: {e}");
         }
     }
+}
+
+/// `status` as the one line a `STATUS=` is: a message is newline-separated
+/// assignments, so a newline in a status (from a program's path in a
+/// spawn error, say) would send the manager an assignment of its own
+/// (`MAINPID=`, `READY=1`). Control characters are written as escapes.
+fn one_line(status: &str) -> std::borrow::Cow<'_, str> {
+    if !status.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(status);
+    }
+    let mut out = String::with_capacity(status.len() + 8);
+    for c in status.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// An unbound, non-blocking datagram socket and the manager's address (a

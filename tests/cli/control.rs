@@ -99,6 +99,21 @@ impl Detached {
         self.runtime.join(&self.run_id).join("control.sock")
     }
 
+    /// A subscription to the run's lifecycle events, answered (so every
+    /// event from now on is sent on it).
+    pub(super) fn subscribe_events(&self) -> BufReader<UnixStream> {
+        let mut stream = UnixStream::connect(self.socket()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        stream.write_all(b"{\"v\":1,\"cmd\":\"events\"}\n").unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), r#"{"v":1,"ok":true}"#);
+        reader
+    }
+
     /// `down`, then waits for ipc-run to be gone.
     pub(super) fn down(&mut self) {
         if self.pid == 0 {

@@ -106,8 +106,13 @@ fn logs_of_a_detached_run_with_lines_since_and_follow() {
         .unwrap();
     let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
     // The follower is subscribed once a raw one that asked after it is:
-    // requests are answered in order. Poke until it prints.
-    let poked = std::thread::spawn(move || lines.next().map(|l| l.unwrap()));
+    // requests are answered in order. Poke until it prints. Its stdout
+    // stays open until it is killed: a later poke's line must not meet a
+    // closed pipe (the follower would report the broken pipe on stderr).
+    let poked = std::thread::spawn(move || {
+        let first = lines.next().map(|l| l.unwrap());
+        (first, lines)
+    });
     let mut probe = UnixStream::connect(run.socket()).unwrap();
     probe
         .set_read_timeout(Some(Duration::from_secs(15)))
@@ -128,9 +133,11 @@ fn logs_of_a_detached_run_with_lines_since_and_follow() {
         assert!(pushed.contains("\"line\":\"poked\""), "{pushed}");
         poked.is_finished()
     });
-    assert_eq!(poked.join().unwrap().as_deref(), Some("talker | poked"));
+    let (first, lines) = poked.join().unwrap();
+    assert_eq!(first.as_deref(), Some("talker | poked"));
     follower.kill().unwrap();
     follower.wait().unwrap();
+    drop(lines);
 
     // --since: from a record's own time on (the first poke's, read well
     // after the first lines); a time to come, nothing.
@@ -147,15 +154,8 @@ fn logs_of_a_detached_run_with_lines_since_and_follow() {
 #[test]
 fn events_stream_a_restart() {
     let (_scratch, mut run) = start("logs-events", "");
-    let mut stream = UnixStream::connect(run.socket()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    stream.write_all(b"{\"v\":1,\"cmd\":\"events\"}\n").unwrap();
-    let mut reader = BufReader::new(stream);
+    let mut reader = run.subscribe_events();
     let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), r#"{"v":1,"ok":true}"#);
     let pid = run.process("flaky")["pid"].as_i64().unwrap();
     let ok = run.ctl(&["signal", &run.run_id, "flaky", "SIGUSR1"]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));

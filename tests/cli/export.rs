@@ -4,9 +4,10 @@
 //! test venv, `systemd-analyze verify`), and the export's errors.
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use super::ipc_run;
-use crate::support::{IPC_RUN, Scratch, stacks};
+use crate::support::{IPC_RUN, Scratch, free_port, stacks};
 
 /// The Kubernetes version the manifests are validated against (its
 /// schemas ship with the pinned `kubernetes-validate`).
@@ -349,20 +350,12 @@ fn exec_start(unit: &str) -> Vec<String> {
     line.split(' ').map(str::to_owned).collect()
 }
 
-#[test]
-fn the_exported_command_lines_run_the_groups() {
-    stacks::program("python3", "python3");
-    let scratch = Scratch::new("export-systemd-run");
-    let dir = scratch.dir.join("units");
-    // A port of this test's own for the cross edge (the plan's default,
-    // 47000, may be taken by another run on this machine).
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+/// `export systemd --ipc-run IPC_RUN --out DIR --base-port PORT FILE`,
+/// which must succeed, with the cross edges from `port` on: the units
+/// are in `dir`.
+fn export_units(dir: &Path, port: u16, file: &Path) {
     let out = dir.display().to_string();
+    let port = port.to_string();
     let args = [
         "systemd",
         "--ipc-run",
@@ -372,22 +365,43 @@ fn the_exported_command_lines_run_the_groups() {
         "--base-port",
         &port,
     ];
-    let topology = Path::new("topologies/distributed-pipeline.toml");
-    let (code, _, stderr) = export(&args, topology);
+    let (code, _, stderr) = export(&args, file);
     assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// What `unit`'s `ExecStart=` runs, behind `prefix` (the words of what
+/// plays the unit, if anything), with the runtime directory `runtime` and
+/// its output piped.
+fn unit_command(prefix: &[&str], unit: &str, runtime: &Path) -> Command {
+    let mut words: Vec<String> = prefix.iter().map(|word| word.to_string()).collect();
+    words.extend(exec_start(unit));
+    let mut command = Command::new(&words[0]);
+    command
+        .args(&words[1..])
+        .arg("--runtime-dir")
+        .arg(runtime)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+#[test]
+fn the_exported_command_lines_run_the_groups() {
+    stacks::program("python3", "python3");
+    let scratch = Scratch::new("export-systemd-run");
+    let dir = scratch.dir.join("units");
+    // A port of this test's own for the cross edge (the plan's default,
+    // 47000, may be taken by another run on this machine).
+    let topology = Path::new("topologies/distributed-pipeline.toml");
+    export_units(&dir, free_port(), topology);
     // Each group's ipc-run as its unit starts it (systemd itself is not
     // run here), in a runtime directory of the test's own.
     let start = |group: &str| {
         let unit = dir.join(format!("ipc-run-distributed-pipeline-{group}.service"));
-        let words = exec_start(&std::fs::read_to_string(unit).unwrap());
-        let mut command = std::process::Command::new(&words[0]);
-        command
-            .args(&words[1..])
-            .arg("--runtime-dir")
-            .arg(scratch.runtime())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        command.spawn().unwrap()
+        let unit = std::fs::read_to_string(unit).unwrap();
+        unit_command(&[], &unit, &scratch.runtime())
+            .spawn()
+            .unwrap()
     };
     let core = start("core");
     let edge = start("edge");
@@ -457,24 +471,8 @@ fn a_socket_unit_hands_the_listener_to_the_group() {
     let mut scratch = Scratch::new("export-systemd-socket");
     let topology = scratch.topology(ACTIVATED);
     let dir = scratch.dir.join("units");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let out = dir.display().to_string();
-    let base_port = port.to_string();
-    let args = [
-        "systemd",
-        "--ipc-run",
-        IPC_RUN,
-        "--out",
-        &out,
-        "--base-port",
-        &base_port,
-    ];
-    let (code, _, stderr) = export(&args, &topology);
-    assert_eq!(code, Some(0), "{stderr}");
+    let port = free_port();
+    export_units(&dir, port, &topology);
     let unit = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
     let socket = unit("ipc-run-activated-a.socket");
     let listen = format!("ListenStream=0.0.0.0:{port}\n");
@@ -484,25 +482,16 @@ fn a_socket_unit_hands_the_listener_to_the_group() {
     // binds the port and, on the first connection (the client group's
     // wait for the listener), execs the group's ipc-run with the socket as
     // LISTEN_FDS. ipc-run binding the port itself would fail: it is taken.
-    let words = exec_start(&unit("ipc-run-activated-a.service"));
-    let mut server = std::process::Command::new(activate);
-    server
-        .args(["--listen", &format!("0.0.0.0:{port}"), "--"])
-        .args(&words)
-        .arg("--runtime-dir")
-        .arg(scratch.runtime())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let server = server.spawn().unwrap();
-    let words = exec_start(&unit("ipc-run-activated-b.service"));
-    let mut client = std::process::Command::new(&words[0]);
-    client
-        .args(&words[1..])
-        .arg("--runtime-dir")
-        .arg(scratch.runtime())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let client = crate::support::finish(client.spawn().unwrap());
+    let listen = format!("0.0.0.0:{port}");
+    let activator = [activate.to_str().unwrap(), "--listen", &listen, "--"];
+    let runtime = scratch.runtime();
+    let server = unit_command(&activator, &unit("ipc-run-activated-a.service"), &runtime)
+        .spawn()
+        .unwrap();
+    let client = unit_command(&[], &unit("ipc-run-activated-b.service"), &runtime)
+        .spawn()
+        .unwrap();
+    let client = crate::support::finish(client);
     let server = crate::support::finish(server);
     assert_eq!(
         (client.code, server.code),

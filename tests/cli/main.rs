@@ -12,6 +12,7 @@ mod export;
 mod port;
 mod port_hardening;
 mod reload;
+mod review;
 mod status_counts;
 
 use assert_cmd::Command;

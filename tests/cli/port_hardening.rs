@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::support::bare_run_command;
+use crate::support::{Scratch, bare_run_command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ipc-run");
 
@@ -281,35 +281,14 @@ fn crafted_descriptions_never_crash_the_adapters() {
     }
 }
 
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(case: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "ipc-run-port-hardening-{}-{case}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the scratch directory");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn a_listener_that_cannot_hold_a_line_says_so() {
     // A client sends 400 MB without a newline to a stream listener read
     // with `--framing line`: the reader holds the unfinished line, and under
     // a 256 MiB address-space limit it cannot. The run ends; the reader
     // reports the allocation it could not make.
-    let scratch = Scratch::new("long-line");
-    let topology = scratch.0.join("topology.toml");
+    let scratch = Scratch::new("port-long-line");
+    let topology = scratch.dir.join("topology.toml");
     std::fs::write(
         &topology,
         "name = \"long-line\"\n\
@@ -321,7 +300,7 @@ fn a_listener_that_cannot_hold_a_line_says_so() {
          mechanism = \"unix-listener\"\ntraffic = \"request\"\n",
     )
     .expect("write the topology");
-    let output = bare_run_command(BIN, &topology, &scratch.0.join("rt"))
+    let output = bare_run_command(BIN, &topology, &scratch.dir.join("rt"))
         .env("RUST_BACKTRACE", "0")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -12,10 +12,10 @@
 //! gave its end away). The end-of-run summary without a removed process;
 //! root reloading another user's run. Each waits on the run's events.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -99,33 +99,16 @@ fn pids(run: &Detached) -> Vec<(String, Value)> {
         .collect()
 }
 
-/// A subscription to the run's lifecycle events, answered (so every event
-/// from now on is sent on it).
-fn subscribe_events(run: &Detached) -> BufReader<UnixStream> {
-    let mut stream = UnixStream::connect(run.socket()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .unwrap();
-    stream.write_all(b"{\"v\":1,\"cmd\":\"events\"}\n").unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), r#"{"v":1,"ok":true}"#);
-    reader
-}
-
 #[test]
 fn a_reload_adds_removes_and_changes_while_the_untouched_keep_running() {
     let (mut scratch, mut run, out, toml) = start("reload-live");
     wait_until("the reader to get lines", || lines_in(&out).len() >= 20);
     let writer_pid = run.process("writer")["pid"].clone();
     let reader_pid = run.process("reader")["pid"].clone();
-    let mut events = subscribe_events(&run);
+    let mut events = run.subscribe_events();
 
     let file = scratch.topology(&next_version(&toml));
-    let reload = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
-    assert!(reload.status.success(), "{}", text(&reload.stderr));
-    let said = text(&reload.stdout);
+    let said = reload(&run, &file);
     assert!(said.contains("~ process reader: env GEN"), "{said}");
     assert!(said.contains("- process old"), "{said}");
     assert!(said.contains("+ process new"), "{said}");
@@ -179,9 +162,7 @@ fn a_reload_adds_removes_and_changes_while_the_untouched_keep_running() {
     // The run remembers the new plan and its file: reloading it again
     // changes nothing, and after an edit a reload without a file plans
     // that file again.
-    let again = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
-    assert!(again.status.success(), "{}", text(&again.stderr));
-    assert_eq!(text(&again.stdout), "no change\n");
+    assert_eq!(reload(&run, &file), "no change\n");
     let edited = std::fs::read_to_string(&file)
         .unwrap()
         .replace("GEN = \"2\"", "GEN = \"3\"");
@@ -212,7 +193,7 @@ fn a_dry_run_a_malformed_file_and_an_unknown_run_change_nothing() {
     assert!(said.contains("dry run, nothing changed"), "{said}");
 
     let bad = scratch.topology("name = \"x\"\n[process.a]\ncmd = [\"sleep\"\nrestart = 1\n");
-    let malformed = run.ctl(&["reload", &run.run_id, bad.to_str().unwrap()]);
+    let malformed = try_reload(&run, &bad);
     assert_eq!(malformed.status.code(), Some(1));
     let stderr = text(&malformed.stderr);
     assert!(
@@ -230,7 +211,7 @@ fn a_dry_run_a_malformed_file_and_an_unknown_run_change_nothing() {
     // with what was applied; the run goes on, and a fixed file replaces it.
     let broken = format!("{toml}\n[process.broken]\ncmd = [\"/nonexistent/program\"]\n");
     let file = scratch.topology(&broken);
-    let failed = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+    let failed = try_reload(&run, &file);
     assert_eq!(failed.status.code(), Some(3), "{}", text(&failed.stderr));
     assert!(text(&failed.stdout).contains("+ process broken"));
     assert!(
@@ -241,9 +222,7 @@ fn a_dry_run_a_malformed_file_and_an_unknown_run_change_nothing() {
     );
     assert_eq!(pids(&run)[..3], before[..]);
     let fixed = scratch.topology(&broken.replace("/nonexistent/program", "sleep\", \"1000"));
-    let replaced = run.ctl(&["reload", &run.run_id, fixed.to_str().unwrap()]);
-    assert!(replaced.status.success(), "{}", text(&replaced.stderr));
-    assert!(text(&replaced.stdout).contains("~ process broken: argv"));
+    assert!(reload(&run, &fixed).contains("~ process broken: argv"));
     assert_eq!(run.process("broken")["state"], "ready");
     run.down();
     scratch.assert_left_nothing();
@@ -272,15 +251,12 @@ fn a_shared_memory_size_change_is_refused_and_changes_nothing() {
     let mut run = Detached::start(&mut scratch, &SHM.replace("SIZE", "4KiB"));
     let before = pids(&run);
     let file = scratch.topology(&SHM.replace("SIZE", "8KiB"));
-    let refused = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
-    assert_eq!(refused.status.code(), Some(6), "{}", text(&refused.stderr));
-    let said = text(&refused.stdout);
+    let (said, stderr) = refused_reload(&run, &file, &before);
     assert!(
         said.contains("refused: channel seg: its shared-memory size changes (4096 -> 8192 bytes)"),
         "{said}"
     );
-    assert!(text(&refused.stderr).contains("cannot reload live"));
-    assert_eq!(pids(&run), before);
+    assert!(stderr.contains("cannot reload live"));
     run.down();
     scratch.assert_left_nothing();
 }
@@ -308,9 +284,7 @@ fn a_removed_channel_loses_its_object_and_an_added_one_gets_its_own() {
     let dir = run.runtime.join(&run.run_id);
     assert!(dir.join("b-fifo.fifo").exists());
     let file = scratch.topology(&FIFOS.replace("READER", "c"));
-    let reload = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
-    assert!(reload.status.success(), "{}", text(&reload.stderr));
-    let said = text(&reload.stdout);
+    let said = reload(&run, &file);
     assert!(
         said.contains("~ process a: env IPC_PORT_OUT, fd 3\n"),
         "{said}"
@@ -341,7 +315,7 @@ struct EventStream {
 impl EventStream {
     fn of(run: &Detached) -> EventStream {
         EventStream {
-            reader: subscribe_events(run),
+            reader: run.subscribe_events(),
             seen: Vec::new(),
         }
     }
@@ -388,14 +362,40 @@ fn any(_: &Value) -> bool {
     true
 }
 
-fn reload(run: &Detached, file: &Path) {
-    let reload = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
+/// `reload RUN FILE` of `run`, as it ended.
+fn try_reload(run: &Detached, file: &Path) -> Output {
+    run.ctl(&["reload", &run.run_id, file.to_str().unwrap()])
+}
+
+/// A reload of `run` with `file` that succeeds; what it said on stdout.
+fn reload(run: &Detached, file: &Path) -> String {
+    let reload = try_reload(run, file);
     assert!(
         reload.status.success(),
         "{}{}",
         text(&reload.stdout),
         text(&reload.stderr)
     );
+    text(&reload.stdout)
+}
+
+/// A reload of `run` with `file` refused as not doable live (exit 6), the
+/// run's processes left as they were (`before`, from [`pids`]); what it
+/// said on stdout and stderr.
+fn refused_reload(run: &Detached, file: &Path, before: &[(String, Value)]) -> (String, String) {
+    let refused = try_reload(run, file);
+    assert_eq!(refused.status.code(), Some(6), "{}", text(&refused.stderr));
+    assert_eq!(pids(run), before);
+    (text(&refused.stdout), text(&refused.stderr))
+}
+
+/// A detached run of `toml` in a scratch directory of `case`, and its
+/// lifecycle events from now on.
+fn start_with_events(case: &str, toml: &str) -> (Scratch, Detached, EventStream) {
+    let mut scratch = Scratch::new(case);
+    let run = Detached::start(&mut scratch, toml);
+    let events = EventStream::of(&run);
+    (scratch, run, events)
 }
 
 /// A service without a health check; HEALTH is where one goes.
@@ -409,9 +409,8 @@ HEALTH
 
 #[test]
 fn a_health_check_given_by_a_reload_takes_effect() {
-    let mut scratch = Scratch::new("reload-health");
-    let mut run = Detached::start(&mut scratch, &HEALTH.replace("HEALTH", ""));
-    let mut events = EventStream::of(&run);
+    let (mut scratch, mut run, mut events) =
+        start_with_events("reload-health", &HEALTH.replace("HEALTH", ""));
     let failing = "health = { exec = [\"false\"], interval = \"50ms\", retries = 1 }";
     let file = scratch.topology(&HEALTH.replace("HEALTH", failing));
     reload(&run, &file);
@@ -434,14 +433,18 @@ fn a_health_check_given_by_a_reload_takes_effect() {
     scratch.assert_left_nothing();
 }
 
-/// `base` runs alone; ADDED is where the reload puts more.
-const NOTIFY: &str = r#"
-name = "reload-notify"
+/// Run `name` where `base` runs alone, or with `added`.
+fn base_and(name: &str, added: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
 [process.base]
 cmd = ["sleep", "1000"]
 restart = "on-failure"
-ADDED
-"#;
+{added}
+"#
+    )
+}
 
 /// A process that says READY=1 on $NOTIFY_SOCKET, with a health check, and
 /// one that waits for it to be ready and one for it to be healthy.
@@ -468,18 +471,16 @@ after = { n = "healthy" }
 #[test]
 fn an_added_notify_process_becomes_ready_and_its_dependents_start() {
     let mut scratch = Scratch::new("reload-notify");
-    let mut run = Detached::start(&mut scratch, &NOTIFY.replace("ADDED", ""));
+    let mut run = Detached::start(&mut scratch, &base_and("reload-notify", ""));
     let dir = run.runtime.join(&run.run_id);
     assert!(!dir.join("notify.sock").exists(), "no process needs it yet");
     let base = run.process("base")["pid"].clone();
     let mut events = EventStream::of(&run);
-    let file = scratch.topology(&NOTIFY.replace("ADDED", NOTIFY_ADDED));
-    let said = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
-    assert!(said.status.success(), "{}", text(&said.stderr));
+    let file = scratch.topology(&base_and("reload-notify", NOTIFY_ADDED));
+    let said = reload(&run, &file);
     assert!(
-        text(&said.stdout).contains("added dep (starts once what it waits for is ready)"),
-        "{}",
-        text(&said.stdout)
+        said.contains("added dep (starts once what it waits for is ready)"),
+        "{said}"
     );
     events.all(&[
         ("ready", "n"),
@@ -497,20 +498,30 @@ fn an_added_notify_process_becomes_ready_and_its_dependents_start() {
     scratch.assert_left_nothing();
 }
 
+/// A process that is ready once its trap is set (a line on fd 5), then
+/// waits; TRAP is where the trap goes. It stands for TRAPPED in the
+/// topologies below.
+const READY_ONCE_TRAPPED: &str = r#"ready = { fd = 5 }
+restart = "on-failure"
+shell = '''
+TRAP
+echo >&5
+exec 5>&-
+while :; do sleep 0.05; done
+'''"#;
+
+/// `toml` with its TRAPPED process setting `trap`.
+fn trapped(toml: &str, trap: &str) -> String {
+    toml.replace("TRAPPED", &READY_ONCE_TRAPPED.replace("TRAP", trap))
+}
+
 /// `sleeper` exits 0 on SIGUSR1 (a delivered signal); `waker` sends it
 /// SIGUSR1 when it was given its pid, and otherwise exits 0 at once.
 /// EDGE is where the signal edge goes.
 const SIGNAL_EDGE: &str = r#"
 name = "reload-signals"
 [process.sleeper]
-ready = { fd = 5 }
-restart = "on-failure"
-shell = '''
-trap 'exit 0' USR1
-echo >&5
-exec 5>&-
-while :; do sleep 0.05; done
-'''
+TRAPPED
 [process.waker]
 restart = "on-failure"
 shell = '''
@@ -533,12 +544,12 @@ signal = "SIGUSR1"
 
 #[test]
 fn an_added_signal_edge_delivers_and_a_removed_one_no_longer_does() {
-    let mut scratch = Scratch::new("reload-signals");
-    let mut run = Detached::start(&mut scratch, &SIGNAL_EDGE.replace("EDGE", ""));
+    let toml = trapped(SIGNAL_EDGE, "trap 'exit 0' USR1");
+    let (mut scratch, mut run, mut events) =
+        start_with_events("reload-signals", &toml.replace("EDGE", ""));
     let sleeper = run.process("sleeper")["pid"].clone();
-    let mut events = EventStream::of(&run);
 
-    let file = scratch.topology(&SIGNAL_EDGE.replace("EDGE", EDGE));
+    let file = scratch.topology(&toml.replace("EDGE", EDGE));
     reload(&run, &file);
     // The old sleeper is stopped, the new one starts, then the waker
     // (the edge orders it after the sleeper) wakes it.
@@ -551,7 +562,7 @@ fn an_added_signal_edge_delivers_and_a_removed_one_no_longer_does() {
 
     // Without the edge the waker is not given a pid: started again, it
     // exits at once, and the sleeper started anew keeps running.
-    let file = scratch.topology(&SIGNAL_EDGE.replace("EDGE", ""));
+    let file = scratch.topology(&toml.replace("EDGE", ""));
     reload(&run, &file);
     let waker = events.next("started", "waker", any);
     let exited = events.next("exited", "waker", |e| e["pid"] == waker["pid"]);
@@ -630,14 +641,11 @@ fn a_never_process_that_gave_its_channel_end_away_is_refused() {
     let mut run = Detached::start(&mut scratch, MOVED);
     let before = pids(&run);
     let file = scratch.topology(&MOVED.replace("GEN = \"1\"", "GEN = \"2\""));
-    let refused = run.ctl(&["reload", &run.run_id, file.to_str().unwrap()]);
-    assert_eq!(refused.status.code(), Some(6), "{}", text(&refused.stderr));
+    let (_, stderr) = refused_reload(&run, &file, &before);
     assert!(
-        text(&refused.stderr).contains("process reader: wire fd 0 of reader: the running process no longer holds it there: another kind of file"),
-        "{}",
-        text(&refused.stderr)
+        stderr.contains("process reader: wire fd 0 of reader: the running process no longer holds it there: another kind of file"),
+        "{stderr}"
     );
-    assert_eq!(pids(&run), before);
     run.down();
     scratch.assert_left_nothing();
 }
@@ -778,9 +786,7 @@ fn a_per_connection_edge_is_added_and_removed_live() {
             .replace("ECHO", "exec cat")
             .replace("CLIENT", ECHO_CLIENT)
     );
-    let mut scratch = Scratch::new("reload-per-connection");
-    let mut run = Detached::start(&mut scratch, &plain);
-    let mut events = EventStream::of(&run);
+    let (mut scratch, mut run, mut events) = start_with_events("reload-per-connection", &plain);
 
     // Added: ipc-run accepts for `echo`, one `cat` per connection.
     reload(&run, &scratch.topology(&served));
@@ -799,17 +805,9 @@ fn a_per_connection_edge_is_added_and_removed_live() {
     scratch.assert_left_nothing();
 }
 
-/// `base` alone; SERVER is where a server-bound endpoint goes: `srv`
-/// writes MARK, then binds its address, so a probe can pass only after
-/// MARK exists; `cli` waits for it.
-const SERVER_BOUND: &str = r#"
-name = "reload-server-bound"
-[process.base]
-cmd = ["sleep", "1000"]
-restart = "on-failure"
-SERVER
-"#;
-
+/// A server-bound endpoint added beside `base`: `srv` writes MARK, then
+/// binds its address, so a probe can pass only after MARK exists; `cli`
+/// waits for it.
 const SERVER: &str = r#"
 [process.srv]
 restart = "on-failure"
@@ -839,11 +837,13 @@ probe = "connect"
 
 #[test]
 fn an_added_server_bound_endpoint_is_probed_before_its_client_starts() {
-    let mut scratch = Scratch::new("reload-server-bound");
+    let (mut scratch, mut run, mut events) =
+        start_with_events("reload-server-bound", &base_and("reload-server-bound", ""));
     let mark = scratch.dir.join("mark");
-    let mut run = Detached::start(&mut scratch, &SERVER_BOUND.replace("SERVER", ""));
-    let mut events = EventStream::of(&run);
-    let with = SERVER_BOUND.replace("SERVER", &SERVER.replace("MARK", mark.to_str().unwrap()));
+    let with = base_and(
+        "reload-server-bound",
+        &SERVER.replace("MARK", mark.to_str().unwrap()),
+    );
     reload(&run, &scratch.topology(&with));
     events.next("ready", "srv", any);
     assert!(
@@ -858,10 +858,9 @@ fn an_added_server_bound_endpoint_is_probed_before_its_client_starts() {
 
 #[test]
 fn a_watchdog_given_by_a_reload_takes_effect() {
-    let mut scratch = Scratch::new("reload-watchdog");
-    let mut run = Detached::start(&mut scratch, &HEALTH.replace("HEALTH", ""));
+    let (mut scratch, mut run, mut events) =
+        start_with_events("reload-watchdog", &HEALTH.replace("HEALTH", ""));
     let dir = run.runtime.join(&run.run_id);
-    let mut events = EventStream::of(&run);
     // `sleep` never pings: the watchdog finds it hung.
     let file = scratch.topology(&HEALTH.replace("HEALTH", "watchdog = \"100ms\""));
     reload(&run, &file);
@@ -879,24 +878,17 @@ fn a_watchdog_given_by_a_reload_takes_effect() {
 const FORWARD: &str = r#"
 name = "reload-forward"
 [process.svc]
-ready = { fd = 5 }
-restart = "on-failure"
-shell = '''
-trap 'exit 3' USR2
-echo >&5
-exec 5>&-
-while :; do sleep 0.05; done
-'''
+TRAPPED
 FORWARD
 "#;
 
 #[test]
 fn signals_forwarded_to_a_process_change_with_a_reload() {
-    let mut scratch = Scratch::new("reload-forward");
-    let mut run = Detached::start(&mut scratch, &FORWARD.replace("FORWARD", ""));
+    let toml = trapped(FORWARD, "trap 'exit 3' USR2");
+    let (mut scratch, mut run, mut events) =
+        start_with_events("reload-forward", &toml.replace("FORWARD", ""));
     let ipc_run = nix::unistd::Pid::from_raw(run.status()["run"]["pid"].as_i64().unwrap() as i32);
-    let mut events = EventStream::of(&run);
-    let with = FORWARD.replace("FORWARD", "forward_signals = [\"SIGUSR2\"]");
+    let with = toml.replace("FORWARD", "forward_signals = [\"SIGUSR2\"]");
     reload(&run, &scratch.topology(&with));
     let ready = events.next("ready", "svc", any);
     nix::sys::signal::kill(ipc_run, nix::sys::signal::Signal::SIGUSR2).unwrap();
@@ -914,14 +906,7 @@ name = "reload-fan-in"
 shell = 'W1'
 restart = "never"
 [process.w2]
-ready = { fd = 5 }
-restart = "on-failure"
-shell = '''
-trap 'exit 0' USR1
-echo >&5
-exec 5>&-
-while :; do sleep 0.05; done
-'''
+TRAPPED
 [process.reader]
 shell = 'exec cat > /dev/null'
 restart = "on-failure"
@@ -933,13 +918,13 @@ to = "reader"
 
 #[test]
 fn a_never_process_restarted_by_a_reload_still_lets_its_reader_see_eof() {
-    let mut scratch = Scratch::new("reload-fan-in");
-    let mut run = Detached::start(&mut scratch, &FAN_IN.replace("W1", "exec sleep 1000"));
+    let toml = trapped(FAN_IN, "trap 'exit 0' USR1");
+    let (mut scratch, mut run, mut events) =
+        start_with_events("reload-fan-in", &toml.replace("W1", "exec sleep 1000"));
     let w1 = run.process("w1")["pid"].clone();
-    let mut events = EventStream::of(&run);
     // ipc-run still holds the write end for w2: nothing to take back, but
     // the restarted w1 must give it up again when it starts.
-    reload(&run, &scratch.topology(&FAN_IN.replace("W1", "echo one")));
+    reload(&run, &scratch.topology(&toml.replace("W1", "echo one")));
     events.next("exited", "w1", |e| e["pid"] == w1);
     let started = events.next("started", "w1", any);
     events.next("exited", "w1", |e| e["pid"] == started["pid"]);

@@ -155,20 +155,9 @@ cmd = ["sleep", "1000"]
 
 #[test]
 fn status_counts_the_lines_relayed_into_a_rank_pipe() {
-    use crate::support::stacks;
-    stacks::program("mpirun", "openmpi-bin");
-    let mpicc = stacks::program("mpicc", "libopenmpi-dev");
     let mut scratch = Scratch::new("status-counts-mpi");
-    let program = scratch.dir.join("lines");
-    let source = std::path::Path::new(crate::support::MANIFEST_DIR).join("examples/mpi/lines.c");
-    let status = std::process::Command::new(mpicc)
-        .arg("-O2")
-        .arg("-o")
-        .arg(&program)
-        .arg(source)
-        .status()
-        .unwrap();
-    assert!(status.success(), "mpicc failed on examples/mpi/lines.c");
+    let program = crate::support::stacks::mpi_example(&scratch.dir, "lines");
+    let world = crate::support::stacks::mpi_lines_world(&program, 3, 3, false);
     let out = scratch.dir.join("count-out");
     // Rank 0 (`solver`) writes 3 numbered lines and a sum into the pipe
     // to `count`, which copies them and exits at EOF: once the world
@@ -176,28 +165,16 @@ fn status_counts_the_lines_relayed_into_a_rank_pipe() {
     let toml = format!(
         r#"
 name = "status-counts-mpi"
-[process.solver]
-cmd = ["{program}", "3"]
-[process.worker]
-cmd = ["{program}", "3"]
-replicas = 3
-[process.count]
+{world}[process.count]
 shell = 'cat > {out}'
 restart = "never"
 [process.keep]
 cmd = ["sleep", "1000"]
 [[edge]]
-name = "world"
-mechanism = "mpi"
-traffic = "messages"
-from = "solver"
-to = "worker"
-[[edge]]
 name = "lines"
 from = "solver"
 to = "count"
 "#,
-        program = program.display(),
         out = out.display(),
     );
     let mut run = Detached::start(&mut scratch, &toml);

@@ -112,5 +112,4 @@ fn objects_are_0600_under_umask_000_and_all_gone_after_cleanup() {
     for (file, id) in sysv {
         assert_eq!(sysv_perms(file, id), None, "{file} {id} left");
     }
-    let _ = std::fs::remove_dir(&root);
 }

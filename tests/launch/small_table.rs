@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use ipc_run::launch::prepare;
 use ipc_run::sys::fd_slots;
 use ipc_run::sys::spawn::{ChildStep, SpawnFailure, spawn};
-use launch_common::{field, finish, options, plan, read_all, root};
+use launch_common::{field, finish, options, plan, read_all, root, two_probes};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
@@ -48,25 +48,7 @@ fn assert_slots_restored() {
 
 #[test]
 fn a_child_beside_many_fds_sees_only_its_own_every_time_it_starts() {
-    let plan = plan(
-        r#"
-[process.a]
-cmd = ["PROBE", "report"]
-ports.x = { fd = 4 }
-ports.y = { fd = 3 }
-restart = "always"
-[process.b]
-cmd = ["PROBE", "report"]
-ports.x = {}
-ports.y = {}
-[[edge]]
-from = "a.x"
-to = "b.x"
-[[edge]]
-from = "b.y"
-to = "a.y"
-"#,
-    );
+    let plan = plan(&two_probes("restart = \"always\""));
     let root = root();
     let mut launched = prepare(&plan, &options(&root)).unwrap();
     let extra = clutter(500);

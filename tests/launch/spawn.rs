@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::fd::AsFd;
 
 use ipc_run::launch::{LaunchError, LaunchOptions, prepare};
-use launch_common::{field, finish, options, plan, root};
+use launch_common::{field, finish, options, plan, root, two_probes};
 use nix::errno::Errno;
 
 fn one(cmd: &str, extra: &str) -> String {
@@ -30,24 +30,7 @@ fn fd_table_is_exactly_stdio_plus_ports_and_state_is_clean() {
     blocked.add(nix::sys::signal::Signal::SIGUSR2);
     blocked.thread_block().unwrap();
 
-    let plan = plan(
-        r#"
-[process.a]
-cmd = ["PROBE", "report"]
-ports.x = { fd = 4 }
-ports.y = { fd = 3 }
-[process.b]
-cmd = ["PROBE", "report"]
-ports.x = {}
-ports.y = {}
-[[edge]]
-from = "a.x"
-to = "b.x"
-[[edge]]
-from = "b.y"
-to = "a.y"
-"#,
-    );
+    let plan = plan(&two_probes(""));
     let root = root();
     let mut launched = prepare(&plan, &options(&root)).unwrap();
     let a = launched.spawn("a").unwrap();
@@ -190,7 +173,6 @@ fn exec_failures_are_reported_with_errno() {
     assert_eq!(spawn_error(garbage.to_str().unwrap()).errno, Errno::ENOEXEC);
     let e = spawn_error("no-such-program-anywhere");
     assert_eq!((e.errno, e.step), (Errno::ENOENT, None), "{e}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

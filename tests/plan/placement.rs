@@ -239,6 +239,18 @@ fn equal_components_fill_groups_evenly_in_file_order() {
     assert_eq!(&*placement.groups[1].processes[0], "p0125");
 }
 
+/// `a` on host `left` and `b` on host `right`: the cases below add the
+/// edges between them.
+const A_LEFT_B_RIGHT: &str = r#"
+[process.a]
+cmd = ["a"]
+host = "left"
+
+[process.b]
+cmd = ["b"]
+host = "right"
+"#;
+
 #[test]
 fn conflicting_declared_hosts_name_both_groups_and_the_edge() {
     insta::assert_snapshot!(errors(
@@ -269,16 +281,8 @@ to = "b"
 
 #[test]
 fn host_local_mechanism_across_groups_is_an_error() {
-    insta::assert_snapshot!(errors(
-        r#"
-[process.a]
-cmd = ["a"]
-host = "left"
-
-[process.b]
-cmd = ["b"]
-host = "right"
-
+    insta::assert_snapshot!(errors(&format!(
+        r#"{A_LEFT_B_RIGHT}
 [[edge]]
 name = "calls"
 from = "a.api"
@@ -286,21 +290,13 @@ to = "b.api"
 traffic = "request"
 mechanism = "unix-listener"
 "#
-    ));
+    )));
 }
 
 #[test]
 fn shared_memory_across_groups_is_an_error() {
-    insta::assert_snapshot!(errors(
-        r#"
-[process.a]
-cmd = ["a"]
-host = "left"
-
-[process.b]
-cmd = ["b"]
-host = "right"
-
+    insta::assert_snapshot!(errors(&format!(
+        r#"{A_LEFT_B_RIGHT}
 [[edge]]
 name = "table"
 from = "a.table"
@@ -308,21 +304,13 @@ to = "b.table"
 traffic = "shared"
 size = "4KiB"
 "#
-    ));
+    )));
 }
 
 #[test]
 fn a_port_declared_twice_between_groups_is_an_error() {
-    insta::assert_snapshot!(errors(
-        r#"
-[process.a]
-cmd = ["a"]
-host = "left"
-
-[process.b]
-cmd = ["b"]
-host = "right"
-
+    insta::assert_snapshot!(errors(&format!(
+        r#"{A_LEFT_B_RIGHT}
 [[edge]]
 name = "one"
 from = "a.one"
@@ -337,22 +325,15 @@ to = "b.two"
 address = "0.0.0.0:9000"
 allow_remote = true
 "#
-    ));
+    )));
 }
 
 /// Ports: a declared one is kept; the others come from `--base-port` in
 /// edge order, skipping every declared port.
 #[test]
 fn ports_are_declared_or_assigned_from_the_base_port() {
-    let text = r#"
-[process.a]
-cmd = ["a"]
-host = "left"
-
-[process.b]
-cmd = ["b"]
-host = "right"
-
+    let text = format!(
+        r#"{A_LEFT_B_RIGHT}
 [[edge]]
 name = "one"
 from = "a.one"
@@ -368,12 +349,13 @@ address = "127.0.0.1:5001"
 name = "three"
 from = "a.three"
 to = "b.three"
-"#;
+"#
+    );
     let options = PlacementOptions {
         hosts: None,
         base_port: 5000,
     };
-    let plan = planned(text, &options).unwrap().plan;
+    let plan = planned(&text, &options).unwrap().plan;
     let ports: Vec<(&str, u16)> = plan
         .placement
         .as_ref()

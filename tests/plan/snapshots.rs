@@ -12,6 +12,8 @@ use ipc_run::diagnostic::{SourceFile, Sources};
 use ipc_run::plan::{self, Limits};
 use ipc_run::topology::{ComposeOptions, Topology, TopologyError};
 
+use crate::support::Scratch;
+
 /// The path as the user would type it from the crate root, e.g.
 /// `tests/invalid/x.toml`, so diagnostics show it relative.
 fn relative(path: &Path) -> PathBuf {
@@ -277,15 +279,13 @@ fn invalid_corpus_covers_every_code() {
 /// B1: a file above the size cap is refused before parsing, quickly.
 #[test]
 fn oversized_file_is_refused_before_parsing() {
-    let dir = std::env::temp_dir().join(format!("ipc-run-oversized-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("huge.toml");
+    let scratch = Scratch::new("oversized");
+    let path = scratch.dir.join("huge.toml");
     let mut text = String::from("[process.a]\ncmd = [\"");
     text.push_str(&"x".repeat(ipc_run::topology::MAX_SOURCE_BYTES));
     text.push_str("\"]\n");
     std::fs::write(&path, &text).unwrap();
     let err = Topology::load(&path).expect_err("too large");
-    let _ = std::fs::remove_dir_all(&dir);
     let TopologyError::Parse { diagnostic, .. } = err else {
         panic!("a parse error expected, got {err}")
     };

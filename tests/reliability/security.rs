@@ -13,7 +13,7 @@
 //!   (a regular file squatting a POSIX name).
 
 use crate::support::launch as launch_common;
-use crate::support::{EXIT_0, IPC_RUN, bare_run_command, clean_root, probe_pair};
+use crate::support::{EXIT_0, IPC_RUN, Scratch, bare_run_command, clean_root, probe_pair};
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -31,33 +31,13 @@ fn topology() -> String {
 /// A uid that is not ours, for foreign ownership.
 const OTHER_UID: u32 = 65534;
 
-/// A private directory outside any runtime root, removed when the case
-/// passes.
-struct Outside(PathBuf);
-
-impl Outside {
-    fn new(case: &str) -> Outside {
-        let dir = std::env::temp_dir().join(format!("ipc-run-sec-{}-{case}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Outside(dir)
-    }
-
-    /// A file with known content and mode 0644.
-    fn precious(&self, name: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, b"precious").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        path
-    }
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+/// A file with known content and mode 0644 in `outside`, a private
+/// directory outside any runtime root.
+fn precious(outside: &Scratch, name: &str) -> PathBuf {
+    let path = outside.dir.join(name);
+    std::fs::write(&path, b"precious").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    path
 }
 
 fn assert_untouched(path: &Path) {
@@ -137,14 +117,14 @@ fn skip(case: &str, reason: &str) {
 
 #[test]
 fn s2_clean_never_follows_links_and_removes_only_what_the_run_created() {
-    let outside = Outside::new("clean");
+    let outside = Scratch::new("sec-clean");
     let root = root();
     let (run_id, run_dir) = dead_run(&root);
     assert_eq!(shm_of(&run_id).len(), 3, "{:?}", shm_of(&run_id));
 
     // The FIFO replaced by a symlink to a file outside; the socket replaced
     // by a planted regular file.
-    let target = outside.precious("target");
+    let target = precious(&outside, "target");
     std::fs::remove_file(run_dir.join("e0.fifo")).unwrap();
     std::os::unix::fs::symlink(&target, run_dir.join("e0.fifo")).unwrap();
     std::fs::remove_file(run_dir.join("e2.sock")).unwrap();
@@ -171,7 +151,7 @@ fn s2_clean_never_follows_links_and_removes_only_what_the_run_created() {
          fifo ../{}\n\
          fifo {}\n\
          unix-socket ..\n",
-        outside.0.file_name().unwrap().to_string_lossy(),
+        outside.dir.file_name().unwrap().to_string_lossy(),
         target.display(),
     );
     let journal = run_dir.join("journal");
@@ -221,7 +201,7 @@ fn s2_clean_never_follows_links_and_removes_only_what_the_run_created() {
 
 #[test]
 fn s2_clean_refuses_a_symlinked_journal_lock_run_dir_or_root() {
-    let outside = Outside::new("links");
+    let outside = Scratch::new("sec-links");
     let root = root();
     let pid = std::process::id();
     let victim = format!("/dev/shm/ipc-run-sec-victim2-{pid}");
@@ -230,7 +210,7 @@ fn s2_clean_refuses_a_symlinked_journal_lock_run_dir_or_root() {
 
     // The journal is a symlink to a forged journal outside.
     let (run_id, run_dir) = dead_run(&root);
-    let forged = outside.0.join("forged-journal");
+    let forged = outside.dir.join("forged-journal");
     std::fs::write(&forged, format!("posix-shm /ipc-run-sec-victim2-{pid}\n")).unwrap();
     std::fs::set_permissions(&forged, std::fs::Permissions::from_mode(0o644)).unwrap();
     let real_journal = std::fs::read(run_dir.join("journal")).unwrap();
@@ -261,7 +241,7 @@ fn s2_clean_refuses_a_symlinked_journal_lock_run_dir_or_root() {
     // The lock is a symlink: not a run ipc-run can judge.
     std::fs::remove_file(run_dir.join("journal")).unwrap();
     std::fs::write(run_dir.join("journal"), &real_journal).unwrap();
-    let lock_target = outside.precious("lock-target");
+    let lock_target = precious(&outside, "lock-target");
     std::fs::remove_file(run_dir.join("lock")).unwrap();
     std::os::unix::fs::symlink(&lock_target, run_dir.join("lock")).unwrap();
     let (code, out) = clean_cli(&root);
@@ -273,11 +253,11 @@ fn s2_clean_refuses_a_symlinked_journal_lock_run_dir_or_root() {
     // A run directory that is a symlink to a dead-looking run outside.
     std::fs::remove_file(run_dir.join("lock")).unwrap();
     std::fs::write(run_dir.join("lock"), b"").unwrap();
-    let fake = outside.0.join("fake-run");
+    let fake = outside.dir.join("fake-run");
     std::fs::create_dir(&fake).unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::write(fake.join("lock"), b"").unwrap();
-    let fake_target = outside.precious("fake-target");
+    let fake_target = precious(&outside, "fake-target");
     std::fs::write(fake.join("journal"), "fifo fifo-in-fake\n").unwrap();
     nix::unistd::mkfifo(
         &fake.join("fifo-in-fake"),
@@ -288,7 +268,7 @@ fn s2_clean_refuses_a_symlinked_journal_lock_run_dir_or_root() {
     std::os::unix::fs::symlink(&fake, &linked).unwrap();
 
     // The root itself as a symlink: nothing under it is touched.
-    let root_link = outside.0.join("root-link");
+    let root_link = outside.dir.join("root-link");
     std::os::unix::fs::symlink(&root, &root_link).unwrap();
     let (code, out) = clean_cli(&root_link);
     assert_eq!(code, 0, "{out}");
@@ -330,7 +310,7 @@ fn s2_clean_refuses_a_symlinked_journal_lock_run_dir_or_root() {
 
 #[test]
 fn s2_a_symlink_planted_at_a_posix_name_is_refused_and_its_target_untouched() {
-    let outside = Outside::new("squat");
+    let outside = Scratch::new("sec-squat");
     let base = plan(&topology());
     let pid = std::process::id();
     for victim in ["shm", "sem-lock"] {
@@ -352,7 +332,7 @@ fn s2_a_symlink_planted_at_a_posix_name_is_refused_and_its_target_untouched() {
                 format!("/dev/shm/sem.{}", &squatted[1..])
             }
         };
-        let target = outside.precious(victim);
+        let target = precious(&outside, victim);
         std::os::unix::fs::symlink(&target, &planted).unwrap();
         let root = root();
         let err = prepare(&plan, &options(&root)).unwrap_err();
@@ -378,9 +358,9 @@ fn s2_a_symlink_planted_at_a_posix_name_is_refused_and_its_target_untouched() {
 fn s2_a_file_path_escaping_the_run_dir_is_refused_by_the_launcher() {
     // The planner never makes such a path (B4); the launcher refuses one
     // anyway, before creating anything.
-    let outside = Outside::new("escape");
+    let outside = Scratch::new("sec-escape");
     let mut plan: Plan = plan(&topology());
-    let escaped = outside.0.join("escaped.fifo");
+    let escaped = outside.dir.join("escaped.fifo");
     for path in [
         "{run_dir}/../escaped.fifo".to_owned(),
         escaped.display().to_string(),
@@ -401,13 +381,13 @@ fn s2_a_file_path_escaping_the_run_dir_is_refused_by_the_launcher() {
 
 #[test]
 fn s2_the_runs_own_cleanup_never_follows_a_link_planted_in_its_directory() {
-    let outside = Outside::new("own");
+    let outside = Scratch::new("sec-own");
     let root = root();
     let launched = prepare(&plan(&topology()), &options(&root)).unwrap();
     let run_dir = launched.run_dir.clone();
     let run_id = launched.run_id.clone();
-    let fifo_target = outside.precious("fifo-target");
-    let sock_target = outside.precious("sock-target");
+    let fifo_target = precious(&outside, "fifo-target");
+    let sock_target = precious(&outside, "sock-target");
     for (name, target) in [("e0.fifo", &fifo_target), ("e2.sock", &sock_target)] {
         std::fs::remove_file(run_dir.join(name)).unwrap();
         std::os::unix::fs::symlink(target, run_dir.join(name)).unwrap();
@@ -416,23 +396,22 @@ fn s2_the_runs_own_cleanup_never_follows_a_link_planted_in_its_directory() {
     assert_untouched(&fifo_target);
     assert_untouched(&sock_target);
     assert_eq!(shm_of(&run_id), Vec::<String>::new());
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn s2_a_symlink_planted_at_a_log_file_is_refused_and_its_target_untouched() {
-    let outside = Outside::new("logs");
-    let topology = outside.0.join("t.toml");
+    let outside = Scratch::new("sec-logs");
+    let topology = outside.dir.join("t.toml");
     std::fs::write(
         &topology,
         "[process.a]\ncmd = [\"sh\", \"-c\", \"echo leaked\"]\n",
     )
     .unwrap();
-    let logs = outside.0.join("logs");
+    let logs = outside.dir.join("logs");
     std::fs::create_dir(&logs).unwrap();
-    let target = outside.precious("log-target");
+    let target = precious(&outside, "log-target");
     std::os::unix::fs::symlink(&target, logs.join("a.stderr.log")).unwrap();
-    let runtime = outside.0.join("rt");
+    let runtime = outside.dir.join("rt");
     let output = bare_run_command(IPC_RUN, &topology, &runtime)
         .arg("--log-dir")
         .arg(&logs)
@@ -464,7 +443,7 @@ fn s3_the_root_and_run_dir_are_created_0700_and_owned_by_us() {
     assert!(!root.exists());
     let launched = prepare(&plan(&topology()), &options(&root)).unwrap();
     let me = nix::unistd::geteuid().as_raw();
-    for dir in [&root, &launched.run_dir] {
+    for dir in [&*root, launched.run_dir.as_path()] {
         let meta = std::fs::symlink_metadata(dir).unwrap();
         assert!(meta.is_dir());
         assert_eq!(meta.mode() & 0o7777, 0o700, "{}", dir.display());
@@ -476,8 +455,8 @@ fn s3_the_root_and_run_dir_are_created_0700_and_owned_by_us() {
 
 #[test]
 fn s3_a_group_or_world_writable_root_is_refused_by_run_and_clean() {
-    let outside = Outside::new("writable");
-    let topology = outside.0.join("t.toml");
+    let outside = Scratch::new("sec-writable");
+    let topology = outside.dir.join("t.toml");
     std::fs::write(&topology, "[process.a]\ncmd = [\"true\"]\n").unwrap();
     for mode in [0o770, 0o720, 0o702, 0o1777] {
         let root = root();
@@ -514,8 +493,8 @@ fn s3_a_root_or_run_dir_owned_by_another_uid_is_refused() {
         );
         return;
     }
-    let outside = Outside::new("foreign");
-    let topology = outside.0.join("t.toml");
+    let outside = Scratch::new("sec-foreign");
+    let topology = outside.dir.join("t.toml");
     std::fs::write(&topology, "[process.a]\ncmd = [\"true\"]\n").unwrap();
     let chown = |path: &Path, uid: u32| {
         nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(uid)), None).unwrap();

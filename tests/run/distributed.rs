@@ -3,7 +3,6 @@
 //! by a veth pair (the cross-group edge over a real link, not loopback),
 //! and the errors that come before anything is created.
 
-use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -11,7 +10,9 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use crate::support::stacks::program;
-use crate::support::{Finished, IPC_RUN, Live, RUN_TIMEOUT, Scratch, lines_of, run_captured};
+use crate::support::{
+    Finished, IPC_RUN, Live, RUN_TIMEOUT, Scratch, free_port, lines_of, run_captured,
+};
 
 /// The server: accepts one connection, prints the peer's address, then
 /// the lines. One connection only: the client group's wait for this
@@ -36,10 +37,16 @@ conn.close()
 "#;
 
 /// A topology of `server` in group `a` and `client` in group `b`, joined by
-/// the edge `link`, which the planner makes TCP across the groups.
-fn two_groups(scratch: &mut Scratch, server_ready_timeout_ms: u64) -> PathBuf {
+/// the edge `link`, which the planner makes TCP across the groups: the
+/// Python programs `server` and `client`, with more keys for each.
+fn two_groups(
+    scratch: &mut Scratch,
+    [server, client]: [&str; 2],
+    server_keys: &str,
+    client_keys: &str,
+) -> PathBuf {
     let python = program("python3", "python3");
-    for (name, text) in [("server.py", SERVER), ("client.py", CLIENT)] {
+    for (name, text) in [("server.py", server), ("client.py", client)] {
         std::fs::write(scratch.dir.join(name), text).unwrap();
     }
     scratch.topology(&format!(
@@ -47,11 +54,12 @@ fn two_groups(scratch: &mut Scratch, server_ready_timeout_ms: u64) -> PathBuf {
 [process.server]
 cmd = ["{python}", "{dir}/server.py"]
 host = "a"
-ready_timeout = "{server_ready_timeout_ms}ms"
+{server_keys}
 
 [process.client]
 cmd = ["{python}", "{dir}/client.py"]
 host = "b"
+{client_keys}
 
 [[edge]]
 name = "link"
@@ -66,7 +74,8 @@ to = "server.in"
 /// The JSON plan of [`two_groups`] with `link` on `port`, as engines run
 /// it (`ipc-run plan FILE --format json`).
 fn placed_plan(scratch: &mut Scratch, port: u16, server_ready_timeout_ms: u64) -> PathBuf {
-    let file = two_groups(scratch, server_ready_timeout_ms);
+    let timeout = format!("ready_timeout = \"{server_ready_timeout_ms}ms\"");
+    let file = two_groups(scratch, [SERVER, CLIENT], &timeout, "");
     let output = Command::new(IPC_RUN)
         .args(["plan", "--format", "json", "--base-port", &port.to_string()])
         .arg(&file)
@@ -78,15 +87,6 @@ fn placed_plan(scratch: &mut Scratch, port: u16, server_ready_timeout_ms: u64) -
     let path = scratch.dir.join("placed.json");
     std::fs::write(&path, &output.stdout).unwrap();
     path
-}
-
-/// A port free on loopback now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `ipc-run run --plan PLAN --host GROUP --runtime-dir RT ARGS…`, behind
@@ -114,6 +114,44 @@ fn group_command(
         .args(args)
         .stdin(Stdio::null());
     command
+}
+
+/// `ipc-run run FILE --host GROUP --base-port PORT --runtime-dir RT ARGS…`:
+/// the group planned from the file with the plan options.
+fn file_group_command(
+    file: &Path,
+    group: &str,
+    port: u16,
+    runtime: &Path,
+    args: &[&str],
+) -> Command {
+    let mut command = Command::new(IPC_RUN);
+    command
+        .args(["--color", "never", "run"])
+        .arg(file)
+        .args(["--host", group, "--base-port", &port.to_string()])
+        .arg("--runtime-dir")
+        .arg(runtime)
+        .args(args)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Group `group` of `plan` run here (no prefix) to its end.
+fn run_group(plan: &Path, group: &str, runtime: &Path, args: &[&str]) -> Finished {
+    run_captured(&mut group_command(&[], plan, group, runtime, args))
+}
+
+/// Asserts that a run ended with `code` and said `message` on stderr.
+fn assert_said(run: &Finished, code: i32, message: &str) {
+    assert_eq!(run.code, code, "{}", run.stderr);
+    assert!(run.stderr.contains(message), "{}", run.stderr);
+}
+
+/// Asserts that `runtime` holds nothing (or does not exist).
+fn assert_nothing_in(runtime: &Path) {
+    let left: Vec<_> = std::fs::read_dir(runtime).map_or(Vec::new(), |d| d.collect());
+    assert!(left.is_empty(), "{} holds {left:?}", runtime.display());
 }
 
 /// Checks what the two groups' runs said: the lines arrived from `client_at`
@@ -153,22 +191,13 @@ fn two_groups_on_loopback_carry_lines_end_to_end() {
     // Group a planned from the file with the plan options, as `ipc-run
     // run FILE --host a` does.
     let file = scratch.dir.join("topology-1.toml");
-    let mut command = Command::new(IPC_RUN);
-    command
-        .args(["--color", "never", "run"])
-        .arg(&file)
-        .args(["--host", "a", "--base-port", &port.to_string()])
-        .arg("--runtime-dir")
-        .arg(&rt_a)
-        .stdin(Stdio::null());
-    let a = run_captured(&mut command);
+    let a = run_captured(&mut file_group_command(&file, "a", port, &rt_a, &[]));
     let b = b.finish();
     assert_lines_flowed(&a, &b, "127.0.0.1", &format!("127.0.0.1:{port}"));
     assert_eq!(heard(), "READY=1\nSTATUS=group b: 1 process(es) ready");
     assert_eq!(heard(), "STOPPING=1\nSTATUS=group b: stopping");
     for rt in [rt_a, rt_b] {
-        let left: Vec<_> = std::fs::read_dir(&rt).map_or(Vec::new(), |d| d.collect());
-        assert!(left.is_empty(), "{} holds {left:?}", rt.display());
+        assert_nothing_in(&rt);
     }
 }
 
@@ -177,13 +206,11 @@ fn an_unknown_group_is_refused_with_the_plans_groups() {
     let mut scratch = Scratch::new("hostrun-unknown");
     let plan = placed_plan(&mut scratch, free_port(), 30_000);
     let rt = scratch.dir.join("rt");
-    let run = run_captured(&mut group_command(&[], &plan, "c", &rt, &[]));
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("error[E0510]: the plan has no host group `c`; its groups: a, b"),
-        "{}",
-        run.stderr
+    let run = run_group(&plan, "c", &rt, &[]);
+    assert_said(
+        &run,
+        2,
+        "error[E0510]: the plan has no host group `c`; its groups: a, b",
     );
     assert!(!rt.exists(), "a run directory was made");
 }
@@ -193,20 +220,14 @@ fn a_group_reaching_another_needs_its_peer_before_anything_is_made() {
     let mut scratch = Scratch::new("hostrun-peer");
     let plan = placed_plan(&mut scratch, free_port(), 30_000);
     let rt = scratch.dir.join("rt");
-    let run = run_captured(&mut group_command(&[], &plan, "b", &rt, &[]));
-    assert_eq!(run.code, 2, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("error[E0511]: group `b` connects to group(s) `a`")
-            && run.stderr.contains("--peer a=HOST"),
-        "{}",
-        run.stderr
-    );
-    let bad = run_captured(&mut group_command(&[], &plan, "b", &rt, &["--peer", "z=h"]));
-    assert_eq!(bad.code, 2, "{}", bad.stderr);
-    assert!(
-        bad.stderr
-            .contains("error[E0512]: --peer z=h: the plan has no group `z`")
+    let run = run_group(&plan, "b", &rt, &[]);
+    assert_said(&run, 2, "error[E0511]: group `b` connects to group(s) `a`");
+    assert_said(&run, 2, "--peer a=HOST");
+    let bad = run_group(&plan, "b", &rt, &["--peer", "z=h"]);
+    assert_said(
+        &bad,
+        2,
+        "error[E0512]: --peer z=h: the plan has no group `z`",
     );
     assert!(!rt.exists(), "a run directory was made");
 }
@@ -218,21 +239,13 @@ fn a_client_whose_remote_listener_never_accepts_fails_in_its_ready_timeout() {
     let port = free_port();
     let plan = placed_plan(&mut scratch, port, 300);
     let rt = scratch.dir.join("rt");
-    let run = run_captured(&mut group_command(
-        &[],
-        &plan,
-        "b",
-        &rt,
-        &["--peer", "a=127.0.0.1"],
-    ));
-    assert_eq!(run.code, 3, "{}", run.stderr);
+    let run = run_group(&plan, "b", &rt, &["--peer", "a=127.0.0.1"]);
     let expected = format!(
         "client: not started: listener `link` of group `a` (`server`) at 127.0.0.1:{port} \
          did not accept a connection within 300ms"
     );
-    assert!(run.stderr.contains(&expected), "{}", run.stderr);
-    let left: Vec<_> = std::fs::read_dir(&rt).map_or(Vec::new(), |d| d.collect());
-    assert!(left.is_empty(), "{left:?}");
+    assert_said(&run, 3, &expected);
+    assert_nothing_in(&rt);
 }
 
 /// Two network namespaces joined by a veth pair, with addresses of their
@@ -405,8 +418,7 @@ fn two_groups_in_two_network_namespaces_talk_over_the_veth_link() {
     // The server saw the client's veth address: the lines crossed the link.
     assert_lines_flowed(&a, &b, &addr_b, &format!("{addr_a}:{port}"));
     for rt in [&rt_a, &rt_b] {
-        let left: Vec<_> = std::fs::read_dir(rt).map_or(Vec::new(), |d| d.collect());
-        assert!(left.is_empty(), "{} holds {left:?}", rt.display());
+        assert_nothing_in(rt);
     }
     let inside = hosts.pids_inside();
     assert!(
@@ -425,19 +437,11 @@ fn what_one_host_cannot_see_or_reach_is_refused_before_anything_is_made() {
     let plan = placed_plan(&mut scratch, port, 30_000);
     let rt = scratch.dir.join("rt");
     // A name that cannot resolve, without asking a DNS server.
-    let run = run_captured(&mut group_command(
-        &[],
-        &plan,
-        "b",
-        &rt,
-        &["--peer", "a=bad..host"],
-    ));
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    assert!(
-        run.stderr
-            .contains("error[E0514]: host `bad..host` of group `a` does not resolve"),
-        "{}",
-        run.stderr
+    let run = run_group(&plan, "b", &rt, &["--peer", "a=bad..host"]);
+    assert_said(
+        &run,
+        3,
+        "error[E0514]: host `bad..host` of group `a` does not resolve",
     );
     // `completed` of a process on another host cannot be seen from here.
     let text = std::fs::read_to_string(&plan).unwrap();
@@ -451,20 +455,11 @@ fn what_one_host_cannot_see_or_reach_is_refused_before_anything_is_made() {
     client["after"] = serde_json::json!(["server"]);
     client["conditions"] = serde_json::json!([{"instance": "server", "condition": "completed"}]);
     std::fs::write(&plan, serde_json::to_vec(&json).unwrap()).unwrap();
-    let run = run_captured(&mut group_command(
-        &[],
-        &plan,
-        "b",
-        &rt,
-        &["--peer", "a=127.0.0.1"],
-    ));
-    assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(
-        run.stderr.contains(
-            "error[E0513]: `client` waits for `server` (completed) in group `a`: only `started` and `ready`"
-        ),
-        "{}",
-        run.stderr
+    let run = run_group(&plan, "b", &rt, &["--peer", "a=127.0.0.1"]);
+    assert_said(
+        &run,
+        1,
+        "error[E0513]: `client` waits for `server` (completed) in group `a`: only `started` and `ready`",
     );
     assert!(!rt.exists(), "a run directory was made");
 }
@@ -474,7 +469,7 @@ fn a_run_of_one_group_refuses_a_reload() {
     let mut scratch = Scratch::new("hostrun-reload");
     let plan = placed_plan(&mut scratch, free_port(), 30_000);
     let rt = scratch.dir.join("rt");
-    let started = run_captured(&mut group_command(&[], &plan, "a", &rt, &["--detach"]));
+    let started = run_group(&plan, "a", &rt, &["--detach"]);
     assert_eq!(started.code, 0, "{}", started.stderr);
     let run_id = started.stdout_text().trim().to_owned();
     let control = |args: &[&str]| {
@@ -586,43 +581,15 @@ impl Drop for StopOnPanic {
 #[test]
 fn a_restarted_client_waits_again_for_its_remote_listener() {
     let mut scratch = Scratch::new("hostrun-restart");
-    let python = program("python3", "python3");
-    for (name, text) in [("server.py", LOOP_SERVER), ("client.py", STAYING_CLIENT)] {
-        std::fs::write(scratch.dir.join(name), text).unwrap();
-    }
-    let file = scratch.topology(&format!(
-        r#"
-[process.server]
-cmd = ["{python}", "{dir}/server.py"]
-host = "a"
-restart = "always"
-ready_timeout = "30s"
-
-[process.client]
-cmd = ["{python}", "{dir}/client.py"]
-host = "b"
-restart = "always"
-
-[[edge]]
-name = "link"
-from = "client.out"
-to = "server.in"
-"#,
-        python = python.display(),
-        dir = scratch.dir.display(),
-    ));
+    let file = two_groups(
+        &mut scratch,
+        [LOOP_SERVER, STAYING_CLIENT],
+        "restart = \"always\"\nready_timeout = \"30s\"",
+        "restart = \"always\"",
+    );
     let port = free_port();
     let group = |name: &str, runtime: &Path, peer: &[&str]| {
-        let mut command = Command::new(IPC_RUN);
-        command
-            .args(["--color", "never", "run"])
-            .arg(&file)
-            .args(["--host", name, "--base-port", &port.to_string()])
-            .arg("--runtime-dir")
-            .arg(runtime)
-            .args(peer)
-            .stdin(Stdio::null());
-        Live::start(command)
+        Live::start(file_group_command(&file, name, port, runtime, peer))
     };
     let (rt_a, rt_b) = (scratch.dir.join("rt-a"), scratch.dir.join("rt-b"));
     let mut a = group("a", &rt_a, &[]);
@@ -656,7 +623,6 @@ to = "server.in"
     let (a, b) = (a.finish(), b.finish());
     assert_eq!((a.code, b.code), (143, 143), "{}\n{}", a.stderr, b.stderr);
     for rt in [rt_a, rt_b] {
-        let left: Vec<_> = std::fs::read_dir(&rt).map_or(Vec::new(), |d| d.collect());
-        assert!(left.is_empty(), "{} holds {left:?}", rt.display());
+        assert_nothing_in(&rt);
     }
 }

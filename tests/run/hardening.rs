@@ -497,6 +497,18 @@ shell = 'exit 1'
     scratch.assert_left_nothing();
 }
 
+/// The edges of a data cycle: `b` writes to `c` (`bc`), `c` to `b` (`cb`).
+const B_AND_C_WRITE_TO_EACH_OTHER: &str = r#"[[edge]]
+name = "bc"
+from = "b"
+to = "c"
+
+[[edge]]
+name = "cb"
+from = "c"
+to = "b"
+"#;
+
 /// Item 15 (run time): two processes that each write to the other and
 /// never read fill both pipes and block for good. ipc-run used to wait
 /// silently; it now says once that the cycle is stuck, in the words of
@@ -506,7 +518,7 @@ shell = 'exit 1'
 #[test]
 fn a_data_cycle_that_deadlocks_at_run_time_is_reported() {
     let mut scratch = Scratch::new("stuck-cycle");
-    let file = scratch.topology(
+    let file = scratch.topology(&format!(
         r#"
 name = "stuck-cycle"
 
@@ -517,17 +529,8 @@ restart = "on-failure"
 [process.c]
 shell = "yes c"
 
-[[edge]]
-name = "bc"
-from = "b"
-to = "c"
-
-[[edge]]
-name = "cb"
-from = "c"
-to = "b"
-"#,
-    );
+{B_AND_C_WRITE_TO_EACH_OTHER}"#
+    ));
     let mut live = scratch.live(&file);
     live.wait_for_stderr("ipc-run: deadlock: data cycle b -> c -> b over blocking channels");
     live.signal(Signal::SIGTERM);
@@ -550,7 +553,7 @@ to = "b"
 #[test]
 fn a_data_cycle_that_flows_is_not_reported() {
     let mut scratch = Scratch::new("flowing-cycle");
-    let file = scratch.topology(
+    let file = scratch.topology(&format!(
         r#"
 name = "flowing-cycle"
 exit_code_from = "b"
@@ -569,17 +572,8 @@ done
 [process.c]
 shell = "cat"
 
-[[edge]]
-name = "bc"
-from = "b"
-to = "c"
-
-[[edge]]
-name = "cb"
-from = "c"
-to = "b"
-"#,
-    );
+{B_AND_C_WRITE_TO_EACH_OTHER}"#
+    ));
     let finished = scratch.run(&file);
     assert_eq!(finished.code, 0, "{}", finished.stderr);
     assert!(

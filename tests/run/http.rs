@@ -76,21 +76,26 @@ fn scratch_with_home(case: &str) -> (Scratch, PathBuf, PathBuf) {
     (scratch, home, tmp)
 }
 
+/// `ipc-run run FILE` with the case's own `HOME` and `TMPDIR`.
+fn run_at_home(scratch: &Scratch, file: &Path, home: &Path, tmp: &Path) -> std::process::Command {
+    let mut command = scratch.run_command(file);
+    command.env("HOME", home).env("TMPDIR", tmp);
+    command
+}
+
 /// `ipc-run run` of the case's topology, with its own `HOME` and `TMPDIR`.
 fn start(scratch: &mut Scratch, home: &Path, tmp: &Path) -> Live {
     let python = stacks::python_with("gunicorn");
     stacks::program("curl", "curl");
     let file = scratch.topology(&topology(&python, "jsonrpc_app:app"));
-    let mut command = scratch.run_command(&file);
-    command
-        .env("HOME", home)
-        .env("TMPDIR", tmp)
-        .env_remove("XDG_RUNTIME_DIR");
+    let mut command = run_at_home(scratch, &file, home, tmp);
+    command.env_remove("XDG_RUNTIME_DIR");
     Live::start(command)
 }
 
 /// What the run showed once the client has its eight answers.
 struct Served {
+    run_id: String,
     master: i32,
     workers: BTreeSet<i32>,
     tcp_port: u16,
@@ -138,10 +143,7 @@ fn served(live: &mut Live) -> Served {
             )),
         "gunicorn listens on {listening}, not on the run's listeners"
     );
-    let master: i32 = listening
-        .rsplit_once('(')
-        .and_then(|(_, pid)| pid.trim_end_matches(')').parse().ok())
-        .unwrap_or_else(|| panic!("no master pid in {listening}"));
+    let master = master_in(listening);
     let workers: BTreeSet<i32> = numbers_after(&log, "Booting worker with pid: ")
         .into_iter()
         .collect();
@@ -151,6 +153,7 @@ fn served(live: &mut Live) -> Served {
         assert_eq!(parent_of(*worker), Some(master), "worker {worker}");
     }
     Served {
+        run_id,
         master,
         workers,
         tcp_port,
@@ -164,14 +167,25 @@ fn parent_of(pid: i32) -> Option<i32> {
     stat[close + 2..].split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Nothing of the run is left: no process, no listener, nothing in the
-/// runtime directory, the case's `HOME` or `TMPDIR`.
+/// Nothing of the run is left: no process, no listener, no bound
+/// socket, nothing in the runtime directory, the case's `HOME` or `TMPDIR`.
 fn assert_nothing_left(scratch: &Scratch, served: &Served, home: &Path, tmp: &Path) {
+    // Checked first: the moment the run ended, not once its processes are.
+    let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
+    assert!(
+        !unix.contains(&served.run_id),
+        "a socket of the run is still bound"
+    );
     let mut pids: Vec<i32> = served.workers.iter().copied().collect();
     pids.push(served.master);
     assert_eq!(wait_dead(&pids, Duration::from_secs(10)), Vec::<i32>::new());
     assert!(!tcp_listening(served.tcp_port), "port {}", served.tcp_port);
     scratch.assert_left_nothing();
+    assert_empty(home, tmp);
+}
+
+/// Asserts that the case's `HOME` and `TMPDIR` hold nothing.
+fn assert_empty(home: &Path, tmp: &Path) {
     for dir in [home, tmp] {
         let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
         assert!(left.is_empty(), "left in {}: {left:?}", dir.display());
@@ -183,7 +197,6 @@ fn gunicorn_serves_json_rpc_on_the_adopted_unix_and_tcp_listeners_and_stops_on_s
     let (mut scratch, home, tmp) = scratch_with_home("http-gunicorn");
     let mut live = start(&mut scratch, &home, &tmp);
     let served = served(&mut live);
-    let run_id = run_id_in(&live.stderr.join("\n")).unwrap();
 
     live.signal(Signal::SIGTERM);
     let result = live.finish();
@@ -212,11 +225,6 @@ fn gunicorn_serves_json_rpc_on_the_adopted_unix_and_tcp_listeners_and_stops_on_s
         "{}",
         result.stderr
     );
-    let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
-    assert!(
-        !unix.contains(&run_id),
-        "a socket of the run is still bound"
-    );
     assert_nothing_left(&scratch, &served, &home, &tmp);
 }
 
@@ -225,7 +233,6 @@ fn after_sigkill_of_ipc_run_and_clean_no_gunicorn_process_or_file_is_left() {
     let (mut scratch, home, tmp) = scratch_with_home("http-gunicorn-kill");
     let mut live = start(&mut scratch, &home, &tmp);
     let served = served(&mut live);
-    let run_id = run_id_in(&live.stderr.join("\n")).unwrap();
 
     live.signal(Signal::SIGKILL);
     live.child.wait().unwrap();
@@ -240,14 +247,9 @@ fn after_sigkill_of_ipc_run_and_clean_no_gunicorn_process_or_file_is_left() {
     assert!(
         stdout.contains(&format!(
             "cleaned {}",
-            scratch.runtime().join(&run_id).display()
+            scratch.runtime().join(&served.run_id).display()
         )),
         "{stdout}"
-    );
-    let unix = std::fs::read_to_string("/proc/net/unix").unwrap();
-    assert!(
-        !unix.contains(&run_id),
-        "a socket of the run is still bound"
     );
     assert_nothing_left(&scratch, &served, &home, &tmp);
 }
@@ -257,9 +259,7 @@ fn an_app_that_fails_to_import_fails_the_run_before_any_client_starts() {
     let (mut scratch, home, tmp) = scratch_with_home("http-gunicorn-bad-app");
     let python = stacks::python_with("gunicorn");
     let file = scratch.topology(&topology(&python, "no_such_module:app"));
-    let mut command = scratch.run_command(&file);
-    command.env("HOME", &home).env("TMPDIR", &tmp);
-    let result = run_captured(&mut command);
+    let result = run_captured(&mut run_at_home(&scratch, &file, &home, &tmp));
     // `--preload` imports the app before READY=1: gunicorn exits without
     // ever being ready, and the client, started `after` it, never starts;
     // the first failure, gunicorn's exit 1, is the run's.
@@ -323,6 +323,11 @@ fn last_master(live: &Live) -> i32 {
         .iter()
         .rfind(|l| l.contains("Listening at: "))
         .unwrap();
+    master_in(line)
+}
+
+/// The master's pid that ends gunicorn's `Listening at: … (PID)` line.
+fn master_in(line: &str) -> i32 {
     line.rsplit_once('(')
         .and_then(|(_, pid)| pid.trim_end_matches(')').parse().ok())
         .unwrap_or_else(|| panic!("no master pid in {line}"))
@@ -353,9 +358,7 @@ protocol = "http"
         python = python.display(),
         app_dir = app_dir.display(),
     ));
-    let mut command = scratch.run_command(&file);
-    command.env("HOME", &home).env("TMPDIR", &tmp);
-    let mut live = Live::start(command);
+    let mut live = Live::start(run_at_home(&scratch, &file, &home, &tmp));
     wait_for_stderr_count(&mut live, "Booting worker with pid: ", 2);
     let socket = scratch.first_run_dir().join("local.sock");
     let first = last_master(&live);
@@ -393,12 +396,5 @@ protocol = "http"
     pids.push(second);
     assert_eq!(wait_dead(&pids, Duration::from_secs(10)), Vec::<i32>::new());
     scratch.assert_left_nothing();
-    for dir in [&home, &tmp] {
-        assert_eq!(
-            std::fs::read_dir(dir).unwrap().count(),
-            0,
-            "{}",
-            dir.display()
-        );
-    }
+    assert_empty(&home, &tmp);
 }

@@ -17,6 +17,7 @@ mod http;
 mod logfiles;
 mod mpi;
 mod onc;
+mod review;
 mod ring;
 mod ring_languages;
 mod service_notify;

@@ -12,22 +12,11 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::support::stacks;
-use crate::support::{IPC_RUN, MANIFEST_DIR, Scratch, lines_of, numbers_after, wait_dead};
+use crate::support::{IPC_RUN, Live, Scratch, lines_of, numbers_after, wait_dead};
 
 /// `examples/mpi/ring.c` built with mpicc into `scratch`.
 fn ring(scratch: &Scratch) -> PathBuf {
-    stacks::program("mpirun", "openmpi-bin");
-    let mpicc = stacks::program("mpicc", "libopenmpi-dev");
-    let out = scratch.dir.join("ring");
-    let status = Command::new(mpicc)
-        .arg("-O2")
-        .arg("-o")
-        .arg(&out)
-        .arg(Path::new(MANIFEST_DIR).join("examples/mpi/ring.c"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "mpicc failed on examples/mpi/ring.c");
-    out
+    stacks::mpi_example(&scratch.dir, "ring")
 }
 
 /// A world of `ping` (one rank) and `pong` (`pongs` replicas).
@@ -88,23 +77,17 @@ fn assert_ranks(stdout: &[u8], ranks: &[&str]) {
 fn a_world_of_two_ranks_passes_the_ring_and_the_allreduce() {
     let mut scratch = Scratch::new("mpi-two");
     let ring = ring(&scratch);
-    let file = scratch.topology(&world(&ring, 1, ""));
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&world(&ring, 1, ""));
     assert_ranks(&finished.stdout, &["ping", "pong"]);
     assert!(finished.stderr.contains("mpirun-world: exited 0"));
-    scratch.assert_left_nothing();
 }
 
 #[test]
 fn a_world_of_four_ranks_oversubscribes_and_numbers_replicas_in_order() {
     let mut scratch = Scratch::new("mpi-four");
     let ring = ring(&scratch);
-    let file = scratch.topology(&world(&ring, 3, ""));
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&world(&ring, 3, ""));
     assert_ranks(&finished.stdout, &["ping", "pong#0", "pong#1", "pong#2"]);
-    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -140,9 +123,7 @@ mechanism = "fifo"
 deliver = "path"
 "#
     );
-    let file = scratch.topology(&toml);
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&toml);
     let got = lines_of(&finished.stdout, "sink");
     assert!(
         got.iter()
@@ -150,20 +131,25 @@ deliver = "path"
         "{got:?}"
     );
     assert!(lines_of(&finished.stdout, "ping[0]").is_empty());
-    scratch.assert_left_nothing();
+}
+
+/// A world of two ranks that hold on after the allreduce, running in
+/// `scratch`, and the pids of its ranks.
+fn held_world(scratch: &mut Scratch) -> (Live, Vec<i32>) {
+    let ring = ring(scratch);
+    let file = scratch.topology(&world(&ring, 1, "env = { RING_HOLD = \"1\" }\n"));
+    let mut live = scratch.live(&file);
+    live.wait_for_count("allreduce sum 1", 2);
+    let ranks = numbers_after(&live.stdout.join("\n"), "pid ");
+    (live, ranks)
 }
 
 #[test]
 fn sigkill_of_ipc_run_then_clean_leaves_no_rank_session_or_shm_file() {
     let mut scratch = Scratch::new("mpi-sigkill");
-    let ring = ring(&scratch);
-    let extra = "env = { RING_HOLD = \"1\" }\n";
-    let file = scratch.topology(&world(&ring, 1, extra));
     let shm_before = vader_files("/dev/shm");
     let tmp_before = vader_files("/tmp");
-    let mut live = scratch.live(&file);
-    live.wait_for_count("allreduce sum 1", 2);
-    let pids = numbers_after(&live.stdout.join("\n"), "pid ");
+    let (mut live, pids) = held_world(&mut scratch);
     assert_eq!(pids.len(), 2, "{:?}", live.stdout);
     let run_dir = scratch.first_run_dir();
     assert!(
@@ -191,13 +177,8 @@ fn sigkill_of_ipc_run_then_clean_leaves_no_rank_session_or_shm_file() {
 #[test]
 fn sigkill_of_mpirun_ends_the_world_and_the_run_leaves_nothing() {
     let mut scratch = Scratch::new("mpi-kill-launcher");
-    let ring = ring(&scratch);
-    let extra = "env = { RING_HOLD = \"1\" }\n";
-    let file = scratch.topology(&world(&ring, 1, extra));
     let shm_before = vader_files("/dev/shm");
-    let mut live = scratch.live(&file);
-    live.wait_for_count("allreduce sum 1", 2);
-    let ranks = numbers_after(&live.stdout.join("\n"), "pid ");
+    let (live, ranks) = held_world(&mut scratch);
     let children =
         std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", live.child.id())).unwrap();
     let mpirun: Vec<i32> = children
@@ -225,34 +206,18 @@ fn sigkill_of_mpirun_ends_the_world_and_the_run_leaves_nothing() {
 
 /// `examples/mpi/lines.c` built with mpicc into `scratch`.
 fn lines_program(scratch: &Scratch) -> PathBuf {
-    stacks::program("mpirun", "openmpi-bin");
-    let mpicc = stacks::program("mpicc", "libopenmpi-dev");
-    let out = scratch.dir.join("lines");
-    let status = Command::new(mpicc)
-        .arg("-O2")
-        .arg("-o")
-        .arg(&out)
-        .arg(Path::new(MANIFEST_DIR).join("examples/mpi/lines.c"))
-        .status()
-        .unwrap();
-    assert!(status.success(), "mpicc failed on examples/mpi/lines.c");
-    out
+    stacks::mpi_example(&scratch.dir, "lines")
 }
 
 /// A world of `solver` (rank 0, writing `lines` numbered lines) and three
 /// `worker`s, solver's stdout into `count`, which runs `gate` first and
 /// then checks every line in order.
 fn pipe_world(program: &Path, lines: u32, gate: &str) -> String {
-    let program = program.display();
+    let world = stacks::mpi_lines_world(program, lines, 3, false);
     format!(
         r#"
 exit_code_from = "count"
-[process.solver]
-cmd = ["{program}", "{lines}"]
-[process.worker]
-cmd = ["{program}", "{lines}"]
-replicas = 3
-[process.count]
+{world}[process.count]
 shell = '''
 {gate}
 awk -v want={lines} '
@@ -261,12 +226,6 @@ awk -v want={lines} '
   !/^line / && !/^sum / {{ other++ }}
   END {{ printf "%d lines in order, sum %s, %d bad, %d other\n", n - bad, sum, bad, other; exit !(n == want && !bad && !other && sum == 6) }}'
 '''
-[[edge]]
-name = "world"
-mechanism = "mpi"
-traffic = "messages"
-from = "solver"
-to = "worker"
 [[edge]]
 from = "solver"
 to = "count"
@@ -300,9 +259,7 @@ fn assert_workers_in_log(finished: &crate::support::Finished) {
 fn rank_zero_stdout_goes_into_a_pipe_whole_and_the_other_ranks_stay_in_the_log() {
     let mut scratch = Scratch::new("mpi-pipe");
     let program = lines_program(&scratch);
-    let file = scratch.topology(&pipe_world(&program, 5000, ""));
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&pipe_world(&program, 5000, ""));
     assert_eq!(
         lines_of(&finished.stdout, "count"),
         ["5000 lines in order, sum 6, 0 bad, 0 other"],
@@ -318,7 +275,6 @@ fn rank_zero_stdout_goes_into_a_pipe_whole_and_the_other_ranks_stay_in_the_log()
     assert!(lines_of(&finished.stdout, "solver[0]").is_empty());
     assert_workers_in_log(&finished);
     assert!(finished.stderr.contains("mpirun-world: exited 0"));
-    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -352,7 +308,7 @@ fn a_reader_that_starts_reading_late_loses_no_line_of_the_rank() {
 /// (`/proc/PID/wchan`): the reader of the rank's pipe reads nothing, the
 /// pipe and the relay's queue are full, and ipc-run no longer reads
 /// mpirun. Bounded by a number of looks, not by time.
-fn wait_until_mpirun_blocks(live: &mut crate::support::Live) {
+fn wait_until_mpirun_blocks(live: &mut Live) {
     let children = format!("/proc/{0}/task/{0}/children", live.child.id());
     let mut seen = String::new();
     for _ in 0..200_000 {
@@ -376,30 +332,17 @@ fn wait_until_mpirun_blocks(live: &mut crate::support::Live) {
 #[test]
 fn a_pipe_into_rank_zero_is_mpiruns_stdin() {
     let mut scratch = Scratch::new("mpi-stdin");
-    let program = lines_program(&scratch);
-    let program = program.display();
+    let world = stacks::mpi_lines_world(&lines_program(&scratch), 1, 1, true);
     let toml = format!(
         r#"
 [process.feed]
 shell = 'printf "first\nsecond\n"'
-[process.solver]
-cmd = ["{program}", "1", "stdin"]
-[process.worker]
-cmd = ["{program}", "1"]
-[[edge]]
-name = "world"
-mechanism = "mpi"
-traffic = "messages"
-from = "solver"
-to = "worker"
-[[edge]]
+{world}[[edge]]
 from = "feed"
 to = "solver"
 "#
     );
-    let file = scratch.topology(&toml);
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&toml);
     assert_eq!(
         lines_of(&finished.stdout, "solver[0]"),
         [
@@ -411,38 +354,23 @@ to = "solver"
         "{}",
         finished.stdout_text()
     );
-    scratch.assert_left_nothing();
 }
 
 #[test]
 fn replicated_ranks_stderr_fans_into_one_pipe_line_by_line() {
     let mut scratch = Scratch::new("mpi-stderr-pipe");
-    let program = lines_program(&scratch);
-    let program = program.display();
+    let world = stacks::mpi_lines_world(&lines_program(&scratch), 3, 3, false);
     let toml = format!(
         r#"
 exit_code_from = "count"
-[process.solver]
-cmd = ["{program}", "3"]
-[process.worker]
-cmd = ["{program}", "3"]
-replicas = 3
-[process.count]
+{world}[process.count]
 shell = 'sort | sed "s/^/got: /"'
-[[edge]]
-name = "world"
-mechanism = "mpi"
-traffic = "messages"
-from = "solver"
-to = "worker"
 [[edge]]
 from = "worker.stderr"
 to = "count"
 "#
     );
-    let file = scratch.topology(&toml);
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&toml);
     assert_eq!(
         lines_of(&finished.stdout, "count"),
         (1..4)
@@ -462,43 +390,28 @@ to = "count"
         lines_of(&finished.stdout, "worker#1[2]"),
         ["rank 2 of 4 says hello"]
     );
-    scratch.assert_left_nothing();
 }
 
 #[test]
 fn a_rank_and_a_process_outside_the_world_share_one_pipe_line_by_line() {
     let mut scratch = Scratch::new("mpi-pipe-shared");
-    let program = lines_program(&scratch);
-    let program = program.display();
+    let world = stacks::mpi_lines_world(&lines_program(&scratch), 2000, 1, false);
     let toml = format!(
         r#"
 exit_code_from = "count"
-[process.solver]
-cmd = ["{program}", "2000"]
-[process.worker]
-cmd = ["{program}", "2000"]
-[process.other]
+{world}[process.other]
 shell = 'for i in 1 2 3; do echo "other line $i"; done'
 [process.count]
 shell = '''awk '/^line /{{n++}} /^other line /{{o++}} END {{print n, o, NR}}' '''
-[[edge]]
-name = "world"
-mechanism = "mpi"
-traffic = "messages"
-from = "solver"
-to = "worker"
 [[edge]]
 from = ["solver", "other"]
 to = "count"
 "#
     );
-    let file = scratch.topology(&toml);
-    let finished = scratch.run(&file);
-    assert_eq!(finished.code, 0, "{}", finished.stderr);
+    let finished = scratch.run_to_success(&toml);
     // 2000 numbered lines and the sum from rank 0, 3 from `other`, each
     // whole: nothing else.
     assert_eq!(lines_of(&finished.stdout, "count"), ["2000 3 2004"]);
-    scratch.assert_left_nothing();
 }
 
 #[test]

@@ -51,6 +51,24 @@ fn instances(stderr: &str, name: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// [`instances`] as pids.
+fn instance_pids(stderr: &str, name: &str) -> Vec<i32> {
+    instances(stderr, name)
+        .iter()
+        .map(|pid| pid.parse().unwrap())
+        .collect()
+}
+
+/// Asserts that `name` ran `count` instances, one per connection.
+fn assert_instances(run: &Finished, name: &str, count: usize) {
+    assert_eq!(
+        instances(&run.stderr, name).len(),
+        count,
+        "one instance per connection: {}",
+        run.stderr
+    );
+}
+
 #[test]
 fn rpcgen_server_serves_the_listener_on_fd_0_and_clients_call_it_directly() {
     let mut scratch = Scratch::new("onc-inetd");
@@ -99,7 +117,7 @@ address = "127.0.0.1:0"
 fn per_connection_onc_server_gives_each_client_an_instance_of_its_own() {
     let mut scratch = Scratch::new("onc-per-connection");
     let bin = build_example(&scratch.dir);
-    let file = scratch.topology(&format!(
+    let result = scratch.run_to_success(&format!(
         r#"
 exit_code_from = "clients"
 [process.adder]
@@ -119,8 +137,6 @@ endpoint = "per-connection"
 "#,
         bin = bin.display()
     ));
-    let result = scratch.run(&file);
-    assert_eq!(result.code, 0, "{}", result.stderr);
     let mut answers = lines_of(&result.stdout, "clients");
     answers.sort();
     assert_eq!(
@@ -129,19 +145,13 @@ endpoint = "per-connection"
             .map(|n| format!("client {n}: {n} + 100 = {}", n + 100))
             .collect::<Vec<_>>()
     );
-    assert_eq!(
-        instances(&result.stderr, "adder").len(),
-        4,
-        "one instance per connection: {}",
-        result.stderr
-    );
-    scratch.assert_left_nothing();
+    assert_instances(&result, "adder", 4);
 }
 
 #[test]
 fn per_connection_serves_a_plain_program_on_stdin_and_stdout() {
     let mut scratch = Scratch::new("per-connection-cat");
-    let file = scratch.topology(
+    let result = scratch.run_to_success(
         r#"
 exit_code_from = "driver"
 [process.echo]
@@ -169,21 +179,13 @@ protocol = "lines"
 endpoint = "per-connection"
 "#,
     );
-    let result = scratch.run(&file);
-    assert_eq!(result.code, 0, "{}", result.stderr);
     assert_eq!(
         lines_of(&result.stdout, "driver"),
         (0..5)
             .map(|k| format!("echoed line {k}"))
             .collect::<Vec<_>>()
     );
-    assert_eq!(
-        instances(&result.stderr, "echo").len(),
-        5,
-        "{}",
-        result.stderr
-    );
-    scratch.assert_left_nothing();
+    assert_instances(&result, "echo", 5);
 }
 
 #[test]
@@ -234,10 +236,7 @@ endpoint = "per-connection"
             .expect("two adder instances start");
         live.take(line);
     }
-    let pids: Vec<i32> = instances(&live.stderr.join("\n"), "adder")
-        .iter()
-        .map(|pid| pid.parse().unwrap())
-        .collect();
+    let pids = instance_pids(&live.stderr.join("\n"), "adder");
     live.signal(Signal::SIGKILL);
     let _ = live.child.wait();
     assert_eq!(
@@ -258,7 +257,7 @@ fn per_connection_cap_keeps_further_connections_in_the_backlog() {
     std::fs::create_dir(&slots).unwrap();
     // Each instance makes its file, says how many instances run (one file
     // each), then echoes its connection; its file goes before it exits.
-    let file = scratch.topology(&format!(
+    let result = scratch.run_to_success(&format!(
         r#"
 exit_code_from = "driver"
 [process.echo]
@@ -301,8 +300,6 @@ max_connections = 2
 "#,
         slots = slots.display()
     ));
-    let result = scratch.run(&file);
-    assert_eq!(result.code, 0, "{}", result.stderr);
     let lines = lines_of(&result.stdout, "driver");
     assert_eq!(lines.len(), 3, "{lines:?}\n{}", result.stderr);
     assert_eq!(lines[1], "c waits", "{lines:?}");
@@ -311,7 +308,6 @@ max_connections = 2
         lines[2], "c sees 2 then from c",
         "the third instance starts only once the first ended"
     );
-    scratch.assert_left_nothing();
 }
 
 #[test]
@@ -350,10 +346,7 @@ endpoint = "per-connection"
         "{}",
         result.stderr
     );
-    let pids: Vec<i32> = instances(&result.stderr, "echo")
-        .iter()
-        .map(|pid| pid.parse().unwrap())
-        .collect();
+    let pids = instance_pids(&result.stderr, "echo");
     assert_eq!(pids.len(), 1, "{}", result.stderr);
     assert_eq!(wait_dead(&pids, Duration::from_secs(5)), Vec::<i32>::new());
     scratch.assert_left_nothing();

@@ -11,7 +11,7 @@ use std::process::Command;
 use nix::sys::signal::Signal;
 
 use crate::support::stacks;
-use crate::support::{Finished, IPC_RUN, Live, MANIFEST_DIR, Scratch, finish};
+use crate::support::{Finished, IPC_RUN, Live, MANIFEST_DIR, Scratch, finish, free_port};
 
 /// A running single-node Slurm of the case's own.
 struct Cluster {
@@ -47,19 +47,53 @@ impl Cluster {
         self.dir.join("slurm.conf")
     }
 
-    /// `ipc-run slurm ARGS…` against this cluster, to its end.
-    fn submit(&self, args: &[&str]) -> Finished {
-        let child = Command::new(IPC_RUN)
+    /// `ipc-run slurm ARGS…` against this cluster.
+    fn slurm_command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(IPC_RUN);
+        command
             .args(["--color", "never", "slurm"])
             .args(args)
             .env("SLURM_CONF", self.conf())
-            .stdin(std::process::Stdio::null())
+            .stdin(std::process::Stdio::null());
+        command
+    }
+
+    /// `ipc-run slurm ARGS…` against this cluster, to its end.
+    fn submit(&self, args: &[&str]) -> Finished {
+        let child = self
+            .slurm_command(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         // Fails the case, killing ipc-run, if the job outlasts RUN_TIMEOUT.
         finish(child)
+    }
+
+    /// A shipped topology (`topologies/…`, from the crate root) with `more`
+    /// options and its job in `job_dir`, which must end with status 0; and
+    /// its stdout lines.
+    fn run_shipped(
+        &self,
+        topology: &str,
+        more: &[&str],
+        job_dir: &Path,
+    ) -> (Finished, Vec<String>) {
+        let mut args = vec![topology];
+        args.extend_from_slice(more);
+        let job_dir = job_dir.to_str().unwrap();
+        args.extend([
+            "--time",
+            "2",
+            "--workdir",
+            MANIFEST_DIR,
+            "--job-dir",
+            job_dir,
+        ]);
+        let finished = self.submit(&args);
+        assert_eq!(finished.code, 0, "{}", shown(&finished));
+        let lines = stdout_lines(&finished);
+        (finished, lines)
     }
 
     /// The pids of processes that belong to this cluster: its daemons
@@ -239,17 +273,6 @@ to = "total.partial"
     )
 }
 
-/// A port free on this host now: the cross edge's (`--base-port`), so that
-/// the case does not share the default 47000 with other runs.
-fn free_port() -> String {
-    std::net::TcpListener::bind("0.0.0.0:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string()
-}
-
 /// The two groups through sbatch: the lines crossed the TCP edge between
 /// the groups' steps, each group's lines came back under its prefix, and
 /// the job's status is the topology's (`total`'s; else the first failure).
@@ -260,7 +283,7 @@ fn two_groups_over_tcp(cluster: &Cluster, scratch: &mut Scratch) {
     for fail in [false, true] {
         let file = scratch.topology(&two_groups(fail));
         let job_dir = scratch.dir.join(format!("two-groups-{fail}"));
-        let port = free_port();
+        let port = free_port().to_string();
         let finished = cluster.submit(&[
             file.to_str().unwrap(),
             "--base-port",
@@ -298,21 +321,12 @@ fn two_groups_over_tcp(cluster: &Cluster, scratch: &mut Scratch) {
 /// The documented example: topologies/distributed-pipeline.toml, whose
 /// groups declare CPUs and memory, from the repository root.
 fn shipped_pipeline(cluster: &Cluster, scratch: &Scratch) {
-    let job_dir = scratch.dir.join("pipeline-job");
-    let port = free_port();
-    let finished = cluster.submit(&[
+    let port = free_port().to_string();
+    let (finished, lines) = cluster.run_shipped(
         "topologies/distributed-pipeline.toml",
-        "--base-port",
-        &port,
-        "--time",
-        "2",
-        "--workdir",
-        MANIFEST_DIR,
-        "--job-dir",
-        job_dir.to_str().unwrap(),
-    ]);
-    let lines = stdout_lines(&finished);
-    assert_eq!(finished.code, 0, "{}", shown(&finished));
+        &["--base-port", &port],
+        &scratch.dir.join("pipeline-job"),
+    );
     let sum = "[core] total | sum of 100 squares: 338350";
     assert!(
         lines.iter().any(|l| l == sum),
@@ -354,14 +368,13 @@ shell = "echo started; exec sleep 300"
 "#,
     );
     let job_dir = scratch.dir.join(job);
-    let mut command = Command::new(IPC_RUN);
-    command
-        .args(["--color", "never", "slurm"])
-        .arg(&file)
-        .args(["--time", "2", "--job-dir"])
-        .arg(&job_dir)
-        .env("SLURM_CONF", cluster.conf())
-        .stdin(std::process::Stdio::null());
+    let command = cluster.slurm_command(&[
+        file.to_str().unwrap(),
+        "--time",
+        "2",
+        "--job-dir",
+        job_dir.to_str().unwrap(),
+    ]);
     let mut live = Live::start(command);
     live.wait_for_count("[local] slow | started", 1);
     live
@@ -446,18 +459,7 @@ fn job_cancelled_elsewhere(cluster: &Cluster, scratch: &mut Scratch) {
 fn mpi_world(cluster: &Cluster, scratch: &Scratch) {
     stacks::program("mpirun", "openmpi-bin");
     stacks::program("mpicc", "libopenmpi-dev");
-    let job_dir = scratch.dir.join("mpi-job");
-    let finished = cluster.submit(&[
-        "topologies/mpi.toml",
-        "--time",
-        "2",
-        "--workdir",
-        MANIFEST_DIR,
-        "--job-dir",
-        job_dir.to_str().unwrap(),
-    ]);
-    let lines = stdout_lines(&finished);
-    assert_eq!(finished.code, 0, "{}", shown(&finished));
+    let (_, lines) = cluster.run_shipped("topologies/mpi.toml", &[], &scratch.dir.join("mpi-job"));
     for rank in ["ping[0]", "pong#0[1]", "pong#1[2]", "pong#2[3]"] {
         assert!(
             lines
@@ -481,8 +483,25 @@ fn topologies_run_through_sbatch_on_a_real_slurm() {
     existing_job_dir_is_refused(&cluster, &scratch);
     job_cancelled_elsewhere(&cluster, &mut scratch);
     mpi_world(&cluster, &scratch);
-    drop(cluster);
-    std::fs::remove_dir_all(&scratch.dir).unwrap();
+}
+
+/// `ipc-run ARGS…` in the crate root, where the shipped topologies are.
+fn in_crate_root(args: &[&str]) -> Command {
+    let mut command = Command::new(IPC_RUN);
+    command.args(args).current_dir(MANIFEST_DIR);
+    command
+}
+
+/// `ipc-run COMMAND… TOPOLOGY --limits default --script-only ARGS…` in the
+/// crate root, which must succeed: the batch script it printed.
+fn batch_script(command: &[&str], topology: &str, args: &[&str]) -> String {
+    let out = in_crate_root(command)
+        .args([topology, "--limits", "default", "--script-only"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// `--script-only` prints the batch script and writes nothing.
@@ -490,63 +509,43 @@ fn topologies_run_through_sbatch_on_a_real_slurm() {
 fn script_only_prints_the_batch_script() {
     let scratch = Scratch::new("slurm-script");
     let job_dir = scratch.dir.join("job");
-    let out = Command::new(IPC_RUN)
-        .args([
-            "slurm",
-            "topologies/mpi.toml",
-            "--limits",
-            "default",
-            "--script-only",
-        ])
-        .args([
+    let script = batch_script(
+        &["slurm"],
+        "topologies/mpi.toml",
+        &[
             "--partition",
             "main",
             "--time",
             "10",
             "--workdir",
             "/work/project",
-        ])
-        .arg("--job-dir")
-        .arg(&job_dir)
-        .current_dir(MANIFEST_DIR)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert!(!job_dir.exists(), "--script-only wrote the job directory");
-    let script = String::from_utf8(out.stdout)
-        .unwrap()
-        .replace(IPC_RUN, "/usr/bin/ipc-run")
-        .replace(
+            "--job-dir",
             job_dir.to_str().unwrap(),
-            "/work/project/ipc-run-slurm/mpi-ID",
-        );
+        ],
+    );
+    assert!(!job_dir.exists(), "--script-only wrote the job directory");
+    let script = script.replace(IPC_RUN, "/usr/bin/ipc-run").replace(
+        job_dir.to_str().unwrap(),
+        "/work/project/ipc-run-slurm/mpi-ID",
+    );
     insta::assert_snapshot!("slurm_script_mpi", script);
-    std::fs::remove_dir_all(&scratch.dir).unwrap();
 }
 
 /// The batch script of a placed topology: a step per group, with its CPUs
 /// and its peers' nodes, the allocation sized for the largest group.
 #[test]
 fn script_only_of_a_placed_topology() {
-    let out = Command::new(IPC_RUN)
-        .args([
-            "slurm",
-            "topologies/distributed-pipeline.toml",
-            "--limits",
-            "default",
-        ])
-        .args(["--script-only", "--workdir", "/work/project"])
-        .args([
+    let script = batch_script(
+        &["slurm"],
+        "topologies/distributed-pipeline.toml",
+        &[
+            "--workdir",
+            "/work/project",
             "--job-dir",
             "/work/project/ipc-run-slurm/distributed-pipeline-ID",
-        ])
-        .current_dir(MANIFEST_DIR)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let script = String::from_utf8(out.stdout)
-        .unwrap()
-        .replace(IPC_RUN, "/usr/bin/ipc-run");
+        ],
+    )
+    .replace(IPC_RUN, "/usr/bin/ipc-run");
     insta::assert_snapshot!("slurm_script_distributed_pipeline", script);
 }
 
@@ -556,20 +555,18 @@ fn script_only_of_a_placed_topology() {
 #[test]
 fn run_engine_slurm_is_the_slurm_command() {
     let script = |command: &[&str]| {
-        let out = Command::new(IPC_RUN)
-            .args(command)
-            .args([
-                "topologies/distributed-pipeline.toml",
-                "--limits",
-                "default",
-            ])
-            .args(["--script-only", "--workdir", "/work/project", "--time", "5"])
-            .args(["--job-dir", "/work/project/ipc-run-slurm/pipeline-ID"])
-            .current_dir(MANIFEST_DIR)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
+        batch_script(
+            command,
+            "topologies/distributed-pipeline.toml",
+            &[
+                "--workdir",
+                "/work/project",
+                "--time",
+                "5",
+                "--job-dir",
+                "/work/project/ipc-run-slurm/pipeline-ID",
+            ],
+        )
     };
     let slurm = script(&["slurm"]);
     assert!(slurm.contains("#SBATCH --time=5"), "{slurm}");
@@ -595,11 +592,7 @@ fn run_engine_slurm_is_the_slurm_command() {
             "`--detach` is an option of a local run",
         ),
     ] {
-        let out = Command::new(IPC_RUN)
-            .args(args)
-            .current_dir(MANIFEST_DIR)
-            .output()
-            .unwrap();
+        let out = in_crate_root(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(says), "{stderr}");
@@ -611,17 +604,10 @@ fn run_engine_slurm_is_the_slurm_command() {
 fn without_sbatch_the_job_is_not_written() {
     let scratch = Scratch::new("slurm-no-sbatch");
     let job_dir = scratch.dir.join("job");
-    let out = Command::new(IPC_RUN)
-        .args([
-            "--color",
-            "never",
-            "slurm",
-            "topologies/mpi.toml",
-            "--job-dir",
-        ])
+    let out = in_crate_root(&["--color", "never", "slurm", "topologies/mpi.toml"])
+        .arg("--job-dir")
         .arg(&job_dir)
         .env("PATH", scratch.dir.join("empty"))
-        .current_dir(MANIFEST_DIR)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -631,7 +617,6 @@ fn without_sbatch_the_job_is_not_written() {
         "{stderr}"
     );
     assert!(!job_dir.exists(), "the job directory was left");
-    std::fs::remove_dir_all(&scratch.dir).unwrap();
 }
 
 /// The script's mapping of tasks to nodes on a cluster of many nodes
@@ -639,18 +624,7 @@ fn without_sbatch_the_job_is_not_written() {
 /// `SLURM_JOB_NODELIST`, run by bash with `scontrol` stood in for.
 #[test]
 fn tasks_map_to_nodes_in_block_order() {
-    let out = Command::new(IPC_RUN)
-        .args([
-            "slurm",
-            "topologies/mpi.toml",
-            "--limits",
-            "default",
-            "--script-only",
-        ])
-        .current_dir(MANIFEST_DIR)
-        .output()
-        .unwrap();
-    let script = String::from_utf8(out.stdout).unwrap();
+    let script = batch_script(&["slurm"], "topologies/mpi.toml", &[]);
     let start = script
         .find("# The node of each task")
         .expect("the mapping's start");

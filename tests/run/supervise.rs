@@ -5,214 +5,58 @@
 //! Signals are process-wide, so each case runs the supervisor in a process
 //! of its own, `ipc-run run FILE`, and drives and inspects it from outside.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::support::{
-    IPC_RUN, PRODUCER_INTO_HEAD, Scratch, cpu_ticks, reaped_before, restarting_consumer,
-    summary_line, wait_gone_sh, zombie_children,
+    Finished, IPC_RUN, Live, PRODUCER_INTO_HEAD, Scratch, add_bare_run_args, bare_run_command,
+    cpu_ticks, reaped_before, restarting_consumer, run_captured, summary_line, wait_gone_sh,
+    wait_until, zombie_children,
 };
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
 /// `ipc-run run`'s status when the topology could not be started.
 const LAUNCH_FAILURE: i32 = ipc_run::supervise::LAUNCH_FAILURE;
 
 // ----- helpers -------------------------------------------------------------
 
-fn scratch_dir() -> PathBuf {
+/// A scratch directory (removed when the case passes) for one run of a
+/// case; a case may run several, and cases run in parallel.
+fn run_scratch() -> Scratch {
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("ipc-run-test-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch::new(&format!("supervise-{n}"))
 }
 
-/// The arguments of `ipc-run` that run `file` with a private runtime
-/// directory beside it.
-fn runner_args(file: &Path) -> Vec<std::ffi::OsString> {
-    let runtime = file.parent().unwrap().join("rt");
-    vec![
-        "--color".into(),
-        "never".into(),
-        "run".into(),
-        file.into(),
-        "--runtime-dir".into(),
-        runtime.into(),
-    ]
-}
-
-fn runner_command(toml: &str) -> Command {
-    let dir = scratch_dir();
-    let file = dir.join("topology.toml");
-    std::fs::write(&file, toml).unwrap();
-    let mut command = Command::new(IPC_RUN);
-    // A process group of its own, as `Live::start` in support explains.
+/// `ipc-run run` of `toml`, written into `scratch`: no debug logs (the
+/// cases read the summary ipc-run prints on stderr), in a process group of
+/// its own as [`Live::start`] explains.
+fn runner(scratch: &mut Scratch, toml: &str) -> Command {
+    let file = scratch.topology(toml);
+    let mut command = bare_run_command(IPC_RUN, &file, &scratch.runtime());
     command
-        .process_group(0)
-        .args(runner_args(&file))
         .env_remove("NO_COLOR")
         .env_remove("IPC_RUN_LOG")
-        .stdin(Stdio::null());
+        .process_group(0);
     command
 }
 
-struct Finished {
-    code: i32,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-impl Finished {
-    fn stdout_text(&self) -> String {
-        String::from_utf8_lossy(&self.stdout).into_owned()
-    }
-}
-
-/// Runs a topology to completion (with a safety timeout).
+/// Runs a topology to its end (killed after the support module's
+/// `RUN_TIMEOUT`).
 fn run(toml: &str) -> Finished {
-    let started = Instant::now();
-    let child = runner_command(toml)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    finish(child, started, Duration::from_secs(60))
+    let mut scratch = run_scratch();
+    run_captured(&mut runner(&mut scratch, toml))
 }
 
-fn finish(mut child: Child, started: Instant, timeout: Duration) -> Finished {
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stdout.read_to_end(&mut v).unwrap();
-        v
-    });
-    let err = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        stderr.read_to_end(&mut v).unwrap();
-        String::from_utf8_lossy(&v).into_owned()
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            panic!("runner did not finish within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let stdout = out.join().unwrap();
-    let stderr = err.join().unwrap();
-    eprintln!("--- runner stderr ---\n{stderr}---");
-    Finished {
-        code: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-    }
-}
-
-/// A runner whose stdout is followed line by line while it runs.
-struct Live {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Drop for Live {
-    /// A case that failed midway leaves no run behind: the runner is asked
-    /// to stop as Ctrl-C would ask it, and killed if it does not.
-    fn drop(&mut self) {
-        if !matches!(self.child.try_wait(), Ok(None)) {
-            return;
-        }
-        let _ = kill(self.pid(), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Live {
-    fn start(toml: &str) -> Live {
-        let mut child = runner_command(toml)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Live {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
-    }
-
-    /// Waits until a line containing `text` was printed.
-    fn wait_for(&mut self, text: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.seen.iter().any(|l| l.contains(text)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(_) => panic!("never saw {text:?}; saw {:?}", self.seen),
-            }
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(self.pid(), signal).unwrap();
-    }
-
-    fn finish(mut self) -> Finished {
-        let mut stderr = self.child.stderr.take().unwrap();
-        let err = std::thread::spawn(move || {
-            let mut v = Vec::new();
-            stderr.read_to_end(&mut v).unwrap();
-            String::from_utf8_lossy(&v).into_owned()
-        });
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "runner did not finish");
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let mut seen = std::mem::take(&mut self.seen);
-        seen.extend(self.lines.iter());
-        let stderr = err.join().unwrap();
-        eprintln!("--- runner stderr ---\n{stderr}---");
-        let mut stdout = seen.join("\n").into_bytes();
-        stdout.push(b'\n');
-        Finished {
-            code: status.code().unwrap_or(-1),
-            stdout,
-            stderr,
-        }
-    }
+/// Starts a topology, its stdout and stderr followed line by line; the
+/// scratch directory it runs in stays until the caller drops it.
+fn start(toml: &str) -> (Scratch, Live) {
+    let mut scratch = run_scratch();
+    let live = Live::start(runner(&mut scratch, toml));
+    (scratch, live)
 }
 
 fn shell(cmd: &str) -> Vec<u8> {
@@ -323,9 +167,9 @@ shell = "{TRAPPING}"
 after = ["b"]
 "#
     );
-    let mut live = Live::start(&toml);
+    let (_scratch, mut live) = start(&toml);
     for name in ["a", "b", "c"] {
-        live.wait_for(&format!("up-{name}"));
+        live.wait_for_count(&format!("up-{name}"), 1);
     }
     live.signal(Signal::SIGTERM);
     let result = live.finish();
@@ -341,7 +185,7 @@ after = ["b"]
 
 #[test]
 fn grace_period_then_sigkill() {
-    let mut live = Live::start(
+    let (_scratch, mut live) = start(
         r#"
 [process.stubborn]
 shell = "trap 'echo ignoring-term' TERM; echo stubborn-up; while :; do sleep 0.05; done"
@@ -350,11 +194,11 @@ stop_timeout = "400ms"
 shell = "trap 'exit 0' TERM; echo polite-up; while :; do sleep 0.05; done"
 "#,
     );
-    live.wait_for("stubborn-up");
-    live.wait_for("polite-up");
+    live.wait_for_count("stubborn-up", 1);
+    live.wait_for_count("polite-up", 1);
     live.signal(Signal::SIGINT);
     // SIGTERM first (the process survives it), SIGKILL after the grace.
-    live.wait_for("ignoring-term");
+    live.wait_for_count("ignoring-term", 1);
     let result = live.finish();
     assert!(summary_line(&result.stderr, "stubborn").contains("killed by SIGKILL (stopped)"));
     assert!(result.stderr.contains("SIGKILL"));
@@ -363,17 +207,17 @@ shell = "trap 'exit 0' TERM; echo polite-up; while :; do sleep 0.05; done"
 
 #[test]
 fn second_sigint_escalates() {
-    let mut live = Live::start(
+    let (_scratch, mut live) = start(
         r#"
 [process.stubborn]
 shell = "trap 'echo ignoring-stop' TERM INT; echo up; while :; do sleep 0.05; done"
 stop_timeout = "60s"
 "#,
     );
-    live.wait_for("up");
+    live.wait_for_count("up", 1);
     live.signal(Signal::SIGINT);
     // The first SIGINT was handled: the process was asked to stop.
-    live.wait_for("ignoring-stop");
+    live.wait_for_count("ignoring-stop", 1);
     live.signal(Signal::SIGINT);
     let result = live.finish();
     assert!(summary_line(&result.stderr, "stubborn").contains("killed by SIGKILL"));
@@ -531,8 +375,8 @@ while out:
     out = out[os.write(1, out[:100000]):]
 os.write(2, b"err \x80\x81\n")
 "#;
-    let dir = scratch_dir();
-    let file = dir.join("relay.py");
+    let scratch = Scratch::new("log-relay-bytes");
+    let file = scratch.dir.join("relay.py");
     std::fs::write(&file, script).unwrap();
     let result = run(&format!(
         r#"
@@ -729,7 +573,9 @@ to = "@stdout"
 
 #[test]
 fn log_sink_dev_full_does_not_kill() {
-    let child = runner_command(
+    let mut scratch = run_scratch();
+    let child = runner(
+        &mut scratch,
         r#"
 [process.talker]
 shell = "seq 1 1000; exit 0"
@@ -768,7 +614,7 @@ shell = "seq 1 1000; exit 0"
 #[test]
 fn orphaned_grandchild_is_reaped() {
     // The grandchild ends once its parent was reaped: orphaned first.
-    let mut live = Live::start(&format!(
+    let (_scratch, mut live) = start(&format!(
         r#"
 [process.parent]
 shell = "p=$$; ({}; exit 0) & echo spawned $!"
@@ -777,38 +623,28 @@ shell = "trap 'exit 0' TERM; echo keeping; while :; do sleep 0.05; done"
 "#,
         wait_gone_sh("$p")
     ));
-    live.wait_for("spawned");
-    live.wait_for("keeping");
+    live.wait_for_count("spawned", 1);
+    live.wait_for_count("keeping", 1);
     let grandchild: i32 = live
-        .seen
+        .stdout
         .iter()
         .find_map(|l| l.split("spawned ").nth(1))
         .and_then(|pid| pid.trim().parse().ok())
         .expect("the grandchild's pid");
     // The grandchild is orphaned at once, reparented to the supervisor
     // (subreaper), and exits once its parent is reaped: reaped in turn, it
-    // leaves /proc (a zombie would stay).
+    // leaves /proc (a zombie would stay). When the parent's process group
+    // is killed as it exits, a command the grandchild was running (its
+    // `seq`, a `sleep`) is orphaned to the supervisor too and may still be
+    // unreaped when the grandchild has gone: every such zombie must go,
+    // reaped as it comes.
     let proc_entry = PathBuf::from(format!("/proc/{grandchild}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while proc_entry.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "grandchild {grandchild} never reaped; zombies: {:?}",
-            zombie_children(live.pid().as_raw())
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // When the parent's process group is killed as it exits, a command the
-    // grandchild was running (its `seq`, a `sleep`) is orphaned to the
-    // supervisor too and may still be unreaped here: every such zombie
-    // must go, reaped as it comes.
-    while !zombie_children(live.pid().as_raw()).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "zombies never reaped: {:?}",
-            zombie_children(live.pid().as_raw())
-        );
-        std::thread::sleep(Duration::from_millis(10));
+    let supervisor = live.pid().as_raw();
+    let reaped = || !proc_entry.exists() && zombie_children(supervisor).is_empty();
+    if !wait_until(Duration::from_secs(20), reaped) {
+        let (left, zombies) = (proc_entry.exists(), zombie_children(supervisor));
+        live.kill();
+        panic!("not reaped: grandchild {grandchild} (still there: {left}), zombies {zombies:?}");
     }
     // The keeper holds the supervisor up until here: a grandchild it did
     // not reap would still be its zombie above.
@@ -819,7 +655,7 @@ shell = "trap 'exit 0' TERM; echo keeping; while :; do sleep 0.05; done"
 
 #[test]
 fn idle_supervisor_uses_no_cpu() {
-    let mut live = Live::start(
+    let (_scratch, mut live) = start(
         r#"
 [process.idle]
 shell = "echo idle; sleep 3"
@@ -828,7 +664,7 @@ cmd = ["sleep", "3"]
 ready = "notify"
 "#,
     );
-    live.wait_for("idle");
+    live.wait_for_count("idle", 1);
     std::thread::sleep(Duration::from_millis(200));
     let before = cpu_ticks(live.pid().as_raw());
     std::thread::sleep(Duration::from_secs(2));
@@ -859,7 +695,8 @@ time.sleep(float(sys.argv[3]))
 
 #[test]
 fn notify_readiness_orders_start() {
-    let script = notify_script(&scratch_dir());
+    let scratch = run_scratch();
+    let script = notify_script(&scratch.dir);
     let result = run(&format!(
         r#"
 [process.server]
@@ -880,7 +717,8 @@ after = ["server"]
 
 #[test]
 fn readiness_timeout_fails_the_run() {
-    let script = notify_script(&scratch_dir());
+    let scratch = run_scratch();
+    let script = notify_script(&scratch.dir);
     let result = run(&format!(
         r#"
 [process.server]
@@ -905,7 +743,7 @@ after = ["server"]
 
 #[test]
 fn forwarded_signal_reaches_process() {
-    let mut live = Live::start(
+    let (_scratch, mut live) = start(
         r#"
 [process.reloader]
 shell = "trap 'echo reloaded' USR1; trap 'exit 0' TERM; echo reloader-up; while :; do sleep 0.05; done"
@@ -914,10 +752,10 @@ forward_signals = ["SIGUSR1"]
 shell = "trap 'echo wrongly-got-usr1' USR1; trap 'exit 0' TERM; echo up-too; while :; do sleep 0.05; done"
 "#,
     );
-    live.wait_for("reloader-up");
-    live.wait_for("up-too");
+    live.wait_for_count("reloader-up", 1);
+    live.wait_for_count("up-too", 1);
     live.signal(Signal::SIGUSR1);
-    live.wait_for("reloaded");
+    live.wait_for_count("reloaded", 1);
     live.signal(Signal::SIGTERM);
     let result = live.finish();
     assert!(!result.stdout_text().contains("wrongly"));
@@ -928,49 +766,30 @@ shell = "trap 'echo wrongly-got-usr1' USR1; trap 'exit 0' TERM; echo up-too; whi
 fn inherited_sigchld_ignore_and_blocked_sigterm() {
     // Start the runner with SIGCHLD ignored and SIGTERM blocked: exit
     // statuses must still be seen, and SIGTERM must still stop the run.
-    let dir = scratch_dir();
-    let file = dir.join("topology.toml");
+    let mut scratch = Scratch::new("inherited-sigchld-ignore");
     // `waiter` is up once `code` was reaped: SIGTERM comes after its exit.
-    let (code, waiter) = reaped_before(&dir.join("code.pid"));
-    std::fs::write(
-        &file,
-        format!(
-            r#"
+    let (code, waiter) = reaped_before(&scratch.dir.join("code.pid"));
+    let file = scratch.topology(&format!(
+        r#"
 [process.code]
 shell = "{code}; exit 7"
 [process.waiter]
 shell = "trap 'exit 0' TERM; {waiter}; echo up; while :; do sleep 0.05; done"
 "#,
-        ),
-    )
-    .unwrap();
+    ));
     let wrapper = "import os, signal, sys\n\
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n\
         signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])\n\
         os.execv(sys.argv[1], sys.argv[1:])\n";
-    let started = Instant::now();
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(wrapper)
-        .arg(IPC_RUN)
-        .args(runner_args(&file))
+    let mut python = Command::new("python3");
+    python.arg("-c").arg(wrapper).arg(IPC_RUN);
+    add_bare_run_args(&mut python, &file, &scratch.runtime())
         .env_remove("NO_COLOR")
-        .env_remove("IPC_RUN_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut reader = BufReader::new(stdout);
-    let mut line = String::new();
-    while !line.contains("| up") {
-        line.clear();
-        assert_ne!(reader.read_line(&mut line).unwrap(), 0, "no `up` line");
-    }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    child.stdout = Some(reader.into_inner());
-    let result = finish(child, started, Duration::from_secs(30));
+        .env_remove("IPC_RUN_LOG");
+    let mut live = Live::start(python);
+    live.wait_for_count("| up", 1);
+    live.signal(Signal::SIGTERM);
+    let result = live.finish();
     assert_eq!(result.code, 7, "the exit of `code` was seen");
     assert!(summary_line(&result.stderr, "code").contains("exited 7"));
     assert!(summary_line(&result.stderr, "waiter").contains("(stopped)"));

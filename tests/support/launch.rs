@@ -13,6 +13,8 @@ use ipc_run::plan::Plan;
 use ipc_run::sys::spawn::ChildSpec;
 use nix::sys::wait::{WaitStatus, waitpid};
 
+use super::Scratch;
+
 /// The probe binary.
 pub fn probe() -> &'static str {
     env!("CARGO_BIN_EXE_ipc-run-probe")
@@ -30,6 +32,30 @@ pub fn plan(toml: &str) -> Plan {
             e.diagnostics.iter().map(|d| &d.message).collect::<Vec<_>>()
         ),
     }
+}
+
+/// Two probes joined both ways: `a` with its ports on the fixed fds 4 (`x`)
+/// and 3 (`y`) and `a_keys` besides, `b` with its ports wherever they land.
+pub fn two_probes(a_keys: &str) -> String {
+    format!(
+        r#"
+[process.a]
+cmd = ["PROBE", "report"]
+ports.x = {{ fd = 4 }}
+ports.y = {{ fd = 3 }}
+{a_keys}
+[process.b]
+cmd = ["PROBE", "report"]
+ports.x = {{}}
+ports.y = {{}}
+[[edge]]
+from = "a.x"
+to = "b.x"
+[[edge]]
+from = "b.y"
+to = "a.y"
+"#
+    )
 }
 
 /// Cases of one process that create host-wide objects (/dev/shm, SysV)
@@ -52,18 +78,41 @@ pub fn take_turn_with_host_objects() {
     });
 }
 
-/// A fresh private root for run directories (removed by the caller). The
-/// case takes its turn with host-wide objects.
-pub fn root() -> PathBuf {
+/// A private root for run directories, inside a scratch directory that is
+/// removed with it when the case passes (a run the case left behind goes
+/// with it). Used as the root's path.
+pub struct RunRoot {
+    path: PathBuf,
+    _scratch: Scratch,
+}
+
+impl std::ops::Deref for RunRoot {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for RunRoot {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A fresh private root for run directories, not created yet (the launcher
+/// creates it). The case takes its turn with host-wide objects.
+pub fn root() -> RunRoot {
     take_turn_with_host_objects();
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = PathBuf::from(format!(
-        "/tmp/ipc-run-launch-test-{}-{}",
-        std::process::id(),
+    let scratch = Scratch::new(&format!(
+        "launch-root-{}",
         N.fetch_add(1, Ordering::Relaxed)
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    RunRoot {
+        path: scratch.runtime(),
+        _scratch: scratch,
+    }
 }
 
 /// Options with a private root.

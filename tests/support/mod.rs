@@ -107,6 +107,16 @@ impl Scratch {
         let left = self.runtime_entries();
         assert!(left.is_empty(), "the run left {left:?}");
     }
+
+    /// Writes `toml`, runs it, and checks that it exited 0 (showing its
+    /// stderr if not) and left nothing in its runtime directory.
+    pub fn run_to_success(&mut self, toml: &str) -> Finished {
+        let file = self.topology(toml);
+        let finished = self.run(&file);
+        assert_eq!(finished.code, 0, "{}", finished.stderr);
+        self.assert_left_nothing();
+        finished
+    }
 }
 
 /// Runs `toml` in a fresh scratch directory of `case` and checks that the
@@ -655,6 +665,16 @@ pub fn mq_mode(name: &str) -> u32 {
 }
 
 /// Local ports in `/proc/net/{tcp,tcp6}` in state LISTEN.
+/// A TCP port free now on every address (the kernel's pick), for a case
+/// that must not meet another run's fixed port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub fn tcp_listening(port: u16) -> bool {
     socket_table_has(&["/proc/net/tcp", "/proc/net/tcp6"], port, Some("0A"))
 }

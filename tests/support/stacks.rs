@@ -1,8 +1,9 @@
 //! The real stacks the RPC and MPI tests run: system programs installed by
-//! `scripts/test.sh` (apt) and the PyPI packages in its venv. A missing one
-//! fails the test with the package to install; none is skipped.
+//! `scripts/test.sh` (apt) and the PyPI packages in its venv, and the MPI
+//! examples built with them. A missing one fails the test with the package
+//! to install; none is skipped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::MANIFEST_DIR;
 
@@ -50,4 +51,58 @@ pub fn path_with_venv() -> PathBuf {
         &std::env::var_os("PATH").unwrap_or_default(),
     ));
     PathBuf::from(std::env::join_paths(dirs).unwrap())
+}
+
+/// `examples/mpi/NAME.c` built with Open MPI's `mpicc` into `dir/NAME`,
+/// after checking that `mpirun` is installed too (the world needs it).
+pub fn mpi_example(dir: &Path, name: &str) -> PathBuf {
+    program("mpirun", "openmpi-bin");
+    let mpicc = program("mpicc", "libopenmpi-dev");
+    let out = dir.join(name);
+    let status = std::process::Command::new(mpicc)
+        .arg("-O2")
+        .arg("-o")
+        .arg(&out)
+        .arg(Path::new(MANIFEST_DIR).join(format!("examples/mpi/{name}.c")))
+        .status()
+        .unwrap();
+    assert!(status.success(), "mpicc failed on examples/mpi/{name}.c");
+    out
+}
+
+/// The MPI world of `examples/mpi/lines.c` built at `program` (see
+/// [`mpi_example`]): rank 0 `solver` (reading its stdin when
+/// `solver_reads_stdin`) and `workers` ranks of `worker`, each writing
+/// `lines` numbered lines, and the `world` edge. The processes and edges
+/// that follow it are the case's.
+pub fn mpi_lines_world(
+    program: &Path,
+    lines: u32,
+    workers: u32,
+    solver_reads_stdin: bool,
+) -> String {
+    let program = program.display();
+    let stdin = if solver_reads_stdin {
+        r#", "stdin""#
+    } else {
+        ""
+    };
+    let replicas = if workers > 1 {
+        format!("replicas = {workers}\n")
+    } else {
+        String::new()
+    };
+    format!(
+        r#"[process.solver]
+cmd = ["{program}", "{lines}"{stdin}]
+[process.worker]
+cmd = ["{program}", "{lines}"]
+{replicas}[[edge]]
+name = "world"
+mechanism = "mpi"
+traffic = "messages"
+from = "solver"
+to = "worker"
+"#
+    )
 }
