@@ -425,20 +425,21 @@ while n < total:
     n = end
 os.write(2, ("sizes " + " ".join(map(str, sizes)) + "\n").encode())
 "#;
-    let dir = scratch_dir();
-    let (file, pid_file) = (dir.join("grow.py"), dir.join("grow.pid"));
+    let mut scratch = run_scratch();
+    let (file, pid_file) = (scratch.dir.join("grow.py"), scratch.dir.join("grow.pid"));
     std::fs::write(&file, script).unwrap();
     let total = 200_000; // 20 MB
-    let mut child = runner_command(&format!(
+    let toml = format!(
         "[process.grow]\ncmd = [\"python3\", \"{}\", \"{}\", \"{total}\"]\n",
         file.display(),
         pid_file.display()
-    ))
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let started = Instant::now();
+    );
+    let mut child = runner(&mut scratch, &toml)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
     let mut stderr = child.stderr.take().unwrap();
     let err = std::thread::spawn(move || {
         let mut text = String::new();
@@ -446,12 +447,15 @@ os.write(2, ("sizes " + " ".join(map(str, sizes)) + "\n").encode())
         text
     });
     let mut stdout = child.stdout.take().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let pid = loop {
         if let Ok(pid) = std::fs::read_to_string(&pid_file) {
             break pid;
         }
-        assert!(Instant::now() < deadline, "the writer never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never started"
+        );
         std::thread::yield_now();
     };
     // Whether the writer is blocked on its pipe (or gone).
@@ -466,7 +470,10 @@ os.write(2, ("sizes " + " ".join(map(str, sizes)) + "\n").encode())
     let mut buf = vec![0; 64 * 1024];
     loop {
         while !blocked_or_gone() {
-            assert!(Instant::now() < deadline, "the writer never blocked");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never blocked"
+            );
             std::thread::yield_now();
         }
         // 1.5 MiB: room for the relay's queue and one read of the pipe.
