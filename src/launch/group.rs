@@ -301,7 +301,7 @@ pub fn restrict(plan: &Plan, spec: &GroupSpec) -> Result<GroupRun, GroupError> {
         let vars = if rewrites.is_empty() {
             &mut [][..]
         } else {
-            &mut process.env[..]
+            process.env.as_mut_slice()
         };
         for var in vars {
             let key = (Arc::clone(&process.name), Arc::clone(&var.name));

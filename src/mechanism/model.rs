@@ -295,7 +295,7 @@ pub struct ProcessPlan {
     pub replica: Option<u32>,
     /// The host group it runs in ([`HostGroupPlan::name`]); `local` when
     /// the plan has no placement.
-    pub host: Cow<'static, str>,
+    pub host: Arc<str>,
     /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
     pub argv: Vec<String>,
     /// Whether the argv is a shell invocation the user asked for.
@@ -303,7 +303,7 @@ pub struct ProcessPlan {
     /// Working directory, when set.
     pub cwd: Option<String>,
     /// Environment variables set by ipc-run, in order.
-    pub env: Vec<EnvVar>,
+    pub env: Env,
     /// Variables passed through from ipc-run's own environment when set there.
     pub inherit_env: Arc<[Cow<'static, str>]>,
     /// Every fd the child gets beyond the ones it inherits, sorted by number.
@@ -320,8 +320,9 @@ pub struct ProcessPlan {
     pub stop_timeout_ms: u64,
     /// Processes (instances) that must be ready first.
     pub after: Vec<Arc<str>>,
-    /// Set when ipc-run adds the process on the topology's behalf.
-    pub managed: Option<Managed>,
+    /// Set when ipc-run adds the process on the topology's behalf (boxed:
+    /// most instances are not).
+    pub managed: Option<Box<Managed>>,
     /// The rarely set fields, read through `Deref` (`plan.health`).
     pub rare: RareFields,
 }
@@ -551,7 +552,7 @@ struct ProcessPlanWire {
     replica: Option<u32>,
     /// The host group it runs in ([`HostGroupPlan::name`]); `local` when
     /// the plan has no placement.
-    host: Cow<'static, str>,
+    host: Arc<str>,
     /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
     argv: Vec<String>,
     /// Whether the argv is a shell invocation the user asked for.
@@ -565,7 +566,7 @@ struct ProcessPlanWire {
     #[serde(skip_serializing_if = "Option::is_none")]
     group: Option<String>,
     /// Environment variables set by ipc-run, in order.
-    env: Vec<EnvVar>,
+    env: Env,
     /// Variables passed through from ipc-run's own environment when set there.
     inherit_env: Arc<[Cow<'static, str>]>,
     /// Env files read at each start, in order, before `env` (absolute
@@ -599,7 +600,7 @@ struct ProcessPlanWire {
     watchdog_ms: Option<u64>,
     /// Set when ipc-run adds the process on the topology's behalf.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    managed: Option<Managed>,
+    managed: Option<Box<Managed>>,
     /// `ipc-run restart` of it also restarts what waits for it (`after`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     restart_dependents: bool,
@@ -768,6 +769,125 @@ pub struct EnvVar {
     pub name: Arc<str>,
     /// Value template.
     pub value: Arc<str>,
+}
+
+/// An instance's environment ([`ProcessPlan::env`]), in order: first the
+/// variables every instance of the plan has alike (`IPC_RUN_ID`,
+/// `IPC_RUN_DIR`, `IPC_RUN_TOPOLOGY`), one list shared by all of them, then
+/// the instance's own. It reads, compares, serialises and is described in
+/// the schema as the one list it is: the split only saves a large plan
+/// three variables per instance.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// The plan's variables, shared by every instance; `None` in a plan
+    /// read back from JSON, whose instances hold every variable as their own.
+    shared: Option<Arc<[EnvVar]>>,
+    /// The instance's own variables, after the shared ones.
+    own: Box<[EnvVar]>,
+}
+
+/// The variables of an [`Env`], in order.
+pub type EnvIter<'a> = std::iter::Chain<std::slice::Iter<'a, EnvVar>, std::slice::Iter<'a, EnvVar>>;
+
+impl Env {
+    /// `shared` (made once per plan) followed by `own`.
+    pub fn new(shared: Arc<[EnvVar]>, own: Vec<EnvVar>) -> Env {
+        Env {
+            shared: Some(shared),
+            own: own.into_boxed_slice(),
+        }
+    }
+
+    /// Every variable, in order.
+    pub fn iter(&self) -> EnvIter<'_> {
+        self.shared
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .chain(self.own.iter())
+    }
+
+    /// The number of variables.
+    pub fn len(&self) -> usize {
+        self.shared.as_deref().map_or(0, <[EnvVar]>::len) + self.own.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds a variable at the end (rare: a watchdog's, a bus address).
+    pub fn push(&mut self, var: EnvVar) {
+        let mut own = std::mem::take(&mut self.own).into_vec();
+        own.push(var);
+        self.own = own.into_boxed_slice();
+    }
+
+    /// Every variable, to change in place: the instance takes its own copy
+    /// of the shared ones first.
+    pub fn as_mut_slice(&mut self) -> &mut [EnvVar] {
+        if let Some(shared) = self.shared.take() {
+            let mut all = shared.to_vec();
+            all.extend(std::mem::take(&mut self.own).into_vec());
+            self.own = all.into_boxed_slice();
+        }
+        &mut self.own
+    }
+}
+
+impl From<Vec<EnvVar>> for Env {
+    fn from(vars: Vec<EnvVar>) -> Env {
+        Env {
+            shared: None,
+            own: vars.into_boxed_slice(),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Env {
+    type Item = &'a EnvVar;
+    type IntoIter = EnvIter<'a>;
+    fn into_iter(self) -> EnvIter<'a> {
+        self.iter()
+    }
+}
+
+// Equal by the list it reads as, wherever the split is.
+impl PartialEq for Env {
+    fn eq(&self, other: &Env) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Env {}
+
+impl Serialize for Env {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Env {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<EnvVar>::deserialize(deserializer).map(Env::from)
+    }
+}
+
+// Described as the list it is written as.
+impl JsonSchema for Env {
+    fn inline_schema() -> bool {
+        <Vec<EnvVar>>::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        <Vec<EnvVar>>::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        <Vec<EnvVar>>::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <Vec<EnvVar>>::json_schema(generator)
+    }
 }
 
 /// Readiness protocol of an instance.

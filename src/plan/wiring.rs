@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::edges::{ChannelDecl, PortEnd, is_std_stream};
 use super::model::{
-    EnvVar, FdRole, FdSlot, Mechanism, ObjectKind, ProcessPlan, ProcessPlanRare, RUN_DIR, RUN_ID,
-    RareFields, Readiness,
+    Env, EnvVar, FdRole, FdSlot, LOCAL_GROUP, Mechanism, ObjectKind, ProcessPlan, ProcessPlanRare,
+    RUN_DIR, RUN_ID, RareFields, Readiness,
 };
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
@@ -638,9 +638,11 @@ fn fd_table(
 /// Variables whose name and value are the same in many instances, made
 /// once per plan and shared by every environment that has them.
 struct SharedEnv {
-    run_id: EnvVar,
-    run_dir: EnvVar,
-    topology: EnvVar,
+    /// `IPC_RUN_ID`, `IPC_RUN_DIR` and `IPC_RUN_TOPOLOGY`: the head of every
+    /// instance's environment, one list for the whole plan.
+    head: Arc<[EnvVar]>,
+    /// The host group of a plan without placement, shared by every instance.
+    local: Arc<str>,
     listen_pid: EnvVar,
     notify_socket: EnvVar,
     process: Arc<str>,
@@ -658,9 +660,12 @@ impl SharedEnv {
             value: value.into(),
         };
         SharedEnv {
-            run_id: var("IPC_RUN_ID", RUN_ID),
-            run_dir: var("IPC_RUN_DIR", RUN_DIR),
-            topology: var("IPC_RUN_TOPOLOGY", topology),
+            head: Arc::from([
+                var("IPC_RUN_ID", RUN_ID),
+                var("IPC_RUN_DIR", RUN_DIR),
+                var("IPC_RUN_TOPOLOGY", topology),
+            ]),
+            local: LOCAL_GROUP.into(),
             // LISTEN_PID is the child's own pid, known only in the child.
             listen_pid: var("LISTEN_PID", "{pid}"),
             notify_socket: var("NOTIFY_SOCKET", NOTIFY_SOCKET_PATH),
@@ -720,7 +725,7 @@ fn environment(
     mut port_vars: Vec<EnvVar>,
     listen: &Listening,
     values: &mut Values,
-) -> Vec<EnvVar> {
+) -> Env {
     let shared = ids.shared;
     let var = |name: &Arc<str>, value: Arc<str>| EnvVar {
         name: Arc::clone(name),
@@ -732,14 +737,9 @@ fn environment(
     let listen_vars = if listen.count > 0 { 3 } else { 0 };
     let ready_vars = usize::from(!matches!(process.ready, Readiness::Started));
     let mut env = Vec::with_capacity(
-        4 + replica_vars + port_vars.len() + listen_vars + ready_vars + ids.own.vars.len(),
+        1 + replica_vars + port_vars.len() + listen_vars + ready_vars + ids.own.vars.len(),
     );
-    env.extend([
-        shared.run_id.clone(),
-        shared.run_dir.clone(),
-        shared.topology.clone(),
-        var(&shared.process, Arc::clone(ids.instance)),
-    ]);
+    env.push(var(&shared.process, Arc::clone(ids.instance)));
     if let Some(replica) = ids.replica {
         let value = values.get(|text| {
             let _ = write!(text, "{replica}");
@@ -774,14 +774,14 @@ fn environment(
         env.capacity(),
         "the environment's size is counted above"
     );
-    env
+    Env::new(Arc::clone(&shared.head), env)
 }
 
 fn instance_plan(
     ids: &InstanceIds<'_>,
     (process, argv): (&ProcessDecl, Vec<String>),
     processes: &[ProcessDecl],
-    env: Vec<EnvVar>,
+    env: Env,
     inherit_env: Arc<[Cow<'static, str>]>,
     fds: Vec<FdSlot>,
 ) -> ProcessPlan {
@@ -794,7 +794,7 @@ fn instance_plan(
         name: ids.instance.clone(),
         process: process.name.clone(),
         replica: ids.replica.map(|r| r as u32),
-        host: "local".into(),
+        host: Arc::clone(&ids.shared.local),
         argv,
         shell: process.shell,
         cwd: process.spec.cwd.as_ref().map(|c| c.get_ref().clone()),

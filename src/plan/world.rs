@@ -390,7 +390,7 @@ fn launcher_plan(
         argv: mpi::command(&commands),
         shell: false,
         cwd: None,
-        env,
+        env: env.into(),
         inherit_env: inherit.into(),
         // Rank 0's stdin, when a pipe feeds it (`forward_stdio`).
         fds: base
@@ -402,11 +402,11 @@ fn launcher_plan(
         ready: Readiness::Started,
         stop_timeout_ms: ranks.iter().map(|r| r.stop_timeout_ms).max().unwrap_or(0),
         after,
-        managed: Some(Managed {
+        managed: Some(Box::new(Managed {
             role: ManagedRole::Launcher,
             channel: channel.clone(),
             reason: mpi::LAUNCHER_REASON.into(),
-        }),
+        })),
         ..base.clone()
     }
 }

@@ -119,11 +119,11 @@ fn an_instance_with_every_field_set_writes_every_schema_property() {
     });
     instance.watchdog_ms = Some(1);
     instance.restart_dependents = true;
-    instance.managed = Some(plan::Managed {
+    instance.managed = Some(Box::new(plan::Managed {
         role: plan::ManagedRole::Broker,
         channel: "e0".into(),
         reason: "test".into(),
-    });
+    }));
     let json = serde_json::to_string(&instance).unwrap();
     let mut written = serde_json::from_str::<KeyOrder>(&json).unwrap().0;
     written.sort();
