@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use crate::mechanism::model::{
     CrossEdgePlan, EndpointPlan, LOCAL_GROUP, Mechanism, Plan, ProcessPlan, Transport,
+    port_env_name,
 };
 use crate::topology::Condition;
 use ipc_run_child::description::{Description, Params};
@@ -487,11 +488,11 @@ fn cross_ports(listens: &HashMap<&str, &CrossEdgePlan>, group: &mut GroupRun) ->
             _ => continue,
         };
         for end in channel.from.iter().chain(&channel.to) {
-            let EndpointPlan::Port { process, env, .. } = end else {
+            let EndpointPlan::Port { process, port, .. } = end else {
                 continue;
             };
             rewrites.insert(
-                (Arc::clone(process), Arc::clone(env)),
+                (Arc::clone(process), port_env_name(port).into()),
                 (address.clone(), Arc::clone(&channel.id)),
             );
             if let Some(listener) = r {

@@ -980,8 +980,13 @@ pub enum End {
 }
 
 /// A channel endpoint, resolved to an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+///
+/// A port's `IPC_PORT_*` variable name follows from its port name
+/// ([`port_env_name`], [`EndpointPlan::env_name`]): it is written in the
+/// JSON (`env`) and shown in the schema as before, not held by every
+/// endpoint of a large plan.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "EndpointPlanWire")]
 pub enum EndpointPlan {
     /// A port of an instance.
     Port {
@@ -993,7 +998,120 @@ pub enum EndpointPlan {
         end: End,
         /// The fd it gets, when the mechanism is handed over as an fd.
         fd: Option<i32>,
+    },
+    /// ipc-run's own stdin or stdout.
+    Own {
+        /// `stdin` or `stdout`.
+        stream: OwnStream,
+    },
+    /// A peer ipc-run does not launch; it reaches the channel by name.
+    External,
+}
+
+impl EndpointPlan {
+    /// The environment variable describing a port's end, `IPC_PORT_<PORT>`.
+    pub fn env_name(&self) -> Option<String> {
+        match self {
+            EndpointPlan::Port { port, .. } => Some(port_env_name(port)),
+            _ => None,
+        }
+    }
+}
+
+/// The environment variable that describes a port: `IPC_PORT_` and the
+/// port name in upper case, `-` as `_`.
+pub fn port_env_name(port: &str) -> String {
+    let mut name = String::with_capacity("IPC_PORT_".len() + port.len());
+    name.push_str("IPC_PORT_");
+    name.extend(port.chars().map(|c| match c {
+        '-' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+    name
+}
+
+// Written through the wire shape, with the variable name made from the port.
+impl Serialize for EndpointPlan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EndpointPlan::Port {
+                process,
+                port,
+                end,
+                fd,
+            } => EndpointPlanOut::Port {
+                process,
+                port,
+                end: *end,
+                fd: *fd,
+                env: port_env_name(port),
+            },
+            EndpointPlan::Own { stream } => EndpointPlanOut::Own { stream: *stream },
+            EndpointPlan::External => EndpointPlanOut::External,
+        }
+        .serialize(serializer)
+    }
+}
+
+// The schema describes the endpoint as written: the wire shape, by its name.
+impl JsonSchema for EndpointPlan {
+    fn schema_name() -> Cow<'static, str> {
+        EndpointPlanWire::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        EndpointPlanWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        EndpointPlanWire::json_schema(generator)
+    }
+}
+
+// The variable name read back is not kept: it is the port's.
+impl From<EndpointPlanWire> for EndpointPlan {
+    fn from(wire: EndpointPlanWire) -> Self {
+        match wire {
+            EndpointPlanWire::Port {
+                process,
+                port,
+                end,
+                fd,
+                env: _,
+            } => EndpointPlan::Port {
+                process,
+                port,
+                end,
+                fd,
+            },
+            EndpointPlanWire::Own { stream } => EndpointPlan::Own { stream },
+            EndpointPlanWire::External => EndpointPlan::External,
+        }
+    }
+}
+
+// Every field in place: the shape serde reads and the schema shows (its doc
+// lines are the schema's descriptions).
+/// A channel endpoint, resolved to an instance.
+#[derive(Deserialize, JsonSchema)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    rename = "EndpointPlan"
+)]
+enum EndpointPlanWire {
+    /// A port of an instance.
+    Port {
+        /// Instance name.
+        process: Arc<str>,
+        /// Port name.
+        port: Arc<str>,
+        /// The end it holds.
+        end: End,
+        /// The fd it gets, when the mechanism is handed over as an fd.
+        fd: Option<i32>,
         /// The environment variable describing the port.
+        // Read to check it is a string; the endpoint makes it from `port`.
+        #[allow(dead_code)]
         env: Arc<str>,
     },
     /// ipc-run's own stdin or stdout.
@@ -1002,6 +1120,23 @@ pub enum EndpointPlan {
         stream: OwnStream,
     },
     /// A peer ipc-run does not launch; it reaches the channel by name.
+    External,
+}
+
+// The wire shape as written, borrowing the endpoint's names.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum EndpointPlanOut<'a> {
+    Port {
+        process: &'a Arc<str>,
+        port: &'a Arc<str>,
+        end: End,
+        fd: Option<i32>,
+        env: String,
+    },
+    Own {
+        stream: OwnStream,
+    },
     External,
 }
 

@@ -45,19 +45,18 @@ pub fn wired(channels: &mut [ChannelDecl]) {
     }
 }
 
-/// Each port name once, with its `IPC_PORT_*` variable name: endpoints,
-/// fd slots and environments of every channel share them, as most ports of
-/// a large topology have one of a few names.
+/// Each port name once: endpoints and fd slots of every channel share
+/// them, as most ports of a large topology have one of a few names.
 /// Each name also has a number, in the order names were first seen, so
 /// the port-use map can key a port by two numbers.
 #[derive(Default)]
 struct PortNames {
-    made: HashMap<Arc<str>, (Arc<str>, u32)>,
+    made: HashMap<Arc<str>, u32>,
 }
 
 impl PortNames {
-    /// The shared port name and its variable's name.
-    fn get(&mut self, port: &str) -> (Arc<str>, Arc<str>) {
+    /// The shared port name.
+    fn get(&mut self, port: &str) -> Arc<str> {
         self.made_name(port).0
     }
 
@@ -68,19 +67,18 @@ impl PortNames {
 
     /// The number of a port name already made, if any.
     fn existing_id(&self, port: &str) -> Option<u32> {
-        self.made.get(port).map(|(_, id)| *id)
+        self.made.get(port).copied()
     }
 
-    fn made_name(&mut self, port: &str) -> ((Arc<str>, Arc<str>), u32) {
-        if let Some((name, (env, id))) = self.made.get_key_value(port) {
-            return ((Arc::clone(name), Arc::clone(env)), *id);
+    fn made_name(&mut self, port: &str) -> (Arc<str>, u32) {
+        if let Some((name, id)) = self.made.get_key_value(port) {
+            return (Arc::clone(name), *id);
         }
         let name: Arc<str> = port.into();
-        let env: Arc<str> = port_env_name(port).into();
         // Names are bounded by the ports of the instance cap.
         let id = self.made.len() as u32;
-        self.made.insert(Arc::clone(&name), (Arc::clone(&env), id));
-        ((name, env), id)
+        self.made.insert(Arc::clone(&name), id);
+        (name, id)
     }
 }
 
@@ -95,18 +93,10 @@ impl ChannelDecl {
         &side[end.slot()]
     }
 
-    /// The port name and its `IPC_PORT_*` variable name.
-    pub fn port(&self, end: &PortEnd) -> (&str, &str) {
+    /// The port name, as the shared name the plan's records hold.
+    pub fn port(&self, end: &PortEnd) -> &Arc<str> {
         match self.endpoint(end) {
-            EndpointPlan::Port { port, env, .. } => (port, env),
-            _ => unreachable!("port ends point at port endpoints"),
-        }
-    }
-
-    /// [`Self::port`], as the shared names the plan's records hold.
-    pub fn port_names(&self, end: &PortEnd) -> (&Arc<str>, &Arc<str>) {
-        match self.endpoint(end) {
-            EndpointPlan::Port { port, env, .. } => (port, env),
+            EndpointPlan::Port { port, .. } => port,
             _ => unreachable!("port ends point at port endpoints"),
         }
     }
@@ -1000,7 +990,7 @@ fn plan_endpoints(
                     unreachable!("resolved process endpoints carry their index")
                 }
             };
-            let (port_name, env) = pass.names.get(port);
+            let port_name = pass.names.get(port);
             let description = &mut ends.descriptions[usize::from(is_reader)];
             // Only named ports get an `IPC_PORT_*` variable (wiring): a
             // side of standard streams, a pipeline's, needs no description.
@@ -1024,7 +1014,6 @@ fn plan_endpoints(
                     port: port_name.clone(),
                     end,
                     fd: None,
-                    env: env.clone(),
                 });
             }
         }
@@ -1159,16 +1148,7 @@ fn parse_mode(spec: Option<&EdgeSpec>, sink: &mut Sink) -> Option<u32> {
     }
 }
 
-/// The environment variable that describes a port.
-pub fn port_env_name(port: &str) -> String {
-    let mut name = String::with_capacity("IPC_PORT_".len() + port.len());
-    name.push_str("IPC_PORT_");
-    name.extend(port.chars().map(|c| match c {
-        '-' => '_',
-        c => c.to_ascii_uppercase(),
-    }));
-    name
-}
+pub use crate::mechanism::model::port_env_name;
 
 /// The plan's end as the port description spells it.
 fn child_end(end: End) -> child::End {

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::edges::{ChannelDecl, PortEnd, is_std_stream};
+use super::edges::{ChannelDecl, PortEnd, is_std_stream, port_env_name};
 use super::model::{
     Env, EnvVar, FdRole, FdSlot, LOCAL_GROUP, Mechanism, ObjectKind, ProcessPlan, ProcessPlanRare,
     RUN_DIR, RUN_ID, RareFields, Readiness,
@@ -282,6 +282,8 @@ struct Values {
     made: std::collections::HashSet<Arc<str>>,
     /// Port values by channel, side and fd, for sides of several ports.
     sides: std::collections::HashMap<(u32, bool, Option<i32>), Arc<str>>,
+    /// `IPC_PORT_*` names by port name: each made once per plan.
+    env_names: std::collections::HashMap<Arc<str>, Arc<str>>,
     text: String,
 }
 
@@ -311,6 +313,16 @@ impl Values {
             self.sides.insert(key, Arc::clone(&value));
         }
         value
+    }
+
+    /// The shared `IPC_PORT_*` name of a port.
+    fn env_name(&mut self, port: &Arc<str>) -> Arc<str> {
+        if let Some(name) = self.env_names.get(port) {
+            return Arc::clone(name);
+        }
+        let name: Arc<str> = port_env_name(port).into();
+        self.env_names.insert(Arc::clone(port), Arc::clone(&name));
+        name
     }
 
     /// The shared value with the text `write` puts in an empty buffer.
@@ -400,7 +412,7 @@ fn pin_fixed_fds(
     for (e, &(c, p)) in ends.iter().enumerate() {
         let channel = &channels[c as usize];
         let end = &channel.ports[p as usize];
-        let (port, _) = channel.port(end);
+        let port: &str = channel.port(end);
         let declared = process
             .ports
             .get(port)
@@ -587,7 +599,7 @@ fn fd_table(
         let end = channel.ports[p].clone();
         channel.set_fd(&end, fd);
         let channel = &channels[c];
-        let (port, env_name) = channel.port_names(&end);
+        let port = channel.port(&end);
         if let Some(fd) = fd {
             fds.push(FdSlot {
                 fd,
@@ -615,7 +627,7 @@ fn fd_table(
             };
             let value = values.port(c, &end, side.len() > 1, fd, channel.description(&end));
             port_vars.push(EnvVar {
-                name: Arc::clone(env_name),
+                name: values.env_name(port),
                 value,
             });
         }

@@ -119,7 +119,7 @@ fn check_other_edges(
             let Some(world) = world_of[port.process()] else {
                 continue;
             };
-            let (port_name, _) = channel.port(port);
+            let port_name: &str = channel.port(port);
             let rank = rank_of(processes, &channels[world], port);
             if mpi::forwarded(mechanism, port_name, port.is_reader, rank) {
                 continue;
