@@ -271,21 +271,27 @@ fn wire_and_order(
         managed,
         groups,
     } = declared;
+    // Order and placeholders read nothing wiring makes: they run first, so
+    // their graphs and maps are gone before the instances' plans exist
+    // (the plan's peak is then the wired plan beside the declarations).
+    // What they find is reported as if they ran after wiring: only when
+    // wiring found no error, and after what wiring found.
+    let mut later = Sink::default();
+    let ordering = order::analyse(&processes, &channels, &mut later);
+    if !later.has_errors() {
+        placeholders::check(&processes, &channels, &ordering.start_order, &mut later);
+    }
     let mut instances = wiring::wire(&name, limits, &mut processes, &mut channels, &mut sink);
     conditions::resolve(&processes, &channels, &mut instances, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }
+    sink.diagnostics.append(&mut later.diagnostics);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
     edges::wired(&mut channels);
     processes::wired(&mut processes);
-    let ordering = order::analyse(&processes, &channels, &mut sink);
-    if sink.has_errors() {
-        return Err(sink.into_error());
-    }
-    placeholders::check(&processes, &channels, &ordering.start_order, &mut sink);
-    if sink.has_errors() {
-        return Err(sink.into_error());
-    }
     let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         name,
