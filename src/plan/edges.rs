@@ -106,6 +106,21 @@ impl ChannelDecl {
         &self.descriptions[usize::from(end.is_reader)]
     }
 
+    /// The number of endpoints on a port end's side.
+    pub fn side_len(&self, end: &PortEnd) -> usize {
+        if end.is_reader {
+            self.plan.to.len()
+        } else {
+            self.plan.from.len()
+        }
+    }
+
+    /// Drops the description of a port end's side, once read for the
+    /// last time.
+    pub fn release_description(&mut self, end: &PortEnd) {
+        self.descriptions[usize::from(end.is_reader)] = Box::default();
+    }
+
     /// Records the fd a port end gets in the plan.
     pub fn set_fd(&mut self, end: &PortEnd, fd: Option<i32>) {
         let side = if end.is_reader {

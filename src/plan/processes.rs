@@ -222,8 +222,10 @@ fn resolve_process(
     limits: &Limits,
     sink: &mut Sink,
 ) -> ProcessDecl {
+    // A lone instance's name is the process's: one string for both.
+    let shared: Arc<str> = name.into();
     let instances: Vec<Arc<str>> = if replicas == 1 && spec.replicas.is_none() {
-        vec![name.into()]
+        vec![Arc::clone(&shared)]
     } else {
         (0..replicas)
             .map(|i| format!("{name}#{i}").into())
@@ -236,7 +238,7 @@ fn resolve_process(
     let ready = check_ready(spec, &ports, limits, sink);
     let (stop_signal, forward_signals) = check_signals(spec, sink);
     ProcessDecl {
-        name: name.into(),
+        name: shared,
         span,
         spec: Written::of(spec),
         instances,

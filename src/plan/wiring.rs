@@ -599,7 +599,7 @@ fn fd_table(
         let end = channel.ports[p].clone();
         channel.set_fd(&end, fd);
         let channel = &channels[c];
-        let port = channel.port(&end);
+        let port = Arc::clone(channel.port(&end));
         if let Some(fd) = fd {
             fds.push(FdSlot {
                 fd,
@@ -615,19 +615,21 @@ fn fd_table(
                 if listen.count > 0 {
                     listen.names.push(':');
                 }
-                listen.names.push_str(port);
+                listen.names.push_str(&port);
                 listen.count += 1;
             }
         }
-        if !is_std_stream(port) {
-            let side = if end.is_reader {
-                &channel.plan.to
-            } else {
-                &channel.plan.from
-            };
-            let value = values.port(c, &end, side.len() > 1, fd, channel.description(&end));
+        if !is_std_stream(&port) {
+            let channel = &mut channels[c];
+            let shared_side = channel.side_len(&end) > 1;
+            let value = values.port(c, &end, shared_side, fd, channel.description(&end));
+            // A side of one port is read once: its description goes now
+            // rather than stay beside the plan until wiring ends.
+            if !shared_side {
+                channel.release_description(&end);
+            }
             port_vars.push(EnvVar {
-                name: values.env_name(port),
+                name: values.env_name(&port),
                 value,
             });
         }
