@@ -840,7 +840,7 @@ fn instance_plan(
                 .iter()
                 .map(|f| f.get_ref().clone())
                 .collect(),
-            forward_signals: process.forward_signals.clone(),
+            forward_signals: process.forward_signals.to_vec(),
             conditions: Vec::new(),
             health: None,
             watchdog_ms: None,
