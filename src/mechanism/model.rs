@@ -297,17 +297,17 @@ pub struct ProcessPlan {
     /// the plan has no placement.
     pub host: Arc<str>,
     /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
-    pub argv: Vec<String>,
+    pub argv: Box<[String]>,
     /// Whether the argv is a shell invocation the user asked for.
     pub shell: bool,
     /// Working directory, when set.
-    pub cwd: Option<String>,
+    pub cwd: Option<Box<str>>,
     /// Environment variables set by ipc-run, in order.
     pub env: Env,
     /// Variables passed through from ipc-run's own environment when set there.
     pub inherit_env: Arc<[Cow<'static, str>]>,
     /// Every fd the child gets beyond the ones it inherits, sorted by number.
-    pub fds: Vec<FdSlot>,
+    pub fds: Box<[FdSlot]>,
     /// Readiness protocol.
     pub ready: Readiness,
     /// How long `after` dependants wait for readiness, in ms.
@@ -508,12 +508,12 @@ impl From<ProcessPlanWire> for ProcessPlan {
             process,
             replica,
             host,
-            argv,
+            argv: argv.into(),
             shell,
-            cwd,
+            cwd: cwd.map(Into::into),
             env,
             inherit_env,
-            fds,
+            fds: fds.into(),
             ready,
             ready_timeout_ms,
             restart,

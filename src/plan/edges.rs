@@ -29,7 +29,7 @@ pub struct ChannelDecl {
     /// The span diagnostics about the whole edge point at.
     pub span: Span,
     /// Every port of an instance this channel touches.
-    pub ports: Vec<PortEnd>,
+    pub ports: Box<[PortEnd]>,
     /// Value of the `IPC_PORT_*` variable of a `from` port and of a `to`
     /// port, without the fd (added in wiring): the same for every port on a
     /// side; empty on a side with no named port. Made at its size, and
@@ -776,7 +776,7 @@ fn plan_channel(
             in_flight,
         },
         span: input.span.clone(),
-        ports: ends.ports,
+        ports: ends.ports.into_boxed_slice(),
         descriptions: ends.descriptions,
     })
 }

@@ -809,12 +809,16 @@ fn instance_plan(
         process: process.name.clone(),
         replica: ids.replica.map(|r| r as u32),
         host: Arc::clone(&ids.shared.local),
-        argv,
+        argv: argv.into(),
         shell: process.shell,
-        cwd: process.spec.cwd.as_ref().map(|c| c.get_ref().clone()),
+        cwd: process
+            .spec
+            .cwd
+            .as_ref()
+            .map(|c| c.get_ref().as_str().into()),
         env,
         inherit_env,
-        fds,
+        fds: fds.into(),
         ready: process.ready,
         ready_timeout_ms: process
             .spec

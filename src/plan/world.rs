@@ -387,7 +387,7 @@ fn launcher_plan(
         name: name.clone(),
         process: name.clone(),
         replica: None,
-        argv: mpi::command(&commands),
+        argv: mpi::command(&commands).into(),
         shell: false,
         cwd: None,
         env: env.into(),
