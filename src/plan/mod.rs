@@ -108,7 +108,7 @@ pub fn plan_placed(
     let topology = expanded.as_ref().unwrap_or(topology);
     let processes = declare_processes(topology, limits, max_instances, &mut sink)?;
     let groups = placement::assign(topology, &processes, options, &mut sink);
-    let declared = declare_channels(topology, limits, sink, processes, groups, managed)?;
+    let declared = declare_channels(topology, None, limits, sink, processes, groups, managed)?;
     wire_and_order(declared, limits, profiles)
 }
 
@@ -158,7 +158,9 @@ pub fn plan_releasing_placed(
             let groups = placement::assign(&typed, &processes, options, &mut sink);
             // The edges pass reads the process declarations, not the specs.
             drop(std::mem::take(&mut typed.file.process));
-            declare_channels(&typed, limits, sink, processes, groups, managed)
+            // It takes the edges by value, to drop each once it is planned.
+            let edges = Some(std::mem::take(&mut typed.file.edge));
+            declare_channels(&typed, edges, limits, sink, processes, groups, managed)
         });
     // Only the path and the text are still needed: give them back and drop
     // the rest of the typed file (the edges and their strings).
@@ -206,9 +208,11 @@ fn declare_processes(
 }
 
 /// The second pass, the last that reads the typed file (its edges, name and
-/// `exit_code_from`).
+/// `exit_code_from`); `edges`, when given, are the file's edges taken out of
+/// it, dropped one by one as they become channels.
 fn declare_channels(
     topology: &Topology,
+    edges: Option<Vec<crate::topology::EdgeSpec>>,
     limits: &Limits,
     mut sink: Sink,
     processes: Vec<processes::ProcessDecl>,
@@ -218,7 +222,14 @@ fn declare_channels(
     if sink.has_errors() {
         return Err(sink.into_error());
     }
-    let channels = edges::resolve(topology, limits, &processes, groups.as_mut(), &mut sink);
+    let channels = edges::resolve(
+        topology,
+        edges,
+        limits,
+        &processes,
+        groups.as_mut(),
+        &mut sink,
+    );
     if sink.has_errors() {
         return Err(sink.into_error());
     }
