@@ -17,6 +17,11 @@
 //! 5. [`placeholders`]: every placeholder in `env` and `cwd` can be filled
 //!    when the process is spawned.
 //!
+//! Passes 4 and 5 read nothing wiring makes: they run before it, so their
+//! graphs are gone before the instances' plans exist, and what they find
+//! is reported after wiring's findings and only when wiring found none, as
+//! if they ran after it.
+//!
 //! [`import`] reads a JSON plan back and checks it against this host.
 //!
 //! A pass that needs the previous one's results only runs when that pass
