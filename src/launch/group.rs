@@ -436,8 +436,8 @@ fn keep_channels(
             continue;
         }
         let mut channel = channel.clone();
-        channel.from.retain(ours);
-        channel.to.retain(ours);
+        channel.from = channel.from.iter().filter(|e| ours(e)).cloned().collect();
+        channel.to = channel.to.iter().filter(|e| ours(e)).cloned().collect();
         if let Some(edge) = listens.get(&*channel.id) {
             let bind = SocketAddr::new(bind_address, edge.port).to_string();
             match &mut channel.mechanism {

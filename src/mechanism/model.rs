@@ -1166,11 +1166,11 @@ pub struct ChannelPlan {
     /// Why this mechanism, in words.
     pub reason: Cow<'static, str>,
     /// Writers, senders, clients.
-    pub from: Vec<EndpointPlan>,
+    pub from: Box<[EndpointPlan]>,
     /// Readers, receivers, servers.
-    pub to: Vec<EndpointPlan>,
+    pub to: Box<[EndpointPlan]>,
     /// Named kernel or file-system objects it creates.
-    pub objects: Vec<NamedObject>,
+    pub objects: Box<[NamedObject]>,
     /// Whether a writer blocks when the channel is full.
     pub blocking: bool,
     /// Bytes the channel buffers before writers block, when bounded.
