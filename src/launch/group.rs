@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use crate::mechanism::model::{
     CrossEdgePlan, EndpointPlan, LOCAL_GROUP, Mechanism, Plan, ProcessPlan, Transport,
+    port_env_name,
 };
 use crate::topology::Condition;
 use ipc_run_child::description::{Description, Params};
@@ -318,7 +319,7 @@ pub fn restrict(plan: &Plan, spec: &GroupSpec) -> Result<GroupRun, GroupError> {
         let vars = if rewrites.is_empty() {
             &mut [][..]
         } else {
-            &mut process.env[..]
+            process.env.as_mut_slice()
         };
         for var in vars {
             let key = (Arc::clone(&process.name), Arc::clone(&var.name));
@@ -452,8 +453,8 @@ fn keep_channels(
             continue;
         }
         let mut channel = channel.clone();
-        channel.from.retain(ours);
-        channel.to.retain(ours);
+        channel.from = channel.from.iter().filter(|e| ours(e)).cloned().collect();
+        channel.to = channel.to.iter().filter(|e| ours(e)).cloned().collect();
         if let Some(edge) = listens.get(&*channel.id) {
             let bind = SocketAddr::new(bind_address, edge.port).to_string();
             match &mut channel.mechanism {
@@ -504,11 +505,11 @@ fn cross_ports(listens: &HashMap<&str, &CrossEdgePlan>, group: &mut GroupRun) ->
             _ => continue,
         };
         for end in channel.from.iter().chain(&channel.to) {
-            let EndpointPlan::Port { process, env, .. } = end else {
+            let EndpointPlan::Port { process, port, .. } = end else {
                 continue;
             };
             rewrites.insert(
-                (Arc::clone(process), Arc::clone(env)),
+                (Arc::clone(process), port_env_name(port).into()),
                 (address.clone(), Arc::clone(&channel.id)),
             );
             if let Some(listener) = r {

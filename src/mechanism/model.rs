@@ -295,19 +295,19 @@ pub struct ProcessPlan {
     pub replica: Option<u32>,
     /// The host group it runs in ([`HostGroupPlan::name`]); `local` when
     /// the plan has no placement.
-    pub host: Cow<'static, str>,
+    pub host: Arc<str>,
     /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
-    pub argv: Vec<String>,
+    pub argv: Box<[String]>,
     /// Whether the argv is a shell invocation the user asked for.
     pub shell: bool,
     /// Working directory, when set.
-    pub cwd: Option<String>,
+    pub cwd: Option<Box<str>>,
     /// Environment variables set by ipc-run, in order.
-    pub env: Vec<EnvVar>,
+    pub env: Env,
     /// Variables passed through from ipc-run's own environment when set there.
     pub inherit_env: Arc<[Cow<'static, str>]>,
     /// Every fd the child gets beyond the ones it inherits, sorted by number.
-    pub fds: Vec<FdSlot>,
+    pub fds: Box<[FdSlot]>,
     /// Readiness protocol.
     pub ready: Readiness,
     /// How long `after` dependants wait for readiness, in ms.
@@ -320,8 +320,9 @@ pub struct ProcessPlan {
     pub stop_timeout_ms: u64,
     /// Processes (instances) that must be ready first.
     pub after: Vec<Arc<str>>,
-    /// Set when ipc-run adds the process on the topology's behalf.
-    pub managed: Option<Managed>,
+    /// Set when ipc-run adds the process on the topology's behalf (boxed:
+    /// most instances are not).
+    pub managed: Option<Box<Managed>>,
     /// The rarely set fields, read through `Deref` (`plan.health`).
     pub rare: RareFields,
 }
@@ -507,12 +508,12 @@ impl From<ProcessPlanWire> for ProcessPlan {
             process,
             replica,
             host,
-            argv,
+            argv: argv.into(),
             shell,
-            cwd,
+            cwd: cwd.map(Into::into),
             env,
             inherit_env,
-            fds,
+            fds: fds.into(),
             ready,
             ready_timeout_ms,
             restart,
@@ -551,7 +552,7 @@ struct ProcessPlanWire {
     replica: Option<u32>,
     /// The host group it runs in ([`HostGroupPlan::name`]); `local` when
     /// the plan has no placement.
-    host: Cow<'static, str>,
+    host: Arc<str>,
     /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
     argv: Vec<String>,
     /// Whether the argv is a shell invocation the user asked for.
@@ -565,7 +566,7 @@ struct ProcessPlanWire {
     #[serde(skip_serializing_if = "Option::is_none")]
     group: Option<String>,
     /// Environment variables set by ipc-run, in order.
-    env: Vec<EnvVar>,
+    env: Env,
     /// Variables passed through from ipc-run's own environment when set there.
     inherit_env: Arc<[Cow<'static, str>]>,
     /// Env files read at each start, in order, before `env` (absolute
@@ -599,7 +600,7 @@ struct ProcessPlanWire {
     watchdog_ms: Option<u64>,
     /// Set when ipc-run adds the process on the topology's behalf.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    managed: Option<Managed>,
+    managed: Option<Box<Managed>>,
     /// `ipc-run restart` of it also restarts what waits for it (`after`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     restart_dependents: bool,
@@ -770,6 +771,125 @@ pub struct EnvVar {
     pub value: Arc<str>,
 }
 
+/// An instance's environment ([`ProcessPlan::env`]), in order: first the
+/// variables every instance of the plan has alike (`IPC_RUN_ID`,
+/// `IPC_RUN_DIR`, `IPC_RUN_TOPOLOGY`), one list shared by all of them, then
+/// the instance's own. It reads, compares, serialises and is described in
+/// the schema as the one list it is: the split only saves a large plan
+/// three variables per instance.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// The plan's variables, shared by every instance; `None` in a plan
+    /// read back from JSON, whose instances hold every variable as their own.
+    shared: Option<Arc<[EnvVar]>>,
+    /// The instance's own variables, after the shared ones.
+    own: Box<[EnvVar]>,
+}
+
+/// The variables of an [`Env`], in order.
+pub type EnvIter<'a> = std::iter::Chain<std::slice::Iter<'a, EnvVar>, std::slice::Iter<'a, EnvVar>>;
+
+impl Env {
+    /// `shared` (made once per plan) followed by `own`.
+    pub fn new(shared: Arc<[EnvVar]>, own: Vec<EnvVar>) -> Env {
+        Env {
+            shared: Some(shared),
+            own: own.into_boxed_slice(),
+        }
+    }
+
+    /// Every variable, in order.
+    pub fn iter(&self) -> EnvIter<'_> {
+        self.shared
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .chain(self.own.iter())
+    }
+
+    /// The number of variables.
+    pub fn len(&self) -> usize {
+        self.shared.as_deref().map_or(0, <[EnvVar]>::len) + self.own.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds a variable at the end (rare: a watchdog's, a bus address).
+    pub fn push(&mut self, var: EnvVar) {
+        let mut own = std::mem::take(&mut self.own).into_vec();
+        own.push(var);
+        self.own = own.into_boxed_slice();
+    }
+
+    /// Every variable, to change in place: the instance takes its own copy
+    /// of the shared ones first.
+    pub fn as_mut_slice(&mut self) -> &mut [EnvVar] {
+        if let Some(shared) = self.shared.take() {
+            let mut all = shared.to_vec();
+            all.extend(std::mem::take(&mut self.own).into_vec());
+            self.own = all.into_boxed_slice();
+        }
+        &mut self.own
+    }
+}
+
+impl From<Vec<EnvVar>> for Env {
+    fn from(vars: Vec<EnvVar>) -> Env {
+        Env {
+            shared: None,
+            own: vars.into_boxed_slice(),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Env {
+    type Item = &'a EnvVar;
+    type IntoIter = EnvIter<'a>;
+    fn into_iter(self) -> EnvIter<'a> {
+        self.iter()
+    }
+}
+
+// Equal by the list it reads as, wherever the split is.
+impl PartialEq for Env {
+    fn eq(&self, other: &Env) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Env {}
+
+impl Serialize for Env {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Env {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Vec::<EnvVar>::deserialize(deserializer).map(Env::from)
+    }
+}
+
+// Described as the list it is written as.
+impl JsonSchema for Env {
+    fn inline_schema() -> bool {
+        <Vec<EnvVar>>::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        <Vec<EnvVar>>::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        <Vec<EnvVar>>::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <Vec<EnvVar>>::json_schema(generator)
+    }
+}
+
 /// Readiness protocol of an instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
@@ -860,8 +980,13 @@ pub enum End {
 }
 
 /// A channel endpoint, resolved to an instance.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+///
+/// A port's `IPC_PORT_*` variable name follows from its port name
+/// ([`port_env_name`], [`EndpointPlan::env_name`]): it is written in the
+/// JSON (`env`) and shown in the schema as before, not held by every
+/// endpoint of a large plan.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "EndpointPlanWire")]
 pub enum EndpointPlan {
     /// A port of an instance.
     Port {
@@ -873,7 +998,120 @@ pub enum EndpointPlan {
         end: End,
         /// The fd it gets, when the mechanism is handed over as an fd.
         fd: Option<i32>,
+    },
+    /// ipc-run's own stdin or stdout.
+    Own {
+        /// `stdin` or `stdout`.
+        stream: OwnStream,
+    },
+    /// A peer ipc-run does not launch; it reaches the channel by name.
+    External,
+}
+
+impl EndpointPlan {
+    /// The environment variable describing a port's end, `IPC_PORT_<PORT>`.
+    pub fn env_name(&self) -> Option<String> {
+        match self {
+            EndpointPlan::Port { port, .. } => Some(port_env_name(port)),
+            _ => None,
+        }
+    }
+}
+
+/// The environment variable that describes a port: `IPC_PORT_` and the
+/// port name in upper case, `-` as `_`.
+pub fn port_env_name(port: &str) -> String {
+    let mut name = String::with_capacity("IPC_PORT_".len() + port.len());
+    name.push_str("IPC_PORT_");
+    name.extend(port.chars().map(|c| match c {
+        '-' => '_',
+        c => c.to_ascii_uppercase(),
+    }));
+    name
+}
+
+// Written through the wire shape, with the variable name made from the port.
+impl Serialize for EndpointPlan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EndpointPlan::Port {
+                process,
+                port,
+                end,
+                fd,
+            } => EndpointPlanOut::Port {
+                process,
+                port,
+                end: *end,
+                fd: *fd,
+                env: port_env_name(port),
+            },
+            EndpointPlan::Own { stream } => EndpointPlanOut::Own { stream: *stream },
+            EndpointPlan::External => EndpointPlanOut::External,
+        }
+        .serialize(serializer)
+    }
+}
+
+// The schema describes the endpoint as written: the wire shape, by its name.
+impl JsonSchema for EndpointPlan {
+    fn schema_name() -> Cow<'static, str> {
+        EndpointPlanWire::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        EndpointPlanWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        EndpointPlanWire::json_schema(generator)
+    }
+}
+
+// The variable name read back is not kept: it is the port's.
+impl From<EndpointPlanWire> for EndpointPlan {
+    fn from(wire: EndpointPlanWire) -> Self {
+        match wire {
+            EndpointPlanWire::Port {
+                process,
+                port,
+                end,
+                fd,
+                env: _,
+            } => EndpointPlan::Port {
+                process,
+                port,
+                end,
+                fd,
+            },
+            EndpointPlanWire::Own { stream } => EndpointPlan::Own { stream },
+            EndpointPlanWire::External => EndpointPlan::External,
+        }
+    }
+}
+
+// Every field in place: the shape serde reads and the schema shows (its doc
+// lines are the schema's descriptions).
+/// A channel endpoint, resolved to an instance.
+#[derive(Deserialize, JsonSchema)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    rename = "EndpointPlan"
+)]
+enum EndpointPlanWire {
+    /// A port of an instance.
+    Port {
+        /// Instance name.
+        process: Arc<str>,
+        /// Port name.
+        port: Arc<str>,
+        /// The end it holds.
+        end: End,
+        /// The fd it gets, when the mechanism is handed over as an fd.
+        fd: Option<i32>,
         /// The environment variable describing the port.
+        // Read to check it is a string; the endpoint makes it from `port`.
+        #[allow(dead_code)]
         env: Arc<str>,
     },
     /// ipc-run's own stdin or stdout.
@@ -882,6 +1120,23 @@ pub enum EndpointPlan {
         stream: OwnStream,
     },
     /// A peer ipc-run does not launch; it reaches the channel by name.
+    External,
+}
+
+// The wire shape as written, borrowing the endpoint's names.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum EndpointPlanOut<'a> {
+    Port {
+        process: &'a Arc<str>,
+        port: &'a Arc<str>,
+        end: End,
+        fd: Option<i32>,
+        env: String,
+    },
+    Own {
+        stream: OwnStream,
+    },
     External,
 }
 
@@ -911,11 +1166,11 @@ pub struct ChannelPlan {
     /// Why this mechanism, in words.
     pub reason: Cow<'static, str>,
     /// Writers, senders, clients.
-    pub from: Vec<EndpointPlan>,
+    pub from: Box<[EndpointPlan]>,
     /// Readers, receivers, servers.
-    pub to: Vec<EndpointPlan>,
+    pub to: Box<[EndpointPlan]>,
     /// Named kernel or file-system objects it creates.
-    pub objects: Vec<NamedObject>,
+    pub objects: Box<[NamedObject]>,
     /// Whether a writer blocks when the channel is full.
     pub blocking: bool,
     /// Bytes the channel buffers before writers block, when bounded.

@@ -29,7 +29,7 @@ pub struct ChannelDecl {
     /// The span diagnostics about the whole edge point at.
     pub span: Span,
     /// Every port of an instance this channel touches.
-    pub ports: Vec<PortEnd>,
+    pub ports: Box<[PortEnd]>,
     /// Value of the `IPC_PORT_*` variable of a `from` port and of a `to`
     /// port, without the fd (added in wiring): the same for every port on a
     /// side; empty on a side with no named port. Made at its size, and
@@ -45,19 +45,18 @@ pub fn wired(channels: &mut [ChannelDecl]) {
     }
 }
 
-/// Each port name once, with its `IPC_PORT_*` variable name: endpoints,
-/// fd slots and environments of every channel share them, as most ports of
-/// a large topology have one of a few names.
+/// Each port name once: endpoints and fd slots of every channel share
+/// them, as most ports of a large topology have one of a few names.
 /// Each name also has a number, in the order names were first seen, so
 /// the port-use map can key a port by two numbers.
 #[derive(Default)]
 struct PortNames {
-    made: HashMap<Arc<str>, (Arc<str>, u32)>,
+    made: HashMap<Arc<str>, u32>,
 }
 
 impl PortNames {
-    /// The shared port name and its variable's name.
-    fn get(&mut self, port: &str) -> (Arc<str>, Arc<str>) {
+    /// The shared port name.
+    fn get(&mut self, port: &str) -> Arc<str> {
         self.made_name(port).0
     }
 
@@ -68,19 +67,18 @@ impl PortNames {
 
     /// The number of a port name already made, if any.
     fn existing_id(&self, port: &str) -> Option<u32> {
-        self.made.get(port).map(|(_, id)| *id)
+        self.made.get(port).copied()
     }
 
-    fn made_name(&mut self, port: &str) -> ((Arc<str>, Arc<str>), u32) {
-        if let Some((name, (env, id))) = self.made.get_key_value(port) {
-            return ((Arc::clone(name), Arc::clone(env)), *id);
+    fn made_name(&mut self, port: &str) -> (Arc<str>, u32) {
+        if let Some((name, id)) = self.made.get_key_value(port) {
+            return (Arc::clone(name), *id);
         }
         let name: Arc<str> = port.into();
-        let env: Arc<str> = port_env_name(port).into();
         // Names are bounded by the ports of the instance cap.
         let id = self.made.len() as u32;
-        self.made.insert(Arc::clone(&name), (Arc::clone(&env), id));
-        ((name, env), id)
+        self.made.insert(Arc::clone(&name), id);
+        (name, id)
     }
 }
 
@@ -95,18 +93,10 @@ impl ChannelDecl {
         &side[end.slot()]
     }
 
-    /// The port name and its `IPC_PORT_*` variable name.
-    pub fn port(&self, end: &PortEnd) -> (&str, &str) {
+    /// The port name, as the shared name the plan's records hold.
+    pub fn port(&self, end: &PortEnd) -> &Arc<str> {
         match self.endpoint(end) {
-            EndpointPlan::Port { port, env, .. } => (port, env),
-            _ => unreachable!("port ends point at port endpoints"),
-        }
-    }
-
-    /// [`Self::port`], as the shared names the plan's records hold.
-    pub fn port_names(&self, end: &PortEnd) -> (&Arc<str>, &Arc<str>) {
-        match self.endpoint(end) {
-            EndpointPlan::Port { port, env, .. } => (port, env),
+            EndpointPlan::Port { port, .. } => port,
             _ => unreachable!("port ends point at port endpoints"),
         }
     }
@@ -114,6 +104,21 @@ impl ChannelDecl {
     /// The `IPC_PORT_*` value of a port end, without its fd.
     pub fn description(&self, end: &PortEnd) -> &str {
         &self.descriptions[usize::from(end.is_reader)]
+    }
+
+    /// The number of endpoints on a port end's side.
+    pub fn side_len(&self, end: &PortEnd) -> usize {
+        if end.is_reader {
+            self.plan.to.len()
+        } else {
+            self.plan.from.len()
+        }
+    }
+
+    /// Drops the description of a port end's side, once read for the
+    /// last time.
+    pub fn release_description(&mut self, end: &PortEnd) {
+        self.descriptions[usize::from(end.is_reader)] = Box::default();
     }
 
     /// Records the fd a port end gets in the plan.
@@ -196,24 +201,47 @@ struct Resolved<'a> {
 struct EdgeInput<'a> {
     /// The channel id, shared with the channel's plan.
     id: Arc<str>,
-    spec: Option<&'a EdgeSpec>,
+    spec: Option<Spec<'a>>,
     /// The two stages, for a pipeline's edge (no spec).
     stages: &'a [Spanned<String>],
     span: Span,
 }
 
-impl<'a> EdgeInput<'a> {
+/// An edge's spec: borrowed from the typed file, or owned when the pass
+/// drops each edge as soon as its channel is made ([`resolve`] given the
+/// edges by value).
+enum Spec<'a> {
+    Borrowed(&'a EdgeSpec),
+    Owned(Box<EdgeSpec>),
+}
+
+impl std::ops::Deref for Spec<'_> {
+    type Target = EdgeSpec;
+    fn deref(&self) -> &EdgeSpec {
+        match self {
+            Spec::Borrowed(spec) => spec,
+            Spec::Owned(spec) => spec,
+        }
+    }
+}
+
+impl EdgeInput<'_> {
+    /// The edge as written; `None` for a pipeline's.
+    fn spec(&self) -> Option<&EdgeSpec> {
+        self.spec.as_deref()
+    }
+
     /// The `from` endpoints as written.
-    fn from(&self) -> &'a [Spanned<String>] {
-        match self.spec {
+    fn from(&self) -> &[Spanned<String>] {
+        match self.spec() {
             Some(spec) => &spec.from.get_ref().0,
             None => &self.stages[..1],
         }
     }
 
     /// The `to` endpoints as written.
-    fn to(&self) -> &'a [Spanned<String>] {
-        match self.spec {
+    fn to(&self) -> &[Spanned<String>] {
+        match self.spec() {
             Some(spec) => &spec.to.get_ref().0,
             None => &self.stages[1..],
         }
@@ -221,7 +249,55 @@ impl<'a> EdgeInput<'a> {
 
     /// Where the edge's name is written, when it is.
     fn id_span(&self) -> Option<Span> {
-        self.spec.and_then(|s| s.name.as_ref()).map(Spanned::span)
+        self.spec().and_then(|s| s.name.as_ref()).map(Spanned::span)
+    }
+
+    /// Drops an owned spec, its endpoint lists and strings, once the edge
+    /// is planned: nothing reads it again (where its endpoints are written
+    /// is kept in [`EndpointSpans`]).
+    fn release(&mut self) {
+        if matches!(self.spec, Some(Spec::Owned(_))) {
+            self.spec = None;
+        }
+    }
+}
+
+/// Where every endpoint of every input is written, by a number per
+/// endpoint: the port-use map finds a port's first use through it after
+/// that edge's spec is dropped.
+struct EndpointSpans {
+    /// The number of each input's first `from` endpoint; its `to`
+    /// endpoints follow its `from` ones.
+    first: Vec<u32>,
+    spans: Vec<Span>,
+}
+
+impl EndpointSpans {
+    fn new(inputs: &[EdgeInput<'_>], endpoints: usize) -> EndpointSpans {
+        let mut first = Vec::with_capacity(inputs.len());
+        let mut spans = Vec::with_capacity(endpoints);
+        for input in inputs {
+            // Bounded by the file size cap: far below 2^32 endpoints.
+            first.push(spans.len() as u32);
+            spans.extend(input.from().iter().chain(input.to()).map(Spanned::span));
+        }
+        EndpointSpans { first, spans }
+    }
+
+    /// The number of endpoint `position` of a side of input `input`.
+    fn number(
+        &self,
+        inputs: &[EdgeInput<'_>],
+        input: usize,
+        is_from: bool,
+        position: usize,
+    ) -> u32 {
+        let before = if is_from {
+            0
+        } else {
+            inputs[input].from().len()
+        };
+        self.first[input] + (before + position) as u32
     }
 }
 
@@ -237,49 +313,38 @@ fn port_key(process: usize, name: u32) -> u64 {
 }
 
 /// An endpoint of an edge input: the input's index, and the endpoint's
-/// position in its `from` (or `to`) list.
+/// number in [`EndpointSpans`].
 #[derive(Debug, Clone, Copy)]
 struct UseAt {
     input: u32,
-    position: u32,
+    endpoint: u32,
 }
 
 impl UseAt {
-    const TO: u32 = 1 << 31;
-
-    fn new(input: usize, is_from: bool, position: usize) -> UseAt {
-        let position = position as u32 | if is_from { 0 } else { Self::TO };
-        UseAt {
-            input: input as u32,
-            position,
-        }
-    }
-
     fn input(self) -> usize {
         self.input as usize
     }
 
     /// Where the endpoint is written.
-    fn span(self, inputs: &[EdgeInput<'_>]) -> Span {
-        let input = &inputs[self.input()];
-        let side = if self.position & Self::TO == 0 {
-            input.from()
-        } else {
-            input.to()
-        };
-        side[(self.position & !Self::TO) as usize].span()
+    fn span(self, spans: &EndpointSpans) -> Span {
+        spans.spans[self.endpoint as usize].clone()
     }
 }
 
-/// Resolves, checks and plans every edge.
+/// Resolves, checks and plans every edge. Given the typed file's edges
+/// by value (`edges`, taken out of `topology`), it drops each one as soon
+/// as its channel is made, so the pass never holds every edge as written
+/// beside every channel made from them; otherwise it reads
+/// `topology.file.edge`.
 pub fn resolve(
     topology: &Topology,
+    edges: Option<Vec<EdgeSpec>>,
     limits: &Limits,
     processes: &[ProcessDecl],
     mut placement: Option<&mut Groups>,
     sink: &mut Sink,
 ) -> Vec<ChannelDecl> {
-    let inputs = collect_inputs(topology, sink);
+    let mut inputs = collect_inputs(topology, edges, sink);
     let by_name: ByName<'_> = processes
         .iter()
         .enumerate()
@@ -288,22 +353,12 @@ pub fn resolve(
     // One entry per endpoint written, reserved at once: growing the map
     // would hold the old table beside the new one at the pass's peak.
     let endpoints = inputs.iter().map(|i| i.from().len() + i.to().len()).sum();
+    let spans = EndpointSpans::new(&inputs, endpoints);
     let mut used: PortUse = HashMap::with_capacity(endpoints);
     let mut channels = Vec::with_capacity(inputs.len());
     let mut posix_queues = 0u64;
     let mut names = PortNames::default();
-    for (index, input) in inputs.iter().enumerate() {
-        let traffic = input
-            .spec
-            .and_then(|s| s.traffic.as_ref())
-            .map(|t| *t.get_ref())
-            .unwrap_or_default();
-        let Some([from, to]) = resolve_sides(input, traffic, &by_name, processes, sink) else {
-            continue;
-        };
-        if !claim_ports(&inputs, index, [&from, &to], (&mut used, &mut names), sink) {
-            continue;
-        }
+    for index in 0..inputs.len() {
         let mut pass = Pass {
             limits,
             processes,
@@ -311,9 +366,11 @@ pub fn resolve(
             names: &mut names,
             placement: placement.as_deref_mut(),
         };
-        if let Some(channel) = plan_channel(input, traffic, &from, &to, &mut pass, sink) {
+        let ports = (&mut used, &spans);
+        if let Some(channel) = edge_channel(&inputs, index, &by_name, ports, &mut pass, sink) {
             channels.push(channel);
         }
+        inputs[index].release();
     }
     let first_queue = channels
         .iter()
@@ -326,10 +383,34 @@ pub fn resolve(
     channels
 }
 
+/// One edge resolved, its ports claimed, and its channel planned; `None`
+/// (with errors) when one of those fails.
+fn edge_channel(
+    inputs: &[EdgeInput<'_>],
+    index: usize,
+    by_name: &ByName<'_>,
+    (used, spans): (&mut PortUse, &EndpointSpans),
+    pass: &mut Pass<'_>,
+    sink: &mut Sink,
+) -> Option<ChannelDecl> {
+    let input = &inputs[index];
+    let traffic = input
+        .spec()
+        .and_then(|s| s.traffic.as_ref())
+        .map(|t| *t.get_ref())
+        .unwrap_or_default();
+    let [from, to] = resolve_sides(input, traffic, by_name, pass.processes, sink)?;
+    let claimed = claim_ports(inputs, index, [&from, &to], (used, pass.names, spans), sink);
+    if !claimed {
+        return None;
+    }
+    plan_channel(input, traffic, &from, &to, pass, sink)
+}
+
 /// Both sides of an edge resolved, or `None` when an endpoint did not
 /// resolve or a side is empty (with an error).
 fn resolve_sides<'a>(
-    input: &EdgeInput<'a>,
+    input: &'a EdgeInput<'_>,
     traffic: Traffic,
     by_name: &ByName<'_>,
     processes: &[ProcessDecl],
@@ -360,7 +441,7 @@ fn resolve_sides<'a>(
 /// its broker before this pass).
 fn empty_side(input: &EdgeInput<'_>, from_is_empty: bool) -> Diagnostic {
     let side = input
-        .spec
+        .spec()
         .map(|s| if from_is_empty { &s.from } else { &s.to });
     let error = Diagnostic::error(
         "E0103",
@@ -386,7 +467,7 @@ fn claim_ports(
     inputs: &[EdgeInput<'_>],
     index: usize,
     [from, to]: [&[Resolved<'_>]; 2],
-    (used, names): (&mut PortUse, &mut PortNames),
+    (used, names, spans): (&mut PortUse, &mut PortNames, &EndpointSpans),
     sink: &mut Sink,
 ) -> bool {
     let input = &inputs[index];
@@ -401,7 +482,7 @@ fn claim_ports(
             };
             let key = port_key(index_of, names.id(port));
             if let Some(&at) = used.get(&key) {
-                let (other, other_span) = (at.input(), at.span(inputs));
+                let (other, other_span) = (at.input(), at.span(spans));
                 let other_edge = &inputs[other].id;
                 let by = if other == index {
                     "both sides of one edge".to_owned()
@@ -416,7 +497,14 @@ fn claim_ports(
                 );
                 ok = false;
             } else {
-                used.insert(key, UseAt::new(index, side, position));
+                let endpoint = spans.number(inputs, index, side, position);
+                used.insert(
+                    key,
+                    UseAt {
+                        input: index as u32,
+                        endpoint,
+                    },
+                );
             }
             if !check_stdio_direction(process, port, side, r, input, sink) {
                 ok = false;
@@ -453,9 +541,20 @@ fn warn_unused_ports(
     }
 }
 
-fn collect_inputs<'a>(topology: &'a Topology, sink: &mut Sink) -> Vec<EdgeInput<'a>> {
-    let mut inputs = Vec::with_capacity(topology.file.edge.len() + topology.file.pipeline.len());
-    for (index, spec) in topology.file.edge.iter().enumerate() {
+fn collect_inputs<'a>(
+    topology: &'a Topology,
+    edges: Option<Vec<EdgeSpec>>,
+    sink: &mut Sink,
+) -> Vec<EdgeInput<'a>> {
+    let count = edges.as_ref().map_or(topology.file.edge.len(), Vec::len);
+    let mut inputs = Vec::with_capacity(count + topology.file.pipeline.len());
+    // Each edge owned by its input when given by value (boxed, so that
+    // dropping it gives back all of it), else borrowed from the file.
+    let specs: Box<dyn Iterator<Item = Spec<'a>>> = match edges {
+        Some(edges) => Box::new(edges.into_iter().map(|e| Spec::Owned(Box::new(e)))),
+        None => Box::new(topology.file.edge.iter().map(Spec::Borrowed)),
+    };
+    for (index, spec) in specs.enumerate() {
         let id = match &spec.name {
             Some(name) => {
                 if let Err(why) = check_name(name.get_ref()) {
@@ -526,7 +625,7 @@ fn resolve_endpoint<'a>(
     item: &'a Spanned<String>,
     is_from: bool,
     traffic: Traffic,
-    input: &EdgeInput<'a>,
+    input: &'a EdgeInput<'_>,
     by_name: &ByName<'_>,
     processes: &[ProcessDecl],
     sink: &mut Sink,
@@ -620,14 +719,14 @@ fn default_port<'a>(
     process: &str,
     is_from: bool,
     traffic: Traffic,
-    input: &EdgeInput<'a>,
+    input: &'a EdgeInput<'_>,
     span: Span,
     sink: &mut Sink,
 ) -> Option<&'a str> {
     if traffic == Traffic::Stream {
         return Some(if is_from { "stdout" } else { "stdin" });
     }
-    if let Some(name) = input.spec.and_then(|s| s.name.as_ref()) {
+    if let Some(name) = input.spec().and_then(|s| s.name.as_ref()) {
         return Some(name.get_ref().as_str());
     }
     sink.push(
@@ -657,7 +756,7 @@ fn check_stdio_direction(
         _ => return true,
     };
     let duplex = input
-        .spec
+        .spec()
         .and_then(|s| s.duplex.as_ref())
         .is_some_and(|d| *d.get_ref());
     if wrong || duplex {
@@ -710,20 +809,20 @@ fn plan_channel(
             let writers = from.iter().filter_map(|r| r.process);
             let readers = to.iter().filter_map(|r| r.process);
             groups
-                .crossing(&input.id, input.spec, &input.span, writers, readers, sink)
+                .crossing(&input.id, input.spec(), &input.span, writers, readers, sink)
                 .ok()?
         }
         None => None,
     };
     let (kind, reason, choice) = match (&crossing, pass.placement.as_deref()) {
-        (Some(crossing), Some(groups)) => groups.pick(crossing, input.spec, traffic),
+        (Some(crossing), Some(groups)) => groups.pick(crossing, input.spec(), traffic),
         _ => pick(input, &traits, pass.limits, sink)?,
     };
     check_options_apply(kind, &traits, input, sink);
-    let mode = parse_mode(input.spec, sink)?;
+    let mode = parse_mode(input.spec(), sink)?;
     let mut cx = EdgeContext {
         id: &input.id,
-        spec: input.spec,
+        spec: input.spec(),
         span: input.span.clone(),
         id_span: input.id_span(),
         traits: &traits,
@@ -753,7 +852,7 @@ fn plan_channel(
     warn_outside_writers(input, kind, &traits, from, pass.limits, sink);
     let ends = plan_endpoints(input, &mechanism, &traits, [from, to], pass);
     let in_flight = input
-        .spec
+        .spec()
         .and_then(|s| s.in_flight.as_ref())
         .map(|v| v.get_ref().0);
     Some(ChannelDecl {
@@ -763,15 +862,15 @@ fn plan_channel(
             mechanism,
             choice,
             reason,
-            from: ends.from,
-            to: ends.to,
-            objects,
+            from: ends.from.into_boxed_slice(),
+            to: ends.to.into_boxed_slice(),
+            objects: objects.into_boxed_slice(),
             blocking,
             capacity,
             in_flight,
         },
         span: input.span.clone(),
-        ports: ends.ports,
+        ports: ends.ports.into_boxed_slice(),
         descriptions: ends.descriptions,
     })
 }
@@ -785,7 +884,7 @@ fn edge_traits(
     processes: &[ProcessDecl],
     sink: &mut Sink,
 ) -> Option<Traits> {
-    let spec = input.spec;
+    let spec = input.spec();
     let instances =
         |r: &Resolved<'_>| -> usize { r.process.map_or(1, |p| processes[p].instances.len()) };
     let message_size = spec
@@ -834,7 +933,7 @@ fn pick(
     limits: &Limits,
     sink: &mut Sink,
 ) -> Option<(Kind, super::select::Reason, Choice)> {
-    let spec = input.spec;
+    let spec = input.spec();
     let traffic_span = spec.and_then(|s| s.traffic.as_ref().map(|t| t.span()));
     let explicit = spec
         .and_then(|s| s.mechanism.as_ref())
@@ -882,7 +981,7 @@ fn pick(
 
 /// Shared memory with `sync = "none"` is allowed, with a warning.
 fn warn_unsynchronised(input: &EdgeInput<'_>, traffic: Traffic, sink: &mut Sink) {
-    let Some(sync) = input.spec.and_then(|s| s.sync.as_ref()) else {
+    let Some(sync) = input.spec().and_then(|s| s.sync.as_ref()) else {
         return;
     };
     if traffic != Traffic::Shared || *sync.get_ref() != SyncKind::None {
@@ -919,7 +1018,7 @@ fn warn_outside_writers(
     let outside_writer = from
         .iter()
         .any(|r| matches!(r.endpoint, EndpointRef::External));
-    let (Some(size), Some(spec)) = (traits.message_size, input.spec) else {
+    let (Some(size), Some(spec)) = (traits.message_size, input.spec()) else {
         return;
     };
     if kind != Kind::Fifo || !outside_writer || size <= pipe_buf {
@@ -1000,7 +1099,7 @@ fn plan_endpoints(
                     unreachable!("resolved process endpoints carry their index")
                 }
             };
-            let (port_name, env) = pass.names.get(port);
+            let port_name = pass.names.get(port);
             let description = &mut ends.descriptions[usize::from(is_reader)];
             // Only named ports get an `IPC_PORT_*` variable (wiring): a
             // side of standard streams, a pipeline's, needs no description.
@@ -1024,7 +1123,6 @@ fn plan_endpoints(
                     port: port_name.clone(),
                     end,
                     fd: None,
-                    env: env.clone(),
                 });
             }
         }
@@ -1035,7 +1133,7 @@ fn plan_endpoints(
 /// Options that only make sense for some mechanisms are rejected elsewhere,
 /// so a typo in intent ("size" on a pipe) never passes silently.
 fn check_options_apply(kind: Kind, traits: &Traits, input: &EdgeInput<'_>, sink: &mut Sink) {
-    let Some(spec) = input.spec else { return };
+    let Some(spec) = input.spec() else { return };
     let applies = kind.profile().options;
     let written = [
         (
@@ -1159,16 +1257,7 @@ fn parse_mode(spec: Option<&EdgeSpec>, sink: &mut Sink) -> Option<u32> {
     }
 }
 
-/// The environment variable that describes a port.
-pub fn port_env_name(port: &str) -> String {
-    let mut name = String::with_capacity("IPC_PORT_".len() + port.len());
-    name.push_str("IPC_PORT_");
-    name.extend(port.chars().map(|c| match c {
-        '-' => '_',
-        c => c.to_ascii_uppercase(),
-    }));
-    name
-}
+pub use crate::mechanism::model::port_env_name;
 
 /// The plan's end as the port description spells it.
 fn child_end(end: End) -> child::End {

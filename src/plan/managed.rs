@@ -203,7 +203,7 @@ pub(super) fn finish(plan: &mut Plan, added: &[Added]) {
             reason: Cow::Borrowed(a.reason),
         };
         if let Some(&i) = index.get(a.process.as_str()) {
-            plan.processes[i].managed = Some(managed);
+            plan.processes[i].managed = Some(Box::new(managed));
         }
         let Some(channel) = plan.channels.iter().find(|c| *c.id == *a.channel) else {
             continue;

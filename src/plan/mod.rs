@@ -17,6 +17,11 @@
 //! 5. [`placeholders`]: every placeholder in `env` and `cwd` can be filled
 //!    when the process is spawned.
 //!
+//! Passes 4 and 5 read nothing wiring makes: they run before it, so their
+//! graphs are gone before the instances' plans exist, and what they find
+//! is reported after wiring's findings and only when wiring found none, as
+//! if they ran after it.
+//!
 //! [`import`] reads a JSON plan back and checks it against this host.
 //!
 //! A pass that needs the previous one's results only runs when that pass
@@ -108,7 +113,7 @@ pub fn plan_placed(
     let topology = expanded.as_ref().unwrap_or(topology);
     let processes = declare_processes(topology, limits, max_instances, &mut sink)?;
     let groups = placement::assign(topology, &processes, options, &mut sink);
-    let declared = declare_channels(topology, limits, sink, processes, groups, managed)?;
+    let declared = declare_channels(topology, None, limits, sink, processes, groups, managed)?;
     wire_and_order(declared, limits, profiles)
 }
 
@@ -158,7 +163,9 @@ pub fn plan_releasing_placed(
             let groups = placement::assign(&typed, &processes, options, &mut sink);
             // The edges pass reads the process declarations, not the specs.
             drop(std::mem::take(&mut typed.file.process));
-            declare_channels(&typed, limits, sink, processes, groups, managed)
+            // It takes the edges by value, to drop each once it is planned.
+            let edges = Some(std::mem::take(&mut typed.file.edge));
+            declare_channels(&typed, edges, limits, sink, processes, groups, managed)
         });
     // Only the path and the text are still needed: give them back and drop
     // the rest of the typed file (the edges and their strings).
@@ -206,9 +213,11 @@ fn declare_processes(
 }
 
 /// The second pass, the last that reads the typed file (its edges, name and
-/// `exit_code_from`).
+/// `exit_code_from`); `edges`, when given, are the file's edges taken out of
+/// it, dropped one by one as they become channels.
 fn declare_channels(
     topology: &Topology,
+    edges: Option<Vec<crate::topology::EdgeSpec>>,
     limits: &Limits,
     mut sink: Sink,
     processes: Vec<processes::ProcessDecl>,
@@ -218,7 +227,14 @@ fn declare_channels(
     if sink.has_errors() {
         return Err(sink.into_error());
     }
-    let channels = edges::resolve(topology, limits, &processes, groups.as_mut(), &mut sink);
+    let channels = edges::resolve(
+        topology,
+        edges,
+        limits,
+        &processes,
+        groups.as_mut(),
+        &mut sink,
+    );
     if sink.has_errors() {
         return Err(sink.into_error());
     }
@@ -271,21 +287,27 @@ fn wire_and_order(
         managed,
         groups,
     } = declared;
+    // Order and placeholders read nothing wiring makes: they run first, so
+    // their graphs and maps are gone before the instances' plans exist
+    // (the plan's peak is then the wired plan beside the declarations).
+    // What they find is reported as if they ran after wiring: only when
+    // wiring found no error, and after what wiring found.
+    let mut later = Sink::default();
+    let ordering = order::analyse(&processes, &channels, &mut later);
+    if !later.has_errors() {
+        placeholders::check(&processes, &channels, &ordering.start_order, &mut later);
+    }
     let mut instances = wiring::wire(&name, limits, &mut processes, &mut channels, &mut sink);
     conditions::resolve(&processes, &channels, &mut instances, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
     }
+    sink.diagnostics.append(&mut later.diagnostics);
+    if sink.has_errors() {
+        return Err(sink.into_error());
+    }
     edges::wired(&mut channels);
     processes::wired(&mut processes);
-    let ordering = order::analyse(&processes, &channels, &mut sink);
-    if sink.has_errors() {
-        return Err(sink.into_error());
-    }
-    placeholders::check(&processes, &channels, &ordering.start_order, &mut sink);
-    if sink.has_errors() {
-        return Err(sink.into_error());
-    }
     let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,
         name,

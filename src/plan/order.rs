@@ -503,7 +503,7 @@ fn fifo_open_queues<'p>(
         for port in &channel.ports {
             let position = processes[port.process()]
                 .ports
-                .get(channel.port(port).0)
+                .get(&**channel.port(port))
                 .map_or(usize::MAX, |d| d.span.start);
             opens
                 .entry(instance_of(processes, port))
@@ -556,7 +556,7 @@ fn fifo_deadlock(
             continue;
         };
         let process = &processes[end.process()];
-        let port_name = channel.port(end).0;
+        let port_name: &str = channel.port(end);
         let Some(port) = process.ports.get(port_name) else {
             continue;
         };

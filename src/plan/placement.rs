@@ -1188,7 +1188,7 @@ impl Groups {
             }
         }
         for (process, &g) in plan.processes.iter_mut().zip(&hosts) {
-            process.host = std::borrow::Cow::Owned(self.names[g as usize].to_string());
+            process.host = Arc::clone(&self.names[g as usize]);
             groups[g as usize].processes.push(Arc::clone(&process.name));
         }
         plan.placement = Some(PlacementPlan {
@@ -1210,7 +1210,7 @@ fn inconsistent(message: String, at: String) -> Diagnostic {
 pub(crate) fn check_imported(plan: &Plan, sink: &mut Sink) {
     let Some(placement) = &plan.placement else {
         for (i, process) in plan.processes.iter().enumerate() {
-            if process.host != LOCAL_GROUP {
+            if &*process.host != LOCAL_GROUP {
                 let message = format!(
                     "`{}` runs in group `{}`, but the plan has no placement",
                     process.name, process.host

@@ -56,7 +56,7 @@ pub struct ProcessDecl {
     pub spec: Written,
     /// Instance names, one per replica, shared with the plan's records
     /// that name the instance.
-    pub instances: Vec<Arc<str>>,
+    pub instances: Box<[Arc<str>]>,
     /// Declared ports: name -> (span of the name, fixed fd and its span).
     pub ports: BTreeMap<String, DeclaredPort>,
     /// The argv to exec.
@@ -70,9 +70,9 @@ pub struct ProcessDecl {
     /// Stop signal.
     pub stop_signal: SignalRef,
     /// Forwarded signals.
-    pub forward_signals: Vec<SignalRef>,
+    pub forward_signals: Box<[SignalRef]>,
     /// Indices of the processes named in `after` that exist, in order.
-    pub after: Vec<usize>,
+    pub after: Box<[usize]>,
 }
 
 /// Drops what only wiring reads of the processes (their forwarded signals,
@@ -81,7 +81,7 @@ pub struct ProcessDecl {
 pub fn wired(processes: &mut [ProcessDecl]) {
     for process in processes {
         process.argv = Vec::new();
-        process.forward_signals = Vec::new();
+        process.forward_signals = Box::default();
     }
 }
 
@@ -94,9 +94,9 @@ pub struct Written {
     /// instance `name#0`).
     pub replicas: bool,
     /// `env` as written, in key order.
-    pub env: Vec<(Spanned<String>, Spanned<String>)>,
+    pub env: Box<[(Spanned<String>, Spanned<String>)]>,
     /// Where each name in `after` is written, in order.
-    pub after: Vec<Span>,
+    pub after: Box<[Span]>,
     /// The rarely written keys, copied from the spec's box when it has one.
     rare: Option<Box<ProcessRare>>,
 }
@@ -222,8 +222,10 @@ fn resolve_process(
     limits: &Limits,
     sink: &mut Sink,
 ) -> ProcessDecl {
-    let instances: Vec<Arc<str>> = if replicas == 1 && spec.replicas.is_none() {
-        vec![name.into()]
+    // A lone instance's name is the process's: one string for both.
+    let shared: Arc<str> = name.into();
+    let instances: Box<[Arc<str>]> = if replicas == 1 && spec.replicas.is_none() {
+        Box::new([Arc::clone(&shared)])
     } else {
         (0..replicas)
             .map(|i| format!("{name}#{i}").into())
@@ -236,7 +238,7 @@ fn resolve_process(
     let ready = check_ready(spec, &ports, limits, sink);
     let (stop_signal, forward_signals) = check_signals(spec, sink);
     ProcessDecl {
-        name: name.into(),
+        name: shared,
         span,
         spec: Written::of(spec),
         instances,
@@ -246,8 +248,8 @@ fn resolve_process(
         ready,
         restart: restart_plan(spec),
         stop_signal,
-        forward_signals,
-        after: Vec::new(),
+        forward_signals: forward_signals.into(),
+        after: Box::default(),
     }
 }
 
@@ -402,7 +404,7 @@ fn resolve_after(processes: &mut [ProcessDecl], specs: &[&ProcessSpec], sink: &m
         resolved_after.push(resolved);
     }
     for (process, after) in processes.iter_mut().zip(resolved_after) {
-        process.after = after;
+        process.after = after.into();
     }
 }
 

@@ -9,10 +9,10 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::edges::{ChannelDecl, PortEnd, is_std_stream};
+use super::edges::{ChannelDecl, PortEnd, is_std_stream, port_env_name};
 use super::model::{
-    EnvVar, FdRole, FdSlot, Mechanism, ObjectKind, ProcessPlan, ProcessPlanRare, RUN_DIR, RUN_ID,
-    RareFields, Readiness,
+    Env, EnvVar, FdRole, FdSlot, LOCAL_GROUP, Mechanism, ObjectKind, ProcessPlan, ProcessPlanRare,
+    RUN_DIR, RUN_ID, RareFields, Readiness,
 };
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
@@ -282,6 +282,8 @@ struct Values {
     made: std::collections::HashSet<Arc<str>>,
     /// Port values by channel, side and fd, for sides of several ports.
     sides: std::collections::HashMap<(u32, bool, Option<i32>), Arc<str>>,
+    /// `IPC_PORT_*` names by port name: each made once per plan.
+    env_names: std::collections::HashMap<Arc<str>, Arc<str>>,
     text: String,
 }
 
@@ -311,6 +313,16 @@ impl Values {
             self.sides.insert(key, Arc::clone(&value));
         }
         value
+    }
+
+    /// The shared `IPC_PORT_*` name of a port.
+    fn env_name(&mut self, port: &Arc<str>) -> Arc<str> {
+        if let Some(name) = self.env_names.get(port) {
+            return Arc::clone(name);
+        }
+        let name: Arc<str> = port_env_name(port).into();
+        self.env_names.insert(Arc::clone(port), Arc::clone(&name));
+        name
     }
 
     /// The shared value with the text `write` puts in an empty buffer.
@@ -400,7 +412,7 @@ fn pin_fixed_fds(
     for (e, &(c, p)) in ends.iter().enumerate() {
         let channel = &channels[c as usize];
         let end = &channel.ports[p as usize];
-        let (port, _) = channel.port(end);
+        let port: &str = channel.port(end);
         let declared = process
             .ports
             .get(port)
@@ -587,7 +599,7 @@ fn fd_table(
         let end = channel.ports[p].clone();
         channel.set_fd(&end, fd);
         let channel = &channels[c];
-        let (port, env_name) = channel.port_names(&end);
+        let port = Arc::clone(channel.port(&end));
         if let Some(fd) = fd {
             fds.push(FdSlot {
                 fd,
@@ -603,19 +615,21 @@ fn fd_table(
                 if listen.count > 0 {
                     listen.names.push(':');
                 }
-                listen.names.push_str(port);
+                listen.names.push_str(&port);
                 listen.count += 1;
             }
         }
-        if !is_std_stream(port) {
-            let side = if end.is_reader {
-                &channel.plan.to
-            } else {
-                &channel.plan.from
-            };
-            let value = values.port(c, &end, side.len() > 1, fd, channel.description(&end));
+        if !is_std_stream(&port) {
+            let channel = &mut channels[c];
+            let shared_side = channel.side_len(&end) > 1;
+            let value = values.port(c, &end, shared_side, fd, channel.description(&end));
+            // A side of one port is read once: its description goes now
+            // rather than stay beside the plan until wiring ends.
+            if !shared_side {
+                channel.release_description(&end);
+            }
             port_vars.push(EnvVar {
-                name: Arc::clone(env_name),
+                name: values.env_name(&port),
                 value,
             });
         }
@@ -638,9 +652,11 @@ fn fd_table(
 /// Variables whose name and value are the same in many instances, made
 /// once per plan and shared by every environment that has them.
 struct SharedEnv {
-    run_id: EnvVar,
-    run_dir: EnvVar,
-    topology: EnvVar,
+    /// `IPC_RUN_ID`, `IPC_RUN_DIR` and `IPC_RUN_TOPOLOGY`: the head of every
+    /// instance's environment, one list for the whole plan.
+    head: Arc<[EnvVar]>,
+    /// The host group of a plan without placement, shared by every instance.
+    local: Arc<str>,
     listen_pid: EnvVar,
     notify_socket: EnvVar,
     process: Arc<str>,
@@ -658,9 +674,12 @@ impl SharedEnv {
             value: value.into(),
         };
         SharedEnv {
-            run_id: var("IPC_RUN_ID", RUN_ID),
-            run_dir: var("IPC_RUN_DIR", RUN_DIR),
-            topology: var("IPC_RUN_TOPOLOGY", topology),
+            head: Arc::from([
+                var("IPC_RUN_ID", RUN_ID),
+                var("IPC_RUN_DIR", RUN_DIR),
+                var("IPC_RUN_TOPOLOGY", topology),
+            ]),
+            local: LOCAL_GROUP.into(),
             // LISTEN_PID is the child's own pid, known only in the child.
             listen_pid: var("LISTEN_PID", "{pid}"),
             notify_socket: var("NOTIFY_SOCKET", NOTIFY_SOCKET_PATH),
@@ -720,7 +739,7 @@ fn environment(
     mut port_vars: Vec<EnvVar>,
     listen: &Listening,
     values: &mut Values,
-) -> Vec<EnvVar> {
+) -> Env {
     let shared = ids.shared;
     let var = |name: &Arc<str>, value: Arc<str>| EnvVar {
         name: Arc::clone(name),
@@ -732,14 +751,9 @@ fn environment(
     let listen_vars = if listen.count > 0 { 3 } else { 0 };
     let ready_vars = usize::from(!matches!(process.ready, Readiness::Started));
     let mut env = Vec::with_capacity(
-        4 + replica_vars + port_vars.len() + listen_vars + ready_vars + ids.own.vars.len(),
+        1 + replica_vars + port_vars.len() + listen_vars + ready_vars + ids.own.vars.len(),
     );
-    env.extend([
-        shared.run_id.clone(),
-        shared.run_dir.clone(),
-        shared.topology.clone(),
-        var(&shared.process, Arc::clone(ids.instance)),
-    ]);
+    env.push(var(&shared.process, Arc::clone(ids.instance)));
     if let Some(replica) = ids.replica {
         let value = values.get(|text| {
             let _ = write!(text, "{replica}");
@@ -774,14 +788,14 @@ fn environment(
         env.capacity(),
         "the environment's size is counted above"
     );
-    env
+    Env::new(Arc::clone(&shared.head), env)
 }
 
 fn instance_plan(
     ids: &InstanceIds<'_>,
     (process, argv): (&ProcessDecl, Vec<String>),
     processes: &[ProcessDecl],
-    env: Vec<EnvVar>,
+    env: Env,
     inherit_env: Arc<[Cow<'static, str>]>,
     fds: Vec<FdSlot>,
 ) -> ProcessPlan {
@@ -794,13 +808,17 @@ fn instance_plan(
         name: ids.instance.clone(),
         process: process.name.clone(),
         replica: ids.replica.map(|r| r as u32),
-        host: "local".into(),
-        argv,
+        host: Arc::clone(&ids.shared.local),
+        argv: argv.into(),
         shell: process.shell,
-        cwd: process.spec.cwd.as_ref().map(|c| c.get_ref().clone()),
+        cwd: process
+            .spec
+            .cwd
+            .as_ref()
+            .map(|c| c.get_ref().as_str().into()),
         env,
         inherit_env,
-        fds,
+        fds: fds.into(),
         ready: process.ready,
         ready_timeout_ms: process
             .spec
@@ -826,7 +844,7 @@ fn instance_plan(
                 .iter()
                 .map(|f| f.get_ref().clone())
                 .collect(),
-            forward_signals: process.forward_signals.clone(),
+            forward_signals: process.forward_signals.to_vec(),
             conditions: Vec::new(),
             health: None,
             watchdog_ms: None,

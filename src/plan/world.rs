@@ -119,7 +119,7 @@ fn check_other_edges(
             let Some(world) = world_of[port.process()] else {
                 continue;
             };
-            let (port_name, _) = channel.port(port);
+            let port_name: &str = channel.port(port);
             let rank = rank_of(processes, &channels[world], port);
             if mpi::forwarded(mechanism, port_name, port.is_reader, rank) {
                 continue;
@@ -387,10 +387,10 @@ fn launcher_plan(
         name: name.clone(),
         process: name.clone(),
         replica: None,
-        argv: mpi::command(&commands),
+        argv: mpi::command(&commands).into(),
         shell: false,
         cwd: None,
-        env,
+        env: env.into(),
         inherit_env: inherit.into(),
         // Rank 0's stdin, when a pipe feeds it (`forward_stdio`).
         fds: base
@@ -402,11 +402,11 @@ fn launcher_plan(
         ready: Readiness::Started,
         stop_timeout_ms: ranks.iter().map(|r| r.stop_timeout_ms).max().unwrap_or(0),
         after,
-        managed: Some(Managed {
+        managed: Some(Box::new(Managed {
             role: ManagedRole::Launcher,
             channel: channel.clone(),
             reason: mpi::LAUNCHER_REASON.into(),
-        }),
+        })),
         ..base.clone()
     }
 }

@@ -95,6 +95,63 @@ to = "db"
 /// `ProcessPlan` is written field by field: an instance with every field
 /// set writes every property the plan schema gives an instance, so a field
 /// cannot be left out of the JSON by accident.
+/// The variables every instance has alike are one list shared by the plan's
+/// instances: each instance still reads, changes and writes its environment
+/// as one list of its own.
+#[test]
+fn an_instance_environment_is_one_list_of_its_own() {
+    let text = "[process.a]\ncmd = [\"a\"]\n[process.b]\ncmd = [\"b\"]\n";
+    let topology = Topology::parse(Path::new("shared.toml"), text.into()).expect("valid");
+    let planned = plan::plan(&topology, &Limits::default()).expect("plans");
+    let [a, b] = &planned.plan.processes[..] else {
+        panic!("two instances")
+    };
+    let names = |p: &plan::ProcessPlan| -> Vec<String> {
+        p.env.iter().map(|v| v.name.to_string()).collect()
+    };
+    assert_eq!(
+        names(a)[..4],
+        [
+            "IPC_RUN_ID",
+            "IPC_RUN_DIR",
+            "IPC_RUN_TOPOLOGY",
+            "IPC_RUN_PROCESS"
+        ]
+    );
+    assert_eq!(a.env.len(), names(a).len());
+    // A change to one instance's copy of a shared variable stays its own.
+    let mut changed = a.clone();
+    for var in changed.env.as_mut_slice() {
+        if &*var.name == "IPC_RUN_TOPOLOGY" {
+            var.value = "other".into();
+        }
+    }
+    changed.env.push(plan::EnvVar {
+        name: "EXTRA".into(),
+        value: "1".into(),
+    });
+    let value = |p: &plan::ProcessPlan, name: &str| -> Option<String> {
+        p.env
+            .iter()
+            .find(|v| &*v.name == name)
+            .map(|v| v.value.to_string())
+    };
+    assert_eq!(
+        value(&changed, "IPC_RUN_TOPOLOGY").as_deref(),
+        Some("other")
+    );
+    assert_eq!(value(&changed, "EXTRA").as_deref(), Some("1"));
+    assert_eq!(changed.env.iter().last().map(|v| &*v.name), Some("EXTRA"));
+    assert_eq!(value(a, "IPC_RUN_TOPOLOGY").as_deref(), Some("shared"));
+    assert_eq!(value(b, "IPC_RUN_TOPOLOGY").as_deref(), Some("shared"));
+    // Written as the one list it reads as, and equal to it read back.
+    let json = serde_json::to_value(&a.env).unwrap();
+    let listed: Vec<&plan::EnvVar> = a.env.iter().collect();
+    assert_eq!(json, serde_json::to_value(&listed).unwrap());
+    let read: plan::Env = serde_json::from_value(json).unwrap();
+    assert_eq!(read, a.env);
+}
+
 #[test]
 fn an_instance_with_every_field_set_writes_every_schema_property() {
     let text = "[process.a]\ncmd = [\"a\"]\n[process.b]\ncmd = [\"b\"]\n[[edge]]\nfrom = \"a\"\nto = \"b\"\n";
@@ -119,11 +176,11 @@ fn an_instance_with_every_field_set_writes_every_schema_property() {
     });
     instance.watchdog_ms = Some(1);
     instance.restart_dependents = true;
-    instance.managed = Some(plan::Managed {
+    instance.managed = Some(Box::new(plan::Managed {
         role: plan::ManagedRole::Broker,
         channel: "e0".into(),
         reason: "test".into(),
-    });
+    }));
     let json = serde_json::to_string(&instance).unwrap();
     let mut written = serde_json::from_str::<KeyOrder>(&json).unwrap().0;
     written.sort();

@@ -328,7 +328,7 @@ fn shell_metacharacters_in_cmd_are_literal() {
     let topology = Topology::parse(Path::new("literal.toml"), text.into()).expect("valid");
     let planned = plan::plan(&topology, &Limits::default()).expect("a literal argv is valid");
     let process = &planned.plan.processes[0];
-    assert_eq!(process.argv, ["a; rm -rf ~ $(id)"]);
+    assert_eq!(*process.argv, ["a; rm -rf ~ $(id)"]);
     assert!(!process.shell);
     let json = serde_json::to_value(&planned.plan).unwrap();
     assert_eq!(
@@ -405,7 +405,7 @@ fn an_unset_variable_is_refused_until_set() {
     };
     let topology = Topology::parse_with(path, text.into(), &options).expect("set");
     let planned = plan::plan(&topology, &Limits::default()).expect("plans");
-    assert_eq!(planned.plan.processes[0].argv, ["echo", "hi"]);
+    assert_eq!(*planned.plan.processes[0].argv, ["echo", "hi"]);
 }
 
 /// `plan_releasing` (what the CLI runs: the typed file dropped while
