@@ -224,6 +224,9 @@ fn after_sigkill_of_ipc_run_clean_leaves_no_daemon_and_no_file() {
     live.wait_for_count("hello, dbus-send", 1);
     let daemons = daemons_under(&scratch.runtime());
     assert_eq!(daemons.len(), 1, "one broker: {daemons:?}");
+    // The run id is in the debug log, which the reader thread may not have
+    // taken in yet when the clients' lines have arrived on stdout.
+    live.wait_for_stderr("run directory created");
     let objects = RunObjects::of(
         &plan_json(&file),
         &Default::default(),
