@@ -115,3 +115,87 @@ fn a_datagram_with_fds_cannot_speak_for_another_process() {
     assert!(Path::new(&pidfile).exists());
     scratch.assert_left_nothing();
 }
+
+/// A `restart = "never"` reader on a pipe, which ends (0) once `FLAG`
+/// exists, and its writer.
+const NEVER_READER: &str = r#"
+name = "review-never-zombie"
+
+[process.writer]
+shell = 'exec sleep 1000'
+restart = "on-failure"
+
+[process.reader]
+shell = 'while [ ! -e FLAG ]; do sleep 0.01; done'
+restart = "never"
+env = { GEN = "1" }
+
+[[edge]]
+name = "lines"
+from = "writer"
+to = "reader"
+"#;
+
+/// A `never` process that exited, its exit not handled yet when a reload
+/// that changes it comes (the request and the exit in one wake-up: ipc-run
+/// is stopped meanwhile): the reload once tried to take its ends back from
+/// the zombie and was refused with a transient ESRCH. Its exit is handled
+/// first, and the reload is answered as it is a moment later.
+#[test]
+fn a_reload_meeting_an_unhandled_exit_of_a_never_process_is_not_refused() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::{BufRead, BufReader, Write};
+    let mut scratch = Scratch::new("review-never-zombie");
+    let flag = scratch.dir.join("flag");
+    let toml = NEVER_READER.replace("FLAG", flag.to_str().unwrap());
+    let topology = scratch.topology(&toml.replace("GEN = \"1\"", "GEN = \"2\""));
+    let plan = super::ipc_run()
+        .args(["plan", "--format", "json"])
+        .arg(&topology)
+        .output()
+        .unwrap();
+    assert!(plan.status.success());
+    let changed = scratch.dir.join("plan.json");
+    std::fs::write(&changed, &plan.stdout).unwrap();
+    std::fs::set_permissions(
+        &changed,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let mut run = Detached::start(&mut scratch, &toml);
+    let supervisor = Pid::from_raw(run.status()["run"]["pid"].as_i64().unwrap() as i32);
+    let reader = run.process("reader")["pid"].as_i64().unwrap() as i32;
+    kill(supervisor, Signal::SIGSTOP).unwrap();
+    wait_until("ipc-run to stop", || {
+        crate::support::state_of(supervisor.as_raw()) == Some('T')
+    });
+    std::fs::write(&flag, "").unwrap();
+    wait_until("the reader to be a zombie", || {
+        crate::support::state_of(reader) == Some('Z')
+    });
+    let mut stream = std::os::unix::net::UnixStream::connect(run.socket()).unwrap();
+    let request = serde_json::json!({"v": 1, "cmd": "reload", "plan_file": changed});
+    stream.write_all(format!("{request}\n").as_bytes()).unwrap();
+    kill(supervisor, Signal::SIGCONT).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line).unwrap();
+    let answer: Value = serde_json::from_str(&line).unwrap();
+    assert!(!line.contains("ESRCH"), "{answer}");
+    // The answer of the same reload once the exit is handled: the reader
+    // finished for good, its pipe end with it.
+    assert_eq!(run.process("reader")["state"], "exited");
+    let later = run.ctl(&["reload", &run.run_id, topology.to_str().unwrap()]);
+    let later = String::from_utf8_lossy(&later.stderr);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("ipc-run no longer holds this end"),
+        "{message}"
+    );
+    assert!(later.contains(message), "{later}");
+    run.down();
+    scratch.assert_left_nothing();
+}
