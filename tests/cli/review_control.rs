@@ -199,3 +199,67 @@ fn a_reload_meeting_an_unhandled_exit_of_a_never_process_is_not_refused() {
     run.down();
     scratch.assert_left_nothing();
 }
+
+/// A process that fails at once while `FLAG` exists, with a backoff long
+/// enough for requests to come while it waits.
+const FLAKY: &str = r#"
+name = "review-backoff"
+
+[process.flaky]
+shell = 'if [ -e FLAG ]; then exit 1; fi; exec sleep 1000'
+restart = "on-failure"
+restart_backoff = "2s"
+"#;
+
+/// Milliseconds of the day of an event's RFC 3339 `time`.
+fn millis_of_day(event: &Value) -> i64 {
+    let time = event["time"].as_str().unwrap();
+    let clock = &time[11..23];
+    let field = |range: std::ops::Range<usize>| clock[range].parse::<i64>().unwrap();
+    ((field(0..2) * 60 + field(3..5)) * 60 + field(6..8)) * 1000 + field(9..12)
+}
+
+/// The next event of `flaky` named `name` (a `restarting` one: after a
+/// backoff, not on request).
+fn next_event(events: &mut impl std::io::BufRead, name: &str) -> Value {
+    loop {
+        let mut line = String::new();
+        assert!(events.read_line(&mut line).unwrap() > 0, "the stream ended");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        let event = event["event"].clone();
+        if event["event"] == name && event["process"] == "flaky" && event["delay_ms"] != 0 {
+            return event;
+        }
+    }
+}
+
+/// A `restart` during a restart backoff starts the process at once; when
+/// that run fails too, its new (doubled) backoff is waited out in full.
+/// The first backoff's timer, still armed, once started it when the first
+/// delay was over, as if no request had come between.
+#[test]
+fn a_restart_during_backoff_leaves_no_stale_timer_behind() {
+    let mut scratch = Scratch::new("review-backoff");
+    let flag = scratch.dir.join("flag");
+    let toml = FLAKY.replace("FLAG", flag.to_str().unwrap());
+    let mut run = Detached::start(&mut scratch, &toml);
+    let mut events = run.subscribe_events();
+    std::fs::write(&flag, "").unwrap();
+    let restart = run.ctl(&["restart", &run.run_id, "flaky"]);
+    assert!(restart.status.success(), "{restart:?}");
+    let first = next_event(&mut events, "restarting");
+    assert_eq!(first["delay_ms"], 2000, "{first}");
+    let restart = run.ctl(&["restart", &run.run_id, "flaky"]);
+    assert!(restart.status.success(), "{restart:?}");
+    let second = next_event(&mut events, "restarting");
+    assert_eq!(second["delay_ms"], 4000, "{second}");
+    std::fs::remove_file(&flag).unwrap();
+    let started = next_event(&mut events, "started");
+    let waited = (millis_of_day(&started) - millis_of_day(&second)).rem_euclid(86_400_000);
+    assert!(
+        waited >= 4000,
+        "started {waited} ms after a backoff of 4000 ms: {started}"
+    );
+    run.down();
+    scratch.assert_left_nothing();
+}
