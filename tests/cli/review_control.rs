@@ -263,3 +263,60 @@ fn a_restart_during_backoff_leaves_no_stale_timer_behind() {
     run.down();
     scratch.assert_left_nothing();
 }
+
+/// A default runtime directory another user could write to (here mode
+/// 0777) holding a run that answers `info`, as a planted one would: the
+/// client once listed it and would act on it (a `reload` hands the plan
+/// over into its directory, chowned to its owner). It is ignored, with a
+/// warning naming it.
+#[test]
+fn a_default_runtime_directory_others_may_write_is_not_trusted() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixListener;
+    let scratch = Scratch::new("review-planted-root");
+    let root = scratch.dir.join("xdg").join("ipc-run");
+    let run_id = "0123456789abcdef";
+    std::fs::create_dir_all(root.join(run_id)).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let listener = UnixListener::bind(root.join(run_id).join("control.sock")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let planted = std::thread::spawn(move || {
+        let mut answered = 0;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Ok((stream, _)) = listener.accept() else {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                continue;
+            };
+            stream.set_nonblocking(false).unwrap();
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line).unwrap();
+            let answer = serde_json::json!({"v": 1, "ok": true, "run": {
+                "name": "planted", "run_id": run_id, "pid": 1, "uptime_ms": 1,
+                "state": "running", "processes": 1}});
+            (&stream)
+                .write_all(format!("{answer}\n").as_bytes())
+                .unwrap();
+            answered += 1;
+        }
+        answered
+    });
+    let ps = super::ipc_run()
+        .args(["ps", "--format", "json"])
+        .env("XDG_RUNTIME_DIR", scratch.dir.join("xdg"))
+        .output()
+        .unwrap();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = planted.join().unwrap();
+    let stdout = String::from_utf8_lossy(&ps.stdout);
+    let stderr = String::from_utf8_lossy(&ps.stderr);
+    assert!(!stdout.contains("planted"), "{stdout}");
+    assert_eq!(answered, 0, "the planted run was asked");
+    assert!(
+        stderr.contains(&format!("ignoring runtime directory {}", root.display()))
+            && stderr.contains("writable"),
+        "{stderr}"
+    );
+}
