@@ -13,6 +13,9 @@
 //! (`SCM_MAX_FD`), so they never crowd out the credentials: a truncated
 //! control part would leave the sender unknown, and an unknown sender is
 //! what `MAINPID=` speaks for.
+//!
+//! A datagram longer than [`MAX_DATAGRAM`] bytes is ignored whole, as
+//! systemd ignores one: what fits would end in a cut assignment.
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -105,6 +108,14 @@ pub fn receive(socket: BorrowedFd<'_>) -> nix::Result<Option<(i32, NotifyMessage
                         }
                     }
                 }
+                // Longer than a datagram may be: cut at the buffer's end,
+                // a last assignment would read as another value
+                // (`READY=10` as `READY=1`). Ignored whole, as systemd
+                // ignores one.
+                if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+                    tracing::debug!("notify: a datagram over {MAX_DATAGRAM} bytes, ignored");
+                    return Ok(Some((pid, NotifyMessage::default())));
+                }
                 let len = msg.bytes;
                 return Ok(Some((pid, parse(&buf[..len]))));
             }
@@ -157,6 +168,28 @@ mod tests {
         let (pid, msg) = receive(b.as_fd()).unwrap().unwrap();
         assert_eq!(pid, std::process::id() as i32);
         assert!(msg.ready);
+    }
+
+    #[test]
+    fn an_oversized_datagram_is_ignored_whole() {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        use std::os::fd::AsFd;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        enable_credentials(b.as_fd()).unwrap();
+        // Cut at the buffer's end, the last line would read `READY=1`.
+        let mut datagram = b"STATUS=".to_vec();
+        datagram.resize(MAX_DATAGRAM - b"\nREADY=1".len(), b'x');
+        datagram.extend_from_slice(b"\nREADY=10");
+        nix::unistd::write(&a, &datagram).unwrap();
+        let (pid, msg) = receive(b.as_fd()).unwrap().unwrap();
+        assert_eq!(pid, std::process::id() as i32);
+        assert_eq!(msg, NotifyMessage::default());
     }
 
     #[test]
