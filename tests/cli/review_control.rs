@@ -3,6 +3,7 @@
 //! failed before its fix (`docs/supervision.md`, `docs/operate.md`). Each
 //! waits on the run's state, not on time.
 
+use std::io::BufRead;
 use std::path::Path;
 
 use serde_json::Value;
@@ -319,4 +320,62 @@ fn a_default_runtime_directory_others_may_write_is_not_trusted() {
             && stderr.contains("writable"),
         "{stderr}"
     );
+}
+
+/// Python that pings the watchdog every 100 ms until SIGTERM, then takes
+/// its time to stop (no pings while it does), and exits 0.
+const GRACEFUL: &str = r#"
+import os, signal, socket, time
+addr = os.environ["NOTIFY_SOCKET"]
+if addr.startswith("@"):
+    addr = "\0" + addr[1:]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.connect(addr)
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+print("pinging", flush=True)
+while not stopping:
+    s.send(b"WATCHDOG=1")
+    time.sleep(0.1)
+time.sleep(2.5)
+"#;
+
+const WATCHED: &str = r#"
+name = "review-watchdog-stop"
+
+[process.slow]
+cmd = ["python3", "-c", "PYCODE"]
+watchdog = "1s"
+stop_timeout = "30s"
+restart = "on-failure"
+"#;
+
+/// A process stopping on request within its `stop_timeout` sends no
+/// more watchdog pings, nor answers health checks, as systemd's services
+/// do while deactivating: it once got SIGABRT from the watchdog a period
+/// into its grace, its orderly stop cut short.
+#[test]
+fn a_process_stopping_on_request_keeps_its_grace_from_the_watchdog() {
+    let mut scratch = Scratch::new("review-watchdog-stop");
+    let code = serde_json::to_string(GRACEFUL).unwrap();
+    let toml = WATCHED.replace("\"PYCODE\"", &code);
+    let mut run = Detached::start(&mut scratch, &toml);
+    wait_until("slow to handle SIGTERM", || {
+        let logs = run.ctl(&["logs", &run.run_id, "slow"]);
+        String::from_utf8_lossy(&logs.stdout).contains("pinging")
+    });
+    let mut events = run.subscribe_events();
+    let stop = run.ctl(&["stop", &run.run_id, "slow"]);
+    assert!(stop.status.success(), "{stop:?}");
+    let exited = loop {
+        let mut line = String::new();
+        assert!(events.read_line(&mut line).unwrap() > 0, "the stream ended");
+        let event: Value = serde_json::from_str(&line).unwrap();
+        if event["event"]["event"] == "exited" {
+            break event["event"].clone();
+        }
+    };
+    assert_eq!(exited["exit_code"], 0, "{exited}");
+    run.down();
+    scratch.assert_left_nothing();
 }
