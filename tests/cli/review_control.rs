@@ -1,7 +1,11 @@
-//! Findings of a review of the supervisor's control plane (the notify
-//! socket, the control socket, reloads racing exits), each a case that
-//! failed before its fix (`docs/supervision.md`, `docs/operate.md`). Each
-//! waits on the run's state, not on time.
+//! Findings of a review of the supervisor's control plane, each a case
+//! that failed before its fix (`docs/supervision.md`, `docs/operate.md`):
+//! a notify datagram carrying fds (its sender's readiness lost, and its
+//! `MAINPID=` able to speak for another process); a reload meeting the
+//! unhandled exit of a `restart = "never"` process (a transient ESRCH); a
+//! stale backoff timer left by a `restart` on request; a default runtime
+//! directory others may write to; the watchdog cutting short a requested
+//! stop's grace. Each waits on the run's state, not on time.
 
 use std::io::BufRead;
 use std::path::Path;
