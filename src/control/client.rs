@@ -103,12 +103,38 @@ impl ClientError {
 }
 
 /// The directories run directories are looked for in: `root` when given,
-/// else every default one.
+/// else every default one that is this user's own ([`own_root`]).
 pub fn roots(root: Option<&Path>) -> Vec<PathBuf> {
     match root {
         Some(root) => vec![root.to_owned()],
-        None => run_dir::all_roots(),
+        None => run_dir::all_roots()
+            .into_iter()
+            .filter(|root| own_root(root))
+            .collect(),
     }
+}
+
+/// Whether the default root `root` may hold this user's runs: a directory
+/// (not a link) owned by this user and writable by no one else, as a run
+/// makes it. Another user could otherwise make `/tmp/ipc-run-<uid>` first
+/// and plant runs in it that answer as ours: `reload` would plan the file
+/// such a run names and hand the plan over into its directory, chowned to
+/// its owner. One that is not is skipped, with a warning; a missing one
+/// holds no runs either way.
+fn own_root(root: &Path) -> bool {
+    let why = match run_dir::open_dir_nofollow(None, root) {
+        Ok(dir) => match run_dir::check_private(&dir, root) {
+            Ok(()) => return true,
+            Err(error) => error.to_string(),
+        },
+        Err(nix::errno::Errno::ENOENT) => return true,
+        Err(errno) => format!("it cannot be opened as a directory: {errno}"),
+    };
+    eprintln!(
+        "warning: ignoring runtime directory {}: {why}",
+        root.display()
+    );
+    false
 }
 
 /// Every live run under `roots`, oldest first.

@@ -30,6 +30,7 @@
 //! 0700 run directory, so another user cannot even connect; the check
 //! still holds if the socket's fd is handed on.
 
+use std::collections::VecDeque;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -63,7 +64,11 @@ const LISTENER: u64 = u64::MAX;
 struct Connection {
     stream: UnixStream,
     input: Vec<u8>,
-    output: Vec<u8>,
+    /// Answers and stream lines not written yet: a ring, so that writing
+    /// the front (a socket takes a part at a time from a client that
+    /// reads slowly) does not move what is behind it, up to
+    /// [`MAX_OUTPUT`] bytes, at every wake-up.
+    output: VecDeque<u8>,
     /// When it last did something (a sequence number, not a clock).
     active: u64,
     /// Its interest in the inner set as registered.
@@ -289,7 +294,7 @@ impl Server {
         self.connections[slot] = Some(Connection {
             stream,
             input: Vec::new(),
-            output: Vec::new(),
+            output: VecDeque::new(),
             active: self.tick,
             interest,
             closing: false,
@@ -332,7 +337,7 @@ impl Server {
             return;
         };
         while !conn.output.is_empty() {
-            match send_some(conn.stream.as_fd(), &conn.output) {
+            match send_some(conn.stream.as_fd(), conn.output.as_slices().0) {
                 Ok(n) => {
                     conn.output.drain(..n);
                 }

@@ -1,6 +1,15 @@
 //! `user` and `group`: names resolved to ids once, when the run is
 //! prepared, so that the child path only makes system calls.
+//!
+//! A reload resolves the identities of the processes it changes on the
+//! supervisor's event loop: NSS look-ups (`getpwnam`, `getgrouplist`),
+//! which take microseconds from `/etc/passwd` but a round trip each from a
+//! directory service (LDAP, sssd without its cache). [`Resolver`] looks
+//! each distinct `user`/`group` pair up once per reload, so a reload of a
+//! thousand replicas of one service user costs one look-up, not a
+//! thousand.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 
 use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
@@ -93,6 +102,38 @@ pub(crate) fn resolve(
     })
 }
 
+/// [`resolve`] for many processes at once, each distinct pair of `user`
+/// and `group` looked up once (module docs). Failures are not kept: the
+/// first one ends the caller's work, and names its own instance.
+#[derive(Debug, Default)]
+pub(crate) struct Resolver {
+    known: HashMap<(Option<String>, Option<String>), Identity>,
+}
+
+impl Resolver {
+    /// [`resolve`], or what an earlier call with the same pair found.
+    pub(crate) fn resolve(
+        &mut self,
+        instance: &str,
+        user: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<Identity, LaunchError> {
+        let key = (user.map(str::to_owned), group.map(str::to_owned));
+        if let Some(identity) = self.known.get(&key) {
+            return Ok(identity.clone());
+        }
+        let identity = resolve(instance, user, group)?;
+        self.known.insert(key, identity.clone());
+        Ok(identity)
+    }
+
+    /// Distinct pairs looked up so far.
+    #[cfg(test)]
+    fn looked_up(&self) -> usize {
+        self.known.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +158,23 @@ mod tests {
         );
         let error = resolve("p", None, Some("no-such-group-ipc-run")).unwrap_err();
         assert!(error.to_string().contains("no group"), "{error}");
+    }
+
+    #[test]
+    fn a_resolver_looks_each_pair_up_once() {
+        let mut resolver = Resolver::default();
+        for instance in ["a", "b", "c"] {
+            let identity = resolver.resolve(instance, Some("root"), None).unwrap();
+            assert_eq!(identity.credentials.uid, Some(0));
+        }
+        let other = resolver.resolve("d", Some("root"), Some("0")).unwrap();
+        assert_eq!(other.credentials.gid, 0);
+        assert_eq!(resolver.looked_up(), 2);
+        let error = resolver
+            .resolve("e", Some("no-such-user-ipc-run"), None)
+            .unwrap_err();
+        assert!(error.to_string().contains("no user"), "{error}");
+        assert_eq!(resolver.looked_up(), 2);
     }
 
     #[test]

@@ -47,6 +47,7 @@ impl Launched {
     /// for their new plan.
     pub fn reload(&mut self, plan: Plan, slots: &Slots) -> Result<(), LaunchError> {
         let mut identities = Vec::new();
+        let mut resolver = identity::Resolver::default();
         // Those that now run as ipc-run's own user: an identity their old
         // plan had must not outlive it.
         let mut plain = Vec::new();
@@ -55,7 +56,7 @@ impl Launched {
             if process.user.is_none() && process.group.is_none() {
                 plain.push(process.name.to_string());
             } else {
-                let resolved = identity::resolve(
+                let resolved = resolver.resolve(
                     &process.name,
                     process.user.as_deref(),
                     process.group.as_deref(),

@@ -12,6 +12,7 @@
 //!
 //! [`Token::Control`]: super::events::Token::Control
 
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
@@ -435,23 +436,30 @@ impl<R: Runtime> Supervisor<'_, R> {
                 .filter(|i| !removed.contains(i))
                 .collect());
         }
+        // One pass over the instances, then one look-up per name: a
+        // request may name thousands (up to 64 KiB of them), and a scan
+        // of every instance per name would hold the loop for seconds in
+        // a large run.
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, process) in self.plan.processes.iter().enumerate() {
+            if removed.contains(&i) {
+                continue;
+            }
+            by_name.entry(&process.name).or_default().push(i);
+            if *process.process != *process.name {
+                by_name.entry(&process.process).or_default().push(i);
+            }
+        }
         let mut chosen = vec![false; self.instances.len()];
         for name in names {
-            let mut found = false;
-            for (i, process) in self.plan.processes.iter().enumerate() {
-                if removed.contains(&i) {
-                    continue;
-                }
-                if *process.name == **name || *process.process == **name {
-                    chosen[i] = true;
-                    found = true;
-                }
-            }
-            if !found {
+            let Some(found) = by_name.get(name.as_str()) else {
                 return Err(fail(
                     ErrorCode::UnknownProcess,
                     format!("no process `{name}` in this run"),
                 ));
+            };
+            for &i in found {
+                chosen[i] = true;
             }
         }
         Ok((0..chosen.len()).filter(|&i| chosen[i]).collect())
@@ -467,7 +475,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             .iter()
             .map(|&i| self.process_status(i, now))
             .collect();
-        let named: Option<Vec<&str>> =
+        let named: Option<HashSet<&str>> =
             (!names.is_empty()).then(|| targets.iter().map(|&i| self.name(i)).collect());
         let channels = self
             .plan
@@ -479,7 +487,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             .filter(|channel| {
                 named.as_ref().is_none_or(|named| {
                     channel.from.iter().chain(&channel.to).any(|end| {
-                        matches!(end, EndpointPlan::Port { process, .. } if named.contains(&&**process))
+                        matches!(end, EndpointPlan::Port { process, .. } if named.contains(&**process))
                     })
                 })
             })

@@ -16,7 +16,8 @@
 //!
 //! `watchdog = "5s"` gives the child `WATCHDOG_USEC`; a run that sends no
 //! `WATCHDOG=1` within the period is unhealthy and gets SIGABRT (as from
-//! systemd), then its policy decides. One timer per process: a ping only
+//! systemd), then its policy decides. Neither checks nor the watchdog act
+//! on a process that ipc-run is stopping: its stop grace is its own. One timer per process: a ping only
 //! records when it came, and the timer, when it fires, re-arms itself for
 //! the period after the last ping.
 //!
@@ -297,8 +298,11 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// `i`'s health deadline: the next check is due, or the one under way
     /// took longer than `timeout`.
     pub(super) fn health_due(&mut self, i: usize, seq: u64) {
+        // A process stopping (on request, or for a restart) is in its
+        // grace: not checked, as systemd does not while deactivating.
         if self.health.seq[i] != seq
             || self.shutdown.is_some()
+            || self.instances[i].stop_requested
             || !matches!(self.instances[i].state, State::Running { .. })
         {
             return;
@@ -435,6 +439,11 @@ impl<R: Runtime> Supervisor<'_, R> {
         let Some(health) = &self.plan.processes[i].health else {
             return;
         };
+        // Ended while its process stops: neither counted nor followed by
+        // another (its next run's checks start with it).
+        if self.instances[i].stop_requested {
+            return;
+        }
         let (interval, retries) = (Duration::from_millis(health.interval_ms), health.retries);
         let start_period = Duration::from_millis(health.start_period_ms);
         self.arm_health(i, Instant::now() + interval);
@@ -498,7 +507,11 @@ impl<R: Runtime> Supervisor<'_, R> {
         let State::Running { pid, .. } = self.instances[i].state else {
             return;
         };
-        if self.instances[i].generation != generation || self.shutdown.is_some() {
+        // Its grace, when stopping, is not cut short by a missed ping.
+        if self.instances[i].generation != generation
+            || self.shutdown.is_some()
+            || self.instances[i].stop_requested
+        {
             return;
         }
         let due = last + Duration::from_millis(ms);

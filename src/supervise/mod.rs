@@ -2014,6 +2014,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         let inst = &mut self.instances[i];
         inst.follow_receiver = false;
         inst.state = State::Backoff;
+        inst.backoff_until = None;
         inst.ending = Some(ending.clone());
         self.message(&format!(
             "{name}: {ending}; restarting to learn the new pid of the process it signals"
@@ -2171,8 +2172,15 @@ impl<R: Runtime> Supervisor<'_, R> {
     /// The backoff of instance `i` is over: restart it, unless the run is
     /// shutting down or a receiver of its signals is not running.
     fn restart_due(&mut self, i: usize) {
-        // Stopped on request, or restarted on request meanwhile.
-        if self.instances[i].state != State::Backoff || self.instances[i].held {
+        // Stopped on request, or restarted on request meanwhile. A timer
+        // of an earlier backoff (a restart or start on request came
+        // between, and that run failed too) is stale: the current backoff
+        // has a timer of its own, for its own end.
+        let inst = &self.instances[i];
+        if inst.state != State::Backoff
+            || inst.held
+            || inst.backoff_until.is_some_and(|at| at > Instant::now())
+        {
             return;
         }
         if self.shutdown.is_some() {

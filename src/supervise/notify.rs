@@ -6,6 +6,16 @@
 //! SCM_CREDENTIALS (SO_PASSCRED is set on the socket), so a child cannot
 //! speak for another; `MAINPID=` is only honoured for a process of the
 //! sender's own instance (see `supervise::Supervisor::on_notify`).
+//!
+//! A datagram may carry fds (`FDSTORE=1`, `sd_pid_notify_with_fds`):
+//! ipc-run keeps none, so each is closed as soon as it is received. The
+//! control buffer has room for as many as one datagram can carry
+//! (`SCM_MAX_FD`), so they never crowd out the credentials: a truncated
+//! control part would leave the sender unknown, and an unknown sender is
+//! what `MAINPID=` speaks for.
+//!
+//! A datagram longer than [`MAX_DATAGRAM`] bytes is ignored whole, as
+//! systemd ignores one: what fits would end in a cut assignment.
 
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -17,6 +27,13 @@ use nix::sys::socket::{
 
 /// Largest datagram read; systemd uses the same bound (PIPE_BUF*2 is plenty).
 const MAX_DATAGRAM: usize = 4096;
+
+/// Most fds one datagram carries (the kernel's `SCM_MAX_FD`).
+const MAX_FDS: usize = 253;
+
+/// The sender of a datagram whose control part was cut short: not known,
+/// and not taken as "no credentials" either (`MAINPID=` is not honoured).
+pub const UNKNOWN_SENDER: i32 = -1;
 
 /// What one datagram said.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -61,10 +78,12 @@ pub fn enable_credentials(socket: BorrowedFd<'_>) -> nix::Result<()> {
 }
 
 /// Reads one pending datagram without blocking: `Ok(None)` when none is
-/// waiting. Returns the sender's pid (0 when the kernel gave none).
+/// waiting. Returns the sender's pid (0 when the kernel gave none,
+/// [`UNKNOWN_SENDER`] when the control part was cut short). Fds passed
+/// along are closed.
 pub fn receive(socket: BorrowedFd<'_>) -> nix::Result<Option<(i32, NotifyMessage)>> {
     let mut buf = [0u8; MAX_DATAGRAM];
-    let mut cmsg = nix::cmsg_space!(UnixCredentials);
+    let mut cmsg = nix::cmsg_space!(UnixCredentials, [std::os::fd::RawFd; MAX_FDS]);
     loop {
         let mut iov = [IoSliceMut::new(&mut buf)];
         match recvmsg::<()>(
@@ -74,14 +93,28 @@ pub fn receive(socket: BorrowedFd<'_>) -> nix::Result<Option<(i32, NotifyMessage
             MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
         ) {
             Ok(msg) => {
-                let mut pid = 0;
+                let mut pid = UNKNOWN_SENDER;
                 if let Ok(cmsgs) = msg.cmsgs() {
+                    pid = 0;
                     for c in cmsgs {
-                        if let ControlMessageOwned::ScmCredentials(cred) = c {
-                            pid = cred.pid();
+                        match c {
+                            ControlMessageOwned::ScmCredentials(cred) => pid = cred.pid(),
+                            ControlMessageOwned::ScmRights(fds) => {
+                                for fd in fds {
+                                    let _ = nix::unistd::close(fd);
+                                }
+                            }
+                            _ => {}
                         }
-                        // Any fds passed along (FDSTORE) are dropped, closed.
                     }
+                }
+                // Longer than a datagram may be: cut at the buffer's end,
+                // a last assignment would read as another value
+                // (`READY=10` as `READY=1`). Ignored whole, as systemd
+                // ignores one.
+                if msg.flags.contains(MsgFlags::MSG_TRUNC) {
+                    tracing::debug!("notify: a datagram over {MAX_DATAGRAM} bytes, ignored");
+                    return Ok(Some((pid, NotifyMessage::default())));
                 }
                 let len = msg.bytes;
                 return Ok(Some((pid, parse(&buf[..len]))));
@@ -135,5 +168,60 @@ mod tests {
         let (pid, msg) = receive(b.as_fd()).unwrap().unwrap();
         assert_eq!(pid, std::process::id() as i32);
         assert!(msg.ready);
+    }
+
+    #[test]
+    fn an_oversized_datagram_is_ignored_whole() {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        use std::os::fd::AsFd;
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        enable_credentials(b.as_fd()).unwrap();
+        // Cut at the buffer's end, the last line would read `READY=1`.
+        let mut datagram = b"STATUS=".to_vec();
+        datagram.resize(MAX_DATAGRAM - b"\nREADY=1".len(), b'x');
+        datagram.extend_from_slice(b"\nREADY=10");
+        nix::unistd::write(&a, &datagram).unwrap();
+        let (pid, msg) = receive(b.as_fd()).unwrap().unwrap();
+        assert_eq!(pid, std::process::id() as i32);
+        assert_eq!(msg, NotifyMessage::default());
+    }
+
+    #[test]
+    fn fds_passed_along_are_closed_and_the_sender_still_known() {
+        use nix::sys::socket::{
+            AddressFamily, ControlMessage, SockFlag, SockType, sendmsg, socketpair,
+        };
+        use std::io::IoSlice;
+        use std::os::fd::{AsFd, AsRawFd};
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::Datagram,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        enable_credentials(b.as_fd()).unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let fds = [r.as_raw_fd(), w.as_raw_fd()];
+        sendmsg::<()>(
+            a.as_raw_fd(),
+            &[IoSlice::new(b"READY=1\nFDSTORE=1")],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .unwrap();
+        drop(r);
+        let (pid, msg) = receive(b.as_fd()).unwrap().unwrap();
+        assert_eq!(pid, std::process::id() as i32);
+        assert!(msg.ready);
+        // Every copy of the read end was closed: the write end has no reader.
+        assert_eq!(nix::unistd::write(&w, b"x"), Err(Errno::EPIPE));
     }
 }

@@ -92,6 +92,10 @@ impl<R: Runtime> Supervisor<'_, R> {
         let Some(path) = &request.plan_file else {
             return Response::error(ErrorCode::BadRequest, "`reload` needs `plan_file`");
         };
+        self.reap_exited_ends_holders();
+        if self.shutdown.is_some() {
+            return Response::error(ErrorCode::Refused, "the run is stopping");
+        }
         let new = match self.read_plan(path) {
             Ok(plan) => plan,
             Err((code, why)) => return Response::error(code, why),
@@ -223,6 +227,31 @@ impl<R: Runtime> Supervisor<'_, R> {
             }
         }
         refused
+    }
+
+    /// Handles now the exits, not handled yet, of the running processes
+    /// whose ends a reload may take back ([`Self::take_back_ends`]): one
+    /// that exited in the same wake-up as the request (its pidfd event
+    /// queued behind the control socket's) is a zombie, from which no end
+    /// can be taken (ESRCH). The reload is then answered as if it had come
+    /// a moment later, the exit handled. Alive ones are left as they are.
+    fn reap_exited_ends_holders(&mut self) {
+        let pids: Vec<_> = (0..self.instances.len())
+            .filter_map(|i| match self.instances[i].state {
+                State::Running { pid, .. }
+                    if self.plan.processes[i].restart.policy == RestartPolicy::Never
+                        || !self.runtime.can_respawn(self.name(i)) =>
+                {
+                    Some(pid)
+                }
+                _ => None,
+            })
+            .collect();
+        for pid in pids {
+            if self.pidfds.contains_key(&pid) {
+                self.reap_tracked(pid);
+            }
+        }
     }
 
     /// The changed instances that run without the channel ends ipc-run

@@ -13,6 +13,7 @@ mod port;
 mod port_hardening;
 mod reload;
 mod review;
+mod review_control;
 mod status_counts;
 
 use assert_cmd::Command;
