@@ -1072,6 +1072,18 @@ impl LogWriter {
             stream,
         } = source;
         let out = self.route[stream as usize];
+        // Records kept in memory for `logs` reach followers once per pass
+        // of the event loop, from a ring of a few records per instance:
+        // reads of a pipe's default size keep what a pass relays within
+        // reach of that ring, as before pipes grew. Such a run's pipes are
+        // not grown.
+        let keeps_records = self.recent.is_some();
+        let size = if keeps_records {
+            CHUNK.min(scratch.len())
+        } else {
+            scratch.len()
+        };
+        let scratch = &mut scratch[..size];
         let mut relayed = Relayed::Empty;
         for _ in 0..READS_PER_TURN {
             let n = match nix::unistd::read(fd, scratch) {
@@ -1086,7 +1098,7 @@ impl LogWriter {
             if self.queued(out) >= self.batch[out].min(BATCH) && !self.blocked[out] {
                 self.flush_stream(out);
             }
-            if n >= PIPE_DEFAULT / 4 * PIPE_FULL_QUARTERS {
+            if n >= PIPE_DEFAULT / 4 * PIPE_FULL_QUARTERS && !keeps_records {
                 self.grow_if_full(fd, &mut buffer.pipe, n);
             }
             // A short read emptied the pipe; a stalled output takes no more.
