@@ -37,6 +37,10 @@ pub fn wire(
     check_notify_socket(limits, processes, sink);
     check_other_user_access(processes, channels, sink);
     let index = EndIndex::new(processes, channels);
+    // Ports not yet wired, by channel: a channel's ports are dropped once
+    // its last one is, so the declarations shrink as the instances' plans
+    // grow (the plan's peak is at the end of this pass).
+    let mut unwired: Vec<u32> = channels.iter().map(|c| c.ports.len() as u32).collect();
     // Every instance of every process that adds no names shares one list.
     let base_inherit_env: Arc<[Cow<'static, str>]> = BASE_INHERITED_ENV
         .iter()
@@ -85,9 +89,25 @@ pub fn wire(
                 Arc::clone(&inherit_env),
                 table.fds,
             ));
+            release_wired(ends, &mut unwired, channels);
         }
     }
     out
+}
+
+/// Counts an instance's ends as wired, and drops what only wiring reads of
+/// each channel whose ports are now all wired (its ports and their
+/// descriptions): nothing after this pass reads them.
+fn release_wired(ends: &[(u32, u32)], unwired: &mut [u32], channels: &mut [ChannelDecl]) {
+    for &(c, _) in ends {
+        let left = &mut unwired[c as usize];
+        *left -= 1;
+        if *left == 0 {
+            let channel = &mut channels[c as usize];
+            channel.ports = Box::default();
+            channel.descriptions = Default::default();
+        }
+    }
 }
 
 /// The variables `process` passes through: the base list, shared, when it
