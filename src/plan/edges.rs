@@ -525,7 +525,7 @@ fn warn_unused_ports(
     sink: &mut Sink,
 ) {
     for (index, process) in processes.iter().enumerate() {
-        for (port, declared) in &process.ports {
+        for (port, declared) in process.ports() {
             let key = names.existing_id(port).map(|id| port_key(index, id));
             if key.is_some_and(|key| used.contains_key(&key)) {
                 continue;

@@ -247,10 +247,10 @@ impl<'p> Context<'p> {
     /// The processes `p` waits for through `after`, transitively.
     fn waits_for(&self, p: usize) -> BTreeSet<usize> {
         let mut found = BTreeSet::new();
-        let mut stack = self.processes[p].after.to_vec();
+        let mut stack = self.processes[p].after().to_vec();
         while let Some(next) = stack.pop() {
             if found.insert(next) {
-                stack.extend(&self.processes[next].after);
+                stack.extend(self.processes[next].after());
             }
         }
         found

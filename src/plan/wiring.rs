@@ -434,7 +434,7 @@ fn pin_fixed_fds(
         let end = &channel.ports[p as usize];
         let port: &str = channel.port(end);
         let declared = process
-            .ports
+            .ports()
             .get(port)
             .and_then(|d| d.fd.as_ref().map(|(fd, _)| *fd));
         let fixed = match port {
@@ -474,7 +474,7 @@ fn pin_fixed_fds(
             scratch.assigned[e] = Some(fd);
         } else if fd > 2 {
             let span = process
-                .ports
+                .ports()
                 .get(port)
                 .and_then(|d| d.fd.as_ref().map(|(_, s)| s.clone()))
                 .unwrap_or(end.span.clone());
@@ -541,7 +541,7 @@ fn socket_at_stdin(
 ) -> bool {
     let span = || {
         process
-            .ports
+            .ports()
             .get(port)
             .and_then(|d| d.fd.as_ref().map(|(_, s)| s.clone()))
             .unwrap_or(end.span.clone())
@@ -820,7 +820,7 @@ fn instance_plan(
     fds: Vec<FdSlot>,
 ) -> ProcessPlan {
     let after = process
-        .after
+        .after()
         .iter()
         .flat_map(|&a| processes[a].instances.iter().cloned())
         .collect();
@@ -864,7 +864,7 @@ fn instance_plan(
                 .iter()
                 .map(|f| f.get_ref().clone())
                 .collect(),
-            forward_signals: process.forward_signals.to_vec(),
+            forward_signals: process.forward_signals().to_vec(),
             conditions: Vec::new(),
             health: None,
             watchdog_ms: None,
