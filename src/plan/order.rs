@@ -74,7 +74,7 @@ fn start_graph(processes: &[ProcessDecl], channels: &[ChannelDecl]) -> DiGraph<u
     for (b, process) in processes.iter().enumerate() {
         // Every name in `after` is a process here (checked by the first pass).
         // Each name resolved to the process of that name.
-        for (after, &a) in process.spec.after.iter().zip(process.after()) {
+        for (after, &a) in process.spec.after().iter().zip(process.after()) {
             start.add_edge(
                 nodes[a],
                 nodes[b],

@@ -102,7 +102,7 @@ pub fn check(
     let written = |process: &ProcessDecl| {
         process
             .spec
-            .env
+            .env()
             .iter()
             .map(|(_, value)| value)
             .chain(process.spec.cwd.iter())
@@ -115,7 +115,7 @@ pub fn check(
     for (p, process) in processes.iter().enumerate() {
         let templates = process
             .spec
-            .env
+            .env()
             .iter()
             .map(|(key, value)| (format!("`env.{}`", key.get_ref()), value))
             .chain(process.spec.cwd.iter().map(|cwd| ("`cwd`".to_owned(), cwd)));

@@ -124,26 +124,47 @@ pub struct Written {
     /// Whether `replicas` was written (even `replicas = 1` numbers the
     /// instance `name#0`).
     pub replicas: bool,
-    /// `env` as written, in key order.
-    pub env: Box<[(Spanned<String>, Spanned<String>)]>,
-    /// Where each name in `after` is written, in order.
-    pub after: Box<[Span]>,
+    /// `env` and `after` as written, out of line: most processes of a
+    /// large topology write neither. `None` when both are empty.
+    lists: Option<Box<WrittenLists>>,
     /// The rarely written keys, copied from the spec's box when it has one.
     rare: Option<Box<ProcessRare>>,
 }
 
+/// The lists of a [`Written`], when one is not empty.
+#[derive(Debug, Clone)]
+struct WrittenLists {
+    env: Box<[(Spanned<String>, Spanned<String>)]>,
+    after: Box<[Span]>,
+}
+
 impl Written {
     fn of(spec: &ProcessSpec) -> Written {
+        let lists = (!spec.env.is_empty() || !spec.after.is_empty()).then(|| {
+            Box::new(WrittenLists {
+                env: spec
+                    .env
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect(),
+                after: spec.after.iter().map(Spanned::span).collect(),
+            })
+        });
         Written {
             replicas: spec.replicas.is_some(),
-            env: spec
-                .env
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect(),
-            after: spec.after.iter().map(Spanned::span).collect(),
+            lists,
             rare: spec.rare.clone(),
         }
+    }
+
+    /// `env` as written, in key order.
+    pub fn env(&self) -> &[(Spanned<String>, Spanned<String>)] {
+        self.lists.as_ref().map_or(&[], |lists| &lists.env)
+    }
+
+    /// Where each name in `after` is written, in order.
+    pub fn after(&self) -> &[Span] {
+        self.lists.as_ref().map_or(&[], |lists| &lists.after)
     }
 }
 

@@ -726,7 +726,7 @@ impl OwnEnv {
     fn new(process: &ProcessDecl) -> Self {
         let vars = process
             .spec
-            .env
+            .env()
             .iter()
             .map(|(key, value)| EnvVar {
                 name: key.get_ref().as_str().into(),
