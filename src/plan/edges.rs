@@ -28,7 +28,8 @@ pub struct ChannelDecl {
     pub plan: ChannelPlan,
     /// The span diagnostics about the whole edge point at.
     pub span: Span,
-    /// Every port of an instance this channel touches.
+    /// Every port of an instance this channel touches; emptied by wiring
+    /// once the last of them is wired.
     pub ports: Box<[PortEnd]>,
     /// Value of the `IPC_PORT_*` variable of a `from` port and of a `to`
     /// port, without the fd (added in wiring): the same for every port on a
@@ -38,7 +39,9 @@ pub struct ChannelDecl {
 }
 
 /// Drops what only wiring reads of the channels (the ports' descriptions),
-/// so the passes after it run beside a smaller declaration.
+/// so the passes after it run beside a smaller declaration. Wiring drops a
+/// channel's ports and descriptions as it wires its last port; this is for
+/// any it did not reach.
 pub fn wired(channels: &mut [ChannelDecl]) {
     for channel in channels {
         channel.descriptions = Default::default();
@@ -522,7 +525,7 @@ fn warn_unused_ports(
     sink: &mut Sink,
 ) {
     for (index, process) in processes.iter().enumerate() {
-        for (port, declared) in &process.ports {
+        for (port, declared) in process.ports() {
             let key = names.existing_id(port).map(|id| port_key(index, id));
             if key.is_some_and(|key| used.contains_key(&key)) {
                 continue;

@@ -74,7 +74,7 @@ fn start_graph(processes: &[ProcessDecl], channels: &[ChannelDecl]) -> DiGraph<u
     for (b, process) in processes.iter().enumerate() {
         // Every name in `after` is a process here (checked by the first pass).
         // Each name resolved to the process of that name.
-        for (after, &a) in process.spec.after.iter().zip(&process.after) {
+        for (after, &a) in process.spec.after().iter().zip(process.after()) {
             start.add_edge(
                 nodes[a],
                 nodes[b],
@@ -502,7 +502,7 @@ fn fifo_open_queues<'p>(
         }
         for port in &channel.ports {
             let position = processes[port.process()]
-                .ports
+                .ports()
                 .get(&**channel.port(port))
                 .map_or(usize::MAX, |d| d.span.start);
             opens
@@ -557,7 +557,7 @@ fn fifo_deadlock(
         };
         let process = &processes[end.process()];
         let port_name: &str = channel.port(end);
-        let Some(port) = process.ports.get(port_name) else {
+        let Some(port) = process.ports().get(port_name) else {
             continue;
         };
         if shown.insert(port.span.start) {

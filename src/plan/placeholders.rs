@@ -102,7 +102,7 @@ pub fn check(
     let written = |process: &ProcessDecl| {
         process
             .spec
-            .env
+            .env()
             .iter()
             .map(|(_, value)| value)
             .chain(process.spec.cwd.iter())
@@ -115,7 +115,7 @@ pub fn check(
     for (p, process) in processes.iter().enumerate() {
         let templates = process
             .spec
-            .env
+            .env()
             .iter()
             .map(|(key, value)| (format!("`env.{}`", key.get_ref()), value))
             .chain(process.spec.cwd.iter().map(|cwd| ("`cwd`".to_owned(), cwd)));
@@ -247,10 +247,10 @@ impl<'p> Context<'p> {
     /// The processes `p` waits for through `after`, transitively.
     fn waits_for(&self, p: usize) -> BTreeSet<usize> {
         let mut found = BTreeSet::new();
-        let mut stack = self.processes[p].after.to_vec();
+        let mut stack = self.processes[p].after().to_vec();
         while let Some(next) = stack.pop() {
             if found.insert(next) {
-                stack.extend(&self.processes[next].after);
+                stack.extend(self.processes[next].after());
             }
         }
         found

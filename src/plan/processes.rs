@@ -57,8 +57,6 @@ pub struct ProcessDecl {
     /// Instance names, one per replica, shared with the plan's records
     /// that name the instance.
     pub instances: Box<[Arc<str>]>,
-    /// Declared ports: name -> (span of the name, fixed fd and its span).
-    pub ports: BTreeMap<String, DeclaredPort>,
     /// The argv to exec.
     pub argv: Vec<String>,
     /// Whether `argv` is a shell the user asked for.
@@ -69,10 +67,41 @@ pub struct ProcessDecl {
     pub restart: RestartPlan,
     /// Stop signal.
     pub stop_signal: SignalRef,
+    /// What few processes declare, out of line: most processes of a large
+    /// topology declare none of it, and the declarations are held beside
+    /// the wired plan, at its peak. `None` when there is none.
+    rare: Option<Box<DeclaredRare>>,
+}
+
+/// The lists of a [`ProcessDecl`] that are usually empty.
+#[derive(Debug, Clone, Default)]
+pub struct DeclaredRare {
+    /// Declared ports: name -> (span of the name, fixed fd and its span).
+    ports: BTreeMap<String, DeclaredPort>,
     /// Forwarded signals.
-    pub forward_signals: Box<[SignalRef]>,
+    forward_signals: Box<[SignalRef]>,
     /// Indices of the processes named in `after` that exist, in order.
-    pub after: Box<[usize]>,
+    after: Box<[usize]>,
+}
+
+/// The ports of a process that declares none.
+static NO_PORTS: BTreeMap<String, DeclaredPort> = BTreeMap::new();
+
+impl ProcessDecl {
+    /// Declared ports: name -> (span of the name, fixed fd and its span).
+    pub fn ports(&self) -> &BTreeMap<String, DeclaredPort> {
+        self.rare.as_ref().map_or(&NO_PORTS, |rare| &rare.ports)
+    }
+
+    /// Forwarded signals.
+    pub fn forward_signals(&self) -> &[SignalRef] {
+        self.rare.as_ref().map_or(&[], |rare| &rare.forward_signals)
+    }
+
+    /// Indices of the processes named in `after` that exist, in order.
+    pub fn after(&self) -> &[usize] {
+        self.rare.as_ref().map_or(&[], |rare| &rare.after)
+    }
 }
 
 /// Drops what only wiring reads of the processes (their forwarded signals,
@@ -81,7 +110,9 @@ pub struct ProcessDecl {
 pub fn wired(processes: &mut [ProcessDecl]) {
     for process in processes {
         process.argv = Vec::new();
-        process.forward_signals = Box::default();
+        if let Some(rare) = &mut process.rare {
+            rare.forward_signals = Box::default();
+        }
     }
 }
 
@@ -93,26 +124,47 @@ pub struct Written {
     /// Whether `replicas` was written (even `replicas = 1` numbers the
     /// instance `name#0`).
     pub replicas: bool,
-    /// `env` as written, in key order.
-    pub env: Box<[(Spanned<String>, Spanned<String>)]>,
-    /// Where each name in `after` is written, in order.
-    pub after: Box<[Span]>,
+    /// `env` and `after` as written, out of line: most processes of a
+    /// large topology write neither. `None` when both are empty.
+    lists: Option<Box<WrittenLists>>,
     /// The rarely written keys, copied from the spec's box when it has one.
     rare: Option<Box<ProcessRare>>,
 }
 
+/// The lists of a [`Written`], when one is not empty.
+#[derive(Debug, Clone)]
+struct WrittenLists {
+    env: Box<[(Spanned<String>, Spanned<String>)]>,
+    after: Box<[Span]>,
+}
+
 impl Written {
     fn of(spec: &ProcessSpec) -> Written {
+        let lists = (!spec.env.is_empty() || !spec.after.is_empty()).then(|| {
+            Box::new(WrittenLists {
+                env: spec
+                    .env
+                    .iter()
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect(),
+                after: spec.after.iter().map(Spanned::span).collect(),
+            })
+        });
         Written {
             replicas: spec.replicas.is_some(),
-            env: spec
-                .env
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect(),
-            after: spec.after.iter().map(Spanned::span).collect(),
+            lists,
             rare: spec.rare.clone(),
         }
+    }
+
+    /// `env` as written, in key order.
+    pub fn env(&self) -> &[(Spanned<String>, Spanned<String>)] {
+        self.lists.as_ref().map_or(&[], |lists| &lists.env)
+    }
+
+    /// Where each name in `after` is written, in order.
+    pub fn after(&self) -> &[Span] {
+        self.lists.as_ref().map_or(&[], |lists| &lists.after)
     }
 }
 
@@ -242,14 +294,18 @@ fn resolve_process(
         span,
         spec: Written::of(spec),
         instances,
-        ports,
         argv,
         shell,
         ready,
         restart: restart_plan(spec),
         stop_signal,
-        forward_signals: forward_signals.into(),
-        after: Box::default(),
+        rare: (!ports.is_empty() || !forward_signals.is_empty()).then(|| {
+            Box::new(DeclaredRare {
+                ports,
+                forward_signals: forward_signals.into(),
+                after: Box::default(),
+            })
+        }),
     }
 }
 
@@ -404,7 +460,9 @@ fn resolve_after(processes: &mut [ProcessDecl], specs: &[&ProcessSpec], sink: &m
         resolved_after.push(resolved);
     }
     for (process, after) in processes.iter_mut().zip(resolved_after) {
-        process.after = after.into();
+        if !after.is_empty() {
+            process.rare.get_or_insert_default().after = after.into();
+        }
     }
 }
 

@@ -37,6 +37,10 @@ pub fn wire(
     check_notify_socket(limits, processes, sink);
     check_other_user_access(processes, channels, sink);
     let index = EndIndex::new(processes, channels);
+    // Ports not yet wired, by channel: a channel's ports are dropped once
+    // its last one is, so the declarations shrink as the instances' plans
+    // grow (the plan's peak is at the end of this pass).
+    let mut unwired: Vec<u32> = channels.iter().map(|c| c.ports.len() as u32).collect();
     // Every instance of every process that adds no names shares one list.
     let base_inherit_env: Arc<[Cow<'static, str>]> = BASE_INHERITED_ENV
         .iter()
@@ -85,9 +89,25 @@ pub fn wire(
                 Arc::clone(&inherit_env),
                 table.fds,
             ));
+            release_wired(ends, &mut unwired, channels);
         }
     }
     out
+}
+
+/// Counts an instance's ends as wired, and drops what only wiring reads of
+/// each channel whose ports are now all wired (its ports and their
+/// descriptions): nothing after this pass reads them.
+fn release_wired(ends: &[(u32, u32)], unwired: &mut [u32], channels: &mut [ChannelDecl]) {
+    for &(c, _) in ends {
+        let left = &mut unwired[c as usize];
+        *left -= 1;
+        if *left == 0 {
+            let channel = &mut channels[c as usize];
+            channel.ports = Box::default();
+            channel.descriptions = Default::default();
+        }
+    }
 }
 
 /// The variables `process` passes through: the base list, shared, when it
@@ -414,7 +434,7 @@ fn pin_fixed_fds(
         let end = &channel.ports[p as usize];
         let port: &str = channel.port(end);
         let declared = process
-            .ports
+            .ports()
             .get(port)
             .and_then(|d| d.fd.as_ref().map(|(fd, _)| *fd));
         let fixed = match port {
@@ -454,7 +474,7 @@ fn pin_fixed_fds(
             scratch.assigned[e] = Some(fd);
         } else if fd > 2 {
             let span = process
-                .ports
+                .ports()
                 .get(port)
                 .and_then(|d| d.fd.as_ref().map(|(_, s)| s.clone()))
                 .unwrap_or(end.span.clone());
@@ -521,7 +541,7 @@ fn socket_at_stdin(
 ) -> bool {
     let span = || {
         process
-            .ports
+            .ports()
             .get(port)
             .and_then(|d| d.fd.as_ref().map(|(_, s)| s.clone()))
             .unwrap_or(end.span.clone())
@@ -706,7 +726,7 @@ impl OwnEnv {
     fn new(process: &ProcessDecl) -> Self {
         let vars = process
             .spec
-            .env
+            .env()
             .iter()
             .map(|(key, value)| EnvVar {
                 name: key.get_ref().as_str().into(),
@@ -800,7 +820,7 @@ fn instance_plan(
     fds: Vec<FdSlot>,
 ) -> ProcessPlan {
     let after = process
-        .after
+        .after()
         .iter()
         .flat_map(|&a| processes[a].instances.iter().cloned())
         .collect();
@@ -844,7 +864,7 @@ fn instance_plan(
                 .iter()
                 .map(|f| f.get_ref().clone())
                 .collect(),
-            forward_signals: process.forward_signals.to_vec(),
+            forward_signals: process.forward_signals().to_vec(),
             conditions: Vec::new(),
             health: None,
             watchdog_ms: None,
