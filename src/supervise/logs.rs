@@ -38,9 +38,10 @@
 //! A pipe the relay finds full (a read of three quarters of its capacity
 //! or more: its process waits for the relay) is grown, doubling, up to
 //! [`PIPE_MAX`], so a chatty process and the relay wake each other once
-//! per megabyte rather than once per 64 KiB; the run's growth is bounded
-//! by the user's pipe limits ([`PipeRoom`]). The read buffer holds a grown
-//! pipe's worth, and a large read's lines are written as each batch fills.
+//! per 256 KiB rather than once per 64 KiB; the run's growth is
+//! bounded by the user's pipe limits ([`PipeRoom`]). A read takes no more
+//! than the output has room for below its high water, and a large read's
+//! lines are written as each batch fills.
 //!
 //! With a log directory (`ipc-run run --log-dir DIR`), each record also goes
 //! to the instance's stream file, buffered and written once per batch
@@ -79,12 +80,14 @@ const READS_PER_TURN: usize = 4;
 pub const HIGH_WATER: usize = 256 * 1024;
 
 /// The most a log pipe is grown to when the relay keeps finding it full
-/// (see [`PipeRoom`]); `fs.pipe-max-size` may lower it.
-const PIPE_MAX: usize = 1024 * 1024;
+/// (see [`PipeRoom`]); `fs.pipe-max-size` may lower it. What one read
+/// takes at most: a larger pipe could not be found full.
+const PIPE_MAX: usize = READ_SIZE;
 
-/// The read buffer the supervisor relays with: a grown pipe's worth, so
-/// one read empties it.
-pub const READ_SIZE: usize = PIPE_MAX;
+/// The read buffer the supervisor relays with: no more than an output
+/// takes before its pipes are parked ([`HIGH_WATER`]), as a read never
+/// takes more than the output has room for.
+pub const READ_SIZE: usize = HIGH_WATER;
 
 /// The bytes all log pipes of a run are grown by together, at most.
 const PIPE_BUDGET: usize = 16 * 1024 * 1024;
@@ -155,9 +158,10 @@ struct PipeRoom {
 }
 
 impl PipeRoom {
-    /// The room the host's limits leave: `pipe-max-size` in bytes and
+    /// The room limits leave: the largest size a pipe is grown to (the
+    /// host's `pipe-max-size`, at most [`PIPE_MAX`]) in bytes and
     /// `pipe-user-pages-soft` in pages (0: no limit).
-    fn new(pipe_max_size: usize, soft_pages: usize) -> PipeRoom {
+    fn new(largest: usize, soft_pages: usize) -> PipeRoom {
         let soft = soft_pages.saturating_mul(4096);
         let budget = if soft == 0 {
             PIPE_BUDGET
@@ -165,7 +169,7 @@ impl PipeRoom {
             PIPE_BUDGET.min(soft / 4)
         };
         PipeRoom {
-            max: PIPE_MAX.min(pipe_max_size),
+            max: largest,
             budget,
             grown: 0,
         }
@@ -180,7 +184,7 @@ impl PipeRoom {
                 .and_then(|text| text.trim().parse::<usize>().ok())
         };
         match (read("pipe-max-size"), read("pipe-user-pages-soft")) {
-            (Some(max), Some(soft)) => PipeRoom::new(max, soft),
+            (Some(max), Some(soft)) => PipeRoom::new(max.min(PIPE_MAX), soft),
             _ => PipeRoom::new(0, 0),
         }
     }
@@ -1086,7 +1090,14 @@ impl LogWriter {
         let scratch = &mut scratch[..size];
         let mut relayed = Relayed::Empty;
         for _ in 0..READS_PER_TURN {
-            let n = match nix::unistd::read(fd, scratch) {
+            // No more than the output has room for below its high water:
+            // when it is a pipe its reader takes 64 KiB at a time, and a
+            // megabyte read ahead of it leaves the writer and the reader
+            // waiting on ipc-run by turns instead of running beside it.
+            let room = HIGH_WATER
+                .saturating_sub(self.queued(out))
+                .clamp(CHUNK.min(scratch.len()), scratch.len());
+            let n = match nix::unistd::read(fd, &mut scratch[..room]) {
                 Ok(0) => return Relayed::Closed,
                 Ok(n) => n,
                 Err(Errno::EINTR) => continue,
@@ -1102,10 +1113,7 @@ impl LogWriter {
                 self.grow_if_full(fd, &mut buffer.pipe, n);
             }
             // A short read emptied the pipe; a stalled output takes no more.
-            if n < scratch.len()
-                || self.stalled(stream)
-                || self.pipes.stalled(instance, stream as usize)
-            {
+            if n < room || self.stalled(stream) || self.pipes.stalled(instance, stream as usize) {
                 break;
             }
         }
@@ -2048,7 +2056,7 @@ mod tests {
             None,
             "at the largest size"
         );
-        // fs.pipe-max-size below PIPE_MAX bounds it.
+        // A smaller largest size (fs.pipe-max-size) bounds it.
         let small = PipeRoom::new(256 * k, 16384);
         assert_eq!(small.next(128 * k, 128 * k, 2), Some(256 * k));
         assert_eq!(small.next(256 * k, 256 * k, 2), None);

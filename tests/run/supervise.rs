@@ -401,7 +401,7 @@ cmd = ["python3", "{}"]
 }
 
 /// A log pipe the relay keeps finding full is grown, doubling, up to
-/// the largest size the relay grows one to (1 MiB, or `fs.pipe-max-size`
+/// the largest size the relay grows one to (256 KiB, or `fs.pipe-max-size`
 /// if lower) and no further, and every line arrives whole and in order
 /// across the grows. The reader of ipc-run's stdout reads only while the
 /// process is blocked on its full pipe, so each of its reads lets the
@@ -507,7 +507,7 @@ os.write(2, ("sizes " + " ".join(map(str, sizes)) + "\n").encode())
         .trim()
         .parse()
         .unwrap();
-    let limit = max_size.min(1 << 20);
+    let limit = max_size.min(256 << 10);
     let sizes: Vec<usize> = stderr
         .lines()
         .find_map(|l| l.strip_prefix("grow | sizes "))
