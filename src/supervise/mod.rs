@@ -71,8 +71,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// pipeline stage finishing): at most its stop timeout.
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The relay's read buffer: a grown log pipe's worth, read at once (one
-/// read per pipe per turn, so one chatty process cannot starve the others).
+/// The relay's read buffer: a grown log pipe's worth (one read per pipe
+/// per turn, so one chatty process cannot starve the others).
 const READ_SIZE: usize = logs::READ_SIZE;
 
 /// Signals ipc-run passes on to processes that ask for them; the planner
