@@ -129,6 +129,7 @@ pub fn receive(socket: BorrowedFd<'_>) -> nix::Result<Option<(i32, NotifyMessage
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     #[test]
     fn parses_ready_and_mainpid() {
@@ -151,10 +152,9 @@ mod tests {
         assert!(parse(b"STOPPING=1\nREADY=1\n").ready);
     }
 
-    #[test]
-    fn receives_with_credentials() {
+    /// A datagram socketpair whose second end receives credentials.
+    fn credential_pair() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
         use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-        use std::os::fd::AsFd;
         let (a, b) = socketpair(
             AddressFamily::Unix,
             SockType::Datagram,
@@ -163,6 +163,12 @@ mod tests {
         )
         .unwrap();
         enable_credentials(b.as_fd()).unwrap();
+        (a, b)
+    }
+
+    #[test]
+    fn receives_with_credentials() {
+        let (a, b) = credential_pair();
         assert_eq!(receive(b.as_fd()).unwrap(), None);
         nix::unistd::write(&a, b"READY=1").unwrap();
         let (pid, msg) = receive(b.as_fd()).unwrap().unwrap();
@@ -172,16 +178,7 @@ mod tests {
 
     #[test]
     fn an_oversized_datagram_is_ignored_whole() {
-        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-        use std::os::fd::AsFd;
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::Datagram,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
-        enable_credentials(b.as_fd()).unwrap();
+        let (a, b) = credential_pair();
         // Cut at the buffer's end, the last line would read `READY=1`.
         let mut datagram = b"STATUS=".to_vec();
         datagram.resize(MAX_DATAGRAM - b"\nREADY=1".len(), b'x');
@@ -194,19 +191,10 @@ mod tests {
 
     #[test]
     fn fds_passed_along_are_closed_and_the_sender_still_known() {
-        use nix::sys::socket::{
-            AddressFamily, ControlMessage, SockFlag, SockType, sendmsg, socketpair,
-        };
+        use nix::sys::socket::{ControlMessage, sendmsg};
         use std::io::IoSlice;
-        use std::os::fd::{AsFd, AsRawFd};
-        let (a, b) = socketpair(
-            AddressFamily::Unix,
-            SockType::Datagram,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
-        enable_credentials(b.as_fd()).unwrap();
+        use std::os::fd::AsRawFd;
+        let (a, b) = credential_pair();
         let (r, w) = nix::unistd::pipe().unwrap();
         let fds = [r.as_raw_fd(), w.as_raw_fd()];
         sendmsg::<()>(
