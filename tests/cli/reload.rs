@@ -619,28 +619,39 @@ fn a_running_never_process_is_restarted_on_its_channels_by_a_reload() {
     scratch.assert_left_nothing();
 }
 
-/// A `never` reader that put /dev/null where its pipe was.
-const MOVED: &str = r#"
-name = "reload-moved"
+/// A writer and a `restart = "never"` reader running `reader` (a shell
+/// line without single quotes), joined by the pipe `lines`; the reader's
+/// `GEN = "1"` is what a reload changes.
+pub(crate) fn writer_and_never_reader(name: &str, reader: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
 [process.writer]
 shell = 'exec sleep 1000'
 restart = "on-failure"
 [process.reader]
-shell = 'exec 0</dev/null; exec sleep 1000'
+shell = '{reader}'
 restart = "never"
-env = { GEN = "1" }
+env = {{ GEN = "1" }}
 [[edge]]
 name = "lines"
 from = "writer"
 to = "reader"
-"#;
+"#
+    )
+}
+
+/// A `never` reader that put /dev/null where its pipe was.
+fn moved() -> String {
+    writer_and_never_reader("reload-moved", "exec 0</dev/null; exec sleep 1000")
+}
 
 #[test]
 fn a_never_process_that_gave_its_channel_end_away_is_refused() {
     let mut scratch = Scratch::new("reload-moved");
-    let mut run = Detached::start(&mut scratch, MOVED);
+    let mut run = Detached::start(&mut scratch, &moved());
     let before = pids(&run);
-    let file = scratch.topology(&MOVED.replace("GEN = \"1\"", "GEN = \"2\""));
+    let file = scratch.topology(&moved().replace("GEN = \"1\"", "GEN = \"2\""));
     let (_, stderr) = refused_reload(&run, &file, &before);
     assert!(
         stderr.contains("process reader: wire fd 0 of reader: the running process no longer holds it there: another kind of file"),

@@ -121,25 +121,12 @@ fn a_datagram_with_fds_cannot_speak_for_another_process() {
     scratch.assert_left_nothing();
 }
 
-/// A `restart = "never"` reader on a pipe, which ends (0) once `FLAG`
+/// A `restart = "never"` reader on a pipe, which ends (0) once `flag`
 /// exists, and its writer.
-const NEVER_READER: &str = r#"
-name = "review-never-zombie"
-
-[process.writer]
-shell = 'exec sleep 1000'
-restart = "on-failure"
-
-[process.reader]
-shell = 'while [ ! -e FLAG ]; do sleep 0.01; done'
-restart = "never"
-env = { GEN = "1" }
-
-[[edge]]
-name = "lines"
-from = "writer"
-to = "reader"
-"#;
+fn never_reader(flag: &Path) -> String {
+    let wait = format!("while [ ! -e {} ]; do sleep 0.01; done", flag.display());
+    super::reload::writer_and_never_reader("review-never-zombie", &wait)
+}
 
 /// A `never` process that exited, its exit not handled yet when a reload
 /// that changes it comes (the request and the exit in one wake-up: ipc-run
@@ -153,7 +140,7 @@ fn a_reload_meeting_an_unhandled_exit_of_a_never_process_is_not_refused() {
     use std::io::{BufRead, BufReader, Write};
     let mut scratch = Scratch::new("review-never-zombie");
     let flag = scratch.dir.join("flag");
-    let toml = NEVER_READER.replace("FLAG", flag.to_str().unwrap());
+    let toml = never_reader(&flag);
     let topology = scratch.topology(&toml.replace("GEN = \"1\"", "GEN = \"2\""));
     let plan = super::ipc_run()
         .args(["plan", "--format", "json"])
