@@ -1022,10 +1022,14 @@ restart_backoff = "0ms"
         }
     };
     // A sample is taken once the previous life's output pipes are read to
-    // their end (they are still in ipc-run's table until then), so early
-    // and late are in the same state whatever the machine's load.
+    // their end (they are still in ipc-run's table until then) and the
+    // spawn of this life has closed ipc-run's copies of its write ends (the
+    // life may open the FIFO before that), so early and late are in the
+    // same state whatever the machine's load.
     let sample = || {
-        let settled = wait_until(Duration::from_secs(10), || orphan_pipes(pid) == 0);
+        let settled = wait_until(Duration::from_secs(10), || {
+            orphan_pipes(pid) == 0 && write_ends_shared_with_children(pid) == 0
+        });
         assert!(settled, "a previous life's pipes stayed open in ipc-run");
         (
             status_number(pid, "VmRSS").unwrap(),

@@ -1015,9 +1015,39 @@ pub fn pipe_inodes(pid: i32) -> Vec<String> {
         .collect()
 }
 
+/// How many pipe ends `pid` holds open for writing whose pipe one of its
+/// children holds too: a child's stdout or stderr write end that ipc-run
+/// has not closed yet, between the child's `execve` and the end of the
+/// spawn (the child may already run meanwhile).
+pub fn write_ends_shared_with_children(pid: i32) -> usize {
+    let held: Vec<String> = children_of(pid).into_iter().flat_map(pipe_inodes).collect();
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.flatten()
+        .filter(|fd| {
+            let target = std::fs::read_link(fd.path())
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let info = std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .unwrap_or_default();
+            let write_only = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .and_then(|f| u32::from_str_radix(f.trim(), 8).ok())
+                .is_some_and(|flags| flags & libc::O_ACCMODE as u32 == libc::O_WRONLY as u32);
+            write_only && held.contains(&target)
+        })
+        .count()
+}
+
 /// How many of `pid`'s pipes have no other holder among its children and
 /// this test process: the ends of exited children's pipes ipc-run has not
-/// yet read to EOF. Zero means its fd table is settled.
+/// yet read to EOF. Zero, with no [`write_ends_shared_with_children`],
+/// means its fd table is settled.
 pub fn orphan_pipes(pid: i32) -> usize {
     let mut held = pipe_inodes(std::process::id() as i32);
     for child in children_of(pid) {
