@@ -497,12 +497,22 @@ fn floor_char_boundary(text: &str, mut index: usize) -> usize {
 /// `text` with control characters other than newlines escaped (`\0`,
 /// `\u{1b}`): user text quoted in a message never drives the terminal.
 fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() && c != '\n') {
+    escape_controls(text, true)
+}
+
+/// `text` with its control characters written as escapes (`\n`, `\0`,
+/// `\u{1b}`), newlines kept when `keep_newlines`: user text put into a
+/// terminal, a generated file or a protocol line can neither drive the
+/// terminal nor start a line of its own (a shell command in a batch
+/// script, a directive in a unit, an assignment in an sd_notify message).
+pub fn escape_controls(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let escaped = |c: char| c.is_control() && !(keep_newlines && c == '\n');
+    if !text.chars().any(escaped) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() && c != '\n' {
+        if escaped(c) {
             out.extend(c.escape_debug());
         } else {
             out.push(c);

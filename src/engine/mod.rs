@@ -18,18 +18,7 @@ pub(crate) mod yaml;
 /// the line nor start a line of its own (a shell command in a batch
 /// script, a directive in a unit).
 pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    crate::diagnostic::escape_controls(text, false)
 }
 
 #[cfg(test)]

@@ -118,18 +118,7 @@ impl ServiceNotify {
 /// spawn error, say) would send the manager an assignment of its own
 /// (`MAINPID=`, `READY=1`). Control characters are written as escapes.
 fn one_line(status: &str) -> std::borrow::Cow<'_, str> {
-    if !status.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(status);
-    }
-    let mut out = String::with_capacity(status.len() + 8);
-    for c in status.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    crate::diagnostic::escape_controls(status, false)
 }
 
 /// An unbound, non-blocking datagram socket and the manager's address (a
