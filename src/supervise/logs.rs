@@ -1786,6 +1786,22 @@ mod tests {
             })
     }
 
+    /// `input` cut into consecutive parts of the lengths in `cuts`, taken
+    /// in turn again and again (the last part what is left).
+    fn cut_into<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut parts = Vec::new();
+        let mut rest = input;
+        for cut in cuts.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (part, tail) = rest.split_at((*cut).min(rest.len()));
+            parts.push(part);
+            rest = tail;
+        }
+        parts
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         #[test]
@@ -1793,16 +1809,7 @@ mod tests {
             input in input(),
             cuts in proptest::collection::vec(1usize..(2 * CHUNK), 1..16),
         ) {
-            let mut parts: Vec<&[u8]> = Vec::new();
-            let mut rest = &input[..];
-            for cut in cuts.iter().cycle() {
-                if rest.is_empty() {
-                    break;
-                }
-                let (part, tail) = rest.split_at((*cut).min(rest.len()));
-                parts.push(part);
-                rest = tail;
-            }
+            let parts = cut_into(&input, &cuts);
             let mut old = OldLineBuffer::default();
             let mut expected = Vec::new();
             for part in &parts {
@@ -1951,16 +1958,7 @@ mod tests {
             input in input(),
             cuts in proptest::collection::vec(1usize..60_000, 1..16),
         ) {
-            let mut parts: Vec<&[u8]> = Vec::new();
-            let mut rest = &input[..];
-            for cut in cuts.iter().cycle() {
-                if rest.is_empty() {
-                    break;
-                }
-                let (part, tail) = rest.split_at((*cut).min(rest.len()));
-                parts.push(part);
-                rest = tail;
-            }
+            let parts = cut_into(&input, &cuts);
             proptest::prop_assert_eq!(relayed(&parts, false), relayed(&parts, true));
         }
     }
