@@ -90,7 +90,7 @@ fn start(case: &str) -> (Scratch, Detached, std::path::PathBuf, String) {
 }
 
 /// Names and pids of the run's processes, as `status` shows them.
-fn pids(run: &Detached) -> Vec<(String, Value)> {
+pub(crate) fn pids(run: &Detached) -> Vec<(String, Value)> {
     run.status()["processes"]
         .as_array()
         .unwrap()
@@ -382,7 +382,11 @@ fn reload(run: &Detached, file: &Path) -> String {
 /// A reload of `run` with `file` refused as not doable live (exit 6), the
 /// run's processes left as they were (`before`, from [`pids`]); what it
 /// said on stdout and stderr.
-fn refused_reload(run: &Detached, file: &Path, before: &[(String, Value)]) -> (String, String) {
+pub(crate) fn refused_reload(
+    run: &Detached,
+    file: &Path,
+    before: &[(String, Value)],
+) -> (String, String) {
     let refused = try_reload(run, file);
     assert_eq!(refused.status.code(), Some(6), "{}", text(&refused.stderr));
     assert_eq!(pids(run), before);

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::control::{Detached, wait_until};
 use super::ipc_run;
+use super::reload::{pids, refused_reload};
 use crate::support::Scratch;
 
 /// A topology whose `name` holds newlines: each line after the first
@@ -392,9 +393,7 @@ fn a_reload_that_cannot_wire_an_added_process_is_refused_first() {
     let two = scratch.topology(&toml.replace("WRITERS", "[\"writer\", \"second\"]"));
     let run = Detached::start(&mut scratch, &one);
     let writer = run.process("writer")["pid"].clone();
-    let reload = run.ctl(&["reload", &run.run_id, two.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&reload.stderr);
-    assert_eq!(reload.status.code(), Some(6), "{stderr}");
+    let (_, stderr) = refused_reload(&run, &two, &pids(&run));
     assert!(
         stderr.contains("no longer holds this end of channel lines"),
         "{stderr}"
@@ -551,9 +550,7 @@ fn a_never_process_holding_another_pipe_is_refused() {
     wait_until("the reader to swap its stdin", || {
         run.process("reader")["stdout_lines"] == 1
     });
-    let reload = run.ctl(&["reload", &run.run_id, changed.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&reload.stderr);
-    assert_eq!(reload.status.code(), Some(6), "{stderr}");
+    let (_, stderr) = refused_reload(&run, &changed, &pids(&run));
     assert!(
         stderr.contains(
             "wire fd 0 of reader: the running process no longer holds it there: another pipe"
