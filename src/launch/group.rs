@@ -28,8 +28,8 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
 use crate::mechanism::model::{
-    CrossEdgePlan, EndpointPlan, LOCAL_GROUP, Mechanism, Plan, ProcessPlan, Transport,
-    port_env_name,
+    CrossEdgePlan, EndpointPlan, LOCAL_GROUP, Mechanism, Plan, PortRefError, ProcessPlan,
+    Transport, port_env_name,
 };
 use crate::topology::Condition;
 use ipc_run_child::description::{Description, Params};
@@ -193,6 +193,9 @@ pub enum GroupError {
         /// Why this cannot be waited for across hosts.
         why: &'static str,
     },
+    /// A port variable of the plan names a channel end it does not have.
+    #[error("the plan contradicts itself: {0}")]
+    Inconsistent(#[from] PortRefError),
     /// A `--peer` host that does not resolve.
     #[error("host `{host}` of group `{group}` does not resolve: {why}")]
     Unresolved {
@@ -214,6 +217,7 @@ impl GroupError {
             GroupError::BadPeer { .. } => "E0512",
             GroupError::RemoteWait { .. } => "E0513",
             GroupError::Unresolved { .. } => "E0514",
+            GroupError::Inconsistent(_) => "E0803",
         }
     }
 
@@ -226,7 +230,7 @@ impl GroupError {
             GroupError::UnknownGroup { .. }
             | GroupError::MissingPeer { .. }
             | GroupError::BadPeer { .. } => ExitCode::Usage.code(),
-            GroupError::RemoteWait { .. } => ExitCode::Invalid.code(),
+            GroupError::RemoteWait { .. } | GroupError::Inconsistent(_) => ExitCode::Invalid.code(),
             GroupError::Unresolved { .. } => ExitCode::Launch.code(),
         }
     }
@@ -315,6 +319,9 @@ pub fn restrict(plan: &Plan, spec: &GroupSpec) -> Result<GroupRun, GroupError> {
         .collect();
     for &i in &view.processes {
         let mut process = plan.processes[i].clone();
+        // The group's plan keeps some of the channels, at other indices:
+        // its port values are text before they move to it.
+        process.env.render_ports(&plan.channels)?;
         // A group with no cross-edge port looks nothing up.
         let vars = if rewrites.is_empty() {
             &mut [][..]
@@ -324,7 +331,8 @@ pub fn restrict(plan: &Plan, spec: &GroupSpec) -> Result<GroupRun, GroupError> {
         for var in vars {
             let key = (Arc::clone(&process.name), Arc::clone(&var.name));
             if let Some((address, channel)) = rewrites.get(&key)
-                && let Some(value) = with_address(&var.value, address, channel)
+                && let Some(text) = var.value.as_text()
+                && let Some(value) = with_address(text, address, channel)
             {
                 var.value = value.into();
             }
@@ -682,7 +690,14 @@ to = "server"
 
     fn env<'a>(plan: &'a Plan, process: &str, var: &str) -> &'a str {
         let process = plan.processes.iter().find(|p| &*p.name == process).unwrap();
-        &process.env.iter().find(|v| &*v.name == var).unwrap().value
+        process
+            .env
+            .iter()
+            .find(|v| &*v.name == var)
+            .unwrap()
+            .value
+            .as_text()
+            .unwrap()
     }
 
     #[test]

@@ -660,6 +660,7 @@ impl Launched {
     /// What every child spec of this run shares.
     fn spec_context(&self) -> spawn::SpecContext<'_> {
         spawn::SpecContext {
+            channels: &self.plan.channels,
             values: &self.values,
             base_env: &self.base_env,
             nofile: self.options.nofile,

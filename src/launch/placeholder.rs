@@ -291,8 +291,9 @@ mod tests {
         let client = &planned.plan.processes[1];
         let var = client
             .env
-            .iter()
-            .find(|v| &*v.name == "IPC_PORT_API")
+            .vars(&planned.plan.channels)
+            .map(Result::unwrap)
+            .find(|v| &**v.name == "IPC_PORT_API")
             .expect("the client's port variable");
         let v = Values {
             run_dir: "/run/user/1000/ipc-run/0123456789abcdef".into(),

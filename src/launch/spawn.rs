@@ -34,7 +34,7 @@ use nix::unistd::AccessFlags;
 use super::identity::Identity;
 use super::placeholder::{IPC_RUN_BIN, Values};
 use super::{LaunchError, SpawnError};
-use crate::plan::ProcessPlan;
+use crate::plan::{ChannelPlan, ProcessPlan};
 use crate::sys::spawn::ChildSpec;
 
 /// The variables by which a service manager speaks to ipc-run itself
@@ -47,6 +47,8 @@ pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 /// What the child specs of one run share, besides each process's plan.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SpecContext<'a> {
+    /// The plan's channels, which its port variables are rendered against.
+    pub channels: &'a [ChannelPlan],
     /// What placeholders resolve to.
     pub values: &'a Values,
     /// The environment pass-through reads from.
@@ -181,8 +183,13 @@ fn environment(
         }
     }
     let mut listen_pid = false;
-    for var in &process.env {
-        if &*var.name == "LISTEN_PID" && &*var.value == "{pid}" {
+    for var in process.env.vars(context.channels) {
+        let var = var.map_err(|error| LaunchError::BadValue {
+            what: format!("environment of {}", process.name),
+            value: error.name.to_string(),
+            reason: error.to_string(),
+        })?;
+        if &**var.name == "LISTEN_PID" && var.value == "{pid}" {
             listen_pid = true;
             continue;
         }

@@ -44,7 +44,7 @@ use crate::diagnostic::Diagnostic;
 use crate::mechanism::build::{Build, Handover};
 use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
-use crate::mechanism::model::{ChannelPlan, End, Mechanism, SocketType};
+use crate::mechanism::model::{ChannelPlan, End, EndpointPlan, Mechanism, SocketType};
 use crate::topology::{MechanismName, Traffic};
 
 pub(crate) mod activation;
@@ -55,6 +55,7 @@ pub(crate) mod bench_rpc;
 pub(crate) mod build;
 pub(crate) mod dbus;
 pub(crate) mod edge;
+pub mod env;
 pub(crate) mod error;
 pub mod fifo;
 pub(crate) mod host_limits;
@@ -264,8 +265,8 @@ pub(crate) struct PortSide<'a> {
     pub id: &'a str,
     /// The end the side holds.
     pub end: End,
-    /// The instances on the `to` side.
-    pub receivers: Vec<&'a str>,
+    /// The `to` side's endpoints: its instances are the receivers.
+    pub receivers: &'a [EndpointPlan],
 }
 
 /// What a port of this side is (`IPC_PORT_*`, without channel, end and fd).

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::env::{
+    Env, EnvInPlan, EnvIter, EnvValue, EnvVar, PortRef, PortRefError, RenderedVar, port_value,
+};
 use super::limits::Limits;
 use crate::diagnostic::Diagnostic;
 use crate::mechanism::Kind;
@@ -65,7 +68,9 @@ pub fn percent_encode_into(out: &mut String, text: &str) {
 }
 
 /// A complete, validated plan.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+// Written (`Serialize`) and compared (`PartialEq`) by hand, below: its
+// instances' port variables are rendered against its channels.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Plan {
     /// [`PLAN_FORMAT_VERSION`].
@@ -97,6 +102,101 @@ pub struct Plan {
     /// ([`Plan::host_groups`] gives the groups of any plan).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<PlacementPlan>,
+}
+
+// Field by field, in the order and with the omissions of the derived
+// form it replaces, the instances with the plan's channels.
+impl Serialize for Plan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let optional = [self.profiles.is_some(), self.placement.is_some()];
+        let len = 10 + optional.iter().filter(|&&set| set).count();
+        let mut out = serializer.serialize_struct("Plan", len)?;
+        out.serialize_field("format_version", &self.format_version)?;
+        out.serialize_field("name", &self.name)?;
+        out.serialize_field(
+            "processes",
+            &ProcessesInPlan {
+                processes: &self.processes,
+                channels: &self.channels,
+            },
+        )?;
+        out.serialize_field("channels", &self.channels)?;
+        out.serialize_field("start_order", &self.start_order)?;
+        out.serialize_field("stop_order", &self.stop_order)?;
+        out.serialize_field("cycles", &self.cycles)?;
+        out.serialize_field("exit_code_from", &self.exit_code_from)?;
+        out.serialize_field("warnings", &self.warnings)?;
+        out.serialize_field("limits", &self.limits)?;
+        if let Some(profiles) = &self.profiles {
+            out.serialize_field("profiles", profiles)?;
+        }
+        if let Some(placement) = &self.placement {
+            out.serialize_field("placement", placement)?;
+        }
+        out.end()
+    }
+}
+
+/// A plan's instances, written with its channels.
+struct ProcessesInPlan<'a> {
+    processes: &'a [ProcessPlan],
+    channels: &'a [ChannelPlan],
+}
+
+impl Serialize for ProcessesInPlan<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.processes.iter().map(|p| p.in_plan(self.channels)))
+    }
+}
+
+// Equal when every part is, the instances' environments by the lists they
+// read as, each rendered against its own plan's channels: a plan and its
+// JSON round trip are equal.
+impl PartialEq for Plan {
+    fn eq(&self, other: &Plan) -> bool {
+        let Plan {
+            format_version,
+            name,
+            processes,
+            channels,
+            start_order,
+            stop_order,
+            cycles,
+            exit_code_from,
+            warnings,
+            limits,
+            profiles,
+            placement,
+        } = self;
+        *format_version == other.format_version
+            && *name == other.name
+            && processes.len() == other.processes.len()
+            && processes
+                .iter()
+                .zip(&other.processes)
+                .all(|(a, b)| a.same_as(channels, b, &other.channels))
+            && *channels == other.channels
+            && *start_order == other.start_order
+            && *stop_order == other.stop_order
+            && *cycles == other.cycles
+            && *exit_code_from == other.exit_code_from
+            && *warnings == other.warnings
+            && *limits == other.limits
+            && *profiles == other.profiles
+            && *placement == other.placement
+    }
+}
+
+impl Plan {
+    /// Turns every instance's port references into text
+    /// ([`Env::render_ports`]).
+    pub fn render_ports(&mut self) -> Result<(), PortRefError> {
+        for process in &mut self.processes {
+            process.env.render_ports(&self.channels)?;
+        }
+        Ok(())
+    }
 }
 
 /// The name of the one implicit group of a plan without placement.
@@ -398,10 +498,94 @@ impl std::ops::DerefMut for ProcessPlan {
     }
 }
 
-// Written field by field, in the order and with the omissions of the wire
-// shape, so the JSON is what it was when every field was inline.
+impl ProcessPlan {
+    /// Whether two instances are the same, each in a plan with `channels`
+    /// (its environment rendered against them, [`Env::same_as`]).
+    pub fn same_as(
+        &self,
+        channels: &[ChannelPlan],
+        other: &ProcessPlan,
+        other_channels: &[ChannelPlan],
+    ) -> bool {
+        // Every field named, so a new one is compared too.
+        let ProcessPlan {
+            name,
+            process,
+            replica,
+            host,
+            argv,
+            shell,
+            cwd,
+            env,
+            inherit_env,
+            fds,
+            ready,
+            ready_timeout_ms,
+            restart,
+            stop_signal,
+            stop_timeout_ms,
+            after,
+            managed,
+            rare,
+        } = self;
+        *name == other.name
+            && *process == other.process
+            && *replica == other.replica
+            && *host == other.host
+            && *argv == other.argv
+            && *shell == other.shell
+            && *cwd == other.cwd
+            && env.same_as(channels, &other.env, other_channels)
+            && *inherit_env == other.inherit_env
+            && *fds == other.fds
+            && *ready == other.ready
+            && *ready_timeout_ms == other.ready_timeout_ms
+            && *restart == other.restart
+            && *stop_signal == other.stop_signal
+            && *stop_timeout_ms == other.stop_timeout_ms
+            && *after == other.after
+            && *managed == other.managed
+            && *rare == other.rare
+    }
+
+    /// The instance as its plan writes it, its port variables rendered
+    /// against the plan's `channels`.
+    pub fn in_plan<'a>(&'a self, channels: &'a [ChannelPlan]) -> ProcessInPlan<'a> {
+        ProcessInPlan {
+            process: self,
+            channels,
+        }
+    }
+}
+
+/// An instance with its plan's channels ([`ProcessPlan::in_plan`]).
+pub struct ProcessInPlan<'a> {
+    process: &'a ProcessPlan,
+    channels: &'a [ChannelPlan],
+}
+
+impl Serialize for ProcessInPlan<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.process.serialize_with(Some(self.channels), serializer)
+    }
+}
+
+// Alone, an instance whose environment holds port references cannot be
+// written (an error says so): its plan writes it ([`ProcessPlan::in_plan`]).
 impl Serialize for ProcessPlan {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.serialize_with(None, serializer)
+    }
+}
+
+impl ProcessPlan {
+    // Written field by field, in the order and with the omissions of the
+    // wire shape, so the JSON is what it was when every field was inline.
+    fn serialize_with<S: serde::Serializer>(
+        &self,
+        channels: Option<&[ChannelPlan]>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let rare = self.rare.get();
         let optional = [
@@ -429,7 +613,10 @@ impl Serialize for ProcessPlan {
         if let Some(group) = &rare.group {
             out.serialize_field("group", group)?;
         }
-        out.serialize_field("env", &self.env)?;
+        match channels {
+            Some(channels) => out.serialize_field("env", &self.env.in_plan(channels))?,
+            None => out.serialize_field("env", &self.env)?,
+        }
         out.serialize_field("inherit_env", &self.inherit_env)?;
         if !rare.env_files.is_empty() {
             out.serialize_field("env_files", &rare.env_files)?;
@@ -755,138 +942,6 @@ impl TryFrom<SignalFields> for SignalRef {
             )),
             None => Err(format!("unknown signal `{}`", fields.name)),
         }
-    }
-}
-
-/// One environment variable; `value` may contain placeholders.
-// Names and values that many instances have alike (`IPC_RUN_ID`, the
-// topology's name, a port's variable name, a process's own `env`) are made
-// once and shared, not allocated for every instance.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EnvVar {
-    /// Variable name.
-    pub name: Arc<str>,
-    /// Value template.
-    pub value: Arc<str>,
-}
-
-/// An instance's environment ([`ProcessPlan::env`]), in order: first the
-/// variables every instance of the plan has alike (`IPC_RUN_ID`,
-/// `IPC_RUN_DIR`, `IPC_RUN_TOPOLOGY`), one list shared by all of them, then
-/// the instance's own. It reads, compares, serialises and is described in
-/// the schema as the one list it is: the split only saves a large plan
-/// three variables per instance.
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    /// The plan's variables, shared by every instance; `None` in a plan
-    /// read back from JSON, whose instances hold every variable as their own.
-    shared: Option<Arc<[EnvVar]>>,
-    /// The instance's own variables, after the shared ones.
-    own: Box<[EnvVar]>,
-}
-
-/// The variables of an [`Env`], in order.
-pub type EnvIter<'a> = std::iter::Chain<std::slice::Iter<'a, EnvVar>, std::slice::Iter<'a, EnvVar>>;
-
-impl Env {
-    /// `shared` (made once per plan) followed by `own`.
-    pub fn new(shared: Arc<[EnvVar]>, own: Vec<EnvVar>) -> Env {
-        Env {
-            shared: Some(shared),
-            own: own.into_boxed_slice(),
-        }
-    }
-
-    /// Every variable, in order.
-    pub fn iter(&self) -> EnvIter<'_> {
-        self.shared
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .chain(self.own.iter())
-    }
-
-    /// The number of variables.
-    pub fn len(&self) -> usize {
-        self.shared.as_deref().map_or(0, <[EnvVar]>::len) + self.own.len()
-    }
-
-    /// Whether there is none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Adds a variable at the end (rare: a watchdog's, a bus address).
-    pub fn push(&mut self, var: EnvVar) {
-        let mut own = std::mem::take(&mut self.own).into_vec();
-        own.push(var);
-        self.own = own.into_boxed_slice();
-    }
-
-    /// Every variable, to change in place: the instance takes its own copy
-    /// of the shared ones first.
-    pub fn as_mut_slice(&mut self) -> &mut [EnvVar] {
-        if let Some(shared) = self.shared.take() {
-            let mut all = shared.to_vec();
-            all.extend(std::mem::take(&mut self.own).into_vec());
-            self.own = all.into_boxed_slice();
-        }
-        &mut self.own
-    }
-}
-
-impl From<Vec<EnvVar>> for Env {
-    fn from(vars: Vec<EnvVar>) -> Env {
-        Env {
-            shared: None,
-            own: vars.into_boxed_slice(),
-        }
-    }
-}
-
-impl<'a> IntoIterator for &'a Env {
-    type Item = &'a EnvVar;
-    type IntoIter = EnvIter<'a>;
-    fn into_iter(self) -> EnvIter<'a> {
-        self.iter()
-    }
-}
-
-// Equal by the list it reads as, wherever the split is.
-impl PartialEq for Env {
-    fn eq(&self, other: &Env) -> bool {
-        self.iter().eq(other.iter())
-    }
-}
-
-impl Eq for Env {}
-
-impl Serialize for Env {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.iter())
-    }
-}
-
-impl<'de> Deserialize<'de> for Env {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Vec::<EnvVar>::deserialize(deserializer).map(Env::from)
-    }
-}
-
-// Described as the list it is written as.
-impl JsonSchema for Env {
-    fn inline_schema() -> bool {
-        <Vec<EnvVar>>::inline_schema()
-    }
-    fn schema_name() -> Cow<'static, str> {
-        <Vec<EnvVar>>::schema_name()
-    }
-    fn schema_id() -> Cow<'static, str> {
-        <Vec<EnvVar>>::schema_id()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        <Vec<EnvVar>>::json_schema(generator)
     }
 }
 

@@ -19,7 +19,7 @@ use ipc_run_child::description::{self as child, Params};
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::mechanism::model::{EndpointPlan, EnvVar, Mechanism, Plan, RUN_DIR};
+use crate::mechanism::model::{EndpointPlan, Mechanism, Plan, RUN_DIR, RenderedVar};
 use crate::topology::Traffic;
 
 /// The mechanism's name.
@@ -99,8 +99,8 @@ pub(crate) fn describe(ranks: &[String]) -> Params {
 pub struct RankCommand<'a> {
     /// Its argv.
     pub argv: &'a [String],
-    /// Its environment (ipc-run's variables and its own).
-    pub env: &'a [EnvVar],
+    /// Its environment (ipc-run's variables and its own), as text.
+    pub env: &'a [RenderedVar<'a>],
     /// Its working directory.
     pub cwd: Option<&'a str>,
 }
@@ -332,8 +332,9 @@ mod tests {
 
     #[test]
     fn one_app_context_per_rank() {
-        let env = [EnvVar {
-            name: "A".into(),
+        let name = "A".into();
+        let env = [RenderedVar {
+            name: &name,
             value: "{run_dir}/x".into(),
         }];
         let a = ["a".to_owned()];

@@ -9,8 +9,8 @@ use super::edge::{EdgeContext, Shape};
 use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::bench_link::{PeerPending, PeerReady, PeerSetup, Pending, Setup};
-use crate::mechanism::model::Mechanism;
 use crate::mechanism::model::{End, SignalRef};
+use crate::mechanism::model::{EndpointPlan, Mechanism};
 use crate::mechanism::signals::{known, parse_signal};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -89,7 +89,10 @@ pub(crate) fn describe(signal: &SignalRef, port: &PortSide<'_>) -> Params {
         pid: (port.end == End::Send).then(|| {
             port.receivers
                 .iter()
-                .map(|instance| placeholder("pid", instance))
+                .filter_map(|e| match e {
+                    EndpointPlan::Port { process, .. } => Some(placeholder("pid", process)),
+                    _ => None,
+                })
                 .collect()
         }),
     }

@@ -9,12 +9,13 @@
 //! mechanism, the run's name, ...) is a *refusal*, with its reason: a
 //! reload with any refusal changes nothing.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ChannelPlan, Mechanism, Plan, ProcessPlan};
+use super::{ChannelPlan, Mechanism, Plan, PortRefError, ProcessPlan};
 
 /// What a reload does: the changes, in plan order (those removed first),
 /// and why it cannot be done live, if it cannot.
@@ -108,7 +109,12 @@ impl PlanDiff {
 /// reasons `new` cannot be applied to it live.
 pub fn diff(old: &Plan, new: &Plan) -> PlanDiff {
     let mut out = PlanDiff {
-        processes: changes(&old.processes, &new.processes, |p| &p.name, process_changes),
+        processes: changes(
+            &old.processes,
+            &new.processes,
+            |p| &p.name,
+            |was, now| process_changes((was, &old.channels), (now, &new.channels)),
+        ),
         channels: changes(&old.channels, &new.channels, |c| &c.id, channel_changes),
         refused: Vec::new(),
     };
@@ -159,18 +165,41 @@ fn changes<T>(
     out
 }
 
-/// What differs between two plans of one instance: each top-level key,
-/// except `env` (each variable) and `fds` (each fd number).
-fn process_changes(old: &ProcessPlan, new: &ProcessPlan) -> Vec<String> {
-    if old == new {
+/// What differs between two plans of one instance, each with its plan's
+/// channels (which its port variables are rendered against): each
+/// top-level key, except `env` (each variable) and `fds` (each fd number).
+fn process_changes(
+    (old, old_channels): (&ProcessPlan, &[ChannelPlan]),
+    (new, new_channels): (&ProcessPlan, &[ChannelPlan]),
+) -> Vec<String> {
+    if old.same_as(old_channels, new, new_channels) {
         return Vec::new();
     }
     let mut what = Vec::new();
-    let old_env: HashMap<&str, &str> = old.env.iter().map(|v| (&*v.name, &*v.value)).collect();
-    let new_env: HashMap<&str, &str> = new.env.iter().map(|v| (&*v.name, &*v.value)).collect();
-    let names: BTreeSet<&str> = old_env.keys().chain(new_env.keys()).copied().collect();
+    type Values = HashMap<String, Result<String, PortRefError>>;
+    let env = |p: &ProcessPlan, channels: &[ChannelPlan]| -> Values {
+        p.env
+            .iter()
+            .map(|v| {
+                let value = v.value.text(&v.name, channels).map(Cow::into_owned);
+                (v.name.to_string(), value)
+            })
+            .collect()
+    };
+    let (old_env, new_env) = (env(old, old_channels), env(new, new_channels));
+    let names: BTreeSet<&str> = old_env
+        .keys()
+        .chain(new_env.keys())
+        .map(String::as_str)
+        .collect();
     for name in names {
-        if old_env.get(name) != new_env.get(name) {
+        // A value that cannot be rendered differs from any other.
+        let same = match (old_env.get(name), new_env.get(name)) {
+            (Some(Ok(was)), Some(Ok(now))) => was == now,
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
             what.push(format!("env {name}"));
         }
     }
@@ -182,7 +211,7 @@ fn process_changes(old: &ProcessPlan, new: &ProcessPlan) -> Vec<String> {
         }
     }
     what.extend(
-        keys_that_differ(old, new)
+        keys_that_differ(&old.in_plan(old_channels), &new.in_plan(new_channels))
             .into_iter()
             .filter(|key| key != "env" && key != "fds"),
     );
@@ -252,7 +281,7 @@ fn refusals(old: &Plan, new: &Plan, diff: &PlanDiff) -> Vec<String> {
         old.processes.iter().map(|p| (&*p.name, p)).collect();
     for process in &new.processes {
         let was = old_processes.get(&*process.name);
-        if was.is_none_or(|was| *was != process) {
+        if was.is_none_or(|was| !was.same_as(&old.channels, process, &new.channels)) {
             refused.extend(managed_refusal(was.copied(), process));
         }
     }

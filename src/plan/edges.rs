@@ -1,6 +1,6 @@
 //! Second pass: edges resolved to ports, each port used by one edge, the
 //! mechanism chosen (or the named one checked), host limits applied, and the
-//! channel's named objects and per-port descriptions decided.
+//! channel's named objects decided.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,11 +12,10 @@ use super::select::{Traits, check_fit, choose, traffic_name};
 use super::{Limits, Sink, Span};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::edge::{EdgeContext, Shape};
-use crate::mechanism::{EdgeOption, Kind, PortSide, posix_mq};
+use crate::mechanism::{EdgeOption, Kind, posix_mq};
 use crate::topology::{
     EdgeSpec, EndpointRef, EndpointTarget, Spanned, SyncKind, Topology, Traffic, check_name,
 };
-use ipc_run_child as child;
 
 /// Process indices by name, for lookups that must not scan the whole list.
 type ByName<'p> = HashMap<&'p str, usize>;
@@ -31,21 +30,6 @@ pub struct ChannelDecl {
     /// Every port of an instance this channel touches; emptied by wiring
     /// once the last of them is wired.
     pub ports: Box<[PortEnd]>,
-    /// Value of the `IPC_PORT_*` variable of a `from` port and of a `to`
-    /// port, without the fd (added in wiring): the same for every port on a
-    /// side; empty on a side with no named port. Made at its size, and
-    /// dropped once wiring has read it ([`wired`]).
-    pub descriptions: [Box<str>; 2],
-}
-
-/// Drops what only wiring reads of the channels (the ports' descriptions),
-/// so the passes after it run beside a smaller declaration. Wiring drops a
-/// channel's ports and descriptions as it wires its last port; this is for
-/// any it did not reach.
-pub fn wired(channels: &mut [ChannelDecl]) {
-    for channel in channels {
-        channel.descriptions = Default::default();
-    }
 }
 
 /// Each port name once: endpoints and fd slots of every channel share
@@ -102,26 +86,6 @@ impl ChannelDecl {
             EndpointPlan::Port { port, .. } => port,
             _ => unreachable!("port ends point at port endpoints"),
         }
-    }
-
-    /// The `IPC_PORT_*` value of a port end, without its fd.
-    pub fn description(&self, end: &PortEnd) -> &str {
-        &self.descriptions[usize::from(end.is_reader)]
-    }
-
-    /// The number of endpoints on a port end's side.
-    pub fn side_len(&self, end: &PortEnd) -> usize {
-        if end.is_reader {
-            self.plan.to.len()
-        } else {
-            self.plan.from.len()
-        }
-    }
-
-    /// Drops the description of a port end's side, once read for the
-    /// last time.
-    pub fn release_description(&mut self, end: &PortEnd) {
-        self.descriptions[usize::from(end.is_reader)] = Box::default();
     }
 
     /// Records the fd a port end gets in the plan.
@@ -853,7 +817,7 @@ fn plan_channel(
     }
     warn_unsynchronised(input, traffic, sink);
     warn_outside_writers(input, kind, &traits, from, pass.limits, sink);
-    let ends = plan_endpoints(input, &mechanism, &traits, [from, to], pass);
+    let ends = plan_endpoints(&mechanism, &traits, [from, to], pass);
     let in_flight = input
         .spec()
         .and_then(|s| s.in_flight.as_ref())
@@ -874,7 +838,6 @@ fn plan_channel(
         },
         span: input.span.clone(),
         ports: ends.ports.into_boxed_slice(),
-        descriptions: ends.descriptions,
     })
 }
 
@@ -1054,13 +1017,11 @@ struct Endpoints {
     from: Vec<EndpointPlan>,
     to: Vec<EndpointPlan>,
     ports: Vec<PortEnd>,
-    descriptions: [Box<str>; 2],
 }
 
 /// Every endpoint of both sides, replicas expanded, with the ends they
-/// hold and the description their ports get.
+/// hold.
 fn plan_endpoints(
-    input: &EdgeInput<'_>,
     mechanism: &Mechanism,
     traits: &Traits,
     [from, to]: [&[Resolved<'_>]; 2],
@@ -1072,7 +1033,6 @@ fn plan_endpoints(
         from: Vec::with_capacity(traits.writers),
         to: Vec::with_capacity(traits.readers),
         ports: Vec::with_capacity(traits.writers + traits.readers),
-        descriptions: Default::default(),
     };
     for (list, end, is_reader) in [(from, from_ends, false), (to, to_ends, true)] {
         let (needs_fd, listener) = crate::mechanism::fd_need(mechanism, end);
@@ -1103,12 +1063,6 @@ fn plan_endpoints(
                 }
             };
             let port_name = pass.names.get(port);
-            let description = &mut ends.descriptions[usize::from(is_reader)];
-            // Only named ports get an `IPC_PORT_*` variable (wiring): a
-            // side of standard streams, a pipeline's, needs no description.
-            if description.is_empty() && !is_std_stream(port) {
-                *description = describe(mechanism, &input.id, end, to, processes).into_boxed_str();
-            }
             for (replica, instance) in processes[process].instances.iter().enumerate() {
                 // Bounded by the instance cap and the endpoints of one edge.
                 ends.ports.push(PortEnd {
@@ -1262,44 +1216,7 @@ fn parse_mode(spec: Option<&EdgeSpec>, sink: &mut Sink) -> Option<u32> {
 
 pub use crate::mechanism::model::port_env_name;
 
-/// The plan's end as the port description spells it.
-fn child_end(end: End) -> child::End {
-    match end {
-        End::Write => child::End::Write,
-        End::Read => child::End::Read,
-        End::Both => child::End::Both,
-        End::Listen => child::End::Listen,
-        End::Connect => child::End::Connect,
-        End::Send => child::End::Send,
-        End::Receive => child::End::Receive,
-    }
-}
-
 /// Whether a port is a standard stream, which has no `IPC_PORT_*` variable.
 pub fn is_std_stream(port: &str) -> bool {
     matches!(port, "stdin" | "stdout" | "stderr")
-}
-
-/// The description of one end of a channel (`IPC_PORT_*`, see
-/// [`child::Description`]), with its placeholders; `fd=` is added by wiring.
-fn describe(
-    mechanism: &Mechanism,
-    id: &str,
-    end: End,
-    to: &[Resolved<'_>],
-    processes: &[ProcessDecl],
-) -> String {
-    let receivers = to
-        .iter()
-        .filter_map(|r| r.process)
-        .flat_map(|p| processes[p].instances.iter().map(|i| &**i))
-        .collect();
-    let side = PortSide { id, end, receivers };
-    child::Description {
-        channel: id.to_owned(),
-        end: child_end(end),
-        params: crate::mechanism::describe(mechanism, &side),
-        fd: None,
-    }
-    .to_string()
 }

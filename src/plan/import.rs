@@ -19,8 +19,8 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Deserialize;
 
 use super::model::{
-    End, EndpointPlan, FdRole, Mechanism, NamedObject, ObjectKind, PLAN_FORMAT_VERSION, Plan,
-    ProcessPlan, RUN_DIR, Readiness,
+    ChannelPlan, End, EndpointPlan, FdRole, Mechanism, NamedObject, ObjectKind,
+    PLAN_FORMAT_VERSION, Plan, ProcessPlan, RUN_DIR, Readiness,
 };
 use super::{Limits, MAX_INSTANCES, PlanError, Planned, Sink};
 use crate::diagnostic::{Diagnostic, Label};
@@ -224,18 +224,21 @@ fn check_process(
         let message = format!("`{}` has an empty command", process.name);
         sink.push(Diagnostic::error("E0702", message).with_note(format!("at {}", at("argv"))));
     }
-    let has_nul = process
-        .argv
-        .iter()
-        .map(String::as_str)
-        .chain(process.cwd.as_deref())
-        .chain(
-            process
-                .env
-                .iter()
-                .flat_map(|v| [v.name.as_ref(), v.value.as_ref()]),
-        )
-        .any(|text| text.contains('\0'));
+    // The values as the launcher reads them: a port's rendered.
+    let mut env_has_nul = false;
+    for var in process.env.vars(&plan.channels) {
+        match var {
+            Ok(var) => env_has_nul |= var.name.contains('\0') || var.value.contains('\0'),
+            Err(error) => sink.push(inconsistent(error.to_string(), at("env"))),
+        }
+    }
+    let has_nul = env_has_nul
+        || process
+            .argv
+            .iter()
+            .map(String::as_str)
+            .chain(process.cwd.as_deref())
+            .any(|text| text.contains('\0'));
     if has_nul {
         let message = format!(
             "an argument or variable of `{}` contains a NUL byte",
@@ -539,7 +542,7 @@ fn report_start_cycles(plan: &Plan, start: &DiGraph<usize, String>, sink: &mut S
 /// Every limit the planner checks, checked again against this host.
 fn check_limits(plan: &Plan, limits: &Limits, sink: &mut Sink) {
     for process in &plan.processes {
-        check_process_limits(process, limits, sink);
+        check_process_limits(process, &plan.channels, limits, sink);
     }
     let variable = "IPC_RUN_TOPOLOGY=".len() + plan.name.len();
     if variable as u64 >= limits.arg_strlen_max.value {
@@ -586,7 +589,12 @@ fn check_limits(plan: &Plan, limits: &Limits, sink: &mut Sink) {
     }
 }
 
-fn check_process_limits(process: &ProcessPlan, limits: &Limits, sink: &mut Sink) {
+fn check_process_limits(
+    process: &ProcessPlan,
+    channels: &[ChannelPlan],
+    limits: &Limits,
+    sink: &mut Sink,
+) {
     let name = &process.name;
     let strlen = &limits.arg_strlen_max;
     if let Some(arg) = process.argv.iter().find(|a| a.len() as u64 >= strlen.value) {
@@ -602,7 +610,8 @@ fn check_process_limits(process: &ProcessPlan, limits: &Limits, sink: &mut Sink)
             .with_note(format!("the limit is {} ({})", strlen.value, strlen.source)),
         );
     }
-    for var in &process.env {
+    // One naming no port of the plan is reported by `check_process`.
+    for var in process.env.vars(channels).flatten() {
         if (var.name.len() + var.value.len() + 1) as u64 >= strlen.value {
             sink.push(
                 Diagnostic::error(

@@ -232,7 +232,7 @@ pub(super) fn finish(plan: &mut Plan, added: &[Added]) {
             if !env.iter().any(|v| &*v.name == BUS_ADDRESS) {
                 env.push(EnvVar {
                     name: BUS_ADDRESS.into(),
-                    value: url.clone(),
+                    value: url.clone().into(),
                 });
             }
         }

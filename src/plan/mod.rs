@@ -306,7 +306,6 @@ fn wire_and_order(
     if sink.has_errors() {
         return Err(sink.into_error());
     }
-    edges::wired(&mut channels);
     processes::wired(&mut processes);
     let mut plan = Plan {
         format_version: PLAN_FORMAT_VERSION,

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use super::model::{
     ChannelPlan, Choice, CycleVerdict, EndpointPlan, FdRole, ManagedRole, Mechanism, Plan,
-    ProcessPlan, Readiness, RestartPolicy,
+    PortRefError, ProcessPlan, Readiness, RestartPolicy,
 };
 use crate::topology::Millis;
 
@@ -61,7 +61,8 @@ pub fn write_text(plan: &Plan, out: &mut dyn std::io::Write) -> std::io::Result<
         .collect();
     for process in &plan.processes {
         buf.push('\n');
-        render_process(&mut buf, &mechanisms, process);
+        render_process(&mut buf, (&mechanisms, &plan.channels), process)
+            .map_err(std::io::Error::other)?;
         flush_if_full(&mut buf, out)?;
     }
     for channel in &plan.channels {
@@ -214,7 +215,13 @@ type Mechanisms<'p> = std::collections::HashMap<&'p str, &'static str>;
 /// What [`Mechanisms`] says for an rpc channel served per connection.
 const PER_CONNECTION: &str = "rpc per-connection";
 
-fn render_process(out: &mut String, mechanisms: &Mechanisms<'_>, process: &ProcessPlan) {
+/// One instance; its port variables rendered against the plan's
+/// `channels`.
+fn render_process(
+    out: &mut String,
+    (mechanisms, channels): (&Mechanisms<'_>, &[ChannelPlan]),
+    process: &ProcessPlan,
+) -> Result<(), PortRefError> {
     let _ = writeln!(out, "process {}", process.name);
     let argv = if process.shell {
         format!(
@@ -287,10 +294,12 @@ fn render_process(out: &mut String, mechanisms: &Mechanisms<'_>, process: &Proce
         let _ = writeln!(out, "  env_file   {file} (read at each start)");
     }
     let _ = writeln!(out, "  env");
-    for var in &process.env {
+    for var in process.env.vars(channels) {
+        let var = var?;
         let _ = writeln!(out, "    {}={}", var.name, var.value);
     }
     let _ = writeln!(out, "  inherits   {}", process.inherit_env.join(" "));
+    Ok(())
 }
 
 /// The host groups, each with its processes and why, and the edges

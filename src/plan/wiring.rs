@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use super::edges::{ChannelDecl, PortEnd, is_std_stream, port_env_name};
 use super::model::{
-    Env, EnvVar, FdRole, FdSlot, LOCAL_GROUP, Mechanism, ObjectKind, ProcessPlan, ProcessPlanRare,
-    RUN_DIR, RUN_ID, RareFields, Readiness,
+    Env, EnvValue, EnvVar, FdRole, FdSlot, LOCAL_GROUP, Mechanism, ObjectKind, PortRef,
+    ProcessPlan, ProcessPlanRare, RUN_DIR, RUN_ID, RareFields, Readiness, port_value,
 };
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
@@ -96,16 +96,14 @@ pub fn wire(
 }
 
 /// Counts an instance's ends as wired, and drops what only wiring reads of
-/// each channel whose ports are now all wired (its ports and their
-/// descriptions): nothing after this pass reads them.
+/// each channel whose ports are now all wired (its ports): nothing after
+/// this pass reads them.
 fn release_wired(ends: &[(u32, u32)], unwired: &mut [u32], channels: &mut [ChannelDecl]) {
     for &(c, _) in ends {
         let left = &mut unwired[c as usize];
         *left -= 1;
         if *left == 0 {
-            let channel = &mut channels[c as usize];
-            channel.ports = Box::default();
-            channel.descriptions = Default::default();
+            channels[c as usize].ports = Box::default();
         }
     }
 }
@@ -293,46 +291,26 @@ impl EndIndex {
 }
 
 /// The values of per-instance variables, shared where instances have the
-/// same: the clients on one side of a channel get the same port value when
-/// they get the same fd, and `LISTEN_FDS` counts, `LISTEN_FDNAMES` lists,
-/// replica numbers and readiness fds repeat across instances; a large plan
-/// would otherwise hold a copy of each per instance.
+/// same: `LISTEN_FDS` counts, `LISTEN_FDNAMES` lists, replica numbers and
+/// readiness fds repeat across instances; a large plan would otherwise hold
+/// a copy of each per instance. (A port's value is no text at all: a
+/// reference to its channel end, [`PortRef`].)
 #[derive(Default)]
 struct Values {
     made: std::collections::HashSet<Arc<str>>,
-    /// Port values by channel, side and fd, for sides of several ports.
-    sides: std::collections::HashMap<(u32, bool, Option<i32>), Arc<str>>,
     /// `IPC_PORT_*` names by port name: each made once per plan.
     env_names: std::collections::HashMap<Arc<str>, Arc<str>>,
     text: String,
 }
 
 impl Values {
-    /// A port variable's value: its side's description and its fd. Only a
-    /// side of several ports (clients of one server) can share it: others
-    /// name their channel, so their value is made without a lookup.
-    fn port(
-        &mut self,
-        channel: usize,
-        end: &PortEnd,
-        shared_side: bool,
-        fd: Option<i32>,
-        description: &str,
-    ) -> Arc<str> {
-        let key = (channel as u32, end.is_reader, fd);
-        if shared_side && let Some(value) = self.sides.get(&key) {
-            return Arc::clone(value);
+    /// A port variable's value: a reference to its channel end, or, for
+    /// one that does not fit one, its text.
+    fn port(channel: &ChannelDecl, index: usize, end: &PortEnd, fd: Option<i32>) -> EnvValue {
+        match PortRef::new(index, end.is_reader, fd) {
+            Some(port) => EnvValue::Port(port),
+            None => port_value(&channel.plan, end.end, fd).into(),
         }
-        self.text.clear();
-        self.text.push_str(description);
-        if let Some(fd) = fd {
-            let _ = write!(self.text, " fd={fd}");
-        }
-        let value: Arc<str> = self.text.as_str().into();
-        if shared_side {
-            self.sides.insert(key, Arc::clone(&value));
-        }
-        value
     }
 
     /// The shared `IPC_PORT_*` name of a port.
@@ -640,17 +618,9 @@ fn fd_table(
             }
         }
         if !is_std_stream(&port) {
-            let channel = &mut channels[c];
-            let shared_side = channel.side_len(&end) > 1;
-            let value = values.port(c, &end, shared_side, fd, channel.description(&end));
-            // A side of one port is read once: its description goes now
-            // rather than stay beside the plan until wiring ends.
-            if !shared_side {
-                channel.release_description(&end);
-            }
             port_vars.push(EnvVar {
                 name: values.env_name(&port),
-                value,
+                value: Values::port(channel, c, &end, fd),
             });
         }
     }
@@ -763,7 +733,7 @@ fn environment(
     let shared = ids.shared;
     let var = |name: &Arc<str>, value: Arc<str>| EnvVar {
         name: Arc::clone(name),
-        value,
+        value: value.into(),
     };
     // Sized to what is pushed below: one vector per instance, so slack
     // left here is multiplied by the number of instances.

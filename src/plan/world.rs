@@ -12,15 +12,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use ipc_run_child::description as child;
-
 use super::Sink;
 use super::edges::{ChannelDecl, PortEnd};
 use super::processes::ProcessDecl;
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::model::{
-    ChannelPlan, EndpointPlan, EnvVar, FdRole, Managed, ManagedRole, Mechanism, ProcessPlan,
-    Readiness,
+    ChannelPlan, EndpointPlan, EnvVar, FdRole, Managed, ManagedRole, Mechanism, PortRefError,
+    ProcessPlan, Readiness, RenderedVar,
 };
 use crate::mechanism::mpi;
 
@@ -84,20 +82,6 @@ pub(super) fn assign_ranks(
             .iter()
             .flat_map(|&m| processes[m].instances.iter().map(|i| i.to_string()))
             .collect();
-        // The ports' descriptions were made before the world's size was
-        // known.
-        let text = child::Description {
-            channel: channel.plan.id.to_string(),
-            end: child::End::Both,
-            params: mpi::describe(ranks),
-            fd: None,
-        }
-        .to_string();
-        for description in channel.descriptions.iter_mut() {
-            if !description.is_empty() {
-                *description = text.as_str().into();
-            }
-        }
     }
     check_other_edges(processes, channels, &world_of, sink);
 }
@@ -200,7 +184,16 @@ pub(super) fn launch_worlds(channels: &mut [ChannelPlan], plan: Launch<'_>, sink
             .iter()
             .filter_map(|r| plan.instances.iter().find(|p| *p.name == **r))
             .collect();
-        let managed = launcher_plan(&name, id, &rank_plans, &members);
+        let managed = match launcher_plan(&name, id, (&rank_plans, channels), &members) {
+            Ok(managed) => managed,
+            Err(error) => {
+                sink.push(Diagnostic::error(
+                    "E0803",
+                    format!("the plan contradicts itself: {error}"),
+                ));
+                continue;
+            }
+        };
         let rank_processes: HashSet<Arc<str>> =
             rank_plans.iter().map(|p| p.process.clone()).collect();
         plan.instances.retain(|p| !members.contains(&*p.name));
@@ -325,13 +318,14 @@ fn replace_in(list: &mut Vec<Arc<str>>, members: &HashSet<&str>, name: &Arc<str>
 }
 
 /// The launcher's plan: the first rank's identity and policies, the argv
-/// of the whole job, the ranks' `after` outside the world.
+/// of the whole job (with the ranks' port variables rendered against the
+/// plan's `channels`), the ranks' `after` outside the world.
 fn launcher_plan(
     name: &Arc<str>,
     channel: &Arc<str>,
-    ranks: &[&ProcessPlan],
+    (ranks, channels): (&[&ProcessPlan], &[ChannelPlan]),
     members: &HashSet<&str>,
-) -> ProcessPlan {
+) -> Result<ProcessPlan, PortRefError> {
     let base = ranks[0];
     // The run's own variables reach every rank through mpirun's
     // environment; the rest is set per rank.
@@ -341,16 +335,20 @@ fn launcher_plan(
         .filter(|v| matches!(&*v.name, "IPC_RUN_ID" | "IPC_RUN_DIR" | "IPC_RUN_TOPOLOGY"))
         .cloned()
         .collect();
-    let own: Vec<Vec<EnvVar>> = ranks
+    let is_shared = |v: &RenderedVar<'_>| {
+        shared
+            .iter()
+            .any(|s| s.name == *v.name && s.value.as_text() == Some(&*v.value))
+    };
+    let own: Vec<Vec<RenderedVar<'_>>> = ranks
         .iter()
         .map(|r| {
             r.env
-                .iter()
-                .filter(|v| !shared.contains(v))
-                .cloned()
-                .collect()
+                .vars(channels)
+                .filter(|v| !v.as_ref().is_ok_and(is_shared))
+                .collect::<Result<Vec<_>, _>>()
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let commands: Vec<mpi::RankCommand<'_>> = ranks
         .iter()
         .zip(&own)
@@ -364,7 +362,7 @@ fn launcher_plan(
     if let Some(process) = base.env.iter().find(|v| &*v.name == "IPC_RUN_PROCESS") {
         env.push(EnvVar {
             name: process.name.clone(),
-            value: name.clone(),
+            value: name.clone().into(),
         });
     }
     let mut after: Vec<Arc<str>> = Vec::new();
@@ -383,7 +381,7 @@ fn launcher_plan(
             }
         }
     }
-    ProcessPlan {
+    Ok(ProcessPlan {
         name: name.clone(),
         process: name.clone(),
         replica: None,
@@ -408,5 +406,5 @@ fn launcher_plan(
             reason: mpi::LAUNCHER_REASON.into(),
         })),
         ..base.clone()
-    }
+    })
 }

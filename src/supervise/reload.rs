@@ -37,7 +37,7 @@ use super::{Ending, Instance, Runtime, State, Supervisor, is_broker};
 use crate::control::protocol::{ErrorCode, Request, Response, RunSource};
 use crate::launch::reload::Slots;
 use crate::plan::diff::{ChangeKind, PlanDiff};
-use crate::plan::{Plan, ProcessPlan, RestartPolicy};
+use crate::plan::{Plan, PortRefError, ProcessPlan, RestartPolicy};
 use crate::topology::Condition;
 
 /// The largest plan file a reload reads.
@@ -118,7 +118,14 @@ impl<R: Runtime> Supervisor<'_, R> {
             diff.refused.push(why.clone());
             return with_diff(Response::error(ErrorCode::Refused, why), diff);
         }
-        let (merged, slots) = self.lay_out(&new, &diff);
+        let (merged, slots) = match self.lay_out(&new, &diff) {
+            Ok(laid_out) => laid_out,
+            Err(why) => {
+                let why = format!("cannot reload live: {why}");
+                diff.refused.push(why.clone());
+                return with_diff(Response::error(ErrorCode::Refused, why), diff);
+            }
+        };
         if let Err(why) = self.runtime.check_reload(&merged, &slots) {
             let why = format!("cannot reload live: {why}");
             diff.refused.push(why.clone());
@@ -383,10 +390,17 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     /// `new` laid out on the slots of the plan run now, and which slots
     /// change ([`crate::launch::reload`]).
-    fn lay_out(&self, new: &Plan, diff: &PlanDiff) -> (Plan, Slots) {
+    fn lay_out(&self, new: &Plan, diff: &PlanDiff) -> Result<(Plan, Slots), PortRefError> {
         let live = self.live_slots();
         let channels = self.live_channels();
         let mut merged: Plan = (*self.plan).clone();
+        // Port values become text before channels are replaced or added:
+        // the merged plan's channels are laid out as neither plan's.
+        merged.render_ports()?;
+        let moved = |process: &ProcessPlan| {
+            let mut process = process.clone();
+            process.env.render_ports(&new.channels).map(|()| process)
+        };
         let mut slots = Slots::default();
         let new_process = |name: &str| new.processes.iter().find(|p| *p.name == *name);
         for change in &diff.processes {
@@ -397,7 +411,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                 {
                     let i = live[&*change.name];
                     if let Some(process) = new_process(&change.name) {
-                        merged.processes[i] = process.clone();
+                        merged.processes[i] = moved(process)?;
                     }
                     slots.respecified.push(i);
                 }
@@ -410,7 +424,7 @@ impl<R: Runtime> Supervisor<'_, R> {
                     if let Some(process) = new_process(&change.name) {
                         slots.respecified.push(merged.processes.len());
                         slots.added.push(merged.processes.len());
-                        merged.processes.push(process.clone());
+                        merged.processes.push(moved(process)?);
                     }
                 }
             }
@@ -438,7 +452,7 @@ impl<R: Runtime> Supervisor<'_, R> {
         merged.warnings = new.warnings.clone();
         merged.exit_code_from = new.exit_code_from.clone();
         merged.profiles = new.profiles.clone();
-        (merged, slots)
+        Ok((merged, slots))
     }
 
     /// Room in every per-instance table for the slots past `old_count`.

@@ -134,7 +134,8 @@ fn an_instance_environment_is_one_list_of_its_own() {
         p.env
             .iter()
             .find(|v| &*v.name == name)
-            .map(|v| v.value.to_string())
+            .and_then(|v| v.value.as_text())
+            .map(str::to_owned)
     };
     assert_eq!(
         value(&changed, "IPC_RUN_TOPOLOGY").as_deref(),
@@ -181,7 +182,7 @@ fn an_instance_with_every_field_set_writes_every_schema_property() {
         channel: "e0".into(),
         reason: "test".into(),
     }));
-    let json = serde_json::to_string(&instance).unwrap();
+    let json = serde_json::to_string(&instance.in_plan(&planned.plan.channels)).unwrap();
     let mut written = serde_json::from_str::<KeyOrder>(&json).unwrap().0;
     written.sort();
     let schema: serde_json::Value =

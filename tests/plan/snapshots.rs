@@ -351,7 +351,7 @@ fn unnamed_topology_takes_the_file_stem_everywhere() {
         .iter()
         .find(|v| &*v.name == "IPC_RUN_TOPOLOGY")
         .expect("IPC_RUN_TOPOLOGY is set");
-    assert_eq!(&*topology_var.value, "web-stack");
+    assert_eq!(topology_var.value.as_text(), Some("web-stack"));
 }
 
 /// A topology composed from two files, the environment and a profile: the
