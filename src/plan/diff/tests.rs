@@ -178,3 +178,29 @@ fn a_changed_health_check_and_readiness_are_taken_live() {
         diff.render()
     );
 }
+
+#[test]
+fn port_values_compare_by_their_text_not_by_their_channel_index() {
+    let ports = "[process.a]\ncmd = [\"a\"]\n[process.b]\ncmd = [\"b\"]\n\
+                 [[edge]]\nname = \"link\"\nfrom = \"a.out\"\nto = \"b.in\"\n";
+    let plan = plan_of(ports);
+    // The planner's values are references, the JSON's text.
+    let json = serde_json::to_string(&plan).unwrap();
+    let read = crate::plan::import::from_json(&json, &Limits::default())
+        .unwrap()
+        .plan;
+    assert!(diff(&plan, &read).is_empty());
+    assert!(diff(&read, &plan).is_empty());
+    // An edge declared first moves `link` to another index; a's and b's
+    // values read the same.
+    let moved = ports.replace(
+        "[[edge]]\nname = \"link\"",
+        "[process.c]\ncmd = [\"c\"]\n[process.d]\ncmd = [\"d\"]\n\
+         [[edge]]\nname = \"first\"\nfrom = \"c.out\"\nto = \"d.in\"\n\
+         [[edge]]\nname = \"link\"",
+    );
+    assert_eq!(
+        diff(&plan, &plan_of(&moved)).render(),
+        "+ process c\n+ process d\n+ channel first\n"
+    );
+}
