@@ -1298,7 +1298,7 @@ fn export(engine: ExportEngine, color: bool) -> Result<i32, CliError> {
             let mut files = systemd::units(plan, &options)?;
             match &args.out {
                 Some(dir) => {
-                    files.push((systemd::plan_file(&options), export::plan_json(plan)));
+                    files.push((systemd::plan_file(&options), export::plan_json(plan)?));
                     export::write_files(dir, &files)?;
                 }
                 None => {

@@ -36,6 +36,10 @@ pub(crate) enum ExportError {
         /// Its size.
         bytes: usize,
     },
+    /// The plan could not be written as JSON: a port variable names no
+    /// port of the plan (a plan read back or restricted wrongly).
+    #[error("the plan could not be written as JSON: {0}")]
+    PlanJson(String),
 }
 
 impl ExportError {
@@ -45,6 +49,7 @@ impl ExportError {
             ExportError::Write { .. } => "E0521",
             ExportError::Name(_) => "E0522",
             ExportError::PlanTooLarge { .. } => "E0523",
+            ExportError::PlanJson(_) => "E0525",
         }
     }
 }
@@ -260,10 +265,11 @@ pub(crate) fn remote_wait_ms(plan: &Plan, group: &GroupFacts<'_>) -> u64 {
 }
 
 /// The plan as `ipc-run plan --format json` prints it.
-pub(crate) fn plan_json(plan: &Plan) -> String {
-    let mut text = serde_json::to_string_pretty(plan).expect("a plan serialises");
+pub(crate) fn plan_json(plan: &Plan) -> Result<String, ExportError> {
+    let mut text =
+        serde_json::to_string_pretty(plan).map_err(|e| ExportError::PlanJson(e.to_string()))?;
     text.push('\n');
-    text
+    Ok(text)
 }
 
 /// Writes `files` (name, content) into `dir`, creating it when missing.
@@ -312,4 +318,28 @@ fn write_one(path: &Path, content: &str, mode: u32) -> std::io::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     file.write_all(content.as_bytes())?;
     file.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mechanism::env::{EnvValue, EnvVar, PortRef};
+    use crate::plan::Limits;
+    use crate::topology::Topology;
+
+    #[test]
+    fn a_port_variable_naming_no_channel_is_an_error_not_a_panic() {
+        let text = "name = \"t\"\n[process.a]\ncmd = [\"true\"]\n";
+        let topology = Topology::parse(Path::new("t.toml"), text.to_owned()).unwrap();
+        let mut plan = crate::plan::plan(&topology, &Limits::default())
+            .unwrap()
+            .plan;
+        assert!(plan_json(&plan).is_ok());
+        plan.processes[0].env.push(EnvVar {
+            name: "IPC_PORT_GONE".into(),
+            value: EnvValue::Port(PortRef::new(7, false, Some(3)).unwrap()),
+        });
+        let error = plan_json(&plan).unwrap_err();
+        assert_eq!(error.code(), "E0525", "{error}");
+    }
 }

@@ -84,7 +84,7 @@ pub(crate) fn manifests(
     })?;
     let groups = export::groups(plan);
     let names = object_names(&base, &groups)?;
-    let plan_json = export::plan_json(plan);
+    let plan_json = export::plan_json(plan)?;
     if plan_json.len() >= export::CONFIG_MAP_MAX {
         return Err(ExportError::PlanTooLarge {
             bytes: plan_json.len(),
