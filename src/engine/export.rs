@@ -129,7 +129,8 @@ pub(crate) fn groups(plan: &Plan) -> Vec<GroupFacts<'_>> {
 /// Bytes of shared memory a channel creates.
 fn shm_size(channel: &crate::plan::model::ChannelPlan) -> u64 {
     match &channel.mechanism {
-        Mechanism::PosixShm { size, .. } | Mechanism::SysvShm { size, .. } => *size,
+        Mechanism::PosixShm(shm) => shm.size,
+        Mechanism::SysvShm(shm) => shm.size,
         _ => 0,
     }
 }

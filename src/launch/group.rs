@@ -458,12 +458,8 @@ fn keep_channels(
         if let Some(edge) = listens.get(&*channel.id) {
             let bind = SocketAddr::new(bind_address, edge.port).to_string();
             match &mut channel.mechanism {
-                Mechanism::Tcp { bind: address, .. }
-                | Mechanism::Rpc {
-                    transport: Transport::Tcp,
-                    address,
-                    ..
-                } => *address = bind,
+                Mechanism::Tcp(tcp) => tcp.bind = bind,
+                Mechanism::Rpc(rpc) if rpc.transport == Transport::Tcp => rpc.address = bind,
                 _ => {}
             }
         }
@@ -491,17 +487,12 @@ fn cross_ports(listens: &HashMap<&str, &CrossEdgePlan>, group: &mut GroupRun) ->
         let r = remote.get(&*channel.id).copied();
         let address = match (&channel.mechanism, r) {
             (_, Some(r)) => group.remote[r].address(),
-            (Mechanism::Tcp { bind, .. }, None) if listens.contains_key(&*channel.id) => {
-                bind.clone()
+            (Mechanism::Tcp(tcp), None) if listens.contains_key(&*channel.id) => tcp.bind.clone(),
+            (Mechanism::Rpc(rpc), None)
+                if rpc.transport == Transport::Tcp && listens.contains_key(&*channel.id) =>
+            {
+                rpc.address.clone()
             }
-            (
-                Mechanism::Rpc {
-                    transport: Transport::Tcp,
-                    address,
-                    ..
-                },
-                None,
-            ) if listens.contains_key(&*channel.id) => address.clone(),
             _ => continue,
         };
         for end in channel.from.iter().chain(&channel.to) {
@@ -696,7 +687,7 @@ to = "server"
             .iter()
             .find(|c| &*c.id == "link")
             .unwrap();
-        assert!(matches!(&link.mechanism, Mechanism::Tcp { bind, .. } if bind == "10.0.0.1:47000"));
+        assert!(matches!(&link.mechanism, Mechanism::Tcp(tcp) if tcp.bind == "10.0.0.1:47000"));
         assert!(link.from.is_empty(), "the client's end is the other host's");
         assert_eq!(
             env(&group.plan, "server", "IPC_PORT_IN"),

@@ -1284,10 +1284,282 @@ impl From<SocketType> for topology::SocketType {
 }
 
 /// The mechanism of a channel and every parameter the launcher needs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+///
+/// The common mechanisms of a large plan (pipe, socketpair, inherit, a
+/// System V semaphore set) keep their few bytes inline; the others, which
+/// carry names, paths and addresses, keep their parameters in one box
+/// each, so a channel's mechanism is 16 bytes. JSON and schema show the
+/// parameters in place, as before ([`MechanismWire`] is the shape read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(from = "MechanismWire")]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-#[serde(deny_unknown_fields)]
 pub enum Mechanism {
+    /// ipc-run's own stdin/stdout handed to the process; nothing copies.
+    Inherit {
+        /// `stdin` or `stdout`.
+        stream: OwnStream,
+    },
+    /// An anonymous pipe.
+    Pipe {
+        /// Atomic write size (`PIPE_BUF`).
+        atomic_write: u64,
+    },
+    /// A FIFO in the run directory.
+    Fifo(Box<FifoParams>),
+    /// A Unix socketpair.
+    Socketpair {
+        /// Socket type.
+        socket: SocketType,
+    },
+    /// A Unix socket bound (and listening) before exec, passed by `LISTEN_FDS`.
+    UnixListener(Box<UnixListenerParams>),
+    /// A TCP listener.
+    Tcp(Box<TcpParams>),
+    /// A bound UDP socket.
+    Udp(Box<UdpParams>),
+    /// POSIX shared memory.
+    PosixShm(Box<PosixShmParams>),
+    /// System V shared memory.
+    SysvShm(Box<SysvShmParams>),
+    /// A POSIX message queue.
+    PosixMq(Box<PosixMqParams>),
+    /// A System V message queue.
+    SysvMq(Box<SysvMqParams>),
+    /// A POSIX named semaphore.
+    PosixSem(Box<PosixSemParams>),
+    /// A System V semaphore set.
+    SysvSem {
+        /// Semaphores in the set.
+        count: u32,
+        /// Initial value of each.
+        initial: u32,
+    },
+    /// A signal from the `from` side to the `to` side.
+    Signal(Box<SignalParams>),
+    /// An RPC endpoint: a listener plus a protocol both ends agree on.
+    Rpc(Box<RpcParams>),
+    /// An MPI world: its processes run as the ranks of one MPMD job of the
+    /// managed `launcher` (`docs/mechanisms.md`, "MPI").
+    Mpi(Box<MpiParams>),
+}
+
+/// The parameters of [`Mechanism::Fifo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FifoParams {
+    /// Path template.
+    pub path: String,
+    /// How processes receive it.
+    pub deliver: Deliver,
+}
+
+/// The parameters of [`Mechanism::UnixListener`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnixListenerParams {
+    /// Socket type.
+    pub socket: SocketType,
+    /// Socket path template.
+    pub path: String,
+    /// Listen backlog (stream and seqpacket).
+    pub backlog: u32,
+}
+
+/// The parameters of [`Mechanism::Tcp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TcpParams {
+    /// Bind address, `host:port`; port 0 lets the kernel choose.
+    pub bind: String,
+    /// Listen backlog.
+    pub backlog: u32,
+}
+
+/// The parameters of [`Mechanism::Udp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UdpParams {
+    /// Bind address.
+    pub bind: String,
+}
+
+/// The parameters of [`Mechanism::PosixShm`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PosixShmParams {
+    /// `shm_open` name template.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Semaphores created with it (`lock` = 1, `ready` = 0), if any.
+    pub semaphores: Vec<String>,
+    /// With `sync = "ring"`: the ring the launcher formats in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring: Option<RingPlan>,
+}
+
+/// The parameters of [`Mechanism::SysvShm`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SysvShmParams {
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether a System V set of two semaphores (lock = 1, ready = 0)
+    /// is created with it.
+    pub semaphore_set: bool,
+}
+
+/// The parameters of [`Mechanism::PosixMq`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PosixMqParams {
+    /// `mq_open` name template.
+    pub name: String,
+    /// Queue depth (`mq_maxmsg`).
+    pub depth: u64,
+    /// Largest message (`mq_msgsize`).
+    pub message_size: u64,
+}
+
+/// The parameters of [`Mechanism::SysvMq`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SysvMqParams {
+    /// Queue capacity in bytes (`msg_qbytes`).
+    pub queue_bytes: u64,
+    /// Largest message.
+    pub message_size: u64,
+}
+
+/// The parameters of [`Mechanism::PosixSem`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PosixSemParams {
+    /// `sem_open` name template.
+    pub name: String,
+    /// Initial value.
+    pub initial: u32,
+}
+
+/// The parameters of [`Mechanism::Signal`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignalParams {
+    /// The signal.
+    pub signal: SignalRef,
+}
+
+/// The parameters of [`Mechanism::Rpc`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RpcParams {
+    /// Protocol label (grpc, json-rpc, http, dbus, …).
+    pub protocol: String,
+    /// `unix` or `tcp`.
+    pub transport: Transport,
+    /// Socket path (unix) or bind address (tcp) template.
+    pub address: String,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// How the server gets its endpoint, and why.
+    pub endpoint: super::rpc::Endpoint,
+}
+
+/// The parameters of [`Mechanism::Mpi`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MpiParams {
+    /// The managed instance that runs the world (`mpirun`).
+    pub launcher: String,
+    /// The world's ranks in order: rank `i` is instance `ranks[i]`.
+    pub ranks: Vec<String>,
+}
+
+// The schema describes the mechanism as written: the wire shape, by its name.
+impl JsonSchema for Mechanism {
+    fn schema_name() -> Cow<'static, str> {
+        MechanismWire::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        MechanismWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        MechanismWire::json_schema(generator)
+    }
+}
+
+impl From<MechanismWire> for Mechanism {
+    fn from(wire: MechanismWire) -> Self {
+        use MechanismWire as W;
+        match wire {
+            W::Inherit { stream } => Mechanism::Inherit { stream },
+            W::Pipe { atomic_write } => Mechanism::Pipe { atomic_write },
+            W::Fifo { path, deliver } => Mechanism::Fifo(Box::new(FifoParams { path, deliver })),
+            W::Socketpair { socket } => Mechanism::Socketpair { socket },
+            W::UnixListener {
+                socket,
+                path,
+                backlog,
+            } => Mechanism::UnixListener(Box::new(UnixListenerParams {
+                socket,
+                path,
+                backlog,
+            })),
+            W::Tcp { bind, backlog } => Mechanism::Tcp(Box::new(TcpParams { bind, backlog })),
+            W::Udp { bind } => Mechanism::Udp(Box::new(UdpParams { bind })),
+            W::PosixShm {
+                name,
+                size,
+                semaphores,
+                ring,
+            } => Mechanism::PosixShm(Box::new(PosixShmParams {
+                name,
+                size,
+                semaphores,
+                ring,
+            })),
+            W::SysvShm {
+                size,
+                semaphore_set,
+            } => Mechanism::SysvShm(Box::new(SysvShmParams {
+                size,
+                semaphore_set,
+            })),
+            W::PosixMq {
+                name,
+                depth,
+                message_size,
+            } => Mechanism::PosixMq(Box::new(PosixMqParams {
+                name,
+                depth,
+                message_size,
+            })),
+            W::SysvMq {
+                queue_bytes,
+                message_size,
+            } => Mechanism::SysvMq(Box::new(SysvMqParams {
+                queue_bytes,
+                message_size,
+            })),
+            W::PosixSem { name, initial } => {
+                Mechanism::PosixSem(Box::new(PosixSemParams { name, initial }))
+            }
+            W::SysvSem { count, initial } => Mechanism::SysvSem { count, initial },
+            W::Signal { signal } => Mechanism::Signal(Box::new(SignalParams { signal })),
+            W::Rpc {
+                protocol,
+                transport,
+                address,
+                backlog,
+                endpoint,
+            } => Mechanism::Rpc(Box::new(RpcParams {
+                protocol,
+                transport,
+                address,
+                backlog,
+                endpoint,
+            })),
+            W::Mpi { launcher, ranks } => Mechanism::Mpi(Box::new(MpiParams { launcher, ranks })),
+        }
+    }
+}
+
+// Every parameter in place: the shape serde reads and the schema shows (its
+// doc lines are the schema's descriptions). It lives only while one
+// mechanism is read.
+/// The mechanism of a channel and every parameter the launcher needs.
+#[derive(Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, rename = "Mechanism")]
+enum MechanismWire {
     /// ipc-run's own stdin/stdout handed to the process; nothing copies.
     Inherit {
         /// `stdin` or `stdout`.
@@ -1397,7 +1669,7 @@ pub enum Mechanism {
         /// Listen backlog.
         backlog: u32,
         /// How the server gets its endpoint, and why.
-        endpoint: Box<super::rpc::Endpoint>,
+        endpoint: super::rpc::Endpoint,
     },
     /// An MPI world: its processes run as the ranks of one MPMD job of the
     /// managed `launcher` (`docs/mechanisms.md`, "MPI").
@@ -1435,7 +1707,7 @@ impl Mechanism {
     /// Whether the server side is served one instance per accepted
     /// connection (an rpc edge with `endpoint = "per-connection"`).
     pub fn per_connection(&self) -> bool {
-        matches!(self, Mechanism::Rpc { endpoint, .. } if endpoint.shape == crate::topology::EndpointShape::PerConnection)
+        matches!(self, Mechanism::Rpc(rpc) if rpc.endpoint.shape == crate::topology::EndpointShape::PerConnection)
     }
 
     /// The mechanism's name as written in topology files.
@@ -1459,62 +1731,57 @@ impl Mechanism {
         match self {
             Mechanism::Inherit { stream } => format!("ipc-run's {stream}"),
             Mechanism::Pipe { .. } => String::new(),
-            Mechanism::Fifo { path, deliver } => format!("{path} (deliver {deliver})"),
+            Mechanism::Fifo(fifo) => format!("{} (deliver {})", fifo.path, fifo.deliver),
             Mechanism::Socketpair { socket } => socket.as_str().to_owned(),
-            Mechanism::UnixListener { socket, path, .. } => format!("{} {path}", socket.as_str()),
-            Mechanism::Tcp { bind, .. } | Mechanism::Udp { bind } => bind.clone(),
-            Mechanism::PosixShm {
-                name,
-                size,
-                ring: Some(ring),
-                ..
-            } => format!(
-                "{name} {} ring: {} of records, {} producer(s)",
-                ByteSize(*size),
-                ByteSize(ring.capacity),
-                ring.producers
-            ),
-            Mechanism::PosixShm {
-                name,
-                size,
-                semaphores,
-                ..
-            } if semaphores.is_empty() => format!("{name} {}", ByteSize(*size)),
-            Mechanism::PosixShm { name, size, .. } => {
-                format!("{name} {} + semaphores lock, ready", ByteSize(*size))
+            Mechanism::UnixListener(unix) => format!("{} {}", unix.socket.as_str(), unix.path),
+            Mechanism::Tcp(tcp) => tcp.bind.clone(),
+            Mechanism::Udp(udp) => udp.bind.clone(),
+            Mechanism::PosixShm(shm) => match &shm.ring {
+                Some(ring) => format!(
+                    "{} {} ring: {} of records, {} producer(s)",
+                    shm.name,
+                    ByteSize(shm.size),
+                    ByteSize(ring.capacity),
+                    ring.producers
+                ),
+                None if shm.semaphores.is_empty() => format!("{} {}", shm.name, ByteSize(shm.size)),
+                None => format!(
+                    "{} {} + semaphores lock, ready",
+                    shm.name,
+                    ByteSize(shm.size)
+                ),
+            },
+            Mechanism::SysvShm(shm) if shm.semaphore_set => {
+                format!("{} + semaphore set lock, ready", ByteSize(shm.size))
             }
-            Mechanism::SysvShm {
-                size,
-                semaphore_set: false,
-            } => ByteSize(*size).to_string(),
-            Mechanism::SysvShm {
-                size,
-                semaphore_set: true,
-            } => format!("{} + semaphore set lock, ready", ByteSize(*size)),
-            Mechanism::PosixMq {
-                name,
-                depth,
-                message_size,
-            } => format!("{name} depth {depth} x {}", ByteSize(*message_size)),
-            Mechanism::SysvMq {
-                queue_bytes,
-                message_size,
-            } => format!("{} x {}", ByteSize(*queue_bytes), ByteSize(*message_size)),
-            Mechanism::PosixSem { name, initial } => format!("{name} initial {initial}"),
-            Mechanism::SysvSem { count, initial } => format!("{count} x initial {initial}"),
-            Mechanism::Signal { signal } => signal.name.to_owned(),
-            Mechanism::Rpc {
-                protocol,
-                transport,
-                address,
-                endpoint,
-                ..
-            } => format!(
-                "{protocol} over {transport} {address}, {}",
-                endpoint.shape.as_str()
+            Mechanism::SysvShm(shm) => ByteSize(shm.size).to_string(),
+            Mechanism::PosixMq(mq) => format!(
+                "{} depth {} x {}",
+                mq.name,
+                mq.depth,
+                ByteSize(mq.message_size)
             ),
-            Mechanism::Mpi { launcher, ranks } => {
-                format!("world of {} rank(s) run by {launcher}", ranks.len())
+            Mechanism::SysvMq(mq) => format!(
+                "{} x {}",
+                ByteSize(mq.queue_bytes),
+                ByteSize(mq.message_size)
+            ),
+            Mechanism::PosixSem(sem) => format!("{} initial {}", sem.name, sem.initial),
+            Mechanism::SysvSem { count, initial } => format!("{count} x initial {initial}"),
+            Mechanism::Signal(signal) => signal.signal.name.to_owned(),
+            Mechanism::Rpc(rpc) => format!(
+                "{} over {} {}, {}",
+                rpc.protocol,
+                rpc.transport,
+                rpc.address,
+                rpc.endpoint.shape.as_str()
+            ),
+            Mechanism::Mpi(mpi) => {
+                format!(
+                    "world of {} rank(s) run by {}",
+                    mpi.ranks.len(),
+                    mpi.launcher
+                )
             }
         }
     }
@@ -1548,4 +1815,17 @@ pub enum CycleVerdict {
     DeadlockRisk,
     /// At least one channel has its own protocol (socket, shm, signal): no warning.
     Harmless,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A plan of many channels holds one of each per channel: a field that
+    // grows them is a decision, taken here.
+    #[test]
+    fn channel_records_keep_their_size() {
+        assert_eq!(std::mem::size_of::<Mechanism>(), 16);
+        assert_eq!(std::mem::size_of::<ChannelPlan>(), 144);
+    }
 }

@@ -48,7 +48,7 @@ fn rank_nodes(plan: &Plan) -> impl Iterator<Item = &str> {
     plan.channels
         .iter()
         .flat_map(|c| match &c.mechanism {
-            Mechanism::Mpi { ranks, .. } => ranks.as_slice(),
+            Mechanism::Mpi(mpi) => mpi.ranks.as_slice(),
             _ => &[],
         })
         .map(String::as_str)

@@ -361,8 +361,8 @@ fn check_endpoint(
 /// processes (`plan::world`).
 fn is_rank(plan: &Plan, instance: &str, instances: &HashMap<&str, usize>) -> bool {
     plan.channels.iter().any(|c| {
-        matches!(&c.mechanism, Mechanism::Mpi { launcher, ranks }
-            if instances.contains_key(launcher.as_str()) && ranks.iter().any(|r| r == instance))
+        matches!(&c.mechanism, Mechanism::Mpi(mpi)
+            if instances.contains_key(mpi.launcher.as_str()) && mpi.ranks.iter().any(|r| r == instance))
     })
 }
 
@@ -460,9 +460,10 @@ fn start_graph(plan: &Plan) -> DiGraph<usize, String> {
         }
     }
     for channel in &plan.channels {
-        let Mechanism::Signal { signal } = &channel.mechanism else {
+        let Mechanism::Signal(params) = &channel.mechanism else {
             continue;
         };
+        let signal = &params.signal;
         let ends = |end: End| -> Vec<usize> {
             let mut found: Vec<usize> = channel
                 .from

@@ -89,9 +89,10 @@ fn start_graph(processes: &[ProcessDecl], channels: &[ChannelDecl]) -> DiGraph<u
         }
     }
     for channel in channels {
-        let Mechanism::Signal { signal } = &channel.plan.mechanism else {
+        let Mechanism::Signal(params) = &channel.plan.mechanism else {
             continue;
         };
+        let signal = &params.signal;
         // By name, the order the dependencies are reported in.
         let senders = processes_by_name(processes, channel, |end| end == End::Send);
         let receivers = processes_by_name(processes, channel, |end| end == End::Receive);
@@ -429,7 +430,7 @@ fn deadlock_warning(
 
 /// Whether a channel is a FIFO its processes open by path.
 fn is_path_fifo(channel: &ChannelDecl) -> bool {
-    matches!(&channel.plan.mechanism, Mechanism::Fifo { deliver, .. } if *deliver == Deliver::Path)
+    matches!(&channel.plan.mechanism, Mechanism::Fifo(fifo) if fifo.deliver == Deliver::Path)
 }
 
 /// The instance holding a channel end.

@@ -115,7 +115,8 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
         channel.mechanism.summary()
     );
     let _ = writeln!(out, "  reason     {}", channel.reason);
-    if let Mechanism::Rpc { endpoint, .. } = &channel.mechanism {
+    if let Mechanism::Rpc(rpc) = &channel.mechanism {
+        let endpoint = &rpc.endpoint;
         let _ = writeln!(
             out,
             "  endpoint   {}: {}",
@@ -138,8 +139,8 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
             );
         }
     }
-    if let Mechanism::Mpi { ranks, .. } = &channel.mechanism {
-        render_rank_map(out, ranks);
+    if let Mechanism::Mpi(mpi) = &channel.mechanism {
+        render_rank_map(out, &mpi.ranks);
     }
     match (channel.blocking, channel.capacity) {
         (true, Some(capacity)) => {

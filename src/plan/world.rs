@@ -19,8 +19,8 @@ use super::edges::{ChannelDecl, PortEnd};
 use super::processes::ProcessDecl;
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::model::{
-    ChannelPlan, EndpointPlan, EnvVar, FdRole, Managed, ManagedRole, Mechanism, ProcessPlan,
-    Readiness,
+    ChannelPlan, EndpointPlan, EnvVar, FdRole, Managed, ManagedRole, Mechanism, MpiParams,
+    ProcessPlan, Readiness,
 };
 use crate::mechanism::mpi;
 
@@ -32,9 +32,10 @@ pub(super) fn assign_ranks(
 ) {
     let mut world_of: Vec<Option<usize>> = vec![None; processes.len()];
     for (index, channel) in channels.iter_mut().enumerate() {
-        let Mechanism::Mpi { launcher, ranks } = &mut channel.plan.mechanism else {
+        let Mechanism::Mpi(mpi) = &mut channel.plan.mechanism else {
             continue;
         };
+        let MpiParams { launcher, ranks } = &mut **mpi;
         if let Some(p) = processes.iter().find(|p| *p.name == **launcher) {
             sink.push(
                 Diagnostic::error(
@@ -156,7 +157,8 @@ fn check_other_edges(
 fn rank_of(processes: &[ProcessDecl], world: &ChannelDecl, port: &PortEnd) -> usize {
     let instance = &processes[port.process()].instances[port.replica()];
     match &world.plan.mechanism {
-        Mechanism::Mpi { ranks, .. } => ranks
+        Mechanism::Mpi(mpi) => mpi
+            .ranks
             .iter()
             .position(|r| **r == **instance)
             .unwrap_or(usize::MAX),
@@ -179,9 +181,7 @@ pub(super) fn launch_worlds(channels: &mut [ChannelPlan], plan: Launch<'_>, sink
     let worlds: Vec<(Arc<str>, String, Vec<String>)> = channels
         .iter()
         .filter_map(|c| match &c.mechanism {
-            Mechanism::Mpi { launcher, ranks } => {
-                Some((c.id.clone(), launcher.clone(), ranks.clone()))
-            }
+            Mechanism::Mpi(mpi) => Some((c.id.clone(), mpi.launcher.clone(), mpi.ranks.clone())),
             _ => None,
         })
         .collect();
