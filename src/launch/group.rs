@@ -404,7 +404,7 @@ fn remote_listeners(
         .map(|edge| {
             let channel = plan.channels.iter().find(|c| c.id == edge.channel);
             let server = channel
-                .and_then(|c| c.to.iter().find_map(port_process))
+                .and_then(|c| c.to().iter().find_map(port_process))
                 .cloned()
                 .unwrap_or_else(|| Arc::clone(&edge.channel));
             let timeout_ms = by_name
@@ -445,16 +445,17 @@ fn keep_channels(
     let ours = |end: &EndpointPlan| port_process(end).is_none_or(|p| members.contains(&**p));
     for channel in &plan.channels {
         let has_member = channel
-            .from
+            .from()
             .iter()
-            .chain(&channel.to)
+            .chain(channel.to())
             .any(|e| port_process(e).is_some_and(|p| members.contains(&**p)));
         if !has_member {
             continue;
         }
         let mut channel = channel.clone();
-        channel.from = channel.from.iter().filter(|e| ours(e)).cloned().collect();
-        channel.to = channel.to.iter().filter(|e| ours(e)).cloned().collect();
+        let from = channel.from().iter().filter(|e| ours(e)).cloned().collect();
+        let to = channel.to().iter().filter(|e| ours(e)).cloned().collect();
+        channel.set_ends(from, to);
         if let Some(edge) = listens.get(&*channel.id) {
             let bind = SocketAddr::new(bind_address, edge.port).to_string();
             match &mut channel.mechanism {
@@ -495,7 +496,7 @@ fn cross_ports(listens: &HashMap<&str, &CrossEdgePlan>, group: &mut GroupRun) ->
             }
             _ => continue,
         };
-        for end in channel.from.iter().chain(&channel.to) {
+        for end in channel.ends() {
             let EndpointPlan::Port { process, port, .. } = end else {
                 continue;
             };
@@ -688,7 +689,10 @@ to = "server"
             .find(|c| &*c.id == "link")
             .unwrap();
         assert!(matches!(&link.mechanism, Mechanism::Tcp(tcp) if tcp.bind == "10.0.0.1:47000"));
-        assert!(link.from.is_empty(), "the client's end is the other host's");
+        assert!(
+            link.from().is_empty(),
+            "the client's end is the other host's"
+        );
         assert_eq!(
             env(&group.plan, "server", "IPC_PORT_IN"),
             "kind=tcp channel=link end=listen address=10.0.0.1:47000 fd=3"

@@ -1151,8 +1151,13 @@ pub enum Choice {
 }
 
 /// One channel: an edge with its mechanism decided.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+///
+/// Both sides' endpoints are one boxed slice, the `from` side first
+/// ([`ChannelPlan::from`], [`ChannelPlan::to`]): one allocation a channel
+/// instead of two. JSON and schema show `from` and `to` as before
+/// ([`ChannelPlanWire`] is the shape read).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "ChannelPlanWire")]
 pub struct ChannelPlan {
     /// Channel id: the edge's name or `eN` (N its index in the file).
     pub id: Arc<str>,
@@ -1165,10 +1170,10 @@ pub struct ChannelPlan {
     // Fixed text stays borrowed: a large plan holds no copy per channel.
     /// Why this mechanism, in words.
     pub reason: Cow<'static, str>,
-    /// Writers, senders, clients.
-    pub from: Box<[EndpointPlan]>,
-    /// Readers, receivers, servers.
-    pub to: Box<[EndpointPlan]>,
+    /// The `from` side's endpoints, then the `to` side's.
+    ends: Box<[EndpointPlan]>,
+    /// How many of `ends` are the `from` side's.
+    from_len: u32,
     /// Named kernel or file-system objects it creates.
     pub objects: Box<[NamedObject]>,
     /// Whether a writer blocks when the channel is full.
@@ -1177,6 +1182,189 @@ pub struct ChannelPlan {
     pub capacity: Option<u64>,
     /// Bytes declared in flight (`in_flight`), for cycle analysis.
     pub in_flight: Option<u64>,
+}
+
+/// A [`ChannelPlan`]'s fields but its endpoints, for [`ChannelPlan::new`].
+#[derive(Debug, Clone)]
+pub struct ChannelHead {
+    /// [`ChannelPlan::id`].
+    pub id: Arc<str>,
+    /// [`ChannelPlan::traffic`].
+    pub traffic: Traffic,
+    /// [`ChannelPlan::mechanism`].
+    pub mechanism: Mechanism,
+    /// [`ChannelPlan::choice`].
+    pub choice: Choice,
+    /// [`ChannelPlan::reason`].
+    pub reason: Cow<'static, str>,
+    /// [`ChannelPlan::objects`].
+    pub objects: Box<[NamedObject]>,
+    /// [`ChannelPlan::blocking`].
+    pub blocking: bool,
+    /// [`ChannelPlan::capacity`].
+    pub capacity: Option<u64>,
+    /// [`ChannelPlan::in_flight`].
+    pub in_flight: Option<u64>,
+}
+
+impl ChannelPlan {
+    /// A channel whose first `from_len` of `ends` are its `from` side, the
+    /// rest its `to` side.
+    pub fn new(head: ChannelHead, ends: Vec<EndpointPlan>, from_len: usize) -> Self {
+        let ChannelHead {
+            id,
+            traffic,
+            mechanism,
+            choice,
+            reason,
+            objects,
+            blocking,
+            capacity,
+            in_flight,
+        } = head;
+        debug_assert!(from_len <= ends.len(), "a side within the ends");
+        ChannelPlan {
+            id,
+            traffic,
+            mechanism,
+            choice,
+            reason,
+            ends: ends.into_boxed_slice(),
+            // Bounded by the process cap: far below 2^32 endpoints.
+            from_len: from_len as u32,
+            objects,
+            blocking,
+            capacity,
+            in_flight,
+        }
+    }
+
+    /// Writers, senders, clients.
+    pub fn from(&self) -> &[EndpointPlan] {
+        &self.ends[..self.from_len as usize]
+    }
+
+    /// Readers, receivers, servers.
+    pub fn to(&self) -> &[EndpointPlan] {
+        &self.ends[self.from_len as usize..]
+    }
+
+    /// Both sides, `from` first.
+    pub fn ends(&self) -> &[EndpointPlan] {
+        &self.ends
+    }
+
+    /// Both sides, writable: (`from`, `to`).
+    pub fn ends_mut(&mut self) -> (&mut [EndpointPlan], &mut [EndpointPlan]) {
+        self.ends.split_at_mut(self.from_len as usize)
+    }
+
+    /// Replaces both sides.
+    pub fn set_ends(&mut self, mut from: Vec<EndpointPlan>, to: Vec<EndpointPlan>) {
+        // Bounded by the process cap (see `new`).
+        self.from_len = from.len() as u32;
+        from.reserve_exact(to.len());
+        from.extend(to);
+        self.ends = from.into_boxed_slice();
+    }
+}
+
+// Written field by field in the order of the wire shape, `from` and `to`
+// as two lists.
+impl Serialize for ChannelPlan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("ChannelPlan", 11)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("traffic", &self.traffic)?;
+        out.serialize_field("mechanism", &self.mechanism)?;
+        out.serialize_field("choice", &self.choice)?;
+        out.serialize_field("reason", &self.reason)?;
+        out.serialize_field("from", self.from())?;
+        out.serialize_field("to", self.to())?;
+        out.serialize_field("objects", &self.objects)?;
+        out.serialize_field("blocking", &self.blocking)?;
+        out.serialize_field("capacity", &self.capacity)?;
+        out.serialize_field("in_flight", &self.in_flight)?;
+        out.end()
+    }
+}
+
+// The schema describes the channel as written: the wire shape, by its name.
+impl JsonSchema for ChannelPlan {
+    fn schema_name() -> Cow<'static, str> {
+        ChannelPlanWire::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        ChannelPlanWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ChannelPlanWire::json_schema(generator)
+    }
+}
+
+impl From<ChannelPlanWire> for ChannelPlan {
+    fn from(wire: ChannelPlanWire) -> Self {
+        let ChannelPlanWire {
+            id,
+            traffic,
+            mechanism,
+            choice,
+            reason,
+            from,
+            to,
+            objects,
+            blocking,
+            capacity,
+            in_flight,
+        } = wire;
+        let head = ChannelHead {
+            id,
+            traffic,
+            mechanism,
+            choice,
+            reason: reason.into(),
+            objects: objects.into(),
+            blocking,
+            capacity,
+            in_flight,
+        };
+        let from_len = from.len();
+        let mut ends = from;
+        ends.extend(to);
+        ChannelPlan::new(head, ends, from_len)
+    }
+}
+
+// Every field in place: the shape serde reads and the schema shows (its doc
+// lines are the schema's descriptions). It lives only while one channel is
+// read.
+/// One channel: an edge with its mechanism decided.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "ChannelPlan")]
+struct ChannelPlanWire {
+    /// Channel id: the edge's name or `eN` (N its index in the file).
+    id: Arc<str>,
+    /// What the edge carries.
+    traffic: Traffic,
+    /// Chosen mechanism with its parameters.
+    mechanism: Mechanism,
+    /// Whether it was chosen or named.
+    choice: Choice,
+    /// Why this mechanism, in words.
+    reason: String,
+    /// Writers, senders, clients.
+    from: Vec<EndpointPlan>,
+    /// Readers, receivers, servers.
+    to: Vec<EndpointPlan>,
+    /// Named kernel or file-system objects it creates.
+    objects: Vec<NamedObject>,
+    /// Whether a writer blocks when the channel is full.
+    blocking: bool,
+    /// Bytes the channel buffers before writers block, when bounded.
+    capacity: Option<u64>,
+    /// Bytes declared in flight (`in_flight`), for cycle analysis.
+    in_flight: Option<u64>,
 }
 
 /// What flows over an edge; the planner picks a mechanism from it.
@@ -1826,6 +2014,6 @@ mod tests {
     #[test]
     fn channel_records_keep_their_size() {
         assert_eq!(std::mem::size_of::<Mechanism>(), 16);
-        assert_eq!(std::mem::size_of::<ChannelPlan>(), 144);
+        assert_eq!(std::mem::size_of::<ChannelPlan>(), 128);
     }
 }

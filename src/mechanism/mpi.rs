@@ -267,7 +267,7 @@ pub fn relays(plan: &Plan) -> Vec<RankRelay> {
             if !matches!(channel.mechanism, Mechanism::Pipe { .. }) {
                 continue;
             }
-            for end in &channel.from {
+            for end in channel.from() {
                 let EndpointPlan::Port {
                     process,
                     port,

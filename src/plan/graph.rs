@@ -23,8 +23,8 @@ fn edges(plan: &Plan) -> Vec<(String, String, String)> {
     };
     let mut out = Vec::new();
     for channel in &plan.channels {
-        for from in &channel.from {
-            for to in &channel.to {
+        for from in channel.from() {
+            for to in channel.to() {
                 let (a, a_port) = node(from);
                 let (b, b_port) = node(to);
                 let ports = match (a_port.is_empty(), b_port.is_empty()) {

@@ -172,7 +172,7 @@ fn check_structure(plan: &Plan, max_instances: usize, sink: &mut Sink) {
         check_process(plan, i, process, &instances, &channels, sink);
     }
     for (c, channel) in plan.channels.iter().enumerate() {
-        let ends = channel.from.iter().chain(&channel.to);
+        let ends = channel.ends().iter();
         for endpoint in ends {
             check_endpoint(plan, c, endpoint, &instances, sink);
         }
@@ -286,7 +286,7 @@ fn check_fd_table(
             FdRole::Channel { channel, .. } => {
                 let holds = channels.get(channel.as_ref()).is_some_and(|&c| {
                     let c = &plan.channels[c];
-                    c.from.iter().chain(&c.to).any(|e| {
+                    c.ends().iter().any(|e| {
                         matches!(e, EndpointPlan::Port { process: p, port, .. }
                             if *p == process.name && *port == slot.port)
                     })
@@ -466,9 +466,9 @@ fn start_graph(plan: &Plan) -> DiGraph<usize, String> {
         let signal = &params.signal;
         let ends = |end: End| -> Vec<usize> {
             let mut found: Vec<usize> = channel
-                .from
+                .from()
                 .iter()
-                .chain(&channel.to)
+                .chain(channel.to())
                 .filter_map(|e| match e {
                     EndpointPlan::Port {
                         process, end: e, ..

@@ -219,7 +219,7 @@ pub(super) fn finish(plan: &mut Plan, added: &[Added]) {
         );
         let url: Arc<str> = url.into();
         let clients: Vec<usize> = channel
-            .from
+            .from()
             .iter()
             .filter_map(|e| match e {
                 EndpointPlan::Port { process, .. } => index.get(process).copied(),

@@ -1125,9 +1125,9 @@ impl Groups {
         }
         let channel_group = |channel: &super::model::ChannelPlan| -> Option<u32> {
             channel
-                .from
+                .from()
                 .iter()
-                .chain(&channel.to)
+                .chain(channel.to())
                 .find_map(|e| match e {
                     EndpointPlan::Port { process, .. } => group_of.get(process.as_ref()).copied(),
                     _ => None,
@@ -1285,7 +1285,7 @@ fn check_cross_edges(plan: &Plan, groups: &HashMap<&str, usize>, sink: &mut Sink
     let mut crossing: HashMap<&str, usize> = HashMap::new();
     for (c, channel) in plan.channels.iter().enumerate() {
         let mut seen: HashSet<&str> = HashSet::new();
-        for end in channel.from.iter().chain(&channel.to) {
+        for end in channel.ends() {
             if let EndpointPlan::Port { process, .. } = end {
                 seen.extend(host_of.get(process.as_ref()).copied());
             }

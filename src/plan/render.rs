@@ -102,8 +102,8 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
         out,
         "channel {}: {} -> {}",
         channel.id,
-        render_side(&channel.from),
-        render_side(&channel.to)
+        render_side(channel.from()),
+        render_side(channel.to())
     );
     let choice = match channel.choice {
         Choice::Auto => "auto",

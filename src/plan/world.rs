@@ -235,7 +235,8 @@ fn forward_stdio(channels: &mut [ChannelPlan], launcher: &str, ranks: &[String])
             continue;
         }
         let mut relayed = Vec::new();
-        for end in channel.from.iter_mut() {
+        let (from, to) = channel.ends_mut();
+        for end in from.iter_mut() {
             if let EndpointPlan::Port {
                 process, port, fd, ..
             } = end
@@ -250,7 +251,7 @@ fn forward_stdio(channels: &mut [ChannelPlan], launcher: &str, ranks: &[String])
         if !relayed.is_empty() {
             why.push_str(&mpi::relay_reason(&relayed, launcher));
         }
-        for end in channel.to.iter_mut() {
+        for end in to.iter_mut() {
             if let EndpointPlan::Port { process, port, .. } = end
                 && ranks.first().is_some_and(|r| **r == **process)
                 && &**port == "stdin"

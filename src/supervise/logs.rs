@@ -328,7 +328,7 @@ pub struct LogSource<'a> {
 pub fn plan_writes_stdout(plan: &crate::plan::Plan) -> bool {
     use crate::plan::{EndpointPlan, OwnStream};
     plan.channels.iter().any(|channel| {
-        channel.to.iter().any(|end| {
+        channel.to().iter().any(|end| {
             matches!(
                 end,
                 EndpointPlan::Own {

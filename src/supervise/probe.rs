@@ -744,7 +744,7 @@ fn specs_of(
             Transport::Tcp => crate::mechanism::edge::address_with_port(address, &channel.id),
             Transport::Unix => address.clone(),
         };
-        for end in &channel.to {
+        for end in channel.to() {
             if let EndpointPlan::Port { process, .. } = end
                 && let Some(&i) = index.get(&**process)
             {
