@@ -1152,10 +1152,13 @@ pub enum Choice {
 
 /// One channel: an edge with its mechanism decided.
 ///
-/// Both sides' endpoints are one boxed slice, the `from` side first
-/// ([`ChannelPlan::from`], [`ChannelPlan::to`]): one allocation a channel
-/// instead of two. JSON and schema show `from` and `to` as before
-/// ([`ChannelPlanWire`] is the shape read).
+/// Compact, as a plan holds one per edge: both sides' endpoints are one
+/// boxed slice, the `from` side first ([`ChannelPlan::from`],
+/// [`ChannelPlan::to`]); the named objects and `in_flight`, which most
+/// channels of a large plan lack, are boxed only when set
+/// ([`ChannelPlan::objects`], [`ChannelPlan::in_flight`]); the capacity is
+/// a number and a flag ([`ChannelPlan::capacity`]). JSON and schema show
+/// every field in place, as before ([`ChannelPlanWire`] is the shape read).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(from = "ChannelPlanWire")]
 pub struct ChannelPlan {
@@ -1174,14 +1177,23 @@ pub struct ChannelPlan {
     ends: Box<[EndpointPlan]>,
     /// How many of `ends` are the `from` side's.
     from_len: u32,
-    /// Named kernel or file-system objects it creates.
-    pub objects: Box<[NamedObject]>,
+    /// The named objects and `in_flight`, when either is set.
+    rare: Option<Box<ChannelRare>>,
     /// Whether a writer blocks when the channel is full.
     pub blocking: bool,
-    /// Bytes the channel buffers before writers block, when bounded.
-    pub capacity: Option<u64>,
-    /// Bytes declared in flight (`in_flight`), for cycle analysis.
-    pub in_flight: Option<u64>,
+    /// Whether `capacity` holds the capacity.
+    bounded: bool,
+    /// The capacity when `bounded`, else 0.
+    capacity: u64,
+}
+
+/// The fields of a [`ChannelPlan`] most channels leave empty.
+#[derive(Debug, Clone, PartialEq)]
+struct ChannelRare {
+    /// [`ChannelPlan::objects`].
+    objects: Box<[NamedObject]>,
+    /// [`ChannelPlan::in_flight`].
+    in_flight: Option<u64>,
 }
 
 /// A [`ChannelPlan`]'s fields but its endpoints, for [`ChannelPlan::new`].
@@ -1223,6 +1235,8 @@ impl ChannelPlan {
             in_flight,
         } = head;
         debug_assert!(from_len <= ends.len(), "a side within the ends");
+        let rare = (!objects.is_empty() || in_flight.is_some())
+            .then(|| Box::new(ChannelRare { objects, in_flight }));
         ChannelPlan {
             id,
             traffic,
@@ -1232,11 +1246,26 @@ impl ChannelPlan {
             ends: ends.into_boxed_slice(),
             // Bounded by the process cap: far below 2^32 endpoints.
             from_len: from_len as u32,
-            objects,
+            rare,
             blocking,
-            capacity,
-            in_flight,
+            bounded: capacity.is_some(),
+            capacity: capacity.unwrap_or(0),
         }
+    }
+
+    /// Named kernel or file-system objects it creates.
+    pub fn objects(&self) -> &[NamedObject] {
+        self.rare.as_ref().map_or(&[], |rare| &rare.objects)
+    }
+
+    /// Bytes the channel buffers before writers block, when bounded.
+    pub fn capacity(&self) -> Option<u64> {
+        self.bounded.then_some(self.capacity)
+    }
+
+    /// Bytes declared in flight (`in_flight`), for cycle analysis.
+    pub fn in_flight(&self) -> Option<u64> {
+        self.rare.as_ref().and_then(|rare| rare.in_flight)
     }
 
     /// Writers, senders, clients.
@@ -1282,10 +1311,10 @@ impl Serialize for ChannelPlan {
         out.serialize_field("reason", &self.reason)?;
         out.serialize_field("from", self.from())?;
         out.serialize_field("to", self.to())?;
-        out.serialize_field("objects", &self.objects)?;
+        out.serialize_field("objects", self.objects())?;
         out.serialize_field("blocking", &self.blocking)?;
-        out.serialize_field("capacity", &self.capacity)?;
-        out.serialize_field("in_flight", &self.in_flight)?;
+        out.serialize_field("capacity", &self.capacity())?;
+        out.serialize_field("in_flight", &self.in_flight())?;
         out.end()
     }
 }
@@ -2014,6 +2043,6 @@ mod tests {
     #[test]
     fn channel_records_keep_their_size() {
         assert_eq!(std::mem::size_of::<Mechanism>(), 16);
-        assert_eq!(std::mem::size_of::<ChannelPlan>(), 128);
+        assert_eq!(std::mem::size_of::<ChannelPlan>(), 96);
     }
 }

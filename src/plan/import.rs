@@ -176,7 +176,7 @@ fn check_structure(plan: &Plan, max_instances: usize, sink: &mut Sink) {
         for endpoint in ends {
             check_endpoint(plan, c, endpoint, &instances, sink);
         }
-        for object in &channel.objects {
+        for object in channel.objects() {
             check_object_name(c, &channel.id, object, sink);
         }
     }

@@ -142,7 +142,7 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
     if let Mechanism::Mpi(mpi) = &channel.mechanism {
         render_rank_map(out, &mpi.ranks);
     }
-    match (channel.blocking, channel.capacity) {
+    match (channel.blocking, channel.capacity()) {
         (true, Some(capacity)) => {
             let _ = writeln!(out, "  buffering  blocks when full, {capacity} bytes");
         }
@@ -151,7 +151,7 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
         }
         (false, _) => {}
     }
-    for object in &channel.objects {
+    for object in channel.objects() {
         let _ = writeln!(
             out,
             "  creates    {} {} mode {:04o}",

@@ -399,7 +399,7 @@ protocol = "json-rpc"
     }
     assert!(
         !channel
-            .objects
+            .objects()
             .iter()
             .any(|o| o.kind == ObjectKind::UnixSocket)
     );
