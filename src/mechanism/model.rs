@@ -1158,7 +1158,7 @@ pub enum Choice {
 /// channels of a large plan lack, are boxed only when set
 /// ([`ChannelPlan::objects`], [`ChannelPlan::in_flight`]); the capacity is
 /// a number and a flag ([`ChannelPlan::capacity`]). JSON and schema show
-/// every field in place, as before ([`ChannelPlanWire`] is the shape read).
+/// every field in place, as before (`ChannelPlanWire` is the shape read).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(from = "ChannelPlanWire")]
 pub struct ChannelPlan {
@@ -1506,7 +1506,7 @@ impl From<SocketType> for topology::SocketType {
 /// System V semaphore set) keep their few bytes inline; the others, which
 /// carry names, paths and addresses, keep their parameters in one box
 /// each, so a channel's mechanism is 16 bytes. JSON and schema show the
-/// parameters in place, as before ([`MechanismWire`] is the shape read).
+/// parameters in place, as before (`MechanismWire` is the shape read).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(from = "MechanismWire")]
 #[serde(tag = "kind", rename_all = "kebab-case")]
