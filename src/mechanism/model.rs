@@ -1283,6 +1283,16 @@ impl ChannelPlan {
         &self.ends
     }
 
+    /// The `from` side, writable.
+    pub fn from_mut(&mut self) -> &mut [EndpointPlan] {
+        self.ends_mut().0
+    }
+
+    /// The `to` side, writable.
+    pub fn to_mut(&mut self) -> &mut [EndpointPlan] {
+        self.ends_mut().1
+    }
+
     /// Both sides, writable: (`from`, `to`).
     pub fn ends_mut(&mut self) -> (&mut [EndpointPlan], &mut [EndpointPlan]) {
         self.ends.split_at_mut(self.from_len as usize)
@@ -2044,5 +2054,54 @@ mod tests {
     fn channel_records_keep_their_size() {
         assert_eq!(std::mem::size_of::<Mechanism>(), 16);
         assert_eq!(std::mem::size_of::<ChannelPlan>(), 96);
+    }
+
+    fn head(capacity: Option<u64>, in_flight: Option<u64>) -> ChannelHead {
+        ChannelHead {
+            id: "e0".into(),
+            traffic: Traffic::Stream,
+            mechanism: Mechanism::Pipe { atomic_write: 4096 },
+            choice: Choice::Auto,
+            reason: "a pipe".into(),
+            objects: Box::default(),
+            blocking: true,
+            capacity,
+            in_flight,
+        }
+    }
+
+    fn port(process: &str) -> EndpointPlan {
+        EndpointPlan::Port {
+            process: process.into(),
+            port: "out".into(),
+            end: End::Write,
+            fd: Some(3),
+        }
+    }
+
+    // The compact fields read as what was given, a zero capacity and an
+    // empty side included, and write and read back the same.
+    #[test]
+    fn a_compact_channel_reads_as_given() {
+        let ends = vec![port("a"), port("b"), EndpointPlan::External];
+        let channel = ChannelPlan::new(head(Some(0), None), ends, 2);
+        assert_eq!(channel.from(), &[port("a"), port("b")]);
+        assert_eq!(channel.to(), &[EndpointPlan::External]);
+        assert_eq!(channel.capacity(), Some(0));
+        assert_eq!(channel.in_flight(), None);
+        assert!(channel.objects().is_empty());
+        let json = serde_json::to_value(&channel).unwrap();
+        assert_eq!(json["capacity"], 0);
+        assert_eq!(json["from"].as_array().map(Vec::len), Some(2));
+        let back: ChannelPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(back, channel);
+
+        let mut bounded_less = ChannelPlan::new(head(None, Some(0)), Vec::new(), 0);
+        assert_eq!(bounded_less.capacity(), None);
+        assert_eq!(bounded_less.in_flight(), Some(0));
+        assert!(bounded_less.from().is_empty() && bounded_less.to().is_empty());
+        bounded_less.set_ends(Vec::new(), vec![port("c")]);
+        assert!(bounded_less.from().is_empty());
+        assert_eq!(bounded_less.to(), &[port("c")]);
     }
 }

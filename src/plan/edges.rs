@@ -126,8 +126,11 @@ impl ChannelDecl {
 
     /// Records the fd a port end gets in the plan.
     pub fn set_fd(&mut self, end: &PortEnd, fd: Option<i32>) {
-        let (from, to) = self.plan.ends_mut();
-        let side = if end.is_reader { to } else { from };
+        let side = if end.is_reader {
+            self.plan.to_mut()
+        } else {
+            self.plan.from_mut()
+        };
         if let EndpointPlan::Port { fd: slot, .. } = &mut side[end.slot()] {
             *slot = fd;
         }
