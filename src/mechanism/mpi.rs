@@ -19,7 +19,7 @@ use ipc_run_child::description::{self as child, Params};
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::mechanism::model::{EndpointPlan, EnvVar, Mechanism, MpiParams, Plan, RUN_DIR};
+use crate::mechanism::model::{EndpointPlan, EnvVar, Mechanism, MpiParams, Plan, PortFd, RUN_DIR};
 use crate::topology::Traffic;
 
 /// The mechanism's name.
@@ -271,7 +271,7 @@ pub fn relays(plan: &Plan) -> Vec<RankRelay> {
                 let EndpointPlan::Port {
                     process,
                     port,
-                    fd: None,
+                    fd: PortFd::NONE,
                     ..
                 } = end
                 else {

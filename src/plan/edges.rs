@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::model::{ChannelHead, ChannelPlan, Choice, End, EndpointPlan, Mechanism, OwnStream};
+use super::model::{
+    ChannelHead, ChannelPlan, Choice, End, EndpointPlan, Mechanism, OwnStream, PortFd,
+};
 use super::placement::Groups;
 use super::processes::ProcessDecl;
 use super::select::{Traits, check_fit, choose, traffic_name};
@@ -132,7 +134,7 @@ impl ChannelDecl {
             self.plan.from_mut()
         };
         if let EndpointPlan::Port { fd: slot, .. } = &mut side[end.slot()] {
-            *slot = fd;
+            *slot = fd.into();
         }
     }
 }
@@ -1130,7 +1132,7 @@ fn plan_endpoints(
                     process: instance.clone(),
                     port: port_name.clone(),
                     end,
-                    fd: None,
+                    fd: PortFd::NONE,
                 });
             }
         }

@@ -15,7 +15,8 @@ fn edges(plan: &Plan) -> Vec<(String, String, String)> {
                 process, port, fd, ..
             } => (
                 process.to_string(),
-                fd.map_or(port.to_string(), |fd| format!("{port}@{fd}")),
+                fd.get()
+                    .map_or(port.to_string(), |fd| format!("{port}@{fd}")),
             ),
             EndpointPlan::Own { stream } => (format!("@{stream}"), String::new()),
             EndpointPlan::External => ("@external".to_owned(), String::new()),

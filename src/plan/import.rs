@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::model::{
     End, EndpointPlan, FdRole, Mechanism, NamedObject, ObjectKind, PLAN_FORMAT_VERSION, Plan,
-    ProcessPlan, RUN_DIR, Readiness,
+    PortFd, ProcessPlan, RUN_DIR, Readiness,
 };
 use super::{Limits, MAX_INSTANCES, PlanError, Planned, Sink};
 use crate::diagnostic::{Diagnostic, Label};
@@ -331,7 +331,7 @@ fn check_endpoint(
             process, port, fd, ..
         } => {
             let Some(&i) = instances.get(process.as_ref()) else {
-                if fd.is_none() && is_rank(plan, process, instances) {
+                if *fd == PortFd::NONE && is_rank(plan, process, instances) {
                     return;
                 }
                 let message =
@@ -339,8 +339,8 @@ fn check_endpoint(
                 sink.push(inconsistent(message, at));
                 return;
             };
-            let Some(fd) = fd else { return };
-            let slot = plan.processes[i].fds.iter().find(|s| s.fd == *fd);
+            let Some(fd) = fd.get() else { return };
+            let slot = plan.processes[i].fds.iter().find(|s| s.fd == fd);
             let matches = slot.is_some_and(|s| {
                 s.port == *port
                     && matches!(&s.role, FdRole::Channel { channel, .. } if channel == id)

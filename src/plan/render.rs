@@ -79,17 +79,11 @@ fn render_side(ends: &[EndpointPlan]) -> String {
     ends.iter()
         .map(|e| match e {
             EndpointPlan::Port {
-                process,
-                port,
-                fd: Some(fd),
-                ..
-            } => format!("{process}.{port}@{fd}"),
-            EndpointPlan::Port {
-                process,
-                port,
-                fd: None,
-                ..
-            } => format!("{process}.{port}"),
+                process, port, fd, ..
+            } => match fd.get() {
+                Some(fd) => format!("{process}.{port}@{fd}"),
+                None => format!("{process}.{port}"),
+            },
             EndpointPlan::Own { stream } => format!("@{stream}"),
             EndpointPlan::External => "@external".into(),
         })

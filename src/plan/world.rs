@@ -19,7 +19,7 @@ use super::edges::{ChannelDecl, PortEnd};
 use super::processes::ProcessDecl;
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::model::{
-    ChannelPlan, EndpointPlan, EnvVar, FdRole, Managed, ManagedRole, Mechanism, MpiParams,
+    ChannelPlan, EndpointPlan, EnvVar, FdRole, Managed, ManagedRole, Mechanism, MpiParams, PortFd,
     ProcessPlan, Readiness,
 };
 use crate::mechanism::mpi;
@@ -243,7 +243,7 @@ fn forward_stdio(channels: &mut [ChannelPlan], launcher: &str, ranks: &[String])
                 && let Some(rank) = ranks.iter().position(|r| **r == **process)
                 && matches!(&**port, "stdout" | "stderr")
             {
-                *fd = None;
+                *fd = PortFd::NONE;
                 relayed.push((format!("{process}.{port}"), rank));
             }
         }
