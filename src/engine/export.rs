@@ -134,7 +134,8 @@ pub(crate) fn groups(plan: &Plan) -> Vec<GroupFacts<'_>> {
 /// Bytes of shared memory a channel creates.
 fn shm_size(channel: &crate::plan::model::ChannelPlan) -> u64 {
     match &channel.mechanism {
-        Mechanism::PosixShm { size, .. } | Mechanism::SysvShm { size, .. } => *size,
+        Mechanism::PosixShm(shm) => shm.size,
+        Mechanism::SysvShm(shm) => shm.size,
         _ => 0,
     }
 }
@@ -181,7 +182,7 @@ fn serves_per_connection(plan: &Plan, instance: &ProcessPlan) -> bool {
     use crate::plan::model::EndpointPlan;
     plan.channels.iter().any(|channel| {
         channel.mechanism.per_connection()
-            && channel.to.iter().any(|end| {
+            && channel.to().iter().any(|end| {
                 matches!(end, EndpointPlan::Port { process, .. } if process == &instance.name)
             })
     })
@@ -252,7 +253,7 @@ pub(crate) fn remote_wait_ms(plan: &Plan, group: &GroupFacts<'_>) -> u64 {
         .connects
         .iter()
         .filter_map(|edge| plan.channels.iter().find(|c| c.id == edge.channel))
-        .flat_map(|channel| &channel.to)
+        .flat_map(|channel| channel.to())
         .filter_map(|end| match end {
             EndpointPlan::Port { process, .. } => {
                 plan.processes.iter().find(|p| &p.name == process)

@@ -143,16 +143,12 @@ fn handed_over(plan: &Plan, group: &GroupFacts<'_>) -> Vec<(u16, u32)> {
         .filter_map(|edge| {
             let channel = plan.channels.iter().find(|c| c.id == edge.channel)?;
             let backlog = match &channel.mechanism {
-                Mechanism::Tcp { backlog, .. } => *backlog,
-                Mechanism::Rpc {
-                    transport,
-                    endpoint,
-                    backlog,
-                    ..
-                } if *transport == Transport::Tcp
-                    && endpoint.shape != EndpointShape::ServerBound =>
+                Mechanism::Tcp(tcp) => tcp.backlog,
+                Mechanism::Rpc(rpc)
+                    if rpc.transport == Transport::Tcp
+                        && rpc.endpoint.shape != EndpointShape::ServerBound =>
                 {
-                    *backlog
+                    rpc.backlog
                 }
                 _ => return None,
             };

@@ -412,7 +412,7 @@ fn remote_listeners(
         .map(|edge| {
             let channel = plan.channels.iter().find(|c| c.id == edge.channel);
             let server = channel
-                .and_then(|c| c.to.iter().find_map(port_process))
+                .and_then(|c| c.to().iter().find_map(port_process))
                 .cloned()
                 .unwrap_or_else(|| Arc::clone(&edge.channel));
             let timeout_ms = by_name
@@ -453,25 +453,22 @@ fn keep_channels(
     let ours = |end: &EndpointPlan| port_process(end).is_none_or(|p| members.contains(&**p));
     for channel in &plan.channels {
         let has_member = channel
-            .from
+            .from()
             .iter()
-            .chain(&channel.to)
+            .chain(channel.to())
             .any(|e| port_process(e).is_some_and(|p| members.contains(&**p)));
         if !has_member {
             continue;
         }
         let mut channel = channel.clone();
-        channel.from = channel.from.iter().filter(|e| ours(e)).cloned().collect();
-        channel.to = channel.to.iter().filter(|e| ours(e)).cloned().collect();
+        let from = channel.from().iter().filter(|e| ours(e)).cloned().collect();
+        let to = channel.to().iter().filter(|e| ours(e)).cloned().collect();
+        channel.set_ends(from, to);
         if let Some(edge) = listens.get(&*channel.id) {
             let bind = SocketAddr::new(bind_address, edge.port).to_string();
             match &mut channel.mechanism {
-                Mechanism::Tcp { bind: address, .. }
-                | Mechanism::Rpc {
-                    transport: Transport::Tcp,
-                    address,
-                    ..
-                } => *address = bind,
+                Mechanism::Tcp(tcp) => tcp.bind = bind,
+                Mechanism::Rpc(rpc) if rpc.transport == Transport::Tcp => rpc.address = bind,
                 _ => {}
             }
         }
@@ -499,20 +496,15 @@ fn cross_ports(listens: &HashMap<&str, &CrossEdgePlan>, group: &mut GroupRun) ->
         let r = remote.get(&*channel.id).copied();
         let address = match (&channel.mechanism, r) {
             (_, Some(r)) => group.remote[r].address(),
-            (Mechanism::Tcp { bind, .. }, None) if listens.contains_key(&*channel.id) => {
-                bind.clone()
+            (Mechanism::Tcp(tcp), None) if listens.contains_key(&*channel.id) => tcp.bind.clone(),
+            (Mechanism::Rpc(rpc), None)
+                if rpc.transport == Transport::Tcp && listens.contains_key(&*channel.id) =>
+            {
+                rpc.address.clone()
             }
-            (
-                Mechanism::Rpc {
-                    transport: Transport::Tcp,
-                    address,
-                    ..
-                },
-                None,
-            ) if listens.contains_key(&*channel.id) => address.clone(),
             _ => continue,
         };
-        for end in channel.from.iter().chain(&channel.to) {
+        for end in channel.ends() {
             let EndpointPlan::Port { process, port, .. } = end else {
                 continue;
             };
@@ -711,8 +703,11 @@ to = "server"
             .iter()
             .find(|c| &*c.id == "link")
             .unwrap();
-        assert!(matches!(&link.mechanism, Mechanism::Tcp { bind, .. } if bind == "10.0.0.1:47000"));
-        assert!(link.from.is_empty(), "the client's end is the other host's");
+        assert!(matches!(&link.mechanism, Mechanism::Tcp(tcp) if tcp.bind == "10.0.0.1:47000"));
+        assert!(
+            link.from().is_empty(),
+            "the client's end is the other host's"
+        );
         assert_eq!(
             env(&group.plan, "server", "IPC_PORT_IN"),
             "kind=tcp channel=link end=listen address=10.0.0.1:47000 fd=3"

@@ -526,7 +526,7 @@ impl Launched {
         let plan = &self.plan;
         let ended = &self.ended;
         for ring in self.created.rings.iter_mut().filter(|r| !r.marked) {
-            let writers_ended = plan.channels[ring.channel].from.iter().all(|e| match e {
+            let writers_ended = plan.channels[ring.channel].from().iter().all(|e| match e {
                 EndpointPlan::Port { process, .. } => ended.contains(&**process),
                 // A peer outside the topology may always write more.
                 EndpointPlan::Own { .. } | EndpointPlan::External => false,
@@ -636,9 +636,9 @@ impl Launched {
         };
         // A socketpair's side is the port's; an end the plan lists on
         // neither side goes by its direction.
-        let on_from_side = if channel.from.iter().any(is_port) {
+        let on_from_side = if channel.from().iter().any(is_port) {
             true
-        } else if channel.to.iter().any(is_port) {
+        } else if channel.to().iter().any(is_port) {
             false
         } else {
             resources::writes(end)

@@ -297,9 +297,9 @@ pub(crate) fn create_channel(
     channel: &ChannelPlan,
 ) -> Result<(), LaunchError> {
     let external = channel
-        .from
+        .from()
         .iter()
-        .chain(&channel.to)
+        .chain(channel.to())
         .any(|e| matches!(e, EndpointPlan::External));
     let before = created.objects.len();
     let mut build = ChannelBuild {

@@ -34,7 +34,7 @@ impl Launched {
     pub fn traffic(&self, channel: &str) -> Option<ChannelTraffic> {
         let &index = self.channel_index.get(channel)?;
         match &self.plan.channels[index].mechanism {
-            Mechanism::PosixShm { ring: Some(_), .. } => {
+            Mechanism::PosixShm(shm) if shm.ring.is_some() => {
                 let ring = self.created.rings.iter().find(|r| r.channel == index)?;
                 let (head, tail) = crate::child::ring::positions(&ring.header);
                 Some(ChannelTraffic {

@@ -191,7 +191,7 @@ pub(crate) trait Build {
     /// The permission bits of the channel's object of this kind.
     fn mode(&self, kind: ObjectKind) -> u32 {
         self.channel()
-            .objects
+            .objects()
             .iter()
             .find(|o| o.kind == kind)
             .map_or(0o600, |o| o.mode & 0o777)

@@ -112,9 +112,9 @@ impl PortRef {
 /// One side of a channel: `from`, or `to` when `is_reader`.
 fn side(channel: &ChannelPlan, is_reader: bool) -> &[EndpointPlan] {
     if is_reader {
-        &channel.to
+        channel.to()
     } else {
-        &channel.from
+        channel.from()
     }
 }
 

@@ -16,7 +16,7 @@ use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::build::{Build, Handover, Held, Named, exists};
 use crate::mechanism::error::LaunchError;
-use crate::mechanism::model::{End, Mechanism, ObjectKind};
+use crate::mechanism::model::{End, FifoParams, Mechanism, ObjectKind};
 use crate::topology::{Delivery, Traffic};
 use ipc_run_child::description::Params;
 use nix::errno::Errno;
@@ -92,7 +92,7 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     let path = cx.run_path(NAME);
     cx.object(ObjectKind::Fifo, path.clone());
     Some(Shape::blocking(
-        Mechanism::Fifo { path, deliver },
+        Mechanism::Fifo(Box::new(FifoParams { path, deliver })),
         Some(cx.limits.pipe_capacity.value),
     ))
 }

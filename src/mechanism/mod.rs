@@ -233,7 +233,7 @@ pub(crate) fn ends(mechanism: &Mechanism, duplex: bool) -> (End, End) {
         | Mechanism::Tcp { .. }
         | Mechanism::Udp { .. }
         | Mechanism::Rpc { .. } => (End::Connect, End::Listen),
-        Mechanism::PosixShm { ring: Some(_), .. } => (End::Write, End::Read),
+        Mechanism::PosixShm(shm) if shm.ring.is_some() => (End::Write, End::Read),
         Mechanism::PosixShm { .. } | Mechanism::SysvShm { .. } | Mechanism::Mpi { .. } => {
             (End::Both, End::Both)
         }
@@ -249,8 +249,8 @@ pub(crate) fn fd_need(mechanism: &Mechanism, end: End) -> (bool, bool) {
         Mechanism::Inherit { .. } | Mechanism::Pipe { .. } | Mechanism::Socketpair { .. } => {
             (true, false)
         }
-        Mechanism::Fifo { deliver, .. } => (*deliver == fifo::Deliver::Fd, false),
-        Mechanism::Rpc { endpoint, .. } => rpc::fd_need(endpoint, end),
+        Mechanism::Fifo(params) => (params.deliver == fifo::Deliver::Fd, false),
+        Mechanism::Rpc(rpc) => rpc::fd_need(&rpc.endpoint, end),
         Mechanism::UnixListener { .. } | Mechanism::Tcp { .. } | Mechanism::Udp { .. } => {
             let listening = end == End::Listen;
             (listening, listening)
@@ -274,40 +274,22 @@ pub(crate) fn describe(mechanism: &Mechanism, port: &PortSide<'_>) -> Params {
     match mechanism {
         Mechanism::Inherit { .. } => inherit::describe(),
         Mechanism::Pipe { .. } => pipe::describe(),
-        Mechanism::Fifo { path, .. } => fifo::describe(path),
+        Mechanism::Fifo(fifo) => fifo::describe(&fifo.path),
         Mechanism::Socketpair { socket } => socketpair::describe(*socket),
-        Mechanism::UnixListener { socket, path, .. } => unix_listener::describe(*socket, path),
-        Mechanism::Tcp { bind, .. } => tcp::describe(bind, port),
-        Mechanism::Udp { bind } => udp::describe(bind, port),
-        Mechanism::PosixShm {
-            name,
-            size,
-            semaphores,
-            ring,
-        } => posix_shm::describe(name, *size, semaphores, ring.as_ref()),
-        Mechanism::SysvShm {
-            size,
-            semaphore_set,
-        } => sysv_shm::describe(*size, *semaphore_set, port),
-        Mechanism::PosixMq {
-            name,
-            depth,
-            message_size,
-        } => posix_mq::describe(name, *depth, *message_size),
-        Mechanism::SysvMq {
-            queue_bytes,
-            message_size,
-        } => sysv_mq::describe(*queue_bytes, *message_size, port),
-        Mechanism::PosixSem { name, initial } => posix_sem::describe(name, *initial),
+        Mechanism::UnixListener(unix) => unix_listener::describe(unix.socket, &unix.path),
+        Mechanism::Tcp(tcp) => tcp::describe(&tcp.bind, port),
+        Mechanism::Udp(udp) => udp::describe(&udp.bind, port),
+        Mechanism::PosixShm(shm) => {
+            posix_shm::describe(&shm.name, shm.size, &shm.semaphores, shm.ring.as_ref())
+        }
+        Mechanism::SysvShm(shm) => sysv_shm::describe(shm.size, shm.semaphore_set, port),
+        Mechanism::PosixMq(mq) => posix_mq::describe(&mq.name, mq.depth, mq.message_size),
+        Mechanism::SysvMq(mq) => sysv_mq::describe(mq.queue_bytes, mq.message_size, port),
+        Mechanism::PosixSem(sem) => posix_sem::describe(&sem.name, sem.initial),
         Mechanism::SysvSem { count, initial } => sysv_sem::describe(*count, *initial, port),
-        Mechanism::Signal { signal } => signal::describe(signal, port),
-        Mechanism::Rpc {
-            protocol,
-            transport,
-            address,
-            ..
-        } => rpc::describe(protocol, *transport, address, port),
-        Mechanism::Mpi { ranks, .. } => mpi::describe(ranks),
+        Mechanism::Signal(signal) => signal::describe(&signal.signal, port),
+        Mechanism::Rpc(rpc) => rpc::describe(&rpc.protocol, rpc.transport, &rpc.address, port),
+        Mechanism::Mpi(mpi) => mpi::describe(&mpi.ranks),
     }
 }
 
@@ -320,27 +302,19 @@ pub(crate) fn recheck(
     sink: &mut Vec<Diagnostic>,
 ) {
     match mechanism {
-        Mechanism::UnixListener { path, .. } => unix_listener::recheck(id, path, limits, sink),
-        Mechanism::Rpc {
-            transport, address, ..
-        } => rpc::recheck(id, *transport, address, limits, sink),
-        Mechanism::PosixShm { size, ring, .. } => {
-            posix_shm::recheck(id, *size, ring.as_ref(), limits, sink);
+        Mechanism::UnixListener(unix) => unix_listener::recheck(id, &unix.path, limits, sink),
+        Mechanism::Rpc(rpc) => rpc::recheck(id, rpc.transport, &rpc.address, limits, sink),
+        Mechanism::PosixShm(shm) => {
+            posix_shm::recheck(id, shm.size, shm.ring.as_ref(), limits, sink);
         }
-        Mechanism::SysvShm {
-            size,
-            semaphore_set,
-        } => sysv_shm::recheck(id, *size, *semaphore_set, limits, sink),
-        Mechanism::PosixMq {
-            depth,
-            message_size,
-            ..
-        } => posix_mq::recheck(id, *depth, *message_size, limits, sink),
-        Mechanism::SysvMq {
-            queue_bytes,
-            message_size,
-        } => sysv_mq::recheck(id, *queue_bytes, *message_size, limits, sink),
-        Mechanism::PosixSem { initial, .. } => posix_sem::recheck(id, *initial, limits, sink),
+        Mechanism::SysvShm(shm) => {
+            sysv_shm::recheck(id, shm.size, shm.semaphore_set, limits, sink);
+        }
+        Mechanism::PosixMq(mq) => posix_mq::recheck(id, mq.depth, mq.message_size, limits, sink),
+        Mechanism::SysvMq(mq) => {
+            sysv_mq::recheck(id, mq.queue_bytes, mq.message_size, limits, sink);
+        }
+        Mechanism::PosixSem(sem) => posix_sem::recheck(id, sem.initial, limits, sink),
         Mechanism::SysvSem { count, initial } => {
             sysv_sem::recheck(id, *count, *initial, limits, sink);
         }
@@ -393,44 +367,28 @@ pub(crate) fn create(b: &mut dyn Build, channel: &ChannelPlan) -> Result<(), Lau
     match &channel.mechanism {
         Mechanism::Inherit { stream } => inherit::create(b, *stream),
         Mechanism::Pipe { .. } => pipe::create(b),
-        Mechanism::Fifo { path, deliver } => fifo::create(b, path, *deliver),
+        Mechanism::Fifo(fifo) => fifo::create(b, &fifo.path, fifo.deliver),
         Mechanism::Socketpair { socket } => socketpair::create(b, *socket),
-        Mechanism::UnixListener {
-            socket,
-            path,
-            backlog,
-        } => unix_listener::create(b, *socket, path, *backlog),
-        Mechanism::Tcp { bind, backlog } => tcp::create(b, bind, *backlog),
-        Mechanism::Udp { bind } => udp::create(b, bind),
-        Mechanism::PosixShm {
-            name,
-            size,
-            semaphores,
-            ring,
-        } => posix_shm::create(b, name, *size, semaphores, ring.as_ref()),
-        Mechanism::SysvShm {
-            size,
-            semaphore_set,
-        } => sysv_shm::create(b, *size, *semaphore_set),
-        Mechanism::PosixMq {
-            name,
-            depth,
-            message_size,
-        } => posix_mq::create(b, name, *depth, *message_size),
-        Mechanism::SysvMq { queue_bytes, .. } => sysv_mq::create(b, *queue_bytes),
-        Mechanism::PosixSem { name, initial } => posix_sem::create(b, name, *initial),
+        Mechanism::UnixListener(unix) => {
+            unix_listener::create(b, unix.socket, &unix.path, unix.backlog)
+        }
+        Mechanism::Tcp(tcp) => tcp::create(b, &tcp.bind, tcp.backlog),
+        Mechanism::Udp(udp) => udp::create(b, &udp.bind),
+        Mechanism::PosixShm(shm) => {
+            posix_shm::create(b, &shm.name, shm.size, &shm.semaphores, shm.ring.as_ref())
+        }
+        Mechanism::SysvShm(shm) => sysv_shm::create(b, shm.size, shm.semaphore_set),
+        Mechanism::PosixMq(mq) => posix_mq::create(b, &mq.name, mq.depth, mq.message_size),
+        Mechanism::SysvMq(mq) => sysv_mq::create(b, mq.queue_bytes),
+        Mechanism::PosixSem(sem) => posix_sem::create(b, &sem.name, sem.initial),
         Mechanism::SysvSem { count, initial } => sysv_sem::create(b, *count, *initial),
         // Nothing to create: the sender is handed the receivers' pids.
         Mechanism::Signal { .. } => Ok(()),
         // Nothing either: mpirun makes the world's session directory.
         Mechanism::Mpi { .. } => Ok(()),
-        Mechanism::Rpc {
-            transport,
-            address,
-            backlog,
-            endpoint,
-            ..
-        } => rpc::create(b, *transport, address, *backlog, endpoint),
+        Mechanism::Rpc(rpc) => {
+            rpc::create(b, rpc.transport, &rpc.address, rpc.backlog, &rpc.endpoint)
+        }
     }
 }
 

@@ -1052,7 +1052,7 @@ pub enum EndpointPlan {
         /// The end it holds.
         end: End,
         /// The fd it gets, when the mechanism is handed over as an fd.
-        fd: Option<i32>,
+        fd: PortFd,
     },
     /// ipc-run's own stdin or stdout.
     Own {
@@ -1061,6 +1061,48 @@ pub enum EndpointPlan {
     },
     /// A peer ipc-run does not launch; it reaches the channel by name.
     External,
+}
+
+/// The fd an endpoint gets, if any: an `Option<i32>` in five bytes
+/// ([`PortFd::get`]), so that an endpoint, of which a plan holds about five
+/// an instance, is 40 bytes instead of 48. Its fields are private and
+/// `None` is always [`PortFd::NONE`], so it compares by what it reads as
+/// and `NONE` is a pattern.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed)]
+pub struct PortFd {
+    /// The fd when `set`.
+    fd: i32,
+    /// Whether there is one.
+    set: bool,
+}
+
+impl PortFd {
+    /// No fd.
+    pub const NONE: PortFd = PortFd { fd: 0, set: false };
+
+    /// The fd, if any.
+    pub fn get(self) -> Option<i32> {
+        // Copied out: a packed struct's fields are read by value.
+        let PortFd { fd, set } = self;
+        set.then_some(fd)
+    }
+}
+
+impl From<Option<i32>> for PortFd {
+    fn from(fd: Option<i32>) -> Self {
+        match fd {
+            Some(fd) => PortFd { fd, set: true },
+            None => PortFd::NONE,
+        }
+    }
+}
+
+// Shown as the `Option<i32>` it stands for.
+impl std::fmt::Debug for PortFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
 }
 
 impl EndpointPlan {
@@ -1098,7 +1140,7 @@ impl Serialize for EndpointPlan {
                 process,
                 port,
                 end: *end,
-                fd: *fd,
+                fd: fd.get(),
                 env: port_env_name(port),
             },
             EndpointPlan::Own { stream } => EndpointPlanOut::Own { stream: *stream },
@@ -1135,7 +1177,7 @@ impl From<EndpointPlanWire> for EndpointPlan {
                 process,
                 port,
                 end,
-                fd,
+                fd: fd.into(),
             },
             EndpointPlanWire::Own { stream } => EndpointPlan::Own { stream },
             EndpointPlanWire::External => EndpointPlan::External,
@@ -1206,8 +1248,16 @@ pub enum Choice {
 }
 
 /// One channel: an edge with its mechanism decided.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+///
+/// Compact, as a plan holds one per edge: both sides' endpoints are one
+/// boxed slice, the `from` side first ([`ChannelPlan::from`],
+/// [`ChannelPlan::to`]); the named objects and `in_flight`, which most
+/// channels of a large plan lack, are boxed only when set
+/// ([`ChannelPlan::objects`], [`ChannelPlan::in_flight`]); the capacity is
+/// a number and a flag ([`ChannelPlan::capacity`]). JSON and schema show
+/// every field in place, as before (`ChannelPlanWire` is the shape read).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "ChannelPlanWire")]
 pub struct ChannelPlan {
     /// Channel id: the edge's name or `eN` (N its index in the file).
     pub id: Arc<str>,
@@ -1220,18 +1270,237 @@ pub struct ChannelPlan {
     // Fixed text stays borrowed: a large plan holds no copy per channel.
     /// Why this mechanism, in words.
     pub reason: Cow<'static, str>,
-    /// Writers, senders, clients.
-    pub from: Box<[EndpointPlan]>,
-    /// Readers, receivers, servers.
-    pub to: Box<[EndpointPlan]>,
-    /// Named kernel or file-system objects it creates.
-    pub objects: Box<[NamedObject]>,
+    /// The `from` side's endpoints, then the `to` side's.
+    ends: Box<[EndpointPlan]>,
+    /// How many of `ends` are the `from` side's.
+    from_len: u32,
+    /// The named objects and `in_flight`, when either is set.
+    rare: Option<Box<ChannelRare>>,
     /// Whether a writer blocks when the channel is full.
     pub blocking: bool,
-    /// Bytes the channel buffers before writers block, when bounded.
+    /// Whether `capacity` holds the capacity.
+    bounded: bool,
+    /// The capacity when `bounded`, else 0.
+    capacity: u64,
+}
+
+/// The fields of a [`ChannelPlan`] most channels leave empty.
+#[derive(Debug, Clone, PartialEq)]
+struct ChannelRare {
+    /// [`ChannelPlan::objects`].
+    objects: Box<[NamedObject]>,
+    /// [`ChannelPlan::in_flight`].
+    in_flight: Option<u64>,
+}
+
+/// A [`ChannelPlan`]'s fields but its endpoints, for [`ChannelPlan::new`].
+#[derive(Debug, Clone)]
+pub struct ChannelHead {
+    /// [`ChannelPlan::id`].
+    pub id: Arc<str>,
+    /// [`ChannelPlan::traffic`].
+    pub traffic: Traffic,
+    /// [`ChannelPlan::mechanism`].
+    pub mechanism: Mechanism,
+    /// [`ChannelPlan::choice`].
+    pub choice: Choice,
+    /// [`ChannelPlan::reason`].
+    pub reason: Cow<'static, str>,
+    /// [`ChannelPlan::objects`].
+    pub objects: Box<[NamedObject]>,
+    /// [`ChannelPlan::blocking`].
+    pub blocking: bool,
+    /// [`ChannelPlan::capacity`].
     pub capacity: Option<u64>,
-    /// Bytes declared in flight (`in_flight`), for cycle analysis.
+    /// [`ChannelPlan::in_flight`].
     pub in_flight: Option<u64>,
+}
+
+impl ChannelPlan {
+    /// A channel whose first `from_len` of `ends` are its `from` side, the
+    /// rest its `to` side.
+    pub fn new(head: ChannelHead, ends: Vec<EndpointPlan>, from_len: usize) -> Self {
+        let ChannelHead {
+            id,
+            traffic,
+            mechanism,
+            choice,
+            reason,
+            objects,
+            blocking,
+            capacity,
+            in_flight,
+        } = head;
+        debug_assert!(from_len <= ends.len(), "a side within the ends");
+        let rare = (!objects.is_empty() || in_flight.is_some())
+            .then(|| Box::new(ChannelRare { objects, in_flight }));
+        ChannelPlan {
+            id,
+            traffic,
+            mechanism,
+            choice,
+            reason,
+            ends: ends.into_boxed_slice(),
+            // Bounded by the process cap: far below 2^32 endpoints.
+            from_len: from_len as u32,
+            rare,
+            blocking,
+            bounded: capacity.is_some(),
+            capacity: capacity.unwrap_or(0),
+        }
+    }
+
+    /// Named kernel or file-system objects it creates.
+    pub fn objects(&self) -> &[NamedObject] {
+        self.rare.as_ref().map_or(&[], |rare| &rare.objects)
+    }
+
+    /// Bytes the channel buffers before writers block, when bounded.
+    pub fn capacity(&self) -> Option<u64> {
+        self.bounded.then_some(self.capacity)
+    }
+
+    /// Bytes declared in flight (`in_flight`), for cycle analysis.
+    pub fn in_flight(&self) -> Option<u64> {
+        self.rare.as_ref().and_then(|rare| rare.in_flight)
+    }
+
+    /// Writers, senders, clients.
+    pub fn from(&self) -> &[EndpointPlan] {
+        &self.ends[..self.from_len as usize]
+    }
+
+    /// Readers, receivers, servers.
+    pub fn to(&self) -> &[EndpointPlan] {
+        &self.ends[self.from_len as usize..]
+    }
+
+    /// Both sides, `from` first.
+    pub fn ends(&self) -> &[EndpointPlan] {
+        &self.ends
+    }
+
+    /// The `from` side, writable.
+    pub fn from_mut(&mut self) -> &mut [EndpointPlan] {
+        self.ends_mut().0
+    }
+
+    /// The `to` side, writable.
+    pub fn to_mut(&mut self) -> &mut [EndpointPlan] {
+        self.ends_mut().1
+    }
+
+    /// Both sides, writable: (`from`, `to`).
+    pub fn ends_mut(&mut self) -> (&mut [EndpointPlan], &mut [EndpointPlan]) {
+        self.ends.split_at_mut(self.from_len as usize)
+    }
+
+    /// Replaces both sides.
+    pub fn set_ends(&mut self, mut from: Vec<EndpointPlan>, to: Vec<EndpointPlan>) {
+        // Bounded by the process cap (see `new`).
+        self.from_len = from.len() as u32;
+        from.reserve_exact(to.len());
+        from.extend(to);
+        self.ends = from.into_boxed_slice();
+    }
+}
+
+// Written field by field in the order of the wire shape, `from` and `to`
+// as two lists.
+impl Serialize for ChannelPlan {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut out = serializer.serialize_struct("ChannelPlan", 11)?;
+        out.serialize_field("id", &self.id)?;
+        out.serialize_field("traffic", &self.traffic)?;
+        out.serialize_field("mechanism", &self.mechanism)?;
+        out.serialize_field("choice", &self.choice)?;
+        out.serialize_field("reason", &self.reason)?;
+        out.serialize_field("from", self.from())?;
+        out.serialize_field("to", self.to())?;
+        out.serialize_field("objects", self.objects())?;
+        out.serialize_field("blocking", &self.blocking)?;
+        out.serialize_field("capacity", &self.capacity())?;
+        out.serialize_field("in_flight", &self.in_flight())?;
+        out.end()
+    }
+}
+
+// The schema describes the channel as written: the wire shape, by its name.
+impl JsonSchema for ChannelPlan {
+    fn schema_name() -> Cow<'static, str> {
+        ChannelPlanWire::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        ChannelPlanWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        ChannelPlanWire::json_schema(generator)
+    }
+}
+
+impl From<ChannelPlanWire> for ChannelPlan {
+    fn from(wire: ChannelPlanWire) -> Self {
+        let ChannelPlanWire {
+            id,
+            traffic,
+            mechanism,
+            choice,
+            reason,
+            from,
+            to,
+            objects,
+            blocking,
+            capacity,
+            in_flight,
+        } = wire;
+        let head = ChannelHead {
+            id,
+            traffic,
+            mechanism,
+            choice,
+            reason: reason.into(),
+            objects: objects.into(),
+            blocking,
+            capacity,
+            in_flight,
+        };
+        let from_len = from.len();
+        let mut ends = from;
+        ends.extend(to);
+        ChannelPlan::new(head, ends, from_len)
+    }
+}
+
+// Every field in place: the shape serde reads and the schema shows (its doc
+// lines are the schema's descriptions). It lives only while one channel is
+// read.
+/// One channel: an edge with its mechanism decided.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename = "ChannelPlan")]
+struct ChannelPlanWire {
+    /// Channel id: the edge's name or `eN` (N its index in the file).
+    id: Arc<str>,
+    /// What the edge carries.
+    traffic: Traffic,
+    /// Chosen mechanism with its parameters.
+    mechanism: Mechanism,
+    /// Whether it was chosen or named.
+    choice: Choice,
+    /// Why this mechanism, in words.
+    reason: String,
+    /// Writers, senders, clients.
+    from: Vec<EndpointPlan>,
+    /// Readers, receivers, servers.
+    to: Vec<EndpointPlan>,
+    /// Named kernel or file-system objects it creates.
+    objects: Vec<NamedObject>,
+    /// Whether a writer blocks when the channel is full.
+    blocking: bool,
+    /// Bytes the channel buffers before writers block, when bounded.
+    capacity: Option<u64>,
+    /// Bytes declared in flight (`in_flight`), for cycle analysis.
+    in_flight: Option<u64>,
 }
 
 /// What flows over an edge; the planner picks a mechanism from it.
@@ -1339,10 +1608,282 @@ impl From<SocketType> for topology::SocketType {
 }
 
 /// The mechanism of a channel and every parameter the launcher needs.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+///
+/// The common mechanisms of a large plan (pipe, socketpair, inherit, a
+/// System V semaphore set) keep their few bytes inline; the others, which
+/// carry names, paths and addresses, keep their parameters in one box
+/// each, so a channel's mechanism is 16 bytes. JSON and schema show the
+/// parameters in place, as before (`MechanismWire` is the shape read).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(from = "MechanismWire")]
 #[serde(tag = "kind", rename_all = "kebab-case")]
-#[serde(deny_unknown_fields)]
 pub enum Mechanism {
+    /// ipc-run's own stdin/stdout handed to the process; nothing copies.
+    Inherit {
+        /// `stdin` or `stdout`.
+        stream: OwnStream,
+    },
+    /// An anonymous pipe.
+    Pipe {
+        /// Atomic write size (`PIPE_BUF`).
+        atomic_write: u64,
+    },
+    /// A FIFO in the run directory.
+    Fifo(Box<FifoParams>),
+    /// A Unix socketpair.
+    Socketpair {
+        /// Socket type.
+        socket: SocketType,
+    },
+    /// A Unix socket bound (and listening) before exec, passed by `LISTEN_FDS`.
+    UnixListener(Box<UnixListenerParams>),
+    /// A TCP listener.
+    Tcp(Box<TcpParams>),
+    /// A bound UDP socket.
+    Udp(Box<UdpParams>),
+    /// POSIX shared memory.
+    PosixShm(Box<PosixShmParams>),
+    /// System V shared memory.
+    SysvShm(Box<SysvShmParams>),
+    /// A POSIX message queue.
+    PosixMq(Box<PosixMqParams>),
+    /// A System V message queue.
+    SysvMq(Box<SysvMqParams>),
+    /// A POSIX named semaphore.
+    PosixSem(Box<PosixSemParams>),
+    /// A System V semaphore set.
+    SysvSem {
+        /// Semaphores in the set.
+        count: u32,
+        /// Initial value of each.
+        initial: u32,
+    },
+    /// A signal from the `from` side to the `to` side.
+    Signal(Box<SignalParams>),
+    /// An RPC endpoint: a listener plus a protocol both ends agree on.
+    Rpc(Box<RpcParams>),
+    /// An MPI world: its processes run as the ranks of one MPMD job of the
+    /// managed `launcher` (`docs/mechanisms.md`, "MPI").
+    Mpi(Box<MpiParams>),
+}
+
+/// The parameters of [`Mechanism::Fifo`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FifoParams {
+    /// Path template.
+    pub path: String,
+    /// How processes receive it.
+    pub deliver: Deliver,
+}
+
+/// The parameters of [`Mechanism::UnixListener`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnixListenerParams {
+    /// Socket type.
+    pub socket: SocketType,
+    /// Socket path template.
+    pub path: String,
+    /// Listen backlog (stream and seqpacket).
+    pub backlog: u32,
+}
+
+/// The parameters of [`Mechanism::Tcp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TcpParams {
+    /// Bind address, `host:port`; port 0 lets the kernel choose.
+    pub bind: String,
+    /// Listen backlog.
+    pub backlog: u32,
+}
+
+/// The parameters of [`Mechanism::Udp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UdpParams {
+    /// Bind address.
+    pub bind: String,
+}
+
+/// The parameters of [`Mechanism::PosixShm`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PosixShmParams {
+    /// `shm_open` name template.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Semaphores created with it (`lock` = 1, `ready` = 0), if any.
+    pub semaphores: Vec<String>,
+    /// With `sync = "ring"`: the ring the launcher formats in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ring: Option<RingPlan>,
+}
+
+/// The parameters of [`Mechanism::SysvShm`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SysvShmParams {
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether a System V set of two semaphores (lock = 1, ready = 0)
+    /// is created with it.
+    pub semaphore_set: bool,
+}
+
+/// The parameters of [`Mechanism::PosixMq`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PosixMqParams {
+    /// `mq_open` name template.
+    pub name: String,
+    /// Queue depth (`mq_maxmsg`).
+    pub depth: u64,
+    /// Largest message (`mq_msgsize`).
+    pub message_size: u64,
+}
+
+/// The parameters of [`Mechanism::SysvMq`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SysvMqParams {
+    /// Queue capacity in bytes (`msg_qbytes`).
+    pub queue_bytes: u64,
+    /// Largest message.
+    pub message_size: u64,
+}
+
+/// The parameters of [`Mechanism::PosixSem`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PosixSemParams {
+    /// `sem_open` name template.
+    pub name: String,
+    /// Initial value.
+    pub initial: u32,
+}
+
+/// The parameters of [`Mechanism::Signal`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignalParams {
+    /// The signal.
+    pub signal: SignalRef,
+}
+
+/// The parameters of [`Mechanism::Rpc`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RpcParams {
+    /// Protocol label (grpc, json-rpc, http, dbus, …).
+    pub protocol: String,
+    /// `unix` or `tcp`.
+    pub transport: Transport,
+    /// Socket path (unix) or bind address (tcp) template.
+    pub address: String,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// How the server gets its endpoint, and why.
+    pub endpoint: super::rpc::Endpoint,
+}
+
+/// The parameters of [`Mechanism::Mpi`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MpiParams {
+    /// The managed instance that runs the world (`mpirun`).
+    pub launcher: String,
+    /// The world's ranks in order: rank `i` is instance `ranks[i]`.
+    pub ranks: Vec<String>,
+}
+
+// The schema describes the mechanism as written: the wire shape, by its name.
+impl JsonSchema for Mechanism {
+    fn schema_name() -> Cow<'static, str> {
+        MechanismWire::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        MechanismWire::schema_id()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        MechanismWire::json_schema(generator)
+    }
+}
+
+impl From<MechanismWire> for Mechanism {
+    fn from(wire: MechanismWire) -> Self {
+        use MechanismWire as W;
+        match wire {
+            W::Inherit { stream } => Mechanism::Inherit { stream },
+            W::Pipe { atomic_write } => Mechanism::Pipe { atomic_write },
+            W::Fifo { path, deliver } => Mechanism::Fifo(Box::new(FifoParams { path, deliver })),
+            W::Socketpair { socket } => Mechanism::Socketpair { socket },
+            W::UnixListener {
+                socket,
+                path,
+                backlog,
+            } => Mechanism::UnixListener(Box::new(UnixListenerParams {
+                socket,
+                path,
+                backlog,
+            })),
+            W::Tcp { bind, backlog } => Mechanism::Tcp(Box::new(TcpParams { bind, backlog })),
+            W::Udp { bind } => Mechanism::Udp(Box::new(UdpParams { bind })),
+            W::PosixShm {
+                name,
+                size,
+                semaphores,
+                ring,
+            } => Mechanism::PosixShm(Box::new(PosixShmParams {
+                name,
+                size,
+                semaphores,
+                ring,
+            })),
+            W::SysvShm {
+                size,
+                semaphore_set,
+            } => Mechanism::SysvShm(Box::new(SysvShmParams {
+                size,
+                semaphore_set,
+            })),
+            W::PosixMq {
+                name,
+                depth,
+                message_size,
+            } => Mechanism::PosixMq(Box::new(PosixMqParams {
+                name,
+                depth,
+                message_size,
+            })),
+            W::SysvMq {
+                queue_bytes,
+                message_size,
+            } => Mechanism::SysvMq(Box::new(SysvMqParams {
+                queue_bytes,
+                message_size,
+            })),
+            W::PosixSem { name, initial } => {
+                Mechanism::PosixSem(Box::new(PosixSemParams { name, initial }))
+            }
+            W::SysvSem { count, initial } => Mechanism::SysvSem { count, initial },
+            W::Signal { signal } => Mechanism::Signal(Box::new(SignalParams { signal })),
+            W::Rpc {
+                protocol,
+                transport,
+                address,
+                backlog,
+                endpoint,
+            } => Mechanism::Rpc(Box::new(RpcParams {
+                protocol,
+                transport,
+                address,
+                backlog,
+                endpoint,
+            })),
+            W::Mpi { launcher, ranks } => Mechanism::Mpi(Box::new(MpiParams { launcher, ranks })),
+        }
+    }
+}
+
+// Every parameter in place: the shape serde reads and the schema shows (its
+// doc lines are the schema's descriptions). It lives only while one
+// mechanism is read.
+/// The mechanism of a channel and every parameter the launcher needs.
+#[derive(Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(deny_unknown_fields, rename = "Mechanism")]
+enum MechanismWire {
     /// ipc-run's own stdin/stdout handed to the process; nothing copies.
     Inherit {
         /// `stdin` or `stdout`.
@@ -1452,7 +1993,7 @@ pub enum Mechanism {
         /// Listen backlog.
         backlog: u32,
         /// How the server gets its endpoint, and why.
-        endpoint: Box<super::rpc::Endpoint>,
+        endpoint: super::rpc::Endpoint,
     },
     /// An MPI world: its processes run as the ranks of one MPMD job of the
     /// managed `launcher` (`docs/mechanisms.md`, "MPI").
@@ -1490,7 +2031,7 @@ impl Mechanism {
     /// Whether the server side is served one instance per accepted
     /// connection (an rpc edge with `endpoint = "per-connection"`).
     pub fn per_connection(&self) -> bool {
-        matches!(self, Mechanism::Rpc { endpoint, .. } if endpoint.shape == crate::topology::EndpointShape::PerConnection)
+        matches!(self, Mechanism::Rpc(rpc) if rpc.endpoint.shape == crate::topology::EndpointShape::PerConnection)
     }
 
     /// The mechanism's name as written in topology files.
@@ -1514,62 +2055,57 @@ impl Mechanism {
         match self {
             Mechanism::Inherit { stream } => format!("ipc-run's {stream}"),
             Mechanism::Pipe { .. } => String::new(),
-            Mechanism::Fifo { path, deliver } => format!("{path} (deliver {deliver})"),
+            Mechanism::Fifo(fifo) => format!("{} (deliver {})", fifo.path, fifo.deliver),
             Mechanism::Socketpair { socket } => socket.as_str().to_owned(),
-            Mechanism::UnixListener { socket, path, .. } => format!("{} {path}", socket.as_str()),
-            Mechanism::Tcp { bind, .. } | Mechanism::Udp { bind } => bind.clone(),
-            Mechanism::PosixShm {
-                name,
-                size,
-                ring: Some(ring),
-                ..
-            } => format!(
-                "{name} {} ring: {} of records, {} producer(s)",
-                ByteSize(*size),
-                ByteSize(ring.capacity),
-                ring.producers
-            ),
-            Mechanism::PosixShm {
-                name,
-                size,
-                semaphores,
-                ..
-            } if semaphores.is_empty() => format!("{name} {}", ByteSize(*size)),
-            Mechanism::PosixShm { name, size, .. } => {
-                format!("{name} {} + semaphores lock, ready", ByteSize(*size))
+            Mechanism::UnixListener(unix) => format!("{} {}", unix.socket.as_str(), unix.path),
+            Mechanism::Tcp(tcp) => tcp.bind.clone(),
+            Mechanism::Udp(udp) => udp.bind.clone(),
+            Mechanism::PosixShm(shm) => match &shm.ring {
+                Some(ring) => format!(
+                    "{} {} ring: {} of records, {} producer(s)",
+                    shm.name,
+                    ByteSize(shm.size),
+                    ByteSize(ring.capacity),
+                    ring.producers
+                ),
+                None if shm.semaphores.is_empty() => format!("{} {}", shm.name, ByteSize(shm.size)),
+                None => format!(
+                    "{} {} + semaphores lock, ready",
+                    shm.name,
+                    ByteSize(shm.size)
+                ),
+            },
+            Mechanism::SysvShm(shm) if shm.semaphore_set => {
+                format!("{} + semaphore set lock, ready", ByteSize(shm.size))
             }
-            Mechanism::SysvShm {
-                size,
-                semaphore_set: false,
-            } => ByteSize(*size).to_string(),
-            Mechanism::SysvShm {
-                size,
-                semaphore_set: true,
-            } => format!("{} + semaphore set lock, ready", ByteSize(*size)),
-            Mechanism::PosixMq {
-                name,
-                depth,
-                message_size,
-            } => format!("{name} depth {depth} x {}", ByteSize(*message_size)),
-            Mechanism::SysvMq {
-                queue_bytes,
-                message_size,
-            } => format!("{} x {}", ByteSize(*queue_bytes), ByteSize(*message_size)),
-            Mechanism::PosixSem { name, initial } => format!("{name} initial {initial}"),
-            Mechanism::SysvSem { count, initial } => format!("{count} x initial {initial}"),
-            Mechanism::Signal { signal } => signal.name.to_owned(),
-            Mechanism::Rpc {
-                protocol,
-                transport,
-                address,
-                endpoint,
-                ..
-            } => format!(
-                "{protocol} over {transport} {address}, {}",
-                endpoint.shape.as_str()
+            Mechanism::SysvShm(shm) => ByteSize(shm.size).to_string(),
+            Mechanism::PosixMq(mq) => format!(
+                "{} depth {} x {}",
+                mq.name,
+                mq.depth,
+                ByteSize(mq.message_size)
             ),
-            Mechanism::Mpi { launcher, ranks } => {
-                format!("world of {} rank(s) run by {launcher}", ranks.len())
+            Mechanism::SysvMq(mq) => format!(
+                "{} x {}",
+                ByteSize(mq.queue_bytes),
+                ByteSize(mq.message_size)
+            ),
+            Mechanism::PosixSem(sem) => format!("{} initial {}", sem.name, sem.initial),
+            Mechanism::SysvSem { count, initial } => format!("{count} x initial {initial}"),
+            Mechanism::Signal(signal) => signal.signal.name.to_owned(),
+            Mechanism::Rpc(rpc) => format!(
+                "{} over {} {}, {}",
+                rpc.protocol,
+                rpc.transport,
+                rpc.address,
+                rpc.endpoint.shape.as_str()
+            ),
+            Mechanism::Mpi(mpi) => {
+                format!(
+                    "world of {} rank(s) run by {}",
+                    mpi.ranks.len(),
+                    mpi.launcher
+                )
             }
         }
     }
@@ -1603,4 +2139,70 @@ pub enum CycleVerdict {
     DeadlockRisk,
     /// At least one channel has its own protocol (socket, shm, signal): no warning.
     Harmless,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A plan of many channels holds one of each per channel: a field that
+    // grows them is a decision, taken here.
+    #[test]
+    fn channel_records_keep_their_size() {
+        assert_eq!(std::mem::size_of::<Mechanism>(), 16);
+        assert_eq!(std::mem::size_of::<ChannelPlan>(), 96);
+        assert_eq!(std::mem::size_of::<EndpointPlan>(), 40);
+    }
+
+    fn head(capacity: Option<u64>, in_flight: Option<u64>) -> ChannelHead {
+        ChannelHead {
+            id: "e0".into(),
+            traffic: Traffic::Stream,
+            mechanism: Mechanism::Pipe { atomic_write: 4096 },
+            choice: Choice::Auto,
+            reason: "a pipe".into(),
+            objects: Box::default(),
+            blocking: true,
+            capacity,
+            in_flight,
+        }
+    }
+
+    fn port(process: &str) -> EndpointPlan {
+        EndpointPlan::Port {
+            process: process.into(),
+            port: "out".into(),
+            end: End::Write,
+            fd: Some(3).into(),
+        }
+    }
+
+    // The compact fields read as what was given, a zero capacity and an
+    // empty side included, and write and read back the same.
+    #[test]
+    fn a_compact_channel_reads_as_given() {
+        let ends = vec![port("a"), port("b"), EndpointPlan::External];
+        let channel = ChannelPlan::new(head(Some(0), None), ends, 2);
+        assert_eq!(channel.from(), &[port("a"), port("b")]);
+        assert!(matches!(&channel.from()[0], EndpointPlan::Port { fd, .. } if fd.get() == Some(3)));
+        assert_eq!(format!("{:?}", PortFd::from(Some(3))), "Some(3)");
+        assert_eq!(PortFd::from(None).get(), None);
+        assert_eq!(channel.to(), &[EndpointPlan::External]);
+        assert_eq!(channel.capacity(), Some(0));
+        assert_eq!(channel.in_flight(), None);
+        assert!(channel.objects().is_empty());
+        let json = serde_json::to_value(&channel).unwrap();
+        assert_eq!(json["capacity"], 0);
+        assert_eq!(json["from"].as_array().map(Vec::len), Some(2));
+        let back: ChannelPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(back, channel);
+
+        let mut bounded_less = ChannelPlan::new(head(None, Some(0)), Vec::new(), 0);
+        assert_eq!(bounded_less.capacity(), None);
+        assert_eq!(bounded_less.in_flight(), Some(0));
+        assert!(bounded_less.from().is_empty() && bounded_less.to().is_empty());
+        bounded_less.set_ends(Vec::new(), vec![port("c")]);
+        assert!(bounded_less.from().is_empty());
+        assert_eq!(bounded_less.to(), &[port("c")]);
+    }
 }

@@ -19,7 +19,9 @@ use ipc_run_child::description::{self as child, Params};
 use super::edge::{EdgeContext, Shape};
 use super::{BASE, Profile};
 use crate::diagnostic::{Diagnostic, Label};
-use crate::mechanism::model::{EndpointPlan, Mechanism, Plan, RUN_DIR, RenderedVar};
+use crate::mechanism::model::{
+    EndpointPlan, Mechanism, MpiParams, Plan, PortFd, RUN_DIR, RenderedVar,
+};
 use crate::topology::Traffic;
 
 /// The mechanism's name.
@@ -76,10 +78,10 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         );
         return None;
     }
-    Some(Shape::unbounded(Mechanism::Mpi {
+    Some(Shape::unbounded(Mechanism::Mpi(Box::new(MpiParams {
         launcher,
         ranks: Vec::new(),
-    }))
+    }))))
 }
 
 /// The managed launcher's instance name for the world of edge `id`.
@@ -172,12 +174,12 @@ pub fn missing_launchers(plan: &Plan, path: Option<&OsStr>) -> Vec<Diagnostic> {
     plan.channels
         .iter()
         .filter_map(|c| match &c.mechanism {
-            Mechanism::Mpi { launcher, .. } if !found(LAUNCHER) => Some(
+            Mechanism::Mpi(world) if !found(LAUNCHER) => Some(
                 Diagnostic::error(
                     "E0345",
                     format!(
-                        "`{LAUNCHER}`, the launcher of MPI world `{}` ({launcher}), is not installed",
-                        c.id
+                        "`{LAUNCHER}`, the launcher of MPI world `{}` ({}), is not installed",
+                        c.id, world.launcher
                     ),
                 )
                 .with_note(format!("not found on PATH: {}", path.map_or("(unset)".into(), |p| p.to_string_lossy())))
@@ -259,18 +261,19 @@ pub fn forwarded(mechanism: &Mechanism, port: &str, reader: bool, rank: usize) -
 pub fn relays(plan: &Plan) -> Vec<RankRelay> {
     let mut found = Vec::new();
     for world in &plan.channels {
-        let Mechanism::Mpi { launcher, ranks } = &world.mechanism else {
+        let Mechanism::Mpi(mpi) = &world.mechanism else {
             continue;
         };
+        let MpiParams { launcher, ranks } = &**mpi;
         for channel in &plan.channels {
             if !matches!(channel.mechanism, Mechanism::Pipe { .. }) {
                 continue;
             }
-            for end in &channel.from {
+            for end in channel.from() {
                 let EndpointPlan::Port {
                     process,
                     port,
-                    fd: None,
+                    fd: PortFd::NONE,
                     ..
                 } = end
                 else {

@@ -16,7 +16,7 @@ use crate::mechanism::bench_link::{
 use crate::mechanism::build::{Build, Handover, Held, Named, exists, posix_name};
 use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::{Limit, Limits};
-use crate::mechanism::model::{End, Mechanism, ObjectKind, Span};
+use crate::mechanism::model::{End, Mechanism, ObjectKind, PosixMqParams, Span};
 use crate::sys::ipc;
 use crate::topology::{EdgeSpec, Traffic};
 use ipc_run_child::description::Params;
@@ -61,11 +61,11 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     *cx.posix_queues += 1;
     let name = cx.posix_name();
     cx.object(ObjectKind::PosixMq, name.clone());
-    let mechanism = Mechanism::PosixMq {
+    let mechanism = Mechanism::PosixMq(Box::new(PosixMqParams {
         name,
         depth,
         message_size,
-    };
+    }));
     Some(Shape::blocking(mechanism, Some(depth * message_size)))
 }
 

@@ -8,7 +8,7 @@ use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::build::{Build, Named, exists, posix_name};
 use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
-use crate::mechanism::model::{Mechanism, ObjectKind};
+use crate::mechanism::model::{Mechanism, ObjectKind, PosixSemParams};
 use crate::sys::ipc;
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -35,7 +35,9 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     let initial = initial_value(cx, NAME, cx.limits.sem_value_max.value)?;
     let name = cx.posix_name();
     cx.object(ObjectKind::PosixSem, name.clone());
-    Some(Shape::unbounded(Mechanism::PosixSem { name, initial }))
+    Some(Shape::unbounded(Mechanism::PosixSem(Box::new(
+        PosixSemParams { name, initial },
+    ))))
 }
 
 /// The edge's `initial`, 0 unless written, checked to be within `0..=max`.

@@ -18,7 +18,7 @@ use crate::mechanism::bench_link::{
 use crate::mechanism::build::{Build, Handover, Held, Named, exists, posix_name};
 use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
-use crate::mechanism::model::{Mechanism, ObjectKind, RingPlan};
+use crate::mechanism::model::{Mechanism, ObjectKind, PosixShmParams, RingPlan};
 use crate::topology::{SyncKind, Traffic};
 use ipc_run_child::description::{Params, RingLayout, ShmSemaphores};
 use nix::errno::Errno;
@@ -62,12 +62,14 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
             cx.object(ObjectKind::PosixSem, sem.clone());
         }
     }
-    Some(Shape::unbounded(Mechanism::PosixShm {
-        name,
-        size,
-        semaphores,
-        ring,
-    }))
+    Some(Shape::unbounded(Mechanism::PosixShm(Box::new(
+        PosixShmParams {
+            name,
+            size,
+            semaphores,
+            ring,
+        },
+    ))))
 }
 
 /// The edge's `sync`, semaphores unless written.

@@ -26,7 +26,7 @@ use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
 use crate::mechanism::model::SocketType;
 use crate::mechanism::model::{
-    End, Mechanism, ObjectKind, RUN_DIR, RUN_DIR_PCT, percent_encode_into,
+    End, Mechanism, ObjectKind, RUN_DIR, RUN_DIR_PCT, RpcParams, percent_encode_into,
 };
 use crate::topology::{EndpointShape, ProbeKind, Traffic};
 
@@ -139,13 +139,13 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         (Transport::Unix, path)
     };
     endpoint.probe = probe(cx, &protocol, endpoint.shape);
-    Some(Shape::unbounded(Mechanism::Rpc {
+    Some(Shape::unbounded(Mechanism::Rpc(Box::new(RpcParams {
         protocol,
         transport,
         address,
         backlog: LISTEN_BACKLOG,
-        endpoint: Box::new(endpoint),
-    }))
+        endpoint,
+    }))))
 }
 
 /// The shape written as `endpoint`, else the one the protocol's servers

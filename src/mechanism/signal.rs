@@ -10,7 +10,7 @@ use super::{BASE, EdgeOption, Profile};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::bench_link::{PeerPending, PeerReady, PeerSetup, Pending, Setup};
 use crate::mechanism::model::{End, SignalRef};
-use crate::mechanism::model::{EndpointPlan, Mechanism};
+use crate::mechanism::model::{EndpointPlan, Mechanism, SignalParams};
 use crate::mechanism::signals::{known, parse_signal};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
@@ -39,9 +39,11 @@ pub const PROFILE: Profile = Profile {
 /// caught is refused.
 pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     let Some(text) = cx.spec.and_then(|s| s.signal.as_ref()) else {
-        return Some(Shape::unbounded(Mechanism::Signal {
-            signal: known("SIGUSR1"),
-        }));
+        return Some(Shape::unbounded(Mechanism::Signal(Box::new(
+            SignalParams {
+                signal: known("SIGUSR1"),
+            },
+        ))));
     };
     let signal = match parse_signal(text.get_ref()) {
         Ok(signal) if matches!(signal.name, "SIGKILL" | "SIGSTOP") => {
@@ -72,7 +74,9 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
             return None;
         }
     };
-    Some(Shape::unbounded(Mechanism::Signal { signal }))
+    Some(Shape::unbounded(Mechanism::Signal(Box::new(
+        SignalParams { signal },
+    ))))
 }
 
 // ---- bench ----

@@ -14,7 +14,7 @@ use crate::mechanism::bench_link::{Link, PeerReady, PeerSetup, Pending, Setup, r
 use crate::mechanism::build::Build;
 use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::{Limit, Limits};
-use crate::mechanism::model::{Mechanism, ObjectKind};
+use crate::mechanism::model::{Mechanism, ObjectKind, SysvMqParams};
 use crate::sys::bench::SysvMessage;
 use crate::sys::ipc::{self, SysvKind};
 use crate::topology::{EdgeSpec, Traffic};
@@ -59,10 +59,10 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         return cx.refuse_above("E0605", message, option, (msgmnb, "msgmnb"));
     }
     cx.object(ObjectKind::SysvMq, cx.sysv_id());
-    let mechanism = Mechanism::SysvMq {
+    let mechanism = Mechanism::SysvMq(Box::new(SysvMqParams {
         queue_bytes,
         message_size,
-    };
+    }));
     Some(Shape::blocking(mechanism, Some(queue_bytes)))
 }
 

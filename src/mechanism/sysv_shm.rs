@@ -10,7 +10,7 @@ use crate::diagnostic::Diagnostic;
 use crate::mechanism::build::Build;
 use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
-use crate::mechanism::model::{Mechanism, ObjectKind};
+use crate::mechanism::model::{Mechanism, ObjectKind, SysvShmParams};
 use crate::sys::ipc::{self, SysvKind};
 use crate::topology::{SyncKind, Traffic};
 use ipc_run_child::description::Params;
@@ -45,10 +45,12 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     if semaphore_set {
         cx.object(ObjectKind::SysvSem, format!("{{sysv_sem_id:{}}}", cx.id));
     }
-    Some(Shape::unbounded(Mechanism::SysvShm {
-        size,
-        semaphore_set,
-    }))
+    Some(Shape::unbounded(Mechanism::SysvShm(Box::new(
+        SysvShmParams {
+            size,
+            semaphore_set,
+        },
+    ))))
 }
 
 /// The description its ports get (`IPC_PORT_*`).

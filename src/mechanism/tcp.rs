@@ -12,7 +12,7 @@ use super::{BASE, EdgeOption, Peers, Profile};
 use crate::mechanism::bench_link::{PeerReady, PeerSetup, Pending, Setup, peer_stream, ready};
 use crate::mechanism::build::{Build, ConnectTarget, Handover, Held, tcp_bind};
 use crate::mechanism::error::LaunchError;
-use crate::mechanism::model::{End, Mechanism};
+use crate::mechanism::model::{End, Mechanism, TcpParams};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 
@@ -33,10 +33,10 @@ pub const PROFILE: Profile = Profile {
 /// The bind address, checked.
 pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     let bind = cx.ip_address()?;
-    Some(Shape::unbounded(Mechanism::Tcp {
+    Some(Shape::unbounded(Mechanism::Tcp(Box::new(TcpParams {
         bind,
         backlog: LISTEN_BACKLOG,
-    }))
+    }))))
 }
 
 /// The description its ports get (`IPC_PORT_*`).

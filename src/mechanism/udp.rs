@@ -14,7 +14,7 @@ use crate::mechanism::bench_link::{
 };
 use crate::mechanism::build::{Build, ConnectTarget, Handover, Held, bind_error, parse_addr};
 use crate::mechanism::error::LaunchError;
-use crate::mechanism::model::{End, Mechanism};
+use crate::mechanism::model::{End, Mechanism, UdpParams};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 use std::net::UdpSocket;
@@ -37,7 +37,9 @@ pub const PROFILE: Profile = Profile {
 /// The bind address, checked.
 pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
     let bind = cx.ip_address()?;
-    Some(Shape::unbounded(Mechanism::Udp { bind }))
+    Some(Shape::unbounded(Mechanism::Udp(Box::new(UdpParams {
+        bind,
+    }))))
 }
 
 /// The description its ports get (`IPC_PORT_*`).

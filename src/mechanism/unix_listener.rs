@@ -16,7 +16,7 @@ use crate::mechanism::build::{Build, ConnectTarget, Handover, Held};
 use crate::mechanism::error::LaunchError;
 use crate::mechanism::limits::Limits;
 use crate::mechanism::model::SocketType;
-use crate::mechanism::model::{End, Mechanism, ObjectKind};
+use crate::mechanism::model::{End, Mechanism, ObjectKind, UnixListenerParams};
 use crate::topology::Traffic;
 use ipc_run_child::description::Params;
 
@@ -48,11 +48,13 @@ pub(crate) fn plan(cx: &mut EdgeContext<'_>) -> Option<Shape> {
         });
     let path = cx.socket_path()?;
     cx.object(ObjectKind::UnixSocket, path.clone());
-    Some(Shape::unbounded(Mechanism::UnixListener {
-        socket,
-        path,
-        backlog: LISTEN_BACKLOG,
-    }))
+    Some(Shape::unbounded(Mechanism::UnixListener(Box::new(
+        UnixListenerParams {
+            socket,
+            path,
+            backlog: LISTEN_BACKLOG,
+        },
+    ))))
 }
 
 /// The description its ports get (`IPC_PORT_*`).

@@ -301,7 +301,7 @@ fn listeners(channels: &[ChannelDecl]) -> Listeners<'_> {
         if !listening {
             continue;
         }
-        for end in &channel.plan.to {
+        for end in channel.plan.to() {
             if let EndpointPlan::Port { process, port, .. } = end {
                 out.insert((&**process, &**port), channel.plan.id.clone());
             }

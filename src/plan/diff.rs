@@ -320,8 +320,8 @@ fn channel_refusal(old: &ChannelPlan, new: &ChannelPlan) -> Option<String> {
         ));
     }
     let size = |m: &Mechanism| match m {
-        Mechanism::PosixShm { size, ring, .. } => Some((*size, ring.as_ref().map(|r| r.capacity))),
-        Mechanism::SysvShm { size, .. } => Some((*size, None)),
+        Mechanism::PosixShm(shm) => Some((shm.size, shm.ring.as_ref().map(|r| r.capacity))),
+        Mechanism::SysvShm(shm) => Some((shm.size, None)),
         _ => None,
     };
     if let (Some((was, was_ring)), Some((now, now_ring))) =

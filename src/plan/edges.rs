@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::model::{ChannelPlan, Choice, End, EndpointPlan, Mechanism, OwnStream};
+use super::model::{
+    ChannelHead, ChannelPlan, Choice, End, EndpointPlan, Mechanism, OwnStream, PortFd,
+};
 use super::placement::Groups;
 use super::processes::ProcessDecl;
 use super::select::{Traits, check_fit, choose, traffic_name};
@@ -73,9 +75,9 @@ impl ChannelDecl {
     /// The plan's endpoint of a port end.
     fn endpoint(&self, end: &PortEnd) -> &EndpointPlan {
         let side = if end.is_reader {
-            &self.plan.to
+            self.plan.to()
         } else {
-            &self.plan.from
+            self.plan.from()
         };
         &side[end.slot()]
     }
@@ -91,12 +93,12 @@ impl ChannelDecl {
     /// Records the fd a port end gets in the plan.
     pub fn set_fd(&mut self, end: &PortEnd, fd: Option<i32>) {
         let side = if end.is_reader {
-            &mut self.plan.to
+            self.plan.to_mut()
         } else {
-            &mut self.plan.from
+            self.plan.from_mut()
         };
         if let EndpointPlan::Port { fd: slot, .. } = &mut side[end.slot()] {
-            *slot = fd;
+            *slot = fd.into();
         }
     }
 }
@@ -823,19 +825,21 @@ fn plan_channel(
         .and_then(|s| s.in_flight.as_ref())
         .map(|v| v.get_ref().0);
     Some(ChannelDecl {
-        plan: ChannelPlan {
-            id: Arc::clone(&input.id),
-            traffic: traffic.into(),
-            mechanism,
-            choice,
-            reason,
-            from: ends.from.into_boxed_slice(),
-            to: ends.to.into_boxed_slice(),
-            objects: objects.into_boxed_slice(),
-            blocking,
-            capacity,
-            in_flight,
-        },
+        plan: ChannelPlan::new(
+            ChannelHead {
+                id: Arc::clone(&input.id),
+                traffic: traffic.into(),
+                mechanism,
+                choice,
+                reason,
+                objects: objects.into_boxed_slice(),
+                blocking,
+                capacity,
+                in_flight,
+            },
+            ends.ends,
+            ends.from_len,
+        ),
         span: input.span.clone(),
         ports: ends.ports.into_boxed_slice(),
     })
@@ -1014,8 +1018,10 @@ fn warn_outside_writers(
 
 /// A channel's endpoints in the plan, and the port ends behind them.
 struct Endpoints {
-    from: Vec<EndpointPlan>,
-    to: Vec<EndpointPlan>,
+    /// Both sides, `from` first, as the plan holds them.
+    ends: Vec<EndpointPlan>,
+    /// How many of `ends` are the `from` side's.
+    from_len: usize,
     ports: Vec<PortEnd>,
 }
 
@@ -1030,18 +1036,19 @@ fn plan_endpoints(
     let processes = pass.processes;
     let (from_ends, to_ends) = crate::mechanism::ends(mechanism, traits.duplex);
     let mut ends = Endpoints {
-        from: Vec::with_capacity(traits.writers),
-        to: Vec::with_capacity(traits.readers),
+        ends: Vec::with_capacity(traits.writers + traits.readers),
+        from_len: 0,
         ports: Vec::with_capacity(traits.writers + traits.readers),
     };
     for (list, end, is_reader) in [(from, from_ends, false), (to, to_ends, true)] {
         let (needs_fd, listener) = crate::mechanism::fd_need(mechanism, end);
+        if is_reader {
+            ends.from_len = ends.ends.len();
+        }
+        // A side's slots count from its first endpoint.
+        let first = ends.from_len;
         for r in list {
-            let out = if is_reader {
-                &mut ends.to
-            } else {
-                &mut ends.from
-            };
+            let out = &mut ends.ends;
             let (process, port) = match (r.endpoint, r.process, r.port) {
                 (EndpointRef::Own(target), ..) => {
                     let stream = match target {
@@ -1068,7 +1075,7 @@ fn plan_endpoints(
                 ends.ports.push(PortEnd {
                     process: process as u32,
                     replica: replica as u32,
-                    slot: out.len() as u32,
+                    slot: (out.len() - first) as u32,
                     end,
                     needs_fd,
                     listener,
@@ -1079,7 +1086,7 @@ fn plan_endpoints(
                     process: instance.clone(),
                     port: port_name.clone(),
                     end,
-                    fd: None,
+                    fd: PortFd::NONE,
                 });
             }
         }

@@ -15,7 +15,8 @@ fn edges(plan: &Plan) -> Vec<(String, String, String)> {
                 process, port, fd, ..
             } => (
                 process.to_string(),
-                fd.map_or(port.to_string(), |fd| format!("{port}@{fd}")),
+                fd.get()
+                    .map_or(port.to_string(), |fd| format!("{port}@{fd}")),
             ),
             EndpointPlan::Own { stream } => (format!("@{stream}"), String::new()),
             EndpointPlan::External => ("@external".to_owned(), String::new()),
@@ -23,8 +24,8 @@ fn edges(plan: &Plan) -> Vec<(String, String, String)> {
     };
     let mut out = Vec::new();
     for channel in &plan.channels {
-        for from in &channel.from {
-            for to in &channel.to {
+        for from in channel.from() {
+            for to in channel.to() {
                 let (a, a_port) = node(from);
                 let (b, b_port) = node(to);
                 let ports = match (a_port.is_empty(), b_port.is_empty()) {
@@ -48,7 +49,7 @@ fn rank_nodes(plan: &Plan) -> impl Iterator<Item = &str> {
     plan.channels
         .iter()
         .flat_map(|c| match &c.mechanism {
-            Mechanism::Mpi { ranks, .. } => ranks.as_slice(),
+            Mechanism::Mpi(mpi) => mpi.ranks.as_slice(),
             _ => &[],
         })
         .map(String::as_str)

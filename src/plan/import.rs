@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::model::{
     ChannelPlan, End, EndpointPlan, FdRole, Mechanism, NamedObject, ObjectKind,
-    PLAN_FORMAT_VERSION, Plan, ProcessPlan, RUN_DIR, Readiness,
+    PLAN_FORMAT_VERSION, Plan, PortFd, ProcessPlan, RUN_DIR, Readiness,
 };
 use super::{Limits, MAX_INSTANCES, PlanError, Planned, Sink};
 use crate::diagnostic::{Diagnostic, Label};
@@ -172,11 +172,11 @@ fn check_structure(plan: &Plan, max_instances: usize, sink: &mut Sink) {
         check_process(plan, i, process, &instances, &channels, sink);
     }
     for (c, channel) in plan.channels.iter().enumerate() {
-        let ends = channel.from.iter().chain(&channel.to);
+        let ends = channel.ends().iter();
         for endpoint in ends {
             check_endpoint(plan, c, endpoint, &instances, sink);
         }
-        for object in &channel.objects {
+        for object in channel.objects() {
             check_object_name(c, &channel.id, object, sink);
         }
     }
@@ -289,7 +289,7 @@ fn check_fd_table(
             FdRole::Channel { channel, .. } => {
                 let holds = channels.get(channel.as_ref()).is_some_and(|&c| {
                     let c = &plan.channels[c];
-                    c.from.iter().chain(&c.to).any(|e| {
+                    c.ends().iter().any(|e| {
                         matches!(e, EndpointPlan::Port { process: p, port, .. }
                             if *p == process.name && *port == slot.port)
                     })
@@ -334,7 +334,7 @@ fn check_endpoint(
             process, port, fd, ..
         } => {
             let Some(&i) = instances.get(process.as_ref()) else {
-                if fd.is_none() && is_rank(plan, process, instances) {
+                if *fd == PortFd::NONE && is_rank(plan, process, instances) {
                     return;
                 }
                 let message =
@@ -342,8 +342,8 @@ fn check_endpoint(
                 sink.push(inconsistent(message, at));
                 return;
             };
-            let Some(fd) = fd else { return };
-            let slot = plan.processes[i].fds.iter().find(|s| s.fd == *fd);
+            let Some(fd) = fd.get() else { return };
+            let slot = plan.processes[i].fds.iter().find(|s| s.fd == fd);
             let matches = slot.is_some_and(|s| {
                 s.port == *port
                     && matches!(&s.role, FdRole::Channel { channel, .. } if channel == id)
@@ -364,8 +364,8 @@ fn check_endpoint(
 /// processes (`plan::world`).
 fn is_rank(plan: &Plan, instance: &str, instances: &HashMap<&str, usize>) -> bool {
     plan.channels.iter().any(|c| {
-        matches!(&c.mechanism, Mechanism::Mpi { launcher, ranks }
-            if instances.contains_key(launcher.as_str()) && ranks.iter().any(|r| r == instance))
+        matches!(&c.mechanism, Mechanism::Mpi(mpi)
+            if instances.contains_key(mpi.launcher.as_str()) && mpi.ranks.iter().any(|r| r == instance))
     })
 }
 
@@ -463,14 +463,15 @@ fn start_graph(plan: &Plan) -> DiGraph<usize, String> {
         }
     }
     for channel in &plan.channels {
-        let Mechanism::Signal { signal } = &channel.mechanism else {
+        let Mechanism::Signal(params) = &channel.mechanism else {
             continue;
         };
+        let signal = &params.signal;
         let ends = |end: End| -> Vec<usize> {
             let mut found: Vec<usize> = channel
-                .from
+                .from()
                 .iter()
-                .chain(&channel.to)
+                .chain(channel.to())
                 .filter_map(|e| match e {
                     EndpointPlan::Port {
                         process, end: e, ..

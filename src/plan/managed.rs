@@ -208,19 +208,18 @@ pub(super) fn finish(plan: &mut Plan, added: &[Added]) {
         let Some(channel) = plan.channels.iter().find(|c| *c.id == *a.channel) else {
             continue;
         };
-        let Mechanism::Rpc {
-            protocol,
-            transport,
-            address,
-            ..
-        } = &channel.mechanism
-        else {
+        let Mechanism::Rpc(params) = &channel.mechanism else {
             continue;
         };
-        let (_, url) = rpc::address_and_url(protocol, *transport, address, &channel.id);
+        let (_, url) = rpc::address_and_url(
+            &params.protocol,
+            params.transport,
+            &params.address,
+            &channel.id,
+        );
         let url: Arc<str> = url.into();
         let clients: Vec<usize> = channel
-            .from
+            .from()
             .iter()
             .filter_map(|e| match e {
                 EndpointPlan::Port { process, .. } => index.get(process).copied(),

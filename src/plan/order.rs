@@ -89,9 +89,10 @@ fn start_graph(processes: &[ProcessDecl], channels: &[ChannelDecl]) -> DiGraph<u
         }
     }
     for channel in channels {
-        let Mechanism::Signal { signal } = &channel.plan.mechanism else {
+        let Mechanism::Signal(params) = &channel.plan.mechanism else {
             continue;
         };
+        let signal = &params.signal;
         // By name, the order the dependencies are reported in.
         let senders = processes_by_name(processes, channel, |end| end == End::Send);
         let receivers = processes_by_name(processes, channel, |end| end == End::Receive);
@@ -302,8 +303,11 @@ fn judge_cycle(
         .collect();
     names.push(names[0].clone());
     let all_blocking = hops.iter().all(|&c| channels[c].plan.blocking);
-    let capacity: u64 = hops.iter().filter_map(|&c| channels[c].plan.capacity).sum();
-    let in_flight: Option<u64> = hops.iter().map(|&c| channels[c].plan.in_flight).sum();
+    let capacity: u64 = hops
+        .iter()
+        .filter_map(|&c| channels[c].plan.capacity())
+        .sum();
+    let in_flight: Option<u64> = hops.iter().map(|&c| channels[c].plan.in_flight()).sum();
     let verdict = if !all_blocking {
         CycleVerdict::Harmless
     } else if in_flight.is_some_and(|bytes| bytes < capacity) {
@@ -388,7 +392,7 @@ fn deadlock_warning(
                 "{} ({}) {} bytes",
                 channel.id,
                 channel.mechanism.name(),
-                channel.capacity.unwrap_or(0)
+                channel.capacity().unwrap_or(0)
             )
         })
         .collect();
@@ -399,7 +403,7 @@ fn deadlock_warning(
         None => {
             let missing: Vec<&str> = hops
                 .iter()
-                .filter(|&&c| channels[c].plan.in_flight.is_none())
+                .filter(|&&c| channels[c].plan.in_flight().is_none())
                 .map(|&c| channels[c].plan.id.as_ref())
                 .collect();
             format!(
@@ -416,7 +420,7 @@ fn deadlock_warning(
         let label = format!(
             "`{}` blocks when {} bytes are buffered",
             channels[c].plan.id,
-            channels[c].plan.capacity.unwrap_or(0)
+            channels[c].plan.capacity().unwrap_or(0)
         );
         diagnostic = diagnostic.with_label(if i == 0 {
             Label::primary(channels[c].span.clone(), label)
@@ -429,7 +433,7 @@ fn deadlock_warning(
 
 /// Whether a channel is a FIFO its processes open by path.
 fn is_path_fifo(channel: &ChannelDecl) -> bool {
-    matches!(&channel.plan.mechanism, Mechanism::Fifo { deliver, .. } if *deliver == Deliver::Path)
+    matches!(&channel.plan.mechanism, Mechanism::Fifo(fifo) if fifo.deliver == Deliver::Path)
 }
 
 /// The instance holding a channel end.

@@ -196,12 +196,12 @@ impl<'p> Context<'p> {
         let mechanism = self.channels.get(argument).ok_or(Problem::NoChannel)?;
         let has_value = match (name, mechanism) {
             ("port", Mechanism::Tcp { .. } | Mechanism::Udp { .. }) => true,
-            ("port", Mechanism::Rpc { transport, .. }) => *transport == crate::plan::Transport::Tcp,
+            ("port", Mechanism::Rpc(rpc)) => rpc.transport == crate::plan::Transport::Tcp,
             (
                 "sysv_id",
                 Mechanism::SysvShm { .. } | Mechanism::SysvMq { .. } | Mechanism::SysvSem { .. },
             ) => true,
-            ("sysv_sem_id", Mechanism::SysvShm { semaphore_set, .. }) => *semaphore_set,
+            ("sysv_sem_id", Mechanism::SysvShm(shm)) => shm.semaphore_set,
             _ => false,
         };
         if has_value {

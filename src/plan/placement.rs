@@ -1079,14 +1079,10 @@ impl Groups {
     ) {
         let address = format!("0.0.0.0:{}", crossing.port);
         match mechanism {
-            Mechanism::Tcp { bind, .. } => *bind = address,
-            Mechanism::Rpc {
-                transport,
-                address: at,
-                ..
-            } => {
-                *transport = Transport::Tcp;
-                *at = address;
+            Mechanism::Tcp(tcp) => tcp.bind = address,
+            Mechanism::Rpc(rpc) => {
+                rpc.transport = Transport::Tcp;
+                rpc.address = address;
                 objects.retain(|o| o.kind != super::model::ObjectKind::UnixSocket);
             }
             _ => {}
@@ -1129,9 +1125,9 @@ impl Groups {
         }
         let channel_group = |channel: &super::model::ChannelPlan| -> Option<u32> {
             channel
-                .from
+                .from()
                 .iter()
-                .chain(&channel.to)
+                .chain(channel.to())
                 .find_map(|e| match e {
                     EndpointPlan::Port { process, .. } => group_of.get(process.as_ref()).copied(),
                     _ => None,
@@ -1179,7 +1175,8 @@ impl Groups {
         }
         for channel in &plan.channels {
             let size = match &channel.mechanism {
-                Mechanism::PosixShm { size, .. } | Mechanism::SysvShm { size, .. } => *size,
+                Mechanism::PosixShm(shm) => shm.size,
+                Mechanism::SysvShm(shm) => shm.size,
                 _ => continue,
             };
             if let Some(g) = channel_group(channel) {
@@ -1288,7 +1285,7 @@ fn check_cross_edges(plan: &Plan, groups: &HashMap<&str, usize>, sink: &mut Sink
     let mut crossing: HashMap<&str, usize> = HashMap::new();
     for (c, channel) in plan.channels.iter().enumerate() {
         let mut seen: HashSet<&str> = HashSet::new();
-        for end in channel.from.iter().chain(&channel.to) {
+        for end in channel.ends() {
             if let EndpointPlan::Port { process, .. } = end {
                 seen.extend(host_of.get(process.as_ref()).copied());
             }
@@ -1332,7 +1329,7 @@ fn check_cross_edges(plan: &Plan, groups: &HashMap<&str, usize>, sink: &mut Sink
         };
         let mechanism = &plan.channels[c].mechanism;
         let networked = matches!(mechanism, Mechanism::Tcp { .. })
-            || matches!(mechanism, Mechanism::Rpc { transport, .. } if *transport == Transport::Tcp);
+            || matches!(mechanism, Mechanism::Rpc(rpc) if rpc.transport == Transport::Tcp);
         if !networked {
             let message = format!(
                 "cross edge `{}` is a {} channel, which does not reach another host",

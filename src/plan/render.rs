@@ -80,17 +80,11 @@ fn render_side(ends: &[EndpointPlan]) -> String {
     ends.iter()
         .map(|e| match e {
             EndpointPlan::Port {
-                process,
-                port,
-                fd: Some(fd),
-                ..
-            } => format!("{process}.{port}@{fd}"),
-            EndpointPlan::Port {
-                process,
-                port,
-                fd: None,
-                ..
-            } => format!("{process}.{port}"),
+                process, port, fd, ..
+            } => match fd.get() {
+                Some(fd) => format!("{process}.{port}@{fd}"),
+                None => format!("{process}.{port}"),
+            },
             EndpointPlan::Own { stream } => format!("@{stream}"),
             EndpointPlan::External => "@external".into(),
         })
@@ -103,8 +97,8 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
         out,
         "channel {}: {} -> {}",
         channel.id,
-        render_side(&channel.from),
-        render_side(&channel.to)
+        render_side(channel.from()),
+        render_side(channel.to())
     );
     let choice = match channel.choice {
         Choice::Auto => "auto",
@@ -116,7 +110,8 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
         channel.mechanism.summary()
     );
     let _ = writeln!(out, "  reason     {}", channel.reason);
-    if let Mechanism::Rpc { endpoint, .. } = &channel.mechanism {
+    if let Mechanism::Rpc(rpc) = &channel.mechanism {
+        let endpoint = &rpc.endpoint;
         let _ = writeln!(
             out,
             "  endpoint   {}: {}",
@@ -139,10 +134,10 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
             );
         }
     }
-    if let Mechanism::Mpi { ranks, .. } = &channel.mechanism {
-        render_rank_map(out, ranks);
+    if let Mechanism::Mpi(mpi) = &channel.mechanism {
+        render_rank_map(out, &mpi.ranks);
     }
-    match (channel.blocking, channel.capacity) {
+    match (channel.blocking, channel.capacity()) {
         (true, Some(capacity)) => {
             let _ = writeln!(out, "  buffering  blocks when full, {capacity} bytes");
         }
@@ -151,7 +146,7 @@ fn render_channel(out: &mut String, channel: &ChannelPlan) {
         }
         (false, _) => {}
     }
-    for object in &channel.objects {
+    for object in channel.objects() {
         let _ = writeln!(
             out,
             "  creates    {} {} mode {:04o}",

@@ -187,7 +187,7 @@ fn check_other_user_access(processes: &[ProcessDecl], channels: &[ChannelDecl], 
             };
             let Some(object) = channel
                 .plan
-                .objects
+                .objects()
                 .iter()
                 .find(|o| denies_others(o.kind, o.mode))
             else {

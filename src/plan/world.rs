@@ -17,8 +17,8 @@ use super::edges::{ChannelDecl, PortEnd};
 use super::processes::ProcessDecl;
 use crate::diagnostic::{Diagnostic, Label};
 use crate::mechanism::model::{
-    ChannelPlan, EndpointPlan, EnvVar, FdRole, Managed, ManagedRole, Mechanism, PortRefError,
-    ProcessPlan, Readiness, RenderedVar,
+    ChannelPlan, EndpointPlan, EnvVar, FdRole, Managed, ManagedRole, Mechanism, MpiParams, PortFd,
+    PortRefError, ProcessPlan, Readiness, RenderedVar,
 };
 use crate::mechanism::mpi;
 
@@ -30,9 +30,10 @@ pub(super) fn assign_ranks(
 ) {
     let mut world_of: Vec<Option<usize>> = vec![None; processes.len()];
     for (index, channel) in channels.iter_mut().enumerate() {
-        let Mechanism::Mpi { launcher, ranks } = &mut channel.plan.mechanism else {
+        let Mechanism::Mpi(mpi) = &mut channel.plan.mechanism else {
             continue;
         };
+        let MpiParams { launcher, ranks } = &mut **mpi;
         if let Some(p) = processes.iter().find(|p| *p.name == **launcher) {
             sink.push(
                 Diagnostic::error(
@@ -140,7 +141,8 @@ fn check_other_edges(
 fn rank_of(processes: &[ProcessDecl], world: &ChannelDecl, port: &PortEnd) -> usize {
     let instance = &processes[port.process()].instances[port.replica()];
     match &world.plan.mechanism {
-        Mechanism::Mpi { ranks, .. } => ranks
+        Mechanism::Mpi(mpi) => mpi
+            .ranks
             .iter()
             .position(|r| **r == **instance)
             .unwrap_or(usize::MAX),
@@ -163,9 +165,7 @@ pub(super) fn launch_worlds(channels: &mut [ChannelPlan], plan: Launch<'_>, sink
     let worlds: Vec<(Arc<str>, String, Vec<String>)> = channels
         .iter()
         .filter_map(|c| match &c.mechanism {
-            Mechanism::Mpi { launcher, ranks } => {
-                Some((c.id.clone(), launcher.clone(), ranks.clone()))
-            }
+            Mechanism::Mpi(mpi) => Some((c.id.clone(), mpi.launcher.clone(), mpi.ranks.clone())),
             _ => None,
         })
         .collect();
@@ -228,14 +228,15 @@ fn forward_stdio(channels: &mut [ChannelPlan], launcher: &str, ranks: &[String])
             continue;
         }
         let mut relayed = Vec::new();
-        for end in channel.from.iter_mut() {
+        let (from, to) = channel.ends_mut();
+        for end in from.iter_mut() {
             if let EndpointPlan::Port {
                 process, port, fd, ..
             } = end
                 && let Some(rank) = ranks.iter().position(|r| **r == **process)
                 && matches!(&**port, "stdout" | "stderr")
             {
-                *fd = None;
+                *fd = PortFd::NONE;
                 relayed.push((format!("{process}.{port}"), rank));
             }
         }
@@ -243,7 +244,7 @@ fn forward_stdio(channels: &mut [ChannelPlan], launcher: &str, ranks: &[String])
         if !relayed.is_empty() {
             why.push_str(&mpi::relay_reason(&relayed, launcher));
         }
-        for end in channel.to.iter_mut() {
+        for end in to.iter_mut() {
             if let EndpointPlan::Port { process, port, .. } = end
                 && ranks.first().is_some_and(|r| **r == **process)
                 && &**port == "stdin"

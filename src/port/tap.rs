@@ -322,7 +322,7 @@ fn tap_mechanism(planned: &Mechanism) -> Result<(MechanismName, Option<SocketTyp
         },
         // A ring ends once every producer is done: the tap, its one
         // reader upstream and its one producer downstream, ends with it.
-        Mechanism::PosixShm { ring: Some(_), .. } => Ok((MechanismName::PosixShm, None)),
+        Mechanism::PosixShm(shm) if shm.ring.is_some() => Ok((MechanismName::PosixShm, None)),
         Mechanism::PosixMq { .. } | Mechanism::SysvMq { .. } => Err(
             "a message queue has no end of stream, so the tap would never exit \
              (read a queue with `ipc-run port read` and `tee` instead)",

@@ -77,15 +77,11 @@ fn max_connections(plan: &crate::plan::Plan, i: usize) -> Option<u32> {
         };
         let channel = plan.channels.iter().find(|c| c.id == *channel)?;
         match &channel.mechanism {
-            Mechanism::Rpc { endpoint, .. }
-                if channel.mechanism.per_connection() && slot.fd == 0 =>
-            {
-                Some(
-                    endpoint
-                        .max_connections
-                        .unwrap_or(crate::mechanism::rpc::MAX_CONNECTIONS),
-                )
-            }
+            Mechanism::Rpc(rpc) if channel.mechanism.per_connection() && slot.fd == 0 => Some(
+                rpc.endpoint
+                    .max_connections
+                    .unwrap_or(crate::mechanism::rpc::MAX_CONNECTIONS),
+            ),
             _ => None,
         }
     })

@@ -486,7 +486,7 @@ impl<R: Runtime> Supervisor<'_, R> {
             .map(|(_, channel)| channel)
             .filter(|channel| {
                 named.as_ref().is_none_or(|named| {
-                    channel.from.iter().chain(&channel.to).any(|end| {
+                    channel.ends().iter().any(|end| {
                         matches!(end, EndpointPlan::Port { process, .. } if named.contains(&**process))
                     })
                 })
@@ -510,8 +510,8 @@ impl<R: Runtime> Supervisor<'_, R> {
         ChannelStatus {
             name: channel.id.to_string(),
             mechanism: channel.mechanism.name().to_string(),
-            from: channel.from.iter().map(endpoint_label).collect(),
-            to: channel.to.iter().map(endpoint_label).collect(),
+            from: channel.from().iter().map(endpoint_label).collect(),
+            to: channel.to().iter().map(endpoint_label).collect(),
             buffered: fill.map(|(bytes, _)| bytes),
             capacity: fill.map(|(_, capacity)| capacity),
             bytes_written: seen.bytes_written.or(relayed.map(|r| r.bytes_written)),

@@ -174,14 +174,10 @@ fn listeners_of(plan: &Plan, removed_channels: &HashSet<usize>) -> HashMap<Strin
         }
         let with_port = |a: &str| crate::mechanism::edge::address_with_port(a, &channel.id);
         let at = match &channel.mechanism {
-            Mechanism::Rpc {
-                transport: Transport::Unix,
-                address,
-                ..
-            } => (true, address.clone()),
-            Mechanism::Rpc { address, .. } => (false, with_port(address)),
-            Mechanism::UnixListener { path, .. } => (true, path.clone()),
-            Mechanism::Tcp { bind, .. } => (false, with_port(bind)),
+            Mechanism::Rpc(rpc) if rpc.transport == Transport::Unix => (true, rpc.address.clone()),
+            Mechanism::Rpc(rpc) => (false, with_port(&rpc.address)),
+            Mechanism::UnixListener(unix) => (true, unix.path.clone()),
+            Mechanism::Tcp(tcp) => (false, with_port(&tcp.bind)),
             _ => continue,
         };
         listeners.insert(channel.id.to_string(), at);

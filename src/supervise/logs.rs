@@ -328,7 +328,7 @@ pub struct LogSource<'a> {
 pub fn plan_writes_stdout(plan: &crate::plan::Plan) -> bool {
     use crate::plan::{EndpointPlan, OwnStream};
     plan.channels.iter().any(|channel| {
-        channel.to.iter().any(|end| {
+        channel.to().iter().any(|end| {
             matches!(
                 end,
                 EndpointPlan::Own {
@@ -731,8 +731,9 @@ impl LogWriter {
                 continue;
             }
             let channel = plan.channels.iter().find(|c| c.id == managed.channel);
-            if let Some(Mechanism::Mpi { ranks, .. }) = channel.map(|c| &c.mechanism) {
-                let labels: Vec<String> = ranks
+            if let Some(Mechanism::Mpi(mpi)) = channel.map(|c| &c.mechanism) {
+                let labels: Vec<String> = mpi
+                    .ranks
                     .iter()
                     .enumerate()
                     .map(|(rank, name)| format!("{name}[{rank}]"))

@@ -715,7 +715,7 @@ fn specs_of(
     plan: &crate::plan::Plan,
     removed_channels: &std::collections::HashSet<usize>,
 ) -> Vec<Option<Spec>> {
-    use crate::plan::{EndpointPlan, Mechanism, Transport};
+    use crate::plan::{EndpointPlan, Mechanism, RpcParams, Transport};
     let count = plan.processes.len();
     let mut specs: Vec<Option<Spec>> = (0..count).map(|_| None).collect();
     let index: std::collections::HashMap<&str, usize> = plan
@@ -725,15 +725,15 @@ fn specs_of(
         .map(|(i, p)| (p.name.as_ref(), i))
         .collect();
     for (c, channel) in plan.channels.iter().enumerate() {
-        let Mechanism::Rpc {
+        let Mechanism::Rpc(rpc) = &channel.mechanism else {
+            continue;
+        };
+        let RpcParams {
             transport,
             address,
             endpoint,
             ..
-        } = &channel.mechanism
-        else {
-            continue;
-        };
+        } = &**rpc;
         let Some(probe) = &endpoint.probe else {
             continue;
         };
@@ -744,7 +744,7 @@ fn specs_of(
             Transport::Tcp => crate::mechanism::edge::address_with_port(address, &channel.id),
             Transport::Unix => address.clone(),
         };
-        for end in &channel.to {
+        for end in channel.to() {
             if let EndpointPlan::Port { process, .. } = end
                 && let Some(&i) = index.get(&**process)
             {

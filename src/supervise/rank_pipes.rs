@@ -159,7 +159,7 @@ impl RankPipes {
                 .channels
                 .iter()
                 .find(|c| c.id == pipe.channel)
-                .map_or(0, |c| c.from.len());
+                .map_or(0, |c| c.from().len());
             if writers == count {
                 pipe.batch = BATCH;
             }

@@ -84,8 +84,8 @@ impl SignalEdges {
             if skip.contains(&c) || !matches!(channel.mechanism, Mechanism::Signal { .. }) {
                 continue;
             }
-            for sender in instances(&channel.from) {
-                for receiver in instances(&channel.to) {
+            for sender in instances(channel.from()) {
+                for receiver in instances(channel.to()) {
                     if sender == receiver {
                         continue;
                     }

@@ -51,18 +51,17 @@ fn objects_are_0600_under_umask_000_and_all_gone_after_cleanup() {
     let mut mq_names = Vec::new();
     for channel in &plan.channels {
         match &channel.mechanism {
-            Mechanism::PosixShm {
-                name, semaphores, ..
-            } => {
-                posix_files.push(format!("/dev/shm{}", values.fill(name).unwrap()));
-                for sem in semaphores {
+            Mechanism::PosixShm(shm) => {
+                posix_files.push(format!("/dev/shm{}", values.fill(&shm.name).unwrap()));
+                for sem in &shm.semaphores {
                     posix_files.push(format!("/dev/shm/sem.{}", &values.fill(sem).unwrap()[1..]));
                 }
             }
-            Mechanism::PosixSem { name, .. } => {
-                posix_files.push(format!("/dev/shm/sem.{}", &values.fill(name).unwrap()[1..]));
+            Mechanism::PosixSem(sem) => {
+                let name = values.fill(&sem.name).unwrap();
+                posix_files.push(format!("/dev/shm/sem.{}", &name[1..]));
             }
-            Mechanism::PosixMq { name, .. } => mq_names.push(values.fill(name).unwrap()),
+            Mechanism::PosixMq(mq) => mq_names.push(values.fill(&mq.name).unwrap()),
             _ => {}
         }
     }

@@ -42,17 +42,17 @@ fn a_pre_existing_name_fails_closed_and_everything_before_it_is_rolled_back() {
         let mut plan: Plan = base.clone();
         let file = match victim {
             "shm" => {
-                let Mechanism::PosixShm { name, .. } = &mut plan.channels[2].mechanism else {
+                let Mechanism::PosixShm(shm) = &mut plan.channels[2].mechanism else {
                     panic!()
                 };
-                *name = squatted.clone();
+                shm.name = squatted.clone();
                 format!("/dev/shm{squatted}")
             }
             _ => {
-                let Mechanism::PosixSem { name, .. } = &mut plan.channels[3].mechanism else {
+                let Mechanism::PosixSem(sem) = &mut plan.channels[3].mechanism else {
                     panic!()
                 };
-                *name = squatted.clone();
+                sem.name = squatted.clone();
                 format!("/dev/shm/sem.{}", &squatted[1..])
             }
         };

@@ -124,7 +124,7 @@ fn declared_groups_say_why_each_process_is_where_it_is() {
     assert_eq!(placement.cross_edges.len(), 1);
     let small = plan.channels.iter().find(|c| &*c.id == "small").unwrap();
     assert!(
-        matches!(&small.mechanism, Mechanism::Tcp { bind, .. } if bind == "0.0.0.0:47000"),
+        matches!(&small.mechanism, Mechanism::Tcp(tcp) if tcp.bind == "0.0.0.0:47000"),
         "{:?}",
         small.mechanism
     );
@@ -391,17 +391,15 @@ protocol = "json-rpc"
     );
     let channel = &plan.channels[0];
     match &channel.mechanism {
-        Mechanism::Rpc {
-            transport, address, ..
-        } => {
-            assert_eq!(*transport, Transport::Tcp);
-            assert_eq!(address, "0.0.0.0:47000");
+        Mechanism::Rpc(rpc) => {
+            assert_eq!(rpc.transport, Transport::Tcp);
+            assert_eq!(rpc.address, "0.0.0.0:47000");
         }
         other => panic!("{other:?}"),
     }
     assert!(
         !channel
-            .objects
+            .objects()
             .iter()
             .any(|o| o.kind == ObjectKind::UnixSocket)
     );

@@ -19,7 +19,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ipc_run::launch::{LaunchError, prepare};
-use ipc_run::plan::{Mechanism, Plan};
+use ipc_run::plan::{Mechanism, Plan, PosixShmParams};
 use launch_common::{options, plan, root};
 
 /// A FIFO (e0), POSIX shared memory with two semaphores (e1) and a Unix
@@ -316,12 +316,12 @@ fn s2_a_symlink_planted_at_a_posix_name_is_refused_and_its_target_untouched() {
     for victim in ["shm", "sem-lock"] {
         let squatted = format!("/ipc-run-sec-squat-{pid}-{victim}");
         let mut plan: Plan = base.clone();
-        let Mechanism::PosixShm {
-            name, semaphores, ..
-        } = &mut plan.channels[1].mechanism
-        else {
+        let Mechanism::PosixShm(shm) = &mut plan.channels[1].mechanism else {
             panic!("e1 is posix shm: {:?}", plan.channels[1].mechanism)
         };
+        let PosixShmParams {
+            name, semaphores, ..
+        } = &mut **shm;
         let planted = match victim {
             "shm" => {
                 *name = squatted.clone();
@@ -366,10 +366,10 @@ fn s2_a_file_path_escaping_the_run_dir_is_refused_by_the_launcher() {
         escaped.display().to_string(),
         "{run_dir}/sub/e0.fifo".to_owned(),
     ] {
-        let Mechanism::Fifo { path: template, .. } = &mut plan.channels[0].mechanism else {
+        let Mechanism::Fifo(fifo) = &mut plan.channels[0].mechanism else {
             panic!("e0 is a FIFO")
         };
-        *template = path.clone();
+        fifo.path = path.clone();
         let root = root();
         let err = prepare(&plan, &options(&root)).unwrap_err();
         assert!(matches!(err, LaunchError::BadValue { .. }), "{path}: {err}");

@@ -167,7 +167,7 @@ pub fn field<'a>(report: &'a str, key: &str) -> &'a str {
 pub fn posix_names(plan: &Plan, run_id: &str) -> Vec<String> {
     plan.channels
         .iter()
-        .flat_map(|c| c.objects.iter())
+        .flat_map(|c| c.objects().iter())
         .filter(|o| o.name.starts_with('/'))
         .map(|o| o.name.replace("{run_id}", run_id))
         .collect()
