@@ -297,7 +297,7 @@ fn wire_and_order(
     if !later.has_errors() {
         placeholders::check(&processes, &channels, &ordering.start_order, &mut later);
     }
-    let mut instances = wiring::wire(&name, limits, &mut processes, &mut channels, &mut sink);
+    let mut instances = wiring::wire(&name, limits, &processes, &mut channels, &mut sink);
     conditions::resolve(&processes, &channels, &mut instances, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());

@@ -1,7 +1,7 @@
 //! First pass: each declared process checked on its own and expanded into
 //! its instances (one per replica).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::model::{Readiness, RestartPlan, RestartPolicy, SignalRef};
@@ -57,8 +57,9 @@ pub struct ProcessDecl {
     /// Instance names, one per replica, shared with the plan's records
     /// that name the instance.
     pub instances: Box<[Arc<str>]>,
-    /// The argv to exec.
-    pub argv: Vec<String>,
+    /// The argv to exec, shared by every instance's plan and by every
+    /// process with the same command ([`Argvs`]).
+    pub argv: Arc<[String]>,
     /// Whether `argv` is a shell the user asked for.
     pub shell: bool,
     /// Readiness protocol.
@@ -104,12 +105,10 @@ impl ProcessDecl {
     }
 }
 
-/// Drops what only wiring reads of the processes (their forwarded signals,
-/// and their argv if wiring left it: it moves into the instances' plans),
+/// Drops what only wiring reads of the processes (their forwarded signals),
 /// so the passes after it run beside less.
 pub fn wired(processes: &mut [ProcessDecl]) {
     for process in processes {
-        process.argv = Vec::new();
         if let Some(rare) = &mut process.rare {
             rare.forward_signals = Box::default();
         }
@@ -200,6 +199,7 @@ pub fn resolve(
     let mut out = Vec::with_capacity(declared.len());
     // The spec of each process in `out`, for its `after` names.
     let mut specs = Vec::with_capacity(declared.len());
+    let mut argvs = Argvs::default();
     for (name, spec) in declared {
         let span = name.span();
         if let Err(why) = check_name(name.get_ref()) {
@@ -220,10 +220,9 @@ pub fn resolve(
         }
         out.push(resolve_process(
             name.get_ref(),
-            span,
-            spec,
+            (span, spec),
             replicas,
-            limits,
+            (limits, &mut argvs),
             sink,
         ));
         specs.push(spec);
@@ -241,6 +240,26 @@ pub fn resolve(
     check_exit_code_from(topology, &out, sink);
     resolve_after(&mut out, &specs, sink);
     out
+}
+
+/// Each command once: the instances of a process, and processes run with
+/// the same argv (the workers of a large topology), share one list, so a
+/// plan holds no copy of it per instance.
+#[derive(Default)]
+struct Argvs {
+    made: HashSet<Arc<[String]>>,
+}
+
+impl Argvs {
+    /// The shared list with the words of `argv`.
+    fn get(&mut self, argv: Vec<String>) -> Arc<[String]> {
+        if let Some(shared) = self.made.get(argv.as_slice()) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<[String]> = argv.into();
+        self.made.insert(Arc::clone(&shared));
+        shared
+    }
 }
 
 /// `replicas`, or 1 after an error.
@@ -268,10 +287,9 @@ fn check_replicas(name: &str, spec: &ProcessSpec, sink: &mut Sink) -> u32 {
 /// once every process is known).
 fn resolve_process(
     name: &str,
-    span: Span,
-    spec: &ProcessSpec,
+    (span, spec): (Span, &ProcessSpec),
     replicas: u32,
-    limits: &Limits,
+    (limits, argvs): (&Limits, &mut Argvs),
     sink: &mut Sink,
 ) -> ProcessDecl {
     // A lone instance's name is the process's: one string for both.
@@ -294,7 +312,7 @@ fn resolve_process(
         span,
         spec: Written::of(spec),
         instances,
-        argv,
+        argv: argvs.get(argv),
         shell,
         ready,
         restart: restart_plan(spec),

@@ -24,13 +24,11 @@ use crate::diagnostic::{Diagnostic, Label};
 pub const NOTIFY_SOCKET_PATH: &str = "{run_dir}/notify.sock";
 
 /// Builds every instance's plan and fills the fds into the channels.
-/// `name` is the plan's name for the topology (`IPC_RUN_TOPOLOGY`). Each
-/// process's argv moves into its last instance's plan (the others get a
-/// copy), so it is not held twice while the rest is planned.
+/// `name` is the plan's name for the topology (`IPC_RUN_TOPOLOGY`).
 pub fn wire(
     name: &str,
     limits: &Limits,
-    processes: &mut [ProcessDecl],
+    processes: &[ProcessDecl],
     channels: &mut [ChannelDecl],
     sink: &mut Sink,
 ) -> Vec<ProcessPlan> {
@@ -50,10 +48,7 @@ pub fn wire(
     let mut scratch = FdScratch::default();
     let mut values = Values::default();
     let shared = SharedEnv::new(name);
-    for p in 0..processes.len() {
-        let mut argv = std::mem::take(&mut processes[p].argv);
-        let processes: &[ProcessDecl] = processes;
-        let process = &processes[p];
+    for (p, process) in processes.iter().enumerate() {
         let replicated = process.instances.len() > 1 || process.spec.replicas;
         let inherit_env = inherited(&base_inherit_env, process);
         let own = OwnEnv::new(process);
@@ -76,14 +71,9 @@ pub fn wire(
                 replica: replicated.then_some(replica),
             };
             let env = environment(&ids, process, table.port_vars, &table.listen, &mut values);
-            let argv = if replica + 1 == process.instances.len() {
-                std::mem::take(&mut argv)
-            } else {
-                argv.clone()
-            };
             out.push(instance_plan(
                 &ids,
-                (process, argv),
+                process,
                 processes,
                 env,
                 Arc::clone(&inherit_env),
@@ -813,7 +803,7 @@ fn environment(
 
 fn instance_plan(
     ids: &InstanceIds<'_>,
-    (process, argv): (&ProcessDecl, Vec<String>),
+    process: &ProcessDecl,
     processes: &[ProcessDecl],
     env: Env,
     inherit_env: Arc<[Cow<'static, str>]>,
@@ -829,7 +819,8 @@ fn instance_plan(
         process: process.name.clone(),
         replica: ids.replica.map(|r| r as u32),
         host: Arc::clone(&ids.shared.local),
-        argv: argv.into(),
+        // Shared by every instance with the same command.
+        argv: Arc::clone(&process.argv),
         shell: process.shell,
         cwd: process
             .spec
