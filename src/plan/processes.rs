@@ -46,6 +46,8 @@ pub const BASE_INHERITED_ENV: &[&str] = &[
 
 /// A process as the later passes need it. It owns what they read, so the
 /// typed file can be dropped before wiring ([`super::plan_releasing`]).
+/// There is one per process, held beside the wired plan at its peak: what
+/// most processes leave at its default is out of line.
 #[derive(Debug, Clone)]
 pub struct ProcessDecl {
     /// Declared name, shared by every instance's plan.
@@ -56,25 +58,54 @@ pub struct ProcessDecl {
     pub spec: Written,
     /// Instance names, one per replica, shared with the plan's records
     /// that name the instance.
-    pub instances: Box<[Arc<str>]>,
+    pub instances: Instances,
     /// The argv to exec, shared by every instance's plan and by every
     /// process with the same command ([`Argvs`]).
     pub argv: Arc<[String]>,
-    /// Whether `argv` is a shell the user asked for.
-    pub shell: bool,
     /// Readiness protocol.
     pub ready: Readiness,
     /// Restart policy.
     pub restart: RestartPlan,
-    /// Stop signal.
-    pub stop_signal: SignalRef,
+    /// Whether `argv` is a shell the user asked for.
+    pub shell: bool,
+    /// Whether `replicas` was written (even `replicas = 1` numbers the
+    /// instance `name#0`).
+    pub replicas: bool,
     /// What few processes declare, out of line: most processes of a large
-    /// topology declare none of it, and the declarations are held beside
-    /// the wired plan, at its peak. `None` when there is none.
+    /// topology declare none of it. `None` when there is none.
     rare: Option<Box<DeclaredRare>>,
 }
 
-/// The lists of a [`ProcessDecl`] that are usually empty.
+/// The instance names of a process, read as a slice: a lone instance's
+/// is the process's name, held without a list of one.
+#[derive(Debug, Clone)]
+pub enum Instances {
+    /// The lone instance, named as its process.
+    One(Arc<str>),
+    /// `name#i` for each replica `i`.
+    Replicas(Box<[Arc<str>]>),
+}
+
+impl std::ops::Deref for Instances {
+    type Target = [Arc<str>];
+    fn deref(&self) -> &[Arc<str>] {
+        match self {
+            Instances::One(name) => std::slice::from_ref(name),
+            Instances::Replicas(names) => names,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Instances {
+    type Item = &'a Arc<str>;
+    type IntoIter = std::slice::Iter<'a, Arc<str>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// The lists of a [`ProcessDecl`] that are usually empty, and its stop
+/// signal when it is not SIGTERM.
 #[derive(Debug, Clone, Default)]
 pub struct DeclaredRare {
     /// Declared ports: name -> (span of the name, fixed fd and its span).
@@ -83,10 +114,18 @@ pub struct DeclaredRare {
     forward_signals: Box<[SignalRef]>,
     /// Indices of the processes named in `after` that exist, in order.
     after: Box<[usize]>,
+    /// The stop signal, when it is not SIGTERM.
+    stop_signal: Option<SignalRef>,
 }
 
 /// The ports of a process that declares none.
 static NO_PORTS: BTreeMap<String, DeclaredPort> = BTreeMap::new();
+
+/// The stop signal of a process that names none.
+const SIGTERM: SignalRef = SignalRef {
+    name: "SIGTERM",
+    number: libc::SIGTERM,
+};
 
 impl ProcessDecl {
     /// Declared ports: name -> (span of the name, fixed fd and its span).
@@ -102,6 +141,14 @@ impl ProcessDecl {
     /// Indices of the processes named in `after` that exist, in order.
     pub fn after(&self) -> &[usize] {
         self.rare.as_ref().map_or(&[], |rare| &rare.after)
+    }
+
+    /// Stop signal.
+    pub fn stop_signal(&self) -> SignalRef {
+        self.rare
+            .as_ref()
+            .and_then(|rare| rare.stop_signal)
+            .unwrap_or(SIGTERM)
     }
 }
 
@@ -120,9 +167,6 @@ pub fn wired(processes: &mut [ProcessDecl]) {
 /// `after`, none of the rare keys), read like the spec (`spec.user`).
 #[derive(Debug, Clone)]
 pub struct Written {
-    /// Whether `replicas` was written (even `replicas = 1` numbers the
-    /// instance `name#0`).
-    pub replicas: bool,
     /// `env` and `after` as written, out of line: most processes of a
     /// large topology write neither. `None` when both are empty.
     lists: Option<Box<WrittenLists>>,
@@ -150,7 +194,6 @@ impl Written {
             })
         });
         Written {
-            replicas: spec.replicas.is_some(),
             lists,
             rare: spec.rare.clone(),
         }
@@ -294,12 +337,14 @@ fn resolve_process(
 ) -> ProcessDecl {
     // A lone instance's name is the process's: one string for both.
     let shared: Arc<str> = name.into();
-    let instances: Box<[Arc<str>]> = if replicas == 1 && spec.replicas.is_none() {
-        Box::new([Arc::clone(&shared)])
+    let instances = if replicas == 1 && spec.replicas.is_none() {
+        Instances::One(Arc::clone(&shared))
     } else {
-        (0..replicas)
-            .map(|i| format!("{name}#{i}").into())
-            .collect()
+        Instances::Replicas(
+            (0..replicas)
+                .map(|i| format!("{name}#{i}").into())
+                .collect(),
+        )
     };
     let (argv, shell) = check_command(name, &span, spec, limits, sink);
     check_env(spec, limits, sink);
@@ -313,17 +358,20 @@ fn resolve_process(
         spec: Written::of(spec),
         instances,
         argv: argvs.get(argv),
-        shell,
         ready,
         restart: restart_plan(spec),
-        stop_signal,
-        rare: (!ports.is_empty() || !forward_signals.is_empty()).then(|| {
-            Box::new(DeclaredRare {
-                ports,
-                forward_signals: forward_signals.into(),
-                after: Box::default(),
-            })
-        }),
+        shell,
+        replicas: spec.replicas.is_some(),
+        rare: (!ports.is_empty() || !forward_signals.is_empty() || stop_signal != SIGTERM).then(
+            || {
+                Box::new(DeclaredRare {
+                    ports,
+                    forward_signals: forward_signals.into(),
+                    after: Box::default(),
+                    stop_signal: (stop_signal != SIGTERM).then_some(stop_signal),
+                })
+            },
+        ),
     }
 }
 

@@ -49,7 +49,7 @@ pub fn wire(
     let mut values = Values::default();
     let shared = SharedEnv::new(name);
     for (p, process) in processes.iter().enumerate() {
-        let replicated = process.instances.len() > 1 || process.spec.replicas;
+        let replicated = process.instances.len() > 1 || process.replicas;
         let inherit_env = inherited(&base_inherit_env, process);
         let own = OwnEnv::new(process);
         for (replica, instance) in process.instances.iter().enumerate() {
@@ -837,7 +837,7 @@ fn instance_plan(
             .as_ref()
             .map_or(DEFAULT_READY_TIMEOUT_MS, |t| t.get_ref().0),
         restart: process.restart,
-        stop_signal: process.stop_signal,
+        stop_signal: process.stop_signal(),
         stop_timeout_ms: process
             .spec
             .stop_timeout
