@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::edges::{ChannelDecl, PortEnd, is_std_stream, port_env_name};
+use super::edges::{ChannelView, Channels, PortEnd, is_std_stream, port_env_name};
 use super::model::{
     Env, EnvVar, FdRole, FdSlot, LOCAL_GROUP, Mechanism, ObjectKind, ProcessPlan, ProcessPlanRare,
     RUN_DIR, RUN_ID, RareFields, Readiness,
@@ -29,16 +29,12 @@ pub fn wire(
     name: &str,
     limits: &Limits,
     processes: &[ProcessDecl],
-    channels: &mut [ChannelDecl],
+    channels: &mut Channels,
     sink: &mut Sink,
 ) -> Vec<ProcessPlan> {
     check_notify_socket(limits, processes, sink);
     check_other_user_access(processes, channels, sink);
     let index = EndIndex::new(processes, channels);
-    // Ports not yet wired, by channel: a channel's ports are dropped once
-    // its last one is, so the declarations shrink as the instances' plans
-    // grow (the plan's peak is at the end of this pass).
-    let mut unwired: Vec<u32> = channels.iter().map(|c| c.ports.len() as u32).collect();
     // Every instance of every process that adds no names shares one list.
     let base_inherit_env: Arc<[Cow<'static, str>]> = BASE_INHERITED_ENV
         .iter()
@@ -79,25 +75,15 @@ pub fn wire(
                 Arc::clone(&inherit_env),
                 table.fds,
             ));
-            release_wired(ends, &mut unwired, channels);
+            // A channel's ports are dropped once its last one is wired, so
+            // what wiring reads shrinks as the instances' plans grow (the
+            // plan's peak is at the end of this pass).
+            for &(c, _) in ends {
+                channels.wired(c as usize);
+            }
         }
     }
     out
-}
-
-/// Counts an instance's ends as wired, and drops what only wiring reads of
-/// each channel whose ports are now all wired (its ports and their
-/// descriptions): nothing after this pass reads them.
-fn release_wired(ends: &[(u32, u32)], unwired: &mut [u32], channels: &mut [ChannelDecl]) {
-    for &(c, _) in ends {
-        let left = &mut unwired[c as usize];
-        *left -= 1;
-        if *left == 0 {
-            let channel = &mut channels[c as usize];
-            channel.ports = Box::default();
-            channel.descriptions = Default::default();
-        }
-    }
 }
 
 /// The variables `process` passes through: the base list, shared, when it
@@ -142,7 +128,7 @@ fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl], sink: &mut Si
 /// planner cannot know ipc-run's own user, so the named objects are warnings;
 /// a notify readiness that cannot work is refused, as `ready = { fd = N }`
 /// always can.
-fn check_other_user_access(processes: &[ProcessDecl], channels: &[ChannelDecl], sink: &mut Sink) {
+fn check_other_user_access(processes: &[ProcessDecl], channels: &Channels, sink: &mut Sink) {
     for process in processes {
         let Some(user) = &process.spec.user else {
             continue;
@@ -171,7 +157,7 @@ fn check_other_user_access(processes: &[ProcessDecl], channels: &[ChannelDecl], 
         }
     }
     let mut warned = std::collections::BTreeSet::new();
-    for channel in channels {
+    for channel in channels.iter() {
         for end in channel.ports.iter().filter(|end| !end.needs_fd) {
             let process = &processes[end.process()];
             let Some(user) = &process.spec.user else {
@@ -237,7 +223,7 @@ struct EndIndex {
 }
 
 impl EndIndex {
-    fn new(processes: &[ProcessDecl], channels: &[ChannelDecl]) -> EndIndex {
+    fn new(processes: &[ProcessDecl], channels: &Channels) -> EndIndex {
         let mut first_instance = Vec::with_capacity(processes.len() + 1);
         let mut total = 0usize;
         for process in processes {
@@ -246,8 +232,8 @@ impl EndIndex {
         }
         first_instance.push(total);
         let mut starts = vec![0u32; total + 1];
-        for channel in channels {
-            for port in &channel.ports {
+        for channel in channels.iter() {
+            for port in channel.ports {
                 starts[first_instance[port.process()] + port.replica() + 1] += 1;
             }
         }
@@ -364,7 +350,7 @@ fn assign_fds(
     process: &ProcessDecl,
     instance: &str,
     ends: &[(u32, u32)],
-    channels: &[ChannelDecl],
+    channels: &Channels,
     limits: &Limits,
     scratch: &mut FdScratch,
     sink: &mut Sink,
@@ -388,7 +374,7 @@ fn assign_fds(
     let mut next = 3;
     for listeners in [true, false] {
         for (e, &(c, p)) in ends.iter().enumerate() {
-            let end = &channels[c as usize].ports[p as usize];
+            let end = &channels.get(c as usize).ports[p as usize];
             if !end.needs_fd || end.listener != listeners || assigned[e].is_some() {
                 continue;
             }
@@ -415,12 +401,12 @@ fn assign_fds(
 fn pin_fixed_fds(
     process: &ProcessDecl,
     ends: &[(u32, u32)],
-    channels: &[ChannelDecl],
+    channels: &Channels,
     scratch: &mut FdScratch,
     sink: &mut Sink,
 ) {
     for (e, &(c, p)) in ends.iter().enumerate() {
-        let channel = &channels[c as usize];
+        let channel = channels.get(c as usize);
         let end = &channel.ports[p as usize];
         let port: &str = channel.port(end);
         let declared = process
@@ -484,7 +470,7 @@ fn pin_fixed_fds(
 
 /// Whether `end` is the server side of an rpc edge served one instance
 /// per connection (`endpoint = "per-connection"`).
-fn per_connection(channel: &ChannelDecl, end: &PortEnd) -> bool {
+fn per_connection(channel: ChannelView<'_>, end: &PortEnd) -> bool {
     end.listener && channel.plan.mechanism.per_connection()
 }
 
@@ -493,11 +479,11 @@ fn per_connection(channel: &ChannelDecl, end: &PortEnd) -> bool {
 fn refuse_signals_per_connection(
     process: &ProcessDecl,
     ends: &[(u32, u32)],
-    channels: &[ChannelDecl],
+    channels: &Channels,
     sink: &mut Sink,
 ) {
     let mut ends = ends.iter().map(|&(c, p)| {
-        let channel = &channels[c as usize];
+        let channel = channels.get(c as usize);
         (channel, &channel.ports[p as usize])
     });
     if !ends
@@ -524,7 +510,7 @@ fn refuse_signals_per_connection(
 fn socket_at_stdin(
     process: &ProcessDecl,
     port: &str,
-    channel: &ChannelDecl,
+    channel: ChannelView<'_>,
     end: &PortEnd,
     declared: Option<i32>,
     sink: &mut Sink,
@@ -587,7 +573,7 @@ struct FdTable {
 fn fd_table(
     process: &ProcessDecl,
     ends: &[(u32, u32)],
-    channels: &mut [ChannelDecl],
+    channels: &mut Channels,
     scratch: &mut FdScratch,
     values: &mut Values,
 ) -> FdTable {
@@ -605,10 +591,9 @@ fn fd_table(
     for &e in ordered.iter() {
         let (c, p) = (ends[e].0 as usize, ends[e].1 as usize);
         let fd = assigned[e];
-        let channel = &mut channels[c];
-        let end = channel.ports[p].clone();
-        channel.set_fd(&end, fd);
-        let channel = &channels[c];
+        let end = channels.get(c).ports[p].clone();
+        channels.set_fd(c, &end, fd);
+        let channel = channels.get(c);
         let port = Arc::clone(channel.port(&end));
         if let Some(fd) = fd {
             fds.push(FdSlot {
@@ -630,13 +615,12 @@ fn fd_table(
             }
         }
         if !is_std_stream(&port) {
-            let channel = &mut channels[c];
-            let shared_side = channel.side_len(&end) > 1;
-            let value = values.port(c, &end, shared_side, fd, channel.description(&end));
+            let shared_side = channels.side_len(c, &end) > 1;
+            let value = values.port(c, &end, shared_side, fd, channels.description(c, &end));
             // A side of one port is read once: its description goes now
             // rather than stay beside the plan until wiring ends.
             if !shared_side {
-                channel.release_description(&end);
+                channels.release_description(c, &end);
             }
             port_vars.push(EnvVar {
                 name: values.env_name(&port),
