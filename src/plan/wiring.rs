@@ -34,7 +34,7 @@ pub fn wire(
 ) -> Vec<ProcessPlan> {
     check_notify_socket(limits, processes, sink);
     check_other_user_access(processes, channels, sink);
-    let index = EndIndex::new(processes, channels);
+    let mut index = EndIndex::new(processes, channels);
     // Every instance of every process that adds no names shares one list.
     let base_inherit_env: Arc<[Cow<'static, str>]> = BASE_INHERITED_ENV
         .iter()
@@ -44,12 +44,14 @@ pub fn wire(
     let mut scratch = FdScratch::default();
     let mut values = Values::default();
     let shared = SharedEnv::new(name);
-    for (p, process) in processes.iter().enumerate() {
+    for process in processes {
         let replicated = process.instances.len() > 1 || process.replicas;
         let inherit_env = inherited(&base_inherit_env, process);
         let own = OwnEnv::new(process);
         for (replica, instance) in process.instances.iter().enumerate() {
-            let ends = index.of(p, replica);
+            // Instances are numbered in the order they are made.
+            let number = out.len();
+            let ends = index.of(number);
             assign_fds(
                 process,
                 instance,
@@ -81,6 +83,7 @@ pub fn wire(
             for &(c, _) in ends {
                 channels.wired(c as usize);
             }
+            index.done(number);
         }
     }
     out
@@ -210,61 +213,92 @@ fn denies_others(kind: ObjectKind, mode: u32) -> bool {
 }
 
 /// Every instance's channel ends `(channel, port)`, found in one sweep with
-/// edge order kept.
+/// edge order kept. There is one per port of every instance, as `u32`s:
+/// they are kept in blocks of [`BLOCK`] instances, each dropped once its
+/// instances are wired, so the index is gone by the end of wiring, where
+/// the plan's peak is.
 struct EndIndex {
-    /// Instances are numbered in declaration order: process p's first one
-    /// is `first_instance[p]`.
-    first_instance: Vec<usize>,
-    /// Instance i's ends are `ends[starts[i]..starts[i + 1]]`, each a
-    /// channel index and a port index in it, as `u32`: one per port of
-    /// every instance, alive beside the plan being built.
-    starts: Vec<u32>,
-    ends: Vec<(u32, u32)>,
+    blocks: Vec<Option<EndBlock>>,
+    total: usize,
 }
+
+/// The ends of [`BLOCK`] consecutive instances: the `i`th one's are
+/// `ends[starts[i]..starts[i + 1]]`.
+struct EndBlock {
+    starts: Box<[u32]>,
+    ends: Box<[(u32, u32)]>,
+}
+
+/// Instances to a block of [`EndIndex`].
+const BLOCK: usize = 1024;
 
 impl EndIndex {
     fn new(processes: &[ProcessDecl], channels: &Channels) -> EndIndex {
-        let mut first_instance = Vec::with_capacity(processes.len() + 1);
+        // Instances are numbered in declaration order: process p's first
+        // one is `first_instance[p]`.
+        let mut first_instance = Vec::with_capacity(processes.len());
         let mut total = 0usize;
         for process in processes {
             first_instance.push(total);
             total += process.instances.len();
         }
-        first_instance.push(total);
-        let mut starts = vec![0u32; total + 1];
+        let number = |port: &PortEnd| first_instance[port.process()] + port.replica();
+        // Each instance's count of ends, then where its next end goes.
+        let mut at = vec![0u32; total];
         for channel in channels.iter() {
             for port in channel.ports {
-                starts[first_instance[port.process()] + port.replica() + 1] += 1;
+                at[number(port)] += 1;
             }
         }
-        for i in 1..starts.len() {
-            starts[i] += starts[i - 1];
+        let mut blocks = Vec::with_capacity(total.div_ceil(BLOCK));
+        for counts in at.chunks_mut(BLOCK) {
+            let mut starts = Vec::with_capacity(counts.len() + 1);
+            let mut sum = 0u32;
+            starts.push(sum);
+            for count in counts.iter_mut() {
+                let ends = *count;
+                *count = sum;
+                sum += ends;
+                starts.push(sum);
+            }
+            blocks.push(Some(EndBlock {
+                starts: starts.into(),
+                ends: vec![(0, 0); sum as usize].into(),
+            }));
         }
-        let mut ends = vec![(0u32, 0u32); starts[total] as usize];
-        let mut cursor = starts.clone();
         for (c, channel) in channels.iter().enumerate() {
             for (p, port) in channel.ports.iter().enumerate() {
-                let slot = &mut cursor[first_instance[port.process()] + port.replica()];
+                let instance = number(port);
+                let Some(block) = &mut blocks[instance / BLOCK] else {
+                    unreachable!("every block is kept while the index is made");
+                };
+                let slot = &mut at[instance];
                 // Channels and their ports are bounded by the instance cap.
-                ends[*slot as usize] = (c as u32, p as u32);
+                block.ends[*slot as usize] = (c as u32, p as u32);
                 *slot += 1;
             }
         }
-        EndIndex {
-            first_instance,
-            starts,
-            ends,
-        }
+        EndIndex { blocks, total }
     }
 
     fn total(&self) -> usize {
-        self.first_instance.last().copied().unwrap_or(0)
+        self.total
     }
 
-    /// The ends of replica `replica` of process `process`.
-    fn of(&self, process: usize, replica: usize) -> &[(u32, u32)] {
-        let global = self.first_instance[process] + replica;
-        &self.ends[self.starts[global] as usize..self.starts[global + 1] as usize]
+    /// The ends of instance `number`, until its block is done.
+    fn of(&self, number: usize) -> &[(u32, u32)] {
+        let Some(block) = &self.blocks[number / BLOCK] else {
+            unreachable!("an instance's ends are read before its block is done");
+        };
+        let i = number % BLOCK;
+        &block.ends[block.starts[i] as usize..block.starts[i + 1] as usize]
+    }
+
+    /// Drops the block of instance `number` once it is the block's last.
+    fn done(&mut self, number: usize) {
+        if number % BLOCK == BLOCK - 1 || number + 1 == self.total {
+            self.blocks[number / BLOCK] = None;
+        }
     }
 }
 
