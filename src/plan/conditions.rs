@@ -159,7 +159,7 @@ fn conditions_of(
                     "give `{name}` a `health = {{ … }}`, or wait for \"ready\""
                 )),
             ),
-            Condition::Completed if dep.restart.policy == RestartPolicy::Always => sink.push(
+            Condition::Completed if dep.restart().policy == RestartPolicy::Always => sink.push(
                 Diagnostic::error(
                     "E0421",
                     format!(

@@ -64,8 +64,6 @@ pub struct ProcessDecl {
     pub argv: Arc<[String]>,
     /// Readiness protocol.
     pub ready: Readiness,
-    /// Restart policy.
-    pub restart: RestartPlan,
     /// Whether `argv` is a shell the user asked for.
     pub shell: bool,
     /// Whether `replicas` was written (even `replicas = 1` numbers the
@@ -105,7 +103,7 @@ impl<'a> IntoIterator for &'a Instances {
 }
 
 /// The lists of a [`ProcessDecl`] that are usually empty, and its stop
-/// signal when it is not SIGTERM.
+/// signal and restart policy when they are not the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct DeclaredRare {
     /// Declared ports: name -> (span of the name, fixed fd and its span).
@@ -116,10 +114,19 @@ pub struct DeclaredRare {
     after: Box<[usize]>,
     /// The stop signal, when it is not SIGTERM.
     stop_signal: Option<SignalRef>,
+    /// The restart policy, when it is not [`NO_RESTART`].
+    restart: Option<RestartPlan>,
 }
 
 /// The ports of a process that declares none.
 static NO_PORTS: BTreeMap<String, DeclaredPort> = BTreeMap::new();
+
+/// The restart policy of a process that sets none of its keys.
+const NO_RESTART: RestartPlan = RestartPlan {
+    policy: RestartPolicy::Never,
+    limit: DEFAULT_RESTART_LIMIT,
+    backoff_ms: DEFAULT_BACKOFF_MS,
+};
 
 /// The stop signal of a process that names none.
 const SIGTERM: SignalRef = SignalRef {
@@ -141,6 +148,14 @@ impl ProcessDecl {
     /// Indices of the processes named in `after` that exist, in order.
     pub fn after(&self) -> &[usize] {
         self.rare.as_ref().map_or(&[], |rare| &rare.after)
+    }
+
+    /// Restart policy.
+    pub fn restart(&self) -> RestartPlan {
+        self.rare
+            .as_ref()
+            .and_then(|rare| rare.restart)
+            .unwrap_or(NO_RESTART)
     }
 
     /// Stop signal.
@@ -352,6 +367,7 @@ fn resolve_process(
     let ports = check_ports(spec, limits, sink);
     let ready = check_ready(spec, &ports, limits, sink);
     let (stop_signal, forward_signals) = check_signals(spec, sink);
+    let restart = restart_plan(spec);
     ProcessDecl {
         name: shared,
         span,
@@ -359,19 +375,21 @@ fn resolve_process(
         instances,
         argv: argvs.get(argv),
         ready,
-        restart: restart_plan(spec),
         shell,
         replicas: spec.replicas.is_some(),
-        rare: (!ports.is_empty() || !forward_signals.is_empty() || stop_signal != SIGTERM).then(
-            || {
+        rare: (!ports.is_empty()
+            || !forward_signals.is_empty()
+            || stop_signal != SIGTERM
+            || restart != NO_RESTART)
+            .then(|| {
                 Box::new(DeclaredRare {
                     ports,
                     forward_signals: forward_signals.into(),
                     after: Box::default(),
                     stop_signal: (stop_signal != SIGTERM).then_some(stop_signal),
+                    restart: (restart != NO_RESTART).then_some(restart),
                 })
-            },
-        ),
+            }),
     }
 }
 

@@ -854,7 +854,7 @@ fn instance_plan(
             .ready_timeout
             .as_ref()
             .map_or(DEFAULT_READY_TIMEOUT_MS, |t| t.get_ref().0),
-        restart: process.restart,
+        restart: process.restart(),
         stop_signal: process.stop_signal(),
         stop_timeout_ms: process
             .spec
