@@ -397,7 +397,7 @@ pub struct ProcessPlan {
     /// the plan has no placement.
     pub host: Arc<str>,
     /// The argv exec'd (for `shell`, `/bin/sh -c SCRIPT`).
-    pub argv: Box<[String]>,
+    pub argv: Arc<[String]>,
     /// Whether the argv is a shell invocation the user asked for.
     pub shell: bool,
     /// Working directory, when set.

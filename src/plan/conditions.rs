@@ -13,9 +13,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::edges::ChannelDecl;
 use super::processes::ProcessDecl;
-use super::{AfterCondition, EndpointPlan, HealthCheck, HealthPlan, Mechanism, ProcessPlan};
+use super::{
+    AfterCondition, ChannelPlan, EndpointPlan, HealthCheck, HealthPlan, Mechanism, ProcessPlan,
+};
 use super::{EnvVar, RestartPolicy, Sink};
 use crate::diagnostic::{Diagnostic, Label};
 use crate::topology::{Condition, HealthSpec, Spanned};
@@ -32,7 +33,7 @@ pub const DEFAULT_RETRIES: u32 = 3;
 /// their replicas.
 pub(super) fn resolve(
     processes: &[ProcessDecl],
-    channels: &[ChannelDecl],
+    channels: &[ChannelPlan],
     instances: &mut [ProcessPlan],
     sink: &mut Sink,
 ) {
@@ -158,7 +159,7 @@ fn conditions_of(
                     "give `{name}` a `health = {{ … }}`, or wait for \"ready\""
                 )),
             ),
-            Condition::Completed if dep.restart.policy == RestartPolicy::Always => sink.push(
+            Condition::Completed if dep.restart().policy == RestartPolicy::Always => sink.push(
                 Diagnostic::error(
                     "E0421",
                     format!(
@@ -290,10 +291,10 @@ type Listeners<'c> = HashMap<(&'c str, &'c str), Arc<str>>;
 
 /// Every listening channel (rpc, unix-listener, tcp; not per-connection)
 /// by its server's (instance, port), once for the whole plan.
-fn listeners(channels: &[ChannelDecl]) -> Listeners<'_> {
+fn listeners(channels: &[ChannelPlan]) -> Listeners<'_> {
     let mut out = HashMap::new();
     for channel in channels {
-        let mechanism = &channel.plan.mechanism;
+        let mechanism = &channel.mechanism;
         let listening = matches!(
             mechanism,
             Mechanism::Rpc { .. } | Mechanism::UnixListener { .. } | Mechanism::Tcp { .. }
@@ -301,9 +302,9 @@ fn listeners(channels: &[ChannelDecl]) -> Listeners<'_> {
         if !listening {
             continue;
         }
-        for end in channel.plan.to() {
+        for end in channel.to() {
             if let EndpointPlan::Port { process, port, .. } = end {
-                out.insert((&**process, &**port), channel.plan.id.clone());
+                out.insert((&**process, &**port), channel.id.clone());
             }
         }
     }

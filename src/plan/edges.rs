@@ -29,9 +29,152 @@ pub struct ChannelDecl {
     pub plan: ChannelPlan,
     /// The span diagnostics about the whole edge point at.
     pub span: Span,
-    /// Every port of an instance this channel touches; emptied by wiring
-    /// once the last of them is wired.
+    /// Every port of an instance this channel touches.
     pub ports: Box<[PortEnd]>,
+}
+
+/// The channels as wiring takes them: their plans, already in the vector
+/// the plan keeps, and beside them what only wiring reads (each channel's
+/// port ends) in chunks of [`CHUNK`] channels, each
+/// dropped once every port of its channels is wired. The declarations'
+/// span and the room they took beside each plan are gone before wiring,
+/// so at the plan's peak (the end of wiring) the channels are little more
+/// than their plans.
+pub struct Channels {
+    plans: Vec<ChannelPlan>,
+    chunks: Vec<Option<Box<[ChannelPorts]>>>,
+    /// The channels of each chunk with a port not yet wired.
+    open: Vec<u32>,
+}
+
+/// Channels to a chunk of [`Channels`]: the chunks are small enough to be
+/// freed as wiring goes, and few enough to cost nothing to count.
+const CHUNK: usize = 1024;
+
+/// What wiring reads of one channel besides its plan.
+#[derive(Debug, Default)]
+struct ChannelPorts {
+    /// Every port of an instance this channel touches.
+    ports: Box<[PortEnd]>,
+    /// Ports not yet wired: the ports go with the last.
+    unwired: u32,
+}
+
+/// One channel as wiring reads it.
+#[derive(Clone, Copy)]
+pub struct ChannelView<'c> {
+    /// The channel's plan.
+    pub plan: &'c ChannelPlan,
+    /// Every port of an instance the channel touches.
+    pub ports: &'c [PortEnd],
+}
+
+impl ChannelView<'_> {
+    /// The port name, as the shared name the plan's records hold.
+    pub fn port(&self, end: &PortEnd) -> &Arc<str> {
+        port_name(self.plan, end)
+    }
+}
+
+/// The port name of a port end of `plan`.
+fn port_name<'p>(plan: &'p ChannelPlan, end: &PortEnd) -> &'p Arc<str> {
+    let side = if end.is_reader {
+        plan.to()
+    } else {
+        plan.from()
+    };
+    match &side[end.slot()] {
+        EndpointPlan::Port { port, .. } => port,
+        _ => unreachable!("port ends point at port endpoints"),
+    }
+}
+
+impl Channels {
+    /// Takes the channels' declarations apart for wiring: their spans are
+    /// dropped, their ports go into chunks, and their
+    /// plans into a vector of their size ([`plans_of`]).
+    pub fn for_wiring(mut channels: Vec<ChannelDecl>) -> Channels {
+        let mut chunks = Vec::with_capacity(channels.len().div_ceil(CHUNK));
+        let mut open = Vec::with_capacity(chunks.capacity());
+        for block in channels.chunks_mut(CHUNK) {
+            let chunk: Box<[ChannelPorts]> = block
+                .iter_mut()
+                .map(|channel| ChannelPorts {
+                    // Bounded by the instance cap.
+                    unwired: channel.ports.len() as u32,
+                    ports: std::mem::take(&mut channel.ports),
+                })
+                .collect();
+            let left = chunk.iter().filter(|c| c.unwired > 0).count() as u32;
+            open.push(left);
+            chunks.push((left > 0).then_some(chunk));
+        }
+        Channels {
+            plans: plans_of(channels),
+            chunks,
+            open,
+        }
+    }
+
+    /// The number of channels.
+    pub fn len(&self) -> usize {
+        self.plans.len()
+    }
+
+    fn ports_of_mut(&mut self, c: usize) -> &mut ChannelPorts {
+        self.chunks[c / CHUNK]
+            .as_mut()
+            .map(|chunk| &mut chunk[c % CHUNK])
+            .expect("a channel's ports are read before they are all wired")
+    }
+
+    /// Channel `c`; its ports are empty once they are all wired.
+    pub fn get(&self, c: usize) -> ChannelView<'_> {
+        ChannelView {
+            plan: &self.plans[c],
+            ports: self.chunks[c / CHUNK]
+                .as_ref()
+                .map_or(&[], |chunk| &chunk[c % CHUNK].ports),
+        }
+    }
+
+    /// Every channel, in order.
+    pub fn iter(&self) -> impl Iterator<Item = ChannelView<'_>> {
+        (0..self.len()).map(|c| self.get(c))
+    }
+
+    /// Records the fd a port end of channel `c` gets in the plan.
+    pub fn set_fd(&mut self, c: usize, end: &PortEnd, fd: Option<i32>) {
+        let plan = &mut self.plans[c];
+        let side = if end.is_reader {
+            plan.to_mut()
+        } else {
+            plan.from_mut()
+        };
+        if let EndpointPlan::Port { fd: slot, .. } = &mut side[end.slot()] {
+            *slot = fd.into();
+        }
+    }
+
+    /// Counts one port of channel `c` as wired: its ports go with its last, and its chunk with the last such channel in it.
+    pub fn wired(&mut self, c: usize) {
+        let ports = self.ports_of_mut(c);
+        ports.unwired -= 1;
+        if ports.unwired > 0 {
+            return;
+        }
+        *ports = ChannelPorts::default();
+        let open = &mut self.open[c / CHUNK];
+        *open -= 1;
+        if *open == 0 {
+            self.chunks[c / CHUNK] = None;
+        }
+    }
+
+    /// The channels' plans, fds filled in.
+    pub fn into_plans(self) -> Vec<ChannelPlan> {
+        self.plans
+    }
 }
 
 /// Each port name once: endpoints and fd slots of every channel share
@@ -72,34 +215,9 @@ impl PortNames {
 }
 
 impl ChannelDecl {
-    /// The plan's endpoint of a port end.
-    fn endpoint(&self, end: &PortEnd) -> &EndpointPlan {
-        let side = if end.is_reader {
-            self.plan.to()
-        } else {
-            self.plan.from()
-        };
-        &side[end.slot()]
-    }
-
     /// The port name, as the shared name the plan's records hold.
     pub fn port(&self, end: &PortEnd) -> &Arc<str> {
-        match self.endpoint(end) {
-            EndpointPlan::Port { port, .. } => port,
-            _ => unreachable!("port ends point at port endpoints"),
-        }
-    }
-
-    /// Records the fd a port end gets in the plan.
-    pub fn set_fd(&mut self, end: &PortEnd, fd: Option<i32>) {
-        let side = if end.is_reader {
-            self.plan.to_mut()
-        } else {
-            self.plan.from_mut()
-        };
-        if let EndpointPlan::Port { fd: slot, .. } = &mut side[end.slot()] {
-            *slot = fd.into();
-        }
+        port_name(&self.plan, end)
     }
 }
 
@@ -107,7 +225,7 @@ impl ChannelDecl {
 /// buffer is reused in place (each plan moves to the front of its slot)
 /// and then shrunk, so the plan holds no room for what only the planner
 /// needed.
-pub fn into_plans(channels: Vec<ChannelDecl>) -> Vec<ChannelPlan> {
+fn plans_of(channels: Vec<ChannelDecl>) -> Vec<ChannelPlan> {
     let mut plans: Vec<ChannelPlan> = channels.into_iter().map(|c| c.plan).collect();
     plans.shrink_to_fit();
     plans

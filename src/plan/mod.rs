@@ -283,7 +283,7 @@ fn wire_and_order(
         name,
         exit_code_from,
         mut processes,
-        mut channels,
+        channels,
         managed,
         groups,
     } = declared;
@@ -297,7 +297,11 @@ fn wire_and_order(
     if !later.has_errors() {
         placeholders::check(&processes, &channels, &ordering.start_order, &mut later);
     }
-    let mut instances = wiring::wire(&name, limits, &mut processes, &mut channels, &mut sink);
+    // Wiring takes the plans apart from what only it reads, which it
+    // drops as it goes: its end, with every instance made, is the peak.
+    let mut wiring = edges::Channels::for_wiring(channels);
+    let mut instances = wiring::wire(&name, limits, &processes, &mut wiring, &mut sink);
+    let channels = wiring.into_plans();
     conditions::resolve(&processes, &channels, &mut instances, &mut sink);
     if sink.has_errors() {
         return Err(sink.into_error());
@@ -311,7 +315,7 @@ fn wire_and_order(
         format_version: PLAN_FORMAT_VERSION,
         name,
         processes: instances,
-        channels: edges::into_plans(channels),
+        channels,
         start_order: ordering.start_order,
         stop_order: ordering.stop_order,
         cycles: ordering.cycles,

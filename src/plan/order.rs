@@ -176,7 +176,8 @@ fn start_order(start: &DiGraph<usize, Dependency>, processes: &[ProcessDecl]) ->
         })
         .collect();
     let mut ready: BTreeSet<usize> = (0..processes.len()).filter(|i| indegree[*i] == 0).collect();
-    let mut order = Vec::new();
+    // Made at its size: the order is part of the plan, held to its end.
+    let mut order = Vec::with_capacity(processes.iter().map(|p| p.instances.len()).sum());
     while let Some(next) = ready.pop_first() {
         order.extend(processes[next].instances.iter().cloned());
         let node = NodeIndex::new(next);

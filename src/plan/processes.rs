@@ -1,7 +1,7 @@
 //! First pass: each declared process checked on its own and expanded into
 //! its instances (one per replica).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::model::{Readiness, RestartPlan, RestartPolicy, SignalRef};
@@ -46,6 +46,8 @@ pub const BASE_INHERITED_ENV: &[&str] = &[
 
 /// A process as the later passes need it. It owns what they read, so the
 /// typed file can be dropped before wiring ([`super::plan_releasing`]).
+/// There is one per process, held beside the wired plan at its peak: what
+/// most processes leave at its default is out of line.
 #[derive(Debug, Clone)]
 pub struct ProcessDecl {
     /// Declared name, shared by every instance's plan.
@@ -56,24 +58,53 @@ pub struct ProcessDecl {
     pub spec: Written,
     /// Instance names, one per replica, shared with the plan's records
     /// that name the instance.
-    pub instances: Box<[Arc<str>]>,
-    /// The argv to exec.
-    pub argv: Vec<String>,
-    /// Whether `argv` is a shell the user asked for.
-    pub shell: bool,
+    pub instances: Instances,
+    /// The argv to exec, shared by every instance's plan and by every
+    /// process with the same command ([`Argvs`]).
+    pub argv: Arc<[String]>,
     /// Readiness protocol.
     pub ready: Readiness,
-    /// Restart policy.
-    pub restart: RestartPlan,
-    /// Stop signal.
-    pub stop_signal: SignalRef,
+    /// Whether `argv` is a shell the user asked for.
+    pub shell: bool,
+    /// Whether `replicas` was written (even `replicas = 1` numbers the
+    /// instance `name#0`).
+    pub replicas: bool,
     /// What few processes declare, out of line: most processes of a large
-    /// topology declare none of it, and the declarations are held beside
-    /// the wired plan, at its peak. `None` when there is none.
+    /// topology declare none of it. `None` when there is none.
     rare: Option<Box<DeclaredRare>>,
 }
 
-/// The lists of a [`ProcessDecl`] that are usually empty.
+/// The instance names of a process, read as a slice: a lone instance's
+/// is the process's name, held without a list of one. The replicas' list
+/// is behind one more box, which makes this 16 bytes, not 24.
+#[derive(Debug, Clone)]
+pub enum Instances {
+    /// The lone instance, named as its process.
+    One(Arc<str>),
+    /// `name#i` for each replica `i`.
+    Replicas(Box<Box<[Arc<str>]>>),
+}
+
+impl std::ops::Deref for Instances {
+    type Target = [Arc<str>];
+    fn deref(&self) -> &[Arc<str>] {
+        match self {
+            Instances::One(name) => std::slice::from_ref(name),
+            Instances::Replicas(names) => names,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Instances {
+    type Item = &'a Arc<str>;
+    type IntoIter = std::slice::Iter<'a, Arc<str>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+/// The lists of a [`ProcessDecl`] that are usually empty, and its stop
+/// signal and restart policy when they are not the defaults.
 #[derive(Debug, Clone, Default)]
 pub struct DeclaredRare {
     /// Declared ports: name -> (span of the name, fixed fd and its span).
@@ -82,10 +113,27 @@ pub struct DeclaredRare {
     forward_signals: Box<[SignalRef]>,
     /// Indices of the processes named in `after` that exist, in order.
     after: Box<[usize]>,
+    /// The stop signal, when it is not SIGTERM.
+    stop_signal: Option<SignalRef>,
+    /// The restart policy, when it is not [`NO_RESTART`].
+    restart: Option<RestartPlan>,
 }
 
 /// The ports of a process that declares none.
 static NO_PORTS: BTreeMap<String, DeclaredPort> = BTreeMap::new();
+
+/// The restart policy of a process that sets none of its keys.
+const NO_RESTART: RestartPlan = RestartPlan {
+    policy: RestartPolicy::Never,
+    limit: DEFAULT_RESTART_LIMIT,
+    backoff_ms: DEFAULT_BACKOFF_MS,
+};
+
+/// The stop signal of a process that names none.
+const SIGTERM: SignalRef = SignalRef {
+    name: "SIGTERM",
+    number: libc::SIGTERM,
+};
 
 impl ProcessDecl {
     /// Declared ports: name -> (span of the name, fixed fd and its span).
@@ -102,14 +150,28 @@ impl ProcessDecl {
     pub fn after(&self) -> &[usize] {
         self.rare.as_ref().map_or(&[], |rare| &rare.after)
     }
+
+    /// Restart policy.
+    pub fn restart(&self) -> RestartPlan {
+        self.rare
+            .as_ref()
+            .and_then(|rare| rare.restart)
+            .unwrap_or(NO_RESTART)
+    }
+
+    /// Stop signal.
+    pub fn stop_signal(&self) -> SignalRef {
+        self.rare
+            .as_ref()
+            .and_then(|rare| rare.stop_signal)
+            .unwrap_or(SIGTERM)
+    }
 }
 
-/// Drops what only wiring reads of the processes (their forwarded signals,
-/// and their argv if wiring left it: it moves into the instances' plans),
+/// Drops what only wiring reads of the processes (their forwarded signals),
 /// so the passes after it run beside less.
 pub fn wired(processes: &mut [ProcessDecl]) {
     for process in processes {
-        process.argv = Vec::new();
         if let Some(rare) = &mut process.rare {
             rare.forward_signals = Box::default();
         }
@@ -120,58 +182,54 @@ pub fn wired(processes: &mut [ProcessDecl]) {
 /// a copy, at no cost for a process that writes none of them (no `env`, no
 /// `after`, none of the rare keys), read like the spec (`spec.user`).
 #[derive(Debug, Clone)]
-pub struct Written {
-    /// Whether `replicas` was written (even `replicas = 1` numbers the
-    /// instance `name#0`).
-    pub replicas: bool,
-    /// `env` and `after` as written, out of line: most processes of a
-    /// large topology write neither. `None` when both are empty.
-    lists: Option<Box<WrittenLists>>,
+pub struct Written(Option<Box<WrittenRare>>);
+
+/// What a [`Written`] holds, out of line: most processes of a large
+/// topology write none of it (`None` then).
+#[derive(Debug, Clone)]
+struct WrittenRare {
+    /// `env` as written.
+    env: Box<[(Spanned<String>, Spanned<String>)]>,
+    /// Where each name in `after` is written.
+    after: Box<[Span]>,
     /// The rarely written keys, copied from the spec's box when it has one.
     rare: Option<Box<ProcessRare>>,
 }
 
-/// The lists of a [`Written`], when one is not empty.
-#[derive(Debug, Clone)]
-struct WrittenLists {
-    env: Box<[(Spanned<String>, Spanned<String>)]>,
-    after: Box<[Span]>,
-}
-
 impl Written {
     fn of(spec: &ProcessSpec) -> Written {
-        let lists = (!spec.env.is_empty() || !spec.after.is_empty()).then(|| {
-            Box::new(WrittenLists {
+        let written = !spec.env.is_empty() || !spec.after.is_empty() || spec.rare.is_some();
+        Written(written.then(|| {
+            Box::new(WrittenRare {
                 env: spec
                     .env
                     .iter()
                     .map(|(key, value)| (key.clone(), value.clone()))
                     .collect(),
                 after: spec.after.iter().map(Spanned::span).collect(),
+                rare: spec.rare.clone(),
             })
-        });
-        Written {
-            replicas: spec.replicas.is_some(),
-            lists,
-            rare: spec.rare.clone(),
-        }
+        }))
     }
 
     /// `env` as written, in key order.
     pub fn env(&self) -> &[(Spanned<String>, Spanned<String>)] {
-        self.lists.as_ref().map_or(&[], |lists| &lists.env)
+        self.0.as_ref().map_or(&[], |written| &written.env)
     }
 
     /// Where each name in `after` is written, in order.
     pub fn after(&self) -> &[Span] {
-        self.lists.as_ref().map_or(&[], |lists| &lists.after)
+        self.0.as_ref().map_or(&[], |written| &written.after)
     }
 }
 
 impl std::ops::Deref for Written {
     type Target = ProcessRare;
     fn deref(&self) -> &ProcessRare {
-        self.rare.as_deref().unwrap_or(ProcessRare::none())
+        self.0
+            .as_ref()
+            .and_then(|written| written.rare.as_deref())
+            .unwrap_or(ProcessRare::none())
     }
 }
 
@@ -200,6 +258,7 @@ pub fn resolve(
     let mut out = Vec::with_capacity(declared.len());
     // The spec of each process in `out`, for its `after` names.
     let mut specs = Vec::with_capacity(declared.len());
+    let mut argvs = Argvs::default();
     for (name, spec) in declared {
         let span = name.span();
         if let Err(why) = check_name(name.get_ref()) {
@@ -220,10 +279,9 @@ pub fn resolve(
         }
         out.push(resolve_process(
             name.get_ref(),
-            span,
-            spec,
+            (span, spec),
             replicas,
-            limits,
+            (limits, &mut argvs),
             sink,
         ));
         specs.push(spec);
@@ -241,6 +299,26 @@ pub fn resolve(
     check_exit_code_from(topology, &out, sink);
     resolve_after(&mut out, &specs, sink);
     out
+}
+
+/// Each command once: the instances of a process, and processes run with
+/// the same argv (the workers of a large topology), share one list, so a
+/// plan holds no copy of it per instance.
+#[derive(Default)]
+struct Argvs {
+    made: HashSet<Arc<[String]>>,
+}
+
+impl Argvs {
+    /// The shared list with the words of `argv`.
+    fn get(&mut self, argv: Vec<String>) -> Arc<[String]> {
+        if let Some(shared) = self.made.get(argv.as_slice()) {
+            return Arc::clone(shared);
+        }
+        let shared: Arc<[String]> = argv.into();
+        self.made.insert(Arc::clone(&shared));
+        shared
+    }
 }
 
 /// `replicas`, or 1 after an error.
@@ -268,20 +346,21 @@ fn check_replicas(name: &str, spec: &ProcessSpec, sink: &mut Sink) -> u32 {
 /// once every process is known).
 fn resolve_process(
     name: &str,
-    span: Span,
-    spec: &ProcessSpec,
+    (span, spec): (Span, &ProcessSpec),
     replicas: u32,
-    limits: &Limits,
+    (limits, argvs): (&Limits, &mut Argvs),
     sink: &mut Sink,
 ) -> ProcessDecl {
     // A lone instance's name is the process's: one string for both.
     let shared: Arc<str> = name.into();
-    let instances: Box<[Arc<str>]> = if replicas == 1 && spec.replicas.is_none() {
-        Box::new([Arc::clone(&shared)])
+    let instances = if replicas == 1 && spec.replicas.is_none() {
+        Instances::One(Arc::clone(&shared))
     } else {
-        (0..replicas)
-            .map(|i| format!("{name}#{i}").into())
-            .collect()
+        Instances::Replicas(Box::new(
+            (0..replicas)
+                .map(|i| format!("{name}#{i}").into())
+                .collect(),
+        ))
     };
     let (argv, shell) = check_command(name, &span, spec, limits, sink);
     check_env(spec, limits, sink);
@@ -289,23 +368,29 @@ fn resolve_process(
     let ports = check_ports(spec, limits, sink);
     let ready = check_ready(spec, &ports, limits, sink);
     let (stop_signal, forward_signals) = check_signals(spec, sink);
+    let restart = restart_plan(spec);
     ProcessDecl {
         name: shared,
         span,
         spec: Written::of(spec),
         instances,
-        argv,
-        shell,
+        argv: argvs.get(argv),
         ready,
-        restart: restart_plan(spec),
-        stop_signal,
-        rare: (!ports.is_empty() || !forward_signals.is_empty()).then(|| {
-            Box::new(DeclaredRare {
-                ports,
-                forward_signals: forward_signals.into(),
-                after: Box::default(),
-            })
-        }),
+        shell,
+        replicas: spec.replicas.is_some(),
+        rare: (!ports.is_empty()
+            || !forward_signals.is_empty()
+            || stop_signal != SIGTERM
+            || restart != NO_RESTART)
+            .then(|| {
+                Box::new(DeclaredRare {
+                    ports,
+                    forward_signals: forward_signals.into(),
+                    after: Box::default(),
+                    stop_signal: (stop_signal != SIGTERM).then_some(stop_signal),
+                    restart: (restart != NO_RESTART).then_some(restart),
+                })
+            }),
     }
 }
 

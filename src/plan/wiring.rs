@@ -9,10 +9,10 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use super::edges::{ChannelDecl, PortEnd, is_std_stream, port_env_name};
+use super::edges::{ChannelView, Channels, PortEnd, is_std_stream, port_env_name};
 use super::model::{
-    Env, EnvValue, EnvVar, FdRole, FdSlot, LOCAL_GROUP, Mechanism, ObjectKind, PortRef,
-    ProcessPlan, ProcessPlanRare, RUN_DIR, RUN_ID, RareFields, Readiness, port_value,
+    ChannelPlan, Env, EnvValue, EnvVar, FdRole, FdSlot, LOCAL_GROUP, Mechanism, ObjectKind,
+    PortRef, ProcessPlan, ProcessPlanRare, RUN_DIR, RUN_ID, RareFields, Readiness, port_value,
 };
 use super::processes::{
     BASE_INHERITED_ENV, DEFAULT_READY_TIMEOUT_MS, DEFAULT_STOP_TIMEOUT_MS, ProcessDecl,
@@ -24,23 +24,17 @@ use crate::diagnostic::{Diagnostic, Label};
 pub const NOTIFY_SOCKET_PATH: &str = "{run_dir}/notify.sock";
 
 /// Builds every instance's plan and fills the fds into the channels.
-/// `name` is the plan's name for the topology (`IPC_RUN_TOPOLOGY`). Each
-/// process's argv moves into its last instance's plan (the others get a
-/// copy), so it is not held twice while the rest is planned.
+/// `name` is the plan's name for the topology (`IPC_RUN_TOPOLOGY`).
 pub fn wire(
     name: &str,
     limits: &Limits,
-    processes: &mut [ProcessDecl],
-    channels: &mut [ChannelDecl],
+    processes: &[ProcessDecl],
+    channels: &mut Channels,
     sink: &mut Sink,
 ) -> Vec<ProcessPlan> {
     check_notify_socket(limits, processes, sink);
     check_other_user_access(processes, channels, sink);
-    let index = EndIndex::new(processes, channels);
-    // Ports not yet wired, by channel: a channel's ports are dropped once
-    // its last one is, so the declarations shrink as the instances' plans
-    // grow (the plan's peak is at the end of this pass).
-    let mut unwired: Vec<u32> = channels.iter().map(|c| c.ports.len() as u32).collect();
+    let mut index = EndIndex::new(processes, channels);
     // Every instance of every process that adds no names shares one list.
     let base_inherit_env: Arc<[Cow<'static, str>]> = BASE_INHERITED_ENV
         .iter()
@@ -50,15 +44,14 @@ pub fn wire(
     let mut scratch = FdScratch::default();
     let mut values = Values::default();
     let shared = SharedEnv::new(name);
-    for p in 0..processes.len() {
-        let mut argv = std::mem::take(&mut processes[p].argv);
-        let processes: &[ProcessDecl] = processes;
-        let process = &processes[p];
-        let replicated = process.instances.len() > 1 || process.spec.replicas;
+    for process in processes {
+        let replicated = process.instances.len() > 1 || process.replicas;
         let inherit_env = inherited(&base_inherit_env, process);
         let own = OwnEnv::new(process);
         for (replica, instance) in process.instances.iter().enumerate() {
-            let ends = index.of(p, replica);
+            // Instances are numbered in the order they are made.
+            let number = out.len();
+            let ends = index.of(number);
             assign_fds(
                 process,
                 instance,
@@ -76,36 +69,24 @@ pub fn wire(
                 replica: replicated.then_some(replica),
             };
             let env = environment(&ids, process, table.port_vars, &table.listen, &mut values);
-            let argv = if replica + 1 == process.instances.len() {
-                std::mem::take(&mut argv)
-            } else {
-                argv.clone()
-            };
             out.push(instance_plan(
                 &ids,
-                (process, argv),
+                process,
                 processes,
                 env,
                 Arc::clone(&inherit_env),
                 table.fds,
             ));
-            release_wired(ends, &mut unwired, channels);
+            // A channel's ports are dropped once its last one is wired, so
+            // what wiring reads shrinks as the instances' plans grow (the
+            // plan's peak is at the end of this pass).
+            for &(c, _) in ends {
+                channels.wired(c as usize);
+            }
+            index.done(number);
         }
     }
     out
-}
-
-/// Counts an instance's ends as wired, and drops what only wiring reads of
-/// each channel whose ports are now all wired (its ports): nothing after
-/// this pass reads them.
-fn release_wired(ends: &[(u32, u32)], unwired: &mut [u32], channels: &mut [ChannelDecl]) {
-    for &(c, _) in ends {
-        let left = &mut unwired[c as usize];
-        *left -= 1;
-        if *left == 0 {
-            channels[c as usize].ports = Box::default();
-        }
-    }
 }
 
 /// The variables `process` passes through: the base list, shared, when it
@@ -150,7 +131,7 @@ fn check_notify_socket(limits: &Limits, processes: &[ProcessDecl], sink: &mut Si
 /// planner cannot know ipc-run's own user, so the named objects are warnings;
 /// a notify readiness that cannot work is refused, as `ready = { fd = N }`
 /// always can.
-fn check_other_user_access(processes: &[ProcessDecl], channels: &[ChannelDecl], sink: &mut Sink) {
+fn check_other_user_access(processes: &[ProcessDecl], channels: &Channels, sink: &mut Sink) {
     for process in processes {
         let Some(user) = &process.spec.user else {
             continue;
@@ -179,7 +160,7 @@ fn check_other_user_access(processes: &[ProcessDecl], channels: &[ChannelDecl], 
         }
     }
     let mut warned = std::collections::BTreeSet::new();
-    for channel in channels {
+    for channel in channels.iter() {
         for end in channel.ports.iter().filter(|end| !end.needs_fd) {
             let process = &processes[end.process()];
             let Some(user) = &process.spec.user else {
@@ -232,61 +213,92 @@ fn denies_others(kind: ObjectKind, mode: u32) -> bool {
 }
 
 /// Every instance's channel ends `(channel, port)`, found in one sweep with
-/// edge order kept.
+/// edge order kept. There is one per port of every instance, as `u32`s:
+/// they are kept in blocks of [`BLOCK`] instances, each dropped once its
+/// instances are wired, so the index is gone by the end of wiring, where
+/// the plan's peak is.
 struct EndIndex {
-    /// Instances are numbered in declaration order: process p's first one
-    /// is `first_instance[p]`.
-    first_instance: Vec<usize>,
-    /// Instance i's ends are `ends[starts[i]..starts[i + 1]]`, each a
-    /// channel index and a port index in it, as `u32`: one per port of
-    /// every instance, alive beside the plan being built.
-    starts: Vec<u32>,
-    ends: Vec<(u32, u32)>,
+    blocks: Vec<Option<EndBlock>>,
+    total: usize,
 }
 
+/// The ends of [`BLOCK`] consecutive instances: the `i`th one's are
+/// `ends[starts[i]..starts[i + 1]]`.
+struct EndBlock {
+    starts: Box<[u32]>,
+    ends: Box<[(u32, u32)]>,
+}
+
+/// Instances to a block of [`EndIndex`].
+const BLOCK: usize = 1024;
+
 impl EndIndex {
-    fn new(processes: &[ProcessDecl], channels: &[ChannelDecl]) -> EndIndex {
-        let mut first_instance = Vec::with_capacity(processes.len() + 1);
+    fn new(processes: &[ProcessDecl], channels: &Channels) -> EndIndex {
+        // Instances are numbered in declaration order: process p's first
+        // one is `first_instance[p]`.
+        let mut first_instance = Vec::with_capacity(processes.len());
         let mut total = 0usize;
         for process in processes {
             first_instance.push(total);
             total += process.instances.len();
         }
-        first_instance.push(total);
-        let mut starts = vec![0u32; total + 1];
-        for channel in channels {
-            for port in &channel.ports {
-                starts[first_instance[port.process()] + port.replica() + 1] += 1;
+        let number = |port: &PortEnd| first_instance[port.process()] + port.replica();
+        // Each instance's count of ends, then where its next end goes.
+        let mut at = vec![0u32; total];
+        for channel in channels.iter() {
+            for port in channel.ports {
+                at[number(port)] += 1;
             }
         }
-        for i in 1..starts.len() {
-            starts[i] += starts[i - 1];
+        let mut blocks = Vec::with_capacity(total.div_ceil(BLOCK));
+        for counts in at.chunks_mut(BLOCK) {
+            let mut starts = Vec::with_capacity(counts.len() + 1);
+            let mut sum = 0u32;
+            starts.push(sum);
+            for count in counts.iter_mut() {
+                let ends = *count;
+                *count = sum;
+                sum += ends;
+                starts.push(sum);
+            }
+            blocks.push(Some(EndBlock {
+                starts: starts.into(),
+                ends: vec![(0, 0); sum as usize].into(),
+            }));
         }
-        let mut ends = vec![(0u32, 0u32); starts[total] as usize];
-        let mut cursor = starts.clone();
         for (c, channel) in channels.iter().enumerate() {
             for (p, port) in channel.ports.iter().enumerate() {
-                let slot = &mut cursor[first_instance[port.process()] + port.replica()];
+                let instance = number(port);
+                let Some(block) = &mut blocks[instance / BLOCK] else {
+                    unreachable!("every block is kept while the index is made");
+                };
+                let slot = &mut at[instance];
                 // Channels and their ports are bounded by the instance cap.
-                ends[*slot as usize] = (c as u32, p as u32);
+                block.ends[*slot as usize] = (c as u32, p as u32);
                 *slot += 1;
             }
         }
-        EndIndex {
-            first_instance,
-            starts,
-            ends,
-        }
+        EndIndex { blocks, total }
     }
 
     fn total(&self) -> usize {
-        self.first_instance.last().copied().unwrap_or(0)
+        self.total
     }
 
-    /// The ends of replica `replica` of process `process`.
-    fn of(&self, process: usize, replica: usize) -> &[(u32, u32)] {
-        let global = self.first_instance[process] + replica;
-        &self.ends[self.starts[global] as usize..self.starts[global + 1] as usize]
+    /// The ends of instance `number`, until its block is done.
+    fn of(&self, number: usize) -> &[(u32, u32)] {
+        let Some(block) = &self.blocks[number / BLOCK] else {
+            unreachable!("an instance's ends are read before its block is done");
+        };
+        let i = number % BLOCK;
+        &block.ends[block.starts[i] as usize..block.starts[i + 1] as usize]
+    }
+
+    /// Drops the block of instance `number` once it is the block's last.
+    fn done(&mut self, number: usize) {
+        if number % BLOCK == BLOCK - 1 || number + 1 == self.total {
+            self.blocks[number / BLOCK] = None;
+        }
     }
 }
 
@@ -306,10 +318,10 @@ struct Values {
 impl Values {
     /// A port variable's value: a reference to its channel end, or, for
     /// one that does not fit one, its text.
-    fn port(channel: &ChannelDecl, index: usize, end: &PortEnd, fd: Option<i32>) -> EnvValue {
+    fn port(channel: &ChannelPlan, index: usize, end: &PortEnd, fd: Option<i32>) -> EnvValue {
         match PortRef::new(index, end.is_reader, fd) {
             Some(port) => EnvValue::Port(port),
-            None => port_value(&channel.plan, end.end, fd).into(),
+            None => port_value(channel, end.end, fd).into(),
         }
     }
 
@@ -352,7 +364,7 @@ fn assign_fds(
     process: &ProcessDecl,
     instance: &str,
     ends: &[(u32, u32)],
-    channels: &[ChannelDecl],
+    channels: &Channels,
     limits: &Limits,
     scratch: &mut FdScratch,
     sink: &mut Sink,
@@ -376,7 +388,7 @@ fn assign_fds(
     let mut next = 3;
     for listeners in [true, false] {
         for (e, &(c, p)) in ends.iter().enumerate() {
-            let end = &channels[c as usize].ports[p as usize];
+            let end = &channels.get(c as usize).ports[p as usize];
             if !end.needs_fd || end.listener != listeners || assigned[e].is_some() {
                 continue;
             }
@@ -403,12 +415,12 @@ fn assign_fds(
 fn pin_fixed_fds(
     process: &ProcessDecl,
     ends: &[(u32, u32)],
-    channels: &[ChannelDecl],
+    channels: &Channels,
     scratch: &mut FdScratch,
     sink: &mut Sink,
 ) {
     for (e, &(c, p)) in ends.iter().enumerate() {
-        let channel = &channels[c as usize];
+        let channel = channels.get(c as usize);
         let end = &channel.ports[p as usize];
         let port: &str = channel.port(end);
         let declared = process
@@ -472,7 +484,7 @@ fn pin_fixed_fds(
 
 /// Whether `end` is the server side of an rpc edge served one instance
 /// per connection (`endpoint = "per-connection"`).
-fn per_connection(channel: &ChannelDecl, end: &PortEnd) -> bool {
+fn per_connection(channel: ChannelView<'_>, end: &PortEnd) -> bool {
     end.listener && channel.plan.mechanism.per_connection()
 }
 
@@ -481,11 +493,11 @@ fn per_connection(channel: &ChannelDecl, end: &PortEnd) -> bool {
 fn refuse_signals_per_connection(
     process: &ProcessDecl,
     ends: &[(u32, u32)],
-    channels: &[ChannelDecl],
+    channels: &Channels,
     sink: &mut Sink,
 ) {
     let mut ends = ends.iter().map(|&(c, p)| {
-        let channel = &channels[c as usize];
+        let channel = channels.get(c as usize);
         (channel, &channel.ports[p as usize])
     });
     if !ends
@@ -512,7 +524,7 @@ fn refuse_signals_per_connection(
 fn socket_at_stdin(
     process: &ProcessDecl,
     port: &str,
-    channel: &ChannelDecl,
+    channel: ChannelView<'_>,
     end: &PortEnd,
     declared: Option<i32>,
     sink: &mut Sink,
@@ -575,7 +587,7 @@ struct FdTable {
 fn fd_table(
     process: &ProcessDecl,
     ends: &[(u32, u32)],
-    channels: &mut [ChannelDecl],
+    channels: &mut Channels,
     scratch: &mut FdScratch,
     values: &mut Values,
 ) -> FdTable {
@@ -593,10 +605,9 @@ fn fd_table(
     for &e in ordered.iter() {
         let (c, p) = (ends[e].0 as usize, ends[e].1 as usize);
         let fd = assigned[e];
-        let channel = &mut channels[c];
-        let end = channel.ports[p].clone();
-        channel.set_fd(&end, fd);
-        let channel = &channels[c];
+        let end = channels.get(c).ports[p].clone();
+        channels.set_fd(c, &end, fd);
+        let channel = channels.get(c);
         let port = Arc::clone(channel.port(&end));
         if let Some(fd) = fd {
             fds.push(FdSlot {
@@ -620,7 +631,7 @@ fn fd_table(
         if !is_std_stream(&port) {
             port_vars.push(EnvVar {
                 name: values.env_name(&port),
-                value: Values::port(channel, c, &end, fd),
+                value: Values::port(channel.plan, c, &end, fd),
             });
         }
     }
@@ -783,7 +794,7 @@ fn environment(
 
 fn instance_plan(
     ids: &InstanceIds<'_>,
-    (process, argv): (&ProcessDecl, Vec<String>),
+    process: &ProcessDecl,
     processes: &[ProcessDecl],
     env: Env,
     inherit_env: Arc<[Cow<'static, str>]>,
@@ -799,7 +810,8 @@ fn instance_plan(
         process: process.name.clone(),
         replica: ids.replica.map(|r| r as u32),
         host: Arc::clone(&ids.shared.local),
-        argv: argv.into(),
+        // Shared by every instance with the same command.
+        argv: Arc::clone(&process.argv),
         shell: process.shell,
         cwd: process
             .spec
@@ -815,8 +827,8 @@ fn instance_plan(
             .ready_timeout
             .as_ref()
             .map_or(DEFAULT_READY_TIMEOUT_MS, |t| t.get_ref().0),
-        restart: process.restart,
-        stop_signal: process.stop_signal,
+        restart: process.restart(),
+        stop_signal: process.stop_signal(),
         stop_timeout_ms: process
             .spec
             .stop_timeout

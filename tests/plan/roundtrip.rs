@@ -607,6 +607,79 @@ fn instances_share_their_inherit_env_list() {
     assert_eq!(json["processes"][0]["inherit_env"][0], "PATH");
 }
 
+/// Replicas, and processes run with the same command, share one argv list;
+/// the JSON is the same as a list per instance.
+#[test]
+fn instances_with_one_command_share_their_argv() {
+    let text = "[process.a]\ncmd = [\"worker\", \"-v\"]\n[process.b]\ncmd = [\"worker\", \"-v\"]\n\
+                [process.c]\ncmd = [\"other\"]\nreplicas = 2\n";
+    let topology = Topology::parse(Path::new("t.toml"), text.to_owned()).expect("parses");
+    let plan = plan::plan(&topology, &Limits::default())
+        .expect("plans")
+        .plan;
+    let argv = |name: &str| {
+        let p = plan.processes.iter().find(|p| &*p.name == name);
+        std::sync::Arc::clone(&p.expect("an instance").argv)
+    };
+    assert!(std::sync::Arc::ptr_eq(&argv("a"), &argv("b")));
+    assert!(std::sync::Arc::ptr_eq(&argv("c#0"), &argv("c#1")));
+    assert!(!std::sync::Arc::ptr_eq(&argv("a"), &argv("c#0")));
+    let json = serde_json::to_value(&plan).expect("serializes");
+    assert_eq!(
+        json["processes"][0]["argv"],
+        serde_json::json!(["worker", "-v"])
+    );
+}
+
+/// Wiring reads the channels' ports from chunks of 1024 channels and each
+/// instance's ends from blocks of 1024 instances, dropping each once it is
+/// wired: over several of both, with one channel open from the first
+/// process to the last, every endpoint still gets the fd its instance's
+/// table has.
+#[test]
+fn fds_are_wired_across_chunks_of_channels_and_instances() {
+    use ipc_run::plan::{EndpointPlan, FdRole};
+    let n = 2500;
+    let mut text = String::new();
+    for i in 0..n {
+        text.push_str(&format!("[process.p{i}]\ncmd = [\"w\"]\n"));
+    }
+    text.push_str(&format!(
+        "[[edge]]\nfrom = \"p0.far\"\nto = \"p{}.far\"\n",
+        n - 1
+    ));
+    for i in 0..n - 1 {
+        text.push_str(&format!("[[edge]]\nfrom = \"p{i}\"\nto = \"p{}\"\n", i + 1));
+        text.push_str(&format!(
+            "[[edge]]\nfrom = \"p{i}.tx\"\nto = \"p{}.rx\"\n",
+            i + 1
+        ));
+    }
+    let topology = Topology::parse(Path::new("t.toml"), text).expect("parses");
+    let plan = plan::plan_capped(&topology, &Limits::default(), n)
+        .expect("plans")
+        .plan;
+    assert_eq!(plan.channels.len(), 2 * (n - 1) + 1);
+    let mut checked = 0;
+    for channel in &plan.channels {
+        for endpoint in channel.from.iter().chain(channel.to.iter()) {
+            let EndpointPlan::Port { process, fd, .. } = endpoint else {
+                panic!("every endpoint is a process's port");
+            };
+            let instance = plan.processes.iter().find(|p| p.name == *process);
+            let in_table = instance.expect("an instance").fds.iter().find(|slot| {
+                matches!(&slot.role, FdRole::Channel { channel: id, .. } if *id == channel.id)
+            });
+            assert_eq!(
+                fd.expect("handed over as an fd"),
+                in_table.expect("in its table").fd
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * plan.channels.len());
+}
+
 /// A reason that is fixed text is borrowed, not copied into every channel.
 #[test]
 fn fixed_reasons_are_not_copied_per_channel() {
