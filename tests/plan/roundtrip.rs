@@ -662,7 +662,7 @@ fn fds_are_wired_across_chunks_of_channels_and_instances() {
     assert_eq!(plan.channels.len(), 2 * (n - 1) + 1);
     let mut checked = 0;
     for channel in &plan.channels {
-        for endpoint in channel.from.iter().chain(channel.to.iter()) {
+        for endpoint in channel.ends() {
             let EndpointPlan::Port { process, fd, .. } = endpoint else {
                 panic!("every endpoint is a process's port");
             };
@@ -671,7 +671,7 @@ fn fds_are_wired_across_chunks_of_channels_and_instances() {
                 matches!(&slot.role, FdRole::Channel { channel: id, .. } if *id == channel.id)
             });
             assert_eq!(
-                fd.expect("handed over as an fd"),
+                fd.get().expect("handed over as an fd"),
                 in_table.expect("in its table").fd
             );
             checked += 1;
