@@ -37,8 +37,9 @@ pub(crate) enum ExportError {
         bytes: usize,
     },
     /// The plan could not be written as JSON: a port variable names no
-    /// port of the plan (a plan read back or restricted wrongly).
-    #[error("the plan could not be written as JSON: {0}")]
+    /// port of the plan, which contradicts it (as `E0803` does when a plan
+    /// is read).
+    #[error("the plan contradicts itself and could not be written as JSON: {0}")]
     PlanJson(String),
 }
 
@@ -49,7 +50,7 @@ impl ExportError {
             ExportError::Write { .. } => "E0521",
             ExportError::Name(_) => "E0522",
             ExportError::PlanTooLarge { .. } => "E0523",
-            ExportError::PlanJson(_) => "E0525",
+            ExportError::PlanJson(_) => "E0803",
         }
     }
 }
@@ -341,6 +342,6 @@ mod tests {
             value: EnvValue::Port(PortRef::new(7, false, Some(3)).unwrap()),
         });
         let error = plan_json(&plan).unwrap_err();
-        assert_eq!(error.code(), "E0525", "{error}");
+        assert_eq!(error.code(), "E0803", "{error}");
     }
 }
