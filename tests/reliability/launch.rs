@@ -438,15 +438,26 @@ fn a_system_v_object_of_a_run_killed_before_its_id_was_journaled_is_cleaned() {
 
 // ----- item 7: what a SIGKILLed run leaves running ----------------------------
 
-const GRANDCHILD: &str = "[process.a]\nshell = 'sleep 600 & echo \"grandchild $!\"; wait'\n";
+/// A child that starts a grandchild in its process group, and names it
+/// only once the grandchild is `sleep` with its environment set up: read in
+/// the middle of its exec, `/proc/PID/environ` is empty, and the test could
+/// not tell the grandchild is the run's (it failed so 2 runs in 30 under load).
+const GRANDCHILD: &str = r#"
+[process.a]
+shell = """
+sleep 600 & g=$!
+until [ "$(cat /proc/$g/comm)" = sleep ] && grep -qs IPC_RUN_ID= /proc/$g/environ; do :; done
+echo "grandchild $g"; wait
+"""
+"#;
 
 /// The same, but the grandchild leaves the process group (a new session).
-/// (It is named once `setsid` has become `sleep`.)
+/// (It is named once `setsid` has become `sleep`, as above.)
 const DAEMON: &str = r#"
 [process.a]
 shell = """
 setsid sleep 600 & g=$!
-until [ "$(cat /proc/$g/comm)" = sleep ]; do :; done
+until [ "$(cat /proc/$g/comm)" = sleep ] && grep -qs IPC_RUN_ID= /proc/$g/environ; do :; done
 echo "grandchild $g"; wait
 """
 "#;
@@ -471,7 +482,13 @@ fn orphan_a_grandchild(scratch: &mut Scratch, toml: &str, cgroup: bool) -> i32 {
         .clone();
     let pid: i32 = line.rsplit(' ').next().unwrap().parse().unwrap();
     live.kill();
-    assert_eq!(process_state(pid).map(|s| s != 'Z'), Some(true), "{line}");
+    assert_eq!(
+        process_state(pid).map(|s| s != 'Z'),
+        Some(true),
+        "{line}: state {:?}, environ {:?} bytes",
+        state_of(pid),
+        std::fs::read(format!("/proc/{pid}/environ")).map(|e| e.len())
+    );
     pid
 }
 
