@@ -233,20 +233,7 @@ impl<'de> Deserialize<'de> for EnvValue {
 }
 
 // Described as the string it is written as.
-impl JsonSchema for EnvValue {
-    fn inline_schema() -> bool {
-        <Arc<str>>::inline_schema()
-    }
-    fn schema_name() -> Cow<'static, str> {
-        <Arc<str>>::schema_name()
-    }
-    fn schema_id() -> Cow<'static, str> {
-        <Arc<str>>::schema_id()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        <Arc<str>>::json_schema(generator)
-    }
-}
+schema_as!(EnvValue => Arc<str>);
 
 /// A variable with its value as text ([`Env::vars`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -416,20 +403,7 @@ impl<'de> Deserialize<'de> for Env {
 }
 
 // Described as the list it is written as.
-impl JsonSchema for Env {
-    fn inline_schema() -> bool {
-        <Vec<EnvVar>>::inline_schema()
-    }
-    fn schema_name() -> Cow<'static, str> {
-        <Vec<EnvVar>>::schema_name()
-    }
-    fn schema_id() -> Cow<'static, str> {
-        <Vec<EnvVar>>::schema_id()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        <Vec<EnvVar>>::json_schema(generator)
-    }
-}
+schema_as!(Env => Vec<EnvVar>);
 
 /// An [`Env`] with its plan's channels, written as the list of
 /// `{name, value}` it reads as ([`Env::in_plan`]).

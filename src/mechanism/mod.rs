@@ -47,6 +47,29 @@ use crate::mechanism::limits::Limits;
 use crate::mechanism::model::{ChannelPlan, End, EndpointPlan, Mechanism, SocketType};
 use crate::topology::{MechanismName, Traffic};
 
+/// Describes a plan type in the JSON schema as the type it is written and
+/// read as (`schema_as!(ChannelPlan => ChannelPlanWire)`): compact types
+/// keep their memory layout to themselves and show the plan's shape.
+/// Defined before the modules so `model` and `env` can use it.
+macro_rules! schema_as {
+    ($type:ty => $shape:ty) => {
+        impl schemars::JsonSchema for $type {
+            fn inline_schema() -> bool {
+                <$shape as schemars::JsonSchema>::inline_schema()
+            }
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                <$shape as schemars::JsonSchema>::schema_name()
+            }
+            fn schema_id() -> std::borrow::Cow<'static, str> {
+                <$shape as schemars::JsonSchema>::schema_id()
+            }
+            fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                <$shape as schemars::JsonSchema>::json_schema(generator)
+            }
+        }
+    };
+}
+
 pub(crate) mod activation;
 pub(crate) mod bench_cleanup;
 pub(crate) mod bench_kinds;

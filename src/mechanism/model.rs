@@ -649,17 +649,7 @@ impl ProcessPlan {
 }
 
 // The schema describes the plan as written: the wire shape, by its name.
-impl JsonSchema for ProcessPlan {
-    fn schema_name() -> Cow<'static, str> {
-        ProcessPlanWire::schema_name()
-    }
-    fn schema_id() -> Cow<'static, str> {
-        ProcessPlanWire::schema_id()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        ProcessPlanWire::json_schema(generator)
-    }
-}
+schema_as!(ProcessPlan => ProcessPlanWire);
 
 impl From<ProcessPlanWire> for ProcessPlan {
     fn from(wire: ProcessPlanWire) -> Self {
@@ -1151,17 +1141,7 @@ impl Serialize for EndpointPlan {
 }
 
 // The schema describes the endpoint as written: the wire shape, by its name.
-impl JsonSchema for EndpointPlan {
-    fn schema_name() -> Cow<'static, str> {
-        EndpointPlanWire::schema_name()
-    }
-    fn schema_id() -> Cow<'static, str> {
-        EndpointPlanWire::schema_id()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        EndpointPlanWire::json_schema(generator)
-    }
-}
+schema_as!(EndpointPlan => EndpointPlanWire);
 
 // The variable name read back is not kept: it is the port's.
 impl From<EndpointPlanWire> for EndpointPlan {
@@ -1427,17 +1407,7 @@ impl Serialize for ChannelPlan {
 }
 
 // The schema describes the channel as written: the wire shape, by its name.
-impl JsonSchema for ChannelPlan {
-    fn schema_name() -> Cow<'static, str> {
-        ChannelPlanWire::schema_name()
-    }
-    fn schema_id() -> Cow<'static, str> {
-        ChannelPlanWire::schema_id()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        ChannelPlanWire::json_schema(generator)
-    }
-}
+schema_as!(ChannelPlan => ChannelPlanWire);
 
 impl From<ChannelPlanWire> for ChannelPlan {
     fn from(wire: ChannelPlanWire) -> Self {
@@ -1788,17 +1758,7 @@ pub struct MpiParams {
 }
 
 // The schema describes the mechanism as written: the wire shape, by its name.
-impl JsonSchema for Mechanism {
-    fn schema_name() -> Cow<'static, str> {
-        MechanismWire::schema_name()
-    }
-    fn schema_id() -> Cow<'static, str> {
-        MechanismWire::schema_id()
-    }
-    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        MechanismWire::json_schema(generator)
-    }
-}
+schema_as!(Mechanism => MechanismWire);
 
 impl From<MechanismWire> for Mechanism {
     fn from(wire: MechanismWire) -> Self {
