@@ -394,6 +394,15 @@ pub fn logs(
         return Ok(());
     }
     while let Some(response) = client::next_line(&mut stream, &live)? {
+        if let Some(dropped) = &response.dropped {
+            // Said where it happened, between the records around the gap.
+            out.flush()?;
+            eprintln!(
+                "ipc-run: records of {} were dropped before they could be sent: more output \
+                 arrived at once than the run keeps per process (`run --log-memory`)",
+                dropped.join(", ")
+            );
+        }
         print(response.records.as_deref().unwrap_or_default(), out)?;
     }
     Ok(())

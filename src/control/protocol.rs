@@ -159,6 +159,12 @@ pub struct Response {
     /// with `follow`, each later line a batch of new ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<Vec<LogRecord>>,
+    /// `logs` with `follow`: the instances some of whose records were no
+    /// longer kept when this batch was made, so the follower never gets
+    /// them (more output arrived between two passes of the run's event loop
+    /// than it keeps per process, `run --log-memory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<Vec<String>>,
     /// `events`: one event per line after the first answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<Event>,

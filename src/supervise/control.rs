@@ -142,12 +142,14 @@ impl<R: Runtime> Supervisor<'_, R> {
             Subscription::Events => events.clone(),
             Subscription::Logs { instances, next } => {
                 let records = self.records_of(instances, *next, None, None);
+                let dropped = self.dropped_of(instances, *next);
                 *next = self.writer.recent().map_or(0, |r| r.next_seq());
-                if records.is_empty() {
+                if records.is_empty() && dropped.is_none() {
                     return Vec::new();
                 }
                 Response {
                     records: Some(records),
+                    dropped,
                     ..Response::ok()
                 }
                 .to_line()
@@ -278,6 +280,18 @@ impl<R: Runtime> Supervisor<'_, R> {
         all.into_iter()
             .map(|(i, r)| self.log_record(i, r))
             .collect()
+    }
+
+    /// The names of `instances` with a record numbered `from` or later
+    /// that is no longer kept; `None` when there is none.
+    fn dropped_of(&mut self, instances: &[usize], from: u64) -> Option<Vec<String>> {
+        let recent = self.writer.recent()?;
+        let dropped: Vec<usize> = instances
+            .iter()
+            .copied()
+            .filter(|&i| recent.dropped_since(i, from))
+            .collect();
+        (!dropped.is_empty()).then(|| dropped.iter().map(|&i| self.name(i).to_owned()).collect())
     }
 
     fn log_record(&self, i: usize, record: RecentRecord) -> LogRecord {

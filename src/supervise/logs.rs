@@ -363,6 +363,10 @@ pub struct Recent {
     /// Per instance: the sequence number of its newest record plus one (0:
     /// none yet), so a follower skips instances with nothing new at once.
     newest: Vec<u64>,
+    /// Per instance: the sequence number of its newest record no longer
+    /// kept (pushed out for room, or too long to keep) plus one (0: none),
+    /// so a follower can be told it missed records.
+    dropped: Vec<u64>,
     next: u64,
     cap: usize,
 }
@@ -394,6 +398,7 @@ impl Recent {
         Recent {
             per: (0..instances).map(|_| Default::default()).collect(),
             newest: vec![0; instances],
+            dropped: vec![0; instances],
             next: 0,
             cap,
         }
@@ -407,19 +412,26 @@ impl Recent {
             return;
         };
         let len = record.bytes.len();
+        let seq = self.next;
+        self.next += 1;
         if RECENT_HEAD + len > self.cap {
+            // Numbered all the same, so a follower waiting for it learns
+            // it was not kept.
+            self.dropped[instance] = self.next;
             return;
         }
         while ring.len() + RECENT_HEAD + len > self.cap {
-            let mut head = [0; 4];
-            for (i, b) in ring.range(2..6).enumerate() {
+            let mut head = [0; 14];
+            for (i, b) in ring.range(..14).enumerate() {
                 head[i] = *b;
             }
-            let old = RECENT_HEAD + u32::from_le_bytes(head) as usize;
+            let old =
+                RECENT_HEAD + u32::from_le_bytes([head[2], head[3], head[4], head[5]]) as usize;
+            let mut old_seq = [0; 8];
+            old_seq.copy_from_slice(&head[6..14]);
+            self.dropped[instance] = u64::from_le_bytes(old_seq) + 1;
             ring.drain(..old);
         }
-        let seq = self.next;
-        self.next += 1;
         self.newest[instance] = self.next;
         // The head made whole first: extending from slices copies them as
         // blocks, not byte by byte.
@@ -443,6 +455,14 @@ impl Recent {
             *ring = std::collections::VecDeque::new();
             self.newest[instance] = FORGOTTEN;
         }
+    }
+
+    /// Whether a record of `instance` numbered `from` or later is no longer
+    /// kept: a follower that was sent everything before `from` missed it.
+    pub fn dropped_since(&self, instance: usize, from: u64) -> bool {
+        self.dropped
+            .get(instance)
+            .is_some_and(|&dropped| dropped > from)
     }
 
     /// The sequence number the next record will get: a follower that was
@@ -1688,10 +1708,18 @@ mod tests {
         // Numbered in the order read, across instances; a follower asks
         // for what came after what it was sent.
         assert_eq!(kept.iter().map(|r| r.seq).collect::<Vec<_>>(), [8, 9, 10]);
-        assert_eq!(recent.next_seq(), 11);
+        // The record too long to keep was numbered 11 all the same.
+        assert_eq!(recent.next_seq(), 12);
         let after: Vec<u64> = recent.records_from(0, 10).iter().map(|r| r.seq).collect();
         assert_eq!(after, [10]);
         assert!(recent.records_from(0, 11).is_empty());
+        // A follower sent everything before 7 missed record 7 (pushed out);
+        // one sent everything before 8 missed nothing of `a`; `b`'s record
+        // 11 was never kept.
+        assert!(recent.dropped_since(0, 7));
+        assert!(!recent.dropped_since(0, 8));
+        assert!(recent.dropped_since(1, 11));
+        assert!(!recent.dropped_since(1, 12));
     }
 
     #[test]
