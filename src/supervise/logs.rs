@@ -404,6 +404,13 @@ impl Recent {
         }
     }
 
+    /// Room for one more instance's records (a process a reload added).
+    fn add_instance(&mut self) {
+        self.per.push(Default::default());
+        self.newest.push(0);
+        self.dropped.push(0);
+    }
+
     fn push(&mut self, instance: usize, stream: Stream, record: Record<'_>, time: &[u8]) {
         if self.newest.get(instance) == Some(&FORGOTTEN) {
             return;
@@ -877,8 +884,7 @@ impl LogWriter {
             self.ranks.push(None);
         }
         if let Some(recent) = &mut self.recent {
-            recent.per.push(Default::default());
-            recent.newest.push(0);
+            recent.add_instance();
         }
         match &mut self.files {
             Some(files) => files.add(name),
