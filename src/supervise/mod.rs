@@ -752,6 +752,9 @@ fn supervise_blocked<R: Runtime>(
     let mut supervisor = Supervisor::new(plan, runtime, signals, timer, notify, writer, events);
     supervisor.control = control;
     supervisor.group = options.group.clone();
+    if options.announce_ready.is_some() {
+        supervisor.await_every_readiness();
+    }
     if !options.remote_waits.is_empty() {
         let index: HashMap<&str, usize> = plan
             .processes
@@ -1023,6 +1026,17 @@ impl<R: Runtime> Supervisor<'_, R> {
 
     fn name(&self, instance: usize) -> &str {
         &self.plan.processes[instance].name
+    }
+
+    /// `run --detach` waits for every instance to be ready, so each one's
+    /// readiness is awaited as an `after` dependant's is: bounded by its
+    /// `ready_timeout`, past which the run fails (status 3, the reason on
+    /// the waiting command's stderr), where a process that never reported
+    /// ready held the command forever.
+    fn await_every_readiness(&mut self) {
+        for (inst, process) in self.instances.iter_mut().zip(&self.plan.processes) {
+            inst.awaited |= process.ready != Readiness::Started;
+        }
     }
 
     /// Whether instance `i` is the one `exit_code_from` follows: the plan

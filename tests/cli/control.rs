@@ -507,6 +507,43 @@ cmd = ["/nonexistent/program"]
 }
 
 #[test]
+fn run_detach_fails_when_a_process_never_reports_ready() {
+    // Nothing waits for `mute` through `after`: only `run --detach` does.
+    // Its readiness is bounded by its ready_timeout as a dependant's wait
+    // would be, and the run fails (status 3) instead of the command waiting
+    // forever.
+    let mut scratch = Scratch::new("control-detach-never-ready");
+    let file = scratch.topology(
+        r#"
+name = "control-detach-never-ready"
+
+[process.mute]
+cmd = ["sleep", "1000"]
+ready = "notify"
+ready_timeout = "300ms"
+"#,
+    );
+    let mut child = Command::new(IPC_RUN)
+        .args(["run", "--detach", file.to_str().unwrap(), "--runtime-dir"])
+        .arg(scratch.runtime())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = crate::support::wait_within(&mut child, Instant::now(), Duration::from_secs(20));
+    let mut message = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut message).unwrap();
+    assert_eq!(code, 3, "{message}");
+    assert!(
+        message.contains("mute") && message.contains("not ready"),
+        "{message}"
+    );
+    wait_until("the failed run to clean up", || {
+        scratch.runtime_entries().is_empty()
+    });
+}
+
+#[test]
 fn run_detach_returns_once_silent_processes_are_ready() {
     // Nothing the processes do wakes the supervisor after they start: the
     // announcement must not wait for an event.
