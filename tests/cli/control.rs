@@ -506,6 +506,18 @@ cmd = ["/nonexistent/program"]
     });
 }
 
+/// `run --detach FILE` in `scratch`'s runtime directory, its stdout and
+/// stderr piped.
+fn detach(scratch: &Scratch, file: &std::path::Path) -> std::process::Child {
+    Command::new(IPC_RUN)
+        .args(["run", "--detach", file.to_str().unwrap(), "--runtime-dir"])
+        .arg(scratch.runtime())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn run_detach_fails_when_a_process_never_reports_ready() {
     // Nothing waits for `mute` through `after`: only `run --detach` does.
@@ -523,13 +535,7 @@ ready = "notify"
 ready_timeout = "300ms"
 "#,
     );
-    let mut child = Command::new(IPC_RUN)
-        .args(["run", "--detach", file.to_str().unwrap(), "--runtime-dir"])
-        .arg(scratch.runtime())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = detach(&scratch, &file);
     let code = crate::support::wait_within(&mut child, Instant::now(), Duration::from_secs(20));
     let mut message = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut message).unwrap();
@@ -557,12 +563,7 @@ cmd = ["sleep", "1000"]
 replicas = 3
 "#,
     );
-    let mut child = Command::new(IPC_RUN)
-        .args(["run", "--detach", file.to_str().unwrap(), "--runtime-dir"])
-        .arg(scratch.runtime())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = detach(&scratch, &file);
     let code = crate::support::wait_within(&mut child, Instant::now(), Duration::from_secs(20));
     assert_eq!(code, 0);
     let mut run_id = String::new();

@@ -45,6 +45,20 @@ fn logs(run: &Detached, args: &[&str]) -> String {
     text(&output.stdout)
 }
 
+/// A connection that sent `request` (a stream: `logs` with `follow`, or
+/// `events`) and read its first answer, a success.
+fn subscribe(run: &Detached, request: &[u8]) -> UnixStream {
+    let mut stream = UnixStream::connect(run.socket()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut first = String::new();
+    BufReader::new(&stream).read_line(&mut first).unwrap();
+    assert!(first.starts_with("{\"v\":1,\"ok\":true"), "{first}");
+    stream
+}
+
 fn json_lines(output: &str) -> Vec<Value> {
     output
         .lines()
@@ -193,19 +207,11 @@ shell = 'trap "head -c 8000000 /dev/zero | tr \"\\0\" x | fold -w 99; echo; echo
 restart = "on-failure"
 "#;
     let (_scratch, mut run) = start("logs-slow", chatty);
-    let subscribe = |request: &[u8]| {
-        let mut stream = UnixStream::connect(run.socket()).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(15)))
-            .unwrap();
-        stream.write_all(request).unwrap();
-        let mut first = String::new();
-        BufReader::new(&stream).read_line(&mut first).unwrap();
-        assert!(first.starts_with("{\"v\":1,\"ok\":true"), "{first}");
-        stream
-    };
-    let follower = subscribe(b"{\"v\":1,\"cmd\":\"logs\",\"follow\":true,\"lines\":0}\n");
-    let watcher = subscribe(b"{\"v\":1,\"cmd\":\"events\"}\n");
+    let follower = subscribe(
+        &run,
+        b"{\"v\":1,\"cmd\":\"logs\",\"follow\":true,\"lines\":0}\n",
+    );
+    let watcher = subscribe(&run, b"{\"v\":1,\"cmd\":\"events\"}\n");
     let before = run.status();
     let ok = run.ctl(&["signal", &run.run_id, "chatty", "SIGUSR1"]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
@@ -367,18 +373,12 @@ shell = 'trap "head -c 1000000 /dev/zero | tr \"\\0\" x | fold -w 99; echo; echo
 restart = "on-failure"
 "#;
     let (_scratch, mut run) = start("logs-dropped", burst);
-    let mut stream = UnixStream::connect(run.socket()).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream
-        .write_all(
-            b"{\"v\":1,\"cmd\":\"logs\",\"follow\":true,\"lines\":0,\"procs\":[\"burst\"]}\n",
-        )
-        .unwrap();
-    let mut lines = BufReader::new(&stream).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert!(first.starts_with("{\"v\":1,\"ok\":true"), "{first}");
+    let stream = subscribe(
+        &run,
+        b"{\"v\":1,\"cmd\":\"logs\",\"follow\":true,\"lines\":0,\"procs\":[\"burst\"]}\n",
+    );
+    // Nothing follows the first answer before the signal below.
+    let lines = BufReader::new(&stream).lines();
     let ok = run.ctl(&["signal", &run.run_id, "burst", "SIGUSR1"]);
     assert!(ok.status.success(), "{}", text(&ok.stderr));
     let (mut received, mut told) = (0, false);
